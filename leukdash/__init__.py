@@ -1,0 +1,11 @@
+"""leukdash: identify leukemia subtypes in blood-cell images and compare a CNN with classic models.
+
+The package is the engine behind the dashboard; it never imports streamlit, and TensorFlow is
+only imported where a CNN is trained or loaded.
+"""
+
+__version__ = "0.1.0"
+
+# Bumped whenever a change in the engine changes what a run computes: it is part of every run id,
+# so results of an older engine are never served as current.
+ENGINE_VERSION = "1"

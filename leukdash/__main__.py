@@ -1,0 +1,5 @@
+import sys
+
+from leukdash.cli import main
+
+sys.exit(main())

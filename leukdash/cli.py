@@ -1,0 +1,255 @@
+"""``python -m leukdash``: the engine from a terminal, thin over the modules it calls.
+
+Every command prints a human summary, or one JSON object with ``--json``. Bad input exits
+with status 2 and one line on stderr that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from leukdash.config import AugmentConfig, RunConfig
+from leukdash.errors import LeukdashError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line instead of usage + message
+        raise LeukdashError(f"{self.prog}: {message}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 2
+        return args.handler(args) or 0
+    except LeukdashError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished folds are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="leukdash", description="Leukemia subtype identification: datasets, runs, comparisons.")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    datasets = commands.add_parser("datasets", help="list the datasets found")
+    datasets.add_argument("--json", action="store_true")
+    datasets.set_defaults(handler=_datasets)
+
+    audit = commands.add_parser("audit", help="audit a dataset: counts, sizes, duplicates, shortcuts")
+    audit.add_argument("dataset", help="dataset name or folder")
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(handler=_audit)
+
+    run = commands.add_parser("run", help="run (or read back) a cross-validated experiment")
+    run.add_argument("dataset", nargs="?", help="dataset name or folder (default: synthetic)")
+    _add_run_options(run)
+    run.add_argument("--config-file", type=Path, help="a JSON run config (as written by the dashboard)")
+    run.add_argument("--n-jobs", type=int, help="folds computed at once")
+    run.add_argument("--json", action="store_true")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_run)
+
+    runs = commands.add_parser("runs", help="list the runs in the store")
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(handler=_runs)
+
+    compare = commands.add_parser("compare", help="compare runs side by side, with McNemar tests")
+    compare.add_argument("run_ids", nargs="+")
+    compare.add_argument("--json", action="store_true")
+    compare.set_defaults(handler=_compare)
+
+    predict = commands.add_parser("predict", help="predict images with the fold models of a finished run")
+    predict.add_argument("run_id")
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(handler=_predict)
+    return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    defaults = RunConfig()
+    parser.add_argument("--model", default=defaults.model, help="cnn, nb, svm, knn or dt")
+    parser.add_argument("--architecture", default=defaults.architecture, help="cnn: paper or leukdash")
+    parser.add_argument("--optimizer", default=defaults.optimizer, help="cnn: sgd or adam")
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--image-size", type=int, default=defaults.image_size)
+    parser.add_argument("--feature-set", default=defaults.feature_set, help="classic: pixels or features")
+    parser.add_argument("--k", type=int, default=defaults.k, help="k-NN neighbours")
+    parser.add_argument("--protocol", default=defaults.protocol, help="strict or paper")
+    parser.add_argument("--augment-factor", type=int, default=defaults.augment_factor, help="K: 1 = none")
+    parser.add_argument("--no-augment", action="store_true", help="switch every transform off")
+    parser.add_argument("--classes", help="comma-separated class subset, e.g. ALL,HEALTHY")
+    parser.add_argument("--folds", type=int, default=defaults.folds)
+    parser.add_argument("--test-fraction", type=float, help="one holdout split instead of k folds")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+
+
+def config_from_args(args) -> RunConfig:
+    if args.config_file:
+        try:
+            return RunConfig.from_dict(json.loads(args.config_file.read_text()))
+        except (OSError, json.JSONDecodeError) as error:
+            raise LeukdashError(f"cannot read config file {args.config_file}: {error}") from None
+    return RunConfig(
+        dataset=args.dataset or "synthetic",
+        classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
+        image_size=args.image_size,
+        augment=AugmentConfig.off() if args.no_augment else AugmentConfig(),
+        augment_factor=args.augment_factor,
+        protocol=args.protocol, model=args.model, architecture=args.architecture,
+        optimizer=args.optimizer, learning_rate=args.learning_rate, epochs=args.epochs,
+        batch_size=args.batch_size, feature_set=args.feature_set, k=args.k, folds=args.folds,
+        test_fraction=args.test_fraction, seed=args.seed,
+    )
+
+
+def _datasets(args) -> int:
+    from leukdash.data.discovery import discover_datasets, open_dataset
+
+    listed = [open_dataset(name).describe() for name in discover_datasets()]
+    if args.json:
+        _print_json({"datasets": listed})
+    else:
+        for entry in listed:
+            counts = ", ".join(f"{c} {n}" for c, n in entry["classes"].items())
+            note = f"  [{entry['label']}]" if entry["synthetic"] else ""
+            print(f"{entry['name']:<20} {entry['n_images']:>6} images  {counts}{note}\n{'':<20} {entry['path']}")
+    return 0
+
+
+def _audit(args) -> int:
+    from leukdash.data.audit import audit_dataset, format_audit
+    from leukdash.data.discovery import open_dataset
+
+    report = audit_dataset(open_dataset(args.dataset))
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_audit(report))
+    return 0
+
+
+def _run(args) -> int:
+    from leukdash.runner import run
+
+    config = config_from_args(args)
+    line = None if args.quiet else ProgressLine(sys.stderr)
+    try:
+        result = run(config, n_jobs=args.n_jobs, on_event=line.update if line else None)
+    finally:
+        if line:
+            line.close()
+    if args.json:
+        _print_json(_run_json(result))
+    else:
+        print(_run_text(result))
+    return 0
+
+
+def _run_json(result: dict) -> dict:
+    keep = ("fold", "val_acc", "val_loss", "train_acc", "train_loss", "balanced_acc", "macro_f1", "seconds",
+            "per_class_recall", "confusion", "n_train", "n_val")
+    dataset = result["dataset"]
+    return {
+        "run_id": result["run_id"], "cached": result["cached"], "computed_folds": result["computed_folds"],
+        "config": result["config"],
+        "dataset": {"name": dataset["name"], "fingerprint": dataset["fingerprint"],
+                    "n_images": dataset["n_used"], "classes": dataset["classes"], "synthetic": dataset["synthetic"]},
+        "folds": [{k: fold[k] for k in keep if k in fold} for fold in result["folds"]],
+        "summary": result["summary"], "versions": result["versions"], "seconds": round(result["seconds"], 3),
+    }
+
+
+def _run_text(result: dict) -> str:
+    config, summary = result["config"], result["summary"]
+    head = f"run {result['run_id']} ({'cached' if result['cached'] else 'computed'}) " \
+           f"{config['model']} on {result['dataset']['name']}, {len(result['folds'])} fold(s), {config['protocol']}"
+    lines = [head, f"{'fold':>4} {'val_acc':>8} {'val_loss':>9} {'train_acc':>9} {'bal_acc':>8} {'macro_f1':>8} {'sec':>6}"]
+    for fold in result["folds"]:
+        lines.append(f"{fold['fold'] + 1:>4} {fold['val_acc']:>8.4f} {fold['val_loss']:>9.4f} {fold['train_acc']:>9.4f} "
+                     f"{fold['balanced_acc']:>8.4f} {fold['macro_f1']:>8.4f} {fold['seconds']:>6.1f}")
+    acc = summary["val_acc"]
+    interval = acc.get("ci95") or [acc["mean"], acc["mean"]]
+    lines.append(f"mean val_acc {acc['mean']:.4f} (std {acc['std']:.4f}, min {acc['min']:.4f}, max {acc['max']:.4f}, "
+                 f"95% CI {interval[0]:.4f}-{interval[1]:.4f})")
+    return "\n".join(lines)
+
+
+def _runs(args) -> int:
+    from leukdash.store import RunStore
+
+    runs = RunStore().list_runs()
+    if args.json:
+        _print_json({"runs": runs})
+        return 0
+    for entry in runs:
+        config = entry["meta"]["config"] if entry.get("meta") else {}
+        acc = (entry.get("summary") or {}).get("val_acc", {}).get("mean")
+        shown = f"{acc:.4f}" if acc is not None else "-"
+        print(f"{entry['run_id']:<18} {entry['status']:<9} {config.get('model', '?'):<4} "
+              f"{(entry.get('meta') or {}).get('dataset', {}).get('name', '?'):<16} val_acc {shown}")
+    return 0
+
+
+def _compare(args) -> int:
+    from leukdash.compare import compare_runs, format_comparison
+
+    comparison = compare_runs(args.run_ids)
+    if args.json:
+        _print_json(comparison)
+    else:
+        print(format_comparison(comparison))
+    return 0
+
+
+def _predict(args) -> int:
+    from leukdash.predict import predict_files
+
+    predictions = predict_files(args.run_id, args.images)
+    if args.json:
+        _print_json({"run_id": args.run_id, "predictions": predictions})
+        return 0
+    for entry in predictions:
+        if "error" in entry:
+            print(f"{entry['file']}: cannot read: {entry['error']}")
+        else:
+            probs = "  ".join(f"{c} {p:.3f}" for c, p in entry["probabilities"].items())
+            print(f"{entry['file']}: {entry['predicted']} (folds agreeing {entry['agreement']}/{entry['n_folds']})  {probs}")
+    return 0
+
+
+class ProgressLine:
+    """A one-line progress bar on a terminal; one line per finished fold elsewhere (logs)."""
+
+    def __init__(self, stream):
+        self.stream, self.events, self.live = stream, [], stream.isatty()
+
+    def update(self, event: dict) -> None:
+        from leukdash.progress import format_progress_line, latest_state
+
+        self.events.append(event)
+        if self.live:
+            self.stream.write("\r\033[K" + format_progress_line(latest_state(self.events)))
+        elif event.get("event") == "fold_done":
+            self.stream.write(f"fold {event['fold'] + 1}/{event['n_folds']} done: val_acc {event['metrics']['val_acc']:.4f}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.live and self.events:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _print_json(value) -> None:
+    print(json.dumps(value, indent=2, default=str))

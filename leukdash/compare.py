@@ -1,0 +1,80 @@
+"""Comparing finished runs: summaries side by side and paired McNemar tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from leukdash.errors import RunError
+from leukdash.runner import load_result
+from leukdash.store import RunStore
+
+MODEL_NAMES = {"cnn": "CNN", "nb": "Naive Bayes", "svm": "SVM", "knn": "k-NN", "dt": "Decision tree"}
+
+
+def run_label(config: dict) -> str:
+    """A short human name for a run, e.g. 'CNN paper (sgd, 25 ep)' or 'SVM on features'."""
+    model = config["model"]
+    if model == "cnn":
+        return f"CNN {config['architecture']} ({config['optimizer']}, {config['epochs']} ep)"
+    name = f"{config['k']}-NN" if model == "knn" else MODEL_NAMES[model]
+    return f"{name} on {config['feature_set']}"
+
+
+def load_results(run_ids, store: RunStore | None = None) -> list[dict]:
+    store = store or RunStore()
+    results = []
+    for run_id in run_ids:
+        result = load_result(run_id, store)
+        if result is None:
+            raise RunError(f"run {run_id!r} is not a finished run in the store")
+        results.append(result)
+    return results
+
+
+def compare_runs(run_ids, store: RunStore | None = None) -> dict:
+    """Summaries of several runs and a McNemar test for every pair evaluated on the same images."""
+    results = load_results(run_ids, store)
+    runs = [{"run_id": r["run_id"], "label": run_label(r["config"]), "config": r["config"],
+             "dataset": r["dataset"]["name"], "summary": r["summary"],
+             "val_acc_per_fold": [f["val_acc"] for f in r["folds"]]} for r in results]
+    tests = []
+    for i, first in enumerate(results):
+        for second in results[i + 1:]:
+            tests.append({"a": first["run_id"], "b": second["run_id"], **paired_mcnemar(first, second)})
+    return {"runs": runs, "mcnemar": tests}
+
+
+def paired_mcnemar(first: dict, second: dict) -> dict:
+    """Exact McNemar test on the pooled out-of-fold predictions both runs made on the same images."""
+    from leukdash.metrics import mcnemar
+
+    if first["dataset"]["fingerprint"] != second["dataset"]["fingerprint"]:
+        return {"p_value": None, "n": 0, "note": "different datasets"}
+    correct_a, correct_b = _correct_by_image(first), _correct_by_image(second)
+    shared = sorted(set(correct_a) & set(correct_b))
+    if not shared:
+        return {"p_value": None, "n": 0, "note": "no images validated by both runs"}
+    test = mcnemar(np.array([correct_a[k] for k in shared]), np.array([correct_b[k] for k in shared]))
+    return {**test, "n": len(shared), "note": ""}
+
+
+def _correct_by_image(result: dict) -> dict[tuple[int, int], bool]:
+    correct = {}
+    for fold in result["folds"]:
+        oof = fold["oof"]
+        predicted = np.asarray(oof["proba"]).argmax(axis=1)
+        for index, copy, true, guess in zip(oof["index"], oof["copy"], oof["true"], predicted):
+            correct[(index, copy)] = bool(true == guess)
+    return correct
+
+
+def format_comparison(comparison: dict) -> str:
+    lines = [f"{'run':<18} {'model':<28} {'val_acc':>8} {'std':>7} {'min':>7} {'max':>7}"]
+    for run in comparison["runs"]:
+        acc = run["summary"]["val_acc"]
+        lines.append(f"{run['run_id']:<18} {run['label']:<28} {acc['mean']:>8.4f} {acc['std']:>7.4f} "
+                     f"{acc['min']:>7.4f} {acc['max']:>7.4f}")
+    for test in comparison["mcnemar"]:
+        p = "n/a" if test["p_value"] is None else f"{test['p_value']:.4g}"
+        lines.append(f"McNemar {test['a']} vs {test['b']}: p = {p} (n = {test['n']}) {test['note']}".rstrip())
+    return "\n".join(lines)

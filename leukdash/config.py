@@ -1,0 +1,199 @@
+"""Run and augmentation settings: frozen dataclasses, validation, and the canonical form.
+
+The canonical form of a :class:`RunConfig` keeps only the fields that change what a run
+computes, so two configs that differ only in an irrelevant field (say ``k`` for a CNN) share
+one run id and one set of cached results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from leukdash.errors import ConfigError
+
+MODELS = ("cnn", "nb", "svm", "knn", "dt")
+CLASSIC_MODELS = ("nb", "svm", "knn", "dt")
+ARCHITECTURES = ("paper", "leukdash")
+OPTIMIZERS = ("sgd", "adam")
+PROTOCOLS = ("strict", "paper")
+FEATURE_SETS = ("pixels", "features")
+FILL_MODES = ("nearest", "reflect", "constant")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The paper's seven random transforms; a magnitude of 0 (or False) switches one off.
+
+    Defaults are the paper's: rotation 40 degrees, width and height shift 40%, zoom 30%,
+    horizontal and vertical flips, shear 20 degrees, border filled from the nearest pixels.
+    """
+
+    rotation: float = 40.0
+    width_shift: float = 0.4
+    height_shift: float = 0.4
+    zoom: float = 0.3
+    horizontal_flip: bool = True
+    vertical_flip: bool = True
+    shear: float = 20.0
+    fill_mode: str = "nearest"
+
+    TRANSFORMS = (
+        "rotation", "width_shift", "height_shift", "zoom", "horizontal_flip", "vertical_flip", "shear",
+    )
+
+    @classmethod
+    def off(cls) -> AugmentConfig:
+        """A config with every transform switched off."""
+        return cls(0.0, 0.0, 0.0, 0.0, False, False, 0.0)
+
+    def enabled(self) -> tuple[str, ...]:
+        """Names of the transforms that are switched on, in the paper's order."""
+        return tuple(name for name in self.TRANSFORMS if getattr(self, name))
+
+    def validate(self) -> None:
+        limits = {"rotation": 180.0, "width_shift": 1.0, "height_shift": 1.0, "zoom": 0.9, "shear": 60.0}
+        for name, upper in limits.items():
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= upper:
+                raise ConfigError(f"augment.{name} must be a number between 0 and {upper:g}, got {value!r}")
+        for name in ("horizontal_flip", "vertical_flip"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"augment.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.fill_mode not in FILL_MODES:
+            raise ConfigError(f"augment.fill_mode must be one of {', '.join(FILL_MODES)}, got {self.fill_mode!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AugmentConfig:
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown augmentation setting(s): {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one cross-validated run of one model on one dataset."""
+
+    dataset: str = "synthetic"
+    classes: tuple[str, ...] | None = None
+    image_size: int = 64
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augment_factor: int = 8
+    protocol: str = "strict"
+    model: str = "cnn"
+    architecture: str = "paper"
+    optimizer: str = "sgd"
+    learning_rate: float | None = None
+    epochs: int = 25
+    batch_size: int = 32
+    feature_set: str = "pixels"
+    k: int = 3
+    folds: int = 5
+    test_fraction: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        # Lists from JSON or a UI become tuples, so configs stay hashable and compare equal.
+        if self.classes is not None and not isinstance(self.classes, tuple):
+            object.__setattr__(self, "classes", tuple(self.classes))
+        if isinstance(self.augment, dict):
+            object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
+
+    @property
+    def is_cnn(self) -> bool:
+        return self.model == "cnn"
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid field."""
+        _choice("model", self.model, MODELS)
+        _choice("protocol", self.protocol, PROTOCOLS)
+        _choice("architecture", self.architecture, ARCHITECTURES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("feature_set", self.feature_set, FEATURE_SETS)
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ConfigError("dataset must be a dataset name or a folder path")
+        if self.classes is not None:
+            if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+                raise ConfigError(f"classes must name at least 2 distinct classes, got {list(self.classes)}")
+        _int_range("image_size", self.image_size, 8, 512)
+        _int_range("augment_factor", self.augment_factor, 1, 64)
+        _int_range("epochs", self.epochs, 1, 1000)
+        _int_range("batch_size", self.batch_size, 1, 4096)
+        _int_range("k", self.k, 1, 100)
+        _int_range("folds", self.folds, 2, 50)
+        _int_range("seed", self.seed, 0, 2**31 - 1)
+        if self.learning_rate is not None and not (
+            isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate <= 10
+            and math.isfinite(self.learning_rate)
+        ):
+            raise ConfigError(f"learning_rate must be a positive number (at most 10), got {self.learning_rate!r}")
+        if self.test_fraction is not None and not (
+            isinstance(self.test_fraction, (int, float)) and 0.05 <= self.test_fraction <= 0.5
+        ):
+            raise ConfigError(f"test_fraction must be between 0.05 and 0.5, got {self.test_fraction!r}")
+        if not isinstance(self.augment, AugmentConfig):
+            raise ConfigError("augment must be an augmentation config")
+        self.augment.validate()
+
+    def canonical(self) -> dict:
+        """The fields that change the result, normalised; the dataset enters by fingerprint.
+
+        Fields irrelevant to the model are dropped; without augmentation (factor 1 or no
+        transform on) the augmentation settings and the protocol make no difference either.
+        """
+        values = asdict(self)
+        del values["dataset"]
+        values["classes"] = list(self.classes) if self.classes else None
+        augmented = self.augment_factor > 1 and bool(self.augment.enabled())
+        if not augmented:
+            values["augment"] = None
+            values["augment_factor"] = 1
+            values["protocol"] = "strict"
+        if self.is_cnn:
+            for name in ("feature_set", "k"):
+                del values[name]
+        else:
+            for name in ("architecture", "optimizer", "learning_rate", "epochs", "batch_size"):
+                del values[name]
+            if self.model != "knn":
+                del values["k"]
+        if self.test_fraction is not None:
+            del values["folds"]
+        return values
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["classes"] = list(self.classes) if self.classes else None
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RunConfig:
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown run setting(s): {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+    def with_changes(self, **changes) -> RunConfig:
+        return replace(self, **changes)
+
+
+def stable_hash(value, length: int = 12) -> str:
+    """A short sha256 of a JSON-serialisable value, independent of key order."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _choice(name: str, value, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _int_range(name: str, value, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"{name} must be an integer from {low} to {high}, got {value!r}")

@@ -1,0 +1,251 @@
+"""What a dataset holds and whether it can be solved without looking at the cells.
+
+The audit lists class counts, image sizes, files that could not be used, exact duplicates
+(identical bytes) and near duplicates (perceptual hash), and runs two shortcut checks: how well
+a simple classifier names the class from (a) the colour histogram of the whole image and
+(b) the colour of the background alone. A background score well above chance means the
+classes were photographed differently (stain batch, lamp, camera), and any model can learn
+that instead of the morphology. The histogram score is expected to be above chance wherever
+classes differ in how much of each cell type a field holds (more nuclei, blue cytoplasm,
+eosinophil granules); it is reported as the ceiling of what colour alone can do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import imagehash
+import numpy as np
+from PIL import Image
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+
+from leukdash.data.decode import decode_image
+
+# Near duplicates: perceptual hashes (pHash, 12x12 = 144 bits) at most this many bits apart.
+# On ALL-IDB2 every pair up to 34 bits is the same cell (re-cropped, or re-photographed
+# brighter or darker: 12 such pairs); the closest two different cells are 36 bits apart, and
+# distinct synthetic fields 40 or more. 32 keeps a margin below both.
+HASH_SIZE = 12
+NEAR_DUPLICATE_DISTANCE = 32
+# The shortcut checks look at small copies: colour statistics hardly change with size.
+SHORTCUT_SIZE = 64
+HISTOGRAM_BINS = 16
+
+
+def audit_dataset(ds, *, folds: int = 5, seed: int = 0) -> dict:
+    """A JSON-ready report on ``ds`` (a :class:`leukdash.data.dataset.Dataset`).
+
+    ``shortcut.chance`` is the accuracy of always answering the most frequent class (0.5 for
+    two balanced classes, 185/903 = 0.205 for the default synthetic set); the two shortcut
+    accuracies are pooled out-of-fold accuracies over a grouped, stratified ``folds``-fold
+    split (fewer folds when a class has fewer groups).
+    """
+    loaded = ds.load(size=SHORTCUT_SIZE)
+    names = [ds.relative(path) for path in loaded.paths]
+    classes = [ds.classes[label] for label in loaded.labels]
+    sizes: dict[str, int] = defaultdict(int)
+    for path in loaded.paths:
+        width, height = _image_size(path)
+        sizes[f"{width}x{height}"] += 1
+    exact = exact_duplicates(loaded.paths)
+    return {
+        "name": ds.name,
+        "root": str(ds.root),
+        "kind": ds.kind,
+        "synthetic": ds.synthetic,
+        "fingerprint": ds.fingerprint,
+        "n_images": len(loaded.paths),
+        "classes": {name: int(np.sum(loaded.labels == i)) for i, name in enumerate(ds.classes)},
+        "sizes": dict(sorted(sizes.items(), key=lambda kv: -kv[1])),
+        "skipped": [{"path": ds.relative(s.path), "reason": s.reason} for s in loaded.skipped],
+        "duplicates": {
+            "exact": [_entry(group, names, classes) for group in exact],
+            "near": [
+                {**_entry((i, j), names, classes), "distance": d}
+                for i, j, d in near_duplicates(perceptual_hashes(loaded.images), exclude=exact)
+            ],
+        },
+        "shortcut": shortcut_scores(loaded.images, loaded.labels, loaded.groups, folds=folds, seed=seed),
+    }
+
+
+def format_audit(report: dict) -> str:
+    """The report of :func:`audit_dataset` as plain text for a terminal."""
+    from leukdash.data.dataset import SYNTHETIC_LABEL
+
+    label = f"  [{SYNTHETIC_LABEL}]" if report["synthetic"] else ""
+    lines = [f"{report['name']}: {report['n_images']} images in {len(report['classes'])} classes"
+             f" ({report['kind']}){label}", f"  folder: {report['root']}",
+             "  classes: " + ", ".join(f"{c} {n}" for c, n in report["classes"].items()),
+             "  sizes: " + ", ".join(f"{s} ({n})" for s, n in report["sizes"].items())]
+    lines.append(f"  skipped: {len(report['skipped'])}")
+    lines += [f"    {entry['path']}: {entry['reason']}" for entry in report["skipped"]]
+    for kind in ("exact", "near"):
+        entries = report["duplicates"][kind]
+        lines.append(f"  {kind} duplicates: {len(entries)}")
+        for entry in entries:
+            extra = f"  distance {entry['distance']}" if "distance" in entry else ""
+            across = "  ACROSS CLASSES" if entry["cross_class"] else ""
+            lines.append(f"    {' = '.join(entry['files'])}{extra}{across}")
+    shortcut = report["shortcut"]
+
+    def score(key):
+        return "n/a" if shortcut[key] is None else f"{shortcut[key]:.2f}"
+
+    lines.append(f"  shortcut accuracy (chance {shortcut['chance']:.2f}): colour histogram "
+                 f"{score('histogram_acc')}, background colour {score('background_acc')}")
+    return "\n".join(lines)
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as image:  # reads the header only
+            return image.size
+    except (OSError, Image.DecompressionBombError):  # a format only OpenCV reads
+        height, width = decode_image(path).shape[:2]
+        return width, height
+
+
+def _entry(indices, names, classes) -> dict:
+    return {
+        "files": [names[i] for i in indices],
+        "classes": [classes[i] for i in indices],
+        "cross_class": len({classes[i] for i in indices}) > 1,
+    }
+
+
+# --------------------------------------------------------------------------- duplicates
+
+
+def exact_duplicates(paths: list[Path]) -> list[list[int]]:
+    """Groups (indices into ``paths``) of files with byte-identical content (SHA-1)."""
+    by_hash: dict[str, list[int]] = defaultdict(list)
+    for i, path in enumerate(paths):
+        by_hash[hashlib.sha1(Path(path).read_bytes()).hexdigest()].append(i)
+    return [group for group in by_hash.values() if len(group) > 1]
+
+
+def perceptual_hashes(images) -> np.ndarray:
+    """pHash of each RGB image, its ``HASH_SIZE ** 2`` bits packed: (N, bytes) uint8."""
+    bits = [imagehash.phash(Image.fromarray(np.asarray(image)), hash_size=HASH_SIZE).hash.ravel()
+            for image in images]
+    return np.packbits(np.array(bits, dtype=bool).reshape(len(bits), HASH_SIZE ** 2), axis=1)
+
+
+def near_duplicates(hashes: np.ndarray, threshold: int = NEAR_DUPLICATE_DISTANCE,
+                    exclude: list[list[int]] = ()) -> list[tuple[int, int, int]]:
+    """Pairs ``(i, j, distance)``, i < j, whose hashes differ in at most ``threshold`` bits,
+    leaving out pairs inside one group of ``exclude`` (the exact duplicates)."""
+    same = {(i, j) for group in exclude for i in group for j in group if i < j}
+    pairs = []
+    for i in range(len(hashes) - 1):
+        # One row at a time keeps memory linear in the number of images.
+        distance = np.bitwise_count(hashes[i + 1:] ^ hashes[i]).sum(axis=1, dtype=np.int64)
+        for j in np.flatnonzero(distance <= threshold) + i + 1:
+            if (i, int(j)) not in same:
+                pairs.append((i, int(j), int(distance[j - i - 1])))
+    return pairs
+
+
+# --------------------------------------------------------------------------- shortcut checks
+
+
+def histogram_features(images: np.ndarray) -> np.ndarray:
+    """Per-channel RGB histograms of whole images, each normalised to sum 1: (N, 3 * bins)."""
+    images = np.asarray(images)
+    n = len(images)
+    bins = (images.reshape(n, -1, 3).astype(np.int64) * HISTOGRAM_BINS) // 256
+    # One bincount for all: offset each (image, channel) pair into its own block of bins.
+    offsets = (np.arange(n)[:, None, None] * 3 + np.arange(3)) * HISTOGRAM_BINS
+    counts = np.bincount((bins + offsets).ravel(), minlength=n * 3 * HISTOGRAM_BINS)
+    return (counts.reshape(n, -1) / bins.shape[1]).astype(np.float32)
+
+
+def background_mask(image: np.ndarray) -> np.ndarray:
+    """Pixels of the empty glass between the cells: True where no cell is.
+
+    A stained smear has three populations: background (bright, grey), red cells (pink or
+    pinkish grey) and nuclei (dark purple). A pixel counts as stained when it lies above the
+    lower three-class Otsu threshold of either its optical density (darkness against the
+    brightest glass, which catches pale grey red cells) or its saturation (which catches pale
+    pink ones). The stained part is then grown by a few pixels so that blurred cell borders do
+    not count as background.
+    """
+    pixels = image.astype(np.float32) + 1.0
+    glass = np.percentile(pixels.reshape(-1, 3), 99, axis=0)
+    density = np.clip(-np.log(pixels / glass), 0, None).sum(axis=2)
+    stained = np.zeros(image.shape[:2], bool)
+    for channel in (np.clip(density * 128, 0, 255).astype(np.uint8),   # OD 0..2 -> 0..255
+                    cv2.cvtColor(image, cv2.COLOR_RGB2HSV)[:, :, 1]):
+        channel = cv2.GaussianBlur(channel, (3, 3), 0)
+        stained |= channel > _otsu3_low_threshold(channel)
+    grow = max(1, round(image.shape[0] / 32))
+    stained = cv2.dilate(stained.astype(np.uint8),
+                         cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2))
+    background = stained == 0
+    if background.mean() < 0.02:  # a field packed with cells: take its brightest pixels instead
+        background = density <= np.quantile(density, 0.05)
+    return background
+
+
+def _otsu3_low_threshold(gray: np.ndarray, bins: int = 64) -> int:
+    """Lower threshold of the three-class Otsu split of an 8-bit image (exhaustive search over
+    ``bins`` levels: precise enough for a mask, and 16 times fewer pairs than 256)."""
+    step = 256 // bins
+    p = np.bincount(gray.ravel() // step, minlength=bins).astype(np.float64)
+    p /= p.sum()
+    levels = np.arange(bins)
+    w = np.cumsum(p)                 # class weight of [0, t]
+    m = np.cumsum(p * levels)        # first moment of [0, t]
+    t1, t2 = np.triu_indices(bins - 1, k=1)   # classes [0, t1], (t1, t2], (t2, bins)
+    w0, w1, w2 = w[t1], w[t2] - w[t1], 1.0 - w[t2]
+    m0, m1, m2 = m[t1], m[t2] - m[t1], m[-1] - m[t2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = np.nan_to_num(m0 ** 2 / w0) + np.nan_to_num(m1 ** 2 / w1) + np.nan_to_num(m2 ** 2 / w2)
+    return int(t1[np.argmax(between)]) * step + step - 1
+
+
+def background_features(images: np.ndarray) -> np.ndarray:
+    """Colour statistics of the background only: mean, std and 10/50/90th percentiles of
+    R, G, B, saturation and value over :func:`background_mask`: (N, 25)."""
+    rows = []
+    for image in np.asarray(images):
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+        channels = np.concatenate([image, hsv[:, :, 1:]], axis=2)[background_mask(image)].astype(np.float32)
+        rows.append(np.concatenate([channels.mean(0), channels.std(0),
+                                    np.percentile(channels, [10, 50, 90], axis=0).ravel()]))
+    return np.array(rows, dtype=np.float32)
+
+
+def chance_accuracy(labels: np.ndarray) -> float:
+    """Accuracy of always answering the most frequent class."""
+    return float(np.bincount(np.asarray(labels)).max() / len(labels)) if len(labels) else 0.0
+
+
+def shortcut_scores(images: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
+                    folds: int = 5, seed: int = 0) -> dict:
+    """Out-of-fold accuracy of a random forest on colour histograms and on background colour.
+
+    ``None`` scores mean the data cannot be split (fewer than two classes, or a class with
+    fewer than two groups).
+    """
+    labels = np.asarray(labels)
+    groups = np.asarray(groups)
+    result = {"histogram_acc": None, "background_acc": None, "chance": round(chance_accuracy(labels), 4)}
+    present = np.unique(labels)
+    if len(present) < 2:
+        return result
+    n_splits = min(folds, min(len(np.unique(groups[labels == c])) for c in present))
+    if n_splits < 2:
+        return result
+    cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for key, features in (("histogram_acc", histogram_features(images)),
+                          ("background_acc", background_features(images))):
+        model = RandomForestClassifier(n_estimators=100, min_samples_leaf=2, random_state=seed)
+        predicted = cross_val_predict(model, features, labels, groups=groups, cv=cv)
+        result[key] = round(float(np.mean(predicted == labels)), 4)
+    return result

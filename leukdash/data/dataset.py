@@ -1,0 +1,157 @@
+"""The dataset object: images with labels and groups, a fingerprint, and decoding into arrays."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from leukdash.data.decode import decode_image
+from leukdash.data.sources import ImageItem, SkippedFile, scan_folder
+from leukdash.errors import DatasetError, ImageDecodeError
+
+SYNTHETIC_LABEL = "synthetic demo data, not clinical"
+
+
+@dataclass
+class LoadedImages:
+    """Decoded images of a dataset, in the order of its items, without the unreadable ones."""
+
+    images: np.ndarray | list
+    labels: np.ndarray
+    groups: np.ndarray
+    paths: list[Path]
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A list of images, each with a class label and a group key, and the ordered class names.
+
+    Images of one group (a patient, a smear field, the variants of one image) always land in
+    the same fold. The fingerprint changes when any file's name, label, group or bytes change.
+    """
+
+    name: str
+    root: Path
+    classes: tuple[str, ...]
+    items: tuple[ImageItem, ...]
+    kind: str = "folders"
+    synthetic: bool = False
+    ignored: tuple[SkippedFile, ...] = ()
+
+    @classmethod
+    def from_folder(cls, root: Path, name: str | None = None) -> Dataset:
+        root = Path(root).resolve()
+        scan = scan_folder(root)
+        source = root / "SOURCE.md"
+        synthetic = source.is_file() and SYNTHETIC_LABEL in source.read_text(errors="replace")
+        return cls(name or root.name, root, scan.classes, scan.items,
+                   "synthetic" if synthetic else scan.kind, synthetic, scan.ignored)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([item.label for item in self.items], dtype=np.int64)
+
+    @property
+    def groups(self) -> np.ndarray:
+        return np.array([item.group for item in self.items], dtype=object)
+
+    def counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=len(self.classes))
+        return {name: int(n) for name, n in zip(self.classes, counts)}
+
+    @cached_property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256("\n".join(self.classes).encode())
+        for item in self.items:
+            content = hashlib.sha1(item.path.read_bytes()).hexdigest()
+            digest.update(f"\n{self.relative(item.path)}\t{item.label}\t{item.group}\t{content}".encode())
+        return digest.hexdigest()
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
+
+    def subset(self, classes) -> Dataset:
+        """The images of some classes only, relabelled in the given order."""
+        classes = tuple(classes)
+        missing = [c for c in classes if c not in self.classes]
+        if missing:
+            raise DatasetError(
+                f"class {missing[0]!r} is not in dataset {self.name!r} (classes: {', '.join(self.classes)})"
+            )
+        old_to_new = {self.classes.index(c): i for i, c in enumerate(classes)}
+        items = tuple(
+            ImageItem(item.path, old_to_new[item.label], item.group)
+            for item in self.items if item.label in old_to_new
+        )
+        return Dataset(self.name, self.root, classes, items, self.kind, self.synthetic, self.ignored)
+
+    def check_folds(self, n_folds: int) -> None:
+        check_class_counts(self.classes, self.labels, n_folds, self.name)
+
+    def load(self, size: int | None = None) -> LoadedImages:
+        """Decode every image; files that cannot be decoded are skipped with their reason.
+
+        With ``size``, each image is padded to a square (edge pixels repeated, so a cell is not
+        squashed) and resized to ``size`` x ``size``, and the result is one uint8 array.
+        """
+        images, kept, skipped = [], [], list(self.ignored)
+        for item in self.items:
+            try:
+                image = decode_image(item.path)
+            except ImageDecodeError as error:
+                skipped.append(SkippedFile(item.path, str(error)))
+                continue
+            images.append(square_resize(image, size) if size else image)
+            kept.append(item)
+        if size:
+            images = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
+        return LoadedImages(
+            images=images,
+            labels=np.array([item.label for item in kept], dtype=np.int64),
+            groups=np.array([item.group for item in kept], dtype=object),
+            paths=[item.path for item in kept],
+            skipped=skipped,
+        )
+
+    def describe(self) -> dict:
+        """A JSON-ready summary, as the CLI and the pages show it."""
+        return {
+            "name": self.name,
+            "path": str(self.root),
+            "kind": self.kind,
+            "synthetic": self.synthetic,
+            "label": SYNTHETIC_LABEL if self.synthetic else None,
+            "classes": self.counts(),
+            "n_images": len(self.items),
+        }
+
+
+def check_class_counts(classes, labels, n_folds: int, name: str = "dataset") -> None:
+    """Raise a clear error for fewer than 2 classes or a class with fewer images than folds."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    present = [c for c, n in zip(classes, counts) if n > 0]
+    if len(present) < 2:
+        raise DatasetError(
+            f"{name} has {len(present)} class(es) with images ({', '.join(present) or 'none'}); at least 2 are needed"
+        )
+    for cls, n in zip(classes, counts):
+        if n < n_folds:
+            raise DatasetError(f"class {cls!r} of {name} has {n} image(s), fewer than the {n_folds} folds")
+
+
+def square_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Pad to a square by repeating the edge pixels, then resize to ``size`` x ``size``."""
+    height, width = image.shape[:2]
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    if side != height or side != width:
+        image = cv2.copyMakeBorder(image, top, side - height - top, left, side - width - left,
+                                   cv2.BORDER_REPLICATE)
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interpolation)

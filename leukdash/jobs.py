@@ -1,0 +1,216 @@
+"""Background runs: a detached ``python -m leukdash run`` process per run id.
+
+A job lives outside whatever started it (a Streamlit script run, a browser session), so it
+survives reruns and reloads; everything about it is in the run folder: ``job_config.json``
+(its input), ``job.json`` (pid, start time), ``job.log`` (its output) and the progress file.
+Any process can therefore follow or cancel a job that another one started, and two sessions
+launching the same config share one job.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from leukdash import paths
+from leukdash.errors import RunError
+from leukdash.progress import append_event, latest_state, read_events
+from leukdash.store import RunStore, read_json, write_json_atomic
+
+if TYPE_CHECKING:
+    from leukdash.config import RunConfig
+
+JOB_FILE = "job.json"
+LOG_FILE = "job.log"
+CONFIG_FILE = "job_config.json"
+
+# Children started by this process, so their exit status can be collected (and they are reaped).
+_children: dict[int, subprocess.Popen] = {}
+
+
+def job_command(config_file: Path) -> list[str]:
+    """The command line of a job (tests replace it with a stand-in process)."""
+    return [sys.executable, "-m", "leukdash", "run", "--config-file", str(config_file), "--quiet"]
+
+
+def start_job(config: RunConfig, run_id: str, store: RunStore | None = None) -> dict:
+    """Start computing ``run_id`` in a detached process, or return the job already doing so.
+
+    Returns the job record ``{"pid", "run_id", "started", "log", "config_file", "proc_start"}``
+    (``proc_start`` tells a live job from an unrelated process that reused its pid).
+    """
+    store = store or RunStore()
+    folder = store.run_dir(run_id)
+    if store.root.name != "runs":
+        # The job finds its store through LEUKDASH_ARTIFACTS, whose runs live in <root>/runs.
+        raise RunError(f"a job needs a store folder named 'runs', got {store.root}")
+    with _job_lock(store, run_id):
+        job = _read_job(folder)
+        if job is not None and job.get("run_id") == run_id and _job_alive(job):
+            return job
+        config_file = folder / CONFIG_FILE
+        write_json_atomic(config_file, config.to_dict())
+        log = folder / LOG_FILE
+        with open(log, "ab") as out:
+            process = subprocess.Popen(
+                job_command(config_file), cwd=paths.REPO_ROOT, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "LEUKDASH_ARTIFACTS": str(store.root.parent)},
+            )
+        _children[process.pid] = process
+        job = {
+            "pid": process.pid, "run_id": run_id, "started": time.time(), "log": str(log),
+            "config_file": str(config_file), "proc_start": _proc_start(process.pid),
+        }
+        write_json_atomic(folder / JOB_FILE, job)
+        return job
+
+
+def job_status(run_id: str, store: RunStore | None = None, log_lines: int = 20) -> dict:
+    """Where a run's job stands.
+
+    Returns ``{"state", "pid", "returncode", "progress", "log_tail"}``. ``state`` is
+    ``"finished"`` when the run's summary is stored, ``"running"`` while the job process lives
+    (or another process holds the run's lock), ``"cancelled"`` or ``"failed"`` when it ended
+    without a summary, and ``"none"`` when no job was ever started for the run.
+    """
+    store = store or RunStore()
+    folder = store.run_dir(run_id)
+    job = _read_job(folder)
+    progress = latest_state(read_events(store.progress_path(run_id)))
+    pid = job.get("pid") if job else None
+    returncode = job.get("returncode") if job else None
+    alive = job is not None and _job_alive(job)
+    if pid in _children and _children[pid].returncode is not None:
+        returncode = _children[pid].returncode
+    if store.read_summary(run_id) is not None:
+        state = "finished"
+    elif alive or store.is_locked(run_id):
+        state = "running"
+    elif job is None:
+        state = "none"
+    elif job.get("state") == "cancelled" or progress["status"] == "cancelled":
+        state = "cancelled"
+    else:
+        state = "failed"
+    if job is not None and not alive and returncode is not None and "returncode" not in job:
+        # Only the parent learns the exit status; keep it for every other reader, unless a
+        # new job replaced this one meanwhile.
+        with _job_lock(store, run_id):
+            latest = _read_job(folder)
+            if latest is not None and latest["pid"] == pid and "returncode" not in latest:
+                write_json_atomic(folder / JOB_FILE, {**latest, "returncode": returncode})
+    return {
+        "state": state, "pid": pid, "returncode": returncode, "progress": progress,
+        "log_tail": _tail(folder / LOG_FILE, log_lines),
+    }
+
+
+def cancel_job(run_id: str, store: RunStore | None = None, grace: float = 5.0) -> dict:
+    """Stop a run's job: SIGTERM to its process group, SIGKILL after ``grace`` seconds.
+
+    Folds finished before the cancel stay in the store, so launching again resumes. Returns
+    :func:`job_status` afterwards; a run without a live job is left as it is.
+    """
+    store = store or RunStore()
+    folder = store.run_dir(run_id)
+    with _job_lock(store, run_id):
+        job = _read_job(folder)
+        if job is not None and _job_alive(job):
+            # start_new_session made the job the leader of its own group: this reaches its workers too.
+            _signal_group(job["pid"], signal.SIGTERM)
+            if not _wait_for_exit(job, grace):
+                _signal_group(job["pid"], signal.SIGKILL)
+                _wait_for_exit(job, grace)
+            append_event(store.progress_path(run_id), {"event": "cancelled", "message": "cancelled by user"})
+            write_json_atomic(folder / JOB_FILE, {**job, "state": "cancelled", "ended": time.time()})
+    return job_status(run_id, store)
+
+
+@contextmanager
+def _job_lock(store: RunStore, run_id: str):
+    """Serialise starting and cancelling one run's job (not the run's compute lock, which the
+    job itself takes)."""
+    from filelock import FileLock
+
+    folder = store.run_dir(run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / ".job.lock"):
+        yield
+
+
+def _wait_for_exit(job: dict, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _job_alive(job):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _read_job(folder: Path) -> dict | None:
+    try:
+        job = read_json(folder / JOB_FILE)
+    except ValueError:
+        return None  # written atomically, so only a hand-edited file gets here: start afresh
+    return job if isinstance(job, dict) and isinstance(job.get("pid"), int) else None
+
+
+def _job_alive(job: dict) -> bool:
+    """Whether the job's process still runs (not exited, not a zombie, pid not reused)."""
+    pid = job["pid"]
+    if pid in _children:
+        return _children[pid].poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True  # no /proc (not Linux): os.kill is all we know
+    if stat[0] == "Z":
+        return False
+    recorded = job.get("proc_start")
+    return recorded is None or recorded == stat[19]
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name: [state, ppid, ...]; ``None`` if absent."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def _proc_start(pid: int) -> str | None:
+    stat = _proc_stat(pid)
+    return stat[19] if stat else None  # field 22 of stat: start time in clock ticks since boot
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError as exc:
+        raise RunError(f"cannot stop job process {pid}: {exc.strerror}") from None
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 16384))
+            data = handle.read()
+    except FileNotFoundError:
+        return []
+    return data.decode("utf-8", errors="replace").splitlines()[-lines:]

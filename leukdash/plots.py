@@ -1,0 +1,372 @@
+"""Figures and tables from run results, for the dashboard and for reports.
+
+Every function takes plain results (the dicts of :func:`leukdash.runner.load_result` or of
+:meth:`leukdash.store.RunStore.list_runs`) and returns a plotly ``Figure`` or a pandas
+``DataFrame``, so they are tested without a browser and the pages only place them.
+Accuracy-like metrics stay fractions in [0, 1]; the axes show them as percentages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from leukdash.compare import run_label
+
+METRICS = {
+    "val_acc": "Validation accuracy",
+    "balanced_acc": "Balanced accuracy",
+    "macro_f1": "Macro F1",
+    "val_loss": "Validation loss (log loss)",
+    "train_acc": "Training accuracy",
+    "train_loss": "Training loss (log loss)",
+    "seconds": "Time per fold (s)",
+}
+FRACTION_METRICS = ("val_acc", "balanced_acc", "macro_f1", "train_acc")
+ERROR_BARS = {"std": "±1 SD across folds", "minmax": "min–max across folds"}
+
+PAPER_CLASSES = ("ALL", "AML", "CLL", "CML", "HEALTHY")
+BINARY_TASK, FIVE_CLASS_TASK = "ALL vs HEALTHY", "5 classes"
+# The paper's reported 5-fold mean validation accuracy (Ahmed et al., Diagnostics 2019, see
+# PAPER.md), and the CNN's per-fold values (experiments 2 and 3a).
+PAPER_VAL_ACC = {
+    BINARY_TASK: {"cnn": 0.8825, "nb": 0.6969, "dt": 0.6294, "knn": 0.5857, "svm": 0.5009},
+    FIVE_CLASS_TASK: {"cnn": 0.8174, "nb": 0.5268, "dt": 0.4592, "knn": 0.4351, "svm": 0.2084},
+}
+PAPER_CNN_FOLDS = {
+    BINARY_TASK: [0.6516, 0.9632, 0.9066, 0.9847, 0.9066],
+    FIVE_CLASS_TASK: [0.7617, 0.9474, 0.9930, 0.7137, 0.6709],
+}
+PAPER_MODEL_NAMES = {"cnn": "CNN", "nb": "Naive Bayes", "dt": "Decision tree", "knn": "3-NN", "svm": "SVM"}
+
+MODEL_COLOURS = {"cnn": "#7b2d8b", "nb": "#2f6db5", "svm": "#3a9a5b", "knn": "#e07b1f", "dt": "#8c5a3c"}
+TASK_COLOURS = {BINARY_TASK: "#7b2d8b", FIVE_CLASS_TASK: "#c9a3d4"}
+PAPER_COLOUR = "#c0392b"
+_LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10), font=dict(size=13))
+
+
+# --------------------------------------------------------------------------- naming
+
+
+def task_name(classes) -> str:
+    """'ALL vs HEALTHY', '5 classes' (the paper's two tasks), 'AML vs CML', '3 classes'..."""
+    classes = list(classes)
+    if len(classes) == 2:
+        return " vs ".join(classes)
+    if sorted(classes) == sorted(PAPER_CLASSES):
+        return FIVE_CLASS_TASK
+    return f"{len(classes)} classes"
+
+
+def result_task(result: dict) -> str:
+    """The dataset and task of a run, e.g. 'synthetic · 5 classes'."""
+    return f"{result['dataset']['name']} · {task_name(result['dataset']['classes'])}"
+
+
+def augmentation_text(config: dict) -> str:
+    """'none' or 'x8, strict' from a run config."""
+    augment = config.get("augment") or {}
+    transforms = ("rotation", "width_shift", "height_shift", "zoom", "horizontal_flip", "vertical_flip", "shear")
+    if config.get("augment_factor", 1) <= 1 or not any(augment.get(name) for name in transforms):
+        return "none"
+    return f"x{config['augment_factor']}, {config['protocol']}"
+
+
+def run_labels(results: list[dict]) -> list[str]:
+    """A distinct label per run: the model's name, plus whatever else tells the runs apart."""
+    contexts = [{
+        "dataset": r["dataset"]["name"], "task": task_name(r["dataset"]["classes"]),
+        "size": f"{r['config']['image_size']} px", "augmentation": f"aug {augmentation_text(r['config'])}",
+        "folds": f"{len(r['folds'])} folds", "seed": f"seed {r['config']['seed']}",
+    } for r in results]
+    varying = [key for key in (contexts[0] if contexts else {}) if len({c[key] for c in contexts}) > 1]
+    labels = [" · ".join([run_label(r["config"])] + [c[key] for key in varying]) for r, c in zip(results, contexts)]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} [{r['run_id']}]" for label, r in zip(labels, results)]
+    return labels
+
+
+def paper_value(result: dict, metric: str = "val_acc") -> float | None:
+    """The paper's reported figure for this run's model and task, if it reported one."""
+    config = result["config"]
+    task = task_name(result["dataset"]["classes"])
+    if metric != "val_acc" or task not in PAPER_VAL_ACC:
+        return None
+    if config["model"] == "cnn" and config.get("architecture") != "paper":
+        return None
+    if config["model"] == "knn" and config.get("k") != 3:
+        return None
+    return PAPER_VAL_ACC[task].get(config["model"])
+
+
+# --------------------------------------------------------------------------- fold values
+
+
+def fold_values(result: dict, metric: str) -> list[float]:
+    """The metric of every fold, in fold order."""
+    return [float(fold[metric]) for fold in result["folds"]]
+
+
+def available_metrics(results: list[dict]) -> list[str]:
+    """The scalar metrics every fold of every run has, in :data:`METRICS` order."""
+    return [m for m in METRICS if results and all(isinstance(f.get(m), (int, float)) for r in results for f in r["folds"])]
+
+
+def error_bounds(values, kind: str = "std") -> tuple[float, float]:
+    """Distances (below, above) from the mean: the sample SD (ddof=1, 0 for one value) or the range."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if kind == "std":
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        return std, std
+    if kind == "minmax":
+        return mean - float(values.min()), float(values.max()) - mean
+    raise ValueError(f"error bars must be one of {', '.join(ERROR_BARS)}, got {kind!r}")
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def metric_bars(results: list[dict], metric: str = "val_acc", error: str = "std", show_paper: bool = True) -> go.Figure:
+    """One bar per run: the mean of ``metric`` over folds, error bars across folds, a dot per fold.
+
+    Runs of different datasets or tasks are grouped by task along the x axis. With
+    ``show_paper``, a diamond marks the paper's reported figure where it reported one.
+    """
+    labels = run_labels(results)
+    groups = [result_task(r) for r in results]
+    grouped = len(set(groups)) > 1
+    fig = go.Figure()
+    paper_x, paper_y, paper_groups = [], [], []
+    for result, label, group in zip(results, labels, groups):
+        values = fold_values(result, metric)
+        below, above = error_bounds(values, error)
+        x = group if grouped else label
+        offset = dict(offsetgroup=label) if grouped else {}
+        colour = MODEL_COLOURS.get(result["config"]["model"], "#555")
+        fig.add_bar(
+            x=[x], y=[float(np.mean(values))], name=label, legendgroup=label, marker_color=colour, opacity=0.85,
+            error_y=dict(type="data", symmetric=False, array=[above], arrayminus=[below], color="#333", thickness=1.5),
+            hovertemplate=f"{label}<br>mean %{{y:{_hover_format(metric)}}}<extra></extra>", **offset,
+        )
+        fig.add_scatter(
+            x=[x] * len(values), y=values, mode="markers", name=f"{label}: folds", legendgroup=label,
+            showlegend=False, marker=dict(color="#222", size=7, opacity=0.75, line=dict(color="white", width=1)),
+            customdata=[f["fold"] + 1 for f in result["folds"]],
+            hovertemplate=f"fold %{{customdata}}: %{{y:{_hover_format(metric)}}}<extra>{label}</extra>", **offset,
+        )
+        reported = paper_value(result, metric) if show_paper else None
+        if reported is not None:
+            paper_x.append(x)
+            paper_y.append(reported)
+            paper_groups.append(label)
+    for x, y, label in zip(paper_x, paper_y, paper_groups):
+        fig.add_scatter(
+            x=[x], y=[y], mode="markers", name="paper (reported)", legendgroup="paper",
+            showlegend=x == paper_x[0], offsetgroup=label if grouped else None,
+            marker=dict(symbol="diamond-open", size=13, color=PAPER_COLOUR, line=dict(width=2.5)),
+            hovertemplate="paper reported %{y:.1%}<extra></extra>",
+        )
+    fig.update_layout(**_LAYOUT, height=440, barmode="group", scattermode="group" if grouped else None,
+                      showlegend=grouped or bool(paper_x), bargap=0.35,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    fig.update_yaxes(title=METRICS.get(metric, metric), **_metric_axis(metric))
+    return fig
+
+
+def learning_curves(results: list[dict], metric: str = "acc", band: str = "std") -> go.Figure:
+    """Per-epoch training (dashed) and validation (solid) curves: mean over folds and a band
+    (±1 SD or min–max across folds). Runs without per-epoch history (classic models) are left out."""
+    fig = go.Figure()
+    with_history = [(r, label) for r, label in zip(results, run_labels(results)) if curve_runs([r])]
+    for result, label in with_history:
+        colour = MODEL_COLOURS.get(result["config"]["model"], "#555")
+        for key, dash, part in ((metric, "dash", "training"), (f"val_{metric}", "solid", "validation")):
+            curves = [fold["history"][key] for fold in result["folds"]]
+            n = min(len(c) for c in curves)
+            stacked = np.array([c[:n] for c in curves], dtype=float)
+            epochs = np.arange(1, n + 1)
+            mean = stacked.mean(axis=0)
+            if band == "std":
+                spread = stacked.std(axis=0, ddof=1) if len(stacked) > 1 else np.zeros(n)
+                lower, upper = mean - spread, mean + spread
+            else:
+                lower, upper = stacked.min(axis=0), stacked.max(axis=0)
+            name = f"{label}: {part}"
+            fig.add_scatter(x=epochs, y=upper, mode="lines", line=dict(width=0), showlegend=False,
+                            legendgroup=name, hoverinfo="skip")
+            fig.add_scatter(x=epochs, y=lower, mode="lines", line=dict(width=0), fill="tonexty",
+                            fillcolor=_rgba(colour, 0.15 if part == "validation" else 0.08), showlegend=False,
+                            legendgroup=name, hoverinfo="skip")
+            fig.add_scatter(x=epochs, y=mean, mode="lines+markers" if n < 30 else "lines", name=name,
+                            legendgroup=name, line=dict(color=colour, dash=dash, width=2), marker=dict(size=5),
+                            hovertemplate=f"epoch %{{x}}: %{{y:.3f}}<extra>{name}</extra>")
+    title = "Accuracy" if metric == "acc" else "Loss (log loss)"
+    fig.update_layout(**_LAYOUT, height=420, legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    fig.update_xaxes(title="Epoch", dtick=1 if len(fig.data) and max(len(t.x) for t in fig.data) <= 15 else None)
+    fig.update_yaxes(title=title, **({"tickformat": ".0%", "range": [0, 1.02]} if metric == "acc" else {"rangemode": "tozero"}))
+    return fig
+
+
+def curve_runs(results: list[dict]) -> list[dict]:
+    """The runs whose folds all carry a per-epoch history (CNN runs)."""
+    return [r for r in results if r["folds"] and all(isinstance(f.get("history"), dict) for f in r["folds"])]
+
+
+def confusion_heatmap(result: dict, label: str | None = None, normalize: bool = True) -> go.Figure:
+    """Confusion matrix summed over the validation folds; rows are true classes.
+
+    With ``normalize`` the colour is the share of each true class (recall on the diagonal);
+    the text shows the count and that share either way.
+    """
+    classes = list(result["dataset"]["classes"])
+    counts = np.sum([np.asarray(fold["confusion"], dtype=int) for fold in result["folds"]], axis=0)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=float), where=totals > 0)
+    text = [[f"{counts[i, j]}<br>{shares[i, j]:.0%}" for j in range(len(classes))] for i in range(len(classes))]
+    fig = go.Figure(go.Heatmap(
+        z=shares if normalize else counts, x=classes, y=classes, text=text, texttemplate="%{text}",
+        colorscale="Purples", zmin=0, zmax=1 if normalize else None, showscale=False,
+        hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+    ))
+    fig.update_layout(**{**_LAYOUT, "margin": dict(l=10, r=10, t=50, b=10)}, height=300 + 30 * len(classes),
+                      title=dict(text=label or run_label(result["config"]), font=dict(size=14)))
+    fig.update_xaxes(title="Predicted class", side="bottom", type="category")
+    fig.update_yaxes(title="True class", autorange="reversed", type="category")
+    return fig
+
+
+def class_counts_bar(counts: dict[str, int]) -> go.Figure:
+    """Images per class."""
+    fig = go.Figure(go.Bar(x=list(counts), y=list(counts.values()), text=list(counts.values()),
+                           textposition="outside", marker_color=MODEL_COLOURS["cnn"], cliponaxis=False,
+                           hovertemplate="%{x}: %{y} images<extra></extra>"))
+    fig.update_layout(**_LAYOUT, height=320)
+    fig.update_yaxes(title="Images", rangemode="tozero")
+    fig.update_xaxes(type="category")
+    return fig
+
+
+def probability_bars(probabilities: dict[str, float], predicted: str | None = None) -> go.Figure:
+    """Class probabilities of one image (mean over the fold models), the predicted class highlighted."""
+    classes = list(probabilities)
+    colours = [MODEL_COLOURS["cnn"] if c == predicted else "#c9c3cf" for c in classes]
+    fig = go.Figure(go.Bar(x=list(probabilities.values()), y=classes, orientation="h", marker_color=colours,
+                           text=[f"{p:.1%}" for p in probabilities.values()], textposition="outside",
+                           cliponaxis=False, hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+    fig.update_layout(**{**_LAYOUT, "margin": dict(l=10, r=40, t=10, b=10)}, height=60 + 36 * len(classes))
+    fig.update_xaxes(title="Probability", range=[0, 1.0], tickformat=".0%")
+    fig.update_yaxes(autorange="reversed", type="category")
+    return fig
+
+
+def paper_figures() -> go.Figure:
+    """The paper's reported 5-fold mean validation accuracy of each classifier on both tasks;
+    min–max whiskers over the CNN's reported folds."""
+    fig = go.Figure()
+    for task, values in PAPER_VAL_ACC.items():
+        models = list(values)
+        folds = PAPER_CNN_FOLDS[task]
+        above = [max(folds) - values["cnn"] if m == "cnn" else 0 for m in models]
+        below = [values["cnn"] - min(folds) if m == "cnn" else 0 for m in models]
+        fig.add_bar(x=[PAPER_MODEL_NAMES[m] for m in models], y=list(values.values()), name=task,
+                    marker_color=TASK_COLOURS[task], text=[f"{v:.1%}" for v in values.values()],
+                    textposition="inside", insidetextanchor="end",
+                    error_y=dict(type="data", symmetric=False, array=above, arrayminus=below, color="#333",
+                                 thickness=1.2),
+                    hovertemplate=f"{task}<br>%{{x}}: %{{y:.2%}}<extra></extra>")
+    fig.update_layout(**_LAYOUT, height=380, barmode="group", bargap=0.25,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    fig.update_yaxes(title="Validation accuracy (5-fold mean)", tickformat=".0%", range=[0, 1.05])
+    return fig
+
+
+def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """An RGB uint8 image with a jet-coloured heatmap (H, W) in [0, 1] blended over it."""
+    import cv2
+
+    if heatmap.shape != image.shape[:2]:
+        heatmap = cv2.resize(heatmap.astype(np.float32), (image.shape[1], image.shape[0]))
+    coloured = cv2.applyColorMap(np.uint8(np.clip(heatmap, 0, 1) * 255), cv2.COLORMAP_JET)
+    coloured = cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
+    return np.uint8(np.clip((1 - alpha) * image.astype(np.float32) + alpha * coloured, 0, 255))
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def runs_frame(entries: list[dict]) -> pd.DataFrame:
+    """One row per run of :meth:`RunStore.list_runs`, newest first, for a run table."""
+    rows = []
+    for entry in entries:
+        meta, summary = entry.get("meta") or {}, entry.get("summary") or {}
+        config, dataset = meta.get("config") or {}, meta.get("dataset") or {}
+        acc = summary.get("val_acc") or {}
+        try:
+            model = run_label(config)
+        except KeyError:
+            model = config.get("model", "?")
+        rows.append({
+            "Model": model,
+            "Dataset": dataset.get("name", "?"),
+            "Task": task_name(dataset.get("classes") or []),
+            "Size (px)": config.get("image_size"),
+            "Augmentation": augmentation_text(config) if config else "?",
+            "Folds": len(meta.get("fold_ids") or []),
+            "Val. accuracy": acc.get("mean"),
+            "SD": acc.get("std"),
+            "Status": entry.get("status", "?"),
+            "Created": _created_text(meta.get("created")),
+            "Run id": entry["run_id"],
+        })
+    return pd.DataFrame(rows, columns=["Model", "Dataset", "Task", "Size (px)", "Augmentation", "Folds",
+                                       "Val. accuracy", "SD", "Status", "Created", "Run id"])
+
+
+def fold_frame(results: list[dict], labels: list[str] | None = None) -> pd.DataFrame:
+    """One row per run and fold with every scalar metric."""
+    labels = labels or run_labels(results)
+    metrics = available_metrics(results)
+    rows = []
+    for result, label in zip(results, labels):
+        for fold in result["folds"]:
+            rows.append({"Run": label, "Fold": fold["fold"] + 1, "Train images": fold.get("n_train"),
+                         "Validation images": fold.get("n_val"), **{m: fold[m] for m in metrics}})
+    return pd.DataFrame(rows)
+
+
+def summary_frame(results: list[dict], labels: list[str] | None = None, metric: str = "val_acc") -> pd.DataFrame:
+    """Per run: mean, SD, min and max of ``metric`` over folds, and the paper's figure beside it."""
+    labels = labels or run_labels(results)
+    rows = []
+    for result, label in zip(results, labels):
+        values = fold_values(result, metric)
+        rows.append({"Run": label, "Task": result_task(result), "Folds": len(values),
+                     "Mean": float(np.mean(values)), "SD": error_bounds(values, "std")[0],
+                     "Min": float(np.min(values)), "Max": float(np.max(values)),
+                     "Paper (reported)": paper_value(result, metric)})
+    return pd.DataFrame(rows)
+
+
+def _created_text(created) -> str:
+    if isinstance(created, (int, float)):
+        return pd.Timestamp(created, unit="s").strftime("%Y-%m-%d %H:%M")
+    if isinstance(created, str):
+        return created[:16].replace("T", " ")
+    return ""
+
+
+def _metric_axis(metric: str) -> dict:
+    if metric in FRACTION_METRICS:
+        return {"tickformat": ".0%", "range": [0, 1.05]}
+    return {"rangemode": "tozero"}
+
+
+def _hover_format(metric: str) -> str:
+    return ".1%" if metric in FRACTION_METRICS else ".3f"
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"

@@ -1,0 +1,124 @@
+"""Prediction for new images from a finished run: the average of its fold models.
+
+Each fold model saw a different 80% of the data, so their average is a small ensemble, and
+how many of them agree with it says how settled the answer is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from leukdash.config import RunConfig
+from leukdash.data.dataset import square_resize
+from leukdash.data.decode import decode_image
+from leukdash.errors import ImageDecodeError, RunError
+from leukdash.store import RunStore
+
+_loaded: dict[tuple[str, str], "FoldEnsemble"] = {}
+
+
+class FoldEnsemble:
+    """The fold models of one finished run, loaded once."""
+
+    def __init__(self, run_id: str, store: RunStore | None = None):
+        store = store or RunStore()
+        meta = store.read_meta(run_id)
+        if meta is None or store.read_summary(run_id) is None:
+            raise RunError(f"run {run_id!r} is not a finished run in {store.root}")
+        self.run_id, self.meta = run_id, meta
+        self.config = RunConfig.from_dict(meta["config"])
+        self.classes = tuple(meta["dataset"]["classes"])
+        suffix = "keras" if self.config.is_cnn else "joblib"
+        paths = [store.model_path(run_id, fold, suffix) for fold in meta["fold_ids"]]
+        missing = [p.name for p in paths if not p.is_file()]
+        if missing:
+            raise RunError(f"run {run_id!r} has no saved model for {', '.join(missing)}")
+        if self.config.is_cnn:
+            from leukdash.models import cnn
+
+            self.models = [cnn.load_model(p) for p in paths]
+        else:
+            import joblib
+
+            self.models = [joblib.load(p) for p in paths]
+
+    def prepare(self, images: list[np.ndarray]) -> np.ndarray:
+        return np.stack([square_resize(image, self.config.image_size) for image in images])
+
+    def fold_probabilities(self, images: list[np.ndarray]) -> np.ndarray:
+        """(folds, images, classes) probabilities."""
+        batch = self.prepare(images)
+        if self.config.is_cnn:
+            from leukdash.models import cnn
+
+            return np.stack([cnn.predict_proba(model, batch) for model in self.models])
+        from leukdash.models import classic
+
+        features = classic.featurize(batch, self.config.feature_set)
+        stacked = np.zeros((len(self.models), len(batch), len(self.classes)))
+        for i, model in enumerate(self.models):
+            stacked[i][:, model.classes_] = model.predict_proba(features)
+        return stacked
+
+    def predict(self, images: list[np.ndarray]) -> list[dict]:
+        per_fold = self.fold_probabilities(images)
+        mean = per_fold.mean(axis=0)
+        votes = per_fold.argmax(axis=2)
+        results = []
+        for i, probabilities in enumerate(mean):
+            predicted = int(probabilities.argmax())
+            results.append({
+                "predicted": self.classes[predicted],
+                "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, probabilities)},
+                "agreement": int((votes[:, i] == predicted).sum()),
+                "n_folds": len(self.models),
+                "fold_predictions": [self.classes[v] for v in votes[:, i]],
+            })
+        return results
+
+
+def ensemble(run_id: str, store: RunStore | None = None) -> FoldEnsemble:
+    """The loaded fold models of a run, kept for the life of the process."""
+    store = store or RunStore()
+    key = (str(store.root), run_id)
+    if key not in _loaded:
+        _loaded[key] = FoldEnsemble(run_id, store)
+    return _loaded[key]
+
+
+def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None = None) -> list[dict]:
+    return ensemble(run_id, store).predict(images)
+
+
+def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None) -> list[dict]:
+    """Predictions for image files; an unreadable file gets an ``error`` entry, not an exception."""
+    decoded, results = [], []
+    for path in paths:
+        try:
+            decoded.append((str(path), decode_image(path)))
+        except ImageDecodeError as error:
+            results.append({"file": str(path), "error": str(error)})
+    if decoded:
+        predictions = predict_images(run_id, [image for _, image in decoded], store)
+        results.extend({"file": name, **p} for (name, _), p in zip(decoded, predictions))
+    order = {str(p): i for i, p in enumerate(paths)}
+    return sorted(results, key=lambda r: order[r["file"]])
+
+
+def gradcam(run_id: str, image: np.ndarray, store: RunStore | None = None) -> np.ndarray:
+    """Grad-CAM heatmap (H, W) in [0, 1] for the predicted class, averaged over the fold models."""
+    models = ensemble(run_id, store)
+    if not models.config.is_cnn:
+        raise RunError(f"run {run_id!r} is not a CNN run: Grad-CAM needs convolution layers")
+    from leukdash.models import cnn
+
+    batch = models.prepare([image])
+    predicted = int(models.fold_probabilities([image]).mean(axis=0)[0].argmax())
+    maps = [cnn.gradcam(model, batch, predicted) for model in models.models]
+    heatmap = np.mean(maps, axis=0)
+    heatmap = heatmap / heatmap.max() if heatmap.max() > 0 else heatmap
+    import cv2
+
+    return cv2.resize(heatmap.astype(np.float32), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)

@@ -1,0 +1,177 @@
+"""Progress of a run as JSON lines appended to ``progress.jsonl`` in its folder.
+
+A running process appends events; the CLI and the dashboard read the file and reduce the
+events to one state with :func:`latest_state`. Events (``fold`` is the 0-based fold index as
+in the store, ``epoch`` the number of epochs the fold has completed)::
+
+    {"event": "start", "folds": F, "epochs": E or None, "done_folds": [folds already stored]}
+    {"event": "fold_start", "fold": i}
+    {"event": "epoch", "fold": i, "epoch": e, "epochs": E, "metrics": {...}}
+    {"event": "fold_done", "fold": i, "metrics": {...}}
+    {"event": "message", "message": "..."}
+    {"event": "done"} | {"event": "failed", "message": "..."} | {"event": "cancelled"}
+
+Each event gets a ``time`` (epoch seconds). A resumed run appends a new ``start``; only the
+events after the last ``start`` describe the current attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+TERMINAL = ("done", "failed", "cancelled")
+
+
+def append_event(path: Path, event: dict) -> None:
+    """Append one event as a JSON line, stamped with ``time`` unless it carries one."""
+    line = json.dumps({"time": time.time(), **event}, default=str) + "\n"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One write() on an O_APPEND descriptor: concurrent writers never interleave within a line.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def read_events(path: Path) -> list[dict]:
+    """All events in the file, in order; a missing file gives ``[]``.
+
+    A line that is not a complete JSON object (the last one torn while a writer is appending)
+    is skipped.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    events = []
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def latest_state(events: list[dict], now: float | None = None) -> dict:
+    """Reduce events to the current state of the run.
+
+    Returns ``{"status": "running"|"done"|"failed"|"cancelled"|"none", "fold", "folds",
+    "folds_done", "epoch", "epochs", "metrics", "fraction", "elapsed", "eta_seconds",
+    "message", "updated"}``. ``eta_seconds`` extrapolates the pace of the epochs (or folds,
+    for models without epochs) computed so far in this attempt; it is ``None`` until one
+    has finished.
+    """
+    now = time.time() if now is None else now
+    starts = [i for i, event in enumerate(events) if event.get("event") == "start"]
+    current = events[starts[-1]:] if starts else events
+    state = {
+        "status": "none", "fold": None, "folds": None, "folds_done": 0, "epoch": None,
+        "epochs": None, "metrics": {}, "fraction": 0.0, "elapsed": 0.0, "eta_seconds": None,
+        "message": "", "updated": None,
+    }
+    if not current:
+        return state
+
+    started = _time(current[0], now)
+    work_started = None  # first fold_start: data loading is not part of the pace
+    done_before: set[int] = set()
+    done_now: set[int] = set()
+    epochs_in_fold: dict[int, int] = {}
+    state["status"] = "running"
+    for event in current:
+        kind = event.get("event")
+        if kind == "start":
+            state["folds"] = event.get("folds")
+            state["epochs"] = event.get("epochs")
+            done_before = {f for f in event.get("done_folds") or () if isinstance(f, int)}
+        elif kind == "fold_start":
+            state["fold"], state["epoch"] = event.get("fold"), 0 if state["epochs"] else None
+            if work_started is None:
+                work_started = _time(event, now)
+        elif kind == "epoch":
+            state["fold"], state["epoch"] = event.get("fold"), event.get("epoch")
+            state["epochs"] = event.get("epochs", state["epochs"])
+            epochs_in_fold[event.get("fold")] = event.get("epoch") or 0
+        elif kind == "fold_done":
+            state["fold"] = event.get("fold")
+            done_now.add(event.get("fold"))
+        elif kind in TERMINAL:
+            state["status"] = kind
+        if isinstance(event.get("metrics"), dict) and event["metrics"]:
+            state["metrics"] = event["metrics"]
+        if event.get("message"):
+            state["message"] = str(event["message"])
+        state["updated"] = _time(event, now)
+
+    folds, epochs = state["folds"], state["epochs"]
+    done_now -= done_before
+    state["folds_done"] = len(done_before | done_now)
+    running = state["status"] == "running"
+    state["elapsed"] = max(0.0, (now if running else state["updated"]) - started)
+
+    # Work is counted in epochs (one unit per fold for models without epochs).
+    unit = epochs if isinstance(epochs, int) and epochs > 0 else 1
+    done_units = sum(
+        unit if fold in done_now else min(epochs_in_fold[fold], unit)
+        for fold in (set(epochs_in_fold) | done_now) - done_before
+    )
+    if isinstance(folds, int) and folds > 0:
+        state["fraction"] = min(1.0, (len(done_before) * unit + done_units) / (folds * unit))
+        remaining = max(0, (folds - len(done_before)) * unit - done_units)
+        if state["status"] == "done":
+            state["fraction"], state["eta_seconds"] = 1.0, 0.0
+        elif running and done_units:
+            pace = (state["updated"] - (work_started if work_started is not None else started)) / done_units
+            # Count down between events instead of freezing until the next one.
+            state["eta_seconds"] = max(0.0, pace * remaining - (now - state["updated"]))
+    return state
+
+
+def format_progress_line(state: dict, width: int = 20) -> str:
+    """One line for a terminal, e.g. ``fold 2/5 epoch 13/25 [#####.....] val_acc 0.83  ~1m20s left``."""
+    parts = []
+    folds, fold = state.get("folds"), state.get("fold")
+    if state.get("status") == "done":
+        parts.append(f"done {state.get('folds_done', 0)}/{folds or '?'} folds")
+    elif fold is not None:
+        parts.append(f"fold {fold + 1}/{folds or '?'}")
+        if state.get("epochs"):
+            parts.append(f"epoch {state.get('epoch') or 0}/{state['epochs']}")
+    filled = round(max(0.0, min(1.0, state.get("fraction") or 0.0)) * width)
+    parts.append("[" + "#" * filled + "." * (width - filled) + "]")
+    metrics = state.get("metrics") or {}
+    for name in ("val_acc", "acc"):
+        if isinstance(metrics.get(name), (int, float)):
+            parts.append(f"{name} {metrics[name]:.2f}")
+            break
+    line = " ".join(parts)
+    status = state.get("status")
+    if status == "running" and state.get("eta_seconds") is not None:
+        line += f"  ~{format_duration(state['eta_seconds'])} left"
+    elif status == "done":
+        line += f"  in {format_duration(state.get('elapsed') or 0.0)}"
+    elif status in ("failed", "cancelled"):
+        line += f"  {status}" + (f": {state['message']}" if state.get("message") else "")
+    return line
+
+
+def format_duration(seconds: float) -> str:
+    """``45s``, ``1m20s``, ``2h05m``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _time(event: dict, default: float) -> float:
+    value = event.get("time")
+    return float(value) if isinstance(value, (int, float)) else default

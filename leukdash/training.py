@@ -1,0 +1,168 @@
+"""One fold of a run: split, augment as the protocol says, train, evaluate.
+
+``run_fold`` is a pure function of (config, dataset, fold): everything random in it is seeded
+from (seed, fold, ...), so a fold computed again, in another process or order, is the same.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from leukdash.config import RunConfig
+from leukdash.data.dataset import Dataset, LoadedImages
+from leukdash.data.sources import SkippedFile
+from leukdash.paths import artifacts_root
+
+
+def load_arrays(dataset: Dataset, size: int) -> LoadedImages:
+    """Decoded and resized images of a dataset, cached on disk by fingerprint and size."""
+    cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}_{size}.npz"
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as stored:
+            return LoadedImages(
+                images=stored["images"], labels=stored["labels"], groups=stored["groups"].astype(object),
+                paths=[dataset.root / p for p in stored["paths"]],
+                skipped=[SkippedFile(dataset.root / p, r) for p, r in zip(stored["skipped_paths"], stored["skipped_reasons"])],
+            )
+    loaded = dataset.load(size)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_name(cache.stem + ".partial.npz")
+    np.savez(partial, images=loaded.images, labels=loaded.labels, groups=loaded.groups.astype(str),
+             paths=np.array([dataset.relative(p) for p in loaded.paths], dtype=str),
+             skipped_paths=np.array([dataset.relative(s.path) for s in loaded.skipped], dtype=str),
+             skipped_reasons=np.array([s.reason for s in loaded.skipped], dtype=str))
+    partial.replace(cache)
+    return loaded
+
+
+def plan_folds(config: RunConfig, arrays: LoadedImages, classes) -> tuple[np.ndarray, list[int]]:
+    """The fold of every loaded image and the folds this config runs."""
+    from leukdash.folds import fold_plan
+
+    return fold_plan(arrays.labels, arrays.groups, classes, config.folds, config.test_fraction, config.seed)
+
+
+def model_suffix(config: RunConfig) -> str:
+    return "keras" if config.is_cnn else "joblib"
+
+
+def derived_seed(*parts: int) -> int:
+    """One 32-bit seed from several integers (run seed, fold, epoch...), stable across runs."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+def run_fold(config: RunConfig, dataset: Dataset, fold: int, *, model_path: Path, report=None) -> dict:
+    """Train on every fold but ``fold``, validate on ``fold``; save the model; return the result.
+
+    Under the ``strict`` protocol only the training part is augmented (a fresh set of K-1
+    transformed copies per CNN epoch) and validation uses the untouched originals. Under the
+    ``paper`` protocol both parts are expanded xK once, before training, as the paper did.
+    """
+    from leukdash.augment import expand
+    from leukdash.metrics import fold_metrics
+
+    started = time.perf_counter()
+    report = report or (lambda event: None)
+    arrays = load_arrays(dataset, config.image_size)
+    fold_of, _ = plan_folds(config, arrays, dataset.classes)
+    train, val = fold_of != fold, fold_of == fold
+    train_images, train_labels = arrays.images[train], arrays.labels[train]
+    val_images, val_labels = arrays.images[val], arrays.labels[val]
+    val_index, val_copy = np.flatnonzero(val), np.zeros(int(val.sum()), dtype=np.int64)
+
+    augmented = config.augment_factor > 1 and bool(config.augment.enabled())
+    factor, augment = config.augment_factor, config.augment
+    if augmented and config.protocol == "paper":
+        n_val = len(val_labels)
+        val_images, val_labels, source = expand(val_images, val_labels, factor, augment, derived_seed(config.seed, fold, 1))
+        val_index, val_copy = val_index[source], np.arange(len(source)) // n_val  # copies come in blocks
+        train_images, train_labels, _ = expand(train_images, train_labels, factor, augment,
+                                               derived_seed(config.seed, fold, 0))
+        augmented = False  # the training set is already expanded, once
+    report({"event": "fold_start", "n_train": int(len(train_labels)), "n_val": int(len(val_labels))})
+
+    classes = dataset.classes
+    if config.is_cnn:
+        fitted = _train_cnn(config, fold, len(classes), train_images, train_labels, val_images, val_labels, augmented, report)
+    else:
+        if augmented:
+            train_images, train_labels, _ = expand(train_images, train_labels, factor, augment,
+                                                   derived_seed(config.seed, fold, 0))
+        fitted = _train_classic(config, fold, len(classes), train_images, train_labels, val_images)
+    model, proba, train_acc, train_loss, history = fitted
+    _save_model(config, model, model_path)
+
+    result = {"fold": fold, "n_train": int(train.sum()), "n_val": int(len(val_labels)),
+              **fold_metrics(val_labels, proba, classes),
+              "train_acc": float(train_acc), "train_loss": float(train_loss),
+              "seconds": time.perf_counter() - started,
+              "oof": {"index": val_index.tolist(), "copy": val_copy.tolist(), "true": val_labels.tolist(),
+                      "proba": np.round(proba, 6).tolist()}}
+    if history:
+        result["history"] = history
+    return result
+
+
+def _train_cnn(config, fold, n_classes, train_images, train_labels, val_images, val_labels, augmented, report):
+    from leukdash.augment import expand
+    from leukdash.models import cnn
+
+    def epoch_data(epoch: int):
+        images, labels, _ = expand(train_images, train_labels, config.augment_factor, config.augment,
+                                   derived_seed(config.seed, fold, 2, epoch))
+        return images, labels
+
+    def on_epoch(epoch: int, logs: dict) -> None:
+        metrics = {name: round(float(value), 5) for name, value in logs.items()}
+        report({"event": "epoch", "epoch": epoch + 1, "epochs": config.epochs, "metrics": metrics})
+
+    model, history = cnn.train_cnn(
+        train_images, train_labels, val_images, val_labels,
+        n_classes=n_classes,
+        architecture=config.architecture, optimizer=config.optimizer, learning_rate=config.learning_rate,
+        epochs=config.epochs, batch_size=config.batch_size, seed=derived_seed(config.seed, fold),
+        epoch_data=epoch_data if augmented else None, on_epoch=on_epoch,
+    )
+    proba = cnn.predict_proba(model, val_images)
+    return model, proba, history["acc"][-1], history["loss"][-1], history
+
+
+def _train_classic(config, fold, n_classes, train_images, train_labels, val_images):
+    from sklearn.metrics import log_loss
+
+    from leukdash.models import classic
+
+    model = classic.make_classifier(config.model, config.feature_set, k=config.k,
+                                    seed=derived_seed(config.seed, fold))
+    train_features = classic.featurize(train_images, config.feature_set)
+    model.fit(train_features, train_labels)
+    train_proba = _all_columns(model, model.predict_proba(train_features), n_classes)
+    train_acc = float(np.mean(train_proba.argmax(1) == train_labels))
+    train_loss = log_loss(train_labels, train_proba, labels=np.arange(n_classes))
+    proba = _all_columns(model, model.predict_proba(classic.featurize(val_images, config.feature_set)), n_classes)
+    return model, proba, train_acc, train_loss, None
+
+
+def _all_columns(model, proba: np.ndarray, n_classes: int) -> np.ndarray:
+    """Probabilities for every class, zero for a class the model never saw in training."""
+    full = np.zeros((len(proba), n_classes), dtype=np.float64)
+    full[:, model.classes_] = proba
+    return full
+
+
+def _save_model(config: RunConfig, model, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.stem + ".partial." + model_suffix(config))
+    if config.is_cnn:
+        from leukdash.models import cnn
+
+        cnn.save_model(model, partial)
+    else:
+        import joblib
+
+        joblib.dump(model, partial)
+    partial.replace(path)
+

@@ -1,0 +1,228 @@
+"""What the pages share: widget values kept across pages, the dataset picker, and the engine
+calls cached at this edge (plain dicts, arrays and strings only, so a module reload never
+leaves a cached object of a stale class).
+
+Every cached function takes ``root`` (the artifacts folder) so that two stores, as in tests,
+never share entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import streamlit as st
+
+from leukdash import paths
+from leukdash.data.dataset import SYNTHETIC_LABEL
+from leukdash.errors import LeukdashError, RunError
+
+BUILTIN = "synthetic"
+UPLOADS = "uploaded_datasets"  # session: {display name: folder} of zips unpacked on the Data page
+
+
+# --------------------------------------------------------------------------- kept widget values
+
+
+def kept(widget, key: str, default, *args, **kwargs):
+    """Call ``widget(*args, key=key, **kwargs)`` so its value survives a visit to another page.
+
+    Streamlit forgets the state of widgets a page did not draw; the value is copied to a plain
+    session key (``_kept_<key>``) after each run and handed back before the widget is drawn
+    again. A kept choice that is no longer among ``options`` falls back to ``default``.
+    """
+    shadow = f"_kept_{key}"
+    if key not in st.session_state:
+        value = st.session_state.get(shadow, default)
+        options = kwargs.get("options")
+        if options is not None:
+            options = list(options)
+            chosen = value if isinstance(value, list) else [value]
+            if not all(v in options for v in chosen):
+                value = default
+        st.session_state[key] = value
+    value = widget(*args, key=key, **kwargs)
+    st.session_state[shadow] = value
+    return value
+
+
+def root() -> str:
+    """The artifacts folder of this process; part of every cache key."""
+    return str(paths.artifacts_root())
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def discovered(root: str, data_env: str) -> dict[str, str | None]:
+    """Dataset names and folders found under the data roots (None: built-in, not drawn yet)."""
+    from leukdash.data.discovery import discover_datasets
+
+    return {name: (str(path) if path else None) for name, path in discover_datasets().items()}
+
+
+def dataset_options() -> dict[str, str]:
+    """Display name -> the ``dataset`` value of a run config (a name, or the folder of an upload)."""
+    found = discovered(root(), os.environ.get("LEUKDASH_DATA", ""))
+    options = {name: name for name in found}
+    options.update(st.session_state.get(UPLOADS, {}))
+    return options
+
+
+def dataset_picker() -> str:
+    """The sidebar's dataset choice, shared by every page that uses one; returns the config value."""
+    options = dataset_options()
+    names = list(options)
+    default = next((n for n in names if n != BUILTIN), names[0]) if len(names) > 1 else names[0]
+    name = kept(st.sidebar.selectbox, "dataset", default, "Dataset", options=names,
+                format_func=lambda n: f"{n} (built-in demo)" if n == BUILTIN else n,
+                help="Built-in synthetic demo data, folders found under $LEUKDASH_DATA or ./data, "
+                     "or a zip of class folders uploaded on the Data page.")
+    return options[name]
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def dataset_info(dataset: str, root: str) -> dict:
+    """describe() of a dataset, plus its files per class (relative paths) and ignored files."""
+    from leukdash.data.discovery import open_dataset
+
+    ds = open_dataset(dataset)
+    files: dict[str, list[str]] = {c: [] for c in ds.classes}
+    for item in ds.items:
+        files[ds.classes[item.label]].append(ds.relative(item.path))
+    return {**ds.describe(), "class_names": list(ds.classes), "files": files,
+            "ignored": [s.to_dict(ds.root) for s in ds.ignored]}
+
+
+def load_dataset_info(dataset: str) -> dict | None:
+    """dataset_info with a spinner (the built-in set is drawn on first use); None after an error shown."""
+    first_builtin = dataset == BUILTIN and not discovered(root(), os.environ.get("LEUKDASH_DATA", ""))[BUILTIN]
+    message = ("Drawing the built-in synthetic dataset (903 images, once; about a minute)…"
+               if first_builtin else "Reading the dataset…")
+    try:
+        with st.spinner(message):
+            info = dataset_info(dataset, root())
+    except LeukdashError as error:
+        st.error(f"Cannot open dataset {dataset!r}: {error}")
+        return None
+    if first_builtin:
+        discovered.clear()
+    return info
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def image(folder: str, relative: str, size: int | None = None):
+    """One image of a dataset as RGB uint8, padded square and resized when ``size`` is given."""
+    from leukdash.data.dataset import square_resize
+    from leukdash.data.decode import decode_image
+
+    decoded = decode_image(os.path.join(folder, relative))
+    return square_resize(decoded, size) if size else decoded
+
+
+def synthetic_note(info: dict | None = None, *, always: bool = False) -> None:
+    """The label every view of the built-in data carries."""
+    if always or (info and info.get("synthetic")):
+        st.info(f"**{SYNTHETIC_LABEL.capitalize()}.** Drawn blood-smear fields that mimic each class's "
+                "morphology; use them to try the tool, never to judge a method on patients.",
+                icon=":material/science:")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def audit(dataset: str, root: str, folds: int) -> dict:
+    from leukdash.data.audit import audit_dataset
+    from leukdash.data.discovery import open_dataset
+
+    return audit_dataset(open_dataset(dataset), folds=folds)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@st.cache_data(ttl=3, show_spinner=False)
+def runs(root: str) -> list[dict]:
+    """Every run in the store, newest first (see RunStore.list_runs)."""
+    from leukdash.store import RunStore
+
+    return RunStore().list_runs()
+
+
+def finished_runs() -> list[dict]:
+    return [entry for entry in runs(root()) if entry["status"] == "complete"]
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def run_result(root: str, run_id: str) -> dict:
+    """A finished run's result (immutable once its summary is written, so cached for good)."""
+    from leukdash.runner import load_result
+
+    result = load_result(run_id)
+    if result is None:
+        raise RunError(f"run {run_id} is not finished")  # an exception is never cached
+    return result
+
+
+def results(run_ids) -> list[dict]:
+    return [run_result(root(), run_id) for run_id in run_ids]
+
+
+@st.cache_data(ttl=120, show_spinner=False)
+def resolve(config_json: str, root: str) -> str:
+    """The run id of a config (validates it, opens its dataset, checks the folds are possible)."""
+    from leukdash.config import RunConfig
+    from leukdash.runner import resolve as resolve_run
+
+    config = RunConfig.from_dict(json.loads(config_json))
+    resolved = resolve_run(config)
+    if config.test_fraction is None:
+        resolved.dataset.check_folds(config.folds)
+    return resolved.run_id
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def comparison(root: str, run_ids: tuple[str, ...]) -> dict:
+    from leukdash.compare import compare_runs
+
+    return compare_runs(list(run_ids))
+
+
+def run_option_label(entry: dict) -> str:
+    """'CNN paper (sgd, 25 ep) · synthetic · 5 classes · 81.7%' for a list_runs entry."""
+    from leukdash.plots import runs_frame
+
+    row = runs_frame([entry]).iloc[0]
+    acc = "" if row["Val. accuracy"] is None or row["Val. accuracy"] != row["Val. accuracy"] \
+        else f" · {row['Val. accuracy']:.1%}"
+    return f"{row['Model']} · {row['Dataset']} · {row['Task']} · {row['Size (px)']} px{acc}"
+
+
+def no_runs_yet(what: str) -> None:
+    st.info(f"No finished runs yet: {what}. Launch one on the Experiments page; a tiny run "
+            "(image size 32, 2 folds, Naive Bayes) takes seconds.", icon=":material/hourglass_empty:")
+    st.page_link("pages/experiments.py", label="Go to Experiments", icon=":material/arrow_forward:")
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def predict(root: str, run_id: str, data: bytes) -> dict:
+    """Fold-ensemble prediction of one uploaded file (raises ImageDecodeError if unreadable)."""
+    from leukdash.data.decode import decode_image
+    from leukdash.predict import predict_images
+
+    return predict_images(run_id, [decode_image(data)])[0]
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def gradcam(root: str, run_id: str, data: bytes):
+    from leukdash.data.decode import decode_image
+    from leukdash.predict import gradcam as engine_gradcam
+
+    return engine_gradcam(run_id, decode_image(data))
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:12]

@@ -1,0 +1,94 @@
+"""Augmentation: switch the paper's seven transforms on or off, set their ranges, preview them.
+
+The settings are kept in ``st.session_state["augment"]`` (an AugmentConfig as a dict), which the
+Experiments page uses.
+"""
+
+import numpy as np
+import streamlit as st
+
+from leukdash.augment import preview
+from leukdash.config import AugmentConfig, FILL_MODES
+from pages._shared import dataset_picker, image, kept, load_dataset_info, synthetic_note
+
+PREVIEW_SIZE = 128
+COPIES = 8
+# name: (label, widget maximum, step, shown as, widget value -> config value)
+RANGES = {
+    "rotation": ("Rotation", 180, 5, "± %d°", 1.0),
+    "width_shift": ("Width shift", 100, 5, "± %d%% of width", 0.01),
+    "height_shift": ("Height shift", 100, 5, "± %d%% of height", 0.01),
+    "zoom": ("Zoom", 90, 5, "± %d%%", 0.01),
+    "shear": ("Shear", 60, 5, "± %d°", 1.0),
+}
+FLIPS = {"horizontal_flip": "Horizontal flip", "vertical_flip": "Vertical flip"}
+
+
+def set_widgets(config: AugmentConfig) -> None:
+    """Put a config's values into the widgets (a button callback, so before they are drawn)."""
+    for name, (_, _, _, _, scale) in RANGES.items():
+        value = getattr(config, name)
+        st.session_state[f"aug_on_{name}"] = st.session_state[f"_kept_aug_on_{name}"] = value > 0
+        if value > 0:
+            st.session_state[f"aug_{name}"] = st.session_state[f"_kept_aug_{name}"] = round(value / scale)
+    for name in FLIPS:
+        st.session_state[f"aug_on_{name}"] = st.session_state[f"_kept_aug_on_{name}"] = getattr(config, name)
+    st.session_state["aug_fill"] = st.session_state["_kept_aug_fill"] = config.fill_mode
+
+
+st.title("Augmentation")
+st.markdown("The paper enlarged each class about 8x with random affine copies of every image "
+            "(Keras `ImageDataGenerator`). Set each transform's range; every copy draws its "
+            "parameters uniformly within them, and each flip happens with probability ½.")
+
+paper = AugmentConfig()
+saved = AugmentConfig.from_dict(st.session_state.get("augment", paper.to_dict()))
+controls, gallery = st.columns([2, 3], gap="large")
+
+with controls:
+    values = {}
+    for name, (label, maximum, step, shown, scale) in RANGES.items():
+        on_col, slider_col = st.columns([2, 3], vertical_alignment="center")
+        default_on = getattr(saved, name) > 0
+        on = kept(on_col.toggle, f"aug_on_{name}", default_on, label)
+        amount = kept(slider_col.slider, f"aug_{name}", round((getattr(saved, name) or getattr(paper, name)) / scale),
+                      f"{label} range", min_value=step, max_value=maximum, step=step, format=shown,
+                      disabled=not on, label_visibility="collapsed")
+        values[name] = amount * scale if on else 0.0
+    flip_cols = st.columns(2)
+    for column, (name, label) in zip(flip_cols, FLIPS.items()):
+        values[name] = kept(column.toggle, f"aug_on_{name}", getattr(saved, name), label)
+    values["fill_mode"] = kept(st.selectbox, "aug_fill", saved.fill_mode, "Fill uncovered border with",
+                               options=list(FILL_MODES),
+                               format_func={"nearest": "nearest pixels (paper)", "reflect": "mirror image",
+                                            "constant": "black"}.get)
+    config = AugmentConfig(**values)
+    st.session_state["augment"] = config.to_dict()
+    buttons = st.columns(2)
+    buttons[0].button("Paper settings", on_click=set_widgets, args=(paper,), width="stretch")
+    buttons[1].button("All off", on_click=set_widgets, args=(AugmentConfig.off(),), width="stretch")
+    st.caption(f"On: {', '.join(config.enabled()) or 'nothing'}. These settings are used by runs "
+               "launched on the Experiments page (with augmentation switched on there).")
+
+with gallery:
+    dataset = dataset_picker()
+    info = load_dataset_info(dataset)
+    if info is None:
+        st.stop()
+    synthetic_note(info)
+    classes = [c for c, files in info["files"].items() if files]
+    pick_cols = st.columns([2, 2, 2], vertical_alignment="bottom")
+    cls = kept(pick_cols[0].selectbox, "aug_class", classes[0], "Class", options=classes)
+    files = info["files"][cls]
+    number = kept(pick_cols[1].number_input, "aug_image", 1, f"Image (1–{len(files)})",
+                  min_value=1, max_value=len(files), step=1)
+    if pick_cols[2].button("New random copies", icon=":material/casino:", width="stretch"):
+        st.session_state["augment_seed"] = st.session_state.get("augment_seed", 0) + 1
+    seed = st.session_state.get("augment_seed", 0)
+    original = image(info["path"], files[min(number, len(files)) - 1], PREVIEW_SIZE)
+    with st.spinner("Transforming…"):
+        copies = preview(original, config, n=COPIES, seed=seed)
+    st.image([original, *copies], width=150,
+             caption=["original"] + [f"copy {i + 1}" for i in range(COPIES)])
+    st.caption(f"{files[min(number, len(files)) - 1]} padded square at {PREVIEW_SIZE} px, then {COPIES} random "
+               f"copies (seed {seed}). Training applies the same transforms at the run's image size.")

@@ -1,0 +1,114 @@
+"""Compare: finished runs side by side, per fold, per epoch, per class, with significance tests."""
+
+import itertools
+import json
+
+import streamlit as st
+
+from leukdash.plots import (ERROR_BARS, METRICS, available_metrics, confusion_heatmap, curve_runs, fold_frame,
+                            learning_curves, metric_bars, run_labels, runs_frame, summary_frame)
+from pages._shared import comparison, finished_runs, kept, no_runs_yet, results, root
+
+PERCENT = st.column_config.NumberColumn(format="percent")
+
+st.title("Compare")
+entries = finished_runs()
+if not entries:
+    no_runs_yet("nothing to compare")
+    st.stop()
+
+st.caption("Select rows to compare (the boxes at the left); with none selected, every finished run is shown.")
+table = runs_frame(entries).drop(columns=["Status"])
+returning = "compare_table" not in st.session_state  # Streamlit forgot the selection on another page
+selection = st.dataframe(
+    table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="compare_table",
+    column_config={"Val. accuracy": PERCENT, "SD": st.column_config.NumberColumn(format="percent",
+                                                                                 help="Standard deviation across folds")},
+)
+if selection.selection.rows or not returning:
+    st.session_state["_kept_compare_runs"] = [table["Run id"].iloc[i] for i in selection.selection.rows]
+chosen_ids = [r for r in st.session_state.get("_kept_compare_runs", []) if r in set(table["Run id"])] \
+    or list(table["Run id"])
+chosen = results(chosen_ids)
+labels = run_labels(chosen)
+if len(chosen) < len(table):
+    st.caption(f"Comparing {len(chosen)} of {len(table)} finished runs.")
+
+metrics = available_metrics(chosen)
+left, middle, right = st.columns([2, 2, 1], vertical_alignment="bottom")
+metric = kept(left.selectbox, "compare_metric", "val_acc", "Metric", options=metrics, format_func=METRICS.get)
+error = kept(middle.radio, "compare_error", "std", "Error bars", options=list(ERROR_BARS), format_func=ERROR_BARS.get,
+             horizontal=True)
+show_paper = kept(right.toggle, "compare_paper", True, "Paper's figures", help="Mark the paper's reported accuracy")
+
+st.plotly_chart(metric_bars(chosen, metric, error, show_paper), width="stretch", key="compare_bars")
+st.caption(f"Bars: mean {METRICS[metric].lower()} over the validation folds; whiskers: {ERROR_BARS[error]}; "
+           "dots: single folds (hover for the fold number)"
+           + ("; open diamonds: the paper's reported 5-fold mean for the same model and task." if show_paper else "."))
+
+tabs = st.tabs(["Summary", "Per fold", "Learning curves", "Confusion matrices", "Significance", "Download"])
+with tabs[0]:
+    summary = summary_frame(chosen, labels, metric)
+    fraction = metric in ("val_acc", "balanced_acc", "macro_f1", "train_acc")
+    number = PERCENT if fraction else st.column_config.NumberColumn(format="%.4f")
+    st.dataframe(summary, hide_index=True, width="stretch",
+                 column_config={c: number for c in ("Mean", "SD", "Min", "Max", "Paper (reported)")})
+    st.caption("Mean, standard deviation and range over folds; the paper's column repeats its reported "
+               "5-fold mean validation accuracy (only for the paper's CNN, NB, SVM, 3-NN and decision tree "
+               "on ALL vs HEALTHY and 5 classes). Its protocol leaked augmented copies across folds, so "
+               "higher figures there are expected.")
+
+with tabs[1]:
+    folds = fold_frame(chosen, labels)
+    st.dataframe(folds, hide_index=True, width="stretch", column_config={
+        **{m: PERCENT for m in ("val_acc", "balanced_acc", "macro_f1", "train_acc")},
+        "val_loss": st.column_config.NumberColumn(format="%.4f"), "train_loss": st.column_config.NumberColumn(format="%.4f"),
+        "seconds": st.column_config.NumberColumn("seconds", format="%.1f")})
+
+with tabs[2]:
+    with_history = curve_runs(chosen)
+    if not with_history:
+        st.info("Learning curves exist for CNN runs only (classic models are fitted in one step).")
+    else:
+        left, right = st.columns([1, 3])
+        curve = kept(left.radio, "compare_curve", "acc", "Curve", options=["acc", "loss"],
+                     format_func={"acc": "accuracy", "loss": "loss"}.get)
+        band = kept(left.radio, "compare_band", "std", "Band", options=list(ERROR_BARS), format_func=ERROR_BARS.get)
+        right.plotly_chart(learning_curves(with_history, curve, band), width="stretch", key="compare_curves")
+        right.caption(f"Mean over folds per epoch, training dashed and validation solid; band: {ERROR_BARS[band]}.")
+
+with tabs[3]:
+    columns = st.columns(min(3, len(chosen)))
+    for i, (result, label) in enumerate(zip(chosen, labels)):
+        columns[i % len(columns)].plotly_chart(confusion_heatmap(result, label), width="stretch",
+                                               config={"displayModeBar": False}, key=f"confusion_{i}")
+    st.caption("Validation predictions summed over folds; rows are the true class, each cell shows the "
+               "count and the share of its row (the diagonal is per-class recall).")
+
+with tabs[4]:
+    if len(chosen) < 2:
+        st.info("Select at least two runs for a paired test.")
+    else:
+        with st.spinner("Pairing out-of-fold predictions…"):
+            tests = comparison(root(), tuple(chosen_ids))["mcnemar"]
+        # compare_runs lists the pairs in this order; its "b" key is also McNemar's count.
+        pairs = itertools.combinations(labels, 2)
+        st.dataframe([{"Run A": a, "Run B": b, "Only A right": t["b"], "Only B right": t["c"], "Images": t["n"],
+                       "p-value": t["p_value"], "Note": t["note"]} if t["p_value"] is not None else
+                      {"Run A": a, "Run B": b, "Images": t["n"], "p-value": None, "Note": t["note"]}
+                      for (a, b), t in zip(pairs, tests)], hide_index=True, width="stretch",
+                     column_config={"p-value": st.column_config.NumberColumn(format="%.4g")})
+        st.caption("Exact McNemar test on the images both runs validated (pooled over folds): a small p-value "
+                   "(below 0.05) means the two models' errors differ more than chance would explain. Runs on "
+                   "different datasets cannot be paired.")
+
+with tabs[5]:
+    export = [{k: v for k, v in r.items() if k != "folds"}
+              | {"folds": [{k: v for k, v in f.items() if k != "oof"} for f in r["folds"]]} for r in chosen]
+    left, right = st.columns(2)
+    left.download_button("Per-fold table (CSV)", fold_frame(chosen, labels).to_csv(index=False).encode(),
+                         file_name="leukdash_folds.csv", mime="text/csv", icon=":material/download:", width="stretch")
+    right.download_button("Results (JSON)", json.dumps(export, indent=1).encode(), file_name="leukdash_runs.json",
+                          mime="application/json", icon=":material/download:", width="stretch")
+    st.caption("The JSON holds each run's config, dataset fingerprint, versions, summary and per-fold metrics "
+               "(out-of-fold predictions are left out; they stay in the run store).")

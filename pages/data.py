@@ -1,0 +1,137 @@
+"""Data: pick or upload a dataset, see its classes and samples, and audit it."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from leukdash.errors import LeukdashError
+from leukdash.plots import class_counts_bar
+from pages._shared import UPLOADS, audit, dataset_picker, image, load_dataset_info, root, synthetic_note
+
+SAMPLES_PER_CLASS = 8
+
+
+def unpack_upload() -> None:
+    """Unpack an uploaded zip, register it as a dataset of this session and select it."""
+    from leukdash.data.dataset import Dataset
+    from leukdash.data.discovery import extract_zip
+
+    upload = st.session_state.get("zip_upload")
+    if upload is None:
+        return
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(upload.name).stem)[:40] or "upload"
+    try:
+        folder = extract_zip(upload.getvalue(), name=stem)
+        Dataset.from_folder(folder)  # fails here, with its reason, when there are no class folders
+    except LeukdashError as error:
+        st.session_state["zip_error"] = f"{upload.name}: {error}"
+        return
+    name = f"{stem} (upload)"
+    st.session_state[UPLOADS] = {**st.session_state.get(UPLOADS, {}), name: str(folder)}
+    st.session_state["dataset"] = st.session_state["_kept_dataset"] = name
+    st.session_state.pop("zip_error", None)
+
+
+st.title("Data")
+dataset = dataset_picker()
+
+with st.sidebar.expander("Upload a dataset"):
+    st.file_uploader("Zip of class folders", type=["zip"], key="zip_upload", on_change=unpack_upload,
+                     help="One folder per class (ALL, AML, CLL, CML, HEALTHY or any names), images inside; "
+                          "subfolders of a class folder are groups (e.g. patients) kept within one fold.")
+    if "zip_error" in st.session_state:
+        st.error(st.session_state["zip_error"])
+
+info = load_dataset_info(dataset)
+if info is None:
+    st.stop()
+synthetic_note(info)
+
+st.caption(f"`{info['path']}` · layout: {info['kind']}")
+counts = info["classes"]
+cols = st.columns(4)
+cols[0].metric("Images", f"{info['n_images']:,}")
+cols[1].metric("Classes", len(counts))
+cols[2].metric("Smallest class", f"{min(counts.values())} images", help=min(counts, key=counts.get))
+cols[3].metric("Files left out", len(info["ignored"]), help="Files in the folders that are not images")
+
+left, right = st.columns([2, 3], gap="large")
+with left:
+    st.subheader("Images per class")
+    st.plotly_chart(class_counts_bar(counts), width="stretch", config={"displayModeBar": False})
+    st.caption("Number of image files in each class folder. Cross-validation needs at least as many "
+               "images (groups) per class as folds.")
+
+with right:
+    header, button = st.columns([3, 1], vertical_alignment="bottom")
+    header.subheader("Samples")
+    if button.button("Shuffle", icon=":material/shuffle:", width="stretch"):
+        st.session_state["sample_seed"] = st.session_state.get("sample_seed", 0) + 1
+    rng = np.random.default_rng(st.session_state.get("sample_seed", 0))
+    for cls, files in info["files"].items():
+        if not files:
+            continue
+        chosen = sorted(rng.choice(len(files), size=min(SAMPLES_PER_CLASS, len(files)), replace=False))
+        thumbs = []
+        for i in chosen:
+            try:
+                thumbs.append(image(info["path"], files[i], 96))
+            except LeukdashError:
+                continue  # an unreadable file is listed by the audit below
+        st.markdown(f"**{cls}** · {counts[cls]} images")
+        st.image(thumbs, width=80)
+    st.caption("Random images of each class, padded square and shown at 96 px.")
+
+st.divider()
+st.subheader("Audit")
+st.markdown(
+    "Unreadable files, exact and near duplicates (which leak between folds), and a **shortcut check**: "
+    "how well a random forest names the class from the colour histogram of the whole image, and from "
+    "the background colour alone. A background score well above chance means the classes were "
+    "photographed differently, and any model can learn that instead of the cells."
+)
+audited = st.session_state.setdefault("audited", [])
+if dataset not in audited and st.button("Run the audit", icon=":material/fact_check:", type="primary"):
+    audited.append(dataset)
+if dataset in audited:
+    try:
+        with st.spinner("Auditing: decoding every image, hashing, two cross-validated shortcut checks…"):
+            report = audit(dataset, root(), 5)
+    except LeukdashError as error:
+        st.error(f"The audit failed: {error}")
+        st.stop()
+    duplicates = report["duplicates"]
+    cols = st.columns(5)
+    cols[0].metric("Images used", f"{report['n_images']:,}")
+    cols[1].metric("Skipped files", len(report["skipped"]))
+    cols[2].metric("Image sizes", len(report["sizes"]), help=", ".join(f"{k}: {v}" for k, v in report["sizes"].items()))
+    cols[3].metric("Exact duplicate groups", len(duplicates["exact"]))
+    cols[4].metric("Near-duplicate pairs", len(duplicates["near"]))
+
+    shortcut = report["shortcut"]
+    cols = st.columns(3)
+    cols[0].metric("Colour histogram accuracy", f"{shortcut['histogram_acc']:.1%}")
+    cols[1].metric("Background-only accuracy", f"{shortcut['background_acc']:.1%}")
+    cols[2].metric("Chance (majority class)", f"{shortcut['chance']:.1%}")
+    margin = shortcut["background_acc"] - shortcut["chance"]
+    if margin > 0.15:
+        st.warning(f"The background alone names the class {margin:.0%} above chance: the classes differ in "
+                   "how they were stained or photographed, and a model can score on that.", icon=":material/warning:")
+    else:
+        st.success("The background colour carries little of the class: no acquisition shortcut found.",
+                   icon=":material/check_circle:")
+
+    if report["skipped"]:
+        st.markdown("**Skipped files**")
+        st.dataframe(report["skipped"], hide_index=True, width="stretch")
+    if duplicates["exact"] or duplicates["near"]:
+        st.markdown("**Duplicates** (pairs across classes are label conflicts)")
+        rows = [{"Kind": "exact", "Files": ", ".join(d["files"]), "Classes": ", ".join(d["classes"]),
+                 "Hash distance (bits)": 0} for d in duplicates["exact"]]
+        rows += [{"Kind": "near", "Files": ", ".join(d["files"]), "Classes": ", ".join(d["classes"]),
+                  "Hash distance (bits)": d["distance"]} for d in duplicates["near"]]
+        st.dataframe(rows, hide_index=True, width="stretch")
+    st.caption("Near duplicates: perceptual hashes at most a few bits apart. Shortcut accuracies are "
+               "out-of-fold over a grouped 5-fold split, on 64 px copies.")

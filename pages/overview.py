@@ -1,0 +1,77 @@
+"""Overview: what leukdash does, the datasets found, the latest runs, the paper's figures.
+
+Kept light on purpose (no dataset is decoded, nothing heavy imported): it is the first paint.
+"""
+
+import os
+
+import streamlit as st
+
+from leukdash.errors import LeukdashError
+from leukdash.plots import paper_figures, runs_frame
+from pages._shared import dataset_info, discovered, root, runs
+
+st.title("leukdash")
+st.markdown(
+    "Identify leukemia subtypes (**ALL, AML, CLL, CML**) and healthy cells in microscopic "
+    "blood-cell images, and compare a convolutional network with classic classifiers under "
+    "cross-validation that keeps augmented copies of one image out of its validation fold. "
+    "A reproduction of Ahmed et al., *Diagnostics* 9(3):104, 2019."
+)
+
+steps = st.columns(5)
+for column, (page, icon, title, text) in zip(steps, [
+    ("pages/data.py", ":material/photo_library:", "Data", "Class counts, samples, duplicates and shortcut checks."),
+    ("pages/augmentation.py", ":material/auto_awesome_motion:", "Augmentation", "The paper's seven transforms, previewed."),
+    ("pages/experiments.py", ":material/science:", "Experiments", "Cross-validated runs in the background, live progress."),
+    ("pages/compare.py", ":material/bar_chart:", "Compare", "Accuracy per fold, learning curves, McNemar tests."),
+    ("pages/predict.py", ":material/center_focus_strong:", "Predict", "Class probabilities and Grad-CAM for your images."),
+]):
+    with column.container(border=True):
+        st.page_link(page, label=title, icon=icon)
+        st.caption(text)
+
+left, right = st.columns([1, 1], gap="large")
+
+with left:
+    st.subheader("Datasets")
+    found = discovered(root(), os.environ.get("LEUKDASH_DATA", ""))
+    rows = []
+    for name, folder in found.items():
+        if folder is None:  # the built-in set before its first use: nothing to count yet
+            rows.append({"Dataset": name, "Images": 903, "Classes": "ALL, AML, CLL, CML, HEALTHY",
+                         "Note": "synthetic demo data, not clinical (drawn on first use)"})
+            continue
+        try:
+            info = dataset_info(name, root())
+        except LeukdashError as error:
+            rows.append({"Dataset": name, "Images": None, "Classes": "", "Note": f"cannot be read: {error}"})
+            continue
+        rows.append({"Dataset": name, "Images": info["n_images"], "Classes": ", ".join(info["class_names"]),
+                     "Note": "synthetic demo data, not clinical" if info["synthetic"] else info["path"]})
+    st.dataframe(rows, hide_index=True, width="stretch")
+    st.caption("Datasets are folders with one subfolder per class (or ALL-IDB file names) under "
+               "`$LEUKDASH_DATA` or `./data`; a zip can be uploaded on the Data page.")
+
+    st.subheader("Latest runs")
+    entries = runs(root())
+    if entries:
+        table = runs_frame(entries[:8])[["Model", "Dataset", "Task", "Val. accuracy", "SD", "Status", "Created"]]
+        st.dataframe(table, hide_index=True, width="stretch", column_config={
+            "Val. accuracy": st.column_config.NumberColumn(format="percent"),
+            "SD": st.column_config.NumberColumn(format="percent", help="Standard deviation across folds"),
+        })
+        st.page_link("pages/compare.py", label="Compare runs", icon=":material/arrow_forward:")
+    else:
+        st.info("No runs yet. Start one on the Experiments page.", icon=":material/hourglass_empty:")
+        st.page_link("pages/experiments.py", label="Go to Experiments", icon=":material/arrow_forward:")
+
+with right:
+    st.subheader("The paper's reported figures")
+    st.plotly_chart(paper_figures(), width="stretch", config={"displayModeBar": False})
+    st.caption(
+        "5-fold mean validation accuracy reported by Ahmed et al. (2019): CNN 88.25% on ALL vs "
+        "HEALTHY and 81.74% on 5 classes; whiskers span the CNN's reported folds (min–max). "
+        "The paper augmented before splitting and split on images, not patients, so its figures "
+        "are optimistic; its SVM at chance level points to unscaled raw-pixel input."
+    )

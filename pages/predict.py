@@ -1,0 +1,73 @@
+"""Predict: class probabilities for uploaded images from a finished run's fold models."""
+
+import streamlit as st
+
+from leukdash.data.decode import MAX_PIXELS, decode_image
+from leukdash.errors import ImageDecodeError, LeukdashError
+from leukdash.plots import heatmap_overlay, probability_bars
+from pages._shared import finished_runs, gradcam, kept, no_runs_yet, predict, root, run_option_label
+
+IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"]
+MAX_FILE_MB = 50
+
+st.title("Predict")
+entries = finished_runs()
+if not entries:
+    no_runs_yet("nothing to predict with")
+    st.stop()
+
+labels = {entry["run_id"]: run_option_label(entry) for entry in entries}
+run_id = kept(st.selectbox, "predict_run", entries[0]["run_id"], "Run", options=list(labels), format_func=labels.get,
+              help="A finished run; its fold models vote (their probabilities are averaged).")
+meta = next(entry["meta"] for entry in entries if entry["run_id"] == run_id)
+config, dataset = meta["config"], meta["dataset"]
+is_cnn = config["model"] == "cnn"
+st.caption(f"Trained on **{dataset['name']}** ({', '.join(dataset['classes'])}) at {config['image_size']} px; "
+           f"{len(meta['fold_ids'])} fold models. Images are padded square and resized the same way.")
+if dataset.get("synthetic"):
+    st.caption(":material/science: This run was trained on synthetic demo data, not clinical: its answers "
+               "say nothing about real blood cells.")
+
+uploads = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="predict_upload",
+                           help=f"PNG, JPEG, BMP or TIFF, up to {MAX_FILE_MB} MB and {MAX_PIXELS // 1_000_000} megapixels each.")
+show_cam = is_cnn and st.toggle("Grad-CAM heatmap", value=True, key="predict_cam",
+                                help="Where the CNN looked: gradient-weighted activations of its last convolution, "
+                                     "averaged over the fold models.") if uploads else False
+if not uploads:
+    st.info("Upload one or more blood-cell images to classify them.", icon=":material/upload:")
+    st.stop()
+
+for upload in uploads:
+    data = upload.getvalue()
+    with st.container(border=True):
+        st.markdown(f"**{upload.name}**")
+        try:
+            if len(data) > MAX_FILE_MB * 1024 * 1024:
+                raise ImageDecodeError(f"file too large: {len(data) / 1024 / 1024:.0f} MB (limit {MAX_FILE_MB} MB)")
+            picture = decode_image(data)
+        except ImageDecodeError as error:
+            st.error(f"Cannot read {upload.name}: {error}. Upload a PNG, JPEG, BMP or TIFF image.",
+                     icon=":material/broken_image:")
+            continue
+        try:
+            with st.spinner("Loading the fold models and predicting…"):
+                result = predict(root(), run_id, data)
+        except LeukdashError as error:
+            st.error(f"Cannot predict with run {run_id}: {error}")
+            st.stop()
+        image_col, chart_col = st.columns([1, 2], gap="large")
+        with chart_col:
+            agree, total = result["agreement"], result["n_folds"]
+            st.markdown(f"Predicted: **{result['predicted']}** · {agree} of {total} fold models agree")
+            st.plotly_chart(probability_bars(result["probabilities"], result["predicted"]), width="stretch",
+                            config={"displayModeBar": False}, key=f"proba_{upload.file_id}")
+            st.caption("Mean class probability over the fold models. Fold votes: "
+                       + ", ".join(f"{i + 1}: {c}" for i, c in enumerate(result["fold_predictions"])) + ".")
+        with image_col:
+            if show_cam:
+                with st.spinner("Computing Grad-CAM…"):
+                    heatmap = gradcam(root(), run_id, data)
+                st.image(heatmap_overlay(picture, heatmap), width="stretch",
+                         caption=f"Grad-CAM for {result['predicted']}: red = most influential")
+            else:
+                st.image(picture, width="stretch", caption=f"{picture.shape[1]}×{picture.shape[0]} px")

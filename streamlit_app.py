@@ -1,0 +1,20 @@
+"""leukdash dashboard: ``streamlit run streamlit_app.py``.
+
+The pages live in ``pages/``; this file only sets the page up and routes between them, so the
+landing page pays for nothing another page needs.
+"""
+
+import streamlit as st
+
+st.set_page_config(page_title="leukdash", layout="wide", page_icon=":material/biotech:")
+
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/photo_library:"),
+    st.Page("pages/augmentation.py", title="Augmentation", icon=":material/auto_awesome_motion:"),
+    st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/bar_chart:"),
+    st.Page("pages/predict.py", title="Predict", icon=":material/center_focus_strong:"),
+]
+
+st.navigation(PAGES).run()

@@ -1,0 +1,192 @@
+"""The Streamlit pages, driven headless with AppTest on a tiny generated dataset."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from leukdash import jobs
+from leukdash.data.synthetic import CLASSES, generate_synthetic
+
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+PAGES = ["overview", "data", "augmentation", "experiments", "compare", "predict"]
+TIMEOUT = 60  # seconds per script run: the first run of a page imports and decodes
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch) -> Path:
+    """A 5-class, 6-image-per-class dataset found as 'tiny' through LEUKDASH_DATA."""
+    folder = generate_synthetic(tmp_path / "data" / "tiny", counts={c: 6 for c in CLASSES}, size=32)
+    monkeypatch.setenv("LEUKDASH_DATA", str(tmp_path / "data"))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"pages/{page}.py").run(timeout=TIMEOUT)
+    assert not at.exception, f"{page}: {[e.value for e in at.exception]}"
+    return at
+
+
+def figures(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def bar_traces(figure: dict) -> list[dict]:
+    return [trace for trace in figure["data"] if trace["type"] == "bar"]
+
+
+def test_every_page_renders_without_runs(tiny):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert at.title[0].value == "leukdash"
+    texts = " ".join(m.value for m in at.markdown)
+    assert "Ahmed et al." in texts
+    for page in PAGES[1:]:
+        open_page(at, page)
+        assert at.title[0].value == page.capitalize()
+    open_page(at, "compare")
+    assert "No finished runs yet" in at.info[0].value
+    open_page(at, "predict")
+    assert "No finished runs yet" in at.info[0].value
+
+
+def test_overview_paints_without_tensorflow(tiny):
+    # A fresh interpreter: an earlier test in this process may have imported TensorFlow already.
+    code = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({str(APP)!r}, default_timeout=60).run()\n"
+        "assert not at.exception, at.exception\n"
+        "assert at.title[0].value == 'leukdash'\n"
+        "print('tensorflow' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=os.environ)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_data_page_counts_audits_and_takes_a_zip(tiny):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    open_page(at, "data")
+    at.sidebar.selectbox(key="dataset").set_value("tiny").run(timeout=TIMEOUT)
+    counts = bar_traces(figures(at)[0])[0]
+    assert dict(zip(counts["x"], counts["y"])) == {c: 6 for c in CLASSES}
+    assert any("synthetic demo data, not clinical" in i.value.lower() for i in at.info)
+    next(b for b in at.button if b.label == "Run the audit").click().run(timeout=TIMEOUT)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images used"] == "30" and metrics["Exact duplicate groups"] == "0"
+    assert metrics["Chance (majority class)"] == "20.0%"
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for cls in ("ALL", "HEALTHY"):
+            for path in sorted((tiny / cls).iterdir())[:3]:
+                zipped.write(path, f"mine/{cls}/{path.name}")
+    at.sidebar.file_uploader(key="zip_upload").set_value(("mine.zip", archive.getvalue(), "application/zip"))
+    at.run(timeout=TIMEOUT)
+    assert not at.exception
+    assert at.sidebar.selectbox(key="dataset").value == "mine (upload)"
+    counts = bar_traces(figures(at)[0])[0]
+    assert dict(zip(counts["x"], counts["y"])) == {"ALL": 3, "HEALTHY": 3}
+
+
+def test_settings_carry_over_between_pages(tiny):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    open_page(at, "augmentation")
+    at.toggle(key="aug_on_rotation").set_value(False).run(timeout=TIMEOUT)
+    at.slider(key="aug_zoom").set_value(50).run(timeout=TIMEOUT)
+    assert at.session_state["augment"]["rotation"] == 0 and at.session_state["augment"]["zoom"] == 0.5
+    open_page(at, "experiments")
+    at.select_slider(key="exp_size").set_value(16).run(timeout=TIMEOUT)
+    captions = " ".join(c.value for c in at.caption)
+    assert "Transforms on: width shift" in captions and "rotation" not in captions.split("Transforms on:")[1]
+    open_page(at, "compare")
+    open_page(at, "augmentation")
+    assert at.toggle(key="aug_on_rotation").value is False and at.slider(key="aug_zoom").value == 50
+    open_page(at, "experiments")
+    assert at.select_slider(key="exp_size").value == 16
+
+
+def wait_for_jobs(run_ids, seconds=300) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        states = {run_id: jobs.job_status(run_id) for run_id in run_ids}
+        if all(s["state"] not in ("running", "none") for s in states.values()) or time.monotonic() > deadline:
+            return states
+        time.sleep(1)
+
+
+def test_launched_runs_complete_compare_and_predict(tiny):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    open_page(at, "experiments")
+    at.sidebar.selectbox(key="dataset").set_value("tiny")
+    at.select_slider(key="exp_size").set_value(16)
+    at.number_input(key="exp_folds").set_value(2)
+    at.toggle(key="exp_augment").set_value(False)
+    at.multiselect(key="exp_models").set_value(["CNN (paper)", "Naive Bayes"]).run(timeout=TIMEOUT)
+    at.number_input(key="exp_epochs").set_value(1).run(timeout=TIMEOUT)
+    launch = at.button(key="launch")
+    assert launch.label == "Launch 2 runs" and not launch.disabled
+    launch.click().run(timeout=TIMEOUT)
+    assert not at.exception
+    run_ids = list(at.dataframe[0].value["Run id"])
+    assert [r.split("-")[0] for r in run_ids] == ["cnn", "nb"]
+
+    states = wait_for_jobs(run_ids)
+    assert all(s["state"] == "finished" for s in states.values()), {r: s["log_tail"][-5:] for r, s in states.items()}
+
+    # A new session with the same settings finds the results at once.
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    open_page(at, "experiments")
+    at.sidebar.selectbox(key="dataset").set_value("tiny")
+    at.select_slider(key="exp_size").set_value(16)
+    at.number_input(key="exp_folds").set_value(2)
+    at.toggle(key="exp_augment").set_value(False)
+    at.multiselect(key="exp_models").set_value(["CNN (paper)", "Naive Bayes"]).run(timeout=TIMEOUT)
+    at.number_input(key="exp_epochs").set_value(1).run(timeout=TIMEOUT)
+    assert at.button(key="launch").disabled
+    assert list(at.dataframe[0].value["Status"]) == ["finished", "finished"]
+    assert len(bar_traces(figures(at)[0])) == 2
+
+    open_page(at, "compare")
+    bars = bar_traces(figures(at)[0])
+    assert len(bars) == 2
+    assert {b["name"].split(" ")[0] for b in bars} == {"CNN", "Naive"}
+    assert all(len(b["error_y"]["array"]) == 1 for b in bars)
+    mcnemar = next(d.value for d in at.dataframe if "p-value" in d.value.columns)
+    assert len(mcnemar) == 1 and 0 <= mcnemar["p-value"].iloc[0] <= 1
+
+    open_page(at, "predict")
+    at.selectbox(key="predict_run").set_value(run_ids[0])
+    png = (tiny / "ALL" / "ALL_0001.png").read_bytes()
+    at.file_uploader(key="predict_upload").set_value([("cell.png", png, "image/png"),
+                                                      ("notes.png", b"not an image at all", "image/png")])
+    at.run(timeout=120)
+    assert not at.exception
+    predicted = next(m.value for m in at.markdown if m.value.startswith("Predicted:"))
+    assert predicted.split("**")[1] in CLASSES and "of 2 fold models agree" in predicted
+    probabilities = next(f for f in figures(at) if f["data"][0].get("orientation") == "h")["data"][0]
+    assert list(probabilities["y"]) == list(CLASSES) and sum(probabilities["x"]) == pytest.approx(1, abs=1e-3)
+    assert any("Grad-CAM" in caption for caption in image_captions(at))
+    assert any("Cannot read notes.png" in e.value for e in at.error)
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [image.caption for element in at.get("imgs") for image in element.proto.imgs]

@@ -1,0 +1,240 @@
+"""The seven transforms: determinism, each transform alone doing only what it should, expansion."""
+
+import numpy as np
+import pytest
+
+from leukdash.augment import augment_batch, augment_image, expand, preview, random_transform
+from leukdash.config import AugmentConfig
+from leukdash.errors import ConfigError
+
+SIZE = 64
+
+
+def only(**settings) -> AugmentConfig:
+    """A config with every transform off except the given ones."""
+    return AugmentConfig(**{**AugmentConfig.off().to_dict(), **settings})
+
+
+def textured(n: int = 4, size: int = SIZE, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def square(size: int = SIZE, half: int = 6, centre=None) -> np.ndarray:
+    """A black image with one white square."""
+    cy, cx = centre if centre is not None else (size // 2, size // 2)
+    image = np.zeros((size, size, 3), np.uint8)
+    image[cy - half:cy + half, cx - half:cx + half] = 255
+    return image
+
+
+def disk(size: int = SIZE, radius: float = 14.0) -> np.ndarray:
+    """A white disk centred on the image's centre pixel grid."""
+    yy, xx = np.mgrid[:size, :size]
+    centre = (size - 1) / 2
+    image = np.zeros((size, size, 3), np.uint8)
+    image[(yy - centre) ** 2 + (xx - centre) ** 2 <= radius ** 2] = 255
+    return image
+
+
+def area(images: np.ndarray) -> np.ndarray:
+    """Bright area of each image, in pixels (grey levels count fractionally)."""
+    return images[..., 0].reshape(len(images), -1).sum(axis=1) / 255.0
+
+
+def centroid(images: np.ndarray) -> np.ndarray:
+    """(N, 2) intensity-weighted (x, y) centroid of each image."""
+    weights = images[..., 0].astype(float)
+    yy, xx = np.mgrid[:images.shape[1], :images.shape[2]]
+    total = weights.sum(axis=(1, 2))
+    return np.stack([(weights * xx).sum(axis=(1, 2)) / total, (weights * yy).sum(axis=(1, 2)) / total], axis=1)
+
+
+def test_same_seed_same_batch_and_different_seeds_differ():
+    images = textured()
+    cfg = AugmentConfig()
+    first = augment_batch(images, cfg, 7)
+    assert np.array_equal(first, augment_batch(images, cfg, 7))
+    assert np.array_equal(first, augment_batch(images, cfg, np.random.default_rng(7)))
+    assert not np.array_equal(first, augment_batch(images, cfg, 8))
+    by_epoch = [augment_batch(images, cfg, (0, 1, epoch)) for epoch in range(2)]
+    assert not np.array_equal(by_epoch[0], by_epoch[1])
+
+
+def test_batch_equals_images_augmented_in_turn_with_one_generator():
+    images = textured(3)
+    rng = np.random.default_rng(3)
+    one_by_one = np.stack([augment_image(image, AugmentConfig(), rng) for image in images])
+    assert np.array_equal(one_by_one, augment_batch(images, AugmentConfig(), 3))
+
+
+def test_output_keeps_shape_dtype_and_leaves_input_untouched():
+    images = textured(2)[:, :40, :56]  # non-square, non-contiguous view
+    before = images.copy()
+    out = augment_batch(images, AugmentConfig(), 0)
+    assert out.shape == (2, 40, 56, 3) and out.dtype == np.uint8
+    assert np.array_equal(images, before)
+    assert augment_image(images[0], AugmentConfig(), np.random.default_rng(0)).shape == (40, 56, 3)
+
+
+def test_all_off_is_an_exact_copy():
+    images = textured()
+    out = augment_batch(images, AugmentConfig.off(), 0)
+    assert np.array_equal(out, images) and not np.shares_memory(out, images)
+    assert np.array_equal(random_transform(np.random.default_rng(0), AugmentConfig.off(), 9, 5), np.eye(2, 3))
+
+
+def test_horizontal_flip_only_mirrors_left_right_or_not_at_all():
+    images = np.repeat(textured(1), 32, axis=0)
+    out = augment_batch(images, only(horizontal_flip=True), 0)
+    flipped = np.array([np.array_equal(o, np.fliplr(images[0])) for o in out])
+    kept = np.array([np.array_equal(o, images[0]) for o in out])
+    assert np.all(flipped | kept) and flipped.any() and kept.any()
+
+
+def test_vertical_flip_only_mirrors_top_bottom_or_not_at_all():
+    images = np.repeat(textured(1), 32, axis=0)
+    out = augment_batch(images, only(vertical_flip=True), 1)
+    flipped = np.array([np.array_equal(o, np.flipud(images[0])) for o in out])
+    kept = np.array([np.array_equal(o, images[0]) for o in out])
+    assert np.all(flipped | kept) and flipped.any() and kept.any()
+
+
+def test_the_two_flips_are_drawn_independently():
+    image = textured(1)[0]
+    out = augment_batch(np.repeat(image[None], 32, axis=0), only(horizontal_flip=True, vertical_flip=True), 2)
+    variants = [image, np.fliplr(image), np.flipud(image), np.flipud(np.fliplr(image))]
+    counts = [sum(np.array_equal(o, v) for o in out) for v in variants]
+    assert sum(counts) == 32 and min(counts) > 0
+
+
+def test_switching_a_transform_off_keeps_the_draws_of_the_others():
+    images = np.repeat(textured(1), 16, axis=0)
+    horizontal = augment_batch(images, only(horizontal_flip=True), 5)
+    both = augment_batch(images, only(horizontal_flip=True, vertical_flip=True), 5)
+    for h, b in zip(horizontal, both):
+        assert np.array_equal(h, b) or np.array_equal(np.flipud(h), b)
+
+
+def test_rotation_keeps_a_centred_disk_and_turns_an_offcentre_spot_within_the_range():
+    cfg = only(rotation=40.0)
+    disks = augment_batch(np.repeat(disk()[None], 16, axis=0), cfg, 0)
+    assert np.allclose(area(disks), area(disk()[None]), rtol=0.02)
+    spot = square(half=2, centre=(SIZE // 2, SIZE // 2 + 20))
+    out = augment_batch(np.repeat(spot[None], 64, axis=0), cfg, 0)
+    offset = centroid(out) - (SIZE - 1) / 2  # from the image centre; the spot starts at (20, 0)
+    radius = np.hypot(offset[:, 0], offset[:, 1])
+    angle = np.degrees(np.arctan2(offset[:, 1], offset[:, 0]))
+    assert np.allclose(radius, 20, atol=0.5)
+    assert np.abs(angle).max() <= 40.5 and np.abs(angle).max() > 30  # uses most of the range
+    assert angle.min() < 0 < angle.max()
+
+
+@pytest.mark.parametrize("axis, setting", [(0, "width_shift"), (1, "height_shift")])
+def test_shift_moves_a_square_at_most_the_fraction_along_its_axis_only(axis, setting):
+    fraction = 0.25
+    image = square()
+    out = augment_batch(np.repeat(image[None], 64, axis=0), only(**{setting: fraction}), 0)
+    moved = centroid(out) - centroid(image[None])[0]
+    assert np.abs(moved[:, axis]).max() <= fraction * SIZE + 0.5
+    assert np.abs(moved[:, axis]).max() > 0.6 * fraction * SIZE
+    assert np.allclose(moved[:, 1 - axis], 0, atol=1e-6)
+    assert np.allclose(area(out), area(image[None]), rtol=0.01)
+
+
+def test_zoom_scales_area_within_the_keras_range_per_axis():
+    z = 0.3
+    image = square(half=8)
+    out = augment_batch(np.repeat(image[None], 64, axis=0), only(zoom=z), 0)
+    ratio = area(out) / area(image[None])
+    # Keras samples the grid at scale zx, zy in [1-z, 1+z]: content scales by 1/zx, 1/zy.
+    assert ratio.min() >= 1 / (1 + z) ** 2 * 0.95 and ratio.max() <= 1 / (1 - z) ** 2 * 1.05
+    assert ratio.min() < 0.8 and ratio.max() > 1.4
+    assert np.allclose(centroid(out), centroid(image[None]), atol=0.5)  # about the centre
+    bright = out[..., 0] > 127
+    widths, heights = bright.any(axis=1).sum(axis=1), bright.any(axis=2).sum(axis=1)
+    assert np.any(np.abs(widths - heights) >= 3)  # zx and zy are drawn independently
+
+
+def test_shear_keeps_rows_straight_and_scales_area_by_at_most_one_over_cos():
+    image = np.zeros((SIZE, SIZE, 3), np.uint8)
+    image[28:36, 8:56] = 255  # a horizontal bar
+    out = augment_batch(np.repeat(image[None], 32, axis=0), only(shear=20.0), 0)
+    ratio = area(out) / area(image[None])
+    assert ratio.min() >= 0.99 and ratio.max() <= 1 / np.cos(np.radians(20)) * 1.01
+    assert not np.array_equal(out[0], image)
+    # Shear slides x in proportion to y: the bar stays within a few rows of where it was.
+    rows = np.nonzero(out[..., 0].max(axis=(0, 2)) > 0)[0]
+    assert rows.min() >= 26 and rows.max() <= 37
+
+
+@pytest.mark.parametrize("fill_mode", ["nearest", "reflect"])
+def test_nearest_and_reflect_fill_leave_no_black_pixels(fill_mode):
+    images = np.random.default_rng(0).integers(60, 256, (16, SIZE, SIZE, 3), dtype=np.uint8)
+    out = augment_batch(images, AugmentConfig(fill_mode=fill_mode), 0)
+    assert out.min() >= 60
+
+
+def test_constant_fill_is_black():
+    images = np.full((8, SIZE, SIZE, 3), 200, np.uint8)
+    out = augment_batch(images, only(width_shift=0.4, fill_mode="constant"), 0)
+    assert (out == 0).all(axis=-1).any(axis=(1, 2)).sum() >= 6
+
+
+def test_random_transform_is_a_forward_2x3_matrix():
+    matrix = random_transform(np.random.default_rng(0), only(horizontal_flip=True), 10, 20)
+    assert matrix.shape == (2, 3) and matrix.dtype == np.float64
+    assert np.array_equal(matrix, [[-1, 0, 19], [0, 1, 0]]) or np.array_equal(matrix, np.eye(2, 3))
+    shifted = random_transform(np.random.default_rng(0), only(width_shift=0.5), 10, 20)
+    assert np.allclose(shifted[:, :2], np.eye(2)) and abs(shifted[0, 2]) <= 10 and shifted[1, 2] == 0
+
+
+def test_expand_puts_originals_first_then_copies_that_follow_their_source():
+    images, labels = textured(3), np.array([0, 1, 1])
+    out, out_labels, source = expand(images, labels, 4, AugmentConfig(), seed=2)
+    assert out.shape == (12, SIZE, SIZE, 3) and out.dtype == np.uint8
+    assert np.array_equal(out[:3], images)
+    assert np.array_equal(source, np.tile(np.arange(3), 4))
+    assert np.array_equal(out_labels, labels[source])
+    assert not any(np.array_equal(out[i], images[source[i]]) for i in range(3, 12))
+    assert np.array_equal(out[3:], augment_batch(np.concatenate([images] * 3), AugmentConfig(), 2))
+    again = expand(images, labels, 4, AugmentConfig(), seed=2)[0]
+    assert np.array_equal(out, again)
+    single, single_labels, single_source = expand(images, labels, 1, AugmentConfig(), seed=2)
+    assert np.array_equal(single, images) and np.array_equal(single_source, [0, 1, 2])
+
+
+def test_preview_gives_n_distinct_copies_of_the_image():
+    image = textured(1)[0]
+    copies = preview(image, AugmentConfig(), n=5, seed=1)
+    assert len(copies) == 5 and all(c.shape == image.shape and c.dtype == np.uint8 for c in copies)
+    assert len({c.tobytes() for c in copies}) == 5
+    assert all(np.array_equal(a, b) for a, b in zip(copies, preview(image, AugmentConfig(), n=5, seed=1)))
+
+
+@pytest.mark.parametrize("bad", [
+    np.zeros((2, 8, 8), np.uint8),        # grayscale batch
+    np.zeros((2, 8, 8, 4), np.uint8),     # RGBA
+    np.zeros((2, 8, 8, 3), np.float32),   # not uint8
+    np.zeros((8, 8, 3), np.uint8),        # one image where a batch is expected
+    [[[[0, 0, 0]]]],                      # not an array
+])
+def test_bad_batches_raise_value_error(bad):
+    with pytest.raises(ValueError, match="images must"):
+        augment_batch(bad, AugmentConfig(), 0)
+
+
+def test_bad_image_config_factor_and_labels_raise_clear_errors():
+    with pytest.raises(ValueError, match=r"image must have shape \(H, W, 3\)"):
+        augment_image(np.zeros((8, 8), np.uint8), AugmentConfig(), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="uint8"):
+        preview(np.zeros((8, 8, 3)), AugmentConfig())
+    with pytest.raises(ConfigError, match="augment.rotation"):
+        augment_batch(textured(1), AugmentConfig(rotation=-5.0), 0)
+    with pytest.raises(ConfigError, match="AugmentConfig"):
+        augment_batch(textured(1), {"rotation": 10}, 0)
+    with pytest.raises(ConfigError, match="augment_factor"):
+        expand(textured(2), [0, 1], 0, AugmentConfig(), 0)
+    with pytest.raises(ValueError, match="labels"):
+        expand(textured(2), [0, 1, 1], 2, AugmentConfig(), 0)
+    with pytest.raises(ValueError, match="seed"):
+        augment_batch(textured(1), AugmentConfig(), None)

@@ -1,0 +1,210 @@
+"""Decoding, dataset folders, ALL-IDB names, groups, fingerprints and discovery."""
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from leukdash.data.dataset import Dataset, square_resize
+from leukdash.data.decode import decode_image
+from leukdash.data.discovery import discover_datasets, extract_zip, open_dataset
+from leukdash.errors import DatasetError, ImageDecodeError
+from leukdash.folds import assign_folds, holdout_split
+
+
+def _disc_image(size=40, colour=(200, 40, 160)) -> np.ndarray:
+    """An RGB image with a coloured disc, so orientation and channel order can be checked."""
+    image = np.full((size, size, 3), 230, np.uint8)
+    cv2.circle(image, (size // 2, size // 2), size // 4, colour, -1)
+    return image
+
+
+def _write_rgb(path: Path, rgb: np.ndarray, params=()) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), list(params))
+    return path
+
+
+@pytest.fixture
+def mixed_folder(tmp_path) -> Path:
+    """A class folder of good and bad files, as the issue lists them."""
+    folder = tmp_path / "mixed" / "ALL"
+    good = _write_rgb(folder / "good.jpg", _disc_image())
+    (folder / "corrupt.jpg").write_bytes(good.read_bytes()[:200] + b"\x00garbage" * 50)
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.tif").write_text("this is a text file, not a TIFF\n")
+    deep = (np.arange(32 * 32 * 3, dtype=np.uint16).reshape(32, 32, 3) * 60) % 65535
+    assert cv2.imwrite(str(folder / "deep16.tif"), deep)
+    rgba = np.dstack([cv2.cvtColor(_disc_image(), cv2.COLOR_RGB2BGR), np.full((40, 40), 255, np.uint8)])
+    rgba[:5, :5, 3] = 0  # a transparent corner
+    assert cv2.imwrite(str(folder / "alpha.png"), rgba)
+    assert cv2.imwrite(str(folder / "gray.bmp"), np.tile(np.arange(40, dtype=np.uint8) * 6, (40, 1)))
+    _write_rgb(tmp_path / "mixed" / "HEALTHY" / "h.png", _disc_image(colour=(90, 20, 120)))
+    return tmp_path / "mixed"
+
+
+def test_bad_files_are_listed_and_good_ones_load_as_rgb_uint8(mixed_folder):
+    loaded = Dataset.from_folder(mixed_folder).load()
+    names = [p.name for p in loaded.paths]
+    assert sorted(names) == ["alpha.png", "deep16.tif", "good.jpg", "gray.bmp", "h.png"]
+    for image in loaded.images:
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    reasons = {s.path.name: s.reason for s in loaded.skipped}
+    assert set(reasons) == {"corrupt.jpg", "empty.png", "notes.tif"}
+    assert "empty" in reasons["empty.png"]
+    assert "not an image" in reasons["notes.tif"]
+    assert "truncated" in reasons["corrupt.jpg"] or "corrupt" in reasons["corrupt.jpg"]
+
+
+def test_decoding_keeps_colours_and_converts_modes(mixed_folder):
+    folder = mixed_folder / "ALL"
+    good = decode_image(folder / "good.jpg")
+    centre = good[20, 20].astype(int)
+    assert centre[0] > 150 and centre[1] < 90 and centre[2] > 110  # red-magenta, so RGB order is right
+    alpha = decode_image(folder / "alpha.png")
+    assert (alpha[0, 0] == 255).all()  # transparent pixels become white
+    gray = decode_image(folder / "gray.bmp")
+    assert (gray[..., 0] == gray[..., 1]).all() and gray[0, 10, 0] == 60
+    deep = decode_image(folder / "deep16.tif")
+    raw = cv2.imread(str(folder / "deep16.tif"), cv2.IMREAD_UNCHANGED)
+    assert raw.dtype == np.uint16
+    assert np.array_equal(deep, cv2.cvtColor((raw // 257).astype(np.uint8), cv2.COLOR_BGR2RGB))
+
+
+def test_decode_refuses_oversized_images_before_decoding(tmp_path):
+    path = _write_rgb(tmp_path / "big.png", np.zeros((300, 300, 3), np.uint8))
+    with pytest.raises(ImageDecodeError, match="too large"):
+        decode_image(path, max_pixels=50_000)
+    assert decode_image(path.read_bytes()).shape == (300, 300, 3)
+
+
+def test_truncated_jpeg_is_refused(tmp_path):
+    data = _write_rgb(tmp_path / "full.jpg", _disc_image(64)).read_bytes()
+    with pytest.raises(ImageDecodeError, match="truncated"):
+        decode_image(data[: len(data) * 2 // 3])
+
+
+def _allidb_folder(root: Path, n_per_class=6, variants=2) -> Path:
+    for number in range(1, 2 * n_per_class + 1):
+        label = 1 if number <= n_per_class else 0
+        for variant in range(variants):
+            _write_rgb(root / f"Im{number:03d}_{variant}_{label}.jpg", _disc_image(colour=(150, 30 * label, 90 + variant)))
+    return root
+
+
+def test_allidb_names_give_labels_and_group_variants_together(tmp_path):
+    dataset = Dataset.from_folder(_allidb_folder(tmp_path / "allidb"))
+    assert dataset.kind == "allidb" and dataset.classes == ("ALL", "HEALTHY")
+    assert dataset.counts() == {"ALL": 12, "HEALTHY": 12}
+    groups = dataset.groups
+    assert len(set(groups)) == 12 and "Im001" in groups
+    folds = assign_folds(dataset.labels, groups, 3, seed=0)
+    for group in set(groups):
+        assert len(set(folds[groups == group])) == 1  # both variants of an image share a fold
+
+
+def test_groups_csv_and_patient_subfolders(tmp_path):
+    root = tmp_path / "byclass"
+    for cls in ("CLL", "HEALTHY"):
+        for patient in ("p1", "p2"):
+            for i in range(2):
+                _write_rgb(root / cls / patient / f"{i}.png", _disc_image())
+    _write_rgb(root / "CLL" / "loose.png", _disc_image())
+    (root / "groups.csv").write_text("file,group\nCLL/loose.png,patient-x\n")
+    dataset = Dataset.from_folder(root)
+    by_name = {dataset.relative(item.path): item.group for item in dataset.items}
+    assert by_name["CLL/p1/0.png"] == by_name["CLL/p1/1.png"] == "CLL/p1"
+    assert by_name["CLL/loose.png"] == "patient-x"
+
+
+def test_fingerprint_changes_with_any_file(tmp_path):
+    root = _allidb_folder(tmp_path / "fp", n_per_class=3, variants=1)
+    before = Dataset.from_folder(root).fingerprint
+    assert Dataset.from_folder(root).fingerprint == before
+    target = root / "Im002_0_1.jpg"
+    target.write_bytes(target.read_bytes() + b"\x00")
+    assert Dataset.from_folder(root).fingerprint != before
+
+
+def test_one_class_and_too_few_images_are_clear_errors(tmp_path):
+    single = tmp_path / "single"
+    for i in range(3):
+        _write_rgb(single / "ALL" / f"{i}.png", _disc_image())
+    with pytest.raises(DatasetError, match="at least 2"):
+        Dataset.from_folder(single).check_folds(2)
+    for i in range(2):
+        _write_rgb(single / "AML" / f"{i}.png", _disc_image())
+    with pytest.raises(DatasetError, match="class 'AML' .* 2 image"):
+        Dataset.from_folder(single).check_folds(3)
+    empty = tmp_path / "empty"
+    (empty / "ALL").mkdir(parents=True)
+    (empty / "ALL" / "readme.txt").write_text("no images here")
+    with pytest.raises(DatasetError, match="no images"):
+        Dataset.from_folder(empty)
+
+
+def test_subset_relabels_in_requested_order(mixed_folder):
+    dataset = Dataset.from_folder(mixed_folder)
+    flipped = dataset.subset(["HEALTHY", "ALL"])
+    assert flipped.classes == ("HEALTHY", "ALL")
+    assert flipped.counts() == {"HEALTHY": 1, "ALL": 7}
+    with pytest.raises(DatasetError, match="'CML' is not in"):
+        dataset.subset(["CML", "ALL"])
+
+
+def test_square_resize_pads_instead_of_squashing():
+    tall = np.zeros((60, 30, 3), np.uint8)
+    tall[:, :, 1] = 255
+    tall[24:36, 9:21] = 255  # a white square in the middle
+    out = square_resize(tall, 30)
+    assert out.shape == (30, 30, 3)
+    white = (out == 255).all(axis=2)
+    ys, xs = np.nonzero(white)
+    assert abs((ys.max() - ys.min()) - (xs.max() - xs.min())) <= 1  # still a square
+
+
+def test_folds_are_stratified_deterministic_and_holdout_has_a_test_part():
+    labels = np.repeat([0, 1, 2], 20)
+    groups = np.arange(60).astype(str)
+    folds = assign_folds(labels, groups, 5, seed=3)
+    assert np.array_equal(folds, assign_folds(labels, groups, 5, seed=3))
+    assert not np.array_equal(folds, assign_folds(labels, groups, 5, seed=4))
+    for fold in range(5):
+        assert np.bincount(labels[folds == fold], minlength=3).tolist() == [4, 4, 4]
+    split = holdout_split(labels, groups, 0.2, seed=0)
+    assert (split == 0).sum() == 12
+
+
+def test_discovery_lists_data_roots_and_opens_paths(tmp_path, monkeypatch, mixed_folder):
+    monkeypatch.setenv("LEUKDASH_DATA", os.pathsep.join([str(tmp_path), str(tmp_path / "missing")]))
+    found = discover_datasets()
+    assert list(found)[0] == "synthetic" and found["mixed"] == mixed_folder
+    assert open_dataset("mixed").name == "mixed"
+    assert open_dataset(str(mixed_folder / "..") + "/mixed").root == mixed_folder.resolve()
+    with pytest.raises(DatasetError, match="unknown dataset 'nope'"):
+        open_dataset("nope")
+
+
+def test_uploaded_zip_becomes_a_dataset(tmp_path, mixed_folder):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in mixed_folder.rglob("*.png"):
+            archive.write(path, f"mine/{path.relative_to(mixed_folder)}")
+    folder = extract_zip(buffer.getvalue(), "mine")
+    assert Dataset.from_folder(folder).classes == ("ALL", "HEALTHY")
+    assert extract_zip(buffer.getvalue(), "mine") == folder
+    with pytest.raises(DatasetError, match="not a zip"):
+        extract_zip(b"plain text", "bad")
+
+
+def test_real_allidb2_copy(allidb2_path):
+    dataset = Dataset.from_folder(allidb2_path)
+    assert dataset.counts() == {"ALL": 130, "HEALTHY": 130}
+    assert len(set(dataset.groups)) == 260
+    loaded = dataset.load(32)
+    assert loaded.images.shape == (260, 32, 32, 3) and not loaded.skipped

@@ -1,0 +1,166 @@
+"""Background jobs with a stand-in process instead of the CLI: sharing, status, cancel."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from leukdash import jobs
+from leukdash.config import RunConfig
+from leukdash.progress import append_event
+from leukdash.store import RunStore, write_json_atomic
+
+CONFIG = RunConfig(model="nb", folds=2)
+
+# The stand-in job starts a worker (a grandchild, like joblib's), records its pid, then sleeps.
+SLEEPER = (
+    "import subprocess, sys, time\n"
+    "worker = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+    "open(sys.argv[1] + '.tmp', 'w').write(str(worker.pid))\n"
+    "import os; os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n"
+    "print('job running', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+@pytest.fixture
+def fake_job(monkeypatch):
+    """Make jobs run ``code`` (default: the sleeper) with the config file as argv[1]."""
+
+    def use(code=SLEEPER):
+        monkeypatch.setattr(jobs, "job_command", lambda config_file: [sys.executable, "-c", code, f"{config_file}.worker"])
+
+    use()
+    return use
+
+
+@pytest.fixture(autouse=True)
+def reap_leftovers():
+    """Kill whatever job a test left running, worker included."""
+    yield
+    for pid in list(jobs._children):
+        if jobs._children[pid].poll() is None:
+            _kill_group(pid)
+        jobs._children.pop(pid).wait()
+
+
+def _kill_group(pid):
+    try:
+        os.killpg(pid, 9)
+    except ProcessLookupError:
+        pass
+
+
+def _gone(pid) -> bool:
+    """Exited or a zombie (a reparented worker may wait for a reaper that never comes)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"
+
+
+def _wait_for(predicate, seconds=15.0):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_start_job_records_the_job_and_is_shared(fake_job):
+    store = RunStore()
+    first = jobs.start_job(CONFIG, "r1")
+    second = jobs.start_job(CONFIG, "r1", store)
+    assert second["pid"] == first["pid"]
+    folder = store.run_dir("r1")
+    assert json.loads((folder / "job.json").read_text())["pid"] == first["pid"]
+    assert RunConfig.from_dict(json.loads((folder / "job_config.json").read_text())) == CONFIG
+    status = jobs.job_status("r1")
+    assert status["state"] == "running" and status["pid"] == first["pid"]
+    _wait_for(lambda: "job running" in "\n".join(jobs.job_status("r1")["log_tail"]))
+
+
+def test_concurrent_launches_share_one_job(fake_job):
+    pids = []
+    threads = [threading.Thread(target=lambda: pids.append(jobs.start_job(CONFIG, "r1")["pid"])) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(pids) == 4 and len(set(pids)) == 1
+
+
+def test_cancel_kills_the_process_group(fake_job):
+    store = RunStore()
+    job = jobs.start_job(CONFIG, "r1")
+    worker_file = Path(job["config_file"] + ".worker")
+    _wait_for(worker_file.exists)
+    worker = int(worker_file.read_text())
+    assert not _gone(worker)
+    status = jobs.cancel_job("r1", grace=5.0)
+    assert status["state"] == "cancelled"
+    assert status["progress"]["status"] == "cancelled"
+    assert status["returncode"] == -15
+    assert _gone(job["pid"])
+    _wait_for(lambda: _gone(worker))
+    assert json.loads((store.run_dir("r1") / "job.json").read_text())["state"] == "cancelled"
+
+
+def test_cancel_escalates_when_sigterm_is_ignored(fake_job):
+    fake_job("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\ntime.sleep(60)")
+    job = jobs.start_job(CONFIG, "r1")
+    _wait_for(lambda: "ready" in "\n".join(jobs.job_status("r1")["log_tail"]))
+    status = jobs.cancel_job("r1", grace=0.3)
+    assert status["state"] == "cancelled" and status["returncode"] == -9
+    assert _gone(job["pid"])
+
+
+def test_failed_job_reports_its_exit_status_to_other_processes(fake_job):
+    store = RunStore()
+    fake_job("import sys; print('boom'); sys.exit(3)")
+    jobs.start_job(CONFIG, "r1")
+    _wait_for(lambda: jobs.job_status("r1")["state"] != "running")
+    status = jobs.job_status("r1")
+    assert status["state"] == "failed" and status["returncode"] == 3 and status["log_tail"] == ["boom"]
+    # Another process knows nothing of our child; it reads the exit status from job.json.
+    jobs._children.clear()
+    assert jobs.job_status("r1")["returncode"] == 3
+    assert json.loads((store.run_dir("r1") / "job.json").read_text())["returncode"] == 3
+
+
+def test_stale_job_with_dead_pid_is_not_running(fake_job):
+    store = RunStore()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_json_atomic(store.run_dir("r1") / "job.json", {"pid": dead.pid, "run_id": "r1", "started": 0.0})
+    append_event(store.progress_path("r1"), {"event": "start", "folds": 2})
+    assert jobs.job_status("r1")["state"] == "failed"
+    job = jobs.start_job(CONFIG, "r1")
+    assert job["pid"] != dead.pid and jobs.job_status("r1")["state"] == "running"
+
+
+def test_reused_pid_is_not_mistaken_for_the_job():
+    store = RunStore()
+    # Our own pid is alive, but it started at another time than the recorded job.
+    write_json_atomic(store.run_dir("r1") / "job.json", {"pid": os.getpid(), "run_id": "r1", "proc_start": "1"})
+    assert jobs.job_status("r1")["state"] == "failed"
+
+
+def test_status_finished_none_and_followed():
+    store = RunStore()
+    assert jobs.job_status("r1")["state"] == "none"
+    with store.lock("r1"):  # a run computed by the CLI, not a job: the page can still follow it
+        assert jobs.job_status("r1")["state"] == "running"
+    store.write_summary("r1", {"val_acc": {"mean": 0.9}})
+    assert jobs.job_status("r1")["state"] == "finished"
+
+
+def test_job_command_runs_the_cli(tmp_path):
+    command = jobs.job_command(tmp_path / "job_config.json")
+    assert command[:4] == [sys.executable, "-m", "leukdash", "run"]
+    assert command[command.index("--config-file") + 1] == str(tmp_path / "job_config.json")

@@ -1,0 +1,80 @@
+"""Fold metrics, summaries and McNemar's test against values computed by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from leukdash.metrics import fold_metrics, mcnemar, summarize, summarize_folds
+
+CLASSES = ("A", "B", "C")
+
+
+def test_fold_metrics_match_hand_computed_values():
+    y_true = [0, 0, 1, 1, 2]
+    proba = np.array([
+        [0.8, 0.1, 0.1],  # A -> A
+        [0.2, 0.7, 0.1],  # A -> B
+        [0.1, 0.6, 0.3],  # B -> B
+        [0.1, 0.8, 0.1],  # B -> B
+        [0.0, 0.0, 1.0],  # C -> C
+    ])
+    m = fold_metrics(y_true, proba, CLASSES)
+    assert m["val_acc"] == pytest.approx(4 / 5)
+    assert m["confusion"] == [[1, 1, 0], [0, 2, 0], [0, 0, 1]]
+    assert m["per_class_recall"] == pytest.approx({"A": 0.5, "B": 1.0, "C": 1.0})
+    assert m["balanced_acc"] == pytest.approx((0.5 + 1 + 1) / 3)
+    # F1: A = 2*1*0.5/1.5 = 2/3, B = 2*(2/3)*1/(5/3) = 0.8, C = 1.
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8 + 1.0) / 3)
+    true_p = [0.8, 0.2, 0.6, 0.8, 1.0 - 1e-7]  # the certain row is clipped, not log(1) exactly
+    assert m["val_loss"] == pytest.approx(-np.mean(np.log(true_p)), rel=1e-5)
+
+
+def test_fold_metrics_stays_finite_for_a_certain_mistake_and_an_unpredicted_class():
+    m = fold_metrics([0, 1], np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]), CLASSES)
+    assert math.isfinite(m["val_loss"]) and m["val_loss"] > 5  # -log(1e-7) / 2 ~ 8
+    assert m["confusion"] == [[0, 1, 0], [0, 1, 0], [0, 0, 0]]
+    assert m["per_class_recall"]["C"] == 0.0
+
+
+def test_fold_metrics_rejects_a_wrong_probability_shape():
+    with pytest.raises(ValueError, match="proba must have shape"):
+        fold_metrics([0, 1], np.ones((2, 2)) / 2, CLASSES)
+
+
+def test_summarize_gives_the_student_t_interval():
+    s = summarize([0.8, 0.9, 1.0])
+    assert s["mean"] == pytest.approx(0.9)
+    assert s["std"] == pytest.approx(0.1)  # ddof=1
+    assert (s["min"], s["max"]) == pytest.approx((0.8, 1.0))
+    half = 4.302652729749464 * 0.1 / math.sqrt(3)  # t(0.975, df=2)
+    assert s["ci95"] == pytest.approx([0.9 - half, 0.9 + half])
+
+
+def test_summarize_of_one_value_has_no_spread():
+    assert summarize([0.75]) == {"mean": 0.75, "std": 0.0, "min": 0.75, "max": 0.75, "ci95": [0.75, 0.75]}
+
+
+def test_summarize_folds_covers_the_float_metrics_only():
+    folds = [
+        {"fold": 0, "val_acc": 0.5, "val_loss": 1.0, "seconds": 2.0, "per_class_recall": {"A": 1.0}, "confusion": [[1]]},
+        {"fold": 1, "val_acc": 1.0, "val_loss": 0.5, "seconds": 4.0, "per_class_recall": {"A": 1.0}, "confusion": [[1]]},
+    ]
+    s = summarize_folds(folds)
+    assert set(s) == {"val_acc", "val_loss", "seconds"}
+    assert s["val_acc"]["mean"] == pytest.approx(0.75)
+    assert s["seconds"]["std"] == pytest.approx(math.sqrt(2))
+
+
+def test_mcnemar_exact_p_value_on_a_known_table():
+    # A alone right on 1 image, B alone right on 9: p = 2 * P(X <= 1 | n=10, 1/2) = 2 * 11/1024.
+    a = np.array([True] * 5 + [True] + [False] * 9 + [False] * 3)
+    b = np.array([True] * 5 + [False] + [True] * 9 + [False] * 3)
+    result = mcnemar(a, b)
+    assert (result["b"], result["c"]) == (1, 9)
+    assert result["p_value"] == pytest.approx(22 / 1024)
+
+
+def test_mcnemar_without_disagreement_gives_p_one():
+    same = np.array([True, False, True])
+    assert mcnemar(same, same) == {"b": 0, "c": 0, "p_value": 1.0}

@@ -1,0 +1,210 @@
+"""Classic pipelines, cell features and the CNNs, on tiny synthetic images (no real data)."""
+
+import cv2
+import numpy as np
+import pytest
+
+from leukdash.errors import ConfigError
+from leukdash.models import classic, cnn
+from leukdash.models.features import extract_features, feature_names, pixel_features
+
+BACKGROUND = (225, 205, 195)  # beige-pink smear background
+NUCLEUS = (95, 45, 150)       # purple stain
+
+
+def cells(radii, size=48, seed=0):
+    """Smear-like crops: a purple disc of the given radius near the centre, on a noisy background."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((len(radii), size, size, 3), dtype=np.uint8)
+    for i, r in enumerate(radii):
+        image = np.full((size, size, 3), BACKGROUND, dtype=np.uint8)
+        centre = (size // 2 + int(rng.integers(-2, 3)), size // 2 + int(rng.integers(-2, 3)))
+        cv2.circle(image, centre, int(r), NUCLEUS, thickness=-1)
+        noise = rng.normal(0, 6, image.shape)
+        out[i] = np.clip(image + noise, 0, 255).astype(np.uint8)
+    return out
+
+
+def bright_dark(n_per_class=20, size=16, seed=0):
+    """A trivially separable problem: dark images (class 0) vs bright images (class 1)."""
+    rng = np.random.default_rng(seed)
+    dark = rng.integers(0, 100, (n_per_class, size, size, 3))
+    bright = rng.integers(156, 256, (n_per_class, size, size, 3))
+    images = np.concatenate([dark, bright]).astype(np.uint8)
+    labels = np.repeat([0, 1], n_per_class)
+    order = rng.permutation(len(labels))
+    return images[order], labels[order]
+
+
+# ---- features -------------------------------------------------------------------------------
+
+def test_pixel_features_are_resized_flat_pixels_in_unit_range():
+    images = np.zeros((2, 20, 20, 3), dtype=np.uint8)
+    images[1] = 255
+    f = pixel_features(images, 8)
+    assert f.shape == (2, 8 * 8 * 3) and f.dtype == np.float32
+    assert f[0].max() == 0.0 and f[1].min() == pytest.approx(1.0)
+
+
+def test_extract_features_are_finite_even_without_a_cell():
+    rng = np.random.default_rng(1)
+    images = np.stack([
+        np.zeros((40, 40, 3), np.uint8),            # black
+        np.full((40, 40, 3), 255, np.uint8),        # white
+        np.full((40, 40, 3), BACKGROUND, np.uint8), # background only
+        rng.integers(0, 256, (40, 40, 3)).astype(np.uint8),  # noise
+        cells([12], size=40)[0],
+    ])
+    f = extract_features(images)
+    assert f.shape == (5, len(feature_names())) and f.dtype == np.float32
+    assert np.isfinite(f).all()
+    area = feature_names().index("nucleus_area")
+    assert f[1, area] == 0.0 and f[4, area] > 0.1  # no nucleus in a white image, one in the cell
+
+
+def test_extract_features_measure_the_nucleus_size_and_shape():
+    small, large = cells([7] * 4, seed=2), cells([17] * 4, seed=3)
+    f_small, f_large = extract_features(small), extract_features(large)
+    area = feature_names().index("nucleus_area")
+    expected = np.pi * np.array([7, 17]) ** 2 / 48**2
+    assert f_small[:, area].mean() == pytest.approx(expected[0], rel=0.25)
+    assert f_large[:, area].mean() == pytest.approx(expected[1], rel=0.25)
+    circularity = feature_names().index("nucleus_circularity")
+    assert f_large[:, circularity].min() > 0.8  # a disc is round
+
+
+def test_extract_features_do_not_depend_much_on_the_load_size():
+    image = cells([15], size=96, seed=4)
+    big = extract_features(image)
+    small = extract_features(np.stack([cv2.resize(image[0], (48, 48), interpolation=cv2.INTER_AREA)]))
+    area = feature_names().index("nucleus_area")
+    assert small[0, area] == pytest.approx(big[0, area], rel=0.1)
+
+
+# ---- classic models -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["nb", "svm", "knn", "dt"])
+@pytest.mark.parametrize("feature_set", ["pixels", "features"])
+def test_classic_models_learn_a_separable_problem_with_probabilities(model, feature_set):
+    if feature_set == "pixels":
+        images, labels = bright_dark(seed=5)
+    else:
+        radii = np.repeat([6, 16], 20)
+        images, labels = cells(radii, seed=5), np.repeat([0, 1], 20)
+    train = np.arange(len(labels)) % 4 != 0
+    clf = classic.make_classifier(model, feature_set, k=3, seed=0)
+    clf.fit(classic.featurize(images[train], feature_set), labels[train])
+    proba = clf.predict_proba(classic.featurize(images[~train], feature_set))
+    assert proba.shape == (int((~train).sum()), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+    assert np.mean(proba.argmax(axis=1) == labels[~train]) >= 0.9
+
+
+def test_classic_pipeline_scales_its_input():
+    clf = classic.make_classifier("svm", "pixels")
+    assert [name for name, _ in clf.steps] == ["scale", "classify"]
+
+
+def test_classic_rejects_unknown_names():
+    with pytest.raises(ConfigError, match="model"):
+        classic.make_classifier("forest", "pixels")
+    with pytest.raises(ConfigError, match="feature_set"):
+        classic.featurize(np.zeros((1, 8, 8, 3), np.uint8), "hog")
+
+
+# ---- CNN ------------------------------------------------------------------------------------
+
+def test_paper_cnn_has_the_papers_layers_and_parameter_count():
+    model = cnn.build_model("paper", 32, 2, seed=0)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Rescaling", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten",
+                     "Dense", "Dropout", "BatchNormalization", "Dense"]
+    conv1, conv2, dense1, dense2 = (model.layers[i] for i in (1, 3, 6, 9))
+    assert (conv1.filters, conv1.kernel_size, conv2.filters, conv2.kernel_size) == (32, (3, 3), 32, (3, 3))
+    assert (dense1.units, model.layers[7].rate, dense2.units) == (128, 0.1, 2)
+    # 32 -> conv 30 -> pool 15 -> conv 13 -> pool 6: 6*6*32 = 1152 inputs to Dense(128).
+    expected = (3 * 9 * 32 + 32) + (32 * 9 * 32 + 32) + (1152 * 128 + 128) + 4 * 128 + (128 * 2 + 2)
+    assert model.count_params() == expected == 158_498
+
+
+def test_leukdash_cnn_predictions_ignore_flips_and_quarter_turns():
+    model = cnn.build_model("leukdash", 16, 3, seed=0)
+    images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)).astype(np.uint8)
+    proba = cnn.predict_proba(model, images)
+    assert proba.shape == (4, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    turned = np.rot90(images, 1, axes=(1, 2))[:, ::-1]  # a transpose
+    np.testing.assert_allclose(cnn.predict_proba(model, turned), proba, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    images, labels = bright_dark(n_per_class=16, size=16, seed=7)
+    train, val = slice(0, 24), slice(24, 32)
+    calls, epochs_asked = [], []
+
+    def epoch_data(epoch):
+        epochs_asked.append(epoch)
+        return images[train][:, ::-1], labels[train]  # mirrored copies, same count every epoch
+
+    def run():
+        return cnn.train_cnn(images[train], labels[train], images[val], labels[val], n_classes=2,
+                             architecture="paper", optimizer="adam", epochs=2, batch_size=8, seed=3,
+                             epoch_data=epoch_data, on_epoch=lambda e, logs: calls.append((e, logs)))
+
+    model, history = run()
+    return {"model": model, "history": history, "calls": calls, "epochs_asked": epochs_asked,
+            "run": run, "val_images": images[val]}
+
+
+def test_train_cnn_records_every_epoch_and_reports_progress(tiny_run):
+    history = tiny_run["history"]
+    assert set(history) == {"acc", "loss", "val_acc", "val_loss"}
+    assert all(len(values) == 2 for values in history.values())
+    assert [epoch for epoch, _ in tiny_run["calls"]] == [0, 1]
+    assert tiny_run["calls"][-1][1] == {name: values[-1] for name, values in history.items()}
+    assert tiny_run["epochs_asked"] == [0, 1]  # each epoch's training set fetched once
+
+
+def test_train_cnn_validation_matches_predict_proba(tiny_run):
+    model = tiny_run["model"]
+    images, labels = bright_dark(n_per_class=16, size=16, seed=7)
+    proba = cnn.predict_proba(model, images[24:32])
+    assert tiny_run["history"]["val_acc"][-1] == pytest.approx(np.mean(proba.argmax(1) == labels[24:32]))
+
+
+def test_train_cnn_leaves_the_global_dtype_policy_alone(tiny_run):
+    import keras
+
+    assert keras.config.dtype_policy().name == "float32"
+    assert tiny_run["model"].layers[1].dtype_policy.name == cnn.TRAINING_POLICY
+
+
+def test_train_cnn_is_deterministic_for_a_seed(tiny_run):
+    # TensorFlow on CPU gives bitwise-identical results here; a tolerance keeps the test honest
+    # on machines whose oneDNN kernels reduce in a different order between runs.
+    model, history = tiny_run["run"]()
+    first = cnn.predict_proba(tiny_run["model"], tiny_run["val_images"])
+    again = cnn.predict_proba(model, tiny_run["val_images"])
+    np.testing.assert_allclose(again, first, atol=1e-6)
+    np.testing.assert_allclose(history["loss"], tiny_run["history"]["loss"], rtol=1e-5)
+
+
+def test_saved_model_predicts_the_same(tiny_run, tmp_path):
+    path = cnn.save_model(tiny_run["model"], tmp_path / "fold0")
+    assert path.suffix == ".keras" and path.is_file()
+    loaded = cnn.load_model(path)
+    np.testing.assert_array_equal(cnn.predict_proba(loaded, tiny_run["val_images"]),
+                                  cnn.predict_proba(tiny_run["model"], tiny_run["val_images"]))
+
+
+def test_train_cnn_rejects_epochs_of_different_sizes():
+    images, labels = bright_dark(n_per_class=4, size=16)
+    with pytest.raises(ValueError, match="same number"):
+        cnn.train_cnn(images, labels, images, labels, n_classes=2, epochs=2, batch_size=4,
+                      epoch_data=lambda e: (images[: 8 - e], labels[: 8 - e]))
+
+
+def test_unknown_architecture_is_a_config_error():
+    with pytest.raises(ConfigError, match="architecture"):
+        cnn.build_model("resnet", 16, 2)

@@ -1,0 +1,161 @@
+"""The dashboard's figures and tables, built headless from hand-made run results."""
+
+import numpy as np
+import pytest
+
+from leukdash import plots
+
+FIVE = ["ALL", "AML", "CLL", "CML", "HEALTHY"]
+
+
+def fake_result(model="nb", accs=(0.5, 0.7, 0.9), classes=FIVE, dataset="synthetic", run_id=None, history=None,
+                **config):
+    n = len(classes)
+    folds = []
+    for i, acc in enumerate(accs):
+        confusion = np.eye(n, dtype=int) * (i + 1)
+        confusion[0, n - 1] += 1
+        fold = {"fold": i, "n_train": 20, "n_val": 10, "val_acc": acc, "balanced_acc": acc - 0.05,
+                "macro_f1": acc - 0.1, "val_loss": 1.0 - acc, "train_acc": 1.0, "train_loss": 0.01,
+                "seconds": 1.5, "confusion": confusion.tolist()}
+        if history:
+            fold["history"] = history[i]
+        folds.append(fold)
+    full = {"model": model, "architecture": "paper", "optimizer": "sgd", "epochs": 2, "feature_set": "pixels", "k": 3,
+            "image_size": 64, "augment": None, "augment_factor": 1, "protocol": "strict", "seed": 0, **config}
+    return {"run_id": run_id or f"{model}-{dataset}", "config": full, "folds": folds,
+            "dataset": {"name": dataset, "classes": list(classes), "fingerprint": dataset}, "summary": {}}
+
+
+def bars(fig):
+    return [t for t in fig.data if t.type == "bar"]
+
+
+def fold_points(fig):
+    return [t for t in fig.data if t.type == "scatter" and t.name.endswith(": folds")]
+
+
+def test_metric_bars_one_bar_per_run_with_fold_spread_and_points():
+    runs = [fake_result("nb", (0.5, 0.7, 0.9)), fake_result("cnn", (0.8, 0.85, 0.95, 0.6))]
+    fig = plots.metric_bars(runs, "val_acc", "std")
+    assert len(bars(fig)) == 2
+    for bar, points, run in zip(bars(fig), fold_points(fig), runs):
+        values = [f["val_acc"] for f in run["folds"]]
+        assert bar.y[0] == pytest.approx(np.mean(values))
+        assert bar.error_y.array[0] == pytest.approx(np.std(values, ddof=1))
+        assert bar.error_y.arrayminus[0] == pytest.approx(np.std(values, ddof=1))
+        assert list(points.y) == values
+        assert list(points.x) == [bar.x[0]] * len(values)
+    assert fig.layout.yaxis.tickformat == ".0%"
+
+
+def test_metric_bars_min_max_whiskers_reach_the_extreme_folds():
+    run = fake_result("dt", (0.4, 0.55, 0.9))
+    bar = bars(plots.metric_bars([run], "val_acc", "minmax"))[0]
+    assert bar.y[0] - bar.error_y.arrayminus[0] == pytest.approx(0.4)
+    assert bar.y[0] + bar.error_y.array[0] == pytest.approx(0.9)
+
+
+def test_metric_bars_other_metric_and_one_fold():
+    run = fake_result("svm", (0.6,))
+    bar = bars(plots.metric_bars([run], "val_loss", "std"))[0]
+    assert bar.y[0] == pytest.approx(0.4)
+    assert bar.error_y.array[0] == 0.0
+    assert plots.metric_bars([run], "val_loss").layout.yaxis.title.text == plots.METRICS["val_loss"]
+
+
+def test_paper_diamonds_only_where_the_paper_reported_a_figure():
+    cnn = fake_result("cnn", (0.7, 0.8))
+    leukdash_cnn = fake_result("cnn", (0.7, 0.8), architecture="leukdash", run_id="other")
+    pair = fake_result("nb", (0.7, 0.8), classes=["AML", "CML"], run_id="pair")
+    fig = plots.metric_bars([cnn, leukdash_cnn, pair], "val_acc")
+    diamonds = [t for t in fig.data if t.name == "paper (reported)"]
+    assert [d.y[0] for d in diamonds] == [0.8174]
+    assert not [t for t in plots.metric_bars([cnn], "val_acc", show_paper=False).data if t.name == "paper (reported)"]
+    assert plots.paper_value(fake_result("svm", classes=["ALL", "HEALTHY"])) == 0.5009
+
+
+def test_runs_of_different_tasks_are_grouped_by_task():
+    five = fake_result("nb", (0.5, 0.6))
+    binary = fake_result("nb", (0.8, 0.9), classes=["ALL", "HEALTHY"], run_id="binary")
+    fig = plots.metric_bars([five, binary])
+    assert [b.x[0] for b in bars(fig)] == ["synthetic · 5 classes", "synthetic · ALL vs HEALTHY"]
+    assert len({b.offsetgroup for b in bars(fig)}) == 2
+    assert fig.layout.scattermode == "group"
+
+
+def test_run_labels_name_what_differs_and_stay_distinct():
+    a, b = fake_result("nb", dataset="tiny"), fake_result("nb", dataset="synthetic")
+    assert plots.run_labels([a, b]) == ["Naive Bayes on pixels · tiny", "Naive Bayes on pixels · synthetic"]
+    twins = plots.run_labels([fake_result("nb", run_id="x"), fake_result("nb", run_id="y")])
+    assert twins[0] != twins[1] and "[x]" in twins[0]
+
+
+def test_learning_curves_mean_and_band_over_folds_for_cnn_runs_only():
+    history = [{"acc": [0.2, 0.6], "loss": [2.0, 1.0], "val_acc": [0.1, 0.5], "val_loss": [2.5, 1.5]},
+               {"acc": [0.4, 0.8], "loss": [1.0, 0.5], "val_acc": [0.3, 0.7], "val_loss": [2.0, 1.0]}]
+    cnn = fake_result("cnn", (0.5, 0.7), history=history)
+    fig = plots.learning_curves([cnn, fake_result("nb", (0.5, 0.6))], "acc", "minmax")
+    lines = {t.name: t for t in fig.data if t.name}
+    assert set(lines) == {"CNN paper (sgd, 2 ep): training", "CNN paper (sgd, 2 ep): validation"}
+    assert list(lines["CNN paper (sgd, 2 ep): validation"].y) == pytest.approx([0.2, 0.6])
+    upper = [t for t in fig.data if t.fill is None and not t.showlegend and t.legendgroup.endswith("validation")][0]
+    assert list(upper.y) == pytest.approx([0.3, 0.7])
+    assert plots.curve_runs([cnn, fake_result("nb")]) == [cnn]
+
+
+def test_confusion_heatmap_sums_folds_and_normalises_rows():
+    run = fake_result("nb", (0.5, 0.7))
+    heat = plots.confusion_heatmap(run).data[0]
+    expected = np.eye(5, dtype=int) * 3
+    expected[0, 4] += 2
+    z = np.array(heat.z)
+    assert z.sum(axis=1) == pytest.approx(np.ones(5))
+    assert z[0, 4] == pytest.approx(2 / 5)
+    assert heat.text[0][0].startswith("3<br>")
+    assert np.array(plots.confusion_heatmap(run, normalize=False).data[0].z).tolist() == expected.tolist()
+
+
+def test_probability_bars_highlight_the_predicted_class():
+    bar = plots.probability_bars({"ALL": 0.7, "HEALTHY": 0.3}, "ALL").data[0]
+    assert list(bar.x) == [0.7, 0.3] and list(bar.y) == ["ALL", "HEALTHY"]
+    assert bar.marker.color[0] != bar.marker.color[1]
+
+
+def test_paper_figures_match_the_papers_table():
+    fig = plots.paper_figures()
+    binary, five = fig.data
+    assert dict(zip(binary.x, binary.y)) == {"CNN": 0.8825, "Naive Bayes": 0.6969, "Decision tree": 0.6294,
+                                             "3-NN": 0.5857, "SVM": 0.5009}
+    assert dict(zip(five.x, five.y))["SVM"] == 0.2084
+    assert five.y[0] + five.error_y.array[0] == pytest.approx(0.9930)
+    assert binary.y[0] - binary.error_y.arrayminus[0] == pytest.approx(0.6516)
+
+
+def test_tables_from_results_and_store_entries():
+    runs = [fake_result("nb", (0.5, 0.7)), fake_result("knn", (0.6, 0.8), k=3)]
+    folds = plots.fold_frame(runs)
+    assert len(folds) == 4 and list(folds["Fold"]) == [1, 2, 1, 2]
+    summary = plots.summary_frame(runs)
+    assert summary["Mean"].tolist() == pytest.approx([0.6, 0.7])
+    assert summary["Paper (reported)"].tolist() == [0.5268, 0.4351]
+    entry = {"run_id": "nb-1", "status": "complete", "summary": {"val_acc": {"mean": 0.6, "std": 0.1}},
+             "meta": {"config": runs[0]["config"], "dataset": {"name": "tiny", "classes": ["ALL", "HEALTHY"]},
+                      "fold_ids": [0, 1], "created": "2026-01-02T03:04:05+0000"}}
+    row = plots.runs_frame([entry]).iloc[0]
+    assert (row["Model"], row["Task"], row["Folds"], row["Val. accuracy"], row["Created"]) == \
+        ("Naive Bayes on pixels", "ALL vs HEALTHY", 2, 0.6, "2026-01-02 03:04")
+
+
+def test_heatmap_overlay_blends_colour_over_the_image():
+    image = np.full((20, 30, 3), 100, np.uint8)
+    heat = np.zeros((10, 15), np.float32)
+    assert np.array_equal(plots.heatmap_overlay(image, heat, alpha=0.0), image)
+    blended = plots.heatmap_overlay(image, np.ones((20, 30), np.float32), alpha=0.5)
+    assert blended.shape == image.shape and blended.dtype == np.uint8
+    assert blended[..., 0].mean() > blended[..., 2].mean()  # hot = red end of the colormap
+
+
+def test_error_bounds_reject_unknown_kinds():
+    with pytest.raises(ValueError, match="error bars"):
+        plots.error_bounds([0.1, 0.2], "sem")

@@ -1,0 +1,108 @@
+"""Progress events: appending, tolerant reading, and the state and line shown to a user."""
+
+import pytest
+
+from leukdash.progress import append_event, format_duration, format_progress_line, latest_state, read_events
+
+
+def _cnn_events(t0=1000.0):
+    """Two folds of 4 epochs; loading takes 10 s, each epoch then 10 s."""
+    return [
+        {"event": "start", "folds": 2, "epochs": 4, "done_folds": [], "time": t0},
+        {"event": "fold_start", "fold": 0, "time": t0 + 10},
+        {"event": "epoch", "fold": 0, "epoch": 1, "epochs": 4, "metrics": {"val_acc": 0.5}, "time": t0 + 20},
+        {"event": "epoch", "fold": 0, "epoch": 2, "epochs": 4, "metrics": {"val_acc": 0.75}, "time": t0 + 30},
+    ]
+
+
+def test_append_and_read_keep_order_and_stamp_time(tmp_path):
+    path = tmp_path / "run" / "progress.jsonl"
+    append_event(path, {"event": "start", "folds": 5})
+    append_event(path, {"event": "fold_start", "fold": 0})
+    events = read_events(path)
+    assert [e["event"] for e in events] == ["start", "fold_start"]
+    assert events[0]["time"] <= events[1]["time"]
+    assert path.read_text().count("\n") == 2
+
+
+def test_read_events_tolerates_torn_last_line_and_missing_file(tmp_path):
+    path = tmp_path / "progress.jsonl"
+    assert read_events(path) == []
+    append_event(path, {"event": "start", "folds": 2})
+    append_event(path, {"event": "fold_start", "fold": 0})
+    with open(path, "a") as handle:
+        handle.write('{"event": "epoch", "fo')
+    assert [e["event"] for e in read_events(path)] == ["start", "fold_start"]
+
+
+def test_latest_state_extrapolates_epoch_pace():
+    state = latest_state(_cnn_events(), now=1030.0)
+    assert state["status"] == "running"
+    assert (state["fold"], state["epoch"], state["epochs"], state["folds"]) == (0, 2, 4, 2)
+    assert state["metrics"] == {"val_acc": 0.75}
+    assert state["fraction"] == pytest.approx(2 / 8)
+    # 2 epochs in 20 s after loading -> 10 s each, 6 left.
+    assert state["eta_seconds"] == pytest.approx(60.0)
+    assert state["elapsed"] == pytest.approx(30.0)
+    # Between events the estimate counts down.
+    assert latest_state(_cnn_events(), now=1035.0)["eta_seconds"] == pytest.approx(55.0)
+
+
+def test_latest_state_counts_only_the_folds_left_after_a_resume():
+    events = [
+        {"event": "start", "folds": 2, "epochs": 4, "time": 0.0},
+        {"event": "fold_start", "fold": 0, "time": 1.0},
+        {"event": "fold_done", "fold": 0, "time": 2.0},
+        {"event": "start", "folds": 3, "epochs": 4, "done_folds": [0], "time": 500.0},
+        {"event": "fold_start", "fold": 1, "time": 500.0},
+        {"event": "epoch", "fold": 1, "epoch": 4, "epochs": 4, "time": 540.0},
+        {"event": "fold_done", "fold": 1, "metrics": {"val_acc": 0.9}, "time": 540.0},
+    ]
+    state = latest_state(events, now=540.0)
+    assert state["folds_done"] == 2 and state["folds"] == 3
+    assert state["fraction"] == pytest.approx(8 / 12)
+    assert state["eta_seconds"] == pytest.approx(40.0)  # one fold of 4 epochs at 10 s each
+
+
+def test_latest_state_without_epochs_uses_fold_pace():
+    events = [
+        {"event": "start", "folds": 5, "epochs": None, "time": 0.0},
+        {"event": "fold_start", "fold": 0, "time": 0.0},
+        {"event": "fold_done", "fold": 0, "time": 3.0},
+        {"event": "fold_start", "fold": 1, "time": 3.0},
+        {"event": "fold_done", "fold": 1, "time": 6.0},
+    ]
+    state = latest_state(events, now=6.0)
+    assert state["folds_done"] == 2 and state["epoch"] is None
+    assert state["eta_seconds"] == pytest.approx(9.0)
+    assert format_progress_line(state).startswith("fold 2/5 [")
+
+
+@pytest.mark.parametrize("ending", ["done", "failed", "cancelled"])
+def test_latest_state_terminal_events(ending):
+    events = _cnn_events() + [{"event": ending, "message": "boom" if ending == "failed" else "", "time": 1040.0}]
+    state = latest_state(events, now=5000.0)
+    assert state["status"] == ending
+    assert state["elapsed"] == pytest.approx(40.0)  # stops at the last event, not now
+    if ending == "done":
+        assert state["eta_seconds"] == 0.0 and state["fraction"] == 1.0
+    else:
+        assert state["eta_seconds"] is None
+    if ending == "failed":
+        assert state["message"] == "boom"
+        assert format_progress_line(state).endswith("failed: boom")
+
+
+def test_latest_state_of_no_events():
+    state = latest_state([])
+    assert state["status"] == "none" and state["eta_seconds"] is None and state["fraction"] == 0.0
+
+
+def test_format_progress_line():
+    line = format_progress_line(latest_state(_cnn_events(), now=1030.0), width=8)
+    assert line == "fold 1/2 epoch 2/4 [##......] val_acc 0.75  ~1m00s left"
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "0s"), (44.6, "45s"), (80, "1m20s"), (7500, "2h05m")])
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text

@@ -1,0 +1,178 @@
+"""Runs end to end: caching, resuming, damaged folds, protocols, prediction, comparison, CLI errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leukdash.compare import compare_runs
+from leukdash.config import AugmentConfig, RunConfig
+from leukdash.errors import RunError
+from leukdash.predict import predict_files
+from leukdash.progress import read_events
+from leukdash.runner import resolve, run
+from leukdash.store import RunStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _config(dataset: Path, **changes) -> RunConfig:
+    base = dict(dataset=str(dataset), image_size=16, augment_factor=2, folds=3, epochs=1, batch_size=16)
+    return RunConfig(**{**base, **changes})
+
+
+def _cli(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "leukdash", *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def _fold_metrics(result: dict) -> list[tuple]:
+    return [(f["fold"], f["val_acc"], round(f["val_loss"], 4), f["confusion"]) for f in result["folds"]]
+
+
+def test_classic_run_summarises_its_folds_and_is_answered_from_the_store(tiny_dataset):
+    config = _config(tiny_dataset, model="knn", feature_set="pixels")
+    first = run(config)
+    assert not first["cached"] and first["computed_folds"] == [0, 1, 2]
+    accuracies = [f["val_acc"] for f in first["folds"]]
+    assert first["summary"]["val_acc"]["mean"] == pytest.approx(np.mean(accuracies))
+    assert sum(f["n_val"] for f in first["folds"]) == 40
+    for fold in first["folds"]:
+        assert np.allclose(np.sum(fold["oof"]["proba"], axis=1), 1.0, atol=1e-4)
+        assert np.sum(fold["confusion"]) == fold["n_val"]
+    again = run(config)
+    assert again["cached"] and again["computed_folds"] == []
+    assert _fold_metrics(again) == _fold_metrics(first)
+    assert first["dataset"]["fingerprint"] and "scikit-learn" in first["versions"]
+
+
+def test_cached_run_from_the_cli_imports_no_tensorflow(tiny_dataset):
+    run(_config(tiny_dataset, model="cnn"))
+    probe = ("import sys, json; from leukdash.cli import main; main(%r); "
+             "print(json.dumps('tensorflow' in sys.modules))")
+    args = ["run", str(tiny_dataset), "--model", "cnn", "--image-size", "16", "--augment-factor", "2",
+            "--folds", "3", "--epochs", "1", "--batch-size", "16", "--json", "--quiet"]
+    out = subprocess.run([sys.executable, "-c", probe % args], capture_output=True, text=True, cwd=ROOT,
+                         env=os.environ.copy(), timeout=120)
+    payload, tf_imported = out.stdout.rsplit("\n", 2)[0], out.stdout.strip().splitlines()[-1]
+    assert json.loads(payload)["cached"] is True
+    assert tf_imported == "false"
+
+
+def test_damaged_fold_is_detected_and_only_it_is_recomputed(tiny_dataset):
+    config = _config(tiny_dataset, model="dt", feature_set="features")
+    first = run(config)
+    fold_file = RunStore().fold_path(first["run_id"], 1)
+    fold_file.write_text(fold_file.read_text()[:-40])  # a torn write
+    second = run(config)
+    assert second["computed_folds"] == [1]
+    assert _fold_metrics(second) == _fold_metrics(first)
+
+
+def test_killed_cnn_run_resumes_at_its_first_unfinished_fold(tiny_dataset, tmp_path):
+    args = ["run", str(tiny_dataset), "--model", "cnn", "--image-size", "24", "--augment-factor", "2",
+            "--folds", "5", "--epochs", "3", "--batch-size", "8", "--json", "--quiet", "--n-jobs", "1"]
+    interrupted_store = tmp_path / "interrupted"
+    env = {"LEUKDASH_ARTIFACTS": str(interrupted_store)}
+    job = subprocess.Popen([sys.executable, "-m", "leukdash", *args], cwd=ROOT, env={**os.environ, **env},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    progress = None
+    deadline = time.time() + 240
+    while time.time() < deadline and job.poll() is None:
+        progress = progress or next(iter(interrupted_store.glob("runs/*/progress.jsonl")), None)
+        if progress and sum(e["event"] == "fold_done" for e in read_events(progress)) >= 2:
+            os.killpg(job.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    job.wait(timeout=30)
+    assert job.returncode == -signal.SIGKILL, "the run should have been killed after its second fold"
+
+    resumed = json.loads(_cli(*args, env=env).stdout)
+    assert resumed["computed_folds"] == [2, 3, 4]
+    uninterrupted = json.loads(_cli(*args, env={"LEUKDASH_ARTIFACTS": str(tmp_path / "whole")}).stdout)
+    assert uninterrupted["computed_folds"] == [0, 1, 2, 3, 4]
+    assert resumed["run_id"] == uninterrupted["run_id"]
+    for a, b in zip(resumed["folds"], uninterrupted["folds"]):
+        assert a["val_acc"] == b["val_acc"] and a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-4)
+
+
+def test_paper_protocol_validates_on_augmented_copies(tiny_dataset):
+    strict = run(_config(tiny_dataset, model="nb", protocol="strict", augment_factor=3))
+    paper = run(_config(tiny_dataset, model="nb", protocol="paper", augment_factor=3))
+    assert strict["run_id"] != paper["run_id"]
+    for s, p in zip(strict["folds"], paper["folds"]):
+        assert p["n_val"] == 3 * s["n_val"]
+        assert sorted(set(p["oof"]["copy"])) == [0, 1, 2]
+        assert sorted(set(p["oof"]["index"])) == sorted(s["oof"]["index"])  # same images, same folds
+
+
+def test_irrelevant_settings_share_one_run_and_class_subsets_relabel(tiny_dataset):
+    assert resolve(_config(tiny_dataset, model="nb", k=7)).run_id == resolve(_config(tiny_dataset, model="nb")).run_id
+    no_aug = _config(tiny_dataset, model="nb", augment_factor=1)
+    assert resolve(no_aug).run_id == resolve(no_aug.with_changes(augment=AugmentConfig(rotation=10))).run_id
+    binary = run(_config(tiny_dataset, model="nb", classes=("ALL", "HEALTHY")))
+    assert binary["dataset"]["classes"] == ["ALL", "HEALTHY"]
+    assert all(len(f["confusion"]) == 2 for f in binary["folds"])
+    assert sum(f["n_val"] for f in binary["folds"]) == 16
+
+
+def test_prediction_averages_the_fold_models(tiny_dataset, tmp_path):
+    result = run(_config(tiny_dataset, model="svm", feature_set="features"))
+    image = next((tiny_dataset / "CLL").glob("*.png"))
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    good, bad = predict_files(result["run_id"], [image, text])
+    assert bad["file"] == str(text) and "not an image" in bad["error"]
+    assert sum(good["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert good["predicted"] == max(good["probabilities"], key=good["probabilities"].get)
+    assert 1 <= good["agreement"] <= good["n_folds"] == 3
+    assert good["fold_predictions"].count(good["predicted"]) == good["agreement"]
+    with pytest.raises(RunError, match="not a finished run"):
+        predict_files("cnn-000000000000", [image])
+
+
+def test_compare_pairs_runs_on_the_same_images(tiny_dataset):
+    a = run(_config(tiny_dataset, model="nb"))
+    b = run(_config(tiny_dataset, model="knn"))
+    comparison = compare_runs([a["run_id"], b["run_id"]])
+    assert [r["label"] for r in comparison["runs"]] == ["Naive Bayes on pixels", "3-NN on pixels"]
+    (test,) = comparison["mcnemar"]
+    assert test["n"] == 40 and 0.0 <= test["p_value"] <= 1.0
+    correct_a = np.concatenate([np.argmax(f["oof"]["proba"], 1) == f["oof"]["true"] for f in a["folds"]])
+    correct_b = np.concatenate([np.argmax(f["oof"]["proba"], 1) == f["oof"]["true"] for f in b["folds"]])
+    # folds hold the same images in the same order in both runs, so the discordant counts are direct
+    assert test["b"] + test["c"] == int(np.sum(correct_a != correct_b))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["synthetic", "--model", "rnn"], "model must be one of"),
+    (["no_such_dataset", "--model", "nb"], "unknown dataset 'no_such_dataset'"),
+    (["synthetic", "--epochs", "0"], "epochs must be an integer"),
+    (["synthetic", "--model", "nb", "--folds", "40"], "fewer than the 40 folds"),
+    (["synthetic", "--bogus"], "unrecognized arguments"),
+])
+def test_bad_configs_exit_nonzero_with_one_clear_line(args, message, tiny_dataset):
+    args = [str(tiny_dataset) if a == "synthetic" else a for a in args]
+    out = _cli("run", *args, "--json")
+    assert out.returncode == 2
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+
+
+def test_second_process_waits_for_the_first_and_reads_its_result(tiny_dataset, tmp_path):
+    args = ["run", str(tiny_dataset), "--model", "svm", "--feature-set", "features", "--image-size", "16",
+            "--augment-factor", "2", "--folds", "3", "--json", "--quiet"]
+    env = {**os.environ, "LEUKDASH_ARTIFACTS": str(tmp_path / "shared")}
+    procs = [subprocess.Popen([sys.executable, "-m", "leukdash", *args], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+    computed = sorted(len(o["computed_folds"]) for o in outputs)
+    assert computed == [0, 3]  # one computed everything, the other waited and read it
+    assert _fold_metrics(outputs[0]) == _fold_metrics(outputs[1])

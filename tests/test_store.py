@@ -1,0 +1,173 @@
+"""The run store: atomic writes, checksummed folds, locks and the run list."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from leukdash import paths
+from leukdash.errors import RunError
+from leukdash.store import RunStore, write_json_atomic
+
+RESULT = {"val_acc": 0.8125, "confusion": [[3, 1], [0, 4]], "per_class_recall": {"ALL": 0.75, "HEALTHY": 1.0}}
+
+
+def _try_lock_in_subprocess(store: RunStore, run_id: str) -> str:
+    code = (
+        "import sys; from leukdash.store import RunStore; from leukdash.errors import RunError\n"
+        "try:\n"
+        "    with RunStore(sys.argv[1]).lock(sys.argv[2], timeout=0.2): print('acquired')\n"
+        "except RunError: print('busy')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(store.root), run_id],
+        cwd=paths.REPO_ROOT, capture_output=True, text=True, timeout=30, check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_default_root_follows_environment(isolated_artifacts, tmp_path, monkeypatch):
+    store = RunStore()
+    assert store.root == isolated_artifacts / "runs"
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path))
+    assert store.root == tmp_path / "runs"
+
+
+def test_write_json_atomic_round_trips_and_leaves_no_temp_files(tmp_path):
+    path = tmp_path / "sub" / "x.json"
+    write_json_atomic(path, {"a": [1, 2.5, None], "b": "é"})
+    write_json_atomic(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 2}
+    assert os.listdir(path.parent) == ["x.json"]
+
+
+def test_write_json_atomic_crash_before_replace_keeps_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "x.json"
+    write_json_atomic(path, {"version": 1})
+
+    def crash(*args):
+        raise OSError("killed mid-write")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="mid-write"):
+        write_json_atomic(path, {"version": 2})
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"version": 1}
+    assert os.listdir(tmp_path) == ["x.json"]
+
+
+def test_write_json_atomic_unserialisable_leaves_nothing(tmp_path):
+    with pytest.raises(TypeError):
+        write_json_atomic(tmp_path / "x.json", {"a": object()})
+    assert os.listdir(tmp_path) == []
+
+
+def test_fold_round_trip_with_checksum():
+    store = RunStore()
+    store.write_fold("r1", 0, {**RESULT, "pair": (1, 2), 3: "int key"})
+    stored = json.loads(store.fold_path("r1", 0).read_text())
+    assert len(stored["checksum"]) == 64
+    # What comes back is the JSON form: tuples as lists, keys as strings.
+    assert store.read_fold("r1", 0) == {**RESULT, "pair": [1, 2], "3": "int key"}
+
+
+@pytest.mark.parametrize("damage", ["truncate", "alter", "unwrapped"])
+def test_damaged_fold_is_moved_aside(damage):
+    store = RunStore()
+    store.write_fold("r1", 1, RESULT)
+    path = store.fold_path("r1", 1)
+    text = path.read_text()
+    if damage == "truncate":
+        path.write_text(text[: len(text) // 2])
+    elif damage == "alter":
+        path.write_text(text.replace("0.8125", "0.9125"))
+    else:
+        path.write_text(json.dumps(RESULT))
+    assert store.read_fold("r1", 1) is None
+    assert not path.exists()
+    [aside] = os.listdir(path.parent)
+    assert aside.startswith("fold_1.json.damaged-")
+    # Recomputed and written again, the fold is back.
+    store.write_fold("r1", 1, RESULT)
+    assert store.read_fold("r1", 1) == RESULT
+
+
+def test_completed_folds_skips_missing_and_damaged():
+    store = RunStore()
+    for fold in (0, 2, 3):
+        store.write_fold("r1", fold, {**RESULT, "fold": fold})
+    store.fold_path("r1", 3).write_text("{")
+    assert store.completed_folds("r1", 5) == [0, 2]
+    assert store.completed_folds("missing", 5) == []
+
+
+def test_meta_summary_and_model_path():
+    store = RunStore()
+    assert store.read_meta("r1") is None and store.read_summary("r1") is None
+    before = time.time()
+    store.write_meta("r1", {"config": {"model": "nb"}})
+    meta = store.read_meta("r1")
+    assert meta["config"] == {"model": "nb"} and before <= meta["created"] <= time.time()
+    store.write_summary("r1", {"val_acc": {"mean": 0.9}})
+    assert store.read_summary("r1") == {"val_acc": {"mean": 0.9}}
+    path = store.model_path("r1", 2, ".keras")
+    assert path == store.run_dir("r1") / "models" / "fold_2.keras" and path.parent.is_dir()
+    assert store.model_path("r1", 2, "joblib").name == "fold_2.joblib"
+
+
+@pytest.mark.parametrize("bad", ["../escape", "a/b", "", ".hidden"])
+def test_run_id_must_be_a_plain_name(bad):
+    with pytest.raises(RunError, match="invalid run id"):
+        RunStore().run_dir(bad)
+
+
+def test_lock_excludes_a_second_process():
+    store = RunStore()
+    with store.lock("r1"):
+        assert store.is_locked("r1")
+        assert _try_lock_in_subprocess(store, "r1") == "busy"
+    assert not store.is_locked("r1")
+    assert _try_lock_in_subprocess(store, "r1") == "acquired"
+
+
+def test_list_runs_status_and_order():
+    store = RunStore()
+    store.write_meta("old", {"created": 100.0})
+    store.write_fold("old", 0, RESULT)
+    store.write_fold("old", 1, RESULT)
+    store.write_summary("old", {"val_acc": {"mean": 0.8}})
+    store.write_meta("mid", {"created": 200.0})
+    store.write_fold("mid", 0, RESULT)
+    store.write_meta("new", {"created": 300.0})
+    (store.root / "nometa").mkdir()
+    (store.root / "broken").mkdir()
+    (store.root / "broken" / "meta.json").write_text("{not json")
+    with store.lock("new"):
+        runs = store.list_runs()
+    assert [(r["run_id"], r["status"], r["n_folds_done"]) for r in runs] == [
+        ("new", "running", 0), ("mid", "partial", 1), ("old", "complete", 2),
+    ]
+    assert runs[2]["summary"] == {"val_acc": {"mean": 0.8}} and runs[1]["summary"] is None
+    assert runs[0]["meta"]["created"] == 300.0
+
+
+def test_delete_run_refused_while_locked():
+    store = RunStore()
+    store.write_meta("r1", {})
+    with store.lock("r1"), pytest.raises(RunError, match="another process"):
+        store.delete_run("r1")
+    store.delete_run("r1")
+    assert not store.run_dir("r1").exists()
+    assert store.list_runs() == []
+
+
+def test_store_imports_only_the_standard_library():
+    code = (
+        "import sys, leukdash.store, leukdash.progress\n"
+        "print(sorted(m for m in ('numpy', 'pandas', 'tensorflow', 'filelock') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=paths.REPO_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
