@@ -29,6 +29,27 @@ def assign_folds(labels, groups, n_folds: int, seed: int) -> np.ndarray:
     return fold_of
 
 
+def merge_groups(groups, pairs) -> np.ndarray:
+    """Join the groups of every pair of image indices (duplicates), transitively.
+
+    Each merged group takes the smallest of its members' keys, so the result does not depend
+    on the order of the pairs.
+    """
+    parent = {g: g for g in groups}
+
+    def root(key):
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for i, j in pairs:
+        a, b = root(groups[i]), root(groups[j])
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return np.array([root(g) for g in groups], dtype=object)
+
+
 def holdout_split(labels, groups, test_fraction: float, seed: int) -> np.ndarray:
     """One stratified grouped train/test split, encoded like folds: 0 = test, 1 = train."""
     n_splits = max(2, round(1 / test_fraction))

@@ -102,7 +102,7 @@ def _compute_missing(resolved: ResolvedRun, store: RunStore, n_jobs, on_event) -
 
     config, run_id = resolved.config, resolved.run_id
     arrays = load_arrays(resolved.dataset, config.image_size)
-    _, fold_ids = plan_folds(config, arrays, resolved.dataset.classes)
+    _, fold_ids = plan_folds(config, resolved.dataset, arrays)
     store.write_meta(run_id, _meta(resolved, arrays, fold_ids))
     done = store.completed_folds(run_id, len(fold_ids))
     missing = [f for f in fold_ids if f not in done]

@@ -38,11 +38,33 @@ def load_arrays(dataset: Dataset, size: int) -> LoadedImages:
     return loaded
 
 
-def plan_folds(config: RunConfig, arrays: LoadedImages, classes) -> tuple[np.ndarray, list[int]]:
+def plan_folds(config: RunConfig, dataset: Dataset, arrays: LoadedImages) -> tuple[np.ndarray, list[int]]:
     """The fold of every loaded image and the folds this config runs."""
-    from leukdash.folds import fold_plan
+    from leukdash.folds import fold_plan, merge_groups
 
-    return fold_plan(arrays.labels, arrays.groups, classes, config.folds, config.test_fraction, config.seed)
+    groups = merge_groups(arrays.groups, duplicate_pairs(dataset))
+    return fold_plan(arrays.labels, groups, dataset.classes, config.folds, config.test_fraction, config.seed)
+
+
+def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
+    """Index pairs of exact and near-duplicate images (the audit's definition), cached.
+
+    Folds keep each pair together: the same cell on both sides of a split would leak.
+    Indices refer to the loaded (decodable) images, the same at every image size.
+    """
+    from leukdash.store import read_json, write_json_atomic
+
+    cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}_duplicates.json"
+    cached = read_json(cache) if cache.is_file() else None
+    if cached is None:
+        from leukdash.data.audit import SHORTCUT_SIZE, exact_duplicates, near_duplicates, perceptual_hashes
+
+        reference = load_arrays(dataset, SHORTCUT_SIZE)
+        exact = exact_duplicates(reference.paths)
+        near = near_duplicates(perceptual_hashes(reference.images), exclude=exact)
+        cached = [[g[0], other] for g in exact for other in g[1:]] + [[i, j] for i, j, _ in near]
+        write_json_atomic(cache, cached)
+    return [tuple(pair) for pair in cached]
 
 
 def model_suffix(config: RunConfig) -> str:
@@ -67,7 +89,7 @@ def run_fold(config: RunConfig, dataset: Dataset, fold: int, *, model_path: Path
     started = time.perf_counter()
     report = report or (lambda event: None)
     arrays = load_arrays(dataset, config.image_size)
-    fold_of, _ = plan_folds(config, arrays, dataset.classes)
+    fold_of, _ = plan_folds(config, dataset, arrays)
     train, val = fold_of != fold, fold_of == fold
     train_images, train_labels = arrays.images[train], arrays.labels[train]
     val_images, val_labels = arrays.images[val], arrays.labels[val]

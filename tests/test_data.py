@@ -208,3 +208,32 @@ def test_real_allidb2_copy(allidb2_path):
     assert len(set(dataset.groups)) == 260
     loaded = dataset.load(32)
     assert loaded.images.shape == (260, 32, 32, 3) and not loaded.skipped
+
+
+def test_merge_groups_is_transitive_and_order_free():
+    from leukdash.folds import merge_groups
+
+    groups = np.array(["a", "b", "c", "d", "e"], dtype=object)
+    merged = merge_groups(groups, [(3, 1), (1, 4)])
+    assert merged.tolist() == ["a", "b", "c", "b", "b"]
+    assert merge_groups(groups, [(1, 4), (3, 1)]).tolist() == merged.tolist()
+
+
+def test_duplicate_images_never_straddle_folds(tmp_path):
+    from leukdash.config import RunConfig
+    from leukdash.training import duplicate_pairs, load_arrays, plan_folds
+
+    root = tmp_path / "dups"
+    rng = np.random.default_rng(0)
+    for cls in ("ALL", "HEALTHY"):
+        for i in range(6):
+            image = cv2.GaussianBlur(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8), (9, 9), 3)
+            _write_rgb(root / cls / f"{i}.png", image)
+    (root / "HEALTHY" / "copy.png").write_bytes((root / "HEALTHY" / "2.png").read_bytes())
+    dataset = Dataset.from_folder(root)
+    names = [dataset.relative(item.path) for item in dataset.items]
+    pairs = duplicate_pairs(dataset)
+    assert [(names[i], names[j]) for i, j in pairs] == [("HEALTHY/2.png", "HEALTHY/copy.png")]
+    for seed in range(5):
+        folds, _ = plan_folds(RunConfig(dataset=str(root), folds=3, seed=seed), dataset, load_arrays(dataset, 16))
+        assert folds[names.index("HEALTHY/2.png")] == folds[names.index("HEALTHY/copy.png")]

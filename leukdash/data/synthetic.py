@@ -35,7 +35,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 from filelock import FileLock
-from joblib import Parallel, delayed
 
 from leukdash.data.dataset import SYNTHETIC_LABEL
 from leukdash.errors import ConfigError
@@ -640,6 +639,8 @@ def generate_synthetic(out_dir: Path, *, seed: int = 0, counts: dict | None = No
     The pixels depend only on ``seed``, ``size`` and the image's class and index, not on
     ``n_jobs`` or on the other counts.
     """
+    from joblib import Parallel, delayed  # only when generating: keeps discovery's import quick
+
     counts = _check_counts(counts)
     out_dir = Path(out_dir)
     for label in counts:

@@ -259,6 +259,38 @@ def _dihedral(images: np.ndarray) -> list[np.ndarray]:
     return turns + [t[:, :, ::-1] for t in turns]
 
 
+def gradcam(model, image, class_index: int) -> np.ndarray:
+    """Grad-CAM map (size, size) in [0, 1] of one image for one class.
+
+    The map is taken at the last convolutional feature map (before the final pooling), weighted
+    by the spatially averaged gradient of the class probability, rectified and upsampled to
+    the input size.
+    """
+    import keras
+    import tensorflow as tf
+
+    batch = _as_uint8(image[None] if np.ndim(image) == 3 else image)
+    if len(batch) != 1:
+        raise ValueError(f"gradcam takes one image, got {len(batch)}")
+    spatial = [layer for layer in model.layers if len(layer.output.shape) == 4
+               and not isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.Rescaling))]
+    probe = keras.Model(model.inputs, [spatial[-1].output, model.outputs[0]])
+    x = tf.convert_to_tensor(batch, dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        features, proba = probe(x, training=False)
+        score = proba[:, class_index]
+    grads = tf.cast(tape.gradient(score, features), tf.float32)
+    features = tf.cast(features, tf.float32)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[0].numpy()
+    import cv2
+
+    size = batch.shape[1:3]
+    cam = cv2.resize(cam.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    peak = float(cam.max())
+    return cam / peak if peak > 0 else cam
+
+
 def save_model(model, path) -> Path:
     """Save a model in the Keras format (``.keras`` is appended when missing)."""
     path = Path(path)

@@ -1,0 +1,160 @@
+"""Engine speed: a strict 5-fold CNN run against two baselines timed in the same process.
+
+    python -m benchmarks.bench_engine [--dataset allidb2_ufpr] [--epochs 25] [--folds 5]
+
+Prints, for the paper CNN at 64 px with x8 augmentation:
+1. leukdash's whole strict run (runner.run: data, folds, per-epoch augmentation, validation,
+   progress, models saved) against a *paper-literal* pipeline: Keras' ImageDataGenerator
+   expands each training part x8 offline, then a float32 ``model.fit`` per fold, as the paper's
+   Keras code would. Target: at least 1.5x faster at equal or better mean accuracy.
+2. the same run against plain ``model.fit`` on pre-augmented in-memory arrays of the same size,
+   with the same model and compile settings: what the input pipeline and bookkeeping cost.
+   Target: at most 1.25x.
+3. a finished run asked again from the CLI, process start included. Target: at most 1 s.
+4. predicting one image with the run's fold models once loaded. Target: at most 50 ms.
+Both baselines validate on the same untouched originals of the same folds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from leukdash.config import RunConfig
+from leukdash.data.discovery import open_dataset
+from leukdash.predict import FoldEnsemble
+from leukdash.runner import run
+from leukdash.store import RunStore
+from leukdash.training import derived_seed, load_arrays, plan_folds
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fold_splits(config: RunConfig):
+    dataset = open_dataset(config.dataset)
+    arrays = load_arrays(dataset, config.image_size)
+    fold_of, fold_ids = plan_folds(config, dataset, arrays)
+    for fold in fold_ids:
+        train, val = fold_of != fold, fold_of == fold
+        yield fold, arrays.images[train], arrays.labels[train], arrays.images[val], arrays.labels[val]
+
+
+def paper_literal(config: RunConfig, n_classes: int) -> tuple[float, float]:
+    """Offline ImageDataGenerator x8, then a plain float32 fit: seconds, mean val accuracy."""
+    import keras
+    import tensorflow as tf
+
+    from leukdash.models.cnn import build_model
+
+    started, accuracies = time.perf_counter(), []
+    for fold, x_train, y_train, x_val, y_val in fold_splits(config):
+        generator = tf.keras.preprocessing.image.ImageDataGenerator(
+            rotation_range=40, width_shift_range=0.4, height_shift_range=0.4, zoom_range=0.3,
+            horizontal_flip=True, vertical_flip=True, shear_range=20, fill_mode="nearest")
+        copies = [x_train.astype("float32")]
+        flow = generator.flow(x_train.astype("float32"), batch_size=len(x_train), shuffle=False,
+                              seed=derived_seed(config.seed, fold))
+        copies += [next(flow) for _ in range(config.augment_factor - 1)]
+        x = np.concatenate(copies)
+        y = np.tile(y_train, config.augment_factor)
+        model = build_model("paper", config.image_size, n_classes, seed=derived_seed(config.seed, fold))
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        model.fit(x, y, batch_size=config.batch_size, epochs=config.epochs, verbose=0)
+        accuracies.append(float(np.mean(model.predict(x_val.astype("float32"), verbose=0).argmax(1) == y_val)))
+    return time.perf_counter() - started, float(np.mean(accuracies))
+
+
+def plain_fit(config: RunConfig, n_classes: int) -> float:
+    """Seconds spent in ``model.fit`` alone on pre-augmented uint8 arrays, leukdash's model settings."""
+    import keras
+
+    from leukdash.augment import expand
+    from leukdash.models import cnn
+
+    seconds = 0.0
+    for fold, x_train, y_train, _, _ in fold_splits(config):
+        x, y, _ = expand(x_train, y_train, config.augment_factor, config.augment, derived_seed(config.seed, fold))
+        with cnn._dtype_policy(cnn.TRAINING_POLICY):
+            model = cnn.build_model("paper", config.image_size, n_classes, seed=derived_seed(config.seed, fold))
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"], steps_per_execution=cnn.STEPS_PER_EXECUTION)
+        started = time.perf_counter()
+        model.fit(x, y, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=0)
+        seconds += time.perf_counter() - started
+    return seconds
+
+
+def cached_cli_seconds(config: RunConfig, artifacts: Path, repeats: int = 5) -> float:
+    command = [sys.executable, "-m", "leukdash", "run", config.dataset, "--model", "cnn",
+               "--epochs", str(config.epochs), "--folds", str(config.folds), "--json", "--quiet"]
+    env = {**os.environ, "LEUKDASH_ARTIFACTS": str(artifacts)}
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        out = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+        times.append(time.perf_counter() - started)
+        assert '"cached": true' in out.stdout
+    return statistics.median(times)
+
+
+def predict_ms(run_id: str, store: RunStore, image: np.ndarray, repeats: int = 30) -> float:
+    ensemble = FoldEnsemble(run_id, store)
+    ensemble.predict([image])  # warm-up: the first call traces the models
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        ensemble.predict([image])
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="allidb2_ufpr")
+    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--folds", type=int, default=5)
+    args = parser.parse_args()
+    config = RunConfig(dataset=args.dataset, model="cnn", epochs=args.epochs, folds=args.folds)
+    n_classes = len(open_dataset(config.dataset).classes)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = Path(tmp)
+        os.environ["LEUKDASH_ARTIFACTS"] = str(artifacts)  # a cold store: nothing cached
+        store = RunStore()
+        # One-off costs every contender would pay once per process: TensorFlow's import and the
+        # decoded-image cache. Paid here so that no contender is charged for them.
+        import keras  # noqa: F401
+
+        next(fold_splits(config))
+        started = time.perf_counter()
+        result = run(config, store=store)
+        ours = time.perf_counter() - started
+        ours_acc = result["summary"]["val_acc"]["mean"]
+        fit_only = plain_fit(config, n_classes)
+        literal, literal_acc = paper_literal(config, n_classes)
+        cached = cached_cli_seconds(config, artifacts)
+        image = next(fold_splits(config))[3][0]
+        predict = predict_ms(result["run_id"], store, image)
+
+    print(f"dataset {config.dataset}, paper CNN, {config.image_size} px, x{config.augment_factor}, "
+          f"{config.epochs} epochs, {config.folds} folds, strict")
+    print(f"leukdash strict run      {ours:8.1f} s   mean val_acc {ours_acc:.4f}")
+    print(f"paper-literal baseline   {literal:8.1f} s   mean val_acc {literal_acc:.4f}")
+    print(f"  speed-up                {literal / ours:8.2f} x   (target >= 1.5, at equal or better accuracy)")
+    print(f"plain fit, pre-augmented {fit_only:8.1f} s")
+    print(f"  run / plain fit         {ours / fit_only:8.2f} x   (target <= 1.25)")
+    print(f"cached run from the CLI  {cached:8.2f} s   (median of 5, process start included; target <= 1)")
+    print(f"predict one image        {predict:8.1f} ms  (median of 30, {config.folds} fold models; target <= 50)")
+
+
+if __name__ == "__main__":
+    main()

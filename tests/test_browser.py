@@ -1,0 +1,185 @@
+"""The dashboard in a real browser: ``streamlit run`` plus headless Chromium through Playwright.
+
+Goes through every page, launches a tiny run, waits for its chart, predicts an uploaded image
+and saves a screenshot of each page: to ``$LEUKDASH_SCREENSHOTS`` (e.g. ``docs/screenshots``)
+when set, else to the test's temporary folder. Uses Debian's ``/usr/bin/chromium`` (never a
+downloaded browser); without it the test is skipped, except under ``CI=true``, where it fails.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from leukdash.data.synthetic import CLASSES, generate_synthetic
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+WAIT_MS = 120_000  # generous: two cores shared with other work
+RUN_WAIT_MS = 300_000
+
+
+def require_browser():
+    reason = None
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            reason = "the playwright package is not installed"
+    if reason and os.environ.get("CI") == "true":
+        pytest.fail(f"browser test required under CI: {reason}")
+    if reason:
+        pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, isolated_artifacts):
+    """A streamlit server on a free port over a tiny dataset; stopped whatever happens."""
+    require_browser()
+    generate_synthetic(tmp_path / "data" / "tiny", counts={c: 6 for c in CLASSES}, size=32)
+    port = free_port()
+    env = {**os.environ, "LEUKDASH_ARTIFACTS": str(isolated_artifacts), "LEUKDASH_DATA": str(tmp_path / "data")}
+    log = open(tmp_path / "server.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url, tmp_path / "data" / "tiny"
+    finally:
+        # The server and the run jobs it started (each leads its own process group).
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    folder = Path(os.environ.get("LEUKDASH_SCREENSHOTS") or tmp_path / "screenshots")
+    folder = folder if folder.is_absolute() else REPO / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def settle(page) -> None:
+    """Wait until Streamlit has finished the current script run (no running indicator)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " && !document.querySelector('[data-testid=\"stSpinner\"]')", timeout=WAIT_MS)
+    page.wait_for_timeout(300)
+
+
+def shoot(page, folder: Path, name: str) -> None:
+    """A screenshot of the whole page (Streamlit scrolls inside its main block, not the window)."""
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": max(900, min(int(height), 4000))})
+    page.wait_for_timeout(800)  # plotly redraws at the new size
+    page.screenshot(path=str(folder / f"{name}.png"))
+    page.set_viewport_size({"width": 1400, "height": 900})
+
+
+def go(page, label: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=label).click()
+    page.get_by_role("heading", name=label, level=1).wait_for(timeout=WAIT_MS)
+    settle(page)
+
+
+def set_number(page, label: str, value: int) -> None:
+    field = page.get_by_label(label, exact=True)
+    field.fill(str(value))
+    field.press("Enter")
+    settle(page)
+
+
+def test_pages_in_a_browser(server, screenshots):
+    from playwright.sync_api import sync_playwright
+
+    url, tiny = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(url)
+            page.get_by_role("heading", name="leukdash", level=1).wait_for(timeout=WAIT_MS)
+            page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_MS)
+            settle(page)
+            assert page.get_by_text("No runs yet").is_visible()
+            shoot(page, screenshots, "overview")
+
+            go(page, "Data")
+            page.get_by_text("ALL · 6 images").wait_for(timeout=WAIT_MS)
+            page.get_by_role("button", name="Run the audit").click()
+            page.get_by_text("Background-only accuracy").wait_for(timeout=WAIT_MS)
+            settle(page)
+            shoot(page, screenshots, "data")
+
+            go(page, "Augmentation")
+            page.get_by_text("copy 8").wait_for(timeout=WAIT_MS)
+            shoot(page, screenshots, "augmentation")
+
+            go(page, "Experiments")
+            size = page.get_by_label("Image size (px)", exact=True)
+            size.focus()
+            size.press("Home")  # the smallest size, 16 px
+            settle(page)
+            set_number(page, "Folds", 2)
+            set_number(page, "Epochs", 1)
+            page.get_by_text("Augment the training images").click()
+            settle(page)
+            page.get_by_role("button", name="Launch 2 runs").click()
+            page.get_by_role("heading", name="Results").wait_for(timeout=RUN_WAIT_MS)
+            page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_MS)
+            settle(page)
+            shoot(page, screenshots, "experiments")
+
+            go(page, "Compare")
+            chart = page.locator(".js-plotly-plot").first
+            chart.wait_for(timeout=WAIT_MS)
+            bar_names = chart.evaluate("e => e.data.filter(t => t.type === 'bar').map(t => t.name)")
+            assert sorted(name.split(" ")[0] for name in bar_names) == ["CNN", "Naive"]
+            shoot(page, screenshots, "compare")
+
+            go(page, "Predict")
+            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+                str(tiny / "CLL" / "CLL_0001.png"))
+            verdict = page.get_by_text("Predicted:")
+            verdict.wait_for(timeout=WAIT_MS)
+            settle(page)
+            predicted = verdict.inner_text().split("Predicted:")[1].split("·")[0].strip()
+            assert predicted in CLASSES
+            shoot(page, screenshots, "predict")
+        finally:
+            browser.close()
