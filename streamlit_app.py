@@ -17,4 +17,8 @@ PAGES = [
     st.Page("pages/predict.py", title="Predict", icon=":material/center_focus_strong:"),
 ]
 
-st.navigation(PAGES).run()
+st.session_state["_routed"] = True  # see pages/_shared.py: routed()
+page = st.navigation(PAGES)
+if "_deep_link" in st.session_state:
+    st.switch_page(st.session_state.pop("_deep_link"))
+page.run()

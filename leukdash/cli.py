@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", type=Path)
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=_predict)
+
+    reproduce = commands.add_parser("reproduce", help="run the paper's experiments and write the report")
+    reproduce.add_argument("--quick", action="store_true", help="fewer epochs, folds and pixels: a smoke test")
+    reproduce.add_argument("--binary", help="ALL vs HEALTHY dataset (default: allidb2_ufpr if found, else synthetic)")
+    reproduce.add_argument("--five-class", default="synthetic", help="five-class dataset (default: synthetic)")
+    reproduce.add_argument("--out", type=Path, help="report folder (default: docs/report, or artifacts/report-quick)")
+    reproduce.add_argument("--report-only", action="store_true", help="write the report from the runs in the store")
+    reproduce.set_defaults(handler=_reproduce)
     return parser
 
 
@@ -226,6 +234,14 @@ def _predict(args) -> int:
         else:
             probs = "  ".join(f"{c} {p:.3f}" for c, p in entry["probabilities"].items())
             print(f"{entry['file']}: {entry['predicted']} (folds agreeing {entry['agreement']}/{entry['n_folds']})  {probs}")
+    return 0
+
+
+def _reproduce(args) -> int:
+    from leukdash.reproduce import reproduce
+
+    reproduce(quick=args.quick, binary=args.binary, five_class=args.five_class, out=args.out,
+              compute=not args.report_only)
     return 0
 
 

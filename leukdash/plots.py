@@ -131,48 +131,69 @@ def error_bounds(values, kind: str = "std") -> tuple[float, float]:
 def metric_bars(results: list[dict], metric: str = "val_acc", error: str = "std", show_paper: bool = True) -> go.Figure:
     """One bar per run: the mean of ``metric`` over folds, error bars across folds, a dot per fold.
 
-    Runs of different datasets or tasks are grouped by task along the x axis. With
-    ``show_paper``, a diamond marks the paper's reported figure where it reported one.
+    Runs of different datasets or tasks are grouped under their task on a two-level x axis.
+    With ``show_paper``, a diamond marks the paper's reported figure where it reported one.
     """
-    labels = run_labels(results)
     groups = [result_task(r) for r in results]
     grouped = len(set(groups)) > 1
+    labels = run_labels(results)
+    if grouped:  # within a group, only what tells its own runs apart
+        for group in set(groups):
+            members = [i for i, g in enumerate(groups) if g == group]
+            for i, label in zip(members, run_labels([results[i] for i in members])):
+                labels[i] = label
+    hover = _hover_format(metric)
     fig = go.Figure()
-    paper_x, paper_y, paper_groups = [], [], []
+    paper = []
     for result, label, group in zip(results, labels, groups):
         values = fold_values(result, metric)
         below, above = error_bounds(values, error)
-        x = group if grouped else label
-        offset = dict(offsetgroup=label) if grouped else {}
-        colour = MODEL_COLOURS.get(result["config"]["model"], "#555")
+
+        def at(n: int, tick=_wrap(label), group=group):
+            return [[group] * n, [tick] * n] if grouped else [tick] * n
+
         fig.add_bar(
-            x=[x], y=[float(np.mean(values))], name=label, legendgroup=label, marker_color=colour, opacity=0.85,
+            x=at(1), y=[float(np.mean(values))], name=label, showlegend=False, opacity=0.85,
+            marker_color=MODEL_COLOURS.get(result["config"]["model"], "#555"),
             error_y=dict(type="data", symmetric=False, array=[above], arrayminus=[below], color="#333", thickness=1.5),
-            hovertemplate=f"{label}<br>mean %{{y:{_hover_format(metric)}}}<extra></extra>", **offset,
+            hovertemplate=f"{label}<br>mean %{{y:{hover}}}<extra></extra>",
         )
         fig.add_scatter(
-            x=[x] * len(values), y=values, mode="markers", name=f"{label}: folds", legendgroup=label,
-            showlegend=False, marker=dict(color="#222", size=7, opacity=0.75, line=dict(color="white", width=1)),
+            x=at(len(values)), y=values, mode="markers", name="single folds", legendgroup="folds",
+            showlegend=not any(t.name == "single folds" for t in fig.data),
+            marker=dict(color="#222", size=7, opacity=0.75, line=dict(color="white", width=1)),
             customdata=[f["fold"] + 1 for f in result["folds"]],
-            hovertemplate=f"fold %{{customdata}}: %{{y:{_hover_format(metric)}}}<extra>{label}</extra>", **offset,
+            hovertemplate=f"fold %{{customdata}}: %{{y:{hover}}}<extra>{label}</extra>",
         )
         reported = paper_value(result, metric) if show_paper else None
         if reported is not None:
-            paper_x.append(x)
-            paper_y.append(reported)
-            paper_groups.append(label)
-    for x, y, label in zip(paper_x, paper_y, paper_groups):
+            paper.append((at(1), reported))
+    for i, (x, reported) in enumerate(paper):
         fig.add_scatter(
-            x=[x], y=[y], mode="markers", name="paper (reported)", legendgroup="paper",
-            showlegend=x == paper_x[0], offsetgroup=label if grouped else None,
+            x=x, y=[reported], mode="markers", name="paper (reported)", legendgroup="paper", showlegend=i == 0,
             marker=dict(symbol="diamond-open", size=13, color=PAPER_COLOUR, line=dict(width=2.5)),
             hovertemplate="paper reported %{y:.1%}<extra></extra>",
         )
-    fig.update_layout(**_LAYOUT, height=440, barmode="group", scattermode="group" if grouped else None,
-                      showlegend=grouped or bool(paper_x), bargap=0.35,
+    fig.update_layout(**_LAYOUT, height=460, bargap=0.35, showlegend=True,
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    fig.update_xaxes(tickangle=0, tickfont=dict(size=11), automargin=True)
     fig.update_yaxes(title=METRICS.get(metric, metric), **_metric_axis(metric))
     return fig
+
+
+def _wrap(label: str, width: int = 22) -> str:
+    """A tick label on several lines: one per ' · ' part, long parts broken at spaces."""
+    lines = []
+    for part in label.split(" · "):
+        line = ""
+        for word in part.split(" "):
+            if line and len(line) + 1 + len(word) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}".strip()
+        lines.append(line)
+    return "<br>".join(lines)
 
 
 def learning_curves(results: list[dict], metric: str = "acc", band: str = "std") -> go.Figure:
@@ -271,8 +292,7 @@ def paper_figures() -> go.Figure:
         above = [max(folds) - values["cnn"] if m == "cnn" else 0 for m in models]
         below = [values["cnn"] - min(folds) if m == "cnn" else 0 for m in models]
         fig.add_bar(x=[PAPER_MODEL_NAMES[m] for m in models], y=list(values.values()), name=task,
-                    marker_color=TASK_COLOURS[task], text=[f"{v:.1%}" for v in values.values()],
-                    textposition="inside", insidetextanchor="end",
+                    marker_color=TASK_COLOURS[task],
                     error_y=dict(type="data", symmetric=False, array=above, arrayminus=below, color="#333",
                                  thickness=1.2),
                     hovertemplate=f"{task}<br>%{{x}}: %{{y:.2%}}<extra></extra>")
@@ -347,6 +367,12 @@ def summary_frame(results: list[dict], labels: list[str] | None = None, metric: 
                      "Min": float(np.min(values)), "Max": float(np.max(values)),
                      "Paper (reported)": paper_value(result, metric)})
     return pd.DataFrame(rows)
+
+
+def paper_table() -> pd.DataFrame:
+    """The paper's reported 5-fold mean validation accuracy: one row per classifier, one column per task."""
+    return pd.DataFrame([{"Classifier": name, **{task: PAPER_VAL_ACC[task][model] for task in PAPER_VAL_ACC}}
+                         for model, name in PAPER_MODEL_NAMES.items()])
 
 
 def _created_text(created) -> str:

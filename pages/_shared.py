@@ -8,9 +8,9 @@ never share entries.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+from pathlib import Path
 
 import streamlit as st
 
@@ -22,26 +22,45 @@ BUILTIN = "synthetic"
 UPLOADS = "uploaded_datasets"  # session: {display name: folder} of zips unpacked on the Data page
 
 
+# --------------------------------------------------------------------------- routing
+
+
+def routed(page_file: str) -> None:
+    """Send a run of a page that skipped ``streamlit_app.py`` back through it.
+
+    Because a ``pages/`` folder exists, Streamlit (1.67) serves the first script run of a fresh
+    server process in its old multipage mode until ``st.navigation`` has been called once: a
+    deep link such as ``/compare`` then runs the page file alone, without the page setup and
+    with every file of ``pages/`` in the menu. The entrypoint marks the session; an unmarked
+    run goes through the entrypoint, which then switches to the page asked for.
+    """
+    if not st.session_state.get("_routed"):
+        st.session_state["_deep_link"] = f"pages/{Path(page_file).name}"
+        st.switch_page("streamlit_app.py")
+
+
 # --------------------------------------------------------------------------- kept widget values
 
 
 def kept(widget, key: str, default, *args, **kwargs):
     """Call ``widget(*args, key=key, **kwargs)`` so its value survives a visit to another page.
 
-    Streamlit forgets the state of widgets a page did not draw; the value is copied to a plain
-    session key (``_kept_<key>``) after each run and handed back before the widget is drawn
-    again. A kept choice that is no longer among ``options`` falls back to ``default``.
+    Streamlit forgets the state of widgets a page did not draw, and a widget drawn again at
+    another place (the sidebar of another page) starts from its default in the browser. So
+    the value is copied to a plain session key (``_kept_<key>``) after each run, and the
+    widget is always drawn with its current value as its default. A kept choice that is no
+    longer among ``options`` falls back to ``default``.
     """
     shadow = f"_kept_{key}"
-    if key not in st.session_state:
-        value = st.session_state.get(shadow, default)
-        options = kwargs.get("options")
-        if options is not None:
-            options = list(options)
-            chosen = value if isinstance(value, list) else [value]
-            if not all(v in options for v in chosen):
-                value = default
-        st.session_state[key] = value
+    value = st.session_state[key] if key in st.session_state else st.session_state.get(shadow, default)
+    options = kwargs.get("options")
+    if options is not None:
+        options = list(options)
+        if not all(v in options for v in (value if isinstance(value, list) else [value])):
+            value = default
+            st.session_state.pop(key, None)
+    parameter = {"selectbox": "index", "radio": "index", "multiselect": "default"}.get(widget.__name__, "value")
+    kwargs[parameter] = options.index(value) if parameter == "index" else value
     value = widget(*args, key=key, **kwargs)
     st.session_state[shadow] = value
     return value
@@ -198,6 +217,15 @@ def run_option_label(entry: dict) -> str:
     return f"{row['Model']} · {row['Dataset']} · {row['Task']} · {row['Size (px)']} px{acc}"
 
 
+def percent_columns(frame, columns, headers: dict | None = None):
+    """A copy of ``frame`` with fractions shown as percentages (one decimal), and its column config."""
+    frame = frame.copy()
+    for column in columns:
+        frame[column] = frame[column].astype(float) * 100
+    headers = headers or {}
+    return frame, {c: st.column_config.NumberColumn(headers.get(c, c), format="%.1f%%") for c in columns}
+
+
 def no_runs_yet(what: str) -> None:
     st.info(f"No finished runs yet: {what}. Launch one on the Experiments page; a tiny run "
             "(image size 32, 2 folds, Naive Bayes) takes seconds.", icon=":material/hourglass_empty:")
@@ -222,7 +250,3 @@ def gradcam(root: str, run_id: str, data: bytes):
     from leukdash.predict import gradcam as engine_gradcam
 
     return engine_gradcam(run_id, decode_image(data))
-
-
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:12]

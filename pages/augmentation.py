@@ -9,7 +9,9 @@ import streamlit as st
 
 from leukdash.augment import preview
 from leukdash.config import AugmentConfig, FILL_MODES
-from pages._shared import dataset_picker, image, kept, load_dataset_info, synthetic_note
+from pages._shared import dataset_picker, image, kept, load_dataset_info, routed, synthetic_note
+
+routed(__file__)
 
 PREVIEW_SIZE = 128
 COPIES = 8

@@ -7,9 +7,13 @@ import streamlit as st
 
 from leukdash.plots import (ERROR_BARS, METRICS, available_metrics, confusion_heatmap, curve_runs, fold_frame,
                             learning_curves, metric_bars, run_labels, runs_frame, summary_frame)
-from pages._shared import comparison, finished_runs, kept, no_runs_yet, results, root
+from pages._shared import comparison, finished_runs, kept, no_runs_yet, percent_columns, results, root, routed
 
-PERCENT = st.column_config.NumberColumn(format="percent")
+routed(__file__)
+
+FRACTIONS = ("val_acc", "balanced_acc", "macro_f1", "train_acc")
+HEADERS = {"val_acc": "Val. accuracy", "balanced_acc": "Balanced acc.", "macro_f1": "Macro F1", "val_loss": "Val. loss",
+           "train_acc": "Train accuracy", "train_loss": "Train loss", "seconds": "Time (s)"}
 
 st.title("Compare")
 entries = finished_runs()
@@ -18,13 +22,10 @@ if not entries:
     st.stop()
 
 st.caption("Select rows to compare (the boxes at the left); with none selected, every finished run is shown.")
-table = runs_frame(entries).drop(columns=["Status"])
+table, percent = percent_columns(runs_frame(entries).drop(columns=["Status"]), ["Val. accuracy", "SD"])
 returning = "compare_table" not in st.session_state  # Streamlit forgot the selection on another page
-selection = st.dataframe(
-    table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="compare_table",
-    column_config={"Val. accuracy": PERCENT, "SD": st.column_config.NumberColumn(format="percent",
-                                                                                 help="Standard deviation across folds")},
-)
+selection = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
+                         key="compare_table", column_config=percent)
 if selection.selection.rows or not returning:
     st.session_state["_kept_compare_runs"] = [table["Run id"].iloc[i] for i in selection.selection.rows]
 chosen_ids = [r for r in st.session_state.get("_kept_compare_runs", []) if r in set(table["Run id"])] \
@@ -48,22 +49,23 @@ st.caption(f"Bars: mean {METRICS[metric].lower()} over the validation folds; whi
 
 tabs = st.tabs(["Summary", "Per fold", "Learning curves", "Confusion matrices", "Significance", "Download"])
 with tabs[0]:
+    numbers = ["Mean", "SD", "Min", "Max", "Paper (reported)"]
     summary = summary_frame(chosen, labels, metric)
-    fraction = metric in ("val_acc", "balanced_acc", "macro_f1", "train_acc")
-    number = PERCENT if fraction else st.column_config.NumberColumn(format="%.4f")
-    st.dataframe(summary, hide_index=True, width="stretch",
-                 column_config={c: number for c in ("Mean", "SD", "Min", "Max", "Paper (reported)")})
+    if metric in FRACTIONS:
+        summary, formats = percent_columns(summary, numbers)
+    else:
+        formats = {c: st.column_config.NumberColumn(format="%.4f") for c in numbers}
+    st.dataframe(summary, hide_index=True, width="stretch", column_config=formats)
     st.caption("Mean, standard deviation and range over folds; the paper's column repeats its reported "
                "5-fold mean validation accuracy (only for the paper's CNN, NB, SVM, 3-NN and decision tree "
                "on ALL vs HEALTHY and 5 classes). Its protocol leaked augmented copies across folds, so "
                "higher figures there are expected.")
 
 with tabs[1]:
-    folds = fold_frame(chosen, labels)
-    st.dataframe(folds, hide_index=True, width="stretch", column_config={
-        **{m: PERCENT for m in ("val_acc", "balanced_acc", "macro_f1", "train_acc")},
-        "val_loss": st.column_config.NumberColumn(format="%.4f"), "train_loss": st.column_config.NumberColumn(format="%.4f"),
-        "seconds": st.column_config.NumberColumn("seconds", format="%.1f")})
+    folds, formats = percent_columns(fold_frame(chosen, labels), [m for m in metrics if m in FRACTIONS], HEADERS)
+    formats |= {m: st.column_config.NumberColumn(HEADERS[m], format="%.1f" if m == "seconds" else "%.4f")
+                for m in metrics if m not in FRACTIONS}
+    st.dataframe(folds, hide_index=True, width="stretch", column_config=formats)
 
 with tabs[2]:
     with_history = curve_runs(chosen)

@@ -8,7 +8,9 @@ import streamlit as st
 
 from leukdash.errors import LeukdashError
 from leukdash.plots import class_counts_bar
-from pages._shared import UPLOADS, audit, dataset_picker, image, load_dataset_info, root, synthetic_note
+from pages._shared import UPLOADS, audit, dataset_picker, image, load_dataset_info, root, routed, synthetic_note
+
+routed(__file__)
 
 SAMPLES_PER_CLASS = 8
 
@@ -93,9 +95,9 @@ st.markdown(
     "photographed differently, and any model can learn that instead of the cells."
 )
 audited = st.session_state.setdefault("audited", [])
-if dataset not in audited and st.button("Run the audit", icon=":material/fact_check:", type="primary"):
-    audited.append(dataset)
-if dataset in audited:
+if dataset not in audited:
+    st.button("Run the audit", icon=":material/fact_check:", type="primary", on_click=audited.append, args=(dataset,))
+else:
     try:
         with st.spinner("Auditing: decoding every image, hashing, two cross-validated shortcut checks…"):
             report = audit(dataset, root(), 5)
@@ -106,7 +108,9 @@ if dataset in audited:
     cols = st.columns(5)
     cols[0].metric("Images used", f"{report['n_images']:,}")
     cols[1].metric("Skipped files", len(report["skipped"]))
-    cols[2].metric("Image sizes", len(report["sizes"]), help=", ".join(f"{k}: {v}" for k, v in report["sizes"].items()))
+    common = next(iter(report["sizes"]), "–")
+    cols[2].metric("Most common size", common.replace("x", "×"), help="Width×height in pixels: " + ", ".join(
+        f"{size}: {n} images" for size, n in report["sizes"].items()))
     cols[3].metric("Exact duplicate groups", len(duplicates["exact"]))
     cols[4].metric("Near-duplicate pairs", len(duplicates["near"]))
 

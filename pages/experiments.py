@@ -3,6 +3,7 @@
 import itertools
 import json
 
+import pandas as pd
 import streamlit as st
 
 from leukdash import jobs
@@ -10,7 +11,9 @@ from leukdash.config import AugmentConfig, RunConfig
 from leukdash.errors import LeukdashError
 from leukdash.plots import ERROR_BARS, metric_bars, summary_frame
 from leukdash.progress import format_duration
-from pages._shared import (dataset_picker, kept, load_dataset_info, resolve, results, root, runs,
+from pages._shared import (routed, dataset_picker, kept, load_dataset_info, percent_columns, resolve, results, root, runs,
+
+routed(__file__)
                            synthetic_note)
 
 MODELS = {
@@ -103,7 +106,8 @@ with aug_col:
                         "strict": "strict: validate on original images only",
                         "paper": "paper: augment validation folds too (optimistic, as published)"}.get)
     augment = AugmentConfig.from_dict(st.session_state.get("augment", AugmentConfig().to_dict()))
-    st.caption(f"Transforms on: {', '.join(augment.enabled()).replace('_', ' ') or 'none'}.")
+    if augment_on:
+        st.caption(f"Transforms on: {', '.join(augment.enabled()).replace('_', ' ') or 'none'}.")
     st.page_link("pages/augmentation.py", label="Edit the transforms", icon=":material/tune:")
 
 with model_col:
@@ -161,9 +165,12 @@ if not planned:
 else:
     rows = []
     for name, (config, run_id) in planned.items():
-        status = statuses[name]
-        rows.append({"Model": name, "Status": status["state"].replace("none", "not run yet"), "Run id": run_id})
-    st.dataframe(rows, hide_index=True, width="stretch")
+        state = statuses[name]["state"]
+        accuracy = results([run_id])[0]["summary"]["val_acc"]["mean"] if state == "finished" else None
+        rows.append({"Model": name, "Status": "not run yet" if state == "none" else state,
+                     "Val. accuracy": accuracy, "Run id": run_id})
+    table, percent = percent_columns(pd.DataFrame(rows), ["Val. accuracy"])
+    st.dataframe(table, hide_index=True, width="stretch", column_config=percent)
     for name, status in statuses.items():
         if status["state"] == "failed":
             with st.expander(f"{name} failed: {status['progress']['message'] or 'see the log'}", icon=":material/error:"):
@@ -189,6 +196,6 @@ if finished:
     st.plotly_chart(metric_bars(finished_results, "val_acc", error), width="stretch", key="exp_bars")
     st.caption(f"Bars: mean validation accuracy over {folds} folds; whiskers: {ERROR_BARS[error]}; dots: "
                "single folds; diamonds: the paper's reported figure where it reported one.")
-    st.dataframe(summary_frame(finished_results), hide_index=True, width="stretch", column_config={
-        name: st.column_config.NumberColumn(format="percent") for name in ("Mean", "SD", "Min", "Max", "Paper (reported)")})
+    table, percent = percent_columns(summary_frame(finished_results), ["Mean", "SD", "Min", "Max", "Paper (reported)"])
+    st.dataframe(table, hide_index=True, width="stretch", column_config=percent)
     st.page_link("pages/compare.py", label="Compare in detail", icon=":material/arrow_forward:")

@@ -8,8 +8,10 @@ import os
 import streamlit as st
 
 from leukdash.errors import LeukdashError
-from leukdash.plots import paper_figures, runs_frame
-from pages._shared import dataset_info, discovered, root, runs
+from leukdash.plots import paper_figures, paper_table, runs_frame
+from pages._shared import dataset_info, discovered, percent_columns, root, routed, runs
+
+routed(__file__)
 
 st.title("leukdash")
 st.markdown(
@@ -27,11 +29,11 @@ for column, (page, icon, title, text) in zip(steps, [
     ("pages/compare.py", ":material/bar_chart:", "Compare", "Accuracy per fold, learning curves, McNemar tests."),
     ("pages/predict.py", ":material/center_focus_strong:", "Predict", "Class probabilities and Grad-CAM for your images."),
 ]):
-    with column.container(border=True):
+    with column.container(border=True, height="stretch"):
         st.page_link(page, label=title, icon=icon)
         st.caption(text)
 
-left, right = st.columns([1, 1], gap="large")
+left, right = st.columns([6, 5], gap="large")
 
 with left:
     st.subheader("Datasets")
@@ -56,11 +58,10 @@ with left:
     st.subheader("Latest runs")
     entries = runs(root())
     if entries:
-        table = runs_frame(entries[:8])[["Model", "Dataset", "Task", "Val. accuracy", "SD", "Status", "Created"]]
-        st.dataframe(table, hide_index=True, width="stretch", column_config={
-            "Val. accuracy": st.column_config.NumberColumn(format="percent"),
-            "SD": st.column_config.NumberColumn(format="percent", help="Standard deviation across folds"),
-        })
+        table, percent = percent_columns(
+            runs_frame(entries[:8])[["Model", "Dataset", "Task", "Val. accuracy", "SD", "Status", "Created"]],
+            ["Val. accuracy", "SD"])
+        st.dataframe(table, hide_index=True, width="stretch", column_config=percent)
         st.page_link("pages/compare.py", label="Compare runs", icon=":material/arrow_forward:")
     else:
         st.info("No runs yet. Start one on the Experiments page.", icon=":material/hourglass_empty:")
@@ -69,9 +70,11 @@ with left:
 with right:
     st.subheader("The paper's reported figures")
     st.plotly_chart(paper_figures(), width="stretch", config={"displayModeBar": False})
+    table, percent = percent_columns(paper_table(), ["ALL vs HEALTHY", "5 classes"])
+    st.dataframe(table, hide_index=True, width="stretch", column_config=percent)
     st.caption(
-        "5-fold mean validation accuracy reported by Ahmed et al. (2019): CNN 88.25% on ALL vs "
-        "HEALTHY and 81.74% on 5 classes; whiskers span the CNN's reported folds (min–max). "
-        "The paper augmented before splitting and split on images, not patients, so its figures "
-        "are optimistic; its SVM at chance level points to unscaled raw-pixel input."
+        "5-fold mean validation accuracy reported by Ahmed et al. (2019); whiskers span the CNN's "
+        "reported folds (min–max). The paper augmented before splitting and split on images, not "
+        "patients, so its figures are optimistic; its SVM at chance level points to unscaled "
+        "raw-pixel input."
     )

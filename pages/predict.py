@@ -5,7 +5,9 @@ import streamlit as st
 from leukdash.data.decode import MAX_PIXELS, decode_image
 from leukdash.errors import ImageDecodeError, LeukdashError
 from leukdash.plots import heatmap_overlay, probability_bars
-from pages._shared import finished_runs, gradcam, kept, no_runs_yet, predict, root, run_option_label
+from pages._shared import finished_runs, gradcam, kept, no_runs_yet, predict, root, routed, run_option_label
+
+routed(__file__)
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"]
 MAX_FILE_MB = 50
@@ -30,12 +32,12 @@ if dataset.get("synthetic"):
 
 uploads = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="predict_upload",
                            help=f"PNG, JPEG, BMP or TIFF, up to {MAX_FILE_MB} MB and {MAX_PIXELS // 1_000_000} megapixels each.")
-show_cam = is_cnn and st.toggle("Grad-CAM heatmap", value=True, key="predict_cam",
-                                help="Where the CNN looked: gradient-weighted activations of its last convolution, "
-                                     "averaged over the fold models.") if uploads else False
 if not uploads:
     st.info("Upload one or more blood-cell images to classify them.", icon=":material/upload:")
     st.stop()
+show_cam = is_cnn and kept(st.toggle, "predict_cam", True, "Grad-CAM heatmap",
+                           help="Where the CNN looked: gradient-weighted activations of its last convolution, "
+                                "averaged over the fold models.")
 
 for upload in uploads:
     data = upload.getvalue()
@@ -64,9 +66,14 @@ for upload in uploads:
             st.caption("Mean class probability over the fold models. Fold votes: "
                        + ", ".join(f"{i + 1}: {c}" for i, c in enumerate(result["fold_predictions"])) + ".")
         with image_col:
+            heatmap = None
             if show_cam:
-                with st.spinner("Computing Grad-CAM…"):
-                    heatmap = gradcam(root(), run_id, data)
+                try:
+                    with st.spinner("Computing Grad-CAM…"):
+                        heatmap = gradcam(root(), run_id, data)
+                except Exception as error:  # an optional view: the prediction stands without it
+                    st.warning(f"Grad-CAM failed: {type(error).__name__}: {error}", icon=":material/warning:")
+            if heatmap is not None:
                 st.image(heatmap_overlay(picture, heatmap), width="stretch",
                          caption=f"Grad-CAM for {result['predicted']}: red = most influential")
             else:

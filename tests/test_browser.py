@@ -123,7 +123,20 @@ def set_number(page, label: str, value: int) -> None:
     settle(page)
 
 
+def slide_to_start(page, label: str) -> None:
+    """Drag a slider's thumb past the left end of its track."""
+    track = page.locator(f'[role="group"][aria-label="{label}"]')
+    thumb = track.locator('[style*="left"]').first.bounding_box()
+    y = thumb["y"] + thumb["height"] / 2
+    page.mouse.move(thumb["x"] + thumb["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(track.bounding_box()["x"] - 20, y, steps=8)
+    page.mouse.up()
+    settle(page)
+
+
 def test_pages_in_a_browser(server, screenshots):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     url, tiny = server
@@ -151,15 +164,19 @@ def test_pages_in_a_browser(server, screenshots):
             shoot(page, screenshots, "augmentation")
 
             go(page, "Experiments")
-            size = page.get_by_label("Image size (px)", exact=True)
-            size.focus()
-            size.press("Home")  # the smallest size, 16 px
-            settle(page)
+            slide_to_start(page, "Image size (px)")  # the smallest size, 16 px
+            assert "16" in page.locator('[data-testid="stSlider"]').first.inner_text().split("\n")[:3]
             set_number(page, "Folds", 2)
             set_number(page, "Epochs", 1)
             page.get_by_text("Augment the training images").click()
             settle(page)
             page.get_by_role("button", name="Launch 2 runs").click()
+            try:  # the live view, when the runs are slow enough to be caught running
+                page.get_by_role("heading", name="Running").wait_for(timeout=10_000)
+                page.locator('[data-testid="stProgress"]').first.wait_for(timeout=10_000)
+                shoot(page, screenshots, "experiments_running")
+            except PlaywrightTimeout:
+                pass
             page.get_by_role("heading", name="Results").wait_for(timeout=RUN_WAIT_MS)
             page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_MS)
             settle(page)

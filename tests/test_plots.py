@@ -32,7 +32,7 @@ def bars(fig):
 
 
 def fold_points(fig):
-    return [t for t in fig.data if t.type == "scatter" and t.name.endswith(": folds")]
+    return [t for t in fig.data if t.name == "single folds"]
 
 
 def test_metric_bars_one_bar_per_run_with_fold_spread_and_points():
@@ -46,6 +46,7 @@ def test_metric_bars_one_bar_per_run_with_fold_spread_and_points():
         assert bar.error_y.arrayminus[0] == pytest.approx(np.std(values, ddof=1))
         assert list(points.y) == values
         assert list(points.x) == [bar.x[0]] * len(values)
+        assert points.hovertemplate.endswith(f"<extra>{bar.name}</extra>")
     assert fig.layout.yaxis.tickformat == ".0%"
 
 
@@ -79,9 +80,10 @@ def test_runs_of_different_tasks_are_grouped_by_task():
     five = fake_result("nb", (0.5, 0.6))
     binary = fake_result("nb", (0.8, 0.9), classes=["ALL", "HEALTHY"], run_id="binary")
     fig = plots.metric_bars([five, binary])
-    assert [b.x[0] for b in bars(fig)] == ["synthetic · 5 classes", "synthetic · ALL vs HEALTHY"]
-    assert len({b.offsetgroup for b in bars(fig)}) == 2
-    assert fig.layout.scattermode == "group"
+    assert [[list(level) for level in b.x] for b in bars(fig)] == [
+        [["synthetic · 5 classes"], ["Naive Bayes on<br>pixels"]], [["synthetic · ALL vs HEALTHY"], ["Naive Bayes on<br>pixels"]]]
+    points = fold_points(fig)[1]
+    assert [list(level) for level in points.x] == [["synthetic · ALL vs HEALTHY"] * 2, ["Naive Bayes on<br>pixels"] * 2]
 
 
 def test_run_labels_name_what_differs_and_stay_distinct():

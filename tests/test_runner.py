@@ -176,3 +176,16 @@ def test_second_process_waits_for_the_first_and_reads_its_result(tiny_dataset, t
     computed = sorted(len(o["computed_folds"]) for o in outputs)
     assert computed == [0, 3]  # one computed everything, the other waited and read it
     assert _fold_metrics(outputs[0]) == _fold_metrics(outputs[1])
+
+
+def test_gradcam_of_a_cnn_run_covers_the_image(tiny_dataset):
+    from leukdash.data.decode import decode_image
+    from leukdash.predict import gradcam
+
+    result = run(_config(tiny_dataset, model="cnn", epochs=2))
+    image = decode_image(next((tiny_dataset / "ALL").glob("*.png")))
+    heatmap = gradcam(result["run_id"], image)
+    assert heatmap.shape == image.shape[:2]
+    assert np.isfinite(heatmap).all() and 0.0 <= heatmap.min() and heatmap.max() <= 1.0
+    with pytest.raises(RunError, match="not a CNN run"):
+        gradcam(run(_config(tiny_dataset, model="nb"))["run_id"], image)

@@ -30,6 +30,8 @@ OPTIMIZERS = ("sgd", "adam")
 TRAINING_POLICY = "mixed_bfloat16"
 STEPS_PER_EXECUTION = 16
 PREDICT_BATCH = 256
+# Training images (of the last epoch) used to compute exact batch-norm statistics at the end.
+PRECISE_BN_IMAGES = 1024
 # Same clipping as Keras' crossentropy, so a confident mistake gives a finite validation loss.
 _EPS = 1e-7
 
@@ -146,6 +148,8 @@ def train_cnn(train_images, train_labels, val_images, val_labels, *, n_classes: 
 
     class Record(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
+            if epoch == epochs - 1:
+                _precise_batchnorm(self.model, train.x[:PRECISE_BN_IMAGES])
             proba = predict_proba(self.model, val_images, batch_size)
             row = {
                 "acc": float(logs["accuracy"]),
@@ -216,6 +220,27 @@ class _EpochBatches:
                 source.next_epoch()
 
         return Batches()
+
+
+def _precise_batchnorm(model, images) -> None:
+    """Set every BatchNormalization layer's inference statistics to the exact mean and variance
+    of its inputs over ``images`` under the final weights ("precise BN", Wu & Johnson 2021).
+
+    Keras keeps an exponential moving average (momentum 0.99, about the last 100 batches) that
+    lags behind weights still moving fast under heavy augmentation; measured on ALL-IDB2 with
+    the paper's CNN it sat 0.8 standard deviations off and flipped whole validation folds to
+    one class. Layers are done in order, so each sees the corrected layers before it.
+    """
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            probe = keras.Model(model.inputs, layer.input)
+            x = np.concatenate([np.asarray(probe.predict_on_batch(images[i:i + PREDICT_BATCH]), dtype=np.float64)
+                                for i in range(0, len(images), PREDICT_BATCH)])
+            x = x.reshape(-1, x.shape[-1])
+            layer.moving_mean.assign(x.mean(axis=0).astype(np.float32))
+            layer.moving_variance.assign(x.var(axis=0).astype(np.float32))
 
 
 def _optimizer(keras, architecture: str, name: str, lr: float, total_steps: int):

@@ -1,0 +1,264 @@
+"""The paper's experiments as data, run through the engine's run store, and the report on them.
+
+Every experiment is one :class:`~leukdash.config.RunConfig` run by :func:`leukdash.runner.run`,
+so results are cached: a repeated ``reproduce`` is answered from the store and an interrupted
+one resumes with the runs (and folds) it had not finished. :mod:`leukdash.report` turns the
+outcomes into ``REPORT.md`` and its figures.
+
+The matrix (see :func:`experiments`): Exp 1 (ALL vs HEALTHY, no augmentation, one 80/20
+split), Exp 2 (ALL vs HEALTHY, augmentation, 5-fold), Exp 3a-c (five classes: SGD 25 epochs,
+SGD 100 epochs, Adam 25 epochs), each with the paper's CNN under both protocols and with the
+stronger ``leukdash`` CNN; Exp 4 (naive Bayes, SVM, 3-NN, decision tree on raw pixels and on
+engineered features, both tasks).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from leukdash.config import AugmentConfig, RunConfig
+from leukdash.paths import REPO_ROOT, artifacts_root
+
+BINARY_CLASSES = ("ALL", "HEALTHY")
+REAL_BINARY = "allidb2_ufpr"
+FIVE_CLASS_DEFAULT = "synthetic"
+CLASSIC_MODELS = ("nb", "svm", "knn", "dt")
+FULL_OUT = REPO_ROOT / "docs" / "report"
+REPORT_NAME = "REPORT.md"
+
+
+@dataclass(frozen=True)
+class PaperFigures:
+    """What the paper reports for one experiment (fractions; ``None`` where it gives nothing)."""
+
+    train_acc: float | None = None
+    val_acc: float | None = None
+    train_loss: float | None = None
+    val_loss: float | None = None
+    folds: tuple[float, ...] = ()
+
+
+def _paper_cnn_figures() -> dict[str, PaperFigures]:
+    from leukdash.plots import BINARY_TASK, FIVE_CLASS_TASK, PAPER_CNN_FOLDS
+
+    return {  # PAPER.md, "Experiments and reported results" (Table 2) and the per-fold values
+        "1": PaperFigures(0.9955, 0.8116, 0.0149, 1.3093),
+        "2": PaperFigures(0.9990, 0.8825, 0.0033, 0.5653, tuple(PAPER_CNN_FOLDS[BINARY_TASK])),
+        "3a": PaperFigures(0.9934, 0.8174, 0.0207, 1.1419, tuple(PAPER_CNN_FOLDS[FIVE_CLASS_TASK])),
+        "3b": PaperFigures(0.9977, 0.6641, 0.0077, 2.3665),
+        "3c": PaperFigures(0.9936, 0.6340, 0.0203, 2.6636),
+    }
+
+
+def _paper_classic_figures(task: str, model: str) -> PaperFigures:
+    from leukdash.plots import BINARY_TASK, FIVE_CLASS_TASK, PAPER_VAL_ACC
+
+    return PaperFigures(val_acc=PAPER_VAL_ACC[BINARY_TASK if task == "binary" else FIVE_CLASS_TASK][model])
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One run of the matrix: the paper's experiment it stands for, its config, the paper's figures.
+
+    ``exp`` is the paper's experiment ("1", "2", "3a", "3b", "3c", "4"); ``task`` is
+    ``"binary"`` (ALL vs HEALTHY) or ``"five"`` (five classes). ``paper`` is ``None`` for runs
+    the paper has no figure for (the leukdash CNN).
+    """
+
+    exp: str
+    title: str
+    task: str
+    config: RunConfig
+    paper: PaperFigures | None
+
+    @property
+    def id(self) -> str:
+        """A stable, readable key, e.g. ``2-cnn-paper-strict`` or ``4-binary-svm-features``."""
+        c = self.config
+        if c.is_cnn:
+            protocol = c.protocol if c.augment_factor > 1 else "none"
+            return f"{self.exp}-cnn-{c.architecture}-{protocol}"
+        return f"{self.exp}-{self.task}-{c.model}-{c.feature_set}"
+
+    @property
+    def protocol(self) -> str:
+        """The protocol, or "n/a" when nothing is augmented (both protocols are then one split)."""
+        return self.config.protocol if self.config.augment_factor > 1 else "n/a"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes and lengths of the matrix: the full report's, or cheaper ones (``QUICK``, tests).
+
+    The paper does not state its input size. The binary task runs at 64 px; the five-class
+    task at 32 px, so that its 903 images x 8 (x 100 epochs in Exp 3b) fit the compute budget.
+    """
+
+    binary_size: int = 64
+    five_size: int = 32
+    augment_factor: int = 8
+    folds: int = 5
+    epochs: int = 25
+    long_epochs: int = 100   # Exp 3b
+    # The leukdash CNN runs under both protocols where True, under strict only where False.
+    leukdash_five_paper: bool = False
+
+
+FULL = Settings()
+QUICK = Settings(binary_size=32, five_size=32, augment_factor=2, folds=2, epochs=3, long_epochs=6)
+
+
+def experiments(binary: str = REAL_BINARY, five_class: str = FIVE_CLASS_DEFAULT,
+                settings: Settings = FULL) -> list[Experiment]:
+    """The matrix, in the order it is run: the paper's CNN and the classic models on ALL vs
+    HEALTHY first (the headline figures), then cheap before expensive (Exp 3b last).
+    The report groups the runs by experiment, whatever this order."""
+    s = settings
+    paper = _paper_cnn_figures()
+    binary_base = RunConfig(dataset=binary, classes=BINARY_CLASSES, image_size=s.binary_size,
+                            augment_factor=s.augment_factor, folds=s.folds, epochs=s.epochs)
+    five_base = RunConfig(dataset=five_class, image_size=s.five_size, augment_factor=s.augment_factor,
+                          folds=s.folds, epochs=s.epochs)
+
+    def cnn(exp, title, task, base, architectures, protocols=("paper", "strict"), **changes):
+        return [Experiment(exp, title, task, base.with_changes(architecture=arch, protocol=protocol, **changes),
+                           paper[exp] if arch == "paper" else None)
+                for arch in architectures for protocol in protocols]
+
+    def classic(task, base):
+        # Classic models see the original images: the paper does not say they were augmented,
+        # and feature extraction on x8 copies would cost more than the whole CNN matrix.
+        # Without augmentation the two protocols are the same split (one run id).
+        return [Experiment("4", f"{'ALL vs HEALTHY' if task == 'binary' else 'Five classes'}, classic models",
+                           task, base.with_changes(model=model, feature_set=features, augment_factor=1,
+                                                   augment=AugmentConfig.off(), protocol="strict"),
+                           _paper_classic_figures(task, model))
+                for features in ("pixels", "features") for model in CLASSIC_MODELS]
+
+    five_leukdash = ("paper", "strict") if s.leukdash_five_paper else ("strict",)
+    exp1 = dict(augment_factor=1, augment=AugmentConfig.off(), test_fraction=0.2)
+    titles = {"1": "ALL vs HEALTHY, no augmentation, one 80/20 split",
+              "2": f"ALL vs HEALTHY, augmentation, {s.folds}-fold",
+              "3a": "Five classes, SGD, 25 epochs", "3b": "Five classes, SGD, 100 epochs",
+              "3c": "Five classes, Adam, 25 epochs"}
+    return [
+        *cnn("1", titles["1"], "binary", binary_base, architectures=("paper",), protocols=("strict",), **exp1),
+        *cnn("2", titles["2"], "binary", binary_base, architectures=("paper",)),
+        *classic("binary", binary_base),
+        *cnn("3a", titles["3a"], "five", five_base, architectures=("paper",)),
+        *cnn("3c", titles["3c"], "five", five_base, architectures=("paper",), optimizer="adam"),
+        *cnn("1", titles["1"], "binary", binary_base, architectures=("leukdash",), protocols=("strict",), **exp1),
+        *cnn("2", titles["2"], "binary", binary_base, architectures=("leukdash",), protocols=("strict", "paper")),
+        *classic("five", five_base),
+        *cnn("3a", titles["3a"], "five", five_base, architectures=("leukdash",), protocols=five_leukdash),
+        *cnn("3c", titles["3c"], "five", five_base, architectures=("leukdash",), protocols=five_leukdash,
+             optimizer="adam"),
+        *cnn("3b", titles["3b"], "five", five_base, architectures=("paper",), protocols=("strict", "paper"),
+             epochs=s.long_epochs),
+    ]
+
+
+@dataclass
+class Outcome:
+    """An experiment and its finished run (``None`` when it has not been computed)."""
+
+    experiment: Experiment
+    result: dict | None
+
+
+def default_binary() -> str:
+    """``allidb2_ufpr`` when it is found, else the built-in set (its ALL/HEALTHY subset)."""
+    from leukdash.data.discovery import discover_datasets
+
+    return REAL_BINARY if REAL_BINARY in discover_datasets() else FIVE_CLASS_DEFAULT
+
+
+def _print(line: str) -> None:
+    print(line, flush=True, file=sys.stdout)  # flushed: progress reaches a log file as it happens
+
+
+def run_experiments(matrix: list[Experiment], *, compute: bool = True, log=_print) -> list[Outcome]:
+    """Run (or, with ``compute=False``, only look up) every experiment; one progress line each."""
+    from leukdash.runner import load_result, resolve, run
+    from leukdash.store import RunStore
+
+    store = RunStore()
+    outcomes = []
+    for number, experiment in enumerate(matrix, 1):
+        run_id = resolve(experiment.config).run_id
+        head = f"[{number}/{len(matrix)}] Exp {experiment.exp} {experiment.id} ({run_id})"
+        done = store.read_summary(run_id) is not None
+        if not compute:
+            result = load_result(run_id, store)
+            log(f"{head}: {'cached' if result else 'not computed'}")
+        else:
+            log(f"{head}: {'cached' if done else 'computing'}")
+            result = run(experiment.config, store=store, on_event=None if done else _fold_logger(log))
+        if result is not None:
+            acc = result["summary"]["val_acc"]
+            log(f"    val_acc {acc['mean']:.4f} (min {acc['min']:.4f}, max {acc['max']:.4f}), "
+                f"{sum(f['seconds'] for f in result['folds']):.0f} s of training")
+        outcomes.append(Outcome(experiment, result))
+    return outcomes
+
+
+def _fold_logger(log):
+    def on_event(event: dict) -> None:
+        if event.get("event") == "fold_done":
+            log(f"    fold {event['fold'] + 1}/{event['n_folds']}: val_acc {event['metrics']['val_acc']:.4f} "
+                f"({event['seconds']:.0f} s)")
+    return on_event
+
+
+def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str = FIVE_CLASS_DEFAULT,
+              out: Path | None = None, settings: Settings | None = None, compute: bool = True,
+              log=_print) -> Path:
+    """Run the matrix and write the report; return the path of ``REPORT.md``.
+
+    ``settings`` overrides the full or quick settings (tests use tiny ones); ``compute=False``
+    writes the report from the runs already in the store, listing the others as not computed.
+    """
+    from leukdash.report import build_report
+
+    started = time.perf_counter()
+    settings = settings or (QUICK if quick else FULL)
+    binary = binary or default_binary()
+    out = Path(out) if out else (quick_out() if quick else FULL_OUT)
+    mode = "quick" if settings == QUICK else "full" if settings == FULL else "custom"
+    matrix = experiments(binary, five_class, settings)
+    log(f"reproduce: {len(matrix)} runs, binary task on {binary!r}, five classes on {five_class!r}, {mode} settings")
+    outcomes = run_experiments(matrix, compute=compute, log=log)
+    shortcuts = {task: shortcut_scores(next(e for e in matrix if e.task == task).config)
+                 for task in ("binary", "five")}
+    command = "python -m leukdash reproduce" + (" --quick" if quick else "")
+    path = build_report(outcomes, out, settings=settings, mode=mode, command=command,
+                        wall_seconds=time.perf_counter() - started, shortcuts=shortcuts)
+    log(f"report: {path}")
+    return path
+
+
+def shortcut_scores(config: RunConfig) -> dict:
+    """The audit's shortcut accuracies (colour histogram, background only) on a run's dataset."""
+    from leukdash.data.audit import SHORTCUT_SIZE, shortcut_scores as scores
+    from leukdash.runner import resolve
+    from leukdash.training import load_arrays
+
+    dataset = resolve(config).dataset
+    arrays = load_arrays(dataset, SHORTCUT_SIZE)
+    return scores(arrays.images, arrays.labels, arrays.groups, folds=config.folds, seed=config.seed)
+
+
+def quick_out() -> Path:
+    """Where ``--quick`` writes its report by default: ``artifacts/report-quick``."""
+    return artifacts_root() / "report-quick"
+
+
+def report_path(out: Path | None = None) -> Path | None:
+    """The newest generated report: in ``out`` if given, else the full one or the quick one."""
+    candidates = [Path(out) / REPORT_NAME] if out else [FULL_OUT / REPORT_NAME, quick_out() / REPORT_NAME]
+    found = [path for path in candidates if path.is_file()]
+    return max(found, key=os.path.getmtime) if found else None

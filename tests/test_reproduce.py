@@ -1,0 +1,154 @@
+"""The paper's experiment matrix, its quick mapping, and a tiny end-to-end reproduce + report."""
+
+import re
+from dataclasses import fields
+
+import pytest
+
+from leukdash.reproduce import FULL, QUICK, Settings, experiments, report_path, reproduce
+from leukdash.store import RunStore
+
+BINARY, FIVE = "some_allidb_copy", "some_five_class_set"
+
+
+def _by_id(matrix):
+    return {e.id: e for e in matrix}
+
+
+def test_matrix_covers_every_experiment_under_both_protocols_with_the_papers_settings():
+    matrix = experiments(BINARY, FIVE, FULL)
+    ids = _by_id(matrix)
+    assert len(ids) == len(matrix), "experiment ids are unique"
+    for exp in ("2", "3a", "3b", "3c"):
+        for protocol in ("paper", "strict"):
+            experiment = ids[f"{exp}-cnn-paper-{protocol}"]
+            assert experiment.config.protocol == protocol and experiment.config.augment_factor == 8
+            assert experiment.paper is not None and experiment.paper.val_acc is not None
+    assert ids["2-cnn-leukdash-strict"].config.architecture == "leukdash"
+    assert ids["2-cnn-leukdash-paper"].paper is None
+
+    exp1 = ids["1-cnn-paper-none"].config
+    assert (exp1.test_fraction, exp1.augment_factor, exp1.classes) == (0.2, 1, ("ALL", "HEALTHY"))
+    assert ids["1-cnn-paper-none"].paper.val_acc == 0.8116
+    for experiment in matrix:
+        config = experiment.config
+        assert config.dataset == (BINARY if experiment.task == "binary" else FIVE)
+        assert config.classes == (("ALL", "HEALTHY") if experiment.task == "binary" else None)
+        assert (config.test_fraction is not None) == (experiment.exp == "1")
+        config.validate()
+    settings = {exp: (ids[f"{exp}-cnn-paper-strict"].config.optimizer, ids[f"{exp}-cnn-paper-strict"].config.epochs)
+                for exp in ("2", "3a", "3b", "3c")}
+    assert settings == {"2": ("sgd", 25), "3a": ("sgd", 25), "3b": ("sgd", 100), "3c": ("adam", 25)}
+    assert ids["2-cnn-paper-strict"].paper.folds == (0.6516, 0.9632, 0.9066, 0.9847, 0.9066)
+
+    classic = [e for e in matrix if e.exp == "4"]
+    combos = {(e.task, e.config.model, e.config.feature_set) for e in classic}
+    assert combos == {(t, m, f) for t in ("binary", "five") for m in ("nb", "svm", "knn", "dt")
+                      for f in ("pixels", "features")}
+    assert all(e.config.k == 3 for e in classic if e.config.model == "knn")
+    assert ids["4-binary-svm-pixels"].paper.val_acc == 0.5009
+    assert ids["4-five-nb-features"].paper.val_acc == 0.5268
+
+
+def test_quick_settings_are_cheaper_for_every_experiment():
+    full, quick = experiments(BINARY, FIVE, FULL), experiments(BINARY, FIVE, QUICK)
+    assert [e.id for e in full] == [e.id for e in quick]
+    for slow, fast in zip(full, quick):
+        a, b = slow.config, fast.config
+        assert b.image_size <= a.image_size and b.augment_factor <= a.augment_factor and b.folds <= a.folds
+        if a.is_cnn:
+            assert b.epochs < a.epochs
+        assert (a.model, a.architecture, a.optimizer, a.protocol, a.feature_set, a.test_fraction) == \
+               (b.model, b.architecture, b.optimizer, b.protocol, b.feature_set, b.test_fraction)
+    assert sum(e.config.epochs for e in quick) * 4 <= sum(e.config.epochs for e in full)
+
+
+def _markdown_tables(text: str) -> dict[str, list[list[str]]]:
+    """Each Markdown table under its '## ' heading, as rows of cells (header first)."""
+    tables, heading = {}, None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            heading = line[3:]
+        elif line.startswith("|") and not line.startswith("|---"):
+            tables.setdefault(heading, []).append([cell.strip() for cell in line.strip("|").split("|")])
+    return tables
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    """A whole reproduce, run twice, on one tiny generated set used for both tasks (about a minute)."""
+    from leukdash.data.synthetic import CLASSES, generate_synthetic
+
+    root = tmp_path_factory.mktemp("reproduce")
+    data = generate_synthetic(root / "tiny", counts={c: 6 for c in CLASSES}, size=32)
+    settings = Settings(binary_size=16, five_size=16, augment_factor=2, folds=2, epochs=1, long_epochs=2)
+    lines, rerun = [], []
+    with pytest.MonkeyPatch.context() as patch:  # module scope: the autouse store fixture is per test
+        patch.setenv("LEUKDASH_ARTIFACTS", str(root / "artifacts"))
+        path = reproduce(binary=str(data), five_class=str(data), settings=settings, out=root / "report",
+                         log=lines.append)
+        reproduce(binary=str(data), five_class=str(data), settings=settings, out=root / "report", log=rerun.append)
+    return {"path": path, "lines": lines, "rerun": rerun, "settings": settings, "data": str(data),
+            "store": RunStore(root / "artifacts" / "runs")}
+
+
+def test_tiny_reproduce_writes_a_report_with_the_computed_and_the_papers_figures(tiny_report):
+    from leukdash.runner import load_result, resolve
+
+    path, data = tiny_report["path"], tiny_report["data"]
+    text = path.read_text()
+    tables = _markdown_tables(text)
+    matrix = _by_id(experiments(data, data, tiny_report["settings"]))
+
+    result = load_result(resolve(matrix["2-cnn-paper-strict"].config).run_id, tiny_report["store"])
+    folds = [f["val_acc"] for f in result["folds"]]
+    mean = f"{100 * sum(folds) / len(folds):.2f}%"
+    table5 = tables["Table 5 analogue: CNN against the classic models, ALL vs HEALTHY"]
+    header = table5[0]
+    row = next(r for r in table5 if r[0] == "CNN paper (sgd, 1 ep) · strict")
+    assert row[header.index("Mean val. acc.")] == mean
+    assert header[header.index("Mean val. acc.") + 1] == "Paper" and row[header.index("Paper")] == "88.25%"
+    svm = next(r for r in table5 if r[0] == "SVM on pixels")
+    assert svm[header.index("Paper")] == "50.09%"
+
+    table2 = tables["Table 2 analogue: training and validation accuracy and loss per experiment"]
+    exp3b = [r for r in table2 if r[0] == "3b" and "paper (sgd" in r[2]]
+    assert exp3b and all(r[7] == "66.41%" and r[11] == "2.3665" for r in exp3b)
+    table3 = tables["Table 3 analogue: Exp 2 (ALL vs HEALTHY, augmentation) per fold"]
+    assert table3[1][2] == "65.16%" and table3[2][2] == "96.32%"  # the paper's folds beside ours
+    assert [r[0] for r in table3[1:]] == ["1", "2", "**Mean**", "**SD**", "**Min – max**", "**95% CI**"]
+
+    assert "synthetic demo data, not clinical" in text
+    assert result["dataset"]["fingerprint"][:16] in text
+    for name in ("figure4_binary.svg", "figure4_five.svg"):
+        assert f"]({name})" in text and (path.parent / name).read_text().startswith("<svg")
+    assert "McNemar" in text and "## Package versions" in text and "## Run times" in text
+    assert any("computing" in line for line in tiny_report["lines"])
+
+
+def test_a_repeated_reproduce_is_answered_from_the_store(tiny_report):
+    path = tiny_report["path"]
+    progress = [line for line in tiny_report["rerun"] if line.startswith("[")]
+    assert progress and all(line.endswith(": cached") for line in progress)
+    assert report_path(path.parent) == path
+
+
+def test_settings_fields_all_change_some_config():
+    # Every knob of Settings must reach the matrix, or it is a knob that does nothing.
+    base = experiments(BINARY, FIVE, FULL)
+    changes = {"binary_size": 32, "five_size": 48, "augment_factor": 4, "folds": 3, "epochs": 10,
+               "long_epochs": 50, "leukdash_five_paper": True}
+    assert set(changes) == {f.name for f in fields(Settings)}
+    for name, value in changes.items():
+        changed = experiments(BINARY, FIVE, Settings(**{name: value}))
+        assert [e.config for e in changed] != [e.config for e in base], name
+
+
+def test_cli_reproduce_report_only_lists_missing_runs(tiny_dataset, tmp_path):
+    from leukdash.cli import main
+
+    assert main(["reproduce", "--quick", "--binary", str(tiny_dataset), "--five-class", str(tiny_dataset),
+                 "--out", str(tmp_path), "--report-only"]) == 0
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "0 of " in text and "## Runs not computed" in text
+    assert re.search(r"- Exp 2, ALL vs HEALTHY: CNN paper \(sgd, 3 ep\) · strict", text)
