@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(handler=_compare)
 
+    demo = commands.add_parser("demo", help="compute the small demo runs that ship with the app")
+    demo.add_argument("--json", action="store_true")
+    demo.set_defaults(handler=_demo)
+
     predict = commands.add_parser("predict", help="predict images with the fold models of a finished run")
     predict.add_argument("run_id")
     predict.add_argument("images", nargs="+", type=Path)
@@ -218,6 +222,18 @@ def _compare(args) -> int:
         _print_json(comparison)
     else:
         print(format_comparison(comparison))
+    return 0
+
+
+def _demo(args) -> int:
+    from leukdash.demo import run_demo
+
+    results = run_demo(on_event=None if args.json else ProgressLine(sys.stderr).update)
+    if args.json:
+        _print_json({"runs": [_run_json(result) for result in results]})
+    else:
+        for result in results:
+            print(_run_text(result))
     return 0
 
 

@@ -40,7 +40,9 @@ def compare_runs(run_ids, store: RunStore | None = None) -> dict:
     tests = []
     for i, first in enumerate(results):
         for second in results[i + 1:]:
-            tests.append({"a": first["run_id"], "b": second["run_id"], **paired_mcnemar(first, second)})
+            tests.append({"run_a": first["run_id"], "run_b": second["run_id"],
+                          "label_a": run_label(first["config"]), "label_b": run_label(second["config"]),
+                          **paired_mcnemar(first, second)})
     return {"runs": runs, "mcnemar": tests}
 
 
@@ -76,5 +78,5 @@ def format_comparison(comparison: dict) -> str:
                      f"{acc['min']:>7.4f} {acc['max']:>7.4f}")
     for test in comparison["mcnemar"]:
         p = "n/a" if test["p_value"] is None else f"{test['p_value']:.4g}"
-        lines.append(f"McNemar {test['a']} vs {test['b']}: p = {p} (n = {test['n']}) {test['note']}".rstrip())
+        lines.append(f"McNemar {test['run_a']} vs {test['run_b']}: p = {p} (n = {test['n']}) {test['note']}".rstrip())
     return "\n".join(lines)

@@ -110,7 +110,8 @@ def fold_values(result: dict, metric: str) -> list[float]:
 
 def available_metrics(results: list[dict]) -> list[str]:
     """The scalar metrics every fold of every run has, in :data:`METRICS` order."""
-    return [m for m in METRICS if results and all(isinstance(f.get(m), (int, float)) for r in results for f in r["folds"])]
+    folds = [fold for result in results for fold in result["folds"]]
+    return [m for m in METRICS if folds and all(isinstance(fold.get(m), (int, float)) for fold in folds)]
 
 
 def error_bounds(values, kind: str = "std") -> tuple[float, float]:
@@ -226,7 +227,8 @@ def learning_curves(results: list[dict], metric: str = "acc", band: str = "std")
     title = "Accuracy" if metric == "acc" else "Loss (log loss)"
     fig.update_layout(**_LAYOUT, height=420, legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
     fig.update_xaxes(title="Epoch", dtick=1 if len(fig.data) and max(len(t.x) for t in fig.data) <= 15 else None)
-    fig.update_yaxes(title=title, **({"tickformat": ".0%", "range": [0, 1.02]} if metric == "acc" else {"rangemode": "tozero"}))
+    axis = {"tickformat": ".0%", "range": [0, 1.02]} if metric == "acc" else {"rangemode": "tozero"}
+    fig.update_yaxes(title=title, **axis)
     return fig
 
 
@@ -251,8 +253,10 @@ def confusion_heatmap(result: dict, label: str | None = None, normalize: bool = 
         colorscale="Purples", zmin=0, zmax=1 if normalize else None, showscale=False,
         hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
     ))
-    fig.update_layout(**{**_LAYOUT, "margin": dict(l=10, r=10, t=50, b=10)}, height=300 + 30 * len(classes),
-                      title=dict(text=label or run_label(result["config"]), font=dict(size=14)))
+    title = _wrap(label or run_label(result["config"]), width=45)
+    lines = title.count("<br>") + 1
+    fig.update_layout(**{**_LAYOUT, "margin": dict(l=10, r=10, t=20 + 20 * lines, b=10)},
+                      height=280 + 30 * len(classes) + 20 * lines, title=dict(text=title, font=dict(size=14)))
     fig.update_xaxes(title="Predicted class", side="bottom", type="category")
     fig.update_yaxes(title="True class", autorange="reversed", type="category")
     return fig
@@ -289,8 +293,9 @@ def paper_figures() -> go.Figure:
     for task, values in PAPER_VAL_ACC.items():
         models = list(values)
         folds = PAPER_CNN_FOLDS[task]
-        above = [max(folds) - values["cnn"] if m == "cnn" else 0 for m in models]
-        below = [values["cnn"] - min(folds) if m == "cnn" else 0 for m in models]
+        # Only the CNN's folds were reported: no whisker (None) for the others.
+        above = [max(folds) - values["cnn"] if m == "cnn" else None for m in models]
+        below = [values["cnn"] - min(folds) if m == "cnn" else None for m in models]
         fig.add_bar(x=[PAPER_MODEL_NAMES[m] for m in models], y=list(values.values()), name=task,
                     marker_color=TASK_COLOURS[task],
                     error_y=dict(type="data", symmetric=False, array=above, arrayminus=below, color="#333",
@@ -298,6 +303,7 @@ def paper_figures() -> go.Figure:
                     hovertemplate=f"{task}<br>%{{x}}: %{{y:.2%}}<extra></extra>")
     fig.update_layout(**_LAYOUT, height=380, barmode="group", bargap=0.25,
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    fig.update_xaxes(tickangle=0)
     fig.update_yaxes(title="Validation accuracy (5-fold mean)", tickformat=".0%", range=[0, 1.05])
     return fig
 

@@ -6,6 +6,7 @@ how many of them agree with it says how settled the answer is.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,9 @@ from leukdash.data.decode import decode_image
 from leukdash.errors import ImageDecodeError, RunError
 from leukdash.store import RunStore
 
-_loaded: dict[tuple[str, str], "FoldEnsemble"] = {}
+# Loaded fold models of the last few runs used (a dashboard switches between a handful).
+_loaded: OrderedDict[tuple[str, str], "FoldEnsemble"] = OrderedDict()
+MAX_LOADED_RUNS = 4
 
 
 class FoldEnsemble:
@@ -85,6 +88,9 @@ def ensemble(run_id: str, store: RunStore | None = None) -> FoldEnsemble:
     key = (str(store.root), run_id)
     if key not in _loaded:
         _loaded[key] = FoldEnsemble(run_id, store)
+        while len(_loaded) > MAX_LOADED_RUNS:
+            _loaded.popitem(last=False)
+    _loaded.move_to_end(key)
     return _loaded[key]
 
 

@@ -166,7 +166,6 @@ def _meta(resolved: ResolvedRun, arrays, fold_ids: list[int]) -> dict:
                     "skipped": [s.to_dict(dataset.root) for s in arrays.skipped]},
         "fold_ids": fold_ids,
         "versions": versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 

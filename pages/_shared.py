@@ -118,7 +118,7 @@ def dataset_info(dataset: str, root: str) -> dict:
 def load_dataset_info(dataset: str) -> dict | None:
     """dataset_info with a spinner (the built-in set is drawn on first use); None after an error shown."""
     first_builtin = dataset == BUILTIN and not discovered(root(), os.environ.get("LEUKDASH_DATA", ""))[BUILTIN]
-    message = ("Drawing the built-in synthetic dataset (903 images, once; about a minute)…"
+    message = ("Drawing the built-in synthetic dataset (once; up to a minute)…"
                if first_builtin else "Reading the dataset…")
     try:
         with st.spinner(message):
@@ -141,9 +141,9 @@ def image(folder: str, relative: str, size: int | None = None):
     return square_resize(decoded, size) if size else decoded
 
 
-def synthetic_note(info: dict | None = None, *, always: bool = False) -> None:
-    """The label every view of the built-in data carries."""
-    if always or (info and info.get("synthetic")):
+def synthetic_note(info: dict) -> None:
+    """The label every view of synthetic data carries."""
+    if info.get("synthetic"):
         st.info(f"**{SYNTHETIC_LABEL.capitalize()}.** Drawn blood-smear fields that mimic each class's "
                 "morphology; use them to try the tool, never to judge a method on patients.",
                 icon=":material/science:")
@@ -209,21 +209,22 @@ def comparison(root: str, run_ids: tuple[str, ...]) -> dict:
 
 def run_option_label(entry: dict) -> str:
     """'CNN paper (sgd, 25 ep) · synthetic · 5 classes · 81.7%' for a list_runs entry."""
+    import pandas as pd
+
     from leukdash.plots import runs_frame
 
     row = runs_frame([entry]).iloc[0]
-    acc = "" if row["Val. accuracy"] is None or row["Val. accuracy"] != row["Val. accuracy"] \
-        else f" · {row['Val. accuracy']:.1%}"
+    acc = f" · {row['Val. accuracy']:.1%}" if pd.notna(row["Val. accuracy"]) else ""
     return f"{row['Model']} · {row['Dataset']} · {row['Task']} · {row['Size (px)']} px{acc}"
 
 
-def percent_columns(frame, columns, headers: dict | None = None):
-    """A copy of ``frame`` with fractions shown as percentages (one decimal), and its column config."""
+def percent_columns(frame, columns, headers: dict | None = None, decimals: int = 1):
+    """A copy of ``frame`` with fractions shown as percentages, and its column config."""
     frame = frame.copy()
     for column in columns:
         frame[column] = frame[column].astype(float) * 100
     headers = headers or {}
-    return frame, {c: st.column_config.NumberColumn(headers.get(c, c), format="%.1f%%") for c in columns}
+    return frame, {c: st.column_config.NumberColumn(headers.get(c, c), format=f"%.{decimals}f%%") for c in columns}
 
 
 def no_runs_yet(what: str) -> None:

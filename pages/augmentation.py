@@ -4,7 +4,6 @@ The settings are kept in ``st.session_state["augment"]`` (an AugmentConfig as a 
 Experiments page uses.
 """
 
-import numpy as np
 import streamlit as st
 
 from leukdash.augment import preview
@@ -69,7 +68,7 @@ with controls:
     buttons = st.columns(2)
     buttons[0].button("Paper settings", on_click=set_widgets, args=(paper,), width="stretch")
     buttons[1].button("All off", on_click=set_widgets, args=(AugmentConfig.off(),), width="stretch")
-    st.caption(f"On: {', '.join(config.enabled()) or 'nothing'}. These settings are used by runs "
+    st.caption(f"On: {', '.join(config.enabled()).replace('_', ' ') or 'nothing'}. These settings are used by runs "
                "launched on the Experiments page (with augmentation switched on there).")
 
 with gallery:

@@ -1,6 +1,5 @@
 """Compare: finished runs side by side, per fold, per epoch, per class, with significance tests."""
 
-import itertools
 import json
 
 import streamlit as st
@@ -93,16 +92,17 @@ with tabs[4]:
     else:
         with st.spinner("Pairing out-of-fold predictions…"):
             tests = comparison(root(), tuple(chosen_ids))["mcnemar"]
-        # compare_runs lists the pairs in this order; its "b" key is also McNemar's count.
-        pairs = itertools.combinations(labels, 2)
-        st.dataframe([{"Run A": a, "Run B": b, "Only A right": t["b"], "Only B right": t["c"], "Images": t["n"],
-                       "p-value": t["p_value"], "Note": t["note"]} if t["p_value"] is not None else
-                      {"Run A": a, "Run B": b, "Images": t["n"], "p-value": None, "Note": t["note"]}
-                      for (a, b), t in zip(pairs, tests)], hide_index=True, width="stretch",
-                     column_config={"p-value": st.column_config.NumberColumn(format="%.4g")})
+        label_of = dict(zip(chosen_ids, labels))
+        paired = [{"Run A": label_of[t["run_a"]], "Run B": label_of[t["run_b"]], "Only A right": t["b"], "Only B right": t["c"],
+                   "Images": t["n"], "p-value": t["p_value"]} for t in tests if t["p_value"] is not None]
+        if paired:
+            st.dataframe(paired, hide_index=True, width="stretch",
+                         column_config={"p-value": st.column_config.NumberColumn(format="%.4g")})
+        unpaired = sum(t["p_value"] is None for t in tests)
         st.caption("Exact McNemar test on the images both runs validated (pooled over folds): a small p-value "
-                   "(below 0.05) means the two models' errors differ more than chance would explain. Runs on "
-                   "different datasets cannot be paired.")
+                   "(below 0.05) means the two models' errors differ more than chance would explain."
+                   + (f" {unpaired} pair(s) left out: runs on different datasets cannot be paired."
+                      if unpaired else ""))
 
 with tabs[5]:
     export = [{k: v for k, v in r.items() if k != "folds"}

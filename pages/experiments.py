@@ -3,18 +3,17 @@
 import itertools
 import json
 
-import pandas as pd
 import streamlit as st
 
 from leukdash import jobs
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.errors import LeukdashError
-from leukdash.plots import ERROR_BARS, metric_bars, summary_frame
+from leukdash.plots import ERROR_BARS, metric_bars, runs_frame, summary_frame
 from leukdash.progress import format_duration
-from pages._shared import (routed, dataset_picker, kept, load_dataset_info, percent_columns, resolve, results, root, runs,
+from pages._shared import (dataset_picker, kept, load_dataset_info, percent_columns, resolve, results, root, routed,
+                           runs, synthetic_note)
 
 routed(__file__)
-                           synthetic_note)
 
 MODELS = {
     "CNN (paper)": {"model": "cnn", "architecture": "paper"},
@@ -45,6 +44,13 @@ def progress_text(progress: dict) -> str:
     return " · ".join(parts)
 
 
+def launch_jobs(planned: list[tuple[RunConfig, str]]) -> None:
+    """Start a background job per run (a button callback, so the page is drawn after the start)."""
+    for config, run_id in planned:
+        jobs.start_job(config, run_id)
+    runs.clear()
+
+
 @st.fragment(run_every=POLL_SECONDS)
 def live_progress(active: dict[str, str]) -> None:
     """Progress of running jobs, read from their progress files every few seconds."""
@@ -58,12 +64,14 @@ def live_progress(active: dict[str, str]) -> None:
             if status["state"] == "running":
                 running = True
                 st.progress(progress["fraction"], text=progress_text(progress))
-                st.caption(f"{progress['folds_done']} of {progress['folds'] or '?'} folds done · "
-                           f"running for {format_duration(progress['elapsed'])}")
+                if progress["folds"]:
+                    st.caption(f"{progress['folds_done']} of {progress['folds']} folds done · "
+                               f"running for {format_duration(progress['elapsed'])}")
                 if button.button("Cancel", key=f"cancel_{run_id}", icon=":material/stop_circle:"):
                     with st.spinner("Stopping the job…"):
                         jobs.cancel_job(run_id)
-                    running = False
+                    runs.clear()
+                    st.rerun()
             else:
                 st.markdown(f"Job {status['state']}.")
     if not running:
@@ -149,16 +157,12 @@ with st.spinner("Checking the settings and fingerprinting the dataset…"):
 
 st.divider()
 statuses = {name: jobs.job_status(run_id) for name, (_, run_id) in planned.items()}
-to_launch = [name for name, status in statuses.items() if status["state"] not in ("finished", "running")]
+to_launch = [planned[name] for name, status in statuses.items() if status["state"] not in ("finished", "running")]
 header, launch = st.columns([4, 1], vertical_alignment="bottom")
 header.subheader("Runs for these settings")
-if launch.button(f"Launch {len(to_launch)} run{'s' * (len(to_launch) != 1)}", key="launch", type="primary",
-                 icon=":material/play_arrow:", disabled=not to_launch, width="stretch"):
-    for name in to_launch:
-        config, run_id = planned[name]
-        jobs.start_job(config, run_id)
-    runs.clear()
-    statuses = {name: jobs.job_status(run_id) for name, (_, run_id) in planned.items()}
+launch.button(f"Launch {len(to_launch)} run{'s' * (len(to_launch) != 1)}", key="launch", type="primary",
+              icon=":material/play_arrow:", disabled=not to_launch, width="stretch", on_click=launch_jobs,
+              args=(to_launch,))
 
 if not planned:
     st.info("Choose at least one model.", icon=":material/info:")
@@ -168,12 +172,12 @@ else:
         state = statuses[name]["state"]
         accuracy = results([run_id])[0]["summary"]["val_acc"]["mean"] if state == "finished" else None
         rows.append({"Model": name, "Status": "not run yet" if state == "none" else state,
-                     "Val. accuracy": accuracy, "Run id": run_id})
-    table, percent = percent_columns(pd.DataFrame(rows), ["Val. accuracy"])
-    st.dataframe(table, hide_index=True, width="stretch", column_config=percent)
+                     "Val. accuracy": "" if accuracy is None else f"{accuracy:.1%}", "Run id": run_id})
+    st.dataframe(rows, hide_index=True, width="stretch")
     for name, status in statuses.items():
         if status["state"] == "failed":
-            with st.expander(f"{name} failed: {status['progress']['message'] or 'see the log'}", icon=":material/error:"):
+            reason = status["progress"]["message"] or "see the log"
+            with st.expander(f"{name} failed: {reason}", icon=":material/error:"):
                 st.code("\n".join(status["log_tail"]) or "(no log)")
 
 # Every running job, also those launched from another tab or before a reload.
@@ -181,8 +185,8 @@ active = {run_id: name for name, (_, run_id) in planned.items() if statuses[name
 for entry in runs(root()):
     if entry["status"] != "complete" and entry["run_id"] not in active \
             and jobs.job_status(entry["run_id"])["state"] == "running":
-        config = entry["meta"].get("config", {})
-        active[entry["run_id"]] = f"{config.get('model', '?')} on {entry['meta'].get('dataset', {}).get('name', '?')}"
+        row = runs_frame([entry]).iloc[0]
+        active[entry["run_id"]] = f"{row['Model']} · {row['Dataset']} · {row['Task']}"
 if active:
     st.subheader("Running")
     live_progress(active)

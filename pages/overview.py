@@ -7,6 +7,7 @@ import os
 
 import streamlit as st
 
+from leukdash.data.synthetic import DEFAULT_COUNTS
 from leukdash.errors import LeukdashError
 from leukdash.plots import paper_figures, paper_table, runs_frame
 from pages._shared import dataset_info, discovered, percent_columns, root, routed, runs
@@ -21,16 +22,16 @@ st.markdown(
     "A reproduction of Ahmed et al., *Diagnostics* 9(3):104, 2019."
 )
 
-steps = st.columns(5)
-for column, (page, icon, title, text) in zip(steps, [
-    ("pages/data.py", ":material/photo_library:", "Data", "Class counts, samples, duplicates and shortcut checks."),
-    ("pages/augmentation.py", ":material/auto_awesome_motion:", "Augmentation", "The paper's seven transforms, previewed."),
-    ("pages/experiments.py", ":material/science:", "Experiments", "Cross-validated runs in the background, live progress."),
-    ("pages/compare.py", ":material/bar_chart:", "Compare", "Accuracy per fold, learning curves, McNemar tests."),
-    ("pages/predict.py", ":material/center_focus_strong:", "Predict", "Class probabilities and Grad-CAM for your images."),
-]):
+STEPS = [
+    ("data", ":material/photo_library:", "Class counts, samples, duplicates and shortcut checks."),
+    ("augmentation", ":material/auto_awesome_motion:", "The paper's seven transforms, previewed."),
+    ("experiments", ":material/science:", "Cross-validated runs in the background, live progress."),
+    ("compare", ":material/bar_chart:", "Accuracy per fold, learning curves, McNemar tests."),
+    ("predict", ":material/center_focus_strong:", "Class probabilities and Grad-CAM for your images."),
+]
+for column, (page, icon, text) in zip(st.columns(len(STEPS)), STEPS):
     with column.container(border=True, height="stretch"):
-        st.page_link(page, label=title, icon=icon)
+        st.page_link(f"pages/{page}.py", label=page.capitalize(), icon=icon)
         st.caption(text)
 
 left, right = st.columns([6, 5], gap="large")
@@ -41,15 +42,15 @@ with left:
     rows = []
     for name, folder in found.items():
         if folder is None:  # the built-in set before its first use: nothing to count yet
-            rows.append({"Dataset": name, "Images": 903, "Classes": "ALL, AML, CLL, CML, HEALTHY",
+            rows.append({"Dataset": name, "Images": sum(DEFAULT_COUNTS.values()), "Classes": len(DEFAULT_COUNTS),
                          "Note": "synthetic demo data, not clinical (drawn on first use)"})
             continue
         try:
             info = dataset_info(name, root())
         except LeukdashError as error:
-            rows.append({"Dataset": name, "Images": None, "Classes": "", "Note": f"cannot be read: {error}"})
+            rows.append({"Dataset": name, "Images": None, "Classes": None, "Note": f"cannot be read: {error}"})
             continue
-        rows.append({"Dataset": name, "Images": info["n_images"], "Classes": ", ".join(info["class_names"]),
+        rows.append({"Dataset": name, "Images": info["n_images"], "Classes": len(info["class_names"]),
                      "Note": "synthetic demo data, not clinical" if info["synthetic"] else info["path"]})
     st.dataframe(rows, hide_index=True, width="stretch")
     st.caption("Datasets are folders with one subfolder per class (or ALL-IDB file names) under "
@@ -70,7 +71,7 @@ with left:
 with right:
     st.subheader("The paper's reported figures")
     st.plotly_chart(paper_figures(), width="stretch", config={"displayModeBar": False})
-    table, percent = percent_columns(paper_table(), ["ALL vs HEALTHY", "5 classes"])
+    table, percent = percent_columns(paper_table(), ["ALL vs HEALTHY", "5 classes"], decimals=2)
     st.dataframe(table, hide_index=True, width="stretch", column_config=percent)
     st.caption(
         "5-fold mean validation accuracy reported by Ahmed et al. (2019); whiskers span the CNN's "

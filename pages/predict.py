@@ -31,7 +31,8 @@ if dataset.get("synthetic"):
                "say nothing about real blood cells.")
 
 uploads = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="predict_upload",
-                           help=f"PNG, JPEG, BMP or TIFF, up to {MAX_FILE_MB} MB and {MAX_PIXELS // 1_000_000} megapixels each.")
+                           help=f"PNG, JPEG, BMP or TIFF, up to {MAX_FILE_MB} MB and "
+                                f"{MAX_PIXELS // 1_000_000} megapixels each.")
 if not uploads:
     st.info("Upload one or more blood-cell images to classify them.", icon=":material/upload:")
     st.stop()
@@ -57,7 +58,7 @@ for upload in uploads:
         except LeukdashError as error:
             st.error(f"Cannot predict with run {run_id}: {error}")
             st.stop()
-        image_col, chart_col = st.columns([1, 2], gap="large")
+        image_col, chart_col = st.columns([5, 6], gap="large")
         with chart_col:
             agree, total = result["agreement"], result["n_folds"]
             st.markdown(f"Predicted: **{result['predicted']}** · {agree} of {total} fold models agree")
@@ -73,8 +74,9 @@ for upload in uploads:
                         heatmap = gradcam(root(), run_id, data)
                 except Exception as error:  # an optional view: the prediction stands without it
                     st.warning(f"Grad-CAM failed: {type(error).__name__}: {error}", icon=":material/warning:")
+            size = f"{picture.shape[1]}×{picture.shape[0]} px"
             if heatmap is not None:
-                st.image(heatmap_overlay(picture, heatmap), width="stretch",
-                         caption=f"Grad-CAM for {result['predicted']}: red = most influential")
+                st.image([picture, heatmap_overlay(picture, heatmap)], width=180,
+                         caption=[size, f"Grad-CAM for {result['predicted']} (red: most influential)"])
             else:
-                st.image(picture, width="stretch", caption=f"{picture.shape[1]}×{picture.shape[0]} px")
+                st.image(picture, width="stretch", caption=size)

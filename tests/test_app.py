@@ -184,9 +184,29 @@ def test_launched_runs_complete_compare_and_predict(tiny):
     assert predicted.split("**")[1] in CLASSES and "of 2 fold models agree" in predicted
     probabilities = next(f for f in figures(at) if f["data"][0].get("orientation") == "h")["data"][0]
     assert list(probabilities["y"]) == list(CLASSES) and sum(probabilities["x"]) == pytest.approx(1, abs=1e-3)
-    assert any("Grad-CAM" in caption for caption in image_captions(at))
+    assert any("Grad-CAM" in caption for caption in image_captions(at)), [w.value for w in at.warning]
     assert any("Cannot read notes.png" in e.value for e in at.error)
 
 
 def image_captions(at: AppTest) -> list[str]:
-    return [image.caption for element in at.get("imgs") for image in element.proto.imgs]
+    return [caption for element in at.image for caption in element.captions]
+
+
+def test_a_running_job_shows_progress_and_can_be_cancelled(tiny):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    open_page(at, "experiments")
+    at.sidebar.selectbox(key="dataset").set_value("tiny")
+    at.select_slider(key="exp_size").set_value(16)
+    at.number_input(key="exp_folds").set_value(2)
+    at.toggle(key="exp_augment").set_value(False)
+    at.multiselect(key="exp_models").set_value(["CNN (paper)"]).run(timeout=TIMEOUT)
+    at.number_input(key="exp_epochs").set_value(200).run(timeout=TIMEOUT)
+    at.button(key="launch").click().run(timeout=TIMEOUT)
+    run_id = at.dataframe[0].value["Run id"].iloc[0]
+    assert [s.value for s in at.subheader][-1] == "Running"
+    assert at.get("progress"), "a progress bar for the running job"
+    at.button(key=f"cancel_{run_id}").click().run(timeout=TIMEOUT)
+    assert not at.exception
+    assert jobs.job_status(run_id)["state"] == "cancelled"
+    assert at.dataframe[0].value["Status"].iloc[0] == "cancelled"
+    assert at.button(key="launch").label == "Launch 1 run"

@@ -190,6 +190,9 @@ def test_pages_in_a_browser(server, screenshots):
             shoot(page, screenshots, "compare")
 
             go(page, "Predict")
+            page.locator('[data-testid="stSelectbox"]').filter(has_text="Run").click()
+            page.get_by_role("option", name="CNN paper").click()  # the CNN run, for its Grad-CAM
+            settle(page)
             page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
                 str(tiny / "CLL" / "CLL_0001.png"))
             verdict = page.get_by_text("Predicted:")
@@ -197,6 +200,7 @@ def test_pages_in_a_browser(server, screenshots):
             settle(page)
             predicted = verdict.inner_text().split("Predicted:")[1].split("·")[0].strip()
             assert predicted in CLASSES
+            page.get_by_text("Grad-CAM for").wait_for(timeout=WAIT_MS)
             shoot(page, screenshots, "predict")
         finally:
             browser.close()

@@ -81,9 +81,11 @@ def test_runs_of_different_tasks_are_grouped_by_task():
     binary = fake_result("nb", (0.8, 0.9), classes=["ALL", "HEALTHY"], run_id="binary")
     fig = plots.metric_bars([five, binary])
     assert [[list(level) for level in b.x] for b in bars(fig)] == [
-        [["synthetic · 5 classes"], ["Naive Bayes on<br>pixels"]], [["synthetic · ALL vs HEALTHY"], ["Naive Bayes on<br>pixels"]]]
+        [["synthetic · 5 classes"], ["Naive Bayes on pixels"]],
+        [["synthetic · ALL vs HEALTHY"], ["Naive Bayes on pixels"]],
+    ]
     points = fold_points(fig)[1]
-    assert [list(level) for level in points.x] == [["synthetic · ALL vs HEALTHY"] * 2, ["Naive Bayes on<br>pixels"] * 2]
+    assert [list(level) for level in points.x] == [["synthetic · ALL vs HEALTHY"] * 2, ["Naive Bayes on pixels"] * 2]
 
 
 def test_run_labels_name_what_differs_and_stay_distinct():

@@ -17,6 +17,10 @@ import numpy as np
 WORK_SIZE = 128
 
 _REGIONS = ("nucleus", "cytoplasm", "background")
+_SHAPE_NAMES = (
+    "area", "perimeter", "circularity", "solidity", "eccentricity", "extent",
+    "defects", "max_defect_depth",
+)
 _GLCM_LEVELS = 16
 _LBP_BINS = 10  # uniform 8-neighbour patterns: 0..8 ones, plus "non-uniform"
 
@@ -139,12 +143,6 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     filled = np.zeros(mask.shape, dtype=np.uint8)
     cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
     return filled.astype(bool)
-
-
-_SHAPE_NAMES = (
-    "area", "perimeter", "circularity", "solidity", "eccentricity", "extent",
-    "defects", "max_defect_depth",
-)
 
 
 def _shape(mask: np.ndarray) -> list[float]:
