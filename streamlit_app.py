@@ -15,6 +15,7 @@ PAGES = [
     st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/bar_chart:"),
     st.Page("pages/predict.py", title="Predict", icon=":material/center_focus_strong:"),
+    st.Page("pages/report.py", title="Report", icon=":material/description:"),
 ]
 
 st.session_state["_routed"] = True  # see pages/_shared.py: routed()

@@ -113,7 +113,7 @@ def run_fold(config: RunConfig, dataset: Dataset, fold: int, *, model_path: Path
         if augmented:
             train_images, train_labels, _ = expand(train_images, train_labels, factor, augment,
                                                    derived_seed(config.seed, fold, 0))
-        fitted = _train_classic(config, fold, len(classes), train_images, train_labels, val_images)
+        fitted = _train_classic(config, fold, classes, train_images, train_labels, val_images)
     model, proba, train_acc, train_loss, history = fitted
     _save_model(config, model, model_path)
 
@@ -152,20 +152,19 @@ def _train_cnn(config, fold, n_classes, train_images, train_labels, val_images, 
     return model, proba, history["acc"][-1], history["loss"][-1], history
 
 
-def _train_classic(config, fold, n_classes, train_images, train_labels, val_images):
-    from sklearn.metrics import log_loss
-
+def _train_classic(config, fold, classes, train_images, train_labels, val_images):
+    from leukdash.metrics import fold_metrics
     from leukdash.models import classic
 
     model = classic.make_classifier(config.model, config.feature_set, k=config.k,
                                     seed=derived_seed(config.seed, fold))
     train_features = classic.featurize(train_images, config.feature_set)
     model.fit(train_features, train_labels)
-    train_proba = _all_columns(model, model.predict_proba(train_features), n_classes)
-    train_acc = float(np.mean(train_proba.argmax(1) == train_labels))
-    train_loss = log_loss(train_labels, train_proba, labels=np.arange(n_classes))
-    proba = _all_columns(model, model.predict_proba(classic.featurize(val_images, config.feature_set)), n_classes)
-    return model, proba, train_acc, train_loss, None
+    # Training accuracy and loss are scored exactly as validation is, on the training set.
+    on_train = fold_metrics(train_labels, _all_columns(model, model.predict_proba(train_features), len(classes)),
+                            classes)
+    proba = _all_columns(model, model.predict_proba(classic.featurize(val_images, config.feature_set)), len(classes))
+    return model, proba, on_train["val_acc"], on_train["val_loss"], None
 
 
 def _all_columns(model, proba: np.ndarray, n_classes: int) -> np.ndarray:

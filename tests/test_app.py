@@ -67,6 +67,21 @@ def test_every_page_renders_without_runs(tiny):
     assert "No finished runs yet" in at.info[0].value
 
 
+def test_report_page_shows_the_newest_report_with_its_figures(tiny):
+    from leukdash.reproduce import quick_out
+
+    out = quick_out()
+    out.mkdir(parents=True)
+    (out / "figure.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>')
+    (out / "REPORT.md").write_text("# Reproduction\n\nTable 2: ours 0.8765\n\n![Figure 4](figure.svg)\n\nAfter the figure.\n")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    open_page(at, "report")
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "ours 0.8765" in text and "After the figure." in text
+    assert len(at.get("image")) == 1
+
+
 def test_overview_paints_without_tensorflow(tiny):
     # A fresh interpreter: an earlier test in this process may have imported TensorFlow already.
     code = (

@@ -141,7 +141,7 @@ def test_settings_fields_all_change_some_config():
     # Every knob of Settings must reach the matrix, or it is a knob that does nothing.
     base = experiments(BINARY, FIVE, FULL)
     changes = {"binary_size": 32, "five_size": 48, "augment_factor": 4, "folds": 3, "epochs": 10,
-               "long_epochs": 50, "leukdash_five": ("3a", "3c")}
+               "long_epochs": 50, "leukdash_five": ("3a",)}
     assert set(changes) == {f.name for f in fields(Settings)}
     for name, value in changes.items():
         changed = experiments(BINARY, FIVE, Settings(**{name: value}))

@@ -4,8 +4,9 @@ Keras and TensorFlow are imported inside the functions, so importing this module
 
 Training speed on a small CPU (measured, see the models report) comes from three choices:
 - mixed bfloat16 (about 1.6x): convolutions and dense layers run in bfloat16 on CPUs with
-  AVX-512 BF16 or AMX, the weights stay float32 and the softmax output is float32. The policy
-  is set only while a model is built and restored afterwards, so no other code sees it.
+  AVX-512 BF16 or AMX (float32 elsewhere, see :func:`training_policy`); the weights stay
+  float32 and the softmax output is float32. The policy is set only while a model is built
+  and restored afterwards, so no other code sees it; a saved model keeps it.
 - ``steps_per_execution`` (a few %): several batches per call of the compiled train step, so
   Python is not re-entered for every 32 images.
 - uint8 batches into a float32 model: the cast happens inside the compiled step, and an
@@ -18,22 +19,36 @@ images), and validation is a direct prediction of the validation images rather t
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 ARCHITECTURES = ("paper", "leukdash")
 OPTIMIZERS = ("sgd", "adam")
 
-# The dtype policy models are trained with; see the module docstring.
-TRAINING_POLICY = "mixed_bfloat16"
 STEPS_PER_EXECUTION = 16
 PREDICT_BATCH = 256
 # Training images (of the last epoch) used to compute exact batch-norm statistics at the end.
 PRECISE_BN_IMAGES = 1024
 # Same clipping as Keras' crossentropy, so a confident mistake gives a finite validation loss.
 _EPS = 1e-7
+
+
+@functools.cache
+def training_policy() -> str:
+    """``"mixed_bfloat16"`` where the CPU computes in bfloat16 natively, else ``"float32"``.
+
+    Without AVX-512 BF16 or AMX (older x86, Apple silicon under TensorFlow CPU) bfloat16 is
+    emulated and slower than float32, so those machines train in float32.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "float32"
+    return "mixed_bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
 
 
 def default_learning_rate(architecture: str, optimizer: str) -> float:
@@ -52,8 +67,8 @@ def default_learning_rate(architecture: str, optimizer: str) -> float:
 def build_model(architecture: str, image_size: int, n_classes: int, seed: int = 0):
     """An uncompiled Keras model taking (N, size, size, 3) images in 0..255 (uint8 or float).
 
-    ``"paper"`` is the CNN of Ahmed et al. (2019) layer for layer; ``"leukdash"`` is a deeper
-    VGG-style network with batch normalisation and global average pooling (see
+    ``"paper"`` is the CNN of Ahmed et al. (2019) layer for layer; ``"leukdash"`` is a small
+    all-convolutional network with batch normalisation and global average pooling (see
     :func:`_leukdash`). Weights are initialised from ``seed``.
     """
     import keras
@@ -82,26 +97,31 @@ def _paper(keras, image_size: int, n_classes: int):
 
 
 def _leukdash(keras, image_size: int, n_classes: int):
-    """Four conv stages (conv-BN-ReLU, max-pool) with doubling width, then global average pooling.
+    """A small all-convolutional network with batch normalisation and global average pooling.
 
-    Global average pooling instead of a large dense layer keeps the parameters few (~0.3 M vs
-    the paper's 0.8 M at 64 px) and makes the network insensitive to where the cell sits;
-    batch normalisation lets it train fast at a high learning rate. Predictions average the
-    eight flips and quarter turns of each image (see :func:`predict_proba`).
+    Widths double as the resolution halves (16 -> 128 channels, size -> size/8). Global
+    average pooling instead of the paper's 800k-weight dense layer leaves ~0.1 M parameters
+    and makes the output indifferent to where the cell sits; batch normalisation lets it
+    train at a high learning rate. For speed on CPUs, pooling comes before normalisation
+    (BN and ReLU then touch a quarter of the pixels) and the full-resolution stem has none.
+    Predictions average the eight flips and quarter turns of each image (:func:`predict_proba`).
     """
     layers = keras.layers
 
-    def conv(x, filters):
+    def conv_pool_bn(x, filters):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.MaxPooling2D(2)(x)
         x = layers.BatchNormalization()(x)
         return layers.ReLU()(x)
 
     inputs = keras.Input((image_size, image_size, 3))
     x = layers.Rescaling(1 / 255)(inputs)
-    x = layers.MaxPooling2D(2)(conv(x, 16))
-    x = layers.MaxPooling2D(2)(conv(x, 32))
-    x = layers.MaxPooling2D(2)(conv(conv(x, 64), 64))
-    x = conv(conv(x, 128), 128)
+    x = layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = conv_pool_bn(x, 32)
+    x = conv_pool_bn(x, 64)
+    x = layers.Conv2D(128, 3, padding="same", use_bias=False)(x)
+    x = layers.ReLU()(layers.BatchNormalization()(x))
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(0.3)(x)
     outputs = layers.Dense(n_classes, activation="softmax", dtype="float32")(x)
@@ -134,7 +154,7 @@ def train_cnn(train_images, train_labels, val_images, val_labels, *, n_classes: 
 
     _check_choice("optimizer", optimizer, OPTIMIZERS)
     train = _EpochBatches(train_images, train_labels, epoch_data, batch_size, seed)
-    with _dtype_policy(TRAINING_POLICY):
+    with _dtype_policy(training_policy()):
         model = build_model(architecture, train.image_size, n_classes, seed)
     lr = learning_rate or default_learning_rate(architecture, optimizer)
     model.compile(
@@ -308,8 +328,6 @@ def gradcam(model, image, class_index: int) -> np.ndarray:
     features = tf.cast(features, tf.float32)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[0].numpy()
-    import cv2
-
     size = batch.shape[1:3]
     cam = cv2.resize(cam.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
     peak = float(cam.max())
