@@ -173,8 +173,11 @@ def versions() -> dict:
     """Versions of leukdash and of the packages that compute results."""
     from importlib.metadata import PackageNotFoundError, version
 
+    from leukdash.models.cnn import training_policy
+
+    # bfloat16 and float32 training give slightly different numbers: the policy is recorded.
     found = {"leukdash": __version__, "engine": ENGINE_VERSION, "python": sys.version.split()[0],
-             "platform": platform.platform()}
+             "platform": platform.platform(), "cnn_dtype_policy": training_policy()}
     for package in ("numpy", "opencv-python-headless", "scikit-learn", "tensorflow-cpu", "tensorflow", "keras"):
         try:
             found[package] = version(package)

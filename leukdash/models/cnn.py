@@ -4,7 +4,7 @@ Keras and TensorFlow are imported inside the functions, so importing this module
 
 Training speed on a small CPU (measured, see the models report) comes from three choices:
 - mixed bfloat16 (about 1.6x): convolutions and dense layers run in bfloat16 on CPUs with
-  AVX-512 BF16 or AMX (float32 elsewhere, see :func:`training_policy`); the weights stay
+  AVX-512 BF16 or AMX (float32 elsewhere, see ``TRAINING_POLICY``); the weights stay
   float32 and the softmax output is float32. The policy is set only while a model is built
   and restored afterwards, so no other code sees it; a saved model keeps it.
 - ``steps_per_execution`` (a few %): several batches per call of the compiled train step, so
@@ -19,36 +19,33 @@ images), and validation is a direct prediction of the validation images rather t
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+
+def _native_bfloat16() -> bool:
+    """Whether the CPU computes in bfloat16 natively (AVX-512 BF16 or AMX); Linux only."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
 
 ARCHITECTURES = ("paper", "leukdash")
 OPTIMIZERS = ("sgd", "adam")
 
 STEPS_PER_EXECUTION = 16
+# Mixed bfloat16 where the CPU has it; elsewhere (older x86, Apple silicon) bfloat16 is emulated
+# and slower than float32.
+TRAINING_POLICY = "mixed_bfloat16" if _native_bfloat16() else "float32"
 PREDICT_BATCH = 256
 # Training images (of the last epoch) used to compute exact batch-norm statistics at the end.
 PRECISE_BN_IMAGES = 1024
 # Same clipping as Keras' crossentropy, so a confident mistake gives a finite validation loss.
 _EPS = 1e-7
-
-
-@functools.cache
-def training_policy() -> str:
-    """``"mixed_bfloat16"`` where the CPU computes in bfloat16 natively, else ``"float32"``.
-
-    Without AVX-512 BF16 or AMX (older x86, Apple silicon under TensorFlow CPU) bfloat16 is
-    emulated and slower than float32, so those machines train in float32.
-    """
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "float32"
-    return "mixed_bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
 
 
 def default_learning_rate(architecture: str, optimizer: str) -> float:
@@ -149,12 +146,21 @@ def train_cnn(train_images, train_labels, val_images, val_labels, *, n_classes: 
         ``history`` holds one list per metric (``acc``, ``loss``, ``val_acc``, ``val_loss``)
         with one float per epoch. Validation uses :func:`predict_proba`, i.e. exactly the
         predictions a fold is scored on.
+
+    Notes
+    -----
+    Before the last validation the batch-norm statistics are recomputed exactly on up to
+    ``PRECISE_BN_IMAGES`` images of the last epoch's training set (:func:`_precise_batchnorm`),
+    so the returned model and the last ``val_acc`` do not depend on a lagging moving average.
+    Optimizers: the paper CNN gets Keras' plain SGD or Adam at a constant rate; the leukdash
+    CNN gets SGD (Nesterov momentum 0.9, weight decay) or AdamW with a 10% linear warm-up
+    and cosine decay to zero (:func:`_optimizer`).
     """
     import keras
 
     _check_choice("optimizer", optimizer, OPTIMIZERS)
     train = _EpochBatches(train_images, train_labels, epoch_data, batch_size, seed)
-    with _dtype_policy(training_policy()):
+    with _dtype_policy(TRAINING_POLICY):
         model = build_model(architecture, train.image_size, n_classes, seed)
     lr = learning_rate or default_learning_rate(architecture, optimizer)
     model.compile(
@@ -302,36 +308,6 @@ def predict_proba(model, images, batch_size: int = PREDICT_BATCH) -> np.ndarray:
 def _dihedral(images: np.ndarray) -> list[np.ndarray]:
     turns = [np.rot90(images, k, axes=(1, 2)) for k in range(4)]
     return turns + [t[:, :, ::-1] for t in turns]
-
-
-def gradcam(model, image, class_index: int) -> np.ndarray:
-    """Grad-CAM map (size, size) in [0, 1] of one image for one class.
-
-    The map is taken at the last convolutional feature map (before the final pooling), weighted
-    by the spatially averaged gradient of the class probability, rectified and upsampled to
-    the input size.
-    """
-    import keras
-    import tensorflow as tf
-
-    batch = _as_uint8(image[None] if np.ndim(image) == 3 else image)
-    if len(batch) != 1:
-        raise ValueError(f"gradcam takes one image, got {len(batch)}")
-    spatial = [layer for layer in model.layers if len(layer.output.shape) == 4
-               and not isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.Rescaling))]
-    probe = keras.Model(model.inputs, [spatial[-1].output, model.outputs[0]])
-    x = tf.convert_to_tensor(batch, dtype=tf.float32)
-    with tf.GradientTape() as tape:
-        features, proba = probe(x, training=False)
-        score = proba[:, class_index]
-    grads = tf.cast(tape.gradient(score, features), tf.float32)
-    features = tf.cast(features, tf.float32)
-    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[0].numpy()
-    size = batch.shape[1:3]
-    cam = cv2.resize(cam.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-    peak = float(cam.max())
-    return cam / peak if peak > 0 else cam
 
 
 def save_model(model, path) -> Path:

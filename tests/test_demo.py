@@ -1,0 +1,42 @@
+"""The demo runs committed in artifacts/runs are complete, match the demo configs, and predict."""
+
+from pathlib import Path
+
+import numpy as np
+
+from leukdash.config import RunConfig
+from leukdash.demo import DEMO_CONFIGS
+from leukdash.predict import predict_images
+from leukdash.runner import load_result
+from leukdash.store import RunStore
+
+SHIPPED = RunStore(Path(__file__).resolve().parent.parent / "artifacts" / "runs")
+
+
+def _demo_runs() -> dict[int, dict]:
+    """The finished run in the repository's store for each demo config, by its index."""
+    found = {}
+    for entry in SHIPPED.list_runs():
+        config = RunConfig.from_dict(entry["meta"]["config"])
+        for index, demo in enumerate(DEMO_CONFIGS):
+            if config.dataset == demo.dataset and config.canonical() == demo.canonical():
+                result = load_result(entry["run_id"], SHIPPED)
+                if result is not None:
+                    found[index] = result
+    return found
+
+
+def test_every_demo_config_ships_as_a_finished_run():
+    found = _demo_runs()
+    assert sorted(found) == list(range(len(DEMO_CONFIGS)))
+    for index, result in found.items():
+        assert result["dataset"]["synthetic"] and len(result["folds"]) == DEMO_CONFIGS[index].folds
+        assert 0.5 < result["summary"]["val_acc"]["mean"] <= 1.0  # five classes: chance is 0.2
+
+
+def test_demo_models_predict():
+    image = np.full((40, 40, 3), 220, np.uint8)
+    for result in _demo_runs().values():
+        (prediction,) = predict_images(result["run_id"], [image], SHIPPED)
+        assert abs(sum(prediction["probabilities"].values()) - 1) < 1e-4
+        assert prediction["n_folds"] == 5
