@@ -173,11 +173,11 @@ def versions() -> dict:
     """Versions of leukdash and of the packages that compute results."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from leukdash.models.cnn import training_policy
+    from leukdash.models.cnn import TRAINING_POLICY
 
     # bfloat16 and float32 training give slightly different numbers: the policy is recorded.
     found = {"leukdash": __version__, "engine": ENGINE_VERSION, "python": sys.version.split()[0],
-             "platform": platform.platform(), "cnn_dtype_policy": training_policy()}
+             "platform": platform.platform(), "cnn_dtype_policy": TRAINING_POLICY}
     for package in ("numpy", "opencv-python-headless", "scikit-learn", "tensorflow-cpu", "tensorflow", "keras"):
         try:
             found[package] = version(package)
