@@ -70,10 +70,7 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> AugmentConfig:
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown augmentation setting(s): {', '.join(sorted(unknown))}")
-        return cls(**values)
+        return _from_dict(cls, values, "augmentation")
 
 
 @dataclass(frozen=True)
@@ -174,10 +171,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> RunConfig:
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown run setting(s): {', '.join(sorted(unknown))}")
-        return cls(**values)
+        return _from_dict(cls, values, "run")
 
     def with_changes(self, **changes) -> RunConfig:
         return replace(self, **changes)
@@ -187,6 +181,13 @@ def stable_hash(value, length: int = 12) -> str:
     """A short sha256 of a JSON-serialisable value, independent of key order."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _from_dict(cls, values: dict, what: str):
+    unknown = set(values) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ConfigError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}")
+    return cls(**values)
 
 
 def _choice(name: str, value, allowed: tuple[str, ...]) -> None:

@@ -148,8 +148,8 @@ def wait_for_jobs(run_ids, seconds=300) -> dict:
         time.sleep(1)
 
 
-def test_launched_runs_complete_compare_and_predict(tiny):
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+def choose_tiny_runs(at: AppTest) -> None:
+    """On Experiments: the tiny dataset, 16 px, 2 folds, no augmentation, 1 epoch, CNN and NB."""
     open_page(at, "experiments")
     at.sidebar.selectbox(key="dataset").set_value("tiny")
     at.select_slider(key="exp_size").set_value(16)
@@ -157,6 +157,11 @@ def test_launched_runs_complete_compare_and_predict(tiny):
     at.toggle(key="exp_augment").set_value(False)
     at.multiselect(key="exp_models").set_value(["CNN (paper)", "Naive Bayes"]).run(timeout=TIMEOUT)
     at.number_input(key="exp_epochs").set_value(1).run(timeout=TIMEOUT)
+
+
+def test_launched_runs_complete_compare_and_predict(tiny):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    choose_tiny_runs(at)
     launch = at.button(key="launch")
     assert launch.label == "Launch 2 runs" and not launch.disabled
     launch.click().run(timeout=TIMEOUT)
@@ -169,13 +174,7 @@ def test_launched_runs_complete_compare_and_predict(tiny):
 
     # A new session with the same settings finds the results at once.
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    open_page(at, "experiments")
-    at.sidebar.selectbox(key="dataset").set_value("tiny")
-    at.select_slider(key="exp_size").set_value(16)
-    at.number_input(key="exp_folds").set_value(2)
-    at.toggle(key="exp_augment").set_value(False)
-    at.multiselect(key="exp_models").set_value(["CNN (paper)", "Naive Bayes"]).run(timeout=TIMEOUT)
-    at.number_input(key="exp_epochs").set_value(1).run(timeout=TIMEOUT)
+    choose_tiny_runs(at)
     assert at.button(key="launch").disabled
     assert list(at.dataframe[0].value["Status"]) == ["finished", "finished"]
     assert len(bar_traces(figures(at)[0])) == 2
