@@ -6,7 +6,9 @@ from (seed, fold, ...), so a fold computed again, in another process or order, i
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,9 @@ def load_arrays(dataset: Dataset, size: int) -> LoadedImages:
             )
     loaded = dataset.load(size)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_name(cache.stem + ".partial.npz")
+    # Parallel fold workers may fill the same cache at once: each writes its own file, and the
+    # last rename wins (they hold the same arrays).
+    partial = cache.with_name(f"{cache.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial.npz")
     np.savez(partial, images=loaded.images, labels=loaded.labels, groups=loaded.groups.astype(str),
              paths=np.array([dataset.relative(p) for p in loaded.paths], dtype=str),
              skipped_paths=np.array([dataset.relative(s.path) for s in loaded.skipped], dtype=str),
