@@ -5,7 +5,6 @@ Shows the newest report written by ``python -m leukdash reproduce`` (the full on
 """
 
 import re
-from pathlib import Path
 
 import streamlit as st
 
