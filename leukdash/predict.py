@@ -60,10 +60,7 @@ class FoldEnsemble:
         from leukdash.models import classic
 
         features = classic.featurize(batch, self.config.feature_set)
-        stacked = np.zeros((len(self.models), len(batch), len(self.classes)))
-        for i, model in enumerate(self.models):
-            stacked[i][:, model.classes_] = model.predict_proba(features)
-        return stacked
+        return np.stack([classic.predict_all_classes(model, features, len(self.classes)) for model in self.models])
 
     def predict(self, images: list[np.ndarray]) -> list[dict]:
         per_fold = self.fold_probabilities(images)

@@ -165,17 +165,9 @@ def _train_classic(config, fold, classes, train_images, train_labels, val_images
     train_features = classic.featurize(train_images, config.feature_set)
     model.fit(train_features, train_labels)
     # Training accuracy and loss are scored exactly as validation is, on the training set.
-    on_train = fold_metrics(train_labels, _all_columns(model, model.predict_proba(train_features), len(classes)),
-                            classes)
-    proba = _all_columns(model, model.predict_proba(classic.featurize(val_images, config.feature_set)), len(classes))
+    on_train = fold_metrics(train_labels, classic.predict_all_classes(model, train_features, len(classes)), classes)
+    proba = classic.predict_all_classes(model, classic.featurize(val_images, config.feature_set), len(classes))
     return model, proba, on_train["val_acc"], on_train["val_loss"], None
-
-
-def _all_columns(model, proba: np.ndarray, n_classes: int) -> np.ndarray:
-    """Probabilities for every class, zero for a class the model never saw in training."""
-    full = np.zeros((len(proba), n_classes), dtype=np.float64)
-    full[:, model.classes_] = proba
-    return full
 
 
 def _save_model(config: RunConfig, model, path: Path) -> None:

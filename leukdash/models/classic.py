@@ -64,3 +64,11 @@ def featurize(images: np.ndarray, feature_set: str) -> np.ndarray:
     if feature_set == "features":
         return extract_features(images)
     raise ConfigError(f"feature_set must be one of {', '.join(FEATURE_SETS)}, got {feature_set!r}")
+
+
+def predict_all_classes(model, features: np.ndarray, n_classes: int) -> np.ndarray:
+    """``model.predict_proba`` with one column per class of the dataset, in class order; a
+    class the model never saw in training gets probability 0."""
+    full = np.zeros((len(features), n_classes), dtype=np.float64)
+    full[:, model.classes_] = model.predict_proba(features)
+    return full
