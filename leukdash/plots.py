@@ -13,6 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from leukdash.compare import run_label
+from leukdash.paper import (BINARY_TASK, FIVE_CLASS_TASK, PAPER_CLASSES, PAPER_CNN_FOLDS, PAPER_MODEL_NAMES,
+                            PAPER_VAL_ACC)
 
 METRICS = {
     "val_acc": "Validation accuracy",
@@ -25,20 +27,6 @@ METRICS = {
 }
 FRACTION_METRICS = ("val_acc", "balanced_acc", "macro_f1", "train_acc")
 ERROR_BARS = {"std": "±1 SD across folds", "minmax": "min–max across folds"}
-
-PAPER_CLASSES = ("ALL", "AML", "CLL", "CML", "HEALTHY")
-BINARY_TASK, FIVE_CLASS_TASK = "ALL vs HEALTHY", "5 classes"
-# The paper's reported 5-fold mean validation accuracy (Ahmed et al., Diagnostics 2019, see
-# PAPER.md), and the CNN's per-fold values (experiments 2 and 3a).
-PAPER_VAL_ACC = {
-    BINARY_TASK: {"cnn": 0.8825, "nb": 0.6969, "dt": 0.6294, "knn": 0.5857, "svm": 0.5009},
-    FIVE_CLASS_TASK: {"cnn": 0.8174, "nb": 0.5268, "dt": 0.4592, "knn": 0.4351, "svm": 0.2084},
-}
-PAPER_CNN_FOLDS = {
-    BINARY_TASK: [0.6516, 0.9632, 0.9066, 0.9847, 0.9066],
-    FIVE_CLASS_TASK: [0.7617, 0.9474, 0.9930, 0.7137, 0.6709],
-}
-PAPER_MODEL_NAMES = {"cnn": "CNN", "nb": "Naive Bayes", "dt": "Decision tree", "knn": "3-NN", "svm": "SVM"}
 
 MODEL_COLOURS = {"cnn": "#7b2d8b", "nb": "#2f6db5", "svm": "#3a9a5b", "knn": "#e07b1f", "dt": "#8c5a3c"}
 TASK_COLOURS = {BINARY_TASK: "#7b2d8b", FIVE_CLASS_TASK: "#c9a3d4"}

@@ -17,8 +17,10 @@ events after the last ``start`` describe the current attempt.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -57,6 +59,54 @@ def read_events(path: Path) -> list[dict]:
         if isinstance(event, dict):
             events.append(event)
     return events
+
+
+@contextlib.contextmanager
+def forward_events(path: Path, on_event, interval: float = 0.2):
+    """While the block runs, pass every event appended to ``path`` (by any process) to ``on_event``.
+
+    Folds computed in worker processes report only to the progress file; this relays their
+    events to an in-process listener such as the CLI's progress bar. Only events appended after
+    entry are relayed, each once, in file order, from a background thread; the last ones are
+    relayed before the block exits.
+    """
+    if on_event is None:
+        yield
+        return
+    path = Path(path)
+    offset = path.stat().st_size if path.exists() else 0
+    stop = threading.Event()
+
+    def relay() -> None:
+        nonlocal offset
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return
+        complete = data.rfind(b"\n") + 1  # a line still being written waits for the next pass
+        offset += complete
+        for line in data[:complete].splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                on_event(event)
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            relay()
+
+    thread = threading.Thread(target=loop, name="leukdash-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        relay()
 
 
 def latest_state(events: list[dict], now: float | None = None) -> dict:

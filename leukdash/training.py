@@ -6,6 +6,7 @@ from (seed, fold, ...), so a fold computed again, in another process or order, i
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
@@ -162,12 +163,43 @@ def _train_classic(config, fold, classes, train_images, train_labels, val_images
 
     model = classic.make_classifier(config.model, config.feature_set, k=config.k,
                                     seed=derived_seed(config.seed, fold))
-    train_features = classic.featurize(train_images, config.feature_set)
+    train_features = featurize_cached(train_images, config.feature_set)
     model.fit(train_features, train_labels)
     # Training accuracy and loss are scored exactly as validation is, on the training set.
     on_train = fold_metrics(train_labels, classic.predict_all_classes(model, train_features, len(classes)), classes)
-    proba = classic.predict_all_classes(model, classic.featurize(val_images, config.feature_set), len(classes))
+    proba = classic.predict_all_classes(model, featurize_cached(val_images, config.feature_set), len(classes))
     return model, proba, on_train["val_acc"], on_train["val_loss"], None
+
+
+def featurize_cached(images: np.ndarray, feature_set: str) -> np.ndarray:
+    """:func:`leukdash.models.classic.featurize`, with engineered features cached on disk.
+
+    The four classic models of a comparison featurize the same images of each fold (the same
+    augmented copies too: they are seeded by run seed and fold, not by model), and engineered
+    features cost ~13 ms an image. The key is the images' content and the engine version, so a
+    cached matrix is only ever reused for identical input. Raw pixels are cheaper to recompute
+    than to read back and are not cached.
+    """
+    from leukdash import ENGINE_VERSION
+    from leukdash.models import classic
+
+    if feature_set != "features":
+        return classic.featurize(images, feature_set)
+    images = np.ascontiguousarray(images)
+    digest = hashlib.sha1(f"{images.shape}{images.dtype}{ENGINE_VERSION}".encode())
+    digest.update(images.data)
+    cache = artifacts_root() / "cache" / "features" / f"{digest.hexdigest()}.npy"
+    if cache.is_file():
+        try:
+            return np.load(cache, allow_pickle=False)
+        except (OSError, ValueError):
+            pass  # unreadable (e.g. a disk error): computed again and rewritten below
+    features = classic.featurize(images, feature_set)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_name(f"{cache.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial.npy")
+    np.save(partial, features)
+    partial.replace(cache)
+    return features
 
 
 def _save_model(config: RunConfig, model, path: Path) -> None:

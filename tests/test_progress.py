@@ -106,3 +106,30 @@ def test_format_progress_line():
 @pytest.mark.parametrize("seconds, text", [(0, "0s"), (44.6, "45s"), (80, "1m20s"), (7500, "2h05m")])
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
+
+
+def test_forward_events_relays_each_new_event_once_in_order(tmp_path):
+    import subprocess
+    import sys
+
+    from leukdash.progress import forward_events
+
+    path = tmp_path / "progress.jsonl"
+    append_event(path, {"event": "start", "folds": 2})  # before entry: not relayed
+    seen = []
+    # Another process appends, as a fold worker does; the relay must pick its lines up.
+    writer = ("import sys; from leukdash.progress import append_event\n"
+              "for fold in range(3): append_event(sys.argv[1], {'event': 'fold_done', 'fold': fold})")
+    with forward_events(path, seen.append, interval=0.05):
+        subprocess.run([sys.executable, "-c", writer, str(path)], check=True, timeout=60)
+        with open(path, "a") as handle:
+            handle.write('{"event": "epoch", "fo')  # torn: a writer is mid-line at exit
+    assert [(e["event"], e["fold"]) for e in seen] == [("fold_done", 0), ("fold_done", 1), ("fold_done", 2)]
+
+
+def test_forward_events_without_a_listener_is_a_no_op(tmp_path):
+    from leukdash.progress import forward_events
+
+    with forward_events(tmp_path / "missing.jsonl", None):
+        pass
+    assert not (tmp_path / "missing.jsonl").exists()

@@ -5,6 +5,7 @@ from dataclasses import fields
 
 import pytest
 
+from leukdash.config import stable_hash
 from leukdash.reproduce import FULL, QUICK, Settings, experiments, report_path, reproduce
 from leukdash.store import RunStore
 
@@ -42,12 +43,15 @@ def test_matrix_covers_every_experiment_under_both_protocols_with_the_papers_set
     assert ids["2-cnn-paper-strict"].paper.folds == (0.6516, 0.9632, 0.9066, 0.9847, 0.9066)
 
     classic = [e for e in matrix if e.exp == "4"]
-    combos = {(e.task, e.config.model, e.config.feature_set) for e in classic}
-    assert combos == {(t, m, f) for t in ("binary", "five") for m in ("nb", "svm", "knn", "dt")
-                      for f in ("pixels", "features")}
+    combos = [(e.task, e.config.model, e.config.feature_set, e.config.protocol) for e in classic]
+    assert sorted(combos) == sorted((t, m, f, p) for t in ("binary", "five") for m in ("nb", "svm", "knn", "dt")
+                                    for f in ("pixels", "features") for p in ("paper", "strict"))
+    # Exp 4 sees the x8 set of Exp 2 / 3a, so its two protocols are different runs.
+    assert all(e.config.augment_factor == 8 and e.config.augment.enabled() for e in classic)
+    assert len({stable_hash(e.config.canonical()) for e in classic}) == len(classic)
     assert all(e.config.k == 3 for e in classic if e.config.model == "knn")
-    assert ids["4-binary-svm-pixels"].paper.val_acc == 0.5009
-    assert ids["4-five-nb-features"].paper.val_acc == 0.5268
+    assert ids["4-binary-svm-pixels-paper"].paper.val_acc == 0.5009
+    assert ids["4-five-nb-features-strict"].paper.val_acc == 0.5268
 
 
 def test_quick_settings_are_cheaper_for_every_experiment():
@@ -112,8 +116,9 @@ def test_tiny_reproduce_writes_a_report_with_the_computed_and_the_papers_figures
     row = next(r for r in table5 if r[0] == "CNN paper (sgd, 1 ep) · strict")
     assert row[header.index("Mean val. acc.")] == mean
     assert header[header.index("Mean val. acc.") + 1] == "Paper" and row[header.index("Paper")] == "88.25%"
-    svm = next(r for r in table5 if r[0] == "SVM on pixels")
-    assert svm[header.index("Paper")] == "50.09%"
+    for protocol in ("paper", "strict"):
+        svm = next(r for r in table5 if r[0] == f"SVM on pixels · {protocol}")
+        assert svm[header.index("Paper")] == "50.09%"
 
     table2 = tables["Table 2 analogue: training and validation accuracy and loss per experiment"]
     exp3b = [r for r in table2 if r[0] == "3b" and "paper (sgd" in r[2]]

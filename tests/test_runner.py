@@ -65,6 +65,37 @@ def test_cached_run_from_the_cli_imports_no_tensorflow(tiny_dataset):
     assert tf_imported == "false"
 
 
+def test_cnn_folds_in_worker_processes_give_the_in_process_results(tiny_dataset, tmp_path, monkeypatch):
+    config = _config(tiny_dataset, model="cnn", folds=2)
+    events = []
+    parallel = run(config, n_jobs=2, on_event=events.append)
+    # The workers' progress reaches the listener through the progress file.
+    assert sorted(e["fold"] for e in events if e["event"] == "fold_done") == [0, 1]
+    assert any(e["event"] == "epoch" for e in events)
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path / "other"))
+    sequential = run(config, n_jobs=1)
+    assert sequential["run_id"] == parallel["run_id"] and sequential["computed_folds"] == [0, 1]
+    for a, b in zip(parallel["folds"], sequential["folds"]):
+        assert a["history"] == b["history"] and a["oof"]["proba"] == b["oof"]["proba"]
+
+
+def test_classic_models_share_cached_engineered_features(tiny_dataset, monkeypatch):
+    from leukdash.models import classic
+
+    calls = []
+    featurize = classic.featurize
+    monkeypatch.setattr(classic, "featurize", lambda images, kind: calls.append(len(images)) or featurize(images, kind))
+    first = run(_config(tiny_dataset, model="nb", feature_set="features"), n_jobs=1)
+    n_first = len(calls)
+    assert n_first == 6  # 3 folds x (augmented training part, validation part)
+    second = run(_config(tiny_dataset, model="knn", feature_set="features"), n_jobs=1)
+    assert len(calls) == n_first, "the second model reads the first one's features back"
+    assert [f["n_val"] for f in second["folds"]] == [f["n_val"] for f in first["folds"]]
+    # A different augmentation draws other copies: computed, not confused with the cached ones.
+    run(_config(tiny_dataset, model="knn", feature_set="features", augment_factor=3), n_jobs=1)
+    assert len(calls) > n_first
+
+
 def test_damaged_fold_is_detected_and_only_it_is_recomputed(tiny_dataset):
     config = _config(tiny_dataset, model="dt", feature_set="features")
     first = run(config)
