@@ -244,9 +244,8 @@ def _settings(settings: Settings) -> str:
         "protocols (`strict`: the training part's copies are drawn once, as a classic model trains once). "
         "Inputs are standardised (the paper's SVM at chance level suggests it was not); raw pixels are "
         "resized to 32x32.",
-        f"- The leukdash CNN on the five classes runs under the strict protocol only, in Exp "
-        f"{', '.join(settings.leukdash_five) or 'none'} (compute budget: not in Exp 3b, its 100 epochs cost "
-        "4x).",
+        f"- The leukdash CNN on the five classes runs in Exp {', '.join(settings.leukdash_five) or 'none'} "
+        "(compute budget: not in Exp 3b, whose 100 epochs cost 4x).",
         "- Accuracy spread: the fold range (max - min) and the sample SD; the 95% CI is a Student-t interval "
         "over the folds, clipped to 0-100%. Train accuracy and loss are the last epoch's, on that epoch's training set.",
     ])
@@ -416,6 +415,15 @@ def _common_causes(done: list[Outcome], shortcuts: dict) -> list[str]:
             "flatter is elsewhere: its correlated copies make a fold look several times larger than it is, and "
             "the paper's image-level split lets near-duplicates straddle folds (ours keeps them together under "
             "both protocols).")
+    classic = {(o.experiment.task, o.experiment.config.model, o.experiment.config.feature_set, o.experiment.protocol):
+               _stats(o.result)["mean"] for o in done if o.experiment.exp == "4"}
+    for task in ("binary", "five"):
+        gaps = [classic[key] - classic[(*key[:3], "paper")] for key in classic
+                if key[0] == task and key[3] == "strict" and (*key[:3], "paper") in classic]
+        if gaps:
+            notes.append(f"- Protocols, classic models ({TASK_NAMES[task]}): `strict` against `paper` differs by "
+                         f"{100 * float(np.mean(gaps)):+.2f} points on average over {len(gaps)} model and input pairs "
+                         f"(from {100 * min(gaps):+.2f} to {100 * max(gaps):+.2f}).")
     cnn = {exp: mean for (exp, protocol), mean in means.items() if protocol == "paper"}
     if {"3a", "3b", "3c"} <= set(cnn):
         notes.append(f"- Exp 3: the paper's 100 SGD epochs (3b) and Adam (3c) fall below 25 SGD epochs (3a): "

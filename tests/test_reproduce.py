@@ -132,6 +132,7 @@ def test_tiny_reproduce_writes_a_report_with_the_computed_and_the_papers_figures
     for name in ("figure4_binary.svg", "figure4_five.svg"):
         assert f"]({name})" in text and (path.parent / name).read_text().startswith("<svg")
     assert "McNemar" in text and "## Package versions" in text and "## Run times" in text
+    assert "- Protocols, classic models (ALL vs HEALTHY): `strict` against `paper` differs by" in text
     assert any("computing" in line for line in tiny_report["lines"])
 
 
