@@ -31,16 +31,27 @@ def load_arrays(dataset: Dataset, size: int) -> LoadedImages:
                 skipped=[SkippedFile(dataset.root / p, r) for p, r in zip(stored["skipped_paths"], stored["skipped_reasons"])],
             )
     loaded = dataset.load(size)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    # Parallel fold workers may fill the same cache at once: each writes its own file, and the
-    # last rename wins (they hold the same arrays).
-    partial = cache.with_name(f"{cache.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial.npz")
-    np.savez(partial, images=loaded.images, labels=loaded.labels, groups=loaded.groups.astype(str),
-             paths=np.array([dataset.relative(p) for p in loaded.paths], dtype=str),
-             skipped_paths=np.array([dataset.relative(s.path) for s in loaded.skipped], dtype=str),
-             skipped_reasons=np.array([s.reason for s in loaded.skipped], dtype=str))
-    partial.replace(cache)
+    _write_cache(cache, lambda tmp: np.savez(
+        tmp, images=loaded.images, labels=loaded.labels, groups=loaded.groups.astype(str),
+        paths=np.array([dataset.relative(p) for p in loaded.paths], dtype=str),
+        skipped_paths=np.array([dataset.relative(s.path) for s in loaded.skipped], dtype=str),
+        skipped_reasons=np.array([s.reason for s in loaded.skipped], dtype=str)))
     return loaded
+
+
+def _write_cache(path: Path, write) -> None:
+    """Create a cache file through ``write(temporary_path)``, so that it appears whole or not at all.
+
+    Parallel fold workers may fill the same entry at once: each writes its own temporary file in
+    the same folder, and the last rename wins (they hold the same content).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def plan_folds(config: RunConfig, dataset: Dataset, arrays: LoadedImages) -> tuple[np.ndarray, list[int]]:
@@ -195,10 +206,7 @@ def featurize_cached(images: np.ndarray, feature_set: str) -> np.ndarray:
         except (OSError, ValueError):
             pass  # unreadable (e.g. a disk error): computed again and rewritten below
     features = classic.featurize(images, feature_set)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_name(f"{cache.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial.npy")
-    np.save(partial, features)
-    partial.replace(cache)
+    _write_cache(cache, lambda tmp: np.save(tmp, features))
     return features
 
 
