@@ -88,6 +88,15 @@ def run(config: RunConfig, *, n_jobs: int | None = None, store: RunStore | None 
             "seconds": time.perf_counter() - started}
 
 
+def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunStore | None = None,
+             on_event=None) -> list[dict]:
+    """Compute (or read back) several runs; the results in the order of ``configs``.
+
+    Each run is cached and resumable on its own, exactly as with ``run``.
+    """
+    return [run(config, n_jobs=n_jobs, store=store, on_event=on_event) for config in configs]
+
+
 def load_result(run_id: str, store: RunStore | None = None) -> dict | None:
     """A finished run from the store, or None when it is not complete."""
     store = store or RunStore()
