@@ -187,7 +187,11 @@ def _run_text(result: dict) -> str:
     config, summary = result["config"], result["summary"]
     head = f"run {result['run_id']} ({'cached' if result['cached'] else 'computed'}) " \
            f"{config['model']} on {result['dataset']['name']}, {len(result['folds'])} fold(s), {config['protocol']}"
-    lines = [head, f"{'fold':>4} {'val_acc':>8} {'val_loss':>9} {'train_acc':>9} {'bal_acc':>8} {'macro_f1':>8} {'sec':>6}"]
+    lines = [head]
+    if config.get("test_fraction") is None and len(result["folds"]) < config["folds"]:
+        lines.append(f"({len(result['folds'])} of the {config['folds']} folds asked: a class has only "
+                     f"{len(result['folds'])} image groups, and a group never straddles folds)")
+    lines += [f"{'fold':>4} {'val_acc':>8} {'val_loss':>9} {'train_acc':>9} {'bal_acc':>8} {'macro_f1':>8} {'sec':>6}"]
     for fold in result["folds"]:
         lines.append(f"{fold['fold'] + 1:>4} {fold['val_acc']:>8.4f} {fold['val_loss']:>9.4f} {fold['train_acc']:>9.4f} "
                      f"{fold['balanced_acc']:>8.4f} {fold['macro_f1']:>8.4f} {fold['seconds']:>6.1f}")

@@ -1,10 +1,16 @@
 """Fold assignment: stratified, grouped, drawn once per (labels, groups, folds, seed).
 
+A run gets the folds it asks for, or as many as the data allows when a class has fewer groups
+than that (cnmc_dev: two healthy subjects, so two folds); the run's ``fold_ids`` say which.
+
 Every model of a comparison gets the same assignment, so comparisons between models are
 paired fold by fold and image by image.
 """
 
 from __future__ import annotations
+
+import math
+from collections import Counter
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
@@ -29,25 +35,76 @@ def assign_folds(labels, groups, n_folds: int, seed: int) -> np.ndarray:
     return fold_of
 
 
+# A duplicate link may grow a group by at most this share of the images beyond the largest group
+# the dataset itself defines (a patient): one wrong link in a chain must not join everything.
+MAX_MERGE_SHARE = 0.05
+
+
+class _Components:
+    """Union-find over group keys; a component keeps its smallest key and counts its images."""
+
+    def __init__(self, groups):
+        self.parent = {g: g for g in groups}
+        self.size = Counter(groups)
+
+    def root(self, key):
+        while self.parent[key] != key:
+            self.parent[key] = self.parent[self.parent[key]]
+            key = self.parent[key]
+        return key
+
+    def join(self, a, b, max_size: float = math.inf) -> bool:
+        """Join the components of keys ``a`` and ``b`` unless the result would exceed ``max_size``."""
+        a, b = self.root(a), self.root(b)
+        if a == b:
+            return True
+        if self.size[a] + self.size[b] > max_size:
+            return False
+        keep, drop = min(a, b), max(a, b)
+        self.parent[drop] = keep
+        self.size[keep] += self.size[drop]
+        return True
+
+
 def merge_groups(groups, pairs) -> np.ndarray:
     """Join the groups of every pair of image indices (duplicates), transitively.
 
     Each merged group takes the smallest of its members' keys, so the result does not depend
     on the order of the pairs.
     """
-    parent = {g: g for g in groups}
-
-    def root(key):
-        while parent[key] != key:
-            parent[key] = parent[parent[key]]
-            key = parent[key]
-        return key
-
+    components = _Components(groups)
     for i, j in pairs:
-        a, b = root(groups[i]), root(groups[j])
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    return np.array([root(g) for g in groups], dtype=object)
+        components.join(groups[i], groups[j])
+    return np.array([components.root(g) for g in groups], dtype=object)
+
+
+def merge_limit(groups) -> int:
+    """The most images a group may hold after duplicate links are merged (see MAX_MERGE_SHARE)."""
+    if len(groups) == 0:
+        return 0
+    return max(Counter(groups).values()) + math.ceil(MAX_MERGE_SHARE * len(groups))
+
+
+def capped_merges(groups, pairs, max_size: int):
+    """Which links :func:`merge_groups` may follow: those taken in order that keep every group at
+    most ``max_size`` images. Returns ``(merged pairs, refused)``, ``refused`` holding each
+    refused pair with the image counts of the two groups it would have joined."""
+    components = _Components(groups)
+    merged, refused = [], []
+    for i, j in pairs:
+        sizes = (components.size[components.root(groups[i])], components.size[components.root(groups[j])])
+        if components.join(groups[i], groups[j], max_size):
+            merged.append((i, j))
+        else:
+            refused.append(((i, j), sizes))
+    return merged, refused
+
+
+def max_folds(labels, groups) -> int:
+    """The most grouped folds in which every fold validates on every class: the fewest groups
+    that hold images of one class."""
+    labels, groups = np.asarray(labels), np.asarray(groups, dtype=object)
+    return min((len(set(groups[labels == label])) for label in np.unique(labels)), default=0)
 
 
 def holdout_split(labels, groups, test_fraction: float, seed: int) -> np.ndarray:
@@ -62,4 +119,8 @@ def fold_plan(labels, groups, classes, n_folds: int, test_fraction: float | None
         check_class_counts(classes, labels, max(2, round(1 / test_fraction)))
         return holdout_split(labels, groups, test_fraction, seed), [0]
     check_class_counts(classes, labels, n_folds)
+    n_folds = min(n_folds, max_folds(labels, groups))
+    if n_folds < 2:
+        raise DatasetError("a class has all its images in one group (one patient, or joined as duplicates): "
+                           "grouped folds cannot validate on it")
     return assign_folds(labels, groups, n_folds, seed), list(range(n_folds))

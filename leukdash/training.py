@@ -63,22 +63,24 @@ def plan_folds(config: RunConfig, dataset: Dataset, arrays: LoadedImages) -> tup
 
 
 def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
-    """Index pairs of exact and near-duplicate images (the audit's definition), cached.
+    """Index pairs of exact and confirmed near-duplicate images that join groups (the audit's
+    definition, :func:`leukdash.data.audit.find_duplicates`), cached.
 
     Folds keep each pair together: the same cell on both sides of a split would leak.
     Indices refer to the loaded (decodable) images, the same at every image size.
     """
+    from leukdash.config import stable_hash
+    from leukdash.data import audit
+    from leukdash.folds import MAX_MERGE_SHARE
     from leukdash.store import read_json, write_json_atomic
 
-    cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}_duplicates.json"
+    # The method's settings are part of the key: a cache of another definition is never reused.
+    method = stable_hash([audit.HASH_SIZE, audit.NEAR_DUPLICATE_DISTANCE, audit.PIXEL_SIZE, audit.PIXEL_MATCH,
+                          MAX_MERGE_SHARE], 8)
+    cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}_duplicates_{method}.json"
     cached = read_json(cache) if cache.is_file() else None
     if cached is None:
-        from leukdash.data.audit import SHORTCUT_SIZE, exact_duplicates, near_duplicates, perceptual_hashes
-
-        reference = load_arrays(dataset, SHORTCUT_SIZE)
-        exact = exact_duplicates(reference.paths)
-        near = near_duplicates(perceptual_hashes(reference.images), exclude=exact)
-        cached = [[g[0], other] for g in exact for other in g[1:]] + [[i, j] for i, j, _ in near]
+        cached = audit.find_duplicates(load_arrays(dataset, audit.PIXEL_SIZE)).pairs()
         write_json_atomic(cache, cached)
     return [tuple(pair) for pair in cached]
 

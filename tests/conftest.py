@@ -14,14 +14,25 @@ def isolated_artifacts(tmp_path_factory, monkeypatch):
     return root
 
 
+def _shared_dataset(name: str) -> Path:
+    """A real dataset folder under LEUKDASH_DATA, or a skip that says it is missing."""
+    for root in os.environ.get("LEUKDASH_DATA", "").split(os.pathsep):
+        candidate = Path(root) / name
+        if root and candidate.is_dir():
+            return candidate
+    pytest.skip(f"LEUKDASH_DATA does not hold {name}")
+
+
 @pytest.fixture(scope="session")
 def allidb2_path() -> Path:
     """The real ALL-IDB2 copy, or a skip when LEUKDASH_DATA does not provide it."""
-    for root in os.environ.get("LEUKDASH_DATA", "").split(os.pathsep):
-        candidate = Path(root) / "allidb2_ufpr"
-        if root and candidate.is_dir():
-            return candidate
-    pytest.skip("LEUKDASH_DATA does not hold allidb2_ufpr")
+    return _shared_dataset("allidb2_ufpr")
+
+
+@pytest.fixture(scope="session")
+def cnmc_path() -> Path:
+    """The real C-NMC 2019 sample (segmented cells on black), or a skip."""
+    return _shared_dataset("cnmc_dev")
 
 
 @pytest.fixture(scope="session")

@@ -9,15 +9,21 @@ import pytest
 
 from leukdash.data.audit import (
     NEAR_DUPLICATE_DISTANCE,
+    PIXEL_MATCH,
     audit_dataset,
     background_mask,
     chance_accuracy,
+    confirmed_near_duplicates,
     exact_duplicates,
+    find_duplicates,
     near_duplicates,
     perceptual_hashes,
+    pixel_details,
+    pixel_similarity,
     shortcut_scores,
 )
-from leukdash.data.dataset import Dataset
+from leukdash.data.dataset import Dataset, LoadedImages
+from leukdash.folds import capped_merges, max_folds, merge_limit
 from leukdash.data.synthetic import CLASSES, generate_synthetic, render_smear
 
 
@@ -59,7 +65,8 @@ def test_audit_reports_counts_sizes_skipped_and_duplicates(messy_folder):
     assert [(entry["files"], entry["cross_class"]) for entry in near] == [
         (["HEALTHY/HEALTHY_0002.png", "HEALTHY/reencoded.jpg"], False)
     ]
-    assert 0 <= near[0]["distance"] <= NEAR_DUPLICATE_DISTANCE
+    assert 0 <= near[0]["distance"] <= NEAR_DUPLICATE_DISTANCE and near[0]["pixel_score"] >= PIXEL_MATCH
+    assert report["duplicates"]["refused"] == [] and report["max_folds"] == 6
     assert set(report["shortcut"]) == {"histogram_acc", "background_acc", "chance"}
     assert report["shortcut"]["chance"] == round(8 / 14, 4)
 
@@ -81,7 +88,61 @@ def test_exact_and_near_duplicates_on_arrays(tmp_path):
 
 def test_distinct_fields_are_not_near_duplicates():
     images = [_render(label, i) for label in CLASSES for i in range(6)]
-    assert near_duplicates(perceptual_hashes(images)) == []
+    confirmed, _ = confirmed_near_duplicates(images)
+    assert confirmed == []
+
+
+def _cell_on_black(seed, shift=(0, 0), gain=1.0):
+    """A segmented cell as C-NMC ships them: a textured purple disc with a soft edge on black."""
+    texture = cv2.GaussianBlur(np.random.default_rng(seed).normal(0, 60, (128, 128)), (0, 0), 1.5)
+    colour = np.array([120, 60, 140]) + texture[..., None] * np.array([0.6, 0.4, 0.8])
+    disc = np.zeros((128, 128), np.float32)
+    cv2.circle(disc, (64, 64), 30, 1, -1)
+    image = np.clip(colour * gain * cv2.GaussianBlur(disc, (0, 0), 4)[..., None], 0, 255).astype(np.uint8)
+    return np.roll(image, shift, axis=(0, 1))
+
+
+def test_near_duplicates_are_confirmed_on_the_pixels():
+    cell, other = _cell_on_black(1), _cell_on_black(2)
+    # The same cell, re-cropped a few pixels off and photographed 15% darker, then JPEG-compressed.
+    _, jpeg = cv2.imencode(".jpg", _cell_on_black(1, shift=(3, 2), gain=0.85), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    copy = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+    hashes = perceptual_hashes([cell, other, copy])
+    # The hash cannot tell the two cells apart: same silhouette on the same black.
+    assert {(i, j) for i, j, _ in near_duplicates(hashes)} == {(0, 1), (0, 2), (1, 2)}
+    details = pixel_details([cell, other, copy])
+    assert pixel_similarity(details[0], details[2]) >= PIXEL_MATCH
+    assert pixel_similarity(details[0], details[1]) < 0.75
+    confirmed, rejected = confirmed_near_duplicates([cell, other, copy])
+    assert [(i, j) for i, j, *_ in confirmed] == [(0, 2)]
+    assert {(i, j) for i, j, *_ in rejected} == {(0, 1), (1, 2)}
+    # Any image size is compared at the same scale: a half-size copy is still the same cell.
+    assert pixel_similarity(*pixel_details([cell, cv2.resize(cell, (64, 64))])) >= PIXEL_MATCH
+
+
+def test_a_giant_merged_group_is_refused_and_reported(tmp_path):
+    groups = np.array([f"g{i}" for i in range(40)], dtype=object)
+    assert merge_limit(groups) == 1 + 2  # largest group, plus 5% of 40 images
+    chain = [(i, i + 1) for i in range(6)]
+    merged, refused = capped_merges(groups, chain, merge_limit(groups))
+    assert merged == [(0, 1), (1, 2), (3, 4), (4, 5)]
+    assert refused == [((2, 3), (3, 1)), ((5, 6), (3, 1))]
+    # Patients are groups already: one may take in a duplicate, two may not be joined.
+    patients = np.array(["a"] * 20 + ["b"] * 20 + [f"s{i}" for i in range(4)], dtype=object)
+    _, refused = capped_merges(patients, [(0, 40), (1, 21)], merge_limit(patients))
+    assert refused == [((1, 21), (21, 20))]
+
+    # find_duplicates reports them; the links it merges leave the chain in pieces.
+    paths = []
+    for i in range(8):
+        paths.append(tmp_path / f"{i}.png")
+        paths[-1].write_bytes(bytes([i]))
+    images = np.stack([_cell_on_black(1, shift=(i, 0)) for i in range(4)] + [_cell_on_black(10 + i) for i in range(4)])
+    loaded = LoadedImages(images, np.array([0, 0, 0, 0, 1, 1, 1, 1]), np.arange(8).astype(str).astype(object), paths)
+    found = find_duplicates(loaded)
+    assert found.merge_limit == 2 and len(found.near) == 6   # four shifted copies: every pair confirmed
+    assert len(found.pairs()) == 2 and len(found.refused) == 4
+    assert max_folds(loaded.labels, loaded.groups) == 4
 
 
 def test_background_mask_finds_the_glass_between_cells():
@@ -138,10 +199,28 @@ def test_audit_of_allidb2(allidb2_path):
     assert len(report["duplicates"]["exact"]) == 1
     # Re-cropped or re-photographed copies of one cell (checked by eye), none across classes.
     near = {tuple(entry["files"]) for entry in report["duplicates"]["near"]}
+    assert len(near) == 12
     assert ("HEALTHY/Im138_0_0.jpg", "HEALTHY/Im146_0_0.jpg") in near
     assert ("ALL/Im028_0_1.jpg", "ALL/Im031_0_1.jpg") in near
+    assert ("HEALTHY/Im170_0_0.jpg", "HEALTHY/Im209_0_0.jpg") in near   # 40 hash bits apart
     assert not any(entry["cross_class"] for entry in report["duplicates"]["near"])
+    assert report["duplicates"]["rejected"]["best_pixel_score"] < 0.75
     # ALL-IDB2's two classes were photographed differently: the background alone gives them away.
     shortcut = report["shortcut"]
     assert shortcut["chance"] == 0.5
     assert shortcut["background_acc"] > 0.7
+
+
+def test_audit_of_cnmc_lists_only_pixel_duplicates(cnmc_path):
+    report = audit_dataset(Dataset.from_folder(cnmc_path))
+    duplicates = report["duplicates"]
+    # Four pairs are the same cell under two names (checked by eye), each within one subject;
+    # the >1,500 hash candidates between distinct cells on black are rejected on the pixels.
+    near = [entry["files"] for entry in duplicates["near"]]
+    assert sorted(near) == [["HEALTHY/UID_H10_132_5_hem.png", "HEALTHY/UID_H10_165_6_hem.png"],
+                            ["HEALTHY/UID_H10_139_1_hem.png", "HEALTHY/UID_H10_172_1_hem.png"],
+                            ["HEALTHY/UID_H10_139_3_hem.png", "HEALTHY/UID_H10_172_3_hem.png"],
+                            ["HEALTHY/UID_H14_1_1_hem.png", "HEALTHY/UID_H14_2_1_hem.png"]]
+    assert duplicates["rejected"]["n"] > 1000 and duplicates["rejected"]["best_pixel_score"] < 0.8
+    assert duplicates["exact"] == [] and duplicates["refused"] == []
+    assert report["max_folds"] == 2  # two healthy subjects

@@ -237,3 +237,20 @@ def test_duplicate_images_never_straddle_folds(tmp_path):
     for seed in range(5):
         folds, _ = plan_folds(RunConfig(dataset=str(root), folds=3, seed=seed), dataset, load_arrays(dataset, 16))
         assert folds[names.index("HEALTHY/2.png")] == folds[names.index("HEALTHY/copy.png")]
+
+
+def test_folds_are_as_many_as_the_fewest_groups_of_a_class_allow():
+    from leukdash.folds import fold_plan
+
+    # Like cnmc_dev: seven patients with leukemia, two healthy subjects.
+    labels = np.repeat([0, 1], [21, 20])
+    groups = np.array([f"p{i % 7}" for i in range(21)] + [f"h{i % 2}" for i in range(20)], dtype=object)
+    folds, fold_ids = fold_plan(labels, groups, ("ALL", "HEALTHY"), 5, None, seed=0)
+    assert fold_ids == [0, 1]
+    for fold in fold_ids:
+        assert set(labels[folds == fold]) == {0, 1}  # every fold validates on both classes
+    for group in set(groups):
+        assert len(set(folds[groups == group])) == 1
+    one_subject = np.where(labels == 1, "h0", groups).astype(object)
+    with pytest.raises(DatasetError, match="all its images in one group"):
+        fold_plan(labels, one_subject, ("ALL", "HEALTHY"), 5, None, seed=0)

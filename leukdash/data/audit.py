@@ -1,7 +1,8 @@
 """What a dataset holds and whether it can be solved without looking at the cells.
 
 The audit lists class counts, image sizes, files that could not be used, exact duplicates
-(identical bytes) and near duplicates (perceptual hash), and runs two shortcut checks: how well
+(identical bytes) and near duplicates (a perceptual-hash candidate confirmed on the pixels),
+how many grouped folds the data allows, and runs two shortcut checks: how well
 a simple classifier names the class from (a) the colour histogram of the whole image and
 (b) the colour of the background alone. A background score well above chance means the
 classes were photographed differently (stain batch, lamp, camera), and any model can learn
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -24,13 +26,25 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
 from leukdash.data.decode import decode_image
+from leukdash.data.dataset import square_resize
+from leukdash.folds import capped_merges, max_folds, merge_groups, merge_limit
 
-# Near duplicates: perceptual hashes (pHash, 12x12 = 144 bits) at most this many bits apart.
-# On ALL-IDB2 every pair up to 34 bits is the same cell (re-cropped, or re-photographed
-# brighter or darker: 12 such pairs); the closest two different cells are 36 bits apart, and
-# distinct synthetic fields 40 or more. 32 keeps a margin below both.
+# Near duplicates are found in two steps. Candidates: perceptual hashes (pHash, 12x12 = 144
+# bits) at most this many bits apart; cheap, but blind on segmented cells on black (C-NMC),
+# where distinct cells of different subjects and classes come 0-40 bits apart (1,552 pairs in
+# cnmc_dev). On ALL-IDB2 the same cell re-cropped or re-photographed comes up to 40 bits apart
+# (Im170/Im209), and no pair from 41 to 60 bits is one on the pixels (7,208 pairs checked).
 HASH_SIZE = 12
-NEAR_DUPLICATE_DISTANCE = 32
+NEAR_DUPLICATE_DISTANCE = 40
+# Confirmation: the normalised correlation of the two images' fine detail (grey levels at
+# PIXEL_SIZE minus a Gaussian blur of sigma PIXEL_SIZE / 32, which removes the silhouette and the
+# background that all segmented cells share), the central 3/4 of one slid over the other by up
+# to 1/8 of the side (re-crops). Measured over every pair up to 60 hash bits apart: the 12
+# ALL-IDB2 pairs that are one cell by eye score 0.923-0.994 and the 4 in cnmc_dev 0.959-0.999;
+# the best distinct pair scores 0.695 in ALL-IDB2 (7,237 pairs) and 0.773 in cnmc_dev (16,341
+# pairs). 0.85 lies between with a margin of about 0.07 on each side.
+PIXEL_SIZE = 128
+PIXEL_MATCH = 0.85
 # The shortcut checks look at small copies: colour statistics hardly change with size.
 SHORTCUT_SIZE = 64
 HISTOGRAM_BINS = 16
@@ -44,6 +58,8 @@ def audit_dataset(ds, *, folds: int = 5, seed: int = 0) -> dict:
     accuracies are pooled out-of-fold accuracies over a grouped, stratified ``folds``-fold
     split (fewer folds when a class has fewer groups).
     """
+    from leukdash.training import load_arrays
+
     loaded = ds.load(size=SHORTCUT_SIZE)
     names = [ds.relative(path) for path in loaded.paths]
     classes = [ds.classes[label] for label in loaded.labels]
@@ -51,7 +67,7 @@ def audit_dataset(ds, *, folds: int = 5, seed: int = 0) -> dict:
     for path in loaded.paths:
         width, height = _image_size(path)
         sizes[f"{width}x{height}"] += 1
-    exact = exact_duplicates(loaded.paths)
+    found = find_duplicates(load_arrays(ds, PIXEL_SIZE))
     return {
         "name": ds.name,
         "root": str(ds.root),
@@ -63,12 +79,16 @@ def audit_dataset(ds, *, folds: int = 5, seed: int = 0) -> dict:
         "sizes": dict(sorted(sizes.items(), key=lambda kv: -kv[1])),
         "skipped": [{"path": ds.relative(s.path), "reason": s.reason} for s in loaded.skipped],
         "duplicates": {
-            "exact": [_entry(group, names, classes) for group in exact],
-            "near": [
-                {**_entry((i, j), names, classes), "distance": d}
-                for i, j, d in near_duplicates(perceptual_hashes(loaded.images), exclude=exact)
-            ],
+            "exact": [_entry(group, names, classes) for group in found.exact],
+            "near": [{**_entry((i, j), names, classes), "distance": d, "pixel_score": round(score, 3)}
+                     for i, j, d, score in found.near],
+            "rejected": {"n": len(found.rejected),
+                         "best_pixel_score": round(max((r[3] for r in found.rejected), default=0.0), 3)},
+            "refused": [{**_entry(pair, names, classes), "group_sizes": group_sizes}
+                        for pair, group_sizes in found.refused],
+            "merge_limit": found.merge_limit,
         },
+        "max_folds": max_folds(loaded.labels, merge_groups(loaded.groups, found.pairs())),
         "shortcut": shortcut_scores(loaded.images, loaded.labels, loaded.groups, folds=folds, seed=seed),
     }
 
@@ -84,13 +104,24 @@ def format_audit(report: dict) -> str:
              "  sizes: " + ", ".join(f"{s} ({n})" for s, n in report["sizes"].items())]
     lines.append(f"  skipped: {len(report['skipped'])}")
     lines += [f"    {entry['path']}: {entry['reason']}" for entry in report["skipped"]]
-    for kind in ("exact", "near"):
-        entries = report["duplicates"][kind]
-        lines.append(f"  {kind} duplicates: {len(entries)}")
+    duplicates = report["duplicates"]
+    for kind, title in (("exact", "exact duplicates (identical bytes)"),
+                        ("near", "near duplicates (hash candidate confirmed on the pixels)")):
+        entries = duplicates[kind]
+        lines.append(f"  {title}: {len(entries)}")
         for entry in entries:
-            extra = f"  distance {entry['distance']}" if "distance" in entry else ""
+            extra = f"  hash distance {entry['distance']}, pixel score {entry['pixel_score']:.3f}" \
+                if "distance" in entry else ""
             across = "  ACROSS CLASSES" if entry["cross_class"] else ""
             lines.append(f"    {' = '.join(entry['files'])}{extra}{across}")
+    rejected = duplicates["rejected"]
+    lines.append(f"  hash candidates rejected on the pixels: {rejected['n']} (best pixel score "
+                 f"{rejected['best_pixel_score']:.3f}, a duplicate needs {PIXEL_MATCH})")
+    lines.append(f"  duplicate links not merged (the merged group would exceed {duplicates['merge_limit']} "
+                 f"images): {len(duplicates['refused'])}")
+    lines += [f"    {' = '.join(entry['files'])}  groups of {' + '.join(map(str, entry['group_sizes']))} images"
+              for entry in duplicates["refused"]]
+    lines.append(f"  grouped folds the data allows: {report['max_folds']}")
     shortcut = report["shortcut"]
 
     def score(key):
@@ -138,8 +169,10 @@ def perceptual_hashes(images) -> np.ndarray:
 
 def near_duplicates(hashes: np.ndarray, threshold: int = NEAR_DUPLICATE_DISTANCE,
                     exclude: list[list[int]] = ()) -> list[tuple[int, int, int]]:
-    """Pairs ``(i, j, distance)``, i < j, whose hashes differ in at most ``threshold`` bits,
-    leaving out pairs inside one group of ``exclude`` (the exact duplicates)."""
+    """Candidate pairs ``(i, j, distance)``, i < j, whose hashes differ in at most ``threshold``
+    bits, leaving out pairs inside one group of ``exclude`` (the exact duplicates).
+
+    A candidate is not yet a duplicate: :func:`confirmed_near_duplicates` checks the pixels."""
     same = {(i, j) for group in exclude for i in group for j in group if i < j}
     pairs = []
     for i in range(len(hashes) - 1):
@@ -149,6 +182,73 @@ def near_duplicates(hashes: np.ndarray, threshold: int = NEAR_DUPLICATE_DISTANCE
             if (i, int(j)) not in same:
                 pairs.append((i, int(j), int(distance[j - i - 1])))
     return pairs
+
+
+def pixel_details(images) -> np.ndarray:
+    """What :func:`pixel_similarity` compares: fine grey-level detail at ``PIXEL_SIZE``, (N, S, S)."""
+    details = []
+    for image in images:
+        image = np.asarray(image)
+        if image.shape[:2] != (PIXEL_SIZE, PIXEL_SIZE):
+            image = square_resize(image, PIXEL_SIZE)
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        details.append(gray - cv2.GaussianBlur(gray, (0, 0), PIXEL_SIZE / 32))
+    return np.array(details, dtype=np.float32).reshape(-1, PIXEL_SIZE, PIXEL_SIZE)
+
+
+def pixel_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """How surely two details (:func:`pixel_details`) show the same picture: the normalised
+    correlation of each one's central 3/4 at its best shift over the other, the lower of the
+    two (1 = identical up to brightness and contrast; ``PIXEL_MATCH`` and above = duplicate)."""
+    margin = PIXEL_SIZE // 8
+    core = slice(margin, PIXEL_SIZE - margin)
+    one = cv2.matchTemplate(b, a[core, core], cv2.TM_CCOEFF_NORMED).max()
+    other = cv2.matchTemplate(a, b[core, core], cv2.TM_CCOEFF_NORMED).max()
+    return float(min(one, other))
+
+
+def confirmed_near_duplicates(images, exclude: list[list[int]] = ()):
+    """Hash candidates scored on the pixels: ``(confirmed, rejected)``, two lists of
+    ``(i, j, hash distance, pixel score)``, the confirmed ones best first."""
+    details = pixel_details(images)
+    scored = [(i, j, d, pixel_similarity(details[i], details[j]))
+              for i, j, d in near_duplicates(perceptual_hashes(images), exclude=exclude)]
+    confirmed = sorted((s for s in scored if s[3] >= PIXEL_MATCH), key=lambda s: (-s[3], s[0], s[1]))
+    return confirmed, [s for s in scored if s[3] < PIXEL_MATCH]
+
+
+@dataclass
+class Duplicates:
+    """Exact and confirmed near duplicates of a dataset, and which links were merged into groups.
+
+    ``refused`` holds the links (with the image counts of the two groups) that would have made a
+    group larger than ``merge_limit`` images: reported, not merged, so that a chain of doubtful
+    links can never collapse the folds.
+    """
+
+    exact: list[list[int]]
+    near: list[tuple[int, int, int, float]]
+    rejected: list[tuple[int, int, int, float]]
+    refused: list[tuple[tuple[int, int], tuple[int, int]]]
+    merge_limit: int
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """The links merged into groups (exact duplicates first, then near ones, best first)."""
+        refused = {pair for pair, _ in self.refused}
+        return [pair for pair in _links(self.exact, self.near) if pair not in refused]
+
+
+def find_duplicates(loaded) -> Duplicates:
+    """Duplicates among decoded images (``LoadedImages``, ideally at ``PIXEL_SIZE``)."""
+    exact = exact_duplicates(loaded.paths)
+    near, rejected = confirmed_near_duplicates(loaded.images, exclude=exact)
+    limit = merge_limit(loaded.groups)
+    _, refused = capped_merges(loaded.groups, _links(exact, near), limit)
+    return Duplicates(exact, near, rejected, refused, limit)
+
+
+def _links(exact, near) -> list[tuple[int, int]]:
+    return [(group[0], other) for group in exact for other in group[1:]] + [(i, j) for i, j, *_ in near]
 
 
 # --------------------------------------------------------------------------- shortcut checks
