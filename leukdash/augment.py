@@ -29,6 +29,11 @@ so non-square images shift and rotate as the names say.
 Every image draws eight uniform numbers in a fixed order whether or not a transform is on,
 so for one seed, switching one transform off leaves the draws of the others unchanged. A
 seed may be an int or a tuple of ints such as ``(seed, fold, epoch)``.
+
+Not in the paper, off by default: colour jitter ``j`` multiplies each image's brightness and
+its red and blue channels (against green) by factors uniform in [1-j, 1+j] and raises it to a
+gamma in the same range, after the warp: black stays black, so segmented cells keep their
+background. It draws four more numbers per image, only when on.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from leukdash.errors import ConfigError
 
 _BORDERS = {"nearest": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT, "constant": cv2.BORDER_CONSTANT}
 _DRAWS_PER_IMAGE = 8  # rotation, shift x, shift y, shear, zoom x, zoom y, flip x, flip y
+_JITTER_DRAWS = 4     # brightness, red gain, blue gain, gamma
 
 
 def random_transform(rng, cfg: AugmentConfig, height: int, width: int) -> np.ndarray:
@@ -118,17 +124,37 @@ def _augment(images, index, cfg, rng, out=None) -> np.ndarray:
     if not cfg.enabled():
         out[:] = images[index]
         return out
-    matrices = _random_matrices(rng, cfg, len(index), height, width)
+    matrices, jitter = _random_parameters(rng, cfg, len(index), height, width)
     border = _BORDERS[cfg.fill_mode]
     for i, (source, matrix) in enumerate(zip(index, matrices)):
         cv2.warpAffine(images[source], matrix, (width, height), dst=out[i],
                        flags=cv2.INTER_LINEAR, borderMode=border, borderValue=(0, 0, 0))
+        if jitter is not None:
+            out[i] = _jitter_colour(out[i], *jitter[i])
     return out
+
+
+def _jitter_colour(image: np.ndarray, brightness: float, red: float, blue: float, gamma: float) -> np.ndarray:
+    """Colour jitter of one image (see the module docstring), through a lookup table per channel."""
+    levels = (np.arange(256) / 255.0) ** gamma
+    gains = brightness * np.array([red, 1.0, blue])
+    tables = np.clip(levels[None, :] * gains[:, None] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.stack([tables[c][image[..., c]] for c in range(3)], axis=-1)
 
 
 def _random_matrices(rng, cfg: AugmentConfig, n: int, height: int, width: int) -> np.ndarray:
     """(n, 2, 3) forward matrices, the parameters drawn as ImageDataGenerator draws them."""
-    u = rng.random((n, _DRAWS_PER_IMAGE))
+    return _random_parameters(rng, cfg, n, height, width)[0]
+
+
+def _random_parameters(rng, cfg: AugmentConfig, n: int, height: int, width: int):
+    """The (n, 2, 3) forward matrices, and the (n, 4) colour jitter factors (None when off).
+
+    One draw of (n, 8 or 12) numbers, so that a batch gets the same numbers as its images
+    drawn one at a time from the same generator.
+    """
+    u = rng.random((n, _DRAWS_PER_IMAGE + (_JITTER_DRAWS if cfg.colour_jitter else 0)))
+    jitter = 1.0 + cfg.colour_jitter * (2.0 * u[:, _DRAWS_PER_IMAGE:] - 1.0) if cfg.colour_jitter else None
     signed = 2.0 * u[:, :6] - 1.0  # uniform in [-1, 1)
     return _compose(
         theta=cfg.rotation * signed[:, 0],
@@ -141,7 +167,7 @@ def _random_matrices(rng, cfg: AugmentConfig, n: int, height: int, width: int) -
         flip_y=cfg.vertical_flip & (u[:, 7] < 0.5),
         height=height,
         width=width,
-    )
+    ), jitter
 
 
 def _compose(*, theta, shift_x, shift_y, shear, zoom_x, zoom_y, flip_x, flip_y, height, width) -> np.ndarray:

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser("audit", help="audit a dataset: counts, sizes, duplicates, shortcuts")
     audit.add_argument("dataset", help="dataset name or folder")
+    audit.add_argument("--preprocess", help="also segment every cell in this mode, count the failures and "
+                                            "re-run the shortcut checks on the preprocessed images")
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(handler=_audit)
 
@@ -105,6 +107,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, default=defaults.folds)
     parser.add_argument("--test-fraction", type=float, help="one holdout split instead of k folds")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--preprocess", default=defaults.preprocess,
+                        help="raw (default, the paper's) or cell-{keep|fit}-{asis|reinhard|gray|hematoxylin}")
 
 
 def config_from_args(args) -> RunConfig:
@@ -122,7 +126,7 @@ def config_from_args(args) -> RunConfig:
         protocol=args.protocol, model=args.model, architecture=args.architecture,
         optimizer=args.optimizer, learning_rate=args.learning_rate, epochs=args.epochs,
         batch_size=args.batch_size, feature_set=args.feature_set, k=args.k, folds=args.folds,
-        test_fraction=args.test_fraction, seed=args.seed,
+        test_fraction=args.test_fraction, seed=args.seed, preprocess=args.preprocess,
     )
 
 
@@ -144,7 +148,7 @@ def _audit(args) -> int:
     from leukdash.data.audit import audit_dataset, format_audit
     from leukdash.data.discovery import open_dataset
 
-    report = audit_dataset(open_dataset(args.dataset))
+    report = audit_dataset(open_dataset(args.dataset), preprocess=args.preprocess)
     if args.json:
         _print_json(report)
     else:

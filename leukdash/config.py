@@ -21,11 +21,17 @@ OPTIMIZERS = ("sgd", "adam")
 PROTOCOLS = ("strict", "paper")
 FEATURE_SETS = ("pixels", "features")
 FILL_MODES = ("nearest", "reflect", "constant")
+# Cell-level preprocessing (leukdash/preprocess.py): "raw" or "cell-<size>-<colour>".
+PREPROCESS_SIZES = ("keep", "fit")
+PREPROCESS_COLOURS = ("asis", "reinhard", "gray", "hematoxylin")
+PREPROCESS_MODES = ("raw",) + tuple(f"cell-{size}-{colour}" for size in PREPROCESS_SIZES
+                                    for colour in PREPROCESS_COLOURS)
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """The paper's seven random transforms; a magnitude of 0 (or False) switches one off.
+    """The paper's seven random transforms, and an eighth that is not in the paper (colour
+    jitter, off by default); a magnitude of 0 (or False) switches one off.
 
     Defaults are the paper's: rotation 40 degrees, width and height shift 40%, zoom 30%,
     horizontal and vertical flips, shear 20 degrees, border filled from the nearest pixels.
@@ -39,9 +45,13 @@ class AugmentConfig:
     vertical_flip: bool = True
     shear: float = 20.0
     fill_mode: str = "nearest"
+    # Not in the paper: per-image brightness, red and blue gain and gamma, each drawn uniformly
+    # within +- this share (stain and lamp variation between labs). Off by default.
+    colour_jitter: float = 0.0
 
     TRANSFORMS = (
         "rotation", "width_shift", "height_shift", "zoom", "horizontal_flip", "vertical_flip", "shear",
+        "colour_jitter",
     )
 
     @classmethod
@@ -54,7 +64,8 @@ class AugmentConfig:
         return tuple(name for name in self.TRANSFORMS if getattr(self, name))
 
     def validate(self) -> None:
-        limits = {"rotation": 180.0, "width_shift": 1.0, "height_shift": 1.0, "zoom": 0.9, "shear": 60.0}
+        limits = {"rotation": 180.0, "width_shift": 1.0, "height_shift": 1.0, "zoom": 0.9, "shear": 60.0,
+                  "colour_jitter": 0.5}
         for name, upper in limits.items():
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= upper:
@@ -94,6 +105,8 @@ class RunConfig:
     folds: int = 5
     test_fraction: float | None = None
     seed: int = 0
+    # How images enter the models (leukdash/preprocess.py): "raw", the paper's, or a cell-level mode.
+    preprocess: str = "raw"
 
     def __post_init__(self):
         # Lists from JSON or a UI become tuples, so configs stay hashable and compare equal.
@@ -137,6 +150,7 @@ class RunConfig:
         if not isinstance(self.augment, AugmentConfig):
             raise ConfigError("augment must be an augmentation config")
         self.augment.validate()
+        _choice("preprocess", self.preprocess, PREPROCESS_MODES)
 
     def canonical(self) -> dict:
         """The fields that change the result, normalised; the dataset enters by fingerprint.
@@ -152,6 +166,8 @@ class RunConfig:
             values["augment"] = None
             values["augment_factor"] = 1
             values["protocol"] = "strict"
+        elif not self.augment.colour_jitter:
+            del values["augment"]["colour_jitter"]  # off: runs from before it existed keep their ids
         if self.is_cnn:
             for name in ("feature_set", "k"):
                 del values[name]
@@ -162,6 +178,8 @@ class RunConfig:
                 del values["k"]
         if self.test_fraction is not None:
             del values["folds"]
+        if self.preprocess == "raw":
+            del values["preprocess"]  # so that runs from before preprocessing keep their ids
         return values
 
     def to_dict(self) -> dict:

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from leukdash.config import RunConfig
-from leukdash.data.dataset import square_resize
 from leukdash.data.decode import decode_image
 from leukdash.errors import ImageDecodeError, RunError
+from leukdash.preprocess import prepare_images
 from leukdash.store import RunStore
 
 # Loaded fold models of the last few runs used (a dashboard switches between a handful).
@@ -48,7 +48,7 @@ class FoldEnsemble:
             self.models = [joblib.load(p) for p in paths]
 
     def prepare(self, images: list[np.ndarray]) -> np.ndarray:
-        return np.stack([square_resize(image, self.config.image_size) for image in images])
+        return prepare_images(self.config, images)
 
     def fold_probabilities(self, images: list[np.ndarray]) -> np.ndarray:
         """(folds, images, classes) probabilities."""

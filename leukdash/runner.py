@@ -117,7 +117,7 @@ def _compute_missing(resolved: ResolvedRun, store: RunStore, n_jobs, on_event) -
     from leukdash.training import load_arrays, plan_folds
 
     config, run_id = resolved.config, resolved.run_id
-    arrays = load_arrays(resolved.dataset, config.image_size)
+    arrays = load_arrays(resolved.dataset, config.image_size, config.preprocess)
     _, fold_ids = plan_folds(config, resolved.dataset, arrays)
     store.write_meta(run_id, _meta(resolved, arrays, fold_ids))
     done = store.completed_folds(run_id, len(fold_ids))

@@ -20,9 +20,11 @@ from leukdash.data.sources import SkippedFile
 from leukdash.paths import artifacts_root
 
 
-def load_arrays(dataset: Dataset, size: int) -> LoadedImages:
-    """Decoded and resized images of a dataset, cached on disk by fingerprint and size."""
-    cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}_{size}.npz"
+def load_arrays(dataset: Dataset, size: int, preprocess: str = "raw") -> LoadedImages:
+    """Decoded and resized images of a dataset (preprocessed as
+    :func:`leukdash.preprocess.prepare_images` does), cached on disk by fingerprint, size and mode."""
+    mode = "" if preprocess == "raw" else f"_{preprocess}"
+    cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}_{size}{mode}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as stored:
             return LoadedImages(
@@ -30,7 +32,13 @@ def load_arrays(dataset: Dataset, size: int) -> LoadedImages:
                 paths=[dataset.root / p for p in stored["paths"]],
                 skipped=[SkippedFile(dataset.root / p, r) for p, r in zip(stored["skipped_paths"], stored["skipped_reasons"])],
             )
-    loaded = dataset.load(size)
+    if preprocess == "raw":
+        loaded = dataset.load(size)
+    else:
+        from leukdash.preprocess import prepare
+
+        loaded = dataset.load()  # full resolution: the cell is segmented before resizing
+        loaded.images = prepare(loaded.images, size, preprocess)
     _write_cache(cache, lambda tmp: np.savez(
         tmp, images=loaded.images, labels=loaded.labels, groups=loaded.groups.astype(str),
         paths=np.array([dataset.relative(p) for p in loaded.paths], dtype=str),
@@ -106,7 +114,7 @@ def run_fold(config: RunConfig, dataset: Dataset, fold: int, *, model_path: Path
 
     started = time.perf_counter()
     report = report or (lambda event: None)
-    arrays = load_arrays(dataset, config.image_size)
+    arrays = load_arrays(dataset, config.image_size, config.preprocess)
     fold_of, _ = plan_folds(config, dataset, arrays)
     train, val = fold_of != fold, fold_of == fold
     train_images, train_labels = arrays.images[train], arrays.labels[train]

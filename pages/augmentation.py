@@ -1,4 +1,5 @@
-"""Augmentation: switch the paper's seven transforms on or off, set their ranges, preview them.
+"""Augmentation: switch the paper's seven transforms (and a colour jitter that is not in the paper)
+on or off, set their ranges, preview them.
 
 The settings are kept in ``st.session_state["augment"]`` (an AugmentConfig as a dict), which the
 Experiments page uses.
@@ -21,7 +22,10 @@ RANGES = {
     "height_shift": ("Height shift", 100, 5, "± %d%% of height", 0.01),
     "zoom": ("Zoom", 90, 5, "± %d%%", 0.01),
     "shear": ("Shear", 60, 5, "± %d°", 1.0),
+    "colour_jitter": ("Colour jitter (not in the paper)", 50, 5, "± %d%%", 0.01),
 }
+# The jitter is off in the paper's settings: its slider starts here when switched on.
+JITTER_START = 0.1
 FLIPS = {"horizontal_flip": "Horizontal flip", "vertical_flip": "Vertical flip"}
 
 
@@ -40,7 +44,9 @@ def set_widgets(config: AugmentConfig) -> None:
 st.title("Augmentation")
 st.markdown("The paper enlarged each class about 8x with random affine copies of every image "
             "(Keras `ImageDataGenerator`). Set each transform's range; every copy draws its "
-            "parameters uniformly within them, and each flip happens with probability ½.")
+            "parameters uniformly within them, and each flip happens with probability ½. The colour jitter "
+            "is not in the paper (off in its settings): it varies brightness, red and blue gain and gamma "
+            "per copy, as stains and lamps vary between labs.")
 
 paper = AugmentConfig()
 saved = AugmentConfig.from_dict(st.session_state.get("augment", paper.to_dict()))
@@ -52,7 +58,8 @@ with controls:
         on_col, slider_col = st.columns([2, 3], vertical_alignment="center")
         default_on = getattr(saved, name) > 0
         on = kept(on_col.toggle, f"aug_on_{name}", default_on, label)
-        amount = kept(slider_col.slider, f"aug_{name}", round((getattr(saved, name) or getattr(paper, name)) / scale),
+        start = getattr(saved, name) or getattr(paper, name) or JITTER_START
+        amount = kept(slider_col.slider, f"aug_{name}", round(start / scale),
                       f"{label} range", min_value=step, max_value=maximum, step=step, format=shown,
                       disabled=not on, label_visibility="collapsed")
         values[name] = amount * scale if on else 0.0

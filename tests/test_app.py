@@ -224,3 +224,22 @@ def test_a_running_job_shows_progress_and_can_be_cancelled(tiny):
     assert jobs.job_status(run_id)["state"] == "cancelled"
     assert at.dataframe[0].value["Status"].iloc[0] == "cancelled"
     assert at.button(key="launch").label == "Launch 1 run"
+
+
+def test_data_page_previews_cell_preprocessing_and_jitter_is_offered(tiny):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    open_page(at, "data")
+    at.sidebar.selectbox(key="dataset").set_value("tiny").run(timeout=TIMEOUT)
+    at.selectbox(key="data_preprocess").set_value("cell-fit-gray").run(timeout=TIMEOUT)
+    assert not at.exception
+    shown = at.get("image")
+    # Samples (5 classes) plus one original-and-preprocessed strip per class.
+    assert len(shown) == 10
+    captions = " ".join(str(block.proto) for block in shown[5:])
+    assert "cell-fit-gray" in captions or "touches the border" in captions or "none found" in captions
+
+    open_page(at, "augmentation")
+    assert at.toggle(key="aug_on_colour_jitter").value is False   # off in the paper's settings
+    at.toggle(key="aug_on_colour_jitter").set_value(True).run(timeout=TIMEOUT)
+    assert at.session_state["augment"]["colour_jitter"] == 0.1
+    assert "colour jitter" in " ".join(c.value for c in at.caption)

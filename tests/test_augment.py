@@ -238,3 +238,32 @@ def test_bad_image_config_factor_and_labels_raise_clear_errors():
         expand(textured(2), [0, 1, 1], 2, AugmentConfig(), 0)
     with pytest.raises(ValueError, match="seed"):
         augment_batch(textured(1), AugmentConfig(), None)
+
+
+def test_colour_jitter_is_an_optional_eighth_transform():
+    from leukdash.config import RunConfig
+
+    assert AugmentConfig().colour_jitter == 0 and "colour_jitter" not in AugmentConfig().enabled()
+    # Off, it leaves the canonical form (and so every run id) as it was before it existed.
+    assert "colour_jitter" not in RunConfig().canonical()["augment"]
+    jittered = RunConfig(augment=AugmentConfig(colour_jitter=0.2))
+    assert jittered.canonical()["augment"]["colour_jitter"] == 0.2
+    with pytest.raises(ConfigError, match="augment.colour_jitter"):
+        AugmentConfig(colour_jitter=0.9).validate()
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 255, (4, 24, 24, 3), dtype=np.uint8)
+    images[:, :6] = 0      # a black band, as around a segmented cell
+    only_jitter = only(colour_jitter=0.3)
+    out = augment_batch(images, only_jitter, 5)
+    assert (out[:, :6] == 0).all()
+    assert np.abs(out.astype(int) - images).mean() > 3   # colours did change
+    assert np.array_equal(out, augment_batch(images, only_jitter, 5))
+    one_by_one = np.stack([augment_image(image, only_jitter, np.random.default_rng(7)) for image in images[:1]])
+    assert np.array_equal(one_by_one, augment_batch(images[:1], only_jitter, np.random.default_rng(7)))
+    # Per-image factors: the ratio of red to green moves, which brightness alone would not do.
+    def red_over_green(batch):
+        middle = batch[:, 8:20].astype(float) + 1
+        return np.median(middle[..., 0] / middle[..., 1], axis=(1, 2))
+
+    assert np.ptp(red_over_green(out) / red_over_green(images)) > 0.05

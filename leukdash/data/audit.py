@@ -28,6 +28,7 @@ from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 from leukdash.data.decode import decode_image
 from leukdash.data.dataset import square_resize
 from leukdash.folds import capped_merges, max_folds, merge_groups, merge_limit
+from leukdash.preprocess import RAW, parse_mode, preprocess_image
 
 # Near duplicates are found in two steps. Candidates: perceptual hashes (pHash, 12x12 = 144
 # bits) at most this many bits apart; cheap, but blind on segmented cells on black (C-NMC),
@@ -50,8 +51,12 @@ SHORTCUT_SIZE = 64
 HISTOGRAM_BINS = 16
 
 
-def audit_dataset(ds, *, folds: int = 5, seed: int = 0) -> dict:
+def audit_dataset(ds, *, folds: int = 5, seed: int = 0, preprocess: str | None = None) -> dict:
     """A JSON-ready report on ``ds`` (a :class:`leukdash.data.dataset.Dataset`).
+
+    With ``preprocess`` (a cell-level mode of :mod:`leukdash.preprocess`), the report also
+    counts the images whose cell could not be segmented plausibly and runs the shortcut checks
+    again on the preprocessed images.
 
     ``shortcut.chance`` is the accuracy of always answering the most frequent class (0.5 for
     two balanced classes, 185/903 = 0.205 for the default synthetic set); the two shortcut
@@ -60,6 +65,8 @@ def audit_dataset(ds, *, folds: int = 5, seed: int = 0) -> dict:
     """
     from leukdash.training import load_arrays
 
+    if preprocess is not None:
+        parse_mode(preprocess)  # a bad mode fails before any work
     loaded = ds.load(size=SHORTCUT_SIZE)
     names = [ds.relative(path) for path in loaded.paths]
     classes = [ds.classes[label] for label in loaded.labels]
@@ -68,7 +75,7 @@ def audit_dataset(ds, *, folds: int = 5, seed: int = 0) -> dict:
         width, height = _image_size(path)
         sizes[f"{width}x{height}"] += 1
     found = find_duplicates(load_arrays(ds, PIXEL_SIZE))
-    return {
+    report = {
         "name": ds.name,
         "root": str(ds.root),
         "kind": ds.kind,
@@ -87,10 +94,30 @@ def audit_dataset(ds, *, folds: int = 5, seed: int = 0) -> dict:
             "refused": [{**_entry(pair, names, classes), "group_sizes": group_sizes}
                         for pair, group_sizes in found.refused],
             "merge_limit": found.merge_limit,
+            "pixel_match": PIXEL_MATCH,
         },
         "max_folds": max_folds(loaded.labels, merge_groups(loaded.groups, found.pairs())),
         "shortcut": shortcut_scores(loaded.images, loaded.labels, loaded.groups, folds=folds, seed=seed),
     }
+    if preprocess is not None and preprocess != RAW:
+        report["preprocessed"] = _audit_preprocessed(ds, preprocess, folds=folds, seed=seed)
+    return report
+
+
+def _audit_preprocessed(ds, mode: str, *, folds: int, seed: int) -> dict:
+    """Segmentation failures and the shortcut checks on the images as a run in ``mode`` sees them."""
+    full = ds.load()
+    images, failed = [], []
+    for path, image in zip(full.paths, full.images):
+        prepared, cell = preprocess_image(image, mode)
+        images.append(square_resize(prepared, SHORTCUT_SIZE))
+        if cell.failure:
+            failed.append({"path": ds.relative(path), "failure": cell.failure})
+    counts = defaultdict(int)
+    for entry in failed:
+        counts[entry["failure"]] += 1
+    return {"mode": mode, "n_images": len(images), "failures": dict(counts), "failed": failed,
+            "shortcut": shortcut_scores(np.stack(images), full.labels, full.groups, folds=folds, seed=seed)}
 
 
 def format_audit(report: dict) -> str:
@@ -116,19 +143,27 @@ def format_audit(report: dict) -> str:
             lines.append(f"    {' = '.join(entry['files'])}{extra}{across}")
     rejected = duplicates["rejected"]
     lines.append(f"  hash candidates rejected on the pixels: {rejected['n']} (best pixel score "
-                 f"{rejected['best_pixel_score']:.3f}, a duplicate needs {PIXEL_MATCH})")
+                 f"{rejected['best_pixel_score']:.3f}, a duplicate needs {duplicates['pixel_match']})")
     lines.append(f"  duplicate links not merged (the merged group would exceed {duplicates['merge_limit']} "
                  f"images): {len(duplicates['refused'])}")
     lines += [f"    {' = '.join(entry['files'])}  groups of {' + '.join(map(str, entry['group_sizes']))} images"
               for entry in duplicates["refused"]]
     lines.append(f"  grouped folds the data allows: {report['max_folds']}")
-    shortcut = report["shortcut"]
+    def shortcut_line(shortcut):
+        def score(key):
+            return "n/a" if shortcut[key] is None else f"{shortcut[key]:.2f}"
 
-    def score(key):
-        return "n/a" if shortcut[key] is None else f"{shortcut[key]:.2f}"
+        return (f"shortcut accuracy (chance {shortcut['chance']:.2f}): colour histogram "
+                f"{score('histogram_acc')}, background colour {score('background_acc')}")
 
-    lines.append(f"  shortcut accuracy (chance {shortcut['chance']:.2f}): colour histogram "
-                 f"{score('histogram_acc')}, background colour {score('background_acc')}")
+    lines.append(f"  {shortcut_line(report['shortcut'])}")
+    if "preprocessed" in report:
+        pre = report["preprocessed"]
+        counts = ", ".join(f"{kind} {n}" for kind, n in sorted(pre["failures"].items())) or "none"
+        lines.append(f"  preprocessed as {pre['mode']}: segmentation failures {len(pre['failed'])} of "
+                     f"{pre['n_images']} ({counts})")
+        lines += [f"    {entry['path']}: {entry['failure']}" for entry in pre["failed"]]
+        lines.append(f"    {shortcut_line(pre['shortcut'])}")
     return "\n".join(lines)
 
 
