@@ -13,6 +13,7 @@ import numpy as np
 from leukdash.data.decode import decode_image
 from leukdash.data.sources import ImageItem, SkippedFile, scan_folder
 from leukdash.errors import DatasetError, ImageDecodeError
+from leukdash.paths import printable
 
 SYNTHETIC_LABEL = "synthetic demo data, not clinical"
 
@@ -74,7 +75,8 @@ class Dataset:
         return digest.hexdigest()
 
     def relative(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
+        """A path as it is recorded and shown: relative to the dataset folder, printable."""
+        return printable(path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path))
 
     def subset(self, classes) -> Dataset:
         """The images of some classes only, relabelled in the given order."""
