@@ -117,6 +117,7 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
 def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None) -> list[dict]:
     """Predictions for image files, in their order; an unreadable file (not a regular file, too
     large, not an image) gets an ``error`` entry, not an exception."""
+    (store or RunStore()).run_dir(run_id)  # an invalid run id is refused before any file is read
     entries, decoded = [], []
     for path in paths:
         entry = {"file": printable(str(path))}
