@@ -70,7 +70,8 @@ class Dataset:
     def fingerprint(self) -> str:
         digest = hashlib.sha256("\n".join(self.classes).encode())
         for item in self.items:
-            content = hashlib.sha1(item.path.read_bytes()).hexdigest()
+            with open(item.path, "rb") as handle:  # in blocks: a huge file is not held in memory
+                content = hashlib.file_digest(handle, "sha1").hexdigest()
             digest.update(f"\n{self.relative(item.path)}\t{item.label}\t{item.group}\t{content}".encode())
         return digest.hexdigest()
 
