@@ -415,8 +415,8 @@ def _cache_damage(pattern: str, damage: Callable[[Path], None], **changes):
 CACHE_CASES = [
     ("array cache truncated", "arrays/*_16.npz", _truncate, {}),
     ("array cache garbage bytes", "arrays/*_16.npz", _garbage, {}),
-    ("duplicates cache garbage bytes", "arrays/*_duplicates.json", _garbage, {}),
-    ("duplicates cache wrong structure", "arrays/*_duplicates.json", lambda p: p.write_text('[["a", 1]]'), {}),
+    ("duplicates cache garbage bytes", "arrays/*_duplicates*.json", _garbage, {}),
+    ("duplicates cache wrong structure", "arrays/*_duplicates*.json", lambda p: p.write_text('[["a", 1]]'), {}),
     ("feature cache truncated", "features/*.npy", _truncate, {"feature_set": "features"}),
 ]
 for _name, _pattern, _damage, _changes in CACHE_CASES:
@@ -531,7 +531,7 @@ case("--config-file FIFO", "exit 2, never opened (no hang)")(
 def _ci_clipped(folder: Path) -> str:
     fold = {"fold": 0, "val_acc": 1.0, "val_loss": 0.1, "train_acc": 1.0, "balanced_acc": 1.0, "macro_f1": 1.0,
             "seconds": 1.0}
-    result = {"run_id": "x", "cached": True, "config": {"model": "nb", "protocol": "strict"},
+    result = {"run_id": "x", "cached": True, "config": {"model": "nb", "protocol": "strict", "folds": 1},
               "dataset": {"name": "d"}, "folds": [fold],
               "summary": {"val_acc": {"mean": 0.8333, "std": 0.29, "min": 0.5, "max": 1.0, "ci95": [0.4749, 1.1918]}}}
     last = _run_text(result).splitlines()[-1]
