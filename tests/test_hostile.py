@@ -243,6 +243,15 @@ def _symlinked_folder(folder: Path) -> None:
     (folder / "patient7").symlink_to(outside, target_is_directory=True)
 
 
+def _device(folder: Path) -> None:
+    import stat
+
+    try:
+        os.mknod(folder / "zero.png", stat.S_IFCHR | 0o600, os.makedev(1, 5))  # what /dev/zero is
+    except PermissionError:
+        pytest.skip("creating a device node needs root (CAP_MKNOD)")
+
+
 def _sparse_huge(folder: Path) -> None:
     with open(folder / "huge.png", "wb") as handle:
         handle.truncate(400 * 2**20)  # sparse: no disk space used
@@ -274,6 +283,7 @@ IMAGE_CASES = [
     ("symlink loop", "listed: symbolic link loop", _symlink_loop, "symbolic link loop", 12),
     ("broken symlink", "listed: broken symbolic link", _broken_symlink, "broken symbolic link", 12),
     ("FIFO named like an image", "listed, never opened (no hang)", _fifo, "FIFO", 12),
+    ("device named like an image", "listed, never opened", _device, "is a device", 12),
     ("folder named like an image", "listed, not entered", _folder_named_like_image, "folder named like an image", 12),
     ("symlink to an outside folder", "listed, not followed", _symlinked_folder, "symbolic link to a folder", 12),
 ]
@@ -293,6 +303,19 @@ def _non_utf8_audit_and_run(folder: Path) -> str:
     [skipped] = RunStore().read_meta(json.loads(out)["run_id"])["dataset"]["skipped"]
     assert skipped["path"] == "ALL/bad\\xff\\xfe.png"
     return "audit and run exit 0; listed as ALL/bad\\xff\\xfe.png"
+
+
+@case("class folder with a non-UTF-8 name", "the class listed as skipped, the other classes load")
+def _non_utf8_class(folder: Path) -> str:
+    dataset = _dataset(folder)
+    bad_class = dataset / os.fsdecode(b"CL\xffL")
+    bad_class.mkdir()
+    (bad_class / "c0.png").write_bytes(_png(_noise(30)))
+    opened = Dataset.from_folder(dataset)
+    assert opened.classes == ("ALL", "HEALTHY") and len(opened.items) == 12
+    [(name, why)] = [(opened.relative(s.path), s.reason) for s in opened.ignored]
+    assert name == "CL\\xffL" and "not valid UTF-8" in why, (name, why)
+    return f"skipped {name}: {why}; ALL and HEALTHY load"
 
 
 # --------------------------------------------------------------------------- predict
