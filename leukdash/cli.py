@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from leukdash.config import AugmentConfig, RunConfig
-from leukdash.errors import LeukdashError
+from leukdash.errors import FileRefused, LeukdashError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,12 +111,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="raw (default, the paper's) or cell-{keep|fit}-{asis|reinhard|gray|hematoxylin}")
 
 
+# A run config is a few hundred bytes; anything far bigger is not one.
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def config_from_args(args) -> RunConfig:
     if args.config_file:
-        try:
-            return RunConfig.from_dict(json.loads(args.config_file.read_text()))
-        except (OSError, json.JSONDecodeError) as error:
-            raise LeukdashError(f"cannot read config file {args.config_file}: {error}") from None
+        return _config_file(args.config_file)
     return RunConfig(
         dataset=args.dataset or "synthetic",
         classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
@@ -128,6 +129,38 @@ def config_from_args(args) -> RunConfig:
         batch_size=args.batch_size, feature_set=args.feature_set, k=args.k, folds=args.folds,
         test_fraction=args.test_fraction, seed=args.seed, preprocess=args.preprocess,
     )
+
+
+def _config_file(path: Path) -> RunConfig:
+    """The config in a JSON file: a config object, or a run's ``meta.json`` (its ``config``)."""
+    from leukdash.files import read_regular_file
+
+    try:
+        values = json.loads(read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8"))
+    except FileRefused as error:
+        raise LeukdashError(f"cannot read config file {path}: {error}") from None
+    except ValueError:  # not UTF-8, or not JSON
+        raise LeukdashError(f"config file {path} is not a JSON text file") from None
+    if isinstance(values, dict) and isinstance(values.get("config"), dict) and "run_id" in values:
+        values = values["config"]
+    if not isinstance(values, dict):
+        raise LeukdashError(f"config file {path} must hold a JSON object of run settings, "
+                            f"not {type(values).__name__}")
+    return RunConfig.from_dict(values)
+
+
+def _n_jobs(requested: int | None) -> int | None:
+    """``--n-jobs``, at most one worker per core: more would only compete for the same cores."""
+    import os
+
+    if requested is None:
+        return None
+    if requested < 1:
+        raise LeukdashError(f"--n-jobs must be at least 1, got {requested}")
+    cores = os.cpu_count() or 1
+    if requested > cores:
+        print(f"note: --n-jobs {requested} capped to {cores}, the number of cores of this machine", file=sys.stderr)
+    return min(requested, cores)
 
 
 def _datasets(args) -> int:
@@ -159,10 +192,10 @@ def _audit(args) -> int:
 def _run(args) -> int:
     from leukdash.runner import run
 
-    config = config_from_args(args)
+    config, n_jobs = config_from_args(args), _n_jobs(args.n_jobs)
     line = None if args.quiet else ProgressLine(sys.stderr)
     try:
-        result = run(config, n_jobs=args.n_jobs, on_event=line.update if line else None)
+        result = run(config, n_jobs=n_jobs, on_event=line.update if line else None)
     finally:
         if line:
             line.close()
@@ -200,9 +233,10 @@ def _run_text(result: dict) -> str:
         lines.append(f"{fold['fold'] + 1:>4} {fold['val_acc']:>8.4f} {fold['val_loss']:>9.4f} {fold['train_acc']:>9.4f} "
                      f"{fold['balanced_acc']:>8.4f} {fold['macro_f1']:>8.4f} {fold['seconds']:>6.1f}")
     acc = summary["val_acc"]
-    interval = acc.get("ci95") or [acc["mean"], acc["mean"]]
+    low, high = acc.get("ci95") or [acc["mean"], acc["mean"]]
+    # Clipped to the possible range of an accuracy, as the report shows it.
     lines.append(f"mean val_acc {acc['mean']:.4f} (std {acc['std']:.4f}, min {acc['min']:.4f}, max {acc['max']:.4f}, "
-                 f"95% CI {interval[0]:.4f}-{interval[1]:.4f})")
+                 f"95% CI {max(low, 0.0):.4f}-{min(high, 1.0):.4f})")
     return "\n".join(lines)
 
 
@@ -251,13 +285,16 @@ def _predict(args) -> int:
     predictions = predict_files(args.run_id, args.images)
     if args.json:
         _print_json({"run_id": args.run_id, "predictions": predictions})
-        return 0
-    for entry in predictions:
-        if "error" in entry:
-            print(f"{entry['file']}: cannot read: {entry['error']}")
-        else:
-            probs = "  ".join(f"{c} {p:.3f}" for c, p in entry["probabilities"].items())
-            print(f"{entry['file']}: {entry['predicted']} (folds agreeing {entry['agreement']}/{entry['n_folds']})  {probs}")
+    else:
+        for entry in predictions:
+            if "error" in entry:
+                print(f"{entry['file']}: cannot read: {entry['error']}")
+            else:
+                probs = "  ".join(f"{c} {p:.3f}" for c, p in entry["probabilities"].items())
+                print(f"{entry['file']}: {entry['predicted']} (folds agreeing {entry['agreement']}/{entry['n_folds']})  {probs}")
+    if all("error" in entry for entry in predictions):
+        print(f"error: none of the {len(predictions)} image(s) could be read", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -110,7 +110,7 @@ class RunConfig:
 
     def __post_init__(self):
         # Lists from JSON or a UI become tuples, so configs stay hashable and compare equal.
-        if self.classes is not None and not isinstance(self.classes, tuple):
+        if isinstance(self.classes, list):
             object.__setattr__(self, "classes", tuple(self.classes))
         if isinstance(self.augment, dict):
             object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
@@ -129,6 +129,8 @@ class RunConfig:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError("dataset must be a dataset name or a folder path")
         if self.classes is not None:
+            if not isinstance(self.classes, tuple) or not all(isinstance(c, str) and c for c in self.classes):
+                raise ConfigError(f"classes must be a list of class names, got {self.classes!r}")
             if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
                 raise ConfigError(f"classes must name at least 2 distinct classes, got {list(self.classes)}")
         _int_range("image_size", self.image_size, 8, 512)
@@ -202,6 +204,8 @@ def stable_hash(value, length: int = 12) -> str:
 
 
 def _from_dict(cls, values: dict, what: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{what} settings must be a JSON object, got {type(values).__name__}")
     unknown = set(values) - {f.name for f in fields(cls)}
     if unknown:
         raise ConfigError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}")

@@ -19,3 +19,7 @@ class ImageDecodeError(LeukdashError):
 
 class RunError(LeukdashError):
     """A run cannot be found, resumed or used for prediction."""
+
+
+class FileRefused(LeukdashError):
+    """A path names something that is not read: not a regular file, too large, or unreadable."""

@@ -16,3 +16,21 @@ def data_roots() -> list[Path]:
     roots = [Path(p) for p in os.environ.get("LEUKDASH_DATA", "").split(os.pathsep) if p]
     roots.append(Path.cwd() / "data")
     return roots
+
+
+def printable(text: str) -> str:
+    """``text`` with the bytes of a name that is not valid UTF-8 written as escapes (``\\xff``),
+    so that it can be printed, logged and stored as JSON."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def hide_roots(text: str) -> str:
+    """``text`` (an error message, a path) as a dashboard visitor may see it: paths under the
+    data roots, the artifacts folder or the repository relative to it, never the server's
+    absolute folders; printable."""
+    roots = {str(folder) for root in (*data_roots(), artifacts_root(), REPO_ROOT)
+             for folder in (root, root.resolve())}
+    for root in sorted(roots, key=len, reverse=True):
+        if len(root) > 1:
+            text = text.replace(root.rstrip(os.sep) + os.sep, "")
+    return printable(text)

@@ -14,6 +14,7 @@ import numpy as np
 from leukdash.config import RunConfig
 from leukdash.data.decode import decode_image
 from leukdash.errors import ImageDecodeError, RunError
+from leukdash.paths import printable
 from leukdash.preprocess import prepare_images
 from leukdash.store import RunStore
 
@@ -34,18 +35,15 @@ class FoldEnsemble:
         self.config = RunConfig.from_dict(meta["config"])
         self.classes = tuple(meta["dataset"]["classes"])
         suffix = "keras" if self.config.is_cnn else "joblib"
-        paths = [store.model_path(run_id, fold, suffix) for fold in meta["fold_ids"]]
-        missing = [p.name for p in paths if not p.is_file()]
-        if missing:
-            raise RunError(f"run {run_id!r} has no saved model for {', '.join(missing)}")
-        if self.config.is_cnn:
-            from leukdash.models import cnn
-
-            self.models = [cnn.load_model(p) for p in paths]
-        else:
-            import joblib
-
-            self.models = [joblib.load(p) for p in paths]
+        self.models = []
+        for fold in meta["fold_ids"]:
+            path = store.model_path(run_id, fold, suffix)
+            # read_fold checks the model file against the sha256 recorded with the fold.
+            model = _load_model(path, self.config.is_cnn) if store.read_fold(run_id, fold) is not None else None
+            if model is None:
+                store.discard_fold(run_id, fold)
+                raise RunError(damaged_model_message(run_id, path, store))
+            self.models.append(model)
 
     def prepare(self, images: list[np.ndarray]) -> np.ndarray:
         return prepare_images(self.config, images)
@@ -79,6 +77,27 @@ class FoldEnsemble:
         return results
 
 
+def _load_model(path: Path, is_cnn: bool):
+    """The model saved at ``path``, or None when it cannot be loaded (missing, truncated...)."""
+    try:
+        if is_cnn:
+            from leukdash.models import cnn
+
+            return cnn.load_model(path)
+        import joblib
+
+        return joblib.load(path)
+    except Exception:  # noqa: BLE001 - unpickling and Keras raise many kinds; all mean "damaged"
+        return None
+
+
+def damaged_model_message(run_id: str, path: Path, store: RunStore) -> str:
+    """One line: which model is damaged, and the command that recomputes its fold."""
+    meta_file = store.run_dir(run_id) / "meta.json"
+    return (f"run {run_id}: the saved model {path.parent.name}/{path.name} is damaged or missing; its fold is "
+            f"recomputed by `python -m leukdash run --config-file {meta_file}` (or by launching the run again)")
+
+
 def ensemble(run_id: str, store: RunStore | None = None) -> FoldEnsemble:
     """The loaded fold models of a run, kept for the life of the process."""
     store = store or RunStore()
@@ -96,18 +115,22 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
 
 
 def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None) -> list[dict]:
-    """Predictions for image files; an unreadable file gets an ``error`` entry, not an exception."""
-    decoded, results = [], []
+    """Predictions for image files, in their order; an unreadable file (not a regular file, too
+    large, not an image) gets an ``error`` entry, not an exception."""
+    (store or RunStore()).run_dir(run_id)  # an invalid run id is refused before any file is read
+    entries, decoded = [], []
     for path in paths:
+        entry = {"file": printable(str(path))}
         try:
-            decoded.append((str(path), decode_image(path)))
+            decoded.append((entry, decode_image(path)))
         except ImageDecodeError as error:
-            results.append({"file": str(path), "error": str(error)})
+            entry["error"] = str(error)
+        entries.append(entry)
     if decoded:
         predictions = predict_images(run_id, [image for _, image in decoded], store)
-        results.extend({"file": name, **p} for (name, _), p in zip(decoded, predictions))
-    order = {str(p): i for i, p in enumerate(paths)}
-    return sorted(results, key=lambda r: order[r["file"]])
+        for (entry, _), prediction in zip(decoded, predictions):
+            entry.update(prediction)
+    return entries
 
 
 def gradcam(run_id: str, image: np.ndarray, store: RunStore | None = None) -> np.ndarray:

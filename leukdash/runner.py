@@ -159,9 +159,9 @@ def _fold_task(config_dict: dict, dataset_root: str, run_id: str, store_root: st
     def report(event: dict) -> None:
         _emit(progress_path, {**event, "fold": fold, "n_folds": n_folds}, on_event)
 
-    result = run_fold(config, dataset, fold, model_path=store.model_path(run_id, fold, model_suffix(config)),
-                      report=report)
-    store.write_fold(run_id, fold, result)
+    model_path = store.model_path(run_id, fold, model_suffix(config))
+    result = run_fold(config, dataset, fold, model_path=model_path, report=report)
+    store.write_fold(run_id, fold, result, model=model_path)
     report({"event": "fold_done", "metrics": {"val_acc": result["val_acc"], "val_loss": result["val_loss"]},
             "seconds": result["seconds"]})
 

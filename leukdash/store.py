@@ -3,7 +3,8 @@
 Layout of a run folder::
 
     meta.json           config, dataset info, versions, "created" time
-    folds/fold_<i>.json {"checksum": sha256 of the result's canonical JSON, "result": {...}}
+    folds/fold_<i>.json {"checksum": sha256 of the result's canonical JSON, "result": {...},
+                         "model": {"file": "fold_<i>.<suffix>", "sha256": of the model file}}
     models/fold_<i>.<suffix>
     summary.json        written once every fold is done
     progress.jsonl      progress events (see :mod:`leukdash.progress`)
@@ -12,8 +13,10 @@ Layout of a run folder::
 
 Every JSON file is written atomically (temporary file in the same folder, fsync, ``os.replace``),
 so a reader sees the old or the new content, never half of it, and a run killed at any moment
-resumes from the folds it finished. A fold file that fails its checksum is moved aside and counts
-as missing, so it is recomputed.
+resumes from the folds it finished. A fold file that fails its checksum, or whose model file is
+missing or no longer has the recorded sha256, is moved aside and counts as missing, so it is
+recomputed. (Folds stored before model hashes were recorded have no ``model`` entry: their
+model is checked when it is loaded.)
 
 Only the standard library is imported here (``filelock`` when a lock is taken): answering a
 finished run from the store must not pay for numpy, pandas or TensorFlow.
@@ -32,7 +35,7 @@ from pathlib import Path
 from leukdash import paths
 from leukdash.errors import RunError
 
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_RUN_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -75,6 +78,15 @@ def checksum(value) -> str:
     """sha256 hex of the canonical JSON (sorted keys, no spaces) of a JSON value."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _plain(value):
@@ -125,15 +137,22 @@ class RunStore:
             raise RunError(f"fold must be a non-negative integer, got {fold!r}")
         return self.run_dir(run_id) / "folds" / f"fold_{fold}.json"
 
-    def write_fold(self, run_id: str, fold: int, result: dict) -> None:
-        """Store one fold's result atomically, with a checksum of its content."""
+    def write_fold(self, run_id: str, fold: int, result: dict, model: Path | None = None) -> None:
+        """Store one fold's result atomically, with a checksum of its content and the sha256
+        of its saved ``model`` file (in the run's ``models/`` folder)."""
         # Round-trip through JSON first so the checksum is of exactly what a reader will load
         # (tuples become lists, int keys become strings, numpy values plain numbers).
         plain = json.loads(json.dumps(result, default=_plain))
-        write_json_atomic(self.fold_path(run_id, fold), {"checksum": checksum(plain), "result": plain})
+        record = {"checksum": checksum(plain), "result": plain}
+        if model is not None:
+            record["model"] = {"file": Path(model).name, "sha256": file_sha256(model)}
+        write_json_atomic(self.fold_path(run_id, fold), record)
 
-    def read_fold(self, run_id: str, fold: int) -> dict | None:
-        """A fold's result; ``None`` if it is missing or damaged (a damaged file is moved aside)."""
+    def read_fold(self, run_id: str, fold: int, verify_model: bool = True) -> dict | None:
+        """A fold's result; ``None`` if it is missing or damaged (a damaged file is moved aside).
+
+        With ``verify_model``, a fold whose model file is missing or altered counts as damaged.
+        """
         path = self.fold_path(run_id, fold)
         stored = self._read_or_quarantine(path)
         if stored is None:
@@ -142,10 +161,25 @@ class RunStore:
             isinstance(stored, dict)
             and isinstance(stored.get("result"), dict)
             and stored.get("checksum") == checksum(stored["result"])
+            and (not verify_model or self._model_intact(run_id, stored.get("model")))
         ):
             return stored["result"]
         _quarantine(path)
         return None
+
+    def discard_fold(self, run_id: str, fold: int) -> None:
+        """Move a fold's record aside (e.g. its model cannot be loaded), so it is recomputed."""
+        _quarantine(self.fold_path(run_id, fold))
+
+    def _model_intact(self, run_id: str, model) -> bool:
+        if model is None:
+            return True  # stored before model hashes were recorded
+        if not (isinstance(model, dict) and isinstance(model.get("file"), str) and _MODEL_FILE.match(model["file"])):
+            return False
+        try:
+            return file_sha256(self.run_dir(run_id) / "models" / model["file"]) == model.get("sha256")
+        except OSError:
+            return False
 
     def completed_folds(self, run_id: str, n_folds: int) -> list[int]:
         """The folds among ``0 .. n_folds-1`` whose result is stored and intact."""
@@ -219,7 +253,7 @@ class RunStore:
                     continue
                 summary = self.read_summary(folder.name)
                 n_done = sum(
-                    self.read_fold(folder.name, int(match.group(1))) is not None
+                    self.read_fold(folder.name, int(match.group(1)), verify_model=False) is not None
                     for match in map(_FOLD_FILE.match, _names(folder / "folds"))
                     if match
                 )
@@ -256,7 +290,8 @@ class RunStore:
             return None
 
 
-_FOLD_FILE = re.compile(r"^fold_(\d+)\.json$")
+_FOLD_FILE = re.compile(r"\Afold_(\d+)\.json\Z")
+_MODEL_FILE = re.compile(r"\Afold_\d+\.(keras|joblib)\Z")
 
 
 def _names(folder: Path) -> list[str]:

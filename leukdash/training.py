@@ -10,11 +10,13 @@ import hashlib
 import os
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from leukdash.config import RunConfig
+from leukdash.errors import ConfigError
 from leukdash.data.dataset import Dataset, LoadedImages
 from leukdash.data.sources import SkippedFile
 from leukdash.paths import artifacts_root
@@ -22,16 +24,15 @@ from leukdash.paths import artifacts_root
 
 def load_arrays(dataset: Dataset, size: int, preprocess: str = "raw") -> LoadedImages:
     """Decoded and resized images of a dataset (preprocessed as
-    :func:`leukdash.preprocess.prepare_images` does), cached on disk by fingerprint, size and mode."""
+    :func:`leukdash.preprocess.prepare_images` does), cached on disk by fingerprint, size and mode.
+
+    A cache file that cannot be read back whole and consistent is decoded again and replaced.
+    """
     mode = "" if preprocess == "raw" else f"_{preprocess}"
     cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}_{size}{mode}.npz"
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as stored:
-            return LoadedImages(
-                images=stored["images"], labels=stored["labels"], groups=stored["groups"].astype(object),
-                paths=[dataset.root / p for p in stored["paths"]],
-                skipped=[SkippedFile(dataset.root / p, r) for p, r in zip(stored["skipped_paths"], stored["skipped_reasons"])],
-            )
+    stored = _read_array_cache(cache, dataset, size)
+    if stored is not None:
+        return stored
     if preprocess == "raw":
         loaded = dataset.load(size)
     else:
@@ -45,6 +46,34 @@ def load_arrays(dataset: Dataset, size: int, preprocess: str = "raw") -> LoadedI
         skipped_paths=np.array([dataset.relative(s.path) for s in loaded.skipped], dtype=str),
         skipped_reasons=np.array([s.reason for s in loaded.skipped], dtype=str)))
     return loaded
+
+
+def _read_array_cache(cache: Path, dataset: Dataset, size: int) -> LoadedImages | None:
+    """The cached arrays, or None when the file is missing or damaged.
+
+    Reading every member checks its zip CRC, so a truncated or altered file fails here (and the
+    arrays must agree in length and shape), not later inside a fold.
+    """
+    if not cache.is_file():
+        return None
+    try:
+        with np.load(cache, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in _ARRAY_CACHE_MEMBERS}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    n = len(arrays["images"])
+    if arrays["images"].shape[1:] != (size, size, 3) or arrays["images"].dtype != np.uint8 or \
+            not len(arrays["labels"]) == len(arrays["groups"]) == len(arrays["paths"]) == n or \
+            len(arrays["skipped_paths"]) != len(arrays["skipped_reasons"]):
+        return None
+    return LoadedImages(
+        images=arrays["images"], labels=arrays["labels"], groups=arrays["groups"].astype(object),
+        paths=[dataset.root / p for p in arrays["paths"]],
+        skipped=[SkippedFile(dataset.root / p, r) for p, r in zip(arrays["skipped_paths"], arrays["skipped_reasons"])],
+    )
+
+
+_ARRAY_CACHE_MEMBERS = ("images", "labels", "groups", "paths", "skipped_paths", "skipped_reasons")
 
 
 def _write_cache(path: Path, write) -> None:
@@ -67,7 +96,21 @@ def plan_folds(config: RunConfig, dataset: Dataset, arrays: LoadedImages) -> tup
     from leukdash.folds import fold_plan, merge_groups
 
     groups = merge_groups(arrays.groups, duplicate_pairs(dataset))
-    return fold_plan(arrays.labels, groups, dataset.classes, config.folds, config.test_fraction, config.seed)
+    fold_of, fold_ids = fold_plan(arrays.labels, groups, dataset.classes, config.folds, config.test_fraction,
+                                  config.seed)
+    _check_neighbours(config, fold_of, fold_ids)
+    return fold_of, fold_ids
+
+
+def _check_neighbours(config: RunConfig, fold_of: np.ndarray, fold_ids: list[int]) -> None:
+    """k-NN needs at least k training images in every fold: say so before any fold is trained."""
+    if config.model != "knn":
+        return
+    augmented = config.augment_factor > 1 and bool(config.augment.enabled())
+    smallest = min(int((fold_of != fold).sum()) for fold in fold_ids) * (config.augment_factor if augmented else 1)
+    if config.k > smallest:
+        raise ConfigError(f"k must be at most {smallest}, the smallest training set of this run's folds, "
+                          f"got {config.k}")
 
 
 def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
@@ -80,17 +123,31 @@ def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
     from leukdash.config import stable_hash
     from leukdash.data import audit
     from leukdash.folds import MAX_MERGE_SHARE
-    from leukdash.store import read_json, write_json_atomic
+    from leukdash.store import write_json_atomic
 
     # The method's settings are part of the key: a cache of another definition is never reused.
     method = stable_hash([audit.HASH_SIZE, audit.NEAR_DUPLICATE_DISTANCE, audit.PIXEL_SIZE, audit.PIXEL_MATCH,
                           MAX_MERGE_SHARE], 8)
     cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}_duplicates_{method}.json"
-    cached = read_json(cache) if cache.is_file() else None
+    cached = _read_pairs(cache, len(dataset.items))
     if cached is None:
         cached = audit.find_duplicates(load_arrays(dataset, audit.PIXEL_SIZE)).pairs()
         write_json_atomic(cache, cached)
     return [tuple(pair) for pair in cached]
+
+
+def _read_pairs(cache: Path, n_items: int) -> list | None:
+    """The cached duplicate pairs, or None when the file is missing or damaged (then rebuilt)."""
+    from leukdash.store import read_json
+
+    try:
+        pairs = read_json(cache)
+    except (OSError, ValueError):
+        return None
+    valid = isinstance(pairs, list) and all(
+        isinstance(pair, list) and len(pair) == 2
+        and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n_items for i in pair) for pair in pairs)
+    return pairs if valid else None
 
 
 def model_suffix(config: RunConfig) -> str:
@@ -212,9 +269,11 @@ def featurize_cached(images: np.ndarray, feature_set: str) -> np.ndarray:
     cache = artifacts_root() / "cache" / "features" / f"{digest.hexdigest()}.npy"
     if cache.is_file():
         try:
-            return np.load(cache, allow_pickle=False)
-        except (OSError, ValueError):
-            pass  # unreadable (e.g. a disk error): computed again and rewritten below
+            features = np.load(cache, allow_pickle=False)
+            if features.ndim == 2 and len(features) == len(images):
+                return features
+        except (OSError, ValueError, EOFError):
+            pass  # damaged or unreadable: computed again and rewritten below
     features = classic.featurize(images, feature_set)
     _write_cache(cache, lambda tmp: np.save(tmp, features))
     return features

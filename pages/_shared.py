@@ -15,6 +15,7 @@ from pathlib import Path
 import streamlit as st
 
 from leukdash import paths
+from leukdash.paths import hide_roots
 from leukdash.data.dataset import SYNTHETIC_LABEL
 from leukdash.errors import LeukdashError, RunError
 
@@ -124,7 +125,7 @@ def load_dataset_info(dataset: str) -> dict | None:
         with st.spinner(message):
             info = dataset_info(dataset, root())
     except LeukdashError as error:
-        st.error(f"Cannot open dataset {dataset!r}: {error}")
+        st.error(hide_roots(f"Cannot open dataset {dataset!r}: {error}"))
         return None
     if first_builtin:
         discovered.clear()

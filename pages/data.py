@@ -8,6 +8,7 @@ import streamlit as st
 
 from leukdash.config import PREPROCESS_MODES
 from leukdash.errors import LeukdashError
+from leukdash.paths import hide_roots
 from leukdash.plots import class_counts_bar
 from leukdash.preprocess import overlay
 from pages._shared import UPLOADS, audit, dataset_picker, image, load_dataset_info, root, routed, synthetic_note
@@ -54,7 +55,7 @@ if info is None:
     st.stop()
 synthetic_note(info)
 
-st.caption(f"`{info['path']}` · layout: {info['kind']}")
+st.caption(f"`{hide_roots(info['path'])}` · layout: {info['kind']}")
 counts = info["classes"]
 cols = st.columns(4)
 cols[0].metric("Images", f"{info['n_images']:,}")
@@ -129,7 +130,7 @@ else:
         with st.spinner("Auditing: decoding every image, hashing, two cross-validated shortcut checks…"):
             report = audit(dataset, root(), 5)
     except LeukdashError as error:
-        st.error(f"The audit failed: {error}")
+        st.error(hide_roots(f"The audit failed: {error}"))
         st.stop()
     duplicates = report["duplicates"]
     cols = st.columns(5)

@@ -8,6 +8,7 @@ import streamlit as st
 from leukdash import jobs
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.errors import LeukdashError
+from leukdash.paths import hide_roots
 from leukdash.plots import ERROR_BARS, metric_bars, runs_frame, summary_frame
 from leukdash.progress import format_duration
 from pages._shared import (dataset_picker, kept, load_dataset_info, percent_columns, resolve, results, root, routed,
@@ -153,7 +154,7 @@ with st.spinner("Checking the settings and fingerprinting the dataset…"):
         try:
             planned[name] = (config, resolve(json.dumps(config.to_dict(), sort_keys=True), root()))
         except LeukdashError as error:
-            st.error(f"{name}: {error}", icon=":material/error:")
+            st.error(hide_roots(f"{name}: {error}"), icon=":material/error:")
 
 st.divider()
 statuses = {name: jobs.job_status(run_id) for name, (_, run_id) in planned.items()}

@@ -9,6 +9,7 @@ import streamlit as st
 
 from leukdash.data.synthetic import DEFAULT_COUNTS
 from leukdash.errors import LeukdashError
+from leukdash.paths import hide_roots
 from leukdash.plots import paper_figures, paper_table, runs_frame
 from pages._shared import dataset_info, discovered, percent_columns, root, routed, runs
 
@@ -51,7 +52,7 @@ with left:
             rows.append({"Dataset": name, "Images": None, "Classes": None, "Note": f"cannot be read: {error}"})
             continue
         rows.append({"Dataset": name, "Images": info["n_images"], "Classes": len(info["class_names"]),
-                     "Note": "synthetic demo data, not clinical" if info["synthetic"] else info["path"]})
+                     "Note": "synthetic demo data, not clinical" if info["synthetic"] else hide_roots(info["path"])})
     st.dataframe(rows, hide_index=True, width="stretch")
     st.caption("Datasets are folders with one subfolder per class (or ALL-IDB file names) under "
                "`$LEUKDASH_DATA` or `./data`; a zip can be uploaded on the Data page.")

@@ -4,6 +4,7 @@ import streamlit as st
 
 from leukdash.data.decode import MAX_PIXELS, decode_image
 from leukdash.errors import ImageDecodeError, LeukdashError
+from leukdash.paths import hide_roots
 from leukdash.plots import heatmap_overlay, probability_bars
 from pages._shared import finished_runs, gradcam, kept, no_runs_yet, predict, root, routed, run_option_label
 
@@ -56,7 +57,7 @@ for upload in uploads:
             with st.spinner("Loading the fold models and predicting…"):
                 result = predict(root(), run_id, data)
         except LeukdashError as error:
-            st.error(f"Cannot predict with run {run_id}: {error}")
+            st.error(hide_roots(f"Cannot predict with run {run_id}: {error}"))
             st.stop()
         image_col, chart_col = st.columns([5, 6], gap="large")
         with chart_col:

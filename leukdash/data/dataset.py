@@ -13,6 +13,7 @@ import numpy as np
 from leukdash.data.decode import decode_image
 from leukdash.data.sources import ImageItem, SkippedFile, scan_folder
 from leukdash.errors import DatasetError, ImageDecodeError
+from leukdash.paths import printable
 
 SYNTHETIC_LABEL = "synthetic demo data, not clinical"
 
@@ -69,12 +70,14 @@ class Dataset:
     def fingerprint(self) -> str:
         digest = hashlib.sha256("\n".join(self.classes).encode())
         for item in self.items:
-            content = hashlib.sha1(item.path.read_bytes()).hexdigest()
+            with open(item.path, "rb") as handle:  # in blocks: a huge file is not held in memory
+                content = hashlib.file_digest(handle, "sha1").hexdigest()
             digest.update(f"\n{self.relative(item.path)}\t{item.label}\t{item.group}\t{content}".encode())
         return digest.hexdigest()
 
     def relative(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
+        """A path as it is recorded and shown: relative to the dataset folder, printable."""
+        return printable(path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path))
 
     def subset(self, classes) -> Dataset:
         """The images of some classes only, relabelled in the given order."""

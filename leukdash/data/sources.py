@@ -9,17 +9,25 @@ Two layouts are read:
 Wherever a file carries an ALL-IDB name, its group is the ALL-IDB image id ``ImNNN``, so the
 augmented variants ``Y`` of one image can never fall on both sides of a split. A ``groups.csv``
 beside the class folders (columns ``file,group``) overrides any of these groups.
+
+Whatever is named like an image but cannot be one is listed with its reason instead of being
+read: folders, FIFOs, devices, broken or looping symbolic links, symbolic links that lead out of
+the dataset folder, and names that are not valid UTF-8 (they could not be recorded or shown).
+Symbolic links to folders are not followed.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from leukdash.data.decode import IMAGE_EXTENSIONS
 from leukdash.errors import DatasetError
+from leukdash.files import stat_problem
+from leukdash.paths import printable
 
 # The paper's class order; other class names follow alphabetically.
 KNOWN_CLASSES = ("ALL", "AML", "CLL", "CML", "HEALTHY")
@@ -45,7 +53,7 @@ class SkippedFile:
 
     def to_dict(self, root: Path | None = None) -> dict:
         path = self.path.relative_to(root) if root and self.path.is_relative_to(root) else self.path
-        return {"path": str(path), "reason": self.reason}
+        return {"path": printable(str(path)), "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -60,17 +68,26 @@ class Scan:
 
 def scan_folder(root: Path) -> Scan:
     """Read a dataset folder in whichever layout it uses."""
-    root = Path(root)
+    root = Path(root).resolve()
     if not root.is_dir():
-        raise DatasetError(f"dataset folder not found: {root}")
-    class_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")
-                  and any(_is_image_name(p) for p in d.rglob("*"))]
-    if class_dirs:
-        scan = _scan_class_folders(root, class_dirs)
+        raise DatasetError(f"dataset folder not found: {printable(str(root))}")
+    folders, bad_folders = [], []
+    for folder in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        problem = _name_problem(folder.name)
+        entries = sorted(_walk(root, folder), key=lambda entry: entry[0])
+        if not any(_is_image_name(path) for path, _ in entries):
+            continue
+        if problem:
+            bad_folders.append(SkippedFile(folder, f"class {problem}"))
+        else:
+            folders.append((folder, entries))
+    if folders:
+        scan = _scan_class_folders(root, folders, bad_folders)
     elif any(ALLIDB_NAME.match(p.name) for p in root.iterdir()):
         scan = _scan_allidb(root)
     else:
-        raise DatasetError(f"no images found in {root}: expected one folder per class, or ALL-IDB files ImNNN_L.ext")
+        raise DatasetError(f"no images found in {printable(str(root))}: expected one folder per class, "
+                           "or ALL-IDB files ImNNN_L.ext")
     return _apply_groups_csv(root, scan)
 
 
@@ -90,29 +107,74 @@ def order_classes(names) -> tuple[str, ...]:
     return tuple(known + sorted(set(names) - set(known)))
 
 
-def _scan_class_folders(root: Path, class_dirs: list[Path]) -> Scan:
-    classes = order_classes([d.name for d in class_dirs])
-    items, ignored = [], []
-    for class_dir in class_dirs:
+def _scan_class_folders(root: Path, folders: list[tuple[Path, list]], ignored: list[SkippedFile]) -> Scan:
+    classes = order_classes([folder.name for folder, _ in folders])
+    items = []
+    for class_dir, entries in folders:
         label = classes.index(class_dir.name)
-        for path in sorted(p for p in class_dir.rglob("*") if p.is_file()):
-            if path.name.startswith("."):
-                continue
-            if not _is_image_name(path):
-                ignored.append(SkippedFile(path, f"unsupported file type '{path.suffix or path.name}'"))
-                continue
-            items.append(ImageItem(path, label, _default_group(root, class_dir, path)))
+        for path, problem in entries:
+            if problem:
+                ignored.append(SkippedFile(path, problem))
+            elif not _is_image_name(path):
+                ignored.append(SkippedFile(path, f"unsupported file type '{printable(path.suffix or path.name)}'"))
+            else:
+                items.append(ImageItem(path, label, _default_group(root, class_dir, path)))
     return Scan("folders", classes, tuple(items), tuple(ignored))
 
 
 def _scan_allidb(root: Path) -> Scan:
-    items = []
-    for path in sorted(p for p in root.iterdir() if p.is_file()):
+    items, ignored = [], []
+    for path in sorted(p for p in root.iterdir() if ALLIDB_NAME.match(p.name)):
+        problem = _entry_problem(root, path)
+        if problem:
+            ignored.append(SkippedFile(path, problem))
+            continue
         match = ALLIDB_NAME.match(path.name)
-        if match:
-            label = ALLIDB_CLASSES.index("ALL" if match.group(3) == "1" else "HEALTHY")
-            items.append(ImageItem(path, label, f"Im{int(match.group(1)):03d}"))
-    return Scan("allidb", ALLIDB_CLASSES, tuple(items), ())
+        label = ALLIDB_CLASSES.index("ALL" if match.group(3) == "1" else "HEALTHY")
+        items.append(ImageItem(path, label, f"Im{int(match.group(1)):03d}"))
+    return Scan("allidb", ALLIDB_CLASSES, tuple(items), tuple(ignored))
+
+
+def _walk(root: Path, folder: Path):
+    """Every visible entry under ``folder``, sorted, as ``(path, problem or None)``.
+
+    Files with an image name come with the reason they cannot be read, if any; folders named
+    like an image and symbolic links to folders are listed (with their reason) and not entered.
+    """
+    for current, dirs, files in os.walk(folder, followlinks=False):
+        current = Path(current)
+        dirs.sort()
+        for name in list(dirs):
+            path = current / name
+            if path.is_symlink() and not name.startswith("."):
+                yield path, "symbolic link to a folder: not followed"
+            elif _is_image_name(path):
+                yield path, "is a folder named like an image: not read"
+            elif not name.startswith("."):
+                continue
+            dirs.remove(name)
+        for name in sorted(files):
+            if not name.startswith("."):
+                path = current / name
+                yield path, _entry_problem(root, path) if _is_image_name(path) else None
+
+
+def _entry_problem(root: Path, path: Path) -> str | None:
+    """Why an entry named like an image is not read, or None when it is a usable file."""
+    problem = _name_problem(path.relative_to(root).as_posix()) or stat_problem(path)
+    if problem:
+        return "broken symbolic link" if problem == "file not found" and path.is_symlink() else problem
+    if not Path(os.path.realpath(path)).is_relative_to(root):
+        return "leads outside the dataset folder (symbolic link): refused"
+    return None
+
+
+def _name_problem(name: str) -> str | None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "name is not valid UTF-8: rename it"
+    return None
 
 
 def _default_group(root: Path, class_dir: Path, path: Path) -> str:

@@ -1,0 +1,586 @@
+"""Hostile input: a corpus generated at test time (nothing large is committed), one case a row.
+
+Each case builds its files under a fresh folder, runs the engine or the CLI on them, asserts the
+specific outcome (which files are skipped and why, the exit code, the one-line message, that
+nothing outside the run store changed and that no temporary file is left), and returns what it
+observed in a few words. ``python -m benchmarks.hostile_table`` prints the table of cases:
+case | expected | observed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import struct
+import tempfile
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import pytest
+
+from leukdash.cli import _run_text, main
+from leukdash.config import RunConfig
+from leukdash.data.dataset import Dataset
+from leukdash.runner import run
+from leukdash.store import RunStore
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    expected: str
+    check: Callable[[Path], str]  # asserts the outcome in a fresh folder, returns what it observed
+
+
+CASES: list[Case] = []
+
+
+def case(name: str, expected: str):
+    def register(check):
+        CASES.append(Case(name, expected, check))
+        return check
+    return register
+
+
+def run_case(hostile: Case, folder: Path) -> str:
+    """Run one case in ``folder`` with its own run store (``folder/artifacts``); the environment
+    is restored afterwards."""
+    saved = dict(os.environ)
+    os.environ["LEUKDASH_ARTIFACTS"] = str(folder / "artifacts")
+    try:
+        return hostile.check(folder)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _png(rgb: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return data.tobytes()
+
+
+def _noise(seed: int, size: int = 16, base: int = 60) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (base + rng.integers(0, 60, (size, size, 3))).astype(np.uint8)
+
+
+def _dataset(folder: Path, per_class: int = 6) -> Path:
+    """Two classes of small noisy PNGs that differ in brightness: enough for a 3-fold run."""
+    root = folder / "ds"
+    for label, (name, base) in enumerate((("ALL", 40), ("HEALTHY", 150))):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            (root / name / f"{name.lower()}{i}.png").write_bytes(_png(_noise(label * 100 + i, base=base)))
+    return root
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_header_only(side: int) -> bytes:
+    """A valid PNG signature and header claiming side x side RGB pixels, with almost no data."""
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + _png_chunk(b"IEND", b""))
+
+
+def _snapshot(folder: Path, exclude: Path | None = None) -> dict:
+    """Every entry under ``folder`` (not following links) with its size and modification time."""
+    found = {}
+    for current, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(current) / name
+            if exclude is None or not path.is_relative_to(exclude):
+                info = path.lstat()
+                found[path.relative_to(folder).as_posix()] = (info.st_size, info.st_mtime_ns)
+    return found
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """Temporary files a crashed or refused write would leave behind."""
+    return sorted(p.name for p in folder.rglob("*") if ".partial" in p.name or p.name.endswith(".tmp"))
+
+
+@contextlib.contextmanager
+def _stderr_fd():
+    """Capture what is written to file descriptor 2, by Python or by C libraries (libpng)."""
+    captured = {}
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured["text"] = sink.read().decode(errors="replace")
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    """``python -m leukdash ARGS`` in this process: exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+def _one_error_line(err: str, *fragments: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def _nb_config(dataset: Path, **changes) -> RunConfig:
+    return RunConfig(**{"dataset": str(dataset), "model": "nb", "image_size": 16, "augment_factor": 1,
+                        "folds": 3, **changes})
+
+
+def _finished_run(folder: Path, **changes) -> tuple[Path, RunConfig, dict]:
+    dataset = _dataset(folder)
+    config = _nb_config(dataset, **changes)
+    return dataset, config, run(config, n_jobs=1)
+
+
+# --------------------------------------------------------------------------- image files in a dataset
+
+def _one_bad_file(make: Callable[[Path], None], reason: str | None, kept: int = 12):
+    """A check: a valid dataset plus one hostile entry made by ``make(class_folder)``; loading
+    lists it with ``reason`` (or keeps it when ``reason`` is None), keeps ``kept`` images, prints
+    nothing on stderr, and changes nothing on disk."""
+    def check(folder: Path) -> str:
+        dataset = _dataset(folder)
+        outside = folder / "outside"
+        outside.mkdir()
+        make(dataset / "ALL")
+        before = _snapshot(folder, exclude=folder / "artifacts")
+        with _stderr_fd() as stderr, warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")  # pytest would otherwise catch them before stderr
+            loaded = Dataset.from_folder(dataset).load(16)
+        skipped = {Dataset.from_folder(dataset).relative(s.path): s.reason for s in loaded.skipped}
+        assert stderr["text"] == "" and warned == [], (stderr["text"], [str(w.message) for w in warned])
+        assert len(loaded.labels) == kept and loaded.images.shape == (kept, 16, 16, 3)
+        assert _snapshot(folder, exclude=folder / "artifacts") == before
+        if reason is None:
+            assert skipped == {}
+            return f"loaded ({kept} images), nothing on stderr"
+        [(name, why)] = skipped.items()
+        assert reason in why, why
+        return f"skipped {name}: {why}"
+    return check
+
+
+def _write(name: str, data: bytes):
+    return lambda folder: (folder / name).write_bytes(data)
+
+
+def _truncated_jpeg(folder: Path) -> None:
+    ok, data = cv2.imencode(".jpg", _noise(7, 64))
+    (folder / "cut.jpg").write_bytes(data.tobytes()[: len(data) // 2])
+
+
+def _deep_png(folder: Path) -> None:
+    assert cv2.imwrite(str(folder / "deep16.png"), (_noise(8).astype(np.uint16) * 257))
+
+
+def _rgba_png(folder: Path) -> None:
+    assert cv2.imwrite(str(folder / "alpha.png"), np.dstack([_noise(9), np.full((16, 16), 128, np.uint8)]))
+
+
+def _gray_png(folder: Path) -> None:
+    assert cv2.imwrite(str(folder / "gray.png"), _noise(10)[:, :, 0])
+
+
+def _non_utf8_name(folder: Path) -> None:
+    (folder / os.fsdecode(b"bad\xff\xfe.png")).write_bytes(_png(_noise(11)))
+
+
+def _symlink_inside(folder: Path) -> None:
+    (folder / "twin.png").symlink_to(folder / "all0.png")
+
+
+def _symlink_outside(folder: Path) -> None:
+    secret = folder.parent.parent / "outside" / "secret.png"
+    secret.write_bytes(_png(_noise(12)))
+    (folder / "secret.png").symlink_to(secret)
+
+
+def _symlink_loop(folder: Path) -> None:
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+
+
+def _broken_symlink(folder: Path) -> None:
+    (folder / "gone.png").symlink_to(folder / "no_such_file.png")
+
+
+def _fifo(folder: Path) -> None:
+    os.mkfifo(folder / "pipe.jpg")
+
+
+def _folder_named_like_image(folder: Path) -> None:
+    (folder / "cells.png").mkdir()
+    (folder / "cells.png" / "inner.png").write_bytes(_png(_noise(13)))
+
+
+def _symlinked_folder(folder: Path) -> None:
+    outside = folder.parent.parent / "outside"
+    (outside / "more.png").write_bytes(_png(_noise(14)))
+    (folder / "patient7").symlink_to(outside, target_is_directory=True)
+
+
+def _device(folder: Path) -> None:
+    import stat
+
+    try:
+        os.mknod(folder / "zero.png", stat.S_IFCHR | 0o600, os.makedev(1, 5))  # what /dev/zero is
+    except PermissionError:
+        pytest.skip("creating a device node needs root (CAP_MKNOD)")
+
+
+def _sparse_huge(folder: Path) -> None:
+    with open(folder / "huge.png", "wb") as handle:
+        handle.truncate(400 * 2**20)  # sparse: no disk space used
+
+
+IMAGE_CASES = [
+    ("empty file", "skipped: empty file", _write("empty.png", b""), "empty file", 12),
+    ("text as image", "skipped: not an image", _write("notes.jpg", b"these are my notes\n" * 20), "not an image", 12),
+    ("truncated JPEG", "skipped: truncated JPEG", _truncated_jpeg, "truncated JPEG", 12),
+    ("truncated PNG", "skipped: truncated PNG, no libpng line on stderr",
+     _write("cut.png", _png(_noise(5, 64))[:300]), "truncated or damaged PNG", 12),
+    ("random bytes", "skipped: not an image",
+     _write("noise.png", np.random.default_rng(3).bytes(2048)), "not an image", 12),
+    ("16-bit PNG", "loaded as 8-bit RGB", _deep_png, None, 13),
+    ("RGBA PNG", "loaded as RGB over white", _rgba_png, None, 13),
+    ("grayscale PNG", "loaded as RGB", _gray_png, None, 13),
+    ("1x1 image", "loaded (padded and resized)", _write("dot.png", _png(np.full((1, 1, 3), 99, np.uint8))), None, 13),
+    ("bomb header 20000x20000", "skipped before decoding: too large", _write("bomb.png", _png_header_only(20000)),
+     "image too large", 12),
+    ("bomb header 10000x10000", "skipped: too large, no DecompressionBombWarning on stderr",
+     _write("bomb.png", _png_header_only(10000)), "image too large", 12),
+    ("header 1000x1000, no pixel data", "skipped: damaged PNG, no libpng line on stderr",
+     _write("hollow.png", _png_header_only(1000)), "truncated or damaged PNG", 12),
+    ("file over the size limit (sparse 400 MiB)", "skipped from its size, not read", _sparse_huge,
+     "file too large", 12),
+    ("non-UTF-8 file name", "skipped and listed (name escaped), load goes on", _non_utf8_name, "not valid UTF-8", 12),
+    ("symlink inside the dataset", "followed", _symlink_inside, None, 13),
+    ("symlink to a file outside", "refused and listed", _symlink_outside, "outside the dataset folder", 12),
+    ("symlink loop", "listed: symbolic link loop", _symlink_loop, "symbolic link loop", 12),
+    ("broken symlink", "listed: broken symbolic link", _broken_symlink, "broken symbolic link", 12),
+    ("FIFO named like an image", "listed, never opened (no hang)", _fifo, "FIFO", 12),
+    ("device named like an image", "listed, never opened", _device, "is a device", 12),
+    ("folder named like an image", "listed, not entered", _folder_named_like_image, "folder named like an image", 12),
+    ("symlink to an outside folder", "listed, not followed", _symlinked_folder, "symbolic link to a folder", 12),
+]
+for _name, _expected, _make, _reason, _kept in IMAGE_CASES:
+    case(_name, _expected)(_one_bad_file(_make, _reason, _kept))
+
+
+@case("non-UTF-8 name: audit and run", "exit 0, the file listed as skipped")
+def _non_utf8_audit_and_run(folder: Path) -> str:
+    dataset = _dataset(folder)
+    _non_utf8_name(dataset / "ALL")
+    code, out, err = _cli("audit", str(dataset))
+    assert code == 0 and "ALL/bad\\xff\\xfe.png: name is not valid UTF-8" in out, err
+    code, out, err = _cli("run", str(dataset), "--model", "nb", "--image-size", "16", "--no-augment",
+                          "--folds", "3", "--n-jobs", "1", "--json", "--quiet")
+    assert code == 0, err
+    [skipped] = RunStore().read_meta(json.loads(out)["run_id"])["dataset"]["skipped"]
+    assert skipped["path"] == "ALL/bad\\xff\\xfe.png"
+    return "audit and run exit 0; listed as ALL/bad\\xff\\xfe.png"
+
+
+@case("class folder with a non-UTF-8 name", "the class listed as skipped, the other classes load")
+def _non_utf8_class(folder: Path) -> str:
+    dataset = _dataset(folder)
+    bad_class = dataset / os.fsdecode(b"CL\xffL")
+    bad_class.mkdir()
+    (bad_class / "c0.png").write_bytes(_png(_noise(30)))
+    opened = Dataset.from_folder(dataset)
+    assert opened.classes == ("ALL", "HEALTHY") and len(opened.items) == 12
+    [(name, why)] = [(opened.relative(s.path), s.reason) for s in opened.ignored]
+    assert name == "CL\\xffL" and "not valid UTF-8" in why, (name, why)
+    return f"skipped {name}: {why}; ALL and HEALTHY load"
+
+
+# --------------------------------------------------------------------------- predict
+
+def _predict_refuses(make: Callable[[Path], Path], reason: str):
+    def check(folder: Path) -> str:
+        _, _, result = _finished_run(folder)
+        target = make(folder)
+        before = _snapshot(folder)
+        code, out, err = _cli("predict", result["run_id"], str(target))
+        _one_error_line(err, "none of the 1 image(s) could be read")
+        assert code == 2 and f"cannot read: {reason}" in out, out
+        assert _snapshot(folder) == before
+        return f"exit 2; {out.strip().split(': ', 1)[1]}"
+    return check
+
+
+def _make_fifo(folder: Path) -> Path:
+    os.mkfifo(folder / "x.jpg")
+    return folder / "x.jpg"
+
+
+def _make_huge(folder: Path) -> Path:
+    with open(folder / "big.png", "wb") as handle:
+        handle.truncate(2**30)
+    return folder / "big.png"
+
+
+case("predict: FIFO named x.jpg", "exit 2, 'is a FIFO', no hang")(_predict_refuses(_make_fifo, "is a FIFO"))
+case("predict: /dev/zero", "exit 2, 'is a device', no MemoryError")(
+    _predict_refuses(lambda folder: Path("/dev/zero"), "is a device"))
+case("predict: 1 GiB file", "exit 2, refused from its size")(_predict_refuses(_make_huge, "file too large"))
+case("predict: folder", "exit 2, 'is a folder'")(_predict_refuses(lambda folder: folder, "is a folder"))
+
+
+@case("predict: one good, one bad image", "exit 0, the bad one reported")
+def _predict_mixed(folder: Path) -> str:
+    dataset, _, result = _finished_run(folder)
+    code, out, err = _cli("predict", result["run_id"], str(dataset / "ALL" / "all0.png"), str(folder / "missing.png"))
+    assert code == 0 and err == ""
+    good, bad = out.strip().splitlines()
+    assert "folds agreeing" in good and bad.endswith("cannot read: file not found")
+    return "exit 0; 1 predicted, 1 'file not found'"
+
+
+@case("run id with a trailing newline", "exit 2, invalid run id")
+def _run_id_newline(folder: Path) -> str:
+    dataset, _, result = _finished_run(folder)
+    code, _, err = _cli("predict", result["run_id"] + "\n", str(dataset / "ALL" / "all0.png"))
+    assert code == 2
+    return _one_error_line(err, "invalid run id")
+
+
+# --------------------------------------------------------------------------- damaged store files
+
+def _damage_then_rerun(name: str, damage: Callable[[Path], None], recomputed: list[int]):
+    """A check: finish a run, damage one of its files, run again; the damaged part (and only it)
+    is recomputed to the same result, nothing outside the store changes, nothing is left behind."""
+    def check(folder: Path) -> str:
+        _, config, first = _finished_run(folder)
+        artifacts = folder / "artifacts"
+        damage(artifacts / "runs" / first["run_id"] / name)
+        before = _snapshot(folder, exclude=artifacts)
+        again = run(config, n_jobs=1)
+        assert again["computed_folds"] == recomputed
+        assert [f["val_acc"] for f in again["folds"]] == [f["val_acc"] for f in first["folds"]]
+        assert [f["oof"] for f in again["folds"]] == [f["oof"] for f in first["folds"]]
+        assert _snapshot(folder, exclude=artifacts) == before
+        assert _leftovers(artifacts) == []
+        assert run(config, n_jobs=1)["cached"]
+        return f"rerun recomputed folds {recomputed or 'none'}; same results; nothing left behind"
+    return check
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(np.random.default_rng(0).bytes(max(64, path.stat().st_size)))
+
+
+def _delete(path: Path) -> None:
+    path.unlink()
+
+
+RUN_FILE_CASES = [
+    ("fold JSON truncated", "folds/fold_1.json", _truncate, [1]),
+    ("fold JSON garbage bytes", "folds/fold_2.json", _garbage, [2]),
+    ("meta.json truncated", "meta.json", _truncate, []),
+    ("summary.json garbage bytes", "summary.json", _garbage, []),
+    ("model .joblib truncated", "models/fold_0.joblib", _truncate, [0]),
+    ("model .joblib garbage bytes", "models/fold_2.joblib", _garbage, [2]),
+    ("model .joblib deleted", "models/fold_1.joblib", _delete, [1]),
+]
+for _name, _file_name, _damage, _recomputed in RUN_FILE_CASES:
+    _what = f"fold {_recomputed[0]} recomputed" if _recomputed else "rewritten, no fold recomputed"
+    case(_name, f"{_what}; same results")(_damage_then_rerun(_file_name, _damage, _recomputed))
+
+
+def _cache_damage(pattern: str, damage: Callable[[Path], None], **changes):
+    """A check: damaged cache files make the next run that reads them (another classic model on
+    the same folds) rebuild them instead of failing."""
+    def check(folder: Path) -> str:
+        _, config, _ = _finished_run(folder, **changes)
+        artifacts = folder / "artifacts"
+        paths = sorted(artifacts.glob(f"cache/{pattern}"))
+        assert paths
+        for path in paths:
+            damage(path)
+        damaged = [path.read_bytes() for path in paths]
+        result = run(config.with_changes(model="knn"), n_jobs=1)
+        assert result["computed_folds"] == [0, 1, 2]
+        assert all(path.read_bytes() != before for path, before in zip(paths, damaged)), "not rebuilt"
+        assert _leftovers(artifacts) == []
+        return f"next run succeeds; {len(paths)} cache file(s) rebuilt; nothing left behind"
+    return check
+
+
+CACHE_CASES = [
+    ("array cache truncated", "arrays/*_16.npz", _truncate, {}),
+    ("array cache garbage bytes", "arrays/*_16.npz", _garbage, {}),
+    ("duplicates cache garbage bytes", "arrays/*_duplicates*.json", _garbage, {}),
+    ("duplicates cache wrong structure", "arrays/*_duplicates*.json", lambda p: p.write_text('[["a", 1]]'), {}),
+    ("feature cache truncated", "features/*.npy", _truncate, {"feature_set": "features"}),
+]
+for _name, _pattern, _damage, _changes in CACHE_CASES:
+    case(_name, "rebuilt on the next run, which succeeds")(_cache_damage(_pattern, _damage, **_changes))
+
+
+@case("predict with a truncated .joblib", "exit 2, one line naming the model and the command; fold moved aside")
+def _predict_damaged_joblib(folder: Path) -> str:
+    dataset, config, first = _finished_run(folder)
+    model = folder / "artifacts" / "runs" / first["run_id"] / "models" / "fold_1.joblib"
+    _truncate(model)
+    code, out, err = _cli("predict", first["run_id"], str(dataset / "ALL" / "all0.png"))
+    line = _one_error_line(err, "models/fold_1.joblib is damaged or missing", "python -m leukdash run --config-file")
+    assert code == 2 and out == ""
+    # The command the message gives recomputes exactly that fold, and prediction works again.
+    command = line.split("`")[1].split()[3:]
+    code, out, err = _cli(*command, "--n-jobs", "1", "--json", "--quiet")
+    assert code == 0 and json.loads(out)["computed_folds"] == [1], err
+    assert _cli("predict", first["run_id"], str(dataset / "ALL" / "all0.png"))[0] == 0
+    return "exit 2 with the command; that command recomputes fold 1; predict works again"
+
+
+@case("predict with a truncated .keras (shipped CNN demo run)", "exit 2, one line naming the model; fold moved aside")
+def _predict_damaged_keras(folder: Path) -> str:
+    shipped = sorted((REPO / "artifacts" / "runs").glob("cnn-*"))
+    if not shipped:
+        pytest.skip("no shipped CNN demo run in artifacts/runs")
+    import shutil
+
+    runs = folder / "artifacts" / "runs"
+    copy = shutil.copytree(shipped[0], runs / shipped[0].name)
+    [first_fold] = [json.loads((copy / "meta.json").read_text())["fold_ids"][0]]
+    _truncate(copy / "models" / f"fold_{first_fold}.keras")
+    image = folder / "cell.png"
+    image.write_bytes(_png(_noise(20, 32)))
+    code, out, err = _cli("predict", copy.name, str(image))
+    _one_error_line(err, f"models/fold_{first_fold}.keras is damaged or missing", "--config-file")
+    assert code == 2
+    assert not (copy / "folds" / f"fold_{first_fold}.json").exists()
+    assert RunStore().completed_folds(copy.name, 5) == [f for f in range(5) if f != first_fold]
+    return f"exit 2; fold_{first_fold}.json moved aside, so the next run recomputes it"
+
+
+@case("fold record with an altered model sha256", "the fold counts as damaged and is recomputed")
+def _altered_model_hash(folder: Path) -> str:
+    dataset, config, first = _finished_run(folder)
+    path = folder / "artifacts" / "runs" / first["run_id"] / "folds" / "fold_0.json"
+    record = json.loads(path.read_text())
+    record["model"]["sha256"] = "0" * 64
+    path.write_text(json.dumps(record))
+    assert run(config, n_jobs=1)["computed_folds"] == [0]
+    return "fold 0 recomputed"
+
+
+# --------------------------------------------------------------------------- CLI settings
+
+def _run_args(dataset: Path, *extra: str) -> list[str]:
+    return ["run", str(dataset), "--model", "nb", "--image-size", "16", "--no-augment", "--folds", "3", *extra]
+
+
+@case("--k larger than the training set", "exit 2, one line, before training; no run listed")
+def _k_too_large(folder: Path) -> str:
+    dataset = _dataset(folder)
+    code, out, err = _cli(*_run_args(dataset, "--model", "knn", "--k", "50", "--json"))
+    line = _one_error_line(err, "k must be at most 8")
+    assert code == 2 and out == ""
+    assert RunStore().list_runs() == []
+    assert not list((folder / "artifacts").glob("runs/*/meta.json"))
+    return line
+
+
+@case("--n-jobs 1000", "capped to the cores, with a note; the run completes")
+def _n_jobs_capped(folder: Path) -> str:
+    dataset, _, _ = _finished_run(folder)
+    code, out, err = _cli(*_run_args(dataset, "--n-jobs", "1000", "--json", "--quiet"))
+    assert code == 0 and json.loads(out)["cached"]
+    [note] = err.strip().splitlines()
+    assert note == f"note: --n-jobs 1000 capped to {os.cpu_count()}, the number of cores of this machine"
+    return note
+
+
+def _config_file_refused(content: Callable[[Path], Path], *fragments: str):
+    def check(folder: Path) -> str:
+        path = content(folder)
+        code, out, err = _cli("run", "--config-file", str(path), "--json")
+        assert code == 2 and out == ""
+        assert not (folder / "artifacts").exists(), "work started before the config was refused"
+        return _one_error_line(err, *fragments).replace(str(path), "FILE")
+    return check
+
+
+def _file(name: str, data: bytes):
+    def make(folder: Path) -> Path:
+        (folder / name).write_bytes(data)
+        return folder / name
+    return make
+
+
+case("--config-file binary", "exit 2, one line, no traceback")(
+    _config_file_refused(_file("c.json", np.random.default_rng(1).bytes(512)), "is not a JSON text file"))
+case("--config-file JSON list", "exit 2, one line")(
+    _config_file_refused(_file("c.json", b"[1, 2]"), "must hold a JSON object"))
+case("--config-file wrongly typed classes", "exit 2, one line naming the field")(
+    _config_file_refused(_file("c.json", b'{"classes": 5}'), "classes must be a list of class names"))
+case("--config-file wrongly typed augment", "exit 2, one line naming the field")(
+    _config_file_refused(_file("c.json", b'{"augment": {"zoom": "big"}}'), "augment.zoom must be a number"))
+case("--config-file FIFO", "exit 2, never opened (no hang)")(
+    _config_file_refused(_make_fifo, "is a FIFO"))
+
+
+@case("95% CI above 1", "printed clipped to 1.0000")
+def _ci_clipped(folder: Path) -> str:
+    fold = {"fold": 0, "val_acc": 1.0, "val_loss": 0.1, "train_acc": 1.0, "balanced_acc": 1.0, "macro_f1": 1.0,
+            "seconds": 1.0}
+    result = {"run_id": "x", "cached": True, "config": {"model": "nb", "protocol": "strict", "folds": 1},
+              "dataset": {"name": "d"}, "folds": [fold],
+              "summary": {"val_acc": {"mean": 0.8333, "std": 0.29, "min": 0.5, "max": 1.0, "ci95": [0.4749, 1.1918]}}}
+    last = _run_text(result).splitlines()[-1]
+    assert last.endswith("95% CI 0.4749-1.0000)"), last
+    return last[last.index("95% CI"):].rstrip(")")
+
+
+@case("dashboard message naming a server path", "the path shown relative to the data root")
+def _server_paths_hidden(folder: Path) -> str:
+    from leukdash.data.discovery import open_dataset
+    from leukdash.errors import DatasetError
+    from leukdash.paths import hide_roots
+
+    (folder / "data" / "empty_set" / "ALL").mkdir(parents=True)
+    os.environ["LEUKDASH_DATA"] = str(folder / "data")
+    with pytest.raises(DatasetError) as raised:
+        open_dataset(str(folder / "data" / "empty_set"))
+    shown = hide_roots(str(raised.value))
+    assert str(folder) in str(raised.value) and str(folder) not in shown
+    assert shown.startswith("no images found in empty_set:"), shown
+    return shown
+
+
+# --------------------------------------------------------------------------- the test
+
+@pytest.mark.parametrize("hostile", CASES, ids=[c.name for c in CASES])
+def test_hostile_case(hostile: Case, tmp_path):
+    observed = run_case(hostile, tmp_path)
+    assert observed
