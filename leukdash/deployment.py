@@ -1,0 +1,77 @@
+"""How the dashboard is deployed: ``open`` (train and upload, within limits) or ``viewer``.
+
+Each setting is read from an environment variable, else from the app's secrets (the dashboard
+passes ``st.secrets`` in as a plain dict; the engine never imports streamlit), else its default.
+The environment wins, so whoever starts the server can override a committed secrets file.
+
+- ``LEUKDASH_MODE`` / secret ``mode``: ``open`` (default) or ``viewer`` (no training, no uploads);
+- ``LEUKDASH_MAX_JOBS`` / ``max_jobs``: jobs computing at once, more wait in a queue (2);
+- ``LEUKDASH_MAX_UPLOAD_MB`` / ``max_upload_mb``: one uploaded zip (200);
+- ``LEUKDASH_MAX_UNPACKED_MB`` / ``max_unpacked_mb``: what one zip may unpack to (1024);
+- ``LEUKDASH_UPLOADS_MB`` / ``uploads_mb``: all uploads together, least recently used evicted (2048).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from leukdash.errors import ConfigError
+from leukdash.uploads import MB, UploadLimits
+
+MODES = ("open", "viewer")
+# Each numeric limit (a field of Deployment) is read from this environment variable or the
+# secret named like the field.
+VARIABLES = {"max_jobs": "LEUKDASH_MAX_JOBS", "max_upload_mb": "LEUKDASH_MAX_UPLOAD_MB",
+             "max_unpacked_mb": "LEUKDASH_MAX_UNPACKED_MB", "uploads_mb": "LEUKDASH_UPLOADS_MB"}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The mode and the limits that hold for every visitor of one server together."""
+
+    mode: str = "open"
+    max_jobs: int = 2
+    max_upload_mb: int = 200
+    max_unpacked_mb: int = 1024
+    uploads_mb: int = 2048
+
+    @property
+    def viewer(self) -> bool:
+        """No training and no dataset uploads: browse, compare and predict with stored runs."""
+        return self.mode == "viewer"
+
+    def upload_limits(self) -> UploadLimits:
+        return UploadLimits(max_zip_bytes=self.max_upload_mb * MB, max_unpacked_bytes=self.max_unpacked_mb * MB,
+                            quota_bytes=self.uploads_mb * MB)
+
+
+def read_deployment(secrets: Mapping | None = None, environ: Mapping | None = None) -> Deployment:
+    """The deployment from ``environ`` (default ``os.environ``), then ``secrets``, then defaults.
+
+    Raises :class:`ConfigError` naming the setting when a value is not allowed.
+    """
+    environ = os.environ if environ is None else environ
+    secrets = secrets or {}
+
+    def lookup(variable: str, key: str, default):
+        if environ.get(variable, "").strip():
+            return variable, environ[variable].strip()
+        if key in secrets and str(secrets[key]).strip():
+            return f"secret '{key}'", str(secrets[key]).strip()
+        return variable, default
+
+    source, mode = lookup("LEUKDASH_MODE", "mode", "open")
+    if str(mode).lower() not in MODES:
+        raise ConfigError(f"{source} must be 'open' or 'viewer', got {mode!r}")
+    values = {}
+    for name, variable in VARIABLES.items():
+        source, value = lookup(variable, name, Deployment.__dataclass_fields__[name].default)
+        try:
+            values[name] = int(value)
+        except ValueError:
+            raise ConfigError(f"{source} must be a whole number, got {value!r}") from None
+        if values[name] < 1:
+            raise ConfigError(f"{source} must be at least 1, got {value!r}")
+    return Deployment(mode=str(mode).lower(), **values)
