@@ -75,6 +75,7 @@ def extract_zip(data: bytes, name: str | None = None, session: str = "local",
                 _enforce_quota(limits.quota_bytes, keep=target)
             except DatasetError:
                 shutil.rmtree(target)
+                _remove_if_empty(target.parent)
                 raise
     entries = [p for p in target.iterdir() if not p.name.startswith((".", "__MACOSX"))]
     if len(entries) == 1 and entries[0].is_dir() and not is_dataset_folder(target):
@@ -88,8 +89,10 @@ def remove_upload(folder: Path) -> None:
     folder = Path(folder).resolve()
     if not folder.is_relative_to(root) or len(folder.relative_to(root).parts) < 2:
         raise DatasetError("not an upload folder")
+    session, upload = folder.relative_to(root).parts[:2]
     with _uploads_lock():
-        shutil.rmtree(root.joinpath(*folder.relative_to(root).parts[:2]), ignore_errors=True)
+        shutil.rmtree(root / session / upload, ignore_errors=True)
+        _remove_if_empty(root / session)
 
 
 def _unpack(data: bytes, target: Path, limits: UploadLimits) -> None:
@@ -237,4 +240,6 @@ def _uploads_lock():
 
 
 def _mb(size: int) -> str:
-    return f"{size / MB:,.0f} MB" if size >= MB else f"{size:,} bytes"
+    if size < MB:
+        return f"{size:,} bytes"
+    return f"{size // MB:,} MB" if size % MB == 0 else f"{size / MB:,.1f} MB"
