@@ -1,0 +1,101 @@
+"""Deployment modes: a viewer offers no launch and no dataset upload on any page and says why;
+settings come from the environment first, then Streamlit secrets."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from leukdash.data.synthetic import CLASSES, generate_synthetic
+from leukdash.deployment import Deployment, read_deployment
+from leukdash.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+APP = REPO / "streamlit_app.py"
+PAGES = sorted(p.stem for p in (REPO / "pages").glob("*.py") if not p.name.startswith("_"))
+TIMEOUT = 60
+SHIPPED_RUN = REPO / "artifacts" / "runs" / "nb-aedfafc5aefc"  # a finished run, so Predict shows its uploader
+LAUNCHING = ("Launch", "Cancel")
+
+
+@pytest.fixture(autouse=True)
+def app_env(tmp_path, monkeypatch, isolated_artifacts):
+    generate_synthetic(tmp_path / "data" / "tiny", counts={c: 6 for c in CLASSES}, size=32)
+    monkeypatch.setenv("LEUKDASH_DATA", str(tmp_path / "data"))
+    shutil.copytree(SHIPPED_RUN, isolated_artifacts / "runs" / SHIPPED_RUN.name)
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+def visit(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"pages/{page}.py").run(timeout=TIMEOUT)
+    assert not at.exception, f"{page}: {[e.value for e in at.exception]}"
+    return at
+
+
+def uploaders(at: AppTest) -> list[str]:
+    return [u.key for u in at.get("file_uploader")]
+
+
+def texts(at: AppTest) -> str:
+    return " ".join(e.value for kind in ("info", "caption", "markdown") for e in at.get(kind))
+
+
+def test_viewer_has_no_launch_or_upload_control_on_any_page(monkeypatch):
+    monkeypatch.setenv("LEUKDASH_MODE", "viewer")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert {"data", "experiments", "predict"} <= set(PAGES)
+    for page in PAGES:
+        visit(at, page)
+        assert not [b.label for b in at.button if b.label.startswith(LAUNCHING)], page
+        # Predicting one's own image with a stored run stays allowed: it is not a dataset upload.
+        assert uploaders(at) == (["predict_upload"] if page == "predict" else []), page
+        if page == "experiments":
+            [info] = at.info
+            assert "viewer (LEUKDASH_MODE=viewer): training and dataset uploads are off" in info.value
+            assert not at.get("multiselect") and not at.get("number_input")
+        if page == "data":
+            assert "dataset uploads are off" in texts(at)
+
+
+def test_open_mode_offers_both(monkeypatch):
+    """The same checks find the controls when they are there."""
+    monkeypatch.delenv("LEUKDASH_MODE", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert uploaders(visit(at, "data")) == ["zip_upload"]
+    assert any(b.label.startswith("Launch") for b in visit(at, "experiments").button)
+
+
+def test_mode_from_secrets_and_the_environment_wins(monkeypatch):
+    monkeypatch.delenv("LEUKDASH_MODE", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.secrets["mode"] = "viewer"
+    at.run()
+    assert "training and dataset uploads are off" in visit(at, "experiments").info[0].value
+    monkeypatch.setenv("LEUKDASH_MODE", "open")
+    assert any(b.label.startswith("Launch") for b in visit(at, "experiments").button)
+
+
+def test_a_wrong_mode_is_one_line_and_nothing_else(monkeypatch):
+    monkeypatch.setenv("LEUKDASH_MODE", "public")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Deployment setting: LEUKDASH_MODE must be 'open' or 'viewer', got 'public'"]
+    assert not at.title
+
+
+def test_read_deployment_order_and_errors():
+    assert read_deployment({}, {}) == Deployment()
+    assert read_deployment({"mode": "viewer", "max_jobs": 1}, {}).viewer
+    assert read_deployment({"mode": "viewer"}, {"LEUKDASH_MODE": "open"}).mode == "open"
+    assert read_deployment({"max_jobs": 1}, {"LEUKDASH_MAX_JOBS": "4"}).max_jobs == 4
+    limits = read_deployment({"max_unpacked_mb": 10}, {"LEUKDASH_UPLOADS_MB": "20"}).upload_limits()
+    assert (limits.max_unpacked_bytes, limits.quota_bytes) == (10 * 2**20, 20 * 2**20)
+    with pytest.raises(ConfigError, match=r"^secret 'max_jobs' must be a whole number, got 'many'$"):
+        read_deployment({"max_jobs": "many"}, {})
+    with pytest.raises(ConfigError, match=r"^LEUKDASH_UPLOADS_MB must be at least 1, got '0'$"):
+        read_deployment({}, {"LEUKDASH_UPLOADS_MB": "0"})
