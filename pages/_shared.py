@@ -199,8 +199,22 @@ def runs(root: str) -> list[dict]:
     return RunStore().list_runs()
 
 
+def visible_runs() -> list[dict]:
+    """The runs this session may see: all but those trained on another session's upload."""
+    from leukdash.uploads import uploads_root
+
+    uploads, mine = uploads_root(), uploads_root() / session_token()
+    return [entry for entry in runs(root())
+            if not _is_within(entry["meta"].get("dataset", {}).get("path"), uploads)
+            or _is_within(entry["meta"]["dataset"]["path"], mine)]
+
+
+def _is_within(path: str | None, folder: Path) -> bool:
+    return bool(path) and Path(path).resolve().is_relative_to(folder.resolve())
+
+
 def finished_runs() -> list[dict]:
-    return [entry for entry in runs(root()) if entry["status"] == "complete"]
+    return [entry for entry in visible_runs() if entry["status"] == "complete"]
 
 
 @st.cache_data(max_entries=128, show_spinner=False)

@@ -12,7 +12,7 @@ from leukdash.paths import hide_roots
 from leukdash.plots import ERROR_BARS, metric_bars, runs_frame, summary_frame
 from leukdash.progress import format_duration
 from pages._shared import (VIEWER_NOTE, dataset_picker, deployment, kept, load_dataset_info, percent_columns, resolve,
-                           results, root, routed, runs, synthetic_note)
+                           results, root, routed, runs, synthetic_note, visible_runs)
 
 routed(__file__)
 
@@ -192,7 +192,7 @@ else:
 
 # Every running job, also those launched from another tab or before a reload.
 active = {run_id: name for name, (_, run_id) in planned.items() if statuses[name]["state"] in ("running", "queued")}
-for entry in runs(root()):
+for entry in visible_runs():
     if entry["status"] != "complete" and entry["run_id"] not in active \
             and jobs.job_status(entry["run_id"])["state"] == "running":
         row = runs_frame([entry]).iloc[0]

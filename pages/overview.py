@@ -11,7 +11,7 @@ from leukdash.data.synthetic import DEFAULT_COUNTS
 from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.plots import paper_figures, paper_table, runs_frame
-from pages._shared import dataset_info, discovered, percent_columns, root, routed, runs
+from pages._shared import dataset_info, discovered, percent_columns, root, routed, visible_runs
 
 routed(__file__)
 
@@ -58,7 +58,7 @@ with left:
                "`$LEUKDASH_DATA` or `./data`; a zip can be uploaded on the Data page.")
 
     st.subheader("Latest runs")
-    entries = runs(root())
+    entries = visible_runs()
     if entries:
         table, percent = percent_columns(
             runs_frame(entries[:8])[["Model", "Dataset", "Task", "Val. accuracy", "SD", "Status", "Created"]],

@@ -99,3 +99,23 @@ def test_read_deployment_order_and_errors():
         read_deployment({"max_jobs": "many"}, {})
     with pytest.raises(ConfigError, match=r"^LEUKDASH_UPLOADS_MB must be at least 1, got '0'$"):
         read_deployment({}, {"LEUKDASH_UPLOADS_MB": "0"})
+
+
+def test_runs_on_another_sessions_upload_are_not_listed(isolated_artifacts):
+    """An upload is private to its session, and so are the runs trained on it."""
+    import json
+
+    from leukdash.uploads import uploads_root
+
+    runs = isolated_artifacts / "runs"
+    for run_id, session in (("nb-mine", "me"), ("nb-theirs", "them")):
+        shutil.copytree(SHIPPED_RUN, runs / run_id)
+        meta = json.loads((runs / run_id / "meta.json").read_text())
+        meta["run_id"] = run_id
+        meta["dataset"]["path"] = str(uploads_root() / session / "up-123" / "up")
+        (runs / run_id / "meta.json").write_text(json.dumps(meta))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["_session_token"] = "me"
+    at.run()
+    listed = set(visit(at, "compare").dataframe[0].value["Run id"])
+    assert listed == {SHIPPED_RUN.name, "nb-mine"}
