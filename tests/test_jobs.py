@@ -47,6 +47,12 @@ def reap_leftovers():
         if jobs._children[pid].poll() is None:
             _kill_group(pid)
         jobs._children.pop(pid).wait()
+    # Jobs a supervisor started from the queue are not our children.
+    root = RunStore().root
+    for job_file in root.glob("*/job.json") if root.is_dir() else []:
+        job = json.loads(job_file.read_text())
+        if "pid" in job and jobs._job_alive(job):
+            _kill_group(job["pid"])
 
 
 def _kill_group(pid):
