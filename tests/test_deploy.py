@@ -11,11 +11,10 @@ from streamlit.testing.v1 import AppTest
 from leukdash.data.synthetic import CLASSES, generate_synthetic
 from leukdash.deployment import Deployment, read_deployment
 from leukdash.errors import ConfigError
+from test_app import APP, TIMEOUT, open_page
 
 REPO = Path(__file__).resolve().parent.parent
-APP = REPO / "streamlit_app.py"
 PAGES = sorted(p.stem for p in (REPO / "pages").glob("*.py") if not p.name.startswith("_"))
-TIMEOUT = 60
 SHIPPED_RUN = REPO / "artifacts" / "runs" / "nb-aedfafc5aefc"  # a finished run, so Predict shows its uploader
 LAUNCHING = ("Launch", "Cancel")
 
@@ -28,12 +27,6 @@ def app_env(tmp_path, monkeypatch, isolated_artifacts):
     st.cache_data.clear()
     yield
     st.cache_data.clear()
-
-
-def visit(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}.py").run(timeout=TIMEOUT)
-    assert not at.exception, f"{page}: {[e.value for e in at.exception]}"
-    return at
 
 
 def uploaders(at: AppTest) -> list[str]:
@@ -50,7 +43,7 @@ def test_viewer_has_no_launch_or_upload_control_on_any_page(monkeypatch):
     assert not at.exception
     assert {"data", "experiments", "predict"} <= set(PAGES)
     for page in PAGES:
-        visit(at, page)
+        open_page(at, page)
         assert not [b.label for b in at.button if b.label.startswith(LAUNCHING)], page
         # Predicting one's own image with a stored run stays allowed: it is not a dataset upload.
         assert uploaders(at) == (["predict_upload"] if page == "predict" else []), page
@@ -66,8 +59,8 @@ def test_open_mode_offers_both(monkeypatch):
     """The same checks find the controls when they are there."""
     monkeypatch.delenv("LEUKDASH_MODE", raising=False)
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    assert uploaders(visit(at, "data")) == ["zip_upload"]
-    assert any(b.label.startswith("Launch") for b in visit(at, "experiments").button)
+    assert uploaders(open_page(at, "data")) == ["zip_upload"]
+    assert any(b.label.startswith("Launch") for b in open_page(at, "experiments").button)
 
 
 def test_mode_from_secrets_and_the_environment_wins(monkeypatch):
@@ -75,9 +68,9 @@ def test_mode_from_secrets_and_the_environment_wins(monkeypatch):
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.secrets["mode"] = "viewer"
     at.run()
-    assert "training and dataset uploads are off" in visit(at, "experiments").info[0].value
+    assert "training and dataset uploads are off" in open_page(at, "experiments").info[0].value
     monkeypatch.setenv("LEUKDASH_MODE", "open")
-    assert any(b.label.startswith("Launch") for b in visit(at, "experiments").button)
+    assert any(b.label.startswith("Launch") for b in open_page(at, "experiments").button)
 
 
 def test_a_wrong_mode_is_one_line_and_nothing_else(monkeypatch):
@@ -117,5 +110,5 @@ def test_runs_on_another_sessions_upload_are_not_listed(isolated_artifacts):
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.session_state["_session_token"] = "me"
     at.run()
-    listed = set(visit(at, "compare").dataframe[0].value["Run id"])
+    listed = set(open_page(at, "compare").dataframe[0].value["Run id"])
     assert listed == {SHIPPED_RUN.name, "nb-mine"}
