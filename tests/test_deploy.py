@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from leukdash.data.synthetic import CLASSES, generate_synthetic
 from leukdash.deployment import Deployment, read_deployment
 from leukdash.errors import ConfigError
-from test_app import APP, TIMEOUT, open_page
+from test_app import APP, TIMEOUT, choose_tiny_runs, open_page, wait_for_jobs
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = sorted(p.stem for p in (REPO / "pages").glob("*.py") if not p.name.startswith("_"))
@@ -112,3 +112,27 @@ def test_runs_on_another_sessions_upload_are_not_listed(isolated_artifacts):
     at.run()
     listed = set(open_page(at, "compare").dataframe[0].value["Run id"])
     assert listed == {SHIPPED_RUN.name, "nb-mine"}
+
+
+def test_runs_beyond_max_jobs_show_as_queued(monkeypatch, tmp_path):
+    """With one job slot, the second run launched waits, and the page says where it stands."""
+    import sys
+
+    from leukdash import jobs
+
+    monkeypatch.setenv("LEUKDASH_MAX_JOBS", "1")
+    release = tmp_path / "release"
+    waiter = f"import os, time\nwhile not os.path.exists({str(release)!r}):\n    time.sleep(0.05)"
+    monkeypatch.setattr(jobs, "job_command", lambda config_file: [sys.executable, "-c", waiter])
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    choose_tiny_runs(at)
+    at.button(key="launch").click().run(timeout=TIMEOUT)
+    try:
+        assert not at.exception
+        assert list(at.dataframe[0].value["Status"]) == ["running", "queued"]
+        assert any(p.proto.text.startswith("queued, position 1:") for p in at.get("progress"))
+        release.touch()
+        states = wait_for_jobs(list(at.dataframe[0].value["Run id"]), seconds=60)
+        assert [s["state"] for s in states.values()] == ["failed", "failed"]  # both ran (no summary)
+    finally:
+        release.touch()
