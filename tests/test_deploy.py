@@ -136,3 +136,22 @@ def test_runs_beyond_max_jobs_show_as_queued(monkeypatch, tmp_path):
         assert [s["state"] for s in states.values()] == ["failed", "failed"]  # both ran (no summary)
     finally:
         release.touch()
+
+
+def test_data_page_refuses_a_bad_zip_in_one_line_and_keeps_nothing():
+    from test_uploads import make_zip
+
+    from leukdash.uploads import uploads_root
+
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    open_page(at, "data")
+    for name, members, message in (
+            ("bomb.zip", {"mine/ALL/z.bmp": b"\0" * (8 * 2**20)}, "bomb.zip: zip entry mine/ALL/z.bmp is compressed "
+                                                                  "more than 100:1 (a zip bomb?)"),
+            ("notes.zip", {"notes/readme.txt": b"no images here"}, "notes.zip: no images found in ")):
+        at.sidebar.file_uploader(key="zip_upload").set_value((name, make_zip(members), "application/zip"))
+        at.run(timeout=TIMEOUT)
+        assert not at.exception
+        [error] = at.sidebar.error
+        assert error.value.startswith(message) and "\n" not in error.value
+        assert not [p for p in uploads_root().rglob("*") if p.name != ".lock"]
