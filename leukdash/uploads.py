@@ -135,24 +135,33 @@ def _write_members(archive: zipfile.ZipFile, members, staging: Path, limits: Upl
     total = 0
     for info in members:
         path = staging.joinpath(*_safe_parts(info.filename))
-        if info.is_dir():
-            path.mkdir(parents=True, exist_ok=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        written = 0
         try:
-            with archive.open(info) as source, open(path, "xb") as out:
-                while chunk := source.read(CHUNK):
-                    written += len(chunk)
-                    total += len(chunk)
-                    if total > limits.max_unpacked_bytes:
-                        raise DatasetError(f"the zip unpacks to more than {_mb(limits.max_unpacked_bytes)} (the limit)")
-                    _check_ratio(info.filename, written, info.compress_size, limits.max_ratio)
-                    out.write(chunk)
+            if info.is_dir():
+                path.mkdir(parents=True, exist_ok=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                total = _write_member(archive, info, path, total, limits)
         except FileExistsError:
             raise DatasetError(f"duplicate entry in zip: {info.filename}") from None
         except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as error:
             raise DatasetError(f"damaged or unsupported zip entry {info.filename}: {error}") from None
+        except OSError as error:  # a name too long for the file system, a full disk
+            raise DatasetError(f"cannot unpack zip entry {info.filename}: {error.strerror}") from None
+
+
+def _write_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, total: int,
+                  limits: UploadLimits) -> int:
+    """Write one member in chunks; returns the bytes unpacked so far, this member included."""
+    written = 0
+    with archive.open(info) as source, open(path, "xb") as out:
+        while chunk := source.read(CHUNK):
+            written += len(chunk)
+            total += len(chunk)
+            if total > limits.max_unpacked_bytes:
+                raise DatasetError(f"the zip unpacks to more than {_mb(limits.max_unpacked_bytes)} (the limit)")
+            _check_ratio(info.filename, written, info.compress_size, limits.max_ratio)
+            out.write(chunk)
+    return total
 
 
 def _safe_parts(name: str) -> tuple[str, ...]:

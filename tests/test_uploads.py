@@ -11,6 +11,7 @@ import stat
 import struct
 import sys
 import uuid
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -72,6 +73,15 @@ def lying_header_zip() -> bytes:
     return bytes(data)
 
 
+def duplicate_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name: that is the point
+        for seed in (1, 2):
+            archive.writestr("mine/ALL/0.png", png(seed))
+    return buffer.getvalue()
+
+
 def many_members(count: int) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
@@ -99,6 +109,10 @@ CASES = {
                                                  r"damaged or unsupported zip entry mine/ALL/0\.bmp: Bad CRC-32"),
     "zip larger than the upload limit": (lambda: with_member("mine/ALL/r.bmp", os.urandom(5 * MB)), SMALL,
                                          r"the zip is 5\.0 MB, more than the 4 MB allowed"),
+    "member name too long for the file system": (lambda: with_member("mine/ALL/" + "x" * 300 + ".png", png(3)),
+                                                 SMALL, r"cannot unpack zip entry mine/ALL/x+\.png: File name too long"),
+    "two members with one name": (duplicate_zip, SMALL,
+                                  r"duplicate entry in zip: mine/ALL/0\.png"),
     "not a zip": (lambda: b"plain text, not a zip", SMALL, r"the uploaded file is not a zip archive"),
     "empty file": (lambda: b"", SMALL, r"the uploaded file is not a zip archive"),
 }
