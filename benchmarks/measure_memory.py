@@ -184,7 +184,8 @@ def main() -> int:
                 os.killpg(server.pid, signal.SIGTERM)
                 server.wait(timeout=30)
     print(f"\nPeak RSS of the server and its job processes: {sampler.peak / MB:,.0f} MB "
-          f"at {sampler.peak_time:.0f} s ({sampler.samples} samples every {args.every} s); target {args.target_mb:,.0f} MB")
+          f"at {sampler.peak_time:.0f} s ({sampler.samples} samples every {args.every} s); "
+          f"target {args.target_mb:,.0f} MB")
     for rss, pid, name in sampler.peak_parts:
         print(f"  {rss / MB:8,.0f} MB  pid {pid:<7} {name}")
     return 0 if sampler.peak / MB <= args.target_mb else 1

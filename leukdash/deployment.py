@@ -8,7 +8,11 @@ The environment wins, so whoever starts the server can override a committed secr
 - ``LEUKDASH_MAX_JOBS`` / ``max_jobs``: jobs computing at once, more wait in a queue (2);
 - ``LEUKDASH_MAX_UPLOAD_MB`` / ``max_upload_mb``: one uploaded zip (200);
 - ``LEUKDASH_MAX_UNPACKED_MB`` / ``max_unpacked_mb``: what one zip may unpack to (1024);
-- ``LEUKDASH_UPLOADS_MB`` / ``uploads_mb``: all uploads together, least recently used evicted (2048).
+- ``LEUKDASH_UPLOADS_MB`` / ``uploads_mb``: all uploads together, least recently used evicted (2048);
+- ``LEUKDASH_JOB_WORKERS`` / ``job_workers``: folds one job computes at once (``--n-jobs``);
+  by default 1 on a machine or container with less than ``SMALL_MACHINE_MB`` of memory (as on
+  Streamlit Community Cloud: a CNN fold's TensorFlow worker takes up to ~1 GB, and two of them
+  beside the server pass 2.5 GB), else the engine's choice.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from leukdash.errors import ConfigError
 from leukdash.uploads import MB, UploadLimits
 
 MODES = ("open", "viewer")
+SMALL_MACHINE_MB = 4096
 # Each numeric limit (a field of Deployment) is read from this environment variable or the
 # secret named like the field.
 VARIABLES = {"max_jobs": "LEUKDASH_MAX_JOBS", "max_upload_mb": "LEUKDASH_MAX_UPLOAD_MB",
-             "max_unpacked_mb": "LEUKDASH_MAX_UNPACKED_MB", "uploads_mb": "LEUKDASH_UPLOADS_MB"}
+             "max_unpacked_mb": "LEUKDASH_MAX_UNPACKED_MB", "uploads_mb": "LEUKDASH_UPLOADS_MB",
+             "job_workers": "LEUKDASH_JOB_WORKERS"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class Deployment:
     max_upload_mb: int = 200
     max_unpacked_mb: int = 1024
     uploads_mb: int = 2048
+    job_workers: int | None = None  # None: the engine's choice
 
     @property
     def viewer(self) -> bool:
@@ -68,6 +75,10 @@ def read_deployment(secrets: Mapping | None = None, environ: Mapping | None = No
     values = {}
     for name, variable in VARIABLES.items():
         source, value = lookup(variable, name, Deployment.__dataclass_fields__[name].default)
+        if name == "job_workers" and value is None:
+            memory = machine_memory_mb()
+            values[name] = 1 if memory is not None and memory < SMALL_MACHINE_MB else None
+            continue
         try:
             values[name] = int(value)
         except ValueError:
@@ -75,3 +86,20 @@ def read_deployment(secrets: Mapping | None = None, environ: Mapping | None = No
         if values[name] < 1:
             raise ConfigError(f"{source} must be at least 1, got {value!r}")
     return Deployment(mode=str(mode).lower(), **values)
+
+
+def machine_memory_mb() -> int | None:
+    """Physical memory, or the container's limit where it is lower (cgroup v2, then v1)."""
+    found = []
+    try:
+        found.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20)
+    except (AttributeError, ValueError, OSError):
+        pass
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(limit).read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            found.append(int(text) // 2**20)
+    return min(found) if found else None

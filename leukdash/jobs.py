@@ -43,12 +43,14 @@ def job_command(config_file: Path) -> list[str]:
     return [sys.executable, "-m", "leukdash", "run", "--config-file", str(config_file), "--quiet"]
 
 
-def start_job(config: RunConfig, run_id: str, store: RunStore | None = None, max_jobs: int | None = None) -> dict:
+def start_job(config: RunConfig, run_id: str, store: RunStore | None = None, max_jobs: int | None = None,
+              workers: int | None = None) -> dict:
     """Start computing ``run_id`` in a detached process, or return the job already doing so.
 
     At most ``max_jobs`` jobs (default: the deployment's, see :mod:`leukdash.deployment`)
     compute at once, whoever started them; a job beyond that waits in the queue and starts
-    when one ends. Returns the job record: ``{"run_id", "state": "queued", "queued", ...}``
+    when one ends. ``workers`` caps the folds the job computes at once (``--n-jobs``; results do
+    not depend on it). Returns the job record: ``{"run_id", "state": "queued", "queued", ...}``
     while it waits, then ``{"pid", "run_id", "started", "log", "config_file", "proc_start"}``
     (``proc_start`` tells a live job from an unrelated process that reused its pid).
     """
@@ -67,7 +69,7 @@ def start_job(config: RunConfig, run_id: str, store: RunStore | None = None, max
             write_json_atomic(folder / JOB_FILE, {
                 "run_id": run_id, "state": "queued", "queued": queued / 1e9, "max_jobs": max_jobs,
                 "log": str(folder / LOG_FILE), "config_file": str(config_file),
-                "command": job_command(config_file)})
+                "command": job_command(config_file) + (["--n-jobs", str(workers)] if workers else [])})
             _queue_dir(store).mkdir(parents=True, exist_ok=True)
             (_queue_dir(store) / f"{queued:020d}-{run_id}").touch()
     dispatch(store, max_jobs)

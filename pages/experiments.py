@@ -47,8 +47,9 @@ def progress_text(progress: dict) -> str:
 
 def launch_jobs(planned: list[tuple[RunConfig, str]]) -> None:
     """Start a background job per run (a button callback, so the page is drawn after the start)."""
+    limits = deployment()
     for config, run_id in planned:
-        jobs.start_job(config, run_id, max_jobs=deployment().max_jobs)
+        jobs.start_job(config, run_id, max_jobs=limits.max_jobs, workers=limits.job_workers)
     runs.clear()
 
 

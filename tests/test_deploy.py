@@ -2,6 +2,7 @@
 settings come from the environment first, then Streamlit secrets."""
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ def test_a_wrong_mode_is_one_line_and_nothing_else(monkeypatch):
 
 
 def test_read_deployment_order_and_errors():
-    assert read_deployment({}, {}) == Deployment()
+    assert replace(read_deployment({}, {}), job_workers=None) == Deployment()  # job_workers: next test
     assert read_deployment({"mode": "viewer", "max_jobs": 1}, {}).viewer
     assert read_deployment({"mode": "viewer"}, {"LEUKDASH_MODE": "open"}).mode == "open"
     assert read_deployment({"max_jobs": 1}, {"LEUKDASH_MAX_JOBS": "4"}).max_jobs == 4
@@ -155,3 +156,15 @@ def test_data_page_refuses_a_bad_zip_in_one_line_and_keeps_nothing():
         [error] = at.sidebar.error
         assert error.value.startswith(message) and "\n" not in error.value
         assert not [p for p in uploads_root().rglob("*") if p.name != ".lock"]
+
+
+def test_jobs_compute_one_fold_at_a_time_on_a_small_machine(monkeypatch):
+    from leukdash import deployment
+
+    monkeypatch.setattr(deployment, "machine_memory_mb", lambda: 2700)  # Streamlit Community Cloud
+    assert read_deployment({}, {}).job_workers == 1
+    assert read_deployment({"job_workers": 2}, {}).job_workers == 2
+    monkeypatch.setattr(deployment, "machine_memory_mb", lambda: 16_000)
+    assert read_deployment({}, {}).job_workers is None  # the engine's choice
+    assert read_deployment({}, {"LEUKDASH_JOB_WORKERS": "3"}).job_workers == 3
+    assert 0 < deployment.machine_memory_mb()

@@ -226,3 +226,13 @@ def test_queue_is_shared_by_processes(fake_job):
     _wait_for(lambda: _live_jobs(store, ["r1", "r2"]) == ["r2"])
     _release(store, "r2")
     _wait_for(lambda: _live_jobs(store, ["r1", "r2"]) == [])
+
+
+def test_workers_reach_the_job_command_line(fake_job):
+    fake_job("import sys; print(sys.argv[2:])")
+    jobs.start_job(CONFIG, "r1", workers=1)
+    _wait_for(lambda: jobs.job_status("r1")["state"] != "running")
+    assert jobs.job_status("r1")["log_tail"] == ["['--n-jobs', '1']"]
+    jobs.start_job(CONFIG, "r2")
+    _wait_for(lambda: jobs.job_status("r2")["state"] != "running")
+    assert jobs.job_status("r2")["log_tail"] == ["[]"]

@@ -109,8 +109,9 @@ CASES = {
                                                  r"damaged or unsupported zip entry mine/ALL/0\.bmp: Bad CRC-32"),
     "zip larger than the upload limit": (lambda: with_member("mine/ALL/r.bmp", os.urandom(5 * MB)), SMALL,
                                          r"the zip is 5\.0 MB, more than the 4 MB allowed"),
-    "member name too long for the file system": (lambda: with_member("mine/ALL/" + "x" * 300 + ".png", png(3)),
-                                                 SMALL, r"cannot unpack zip entry mine/ALL/x+\.png: File name too long"),
+    "member name too long for the file system": (
+        lambda: with_member("mine/ALL/" + "x" * 300 + ".png", png(3)), SMALL,
+        r"cannot unpack zip entry mine/ALL/x+\.png: File name too long"),
     "two members with one name": (duplicate_zip, SMALL,
                                   r"duplicate entry in zip: mine/ALL/0\.png"),
     "not a zip": (lambda: b"plain text, not a zip", SMALL, r"the uploaded file is not a zip archive"),
