@@ -9,8 +9,8 @@ shipped CNN run, and drives it in headless Chromium (Playwright), as a visitor w
    first dataset found (``$LEUKDASH_DATA``: ``allidb2_ufpr`` here; else the built-in set);
 3. Predict again while it trains, for ``--seconds`` seconds.
 
-Every ``--every`` seconds the resident memory (RSS) of the server and all its descendants (the
-job, its supervisor and its TensorFlow workers) is summed; the peak and the processes behind it
+Every ``--every`` seconds the resident memory (RSS, from /proc: Linux) of the server and all its
+descendants (the job, its supervisor and its TensorFlow workers) is summed; the peak and the processes behind it
 are printed. The browser is the visitor's and is not counted. Then the job is cancelled and the
 server stopped. Exit status 1 when the peak exceeds ``--target-mb``.
 
@@ -32,8 +32,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import psutil
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SHIPPED_CNN = next((REPO / "artifacts" / "runs").glob("cnn-*"))
@@ -43,27 +41,18 @@ MB = 1024 * 1024
 
 
 class Sampler(threading.Thread):
-    """Sums the RSS of a process tree at a fixed interval and keeps the peak."""
+    """Sums the RSS of a process tree (read from /proc) at a fixed interval and keeps the peak."""
 
     def __init__(self, pid: int, every: float):
         super().__init__(daemon=True)
-        self.root, self.every = psutil.Process(pid), every
+        self.root, self.every = pid, every
         self.peak, self.peak_parts, self.peak_time, self.samples = 0, [], 0.0, 0
         self.started = time.monotonic()
         self.stop = threading.Event()
 
     def run(self):
         while not self.stop.wait(self.every):
-            parts = []
-            try:
-                tree = [self.root, *self.root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                return
-            for process in tree:
-                try:
-                    parts.append((process.memory_info().rss, process.pid, describe(process)))
-                except psutil.Error:
-                    continue  # ended between listing and reading
+            parts = [(rss, pid, describe(pid)) for pid in tree(self.root) if (rss := rss_bytes(pid))]
             total = sum(rss for rss, _, _ in parts)
             self.samples += 1
             if total > self.peak:
@@ -71,13 +60,44 @@ class Sampler(threading.Thread):
                 self.peak_time = time.monotonic() - self.started
 
 
-def describe(process: psutil.Process) -> str:
-    command = " ".join(process.cmdline())
+def tree(root: int) -> list[int]:
+    """``root`` and all its descendants (by parent pid, from /proc/*/stat)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # ended while listing
+        parent = int(text[text.rindex(")") + 2:].split()[1])
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def describe(pid: int) -> str:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "?"
     for marker, name in (("streamlit run", "server"), ("leukdash.supervisor", "job supervisor"),
-                         ("leukdash run", "job (leukdash run)")):
+                         ("leukdash run", "job (leukdash run)"), ("loky", "fold worker (loky)")):
         if marker in command:
             return name
-    return f"worker ({process.name()})"
+    return command[:60]
 
 
 def free_port() -> int:
