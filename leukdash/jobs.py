@@ -55,6 +55,20 @@ def start_job(config: RunConfig, run_id: str, store: RunStore | None = None, max
     (``proc_start`` tells a live job from an unrelated process that reused its pid).
     """
     store = store or RunStore()
+    config_file = store.run_dir(run_id) / CONFIG_FILE
+    command = job_command(config_file) + (["--n-jobs", str(workers)] if workers else [])
+    return submit(run_id, command, store, max_jobs, inputs={config_file: config.to_dict()})
+
+
+def submit(run_id: str, command: list[str], store: RunStore | None = None, max_jobs: int | None = None,
+           inputs: dict[Path, dict] | None = None) -> dict:
+    """Queue ``command`` as the job of ``run_id`` (any command: a run, a sweep), unless a job of
+    that id is already running or queued, and start what the free slots allow.
+
+    ``inputs`` are JSON files the command reads, written (atomically) only when it is queued.
+    Returns the job record as :func:`start_job` does.
+    """
+    store = store or RunStore()
     folder = store.run_dir(run_id)
     if store.root.name != "runs":
         # The job finds its store through LEUKDASH_ARTIFACTS, whose runs live in <root>/runs.
@@ -63,13 +77,12 @@ def start_job(config: RunConfig, run_id: str, store: RunStore | None = None, max
     with _job_lock(store, run_id):
         job = _read_job(folder)
         if job is None or not (("pid" in job and _job_alive(job)) or _is_queued(store, job)):
-            config_file = folder / CONFIG_FILE
-            write_json_atomic(config_file, config.to_dict())
+            for path, content in (inputs or {}).items():
+                write_json_atomic(path, content)
             queued = time.time_ns()
             write_json_atomic(folder / JOB_FILE, {
                 "run_id": run_id, "state": "queued", "queued": queued / 1e9, "max_jobs": max_jobs,
-                "log": str(folder / LOG_FILE), "config_file": str(config_file),
-                "command": job_command(config_file) + (["--n-jobs", str(workers)] if workers else [])})
+                "log": str(folder / LOG_FILE), "config_file": str(folder / CONFIG_FILE), "command": command})
             _queue_dir(store).mkdir(parents=True, exist_ok=True)
             (_queue_dir(store) / f"{queued:020d}-{run_id}").touch()
     dispatch(store, max_jobs)
