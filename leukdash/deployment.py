@@ -5,14 +5,13 @@ passes ``st.secrets`` in as a plain dict; the engine never imports streamlit), e
 The environment wins, so whoever starts the server can override a committed secrets file.
 
 - ``LEUKDASH_MODE`` / secret ``mode``: ``open`` (default) or ``viewer`` (no training, no uploads);
-- ``LEUKDASH_MAX_JOBS`` / ``max_jobs``: jobs computing at once, more wait in a queue (2);
+- ``LEUKDASH_MAX_JOBS`` / ``max_jobs``: jobs computing at once, more wait in a queue (2; 1 on a
+  small machine, see ``SMALL_MACHINE_MB``);
 - ``LEUKDASH_MAX_UPLOAD_MB`` / ``max_upload_mb``: one uploaded zip (200);
 - ``LEUKDASH_MAX_UNPACKED_MB`` / ``max_unpacked_mb``: what one zip may unpack to (1024);
 - ``LEUKDASH_UPLOADS_MB`` / ``uploads_mb``: all uploads together, least recently used evicted (2048);
-- ``LEUKDASH_JOB_WORKERS`` / ``job_workers``: folds one job computes at once (``--n-jobs``);
-  by default 1 on a machine or container with less than ``SMALL_MACHINE_MB`` of memory (as on
-  Streamlit Community Cloud: a CNN fold's TensorFlow worker takes up to ~1 GB, and two of them
-  beside the server pass 2.5 GB), else the engine's choice.
+- ``LEUKDASH_JOB_WORKERS`` / ``job_workers``: folds one job computes at once (``--n-jobs``;
+  the engine's choice, 1 on a small machine).
 """
 
 from __future__ import annotations
@@ -25,7 +24,11 @@ from leukdash.errors import ConfigError
 from leukdash.uploads import MB, UploadLimits
 
 MODES = ("open", "viewer")
+# Below this much memory (Streamlit Community Cloud gives ~2.7 GB) a job computes one fold at a
+# time and one job runs at once: a CNN fold's TensorFlow process takes up to ~1 GB, and two of
+# them beside the server (~0.8 GB with TensorFlow loaded for Grad-CAM) pass 2.5 GB.
 SMALL_MACHINE_MB = 4096
+SMALL_MACHINE_DEFAULTS = {"max_jobs": 1, "job_workers": 1}
 # Each numeric limit (a field of Deployment) is read from this environment variable or the
 # secret named like the field.
 VARIABLES = {"max_jobs": "LEUKDASH_MAX_JOBS", "max_upload_mb": "LEUKDASH_MAX_UPLOAD_MB",
@@ -72,12 +75,13 @@ def read_deployment(secrets: Mapping | None = None, environ: Mapping | None = No
     source, mode = lookup("LEUKDASH_MODE", "mode", "open")
     if str(mode).lower() not in MODES:
         raise ConfigError(f"{source} must be 'open' or 'viewer', got {mode!r}")
+    memory = machine_memory_mb()
+    defaults = SMALL_MACHINE_DEFAULTS if memory is not None and memory < SMALL_MACHINE_MB else {}
     values = {}
     for name, variable in VARIABLES.items():
-        source, value = lookup(variable, name, Deployment.__dataclass_fields__[name].default)
-        if name == "job_workers" and value is None:
-            memory = machine_memory_mb()
-            values[name] = 1 if memory is not None and memory < SMALL_MACHINE_MB else None
+        source, value = lookup(variable, name, defaults.get(name, Deployment.__dataclass_fields__[name].default))
+        if value is None:  # the engine's choice
+            values[name] = None
             continue
         try:
             values[name] = int(value)

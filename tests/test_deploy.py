@@ -83,7 +83,7 @@ def test_a_wrong_mode_is_one_line_and_nothing_else(monkeypatch):
 
 
 def test_read_deployment_order_and_errors():
-    assert replace(read_deployment({}, {}), job_workers=None) == Deployment()  # job_workers: next test
+    assert replace(read_deployment({}, {}), max_jobs=2, job_workers=None) == Deployment()  # see the next test
     assert read_deployment({"mode": "viewer", "max_jobs": 1}, {}).viewer
     assert read_deployment({"mode": "viewer"}, {"LEUKDASH_MODE": "open"}).mode == "open"
     assert read_deployment({"max_jobs": 1}, {"LEUKDASH_MAX_JOBS": "4"}).max_jobs == 4
@@ -158,13 +158,15 @@ def test_data_page_refuses_a_bad_zip_in_one_line_and_keeps_nothing():
         assert not [p for p in uploads_root().rglob("*") if p.name != ".lock"]
 
 
-def test_jobs_compute_one_fold_at_a_time_on_a_small_machine(monkeypatch):
+def test_one_job_of_one_fold_at_a_time_on_a_small_machine(monkeypatch):
     from leukdash import deployment
 
     monkeypatch.setattr(deployment, "machine_memory_mb", lambda: 2700)  # Streamlit Community Cloud
-    assert read_deployment({}, {}).job_workers == 1
-    assert read_deployment({"job_workers": 2}, {}).job_workers == 2
+    small = read_deployment({}, {})
+    assert (small.max_jobs, small.job_workers) == (1, 1)
+    assert read_deployment({"job_workers": 2, "max_jobs": 3}, {}).job_workers == 2
     monkeypatch.setattr(deployment, "machine_memory_mb", lambda: 16_000)
-    assert read_deployment({}, {}).job_workers is None  # the engine's choice
+    large = read_deployment({}, {})
+    assert (large.max_jobs, large.job_workers) == (2, None)  # None: the engine's choice
     assert read_deployment({}, {"LEUKDASH_JOB_WORKERS": "3"}).job_workers == 3
     assert 0 < deployment.machine_memory_mb()
