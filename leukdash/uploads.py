@@ -122,7 +122,7 @@ def _checked_members(archive: zipfile.ZipFile, limits: UploadLimits) -> list[zip
     for info in members:
         _safe_parts(info.filename)
         if stat.S_ISLNK(info.external_attr >> 16):
-            raise DatasetError(f"symbolic link in zip: {info.filename}")
+            raise DatasetError(f"symbolic link in zip: {_shown(info.filename)}")
         declared += info.file_size
         if declared > limits.max_unpacked_bytes:
             raise DatasetError(f"the zip unpacks to more than {_mb(limits.max_unpacked_bytes)} (the limit)")
@@ -142,11 +142,12 @@ def _write_members(archive: zipfile.ZipFile, members, staging: Path, limits: Upl
                 path.parent.mkdir(parents=True, exist_ok=True)
                 total = _write_member(archive, info, path, total, limits)
         except FileExistsError:
-            raise DatasetError(f"duplicate entry in zip: {info.filename}") from None
+            raise DatasetError(f"duplicate entry in zip: {_shown(info.filename)}") from None
         except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as error:
-            raise DatasetError(f"damaged or unsupported zip entry {info.filename}: {error}") from None
+            raise DatasetError(
+                f"damaged or unsupported zip entry {_shown(info.filename)}: {_shown(str(error))}") from None
         except OSError as error:  # a name too long for the file system, a full disk
-            raise DatasetError(f"cannot unpack zip entry {info.filename}: {error.strerror}") from None
+            raise DatasetError(f"cannot unpack zip entry {_shown(info.filename)}: {error.strerror}") from None
 
 
 def _write_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, total: int,
@@ -168,16 +169,16 @@ def _safe_parts(name: str) -> tuple[str, ...]:
     """The path parts of a member, refused when it would land outside the upload folder."""
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or re.match(r"[A-Za-z]:", name) or ".." in path.parts or "\0" in name:
-        raise DatasetError(f"unsafe path in zip: {name}")
+        raise DatasetError(f"unsafe path in zip: {_shown(name)}")
     parts = tuple(p for p in path.parts if p not in ("", "."))
     if not parts:
-        raise DatasetError(f"unsafe path in zip: {name!r}")
+        raise DatasetError(f"unsafe path in zip: {_shown(name)!r}")
     return parts
 
 
 def _check_ratio(name: str, unpacked: int, compressed: int, max_ratio: float) -> None:
     if unpacked > RATIO_FLOOR and unpacked > max_ratio * max(compressed, 1):
-        raise DatasetError(f"zip entry {name} is compressed more than {max_ratio:g}:1 (a zip bomb?)")
+        raise DatasetError(f"zip entry {_shown(name)} is compressed more than {max_ratio:g}:1 (a zip bomb?)")
 
 
 def _enforce_quota(quota: int, keep: Path) -> None:
@@ -246,6 +247,12 @@ def _uploads_lock():
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(root / ".lock"):
         yield
+
+
+def _shown(name: str) -> str:
+    """A member name for a one-line message: a hostile one can be kilobytes long, or hold newlines."""
+    name = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+    return name if len(name) <= 80 else f"{name[:50]}…{name[-20:]}"
 
 
 def _mb(size: int) -> str:
