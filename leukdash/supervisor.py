@@ -19,7 +19,11 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         # A handler, not SIG_IGN: the job gets the default dispositions back when it starts.
         signal.signal(sig, lambda *_: None)
-    code = subprocess.call(command)
+    try:
+        code = subprocess.call(command)
+    except OSError as error:  # the command cannot start: the queue must move on all the same
+        print(f"cannot start the job: {error}", flush=True)
+        code = 127
     try:
         from leukdash.jobs import dispatch
         from leukdash.store import RunStore

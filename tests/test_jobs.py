@@ -236,3 +236,17 @@ def test_workers_reach_the_job_command_line(fake_job):
     jobs.start_job(CONFIG, "r2")
     _wait_for(lambda: jobs.job_status("r2")["state"] != "running")
     assert jobs.job_status("r2")["log_tail"] == ["[]"]
+
+
+def test_a_job_that_cannot_start_fails_and_the_queue_moves_on(monkeypatch):
+    monkeypatch.setattr(jobs, "job_command", lambda config_file: ["/nonexistent/leukdash-job"])
+    store = RunStore()
+    jobs.start_job(CONFIG, "r1", max_jobs=1)
+    monkeypatch.setattr(jobs, "job_command", lambda config_file: [sys.executable, "-c", "print('second')"])
+    assert jobs.start_job(CONFIG, "r2", max_jobs=1).get("state") in ("queued", None)
+    # Nobody polls r2: the first job's supervisor starts it.
+    _wait_for(lambda: "pid" in json.loads((store.run_dir("r2") / "job.json").read_text()))
+    _wait_for(lambda: jobs.job_status("r2")["log_tail"] == ["second"])
+    status = jobs.job_status("r1")
+    assert status["state"] == "failed" and status["returncode"] == 127
+    assert status["log_tail"][-1].startswith("cannot start the job: [Errno 2]")
