@@ -6,7 +6,16 @@ landing page pays for nothing another page needs.
 
 import streamlit as st
 
+from leukdash.errors import ConfigError
+from pages._shared import deployment
+
 st.set_page_config(page_title="leukdash", layout="wide", page_icon=":material/biotech:")
+
+try:
+    deployment()
+except ConfigError as error:  # a wrong LEUKDASH_MODE or limit: say which, serve nothing
+    st.error(f"Deployment setting: {error}")
+    st.stop()
 
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),

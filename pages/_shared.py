@@ -40,6 +40,36 @@ def routed(page_file: str) -> None:
         st.switch_page("streamlit_app.py")
 
 
+# --------------------------------------------------------------------------- deployment
+
+
+def deployment():
+    """The deployment mode and limits: environment variables first, then ``st.secrets``.
+
+    Raises ConfigError (one line) for a value not allowed; the entrypoint shows it and stops.
+    """
+    from leukdash.deployment import read_deployment
+
+    try:
+        secrets = {key: st.secrets[key] for key in st.secrets}
+    except FileNotFoundError:  # no secrets.toml: environment and defaults only
+        secrets = {}
+    return read_deployment(secrets)
+
+
+def session_token() -> str:
+    """A random token of this browser session: its uploads live under it, hidden from others."""
+    if "_session_token" not in st.session_state:
+        import secrets
+
+        st.session_state["_session_token"] = secrets.token_hex(12)
+    return st.session_state["_session_token"]
+
+
+VIEWER_NOTE = ("This deployment is a viewer (LEUKDASH_MODE=viewer): {what} are off. Browse the stored runs "
+               "on Compare, predict with them on Predict and read the Report.")
+
+
 # --------------------------------------------------------------------------- kept widget values
 
 
@@ -169,8 +199,22 @@ def runs(root: str) -> list[dict]:
     return RunStore().list_runs()
 
 
+def visible_runs() -> list[dict]:
+    """The runs this session may see: all but those trained on another session's upload."""
+    from leukdash.uploads import uploads_root
+
+    uploads, mine = uploads_root(), uploads_root() / session_token()
+    return [entry for entry in runs(root())
+            if not _is_within(entry["meta"].get("dataset", {}).get("path"), uploads)
+            or _is_within(entry["meta"]["dataset"]["path"], mine)]
+
+
+def _is_within(path: str | None, folder: Path) -> bool:
+    return bool(path) and Path(path).resolve().is_relative_to(folder.resolve())
+
+
 def finished_runs() -> list[dict]:
-    return [entry for entry in runs(root()) if entry["status"] == "complete"]
+    return [entry for entry in visible_runs() if entry["status"] == "complete"]
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
@@ -229,6 +273,10 @@ def percent_columns(frame, columns, headers: dict | None = None, decimals: int =
 
 
 def no_runs_yet(what: str) -> None:
+    if deployment().viewer:
+        st.info(f"No finished runs yet: {what}. {VIEWER_NOTE.format(what='training and uploads')}",
+                icon=":material/hourglass_empty:")
+        return
     st.info(f"No finished runs yet: {what}. Launch one on the Experiments page; a tiny run "
             "(image size 32, 2 folds, Naive Bayes) takes seconds.", icon=":material/hourglass_empty:")
     st.page_link("pages/experiments.py", label="Go to Experiments", icon=":material/arrow_forward:")

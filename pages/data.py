@@ -11,7 +11,8 @@ from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.plots import class_counts_bar
 from leukdash.preprocess import overlay
-from pages._shared import UPLOADS, audit, dataset_picker, image, load_dataset_info, root, routed, synthetic_note
+from pages._shared import (UPLOADS, VIEWER_NOTE, audit, dataset_picker, deployment, image, load_dataset_info, root,
+                           routed, session_token, synthetic_note)
 
 routed(__file__)
 
@@ -22,17 +23,21 @@ PREVIEW_PER_CLASS = 2
 def unpack_upload() -> None:
     """Unpack an uploaded zip, register it as a dataset of this session and select it."""
     from leukdash.data.dataset import Dataset
-    from leukdash.data.discovery import extract_zip
+    from leukdash.uploads import extract_zip, remove_upload
 
     upload = st.session_state.get("zip_upload")
     if upload is None:
         return
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(upload.name).stem)[:40] or "upload"
+    folder = None
     try:
-        folder = extract_zip(upload.getvalue(), name=stem)
+        folder = extract_zip(upload.getvalue(), name=stem, session=session_token(),
+                             limits=deployment().upload_limits())
         Dataset.from_folder(folder)  # fails here, with its reason, when there are no class folders
     except LeukdashError as error:
-        st.session_state["zip_error"] = f"{upload.name}: {error}"
+        if folder is not None:
+            remove_upload(folder)  # unpacked but unusable: nothing of it is kept
+        st.session_state["zip_error"] = hide_roots(f"{upload.name}: {error}")
         return
     name = f"{stem} (upload)"
     st.session_state[UPLOADS] = {**st.session_state.get(UPLOADS, {}), name: str(folder)}
@@ -43,12 +48,18 @@ def unpack_upload() -> None:
 st.title("Data")
 dataset = dataset_picker()
 
-with st.sidebar.expander("Upload a dataset"):
-    st.file_uploader("Zip of class folders", type=["zip"], key="zip_upload", on_change=unpack_upload,
-                     help="One folder per class (ALL, AML, CLL, CML, HEALTHY or any names), images inside; "
-                          "subfolders of a class folder are groups (e.g. patients) kept within one fold.")
-    if "zip_error" in st.session_state:
-        st.error(st.session_state["zip_error"])
+limits = deployment()
+if limits.viewer:
+    st.sidebar.caption(VIEWER_NOTE.format(what="dataset uploads"))
+else:
+    with st.sidebar.expander("Upload a dataset"):
+        st.file_uploader("Zip of class folders", type=["zip"], key="zip_upload", on_change=unpack_upload,
+                         help="One folder per class (ALL, AML, CLL, CML, HEALTHY or any names), images inside; "
+                              "subfolders of a class folder are groups (e.g. patients) kept within one fold. "
+                              f"Up to {limits.max_upload_mb} MB, unpacking to at most {limits.max_unpacked_mb} MB; "
+                              "only this browser session sees it.")
+        if "zip_error" in st.session_state:
+            st.error(st.session_state["zip_error"])
 
 info = load_dataset_info(dataset)
 if info is None:

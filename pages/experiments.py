@@ -11,8 +11,8 @@ from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.plots import ERROR_BARS, metric_bars, runs_frame, summary_frame
 from leukdash.progress import format_duration
-from pages._shared import (dataset_picker, kept, load_dataset_info, percent_columns, resolve, results, root, routed,
-                           runs, synthetic_note)
+from pages._shared import (VIEWER_NOTE, dataset_picker, deployment, kept, load_dataset_info, percent_columns, resolve,
+                           results, root, routed, runs, synthetic_note, visible_runs)
 
 routed(__file__)
 
@@ -47,14 +47,15 @@ def progress_text(progress: dict) -> str:
 
 def launch_jobs(planned: list[tuple[RunConfig, str]]) -> None:
     """Start a background job per run (a button callback, so the page is drawn after the start)."""
+    limits = deployment()
     for config, run_id in planned:
-        jobs.start_job(config, run_id)
+        jobs.start_job(config, run_id, max_jobs=limits.max_jobs, workers=limits.job_workers)
     runs.clear()
 
 
 @st.fragment(run_every=POLL_SECONDS)
 def live_progress(active: dict[str, str]) -> None:
-    """Progress of running jobs, read from their progress files every few seconds."""
+    """Progress of running and queued jobs, read from their files every few seconds."""
     running = False
     for run_id, label in active.items():
         status = jobs.job_status(run_id)
@@ -62,10 +63,14 @@ def live_progress(active: dict[str, str]) -> None:
         with st.container(border=True):
             head, button = st.columns([6, 1], vertical_alignment="center")
             head.markdown(f"**{label}** · `{run_id}`")
-            if status["state"] == "running":
+            if status["state"] in ("running", "queued"):
                 running = True
-                st.progress(progress["fraction"], text=progress_text(progress))
-                if progress["folds"]:
+                if status["state"] == "queued":
+                    st.progress(0.0, text=f"queued, position {status['position']}: starts when one of the "
+                                          f"{deployment().max_jobs} job slots of this server frees")
+                else:
+                    st.progress(progress["fraction"], text=progress_text(progress))
+                if status["state"] == "running" and progress["folds"]:
                     st.caption(f"{progress['folds_done']} of {progress['folds']} folds done · "
                                f"running for {format_duration(progress['elapsed'])}")
                 if button.button("Cancel", key=f"cancel_{run_id}", icon=":material/stop_circle:"):
@@ -81,6 +86,10 @@ def live_progress(active: dict[str, str]) -> None:
 
 
 st.title("Experiments")
+if deployment().viewer:
+    st.info(VIEWER_NOTE.format(what="training and dataset uploads"), icon=":material/visibility:")
+    st.page_link("pages/compare.py", label="Compare the stored runs", icon=":material/arrow_forward:")
+    st.stop()
 st.caption("Each model is one k-fold cross-validated run, computed as a background job: it keeps running "
            "across page switches and browser reloads. A run is identified by its settings and the "
            "dataset's content, so settings that already ran show their results at once.")
@@ -158,7 +167,8 @@ with st.spinner("Checking the settings and fingerprinting the dataset…"):
 
 st.divider()
 statuses = {name: jobs.job_status(run_id) for name, (_, run_id) in planned.items()}
-to_launch = [planned[name] for name, status in statuses.items() if status["state"] not in ("finished", "running")]
+to_launch = [planned[name] for name, status in statuses.items()
+             if status["state"] not in ("finished", "running", "queued")]
 header, launch = st.columns([4, 1], vertical_alignment="bottom")
 header.subheader("Runs for these settings")
 launch.button(f"Launch {len(to_launch)} run{'s' * (len(to_launch) != 1)}", key="launch", type="primary",
@@ -182,8 +192,8 @@ else:
                 st.code("\n".join(status["log_tail"]) or "(no log)")
 
 # Every running job, also those launched from another tab or before a reload.
-active = {run_id: name for name, (_, run_id) in planned.items() if statuses[name]["state"] == "running"}
-for entry in runs(root()):
+active = {run_id: name for name, (_, run_id) in planned.items() if statuses[name]["state"] in ("running", "queued")}
+for entry in visible_runs():
     if entry["status"] != "complete" and entry["run_id"] not in active \
             and jobs.job_status(entry["run_id"])["state"] == "running":
         row = runs_frame([entry]).iloc[0]

@@ -11,7 +11,7 @@ from leukdash.data.synthetic import DEFAULT_COUNTS
 from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.plots import paper_figures, paper_table, runs_frame
-from pages._shared import dataset_info, discovered, percent_columns, root, routed, runs
+from pages._shared import dataset_info, deployment, discovered, percent_columns, root, routed, visible_runs
 
 routed(__file__)
 
@@ -54,11 +54,12 @@ with left:
         rows.append({"Dataset": name, "Images": info["n_images"], "Classes": len(info["class_names"]),
                      "Note": "synthetic demo data, not clinical" if info["synthetic"] else hide_roots(info["path"])})
     st.dataframe(rows, hide_index=True, width="stretch")
+    upload_note = "." if deployment().viewer else "; a zip can be uploaded on the Data page."
     st.caption("Datasets are folders with one subfolder per class (or ALL-IDB file names) under "
-               "`$LEUKDASH_DATA` or `./data`; a zip can be uploaded on the Data page.")
+               f"`$LEUKDASH_DATA` or `./data`{upload_note}")
 
     st.subheader("Latest runs")
-    entries = runs(root())
+    entries = visible_runs()
     if entries:
         table, percent = percent_columns(
             runs_frame(entries[:8])[["Model", "Dataset", "Task", "Val. accuracy", "SD", "Status", "Created"]],

@@ -143,7 +143,7 @@ def wait_for_jobs(run_ids, seconds=300) -> dict:
     deadline = time.monotonic() + seconds
     while True:
         states = {run_id: jobs.job_status(run_id) for run_id in run_ids}
-        if all(s["state"] not in ("running", "none") for s in states.values()) or time.monotonic() > deadline:
+        if all(s["state"] not in ("running", "queued", "none") for s in states.values()) or time.monotonic() > deadline:
             return states
         time.sleep(1)
 

@@ -9,7 +9,8 @@ import pytest
 
 from leukdash.data.dataset import Dataset, square_resize
 from leukdash.data.decode import decode_image
-from leukdash.data.discovery import discover_datasets, extract_zip, open_dataset
+from leukdash.data.discovery import discover_datasets, open_dataset
+from leukdash.uploads import extract_zip
 from leukdash.errors import DatasetError, ImageDecodeError
 from leukdash.folds import assign_folds, holdout_split
 

@@ -47,6 +47,12 @@ def reap_leftovers():
         if jobs._children[pid].poll() is None:
             _kill_group(pid)
         jobs._children.pop(pid).wait()
+    # Jobs a supervisor started from the queue are not our children.
+    root = RunStore().root
+    for job_file in root.glob("*/job.json") if root.is_dir() else []:
+        job = json.loads(job_file.read_text())
+        if "pid" in job and jobs._job_alive(job):
+            _kill_group(job["pid"])
 
 
 def _kill_group(pid):
@@ -164,3 +170,83 @@ def test_job_command_runs_the_cli(tmp_path):
     command = jobs.job_command(tmp_path / "job_config.json")
     assert command[:4] == [sys.executable, "-m", "leukdash", "run"]
     assert command[command.index("--config-file") + 1] == str(tmp_path / "job_config.json")
+
+
+# The stand-in job waits until the test lets it finish (by creating "<config>.worker.go").
+WAITER = "import os, sys, time\nwhile not os.path.exists(sys.argv[1] + '.go'):\n    time.sleep(0.02)\nprint('done')"
+
+
+def _live_jobs(store, run_ids) -> list[str]:
+    live = []
+    for run_id in run_ids:
+        job = json.loads((store.run_dir(run_id) / "job.json").read_text())
+        if "pid" in job and jobs._job_alive(job):
+            live.append(run_id)
+    return live
+
+
+def _release(store, run_id):
+    Path(f"{store.run_dir(run_id) / 'job_config.json'}.worker.go").touch()
+
+
+def test_jobs_beyond_the_limit_queue_and_start_when_a_slot_frees(fake_job):
+    fake_job(WAITER)
+    store = RunStore()
+    ids = ["r1", "r2", "r3", "r4"]
+    started = [jobs.start_job(CONFIG, run_id, max_jobs=2) for run_id in ids]
+    assert [("pid" in job) for job in started] == [True, True, False, False]
+    assert [jobs.job_status(r)["state"] for r in ids] == ["running", "running", "queued", "queued"]
+    assert [jobs.job_status(r)["position"] for r in ids] == [None, None, 1, 2]
+    assert jobs.start_job(CONFIG, "r4", max_jobs=2)["state"] == "queued"  # launching again keeps its place
+    assert jobs.job_status("r4")["position"] == 2
+    jobs.cancel_job("r3")
+    assert jobs.job_status("r3")["state"] == "cancelled" and jobs.job_status("r4")["position"] == 1
+    # r1 ends: its supervisor starts r4 at once, with nobody polling job_status.
+    _release(store, "r1")
+    _wait_for(lambda: _live_jobs(store, ids) == ["r2", "r4"])
+    assert len(_live_jobs(store, ids)) <= 2
+    assert jobs.job_status("r1")["state"] == "failed" and jobs.job_status("r1")["returncode"] == 0
+    assert jobs.job_status("r1")["log_tail"] == ["done"]
+    assert not list((store.root.parent / "jobs" / "queue").iterdir())
+
+
+def test_queue_is_shared_by_processes(fake_job):
+    """Another process (another Streamlit server) launching a run joins the same queue."""
+    fake_job(WAITER)
+    store = RunStore()
+    jobs.start_job(CONFIG, "r1", max_jobs=1)
+    code = ("import sys; from leukdash import jobs; from leukdash.config import RunConfig\n"
+            f"jobs.job_command = lambda f: [sys.executable, '-c', {WAITER!r}, f'{{f}}.worker']\n"
+            "print(jobs.start_job(RunConfig(model='nb', folds=2), 'r2', max_jobs=1)['state'])")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                           cwd=Path(jobs.__file__).parent.parent)
+    assert other.stdout.strip() == "queued", other.stderr
+    assert jobs.job_status("r2")["position"] == 1
+    _release(store, "r1")
+    _wait_for(lambda: _live_jobs(store, ["r1", "r2"]) == ["r2"])
+    _release(store, "r2")
+    _wait_for(lambda: _live_jobs(store, ["r1", "r2"]) == [])
+
+
+def test_workers_reach_the_job_command_line(fake_job):
+    fake_job("import sys; print(sys.argv[2:])")
+    jobs.start_job(CONFIG, "r1", workers=1)
+    _wait_for(lambda: jobs.job_status("r1")["state"] != "running")
+    assert jobs.job_status("r1")["log_tail"] == ["['--n-jobs', '1']"]
+    jobs.start_job(CONFIG, "r2")
+    _wait_for(lambda: jobs.job_status("r2")["state"] != "running")
+    assert jobs.job_status("r2")["log_tail"] == ["[]"]
+
+
+def test_a_job_that_cannot_start_fails_and_the_queue_moves_on(monkeypatch):
+    monkeypatch.setattr(jobs, "job_command", lambda config_file: ["/nonexistent/leukdash-job"])
+    store = RunStore()
+    jobs.start_job(CONFIG, "r1", max_jobs=1)
+    monkeypatch.setattr(jobs, "job_command", lambda config_file: [sys.executable, "-c", "print('second')"])
+    assert jobs.start_job(CONFIG, "r2", max_jobs=1).get("state") in ("queued", None)
+    # Nobody polls r2: the first job's supervisor starts it.
+    _wait_for(lambda: "pid" in json.loads((store.run_dir("r2") / "job.json").read_text()))
+    _wait_for(lambda: jobs.job_status("r2")["log_tail"] == ["second"])
+    status = jobs.job_status("r1")
+    assert status["state"] == "failed" and status["returncode"] == 127
+    assert status["log_tail"][-1].startswith("cannot start the job: [Errno 2]")

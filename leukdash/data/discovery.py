@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
-import zipfile
 from pathlib import Path
 
 from leukdash.data.dataset import Dataset
 from leukdash.data.sources import is_dataset_folder
 from leukdash.errors import DatasetError
-from leukdash.paths import artifacts_root, data_roots
+from leukdash.paths import data_roots
 
 BUILTIN = "synthetic"
 
@@ -50,28 +47,3 @@ def open_dataset(name_or_path: str | Path) -> Dataset:
     known = ", ".join(discovered)
     raise DatasetError(f"unknown dataset {name!r}: not one of ({known}) and not a folder")
 
-
-def extract_zip(data: bytes, name: str | None = None) -> Path:
-    """Unpack an uploaded zip of class folders under ``artifacts/uploads`` and return its folder.
-
-    The folder is named by the zip's content hash, so uploading the same zip twice reuses it.
-    A single top-level folder inside the zip is taken as the dataset folder.
-    """
-    digest = hashlib.sha256(data).hexdigest()[:12]
-    target = artifacts_root() / "uploads" / f"{name or 'upload'}-{digest}"
-    if not target.is_dir():
-        try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
-        except zipfile.BadZipFile:
-            raise DatasetError("the uploaded file is not a zip archive") from None
-        with archive:
-            for member in archive.namelist():
-                if member.startswith("/") or ".." in Path(member).parts:
-                    raise DatasetError(f"unsafe path in zip: {member}")
-            staging = target.with_name(target.name + ".partial")
-            archive.extractall(staging)
-        staging.replace(target)
-    entries = [p for p in target.iterdir() if not p.name.startswith((".", "__MACOSX"))]
-    if len(entries) == 1 and entries[0].is_dir() and not is_dataset_folder(target):
-        return entries[0]
-    return target

@@ -1,0 +1,261 @@
+"""Uploaded zips of class folders: unpacked within limits, kept per session, evicted by a quota.
+
+An upload lives in ``<artifacts>/uploads/<session>/<name>-<hash>/``; ``session`` is a random token
+of one dashboard session, so one visitor's uploads are never offered to another. A zip is checked
+twice: its directory (member count, names, declared sizes and compression ratios) before anything
+is written, and every member again while it is streamed to disk, counting the bytes actually
+produced (a forged header cannot make it write more than the limits). Whatever a rejected upload
+wrote is deleted. The uploads folder as a whole is capped: the least recently used uploads are
+evicted first, never one that a run in the store names as its dataset (stored, running or queued:
+its ``meta.json`` or ``job_config.json`` points into the upload).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from leukdash.data.sources import is_dataset_folder
+from leukdash.errors import DatasetError
+from leukdash.paths import artifacts_root
+from leukdash.store import read_json
+
+MB = 1024 * 1024
+CHUNK = MB
+# A member's ratio is only judged past this many bytes: tiny files (a blank mask, a CSV)
+# compress far beyond any image, and cannot fill a disk.
+RATIO_FLOOR = MB
+TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """What one upload, and all of them together, may take."""
+
+    max_zip_bytes: int = 200 * MB
+    max_unpacked_bytes: int = 1024 * MB
+    max_members: int = 50_000
+    max_ratio: float = 100.0
+    quota_bytes: int = 2048 * MB
+
+
+def uploads_root() -> Path:
+    return artifacts_root() / "uploads"
+
+
+def extract_zip(data: bytes, name: str | None = None, session: str = "local",
+                limits: UploadLimits = UploadLimits()) -> Path:
+    """Unpack an uploaded zip of class folders for ``session`` and return its dataset folder.
+
+    The folder is named by the zip's content hash, so uploading the same zip twice reuses it.
+    A single top-level folder inside the zip is taken as the dataset folder. Raises
+    :class:`DatasetError` (one line) for anything refused; nothing of it is left on disk.
+    """
+    if not TOKEN.match(session) or (name is not None and not TOKEN.match(name)):
+        raise DatasetError("invalid upload name or session token")
+    if len(data) > limits.max_zip_bytes:
+        raise DatasetError(f"the zip is {_mb(len(data))}, more than the {_mb(limits.max_zip_bytes)} allowed")
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    target = uploads_root() / session / f"{name or 'upload'}-{digest}"
+    with _uploads_lock():
+        if target.is_dir():
+            os.utime(target)  # recently used: evicted last
+        else:
+            _unpack(data, target, limits)
+            try:
+                _enforce_quota(limits.quota_bytes, keep=target)
+            except DatasetError:
+                shutil.rmtree(target)
+                _remove_if_empty(target.parent)
+                raise
+    entries = [p for p in target.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    if len(entries) == 1 and entries[0].is_dir() and not is_dataset_folder(target):
+        return entries[0]
+    return target
+
+
+def remove_upload(folder: Path) -> None:
+    """Delete one upload (the folder :func:`extract_zip` returned, or the one above it)."""
+    root = uploads_root().resolve()
+    folder = Path(folder).resolve()
+    if not folder.is_relative_to(root) or len(folder.relative_to(root).parts) < 2:
+        raise DatasetError("not an upload folder")
+    session, upload = folder.relative_to(root).parts[:2]
+    with _uploads_lock():
+        shutil.rmtree(root / session / upload, ignore_errors=True)
+        _remove_if_empty(root / session)
+
+
+def _unpack(data: bytes, target: Path, limits: UploadLimits) -> None:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError):
+        raise DatasetError("the uploaded file is not a zip archive") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
+    try:
+        with archive:
+            members = _checked_members(archive, limits)
+            _write_members(archive, members, staging, limits)
+        staging.replace(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_if_empty(target.parent)
+        raise
+
+
+def _checked_members(archive: zipfile.ZipFile, limits: UploadLimits) -> list[zipfile.ZipInfo]:
+    """The zip's directory, refused before anything is written if it breaks a limit."""
+    members = archive.infolist()
+    if len(members) > limits.max_members:
+        raise DatasetError(f"the zip holds {len(members):,} entries, more than the {limits.max_members:,} allowed")
+    declared = 0
+    for info in members:
+        _safe_parts(info.filename)
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise DatasetError(f"symbolic link in zip: {_shown(info.filename)}")
+        declared += info.file_size
+        if declared > limits.max_unpacked_bytes:
+            raise DatasetError(f"the zip unpacks to more than {_mb(limits.max_unpacked_bytes)} (the limit)")
+        _check_ratio(info.filename, info.file_size, info.compress_size, limits.max_ratio)
+    return members
+
+
+def _write_members(archive: zipfile.ZipFile, members, staging: Path, limits: UploadLimits) -> None:
+    """Stream each member to disk, counting the bytes really produced against the limits."""
+    total = 0
+    for info in members:
+        path = staging.joinpath(*_safe_parts(info.filename))
+        try:
+            if info.is_dir():
+                path.mkdir(parents=True, exist_ok=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                total = _write_member(archive, info, path, total, limits)
+        except FileExistsError:
+            raise DatasetError(f"duplicate entry in zip: {_shown(info.filename)}") from None
+        except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as error:
+            raise DatasetError(
+                f"damaged or unsupported zip entry {_shown(info.filename)}: {_shown(str(error))}") from None
+        except OSError as error:  # a name too long for the file system, a full disk
+            raise DatasetError(f"cannot unpack zip entry {_shown(info.filename)}: {error.strerror}") from None
+
+
+def _write_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, total: int,
+                  limits: UploadLimits) -> int:
+    """Write one member in chunks; returns the bytes unpacked so far, this member included."""
+    written = 0
+    with archive.open(info) as source, open(path, "xb") as out:
+        while chunk := source.read(CHUNK):
+            written += len(chunk)
+            total += len(chunk)
+            if total > limits.max_unpacked_bytes:
+                raise DatasetError(f"the zip unpacks to more than {_mb(limits.max_unpacked_bytes)} (the limit)")
+            _check_ratio(info.filename, written, info.compress_size, limits.max_ratio)
+            out.write(chunk)
+    return total
+
+
+def _safe_parts(name: str) -> tuple[str, ...]:
+    """The path parts of a member, refused when it would land outside the upload folder."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or re.match(r"[A-Za-z]:", name) or ".." in path.parts or "\0" in name:
+        raise DatasetError(f"unsafe path in zip: {_shown(name)}")
+    parts = tuple(p for p in path.parts if p not in ("", "."))
+    if not parts:
+        raise DatasetError(f"unsafe path in zip: {_shown(name)!r}")
+    return parts
+
+
+def _check_ratio(name: str, unpacked: int, compressed: int, max_ratio: float) -> None:
+    if unpacked > RATIO_FLOOR and unpacked > max_ratio * max(compressed, 1):
+        raise DatasetError(f"zip entry {_shown(name)} is compressed more than {max_ratio:g}:1 (a zip bomb?)")
+
+
+def _enforce_quota(quota: int, keep: Path) -> None:
+    """Evict the least recently used uploads (not ``keep``, not any a run uses) until all fit."""
+    root = uploads_root()
+    uploads = [p for session in _dirs(root) for p in _dirs(session) if not p.name.startswith(".")]
+    sizes = {p: _size(p) for p in uploads}
+    total = sum(sizes.values())
+    if total <= quota:
+        return
+    used = _used_by_runs()
+    for upload in sorted(uploads, key=lambda p: p.stat().st_mtime):
+        if total <= quota:
+            break
+        if upload == keep or any(u == upload.resolve() or u.is_relative_to(upload.resolve()) for u in used):
+            continue
+        shutil.rmtree(upload, ignore_errors=True)
+        _remove_if_empty(upload.parent)
+        total -= sizes[upload]
+    if total > quota:
+        raise DatasetError(f"the uploads folder is full ({_mb(quota)}, uploads in use by runs are kept): "
+                           "try a smaller zip or later")
+
+
+def _used_by_runs() -> set[Path]:
+    """Dataset folders named by any run of the store (stored, running or queued)."""
+    used = set()
+    for folder in _dirs(artifacts_root() / "runs"):
+        for name, keys in (("meta.json", ("config", "dataset")), ("meta.json", ("dataset", "path")),
+                           ("job_config.json", ("dataset",))):
+            try:
+                value = read_json(folder / name)
+                for key in keys:
+                    value = value[key]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if isinstance(value, str) and value:
+                used.add(Path(value).resolve())
+    return used
+
+
+def _dirs(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return []
+
+
+def _size(folder: Path) -> int:
+    return sum(p.lstat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+@contextmanager
+def _uploads_lock():
+    """One upload at a time is unpacked and accounted, across sessions and processes."""
+    from filelock import FileLock
+
+    root = uploads_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(root / ".lock"):
+        yield
+
+
+def _shown(name: str) -> str:
+    """A member name for a one-line message: a hostile one can be kilobytes long, or hold newlines."""
+    name = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+    return name if len(name) <= 80 else f"{name[:50]}…{name[-20:]}"
+
+
+def _mb(size: int) -> str:
+    if size < MB:
+        return f"{size:,} bytes"
+    return f"{size // MB:,} MB" if size % MB == 0 else f"{size / MB:,.1f} MB"

@@ -1,0 +1,172 @@
+"""Deployment modes: a viewer offers no launch and no dataset upload on any page and says why;
+settings come from the environment first, then Streamlit secrets."""
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from leukdash.data.synthetic import CLASSES, generate_synthetic
+from leukdash.deployment import Deployment, read_deployment
+from leukdash.errors import ConfigError
+from test_app import APP, TIMEOUT, choose_tiny_runs, open_page, wait_for_jobs
+
+REPO = Path(__file__).resolve().parent.parent
+PAGES = sorted(p.stem for p in (REPO / "pages").glob("*.py") if not p.name.startswith("_"))
+SHIPPED_RUN = REPO / "artifacts" / "runs" / "nb-aedfafc5aefc"  # a finished run, so Predict shows its uploader
+LAUNCHING = ("Launch", "Cancel")
+
+
+@pytest.fixture(autouse=True)
+def app_env(tmp_path, monkeypatch, isolated_artifacts):
+    generate_synthetic(tmp_path / "data" / "tiny", counts={c: 6 for c in CLASSES}, size=32)
+    monkeypatch.setenv("LEUKDASH_DATA", str(tmp_path / "data"))
+    shutil.copytree(SHIPPED_RUN, isolated_artifacts / "runs" / SHIPPED_RUN.name)
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+def uploaders(at: AppTest) -> list[str]:
+    return [u.key for u in at.get("file_uploader")]
+
+
+def texts(at: AppTest) -> str:
+    return " ".join(e.value for kind in ("info", "caption", "markdown") for e in at.get(kind))
+
+
+def test_viewer_has_no_launch_or_upload_control_on_any_page(monkeypatch):
+    monkeypatch.setenv("LEUKDASH_MODE", "viewer")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert {"data", "experiments", "predict"} <= set(PAGES)
+    for page in PAGES:
+        open_page(at, page)
+        assert not [b.label for b in at.button if b.label.startswith(LAUNCHING)], page
+        # Predicting one's own image with a stored run stays allowed: it is not a dataset upload.
+        assert uploaders(at) == (["predict_upload"] if page == "predict" else []), page
+        if page == "experiments":
+            [info] = at.info
+            assert "viewer (LEUKDASH_MODE=viewer): training and dataset uploads are off" in info.value
+            assert not at.get("multiselect") and not at.get("number_input")
+        if page == "data":
+            assert "dataset uploads are off" in texts(at)
+
+
+def test_open_mode_offers_both(monkeypatch):
+    """The same checks find the controls when they are there."""
+    monkeypatch.delenv("LEUKDASH_MODE", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert uploaders(open_page(at, "data")) == ["zip_upload"]
+    assert any(b.label.startswith("Launch") for b in open_page(at, "experiments").button)
+
+
+def test_mode_from_secrets_and_the_environment_wins(monkeypatch):
+    monkeypatch.delenv("LEUKDASH_MODE", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.secrets["mode"] = "viewer"
+    at.run()
+    assert "training and dataset uploads are off" in open_page(at, "experiments").info[0].value
+    monkeypatch.setenv("LEUKDASH_MODE", "open")
+    assert any(b.label.startswith("Launch") for b in open_page(at, "experiments").button)
+
+
+def test_a_wrong_mode_is_one_line_and_nothing_else(monkeypatch):
+    monkeypatch.setenv("LEUKDASH_MODE", "public")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Deployment setting: LEUKDASH_MODE must be 'open' or 'viewer', got 'public'"]
+    assert not at.title
+
+
+def test_read_deployment_order_and_errors():
+    assert replace(read_deployment({}, {}), max_jobs=2, job_workers=None) == Deployment()  # see the next test
+    assert read_deployment({"mode": "viewer", "max_jobs": 1}, {}).viewer
+    assert read_deployment({"mode": "viewer"}, {"LEUKDASH_MODE": "open"}).mode == "open"
+    assert read_deployment({"max_jobs": 1}, {"LEUKDASH_MAX_JOBS": "4"}).max_jobs == 4
+    limits = read_deployment({"max_unpacked_mb": 10}, {"LEUKDASH_UPLOADS_MB": "20"}).upload_limits()
+    assert (limits.max_unpacked_bytes, limits.quota_bytes) == (10 * 2**20, 20 * 2**20)
+    with pytest.raises(ConfigError, match=r"^secret 'max_jobs' must be a whole number, got 'many'$"):
+        read_deployment({"max_jobs": "many"}, {})
+    with pytest.raises(ConfigError, match=r"^LEUKDASH_UPLOADS_MB must be at least 1, got '0'$"):
+        read_deployment({}, {"LEUKDASH_UPLOADS_MB": "0"})
+
+
+def test_runs_on_another_sessions_upload_are_not_listed(isolated_artifacts):
+    """An upload is private to its session, and so are the runs trained on it."""
+    import json
+
+    from leukdash.uploads import uploads_root
+
+    runs = isolated_artifacts / "runs"
+    for run_id, session in (("nb-mine", "me"), ("nb-theirs", "them")):
+        shutil.copytree(SHIPPED_RUN, runs / run_id)
+        meta = json.loads((runs / run_id / "meta.json").read_text())
+        meta["run_id"] = run_id
+        meta["dataset"]["path"] = str(uploads_root() / session / "up-123" / "up")
+        (runs / run_id / "meta.json").write_text(json.dumps(meta))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["_session_token"] = "me"
+    at.run()
+    listed = set(open_page(at, "compare").dataframe[0].value["Run id"])
+    assert listed == {SHIPPED_RUN.name, "nb-mine"}
+
+
+def test_runs_beyond_max_jobs_show_as_queued(monkeypatch, tmp_path):
+    """With one job slot, the second run launched waits, and the page says where it stands."""
+    import sys
+
+    from leukdash import jobs
+
+    monkeypatch.setenv("LEUKDASH_MAX_JOBS", "1")
+    release = tmp_path / "release"
+    waiter = f"import os, time\nwhile not os.path.exists({str(release)!r}):\n    time.sleep(0.05)"
+    monkeypatch.setattr(jobs, "job_command", lambda config_file: [sys.executable, "-c", waiter])
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    choose_tiny_runs(at)
+    at.button(key="launch").click().run(timeout=TIMEOUT)
+    try:
+        assert not at.exception
+        assert list(at.dataframe[0].value["Status"]) == ["running", "queued"]
+        assert any(p.proto.text.startswith("queued, position 1:") for p in at.get("progress"))
+        release.touch()
+        states = wait_for_jobs(list(at.dataframe[0].value["Run id"]), seconds=60)
+        assert [s["state"] for s in states.values()] == ["failed", "failed"]  # both ran (no summary)
+    finally:
+        release.touch()
+
+
+def test_data_page_refuses_a_bad_zip_in_one_line_and_keeps_nothing():
+    from test_uploads import make_zip
+
+    from leukdash.uploads import uploads_root
+
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    open_page(at, "data")
+    for name, members, message in (
+            ("bomb.zip", {"mine/ALL/z.bmp": b"\0" * (8 * 2**20)}, "bomb.zip: zip entry mine/ALL/z.bmp is compressed "
+                                                                  "more than 100:1 (a zip bomb?)"),
+            ("notes.zip", {"notes/readme.txt": b"no images here"}, "notes.zip: no images found in ")):
+        at.sidebar.file_uploader(key="zip_upload").set_value((name, make_zip(members), "application/zip"))
+        at.run(timeout=TIMEOUT)
+        assert not at.exception
+        [error] = at.sidebar.error
+        assert error.value.startswith(message) and "\n" not in error.value
+        assert not [p for p in uploads_root().rglob("*") if p.name != ".lock"]
+
+
+def test_one_job_of_one_fold_at_a_time_on_a_small_machine(monkeypatch):
+    from leukdash import deployment
+
+    monkeypatch.setattr(deployment, "machine_memory_mb", lambda: 2700)  # Streamlit Community Cloud
+    small = read_deployment({}, {})
+    assert (small.max_jobs, small.job_workers) == (1, 1)
+    assert read_deployment({"job_workers": 2, "max_jobs": 3}, {}).job_workers == 2
+    monkeypatch.setattr(deployment, "machine_memory_mb", lambda: 16_000)
+    large = read_deployment({}, {})
+    assert (large.max_jobs, large.job_workers) == (2, None)  # None: the engine's choice
+    assert read_deployment({}, {"LEUKDASH_JOB_WORKERS": "3"}).job_workers == 3
+    assert 0 < deployment.machine_memory_mb()
