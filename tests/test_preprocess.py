@@ -190,3 +190,13 @@ def test_overlay_outlines_the_cell():
     ring = cv2.dilate(truth.astype(np.uint8), np.ones((9, 9))) > 0
     assert green.sum() > 100 and (green & ring).sum() / green.sum() > 0.9
     assert (prepared[..., 0] == prepared[..., 2]).all()
+
+
+def test_cli_takes_a_preprocess_mode_and_refuses_a_bad_one(capsys):
+    from leukdash.cli import build_parser, config_from_args, main
+
+    args = build_parser().parse_args(["run", "synthetic", "--preprocess", "cell-keep-gray"])
+    assert config_from_args(args).preprocess == "cell-keep-gray"
+    assert main(["run", "synthetic", "--preprocess", "cell-keep-purple", "--quiet"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "preprocess must be one of" in error[0]
