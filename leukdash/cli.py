@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=_predict)
 
+    evaluate = commands.add_parser("evaluate", help="external test: a finished run's fold models on another dataset")
+    evaluate.add_argument("run_id")
+    evaluate.add_argument("dataset", help="dataset name or folder with the run's classes")
+    evaluate.add_argument("--recompute", action="store_true", help="ignore the stored result")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=_evaluate)
+
     reproduce = commands.add_parser("reproduce", help="run the paper's experiments and write the report")
     reproduce.add_argument("--quick", action="store_true", help="fewer epochs, folds and pixels: a smoke test")
     reproduce.add_argument("--binary", help="ALL vs HEALTHY dataset (default: allidb2_ufpr if found, else synthetic)")
@@ -295,6 +302,17 @@ def _predict(args) -> int:
     if all("error" in entry for entry in predictions):
         print(f"error: none of the {len(predictions)} image(s) could be read", file=sys.stderr)
         return 2
+    return 0
+
+
+def _evaluate(args) -> int:
+    from leukdash.evaluate import evaluate, format_evaluation
+
+    result = evaluate(args.run_id, args.dataset, recompute=args.recompute)
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_evaluation(result))
     return 0
 
 
