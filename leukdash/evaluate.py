@@ -215,3 +215,14 @@ def format_evaluation(result: dict) -> str:
     lines.append("  per group          " + "  ".join(f"{g['group']} ({g['class']}, {g['n']}) {g['recall']:.2f}"
                                                   for g in result["per_group"]))
     return "\n".join(lines)
+
+
+def outcome_sentence(result: dict) -> str:
+    """How a run fared on one external dataset, in one sentence (pages and report)."""
+    low, high = result["intervals"]["balanced_accuracy"]
+    top, share = max(result["predicted_share"].items(), key=lambda item: item[1])
+    verdict = (f"collapsed: it gives {top} to {share:.0%} of the images" if result["collapsed"]
+               else "answers spread over " + ", ".join(f"{c} {s:.0%}" for c, s in result["predicted_share"].items()))
+    return (f"On {result['dataset']['name']} ({result['n_images']} images, {result['intervals']['n_groups']} groups): "
+            f"balanced accuracy {result['balanced_accuracy']:.1%} (95% group bootstrap {low:.1%}-{high:.1%}); "
+            f"{verdict}; {result['ood_share']:.0%} of the images flagged as unlike its training data.")
