@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=_evaluate)
 
+    external = commands.add_parser("external-report",
+                                   help="write the report's External validity section (runs are read, not trained)")
+    external.add_argument("--out", type=Path, help="report folder (default: docs/report)")
+    external.add_argument("--no-compute", action="store_true", help="use stored external tests only")
+    external.set_defaults(handler=_external_report)
+
     reproduce = commands.add_parser("reproduce", help="run the paper's experiments and write the report")
     reproduce.add_argument("--quick", action="store_true", help="fewer epochs, folds and pixels: a smoke test")
     reproduce.add_argument("--binary", help="ALL vs HEALTHY dataset (default: allidb2_ufpr if found, else synthetic)")
@@ -313,6 +319,15 @@ def _evaluate(args) -> int:
         _print_json(result)
     else:
         print(format_evaluation(result))
+    return 0
+
+
+def _external_report(args) -> int:
+    from leukdash.external_report import external_section, write_section
+    from leukdash.reproduce import FULL_OUT, REPORT_NAME
+
+    path = write_section((args.out or FULL_OUT) / REPORT_NAME, external_section(compute=not args.no_compute))
+    print(f"report: {path}")
     return 0
 
 

@@ -27,7 +27,7 @@ COLLAPSE_SHARE = 0.95
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
 # Changes to what this module computes invalidate the stored results.
-METHOD_VERSION = "external-1"
+METHOD_VERSION = "external-2"
 
 
 def open_run_dataset(meta: dict):
@@ -92,7 +92,8 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore) -> dict:
         raise DatasetError(f"dataset {dataset.name!r} has no readable image of classes {', '.join(dataset.classes)}")
     inputs = models.prepare(loaded.images)
     proba = models.batch_probabilities(inputs).mean(axis=0)
-    outside = [entry["outside"] for entry in training_distribution(run_id, store).assess(describe_images(inputs))]
+    described = training_distribution(run_id, store)
+    outside = [entry["outside"] for entry in described.assess(describe_images(inputs))]
     metrics = external_metrics(loaded.labels, proba, loaded.groups, dataset.classes)
     return {
         "run_id": run_id,
@@ -102,6 +103,8 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore) -> dict:
                     "skipped": [s.to_dict(dataset.root) for s in loaded.skipped]},
         **metrics,
         "ood_share": float(np.mean(outside)),
+        # The same check on the run's own images, each scored against the folds it was not in.
+        "ood_own_share": float(np.mean(described.oof_scores > described.threshold)),
         "versions": versions(),
     }
 
@@ -211,7 +214,8 @@ def format_evaluation(result: dict) -> str:
     shares = "  ".join(f"{c} {s:.1%}" for c, s in result["predicted_share"].items())
     lines.append(f"  predicted share    {shares}" + ("  COLLAPSED (one class for >= 95% of images)"
                                                      if result["collapsed"] else ""))
-    lines.append(f"  out-of-distribution: {result['ood_share']:.1%} of the images flagged")
+    lines.append(f"  out-of-distribution: {result['ood_share']:.1%} of the images flagged "
+                 f"({result['ood_own_share']:.1%} of the run's own out-of-fold images)")
     lines.append("  per group          " + "  ".join(f"{g['group']} ({g['class']}, {g['n']}) {g['recall']:.2f}"
                                                   for g in result["per_group"]))
     return "\n".join(lines)
