@@ -92,6 +92,23 @@ def server(tmp_path, isolated_artifacts):
         yield url, tmp_path / "data" / "tiny"
 
 
+@contextmanager
+def opened_app(url: str):
+    """A headless Chromium page on the app, its title shown; the browser closed whatever happens."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(url)
+            page.get_by_role("heading", name="leukdash", level=1).wait_for(timeout=WAIT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
 @pytest.fixture
 def screenshots(tmp_path) -> Path:
     folder = Path(os.environ.get("LEUKDASH_SCREENSHOTS") or tmp_path / "screenshots")
@@ -145,80 +162,69 @@ def slide_to_start(page, label: str) -> None:
 
 def test_pages_in_a_browser(server, screenshots):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
-    from playwright.sync_api import sync_playwright
 
     url, tiny = server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(url)
-            page.get_by_role("heading", name="leukdash", level=1).wait_for(timeout=WAIT_MS)
-            page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_MS)
-            settle(page)
-            assert page.get_by_text("No runs yet").is_visible()
-            shoot(page, screenshots, "overview")
+    with opened_app(url) as page:
+        page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_MS)
+        settle(page)
+        assert page.get_by_text("No runs yet").is_visible()
+        shoot(page, screenshots, "overview")
 
-            go(page, "Data")
-            page.get_by_text("ALL · 6 images").wait_for(timeout=WAIT_MS)
-            page.get_by_role("button", name="Run the audit").click()
-            page.get_by_text("Background-only accuracy").wait_for(timeout=WAIT_MS)
-            settle(page)
-            shoot(page, screenshots, "data")
+        go(page, "Data")
+        page.get_by_text("ALL · 6 images").wait_for(timeout=WAIT_MS)
+        page.get_by_role("button", name="Run the audit").click()
+        page.get_by_text("Background-only accuracy").wait_for(timeout=WAIT_MS)
+        settle(page)
+        shoot(page, screenshots, "data")
 
-            go(page, "Augmentation")
-            page.get_by_text("copy 8").wait_for(timeout=WAIT_MS)
-            shoot(page, screenshots, "augmentation")
+        go(page, "Augmentation")
+        page.get_by_text("copy 8").wait_for(timeout=WAIT_MS)
+        shoot(page, screenshots, "augmentation")
 
-            go(page, "Experiments")
-            slide_to_start(page, "Image size (px)")  # the smallest size, 16 px
-            assert "16" in page.locator('[data-testid="stSlider"]').first.inner_text().split("\n")[:3]
-            set_number(page, "Folds", 2)
-            set_number(page, "Epochs", 1)
-            page.get_by_text("Augment the training images").click()
-            settle(page)
-            page.get_by_role("button", name="Launch 2 runs").click()
-            try:  # the live view, when the runs are slow enough to be caught running
-                page.get_by_role("heading", name="Running").wait_for(timeout=10_000)
-                page.locator('[data-testid="stProgress"]').first.wait_for(timeout=10_000)
-                shoot(page, screenshots, "experiments_running")
-            except PlaywrightTimeout:
-                pass
-            page.get_by_role("heading", name="Results").wait_for(timeout=RUN_WAIT_MS)
-            page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_MS)
-            settle(page)
-            shoot(page, screenshots, "experiments")
+        go(page, "Experiments")
+        slide_to_start(page, "Image size (px)")  # the smallest size, 16 px
+        assert "16" in page.locator('[data-testid="stSlider"]').first.inner_text().split("\n")[:3]
+        set_number(page, "Folds", 2)
+        set_number(page, "Epochs", 1)
+        page.get_by_text("Augment the training images").click()
+        settle(page)
+        page.get_by_role("button", name="Launch 2 runs").click()
+        try:  # the live view, when the runs are slow enough to be caught running
+            page.get_by_role("heading", name="Running").wait_for(timeout=10_000)
+            page.locator('[data-testid="stProgress"]').first.wait_for(timeout=10_000)
+            shoot(page, screenshots, "experiments_running")
+        except PlaywrightTimeout:
+            pass
+        page.get_by_role("heading", name="Results").wait_for(timeout=RUN_WAIT_MS)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_MS)
+        settle(page)
+        shoot(page, screenshots, "experiments")
 
-            go(page, "Compare")
-            chart = page.locator(".js-plotly-plot").first
-            chart.wait_for(timeout=WAIT_MS)
-            bar_names = chart.evaluate("e => e.data.filter(t => t.type === 'bar').map(t => t.name)")
-            assert sorted(name.split(" ")[0] for name in bar_names) == ["CNN", "Naive"]
-            shoot(page, screenshots, "compare")
+        go(page, "Compare")
+        chart = page.locator(".js-plotly-plot").first
+        chart.wait_for(timeout=WAIT_MS)
+        bar_names = chart.evaluate("e => e.data.filter(t => t.type === 'bar').map(t => t.name)")
+        assert sorted(name.split(" ")[0] for name in bar_names) == ["CNN", "Naive"]
+        shoot(page, screenshots, "compare")
 
-            go(page, "Predict")
-            page.locator('[data-testid="stSelectbox"]').filter(has_text="Run").click()
-            page.get_by_role("option", name="CNN paper").click()  # the CNN run, for its Grad-CAM
-            settle(page)
-            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
-                str(tiny / "CLL" / "CLL_0001.png"))
-            verdict = page.get_by_text("Predicted:")
-            verdict.wait_for(timeout=WAIT_MS)
-            settle(page)
-            predicted = verdict.inner_text().split("Predicted:")[1].split("·")[0].strip()
-            assert predicted in CLASSES
-            page.get_by_text("Grad-CAM for").wait_for(timeout=WAIT_MS)
-            shoot(page, screenshots, "predict")
-        finally:
-            browser.close()
+        go(page, "Predict")
+        page.locator('[data-testid="stSelectbox"]').filter(has_text="Run").click()
+        page.get_by_role("option", name="CNN paper").click()  # the CNN run, for its Grad-CAM
+        settle(page)
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+            str(tiny / "CLL" / "CLL_0001.png"))
+        verdict = page.get_by_text("Predicted:")
+        verdict.wait_for(timeout=WAIT_MS)
+        settle(page)
+        predicted = verdict.inner_text().split("Predicted:")[1].split("·")[0].strip()
+        assert predicted in CLASSES
+        page.get_by_text("Grad-CAM for").wait_for(timeout=WAIT_MS)
+        shoot(page, screenshots, "predict")
 
 
 def test_predict_warns_on_a_cnmc_image_in_a_browser(allidb2_path, tmp_path, isolated_artifacts, screenshots):
     """A C-NMC cell uploaded to a model trained on ALL-IDB2: the page says it is unlike the
     training data (a tiny naive Bayes run, so the test stays quick)."""
-    from playwright.sync_api import sync_playwright
-
     from leukdash.config import AugmentConfig, RunConfig
     from leukdash.runner import run
 
@@ -229,22 +235,14 @@ def test_predict_warns_on_a_cnmc_image_in_a_browser(allidb2_path, tmp_path, isol
     run(RunConfig(dataset=str(allidb2_path), classes=("ALL", "HEALTHY"), model="nb", feature_set="features",
                   image_size=32, augment_factor=1, augment=AugmentConfig.off()), n_jobs=1)
     with streamlit_server(tmp_path / "server.log", isolated_artifacts, str(allidb2_path.parent)) as url, \
-            sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(url)
-            page.get_by_role("heading", name="leukdash", level=1).wait_for(timeout=WAIT_MS)
-            settle(page)
-            go(page, "Predict")
-            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
-                str(sorted((cnmc / "ALL").glob("*.png"))[0]))
-            warning = page.locator('[data-testid="stAlert"]').filter(
-                has_text="does not look like the images this run was trained on")
-            warning.wait_for(timeout=RUN_WAIT_MS)
-            settle(page)
-            assert "allidb2_ufpr" in warning.inner_text() and "99th percentile" in warning.inner_text()
-            shoot(page, screenshots, "predict_external_warning")
-        finally:
-            browser.close()
+            opened_app(url) as page:
+        settle(page)
+        go(page, "Predict")
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+            str(sorted((cnmc / "ALL").glob("*.png"))[0]))
+        warning = page.locator('[data-testid="stAlert"]').filter(
+            has_text="does not look like the images this run was trained on")
+        warning.wait_for(timeout=RUN_WAIT_MS)
+        settle(page)
+        assert "allidb2_ufpr" in warning.inner_text() and "99th percentile" in warning.inner_text()
+        shoot(page, screenshots, "predict_external_warning")
