@@ -47,6 +47,23 @@ def open_run_dataset(meta: dict):
     return dataset
 
 
+def validation_folds(run_id: str, n_images: int, store: RunStore | None = None):
+    """The fold each image of a run's dataset was validated in, as the run stored it (-1 for an
+    image no fold validated: the training part of a holdout run).
+
+    Read from the fold results, not planned again: the folds a run used stay its folds even if
+    the way folds are drawn changes later.
+    """
+    store = store or RunStore()
+    fold_of = np.full(n_images, -1, dtype=np.int64)
+    for fold in store.read_meta(run_id)["fold_ids"]:
+        result = store.read_fold(run_id, fold)
+        if result is None:
+            raise RunError(f"run {run_id!r} has no readable result for fold {fold + 1}")
+        fold_of[np.asarray(result["oof"]["index"], dtype=np.int64)] = fold
+    return fold_of
+
+
 def match_classes(run_classes, dataset):
     """The external dataset restricted to the run's classes, in the run's order; refused when
     it lacks one of them (a class the models never saw cannot be scored either, so extra

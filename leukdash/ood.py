@@ -13,7 +13,7 @@ part in the same way, and the mean over folds is compared with the out-of-fold s
 percentile among them is reported, and it is flagged "outside" above ``FLAG_PERCENTILE``
 (by construction about 1% of the run's own images are flagged).
 
-The description is computed lazily for a finished run (from its dataset and fold plan, no
+The description is computed lazily for a finished run (from its dataset and stored folds, no
 model needed) and cached beside it (``ood.npz``), so the runner is unchanged.
 """
 
@@ -32,7 +32,7 @@ FLAG_PERCENTILE = 99.0
 # background) does not divide by zero; it still separates any image that differs on it.
 MIN_SPREAD = 1e-3
 # Changes to what this module computes invalidate the cached descriptions.
-METHOD_VERSION = "ood-1"
+METHOD_VERSION = "ood-2"
 
 
 class TrainingDistribution:
@@ -96,9 +96,8 @@ def describe_images(images: np.ndarray) -> np.ndarray:
 def training_distribution(run_id: str, store: RunStore | None = None) -> TrainingDistribution:
     """The run's description, read from ``ood.npz`` beside it or computed and stored there."""
     from leukdash.config import RunConfig
-    from leukdash.evaluate import open_run_dataset
-    from leukdash.preprocess import prepare_images
-    from leukdash.training import _write_cache, plan_folds
+    from leukdash.evaluate import open_run_dataset, validation_folds
+    from leukdash.training import _write_cache, load_arrays
 
     store = store or RunStore()
     folder = store.run_dir(run_id)
@@ -110,9 +109,9 @@ def training_distribution(run_id: str, store: RunStore | None = None) -> Trainin
             return TrainingDistribution(stored["features"], stored["fold_of"], key["fold_ids"], stored["oof_scores"])
     config = RunConfig.from_dict(meta["config"])
     dataset = open_run_dataset(meta)
-    arrays = dataset.load()
-    fold_of, _ = plan_folds(config, dataset, arrays)
-    features = describe_images(prepare_images(config, arrays.images))
+    arrays = load_arrays(dataset, config.image_size, config.preprocess)  # as the run's models saw them
+    fold_of = validation_folds(run_id, len(arrays.labels), store)
+    features = describe_images(arrays.images)
     described = TrainingDistribution.fit(features, fold_of, meta["fold_ids"])
     _write_cache(cache, lambda tmp: np.savez(tmp, features=described.features, fold_of=described.fold_of,
                                              oof_scores=described.oof_scores))

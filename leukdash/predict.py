@@ -191,13 +191,12 @@ def _reference(run_id: str, store: RunStore | None) -> dict:
     key = (str(store.root), run_id)
     if key not in _references:
         from leukdash.data.audit import SHORTCUT_SIZE
-        from leukdash.evaluate import open_run_dataset
-        from leukdash.training import load_arrays, plan_folds
+        from leukdash.evaluate import open_run_dataset, validation_folds
+        from leukdash.training import load_arrays
 
-        models = ensemble(run_id, store)
-        dataset = open_run_dataset(models.meta)
+        dataset = open_run_dataset(ensemble(run_id, store).meta)
         arrays = load_arrays(dataset, SHORTCUT_SIZE)
-        fold_of, _ = plan_folds(models.config, dataset, arrays)
+        fold_of = validation_folds(run_id, len(arrays.labels), store)
         _references[key] = {"size": SHORTCUT_SIZE, "images": arrays.images, "labels": arrays.labels,
                             "fold_of": fold_of, "paths": arrays.paths,
                             "relative": [dataset.relative(p) for p in arrays.paths]}
