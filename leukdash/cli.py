@@ -305,10 +305,23 @@ def _predict(args) -> int:
             else:
                 probs = "  ".join(f"{c} {p:.3f}" for c, p in entry["probabilities"].items())
                 print(f"{entry['file']}: {entry['predicted']} (folds agreeing {entry['agreement']}/{entry['n_folds']})  {probs}")
+                _print_checks(entry)
     if all("error" in entry for entry in predictions):
         print(f"error: none of the {len(predictions)} image(s) could be read", file=sys.stderr)
         return 2
     return 0
+
+
+def _print_checks(entry: dict) -> None:
+    """The out-of-distribution warning and the known-image answer of one prediction."""
+    ood, known = entry.get("ood") or {}, entry.get("known")
+    if ood.get("outside"):
+        print(f"  WARNING: unlike the run's training images (distance score {ood['score']:.2f}, above "
+              f"{ood['percentile']:.0f}% of its own validation images): the prediction is not reliable")
+    if known and "error" not in known:
+        print(f"  known image: {known['match']} to {known['file']} ({known['class']}); "
+              + (f"fold {known['fold']}'s model, which did not train on it, predicts {known['prediction']}"
+                 if known["fold"] else "every model trained on it"))
 
 
 def _evaluate(args) -> int:

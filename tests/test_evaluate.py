@@ -203,3 +203,11 @@ def test_allidb2_models_collapse_on_cnmc_and_the_ood_check_flags_it(allidb2_path
 
     described = training_distribution(result["run_id"])
     assert np.mean(described.oof_scores > described.threshold) <= 0.05
+
+
+def test_predict_command_warns_and_names_a_known_image(tiny_run, tiny_dataset, other_lab, capsys):
+    own, other = sorted((tiny_dataset / "ALL").glob("*.png"))[0], sorted((other_lab / "ALL").glob("*.png"))[0]
+    assert main(["predict", tiny_run["run_id"], str(own), str(other)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith(f"  known image: identical to ALL/{own.name}")
+    assert lines[3].startswith("  WARNING: unlike the run's training images")
