@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from leukdash.errors import DatasetError, RunError
+from leukdash.errors import DatasetError, LeukdashError, RunError
 from leukdash.store import RunStore, read_json, write_json_atomic
 
 # A model that gives one class to at least this share of the images has collapsed.
@@ -27,14 +27,12 @@ COLLAPSE_SHARE = 0.95
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
 # Changes to what this module computes invalidate the stored results.
-METHOD_VERSION = "external-2"
+METHOD_VERSION = "external-3"
 
 
 def open_run_dataset(meta: dict):
     """The dataset a run was trained on, as it was then (same classes, same fingerprint)."""
     from leukdash.data.discovery import open_dataset
-
-    from leukdash.errors import LeukdashError
 
     info = meta["dataset"]
     try:
@@ -99,9 +97,11 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
 
 
 def _compute(run_id: str, meta: dict, dataset, store: RunStore) -> dict:
+    from leukdash.folds import merge_groups
     from leukdash.ood import describe_images, training_distribution
     from leukdash.predict import ensemble
     from leukdash.runner import versions
+    from leukdash.training import duplicate_pairs
 
     models = ensemble(run_id, store)
     loaded = dataset.load()
@@ -111,7 +111,9 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore) -> dict:
     proba = models.batch_probabilities(inputs).mean(axis=0)
     described = training_distribution(run_id, store)
     outside = [entry["outside"] for entry in described.assess(describe_images(inputs))]
-    metrics = external_metrics(loaded.labels, proba, loaded.groups, dataset.classes)
+    # Duplicates join groups here as they do in folds: one picture twice is one draw of the bootstrap.
+    groups = merge_groups(loaded.groups, duplicate_pairs(dataset))
+    metrics = external_metrics(loaded.labels, proba, groups, dataset.classes)
     return {
         "run_id": run_id,
         "run": {"config": meta["config"], "dataset": meta["dataset"]["name"],

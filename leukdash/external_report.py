@@ -84,7 +84,7 @@ _INTRO = (
     "Each run's fold ensemble (the models Predict uses) labels every image of the other dataset. "
     "**Within** is the run's own strict cross-validated balanced accuracy (mean over folds, 95% t interval); "
     "**External** is the balanced accuracy on the other dataset with a 95% percentile interval from 2000 "
-    "bootstrap resamplings of its groups (C-NMC: subjects; ALL-IDB2: image ids and duplicates), resampled within "
+    "bootstrap resamplings of its groups (C-NMC: subjects; ALL-IDB2: images, duplicates joined), resampled within "
     "class. **Collapsed**: one class for at least 95% of the images. **OOD**: share of the external images the "
     "run's out-of-distribution check flags (k-NN distance on engineered descriptors above the 99th percentile "
     "of the run's own out-of-fold images), and the share of the run's own out-of-fold images it flags. Reproduce one cell with `python -m leukdash evaluate RUN_ID DATASET`.")
