@@ -101,13 +101,14 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore) -> dict:
     from leukdash.ood import describe_images, training_distribution
     from leukdash.predict import ensemble
     from leukdash.runner import versions
-    from leukdash.training import duplicate_pairs
+    from leukdash.training import duplicate_pairs, load_arrays
 
     models = ensemble(run_id, store)
-    loaded = dataset.load()
+    # The images prepared as the run's models take them (preprocess.prepare_images), cached.
+    loaded = load_arrays(dataset, models.config.image_size, models.config.preprocess)
     if not len(loaded.labels):
         raise DatasetError(f"dataset {dataset.name!r} has no readable image of classes {', '.join(dataset.classes)}")
-    inputs = models.prepare(loaded.images)
+    inputs = loaded.images
     proba = models.batch_probabilities(inputs).mean(axis=0)
     described = training_distribution(run_id, store)
     outside = [entry["outside"] for entry in described.assess(describe_images(inputs))]
