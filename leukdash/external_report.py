@@ -22,9 +22,10 @@ ALLIDB2, CNMC = "allidb2_ufpr", "cnmc_dev"
 DIRECTIONS = ((ALLIDB2, CNMC), (CNMC, ALLIDB2))
 # C-NMC has two healthy subjects: subject-grouped, stratified folds allow two at most.
 FOLDS = {ALLIDB2: 5, CNMC: 2}
-# The preprocessing settings compared: today's raw input, and the one recommended for transfer
-# (filled in when cell-level preprocessing exists; see PREPROCESSINGS' users).
-PREPROCESSINGS: dict[str, dict] = {"raw": {}}
+# The preprocessing compared with today's raw input: the one recommended for transfer (the cell
+# segmented, its size relative to the field kept, grey levels; see docs/report/PREPROCESS_NOTES.md).
+RECOMMENDED = "cell-keep-gray"
+PREPROCESSINGS = ("raw", RECOMMENDED)
 START, END = "<!-- external-validity -->", "<!-- /external-validity -->"
 MODEL_NAMES = {"cnn-paper": "paper CNN", "cnn-leukdash": "leukdash CNN", "nb": "naive Bayes (features)",
                "svm": "SVM (features)", "knn": "3-NN (features)", "dt": "decision tree (features)"}
@@ -50,9 +51,9 @@ def external_matrix() -> list[ExternalCell]:
         strict = [e for e in experiments(train, "synthetic", replace(FULL, folds=FOLDS[train]))
                   if e.task == "binary" and e.exp in ("2", "4") and e.protocol == "strict"
                   and (e.config.is_cnn or e.config.feature_set == "features")]
-        for name, changes in PREPROCESSINGS.items():
+        for name in PREPROCESSINGS:
             for experiment in strict:
-                config = experiment.config.with_changes(**changes)
+                config = experiment.config.with_changes(preprocess=name)
                 model = f"cnn-{config.architecture}" if config.is_cnn else config.model
                 cells.append(ExternalCell(train, test, name, model, config))
     return cells

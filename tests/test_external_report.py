@@ -7,7 +7,7 @@ import pytest
 
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.evaluate import evaluate
-from leukdash.external_report import END, START, ExternalCell, external_matrix, external_section, write_section
+from leukdash.external_report import END, RECOMMENDED, START, ExternalCell, external_matrix, external_section, write_section
 from leukdash.plots import external_bars, external_frame
 from leukdash.runner import run
 
@@ -21,6 +21,11 @@ def test_the_matrix_has_six_models_both_ways_with_the_reports_strict_configs():
         assert all(c.config.protocol == "strict" and c.config.classes == ("ALL", "HEALTHY") for c in mine)
         assert all(c.config.feature_set == "features" for c in mine if not c.config.is_cnn)
     assert {c.config.folds for c in cells if c.train == "allidb2_ufpr"} == {5}
+    # Each raw cell has its preprocessed twin, differing in the preprocessing only.
+    raw = {(c.train, c.model): c.config for c in cells if c.preprocessing == "raw"}
+    for cell in (c for c in cells if c.preprocessing == RECOMMENDED):
+        assert cell.config == raw[cell.train, cell.model].with_changes(preprocess=RECOMMENDED)
+    assert len(cells) == 2 * len(raw) == 24
 
 
 def test_write_section_replaces_an_older_section_and_keeps_the_rest(tmp_path):
