@@ -86,6 +86,9 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     if meta is None or store.read_summary(run_id) is None:
         raise RunError(f"run {run_id!r} is not a finished run in {store.root}")
     dataset = match_classes(meta["dataset"]["classes"], open_dataset(dataset_name))
+    if dataset.fingerprint == meta["dataset"]["fingerprint"]:
+        raise DatasetError(f"{dataset.name!r} is the dataset run {run_id} was trained on: its models saw these "
+                           "images, so only its cross-validated figures are honest there")
     path = result_path(run_id, dataset.fingerprint, store)
     key = {"method": METHOD_VERSION, "samples": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED}
     stored = None if recompute else read_json(path) if path.is_file() else None

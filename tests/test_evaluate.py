@@ -119,6 +119,8 @@ def test_evaluate_refuses_a_dataset_without_the_runs_classes(tiny_dataset, tmp_p
             (lacking / name / path.name).write_bytes(path.read_bytes())
     with pytest.raises(DatasetError, match="no class 'CLL'"):
         evaluate(result["run_id"], str(lacking))
+    with pytest.raises(DatasetError, match="is the dataset run .* was trained on"):
+        evaluate(result["run_id"], str(tiny_dataset))
     assert main(["evaluate", result["run_id"], str(lacking)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "'CLL'" in err and "\n" not in err
