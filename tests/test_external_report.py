@@ -71,6 +71,7 @@ def test_section_rows_show_within_and_external_figures_and_missing_runs(tested, 
     assert f"{evaluation['ood_share']:.0%} / {evaluation['ood_own_share']:.1%}" in nb_row
     assert "not computed" in next(line for line in section.splitlines() if line.startswith("| SVM"))
     assert "**test figures**" in section and "development figure" in section
+    assert "1 of 2 models tested" in section
 
 
 def test_external_figure_has_a_bar_with_its_interval_and_the_within_figure(tested):
