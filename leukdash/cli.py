@@ -79,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=_predict)
 
+    evaluate = commands.add_parser("evaluate", help="external test: a finished run's fold models on another dataset")
+    evaluate.add_argument("run_id")
+    evaluate.add_argument("dataset", help="dataset name or folder with the run's classes")
+    evaluate.add_argument("--recompute", action="store_true", help="ignore the stored result")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=_evaluate)
+
+    external = commands.add_parser("external-report",
+                                   help="write the report's External validity section (runs are read, not trained)")
+    external.add_argument("--out", type=Path, help="report folder (default: docs/report)")
+    external.add_argument("--no-compute", action="store_true", help="use stored external tests only")
+    external.set_defaults(handler=_external_report)
+
     reproduce = commands.add_parser("reproduce", help="run the paper's experiments and write the report")
     reproduce.add_argument("--quick", action="store_true", help="fewer epochs, folds and pixels: a smoke test")
     reproduce.add_argument("--binary", help="ALL vs HEALTHY dataset (default: allidb2_ufpr if found, else synthetic)")
@@ -292,9 +305,42 @@ def _predict(args) -> int:
             else:
                 probs = "  ".join(f"{c} {p:.3f}" for c, p in entry["probabilities"].items())
                 print(f"{entry['file']}: {entry['predicted']} (folds agreeing {entry['agreement']}/{entry['n_folds']})  {probs}")
+                _print_checks(entry)
     if all("error" in entry for entry in predictions):
         print(f"error: none of the {len(predictions)} image(s) could be read", file=sys.stderr)
         return 2
+    return 0
+
+
+def _print_checks(entry: dict) -> None:
+    """The out-of-distribution warning and the known-image answer of one prediction."""
+    ood, known = entry.get("ood") or {}, entry.get("known")
+    if ood.get("outside"):
+        print(f"  WARNING: unlike the run's training images (distance score {ood['score']:.2f}, above "
+              f"{ood['percentile']:.0f}% of its own validation images): the prediction is not reliable")
+    if known and "error" not in known:
+        print(f"  known image: {known['match']} to {known['file']} ({known['class']}); "
+              + (f"fold {known['fold']}'s model, which did not train on it, predicts {known['prediction']}"
+                 if known["fold"] else "every model trained on it"))
+
+
+def _evaluate(args) -> int:
+    from leukdash.evaluate import evaluate, format_evaluation
+
+    result = evaluate(args.run_id, args.dataset, recompute=args.recompute)
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_evaluation(result))
+    return 0
+
+
+def _external_report(args) -> int:
+    from leukdash.external_report import external_section, write_section
+    from leukdash.reproduce import FULL_OUT, REPORT_NAME
+
+    path = write_section((args.out or FULL_OUT) / REPORT_NAME, external_section(compute=not args.no_compute))
+    print(f"report: {path}")
     return 0
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from leukdash.config import RunConfig
+from leukdash.data.dataset import square_resize
 from leukdash.data.decode import decode_image
-from leukdash.errors import ImageDecodeError, RunError
+from leukdash.errors import ImageDecodeError, LeukdashError, RunError
 from leukdash.paths import printable
 from leukdash.preprocess import prepare_images
 from leukdash.store import RunStore
@@ -21,6 +22,13 @@ from leukdash.store import RunStore
 # Loaded fold models of the last few runs used (a dashboard switches between a handful).
 _loaded: OrderedDict[tuple[str, str], "FoldEnsemble"] = OrderedDict()
 MAX_LOADED_RUNS = 4
+# Datasets of those runs at the comparison size, for recognising known images.
+_references: dict[tuple[str, str], dict] = {}
+# Largest mean absolute difference (0-255, at the audit's 64 px) between an upload and a dataset
+# image for the two to count as the same picture. Measured: a JPEG re-encoding (quality 75) or a
+# half-size copy of an ALL-IDB2 or C-NMC image differs by at most 0.56; the closest two distinct
+# ALL-IDB2 files (Im227/Im260) by 4.8.
+NEAR_IDENTICAL_DIFFERENCE = 3.0
 
 
 class FoldEnsemble:
@@ -50,7 +58,10 @@ class FoldEnsemble:
 
     def fold_probabilities(self, images: list[np.ndarray]) -> np.ndarray:
         """(folds, images, classes) probabilities."""
-        batch = self.prepare(images)
+        return self.batch_probabilities(self.prepare(images))
+
+    def batch_probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """(folds, images, classes) probabilities of images already prepared by :meth:`prepare`."""
         if self.config.is_cnn:
             from leukdash.models import cnn
 
@@ -110,8 +121,88 @@ def ensemble(run_id: str, store: RunStore | None = None) -> FoldEnsemble:
     return _loaded[key]
 
 
-def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None = None) -> list[dict]:
-    return ensemble(run_id, store).predict(images)
+def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None = None,
+                   checks: bool = True) -> list[dict]:
+    """Fold-ensemble predictions; with ``checks``, each also says whether the image looks like
+    the run's training data (``ood``) and whether it is one of them (``known``).
+
+    A check that cannot be made (say, the run's dataset is not on this machine) gives
+    ``{"error": reason}`` in its place: the prediction stands without it.
+    """
+    models = ensemble(run_id, store)
+    results = models.predict(images)
+    if checks:
+        for result, entry in zip(results, _checked(run_id, images, store, "ood", out_of_distribution)):
+            result["ood"] = entry
+        for result, image in zip(results, images):
+            result["known"] = _checked(run_id, [image], store, "known", lambda r, i, s: [known_image(r, i[0], s)])[0]
+    return results
+
+
+def _checked(run_id, images, store, what, check) -> list:
+    try:
+        return check(run_id, images, store)
+    except LeukdashError as error:
+        return [{"error": f"{what} check unavailable: {error}"}] * len(images)
+
+
+def out_of_distribution(run_id: str, images: list[np.ndarray], store: RunStore | None = None) -> list[dict]:
+    """Per image: its distance score to the run's training images, the percentile of that score
+    among the run's own out-of-fold images, and whether it is outside (see :mod:`leukdash.ood`)."""
+    from leukdash.ood import describe_images, training_distribution
+
+    models = ensemble(run_id, store)
+    return training_distribution(run_id, store).assess(describe_images(models.prepare(images)))
+
+
+def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None) -> dict | None:
+    """Whether ``image`` is (nearly) identical to an image of the run's dataset, and if so the
+    prediction of the fold model that did not train on it (the one it validated); ``None``
+    when it is not.
+
+    The test is the audit's comparison size: both images padded square and resized to
+    ``SHORTCUT_SIZE``, then their mean absolute pixel difference; identical decoded pixels are
+    reported as such.
+    """
+    models = ensemble(run_id, store)
+    reference = _reference(run_id, store)
+    small = square_resize(image, reference["size"]).astype(np.int16)
+    difference = np.abs(reference["images"].astype(np.int16) - small).mean(axis=(1, 2, 3))
+    match = int(difference.argmin())
+    if difference[match] > NEAR_IDENTICAL_DIFFERENCE:
+        return None
+    path = reference["paths"][match]
+    identical = decode_image(path).shape == image.shape and np.array_equal(decode_image(path), image)
+    fold = int(reference["fold_of"][match])
+    found = {"file": reference["relative"][match], "class": models.classes[int(reference["labels"][match])],
+             "match": "identical" if identical else "near-identical",
+             "difference": round(float(difference[match]), 3), "fold": fold + 1}
+    if fold not in models.meta["fold_ids"]:  # a holdout run's training image: every model saw it
+        return {**found, "fold": None, "prediction": None}
+    model = models.meta["fold_ids"].index(fold)
+    proba = models.batch_probabilities(models.prepare([image]))[model, 0]
+    return {**found, "prediction": models.classes[int(proba.argmax())],
+            "probabilities": {c: round(float(p), 6) for c, p in zip(models.classes, proba)}}
+
+
+def _reference(run_id: str, store: RunStore | None) -> dict:
+    """The run's dataset at the comparison size, with each image's fold (kept per run)."""
+    store = store or RunStore()
+    key = (str(store.root), run_id)
+    if key not in _references:
+        from leukdash.data.audit import SHORTCUT_SIZE
+        from leukdash.evaluate import open_run_dataset, validation_folds
+        from leukdash.training import load_arrays
+
+        dataset = open_run_dataset(ensemble(run_id, store).meta)
+        arrays = load_arrays(dataset, SHORTCUT_SIZE)
+        fold_of = validation_folds(run_id, len(arrays.labels), store)
+        _references[key] = {"size": SHORTCUT_SIZE, "images": arrays.images, "labels": arrays.labels,
+                            "fold_of": fold_of, "paths": arrays.paths,
+                            "relative": [dataset.relative(p) for p in arrays.paths]}
+        while len(_references) > MAX_LOADED_RUNS:
+            _references.pop(next(iter(_references)))
+    return _references[key]
 
 
 def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None) -> list[dict]:

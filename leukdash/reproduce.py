@@ -246,6 +246,10 @@ def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str
     command = "python -m leukdash reproduce" + (" --quick" if quick else "")
     path = build_report(outcomes, out, settings=settings, mode=mode, command=command,
                         wall_seconds=time.perf_counter() - started, shortcuts=shortcuts)
+    if mode == "full":
+        from leukdash.external_report import external_section, write_section
+
+        write_section(path, external_section(compute=compute, log=log))
     log(f"report: {path}")
     return path
 

@@ -282,6 +282,14 @@ def no_runs_yet(what: str) -> None:
     st.page_link("pages/experiments.py", label="Go to Experiments", icon=":material/arrow_forward:")
 
 
+@st.cache_data(ttl=3, show_spinner=False)
+def external_results(root: str, run_id: str) -> list[dict]:
+    """The external tests stored beside a run (see leukdash.evaluate)."""
+    from leukdash.evaluate import stored_evaluations
+
+    return stored_evaluations(run_id)
+
+
 # --------------------------------------------------------------------------- prediction
 
 

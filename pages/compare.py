@@ -4,9 +4,12 @@ import json
 
 import streamlit as st
 
-from leukdash.plots import (ERROR_BARS, METRICS, available_metrics, confusion_heatmap, curve_runs, fold_frame,
-                            learning_curves, metric_bars, run_labels, runs_frame, summary_frame)
-from pages._shared import comparison, finished_runs, kept, no_runs_yet, percent_columns, results, root, routed
+from leukdash.errors import LeukdashError
+from leukdash.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, available_metrics, confusion_heatmap, curve_runs,
+                            external_bars, external_frame, fold_frame, learning_curves, metric_bars, run_labels,
+                            runs_frame, summary_frame)
+from pages._shared import (comparison, dataset_options, external_results, finished_runs, kept, no_runs_yet,
+                           percent_columns, results, root, routed)
 
 routed(__file__)
 
@@ -46,7 +49,8 @@ st.caption(f"Bars: mean {METRICS[metric].lower()} over the validation folds; whi
            "dots: single folds (hover for the fold number)"
            + ("; open diamonds: the paper's reported 5-fold mean for the same model and task." if show_paper else "."))
 
-tabs = st.tabs(["Summary", "Per fold", "Learning curves", "Confusion matrices", "Significance", "Download"])
+tabs = st.tabs(["Summary", "Per fold", "Learning curves", "Confusion matrices", "Significance", "External test",
+                "Download"])
 with tabs[0]:
     numbers = ["Mean", "SD", "Min", "Max", "Paper (reported)"]
     summary = summary_frame(chosen, labels, metric)
@@ -105,6 +109,45 @@ with tabs[4]:
                       if unpaired else ""))
 
 with tabs[5]:
+    st.markdown("How the models fare **outside their own data**: each run's fold ensemble labels every image of "
+                "another dataset with the same classes (another lab, stain or camera).")
+    own = {r["dataset"]["name"] for r in chosen}
+    candidates = [name for name in dataset_options() if name not in own]
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    target = left.selectbox("Test on", options=candidates, key="compare_external_dataset",
+                            help="A dataset with the runs' classes (class names must match).") if candidates else None
+    if target and right.button("Run external test", icon=":material/science:", width="stretch",
+                               key="compare_external_run"):
+        from leukdash.evaluate import evaluate
+
+        for result, label in zip(chosen, labels):
+            try:
+                with st.spinner(f"{label} on {target}…"):
+                    evaluate(result["run_id"], dataset_options()[target])
+            except LeukdashError as error:
+                st.error(f"{label}: {error}")
+        external_results.clear()
+    tested = [(result, evaluation) for result in chosen for evaluation in external_results(root(), result["run_id"])]
+    if not tested:
+        st.info("No external test stored for these runs yet: pick a dataset and run one "
+                "(or `python -m leukdash evaluate RUN_ID DATASET`).", icon=":material/science:")
+    else:
+        from leukdash.evaluate import outcome_sentence
+
+        external_metric = kept(st.radio, "compare_external_metric", "balanced_accuracy", "External figure",
+                               options=list(EXTERNAL_METRICS), format_func=EXTERNAL_METRICS.get, horizontal=True)
+        frame = external_frame([r for r, _ in tested], [e for _, e in tested], external_metric)
+        st.plotly_chart(external_bars(frame, external_metric), width="stretch", key="external_bars")
+        st.caption("Bars: the fold ensemble on every image of the external dataset; whiskers: 95% interval from a "
+                   "bootstrap over its groups (subjects), resampled within class; open circles: the run's own "
+                   "cross-validated mean; hatched bars: collapsed (one class for at least 95% of the images).")
+        shown, formats = percent_columns(frame.drop(columns=["Model", "Classes"]),
+                                         ["Value", "Low", "High", "Within dataset", "OOD share"])
+        st.dataframe(shown, hide_index=True, width="stretch", column_config=formats)
+        for (result, evaluation), label in zip(tested, frame["Run"]):
+            st.markdown(f"**{label}** (trained on {result['dataset']['name']}). {outcome_sentence(evaluation)}")
+
+with tabs[6]:
     export = [{k: v for k, v in r.items() if k != "folds"}
               | {"folds": [{k: v for k, v in f.items() if k != "oof"} for f in r["folds"]]} for r in chosen]
     left, right = st.columns(2)

@@ -54,11 +54,26 @@ for upload in uploads:
                      icon=":material/broken_image:")
             continue
         try:
-            with st.spinner("Loading the fold models and predicting…"):
+            with st.spinner("Loading the fold models and predicting (the first image of a run also describes "
+                            "its training data)…"):
                 result = predict(root(), run_id, data)
         except LeukdashError as error:
             st.error(hide_roots(f"Cannot predict with run {run_id}: {error}"))
             st.stop()
+        ood, known = result.get("ood") or {}, result.get("known")
+        if ood.get("outside"):
+            st.warning(f"**This image does not look like the images this run was trained on** ({dataset['name']}). "
+                       f"Its distance to them scores {ood['score']:.2f}, higher than {ood['percentile']:.0f}% of the "
+                       f"run's own validation images (the flag is above the 99th percentile, {ood['threshold']:.2f}). "
+                       "The prediction below says nothing reliable about it: the models never saw images like it.",
+                       icon=":material/warning:")
+        if known and "error" not in known:
+            answer = (f"its validation fold {known['fold']}'s model, which never trained on it, predicts "
+                      f"**{known['prediction']}** ({known['probabilities'][known['prediction']]:.0%})"
+                      if known["fold"] else "every model of this holdout run trained on it, so no honest answer exists")
+            st.info(f"**Known image**: {known['match']} to `{known['file']}` (labelled {known['class']}) in the "
+                    f"run's dataset. The ensemble below includes models that trained on it; {answer}.",
+                    icon=":material/fingerprint:")
         image_col, chart_col = st.columns([5, 6], gap="large")
         with chart_col:
             agree, total = result["agreement"], result["n_folds"]
@@ -67,6 +82,11 @@ for upload in uploads:
                             config={"displayModeBar": False}, key=f"proba_{upload.file_id}")
             st.caption("Mean class probability over the fold models. Fold votes: "
                        + ", ".join(f"{i + 1}: {c}" for i, c in enumerate(result["fold_predictions"])) + ".")
+            if "error" in ood:
+                st.caption(ood["error"])
+            elif not ood.get("outside"):
+                st.caption(f"Looks like the training data: its distance score ({ood['score']:.2f}) is higher than "
+                           f"{ood['percentile']:.0f}% of the run's own validation images'.")
         with image_col:
             heatmap = None
             if show_cam:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,14 +47,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path, isolated_artifacts):
-    """A streamlit server on a free port over a tiny dataset; stopped whatever happens."""
-    require_browser()
-    generate_synthetic(tmp_path / "data" / "tiny", counts={c: 6 for c in CLASSES}, size=32)
+@contextmanager
+def streamlit_server(log_path: Path, artifacts: Path, data: str):
+    """A streamlit server on a free port over the datasets under ``data``; stopped whatever happens."""
     port = free_port()
-    env = {**os.environ, "LEUKDASH_ARTIFACTS": str(isolated_artifacts), "LEUKDASH_DATA": str(tmp_path / "data")}
-    log = open(tmp_path / "server.log", "wb")
+    env = {**os.environ, "LEUKDASH_ARTIFACTS": str(artifacts), "LEUKDASH_DATA": data}
+    log = open(log_path, "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
          "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
@@ -70,9 +69,9 @@ def server(tmp_path, isolated_artifacts):
             except OSError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
+                pytest.fail(f"streamlit did not start: {log_path.read_text()[-2000:]}")
             time.sleep(0.5)
-        yield url, tmp_path / "data" / "tiny"
+        yield url
     finally:
         # The server and the run jobs it started (each leads its own process group).
         os.killpg(process.pid, signal.SIGTERM)
@@ -82,6 +81,32 @@ def server(tmp_path, isolated_artifacts):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
+
+
+@pytest.fixture
+def server(tmp_path, isolated_artifacts):
+    """A streamlit server over a tiny dataset."""
+    require_browser()
+    generate_synthetic(tmp_path / "data" / "tiny", counts={c: 6 for c in CLASSES}, size=32)
+    with streamlit_server(tmp_path / "server.log", isolated_artifacts, str(tmp_path / "data")) as url:
+        yield url, tmp_path / "data" / "tiny"
+
+
+@contextmanager
+def opened_app(url: str):
+    """A headless Chromium page on the app, its title shown; the browser closed whatever happens."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(url)
+            page.get_by_role("heading", name="leukdash", level=1).wait_for(timeout=WAIT_MS)
+            yield page
+        finally:
+            browser.close()
 
 
 @pytest.fixture
@@ -137,70 +162,87 @@ def slide_to_start(page, label: str) -> None:
 
 def test_pages_in_a_browser(server, screenshots):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
-    from playwright.sync_api import sync_playwright
 
     url, tiny = server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(url)
-            page.get_by_role("heading", name="leukdash", level=1).wait_for(timeout=WAIT_MS)
-            page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_MS)
-            settle(page)
-            assert page.get_by_text("No runs yet").is_visible()
-            shoot(page, screenshots, "overview")
+    with opened_app(url) as page:
+        page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_MS)
+        settle(page)
+        assert page.get_by_text("No runs yet").is_visible()
+        shoot(page, screenshots, "overview")
 
-            go(page, "Data")
-            page.get_by_text("ALL · 6 images").wait_for(timeout=WAIT_MS)
-            page.get_by_role("button", name="Run the audit").click()
-            page.get_by_text("Background-only accuracy").wait_for(timeout=WAIT_MS)
-            settle(page)
-            shoot(page, screenshots, "data")
+        go(page, "Data")
+        page.get_by_text("ALL · 6 images").wait_for(timeout=WAIT_MS)
+        page.get_by_role("button", name="Run the audit").click()
+        page.get_by_text("Background-only accuracy").wait_for(timeout=WAIT_MS)
+        settle(page)
+        shoot(page, screenshots, "data")
 
-            go(page, "Augmentation")
-            page.get_by_text("copy 8").wait_for(timeout=WAIT_MS)
-            shoot(page, screenshots, "augmentation")
+        go(page, "Augmentation")
+        page.get_by_text("copy 8").wait_for(timeout=WAIT_MS)
+        shoot(page, screenshots, "augmentation")
 
-            go(page, "Experiments")
-            slide_to_start(page, "Image size (px)")  # the smallest size, 16 px
-            assert "16" in page.locator('[data-testid="stSlider"]').first.inner_text().split("\n")[:3]
-            set_number(page, "Folds", 2)
-            set_number(page, "Epochs", 1)
-            page.get_by_text("Augment the training images").click()
-            settle(page)
-            page.get_by_role("button", name="Launch 2 runs").click()
-            try:  # the live view, when the runs are slow enough to be caught running
-                page.get_by_role("heading", name="Running").wait_for(timeout=10_000)
-                page.locator('[data-testid="stProgress"]').first.wait_for(timeout=10_000)
-                shoot(page, screenshots, "experiments_running")
-            except PlaywrightTimeout:
-                pass
-            page.get_by_role("heading", name="Results").wait_for(timeout=RUN_WAIT_MS)
-            page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_MS)
-            settle(page)
-            shoot(page, screenshots, "experiments")
+        go(page, "Experiments")
+        slide_to_start(page, "Image size (px)")  # the smallest size, 16 px
+        assert "16" in page.locator('[data-testid="stSlider"]').first.inner_text().split("\n")[:3]
+        set_number(page, "Folds", 2)
+        set_number(page, "Epochs", 1)
+        page.get_by_text("Augment the training images").click()
+        settle(page)
+        page.get_by_role("button", name="Launch 2 runs").click()
+        try:  # the live view, when the runs are slow enough to be caught running
+            page.get_by_role("heading", name="Running").wait_for(timeout=10_000)
+            page.locator('[data-testid="stProgress"]').first.wait_for(timeout=10_000)
+            shoot(page, screenshots, "experiments_running")
+        except PlaywrightTimeout:
+            pass
+        page.get_by_role("heading", name="Results").wait_for(timeout=RUN_WAIT_MS)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_MS)
+        settle(page)
+        shoot(page, screenshots, "experiments")
 
-            go(page, "Compare")
-            chart = page.locator(".js-plotly-plot").first
-            chart.wait_for(timeout=WAIT_MS)
-            bar_names = chart.evaluate("e => e.data.filter(t => t.type === 'bar').map(t => t.name)")
-            assert sorted(name.split(" ")[0] for name in bar_names) == ["CNN", "Naive"]
-            shoot(page, screenshots, "compare")
+        go(page, "Compare")
+        chart = page.locator(".js-plotly-plot").first
+        chart.wait_for(timeout=WAIT_MS)
+        bar_names = chart.evaluate("e => e.data.filter(t => t.type === 'bar').map(t => t.name)")
+        assert sorted(name.split(" ")[0] for name in bar_names) == ["CNN", "Naive"]
+        shoot(page, screenshots, "compare")
 
-            go(page, "Predict")
-            page.locator('[data-testid="stSelectbox"]').filter(has_text="Run").click()
-            page.get_by_role("option", name="CNN paper").click()  # the CNN run, for its Grad-CAM
-            settle(page)
-            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
-                str(tiny / "CLL" / "CLL_0001.png"))
-            verdict = page.get_by_text("Predicted:")
-            verdict.wait_for(timeout=WAIT_MS)
-            settle(page)
-            predicted = verdict.inner_text().split("Predicted:")[1].split("·")[0].strip()
-            assert predicted in CLASSES
-            page.get_by_text("Grad-CAM for").wait_for(timeout=WAIT_MS)
-            shoot(page, screenshots, "predict")
-        finally:
-            browser.close()
+        go(page, "Predict")
+        page.locator('[data-testid="stSelectbox"]').filter(has_text="Run").click()
+        page.get_by_role("option", name="CNN paper").click()  # the CNN run, for its Grad-CAM
+        settle(page)
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+            str(tiny / "CLL" / "CLL_0001.png"))
+        verdict = page.get_by_text("Predicted:")
+        verdict.wait_for(timeout=WAIT_MS)
+        settle(page)
+        predicted = verdict.inner_text().split("Predicted:")[1].split("·")[0].strip()
+        assert predicted in CLASSES
+        page.get_by_text("Grad-CAM for").wait_for(timeout=WAIT_MS)
+        shoot(page, screenshots, "predict")
+
+
+def test_predict_warns_on_a_cnmc_image_in_a_browser(allidb2_path, tmp_path, isolated_artifacts, screenshots):
+    """A C-NMC cell uploaded to a model trained on ALL-IDB2: the page says it is unlike the
+    training data (a tiny naive Bayes run, so the test stays quick)."""
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.runner import run
+
+    require_browser()
+    cnmc = allidb2_path.parent / "cnmc_dev"
+    if not cnmc.is_dir():
+        pytest.skip("LEUKDASH_DATA does not hold cnmc_dev")
+    run(RunConfig(dataset=str(allidb2_path), classes=("ALL", "HEALTHY"), model="nb", feature_set="features",
+                  image_size=32, augment_factor=1, augment=AugmentConfig.off()), n_jobs=1)
+    with streamlit_server(tmp_path / "server.log", isolated_artifacts, str(allidb2_path.parent)) as url, \
+            opened_app(url) as page:
+        settle(page)
+        go(page, "Predict")
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+            str(sorted((cnmc / "ALL").glob("*.png"))[0]))
+        warning = page.locator('[data-testid="stAlert"]').filter(
+            has_text="does not look like the images this run was trained on")
+        warning.wait_for(timeout=RUN_WAIT_MS)
+        settle(page)
+        assert "allidb2_ufpr" in warning.inner_text() and "99th percentile" in warning.inner_text()
+        shoot(page, screenshots, "predict_external_warning")

@@ -1,0 +1,255 @@
+"""External test of a finished run: its fold ensemble on every image of another dataset.
+
+Cross-validation on one dataset says how a model fares on more images like its training
+images. An external test says what happens on images from another lab, stain and camera: the
+run's fold ensemble (the same one Predict uses) labels every image of the other dataset, and the
+result says how accurate it was, whether it gave everything one class ("collapsed"), how each
+group (subject) of the external set fared, and how many images the run's out-of-distribution
+check (:mod:`leukdash.ood`) flags.
+
+Intervals come from a bootstrap over the external dataset's groups, not its images: images of
+one subject are strongly correlated, so resampling images would give intervals far too narrow.
+Groups are resampled within each class (a group's class is its majority class), so every
+bootstrap sample has every class and balanced accuracy stays defined.
+
+Results are stored beside the run, ``external/<dataset fingerprint>.json``, and read back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from leukdash.errors import DatasetError, LeukdashError, RunError
+from leukdash.store import RunStore, read_json, write_json_atomic
+
+# A model that gives one class to at least this share of the images has collapsed.
+COLLAPSE_SHARE = 0.95
+BOOTSTRAP_SAMPLES = 2000
+BOOTSTRAP_SEED = 0
+# Changes to what this module computes invalidate the stored results.
+METHOD_VERSION = "external-3"
+
+
+def open_run_dataset(meta: dict):
+    """The dataset a run was trained on, as it was then (same classes, same fingerprint)."""
+    from leukdash.data.discovery import open_dataset
+
+    info = meta["dataset"]
+    try:
+        dataset = open_dataset(meta["config"]["dataset"])
+    except LeukdashError:  # found by name no more: the folder it was read from
+        dataset = open_dataset(info["path"])
+    dataset = dataset.subset(info["classes"])
+    if dataset.fingerprint != info["fingerprint"]:
+        raise RunError(f"dataset {info['name']!r} changed since run {meta['run_id']} was computed")
+    return dataset
+
+
+def validation_folds(run_id: str, n_images: int, store: RunStore | None = None):
+    """The fold each image of a run's dataset was validated in, as the run stored it (-1 for an
+    image no fold validated: the training part of a holdout run).
+
+    Read from the fold results, not planned again: the folds a run used stay its folds even if
+    the way folds are drawn changes later.
+    """
+    store = store or RunStore()
+    fold_of = np.full(n_images, -1, dtype=np.int64)
+    for fold in store.read_meta(run_id)["fold_ids"]:
+        result = store.read_fold(run_id, fold)
+        if result is None:
+            raise RunError(f"run {run_id!r} has no readable result for fold {fold + 1}")
+        fold_of[np.asarray(result["oof"]["index"], dtype=np.int64)] = fold
+    return fold_of
+
+
+def match_classes(run_classes, dataset):
+    """The external dataset restricted to the run's classes, in the run's order; refused when
+    it lacks one of them (a class the models never saw cannot be scored either, so extra
+    classes of the external set are left out)."""
+    missing = [c for c in run_classes if c not in dataset.classes]
+    if missing:
+        raise DatasetError(f"dataset {dataset.name!r} has no class {', '.join(map(repr, missing))} of the run "
+                           f"(run classes: {', '.join(run_classes)}; dataset classes: {', '.join(dataset.classes)})")
+    return dataset.subset(run_classes)
+
+
+def result_path(run_id: str, fingerprint: str, store: RunStore | None = None):
+    return (store or RunStore()).run_dir(run_id) / "external" / f"{fingerprint}.json"
+
+
+def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, recompute: bool = False) -> dict:
+    """Score run ``run_id`` on dataset ``dataset_name`` (name or folder); stored and cached."""
+    from leukdash.data.discovery import open_dataset
+
+    store = store or RunStore()
+    meta = store.read_meta(run_id)
+    if meta is None or store.read_summary(run_id) is None:
+        raise RunError(f"run {run_id!r} is not a finished run in {store.root}")
+    dataset = match_classes(meta["dataset"]["classes"], open_dataset(dataset_name))
+    if dataset.fingerprint == meta["dataset"]["fingerprint"]:
+        raise DatasetError(f"{dataset.name!r} is the dataset run {run_id} was trained on: its models saw these "
+                           "images, so only its cross-validated figures are honest there")
+    path = result_path(run_id, dataset.fingerprint, store)
+    key = {"method": METHOD_VERSION, "samples": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED}
+    stored = None if recompute else read_json(path) if path.is_file() else None
+    if stored is not None and stored.get("key") == key:
+        return stored
+    result = {"key": key, **_compute(run_id, meta, dataset, store)}
+    write_json_atomic(path, result)
+    return result
+
+
+def _compute(run_id: str, meta: dict, dataset, store: RunStore) -> dict:
+    from leukdash.folds import merge_groups
+    from leukdash.ood import describe_images, training_distribution
+    from leukdash.predict import ensemble
+    from leukdash.runner import versions
+    from leukdash.training import duplicate_pairs, load_arrays
+
+    models = ensemble(run_id, store)
+    # The images prepared as the run's models take them (preprocess.prepare_images), cached.
+    loaded = load_arrays(dataset, models.config.image_size, models.config.preprocess)
+    if not len(loaded.labels):
+        raise DatasetError(f"dataset {dataset.name!r} has no readable image of classes {', '.join(dataset.classes)}")
+    inputs = loaded.images
+    proba = models.batch_probabilities(inputs).mean(axis=0)
+    described = training_distribution(run_id, store)
+    outside = [entry["outside"] for entry in described.assess(describe_images(inputs))]
+    # Duplicates join groups here as they do in folds: one picture twice is one draw of the bootstrap.
+    groups = merge_groups(loaded.groups, duplicate_pairs(dataset))
+    metrics = external_metrics(loaded.labels, proba, groups, dataset.classes)
+    return {
+        "run_id": run_id,
+        "run": {"config": meta["config"], "dataset": meta["dataset"]["name"],
+                "fingerprint": meta["dataset"]["fingerprint"], "classes": meta["dataset"]["classes"]},
+        "dataset": {**dataset.describe(), "fingerprint": dataset.fingerprint, "n_used": int(len(loaded.labels)),
+                    "skipped": [s.to_dict(dataset.root) for s in loaded.skipped]},
+        **metrics,
+        "ood_share": float(np.mean(outside)),
+        # The same check on the run's own images, each scored against the folds it was not in.
+        "ood_own_share": float(np.mean(described.oof_scores > described.threshold)),
+        "versions": versions(),
+    }
+
+
+def external_metrics(y_true, proba, groups, classes, *, samples: int = BOOTSTRAP_SAMPLES,
+                     seed: int = BOOTSTRAP_SEED) -> dict:
+    """Metrics of ensemble probabilities ``proba`` on labelled external images, with group
+    bootstrap intervals, the share of images given each class and per-group recall."""
+    from sklearn.metrics import roc_auc_score
+
+    from leukdash.metrics import fold_metrics
+
+    y_true, proba, groups = np.asarray(y_true, dtype=int), np.asarray(proba, dtype=np.float64), np.asarray(groups)
+    base = fold_metrics(y_true, proba, classes)
+    predicted = proba.argmax(axis=1)
+    share = np.bincount(predicted, minlength=len(classes)) / len(predicted)
+    two_class = len(classes) == 2 and len(set(y_true.tolist())) == 2
+    metrics = {
+        "n_images": int(len(y_true)),
+        "accuracy": base["val_acc"], "balanced_accuracy": base["balanced_acc"], "macro_f1": base["macro_f1"],
+        "log_loss": base["val_loss"], "per_class_recall": base["per_class_recall"], "confusion": base["confusion"],
+        "roc_auc": float(roc_auc_score(y_true, proba[:, 1])) if two_class else None,
+        "predicted_share": {str(c): float(s) for c, s in zip(classes, share)},
+        "collapsed": bool(share.max() >= COLLAPSE_SHARE),
+        "per_group": per_group(y_true, predicted, groups, classes),
+    }
+    metrics["intervals"] = group_bootstrap(y_true, proba, groups, len(classes), samples=samples, seed=seed)
+    return metrics
+
+
+def per_group(y_true, predicted, groups, classes) -> list[dict]:
+    """For each group: its class (majority), image count, share correct (the recall of its
+    class within the group) and the share of its images given each class."""
+    rows = []
+    for group in sorted(set(groups.tolist()), key=str):
+        inside = groups == group
+        label = int(np.bincount(y_true[inside]).argmax())
+        share = np.bincount(predicted[inside], minlength=len(classes)) / inside.sum()
+        rows.append({"group": str(group), "class": str(classes[label]), "n": int(inside.sum()),
+                     "recall": float(np.mean(predicted[inside] == y_true[inside])),
+                     "predicted_share": {str(c): float(s) for c, s in zip(classes, share)}})
+    return rows
+
+
+def group_bootstrap(y_true, proba, groups, n_classes: int, *, samples: int = BOOTSTRAP_SAMPLES,
+                    seed: int = BOOTSTRAP_SEED) -> dict:
+    """95% percentile intervals of accuracy, balanced accuracy (and ROC AUC for two classes)
+    over ``samples`` resamplings of whole groups, within each group's class."""
+    from sklearn.metrics import roc_auc_score
+
+    y_true, proba, groups = np.asarray(y_true, dtype=int), np.asarray(proba), np.asarray(groups)
+    names = sorted(set(groups.tolist()), key=str)
+    members = [np.flatnonzero(groups == name) for name in names]
+    group_class = np.array([np.bincount(y_true[m]).argmax() for m in members])
+    correct = proba.argmax(axis=1) == y_true
+    # Per group and true class: images, and correctly labelled images.
+    totals = np.zeros((len(names), n_classes))
+    hits = np.zeros((len(names), n_classes))
+    for g, m in enumerate(members):
+        np.add.at(totals[g], y_true[m], 1)
+        np.add.at(hits[g], y_true[m], correct[m])
+    rng = np.random.default_rng(seed)
+    weights = np.zeros((samples, len(names)))
+    for c in np.unique(group_class):
+        of_class = np.flatnonzero(group_class == c)
+        drawn = rng.choice(of_class, size=(samples, len(of_class)), replace=True)
+        for column in range(len(of_class)):
+            np.add.at(weights, (np.arange(samples), drawn[:, column]), 1)
+    n, right = weights @ totals, weights @ hits
+    accuracy = right.sum(1) / n.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        balanced = np.nanmean(np.where(n > 0, right / n, np.nan), axis=1)
+    intervals = {"accuracy": _interval(accuracy), "balanced_accuracy": _interval(balanced)}
+    if n_classes == 2 and len(np.unique(y_true)) == 2:
+        aucs = []
+        for row in weights:
+            index = np.concatenate([np.repeat(members[g], int(w)) for g, w in enumerate(row) if w])
+            if len(np.unique(y_true[index])) == 2:
+                aucs.append(roc_auc_score(y_true[index], proba[index, 1]))
+        intervals["roc_auc"] = _interval(np.array(aucs))
+    intervals.update({"method": "percentile bootstrap over groups, resampled within class", "samples": samples,
+                      "seed": seed, "n_groups": len(names)})
+    return intervals
+
+
+def _interval(values: np.ndarray) -> list[float]:
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+
+def stored_evaluations(run_id: str, store: RunStore | None = None) -> list[dict]:
+    """Every external result stored beside a run (any method version), by dataset name."""
+    folder = (store or RunStore()).run_dir(run_id) / "external"
+    found = [read_json(path) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return sorted((r for r in found if isinstance(r, dict) and "accuracy" in r), key=lambda r: r["dataset"]["name"])
+
+
+def format_evaluation(result: dict) -> str:
+    """A few lines for a terminal."""
+    intervals = result["intervals"]
+    lines = [f"run {result['run_id']} ({result['run']['config']['model']}, trained on {result['run']['dataset']}) "
+             f"on {result['dataset']['name']}: {result['n_images']} images, {intervals['n_groups']} groups"]
+    for name, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("roc_auc", "ROC AUC")):
+        if result.get(name) is not None:
+            low, high = intervals.get(name, [float("nan")] * 2)
+            lines.append(f"  {label:<18} {result[name]:.4f}  (95% group bootstrap {low:.4f}-{high:.4f})")
+    lines.append("  recall per class   " + "  ".join(f"{c} {r:.3f}" for c, r in result["per_class_recall"].items()))
+    shares = "  ".join(f"{c} {s:.1%}" for c, s in result["predicted_share"].items())
+    lines.append(f"  predicted share    {shares}" + ("  COLLAPSED (one class for >= 95% of images)"
+                                                     if result["collapsed"] else ""))
+    lines.append(f"  out-of-distribution: {result['ood_share']:.1%} of the images flagged "
+                 f"({result['ood_own_share']:.1%} of the run's own out-of-fold images)")
+    lines.append("  per group          " + "  ".join(f"{g['group']} ({g['class']}, {g['n']}) {g['recall']:.2f}"
+                                                  for g in result["per_group"]))
+    return "\n".join(lines)
+
+
+def outcome_sentence(result: dict) -> str:
+    """How a run fared on one external dataset, in one sentence (pages and report)."""
+    low, high = result["intervals"]["balanced_accuracy"]
+    top, share = max(result["predicted_share"].items(), key=lambda item: item[1])
+    verdict = (f"collapsed: it gives {top} to {share:.0%} of the images" if result["collapsed"]
+               else "answers spread over " + ", ".join(f"{c} {s:.0%}" for c, s in result["predicted_share"].items()))
+    return (f"On {result['dataset']['name']} ({result['n_images']} images, {result['intervals']['n_groups']} groups): "
+            f"balanced accuracy {result['balanced_accuracy']:.1%} (95% group bootstrap {low:.1%}-{high:.1%}); "
+            f"{verdict}; {result['ood_share']:.0%} of the images flagged as unlike its training data.")

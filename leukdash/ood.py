@@ -1,0 +1,120 @@
+"""Does an image look like a run's training data? A distance, calibrated on the run's own folds.
+
+The description of a run's training distribution is model-agnostic: the engineered cell
+descriptors (:mod:`leukdash.models.features`: shape, colour of nucleus, cytoplasm and
+background, chromatin texture) of every image the run used, prepared exactly as the run's
+models see them. An image's score is its mean distance to its ``K`` nearest training images in
+that space, each descriptor standardised by the training images' spread.
+
+Calibration is out-of-fold, like the run's own validation: the images of fold ``f`` are scored
+against the images the fold-``f`` model trained on, so those ``oof_scores`` say how far a new
+image from the same source typically lies. A new image is scored against each fold's training
+part in the same way, and the mean over folds is compared with the out-of-fold scores: its
+percentile among them is reported, and it is flagged "outside" above ``FLAG_PERCENTILE``
+(by construction about 1% of the run's own images are flagged).
+
+The description is computed lazily for a finished run (from its dataset and stored folds, no
+model needed) and cached beside it (``ood.npz``), so the runner is unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from leukdash.store import RunStore, read_json, write_json_atomic
+
+# Neighbours averaged in the distance: a few, so that one near-duplicate in the training set
+# does not make an image look typical on its own.
+K = 5
+# Flag an image whose score is above this percentile of the run's own out-of-fold scores.
+FLAG_PERCENTILE = 99.0
+# Floor on a descriptor's spread, so that a descriptor constant in training (e.g. a black
+# background) does not divide by zero; it still separates any image that differs on it.
+MIN_SPREAD = 1e-3
+# Changes to what this module computes invalidate the cached descriptions.
+METHOD_VERSION = "ood-2"
+
+
+class TrainingDistribution:
+    """Descriptors of a run's images, their folds and the out-of-fold calibration scores."""
+
+    def __init__(self, features: np.ndarray, fold_of: np.ndarray, fold_ids: list[int], oof_scores: np.ndarray):
+        self.features = np.asarray(features, dtype=np.float64)
+        self.fold_of = np.asarray(fold_of)
+        self.fold_ids = list(fold_ids)
+        self.oof_scores = np.asarray(oof_scores, dtype=np.float64)
+        self.threshold = float(np.percentile(self.oof_scores, FLAG_PERCENTILE))
+
+    @classmethod
+    def fit(cls, features: np.ndarray, fold_of: np.ndarray, fold_ids: list[int]) -> TrainingDistribution:
+        """Score every validated image against its fold's training part."""
+        features, fold_of = np.asarray(features, dtype=np.float64), np.asarray(fold_of)
+        scored = np.isin(fold_of, fold_ids)
+        oof = np.full(len(features), np.nan)
+        for fold in fold_ids:
+            held = fold_of == fold
+            oof[held] = knn_scores(features[~held], features[held])
+        return cls(features, fold_of, fold_ids, oof[scored])
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Mean over folds of the k-NN score against each fold's training part."""
+        features = np.asarray(features, dtype=np.float64)
+        return np.mean([knn_scores(self.features[self.fold_of != fold], features) for fold in self.fold_ids], axis=0)
+
+    def percentiles(self, scores: np.ndarray) -> np.ndarray:
+        """Share (0-100) of the run's own out-of-fold scores below each score."""
+        ordered = np.sort(self.oof_scores)
+        return 100.0 * np.searchsorted(ordered, np.asarray(scores), side="left") / len(ordered)
+
+    def assess(self, features: np.ndarray) -> list[dict]:
+        """Score, percentile and flag of each image."""
+        scores = self.scores(features)
+        return [{"score": round(float(s), 4), "percentile": round(float(p), 2), "threshold": round(self.threshold, 4),
+                 "outside": bool(s > self.threshold)}
+                for s, p in zip(scores, self.percentiles(scores))]
+
+
+def knn_scores(reference: np.ndarray, query: np.ndarray, k: int = K) -> np.ndarray:
+    """Mean Euclidean distance of each query row to its ``k`` nearest reference rows, every
+    descriptor standardised by the reference's mean and spread."""
+    mean, spread = reference.mean(axis=0), np.maximum(reference.std(axis=0), MIN_SPREAD)
+    ref, qry = (reference - mean) / spread, (query - mean) / spread
+    # |q - r|^2 = |q|^2 + |r|^2 - 2 q.r, clipped at 0 against rounding.
+    squared = (qry ** 2).sum(1)[:, None] + (ref ** 2).sum(1)[None, :] - 2.0 * qry @ ref.T
+    distances = np.sqrt(np.clip(squared, 0.0, None))
+    k = min(k, len(reference))
+    return np.sort(distances, axis=1)[:, :k].mean(axis=1)
+
+
+def describe_images(images: np.ndarray) -> np.ndarray:
+    """The descriptors the distance is measured on (engineered features, cached by content)."""
+    from leukdash.training import featurize_cached
+
+    return featurize_cached(np.asarray(images), "features")
+
+
+def training_distribution(run_id: str, store: RunStore | None = None) -> TrainingDistribution:
+    """The run's description, read from ``ood.npz`` beside it or computed and stored there."""
+    from leukdash.config import RunConfig
+    from leukdash.evaluate import open_run_dataset, validation_folds
+    from leukdash.training import _write_cache, load_arrays
+
+    store = store or RunStore()
+    folder = store.run_dir(run_id)
+    cache, info_path = folder / "ood.npz", folder / "ood.json"
+    meta = store.read_meta(run_id)
+    key = {"method": METHOD_VERSION, "k": K, "dataset": meta["dataset"]["fingerprint"], "fold_ids": meta["fold_ids"]}
+    if cache.is_file() and read_json(info_path) == key:
+        with np.load(cache, allow_pickle=False) as stored:
+            return TrainingDistribution(stored["features"], stored["fold_of"], key["fold_ids"], stored["oof_scores"])
+    config = RunConfig.from_dict(meta["config"])
+    dataset = open_run_dataset(meta)
+    arrays = load_arrays(dataset, config.image_size, config.preprocess)  # as the run's models saw them
+    fold_of = validation_folds(run_id, len(arrays.labels), store)
+    features = describe_images(arrays.images)
+    described = TrainingDistribution.fit(features, fold_of, meta["fold_ids"])
+    _write_cache(cache, lambda tmp: np.savez(tmp, features=described.features, fold_of=described.fold_of,
+                                             oof_scores=described.oof_scores))
+    write_json_atomic(info_path, key)
+    return described
+

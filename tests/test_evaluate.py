@@ -1,0 +1,215 @@
+"""External test, out-of-distribution check and known images, on tiny generated sets (and on the
+real ALL-IDB2 / C-NMC copies when LEUKDASH_DATA has them)."""
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from leukdash.cli import main
+from leukdash.config import AugmentConfig, RunConfig
+from leukdash.data.decode import decode_image
+from leukdash.errors import DatasetError
+from leukdash.evaluate import evaluate, external_metrics, group_bootstrap, result_path, stored_evaluations
+from leukdash.ood import TrainingDistribution
+from leukdash.predict import known_image, predict_images
+from leukdash.runner import run
+from leukdash.store import RunStore
+
+
+def tiny_config(dataset: Path, **changes) -> RunConfig:
+    return RunConfig(dataset=str(dataset), model="nb", feature_set="features", image_size=32, augment_factor=1,
+                     augment=AugmentConfig.off(), folds=2, **changes)
+
+
+@pytest.fixture(scope="module")
+def other_lab(tiny_dataset, tmp_path_factory) -> Path:
+    """The tiny set as another lab would see it: colours inverted (dark background), two
+    subjects per class, listed in groups.csv."""
+    out = tmp_path_factory.mktemp("other") / "other_lab"
+    rows = ["file,group"]
+    for folder in sorted(p for p in tiny_dataset.iterdir() if p.is_dir()):
+        (out / folder.name).mkdir(parents=True)
+        for i, path in enumerate(sorted(folder.glob("*.png"))):
+            cv2.imwrite(str(out / folder.name / path.name), 255 - cv2.imread(str(path)))
+            rows.append(f"{folder.name}/{path.name},{folder.name}-s{i % 2}")
+    (out / "groups.csv").write_text("\n".join(rows) + "\n")
+    return out
+
+
+@pytest.fixture
+def tiny_run(tiny_dataset) -> dict:
+    return run(tiny_config(tiny_dataset), n_jobs=1)
+
+
+def test_metrics_flag_a_collapsed_model_and_report_each_group():
+    y = np.array([0] * 6 + [1] * 6)
+    proba = np.tile([0.2, 0.8], (12, 1))          # "class 1" for every image
+    groups = np.array(["a"] * 3 + ["b"] * 3 + ["c"] * 3 + ["d"] * 3)
+    metrics = external_metrics(y, proba, groups, ("ALL", "HEALTHY"), samples=200)
+    assert metrics["collapsed"] and metrics["predicted_share"] == {"ALL": 0.0, "HEALTHY": 1.0}
+    assert metrics["accuracy"] == 0.5 and metrics["balanced_accuracy"] == 0.5
+    assert metrics["per_class_recall"] == {"ALL": 0.0, "HEALTHY": 1.0}
+    assert [(g["group"], g["class"], g["recall"]) for g in metrics["per_group"]] == [
+        ("a", "ALL", 0.0), ("b", "ALL", 0.0), ("c", "HEALTHY", 1.0), ("d", "HEALTHY", 1.0)]
+    # Every bootstrap sample keeps both classes: balanced accuracy is always exactly 0.5.
+    assert metrics["intervals"]["balanced_accuracy"] == [0.5, 0.5]
+
+
+def test_group_bootstrap_resamples_groups_not_images_and_is_seeded():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    groups = np.repeat(np.arange(8), 10)                 # 4 subjects per class, 10 images each
+    right = np.repeat([1, 1, 0, 1, 1, 0, 1, 1], 10).astype(bool)   # whole subjects right or wrong
+    predicted = np.where(right, y, 1 - y)
+    proba = np.eye(2)[predicted] * 0.8 + 0.1 + rng.uniform(0, 0.01, (80, 2))
+    first = group_bootstrap(y, proba, groups, 2, samples=500, seed=3)
+    assert first == group_bootstrap(y, proba, groups, 2, samples=500, seed=3)
+    low, high = first["accuracy"]
+    assert low <= 0.75 <= high
+    # With 8 subjects of whole right or wrong answers the interval is wide; resampling 80
+    # independent images would make it about three times narrower.
+    assert high - low >= 0.25
+    assert first["n_groups"] == 8 and first["samples"] == 500
+
+
+def test_a_confident_answer_on_an_image_unlike_the_training_data_is_flagged():
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(300, 6))
+    fold_of = np.arange(300) % 5
+    described = TrainingDistribution.fit(features, fold_of, list(range(5)))
+    own = np.mean(described.oof_scores > described.threshold)
+    assert own <= 0.02
+    near = described.assess(rng.normal(size=(50, 6)))
+    far = described.assess(rng.normal(size=(50, 6)) + 6.0)
+    assert np.mean([a["outside"] for a in near]) <= 0.1
+    assert all(a["outside"] and a["percentile"] == 100.0 for a in far)
+    assert min(a["score"] for a in far) > max(a["score"] for a in near)
+
+
+def test_evaluate_scores_another_dataset_and_stores_the_result_beside_the_run(tiny_run, other_lab, monkeypatch):
+    result = evaluate(tiny_run["run_id"], str(other_lab))
+    assert result["n_images"] == 40 and result["dataset"]["name"] == "other_lab"
+    assert result["intervals"]["n_groups"] == 10
+    assert sum(result["predicted_share"].values()) == pytest.approx(1.0)
+    assert len(result["confusion"]) == 5 and result["roc_auc"] is None
+    assert result["run"]["fingerprint"] == tiny_run["dataset"]["fingerprint"]
+    assert "numpy" in result["versions"] and result["key"]["method"]
+    # Inverted colours do not look like the training images.
+    assert result["ood_share"] >= 0.9
+    path = result_path(tiny_run["run_id"], result["dataset"]["fingerprint"])
+    assert json.loads(path.read_text())["accuracy"] == result["accuracy"]
+    assert [r["dataset"]["name"] for r in stored_evaluations(tiny_run["run_id"])] == ["other_lab"]
+
+    import leukdash.evaluate as module
+
+    monkeypatch.setattr(module, "_compute", lambda *args: pytest.fail("a stored result was computed again"))
+    assert evaluate(tiny_run["run_id"], str(other_lab)) == result
+
+
+def test_evaluate_refuses_a_dataset_without_the_runs_classes(tiny_dataset, tmp_path, capsys):
+    result = run(tiny_config(tiny_dataset, classes=("ALL", "CLL")), n_jobs=1)
+    lacking = tmp_path / "lacking"
+    for name in ("ALL", "AML"):
+        (lacking / name).mkdir(parents=True)
+        for path in sorted((tiny_dataset / name).glob("*.png"))[:3]:
+            (lacking / name / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(DatasetError, match="no class 'CLL'"):
+        evaluate(result["run_id"], str(lacking))
+    with pytest.raises(DatasetError, match="is the dataset run .* was trained on"):
+        evaluate(result["run_id"], str(tiny_dataset))
+    assert main(["evaluate", result["run_id"], str(lacking)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "'CLL'" in err and "\n" not in err
+
+
+def test_evaluate_command_prints_the_figures(tiny_run, other_lab, capsys):
+    assert main(["evaluate", tiny_run["run_id"], str(other_lab), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["run_id"] == tiny_run["run_id"] and 0 <= printed["balanced_accuracy"] <= 1
+    assert main(["evaluate", tiny_run["run_id"], str(other_lab)]) == 0
+    text = capsys.readouterr().out
+    assert "balanced accuracy" in text and "out-of-distribution" in text
+
+
+def test_a_known_image_is_answered_by_the_fold_model_that_did_not_train_on_it(tiny_run, tiny_dataset):
+    store = RunStore()
+    path = sorted((tiny_dataset / "AML").glob("*.png"))[2]
+    image = decode_image(path)
+    found = known_image(tiny_run["run_id"], image)
+    assert found["file"] == f"AML/{path.name}" and found["match"] == "identical" and found["class"] == "AML"
+    # The fold model that validated it gave the run's stored out-of-fold answer for it.
+    meta = store.read_meta(tiny_run["run_id"])
+    fold = tiny_run["folds"][meta["fold_ids"].index(found["fold"] - 1)]
+    stored = dict(zip(fold["oof"]["index"], fold["oof"]["proba"]))
+    index = _dataset_index(tiny_dataset, path)
+    assert index in stored
+    assert list(found["probabilities"].values()) == pytest.approx(stored[index], abs=1e-5)
+
+    # A slightly altered copy (pixel noise of +-2) is still recognised; another image is not.
+    noise = np.random.default_rng(0).integers(-2, 3, image.shape)
+    near = known_image(tiny_run["run_id"], np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8))
+    assert near["match"] == "near-identical" and near["file"] == found["file"]
+    assert known_image(tiny_run["run_id"], 255 - image) is None
+
+
+def test_prediction_carries_both_checks_and_survives_a_missing_dataset(tiny_run, tiny_dataset, other_lab,
+                                                                          tmp_path, monkeypatch):
+    inside, outside = decode_image(sorted((tiny_dataset / "CML").glob("*.png"))[0]), \
+        decode_image(sorted((other_lab / "CML").glob("*.png"))[0])
+    results = predict_images(tiny_run["run_id"], [inside, outside])
+    assert results[0]["known"]["class"] == "CML" and results[1]["known"] is None
+    assert not results[0]["ood"]["outside"] and results[1]["ood"]["outside"]
+    assert results[1]["ood"]["percentile"] > 95
+
+    import leukdash.ood as ood
+    import leukdash.predict as predict
+
+    moved = tmp_path / "moved"
+    os.replace(tiny_dataset, moved)
+    monkeypatch.setattr(predict, "_references", {})
+    try:
+        (RunStore().run_dir(tiny_run["run_id"]) / "ood.json").unlink()
+        again = predict_images(tiny_run["run_id"], [outside])[0]
+    finally:
+        os.replace(moved, tiny_dataset)
+    assert again["predicted"] == results[1]["predicted"]
+    assert "unavailable" in again["ood"]["error"] and "unavailable" in again["known"]["error"]
+    assert ood.training_distribution(tiny_run["run_id"]).threshold > 0
+
+
+def _dataset_index(root: Path, path: Path) -> int:
+    from leukdash.data.dataset import Dataset
+
+    return [item.path for item in Dataset.from_folder(root).items].index(path.resolve())
+
+
+@pytest.fixture(scope="module")
+def cnmc_path() -> Path:
+    for root in os.environ.get("LEUKDASH_DATA", "").split(os.pathsep):
+        if root and (Path(root) / "cnmc_dev").is_dir():
+            return Path(root) / "cnmc_dev"
+    pytest.skip("LEUKDASH_DATA does not hold cnmc_dev")
+
+
+def test_allidb2_models_collapse_on_cnmc_and_the_ood_check_flags_it(allidb2_path, cnmc_path):
+    result = run(RunConfig(dataset=str(allidb2_path), model="nb", feature_set="features", image_size=32,
+                           augment_factor=1, augment=AugmentConfig.off()), n_jobs=1)
+    external = evaluate(result["run_id"], str(cnmc_path))
+    assert external["collapsed"] and external["n_images"] == 300 and external["intervals"]["n_groups"] == 9
+    assert external["ood_share"] >= 0.95
+    from leukdash.ood import training_distribution
+
+    described = training_distribution(result["run_id"])
+    assert np.mean(described.oof_scores > described.threshold) <= 0.05
+
+
+def test_predict_command_warns_and_names_a_known_image(tiny_run, tiny_dataset, other_lab, capsys):
+    own, other = sorted((tiny_dataset / "ALL").glob("*.png"))[0], sorted((other_lab / "ALL").glob("*.png"))[0]
+    assert main(["predict", tiny_run["run_id"], str(own), str(other)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith(f"  known image: identical to ALL/{own.name}")
+    assert lines[3].startswith("  WARNING: unlike the run's training images")

@@ -1,0 +1,75 @@
+"""The External test view (Compare) and the Predict checks, driven headless with AppTest."""
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from leukdash.config import AugmentConfig, RunConfig
+from leukdash.data.synthetic import CLASSES, generate_synthetic
+from leukdash.runner import run
+
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+TIMEOUT = 120
+
+
+@pytest.fixture
+def finished(tmp_path, monkeypatch) -> dict:
+    """A finished naive Bayes run on 'tiny', and 'tinyother': the same cells with inverted colours
+    (another "lab"), two subjects per class."""
+    data = tmp_path / "data"
+    tiny = generate_synthetic(data / "tiny", counts={c: 6 for c in CLASSES}, size=32)
+    rows = ["file,group"]
+    for name in CLASSES:
+        (data / "tinyother" / name).mkdir(parents=True)
+        for i, path in enumerate(sorted((tiny / name).glob("*.png"))):
+            cv2.imwrite(str(data / "tinyother" / name / path.name), 255 - cv2.imread(str(path)))
+            rows.append(f"{name}/{path.name},{name}-{i % 2}")
+    (data / "tinyother" / "groups.csv").write_text("\n".join(rows) + "\n")
+    monkeypatch.setenv("LEUKDASH_DATA", str(data))
+    result = run(RunConfig(dataset="tiny", model="nb", feature_set="features", image_size=32, augment_factor=1,
+                           augment=AugmentConfig.off(), folds=2), n_jobs=1)
+    st.cache_data.clear()
+    yield {"run_id": result["run_id"], "data": data}
+    st.cache_data.clear()
+
+
+def test_external_test_view_runs_and_shows_the_test(finished):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    assert any("No external test stored" in i.value for i in at.info)
+    at.selectbox(key="compare_external_dataset").set_value("tinyother")
+    at.button(key="compare_external_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    figure = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                  if "external dataset" in json.dumps(json.loads(c.proto.spec)["layout"].get("yaxis", {})))
+    bars = [t for t in figure["data"] if t["type"] == "bar"]
+    assert len(bars) == 1 and bars[0]["x"][0] == ["tinyother"]
+    low, high = bars[0]["error_y"]["arrayminus"][0], bars[0]["error_y"]["array"][0]
+    assert low >= 0 and high >= 0
+    sentence = next(m.value for m in at.markdown if "trained on tiny" in m.value)
+    assert "On tinyother (30 images, 10 groups)" in sentence and "flagged as unlike its training data" in sentence
+    table = next(d.value for d in at.dataframe if "Tested on" in d.value.columns)
+    assert list(table["Tested on"]) == ["tinyother"] and table["OOD share"].iloc[0] >= 90
+
+
+def test_predict_warns_on_an_unfamiliar_image_and_recognises_a_known_one(finished):
+    data = finished["data"]
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/predict.py").run()
+    at.selectbox(key="predict_run").set_value(finished["run_id"])
+    own, other = (data / "tiny" / "CLL" / "CLL_0003.png").read_bytes(), \
+        (data / "tinyother" / "CLL" / "CLL_0003.png").read_bytes()
+    at.file_uploader(key="predict_upload").set_value([("own.png", own, "image/png"), ("other.png", other, "image/png")])
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and "does not look like the images this run was trained on" in warnings[0]
+    assert "99th percentile" in warnings[0]
+    known = [i.value for i in at.info if "Known image" in i.value]
+    assert len(known) == 1 and "`CLL/CLL_0003.png`" in known[0] and "never trained on it" in known[0]
+    assert any("Looks like the training data" in c.value for c in at.caption)
