@@ -171,10 +171,12 @@ def _one_bad_file(make: Callable[[Path], None], reason: str | None, kept: int = 
         before = _snapshot(folder, exclude=folder / "artifacts")
         with _stderr_fd() as stderr, warnings.catch_warnings(record=True) as warned:
             warnings.simplefilter("always")  # pytest would otherwise catch them before stderr
-            loaded = Dataset.from_folder(dataset).load(16)
-        skipped = {Dataset.from_folder(dataset).relative(s.path): s.reason for s in loaded.skipped}
+            opened = Dataset.from_folder(dataset)
+            loaded = opened.load(16)
+        skipped = {opened.relative(s.path): s.reason for s in loaded.skipped}
         assert stderr["text"] == "" and warned == [], (stderr["text"], [str(w.message) for w in warned])
         assert len(loaded.labels) == kept and loaded.images.shape == (kept, 16, 16, 3)
+        assert loaded.images.dtype == np.uint8
         assert _snapshot(folder, exclude=folder / "artifacts") == before
         if reason is None:
             assert skipped == {}
