@@ -313,10 +313,59 @@ def _kill(executor) -> None:
 # -- a Dask distributed cluster ----------------------------------------------------------------
 
 def _dask_task(task: FoldTask, inputs, topic: str) -> dict:
+    """Compute a fold in a quiet child process of the Dask worker, relaying its progress.
+
+    Not in the worker itself: its event loop and other threads draw from Python's global
+    random generator, from which Keras draws its default seeds too, and the same CNN fold
+    trained differently at every attempt there (measured); a child process computes exactly
+    what a local worker does. The child lives as long as the worker and dies with it.
+    """
+    from concurrent.futures import TimeoutError as Pending
+
     from distributed import get_worker
 
     worker = get_worker()
-    return compute_fold(task, inputs, lambda event: worker.log_event(topic, [task.run_id, event]))
+    pool, events = _child_pool()
+    future = _submit_from_daemon(pool, task, inputs)
+    while True:
+        try:
+            outcome = future.result(timeout=POLL_SECONDS)
+        except Pending:
+            continue
+        finally:
+            _drain(events, lambda run_id, event: worker.log_event(topic, [run_id, event]))
+        return outcome
+
+
+_child = None  # (executor, event queue) of this Dask worker process
+
+
+def _submit_from_daemon(pool, task: FoldTask, inputs):
+    """``pool.submit`` from a daemonic process (a Dask worker under its nanny), which
+    multiprocessing forbids to start children: the flag is lifted while the child starts; the
+    child is tied to this process's life by :func:`_die_with_parent` instead."""
+    import multiprocessing
+
+    config = multiprocessing.current_process()._config
+    daemon = config.pop("daemon", None)
+    try:
+        return pool.submit(_worker_task, task, inputs)
+    finally:
+        if daemon is not None:
+            config["daemon"] = daemon
+
+
+def _child_pool():
+    global _child
+    if _child is None or _child[0]._broken:  # none yet, or the last one died
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        events = context.Queue()
+        _child = (ProcessPoolExecutor(1, mp_context=context, initializer=_init_worker,
+                                      initargs=(events, None, os.getpid())), events)
+    return _child
 
 
 class DaskPool:
