@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--five-class", default="synthetic", help="five-class dataset (default: synthetic)")
     reproduce.add_argument("--out", type=Path, help="report folder (default: docs/report, or artifacts/report-quick)")
     reproduce.add_argument("--report-only", action="store_true", help="write the report from the runs in the store")
+    reproduce.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler for the runs (see sweep)")
     reproduce.set_defaults(handler=_reproduce)
     return parser
 
@@ -465,7 +466,7 @@ def _reproduce(args) -> int:
     from leukdash.reproduce import reproduce
 
     reproduce(quick=args.quick, binary=args.binary, five_class=args.five_class, out=args.out,
-              compute=not args.report_only)
+              compute=not args.report_only, scheduler=args.scheduler)
     return 0
 
 

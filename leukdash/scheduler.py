@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,7 +251,7 @@ class LocalPool:
                 _drain(events, on_event)
                 for future in finished:
                     task = running.pop(future)
-                    on_done(task, future.result())
+                    on_done(task, _outcome(future, task))
                 if True in pools and not any(t.is_cnn for t in [*pending, *running.values()]):
                     pools.pop(True).shutdown(wait=True)  # TensorFlow's memory back to the budget
             _drain(events, on_event)
@@ -283,6 +284,18 @@ class LocalPool:
         return pools[cnn]
 
 
+def _outcome(future, task: FoldTask) -> dict:
+    from concurrent.futures.process import BrokenProcessPool
+
+    from leukdash.errors import RunError
+
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise RunError(f"the worker computing fold {task.fold + 1} of {task.run_id} died (out of memory, or "
+                       "killed): finished folds are kept; run the same command again to resume") from None
+
+
 def _live_workers(executor) -> int:
     return len(getattr(executor, "_processes", None) or {}) if executor is not None else 0
 
@@ -311,6 +324,10 @@ def _kill(executor) -> None:
 
 
 # -- a Dask distributed cluster ----------------------------------------------------------------
+
+def _same(value):
+    return value
+
 
 def _dask_task(task: FoldTask, inputs, topic: str) -> dict:
     """Compute a fold in a quiet child process of the Dask worker, relaying its progress.
@@ -371,8 +388,9 @@ def _child_pool():
 class DaskPool:
     """The tasks on an existing Dask cluster (``dask scheduler`` + ``dask worker ADDRESS``).
 
-    Each run's inputs are scattered to every worker once; a task returns its result and model
-    bytes to this process. Progress events come back through the scheduler's event log.
+    Each run's inputs go to the scheduler once and to each worker that needs them once; a task
+    returns its result and model bytes to this process. Progress events come back through the
+    scheduler's event log.
     """
 
     def __init__(self, address: str, connect_timeout: float = 20):
@@ -391,13 +409,16 @@ class DaskPool:
             raise RunError(f"cannot reach the Dask scheduler at {self.address}: {error}") from None
         topic = f"leukdash-{uuid.uuid4().hex}"
         events: queue_module.Queue = queue_module.Queue()
-        futures = {}
+        futures, shipped = {}, {}
         try:
             client.subscribe_topic(topic, lambda message: events.put(message[1]))
             needed = {task.run_id for task in tasks}
-            scattered = {run_id: client.scatter(inputs[run_id], broadcast=True, hash=False) for run_id in needed}
+            # A task that returns the inputs, not scattered data: the scheduler keeps the task, so
+            # inputs lost with a worker are made again (scattered data is lost for good; measured).
+            shipped = {run_id: client.submit(_same, inputs[run_id], key=f"inputs-{run_id}-{uuid.uuid4().hex[:8]}")
+                       for run_id in needed}
             for task in order(tasks):
-                futures[client.submit(_dask_task, task, scattered[task.run_id], topic, pure=False,
+                futures[client.submit(_dask_task, task, shipped[task.run_id], topic, pure=False,
                                       key=f"fold-{task.run_id}-{task.fold}-{uuid.uuid4().hex[:8]}")] = task
             pending = dict(futures)
             while pending:
@@ -408,8 +429,54 @@ class DaskPool:
                 time.sleep(POLL_SECONDS)
             _drain(events, on_event)
         finally:
-            if futures:
-                client.cancel(list(futures))
+            if futures or shipped:
+                client.cancel([*futures, *shipped.values()])
             client.unsubscribe_topic(topic)
             client.close()
 
+
+@contextmanager
+def dask_cli_cluster(folder: Path, n_workers: int = 2, env: dict | None = None):
+    """A Dask cluster on this machine started with the ``dask`` command line, as on real machines:
+    ``dask scheduler`` on a free port and ``n_workers`` ``dask worker ADDRESS --nthreads 1``, each
+    in its own folder under ``folder``, its store an empty folder of its own (no shared store).
+
+    Yields ``(address, workers)``, the workers' ``Popen`` objects (each the leader of its own
+    process group, nanny and worker); everything is killed on exit. For tests and benchmarks.
+    """
+    import signal
+    import socket
+    import subprocess
+
+    from leukdash.paths import REPO_ROOT
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+
+    def start(args: list[str], where: Path) -> subprocess.Popen:
+        where.mkdir(parents=True, exist_ok=True)
+        clean = {key: value for key, value in os.environ.items() if not key.startswith("LEUKDASH_")}
+        clean.update(PYTHONPATH=str(REPO_ROOT), LEUKDASH_ARTIFACTS=str(where / "artifacts"), **(env or {}))
+        with open(where / "log.txt", "wb") as log:
+            return subprocess.Popen([sys.executable, "-m", "dask", *args], cwd=where, env=clean,
+                                    start_new_session=True, stdout=subprocess.DEVNULL, stderr=log)
+
+    processes = [start(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                       Path(folder) / "scheduler")]
+    try:
+        for index in range(n_workers):
+            where = Path(folder) / f"worker{index}"
+            processes.append(start(["worker", address, "--nthreads", "1", "--no-dashboard",
+                                    "--local-directory", str(where / "dask")], where))
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(n_workers, timeout=180)
+        yield address, processes[1:]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)

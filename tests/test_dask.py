@@ -3,9 +3,7 @@ each in its own folder, without the store), one worker killed mid-sweep: every f
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,45 +15,14 @@ pytest.importorskip("distributed", reason="dask distributed is not installed")
 from distributed import Client  # noqa: E402
 
 from leukdash.config import RunConfig  # noqa: E402
+from leukdash.scheduler import dask_cli_cluster  # noqa: E402
 from leukdash.sweep import expand_grid, run_sweep  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _start(args: list[str], folder: Path) -> subprocess.Popen:
-    folder.mkdir(parents=True, exist_ok=True)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LEUKDASH_")}
-    # The workers import leukdash from the repository, and their store is an empty folder of their own.
-    env.update(PYTHONPATH=str(ROOT), LEUKDASH_ARTIFACTS=str(folder / "artifacts"))
-    return subprocess.Popen([sys.executable, "-m", "dask", *args], cwd=folder, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=open(folder / "log.txt", "wb"))
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    processes = [_start(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                        tmp_path / "scheduler")]
-    workers = [tmp_path / f"worker{i}" for i in range(2)]
-    for folder in workers:
-        processes.append(_start(["worker", address, "--nthreads", "1", "--no-dashboard",
-                                 "--local-directory", str(folder / "dask")], folder))
-    try:
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
-        yield address, processes[1:], workers
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+    with dask_cli_cluster(tmp_path / "cluster", n_workers=2) as (address, workers):
+        yield address, workers, [tmp_path / "cluster" / f"worker{i}" for i in range(2)]
 
 
 def _configs(dataset: Path) -> list[RunConfig]:

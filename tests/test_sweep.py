@@ -90,6 +90,8 @@ def test_cli_sweep_and_sweeps(tiny_dataset, isolated_artifacts):
     assert payload["axes"] == {"model": ["nb", "dt"], "seed": [0, 1]}
     listed = json.loads(cli("sweeps", "--json").stdout)["sweeps"]
     assert [(s["sweep_id"], s["name"], s["done_folds"]) for s in listed] == [(payload["sweep_id"], "seeds", 8)]
+    again = json.loads(cli("sweep", "--resume", payload["sweep_id"], "--json", "--quiet").stdout)
+    assert [r["cached"] for r in again["runs"]] == [True] * 4 and again["sweep_id"] == payload["sweep_id"]
     bad = cli("sweep", str(tiny_dataset), "--epochs", "10,x")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "error: leukdash sweep: argument --epochs: invalid comma list of int value: '10,x'"]
