@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from leukdash.config import AugmentConfig, RunConfig
@@ -20,20 +22,49 @@ class _Parser(argparse.ArgumentParser):
         raise LeukdashError(f"{self.prog}: {message}")
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so the worker pools are stopped on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_on_signals():
+    """Turn SIGTERM and SIGHUP into :class:`Stopped` while a command runs (main thread only)."""
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    names = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    try:
+        previous = {name: signal.signal(getattr(signal, name), stop) for name in names}
+    except ValueError:  # not the main thread: leave signals alone
+        previous = {}
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-        if not getattr(args, "command", None):
-            parser.print_help()
-            return 2
-        return args.handler(args) or 0
+        with _stop_on_signals():
+            args = parser.parse_args(argv)
+            if not getattr(args, "command", None):
+                parser.print_help()
+                return 2
+            return args.handler(args) or 0
     except LeukdashError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished folds are kept; run the same command again to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:
+        signum = error.signum if isinstance(error, Stopped) else signal.SIGINT
+        print(f"{'stopped by ' + error.args[0] if isinstance(error, Stopped) else 'interrupted'}: finished folds "
+              "are kept; run the same command again to resume", file=sys.stderr)
+        return 128 + int(signum)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,10 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("dataset", nargs="?", help="dataset name or folder (default: synthetic)")
     _add_run_options(run)
     run.add_argument("--config-file", type=Path, help="a JSON run config (as written by the dashboard)")
-    run.add_argument("--n-jobs", type=int, help="folds computed at once")
-    run.add_argument("--json", action="store_true")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_pool_options(run)
     run.set_defaults(handler=_run)
+
+    sweep = commands.add_parser("sweep", help="run a grid of configs as one job: every run option takes a comma list")
+    sweep.add_argument("dataset", nargs="?", help="dataset name or folder (default: synthetic)")
+    _add_run_options(sweep, lists=True)
+    sweep.add_argument("--name", help="a label for the sweep")
+    sweep.add_argument("--resume", metavar="SWEEP_ID", help="launch a stored sweep again (its missing folds)")
+    _add_pool_options(sweep)
+    sweep.set_defaults(handler=_sweep)
+
+    sweeps = commands.add_parser("sweeps", help="list the stored sweeps and their progress")
+    sweeps.add_argument("--json", action="store_true")
+    sweeps.set_defaults(handler=_sweeps)
 
     runs = commands.add_parser("runs", help="list the runs in the store")
     runs.add_argument("--json", action="store_true")
@@ -98,30 +139,64 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--five-class", default="synthetic", help="five-class dataset (default: synthetic)")
     reproduce.add_argument("--out", type=Path, help="report folder (default: docs/report, or artifacts/report-quick)")
     reproduce.add_argument("--report-only", action="store_true", help="write the report from the runs in the store")
+    reproduce.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler for the runs (see sweep)")
     reproduce.set_defaults(handler=_reproduce)
     return parser
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
+# The run options: flag, RunConfig field, value type, help.
+RUN_OPTIONS = (
+    ("--model", "model", str, "cnn, nb, svm, knn or dt"),
+    ("--architecture", "architecture", str, "cnn: paper or leukdash"),
+    ("--optimizer", "optimizer", str, "cnn: sgd or adam"),
+    ("--learning-rate", "learning_rate", float, None),
+    ("--epochs", "epochs", int, None),
+    ("--batch-size", "batch_size", int, None),
+    ("--image-size", "image_size", int, None),
+    ("--feature-set", "feature_set", str, "classic: pixels or features"),
+    ("--k", "k", int, "k-NN neighbours"),
+    ("--protocol", "protocol", str, "strict or paper"),
+    ("--augment-factor", "augment_factor", int, "K: 1 = none"),
+    ("--folds", "folds", int, None),
+    ("--test-fraction", "test_fraction", float, "one holdout split instead of k folds"),
+    ("--seed", "seed", int, None),
+    ("--preprocess", "preprocess", str, "raw (default, the paper's) or cell-{keep|fit}-{asis|reinhard|gray|hematoxylin}"),
+)
+
+
+def _add_run_options(parser: argparse.ArgumentParser, lists: bool = False) -> None:
+    """The run settings as options; with ``lists``, each takes a comma list of values (a sweep axis)."""
     defaults = RunConfig()
-    parser.add_argument("--model", default=defaults.model, help="cnn, nb, svm, knn or dt")
-    parser.add_argument("--architecture", default=defaults.architecture, help="cnn: paper or leukdash")
-    parser.add_argument("--optimizer", default=defaults.optimizer, help="cnn: sgd or adam")
-    parser.add_argument("--learning-rate", type=float)
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--image-size", type=int, default=defaults.image_size)
-    parser.add_argument("--feature-set", default=defaults.feature_set, help="classic: pixels or features")
-    parser.add_argument("--k", type=int, default=defaults.k, help="k-NN neighbours")
-    parser.add_argument("--protocol", default=defaults.protocol, help="strict or paper")
-    parser.add_argument("--augment-factor", type=int, default=defaults.augment_factor, help="K: 1 = none")
+    for flag, name, kind, text in RUN_OPTIONS:
+        if lists:
+            parser.add_argument(flag, type=_comma_list(kind), help=f"{text + ': ' if text else ''}comma list")
+        else:
+            parser.add_argument(flag, type=kind, default=getattr(defaults, name), help=text)
     parser.add_argument("--no-augment", action="store_true", help="switch every transform off")
     parser.add_argument("--classes", help="comma-separated class subset, e.g. ALL,HEALTHY")
-    parser.add_argument("--folds", type=int, default=defaults.folds)
-    parser.add_argument("--test-fraction", type=float, help="one holdout split instead of k folds")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--preprocess", default=defaults.preprocess,
-                        help="raw (default, the paper's) or cell-{keep|fit}-{asis|reinhard|gray|hematoxylin}")
+
+
+def _comma_list(kind):
+    def parse(text: str) -> list:
+        return [kind(value.strip()) for value in text.split(",")]
+
+    parse.__name__ = f"comma list of {kind.__name__}"  # argparse names it in its error message
+    return parse
+
+
+def _add_pool_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n-jobs", type=int, help="cores used at once (1: in this process)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="a Dask scheduler, e.g. tcp://HOST:8786 (default: $LEUKDASH_SCHEDULER, else this machine)")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _base_config(args, **values) -> RunConfig:
+    return RunConfig(
+        dataset=args.dataset or "synthetic",
+        classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
+        augment=AugmentConfig.off() if args.no_augment else AugmentConfig(), **values)
 
 
 # A run config is a few hundred bytes; anything far bigger is not one.
@@ -131,17 +206,17 @@ MAX_CONFIG_BYTES = 1 << 20
 def config_from_args(args) -> RunConfig:
     if args.config_file:
         return _config_file(args.config_file)
-    return RunConfig(
-        dataset=args.dataset or "synthetic",
-        classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
-        image_size=args.image_size,
-        augment=AugmentConfig.off() if args.no_augment else AugmentConfig(),
-        augment_factor=args.augment_factor,
-        protocol=args.protocol, model=args.model, architecture=args.architecture,
-        optimizer=args.optimizer, learning_rate=args.learning_rate, epochs=args.epochs,
-        batch_size=args.batch_size, feature_set=args.feature_set, k=args.k, folds=args.folds,
-        test_fraction=args.test_fraction, seed=args.seed, preprocess=args.preprocess,
-    )
+    return _base_config(args, **{name: getattr(args, name) for _, name, _, _ in RUN_OPTIONS})
+
+
+def sweep_from_args(args) -> tuple[list[RunConfig], dict]:
+    """The configs of ``sweep`` and its axes (the options given several values)."""
+    from leukdash.sweep import expand_grid
+
+    given = {name: getattr(args, name) for _, name, _, _ in RUN_OPTIONS if getattr(args, name) is not None}
+    axes = {name: values for name, values in given.items() if len(values) > 1}
+    base = _base_config(args, **{name: values[0] for name, values in given.items() if len(values) == 1})
+    return expand_grid(base, axes), axes
 
 
 def _config_file(path: Path) -> RunConfig:
@@ -208,7 +283,7 @@ def _run(args) -> int:
     config, n_jobs = config_from_args(args), _n_jobs(args.n_jobs)
     line = None if args.quiet else ProgressLine(sys.stderr)
     try:
-        result = run(config, n_jobs=n_jobs, on_event=line.update if line else None)
+        result = run(config, n_jobs=n_jobs, on_event=line.update if line else None, scheduler=args.scheduler)
     finally:
         if line:
             line.close()
@@ -251,6 +326,49 @@ def _run_text(result: dict) -> str:
     lines.append(f"mean val_acc {acc['mean']:.4f} (std {acc['std']:.4f}, min {acc['min']:.4f}, max {acc['max']:.4f}, "
                  f"95% CI {max(low, 0.0):.4f}-{min(high, 1.0):.4f})")
     return "\n".join(lines)
+
+
+def _sweep(args) -> int:
+    from leukdash.sweep import resume_sweep, run_sweep
+
+    options = dict(n_jobs=_n_jobs(args.n_jobs), scheduler=args.scheduler,
+                   on_event=None if args.quiet else SweepLog(sys.stderr).update)
+    if args.resume:
+        outcome = resume_sweep(args.resume, **options)
+    else:
+        configs, axes = sweep_from_args(args)
+        outcome = run_sweep(configs, name=args.name, axes=axes, **options)
+    if args.json:
+        _print_json({"sweep_id": outcome["sweep_id"], "name": outcome["name"], "axes": outcome["axes"],
+                     "seconds": round(outcome["seconds"], 3),
+                     "runs": [_run_json(result) for result in outcome["results"]]})
+        return 0
+    print(f"sweep {outcome['sweep_id']} ({outcome['name']}): {len(outcome['results'])} run(s) "
+          f"in {outcome['seconds']:.1f} s")
+    for result in outcome["results"]:
+        acc, config = result["summary"]["val_acc"], result["config"]
+        print(f"{result['run_id']:<18} {'cached' if result['cached'] else 'computed':<8} {_settings(config, outcome['axes'])}"
+              f"  val_acc {acc['mean']:.4f} (std {acc['std']:.4f})")
+    return 0
+
+
+def _settings(config: dict, axes: dict | None) -> str:
+    """The settings a sweep varies, e.g. ``model=cnn optimizer=adam``."""
+    return " ".join(f"{name}={config[name]}" for name in axes or {}) or config["model"]
+
+
+def _sweeps(args) -> int:
+    from leukdash.sweep import list_sweeps
+
+    found = list_sweeps()
+    if args.json:
+        _print_json({"sweeps": found})
+        return 0
+    for entry in found:
+        complete = sum(run["status"] == "complete" for run in entry["runs"])
+        print(f"{entry['sweep_id']:<18} {entry['state']:<8} {complete}/{len(entry['runs'])} runs  "
+              f"{entry['done_folds']}/{entry['total_folds']} folds  {entry['name']}")
+    return 0
 
 
 def _runs(args) -> int:
@@ -348,7 +466,7 @@ def _reproduce(args) -> int:
     from leukdash.reproduce import reproduce
 
     reproduce(quick=args.quick, binary=args.binary, five_class=args.five_class, out=args.out,
-              compute=not args.report_only)
+              compute=not args.report_only, scheduler=args.scheduler)
     return 0
 
 
@@ -372,6 +490,26 @@ class ProgressLine:
         if self.live and self.events:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class SweepLog:
+    """One line per finished fold and run of a sweep (several runs progress at once)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def update(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "fold_done":
+            self.stream.write(f"{event['run_id']}: fold {event['fold'] + 1}/{event['n_folds']} done, "
+                              f"val_acc {event['metrics']['val_acc']:.4f} ({event['seconds']:.0f} s)\n")
+        elif kind == "done":
+            self.stream.write(f"{event['run_id']}: done\n")
+        elif kind in ("message", "failed"):
+            self.stream.write(f"{event.get('run_id', '')}: {event.get('message', kind)}\n")
+        else:
+            return
+        self.stream.flush()
 
 
 def _print_json(value) -> None:

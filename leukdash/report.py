@@ -17,7 +17,7 @@ import numpy as np
 
 from leukdash.compare import paired_mcnemar, run_label
 from leukdash.metrics import summarize
-from leukdash.reproduce import REPORT_NAME, Outcome, Settings
+from leukdash.matrix import REPORT_NAME, Outcome, Settings
 
 LEUKDASH_TARGET, CLASSIC_TARGET = 0.95, 0.90
 _COLOURS = {"CNN": "#7b2d8b", "classic, pixels": "#2f6db5", "classic, features": "#3a9a5b"}

@@ -1,16 +1,18 @@
-"""Run a config: find which folds are missing, compute them (in parallel), collect the result.
+"""Run configs: find which folds are missing, compute them in one pool, collect the results.
 
-A fold is a pure function of (config, fold index) -> fold result; this module only schedules
-folds through joblib and persists what they return, the moment each one finishes. A finished
-run is answered from the store alone: nothing heavy (scikit-learn, TensorFlow) is imported.
+A fold is a pure function of (config, fold inputs, fold index) -> fold result. This module
+prepares each run's inputs, hands every missing fold of every run to one scheduler (see
+:mod:`leukdash.scheduler`: local processes or a Dask cluster) and, as the one writer of the
+store, persists each fold result and model the moment it comes back. A finished run is
+answered from the store alone: nothing heavy (scikit-learn, TensorFlow) is imported.
 """
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,14 +20,9 @@ from leukdash import ENGINE_VERSION, __version__
 from leukdash.config import RunConfig, stable_hash
 from leukdash.data.dataset import Dataset
 from leukdash.data.discovery import open_dataset
-from leukdash.progress import append_event, forward_events
+from leukdash.errors import RunError
+from leukdash.progress import append_event
 from leukdash.store import RunStore
-
-# CNN folds computed at once by default. TensorFlow keeps two cores only ~70% busy on one small
-# fold (measured: a strict allidb2_ufpr run took 108 s with two folds at a time against 128 s one
-# at a time, with identical results); more processes, each with a thread pool the size of the
-# machine, would oversubscribe its cores.
-CNN_PARALLEL_FOLDS = 2
 
 SCALAR_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "balanced_acc", "macro_f1", "seconds")
 
@@ -50,51 +47,66 @@ def resolve(config: RunConfig) -> ResolvedRun:
 
 
 def run(config: RunConfig, *, n_jobs: int | None = None, store: RunStore | None = None,
-        on_event=None) -> dict:
-    """Compute (or read back) every fold of a run and return its result.
-
-    Parameters
-    ----------
-    n_jobs : folds computed at once, each in its own worker process; default one per core for
-        classic models and ``CNN_PARALLEL_FOLDS`` (at most one per core) for the CNN. Results do
-        not depend on it.
-    on_event : called with each progress event, e.g. to draw a progress bar.
+        on_event=None, scheduler: str | None = None) -> dict:
+    """Compute (or read back) every fold of a run and return its result: ``run_many`` of one.
 
     Returns
     -------
     dict with ``run_id``, ``cached``, ``computed_folds``, ``config``, ``dataset``, ``folds``,
     ``summary``, ``seconds``.
     """
-    started = time.perf_counter()
-    store = store or RunStore()
-    resolved = resolve(config)
-    run_id = resolved.run_id
-    cached = store.read_summary(run_id)
-    if cached is not None:
-        result = load_result(run_id, store)
-        if result is not None:
-            return {**result, "cached": True, "computed_folds": [], "seconds": time.perf_counter() - started}
-    if store.is_locked(run_id) and on_event:
-        on_event({"event": "message", "message": "another process is computing this run: waiting for it"})
-    with store.lock(run_id):
-        try:
-            computed = _compute_missing(resolved, store, n_jobs, on_event)
-        except Exception as error:
-            _emit(store.progress_path(run_id), {"event": "failed", "message": f"{type(error).__name__}: {error}"},
-                  on_event)
-            raise
-    result = load_result(run_id, store)
-    return {**result, "cached": not computed, "computed_folds": computed,
-            "seconds": time.perf_counter() - started}
+    return run_many([config], n_jobs=n_jobs, store=store, on_event=on_event, scheduler=scheduler)[0]
 
 
 def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunStore | None = None,
-             on_event=None) -> list[dict]:
-    """Compute (or read back) several runs; the results in the order of ``configs``.
+             on_event=None, scheduler: str | None = None) -> list[dict]:
+    """Compute (or read back) several runs, every missing fold of every run one task in one pool.
 
-    Each run is cached and resumable on its own, exactly as with ``run``.
+    Parameters
+    ----------
+    n_jobs : cores the local pool may use (default: all; 1 computes in this process, so
+        progress reaches ``on_event`` as it happens). Results do not depend on it.
+    on_event : called with each progress event (each carries its ``run_id``).
+    scheduler : a Dask scheduler address (``tcp://HOST:8786``); default ``$LEUKDASH_SCHEDULER``,
+        else local worker processes.
+
+    Returns
+    -------
+    One result per config, in order (see :func:`run`); a run is cached and resumable on its own.
+    Runs that another process is computing are waited for, then answered (or completed).
     """
-    return [run(config, n_jobs=n_jobs, store=store, on_event=on_event) for config in configs]
+    started = time.perf_counter()
+    store = store or RunStore()
+    resolved = [resolve(config) for config in configs]  # every config checked before any work
+    unique = list({r.run_id: r for r in resolved}.values())
+    computed: dict[str, list[int]] = {r.run_id: [] for r in unique}
+    todo = [r for r in unique if load_result(r.run_id, store) is None]
+    with ExitStack() as locks:
+        mine, busy = [], []
+        for r in todo:
+            try:
+                locks.enter_context(store.lock(r.run_id, timeout=0))
+                mine.append(r)
+            except RunError:
+                busy.append(r)
+        if mine:
+            computed.update(_compute(mine, store, n_jobs, scheduler, on_event))
+    for r in busy:
+        if on_event:
+            on_event({"event": "message", "run_id": r.run_id,
+                      "message": "another process is computing this run: waiting for it"})
+        with store.lock(r.run_id):
+            if load_result(r.run_id, store) is None:  # the other process may have stopped early
+                computed.update(_compute([r], store, n_jobs, scheduler, on_event))
+    seconds = time.perf_counter() - started
+    results = []
+    for r in resolved:
+        result = load_result(r.run_id, store)
+        if result is None:
+            raise RunError(f"run {r.run_id} did not complete")
+        results.append({**result, "cached": not computed[r.run_id], "computed_folds": computed[r.run_id],
+                        "seconds": seconds})
+    return results
 
 
 def load_result(run_id: str, store: RunStore | None = None) -> dict | None:
@@ -110,60 +122,66 @@ def load_result(run_id: str, store: RunStore | None = None) -> dict | None:
             "versions": meta["versions"], "folds": folds, "summary": summary}
 
 
-def _compute_missing(resolved: ResolvedRun, store: RunStore, n_jobs, on_event) -> list[int]:
-    from joblib import Parallel, delayed
+def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_event) -> dict[str, list[int]]:
+    """Compute the missing folds of runs this process holds the locks of; the folds computed."""
+    from leukdash.scheduler import FoldTask, make_pool
+    from leukdash.training import fold_inputs, load_arrays
 
-    from leukdash.metrics import summarize_folds
-    from leukdash.training import load_arrays, plan_folds
+    def emit(run_id: str, event: dict) -> None:
+        _emit(store.progress_path(run_id), event, on_event and (lambda e: on_event({**e, "run_id": run_id})))
 
-    config, run_id = resolved.config, resolved.run_id
-    arrays = load_arrays(resolved.dataset, config.image_size, config.preprocess)
-    _, fold_ids = plan_folds(config, resolved.dataset, arrays)
-    store.write_meta(run_id, _meta(resolved, arrays, fold_ids))
-    done = store.completed_folds(run_id, len(fold_ids))
-    missing = [f for f in fold_ids if f not in done]
-    progress_path = store.progress_path(run_id)
-    event = {"event": "start", "run_id": run_id, "folds": len(fold_ids), "missing": missing,
-             "done_folds": [f for f in fold_ids if f not in missing],
-             "epochs": config.epochs if config.is_cnn else None}
-    _emit(progress_path, event, on_event)
-    if missing:
-        cores = os.cpu_count() or 1
-        jobs = n_jobs or min(len(missing), cores, CNN_PARALLEL_FOLDS if config.is_cnn else cores)
-        args = (config.to_dict(), str(resolved.dataset.root), run_id, str(store.root))
-        if jobs == 1:
-            # In-process, so progress reaches on_event as it happens.
-            for fold in missing:
-                _fold_task(*args, fold, len(fold_ids), on_event)
-        else:
-            with forward_events(progress_path, on_event):
-                Parallel(n_jobs=jobs)(delayed(_fold_task)(*args, fold, len(fold_ids)) for fold in missing)
-    folds = [store.read_fold(run_id, fold) for fold in fold_ids]
-    store.write_summary(run_id, summarize_folds(folds))
-    _emit(progress_path, {"event": "done", "run_id": run_id}, on_event)
-    return missing
+    inputs, tasks, left, by_id = {}, [], {}, {r.run_id: r for r in runs}
+    for r in runs:
+        arrays = load_arrays(r.dataset, r.config.image_size, r.config.preprocess)
+        inputs[r.run_id] = fold_inputs(r.config, r.dataset, arrays)
+        fold_ids = list(inputs[r.run_id].fold_ids)
+        store.write_meta(r.run_id, _meta(r, arrays, fold_ids))
+        done = store.completed_folds(r.run_id, len(fold_ids))
+        missing = [f for f in fold_ids if f not in done]
+        emit(r.run_id, {"event": "start", "run_id": r.run_id, "folds": len(fold_ids), "missing": missing,
+                        "done_folds": [f for f in fold_ids if f not in missing],
+                        "epochs": r.config.epochs if r.config.is_cnn else None})
+        tasks += [FoldTask(r.run_id, fold, len(fold_ids), r.config.to_dict()) for fold in missing]
+        left[r.run_id] = set(missing)
+
+    def finish(run_id: str) -> None:
+        from leukdash.metrics import summarize_folds
+
+        fold_ids = inputs[run_id].fold_ids
+        store.write_summary(run_id, summarize_folds([store.read_fold(run_id, fold) for fold in fold_ids]))
+        emit(run_id, {"event": "done", "run_id": run_id})
+
+    def on_done(task: FoldTask, outcome: dict) -> None:
+        from leukdash.training import model_suffix
+
+        result = outcome["result"]
+        model_path = store.model_path(task.run_id, task.fold, model_suffix(by_id[task.run_id].config))
+        _write_model(model_path, outcome["model"])
+        store.write_fold(task.run_id, task.fold, result, model=model_path)
+        emit(task.run_id, {"event": "fold_done", "fold": task.fold, "n_folds": task.n_folds,
+                           "metrics": {"val_acc": result["val_acc"], "val_loss": result["val_loss"]},
+                           "seconds": result["seconds"]})
+        left[task.run_id].discard(task.fold)
+        if not left[task.run_id]:
+            finish(task.run_id)
+
+    for run_id in [run_id for run_id, missing in left.items() if not missing]:
+        finish(run_id)
+    try:
+        if tasks:
+            make_pool(scheduler, n_jobs).run(tasks, inputs, on_done, emit)
+    except Exception as error:
+        for run_id in [run_id for run_id, missing in left.items() if missing]:
+            emit(run_id, {"event": "failed", "message": f"{type(error).__name__}: {error}"})
+        raise
+    return {r.run_id: sorted({t.fold for t in tasks if t.run_id == r.run_id}) for r in runs}
 
 
-def _fold_task(config_dict: dict, dataset_root: str, run_id: str, store_root: str, fold: int,
-               n_folds: int, on_event=None) -> None:
-    """Compute one fold and write it to the store; runs in a joblib worker or in-process."""
-    from leukdash.training import model_suffix, run_fold
-
-    config = RunConfig.from_dict(config_dict)
-    store = RunStore(Path(store_root))
-    dataset = Dataset.from_folder(Path(dataset_root))
-    if config.classes:
-        dataset = dataset.subset(config.classes)
-    progress_path = store.progress_path(run_id)
-
-    def report(event: dict) -> None:
-        _emit(progress_path, {**event, "fold": fold, "n_folds": n_folds}, on_event)
-
-    model_path = store.model_path(run_id, fold, model_suffix(config))
-    result = run_fold(config, dataset, fold, model_path=model_path, report=report)
-    store.write_fold(run_id, fold, result, model=model_path)
-    report({"event": "fold_done", "metrics": {"val_acc": result["val_acc"], "val_loss": result["val_loss"]},
-            "seconds": result["seconds"]})
+def _write_model(path: Path, data: bytes) -> None:
+    """Write a fold's model file whole or not at all (the fold record, written next, refers to it)."""
+    partial = path.with_name(f"{path.stem}.partial{path.suffix}")
+    partial.write_bytes(data)
+    partial.replace(path)
 
 
 def _emit(path: Path, event: dict, on_event) -> None:

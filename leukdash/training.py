@@ -1,7 +1,9 @@
 """One fold of a run: split, augment as the protocol says, train, evaluate.
 
-``run_fold`` is a pure function of (config, dataset, fold): everything random in it is seeded
-from (seed, fold, ...), so a fold computed again, in another process or order, is the same.
+``run_fold`` is a pure function of (config, fold inputs, fold): everything random in it is
+seeded from (seed, fold, ...), so a fold computed again, in another process, order or machine,
+is the same. Its inputs (:class:`FoldInputs`: decoded images, labels, fold plan) are prepared
+once per run by the process that owns the store, so a worker needs no access to the dataset.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import time
 import uuid
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +153,24 @@ def _read_pairs(cache: Path, n_items: int) -> list | None:
     return pairs if valid else None
 
 
+@dataclass(frozen=True)
+class FoldInputs:
+    """Everything a fold needs besides its config: small enough to send to a remote worker."""
+
+    images: np.ndarray    # (N, size, size, 3) uint8, the decodable images of the dataset
+    labels: np.ndarray    # (N,) class indices
+    fold_of: np.ndarray   # (N,) the fold of every image (see :func:`plan_folds`)
+    fold_ids: tuple[int, ...]  # the folds the run computes
+    classes: tuple[str, ...]
+
+
+def fold_inputs(config: RunConfig, dataset: Dataset, arrays: LoadedImages | None = None) -> FoldInputs:
+    """The inputs of every fold of a run (``arrays`` when already loaded at the config's size)."""
+    arrays = arrays if arrays is not None else load_arrays(dataset, config.image_size, config.preprocess)
+    fold_of, fold_ids = plan_folds(config, dataset, arrays)
+    return FoldInputs(arrays.images, arrays.labels, fold_of, tuple(fold_ids), tuple(dataset.classes))
+
+
 def model_suffix(config: RunConfig) -> str:
     return "keras" if config.is_cnn else "joblib"
 
@@ -159,7 +180,7 @@ def derived_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 
-def run_fold(config: RunConfig, dataset: Dataset, fold: int, *, model_path: Path, report=None) -> dict:
+def run_fold(config: RunConfig, inputs: FoldInputs, fold: int, *, model_path: Path, report=None) -> dict:
     """Train on every fold but ``fold``, validate on ``fold``; save the model; return the result.
 
     Under the ``strict`` protocol only the training part is augmented (a fresh set of K-1
@@ -171,11 +192,10 @@ def run_fold(config: RunConfig, dataset: Dataset, fold: int, *, model_path: Path
 
     started = time.perf_counter()
     report = report or (lambda event: None)
-    arrays = load_arrays(dataset, config.image_size, config.preprocess)
-    fold_of, _ = plan_folds(config, dataset, arrays)
+    fold_of = inputs.fold_of
     train, val = fold_of != fold, fold_of == fold
-    train_images, train_labels = arrays.images[train], arrays.labels[train]
-    val_images, val_labels = arrays.images[val], arrays.labels[val]
+    train_images, train_labels = inputs.images[train], inputs.labels[train]
+    val_images, val_labels = inputs.images[val], inputs.labels[val]
     val_index, val_copy = np.flatnonzero(val), np.zeros(int(val.sum()), dtype=np.int64)
 
     augmented = config.augment_factor > 1 and bool(config.augment.enabled())
@@ -189,7 +209,7 @@ def run_fold(config: RunConfig, dataset: Dataset, fold: int, *, model_path: Path
         augmented = False  # the training set is already expanded, once
     report({"event": "fold_start", "n_train": int(len(train_labels)), "n_val": int(len(val_labels))})
 
-    classes = dataset.classes
+    classes = inputs.classes
     if config.is_cnn:
         fitted = _train_cnn(config, fold, len(classes), train_images, train_labels, val_images, val_labels, augmented, report)
     else:

@@ -25,6 +25,20 @@ from pathlib import Path
 import numpy as np
 
 
+def _keras():
+    """Keras, with TensorFlow's thread pools fixed before its first use in this process.
+
+    Results depend on the thread count (see :data:`leukdash.scheduler.CNN_THREADS`), so every
+    process of leukdash that builds, trains or loads a model uses the same one.
+    """
+    from leukdash.scheduler import CNN_THREADS, set_tf_threads
+
+    set_tf_threads(CNN_THREADS)
+    import keras
+
+    return keras
+
+
 def _native_bfloat16() -> bool:
     """Whether the CPU computes in bfloat16 natively (AVX-512 BF16 or AMX); Linux only."""
     try:
@@ -68,7 +82,7 @@ def build_model(architecture: str, image_size: int, n_classes: int, seed: int = 
     all-convolutional network with batch normalisation and global average pooling (see
     :func:`_leukdash`). Weights are initialised from ``seed``.
     """
-    import keras
+    keras = _keras()
 
     _check_choice("architecture", architecture, ARCHITECTURES)
     keras.utils.set_random_seed(seed)
@@ -156,7 +170,7 @@ def train_cnn(train_images, train_labels, val_images, val_labels, *, n_classes: 
     CNN gets SGD (Nesterov momentum 0.9, weight decay) or AdamW with a 10% linear warm-up
     and cosine decay to zero (:func:`_optimizer`).
     """
-    import keras
+    keras = _keras()
 
     _check_choice("optimizer", optimizer, OPTIMIZERS)
     train = _EpochBatches(train_images, train_labels, epoch_data, batch_size, seed)
@@ -257,7 +271,7 @@ def _precise_batchnorm(model, images) -> None:
     the paper's CNN it sat 0.8 standard deviations off and flipped whole validation folds to
     one class. Layers are done in order, so each sees the corrected layers before it.
     """
-    import keras
+    keras = _keras()
 
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -322,7 +336,7 @@ def save_model(model, path) -> Path:
 
 def load_model(path):
     """A model saved by :func:`save_model`, ready for :func:`predict_proba`."""
-    import keras
+    keras = _keras()
 
     return keras.models.load_model(Path(path), compile=False)
 
@@ -330,7 +344,7 @@ def load_model(path):
 @contextlib.contextmanager
 def _dtype_policy(name: str):
     """Build layers under a Keras dtype policy, then restore the previous global policy."""
-    import keras
+    keras = _keras()
 
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(name)

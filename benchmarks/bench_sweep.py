@@ -1,0 +1,198 @@
+"""One sweep against today's separate jobs: wall time, and identical folds on a Dask cluster.
+
+The sweep: 2 CNN runs (paper, leukdash) + 8 classic runs (naive Bayes, SVM, 3-NN, decision tree
+on raw pixels and on engineered features) on allidb2_ufpr, ALL vs HEALTHY, strict protocol, the
+reproduce matrix's settings (64 px, x8 augmentation, 5 folds). Measured back to back, each from
+an empty store (its own LEUKDASH_ARTIFACTS):
+
+- ``sweep``: ``python -m leukdash sweep`` (every fold of every run one task in one pool);
+- ``jobs``: the 10 runs as 10 ``python -m leukdash run`` processes started at once;
+- ``serial``: the same 10 processes one after another;
+- ``dask``: the sweep on a local Dask cluster of 2 single-threaded workers started with the
+  ``dask`` command line; its folds must equal the local sweep's.
+
+    LEUKDASH_DATA=/work/shared/data python benchmarks/bench_sweep.py [--quick | --epochs N] [--out FILE]
+
+Then :func:`predict_walls` turns stored fold times into the predicted wall time of the full
+``reproduce`` matrix on 1 to 16 workers (``--scaling`` prints the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from leukdash.config import RunConfig  # noqa: E402
+from leukdash.matrix import BINARY_CLASSES, CLASSIC_MODELS  # noqa: E402
+
+MODES = ("sweep", "jobs", "serial", "dask")
+
+
+def configs(dataset: str, epochs: int, image_size: int) -> list[RunConfig]:
+    base = RunConfig(dataset=dataset, classes=BINARY_CLASSES, image_size=image_size, augment_factor=8, folds=5,
+                     epochs=epochs, protocol="strict")
+    return [*(base.with_changes(model="cnn", architecture=a) for a in ("paper", "leukdash")),
+            *(base.with_changes(model=m, feature_set=f) for f in ("pixels", "features") for m in CLASSIC_MODELS)]
+
+
+def _env(store: Path) -> dict:
+    return {**os.environ, "LEUKDASH_ARTIFACTS": str(store), "PYTHONPATH": str(ROOT)}
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "leukdash", *args]
+
+
+def _config_file(config: RunConfig, folder: Path, index: int) -> Path:
+    path = folder / f"config{index}.json"
+    path.write_text(json.dumps(config.to_dict()))
+    return path
+
+
+def _sweep_args(config_list: list[RunConfig], dataset: str, epochs: int, image_size: int) -> list[str]:
+    # The grid model x architecture x feature set: the canonical forms leave the 10 runs.
+    return ["sweep", dataset, "--classes", ",".join(BINARY_CLASSES), "--model", "cnn," + ",".join(CLASSIC_MODELS),
+            "--architecture", "paper,leukdash", "--feature-set", "pixels,features", "--epochs", str(epochs),
+            "--image-size", str(image_size), "--protocol", "strict", "--json", "--quiet"]
+
+
+def measure(mode: str, config_list: list[RunConfig], work: Path, sweep_args: list[str]) -> tuple[float, dict]:
+    """Wall seconds of one mode from an empty store, and its folds by run id."""
+    store = work / mode / "artifacts"
+    store.mkdir(parents=True)
+    env = _env(store)
+    started = time.perf_counter()
+    if mode in ("sweep", "dask"):
+        extra = []
+        if mode == "dask":
+            from leukdash.scheduler import dask_cli_cluster
+
+            cluster = dask_cli_cluster(work / mode / "cluster", n_workers=2)
+            address, _ = cluster.__enter__()
+            started = time.perf_counter()  # the cluster's start-up is not the sweep's
+            extra = ["--scheduler", address]
+        try:
+            out = subprocess.run(_cli(*sweep_args, *extra), env=env, cwd=ROOT, capture_output=True, text=True)
+        finally:
+            if mode == "dask":
+                cluster.__exit__(None, None, None)
+        if out.returncode:
+            raise SystemExit(f"{mode} failed: {out.stderr[-2000:]}")
+        runs = json.loads(out.stdout)["runs"]
+    else:
+        commands = [_cli("run", "--config-file", str(_config_file(c, work / mode, i)), "--json", "--quiet")
+                    for i, c in enumerate(config_list)]
+        if mode == "jobs":
+            jobs = [subprocess.Popen(c, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    for c in commands]
+            outputs = [job.communicate() for job in jobs]
+        else:
+            outputs = []
+            for command in commands:
+                done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+                outputs.append((done.stdout, done.stderr))
+        runs = [json.loads(stdout) for stdout, _ in outputs]
+    seconds = time.perf_counter() - started
+    folds = {run["run_id"]: [{k: v for k, v in f.items() if k != "seconds"} for f in run["folds"]] for run in runs}
+    return seconds, folds
+
+
+def predict_walls(task_seconds: list[float], workers: int, *, per_worker_speed: float = 1.0) -> dict:
+    """Predicted wall time of independent tasks (fold times, seconds) on ``workers`` equal workers.
+
+    Longest task first onto the least loaded worker (the scheduler's CNN-first order is close
+    to it): an upper bound within 4/3 of the optimum. The wall time is at least the longest
+    task (the critical path: a fold cannot be split) and at least the total over the workers.
+    """
+    loads = [0.0] * workers
+    for seconds in sorted(task_seconds, reverse=True):
+        loads[loads.index(min(loads))] += seconds / per_worker_speed
+    total = sum(task_seconds) / per_worker_speed
+    return {"workers": workers, "wall": max(loads), "critical_path": max(task_seconds) / per_worker_speed,
+            "lower_bound": max(max(task_seconds) / per_worker_speed, total / workers), "total": total}
+
+
+def stored_fold_seconds(store_root: Path | None = None) -> list[float]:
+    """Fold times of every complete run in a store (default: the repository's)."""
+    from leukdash.runner import load_result
+    from leukdash.store import RunStore
+
+    store = RunStore(store_root)
+    return [fold["seconds"] for entry in store.list_runs() if entry["status"] == "complete"
+            for fold in (load_result(entry["run_id"], store) or {"folds": []})["folds"]]
+
+
+def report_fold_seconds(report: Path) -> list[float]:
+    """Fold times from a report's per-fold tables (``docs/report/REPORT.md``: total per run / folds)."""
+    import re
+
+    seconds, section = [], ""
+    for line in report.read_text().splitlines():
+        section = line if line.startswith("## ") else section
+        if section != "## Run times":
+            continue
+        match = re.match(r"^\|.*\|\s*(\d+)\s*\|\s*([\d.]+)\s*\|\s*$", line)  # "| ... | folds | seconds |"
+        if match and int(match.group(1)) > 0:
+            seconds += [float(match.group(2)) / int(match.group(1))] * int(match.group(1))
+    return seconds
+
+
+def scaling_table(task_seconds: list[float], counts=(1, 2, 4, 8, 16, 32)) -> str:
+    rows = [predict_walls(task_seconds, n) for n in counts]
+    lines = [f"{len(task_seconds)} fold tasks, {sum(task_seconds) / 60:.0f} min in all, "
+             f"longest (critical path) {max(task_seconds) / 60:.1f} min",
+             f"{'workers':>7} {'predicted wall':>15} {'speed-up':>9}"]
+    for row in rows:
+        lines.append(f"{row['workers']:>7} {row['wall'] / 60:>13.1f} m {rows[0]['wall'] / row['wall']:>8.1f}x")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="allidb2_ufpr")
+    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="3 epochs at 32 px: a short variant")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma list of " + ", ".join(MODES))
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--scaling", type=Path, metavar="REPORT_OR_STORE",
+                        help="only print the predicted reproduce walls from a REPORT.md or a run store")
+    args = parser.parse_args()
+    if args.scaling:
+        seconds = report_fold_seconds(args.scaling) if args.scaling.is_file() else stored_fold_seconds(args.scaling)
+        print(scaling_table(seconds))
+        return
+    epochs, size = (3, 32) if args.quick else (args.epochs, args.image_size)
+    config_list = configs(args.dataset, epochs, size)
+    sweep_args = _sweep_args(config_list, args.dataset, epochs, size)
+    figures = {"epochs": epochs, "image_size": size, "cores": os.cpu_count(), "load_before": os.getloadavg()}
+    folds = {}
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as work:
+        for mode in args.modes.split(","):
+            seconds, folds[mode] = measure(mode, config_list, Path(work), sweep_args)
+            figures[mode] = round(seconds, 1)
+            print(f"{mode:<7} {seconds:8.1f} s  (load {os.getloadavg()[0]:.1f})", flush=True)
+    baselines = [figures[m] for m in ("jobs", "serial") if m in figures]
+    if "sweep" in figures and baselines:
+        figures["sweep_vs_best_baseline"] = round(figures["sweep"] / min(baselines), 3)
+        print(f"sweep / best of jobs, serial: {figures['sweep_vs_best_baseline']:.2f} (target <= 0.8)")
+    reference = folds.get("sweep")
+    for mode, found in folds.items():
+        if reference is not None and mode != "sweep":
+            figures[f"{mode}_folds_identical"] = found == reference
+            print(f"{mode}: per-fold results identical to the sweep's: {found == reference}")
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()

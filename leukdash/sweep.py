@@ -1,0 +1,221 @@
+"""Sweeps: a grid (or list) of run configs computed as one job, stored with its own progress.
+
+A sweep is a named list of runs; the runs stay ordinary runs (cached by config, data and
+engine version), so a sweep that is launched again computes only the folds still missing,
+and two sweeps that share a run share its folds. Layout::
+
+    artifacts/sweeps/<sweep_id>/sweep.json       sweep_id, name, created, axes, configs, run_ids
+    artifacts/sweeps/<sweep_id>/progress.jsonl   start, fold_done (with run_id), run_done, done | failed
+
+The id is a hash of the configs (their canonical forms and datasets), so the same grid is the
+same sweep whoever launches it; its name is a label.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from leukdash.config import AugmentConfig, RunConfig, stable_hash
+from leukdash.errors import ConfigError, RunError
+from leukdash.paths import artifacts_root
+from leukdash.progress import append_event, latest_state, read_events
+from leukdash.store import RunStore, read_json, write_json_atomic
+
+SWEEP_FILE = "sweep.json"
+PROGRESS_FILE = "progress.jsonl"
+LOCK_FILE = ".lock"  # held while a process computes the sweep
+_SWEEP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_RUN_FIELDS = tuple(f.name for f in fields(RunConfig))
+_AUGMENT_FIELDS = tuple(f.name for f in fields(AugmentConfig))
+
+
+def expand_grid(base: RunConfig, axes: dict[str, list] | list[dict]) -> list[RunConfig]:
+    """Every combination of the values of ``axes`` applied to ``base``, in grid order.
+
+    Keys are :class:`RunConfig` field names (``model``, ``epochs``, ``seed``...) or
+    ``augment.<transform>`` (e.g. ``augment.rotation``); a list of dicts instead of a dict
+    gives an explicit list of changes, one config each. Every config is validated.
+    """
+    if isinstance(axes, dict):
+        for name, values in axes.items():
+            if not isinstance(values, (list, tuple)) or not values:
+                raise ConfigError(f"sweep axis {name!r} needs a non-empty list of values, got {values!r}")
+        names = list(axes)
+        changes = [dict(zip(names, combination)) for combination in itertools.product(*axes.values())]
+    else:
+        changes = [dict(entry) for entry in axes]
+    configs = [_apply(base, change) for change in changes]
+    for config in configs:
+        config.validate()
+    return configs
+
+
+def _apply(base: RunConfig, change: dict) -> RunConfig:
+    run_changes, augment_changes = {}, {}
+    for name, value in change.items():
+        if name.startswith("augment.") and name[len("augment."):] in _AUGMENT_FIELDS:
+            augment_changes[name[len("augment."):]] = value
+        elif name in _RUN_FIELDS and name != "augment":
+            run_changes[name] = value
+        else:
+            raise ConfigError(f"unknown sweep setting {name!r}")
+    if augment_changes:
+        run_changes["augment"] = AugmentConfig.from_dict({**base.augment.to_dict(), **augment_changes})
+    return base.with_changes(**run_changes)
+
+
+def sweep_id_of(configs: list[RunConfig]) -> str:
+    """The id of a sweep: a hash of its configs' canonical forms and datasets, order aside."""
+    keys = sorted({stable_hash({"dataset": c.dataset, "config": c.canonical()}, 32) for c in configs})
+    return f"sweep-{stable_hash(keys)}"
+
+
+def sweeps_root() -> Path:
+    return artifacts_root() / "sweeps"
+
+
+def sweep_dir(sweep_id: str) -> Path:
+    """The folder of a sweep (not created); the id must be a plain folder name."""
+    if not isinstance(sweep_id, str) or not _SWEEP_ID.fullmatch(sweep_id):
+        raise RunError(f"invalid sweep id {sweep_id!r}: use letters, digits, '.', '_' or '-'")
+    return sweeps_root() / sweep_id
+
+
+def create_sweep(configs: list[RunConfig], *, name: str | None = None, axes: dict | None = None) -> dict:
+    """Store a sweep (or refresh a stored one) without computing anything; return its record.
+
+    A dashboard can create the sweep, then start ``python -m leukdash sweep --resume ID`` as a
+    background job.
+    """
+    from leukdash.runner import resolve
+
+    if not configs:
+        raise ConfigError("a sweep needs at least one run config")
+    run_ids = [resolve(config).run_id for config in configs]  # validates every config first
+    sweep_id = sweep_id_of(configs)
+    previous = load_sweep(sweep_id) or {}
+    record = {"sweep_id": sweep_id, "name": name or previous.get("name") or sweep_id,
+              "created": previous.get("created", time.time()),
+              "axes": axes if axes is not None else previous.get("axes"),
+              "configs": [config.to_dict() for config in configs], "run_ids": run_ids}
+    write_json_atomic(sweep_dir(sweep_id) / SWEEP_FILE, record)
+    return record
+
+
+def run_sweep(configs: list[RunConfig], *, name: str | None = None, scheduler: str | None = None,
+              n_jobs: int | None = None, on_event=None, axes: dict | None = None,
+              store: RunStore | None = None) -> dict:
+    """Store the sweep and compute its missing folds, every fold of every run in one pool.
+
+    ``scheduler`` is a Dask address (default ``$LEUKDASH_SCHEDULER``, else local processes);
+    ``on_event`` gets every run's progress events (each with its ``run_id``).
+
+    Returns the sweep's record with ``results`` (one per config, see
+    :func:`leukdash.runner.run`) and ``seconds``.
+    """
+    from leukdash.runner import run_many
+
+    started = time.perf_counter()
+    record = create_sweep(configs, name=name, axes=axes)
+    progress = sweep_dir(record["sweep_id"]) / PROGRESS_FILE
+    status = sweep_status(record["sweep_id"], store)
+    append_event(progress, {"event": "start", "sweep_id": record["sweep_id"], "runs": len(record["run_ids"]),
+                            "folds": status["total_folds"], "done_folds": status["done_folds"]})
+
+    def relay(event: dict) -> None:
+        if event.get("event") in ("fold_done", "done"):
+            kind = "fold_done" if event["event"] == "fold_done" else "run_done"
+            append_event(progress, {"event": kind, "run_id": event.get("run_id"), "fold": event.get("fold")})
+        if on_event:
+            on_event(event)
+
+    with FileLock(sweep_dir(record["sweep_id"]) / LOCK_FILE):
+        try:
+            results = run_many(configs, n_jobs=n_jobs, store=store, on_event=relay, scheduler=scheduler)
+        except Exception as error:
+            append_event(progress, {"event": "failed", "message": f"{type(error).__name__}: {error}"})
+            raise
+        append_event(progress, {"event": "done"})
+    return {**record, "results": results, "seconds": time.perf_counter() - started}
+
+
+def resume_sweep(sweep_id: str, **options) -> dict:
+    """Launch a stored sweep again (only its missing folds are computed); options as run_sweep."""
+    record = load_sweep(sweep_id)
+    if record is None:
+        raise RunError(f"no sweep {sweep_id!r} in {sweeps_root()}")
+    configs = [RunConfig.from_dict(config) for config in record["configs"]]
+    return run_sweep(configs, name=record.get("name"), axes=record.get("axes"), **options)
+
+
+def load_sweep(sweep_id: str) -> dict | None:
+    """A stored sweep's record, or None when there is none (or it is unreadable)."""
+    try:
+        record = read_json(sweep_dir(sweep_id) / SWEEP_FILE)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) and "run_ids" in record else None
+
+
+def sweep_status(sweep_id: str, store: RunStore | None = None) -> dict:
+    """Where a sweep stands: per run, folds done of total, and the sweep's own state.
+
+    Returns ``{"sweep_id", "name", "runs": [{"run_id", "config", "done", "total", "status"}],
+    "done_folds", "total_folds", "complete", "state"}`` where a run's status is ``complete``,
+    ``running``, ``partial`` or ``pending``, and ``state`` that of the sweep's last launch:
+    ``running``, ``done``, ``failed``, ``stopped`` (its process ended early) or ``none``.
+    """
+    store = store or RunStore()
+    record = load_sweep(sweep_id)
+    if record is None:
+        raise RunError(f"no sweep {sweep_id!r} in {sweeps_root()}")
+    runs = [_run_status(run_id, config, store) for run_id, config in zip(record["run_ids"], record["configs"])]
+    done, total = sum(r["done"] for r in runs), sum(r["total"] for r in runs)
+    state = latest_state(read_events(sweep_dir(sweep_id) / PROGRESS_FILE))["status"]
+    if state == "running" and not _locked(sweep_dir(sweep_id) / LOCK_FILE):
+        state = "stopped"
+    return {"sweep_id": sweep_id, "name": record.get("name"), "created": record.get("created"),
+            "axes": record.get("axes"), "runs": runs, "done_folds": done, "total_folds": total,
+            "complete": all(r["status"] == "complete" for r in runs), "state": state}
+
+
+def _locked(path: Path) -> bool:
+    try:
+        with FileLock(path, timeout=0):
+            return False
+    except Timeout:
+        return True
+
+
+def _run_status(run_id: str, config: dict, store: RunStore) -> dict:
+    meta = store.read_meta(run_id)
+    if meta:
+        total = len(meta["fold_ids"])
+    else:
+        total = 1 if config.get("test_fraction") is not None else int(config.get("folds") or 0)
+    done = len(store.completed_folds(run_id, total)) if meta else 0
+    if store.read_summary(run_id) is not None and done == total:
+        status = "complete"
+    elif store.is_locked(run_id):
+        status = "running"
+    else:
+        status = "partial" if done else "pending"
+    return {"run_id": run_id, "config": config, "done": done, "total": total, "status": status}
+
+
+def list_sweeps(store: RunStore | None = None) -> list[dict]:
+    """Every stored sweep's status (see :func:`sweep_status`), newest first."""
+    root = sweeps_root()
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in root.iterdir():
+        if folder.is_dir() and _SWEEP_ID.fullmatch(folder.name) and load_sweep(folder.name) is not None:
+            found.append(sweep_status(folder.name, store))
+    return sorted(found, key=lambda s: s.get("created") or 0, reverse=True)

@@ -1,0 +1,100 @@
+"""The local pool's core and memory budget, the choice of pool, and one pool for several runs."""
+
+import pytest
+
+from leukdash import scheduler
+from leukdash.config import AugmentConfig, RunConfig
+from leukdash.errors import ConfigError
+from leukdash.runner import run_many
+from leukdash.scheduler import (CLASSIC_WORKER_MB, CNN_THREADS, TF_WORKER_MB, DaskPool, FoldTask, InProcessPool,
+                                LocalPool, make_pool, memory_budget_mb)
+
+
+def _task(model: str, fold: int = 0) -> FoldTask:
+    return FoldTask(f"{model}-run", fold, 5, {"model": model})
+
+
+class _Executor:
+    """Stands in for a process pool with ``workers`` live processes."""
+
+    def __init__(self, workers: int):
+        self._processes = dict.fromkeys(range(workers))
+
+
+def test_cnn_and_classic_folds_share_the_cores_without_oversubscription():
+    pool = LocalPool(cores=3, memory_mb=10_000)
+    cnn, svm = _task("cnn"), _task("svm")
+    assert CNN_THREADS == 2
+    assert pool._fits(cnn, {}, {})
+    assert pool._fits(svm, {"a": cnn}, {True: _Executor(1)})  # 2 + 1 cores
+    assert not pool._fits(cnn, {"a": cnn}, {True: _Executor(1)})  # 4 > 3
+    assert not pool._fits(svm, {"a": cnn, "b": svm}, {True: _Executor(1), False: _Executor(1)})
+
+
+def test_a_task_larger_than_the_machine_still_runs_alone():
+    pool = LocalPool(cores=1, memory_mb=100)
+    assert pool._fits(_task("cnn"), {}, {})
+    assert not pool._fits(_task("nb"), {"a": _task("cnn")}, {True: _Executor(1)})
+
+
+def test_memory_counts_live_worker_processes():
+    pool = LocalPool(cores=16, memory_mb=TF_WORKER_MB + 2 * CLASSIC_WORKER_MB)
+    running = {"a": _task("cnn"), "b": _task("knn")}
+    pools = {True: _Executor(1), False: _Executor(2)}  # one classic worker idle
+    assert pool._fits(_task("dt"), running, pools)  # reuses the idle one: no new memory
+    pools[False] = _Executor(1)
+    assert pool._fits(_task("dt"), running, pools)  # a second classic worker still fits
+    running["c"] = _task("dt")
+    pools[False] = _Executor(2)
+    assert not pool._fits(_task("nb"), running, pools)  # a third would pass the budget
+    assert not pool._fits(_task("cnn"), running, pools)
+
+
+def test_memory_budget_from_the_environment(monkeypatch):
+    monkeypatch.setenv("LEUKDASH_MEMORY_MB", "2400")
+    assert memory_budget_mb() == 2400
+    monkeypatch.setenv("LEUKDASH_MEMORY_MB", "lots")
+    with pytest.raises(ConfigError, match="LEUKDASH_MEMORY_MB must be a positive number"):
+        memory_budget_mb()
+    monkeypatch.delenv("LEUKDASH_MEMORY_MB")
+    monkeypatch.setattr(scheduler, "_total_memory_mb", lambda: 2700)  # Streamlit Community Cloud
+    assert memory_budget_mb() == scheduler.SMALL_MACHINE_BUDGET_MB == 1600
+    monkeypatch.setattr(scheduler, "_total_memory_mb", lambda: 32_000)
+    assert memory_budget_mb() == 16_000
+
+
+def test_the_pool_follows_the_address_and_n_jobs(monkeypatch):
+    monkeypatch.delenv("LEUKDASH_SCHEDULER", raising=False)
+    assert isinstance(make_pool(), LocalPool) and isinstance(make_pool(n_jobs=1), InProcessPool)
+    assert make_pool(n_jobs=1000).cores == scheduler.machine_cores()  # capped to the machine
+    monkeypatch.setenv("LEUKDASH_SCHEDULER", "tcp://10.0.0.1:8786")
+    assert isinstance(make_pool(), DaskPool) and make_pool().address == "tcp://10.0.0.1:8786"
+    assert make_pool("tcp://h:1").address == "tcp://h:1"
+
+
+def test_runs_of_several_configs_share_one_pool_with_in_process_results(tiny_dataset, tmp_path, monkeypatch):
+    base = RunConfig(dataset=str(tiny_dataset), image_size=16, augment=AugmentConfig.off(), augment_factor=1,
+                     folds=3, feature_set="features")
+    configs = [base.with_changes(model="nb"), base.with_changes(model="dt")]
+    events = []
+    pooled = run_many(configs, n_jobs=2, on_event=events.append)
+    done = sorted((e["run_id"], e["fold"]) for e in events if e["event"] == "fold_done")
+    assert done == sorted((r["run_id"], fold) for r in pooled for fold in range(3))
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path / "in-process"))
+    alone = run_many(configs, n_jobs=1)
+    for a, b in zip(pooled, alone):
+        assert a["computed_folds"] == b["computed_folds"] == [0, 1, 2]
+        assert [f["oof"] for f in a["folds"]] == [f["oof"] for f in b["folds"]]
+
+
+def test_a_dead_worker_is_one_clear_error():
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from leukdash.errors import RunError
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as executor:
+        future = executor.submit(os._exit, 1)  # a worker killed mid-task, e.g. by the OOM killer
+        with pytest.raises(RunError, match="the worker computing fold 3 of svm-run died"):
+            scheduler._outcome(future, _task("svm", 2))

@@ -1,0 +1,97 @@
+"""Sweeps: grids of configs, stored with their progress; re-launching computes only missing folds."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from leukdash.config import AugmentConfig, RunConfig
+from leukdash.errors import ConfigError, RunError
+from leukdash.store import RunStore
+from leukdash.sweep import expand_grid, list_sweeps, load_sweep, resume_sweep, run_sweep, sweep_status
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _base(dataset: Path) -> RunConfig:
+    return RunConfig(dataset=str(dataset), image_size=16, augment=AugmentConfig.off(), augment_factor=1, folds=2)
+
+
+def test_grid_is_the_product_of_its_axes_in_order(tiny_dataset):
+    configs = expand_grid(_base(tiny_dataset), {"model": ["cnn", "svm"], "optimizer": ["sgd", "adam"],
+                                                "augment.rotation": [0, 10]})
+    assert len(configs) == 8
+    assert [(c.model, c.optimizer, c.augment.rotation) for c in configs[:3]] == [
+        ("cnn", "sgd", 0), ("cnn", "sgd", 10), ("cnn", "adam", 0)]
+    explicit = expand_grid(_base(tiny_dataset), [{"model": "nb"}, {"model": "knn", "k": 1}])
+    assert [(c.model, c.k) for c in explicit] == [("nb", 3), ("knn", 1)]
+
+
+@pytest.mark.parametrize("axes, message", [
+    ({"colour": ["red"]}, "unknown sweep setting 'colour'"),
+    ({"model": []}, "needs a non-empty list"),
+    ({"epochs": [10, 0]}, "epochs must be an integer"),
+])
+def test_bad_grids_are_refused_with_one_clear_message(tiny_dataset, axes, message):
+    with pytest.raises(ConfigError, match=message):
+        expand_grid(_base(tiny_dataset), axes)
+
+
+def test_sweep_is_stored_and_relaunching_computes_only_missing_folds(tiny_dataset):
+    configs = expand_grid(_base(tiny_dataset), {"model": ["nb", "knn"], "k": [1, 3]})  # nb ignores k: 3 runs
+    first = run_sweep(configs, name="grid", n_jobs=1)
+    run_ids = [r["run_id"] for r in first["results"]]
+    assert len(set(run_ids)) == 3 and run_ids[0] == run_ids[1]
+    status = sweep_status(first["sweep_id"])
+    assert status["name"] == "grid" and status["complete"] and status["state"] == "done"
+    assert (status["done_folds"], status["total_folds"]) == (8, 8)  # per config: the nb run counts twice
+    assert [s["sweep_id"] for s in list_sweeps()] == [first["sweep_id"]]
+
+    store = RunStore()
+    (store.run_dir(run_ids[2]) / "folds" / "fold_1.json").unlink()
+    (store.run_dir(run_ids[2]) / "summary.json").unlink()
+    partial = sweep_status(first["sweep_id"])
+    assert [(r["done"], r["total"], r["status"]) for r in partial["runs"]][2] == (1, 2, "partial")
+
+    again = resume_sweep(first["sweep_id"], n_jobs=1)
+    assert again["sweep_id"] == first["sweep_id"] and again["name"] == "grid"
+    assert [r["computed_folds"] for r in again["results"]] == [[], [], [1], []]
+    assert again["results"][2]["folds"] == first["results"][2]["folds"][:1] + [again["results"][2]["folds"][1]]
+    assert again["results"][2]["folds"][1]["val_acc"] == first["results"][2]["folds"][1]["val_acc"]
+
+
+def test_same_grid_is_the_same_sweep_and_unknown_ids_are_refused(tiny_dataset):
+    configs = expand_grid(_base(tiny_dataset), {"model": ["nb", "dt"]})
+    first = run_sweep(configs, n_jobs=1)
+    assert run_sweep(list(reversed(configs)), n_jobs=1)["sweep_id"] == first["sweep_id"]
+    assert load_sweep("sweep-000000000000") is None
+    with pytest.raises(RunError, match="no sweep"):
+        sweep_status("sweep-000000000000")
+    with pytest.raises(RunError, match="invalid sweep id"):
+        sweep_status("../x")
+
+
+def test_cli_sweep_and_sweeps(tiny_dataset, isolated_artifacts):
+    env = {**os.environ, "LEUKDASH_ARTIFACTS": str(isolated_artifacts)}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "leukdash", *args], capture_output=True, text=True,
+                              cwd=ROOT, env=env, timeout=300)
+
+    out = cli("sweep", str(tiny_dataset), "--model", "nb,dt", "--seed", "0,1", "--image-size", "16",
+              "--folds", "2", "--augment-factor", "1", "--name", "seeds", "--json", "--quiet")
+    assert out.returncode == 0, out.stderr
+    payload = json.loads(out.stdout)
+    assert [(r["config"]["model"], r["config"]["seed"]) for r in payload["runs"]] == [
+        ("nb", 0), ("nb", 1), ("dt", 0), ("dt", 1)]
+    assert payload["axes"] == {"model": ["nb", "dt"], "seed": [0, 1]}
+    listed = json.loads(cli("sweeps", "--json").stdout)["sweeps"]
+    assert [(s["sweep_id"], s["name"], s["done_folds"]) for s in listed] == [(payload["sweep_id"], "seeds", 8)]
+    again = json.loads(cli("sweep", "--resume", payload["sweep_id"], "--json", "--quiet").stdout)
+    assert [r["cached"] for r in again["runs"]] == [True] * 4 and again["sweep_id"] == payload["sweep_id"]
+    bad = cli("sweep", str(tiny_dataset), "--epochs", "10,x")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: leukdash sweep: argument --epochs: invalid comma list of int value: '10,x'"]
