@@ -313,7 +313,8 @@ def sweep_axes(configs: list[dict]) -> list[str]:
 
     forms = [RunConfig.from_dict(config).canonical() for config in configs]
     keys = dict.fromkeys(key for form in forms for key in form)
-    axes = [key for key in keys if len({json.dumps(form.get(key), sort_keys=True) for form in forms}) > 1]
+    # A setting some models lack (k of all but k-NN) is an axis only if it takes two values where it exists.
+    axes = [key for key in keys if len({json.dumps(form[key], sort_keys=True) for form in forms if key in form}) > 1]
     return list(dict.fromkeys("model" if axis == "architecture" else axis for axis in axes))
 
 
@@ -354,7 +355,7 @@ def _ordered(values) -> list[str]:
         try:
             return (0, float(text), "")
         except ValueError:
-            return (1 if text != "–" else 2, 0.0, text)
+            return (1 if text != "–" else 2, 0.0, text.lower())
     return sorted(set(values), key=key)
 
 
