@@ -371,12 +371,13 @@ def sweep_parallel(frame: pd.DataFrame, axes: list[str], metric: str = "val_acc"
     fraction = metric in FRACTION_METRICS
     dimensions.append(dict(label=f"mean {METRICS.get(metric, metric).lower()}", values=frame["Mean"],
                            range=[0, 1] if fraction else None, tickformat=".0%" if fraction else None))
+    # Colours span the runs' own range, from a visible lilac: the differences are what matter.
     fig = go.Figure(go.Parcoords(
         dimensions=dimensions, labelangle=0, labelside="top",
-        line=dict(color=frame["Mean"], colorscale="Purples", showscale=True, cmin=0 if fraction else None,
-                  cmax=1 if fraction else None, colorbar=dict(tickformat=".0%" if fraction else None, len=0.8)),
+        line=dict(color=frame["Mean"], colorscale=[[0, "#d4b8de"], [1, "#3d0a4f"]], showscale=True,
+                  colorbar=dict(tickformat=".0%" if fraction else None, len=0.8)),
     ))
-    fig.update_layout(**{**_LAYOUT, "margin": dict(l=60, r=60, t=60, b=20)}, height=420)
+    fig.update_layout(**{**_LAYOUT, "margin": dict(l=110, r=60, t=60, b=20)}, height=420)
     return fig
 
 

@@ -289,8 +289,11 @@ def fitted(frame, column_config: dict | None = None) -> dict:
 
     frame = pd.DataFrame(frame)
     config = dict(column_config or {})
+    def text(value) -> str:  # numbers are shown rounded
+        return f"{value:,.4g}" if isinstance(value, float) else str(value)
+
     for column in frame.columns:
-        longest = max([len(str(column))] + [len(str(value)) for value in frame[column]])
+        longest = max([len(str(column))] + [len(text(value)) for value in frame[column]])
         config[column] = {**(config.get(column) or {}), "width": min(640, 8 * longest + 32)}
     return config
 
