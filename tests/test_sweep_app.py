@@ -62,6 +62,10 @@ def test_two_values_of_two_settings_launch_four_runs_as_one_job(two_datasets):
     at.run(timeout=TIMEOUT)
     assert list(at.dataframe[0].value["Status"]) == ["finished"] * 4
     assert "finished: 4 of 4 runs" in at.toast[0].value
+    # A session opened after the job ended (a reload) hears of it too, once.
+    reloaded = experiments({"dataset": "tiny"})
+    assert ["finished: 4 of 4 runs" in t.value for t in reloaded.toast] == [True]
+    assert not reloaded.run(timeout=TIMEOUT).toast
     assert at.button(key="launch").disabled
     # One more image size: the four new runs get an estimate from the four finished ones.
     at.multiselect(key="exp_sizes").set_value([16, 24]).run(timeout=TIMEOUT)
