@@ -334,7 +334,8 @@ def setting_text(config: dict, axis: str) -> str:
     """A setting of a run as a short text: 'CNN paper' for the model, 'default' for no learning
     rate, '–' for a setting the model does not have (k of a CNN)."""
     if axis == "model":
-        return f"CNN {config.get('architecture', 'paper')}" if config["model"] == "cnn" else MODEL_NAMES[config["model"]]
+        cnn = config["model"] == "cnn"
+        return f"CNN {config.get('architecture', 'paper')}" if cnn else MODEL_NAMES[config["model"]]
     value = config.get(axis)
     if axis == "augment":
         on = [name.replace("_", " ") for name in AugmentConfig.TRANSFORMS if (value or {}).get(name)]

@@ -294,7 +294,7 @@ def fitted(frame, column_config: dict | None = None) -> dict:
 
     for column in frame.columns:
         longest = max([len(str(column))] + [len(text(value)) for value in frame[column]])
-        config[column] = {**(config.get(column) or {}), "width": min(640, 8 * longest + 32)}
+        config[column] = {**(config.get(column) or {}), "width": min(640, 7 * longest + 28)}
     return config
 
 

@@ -84,7 +84,8 @@ else:
 cols[1].metric("Classes", len(counts))
 cols[2].metric("Smallest class", f"{min(counts.values())} images", help=min(counts, key=counts.get))
 cols[3].metric("Files left out", len(info["ignored"]) + (unreadable or 0),
-               help="Files in the folders that are not images" + ("" if unreadable is None else ", and unreadable images"))
+               help="Files in the folders that are not images"
+                    + ("" if unreadable is None else ", and unreadable images"))
 
 left, right = st.columns([2, 3], gap="large")
 with left:

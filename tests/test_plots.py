@@ -181,7 +181,8 @@ def test_paper_figure_names_fit_on_two_lines():
 
 def sweep_results():
     """A 2 models x 2 seeds sweep: NB and a 3-NN, seeds 0 and 1, three folds each."""
-    accs = {("nb", 0): (0.5, 0.6, 0.7), ("nb", 1): (0.7, 0.8, 0.9), ("knn", 0): (0.2, 0.3, 0.4), ("knn", 1): (0.4, 0.4, 0.4)}
+    accs = {("nb", 0): (0.5, 0.6, 0.7), ("nb", 1): (0.7, 0.8, 0.9),
+            ("knn", 0): (0.2, 0.3, 0.4), ("knn", 1): (0.4, 0.4, 0.4)}
     return [fake_result(model, acc, run_id=f"{model}-{seed}", seed=seed, augment_factor=1, classes=FIVE, folds=3)
             for (model, seed), acc in accs.items()]
 
