@@ -85,6 +85,10 @@ def test_two_values_of_two_settings_launch_four_runs_as_one_job(two_datasets):
     assert sorted(heatmap["data"][0]["x"]) == ["Decision tree", "Naive Bayes"]
     table = at.dataframe[0].value
     assert sorted(table["Run id"]) == sorted(run_ids)
+    # Through to the runs: the Runs view with exactly this sweep's runs.
+    next(b for b in at.button if b.label == "Compare these runs in detail").click().run(timeout=TIMEOUT)
+    assert at.radio(key="compare_view").value == "Runs"
+    assert len([t for t in figures(at)[0]["data"] if t["type"] == "bar"]) == 4
 
 
 def test_a_reload_with_the_same_address_shows_the_same_settings(two_datasets):
