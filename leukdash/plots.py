@@ -339,8 +339,9 @@ def setting_text(config: dict, axis: str) -> str:
     value = config.get(axis)
     if axis == "augment":
         on = [name.replace("_", " ") for name in AugmentConfig.TRANSFORMS if (value or {}).get(name)]
+        paper = [name.replace("_", " ") for name in AugmentConfig().enabled()]
         return "none" if not on or config.get("augment_factor", 1) <= 1 else \
-            "all 7" if len(on) == len(AugmentConfig.TRANSFORMS) else ", ".join(on)
+            "the paper's" if on == paper else ", ".join(on)
     irrelevant = (config["model"] == "cnn" and axis in ("feature_set", "k")) or (
         config["model"] != "cnn" and axis in ("architecture", "optimizer", "learning_rate", "epochs", "batch_size"))
     if irrelevant or (axis == "k" and config["model"] != "knn"):

@@ -219,3 +219,17 @@ def test_seed_spread_beside_fold_spread():
     assert spread.loc["Naive Bayes", "SD over seeds"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
     assert spread.loc["Naive Bayes", "SD over folds (mean)"] == pytest.approx(0.1)
     assert spread.loc["k-NN", "SD over folds (mean)"] == pytest.approx(0.05)
+
+
+def test_setting_texts_of_a_sweep_table():
+    cnn = {"model": "cnn", "architecture": "leukdash", "learning_rate": None, "k": 3, "augment_factor": 8,
+           "augment": {"rotation": 40.0, "width_shift": 0.4, "height_shift": 0.4, "zoom": 0.3,
+                       "horizontal_flip": True, "vertical_flip": True, "shear": 20.0}}
+    assert plots.setting_text(cnn, "model") == "CNN leukdash"
+    assert plots.setting_text(cnn, "learning_rate") == "default"
+    assert plots.setting_text(cnn, "k") == "–"  # a CNN has no k
+    assert plots.setting_text(cnn, "augment") == "the paper's"
+    flips = {**cnn, "augment": {"horizontal_flip": True}}
+    assert plots.setting_text(flips, "augment") == "horizontal flip"
+    assert plots.setting_text({**cnn, "augment_factor": 1}, "augment") == "none"
+    assert plots.setting_text({"model": "knn", "k": 5}, "model") == "k-NN"
