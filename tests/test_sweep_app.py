@@ -123,3 +123,19 @@ def test_too_many_folds_is_one_error_and_nothing_else(two_datasets):
     assert at.button(key="launch").disabled
     at.text_input(key="exp_seeds").set_value("1, x").run(timeout=TIMEOUT)
     assert [e.value for e in at.error] == ["Seeds: 'x' is not a whole number from 0 to 2147483647"]
+
+
+def test_a_launch_that_fails_says_why_in_one_line(two_datasets, monkeypatch):
+    from leukdash import jobs
+    from leukdash.errors import RunError
+
+    def refuse(sweep, store=None):
+        raise RunError("the job queue is full")
+
+    monkeypatch.setattr(jobs, "start_sweep_job", refuse)
+    at = experiments({"dataset": "tiny", "exp_sizes": "16", "exp_folds": "2", "exp_models": "Naive Bayes",
+                      "exp_transforms": "none (original images only)"})
+    at.button(key="launch").click().run(timeout=TIMEOUT)
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Could not launch: the job queue is full"]
+    assert list(at.dataframe[0].value["Status"]) == ["not run yet"]
