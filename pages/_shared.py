@@ -282,19 +282,19 @@ def percent_columns(frame, columns, headers: dict | None = None, decimals: int =
     return frame, {c: st.column_config.NumberColumn(headers.get(c, c), format=f"%.{decimals}f%%") for c in columns}
 
 
-def fitted(frame, column_config: dict | None = None) -> dict:
-    """``column_config`` with every column of ``frame`` (a DataFrame or a list of row dicts) as
-    wide as its longest text, so no cell is cut off (a table wider than the page scrolls)."""
+def fitted(frame, column_config: dict | None = None, auto: int = 24) -> dict:
+    """``column_config`` with each column of ``frame`` (a DataFrame or a list of row dicts) whose
+    texts run longer than ``auto`` characters made wide enough for its longest text, so no label
+    or path is cut off (Streamlit's automatic widths stop short of long texts); shorter columns
+    keep their automatic width."""
     import pandas as pd
 
     frame = pd.DataFrame(frame)
     config = dict(column_config or {})
-    def text(value) -> str:  # numbers are shown rounded
-        return f"{value:,.4g}" if isinstance(value, float) else str(value)
-
     for column in frame.columns:
-        longest = max([len(str(column))] + [len(text(value)) for value in frame[column]])
-        config[column] = {**(config.get(column) or {}), "width": min(640, 7 * longest + 28)}
+        longest = max([len(str(column))] + [len(str(value)) for value in frame[column] if isinstance(value, str)])
+        if longest > auto:
+            config[column] = {**(config.get(column) or {}), "width": min(640, 7 * longest + 28)}
     return config
 
 
