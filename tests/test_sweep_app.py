@@ -129,7 +129,7 @@ def test_a_launch_that_fails_says_why_in_one_line(two_datasets, monkeypatch):
     from leukdash import jobs
     from leukdash.errors import RunError
 
-    def refuse(sweep, store=None):
+    def refuse(sweep, **options):
         raise RunError("the job queue is full")
 
     monkeypatch.setattr(jobs, "start_sweep_job", refuse)
