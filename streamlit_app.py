@@ -4,12 +4,16 @@ The pages live in ``pages/``; this file only sets the page up and routes between
 landing page pays for nothing another page needs.
 """
 
+from pathlib import Path
+
 import streamlit as st
 
 from leukdash.errors import ConfigError
 from pages._shared import deployment
 
-st.set_page_config(page_title="leukdash", layout="wide", page_icon=":material/biotech:")
+# A local file: a material or emoji icon would be fetched from a font server, which fails offline.
+ICON = Path(__file__).parent / "assets" / "icon.png"
+st.set_page_config(page_title="leukdash", layout="wide", page_icon=str(ICON))
 
 try:
     deployment()
@@ -30,5 +34,5 @@ PAGES = [
 st.session_state["_routed"] = True  # see pages/_shared.py: routed()
 page = st.navigation(PAGES)
 if "_deep_link" in st.session_state:
-    st.switch_page(st.session_state.pop("_deep_link"))
+    st.switch_page(st.session_state.pop("_deep_link"), query_params=st.session_state.pop("_deep_query", None))
 page.run()

@@ -51,7 +51,11 @@ def paired_mcnemar(first: dict, second: dict) -> dict:
     from leukdash.metrics import mcnemar
 
     if first["dataset"]["fingerprint"] != second["dataset"]["fingerprint"]:
-        return {"p_value": None, "n": 0, "note": "different datasets"}
+        # A class subset has its own fingerprint: two tasks of one dataset are not two datasets.
+        same = first["dataset"].get("path", first["dataset"]["name"]) == second["dataset"].get("path",
+                                                                                            second["dataset"]["name"])
+        note = "different tasks (class subsets) of one dataset" if same else "different datasets"
+        return {"p_value": None, "n": 0, "note": note}
     correct_a, correct_b = _correct_by_image(first), _correct_by_image(second)
     shared = sorted(set(correct_a) & set(correct_b))
     if not shared:

@@ -8,11 +8,14 @@ Accuracy-like metrics stay fractions in [0, 1]; the axes show them as percentage
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from leukdash.compare import run_label
+from leukdash.compare import MODEL_NAMES, run_label
+from leukdash.config import AugmentConfig
 from leukdash.paper import (BINARY_TASK, FIVE_CLASS_TASK, PAPER_CLASSES, PAPER_CNN_FOLDS, PAPER_MODEL_NAMES,
                             PAPER_VAL_ACC)
 
@@ -85,6 +88,8 @@ def paper_value(result: dict, metric: str = "val_acc") -> float | None:
         return None
     if config["model"] == "knn" and config.get("k") != 3:
         return None
+    if config["model"] != "cnn" and config.get("feature_set", "pixels") != "pixels":
+        return None  # the paper's classic models saw raw pixels: no figure beside engineered features
     return PAPER_VAL_ACC[task].get(config["model"])
 
 
@@ -291,9 +296,130 @@ def paper_figures() -> go.Figure:
                     hovertemplate=f"{task}<br>%{{x}}: %{{y:.2%}}<extra></extra>")
     fig.update_layout(**_LAYOUT, height=380, barmode="group", bargap=0.25,
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
-    fig.update_xaxes(tickangle=0)
+    # Names on two lines: in half a page, "Naive Bayes" and "Decision tree" overlap on one.
+    names = list(PAPER_MODEL_NAMES.values())
+    fig.update_xaxes(tickangle=0, tickvals=names, ticktext=[_wrap(name, width=8) for name in names])
     fig.update_yaxes(title="Validation accuracy (5-fold mean)", tickformat=".0%", range=[0, 1.05])
     return fig
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def sweep_axes(configs: list[dict]) -> list[str]:
+    """The settings that differ between run configs (their canonical forms), in config order;
+    the architecture counts as part of the model."""
+    from leukdash.config import RunConfig
+
+    forms = [RunConfig.from_dict(config).canonical() for config in configs]
+    keys = dict.fromkeys(key for form in forms for key in form)
+    # A setting some models lack (k of all but k-NN) is an axis only if it takes two values where it exists.
+    axes = [key for key in keys if len({json.dumps(form[key], sort_keys=True) for form in forms if key in form}) > 1]
+    return list(dict.fromkeys("model" if axis == "architecture" else axis for axis in axes))
+
+
+def sweep_frame(results: list[dict], axes: list[str], metric: str = "val_acc") -> pd.DataFrame:
+    """One row per run of a sweep: its value of each axis (as text), the mean and SD of
+    ``metric`` over its folds, its fold values, label and run id."""
+    rows = []
+    for result, label in zip(results, run_labels(results)):
+        values = fold_values(result, metric)
+        rows.append({**{axis: setting_text(result["config"], axis) for axis in axes},
+                     "Mean": float(np.mean(values)), "SD": error_bounds(values, "std")[0], "Folds": values,
+                     "Run": label, "Run id": result["run_id"]})
+    return pd.DataFrame(rows, columns=[*axes, "Mean", "SD", "Folds", "Run", "Run id"])
+
+
+def setting_text(config: dict, axis: str) -> str:
+    """A setting of a run as a short text: 'CNN paper' for the model, 'default' for no learning
+    rate, '–' for a setting the model does not have (k of a CNN)."""
+    if axis == "model":
+        cnn = config["model"] == "cnn"
+        return f"CNN {config.get('architecture', 'paper')}" if cnn else MODEL_NAMES[config["model"]]
+    value = config.get(axis)
+    if axis == "augment":
+        on = [name.replace("_", " ") for name in AugmentConfig.TRANSFORMS if (value or {}).get(name)]
+        paper = [name.replace("_", " ") for name in AugmentConfig().enabled()]
+        return "none" if not on or config.get("augment_factor", 1) <= 1 else \
+            "the paper's" if on == paper else ", ".join(on)
+    irrelevant = (config["model"] == "cnn" and axis in ("feature_set", "k")) or (
+        config["model"] != "cnn" and axis in ("architecture", "optimizer", "learning_rate", "epochs", "batch_size"))
+    if irrelevant or (axis == "k" and config["model"] != "knn"):
+        return "–"
+    if value is None:
+        return "default"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _ordered(values) -> list[str]:
+    """Distinct setting texts, numbers in numeric order, '–' last."""
+    def key(text):
+        try:
+            return (0, float(text), "")
+        except ValueError:
+            return (1 if text != "–" else 2, 0.0, text.lower())
+    return sorted(set(values), key=key)
+
+
+def sweep_parallel(frame: pd.DataFrame, axes: list[str], metric: str = "val_acc") -> go.Figure:
+    """Parallel coordinates: one line per run through its settings, ending at its mean ``metric``
+    (also its colour)."""
+    dimensions = []
+    for axis in axes:
+        ticks = _ordered(frame[axis])
+        codes = frame[axis].map({text: i for i, text in enumerate(ticks)})
+        dimensions.append(dict(label=axis.replace("_", " "), values=codes, tickvals=list(range(len(ticks))),
+                               ticktext=ticks, range=[-0.3, len(ticks) - 0.7] if len(ticks) > 1 else [-1, 1]))
+    fraction = metric in FRACTION_METRICS
+    dimensions.append(dict(label=f"mean {METRICS.get(metric, metric).lower()}", values=frame["Mean"],
+                           range=[0, 1] if fraction else None, tickformat=".0%" if fraction else None))
+    # Colours span the runs' own range, from a visible lilac: the differences are what matter.
+    fig = go.Figure(go.Parcoords(
+        dimensions=dimensions, labelangle=0, labelside="top",
+        line=dict(color=frame["Mean"], colorscale=[[0, "#d4b8de"], [1, "#3d0a4f"]], showscale=True,
+                  colorbar=dict(tickformat=".0%" if fraction else None, len=0.8)),
+    ))
+    fig.update_layout(**{**_LAYOUT, "margin": dict(l=110, r=60, t=60, b=20)}, height=420)
+    return fig
+
+
+def sweep_heatmap(frame: pd.DataFrame, x: str, y: str, metric: str = "val_acc") -> go.Figure:
+    """Mean ``metric`` for each pair of values of two settings, over every fold of the runs that
+    share them (other settings pooled), with the spread across those folds (SD) in each cell."""
+    xs, ys = _ordered(frame[x]), _ordered(frame[y])
+    mean = np.full((len(ys), len(xs)), np.nan)
+    text = [["" for _ in xs] for _ in ys]
+    for (xv, yv), cell in frame.groupby([x, y]):
+        folds = [v for values in cell["Folds"] for v in values]
+        i, j = ys.index(yv), xs.index(xv)
+        mean[i, j] = float(np.mean(folds))
+        spread = float(np.std(folds, ddof=1)) if len(folds) > 1 else 0.0
+        fmt = (lambda v: f"{v:.1%}") if metric in FRACTION_METRICS else (lambda v: f"{v:.3f}")
+        text[i][j] = f"{fmt(mean[i, j])}<br>± {fmt(spread)}<br>{len(cell)} run{'s' * (len(cell) != 1)}"
+    fraction = metric in FRACTION_METRICS
+    fig = go.Figure(go.Heatmap(
+        z=mean, x=xs, y=ys, text=text, texttemplate="%{text}", colorscale="Purples",
+        zmin=0 if fraction else None, zmax=1 if fraction else None, hoverongaps=False,
+        colorbar=dict(tickformat=".0%" if fraction else None, title=dict(text="mean")),
+        hovertemplate=f"{x} %{{x}}, {y} %{{y}}<br>%{{text}}<extra></extra>",
+    ))
+    fig.update_layout(**_LAYOUT, height=160 + 70 * len(ys))
+    fig.update_xaxes(title=x.replace("_", " "), type="category")
+    fig.update_yaxes(title=y.replace("_", " "), type="category")
+    return fig
+
+
+def seed_spread_frame(frame: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """Runs that differ only in their seed, grouped: the spread of their means over seeds beside
+    the mean spread over folds within a run."""
+    others = [axis for axis in axes if axis != "seed"]
+    rows = []
+    for key, group in frame.groupby(others, sort=False) if others else [((), frame)]:
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(others, key)), "Seeds": len(group), "Mean": float(group["Mean"].mean()),
+                     "SD over seeds": float(group["Mean"].std(ddof=1)) if len(group) > 1 else 0.0,
+                     "SD over folds (mean)": float(group["SD"].mean())})
+    return pd.DataFrame(rows)
 
 
 def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:

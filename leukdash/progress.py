@@ -4,6 +4,7 @@ A running process appends events; the CLI and the dashboard read the file and re
 events to one state with :func:`latest_state`. Events (``fold`` is the 0-based fold index as
 in the store, ``epoch`` the number of epochs the fold has completed)::
 
+    {"event": "loading", "message": "..."}   (decoding and resizing, before "start")
     {"event": "start", "folds": F, "epochs": E or None, "done_folds": [folds already stored]}
     {"event": "fold_start", "fold": i}
     {"event": "epoch", "fold": i, "epoch": e, "epochs": E, "metrics": {...}}
@@ -112,11 +113,14 @@ def forward_events(path: Path, on_event, interval: float = 0.2):
 def latest_state(events: list[dict], now: float | None = None) -> dict:
     """Reduce events to the current state of the run.
 
-    Returns ``{"status": "running"|"done"|"failed"|"cancelled"|"none", "fold", "folds",
+    Returns ``{"status": "running"|"done"|"failed"|"cancelled"|"none", "phase", "fold", "folds",
     "folds_done", "epoch", "epochs", "metrics", "fraction", "elapsed", "eta_seconds",
-    "message", "updated"}``. ``eta_seconds`` extrapolates the pace of the epochs (or folds,
-    for models without epochs) computed so far in this attempt; it is ``None`` until one
-    has finished.
+    "message", "updated", "in_flight"}``. ``phase`` is ``"loading"`` while a new attempt
+    decodes its images (a ``loading`` event is the last one), else ``"folds"``. ``in_flight``
+    maps each fold of a running attempt that started and is not done to ``{"epoch", "epochs",
+    "fraction"}``, so folds computed at once can each have their own bar. ``eta_seconds``
+    extrapolates the pace of the epochs (or folds, for models without epochs) computed so far
+    in this attempt; it is ``None`` until one has finished.
     """
     now = time.time() if now is None else now
     starts = [i for i, event in enumerate(events) if event.get("event") == "start"]
@@ -124,8 +128,12 @@ def latest_state(events: list[dict], now: float | None = None) -> dict:
     state = {
         "status": "none", "fold": None, "folds": None, "folds_done": 0, "epoch": None,
         "epochs": None, "metrics": {}, "fraction": 0.0, "elapsed": 0.0, "eta_seconds": None,
-        "message": "", "updated": None,
+        "message": "", "updated": None, "phase": "folds", "in_flight": {},
     }
+    if events and events[-1].get("event") == "loading":
+        state.update(status="running", phase="loading", message=str(events[-1].get("message") or ""),
+                     updated=_time(events[-1], now))
+        return state
     if not current:
         return state
 
@@ -161,6 +169,12 @@ def latest_state(events: list[dict], now: float | None = None) -> dict:
         state["updated"] = _time(event, now)
 
     folds, epochs = state["folds"], state["epochs"]
+    started_folds = {e.get("fold") for e in current if e.get("event") in ("fold_start", "epoch")}
+    in_flight = started_folds - done_now - done_before if state["status"] == "running" else set()
+    for fold in sorted(f for f in in_flight if isinstance(f, int)):
+        epoch = epochs_in_fold.get(fold, 0)
+        state["in_flight"][fold] = {"epoch": epoch, "epochs": epochs,
+                                    "fraction": min(1.0, epoch / epochs) if epochs else 0.0}
     done_now -= done_before
     state["folds_done"] = len(done_before | done_now)
     running = state["status"] == "running"

@@ -37,6 +37,7 @@ def routed(page_file: str) -> None:
     """
     if not st.session_state.get("_routed"):
         st.session_state["_deep_link"] = f"pages/{Path(page_file).name}"
+        st.session_state["_deep_query"] = {key: st.query_params.get_all(key) for key in st.query_params}
         st.switch_page("streamlit_app.py")
 
 
@@ -73,7 +74,7 @@ VIEWER_NOTE = ("This deployment is a viewer (LEUKDASH_MODE=viewer): {what} are o
 # --------------------------------------------------------------------------- kept widget values
 
 
-def kept(widget, key: str, default, *args, **kwargs):
+def kept(widget, key: str, default, *args, bind: bool = False, **kwargs):
     """Call ``widget(*args, key=key, **kwargs)`` so its value survives a visit to another page.
 
     Streamlit forgets the state of widgets a page did not draw, and a widget drawn again at
@@ -81,6 +82,11 @@ def kept(widget, key: str, default, *args, **kwargs):
     the value is copied to a plain session key (``_kept_<key>``) after each run, and the
     widget is always drawn with its current value as its default. A kept choice that is no
     longer among ``options`` falls back to ``default``.
+
+    With ``bind``, the value also lives in the page's URL (query parameter ``key``), so a
+    reload keeps it and a copied link opens the same settings. Such a widget keeps its fixed
+    ``default`` (a value equal to it leaves the URL clean) and a kept value is put back
+    through the session state instead.
     """
     shadow = f"_kept_{key}"
     value = st.session_state[key] if key in st.session_state else st.session_state.get(shadow, default)
@@ -90,6 +96,10 @@ def kept(widget, key: str, default, *args, **kwargs):
         if not all(v in options for v in (value if isinstance(value, list) else [value])):
             value = default
             st.session_state.pop(key, None)
+    if bind:
+        if key not in st.session_state and shadow in st.session_state and key not in st.query_params:
+            st.session_state[key] = value
+        value, kwargs["bind"] = default, "query-params"
     parameter = {"selectbox": "index", "radio": "index", "multiselect": "default"}.get(widget.__name__, "value")
     kwargs[parameter] = options.index(value) if parameter == "index" else value
     value = widget(*args, key=key, **kwargs)
@@ -126,7 +136,7 @@ def dataset_picker() -> str:
     options = dataset_options()
     names = list(options)
     default = next((n for n in names if n != BUILTIN), names[0]) if len(names) > 1 else names[0]
-    name = kept(st.sidebar.selectbox, "dataset", default, "Dataset", options=names,
+    name = kept(st.sidebar.selectbox, "dataset", default, "Dataset", options=names, bind=True,
                 format_func=lambda n: f"{n} (built-in demo)" if n == BUILTIN else n,
                 help="Built-in synthetic demo data, folders found under $LEUKDASH_DATA or ./data, "
                      "or a zip of class folders uploaded on the Data page.")
@@ -270,6 +280,22 @@ def percent_columns(frame, columns, headers: dict | None = None, decimals: int =
         frame[column] = frame[column].astype(float) * 100
     headers = headers or {}
     return frame, {c: st.column_config.NumberColumn(headers.get(c, c), format=f"%.{decimals}f%%") for c in columns}
+
+
+def fitted(frame, column_config: dict | None = None, auto: int = 24) -> dict:
+    """``column_config`` with each column of ``frame`` (a DataFrame or a list of row dicts) whose
+    texts run longer than ``auto`` characters made wide enough for its longest text, so no label
+    or path is cut off (Streamlit's automatic widths stop short of long texts); shorter columns
+    keep their automatic width."""
+    import pandas as pd
+
+    frame = pd.DataFrame(frame)
+    config = dict(column_config or {})
+    for column in frame.columns:
+        longest = max([len(str(column))] + [len(str(value)) for value in frame[column] if isinstance(value, str)])
+        if longest > auto:
+            config[column] = {**(config.get(column) or {}), "width": min(640, 7 * longest + 28)}
+    return config
 
 
 def no_runs_yet(what: str) -> None:

@@ -1,14 +1,17 @@
-"""Compare: finished runs side by side, per fold, per epoch, per class, with significance tests."""
+"""Compare: finished runs side by side, per fold, per epoch, per class, with significance tests;
+and a sweep view: settings against accuracy, with click-through to a run."""
 
 import json
+from collections import Counter
 
 import streamlit as st
 
 from leukdash.errors import LeukdashError
 from leukdash.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, available_metrics, confusion_heatmap, curve_runs,
                             external_bars, external_frame, fold_frame, learning_curves, metric_bars, run_labels,
-                            runs_frame, summary_frame)
-from pages._shared import (comparison, dataset_options, external_results, finished_runs, kept, no_runs_yet,
+                            runs_frame, seed_spread_frame, summary_frame, sweep_axes, sweep_frame, sweep_heatmap,
+                            sweep_parallel)
+from pages._shared import (comparison, dataset_options, external_results, finished_runs, fitted, kept, no_runs_yet,
                            percent_columns, results, root, routed)
 
 routed(__file__)
@@ -17,17 +20,91 @@ FRACTIONS = ("val_acc", "balanced_acc", "macro_f1", "train_acc")
 HEADERS = {"val_acc": "Val. accuracy", "balanced_acc": "Balanced acc.", "macro_f1": "Macro F1", "val_loss": "Val. loss",
            "train_acc": "Train accuracy", "train_loss": "Train loss", "seconds": "Time (s)"}
 
+
+
+def compare_runs_of(run_ids: list[str]) -> None:
+    """Show these runs in the Runs view (a button callback)."""
+    st.session_state["_kept_compare_runs"] = run_ids
+    st.session_state["compare_view"] = "Runs"
+
+
+def sweep_view() -> None:
+    """Settings against accuracy for the finished runs of one sweep; a selected run's detail."""
+    from leukdash.sweep import list_sweeps
+
+    sweeps = [s for s in list_sweeps() if any(r["status"] == "complete" for r in s["runs"])]
+    if not sweeps:
+        st.info("No sweep with finished runs yet: on the Experiments page, give a setting several values.",
+                icon=":material/hourglass_empty:")
+        return
+    names = {s["sweep_id"]: f"{s['name']} · {sum(r['status'] == 'complete' for r in s['runs'])} of "
+                            f"{len(s['runs'])} runs finished" for s in sweeps}
+    left, right = st.columns([3, 1])
+    sweep_id = kept(left.selectbox, "compare_sweep", sweeps[0]["sweep_id"], "Sweep", options=list(names),
+                    format_func=names.get, bind=True)
+    visible = {entry["run_id"] for entry in finished_runs()}  # not runs on another session's upload
+    run_ids = [r["run_id"] for r in next(s for s in sweeps if s["sweep_id"] == sweep_id)["runs"]
+               if r["status"] == "complete" and r["run_id"] in visible]
+    chosen = results(run_ids)
+    metric = kept(right.selectbox, "sweep_metric", "val_acc", "Metric", options=available_metrics(chosen),
+                  format_func=METRICS.get)
+    axes = sweep_axes([r["config"] for r in chosen])
+    if not axes:
+        st.info("The finished runs of this sweep differ in no setting yet.")
+        return
+    frame = sweep_frame(chosen, axes, metric)
+    st.plotly_chart(sweep_parallel(frame, axes, metric), width="stretch", key="sweep_parallel")
+    st.caption(f"One line per finished run, through its settings to its mean {METRICS[metric].lower()} over "
+               "folds (also its colour). Drag along an axis to pick out the runs with those values.")
+    if len(axes) >= 2:
+        left, right = st.columns(2)
+        x = kept(left.selectbox, "sweep_x", axes[0], "Across", options=axes)
+        y = kept(right.selectbox, "sweep_y", axes[1], "Down", options=[a for a in axes if a != x])
+        st.plotly_chart(sweep_heatmap(frame, x, y, metric), width="stretch", key="sweep_heatmap")
+        st.caption(f"Each cell: the mean {METRICS[metric].lower()} over every fold of the runs with those two "
+                   "values (other settings pooled), ± the SD across those folds, and how many runs it pools.")
+    if "seed" in axes:
+        spread = seed_spread_frame(frame, axes)
+        numbers = ["Mean", "SD over seeds", "SD over folds (mean)"]
+        spread, formats = percent_columns(spread, numbers) if metric in FRACTIONS else (spread, {})
+        st.markdown("**Spread over seeds beside the spread over folds**")
+        st.dataframe(spread, hide_index=True, width="stretch", column_config=fitted(spread, formats))
+        st.caption("Runs that differ only in their seed: the SD of their means (new folds, new initialisation) "
+                   "beside the mean SD across the folds of one run.")
+    st.markdown("**Runs** (select one for its detail)")
+    table, formats = percent_columns(frame.drop(columns=["Folds"]), ["Mean", "SD"]) if metric in FRACTIONS \
+        else (frame.drop(columns=["Folds"]), {})
+    picked = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                          key="sweep_table", column_config=fitted(table, formats)).selection.rows
+    st.button("Compare these runs in detail", icon=":material/arrow_forward:", on_click=compare_runs_of,
+              args=(list(frame["Run id"]),))
+    if picked:
+        result, label = chosen[picked[0]], frame["Run"].iloc[picked[0]]
+        with st.container(border=True):
+            st.markdown(f"**{label}** · `{result['run_id']}`")
+            left, right = st.columns(2)
+            left.plotly_chart(metric_bars([result], metric, "std"), width="stretch", key="sweep_run_bars")
+            right.plotly_chart(confusion_heatmap(result, label), width="stretch", key="sweep_run_confusion",
+                               config={"displayModeBar": False})
+            with st.expander("Config"):
+                st.json(result["config"])
+
+
 st.title("Compare")
 entries = finished_runs()
 if not entries:
     no_runs_yet("nothing to compare")
+    st.stop()
+if kept(st.radio, "compare_view", "Runs", "View", options=["Runs", "Sweeps"], horizontal=True, bind=True,
+        label_visibility="collapsed") == "Sweeps":
+    sweep_view()
     st.stop()
 
 st.caption("Select rows to compare (the boxes at the left); with none selected, every finished run is shown.")
 table, percent = percent_columns(runs_frame(entries).drop(columns=["Status"]), ["Val. accuracy", "SD"])
 returning = "compare_table" not in st.session_state  # Streamlit forgot the selection on another page
 selection = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
-                         key="compare_table", column_config=percent)
+                         key="compare_table", column_config=fitted(table, percent))
 if selection.selection.rows or not returning:
     st.session_state["_kept_compare_runs"] = [table["Run id"].iloc[i] for i in selection.selection.rows]
 chosen_ids = [r for r in st.session_state.get("_kept_compare_runs", []) if r in set(table["Run id"])] \
@@ -58,7 +135,7 @@ with tabs[0]:
         summary, formats = percent_columns(summary, numbers)
     else:
         formats = {c: st.column_config.NumberColumn(format="%.4f") for c in numbers}
-    st.dataframe(summary, hide_index=True, width="stretch", column_config=formats)
+    st.dataframe(summary, hide_index=True, width="stretch", column_config=fitted(summary, formats))
     st.caption("Mean, standard deviation and range over folds; the paper's column repeats its reported "
                "5-fold mean validation accuracy (only for the paper's CNN, NB, SVM, 3-NN and decision tree "
                "on ALL vs HEALTHY and 5 classes). Its protocol leaked augmented copies across folds, so "
@@ -68,7 +145,7 @@ with tabs[1]:
     folds, formats = percent_columns(fold_frame(chosen, labels), [m for m in metrics if m in FRACTIONS], HEADERS)
     formats |= {m: st.column_config.NumberColumn(HEADERS[m], format="%.1f" if m == "seconds" else "%.4f")
                 for m in metrics if m not in FRACTIONS}
-    st.dataframe(folds, hide_index=True, width="stretch", column_config=formats)
+    st.dataframe(folds, hide_index=True, width="stretch", column_config=fitted(folds, formats))
 
 with tabs[2]:
     with_history = curve_runs(chosen)
@@ -100,13 +177,13 @@ with tabs[4]:
         paired = [{"Run A": label_of[t["run_a"]], "Run B": label_of[t["run_b"]], "Only A right": t["b"], "Only B right": t["c"],
                    "Images": t["n"], "p-value": t["p_value"]} for t in tests if t["p_value"] is not None]
         if paired:
-            st.dataframe(paired, hide_index=True, width="stretch",
-                         column_config={"p-value": st.column_config.NumberColumn(format="%.4g")})
-        unpaired = sum(t["p_value"] is None for t in tests)
+            st.dataframe(paired, hide_index=True, width="stretch", column_config=fitted(
+                paired, {"p-value": st.column_config.NumberColumn(format="%.4g")}))
+        reasons = Counter(t["note"] for t in tests if t["p_value"] is None)
         st.caption("Exact McNemar test on the images both runs validated (pooled over folds): a small p-value "
                    "(below 0.05) means the two models' errors differ more than chance would explain."
-                   + (f" {unpaired} pair(s) left out: runs on different datasets cannot be paired."
-                      if unpaired else ""))
+                   + "".join(f" {n} pair(s) left out: {reason}, so no image was validated by both."
+                             for reason, n in reasons.items()))
 
 with tabs[5]:
     st.markdown("How the models fare **outside their own data**: each run's fold ensemble labels every image of "
@@ -143,7 +220,7 @@ with tabs[5]:
                    "cross-validated mean; hatched bars: collapsed (one class for at least 95% of the images).")
         shown, formats = percent_columns(frame.drop(columns=["Model", "Classes"]),
                                          ["Value", "Low", "High", "Within dataset", "OOD share"])
-        st.dataframe(shown, hide_index=True, width="stretch", column_config=formats)
+        st.dataframe(shown, hide_index=True, width="stretch", column_config=fitted(shown, formats))
         for (result, evaluation), label in zip(tested, frame["Run"]):
             st.markdown(f"**{label}** (trained on {result['dataset']['name']}). {outcome_sentence(evaluation)}")
 

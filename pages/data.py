@@ -68,11 +68,24 @@ synthetic_note(info)
 
 st.caption(f"`{hide_roots(info['path'])}` · layout: {info['kind']}")
 counts = info["classes"]
+audited = st.session_state.setdefault("audited", [])
+# Only decoding tells an unreadable image file: until the audit has run, the header counts files.
+try:
+    unreadable = len(audit(dataset, root(), 5)["skipped"]) if dataset in audited else None
+except LeukdashError:
+    unreadable = None  # the audit section below says why
 cols = st.columns(4)
-cols[0].metric("Images", f"{info['n_images']:,}")
+if unreadable is None:
+    cols[0].metric("Image files", f"{info['n_images']:,}", help="Files with an image extension; the audit "
+                   "below decodes them and tells how many are readable (runs skip the others).")
+else:
+    cols[0].metric("Readable images", f"{info['n_images'] - unreadable:,}",
+                   help=f"{info['n_images']:,} image files, {unreadable} of them unreadable (skipped by runs).")
 cols[1].metric("Classes", len(counts))
 cols[2].metric("Smallest class", f"{min(counts.values())} images", help=min(counts, key=counts.get))
-cols[3].metric("Files left out", len(info["ignored"]), help="Files in the folders that are not images")
+cols[3].metric("Files left out", len(info["ignored"]) + (unreadable or 0),
+               help="Files in the folders that are not images"
+                    + ("" if unreadable is None else ", and unreadable images"))
 
 left, right = st.columns([2, 3], gap="large")
 with left:
@@ -133,7 +146,6 @@ st.markdown(
     "the background colour alone. A background score well above chance means the classes were "
     "photographed differently, and any model can learn that instead of the cells."
 )
-audited = st.session_state.setdefault("audited", [])
 if dataset not in audited:
     st.button("Run the audit", icon=":material/fact_check:", type="primary", on_click=audited.append, args=(dataset,))
 else:

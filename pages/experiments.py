@@ -1,18 +1,22 @@
-"""Experiments: set up cross-validated runs, launch them as background jobs, follow them live."""
+"""Experiments: a sweep of cross-validated runs (any setting can take several values), launched
+as one background job and followed live. The settings live in the URL: a reload keeps them and a
+copied link opens the same experiment."""
 
 import itertools
 import json
+import time
 
 import streamlit as st
 
 from leukdash import jobs
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.errors import LeukdashError
+from leukdash.estimate import estimate
 from leukdash.paths import hide_roots
-from leukdash.plots import ERROR_BARS, metric_bars, runs_frame, summary_frame
+from leukdash.plots import ERROR_BARS, metric_bars, setting_text, summary_frame, sweep_axes
 from leukdash.progress import format_duration
 from pages._shared import (VIEWER_NOTE, dataset_picker, deployment, kept, load_dataset_info, percent_columns, resolve,
-                           results, root, routed, runs, synthetic_note, visible_runs)
+                           results, root, routed, runs, synthetic_note)
 
 routed(__file__)
 
@@ -26,63 +30,152 @@ MODELS = {
 }
 IMAGE_SIZES = [16, 24, 32, 48, 64, 96, 128, 160, 224]
 LEARNING_RATES = ["default", 0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1]
+BATCH_SIZES = [8, 16, 32, 64, 128]
+# Augmentation choices: the transforms set on the Augmentation page, none, or one of the paper's alone.
+TRANSFORMS = {"page": "as set on the Augmentation page", "off": "none (original images only)"} | {
+    f"only {name}": f"{name.replace('_', ' ')} only" for name in AugmentConfig().enabled()}
+MAX_RUNS = 200
 POLL_SECONDS = 2.0
+RECENT_SECONDS = 3600  # a job that ended this recently is announced to a new session
 
 
-def progress_text(progress: dict) -> str:
-    """'fold 2/5 · epoch 13/25 · val_acc 0.83 · about 1m20s left' from latest_state()."""
-    if progress["status"] == "none" or progress["fold"] is None:
-        return progress["message"] or "starting: loading and resizing the images…"
-    parts = [f"fold {progress['fold'] + 1}/{progress['folds']}"]
-    if progress["epochs"]:
-        parts.append(f"epoch {progress['epoch'] or 0}/{progress['epochs']}")
-    for name in ("val_acc", "acc"):
-        if isinstance(progress["metrics"].get(name), (int, float)):
-            parts.append(f"{name} {progress['metrics'][name]:.3f}")
-            break
-    if progress["eta_seconds"] is not None:
-        parts.append(f"about {format_duration(progress['eta_seconds'])} left")
-    return " · ".join(parts)
+def numbers(label: str, text: str, low: int, high: int) -> list[int]:
+    """The whole numbers of a comma-separated field, in order, without repeats."""
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part.isdigit() or not low <= int(part) <= high:
+            raise ValueError(f"{label}: {part!r} is not a whole number from {low} to {high}")
+        values.append(int(part))
+    if not values:
+        raise ValueError(f"{label}: give at least one value")
+    return list(dict.fromkeys(values))
 
 
-def launch_jobs(planned: list[tuple[RunConfig, str]]) -> None:
-    """Start a background job per run (a button callback, so the page is drawn after the start)."""
+def several(widget, key: str, default, label: str, **kwargs):
+    """A multiselect (or a comma-separated text field) kept across pages and in the URL."""
+    return kept(widget, key, default, label, bind=True, **kwargs)
+
+
+def augment_for(choice: str, page: AugmentConfig) -> AugmentConfig:
+    if choice == "page":
+        return page
+    if choice == "off":
+        return AugmentConfig.off()
+    name, full = choice.removeprefix("only "), AugmentConfig()
+    values = AugmentConfig.off().to_dict() | {"fill_mode": page.fill_mode}
+    values[name] = getattr(page, name) or getattr(full, name)  # a transform switched off there gets the paper's
+    return AugmentConfig.from_dict(values)
+
+
+def grid(common: dict, models: list[str], cnn: dict, classic: dict, augment_axes: list[tuple]) -> list[RunConfig]:
+    """Every combination of the chosen values, one config per distinct run (irrelevant settings aside)."""
+    configs = {}
+    for name in models:
+        own = cnn if MODELS[name]["model"] == "cnn" else \
+            {k: v for k, v in classic.items() if k != "k" or MODELS[name]["model"] == "knn"}
+        axes = {**common, **own}
+        for values in itertools.product(augment_axes, *axes.values()):
+            (augment, factor, protocol), settings = values[0], dict(zip(axes, values[1:]))
+            config = RunConfig(**MODELS[name], augment=augment, augment_factor=factor, protocol=protocol, **settings)
+            configs.setdefault(json.dumps([config.dataset, config.canonical()], sort_keys=True), config)
+    return list(configs.values())
+
+
+def axis_values(configs: list[RunConfig], axes: list[str]) -> dict[str, list[str]]:
+    """The distinct values (as text) each axis takes in the configs, in order of appearance."""
+    return {axis: list(dict.fromkeys(setting_text(c.to_dict(), axis) for c in configs)) for axis in axes}
+
+
+def launch(configs: list[RunConfig], name: str, axes: dict) -> None:
+    """Store the sweep and start it as one job (a button callback: the page is drawn after the start)."""
+    from leukdash.sweep import create_sweep
+
     limits = deployment()
-    for config, run_id in planned:
-        jobs.start_job(config, run_id, max_jobs=limits.max_jobs, workers=limits.job_workers)
+    try:
+        job = jobs.start_sweep_job(create_sweep(configs, name=name, axes=axes), max_jobs=limits.max_jobs,
+                                   workers=limits.job_workers)
+    except LeukdashError as error:
+        st.session_state["_launch_error"] = hide_roots(f"Could not launch: {error}")
+        return
+    st.session_state.setdefault("_watched_jobs", set()).add(job["run_id"])
     runs.clear()
 
 
+def sweep_statuses(limit: int = 20) -> list[dict]:
+    """The newest sweep jobs' statuses."""
+    return [jobs.sweep_job_status(job_id) for job_id in jobs.list_sweep_jobs()[:limit]]
+
+
+def run_states(run_ids: list[str], sweeps: list[dict]) -> dict[str, str]:
+    """Each run's state: its own job's, or that of the newest sweep job that holds it."""
+    states = {}
+    for run_id in run_ids:
+        own = jobs.job_status(run_id)["state"]
+        held = next((s["runs"][run_id] for s in sweeps if run_id in s["runs"]), None)
+        states[run_id] = own if own in ("finished", "running", "queued") or held is None else held
+    return states
+
+
+def announce(sweeps: list[dict]) -> None:
+    """A toast for each sweep job that ended since this session last looked (or within the last
+    hour, for a new session: a job that finished after a reload is not lost)."""
+    announced = st.session_state.setdefault("_announced_jobs", set())
+    watched = st.session_state.setdefault("_watched_jobs", set())
+    for sweep in sweeps:
+        if sweep["state"] in ("queued", "running"):
+            watched.add(sweep["job_id"])
+            continue
+        recent = sweep["ended"] is not None and time.time() - sweep["ended"] < RECENT_SECONDS
+        if sweep["job_id"] in announced or not (recent or sweep["job_id"] in watched):
+            continue
+        announced.add(sweep["job_id"])
+        done = sum(state == "finished" for state in sweep["runs"].values())
+        st.toast(f"Sweep “{sweep['name']}” {sweep['state']}: {done} of {len(sweep['runs'])} runs finished.",
+                 icon=":material/task_alt:" if sweep["state"] == "finished" else ":material/error:")
+
+
+def fold_bars(run_id: str, progress: dict, label: str) -> None:
+    """One bar per fold in flight (or the loading phase) of one run."""
+    st.markdown(f"**{label}** · `{run_id}` · {progress['folds_done']} of {progress['folds'] or '?'} folds done")
+    if progress["phase"] == "loading" or progress["fold"] is None:
+        st.progress(0.0, text=f"loading: {progress['message'] or 'loading and resizing the images'}…")
+        return
+    for fold, state in progress["in_flight"].items():
+        text = f"fold {fold + 1}/{progress['folds']}"
+        if state["epochs"]:
+            text += f" · epoch {state['epoch']}/{state['epochs']}"
+        st.progress(state["fraction"], text=text)
+
+
 @st.fragment(run_every=POLL_SECONDS)
-def live_progress(active: dict[str, str]) -> None:
-    """Progress of running and queued jobs, read from their files every few seconds."""
-    running = False
-    for run_id, label in active.items():
-        status = jobs.job_status(run_id)
-        progress = status["progress"]
+def live_progress(labels: dict[str, str]) -> None:
+    """The queued and running sweep jobs: a bar for each, a bar per fold in flight; redrawn every few seconds."""
+    running = [s for s in sweep_statuses() if s["state"] in ("queued", "running")]
+    for sweep in running:
         with st.container(border=True):
             head, button = st.columns([6, 1], vertical_alignment="center")
-            head.markdown(f"**{label}** · `{run_id}`")
-            if status["state"] in ("running", "queued"):
-                running = True
-                if status["state"] == "queued":
-                    st.progress(0.0, text=f"queued, position {status['position']}: starts when one of the "
-                                          f"{deployment().max_jobs} job slots of this server frees")
-                else:
-                    st.progress(progress["fraction"], text=progress_text(progress))
-                if status["state"] == "running" and progress["folds"]:
-                    st.caption(f"{progress['folds_done']} of {progress['folds']} folds done · "
-                               f"running for {format_duration(progress['elapsed'])}")
-                if button.button("Cancel", key=f"cancel_{run_id}", icon=":material/stop_circle:"):
-                    with st.spinner("Stopping the job…"):
-                        jobs.cancel_job(run_id)
-                    runs.clear()
-                    st.rerun()
-            else:
-                st.markdown(f"Job {status['state']}.")
+            done = sum(state == "finished" for state in sweep["runs"].values())
+            head.markdown(f"**{sweep['name']}** · {done} of {len(sweep['runs'])} runs done")
+            if sweep["state"] == "queued":
+                st.progress(0.0, text=f"queued, position {sweep['position']}: starts when one of the "
+                                      f"{deployment().max_jobs} job slots of this server frees")
+            total = sweep["folds"] or 1
+            eta = [p["eta_seconds"] for p in sweep["progress"].values() if p["eta_seconds"] is not None]
+            st.progress(min(1.0, sweep["folds_done"] / total),
+                        text=f"{sweep['folds_done']} of {sweep['folds'] or '?'} folds · running for "
+                             f"{format_duration(time.time() - sweep['started'])}"
+                             + (f" · this run about {format_duration(max(eta))} left" if eta else ""))
+            for run_id, state in sweep["runs"].items():
+                if state == "running":
+                    fold_bars(run_id, sweep["progress"][run_id], labels.get(run_id, "run"))
+            if button.button("Cancel", key=f"cancel_{sweep['job_id']}", icon=":material/stop_circle:"):
+                with st.spinner("Stopping the job…"):
+                    jobs.cancel_sweep_job(sweep["job_id"])
+                runs.clear()
+                st.rerun()
     if not running:
         runs.clear()
-        st.rerun()  # redraw the page with the results (or the error) of the jobs that ended
+        st.rerun()  # redraw the page with the results (or the errors) of the jobs that ended
 
 
 st.title("Experiments")
@@ -90,9 +183,10 @@ if deployment().viewer:
     st.info(VIEWER_NOTE.format(what="training and dataset uploads"), icon=":material/visibility:")
     st.page_link("pages/compare.py", label="Compare the stored runs", icon=":material/arrow_forward:")
     st.stop()
-st.caption("Each model is one k-fold cross-validated run, computed as a background job: it keeps running "
-           "across page switches and browser reloads. A run is identified by its settings and the "
-           "dataset's content, so settings that already ran show their results at once.")
+st.caption("Any setting can take several values: every combination is one k-fold cross-validated run, and "
+           "the whole grid is computed as one background job that keeps running across page switches and "
+           "reloads. A run is identified by its settings and the dataset's content, so runs that already "
+           "exist show their results at once. The settings are in the page's address: bookmark or share it.")
 
 dataset = dataset_picker()
 info = load_dataset_info(dataset)
@@ -106,103 +200,164 @@ with data_col:
     classes = info["class_names"]
     tasks = {f"{' vs '.join(classes)}" if len(classes) == 2 else f"All {len(classes)} classes": None}
     tasks |= {f"{a} vs {b}": (a, b) for a, b in itertools.combinations(classes, 2) if len(classes) > 2}
-    task = kept(st.selectbox, "exp_task", next(iter(tasks)), "Task", options=list(tasks),
+    if st.session_state.get("_task_dataset", dataset) != dataset:
+        st.session_state["exp_task"] = next(iter(tasks))  # a task belongs to its dataset
+    st.session_state["_task_dataset"] = dataset
+    task = kept(st.selectbox, "exp_task", next(iter(tasks)), "Task", options=list(tasks), bind=True,
                 help="All classes of the dataset, or one pair (the paper's binary task is ALL vs HEALTHY).")
-    size = kept(st.select_slider, "exp_size", 64, "Image size (px)", options=IMAGE_SIZES,
-                help="Images are padded square and resized to this side before training.")
-    folds = kept(st.number_input, "exp_folds", 5, "Folds", min_value=2, max_value=10,
+    sizes = several(st.multiselect, "exp_sizes", [64], "Image sizes (px)", options=IMAGE_SIZES,
+                    help="Images are padded square and resized to this side before training.")
+    folds = kept(st.number_input, "exp_folds", 5, "Folds", min_value=2, max_value=10, bind=True,
                  help="k-fold cross-validation; all images of one group (patient, source image) stay in one fold.")
-    seed = kept(st.number_input, "exp_seed", 0, "Seed", min_value=0, max_value=2**31 - 1)
+    seeds_text = several(st.text_input, "exp_seeds", "0", "Seeds",
+                         help="Comma-separated, e.g. 0, 1, 2: several seeds give the spread over seeds (new "
+                              "folds and initialisations) beside the spread over folds.")
 
 with aug_col:
     st.subheader("Augmentation")
-    augment_on = kept(st.toggle, "exp_augment", True, "Augment the training images")
-    factor = kept(st.slider, "exp_factor", 8, "Images per original (K)", min_value=2, max_value=16,
-                  disabled=not augment_on, help="The original plus K−1 random copies; the paper used K = 8.")
-    protocol = kept(st.radio, "exp_protocol", "strict", "Protocol", options=["strict", "paper"],
-                    disabled=not augment_on, format_func={
-                        "strict": "strict: validate on original images only",
-                        "paper": "paper: augment validation folds too (optimistic, as published)"}.get)
-    augment = AugmentConfig.from_dict(st.session_state.get("augment", AugmentConfig().to_dict()))
-    if augment_on:
-        st.caption(f"Transforms on: {', '.join(augment.enabled()).replace('_', ' ') or 'none'}.")
+    page_augment = AugmentConfig.from_dict(st.session_state.get("augment", AugmentConfig().to_dict()))
+    transforms = several(st.multiselect, "exp_transforms", ["page"], "Transforms", options=list(TRANSFORMS),
+                         format_func=TRANSFORMS.get, help="Each choice is one setting of the sweep.")
+    augmenting = any(choice != "off" for choice in transforms)
+    factors_text = several(st.text_input, "exp_factors", "8", "Images per original (K)", disabled=not augmenting,
+                           help="Comma-separated; the original plus K−1 random copies; the paper used K = 8.")
+    protocols = several(st.multiselect, "exp_protocols", ["strict"], "Protocols", options=["strict", "paper"],
+                        disabled=not augmenting, format_func={
+                            "strict": "strict: validate on original images only",
+                            "paper": "paper: augment validation folds too (optimistic, as published)"}.get)
+    if "page" in transforms:
+        st.caption(f"Transforms on the Augmentation page: "
+                   f"{', '.join(page_augment.enabled()).replace('_', ' ') or 'none'}.")
     st.page_link("pages/augmentation.py", label="Edit the transforms", icon=":material/tune:")
 
 with model_col:
     st.subheader("Models")
-    chosen = kept(st.multiselect, "exp_models", ["CNN (paper)", "Naive Bayes"], "Models", options=list(MODELS),
-                  help="One run per model, all on the same folds so they can be compared pairwise.")
-    cnn = any(MODELS[m]["model"] == "cnn" for m in chosen)
-    classic = any(MODELS[m]["model"] != "cnn" for m in chosen)
-    cnn_settings, classic_settings = {}, {}
-    if cnn:
-        left, right = st.columns(2)
-        cnn_settings["optimizer"] = kept(left.radio, "exp_optimizer", "sgd", "Optimizer", options=["sgd", "adam"],
-                                         format_func={"sgd": "SGD", "adam": "Adam"}.get, horizontal=True)
-        rate = kept(right.selectbox, "exp_lr", "default", "Learning rate", options=LEARNING_RATES,
-                    format_func=lambda v: "optimizer default" if v == "default" else f"{v:g}")
-        cnn_settings["learning_rate"] = None if rate == "default" else rate
-        cnn_settings["epochs"] = kept(left.number_input, "exp_epochs", 25, "Epochs", min_value=1, max_value=200)
-        cnn_settings["batch_size"] = kept(right.selectbox, "exp_batch", 32, "Batch size", options=[8, 16, 32, 64, 128])
-    if classic:
-        classic_settings["feature_set"] = kept(st.radio, "exp_features", "pixels", "Classic models see",
-                                               options=["pixels", "features"], format_func={
-                                                   "pixels": "raw pixels (paper)",
-                                                   "features": "colour, texture, shape features"}.get,
-                                               horizontal=True)
+    chosen = several(st.multiselect, "exp_models", ["CNN (paper)", "Naive Bayes"], "Models", options=list(MODELS),
+                     help="All runs use the same folds (per seed) so they can be compared pairwise.")
+    has_cnn = any(MODELS[m]["model"] == "cnn" for m in chosen)
+    has_classic = any(MODELS[m]["model"] != "cnn" for m in chosen)
+    cnn_choices, classic_choices = {}, {}
+    if has_cnn:
+        cnn_choices["optimizer"] = several(st.multiselect, "exp_optimizers", ["sgd"], "Optimizers",
+                                           options=["sgd", "adam"], format_func={"sgd": "SGD", "adam": "Adam"}.get)
+        cnn_choices["learning_rate"] = several(
+            st.multiselect, "exp_rates", ["default"], "Learning rates", options=LEARNING_RATES,
+            format_func=lambda v: "optimizer default" if v == "default" else f"{v:g}")
+        epochs_text = several(st.text_input, "exp_epochs", "25", "Epochs", help="Comma-separated, e.g. 10, 25")
+        cnn_choices["batch_size"] = several(st.multiselect, "exp_batches", [32], "Batch sizes", options=BATCH_SIZES)
+    if has_classic:
+        classic_choices["feature_set"] = several(
+            st.multiselect, "exp_features", ["pixels"], "Classic models see", options=["pixels", "features"],
+            format_func={"pixels": "raw pixels (paper)", "features": "colour, texture, shape features"}.get)
         if "k-NN" in chosen:
-            classic_settings["k"] = kept(st.number_input, "exp_k", 3, "k (neighbours)", min_value=1, max_value=25)
+            ks_text = several(st.text_input, "exp_ks", "3", "k (neighbours)", help="Comma-separated, e.g. 1, 3, 5")
 
-base = dict(dataset=dataset, classes=tasks[task], image_size=size, folds=int(folds), seed=int(seed),
-            augment=augment if augment_on else AugmentConfig.off(), augment_factor=factor if augment_on else 1,
-            protocol=protocol, **cnn_settings, **classic_settings)
-planned: dict[str, tuple[RunConfig, str]] = {}
-with st.spinner("Checking the settings and fingerprinting the dataset…"):
-    for name in chosen:
-        config = RunConfig(**base, **MODELS[name])
-        try:
-            planned[name] = (config, resolve(json.dumps(config.to_dict(), sort_keys=True), root()))
-        except LeukdashError as error:
-            st.error(hide_roots(f"{name}: {error}"), icon=":material/error:")
+# ---------------------------------------------------------------- the grid
+problems = []
+try:
+    seeds = numbers("Seeds", seeds_text, 0, 2**31 - 1)
+    factors = numbers("Images per original", factors_text, 2, 16) if augmenting else [1]
+    if has_cnn:
+        cnn_choices["epochs"] = numbers("Epochs", epochs_text, 1, 200)
+        cnn_choices["learning_rate"] = [None if r == "default" else r for r in cnn_choices["learning_rate"]]
+    if has_classic and "k-NN" in chosen:
+        classic_choices["k"] = numbers("k", ks_text, 1, 25)
+except ValueError as error:
+    problems.append(str(error))
+required = {"Image sizes": sizes, "Transforms": transforms, "Protocols": protocols or not augmenting,
+            **{k.replace("_", " ").capitalize(): v for k, v in (cnn_choices | classic_choices).items()}}
+empty = [label for label, values in required.items() if not values]
+problems += [f"{label}: choose at least one." for label in empty]
+
+configs = []
+if not problems:
+    augment_axes = [(augment_for(choice, page_augment), factor, protocol) for choice in transforms for factor, protocol
+                    in (itertools.product(factors, protocols) if choice != "off" else [(1, "strict")])]
+    configs = grid({"dataset": [dataset], "classes": [tasks[task]], "image_size": sizes, "folds": [int(folds)],
+                    "seed": seeds}, chosen, cnn_choices, classic_choices, augment_axes)
+if len(configs) > MAX_RUNS:
+    problems.append(f"{len(configs)} runs: at most {MAX_RUNS} per sweep; choose fewer values.")
+    configs = []
+
+planned: dict[str, RunConfig] = {}
+if configs:
+    with st.spinner("Checking the settings and fingerprinting the dataset…"):
+        for config in configs:
+            try:
+                planned.setdefault(resolve(json.dumps(config.to_dict(), sort_keys=True), root()), config)
+            except LeukdashError as error:
+                if hide_roots(str(error)) not in problems:  # one line per distinct problem, not one per run
+                    problems.append(hide_roots(str(error)))
+for problem in problems:
+    st.error(problem, icon=":material/error:")
+if problems:
+    planned = {}
 
 st.divider()
-statuses = {name: jobs.job_status(run_id) for name, (_, run_id) in planned.items()}
-to_launch = [planned[name] for name, status in statuses.items()
-             if status["state"] not in ("finished", "running", "queued")]
-header, launch = st.columns([4, 1], vertical_alignment="bottom")
-header.subheader("Runs for these settings")
-launch.button(f"Launch {len(to_launch)} run{'s' * (len(to_launch) != 1)}", key="launch", type="primary",
-              icon=":material/play_arrow:", disabled=not to_launch, width="stretch", on_click=launch_jobs,
-              args=(to_launch,))
+sweeps = sweep_statuses()
+announce(sweeps)
+states = run_states(list(planned), sweeps)
+to_compute = [run_id for run_id, state in states.items() if state not in ("finished", "running", "queued")]
+entries = {entry["run_id"]: entry for entry in runs(root())}
+n_images = sum(info["classes"][c] for c in (tasks[task] or classes))
+timing = estimate([{"config": planned[r].to_dict(), "n_images": n_images,
+                    "missing_folds": int(folds) - (entries[r]["n_folds_done"] if r in entries else 0)}
+                   for r in to_compute], list(entries.values()))
 
-if not planned:
+header, launch_col = st.columns([4, 1], vertical_alignment="bottom")
+header.subheader("Runs for these settings")
+axes = sweep_axes([config.to_dict() for config in planned.values()])
+shown = list(dict.fromkeys(["model", *axes]))  # the settings that tell these runs apart
+name = f"{info['name']} · {task}" + (f" · {' × '.join(axes)}" if axes else "")
+launch_col.button(f"Launch {len(to_compute)} run{'s' * (len(to_compute) != 1)}", key="launch", type="primary",
+                  icon=":material/play_arrow:", disabled=not to_compute, width="stretch", on_click=launch,
+                  args=(list(planned.values()), name, axis_values(list(planned.values()), axes)))
+if "_launch_error" in st.session_state:
+    st.error(st.session_state.pop("_launch_error"), icon=":material/error:")
+if planned:
+    cols = st.columns(3)
+    cols[0].metric("Runs in the grid", len(planned), help="Settings that make no difference to a model "
+                   "(say k for a CNN) do not multiply its runs.")
+    cols[1].metric("To compute", f"{len(to_compute)} runs")
+    estimated = format_duration(timing["seconds"]) if timing["estimated"] or not to_compute else "unknown"
+    cols[2].metric("Estimated time", f"{estimated} + ?" if timing["unknown"] and timing["estimated"] else estimated,
+                   help="From the stored fold times of finished runs of the same model, "
+                   "scaled by images, pixels and epochs; folds share the machine's cores. "
+                   + (f"{timing['unknown']} run(s) have no similar finished run to go by."
+                      if timing["unknown"] else ""))
+elif not chosen:
     st.info("Choose at least one model.", icon=":material/info:")
-else:
+
+if planned:
     rows = []
-    for name, (config, run_id) in planned.items():
-        state = statuses[name]["state"]
+    for run_id, config in planned.items():
+        state = states[run_id]
         accuracy = results([run_id])[0]["summary"]["val_acc"]["mean"] if state == "finished" else None
-        rows.append({"Model": name, "Status": "not run yet" if state == "none" else state,
+        settings = {axis: setting_text(config.to_dict(), axis) for axis in shown}
+        rows.append({**{axis.replace("_", " ").capitalize(): text for axis, text in settings.items()},
+                     "Status": "not run yet" if state == "none" else state,
                      "Val. accuracy": "" if accuracy is None else f"{accuracy:.1%}", "Run id": run_id})
     st.dataframe(rows, hide_index=True, width="stretch")
-    for name, status in statuses.items():
-        if status["state"] == "failed":
-            reason = status["progress"]["message"] or "see the log"
-            with st.expander(f"{name} failed: {reason}", icon=":material/error:"):
-                st.code("\n".join(status["log_tail"]) or "(no log)")
+    failed = next((s for s in sweeps if s["state"] == "failed" and set(planned) & set(s["runs"])), None)
+    if failed is not None:
+        with st.expander(f"The last sweep job with these runs failed: {failed['name']}", icon=":material/error:"):
+            st.code("\n".join(failed["log_tail"]) or "(no log)")
 
-# Every running job, also those launched from another tab or before a reload.
-active = {run_id: name for name, (_, run_id) in planned.items() if statuses[name]["state"] in ("running", "queued")}
-for entry in visible_runs():
-    if entry["status"] != "complete" and entry["run_id"] not in active \
-            and jobs.job_status(entry["run_id"])["state"] == "running":
-        row = runs_frame([entry]).iloc[0]
-        active[entry["run_id"]] = f"{row['Model']} · {row['Dataset']} · {row['Task']}"
-if active:
+labels = {run_id: " · ".join(setting_text(config.to_dict(), axis) for axis in shown)
+          for run_id, config in planned.items()}
+if any(s["state"] in ("queued", "running") for s in sweeps):
     st.subheader("Running")
-    live_progress(active)
+    live_progress(labels)
 
-finished = [run_id for name, (_, run_id) in planned.items() if statuses[name]["state"] == "finished"]
+recent = [s for s in sweeps if s["state"] not in ("queued", "running")][:5]
+if recent:
+    with st.expander("Recent sweep jobs"):
+        st.dataframe([{"Sweep": s["name"], "State": s["state"],
+                       "Runs finished": f"{sum(v == 'finished' for v in s['runs'].values())} of {len(s['runs'])}",
+                       "Ended": time.strftime("%Y-%m-%d %H:%M", time.localtime(s["ended"])) if s["ended"] else ""}
+                      for s in recent], hide_index=True, width="stretch")
+
+finished = [run_id for run_id in planned if states[run_id] == "finished"]
 if finished:
     st.subheader("Results")
     finished_results = results(finished)
@@ -213,4 +368,5 @@ if finished:
                "single folds; diamonds: the paper's reported figure where it reported one.")
     table, percent = percent_columns(summary_frame(finished_results), ["Mean", "SD", "Min", "Max", "Paper (reported)"])
     st.dataframe(table, hide_index=True, width="stretch", column_config=percent)
-    st.page_link("pages/compare.py", label="Compare in detail", icon=":material/arrow_forward:")
+    st.page_link("pages/compare.py", label="Compare in detail (the sweep view shows settings against accuracy)",
+                 icon=":material/arrow_forward:")

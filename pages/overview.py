@@ -11,7 +11,7 @@ from leukdash.data.synthetic import DEFAULT_COUNTS
 from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.plots import paper_figures, paper_table, runs_frame
-from pages._shared import dataset_info, deployment, discovered, percent_columns, root, routed, visible_runs
+from pages._shared import dataset_info, deployment, discovered, fitted, percent_columns, root, routed, visible_runs
 
 routed(__file__)
 
@@ -24,60 +24,60 @@ st.markdown(
 )
 
 STEPS = [
-    ("data", ":material/photo_library:", "Class counts, samples, duplicates and shortcut checks."),
-    ("augmentation", ":material/auto_awesome_motion:", "The paper's seven transforms, previewed."),
-    ("experiments", ":material/science:", "Cross-validated runs in the background, live progress."),
-    ("compare", ":material/bar_chart:", "Accuracy per fold, learning curves, McNemar tests."),
-    ("predict", ":material/center_focus_strong:", "Class probabilities and Grad-CAM for your images."),
+    ("data", "Class counts, samples, duplicates and shortcut checks."),
+    ("augmentation", "The paper's seven transforms, previewed."),
+    ("experiments", "Sweeps of cross-validated runs in the background, live progress."),
+    ("compare", "Accuracy per fold, learning curves, McNemar tests, sweeps."),
+    ("predict", "Class probabilities and Grad-CAM for your images."),
 ]
-for column, (page, icon, text) in zip(st.columns(len(STEPS)), STEPS):
+for column, (page, text) in zip(st.columns(len(STEPS)), STEPS):
     with column.container(border=True, height="stretch"):
-        st.page_link(f"pages/{page}.py", label=page.capitalize(), icon=icon)
+        # The label alone: with its icon, "Augmentation" and "Experiments" are cut off below ~1300 px.
+        st.page_link(f"pages/{page}.py", label=page.capitalize())
         st.caption(text)
 
+st.subheader("The paper's reported figures")
 left, right = st.columns([6, 5], gap="large")
-
-with left:
-    st.subheader("Datasets")
-    found = discovered(root(), os.environ.get("LEUKDASH_DATA", ""))
-    rows = []
-    for name, folder in found.items():
-        if folder is None:  # the built-in set before its first use: nothing to count yet
-            rows.append({"Dataset": name, "Images": sum(DEFAULT_COUNTS.values()), "Classes": len(DEFAULT_COUNTS),
-                         "Note": "synthetic demo data, not clinical (drawn on first use)"})
-            continue
-        try:
-            info = dataset_info(name, root())
-        except LeukdashError as error:
-            rows.append({"Dataset": name, "Images": None, "Classes": None, "Note": f"cannot be read: {error}"})
-            continue
-        rows.append({"Dataset": name, "Images": info["n_images"], "Classes": len(info["class_names"]),
-                     "Note": "synthetic demo data, not clinical" if info["synthetic"] else hide_roots(info["path"])})
-    st.dataframe(rows, hide_index=True, width="stretch")
-    upload_note = "." if deployment().viewer else "; a zip can be uploaded on the Data page."
-    st.caption("Datasets are folders with one subfolder per class (or ALL-IDB file names) under "
-               f"`$LEUKDASH_DATA` or `./data`{upload_note}")
-
-    st.subheader("Latest runs")
-    entries = visible_runs()
-    if entries:
-        table, percent = percent_columns(
-            runs_frame(entries[:8])[["Model", "Dataset", "Task", "Val. accuracy", "SD", "Status", "Created"]],
-            ["Val. accuracy", "SD"])
-        st.dataframe(table, hide_index=True, width="stretch", column_config=percent)
-        st.page_link("pages/compare.py", label="Compare runs", icon=":material/arrow_forward:")
-    else:
-        st.info("No runs yet. Start one on the Experiments page.", icon=":material/hourglass_empty:")
-        st.page_link("pages/experiments.py", label="Go to Experiments", icon=":material/arrow_forward:")
-
+left.plotly_chart(paper_figures(), width="stretch", config={"displayModeBar": False})
 with right:
-    st.subheader("The paper's reported figures")
-    st.plotly_chart(paper_figures(), width="stretch", config={"displayModeBar": False})
     table, percent = percent_columns(paper_table(), ["ALL vs HEALTHY", "5 classes"], decimals=2)
-    st.dataframe(table, hide_index=True, width="stretch", column_config=percent)
+    st.dataframe(table, hide_index=True, width="stretch", column_config=fitted(table, percent))
     st.caption(
         "5-fold mean validation accuracy reported by Ahmed et al. (2019); whiskers span the CNN's "
         "reported folds (min–max). The paper augmented before splitting and split on images, not "
         "patients, so its figures are optimistic; its SVM at chance level points to unscaled "
         "raw-pixel input."
     )
+
+# The tables below take the full width: paths and run labels are too long for half the page.
+st.subheader("Datasets")
+found = discovered(root(), os.environ.get("LEUKDASH_DATA", ""))
+rows = []
+for name, folder in found.items():
+    if folder is None:  # the built-in set before its first use: nothing to count yet
+        rows.append({"Dataset": name, "Images": sum(DEFAULT_COUNTS.values()), "Classes": len(DEFAULT_COUNTS),
+                     "Note": "synthetic demo data, not clinical (drawn on first use)"})
+        continue
+    try:
+        info = dataset_info(name, root())
+    except LeukdashError as error:
+        rows.append({"Dataset": name, "Images": None, "Classes": None, "Note": f"cannot be read: {error}"})
+        continue
+    rows.append({"Dataset": name, "Images": info["n_images"], "Classes": len(info["class_names"]),
+                 "Note": "synthetic demo data, not clinical" if info["synthetic"] else hide_roots(info["path"])})
+st.dataframe(rows, hide_index=True, width="stretch", column_config=fitted(rows))
+upload_note = "." if deployment().viewer else "; a zip can be uploaded on the Data page."
+st.caption("Datasets are folders with one subfolder per class (or ALL-IDB file names) under "
+           f"`$LEUKDASH_DATA` or `./data`{upload_note}")
+
+st.subheader("Latest runs")
+entries = visible_runs()
+if entries:
+    table, percent = percent_columns(
+        runs_frame(entries[:8])[["Model", "Dataset", "Task", "Val. accuracy", "SD", "Status", "Created"]],
+        ["Val. accuracy", "SD"])
+    st.dataframe(table, hide_index=True, width="stretch", column_config=fitted(table, percent))
+    st.page_link("pages/compare.py", label="Compare runs", icon=":material/arrow_forward:")
+else:
+    st.info("No runs yet. Start one on the Experiments page.", icon=":material/hourglass_empty:")
+    st.page_link("pages/experiments.py", label="Go to Experiments", icon=":material/arrow_forward:")

@@ -129,34 +129,37 @@ def test_settings_carry_over_between_pages(tiny):
     at.slider(key="aug_zoom").set_value(50).run(timeout=TIMEOUT)
     assert at.session_state["augment"]["rotation"] == 0 and at.session_state["augment"]["zoom"] == 0.5
     open_page(at, "experiments")
-    at.select_slider(key="exp_size").set_value(16).run(timeout=TIMEOUT)
+    at.multiselect(key="exp_sizes").set_value([16, 32]).run(timeout=TIMEOUT)
     captions = " ".join(c.value for c in at.caption)
-    assert "Transforms on: width shift" in captions and "rotation" not in captions.split("Transforms on:")[1]
+    page_transforms = captions.split("Transforms on the Augmentation page:")[1]
+    assert page_transforms.startswith(" width shift") and "rotation" not in page_transforms
     open_page(at, "compare")
     open_page(at, "augmentation")
     assert at.toggle(key="aug_on_rotation").value is False and at.slider(key="aug_zoom").value == 50
     open_page(at, "experiments")
-    assert at.select_slider(key="exp_size").value == 16
+    assert at.multiselect(key="exp_sizes").value == [16, 32]
 
 
-def wait_for_jobs(run_ids, seconds=300) -> dict:
+def wait_for_jobs(seconds=300) -> list[dict]:
+    """The sweep jobs' statuses once none is running (or the time is up)."""
     deadline = time.monotonic() + seconds
     while True:
-        states = {run_id: jobs.job_status(run_id) for run_id in run_ids}
-        if all(s["state"] not in ("running", "queued", "none") for s in states.values()) or time.monotonic() > deadline:
+        states = [jobs.sweep_job_status(job_id) for job_id in jobs.list_sweep_jobs()]
+        if all(s["state"] not in ("queued", "running") for s in states) or time.monotonic() > deadline:
             return states
         time.sleep(1)
 
 
-def choose_tiny_runs(at: AppTest) -> None:
-    """On Experiments: the tiny dataset, 16 px, 2 folds, no augmentation, 1 epoch, CNN and NB."""
+def choose_tiny_runs(at: AppTest, models=("CNN (paper)", "Naive Bayes")) -> None:
+    """On Experiments: the tiny dataset, 16 px, 2 folds, no augmentation, 1 epoch, CNN and NB (by default)."""
     open_page(at, "experiments")
     at.sidebar.selectbox(key="dataset").set_value("tiny")
-    at.select_slider(key="exp_size").set_value(16)
+    at.multiselect(key="exp_sizes").set_value([16])
     at.number_input(key="exp_folds").set_value(2)
-    at.toggle(key="exp_augment").set_value(False)
-    at.multiselect(key="exp_models").set_value(["CNN (paper)", "Naive Bayes"]).run(timeout=TIMEOUT)
-    at.number_input(key="exp_epochs").set_value(1).run(timeout=TIMEOUT)
+    at.multiselect(key="exp_transforms").set_value(["off"])
+    at.multiselect(key="exp_models").set_value(list(models)).run(timeout=TIMEOUT)
+    if any(model.startswith("CNN") for model in models):
+        at.text_input(key="exp_epochs").set_value("1").run(timeout=TIMEOUT)
 
 
 def test_launched_runs_complete_compare_and_predict(tiny):
@@ -169,8 +172,8 @@ def test_launched_runs_complete_compare_and_predict(tiny):
     run_ids = list(at.dataframe[0].value["Run id"])
     assert [r.split("-")[0] for r in run_ids] == ["cnn", "nb"]
 
-    states = wait_for_jobs(run_ids)
-    assert all(s["state"] == "finished" for s in states.values()), {r: s["log_tail"][-5:] for r, s in states.items()}
+    states = wait_for_jobs()
+    assert [s["state"] for s in states] == ["finished"], [s["log_tail"][-5:] for s in states]
 
     # A new session with the same settings finds the results at once.
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
@@ -208,22 +211,31 @@ def image_captions(at: AppTest) -> list[str]:
 
 def test_a_running_job_shows_progress_and_can_be_cancelled(tiny):
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    open_page(at, "experiments")
-    at.sidebar.selectbox(key="dataset").set_value("tiny")
-    at.select_slider(key="exp_size").set_value(16)
-    at.number_input(key="exp_folds").set_value(2)
-    at.toggle(key="exp_augment").set_value(False)
-    at.multiselect(key="exp_models").set_value(["CNN (paper)"]).run(timeout=TIMEOUT)
-    at.number_input(key="exp_epochs").set_value(200).run(timeout=TIMEOUT)
+    choose_tiny_runs(at, models=["CNN (paper)"])
+    at.text_input(key="exp_epochs").set_value("200").run(timeout=TIMEOUT)
     at.button(key="launch").click().run(timeout=TIMEOUT)
     run_id = at.dataframe[0].value["Run id"].iloc[0]
-    assert [s.value for s in at.subheader][-1] == "Running"
+    job_id = jobs.list_sweep_jobs()[0]
+    assert "Running" in [s.value for s in at.subheader]
     assert at.get("progress"), "a progress bar for the running job"
-    at.button(key=f"cancel_{run_id}").click().run(timeout=TIMEOUT)
+    at.button(key=f"cancel_{job_id}").click().run(timeout=TIMEOUT)
     assert not at.exception
-    assert jobs.job_status(run_id)["state"] == "cancelled"
+    assert jobs.sweep_job_status(job_id)["runs"] == {run_id: "cancelled"}
     assert at.dataframe[0].value["Status"].iloc[0] == "cancelled"
     assert at.button(key="launch").label == "Launch 1 run"
+
+
+def test_data_header_counts_an_unreadable_file_only_as_a_file(tiny):
+    (tiny / "ALL" / "broken.png").write_bytes(b"not an image at all")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    open_page(at, "data")
+    at.sidebar.selectbox(key="dataset").set_value("tiny").run(timeout=TIMEOUT)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Image files"] == "31" and "Images" not in metrics
+    next(b for b in at.button if b.label == "Run the audit").click().run(timeout=TIMEOUT)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Readable images"] == "30" and metrics["Files left out"] == "1"
+    assert metrics["Images used"] == "30" and metrics["Skipped files"] == "1"
 
 
 def test_data_page_previews_cell_preprocessing_and_jitter_is_offered(tiny):

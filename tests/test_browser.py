@@ -1,7 +1,8 @@
 """The dashboard in a real browser: ``streamlit run`` plus headless Chromium through Playwright.
 
-Goes through every page, launches a tiny run, waits for its chart, predicts an uploaded image
-and saves a screenshot of each page: to ``$LEUKDASH_SCREENSHOTS`` (e.g. ``docs/screenshots``)
+Goes through every page, opens Experiments from a link with its settings (kept over a reload),
+launches a tiny sweep, waits for its chart, opens the sweep view on Compare, predicts an
+uploaded image and saves a screenshot of each page: to ``$LEUKDASH_SCREENSHOTS`` (e.g. ``docs/screenshots``)
 when set, else to the test's temporary folder. Uses Debian's ``/usr/bin/chromium`` (never a
 downloaded browser); without it the test is skipped, except under ``CI=true``, where it fails.
 """
@@ -141,33 +142,18 @@ def go(page, label: str) -> None:
     settle(page)
 
 
-def set_number(page, label: str, value: int) -> None:
-    field = page.get_by_label(label, exact=True)
-    field.fill(str(value))
-    field.press("Enter")
-    settle(page)
-
-
-def slide_to_start(page, label: str) -> None:
-    """Drag a slider's thumb past the left end of its track."""
-    track = page.locator(f'[role="group"][aria-label="{label}"]')
-    thumb = track.locator('[style*="left"]').first.bounding_box()
-    y = thumb["y"] + thumb["height"] / 2
-    page.mouse.move(thumb["x"] + thumb["width"] / 2, y)
-    page.mouse.down()
-    page.mouse.move(track.bounding_box()["x"] - 20, y, steps=8)
-    page.mouse.up()
-    settle(page)
-
-
 def test_pages_in_a_browser(server, screenshots):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
 
     url, tiny = server
     with opened_app(url) as page:
         page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_MS)
         settle(page)
         assert page.get_by_text("No runs yet").is_visible()
+        # The page icon is served by the app itself: nothing is fetched from a font server.
+        icon = page.evaluate("() => document.querySelector('link[rel~=\"icon\"]').href")
+        assert icon.startswith(url), icon
         shoot(page, screenshots, "overview")
 
         go(page, "Data")
@@ -181,14 +167,21 @@ def test_pages_in_a_browser(server, screenshots):
         page.get_by_text("copy 8").wait_for(timeout=WAIT_MS)
         shoot(page, screenshots, "augmentation")
 
-        go(page, "Experiments")
-        slide_to_start(page, "Image size (px)")  # the smallest size, 16 px
-        assert "16" in page.locator('[data-testid="stSlider"]').first.inner_text().split("\n")[:3]
-        set_number(page, "Folds", 2)
-        set_number(page, "Epochs", 1)
-        page.get_by_text("Augment the training images").click()
+        # The settings live in the address: open Experiments from a link, then reload.
+        settings = ("dataset=tiny&exp_sizes=16&exp_folds=2&exp_epochs=1&exp_seeds=0%2C1"
+                    "&exp_transforms=none+%28original+images+only%29")
+        page.goto(f"{url}/experiments?{settings}")
+        page.get_by_role("heading", name="Experiments", level=1).wait_for(timeout=WAIT_MS)
         settle(page)
-        page.get_by_role("button", name="Launch 2 runs").click()
+        for _ in range(2):  # as opened from the link, then after a reload
+            expect(page.get_by_label("Folds", exact=True)).to_have_value("2", timeout=WAIT_MS)
+            expect(page.get_by_label("Seeds", exact=True)).to_have_value("0,1", timeout=WAIT_MS)
+            expect(page.get_by_label("Epochs", exact=True)).to_have_value("1", timeout=WAIT_MS)
+            assert "exp_folds=2" in page.url
+            page.reload()
+            page.get_by_role("heading", name="Experiments", level=1).wait_for(timeout=WAIT_MS)
+            settle(page)
+        page.get_by_role("button", name="Launch 4 runs").click()
         try:  # the live view, when the runs are slow enough to be caught running
             page.get_by_role("heading", name="Running").wait_for(timeout=10_000)
             page.locator('[data-testid="stProgress"]').first.wait_for(timeout=10_000)
@@ -204,12 +197,21 @@ def test_pages_in_a_browser(server, screenshots):
         chart = page.locator(".js-plotly-plot").first
         chart.wait_for(timeout=WAIT_MS)
         bar_names = chart.evaluate("e => e.data.filter(t => t.type === 'bar').map(t => t.name)")
-        assert sorted(name.split(" ")[0] for name in bar_names) == ["CNN", "Naive"]
+        assert sorted(name.split(" ")[0] for name in bar_names) == ["CNN", "CNN", "Naive", "Naive"]
         shoot(page, screenshots, "compare")
+
+        # The sweep view: settings against accuracy, and a heatmap of two settings.
+        page.locator('[data-testid="stRadio"]').get_by_text("Sweeps").click()
+        settle(page)
+        page.locator(".js-plotly-plot .parcoords").first.wait_for(timeout=WAIT_MS)
+        kinds = page.locator(".js-plotly-plot").evaluate_all("es => es.map(e => e.data[0].type)")
+        assert kinds[:2] == ["parcoords", "heatmap"]
+        page.get_by_text("Spread over seeds beside the spread over folds").wait_for(timeout=WAIT_MS)
+        shoot(page, screenshots, "compare-sweep")
 
         go(page, "Predict")
         page.locator('[data-testid="stSelectbox"]').filter(has_text="Run").click()
-        page.get_by_role("option", name="CNN paper").click()  # the CNN run, for its Grad-CAM
+        page.get_by_role("option", name="CNN paper").first.click()  # a CNN run, for its Grad-CAM
         settle(page)
         page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
             str(tiny / "CLL" / "CLL_0001.png"))

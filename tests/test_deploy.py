@@ -116,7 +116,7 @@ def test_runs_on_another_sessions_upload_are_not_listed(isolated_artifacts):
 
 
 def test_runs_beyond_max_jobs_show_as_queued(monkeypatch, tmp_path):
-    """With one job slot, the second run launched waits, and the page says where it stands."""
+    """With one job slot, a second sweep launched waits, and the page says where it stands."""
     import sys
 
     from leukdash import jobs
@@ -124,17 +124,19 @@ def test_runs_beyond_max_jobs_show_as_queued(monkeypatch, tmp_path):
     monkeypatch.setenv("LEUKDASH_MAX_JOBS", "1")
     release = tmp_path / "release"
     waiter = f"import os, time\nwhile not os.path.exists({str(release)!r}):\n    time.sleep(0.05)"
-    monkeypatch.setattr(jobs, "job_command", lambda config_file: [sys.executable, "-c", waiter])
+    monkeypatch.setattr(jobs, "sweep_command", lambda sweep_id: [sys.executable, "-c", waiter])
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    choose_tiny_runs(at)
+    choose_tiny_runs(at, models=["Naive Bayes"])
+    at.button(key="launch").click().run(timeout=TIMEOUT)
+    at.multiselect(key="exp_models").set_value(["Decision tree"]).run(timeout=TIMEOUT)
     at.button(key="launch").click().run(timeout=TIMEOUT)
     try:
         assert not at.exception
-        assert list(at.dataframe[0].value["Status"]) == ["running", "queued"]
+        assert list(at.dataframe[0].value["Status"]) == ["queued"]
         assert any(p.proto.text.startswith("queued, position 1:") for p in at.get("progress"))
         release.touch()
-        states = wait_for_jobs(list(at.dataframe[0].value["Run id"]), seconds=60)
-        assert [s["state"] for s in states.values()] == ["failed", "failed"]  # both ran (no summary)
+        states = wait_for_jobs(seconds=60)
+        assert [s["state"] for s in states] == ["failed", "failed"]  # both ran (no summary)
     finally:
         release.touch()
 

@@ -163,3 +163,73 @@ def test_heatmap_overlay_blends_colour_over_the_image():
 def test_error_bounds_reject_unknown_kinds():
     with pytest.raises(ValueError, match="error bars"):
         plots.error_bounds([0.1, 0.2], "sem")
+
+
+def test_paper_figures_only_beside_raw_pixel_classic_runs():
+    binary = ["ALL", "HEALTHY"]
+    assert plots.paper_value(fake_result("svm", classes=binary, feature_set="pixels")) == 0.5009
+    assert plots.paper_value(fake_result("svm", classes=binary, feature_set="features")) is None
+    fig = plots.metric_bars([fake_result("svm", classes=binary, feature_set="features")])
+    assert not [t for t in fig.data if t.name == "paper (reported)"]
+
+
+def test_paper_figure_names_fit_on_two_lines():
+    axis = plots.paper_figures().layout.xaxis
+    assert list(axis.tickvals) == ["CNN", "Naive Bayes", "Decision tree", "3-NN", "SVM"]
+    assert "Naive<br>Bayes" in axis.ticktext and "Decision<br>tree" in axis.ticktext
+
+
+def sweep_results():
+    """A 2 models x 2 seeds sweep: NB and a 3-NN, seeds 0 and 1, three folds each."""
+    accs = {("nb", 0): (0.5, 0.6, 0.7), ("nb", 1): (0.7, 0.8, 0.9),
+            ("knn", 0): (0.2, 0.3, 0.4), ("knn", 1): (0.4, 0.4, 0.4)}
+    return [fake_result(model, acc, run_id=f"{model}-{seed}", seed=seed, augment_factor=1, classes=FIVE, folds=3)
+            for (model, seed), acc in accs.items()]
+
+
+def test_sweep_axes_are_the_settings_that_differ():
+    results = sweep_results()
+    assert plots.sweep_axes([r["config"] for r in results]) == ["model", "seed"]
+    cnns = [{**results[0]["config"], "model": "cnn", "architecture": a} for a in ("paper", "leukdash")]
+    assert plots.sweep_axes(cnns) == ["model"]  # the architecture is part of the model
+
+
+def test_sweep_frame_parallel_coordinates_and_heatmap():
+    frame = plots.sweep_frame(sweep_results(), ["model", "seed"])
+    assert list(frame["model"]) == ["Naive Bayes", "Naive Bayes", "k-NN", "k-NN"]
+    assert frame["Mean"].tolist() == pytest.approx([0.6, 0.8, 0.3, 0.4])
+
+    parallel = plots.sweep_parallel(frame, ["model", "seed"]).data[0]
+    assert [d.label for d in parallel.dimensions] == ["model", "seed", "mean validation accuracy"]
+    assert list(parallel.dimensions[0].ticktext) == ["k-NN", "Naive Bayes"]
+    assert list(parallel.dimensions[0]["values"]) == [1, 1, 0, 0]
+    assert list(parallel.line.color) == pytest.approx([0.6, 0.8, 0.3, 0.4])
+
+    heat = plots.sweep_heatmap(frame, "seed", "model").data[0]
+    assert list(heat.x) == ["0", "1"] and list(heat.y) == ["k-NN", "Naive Bayes"]
+    assert heat.z[1][0] == pytest.approx(0.6) and heat.z[0][1] == pytest.approx(0.4)
+    assert heat.text[1][0].startswith("60.0%<br>± 10.0%")  # SD over the cell's 3 folds
+
+
+def test_seed_spread_beside_fold_spread():
+    frame = plots.sweep_frame(sweep_results(), ["model", "seed"])
+    spread = plots.seed_spread_frame(frame, ["model", "seed"]).set_index("model")
+    assert spread.loc["Naive Bayes", "Seeds"] == 2
+    assert spread.loc["Naive Bayes", "Mean"] == pytest.approx(0.7)
+    assert spread.loc["Naive Bayes", "SD over seeds"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
+    assert spread.loc["Naive Bayes", "SD over folds (mean)"] == pytest.approx(0.1)
+    assert spread.loc["k-NN", "SD over folds (mean)"] == pytest.approx(0.05)
+
+
+def test_setting_texts_of_a_sweep_table():
+    cnn = {"model": "cnn", "architecture": "leukdash", "learning_rate": None, "k": 3, "augment_factor": 8,
+           "augment": {"rotation": 40.0, "width_shift": 0.4, "height_shift": 0.4, "zoom": 0.3,
+                       "horizontal_flip": True, "vertical_flip": True, "shear": 20.0}}
+    assert plots.setting_text(cnn, "model") == "CNN leukdash"
+    assert plots.setting_text(cnn, "learning_rate") == "default"
+    assert plots.setting_text(cnn, "k") == "–"  # a CNN has no k
+    assert plots.setting_text(cnn, "augment") == "the paper's"
+    flips = {**cnn, "augment": {"horizontal_flip": True}}
+    assert plots.setting_text(flips, "augment") == "horizontal flip"
+    assert plots.setting_text({**cnn, "augment_factor": 1}, "augment") == "none"
+    assert plots.setting_text({"model": "knn", "k": 5}, "model") == "k-NN"

@@ -133,3 +133,22 @@ def test_forward_events_without_a_listener_is_a_no_op(tmp_path):
     with forward_events(tmp_path / "missing.jsonl", None):
         pass
     assert not (tmp_path / "missing.jsonl").exists()
+
+
+def test_two_folds_in_flight_each_have_their_own_state_and_loading_is_a_phase():
+    from leukdash.progress import latest_state
+
+    assert latest_state([{"event": "loading", "message": "loading and resizing the images", "time": 1.0}],
+                        now=2.0)["phase"] == "loading"
+    events = [{"event": "loading", "time": 1.0},
+              {"event": "start", "folds": 5, "epochs": 4, "done_folds": [], "time": 2.0},
+              {"event": "fold_start", "fold": 0, "time": 3.0}, {"event": "fold_start", "fold": 1, "time": 3.0},
+              {"event": "epoch", "fold": 1, "epoch": 3, "epochs": 4, "time": 4.0},
+              {"event": "epoch", "fold": 0, "epoch": 1, "epochs": 4, "time": 5.0}]
+    state = latest_state(events, now=6.0)
+    assert state["phase"] == "folds"
+    assert state["in_flight"] == {0: {"epoch": 1, "epochs": 4, "fraction": 0.25},
+                                  1: {"epoch": 3, "epochs": 4, "fraction": 0.75}}
+    events += [{"event": "fold_done", "fold": 1, "time": 6.0}, {"event": "fold_start", "fold": 2, "time": 6.0}]
+    assert sorted(latest_state(events, now=7.0)["in_flight"]) == [0, 2]
+    assert latest_state(events + [{"event": "cancelled", "time": 8.0}], now=9.0)["in_flight"] == {}

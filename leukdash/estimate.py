@@ -1,0 +1,78 @@
+"""How long a set of runs will take, from the stored fold times of similar finished runs.
+
+A fold's cost is taken to grow with the pixels it trains on: training images (after
+augmentation) x image side squared, times the epochs for a CNN. Each finished run in the store
+gives a rate (seconds per unit of that work) for its kind of model; a planned run is estimated
+with the median rate of the finished runs of its kind. It is a rough guide, not a promise:
+an SVM's cost grows faster than linearly in the images, and a busy machine is slower.
+"""
+
+from __future__ import annotations
+
+import os
+from statistics import median
+
+
+def model_kind(config: dict) -> tuple[str, str]:
+    """What makes fold times comparable: the model, and its architecture or its input."""
+    if config["model"] == "cnn":
+        return "cnn", config.get("architecture", "paper")
+    return config["model"], config.get("feature_set", "pixels")
+
+
+def fold_work(config: dict, n_images: int) -> float:
+    """Relative work of one fold of ``config`` on a task of ``n_images`` images."""
+    folds = config.get("folds") or 5
+    train = n_images * (folds - 1) / folds if config.get("test_fraction") is None \
+        else n_images * (1 - config["test_fraction"])
+    augmented = (config.get("augment_factor") or 1) > 1 and any(
+        value for key, value in (config.get("augment") or {}).items() if key != "fill_mode")
+    if augmented:
+        train *= config["augment_factor"]
+    work = max(train, 1.0) * config["image_size"] ** 2
+    return work * config.get("epochs", 1) if config["model"] == "cnn" else work
+
+
+def rates(entries: list[dict]) -> dict[tuple[str, str], float]:
+    """Median seconds per unit of work for each model kind, from ``RunStore.list_runs()`` entries."""
+    found: dict[tuple[str, str], list[float]] = {}
+    for entry in entries:
+        meta, summary = entry.get("meta") or {}, entry.get("summary") or {}
+        seconds = (summary.get("seconds") or {}).get("mean")
+        config, n_images = meta.get("config"), (meta.get("dataset") or {}).get("n_used")
+        if not (isinstance(seconds, (int, float)) and config and n_images):
+            continue
+        found.setdefault(model_kind(config), []).append(seconds / fold_work(config, n_images))
+    return {kind: median(values) for kind, values in found.items()}
+
+
+def estimate(planned: list[dict], entries: list[dict], workers: int | None = None) -> dict:
+    """Estimate the time of the folds still to compute.
+
+    Parameters
+    ----------
+    planned : one dict per run: ``{"config": RunConfig.to_dict(), "n_images": images in its task,
+        "missing_folds": folds not yet stored}``.
+    entries : the store's runs (``RunStore.list_runs()``), the source of the fold times.
+    workers : folds computed at once (default: the machine's cores); stored fold times were
+        measured with folds sharing the cores the same way.
+
+    Returns
+    -------
+    dict with ``fold_seconds`` (sum over the missing folds of the runs that have an estimate),
+    ``seconds`` (that sum spread over ``workers``), ``estimated`` (runs with an estimate and
+    folds to compute) and ``unknown`` (runs with folds to compute but no similar finished run).
+    """
+    workers = max(1, workers or os.cpu_count() or 1)
+    known = rates(entries)
+    total, estimated, unknown = 0.0, 0, 0
+    for run in planned:
+        if run["missing_folds"] <= 0:
+            continue
+        rate = known.get(model_kind(run["config"]))
+        if rate is None:
+            unknown += 1
+            continue
+        total += rate * fold_work(run["config"], run["n_images"]) * run["missing_folds"]
+        estimated += 1
+    return {"fold_seconds": total, "seconds": total / workers, "estimated": estimated, "unknown": unknown}

@@ -1,0 +1,48 @@
+"""Time estimates of planned runs from the fold times of finished runs."""
+
+import pytest
+
+from leukdash.config import AugmentConfig, RunConfig
+from leukdash.estimate import estimate, fold_work
+
+
+def entry(config: RunConfig, n_used: int, seconds: float) -> dict:
+    return {"run_id": "x", "meta": {"config": config.to_dict(), "dataset": {"n_used": n_used}},
+            "summary": {"seconds": {"mean": seconds}}, "status": "complete"}
+
+
+def planned(config: RunConfig, n_images: int, missing: int) -> dict:
+    return {"config": config.to_dict(), "n_images": n_images, "missing_folds": missing}
+
+
+CNN = RunConfig(model="cnn", epochs=10, image_size=32, augment_factor=8)
+
+
+def test_fold_work_grows_with_epochs_pixels_images_and_augmentation():
+    base = fold_work(CNN.to_dict(), 100)
+    assert fold_work(CNN.with_changes(epochs=20).to_dict(), 100) == pytest.approx(2 * base)
+    assert fold_work(CNN.with_changes(image_size=64).to_dict(), 100) == pytest.approx(4 * base)
+    assert fold_work(CNN.to_dict(), 200) == pytest.approx(2 * base)
+    off = CNN.with_changes(augment=AugmentConfig.off()).to_dict()
+    assert fold_work(off, 100) == pytest.approx(base / 8)
+    # A classic model has no epochs: its work ignores them.
+    svm = RunConfig(model="svm", epochs=10, image_size=32, augment_factor=8).to_dict()
+    assert fold_work(svm, 100) == pytest.approx(base / 10)
+
+
+def test_estimate_scales_the_stored_fold_times_of_similar_runs():
+    entries = [entry(CNN, 100, 10.0), entry(CNN, 100, 30.0), entry(CNN, 100, 20.0),
+               entry(RunConfig(model="nb", image_size=32), 100, 1.0)]
+    plan = [planned(CNN.with_changes(epochs=20), 100, 5),      # median 20 s x 2 per fold, 5 folds
+            planned(CNN, 100, 0),                              # already stored: no time
+            planned(RunConfig(model="nb", image_size=32), 100, 2),
+            planned(RunConfig(model="svm"), 100, 5)]           # no finished SVM run yet
+    result = estimate(plan, entries, workers=2)
+    assert result["fold_seconds"] == pytest.approx(200 + 2)
+    assert result["seconds"] == pytest.approx(101)
+    assert result["estimated"] == 2 and result["unknown"] == 1
+
+
+def test_estimate_without_finished_runs_knows_nothing():
+    result = estimate([planned(CNN, 100, 5)], [], workers=1)
+    assert result == {"fold_seconds": 0.0, "seconds": 0.0, "estimated": 0, "unknown": 1}

@@ -1,0 +1,141 @@
+"""The Experiments page as a sweep: a grid launched as one job, settings kept in the URL, the
+task following the dataset, one line per problem; and the sweep view on Compare."""
+
+import json
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from leukdash.data.synthetic import CLASSES, generate_synthetic
+from leukdash.store import RunStore
+from tests.test_app import APP, TIMEOUT, open_page, wait_for_jobs
+
+
+@pytest.fixture
+def two_datasets(tmp_path, monkeypatch):
+    """'tiny' (5 classes, 6 images each) and 'pair' (ALL and HEALTHY only), found through LEUKDASH_DATA."""
+    generate_synthetic(tmp_path / "data" / "tiny", counts={c: 6 for c in CLASSES}, size=32)
+    generate_synthetic(tmp_path / "data" / "pair", counts={"ALL": 6, "HEALTHY": 6}, size=32)
+    monkeypatch.setenv("LEUKDASH_DATA", str(tmp_path / "data"))
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+def experiments(query: dict | None = None) -> AppTest:
+    """A new session (a browser reload, or a colleague opening a copied link) on Experiments."""
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update(query or {})
+    at.run()
+    return open_page(at, "experiments")
+
+
+def figures(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def test_two_values_of_two_settings_launch_four_runs_as_one_job(two_datasets):
+    at = experiments({"dataset": "tiny", "exp_sizes": "16", "exp_folds": "2",
+                      "exp_transforms": "none (original images only)"})
+    at.multiselect(key="exp_models").set_value(["Naive Bayes", "Decision tree"])
+    at.multiselect(key="exp_features").set_value(["pixels", "features"]).run(timeout=TIMEOUT)
+    assert not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Runs in the grid"] == "4" and metrics["To compute"] == "4 runs"
+    assert metrics["Estimated time"] == "unknown"  # nothing finished yet to go by
+    at.button(key="launch").click().run(timeout=TIMEOUT)
+    assert not at.exception
+    run_ids = list(at.dataframe[0].value["Run id"])
+    assert len(set(run_ids)) == 4
+
+    sweeps = wait_for_jobs()
+    assert len(sweeps) == 1 and sweeps[0]["state"] == "finished", [s["log_tail"] for s in sweeps]
+    assert sorted(sweeps[0]["runs"]) == sorted(run_ids)
+    stored = [e["run_id"] for e in RunStore().list_runs() if e["status"] == "complete"]
+    assert sorted(stored) == sorted(run_ids)
+
+    at.run(timeout=TIMEOUT)
+    assert list(at.dataframe[0].value["Status"]) == ["finished"] * 4
+    assert "finished: 4 of 4 runs" in at.toast[0].value
+    # A session opened after the job ended (a reload) hears of it too, once.
+    reloaded = experiments({"dataset": "tiny"})
+    assert ["finished: 4 of 4 runs" in t.value for t in reloaded.toast] == [True]
+    assert not reloaded.run(timeout=TIMEOUT).toast
+    assert at.button(key="launch").disabled
+    # One more image size: the four new runs get an estimate from the four finished ones.
+    at.multiselect(key="exp_sizes").set_value([16, 24]).run(timeout=TIMEOUT)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Runs in the grid"] == "8" and metrics["To compute"] == "4 runs"
+    assert metrics["Estimated time"].endswith("s")
+
+    # The sweep view on Compare: settings against accuracy, a heatmap, a run's detail.
+    open_page(at, "compare")
+    at.radio(key="compare_view").set_value("Sweeps").run(timeout=TIMEOUT)
+    assert not at.exception
+    parallel, heatmap = figures(at)[:2]
+    assert parallel["data"][0]["type"] == "parcoords"
+    assert [d["label"] for d in parallel["data"][0]["dimensions"]] == ["model", "feature set",
+                                                                       "mean validation accuracy"]
+    assert heatmap["data"][0]["type"] == "heatmap"
+    assert sorted(heatmap["data"][0]["x"]) == ["Decision tree", "Naive Bayes"]
+    table = at.dataframe[0].value
+    assert sorted(table["Run id"]) == sorted(run_ids)
+    # Through to the runs: the Runs view with exactly this sweep's runs.
+    next(b for b in at.button if b.label == "Compare these runs in detail").click().run(timeout=TIMEOUT)
+    assert at.radio(key="compare_view").value == "Runs"
+    assert len([t for t in figures(at)[0]["data"] if t["type"] == "bar"]) == 4
+
+
+def test_a_reload_with_the_same_address_shows_the_same_settings(two_datasets):
+    query = {"dataset": "pair", "exp_models": ["Naive Bayes", "SVM"], "exp_sizes": ["16", "32"], "exp_folds": "3",
+             "exp_seeds": "0, 1", "exp_features": "colour, texture, shape features"}
+    for _ in range(2):  # the first session, then a reload (a new session) with the same address
+        at = experiments(query)
+        assert at.sidebar.selectbox(key="dataset").value == "pair"
+        assert at.multiselect(key="exp_models").value == ["Naive Bayes", "SVM"]
+        assert at.multiselect(key="exp_sizes").value == [16, 32]
+        assert at.number_input(key="exp_folds").value == 3
+        assert at.text_input(key="exp_seeds").value == "0, 1"
+        assert at.multiselect(key="exp_features").value == ["features"]
+        assert {m.label: m.value for m in at.metric}["Runs in the grid"] == "8"  # 2 models x 2 sizes x 2 seeds
+
+
+def test_the_task_follows_the_dataset(two_datasets):
+    at = experiments({"dataset": "tiny"})
+    at.selectbox(key="exp_task").set_value("ALL vs HEALTHY").run(timeout=TIMEOUT)
+    at.sidebar.selectbox(key="dataset").set_value("pair").run(timeout=TIMEOUT)
+    assert at.selectbox(key="exp_task").value == "ALL vs HEALTHY"  # pair's only task
+    at.sidebar.selectbox(key="dataset").set_value("tiny").run(timeout=TIMEOUT)
+    assert at.selectbox(key="exp_task").value == "All 5 classes"  # not the pair chosen before
+    assert not at.exception
+
+
+def test_too_many_folds_is_one_error_and_nothing_else(two_datasets):
+    at = experiments({"dataset": "tiny", "exp_sizes": ["16", "32"]})
+    at.number_input(key="exp_folds").set_value(10).run(timeout=TIMEOUT)
+    assert [e.value for e in at.error] == ["class 'ALL' of tiny has 6 image(s), fewer than the 10 folds"]
+    assert not any("Choose at least one model" in i.value for i in at.info)
+    assert at.button(key="launch").disabled
+    at.text_input(key="exp_seeds").set_value("1, x").run(timeout=TIMEOUT)
+    assert [e.value for e in at.error] == ["Seeds: 'x' is not a whole number from 0 to 2147483647"]
+
+
+def test_a_launch_that_fails_says_why_in_one_line(two_datasets, monkeypatch):
+    from leukdash import jobs
+    from leukdash.errors import RunError
+
+    def refuse(sweep, **options):
+        raise RunError("the job queue is full")
+
+    monkeypatch.setattr(jobs, "start_sweep_job", refuse)
+    at = experiments({"dataset": "tiny", "exp_sizes": "16", "exp_folds": "2", "exp_models": "Naive Bayes",
+                      "exp_transforms": "none (original images only)"})
+    at.button(key="launch").click().run(timeout=TIMEOUT)
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Could not launch: the job queue is full"]
+    assert list(at.dataframe[0].value["Status"]) == ["not run yet"]
