@@ -83,7 +83,8 @@ def external_section(cells: list[ExternalCell] | None = None, *, compute: bool =
 
 _INTRO = (
     "Each run's fold ensemble (the models Predict uses) labels every image of the other dataset. "
-    "**Within** is the run's own strict cross-validated balanced accuracy (mean over folds, 95% t interval); "
+    "**Within** is the run's own strict cross-validated balanced accuracy (mean over folds, 95% t interval; "
+    "with two folds, the two fold values); "
     "**External** is the balanced accuracy on the other dataset with a 95% percentile interval from 2000 "
     "bootstrap resamplings of its groups (C-NMC: subjects; ALL-IDB2: images, duplicates joined), resampled within "
     "class. **Collapsed**: one class for at least 95% of the images. **OOD**: share of the external images the "
@@ -98,7 +99,8 @@ _DEVELOPMENT = (
     "**development figure, not a test**, and the preprocessed cnmc_dev -> allidb2_ufpr figures share that "
     "choice. Only images from other subjects and labs can test the recommended preprocessing. The C-NMC runs use "
     f"{FOLDS[CNMC]} subject-grouped folds (two healthy subjects), so their within figures are each on one "
-    "healthy subject.")
+    "healthy subject. With cell-level preprocessing the OOD check describes the images as the models see them "
+    "(segmented, grey), so it only warns of the differences the preprocessing leaves in.")
 
 
 def _label(train: str, test: str, preprocessing: str) -> str:
@@ -127,7 +129,10 @@ def _table(cells: list[ExternalCell], compute: bool, log) -> list[str]:
         except Exception as error:  # one failed cell is reported in the table, not the end of the report
             log(f"external test of {run_id} on {cell.test} failed: {type(error).__name__}: {error}")
             external = None
-        cv = f"{within['mean']:.3f} [{within['ci95'][0]:.3f}-{within['ci95'][1]:.3f}]"
+        if len(result["folds"]) > 2:
+            cv = f"{within['mean']:.3f} [{within['ci95'][0]:.3f}-{within['ci95'][1]:.3f}]"
+        else:  # a t interval on two values says nothing: the folds themselves
+            cv = f"{within['mean']:.3f} (folds " + ", ".join(f"{f['balanced_acc']:.3f}" for f in result["folds"]) + ")"
         if external is None:
             rows.append(f"| {MODEL_NAMES[cell.model]} | `{run_id}` | {cv} | not evaluated | - | - | - | - |")
             continue
@@ -153,7 +158,8 @@ def _summary(tested: list[tuple[ExternalCell, dict]], n_cells: int) -> str:
         return text + "none gives each class to at least 30% of the images."
     value, cell, external = max(both, key=lambda item: item[0])
     low, high = external["intervals"]["balanced_accuracy"]
-    return text + (f"{len(both)} give each class to at least 30% of the images, the best of them "
+    return text + (f"{len(both)} {'gives' if len(both) == 1 else 'give'} each class to at least 30% of the "
+                   "images, the best of them "
                    f"{MODEL_NAMES[cell.model]} at balanced accuracy {value:.3f} (95% group bootstrap "
                    f"{low:.3f}-{high:.3f}).")
 
