@@ -132,6 +132,8 @@ def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_eve
 
     inputs, tasks, left, by_id = {}, [], {}, {r.run_id: r for r in runs}
     for r in runs:
+        # Decoding can take a while before the first fold starts: the dashboard shows it as a phase.
+        emit(r.run_id, {"event": "loading", "run_id": r.run_id, "message": "loading and resizing the images"})
         arrays = load_arrays(r.dataset, r.config.image_size, r.config.preprocess)
         inputs[r.run_id] = fold_inputs(r.config, r.dataset, arrays)
         fold_ids = list(inputs[r.run_id].fold_ids)

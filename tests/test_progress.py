@@ -152,3 +152,14 @@ def test_two_folds_in_flight_each_have_their_own_state_and_loading_is_a_phase():
     events += [{"event": "fold_done", "fold": 1, "time": 6.0}, {"event": "fold_start", "fold": 2, "time": 6.0}]
     assert sorted(latest_state(events, now=7.0)["in_flight"]) == [0, 2]
     assert latest_state(events + [{"event": "cancelled", "time": 8.0}], now=9.0)["in_flight"] == {}
+
+
+def test_a_run_reports_its_loading_phase_before_it_starts(tiny_dataset):
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.runner import run
+
+    events = []
+    run(RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, folds=2, augment=AugmentConfig.off(),
+                  augment_factor=1), n_jobs=1, on_event=events.append)
+    kinds = [event["event"] for event in events]
+    assert kinds[0] == "loading" and kinds.index("loading") < kinds.index("start")
