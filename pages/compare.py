@@ -8,8 +8,8 @@ from leukdash.errors import LeukdashError
 from leukdash.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, available_metrics, confusion_heatmap, curve_runs,
                             external_bars, external_frame, fold_frame, learning_curves, metric_bars, run_labels,
                             runs_frame, summary_frame)
-from pages._shared import (comparison, dataset_options, external_results, finished_runs, kept, no_runs_yet,
-                           percent_columns, results, root, routed)
+from pages._shared import (VIEWER_NOTE, comparison, dataset_options, deployment, external_results, finished_runs, kept,
+                           no_runs_yet, percent_columns, results, root, routed)
 
 routed(__file__)
 
@@ -114,6 +114,9 @@ with tabs[5]:
     own = {r["dataset"]["name"] for r in chosen}
     candidates = [name for name in dataset_options() if name not in own]
     left, right = st.columns([3, 1], vertical_alignment="bottom")
+    if deployment().viewer:  # an external test computes over a whole dataset in the server and stores it
+        candidates = []
+        st.caption(VIEWER_NOTE.format(what="new external tests"))
     target = left.selectbox("Test on", options=candidates, key="compare_external_dataset",
                             help="A dataset with the runs' classes (class names must match).") if candidates else None
     if target and right.button("Run external test", icon=":material/science:", width="stretch",
