@@ -11,8 +11,8 @@ from leukdash.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, available_met
                             external_bars, external_frame, fold_frame, learning_curves, metric_bars, run_labels,
                             runs_frame, seed_spread_frame, summary_frame, sweep_axes, sweep_frame, sweep_heatmap,
                             sweep_parallel)
-from pages._shared import (comparison, dataset_options, external_results, finished_runs, fitted, kept, no_runs_yet,
-                           percent_columns, results, root, routed)
+from pages._shared import (VIEWER_NOTE, comparison, dataset_options, deployment, external_results, finished_runs,
+                           fitted, kept, no_runs_yet, percent_columns, results, root, routed)
 
 routed(__file__)
 
@@ -191,6 +191,9 @@ with tabs[5]:
     own = {r["dataset"]["name"] for r in chosen}
     candidates = [name for name in dataset_options() if name not in own]
     left, right = st.columns([3, 1], vertical_alignment="bottom")
+    if deployment().viewer:  # an external test computes over a whole dataset in the server and stores it
+        candidates = []
+        st.caption(VIEWER_NOTE.format(what="new external tests"))
     target = left.selectbox("Test on", options=candidates, key="compare_external_dataset",
                             help="A dataset with the runs' classes (class names must match).") if candidates else None
     if target and right.button("Run external test", icon=":material/science:", width="stretch",
