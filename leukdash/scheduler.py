@@ -238,7 +238,7 @@ class LocalPool:
                     task = running.pop(future)
                     on_done(task, _outcome(future, task))
                 if True in pools and not any(t.is_cnn for t in [*pending, *running.values()]):
-                    pools.pop(True).shutdown(wait=True)  # TensorFlow's memory back to the budget
+                    pools.pop(True).shutdown(wait=False)  # its workers exit: TensorFlow's memory back
             _drain(events, on_event)
         finally:
             for executor in pools.values():
