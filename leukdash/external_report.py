@@ -44,7 +44,7 @@ class ExternalCell:
 
 def external_matrix() -> list[ExternalCell]:
     """The six models x two directions x preprocessings, as the report's strict runs."""
-    from leukdash.reproduce import FULL, experiments
+    from leukdash.matrix import FULL, experiments
 
     cells = []
     for train, test in DIRECTIONS:

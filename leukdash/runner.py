@@ -12,7 +12,6 @@ from __future__ import annotations
 import platform
 import sys
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,16 +80,25 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
     unique = list({r.run_id: r for r in resolved}.values())
     computed: dict[str, list[int]] = {r.run_id: [] for r in unique}
     todo = [r for r in unique if load_result(r.run_id, store) is None]
-    with ExitStack() as locks:
-        mine, busy = [], []
+    held, mine, busy = {}, [], []
+    try:
         for r in todo:
+            lock = store.lock(r.run_id, timeout=0)
             try:
-                locks.enter_context(store.lock(r.run_id, timeout=0))
-                mine.append(r)
+                lock.__enter__()
             except RunError:
                 busy.append(r)
+                continue
+            held[r.run_id] = lock
+            mine.append(r)
         if mine:
-            computed.update(_compute(mine, store, n_jobs, scheduler, on_event))
+            # A run's lock goes as soon as its summary is written, before its "done" event: a
+            # reader that sees the event finds the run complete, while the sweep goes on.
+            computed.update(_compute(mine, store, n_jobs, scheduler, on_event,
+                                     release=lambda run_id: held.pop(run_id).__exit__(None, None, None)))
+    finally:
+        for lock in held.values():
+            lock.__exit__(None, None, None)
     for r in busy:
         if on_event:
             on_event({"event": "message", "run_id": r.run_id,
@@ -122,8 +130,12 @@ def load_result(run_id: str, store: RunStore | None = None) -> dict | None:
             "versions": meta["versions"], "folds": folds, "summary": summary}
 
 
-def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_event) -> dict[str, list[int]]:
-    """Compute the missing folds of runs this process holds the locks of; the folds computed."""
+def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_event,
+             release=lambda run_id: None) -> dict[str, list[int]]:
+    """Compute the missing folds of runs this process holds the locks of; the folds computed.
+
+    ``release(run_id)`` is called once a run is complete (its lock can go).
+    """
     from leukdash.scheduler import FoldTask, make_pool
     from leukdash.training import fold_inputs, load_arrays
 
@@ -151,6 +163,7 @@ def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_eve
 
         fold_ids = inputs[run_id].fold_ids
         store.write_summary(run_id, summarize_folds([store.read_fold(run_id, fold) for fold in fold_ids]))
+        release(run_id)
         emit(run_id, {"event": "done", "run_id": run_id})
 
     def on_done(task: FoldTask, outcome: dict) -> None:

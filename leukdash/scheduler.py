@@ -101,25 +101,10 @@ def memory_budget_mb() -> int:
         if value <= 0:
             raise ConfigError(f"LEUKDASH_MEMORY_MB must be a positive number of megabytes, got {configured!r}")
         return value
-    total = _total_memory_mb()
+    from leukdash.deployment import machine_memory_mb
+
+    total = machine_memory_mb()
     return max(SMALL_MACHINE_BUDGET_MB, total // 2) if total else SMALL_MACHINE_BUDGET_MB
-
-
-def _total_memory_mb() -> int | None:
-    """Physical memory, or the container's limit when it is lower (cgroup v2 or v1)."""
-    found = []
-    try:
-        found.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20)
-    except (AttributeError, ValueError, OSError):
-        pass
-    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(limit).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit():
-            found.append(int(text) // 2**20)
-    return min(found) if found else None
 
 
 def task_cores(task: FoldTask) -> int:
@@ -253,7 +238,7 @@ class LocalPool:
                     task = running.pop(future)
                     on_done(task, _outcome(future, task))
                 if True in pools and not any(t.is_cnn for t in [*pending, *running.values()]):
-                    pools.pop(True).shutdown(wait=True)  # TensorFlow's memory back to the budget
+                    pools.pop(True).shutdown(wait=False)  # its workers exit: TensorFlow's memory back
             _drain(events, on_event)
         finally:
             for executor in pools.values():

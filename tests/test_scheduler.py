@@ -2,7 +2,7 @@
 
 import pytest
 
-from leukdash import scheduler
+from leukdash import deployment, scheduler
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.errors import ConfigError
 from leukdash.runner import run_many
@@ -57,9 +57,9 @@ def test_memory_budget_from_the_environment(monkeypatch):
     with pytest.raises(ConfigError, match="LEUKDASH_MEMORY_MB must be a positive number"):
         memory_budget_mb()
     monkeypatch.delenv("LEUKDASH_MEMORY_MB")
-    monkeypatch.setattr(scheduler, "_total_memory_mb", lambda: 2700)  # Streamlit Community Cloud
+    monkeypatch.setattr(deployment, "machine_memory_mb", lambda: 2700)  # Streamlit Community Cloud
     assert memory_budget_mb() == scheduler.SMALL_MACHINE_BUDGET_MB == 1600
-    monkeypatch.setattr(scheduler, "_total_memory_mb", lambda: 32_000)
+    monkeypatch.setattr(deployment, "machine_memory_mb", lambda: 32_000)
     assert memory_budget_mb() == 16_000
 
 
