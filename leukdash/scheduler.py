@@ -35,13 +35,15 @@ from pathlib import Path
 # and inter-op threads, not with 1), so a fold computes the same on a laptop, a server or a
 # cluster worker. 2 is what every stored run was computed with.
 CNN_THREADS = 2
-# Resident memory of a worker process (measured on allidb2_ufpr at 64 px: a worker that has
-# imported TensorFlow and trained a fold ~0.8 GB; a scikit-learn worker ~0.3 GB).
-TF_WORKER_MB = 800
+# Resident memory of a worker process (benchmarks/measure_memory.py, allidb2_ufpr at 64 px: a
+# worker that has imported TensorFlow and trained for five minutes peaked at 900-973 MB; a
+# scikit-learn worker ~0.3 GB).
+TF_WORKER_MB = 1000
 CLASSIC_WORKER_MB = 300
 # The budget on a small machine: Streamlit Community Cloud gives an app ~2.7 GB, of which the
 # server takes up to ~0.8 GB once TensorFlow is loaded for a prediction; 1.6 GB of workers
-# (two TensorFlow folds, or one and two classic folds) keeps the whole app under 2.5 GB.
+# (one TensorFlow fold and two classic folds; two TensorFlow folds measured 2.96 GB in all)
+# keeps the whole app under 2.5 GB.
 SMALL_MACHINE_BUDGET_MB = 1600
 POLL_SECONDS = 0.2
 

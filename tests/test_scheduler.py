@@ -50,6 +50,14 @@ def test_memory_counts_live_worker_processes():
     assert not pool._fits(_task("cnn"), running, pools)
 
 
+def test_a_small_machine_trains_one_cnn_fold_at_a_time():
+    # Community Cloud: two TensorFlow workers took the app to 2.96 GB (benchmarks/measure_memory.py).
+    pool = LocalPool(cores=16, memory_mb=scheduler.SMALL_MACHINE_BUDGET_MB)
+    running, pools = {"a": _task("cnn")}, {True: _Executor(1)}
+    assert not pool._fits(_task("cnn"), running, pools)
+    assert pool._fits(_task("svm"), running, pools)
+
+
 def test_memory_budget_from_the_environment(monkeypatch):
     monkeypatch.setenv("LEUKDASH_MEMORY_MB", "2400")
     assert memory_budget_mb() == 2400
