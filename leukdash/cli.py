@@ -83,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.set_defaults(handler=_audit)
 
     run = commands.add_parser("run", help="run (or read back) a cross-validated experiment")
-    run.add_argument("dataset", nargs="?", help="dataset name or folder (default: synthetic)")
+    run.add_argument("dataset", nargs="?", help="dataset name or folder (default: synthetic); "
+                     "several with the same classes: a comma list, e.g. allidb2_ufpr,cnmc_dev")
+    run.add_argument("--dataset", dest="dataset_option", metavar="DATASET", help="the same as DATASET")
     _add_run_options(run)
     run.add_argument("--config-file", type=Path, help="a JSON run config (as written by the dashboard)")
     _add_pool_options(run)
@@ -155,7 +157,7 @@ RUN_OPTIONS = (
     ("--image-size", "image_size", int, None),
     ("--feature-set", "feature_set", str, "classic: pixels or features"),
     ("--k", "k", int, "k-NN neighbours"),
-    ("--protocol", "protocol", str, "strict or paper"),
+    ("--protocol", "protocol", str, "strict, paper or lodo (several datasets: leave one dataset out)"),
     ("--augment-factor", "augment_factor", int, "K: 1 = none"),
     ("--folds", "folds", int, None),
     ("--test-fraction", "test_fraction", float, "one holdout split instead of k folds"),
@@ -193,8 +195,11 @@ def _add_pool_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _base_config(args, **values) -> RunConfig:
+    option = getattr(args, "dataset_option", None)
+    if option and args.dataset and option != args.dataset:
+        raise LeukdashError(f"two datasets given ({args.dataset!r} and --dataset {option!r}): give one")
     return RunConfig(
-        dataset=args.dataset or "synthetic",
+        dataset=option or args.dataset or "synthetic",
         classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
         augment=AugmentConfig.off() if args.no_augment else AugmentConfig(), **values)
 
@@ -296,7 +301,7 @@ def _run(args) -> int:
 
 def _run_json(result: dict) -> dict:
     keep = ("fold", "val_acc", "val_loss", "train_acc", "train_loss", "balanced_acc", "macro_f1", "seconds",
-            "per_class_recall", "confusion", "n_train", "n_val")
+            "per_class_recall", "confusion", "n_train", "n_val", "held_out", "per_source")
     dataset = result["dataset"]
     return {
         "run_id": result["run_id"], "cached": result["cached"], "computed_folds": result["computed_folds"],
@@ -313,11 +318,13 @@ def _run_text(result: dict) -> str:
     head = f"run {result['run_id']} ({'cached' if result['cached'] else 'computed'}) " \
            f"{config['model']} on {result['dataset']['name']}, {len(result['folds'])} fold(s), {config['protocol']}"
     lines = [head]
-    if config.get("test_fraction") is None and len(result["folds"]) < config["folds"]:
+    if config.get("test_fraction") is None and config["protocol"] != "lodo" and len(result["folds"]) < config["folds"]:
         lines.append(f"({len(result['folds'])} of the {config['folds']} folds asked: a class has only "
                      f"{len(result['folds'])} image groups, and a group never straddles folds)")
     lines += [f"{'fold':>4} {'val_acc':>8} {'val_loss':>9} {'train_acc':>9} {'bal_acc':>8} {'macro_f1':>8} {'sec':>6}"]
     for fold in result["folds"]:
+        if "held_out" in fold:
+            lines.append(f"fold {fold['fold'] + 1} validates on {fold['held_out']} (trained on the other datasets):")
         lines.append(f"{fold['fold'] + 1:>4} {fold['val_acc']:>8.4f} {fold['val_loss']:>9.4f} {fold['train_acc']:>9.4f} "
                      f"{fold['balanced_acc']:>8.4f} {fold['macro_f1']:>8.4f} {fold['seconds']:>6.1f}")
     acc = summary["val_acc"]
@@ -325,7 +332,26 @@ def _run_text(result: dict) -> str:
     # Clipped to the possible range of an accuracy, as the report shows it.
     lines.append(f"mean val_acc {acc['mean']:.4f} (std {acc['std']:.4f}, min {acc['min']:.4f}, max {acc['max']:.4f}, "
                  f"95% CI {max(low, 0.0):.4f}-{min(high, 1.0):.4f})")
-    return "\n".join(lines)
+    return "\n".join(lines + _sources_text(summary.get("per_source") or {}))
+
+
+# Per-group recall is listed for sources with few groups (subjects); an ALL-IDB image is a group.
+MAX_GROUPS_LISTED = 30
+
+
+def _sources_text(per_source: dict) -> list[str]:
+    # Pooled figures lead: a source's folds can differ much in size and in the classes they hold.
+    lines = []
+    for name, source in per_source.items():
+        pooled, acc = source["pooled"], source["val_acc"]
+        recall = "  ".join(f"{c} {r:.4f}" for c, r in pooled["per_class_recall"].items())
+        lines.append(f"{name} ({source['n_val']} images): val_acc {pooled['val_acc']:.4f}  "
+                     f"bal_acc {pooled['balanced_acc']:.4f}  recall {recall}  "
+                     f"(over {source['folds']} fold(s): mean {acc['mean']:.4f}, min {acc['min']:.4f}, max {acc['max']:.4f})")
+        groups = source["per_group_recall"]
+        if len(groups) <= MAX_GROUPS_LISTED:
+            lines.append(f"  per-group recall: {'  '.join(f'{g} {r:.2f}' for g, r in groups.items())}")
+    return lines
 
 
 def _sweep(args) -> int:

@@ -18,7 +18,8 @@ MODELS = ("cnn", "nb", "svm", "knn", "dt")
 CLASSIC_MODELS = ("nb", "svm", "knn", "dt")
 ARCHITECTURES = ("paper", "leukdash")
 OPTIMIZERS = ("sgd", "adam")
-PROTOCOLS = ("strict", "paper")
+# lodo: leave one dataset out, for a run on several datasets (one fold per source held out).
+PROTOCOLS = ("strict", "paper", "lodo")
 FEATURE_SETS = ("pixels", "features")
 FILL_MODES = ("nearest", "reflect", "constant")
 # Cell-level preprocessing (leukdash/preprocess.py): "raw" or "cell-<size>-<colour>".
@@ -114,6 +115,10 @@ class RunConfig:
             object.__setattr__(self, "classes", tuple(self.classes))
         if isinstance(self.augment, dict):
             object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
+        # Several datasets are one comma-separated string, in name order: the same run either way.
+        if isinstance(self.dataset, str) and "," in self.dataset:
+            names = sorted(part.strip() for part in self.dataset.split(",") if part.strip())
+            object.__setattr__(self, "dataset", ",".join(names))
 
     @property
     def is_cnn(self) -> bool:
@@ -149,6 +154,10 @@ class RunConfig:
             isinstance(self.test_fraction, (int, float)) and 0.05 <= self.test_fraction <= 0.5
         ):
             raise ConfigError(f"test_fraction must be between 0.05 and 0.5, got {self.test_fraction!r}")
+        if self.protocol == "lodo" and "," not in self.dataset:
+            raise ConfigError("protocol lodo (leave one dataset out) needs several datasets, e.g. allidb2_ufpr,cnmc_dev")
+        if self.protocol == "lodo" and self.test_fraction is not None:
+            raise ConfigError("protocol lodo holds out each dataset in turn: test_fraction does not apply")
         if not isinstance(self.augment, AugmentConfig):
             raise ConfigError("augment must be an augmentation config")
         self.augment.validate()
@@ -167,9 +176,12 @@ class RunConfig:
         if not augmented:
             values["augment"] = None
             values["augment_factor"] = 1
-            values["protocol"] = "strict"
+            if self.protocol == "paper":  # without copies the paper protocol is the strict one
+                values["protocol"] = "strict"
         elif not self.augment.colour_jitter:
             del values["augment"]["colour_jitter"]  # off: runs from before it existed keep their ids
+        if self.protocol == "lodo":
+            values.pop("folds", None)  # one fold per dataset
         if self.is_cnn:
             for name in ("feature_set", "k"):
                 del values[name]

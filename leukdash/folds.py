@@ -113,14 +113,34 @@ def holdout_split(labels, groups, test_fraction: float, seed: int) -> np.ndarray
     return np.where(assign_folds(labels, groups, n_splits, seed) == 0, 0, 1)
 
 
-def fold_plan(labels, groups, classes, n_folds: int, test_fraction: float | None, seed: int):
-    """The fold of each image and the list of folds to run (a holdout runs fold 0 only)."""
+def fold_plan(labels, groups, classes, n_folds: int, test_fraction: float | None, seed: int, sources=None):
+    """The fold of each image and the list of folds to run (a holdout runs fold 0 only).
+
+    With ``sources`` (the source dataset of each image), folds are stratified by class and
+    source together, so every fold holds each source in about its share.
+    """
+    strata = stratify(labels, sources)
     if test_fraction is not None:
         check_class_counts(classes, labels, max(2, round(1 / test_fraction)))
-        return holdout_split(labels, groups, test_fraction, seed), [0]
+        return holdout_split(strata, groups, test_fraction, seed), [0]
     check_class_counts(classes, labels, n_folds)
     n_folds = min(n_folds, max_folds(labels, groups))
     if n_folds < 2:
         raise DatasetError("a class has all its images in one group (one patient, or joined as duplicates): "
                            "grouped folds cannot validate on it")
-    return assign_folds(labels, groups, n_folds, seed), list(range(n_folds))
+    return assign_folds(strata, groups, n_folds, seed), list(range(n_folds))
+
+
+def stratify(labels, sources=None) -> np.ndarray:
+    """One stratum per (class, source); the labels themselves for images of one source."""
+    labels = np.asarray(labels)
+    if sources is None or len(set(sources)) < 2:
+        return labels
+    names, source_index = np.unique(np.asarray(sources, dtype=str), return_inverse=True)
+    return labels * len(names) + source_index
+
+
+def leave_one_source_out(sources, names) -> tuple[np.ndarray, list[int]]:
+    """Fold ``i`` validates on every image of source ``names[i]`` and trains on the others."""
+    index = {name: i for i, name in enumerate(names)}
+    return np.array([index[source] for source in sources], dtype=np.int64), list(range(len(names)))

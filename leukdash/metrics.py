@@ -56,6 +56,78 @@ def fold_metrics(y_true, proba, classes) -> dict:
     }
 
 
+def source_metrics(y_true, proba, classes, sources, groups) -> dict:
+    """Validation metrics of each source dataset of a fold of a run on several datasets.
+
+    Per source: ``n_val``, ``val_acc``, ``balanced_acc`` and ``per_class_recall`` over the
+    classes that source has in the fold (a recall of an absent class would be a made-up 0),
+    and ``per_group_recall`` / ``per_group_n``: the share of each group's images (a subject,
+    an ALL-IDB image) classified correctly, groups named without the source prefix.
+    """
+    y_true = np.asarray(y_true, dtype=int)
+    correct = np.asarray(proba).argmax(axis=1) == y_true
+    sources, groups = np.asarray(sources, dtype=str), np.asarray(groups, dtype=str)
+    result = {}
+    for name in sorted(set(sources)):
+        mask = sources == name
+        present = sorted(set(y_true[mask]))
+        recall = {str(classes[c]): float(correct[mask & (y_true == c)].mean()) for c in present}
+        group_names = np.array([g.removeprefix(f"{name}/") for g in groups[mask]])
+        group_correct = correct[mask]
+        result[name] = {
+            "n_val": int(mask.sum()),
+            "val_acc": float(correct[mask].mean()),
+            "balanced_acc": float(np.mean(list(recall.values()))),
+            "per_class_recall": recall,
+            "per_class_n": {str(classes[c]): int(np.sum(mask & (y_true == c))) for c in present},
+            "per_group_recall": {g: float(group_correct[group_names == g].mean()) for g in sorted(set(group_names))},
+            "per_group_n": {g: int(np.sum(group_names == g)) for g in sorted(set(group_names))},
+        }
+    return result
+
+
+def summarize_sources(fold_results) -> dict:
+    """Per source over the folds that validated it: fold means of its metrics, and the same
+    figures pooled over its images (``pooled``: folds of a source can differ much in size).
+
+    Each group's recall pools its images over folds (a group lies in one fold, so this is that
+    fold's figure); ``folds`` counts the folds the source appeared in.
+    """
+    per_source: dict[str, list[dict]] = {}
+    for fold in fold_results:
+        for name, metrics in fold["per_source"].items():
+            per_source.setdefault(name, []).append(metrics)
+    summary = {}
+    for name, folds in sorted(per_source.items()):
+        classes = list(dict.fromkeys(c for f in folds for c in f["per_class_recall"]))
+        by_class = _pooled(folds, "per_class_recall", "per_class_n")
+        by_group = dict(sorted(_pooled(folds, "per_group_recall", "per_group_n").items()))
+        n_val = sum(f["n_val"] for f in folds)
+        summary[name] = {
+            "folds": len(folds),
+            "n_val": int(n_val),
+            "val_acc": summarize([f["val_acc"] for f in folds]),
+            "balanced_acc": summarize([f["balanced_acc"] for f in folds]),
+            "per_class_recall": {c: summarize([f["per_class_recall"][c] for f in folds if c in f["per_class_recall"]])
+                                 for c in classes},
+            "per_group_recall": by_group,
+            "pooled": {"val_acc": sum(f["val_acc"] * f["n_val"] for f in folds) / n_val,
+                       "balanced_acc": float(np.mean(list(by_class.values()))), "per_class_recall": by_class},
+        }
+    return summary
+
+
+def _pooled(folds, recall_key: str, count_key: str) -> dict:
+    """Recall of each key (class or group) over the images of all folds."""
+    correct, seen = {}, {}
+    for f in folds:
+        for key, recall in f[recall_key].items():
+            n = f[count_key][key]
+            correct[key] = correct.get(key, 0.0) + recall * n
+            seen[key] = seen.get(key, 0) + n
+    return {key: correct[key] / seen[key] for key in correct}
+
+
 def summarize(values) -> dict:
     """Mean, sample standard deviation, range and 95% Student-t interval of fold values.
 
@@ -80,7 +152,8 @@ def summarize(values) -> dict:
 
 
 def summarize_folds(fold_results) -> dict:
-    """:func:`summarize` of every scalar metric the fold results share.
+    """:func:`summarize` of every scalar metric the fold results share (and, for a run on
+    several datasets, :func:`summarize_sources` under ``per_source``).
 
     Besides :data:`SCALAR_METRICS`, any other float-valued key present in every fold (say
     ``train_acc`` or ``seconds``) is summarised too; integers (fold index, counts), dicts and
@@ -91,7 +164,10 @@ def summarize_folds(fold_results) -> dict:
         raise ValueError("summarize_folds needs at least one fold result")
     keys = [k for k, v in fold_results[0].items() if _is_scalar(v)]
     shared = [k for k in keys if all(_is_scalar(r.get(k)) for r in fold_results)]
-    return {k: summarize([r[k] for r in fold_results]) for k in shared}
+    summary = {k: summarize([r[k] for r in fold_results]) for k in shared}
+    if all("per_source" in r for r in fold_results):
+        summary["per_source"] = summarize_sources(fold_results)
+    return summary
 
 
 def _is_scalar(value) -> bool:

@@ -489,6 +489,22 @@ def summary_frame(results: list[dict], labels: list[str] | None = None, metric: 
     return pd.DataFrame(rows)
 
 
+def source_frame(results: list[dict], labels: list[str] | None = None) -> pd.DataFrame:
+    """Per run on several datasets and per source: accuracy, balanced accuracy and each class's
+    recall over the source's validation images, and the fold mean and range of its accuracy
+    (empty when no run has several sources)."""
+    labels = labels or run_labels(results)
+    rows = []
+    for result, label in zip(results, labels):
+        for name, source in (result["summary"].get("per_source") or {}).items():
+            pooled, acc = source["pooled"], source["val_acc"]
+            rows.append({"Run": label, "Source": name, "Folds": source["folds"], "Images": source["n_val"],
+                         "Val. accuracy": pooled["val_acc"], "Balanced acc.": pooled["balanced_acc"],
+                         **{f"Recall {c}": r for c, r in pooled["per_class_recall"].items()},
+                         "Fold mean": acc["mean"], "Fold min": acc["min"], "Fold max": acc["max"]})
+    return pd.DataFrame(rows)
+
+
 def paper_table() -> pd.DataFrame:
     """The paper's reported 5-fold mean validation accuracy: one row per classifier, one column per task."""
     return pd.DataFrame([{"Classifier": name, **{task: PAPER_VAL_ACC[task][model] for task in PAPER_VAL_ACC}}

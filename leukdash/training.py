@@ -96,13 +96,29 @@ def _write_cache(path: Path, write) -> None:
 
 def plan_folds(config: RunConfig, dataset: Dataset, arrays: LoadedImages) -> tuple[np.ndarray, list[int]]:
     """The fold of every loaded image and the folds this config runs."""
-    from leukdash.folds import fold_plan, merge_groups
+    from leukdash.folds import fold_plan, leave_one_source_out, merge_groups
 
-    groups = merge_groups(arrays.groups, duplicate_pairs(dataset))
-    fold_of, fold_ids = fold_plan(arrays.labels, groups, dataset.classes, config.folds, config.test_fraction,
-                                  config.seed)
+    sources = dataset.sources_of(arrays.paths)
+    if config.protocol == "lodo":
+        fold_of, fold_ids = leave_one_source_out(sources, dataset.source_names)
+    else:
+        groups = merge_groups(arrays.groups, pairs_within_sources(dataset, sources))
+        fold_of, fold_ids = fold_plan(arrays.labels, groups, dataset.classes, config.folds, config.test_fraction,
+                                      config.seed, sources)
     _check_neighbours(config, fold_of, fold_ids)
     return fold_of, fold_ids
+
+
+def pairs_within_sources(dataset: Dataset, sources: np.ndarray) -> list[tuple[int, int]]:
+    """:func:`duplicate_pairs` of each source of a dataset, as indices into its loaded images
+    (``sources``: the source of each, in order), so that groups never join two sources."""
+    if len(dataset.sources) == 1:
+        return duplicate_pairs(dataset)
+    pairs, offset = [], 0
+    for source in dataset.sources:  # a combined dataset's images are its sources' images, in order
+        pairs += [(i + offset, j + offset) for i, j in duplicate_pairs(source)]
+        offset += int(np.sum(sources == source.name))
+    return pairs
 
 
 def _check_neighbours(config: RunConfig, fold_of: np.ndarray, fold_ids: list[int]) -> None:
@@ -162,13 +178,20 @@ class FoldInputs:
     fold_of: np.ndarray   # (N,) the fold of every image (see :func:`plan_folds`)
     fold_ids: tuple[int, ...]  # the folds the run computes
     classes: tuple[str, ...]
+    # A run on several datasets: the source and group of every image, and the sources in fold order (lodo).
+    sources: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    source_names: tuple[str, ...] = ()
 
 
 def fold_inputs(config: RunConfig, dataset: Dataset, arrays: LoadedImages | None = None) -> FoldInputs:
     """The inputs of every fold of a run (``arrays`` when already loaded at the config's size)."""
     arrays = arrays if arrays is not None else load_arrays(dataset, config.image_size, config.preprocess)
     fold_of, fold_ids = plan_folds(config, dataset, arrays)
-    return FoldInputs(arrays.images, arrays.labels, fold_of, tuple(fold_ids), tuple(dataset.classes))
+    if len(dataset.sources) == 1:
+        return FoldInputs(arrays.images, arrays.labels, fold_of, tuple(fold_ids), tuple(dataset.classes))
+    return FoldInputs(arrays.images, arrays.labels, fold_of, tuple(fold_ids), tuple(dataset.classes),
+                      dataset.sources_of(arrays.paths).astype(str), arrays.groups.astype(str), dataset.source_names)
 
 
 def model_suffix(config: RunConfig) -> str:
@@ -188,7 +211,7 @@ def run_fold(config: RunConfig, inputs: FoldInputs, fold: int, *, model_path: Pa
     ``paper`` protocol both parts are expanded xK once, before training, as the paper did.
     """
     from leukdash.augment import expand
-    from leukdash.metrics import fold_metrics
+    from leukdash.metrics import fold_metrics, source_metrics
 
     started = time.perf_counter()
     report = report or (lambda event: None)
@@ -228,6 +251,11 @@ def run_fold(config: RunConfig, inputs: FoldInputs, fold: int, *, model_path: Pa
                       "proba": np.round(proba, 6).tolist()}}
     if history:
         result["history"] = history
+    if inputs.sources is not None:
+        result["per_source"] = source_metrics(val_labels, proba, classes, inputs.sources[val_index],
+                                              inputs.groups[val_index])
+    if config.protocol == "lodo":
+        result["held_out"] = inputs.source_names[fold]
     return result
 
 

@@ -9,8 +9,8 @@ import streamlit as st
 from leukdash.errors import LeukdashError
 from leukdash.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, available_metrics, confusion_heatmap, curve_runs,
                             external_bars, external_frame, fold_frame, learning_curves, metric_bars, run_labels,
-                            runs_frame, seed_spread_frame, summary_frame, sweep_axes, sweep_frame, sweep_heatmap,
-                            sweep_parallel)
+                            runs_frame, seed_spread_frame, source_frame, summary_frame, sweep_axes, sweep_frame,
+                            sweep_heatmap, sweep_parallel)
 from pages._shared import (VIEWER_NOTE, comparison, dataset_options, deployment, external_results, finished_runs,
                            fitted, kept, no_runs_yet, percent_columns, results, root, routed)
 
@@ -140,6 +140,15 @@ with tabs[0]:
                "5-fold mean validation accuracy (only for the paper's CNN, NB, SVM, 3-NN and decision tree "
                "on ALL vs HEALTHY and 5 classes). Its protocol leaked augmented copies across folds, so "
                "higher figures there are expected.")
+    by_source = source_frame(chosen, labels)
+    if not by_source.empty:
+        shares = [c for c in by_source.columns if c not in ("Run", "Source", "Folds", "Images")]
+        by_source, formats = percent_columns(by_source, shares)
+        st.markdown("**Per source dataset** (runs trained on several datasets)")
+        st.dataframe(by_source, hide_index=True, width="stretch", column_config=formats)
+        st.caption("Each source's validation images scored on their own, pooled over the folds that validated "
+                   "that source (under leave-one-dataset-out, the one fold that held it out); the last columns give "
+                   "the mean and range of its accuracy over those folds, which can differ much in size.")
 
 with tabs[1]:
     folds, formats = percent_columns(fold_frame(chosen, labels), [m for m in metrics if m in FRACTIONS], HEADERS)

@@ -62,6 +62,19 @@ class Dataset:
     def groups(self) -> np.ndarray:
         return np.array([item.group for item in self.items], dtype=object)
 
+    @property
+    def sources(self) -> tuple[Dataset, ...]:
+        """The datasets this one is made of: itself, for a dataset read from one folder."""
+        return (self,)
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        return tuple(source.name for source in self.sources)
+
+    def sources_of(self, paths) -> np.ndarray:
+        """The name of the source dataset of each image path (its own name here)."""
+        return np.array([self.name] * len(paths), dtype=object)
+
     def counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(self.classes))
         return {name: int(n) for name, n in zip(self.classes, counts)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from leukdash.data.combined import SEPARATOR, CombinedDataset, split_names
 from leukdash.data.dataset import Dataset
 from leukdash.data.sources import is_dataset_folder
 from leukdash.errors import DatasetError
@@ -32,8 +33,13 @@ def discover_datasets() -> dict[str, Path | None]:
 
 
 def open_dataset(name_or_path: str | Path) -> Dataset:
-    """Open a dataset by name (built-in or discovered) or by the path of its folder."""
+    """Open a dataset by name (built-in or discovered) or by the path of its folder.
+
+    A comma-separated list opens each dataset and combines them (same classes required).
+    """
     name = str(name_or_path)
+    if SEPARATOR in name:
+        return CombinedDataset.of([open_dataset(part) for part in split_names(name)])
     if name == BUILTIN:
         from leukdash.data.synthetic import ensure_synthetic
 

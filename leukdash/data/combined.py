@@ -1,0 +1,85 @@
+"""Several datasets with the same classes used as one: one run trained across labs.
+
+The images of every source keep their own groups, prefixed by the source's name, so a group
+never spans two sources; the fingerprint is made from the sources' fingerprints, independent
+of the order in which they were named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from leukdash.data.dataset import Dataset
+from leukdash.data.sources import ImageItem
+from leukdash.errors import DatasetError
+
+SEPARATOR = ","
+
+
+def split_names(spec: str) -> list[str]:
+    """The dataset names (or folders) of a comma-separated list, without blanks."""
+    return [part.strip() for part in str(spec).split(SEPARATOR) if part.strip()]
+
+
+@dataclass(frozen=True)
+class CombinedDataset(Dataset):
+    """The union of source datasets that have the same classes, in the order of their names."""
+
+    parts: tuple[Dataset, ...] = ()
+
+    @classmethod
+    def of(cls, sources) -> CombinedDataset:
+        """Combine datasets; refused with one line when names repeat or the classes differ."""
+        sources = sorted(sources, key=lambda source: source.name)
+        names = [source.name for source in sources]
+        if len(sources) < 2:
+            raise DatasetError("a combined dataset needs at least two datasets")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise DatasetError(f"dataset {repeated[0]!r} is named twice in a combined dataset")
+        classes = sources[0].classes
+        for source in sources[1:]:
+            if set(source.classes) != set(classes):
+                raise DatasetError(
+                    f"datasets {sources[0].name!r} ({', '.join(classes)}) and {source.name!r} "
+                    f"({', '.join(source.classes)}) have different classes: they cannot be combined"
+                )
+        # Same class names in another order are relabelled to the first source's order.
+        sources = tuple(source if source.classes == classes else source.subset(classes) for source in sources)
+        items = tuple(ImageItem(item.path, item.label, f"{source.name}/{item.group}")
+                      for source in sources for item in source.items)
+        root = Path(os.path.commonpath([source.root for source in sources]))
+        return cls(SEPARATOR.join(names), root, classes, items, "combined",
+                   any(source.synthetic for source in sources),
+                   tuple(skipped for source in sources for skipped in source.ignored), sources)
+
+    @property
+    def sources(self) -> tuple[Dataset, ...]:
+        return self.parts
+
+    @cached_property
+    def _source_of_path(self) -> dict[Path, str]:
+        return {item.path: source.name for source in self.parts for item in source.items}
+
+    def sources_of(self, paths) -> np.ndarray:
+        return np.array([self._source_of_path[Path(path)] for path in paths], dtype=object)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(b"combined")
+        for source in self.parts:  # sorted by name, so the order given does not matter
+            digest.update(f"\n{source.name}\t{source.fingerprint}".encode())
+        return digest.hexdigest()
+
+    def subset(self, classes) -> CombinedDataset:
+        """The images of some classes only; refused when a class is missing from any source."""
+        return CombinedDataset.of([source.subset(classes) for source in self.parts])
+
+    def describe(self) -> dict:
+        return {**super().describe(), "sources": [source.describe() for source in self.parts]}

@@ -1,0 +1,195 @@
+"""Runs across several datasets: combined datasets, folds within sources, per-source results, LODO."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from leukdash.cli import main
+from leukdash.config import RunConfig
+from leukdash.data.discovery import open_dataset
+from leukdash.errors import ConfigError, DatasetError
+from leukdash.folds import fold_plan, merge_groups
+from leukdash.runner import resolve, run
+from leukdash.training import load_arrays, pairs_within_sources, plan_folds
+
+
+def _lab(root: Path, classes=("ALL", "HEALTHY"), subjects=4, per_subject=3, tint=0) -> Path:
+    """A class-folder dataset: one subfolder (group) per subject, 16 px images whose brightness
+    depends on the class, with a lab-specific tint and noise."""
+    rng = np.random.default_rng(abs(hash(root.name)) % 2**32)
+    for label, name in enumerate(classes):
+        for subject in range(subjects):
+            folder = root / name / f"{name[0]}{subject}"
+            folder.mkdir(parents=True)
+            for image in range(per_subject):
+                pixels = np.full((16, 16, 3), 70 + 110 * label, np.float64)
+                pixels[..., 0] += tint
+                pixels += rng.normal(0, 12, pixels.shape)
+                cv2.imwrite(str(folder / f"{image}.png"), np.clip(pixels, 0, 255).astype(np.uint8))
+    return root
+
+
+@pytest.fixture(scope="module")
+def labs(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("labs")
+    found = {"lab_a": _lab(base / "lab_a", subjects=5), "lab_b": _lab(base / "lab_b", subjects=4, tint=40),
+             "lab_c": _lab(base / "lab_c", classes=("ALL", "AML"))}
+    # The same file in two labs: an exact duplicate across sources must not join their groups.
+    shared = next((found["lab_a"] / "ALL" / "A0").iterdir())
+    (found["lab_b"] / "ALL" / "A0" / "copy.png").write_bytes(shared.read_bytes())
+    # A duplicate within lab_b is still found.
+    (found["lab_b"] / "ALL" / "A1" / "copy.png").write_bytes((found["lab_b"] / "ALL" / "A1" / "0.png").read_bytes())
+    return found
+
+
+def _both(labs, first="lab_a", second="lab_b") -> str:
+    return f"{labs[first]},{labs[second]}"
+
+
+def _config(dataset: str, **changes) -> RunConfig:
+    base = dict(dataset=dataset, image_size=16, augment_factor=2, folds=3, model="knn", feature_set="pixels")
+    return RunConfig(**{**base, **changes})
+
+
+def test_combined_fingerprint_is_stable_and_independent_of_order(labs):
+    forward, backward = open_dataset(_both(labs)), open_dataset(_both(labs, "lab_b", "lab_a"))
+    assert forward.fingerprint == backward.fingerprint == open_dataset(_both(labs)).fingerprint
+    assert forward.source_names == ("lab_a", "lab_b") and forward.name == "lab_a,lab_b"
+    singles = {open_dataset(labs["lab_a"]).fingerprint, open_dataset(labs["lab_b"]).fingerprint}
+    assert forward.fingerprint not in singles
+    assert len(forward.items) == sum(len(open_dataset(labs[n]).items) for n in ("lab_a", "lab_b"))
+    assert forward.counts() == {"ALL": 15 + 14, "HEALTHY": 15 + 12}
+    # One config for either order: the same run.
+    assert RunConfig(dataset=f" {labs['lab_b']} , {labs['lab_a']}").dataset == _config(_both(labs)).dataset
+    assert resolve(_config(_both(labs))).run_id == resolve(_config(_both(labs, "lab_b", "lab_a"))).run_id
+
+
+def test_groups_never_straddle_sources(labs):
+    dataset = open_dataset(_both(labs))
+    arrays = load_arrays(dataset, 16)
+    sources = dataset.sources_of(arrays.paths)
+    assert all(group.startswith(f"{source}/") for group, source in zip(arrays.groups, sources))
+    pairs = pairs_within_sources(dataset, sources)
+    assert pairs and all(sources[i] == sources[j] == "lab_b" for i, j in pairs)
+    merged = merge_groups(arrays.groups, pairs)
+    for group in set(merged):
+        assert len(set(sources[merged == group])) == 1
+    names = [dataset.relative(path) for path in arrays.paths]
+    i, j = pairs[0]
+    assert {names[i], names[j]} == {"lab_b/ALL/A1/0.png", "lab_b/ALL/A1/copy.png"}
+    assert merged[i] == merged[j] == "lab_b/ALL/A1"
+
+
+def test_strict_folds_hold_both_sources_and_a_single_source_keeps_its_folds(labs):
+    dataset = open_dataset(_both(labs))
+    arrays = load_arrays(dataset, 16)
+    fold_of, fold_ids = plan_folds(_config(_both(labs)), dataset, arrays)
+    sources = dataset.sources_of(arrays.paths)
+    assert fold_ids == [0, 1, 2]
+    for fold in fold_ids:
+        assert set(sources[fold_of == fold]) == {"lab_a", "lab_b"}
+    single = open_dataset(labs["lab_a"])
+    loaded = load_arrays(single, 16)
+    plain = fold_plan(loaded.labels, loaded.groups, single.classes, 3, None, 0)
+    with_sources = fold_plan(loaded.labels, loaded.groups, single.classes, 3, None, 0, single.sources_of(loaded.paths))
+    assert np.array_equal(plain[0], with_sources[0])
+
+
+def test_per_source_metrics_agree_with_the_fold_figures(labs):
+    result = run(_config(_both(labs)))
+    for fold in result["folds"]:
+        per_source = fold["per_source"]
+        assert set(per_source) == {"lab_a", "lab_b"}
+        assert sum(s["n_val"] for s in per_source.values()) == fold["n_val"]
+        weighted = sum(s["val_acc"] * s["n_val"] for s in per_source.values()) / fold["n_val"]
+        assert weighted == pytest.approx(fold["val_acc"])
+        for source in per_source.values():
+            assert sum(source["per_group_n"].values()) == source["n_val"]
+            pooled = sum(source["per_group_recall"][g] * n for g, n in source["per_group_n"].items())
+            assert pooled / source["n_val"] == pytest.approx(source["val_acc"])
+            assert not any(group.startswith("lab_") for group in source["per_group_recall"])
+    summary = result["summary"]["per_source"]
+    for name in ("lab_a", "lab_b"):
+        values = [f["per_source"][name]["val_acc"] for f in result["folds"]]
+        assert summary[name]["val_acc"]["mean"] == pytest.approx(np.mean(values))
+        assert summary[name]["folds"] == 3
+        pooled = [f["per_source"][name] for f in result["folds"]]
+        correct = sum(s["val_acc"] * s["n_val"] for s in pooled)
+        assert summary[name]["pooled"]["val_acc"] == pytest.approx(correct / summary[name]["n_val"])
+        healthy = sum(s["per_class_recall"]["HEALTHY"] * s["per_class_n"]["HEALTHY"] for s in pooled)
+        assert summary[name]["pooled"]["per_class_recall"]["HEALTHY"] == pytest.approx(
+            healthy / sum(s["per_class_n"]["HEALTHY"] for s in pooled))
+    # Every subject of lab_a validated once: 5 ALL + 5 HEALTHY subjects.
+    assert sorted(summary["lab_a"]["per_group_recall"]) == sorted([f"ALL/A{i}" for i in range(5)] + [f"HEALTHY/H{i}" for i in range(5)])
+
+
+def test_leave_one_dataset_out_has_one_fold_per_source(labs):
+    result = run(_config(_both(labs), protocol="lodo", model="svm", augment_factor=1))
+    held_out = [fold["held_out"] for fold in result["folds"]]
+    assert held_out == ["lab_a", "lab_b"]
+    for fold in result["folds"]:
+        assert list(fold["per_source"]) == [fold["held_out"]]
+        assert fold["n_val"] == len(open_dataset(labs[fold["held_out"]]).items)
+        assert fold["n_train"] + fold["n_val"] == 30 + 26
+    assert set(result["summary"]["per_source"]) == {"lab_a", "lab_b"}
+    # Without augmentation the protocol still changes the folds, so it stays in the run id.
+    lodo = _config(_both(labs), protocol="lodo", augment_factor=1)
+    assert lodo.canonical()["protocol"] == "lodo" and "folds" not in lodo.canonical()
+    assert resolve(lodo).run_id != resolve(lodo.with_changes(protocol="strict")).run_id
+
+
+def test_bad_combinations_are_refused_with_one_line(labs, capsys):
+    with pytest.raises(DatasetError, match="different classes"):
+        open_dataset(_both(labs, "lab_a", "lab_c"))
+    with pytest.raises(DatasetError, match="named twice"):
+        open_dataset(f"{labs['lab_a']},{labs['lab_a']}/")
+    with pytest.raises(DatasetError, match="'AML' is not in dataset 'lab_a'"):
+        resolve(_config(_both(labs), classes=("ALL", "AML")))
+    with pytest.raises(ConfigError, match="needs several datasets"):
+        _config(str(labs["lab_a"]), protocol="lodo").validate()
+    assert main(["run", _both(labs, "lab_a", "lab_c"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "different classes" in err
+
+
+def test_cli_takes_the_dataset_option_and_shows_each_source(labs, capsys):
+    args = ["--model", "knn", "--feature-set", "pixels", "--image-size", "16", "--augment-factor", "2",
+            "--folds", "3", "--quiet"]
+    assert main(["run", "--dataset", _both(labs), *args]) == 0
+    text = capsys.readouterr().out
+    assert "lab_a (30 images): val_acc" in text and "lab_b (26 images): val_acc" in text
+    assert "per-group recall: ALL/A0" in text
+    assert main(["run", _both(labs, "lab_b", "lab_a"), *args, "--json"]) == 0
+    import json
+
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["cached"] and set(shown["summary"]["per_source"]) == {"lab_a", "lab_b"}
+    assert all(set(fold["per_source"]) == {"lab_a", "lab_b"} for fold in shown["folds"])
+
+
+def test_compare_page_breaks_a_run_down_by_source(labs):
+    from streamlit.testing.v1 import AppTest
+
+    result = run(_config(_both(labs)))
+    single = run(_config(str(labs["lab_a"])))
+    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "streamlit_app.py"), default_timeout=60).run()
+    app.switch_page("pages/compare.py").run(timeout=60)
+    assert not app.exception, [e.value for e in app.exception]
+    table = next(d.value for d in app.dataframe if "Source" in d.value.columns)
+    assert list(table["Source"]) == ["lab_a", "lab_b"]  # the single-dataset run adds no row
+    expected = result["summary"]["per_source"]["lab_b"]
+    row = table[table["Source"] == "lab_b"].iloc[0]
+    assert row["Val. accuracy"] == pytest.approx(100 * expected["pooled"]["val_acc"])
+    assert row["Recall HEALTHY"] == pytest.approx(100 * expected["pooled"]["per_class_recall"]["HEALTHY"])
+    assert row["Fold mean"] == pytest.approx(100 * expected["val_acc"]["mean"])
+    assert single["run_id"] in set(next(d.value for d in app.dataframe if "Run id" in d.value.columns)["Run id"])
+
+
+def test_cli_names_the_held_out_dataset_of_each_lodo_fold(labs, capsys):
+    assert main(["run", _both(labs), "--protocol", "lodo", "--model", "nb", "--image-size", "16",
+                 "--augment-factor", "1", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "fold 1 validates on lab_a" in text and "fold 2 validates on lab_b" in text
+    assert "folds asked" not in text  # lodo makes one fold per dataset, whatever --folds says
