@@ -32,12 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from leukdash.config import RunConfig
+from leukdash.data.arrays import load_arrays
 from leukdash.data.discovery import open_dataset
 from leukdash.metrics import mcnemar
 from leukdash.predict import FoldEnsemble
 from leukdash.runner import run
 from leukdash.store import RunStore
-from leukdash.training import derived_seed, load_arrays, plan_folds
+from leukdash.training import derived_seed, plan_folds
 
 ROOT = Path(__file__).resolve().parent.parent
 

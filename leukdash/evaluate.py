@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from leukdash.errors import DatasetError, LeukdashError, RunError
+from leukdash.run_data import open_run_dataset, validation_folds
 from leukdash.store import RunStore, read_json, write_json_atomic
 
 # A model that gives one class to at least this share of the images has collapsed.
@@ -28,38 +29,6 @@ BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
 # Changes to what this module computes invalidate the stored results.
 METHOD_VERSION = "external-3"
-
-
-def open_run_dataset(meta: dict):
-    """The dataset a run was trained on, as it was then (same classes, same fingerprint)."""
-    from leukdash.data.discovery import open_dataset
-
-    info = meta["dataset"]
-    try:
-        dataset = open_dataset(meta["config"]["dataset"])
-    except LeukdashError:  # found by name no more: the folder it was read from
-        dataset = open_dataset(info["path"])
-    dataset = dataset.subset(info["classes"])
-    if dataset.fingerprint != info["fingerprint"]:
-        raise RunError(f"dataset {info['name']!r} changed since run {meta['run_id']} was computed")
-    return dataset
-
-
-def validation_folds(run_id: str, n_images: int, store: RunStore | None = None):
-    """The fold each image of a run's dataset was validated in, as the run stored it (-1 for an
-    image no fold validated: the training part of a holdout run).
-
-    Read from the fold results, not planned again: the folds a run used stay its folds even if
-    the way folds are drawn changes later.
-    """
-    store = store or RunStore()
-    fold_of = np.full(n_images, -1, dtype=np.int64)
-    for fold in store.read_meta(run_id)["fold_ids"]:
-        result = store.read_fold(run_id, fold)
-        if result is None:
-            raise RunError(f"run {run_id!r} has no readable result for fold {fold + 1}")
-        fold_of[np.asarray(result["oof"]["index"], dtype=np.int64)] = fold
-    return fold_of
 
 
 def match_classes(run_classes, dataset):
@@ -104,7 +73,8 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore) -> dict:
     from leukdash.ood import describe_images, training_distribution
     from leukdash.predict import ensemble
     from leukdash.runner import versions
-    from leukdash.training import duplicate_pairs, load_arrays
+    from leukdash.data.arrays import load_arrays
+    from leukdash.training import duplicate_pairs
 
     models = ensemble(run_id, store)
     # The images prepared as the run's models take them (preprocess.prepare_images), cached.

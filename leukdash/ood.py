@@ -96,8 +96,8 @@ def describe_images(images: np.ndarray) -> np.ndarray:
 def training_distribution(run_id: str, store: RunStore | None = None) -> TrainingDistribution:
     """The run's description, read from ``ood.npz`` beside it or computed and stored there."""
     from leukdash.config import RunConfig
-    from leukdash.evaluate import open_run_dataset, validation_folds
-    from leukdash.training import _write_cache, load_arrays
+    from leukdash.run_data import open_run_dataset, validation_folds
+    from leukdash.data.arrays import load_arrays, write_cache
 
     store = store or RunStore()
     folder = store.run_dir(run_id)
@@ -113,7 +113,7 @@ def training_distribution(run_id: str, store: RunStore | None = None) -> Trainin
     fold_of = validation_folds(run_id, len(arrays.labels), store)
     features = describe_images(arrays.images)
     described = TrainingDistribution.fit(features, fold_of, meta["fold_ids"])
-    _write_cache(cache, lambda tmp: np.savez(tmp, features=described.features, fold_of=described.fold_of,
+    write_cache(cache, lambda tmp: np.savez(tmp, features=described.features, fold_of=described.fold_of,
                                              oof_scores=described.oof_scores))
     write_json_atomic(info_path, key)
     return described

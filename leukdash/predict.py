@@ -191,8 +191,8 @@ def _reference(run_id: str, store: RunStore | None) -> dict:
     key = (str(store.root), run_id)
     if key not in _references:
         from leukdash.data.audit import SHORTCUT_SIZE
-        from leukdash.evaluate import open_run_dataset, validation_folds
-        from leukdash.training import load_arrays
+        from leukdash.run_data import open_run_dataset, validation_folds
+        from leukdash.data.arrays import load_arrays
 
         dataset = open_run_dataset(ensemble(run_id, store).meta)
         arrays = load_arrays(dataset, SHORTCUT_SIZE)

@@ -108,7 +108,7 @@ def shortcut_scores(config: RunConfig) -> dict:
     """The audit's shortcut accuracies (colour histogram, background only) on a run's dataset."""
     from leukdash.data.audit import SHORTCUT_SIZE, shortcut_scores as scores
     from leukdash.runner import resolve
-    from leukdash.training import load_arrays
+    from leukdash.data.arrays import load_arrays
 
     dataset = resolve(config).dataset
     arrays = load_arrays(dataset, SHORTCUT_SIZE)

@@ -137,7 +137,8 @@ def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_eve
     ``release(run_id)`` is called once a run is complete (its lock can go).
     """
     from leukdash.scheduler import FoldTask, make_pool
-    from leukdash.training import fold_inputs, load_arrays
+    from leukdash.data.arrays import load_arrays
+    from leukdash.training import fold_inputs
 
     def emit(run_id: str, event: dict) -> None:
         _emit(store.progress_path(run_id), event, on_event and (lambda e: on_event({**e, "run_id": run_id})))

@@ -30,11 +30,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-# TensorFlow threads of a CNN fold, fixed whatever the machine: results depend on the thread
-# count (measured: the shipped demo CNN's fold 0 is reproduced to the last digit with 2 intra-
-# and inter-op threads, not with 1), so a fold computes the same on a laptop, a server or a
-# cluster worker. 2 is what every stored run was computed with.
-CNN_THREADS = 2
+# A CNN fold always uses CNN_THREADS TensorFlow threads: the pool counts them as its cores.
+from leukdash.models.cnn import CNN_THREADS, set_tf_threads
+
 # Resident memory of a worker process (benchmarks/measure_memory.py, allidb2_ufpr at 64 px: a
 # worker that has imported TensorFlow and trained for five minutes peaked at 900-973 MB; a
 # scikit-learn worker ~0.3 GB).
@@ -138,20 +136,6 @@ def compute_fold(task: FoldTask, inputs, report=None) -> dict:
         path = Path(folder) / f"model.{model_suffix(config)}"
         result = run_fold(config, inputs, task.fold, model_path=path, report=relay)
         return {"result": result, "model": path.read_bytes()}
-
-
-def set_tf_threads(threads: int) -> None:
-    """Fix TensorFlow's thread pools; a process whose pools already started keeps them."""
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        # TensorFlow was initialised earlier in this process (a previous fold set the same counts,
-        # or the caller used TensorFlow itself): check instead of silently computing otherwise.
-        if tf.config.threading.get_intra_op_parallelism_threads() not in (0, threads):
-            raise
 
 
 # -- in this process ---------------------------------------------------------------------------

@@ -222,7 +222,8 @@ def test_merge_groups_is_transitive_and_order_free():
 
 def test_duplicate_images_never_straddle_folds(tmp_path):
     from leukdash.config import RunConfig
-    from leukdash.training import duplicate_pairs, load_arrays, plan_folds
+    from leukdash.data.arrays import load_arrays
+    from leukdash.training import duplicate_pairs, plan_folds
 
     root = tmp_path / "dups"
     rng = np.random.default_rng(0)

@@ -12,7 +12,8 @@ from leukdash.data.discovery import open_dataset
 from leukdash.errors import ConfigError, DatasetError
 from leukdash.folds import fold_plan, merge_groups
 from leukdash.runner import resolve, run
-from leukdash.training import load_arrays, pairs_within_sources, plan_folds
+from leukdash.data.arrays import load_arrays
+from leukdash.training import pairs_within_sources, plan_folds
 
 
 def _lab(root: Path, classes=("ALL", "HEALTHY"), subjects=4, per_subject=3, tint=0) -> Path:

@@ -139,7 +139,7 @@ def test_run_id_changes_only_for_a_non_default_mode(tiny_dataset):
 
 def test_preprocessed_arrays_are_cached_apart_and_used_by_runs(tmp_path, isolated_artifacts):
     from leukdash.runner import run
-    from leukdash.training import load_arrays
+    from leukdash.data.arrays import load_arrays
 
     root = tmp_path / "cells"
     for cls, radius in (("ALL", 90), ("HEALTHY", 55)):

@@ -63,7 +63,7 @@ def audit_dataset(ds, *, folds: int = 5, seed: int = 0, preprocess: str | None =
     accuracies are pooled out-of-fold accuracies over a grouped, stratified ``folds``-fold
     split (fewer folds when a class has fewer groups).
     """
-    from leukdash.training import load_arrays
+    from leukdash.data.arrays import load_arrays
 
     if preprocess is not None:
         parse_mode(preprocess)  # a bad mode fails before any work

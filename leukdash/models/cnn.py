@@ -25,14 +25,33 @@ from pathlib import Path
 import numpy as np
 
 
+# TensorFlow threads of a CNN fold, fixed whatever the machine: results depend on the thread
+# count (measured: the shipped demo CNN's fold 0 is reproduced to the last digit with 2 intra-
+# and inter-op threads, not with 1), so a fold computes the same on a laptop, a server or a
+# cluster worker. 2 is what every stored run was computed with.
+CNN_THREADS = 2
+
+
+def set_tf_threads(threads: int) -> None:
+    """Fix TensorFlow's thread pools; a process whose pools already started keeps them."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        # TensorFlow was initialised earlier in this process (a previous fold set the same counts,
+        # or the caller used TensorFlow itself): check instead of silently computing otherwise.
+        if tf.config.threading.get_intra_op_parallelism_threads() not in (0, threads):
+            raise
+
+
 def _keras():
     """Keras, with TensorFlow's thread pools fixed before its first use in this process.
 
-    Results depend on the thread count (see :data:`leukdash.scheduler.CNN_THREADS`), so every
-    process of leukdash that builds, trains or loads a model uses the same one.
+    Results depend on the thread count (see :data:`CNN_THREADS`), so every process of leukdash
+    that builds, trains or loads a model uses the same one.
     """
-    from leukdash.scheduler import CNN_THREADS, set_tf_threads
-
     set_tf_threads(CNN_THREADS)
     import keras
 

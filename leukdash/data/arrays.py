@@ -1,0 +1,87 @@
+"""Decoded images of a dataset at one size, cached on disk: what every run, audit and check reads.
+
+The cache is keyed by the dataset's fingerprint, the size and the preprocessing mode, written
+atomically and verified on read, so a damaged file is decoded again rather than used.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from leukdash.data.dataset import Dataset, LoadedImages
+from leukdash.data.sources import SkippedFile
+from leukdash.paths import artifacts_root
+
+
+def load_arrays(dataset: Dataset, size: int, preprocess: str = "raw") -> LoadedImages:
+    """Decoded and resized images of a dataset (preprocessed as
+    :func:`leukdash.preprocess.prepare_images` does), cached on disk by fingerprint, size and mode.
+
+    A cache file that cannot be read back whole and consistent is decoded again and replaced.
+    """
+    mode = "" if preprocess == "raw" else f"_{preprocess}"
+    cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}_{size}{mode}.npz"
+    stored = _read_array_cache(cache, dataset, size)
+    if stored is not None:
+        return stored
+    if preprocess == "raw":
+        loaded = dataset.load(size)
+    else:
+        from leukdash.preprocess import prepare
+
+        loaded = dataset.load()  # full resolution: the cell is segmented before resizing
+        loaded.images = prepare(loaded.images, size, preprocess)
+    write_cache(cache, lambda tmp: np.savez(
+        tmp, images=loaded.images, labels=loaded.labels, groups=loaded.groups.astype(str),
+        paths=np.array([dataset.relative(p) for p in loaded.paths], dtype=str),
+        skipped_paths=np.array([dataset.relative(s.path) for s in loaded.skipped], dtype=str),
+        skipped_reasons=np.array([s.reason for s in loaded.skipped], dtype=str)))
+    return loaded
+
+
+def _read_array_cache(cache: Path, dataset: Dataset, size: int) -> LoadedImages | None:
+    """The cached arrays, or None when the file is missing or damaged.
+
+    Reading every member checks its zip CRC, so a truncated or altered file fails here (and the
+    arrays must agree in length and shape), not later inside a fold.
+    """
+    if not cache.is_file():
+        return None
+    try:
+        with np.load(cache, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in _ARRAY_CACHE_MEMBERS}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    n = len(arrays["images"])
+    if arrays["images"].shape[1:] != (size, size, 3) or arrays["images"].dtype != np.uint8 or \
+            not len(arrays["labels"]) == len(arrays["groups"]) == len(arrays["paths"]) == n or \
+            len(arrays["skipped_paths"]) != len(arrays["skipped_reasons"]):
+        return None
+    return LoadedImages(
+        images=arrays["images"], labels=arrays["labels"], groups=arrays["groups"].astype(object),
+        paths=[dataset.root / p for p in arrays["paths"]],
+        skipped=[SkippedFile(dataset.root / p, r) for p, r in zip(arrays["skipped_paths"], arrays["skipped_reasons"])],
+    )
+
+
+_ARRAY_CACHE_MEMBERS = ("images", "labels", "groups", "paths", "skipped_paths", "skipped_reasons")
+
+
+def write_cache(path: Path, write) -> None:
+    """Create a cache file through ``write(temporary_path)``, so that it appears whole or not at all.
+
+    Parallel fold workers may fill the same entry at once: each writes its own temporary file in
+    the same folder, and the last rename wins (they hold the same content).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
