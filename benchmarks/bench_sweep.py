@@ -13,6 +13,11 @@ an empty store (its own LEUKDASH_ARTIFACTS):
 
     LEUKDASH_DATA=/work/shared/data python benchmarks/bench_sweep.py [--quick | --epochs N] [--out FILE]
 
+``--matrix binary`` (or ``five``, ``all``) measures instead the ``reproduce`` matrix, that half
+of it or all, computed from an empty store in two ways back to back: as one sweep (what
+``reproduce`` does now) and run after run, each with its own pool (what it did before), and
+checks that every fold is identical.
+
 Then :func:`predict_walls` turns stored fold times into the predicted wall time of the full
 ``reproduce`` matrix on 1 to 16 workers (``--scaling`` prints the table).
 """
@@ -102,8 +107,55 @@ def measure(mode: str, config_list: list[RunConfig], work: Path, sweep_args: lis
                 outputs.append((done.stdout, done.stderr))
         runs = [json.loads(stdout) for stdout, _ in outputs]
     seconds = time.perf_counter() - started
-    folds = {run["run_id"]: [{k: v for k, v in f.items() if k != "seconds"} for f in run["folds"]] for run in runs}
-    return seconds, folds
+    return seconds, {run["run_id"]: run["folds"] for run in runs}
+
+
+def without_times(folds: dict) -> dict:
+    """Fold results by run id without their durations: what must be identical across modes."""
+    return {run_id: [{k: v for k, v in fold.items() if k != "seconds"} for fold in run_folds]
+            for run_id, run_folds in folds.items()}
+
+
+def predict_modes(folds: dict, cores: int) -> dict:
+    """Predicted walls of run after run (each run's folds on ``cores`` workers, the next run
+    after) and of one sweep (every fold on ``cores`` workers), from measured fold times;
+    start-up and loading left out."""
+    seconds = {run_id: [fold["seconds"] for fold in run_folds] for run_id, run_folds in folds.items()}
+    serial = sum(predict_walls(times, cores)["wall"] for times in seconds.values())
+    sweep = predict_walls([t for times in seconds.values() for t in times], cores)["wall"]
+    return {"cores": cores, "serial": round(serial, 1), "sweep": round(sweep, 1), "ratio": round(sweep / serial, 3)}
+
+
+def matrix_configs(task: str) -> list[RunConfig]:
+    """The full ``reproduce`` matrix's configs: ``binary`` or ``five`` for one half, ``all``."""
+    from leukdash.matrix import FIVE_CLASS_DEFAULT, FULL, REAL_BINARY, experiments
+
+    return [e.config for e in experiments(REAL_BINARY, FIVE_CLASS_DEFAULT, FULL) if task in ("all", e.task)]
+
+
+def compute_matrix(task: str, way: str) -> dict:
+    """Compute a matrix half in this process (the store: ``$LEUKDASH_ARTIFACTS``) and return its
+    folds by run id: ``sweep`` as one sweep, ``runs`` one :func:`leukdash.runner.run` after another."""
+    from leukdash.runner import run
+    from leukdash.sweep import run_sweep
+
+    config_list = matrix_configs(task)
+    results = (run_sweep(config_list, name=f"matrix {task}")["results"] if way == "sweep"
+               else [run(config) for config in config_list])
+    return {result["run_id"]: result["folds"] for result in results}
+
+
+def measure_matrix(task: str, way: str, work: Path) -> tuple[float, dict]:
+    """Wall seconds of one way of computing a matrix half from an empty store, and its folds."""
+    store = work / f"matrix-{way}" / "artifacts"
+    store.mkdir(parents=True)
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, __file__, "--matrix", task, "--compute", way], env=_env(store), cwd=ROOT,
+                         capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if out.returncode:
+        raise SystemExit(f"matrix {way} failed: {out.stderr[-2000:]}")
+    return seconds, json.loads(out.stdout.splitlines()[-1])
 
 
 def predict_walls(task_seconds: list[float], workers: int, *, per_worker_speed: float = 1.0) -> dict:
@@ -164,12 +216,34 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 epochs at 32 px: a short variant")
     parser.add_argument("--modes", default=",".join(MODES), help="comma list of " + ", ".join(MODES))
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--matrix", choices=("binary", "five", "all"),
+                        help="measure the reproduce matrix (that half, or all) as a sweep against run after run")
+    parser.add_argument("--compute", choices=("sweep", "runs"), help=argparse.SUPPRESS)  # one way, in a child
     parser.add_argument("--scaling", type=Path, metavar="REPORT_OR_STORE",
                         help="only print the predicted reproduce walls from a REPORT.md or a run store")
     args = parser.parse_args()
     if args.scaling:
         seconds = report_fold_seconds(args.scaling) if args.scaling.is_file() else stored_fold_seconds(args.scaling)
         print(scaling_table(seconds))
+        return
+    if args.compute:
+        print(json.dumps(compute_matrix(args.matrix, args.compute)))
+        return
+    if args.matrix:
+        figures = {"matrix": args.matrix, "n_runs": len(matrix_configs(args.matrix)), "cores": os.cpu_count(),
+                   "load_before": os.getloadavg()}
+        with tempfile.TemporaryDirectory(prefix="bench-matrix-") as work:
+            found = {}
+            for way in ("sweep", "runs"):
+                seconds, found[way] = measure_matrix(args.matrix, way, Path(work))
+                figures[way] = round(seconds, 1)
+                print(f"{way:<7} {seconds:8.1f} s  (load {os.getloadavg()[0]:.1f})", flush=True)
+        figures["sweep_vs_runs"] = round(figures["sweep"] / figures["runs"], 3)
+        figures["folds_identical"] = without_times(found["sweep"]) == without_times(found["runs"])
+        print(f"sweep / run after run: {figures['sweep_vs_runs']:.2f}; per-fold results identical: "
+              f"{figures['folds_identical']}")
+        if args.out:
+            args.out.write_text(json.dumps(figures, indent=1))
         return
     epochs, size = (3, 32) if args.quick else (args.epochs, args.image_size)
     config_list = configs(args.dataset, epochs, size)
@@ -188,8 +262,15 @@ def main() -> None:
     reference = folds.get("sweep")
     for mode, found in folds.items():
         if reference is not None and mode != "sweep":
-            figures[f"{mode}_folds_identical"] = found == reference
-            print(f"{mode}: per-fold results identical to the sweep's: {found == reference}")
+            same = without_times(found) == without_times(reference)
+            figures[f"{mode}_folds_identical"] = same
+            print(f"{mode}: per-fold results identical to the sweep's: {same}")
+    if reference is not None:
+        # What more cores would change, from this sweep's fold times (measured here, two at a time).
+        figures["predicted"] = [predict_modes(reference, cores) for cores in (2, 4, 8, 16)]
+        for row in figures["predicted"]:
+            print(f"predicted on {row['cores']:>2} cores: run after run {row['serial']:7.1f} s, "
+                  f"sweep {row['sweep']:7.1f} s, ratio {row['ratio']:.2f}")
     if args.out:
         args.out.write_text(json.dumps(figures, indent=1))
 

@@ -10,4 +10,6 @@ __version__ = "0.1.0"
 # so results of an older engine are never served as current.
 # 2: near-duplicates are confirmed on the pixels, which changes the fold plan of ALL-IDB2
 #    (a new true pair, Im170/Im209) while its config and data stay the same.
-ENGINE_VERSION = "2"
+# 3: a CNN fold trains with one TensorFlow thread instead of two (see models/cnn.py: CNN_THREADS),
+#    which changes its weights.
+ENGINE_VERSION = "3"

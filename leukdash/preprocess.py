@@ -70,6 +70,16 @@ class Cell:
     failure: str | None = None
 
 
+def describe_mode(mode: str) -> str:
+    """A preprocessing mode in words, e.g. for a menu (no commas: a menu's value may go in a URL)."""
+    if mode == RAW:
+        return "raw: the whole image (the paper's)"
+    size, colour = parse_mode(mode)
+    colours = {"asis": "colours as they are", "reinhard": "Reinhard colours", "gray": "gray",
+               "hematoxylin": "hematoxylin density"}
+    return f"{mode}: the cell alone · {'size kept' if size == 'keep' else 'scaled to fill'} · {colours[colour]}"
+
+
 def parse_mode(mode: str) -> tuple[str, str] | None:
     """``(size, colour)`` of a ``cell-...`` mode, None for ``raw``; ConfigError otherwise."""
     if mode == RAW:

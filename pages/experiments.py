@@ -9,10 +9,11 @@ import time
 import streamlit as st
 
 from leukdash import jobs
-from leukdash.config import AugmentConfig, RunConfig
+from leukdash.config import PREPROCESS_MODES, AugmentConfig, RunConfig
 from leukdash.errors import LeukdashError
 from leukdash.estimate import estimate
 from leukdash.paths import hide_roots
+from leukdash.preprocess import describe_mode
 from leukdash.plots import ERROR_BARS, metric_bars, setting_text, summary_frame, sweep_axes
 from leukdash.progress import format_duration
 from pages._shared import (VIEWER_NOTE, dataset_picker, deployment, kept, load_dataset_info, percent_columns, resolve,
@@ -207,6 +208,11 @@ with data_col:
                 help="All classes of the dataset, or one pair (the paper's binary task is ALL vs HEALTHY).")
     sizes = several(st.multiselect, "exp_sizes", [64], "Image sizes (px)", options=IMAGE_SIZES,
                     help="Images are padded square and resized to this side before training.")
+    preprocessings = several(st.multiselect, "exp_preprocess", ["raw"], "Preprocessing", options=list(PREPROCESS_MODES),
+                             format_func=describe_mode,
+                             help="How images enter the models. The cell-level modes segment the white cell nearest "
+                                  "the centre and mask the background (preview on the Data page); cell-keep-gray "
+                                  "held up best on another lab's images (see the report's External validity).")
     folds = kept(st.number_input, "exp_folds", 5, "Folds", min_value=2, max_value=10, bind=True,
                  help="k-fold cross-validation; all images of one group (patient, source image) stay in one fold.")
     seeds_text = several(st.text_input, "exp_seeds", "0", "Seeds",
@@ -264,7 +270,7 @@ try:
         classic_choices["k"] = numbers("k", ks_text, 1, 25)
 except ValueError as error:
     problems.append(str(error))
-required = {"Image sizes": sizes, "Transforms": transforms, "Protocols": protocols or not augmenting,
+required = {"Image sizes": sizes, "Preprocessing": preprocessings, "Transforms": transforms, "Protocols": protocols or not augmenting,
             **{k.replace("_", " ").capitalize(): v for k, v in (cnn_choices | classic_choices).items()}}
 empty = [label for label, values in required.items() if not values]
 problems += [f"{label}: choose at least one." for label in empty]
@@ -273,7 +279,8 @@ configs = []
 if not problems:
     augment_axes = [(augment_for(choice, page_augment), factor, protocol) for choice in transforms for factor, protocol
                     in (itertools.product(factors, protocols) if choice != "off" else [(1, "strict")])]
-    configs = grid({"dataset": [dataset], "classes": [tasks[task]], "image_size": sizes, "folds": [int(folds)],
+    configs = grid({"dataset": [dataset], "classes": [tasks[task]], "image_size": sizes, "preprocess": preprocessings,
+                    "folds": [int(folds)],
                     "seed": seeds}, chosen, cnn_choices, classic_choices, augment_axes)
 if len(configs) > MAX_RUNS:
     problems.append(f"{len(configs)} runs: at most {MAX_RUNS} per sweep; choose fewer values.")

@@ -22,12 +22,11 @@ class _Executor:
 
 
 def test_cnn_and_classic_folds_share_the_cores_without_oversubscription():
-    pool = LocalPool(cores=3, memory_mb=10_000)
+    pool = LocalPool(cores=CNN_THREADS + 1, memory_mb=10_000)
     cnn, svm = _task("cnn"), _task("svm")
-    assert CNN_THREADS == 2
     assert pool._fits(cnn, {}, {})
-    assert pool._fits(svm, {"a": cnn}, {True: _Executor(1)})  # 2 + 1 cores
-    assert not pool._fits(cnn, {"a": cnn}, {True: _Executor(1)})  # 4 > 3
+    assert pool._fits(svm, {"a": cnn}, {True: _Executor(1)})  # CNN_THREADS + 1 cores
+    assert not pool._fits(cnn, {"a": cnn, "b": svm}, {True: _Executor(1), False: _Executor(1)})  # one too many
     assert not pool._fits(svm, {"a": cnn, "b": svm}, {True: _Executor(1), False: _Executor(1)})
 
 

@@ -105,6 +105,22 @@ def test_a_reload_with_the_same_address_shows_the_same_settings(two_datasets):
         assert {m.label: m.value for m in at.metric}["Runs in the grid"] == "8"  # 2 models x 2 sizes x 2 seeds
 
 
+def test_preprocessing_is_a_sweep_setting_kept_in_the_address(two_datasets):
+    from leukdash.preprocess import describe_mode
+
+    labels = [describe_mode("raw"), describe_mode("cell-keep-gray")]
+    query = {"dataset": "pair", "exp_models": ["Naive Bayes"], "exp_sizes": ["16"], "exp_folds": "2",
+             "exp_preprocess": labels}
+    for _ in range(2):  # the first session, then a reload with the same address
+        at = experiments(query)
+        assert not at.error
+        assert at.multiselect(key="exp_preprocess").value == ["raw", "cell-keep-gray"]
+        assert {m.label: m.value for m in at.metric}["Runs in the grid"] == "2"
+        table = at.dataframe[0].value
+        assert sorted(table["Preprocess"]) == ["cell-keep-gray", "raw"]
+        assert table["Run id"].nunique() == 2
+
+
 def test_the_task_follows_the_dataset(two_datasets):
     at = experiments({"dataset": "tiny"})
     at.selectbox(key="exp_task").set_value("ALL vs HEALTHY").run(timeout=TIMEOUT)
