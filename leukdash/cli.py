@@ -275,10 +275,7 @@ def _audit(args) -> int:
     from leukdash.data.discovery import open_dataset
 
     report = audit_dataset(open_dataset(args.dataset), preprocess=args.preprocess)
-    if args.json:
-        _print_json(report)
-    else:
-        print(format_audit(report))
+    _print_report(args, report, format_audit)
     return 0
 
 
@@ -417,10 +414,7 @@ def _compare(args) -> int:
     from leukdash.compare import compare_runs, format_comparison
 
     comparison = compare_runs(args.run_ids)
-    if args.json:
-        _print_json(comparison)
-    else:
-        print(format_comparison(comparison))
+    _print_report(args, comparison, format_comparison)
     return 0
 
 
@@ -472,10 +466,7 @@ def _evaluate(args) -> int:
     from leukdash.evaluate import evaluate, format_evaluation
 
     result = evaluate(args.run_id, args.dataset, recompute=args.recompute)
-    if args.json:
-        _print_json(result)
-    else:
-        print(format_evaluation(result))
+    _print_report(args, result, format_evaluation)
     return 0
 
 
@@ -540,3 +531,11 @@ class SweepLog:
 
 def _print_json(value) -> None:
     print(json.dumps(value, indent=2, default=str))
+
+
+def _print_report(args, report: dict, format_text) -> None:
+    """A command's result: as JSON with ``--json``, else as ``format_text`` writes it."""
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_text(report))

@@ -311,8 +311,9 @@ def sweep_axes(configs: list[dict]) -> list[str]:
     the architecture counts as part of the model."""
     from leukdash.config import RunConfig
 
+    runs = [RunConfig.from_dict(config) for config in configs]
     # A canonical form leaves out raw preprocessing (so older run ids hold): put it back to compare.
-    forms = [{"preprocess": "raw", **RunConfig.from_dict(config).canonical()} for config in configs]
+    forms = [{"preprocess": run.preprocess, **run.canonical()} for run in runs]
     keys = dict.fromkeys(key for form in forms for key in form)
     # A setting some models lack (k of all but k-NN) is an axis only if it takes two values where it exists.
     axes = [key for key in keys if len({json.dumps(form[key], sort_keys=True) for form in forms if key in form}) > 1]
