@@ -1,4 +1,4 @@
-"""Augmented images per second: leukdash.augment (OpenCV) against Keras' ImageDataGenerator.
+"""Augmented images per second: leukdash.engine.augment (OpenCV) against Keras' ImageDataGenerator.
 
 Both run the paper's settings in one process, on the same random uint8 images, at 128x128 and
 64x64. Keras' legacy generator is timed as it was used: ``flow`` over an array, batches of 32.
@@ -18,7 +18,7 @@ import time
 import cv2
 import numpy as np
 
-from leukdash.augment import _BORDERS, _compose, augment_batch
+from leukdash.engine.augment import _BORDERS, _compose, augment_batch
 from leukdash.config import AugmentConfig
 
 PAPER = AugmentConfig()

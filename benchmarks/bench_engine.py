@@ -35,10 +35,10 @@ from leukdash.config import RunConfig
 from leukdash.data.arrays import load_arrays
 from leukdash.data.discovery import open_dataset
 from leukdash.metrics import mcnemar
-from leukdash.predict import FoldEnsemble
-from leukdash.runner import run
-from leukdash.store import RunStore
-from leukdash.training import derived_seed, plan_folds
+from leukdash.evaluation.predict import FoldEnsemble
+from leukdash.engine.runner import run
+from leukdash.engine.store import RunStore
+from leukdash.engine.training import derived_seed, plan_folds
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,7 +88,7 @@ def plain_fit(config: RunConfig, n_classes: int) -> float:
     """Seconds spent in ``model.fit`` alone on pre-augmented uint8 arrays, leukdash's model settings."""
     import keras
 
-    from leukdash.augment import expand
+    from leukdash.engine.augment import expand
     from leukdash.models import cnn
 
     seconds = 0.0

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from leukdash.config import RunConfig  # noqa: E402
-from leukdash.matrix import BINARY_CLASSES, CLASSIC_MODELS  # noqa: E402
+from leukdash.reporting.matrix import BINARY_CLASSES, CLASSIC_MODELS  # noqa: E402
 
 MODES = ("sweep", "jobs", "serial", "dask")
 
@@ -79,7 +79,7 @@ def measure(mode: str, config_list: list[RunConfig], work: Path, sweep_args: lis
     if mode in ("sweep", "dask"):
         extra = []
         if mode == "dask":
-            from leukdash.scheduler import dask_cli_cluster
+            from leukdash.engine.scheduler import dask_cli_cluster
 
             cluster = dask_cli_cluster(work / mode / "cluster", n_workers=2)
             address, _ = cluster.__enter__()
@@ -128,16 +128,16 @@ def predict_modes(folds: dict, cores: int) -> dict:
 
 def matrix_configs(task: str) -> list[RunConfig]:
     """The full ``reproduce`` matrix's configs: ``binary`` or ``five`` for one half, ``all``."""
-    from leukdash.matrix import FIVE_CLASS_DEFAULT, FULL, REAL_BINARY, experiments
+    from leukdash.reporting.matrix import FIVE_CLASS_DEFAULT, FULL, REAL_BINARY, experiments
 
     return [e.config for e in experiments(REAL_BINARY, FIVE_CLASS_DEFAULT, FULL) if task in ("all", e.task)]
 
 
 def compute_matrix(task: str, way: str) -> dict:
     """Compute a matrix half in this process (the store: ``$LEUKDASH_ARTIFACTS``) and return its
-    folds by run id: ``sweep`` as one sweep, ``runs`` one :func:`leukdash.runner.run` after another."""
-    from leukdash.runner import run
-    from leukdash.sweep import run_sweep
+    folds by run id: ``sweep`` as one sweep, ``runs`` one :func:`leukdash.engine.runner.run` after another."""
+    from leukdash.engine.runner import run
+    from leukdash.engine.sweep import run_sweep
 
     config_list = matrix_configs(task)
     results = (run_sweep(config_list, name=f"matrix {task}")["results"] if way == "sweep"
@@ -175,8 +175,8 @@ def predict_walls(task_seconds: list[float], workers: int, *, per_worker_speed: 
 
 def stored_fold_seconds(store_root: Path | None = None) -> list[float]:
     """Fold times of every complete run in a store (default: the repository's)."""
-    from leukdash.runner import load_result
-    from leukdash.store import RunStore
+    from leukdash.engine.runner import load_result
+    from leukdash.engine.store import RunStore
 
     store = RunStore(store_root)
     return [fold["seconds"] for entry in store.list_runs() if entry["status"] == "complete"

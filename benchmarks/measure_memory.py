@@ -93,7 +93,7 @@ def describe(pid: int) -> str:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return "?"
-    for marker, name in (("streamlit run", "server"), ("leukdash.supervisor", "job supervisor"),
+    for marker, name in (("streamlit run", "server"), ("leukdash.service.supervisor", "job supervisor"),
                          ("leukdash run", "job (leukdash run)"), ("loky", "fold worker (loky)")):
         if marker in command:
             return name
@@ -214,8 +214,8 @@ def main() -> int:
 def cancel_jobs(artifacts: Path) -> None:
     """Stop the run the page launched (its process group: supervisor, job and workers)."""
     os.environ["LEUKDASH_ARTIFACTS"] = str(artifacts)
-    from leukdash import jobs
-    from leukdash.store import RunStore
+    from leukdash.service import jobs
+    from leukdash.engine.store import RunStore
 
     store = RunStore()
     for folder in store.root.iterdir():

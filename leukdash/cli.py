@@ -216,7 +216,7 @@ def config_from_args(args) -> RunConfig:
 
 def sweep_from_args(args) -> tuple[list[RunConfig], dict]:
     """The configs of ``sweep`` and its axes (the options given several values)."""
-    from leukdash.sweep import expand_grid
+    from leukdash.engine.sweep import expand_grid
 
     given = {name: getattr(args, name) for _, name, _, _ in RUN_OPTIONS if getattr(args, name) is not None}
     axes = {name: values for name, values in given.items() if len(values) > 1}
@@ -226,7 +226,7 @@ def sweep_from_args(args) -> tuple[list[RunConfig], dict]:
 
 def _config_file(path: Path) -> RunConfig:
     """The config in a JSON file: a config object, or a run's ``meta.json`` (its ``config``)."""
-    from leukdash.files import read_regular_file
+    from leukdash.data.files import read_regular_file
 
     try:
         values = json.loads(read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8"))
@@ -280,7 +280,7 @@ def _audit(args) -> int:
 
 
 def _run(args) -> int:
-    from leukdash.runner import run
+    from leukdash.engine.runner import run
 
     config, n_jobs = config_from_args(args), _n_jobs(args.n_jobs)
     line = None if args.quiet else ProgressLine(sys.stderr)
@@ -352,7 +352,7 @@ def _sources_text(per_source: dict) -> list[str]:
 
 
 def _sweep(args) -> int:
-    from leukdash.sweep import resume_sweep, run_sweep
+    from leukdash.engine.sweep import resume_sweep, run_sweep
 
     options = dict(n_jobs=_n_jobs(args.n_jobs), scheduler=args.scheduler,
                    on_event=None if args.quiet else SweepLog(sys.stderr).update)
@@ -381,7 +381,7 @@ def _settings(config: dict, axes: dict | None) -> str:
 
 
 def _sweeps(args) -> int:
-    from leukdash.sweep import list_sweeps
+    from leukdash.engine.sweep import list_sweeps
 
     found = list_sweeps()
     if args.json:
@@ -395,7 +395,7 @@ def _sweeps(args) -> int:
 
 
 def _runs(args) -> int:
-    from leukdash.store import RunStore
+    from leukdash.engine.store import RunStore
 
     runs = RunStore().list_runs()
     if args.json:
@@ -411,7 +411,7 @@ def _runs(args) -> int:
 
 
 def _compare(args) -> int:
-    from leukdash.compare import compare_runs, format_comparison
+    from leukdash.evaluation.compare import compare_runs, format_comparison
 
     comparison = compare_runs(args.run_ids)
     _print_report(args, comparison, format_comparison)
@@ -419,7 +419,7 @@ def _compare(args) -> int:
 
 
 def _demo(args) -> int:
-    from leukdash.demo import run_demo
+    from leukdash.reporting.demo import run_demo
 
     results = run_demo(on_event=None if args.json else ProgressLine(sys.stderr).update)
     if args.json:
@@ -431,7 +431,7 @@ def _demo(args) -> int:
 
 
 def _predict(args) -> int:
-    from leukdash.predict import predict_files
+    from leukdash.evaluation.predict import predict_files
 
     predictions = predict_files(args.run_id, args.images)
     if args.json:
@@ -463,7 +463,7 @@ def _print_checks(entry: dict) -> None:
 
 
 def _evaluate(args) -> int:
-    from leukdash.evaluate import evaluate, format_evaluation
+    from leukdash.evaluation.evaluate import evaluate, format_evaluation
 
     result = evaluate(args.run_id, args.dataset, recompute=args.recompute)
     _print_report(args, result, format_evaluation)
@@ -471,8 +471,8 @@ def _evaluate(args) -> int:
 
 
 def _external_report(args) -> int:
-    from leukdash.external_report import external_section, write_section
-    from leukdash.reproduce import FULL_OUT, REPORT_NAME
+    from leukdash.reporting.external_report import external_section, write_section
+    from leukdash.reporting.reproduce import FULL_OUT, REPORT_NAME
 
     path = write_section((args.out or FULL_OUT) / REPORT_NAME, external_section(compute=not args.no_compute))
     print(f"report: {path}")
@@ -480,7 +480,7 @@ def _external_report(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from leukdash.reproduce import reproduce
+    from leukdash.reporting.reproduce import reproduce
 
     reproduce(quick=args.quick, binary=args.binary, five_class=args.five_class, out=args.out,
               compute=not args.report_only, scheduler=args.scheduler)
@@ -494,7 +494,7 @@ class ProgressLine:
         self.stream, self.events, self.live = stream, [], stream.isatty()
 
     def update(self, event: dict) -> None:
-        from leukdash.progress import format_progress_line, latest_state
+        from leukdash.engine.progress import format_progress_line, latest_state
 
         self.events.append(event)
         if self.live:

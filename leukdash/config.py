@@ -22,7 +22,7 @@ OPTIMIZERS = ("sgd", "adam")
 PROTOCOLS = ("strict", "paper", "lodo")
 FEATURE_SETS = ("pixels", "features")
 FILL_MODES = ("nearest", "reflect", "constant")
-# Cell-level preprocessing (leukdash/preprocess.py): "raw" or "cell-<size>-<colour>".
+# Cell-level preprocessing (leukdash/data/preprocess.py): "raw" or "cell-<size>-<colour>".
 PREPROCESS_SIZES = ("keep", "fit")
 PREPROCESS_COLOURS = ("asis", "reinhard", "gray", "hematoxylin")
 PREPROCESS_MODES = ("raw",) + tuple(f"cell-{size}-{colour}" for size in PREPROCESS_SIZES
@@ -106,7 +106,7 @@ class RunConfig:
     folds: int = 5
     test_fraction: float | None = None
     seed: int = 0
-    # How images enter the models (leukdash/preprocess.py): "raw", the paper's, or a cell-level mode.
+    # How images enter the models (leukdash/data/preprocess.py): "raw", the paper's, or a cell-level mode.
     preprocess: str = "raw"
 
     def __post_init__(self):

@@ -49,7 +49,7 @@ def deployment():
 
     Raises ConfigError (one line) for a value not allowed; the entrypoint shows it and stops.
     """
-    from leukdash.deployment import read_deployment
+    from leukdash.service.deployment import read_deployment
 
     try:
         secrets = {key: st.secrets[key] for key in st.secrets}
@@ -204,14 +204,14 @@ def audit(dataset: str, root: str, folds: int) -> dict:
 @st.cache_data(ttl=3, show_spinner=False)
 def runs(root: str) -> list[dict]:
     """Every run in the store, newest first (see RunStore.list_runs)."""
-    from leukdash.store import RunStore
+    from leukdash.engine.store import RunStore
 
     return RunStore().list_runs()
 
 
 def visible_runs() -> list[dict]:
     """The runs this session may see: all but those trained on another session's upload."""
-    from leukdash.uploads import uploads_root
+    from leukdash.service.uploads import uploads_root
 
     uploads, mine = uploads_root(), uploads_root() / session_token()
     return [entry for entry in runs(root())
@@ -230,7 +230,7 @@ def finished_runs() -> list[dict]:
 @st.cache_data(max_entries=128, show_spinner=False)
 def run_result(root: str, run_id: str) -> dict:
     """A finished run's result (immutable once its summary is written, so cached for good)."""
-    from leukdash.runner import load_result
+    from leukdash.engine.runner import load_result
 
     result = load_result(run_id)
     if result is None:
@@ -246,7 +246,7 @@ def results(run_ids) -> list[dict]:
 def resolve(config_json: str, root: str) -> str:
     """The run id of a config (validates it, opens its dataset, checks the folds are possible)."""
     from leukdash.config import RunConfig
-    from leukdash.runner import resolve as resolve_run
+    from leukdash.engine.runner import resolve as resolve_run
 
     config = RunConfig.from_dict(json.loads(config_json))
     resolved = resolve_run(config)
@@ -257,7 +257,7 @@ def resolve(config_json: str, root: str) -> str:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def comparison(root: str, run_ids: tuple[str, ...]) -> dict:
-    from leukdash.compare import compare_runs
+    from leukdash.evaluation.compare import compare_runs
 
     return compare_runs(list(run_ids))
 
@@ -266,7 +266,7 @@ def run_option_label(entry: dict) -> str:
     """'CNN paper (sgd, 25 ep) · synthetic · 5 classes · 81.7%' for a list_runs entry."""
     import pandas as pd
 
-    from leukdash.plots import runs_frame
+    from leukdash.reporting.plots import runs_frame
 
     row = runs_frame([entry]).iloc[0]
     acc = f" · {row['Val. accuracy']:.1%}" if pd.notna(row["Val. accuracy"]) else ""
@@ -310,8 +310,8 @@ def no_runs_yet(what: str) -> None:
 
 @st.cache_data(ttl=3, show_spinner=False)
 def external_results(root: str, run_id: str) -> list[dict]:
-    """The external tests stored beside a run (see leukdash.evaluate)."""
-    from leukdash.evaluate import stored_evaluations
+    """The external tests stored beside a run (see leukdash.evaluation.evaluate)."""
+    from leukdash.evaluation.evaluate import stored_evaluations
 
     return stored_evaluations(run_id)
 
@@ -323,7 +323,7 @@ def external_results(root: str, run_id: str) -> list[dict]:
 def predict(root: str, run_id: str, data: bytes) -> dict:
     """Fold-ensemble prediction of one uploaded file (raises ImageDecodeError if unreadable)."""
     from leukdash.data.decode import decode_image
-    from leukdash.predict import predict_images
+    from leukdash.evaluation.predict import predict_images
 
     return predict_images(run_id, [decode_image(data)])[0]
 
@@ -331,6 +331,6 @@ def predict(root: str, run_id: str, data: bytes) -> dict:
 @st.cache_data(max_entries=32, show_spinner=False)
 def gradcam(root: str, run_id: str, data: bytes):
     from leukdash.data.decode import decode_image
-    from leukdash.predict import gradcam as engine_gradcam
+    from leukdash.evaluation.predict import gradcam as engine_gradcam
 
     return engine_gradcam(run_id, decode_image(data))

@@ -7,7 +7,7 @@ Experiments page uses.
 
 import streamlit as st
 
-from leukdash.augment import preview
+from leukdash.engine.augment import preview
 from leukdash.config import AugmentConfig, FILL_MODES
 from pages._shared import dataset_picker, image, kept, load_dataset_info, routed, synthetic_note
 

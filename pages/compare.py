@@ -7,7 +7,7 @@ from collections import Counter
 import streamlit as st
 
 from leukdash.errors import LeukdashError
-from leukdash.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, available_metrics, confusion_heatmap, curve_runs,
+from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, available_metrics, confusion_heatmap, curve_runs,
                             external_bars, external_frame, fold_frame, learning_curves, metric_bars, run_labels,
                             runs_frame, seed_spread_frame, source_frame, summary_frame, sweep_axes, sweep_frame,
                             sweep_heatmap, sweep_parallel)
@@ -30,7 +30,7 @@ def compare_runs_of(run_ids: list[str]) -> None:
 
 def sweep_view() -> None:
     """Settings against accuracy for the finished runs of one sweep; a selected run's detail."""
-    from leukdash.sweep import list_sweeps
+    from leukdash.engine.sweep import list_sweeps
 
     sweeps = [s for s in list_sweeps() if any(r["status"] == "complete" for r in s["runs"])]
     if not sweeps:
@@ -207,7 +207,7 @@ with tabs[5]:
                             help="A dataset with the runs' classes (class names must match).") if candidates else None
     if target and right.button("Run external test", icon=":material/science:", width="stretch",
                                key="compare_external_run"):
-        from leukdash.evaluate import evaluate
+        from leukdash.evaluation.evaluate import evaluate
 
         for result, label in zip(chosen, labels):
             try:
@@ -221,7 +221,7 @@ with tabs[5]:
         st.info("No external test stored for these runs yet: pick a dataset and run one "
                 "(or `python -m leukdash evaluate RUN_ID DATASET`).", icon=":material/science:")
     else:
-        from leukdash.evaluate import outcome_sentence
+        from leukdash.evaluation.evaluate import outcome_sentence
 
         external_metric = kept(st.radio, "compare_external_metric", "balanced_accuracy", "External figure",
                                options=list(EXTERNAL_METRICS), format_func=EXTERNAL_METRICS.get, horizontal=True)

@@ -9,8 +9,8 @@ import streamlit as st
 from leukdash.config import PREPROCESS_MODES
 from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
-from leukdash.plots import class_counts_bar
-from leukdash.preprocess import overlay
+from leukdash.reporting.plots import class_counts_bar
+from leukdash.data.preprocess import overlay
 from pages._shared import (UPLOADS, VIEWER_NOTE, audit, dataset_picker, deployment, image, load_dataset_info, root,
                            routed, session_token, synthetic_note)
 
@@ -23,7 +23,7 @@ PREVIEW_PER_CLASS = 2
 def unpack_upload() -> None:
     """Unpack an uploaded zip, register it as a dataset of this session and select it."""
     from leukdash.data.dataset import Dataset
-    from leukdash.uploads import extract_zip, remove_upload
+    from leukdash.service.uploads import extract_zip, remove_upload
 
     upload = st.session_state.get("zip_upload")
     if upload is None:

@@ -8,14 +8,14 @@ import time
 
 import streamlit as st
 
-from leukdash import jobs
+from leukdash.service import jobs
 from leukdash.config import PREPROCESS_MODES, AugmentConfig, RunConfig
 from leukdash.errors import LeukdashError
-from leukdash.estimate import estimate
+from leukdash.engine.estimate import estimate
 from leukdash.paths import hide_roots
-from leukdash.preprocess import describe_mode
-from leukdash.plots import ERROR_BARS, metric_bars, setting_text, summary_frame, sweep_axes
-from leukdash.progress import format_duration
+from leukdash.data.preprocess import describe_mode
+from leukdash.reporting.plots import ERROR_BARS, metric_bars, setting_text, summary_frame, sweep_axes
+from leukdash.engine.progress import format_duration
 from pages._shared import (VIEWER_NOTE, dataset_picker, deployment, kept, load_dataset_info, percent_columns, resolve,
                            results, root, routed, runs, synthetic_note)
 
@@ -89,7 +89,7 @@ def axis_values(configs: list[RunConfig], axes: list[str]) -> dict[str, list[str
 
 def launch(configs: list[RunConfig], name: str, axes: dict) -> None:
     """Store the sweep and start it as one job (a button callback: the page is drawn after the start)."""
-    from leukdash.sweep import create_sweep
+    from leukdash.engine.sweep import create_sweep
 
     limits = deployment()
     try:

@@ -10,7 +10,7 @@ import streamlit as st
 from leukdash.data.synthetic import DEFAULT_COUNTS
 from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
-from leukdash.plots import paper_figures, paper_table, runs_frame
+from leukdash.reporting.plots import paper_figures, paper_table, runs_frame
 from pages._shared import dataset_info, deployment, discovered, fitted, percent_columns, root, routed, visible_runs
 
 routed(__file__)

@@ -5,7 +5,7 @@ import streamlit as st
 from leukdash.data.decode import MAX_PIXELS, decode_image
 from leukdash.errors import ImageDecodeError, LeukdashError
 from leukdash.paths import hide_roots
-from leukdash.plots import heatmap_overlay, probability_bars
+from leukdash.reporting.plots import heatmap_overlay, probability_bars
 from pages._shared import finished_runs, gradcam, kept, no_runs_yet, predict, root, routed, run_option_label
 
 routed(__file__)

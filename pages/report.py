@@ -8,7 +8,7 @@ import re
 
 import streamlit as st
 
-from leukdash.reproduce import report_path
+from leukdash.reporting.reproduce import report_path
 from pages._shared import routed
 
 routed(__file__)

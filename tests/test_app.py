@@ -13,7 +13,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from leukdash import jobs
+from leukdash.service import jobs
 from leukdash.data.synthetic import CLASSES, generate_synthetic
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
@@ -68,7 +68,7 @@ def test_every_page_renders_without_runs(tiny):
 
 
 def test_report_page_shows_the_newest_report_with_its_figures(tiny):
-    from leukdash.reproduce import quick_out
+    from leukdash.reporting.reproduce import quick_out
 
     out = quick_out()
     out.mkdir(parents=True)

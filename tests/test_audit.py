@@ -23,7 +23,7 @@ from leukdash.data.audit import (
     shortcut_scores,
 )
 from leukdash.data.dataset import Dataset, LoadedImages
-from leukdash.folds import capped_merges, max_folds, merge_limit
+from leukdash.data.folds import capped_merges, max_folds, merge_limit
 from leukdash.data.synthetic import CLASSES, generate_synthetic, render_smear
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from leukdash.augment import augment_batch, augment_image, expand, preview, random_transform
+from leukdash.engine.augment import augment_batch, augment_image, expand, preview, random_transform
 from leukdash.config import AugmentConfig
 from leukdash.errors import ConfigError
 

@@ -228,7 +228,7 @@ def test_predict_warns_on_a_cnmc_image_in_a_browser(allidb2_path, tmp_path, isol
     """A C-NMC cell uploaded to a model trained on ALL-IDB2: the page says it is unlike the
     training data (a tiny naive Bayes run, so the test stays quick)."""
     from leukdash.config import AugmentConfig, RunConfig
-    from leukdash.runner import run
+    from leukdash.engine.runner import run
 
     require_browser()
     cnmc = allidb2_path.parent / "cnmc_dev"

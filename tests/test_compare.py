@@ -1,6 +1,6 @@
 """Pairing runs for McNemar's test: why a pair cannot be paired is said right."""
 
-from leukdash.compare import paired_mcnemar
+from leukdash.evaluation.compare import paired_mcnemar
 
 
 def result(fingerprint: str, name: str = "allidb2_ufpr", path: str = "/data/allidb2_ufpr") -> dict:

@@ -15,8 +15,8 @@ pytest.importorskip("distributed", reason="dask distributed is not installed")
 from distributed import Client  # noqa: E402
 
 from leukdash.config import RunConfig  # noqa: E402
-from leukdash.scheduler import dask_cli_cluster  # noqa: E402
-from leukdash.sweep import expand_grid, run_sweep  # noqa: E402
+from leukdash.engine.scheduler import dask_cli_cluster  # noqa: E402
+from leukdash.engine.sweep import expand_grid, run_sweep  # noqa: E402
 
 
 @pytest.fixture

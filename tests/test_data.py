@@ -10,9 +10,9 @@ import pytest
 from leukdash.data.dataset import Dataset, square_resize
 from leukdash.data.decode import decode_image
 from leukdash.data.discovery import discover_datasets, open_dataset
-from leukdash.uploads import extract_zip
+from leukdash.service.uploads import extract_zip
 from leukdash.errors import DatasetError, ImageDecodeError
-from leukdash.folds import assign_folds, holdout_split
+from leukdash.data.folds import assign_folds, holdout_split
 
 
 def _disc_image(size=40, colour=(200, 40, 160)) -> np.ndarray:
@@ -212,7 +212,7 @@ def test_real_allidb2_copy(allidb2_path):
 
 
 def test_merge_groups_is_transitive_and_order_free():
-    from leukdash.folds import merge_groups
+    from leukdash.data.folds import merge_groups
 
     groups = np.array(["a", "b", "c", "d", "e"], dtype=object)
     merged = merge_groups(groups, [(3, 1), (1, 4)])
@@ -223,7 +223,7 @@ def test_merge_groups_is_transitive_and_order_free():
 def test_duplicate_images_never_straddle_folds(tmp_path):
     from leukdash.config import RunConfig
     from leukdash.data.arrays import load_arrays
-    from leukdash.training import duplicate_pairs, plan_folds
+    from leukdash.engine.training import duplicate_pairs, plan_folds
 
     root = tmp_path / "dups"
     rng = np.random.default_rng(0)
@@ -242,7 +242,7 @@ def test_duplicate_images_never_straddle_folds(tmp_path):
 
 
 def test_folds_are_as_many_as_the_fewest_groups_of_a_class_allow():
-    from leukdash.folds import fold_plan
+    from leukdash.data.folds import fold_plan
 
     # Like cnmc_dev: seven patients with leukemia, two healthy subjects.
     labels = np.repeat([0, 1], [21, 20])

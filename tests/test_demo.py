@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 
 from leukdash.config import RunConfig
-from leukdash.demo import DEMO_CONFIGS
-from leukdash.predict import predict_images
-from leukdash.runner import load_result
-from leukdash.store import RunStore
+from leukdash.reporting.demo import DEMO_CONFIGS
+from leukdash.evaluation.predict import predict_images
+from leukdash.engine.runner import load_result
+from leukdash.engine.store import RunStore
 
 SHIPPED_RUNS = Path(__file__).resolve().parent.parent / "artifacts" / "runs"
 SHIPPED = RunStore(SHIPPED_RUNS)

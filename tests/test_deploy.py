@@ -10,7 +10,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from leukdash.data.synthetic import CLASSES, generate_synthetic
-from leukdash.deployment import Deployment, read_deployment
+from leukdash.service.deployment import Deployment, read_deployment
 from leukdash.errors import ConfigError
 from test_app import APP, TIMEOUT, choose_tiny_runs, open_page, wait_for_jobs
 
@@ -99,7 +99,7 @@ def test_runs_on_another_sessions_upload_are_not_listed(isolated_artifacts):
     """An upload is private to its session, and so are the runs trained on it."""
     import json
 
-    from leukdash.uploads import uploads_root
+    from leukdash.service.uploads import uploads_root
 
     runs = isolated_artifacts / "runs"
     for run_id, session in (("nb-mine", "me"), ("nb-theirs", "them")):
@@ -119,7 +119,7 @@ def test_runs_beyond_max_jobs_show_as_queued(monkeypatch, tmp_path):
     """With one job slot, a second sweep launched waits, and the page says where it stands."""
     import sys
 
-    from leukdash import jobs
+    from leukdash.service import jobs
 
     monkeypatch.setenv("LEUKDASH_MAX_JOBS", "1")
     release = tmp_path / "release"
@@ -144,7 +144,7 @@ def test_runs_beyond_max_jobs_show_as_queued(monkeypatch, tmp_path):
 def test_data_page_refuses_a_bad_zip_in_one_line_and_keeps_nothing():
     from test_uploads import make_zip
 
-    from leukdash.uploads import uploads_root
+    from leukdash.service.uploads import uploads_root
 
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     open_page(at, "data")
@@ -161,14 +161,14 @@ def test_data_page_refuses_a_bad_zip_in_one_line_and_keeps_nothing():
 
 
 def test_one_job_of_one_fold_at_a_time_on_a_small_machine(monkeypatch):
-    from leukdash import deployment
+    from leukdash.engine import machine
 
-    monkeypatch.setattr(deployment, "machine_memory_mb", lambda: 2700)  # Streamlit Community Cloud
+    monkeypatch.setattr(machine, "machine_memory_mb", lambda: 2700)  # Streamlit Community Cloud
     small = read_deployment({}, {})
     assert (small.max_jobs, small.job_workers) == (1, 1)
     assert read_deployment({"job_workers": 2, "max_jobs": 3}, {}).job_workers == 2
-    monkeypatch.setattr(deployment, "machine_memory_mb", lambda: 16_000)
+    monkeypatch.setattr(machine, "machine_memory_mb", lambda: 16_000)
     large = read_deployment({}, {})
     assert (large.max_jobs, large.job_workers) == (2, None)  # None: the engine's choice
     assert read_deployment({}, {"LEUKDASH_JOB_WORKERS": "3"}).job_workers == 3
-    assert 0 < deployment.machine_memory_mb()
+    assert 0 < machine.machine_memory_mb()

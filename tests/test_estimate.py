@@ -3,7 +3,7 @@
 import pytest
 
 from leukdash.config import AugmentConfig, RunConfig
-from leukdash.estimate import estimate, fold_work
+from leukdash.engine.estimate import estimate, fold_work
 
 
 def entry(config: RunConfig, n_used: int, seconds: float) -> dict:

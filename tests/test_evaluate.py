@@ -13,11 +13,11 @@ from leukdash.cli import main
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.data.decode import decode_image
 from leukdash.errors import DatasetError
-from leukdash.evaluate import evaluate, external_metrics, group_bootstrap, result_path, stored_evaluations
-from leukdash.ood import TrainingDistribution
-from leukdash.predict import known_image, predict_images
-from leukdash.runner import run
-from leukdash.store import RunStore
+from leukdash.evaluation.evaluate import evaluate, external_metrics, group_bootstrap, result_path, stored_evaluations
+from leukdash.evaluation.ood import TrainingDistribution
+from leukdash.evaluation.predict import known_image, predict_images
+from leukdash.engine.runner import run
+from leukdash.engine.store import RunStore
 
 
 def tiny_config(dataset: Path, **changes) -> RunConfig:
@@ -104,7 +104,7 @@ def test_evaluate_scores_another_dataset_and_stores_the_result_beside_the_run(ti
     assert json.loads(path.read_text())["accuracy"] == result["accuracy"]
     assert [r["dataset"]["name"] for r in stored_evaluations(tiny_run["run_id"])] == ["other_lab"]
 
-    import leukdash.evaluate as module
+    import leukdash.evaluation.evaluate as module
 
     monkeypatch.setattr(module, "_compute", lambda *args: pytest.fail("a stored result was computed again"))
     assert evaluate(tiny_run["run_id"], str(other_lab)) == result
@@ -165,8 +165,8 @@ def test_prediction_carries_both_checks_and_survives_a_missing_dataset(tiny_run,
     assert not results[0]["ood"]["outside"] and results[1]["ood"]["outside"]
     assert results[1]["ood"]["percentile"] > 95
 
-    import leukdash.ood as ood
-    import leukdash.predict as predict
+    import leukdash.evaluation.ood as ood
+    import leukdash.evaluation.predict as predict
 
     moved = tmp_path / "moved"
     os.replace(tiny_dataset, moved)
@@ -201,7 +201,7 @@ def test_allidb2_models_collapse_on_cnmc_and_the_ood_check_flags_it(allidb2_path
     external = evaluate(result["run_id"], str(cnmc_path))
     assert external["collapsed"] and external["n_images"] == 300 and external["intervals"]["n_groups"] == 9
     assert external["ood_share"] >= 0.95
-    from leukdash.ood import training_distribution
+    from leukdash.evaluation.ood import training_distribution
 
     described = training_distribution(result["run_id"])
     assert np.mean(described.oof_scores > described.threshold) <= 0.05

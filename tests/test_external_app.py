@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.data.synthetic import CLASSES, generate_synthetic
-from leukdash.runner import run
+from leukdash.engine.runner import run
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 TIMEOUT = 120

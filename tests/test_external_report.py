@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from leukdash.config import AugmentConfig, RunConfig
-from leukdash.evaluate import evaluate
-from leukdash.external_report import END, RECOMMENDED, START, ExternalCell, external_matrix, external_section, write_section
-from leukdash.plots import external_bars, external_frame
-from leukdash.runner import run
+from leukdash.evaluation.evaluate import evaluate
+from leukdash.reporting.external_report import END, RECOMMENDED, START, ExternalCell, external_matrix, external_section, write_section
+from leukdash.reporting.plots import external_bars, external_frame
+from leukdash.engine.runner import run
 
 
 def test_the_matrix_has_six_models_both_ways_with_the_reports_strict_configs():
@@ -55,7 +55,7 @@ def tested(tiny_dataset, tmp_path):
 
 def test_section_rows_show_within_and_external_figures_and_missing_runs(tested, monkeypatch):
     config, result, evaluation, other = tested
-    import leukdash.external_report as module
+    import leukdash.reporting.external_report as module
 
     monkeypatch.setattr(module, "DIRECTIONS", (("tiny", "other"),))
     monkeypatch.setattr("leukdash.data.discovery.discover_datasets",

@@ -28,8 +28,8 @@ import pytest
 from leukdash.cli import _run_text, main
 from leukdash.config import RunConfig
 from leukdash.data.dataset import Dataset
-from leukdash.runner import run
-from leukdash.store import RunStore
+from leukdash.engine.runner import run
+from leukdash.engine.store import RunStore
 
 REPO = Path(__file__).resolve().parent.parent
 

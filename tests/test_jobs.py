@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from leukdash import jobs
+from leukdash.service import jobs
 from leukdash.config import RunConfig
-from leukdash.progress import append_event
-from leukdash.store import RunStore, write_json_atomic
+from leukdash.engine.progress import append_event
+from leukdash.engine.store import RunStore, write_json_atomic
 
 CONFIG = RunConfig(model="nb", folds=2)
 
@@ -219,7 +219,7 @@ def test_queue_is_shared_by_processes(fake_job):
             f"jobs.job_command = lambda f: [sys.executable, '-c', {WAITER!r}, f'{{f}}.worker']\n"
             "print(jobs.start_job(RunConfig(model='nb', folds=2), 'r2', max_jobs=1)['state'])")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                           cwd=Path(jobs.__file__).parent.parent)
+                           cwd=Path(jobs.__file__).parents[2])
     assert other.stdout.strip() == "queued", other.stderr
     assert jobs.job_status("r2")["position"] == 1
     _release(store, "r1")

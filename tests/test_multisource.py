@@ -10,10 +10,10 @@ from leukdash.cli import main
 from leukdash.config import RunConfig
 from leukdash.data.discovery import open_dataset
 from leukdash.errors import ConfigError, DatasetError
-from leukdash.folds import fold_plan, merge_groups
-from leukdash.runner import resolve, run
+from leukdash.data.folds import fold_plan, merge_groups
+from leukdash.engine.runner import resolve, run
 from leukdash.data.arrays import load_arrays
-from leukdash.training import pairs_within_sources, plan_folds
+from leukdash.engine.training import pairs_within_sources, plan_folds
 
 
 def _lab(root: Path, classes=("ALL", "HEALTHY"), subjects=4, per_subject=3, tint=0) -> Path:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from leukdash import plots
+from leukdash.reporting import plots
 
 FIVE = ["ALL", "AML", "CLL", "CML", "HEALTHY"]
 

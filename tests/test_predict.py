@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from leukdash.predict import gradcam_map
+from leukdash.evaluation.predict import gradcam_map
 
 
 def test_gradcam_highlights_the_region_the_class_depends_on():

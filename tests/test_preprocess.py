@@ -8,7 +8,7 @@ from leukdash.config import RunConfig
 from leukdash.data.audit import audit_dataset, format_audit
 from leukdash.data.dataset import Dataset, square_resize
 from leukdash.errors import ConfigError
-from leukdash.preprocess import (
+from leukdash.data.preprocess import (
     hematoxylin_density,
     overlay,
     parse_mode,
@@ -17,7 +17,7 @@ from leukdash.preprocess import (
     preprocess_image,
     segment_cell,
 )
-from leukdash.runner import resolve
+from leukdash.engine.runner import resolve
 
 RED_CELL = (225, 150, 160)      # pink, eosinophilic
 GLASS = (232, 226, 228)
@@ -138,7 +138,7 @@ def test_run_id_changes_only_for_a_non_default_mode(tiny_dataset):
 
 
 def test_preprocessed_arrays_are_cached_apart_and_used_by_runs(tmp_path, isolated_artifacts):
-    from leukdash.runner import run
+    from leukdash.engine.runner import run
     from leukdash.data.arrays import load_arrays
 
     root = tmp_path / "cells"

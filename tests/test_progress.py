@@ -2,7 +2,7 @@
 
 import pytest
 
-from leukdash.progress import append_event, format_duration, format_progress_line, latest_state, read_events
+from leukdash.engine.progress import append_event, format_duration, format_progress_line, latest_state, read_events
 
 
 def _cnn_events(t0=1000.0):
@@ -112,13 +112,13 @@ def test_forward_events_relays_each_new_event_once_in_order(tmp_path):
     import subprocess
     import sys
 
-    from leukdash.progress import forward_events
+    from leukdash.engine.progress import forward_events
 
     path = tmp_path / "progress.jsonl"
     append_event(path, {"event": "start", "folds": 2})  # before entry: not relayed
     seen = []
     # Another process appends, as a fold worker does; the relay must pick its lines up.
-    writer = ("import sys; from leukdash.progress import append_event\n"
+    writer = ("import sys; from leukdash.engine.progress import append_event\n"
               "for fold in range(3): append_event(sys.argv[1], {'event': 'fold_done', 'fold': fold})")
     with forward_events(path, seen.append, interval=0.05):
         subprocess.run([sys.executable, "-c", writer, str(path)], check=True, timeout=60)
@@ -128,7 +128,7 @@ def test_forward_events_relays_each_new_event_once_in_order(tmp_path):
 
 
 def test_forward_events_without_a_listener_is_a_no_op(tmp_path):
-    from leukdash.progress import forward_events
+    from leukdash.engine.progress import forward_events
 
     with forward_events(tmp_path / "missing.jsonl", None):
         pass
@@ -136,7 +136,7 @@ def test_forward_events_without_a_listener_is_a_no_op(tmp_path):
 
 
 def test_two_folds_in_flight_each_have_their_own_state_and_loading_is_a_phase():
-    from leukdash.progress import latest_state
+    from leukdash.engine.progress import latest_state
 
     assert latest_state([{"event": "loading", "message": "loading and resizing the images", "time": 1.0}],
                         now=2.0)["phase"] == "loading"
@@ -156,7 +156,7 @@ def test_two_folds_in_flight_each_have_their_own_state_and_loading_is_a_phase():
 
 def test_a_run_reports_its_loading_phase_before_it_starts(tiny_dataset):
     from leukdash.config import AugmentConfig, RunConfig
-    from leukdash.runner import run
+    from leukdash.engine.runner import run
 
     events = []
     run(RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, folds=2, augment=AugmentConfig.off(),

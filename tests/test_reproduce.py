@@ -6,8 +6,8 @@ from dataclasses import fields
 import pytest
 
 from leukdash.config import stable_hash
-from leukdash.reproduce import FULL, QUICK, Settings, experiments, report_path, reproduce
-from leukdash.store import RunStore
+from leukdash.reporting.reproduce import FULL, QUICK, Settings, experiments, report_path, reproduce
+from leukdash.engine.store import RunStore
 
 BINARY, FIVE = "some_allidb_copy", "some_five_class_set"
 
@@ -101,7 +101,7 @@ def tiny_report(tmp_path_factory):
 
 
 def test_tiny_reproduce_writes_a_report_with_the_computed_and_the_papers_figures(tiny_report):
-    from leukdash.runner import load_result, resolve
+    from leukdash.engine.runner import load_result, resolve
 
     path, data = tiny_report["path"], tiny_report["data"]
     text = path.read_text()

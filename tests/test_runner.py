@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leukdash.compare import compare_runs
+from leukdash.evaluation.compare import compare_runs
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.errors import RunError
-from leukdash.predict import predict_files
-from leukdash.progress import read_events
-from leukdash.runner import resolve, run
-from leukdash.store import RunStore
+from leukdash.evaluation.predict import predict_files
+from leukdash.engine.progress import read_events
+from leukdash.engine.runner import resolve, run
+from leukdash.engine.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -211,7 +211,7 @@ def test_second_process_waits_for_the_first_and_reads_its_result(tiny_dataset, t
 
 def test_gradcam_of_a_cnn_run_covers_the_image(tiny_dataset):
     from leukdash.data.decode import decode_image
-    from leukdash.predict import gradcam
+    from leukdash.evaluation.predict import gradcam
 
     result = run(_config(tiny_dataset, model="cnn", epochs=2))
     image = decode_image(next((tiny_dataset / "ALL").glob("*.png")))

@@ -2,11 +2,12 @@
 
 import pytest
 
-from leukdash import deployment, scheduler
+from leukdash.engine import machine
+from leukdash.engine import scheduler
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.errors import ConfigError
-from leukdash.runner import run_many
-from leukdash.scheduler import (CLASSIC_WORKER_MB, CNN_THREADS, TF_WORKER_MB, DaskPool, FoldTask, InProcessPool,
+from leukdash.engine.runner import run_many
+from leukdash.engine.scheduler import (CLASSIC_WORKER_MB, CNN_THREADS, TF_WORKER_MB, DaskPool, FoldTask, InProcessPool,
                                 LocalPool, make_pool, memory_budget_mb)
 
 
@@ -64,9 +65,9 @@ def test_memory_budget_from_the_environment(monkeypatch):
     with pytest.raises(ConfigError, match="LEUKDASH_MEMORY_MB must be a positive number"):
         memory_budget_mb()
     monkeypatch.delenv("LEUKDASH_MEMORY_MB")
-    monkeypatch.setattr(deployment, "machine_memory_mb", lambda: 2700)  # Streamlit Community Cloud
+    monkeypatch.setattr(machine, "machine_memory_mb", lambda: 2700)  # Streamlit Community Cloud
     assert memory_budget_mb() == scheduler.SMALL_MACHINE_BUDGET_MB == 1600
-    monkeypatch.setattr(deployment, "machine_memory_mb", lambda: 32_000)
+    monkeypatch.setattr(machine, "machine_memory_mb", lambda: 32_000)
     assert memory_budget_mb() == 16_000
 
 

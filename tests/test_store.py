@@ -10,14 +10,14 @@ import pytest
 
 from leukdash import paths
 from leukdash.errors import RunError
-from leukdash.store import RunStore, write_json_atomic
+from leukdash.engine.store import RunStore, write_json_atomic
 
 RESULT = {"val_acc": 0.8125, "confusion": [[3, 1], [0, 4]], "per_class_recall": {"ALL": 0.75, "HEALTHY": 1.0}}
 
 
 def _try_lock_in_subprocess(store: RunStore, run_id: str) -> str:
     code = (
-        "import sys; from leukdash.store import RunStore; from leukdash.errors import RunError\n"
+        "import sys; from leukdash.engine.store import RunStore; from leukdash.errors import RunError\n"
         "try:\n"
         "    with RunStore(sys.argv[1]).lock(sys.argv[2], timeout=0.2): print('acquired')\n"
         "except RunError: print('busy')\n"
@@ -166,7 +166,7 @@ def test_delete_run_refused_while_locked():
 
 def test_store_imports_only_the_standard_library():
     code = (
-        "import sys, leukdash.store, leukdash.progress\n"
+        "import sys, leukdash.engine.store, leukdash.engine.progress\n"
         "print(sorted(m for m in ('numpy', 'pandas', 'tensorflow', 'filelock') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=paths.REPO_ROOT, capture_output=True, text=True, check=True)

@@ -10,8 +10,8 @@ import pytest
 
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.errors import ConfigError, RunError
-from leukdash.store import RunStore
-from leukdash.sweep import expand_grid, list_sweeps, load_sweep, resume_sweep, run_sweep, sweep_status
+from leukdash.engine.store import RunStore
+from leukdash.engine.sweep import expand_grid, list_sweeps, load_sweep, resume_sweep, run_sweep, sweep_status
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from leukdash.data.synthetic import CLASSES, generate_synthetic
-from leukdash.store import RunStore
+from leukdash.engine.store import RunStore
 from tests.test_app import APP, TIMEOUT, open_page, wait_for_jobs
 
 
@@ -106,7 +106,7 @@ def test_a_reload_with_the_same_address_shows_the_same_settings(two_datasets):
 
 
 def test_preprocessing_is_a_sweep_setting_kept_in_the_address(two_datasets):
-    from leukdash.preprocess import describe_mode
+    from leukdash.data.preprocess import describe_mode
 
     labels = [describe_mode("raw"), describe_mode("cell-keep-gray")]
     query = {"dataset": "pair", "exp_models": ["Naive Bayes"], "exp_sizes": ["16"], "exp_folds": "2",
@@ -142,7 +142,7 @@ def test_too_many_folds_is_one_error_and_nothing_else(two_datasets):
 
 
 def test_a_launch_that_fails_says_why_in_one_line(two_datasets, monkeypatch):
-    from leukdash import jobs
+    from leukdash.service import jobs
     from leukdash.errors import RunError
 
     def refuse(sweep, **options):

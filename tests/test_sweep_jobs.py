@@ -6,16 +6,16 @@ import time
 
 import pytest
 
-from leukdash import jobs
+from leukdash.service import jobs
 from leukdash.config import AugmentConfig, RunConfig
-from leukdash.runner import resolve
-from leukdash.store import RunStore
+from leukdash.engine.runner import resolve
+from leukdash.engine.store import RunStore
 from tests.test_jobs import reap_leftovers  # noqa: F401  (autouse: kills what a test left running)
 
 # Stand-in for the CLI's `sweep --resume ID`: the sweep's runs through the engine's run_many.
 RUN_MANY = ("import json, sys\n"
             "from leukdash.config import RunConfig\n"
-            "from leukdash.runner import run_many\n"
+            "from leukdash.engine.runner import run_many\n"
             "run_many([RunConfig.from_dict(d) for d in json.load(open(sys.argv[1]))['configs']], n_jobs=1)\n")
 SLEEPER = "import time; time.sleep(60)"
 
@@ -29,7 +29,7 @@ def stand_in(monkeypatch):
 
 
 def tiny_sweep(dataset, name="two classic models") -> dict:
-    """A sweep record as leukdash.sweep.create_sweep returns it."""
+    """A sweep record as leukdash.engine.sweep.create_sweep returns it."""
     base = RunConfig(dataset=str(dataset), image_size=16, folds=2, augment=AugmentConfig.off(), augment_factor=1)
     configs = [base.with_changes(model="nb"), base.with_changes(model="dt")]
     return {"sweep_id": "sweep-test", "name": name, "configs": [c.to_dict() for c in configs],

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leukdash import uploads
+from leukdash.service import uploads
 from leukdash.data.dataset import Dataset
 from leukdash.errors import DatasetError
-from leukdash.store import RunStore
-from leukdash.uploads import MB, UploadLimits, extract_zip, uploads_root
+from leukdash.engine.store import RunStore
+from leukdash.service.uploads import MB, UploadLimits, extract_zip, uploads_root
 
 SMALL = UploadLimits(max_zip_bytes=4 * MB, max_unpacked_bytes=2 * MB, max_members=1000, max_ratio=50.0,
                      quota_bytes=64 * MB)

@@ -20,7 +20,7 @@ from leukdash.paths import artifacts_root
 
 def load_arrays(dataset: Dataset, size: int, preprocess: str = "raw") -> LoadedImages:
     """Decoded and resized images of a dataset (preprocessed as
-    :func:`leukdash.preprocess.prepare_images` does), cached on disk by fingerprint, size and mode.
+    :func:`leukdash.data.preprocess.prepare_images` does), cached on disk by fingerprint, size and mode.
 
     A cache file that cannot be read back whole and consistent is decoded again and replaced.
     """
@@ -32,7 +32,7 @@ def load_arrays(dataset: Dataset, size: int, preprocess: str = "raw") -> LoadedI
     if preprocess == "raw":
         loaded = dataset.load(size)
     else:
-        from leukdash.preprocess import prepare
+        from leukdash.data.preprocess import prepare
 
         loaded = dataset.load()  # full resolution: the cell is segmented before resizing
         loaded.images = prepare(loaded.images, size, preprocess)

@@ -27,8 +27,8 @@ from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
 from leukdash.data.decode import decode_image
 from leukdash.data.dataset import square_resize
-from leukdash.folds import capped_merges, max_folds, merge_groups, merge_limit
-from leukdash.preprocess import RAW, parse_mode, preprocess_image
+from leukdash.data.folds import capped_merges, max_folds, merge_groups, merge_limit
+from leukdash.data.preprocess import RAW, parse_mode, preprocess_image
 
 # Near duplicates are found in two steps. Candidates: perceptual hashes (pHash, 12x12 = 144
 # bits) at most this many bits apart; cheap, but blind on segmented cells on black (C-NMC),
@@ -54,7 +54,7 @@ HISTOGRAM_BINS = 16
 def audit_dataset(ds, *, folds: int = 5, seed: int = 0, preprocess: str | None = None) -> dict:
     """A JSON-ready report on ``ds`` (a :class:`leukdash.data.dataset.Dataset`).
 
-    With ``preprocess`` (a cell-level mode of :mod:`leukdash.preprocess`), the report also
+    With ``preprocess`` (a cell-level mode of :mod:`leukdash.data.preprocess`), the report also
     counts the images whose cell could not be segmented plausibly and runs the shortcut checks
     again on the preprocessed images.
 

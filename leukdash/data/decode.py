@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from leukdash.errors import FileRefused, ImageDecodeError
-from leukdash.files import read_regular_file, too_large
+from leukdash.data.files import read_regular_file, too_large
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from leukdash.data.decode import IMAGE_EXTENSIONS
 from leukdash.errors import DatasetError
-from leukdash.files import stat_problem
+from leukdash.data.files import stat_problem
 from leukdash.paths import printable
 
 # The paper's class order; other class names follow alphabetically.

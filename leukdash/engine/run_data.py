@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from leukdash.errors import LeukdashError, RunError
-from leukdash.store import RunStore
+from leukdash.engine.store import RunStore
 
 
 def open_run_dataset(meta: dict):

@@ -2,7 +2,7 @@
 
 A fold is a pure function of (config, fold inputs, fold index) -> fold result. This module
 prepares each run's inputs, hands every missing fold of every run to one scheduler (see
-:mod:`leukdash.scheduler`: local processes or a Dask cluster) and, as the one writer of the
+:mod:`leukdash.engine.scheduler`: local processes or a Dask cluster) and, as the one writer of the
 store, persists each fold result and model the moment it comes back. A finished run is
 answered from the store alone: nothing heavy (scikit-learn, TensorFlow) is imported.
 """
@@ -20,8 +20,8 @@ from leukdash.config import RunConfig, stable_hash
 from leukdash.data.dataset import Dataset
 from leukdash.data.discovery import open_dataset
 from leukdash.errors import RunError
-from leukdash.progress import append_event
-from leukdash.store import RunStore
+from leukdash.engine.progress import append_event
+from leukdash.engine.store import RunStore
 
 SCALAR_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "balanced_acc", "macro_f1", "seconds")
 
@@ -136,9 +136,9 @@ def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_eve
 
     ``release(run_id)`` is called once a run is complete (its lock can go).
     """
-    from leukdash.scheduler import FoldTask, make_pool
+    from leukdash.engine.scheduler import FoldTask, make_pool
     from leukdash.data.arrays import load_arrays
-    from leukdash.training import fold_inputs
+    from leukdash.engine.training import fold_inputs
 
     def emit(run_id: str, event: dict) -> None:
         _emit(store.progress_path(run_id), event, on_event and (lambda e: on_event({**e, "run_id": run_id})))
@@ -168,7 +168,7 @@ def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_eve
         emit(run_id, {"event": "done", "run_id": run_id})
 
     def on_done(task: FoldTask, outcome: dict) -> None:
-        from leukdash.training import model_suffix
+        from leukdash.engine.training import model_suffix
 
         result = outcome["result"]
         model_path = store.model_path(task.run_id, task.fold, model_suffix(by_id[task.run_id].config))

@@ -1,9 +1,9 @@
 """One pool for every fold task of every run: local worker processes or a Dask cluster.
 
 A task is one fold of one run (:class:`FoldTask`). It receives its config and its run's
-decoded inputs (:class:`leukdash.training.FoldInputs`) and returns the fold result and the
+decoded inputs (:class:`leukdash.engine.training.FoldInputs`) and returns the fold result and the
 model file's bytes; the process that owns the run store writes both (see
-:mod:`leukdash.runner`). Workers therefore need no shared file system, and a worker that dies
+:mod:`leukdash.engine.runner`). Workers therefore need no shared file system, and a worker that dies
 mid-task loses nothing but the task, which is computed again with an identical result.
 
 Locally (:class:`LocalPool`) the tasks of all runs share one budget of cores and memory:
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # A CNN fold always uses CNN_THREADS TensorFlow threads: the pool counts them as its cores.
+from leukdash.engine import machine
 from leukdash.models.cnn import CNN_THREADS, set_tf_threads
 
 # Resident memory of a worker process (benchmarks/measure_memory.py, allidb2_ufpr at 64 px: a
@@ -101,9 +102,7 @@ def memory_budget_mb() -> int:
         if value <= 0:
             raise ConfigError(f"LEUKDASH_MEMORY_MB must be a positive number of megabytes, got {configured!r}")
         return value
-    from leukdash.deployment import machine_memory_mb
-
-    total = machine_memory_mb()
+    total = machine.machine_memory_mb()
     return max(SMALL_MACHINE_BUDGET_MB, total // 2) if total else SMALL_MACHINE_BUDGET_MB
 
 
@@ -122,7 +121,7 @@ def compute_fold(task: FoldTask, inputs, report=None) -> dict:
     from threadpoolctl import threadpool_limits
 
     from leukdash.config import RunConfig
-    from leukdash.training import model_suffix, run_fold
+    from leukdash.engine.training import model_suffix, run_fold
 
     config = RunConfig.from_dict(task.config)
     if config.is_cnn:

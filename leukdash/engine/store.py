@@ -7,8 +7,8 @@ Layout of a run folder::
                          "model": {"file": "fold_<i>.<suffix>", "sha256": of the model file}}
     models/fold_<i>.<suffix>
     summary.json        written once every fold is done
-    progress.jsonl      progress events (see :mod:`leukdash.progress`)
-    job.json, job.log, job_config.json   a background job (see :mod:`leukdash.jobs`)
+    progress.jsonl      progress events (see :mod:`leukdash.engine.progress`)
+    job.json, job.log, job_config.json   a background job (see :mod:`leukdash.service.jobs`)
     .lock               held by the process computing the run
 
 Every JSON file is written atomically (temporary file in the same folder, fsync, ``os.replace``),
@@ -193,7 +193,7 @@ class RunStore:
         return folder / f"fold_{fold}.{suffix.lstrip('.')}"
 
     def progress_path(self, run_id: str) -> Path:
-        """The run's progress file (JSON lines, see :mod:`leukdash.progress`)."""
+        """The run's progress file (JSON lines, see :mod:`leukdash.engine.progress`)."""
         return self.run_dir(run_id) / "progress.jsonl"
 
     # -- locking ---------------------------------------------------------------------------

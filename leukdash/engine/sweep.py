@@ -24,8 +24,8 @@ from filelock import FileLock, Timeout
 from leukdash.config import AugmentConfig, RunConfig, stable_hash
 from leukdash.errors import ConfigError, RunError
 from leukdash.paths import artifacts_root
-from leukdash.progress import append_event, latest_state, read_events
-from leukdash.store import RunStore, read_json, write_json_atomic
+from leukdash.engine.progress import append_event, latest_state, read_events
+from leukdash.engine.store import RunStore, read_json, write_json_atomic
 
 SWEEP_FILE = "sweep.json"
 PROGRESS_FILE = "progress.jsonl"
@@ -93,7 +93,7 @@ def create_sweep(configs: list[RunConfig], *, name: str | None = None, axes: dic
     A dashboard can create the sweep, then start ``python -m leukdash sweep --resume ID`` as a
     background job.
     """
-    from leukdash.runner import resolve
+    from leukdash.engine.runner import resolve
 
     if not configs:
         raise ConfigError("a sweep needs at least one run config")
@@ -117,9 +117,9 @@ def run_sweep(configs: list[RunConfig], *, name: str | None = None, scheduler: s
     ``on_event`` gets every run's progress events (each with its ``run_id``).
 
     Returns the sweep's record with ``results`` (one per config, see
-    :func:`leukdash.runner.run`) and ``seconds``.
+    :func:`leukdash.engine.runner.run`) and ``seconds``.
     """
-    from leukdash.runner import run_many
+    from leukdash.engine.runner import run_many
 
     started = time.perf_counter()
     record = create_sweep(configs, name=name, axes=axes)

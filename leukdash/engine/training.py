@@ -24,7 +24,7 @@ from leukdash.paths import artifacts_root
 
 def plan_folds(config: RunConfig, dataset: Dataset, arrays: LoadedImages) -> tuple[np.ndarray, list[int]]:
     """The fold of every loaded image and the folds this config runs."""
-    from leukdash.folds import fold_plan, leave_one_source_out, merge_groups
+    from leukdash.data.folds import fold_plan, leave_one_source_out, merge_groups
 
     sources = dataset.sources_of(arrays.paths)
     if config.protocol == "lodo":
@@ -69,8 +69,8 @@ def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
     """
     from leukdash.config import stable_hash
     from leukdash.data import audit
-    from leukdash.folds import MAX_MERGE_SHARE
-    from leukdash.store import write_json_atomic
+    from leukdash.data.folds import MAX_MERGE_SHARE
+    from leukdash.engine.store import write_json_atomic
 
     # The method's settings are part of the key: a cache of another definition is never reused.
     method = stable_hash([audit.HASH_SIZE, audit.NEAR_DUPLICATE_DISTANCE, audit.PIXEL_SIZE, audit.PIXEL_MATCH,
@@ -85,7 +85,7 @@ def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
 
 def _read_pairs(cache: Path, n_items: int) -> list | None:
     """The cached duplicate pairs, or None when the file is missing or damaged (then rebuilt)."""
-    from leukdash.store import read_json
+    from leukdash.engine.store import read_json
 
     try:
         pairs = read_json(cache)
@@ -138,7 +138,7 @@ def run_fold(config: RunConfig, inputs: FoldInputs, fold: int, *, model_path: Pa
     transformed copies per CNN epoch) and validation uses the untouched originals. Under the
     ``paper`` protocol both parts are expanded xK once, before training, as the paper did.
     """
-    from leukdash.augment import expand
+    from leukdash.engine.augment import expand
     from leukdash.metrics import fold_metrics, source_metrics
 
     started = time.perf_counter()
@@ -188,7 +188,7 @@ def run_fold(config: RunConfig, inputs: FoldInputs, fold: int, *, model_path: Pa
 
 
 def _train_cnn(config, fold, n_classes, train_images, train_labels, val_images, val_labels, augmented, report):
-    from leukdash.augment import expand
+    from leukdash.engine.augment import expand
     from leukdash.models import cnn
 
     def epoch_data(epoch: int):

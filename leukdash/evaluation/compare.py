@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from leukdash.errors import RunError
-from leukdash.runner import load_result
-from leukdash.store import RunStore
+from leukdash.engine.runner import load_result
+from leukdash.engine.store import RunStore
 
 MODEL_NAMES = {"cnn": "CNN", "nb": "Naive Bayes", "svm": "SVM", "knn": "k-NN", "dt": "Decision tree"}
 

@@ -5,7 +5,7 @@ images. An external test says what happens on images from another lab, stain and
 run's fold ensemble (the same one Predict uses) labels every image of the other dataset, and the
 result says how accurate it was, whether it gave everything one class ("collapsed"), how each
 group (subject) of the external set fared, and how many images the run's out-of-distribution
-check (:mod:`leukdash.ood`) flags.
+check (:mod:`leukdash.evaluation.ood`) flags.
 
 Intervals come from a bootstrap over the external dataset's groups, not its images: images of
 one subject are strongly correlated, so resampling images would give intervals far too narrow.
@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from leukdash.errors import DatasetError, LeukdashError, RunError
-from leukdash.run_data import open_run_dataset, validation_folds
-from leukdash.store import RunStore, read_json, write_json_atomic
+from leukdash.engine.run_data import open_run_dataset, validation_folds
+from leukdash.engine.store import RunStore, read_json, write_json_atomic
 
 # A model that gives one class to at least this share of the images has collapsed.
 COLLAPSE_SHARE = 0.95
@@ -69,12 +69,12 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
 
 
 def _compute(run_id: str, meta: dict, dataset, store: RunStore) -> dict:
-    from leukdash.folds import merge_groups
-    from leukdash.ood import describe_images, training_distribution
-    from leukdash.predict import ensemble
-    from leukdash.runner import versions
+    from leukdash.data.folds import merge_groups
+    from leukdash.evaluation.ood import describe_images, training_distribution
+    from leukdash.evaluation.predict import ensemble
+    from leukdash.engine.runner import versions
     from leukdash.data.arrays import load_arrays
-    from leukdash.training import duplicate_pairs
+    from leukdash.engine.training import duplicate_pairs
 
     models = ensemble(run_id, store)
     # The images prepared as the run's models take them (preprocess.prepare_images), cached.

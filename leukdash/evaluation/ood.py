@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from leukdash.store import RunStore, read_json, write_json_atomic
+from leukdash.engine.store import RunStore, read_json, write_json_atomic
 
 # Neighbours averaged in the distance: a few, so that one near-duplicate in the training set
 # does not make an image look typical on its own.
@@ -88,7 +88,7 @@ def knn_scores(reference: np.ndarray, query: np.ndarray, k: int = K) -> np.ndarr
 
 def describe_images(images: np.ndarray) -> np.ndarray:
     """The descriptors the distance is measured on (engineered features, cached by content)."""
-    from leukdash.training import featurize_cached
+    from leukdash.engine.training import featurize_cached
 
     return featurize_cached(np.asarray(images), "features")
 
@@ -96,7 +96,7 @@ def describe_images(images: np.ndarray) -> np.ndarray:
 def training_distribution(run_id: str, store: RunStore | None = None) -> TrainingDistribution:
     """The run's description, read from ``ood.npz`` beside it or computed and stored there."""
     from leukdash.config import RunConfig
-    from leukdash.run_data import open_run_dataset, validation_folds
+    from leukdash.engine.run_data import open_run_dataset, validation_folds
     from leukdash.data.arrays import load_arrays, write_cache
 
     store = store or RunStore()

@@ -16,8 +16,8 @@ from leukdash.data.dataset import square_resize
 from leukdash.data.decode import decode_image
 from leukdash.errors import ImageDecodeError, LeukdashError, RunError
 from leukdash.paths import printable
-from leukdash.preprocess import prepare_images
-from leukdash.store import RunStore
+from leukdash.data.preprocess import prepare_images
+from leukdash.engine.store import RunStore
 
 # Loaded fold models of the last few runs used (a dashboard switches between a handful).
 _loaded: OrderedDict[tuple[str, str], "FoldEnsemble"] = OrderedDict()
@@ -148,8 +148,8 @@ def _checked(run_id, images, store, what, check) -> list:
 
 def out_of_distribution(run_id: str, images: list[np.ndarray], store: RunStore | None = None) -> list[dict]:
     """Per image: its distance score to the run's training images, the percentile of that score
-    among the run's own out-of-fold images, and whether it is outside (see :mod:`leukdash.ood`)."""
-    from leukdash.ood import describe_images, training_distribution
+    among the run's own out-of-fold images, and whether it is outside (see :mod:`leukdash.evaluation.ood`)."""
+    from leukdash.evaluation.ood import describe_images, training_distribution
 
     models = ensemble(run_id, store)
     return training_distribution(run_id, store).assess(describe_images(models.prepare(images)))
@@ -191,7 +191,7 @@ def _reference(run_id: str, store: RunStore | None) -> dict:
     key = (str(store.root), run_id)
     if key not in _references:
         from leukdash.data.audit import SHORTCUT_SIZE
-        from leukdash.run_data import open_run_dataset, validation_folds
+        from leukdash.engine.run_data import open_run_dataset, validation_folds
         from leukdash.data.arrays import load_arrays
 
         dataset = open_run_dataset(ensemble(run_id, store).meta)

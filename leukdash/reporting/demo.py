@@ -20,6 +20,6 @@ DEMO_CONFIGS = (
 
 def run_demo(on_event=None) -> list[dict]:
     """Compute (or read back) every demo run."""
-    from leukdash.runner import run
+    from leukdash.engine.runner import run
 
     return [run(config, on_event=on_event) for config in DEMO_CONFIGS]

@@ -44,7 +44,7 @@ class ExternalCell:
 
 def external_matrix() -> list[ExternalCell]:
     """The six models x two directions x preprocessings, as the report's strict runs."""
-    from leukdash.matrix import FULL, experiments
+    from leukdash.reporting.matrix import FULL, experiments
 
     cells = []
     for train, test in DIRECTIONS:
@@ -111,8 +111,8 @@ def _label(train: str, test: str, preprocessing: str) -> str:
 
 
 def _table(cells: list[ExternalCell], compute: bool, log) -> list[str]:
-    from leukdash.evaluate import evaluate
-    from leukdash.runner import load_result, resolve
+    from leukdash.evaluation.evaluate import evaluate
+    from leukdash.engine.runner import load_result, resolve
 
     rows = ["| model | run | within (CV) | external balanced acc. [95% CI] | ROC AUC | predicted share | collapsed "
             "| OOD external / own |", "|---|---|---|---|---|---|---|---|"]
@@ -165,7 +165,7 @@ def _summary(tested: list[tuple[ExternalCell, dict]], n_cells: int) -> str:
 
 
 def _stored(run_id: str, dataset: str) -> dict | None:
-    from leukdash.evaluate import stored_evaluations
+    from leukdash.evaluation.evaluate import stored_evaluations
 
     return next((r for r in stored_evaluations(run_id) if r["dataset"]["name"] == dataset), None)
 

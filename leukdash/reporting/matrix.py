@@ -1,6 +1,6 @@
 """The paper's experiments as data: the matrix of runs, its settings and the paper's figures.
 
-:mod:`leukdash.reproduce` runs the matrix (as one sweep) and :mod:`leukdash.report` writes
+:mod:`leukdash.reporting.reproduce` runs the matrix (as one sweep) and :mod:`leukdash.reporting.report` writes
 the report on its outcomes; both import this module, neither imports the other.
 
 The matrix (see :func:`experiments`): Exp 1 (ALL vs HEALTHY, no augmentation, one 80/20
@@ -36,14 +36,14 @@ class PaperFigures:
 
 
 def _paper_cnn_figures() -> dict[str, PaperFigures]:
-    from leukdash.paper import BINARY_TASK, FIVE_CLASS_TASK, PAPER_CNN_FOLDS, PAPER_TABLE2
+    from leukdash.reporting.paper import BINARY_TASK, FIVE_CLASS_TASK, PAPER_CNN_FOLDS, PAPER_TABLE2
 
     folds = {"2": PAPER_CNN_FOLDS[BINARY_TASK], "3a": PAPER_CNN_FOLDS[FIVE_CLASS_TASK]}
     return {exp: PaperFigures(*figures, folds=folds.get(exp, ())) for exp, figures in PAPER_TABLE2.items()}
 
 
 def _paper_classic_figures(task: str, model: str) -> PaperFigures:
-    from leukdash.paper import BINARY_TASK, FIVE_CLASS_TASK, PAPER_VAL_ACC
+    from leukdash.reporting.paper import BINARY_TASK, FIVE_CLASS_TASK, PAPER_VAL_ACC
 
     return PaperFigures(val_acc=PAPER_VAL_ACC[BINARY_TASK if task == "binary" else FIVE_CLASS_TASK][model])
 

@@ -1,7 +1,7 @@
 """Figures and tables from run results, for the dashboard and for reports.
 
-Every function takes plain results (the dicts of :func:`leukdash.runner.load_result` or of
-:meth:`leukdash.store.RunStore.list_runs`) and returns a plotly ``Figure`` or a pandas
+Every function takes plain results (the dicts of :func:`leukdash.engine.runner.load_result` or of
+:meth:`leukdash.engine.store.RunStore.list_runs`) and returns a plotly ``Figure`` or a pandas
 ``DataFrame``, so they are tested without a browser and the pages only place them.
 Accuracy-like metrics stay fractions in [0, 1]; the axes show them as percentages.
 """
@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from leukdash.compare import MODEL_NAMES, run_label
+from leukdash.evaluation.compare import MODEL_NAMES, run_label
 from leukdash.config import AugmentConfig
-from leukdash.paper import (BINARY_TASK, FIVE_CLASS_TASK, PAPER_CLASSES, PAPER_CNN_FOLDS, PAPER_MODEL_NAMES,
+from leukdash.reporting.paper import (BINARY_TASK, FIVE_CLASS_TASK, PAPER_CLASSES, PAPER_CNN_FOLDS, PAPER_MODEL_NAMES,
                             PAPER_VAL_ACC)
 
 METRICS = {
@@ -545,7 +545,7 @@ _WITHIN = {"balanced_accuracy": "balanced_acc", "accuracy": "val_acc"}
 
 def external_frame(results: list[dict], evaluations: list[dict], metric: str = "balanced_accuracy") -> pd.DataFrame:
     """One row per external test (``evaluations[i]`` of run ``results[i]``, see
-    :func:`leukdash.evaluate.evaluate`): the figure with its group-bootstrap interval, the run's
+    :func:`leukdash.evaluation.evaluate.evaluate`): the figure with its group-bootstrap interval, the run's
     own cross-validated figure, the share given each class, the collapse and OOD flags."""
     unique = list({r["run_id"]: r for r in results}.values())  # a run tested on several datasets
     label_of = dict(zip((r["run_id"] for r in unique), run_labels(unique)))

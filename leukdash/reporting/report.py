@@ -1,6 +1,6 @@
 """The reproduction report: ``REPORT.md`` with tables, Figure 4 as SVG, and an honest discussion.
 
-Built from the outcomes of :func:`leukdash.reproduce.run_experiments` alone (the run store's
+Built from the outcomes of :func:`leukdash.reporting.reproduce.run_experiments` alone (the run store's
 results), so it can be rebuilt at any time without training. Accuracies are shown in percent
 with two decimals, as the paper gives them; every table puts the paper's figure in the column
 right after ours. The figures are plain SVG drawn here: static, dependency-free and readable in
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from leukdash.compare import paired_mcnemar, run_label
+from leukdash.evaluation.compare import paired_mcnemar, run_label
 from leukdash.metrics import summarize
-from leukdash.matrix import REPORT_NAME, Outcome, Settings
+from leukdash.reporting.matrix import REPORT_NAME, Outcome, Settings
 
 LEUKDASH_TARGET, CLASSIC_TARGET = 0.95, 0.90
 _COLOURS = {"CNN": "#7b2d8b", "classic, pixels": "#2f6db5", "classic, features": "#3a9a5b"}

@@ -1,9 +1,9 @@
 """Run the paper's experiments through the engine's run store, and write the report on them.
 
-The matrix (:mod:`leukdash.matrix`) is run as one sweep (:func:`leukdash.sweep.run_sweep`):
+The matrix (:mod:`leukdash.reporting.matrix`) is run as one sweep (:func:`leukdash.engine.sweep.run_sweep`):
 every fold of every run is one task in one pool, results are cached, so a repeated
 ``reproduce`` is answered from the store and an interrupted one resumes with the folds it had
-not finished. :mod:`leukdash.report` turns the outcomes into ``REPORT.md`` and its figures.
+not finished. :mod:`leukdash.reporting.report` turns the outcomes into ``REPORT.md`` and its figures.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from leukdash.config import RunConfig
-from leukdash.matrix import (  # noqa: F401  (FULL, QUICK, Settings, experiments: this module's API too)
+from leukdash.reporting.matrix import (  # noqa: F401  (FULL, QUICK, Settings, experiments: this module's API too)
     FIVE_CLASS_DEFAULT, FULL, QUICK, REAL_BINARY, REPORT_NAME, Experiment, Outcome, Settings, experiments,
 )
 from leukdash.paths import REPO_ROOT, artifacts_root
@@ -37,9 +37,9 @@ def run_experiments(matrix: list[Experiment], *, compute: bool = True, log=_prin
                     scheduler: str | None = None) -> list[Outcome]:
     """Run (or, with ``compute=False``, only look up) every experiment, the missing ones as one
     sweep named ``name``; one line per experiment, then one per fold computed."""
-    from leukdash.runner import load_result, resolve
-    from leukdash.store import RunStore
-    from leukdash.sweep import run_sweep
+    from leukdash.engine.runner import load_result, resolve
+    from leukdash.engine.store import RunStore
+    from leukdash.engine.sweep import run_sweep
 
     store = RunStore()
     labels = {}
@@ -81,7 +81,7 @@ def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str
     ``select(experiment) -> bool`` keeps part of the matrix only; ``scheduler`` a Dask address
     for the sweep (default ``$LEUKDASH_SCHEDULER``, else this machine).
     """
-    from leukdash.report import build_report
+    from leukdash.reporting.report import build_report
 
     started = time.perf_counter()
     settings = settings or (QUICK if quick else FULL)
@@ -97,7 +97,7 @@ def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str
     path = build_report(outcomes, out, settings=settings, mode=mode, command=command,
                         wall_seconds=time.perf_counter() - started, shortcuts=shortcuts)
     if mode == "full":
-        from leukdash.external_report import external_section, write_section
+        from leukdash.reporting.external_report import external_section, write_section
 
         write_section(path, external_section(compute=compute, log=log))
     log(f"report: {path}")
@@ -107,7 +107,7 @@ def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str
 def shortcut_scores(config: RunConfig) -> dict:
     """The audit's shortcut accuracies (colour histogram, background only) on a run's dataset."""
     from leukdash.data.audit import SHORTCUT_SIZE, shortcut_scores as scores
-    from leukdash.runner import resolve
+    from leukdash.engine.runner import resolve
     from leukdash.data.arrays import load_arrays
 
     dataset = resolve(config).dataset

@@ -20,8 +20,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from leukdash.engine import machine
 from leukdash.errors import ConfigError
-from leukdash.uploads import MB, UploadLimits
+from leukdash.service.uploads import MB, UploadLimits
 
 MODES = ("open", "viewer")
 # Below this much memory (Streamlit Community Cloud gives ~2.7 GB) a job computes one fold at a
@@ -75,7 +76,7 @@ def read_deployment(secrets: Mapping | None = None, environ: Mapping | None = No
     source, mode = lookup("LEUKDASH_MODE", "mode", "open")
     if str(mode).lower() not in MODES:
         raise ConfigError(f"{source} must be 'open' or 'viewer', got {mode!r}")
-    memory = machine_memory_mb()
+    memory = machine.machine_memory_mb()
     defaults = SMALL_MACHINE_DEFAULTS if memory is not None and memory < SMALL_MACHINE_MB else {}
     values = {}
     for name, variable in VARIABLES.items():
@@ -90,20 +91,3 @@ def read_deployment(secrets: Mapping | None = None, environ: Mapping | None = No
         if values[name] < 1:
             raise ConfigError(f"{source} must be at least 1, got {value!r}")
     return Deployment(mode=str(mode).lower(), **values)
-
-
-def machine_memory_mb() -> int | None:
-    """Physical memory, or the container's limit where it is lower (cgroup v2, then v1)."""
-    found = []
-    try:
-        found.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20)
-    except (AttributeError, ValueError, OSError):
-        pass
-    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = open(limit).read().strip()
-        except OSError:
-            continue
-        if text.isdigit():
-            found.append(int(text) // 2**20)
-    return min(found) if found else None

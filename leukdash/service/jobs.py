@@ -9,7 +9,7 @@ launching the same config share one job. A sweep job computes several runs in on
 
 At most ``max_jobs`` jobs compute at once for one store, whoever launched them: the others wait
 in a queue of files beside the store (``<artifacts>/jobs/queue``) and a job's supervisor
-process (:mod:`leukdash.supervisor`) starts the next when its job ends.
+process (:mod:`leukdash.service.supervisor`) starts the next when its job ends.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 from leukdash import paths
 from leukdash.errors import RunError
-from leukdash.progress import append_event, latest_state, read_events
-from leukdash.store import RunStore, read_json, write_json_atomic
+from leukdash.engine.progress import append_event, latest_state, read_events
+from leukdash.engine.store import RunStore, read_json, write_json_atomic
 
 if TYPE_CHECKING:
     from leukdash.config import RunConfig
@@ -48,7 +48,7 @@ def start_job(config: RunConfig, run_id: str, store: RunStore | None = None, max
               workers: int | None = None) -> dict:
     """Start computing ``run_id`` in a detached process, or return the job already doing so.
 
-    At most ``max_jobs`` jobs (default: the deployment's, see :mod:`leukdash.deployment`)
+    At most ``max_jobs`` jobs (default: the deployment's, see :mod:`leukdash.service.deployment`)
     compute at once, whoever started them; a job beyond that waits in the queue and starts
     when one ends. ``workers`` caps the folds the job computes at once (``--n-jobs``; results do
     not depend on it). Returns the job record: ``{"run_id", "state": "queued", "queued", ...}``
@@ -127,7 +127,7 @@ def _spawn(store: RunStore, job: dict, max_jobs: int) -> None:
     """Start a queued job under its supervisor (which moves the queue on when the job ends)."""
     with open(job["log"], "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "leukdash.supervisor", str(store.root), str(max_jobs), job["run_id"],
+            [sys.executable, "-m", "leukdash.service.supervisor", str(store.root), str(max_jobs), job["run_id"],
              *job["command"]],
             cwd=paths.REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, env={**os.environ, "LEUKDASH_ARTIFACTS": str(store.root.parent)},
@@ -226,7 +226,7 @@ def start_sweep_job(sweep: dict, store: RunStore | None = None, max_jobs: int | 
     """Compute a stored sweep as ONE job (one ``leukdash sweep`` process, queued like any job),
     or return the job already running or queued for it.
 
-    ``sweep`` is the record of :func:`leukdash.sweep.create_sweep` (``sweep_id``, ``name``,
+    ``sweep`` is the record of :func:`leukdash.engine.sweep.create_sweep` (``sweep_id``, ``name``,
     ``run_ids``, ``configs``); it is kept as the job's input in the store's folder of the sweep
     id, and each run reports its own progress in its run folder as usual.
     """
@@ -310,7 +310,7 @@ def _sweep_input(store: RunStore, sweep_id: str) -> dict | None:
 
 
 def _default_max_jobs() -> int:
-    from leukdash.deployment import read_deployment
+    from leukdash.service.deployment import read_deployment
 
     return read_deployment().max_jobs
 

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from leukdash.data.sources import is_dataset_folder
 from leukdash.errors import DatasetError
 from leukdash.paths import artifacts_root
-from leukdash.store import read_json
+from leukdash.engine.store import read_json
 
 MB = 1024 * 1024
 CHUNK = MB
