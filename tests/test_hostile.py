@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 import pytest
 
-from leukdash.cli import _run_text, main
+from leukdash.cli import main
+from leukdash.cli.output import run_text
 from leukdash.config import RunConfig
 from leukdash.data.dataset import Dataset
 from leukdash.engine.runner import run
@@ -560,7 +561,7 @@ def _ci_clipped(folder: Path) -> str:
     result = {"run_id": "x", "cached": True, "config": {"model": "nb", "protocol": "strict", "folds": 1},
               "dataset": {"name": "d"}, "folds": [fold],
               "summary": {"val_acc": {"mean": 0.8333, "std": 0.29, "min": 0.5, "max": 1.0, "ci95": [0.4749, 1.1918]}}}
-    last = _run_text(result).splitlines()[-1]
+    last = run_text(result).splitlines()[-1]
     assert last.endswith("95% CI 0.4749-1.0000)"), last
     return last[last.index("95% CI"):].rstrip(")")
 

@@ -193,7 +193,8 @@ def test_overlay_outlines_the_cell():
 
 
 def test_cli_takes_a_preprocess_mode_and_refuses_a_bad_one(capsys):
-    from leukdash.cli import build_parser, config_from_args, main
+    from leukdash.cli import build_parser, main
+    from leukdash.cli.run_options import config_from_args
 
     args = build_parser().parse_args(["run", "synthetic", "--preprocess", "cell-keep-gray"])
     assert config_from_args(args).preprocess == "cell-keep-gray"

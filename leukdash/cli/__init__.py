@@ -1,0 +1,149 @@
+"""``python -m leukdash``: the engine from a terminal, thin over the modules it calls.
+
+Every command prints a human summary, or one JSON object with ``--json``. Bad input exits
+with status 2 and one line on stderr that says what is wrong. The parser and the signal
+handling live here; each command is one small function in :mod:`leukdash.cli.commands`, the
+run options' table in :mod:`leukdash.cli.run_options`, and what the commands print in
+:mod:`leukdash.cli.output`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from leukdash.cli import commands as cmd
+from leukdash.cli.run_options import add_pool_options, add_run_options
+from leukdash.errors import LeukdashError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line instead of usage + message
+        raise LeukdashError(f"{self.prog}: {message}")
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so the worker pools are stopped on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_on_signals():
+    """Turn SIGTERM and SIGHUP into :class:`Stopped` while a command runs (main thread only)."""
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    names = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    try:
+        previous = {name: signal.signal(getattr(signal, name), stop) for name in names}
+    except ValueError:  # not the main thread: leave signals alone
+        previous = {}
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        with _stop_on_signals():
+            args = parser.parse_args(argv)
+            if not getattr(args, "command", None):
+                parser.print_help()
+                return 2
+            return args.handler(args) or 0
+    except LeukdashError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as error:
+        signum = error.signum if isinstance(error, Stopped) else signal.SIGINT
+        print(f"{'stopped by ' + error.args[0] if isinstance(error, Stopped) else 'interrupted'}: finished folds "
+              "are kept; run the same command again to resume", file=sys.stderr)
+        return 128 + int(signum)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="leukdash", description="Leukemia subtype identification: datasets, runs, comparisons.")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    datasets = commands.add_parser("datasets", help="list the datasets found")
+    datasets.add_argument("--json", action="store_true")
+    datasets.set_defaults(handler=cmd.datasets)
+
+    audit = commands.add_parser("audit", help="audit a dataset: counts, sizes, duplicates, shortcuts")
+    audit.add_argument("dataset", help="dataset name or folder")
+    audit.add_argument("--preprocess", help="also segment every cell in this mode, count the failures and "
+                                            "re-run the shortcut checks on the preprocessed images")
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(handler=cmd.audit)
+
+    run = commands.add_parser("run", help="run (or read back) a cross-validated experiment")
+    run.add_argument("dataset", nargs="?", help="dataset name or folder (default: synthetic); "
+                     "several with the same classes: a comma list, e.g. allidb2_ufpr,cnmc_dev")
+    run.add_argument("--dataset", dest="dataset_option", metavar="DATASET", help="the same as DATASET")
+    add_run_options(run)
+    run.add_argument("--config-file", type=Path, help="a JSON run config (as written by the dashboard)")
+    add_pool_options(run)
+    run.set_defaults(handler=cmd.run)
+
+    sweep = commands.add_parser("sweep", help="run a grid of configs as one job: every run option takes a comma list")
+    sweep.add_argument("dataset", nargs="?", help="dataset name or folder (default: synthetic)")
+    add_run_options(sweep, lists=True)
+    sweep.add_argument("--name", help="a label for the sweep")
+    sweep.add_argument("--resume", metavar="SWEEP_ID", help="launch a stored sweep again (its missing folds)")
+    add_pool_options(sweep)
+    sweep.set_defaults(handler=cmd.sweep)
+
+    sweeps = commands.add_parser("sweeps", help="list the stored sweeps and their progress")
+    sweeps.add_argument("--json", action="store_true")
+    sweeps.set_defaults(handler=cmd.sweeps)
+
+    runs = commands.add_parser("runs", help="list the runs in the store")
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(handler=cmd.runs)
+
+    compare = commands.add_parser("compare", help="compare runs side by side, with McNemar tests")
+    compare.add_argument("run_ids", nargs="+")
+    compare.add_argument("--json", action="store_true")
+    compare.set_defaults(handler=cmd.compare)
+
+    demo = commands.add_parser("demo", help="compute the small demo runs that ship with the app")
+    demo.add_argument("--json", action="store_true")
+    demo.set_defaults(handler=cmd.demo)
+
+    predict = commands.add_parser("predict", help="predict images with the fold models of a finished run")
+    predict.add_argument("run_id")
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(handler=cmd.predict)
+
+    evaluate = commands.add_parser("evaluate", help="external test: a finished run's fold models on another dataset")
+    evaluate.add_argument("run_id")
+    evaluate.add_argument("dataset", help="dataset name or folder with the run's classes")
+    evaluate.add_argument("--recompute", action="store_true", help="ignore the stored result")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=cmd.evaluate)
+
+    external = commands.add_parser("external-report",
+                                   help="write the report's External validity section (runs are read, not trained)")
+    external.add_argument("--out", type=Path, help="report folder (default: docs/report)")
+    external.add_argument("--no-compute", action="store_true", help="use stored external tests only")
+    external.set_defaults(handler=cmd.external_report)
+
+    reproduce = commands.add_parser("reproduce", help="run the paper's experiments and write the report")
+    reproduce.add_argument("--quick", action="store_true", help="fewer epochs, folds and pixels: a smoke test")
+    reproduce.add_argument("--binary", help="ALL vs HEALTHY dataset (default: allidb2_ufpr if found, else synthetic)")
+    reproduce.add_argument("--five-class", default="synthetic", help="five-class dataset (default: synthetic)")
+    reproduce.add_argument("--out", type=Path, help="report folder (default: docs/report, or artifacts/report-quick)")
+    reproduce.add_argument("--report-only", action="store_true", help="write the report from the runs in the store")
+    reproduce.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler for the runs (see sweep)")
+    reproduce.set_defaults(handler=cmd.reproduce)
+    return parser

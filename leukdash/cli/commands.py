@@ -1,0 +1,168 @@
+"""The commands of ``python -m leukdash``, one small function each (``args`` from the parser)."""
+
+from __future__ import annotations
+
+import sys
+
+from leukdash.cli.output import (ProgressLine, SweepLog, print_checks, print_json, print_report, run_json, run_text,
+                                 sweep_settings)
+from leukdash.cli.run_options import config_from_args, n_jobs_option, sweep_from_args
+
+
+def datasets(args) -> int:
+    from leukdash.data.discovery import discover_datasets, open_dataset
+
+    listed = [open_dataset(name).describe() for name in discover_datasets()]
+    if args.json:
+        print_json({"datasets": listed})
+    else:
+        for entry in listed:
+            counts = ", ".join(f"{c} {n}" for c, n in entry["classes"].items())
+            note = f"  [{entry['label']}]" if entry["synthetic"] else ""
+            print(f"{entry['name']:<20} {entry['n_images']:>6} images  {counts}{note}\n{'':<20} {entry['path']}")
+    return 0
+
+
+def audit(args) -> int:
+    from leukdash.data.audit import audit_dataset, format_audit
+    from leukdash.data.discovery import open_dataset
+
+    report = audit_dataset(open_dataset(args.dataset), preprocess=args.preprocess)
+    print_report(args, report, format_audit)
+    return 0
+
+
+def run(args) -> int:
+    from leukdash.engine.runner import run
+
+    config, n_jobs = config_from_args(args), n_jobs_option(args.n_jobs)
+    line = None if args.quiet else ProgressLine(sys.stderr)
+    try:
+        result = run(config, n_jobs=n_jobs, on_event=line.update if line else None, scheduler=args.scheduler)
+    finally:
+        if line:
+            line.close()
+    if args.json:
+        print_json(run_json(result))
+    else:
+        print(run_text(result))
+    return 0
+
+
+def sweep(args) -> int:
+    from leukdash.engine.sweep import resume_sweep, run_sweep
+
+    options = dict(n_jobs=n_jobs_option(args.n_jobs), scheduler=args.scheduler,
+                   on_event=None if args.quiet else SweepLog(sys.stderr).update)
+    if args.resume:
+        outcome = resume_sweep(args.resume, **options)
+    else:
+        configs, axes = sweep_from_args(args)
+        outcome = run_sweep(configs, name=args.name, axes=axes, **options)
+    if args.json:
+        print_json({"sweep_id": outcome["sweep_id"], "name": outcome["name"], "axes": outcome["axes"],
+                     "seconds": round(outcome["seconds"], 3),
+                     "runs": [run_json(result) for result in outcome["results"]]})
+        return 0
+    print(f"sweep {outcome['sweep_id']} ({outcome['name']}): {len(outcome['results'])} run(s) "
+          f"in {outcome['seconds']:.1f} s")
+    for result in outcome["results"]:
+        acc, config = result["summary"]["val_acc"], result["config"]
+        print(f"{result['run_id']:<18} {'cached' if result['cached'] else 'computed':<8} {sweep_settings(config, outcome['axes'])}"
+              f"  val_acc {acc['mean']:.4f} (std {acc['std']:.4f})")
+    return 0
+
+
+def sweeps(args) -> int:
+    from leukdash.engine.sweep import list_sweeps
+
+    found = list_sweeps()
+    if args.json:
+        print_json({"sweeps": found})
+        return 0
+    for entry in found:
+        complete = sum(run["status"] == "complete" for run in entry["runs"])
+        print(f"{entry['sweep_id']:<18} {entry['state']:<8} {complete}/{len(entry['runs'])} runs  "
+              f"{entry['done_folds']}/{entry['total_folds']} folds  {entry['name']}")
+    return 0
+
+
+def runs(args) -> int:
+    from leukdash.engine.store import RunStore
+
+    runs = RunStore().list_runs()
+    if args.json:
+        print_json({"runs": runs})
+        return 0
+    for entry in runs:
+        config = entry["meta"]["config"] if entry.get("meta") else {}
+        acc = (entry.get("summary") or {}).get("val_acc", {}).get("mean")
+        shown = f"{acc:.4f}" if acc is not None else "-"
+        print(f"{entry['run_id']:<18} {entry['status']:<9} {config.get('model', '?'):<4} "
+              f"{(entry.get('meta') or {}).get('dataset', {}).get('name', '?'):<16} val_acc {shown}")
+    return 0
+
+
+def compare(args) -> int:
+    from leukdash.evaluation.compare import compare_runs, format_comparison
+
+    comparison = compare_runs(args.run_ids)
+    print_report(args, comparison, format_comparison)
+    return 0
+
+
+def demo(args) -> int:
+    from leukdash.reporting.demo import run_demo
+
+    results = run_demo(on_event=None if args.json else ProgressLine(sys.stderr).update)
+    if args.json:
+        print_json({"runs": [run_json(result) for result in results]})
+    else:
+        for result in results:
+            print(run_text(result))
+    return 0
+
+
+def predict(args) -> int:
+    from leukdash.evaluation.predict import predict_files
+
+    predictions = predict_files(args.run_id, args.images)
+    if args.json:
+        print_json({"run_id": args.run_id, "predictions": predictions})
+    else:
+        for entry in predictions:
+            if "error" in entry:
+                print(f"{entry['file']}: cannot read: {entry['error']}")
+            else:
+                probs = "  ".join(f"{c} {p:.3f}" for c, p in entry["probabilities"].items())
+                print(f"{entry['file']}: {entry['predicted']} (folds agreeing {entry['agreement']}/{entry['n_folds']})  {probs}")
+                print_checks(entry)
+    if all("error" in entry for entry in predictions):
+        print(f"error: none of the {len(predictions)} image(s) could be read", file=sys.stderr)
+        return 2
+    return 0
+
+
+def evaluate(args) -> int:
+    from leukdash.evaluation.evaluate import evaluate, format_evaluation
+
+    result = evaluate(args.run_id, args.dataset, recompute=args.recompute)
+    print_report(args, result, format_evaluation)
+    return 0
+
+
+def external_report(args) -> int:
+    from leukdash.reporting.external_report import external_section, write_section
+    from leukdash.reporting.reproduce import FULL_OUT, REPORT_NAME
+
+    path = write_section((args.out or FULL_OUT) / REPORT_NAME, external_section(compute=not args.no_compute))
+    print(f"report: {path}")
+    return 0
+
+
+def reproduce(args) -> int:
+    from leukdash.reporting.reproduce import reproduce
+
+    reproduce(quick=args.quick, binary=args.binary, five_class=args.five_class, out=args.out,
+              compute=not args.report_only, scheduler=args.scheduler)
+    return 0

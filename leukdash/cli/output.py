@@ -1,0 +1,130 @@
+"""What the commands print: run summaries as text or JSON, progress lines, prediction checks."""
+
+from __future__ import annotations
+
+import json
+
+# Per-group recall is listed for sources with few groups (subjects); an ALL-IDB image is a group.
+MAX_GROUPS_LISTED = 30
+
+
+def run_json(result: dict) -> dict:
+    keep = ("fold", "val_acc", "val_loss", "train_acc", "train_loss", "balanced_acc", "macro_f1", "seconds",
+            "per_class_recall", "confusion", "n_train", "n_val", "held_out", "per_source")
+    dataset = result["dataset"]
+    return {
+        "run_id": result["run_id"], "cached": result["cached"], "computed_folds": result["computed_folds"],
+        "config": result["config"],
+        "dataset": {"name": dataset["name"], "fingerprint": dataset["fingerprint"],
+                    "n_images": dataset["n_used"], "classes": dataset["classes"], "synthetic": dataset["synthetic"]},
+        "folds": [{k: fold[k] for k in keep if k in fold} for fold in result["folds"]],
+        "summary": result["summary"], "versions": result["versions"], "seconds": round(result["seconds"], 3),
+    }
+
+
+def run_text(result: dict) -> str:
+    config, summary = result["config"], result["summary"]
+    head = f"run {result['run_id']} ({'cached' if result['cached'] else 'computed'}) " \
+           f"{config['model']} on {result['dataset']['name']}, {len(result['folds'])} fold(s), {config['protocol']}"
+    lines = [head]
+    if config.get("test_fraction") is None and config["protocol"] != "lodo" and len(result["folds"]) < config["folds"]:
+        lines.append(f"({len(result['folds'])} of the {config['folds']} folds asked: a class has only "
+                     f"{len(result['folds'])} image groups, and a group never straddles folds)")
+    lines += [f"{'fold':>4} {'val_acc':>8} {'val_loss':>9} {'train_acc':>9} {'bal_acc':>8} {'macro_f1':>8} {'sec':>6}"]
+    for fold in result["folds"]:
+        if "held_out" in fold:
+            lines.append(f"fold {fold['fold'] + 1} validates on {fold['held_out']} (trained on the other datasets):")
+        lines.append(f"{fold['fold'] + 1:>4} {fold['val_acc']:>8.4f} {fold['val_loss']:>9.4f} {fold['train_acc']:>9.4f} "
+                     f"{fold['balanced_acc']:>8.4f} {fold['macro_f1']:>8.4f} {fold['seconds']:>6.1f}")
+    acc = summary["val_acc"]
+    low, high = acc.get("ci95") or [acc["mean"], acc["mean"]]
+    # Clipped to the possible range of an accuracy, as the report shows it.
+    lines.append(f"mean val_acc {acc['mean']:.4f} (std {acc['std']:.4f}, min {acc['min']:.4f}, max {acc['max']:.4f}, "
+                 f"95% CI {max(low, 0.0):.4f}-{min(high, 1.0):.4f})")
+    return "\n".join(lines + sources_text(summary.get("per_source") or {}))
+
+
+def sources_text(per_source: dict) -> list[str]:
+    # Pooled figures lead: a source's folds can differ much in size and in the classes they hold.
+    lines = []
+    for name, source in per_source.items():
+        pooled, acc = source["pooled"], source["val_acc"]
+        recall = "  ".join(f"{c} {r:.4f}" for c, r in pooled["per_class_recall"].items())
+        lines.append(f"{name} ({source['n_val']} images): val_acc {pooled['val_acc']:.4f}  "
+                     f"bal_acc {pooled['balanced_acc']:.4f}  recall {recall}  "
+                     f"(over {source['folds']} fold(s): mean {acc['mean']:.4f}, min {acc['min']:.4f}, max {acc['max']:.4f})")
+        groups = source["per_group_recall"]
+        if len(groups) <= MAX_GROUPS_LISTED:
+            lines.append(f"  per-group recall: {'  '.join(f'{g} {r:.2f}' for g, r in groups.items())}")
+    return lines
+
+
+def sweep_settings(config: dict, axes: dict | None) -> str:
+    """The settings a sweep varies, e.g. ``model=cnn optimizer=adam``."""
+    return " ".join(f"{name}={config[name]}" for name in axes or {}) or config["model"]
+
+
+def print_checks(entry: dict) -> None:
+    """The out-of-distribution warning and the known-image answer of one prediction."""
+    ood, known = entry.get("ood") or {}, entry.get("known")
+    if ood.get("outside"):
+        print(f"  WARNING: unlike the run's training images (distance score {ood['score']:.2f}, above "
+              f"{ood['percentile']:.0f}% of its own validation images): the prediction is not reliable")
+    if known and "error" not in known:
+        print(f"  known image: {known['match']} to {known['file']} ({known['class']}); "
+              + (f"fold {known['fold']}'s model, which did not train on it, predicts {known['prediction']}"
+                 if known["fold"] else "every model trained on it"))
+
+
+class ProgressLine:
+    """A one-line progress bar on a terminal; one line per finished fold elsewhere (logs)."""
+
+    def __init__(self, stream):
+        self.stream, self.events, self.live = stream, [], stream.isatty()
+
+    def update(self, event: dict) -> None:
+        from leukdash.engine.progress import format_progress_line, latest_state
+
+        self.events.append(event)
+        if self.live:
+            self.stream.write("\r\033[K" + format_progress_line(latest_state(self.events)))
+        elif event.get("event") == "fold_done":
+            self.stream.write(f"fold {event['fold'] + 1}/{event['n_folds']} done: val_acc {event['metrics']['val_acc']:.4f}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.live and self.events:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class SweepLog:
+    """One line per finished fold and run of a sweep (several runs progress at once)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def update(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "fold_done":
+            self.stream.write(f"{event['run_id']}: fold {event['fold'] + 1}/{event['n_folds']} done, "
+                              f"val_acc {event['metrics']['val_acc']:.4f} ({event['seconds']:.0f} s)\n")
+        elif kind == "done":
+            self.stream.write(f"{event['run_id']}: done\n")
+        elif kind in ("message", "failed"):
+            self.stream.write(f"{event.get('run_id', '')}: {event.get('message', kind)}\n")
+        else:
+            return
+        self.stream.flush()
+
+
+def print_json(value) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def print_report(args, report: dict, format_text) -> None:
+    """A command's result: as JSON with ``--json``, else as ``format_text`` writes it."""
+    if args.json:
+        print_json(report)
+    else:
+        print(format_text(report))

@@ -1,0 +1,124 @@
+"""The run settings as command-line options: the table of flags beside the config they fill.
+
+``run`` takes one value per option; ``sweep`` takes a comma list (a sweep axis) of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from leukdash.config import AugmentConfig, RunConfig
+from leukdash.errors import FileRefused, LeukdashError
+
+
+# The run options: flag, RunConfig field, value type, help.
+RUN_OPTIONS = (
+    ("--model", "model", str, "cnn, nb, svm, knn or dt"),
+    ("--architecture", "architecture", str, "cnn: paper or leukdash"),
+    ("--optimizer", "optimizer", str, "cnn: sgd or adam"),
+    ("--learning-rate", "learning_rate", float, None),
+    ("--epochs", "epochs", int, None),
+    ("--batch-size", "batch_size", int, None),
+    ("--image-size", "image_size", int, None),
+    ("--feature-set", "feature_set", str, "classic: pixels or features"),
+    ("--k", "k", int, "k-NN neighbours"),
+    ("--protocol", "protocol", str, "strict, paper or lodo (several datasets: leave one dataset out)"),
+    ("--augment-factor", "augment_factor", int, "K: 1 = none"),
+    ("--folds", "folds", int, None),
+    ("--test-fraction", "test_fraction", float, "one holdout split instead of k folds"),
+    ("--seed", "seed", int, None),
+    ("--preprocess", "preprocess", str, "raw (default, the paper's) or cell-{keep|fit}-{asis|reinhard|gray|hematoxylin}"),
+)
+
+
+def add_run_options(parser: argparse.ArgumentParser, lists: bool = False) -> None:
+    """The run settings as options; with ``lists``, each takes a comma list of values (a sweep axis)."""
+    defaults = RunConfig()
+    for flag, name, kind, text in RUN_OPTIONS:
+        if lists:
+            parser.add_argument(flag, type=_comma_list(kind), help=f"{text + ': ' if text else ''}comma list")
+        else:
+            parser.add_argument(flag, type=kind, default=getattr(defaults, name), help=text)
+    parser.add_argument("--no-augment", action="store_true", help="switch every transform off")
+    parser.add_argument("--classes", help="comma-separated class subset, e.g. ALL,HEALTHY")
+
+
+def _comma_list(kind):
+    def parse(text: str) -> list:
+        return [kind(value.strip()) for value in text.split(",")]
+
+    parse.__name__ = f"comma list of {kind.__name__}"  # argparse names it in its error message
+    return parse
+
+
+def add_pool_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n-jobs", type=int, help="cores used at once (1: in this process)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="a Dask scheduler, e.g. tcp://HOST:8786 (default: $LEUKDASH_SCHEDULER, else this machine)")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _base_config(args, **values) -> RunConfig:
+    option = getattr(args, "dataset_option", None)
+    if option and args.dataset and option != args.dataset:
+        raise LeukdashError(f"two datasets given ({args.dataset!r} and --dataset {option!r}): give one")
+    return RunConfig(
+        dataset=option or args.dataset or "synthetic",
+        classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
+        augment=AugmentConfig.off() if args.no_augment else AugmentConfig(), **values)
+
+
+# A run config is a few hundred bytes; anything far bigger is not one.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def config_from_args(args) -> RunConfig:
+    if args.config_file:
+        return _config_file(args.config_file)
+    return _base_config(args, **{name: getattr(args, name) for _, name, _, _ in RUN_OPTIONS})
+
+
+def sweep_from_args(args) -> tuple[list[RunConfig], dict]:
+    """The configs of ``sweep`` and its axes (the options given several values)."""
+    from leukdash.engine.sweep import expand_grid
+
+    given = {name: getattr(args, name) for _, name, _, _ in RUN_OPTIONS if getattr(args, name) is not None}
+    axes = {name: values for name, values in given.items() if len(values) > 1}
+    base = _base_config(args, **{name: values[0] for name, values in given.items() if len(values) == 1})
+    return expand_grid(base, axes), axes
+
+
+def _config_file(path: Path) -> RunConfig:
+    """The config in a JSON file: a config object, or a run's ``meta.json`` (its ``config``)."""
+    from leukdash.data.files import read_regular_file
+
+    try:
+        values = json.loads(read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8"))
+    except FileRefused as error:
+        raise LeukdashError(f"cannot read config file {path}: {error}") from None
+    except ValueError:  # not UTF-8, or not JSON
+        raise LeukdashError(f"config file {path} is not a JSON text file") from None
+    if isinstance(values, dict) and isinstance(values.get("config"), dict) and "run_id" in values:
+        values = values["config"]
+    if not isinstance(values, dict):
+        raise LeukdashError(f"config file {path} must hold a JSON object of run settings, "
+                            f"not {type(values).__name__}")
+    return RunConfig.from_dict(values)
+
+
+def n_jobs_option(requested: int | None) -> int | None:
+    """``--n-jobs``, at most one worker per core: more would only compete for the same cores."""
+    import os
+
+    if requested is None:
+        return None
+    if requested < 1:
+        raise LeukdashError(f"--n-jobs must be at least 1, got {requested}")
+    cores = os.cpu_count() or 1
+    if requested > cores:
+        print(f"note: --n-jobs {requested} capped to {cores}, the number of cores of this machine", file=sys.stderr)
+    return min(requested, cores)
