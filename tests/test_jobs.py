@@ -215,7 +215,7 @@ def test_queue_is_shared_by_processes(fake_job):
     fake_job(WAITER)
     store = RunStore()
     jobs.start_job(CONFIG, "r1", max_jobs=1)
-    code = ("import sys; from leukdash import jobs; from leukdash.config import RunConfig\n"
+    code = ("import sys; from leukdash.service import jobs; from leukdash.config import RunConfig\n"
             f"jobs.job_command = lambda f: [sys.executable, '-c', {WAITER!r}, f'{{f}}.worker']\n"
             "print(jobs.start_job(RunConfig(model='nb', folds=2), 'r2', max_jobs=1)['state'])")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
