@@ -6,7 +6,8 @@ from leukdash.data.decode import MAX_PIXELS, decode_image
 from leukdash.errors import ImageDecodeError, LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.reporting.plots import heatmap_overlay, probability_bars
-from pages._shared import finished_runs, gradcam, kept, no_runs_yet, predict, root, routed, run_option_label
+from pages._shared import (finished_runs, gradcam, kept, no_runs_yet, predict, root, routed, run_option_label,
+                           transfer_figures)
 
 routed(__file__)
 
@@ -19,14 +20,34 @@ if not entries:
     no_runs_yet("nothing to predict with")
     st.stop()
 
-labels = {entry["run_id"]: run_option_label(entry) for entry in entries}
-run_id = kept(st.selectbox, "predict_run", entries[0]["run_id"], "Run", options=list(labels), format_func=labels.get,
-              help="A finished run; its fold models vote (their probabilities are averaged).")
+transfer = transfer_figures(root(), tuple(entry["run_id"] for entry in entries))
+
+
+def option_label(entry: dict) -> str:
+    score = transfer["scores"].get(entry["run_id"])
+    shown = f" · transfers {score['balanced_accuracy']:.0%} ({score['source']})" if score else ""
+    return run_option_label(entry) + shown
+
+
+labels = {entry["run_id"]: option_label(entry) for entry in entries}
+run_id = kept(st.selectbox, "predict_run", transfer["best"] or entries[0]["run_id"], "Run", options=list(labels),
+              format_func=labels.get,
+              help="A finished run; its fold models vote (their probabilities are averaged). The default is the "
+                   "run on real images that transfers best to a lab it never saw, by its leave-one-dataset-out "
+                   "result or its stored external tests (`evaluate`).")
 meta = next(entry["meta"] for entry in entries if entry["run_id"] == run_id)
 config, dataset = meta["config"], meta["dataset"]
 is_cnn = config["model"] == "cnn"
 st.caption(f"Trained on **{dataset['name']}** ({', '.join(dataset['classes'])}) at {config['image_size']} px; "
            f"{len(meta['fold_ids'])} fold models. Images are padded square and resized the same way.")
+score = transfer["scores"].get(run_id)
+if score:
+    st.caption(f"On images of a lab it never saw ({', '.join(map(str, score['datasets']))}): balanced accuracy "
+               f"{score['balanced_accuracy']:.1%} ({'leave-one-dataset-out' if score['source'] == 'lodo' else 'external test'}).")
+else:
+    st.caption("No transfer figure for this run: neither a leave-one-dataset-out run of its settings nor an "
+               "external test (`python -m leukdash evaluate RUN_ID DATASET`) is stored. Its accuracy on another "
+               "lab's images is unknown.")
 if dataset.get("synthetic"):
     st.caption(":material/science: This run was trained on synthetic demo data, not clinical: its answers "
                "say nothing about real blood cells.")

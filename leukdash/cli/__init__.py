@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(handler=cmd.sweep)
 
     sweeps = commands.add_parser("sweeps", help="list the stored sweeps and their progress")
+    sweeps.add_argument("--rank-by", choices=("lodo", "cv"), help="list each sweep's finished runs best first: by "
+                        "their leave-one-dataset-out (else stored external) balanced accuracy, or cross-validated")
     sweeps.add_argument("--json", action="store_true")
     sweeps.set_defaults(handler=cmd.sweeps)
 
