@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(handler=cmd.compare)
 
+    ensemble = commands.add_parser("ensemble", help="a stored soft-voting ensemble of finished runs on the same folds")
+    ensemble.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    ensemble.add_argument("--weights", help="one weight per run, comma separated (default: equal)")
+    ensemble.add_argument("--json", action="store_true")
+    ensemble.set_defaults(handler=cmd.ensemble)
+
     demo = commands.add_parser("demo", help="compute the small demo runs that ship with the app")
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(handler=cmd.demo)

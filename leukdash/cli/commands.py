@@ -111,6 +111,22 @@ def compare(args) -> int:
     return 0
 
 
+def ensemble(args) -> int:
+    from leukdash.engine.ensemble import create_ensemble
+    from leukdash.errors import LeukdashError
+
+    try:
+        weights = [float(w) for w in args.weights.split(",")] if args.weights else None
+    except ValueError:
+        raise LeukdashError(f"--weights must be numbers separated by commas, got {args.weights!r}") from None
+    result = {**create_ensemble(args.run_ids, weights), "computed_folds": [], "seconds": 0.0}
+    if args.json:
+        print_json(run_json(result))
+    else:
+        print(run_text(result))
+    return 0
+
+
 def demo(args) -> int:
     from leukdash.reporting.demo import run_demo
 

@@ -14,6 +14,8 @@ MODEL_NAMES = {"cnn": "CNN", "nb": "Naive Bayes", "svm": "SVM", "knn": "k-NN", "
 def run_label(config: dict) -> str:
     """A short human name for a run, e.g. 'CNN paper (sgd, 25 ep)' or 'SVM on features'."""
     model = config["model"]
+    if model == "ensemble":
+        return "Ensemble (" + " + ".join(run_label(member) for member in config["member_configs"]) + ")"
     if model == "cnn":
         return f"CNN {config['architecture']} ({config['optimizer']}, {config['epochs']} ep)"
     name = f"{config['k']}-NN" if model == "knn" else MODEL_NAMES[model]
