@@ -126,9 +126,9 @@ def _load_model(path: Path, is_cnn: bool):
             from leukdash.models import cnn
 
             return cnn.load_model(path)
-        import joblib
+        from leukdash.models import classic
 
-        return joblib.load(path)
+        return classic.load(path)
     except Exception:  # noqa: BLE001 - unpickling and Keras raise many kinds; all mean "damaged"
         return None
 
