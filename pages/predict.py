@@ -85,11 +85,16 @@ for upload in uploads:
             st.stop()
         ood, known = result.get("ood") or {}, result.get("known")
         if ood.get("outside"):
-            st.warning(f"**This image does not look like the images this run was trained on** ({dataset['name']}). "
-                       f"Its distance to them scores {ood['score']:.2f}, higher than {ood['percentile']:.0f}% of the "
+            seen = "as the camera gave it (its acquisition)" if ood.get("view") == "acquisition" else "as the models see it"
+            st.warning(f"**This image does not look like the images this run was trained on** ({dataset['name']}), "
+                       f"{seen}. Its distance to them scores {ood['score']:.2f}, higher than {ood['percentile']:.0f}% of the "
                        f"run's own validation images (the flag is above the 99th percentile, {ood['threshold']:.2f}). "
                        "The prediction below says nothing reliable about it: the models never saw images like it.",
                        icon=":material/warning:")
+        unsure = result.get("likely_wrong") or {}
+        if unsure.get("flag"):
+            st.warning(f"**Likely wrong**: its top probability ({unsure['confidence']:.0%}) is lower than that of 95% "
+                       f"of the run's own out-of-fold answers (below {unsure['floor']:.0%}).", icon=":material/help:")
         answer = headline(result)
         if known and "error" not in known:
             honest = (f"the headline is the answer of its validation fold {known['fold']}'s model, which never "

@@ -76,6 +76,10 @@ def print_checks(entry: dict) -> None:
     if ood.get("outside"):
         print(f"  WARNING: unlike the run's training images (distance score {ood['score']:.2f}, above "
               f"{ood['percentile']:.0f}% of its own validation images): the prediction is not reliable")
+    if (entry.get("likely_wrong") or {}).get("flag"):
+        wrong = entry["likely_wrong"]
+        print(f"  likely wrong: its top probability {wrong['confidence']:.2f} is below {wrong['floor']:.2f}, "
+              "lower than 95% of the run's own out-of-fold answers")
     if known and "error" not in known:
         print(f"  known image: {known['match']} to {known['file']} ({known['class']}); "
               + (f"fold {known['fold']}'s model, which did not train on it, predicts {known['prediction']}"

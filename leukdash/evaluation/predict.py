@@ -173,6 +173,8 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
             result["ood"] = entry
         for result, image in zip(results, images):
             result["known"] = _checked(run_id, [image], store, "known", lambda r, i, s: [known_image(r, i[0], s)])[0]
+        for result, entry in zip(results, likely_wrong(run_id, results, store)):
+            result["likely_wrong"] = entry
     return results
 
 
@@ -187,15 +189,30 @@ def out_of_distribution(run_id: str, images: list[np.ndarray], store: RunStore |
     """Per image: its distance score to the run's training images, the percentile of that score
     among the run's own out-of-fold images, and whether it is outside (see :mod:`leukdash.evaluation.ood`).
 
-    An ensemble run's image is outside when any member's check says so (each member sees the
-    image prepared its own way); the score shown is the member's with the highest percentile.
+    A preprocessed run checks the prepared cell and the acquisition (the raw image), an ensemble
+    run each member's views: the image is outside when any check says so, and the score shown
+    is the check's with the highest percentile (``view`` names it).
     """
-    from leukdash.evaluation.ood import describe_images, training_distribution
+    from leukdash.evaluation.ood import describe_images, training_distribution, view_config, views
 
-    assessed = [training_distribution(member.run_id, store).assess(describe_images(member.prepare(images)))
-                for member, _ in ensemble(run_id, store).parts()]
+    assessed = []
+    for member, _ in ensemble(run_id, store).parts():
+        for view in views(member.config):
+            described = training_distribution(member.run_id, store, view)
+            prepared = prepare_images(view_config(member.config, view), images)
+            assessed.append([{**entry, "view": view} for entry in described.assess(describe_images(prepared))])
     return [{**max(entries, key=lambda entry: entry["percentile"]), "outside": any(e["outside"] for e in entries)}
             for entries in zip(*assessed)]
+
+
+def likely_wrong(run_id: str, results: list[dict], store: RunStore | None = None) -> list[dict]:
+    """Per prediction: its top probability against the run's confidence floor (see
+    :func:`leukdash.evaluation.ood.confidence_floor`), and whether it falls below."""
+    from leukdash.evaluation.ood import confidence_floor, own_confidence
+
+    floor = confidence_floor(own_confidence(run_id, store))
+    return [{"confidence": max(r["probabilities"].values()), "floor": round(floor, 6),
+             "flag": max(r["probabilities"].values()) < floor} for r in results]
 
 
 def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None) -> dict | None:
