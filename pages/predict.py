@@ -6,7 +6,7 @@ from leukdash.data.decode import MAX_PIXELS, decode_image
 from leukdash.errors import ImageDecodeError, LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.reporting.plots import heatmap_overlay, probability_bars
-from pages._shared import finished_runs, gradcam, kept, no_runs_yet, predict, root, routed, run_option_label
+from pages._shared import finished_runs, gradcam, kept, no_runs_yet, predict, root, routed, run_option_labels
 
 routed(__file__)
 
@@ -19,7 +19,7 @@ if not entries:
     no_runs_yet("nothing to predict with")
     st.stop()
 
-labels = {entry["run_id"]: run_option_label(entry) for entry in entries}
+labels = run_option_labels(entries)
 run_id = kept(st.selectbox, "predict_run", entries[0]["run_id"], "Run", options=list(labels), format_func=labels.get,
               help="A finished run; its fold models vote (their probabilities are averaged).")
 meta = next(entry["meta"] for entry in entries if entry["run_id"] == run_id)
