@@ -317,6 +317,15 @@ def external_results(root: str, run_id: str) -> list[dict]:
     return stored_evaluations(run_id)
 
 
+@st.cache_data(ttl=10, show_spinner=False)
+def transfer_figures(root: str, run_ids: tuple[str, ...]) -> dict:
+    """Each run's transfer figure (leave-one-dataset-out or stored external tests), and the best
+    run on real images by it (see leukdash.evaluation.transfer)."""
+    from leukdash.evaluation.transfer import best_transferable, transfer_score
+
+    return {"scores": {run_id: transfer_score(run_id) for run_id in run_ids}, "best": best_transferable(list(run_ids))}
+
+
 # --------------------------------------------------------------------------- prediction
 
 

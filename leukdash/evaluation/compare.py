@@ -14,10 +14,13 @@ def run_label(config: dict) -> str:
     """A short human name for a run's model and its main settings, e.g. 'CNN paper (sgd, 25 ep)'
     or 'SVM on features' (the report's tables; pages name runs with :func:`run_labels`)."""
     model = config["model"]
+    if model == "ensemble":
+        return "Ensemble (" + " + ".join(run_label(member) for member in config["member_configs"]) + ")"
     if model == "cnn":
         return f"CNN {config['architecture']} ({config['optimizer']}, {config['epochs']} ep)"
     name = f"{config['k']}-NN" if model == "knn" else MODEL_NAMES[model]
     return f"{name} on {config['feature_set']}"
+
 
 def load_results(run_ids, store: RunStore | None = None) -> list[dict]:
     store = store or RunStore()

@@ -76,15 +76,21 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore) -> dict:
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.training import duplicate_pairs
 
-    models = ensemble(run_id, store)
-    # The images prepared as the run's models take them (preprocess.prepare_images), cached.
-    loaded = load_arrays(dataset, models.config.image_size, models.config.preprocess)
-    if not len(loaded.labels):
-        raise DatasetError(f"dataset {dataset.name!r} has no readable image of classes {', '.join(dataset.classes)}")
-    inputs = loaded.images
-    proba = models.batch_probabilities(inputs).mean(axis=0)
-    described = training_distribution(run_id, store)
-    outside = [entry["outside"] for entry in described.assess(describe_images(inputs))]
+    proba, outside, own_outside, loaded = 0.0, False, False, None
+    # Each voting run (a plain run is its own one) sees the images prepared its own way
+    # (preprocess.prepare_images, cached); an image is flagged when any of their checks flags it.
+    for member, weight in ensemble(run_id, store).parts():
+        prepared = load_arrays(dataset, member.config.image_size, member.config.preprocess)
+        if loaded is None:
+            loaded = prepared
+        elif not np.array_equal(prepared.paths, loaded.paths):
+            raise RunError(f"the members of run {run_id} read different images of {dataset.name!r}")
+        if not len(loaded.labels):
+            raise DatasetError(f"dataset {dataset.name!r} has no readable image of classes {', '.join(dataset.classes)}")
+        proba = proba + weight * member.batch_probabilities(prepared.images).mean(axis=0)
+        described = training_distribution(member.run_id, store)
+        outside = outside | np.array([entry["outside"] for entry in described.assess(describe_images(prepared.images))])
+        own_outside = own_outside | (described.oof_scores > described.threshold)
     # Duplicates join groups here as they do in folds: one picture twice is one draw of the bootstrap.
     groups = merge_groups(loaded.groups, duplicate_pairs(dataset))
     metrics = external_metrics(loaded.labels, proba, groups, dataset.classes)
@@ -97,7 +103,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore) -> dict:
         **metrics,
         "ood_share": float(np.mean(outside)),
         # The same check on the run's own images, each scored against the folds it was not in.
-        "ood_own_share": float(np.mean(described.oof_scores > described.threshold)),
+        "ood_own_share": float(np.mean(own_outside)),
         "versions": versions(),
     }
 

@@ -17,7 +17,9 @@ CNN_ONLY = ("architecture", "optimizer", "learning_rate", "epochs", "batch_size"
 
 
 def model_name(config: dict) -> str:
-    """The model alone: 'CNN paper', '3-NN on pixels', 'SVM on features'."""
+    """The model alone: 'CNN paper', '3-NN on pixels', 'Ensemble (CNN paper + SVM on features)'."""
+    if config["model"] == "ensemble":
+        return "Ensemble (" + " + ".join(model_name(member) for member in config["member_configs"]) + ")"
     if config["model"] == "cnn":
         return f"CNN {config.get('architecture', 'paper')}"
     name = f"{config.get('k', 3)}-NN" if config["model"] == "knn" else MODEL_NAMES[config["model"]]
