@@ -7,7 +7,7 @@ from leukdash.evaluation.answer import headline
 from leukdash.errors import ImageDecodeError, LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.reporting.plots import heatmap_overlay, probability_bars
-from pages._shared import (finished_runs, gradcam, kept, no_runs_yet, predict, root, routed, run_option_label,
+from pages._shared import (finished_runs, gradcam, kept, no_runs_yet, predict, root, routed, run_option_labels,
                            transfer_figures)
 
 routed(__file__)
@@ -24,13 +24,14 @@ if not entries:
 transfer = transfer_figures(root(), tuple(entry["run_id"] for entry in entries))
 
 
-def option_label(entry: dict) -> str:
+def option_label(entry: dict, label: str) -> str:
     score = transfer["scores"].get(entry["run_id"])
     shown = f" · transfers {score['balanced_accuracy']:.0%} ({score['source']})" if score else ""
-    return run_option_label(entry) + shown
+    return label + shown
 
 
-labels = {entry["run_id"]: option_label(entry) for entry in entries}
+names = run_option_labels(entries)
+labels = {entry["run_id"]: option_label(entry, names[entry["run_id"]]) for entry in entries}
 run_id = kept(st.selectbox, "predict_run", transfer["best"] or entries[0]["run_id"], "Run", options=list(labels),
               format_func=labels.get,
               help="A finished run; its fold models vote (their probabilities are averaged). The default is the "

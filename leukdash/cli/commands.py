@@ -100,17 +100,16 @@ def sweeps(args) -> int:
 
 def runs(args) -> int:
     from leukdash.engine.store import RunStore
+    from leukdash.evaluation.labels import run_labels
 
     runs = RunStore().list_runs()
     if args.json:
         print_json({"runs": runs})
         return 0
-    for entry in runs:
-        config = entry["meta"]["config"] if entry.get("meta") else {}
+    for entry, label in zip(runs, run_labels(runs)):
         acc = (entry.get("summary") or {}).get("val_acc", {}).get("mean")
         shown = f"{acc:.4f}" if acc is not None else "-"
-        print(f"{entry['run_id']:<18} {entry['status']:<9} {config.get('model', '?'):<4} "
-              f"{(entry.get('meta') or {}).get('dataset', {}).get('name', '?'):<16} val_acc {shown}")
+        print(f"{entry['run_id']:<18} {entry['status']:<9} val_acc {shown:<6}  {label}")
     return 0
 
 
