@@ -12,6 +12,11 @@ def artifacts_root() -> Path:
     return Path(os.environ.get("LEUKDASH_ARTIFACTS") or REPO_ROOT / "artifacts")
 
 
+def uploads_root() -> Path:
+    """Where zips uploaded on the dashboard are unpacked: one folder per browser session."""
+    return artifacts_root() / "uploads"
+
+
 def data_roots() -> list[Path]:
     """Folders whose subfolders are datasets: each entry of ``$LEUKDASH_DATA``, then ``./data``."""
     roots = [Path(p) for p in os.environ.get("LEUKDASH_DATA", "").split(os.pathsep) if p]
@@ -42,7 +47,9 @@ def hide_roots(text: str) -> str:
     """``text`` (an error message, a path) as a dashboard visitor may see it: paths under the
     data roots, the artifacts folder or the repository relative to it, never the server's
     absolute folders; printable."""
-    roots = {str(folder) for root in (*data_roots(), artifacts_root(), REPO_ROOT)
+    # A session's upload folder is named by its secret token: hidden like a root.
+    sessions = [folder for folder in uploads_root().iterdir() if folder.is_dir()] if uploads_root().is_dir() else []
+    roots = {str(folder) for root in (*sessions, *data_roots(), artifacts_root(), REPO_ROOT)
              for folder in (root, root.resolve())}
     for root in sorted(roots, key=len, reverse=True):
         if len(root) > 1:

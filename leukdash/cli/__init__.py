@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(handler=cmd.sweep)
 
     sweeps = commands.add_parser("sweeps", help="list the stored sweeps and their progress")
+    sweeps.add_argument("--rank-by", choices=("lodo", "cv"), help="list each sweep's finished runs best first: by "
+                        "their leave-one-dataset-out (else stored external) balanced accuracy, or cross-validated")
     sweeps.add_argument("--json", action="store_true")
     sweeps.set_defaults(handler=cmd.sweeps)
 
@@ -131,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_ids", nargs="+")
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(handler=cmd.compare)
+
+    ensemble = commands.add_parser("ensemble", help="a stored soft-voting ensemble of finished runs on the same folds")
+    ensemble.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    ensemble.add_argument("--weights", help="one weight per run, comma separated (default: equal)")
+    ensemble.add_argument("--json", action="store_true")
+    ensemble.set_defaults(handler=cmd.ensemble)
 
     demo = commands.add_parser("demo", help="compute the small demo runs that ship with the app")
     demo.add_argument("--json", action="store_true")

@@ -263,8 +263,8 @@ def _save_model(config: RunConfig, model, path: Path) -> None:
 
         cnn.save_model(model, partial)
     else:
-        import joblib
+        from leukdash.models import classic
 
-        joblib.dump(model, partial)
+        classic.save(model, partial)
     partial.replace(path)
 

@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from leukdash.config import dataset_parts
 from leukdash.data.sources import is_dataset_folder
 from leukdash.errors import DatasetError
-from leukdash.paths import artifacts_root
+from leukdash.paths import artifacts_root, uploads_root
 from leukdash.engine.store import read_json
 
 MB = 1024 * 1024
@@ -48,10 +48,6 @@ class UploadLimits:
     max_members: int = 50_000
     max_ratio: float = 100.0
     quota_bytes: int = 2048 * MB
-
-
-def uploads_root() -> Path:
-    return artifacts_root() / "uploads"
 
 
 def extract_zip(data: bytes, name: str | None = None, session: str = "local",
