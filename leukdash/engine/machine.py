@@ -26,7 +26,7 @@ def machine_memory_mb() -> int | None:
     return min(found) if found else None
 
 
-def usable_cores() -> int:
+def machine_cores() -> int:
     """Cores this process may use (its CPU affinity where the platform tells it)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -53,7 +53,7 @@ def describe_machine() -> dict:
     AVX-512/BF16 EPYC and 300-400 s on an AVX2 one, so a time means little without its CPU."""
     from leukdash.models.cnn import native_bfloat16
 
-    return {"cpu": cpu_model(), "cores": usable_cores(), "native_bfloat16": native_bfloat16(),
+    return {"cpu": cpu_model(), "cores": machine_cores(), "native_bfloat16": native_bfloat16(),
             "memory_mb": machine_memory_mb()}
 
 
