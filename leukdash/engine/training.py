@@ -62,7 +62,7 @@ def _check_neighbours(config: RunConfig, fold_of: np.ndarray, fold_ids: list[int
 
 def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
     """Index pairs of exact and confirmed near-duplicate images that join groups (the audit's
-    definition, :func:`leukdash.data.audit.find_duplicates`), cached.
+    definition, :func:`leukdash.data.audit.dataset_duplicates`), cached.
 
     Folds keep each pair together: the same cell on both sides of a split would leak.
     Indices refer to the loaded (decodable) images, the same at every image size.
@@ -78,7 +78,7 @@ def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
     cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}_duplicates_{method}.json"
     cached = _read_pairs(cache, len(dataset.items))
     if cached is None:
-        cached = audit.find_duplicates(load_arrays(dataset, audit.PIXEL_SIZE)).pairs()
+        cached = audit.dataset_duplicates(dataset).pairs()
         write_json_atomic(cache, cached)
     return [tuple(pair) for pair in cached]
 

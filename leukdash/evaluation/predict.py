@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from leukdash.config import RunConfig
-from leukdash.data.dataset import square_resize
 from leukdash.data.decode import decode_image
 from leukdash.errors import ImageDecodeError, LeukdashError, RunError
 from leukdash.paths import printable
-from leukdash.data.preprocess import prepare_images
+from leukdash.data.preprocess import prepare_images, square_resize
 from leukdash.engine.store import RunStore
 
 # Loaded fold models of the last few runs used (a dashboard switches between a handful).
