@@ -276,10 +276,17 @@ def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None)
         except ImageDecodeError as error:
             entry["error"] = str(error)
         entries.append(entry)
-    if decoded:
-        predictions = predict_images(run_id, [image for _, image in decoded], store)
-        for (entry, _), prediction in zip(decoded, predictions):
-            entry.update(prediction)
+    try:
+        predictions = predict_images(run_id, [image for _, image in decoded], store) if decoded else []
+    except ImageDecodeError:  # one image could not be prepared (resized): each on its own, to name it
+        predictions = []
+        for entry, image in decoded:
+            try:
+                predictions += predict_images(run_id, [image], store)
+            except ImageDecodeError as error:
+                entry["error"], predictions = str(error), predictions + [{}]
+    for (entry, _), prediction in zip(decoded, predictions):
+        entry.update(prediction)
     return entries
 
 
