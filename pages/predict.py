@@ -5,7 +5,7 @@ import streamlit as st
 from leukdash.data.decode import MAX_PIXELS, decode_image
 from leukdash.evaluation.answer import headline
 from leukdash.errors import ImageDecodeError, LeukdashError
-from leukdash.paths import hide_roots
+from leukdash.paths import hide_roots, printable
 from leukdash.reporting.plots import heatmap_overlay, probability_bars
 from pages._shared import (finished_runs, gradcam, kept, no_runs_yet, predict, root, routed, run_option_labels,
                            transfer_figures)
@@ -68,13 +68,13 @@ show_cam = is_cnn and kept(st.toggle, "predict_cam", True, "Grad-CAM heatmap",
 for upload in uploads:
     data = upload.getvalue()
     with st.container(border=True):
-        st.markdown(f"**{upload.name}**")
+        st.markdown(f"**{printable(upload.name)}**")
         try:
             if len(data) > MAX_FILE_MB * 1024 * 1024:
                 raise ImageDecodeError(f"file too large: {len(data) / 1024 / 1024:.0f} MB (limit {MAX_FILE_MB} MB)")
             picture = decode_image(data)
         except ImageDecodeError as error:
-            st.error(f"Cannot read {upload.name}: {error}. Upload a PNG, JPEG, BMP or TIFF image.",
+            st.error(f"Cannot read {printable(upload.name)}: {error}. Upload a PNG, JPEG, BMP or TIFF image.",
                      icon=":material/broken_image:")
             continue
         try:

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from leukdash.cli import commands as cmd
 from leukdash.cli.run_options import add_pool_options, add_run_options
-from leukdash.errors import LeukdashError
+from leukdash.atomic import explain
+from leukdash.errors import LeukdashError, StoreError
+from leukdash.paths import artifacts_root, printable
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,15 +61,30 @@ def main(argv: list[str] | None = None) -> int:
             if not getattr(args, "command", None):
                 parser.print_help()
                 return 2
+            _check_store_folder()
             return args.handler(args) or 0
     except LeukdashError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(str(error))}", file=sys.stderr)  # one line, whatever names it quotes
+        return 2
+    except OSError as error:  # where the store lives: full, read-only, not a folder (else a real bug)
+        explained = explain(error)
+        if explained is None:
+            raise
+        print(f"error: {explained}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as error:
         signum = error.signum if isinstance(error, Stopped) else signal.SIGINT
         print(f"{'stopped by ' + error.args[0] if isinstance(error, Stopped) else 'interrupted'}: finished folds "
               "are kept; run the same command again to resume", file=sys.stderr)
         return 128 + int(signum)
+
+
+def _check_store_folder() -> None:
+    """Refuse a ``LEUKDASH_ARTIFACTS`` that names a file, before any command reads through it."""
+    root = artifacts_root()
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"LEUKDASH_ARTIFACTS names {printable(str(root))}, which is not a folder: "
+                         "point it at a folder (it is created if missing)")
 
 
 def build_parser() -> argparse.ArgumentParser:

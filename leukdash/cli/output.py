@@ -16,7 +16,8 @@ def run_json(result: dict) -> dict:
         "run_id": result["run_id"], "cached": result["cached"], "computed_folds": result["computed_folds"],
         "config": result["config"],
         "dataset": {"name": dataset["name"], "fingerprint": dataset["fingerprint"],
-                    "n_images": dataset["n_used"], "classes": dataset["classes"], "synthetic": dataset["synthetic"]},
+                    "n_images": dataset["n_used"], "classes": dataset["classes"], "synthetic": dataset["synthetic"],
+                    "warnings": dataset.get("warnings", [])},
         "folds": [{k: fold[k] for k in keep if k in fold} for fold in result["folds"]],
         "summary": result["summary"], "versions": result["versions"], "seconds": round(result["seconds"], 3),
     }

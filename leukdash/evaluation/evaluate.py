@@ -69,7 +69,7 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     if stored is not None and stored.get("key") == key:
         return stored
     result = {"key": key, "model": model, **_compute(run_id, meta, dataset, store, model == "final")}
-    write_json_atomic(path, result)
+    write_json_atomic(path, result, optional=True)  # a read-only store: computed, not kept
     return result
 
 

@@ -139,9 +139,9 @@ def training_distribution(run_id: str, store: RunStore | None = None, view: str 
     fold_of = validation_folds(run_id, len(arrays.labels), store)
     features = describe_images(arrays.images)
     described = TrainingDistribution.fit(features, fold_of, meta["fold_ids"])
-    write_cache(cache, lambda tmp: np.savez(tmp, features=described.features, fold_of=described.fold_of,
-                                             oof_scores=described.oof_scores))
-    write_json_atomic(info_path, key)
+    if write_cache(cache, lambda tmp: np.savez(tmp, features=described.features, fold_of=described.fold_of,
+                                                oof_scores=described.oof_scores)):
+        write_json_atomic(info_path, key, optional=True)  # only beside the arrays it describes
     return described
 
 
