@@ -1,6 +1,7 @@
 """Where leukdash keeps its artifacts and looks for datasets."""
 
 import os
+import re
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,8 +26,21 @@ def data_roots() -> list[Path]:
 
 def printable(text: str) -> str:
     """``text`` with the bytes of a name that is not valid UTF-8 written as escapes (``\\xff``),
-    so that it can be printed, logged and stored as JSON."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    and control characters too (``\\n``, ``\\x1b``, line separators, bidirectional overrides),
+    so that it can be printed, logged and stored as JSON, and a name can never forge a line of
+    output or rewrite the terminal."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text if not _CONTROL.search(text) else _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
+
+
+def has_control(text: str) -> bool:
+    """Whether ``text`` holds a character that :func:`printable` escapes (a control character)."""
+    return bool(_CONTROL.search(text))
+
+
+# C0 and C1 controls, DEL, line and paragraph separators, and the bidirectional controls that
+# can reorder what a terminal or a page shows.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def hide_roots(text: str) -> str:

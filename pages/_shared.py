@@ -145,7 +145,8 @@ def dataset_picker() -> str:
 
 @st.cache_data(ttl=60, show_spinner=False)
 def dataset_info(dataset: str, root: str) -> dict:
-    """describe() of a dataset, plus its files per class (relative paths) and ignored files."""
+    """describe() of a dataset, plus its files per class (relative paths), ignored files and
+    warnings (groups.csv rows that match nothing, the same bytes under two classes)."""
     from leukdash.data.discovery import open_dataset
 
     ds = open_dataset(dataset)
@@ -153,7 +154,7 @@ def dataset_info(dataset: str, root: str) -> dict:
     for item in ds.items:
         files[ds.classes[item.label]].append(ds.relative(item.path))
     return {**ds.describe(), "class_names": list(ds.classes), "files": files,
-            "ignored": [s.to_dict(ds.root) for s in ds.ignored]}
+            "ignored": [s.to_dict(ds.root) for s in ds.ignored], "warnings": ds.warnings()}
 
 
 def load_dataset_info(dataset: str) -> dict | None:
@@ -175,7 +176,7 @@ def load_dataset_info(dataset: str) -> dict | None:
 @st.cache_data(max_entries=256, show_spinner=False)
 def image(folder: str, relative: str, size: int | None = None):
     """One image of a dataset as RGB uint8, padded square and resized when ``size`` is given."""
-    from leukdash.data.dataset import square_resize
+    from leukdash.data.preprocess import square_resize
     from leukdash.data.decode import decode_image
 
     decoded = decode_image(os.path.join(folder, relative))

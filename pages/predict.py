@@ -5,7 +5,7 @@ import streamlit as st
 from leukdash.data.decode import MAX_PIXELS, decode_image
 from leukdash.evaluation.answer import headline
 from leukdash.errors import ImageDecodeError, LeukdashError
-from leukdash.paths import hide_roots
+from leukdash.paths import hide_roots, printable
 from leukdash.reporting.plots import heatmap_overlay, probability_bars
 from pages._shared import (finished_runs, gradcam, kept, no_runs_yet, predict, root, routed, run_option_labels,
                            transfer_figures)
@@ -68,13 +68,13 @@ show_cam = is_cnn and kept(st.toggle, "predict_cam", True, "Grad-CAM heatmap",
 for upload in uploads:
     data = upload.getvalue()
     with st.container(border=True):
-        st.markdown(f"**{upload.name}**")
+        st.markdown(f"**{printable(upload.name)}**")
         try:
             if len(data) > MAX_FILE_MB * 1024 * 1024:
                 raise ImageDecodeError(f"file too large: {len(data) / 1024 / 1024:.0f} MB (limit {MAX_FILE_MB} MB)")
             picture = decode_image(data)
         except ImageDecodeError as error:
-            st.error(f"Cannot read {upload.name}: {error}. Upload a PNG, JPEG, BMP or TIFF image.",
+            st.error(f"Cannot read {printable(upload.name)}: {error}. Upload a PNG, JPEG, BMP or TIFF image.",
                      icon=":material/broken_image:")
             continue
         try:
@@ -86,11 +86,16 @@ for upload in uploads:
             st.stop()
         ood, known = result.get("ood") or {}, result.get("known")
         if ood.get("outside"):
-            st.warning(f"**This image does not look like the images this run was trained on** ({dataset['name']}). "
-                       f"Its distance to them scores {ood['score']:.2f}, higher than {ood['percentile']:.0f}% of the "
+            seen = "as the camera gave it (its acquisition)" if ood.get("view") == "acquisition" else "as the models see it"
+            st.warning(f"**This image does not look like the images this run was trained on** ({dataset['name']}), "
+                       f"{seen}. Its distance to them scores {ood['score']:.2f}, higher than {ood['percentile']:.0f}% of the "
                        f"run's own validation images (the flag is above the 99th percentile, {ood['threshold']:.2f}). "
                        "The prediction below says nothing reliable about it: the models never saw images like it.",
                        icon=":material/warning:")
+        unsure = result.get("likely_wrong") or {}
+        if unsure.get("flag"):
+            st.warning(f"**Likely wrong**: its top probability ({unsure['confidence']:.0%}) is lower than that of 95% "
+                       f"of the run's own out-of-fold answers (below {unsure['floor']:.0%}).", icon=":material/help:")
         answer = headline(result)
         if known and "error" not in known:
             honest = (f"the headline is the answer of its validation fold {known['fold']}'s model, which never "
