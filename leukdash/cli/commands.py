@@ -214,6 +214,29 @@ def external_report(args) -> int:
     return 0
 
 
+def report(args) -> int:
+    from leukdash.paths import REPO_ROOT
+    from leukdash.reporting.report.readme import load_report_data, readme_block, readme_problems, replace_block
+    from leukdash.reporting.reproduce import FULL_OUT
+
+    data = load_report_data(args.out or FULL_OUT)
+    readme_path = REPO_ROOT / "README.md"
+    if args.check:
+        problems = readme_problems(readme_path.read_text(encoding="utf-8"), data)
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if not problems:
+            print(f"README.md's result block is the report's (engine version {data['engine']})")
+        return 1 if problems else 0
+    if args.readme:
+        readme_path.write_text(replace_block(readme_path.read_text(encoding="utf-8"), readme_block(data)),
+                               encoding="utf-8")
+        print(f"wrote the result block of {readme_path}")
+        return 0
+    print(readme_block(data))
+    return 0
+
+
 def reproduce(args) -> int:
     from leukdash.reporting.reproduce import reproduce
 
