@@ -14,7 +14,8 @@ percentile among them is reported, and it is flagged "outside" above ``FLAG_PERC
 (by construction about 1% of the run's own images are flagged).
 
 The description is computed lazily for a finished run (from its dataset and stored folds, no
-model needed) and cached beside it (``ood.npz``), so the runner is unchanged.
+model needed) and cached beside it (``ood.npz``), so the runner is unchanged; the demo runs
+ship with theirs, so a fresh deployment predicts without drawing the built-in dataset.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def training_distribution(run_id: str, store: RunStore | None = None) -> Trainin
     """The run's description, read from ``ood.npz`` beside it or computed and stored there."""
     from leukdash.config import RunConfig
     from leukdash.engine.run_data import open_run_dataset, validation_folds
-    from leukdash.data.arrays import load_arrays, write_cache
+    from leukdash.data.arrays import load_arrays, save_npz, write_cache
 
     store = store or RunStore()
     folder = store.run_dir(run_id)
@@ -113,7 +114,7 @@ def training_distribution(run_id: str, store: RunStore | None = None) -> Trainin
     fold_of = validation_folds(run_id, len(arrays.labels), store)
     features = describe_images(arrays.images)
     described = TrainingDistribution.fit(features, fold_of, meta["fold_ids"])
-    write_cache(cache, lambda tmp: np.savez(tmp, features=described.features, fold_of=described.fold_of,
+    write_cache(cache, lambda tmp: save_npz(tmp, features=described.features, fold_of=described.fold_of,
                                              oof_scores=described.oof_scores))
     write_json_atomic(info_path, key)
     return described
