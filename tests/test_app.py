@@ -186,7 +186,7 @@ def test_launched_runs_complete_compare_and_predict(tiny):
     bars = bar_traces(figures(at)[0])
     assert len(bars) == 2
     assert {b["name"].split(" ")[0] for b in bars} == {"CNN", "Naive"}
-    assert all(len(b["error_y"]["array"]) == 1 for b in bars)
+    assert all(len(b["error_x"]["array"]) == 1 for b in bars)
     mcnemar = next(d.value for d in at.dataframe if "p-value" in d.value.columns)
     assert len(mcnemar) == 1 and 0 <= mcnemar["p-value"].iloc[0] <= 1
 

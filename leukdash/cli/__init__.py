@@ -17,7 +17,9 @@ from pathlib import Path
 
 from leukdash.cli import commands as cmd
 from leukdash.cli.run_options import add_pool_options, add_run_options
-from leukdash.errors import LeukdashError
+from leukdash.atomic import explain
+from leukdash.errors import LeukdashError, StoreError
+from leukdash.paths import artifacts_root, printable
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,15 +61,30 @@ def main(argv: list[str] | None = None) -> int:
             if not getattr(args, "command", None):
                 parser.print_help()
                 return 2
+            _check_store_folder()
             return args.handler(args) or 0
     except LeukdashError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(str(error))}", file=sys.stderr)  # one line, whatever names it quotes
+        return 2
+    except OSError as error:  # where the store lives: full, read-only, not a folder (else a real bug)
+        explained = explain(error)
+        if explained is None:
+            raise
+        print(f"error: {explained}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as error:
         signum = error.signum if isinstance(error, Stopped) else signal.SIGINT
         print(f"{'stopped by ' + error.args[0] if isinstance(error, Stopped) else 'interrupted'}: finished folds "
               "are kept; run the same command again to resume", file=sys.stderr)
         return 128 + int(signum)
+
+
+def _check_store_folder() -> None:
+    """Refuse a ``LEUKDASH_ARTIFACTS`` that names a file, before any command reads through it."""
+    root = artifacts_root()
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"LEUKDASH_ARTIFACTS names {printable(str(root))}, which is not a folder: "
+                         "point it at a folder (it is created if missing)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", dest="dataset_option", metavar="DATASET", help="the same as DATASET")
     add_run_options(run)
     run.add_argument("--config-file", type=Path, help="a JSON run config (as written by the dashboard)")
+    run.add_argument("--final-model", action="store_true",
+                     help="then also train the final model on all images of the run (see refit)")
     add_pool_options(run)
     run.set_defaults(handler=cmd.run)
 
@@ -103,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(handler=cmd.sweep)
 
     sweeps = commands.add_parser("sweeps", help="list the stored sweeps and their progress")
+    sweeps.add_argument("--rank-by", choices=("lodo", "cv"), help="list each sweep's finished runs best first: by "
+                        "their leave-one-dataset-out (else stored external) balanced accuracy, or cross-validated")
     sweeps.add_argument("--json", action="store_true")
     sweeps.set_defaults(handler=cmd.sweeps)
 
@@ -135,8 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_id")
     evaluate.add_argument("dataset", help="dataset name or folder with the run's classes")
     evaluate.add_argument("--recompute", action="store_true", help="ignore the stored result")
+    evaluate.add_argument("--model", choices=("folds", "final", "both"), default="folds",
+                          help="the fold ensemble (default), the final model refitted on all images (see refit), or both")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd.evaluate)
+
+    refit = commands.add_parser("refit", help="train a finished run's final model on all its images (kept in the run)")
+    refit.add_argument("run_id")
+    refit.add_argument("--json", action="store_true")
+    refit.set_defaults(handler=cmd.refit)
 
     external = commands.add_parser("external-report",
                                    help="write the report's External validity section (runs are read, not trained)")

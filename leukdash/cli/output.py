@@ -16,7 +16,8 @@ def run_json(result: dict) -> dict:
         "run_id": result["run_id"], "cached": result["cached"], "computed_folds": result["computed_folds"],
         "config": result["config"],
         "dataset": {"name": dataset["name"], "fingerprint": dataset["fingerprint"],
-                    "n_images": dataset["n_used"], "classes": dataset["classes"], "synthetic": dataset["synthetic"]},
+                    "n_images": dataset["n_used"], "classes": dataset["classes"], "synthetic": dataset["synthetic"],
+                    "warnings": dataset.get("warnings", [])},
         "folds": [{k: fold[k] for k in keep if k in fold} for fold in result["folds"]],
         "summary": result["summary"], "versions": result["versions"], "seconds": round(result["seconds"], 3),
     }
@@ -50,6 +51,14 @@ def run_text(result: dict) -> str:
     return "\n".join(lines + sources_text(summary.get("per_source") or {}))
 
 
+def final_text(record: dict) -> str:
+    """What refit says: the final model(s) trained on every image of the run."""
+    if "members" in record:
+        return "\n".join(final_text(member) for member in record["members"])
+    return (f"final model of {record['run_id']} ({'cached' if record['cached'] else 'trained'}): {record['n_train']} "
+            f"images, training accuracy {record['train_acc']:.4f}, {record['seconds']:.1f} s")
+
+
 def sources_text(per_source: dict) -> list[str]:
     # Pooled figures lead: a source's folds can differ much in size and in the classes they hold.
     lines = []
@@ -76,6 +85,10 @@ def print_checks(entry: dict) -> None:
     if ood.get("outside"):
         print(f"  WARNING: unlike the run's training images (distance score {ood['score']:.2f}, above "
               f"{ood['percentile']:.0f}% of its own validation images): the prediction is not reliable")
+    if (entry.get("likely_wrong") or {}).get("flag"):
+        wrong = entry["likely_wrong"]
+        print(f"  likely wrong: its top probability {wrong['confidence']:.2f} is below {wrong['floor']:.2f}, "
+              "lower than 95% of the run's own out-of-fold answers")
     if known and "error" not in known:
         print(f"  known image: {known['match']} to {known['file']} ({known['class']}); "
               + (f"fold {known['fold']}'s model, which did not train on it, predicts {known['prediction']}"

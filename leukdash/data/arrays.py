@@ -6,13 +6,12 @@ atomically and verified on read, so a damaged file is decoded again rather than 
 
 from __future__ import annotations
 
-import os
-import uuid
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from leukdash.atomic import write_atomic
 from leukdash.data.dataset import Dataset, LoadedImages
 from leukdash.data.sources import SkippedFile
 from leukdash.paths import artifacts_root
@@ -29,13 +28,7 @@ def load_arrays(dataset: Dataset, size: int, preprocess: str = "raw") -> LoadedI
     stored = _read_array_cache(cache, dataset, size)
     if stored is not None:
         return stored
-    if preprocess == "raw":
-        loaded = dataset.load(size)
-    else:
-        from leukdash.data.preprocess import prepare
-
-        loaded = dataset.load()  # full resolution: the cell is segmented before resizing
-        loaded.images = prepare(loaded.images, size, preprocess)
+    loaded = dataset.load(size, preprocess)  # a cell is segmented at full resolution, then resized
     write_cache(cache, lambda tmp: np.savez(
         tmp, images=loaded.images, labels=loaded.labels, groups=loaded.groups.astype(str),
         paths=np.array([dataset.relative(p) for p in loaded.paths], dtype=str),
@@ -86,16 +79,12 @@ def save_npz(path: Path, **arrays) -> None:
             archive.writestr(member, buffer.getvalue())
 
 
-def write_cache(path: Path, write) -> None:
-    """Create a cache file through ``write(temporary_path)``, so that it appears whole or not at all.
+def write_cache(path: Path, write) -> bool:
+    """Create a cache file through ``write(temporary_path)``, so that it appears whole or not at all;
+    skipped where the store cannot be written (read-only, full): the data is used from memory.
+    Returns whether it was written.
 
     Parallel fold workers may fill the same entry at once: each writes its own temporary file in
     the same folder, and the last rename wins (they hold the same content).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return write_atomic(path, write, optional=True)

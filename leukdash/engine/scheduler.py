@@ -32,6 +32,7 @@ from pathlib import Path
 
 # A CNN fold always uses CNN_THREADS TensorFlow threads: the pool counts them as its cores.
 from leukdash.engine import machine
+from leukdash.engine.ordering import order
 from leukdash.models.cnn import CNN_THREADS, set_tf_threads
 
 # Resident memory of a worker process (benchmarks/measure_memory.py, allidb2_ufpr at 64 px: a
@@ -143,13 +144,8 @@ class InProcessPool:
     """Tasks one after another in this process (``n_jobs=1``): progress reaches ``on_event`` live."""
 
     def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event) -> None:
-        for task in order(tasks):
+        for task in order(tasks, inputs):
             on_done(task, compute_fold(task, inputs[task.run_id], lambda e, t=task: on_event(t.run_id, e)))
-
-
-def order(tasks: list[FoldTask]) -> list[FoldTask]:
-    """CNN folds first (the longest tasks: started early they do not trail at the end)."""
-    return sorted(tasks, key=lambda task: not task.is_cnn)
 
 
 # -- local worker processes --------------------------------------------------------------------
@@ -208,7 +204,7 @@ class LocalPool:
 
         context = multiprocessing.get_context("spawn")  # no fork of a process holding threads
         events = context.Queue()
-        pending, running = order(tasks), {}
+        pending, running = order(tasks, inputs), {}
         pools: dict[bool, object] = {}  # is_cnn -> executor
         try:
             while pending or running:
@@ -387,7 +383,7 @@ class DaskPool:
             # inputs lost with a worker are made again (scattered data is lost for good; measured).
             shipped = {run_id: client.submit(_same, inputs[run_id], key=f"inputs-{run_id}-{uuid.uuid4().hex[:8]}")
                        for run_id in needed}
-            for task in order(tasks):
+            for task in order(tasks, inputs):
                 futures[client.submit(_dask_task, task, shipped[task.run_id], topic, pure=False,
                                       key=f"fold-{task.run_id}-{task.fold}-{uuid.uuid4().hex[:8]}")] = task
             pending = dict(futures)

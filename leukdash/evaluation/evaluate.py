@@ -28,7 +28,7 @@ COLLAPSE_SHARE = 0.95
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
 # Changes to what this module computes invalidate the stored results.
-METHOD_VERSION = "external-3"
+METHOD_VERSION = "external-4"
 
 
 def match_classes(run_classes, dataset):
@@ -42,12 +42,17 @@ def match_classes(run_classes, dataset):
     return dataset.subset(run_classes)
 
 
-def result_path(run_id: str, fingerprint: str, store: RunStore | None = None):
-    return (store or RunStore()).run_dir(run_id) / "external" / f"{fingerprint}.json"
+def result_path(run_id: str, fingerprint: str, store: RunStore | None = None, model: str = "folds"):
+    name = fingerprint if model == "folds" else f"{fingerprint}-{model}"
+    return (store or RunStore()).run_dir(run_id) / "external" / f"{name}.json"
 
 
-def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, recompute: bool = False) -> dict:
-    """Score run ``run_id`` on dataset ``dataset_name`` (name or folder); stored and cached."""
+def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, recompute: bool = False,
+             model: str = "folds") -> dict:
+    """Score run ``run_id`` on dataset ``dataset_name`` (name or folder); stored and cached.
+
+    ``model``: ``folds`` (the fold ensemble, as Predict uses it) or ``final`` (the model refitted
+    on every image of the run, see :mod:`leukdash.engine.final`)."""
     from leukdash.data.discovery import open_dataset
 
     store = store or RunStore()
@@ -58,42 +63,56 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     if dataset.fingerprint == meta["dataset"]["fingerprint"]:
         raise DatasetError(f"{dataset.name!r} is the dataset run {run_id} was trained on: its models saw these "
                            "images, so only its cross-validated figures are honest there")
-    path = result_path(run_id, dataset.fingerprint, store)
-    key = {"method": METHOD_VERSION, "samples": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED}
+    path = result_path(run_id, dataset.fingerprint, store, model)
+    key = {"method": METHOD_VERSION, "samples": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED, "model": model}
     stored = None if recompute else read_json(path) if path.is_file() else None
     if stored is not None and stored.get("key") == key:
         return stored
-    result = {"key": key, **_compute(run_id, meta, dataset, store)}
-    write_json_atomic(path, result)
+    result = {"key": key, "model": model, **_compute(run_id, meta, dataset, store, model == "final")}
+    write_json_atomic(path, result, optional=True)  # a read-only store: computed, not kept
     return result
 
 
-def _compute(run_id: str, meta: dict, dataset, store: RunStore) -> dict:
+def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = False) -> dict:
     from leukdash.data.folds import merge_groups
-    from leukdash.evaluation.ood import describe_images, training_distribution
+    from leukdash.evaluation.ood import (confidence_floor, describe_images, own_confidence, training_distribution,
+                                         view_config, views)
     from leukdash.evaluation.predict import ensemble
     from leukdash.engine.runner import versions
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.training import duplicate_pairs
 
-    proba, outside, own_outside, loaded = 0.0, False, False, None
+    proba, loaded = 0.0, None
+    outside, own_outside = {}, {}
     # Each voting run (a plain run is its own one) sees the images prepared its own way
-    # (preprocess.prepare_images, cached); an image is flagged when any of their checks flags it.
-    for member, weight in ensemble(run_id, store).parts():
-        prepared = load_arrays(dataset, member.config.image_size, member.config.preprocess)
-        if loaded is None:
-            loaded = prepared
-        elif not np.array_equal(prepared.paths, loaded.paths):
-            raise RunError(f"the members of run {run_id} read different images of {dataset.name!r}")
-        if not len(loaded.labels):
-            raise DatasetError(f"dataset {dataset.name!r} has no readable image of classes {', '.join(dataset.classes)}")
-        proba = proba + weight * member.batch_probabilities(prepared.images).mean(axis=0)
-        described = training_distribution(member.run_id, store)
-        outside = outside | np.array([entry["outside"] for entry in described.assess(describe_images(prepared.images))])
-        own_outside = own_outside | (described.oof_scores > described.threshold)
+    # (preprocess.prepare_images, cached); an image is flagged when any of their checks flags it,
+    # in the prepared view or (preprocessed runs) in the acquisition view.
+    for member, weight in ensemble(run_id, store, final).parts():
+        for view in views(member.config):
+            config = view_config(member.config, view)
+            prepared = load_arrays(dataset, config.image_size, config.preprocess)
+            if loaded is None:
+                loaded = prepared
+            elif not np.array_equal(prepared.paths, loaded.paths):
+                raise RunError(f"the checks of run {run_id} read different images of {dataset.name!r}")
+            if not len(loaded.labels):
+                raise DatasetError(f"dataset {dataset.name!r} has no readable image of classes "
+                                   f"{', '.join(dataset.classes)}")
+            if view == "prepared":
+                proba = proba + weight * member.batch_probabilities(prepared.images).mean(axis=0)
+            described = training_distribution(member.run_id, store, view)
+            assessed = described.assess(describe_images(prepared.images))
+            outside[view] = outside.get(view, False) | np.array([entry["outside"] for entry in assessed])
+            own_outside[view] = own_outside.get(view, False) | (described.oof_scores > described.threshold)
     # Duplicates join groups here as they do in folds: one picture twice is one draw of the bootstrap.
     groups = merge_groups(loaded.groups, duplicate_pairs(dataset))
     metrics = external_metrics(loaded.labels, proba, groups, dataset.classes)
+    checked = [view for view in ("prepared", "acquisition") if view in own_outside]
+    flagged = np.logical_or.reduce([outside[view] for view in checked])
+    own_top = own_confidence(run_id, store)
+    floor = confidence_floor(own_top)
+    unsure = proba.max(axis=1) < floor
+    wrong = proba.argmax(axis=1) != loaded.labels
     return {
         "run_id": run_id,
         "run": {"config": meta["config"], "dataset": meta["dataset"]["name"],
@@ -101,9 +120,17 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore) -> dict:
         "dataset": {**dataset.describe(), "fingerprint": dataset.fingerprint, "n_used": int(len(loaded.labels)),
                     "skipped": [s.to_dict(dataset.root) for s in loaded.skipped]},
         **metrics,
-        "ood_share": float(np.mean(outside)),
+        "ood_share": float(np.mean(flagged)),
         # The same check on the run's own images, each scored against the folds it was not in.
-        "ood_own_share": float(np.mean(own_outside)),
+        "ood_own_share": float(np.mean(np.logical_or.reduce([own_outside[view] for view in checked]))),
+        # Is each warning right about the errors? The error rate among the images it flags and
+        # among the others, and the share of the run's own out-of-fold images it flags.
+        "flags": {
+            **{f"ood_{view}": flag_errors(outside[view], wrong, own_outside[view]) for view in checked},
+            "ood": flag_errors(flagged, wrong, np.logical_or.reduce([own_outside[view] for view in checked])),
+            "likely_wrong": {**flag_errors(unsure, wrong, own_top < floor), "floor": floor},
+            "either": flag_errors(flagged | unsure, wrong, None),
+        },
         "versions": versions(),
     }
 
@@ -132,6 +159,17 @@ def external_metrics(y_true, proba, groups, classes, *, samples: int = BOOTSTRAP
     }
     metrics["intervals"] = group_bootstrap(y_true, proba, groups, len(classes), samples=samples, seed=seed)
     return metrics
+
+
+def flag_errors(flags, wrong, own_flags) -> dict:
+    """How a warning fared: the share of images it flags, the error rate among them and among
+    the rest, and the share of the run's own out-of-fold images it flags (when known)."""
+    flags, wrong = np.broadcast_to(np.asarray(flags, dtype=bool), np.shape(wrong)), np.asarray(wrong, dtype=bool)
+    own_share = None if own_flags is None else float(np.mean(own_flags))
+    return {"share": float(flags.mean()), "n_flagged": int(flags.sum()),
+            "error_flagged": float(wrong[flags].mean()) if flags.any() else None,
+            "error_unflagged": float(wrong[~flags].mean()) if (~flags).any() else None,
+            "own_share": own_share}
 
 
 def per_group(y_true, predicted, groups, classes) -> list[dict]:
@@ -193,17 +231,20 @@ def _interval(values: np.ndarray) -> list[float]:
     return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
 
 
-def stored_evaluations(run_id: str, store: RunStore | None = None) -> list[dict]:
-    """Every external result stored beside a run (any method version), by dataset name."""
+def stored_evaluations(run_id: str, store: RunStore | None = None, model: str = "folds") -> list[dict]:
+    """Every external result of the run's ``model`` (fold ensemble or final model) stored beside
+    it (any method version), by dataset name."""
     folder = (store or RunStore()).run_dir(run_id) / "external"
     found = [read_json(path) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    return sorted((r for r in found if isinstance(r, dict) and "accuracy" in r), key=lambda r: r["dataset"]["name"])
+    return sorted((r for r in found if isinstance(r, dict) and "accuracy" in r and r.get("model", "folds") == model),
+                  key=lambda r: r["dataset"]["name"])
 
 
 def format_evaluation(result: dict) -> str:
     """A few lines for a terminal."""
     intervals = result["intervals"]
-    lines = [f"run {result['run_id']} ({result['run']['config']['model']}, trained on {result['run']['dataset']}) "
+    which = "final model refitted on all its images" if result.get("model") == "final" else "fold ensemble"
+    lines = [f"run {result['run_id']} ({result['run']['config']['model']}, {which}, trained on {result['run']['dataset']}) "
              f"on {result['dataset']['name']}: {result['n_images']} images, {intervals['n_groups']} groups"]
     for name, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("roc_auc", "ROC AUC")):
         if result.get(name) is not None:
@@ -215,6 +256,13 @@ def format_evaluation(result: dict) -> str:
                                                      if result["collapsed"] else ""))
     lines.append(f"  out-of-distribution: {result['ood_share']:.1%} of the images flagged "
                  f"({result['ood_own_share']:.1%} of the run's own out-of-fold images)")
+    names = {"ood_prepared": "unlike the prepared cells", "ood_acquisition": "unlike the acquisition",
+             "ood": "out-of-distribution", "likely_wrong": "likely wrong (low confidence)", "either": "either warning"}
+    for name, flag in result.get("flags", {}).items():
+        errors = "  ".join(f"{label} {flag[key]:.1%}" if flag[key] is not None else f"{label} -"
+                           for label, key in (("error flagged", "error_flagged"), ("unflagged", "error_unflagged")))
+        own = f"  (own out-of-fold {flag['own_share']:.1%})" if flag["own_share"] is not None else ""
+        lines.append(f"  {names[name]:<30} flags {flag['share']:6.1%}  {errors}{own}")
     lines.append("  per group          " + "  ".join(f"{g['group']} ({g['class']}, {g['n']}) {g['recall']:.2f}"
                                                   for g in result["per_group"]))
     return "\n".join(lines)

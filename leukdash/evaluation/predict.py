@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from leukdash.config import RunConfig
-from leukdash.data.dataset import square_resize
 from leukdash.data.decode import decode_image
 from leukdash.errors import ImageDecodeError, LeukdashError, RunError
 from leukdash.paths import printable
-from leukdash.data.preprocess import prepare_images
+from leukdash.data.preprocess import prepare_images, square_resize
 from leukdash.engine.store import RunStore
 
 # Loaded fold models of the last few runs used (a dashboard switches between a handful).
@@ -62,9 +61,10 @@ class _Voting:
 
 
 class FoldEnsemble(_Voting):
-    """The fold models of one finished run, loaded once."""
+    """The fold models of one finished run, loaded once; with ``final``, its final model alone
+    (see :mod:`leukdash.engine.final`)."""
 
-    def __init__(self, run_id: str, store: RunStore | None = None):
+    def __init__(self, run_id: str, store: RunStore | None = None, final: bool = False):
         store = store or RunStore()
         meta = store.read_meta(run_id)
         if meta is None or store.read_summary(run_id) is None:
@@ -72,6 +72,9 @@ class FoldEnsemble(_Voting):
         self.run_id, self.meta = run_id, meta
         self.config = RunConfig.from_dict(meta["config"])
         self.classes = tuple(meta["dataset"]["classes"])
+        if final:
+            self.models = [_final_model(run_id, self.config, store)]
+            return
         suffix = "keras" if self.config.is_cnn else "joblib"
         self.models = []
         for fold in meta["fold_ids"]:
@@ -105,15 +108,28 @@ class FoldEnsemble(_Voting):
         return [(self, 1.0)]
 
 
-class RunEnsemble(_Voting):
-    """An ensemble run: its members' fold models, fold by fold, their probabilities weighted."""
+def _final_model(run_id: str, config: RunConfig, store: RunStore):
+    from leukdash.engine.final import final_model_path, final_record
 
-    def __init__(self, run_id: str, meta: dict, store: RunStore):
+    if final_record(run_id, store) is None:
+        raise RunError(f"run {run_id} has no final model (or it is damaged): `python -m leukdash refit {run_id}` "
+                       "trains it on every image of the run")
+    model = _load_model(final_model_path(run_id, config, store), config.is_cnn)
+    if model is None:
+        raise RunError(f"run {run_id}: its final model cannot be loaded; `python -m leukdash refit {run_id}` again")
+    return model
+
+
+class RunEnsemble(_Voting):
+    """An ensemble run: its members' fold models, fold by fold, their probabilities weighted
+    (with ``final``, their final models)."""
+
+    def __init__(self, run_id: str, meta: dict, store: RunStore, final: bool = False):
         from leukdash.engine.ensemble import member_ids
 
         self.run_id, self.meta = run_id, meta
         self.classes = tuple(meta["dataset"]["classes"])
-        self.members = [(FoldEnsemble(member, store), weight) for member, weight in member_ids(meta)]
+        self.members = [(FoldEnsemble(member, store, final), weight) for member, weight in member_ids(meta)]
 
     def parts(self) -> list[tuple[FoldEnsemble, float]]:
         return list(self.members)
@@ -143,18 +159,19 @@ def damaged_model_message(run_id: str, path: Path, store: RunStore) -> str:
             f"recomputed by `python -m leukdash run --config-file {meta_file}` (or by launching the run again)")
 
 
-def ensemble(run_id: str, store: RunStore | None = None) -> FoldEnsemble | RunEnsemble:
-    """The loaded fold models of a run (of every member of an ensemble run), kept for the life
-    of the process."""
+def ensemble(run_id: str, store: RunStore | None = None, final: bool = False) -> FoldEnsemble | RunEnsemble:
+    """The loaded fold models of a run (of every member of an ensemble run), or with ``final``
+    its final model(s), kept for the life of the process."""
     from leukdash.engine.ensemble import is_ensemble
 
     store = store or RunStore()
-    key = (str(store.root), run_id)
+    key = (str(store.root), run_id) + (("final",) if final else ())
     if key not in _loaded:
         meta = store.read_meta(run_id)
         if meta is None or store.read_summary(run_id) is None:
             raise RunError(f"run {run_id!r} is not a finished run in {store.root}")
-        _loaded[key] = RunEnsemble(run_id, meta, store) if is_ensemble(meta) else FoldEnsemble(run_id, store)
+        _loaded[key] = (RunEnsemble(run_id, meta, store, final) if is_ensemble(meta)
+                        else FoldEnsemble(run_id, store, final))
         while len(_loaded) > MAX_LOADED_RUNS:
             _loaded.popitem(last=False)
     _loaded.move_to_end(key)
@@ -177,6 +194,8 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
             result["ood"] = entry
         for result, image in zip(results, images):
             result["known"] = _checked(run_id, [image], store, "known", lambda r, i, s: [known_image(r, i[0], s)])[0]
+        for result, entry in zip(results, likely_wrong(run_id, results, store)):
+            result["likely_wrong"] = entry
     return results
 
 
@@ -191,15 +210,30 @@ def out_of_distribution(run_id: str, images: list[np.ndarray], store: RunStore |
     """Per image: its distance score to the run's training images, the percentile of that score
     among the run's own out-of-fold images, and whether it is outside (see :mod:`leukdash.evaluation.ood`).
 
-    An ensemble run's image is outside when any member's check says so (each member sees the
-    image prepared its own way); the score shown is the member's with the highest percentile.
+    A preprocessed run checks the prepared cell and the acquisition (the raw image), an ensemble
+    run each member's views: the image is outside when any check says so, and the score shown
+    is the check's with the highest percentile (``view`` names it).
     """
-    from leukdash.evaluation.ood import describe_images, training_distribution
+    from leukdash.evaluation.ood import describe_images, training_distribution, view_config, views
 
-    assessed = [training_distribution(member.run_id, store).assess(describe_images(member.prepare(images)))
-                for member, _ in ensemble(run_id, store).parts()]
+    assessed = []
+    for member, _ in ensemble(run_id, store).parts():
+        for view in views(member.config):
+            described = training_distribution(member.run_id, store, view)
+            prepared = prepare_images(view_config(member.config, view), images)
+            assessed.append([{**entry, "view": view} for entry in described.assess(describe_images(prepared))])
     return [{**max(entries, key=lambda entry: entry["percentile"]), "outside": any(e["outside"] for e in entries)}
             for entries in zip(*assessed)]
+
+
+def likely_wrong(run_id: str, results: list[dict], store: RunStore | None = None) -> list[dict]:
+    """Per prediction: its top probability against the run's confidence floor (see
+    :func:`leukdash.evaluation.ood.confidence_floor`), and whether it falls below."""
+    from leukdash.evaluation.ood import confidence_floor, own_confidence
+
+    floor = confidence_floor(own_confidence(run_id, store))
+    return [{"confidence": max(r["probabilities"].values()), "floor": round(floor, 6),
+             "flag": max(r["probabilities"].values()) < floor} for r in results]
 
 
 def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None) -> dict | None:
@@ -248,14 +282,14 @@ def _reference(run_id: str, store: RunStore | None) -> dict:
 def prepare_checks(run_id: str, store: RunStore | None = None) -> None:
     """Load the run's models and read (or compute and store) what both checks need, so that the
     next prediction answers at once. What cannot be prepared is left for the prediction to report."""
-    from leukdash.evaluation.ood import training_distribution
+    from leukdash.evaluation.ood import training_distribution, views
 
     try:
-        voters = [member.run_id for member, _ in ensemble(run_id, store).parts()]
+        voters = [(member.run_id, view) for member, _ in ensemble(run_id, store).parts() for view in views(member.config)]
     except LeukdashError:
         return
     for prepare in [lambda: _reference(run_id, store)] + [
-            lambda voter=voter: training_distribution(voter, store) for voter in voters]:
+            lambda voter=voter, view=view: training_distribution(voter, store, view) for voter, view in voters]:
         try:
             prepare()
         except LeukdashError:
@@ -304,10 +338,17 @@ def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None)
         except ImageDecodeError as error:
             entry["error"] = str(error)
         entries.append(entry)
-    if decoded:
-        predictions = predict_images(run_id, [image for _, image in decoded], store)
-        for (entry, _), prediction in zip(decoded, predictions):
-            entry.update(prediction)
+    try:
+        predictions = predict_images(run_id, [image for _, image in decoded], store) if decoded else []
+    except ImageDecodeError:  # one image could not be prepared (resized): each on its own, to name it
+        predictions = []
+        for entry, image in decoded:
+            try:
+                predictions += predict_images(run_id, [image], store)
+            except ImageDecodeError as error:
+                entry["error"], predictions = str(error), predictions + [{}]
+    for (entry, _), prediction in zip(decoded, predictions):
+        entry.update(prediction)
     return entries
 
 

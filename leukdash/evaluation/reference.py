@@ -56,15 +56,15 @@ def known_reference(run_id: str, store: RunStore | None = None) -> dict:
                  "fold_of": validation_folds(run_id, len(arrays.labels), store),
                  "relative": np.array([dataset.relative(p) for p in arrays.paths], dtype=str),
                  "digests": np.array([pixel_digest(decode_image(p)) for p in arrays.paths], dtype=str)}
-    write_cache(cache, lambda tmp: save_npz(tmp, **reference))
-    write_json_atomic(info_path, key)
+    if write_cache(cache, lambda tmp: save_npz(tmp, **reference)):
+        write_json_atomic(info_path, key, optional=True)  # only beside the arrays it describes
     return reference
 
 
 def references_stored(run_id: str, store: RunStore | None = None) -> bool:
     """Whether a prediction with this run opens no dataset: its known-image reference and the
     out-of-distribution description of each run that votes in it (itself, or an ensemble's
-    members) are stored."""
+    members) are stored (a preprocessed run's acquisition view is computed alongside)."""
     from leukdash.engine.ensemble import member_ids
 
     store = store or RunStore()

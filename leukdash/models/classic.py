@@ -14,12 +14,12 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
 from leukdash.config import CLASSIC_MODELS, FEATURE_SETS
 from leukdash.errors import ConfigError
 from leukdash.models.features import extract_features, pixel_features
+from leukdash.models.kernel_svm import KernelSVC
 
 # Raw-pixel input is resized to this side: 32x32x3 = 3,072 values keeps the SVM quick.
 PIXEL_SIZE = 32
@@ -44,13 +44,13 @@ def make_classifier(model: str, feature_set: str, k: int = 3, seed: int = 0) -> 
         raise ConfigError(f"feature_set must be one of {', '.join(FEATURE_SETS)}, got {feature_set!r}")
     classifiers = {
         "nb": lambda: GaussianNB(),
-        # gamma="scale" adapts the kernel width to the number of inputs (pixels or features).
+        # SVC(kernel="rbf", C=10, gamma="scale") computed from its Gram matrix (same model, same
+        # predictions, 4-6x faster on pixels: see kernel_svm); gamma="scale" adapts the kernel
+        # width to the number of inputs (pixels or features).
         # Platt-scaled probabilities from cross-validated decision values: what
         # SVC(probability=True) did before scikit-learn 1.9 deprecated it. Three folds
         # keep it usable with few images per class.
-        "svm": lambda: CalibratedClassifierCV(
-            SVC(kernel="rbf", C=10.0, gamma="scale"), method="sigmoid", cv=3, ensemble=False
-        ),
+        "svm": lambda: CalibratedClassifierCV(KernelSVC(C=10.0), method="sigmoid", cv=3, ensemble=False),
         "knn": lambda: KNeighborsClassifier(n_neighbors=k),
         "dt": lambda: DecisionTreeClassifier(random_state=seed),
     }
