@@ -87,6 +87,7 @@ def sweep(args) -> int:
 
 def sweeps(args) -> int:
     from leukdash.engine.sweep import list_sweeps
+    from leukdash.reporting.plots.sweeps import varied_settings
 
     found = list_sweeps()
     if args.rank_by:
@@ -100,7 +101,7 @@ def sweeps(args) -> int:
     for entry in found:
         complete = sum(run["status"] == "complete" for run in entry["runs"])
         print(f"{entry['sweep_id']:<18} {entry['state']:<8} {complete}/{len(entry['runs'])} runs  "
-              f"{entry['done_folds']}/{entry['total_folds']} folds  {entry['name']}")
+              f"{entry['done_folds']}/{entry['total_folds']} folds  {varied_settings(entry)} · {entry['name']}")
         for rank, row in enumerate(entry.get("ranked", []), 1):
             transfer = row["transfer"]
             shown = (f"{transfer['source']} {transfer['balanced_accuracy']:.4f} ({', '.join(map(str, transfer['datasets']))})"
@@ -211,6 +212,29 @@ def external_report(args) -> int:
 
     path = write_section((args.out or FULL_OUT) / REPORT_NAME, external_section(compute=not args.no_compute))
     print(f"report: {path}")
+    return 0
+
+
+def report(args) -> int:
+    from leukdash.paths import REPO_ROOT
+    from leukdash.reporting.report.readme import load_report_data, readme_block, readme_problems, replace_block
+    from leukdash.reporting.reproduce import FULL_OUT
+
+    data = load_report_data(args.out or FULL_OUT)
+    readme_path = REPO_ROOT / "README.md"
+    if args.check:
+        problems = readme_problems(readme_path.read_text(encoding="utf-8"), data)
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if not problems:
+            print(f"README.md's result block is the report's (engine version {data['engine']})")
+        return 1 if problems else 0
+    if args.readme:
+        readme_path.write_text(replace_block(readme_path.read_text(encoding="utf-8"), readme_block(data)),
+                               encoding="utf-8")
+        print(f"wrote the result block of {readme_path}")
+        return 0
+    print(readme_block(data))
     return 0
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 # A CNN fold always uses CNN_THREADS TensorFlow threads: the pool counts them as its cores.
 from leukdash.engine import machine
+from leukdash.engine.machine import machine_cores
 from leukdash.engine.ordering import order
 from leukdash.models.cnn import CNN_THREADS, set_tf_threads
 
@@ -79,14 +80,6 @@ def make_pool(address: str | None = None, n_jobs: int | None = None):
     if n_jobs == 1:
         return InProcessPool()
     return LocalPool(cores=min(n_jobs, machine_cores()) if n_jobs else None)
-
-
-def machine_cores() -> int:
-    """Cores this process may use (its CPU affinity where the platform tells it)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 def memory_budget_mb() -> int:
