@@ -14,6 +14,9 @@ from pages._shared import deployment
 # A local file: a material or emoji icon would be fetched from a font server, which fails offline.
 ICON = Path(__file__).parent / "assets" / "icon.png"
 st.set_page_config(page_title="leukdash", layout="wide", page_icon=str(ICON))
+# A chosen option of a multiselect shows its whole name, on several lines if need be (Streamlit cuts it).
+st.html("<style>.stMultiSelect [data-baseweb='tag'] {max-width: 100%; height: auto}"
+        " .stMultiSelect [data-baseweb='tag'] span {max-width: none; white-space: normal}</style>")
 
 try:
     deployment()

@@ -1,9 +1,10 @@
-"""The hostile-input cases of tests/test_hostile.py as one table: case | expected | observed.
+"""The hostile-input cases of tests/test_hostile*.py as one table: case | expected | observed.
 
 Each case runs as in the test suite, in its own temporary folder and run store; a failed
 assertion shows as FAILED in the observed column (and the exit status is 1).
 
-Run from the repository root: python -m benchmarks.hostile_table [--markdown]
+Run from the repository root: python -m benchmarks.hostile_table [--markdown] [FILE...]
+(FILE: some of the test files only, e.g. tests/test_hostile_env.py)
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent.parent / "tests" / "test_hostile.py"
+TESTS = Path(__file__).resolve().parent.parent / "tests"
 
 
-def load_cases():
-    spec = importlib.util.spec_from_file_location("test_hostile", TESTS)
+def load_cases(path: Path):
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))  # the case files import each other's helpers, as under pytest
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
     spec.loader.exec_module(module)
@@ -40,12 +43,14 @@ def observe(module, hostile) -> tuple[bool, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", action="store_true", help="a Markdown table (default: plain columns)")
+    parser.add_argument("files", nargs="*", type=Path, help="case files (default: tests/test_hostile*.py)")
     args = parser.parse_args(argv)
-    module = load_cases()
     rows = []
-    for hostile in module.CASES:
-        ok, observed = observe(module, hostile)
-        rows.append((hostile.name, hostile.expected, observed, ok))
+    for path in args.files or sorted(TESTS.glob("test_hostile*.py")):
+        module = load_cases(path.resolve())
+        for hostile in module.CASES:
+            ok, observed = observe(module, hostile)
+            rows.append((hostile.name, hostile.expected, observed, ok))
     if args.markdown:
         print("| # | case | expected | observed |\n|---|---|---|---|")
         for i, (name, expected, observed, _) in enumerate(rows, 1):

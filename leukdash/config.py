@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from leukdash.errors import ConfigError
@@ -116,9 +117,8 @@ class RunConfig:
         if isinstance(self.augment, dict):
             object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
         # Several datasets are one comma-separated string, in name order: the same run either way.
-        if isinstance(self.dataset, str) and "," in self.dataset:
-            names = sorted(part.strip() for part in self.dataset.split(",") if part.strip())
-            object.__setattr__(self, "dataset", ",".join(names))
+        if isinstance(self.dataset, str) and len(dataset_parts(self.dataset)) > 1:
+            object.__setattr__(self, "dataset", ",".join(sorted(dataset_parts(self.dataset))))
 
     @property
     def is_cnn(self) -> bool:
@@ -154,7 +154,7 @@ class RunConfig:
             isinstance(self.test_fraction, (int, float)) and 0.05 <= self.test_fraction <= 0.5
         ):
             raise ConfigError(f"test_fraction must be between 0.05 and 0.5, got {self.test_fraction!r}")
-        if self.protocol == "lodo" and "," not in self.dataset:
+        if self.protocol == "lodo" and len(dataset_parts(self.dataset)) < 2:
             raise ConfigError("protocol lodo (leave one dataset out) needs several datasets, e.g. allidb2_ufpr,cnmc_dev")
         if self.protocol == "lodo" and self.test_fraction is not None:
             raise ConfigError("protocol lodo holds out each dataset in turn: test_fraction does not apply")
@@ -207,6 +207,14 @@ class RunConfig:
 
     def with_changes(self, **changes) -> RunConfig:
         return replace(self, **changes)
+
+
+def dataset_parts(spec: str) -> list[str]:
+    """The datasets a dataset string names: a path that exists as a folder is one dataset, commas
+    in it or not; anything else is a comma-separated list of names or folders."""
+    if os.path.isdir(os.path.expanduser(spec)):
+        return [spec]
+    return [part.strip() for part in spec.split(",") if part.strip()]
 
 
 def stable_hash(value, length: int = 12) -> str:

@@ -21,5 +21,9 @@ class RunError(LeukdashError):
     """A run cannot be found, resumed or used for prediction."""
 
 
+class StoreError(LeukdashError):
+    """The run store or its caches cannot be written: read-only, full, or not a folder."""
+
+
 class FileRefused(LeukdashError):
     """A path names something that is not read: not a regular file, too large, or unreadable."""

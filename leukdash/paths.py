@@ -1,6 +1,7 @@
 """Where leukdash keeps its artifacts and looks for datasets."""
 
 import os
+import re
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -9,6 +10,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def artifacts_root() -> Path:
     """The run store and caches: ``$LEUKDASH_ARTIFACTS`` or ``artifacts/`` in the repository."""
     return Path(os.environ.get("LEUKDASH_ARTIFACTS") or REPO_ROOT / "artifacts")
+
+
+def uploads_root() -> Path:
+    """Where zips uploaded on the dashboard are unpacked: one folder per browser session."""
+    return artifacts_root() / "uploads"
 
 
 def data_roots() -> list[Path]:
@@ -20,15 +26,30 @@ def data_roots() -> list[Path]:
 
 def printable(text: str) -> str:
     """``text`` with the bytes of a name that is not valid UTF-8 written as escapes (``\\xff``),
-    so that it can be printed, logged and stored as JSON."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    and control characters too (``\\n``, ``\\x1b``, line separators, bidirectional overrides),
+    so that it can be printed, logged and stored as JSON, and a name can never forge a line of
+    output or rewrite the terminal."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text if not _CONTROL.search(text) else _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
+
+
+def has_control(text: str) -> bool:
+    """Whether ``text`` holds a character that :func:`printable` escapes (a control character)."""
+    return bool(_CONTROL.search(text))
+
+
+# C0 and C1 controls, DEL, line and paragraph separators, and the bidirectional controls that
+# can reorder what a terminal or a page shows.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def hide_roots(text: str) -> str:
     """``text`` (an error message, a path) as a dashboard visitor may see it: paths under the
     data roots, the artifacts folder or the repository relative to it, never the server's
     absolute folders; printable."""
-    roots = {str(folder) for root in (*data_roots(), artifacts_root(), REPO_ROOT)
+    # A session's upload folder is named by its secret token: hidden like a root.
+    sessions = [folder for folder in uploads_root().iterdir() if folder.is_dir()] if uploads_root().is_dir() else []
+    roots = {str(folder) for root in (*sessions, *data_roots(), artifacts_root(), REPO_ROOT)
              for folder in (root, root.resolve())}
     for root in sorted(roots, key=len, reverse=True):
         if len(root) > 1:

@@ -145,7 +145,8 @@ def dataset_picker() -> str:
 
 @st.cache_data(ttl=60, show_spinner=False)
 def dataset_info(dataset: str, root: str) -> dict:
-    """describe() of a dataset, plus its files per class (relative paths) and ignored files."""
+    """describe() of a dataset, plus its files per class (relative paths), ignored files and
+    warnings (groups.csv rows that match nothing, the same bytes under two classes)."""
     from leukdash.data.discovery import open_dataset
 
     ds = open_dataset(dataset)
@@ -153,7 +154,7 @@ def dataset_info(dataset: str, root: str) -> dict:
     for item in ds.items:
         files[ds.classes[item.label]].append(ds.relative(item.path))
     return {**ds.describe(), "class_names": list(ds.classes), "files": files,
-            "ignored": [s.to_dict(ds.root) for s in ds.ignored]}
+            "ignored": [s.to_dict(ds.root) for s in ds.ignored], "warnings": ds.warnings()}
 
 
 def load_dataset_info(dataset: str) -> dict | None:
@@ -262,15 +263,16 @@ def comparison(root: str, run_ids: tuple[str, ...]) -> dict:
     return compare_runs(list(run_ids))
 
 
-def run_option_label(entry: dict) -> str:
-    """'CNN paper (sgd, 25 ep) · synthetic · 5 classes · 81.7%' for a list_runs entry."""
-    import pandas as pd
+def run_option_labels(entries: list[dict]) -> dict[str, str]:
+    """Run id -> 'k-NN on pixels · cell-keep-gray · 0be321 · 81.7%' for list_runs entries: named
+    by what differs among them (see leukdash.evaluation.labels), with the validation accuracy."""
+    from leukdash.evaluation.labels import run_labels
 
-    from leukdash.reporting.plots import runs_frame
-
-    row = runs_frame([entry]).iloc[0]
-    acc = f" · {row['Val. accuracy']:.1%}" if pd.notna(row["Val. accuracy"]) else ""
-    return f"{row['Model']} · {row['Dataset']} · {row['Task']} · {row['Size (px)']} px{acc}"
+    labels = {}
+    for entry, label in zip(entries, run_labels(entries)):
+        acc = ((entry.get("summary") or {}).get("val_acc") or {}).get("mean")
+        labels[entry["run_id"]] = label + (f" · {acc:.1%}" if acc is not None else "")
+    return labels
 
 
 def percent_columns(frame, columns, headers: dict | None = None, decimals: int = 1):
@@ -314,6 +316,15 @@ def external_results(root: str, run_id: str) -> list[dict]:
     from leukdash.evaluation.evaluate import stored_evaluations
 
     return stored_evaluations(run_id)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def transfer_figures(root: str, run_ids: tuple[str, ...]) -> dict:
+    """Each run's transfer figure (leave-one-dataset-out or stored external tests), and the best
+    run on real images by it (see leukdash.evaluation.transfer)."""
+    from leukdash.evaluation.transfer import best_transferable, transfer_score
+
+    return {"scores": {run_id: transfer_score(run_id) for run_id in run_ids}, "best": best_transferable(list(run_ids))}
 
 
 # --------------------------------------------------------------------------- prediction

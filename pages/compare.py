@@ -31,17 +31,20 @@ def compare_runs_of(run_ids: list[str]) -> None:
 def sweep_view() -> None:
     """Settings against accuracy for the finished runs of one sweep; a selected run's detail."""
     from leukdash.engine.sweep import list_sweeps
+    from leukdash.reporting.plots.sweeps import finished_axes, sweep_title
 
     sweeps = [s for s in list_sweeps() if any(r["status"] == "complete" for r in s["runs"])]
     if not sweeps:
         st.info("No sweep with finished runs yet: on the Experiments page, give a setting several values.",
                 icon=":material/hourglass_empty:")
         return
-    names = {s["sweep_id"]: f"{s['name']} · {sum(r['status'] == 'complete' for r in s['runs'])} of "
-                            f"{len(s['runs'])} runs finished" for s in sweeps}
+    titles = {s["sweep_id"]: sweep_title(s) for s in sweeps}
+    linked = st.query_params.get("sweep")
+    opening = linked if linked in titles else next((s["sweep_id"] for s in sweeps if finished_axes(s)),
+                                                   sweeps[0]["sweep_id"])
     left, right = st.columns([3, 1])
-    sweep_id = kept(left.selectbox, "compare_sweep", sweeps[0]["sweep_id"], "Sweep", options=list(names),
-                    format_func=names.get, bind=True)
+    sweep_id = kept(left.selectbox, "compare_sweep", opening, "Sweep", options=list(titles), format_func=titles.get)
+    st.query_params["sweep"] = sweep_id  # the id, so a copied address opens this sweep
     visible = {entry["run_id"] for entry in finished_runs()}  # not runs on another session's upload
     run_ids = [r["run_id"] for r in next(s for s in sweeps if s["sweep_id"] == sweep_id)["runs"]
                if r["status"] == "complete" and r["run_id"] in visible]
@@ -100,15 +103,30 @@ if kept(st.radio, "compare_view", "Runs", "View", options=["Runs", "Sweeps"], ho
     sweep_view()
     st.stop()
 
+st.query_params.pop("sweep", None)
 st.caption("Select rows to compare (the boxes at the left); with none selected, every finished run is shown.")
-table, percent = percent_columns(runs_frame(entries).drop(columns=["Status"]), ["Val. accuracy", "SD"])
-returning = "compare_table" not in st.session_state  # Streamlit forgot the selection on another page
+table, percent = percent_columns(runs_frame(entries).drop(columns=["Status", "Created"]), ["Val. accuracy", "SD"])
+linked = [r for r in st.query_params.get("runs", "").split(",") if r]
+if linked and "_kept_compare_runs" not in st.session_state:  # opened from a shared address
+    st.session_state["_kept_compare_runs"] = linked
+if "compare_table" not in st.session_state:  # Streamlit forgot the table's selection on another page
+    st.session_state["_compare_table_rows"] = []
 selection = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
                          key="compare_table", column_config=fitted(table, percent))
-if selection.selection.rows or not returning:
-    st.session_state["_kept_compare_runs"] = [table["Run id"].iloc[i] for i in selection.selection.rows]
-chosen_ids = [r for r in st.session_state.get("_kept_compare_runs", []) if r in set(table["Run id"])] \
-    or list(table["Run id"])
+selected = [table["Run id"].iloc[i] for i in selection.selection.rows]
+if selected != st.session_state["_compare_table_rows"]:  # the user changed the selection in the table
+    st.session_state["_kept_compare_runs"] = selected
+st.session_state["_compare_table_rows"] = selected
+kept_ids = st.session_state.get("_kept_compare_runs", [])
+chosen_ids = [r for r in kept_ids if r in set(table["Run id"])] or list(table["Run id"])
+if len(chosen_ids) < len(table):
+    st.query_params["runs"] = ",".join(chosen_ids)  # ids, so a copied address compares the same runs
+else:
+    st.query_params.pop("runs", None)
+missing = len([r for r in kept_ids if r not in set(table["Run id"])])
+if missing:
+    st.caption(f"{missing} run{'s' * (missing != 1)} of the link {'are' if missing != 1 else 'is'} not among "
+               "the finished runs here.")
 chosen = results(chosen_ids)
 labels = run_labels(chosen)
 if len(chosen) < len(table):
@@ -121,13 +139,13 @@ error = kept(middle.radio, "compare_error", "std", "Error bars", options=list(ER
              horizontal=True)
 show_paper = kept(right.toggle, "compare_paper", True, "Paper's figures", help="Mark the paper's reported accuracy")
 
-st.plotly_chart(metric_bars(chosen, metric, error, show_paper), width="stretch", key="compare_bars")
+st.plotly_chart(metric_bars(chosen, metric, error, show_paper, labels), width="stretch", key="compare_bars")
 st.caption(f"Bars: mean {METRICS[metric].lower()} over the validation folds; whiskers: {ERROR_BARS[error]}; "
            "dots: single folds (hover for the fold number)"
            + ("; open diamonds: the paper's reported 5-fold mean for the same model and task." if show_paper else "."))
 
-tabs = st.tabs(["Summary", "Per fold", "Learning curves", "Confusion matrices", "Significance", "External test",
-                "Download"])
+# Short names: the strip fits a phone's width.
+tabs = st.tabs(["Summary", "Folds", "Curves", "Confusion", "McNemar", "External"])
 with tabs[0]:
     numbers = ["Mean", "SD", "Min", "Max", "Paper (reported)"]
     summary = summary_frame(chosen, labels, metric)
@@ -149,6 +167,15 @@ with tabs[0]:
         st.caption("Each source's validation images scored on their own, pooled over the folds that validated "
                    "that source (under leave-one-dataset-out, the one fold that held it out); the last columns give "
                    "the mean and range of its accuracy over those folds, which can differ much in size.")
+    export = [{k: v for k, v in r.items() if k != "folds"}
+              | {"folds": [{k: v for k, v in f.items() if k != "oof"} for f in r["folds"]]} for r in chosen]
+    left, right = st.columns(2)
+    left.download_button("Per-fold table (CSV)", fold_frame(chosen, labels).to_csv(index=False).encode(),
+                         file_name="leukdash_folds.csv", mime="text/csv", icon=":material/download:", width="stretch")
+    right.download_button("Results (JSON)", json.dumps(export, indent=1).encode(), file_name="leukdash_runs.json",
+                          mime="application/json", icon=":material/download:", width="stretch")
+    st.caption("The JSON holds each run's config, dataset fingerprint, versions, summary and per-fold metrics "
+               "(out-of-fold predictions are left out; they stay in the run store).")
 
 with tabs[1]:
     folds, formats = percent_columns(fold_frame(chosen, labels), [m for m in metrics if m in FRACTIONS], HEADERS)
@@ -218,8 +245,9 @@ with tabs[5]:
         external_results.clear()
     tested = [(result, evaluation) for result in chosen for evaluation in external_results(root(), result["run_id"])]
     if not tested:
-        st.info("No external test stored for these runs yet: pick a dataset and run one "
-                "(or `python -m leukdash evaluate RUN_ID DATASET`).", icon=":material/science:")
+        st.info("No external test stored for these runs yet" + (
+            "." if deployment().viewer else ": pick a dataset and run one (or `python -m leukdash evaluate RUN_ID "
+            "DATASET`)."), icon=":material/science:")
     else:
         from leukdash.evaluation.evaluate import outcome_sentence
 
@@ -232,17 +260,6 @@ with tabs[5]:
                    "cross-validated mean; hatched bars: collapsed (one class for at least 95% of the images).")
         shown, formats = percent_columns(frame.drop(columns=["Model", "Classes"]),
                                          ["Value", "Low", "High", "Within dataset", "OOD share"])
-        st.dataframe(shown, hide_index=True, width="stretch", column_config=fitted(shown, formats))
+        st.dataframe(shown, hide_index=True, width="stretch", column_config=fitted(shown, formats, auto=12))
         for (result, evaluation), label in zip(tested, frame["Run"]):
             st.markdown(f"**{label}** (trained on {result['dataset']['name']}). {outcome_sentence(evaluation)}")
-
-with tabs[6]:
-    export = [{k: v for k, v in r.items() if k != "folds"}
-              | {"folds": [{k: v for k, v in f.items() if k != "oof"} for f in r["folds"]]} for r in chosen]
-    left, right = st.columns(2)
-    left.download_button("Per-fold table (CSV)", fold_frame(chosen, labels).to_csv(index=False).encode(),
-                         file_name="leukdash_folds.csv", mime="text/csv", icon=":material/download:", width="stretch")
-    right.download_button("Results (JSON)", json.dumps(export, indent=1).encode(), file_name="leukdash_runs.json",
-                          mime="application/json", icon=":material/download:", width="stretch")
-    st.caption("The JSON holds each run's config, dataset fingerprint, versions, summary and per-fold metrics "
-               "(out-of-fold predictions are left out; they stay in the run store).")

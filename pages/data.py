@@ -67,6 +67,8 @@ if info is None:
 synthetic_note(info)
 
 st.caption(f"`{hide_roots(info['path'])}` · layout: {info['kind']}")
+for warning in info["warnings"]:
+    st.warning(hide_roots(warning), icon=":material/warning:")
 counts = info["classes"]
 audited = st.session_state.setdefault("audited", [])
 # Only decoding tells an unreadable image file: until the audit has run, the header counts files.

@@ -74,7 +74,7 @@ st.subheader("Latest runs")
 entries = visible_runs()
 if entries:
     table, percent = percent_columns(
-        runs_frame(entries[:8])[["Model", "Dataset", "Task", "Val. accuracy", "SD", "Status", "Created"]],
+        runs_frame(entries[:8]).drop(columns=["Run id"]),
         ["Val. accuracy", "SD"])
     st.dataframe(table, hide_index=True, width="stretch", column_config=fitted(table, percent))
     st.page_link("pages/compare.py", label="Compare runs", icon=":material/arrow_forward:")

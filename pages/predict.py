@@ -3,10 +3,12 @@
 import streamlit as st
 
 from leukdash.data.decode import MAX_PIXELS, decode_image
+from leukdash.evaluation.answer import headline
 from leukdash.errors import ImageDecodeError, LeukdashError
-from leukdash.paths import hide_roots
+from leukdash.paths import hide_roots, printable
 from leukdash.reporting.plots import heatmap_overlay, probability_bars
-from pages._shared import finished_runs, gradcam, kept, no_runs_yet, predict, root, routed, run_option_label
+from pages._shared import (finished_runs, gradcam, kept, no_runs_yet, predict, root, routed, run_option_labels,
+                           transfer_figures)
 
 routed(__file__)
 
@@ -19,19 +21,41 @@ if not entries:
     no_runs_yet("nothing to predict with")
     st.stop()
 
-labels = {entry["run_id"]: run_option_label(entry) for entry in entries}
-run_id = kept(st.selectbox, "predict_run", entries[0]["run_id"], "Run", options=list(labels), format_func=labels.get,
-              help="A finished run; its fold models vote (their probabilities are averaged).")
+transfer = transfer_figures(root(), tuple(entry["run_id"] for entry in entries))
+
+
+def option_label(entry: dict, label: str) -> str:
+    score = transfer["scores"].get(entry["run_id"])
+    shown = f" · transfers {score['balanced_accuracy']:.0%} ({score['source']})" if score else ""
+    return label + shown
+
+
+names = run_option_labels(entries)
+labels = {entry["run_id"]: option_label(entry, names[entry["run_id"]]) for entry in entries}
+run_id = kept(st.selectbox, "predict_run", transfer["best"] or entries[0]["run_id"], "Run", options=list(labels),
+              format_func=labels.get,
+              help="A finished run; its fold models vote (their probabilities are averaged). The default is the "
+                   "run on real images that transfers best to a lab it never saw, by its leave-one-dataset-out "
+                   "result or its stored external tests (`evaluate`).")
 meta = next(entry["meta"] for entry in entries if entry["run_id"] == run_id)
 config, dataset = meta["config"], meta["dataset"]
 is_cnn = config["model"] == "cnn"
 st.caption(f"Trained on **{dataset['name']}** ({', '.join(dataset['classes'])}) at {config['image_size']} px; "
            f"{len(meta['fold_ids'])} fold models. Images are padded square and resized the same way.")
+score = transfer["scores"].get(run_id)
+if score:
+    st.caption(f"On images of a lab it never saw ({', '.join(map(str, score['datasets']))}): balanced accuracy "
+               f"{score['balanced_accuracy']:.1%} ({'leave-one-dataset-out' if score['source'] == 'lodo' else 'external test'}).")
+else:
+    st.caption("No transfer figure for this run: neither a leave-one-dataset-out run of its settings nor an "
+               "external test (`python -m leukdash evaluate RUN_ID DATASET`) is stored. Its accuracy on another "
+               "lab's images is unknown.")
 if dataset.get("synthetic"):
     st.caption(":material/science: This run was trained on synthetic demo data, not clinical: its answers "
                "say nothing about real blood cells.")
 
 uploads = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="predict_upload",
+                           max_upload_size=MAX_FILE_MB,
                            help=f"PNG, JPEG, BMP or TIFF, up to {MAX_FILE_MB} MB and "
                                 f"{MAX_PIXELS // 1_000_000} megapixels each.")
 if not uploads:
@@ -44,13 +68,13 @@ show_cam = is_cnn and kept(st.toggle, "predict_cam", True, "Grad-CAM heatmap",
 for upload in uploads:
     data = upload.getvalue()
     with st.container(border=True):
-        st.markdown(f"**{upload.name}**")
+        st.markdown(f"**{printable(upload.name)}**")
         try:
             if len(data) > MAX_FILE_MB * 1024 * 1024:
                 raise ImageDecodeError(f"file too large: {len(data) / 1024 / 1024:.0f} MB (limit {MAX_FILE_MB} MB)")
             picture = decode_image(data)
         except ImageDecodeError as error:
-            st.error(f"Cannot read {upload.name}: {error}. Upload a PNG, JPEG, BMP or TIFF image.",
+            st.error(f"Cannot read {printable(upload.name)}: {error}. Upload a PNG, JPEG, BMP or TIFF image.",
                      icon=":material/broken_image:")
             continue
         try:
@@ -62,26 +86,38 @@ for upload in uploads:
             st.stop()
         ood, known = result.get("ood") or {}, result.get("known")
         if ood.get("outside"):
-            st.warning(f"**This image does not look like the images this run was trained on** ({dataset['name']}). "
-                       f"Its distance to them scores {ood['score']:.2f}, higher than {ood['percentile']:.0f}% of the "
+            seen = "as the camera gave it (its acquisition)" if ood.get("view") == "acquisition" else "as the models see it"
+            st.warning(f"**This image does not look like the images this run was trained on** ({dataset['name']}), "
+                       f"{seen}. Its distance to them scores {ood['score']:.2f}, higher than {ood['percentile']:.0f}% of the "
                        f"run's own validation images (the flag is above the 99th percentile, {ood['threshold']:.2f}). "
                        "The prediction below says nothing reliable about it: the models never saw images like it.",
                        icon=":material/warning:")
+        unsure = result.get("likely_wrong") or {}
+        if unsure.get("flag"):
+            st.warning(f"**Likely wrong**: its top probability ({unsure['confidence']:.0%}) is lower than that of 95% "
+                       f"of the run's own out-of-fold answers (below {unsure['floor']:.0%}).", icon=":material/help:")
+        answer = headline(result)
         if known and "error" not in known:
-            answer = (f"its validation fold {known['fold']}'s model, which never trained on it, predicts "
-                      f"**{known['prediction']}** ({known['probabilities'][known['prediction']]:.0%})"
-                      if known["fold"] else "every model of this holdout run trained on it, so no honest answer exists")
+            honest = (f"the headline is the answer of its validation fold {known['fold']}'s model, which never "
+                      "trained on it; the other models' votes are below" if known["fold"]
+                      else "every model of this holdout run trained on it, so no honest answer exists")
             st.info(f"**Known image**: {known['match']} to `{known['file']}` (labelled {known['class']}) in the "
-                    f"run's dataset. The ensemble below includes models that trained on it; {answer}.",
-                    icon=":material/fingerprint:")
+                    f"run's dataset: {honest}.", icon=":material/fingerprint:")
         image_col, chart_col = st.columns([5, 6], gap="large")
         with chart_col:
-            agree, total = result["agreement"], result["n_folds"]
-            st.markdown(f"Predicted: **{result['predicted']}** · {agree} of {total} fold models agree")
-            st.plotly_chart(probability_bars(result["probabilities"], result["predicted"]), width="stretch",
+            st.markdown(f"Predicted: **{answer['predicted']}** · {answer['detail']}")
+            if answer["disagreement"]:
+                st.warning(answer["disagreement"], icon=":material/call_split:")
+            st.plotly_chart(probability_bars(answer["probabilities"], answer["predicted"]), width="stretch",
                             config={"displayModeBar": False}, key=f"proba_{upload.file_id}")
-            st.caption("Mean class probability over the fold models. Fold votes: "
-                       + ", ".join(f"{i + 1}: {c}" for i, c in enumerate(result["fold_predictions"])) + ".")
+            votes = ", ".join(f"{i + 1}: {c}" for i, c in enumerate(result["fold_predictions"]))
+            if answer["source"] == "out-of-fold":
+                ensemble_mean = result["probabilities"][result["predicted"]]
+                st.caption(f"Probabilities of the fold model that never saw this image. All {result['n_folds']} "
+                           f"fold models, most of which trained on it: mean {ensemble_mean:.0%} for "
+                           f"{result['predicted']}; votes per fold: {votes}.")
+            else:
+                st.caption(f"Mean class probability over the fold models (the headline). Votes per fold: {votes}.")
             if "error" in ood:
                 st.caption(ood["error"])
             elif not ood.get("outside"):
@@ -98,6 +134,6 @@ for upload in uploads:
             size = f"{picture.shape[1]}×{picture.shape[0]} px"
             if heatmap is not None:
                 st.image([picture, heatmap_overlay(picture, heatmap)], width=180,
-                         caption=[size, f"Grad-CAM for {result['predicted']} (red: most influential)"])
+                         caption=[size, f"Grad-CAM for {result['predicted']}, the fold models' mean class (red: most influential)"])
             else:
                 st.image(picture, width="stretch", caption=size)

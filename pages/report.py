@@ -8,7 +8,8 @@ import re
 
 import streamlit as st
 
-from leukdash.reporting.reproduce import report_path
+from leukdash.paths import hide_roots
+from leukdash.reporting.reproduce import report_path, report_runs_in_store
 from pages._shared import routed
 
 routed(__file__)
@@ -22,8 +23,11 @@ if path is None:
             "`python -m leukdash reproduce`; the report appears here.")
     st.stop()
 
-st.caption(f"`{path}` — written by `python -m leukdash reproduce`; every figure comes from runs in the store.")
 text = path.read_text()
+present, named = report_runs_in_store(text)
+st.caption(f"`{hide_roots(str(path))}`, written by `python -m leukdash reproduce` on the machine that ran its "
+           f"experiments: {present} of the {named} runs it names are in this deployment's store"
+           + (" (Compare and Predict show only those)." if present < named else "."))
 position = 0
 for match in IMAGE.finditer(text):
     st.markdown(text[position:match.start()])

@@ -186,7 +186,7 @@ def test_launched_runs_complete_compare_and_predict(tiny):
     bars = bar_traces(figures(at)[0])
     assert len(bars) == 2
     assert {b["name"].split(" ")[0] for b in bars} == {"CNN", "Naive"}
-    assert all(len(b["error_y"]["array"]) == 1 for b in bars)
+    assert all(len(b["error_x"]["array"]) == 1 for b in bars)
     mcnemar = next(d.value for d in at.dataframe if "p-value" in d.value.columns)
     assert len(mcnemar) == 1 and 0 <= mcnemar["p-value"].iloc[0] <= 1
 
@@ -198,7 +198,14 @@ def test_launched_runs_complete_compare_and_predict(tiny):
     at.run(timeout=120)
     assert not at.exception
     predicted = next(m.value for m in at.markdown if m.value.startswith("Predicted:"))
-    assert predicted.split("**")[1] in CLASSES and "of 2 fold models agree" in predicted
+    # The upload is one of the run's own images: the headline is the answer of the fold model that
+    # never trained on it, not the ensemble's.
+    from leukdash.data.decode import decode_image
+    from leukdash.evaluation.predict import known_image
+
+    known = known_image(run_ids[0], decode_image(png))
+    assert predicted.startswith(f"Predicted: **{known['prediction']}** · ")
+    assert f"from fold {known['fold']}'s model, the one that never trained on this image" in predicted
     probabilities = next(f for f in figures(at) if f["data"][0].get("orientation") == "h")["data"][0]
     assert list(probabilities["y"]) == list(CLASSES) and sum(probabilities["x"]) == pytest.approx(1, abs=1e-3)
     assert any("Grad-CAM" in caption for caption in image_captions(at)), [w.value for w in at.warning]

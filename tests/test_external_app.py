@@ -67,7 +67,8 @@ def test_predict_warns_on_an_unfamiliar_image_and_recognises_a_known_one(finishe
     at.file_uploader(key="predict_upload").set_value([("own.png", own, "image/png"), ("other.png", other, "image/png")])
     at.run(timeout=TIMEOUT)
     assert not at.exception, [e.value for e in at.exception]
-    warnings = [w.value for w in at.warning]
+    # Other warnings (likely wrong, a split vote) may accompany an answer; one image is unfamiliar.
+    warnings = [w.value for w in at.warning if "does not look like" in w.value]
     assert len(warnings) == 1 and "does not look like the images this run was trained on" in warnings[0]
     assert "99th percentile" in warnings[0]
     known = [i.value for i in at.info if "Known image" in i.value]

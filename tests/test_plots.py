@@ -41,28 +41,29 @@ def test_metric_bars_one_bar_per_run_with_fold_spread_and_points():
     assert len(bars(fig)) == 2
     for bar, points, run in zip(bars(fig), fold_points(fig), runs):
         values = [f["val_acc"] for f in run["folds"]]
-        assert bar.y[0] == pytest.approx(np.mean(values))
-        assert bar.error_y.array[0] == pytest.approx(np.std(values, ddof=1))
-        assert bar.error_y.arrayminus[0] == pytest.approx(np.std(values, ddof=1))
-        assert list(points.y) == values
-        assert list(points.x) == [bar.x[0]] * len(values)
+        assert bar.orientation == "h"  # names on their own lines: they never overlap on a phone
+        assert bar.x[0] == pytest.approx(np.mean(values))
+        assert bar.error_x.array[0] == pytest.approx(np.std(values, ddof=1))
+        assert bar.error_x.arrayminus[0] == pytest.approx(np.std(values, ddof=1))
+        assert list(points.x) == values
+        assert list(points.y) == [bar.y[0]] * len(values)
         assert points.hovertemplate.endswith(f"<extra>{bar.name}</extra>")
-    assert fig.layout.yaxis.tickformat == ".0%"
+    assert fig.layout.xaxis.tickformat == ".0%"
 
 
 def test_metric_bars_min_max_whiskers_reach_the_extreme_folds():
     run = fake_result("dt", (0.4, 0.55, 0.9))
     bar = bars(plots.metric_bars([run], "val_acc", "minmax"))[0]
-    assert bar.y[0] - bar.error_y.arrayminus[0] == pytest.approx(0.4)
-    assert bar.y[0] + bar.error_y.array[0] == pytest.approx(0.9)
+    assert bar.x[0] - bar.error_x.arrayminus[0] == pytest.approx(0.4)
+    assert bar.x[0] + bar.error_x.array[0] == pytest.approx(0.9)
 
 
 def test_metric_bars_other_metric_and_one_fold():
     run = fake_result("svm", (0.6,))
     bar = bars(plots.metric_bars([run], "val_loss", "std"))[0]
-    assert bar.y[0] == pytest.approx(0.4)
-    assert bar.error_y.array[0] == 0.0
-    assert plots.metric_bars([run], "val_loss").layout.yaxis.title.text == plots.METRICS["val_loss"]
+    assert bar.x[0] == pytest.approx(0.4)
+    assert bar.error_x.array[0] == 0.0
+    assert plots.metric_bars([run], "val_loss").layout.xaxis.title.text == plots.METRICS["val_loss"]
 
 
 def test_paper_diamonds_only_where_the_paper_reported_a_figure():
@@ -71,28 +72,36 @@ def test_paper_diamonds_only_where_the_paper_reported_a_figure():
     pair = fake_result("nb", (0.7, 0.8), classes=["AML", "CML"], run_id="pair")
     fig = plots.metric_bars([cnn, leukdash_cnn, pair], "val_acc")
     diamonds = [t for t in fig.data if t.name == "paper (reported)"]
-    assert [d.y[0] for d in diamonds] == [0.8174]
+    assert [d.x[0] for d in diamonds] == [0.8174]
     assert not [t for t in plots.metric_bars([cnn], "val_acc", show_paper=False).data if t.name == "paper (reported)"]
     assert plots.paper_value(fake_result("svm", classes=["ALL", "HEALTHY"])) == 0.5009
 
 
-def test_runs_of_different_tasks_are_grouped_by_task():
-    five = fake_result("nb", (0.5, 0.6))
-    binary = fake_result("nb", (0.8, 0.9), classes=["ALL", "HEALTHY"], run_id="binary")
+def test_runs_of_different_tasks_are_named_by_their_task():
+    five = fake_result("nb", (0.5, 0.6), run_id="nb-aaaaaa0")
+    binary = fake_result("nb", (0.8, 0.9), classes=["ALL", "HEALTHY"], run_id="nb-bbbbbb0")
     fig = plots.metric_bars([five, binary])
-    assert [[list(level) for level in b.x] for b in bars(fig)] == [
-        [["synthetic · 5 classes"], ["Naive Bayes on pixels"]],
-        [["synthetic · ALL vs HEALTHY"], ["Naive Bayes on pixels"]],
-    ]
-    points = fold_points(fig)[1]
-    assert [list(level) for level in points.x] == [["synthetic · ALL vs HEALTHY"] * 2, ["Naive Bayes on pixels"] * 2]
+    assert [b.y[0] for b in bars(fig)] == ["Naive Bayes on pixels<br>5 classes<br>aaaaaa",
+                                           "Naive Bayes on pixels<br>ALL vs HEALTHY<br>bbbbbb"]
+    assert list(fold_points(fig)[1].y) == ["Naive Bayes on pixels<br>ALL vs HEALTHY<br>bbbbbb"] * 2
+    # Each run's band holds its three lines of name.
+    assert fig.layout.height >= 120 + 2 * 3 * 16
 
 
 def test_run_labels_name_what_differs_and_stay_distinct():
-    a, b = fake_result("nb", dataset="tiny"), fake_result("nb", dataset="synthetic")
-    assert plots.run_labels([a, b]) == ["Naive Bayes on pixels · tiny", "Naive Bayes on pixels · synthetic"]
-    twins = plots.run_labels([fake_result("nb", run_id="x"), fake_result("nb", run_id="y")])
-    assert twins[0] != twins[1] and "[x]" in twins[0]
+    a, b = fake_result("nb", dataset="tiny", run_id="nb-111111aa"), fake_result("nb", run_id="nb-222222bb")
+    assert plots.run_labels([a, b]) == ["Naive Bayes on pixels · tiny · 111111", "Naive Bayes on pixels · synthetic · 222222"]
+    # Runs alike but for their preprocessing and seed: both named, what they share is not.
+    gray = fake_result("knn", run_id="knn-333333cc", preprocess="cell-keep-gray", seed=1)
+    raw = fake_result("knn", run_id="knn-444444dd", preprocess="raw", seed=0)
+    assert plots.run_labels([gray, raw]) == ["3-NN on pixels · cell-keep-gray · seed 1 · 333333",
+                                             "3-NN on pixels · raw · seed 0 · 444444"]
+    # Short ids that collide give way to the full ids.
+    twins = plots.run_labels([fake_result("nb", run_id="nb-abcdef1"), fake_result("nb", run_id="nb-abcdef2")])
+    assert twins == ["Naive Bayes on pixels · nb-abcdef1", "Naive Bayes on pixels · nb-abcdef2"]
+    # A setting only CNNs have never tells a CNN from a classic model.
+    cnn, nb = fake_result("cnn", run_id="cnn-555555", epochs=25), fake_result("nb", run_id="nb-666666")
+    assert plots.run_labels([cnn, nb]) == ["CNN paper · 555555", "Naive Bayes on pixels · 666666"]
 
 
 def test_learning_curves_mean_and_band_over_folds_for_cnn_runs_only():
@@ -101,8 +110,8 @@ def test_learning_curves_mean_and_band_over_folds_for_cnn_runs_only():
     cnn = fake_result("cnn", (0.5, 0.7), history=history)
     fig = plots.learning_curves([cnn, fake_result("nb", (0.5, 0.6))], "acc", "minmax")
     lines = {t.name: t for t in fig.data if t.name}
-    assert set(lines) == {"CNN paper (sgd, 2 ep): training", "CNN paper (sgd, 2 ep): validation"}
-    assert list(lines["CNN paper (sgd, 2 ep): validation"].y) == pytest.approx([0.2, 0.6])
+    assert set(lines) == {"CNN paper · cnn-synthetic: training", "CNN paper · cnn-synthetic: validation"}
+    assert list(lines["CNN paper · cnn-synthetic: validation"].y) == pytest.approx([0.2, 0.6])
     upper = [t for t in fig.data if t.fill is None and not t.showlegend and t.legendgroup.endswith("validation")][0]
     assert list(upper.y) == pytest.approx([0.3, 0.7])
     assert plots.curve_runs([cnn, fake_result("nb")]) == [cnn]
@@ -147,8 +156,14 @@ def test_tables_from_results_and_store_entries():
              "meta": {"config": runs[0]["config"], "dataset": {"name": "tiny", "classes": ["ALL", "HEALTHY"]},
                       "fold_ids": [0, 1], "created": "2026-01-02T03:04:05+0000"}}
     row = plots.runs_frame([entry]).iloc[0]
-    assert (row["Model"], row["Task"], row["Folds"], row["Val. accuracy"], row["Created"]) == \
-        ("Naive Bayes on pixels", "ALL vs HEALTHY", 2, 0.6, "2026-01-02 03:04")
+    assert (row["Model"], row["Val. accuracy"], row["Created"]) == ("Naive Bayes on pixels", 0.6, "2026-01-02 03:04")
+    # The columns are the settings that differ among the runs listed: here the seed and preprocessing.
+    other = {**entry, "run_id": "nb-2", "meta": {**entry["meta"], "config": {**runs[0]["config"], "seed": 3,
+                                                                            "preprocess": "cell-keep-gray"}}}
+    frame = plots.runs_frame([entry, other])
+    assert list(frame.columns) == ["Model", "Preprocessing", "Seed", "Val. accuracy", "SD", "Status", "Created",
+                                   "Run id"]
+    assert list(frame["Seed"]) == ["seed 0", "seed 3"] and list(frame["Preprocessing"]) == ["raw", "cell-keep-gray"]
 
 
 def test_heatmap_overlay_blends_colour_over_the_image():
@@ -203,6 +218,8 @@ def test_sweep_frame_parallel_coordinates_and_heatmap():
     assert [d.label for d in parallel.dimensions] == ["model", "seed", "mean validation accuracy"]
     assert list(parallel.dimensions[0].ticktext) == ["k-NN", "Naive Bayes"]
     assert list(parallel.dimensions[0]["values"]) == [1, 1, 0, 0]
+    accuracy = parallel.dimensions[2]  # its own ticks, each once (no range-end labels beside them)
+    assert list(accuracy.ticktext) == ["0%", "25%", "50%", "75%", "100%"] and list(accuracy.tickvals) == [0, .25, .5, .75, 1]
     assert list(parallel.line.color) == pytest.approx([0.6, 0.8, 0.3, 0.4])
 
     heat = plots.sweep_heatmap(frame, "seed", "model").data[0]
@@ -233,3 +250,15 @@ def test_setting_texts_of_a_sweep_table():
     assert plots.setting_text(flips, "augment") == "horizontal flip"
     assert plots.setting_text({**cnn, "augment_factor": 1}, "augment") == "none"
     assert plots.setting_text({"model": "knn", "k": 5}, "model") == "k-NN"
+
+
+def test_sweeps_are_named_by_their_axes_and_open_on_one_with_an_axis():
+    from leukdash.reporting.plots.sweeps import finished_axes, sweep_title
+
+    results = sweep_results()
+    runs = [{"run_id": r["run_id"], "config": r["config"], "status": "complete"} for r in results]
+    sweep = {"sweep_id": "s1", "name": "synthetic · 5 classes", "runs": runs}
+    assert sweep_title(sweep) == "model × seed · synthetic · 5 classes · 4 of 4 runs finished"
+    first = {**sweep, "runs": [runs[0], {**runs[1], "status": "pending"}]}
+    assert finished_axes(first) == [] and finished_axes(sweep) == ["model", "seed"]
+    assert sweep_title(first).endswith("seed · synthetic · 5 classes · 1 of 2 runs finished")

@@ -168,11 +168,17 @@ def test_prediction_averages_the_fold_models(tiny_dataset, tmp_path):
         predict_files("cnn-000000000000", [image])
 
 
-def test_compare_pairs_runs_on_the_same_images(tiny_dataset):
+def test_compare_pairs_runs_on_the_same_images(tiny_dataset, capsys):
     a = run(_config(tiny_dataset, model="nb"))
     b = run(_config(tiny_dataset, model="knn"))
     comparison = compare_runs([a["run_id"], b["run_id"]])
-    assert [r["label"] for r in comparison["runs"]] == ["Naive Bayes on pixels", "3-NN on pixels"]
+    assert [r["label"] for r in comparison["runs"]] == [f"Naive Bayes on pixels · {a['run_id'][3:9]}",
+                                                        f"3-NN on pixels · {b['run_id'][4:10]}"]
+    from leukdash.cli import main
+
+    assert main(["runs"]) == 0  # the command line names runs as the pages do
+    listed = capsys.readouterr().out
+    assert all(r["label"] in listed for r in comparison["runs"])
     (test,) = comparison["mcnemar"]
     assert test["n"] == 40 and 0.0 <= test["p_value"] <= 1.0
     correct_a = np.concatenate([np.argmax(f["oof"]["proba"], 1) == f["oof"]["true"] for f in a["folds"]])

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from leukdash.cli import commands as cmd
 from leukdash.cli.run_options import add_pool_options, add_run_options
-from leukdash.errors import LeukdashError
+from leukdash.atomic import explain
+from leukdash.errors import LeukdashError, StoreError
+from leukdash.paths import artifacts_root, printable
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,15 +61,30 @@ def main(argv: list[str] | None = None) -> int:
             if not getattr(args, "command", None):
                 parser.print_help()
                 return 2
+            _check_store_folder()
             return args.handler(args) or 0
     except LeukdashError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(str(error))}", file=sys.stderr)  # one line, whatever names it quotes
+        return 2
+    except OSError as error:  # where the store lives: full, read-only, not a folder (else a real bug)
+        explained = explain(error)
+        if explained is None:
+            raise
+        print(f"error: {explained}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as error:
         signum = error.signum if isinstance(error, Stopped) else signal.SIGINT
         print(f"{'stopped by ' + error.args[0] if isinstance(error, Stopped) else 'interrupted'}: finished folds "
               "are kept; run the same command again to resume", file=sys.stderr)
         return 128 + int(signum)
+
+
+def _check_store_folder() -> None:
+    """Refuse a ``LEUKDASH_ARTIFACTS`` that names a file, before any command reads through it."""
+    root = artifacts_root()
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"LEUKDASH_ARTIFACTS names {printable(str(root))}, which is not a folder: "
+                         "point it at a folder (it is created if missing)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(handler=cmd.sweep)
 
     sweeps = commands.add_parser("sweeps", help="list the stored sweeps and their progress")
+    sweeps.add_argument("--rank-by", choices=("lodo", "cv"), help="list each sweep's finished runs best first: by "
+                        "their leave-one-dataset-out (else stored external) balanced accuracy, or cross-validated")
     sweeps.add_argument("--json", action="store_true")
     sweeps.set_defaults(handler=cmd.sweeps)
 
@@ -114,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_ids", nargs="+")
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(handler=cmd.compare)
+
+    ensemble = commands.add_parser("ensemble", help="a stored soft-voting ensemble of finished runs on the same folds")
+    ensemble.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    ensemble.add_argument("--weights", help="one weight per run, comma separated (default: equal)")
+    ensemble.add_argument("--json", action="store_true")
+    ensemble.set_defaults(handler=cmd.ensemble)
 
     demo = commands.add_parser("demo", help="compute the small demo runs that ship with the app")
     demo.add_argument("--json", action="store_true")

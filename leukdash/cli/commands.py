@@ -7,19 +7,24 @@ import sys
 from leukdash.cli.output import (ProgressLine, SweepLog, print_checks, print_json, print_report, run_json, run_text,
                                  sweep_settings)
 from leukdash.cli.run_options import config_from_args, n_jobs_option, sweep_from_args
+from leukdash.paths import printable
 
 
 def datasets(args) -> int:
-    from leukdash.data.discovery import discover_datasets, open_dataset
+    from leukdash.data.discovery import list_datasets
 
-    listed = [open_dataset(name).describe() for name in discover_datasets()]
+    listed = list_datasets()
     if args.json:
         print_json({"datasets": listed})
     else:
         for entry in listed:
+            if "unusable" in entry:
+                print(f"{printable(entry['name']):<20} unusable: {printable(entry['unusable'])}\n{'':<20} {printable(entry['path'])}")
+                continue
             counts = ", ".join(f"{c} {n}" for c, n in entry["classes"].items())
             note = f"  [{entry['label']}]" if entry["synthetic"] else ""
-            print(f"{entry['name']:<20} {entry['n_images']:>6} images  {counts}{note}\n{'':<20} {entry['path']}")
+            print(f"{printable(entry['name']):<20} {entry['n_images']:>6} images  {counts}{note}\n"
+                  f"{'':<20} {printable(entry['path'])}")
     return 0
 
 
@@ -42,6 +47,8 @@ def run(args) -> int:
     finally:
         if line:
             line.close()
+    for warning in result["dataset"].get("warnings", []):
+        print(f"warning: {printable(warning)}", file=sys.stderr)
     if args.json:
         print_json(run_json(result))
     else:
@@ -77,6 +84,11 @@ def sweeps(args) -> int:
     from leukdash.engine.sweep import list_sweeps
 
     found = list_sweeps()
+    if args.rank_by:
+        from leukdash.evaluation.transfer import rank_runs
+
+        for entry in found:
+            entry["ranked"] = rank_runs([run["run_id"] for run in entry["runs"]], args.rank_by)
     if args.json:
         print_json({"sweeps": found})
         return 0
@@ -84,22 +96,27 @@ def sweeps(args) -> int:
         complete = sum(run["status"] == "complete" for run in entry["runs"])
         print(f"{entry['sweep_id']:<18} {entry['state']:<8} {complete}/{len(entry['runs'])} runs  "
               f"{entry['done_folds']}/{entry['total_folds']} folds  {entry['name']}")
+        for rank, row in enumerate(entry.get("ranked", []), 1):
+            transfer = row["transfer"]
+            shown = (f"{transfer['source']} {transfer['balanced_accuracy']:.4f} ({', '.join(map(str, transfer['datasets']))})"
+                     if transfer else "no lodo run or external test")
+            print(f"  {rank:>2}. {row['run_id']:<18} {sweep_settings(row['config'], entry['axes'])}  "
+                  f"cv bal_acc {row['cv']:.4f}  transfer: {shown}")
     return 0
 
 
 def runs(args) -> int:
     from leukdash.engine.store import RunStore
+    from leukdash.evaluation.labels import run_labels
 
     runs = RunStore().list_runs()
     if args.json:
         print_json({"runs": runs})
         return 0
-    for entry in runs:
-        config = entry["meta"]["config"] if entry.get("meta") else {}
+    for entry, label in zip(runs, run_labels(runs)):
         acc = (entry.get("summary") or {}).get("val_acc", {}).get("mean")
         shown = f"{acc:.4f}" if acc is not None else "-"
-        print(f"{entry['run_id']:<18} {entry['status']:<9} {config.get('model', '?'):<4} "
-              f"{(entry.get('meta') or {}).get('dataset', {}).get('name', '?'):<16} val_acc {shown}")
+        print(f"{entry['run_id']:<18} {entry['status']:<9} val_acc {shown:<6}  {label}")
     return 0
 
 
@@ -108,6 +125,22 @@ def compare(args) -> int:
 
     comparison = compare_runs(args.run_ids)
     print_report(args, comparison, format_comparison)
+    return 0
+
+
+def ensemble(args) -> int:
+    from leukdash.engine.ensemble import create_ensemble
+    from leukdash.errors import LeukdashError
+
+    try:
+        weights = [float(w) for w in args.weights.split(",")] if args.weights else None
+    except ValueError:
+        raise LeukdashError(f"--weights must be numbers separated by commas, got {args.weights!r}") from None
+    result = {**create_ensemble(args.run_ids, weights), "computed_folds": [], "seconds": 0.0}
+    if args.json:
+        print_json(run_json(result))
+    else:
+        print(run_text(result))
     return 0
 
 

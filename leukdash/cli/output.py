@@ -16,7 +16,8 @@ def run_json(result: dict) -> dict:
         "run_id": result["run_id"], "cached": result["cached"], "computed_folds": result["computed_folds"],
         "config": result["config"],
         "dataset": {"name": dataset["name"], "fingerprint": dataset["fingerprint"],
-                    "n_images": dataset["n_used"], "classes": dataset["classes"], "synthetic": dataset["synthetic"]},
+                    "n_images": dataset["n_used"], "classes": dataset["classes"], "synthetic": dataset["synthetic"],
+                    "warnings": dataset.get("warnings", [])},
         "folds": [{k: fold[k] for k in keep if k in fold} for fold in result["folds"]],
         "summary": result["summary"], "versions": result["versions"], "seconds": round(result["seconds"], 3),
     }
@@ -27,6 +28,9 @@ def run_text(result: dict) -> str:
     head = f"run {result['run_id']} ({'cached' if result['cached'] else 'computed'}) " \
            f"{config['model']} on {result['dataset']['name']}, {len(result['folds'])} fold(s), {config['protocol']}"
     lines = [head]
+    if config["model"] == "ensemble":
+        lines.append("soft vote of " + ", ".join(f"{member} (weight {weight:.3g})"
+                                                 for member, weight in zip(config["members"], config["weights"])))
     if config.get("test_fraction") is None and config["protocol"] != "lodo" and len(result["folds"]) < config["folds"]:
         lines.append(f"({len(result['folds'])} of the {config['folds']} folds asked: a class has only "
                      f"{len(result['folds'])} image groups, and a group never straddles folds)")
@@ -34,8 +38,11 @@ def run_text(result: dict) -> str:
     for fold in result["folds"]:
         if "held_out" in fold:
             lines.append(f"fold {fold['fold'] + 1} validates on {fold['held_out']} (trained on the other datasets):")
-        lines.append(f"{fold['fold'] + 1:>4} {fold['val_acc']:>8.4f} {fold['val_loss']:>9.4f} {fold['train_acc']:>9.4f} "
-                     f"{fold['balanced_acc']:>8.4f} {fold['macro_f1']:>8.4f} {fold['seconds']:>6.1f}")
+        # An ensemble run trains nothing: no training figures or time of its own.
+        trained = f"{fold['train_acc']:>9.4f}" if "train_acc" in fold else f"{'-':>9}"
+        seconds = f"{fold['seconds']:>6.1f}" if "seconds" in fold else f"{'-':>6}"
+        lines.append(f"{fold['fold'] + 1:>4} {fold['val_acc']:>8.4f} {fold['val_loss']:>9.4f} {trained} "
+                     f"{fold['balanced_acc']:>8.4f} {fold['macro_f1']:>8.4f} {seconds}")
     acc = summary["val_acc"]
     low, high = acc.get("ci95") or [acc["mean"], acc["mean"]]
     # Clipped to the possible range of an accuracy, as the report shows it.
@@ -70,6 +77,10 @@ def print_checks(entry: dict) -> None:
     if ood.get("outside"):
         print(f"  WARNING: unlike the run's training images (distance score {ood['score']:.2f}, above "
               f"{ood['percentile']:.0f}% of its own validation images): the prediction is not reliable")
+    if (entry.get("likely_wrong") or {}).get("flag"):
+        wrong = entry["likely_wrong"]
+        print(f"  likely wrong: its top probability {wrong['confidence']:.2f} is below {wrong['floor']:.2f}, "
+              "lower than 95% of the run's own out-of-fold answers")
     if known and "error" not in known:
         print(f"  known image: {known['match']} to {known['file']} ({known['class']}); "
               + (f"fold {known['fold']}'s model, which did not train on it, predicts {known['prediction']}"

@@ -6,13 +6,12 @@ atomically and verified on read, so a damaged file is decoded again rather than 
 
 from __future__ import annotations
 
-import os
-import uuid
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from leukdash.atomic import write_atomic
 from leukdash.data.dataset import Dataset, LoadedImages
 from leukdash.data.sources import SkippedFile
 from leukdash.paths import artifacts_root
@@ -72,16 +71,12 @@ def _read_array_cache(cache: Path, dataset: Dataset, size: int) -> LoadedImages 
 _ARRAY_CACHE_MEMBERS = ("images", "labels", "groups", "paths", "skipped_paths", "skipped_reasons")
 
 
-def write_cache(path: Path, write) -> None:
-    """Create a cache file through ``write(temporary_path)``, so that it appears whole or not at all.
+def write_cache(path: Path, write) -> bool:
+    """Create a cache file through ``write(temporary_path)``, so that it appears whole or not at all;
+    skipped where the store cannot be written (read-only, full): the data is used from memory.
+    Returns whether it was written.
 
     Parallel fold workers may fill the same entry at once: each writes its own temporary file in
     the same folder, and the last rename wins (they hold the same content).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return write_atomic(path, write, optional=True)

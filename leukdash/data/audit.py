@@ -85,6 +85,7 @@ def audit_dataset(ds, *, folds: int = 5, seed: int = 0, preprocess: str | None =
         "classes": {name: int(np.sum(loaded.labels == i)) for i, name in enumerate(ds.classes)},
         "sizes": dict(sorted(sizes.items(), key=lambda kv: -kv[1])),
         "skipped": [{"path": ds.relative(s.path), "reason": s.reason} for s in loaded.skipped],
+        "notes": list(ds.notes),
         "duplicates": {
             "exact": [_entry(group, names, classes) for group in found.exact],
             "near": [{**_entry((i, j), names, classes), "distance": d, "pixel_score": round(score, 3)}
@@ -131,6 +132,7 @@ def format_audit(report: dict) -> str:
              "  sizes: " + ", ".join(f"{s} ({n})" for s, n in report["sizes"].items())]
     lines.append(f"  skipped: {len(report['skipped'])}")
     lines += [f"    {entry['path']}: {entry['reason']}" for entry in report["skipped"]]
+    lines += [f"  note: {note}" for note in report.get("notes", [])]
     duplicates = report["duplicates"]
     for kind, title in (("exact", "exact duplicates (identical bytes)"),
                         ("near", "near duplicates (hash candidate confirmed on the pixels)")):

@@ -22,11 +22,6 @@ from leukdash.errors import DatasetError
 SEPARATOR = ","
 
 
-def split_names(spec: str) -> list[str]:
-    """The dataset names (or folders) of a comma-separated list, without blanks."""
-    return [part.strip() for part in str(spec).split(SEPARATOR) if part.strip()]
-
-
 @dataclass(frozen=True)
 class CombinedDataset(Dataset):
     """The union of source datasets that have the same classes, in the order of their names."""
@@ -57,7 +52,8 @@ class CombinedDataset(Dataset):
         root = Path(os.path.commonpath([source.root for source in sources]))
         return cls(SEPARATOR.join(names), root, classes, items, "combined",
                    any(source.synthetic for source in sources),
-                   tuple(skipped for source in sources for skipped in source.ignored), sources)
+                   tuple(skipped for source in sources for skipped in source.ignored),
+                   tuple(f"{source.name}: {note}" for source in sources for note in source.notes), sources)
 
     @property
     def sources(self) -> tuple[Dataset, ...]:
@@ -69,6 +65,9 @@ class CombinedDataset(Dataset):
 
     def sources_of(self, paths) -> np.ndarray:
         return np.array([self._source_of_path[Path(path)] for path in paths], dtype=object)
+
+    def warnings(self) -> list[str]:
+        return [f"{source.name}: {line}" for source in self.parts for line in source.warnings()]
 
     @cached_property
     def fingerprint(self) -> str:

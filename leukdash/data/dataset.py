@@ -44,6 +44,7 @@ class Dataset:
     kind: str = "folders"
     synthetic: bool = False
     ignored: tuple[SkippedFile, ...] = ()
+    notes: tuple[str, ...] = ()  # about its groups: see :func:`leukdash.data.sources.scan_folder`
 
     @classmethod
     def from_folder(cls, root: Path, name: str | None = None) -> Dataset:
@@ -52,7 +53,7 @@ class Dataset:
         source = root / "SOURCE.md"
         synthetic = source.is_file() and SYNTHETIC_LABEL in source.read_text(errors="replace")
         return cls(name or root.name, root, scan.classes, scan.items,
-                   "synthetic" if synthetic else scan.kind, synthetic, scan.ignored)
+                   "synthetic" if synthetic else scan.kind, synthetic, scan.ignored, scan.notes)
 
     @property
     def labels(self) -> np.ndarray:
@@ -80,13 +81,37 @@ class Dataset:
         return {name: int(n) for name, n in zip(self.classes, counts)}
 
     @cached_property
-    def fingerprint(self) -> str:
-        digest = hashlib.sha256("\n".join(self.classes).encode())
+    def contents(self) -> tuple[str, ...]:
+        """The sha1 of each item's bytes, in the order of the items."""
+        found = []
         for item in self.items:
             with open(item.path, "rb") as handle:  # in blocks: a huge file is not held in memory
-                content = hashlib.file_digest(handle, "sha1").hexdigest()
+                found.append(hashlib.file_digest(handle, "sha1").hexdigest())
+        return tuple(found)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256("\n".join(self.classes).encode())
+        for item, content in zip(self.items, self.contents):
             digest.update(f"\n{self.relative(item.path)}\t{item.label}\t{item.group}\t{content}".encode())
         return digest.hexdigest()
+
+    def warnings(self) -> list[str]:
+        """What a user must know before trusting a run on this dataset, one line each: the notes
+        on its groups, and files with the same bytes filed under two classes (one of the two
+        labels is wrong, and the image is trained on with both)."""
+        first_of: dict[str, ImageItem] = {}
+        conflicts = []
+        for item, content in zip(self.items, self.contents):
+            seen = first_of.setdefault(content, item)
+            if seen.label != item.label:
+                conflicts.append((seen, item))
+        found = list(self.notes)
+        if conflicts:
+            seen, item = conflicts[0]
+            found.append(f"{len(conflicts)} file(s) have the same bytes as a file of another class (first: "
+                         f"{self.relative(seen.path)!r} and {self.relative(item.path)!r}): check their labels")
+        return found
 
     def relative(self, path: Path) -> str:
         """A path as it is recorded and shown: relative to the dataset folder, printable."""
@@ -105,7 +130,7 @@ class Dataset:
             ImageItem(item.path, old_to_new[item.label], item.group)
             for item in self.items if item.label in old_to_new
         )
-        return Dataset(self.name, self.root, classes, items, self.kind, self.synthetic, self.ignored)
+        return Dataset(self.name, self.root, classes, items, self.kind, self.synthetic, self.ignored, self.notes)
 
     def check_folds(self, n_folds: int) -> None:
         check_class_counts(self.classes, self.labels, n_folds, self.name)
@@ -145,6 +170,7 @@ class Dataset:
             "label": SYNTHETIC_LABEL if self.synthetic else None,
             "classes": self.counts(),
             "n_images": len(self.items),
+            "notes": list(self.notes),
         }
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leukdash.data.combined import SEPARATOR, CombinedDataset, split_names
+from leukdash.config import dataset_parts
+from leukdash.data.combined import CombinedDataset
 from leukdash.data.dataset import Dataset
 from leukdash.data.sources import is_dataset_folder
 from leukdash.errors import DatasetError
@@ -32,14 +33,28 @@ def discover_datasets() -> dict[str, Path | None]:
     return found
 
 
+def list_datasets() -> list[dict]:
+    """Every discovered dataset as :meth:`Dataset.describe` gives it; one that cannot be opened
+    (an unreadable ``groups.csv``, say) is listed as ``{"name", "path", "unusable": reason}``
+    and does not stop the others."""
+    listed = []
+    for name, folder in discover_datasets().items():
+        try:
+            listed.append(open_dataset(name).describe())
+        except DatasetError as error:
+            listed.append({"name": name, "path": str(folder), "unusable": str(error)})
+    return listed
+
+
 def open_dataset(name_or_path: str | Path) -> Dataset:
     """Open a dataset by name (built-in or discovered) or by the path of its folder.
 
-    A comma-separated list opens each dataset and combines them (same classes required).
+    A comma-separated list opens each dataset and combines them (same classes required); a
+    folder whose path holds a comma is one dataset.
     """
     name = str(name_or_path)
-    if SEPARATOR in name:
-        return CombinedDataset.of([open_dataset(part) for part in split_names(name)])
+    if len(dataset_parts(name)) > 1:
+        return CombinedDataset.of([open_dataset(part) for part in dataset_parts(name)])
     if name == BUILTIN:
         from leukdash.data.synthetic import ensure_synthetic
 

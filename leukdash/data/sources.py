@@ -2,24 +2,31 @@
 
 Two layouts are read:
 
-- class folders: ``DATASET/CLASS/**/*.jpg`` (any image extension); images in a subfolder of a
-  class folder share that subfolder as their group (e.g. one folder per patient);
+- class folders: ``DATASET/CLASS/**/*.jpg`` (any image extension); images under one folder of a
+  class folder share that first folder as their group, however deep they lie below it
+  (``CLASS/patient/slide/x.jpg``: the patient);
 - ALL-IDB names: a flat folder of ``ImNNN_L.ext`` or ``ImNNN_Y_L.ext`` (L=1 blast, L=0 healthy).
 
 Wherever a file carries an ALL-IDB name, its group is the ALL-IDB image id ``ImNNN``, so the
 augmented variants ``Y`` of one image can never fall on both sides of a split. A ``groups.csv``
-beside the class folders (columns ``file,group``) overrides any of these groups.
+beside the class folders (columns ``file,group``) overrides any of these groups: Excel's
+encoding and line ends are read, the ``file`` column may use ``\\`` or ``./``, and rows that
+name no image or images that no row names are reported in the dataset's notes, never dropped in
+silence; a row that cannot be read is one error naming the file and the line.
 
 Whatever is named like an image but cannot be one is listed with its reason instead of being
 read: folders, FIFOs, devices, broken or looping symbolic links, symbolic links that lead out of
-the dataset folder, and names that are not valid UTF-8 (they could not be recorded or shown).
+the dataset folder, names that are not valid UTF-8 (they could not be recorded or shown) and
+names holding control characters (a newline in a name could forge a line of output).
 Symbolic links to folders are not followed.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +34,7 @@ from pathlib import Path
 from leukdash.data.decode import IMAGE_EXTENSIONS
 from leukdash.errors import DatasetError
 from leukdash.data.files import stat_problem
-from leukdash.paths import printable
+from leukdash.paths import has_control, printable
 
 # The paper's class order; other class names follow alphabetically.
 KNOWN_CLASSES = ("ALL", "AML", "CLL", "CML", "HEALTHY")
@@ -58,12 +65,14 @@ class SkippedFile:
 
 @dataclass(frozen=True)
 class Scan:
-    """What a folder holds: the class names, the images, and the files left out."""
+    """What a folder holds: the class names, the images, the files left out, and notes on its
+    groups a user should read (``groups.csv`` rows that name no image, images it does not name)."""
 
     kind: str
     classes: tuple[str, ...]
     items: tuple[ImageItem, ...]
     ignored: tuple[SkippedFile, ...]
+    notes: tuple[str, ...] = ()
 
 
 def scan_folder(root: Path) -> Scan:
@@ -174,15 +183,19 @@ def _name_problem(name: str) -> str | None:
         name.encode("utf-8")
     except UnicodeEncodeError:
         return "name is not valid UTF-8: rename it"
+    if has_control(name):
+        return "name holds a control character (a newline, an escape): rename it"
     return None
 
 
 def _default_group(root: Path, class_dir: Path, path: Path) -> str:
+    """ALL-IDB image id, else the first folder under the class folder (a patient, whatever
+    folders lie below it), else the image itself."""
     match = ALLIDB_NAME.match(path.name)
     if match:
         return f"Im{int(match.group(1)):03d}"
     if path.parent != class_dir:
-        return path.parent.relative_to(root).as_posix()
+        return (class_dir / path.relative_to(class_dir).parts[0]).relative_to(root).as_posix()
     return path.relative_to(root).as_posix()
 
 
@@ -190,16 +203,53 @@ def _apply_groups_csv(root: Path, scan: Scan) -> Scan:
     table = root / "groups.csv"
     if not table.is_file():
         return scan
-    with table.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"file", "group"} <= set(reader.fieldnames):
-            raise DatasetError(f"{table} needs the columns 'file' and 'group'")
-        groups = {row["file"].strip(): row["group"].strip() for row in reader}
-    items = tuple(
-        ImageItem(item.path, item.label, groups.get(item.path.relative_to(root).as_posix(), item.group))
-        for item in scan.items
-    )
-    return Scan(scan.kind, scan.classes, items, scan.ignored)
+    rows = read_groups_csv(table)
+    groups = {file: group for file, group, _ in rows}
+    named = {item.path.relative_to(root).as_posix() for item in scan.items}
+    known = named | {s.path.relative_to(root).as_posix() for s in scan.ignored if s.path.is_relative_to(root)}
+    items = tuple(ImageItem(item.path, item.label, groups.get(item.path.relative_to(root).as_posix(), item.group))
+                  for item in scan.items)
+    notes = []
+    unmatched = [(file, line) for file, _, line in rows if file not in known]
+    if unmatched:
+        notes.append(f"groups.csv: {len(unmatched)} row(s) name no image of the dataset "
+                     f"(first: line {unmatched[0][1]}, {printable(unmatched[0][0])!r})")
+    ungrouped = sorted(named - set(groups))
+    if ungrouped:
+        notes.append(f"groups.csv names no group for {len(ungrouped)} image(s) (first: {printable(ungrouped[0])!r}): "
+                     "each keeps its folder's group, or its own")
+    return Scan(scan.kind, scan.classes, items, scan.ignored, scan.notes + tuple(notes))
+
+
+def read_groups_csv(table: Path) -> list[tuple[str, str, int]]:
+    """The rows of a ``groups.csv`` as ``(file, group, line)``, the file relative to the dataset
+    folder with ``/`` separators; a UTF-8 byte-order mark and CRLF line ends are read.
+
+    Raises :class:`DatasetError` naming the file and the line for content that is not UTF-8
+    text, a missing column, or a row without a file or a group.
+    """
+    shown = printable(str(table))
+    data = table.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise DatasetError(f"{shown} line {line}: not UTF-8 text (save it as CSV UTF-8)") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [name.strip().lower() for name in next(reader, [])]
+    if "file" not in header or "group" not in header:
+        raise DatasetError(f"{shown} needs the columns 'file' and 'group' on its first line")
+    file_at, group_at = header.index("file"), header.index("group")
+    rows = []
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        line = reader.line_num
+        if len(row) <= max(file_at, group_at) or not row[file_at].strip() or not row[group_at].strip():
+            raise DatasetError(f"{shown} line {line}: expected a file and a group, found {printable(','.join(row))!r}")
+        file = posixpath.normpath(row[file_at].strip().replace("\\", "/"))
+        rows.append((file, row[group_at].strip(), line))
+    return rows
 
 
 def _is_image_name(path: Path) -> bool:

@@ -25,6 +25,8 @@ import threading
 import time
 from pathlib import Path
 
+from leukdash.atomic import explain
+
 TERMINAL = ("done", "failed", "cancelled")
 
 
@@ -32,13 +34,16 @@ def append_event(path: Path, event: dict) -> None:
     """Append one event as a JSON line, stamped with ``time`` unless it carries one."""
     line = json.dumps({"time": time.time(), **event}, default=str) + "\n"
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # One write() on an O_APPEND descriptor: concurrent writers never interleave within a line.
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # One write() on an O_APPEND descriptor: concurrent writers never interleave within a line.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+    except OSError as error:  # a full disk or a read-only store: one line that names the file
+        raise explain(error, path) or error from None
 
 
 def read_events(path: Path) -> list[dict]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leukdash import ENGINE_VERSION, __version__
+from leukdash.atomic import write_bytes_atomic
 from leukdash.config import RunConfig, stable_hash
 from leukdash.data.dataset import Dataset
 from leukdash.data.discovery import open_dataset
@@ -195,9 +196,7 @@ def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_eve
 
 def _write_model(path: Path, data: bytes) -> None:
     """Write a fold's model file whole or not at all (the fold record, written next, refers to it)."""
-    partial = path.with_name(f"{path.stem}.partial{path.suffix}")
-    partial.write_bytes(data)
-    partial.replace(path)
+    write_bytes_atomic(path, data)
 
 
 def _emit(path: Path, event: dict, on_event) -> None:
@@ -215,7 +214,8 @@ def _meta(resolved: ResolvedRun, arrays, fold_ids: list[int]) -> dict:
         "dataset": {**dataset.describe(), "fingerprint": dataset.fingerprint,
                     "classes": list(dataset.classes), "counts": dataset.counts(),
                     "n_used": int(len(arrays.labels)),
-                    "skipped": [s.to_dict(dataset.root) for s in arrays.skipped]},
+                    "skipped": [s.to_dict(dataset.root) for s in arrays.skipped],
+                    "warnings": dataset.warnings()},
         "fold_ids": fold_ids,
         "versions": versions(),
     }

@@ -11,9 +11,11 @@ Layout of a run folder::
     job.json, job.log, job_config.json   a background job (see :mod:`leukdash.service.job_queue`)
     .lock               held by the process computing the run
 
-Every JSON file is written atomically (temporary file in the same folder, fsync, ``os.replace``),
-so a reader sees the old or the new content, never half of it, and a run killed at any moment
-resumes from the folds it finished. A fold file that fails its checksum, or whose model file is
+Every JSON file is written atomically (see :mod:`leukdash.atomic`: temporary file in the same
+folder, fsync, ``os.replace``), so a reader sees the old or the new content, never half of it, and
+a run killed at any moment resumes from the folds it finished; the temporary files of writers
+that were killed are removed when a process first uses the store. A store that cannot be written
+(read-only) is still read: runs are listed (none counts as running) and caches are skipped. A fold file that fails its checksum, or whose model file is
 missing or no longer has the recorded sha256, is moved aside and counts as missing, so it is
 recomputed. (Folds stored before model hashes were recorded have no ``model`` entry: their
 model is checked when it is loaded.)
@@ -33,33 +35,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from leukdash import paths
+from leukdash.atomic import clean_orphans_once, write_bytes_atomic
 from leukdash.errors import RunError
 
 _RUN_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` so that the file is replaced whole or not at all.
+def write_json_atomic(path: Path, obj, *, optional: bool = False) -> bool:
+    """Write ``obj`` as JSON to ``path`` so that the file is replaced whole or not at all
+    (:func:`leukdash.atomic.write_atomic`: ``optional`` for a cache a read-only store skips).
 
     The text is serialised first, so an object that is not JSON-serialisable leaves nothing
     behind; objects with ``tolist()`` (numpy arrays and scalars) are written as plain lists
     and numbers without importing numpy.
     """
-    path = Path(path)
-    data = json.dumps(obj, indent=1, default=_plain).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A random name in the same folder keeps os.replace on one file system (atomic), and
-    # "x" mode never clobbers another writer's temporary file.
-    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    return write_bytes_atomic(path, json.dumps(obj, indent=1, default=_plain).encode(), optional=optional)
 
 
 def read_json(path: Path):
@@ -104,7 +94,10 @@ class RunStore:
 
     @property
     def root(self) -> Path:
-        return self._root if self._root is not None else paths.artifacts_root() / "runs"
+        if self._root is not None:
+            return self._root
+        clean_orphans_once(paths.artifacts_root())  # once per process and store: a set lookup after
+        return paths.artifacts_root() / "runs"
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of a run (not created); the id must be a plain folder name."""
@@ -224,7 +217,10 @@ class RunStore:
             held.release()
 
     def is_locked(self, run_id: str) -> bool:
-        """Whether some process (this one included) holds the run's lock right now."""
+        """Whether some process (this one included) holds the run's lock right now.
+
+        In a store this process cannot write (read-only), no lock can be taken and none is held.
+        """
         if not self.run_dir(run_id).is_dir():
             return False
         try:
@@ -232,6 +228,8 @@ class RunStore:
                 return False
         except RunError:
             return True
+        except OSError:
+            return False
 
     # -- listing and deleting --------------------------------------------------------------
 
@@ -311,5 +309,5 @@ def _quarantine(path: Path) -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
         os.replace(path, path.with_name(f"{path.name}.damaged-{stamp}-{os.urandom(2).hex()}"))
-    except FileNotFoundError:
-        pass  # another reader moved it first
+    except OSError:
+        pass  # another reader moved it first, or the store is read-only: it counts as missing all the same

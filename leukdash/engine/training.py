@@ -79,7 +79,7 @@ def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
     cached = _read_pairs(cache, len(dataset.items))
     if cached is None:
         cached = audit.find_duplicates(load_arrays(dataset, audit.PIXEL_SIZE)).pairs()
-        write_json_atomic(cache, cached)
+        write_json_atomic(cache, cached, optional=True)
     return [tuple(pair) for pair in cached]
 
 
@@ -263,8 +263,8 @@ def _save_model(config: RunConfig, model, path: Path) -> None:
 
         cnn.save_model(model, partial)
     else:
-        import joblib
+        from leukdash.models import classic
 
-        joblib.dump(model, partial)
+        classic.save(model, partial)
     partial.replace(path)
 

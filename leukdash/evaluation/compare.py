@@ -7,13 +7,15 @@ import numpy as np
 from leukdash.errors import RunError
 from leukdash.engine.runner import load_result
 from leukdash.engine.store import RunStore
-
-MODEL_NAMES = {"cnn": "CNN", "nb": "Naive Bayes", "svm": "SVM", "knn": "k-NN", "dt": "Decision tree"}
+from leukdash.evaluation.labels import MODEL_NAMES, run_labels
 
 
 def run_label(config: dict) -> str:
-    """A short human name for a run, e.g. 'CNN paper (sgd, 25 ep)' or 'SVM on features'."""
+    """A short human name for a run's model and its main settings, e.g. 'CNN paper (sgd, 25 ep)'
+    or 'SVM on features' (the report's tables; pages name runs with :func:`run_labels`)."""
     model = config["model"]
+    if model == "ensemble":
+        return "Ensemble (" + " + ".join(run_label(member) for member in config["member_configs"]) + ")"
     if model == "cnn":
         return f"CNN {config['architecture']} ({config['optimizer']}, {config['epochs']} ep)"
     name = f"{config['k']}-NN" if model == "knn" else MODEL_NAMES[model]
@@ -34,14 +36,16 @@ def load_results(run_ids, store: RunStore | None = None) -> list[dict]:
 def compare_runs(run_ids, store: RunStore | None = None) -> dict:
     """Summaries of several runs and a McNemar test for every pair evaluated on the same images."""
     results = load_results(run_ids, store)
-    runs = [{"run_id": r["run_id"], "label": run_label(r["config"]), "config": r["config"],
+    labels = run_labels(results)
+    runs = [{"run_id": r["run_id"], "label": label, "config": r["config"],
              "dataset": r["dataset"]["name"], "summary": r["summary"],
-             "val_acc_per_fold": [f["val_acc"] for f in r["folds"]]} for r in results]
+             "val_acc_per_fold": [f["val_acc"] for f in r["folds"]]} for r, label in zip(results, labels)]
+    label_of = dict(zip((r["run_id"] for r in results), labels))
     tests = []
     for i, first in enumerate(results):
         for second in results[i + 1:]:
             tests.append({"run_a": first["run_id"], "run_b": second["run_id"],
-                          "label_a": run_label(first["config"]), "label_b": run_label(second["config"]),
+                          "label_a": label_of[first["run_id"]], "label_b": label_of[second["run_id"]],
                           **paired_mcnemar(first, second)})
     return {"runs": runs, "mcnemar": tests}
 
@@ -75,10 +79,11 @@ def _correct_by_image(result: dict) -> dict[tuple[int, int], bool]:
 
 
 def format_comparison(comparison: dict) -> str:
-    lines = [f"{'run':<18} {'model':<28} {'val_acc':>8} {'std':>7} {'min':>7} {'max':>7}"]
+    width = max([len("run")] + [len(run["label"]) for run in comparison["runs"]])
+    lines = [f"{'run':<18} {'label':<{width}} {'val_acc':>8} {'std':>7} {'min':>7} {'max':>7}"]
     for run in comparison["runs"]:
         acc = run["summary"]["val_acc"]
-        lines.append(f"{run['run_id']:<18} {run['label']:<28} {acc['mean']:>8.4f} {acc['std']:>7.4f} "
+        lines.append(f"{run['run_id']:<18} {run['label']:<{width}} {acc['mean']:>8.4f} {acc['std']:>7.4f} "
                      f"{acc['min']:>7.4f} {acc['max']:>7.4f}")
     for test in comparison["mcnemar"]:
         p = "n/a" if test["p_value"] is None else f"{test['p_value']:.4g}"

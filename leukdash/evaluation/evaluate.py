@@ -28,7 +28,7 @@ COLLAPSE_SHARE = 0.95
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
 # Changes to what this module computes invalidate the stored results.
-METHOD_VERSION = "external-3"
+METHOD_VERSION = "external-4"
 
 
 def match_classes(run_classes, dataset):
@@ -64,30 +64,50 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     if stored is not None and stored.get("key") == key:
         return stored
     result = {"key": key, **_compute(run_id, meta, dataset, store)}
-    write_json_atomic(path, result)
+    write_json_atomic(path, result, optional=True)  # a read-only store: computed, not kept
     return result
 
 
 def _compute(run_id: str, meta: dict, dataset, store: RunStore) -> dict:
     from leukdash.data.folds import merge_groups
-    from leukdash.evaluation.ood import describe_images, training_distribution
+    from leukdash.evaluation.ood import (confidence_floor, describe_images, own_confidence, training_distribution,
+                                         view_config, views)
     from leukdash.evaluation.predict import ensemble
     from leukdash.engine.runner import versions
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.training import duplicate_pairs
 
-    models = ensemble(run_id, store)
-    # The images prepared as the run's models take them (preprocess.prepare_images), cached.
-    loaded = load_arrays(dataset, models.config.image_size, models.config.preprocess)
-    if not len(loaded.labels):
-        raise DatasetError(f"dataset {dataset.name!r} has no readable image of classes {', '.join(dataset.classes)}")
-    inputs = loaded.images
-    proba = models.batch_probabilities(inputs).mean(axis=0)
-    described = training_distribution(run_id, store)
-    outside = [entry["outside"] for entry in described.assess(describe_images(inputs))]
+    proba, loaded = 0.0, None
+    outside, own_outside = {}, {}
+    # Each voting run (a plain run is its own one) sees the images prepared its own way
+    # (preprocess.prepare_images, cached); an image is flagged when any of their checks flags it,
+    # in the prepared view or (preprocessed runs) in the acquisition view.
+    for member, weight in ensemble(run_id, store).parts():
+        for view in views(member.config):
+            config = view_config(member.config, view)
+            prepared = load_arrays(dataset, config.image_size, config.preprocess)
+            if loaded is None:
+                loaded = prepared
+            elif not np.array_equal(prepared.paths, loaded.paths):
+                raise RunError(f"the checks of run {run_id} read different images of {dataset.name!r}")
+            if not len(loaded.labels):
+                raise DatasetError(f"dataset {dataset.name!r} has no readable image of classes "
+                                   f"{', '.join(dataset.classes)}")
+            if view == "prepared":
+                proba = proba + weight * member.batch_probabilities(prepared.images).mean(axis=0)
+            described = training_distribution(member.run_id, store, view)
+            assessed = described.assess(describe_images(prepared.images))
+            outside[view] = outside.get(view, False) | np.array([entry["outside"] for entry in assessed])
+            own_outside[view] = own_outside.get(view, False) | (described.oof_scores > described.threshold)
     # Duplicates join groups here as they do in folds: one picture twice is one draw of the bootstrap.
     groups = merge_groups(loaded.groups, duplicate_pairs(dataset))
     metrics = external_metrics(loaded.labels, proba, groups, dataset.classes)
+    checked = [view for view in ("prepared", "acquisition") if view in own_outside]
+    flagged = np.logical_or.reduce([outside[view] for view in checked])
+    own_top = own_confidence(run_id, store)
+    floor = confidence_floor(own_top)
+    unsure = proba.max(axis=1) < floor
+    wrong = proba.argmax(axis=1) != loaded.labels
     return {
         "run_id": run_id,
         "run": {"config": meta["config"], "dataset": meta["dataset"]["name"],
@@ -95,9 +115,17 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore) -> dict:
         "dataset": {**dataset.describe(), "fingerprint": dataset.fingerprint, "n_used": int(len(loaded.labels)),
                     "skipped": [s.to_dict(dataset.root) for s in loaded.skipped]},
         **metrics,
-        "ood_share": float(np.mean(outside)),
+        "ood_share": float(np.mean(flagged)),
         # The same check on the run's own images, each scored against the folds it was not in.
-        "ood_own_share": float(np.mean(described.oof_scores > described.threshold)),
+        "ood_own_share": float(np.mean(np.logical_or.reduce([own_outside[view] for view in checked]))),
+        # Is each warning right about the errors? The error rate among the images it flags and
+        # among the others, and the share of the run's own out-of-fold images it flags.
+        "flags": {
+            **{f"ood_{view}": flag_errors(outside[view], wrong, own_outside[view]) for view in checked},
+            "ood": flag_errors(flagged, wrong, np.logical_or.reduce([own_outside[view] for view in checked])),
+            "likely_wrong": {**flag_errors(unsure, wrong, own_top < floor), "floor": floor},
+            "either": flag_errors(flagged | unsure, wrong, None),
+        },
         "versions": versions(),
     }
 
@@ -126,6 +154,17 @@ def external_metrics(y_true, proba, groups, classes, *, samples: int = BOOTSTRAP
     }
     metrics["intervals"] = group_bootstrap(y_true, proba, groups, len(classes), samples=samples, seed=seed)
     return metrics
+
+
+def flag_errors(flags, wrong, own_flags) -> dict:
+    """How a warning fared: the share of images it flags, the error rate among them and among
+    the rest, and the share of the run's own out-of-fold images it flags (when known)."""
+    flags, wrong = np.broadcast_to(np.asarray(flags, dtype=bool), np.shape(wrong)), np.asarray(wrong, dtype=bool)
+    own_share = None if own_flags is None else float(np.mean(own_flags))
+    return {"share": float(flags.mean()), "n_flagged": int(flags.sum()),
+            "error_flagged": float(wrong[flags].mean()) if flags.any() else None,
+            "error_unflagged": float(wrong[~flags].mean()) if (~flags).any() else None,
+            "own_share": own_share}
 
 
 def per_group(y_true, predicted, groups, classes) -> list[dict]:
@@ -209,6 +248,13 @@ def format_evaluation(result: dict) -> str:
                                                      if result["collapsed"] else ""))
     lines.append(f"  out-of-distribution: {result['ood_share']:.1%} of the images flagged "
                  f"({result['ood_own_share']:.1%} of the run's own out-of-fold images)")
+    names = {"ood_prepared": "unlike the prepared cells", "ood_acquisition": "unlike the acquisition",
+             "ood": "out-of-distribution", "likely_wrong": "likely wrong (low confidence)", "either": "either warning"}
+    for name, flag in result.get("flags", {}).items():
+        errors = "  ".join(f"{label} {flag[key]:.1%}" if flag[key] is not None else f"{label} -"
+                           for label, key in (("error flagged", "error_flagged"), ("unflagged", "error_unflagged")))
+        own = f"  (own out-of-fold {flag['own_share']:.1%})" if flag["own_share"] is not None else ""
+        lines.append(f"  {names[name]:<30} flags {flag['share']:6.1%}  {errors}{own}")
     lines.append("  per group          " + "  ".join(f"{g['group']} ({g['class']}, {g['n']}) {g['recall']:.2f}"
                                                   for g in result["per_group"]))
     return "\n".join(lines)

@@ -15,6 +15,16 @@ percentile among them is reported, and it is flagged "outside" above ``FLAG_PERC
 
 The description is computed lazily for a finished run (from its dataset and stored folds, no
 model needed) and cached beside it (``ood.npz``), so the runner is unchanged.
+
+Two views. A preprocessed run's models see the segmented cell, and a foreign lab's cells can
+look like its own once segmented (issue 16: 0-23% of another lab's images flagged while a
+quarter to a third of them were wrong). So such a run is also described by the
+**acquisition**: the whole image as the camera gave it (``raw``), cached as
+``ood-acquisition.npz``; an image is outside when either view puts it outside.
+
+A third signal does not look at the image at all: a prediction is **likely wrong** when its
+top probability is lower than that of ``LIKELY_WRONG_PERCENTILE``% of the run's own
+out-of-fold predictions (so about that share of its own images get the flag).
 """
 
 from __future__ import annotations
@@ -33,6 +43,10 @@ FLAG_PERCENTILE = 99.0
 MIN_SPREAD = 1e-3
 # Changes to what this module computes invalidate the cached descriptions.
 METHOD_VERSION = "ood-2"
+# The views of an image that are described: the prepared cell, and the raw acquisition.
+VIEWS = ("prepared", "acquisition")
+# A prediction less confident than this share of the run's own out-of-fold predictions is flagged.
+LIKELY_WRONG_PERCENTILE = 5.0
 
 
 class TrainingDistribution:
@@ -93,28 +107,56 @@ def describe_images(images: np.ndarray) -> np.ndarray:
     return featurize_cached(np.asarray(images), "features")
 
 
-def training_distribution(run_id: str, store: RunStore | None = None) -> TrainingDistribution:
-    """The run's description, read from ``ood.npz`` beside it or computed and stored there."""
+def views(config) -> tuple[str, ...]:
+    """The views a run's images are checked in: a raw run's two views are one."""
+    return VIEWS[:1] if config.preprocess == "raw" else VIEWS
+
+
+def view_config(config, view: str):
+    """The run config whose preparation gives ``view`` of an image."""
+    return config if view == "prepared" else config.with_changes(preprocess="raw")
+
+
+def training_distribution(run_id: str, store: RunStore | None = None, view: str = "prepared") -> TrainingDistribution:
+    """The run's description in one view, read from ``ood.npz`` (``ood-acquisition.npz``)
+    beside it or computed and stored there."""
     from leukdash.config import RunConfig
     from leukdash.engine.run_data import open_run_dataset, validation_folds
     from leukdash.data.arrays import load_arrays, write_cache
 
     store = store or RunStore()
     folder = store.run_dir(run_id)
-    cache, info_path = folder / "ood.npz", folder / "ood.json"
+    name = "ood" if view == "prepared" else f"ood-{view}"
+    cache, info_path = folder / f"{name}.npz", folder / f"{name}.json"
     meta = store.read_meta(run_id)
     key = {"method": METHOD_VERSION, "k": K, "dataset": meta["dataset"]["fingerprint"], "fold_ids": meta["fold_ids"]}
     if cache.is_file() and read_json(info_path) == key:
         with np.load(cache, allow_pickle=False) as stored:
             return TrainingDistribution(stored["features"], stored["fold_of"], key["fold_ids"], stored["oof_scores"])
-    config = RunConfig.from_dict(meta["config"])
+    config = view_config(RunConfig.from_dict(meta["config"]), view)
     dataset = open_run_dataset(meta)
-    arrays = load_arrays(dataset, config.image_size, config.preprocess)  # as the run's models saw them
+    arrays = load_arrays(dataset, config.image_size, config.preprocess)  # as the run's models saw them (or the camera)
     fold_of = validation_folds(run_id, len(arrays.labels), store)
     features = describe_images(arrays.images)
     described = TrainingDistribution.fit(features, fold_of, meta["fold_ids"])
-    write_cache(cache, lambda tmp: np.savez(tmp, features=described.features, fold_of=described.fold_of,
-                                             oof_scores=described.oof_scores))
-    write_json_atomic(info_path, key)
+    if write_cache(cache, lambda tmp: np.savez(tmp, features=described.features, fold_of=described.fold_of,
+                                                oof_scores=described.oof_scores)):
+        write_json_atomic(info_path, key, optional=True)  # only beside the arrays it describes
     return described
 
+
+
+def own_confidence(run_id: str, store: RunStore | None = None) -> np.ndarray:
+    """The top probability of each of the run's own out-of-fold predictions (originals only,
+    not augmented copies)."""
+    from leukdash.engine.runner import load_result
+
+    result = load_result(run_id, store or RunStore())
+    return np.array([max(proba) for fold in result["folds"]
+                     for proba, copy in zip(fold["oof"]["proba"], fold["oof"]["copy"]) if copy == 0])
+
+
+def confidence_floor(own_top: np.ndarray) -> float:
+    """The top probability below which a prediction is likely wrong: the
+    ``LIKELY_WRONG_PERCENTILE``-th percentile of the run's own out-of-fold top probabilities."""
+    return float(np.percentile(own_top, LIKELY_WRONG_PERCENTILE))

@@ -1,7 +1,9 @@
 """Prediction for new images from a finished run: the average of its fold models.
 
 Each fold model saw a different 80% of the data, so their average is a small ensemble, and
-how many of them agree with it says how settled the answer is.
+how many of them agree with it says how settled the answer is. An ensemble run
+(:mod:`leukdash.engine.ensemble`) votes fold by fold: its fold ``f`` is the weighted mean of
+its members' fold-``f`` models, each fed the images prepared its own way.
 """
 
 from __future__ import annotations
@@ -31,7 +33,32 @@ _references: dict[tuple[str, str], dict] = {}
 NEAR_IDENTICAL_DIFFERENCE = 3.0
 
 
-class FoldEnsemble:
+class _Voting:
+    """What every loaded run answers with: ``fold_probabilities`` averaged over the folds, and
+    ``parts()``, the plain runs that vote with their weights (a plain run: itself, weight 1)."""
+
+    run_id: str
+    meta: dict
+    classes: tuple[str, ...]
+
+    def predict(self, images: list[np.ndarray]) -> list[dict]:
+        per_fold = self.fold_probabilities(images)
+        mean = per_fold.mean(axis=0)
+        votes = per_fold.argmax(axis=2)
+        results = []
+        for i, probabilities in enumerate(mean):
+            predicted = int(probabilities.argmax())
+            results.append({
+                "predicted": self.classes[predicted],
+                "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, probabilities)},
+                "agreement": int((votes[:, i] == predicted).sum()),
+                "n_folds": len(per_fold),
+                "fold_predictions": [self.classes[v] for v in votes[:, i]],
+            })
+        return results
+
+
+class FoldEnsemble(_Voting):
     """The fold models of one finished run, loaded once."""
 
     def __init__(self, run_id: str, store: RunStore | None = None):
@@ -71,21 +98,25 @@ class FoldEnsemble:
         features = classic.featurize(batch, self.config.feature_set)
         return np.stack([classic.predict_all_classes(model, features, len(self.classes)) for model in self.models])
 
-    def predict(self, images: list[np.ndarray]) -> list[dict]:
-        per_fold = self.fold_probabilities(images)
-        mean = per_fold.mean(axis=0)
-        votes = per_fold.argmax(axis=2)
-        results = []
-        for i, probabilities in enumerate(mean):
-            predicted = int(probabilities.argmax())
-            results.append({
-                "predicted": self.classes[predicted],
-                "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, probabilities)},
-                "agreement": int((votes[:, i] == predicted).sum()),
-                "n_folds": len(self.models),
-                "fold_predictions": [self.classes[v] for v in votes[:, i]],
-            })
-        return results
+    def parts(self) -> list[tuple["FoldEnsemble", float]]:
+        return [(self, 1.0)]
+
+
+class RunEnsemble(_Voting):
+    """An ensemble run: its members' fold models, fold by fold, their probabilities weighted."""
+
+    def __init__(self, run_id: str, meta: dict, store: RunStore):
+        from leukdash.engine.ensemble import member_ids
+
+        self.run_id, self.meta = run_id, meta
+        self.classes = tuple(meta["dataset"]["classes"])
+        self.members = [(FoldEnsemble(member, store), weight) for member, weight in member_ids(meta)]
+
+    def parts(self) -> list[tuple[FoldEnsemble, float]]:
+        return list(self.members)
+
+    def fold_probabilities(self, images: list[np.ndarray]) -> np.ndarray:
+        return sum(weight * member.fold_probabilities(images) for member, weight in self.members)
 
 
 def _load_model(path: Path, is_cnn: bool):
@@ -95,9 +126,9 @@ def _load_model(path: Path, is_cnn: bool):
             from leukdash.models import cnn
 
             return cnn.load_model(path)
-        import joblib
+        from leukdash.models import classic
 
-        return joblib.load(path)
+        return classic.load(path)
     except Exception:  # noqa: BLE001 - unpickling and Keras raise many kinds; all mean "damaged"
         return None
 
@@ -109,12 +140,18 @@ def damaged_model_message(run_id: str, path: Path, store: RunStore) -> str:
             f"recomputed by `python -m leukdash run --config-file {meta_file}` (or by launching the run again)")
 
 
-def ensemble(run_id: str, store: RunStore | None = None) -> FoldEnsemble:
-    """The loaded fold models of a run, kept for the life of the process."""
+def ensemble(run_id: str, store: RunStore | None = None) -> FoldEnsemble | RunEnsemble:
+    """The loaded fold models of a run (of every member of an ensemble run), kept for the life
+    of the process."""
+    from leukdash.engine.ensemble import is_ensemble
+
     store = store or RunStore()
     key = (str(store.root), run_id)
     if key not in _loaded:
-        _loaded[key] = FoldEnsemble(run_id, store)
+        meta = store.read_meta(run_id)
+        if meta is None or store.read_summary(run_id) is None:
+            raise RunError(f"run {run_id!r} is not a finished run in {store.root}")
+        _loaded[key] = RunEnsemble(run_id, meta, store) if is_ensemble(meta) else FoldEnsemble(run_id, store)
         while len(_loaded) > MAX_LOADED_RUNS:
             _loaded.popitem(last=False)
     _loaded.move_to_end(key)
@@ -136,6 +173,8 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
             result["ood"] = entry
         for result, image in zip(results, images):
             result["known"] = _checked(run_id, [image], store, "known", lambda r, i, s: [known_image(r, i[0], s)])[0]
+        for result, entry in zip(results, likely_wrong(run_id, results, store)):
+            result["likely_wrong"] = entry
     return results
 
 
@@ -148,11 +187,32 @@ def _checked(run_id, images, store, what, check) -> list:
 
 def out_of_distribution(run_id: str, images: list[np.ndarray], store: RunStore | None = None) -> list[dict]:
     """Per image: its distance score to the run's training images, the percentile of that score
-    among the run's own out-of-fold images, and whether it is outside (see :mod:`leukdash.evaluation.ood`)."""
-    from leukdash.evaluation.ood import describe_images, training_distribution
+    among the run's own out-of-fold images, and whether it is outside (see :mod:`leukdash.evaluation.ood`).
 
-    models = ensemble(run_id, store)
-    return training_distribution(run_id, store).assess(describe_images(models.prepare(images)))
+    A preprocessed run checks the prepared cell and the acquisition (the raw image), an ensemble
+    run each member's views: the image is outside when any check says so, and the score shown
+    is the check's with the highest percentile (``view`` names it).
+    """
+    from leukdash.evaluation.ood import describe_images, training_distribution, view_config, views
+
+    assessed = []
+    for member, _ in ensemble(run_id, store).parts():
+        for view in views(member.config):
+            described = training_distribution(member.run_id, store, view)
+            prepared = prepare_images(view_config(member.config, view), images)
+            assessed.append([{**entry, "view": view} for entry in described.assess(describe_images(prepared))])
+    return [{**max(entries, key=lambda entry: entry["percentile"]), "outside": any(e["outside"] for e in entries)}
+            for entries in zip(*assessed)]
+
+
+def likely_wrong(run_id: str, results: list[dict], store: RunStore | None = None) -> list[dict]:
+    """Per prediction: its top probability against the run's confidence floor (see
+    :func:`leukdash.evaluation.ood.confidence_floor`), and whether it falls below."""
+    from leukdash.evaluation.ood import confidence_floor, own_confidence
+
+    floor = confidence_floor(own_confidence(run_id, store))
+    return [{"confidence": max(r["probabilities"].values()), "floor": round(floor, 6),
+             "flag": max(r["probabilities"].values()) < floor} for r in results]
 
 
 def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None) -> dict | None:
@@ -180,7 +240,7 @@ def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None) -
     if fold not in models.meta["fold_ids"]:  # a holdout run's training image: every model saw it
         return {**found, "fold": None, "prediction": None}
     model = models.meta["fold_ids"].index(fold)
-    proba = models.batch_probabilities(models.prepare([image]))[model, 0]
+    proba = models.fold_probabilities([image])[model, 0]
     return {**found, "prediction": models.classes[int(proba.argmax())],
             "probabilities": {c: round(float(p), 6) for c, p in zip(models.classes, proba)}}
 
@@ -227,7 +287,7 @@ def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None)
 def gradcam(run_id: str, image: np.ndarray, store: RunStore | None = None) -> np.ndarray:
     """Grad-CAM heatmap (H, W) in [0, 1] for the predicted class, averaged over the fold models."""
     models = ensemble(run_id, store)
-    if not models.config.is_cnn:
+    if not isinstance(models, FoldEnsemble) or not models.config.is_cnn:
         raise RunError(f"run {run_id!r} is not a CNN run: Grad-CAM needs convolution layers")
     batch = models.prepare([image])
     predicted = int(models.fold_probabilities([image]).mean(axis=0)[0].argmax())

@@ -1,8 +1,9 @@
 """The figures Ahmed et al. (Diagnostics, 2019) report, as PAPER.md gives them: one source for
 the dashboard's charts and the reproduction report, which show them beside leukdash's own."""
 
-PAPER_CLASSES = ("ALL", "AML", "CLL", "CML", "HEALTHY")
-BINARY_TASK, FIVE_CLASS_TASK = "ALL vs HEALTHY", "5 classes"
+from leukdash.evaluation.labels import FIVE_CLASS_TASK, PAPER_CLASSES
+
+BINARY_TASK = "ALL vs HEALTHY"
 
 # 5-fold mean validation accuracy of each model, per task ("Classic classifiers").
 PAPER_VAL_ACC = {

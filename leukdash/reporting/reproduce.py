@@ -9,6 +9,7 @@ not finished. :mod:`leukdash.reporting.report` turns the outcomes into ``REPORT.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -125,3 +126,16 @@ def report_path(out: Path | None = None) -> Path | None:
     candidates = [Path(out) / REPORT_NAME] if out else [FULL_OUT / REPORT_NAME, quick_out() / REPORT_NAME]
     found = [path for path in candidates if path.is_file()]
     return max(found, key=os.path.getmtime) if found else None
+
+
+# A run id as the report writes it: the model, a dash and 12 hex digits of the config hash, in backticks.
+_REPORT_RUN_ID = re.compile(r"`((?:cnn|nb|svm|knn|dt)-[0-9a-f]{12})`")
+
+
+def report_runs_in_store(text: str) -> tuple[int, int]:
+    """How many of the run ids a report names are finished runs in this store, of how many it names."""
+    from leukdash.engine.store import RunStore
+
+    store = RunStore()
+    named = set(_REPORT_RUN_ID.findall(text))
+    return sum(store.read_summary(run_id) is not None for run_id in named), len(named)

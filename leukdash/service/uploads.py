@@ -6,8 +6,9 @@ twice: its directory (member count, names, declared sizes and compression ratios
 is written, and every member again while it is streamed to disk, counting the bytes actually
 produced (a forged header cannot make it write more than the limits). Whatever a rejected upload
 wrote is deleted. The uploads folder as a whole is capped: the least recently used uploads are
-evicted first, never one that a run in the store names as its dataset (stored, running or queued:
-its ``meta.json`` or ``job_config.json`` points into the upload).
+evicted first, never one that a run or a sweep in the store names as a dataset (stored, running or
+queued: a run's ``meta.json`` or ``job_config.json``, a sweep job's ``job_config.json`` or a stored
+sweep's ``sweep.json`` points into the upload).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from leukdash.config import dataset_parts
 from leukdash.data.sources import is_dataset_folder
 from leukdash.errors import DatasetError
-from leukdash.paths import artifacts_root
+from leukdash.paths import artifacts_root, uploads_root
 from leukdash.engine.store import read_json
 
 MB = 1024 * 1024
@@ -46,10 +48,6 @@ class UploadLimits:
     max_members: int = 50_000
     max_ratio: float = 100.0
     quota_bytes: int = 2048 * MB
-
-
-def uploads_root() -> Path:
-    return artifacts_root() / "uploads"
 
 
 def extract_zip(data: bytes, name: str | None = None, session: str = "local",
@@ -204,20 +202,32 @@ def _enforce_quota(quota: int, keep: Path) -> None:
 
 
 def _used_by_runs() -> set[Path]:
-    """Dataset folders named by any run of the store (stored, running or queued)."""
+    """Dataset folders named by any run or sweep of the store (stored, running or queued)."""
+    root = artifacts_root()
+    records = [folder / name for folder in _dirs(root / "runs") for name in ("meta.json", "job_config.json")]
+    records += [folder / "sweep.json" for folder in _dirs(root / "sweeps")]
     used = set()
-    for folder in _dirs(artifacts_root() / "runs"):
-        for name, keys in (("meta.json", ("config", "dataset")), ("meta.json", ("dataset", "path")),
-                           ("job_config.json", ("dataset",))):
-            try:
-                value = read_json(folder / name)
-                for key in keys:
-                    value = value[key]
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            if isinstance(value, str) and value:
-                used.add(Path(value).resolve())
+    for path in records:
+        try:
+            record = read_json(path)
+        except (OSError, ValueError):
+            continue
+        for spec in _dataset_specs(record):
+            used.update(Path(part).resolve() for part in dataset_parts(spec))
     return used
+
+
+def _dataset_specs(record) -> list[str]:
+    """The dataset strings a stored record names: a run's config or meta (``dataset``,
+    ``config.dataset``, ``dataset.path``), or a sweep's ``configs``, each naming its own."""
+    if not isinstance(record, dict):
+        return []
+    dataset, configs = record.get("dataset"), record.get("configs")
+    found = [dataset.get("path")] if isinstance(dataset, dict) else [dataset]
+    found += _dataset_specs(record.get("config"))
+    for config in configs if isinstance(configs, list) else []:
+        found += _dataset_specs(config)
+    return [spec for spec in found if isinstance(spec, str) and spec]
 
 
 def _dirs(folder: Path) -> list[Path]:

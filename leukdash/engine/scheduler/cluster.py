@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from leukdash.engine.scheduler.child import ChildProcess
-from leukdash.engine.scheduler.task import FoldTask, order
+from leukdash.engine.ordering import order
+from leukdash.engine.scheduler.task import FoldTask
 
 POLL_SECONDS = 0.2
 
@@ -65,7 +66,7 @@ class DaskPool:
                                              key=f"inputs-{run_id}-{uuid.uuid4().hex[:8]}")
                        for run_id in needed}
             fold = _fold_function()
-            for task in order(tasks):
+            for task in order(tasks, inputs):
                 futures[client.submit(fold, pickle.dumps(task), shipped[task.run_id], topic, pure=False, retries=1,
                                       key=f"fold-{task.run_id}-{task.fold}-{uuid.uuid4().hex[:8]}")] = task
             pending = dict(futures)

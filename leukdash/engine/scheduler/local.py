@@ -17,7 +17,8 @@ import queue
 
 from leukdash.engine import machine
 from leukdash.engine.scheduler.child import ChildProcess
-from leukdash.engine.scheduler.task import CNN_THREADS, FoldTask, compute_fold, order, task_cores
+from leukdash.engine.ordering import order
+from leukdash.engine.scheduler.task import CNN_THREADS, FoldTask, compute_fold, task_cores
 
 # Resident memory of a worker process (benchmarks/measure_memory.py, allidb2_ufpr at 64 px: a
 # worker that has imported TensorFlow and trained for five minutes peaked at 900-973 MB; a
@@ -62,7 +63,7 @@ class InProcessPool:
     """Tasks one after another in this process (``n_jobs=1``): progress reaches ``on_event`` live."""
 
     def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event) -> None:
-        for task in order(tasks):
+        for task in order(tasks, inputs):
             on_done(task, compute_fold(task, inputs[task.run_id], lambda e, t=task: on_event(t.run_id, e)))
 
 
@@ -80,7 +81,7 @@ class LocalPool:
 
     def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event) -> None:
         inbox: queue.Queue = queue.Queue()
-        pending, running, idle = order(tasks), {}, []  # running: child -> its task
+        pending, running, idle = order(tasks, inputs), {}, []  # running: child -> its task
         try:
             while pending or running:
                 for task in list(pending):

@@ -28,11 +28,6 @@ def task_cores(task: FoldTask) -> int:
     return CNN_THREADS if task.is_cnn else 1
 
 
-def order(tasks: list[FoldTask]) -> list[FoldTask]:
-    """CNN folds first (the longest tasks: started early they do not trail at the end)."""
-    return sorted(tasks, key=lambda task: not task.is_cnn)
-
-
 def compute_fold(task: FoldTask, inputs, report=None) -> dict:
     """Compute one fold; return ``{"result": fold result, "model": model file bytes}``.
 

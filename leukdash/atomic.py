@@ -1,0 +1,141 @@
+"""Files written whole or not at all, what a failed write means to a user, and the temporary files
+of writers that were killed.
+
+Every file of the run store and its caches is written to a temporary file in its own folder,
+``.<name>.<pid>-<random>.partial<suffix>`` (the writer's process id in the name), then renamed
+over the target, so a reader sees the old or the new file, never half of one. A writer killed
+outright (SIGKILL, the OOM killer) leaves its temporary file behind, as large as the file it was
+writing: :func:`clean_orphans` removes those whose writer no longer runs, once per process and
+store (the store calls it when it is first used).
+
+A write that fails because of where it writes (a full disk, a read-only store, a file where a
+folder should be) leaves nothing behind and raises :class:`StoreError`, one line that says so.
+Only the standard library is imported here.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from pathlib import Path
+from typing import Callable
+
+from leukdash.errors import StoreError
+from leukdash.paths import printable
+
+_TEMPORARY = re.compile(r"\A\..+\.(\d+)-[0-9a-f]{8}\.partial(\.[A-Za-z0-9]+)?\Z")
+# Folders of the store that hold no file written here: never walked.
+_NOT_WRITTEN_HERE = {"uploads", "datasets"}
+
+_REASONS = {
+    errno.ENOSPC: "no space left on the device: free some space, then run again (finished folds are kept)",
+    errno.EDQUOT: "disk quota exceeded: free some space, then run again (finished folds are kept)",
+    errno.EROFS: "the run store is read-only: stored runs can be read, not computed "
+                 "(set LEUKDASH_ARTIFACTS to a writable folder)",
+    errno.EACCES: "permission denied: the run store is read-only for this user "
+                  "(set LEUKDASH_ARTIFACTS to a writable folder)",
+    errno.EPERM: "operation not permitted: the run store is read-only for this user "
+                 "(set LEUKDASH_ARTIFACTS to a writable folder)",
+    errno.ENOTDIR: "a file stands where a folder is needed (LEUKDASH_ARTIFACTS must name a folder)",
+    errno.EEXIST: "a file stands where a folder is needed (LEUKDASH_ARTIFACTS must name a folder)",
+}
+
+
+def explain(error: OSError, path: str | Path | None = None) -> StoreError | None:
+    """A one-line :class:`StoreError` for an error that comes from where a file is written (full,
+    read-only, not a folder), or None for any other error."""
+    reason = _REASONS.get(error.errno)
+    if reason is None:
+        return None
+    where = path if path is not None else error.filename
+    return StoreError(f"cannot write {printable(str(where))}: {reason}" if where else f"cannot write: {reason}")
+
+
+def temporary_path(path: Path) -> Path:
+    """Where ``path`` is written before it is renamed: same folder, same suffix (some writers,
+    Keras and numpy, choose the format from it), this process's id in the name."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.partial{path.suffix}")
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], None], *, optional: bool = False) -> bool:
+    """Create or replace ``path`` through ``write(temporary_path)``, whole or not at all.
+
+    Returns True when written. A failure leaves nothing behind; one that comes from where the
+    file is written raises :class:`StoreError` (one line), or, with ``optional`` (a cache that
+    can be computed again), returns False: a read-only store is still read.
+    """
+    path = Path(path)
+    tmp = temporary_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+        return True
+    except OSError as error:
+        explained = explain(error, path)
+        if explained is None:
+            raise
+        if optional:
+            return False
+        raise explained from None
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only folder: nothing could have been created there either
+
+
+def write_bytes_atomic(path: str | Path, data: bytes, *, optional: bool = False) -> bool:
+    """:func:`write_atomic` of ``data``, flushed to the disk before the rename."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "xb") as handle:  # "x": never another writer's temporary file
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    return write_atomic(path, write, optional=optional)
+
+
+def clean_orphans(root: str | Path) -> list[Path]:
+    """Remove the temporary files under ``root`` whose writer no longer runs; the paths removed.
+
+    A temporary file of a live process (this one included) is left alone. Errors (a read-only
+    store) are ignored: what cannot be removed is tried again next time.
+    """
+    removed = []
+    for current, dirs, files in os.walk(root):
+        if Path(current) == Path(root):
+            dirs[:] = [name for name in dirs if name not in _NOT_WRITTEN_HERE]
+        for name in files:
+            match = _TEMPORARY.match(name)
+            if match and not _alive(int(match.group(1))):
+                path = Path(current) / name
+                try:
+                    path.unlink()
+                except OSError:
+                    continue
+                removed.append(path)
+    return removed
+
+
+_CLEANED: set[str] = set()
+
+
+def clean_orphans_once(root: str | Path) -> None:
+    """:func:`clean_orphans` the first time this process uses the store at ``root``."""
+    key = os.path.abspath(root)
+    if key not in _CLEANED:
+        _CLEANED.add(key)
+        clean_orphans(root)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process: alive
+    return True

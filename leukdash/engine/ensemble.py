@@ -1,0 +1,160 @@
+"""Ensembles of finished runs: soft voting over the members' stored out-of-fold probabilities.
+
+Runs of one dataset, class set and fold plan (same dataset, classes, seed, fold count and
+protocol: every model of a comparison gets the same folds) validated every image in the same
+fold. Their weighted mean probability is then an honest cross-validated ensemble: the image
+was validated by models that never trained on it, fold by fold, so no member is refitted and
+nothing is trained here. The ensemble is stored as a run (``ensemble-<hash>``): ``meta.json``
+with ``kind: ensemble`` and the members and weights in its config, one fold file per fold
+(no model file: predicting loads the members' fold models) and a summary, so the store,
+``compare``, ``predict``, ``evaluate`` and the pages read it as any other run.
+
+Members with different folds, datasets or class sets are refused: their out-of-fold
+probabilities are not of the same images under the same training splits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from leukdash.config import stable_hash
+from leukdash.engine.runner import load_result, versions
+from leukdash.engine.store import RunStore
+from leukdash.errors import RunError
+
+# What an ensemble run stores; part of its id (ENGINE_VERSION is its members' business).
+ENSEMBLE_VERSION = "ensemble-1"
+PREFIX = "ensemble-"
+
+
+def is_ensemble(meta: dict | None) -> bool:
+    return isinstance(meta, dict) and meta.get("kind") == "ensemble"
+
+
+def create_ensemble(run_ids: list[str], weights: list[float] | None = None, store: RunStore | None = None) -> dict:
+    """Store (or read back) the soft-voting ensemble of finished runs; returns its result
+    (as :func:`leukdash.engine.runner.load_result`, with ``cached``)."""
+    store = store or RunStore()
+    members = _members(run_ids, store)
+    weights = _weights(weights, len(members))
+    # The same members with the same weights are the same ensemble, in any order.
+    pairs = sorted(zip((m["run_id"] for m in members), weights))
+    run_id = PREFIX + stable_hash({"members": [[r, round(w, 9)] for r, w in pairs], "version": ENSEMBLE_VERSION})
+    found = load_result(run_id, store)
+    if found is not None:
+        return {**found, "cached": True}
+    folds = ensemble_folds(members, weights, store)
+    first = members[0]
+    config = {
+        "model": "ensemble", "members": [m["run_id"] for m in members], "weights": weights,
+        "member_configs": [m["config"] for m in members],
+        # What the members share (checked), so that pages and reports read it as any run's.
+        **{name: first["config"].get(name) for name in ("dataset", "classes", "protocol", "folds", "seed",
+                                                        "test_fraction")},
+        "image_size": max(m["config"]["image_size"] for m in members),
+        "preprocess": _common([m["config"].get("preprocess", "raw") for m in members]),
+    }
+    from leukdash.metrics import summarize_folds
+
+    with store.lock(run_id, timeout=0):
+        for fold in folds:
+            store.write_fold(run_id, fold["fold"], fold)
+        store.write_meta(run_id, {"run_id": run_id, "kind": "ensemble", "result_version": ENSEMBLE_VERSION,
+                                  "config": config, "dataset": first["dataset"],
+                                  "fold_ids": [fold["fold"] for fold in folds], "versions": versions()})
+        store.write_summary(run_id, summarize_folds(folds))
+    return {**load_result(run_id, store), "cached": False}
+
+
+def _members(run_ids: list[str], store: RunStore) -> list[dict]:
+    if len(run_ids) < 2 or len(set(run_ids)) != len(run_ids):
+        raise RunError(f"an ensemble needs at least two different runs, got {' '.join(run_ids) or 'none'}")
+    members = []
+    for run_id in run_ids:
+        result = load_result(run_id, store)
+        if result is None:
+            raise RunError(f"run {run_id!r} is not a finished run in {store.root}")
+        if is_ensemble(store.read_meta(run_id)):
+            raise RunError(f"run {run_id} is itself an ensemble: name its members instead")
+        members.append(result)
+    first = members[0]
+    for other in members[1:]:
+        pair = f"runs {first['run_id']} and {other['run_id']}"
+        if other["dataset"]["fingerprint"] != first["dataset"]["fingerprint"]:
+            if other["dataset"]["classes"] != first["dataset"]["classes"]:
+                raise RunError(f"{pair} have different class sets ({', '.join(first['dataset']['classes'])} vs "
+                               f"{', '.join(other['dataset']['classes'])}): they cannot vote together")
+            raise RunError(f"{pair} were trained on different datasets ({first['dataset']['name']} vs "
+                           f"{other['dataset']['name']}): an ensemble needs the same images")
+        if _fold_plan(other) != _fold_plan(first):
+            raise RunError(f"{pair} validated different folds (fold count, seed or protocol differ): their "
+                           "out-of-fold probabilities are not comparable; use runs with the same folds")
+    return members
+
+
+def _fold_plan(result: dict) -> list:
+    """Which images (and augmented copies) each fold validated, with their labels."""
+    return [(fold["fold"], fold["oof"]["index"], fold["oof"]["copy"], fold["oof"]["true"]) for fold in result["folds"]]
+
+
+def _weights(weights, n: int) -> list[float]:
+    if weights is None:
+        return [1.0 / n] * n
+    if len(weights) != n:
+        raise RunError(f"{len(weights)} weight(s) for {n} runs: give one weight per run")
+    if any(not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+        raise RunError(f"weights must be non-negative numbers, not all zero, got {weights}")
+    return [float(w) / float(sum(weights)) for w in weights]
+
+
+def _common(values: list[str]) -> str:
+    return values[0] if len(set(values)) == 1 else "mixed"
+
+
+def ensemble_folds(members: list[dict], weights: list[float], store: RunStore) -> list[dict]:
+    """One fold result per fold: the weighted mean of the members' out-of-fold probabilities
+    and the metrics of that mean (per source too, for a run on several datasets)."""
+    from leukdash.metrics import fold_metrics, source_metrics
+
+    first = members[0]
+    classes = first["dataset"]["classes"]
+    sources = _sources_and_groups(first, store) if "per_source" in first["folds"][0] else None
+    folds = []
+    for position, fold in enumerate(first["folds"]):
+        proba = sum(w * np.asarray(m["folds"][position]["oof"]["proba"], dtype=np.float64)
+                    for m, w in zip(members, weights))
+        true = np.asarray(fold["oof"]["true"], dtype=np.int64)
+        result = {"fold": fold["fold"], "n_train": fold["n_train"], "n_val": fold["n_val"],
+                  **fold_metrics(true, proba, classes),
+                  "members_val_acc": {m["run_id"]: m["folds"][position]["val_acc"] for m in members},
+                  "oof": {**{k: fold["oof"][k] for k in ("index", "copy", "true")},
+                          "proba": np.round(proba, 6).tolist()}}
+        if sources is not None:
+            index = np.asarray(fold["oof"]["index"], dtype=np.int64)
+            result["per_source"] = source_metrics(true, proba, classes, sources[0][index], sources[1][index])
+        if "held_out" in fold:
+            result["held_out"] = fold["held_out"]
+        folds.append(result)
+    return folds
+
+
+def _sources_and_groups(result: dict, store: RunStore):
+    """Source and group of every image of a run on several datasets, in the run's image order."""
+    from leukdash.config import RunConfig
+    from leukdash.data.arrays import load_arrays
+    from leukdash.engine.run_data import open_run_dataset
+
+    meta = store.read_meta(result["run_id"])
+    config = RunConfig.from_dict(meta["config"])
+    dataset = open_run_dataset(meta)
+    arrays = load_arrays(dataset, config.image_size, config.preprocess)  # cached when the run was computed
+    return dataset.sources_of(arrays.paths).astype(str), arrays.groups.astype(str)
+
+
+def member_ids(meta: dict) -> list[tuple[str, float]]:
+    """(run id, weight) of each member of an ensemble run; a plain run is its own one member."""
+    if is_ensemble(meta):
+        return list(zip(meta["config"]["members"], meta["config"]["weights"]))
+    return [(meta["run_id"], 1.0)]

@@ -1,0 +1,64 @@
+"""What a prediction says first: the answer a page headlines, stated so that it cannot mislead.
+
+A fold ensemble gives two answers that can differ: the class of highest mean probability and
+the class most fold models vote for (3 of 5 models may vote ALL while the mean favours AML,
+because the other two are very sure). The headline is the mean probability, and it always
+carries the vote split; when the two disagree it says so in words.
+
+For an image the run trained on (a known image, see :func:`leukdash.evaluation.predict.known_image`)
+every model but one has seen it, so the ensemble's answer is inflated: the honest answer is that
+of the fold model that validated it, and that becomes the headline.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+
+def vote_split(fold_predictions: list[str]) -> list[tuple[str, int]]:
+    """(class, votes) pairs, most votes first; ties keep the order the classes were first voted."""
+    return Counter(fold_predictions).most_common()
+
+
+def headline(result: dict) -> dict:
+    """The headline of one prediction of :func:`leukdash.evaluation.predict.predict_images`.
+
+    Returns
+    -------
+    dict with ``predicted`` (the class headlined), ``probability`` (its probability),
+    ``probabilities`` (the distribution to chart: the out-of-fold model's for a known image,
+    else the ensemble mean), ``source`` ("out-of-fold" or "mean"), ``detail`` (what follows
+    "Predicted: X" on the page, plain text), ``votes`` (the vote split) and ``disagreement``
+    (a sentence when the vote and the headline differ, else None).
+    """
+    votes = vote_split(result["fold_predictions"])
+    n = result["n_folds"]
+    split = ", ".join(f"{label} {count}" for label, count in votes)
+    known = result.get("known") or {}
+    if known.get("prediction"):
+        predicted, probabilities = known["prediction"], known["probabilities"]
+        detail = (f"{probabilities[predicted]:.0%} from fold {known['fold']}'s model, the one that never trained on "
+                  f"this image (it is one of the run's own images)")
+        source = "out-of-fold"
+        disagreement = None
+        if predicted != result["predicted"]:
+            disagreement = (f"The whole ensemble says {result['predicted']} "
+                            f"({result['probabilities'][result['predicted']]:.0%}), but its other models trained "
+                            f"on this image: the out-of-fold answer is the honest one.")
+    else:
+        predicted, probabilities = result["predicted"], result["probabilities"]
+        detail = f"mean probability {probabilities[predicted]:.0%} over {n} fold models · votes: {split}"
+        source = "mean"
+        disagreement = None
+        most = votes[0][1]
+        leaders = [label for label, count in votes if count == most]
+        mine = dict(votes).get(predicted, 0)
+        if mine < most:
+            leader = leaders[0] if len(leaders) == 1 else "each of " + " and ".join(leaders)
+            rival = leaders[0]
+            disagreement = (f"The vote and the mean probability disagree: {most} of {n} fold models vote {leader}, "
+                            f"{mine} {predicted}, yet the mean probability favours {predicted} "
+                            f"({probabilities[predicted]:.0%} against {probabilities[rival]:.0%} for {rival}). "
+                            "Treat this answer as uncertain.")
+    return {"predicted": predicted, "probability": probabilities[predicted], "probabilities": probabilities,
+            "source": source, "detail": detail, "votes": votes, "disagreement": disagreement}

@@ -1,0 +1,136 @@
+"""Names of runs for people: one labelling used by every page and the command line.
+
+A run is named by its model and by the settings that differ from the runs shown beside it
+(its *facets*: optimizer, epochs, preprocessing, protocol, seed, dataset...), then by its short
+run id, so two runs never read alike and a name never repeats what all of them share.
+Each function takes finished results (``load_result``) or store entries (``list_runs``) alike.
+"""
+
+from __future__ import annotations
+
+from leukdash.config import AugmentConfig
+
+MODEL_NAMES = {"cnn": "CNN", "nb": "Naive Bayes", "svm": "SVM", "knn": "k-NN", "dt": "Decision tree"}
+PAPER_CLASSES = ("ALL", "AML", "CLL", "CML", "HEALTHY")
+FIVE_CLASS_TASK = "5 classes"
+CNN_ONLY = ("architecture", "optimizer", "learning_rate", "epochs", "batch_size")
+
+
+def model_name(config: dict) -> str:
+    """The model alone: 'CNN paper', '3-NN on pixels', 'Ensemble (CNN paper + SVM on features)'."""
+    if config["model"] == "ensemble":
+        return "Ensemble (" + " + ".join(model_name(member) for member in config["member_configs"]) + ")"
+    if config["model"] == "cnn":
+        return f"CNN {config.get('architecture', 'paper')}"
+    name = f"{config.get('k', 3)}-NN" if config["model"] == "knn" else MODEL_NAMES[config["model"]]
+    return f"{name} on {config.get('feature_set', 'pixels')}"
+
+
+def task_name(classes) -> str:
+    """'ALL vs HEALTHY', '5 classes' (the paper's two tasks), 'AML vs CML', '3 classes'..."""
+    classes = list(classes)
+    if len(classes) == 2:
+        return " vs ".join(classes)
+    if sorted(classes) == sorted(PAPER_CLASSES):
+        return FIVE_CLASS_TASK
+    return f"{len(classes)} classes"
+
+
+def augmentation_text(config: dict) -> str:
+    """'none' or 'x8, strict' from a run config."""
+    augment = config.get("augment") or {}
+    if config.get("augment_factor", 1) <= 1 or not any(augment.get(name) for name in AugmentConfig.TRANSFORMS):
+        return "none"
+    return f"x{config['augment_factor']}, {config['protocol']}"
+
+
+def setting_text(config: dict, axis: str) -> str:
+    """A setting of a run as a short text: 'CNN paper' for the model, 'default' for no learning
+    rate, '–' for a setting the model does not have (k of a CNN)."""
+    if axis == "model":
+        cnn = config["model"] == "cnn"
+        return f"CNN {config.get('architecture', 'paper')}" if cnn else MODEL_NAMES[config["model"]]
+    value = config.get(axis)
+    if axis == "augment":
+        on = [name.replace("_", " ") for name in AugmentConfig.TRANSFORMS if (value or {}).get(name)]
+        paper = [name.replace("_", " ") for name in AugmentConfig().enabled()]
+        return "none" if not on or config.get("augment_factor", 1) <= 1 else \
+            "the paper's" if on == paper else ", ".join(on)
+    irrelevant = (config["model"] == "cnn" and axis in ("feature_set", "k")) or (
+        config["model"] != "cnn" and axis in CNN_ONLY)
+    if irrelevant or (axis == "k" and config["model"] != "knn"):
+        return "–"
+    if value is None:
+        return "default"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _folds_text(config: dict, dataset: dict, folds: int | None) -> str:
+    if config.get("test_fraction") is not None:
+        return f"holdout {config['test_fraction']:.0%}"
+    return f"{folds if folds is not None else config.get('folds')} folds"
+
+
+def _cnn(text):
+    """A facet only CNNs have (None for the classic models, so it never tells them apart)."""
+    return lambda config, dataset, folds: text(config) if config["model"] == "cnn" else None
+
+
+# name: (table header, the facet's text in a label)
+FACETS = {
+    "optimizer": ("Optimizer", _cnn(lambda c: c.get("optimizer"))),
+    "learning_rate": ("Learning rate", _cnn(lambda c: f"lr {setting_text(c, 'learning_rate')}")),
+    "epochs": ("Epochs", _cnn(lambda c: f"{c.get('epochs')} ep")),
+    "batch_size": ("Batch", _cnn(lambda c: f"batch {c.get('batch_size')}")),
+    "preprocess": ("Preprocessing", lambda c, d, f: c.get("preprocess") or "raw"),
+    "protocol": ("Protocol", lambda c, d, f: c.get("protocol", "strict")),
+    "augment": ("Augmentation", lambda c, d, f: f"aug {augmentation_text(c)}"),
+    "dataset": ("Dataset", lambda c, d, f: d.get("name", "?")),
+    "task": ("Task", lambda c, d, f: task_name(d.get("classes") or [])),
+    "image_size": ("Size", lambda c, d, f: f"{c.get('image_size')} px"),
+    "folds": ("Folds", _folds_text),
+    "seed": ("Seed", lambda c, d, f: f"seed {c.get('seed', 0)}"),
+}
+
+
+def _parts(run: dict) -> tuple[dict, dict, int | None]:
+    """Config, dataset and fold count of a result or of a store entry."""
+    if "config" in run:
+        return run["config"], run.get("dataset") or {}, len(run["folds"]) if "folds" in run else None
+    meta = run.get("meta") or {}
+    folds = meta.get("fold_ids")
+    return meta.get("config") or {}, meta.get("dataset") or {}, len(folds) if folds is not None else None
+
+
+def facet_texts(run: dict) -> dict[str, str | None]:
+    """Every facet of one run as its label text (None where the run's model has no such setting)."""
+    config, dataset, folds = _parts(run)
+    return {name: text(config, dataset, folds) for name, (_, text) in FACETS.items()}
+
+
+def varying_facets(runs: list[dict]) -> list[str]:
+    """The facets that take more than one value among ``runs`` (counted where they exist), in
+    :data:`FACETS` order."""
+    texts = [facet_texts(run) for run in runs if _parts(run)[0]]
+    return [name for name in FACETS if len({t[name] for t in texts if t[name] is not None}) > 1]
+
+
+def short_id(run_id: str) -> str:
+    """The first six characters of a run id's hash: 'knn-0be321a1504b' -> '0be321'."""
+    return run_id.rsplit("-", 1)[-1][:6]
+
+
+def run_labels(runs: list[dict]) -> list[str]:
+    """A distinct label per run: its model, the facets that differ among ``runs``, its short id
+    ('3-NN on pixels · cell-keep-gray · seed 1 · 0be321'); the full run id if short ids collide."""
+    varying = varying_facets(runs)
+    heads = []
+    for run in runs:
+        config = _parts(run)[0]
+        texts = facet_texts(run)
+        head = [model_name(config) if config else "?"] + [texts[name] for name in varying if texts[name] is not None]
+        heads.append(" · ".join(head))
+    ids = [short_id(run["run_id"]) for run in runs]
+    if len(set(ids)) < len(ids):
+        ids = [run["run_id"] for run in runs]
+    return [f"{head} · {run_id}" for head, run_id in zip(heads, ids)]

@@ -1,0 +1,96 @@
+"""How well a finished run transfers to images of a lab it never saw, from what the store holds.
+
+Cross-validation within one lab says little about another lab (raw models reach 0.99 on
+ALL-IDB2 and collapse on C-NMC), so settings are better chosen by a transfer figure:
+
+- ``lodo``: the balanced accuracy of the same settings under leave-one-dataset-out (each
+  dataset validated by models trained on the others), mean over the held-out datasets. A run
+  with ``--protocol lodo`` is its own; a run on several datasets has one when its lodo sibling
+  (the same config, protocol ``lodo``) is finished in the store.
+- ``external``: otherwise, the mean balanced accuracy of the run's stored external tests
+  (``evaluate RUN_ID DATASET``).
+
+Neither is computed here: a run without either has no transfer figure (``None``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from leukdash.engine.store import RunStore
+from leukdash.errors import LeukdashError
+
+RANKINGS = ("lodo", "cv")
+
+
+def transfer_score(run_id: str, store: RunStore | None = None) -> dict | None:
+    """``{"balanced_accuracy", "source": "lodo" | "external", "run_id", "datasets"}`` or None."""
+    from leukdash.engine.ensemble import is_ensemble
+    from leukdash.engine.runner import load_result
+
+    store = store or RunStore()
+    result = load_result(run_id, store)
+    if result is None:
+        return None
+    config = result["config"]
+    lodo = result if config.get("protocol") == "lodo" else None
+    if lodo is None and "," in str(config.get("dataset")) and not is_ensemble(store.read_meta(run_id)):
+        sibling = _lodo_sibling(config)
+        lodo = load_result(sibling, store) if sibling else None
+    if lodo is not None:
+        return {"balanced_accuracy": float(np.mean([fold["balanced_acc"] for fold in lodo["folds"]])),
+                "source": "lodo", "run_id": lodo["run_id"], "datasets": [f.get("held_out") for f in lodo["folds"]]}
+    from leukdash.evaluation.evaluate import stored_evaluations
+
+    tests = stored_evaluations(run_id, store)
+    if not tests:
+        return None
+    return {"balanced_accuracy": float(np.mean([t["balanced_accuracy"] for t in tests])), "source": "external",
+            "run_id": run_id, "datasets": [t["dataset"]["name"] for t in tests]}
+
+
+def _lodo_sibling(config: dict) -> str | None:
+    """The run id the same settings get under leave-one-dataset-out (None if they cannot)."""
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import resolve
+
+    try:
+        return resolve(RunConfig.from_dict(config).with_changes(protocol="lodo", test_fraction=None)).run_id
+    except LeukdashError:  # a dataset no longer found, say: no sibling to look up
+        return None
+
+
+def rank_runs(run_ids: list[str], by: str, store: RunStore | None = None) -> list[dict]:
+    """Finished runs, best first by ``lodo`` (transfer; runs without a figure last, by cv) or
+    ``cv`` (mean cross-validated balanced accuracy). Each row: ``run_id``, ``cv``, ``transfer``."""
+    from leukdash.engine.runner import load_result
+
+    if by not in RANKINGS:
+        raise LeukdashError(f"rank by one of {', '.join(RANKINGS)}, got {by!r}")
+    store = store or RunStore()
+    rows = []
+    for run_id in run_ids:
+        result = load_result(run_id, store)
+        if result is None:
+            continue
+        rows.append({"run_id": run_id, "config": result["config"],
+                     "cv": float(result["summary"]["balanced_acc"]["mean"]),
+                     "transfer": transfer_score(run_id, store)})
+
+    def key(row):
+        transfer = row["transfer"]["balanced_accuracy"] if row["transfer"] else None
+        if by == "cv":
+            return (-row["cv"],)
+        return (transfer is None, -(transfer or 0.0), -row["cv"])
+
+    return sorted(rows, key=key)
+
+
+def best_transferable(run_ids: list[str], store: RunStore | None = None) -> str | None:
+    """The run with the highest transfer figure among runs trained on real (not synthetic)
+    images; None when no such run has one (Predict's default for a real upload)."""
+    store = store or RunStore()
+    scored = [(score["balanced_accuracy"], run_id) for run_id in run_ids
+              if not (store.read_meta(run_id) or {}).get("dataset", {}).get("synthetic")
+              and (score := transfer_score(run_id, store)) is not None]
+    return max(scored)[1] if scored else None

@@ -1,0 +1,115 @@
+"""What every figure shares: metric names, colours, the layout, fold values and error bars."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from leukdash.evaluation.labels import task_name
+from leukdash.reporting.paper import PAPER_VAL_ACC
+
+METRICS = {
+    "val_acc": "Validation accuracy",
+    "balanced_acc": "Balanced accuracy",
+    "macro_f1": "Macro F1",
+    "val_loss": "Validation loss (log loss)",
+    "train_acc": "Training accuracy",
+    "train_loss": "Training loss (log loss)",
+    "seconds": "Time per fold (s)",
+}
+
+
+FRACTION_METRICS = ("val_acc", "balanced_acc", "macro_f1", "train_acc")
+
+
+ERROR_BARS = {"std": "±1 SD across folds", "minmax": "min–max across folds"}
+
+
+MODEL_COLOURS = {"cnn": "#7b2d8b", "nb": "#2f6db5", "svm": "#3a9a5b", "knn": "#e07b1f", "dt": "#8c5a3c"}
+
+
+PAPER_COLOUR = "#c0392b"
+
+
+LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10), font=dict(size=13))
+
+
+def result_task(result: dict) -> str:
+    """The dataset and task of a run, e.g. 'synthetic · 5 classes'."""
+    return f"{result['dataset']['name']} · {task_name(result['dataset']['classes'])}"
+
+
+def paper_value(result: dict, metric: str = "val_acc") -> float | None:
+    """The paper's reported figure for this run's model and task, if it reported one."""
+    config = result["config"]
+    task = task_name(result["dataset"]["classes"])
+    if metric != "val_acc" or task not in PAPER_VAL_ACC:
+        return None
+    if config["model"] == "cnn" and config.get("architecture") != "paper":
+        return None
+    if config["model"] == "knn" and config.get("k") != 3:
+        return None
+    if config["model"] != "cnn" and config.get("feature_set", "pixels") != "pixels":
+        return None  # the paper's classic models saw raw pixels: no figure beside engineered features
+    return PAPER_VAL_ACC[task].get(config["model"])
+
+
+def fold_values(result: dict, metric: str) -> list[float]:
+    """The metric of every fold, in fold order."""
+    return [float(fold[metric]) for fold in result["folds"]]
+
+
+def available_metrics(results: list[dict]) -> list[str]:
+    """The scalar metrics every fold of every run has, in :data:`METRICS` order."""
+    folds = [fold for result in results for fold in result["folds"]]
+    return [m for m in METRICS if folds and all(isinstance(fold.get(m), (int, float)) for fold in folds)]
+
+
+def error_bounds(values, kind: str = "std") -> tuple[float, float]:
+    """Distances (below, above) from the mean: the sample SD (ddof=1, 0 for one value) or the range."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if kind == "std":
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        return std, std
+    if kind == "minmax":
+        return mean - float(values.min()), float(values.max()) - mean
+    raise ValueError(f"error bars must be one of {', '.join(ERROR_BARS)}, got {kind!r}")
+
+
+def wrap(label: str, width: int = 22) -> str:
+    """A tick label on several lines: one per ' · ' part, long parts broken at spaces."""
+    lines = []
+    for part in label.split(" · "):
+        line = ""
+        for word in part.split(" "):
+            if line and len(line) + 1 + len(word) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}".strip()
+        lines.append(line)
+    return "<br>".join(lines)
+
+
+def metric_axis(metric: str) -> dict:
+    if metric in FRACTION_METRICS:
+        return {"tickformat": ".0%", "range": [0, 1.05]}
+    return {"rangemode": "tozero"}
+
+
+def hover_format(metric: str) -> str:
+    return ".1%" if metric in FRACTION_METRICS else ".3f"
+
+
+def rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def created_text(created) -> str:
+    if isinstance(created, (int, float)):
+        return pd.Timestamp(created, unit="s").strftime("%Y-%m-%d %H:%M")
+    if isinstance(created, str):
+        return created[:16].replace("T", " ")
+    return ""

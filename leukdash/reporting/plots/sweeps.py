@@ -1,0 +1,124 @@
+"""Compare's sweep view and Experiments' grid: settings against a metric."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from leukdash.evaluation.labels import run_labels, setting_text
+from leukdash.reporting.plots.common import FRACTION_METRICS, LAYOUT, METRICS, error_bounds, fold_values
+
+def sweep_axes(configs: list[dict]) -> list[str]:
+    """The settings that differ between run configs (their canonical forms), in config order;
+    the architecture counts as part of the model."""
+    from leukdash.config import RunConfig
+
+    runs = [RunConfig.from_dict(config) for config in configs]
+    # A canonical form leaves out raw preprocessing (so older run ids hold): put it back to compare.
+    forms = [{"preprocess": run.preprocess, **run.canonical()} for run in runs]
+    keys = dict.fromkeys(key for form in forms for key in form)
+    # A setting some models lack (k of all but k-NN) is an axis only if it takes two values where it exists.
+    axes = [key for key in keys if len({json.dumps(form[key], sort_keys=True) for form in forms if key in form}) > 1]
+    return list(dict.fromkeys("model" if axis == "architecture" else axis for axis in axes))
+
+
+def finished_axes(sweep: dict) -> list[str]:
+    """The settings that differ among the finished runs of a sweep (a :func:`sweep_status` entry)."""
+    return sweep_axes([run["config"] for run in sweep["runs"] if run["status"] == "complete"])
+
+
+def sweep_title(sweep: dict) -> str:
+    """A sweep named by the settings it varies: 'model × seed · tiny · 3 of 4 runs finished'."""
+    axes = sweep_axes([run["config"] for run in sweep["runs"]])
+    done = sum(run["status"] == "complete" for run in sweep["runs"])
+    varied = " × ".join(axis.replace("_", " ") for axis in axes) or "one setting each"
+    return f"{varied} · {sweep['name']} · {done} of {len(sweep['runs'])} run{'s' * (len(sweep['runs']) != 1)} finished"
+
+
+def sweep_frame(results: list[dict], axes: list[str], metric: str = "val_acc") -> pd.DataFrame:
+    """One row per run of a sweep: its value of each axis (as text), the mean and SD of
+    ``metric`` over its folds, its fold values, label and run id."""
+    rows = []
+    for result, label in zip(results, run_labels(results)):
+        values = fold_values(result, metric)
+        rows.append({**{axis: setting_text(result["config"], axis) for axis in axes},
+                     "Mean": float(np.mean(values)), "SD": error_bounds(values, "std")[0], "Folds": values,
+                     "Run": label, "Run id": result["run_id"]})
+    return pd.DataFrame(rows, columns=[*axes, "Mean", "SD", "Folds", "Run", "Run id"])
+
+
+def _ordered(values) -> list[str]:
+    """Distinct setting texts, numbers in numeric order, '–' last."""
+    def key(text):
+        try:
+            return (0, float(text), "")
+        except ValueError:
+            return (1 if text != "–" else 2, 0.0, text.lower())
+    return sorted(set(values), key=key)
+
+
+def sweep_parallel(frame: pd.DataFrame, axes: list[str], metric: str = "val_acc") -> go.Figure:
+    """Parallel coordinates: one line per run through its settings, ending at its mean ``metric``
+    (also its colour)."""
+    dimensions = []
+    for axis in axes:
+        ticks = _ordered(frame[axis])
+        codes = frame[axis].map({text: i for i, text in enumerate(ticks)})
+        dimensions.append(dict(label=axis.replace("_", " "), values=codes, tickvals=list(range(len(ticks))),
+                               ticktext=ticks, range=[-0.3, len(ticks) - 0.7] if len(ticks) > 1 else [-1, 1]))
+    fraction = metric in FRACTION_METRICS
+    # Ticks of a fraction set by hand: plotly's own repeat '0%' and '100%' on a short axis.
+    shares = [0, 0.25, 0.5, 0.75, 1]
+    dimensions.append(dict(label=f"mean {METRICS.get(metric, metric).lower()}", values=frame["Mean"],
+                           **(dict(range=[0, 1], tickvals=shares, ticktext=[f"{v:.0%}" for v in shares])
+                              if fraction else {})))
+    # Colours span the runs' own range, from a visible lilac: the differences are what matter.
+    fig = go.Figure(go.Parcoords(
+        dimensions=dimensions, labelangle=0, labelside="top",
+        line=dict(color=frame["Mean"], colorscale=[[0, "#d4b8de"], [1, "#3d0a4f"]], showscale=True,
+                  colorbar=dict(tickformat=".0%" if fraction else None, len=0.8)),
+    ))
+    fig.update_layout(**{**LAYOUT, "margin": dict(l=110, r=60, t=60, b=20)}, height=420)
+    return fig
+
+
+def sweep_heatmap(frame: pd.DataFrame, x: str, y: str, metric: str = "val_acc") -> go.Figure:
+    """Mean ``metric`` for each pair of values of two settings, over every fold of the runs that
+    share them (other settings pooled), with the spread across those folds (SD) in each cell."""
+    xs, ys = _ordered(frame[x]), _ordered(frame[y])
+    mean = np.full((len(ys), len(xs)), np.nan)
+    text = [["" for _ in xs] for _ in ys]
+    for (xv, yv), cell in frame.groupby([x, y]):
+        folds = [v for values in cell["Folds"] for v in values]
+        i, j = ys.index(yv), xs.index(xv)
+        mean[i, j] = float(np.mean(folds))
+        spread = float(np.std(folds, ddof=1)) if len(folds) > 1 else 0.0
+        fmt = (lambda v: f"{v:.1%}") if metric in FRACTION_METRICS else (lambda v: f"{v:.3f}")
+        text[i][j] = f"{fmt(mean[i, j])}<br>± {fmt(spread)}<br>{len(cell)} run{'s' * (len(cell) != 1)}"
+    fraction = metric in FRACTION_METRICS
+    fig = go.Figure(go.Heatmap(
+        z=mean, x=xs, y=ys, text=text, texttemplate="%{text}", colorscale="Purples",
+        zmin=0 if fraction else None, zmax=1 if fraction else None, hoverongaps=False,
+        colorbar=dict(tickformat=".0%" if fraction else None, title=dict(text="mean")),
+        hovertemplate=f"{x} %{{x}}, {y} %{{y}}<br>%{{text}}<extra></extra>",
+    ))
+    fig.update_layout(**LAYOUT, height=160 + 70 * len(ys))
+    fig.update_xaxes(title=x.replace("_", " "), type="category")
+    fig.update_yaxes(title=y.replace("_", " "), type="category")
+    return fig
+
+
+def seed_spread_frame(frame: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """Runs that differ only in their seed, grouped: the spread of their means over seeds beside
+    the mean spread over folds within a run."""
+    others = [axis for axis in axes if axis != "seed"]
+    rows = []
+    for key, group in frame.groupby(others, sort=False) if others else [((), frame)]:
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(others, key)), "Seeds": len(group), "Mean": float(group["Mean"].mean()),
+                     "SD over seeds": float(group["Mean"].std(ddof=1)) if len(group) > 1 else 0.0,
+                     "SD over folds (mean)": float(group["SD"].mean())})
+    return pd.DataFrame(rows)

@@ -1,0 +1,168 @@
+"""Ensembles of finished runs: out-of-fold figures from the members' stored probabilities, the
+same folds required, and the ensemble read as a run by compare, predict, evaluate and runs."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import balanced_accuracy_score
+
+from leukdash.cli import main
+from leukdash.config import AugmentConfig, RunConfig
+from leukdash.engine.ensemble import create_ensemble
+from leukdash.data.arrays import load_arrays
+from leukdash.data.decode import decode_image
+from leukdash.data.discovery import open_dataset
+from leukdash.engine.runner import load_result, run
+from leukdash.engine.store import RunStore
+from leukdash.errors import RunError
+from leukdash.evaluation.compare import compare_runs
+from leukdash.evaluation.evaluate import evaluate
+from leukdash.evaluation.predict import ensemble, predict_images
+
+
+def tiny_config(dataset: Path, **changes) -> RunConfig:
+    values = dict(dataset=str(dataset), model="nb", feature_set="features", image_size=32, augment_factor=1,
+                  augment=AugmentConfig.off(), folds=2)
+    return RunConfig(**{**values, **changes})
+
+
+@pytest.fixture
+def members(tiny_dataset) -> list[dict]:
+    configs = [tiny_config(tiny_dataset), tiny_config(tiny_dataset, model="knn", k=3),
+               tiny_config(tiny_dataset, model="svm", image_size=24, feature_set="pixels")]
+    return [run(config, n_jobs=1) for config in configs]
+
+
+def _oof_by_image(result: dict) -> dict:
+    """(image, copy) -> (true label, probabilities), read from the stored fold files."""
+    found = {}
+    for fold in result["folds"]:
+        oof = fold["oof"]
+        for index, copy, true, proba in zip(oof["index"], oof["copy"], oof["true"], oof["proba"]):
+            found[(index, copy)] = (true, np.asarray(proba))
+    return found
+
+
+def test_the_ensembles_out_of_fold_figures_are_the_weighted_vote_of_its_members(members):
+    weights = [1.0, 2.0, 1.0]
+    made = create_ensemble([m["run_id"] for m in members], weights)
+    assert made["run_id"].startswith("ensemble-") and not made["cached"]
+    # Recomputed here from the members' stored out-of-fold probabilities, image by image.
+    stored = [_oof_by_image(load_result(m["run_id"])) for m in members]
+    keys = sorted(stored[0])
+    assert all(sorted(s) == keys for s in stored)  # identical folds: the same images validated
+    true = np.array([stored[0][k][0] for k in keys])
+    vote = sum(w * np.stack([s[k][1] for k in keys]) for w, s in zip(weights, stored)) / sum(weights)
+    ensemble_oof = _oof_by_image(made)
+    assert sorted(ensemble_oof) == keys
+    np.testing.assert_allclose(np.stack([ensemble_oof[k][1] for k in keys]), vote, atol=1e-5)
+    for fold in made["folds"]:
+        index = [keys.index((i, c)) for i, c in zip(fold["oof"]["index"], fold["oof"]["copy"])]
+        assert fold["val_acc"] == pytest.approx(float(np.mean(vote[index].argmax(1) == true[index])))
+        assert fold["balanced_acc"] == pytest.approx(balanced_accuracy_score(true[index], vote[index].argmax(1)))
+    assert made["summary"]["val_acc"]["mean"] == pytest.approx(np.mean([f["val_acc"] for f in made["folds"]]))
+    # The same members and weights in another order are the same stored ensemble.
+    again = create_ensemble([m["run_id"] for m in reversed(members)], list(reversed(weights)))
+    assert again["run_id"] == made["run_id"] and again["cached"]
+
+
+def test_members_with_other_folds_datasets_or_classes_are_refused(members, tiny_dataset, capsys):
+    other_folds = run(tiny_config(tiny_dataset, folds=3), n_jobs=1)
+    other_seed = run(tiny_config(tiny_dataset, seed=1), n_jobs=1)
+    fewer_classes = run(tiny_config(tiny_dataset, classes=("ALL", "HEALTHY")), n_jobs=1)
+    first = members[0]["run_id"]
+    for other in (other_folds, other_seed):
+        with pytest.raises(RunError, match="different folds"):
+            create_ensemble([first, other["run_id"]])
+    with pytest.raises(RunError, match="different class sets"):
+        create_ensemble([first, fewer_classes["run_id"]])
+    for bad in ([first], [first, first], [first, "knn-000000000000"]):
+        with pytest.raises(RunError):
+            create_ensemble(bad)
+    with pytest.raises(RunError, match="weight"):
+        create_ensemble([first, members[1]["run_id"]], [1.0])
+    nested = create_ensemble([first, members[1]["run_id"]])["run_id"]
+    with pytest.raises(RunError, match="itself an ensemble"):
+        create_ensemble([nested, members[2]["run_id"]])
+    # The command line: one line on stderr, exit 2, nothing stored.
+    stored = sorted(run["run_id"] for run in RunStore().list_runs())
+    assert main(["ensemble", first, other_folds["run_id"]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different folds" in err[0]
+    assert sorted(run["run_id"] for run in RunStore().list_runs()) == stored
+
+
+def test_compare_predict_evaluate_and_runs_treat_an_ensemble_as_a_run(members, tiny_dataset, capsys):
+    made = create_ensemble([m["run_id"] for m in members])
+    comparison = compare_runs([members[0]["run_id"], made["run_id"]])
+    assert comparison["runs"][1]["label"].startswith("Ensemble (Naive Bayes on features + 3-NN on features")
+    assert comparison["mcnemar"][0]["n"] == 40 and comparison["mcnemar"][0]["p_value"] is not None
+
+    # Predict: each fold is the weighted mean of the members' fold models, each fed its own size.
+    images = [decode_image(path) for path in sorted(tiny_dataset.glob("ALL/*.png"))[:3]]
+    loaded = ensemble(made["run_id"])
+    per_member = [member.fold_probabilities(images) for member, _ in loaded.parts()]
+    expected = np.mean(per_member, axis=0).mean(axis=0)
+    predicted = predict_images(made["run_id"], images)
+    for entry, row in zip(predicted, expected):
+        assert entry["n_folds"] == 2 and entry["predicted"] == loaded.classes[int(row.argmax())]
+        assert list(entry["probabilities"].values()) == pytest.approx(row.tolist(), abs=1e-5)
+        assert "outside" in entry["ood"] and entry["known"]["file"].startswith("ALL/")
+
+    assert main(["runs"]) == 0
+    assert made["run_id"] in capsys.readouterr().out
+    assert main(["compare", made["run_id"], members[1]["run_id"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"][0]["config"]["model"] == "ensemble"
+
+
+def test_evaluate_scores_the_ensembles_vote_on_another_dataset(members, tiny_dataset, tmp_path):
+    import cv2
+
+    # Another lab: the tiny set with inverted colours.
+    other = tmp_path / "other_lab"
+    for path in sorted(tiny_dataset.glob("*/*.png")):
+        (other / path.parent.name).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(other / path.parent.name / path.name), 255 - cv2.imread(str(path)))
+    made = create_ensemble([m["run_id"] for m in members])
+    result = evaluate(made["run_id"], str(other))
+    single = [evaluate(m["run_id"], str(other)) for m in members]
+    assert result["n_images"] == 40 and result["run"]["config"]["model"] == "ensemble"
+    # Its figures are those of the members' fold ensembles averaged, each on the images at its own size.
+    dataset = open_dataset(str(other))
+    vote = np.mean([member.batch_probabilities(load_arrays(dataset, member.config.image_size).images).mean(axis=0)
+                    for member, _ in ensemble(made["run_id"]).parts()], axis=0)
+    labels = load_arrays(dataset, 32).labels
+    assert result["accuracy"] == pytest.approx(float(np.mean(vote.argmax(1) == labels)))
+    # An image the ensemble flags is one some member flags: never fewer than the most cautious member.
+    assert result["ood_share"] >= max(s["ood_share"] for s in single)
+    assert result["ood_own_share"] >= max(s["ood_own_share"] for s in single)
+
+
+def test_the_compare_and_predict_pages_show_an_ensemble_as_a_run(members, tiny_dataset):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    made = create_ensemble([m["run_id"] for m in members[:2]])
+    st.cache_data.clear()
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "streamlit_app.py"), default_timeout=60).run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = at.dataframe[0].value
+    row = shown[shown["Run id"] == made["run_id"]].iloc[0]
+    assert row["Model"] == "Ensemble (Naive Bayes on features + 3-NN on features)"
+    assert row["Val. accuracy"] == pytest.approx(100 * made["summary"]["val_acc"]["mean"])  # shown in %
+
+    at.switch_page("pages/predict.py").run()
+    at.selectbox(key="predict_run").set_value(made["run_id"])
+    png = sorted(tiny_dataset.glob("AML/*.png"))[0].read_bytes()
+    at.file_uploader(key="predict_upload").set_value([("cell.png", png, "image/png")])
+    at.run(timeout=120)
+    assert not at.exception, [e.value for e in at.exception]
+    predicted = next(m.value for m in at.markdown if m.value.startswith("Predicted:"))
+    expected = predict_images(made["run_id"], [decode_image(sorted(tiny_dataset.glob("AML/*.png"))[0])])[0]
+    # One of the run's own images: headlined by the ensemble's vote of the fold that validated it.
+    known = expected["known"]
+    assert f"**{known['prediction']}**" in predicted and f"from fold {known['fold']}'s model" in predicted
+    st.cache_data.clear()

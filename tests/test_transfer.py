@@ -1,0 +1,90 @@
+"""Ranking runs by how they transfer: leave-one-dataset-out where the store has it, stored
+external tests otherwise, and ``sweeps --rank-by``."""
+
+import json
+
+import numpy as np
+import pytest
+
+from leukdash.cli import main
+from leukdash.config import RunConfig
+from leukdash.engine.ensemble import create_ensemble
+from leukdash.engine.runner import run
+from leukdash.engine.sweep import run_sweep
+from leukdash.evaluation.evaluate import evaluate
+from leukdash.evaluation.transfer import rank_runs, transfer_score
+from tests.test_multisource import _lab
+
+
+@pytest.fixture(scope="module")
+def labs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("labs")
+    return _lab(base / "lab_a", subjects=4), _lab(base / "lab_b", subjects=4, tint=60)
+
+
+def _config(dataset: str, **changes) -> RunConfig:
+    base = dict(dataset=dataset, image_size=16, augment_factor=1, folds=2, model="knn", feature_set="pixels")
+    return RunConfig(**{**base, **changes})
+
+
+def test_a_sweep_is_ranked_by_its_leave_one_dataset_out_result_where_the_store_has_it(labs, capsys):
+    both = f"{labs[0]},{labs[1]}"
+    configs = [_config(both, model="knn", k=1), _config(both, model="nb"), _config(both, model="dt")]
+    sweep = run_sweep(configs, name="transfer", axes={"model": ["knn", "nb", "dt"]}, n_jobs=1)
+    ids = [result["run_id"] for result in sweep["results"]]
+    # LODO siblings of the first two only: the third has no transfer figure.
+    lodo = [run(config.with_changes(protocol="lodo"), n_jobs=1) for config in configs[:2]]
+    expected = [float(np.mean([fold["balanced_acc"] for fold in result["folds"]])) for result in lodo]
+    scores = [transfer_score(run_id) for run_id in ids]
+    assert [s["source"] for s in scores[:2]] == ["lodo", "lodo"] and scores[2] is None
+    assert [s["balanced_accuracy"] for s in scores[:2]] == pytest.approx(expected)
+    assert sorted(scores[0]["datasets"]) == ["lab_a", "lab_b"]
+
+    by_lodo = [row["run_id"] for row in rank_runs(ids, "lodo")]
+    assert by_lodo[2] == ids[2]  # no transfer figure: last
+    figure = dict(zip(ids, expected))
+    assert [figure[run_id] for run_id in by_lodo[:2]] == sorted(expected, reverse=True)
+    by_cv = rank_runs(ids, "cv")
+    assert [row["cv"] for row in by_cv] == sorted((row["cv"] for row in by_cv), reverse=True)
+
+    assert main(["sweeps", "--rank-by", "lodo"]) == 0
+    out = capsys.readouterr().out
+    assert f"1. {by_lodo[0]}" in out and "no lodo run or external test" in out
+    assert main(["sweeps", "--rank-by", "lodo", "--json"]) == 0
+    ranked = json.loads(capsys.readouterr().out)["sweeps"][0]["ranked"]
+    assert [row["run_id"] for row in ranked] == by_lodo
+    assert main(["sweeps", "--rank-by", "accuracy"]) == 2
+
+
+def test_a_single_dataset_run_transfers_by_its_stored_external_tests(labs):
+    first = run(_config(str(labs[0])), n_jobs=1)
+    assert transfer_score(first["run_id"]) is None
+    tested = evaluate(first["run_id"], str(labs[1]))
+    score = transfer_score(first["run_id"])
+    assert score["source"] == "external" and score["datasets"] == ["lab_b"]
+    assert score["balanced_accuracy"] == pytest.approx(tested["balanced_accuracy"])
+    # An ensemble of lodo runs carries its own leave-one-dataset-out figure.
+    both = f"{labs[0]},{labs[1]}"
+    members = [run(_config(both, model=m, protocol="lodo"), n_jobs=1)["run_id"] for m in ("knn", "nb")]
+    made = create_ensemble(members)
+    assert transfer_score(made["run_id"]) == {
+        "balanced_accuracy": pytest.approx(float(np.mean([f["balanced_acc"] for f in made["folds"]]))),
+        "source": "lodo", "run_id": made["run_id"], "datasets": ["lab_a", "lab_b"]}
+
+    # Predict defaults to the run on real images that transfers best, and says how it transfers.
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from leukdash.evaluation.transfer import best_transferable
+
+    untested = run(_config(str(labs[0]), model="nb"), n_jobs=1)["run_id"]  # newest, no transfer figure
+    best = best_transferable([untested, first["run_id"], made["run_id"], *members])
+    figures = {run_id: transfer_score(run_id)["balanced_accuracy"] for run_id in (first["run_id"], made["run_id"], *members)}
+    assert best in figures and figures[best] == max(figures.values())
+    st.cache_data.clear()
+    at = AppTest.from_file("../streamlit_app.py", default_timeout=60).run()
+    at.switch_page("pages/predict.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="predict_run").value == best
+    assert any("a lab it never saw" in caption.value for caption in at.caption)
+    st.cache_data.clear()
