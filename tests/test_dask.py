@@ -108,7 +108,7 @@ def test_a_fold_whose_child_process_dies_is_computed_again(one_worker, tiny_data
     import psutil
 
     address, worker = one_worker
-    config = RunConfig(dataset=str(tiny_dataset), model="cnn", image_size=16, augment_factor=1, folds=2, epochs=2,
+    config = RunConfig(dataset=str(tiny_dataset), model="cnn", image_size=16, augment_factor=1, folds=2, epochs=4,
                        batch_size=16)
     starts, killed = [], []
 
