@@ -21,8 +21,8 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from leukdash.errors import StoreError
-from leukdash.paths import printable
+from leukdash.errors import LeukdashError, StoreError
+from leukdash.paths import artifacts_root, printable
 
 _TEMPORARY = re.compile(r"\A\..+\.(\d+)-[0-9a-f]{8}\.partial(\.[A-Za-z0-9]+)?\Z")
 # Folders of the store that hold no file written here: never walked.
@@ -42,14 +42,19 @@ _REASONS = {
 }
 
 
-def explain(error: OSError, path: str | Path | None = None) -> StoreError | None:
-    """A one-line :class:`StoreError` for an error that comes from where a file is written (full,
-    read-only, not a folder), or None for any other error."""
+def explain(error: OSError, path: str | Path | None = None) -> LeukdashError | None:
+    """One line for an error that comes from where a file lives (full, read-only, not a folder):
+    a :class:`StoreError` in the run store, a plain error naming the path elsewhere (a dataset
+    folder this user cannot read); None for any other error."""
     reason = _REASONS.get(error.errno)
     if reason is None:
         return None
     where = path if path is not None else error.filename
-    return StoreError(f"cannot write {printable(str(where))}: {reason}" if where else f"cannot write: {reason}")
+    if where is None:
+        return StoreError(f"cannot write: {reason}")
+    if not Path(os.path.abspath(where)).is_relative_to(os.path.abspath(artifacts_root())):
+        return LeukdashError(f"cannot use {printable(str(where))}: {error.strerror or reason}")
+    return StoreError(f"cannot write {printable(str(where))}: {reason}")
 
 
 def temporary_path(path: Path) -> Path:

@@ -176,7 +176,7 @@ def load_dataset_info(dataset: str) -> dict | None:
 @st.cache_data(max_entries=256, show_spinner=False)
 def image(folder: str, relative: str, size: int | None = None):
     """One image of a dataset as RGB uint8, padded square and resized when ``size`` is given."""
-    from leukdash.data.dataset import square_resize
+    from leukdash.data.preprocess import square_resize
     from leukdash.data.decode import decode_image
 
     decoded = decode_image(os.path.join(folder, relative))

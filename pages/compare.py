@@ -145,7 +145,7 @@ st.caption(f"Bars: mean {METRICS[metric].lower()} over the validation folds; whi
            + ("; open diamonds: the paper's reported 5-fold mean for the same model and task." if show_paper else "."))
 
 # Short names: the strip fits a phone's width.
-tabs = st.tabs(["Summary", "Folds", "Curves", "Confusion", "McNemar", "External"])
+tabs = st.tabs(["Summary", "Folds", "Curves", "Confusion", "Tests", "External"])
 with tabs[0]:
     numbers = ["Mean", "SD", "Min", "Max", "Paper (reported)"]
     summary = summary_frame(chosen, labels, metric)

@@ -42,3 +42,15 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
     return generate_synthetic(tmp_path_factory.mktemp("data") / "tiny", seed=1,
                               counts={name: 8 for name in CLASSES}, size=32)
+
+
+@pytest.fixture(scope="session")
+def inverted_lab(tiny_dataset, tmp_path_factory) -> Path:
+    """The tiny set as another 'lab' would photograph it: colours inverted (dark background)."""
+    import cv2
+
+    out = tmp_path_factory.mktemp("inverted") / "inverted_lab"
+    for path in sorted(tiny_dataset.glob("*/*.png")):
+        (out / path.parent.name).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(out / path.parent.name / path.name), 255 - cv2.imread(str(path)))
+    return out

@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from leukdash.data.dataset import Dataset, square_resize
+from leukdash.data.dataset import Dataset
+from leukdash.data.preprocess import square_resize
 from leukdash.data.decode import decode_image
 from leukdash.data.discovery import discover_datasets, open_dataset
 from leukdash.service.uploads import extract_zip

@@ -117,14 +117,8 @@ def test_compare_predict_evaluate_and_runs_treat_an_ensemble_as_a_run(members, t
     assert json.loads(capsys.readouterr().out)["runs"][0]["config"]["model"] == "ensemble"
 
 
-def test_evaluate_scores_the_ensembles_vote_on_another_dataset(members, tiny_dataset, tmp_path):
-    import cv2
-
-    # Another lab: the tiny set with inverted colours.
-    other = tmp_path / "other_lab"
-    for path in sorted(tiny_dataset.glob("*/*.png")):
-        (other / path.parent.name).mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(other / path.parent.name / path.name), 255 - cv2.imread(str(path)))
+def test_evaluate_scores_the_ensembles_vote_on_another_dataset(members, inverted_lab):
+    other = inverted_lab
     made = create_ensemble([m["run_id"] for m in members])
     result = evaluate(made["run_id"], str(other))
     single = [evaluate(m["run_id"], str(other)) for m in members]

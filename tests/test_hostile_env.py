@@ -406,7 +406,31 @@ def _comma_in_path(folder: Path) -> str:
     return "run and audit exit 0 on .../my,data/ds (12 images)"
 
 
-# --------------------------------------------------------------------------- the test
+# --------------------------------------------------------------------------- the tests
+
+def test_data_page_shows_group_notes_and_copies_across_classes(tmp_path, monkeypatch):
+    """What run and audit report about a dataset's groups and labels, the Data page shows too."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from test_app import APP, TIMEOUT, open_page
+
+    dataset = _dataset(tmp_path)
+    (dataset / "groups.csv").write_text("file,group\nALL/all0.png,a\nALL/missing.png,b\n")
+    (dataset / "HEALTHY" / "copy.png").write_bytes((dataset / "ALL" / "all3.png").read_bytes())
+    data = tmp_path / "data"
+    data.mkdir()
+    dataset.rename(data / "mine")
+    monkeypatch.setenv("LEUKDASH_DATA", str(data))
+    st.cache_data.clear()
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "data")
+    at.sidebar.selectbox(key="dataset").set_value("mine").run(timeout=TIMEOUT)
+    shown = [warning.value for warning in at.warning]
+    assert any("1 row(s) name no image" in text and "ALL/missing.png" in text for text in shown), shown
+    assert any("no group for 12 image(s)" in text for text in shown), shown
+    assert any("same bytes as a file of another class" in text for text in shown), shown
+
+
 
 @pytest.mark.parametrize("hostile", CASES, ids=[c.name for c in CASES])
 def test_hostile_env_case(hostile: Case, tmp_path):

@@ -1,7 +1,6 @@
 """The out-of-distribution check in two views (prepared cell and acquisition) and the
 likely-wrong flag, and how each warning fares on another lab's images."""
 
-import cv2
 import numpy as np
 import pytest
 
@@ -20,28 +19,18 @@ def _config(dataset, **changes) -> RunConfig:
     return RunConfig(**{**values, **changes})
 
 
-@pytest.fixture(scope="module")
-def other_lab(tiny_dataset, tmp_path_factory):
-    """The tiny set from another 'lab': colours inverted."""
-    out = tmp_path_factory.mktemp("other") / "other_lab"
-    for path in sorted(tiny_dataset.glob("*/*.png")):
-        (out / path.parent.name).mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(out / path.parent.name / path.name), 255 - cv2.imread(str(path)))
-    return out
-
-
 def _own_top(run_id: str) -> np.ndarray:
     return np.array([max(p) for fold in load_result(run_id)["folds"] for p in fold["oof"]["proba"]])
 
 
-def test_a_preprocessed_run_checks_the_acquisition_too_and_reports_each_warnings_errors(tiny_dataset, other_lab,
+def test_a_preprocessed_run_checks_the_acquisition_too_and_reports_each_warnings_errors(tiny_dataset, inverted_lab,
                                                                                          capsys):
     cell = run(_config(tiny_dataset, preprocess="cell-keep-gray"), n_jobs=1)
     raw = run(_config(tiny_dataset), n_jobs=1)
-    result = evaluate(cell["run_id"], str(other_lab))
+    result = evaluate(cell["run_id"], str(inverted_lab))
     flags = result["flags"]
     assert set(flags) == {"ood_prepared", "ood_acquisition", "ood", "likely_wrong", "either"}
-    assert set(evaluate(raw["run_id"], str(other_lab))["flags"]) == {"ood_prepared", "ood", "likely_wrong", "either"}
+    assert set(evaluate(raw["run_id"], str(inverted_lab))["flags"]) == {"ood_prepared", "ood", "likely_wrong", "either"}
     # Inverted colours: grey cells on black look alike after segmentation, the raw fields do not.
     assert flags["ood_acquisition"]["share"] >= 0.9 and result["ood_share"] == flags["ood"]["share"]
     assert flags["ood"]["share"] >= max(flags["ood_prepared"]["share"], flags["ood_acquisition"]["share"])
@@ -57,11 +46,11 @@ def test_a_preprocessed_run_checks_the_acquisition_too_and_reports_each_warnings
     assert flags["likely_wrong"]["floor"] == pytest.approx(floor)
     assert flags["likely_wrong"]["own_share"] == pytest.approx(np.mean(top < floor))
     assert flags["likely_wrong"]["own_share"] <= LIKELY_WRONG_PERCENTILE / 100 + 1 / len(top)
-    assert main(["evaluate", cell["run_id"], str(other_lab)]) == 0
+    assert main(["evaluate", cell["run_id"], str(inverted_lab)]) == 0
     out = capsys.readouterr().out
     assert "unlike the acquisition" in out and "likely wrong" in out
 
-    image = decode_image(sorted(other_lab.glob("ALL/*.png"))[0])
+    image = decode_image(sorted(inverted_lab.glob("ALL/*.png"))[0])
     predicted = predict_images(cell["run_id"], [image])[0]
     assert predicted["ood"]["outside"] and predicted["ood"]["view"] in ("prepared", "acquisition")
     wrong = predicted["likely_wrong"]

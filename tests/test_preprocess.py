@@ -6,7 +6,8 @@ import pytest
 
 from leukdash.config import RunConfig
 from leukdash.data.audit import audit_dataset, format_audit
-from leukdash.data.dataset import Dataset, square_resize
+from leukdash.data.dataset import Dataset
+from leukdash.data.preprocess import square_resize
 from leukdash.errors import ConfigError
 from leukdash.data.preprocess import (
     hematoxylin_density,

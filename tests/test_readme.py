@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,3 +26,20 @@ def test_requirements_are_pinned():
         line = line.split("#", 1)[0].strip()
         if line:
             assert re.match(r"^[A-Za-z0-9_.-]+==[0-9][^ ;]*( ;.*)?$", line), line
+
+
+@pytest.mark.xfail(strict=True, reason="report not regenerated with engine 3 yet")
+def test_readme_results_are_the_committed_reports_from_this_engine():
+    # Fails on a hand edit of the README's block, and on a report from an older engine; passes
+    # once `python -m leukdash reproduce` and `python -m leukdash report --readme` have run.
+    from leukdash.reporting.report.readme import load_report_data, readme_problems
+    from leukdash.reporting.reproduce import FULL_OUT
+
+    assert readme_problems((ROOT / "README.md").read_text(), load_report_data(FULL_OUT)) == []
+
+
+def test_readme_has_the_generated_result_block():
+    from leukdash.reporting.report.readme import BEGIN, END
+
+    text = (ROOT / "README.md").read_text()
+    assert text.count(BEGIN) == 1 and text.count(END) == 1 and text.index(BEGIN) < text.index(END)

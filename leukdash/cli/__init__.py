@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", dest="dataset_option", metavar="DATASET", help="the same as DATASET")
     add_run_options(run)
     run.add_argument("--config-file", type=Path, help="a JSON run config (as written by the dashboard)")
+    run.add_argument("--final-model", action="store_true",
+                     help="then also train the final model on all images of the run (see refit)")
     add_pool_options(run)
     run.set_defaults(handler=cmd.run)
 
@@ -154,8 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_id")
     evaluate.add_argument("dataset", help="dataset name or folder with the run's classes")
     evaluate.add_argument("--recompute", action="store_true", help="ignore the stored result")
+    evaluate.add_argument("--model", choices=("folds", "final", "both"), default="folds",
+                          help="the fold ensemble (default), the final model refitted on all images (see refit), or both")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd.evaluate)
+
+    refit = commands.add_parser("refit", help="train a finished run's final model on all its images (kept in the run)")
+    refit.add_argument("run_id")
+    refit.add_argument("--json", action="store_true")
+    refit.set_defaults(handler=cmd.refit)
 
     external = commands.add_parser("external-report",
                                    help="write the report's External validity section (runs are read, not trained)")
@@ -171,4 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--report-only", action="store_true", help="write the report from the runs in the store")
     reproduce.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler for the runs (see sweep)")
     reproduce.set_defaults(handler=cmd.reproduce)
+
+    report = commands.add_parser("report", help="the README's result block, made from the report data (report.json)")
+    report.add_argument("--readme", action="store_true", help="write the block into README.md between its markers")
+    report.add_argument("--check", action="store_true",
+                        help="exit 1 if README.md's block differs or the report is from another engine version")
+    report.add_argument("--out", type=Path, help="report folder holding report.json (default: docs/report)")
+    report.set_defaults(handler=cmd.report)
     return parser

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from leukdash.cli.output import (ProgressLine, SweepLog, print_checks, print_json, print_report, run_json, run_text,
-                                 sweep_settings)
+from leukdash.cli.output import (ProgressLine, SweepLog, final_text, print_checks, print_json, print_report, run_json,
+                                 run_text, sweep_settings)
 from leukdash.cli.run_options import config_from_args, n_jobs_option, sweep_from_args
 from leukdash.paths import printable
 
@@ -49,10 +49,15 @@ def run(args) -> int:
             line.close()
     for warning in result["dataset"].get("warnings", []):
         print(f"warning: {printable(warning)}", file=sys.stderr)
+    final = None
+    if args.final_model:
+        from leukdash.engine.final import refit
+
+        final = refit(result["run_id"])
     if args.json:
-        print_json(run_json(result))
+        print_json({**run_json(result), **({"final_model": final} if final else {})})
     else:
-        print(run_text(result))
+        print(run_text(result) + ("\n" + final_text(final) if final else ""))
     return 0
 
 
@@ -179,8 +184,24 @@ def predict(args) -> int:
 def evaluate(args) -> int:
     from leukdash.evaluation.evaluate import evaluate, format_evaluation
 
-    result = evaluate(args.run_id, args.dataset, recompute=args.recompute)
-    print_report(args, result, format_evaluation)
+    models = ("folds", "final") if args.model == "both" else (args.model,)
+    results = [evaluate(args.run_id, args.dataset, recompute=args.recompute, model=model) for model in models]
+    if args.json and len(results) > 1:
+        print_json({"evaluations": results})
+    else:
+        for result in results:
+            print_report(args, result, format_evaluation)
+    return 0
+
+
+def refit(args) -> int:
+    from leukdash.engine.final import refit
+
+    record = refit(args.run_id)
+    if args.json:
+        print_json(record)
+    else:
+        print(final_text(record))
     return 0
 
 
@@ -190,6 +211,29 @@ def external_report(args) -> int:
 
     path = write_section((args.out or FULL_OUT) / REPORT_NAME, external_section(compute=not args.no_compute))
     print(f"report: {path}")
+    return 0
+
+
+def report(args) -> int:
+    from leukdash.paths import REPO_ROOT
+    from leukdash.reporting.report.readme import load_report_data, readme_block, readme_problems, replace_block
+    from leukdash.reporting.reproduce import FULL_OUT
+
+    data = load_report_data(args.out or FULL_OUT)
+    readme_path = REPO_ROOT / "README.md"
+    if args.check:
+        problems = readme_problems(readme_path.read_text(encoding="utf-8"), data)
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if not problems:
+            print(f"README.md's result block is the report's (engine version {data['engine']})")
+        return 1 if problems else 0
+    if args.readme:
+        readme_path.write_text(replace_block(readme_path.read_text(encoding="utf-8"), readme_block(data)),
+                               encoding="utf-8")
+        print(f"wrote the result block of {readme_path}")
+        return 0
+    print(readme_block(data))
     return 0
 
 

@@ -51,6 +51,14 @@ def run_text(result: dict) -> str:
     return "\n".join(lines + sources_text(summary.get("per_source") or {}))
 
 
+def final_text(record: dict) -> str:
+    """What refit says: the final model(s) trained on every image of the run."""
+    if "members" in record:
+        return "\n".join(final_text(member) for member in record["members"])
+    return (f"final model of {record['run_id']} ({'cached' if record['cached'] else 'trained'}): {record['n_train']} "
+            f"images, training accuracy {record['train_acc']:.4f}, {record['seconds']:.1f} s")
+
+
 def sources_text(per_source: dict) -> list[str]:
     # Pooled figures lead: a source's folds can differ much in size and in the classes they hold.
     lines = []

@@ -28,13 +28,7 @@ def load_arrays(dataset: Dataset, size: int, preprocess: str = "raw") -> LoadedI
     stored = _read_array_cache(cache, dataset, size)
     if stored is not None:
         return stored
-    if preprocess == "raw":
-        loaded = dataset.load(size)
-    else:
-        from leukdash.data.preprocess import prepare
-
-        loaded = dataset.load()  # full resolution: the cell is segmented before resizing
-        loaded.images = prepare(loaded.images, size, preprocess)
+    loaded = dataset.load(size, preprocess)  # a cell is segmented at full resolution, then resized
     write_cache(cache, lambda tmp: np.savez(
         tmp, images=loaded.images, labels=loaded.labels, groups=loaded.groups.astype(str),
         paths=np.array([dataset.relative(p) for p in loaded.paths], dtype=str),

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -26,9 +28,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
 from leukdash.data.decode import decode_image
-from leukdash.data.dataset import square_resize
 from leukdash.data.folds import capped_merges, max_folds, merge_groups, merge_limit
-from leukdash.data.preprocess import RAW, parse_mode, preprocess_image
+from leukdash.data.preprocess import RAW, parse_mode, preprocess_image, square_resize
 
 # Near duplicates are found in two steps. Candidates: perceptual hashes (pHash, 12x12 = 144
 # bits) at most this many bits apart; cheap, but blind on segmented cells on black (C-NMC),
@@ -46,6 +47,8 @@ NEAR_DUPLICATE_DISTANCE = 40
 # pairs). 0.85 lies between with a margin of about 0.07 on each side.
 PIXEL_SIZE = 128
 PIXEL_MATCH = 0.85
+# Details (64 KB each at PIXEL_SIZE) kept while candidate pairs are scored: 16 MB.
+DETAIL_CACHE = 256
 # The shortcut checks look at small copies: colour statistics hardly change with size.
 SHORTCUT_SIZE = 64
 HISTOGRAM_BINS = 16
@@ -63,8 +66,6 @@ def audit_dataset(ds, *, folds: int = 5, seed: int = 0, preprocess: str | None =
     accuracies are pooled out-of-fold accuracies over a grouped, stratified ``folds``-fold
     split (fewer folds when a class has fewer groups).
     """
-    from leukdash.data.arrays import load_arrays
-
     if preprocess is not None:
         parse_mode(preprocess)  # a bad mode fails before any work
     loaded = ds.load(size=SHORTCUT_SIZE)
@@ -74,7 +75,7 @@ def audit_dataset(ds, *, folds: int = 5, seed: int = 0, preprocess: str | None =
     for path in loaded.paths:
         width, height = _image_size(path)
         sizes[f"{width}x{height}"] += 1
-    found = find_duplicates(load_arrays(ds, PIXEL_SIZE))
+    found = dataset_duplicates(ds)
     report = {
         "name": ds.name,
         "root": str(ds.root),
@@ -199,9 +200,12 @@ def exact_duplicates(paths: list[Path]) -> list[list[int]]:
 
 def perceptual_hashes(images) -> np.ndarray:
     """pHash of each RGB image, its ``HASH_SIZE ** 2`` bits packed: (N, bytes) uint8."""
-    bits = [imagehash.phash(Image.fromarray(np.asarray(image)), hash_size=HASH_SIZE).hash.ravel()
-            for image in images]
-    return np.packbits(np.array(bits, dtype=bool).reshape(len(bits), HASH_SIZE ** 2), axis=1)
+    return np.array([perceptual_hash(image) for image in images], dtype=np.uint8).reshape(-1, HASH_SIZE ** 2 // 8)
+
+
+def perceptual_hash(image) -> np.ndarray:
+    """pHash of one RGB image, packed: ``HASH_SIZE ** 2 / 8`` bytes."""
+    return np.packbits(imagehash.phash(Image.fromarray(np.asarray(image)), hash_size=HASH_SIZE).hash.ravel())
 
 
 def near_duplicates(hashes: np.ndarray, threshold: int = NEAR_DUPLICATE_DISTANCE,
@@ -244,12 +248,20 @@ def pixel_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(min(one, other))
 
 
-def confirmed_near_duplicates(images, exclude: list[list[int]] = ()):
+def confirmed_near_duplicates(images, exclude: list[list[int]] = (), hashes: np.ndarray | None = None):
     """Hash candidates scored on the pixels: ``(confirmed, rejected)``, two lists of
-    ``(i, j, hash distance, pixel score)``, the confirmed ones best first."""
-    details = pixel_details(images)
-    scored = [(i, j, d, pixel_similarity(details[i], details[j]))
-              for i, j, d in near_duplicates(perceptual_hashes(images), exclude=exclude)]
+    ``(i, j, hash distance, pixel score)``, the confirmed ones best first.
+
+    ``images`` is indexed only for the images of candidate pairs (it may decode on demand, see
+    :class:`ImagesOnDemand`), and their details are kept for the last ``DETAIL_CACHE`` images
+    only: candidates come ordered by their first image, so each is computed about once while
+    memory stays flat whatever the dataset's size. ``hashes``: :func:`perceptual_hashes` of the
+    images, when already computed.
+    """
+    hashes = perceptual_hashes(images) if hashes is None else hashes
+    detail = lru_cache(maxsize=DETAIL_CACHE)(lambda i: pixel_details([images[i]])[0])
+    scored = [(i, j, d, pixel_similarity(detail(i), detail(j)))
+              for i, j, d in near_duplicates(hashes, exclude=exclude)]
     confirmed = sorted((s for s in scored if s[3] >= PIXEL_MATCH), key=lambda s: (-s[3], s[0], s[1]))
     return confirmed, [s for s in scored if s[3] < PIXEL_MATCH]
 
@@ -275,13 +287,44 @@ class Duplicates:
         return [pair for pair in _links(self.exact, self.near) if pair not in refused]
 
 
-def find_duplicates(loaded) -> Duplicates:
-    """Duplicates among decoded images (``LoadedImages``, ideally at ``PIXEL_SIZE``)."""
+def find_duplicates(loaded, hashes: np.ndarray | None = None) -> Duplicates:
+    """Duplicates among decoded images (``LoadedImages``, ideally at ``PIXEL_SIZE``; ``hashes``
+    their :func:`perceptual_hashes` when already computed)."""
     exact = exact_duplicates(loaded.paths)
-    near, rejected = confirmed_near_duplicates(loaded.images, exclude=exact)
+    near, rejected = confirmed_near_duplicates(loaded.images, exclude=exact, hashes=hashes)
     limit = merge_limit(loaded.groups)
     _, refused = capped_merges(loaded.groups, _links(exact, near), limit)
     return Duplicates(exact, near, rejected, refused, limit)
+
+
+def dataset_duplicates(dataset) -> Duplicates:
+    """:func:`find_duplicates` over the images of a dataset at ``PIXEL_SIZE``, in one pass that
+    keeps a hash per image, not its pixels; the images of candidate pairs are decoded again when
+    compared. Memory: 18 bytes an image plus ``DETAIL_CACHE`` details (about 16 MB)."""
+    from leukdash.data.dataset import LoadedImages
+
+    kept, hashes = [], []
+    for item, image, reason in dataset.each_image(PIXEL_SIZE):
+        if reason is None:
+            kept.append(item)
+            hashes.append(perceptual_hash(image))
+    paths = [item.path for item in kept]
+    loaded = LoadedImages(ImagesOnDemand(paths, PIXEL_SIZE), np.array([item.label for item in kept], np.int64),
+                          np.array([item.group for item in kept], dtype=object), paths)
+    return find_duplicates(loaded, np.array(hashes, np.uint8).reshape(-1, HASH_SIZE ** 2 // 8))
+
+
+class ImagesOnDemand(Sequence):
+    """Image files decoded and resized to ``size`` x ``size`` when indexed, never held."""
+
+    def __init__(self, paths: list[Path], size: int):
+        self.paths, self.size = paths, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return square_resize(decode_image(self.paths[index]), self.size)
 
 
 def _links(exact, near) -> list[tuple[int, int]]:

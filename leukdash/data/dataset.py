@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from leukdash.data.decode import decode_image
+from leukdash.data.preprocess import prepare_one
 from leukdash.data.sources import ImageItem, SkippedFile, scan_folder
 from leukdash.errors import DatasetError, ImageDecodeError
 from leukdash.paths import printable
@@ -135,30 +135,45 @@ class Dataset:
     def check_folds(self, n_folds: int) -> None:
         check_class_counts(self.classes, self.labels, n_folds, self.name)
 
-    def load(self, size: int | None = None) -> LoadedImages:
-        """Decode every image; files that cannot be decoded are skipped with their reason.
+    def load(self, size: int | None = None, preprocess: str = "raw") -> LoadedImages:
+        """Decode every image; files that cannot be decoded or prepared are skipped with their reason.
 
-        With ``size``, each image is padded to a square (edge pixels repeated, so a cell is not
-        squashed) and resized to ``size`` x ``size``, and the result is one uint8 array.
+        With ``size``, each image is prepared as a run's models take it
+        (:func:`leukdash.data.preprocess.prepare_one`: for ``raw``, padded to a square with its edge
+        pixels repeated, so a cell is not squashed, and resized to ``size`` x ``size``) as soon as
+        it is decoded, into one preallocated uint8 array: memory holds one decoded image at a time
+        besides the result.
         """
-        images, kept, skipped = [], [], list(self.ignored)
-        for item in self.items:
-            try:
-                image = decode_image(item.path)
-            except ImageDecodeError as error:
-                skipped.append(SkippedFile(item.path, str(error)))
+        images = np.empty((len(self.items), size, size, 3), np.uint8) if size else []
+        kept, skipped = [], list(self.ignored)
+        for item, image, reason in self.each_image(size, preprocess):
+            if reason is not None:
+                skipped.append(SkippedFile(item.path, reason))
                 continue
-            images.append(square_resize(image, size) if size else image)
+            if size:
+                images[len(kept)] = image
+            else:
+                images.append(image)
             kept.append(item)
-        if size:
-            images = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
         return LoadedImages(
-            images=images,
+            images=images[:len(kept)] if size else images,
             labels=np.array([item.label for item in kept], dtype=np.int64),
             groups=np.array([item.group for item in kept], dtype=object),
             paths=[item.path for item in kept],
             skipped=skipped,
         )
+
+    def each_image(self, size: int | None = None, preprocess: str = "raw"):
+        """``(item, image, None)`` for each image that decodes (prepared as :meth:`load` does
+        with ``size``), ``(item, None, reason)`` for each that does not: one image at a time."""
+        for item in self.items:
+            try:
+                image = decode_image(item.path)
+                image = prepare_one(image, size, preprocess) if size else image
+            except ImageDecodeError as error:
+                yield item, None, str(error)
+                continue
+            yield item, image, None
 
     def describe(self) -> dict:
         """A JSON-ready summary, as the CLI and the pages show it."""
@@ -185,15 +200,3 @@ def check_class_counts(classes, labels, n_folds: int, name: str = "dataset") -> 
     for cls, n in zip(classes, counts):
         if n < n_folds:
             raise DatasetError(f"class {cls!r} of {name} has {n} image(s), fewer than the {n_folds} folds")
-
-
-def square_resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Pad to a square by repeating the edge pixels, then resize to ``size`` x ``size``."""
-    height, width = image.shape[:2]
-    side = max(height, width)
-    top, left = (side - height) // 2, (side - width) // 2
-    if side != height or side != width:
-        image = cv2.copyMakeBorder(image, top, side - height - top, left, side - width - left,
-                                   cv2.BORDER_REPLICATE)
-    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interpolation)

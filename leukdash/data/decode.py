@@ -2,19 +2,25 @@
 
 Every format OpenCV reads is accepted (JPEG, PNG, BMP, TIFF 8 and 16 bit, grayscale, RGBA).
 Anything else raises :class:`ImageDecodeError` with a reason a user can act on: the callers
-skip the file and list it, so one bad file never stops a dataset from loading.
+skip the file and list it, so one bad file never stops a dataset from loading. What the C
+decoders write to file descriptor 2 while decoding (libjpeg's "Corrupt JPEG data", libpng's
+warnings) never reaches the terminal: it is captured, and a message about damaged data refuses
+the file with that message as its reason.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import tempfile
+import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from leukdash.errors import FileRefused, ImageDecodeError
 from leukdash.data.files import read_regular_file, too_large
@@ -27,6 +33,12 @@ MAX_PIXELS = 50_000_000
 # The largest file that limit admits, 50 megapixels of 16-bit RGB stored uncompressed, is 300 MB;
 # a bigger file is refused from its size, before it is read into memory.
 MAX_FILE_BYTES = 320 * 2**20
+# The longer side may be at most this many times the shorter one. A smear field or a cell crop is
+# near square (ALL-IDB 4:3, C-NMC 1:1); a 50000x1 strip is no picture of a cell, and resized to a
+# square it would be one smeared row.
+MAX_ASPECT = 20
+# What libjpeg, libpng and libtiff say on fd 2 about data they could only partly decode.
+_DAMAGE_WORDS = ("corrupt", "premature end", "truncat")
 
 
 def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -47,15 +59,31 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np
         raise ImageDecodeError(
             f"image too large: {width}x{height} pixels exceeds the limit of {max_pixels:,}"
         )
+    check_aspect(width, height)
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         _check_png(data)
     if data[:2] == b"\xff\xd8" and not _jpeg_complete(data):
         raise ImageDecodeError("truncated JPEG: no end-of-image marker after the image data")
-    with _opencv_quiet():
+    with _opencv_quiet(), _c_stderr_captured() as said:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    message = " ".join(said["text"].split())
     if array is None or array.size == 0:
-        raise ImageDecodeError("corrupt image data: OpenCV could not decode it")
+        raise ImageDecodeError(f"corrupt image data: {message or 'OpenCV could not decode it'}")
+    if any(word in message.lower() for word in _DAMAGE_WORDS):
+        raise ImageDecodeError(f"corrupt image data: {message}")
+    if array.shape[:2] != (height, width):
+        raise ImageDecodeError(f"corrupt image data: the header says {width}x{height}, "
+                               f"the decoder gave {array.shape[1]}x{array.shape[0]}")
     return _to_rgb_uint8(array)
+
+
+def check_aspect(width: int, height: int) -> None:
+    """Refuse an empty image or one whose longer side exceeds ``MAX_ASPECT`` times its shorter."""
+    if min(width, height) < 1:
+        raise ImageDecodeError(f"empty image: {width}x{height} pixels")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageDecodeError(f"extreme aspect ratio: {width}x{height} pixels, more than {MAX_ASPECT}:1 "
+                               f"(no cell image is that elongated)")
 
 
 def _read_bytes(source: str | Path | bytes) -> bytes:
@@ -79,8 +107,25 @@ def _header_size(data: bytes) -> tuple[int, int]:
                 return image.size
     except Image.DecompressionBombError:
         raise ImageDecodeError("image too large: refused as a possible decompression bomb") from None
-    except Exception:
-        raise ImageDecodeError("not an image: the file's content is not a known image format") from None
+    except Exception as error:
+        kind = _signature(data)
+        if kind is None:
+            raise ImageDecodeError("not an image: the file's content is not a known image format") from None
+        if "MAX_TEXT_CHUNK" in str(error):
+            raise ImageDecodeError(f"{kind} refused: a text or colour-profile chunk decompresses to more than "
+                                   f"{PngImagePlugin.MAX_TEXT_CHUNK // 2**20} MiB "
+                                   f"(a possible decompression bomb)") from None
+        raise ImageDecodeError(f"damaged {kind} header: {' '.join(str(error).split()) or type(error).__name__}") \
+            from None
+
+
+# The first bytes of each format decode_image reads.
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8", "JPEG"), (b"II*\0", "TIFF"),
+               (b"MM\0*", "TIFF"), (b"BM", "BMP"))
+
+
+def _signature(data: bytes) -> str | None:
+    return next((kind for magic, kind in _SIGNATURES if data.startswith(magic)), None)
 
 
 def _check_png(data: bytes) -> None:
@@ -108,6 +153,27 @@ def _opencv_quiet():
         cv2.utils.logging.setLogLevel(previous)
 
 
+_fd2_lock = threading.Lock()
+
+
+@contextmanager
+def _c_stderr_captured():
+    """File descriptor 2 redirected to a temporary file while the body runs; ``["text"]`` holds
+    what was written there. Serialised by a lock (fd 2 is the process's), so concurrent decodes
+    in threads (the dashboard) never restore each other's redirection out of order."""
+    said = {"text": ""}
+    with _fd2_lock, tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            said["text"] = sink.read(4096).decode(errors="replace")
+
+
 def _jpeg_complete(data: bytes) -> bool:
     # Inside entropy-coded data 0xFF is always stuffed (FF00), so an FFD9 after the last
     # start-of-scan marker can only be the real end of image.
@@ -119,8 +185,7 @@ def _to_rgb_uint8(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint16:
         array = (array // 257).astype(np.uint8)
     elif array.dtype in (np.float32, np.float64):
-        scale = 255.0 if float(np.nanmax(array)) <= 1.0 else 1.0
-        array = np.clip(np.nan_to_num(array) * scale, 0, 255).astype(np.uint8)
+        array = _float_to_uint8(array)
     elif array.dtype != np.uint8:
         raise ImageDecodeError(f"unsupported pixel type {array.dtype}")
     if array.ndim == 2:
@@ -137,6 +202,25 @@ def _to_rgb_uint8(array: np.ndarray) -> np.ndarray:
         # Transparent pixels become white, like the pale background of a smear.
         return cv2.cvtColor(_over_white(array[:, :, :3], array[:, :, 3]), cv2.COLOR_BGR2RGB)
     raise ImageDecodeError(f"unsupported number of channels: {channels}")
+
+
+def _float_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Float pixels (0..1 or 0..255) as uint8, a block of rows at a time so that a 50-megapixel
+    float image needs no full-size temporary; NaN counts as 0. No finite value at all: refused."""
+    rows = max(1, 2**22 // max(1, array[0].size))
+    finite_max = -np.inf
+    for start in range(0, len(array), rows):
+        block = array[start:start + rows]
+        finite = block[np.isfinite(block)]
+        if finite.size:
+            finite_max = max(finite_max, float(finite.max()))
+    if finite_max == -np.inf:
+        raise ImageDecodeError("no pixel values: every pixel of the float image is NaN or infinite")
+    scale = 255.0 if finite_max <= 1.0 else 1.0
+    out = np.empty(array.shape, np.uint8)
+    for start in range(0, len(array), rows):
+        out[start:start + rows] = np.clip(np.nan_to_num(array[start:start + rows]) * scale, 0, 255)
+    return out
 
 
 def _over_white(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from leukdash.config import PREPROCESS_MODES as MODES
-from leukdash.errors import ConfigError
+from leukdash.errors import ConfigError, ImageDecodeError
 
 RAW = "raw"
 
@@ -257,12 +257,74 @@ def prepare_images(config, images) -> np.ndarray:
 
 
 def prepare(images, size: int, mode: str = RAW) -> np.ndarray:
-    """:func:`prepare_images` by size and mode. ``raw`` is exactly what runs did before
-    preprocessing existed: padded to a square by repeating edges, then resized."""
-    from leukdash.data.dataset import square_resize
+    """:func:`prepare_images` by size and mode: :func:`prepare_one` of each image."""
+    prepared = np.empty((len(images), size, size, 3), np.uint8)
+    for i, image in enumerate(images):
+        prepared[i] = prepare_one(image, size, mode)
+    return prepared
 
-    prepared = [square_resize(preprocess_image(np.asarray(image), mode)[0], size) for image in images]
-    return np.stack(prepared) if prepared else np.zeros((0, size, size, 3), np.uint8)
+
+def prepare_one(image, size: int, mode: str = RAW) -> np.ndarray:
+    """One RGB image as a run's models take it: (S, S, 3) uint8. ``raw`` is exactly what runs did
+    before preprocessing existed: padded to a square by repeating edges, then resized.
+
+    A cell-level mode works on the image at most ``PAD_FIRST_MAX_SIDE`` pixels on its longer
+    side (a larger one is shrunk first), so that placing the cell on its square costs at most
+    that side squared. An image that cannot be prepared raises ImageDecodeError with the reason.
+    """
+    image = np.asarray(image)
+    if mode == RAW:
+        return square_resize(image, size)
+    height, width = image.shape[:2]
+    scale = PAD_FIRST_MAX_SIDE / max(height, width)
+    try:
+        if scale < 1:
+            image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                               interpolation=cv2.INTER_AREA)
+        prepared = preprocess_image(image, mode)[0]
+    except cv2.error as error:
+        raise ImageDecodeError(f"cannot prepare {width}x{height} image as {mode}: "
+                               f"{' '.join(str(error.err or error).split())}") from None
+    return square_resize(prepared, size)
+
+
+# Up to this side an image is padded to a square first, then resized (what every run has done:
+# at most 2048^2 x 3 bytes = 12 MB of padding); a larger one is resized first, then padded, so
+# that preparing it costs its decoded pixels plus the output, never its longer side squared.
+PAD_FIRST_MAX_SIDE = 2048
+
+
+def square_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Pad to a square by repeating the edge pixels and resize to ``size`` x ``size`` (see
+    ``PAD_FIRST_MAX_SIDE`` for the order). An image OpenCV cannot resize raises
+    :class:`ImageDecodeError` with OpenCV's reason, so callers skip it like an unreadable file."""
+    try:
+        if max(image.shape[:2]) > PAD_FIRST_MAX_SIDE:
+            return _pad_square(_resize_longer_side(image, size), size)
+        return _resize(_pad_square(image, max(image.shape[:2])), size)
+    except cv2.error as error:
+        reason = " ".join(str(error.err or error).split())
+        raise ImageDecodeError(f"cannot resize {image.shape[1]}x{image.shape[0]} image: {reason}") from None
+
+
+def _pad_square(image: np.ndarray, side: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    if side == height and side == width:
+        return image
+    top, left = (side - height) // 2, (side - width) // 2
+    return cv2.copyMakeBorder(image, top, side - height - top, left, side - width - left, cv2.BORDER_REPLICATE)
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    interpolation = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interpolation)
+
+
+def _resize_longer_side(image: np.ndarray, size: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                      interpolation=cv2.INTER_AREA)
 
 
 def overlay(image: np.ndarray, mode: str = "cell-keep-asis") -> tuple[np.ndarray, np.ndarray, str | None]:

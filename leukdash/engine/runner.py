@@ -21,6 +21,7 @@ from leukdash.config import RunConfig, stable_hash
 from leukdash.data.dataset import Dataset
 from leukdash.data.discovery import open_dataset
 from leukdash.errors import RunError
+from leukdash.engine.machine import describe_machine
 from leukdash.engine.progress import append_event
 from leukdash.engine.store import RunStore
 
@@ -128,7 +129,7 @@ def load_result(run_id: str, store: RunStore | None = None) -> dict | None:
     if any(fold is None for fold in folds):
         return None
     return {"run_id": run_id, "config": meta["config"], "dataset": meta["dataset"],
-            "versions": meta["versions"], "folds": folds, "summary": summary}
+            "versions": meta["versions"], "machine": meta.get("machine"), "folds": folds, "summary": summary}
 
 
 def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_event,
@@ -218,6 +219,7 @@ def _meta(resolved: ResolvedRun, arrays, fold_ids: list[int]) -> dict:
                     "warnings": dataset.warnings()},
         "fold_ids": fold_ids,
         "versions": versions(),
+        "machine": describe_machine(),  # fold times mean little without the CPU that made them
     }
 
 

@@ -62,7 +62,7 @@ def _check_neighbours(config: RunConfig, fold_of: np.ndarray, fold_ids: list[int
 
 def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
     """Index pairs of exact and confirmed near-duplicate images that join groups (the audit's
-    definition, :func:`leukdash.data.audit.find_duplicates`), cached.
+    definition, :func:`leukdash.data.audit.dataset_duplicates`), cached.
 
     Folds keep each pair together: the same cell on both sides of a split would leak.
     Indices refer to the loaded (decodable) images, the same at every image size.
@@ -78,7 +78,7 @@ def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
     cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}_duplicates_{method}.json"
     cached = _read_pairs(cache, len(dataset.items))
     if cached is None:
-        cached = audit.find_duplicates(load_arrays(dataset, audit.PIXEL_SIZE)).pairs()
+        cached = audit.dataset_duplicates(dataset).pairs()
         write_json_atomic(cache, cached, optional=True)
     return [tuple(pair) for pair in cached]
 
@@ -185,6 +185,36 @@ def run_fold(config: RunConfig, inputs: FoldInputs, fold: int, *, model_path: Pa
     if config.protocol == "lodo":
         result["held_out"] = inputs.source_names[fold]
     return result
+
+
+# The seed index of a final model (every fold index is below 50, see RunConfig.validate).
+FINAL_SEED_INDEX = 1000
+
+
+def train_final(config: RunConfig, inputs: FoldInputs, *, model_path: Path, report=None) -> dict:
+    """Train one model on every image of the run, as a fold trains on its training part
+    (the same augmentation under the same protocol), and save it; nothing is validated.
+
+    A CNN's per-epoch history is then measured on the training images themselves.
+    """
+    from leukdash.engine.augment import expand
+
+    started = time.perf_counter()
+    images, labels = inputs.images, inputs.labels
+    augmented = config.augment_factor > 1 and bool(config.augment.enabled())
+    if augmented and (config.protocol == "paper" or not config.is_cnn):  # expanded once, as run_fold does
+        images, labels, _ = expand(images, labels, config.augment_factor, config.augment,
+                                   derived_seed(config.seed, FINAL_SEED_INDEX, 0))
+        augmented = False
+    if config.is_cnn:
+        fitted = _train_cnn(config, FINAL_SEED_INDEX, len(inputs.classes), images, labels, inputs.images,
+                            inputs.labels, augmented, report or (lambda event: None))
+    else:
+        fitted = _train_classic(config, FINAL_SEED_INDEX, inputs.classes, images, labels, inputs.images)
+    model, _, train_acc, train_loss, _ = fitted
+    _save_model(config, model, model_path)
+    return {"n_train": int(len(inputs.labels)), "train_acc": float(train_acc), "train_loss": float(train_loss),
+            "seconds": time.perf_counter() - started}
 
 
 def _train_cnn(config, fold, n_classes, train_images, train_labels, val_images, val_labels, augmented, report):

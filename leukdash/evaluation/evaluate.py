@@ -42,12 +42,17 @@ def match_classes(run_classes, dataset):
     return dataset.subset(run_classes)
 
 
-def result_path(run_id: str, fingerprint: str, store: RunStore | None = None):
-    return (store or RunStore()).run_dir(run_id) / "external" / f"{fingerprint}.json"
+def result_path(run_id: str, fingerprint: str, store: RunStore | None = None, model: str = "folds"):
+    name = fingerprint if model == "folds" else f"{fingerprint}-{model}"
+    return (store or RunStore()).run_dir(run_id) / "external" / f"{name}.json"
 
 
-def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, recompute: bool = False) -> dict:
-    """Score run ``run_id`` on dataset ``dataset_name`` (name or folder); stored and cached."""
+def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, recompute: bool = False,
+             model: str = "folds") -> dict:
+    """Score run ``run_id`` on dataset ``dataset_name`` (name or folder); stored and cached.
+
+    ``model``: ``folds`` (the fold ensemble, as Predict uses it) or ``final`` (the model refitted
+    on every image of the run, see :mod:`leukdash.engine.final`)."""
     from leukdash.data.discovery import open_dataset
 
     store = store or RunStore()
@@ -58,17 +63,17 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     if dataset.fingerprint == meta["dataset"]["fingerprint"]:
         raise DatasetError(f"{dataset.name!r} is the dataset run {run_id} was trained on: its models saw these "
                            "images, so only its cross-validated figures are honest there")
-    path = result_path(run_id, dataset.fingerprint, store)
-    key = {"method": METHOD_VERSION, "samples": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED}
+    path = result_path(run_id, dataset.fingerprint, store, model)
+    key = {"method": METHOD_VERSION, "samples": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED, "model": model}
     stored = None if recompute else read_json(path) if path.is_file() else None
     if stored is not None and stored.get("key") == key:
         return stored
-    result = {"key": key, **_compute(run_id, meta, dataset, store)}
+    result = {"key": key, "model": model, **_compute(run_id, meta, dataset, store, model == "final")}
     write_json_atomic(path, result, optional=True)  # a read-only store: computed, not kept
     return result
 
 
-def _compute(run_id: str, meta: dict, dataset, store: RunStore) -> dict:
+def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = False) -> dict:
     from leukdash.data.folds import merge_groups
     from leukdash.evaluation.ood import (confidence_floor, describe_images, own_confidence, training_distribution,
                                          view_config, views)
@@ -82,7 +87,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore) -> dict:
     # Each voting run (a plain run is its own one) sees the images prepared its own way
     # (preprocess.prepare_images, cached); an image is flagged when any of their checks flags it,
     # in the prepared view or (preprocessed runs) in the acquisition view.
-    for member, weight in ensemble(run_id, store).parts():
+    for member, weight in ensemble(run_id, store, final).parts():
         for view in views(member.config):
             config = view_config(member.config, view)
             prepared = load_arrays(dataset, config.image_size, config.preprocess)
@@ -226,17 +231,20 @@ def _interval(values: np.ndarray) -> list[float]:
     return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
 
 
-def stored_evaluations(run_id: str, store: RunStore | None = None) -> list[dict]:
-    """Every external result stored beside a run (any method version), by dataset name."""
+def stored_evaluations(run_id: str, store: RunStore | None = None, model: str = "folds") -> list[dict]:
+    """Every external result of the run's ``model`` (fold ensemble or final model) stored beside
+    it (any method version), by dataset name."""
     folder = (store or RunStore()).run_dir(run_id) / "external"
     found = [read_json(path) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    return sorted((r for r in found if isinstance(r, dict) and "accuracy" in r), key=lambda r: r["dataset"]["name"])
+    return sorted((r for r in found if isinstance(r, dict) and "accuracy" in r and r.get("model", "folds") == model),
+                  key=lambda r: r["dataset"]["name"])
 
 
 def format_evaluation(result: dict) -> str:
     """A few lines for a terminal."""
     intervals = result["intervals"]
-    lines = [f"run {result['run_id']} ({result['run']['config']['model']}, trained on {result['run']['dataset']}) "
+    which = "final model refitted on all its images" if result.get("model") == "final" else "fold ensemble"
+    lines = [f"run {result['run_id']} ({result['run']['config']['model']}, {which}, trained on {result['run']['dataset']}) "
              f"on {result['dataset']['name']}: {result['n_images']} images, {intervals['n_groups']} groups"]
     for name, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("roc_auc", "ROC AUC")):
         if result.get(name) is not None:

@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from leukdash.config import RunConfig
-from leukdash.data.dataset import square_resize
 from leukdash.data.decode import decode_image
 from leukdash.errors import ImageDecodeError, LeukdashError, RunError
 from leukdash.paths import printable
-from leukdash.data.preprocess import prepare_images
+from leukdash.data.preprocess import prepare_images, square_resize
 from leukdash.engine.store import RunStore
 
 # Loaded fold models of the last few runs used (a dashboard switches between a handful).
@@ -59,9 +58,10 @@ class _Voting:
 
 
 class FoldEnsemble(_Voting):
-    """The fold models of one finished run, loaded once."""
+    """The fold models of one finished run, loaded once; with ``final``, its final model alone
+    (see :mod:`leukdash.engine.final`)."""
 
-    def __init__(self, run_id: str, store: RunStore | None = None):
+    def __init__(self, run_id: str, store: RunStore | None = None, final: bool = False):
         store = store or RunStore()
         meta = store.read_meta(run_id)
         if meta is None or store.read_summary(run_id) is None:
@@ -69,6 +69,9 @@ class FoldEnsemble(_Voting):
         self.run_id, self.meta = run_id, meta
         self.config = RunConfig.from_dict(meta["config"])
         self.classes = tuple(meta["dataset"]["classes"])
+        if final:
+            self.models = [_final_model(run_id, self.config, store)]
+            return
         suffix = "keras" if self.config.is_cnn else "joblib"
         self.models = []
         for fold in meta["fold_ids"]:
@@ -102,15 +105,28 @@ class FoldEnsemble(_Voting):
         return [(self, 1.0)]
 
 
-class RunEnsemble(_Voting):
-    """An ensemble run: its members' fold models, fold by fold, their probabilities weighted."""
+def _final_model(run_id: str, config: RunConfig, store: RunStore):
+    from leukdash.engine.final import final_model_path, final_record
 
-    def __init__(self, run_id: str, meta: dict, store: RunStore):
+    if final_record(run_id, store) is None:
+        raise RunError(f"run {run_id} has no final model (or it is damaged): `python -m leukdash refit {run_id}` "
+                       "trains it on every image of the run")
+    model = _load_model(final_model_path(run_id, config, store), config.is_cnn)
+    if model is None:
+        raise RunError(f"run {run_id}: its final model cannot be loaded; `python -m leukdash refit {run_id}` again")
+    return model
+
+
+class RunEnsemble(_Voting):
+    """An ensemble run: its members' fold models, fold by fold, their probabilities weighted
+    (with ``final``, their final models)."""
+
+    def __init__(self, run_id: str, meta: dict, store: RunStore, final: bool = False):
         from leukdash.engine.ensemble import member_ids
 
         self.run_id, self.meta = run_id, meta
         self.classes = tuple(meta["dataset"]["classes"])
-        self.members = [(FoldEnsemble(member, store), weight) for member, weight in member_ids(meta)]
+        self.members = [(FoldEnsemble(member, store, final), weight) for member, weight in member_ids(meta)]
 
     def parts(self) -> list[tuple[FoldEnsemble, float]]:
         return list(self.members)
@@ -140,18 +156,19 @@ def damaged_model_message(run_id: str, path: Path, store: RunStore) -> str:
             f"recomputed by `python -m leukdash run --config-file {meta_file}` (or by launching the run again)")
 
 
-def ensemble(run_id: str, store: RunStore | None = None) -> FoldEnsemble | RunEnsemble:
-    """The loaded fold models of a run (of every member of an ensemble run), kept for the life
-    of the process."""
+def ensemble(run_id: str, store: RunStore | None = None, final: bool = False) -> FoldEnsemble | RunEnsemble:
+    """The loaded fold models of a run (of every member of an ensemble run), or with ``final``
+    its final model(s), kept for the life of the process."""
     from leukdash.engine.ensemble import is_ensemble
 
     store = store or RunStore()
-    key = (str(store.root), run_id)
+    key = (str(store.root), run_id) + (("final",) if final else ())
     if key not in _loaded:
         meta = store.read_meta(run_id)
         if meta is None or store.read_summary(run_id) is None:
             raise RunError(f"run {run_id!r} is not a finished run in {store.root}")
-        _loaded[key] = RunEnsemble(run_id, meta, store) if is_ensemble(meta) else FoldEnsemble(run_id, store)
+        _loaded[key] = (RunEnsemble(run_id, meta, store, final) if is_ensemble(meta)
+                        else FoldEnsemble(run_id, store, final))
         while len(_loaded) > MAX_LOADED_RUNS:
             _loaded.popitem(last=False)
     _loaded.move_to_end(key)
@@ -277,10 +294,17 @@ def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None)
         except ImageDecodeError as error:
             entry["error"] = str(error)
         entries.append(entry)
-    if decoded:
-        predictions = predict_images(run_id, [image for _, image in decoded], store)
-        for (entry, _), prediction in zip(decoded, predictions):
-            entry.update(prediction)
+    try:
+        predictions = predict_images(run_id, [image for _, image in decoded], store) if decoded else []
+    except ImageDecodeError:  # one image could not be prepared (resized): each on its own, to name it
+        predictions = []
+        for entry, image in decoded:
+            try:
+                predictions += predict_images(run_id, [image], store)
+            except ImageDecodeError as error:
+                entry["error"], predictions = str(error), predictions + [{}]
+    for (entry, _), prediction in zip(decoded, predictions):
+        entry.update(prediction)
     return entries
 
 

@@ -61,7 +61,7 @@ def _keras():
     return keras
 
 
-def _native_bfloat16() -> bool:
+def native_bfloat16() -> bool:
     """Whether the CPU computes in bfloat16 natively (AVX-512 BF16 or AMX); Linux only."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -76,7 +76,7 @@ OPTIMIZERS = ("sgd", "adam")
 STEPS_PER_EXECUTION = 16
 # Mixed bfloat16 where the CPU has it; elsewhere (older x86, Apple silicon) bfloat16 is emulated
 # and slower than float32.
-TRAINING_POLICY = "mixed_bfloat16" if _native_bfloat16() else "float32"
+TRAINING_POLICY = "mixed_bfloat16" if native_bfloat16() else "float32"
 PREDICT_BATCH = 256
 # Training images (of the last epoch) used to compute exact batch-norm statistics at the end.
 PRECISE_BN_IMAGES = 1024

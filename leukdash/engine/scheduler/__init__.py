@@ -18,13 +18,14 @@ from __future__ import annotations
 import os
 
 from leukdash.engine.scheduler.cluster import DaskPool, dask_cli_cluster
+from leukdash.engine.machine import machine_cores
 from leukdash.engine.scheduler.local import (CLASSIC_WORKER_MB, SMALL_MACHINE_BUDGET_MB, TF_WORKER_MB, InProcessPool,
-                                             LocalPool, machine_cores, memory_budget_mb, worker_died)
-from leukdash.engine.scheduler.task import CNN_THREADS, FoldTask, compute_fold, task_cores
+                                             LocalPool, memory_budget_mb)
+from leukdash.engine.scheduler.task import CNN_THREADS, FoldTask
 
 __all__ = ["CLASSIC_WORKER_MB", "CNN_THREADS", "SMALL_MACHINE_BUDGET_MB", "TF_WORKER_MB", "DaskPool", "FoldTask",
-           "InProcessPool", "LocalPool", "compute_fold", "dask_cli_cluster", "machine_cores", "make_pool",
-           "memory_budget_mb", "scheduler_address", "task_cores", "worker_died"]
+           "InProcessPool", "LocalPool", "dask_cli_cluster", "machine_cores", "make_pool", "memory_budget_mb",
+           "scheduler_address"]
 
 
 def scheduler_address(address: str | None = None) -> str | None:

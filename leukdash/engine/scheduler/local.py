@@ -16,6 +16,7 @@ import pickle
 import queue
 
 from leukdash.engine import machine
+from leukdash.engine.machine import machine_cores
 from leukdash.engine.scheduler.child import ChildProcess
 from leukdash.engine.ordering import order
 from leukdash.engine.scheduler.task import CNN_THREADS, FoldTask, compute_fold, task_cores
@@ -31,14 +32,6 @@ CLASSIC_WORKER_MB = 300
 # keeps the whole app under 2.5 GB.
 SMALL_MACHINE_BUDGET_MB = 1600
 POLL_SECONDS = 0.2
-
-
-def machine_cores() -> int:
-    """Cores this process may use (its CPU affinity where the platform tells it)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 def memory_budget_mb() -> int:

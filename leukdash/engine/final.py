@@ -1,0 +1,70 @@
+"""A run's final model: refitted on every image of the run, beside its fold models.
+
+The fold models each trained on (k-1)/k of the data (with cnmc_dev's two healthy subjects, each
+saw one of them); a final model trains on all of it, the same way a fold trains. It has no
+validation of its own: the run's cross-validated figures estimate how a model trained this
+way fares, and ``evaluate --model final`` tests it on another dataset. It is recorded in the
+run folder as ``final.json`` (the model file's sha256, training figures, versions) and
+``models/final.<suffix>``; the run id, its folds and its summary are unchanged.
+An ensemble run's final model is its members' final models, voting with the same weights.
+"""
+
+from __future__ import annotations
+
+from leukdash.config import RunConfig
+from leukdash.engine.ensemble import is_ensemble, member_ids
+from leukdash.engine.runner import load_result, versions
+from leukdash.engine.store import RunStore, file_sha256, read_json, write_json_atomic
+from leukdash.errors import RunError
+
+# What final.json holds and how the model is trained; a model of another version is refitted.
+FINAL_VERSION = "final-1"
+MODELS = ("folds", "final")
+
+
+def final_record(run_id: str, store: RunStore | None = None) -> dict | None:
+    """The run's ``final.json`` when its model file is intact and of this version, else None."""
+    store = store or RunStore()
+    try:
+        record = read_json(store.run_dir(run_id) / "final.json")
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get("version") != FINAL_VERSION:
+        return None
+    path = store.run_dir(run_id) / "models" / str(record.get("file"))
+    return record if path.is_file() and file_sha256(path) == record.get("sha256") else None
+
+
+def final_model_path(run_id: str, config: RunConfig, store: RunStore):
+    from leukdash.engine.training import model_suffix
+
+    return store.run_dir(run_id) / "models" / f"final.{model_suffix(config)}"
+
+
+def refit(run_id: str, store: RunStore | None = None) -> dict:
+    """Train (or read back) the final model of a finished run; returns its record (for an
+    ensemble run: ``{"members": [member records]}``)."""
+    store = store or RunStore()
+    meta = store.read_meta(run_id)
+    if meta is None or load_result(run_id, store) is None:
+        raise RunError(f"run {run_id!r} is not a finished run in {store.root}")
+    if is_ensemble(meta):
+        return {"run_id": run_id, "members": [refit(member, store) for member, _ in member_ids(meta)]}
+    found = final_record(run_id, store)
+    if found is not None:
+        return {**found, "cached": True}
+    from leukdash.data.arrays import load_arrays
+    from leukdash.engine.run_data import open_run_dataset
+    from leukdash.engine.training import fold_inputs, train_final
+
+    config = RunConfig.from_dict(meta["config"])
+    with store.lock(run_id, timeout=0):
+        dataset = open_run_dataset(meta)
+        inputs = fold_inputs(config, dataset, load_arrays(dataset, config.image_size, config.preprocess))
+        path = final_model_path(run_id, config, store)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        trained = train_final(config, inputs, model_path=path)
+        record = {"run_id": run_id, "version": FINAL_VERSION, "file": path.name, "sha256": file_sha256(path),
+                  **trained, "versions": versions()}
+        write_json_atomic(store.run_dir(run_id) / "final.json", record)
+    return {**record, "cached": False}

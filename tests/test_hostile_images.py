@@ -1,0 +1,188 @@
+"""Hostile images (issue 15 §1): shapes that would cost memory in proportion to their longer
+side squared, extreme aspect ratios, data the decoders can only partly read (a JPEG header that
+lies, an all-NaN float TIFF), oversized PNG metadata chunks; in a dataset, in run, audit and
+predict, and on the Predict page in viewer mode.
+
+Cases are registered as in :mod:`test_hostile` (its helpers are reused) and printed by
+``python -m benchmarks.hostile_table`` with the others.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from leukdash.engine.store import RunStore
+from test_hostile import (Case, _cli, _dataset, _noise, _one_bad_file, _png, _png_chunk, _stderr_fd,  # noqa: F401
+                          _write, run_case)
+
+CASES: list[Case] = []
+
+
+def case(name: str, expected: str):
+    def register(check):
+        CASES.append(Case(name, expected, check))
+        return check
+    return register
+
+
+def _strip_png(width: int, height: int) -> bytes:
+    """A valid PNG of width x height black pixels: a few KB whatever its size."""
+    return _png(np.zeros((height, width, 3), np.uint8))
+
+
+def _jpeg_header_lies(folder: Path) -> None:
+    """A 257x257 JPEG whose frame header claims 7000x7000: libjpeg runs out of data and fills grey."""
+    ok, data = cv2.imencode(".jpg", _noise(15, 257))
+    data = bytearray(data.tobytes())
+    frame = data.find(b"\xff\xc0")
+    struct.pack_into(">HH", data, frame + 5, 7000, 7000)
+    (folder / "liar.jpg").write_bytes(bytes(data))
+
+
+def _nan_tiff(folder: Path) -> None:
+    assert cv2.imwrite(str(folder / "nan.tif"), np.full((16, 16), np.nan, np.float32))
+
+
+def _png_with_chunk(kind: bytes, payload: bytes) -> bytes:
+    """A valid 16x16 PNG with one extra ancillary chunk after its header."""
+    png = _png(_noise(16))
+    return png[:33] + _png_chunk(kind, payload) + png[33:]  # signature (8) + IHDR (25)
+
+
+_BIG_TEXT = zlib.compress(b"x" * (4 * 2**20))  # 4 MiB of text in 4 KB
+
+SHAPE_CASES = [
+    ("PNG of 50000x1 pixels (150 KB decoded)", "skipped: extreme aspect ratio (bound 20:1), no 7.5 GB square",
+     _write("strip.png", _strip_png(50000, 1)), "extreme aspect ratio", 12),
+    ("PNG of 1,000,000x1 pixels (3 KB)", "skipped: extreme aspect ratio, no cv2.error",
+     _write("line.png", _strip_png(1_000_000, 1)), "more than 20:1", 12),
+    ("PNG of 1x30000 pixels", "skipped: extreme aspect ratio", _write("tall.png", _strip_png(1, 30000)),
+     "extreme aspect ratio", 12),
+    ("PNG of 2000x100 pixels (20:1, the bound)", "loaded (padded and resized)",
+     _write("band.png", _strip_png(2000, 100)), None, 13),
+    ("PNG of 6000x400 pixels (longer side above 2048)", "loaded, resized before padding",
+     _write("wide.png", _strip_png(6000, 400)), None, 13),
+    ("JPEG header 7000x7000 over a 257x257 stream", "skipped: corrupt image data, libjpeg's line not on stderr",
+     _jpeg_header_lies, "Corrupt JPEG data", 12),
+    ("all-NaN float TIFF", "skipped: no pixel values, no RuntimeWarning", _nan_tiff, "NaN", 12),
+    ("PNG with a 4 MiB zTXt chunk", "skipped: the chunk named, not 'not a known image format'",
+     _write("text.png", _png_with_chunk(b"zTXt", b"Comment\0\0" + _BIG_TEXT)), "text or colour-profile chunk", 12),
+    ("PNG with a 4 MiB iCCP chunk", "skipped: the chunk named, not 'not a known image format'",
+     _write("profile.png", _png_with_chunk(b"iCCP", b"icc\0\0" + _BIG_TEXT)), "text or colour-profile chunk", 12),
+]
+for _name, _expected, _make, _reason, _kept in SHAPE_CASES:
+    case(_name, _expected)(_one_bad_file(_make, _reason, _kept))
+
+
+@case("1,000,000x1 PNG and a corrupt JPEG: run, audit and predict", "exit 0 each; both listed with reasons, "
+      "the good image predicted, nothing on stderr but the run's lines")
+def _hostile_shapes_everywhere(folder: Path) -> str:
+    dataset = _dataset(folder)
+    (dataset / "ALL" / "line.png").write_bytes(_strip_png(1_000_000, 1))
+    _jpeg_header_lies(dataset / "HEALTHY")
+    with _stderr_fd() as stderr:
+        code, out, err = _cli("audit", str(dataset), "--json")
+        assert code == 0, err
+        audited = {entry["path"]: entry["reason"] for entry in json.loads(out)["skipped"]}
+        code, out, err = _cli("run", str(dataset), "--model", "nb", "--image-size", "16", "--no-augment",
+                              "--folds", "3", "--n-jobs", "1", "--json", "--quiet")
+        assert code == 0, err
+        run_id = json.loads(out)["run_id"]
+        code, out, err = _cli("predict", run_id, str(dataset / "ALL" / "line.png"), str(dataset / "ALL" / "all0.png"),
+                              str(dataset / "HEALTHY" / "liar.jpg"))
+        assert code == 0 and err == "", err
+    assert stderr["text"] == "", stderr["text"]
+    ran = {entry["path"]: entry["reason"] for entry in RunStore().read_meta(run_id)["dataset"]["skipped"]}
+    assert set(audited) == set(ran) == {"ALL/line.png", "HEALTHY/liar.jpg"}, (audited, ran)
+    assert "aspect ratio" in ran["ALL/line.png"] and "Corrupt JPEG data" in ran["HEALTHY/liar.jpg"]
+    bad, good, corrupt = [line for line in out.strip().splitlines() if not line.startswith(" ")]
+    assert "aspect ratio" in bad and "folds agreeing" in good and "Corrupt JPEG data" in corrupt, out
+    return "audit, run and predict exit 0; both refused with their reasons; the good image predicted"
+
+
+def test_preparing_a_long_image_costs_its_pixels_not_its_side_squared():
+    """An 8000x400 image (9.6 MB decoded) prepared at 64 px: padded first, it would need an
+    8000x8000 square (192 MB); resized first, a few MB beyond the image."""
+    import tracemalloc
+
+    from leukdash.data.preprocess import prepare_one
+
+    image = np.zeros((400, 8000, 3), np.uint8)
+    image[:, ::2] = 200
+    tracemalloc.start()
+    try:
+        for mode in ("raw", "cell-keep-asis"):
+            tracemalloc.reset_peak()
+            prepared = prepare_one(image, 64, mode)
+            assert prepared.shape == (64, 64, 3), mode
+            assert tracemalloc.get_traced_memory()[1] < 3 * image.nbytes, mode
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("hostile", CASES, ids=[c.name for c in CASES])
+def test_hostile_image_case(hostile: Case, tmp_path):
+    observed = run_case(hostile, tmp_path)
+    assert observed
+
+
+def test_predict_page_in_viewer_mode_refuses_hostile_uploads_and_answers_the_good_one(monkeypatch, isolated_artifacts):
+    """Any visitor of a public (viewer) deployment: a 3 KB 1,000,000x1 PNG and a JPEG whose header
+    lies get one error each with the reason; the good image in the same upload is predicted."""
+    import shutil
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+    from test_app import APP, TIMEOUT, open_page
+
+    shipped = next((Path(__file__).resolve().parent.parent / "artifacts" / "runs").glob("nb-*"))
+    shutil.copytree(shipped, isolated_artifacts / "runs" / shipped.name)
+    monkeypatch.setenv("LEUKDASH_MODE", "viewer")
+    st.cache_data.clear()
+    liar = Path(isolated_artifacts) / "upload"
+    liar.mkdir()
+    _jpeg_header_lies(liar)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    open_page(at, "predict")
+    at.file_uploader(key="predict_upload").set_value([
+        ("line.png", _strip_png(1_000_000, 1), "image/png"),
+        ("liar.jpg", (liar / "liar.jpg").read_bytes(), "image/jpeg"),
+        ("cell.png", _png(_noise(3, 32)), "image/png")])
+    at.run(timeout=120)
+    st.cache_data.clear()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert any("line.png" in e and "extreme aspect ratio" in e for e in errors), errors
+    assert any("liar.jpg" in e and "Corrupt JPEG data" in e for e in errors), errors
+    assert len(errors) == 2, errors
+    assert any(m.value.startswith("Predicted:") for m in at.markdown)
+
+
+def test_predict_names_an_image_that_cannot_be_prepared_and_answers_the_others(tmp_path, monkeypatch):
+    """A preparation (resize) error of one image in a predict call is that file's error, not the call's."""
+    from leukdash.errors import ImageDecodeError
+    from leukdash.evaluation import predict
+    from test_hostile import _finished_run
+
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path / "artifacts"))
+    dataset, _, result = _finished_run(tmp_path)
+    odd = tmp_path / "odd.png"
+    odd.write_bytes(_png(_noise(4, 24)))  # 24 px: the only upload of that size
+    prepare = predict.FoldEnsemble.prepare
+
+    def failing(self, images):
+        if any(np.asarray(image).shape[0] == 24 for image in images):
+            raise ImageDecodeError("cannot resize 24x24 image: test")
+        return prepare(self, images)
+
+    monkeypatch.setattr(predict.FoldEnsemble, "prepare", failing)
+    good, bad = predict.predict_files(result["run_id"], [dataset / "ALL" / "all0.png", odd])
+    assert good["predicted"] in ("ALL", "HEALTHY") and "error" not in good
+    assert bad["error"] == "cannot resize 24x24 image: test" and "predicted" not in bad
