@@ -50,11 +50,18 @@ class AugmentConfig:
     # Not in the paper: per-image brightness, red and blue gain and gamma, each drawn uniformly
     # within +- this share (stain and lamp variation between labs). Off by default.
     colour_jitter: float = 0.0
+    # Not in the paper, off by default (robustness to another lab's stain and optics): each
+    # stain's optical density (haematoxylin, eosin, DAB) scaled by a factor within +- this share,
+    # and a Gaussian blur of sigma uniform in [0, blur] pixels.
+    stain_jitter: float = 0.0
+    blur: float = 0.0
 
     TRANSFORMS = (
         "rotation", "width_shift", "height_shift", "zoom", "horizontal_flip", "vertical_flip", "shear",
-        "colour_jitter",
+        "colour_jitter", "stain_jitter", "blur",
     )
+    # Off unless asked for: left out of the canonical form when off, so older run ids stand.
+    OPTIONAL = ("colour_jitter", "stain_jitter", "blur")
 
     @classmethod
     def off(cls) -> AugmentConfig:
@@ -67,7 +74,7 @@ class AugmentConfig:
 
     def validate(self) -> None:
         limits = {"rotation": 180.0, "width_shift": 1.0, "height_shift": 1.0, "zoom": 0.9, "shear": 60.0,
-                  "colour_jitter": 0.5}
+                  "colour_jitter": 0.5, "stain_jitter": 0.5, "blur": 3.0}
         for name, upper in limits.items():
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= upper:
@@ -178,8 +185,10 @@ class RunConfig:
             values["augment_factor"] = 1
             if self.protocol == "paper":  # without copies the paper protocol is the strict one
                 values["protocol"] = "strict"
-        elif not self.augment.colour_jitter:
-            del values["augment"]["colour_jitter"]  # off: runs from before it existed keep their ids
+        else:
+            for name in AugmentConfig.OPTIONAL:  # off: runs from before it existed keep their ids
+                if not getattr(self.augment, name):
+                    del values["augment"][name]
         if self.protocol == "lodo":
             values.pop("folds", None)  # one fold per dataset
         if self.is_cnn:

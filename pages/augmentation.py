@@ -23,9 +23,11 @@ RANGES = {
     "zoom": ("Zoom", 90, 5, "± %d%%", 0.01),
     "shear": ("Shear", 60, 5, "± %d°", 1.0),
     "colour_jitter": ("Colour jitter (not in the paper)", 50, 5, "± %d%%", 0.01),
+    "stain_jitter": ("Stain jitter, HED (not in the paper)", 50, 5, "± %d%%", 0.01),
+    "blur": ("Blur (not in the paper)", 30, 1, "σ up to %d/10 px", 0.1),
 }
-# The jitter is off in the paper's settings: its slider starts here when switched on.
-JITTER_START = 0.1
+# Off in the paper's settings: where their sliders start when switched on.
+OPTIONAL_START = {"colour_jitter": 0.1, "stain_jitter": 0.1, "blur": 1.0}
 FLIPS = {"horizontal_flip": "Horizontal flip", "vertical_flip": "Vertical flip"}
 
 
@@ -44,9 +46,10 @@ def set_widgets(config: AugmentConfig) -> None:
 st.title("Augmentation")
 st.markdown("The paper enlarged each class about 8x with random affine copies of every image "
             "(Keras `ImageDataGenerator`). Set each transform's range; every copy draws its "
-            "parameters uniformly within them, and each flip happens with probability ½. The colour jitter "
-            "is not in the paper (off in its settings): it varies brightness, red and blue gain and gamma "
-            "per copy, as stains and lamps vary between labs.")
+            "parameters uniformly within them, and each flip happens with probability ½. The last three are "
+            "not in the paper (off in its settings), for robustness to another lab: colour jitter varies "
+            "brightness, red and blue gain and gamma per copy, as lamps and cameras vary; stain jitter "
+            "scales each stain's density (haematoxylin, eosin, DAB), as staining varies; blur varies focus.")
 
 paper = AugmentConfig()
 saved = AugmentConfig.from_dict(st.session_state.get("augment", paper.to_dict()))
@@ -58,7 +61,7 @@ with controls:
         on_col, slider_col = st.columns([2, 3], vertical_alignment="center")
         default_on = getattr(saved, name) > 0
         on = kept(on_col.toggle, f"aug_on_{name}", default_on, label)
-        start = getattr(saved, name) or getattr(paper, name) or JITTER_START
+        start = getattr(saved, name) or getattr(paper, name) or OPTIONAL_START[name]
         amount = kept(slider_col.slider, f"aug_{name}", round(start / scale),
                       f"{label} range", min_value=step, max_value=maximum, step=step, format=shown,
                       disabled=not on, label_visibility="collapsed")

@@ -26,7 +26,8 @@ if path is None:
 text = path.read_text()
 present, named = report_runs_in_store(text)
 st.caption(f"`{hide_roots(str(path))}`, written by `python -m leukdash reproduce` on the machine that ran its "
-           f"experiments: {present} of the {named} runs it names are in this deployment's store"
+           f"experiments: {present} of the {named} run{'s' * (named != 1)} it names {'is' if present == 1 else 'are'} "
+           "in this deployment's store"
            + (" (Compare and Predict show only those)." if present < named else "."))
 position = 0
 for match in IMAGE.finditer(text):

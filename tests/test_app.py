@@ -73,13 +73,17 @@ def test_report_page_shows_the_newest_report_with_its_figures(tiny):
     out = quick_out()
     out.mkdir(parents=True)
     (out / "figure.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>')
-    (out / "REPORT.md").write_text("# Reproduction\n\nTable 2: ours 0.8765\n\n![Figure 4](figure.svg)\n\nAfter the figure.\n")
+    (out / "REPORT.md").write_text("# Reproduction\n\nTable 2: ours 0.8765 (`nb-0123456789ab`)\n\n![Figure 4](figure.svg)"
+                                   "\n\nAfter the figure.\n")
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     open_page(at, "report")
     assert not at.exception
     text = " ".join(m.value for m in at.markdown)
     assert "ours 0.8765" in text and "After the figure." in text
     assert len(at.get("image")) == 1
+    # The caption says where the report's runs are, and shows no server folder.
+    caption = at.caption[0].value
+    assert "0 of the 1 run it names are in this deployment's store" in caption and str(out) not in caption
 
 
 def test_overview_paints_without_tensorflow(tiny):

@@ -1,5 +1,7 @@
 """The seven transforms: determinism, each transform alone doing only what it should, expansion."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -267,3 +269,44 @@ def test_colour_jitter_is_an_optional_eighth_transform():
         return np.median(middle[..., 0] / middle[..., 1], axis=(1, 2))
 
     assert np.ptp(red_over_green(out) / red_over_green(images)) > 0.05
+
+
+def test_stain_jitter_and_blur_are_optional_and_leave_the_other_draws_alone():
+    import cv2
+
+    from leukdash.cli import build_parser
+    from leukdash.cli.run_options import config_from_args
+    from leukdash.config import RunConfig
+    from leukdash.data.preprocess import hematoxylin_density, scale_stains
+
+    # Off: no run id changes.
+    assert not {"stain_jitter", "blur"} & set(RunConfig().canonical()["augment"])
+    robust = RunConfig(augment=AugmentConfig(stain_jitter=0.2, blur=1.0))
+    assert robust.canonical()["augment"]["stain_jitter"] == 0.2 and robust.canonical()["augment"]["blur"] == 1.0
+    for bad in (dict(stain_jitter=0.8), dict(blur=5.0)):
+        with pytest.raises(ConfigError, match="augment."):
+            AugmentConfig(**bad).validate()
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(60, 230, (32, 32, 3), dtype=np.uint8)
+    # Stain jitter alone: the factors are the draws after the paper's eight, recomputed here.
+    out = augment_image(image, only(stain_jitter=0.3), np.random.default_rng(11))
+    factors = 1 + 0.3 * (2 * np.random.default_rng(11).random((1, 11))[0, 8:11] - 1)
+    assert np.array_equal(out, scale_stains(image, factors))
+    # A stronger haematoxylin is a darker, denser stain; factors of 1 change (almost) nothing.
+    assert hematoxylin_density(scale_stains(image, [1.5, 1, 1])).mean() > 1.4 * hematoxylin_density(image).mean()
+    assert np.abs(scale_stains(image, [1, 1, 1]).astype(int) - image).max() <= 2
+    # Blur alone: sigma uniform in [0, blur].
+    blurred = augment_image(image, only(blur=2.0), np.random.default_rng(11))
+    sigma = 2.0 * np.random.default_rng(11).random((1, 9))[0, 8]
+    assert np.array_equal(blurred, cv2.GaussianBlur(image, (0, 0), float(sigma)))
+    # Switched on, they leave the geometry the paper's transforms draw unchanged.
+    paper = AugmentConfig(fill_mode="constant")
+    with_both = augment_image(image, replace(paper, stain_jitter=0.3, blur=0.05), np.random.default_rng(2))
+    without = augment_image(image, paper, np.random.default_rng(2))
+    assert (without == 0).all(-1).any() and np.array_equal((with_both == 0).all(-1), (without == 0).all(-1))
+    assert not np.array_equal(with_both, without)
+
+    args = build_parser().parse_args(["run", "x", "--stain-jitter", "0.2", "--blur", "1", "--no-augment"])
+    config = config_from_args(args)
+    assert config.augment.enabled() == ("stain_jitter", "blur")

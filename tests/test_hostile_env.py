@@ -85,9 +85,10 @@ def _grouped_dataset(folder: Path, write_table) -> Path:
     return dataset
 
 
-def _csv(rows, *, file_format=lambda name: name, bom: bytes = b"", newline: str = "\n") -> callable:
+def _csv(rows, *, file_format=lambda name, root: name, bom: bytes = b"", newline: str = "\n",
+         delimiter: str = ",") -> callable:
     def write(path: Path, rows=rows) -> None:
-        lines = ["file,group"] + [f"{file_format(f)},{g}" for f, g in rows]
+        lines = [f"file{delimiter}group"] + [f"{file_format(f, path.parent)}{delimiter}{g}" for f, g in rows]
         path.write_bytes(bom + newline.join(lines).encode() + newline.encode())
     return write
 
@@ -106,11 +107,16 @@ def _groups_written_as(**style):
 
 
 case("groups.csv with backslashes (ALL\\x.png)", "rows applied as with '/'")(
-    _groups_written_as(file_format=lambda name: name.replace("/", "\\")))
+    _groups_written_as(file_format=lambda name, root: name.replace("/", "\\")))
 case("groups.csv with ./ALL/x.png", "rows applied as without './'")(
-    _groups_written_as(file_format=lambda name: "./" + name))
+    _groups_written_as(file_format=lambda name, root: "./" + name))
 case("groups.csv from Excel (UTF-8 BOM, CRLF)", "read; rows applied")(
     _groups_written_as(bom=b"\xef\xbb\xbf", newline="\r\n"))
+case("groups.csv from Excel in a ';' locale", "read; rows applied")(
+    _groups_written_as(bom=b"\xef\xbb\xbf", newline="\r\n", delimiter=";"))
+case("groups.csv with tabs between the columns", "read; rows applied")(_groups_written_as(delimiter="\t"))
+case("groups.csv with absolute paths inside the dataset", "rows applied as relative ones")(
+    _groups_written_as(file_format=lambda name, root: str(root / name)))
 
 
 def _groups_refused(content: bytes, *fragments: str):
@@ -131,6 +137,30 @@ case("groups.csv not UTF-8", "exit 2, one line naming the file and line")(
     _groups_refused(b"file,group\nALL/all0.png,a\nALL/all1.png,caf\xe9\n", "line 3", "not UTF-8"))
 case("groups.csv without its columns", "exit 2, one line naming the columns")(
     _groups_refused(b"name;patient\nALL/all0.png;a\n", "'file' and 'group'"))
+case("groups.csv in UTF-16 (Excel's 'Unicode text')", "exit 2, one line: not UTF-8")(
+    _groups_refused("file\tgroup\nALL/all0.png\ta\n".encode("utf-16"), "line 1", "not UTF-8"))
+
+
+@case("groups.csv is a FIFO", "exit 2, one line; never opened (no hang)")
+def _groups_fifo(folder: Path) -> str:
+    dataset = _dataset(folder)
+    os.mkfifo(dataset / "groups.csv")
+    code, out, err = _cli(*_run_args(dataset))
+    assert code == 2 and out == ""
+    return _one_error_line(err, "groups.csv", "FIFO").replace(str(dataset), "DS")
+
+
+@case("groups.csv: one file given two groups; a group with a newline",
+      "noted (the last row counts); the group stored escaped")
+def _groups_conflict(folder: Path) -> str:
+    dataset = _dataset(folder)
+    (dataset / "groups.csv").write_text('file,group\nALL/all0.png,a\nALL/all0.png,b\nALL/all1.png,"p\nq"\n')
+    opened = Dataset.from_folder(dataset)
+    groups = {item.path.name: item.group for item in opened.items}
+    assert groups["all0.png"] == "b" and groups["all1.png"] == "p\\nq"
+    [conflict] = [note for note in opened.notes if "second, different group" in note]
+    assert "'ALL/all0.png', lines 2 and 3" in conflict
+    return conflict
 
 
 @case("groups.csv: a row names no image, an image has no row", "both reported by run, audit and the dataset's notes")
@@ -264,7 +294,8 @@ def _disk_full_tmpfs(folder: Path) -> str:
     return line.replace(str(folder), "TMP")
 
 
-@case("read-only store (read-only mount)", "runs listed, predict works (caches skipped); a new run: exit 2, one line")
+@case("read-only store (read-only mount)", "runs listed, predict works (caches skipped); a new run: exit 2, one "
+      "line; sweeps, datasets and audit work")
 def _read_only_store(folder: Path) -> str:
     dataset = _dataset(folder)
     code, out, err = _cli(*_run_args(dataset, "--json"))
@@ -277,11 +308,13 @@ def _read_only_store(folder: Path) -> str:
         'set +e; "$PYTHON" -m leukdash runs --json >out/runs 2>out/runs.err; echo $? >>out/codes\n'
         '"$PYTHON" -m leukdash predict "$RUN" "$DS/ALL/all0.png" --json >out/predict 2>out/predict.err; echo $? >>out/codes\n'
         '"$PYTHON" -m leukdash run "$DS" --model knn --image-size 16 --no-augment --folds 3 --n-jobs 1 --quiet'
-        ' >out/run 2>out/run.err; echo $? >>out/codes\n',
+        ' >out/run 2>out/run.err; echo $? >>out/codes\n'
+        'for command in sweeps datasets; do "$PYTHON" -m leukdash $command --json >/dev/null; echo $? >>out/codes; done\n'
+        '"$PYTHON" -m leukdash audit "$DS" --json >/dev/null; echo $? >>out/codes\n',
         folder, LEUKDASH_ARTIFACTS=str(folder / "artifacts"), DS=str(dataset), RUN=run_id)
     assert done.returncode == 0, done.stderr
     read = {name: (folder / "out" / name).read_text() for name in ("runs", "predict", "run.err", "codes")}
-    assert read["codes"].split() == ["0", "0", "2"], read
+    assert read["codes"].split() == ["0", "0", "2", "0", "0", "0"], read
     [listed] = json.loads(read["runs"])["runs"]
     assert listed["run_id"] == run_id and listed["status"] == "complete"
     [prediction] = json.loads(read["predict"])["predictions"]
@@ -315,6 +348,13 @@ elif kind == "array cache":
     load_arrays(Dataset.from_folder(dataset), 64)
 elif kind == "feature cache":
     featurize_cached(np.random.default_rng(0).integers(0, 255, (20, 32, 32, 3), dtype=np.uint8), "features")
+elif kind == "final model":  # saved by the trainer itself, straight into the store
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.pipeline import make_pipeline
+    from leukdash.config import RunConfig
+    from leukdash.engine.training import _save_model
+    model = make_pipeline(GaussianNB()).fit(np.random.default_rng(0).random((500, 40)), np.arange(500) % 2)
+    _save_model(RunConfig(model="nb"), model, RunStore().run_dir("nb-1") / "models" / "final.joblib")
 """
 
 
@@ -334,7 +374,7 @@ def _killed_writers(folder: Path) -> str:
     live.parent.mkdir(parents=True)
     live.write_text("{}")
     removed = []
-    for kind in ("fold record", "model file", "array cache", "feature cache"):
+    for kind in ("fold record", "model file", "array cache", "feature cache", "final model"):
         writer = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, kind, str(dataset)], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert writer.stdout.readline() == "writing\n", writer.stderr.read()
@@ -348,6 +388,35 @@ def _killed_writers(folder: Path) -> str:
         assert code == 0 and not orphan.exists() and live.exists(), kind
         removed.append(f"{kind} ({size:,} bytes)")
     return f"removed by the next `leukdash runs`: {', '.join(removed)}; a live writer's file kept"
+
+
+@case("kill -9 while an upload is unpacked", "its staging folder removed by the next upload")
+def _killed_unpack(folder: Path) -> str:
+    import signal
+    import subprocess
+    import sys
+
+    from leukdash.service.uploads import extract_zip, uploads_root
+    from test_hostile import REPO
+    from test_uploads import dataset_zip
+
+    script = ("import os, sys, time\nfrom leukdash.service.uploads import extract_zip\n"
+              "from test_uploads import dataset_zip\n"
+              "os.replace = lambda *a, **k: (print('writing', flush=True), time.sleep(600))\n"
+              "extract_zip(dataset_zip(0), name='a', session='s1')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    writer = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    assert writer.stdout.readline() == "writing\n", writer.stderr.read()
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    [staging] = uploads_root().glob("s1/.partial-*")
+    size = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
+    assert size > 0
+    extract_zip(dataset_zip(1), name="b", session="s2")
+    assert not staging.exists()
+    return f"the killed unpack's staging folder ({size:,} bytes) removed by the next upload"
 
 
 # --------------------------------------------------------------------------- §5 uploads, names, paths
@@ -393,6 +462,16 @@ def _control_characters(folder: Path) -> str:
     assert code == 0 and len([line for line in out.splitlines() if not line.startswith(" ")]) == 1
     assert "\x1b" not in out and "\\n" in out
     return "audit, run and predict print it as 'x.png\\nHEALTHY fake.png: \\x1b[32mOK.png'"
+
+
+@case("newline in the dataset folder's name", "the run's output names it escaped, on one line")
+def _dataset_name_newline(folder: Path) -> str:
+    dataset = _dataset(folder).rename(folder / "cells\nrun nb-000 (cached)")
+    code, out, err = _cli(*_run_args(dataset)[:-1])  # without --quiet: the text output
+    assert code == 0, err
+    head = out.splitlines()[0]
+    assert "on cells\\nrun nb-000 (cached)," in head and not out.splitlines()[1].startswith("run ")
+    return head.split(" on ")[1]
 
 
 @case("comma in the dataset folder's path", "one dataset: run exit 0")

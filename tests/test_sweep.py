@@ -90,6 +90,7 @@ def test_cli_sweep_and_sweeps(tiny_dataset, isolated_artifacts):
     assert payload["axes"] == {"model": ["nb", "dt"], "seed": [0, 1]}
     listed = json.loads(cli("sweeps", "--json").stdout)["sweeps"]
     assert [(s["sweep_id"], s["name"], s["done_folds"]) for s in listed] == [(payload["sweep_id"], "seeds", 8)]
+    assert "4/4 runs  8/8 folds  model × seed · seeds" in cli("sweeps").stdout  # named by what it varies
     again = json.loads(cli("sweep", "--resume", payload["sweep_id"], "--json", "--quiet").stdout)
     assert [r["cached"] for r in again["runs"]] == [True] * 4 and again["sweep_id"] == payload["sweep_id"]
     bad = cli("sweep", str(tiny_dataset), "--epochs", "10,x")

@@ -22,6 +22,7 @@ from PIL import Image
 from leukdash.service import uploads
 from leukdash.data.dataset import Dataset
 from leukdash.errors import DatasetError
+from leukdash.paths import hide_roots
 from leukdash.engine.store import RunStore
 from leukdash.service.uploads import MB, UploadLimits, extract_zip, uploads_root
 
@@ -195,6 +196,10 @@ def test_same_zip_is_reused_in_a_session_and_separate_between_sessions():
     assert extract_zip(data, name="mine", session="s1", limits=SMALL) == first
     other = extract_zip(data, name="mine", session="s2", limits=SMALL)
     assert other != first and other.is_relative_to(uploads_root() / "s2")
+    # What a page shows of an upload's folder: neither the server's folders nor the session token.
+    token = "0123456789abcdef01234567"
+    shown = hide_roots(f"Cannot open {extract_zip(data, name='mine', session=token, limits=SMALL) / 'ALL'}")
+    assert shown.startswith("Cannot open mine-") and shown.endswith("/ALL") and token not in shown
     with pytest.raises(DatasetError, match="^invalid upload name or session token$"):
         extract_zip(data, name="mine", session="../s1", limits=SMALL)
 

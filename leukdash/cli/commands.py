@@ -87,6 +87,7 @@ def sweep(args) -> int:
 
 def sweeps(args) -> int:
     from leukdash.engine.sweep import list_sweeps
+    from leukdash.reporting.plots.sweeps import varied_settings
 
     found = list_sweeps()
     if args.rank_by:
@@ -100,7 +101,7 @@ def sweeps(args) -> int:
     for entry in found:
         complete = sum(run["status"] == "complete" for run in entry["runs"])
         print(f"{entry['sweep_id']:<18} {entry['state']:<8} {complete}/{len(entry['runs'])} runs  "
-              f"{entry['done_folds']}/{entry['total_folds']} folds  {entry['name']}")
+              f"{entry['done_folds']}/{entry['total_folds']} folds  {varied_settings(entry)} · {entry['name']}")
         for rank, row in enumerate(entry.get("ranked", []), 1):
             transfer = row["transfer"]
             shown = (f"{transfer['source']} {transfer['balanced_accuracy']:.4f} ({', '.join(map(str, transfer['datasets']))})"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from leukdash.config import AugmentConfig, RunConfig
@@ -42,7 +43,10 @@ def add_run_options(parser: argparse.ArgumentParser, lists: bool = False) -> Non
             parser.add_argument(flag, type=_comma_list(kind), help=f"{text + ': ' if text else ''}comma list")
         else:
             parser.add_argument(flag, type=kind, default=getattr(defaults, name), help=text)
-    parser.add_argument("--no-augment", action="store_true", help="switch every transform off")
+    parser.add_argument("--no-augment", action="store_true", help="switch the paper's seven transforms off")
+    for name in AugmentConfig.OPTIONAL:  # one value each, also in a sweep
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=0.0,
+                            help="robustness augmentation, not in the paper (see the Augmentation page); 0 = off")
     parser.add_argument("--classes", help="comma-separated class subset, e.g. ALL,HEALTHY")
 
 
@@ -69,7 +73,8 @@ def _base_config(args, **values) -> RunConfig:
     return RunConfig(
         dataset=option or args.dataset or "synthetic",
         classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
-        augment=AugmentConfig.off() if args.no_augment else AugmentConfig(), **values)
+        augment=replace(AugmentConfig.off() if args.no_augment else AugmentConfig(),
+                        **{name: getattr(args, name) for name in AugmentConfig.OPTIONAL}), **values)
 
 
 # A run config is a few hundred bytes; anything far bigger is not one.

@@ -52,7 +52,7 @@ class Dataset:
         scan = scan_folder(root)
         source = root / "SOURCE.md"
         synthetic = source.is_file() and SYNTHETIC_LABEL in source.read_text(errors="replace")
-        return cls(name or root.name, root, scan.classes, scan.items,
+        return cls(printable(name or root.name), root, scan.classes, scan.items,
                    "synthetic" if synthetic else scan.kind, synthetic, scan.ignored, scan.notes)
 
     @property

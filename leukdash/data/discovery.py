@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from leukdash.atomic import explain
 from leukdash.config import dataset_parts
 from leukdash.data.combined import CombinedDataset
 from leukdash.data.dataset import Dataset
 from leukdash.data.sources import is_dataset_folder
-from leukdash.errors import DatasetError
-from leukdash.paths import data_roots
+from leukdash.errors import DatasetError, LeukdashError
+from leukdash.paths import data_roots, printable
 
 BUILTIN = "synthetic"
 
@@ -41,8 +42,11 @@ def list_datasets() -> list[dict]:
     for name, folder in discover_datasets().items():
         try:
             listed.append(open_dataset(name).describe())
-        except DatasetError as error:
-            listed.append({"name": name, "path": str(folder), "unusable": str(error)})
+        except (LeukdashError, OSError) as error:  # OSError: the built-in set cannot be drawn (read-only store)
+            reason = explain(error) if isinstance(error, OSError) else error
+            if reason is None:
+                raise
+            listed.append({"name": printable(name), "path": printable(str(folder)), "unusable": str(reason)})
     return listed
 
 

@@ -96,6 +96,18 @@ def hematoxylin_density(image: np.ndarray) -> np.ndarray:
     return np.clip(density.reshape(-1, 3) @ _UNMIX[:, 0], 0, None).reshape(image.shape[:2]).astype(np.float32)
 
 
+def scale_stains(image: np.ndarray, factors) -> np.ndarray:
+    """The RGB image with each stain's optical density (haematoxylin, eosin, DAB; colour
+    deconvolution) multiplied by its factor: the same cell as stained more or less strongly."""
+    density = -np.log(np.clip(image.astype(np.float32), 1, 255) / 255.0).reshape(-1, 3)
+    # Not clipped at 0: a colour outside the three stains keeps its (negative) part, so factors of
+    # 1 give the image back.
+    stains = (density @ _UNMIX) * np.asarray(factors, dtype=np.float32)
+    rgb = np.clip(255.0 * np.exp(-(stains @ _STAINS)) + 0.5, 0, 255).astype(np.uint8).reshape(image.shape)
+    rgb[(image == 0).all(axis=-1)] = 0  # black is no light, not a dense stain: a segmented cell's background stays
+    return rgb
+
+
 def segment_cell(image: np.ndarray) -> Cell:
     """The white cell nearest the centre of an RGB image (see the module docstring)."""
     height, width = image.shape[:2]

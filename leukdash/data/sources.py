@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leukdash.data.decode import IMAGE_EXTENSIONS
-from leukdash.errors import DatasetError
-from leukdash.data.files import stat_problem
+from leukdash.errors import DatasetError, FileRefused
+from leukdash.data.files import read_regular_file, stat_problem
 from leukdash.paths import has_control, printable
 
 # The paper's class order; other class names follow alphabetically.
@@ -201,10 +201,15 @@ def _default_group(root: Path, class_dir: Path, path: Path) -> str:
 
 def _apply_groups_csv(root: Path, scan: Scan) -> Scan:
     table = root / "groups.csv"
-    if not table.is_file():
+    if not os.path.lexists(table):
         return scan
-    rows = read_groups_csv(table)
-    groups = {file: group for file, group, _ in rows}
+    rows = read_groups_csv(table, root)
+    groups, lines = {}, {}
+    conflicts = []
+    for file, group, line in rows:
+        if groups.get(file, group) != group:
+            conflicts.append((file, lines[file], line))
+        groups[file], lines[file] = group, line
     named = {item.path.relative_to(root).as_posix() for item in scan.items}
     known = named | {s.path.relative_to(root).as_posix() for s in scan.ignored if s.path.is_relative_to(root)}
     items = tuple(ImageItem(item.path, item.label, groups.get(item.path.relative_to(root).as_posix(), item.group))
@@ -214,6 +219,10 @@ def _apply_groups_csv(root: Path, scan: Scan) -> Scan:
     if unmatched:
         notes.append(f"groups.csv: {len(unmatched)} row(s) name no image of the dataset "
                      f"(first: line {unmatched[0][1]}, {printable(unmatched[0][0])!r})")
+    if conflicts:
+        file, first, last = conflicts[0]
+        notes.append(f"groups.csv gives {len(conflicts)} file(s) a second, different group (first: "
+                     f"{printable(file)!r}, lines {first} and {last}): the last row counts")
     ungrouped = sorted(named - set(groups))
     if ungrouped:
         notes.append(f"groups.csv names no group for {len(ungrouped)} image(s) (first: {printable(ungrouped[0])!r}): "
@@ -221,35 +230,56 @@ def _apply_groups_csv(root: Path, scan: Scan) -> Scan:
     return Scan(scan.kind, scan.classes, items, scan.ignored, scan.notes + tuple(notes))
 
 
-def read_groups_csv(table: Path) -> list[tuple[str, str, int]]:
-    """The rows of a ``groups.csv`` as ``(file, group, line)``, the file relative to the dataset
-    folder with ``/`` separators; a UTF-8 byte-order mark and CRLF line ends are read.
+MAX_GROUPS_CSV_BYTES = 64 * 2**20
 
-    Raises :class:`DatasetError` naming the file and the line for content that is not UTF-8
-    text, a missing column, or a row without a file or a group.
+
+def read_groups_csv(table: Path, root: Path) -> list[tuple[str, str, int]]:
+    """The rows of a ``groups.csv`` as ``(file, group, line)``, the file relative to the dataset
+    folder ``root`` with ``/`` separators (``\\``, ``./`` and absolute paths inside ``root`` are
+    read); what Excel writes is read too: a UTF-8 byte-order mark, CRLF line ends, ``;`` or tabs
+    between the columns. Groups are stored printable (a control character would forge output).
+
+    Raises :class:`DatasetError` naming the file (and the line) for a file that is not a regular
+    file or too large, content that is not UTF-8 text or not CSV, a missing column, or a row
+    without a file or a group.
     """
     shown = printable(str(table))
-    data = table.read_bytes()
+    try:
+        data = read_regular_file(table, MAX_GROUPS_CSV_BYTES)
+    except FileRefused as refused:
+        raise DatasetError(f"{shown}: {refused}") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data[:error.start].count(b"\n") + 1
         raise DatasetError(f"{shown} line {line}: not UTF-8 text (save it as CSV UTF-8)") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [name.strip().lower() for name in next(reader, [])]
-    if "file" not in header or "group" not in header:
-        raise DatasetError(f"{shown} needs the columns 'file' and 'group' on its first line")
-    file_at, group_at = header.index("file"), header.index("group")
+    first_line = text.split("\n", 1)[0]
+    reader = csv.reader(io.StringIO(text, newline=""),
+                        delimiter=next((d for d in (",", ";", "\t") if d in first_line), ","))
     rows = []
-    for row in reader:
-        if not any(cell.strip() for cell in row):
-            continue
-        line = reader.line_num
-        if len(row) <= max(file_at, group_at) or not row[file_at].strip() or not row[group_at].strip():
-            raise DatasetError(f"{shown} line {line}: expected a file and a group, found {printable(','.join(row))!r}")
-        file = posixpath.normpath(row[file_at].strip().replace("\\", "/"))
-        rows.append((file, row[group_at].strip(), line))
+    try:
+        header = [name.strip().lower() for name in next(reader, [])]
+        if "file" not in header or "group" not in header:
+            raise DatasetError(f"{shown} needs the columns 'file' and 'group' on its first line")
+        file_at, group_at = header.index("file"), header.index("group")
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) <= max(file_at, group_at) or not row[file_at].strip() or not row[group_at].strip():
+                raise DatasetError(f"{shown} line {reader.line_num}: expected a file and a group, "
+                                   f"found {printable(','.join(row))!r}")
+            rows.append((_row_file(row[file_at], root), printable(row[group_at].strip()), reader.line_num))
+    except csv.Error as error:
+        raise DatasetError(f"{shown} line {reader.line_num}: not CSV ({error})") from None
     return rows
+
+
+def _row_file(name: str, root: Path) -> str:
+    """A ``groups.csv`` file name as the dataset's files are named: relative, ``/``, normalised."""
+    name = name.strip().replace("\\", "/")
+    if posixpath.isabs(name) and Path(name).is_relative_to(root):
+        name = Path(name).relative_to(root).as_posix()
+    return posixpath.normpath(name)
 
 
 def _is_image_name(path: Path) -> bool:

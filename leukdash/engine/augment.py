@@ -34,6 +34,11 @@ Not in the paper, off by default: colour jitter ``j`` multiplies each image's br
 its red and blue channels (against green) by factors uniform in [1-j, 1+j] and raises it to a
 gamma in the same range, after the warp: black stays black, so segmented cells keep their
 background. It draws four more numbers per image, only when on.
+
+Also not in the paper, off by default, for robustness to another lab: stain jitter ``s``
+scales each stain's optical density (haematoxylin, eosin, DAB, by colour deconvolution) by a
+factor uniform in [1-s, 1+s] (three more numbers), and blur ``b`` applies a Gaussian blur of
+sigma uniform in [0, b] pixels (one more number), in that order after the colour jitter.
 """
 
 from __future__ import annotations
@@ -42,11 +47,15 @@ import cv2
 import numpy as np
 
 from leukdash.config import AugmentConfig
+from leukdash.data.preprocess import scale_stains
 from leukdash.errors import ConfigError
 
 _BORDERS = {"nearest": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT, "constant": cv2.BORDER_CONSTANT}
 _DRAWS_PER_IMAGE = 8  # rotation, shift x, shift y, shear, zoom x, zoom y, flip x, flip y
 _JITTER_DRAWS = 4     # brightness, red gain, blue gain, gamma
+_STAIN_DRAWS = 3      # haematoxylin, eosin, DAB
+# Below this sigma (pixels) a blur changes nothing visible: skipped.
+MIN_BLUR_SIGMA = 0.1
 
 
 def random_transform(rng, cfg: AugmentConfig, height: int, width: int) -> np.ndarray:
@@ -124,13 +133,17 @@ def _augment(images, index, cfg, rng, out=None) -> np.ndarray:
     if not cfg.enabled():
         out[:] = images[index]
         return out
-    matrices, jitter = _random_parameters(rng, cfg, len(index), height, width)
+    matrices, jitter, stains, blur = _random_parameters(rng, cfg, len(index), height, width)
     border = _BORDERS[cfg.fill_mode]
     for i, (source, matrix) in enumerate(zip(index, matrices)):
         cv2.warpAffine(images[source], matrix, (width, height), dst=out[i],
                        flags=cv2.INTER_LINEAR, borderMode=border, borderValue=(0, 0, 0))
         if jitter is not None:
             out[i] = _jitter_colour(out[i], *jitter[i])
+        if stains is not None:
+            out[i] = scale_stains(out[i], stains[i])
+        if blur is not None and blur[i] >= MIN_BLUR_SIGMA:
+            out[i] = cv2.GaussianBlur(out[i], (0, 0), float(blur[i]))
     return out
 
 
@@ -148,13 +161,20 @@ def _random_matrices(rng, cfg: AugmentConfig, n: int, height: int, width: int) -
 
 
 def _random_parameters(rng, cfg: AugmentConfig, n: int, height: int, width: int):
-    """The (n, 2, 3) forward matrices, and the (n, 4) colour jitter factors (None when off).
+    """The (n, 2, 3) forward matrices, the (n, 4) colour jitter factors, the (n, 3) stain
+    factors and the (n,) blur sigmas (each None when off).
 
-    One draw of (n, 8 or 12) numbers, so that a batch gets the same numbers as its images
+    One draw of (n, 8 to 16) numbers, so that a batch gets the same numbers as its images
     drawn one at a time from the same generator.
     """
-    u = rng.random((n, _DRAWS_PER_IMAGE + (_JITTER_DRAWS if cfg.colour_jitter else 0)))
-    jitter = 1.0 + cfg.colour_jitter * (2.0 * u[:, _DRAWS_PER_IMAGE:] - 1.0) if cfg.colour_jitter else None
+    widths = [_DRAWS_PER_IMAGE, _JITTER_DRAWS if cfg.colour_jitter else 0, _STAIN_DRAWS if cfg.stain_jitter else 0,
+              1 if cfg.blur else 0]
+    u = rng.random((n, sum(widths)))
+    # Each optional transform draws its own columns, only when on: the others' draws stay put.
+    start = np.cumsum([0] + widths)
+    jitter = 1.0 + cfg.colour_jitter * (2.0 * u[:, start[1]:start[2]] - 1.0) if cfg.colour_jitter else None
+    stains = 1.0 + cfg.stain_jitter * (2.0 * u[:, start[2]:start[3]] - 1.0) if cfg.stain_jitter else None
+    blur = cfg.blur * u[:, start[3]] if cfg.blur else None
     signed = 2.0 * u[:, :6] - 1.0  # uniform in [-1, 1)
     return _compose(
         theta=cfg.rotation * signed[:, 0],
@@ -167,7 +187,7 @@ def _random_parameters(rng, cfg: AugmentConfig, n: int, height: int, width: int)
         flip_y=cfg.vertical_flip & (u[:, 7] < 0.5),
         height=height,
         width=width,
-    ), jitter
+    ), jitter, stains, blur
 
 
 def _compose(*, theta, shift_x, shift_y, shear, zoom_x, zoom_y, flip_x, flip_y, height, width) -> np.ndarray:

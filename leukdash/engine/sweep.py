@@ -191,6 +191,8 @@ def _locked(path: Path) -> bool:
             return False
     except Timeout:
         return True
+    except OSError:  # a read-only store: no lock can be taken, so none is held
+        return False
 
 
 def _run_status(run_id: str, config: dict, store: RunStore) -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leukdash.atomic import write_atomic
 from leukdash.config import RunConfig
 from leukdash.errors import ConfigError
 from leukdash.data.arrays import load_arrays, write_cache
@@ -286,15 +287,15 @@ def featurize_cached(images: np.ndarray, feature_set: str) -> np.ndarray:
 
 
 def _save_model(config: RunConfig, model, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.stem + ".partial." + model_suffix(config))
-    if config.is_cnn:
-        from leukdash.models import cnn
+    """Save a model whole or not at all (a final model is saved straight into the store)."""
+    def save(tmp: Path) -> None:
+        if config.is_cnn:
+            from leukdash.models import cnn
 
-        cnn.save_model(model, partial)
-    else:
-        from leukdash.models import classic
+            cnn.save_model(model, tmp)
+        else:
+            from leukdash.models import classic
 
-        classic.save(model, partial)
-    partial.replace(path)
+            classic.save(model, tmp)
+    write_atomic(path, save)
 

@@ -37,6 +37,7 @@ CHUNK = MB
 # compress far beyond any image, and cannot fill a disk.
 RATIO_FLOOR = MB
 TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+STAGING_PREFIX = ".partial-"
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,10 @@ def _unpack(data: bytes, target: Path, limits: UploadLimits) -> None:
     except (zipfile.BadZipFile, ValueError):
         raise DatasetError("the uploaded file is not a zip archive") from None
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
+    # Only the holder of the uploads lock unpacks: any staging folder found now is a killed unpack's.
+    for orphan in uploads_root().glob(f"*/{STAGING_PREFIX}*"):
+        shutil.rmtree(orphan, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target.parent))
     try:
         with archive:
             members = _checked_members(archive, limits)

@@ -30,12 +30,17 @@ def finished_axes(sweep: dict) -> list[str]:
     return sweep_axes([run["config"] for run in sweep["runs"] if run["status"] == "complete"])
 
 
+def varied_settings(sweep: dict) -> str:
+    """What a sweep (a :func:`sweep_status` entry) varies: 'model × seed'."""
+    axes = sweep_axes([run["config"] for run in sweep["runs"]])
+    return " × ".join(axis.replace("_", " ") for axis in axes) or "one setting each"
+
+
 def sweep_title(sweep: dict) -> str:
     """A sweep named by the settings it varies: 'model × seed · tiny · 3 of 4 runs finished'."""
-    axes = sweep_axes([run["config"] for run in sweep["runs"]])
     done = sum(run["status"] == "complete" for run in sweep["runs"])
-    varied = " × ".join(axis.replace("_", " ") for axis in axes) or "one setting each"
-    return f"{varied} · {sweep['name']} · {done} of {len(sweep['runs'])} run{'s' * (len(sweep['runs']) != 1)} finished"
+    total = len(sweep["runs"])
+    return f"{varied_settings(sweep)} · {sweep['name']} · {done} of {total} run{'s' * (total != 1)} finished"
 
 
 def sweep_frame(results: list[dict], axes: list[str], metric: str = "val_acc") -> pd.DataFrame:
