@@ -229,6 +229,9 @@ def test_a_running_job_shows_progress_and_can_be_cancelled(tiny):
     job_id = sweep_jobs.list_sweep_jobs()[0]
     assert "Running" in [s.value for s in at.subheader]
     assert at.get("progress"), "a progress bar for the running job"
+    # The header says what runs and what is left, not "0 runs to compute".
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Running now"] == "1 run" and "To compute" not in metrics and "Time left" in metrics
     at.button(key=f"cancel_{job_id}").click().run(timeout=TIMEOUT)
     assert not at.exception
     assert sweep_jobs.sweep_job_status(job_id)["runs"] == {run_id: "cancelled"}

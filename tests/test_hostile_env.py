@@ -474,6 +474,18 @@ def _dataset_name_newline(folder: Path) -> str:
     return head.split(" on ")[1]
 
 
+@case("newline in a sweep's --name", "sweep and sweeps print it escaped, on one line")
+def _sweep_name_newline(folder: Path) -> str:
+    dataset = _dataset(folder)
+    code, out, err = _cli("sweep", str(dataset), "--model", "nb", "--image-size", "16", "--no-augment",
+                          "--folds", "3", "--n-jobs", "1", "--quiet", "--name", "mine\nsweep-0 done 9/9 runs")
+    assert code == 0, err
+    code, listed, err = _cli("sweeps")
+    assert code == 0 and len(listed.splitlines()) == 1 and "mine\\nsweep-0" in listed, listed
+    assert "mine\\nsweep-0" in out.splitlines()[0]
+    return listed.split(" · ")[-1].strip()
+
+
 @case("comma in the dataset folder's path", "one dataset: run exit 0")
 def _comma_in_path(folder: Path) -> str:
     dataset = _dataset(folder / "my,data")
