@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from leukdash.engine.calibrate import machine
 
 SHIPPED = Path(__file__).resolve().parent.parent / "artifacts" / "runs"
 
@@ -37,16 +38,6 @@ print(json.dumps({"first": first_seconds, "warm": time.perf_counter() - start,
 """
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="", help="comma list of run id prefixes (default: every shipped run)")
@@ -54,7 +45,7 @@ def main() -> None:
     wanted = [p for p in args.runs.split(",") if p]
     runs = sorted(p.name for p in SHIPPED.iterdir() if (p / "summary.json").is_file()
                   and (not wanted or any(p.name.startswith(w) for w in wanted)))
-    print(f"CPU: {cpu_name()}")
+    print(f"CPU: {machine()}")
     for run_id in runs:
         with tempfile.TemporaryDirectory() as fresh:
             shutil.copytree(SHIPPED / run_id, Path(fresh) / "runs" / run_id)
