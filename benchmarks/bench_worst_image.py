@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 from leukdash.data.decode import MAX_ASPECT, MAX_PIXELS  # noqa: E402
 
 SQUARE = math.isqrt(MAX_PIXELS)                 # 7071 x 7071
-STRIP = (math.isqrt(MAX_PIXELS * MAX_ASPECT), math.isqrt(MAX_PIXELS // MAX_ASPECT))  # 20:1, 50 MP
+STRIP = (math.isqrt(MAX_PIXELS // MAX_ASPECT) * MAX_ASPECT, math.isqrt(MAX_PIXELS // MAX_ASPECT))  # 20:1, 50 MP
 
 # name, file name, (width, height), channels, dtype (what OpenCV writes)
 CANDIDATES = (
