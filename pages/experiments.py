@@ -8,7 +8,7 @@ import time
 
 import streamlit as st
 
-from leukdash.service import jobs
+from leukdash.service import jobs, sweep_jobs
 from leukdash.config import PREPROCESS_MODES, AugmentConfig, RunConfig
 from leukdash.errors import LeukdashError
 from leukdash.engine.calibrate import calibrated, measuring, start_measuring, uncalibrated
@@ -94,7 +94,7 @@ def launch(configs: list[RunConfig], name: str, axes: dict) -> None:
 
     limits = deployment()
     try:
-        job = jobs.start_sweep_job(create_sweep(configs, name=name, axes=axes), max_jobs=limits.max_jobs,
+        job = sweep_jobs.start_sweep_job(create_sweep(configs, name=name, axes=axes), max_jobs=limits.max_jobs,
                                    workers=limits.job_workers)
     except LeukdashError as error:
         st.session_state["_launch_error"] = hide_roots(f"Could not launch: {error}")
@@ -105,7 +105,7 @@ def launch(configs: list[RunConfig], name: str, axes: dict) -> None:
 
 def sweep_statuses(limit: int = 20) -> list[dict]:
     """The newest sweep jobs' statuses."""
-    return [jobs.sweep_job_status(job_id) for job_id in jobs.list_sweep_jobs()[:limit]]
+    return [sweep_jobs.sweep_job_status(job_id) for job_id in sweep_jobs.list_sweep_jobs()[:limit]]
 
 
 def run_states(run_ids: list[str], sweeps: list[dict]) -> dict[str, str]:
@@ -172,7 +172,7 @@ def live_progress(labels: dict[str, str]) -> None:
                     fold_bars(run_id, sweep["progress"][run_id], labels.get(run_id, "run"))
             if button.button("Cancel", key=f"cancel_{sweep['job_id']}", icon=":material/stop_circle:"):
                 with st.spinner("Stopping the job…"):
-                    jobs.cancel_sweep_job(sweep["job_id"])
+                    sweep_jobs.cancel_sweep_job(sweep["job_id"])
                 runs.clear()
                 st.rerun()
     if not running:

@@ -428,7 +428,7 @@ def _sweep_upload_kept(folder: Path) -> str:
     from leukdash.config import RunConfig
     from leukdash.engine.store import write_json_atomic
     from leukdash.engine.sweep import create_sweep, sweeps_root
-    from leukdash.service.jobs import CONFIG_FILE
+    from leukdash.service.job_queue import CONFIG_FILE
     from leukdash.service.uploads import UploadLimits, extract_zip
     from test_uploads import dataset_zip
 

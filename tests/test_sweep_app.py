@@ -142,13 +142,13 @@ def test_too_many_folds_is_one_error_and_nothing_else(two_datasets):
 
 
 def test_a_launch_that_fails_says_why_in_one_line(two_datasets, monkeypatch):
-    from leukdash.service import jobs
+    from leukdash.service import sweep_jobs
     from leukdash.errors import RunError
 
     def refuse(sweep, **options):
         raise RunError("the job queue is full")
 
-    monkeypatch.setattr(jobs, "start_sweep_job", refuse)
+    monkeypatch.setattr(sweep_jobs, "start_sweep_job", refuse)
     at = experiments({"dataset": "tiny", "exp_sizes": "16", "exp_folds": "2", "exp_models": "Naive Bayes",
                       "exp_transforms": "none (original images only)"})
     at.button(key="launch").click().run(timeout=TIMEOUT)
