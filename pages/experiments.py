@@ -347,7 +347,7 @@ if planned:
     cols[2].metric("Time left" if in_flight else "Estimated time", span,
                    help="A range: from the stored fold times of finished runs of the same model (their lowest "
                         "to highest rate), scaled by images, pixels and epochs, or, for a model with no finished "
-                        "run, from this machine's cost per fold measured on small runs (half to twice it); "
+                        "run, from this machine's cost per fold measured on small runs (a third to three times it); "
                         "folds share the machine's cores."
                         + (f" Most likely about {format_duration(timing['seconds'])}." if timing["estimated"] else "")
                         + (f" {count(timing['unknown'], 'run')} with neither yet." if timing["unknown"] else ""))

@@ -56,8 +56,8 @@ def test_the_range_spans_the_similar_runs_and_calibration_fills_in_a_kind_withou
     result = estimate([planned(CNN, 100, 1), planned(svm, 100, 1)], entries, workers=1, calibrated=figures)
     svm_fold = 2.0 + 1e-5 * fold_work(svm.to_dict(), 100)
     assert result["seconds"] == pytest.approx(20 + svm_fold)
-    assert result["low"] == pytest.approx(10 / 1.25 + svm_fold / 2)
-    assert result["high"] == pytest.approx(30 * 1.25 + svm_fold * 2)
+    assert result["low"] == pytest.approx(10 / 1.25 + svm_fold / 3)
+    assert result["high"] == pytest.approx(30 * 1.25 + svm_fold * 3)
     assert result["estimated"] == 2 and result["calibrated"] == 1 and result["unknown"] == 0
 
 

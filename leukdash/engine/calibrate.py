@@ -1,11 +1,12 @@
 """This machine's cost of a fold, per kind of model, measured once: what an estimate goes by
 when no similar run is stored yet.
 
-A kind is measured by two small real runs (2 folds each, on a small generated set, in a
-throwaway store): one with little work, one with more (more epochs for a CNN, larger images for
-a classic model). Their fold times give a fixed cost per fold (building the model, loading) and
-a cost per unit of :func:`leukdash.engine.estimate.fold_work`; extrapolating from such small
-runs is rough, so estimates from them carry a wide range. The figures are kept in
+A kind is measured by small real runs (2 folds each, on a small generated set at 64 px, the
+paper's augmentation on, in a throwaway store) that differ in their work: for a classic model
+two augmentation factors, which give a fixed cost per fold and a cost per unit of
+:func:`leukdash.engine.estimate.fold_work`; for a CNN also two epoch counts, which separate the
+cost every epoch pays whatever its images (its validation pass, its progress report).
+Extrapolating from such small runs is rough, so estimates from them carry a wide range. The figures are kept in
 ``artifacts/calibration.json`` for this machine (CPU and cores) and these package versions;
 ``python -m leukdash.engine.calibrate KIND...`` measures the kinds given (``cnn/paper``, ``svm/pixels``...).
 """
@@ -25,9 +26,9 @@ from leukdash.engine.store import read_json, write_json_atomic
 from leukdash.paths import artifacts_root
 
 # Images per class of the generated set, and its side in pixels.
-PER_CLASS, SIDE = 12, 32
-# The two workloads of each kind: (image size, epochs).
-CNN_POINTS, CLASSIC_POINTS = ((32, 1), (32, 4)), ((16, 1), (48, 1))
+PER_CLASS, SIDE = 48, 64
+# The workloads of each kind: (epochs, augmentation factor).
+CNN_POINTS, CLASSIC_POINTS = ((1, 2), (3, 2), (3, 4)), ((1, 2), (1, 6))
 
 
 def machine() -> str:
@@ -80,7 +81,7 @@ def measure(kinds: list[str]) -> dict[str, dict]:
 
 
 def _measure_each(kinds: list[str], scratch: Path, found: dict) -> None:
-    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.config import RunConfig
     from leukdash.data.synthetic import CLASSES, generate_synthetic
     from leukdash.engine.runner import run
 
@@ -88,15 +89,26 @@ def _measure_each(kinds: list[str], scratch: Path, found: dict) -> None:
     for name in kinds:
         model, variant = name.split("/")
         points = []
-        for size, epochs in CNN_POINTS if model == "cnn" else CLASSIC_POINTS:
+        for epochs, factor in CNN_POINTS if model == "cnn" else CLASSIC_POINTS:
             settings = {"architecture": variant} if model == "cnn" else {"feature_set": variant}
-            config = RunConfig(dataset=str(dataset), model=model, image_size=size, epochs=epochs, folds=2,
-                               augment=AugmentConfig.off(), augment_factor=1, **settings)
+            config = RunConfig(dataset=str(dataset), model=model, image_size=SIDE, epochs=epochs, folds=2,
+                               augment_factor=factor, **settings)
             seconds = run(config, n_jobs=1)["summary"]["seconds"]["mean"]
-            points.append((fold_work(config.to_dict(), len(CLASSES) * PER_CLASS), seconds))
-        (w1, s1), (w2, s2) = points
-        rate = max((s2 - s1) / (w2 - w1), s2 / w2 / 10, 1e-12)  # a busy machine can invert the two
-        found[name] = {"overhead": max(0.0, s2 - rate * w2), "rate": rate}
+            points.append((epochs, fold_work(config.to_dict(), len(CLASSES) * PER_CLASS), seconds))
+        found[name] = fit(points)
+
+
+def fit(points: list[tuple[int, float, float]]) -> dict:
+    """``overhead``, ``epoch_overhead`` and ``rate`` from (epochs, work, seconds) of small runs:
+    two with the same epochs and different work give the rate; a third with other epochs, the
+    cost per epoch. A busy machine can make a larger run look quicker: the rate stays positive."""
+    (e1, w1, s1), (e2, w2, s2) = points[-2:]
+    rate = max((s2 - s1) / (w2 - w1), 1e-12) if w2 != w1 else s2 / w2
+    per_epoch = 0.0
+    if len(points) == 3:
+        e0, w0, s0 = points[0]
+        per_epoch = max(0.0, ((s1 - s0) - rate * (w1 - w0)) / (e1 - e0))
+    return {"overhead": max(0.0, s2 - e2 * per_epoch - rate * w2), "epoch_overhead": per_epoch, "rate": rate}
 
 
 def uncalibrated(configs: list[dict]) -> list[str]:
