@@ -318,7 +318,7 @@ def external_results(root: str, run_id: str) -> list[dict]:
     return stored_evaluations(run_id)
 
 
-@st.cache_data(ttl=10, show_spinner=False)
+@st.cache_data(ttl=60, show_spinner=False)
 def transfer_figures(root: str, run_ids: tuple[str, ...]) -> dict:
     """Each run's transfer figure (leave-one-dataset-out or stored external tests), and the best
     run on real images by it (see leukdash.evaluation.transfer)."""

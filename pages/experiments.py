@@ -8,14 +8,15 @@ import time
 
 import streamlit as st
 
-from leukdash.service import jobs
+from leukdash.service import jobs, sweep_jobs
 from leukdash.config import PREPROCESS_MODES, AugmentConfig, RunConfig
 from leukdash.errors import LeukdashError
+from leukdash.engine.calibrate import calibrated, measuring, start_measuring, uncalibrated
 from leukdash.engine.estimate import estimate
 from leukdash.paths import hide_roots
 from leukdash.data.preprocess import describe_mode
 from leukdash.reporting.plots import ERROR_BARS, metric_bars, setting_text, summary_frame, sweep_axes
-from leukdash.engine.progress import format_duration
+from leukdash.engine.progress import count, format_duration
 from pages._shared import (VIEWER_NOTE, dataset_picker, deployment, kept, load_dataset_info, percent_columns, resolve,
                            results, root, routed, runs, synthetic_note)
 
@@ -93,7 +94,7 @@ def launch(configs: list[RunConfig], name: str, axes: dict) -> None:
 
     limits = deployment()
     try:
-        job = jobs.start_sweep_job(create_sweep(configs, name=name, axes=axes), max_jobs=limits.max_jobs,
+        job = sweep_jobs.start_sweep_job(create_sweep(configs, name=name, axes=axes), max_jobs=limits.max_jobs,
                                    workers=limits.job_workers)
     except LeukdashError as error:
         st.session_state["_launch_error"] = hide_roots(f"Could not launch: {error}")
@@ -104,7 +105,7 @@ def launch(configs: list[RunConfig], name: str, axes: dict) -> None:
 
 def sweep_statuses(limit: int = 20) -> list[dict]:
     """The newest sweep jobs' statuses."""
-    return [jobs.sweep_job_status(job_id) for job_id in jobs.list_sweep_jobs()[:limit]]
+    return [sweep_jobs.sweep_job_status(job_id) for job_id in sweep_jobs.list_sweep_jobs()[:limit]]
 
 
 def run_states(run_ids: list[str], sweeps: list[dict]) -> dict[str, str]:
@@ -171,7 +172,7 @@ def live_progress(labels: dict[str, str]) -> None:
                     fold_bars(run_id, sweep["progress"][run_id], labels.get(run_id, "run"))
             if button.button("Cancel", key=f"cancel_{sweep['job_id']}", icon=":material/stop_circle:"):
                 with st.spinner("Stopping the job…"):
-                    jobs.cancel_sweep_job(sweep["job_id"])
+                    sweep_jobs.cancel_sweep_job(sweep["job_id"])
                 runs.clear()
                 st.rerun()
     if not running:
@@ -305,18 +306,22 @@ sweeps = sweep_statuses()
 announce(sweeps)
 states = run_states(list(planned), sweeps)
 to_compute = [run_id for run_id, state in states.items() if state not in ("finished", "running", "queued")]
+in_flight = [run_id for run_id, state in states.items() if state in ("running", "queued")]
 entries = {entry["run_id"]: entry for entry in runs(root())}
 n_images = sum(info["classes"][c] for c in (tasks[task] or classes))
-timing = estimate([{"config": planned[r].to_dict(), "n_images": n_images,
-                    "missing_folds": int(folds) - (entries[r]["n_folds_done"] if r in entries else 0)}
-                   for r in to_compute], list(entries.values()))
+remaining = [{"config": planned[r].to_dict(), "n_images": n_images,
+              "missing_folds": int(folds) - (entries[r]["n_folds_done"] if r in entries else 0)}
+             for r in to_compute + in_flight]
+timing = estimate(remaining, list(entries.values()), calibrated=calibrated())
+# Kinds of model with neither a finished run nor this machine's figures: measured on demand.
+unmeasured = uncalibrated([run["config"] for run in remaining]) if timing["unknown"] else []
 
 header, launch_col = st.columns([4, 1], vertical_alignment="bottom")
 header.subheader("Runs for these settings")
 axes = sweep_axes([config.to_dict() for config in planned.values()])
 shown = list(dict.fromkeys(["model", *axes]))  # the settings that tell these runs apart
 name = f"{info['name']} · {task}" + (f" · {' × '.join(axes)}" if axes else "")
-launch_col.button(f"Launch {len(to_compute)} run{'s' * (len(to_compute) != 1)}", key="launch", type="primary",
+launch_col.button(f"Launch {count(len(to_compute), 'run')}", key="launch", type="primary",
                   icon=":material/play_arrow:", disabled=not to_compute, width="stretch", on_click=launch,
                   args=(list(planned.values()), name, axis_values(list(planned.values()), axes)))
 if "_launch_error" in st.session_state:
@@ -325,13 +330,33 @@ if planned:
     cols = st.columns(3)
     cols[0].metric("Runs in the grid", len(planned), help="Settings that make no difference to a model "
                    "(say k for a CNN) do not multiply its runs.")
-    cols[1].metric("To compute", f"{len(to_compute)} runs")
-    estimated = format_duration(timing["seconds"]) if timing["estimated"] or not to_compute else "unknown"
-    cols[2].metric("Estimated time", f"{estimated} + ?" if timing["unknown"] and timing["estimated"] else estimated,
-                   help="From the stored fold times of finished runs of the same model, "
-                   "scaled by images, pixels and epochs; folds share the machine's cores. "
-                   + (f"{timing['unknown']} run(s) have no similar finished run to go by."
-                      if timing["unknown"] else ""))
+    if in_flight:
+        folds_left = sum(run["missing_folds"] for run in remaining)
+        cols[1].metric("Running now", f"{count(len(in_flight), 'run')}",
+                       help=f"{count(len(to_compute), 'more run')} to launch; {count(folds_left, 'fold')} left to "
+                            "compute in all.")
+    else:
+        cols[1].metric("To compute", count(len(to_compute), "run"))
+    if not remaining:
+        span = "0s"
+    elif timing["estimated"]:
+        span = f"{format_duration(timing['low'])}–{format_duration(timing['high'])}"
+        span += " + ?" if timing["unknown"] else ""
+    else:
+        span = "measuring…" if unmeasured and measuring() else "unknown"
+    cols[2].metric("Time left" if in_flight else "Estimated time", span,
+                   help="A range: from the stored fold times of finished runs of the same model (their lowest "
+                        "to highest rate), scaled by images, pixels and epochs, or, for a model with no finished "
+                        "run, from this machine's cost per fold measured on small runs (a third to three times it); "
+                        "folds share the machine's cores."
+                        + (f" Most likely about {format_duration(timing['seconds'])}." if timing["estimated"] else "")
+                        + (f" {count(timing['unknown'], 'run')} with neither yet." if timing["unknown"] else ""))
+    if unmeasured and not measuring():
+        cols[2].button("Measure this machine", key="calibrate", icon=":material/speed:", on_click=start_measuring,
+                       args=(unmeasured,), help=f"Small real runs of {', '.join(unmeasured)} in the background "
+                       "(under a minute; a CNN imports TensorFlow once), so that estimates have figures to go by.")
+    elif unmeasured:
+        cols[2].caption(f"Measuring {', '.join(unmeasured)} on this machine in the background; reload in a minute.")
 elif not chosen:
     st.info("Choose at least one model.", icon=":material/info:")
 

@@ -4,6 +4,7 @@ import streamlit as st
 
 from leukdash.data.decode import MAX_PIXELS, decode_image
 from leukdash.evaluation.answer import headline
+from leukdash.evaluation.predict import warm_up, warmed_up
 from leukdash.errors import ImageDecodeError, LeukdashError
 from leukdash.paths import hide_roots, printable
 from leukdash.reporting.plots import heatmap_overlay, probability_bars
@@ -54,6 +55,15 @@ if dataset.get("synthetic"):
     st.caption(":material/science: This run was trained on synthetic demo data, not clinical: its answers "
                "say nothing about real blood cells.")
 
+# Loading the fold models (TensorFlow, for a CNN) and the checks' references starts now, in the
+# background, so that the first upload is answered at once.
+warm_up(run_id)
+ready = warmed_up(run_id)
+if not ready:
+    st.caption(":material/hourglass_top: Loading this run's fold models and reference images in the background "
+               f"(first use of this run{'; TensorFlow starts' if is_cnn else ''}): the first answer waits only "
+               "for what is left of it.")
+
 uploads = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="predict_upload",
                            max_upload_size=MAX_FILE_MB,
                            help=f"PNG, JPEG, BMP or TIFF, up to {MAX_FILE_MB} MB and "
@@ -78,8 +88,8 @@ for upload in uploads:
                      icon=":material/broken_image:")
             continue
         try:
-            with st.spinner("Loading the fold models and predicting (the first image of a run also describes "
-                            "its training data)…"):
+            with st.spinner("Predicting…" if ready else "Finishing loading this run's fold models and reference "
+                            "images (once per run), then predicting…"):
                 result = predict(root(), run_id, data)
         except LeukdashError as error:
             st.error(hide_roots(f"Cannot predict with run {run_id}: {error}"))

@@ -13,7 +13,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from leukdash.service import jobs
+from leukdash.service import sweep_jobs
 from leukdash.data.synthetic import CLASSES, generate_synthetic
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
@@ -148,7 +148,7 @@ def wait_for_jobs(seconds=300) -> list[dict]:
     """The sweep jobs' statuses once none is running (or the time is up)."""
     deadline = time.monotonic() + seconds
     while True:
-        states = [jobs.sweep_job_status(job_id) for job_id in jobs.list_sweep_jobs()]
+        states = [sweep_jobs.sweep_job_status(job_id) for job_id in sweep_jobs.list_sweep_jobs()]
         if all(s["state"] not in ("queued", "running") for s in states) or time.monotonic() > deadline:
             return states
         time.sleep(1)
@@ -226,12 +226,15 @@ def test_a_running_job_shows_progress_and_can_be_cancelled(tiny):
     at.text_input(key="exp_epochs").set_value("200").run(timeout=TIMEOUT)
     at.button(key="launch").click().run(timeout=TIMEOUT)
     run_id = at.dataframe[0].value["Run id"].iloc[0]
-    job_id = jobs.list_sweep_jobs()[0]
+    job_id = sweep_jobs.list_sweep_jobs()[0]
     assert "Running" in [s.value for s in at.subheader]
     assert at.get("progress"), "a progress bar for the running job"
+    # The header says what runs and what is left, not "0 runs to compute".
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Running now"] == "1 run" and "To compute" not in metrics and "Time left" in metrics
     at.button(key=f"cancel_{job_id}").click().run(timeout=TIMEOUT)
     assert not at.exception
-    assert jobs.sweep_job_status(job_id)["runs"] == {run_id: "cancelled"}
+    assert sweep_jobs.sweep_job_status(job_id)["runs"] == {run_id: "cancelled"}
     assert at.dataframe[0].value["Status"].iloc[0] == "cancelled"
     assert at.button(key="launch").label == "Launch 1 run"
 

@@ -1,9 +1,14 @@
-"""A sweep on a real Dask cluster (scheduler + two workers started with the ``dask`` command line,
-each in its own folder, without the store), one worker killed mid-sweep: every fold as computed locally."""
+"""Sweeps on real Dask clusters started as the README's "Scaling out" says: a stock
+``dask scheduler`` that cannot import leukdash (no ``PYTHONPATH``, a folder outside the
+repository) and ``dask worker ADDRESS --nthreads 1`` that can, each in its own folder, without
+the store. A worker killed mid-sweep, or a worker's child process killed mid-fold: every fold as
+computed locally."""
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,12 +22,32 @@ from distributed import Client  # noqa: E402
 from leukdash.config import RunConfig  # noqa: E402
 from leukdash.engine.scheduler import dask_cli_cluster  # noqa: E402
 from leukdash.engine.sweep import expand_grid, run_sweep  # noqa: E402
+from leukdash.paths import REPO_ROOT  # noqa: E402
+
+
+def _scheduler_imports_leukdash(address: str) -> bool:
+    def importable() -> bool:  # nested: pickled by value, so the scheduler can unpickle it
+        import importlib.util
+
+        return importlib.util.find_spec("leukdash") is not None
+
+    with Client(address, timeout=30) as client:
+        return client.run_on_scheduler(importable)
 
 
 @pytest.fixture
 def cluster(tmp_path):
     with dask_cli_cluster(tmp_path / "cluster", n_workers=2) as (address, workers):
+        assert not _scheduler_imports_leukdash(address)
         yield address, workers, [tmp_path / "cluster" / f"worker{i}" for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("one-worker")
+    with dask_cli_cluster(folder, n_workers=1) as (address, workers):
+        assert not _scheduler_imports_leukdash(address)
+        yield address, workers[0]
 
 
 def _configs(dataset: Path) -> list[RunConfig]:
@@ -32,7 +57,7 @@ def _configs(dataset: Path) -> list[RunConfig]:
 
 
 def _kill_a_busy_worker(address: str, processes: list[subprocess.Popen], killed: list) -> None:
-    """SIGKILL the first worker (with its nanny) seen holding a fold task."""
+    """SIGKILL the first worker (with its nanny and its children) seen holding a fold task."""
     with Client(address, timeout=30) as client:
         pids = client.run(os.getpid)  # worker address -> pid of its process
         deadline = time.time() + 120
@@ -53,6 +78,13 @@ def _comparable(result: dict) -> list[dict]:
     return [{key: value for key, value in fold.items() if key != "seconds"} for fold in result["folds"]]
 
 
+def _same_folds(remote: list[dict], local: list[dict]) -> None:
+    assert [r["run_id"] for r in remote] == [r["run_id"] for r in local]
+    for a, b in zip(remote, local):
+        assert a["computed_folds"] == b["computed_folds"] != []
+        assert _comparable(a) == _comparable(b)
+
+
 def test_sweep_on_a_dask_cluster_survives_a_killed_worker(cluster, tiny_dataset, tmp_path, monkeypatch):
     address, processes, worker_folders = cluster
     configs = _configs(tiny_dataset)
@@ -65,9 +97,58 @@ def test_sweep_on_a_dask_cluster_survives_a_killed_worker(cluster, tiny_dataset,
 
     monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path / "local"))
     local = run_sweep(configs, n_jobs=1)
-    assert [r["run_id"] for r in remote["results"]] == [r["run_id"] for r in local["results"]]
-    for a, b in zip(remote["results"], local["results"]):
-        assert a["computed_folds"] == [0, 1, 2]
-        assert _comparable(a) == _comparable(b)
+    _same_folds(remote["results"], local["results"])
+    assert all(r["computed_folds"] == [0, 1, 2] for r in remote["results"])
     # The workers never wrote a run: the process that owns the store did.
     assert not any((folder / "artifacts" / "runs").exists() for folder in worker_folders)
+
+
+def test_a_fold_whose_child_process_dies_is_computed_again(one_worker, tiny_dataset, tmp_path, monkeypatch):
+    """The worker lives on; Dask retries the task once, in a new child, with the same result."""
+    import psutil
+
+    address, worker = one_worker
+    config = RunConfig(dataset=str(tiny_dataset), model="cnn", image_size=16, augment_factor=1, folds=2, epochs=4,
+                       batch_size=16)
+    starts, killed = [], []
+
+    def kill_the_child_once(event: dict) -> None:
+        if event["event"] != "fold_start":
+            return
+        starts.append(event["fold"])
+        if not killed:  # the fold has just started: TensorFlow is still to train it
+            children = [p for p in psutil.Process(worker.pid).children(recursive=True)
+                        if "leukdash.engine.scheduler.child" in " ".join(p.cmdline())]
+            assert len(children) == 1
+            children[0].kill()
+            children[0].wait(timeout=30)
+            killed.append((children[0].pid, event["fold"]))
+
+    remote = run_sweep([config], scheduler=address, on_event=kill_the_child_once)
+    [(pid, fold)] = killed
+    assert not psutil.pid_exists(pid) and worker.poll() is None
+    assert sorted(starts) == sorted([0, 1, fold])  # the fold whose child was killed started twice
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path / "local"))
+    _same_folds(remote["results"], run_sweep([config], n_jobs=1)["results"])
+
+
+def test_the_readme_recipe_from_outside_the_repository(one_worker, tmp_path):
+    """Issue 15's check, as a user types it: the CLI from a folder outside the repository, with
+    leukdash importable (``PYTHONPATH``), against the local sweep of the same grid."""
+    address, _ = one_worker
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    grid = ["sweep", "synthetic", "--model", "nb,knn", "--seed", "0,1", "--folds", "3", "--json"]
+
+    def sweep(*extra: str, store: str) -> dict:
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "LEUKDASH_ARTIFACTS": str(tmp_path / store)}
+        env.pop("LEUKDASH_SCHEDULER", None)
+        done = subprocess.run([sys.executable, "-m", "leukdash", *grid, *extra], cwd=outside, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=1800)
+        assert done.returncode == 0
+        return json.loads(done.stdout)
+
+    remote = sweep("--scheduler", address, store="cluster-store")
+    local = sweep(store="local-store")
+    assert len(remote["runs"]) == 4
+    _same_folds(remote["runs"], local["runs"])

@@ -36,7 +36,7 @@ def test_every_demo_config_ships_as_a_finished_run():
         assert 0.5 < result["summary"]["val_acc"]["mean"] <= 1.0  # five classes: chance is 0.2
 
 
-def test_demo_models_predict(tmp_path):
+def test_demo_models_predict(tmp_path, isolated_artifacts):
     # A prediction caches the run's out-of-distribution description beside it: predict from a copy,
     # so the repository's store stays as committed.
     copy = RunStore(shutil.copytree(SHIPPED_RUNS, tmp_path / "runs"))
@@ -45,3 +45,6 @@ def test_demo_models_predict(tmp_path):
         (prediction,) = predict_images(result["run_id"], [image], copy)
         assert abs(sum(prediction["probabilities"].values()) - 1) < 1e-4
         assert prediction["n_folds"] == 5
+        # Both checks come from the references shipped beside the run: no dataset is drawn.
+        assert "error" not in prediction["ood"] and prediction["known"] is None
+    assert not (isolated_artifacts / "datasets").exists()

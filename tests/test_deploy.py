@@ -119,12 +119,12 @@ def test_runs_beyond_max_jobs_show_as_queued(monkeypatch, tmp_path):
     """With one job slot, a second sweep launched waits, and the page says where it stands."""
     import sys
 
-    from leukdash.service import jobs
+    from leukdash.service import sweep_jobs
 
     monkeypatch.setenv("LEUKDASH_MAX_JOBS", "1")
     release = tmp_path / "release"
     waiter = f"import os, time\nwhile not os.path.exists({str(release)!r}):\n    time.sleep(0.05)"
-    monkeypatch.setattr(jobs, "sweep_command", lambda sweep_id: [sys.executable, "-c", waiter])
+    monkeypatch.setattr(sweep_jobs, "sweep_command", lambda sweep_id: [sys.executable, "-c", waiter])
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     choose_tiny_runs(at, models=["Naive Bayes"])
     at.button(key="launch").click().run(timeout=TIMEOUT)

@@ -45,4 +45,30 @@ def test_estimate_scales_the_stored_fold_times_of_similar_runs():
 
 def test_estimate_without_finished_runs_knows_nothing():
     result = estimate([planned(CNN, 100, 5)], [], workers=1)
-    assert result == {"fold_seconds": 0.0, "seconds": 0.0, "estimated": 0, "unknown": 1}
+    assert result == {"fold_seconds": 0.0, "seconds": 0.0, "low": 0.0, "high": 0.0, "estimated": 0,
+                      "calibrated": 0, "unknown": 1}
+
+
+def test_the_range_spans_the_similar_runs_and_calibration_fills_in_a_kind_without_runs():
+    entries = [entry(CNN, 100, 10.0), entry(CNN, 100, 30.0)]
+    svm = RunConfig(model="svm", image_size=32)
+    figures = {"svm/pixels": {"overhead": 2.0, "rate": 1e-5}}
+    result = estimate([planned(CNN, 100, 1), planned(svm, 100, 1)], entries, workers=1, calibrated=figures)
+    svm_fold = 2.0 + 1e-5 * fold_work(svm.to_dict(), 100)
+    assert result["seconds"] == pytest.approx(20 + svm_fold)
+    assert result["low"] == pytest.approx(10 / 1.25 + svm_fold / 3)
+    assert result["high"] == pytest.approx(30 * 1.25 + svm_fold * 3)
+    assert result["estimated"] == 2 and result["calibrated"] == 1 and result["unknown"] == 0
+
+
+def test_calibration_measures_a_kind_on_this_machine_once(isolated_artifacts):
+    from leukdash.engine.calibrate import calibrated, calibration_path, measure
+
+    assert calibrated() == {}
+    figures = measure(["nb/pixels"])["nb/pixels"]
+    assert figures["rate"] > 0 and figures["overhead"] >= 0
+    assert calibrated() == {"nb/pixels": figures} and calibration_path().parent == isolated_artifacts
+    assert not (isolated_artifacts / "runs").exists()  # its small runs went to a throwaway store
+    result = estimate([planned(RunConfig(model="nb", image_size=64), 260, 5)], [], workers=1,
+                      calibrated=calibrated())
+    assert result["estimated"] == result["calibrated"] == 1 and 0 < result["low"] < result["seconds"] < result["high"]

@@ -167,15 +167,26 @@ def test_prediction_carries_both_checks_and_survives_a_missing_dataset(tiny_run,
 
     import leukdash.evaluation.ood as ood
     import leukdash.evaluation.predict as predict
+    from leukdash.evaluation.reference import references_stored
 
+    # Both checks' references are stored beside the run: without its dataset, and without
+    # anything loaded in this process, the checks still answer the same.
+    folder = RunStore().run_dir(tiny_run["run_id"])
+    assert references_stored(tiny_run["run_id"])
     moved = tmp_path / "moved"
     os.replace(tiny_dataset, moved)
     monkeypatch.setattr(predict, "_references", {})
     try:
-        (RunStore().run_dir(tiny_run["run_id"]) / "ood.json").unlink()
+        stored = predict_images(tiny_run["run_id"], [inside, outside])
+        (folder / "ood.json").unlink()
+        (folder / "reference.json").unlink()
+        monkeypatch.setattr(predict, "_references", {})
         again = predict_images(tiny_run["run_id"], [outside])[0]
     finally:
         os.replace(moved, tiny_dataset)
+    assert [r["known"] for r in stored] == [r["known"] for r in results]
+    assert [r["ood"] for r in stored] == [r["ood"] for r in results]
+    # With the references gone too, the checks say why they cannot be made; the prediction stands.
     assert again["predicted"] == results[1]["predicted"]
     assert "unavailable" in again["ood"]["error"] and "unavailable" in again["known"]["error"]
     assert ood.training_distribution(tiny_run["run_id"]).threshold > 0

@@ -428,7 +428,7 @@ def _sweep_upload_kept(folder: Path) -> str:
     from leukdash.config import RunConfig
     from leukdash.engine.store import write_json_atomic
     from leukdash.engine.sweep import create_sweep, sweeps_root
-    from leukdash.service.jobs import CONFIG_FILE
+    from leukdash.service.job_queue import CONFIG_FILE
     from leukdash.service.uploads import UploadLimits, extract_zip
     from test_uploads import dataset_zip
 
@@ -472,6 +472,18 @@ def _dataset_name_newline(folder: Path) -> str:
     head = out.splitlines()[0]
     assert "on cells\\nrun nb-000 (cached)," in head and not out.splitlines()[1].startswith("run ")
     return head.split(" on ")[1]
+
+
+@case("newline in a sweep's --name", "sweep and sweeps print it escaped, on one line")
+def _sweep_name_newline(folder: Path) -> str:
+    dataset = _dataset(folder)
+    code, out, err = _cli("sweep", str(dataset), "--model", "nb", "--image-size", "16", "--no-augment",
+                          "--folds", "3", "--n-jobs", "1", "--quiet", "--name", "mine\nsweep-0 done 9/9 runs")
+    assert code == 0, err
+    code, listed, err = _cli("sweeps")
+    assert code == 0 and len(listed.splitlines()) == 1 and "mine\\nsweep-0" in listed, listed
+    assert "mine\\nsweep-0" in out.splitlines()[0]
+    return listed.split(" · ")[-1].strip()
 
 
 @case("comma in the dataset folder's path", "one dataset: run exit 0")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from leukdash.service import jobs
+from leukdash.service import job_queue, jobs
 from leukdash.config import RunConfig
 from leukdash.engine.progress import append_event
 from leukdash.engine.store import RunStore, write_json_atomic
@@ -43,15 +43,15 @@ def fake_job(monkeypatch):
 def reap_leftovers():
     """Kill whatever job a test left running, worker included."""
     yield
-    for pid in list(jobs._children):
-        if jobs._children[pid].poll() is None:
+    for pid in list(job_queue.children):
+        if job_queue.children[pid].poll() is None:
             _kill_group(pid)
-        jobs._children.pop(pid).wait()
+        job_queue.children.pop(pid).wait()
     # Jobs a supervisor started from the queue are not our children.
     root = RunStore().root
     for job_file in root.glob("*/job.json") if root.is_dir() else []:
         job = json.loads(job_file.read_text())
-        if "pid" in job and jobs._job_alive(job):
+        if "pid" in job and job_queue.job_alive(job):
             _kill_group(job["pid"])
 
 
@@ -134,7 +134,7 @@ def test_failed_job_reports_its_exit_status_to_other_processes(fake_job):
     status = jobs.job_status("r1")
     assert status["state"] == "failed" and status["returncode"] == 3 and status["log_tail"] == ["boom"]
     # Another process knows nothing of our child; it reads the exit status from job.json.
-    jobs._children.clear()
+    job_queue.children.clear()
     assert jobs.job_status("r1")["returncode"] == 3
     assert json.loads((store.run_dir("r1") / "job.json").read_text())["returncode"] == 3
 
@@ -180,7 +180,7 @@ def _live_jobs(store, run_ids) -> list[str]:
     live = []
     for run_id in run_ids:
         job = json.loads((store.run_dir(run_id) / "job.json").read_text())
-        if "pid" in job and jobs._job_alive(job):
+        if "pid" in job and job_queue.job_alive(job):
             live.append(run_id)
     return live
 

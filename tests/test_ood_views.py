@@ -56,3 +56,16 @@ def test_a_preprocessed_run_checks_the_acquisition_too_and_reports_each_warnings
     wrong = predicted["likely_wrong"]
     assert wrong["floor"] == pytest.approx(floor, abs=1e-6)
     assert wrong["flag"] == (max(predicted["probabilities"].values()) < floor)
+
+
+def test_on_the_real_pair_the_acquisition_flags_the_other_lab_and_few_of_its_own(allidb2_path, cnmc_path):
+    """allidb2_ufpr -> cnmc_dev with cell preprocessing: the prepared cells alone pass for
+    ALL-IDB2 cells, the acquisition gives the other lab away; the run's own images stay unflagged."""
+    config = RunConfig(dataset=str(allidb2_path), model="knn", feature_set="features", image_size=32,
+                       augment_factor=1, augment=AugmentConfig.off(), preprocess="cell-keep-gray")
+    result = evaluate(run(config, n_jobs=1)["run_id"], str(cnmc_path))
+    flags = result["flags"]
+    assert flags["ood_acquisition"]["share"] >= 0.95 > flags["ood_prepared"]["share"]
+    for name in ("ood_prepared", "ood_acquisition", "likely_wrong"):
+        assert flags[name]["own_share"] <= 0.05, name
+    assert flags["ood"]["own_share"] <= 0.05

@@ -89,8 +89,10 @@ def tiny_report(tmp_path_factory):
     # Every classic run, and the CNN runs the assertions read (each CNN fold costs seconds).
     cnns = {"1-cnn-paper-none", "2-cnn-paper-paper", "2-cnn-paper-strict", "2-cnn-leukdash-strict",
             "3a-cnn-paper-paper", "3b-cnn-paper-strict"}
+    # In this process: worker start-up (and TensorFlow's import in a worker) would cost more than
+    # these tiny folds; pools are tested in test_scheduler.py.
     args = dict(binary=str(data), five_class=str(data), settings=settings, out=root / "report",
-                select=lambda e: e.exp == "4" or e.id in cnns)
+                select=lambda e: e.exp == "4" or e.id in cnns, n_jobs=1)
     lines, rerun = [], []
     with pytest.MonkeyPatch.context() as patch:  # module scope: the autouse store fixture is per test
         patch.setenv("LEUKDASH_ARTIFACTS", str(root / "artifacts"))

@@ -22,6 +22,9 @@ from leukdash.engine.store import RunStore
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Runs compute in this process (n_jobs=1) unless the pool is what a test is about: worker
+# start-up would cost more than these tiny folds, and results do not depend on it
+# (test_cnn_folds_in_worker_processes_give_the_in_process_results).
 def _config(dataset: Path, **changes) -> RunConfig:
     base = dict(dataset=str(dataset), image_size=16, augment_factor=2, folds=3, epochs=1, batch_size=16)
     return RunConfig(**{**base, **changes})
@@ -38,7 +41,7 @@ def _fold_metrics(result: dict) -> list[tuple]:
 
 def test_classic_run_summarises_its_folds_and_is_answered_from_the_store(tiny_dataset):
     config = _config(tiny_dataset, model="knn", feature_set="pixels")
-    first = run(config)
+    first = run(config, n_jobs=1)
     assert not first["cached"] and first["computed_folds"] == [0, 1, 2]
     accuracies = [f["val_acc"] for f in first["folds"]]
     assert first["summary"]["val_acc"]["mean"] == pytest.approx(np.mean(accuracies))
@@ -46,14 +49,14 @@ def test_classic_run_summarises_its_folds_and_is_answered_from_the_store(tiny_da
     for fold in first["folds"]:
         assert np.allclose(np.sum(fold["oof"]["proba"], axis=1), 1.0, atol=1e-4)
         assert np.sum(fold["confusion"]) == fold["n_val"]
-    again = run(config)
+    again = run(config, n_jobs=1)
     assert again["cached"] and again["computed_folds"] == []
     assert _fold_metrics(again) == _fold_metrics(first)
     assert first["dataset"]["fingerprint"] and "scikit-learn" in first["versions"]
 
 
 def test_cached_run_from_the_cli_imports_no_tensorflow(tiny_dataset):
-    run(_config(tiny_dataset, model="cnn"))
+    run(_config(tiny_dataset, model="cnn"), n_jobs=1)
     probe = ("import sys, json; from leukdash.cli import main; main(%r); "
              "print(json.dumps('tensorflow' in sys.modules))")
     args = ["run", str(tiny_dataset), "--model", "cnn", "--image-size", "16", "--augment-factor", "2",
@@ -98,10 +101,10 @@ def test_classic_models_share_cached_engineered_features(tiny_dataset, monkeypat
 
 def test_damaged_fold_is_detected_and_only_it_is_recomputed(tiny_dataset):
     config = _config(tiny_dataset, model="dt", feature_set="features")
-    first = run(config)
+    first = run(config, n_jobs=1)
     fold_file = RunStore().fold_path(first["run_id"], 1)
     fold_file.write_text(fold_file.read_text()[:-40])  # a torn write
-    second = run(config)
+    second = run(config, n_jobs=1)
     assert second["computed_folds"] == [1]
     assert _fold_metrics(second) == _fold_metrics(first)
 
@@ -134,8 +137,8 @@ def test_killed_cnn_run_resumes_at_its_first_unfinished_fold(tiny_dataset, tmp_p
 
 
 def test_paper_protocol_validates_on_augmented_copies(tiny_dataset):
-    strict = run(_config(tiny_dataset, model="nb", protocol="strict", augment_factor=3))
-    paper = run(_config(tiny_dataset, model="nb", protocol="paper", augment_factor=3))
+    strict = run(_config(tiny_dataset, model="nb", protocol="strict", augment_factor=3), n_jobs=1)
+    paper = run(_config(tiny_dataset, model="nb", protocol="paper", augment_factor=3), n_jobs=1)
     assert strict["run_id"] != paper["run_id"]
     for s, p in zip(strict["folds"], paper["folds"]):
         assert p["n_val"] == 3 * s["n_val"]
@@ -147,14 +150,14 @@ def test_irrelevant_settings_share_one_run_and_class_subsets_relabel(tiny_datase
     assert resolve(_config(tiny_dataset, model="nb", k=7)).run_id == resolve(_config(tiny_dataset, model="nb")).run_id
     no_aug = _config(tiny_dataset, model="nb", augment_factor=1)
     assert resolve(no_aug).run_id == resolve(no_aug.with_changes(augment=AugmentConfig(rotation=10))).run_id
-    binary = run(_config(tiny_dataset, model="nb", classes=("ALL", "HEALTHY")))
+    binary = run(_config(tiny_dataset, model="nb", classes=("ALL", "HEALTHY")), n_jobs=1)
     assert binary["dataset"]["classes"] == ["ALL", "HEALTHY"]
     assert all(len(f["confusion"]) == 2 for f in binary["folds"])
     assert sum(f["n_val"] for f in binary["folds"]) == 16
 
 
 def test_prediction_averages_the_fold_models(tiny_dataset, tmp_path):
-    result = run(_config(tiny_dataset, model="svm", feature_set="features"))
+    result = run(_config(tiny_dataset, model="svm", feature_set="features"), n_jobs=1)
     image = next((tiny_dataset / "CLL").glob("*.png"))
     text = tmp_path / "notes.png"
     text.write_text("not an image")
@@ -169,8 +172,8 @@ def test_prediction_averages_the_fold_models(tiny_dataset, tmp_path):
 
 
 def test_compare_pairs_runs_on_the_same_images(tiny_dataset, capsys):
-    a = run(_config(tiny_dataset, model="nb"))
-    b = run(_config(tiny_dataset, model="knn"))
+    a = run(_config(tiny_dataset, model="nb"), n_jobs=1)
+    b = run(_config(tiny_dataset, model="knn"), n_jobs=1)
     comparison = compare_runs([a["run_id"], b["run_id"]])
     assert [r["label"] for r in comparison["runs"]] == [f"Naive Bayes on pixels · {a['run_id'][3:9]}",
                                                         f"3-NN on pixels · {b['run_id'][4:10]}"]
@@ -219,10 +222,10 @@ def test_gradcam_of_a_cnn_run_covers_the_image(tiny_dataset):
     from leukdash.data.decode import decode_image
     from leukdash.evaluation.predict import gradcam
 
-    result = run(_config(tiny_dataset, model="cnn", epochs=2))
+    result = run(_config(tiny_dataset, model="cnn", epochs=2), n_jobs=1)
     image = decode_image(next((tiny_dataset / "ALL").glob("*.png")))
     heatmap = gradcam(result["run_id"], image)
     assert heatmap.shape == image.shape[:2]
     assert np.isfinite(heatmap).all() and 0.0 <= heatmap.min() and heatmap.max() <= 1.0
     with pytest.raises(RunError, match="not a CNN run"):
-        gradcam(run(_config(tiny_dataset, model="nb"))["run_id"], image)
+        gradcam(run(_config(tiny_dataset, model="nb"), n_jobs=1)["run_id"], image)

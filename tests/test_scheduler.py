@@ -15,47 +15,42 @@ def _task(model: str, fold: int = 0) -> FoldTask:
     return FoldTask(f"{model}-run", fold, 5, {"model": model})
 
 
-class _Executor:
-    """Stands in for a process pool with ``workers`` live processes."""
-
-    def __init__(self, workers: int):
-        self._processes = dict.fromkeys(range(workers))
+def _live(cnn: int = 0, classic: int = 0) -> dict[bool, int]:
+    """Live worker processes of each kind, idle ones included."""
+    return {True: cnn, False: classic}
 
 
 def test_cnn_and_classic_folds_share_the_cores_without_oversubscription():
     pool = LocalPool(cores=CNN_THREADS + 1, memory_mb=10_000)
     cnn, svm = _task("cnn"), _task("svm")
-    assert pool._fits(cnn, {}, {})
-    assert pool._fits(svm, {"a": cnn}, {True: _Executor(1)})  # CNN_THREADS + 1 cores
-    assert not pool._fits(cnn, {"a": cnn, "b": svm}, {True: _Executor(1), False: _Executor(1)})  # one too many
-    assert not pool._fits(svm, {"a": cnn, "b": svm}, {True: _Executor(1), False: _Executor(1)})
+    assert pool.fits(cnn, [], _live())
+    assert pool.fits(svm, [cnn], _live(cnn=1))  # CNN_THREADS + 1 cores
+    assert not pool.fits(cnn, [cnn, svm], _live(cnn=1, classic=1))  # one too many
+    assert not pool.fits(svm, [cnn, svm], _live(cnn=1, classic=1))
 
 
 def test_a_task_larger_than_the_machine_still_runs_alone():
     pool = LocalPool(cores=1, memory_mb=100)
-    assert pool._fits(_task("cnn"), {}, {})
-    assert not pool._fits(_task("nb"), {"a": _task("cnn")}, {True: _Executor(1)})
+    assert pool.fits(_task("cnn"), [], _live())
+    assert not pool.fits(_task("nb"), [_task("cnn")], _live(cnn=1))
 
 
 def test_memory_counts_live_worker_processes():
     pool = LocalPool(cores=16, memory_mb=TF_WORKER_MB + 2 * CLASSIC_WORKER_MB)
-    running = {"a": _task("cnn"), "b": _task("knn")}
-    pools = {True: _Executor(1), False: _Executor(2)}  # one classic worker idle
-    assert pool._fits(_task("dt"), running, pools)  # reuses the idle one: no new memory
-    pools[False] = _Executor(1)
-    assert pool._fits(_task("dt"), running, pools)  # a second classic worker still fits
-    running["c"] = _task("dt")
-    pools[False] = _Executor(2)
-    assert not pool._fits(_task("nb"), running, pools)  # a third would pass the budget
-    assert not pool._fits(_task("cnn"), running, pools)
+    running = [_task("cnn"), _task("knn")]
+    assert pool.fits(_task("dt"), running, _live(cnn=1, classic=2))  # one classic worker idle: no new memory
+    assert pool.fits(_task("dt"), running, _live(cnn=1, classic=1))  # a second classic worker still fits
+    running.append(_task("dt"))
+    assert not pool.fits(_task("nb"), running, _live(cnn=1, classic=2))  # a third would pass the budget
+    assert not pool.fits(_task("cnn"), running, _live(cnn=1, classic=2))
 
 
 def test_a_small_machine_trains_one_cnn_fold_at_a_time():
     # Community Cloud: two TensorFlow workers took the app to 2.96 GB (benchmarks/measure_memory.py).
     pool = LocalPool(cores=16, memory_mb=scheduler.SMALL_MACHINE_BUDGET_MB)
-    running, pools = {"a": _task("cnn")}, {True: _Executor(1)}
-    assert not pool._fits(_task("cnn"), running, pools)
-    assert pool._fits(_task("svm"), running, pools)
+    running, live = [_task("cnn")], _live(cnn=1)
+    assert not pool.fits(_task("cnn"), running, live)
+    assert pool.fits(_task("svm"), running, live)
 
 
 def test_memory_budget_from_the_environment(monkeypatch):
@@ -95,14 +90,36 @@ def test_runs_of_several_configs_share_one_pool_with_in_process_results(tiny_dat
         assert [f["oof"] for f in a["folds"]] == [f["oof"] for f in b["folds"]]
 
 
-def test_a_dead_worker_is_one_clear_error():
-    import multiprocessing
+def test_a_dead_worker_is_one_clear_error(tiny_dataset, monkeypatch):
+    """A worker process killed mid-task (e.g. by the OOM killer) ends the pool with one clear line."""
     import os
-    from concurrent.futures import ProcessPoolExecutor
+    import signal
 
+    from leukdash.data.arrays import load_arrays
+    from leukdash.engine.runner import resolve
+    from leukdash.engine.scheduler.child import ChildProcess
+    from leukdash.engine.training import fold_inputs
     from leukdash.errors import RunError
 
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as executor:
-        future = executor.submit(os._exit, 1)  # a worker killed mid-task, e.g. by the OOM killer
-        with pytest.raises(RunError, match="the worker computing fold 3 of svm-run died"):
-            scheduler._outcome(future, _task("svm", 2))
+    config = RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, augment=AugmentConfig.off(),
+                       augment_factor=1, folds=3, feature_set="features")
+    dataset = resolve(config).dataset
+    inputs = {"nb-run": fold_inputs(config, dataset, load_arrays(dataset, 16, config.preprocess))}
+    started, killed = [], []
+    start = ChildProcess.__init__
+
+    def recorded(self, *args, **options):
+        start(self, *args, **options)
+        started.append(self)
+
+    monkeypatch.setattr(ChildProcess, "__init__", recorded)
+
+    def kill_the_worker(run_id, event):  # its first progress event: the worker is mid-task
+        if not killed:
+            os.kill(started[0].pid, signal.SIGKILL)
+            killed.append(started[0])
+
+    with pytest.raises(RunError, match="the worker computing fold 3 of nb-run died"):
+        LocalPool(cores=1).run([FoldTask("nb-run", 2, 3, config.to_dict())], inputs,
+                               on_done=lambda *a: None, on_event=kill_the_worker)
+    assert len(started) == 1 and killed[0].process.wait() == -signal.SIGKILL

@@ -142,16 +142,35 @@ def test_too_many_folds_is_one_error_and_nothing_else(two_datasets):
 
 
 def test_a_launch_that_fails_says_why_in_one_line(two_datasets, monkeypatch):
-    from leukdash.service import jobs
+    from leukdash.service import sweep_jobs
     from leukdash.errors import RunError
 
     def refuse(sweep, **options):
         raise RunError("the job queue is full")
 
-    monkeypatch.setattr(jobs, "start_sweep_job", refuse)
+    monkeypatch.setattr(sweep_jobs, "start_sweep_job", refuse)
     at = experiments({"dataset": "tiny", "exp_sizes": "16", "exp_folds": "2", "exp_models": "Naive Bayes",
                       "exp_transforms": "none (original images only)"})
     at.button(key="launch").click().run(timeout=TIMEOUT)
     assert not at.exception
     assert [e.value for e in at.error] == ["Could not launch: the job queue is full"]
     assert list(at.dataframe[0].value["Status"]) == ["not run yet"]
+
+
+def test_a_model_without_finished_runs_is_estimated_from_this_machine_once_measured(two_datasets, isolated_artifacts):
+    import time
+
+    at = experiments({"dataset": "tiny", "exp_sizes": "16", "exp_folds": "2", "exp_models": "Naive Bayes"})
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["To compute"] == "1 run" and metrics["Estimated time"] == "unknown"
+    at.button(key="calibrate").click().run(timeout=TIMEOUT)
+    measured = isolated_artifacts / "calibration.json"
+    for _ in range(240):  # the measurement runs in its own process
+        if measured.is_file() and not (isolated_artifacts / "calibration.running").exists():
+            break
+        time.sleep(0.5)
+    assert "nb/pixels" in json.loads(measured.read_text())["kinds"]
+    at = experiments({"dataset": "tiny", "exp_sizes": "16", "exp_folds": "2", "exp_models": "Naive Bayes"})
+    low, high = {m.label: m.value for m in at.metric}["Estimated time"].split("–")
+    assert low.endswith("s") and high.endswith("s")
+    assert not [b for b in at.button if b.key == "calibrate"]

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from leukdash.service import jobs
+from leukdash.service import sweep_jobs
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.engine.runner import resolve
 from leukdash.engine.store import RunStore
@@ -23,8 +23,8 @@ SLEEPER = "import time; time.sleep(60)"
 @pytest.fixture
 def stand_in(monkeypatch):
     def use(code):
-        monkeypatch.setattr(jobs, "sweep_command", lambda sweep_id: [
-            sys.executable, "-c", code, str(RunStore().run_dir(sweep_id) / jobs.CONFIG_FILE)])
+        monkeypatch.setattr(sweep_jobs, "sweep_command", lambda sweep_id: [
+            sys.executable, "-c", code, str(RunStore().run_dir(sweep_id) / sweep_jobs.CONFIG_FILE)])
     return use
 
 
@@ -38,7 +38,7 @@ def tiny_sweep(dataset, name="two classic models") -> dict:
 
 def wait_until_done(job_id, seconds=120) -> dict:
     deadline = time.monotonic() + seconds
-    while (status := jobs.sweep_job_status(job_id))["state"] in ("queued", "running") and time.monotonic() < deadline:
+    while (status := sweep_jobs.sweep_job_status(job_id))["state"] in ("queued", "running") and time.monotonic() < deadline:
         time.sleep(0.5)
     return status
 
@@ -47,7 +47,7 @@ def test_a_sweep_job_computes_every_run_and_reports_each(tiny_dataset, stand_in)
     stand_in(RUN_MANY)
     sweep = tiny_sweep(tiny_dataset)
     run_ids = sweep["run_ids"]
-    job = jobs.start_sweep_job(sweep)
+    job = sweep_jobs.start_sweep_job(sweep)
     assert json.loads(open(job["config_file"]).read()) == sweep
     status = wait_until_done(job["run_id"])
     assert status["state"] == "finished", status["log_tail"]
@@ -55,18 +55,18 @@ def test_a_sweep_job_computes_every_run_and_reports_each(tiny_dataset, stand_in)
     assert status["folds_done"] == status["folds"] == 4
     assert status["name"] == "two classic models" and status["ended"] >= status["started"]
     assert all(RunStore().read_summary(run_id) is not None for run_id in run_ids)
-    assert jobs.list_sweep_jobs() == [job["run_id"]]
+    assert sweep_jobs.list_sweep_jobs() == [job["run_id"]]
 
 
 def test_the_same_runs_share_a_live_job_and_a_cancel_marks_them(tiny_dataset, stand_in):
     stand_in(SLEEPER)
-    first = jobs.start_sweep_job(tiny_sweep(tiny_dataset, "a"))
-    again = jobs.start_sweep_job(tiny_sweep(tiny_dataset, "b"))
+    first = sweep_jobs.start_sweep_job(tiny_sweep(tiny_dataset, "a"))
+    again = sweep_jobs.start_sweep_job(tiny_sweep(tiny_dataset, "b"))
     assert again["pid"] == first["pid"]
-    status = jobs.sweep_job_status(first["run_id"])
+    status = sweep_jobs.sweep_job_status(first["run_id"])
     assert status["state"] == "running" and set(status["runs"].values()) == {"queued"}
     assert (status["folds_done"], status["folds"]) == (0, 4)  # 2 runs of 2 folds, from their configs
-    status = jobs.cancel_sweep_job(first["run_id"], grace=2)
+    status = sweep_jobs.cancel_sweep_job(first["run_id"], grace=2)
     assert status["state"] == "cancelled"
     assert set(status["runs"].values()) == {"cancelled"}
     assert all(p["status"] == "cancelled" for p in status["progress"].values())
@@ -76,4 +76,4 @@ def test_an_unknown_sweep_job_is_one_clear_error():
     from leukdash.errors import RunError
 
     with pytest.raises(RunError, match="no sweep job 'sweep-nothing'"):
-        jobs.sweep_job_status("sweep-nothing")
+        sweep_jobs.sweep_job_status("sweep-nothing")

@@ -3,8 +3,13 @@
 A fold's cost is taken to grow with the pixels it trains on: training images (after
 augmentation) x image side squared, times the epochs for a CNN. Each finished run in the store
 gives a rate (seconds per unit of that work) for its kind of model; a planned run is estimated
-with the median rate of the finished runs of its kind. It is a rough guide, not a promise:
-an SVM's cost grows faster than linearly in the images, and a busy machine is slower.
+with the median rate of the finished runs of its kind, and its range spans their lowest and
+highest rates. A kind with no finished run goes by this machine's calibration
+(:mod:`leukdash.engine.calibrate`: a fixed cost per fold and per epoch plus a rate, from small
+runs), with a range of a third to three times that: on ALL-IDB2 (64 px, x8, 25 epochs, 2 shared
+cores) a 3-NN on pixels took 0.97x its calibrated time and the leukdash CNN 2.2x. It is a rough
+guide, not a promise: an SVM's cost grows faster than linearly in the images, and a busy
+machine is slower.
 """
 
 from __future__ import annotations
@@ -33,8 +38,19 @@ def fold_work(config: dict, n_images: int) -> float:
     return work * config.get("epochs", 1) if config["model"] == "cnn" else work
 
 
+# How far an estimate from calibration may be off, either way (small runs extrapolated).
+CALIBRATED_SPREAD = 3.0
+# Widening of the range spanned by similar runs' rates (a single run spans nothing).
+RUNS_SPREAD = 1.25
+
+
 def rates(entries: list[dict]) -> dict[tuple[str, str], float]:
     """Median seconds per unit of work for each model kind, from ``RunStore.list_runs()`` entries."""
+    return {kind: median(values) for kind, values in rate_samples(entries).items()}
+
+
+def rate_samples(entries: list[dict]) -> dict[tuple[str, str], list[float]]:
+    """Every finished run's seconds per unit of work, by model kind."""
     found: dict[tuple[str, str], list[float]] = {}
     for entry in entries:
         meta, summary = entry.get("meta") or {}, entry.get("summary") or {}
@@ -43,11 +59,12 @@ def rates(entries: list[dict]) -> dict[tuple[str, str], float]:
         if not (isinstance(seconds, (int, float)) and config and n_images):
             continue
         found.setdefault(model_kind(config), []).append(seconds / fold_work(config, n_images))
-    return {kind: median(values) for kind, values in found.items()}
+    return found
 
 
-def estimate(planned: list[dict], entries: list[dict], workers: int | None = None) -> dict:
-    """Estimate the time of the folds still to compute.
+def estimate(planned: list[dict], entries: list[dict], workers: int | None = None,
+             calibrated: dict[str, dict] | None = None) -> dict:
+    """Estimate the time of the folds still to compute, with a range.
 
     Parameters
     ----------
@@ -56,23 +73,41 @@ def estimate(planned: list[dict], entries: list[dict], workers: int | None = Non
     entries : the store's runs (``RunStore.list_runs()``), the source of the fold times.
     workers : folds computed at once (default: the machine's cores); stored fold times were
         measured with folds sharing the cores the same way.
+    calibrated : this machine's figures by kind (``"cnn/paper"``: ``{"overhead", "rate"}``, see
+        :func:`leukdash.engine.calibrate.calibrated`), for kinds without a finished run.
 
     Returns
     -------
     dict with ``fold_seconds`` (sum over the missing folds of the runs that have an estimate),
-    ``seconds`` (that sum spread over ``workers``), ``estimated`` (runs with an estimate and
-    folds to compute) and ``unknown`` (runs with folds to compute but no similar finished run).
+    ``seconds`` (that sum spread over ``workers``), ``low`` and ``high`` (the range of
+    ``seconds``), ``estimated`` (runs with an estimate and folds to compute), ``calibrated`` (of
+    those, estimated from the calibration) and ``unknown`` (runs with folds to compute and
+    neither a similar finished run nor a calibration).
     """
     workers = max(1, workers or os.cpu_count() or 1)
-    known = rates(entries)
-    total, estimated, unknown = 0.0, 0, 0
+    samples, calibrated = rate_samples(entries), calibrated or {}
+    total = low = high = 0.0
+    estimated = from_calibration = unknown = 0
     for run in planned:
         if run["missing_folds"] <= 0:
             continue
-        rate = known.get(model_kind(run["config"]))
-        if rate is None:
+        kind, work = model_kind(run["config"]), fold_work(run["config"], run["n_images"])
+        if kind in samples:
+            values = samples[kind]
+            fold = median(values) * work
+            fold_low, fold_high = min(values) * work / RUNS_SPREAD, max(values) * work * RUNS_SPREAD
+        elif "/".join(kind) in calibrated:
+            figures = calibrated["/".join(kind)]
+            epochs = run["config"].get("epochs", 1) if run["config"]["model"] == "cnn" else 0
+            fold = figures["overhead"] + epochs * figures.get("epoch_overhead", 0.0) + figures["rate"] * work
+            fold_low, fold_high = fold / CALIBRATED_SPREAD, fold * CALIBRATED_SPREAD
+            from_calibration += 1
+        else:
             unknown += 1
             continue
-        total += rate * fold_work(run["config"], run["n_images"]) * run["missing_folds"]
+        total += fold * run["missing_folds"]
+        low += fold_low * run["missing_folds"]
+        high += fold_high * run["missing_folds"]
         estimated += 1
-    return {"fold_seconds": total, "seconds": total / workers, "estimated": estimated, "unknown": unknown}
+    return {"fold_seconds": total, "seconds": total / workers, "low": low / workers, "high": high / workers,
+            "estimated": estimated, "calibrated": from_calibration, "unknown": unknown}

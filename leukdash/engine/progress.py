@@ -231,6 +231,11 @@ def format_progress_line(state: dict, width: int = 20) -> str:
     return line
 
 
+def count(n: int, noun: str) -> str:
+    """``1 run``, ``2 runs``, ``0 runs``."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def format_duration(seconds: float) -> str:
     """``45s``, ``1m20s``, ``2h05m``."""
     seconds = int(round(seconds))

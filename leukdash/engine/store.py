@@ -8,7 +8,7 @@ Layout of a run folder::
     models/fold_<i>.<suffix>
     summary.json        written once every fold is done
     progress.jsonl      progress events (see :mod:`leukdash.engine.progress`)
-    job.json, job.log, job_config.json   a background job (see :mod:`leukdash.service.jobs`)
+    job.json, job.log, job_config.json   a background job (see :mod:`leukdash.service.job_queue`)
     .lock               held by the process computing the run
 
 Every JSON file is written atomically (see :mod:`leukdash.atomic`: temporary file in the same

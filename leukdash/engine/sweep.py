@@ -23,7 +23,7 @@ from filelock import FileLock, Timeout
 
 from leukdash.config import AugmentConfig, RunConfig, stable_hash
 from leukdash.errors import ConfigError, RunError
-from leukdash.paths import artifacts_root
+from leukdash.paths import artifacts_root, printable
 from leukdash.engine.progress import append_event, latest_state, read_events
 from leukdash.engine.store import RunStore, read_json, write_json_atomic
 
@@ -100,7 +100,7 @@ def create_sweep(configs: list[RunConfig], *, name: str | None = None, axes: dic
     run_ids = [resolve(config).run_id for config in configs]  # validates every config first
     sweep_id = sweep_id_of(configs)
     previous = load_sweep(sweep_id) or {}
-    record = {"sweep_id": sweep_id, "name": name or previous.get("name") or sweep_id,
+    record = {"sweep_id": sweep_id, "name": printable(name or previous.get("name") or sweep_id),
               "created": previous.get("created", time.time()),
               "axes": axes if axes is not None else previous.get("axes"),
               "configs": [config.to_dict() for config in configs], "run_ids": run_ids}

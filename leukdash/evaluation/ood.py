@@ -14,7 +14,8 @@ percentile among them is reported, and it is flagged "outside" above ``FLAG_PERC
 (by construction about 1% of the run's own images are flagged).
 
 The description is computed lazily for a finished run (from its dataset and stored folds, no
-model needed) and cached beside it (``ood.npz``), so the runner is unchanged.
+model needed) and cached beside it (``ood.npz``), so the runner is unchanged; the demo runs
+ship with theirs, so a fresh deployment predicts without drawing the built-in dataset.
 
 Two views. A preprocessed run's models see the segmented cell, and a foreign lab's cells can
 look like its own once segmented (issue 16: 0-23% of another lab's images flagged while a
@@ -122,7 +123,7 @@ def training_distribution(run_id: str, store: RunStore | None = None, view: str 
     beside it or computed and stored there."""
     from leukdash.config import RunConfig
     from leukdash.engine.run_data import open_run_dataset, validation_folds
-    from leukdash.data.arrays import load_arrays, write_cache
+    from leukdash.data.arrays import load_arrays, save_npz, write_cache
 
     store = store or RunStore()
     folder = store.run_dir(run_id)
@@ -139,8 +140,8 @@ def training_distribution(run_id: str, store: RunStore | None = None, view: str 
     fold_of = validation_folds(run_id, len(arrays.labels), store)
     features = describe_images(arrays.images)
     described = TrainingDistribution.fit(features, fold_of, meta["fold_ids"])
-    if write_cache(cache, lambda tmp: np.savez(tmp, features=described.features, fold_of=described.fold_of,
-                                                oof_scores=described.oof_scores)):
+    if write_cache(cache, lambda tmp: save_npz(tmp, features=described.features, fold_of=described.fold_of,
+                                               oof_scores=described.oof_scores)):
         write_json_atomic(info_path, key, optional=True)  # only beside the arrays it describes
     return described
 

@@ -8,6 +8,7 @@ its members' fold-``f`` models, each fed the images prepared its own way.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -23,12 +24,14 @@ from leukdash.engine.store import RunStore
 # Loaded fold models of the last few runs used (a dashboard switches between a handful).
 _loaded: OrderedDict[tuple[str, str], "FoldEnsemble"] = OrderedDict()
 MAX_LOADED_RUNS = 4
-# Datasets of those runs at the comparison size, for recognising known images.
+# Background warm-ups (see warm_up), by store and run.
+_warming: dict[tuple[str, str], threading.Thread] = {}
+# Those runs' images at the comparison size, for recognising known images.
 _references: dict[tuple[str, str], dict] = {}
-# Largest mean absolute difference (0-255, at the audit's 64 px) between an upload and a dataset
-# image for the two to count as the same picture. Measured: a JPEG re-encoding (quality 75) or a
-# half-size copy of an ALL-IDB2 or C-NMC image differs by at most 0.56; the closest two distinct
-# ALL-IDB2 files (Im227/Im260) by 4.8.
+# Largest mean absolute difference (0-255, at reference.KNOWN_SIZE) between an upload and a
+# dataset image for the two to count as the same picture. Measured: a JPEG re-encoding (quality
+# 75) or a half-size copy of an ALL-IDB2 or C-NMC image differs by at most 0.70; the closest two
+# distinct ALL-IDB2 files (Im227/Im260) by 4.25.
 NEAR_IDENTICAL_DIFFERENCE = 3.0
 
 
@@ -183,6 +186,7 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
     A check that cannot be made (say, the run's dataset is not on this machine) gives
     ``{"error": reason}`` in its place: the prediction stands without it.
     """
+    _wait_for_warm_up(run_id, store)
     models = ensemble(run_id, store)
     results = models.predict(images)
     if checks:
@@ -237,21 +241,21 @@ def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None) -
     prediction of the fold model that did not train on it (the one it validated); ``None``
     when it is not.
 
-    The test is the audit's comparison size: both images padded square and resized to
-    ``SHORTCUT_SIZE``, then their mean absolute pixel difference; identical decoded pixels are
-    reported as such.
+    The test: both images padded square and resized to ``reference.KNOWN_SIZE``, then their mean
+    absolute pixel difference; identical decoded pixels (equal digests) are reported as such.
     """
+    from leukdash.evaluation.reference import KNOWN_SIZE, pixel_digest
+
     models = ensemble(run_id, store)
     reference = _reference(run_id, store)
-    small = square_resize(image, reference["size"]).astype(np.int16)
+    small = square_resize(image, KNOWN_SIZE).astype(np.int16)
     difference = np.abs(reference["images"].astype(np.int16) - small).mean(axis=(1, 2, 3))
     match = int(difference.argmin())
     if difference[match] > NEAR_IDENTICAL_DIFFERENCE:
         return None
-    path = reference["paths"][match]
-    identical = decode_image(path).shape == image.shape and np.array_equal(decode_image(path), image)
+    identical = pixel_digest(image) == reference["digests"][match]
     fold = int(reference["fold_of"][match])
-    found = {"file": reference["relative"][match], "class": models.classes[int(reference["labels"][match])],
+    found = {"file": str(reference["relative"][match]), "class": models.classes[int(reference["labels"][match])],
              "match": "identical" if identical else "near-identical",
              "difference": round(float(difference[match]), 3), "fold": fold + 1}
     if fold not in models.meta["fold_ids"]:  # a holdout run's training image: every model saw it
@@ -263,23 +267,63 @@ def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None) -
 
 
 def _reference(run_id: str, store: RunStore | None) -> dict:
-    """The run's dataset at the comparison size, with each image's fold (kept per run)."""
+    """The run's stored reference (see :mod:`leukdash.evaluation.reference`), kept per run."""
+    from leukdash.evaluation.reference import known_reference
+
     store = store or RunStore()
     key = (str(store.root), run_id)
     if key not in _references:
-        from leukdash.data.audit import SHORTCUT_SIZE
-        from leukdash.engine.run_data import open_run_dataset, validation_folds
-        from leukdash.data.arrays import load_arrays
-
-        dataset = open_run_dataset(ensemble(run_id, store).meta)
-        arrays = load_arrays(dataset, SHORTCUT_SIZE)
-        fold_of = validation_folds(run_id, len(arrays.labels), store)
-        _references[key] = {"size": SHORTCUT_SIZE, "images": arrays.images, "labels": arrays.labels,
-                            "fold_of": fold_of, "paths": arrays.paths,
-                            "relative": [dataset.relative(p) for p in arrays.paths]}
+        _references[key] = known_reference(run_id, store)
         while len(_references) > MAX_LOADED_RUNS:
             _references.pop(next(iter(_references)))
     return _references[key]
+
+
+def prepare_checks(run_id: str, store: RunStore | None = None) -> None:
+    """Load the run's models and read (or compute and store) what both checks need, so that the
+    next prediction answers at once. What cannot be prepared is left for the prediction to report."""
+    from leukdash.evaluation.ood import training_distribution, views
+
+    try:
+        voters = [(member.run_id, view) for member, _ in ensemble(run_id, store).parts() for view in views(member.config)]
+    except LeukdashError:
+        return
+    for prepare in [lambda: _reference(run_id, store)] + [
+            lambda voter=voter, view=view: training_distribution(voter, store, view) for voter, view in voters]:
+        try:
+            prepare()
+        except LeukdashError:
+            continue
+
+
+def warm_up(run_id: str, store: RunStore | None = None) -> None:
+    """Start :func:`prepare_checks` in a background thread (once per run and store), so that the
+    first prediction a page asks for finds the models loaded and the references read; a
+    prediction asked for meanwhile waits for it rather than doing the same work twice."""
+    store = store or RunStore()
+    key = (str(store.root), run_id)
+    if key not in _warming:
+        _warming[key] = threading.Thread(target=prepare_checks, args=(run_id, store), daemon=True,
+                                         name=f"warm-up {run_id}")
+        _warming[key].start()
+
+
+def warmed_up(run_id: str, store: RunStore | None = None) -> bool:
+    """Whether a prediction with this run will answer at once: its warm-up ended, or its
+    models are loaded and its references stored."""
+    from leukdash.evaluation.reference import references_stored
+
+    store = store or RunStore()
+    key = (str(store.root), run_id)
+    if key in _warming:
+        return not _warming[key].is_alive()
+    return key in _loaded and references_stored(run_id, store)
+
+
+def _wait_for_warm_up(run_id: str, store: RunStore | None) -> None:
+    thread = _warming.get((str((store or RunStore()).root), run_id))
+    if thread is not None and thread is not threading.current_thread():
+        thread.join()
 
 
 def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None) -> list[dict]:

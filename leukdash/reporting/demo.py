@@ -19,7 +19,12 @@ DEMO_CONFIGS = (
 
 
 def run_demo(on_event=None) -> list[dict]:
-    """Compute (or read back) every demo run."""
+    """Compute (or read back) every demo run, with what Predict's checks need stored beside each
+    (so a fresh deployment predicts without drawing the built-in dataset)."""
     from leukdash.engine.runner import run
+    from leukdash.evaluation.predict import prepare_checks
 
-    return [run(config, on_event=on_event) for config in DEMO_CONFIGS]
+    results = [run(config, on_event=on_event) for config in DEMO_CONFIGS]
+    for result in results:
+        prepare_checks(result["run_id"])
+    return results

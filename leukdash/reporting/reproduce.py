@@ -35,7 +35,7 @@ def _print(line: str) -> None:
 
 
 def run_experiments(matrix: list[Experiment], *, compute: bool = True, log=_print, name: str = "reproduce",
-                    scheduler: str | None = None) -> list[Outcome]:
+                    scheduler: str | None = None, n_jobs: int | None = None) -> list[Outcome]:
     """Run (or, with ``compute=False``, only look up) every experiment, the missing ones as one
     sweep named ``name``; one line per experiment, then one per fold computed."""
     from leukdash.engine.runner import load_result, resolve
@@ -52,7 +52,7 @@ def run_experiments(matrix: list[Experiment], *, compute: bool = True, log=_prin
         log(f"[{number}/{len(matrix)}] {labels[run_id]} ({run_id}): {state}")
     if compute and matrix:
         results = run_sweep([e.config for e in matrix], name=name, on_event=_fold_logger(log, labels),
-                            scheduler=scheduler, store=store)["results"]
+                            scheduler=scheduler, n_jobs=n_jobs, store=store)["results"]
     else:
         results = [load_result(resolve(e.config).run_id, store) for e in matrix]
     outcomes = [Outcome(experiment, result) for experiment, result in zip(matrix, results)]
@@ -74,13 +74,14 @@ def _fold_logger(log, labels: dict[str, str]):
 
 def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str = FIVE_CLASS_DEFAULT,
               out: Path | None = None, settings: Settings | None = None, compute: bool = True,
-              select=None, log=_print, scheduler: str | None = None) -> Path:
+              select=None, log=_print, scheduler: str | None = None, n_jobs: int | None = None) -> Path:
     """Run the matrix and write the report; return the path of ``REPORT.md``.
 
     ``settings`` overrides the full or quick settings (tests use tiny ones); ``compute=False``
     writes the report from the runs already in the store, listing the others as not computed;
     ``select(experiment) -> bool`` keeps part of the matrix only; ``scheduler`` a Dask address
-    for the sweep (default ``$LEUKDASH_SCHEDULER``, else this machine).
+    for the sweep (default ``$LEUKDASH_SCHEDULER``, else this machine); ``n_jobs`` caps its local
+    cores (1: in this process; results do not depend on it).
     """
     from leukdash.reporting.report import build_report
 
@@ -91,7 +92,8 @@ def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str
     mode = "quick" if settings == QUICK else "full" if settings == FULL else "custom"
     matrix = [e for e in experiments(binary, five_class, settings) if select is None or select(e)]
     log(f"reproduce: {len(matrix)} runs, binary task on {binary!r}, five classes on {five_class!r}, {mode} settings")
-    outcomes = run_experiments(matrix, compute=compute, log=log, name=f"reproduce ({mode})", scheduler=scheduler)
+    outcomes = run_experiments(matrix, compute=compute, log=log, name=f"reproduce ({mode})", scheduler=scheduler,
+                               n_jobs=n_jobs)
     shortcuts = {task: shortcut_scores(next(e for e in matrix if e.task == task).config)
                  for task in ("binary", "five") if any(e.task == task for e in matrix)}
     command = "python -m leukdash reproduce" + (" --quick" if quick else "")

@@ -1,7 +1,7 @@
 """A job's parent: ``python -m leukdash.service.supervisor STORE MAX_JOBS RUN_ID COMMAND...``.
 
 Runs the job's command, and when it ends, however it ends, starts the next queued jobs
-(:func:`leukdash.service.jobs.dispatch`), so a queue moves on with no dashboard session watching. It
+(:func:`leukdash.service.job_queue.dispatch`), so a queue moves on with no dashboard session watching. It
 leads the job's process group: a cancel signals both, and it waits for the job to stop by
 itself. It then exits as the job did (same code, or the same signal), so whoever follows the
 job sees the job's outcome. Nothing heavy is imported: it stays small while the job computes.
@@ -25,7 +25,7 @@ def main(argv: list[str]) -> int:
         print(f"cannot start the job: {error}", flush=True)
         code = 127
     try:
-        from leukdash.service.jobs import dispatch
+        from leukdash.service.job_queue import dispatch
         from leukdash.engine.store import RunStore
 
         dispatch(RunStore(store_root), max_jobs, ended=run_id)

@@ -1,0 +1,47 @@
+"""One pool for every fold task of every run: local worker processes or a Dask cluster.
+
+A task is one fold of one run (:mod:`.task`). It receives its config and its run's decoded
+inputs (:class:`leukdash.engine.training.FoldInputs`) and returns the fold result and the model
+file's bytes; the process that owns the run store writes both (see :mod:`leukdash.engine.runner`).
+Workers therefore need no shared file system, and a worker that dies mid-task loses nothing but
+the task, which is computed again with an identical result.
+
+- :mod:`.local`: in this process (``n_jobs=1``), or worker processes on this machine within one
+  budget of cores and memory;
+- :mod:`.cluster`: with an address (``tcp://HOST:8786``, or ``LEUKDASH_SCHEDULER``) the same
+  tasks on a Dask distributed cluster, whose scheduler needs nothing of leukdash;
+- :mod:`.child`: the worker process both use, and :mod:`.lifetime`: how it ends with its parent.
+"""
+
+from __future__ import annotations
+
+import os
+
+from leukdash.engine.scheduler.cluster import DaskPool, dask_cli_cluster
+from leukdash.engine.machine import machine_cores
+from leukdash.engine.scheduler.local import (CLASSIC_WORKER_MB, SMALL_MACHINE_BUDGET_MB, TF_WORKER_MB, InProcessPool,
+                                             LocalPool, memory_budget_mb)
+from leukdash.engine.scheduler.task import CNN_THREADS, FoldTask
+
+__all__ = ["CLASSIC_WORKER_MB", "CNN_THREADS", "SMALL_MACHINE_BUDGET_MB", "TF_WORKER_MB", "DaskPool", "FoldTask",
+           "InProcessPool", "LocalPool", "dask_cli_cluster", "machine_cores", "make_pool", "memory_budget_mb",
+           "scheduler_address"]
+
+
+def scheduler_address(address: str | None = None) -> str | None:
+    """The Dask scheduler to use: ``address``, else ``$LEUKDASH_SCHEDULER``, else None (local)."""
+    return address or os.environ.get("LEUKDASH_SCHEDULER") or None
+
+
+def make_pool(address: str | None = None, n_jobs: int | None = None):
+    """A Dask pool for an address (argument or ``LEUKDASH_SCHEDULER``), else a local one.
+
+    ``n_jobs`` caps the cores a local pool uses (1 computes in this process); results do not
+    depend on it.
+    """
+    address = scheduler_address(address)
+    if address:
+        return DaskPool(address)
+    if n_jobs == 1:
+        return InProcessPool()
+    return LocalPool(cores=min(n_jobs, machine_cores()) if n_jobs else None)

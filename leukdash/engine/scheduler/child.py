@@ -1,0 +1,111 @@
+"""A worker process of our own: computes fold tasks one at a time and relays their progress.
+
+Started with :mod:`subprocess` (not :mod:`multiprocessing`, which forbids a daemonic process,
+such as a Dask worker under its nanny, to start children), it runs ``python -c BOOTSTRAP``,
+takes this process's ``sys.path`` and then, for each task, two pickles on its stdin (the
+:class:`~leukdash.engine.scheduler.task.FoldTask` and the run's inputs) and answers with
+pickled ``(kind, value)`` messages on its stdout: any number of ``("event", event)``, then
+``("done", outcome)`` or ``("error", exception)``. A child whose output ends without an answer
+died (killed, or out of memory): its parent reads that as ``("died", exit status)``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+
+from leukdash.engine.scheduler.lifetime import die_with_parent, launch
+
+BOOTSTRAP = ("import pickle, sys; sys.path[:] = pickle.load(sys.stdin.buffer); "
+             "from leukdash.engine.scheduler.child import serve; serve(int(sys.argv[1]))")
+
+
+class ChildProcess:
+    """The parent's handle on one child; its messages go to ``inbox`` as ``(child, kind, value)``
+    (another queue may take its place between tasks).
+
+    ``cnn`` says which tasks it serves: a child that trained a CNN holds TensorFlow's memory.
+    """
+
+    def __init__(self, inbox: queue.Queue, cnn: bool = False):
+        self.inbox, self.cnn = inbox, cnn
+        self.process = launch([sys.executable, "-c", BOOTSTRAP, str(os.getpid())],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._write([pickle.dumps(sys.path)])  # a few KB: fits the pipe, does not block
+        threading.Thread(target=self._read, name="leukdash-child-reader", daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def send(self, task: bytes, inputs: bytes) -> None:
+        """Hand over one task (both already pickled), without waiting for the child to read it."""
+        threading.Thread(target=self._write, args=([task, inputs],), name="leukdash-child-writer",
+                         daemon=True).start()
+
+    def kill(self) -> None:
+        if self.alive():
+            self.process.kill()
+        self.process.wait()
+
+    def _write(self, frames: list[bytes]) -> None:
+        try:
+            for frame in frames:
+                self.process.stdin.write(frame)
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass  # it died: the reader reports it
+
+    def _read(self) -> None:
+        try:
+            while True:
+                kind, value = pickle.load(self.process.stdout)
+                self.inbox.put((self, kind, value))
+        except (EOFError, OSError, ValueError, pickle.UnpicklingError):
+            self.inbox.put((self, "died", self.process.wait()))
+
+
+def serve(parent: int) -> None:
+    """The child's loop (see the module's docstring)."""
+    from leukdash.engine.scheduler.task import compute_fold
+
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # what libraries print goes to stderr, never into the replies
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends us
+    die_with_parent(parent)
+
+    def reply(kind: str, value) -> None:
+        pickle.dump((kind, value), replies, protocol=pickle.HIGHEST_PROTOCOL)
+        replies.flush()
+
+    requests = sys.stdin.buffer
+    while True:
+        try:
+            task, inputs = pickle.load(requests), pickle.load(requests)
+        except EOFError:
+            return
+        try:
+            outcome = compute_fold(task, inputs, lambda event: reply("event", event))
+        except Exception as error:  # the parent raises it as its own
+            reply("error", _picklable(error))
+        else:
+            reply("done", outcome)
+
+
+def _picklable(error: Exception) -> Exception:
+    import traceback
+
+    error.add_note("".join(traceback.format_exception(error)))  # where it happened, in the child
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")

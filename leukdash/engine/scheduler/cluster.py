@@ -1,0 +1,206 @@
+"""Fold tasks on a Dask distributed cluster (``dask scheduler`` + ``dask worker ADDRESS``).
+
+Only bytes and Python's own types reach the scheduler (which unpickles the task graph): each
+run's inputs and each task are pickled here, the task's function is pickled by value
+(:func:`_fold_function`), and what comes back (result, progress) is pickled on the worker. So a
+stock ``dask scheduler`` that cannot import leukdash serves; only the workers need it.
+
+On a worker the fold is computed in a :class:`~leukdash.engine.scheduler.child.ChildProcess`,
+not in the worker itself: its event loop and other threads draw from Python's global random
+generator, from which Keras draws its default seeds too, and the same CNN fold trained
+differently at every attempt there (measured); a child computes exactly what a local worker
+does. A worker keeps its children between tasks. The scheduler reruns the task of a lost worker
+itself, and a task whose child died once more (``retries=1``).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from leukdash.engine.scheduler.child import ChildProcess
+from leukdash.engine.ordering import order
+from leukdash.engine.scheduler.task import FoldTask
+
+POLL_SECONDS = 0.2
+
+
+class DaskPool:
+    """The tasks on an existing Dask cluster.
+
+    Each run's inputs go to the scheduler once and to each worker that needs them once; a task
+    returns its result and model bytes to this process. Progress events come back through the
+    scheduler's event log.
+    """
+
+    def __init__(self, address: str, connect_timeout: float = 20):
+        self.address, self.connect_timeout = address, connect_timeout
+
+    def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event) -> None:
+        import uuid
+
+        from distributed import Client
+
+        from leukdash.errors import RunError
+
+        try:
+            client = Client(self.address, timeout=self.connect_timeout)
+        except (OSError, TimeoutError) as error:
+            raise RunError(f"cannot reach the Dask scheduler at {self.address}: {error}") from None
+        topic = f"leukdash-{uuid.uuid4().hex}"
+        events: queue.Queue = queue.Queue()
+        futures, shipped = {}, {}
+        try:
+            client.subscribe_topic(topic, lambda message: events.put(pickle.loads(message[1])))
+            needed = {task.run_id for task in tasks}
+            # A task that returns the inputs (``bytes`` copies them), not scattered data: the
+            # scheduler keeps the task, so inputs lost with a worker are made again (scattered
+            # data is lost for good; measured).
+            shipped = {run_id: client.submit(bytes, pickle.dumps(inputs[run_id], pickle.HIGHEST_PROTOCOL),
+                                             key=f"inputs-{run_id}-{uuid.uuid4().hex[:8]}")
+                       for run_id in needed}
+            fold = _fold_function()
+            for task in order(tasks, inputs):
+                futures[client.submit(fold, pickle.dumps(task), shipped[task.run_id], topic, pure=False, retries=1,
+                                      key=f"fold-{task.run_id}-{task.fold}-{uuid.uuid4().hex[:8]}")] = task
+            pending = dict(futures)
+            while pending:
+                for future in [f for f in pending if f.done()]:
+                    _drain(events, on_event)
+                    kind, value = pickle.loads(future.result())
+                    if kind == "error":
+                        raise value
+                    on_done(pending.pop(future), value)
+                _drain(events, on_event)
+                time.sleep(POLL_SECONDS)
+            _drain(events, on_event)
+        finally:
+            if futures or shipped:
+                client.cancel([*futures, *shipped.values()])
+            client.unsubscribe_topic(topic)
+            client.close()
+
+
+def _drain(events: queue.Queue, on_event) -> None:
+    """Pass every queued ``(run_id, event)`` to ``on_event``."""
+    while True:
+        try:
+            run_id, event = events.get_nowait()
+        except queue.Empty:
+            return
+        on_event(run_id, event)
+
+
+def _fold_function():
+    """The function of a fold task. Made here, inside a function, because cloudpickle pickles a
+    function that cannot be imported by name by value: the scheduler unpickles it without
+    leukdash, which the function imports only when a worker calls it."""
+
+    def fold(task: bytes, inputs: bytes, topic: str) -> bytes:
+        from leukdash.engine.scheduler.cluster import compute_on_worker
+
+        return compute_on_worker(task, inputs, topic)
+
+    return fold
+
+
+# -- on a Dask worker ---------------------------------------------------------------------------
+
+_idle_children: list[ChildProcess] = []  # this worker's children waiting for a task
+_children_lock = threading.Lock()
+
+
+def compute_on_worker(task: bytes, inputs: bytes, topic: str) -> bytes:
+    """Compute a pickled task in a child of this worker, relaying its progress to ``topic``;
+    return the pickled ``("done", outcome)`` or ``("error", exception)``.
+
+    A child that dies is a ``RuntimeError`` here: Dask retries the task (in a new child).
+    """
+    from distributed import get_worker
+
+    worker = get_worker()
+    inbox: queue.Queue = queue.Queue()
+    child = _idle_child(inbox)
+    child.send(task, inputs)
+    run_id = pickle.loads(task).run_id
+    while True:
+        _, kind, value = inbox.get()
+        if kind == "event":
+            worker.log_event(topic, pickle.dumps((run_id, value)))
+            continue
+        if kind == "died":
+            raise RuntimeError(f"the process computing a fold on this worker died (exit status {value})")
+        with _children_lock:
+            _idle_children.append(child)
+        return pickle.dumps((kind, value), pickle.HIGHEST_PROTOCOL)
+
+
+def _idle_child(inbox: queue.Queue) -> ChildProcess:
+    """A live idle child of this worker, now reporting to ``inbox``, or a new one."""
+    with _children_lock:
+        while _idle_children:
+            child = _idle_children.pop()
+            if child.alive():
+                child.inbox = inbox
+                return child
+    return ChildProcess(inbox)
+
+
+# -- a cluster on this machine, for tests and benchmarks ------------------------------------------
+
+@contextmanager
+def dask_cli_cluster(folder: Path, n_workers: int = 2, env: dict | None = None):
+    """A Dask cluster on this machine started with the ``dask`` command line, as the README says:
+    a stock ``dask scheduler`` on a free port, where leukdash cannot be imported (no
+    ``PYTHONPATH``, its folder outside the repository), and ``n_workers``
+    ``dask worker ADDRESS --nthreads 1`` that can import it, each in its own folder under
+    ``folder``, its store an empty folder of its own (no shared store).
+
+    Yields ``(address, workers)``, the workers' ``Popen`` objects (each the leader of its own
+    process group: nanny, worker and the worker's children); everything is killed on exit.
+    """
+    import signal
+    import socket
+    import subprocess
+
+    from leukdash.paths import REPO_ROOT
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = str(Path(sys.executable).with_name("dask"))  # the command line the README uses
+
+    def start(args: list[str], where: Path, extra: dict) -> subprocess.Popen:
+        where.mkdir(parents=True, exist_ok=True)
+        clean = {key: value for key, value in os.environ.items()
+                 if not key.startswith("LEUKDASH_") and key != "PYTHONPATH"}
+        with open(where / "log.txt", "wb") as log:
+            return subprocess.Popen([dask, *args], cwd=where, env={**clean, **extra}, start_new_session=True,
+                                    stdout=subprocess.DEVNULL, stderr=log)
+
+    processes = [start(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                       Path(folder) / "scheduler", {})]
+    try:
+        for index in range(n_workers):
+            where = Path(folder) / f"worker{index}"
+            processes.append(start(["worker", address, "--nthreads", "1", "--no-dashboard",
+                                    "--local-directory", str(where / "dask")], where,
+                                   {"PYTHONPATH": str(REPO_ROOT), "LEUKDASH_ARTIFACTS": str(where / "artifacts"),
+                                    **(env or {})}))
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(n_workers, timeout=180)
+        yield address, processes[1:]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)

@@ -1,0 +1,145 @@
+"""Fold tasks on this machine: in this process, or in worker processes within a budget.
+
+The tasks of all runs share one budget of cores and memory:
+
+- cores: a CNN task counts its TensorFlow threads (``CNN_THREADS``), a classic task one core
+  (its BLAS/OpenMP threads are limited to one), so CNN and classic folds share the machine
+  without oversubscribing it;
+- memory: a worker process that has loaded TensorFlow counts ``TF_WORKER_MB``, a classic one
+  ``CLASSIC_WORKER_MB``; the budget is ``LEUKDASH_MEMORY_MB`` (see :func:`memory_budget_mb`).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+
+from leukdash.engine import machine
+from leukdash.engine.machine import machine_cores
+from leukdash.engine.scheduler.child import ChildProcess
+from leukdash.engine.ordering import order
+from leukdash.engine.scheduler.task import CNN_THREADS, FoldTask, compute_fold, task_cores
+
+# Resident memory of a worker process (benchmarks/measure_memory.py, allidb2_ufpr at 64 px: a
+# worker that has imported TensorFlow and trained for five minutes peaked at 900-973 MB; a
+# scikit-learn worker ~0.3 GB).
+TF_WORKER_MB = 1000
+CLASSIC_WORKER_MB = 300
+# The budget on a small machine: Streamlit Community Cloud gives an app ~2.7 GB, of which the
+# server takes up to ~0.8 GB once TensorFlow is loaded for a prediction; 1.6 GB of workers
+# (one TensorFlow fold and two classic folds; two TensorFlow folds measured 2.96 GB in all)
+# keeps the whole app under 2.5 GB.
+SMALL_MACHINE_BUDGET_MB = 1600
+POLL_SECONDS = 0.2
+
+
+def memory_budget_mb() -> int:
+    """Memory the local pool's workers may take: ``$LEUKDASH_MEMORY_MB``, else half of the
+    machine's (or container's) memory, at least ``SMALL_MACHINE_BUDGET_MB``."""
+    from leukdash.errors import ConfigError
+
+    configured = os.environ.get("LEUKDASH_MEMORY_MB")
+    if configured:
+        try:
+            value = int(configured)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise ConfigError(f"LEUKDASH_MEMORY_MB must be a positive number of megabytes, got {configured!r}")
+        return value
+    total = machine.machine_memory_mb()
+    return max(SMALL_MACHINE_BUDGET_MB, total // 2) if total else SMALL_MACHINE_BUDGET_MB
+
+
+class InProcessPool:
+    """Tasks one after another in this process (``n_jobs=1``): progress reaches ``on_event`` live."""
+
+    def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event) -> None:
+        for task in order(tasks, inputs):
+            on_done(task, compute_fold(task, inputs[task.run_id], lambda e, t=task: on_event(t.run_id, e)))
+
+
+class LocalPool:
+    """Worker processes on this machine (:class:`ChildProcess`), within a budget of cores and memory.
+
+    CNN tasks run in processes that hold TensorFlow (``CNN_THREADS`` threads each), classic
+    tasks in processes that never import it; the TensorFlow processes are ended as soon as no
+    CNN task is left, so their memory goes back to the classic ones.
+    """
+
+    def __init__(self, cores: int | None = None, memory_mb: int | None = None):
+        self.cores = cores or machine_cores()
+        self.memory_mb = memory_mb or memory_budget_mb()
+
+    def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event) -> None:
+        inbox: queue.Queue = queue.Queue()
+        pending, running, idle = order(tasks, inputs), {}, []  # running: child -> its task
+        try:
+            while pending or running:
+                for task in list(pending):
+                    if self.fits(task, list(running.values()), _live(running, idle)):
+                        child = _take(idle, task.is_cnn) or ChildProcess(inbox, cnn=task.is_cnn)
+                        child.send(pickle.dumps(task), pickle.dumps(inputs[task.run_id], pickle.HIGHEST_PROTOCOL))
+                        running[child] = task
+                        pending.remove(task)
+                try:
+                    child, kind, value = inbox.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    continue
+                if child not in running:  # an idle child ended: nothing of ours was in it
+                    if child in idle:
+                        idle.remove(child)
+                    continue
+                if kind == "event":
+                    on_event(running[child].run_id, value)
+                    continue
+                task = running.pop(child)
+                if kind != "done":
+                    raise value if kind == "error" else worker_died(task)
+                idle.append(child)
+                on_done(task, value)
+                if not any(t.is_cnn for t in [*pending, *running.values()]):
+                    for child in [c for c in idle if c.cnn]:  # TensorFlow's memory goes back
+                        idle.remove(child)
+                        child.kill()
+        finally:
+            for child in [*running, *idle]:
+                child.kill()
+
+    def fits(self, task: FoldTask, running: list[FoldTask], live: dict[bool, int]) -> bool:
+        """Whether ``task`` may start beside ``running``, with ``live`` worker processes of each
+        kind (``{is_cnn: count}``), idle ones included."""
+        if not running:
+            return True  # a task larger than the whole budget still runs, alone
+        busy = sum(task_cores(t) for t in running)
+        if busy + task_cores(task) > self.cores:
+            return False
+        idle = live.get(task.is_cnn, 0) - sum(t.is_cnn == task.is_cnn for t in running)
+        extra = 0 if idle > 0 else (TF_WORKER_MB if task.is_cnn else CLASSIC_WORKER_MB)
+        return worker_memory_mb(live) + extra <= self.memory_mb
+
+
+def worker_memory_mb(live: dict[bool, int]) -> int:
+    return live.get(True, 0) * TF_WORKER_MB + live.get(False, 0) * CLASSIC_WORKER_MB
+
+
+def worker_died(task: FoldTask):
+    from leukdash.errors import RunError
+
+    return RunError(f"the worker computing fold {task.fold + 1} of {task.run_id} died (out of memory, or "
+                    "killed): finished folds are kept; run the same command again to resume")
+
+
+def _live(running: dict, idle: list) -> dict[bool, int]:
+    children = [*running, *idle]
+    return {cnn: sum(child.cnn == cnn for child in children) for cnn in (True, False)}
+
+
+def _take(idle: list, cnn: bool):
+    """An idle child of the kind wanted, taken out of ``idle``; None if there is none."""
+    for child in idle:
+        if child.cnn == cnn:
+            idle.remove(child)
+            return child
+    return None

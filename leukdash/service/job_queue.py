@@ -1,0 +1,196 @@
+"""The queue of background jobs: detached processes, at most ``max_jobs`` computing at once per store.
+
+A job lives outside whatever started it (a Streamlit script run, a browser session), so it
+survives reruns and reloads; everything about it is in its folder of the store: its input
+(``job_config.json``), ``job.json`` (pid, start time) and ``job.log`` (its output). Any process
+can therefore follow or cancel a job that another one started, and two sessions launching the
+same job share it.
+
+Jobs beyond ``max_jobs`` wait in a queue of files beside the store (``<artifacts>/jobs/queue``)
+and a job's supervisor process (:mod:`leukdash.service.supervisor`) starts the next when its job
+ends. What a job computes is its command's business: a run (:mod:`leukdash.service.jobs`) or a
+sweep (:mod:`leukdash.service.sweep_jobs`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from leukdash import paths
+from leukdash.errors import RunError
+from leukdash.engine.store import RunStore, read_json, write_json_atomic
+
+JOB_FILE = "job.json"
+LOG_FILE = "job.log"
+CONFIG_FILE = "job_config.json"
+
+# Children started by this process, so their exit status can be collected (and they are reaped).
+children: dict[int, subprocess.Popen] = {}
+
+
+def submit(run_id: str, command: list[str], store: RunStore | None = None, max_jobs: int | None = None,
+           inputs: dict[Path, dict] | None = None) -> dict:
+    """Queue ``command`` as the job of ``run_id`` (any command: a run, a sweep), unless a job of
+    that id is already running or queued, and start what the free slots allow.
+
+    ``inputs`` are JSON files the command reads, written (atomically) only when it is queued.
+    Returns the job record as :func:`leukdash.service.jobs.start_job` does.
+    """
+    store = store or RunStore()
+    folder = store.run_dir(run_id)
+    if store.root.name != "runs":
+        # The job finds its store through LEUKDASH_ARTIFACTS, whose runs live in <root>/runs.
+        raise RunError(f"a job needs a store folder named 'runs', got {store.root}")
+    max_jobs = max_jobs or default_max_jobs()
+    with job_lock(store, run_id):
+        job = read_job(folder)
+        if job is None or not (("pid" in job and job_alive(job)) or _is_queued(store, job)):
+            for path, content in (inputs or {}).items():
+                write_json_atomic(path, content)
+            queued = time.time_ns()
+            write_json_atomic(folder / JOB_FILE, {
+                "run_id": run_id, "state": "queued", "queued": queued / 1e9, "max_jobs": max_jobs,
+                "log": str(folder / LOG_FILE), "config_file": str(folder / CONFIG_FILE), "command": command})
+            _queue_dir(store).mkdir(parents=True, exist_ok=True)
+            (_queue_dir(store) / f"{queued:020d}-{run_id}").touch()
+    dispatch(store, max_jobs)
+    return read_job(folder)
+
+
+def dispatch(store: RunStore, max_jobs: int, ended: str | None = None) -> None:
+    """Start queued jobs, oldest first, while fewer than ``max_jobs`` are computing.
+
+    Called after every start and end of a job (by the job's supervisor, which names its run as
+    ``ended`` since it still lives), so the queue moves without anyone watching; one lock across
+    processes keeps the count exact.
+    """
+    from filelock import FileLock
+
+    running_dir = _running_dir(store)
+    running_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(running_dir.parent / ".dispatch.lock"):
+        running = 0
+        for marker in running_dir.iterdir():
+            job = read_job(store.run_dir(marker.name))
+            if marker.name != ended and job is not None and "pid" in job and job_alive(job):
+                running += 1
+            else:
+                marker.unlink(missing_ok=True)
+        for entry in queue_entries(store):
+            if running >= max_jobs:
+                break
+            run_id = entry.name.split("-", 1)[1]
+            with job_lock(store, run_id):
+                entry.unlink(missing_ok=True)
+                job = read_job(store.run_dir(run_id))
+                if job is None or job.get("state") != "queued":
+                    continue  # cancelled while it waited
+                _spawn(store, job, max_jobs)
+                (running_dir / run_id).touch()
+                running += 1
+
+
+def _spawn(store: RunStore, job: dict, max_jobs: int) -> None:
+    """Start a queued job under its supervisor (which moves the queue on when the job ends)."""
+    with open(job["log"], "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "leukdash.service.supervisor", str(store.root), str(max_jobs), job["run_id"],
+             *job["command"]],
+            cwd=paths.REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, env={**os.environ, "LEUKDASH_ARTIFACTS": str(store.root.parent)},
+        )
+    children[process.pid] = process
+    write_json_atomic(store.run_dir(job["run_id"]) / JOB_FILE, {
+        "pid": process.pid, "run_id": job["run_id"], "started": time.time(), "log": job["log"],
+        "config_file": job["config_file"], "proc_start": _proc_start(process.pid), "max_jobs": max_jobs})
+
+
+def default_max_jobs() -> int:
+    from leukdash.service.deployment import read_deployment
+
+    return read_deployment().max_jobs
+
+
+def _queue_dir(store: RunStore) -> Path:
+    """Queued runs, one empty file ``<queued ns>-<run_id>`` each, beside the run store."""
+    return store.root.parent / "jobs" / "queue"
+
+
+def _running_dir(store: RunStore) -> Path:
+    """Runs started by :func:`dispatch`, one marker each, until seen ended."""
+    return store.root.parent / "jobs" / "running"
+
+
+def queue_entries(store: RunStore) -> list[Path]:
+    folder = _queue_dir(store)
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+def queue_position(store: RunStore, run_id: str) -> int | None:
+    names = [entry.name.split("-", 1)[1] for entry in queue_entries(store)]
+    return names.index(run_id) + 1 if run_id in names else None
+
+
+def _is_queued(store: RunStore, job: dict) -> bool:
+    return job.get("state") == "queued" and queue_position(store, job["run_id"]) is not None
+
+
+@contextmanager
+def job_lock(store: RunStore, run_id: str):
+    """Serialise starting and cancelling one run's job (not the run's compute lock, which the
+    job itself takes)."""
+    from filelock import FileLock
+
+    folder = store.run_dir(run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / ".job.lock"):
+        yield
+
+
+def read_job(folder: Path) -> dict | None:
+    try:
+        job = read_json(folder / JOB_FILE)
+    except ValueError:
+        return None  # written atomically, so only a hand-edited file gets here: start afresh
+    if not isinstance(job, dict) or not isinstance(job.get("run_id", ""), str):
+        return None
+    return job if isinstance(job.get("pid"), int) or job.get("state") in ("queued", "cancelled") else None
+
+
+def job_alive(job: dict) -> bool:
+    """Whether the job's process still runs (not exited, not a zombie, pid not reused)."""
+    pid = job["pid"]
+    if pid in children:
+        return children[pid].poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True  # no /proc (not Linux): os.kill is all we know
+    if stat[0] == "Z":
+        return False
+    recorded = job.get("proc_start")
+    return recorded is None or recorded == stat[19]
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name: [state, ppid, ...]; ``None`` if absent."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def _proc_start(pid: int) -> str | None:
+    stat = _proc_stat(pid)
+    return stat[19] if stat else None  # field 22 of stat: start time in clock ticks since boot

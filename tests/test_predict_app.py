@@ -1,0 +1,75 @@
+"""The Predict page on a fresh deployment: the shipped demo runs alone (no dataset drawn, nothing
+cached), the honest headline, and the uploader's limit."""
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+SHIPPED_RUNS = APP.parent / "artifacts" / "runs"
+TIMEOUT = 120
+
+
+@pytest.fixture
+def fresh_deploy(isolated_artifacts, monkeypatch) -> Path:
+    """A viewer deployment whose store holds a copy of the shipped naive-Bayes demo run."""
+    shipped = next(p for p in SHIPPED_RUNS.iterdir() if p.name.startswith("nb-"))
+    shutil.copytree(shipped, isolated_artifacts / "runs" / shipped.name)
+    monkeypatch.setenv("LEUKDASH_MODE", "viewer")
+    st.cache_data.clear()
+    yield isolated_artifacts
+    st.cache_data.clear()
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_fresh_deployment_predicts_with_both_checks_and_draws_no_dataset(fresh_deploy):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/predict.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    uploader = at.file_uploader(key="predict_upload")
+    assert uploader.proto.max_upload_size_mb == 50 and "up to 50 MB" in uploader.help
+    image = np.random.default_rng(1).integers(0, 256, (80, 80, 3), dtype=np.uint8)
+    uploader.set_value([("cell.png", _png(image), "image/png")])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    headline = next(m.value for m in at.markdown if m.value.startswith("Predicted:"))
+    assert headline.split("**")[1] in ("ALL", "AML", "CLL", "CML", "HEALTHY")
+    assert " · mean probability " in headline and " over 5 fold models · votes: " in headline
+    votes = headline.split("votes: ")[1].split(", ")
+    assert sum(int(vote.rsplit(" ", 1)[1]) for vote in votes) == 5
+    # Both checks were made from what ships beside the run: no dataset was drawn or read.
+    # (Noise is far from every training image: the out-of-distribution warning says so.)
+    said = " ".join(element.value for element in [*at.caption, *at.warning, *at.info])
+    assert "unavailable" not in said and "Its distance to them scores" in said
+    assert not (fresh_deploy / "datasets").exists() and not (fresh_deploy / "cache" / "arrays").exists()
+
+
+def test_a_known_image_is_headlined_by_its_out_of_fold_answer_on_a_fresh_deployment(fresh_deploy):
+    from leukdash.evaluation.predict import known_image
+
+    run_id = next((fresh_deploy / "runs").iterdir()).name
+    with np.load(fresh_deploy / "runs" / run_id / "reference.npz") as reference:
+        image, fold, file = reference["images"][7], int(reference["fold_of"][7]), str(reference["relative"][7])
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/predict.py").run()
+    at.file_uploader(key="predict_upload").set_value([("thumb.png", _png(image), "image/png")])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    known = known_image(run_id, image)
+    assert known["file"] == file and known["fold"] == fold + 1
+    headline = next(m.value for m in at.markdown if m.value.startswith("Predicted:"))
+    assert headline.startswith(f"Predicted: **{known['prediction']}** · ")
+    assert f"from fold {fold + 1}'s model, the one that never trained on this image" in headline
+    assert any(f"`{file}`" in info.value and "Known image" in info.value for info in at.info)
+    assert not (fresh_deploy / "datasets").exists()
