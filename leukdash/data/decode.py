@@ -182,12 +182,30 @@ def _jpeg_complete(data: bytes) -> bool:
 
 
 def _to_rgb_uint8(array: np.ndarray) -> np.ndarray:
+    """Any decoded array as (H, W, 3) RGB uint8, a block of rows at a time: besides the decoded
+    array, memory holds the output and one block's temporaries (a 16-bit RGBA or float image
+    converted whole would need several times its own size)."""
+    if array.dtype in (np.float32, np.float64):
+        array = _float_to_uint8(array)
+    elif array.dtype not in (np.uint8, np.uint16):
+        raise ImageDecodeError(f"unsupported pixel type {array.dtype}")
+    if array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4):
+        raise ImageDecodeError(f"unsupported number of channels: {array.shape[2]}")
+    out = np.empty((*array.shape[:2], 3), np.uint8)
+    rows = _block_rows(array)
+    for start in range(0, len(array), rows):
+        out[start:start + rows] = _block_to_rgb(array[start:start + rows])
+    return out
+
+
+def _block_rows(array: np.ndarray) -> int:
+    """Rows of ``array`` in a block of about four million values."""
+    return max(1, 2**22 // max(1, array[0].size))
+
+
+def _block_to_rgb(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint16:
         array = (array // 257).astype(np.uint8)
-    elif array.dtype in (np.float32, np.float64):
-        array = _float_to_uint8(array)
-    elif array.dtype != np.uint8:
-        raise ImageDecodeError(f"unsupported pixel type {array.dtype}")
     if array.ndim == 2:
         return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB)
     channels = array.shape[2]
@@ -198,16 +216,14 @@ def _to_rgb_uint8(array: np.ndarray) -> np.ndarray:
         return cv2.cvtColor(gray[:, :, 0], cv2.COLOR_GRAY2RGB)
     if channels == 3:
         return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
-    if channels == 4:
-        # Transparent pixels become white, like the pale background of a smear.
-        return cv2.cvtColor(_over_white(array[:, :, :3], array[:, :, 3]), cv2.COLOR_BGR2RGB)
-    raise ImageDecodeError(f"unsupported number of channels: {channels}")
+    # Four channels: transparent pixels become white, like the pale background of a smear.
+    return cv2.cvtColor(_over_white(array[:, :, :3], array[:, :, 3]), cv2.COLOR_BGR2RGB)
 
 
 def _float_to_uint8(array: np.ndarray) -> np.ndarray:
     """Float pixels (0..1 or 0..255) as uint8, a block of rows at a time so that a 50-megapixel
     float image needs no full-size temporary; NaN counts as 0. No finite value at all: refused."""
-    rows = max(1, 2**22 // max(1, array[0].size))
+    rows = _block_rows(array)
     finite_max = -np.inf
     for start in range(0, len(array), rows):
         block = array[start:start + rows]

@@ -146,27 +146,31 @@ def run_fold(config: RunConfig, inputs: FoldInputs, fold: int, *, model_path: Pa
     report = report or (lambda event: None)
     fold_of = inputs.fold_of
     train, val = fold_of != fold, fold_of == fold
-    train_images, train_labels = inputs.images[train], inputs.labels[train]
-    val_images, val_labels = inputs.images[val], inputs.labels[val]
+    train_labels, val_labels = inputs.labels[train], inputs.labels[val]
     val_index, val_copy = np.flatnonzero(val), np.zeros(int(val.sum()), dtype=np.int64)
+    # The images of each part: the run's images by row (a classic model featurizes them block by
+    # block), copied only where a part is expanded or fed to the CNN.
+    train_images, val_images = Rows(inputs.images, np.flatnonzero(train)), Rows(inputs.images, val_index)
 
     augmented = config.augment_factor > 1 and bool(config.augment.enabled())
     factor, augment = config.augment_factor, config.augment
     if augmented and config.protocol == "paper":
         n_val = len(val_labels)
-        val_images, val_labels, source = expand(val_images, val_labels, factor, augment, derived_seed(config.seed, fold, 1))
+        val_images, val_labels, source = expand(val_images.copy(), val_labels, factor, augment,
+                                                derived_seed(config.seed, fold, 1))
         val_index, val_copy = val_index[source], np.arange(len(source)) // n_val  # copies come in blocks
-        train_images, train_labels, _ = expand(train_images, train_labels, factor, augment,
+        train_images, train_labels, _ = expand(train_images.copy(), train_labels, factor, augment,
                                                derived_seed(config.seed, fold, 0))
         augmented = False  # the training set is already expanded, once
     report({"event": "fold_start", "n_train": int(len(train_labels)), "n_val": int(len(val_labels))})
 
     classes = inputs.classes
     if config.is_cnn:
-        fitted = _train_cnn(config, fold, len(classes), train_images, train_labels, val_images, val_labels, augmented, report)
+        fitted = _train_cnn(config, fold, len(classes), Rows.copy_of(train_images), train_labels,
+                            Rows.copy_of(val_images), val_labels, augmented, report)
     else:
         if augmented:
-            train_images, train_labels, _ = expand(train_images, train_labels, factor, augment,
+            train_images, train_labels, _ = expand(Rows.copy_of(train_images), train_labels, factor, augment,
                                                    derived_seed(config.seed, fold, 0))
         fitted = _train_classic(config, fold, classes, train_images, train_labels, val_images)
     model, proba, train_acc, train_loss, history = fitted
@@ -248,12 +252,48 @@ def _train_classic(config, fold, classes, train_images, train_labels, val_images
 
     model = classic.make_classifier(config.model, config.feature_set, k=config.k,
                                     seed=derived_seed(config.seed, fold))
-    train_features = featurize_cached(train_images, config.feature_set)
-    model.fit(train_features, train_labels)
+    scaled = classic.fit(model, featurize_blocks(train_images, config.feature_set), train_labels)
     # Training accuracy and loss are scored exactly as validation is, on the training set.
-    on_train = fold_metrics(train_labels, classic.predict_all_classes(model, train_features, len(classes)), classes)
-    proba = classic.predict_all_classes(model, featurize_cached(val_images, config.feature_set), len(classes))
+    on_train = fold_metrics(train_labels, classic.predict_all_classes(model.named_steps["classify"], scaled,
+                                                                      len(classes)), classes)
+    del scaled
+    proba = classic.predict_all_classes(model, featurize_blocks(val_images, config.feature_set), len(classes))
     return model, proba, on_train["val_acc"], on_train["val_loss"], None
+
+
+class Rows:
+    """Some rows of an image array, not copied: ``len``, ``[a:b]`` (a copy of those rows only)
+    and :meth:`copy` (all of them)."""
+
+    def __init__(self, images: np.ndarray, index: np.ndarray):
+        self.images, self.index = images, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, block: slice) -> np.ndarray:
+        return self.images[self.index[block]]
+
+    def copy(self) -> np.ndarray:
+        return self.images[self.index]
+
+    @staticmethod
+    def copy_of(images) -> np.ndarray:
+        return images.copy() if isinstance(images, Rows) else images
+
+
+def featurize_blocks(images, feature_set: str) -> np.ndarray:
+    """:func:`featurize_cached` of ``images`` (an array or :class:`Rows`), ``BLOCK_ROWS`` at a
+    time into one matrix: neither a copy of all the images nor a list of blocks is held."""
+    from leukdash.models.classic import BLOCK_ROWS
+
+    features = None
+    for start in range(0, len(images), BLOCK_ROWS):
+        block = featurize_cached(images[start:start + BLOCK_ROWS], feature_set)
+        if features is None:
+            features = np.empty((len(images), block.shape[1]), block.dtype)
+        features[start:start + len(block)] = block
+    return features
 
 
 def featurize_cached(images: np.ndarray, feature_set: str) -> np.ndarray:

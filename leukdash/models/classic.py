@@ -23,6 +23,9 @@ from leukdash.models.kernel_svm import KernelSVC
 
 # Raw-pixel input is resized to this side: 32x32x3 = 3,072 values keeps the SVM quick.
 PIXEL_SIZE = 32
+# Rows featurized or scored at once: temporaries of 2,048 rows (tens of MB), whatever the dataset's
+# size. Every step works row by row, so the result does not depend on it.
+BLOCK_ROWS = 2048
 
 
 def make_classifier(model: str, feature_set: str, k: int = 3, seed: int = 0) -> Pipeline:
@@ -126,7 +129,28 @@ def _packed(model: Pipeline):
 
 def predict_all_classes(model, features: np.ndarray, n_classes: int) -> np.ndarray:
     """``model.predict_proba`` with one column per class of the dataset, in class order; a
-    class the model never saw in training gets probability 0."""
+    class the model never saw in training gets probability 0. Scored ``BLOCK_ROWS`` rows at a
+    time, so the scaled copy and the models' temporaries are of one block, not of the matrix."""
     full = np.zeros((len(features), n_classes), dtype=np.float64)
-    full[:, model.classes_] = model.predict_proba(features)
+    for start in range(0, len(features), BLOCK_ROWS):
+        block = features[start:start + BLOCK_ROWS]
+        full[start:start + len(block), model.classes_] = model.predict_proba(block)
     return full
+
+
+def fit(model: Pipeline, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``model.fit(features, labels)`` for a pipeline of :func:`make_classifier`, with
+    ``features`` scaled in place rather than copied; returns them, scaled, to score the training
+    set with the fitted classifier alone (``model.named_steps["classify"]``).
+
+    The scaler learns its means and variances ``BLOCK_ROWS`` rows at a time (its float64
+    temporaries are one block's, not a copy of the matrix at twice its size): exactly ``fit``
+    up to that many rows, the same up to float64 rounding beyond.
+    """
+    scaler = model.named_steps["scale"]
+    scaler.fit(features[:BLOCK_ROWS])
+    for start in range(BLOCK_ROWS, len(features), BLOCK_ROWS):
+        scaler.partial_fit(features[start:start + BLOCK_ROWS])
+    scaled = scaler.transform(features, copy=False)
+    model.named_steps["classify"].fit(scaled, labels)
+    return scaled
