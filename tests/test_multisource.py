@@ -99,7 +99,7 @@ def test_strict_folds_hold_both_sources_and_a_single_source_keeps_its_folds(labs
 
 
 def test_per_source_metrics_agree_with_the_fold_figures(labs):
-    result = run(_config(_both(labs)))
+    result = run(_config(_both(labs)), n_jobs=1)
     for fold in result["folds"]:
         per_source = fold["per_source"]
         assert set(per_source) == {"lab_a", "lab_b"}
@@ -127,7 +127,7 @@ def test_per_source_metrics_agree_with_the_fold_figures(labs):
 
 
 def test_leave_one_dataset_out_has_one_fold_per_source(labs):
-    result = run(_config(_both(labs), protocol="lodo", model="svm", augment_factor=1))
+    result = run(_config(_both(labs), protocol="lodo", model="svm", augment_factor=1), n_jobs=1)
     held_out = [fold["held_out"] for fold in result["folds"]]
     assert held_out == ["lab_a", "lab_b"]
     for fold in result["folds"]:
@@ -173,8 +173,8 @@ def test_cli_takes_the_dataset_option_and_shows_each_source(labs, capsys):
 def test_compare_page_breaks_a_run_down_by_source(labs):
     from streamlit.testing.v1 import AppTest
 
-    result = run(_config(_both(labs)))
-    single = run(_config(str(labs["lab_a"])))
+    result = run(_config(_both(labs)), n_jobs=1)
+    single = run(_config(str(labs["lab_a"])), n_jobs=1)
     app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "streamlit_app.py"), default_timeout=60).run()
     app.switch_page("pages/compare.py").run(timeout=60)
     assert not app.exception, [e.value for e in app.exception]
