@@ -7,12 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from leukdash.data.audit import (
+from leukdash.data.audit import audit_dataset, background_mask, chance_accuracy, shortcut_scores
+from leukdash.data.duplicates import (
     NEAR_DUPLICATE_DISTANCE,
     PIXEL_MATCH,
-    audit_dataset,
-    background_mask,
-    chance_accuracy,
     confirmed_near_duplicates,
     exact_duplicates,
     find_duplicates,
@@ -20,7 +18,6 @@ from leukdash.data.audit import (
     perceptual_hashes,
     pixel_details,
     pixel_similarity,
-    shortcut_scores,
 )
 from leukdash.data.dataset import Dataset, LoadedImages
 from leukdash.data.folds import capped_merges, max_folds, merge_limit

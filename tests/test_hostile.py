@@ -42,14 +42,18 @@ class Case:
     check: Callable[[Path], str]  # asserts the outcome in a fresh folder, returns what it observed
 
 
+def case_registry(cases: list[Case]):
+    """The ``@case(name, expected)`` decorator of one hostile test file: it appends to ``cases``."""
+    def case(name: str, expected: str):
+        def register(check):
+            cases.append(Case(name, expected, check))
+            return check
+        return register
+    return case
+
+
 CASES: list[Case] = []
-
-
-def case(name: str, expected: str):
-    def register(check):
-        CASES.append(Case(name, expected, check))
-        return check
-    return register
+case = case_registry(CASES)
 
 
 def run_case(hostile: Case, folder: Path) -> str:

@@ -16,18 +16,12 @@ import numpy as np
 
 from leukdash.data.dataset import Dataset
 from leukdash.engine.store import RunStore
-from test_hostile import Case, _cli, _dataset, _noise, _one_error_line, _png, run_case  # noqa: F401
+from test_hostile import Case, case_registry, _cli, _dataset, _noise, _one_error_line, _png, run_case  # noqa: F401
 
 import pytest
 
 CASES: list[Case] = []
-
-
-def case(name: str, expected: str):
-    def register(check):
-        CASES.append(Case(name, expected, check))
-        return check
-    return register
+case = case_registry(CASES)
 
 
 def _run_args(dataset, *extra: str) -> list[str]:

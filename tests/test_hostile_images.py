@@ -19,17 +19,11 @@ import numpy as np
 import pytest
 
 from leukdash.engine.store import RunStore
-from test_hostile import (Case, _cli, _dataset, _noise, _one_bad_file, _png, _png_chunk, _stderr_fd,  # noqa: F401
+from test_hostile import (Case, case_registry, _cli, _dataset, _noise, _one_bad_file, _png, _png_chunk, _stderr_fd,  # noqa: F401
                           _write, run_case)
 
 CASES: list[Case] = []
-
-
-def case(name: str, expected: str):
-    def register(check):
-        CASES.append(Case(name, expected, check))
-        return check
-    return register
+case = case_registry(CASES)
 
 
 def _strip_png(width: int, height: int) -> bytes:

@@ -63,23 +63,23 @@ def _check_neighbours(config: RunConfig, fold_of: np.ndarray, fold_ids: list[int
 
 def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
     """Index pairs of exact and confirmed near-duplicate images that join groups (the audit's
-    definition, :func:`leukdash.data.audit.dataset_duplicates`), cached.
+    definition, :func:`leukdash.data.duplicates.dataset_duplicates`), cached.
 
     Folds keep each pair together: the same cell on both sides of a split would leak.
     Indices refer to the loaded (decodable) images, the same at every image size.
     """
     from leukdash.config import stable_hash
-    from leukdash.data import audit
+    from leukdash.data import duplicates
     from leukdash.data.folds import MAX_MERGE_SHARE
     from leukdash.engine.store import write_json_atomic
 
     # The method's settings are part of the key: a cache of another definition is never reused.
-    method = stable_hash([audit.HASH_SIZE, audit.NEAR_DUPLICATE_DISTANCE, audit.PIXEL_SIZE, audit.PIXEL_MATCH,
-                          MAX_MERGE_SHARE], 8)
+    method = stable_hash([duplicates.HASH_SIZE, duplicates.NEAR_DUPLICATE_DISTANCE, duplicates.PIXEL_SIZE,
+                          duplicates.PIXEL_MATCH, MAX_MERGE_SHARE], 8)
     cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}_duplicates_{method}.json"
     cached = _read_pairs(cache, len(dataset.items))
     if cached is None:
-        cached = audit.dataset_duplicates(dataset).pairs()
+        cached = duplicates.dataset_duplicates(dataset).pairs()
         write_json_atomic(cache, cached, optional=True)
     return [tuple(pair) for pair in cached]
 

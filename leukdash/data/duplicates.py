@@ -1,0 +1,184 @@
+"""Duplicates in a dataset: byte-identical files, and near duplicates (the same cell re-cropped,
+re-encoded or re-photographed) found by a perceptual-hash candidate confirmed on the pixels.
+
+The folds keep every duplicate group on one side (:mod:`leukdash.engine.training`), and the
+audit (:mod:`leukdash.data.audit`) lists them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import imagehash
+import numpy as np
+from PIL import Image
+
+from leukdash.data.decode import decode_image
+from leukdash.data.folds import capped_merges, merge_limit
+from leukdash.data.preprocess import square_resize
+
+# Near duplicates are found in two steps. Candidates: perceptual hashes (pHash, 12x12 = 144
+# bits) at most this many bits apart; cheap, but blind on segmented cells on black (C-NMC),
+# where distinct cells of different subjects and classes come 0-40 bits apart (1,552 pairs in
+# cnmc_dev). On ALL-IDB2 the same cell re-cropped or re-photographed comes up to 40 bits apart
+# (Im170/Im209), and no pair from 41 to 60 bits is one on the pixels (7,208 pairs checked).
+HASH_SIZE = 12
+NEAR_DUPLICATE_DISTANCE = 40
+# Confirmation: the normalised correlation of the two images' fine detail (grey levels at
+# PIXEL_SIZE minus a Gaussian blur of sigma PIXEL_SIZE / 32, which removes the silhouette and the
+# background that all segmented cells share), the central 3/4 of one slid over the other by up
+# to 1/8 of the side (re-crops). Measured over every pair up to 60 hash bits apart: the 12
+# ALL-IDB2 pairs that are one cell by eye score 0.923-0.994 and the 4 in cnmc_dev 0.959-0.999;
+# the best distinct pair scores 0.695 in ALL-IDB2 (7,237 pairs) and 0.773 in cnmc_dev (16,341
+# pairs). 0.85 lies between with a margin of about 0.07 on each side.
+PIXEL_SIZE = 128
+PIXEL_MATCH = 0.85
+# Details (64 KB each at PIXEL_SIZE) kept while candidate pairs are scored: 16 MB.
+DETAIL_CACHE = 256
+
+
+def exact_duplicates(paths: list[Path]) -> list[list[int]]:
+    """Groups (indices into ``paths``) of files with byte-identical content (SHA-1)."""
+    by_hash: dict[str, list[int]] = defaultdict(list)
+    for i, path in enumerate(paths):
+        by_hash[hashlib.sha1(Path(path).read_bytes()).hexdigest()].append(i)
+    return [group for group in by_hash.values() if len(group) > 1]
+
+
+def perceptual_hashes(images) -> np.ndarray:
+    """pHash of each RGB image, its ``HASH_SIZE ** 2`` bits packed: (N, bytes) uint8."""
+    return np.array([perceptual_hash(image) for image in images], dtype=np.uint8).reshape(-1, HASH_SIZE ** 2 // 8)
+
+
+def perceptual_hash(image) -> np.ndarray:
+    """pHash of one RGB image, packed: ``HASH_SIZE ** 2 / 8`` bytes."""
+    return np.packbits(imagehash.phash(Image.fromarray(np.asarray(image)), hash_size=HASH_SIZE).hash.ravel())
+
+
+def near_duplicates(hashes: np.ndarray, threshold: int = NEAR_DUPLICATE_DISTANCE,
+                    exclude: list[list[int]] = ()) -> list[tuple[int, int, int]]:
+    """Candidate pairs ``(i, j, distance)``, i < j, whose hashes differ in at most ``threshold``
+    bits, leaving out pairs inside one group of ``exclude`` (the exact duplicates).
+
+    A candidate is not yet a duplicate: :func:`confirmed_near_duplicates` checks the pixels."""
+    same = {(i, j) for group in exclude for i in group for j in group if i < j}
+    pairs = []
+    for i in range(len(hashes) - 1):
+        # One row at a time keeps memory linear in the number of images.
+        distance = np.bitwise_count(hashes[i + 1:] ^ hashes[i]).sum(axis=1, dtype=np.int64)
+        for j in np.flatnonzero(distance <= threshold) + i + 1:
+            if (i, int(j)) not in same:
+                pairs.append((i, int(j), int(distance[j - i - 1])))
+    return pairs
+
+
+def pixel_details(images) -> np.ndarray:
+    """What :func:`pixel_similarity` compares: fine grey-level detail at ``PIXEL_SIZE``, (N, S, S)."""
+    details = []
+    for image in images:
+        image = np.asarray(image)
+        if image.shape[:2] != (PIXEL_SIZE, PIXEL_SIZE):
+            image = square_resize(image, PIXEL_SIZE)
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        details.append(gray - cv2.GaussianBlur(gray, (0, 0), PIXEL_SIZE / 32))
+    return np.array(details, dtype=np.float32).reshape(-1, PIXEL_SIZE, PIXEL_SIZE)
+
+
+def pixel_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """How surely two details (:func:`pixel_details`) show the same picture: the normalised
+    correlation of each one's central 3/4 at its best shift over the other, the lower of the
+    two (1 = identical up to brightness and contrast; ``PIXEL_MATCH`` and above = duplicate)."""
+    margin = PIXEL_SIZE // 8
+    core = slice(margin, PIXEL_SIZE - margin)
+    one = cv2.matchTemplate(b, a[core, core], cv2.TM_CCOEFF_NORMED).max()
+    other = cv2.matchTemplate(a, b[core, core], cv2.TM_CCOEFF_NORMED).max()
+    return float(min(one, other))
+
+
+def confirmed_near_duplicates(images, exclude: list[list[int]] = (), hashes: np.ndarray | None = None):
+    """Hash candidates scored on the pixels: ``(confirmed, rejected)``, two lists of
+    ``(i, j, hash distance, pixel score)``, the confirmed ones best first.
+
+    ``images`` is indexed only for the images of candidate pairs (it may decode on demand, see
+    :class:`ImagesOnDemand`), and their details are kept for the last ``DETAIL_CACHE`` images
+    only: candidates come ordered by their first image, so each is computed about once while
+    memory stays flat whatever the dataset's size. ``hashes``: :func:`perceptual_hashes` of the
+    images, when already computed.
+    """
+    hashes = perceptual_hashes(images) if hashes is None else hashes
+    detail = lru_cache(maxsize=DETAIL_CACHE)(lambda i: pixel_details([images[i]])[0])
+    scored = [(i, j, d, pixel_similarity(detail(i), detail(j)))
+              for i, j, d in near_duplicates(hashes, exclude=exclude)]
+    confirmed = sorted((s for s in scored if s[3] >= PIXEL_MATCH), key=lambda s: (-s[3], s[0], s[1]))
+    return confirmed, [s for s in scored if s[3] < PIXEL_MATCH]
+
+
+@dataclass
+class Duplicates:
+    """Exact and confirmed near duplicates of a dataset, and which links were merged into groups.
+
+    ``refused`` holds the links (with the image counts of the two groups) that would have made a
+    group larger than ``merge_limit`` images: reported, not merged, so that a chain of doubtful
+    links can never collapse the folds.
+    """
+
+    exact: list[list[int]]
+    near: list[tuple[int, int, int, float]]
+    rejected: list[tuple[int, int, int, float]]
+    refused: list[tuple[tuple[int, int], tuple[int, int]]]
+    merge_limit: int
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """The links merged into groups (exact duplicates first, then near ones, best first)."""
+        refused = {pair for pair, _ in self.refused}
+        return [pair for pair in _links(self.exact, self.near) if pair not in refused]
+
+
+def find_duplicates(loaded, hashes: np.ndarray | None = None) -> Duplicates:
+    """Duplicates among decoded images (``LoadedImages``, ideally at ``PIXEL_SIZE``; ``hashes``
+    their :func:`perceptual_hashes` when already computed)."""
+    exact = exact_duplicates(loaded.paths)
+    near, rejected = confirmed_near_duplicates(loaded.images, exclude=exact, hashes=hashes)
+    limit = merge_limit(loaded.groups)
+    _, refused = capped_merges(loaded.groups, _links(exact, near), limit)
+    return Duplicates(exact, near, rejected, refused, limit)
+
+
+def dataset_duplicates(dataset) -> Duplicates:
+    """:func:`find_duplicates` over the images of a dataset at ``PIXEL_SIZE``, in one pass that
+    keeps a hash per image, not its pixels; the images of candidate pairs are decoded again when
+    compared. Memory: 18 bytes an image plus ``DETAIL_CACHE`` details (about 16 MB)."""
+    from leukdash.data.dataset import LoadedImages
+
+    kept, hashes = [], []
+    for item, image, reason in dataset.each_image(PIXEL_SIZE):
+        if reason is None:
+            kept.append(item)
+            hashes.append(perceptual_hash(image))
+    paths = [item.path for item in kept]
+    loaded = LoadedImages(ImagesOnDemand(paths, PIXEL_SIZE), np.array([item.label for item in kept], np.int64),
+                          np.array([item.group for item in kept], dtype=object), paths)
+    return find_duplicates(loaded, np.array(hashes, np.uint8).reshape(-1, HASH_SIZE ** 2 // 8))
+
+
+class ImagesOnDemand(Sequence):
+    """Image files decoded and resized to ``size`` x ``size`` when indexed, never held."""
+
+    def __init__(self, paths: list[Path], size: int):
+        self.paths, self.size = paths, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return square_resize(decode_image(self.paths[index]), self.size)
+
+
+def _links(exact, near) -> list[tuple[int, int]]:
+    return [(group[0], other) for group in exact for other in group[1:]] + [(i, j) for i, j, *_ in near]
