@@ -15,6 +15,7 @@ Only the standard library is imported here.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -55,6 +56,19 @@ def explain(error: OSError, path: str | Path | None = None) -> LeukdashError | N
     if not Path(os.path.abspath(where)).is_relative_to(os.path.abspath(artifacts_root())):
         return LeukdashError(f"cannot use {printable(str(where))}: {error.strerror or reason}")
     return StoreError(f"cannot write {printable(str(where))}: {reason}")
+
+
+@contextlib.contextmanager
+def explained_errors():
+    """Inside, an OSError that comes from where a file lives (:func:`explain`) is raised as its
+    one-line :class:`LeukdashError`; any other error passes unchanged (a real bug shows whole)."""
+    try:
+        yield
+    except OSError as error:
+        explained = explain(error)
+        if explained is None:
+            raise
+        raise explained from error
 
 
 def temporary_path(path: Path) -> Path:

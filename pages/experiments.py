@@ -8,6 +8,7 @@ import time
 
 import streamlit as st
 
+from leukdash.atomic import explained_errors
 from leukdash.service import jobs, sweep_jobs
 from leukdash.config import PREPROCESS_MODES, AugmentConfig, RunConfig
 from leukdash.errors import LeukdashError
@@ -94,8 +95,9 @@ def launch(configs: list[RunConfig], name: str, axes: dict) -> None:
 
     limits = deployment()
     try:
-        job = sweep_jobs.start_sweep_job(create_sweep(configs, name=name, axes=axes), max_jobs=limits.max_jobs,
-                                   workers=limits.job_workers)
+        with explained_errors():  # a read-only or full store: one line on the page
+            job = sweep_jobs.start_sweep_job(create_sweep(configs, name=name, axes=axes), max_jobs=limits.max_jobs,
+                                             workers=limits.job_workers)
     except LeukdashError as error:
         st.session_state["_launch_error"] = hide_roots(f"Could not launch: {error}")
         return

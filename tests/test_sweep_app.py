@@ -1,6 +1,7 @@
 """The Experiments page as a sweep: a grid launched as one job, settings kept in the URL, the
 task following the dataset, one line per problem; and the sweep view on Compare."""
 
+import errno
 import json
 
 import pytest
@@ -141,19 +142,28 @@ def test_too_many_folds_is_one_error_and_nothing_else(two_datasets):
     assert [e.value for e in at.error] == ["Seeds: 'x' is not a whole number from 0 to 2147483647"]
 
 
-def test_a_launch_that_fails_says_why_in_one_line(two_datasets, monkeypatch):
+@pytest.mark.parametrize("refusal, reason", [
+    ("queue", "the job queue is full"),
+    ("read-only store", "the run store is read-only"),  # an OSError of where the store lives, not a traceback
+])
+def test_a_launch_that_fails_says_why_in_one_line(two_datasets, monkeypatch, refusal, reason):
+    from leukdash.paths import artifacts_root
     from leukdash.service import sweep_jobs
     from leukdash.errors import RunError
 
     def refuse(sweep, **options):
-        raise RunError("the job queue is full")
+        if refusal == "queue":
+            raise RunError(reason)
+        raise OSError(errno.EROFS, "Read-only file system", str(artifacts_root() / "runs" / "queue"))
 
     monkeypatch.setattr(sweep_jobs, "start_sweep_job", refuse)
     at = experiments({"dataset": "tiny", "exp_sizes": "16", "exp_folds": "2", "exp_models": "Naive Bayes",
                       "exp_transforms": "none (original images only)"})
     at.button(key="launch").click().run(timeout=TIMEOUT)
     assert not at.exception
-    assert [e.value for e in at.error] == ["Could not launch: the job queue is full"]
+    [message] = [e.value for e in at.error]
+    assert message.startswith("Could not launch: ") and reason in message and "\n" not in message
+    assert str(artifacts_root()) not in message  # no server path on the page
     assert list(at.dataframe[0].value["Status"]) == ["not run yet"]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from leukdash.cli import commands as cmd
 from leukdash.cli.run_options import add_pool_options, add_run_options
-from leukdash.atomic import explain
+from leukdash.atomic import explained_errors
 from leukdash.errors import LeukdashError, StoreError
 from leukdash.paths import artifacts_root, printable
 
@@ -56,7 +56,8 @@ def _stop_on_signals():
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
-        with _stop_on_signals():
+        # explained_errors: where the store lives (full, read-only, not a folder) in one line
+        with _stop_on_signals(), explained_errors():
             args = parser.parse_args(argv)
             if not getattr(args, "command", None):
                 parser.print_help()
@@ -65,12 +66,6 @@ def main(argv: list[str] | None = None) -> int:
             return args.handler(args) or 0
     except LeukdashError as error:
         print(f"error: {printable(str(error))}", file=sys.stderr)  # one line, whatever names it quotes
-        return 2
-    except OSError as error:  # where the store lives: full, read-only, not a folder (else a real bug)
-        explained = explain(error)
-        if explained is None:
-            raise
-        print(f"error: {explained}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as error:
         signum = error.signum if isinstance(error, Stopped) else signal.SIGINT
