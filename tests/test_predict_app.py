@@ -73,3 +73,20 @@ def test_a_known_image_is_headlined_by_its_out_of_fold_answer_on_a_fresh_deploym
     assert f"from fold {fold + 1}'s model, the one that never trained on this image" in headline
     assert any(f"`{file}`" in info.value and "Known image" in info.value for info in at.info)
     assert not (fresh_deploy / "datasets").exists()
+
+
+def test_a_run_deleted_under_its_warm_up_ends_it_quietly(fresh_deploy):
+    """The background warm-up may outlive what it reads: a run removed meanwhile (evicted, deleted
+    by hand) ends it without an exception, and the prediction's checks say why in one line."""
+    from leukdash.engine.store import RunStore
+    from leukdash.evaluation import predict
+
+    store = RunStore()
+    run_id = next(p.name for p in (fresh_deploy / "runs").iterdir() if p.name.startswith("nb-"))
+    predict.ensemble(run_id, store)  # the models are loaded first, as the warm-up does
+    (store.run_dir(run_id) / "meta.json").unlink()
+    predict.prepare_checks(run_id, store)  # raised TypeError in the warm-up thread before
+    [result] = predict.predict_images(run_id, [np.zeros((40, 40, 3), np.uint8)], store)
+    assert result["predicted"] in ("ALL", "AML", "CLL", "CML", "HEALTHY")
+    for check in ("ood", "known", "likely_wrong"):
+        assert result[check]["error"].endswith(f"check unavailable: run {run_id!r} is not a finished run in {store.root}")

@@ -36,7 +36,7 @@ def validation_folds(run_id: str, n_images: int, store: RunStore | None = None):
     """
     store = store or RunStore()
     fold_of = np.full(n_images, -1, dtype=np.int64)
-    for fold in store.read_meta(run_id)["fold_ids"]:
+    for fold in store.finished_meta(run_id)["fold_ids"]:
         result = store.read_fold(run_id, fold)
         if result is None:
             raise RunError(f"run {run_id!r} has no readable result for fold {fold + 1}")

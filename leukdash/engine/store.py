@@ -117,6 +117,14 @@ class RunStore:
     def read_meta(self, run_id: str) -> dict | None:
         return self._read_or_quarantine(self.run_dir(run_id) / "meta.json")
 
+    def finished_meta(self, run_id: str) -> dict:
+        """The meta of a finished run (its summary stored), never None: a run that is not there
+        (never finished, or deleted while a background warm-up still reads it) is one RunError."""
+        meta = self.read_meta(run_id)
+        if meta is None or self.read_summary(run_id) is None:
+            raise RunError(f"run {run_id!r} is not a finished run in {self.root}")
+        return meta
+
     def write_summary(self, run_id: str, summary: dict) -> None:
         write_json_atomic(self.run_dir(run_id) / "summary.json", summary)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from leukdash.errors import DatasetError, LeukdashError, RunError
-from leukdash.engine.run_data import open_run_dataset, validation_folds
+from leukdash.engine.run_data import open_run_dataset
 from leukdash.engine.store import RunStore, read_json, write_json_atomic
 
 # A model that gives one class to at least this share of the images has collapsed.
@@ -56,9 +56,7 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     from leukdash.data.discovery import open_dataset
 
     store = store or RunStore()
-    meta = store.read_meta(run_id)
-    if meta is None or store.read_summary(run_id) is None:
-        raise RunError(f"run {run_id!r} is not a finished run in {store.root}")
+    meta = store.finished_meta(run_id)
     dataset = match_classes(meta["dataset"]["classes"], open_dataset(dataset_name))
     if dataset.fingerprint == meta["dataset"]["fingerprint"]:
         raise DatasetError(f"{dataset.name!r} is the dataset run {run_id} was trained on: its models saw these "

@@ -129,7 +129,7 @@ def training_distribution(run_id: str, store: RunStore | None = None, view: str 
     folder = store.run_dir(run_id)
     name = "ood" if view == "prepared" else f"ood-{view}"
     cache, info_path = folder / f"{name}.npz", folder / f"{name}.json"
-    meta = store.read_meta(run_id)
+    meta = store.finished_meta(run_id)
     key = {"method": METHOD_VERSION, "k": K, "dataset": meta["dataset"]["fingerprint"], "fold_ids": meta["fold_ids"]}
     if cache.is_file() and read_json(info_path) == key:
         with np.load(cache, allow_pickle=False) as stored:
@@ -152,7 +152,9 @@ def own_confidence(run_id: str, store: RunStore | None = None) -> np.ndarray:
     not augmented copies)."""
     from leukdash.engine.runner import load_result
 
-    result = load_result(run_id, store or RunStore())
+    store = store or RunStore()
+    store.finished_meta(run_id)  # a run that is gone: one RunError, not a None read below
+    result = load_result(run_id, store)
     return np.array([max(proba) for fold in result["folds"]
                      for proba, copy in zip(fold["oof"]["proba"], fold["oof"]["copy"]) if copy == 0])
 

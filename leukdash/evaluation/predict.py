@@ -66,9 +66,7 @@ class FoldEnsemble(_Voting):
 
     def __init__(self, run_id: str, store: RunStore | None = None, final: bool = False):
         store = store or RunStore()
-        meta = store.read_meta(run_id)
-        if meta is None or store.read_summary(run_id) is None:
-            raise RunError(f"run {run_id!r} is not a finished run in {store.root}")
+        meta = store.finished_meta(run_id)
         self.run_id, self.meta = run_id, meta
         self.config = RunConfig.from_dict(meta["config"])
         self.classes = tuple(meta["dataset"]["classes"])
@@ -167,9 +165,7 @@ def ensemble(run_id: str, store: RunStore | None = None, final: bool = False) ->
     store = store or RunStore()
     key = (str(store.root), run_id) + (("final",) if final else ())
     if key not in _loaded:
-        meta = store.read_meta(run_id)
-        if meta is None or store.read_summary(run_id) is None:
-            raise RunError(f"run {run_id!r} is not a finished run in {store.root}")
+        meta = store.finished_meta(run_id)
         _loaded[key] = (RunEnsemble(run_id, meta, store, final) if is_ensemble(meta)
                         else FoldEnsemble(run_id, store, final))
         while len(_loaded) > MAX_LOADED_RUNS:
@@ -194,7 +190,7 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
             result["ood"] = entry
         for result, image in zip(results, images):
             result["known"] = _checked(run_id, [image], store, "known", lambda r, i, s: [known_image(r, i[0], s)])[0]
-        for result, entry in zip(results, likely_wrong(run_id, results, store)):
+        for result, entry in zip(results, _checked(run_id, results, store, "likely-wrong", likely_wrong)):
             result["likely_wrong"] = entry
     return results
 

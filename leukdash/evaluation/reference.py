@@ -37,7 +37,7 @@ def known_reference(run_id: str, store: RunStore | None = None) -> dict:
     store = store or RunStore()
     folder = store.run_dir(run_id)
     cache, info_path = folder / "reference.npz", folder / "reference.json"
-    meta = store.read_meta(run_id)
+    meta = store.finished_meta(run_id)
     key = {"method": METHOD_VERSION, "size": KNOWN_SIZE, "dataset": meta["dataset"]["fingerprint"],
            "fold_ids": meta["fold_ids"]}
     if cache.is_file() and read_json(info_path) == key:
@@ -68,6 +68,6 @@ def references_stored(run_id: str, store: RunStore | None = None) -> bool:
     from leukdash.engine.ensemble import member_ids
 
     store = store or RunStore()
-    voters = [member for member, _ in member_ids(store.read_meta(run_id))]
+    voters = [member for member, _ in member_ids(store.finished_meta(run_id))]
     return (store.run_dir(run_id) / "reference.npz").is_file() and \
         all((store.run_dir(voter) / "ood.npz").is_file() for voter in voters)
