@@ -167,28 +167,36 @@ def test_cli_reproduce_report_only_lists_missing_runs(tiny_dataset, tmp_path):
 
 
 def test_the_readme_block_is_made_from_the_report_data_and_catches_hand_edits(tiny_report, capsys):
+    import json
+
     from leukdash import ENGINE_VERSION
     from leukdash.cli import main
     from leukdash.engine.runner import load_result, resolve
-    from leukdash.reporting.report.readme import (BEGIN, END, load_report_data, readme_block, readme_problems,
-                                                  replace_block)
+    from leukdash.reporting.report.readme import (load_sources, markers, readme_problems, render_blocks,
+                                                  write_blocks)
 
     folder = tiny_report["path"].parent
-    data = load_report_data(folder)
+    sources = load_sources({"report": folder / "report.json"})
+    data = sources["report"]
     assert data["engine"] == ENGINE_VERSION and data["machine"]["cores"] >= 1 and data["runs_done"] > 0
     assert data["machine"]["cpu"] in tiny_report["path"].read_text()  # the report names its machine
     paper_cnn = load_result(resolve(_by_id(experiments(tiny_report["data"], tiny_report["data"],
                                                        tiny_report["settings"]))["2-cnn-paper-strict"].config).run_id,
                             tiny_report["store"])
-    block = readme_block(data)
+    block = render_blocks(sources)[0]["results"]
     assert " ".join(f"{f['val_acc']:.3f}" for f in paper_cnn["folds"]) in block  # computed, not typed
-    readme = replace_block(f"# title\n\n{BEGIN}\nold table\n{END}\n\nmore\n", block)
-    assert readme.startswith("# title\n\n") and readme.endswith("\n\nmore\n") and readme_problems(readme, data) == []
+    begin, end = markers("results")
+    readme, problems = write_blocks(f"# title\n\n{begin}\nold table\n{end}\n\nmore\n", sources)
+    assert readme.startswith("# title\n\n") and readme.endswith("\n\nmore\n") and block in readme
+    assert not [p for p in problems + readme_problems(readme, sources) if p.startswith("the README's results")]
     edited = readme.replace(f"**{data['headline'][0]['mean']:.3f}**", "**0.999**")
-    assert edited != readme and len(readme_problems(edited, data)) == 1
-    assert any("engine version 0" in problem for problem in readme_problems(readme, {**data, "engine": "0"}))
+    assert edited != readme and "the README's results block differs" in "".join(readme_problems(edited, sources))
+    old = folder.parent / "old" / "report.json"
+    old.parent.mkdir(exist_ok=True)
+    old.write_text(json.dumps({**data, "engine": "0"}))
+    assert any("engine version 0" in p for p in readme_problems(readme, load_sources({"report": old})))
 
-    assert main(["report", "--out", str(folder)]) == 0
-    assert capsys.readouterr().out.strip() == block
-    assert main(["report", "--out", str(folder / "nothing"), "--check"]) == 2
+    main(["report", "--out", str(folder)])  # exit 1 where blocks of other sources have no data here
+    assert block in capsys.readouterr().out
+    assert main(["report", "--out", str(folder / "nothing"), "--check"]) == 1
     assert "no report data" in capsys.readouterr().err

@@ -176,10 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler for the runs (see sweep)")
     reproduce.set_defaults(handler=cmd.reproduce)
 
-    report = commands.add_parser("report", help="the README's result block, made from the report data (report.json)")
-    report.add_argument("--readme", action="store_true", help="write the block into README.md between its markers")
+    report = commands.add_parser("report", help="the README's generated blocks, made from committed data (report.json...)")
+    report.add_argument("--readme", action="store_true", help="write every block into README.md between its markers")
     report.add_argument("--check", action="store_true",
-                        help="exit 1 if README.md's block differs or the report is from another engine version")
+                        help="exit 1 if a README block differs from its data or the data is from another engine version")
     report.add_argument("--out", type=Path, help="report folder holding report.json (default: docs/report)")
     report.set_defaults(handler=cmd.report)
     return parser

@@ -216,26 +216,30 @@ def external_report(args) -> int:
 
 
 def report(args) -> int:
+    from leukdash import ENGINE_VERSION
     from leukdash.paths import REPO_ROOT
-    from leukdash.reporting.report.readme import load_report_data, readme_block, readme_problems, replace_block
-    from leukdash.reporting.reproduce import FULL_OUT
+    from leukdash.reporting.report import DATA_NAME
+    from leukdash.reporting.report.readme import load_sources, readme_problems, render_blocks, write_blocks
 
-    data = load_report_data(args.out or FULL_OUT)
+    sources = load_sources({"report": args.out and args.out / DATA_NAME})
     readme_path = REPO_ROOT / "README.md"
-    if args.check:
-        problems = readme_problems(readme_path.read_text(encoding="utf-8"), data)
-        for problem in problems:
-            print(f"error: {problem}", file=sys.stderr)
-        if not problems:
-            print(f"README.md's result block is the report's (engine version {data['engine']})")
-        return 1 if problems else 0
+    readme = readme_path.read_text(encoding="utf-8")
     if args.readme:
-        readme_path.write_text(replace_block(readme_path.read_text(encoding="utf-8"), readme_block(data)),
-                               encoding="utf-8")
-        print(f"wrote the result block of {readme_path}")
-        return 0
-    print(readme_block(data))
-    return 0
+        written, problems = write_blocks(readme, sources)
+        if written != readme:
+            readme_path.write_text(written, encoding="utf-8")
+        print(f"{readme_path}: every block its data renders is written")
+        problems = readme_problems(written, sources)
+    elif args.check:
+        problems = readme_problems(readme, sources)
+    else:
+        texts, problems = render_blocks(sources)
+        print("\n\n".join(texts.values()))
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if args.check and not problems:
+        print("README.md's generated blocks are their data's, from engine version " + ENGINE_VERSION)
+    return 1 if problems else 0
 
 
 def reproduce(args) -> int:

@@ -1,8 +1,11 @@
-"""The README's result block, made from the committed report data (``report.json``), never typed.
+"""The README's generated blocks: each made from committed data by a small function, never typed.
 
-``python -m leukdash report --readme`` writes the block between the README's markers;
-``--check`` (and tests/test_readme.py) fails when the README's block differs from what the
-data gives, or when the data is not from the engine that ships (``ENGINE_VERSION``).
+A block sits between ``<!-- report:NAME:begin -->`` and ``<!-- report:NAME:end -->``.
+:data:`BLOCKS` maps NAME to (source, render): ``render(data) -> str`` gives the block's text from
+the data of its source, a committed JSON file (:data:`SOURCES`). ``python -m leukdash report
+--readme`` writes every block; ``--check`` (and tests/test_readme.py) gives one line per problem:
+a source missing, unreadable or from another engine than ``ENGINE_VERSION``, a block its data
+cannot render, a block that differs from what its data gives.
 """
 
 from __future__ import annotations
@@ -11,62 +14,98 @@ import json
 from pathlib import Path
 
 from leukdash import ENGINE_VERSION
-from leukdash.engine.machine import machine_text
-from leukdash.errors import ConfigError
+from leukdash.reporting.report import DATA_NAME
+from leukdash.reporting.report.blocks import results_block
+from leukdash.reporting.reproduce import FULL_OUT
 
-BEGIN = "<!-- report:begin -->"
-END = "<!-- report:end -->"
-
-
-def load_report_data(folder: Path) -> dict:
-    """The ``report.json`` a reproduction wrote into ``folder``; one clear error when there is none."""
-    from leukdash.reporting.report import DATA_NAME
-
-    path = Path(folder) / DATA_NAME
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"no report data at {path}: run `python -m leukdash reproduce` (or "
-                          "`reproduce --report-only` on a store that holds its runs) first") from None
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"cannot read the report data {path}: {error}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("headline"), list):
-        raise ConfigError(f"{path} is not report data written by leukdash (no headline rows)")
-    return data
+# Source name -> (its committed file, the command that writes it).
+SOURCES = {
+    "report": (FULL_OUT / DATA_NAME, "python -m leukdash reproduce"),
+}
+# Block name -> (the source it is made from, the function that renders it).
+BLOCKS = {
+    "results": ("report", results_block),
+}
 
 
-def readme_block(data: dict) -> str:
-    """The README's result table and the line on how and where it was computed."""
-    lines = [BEGIN, "| model | per-fold validation accuracy | mean | 95% CI (t) | paper |", "|---|---|---|---|---|"]
-    for row in data["headline"]:
-        paper = "-" if row.get("paper") is None else \
-            f"{row['paper']:.4f} ({'its own protocol' if row['is_cnn'] else 'its protocol, raw pixels'})"
-        low, high = row["ci95"]
-        lines.append(f"| {row['label']} | {' '.join(f'{v:.3f}' for v in row['val_acc'])} | **{row['mean']:.3f}** "
-                     f"| {low:.3f}-{high:.3f} | {paper} |")
-    minutes = {key: data[key] / 60 for key in ("wall_seconds", "fold_seconds", "packing_bound_seconds")}
-    lines += ["", f"Engine version {data['engine']}, `{data['command']}` ({data['mode']} settings, {data['runs_done']} of "
-              f"{data['runs_total']} runs, report of {data['generated']}) on {machine_text(data['machine'])}: "
-              f"{minutes['wall_seconds']:.1f} min wall time for {minutes['fold_seconds']:.1f} min of fold time, "
-              f"whose packing bound on these cores is {minutes['packing_bound_seconds']:.1f} min.", END]
-    return "\n".join(lines)
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- report:{name}:begin -->", f"<!-- report:{name}:end -->"
 
 
-def replace_block(readme: str, block: str) -> str:
-    """``readme`` with the text between its markers (markers included) replaced by ``block``."""
-    start, end = readme.find(BEGIN), readme.find(END)
-    if start < 0 or end < start:
-        raise ConfigError(f"the README has no {BEGIN} ... {END} block to write the results into")
-    return readme[:start] + block + readme[end + len(END):]
+def load_sources(paths: dict[str, Path] | None = None) -> dict[str, dict | str]:
+    """Each source's data, or the one line that says why it has none (``paths`` overrides files)."""
+    found = {}
+    for name, (default, command) in SOURCES.items():
+        path = Path((paths or {}).get(name) or default)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            found[name] = f"no {name} data at {path}: run `{command}`"
+            continue
+        except (OSError, ValueError) as error:
+            found[name] = f"cannot read the {name} data {path}: {error}"
+            continue
+        if not isinstance(data, dict) or "engine" not in data:
+            found[name] = f"{path} is not {name} data written by leukdash (no engine version)"
+        elif data["engine"] != ENGINE_VERSION:
+            found[name] = (f"{path} is from engine version {data['engine']}, this engine is {ENGINE_VERSION}: "
+                           f"run `{command}`, then `python -m leukdash report --readme`")
+        else:
+            found[name] = data
+    return found
 
 
-def readme_problems(readme: str, data: dict) -> list[str]:
-    """Why the README's block is not the one the report data gives (empty when it is)."""
-    problems = []
-    if data.get("engine") != ENGINE_VERSION:
-        problems.append(f"the report is from engine version {data.get('engine')}, this engine is {ENGINE_VERSION}: "
-                        "run `python -m leukdash reproduce`, then `python -m leukdash report --readme`")
-    if replace_block(readme, readme_block(data)) != readme:
-        problems.append("the README's result block differs from the report data: run `python -m leukdash report "
-                        "--readme` (the block is generated; edit the report, not the README)")
+def render_blocks(sources: dict[str, dict | str]) -> tuple[dict[str, str], list[str]]:
+    """The text of every block its data renders (markers included), and one line per block that
+    none renders."""
+    texts, problems = {}, []
+    for name, (source, render) in BLOCKS.items():
+        data = sources.get(source, f"no {source} data given")
+        if isinstance(data, str):
+            problems.append(f"the README's {name} block: {data}")
+            continue
+        try:
+            body = render(data)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as error:
+            problems.append(f"the README's {name} block: the {source} data lacks what it needs "
+                            f"({type(error).__name__}: {error}): run `{SOURCES[source][1]}`")
+            continue
+        begin, end = markers(name)
+        texts[name] = f"{begin}\n{body}\n{end}"
+    return texts, problems
+
+
+def replace_block(readme: str, name: str, text: str) -> str:
+    """``readme`` with block ``name`` (markers included) replaced by ``text``."""
+    begin, end = markers(name)
+    start, stop = readme.find(begin), readme.find(end)
+    if start < 0 or stop < start or readme.count(begin) != 1 or readme.count(end) != 1:
+        raise ValueError(f"the README has no single {begin} ... {end} block")
+    return readme[:start] + text + readme[stop + len(end):]
+
+
+def write_blocks(readme: str, sources: dict[str, dict | str]) -> tuple[str, list[str]]:
+    """``readme`` with every block its data renders rewritten, and the problems left."""
+    texts, problems = render_blocks(sources)
+    for name, text in texts.items():
+        try:
+            readme = replace_block(readme, name, text)
+        except ValueError as error:
+            problems.append(str(error))
+    return readme, problems
+
+
+def readme_problems(readme: str, sources: dict[str, dict | str]) -> list[str]:
+    """Why the README's blocks are not the ones the committed data gives, one line each (empty when
+    they are)."""
+    texts, problems = render_blocks(sources)
+    for name, text in texts.items():
+        try:
+            same = replace_block(readme, name, text) == readme
+        except ValueError as error:
+            problems.append(str(error))
+            continue
+        if not same:
+            problems.append(f"the README's {name} block differs from its data: run `python -m leukdash report "
+                            "--readme` (the block is generated; rerun what writes its data, never edit it)")
     return problems
