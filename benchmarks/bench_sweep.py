@@ -18,8 +18,9 @@ of it or all, computed from an empty store in two ways back to back: as one swee
 ``reproduce`` does now) and run after run, each with its own pool (what it did before), and
 checks that every fold is identical.
 
-Then :func:`predict_walls` turns stored fold times into the predicted wall time of the full
-``reproduce`` matrix on 1 to 16 workers (``--scaling`` prints the table).
+``--scaling`` prints the predicted wall time of the runs in a store, or of the full ``reproduce``
+matrix from its ``report.json``, on 1 to 32 workers (:func:`leukdash.engine.timing.predict_walls`;
+the README's table is generated from the report data by ``python -m leukdash report``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from leukdash.config import RunConfig  # noqa: E402
+from leukdash.engine.timing import WORKER_COUNTS, predict_walls  # noqa: E402
 from leukdash.reporting.matrix import BINARY_CLASSES, CLASSIC_MODELS  # noqa: E402
 
 MODES = ("sweep", "jobs", "serial", "dask")
@@ -158,21 +160,6 @@ def measure_matrix(task: str, way: str, work: Path) -> tuple[float, dict]:
     return seconds, json.loads(out.stdout.splitlines()[-1])
 
 
-def predict_walls(task_seconds: list[float], workers: int, *, per_worker_speed: float = 1.0) -> dict:
-    """Predicted wall time of independent tasks (fold times, seconds) on ``workers`` equal workers.
-
-    Longest task first onto the least loaded worker (the scheduler's CNN-first order is close
-    to it): an upper bound within 4/3 of the optimum. The wall time is at least the longest
-    task (the critical path: a fold cannot be split) and at least the total over the workers.
-    """
-    loads = [0.0] * workers
-    for seconds in sorted(task_seconds, reverse=True):
-        loads[loads.index(min(loads))] += seconds / per_worker_speed
-    total = sum(task_seconds) / per_worker_speed
-    return {"workers": workers, "wall": max(loads), "critical_path": max(task_seconds) / per_worker_speed,
-            "lower_bound": max(max(task_seconds) / per_worker_speed, total / workers), "total": total}
-
-
 def stored_fold_seconds(store_root: Path | None = None) -> list[float]:
     """Fold times of every complete run in a store (default: the repository's)."""
     from leukdash.engine.runner import load_result
@@ -184,21 +171,11 @@ def stored_fold_seconds(store_root: Path | None = None) -> list[float]:
 
 
 def report_fold_seconds(report: Path) -> list[float]:
-    """Fold times from a report's per-fold tables (``docs/report/REPORT.md``: total per run / folds)."""
-    import re
-
-    seconds, section = [], ""
-    for line in report.read_text().splitlines():
-        section = line if line.startswith("## ") else section
-        if section != "## Run times":
-            continue
-        match = re.match(r"^\|.*\|\s*(\d+)\s*\|\s*([\d.]+)\s*\|\s*$", line)  # "| ... | folds | seconds |"
-        if match and int(match.group(1)) > 0:
-            seconds += [float(match.group(2)) / int(match.group(1))] * int(match.group(1))
-    return seconds
+    """Fold times of every run in a report's data (``docs/report/report.json``)."""
+    return [seconds for run in json.loads(report.read_text())["runs"] for seconds in run["fold_seconds"]]
 
 
-def scaling_table(task_seconds: list[float], counts=(1, 2, 4, 8, 16, 32)) -> str:
+def scaling_table(task_seconds: list[float], counts=WORKER_COUNTS) -> str:
     rows = [predict_walls(task_seconds, n) for n in counts]
     lines = [f"{len(task_seconds)} fold tasks, {sum(task_seconds) / 60:.0f} min in all, "
              f"longest (critical path) {max(task_seconds) / 60:.1f} min",
@@ -219,8 +196,8 @@ def main() -> None:
     parser.add_argument("--matrix", choices=("binary", "five", "all"),
                         help="measure the reproduce matrix (that half, or all) as a sweep against run after run")
     parser.add_argument("--compute", choices=("sweep", "runs"), help=argparse.SUPPRESS)  # one way, in a child
-    parser.add_argument("--scaling", type=Path, metavar="REPORT_OR_STORE",
-                        help="only print the predicted reproduce walls from a REPORT.md or a run store")
+    parser.add_argument("--scaling", type=Path, metavar="REPORT_JSON_OR_STORE",
+                        help="only print the predicted walls from a report.json or a run store")
     args = parser.parse_args()
     if args.scaling:
         seconds = report_fold_seconds(args.scaling) if args.scaling.is_file() else stored_fold_seconds(args.scaling)

@@ -185,6 +185,13 @@ def test_the_readme_block_is_made_from_the_report_data_and_catches_hand_edits(ti
                             tiny_report["store"])
     block = render_blocks(sources)[0]["results"]
     assert " ".join(f"{f['val_acc']:.3f}" for f in paper_cnn["folds"]) in block  # computed, not typed
+    # The wall time is the store's (the first to the last progress event of the matrix's runs), not
+    # the cached second call's: with n_jobs=1 the folds ran one after another inside that span.
+    span = data["reproduction"]
+    assert span["runs_timed"] == data["runs_done"] and span["runs_resumed"] == 0
+    assert span["wall_seconds"] >= data["fold_seconds"] - 0.2 and f"{span['wall_seconds'] / 60:.1f} min" in block
+    stored = next(run for run in data["runs"] if run["run_id"] == paper_cnn["run_id"])
+    assert stored["fold_seconds"] == [round(f["seconds"], 1) for f in paper_cnn["folds"]]
     begin, end = markers("results")
     readme, problems = write_blocks(f"# title\n\n{begin}\nold table\n{end}\n\nmore\n", sources)
     assert readme.startswith("# title\n\n") and readme.endswith("\n\nmore\n") and block in readme

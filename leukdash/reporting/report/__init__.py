@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 from leukdash import ENGINE_VERSION
-from leukdash.engine.machine import describe_machine
+from leukdash.engine.timing import progress_span
 from leukdash.reporting.matrix import REPORT_NAME, Outcome, Settings
-from leukdash.reporting.report.bookkeeping import fold_seconds, header, missing, run_times, versions
+from leukdash.reporting.report.bookkeeping import (fold_machine, fold_seconds, header, measured_on, missing, run_times,
+                                                   utc_text, versions)
 from leukdash.reporting.report.discussion import discussion
 from leukdash.reporting.report.figure import write_figure
 from leukdash.reporting.report.format import TASK_NAMES, fold_stats, fold_values, label
@@ -29,18 +30,22 @@ DATA_NAME = "report.json"
 
 
 def build_report(outcomes: list[Outcome], out: Path, *, settings: Settings, mode: str, command: str,
-                 wall_seconds: float, shortcuts: dict | None = None) -> Path:
+                 wall_seconds: float, shortcuts: dict | None = None, store=None) -> Path:
     """Write ``out/REPORT.md``, its figures and ``out/report.json``; return the Markdown file's path.
 
-    ``shortcuts`` maps a task ("binary", "five") to the audit's shortcut scores of its dataset.
+    ``wall_seconds`` is this call's; the reproduction's own wall time is read from the progress
+    logs of the runs in ``store`` (default: this process's). ``shortcuts`` maps a task ("binary",
+    "five") to the audit's shortcut scores of its dataset.
     """
-    from leukdash.engine.store import write_json_atomic
+    from leukdash.engine.store import RunStore, write_json_atomic
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     shortcuts = shortcuts or {}
-    machine = describe_machine()
     done = [o for o in outcomes if o.result is not None]
+    store = store or RunStore()
+    span = progress_span([store.progress_path(o.result["run_id"]) for o in done])
+    machine = fold_machine(done)
     figures = {task: write_figure(out / f"figure4_{task}.svg", comparison_rows(done, task), TASK_NAMES[task])
                for task in TASK_NAMES if comparison_rows(done, task)}
     sections = [
@@ -56,19 +61,23 @@ def build_report(outcomes: list[Outcome], out: Path, *, settings: Settings, mode
         figure_section(figures),
         discussion(done, shortcuts),
         missing(outcomes),
-        run_times(done, wall_seconds, machine),
+        run_times(done, span, machine),
         versions(done),
     ]
     path = out / REPORT_NAME
     path.write_text("\n\n".join(s for s in sections if s).rstrip() + "\n", encoding="utf-8")
     write_json_atomic(out / DATA_NAME, report_data(outcomes, mode=mode, command=command, wall_seconds=wall_seconds,
-                                                   machine=machine))
+                                                   machine=machine, span=span))
     return path
 
 
-def report_data(outcomes: list[Outcome], *, mode: str, command: str, wall_seconds: float, machine: dict) -> dict:
-    """What the README's result block is made from: the engine, the machine and its times, the
-    headline rows and every run's per-fold accuracies (plain JSON, committed with the report)."""
+def report_data(outcomes: list[Outcome], *, mode: str, command: str, wall_seconds: float, machine: dict,
+                span: dict | None) -> dict:
+    """What the README's generated blocks are made from: the engine, the machine that computed the
+    folds, the reproduction's wall time from the store (``span``, see
+    :func:`leukdash.engine.timing.progress_span`; None without progress logs) beside the fold-time
+    sum and its packing bound, the headline rows, and every run's per-fold accuracies and seconds
+    (plain JSON, committed with the report)."""
     done = [o for o in outcomes if o.result is not None]
     total = sum(fold_seconds(o) for o in done)
     rows = []
@@ -81,13 +90,16 @@ def report_data(outcomes: list[Outcome], *, mode: str, command: str, wall_second
                          "val_acc": fold_values(chosen.result), **_summary(chosen)})
     return {
         "engine": ENGINE_VERSION, "mode": mode, "command": command,
-        "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": machine, "wall_seconds": round(wall_seconds, 1), "fold_seconds": round(total, 1),
-        "packing_bound_seconds": round(total / machine["cores"], 1),
+        "generated": utc_text(time.time()),
+        "machine": machine, "machines": len(measured_on(done)), "call_seconds": round(wall_seconds, 1),
+        "reproduction": span and {**span, "first": utc_text(span["first"]), "last": utc_text(span["last"]),
+                                  "wall_seconds": round(span["wall_seconds"], 1)},
+        "fold_seconds": round(total, 1), "packing_bound_seconds": round(total / machine["cores"], 1),
         "runs_total": len(outcomes), "runs_done": len(done),
         "headline": rows,
         "runs": [{"exp": o.experiment.exp, "task": o.experiment.task, "label": label(o), "run_id": o.result["run_id"],
                   "engine": o.result["versions"].get("engine"), "seconds": round(fold_seconds(o), 1),
+                  "fold_seconds": [round(float(f["seconds"]), 1) for f in o.result["folds"]],
                   "val_acc": fold_values(o.result)} for o in done],
     }
 

@@ -43,23 +43,48 @@ def fold_seconds(outcome: Outcome) -> float:
     return sum(float(fold["seconds"]) for fold in outcome.result["folds"])
 
 
-def run_times(done: list[Outcome], wall_seconds: float, machine: dict) -> str:
-    """Fold times per run, the machines that measured them, and this call's wall time against
-    the packing bound (sum of fold times / cores): fold times differ up to 8x between CPU kinds."""
+def measured_on(done: list[Outcome]) -> list[str]:
+    """The machines the runs' folds were computed on, one line each."""
+    return sorted({machine_text(o.result.get("machine")) for o in done})
+
+
+def fold_machine(done: list[Outcome]) -> dict:
+    """The machine that computed the folds when every run names the same one, else this one."""
+    from leukdash.engine.machine import describe_machine
+
+    machines = [o.result.get("machine") for o in done]
+    if machines and None not in machines and len(measured_on(done)) == 1:
+        return machines[0]
+    return describe_machine()
+
+
+def run_times(done: list[Outcome], span: dict | None, machine: dict) -> str:
+    """Fold times per run, the machines that measured them, the packing bound (sum of fold times
+    / cores) and the reproduction's wall time from the runs' progress logs: fold times differ up
+    to 8x between CPU kinds."""
     rows = [[o.experiment.exp, TASK_NAMES[o.experiment.task], label(o), f"`{o.result['run_id']}`",
              f"{len(o.result['folds'])}", f"{fold_seconds(o):.0f}"] for o in done]
     if not rows:
         return ""
     total = sum(fold_seconds(o) for o in done)
-    measured_on = sorted({machine_text(o.result.get("machine")) for o in done})
     bound = total / machine["cores"]
-    return "\n".join(["## Run times", "",
-                       f"Sum of the fold times of each run (training, evaluation, saving): {total / 60:.1f} minutes "
-                       f"in all, measured on: {'; '.join(measured_on)}. This call took {wall_seconds / 60:.1f} "
-                       f"minutes on {machine_text(machine)}; the packing bound of the fold times on its cores "
-                       f"(sum / cores) is {bound / 60:.1f} minutes, which a call that computed every run from an "
-                       f"empty store can approach (ratio {wall_seconds / bound:.2f}).", "",
-                       markdown_table(["Exp", "Task", "Model", "Run id", "Folds", "Seconds"], rows)])
+    text = (f"Sum of the fold times of each run (training, evaluation, saving): {total / 60:.1f} minutes in all, "
+            f"measured on: {'; '.join(measured_on(done))}. Their packing bound (sum / cores) on "
+            f"{machine_text(machine)} is {bound / 60:.1f} minutes. ")
+    if span is None:
+        text += "The store holds no progress log of these runs: their wall time is unknown."
+    else:
+        text += (f"The runs were computed from {utc_text(span['first'])} to {utc_text(span['last'])}: "
+                 f"{span['wall_seconds'] / 60:.1f} minutes of wall time (the first to the last event of their "
+                 f"progress logs), {span['wall_seconds'] / bound:.2f}x the packing bound.")
+        if span["runs_resumed"]:
+            text += f" {span['runs_resumed']} run(s) were resumed: the wall time includes the pause."
+    return "\n".join(["## Run times", "", text, "",
+                      markdown_table(["Exp", "Task", "Model", "Run id", "Folds", "Seconds"], rows)])
+
+
+def utc_text(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
 
 
 def versions(done: list[Outcome]) -> str:

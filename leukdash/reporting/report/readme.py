@@ -15,7 +15,7 @@ from pathlib import Path
 
 from leukdash import ENGINE_VERSION
 from leukdash.reporting.report import DATA_NAME
-from leukdash.reporting.report.blocks import results_block
+from leukdash.reporting.report.blocks import results_block, scaling_block
 from leukdash.reporting.reproduce import FULL_OUT
 
 # Source name -> (its committed file, the command that writes it).
@@ -25,6 +25,7 @@ SOURCES = {
 # Block name -> (the source it is made from, the function that renders it).
 BLOCKS = {
     "results": ("report", results_block),
+    "scaling": ("report", scaling_block),
 }
 
 

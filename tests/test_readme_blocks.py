@@ -1,0 +1,99 @@
+"""The README's generated blocks (leukdash.reporting.report.readme, .blocks): every figure comes from
+the data, and a hand edit of any block, missing data or data of another engine is one problem each."""
+
+import json
+import re
+
+import pytest
+
+from leukdash import ENGINE_VERSION
+from leukdash.reporting.report.readme import (BLOCKS, load_sources, markers, readme_problems, render_blocks,
+                                              write_blocks)
+
+MINE = ("results", "scaling")
+
+
+def fake_report() -> dict:
+    """report.json as `reproduce` writes it, with figures no real report has."""
+    return {
+        "engine": ENGINE_VERSION, "mode": "full", "command": "python -m leukdash reproduce",
+        "generated": "2031-01-02 03:04 UTC", "call_seconds": 2.5, "machines": 1,
+        "machine": {"cpu": "Test CPU 9000", "cores": 4, "native_bfloat16": True, "memory_mb": 1024},
+        "reproduction": {"first": "2031-01-02 01:00 UTC", "last": "2031-01-02 01:57 UTC", "wall_seconds": 3456.7,
+                         "runs_timed": 2, "runs_resumed": 0},
+        "fold_seconds": 720.0, "packing_bound_seconds": 180.0, "runs_total": 3, "runs_done": 2,
+        "headline": [{"title": "t", "label": "paper CNN (SGD, 25 epochs)", "run_id": "cnn-0123456789ab",
+                      "dataset": "allidb2_ufpr", "is_cnn": True, "paper": 0.8825, "val_acc": [0.911, 0.822],
+                      "mean": 0.8664, "ci95": [0.3104, 1.0]}],
+        "runs": [{"exp": "2", "task": "binary", "label": "CNN paper (sgd, 25 ep) · strict", "run_id": "cnn-0123456789ab",
+                  "engine": ENGINE_VERSION, "seconds": 660.0, "fold_seconds": [600.0, 60.0], "val_acc": [0.911, 0.822]},
+                 {"exp": "4", "task": "five", "label": "SVM on pixels · strict", "run_id": "svm-0123456789ab",
+                  "engine": ENGINE_VERSION, "seconds": 60.0, "fold_seconds": [30.0, 30.0], "val_acc": [0.5, 0.6]}],
+    }
+
+
+def fake_sources() -> dict:
+    return {"report": fake_report()}
+
+
+def blank_readme(names=MINE) -> str:
+    return "# title\n\n" + "\n\nprose\n\n".join(f"{markers(n)[0]}\nold text 1.0\n{markers(n)[1]}" for n in names) + "\n"
+
+
+def body(readme: str, name: str) -> str:
+    begin, end = markers(name)
+    return readme[readme.index(begin) + len(begin):readme.index(end)]
+
+
+def test_the_result_block_states_the_datas_figures():
+    text = render_blocks(fake_sources())[0]["results"]
+    for figure in ("0.911 0.822", "**0.866**", "0.310-1.000", "0.8825 (its own protocol)", "Test CPU 9000, 4 cores",
+                   "native bfloat16", "2031-01-02 01:00 UTC to 2031-01-02 01:57 UTC", "57.6 min of wall time",
+                   "12.0 min of fold time", "3.0 min", "19.20x the bound", "2 of 3 runs", "Engine version " + ENGINE_VERSION):
+        assert figure in text, figure
+    resumed = fake_report()
+    resumed["reproduction"]["runs_resumed"] = 1
+    assert "1 run(s) resumed" in render_blocks({"report": resumed})[0]["results"]
+
+
+def test_the_scaling_block_predicts_from_the_per_fold_seconds():
+    text = render_blocks(fake_sources())[0]["scaling"]
+    # Folds 600, 60, 30, 30 s: 12.0 min on one worker, the 10.0 min fold alone beyond it.
+    assert "| predicted wall (min) | 12.0 | 10.0 | 10.0 | 10.0 | 10.0 | 10.0 |" in text
+    assert "| speed-up | 1.0x | 1.2x | 1.2x |" in text
+    assert "4 fold tasks, 12.0 minutes of fold time on Test CPU 9000" in text
+    assert "longest task 10.0 minutes: ALL vs HEALTHY, CNN paper (sgd, 25 ep) · strict" in text
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_a_hand_edit_of_a_block_is_a_problem_that_names_it(name):
+    readme, problems = write_blocks(blank_readme(), fake_sources())
+    assert problems == [] and readme_problems(readme, fake_sources()) == []
+    inside = body(readme, name)
+    digit = re.search(r"\d", inside)
+    edited_block = inside[:digit.start()] + str((int(digit.group()) + 1) % 10) + inside[digit.end():]
+    edited = readme.replace(inside, edited_block)
+    assert readme_problems(edited, fake_sources()) == [
+        f"the README's {name} block differs from its data: run `python -m leukdash report --readme` "
+        "(the block is generated; rerun what writes its data, never edit it)"]
+
+
+def test_missing_old_or_incomplete_data_is_one_line_per_block(tmp_path):
+    readme = blank_readme()
+    missing = load_sources({"report": tmp_path / "none.json"})
+    assert [p.split(":")[0] for p in readme_problems(readme, missing)] == [
+        f"the README's {name} block" for name in BLOCKS if BLOCKS[name][0] == "report"]
+    assert all("no report data at" in p and "python -m leukdash reproduce" in p for p in readme_problems(readme, missing))
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({**fake_report(), "engine": "1"}))
+    assert f"is from engine version 1, this engine is {ENGINE_VERSION}" in readme_problems(
+        readme, load_sources({"report": old}))[0]
+    lacking = fake_report()
+    for run in lacking["runs"]:
+        del run["fold_seconds"]  # a report.json of an older leukdash
+    del lacking["reproduction"]
+    problems = readme_problems(readme, {"report": lacking})
+    assert len(problems) == 2 and all("the report data lacks what it needs" in p for p in problems)
+    assert "'reproduction'" in problems[0] and "'fold_seconds'" in problems[1]
+    assert readme_problems("# no markers\n", fake_sources()) == [
+        f"the README has no single {markers(name)[0]} ... {markers(name)[1]} block" for name in MINE]
