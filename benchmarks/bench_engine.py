@@ -1,6 +1,6 @@
 """Engine speed: a strict 5-fold CNN run against two baselines timed in the same process.
 
-    python -m benchmarks.bench_engine [--dataset allidb2_ufpr] [--epochs 25] [--folds 5] [--seeds 0 1 2]
+    python -m benchmarks.bench_engine [--dataset allidb2_ufpr] [--epochs 25] [--folds 5] [--seeds 0 1 2] [--out FILE]
 
 Prints, for the paper CNN at 64 px with x8 augmentation:
 1. leukdash's whole strict run (runner.run: data, folds, per-epoch augmentation, validation,
@@ -17,11 +17,16 @@ Both baselines validate on the same untouched originals of the same folds; the t
 also paired image by image (McNemar). With several ``--seeds`` (each draws other folds, copies
 and initial weights) the contest of 1. is repeated and its totals and mean accuracies reported,
 since one seed's 5-fold mean moves by a few points from seed to seed.
+
+``--out docs/benchmarks/engine.json`` writes the figures (with the machine, the engine version and
+the settings) as JSON: the README's speed block is made from that file (``python -m leukdash
+report --readme``), so run it with the default settings, on a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -32,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leukdash import ENGINE_VERSION
 from leukdash.config import RunConfig
 from leukdash.data.arrays import load_arrays
 from leukdash.data.discovery import open_dataset
@@ -43,6 +49,8 @@ from leukdash.engine.store import RunStore
 from leukdash.engine.training import derived_seed, plan_folds
 
 ROOT = Path(__file__).resolve().parent.parent
+# The settings the README's speed block states: its data is refused when measured otherwise.
+FULL = {"dataset": "allidb2_ufpr", "epochs": 25, "folds": 5}
 
 
 def fold_splits(config: RunConfig):
@@ -151,8 +159,33 @@ def contest(config: RunConfig, n_classes: int, store: RunStore) -> dict:
           f"folds {' '.join(f'{a:.3f}' for a in literal_folds)}")
     print(f"  paired on the same {len(ours_correct)} images: {paired['b']} right only in leukdash's run, "
           f"{paired['c']} only in the baseline's, McNemar exact p = {paired['p_value']:.3f}", flush=True)
-    return {"result": result, "ours": ours, "literal": literal,
+    return {"result": result, "seed": config.seed, "ours": ours, "literal": literal, "paired": paired,
+            "ours_folds": ours_folds, "literal_folds": literal_folds,
             "ours_acc": float(np.mean(ours_folds)), "literal_acc": float(np.mean(literal_folds))}
+
+
+def figures(config: RunConfig, contests: list[dict], fit_only: float, cached: float, predict: float,
+            command: str) -> dict:
+    """What ``--out`` writes, and the README's speed block is made from: the measured figures, the
+    machine, the engine version and the settings (``full``: the README's)."""
+    def rounded(values):
+        return [round(v, 4) for v in values]
+
+    ours, literal = sum(c["ours"] for c in contests), sum(c["literal"] for c in contests)
+    settings = {"dataset": config.dataset, "architecture": config.architecture, "image_size": config.image_size,
+                "augment_factor": config.augment_factor, "epochs": config.epochs, "folds": config.folds,
+                "protocol": config.protocol}
+    return {
+        "engine": ENGINE_VERSION, "command": command, "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": describe_machine(),
+        "settings": settings, "full": all(settings[key] == value for key, value in FULL.items()),
+        "seeds": [{"seed": c["seed"], "leukdash_seconds": round(c["ours"], 1), "literal_seconds": round(c["literal"], 1),
+                   "leukdash_val_acc": round(c["ours_acc"], 4), "literal_val_acc": round(c["literal_acc"], 4),
+                   "leukdash_folds": rounded(c["ours_folds"]), "literal_folds": rounded(c["literal_folds"]),
+                   "mcnemar": c["paired"]} for c in contests],
+        "leukdash_seconds": round(ours, 1), "literal_seconds": round(literal, 1), "speedup": round(literal / ours, 3),
+        "plain_fit_seconds": round(fit_only, 1), "run_over_plain_fit": round(contests[0]["ours"] / fit_only, 3),
+        "cached_cli_seconds": round(cached, 3), "predict_ms": round(predict, 2),
+    }
 
 
 def main() -> None:
@@ -162,6 +195,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="run the speed and accuracy contest for each seed (folds, copies, weights)")
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here (docs/benchmarks/engine.json)")
     args = parser.parse_args()
     config = RunConfig(dataset=args.dataset, model="cnn", epochs=args.epochs, folds=args.folds)
     n_classes = len(open_dataset(config.dataset).classes)
@@ -196,6 +230,12 @@ def main() -> None:
     print(f"  run / plain fit         {first['ours'] / fit_only:8.2f} x   (target <= 1.25)")
     print(f"cached run from the CLI  {cached:8.2f} s   (median of 5, process start included; target <= 1)")
     print(f"predict one image        {predict:8.1f} ms  (median of 30, {config.folds} fold models; target <= 50)")
+    if args.out:
+        from leukdash.engine.store import write_json_atomic
+
+        command = " ".join(["python -m benchmarks.bench_engine", *sys.argv[1:]])
+        write_json_atomic(args.out, figures(config, contests, fit_only, cached, predict, command))
+        print(f"figures: {args.out}")
 
 
 if __name__ == "__main__":

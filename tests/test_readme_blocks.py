@@ -3,14 +3,20 @@ the data, and a hand edit of any block, missing data or data of another engine i
 
 import json
 import re
+import sys
 
 import pytest
 
 from leukdash import ENGINE_VERSION
+from leukdash.config import RunConfig
+from leukdash.paths import REPO_ROOT
 from leukdash.reporting.report.readme import (BLOCKS, load_sources, markers, readme_problems, render_blocks,
                                               write_blocks)
 
-MINE = ("results", "scaling")
+MINE = ("results", "scaling", "speed")
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+import bench_engine  # noqa: E402
 
 
 def fake_report() -> dict:
@@ -32,8 +38,18 @@ def fake_report() -> dict:
     }
 
 
+def fake_benchmark(**settings) -> dict:
+    """engine.json as `bench_engine.py --out` writes it (its own code), from made-up measurements."""
+    contests = [{"seed": seed, "ours": ours, "literal": literal, "ours_folds": [acc, acc], "literal_folds": [0.5, 0.7],
+                 "ours_acc": acc, "literal_acc": 0.6, "paired": {"b": 9, "c": 2, "p_value": p}}
+                for seed, ours, literal, acc, p in ((0, 101.2, 222.2, 0.911, 0.01), (1, 123.4, 240.0, 0.823, 0.4))]
+    config = RunConfig(dataset="allidb2_ufpr", model="cnn").with_changes(**settings)
+    return bench_engine.figures(config, contests, fit_only=88.0, cached=0.321, predict=7.65,
+                                command="python -m benchmarks.bench_engine --seeds 0 1")
+
+
 def fake_sources() -> dict:
-    return {"report": fake_report()}
+    return {"report": fake_report(), "benchmark": fake_benchmark()}
 
 
 def blank_readme(names=MINE) -> str:
@@ -65,6 +81,28 @@ def test_the_scaling_block_predicts_from_the_per_fold_seconds():
     assert "longest task 10.0 minutes: ALL vs HEALTHY, CNN paper (sgd, 25 ep) · strict" in text
 
 
+def test_the_speed_block_states_what_the_benchmark_measured():
+    data = fake_benchmark()
+    assert data["engine"] == ENGINE_VERSION and data["full"] and data["machine"]["cores"] >= 1
+    text = " ".join(render_blocks(fake_sources())[0]["speed"].split())
+    for figure in ("101-123 s over 2 seeds", "2.06x faster than a paper-literal pipeline", "462 s against 225 s",
+                   "is met here", "The run of seed 0 takes 1.15x a plain `model.fit`", "0.867 against the baseline's 0.600",
+                   "on 1 of 2 seed(s)", "answered in 0.32 s", "in 7.7 ms", "allidb2_ufpr (64 px, x8, 25 epochs)",
+                   "`python -m benchmarks.bench_engine --seeds 0 1`", data["machine"]["cpu"]):
+        assert figure in text, figure
+    slower = {**data, "speedup": 0.763}
+    assert "1.31x slower than" in render_blocks({"benchmark": slower})[0]["speed"].replace("\n", " ")
+    assert "is not met here" in " ".join(render_blocks({"benchmark": slower})[0]["speed"].split())
+
+
+def test_a_shortened_benchmark_is_refused():
+    quick = fake_benchmark(epochs=1, folds=2)
+    assert not quick["full"]
+    (problem,) = render_blocks({"report": fake_report(), "benchmark": quick})[1]
+    assert problem.startswith("the README's speed block: cannot be made from the benchmark data (ValueError: "
+                              "measured with other settings than the README's (allidb2_ufpr, 1 epochs, 2 folds))")
+
+
 @pytest.mark.parametrize("name", MINE)
 def test_a_hand_edit_of_a_block_is_a_problem_that_names_it(name):
     readme, problems = write_blocks(blank_readme(), fake_sources())
@@ -80,10 +118,10 @@ def test_a_hand_edit_of_a_block_is_a_problem_that_names_it(name):
 
 def test_missing_old_or_incomplete_data_is_one_line_per_block(tmp_path):
     readme = blank_readme()
-    missing = load_sources({"report": tmp_path / "none.json"})
-    assert [p.split(":")[0] for p in readme_problems(readme, missing)] == [
-        f"the README's {name} block" for name in BLOCKS if BLOCKS[name][0] == "report"]
-    assert all("no report data at" in p and "python -m leukdash reproduce" in p for p in readme_problems(readme, missing))
+    missing = load_sources({"report": tmp_path / "none.json", "benchmark": tmp_path / "none.json"})
+    assert [p.split(":")[0] for p in readme_problems(readme, missing)] == [f"the README's {name} block" for name in BLOCKS]
+    assert all("python -m leukdash reproduce" in p for p in readme_problems(readme, missing) if "no report data at" in p)
+    assert "--out docs/benchmarks/engine.json`" in readme_problems(readme, missing)[MINE.index("speed")]
     old = tmp_path / "old.json"
     old.write_text(json.dumps({**fake_report(), "engine": "1"}))
     assert f"is from engine version 1, this engine is {ENGINE_VERSION}" in readme_problems(
@@ -92,8 +130,8 @@ def test_missing_old_or_incomplete_data_is_one_line_per_block(tmp_path):
     for run in lacking["runs"]:
         del run["fold_seconds"]  # a report.json of an older leukdash
     del lacking["reproduction"]
-    problems = readme_problems(readme, {"report": lacking})
-    assert len(problems) == 2 and all("the report data lacks what it needs" in p for p in problems)
+    problems = readme_problems(write_blocks(readme, fake_sources())[0], {"report": lacking, "benchmark": fake_benchmark()})
+    assert len(problems) == 2 and all("cannot be made from the report data" in p for p in problems)
     assert "'reproduction'" in problems[0] and "'fold_seconds'" in problems[1]
     assert readme_problems("# no markers\n", fake_sources()) == [
         f"the README has no single {markers(name)[0]} ... {markers(name)[1]} block" for name in MINE]

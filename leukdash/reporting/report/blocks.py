@@ -3,6 +3,9 @@ function per block, from the data of its source alone."""
 
 from __future__ import annotations
 
+import textwrap
+from statistics import mean
+
 from leukdash.engine.machine import machine_text
 from leukdash.engine.timing import WORKER_COUNTS, predict_walls
 from leukdash.reporting.report.format import TASK_NAMES
@@ -55,3 +58,34 @@ def scaling_block(data: dict) -> str:
         "",
         f"The critical path (the longest fold) limits the wall time only beyond about {sum(seconds) / longest:.0f} "
         "workers."])
+
+
+SPEED_TARGET = 1.3  # issue 19: a single CNN run at least this much faster than the paper-literal pipeline
+
+
+def speed_block(data: dict) -> str:
+    """The engine's speed against the paper-literal pipeline and a plain ``model.fit``, on the
+    machine named, from ``docs/benchmarks/engine.json`` (``benchmarks/bench_engine.py --out``)."""
+    s, seeds = data["settings"], data["seeds"]
+    if not data["full"]:
+        raise ValueError(f"measured with other settings than the README's ({s['dataset']}, {s['epochs']} epochs, "
+                         f"{s['folds']} folds)")
+    runs, ratio = [seed["leukdash_seconds"] for seed in seeds], data["speedup"]
+    spread = f"{min(runs):.0f}-{max(runs):.0f} s over {len(seeds)} seeds" if len(seeds) > 1 else f"{runs[0]:.0f} s"
+    versus = f"{ratio:.2f}x faster than" if ratio >= 1 else f"{1 / ratio:.2f}x slower than"
+    significant = sum(seed["mcnemar"]["p_value"] < 0.05 for seed in seeds)
+    text = (
+        f"Speed on {machine_text(data['machine'])} (`{data['command']}`, engine version {data['engine']}, "
+        f"{data['generated']}): a strict {s['folds']}-fold {s['architecture']}-CNN run on {s['dataset']} "
+        f"({s['image_size']} px, x{s['augment_factor']}, {s['epochs']} epochs) takes {spread}, {versus} a "
+        f"paper-literal pipeline (offline ImageDataGenerator x{s['augment_factor']}, float32 `model.fit` with "
+        f"TensorFlow's default threads, fold after fold): {data['literal_seconds']:.0f} s against "
+        f"{data['leukdash_seconds']:.0f} s in all; the target, at least {SPEED_TARGET}x faster on every CPU kind, is "
+        f"{'met' if ratio >= SPEED_TARGET else 'not met'} here. The run of seed {seeds[0]['seed']} takes "
+        f"{data['run_over_plain_fit']:.2f}x a plain `model.fit` on pre-augmented arrays of the same size. Mean "
+        f"validation accuracy: {mean(seed['leukdash_val_acc'] for seed in seeds):.3f} against the baseline's "
+        f"{mean(seed['literal_val_acc'] for seed in seeds):.3f}; paired image by image (McNemar), the two differ "
+        f"significantly (p < 0.05) on {significant} of {len(seeds)} seed(s). A finished run is answered in "
+        f"{data['cached_cli_seconds']:.2f} s from the CLI, process start included; one image is predicted by the "
+        f"{s['folds']} fold models in {data['predict_ms']:.1f} ms.")
+    return textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False)

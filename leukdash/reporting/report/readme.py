@@ -2,8 +2,9 @@
 
 A block sits between ``<!-- report:NAME:begin -->`` and ``<!-- report:NAME:end -->``.
 :data:`BLOCKS` maps NAME to (source, render): ``render(data) -> str`` gives the block's text from
-the data of its source, a committed JSON file (:data:`SOURCES`). ``python -m leukdash report
---readme`` writes every block; ``--check`` (and tests/test_readme.py) gives one line per problem:
+the data of its source, a committed JSON file (:data:`SOURCES`: the reproduction's ``report.json``,
+the engine benchmark's ``engine.json``). ``python -m leukdash report --readme`` writes every
+block; ``--check`` (and tests/test_readme.py) gives one line per problem:
 a source missing, unreadable or from another engine than ``ENGINE_VERSION``, a block its data
 cannot render, a block that differs from what its data gives.
 """
@@ -14,18 +15,22 @@ import json
 from pathlib import Path
 
 from leukdash import ENGINE_VERSION
+from leukdash.paths import REPO_ROOT
 from leukdash.reporting.report import DATA_NAME
-from leukdash.reporting.report.blocks import results_block, scaling_block
+from leukdash.reporting.report.blocks import results_block, scaling_block, speed_block
 from leukdash.reporting.reproduce import FULL_OUT
 
 # Source name -> (its committed file, the command that writes it).
 SOURCES = {
     "report": (FULL_OUT / DATA_NAME, "python -m leukdash reproduce"),
+    "benchmark": (REPO_ROOT / "docs" / "benchmarks" / "engine.json",
+                  "python -m benchmarks.bench_engine --seeds 0 1 2 --out docs/benchmarks/engine.json"),
 }
 # Block name -> (the source it is made from, the function that renders it).
 BLOCKS = {
     "results": ("report", results_block),
     "scaling": ("report", scaling_block),
+    "speed": ("benchmark", speed_block),
 }
 
 
@@ -68,7 +73,7 @@ def render_blocks(sources: dict[str, dict | str]) -> tuple[dict[str, str], list[
         try:
             body = render(data)
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as error:
-            problems.append(f"the README's {name} block: the {source} data lacks what it needs "
+            problems.append(f"the README's {name} block: cannot be made from the {source} data "
                             f"({type(error).__name__}: {error}): run `{SOURCES[source][1]}`")
             continue
         begin, end = markers(name)
