@@ -69,7 +69,9 @@ def test_the_result_block_states_the_datas_figures():
         assert figure in text, figure
     resumed = fake_report()
     resumed["reproduction"]["runs_resumed"] = 1
+    resumed["reproduction"]["runs_timed"] = 1
     assert "1 run(s) resumed" in render_blocks({"report": resumed})[0]["results"]
+    assert "1 run(s) without a progress log" in render_blocks({"report": resumed})[0]["results"]
 
 
 def test_the_scaling_block_predicts_from_the_per_fold_seconds():
@@ -77,7 +79,7 @@ def test_the_scaling_block_predicts_from_the_per_fold_seconds():
     # Folds 600, 60, 30, 30 s: 12.0 min on one worker, the 10.0 min fold alone beyond it.
     assert "| predicted wall (min) | 12.0 | 10.0 | 10.0 | 10.0 | 10.0 | 10.0 |" in text
     assert "| speed-up | 1.0x | 1.2x | 1.2x |" in text
-    assert "4 fold tasks, 12.0 minutes of fold time on Test CPU 9000" in text
+    assert "(full settings, 4 fold tasks, 12.0 minutes of fold time on Test CPU 9000" in text
     assert "longest task 10.0 minutes: ALL vs HEALTHY, CNN paper (sgd, 25 ep) · strict" in text
 
 

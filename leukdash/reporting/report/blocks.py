@@ -25,12 +25,14 @@ def results_block(data: dict) -> str:
     if not span:
         raise ValueError("no reproduction wall time: the store held no progress log of the matrix's runs")
     wall, total, bound = span["wall_seconds"], data["fold_seconds"], data["packing_bound_seconds"]
-    resumed = (f" ({span['runs_resumed']} run(s) resumed: the span includes the pause)"
-               if span["runs_resumed"] else "")
+    notes = (f" ({span['runs_resumed']} run(s) resumed: the span includes the pause)"
+             if span["runs_resumed"] else "")
+    if span["runs_timed"] < data["runs_done"]:
+        notes += f" ({data['runs_done'] - span['runs_timed']} run(s) without a progress log, not in the span)"
     machines = "" if data["machines"] <= 1 else f" (fold times from {data['machines']} machines)"
     lines += ["", f"Engine version {data['engine']}, `{data['command']}` ({data['mode']} settings, {data['runs_done']} of "
               f"{data['runs_total']} runs) on {machine_text(data['machine'])}{machines}: the runs were computed from "
-              f"{span['first']} to {span['last']}{resumed}, {wall / 60:.1f} min of wall time (first to last event of "
+              f"{span['first']} to {span['last']}{notes}, {wall / 60:.1f} min of wall time (first to last event of "
               f"their progress logs) for {total / 60:.1f} min of fold time, whose packing bound on these cores "
               f"(sum / cores) is {bound / 60:.1f} min: {wall / bound:.2f}x the bound."]
     return "\n".join(lines)
@@ -45,8 +47,8 @@ def scaling_block(data: dict) -> str:
     longest, longest_label = max(tasks)
     rows = [predict_walls(seconds, workers) for workers in WORKER_COUNTS]
     return "\n".join([
-        f"What a cluster buys, from the fold times of the full `reproduce` matrix ({len(seconds)} fold tasks, "
-        f"{sum(seconds) / 60:.1f} minutes of fold time on {machine_text(data['machine'])}, engine version "
+        f"What a cluster buys, from the fold times of the `reproduce` matrix ({data['mode']} settings, "
+        f"{len(seconds)} fold tasks, {sum(seconds) / 60:.1f} minutes of fold time on {machine_text(data['machine'])}, engine version "
         f"{data['engine']}; longest task {longest / 60:.1f} minutes: {longest_label}), predicted from "
         "`docs/report/report.json` by `python -m leukdash report` (longest task first onto the least loaded "
         "worker; one worker = one fold at a time):",
