@@ -13,7 +13,7 @@ from leukdash.paths import REPO_ROOT
 from leukdash.reporting.report.readme import (BLOCKS, load_sources, markers, readme_problems, render_blocks,
                                               write_blocks)
 
-MINE = ("results", "scaling", "speed")
+MINE = ("results", "audit", "scaling", "speed")
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import bench_engine  # noqa: E402
@@ -31,6 +31,8 @@ def fake_report() -> dict:
         "headline": [{"title": "t", "label": "paper CNN (SGD, 25 epochs)", "run_id": "cnn-0123456789ab",
                       "dataset": "allidb2_ufpr", "is_cnn": True, "paper": 0.8825, "val_acc": [0.911, 0.822],
                       "mean": 0.8664, "ci95": [0.3104, 1.0]}],
+        "shortcuts": {"binary": {"dataset": "allidb2_ufpr", "histogram_acc": 0.7711, "background_acc": 0.8765,
+                                 "chance": 0.5}},
         "runs": [{"exp": "2", "task": "binary", "label": "CNN paper (sgd, 25 ep) · strict", "run_id": "cnn-0123456789ab",
                   "engine": ENGINE_VERSION, "seconds": 660.0, "fold_seconds": [600.0, 60.0], "val_acc": [0.911, 0.822]},
                  {"exp": "4", "task": "five", "label": "SVM on pixels · strict", "run_id": "svm-0123456789ab",
@@ -72,6 +74,16 @@ def test_the_result_block_states_the_datas_figures():
     resumed["reproduction"]["runs_timed"] = 1
     assert "1 run(s) resumed" in render_blocks({"report": resumed})[0]["results"]
     assert "1 run(s) without a progress log" in render_blocks({"report": resumed})[0]["results"]
+
+
+def test_the_audit_block_states_the_shortcut_accuracies():
+    text = " ".join(render_blocks(fake_sources())[0]["audit"].split())
+    assert "on allidb2_ufpr the background colour alone predicts the class with 0.88 accuracy (chance 0.50; " \
+           "colour histograms 0.77; `python -m leukdash audit allidb2_ufpr`)" in text
+    unsplittable = fake_report()
+    unsplittable["shortcuts"]["binary"]["background_acc"] = None
+    (problem,) = render_blocks({"report": unsplittable, "benchmark": fake_benchmark()})[1]
+    assert problem.startswith("the README's audit block: cannot be made") and "no background-only" in problem
 
 
 def test_the_scaling_block_predicts_from_the_per_fold_seconds():

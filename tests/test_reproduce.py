@@ -207,3 +207,9 @@ def test_the_readme_block_is_made_from_the_report_data_and_catches_hand_edits(ti
     assert block in capsys.readouterr().out
     assert main(["report", "--out", str(folder / "nothing"), "--check"]) == 1
     assert "no report data" in capsys.readouterr().err
+    # The audit's shortcut accuracies in the data are the audit's own computation on the binary task's dataset.
+    from leukdash.reporting.reproduce import shortcut_scores
+
+    binary = next(e for e in experiments(tiny_report["data"], tiny_report["data"], tiny_report["settings"])
+                  if e.task == "binary")
+    assert data["shortcuts"]["binary"] == {"dataset": paper_cnn["dataset"]["name"], **shortcut_scores(binary.config)}

@@ -67,17 +67,17 @@ def build_report(outcomes: list[Outcome], out: Path, *, settings: Settings, mode
     path = out / REPORT_NAME
     path.write_text("\n\n".join(s for s in sections if s).rstrip() + "\n", encoding="utf-8")
     write_json_atomic(out / DATA_NAME, report_data(outcomes, mode=mode, command=command, wall_seconds=wall_seconds,
-                                                   machine=machine, span=span))
+                                                   machine=machine, span=span, shortcuts=shortcuts))
     return path
 
 
 def report_data(outcomes: list[Outcome], *, mode: str, command: str, wall_seconds: float, machine: dict,
-                span: dict | None) -> dict:
+                span: dict | None, shortcuts: dict | None = None) -> dict:
     """What the README's generated blocks are made from: the engine, the machine that computed the
     folds, the reproduction's wall time from the store (``span``, see
     :func:`leukdash.engine.timing.progress_span`; None without progress logs) beside the fold-time
-    sum and its packing bound, the headline rows, and every run's per-fold accuracies and seconds
-    (plain JSON, committed with the report)."""
+    sum and its packing bound, the headline rows, the audit's shortcut accuracies of each task's
+    dataset, and every run's per-fold accuracies and seconds (plain JSON, committed with the report)."""
     done = [o for o in outcomes if o.result is not None]
     total = sum(fold_seconds(o) for o in done)
     rows = []
@@ -97,6 +97,9 @@ def report_data(outcomes: list[Outcome], *, mode: str, command: str, wall_second
         "fold_seconds": round(total, 1), "packing_bound_seconds": round(total / machine["cores"], 1),
         "runs_total": len(outcomes), "runs_done": len(done),
         "headline": rows,
+        "shortcuts": {task: {"dataset": next(o.result["dataset"]["name"] for o in done if o.experiment.task == task),
+                             **scores} for task, scores in (shortcuts or {}).items()
+                      if any(o.experiment.task == task for o in done)},
         "runs": [{"exp": o.experiment.exp, "task": o.experiment.task, "label": label(o), "run_id": o.result["run_id"],
                   "engine": o.result["versions"].get("engine"), "seconds": round(fold_seconds(o), 1),
                   "fold_seconds": [round(float(f["seconds"]), 1) for f in o.result["folds"]],

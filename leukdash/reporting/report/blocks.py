@@ -38,6 +38,19 @@ def results_block(data: dict) -> str:
     return "\n".join(lines)
 
 
+def audit_block(data: dict) -> str:
+    """How far the acquisition alone predicts the binary task's class (the audit's background-only
+    shortcut accuracy, ``report.json``): the caveat that goes with the result table."""
+    shortcut = data["shortcuts"].get("binary") or {}
+    if shortcut.get("background_acc") is None:
+        raise ValueError("no background-only shortcut accuracy for the ALL vs HEALTHY dataset in the report data")
+    return textwrap.fill(
+        f"Read these with the audit in mind: on {shortcut['dataset']} the background colour alone predicts the "
+        f"class with {shortcut['background_acc']:.2f} accuracy (chance {shortcut['chance']:.2f}; colour histograms "
+        f"{shortcut['histogram_acc']:.2f}; `python -m leukdash audit {shortcut['dataset']}`), so part of any "
+        "model's score may come from how the two classes were photographed rather than from the cells.", 100)
+
+
 def scaling_block(data: dict) -> str:
     """What a cluster buys: the predicted wall time of the matrix's fold tasks on 1 to 32 workers,
     from the per-fold seconds in ``report.json`` (:func:`leukdash.engine.timing.predict_walls`)."""
