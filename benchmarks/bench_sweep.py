@@ -206,6 +206,9 @@ def main() -> None:
     if args.compute:
         print(json.dumps(compute_matrix(args.matrix, args.compute)))
         return
+    from leukdash.engine.machine import describe_machine, machine_text
+
+    print(f"on {machine_text(describe_machine())} (times depend on the CPU kind)", flush=True)
     if args.matrix:
         figures = {"matrix": args.matrix, "n_runs": len(matrix_configs(args.matrix)), "cores": os.cpu_count(),
                    "load_before": os.getloadavg()}
