@@ -61,6 +61,9 @@ def test_sweep_is_stored_and_relaunching_computes_only_missing_folds(tiny_datase
     assert [r["computed_folds"] for r in again["results"]] == [[], [], [1], []]
     assert again["results"][2]["folds"] == first["results"][2]["folds"][:1] + [again["results"][2]["folds"][1]]
     assert again["results"][2]["folds"][1]["val_acc"] == first["results"][2]["folds"][1]["val_acc"]
+    # A launch that found folds done (its start event counts them) is read back by the next one.
+    assert all(r["computed_folds"] == [] for r in resume_sweep(first["sweep_id"], n_jobs=1)["results"])
+    assert sweep_status(first["sweep_id"])["state"] == "done"
 
 
 def test_same_grid_is_the_same_sweep_and_unknown_ids_are_refused(tiny_dataset):

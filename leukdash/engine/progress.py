@@ -153,7 +153,8 @@ def latest_state(events: list[dict], now: float | None = None) -> dict:
         if kind == "start":
             state["folds"] = event.get("folds")
             state["epochs"] = event.get("epochs")
-            done_before = {f for f in event.get("done_folds") or () if isinstance(f, int)}
+            done = event.get("done_folds")  # a run's: the folds found done; a sweep's: how many
+            done_before = {f for f in done if isinstance(f, int)} if isinstance(done, list) else set()
         elif kind == "fold_start":
             state["fold"], state["epoch"] = event.get("fold"), 0 if state["epochs"] else None
             if work_started is None:
