@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from leukdash.config import AugmentConfig, RunConfig
 from leukdash.evaluation.evaluate import evaluate
-from leukdash.reporting.external_report import END, RECOMMENDED, START, ExternalCell, external_matrix, external_section, write_section
+from leukdash.reporting.external_plan import RECOMMENDED, Plan, external_matrix
+from leukdash.reporting.external_report import END, START, external_data, external_section, write_section
+from leukdash.reporting.matrix import Settings
 from leukdash.reporting.plots import external_bars, external_frame
 from leukdash.engine.runner import run
 
@@ -38,44 +39,49 @@ def test_write_section_replaces_an_older_section_and_keeps_the_rest(tmp_path):
     assert text.count(START) == 1
 
 
-@pytest.fixture
-def tested(tiny_dataset, tmp_path):
-    """A tiny run on the 5-class set and its external test on a colour-inverted copy."""
+@pytest.fixture(scope="module")
+def tested(tiny_dataset, tmp_path_factory):
+    """A tiny run of the plan's naive Bayes cell on the 5-class set (its ALL and HEALTHY images)
+    and its external test on a colour-inverted copy, in a store of this module."""
     import cv2
 
-    other = tmp_path / "other"
+    root = tmp_path_factory.mktemp("tested")
+    other = root / "other"
     for path in sorted(tiny_dataset.glob("*/*.png")):
         (other / path.parent.name).mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(other / path.parent.name / path.name), 255 - cv2.imread(str(path)))
-    config = RunConfig(dataset=str(tiny_dataset), model="nb", feature_set="features", image_size=32,
-                       augment_factor=1, augment=AugmentConfig.off(), folds=2)
-    result = run(config, n_jobs=1)
-    return config, result, evaluate(result["run_id"], str(other)), other
+    plan = Plan(str(tiny_dataset), str(other), Settings(binary_size=16, augment_factor=1, folds=2),
+                models=("nb", "svm"))
+    config = next(c.config for c in external_matrix(plan)
+                  if (c.train, c.model, c.preprocessing) == (str(tiny_dataset), "nb", "raw"))
+    with pytest.MonkeyPatch.context() as patch:  # module scope: the autouse store fixture is per test
+        patch.setenv("LEUKDASH_ARTIFACTS", str(root / "artifacts"))
+        result = run(config, n_jobs=1)
+        evaluation = evaluate(result["run_id"], str(other))
+    return {"plan": plan, "result": result, "evaluation": evaluation, "store": root / "artifacts"}
 
 
 def test_section_rows_show_within_and_external_figures_and_missing_runs(tested, monkeypatch):
-    config, result, evaluation, other = tested
-    import leukdash.reporting.external_report as module
-
-    monkeypatch.setattr(module, "DIRECTIONS", (("tiny", "other"),))
-    monkeypatch.setattr("leukdash.data.discovery.discover_datasets",
-                        lambda: {"tiny": config.dataset, "other": other})
-    cells = [ExternalCell("tiny", "other", "raw", "nb", config),
-             ExternalCell("tiny", "other", "raw", "svm", config.with_changes(model="svm"))]  # never run
-    section = external_section(cells, compute=False)  # the stored external test only
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tested["store"]))
+    result, evaluation = tested["result"], tested["evaluation"]
+    section = external_section(external_data(tested["plan"], compute=False))  # the stored external test only
     assert section.startswith(START) and section.endswith(END)
-    nb_row = next(line for line in section.splitlines() if line.startswith("| naive Bayes"))
+    table = section.split("(raw)")[1].split("###")[0]  # trained on the tiny set, raw input
+    nb_row = next(line for line in table.splitlines() if line.startswith("| naive Bayes"))
     assert f"{result['summary']['balanced_acc']['mean']:.3f}" in nb_row
     low, high = evaluation["intervals"]["balanced_accuracy"]
     assert f"{evaluation['balanced_accuracy']:.3f} [{low:.3f}-{high:.3f}]" in nb_row
     assert f"{evaluation['ood_share']:.0%} / {evaluation['ood_own_share']:.1%}" in nb_row
-    assert "not computed" in next(line for line in section.splitlines() if line.startswith("| SVM"))
+    flag = evaluation["flags"]["ood"]  # how many flagged, and the error rate among them and among the rest
+    rates = ["-" if flag[key] is None else f"{flag[key]:.0%}" for key in ("error_flagged", "error_unflagged")]
+    assert nb_row.endswith(f" | {flag['n_flagged']} ({flag['share']:.0%}): {rates[0]} / {rates[1]} |")
+    assert "not computed" in next(line for line in table.splitlines() if line.startswith("| SVM"))
     assert "**test figures**" in section and "development figure" in section
-    assert "1 of 2 models tested" in section
+    assert "1 of 2 models tested" in table
 
 
 def test_external_figure_has_a_bar_with_its_interval_and_the_within_figure(tested):
-    _, result, evaluation, _ = tested
+    result, evaluation = tested["result"], tested["evaluation"]
     frame = external_frame([result], [evaluation])
     assert list(frame["Tested on"]) == ["other"] and frame["Within dataset"].iloc[0] == pytest.approx(
         result["summary"]["balanced_acc"]["mean"])

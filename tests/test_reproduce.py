@@ -1,11 +1,15 @@
 """The paper's experiment matrix, its quick mapping, and a tiny end-to-end reproduce + report."""
 
+import json
 import re
 from dataclasses import fields
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from leukdash.config import stable_hash
+from leukdash.reporting.external_plan import Plan
 from leukdash.reporting.reproduce import FULL, QUICK, Settings, experiments, report_path, reproduce
 from leukdash.engine.store import RunStore
 
@@ -86,20 +90,29 @@ def tiny_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce")
     data = generate_synthetic(root / "tiny", counts={c: 6 for c in CLASSES}, size=32)
     settings = Settings(binary_size=16, five_size=16, augment_factor=2, folds=2, epochs=1, long_epochs=2)
+    # A second "lab" for the external runs, its images filed by subject (two per class).
+    lab = generate_synthetic(root / "lab_b", seed=2, counts={c: 4 for c in CLASSES}, size=32)
+    for path in sorted(lab.glob("*/*.png")):
+        subject = path.parent / f"{path.parent.name[0]}{int(path.stem[-4:]) % 2}"
+        subject.mkdir(exist_ok=True)
+        path.rename(subject / path.name)
+    external = Plan(str(data), str(lab), settings, models=("knn", "svm"))
     # Every classic run, and the CNN runs the assertions read (each CNN fold costs seconds).
     cnns = {"1-cnn-paper-none", "2-cnn-paper-paper", "2-cnn-paper-strict", "2-cnn-leukdash-strict",
             "3a-cnn-paper-paper", "3b-cnn-paper-strict"}
     # In this process: worker start-up (and TensorFlow's import in a worker) would cost more than
     # these tiny folds; pools are tested in test_scheduler.py.
     args = dict(binary=str(data), five_class=str(data), settings=settings, out=root / "report",
-                select=lambda e: e.exp == "4" or e.id in cnns, n_jobs=1)
+                select=lambda e: e.exp == "4" or e.id in cnns, n_jobs=1, external=external)
     lines, rerun = [], []
     with pytest.MonkeyPatch.context() as patch:  # module scope: the autouse store fixture is per test
         patch.setenv("LEUKDASH_ARTIFACTS", str(root / "artifacts"))
+        # Tiny settings for the external tests too: each bootstrap sample costs a ROC AUC.
+        patch.setattr("leukdash.evaluation.evaluate.BOOTSTRAP_SAMPLES", 10)
         path = reproduce(**args, log=lines.append)
         reproduce(**args, log=rerun.append)
     return {"path": path, "lines": lines, "rerun": rerun, "settings": settings, "data": str(data),
-            "store": RunStore(root / "artifacts" / "runs")}
+            "store": RunStore(root / "artifacts" / "runs"), "external": external, "artifacts": root / "artifacts"}
 
 
 def test_tiny_reproduce_writes_a_report_with_the_computed_and_the_papers_figures(tiny_report):
@@ -143,6 +156,136 @@ def test_a_repeated_reproduce_is_answered_from_the_store(tiny_report):
     progress = [line for line in tiny_report["rerun"] if line.startswith("[")]
     assert progress and all(line.endswith(": cached") for line in progress)
     assert report_path(path.parent) == path
+
+
+def test_the_matrix_configs_are_pinned():
+    # Every published run id hashes these configs: a change here must come with a new ENGINE_VERSION
+    # and a regenerated report, never silently.
+    for settings, pinned in ((FULL, "7ef741c29caf"), (QUICK, "c05c3c68ae0c")):
+        matrix = experiments("allidb2_ufpr", "synthetic", settings)
+        assert stable_hash([[e.id, e.config.dataset, e.config.canonical()] for e in matrix]) == pinned
+
+
+def _external_lines(lines: list[str]) -> list[str]:
+    """The progress lines of the second sweep (one per run)."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("reproduce (external):"))
+    return [line for line in lines[start:] if line.startswith("[")]
+
+
+def test_reproduce_trains_the_external_runs_as_a_second_sweep(tiny_report, monkeypatch):
+    from leukdash.engine.runner import resolve
+    from leukdash.engine.sweep import list_sweeps
+    from leukdash.reporting.external_plan import plan_configs
+
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tiny_report["artifacts"]))
+    ids = {resolve(config).run_id for _, config in plan_configs(tiny_report["external"])}
+    sweeps = {s["name"]: s for s in list_sweeps(tiny_report["store"])}
+    external = sweeps["reproduce (external)"]
+    assert {run["run_id"] for run in external["runs"]} == ids and external["complete"]
+    # The raw runs on the first set are the matrix's Exp 4 runs: computed by the first sweep, read by the second.
+    shared = ids & {run["run_id"] for run in sweeps["reproduce (custom)"]["runs"]}
+    assert len(shared) == 2
+    lines = _external_lines(tiny_report["lines"])
+    assert len(lines) == len(ids) and sum(line.endswith(": computing") for line in lines) == len(ids) - 2
+    assert all(line.endswith(": cached") for line in _external_lines(tiny_report["rerun"]))
+
+
+def _report_data(tiny_report) -> dict:
+    return json.loads((tiny_report["path"].parent / "report.json").read_text())
+
+
+def _sources(run_id: str, store: RunStore) -> np.ndarray:
+    """The source set of every image of a run on both sets, in the run's image order."""
+    from leukdash.config import RunConfig
+    from leukdash.data.arrays import load_arrays
+    from leukdash.engine.run_data import open_run_dataset
+
+    meta = store.read_meta(run_id)
+    dataset = open_run_dataset(meta)
+    config = RunConfig.from_dict(meta["config"])
+    return dataset.sources_of(load_arrays(dataset, config.image_size, config.preprocess).paths)
+
+
+def test_the_across_page_is_made_from_the_out_of_fold_predictions(tiny_report):
+    from leukdash import ENGINE_VERSION
+    from leukdash.engine.runner import load_result
+
+    folder, store = tiny_report["path"].parent, tiny_report["store"]
+    across = _report_data(tiny_report)["across"]
+    text = (folder / "ACROSS_DATASETS.md").read_text()
+    assert f"engine version {ENGINE_VERSION}, {across['generated']}" in text
+    plain = [row for row in across["pooled"] if not row["run_id"].startswith("ensemble-")]
+    assert len(plain) == 3 and len(across["pooled"]) == 4
+    for row in plain:
+        result = load_result(row["run_id"], store)
+        sources = _sources(row["run_id"], store)
+        line = next(line for line in text.splitlines() if f"`{row['run_id']}`" in line)
+        for name in ("tiny", "lab_b"):
+            per_fold = []
+            right, true = [], []
+            for fold in result["folds"]:
+                oof = fold["oof"]
+                mine = sources[np.asarray(oof["index"])] == name
+                hits = (np.argmax(oof["proba"], axis=1) == np.asarray(oof["true"]))[mine]
+                per_fold.append(hits.mean())
+                right += hits.tolist()
+                true += np.asarray(oof["true"])[mine].tolist()
+            accuracy, (low, high) = np.mean(right), (min(per_fold), max(per_fold))
+            recalls = [np.mean(np.asarray(right)[np.asarray(true) == c]) for c in set(true)]
+            figures = row["sources"][name]
+            assert figures["accuracy"] == pytest.approx(accuracy)
+            assert figures["balanced_accuracy"] == pytest.approx(np.mean(recalls))
+            assert f"**{accuracy:.3f}** (folds {low:.3f}-{high:.3f}; alone " in line
+    lodo = next(line for line in text.splitlines() if line.startswith("| held out") or "held out: lab_b" in line)
+    assert "held out: tiny" in lodo
+
+
+def test_lodo_rows_score_each_held_out_set_from_its_out_of_fold_predictions(tiny_report):
+    from sklearn.metrics import balanced_accuracy_score
+
+    from leukdash.engine.runner import load_result
+
+    rows = _report_data(tiny_report)["external"]["lodo"]
+    assert [row["label"] for row in rows] == ["3-NN", "SVM", "ensemble 3-NN + SVM", *(
+        f"{name}, stain jitter 0.2 + blur 1" for name in ("3-NN", "SVM", "ensemble 3-NN + SVM"))]
+    for row in rows:
+        result = load_result(row["run_id"], tiny_report["store"])
+        assert sorted(row["held_out"]) == sorted(fold["held_out"] for fold in result["folds"]) == ["lab_b", "tiny"]
+        for fold in result["folds"]:
+            figures = row["held_out"][fold["held_out"]]
+            value = balanced_accuracy_score(fold["oof"]["true"], np.argmax(fold["oof"]["proba"], axis=1))
+            assert figures["balanced_accuracy"] == pytest.approx(value)
+            assert figures["ci95"][0] <= value <= figures["ci95"][1]
+
+
+def test_the_external_section_has_ensembles_final_models_robustness_and_the_ood_errors(tiny_report):
+    from leukdash.evaluation.evaluate import stored_evaluations
+
+    store, text = tiny_report["store"], tiny_report["path"].read_text()
+    data = _report_data(tiny_report)["external"]
+    sweep = data["sweep"]
+    assert (sweep["runs"], sweep["runs_done"], sweep["runs_in_matrix"], sweep["fold_tasks"]) == (20, 20, 2, 36)
+    assert sweep["span"]["runs_timed"] == 18 and 0 < sweep["span"]["wall_seconds"]
+    assert ("The section's 20 of 20 runs are `reproduce`'s second sweep; 2 of them are the matrix's own. The other 36 "
+            f"fold tasks took {sweep['fold_seconds'] / 60:.1f} min of fold time, computed from {sweep['span']['first']}") in text
+    rows = [row for row in data["candidates"] if row["train"] == tiny_report["data"]]
+    assert [row["label"] for row in rows] == ["3-NN", "SVM", "ensemble 3-NN + SVM", *(
+        f"{name}, final model" for name in ("3-NN", "SVM", "ensemble 3-NN + SVM")), *(
+        f"{name}, stain jitter 0.2 + blur 1" for name in ("3-NN", "SVM", "ensemble 3-NN + SVM"))]
+    assert [row["model"] for row in rows] == ["folds"] * 3 + ["final"] * 3 + ["folds"] * 3
+    assert [row["run_id"] for row in rows[:3]] == [row["run_id"] for row in rows[3:6]]
+    assert all(row["status"] == "done" and f"`{row['run_id']}`" in text for row in data["candidates"])
+    for row in data["candidates"]:
+        stored = next(r for r in stored_evaluations(row["run_id"], store, row["model"])
+                      if r["dataset"]["name"] == Path(row["test"]).name)
+        ood = row["external"]["ood"]
+        assert ood["n_flagged"] == round(ood["share"] * stored["n_images"])
+        # The error rates among flagged and unflagged images make up the evaluation's error rate.
+        errors = sum(share * rate for share, rate in ((ood["share"], ood["error_flagged"]),
+                                                       (1 - ood["share"], ood["error_unflagged"])) if rate is not None)
+        assert errors == pytest.approx(1 - stored["accuracy"])
+    assert "### Ensembles, final models and robustness training (issue 16)" in text
+    assert "**All of these are development figures**" in text
 
 
 def test_settings_fields_all_change_some_config():

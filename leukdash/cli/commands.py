@@ -207,10 +207,11 @@ def refit(args) -> int:
 
 
 def external_report(args) -> int:
-    from leukdash.reporting.external_report import external_section, write_section
+    from leukdash.reporting.external_report import external_data, external_section, write_section
     from leukdash.reporting.reproduce import FULL_OUT, REPORT_NAME
 
-    path = write_section((args.out or FULL_OUT) / REPORT_NAME, external_section(compute=not args.no_compute))
+    path = write_section((args.out or FULL_OUT) / REPORT_NAME,
+                         external_section(external_data(compute=not args.no_compute)))
     print(f"report: {path}")
     return 0
 

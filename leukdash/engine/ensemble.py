@@ -38,10 +38,8 @@ def create_ensemble(run_ids: list[str], weights: list[float] | None = None, stor
     (as :func:`leukdash.engine.runner.load_result`, with ``cached``)."""
     store = store or RunStore()
     members = _members(run_ids, store)
+    run_id = ensemble_id([m["run_id"] for m in members], weights)
     weights = _weights(weights, len(members))
-    # The same members with the same weights are the same ensemble, in any order.
-    pairs = sorted(zip((m["run_id"] for m in members), weights))
-    run_id = PREFIX + stable_hash({"members": [[r, round(w, 9)] for r, w in pairs], "version": ENSEMBLE_VERSION})
     found = load_result(run_id, store)
     if found is not None:
         return {**found, "cached": True}
@@ -66,6 +64,13 @@ def create_ensemble(run_ids: list[str], weights: list[float] | None = None, stor
                                   "fold_ids": [fold["fold"] for fold in folds], "versions": versions()})
         store.write_summary(run_id, summarize_folds(folds))
     return {**load_result(run_id, store), "cached": False}
+
+
+def ensemble_id(run_ids: list[str], weights: list[float] | None = None) -> str:
+    """The id of the ensemble of these runs with these weights, stored or not."""
+    # The same members with the same weights are the same ensemble, in any order.
+    pairs = sorted(zip(run_ids, _weights(weights, len(run_ids))))
+    return PREFIX + stable_hash({"members": [[r, round(w, 9)] for r, w in pairs], "version": ENSEMBLE_VERSION})
 
 
 def _members(run_ids: list[str], store: RunStore) -> list[dict]:

@@ -104,7 +104,8 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
             own_outside[view] = own_outside.get(view, False) | (described.oof_scores > described.threshold)
     # Duplicates join groups here as they do in folds: one picture twice is one draw of the bootstrap.
     groups = merge_groups(loaded.groups, duplicate_pairs(dataset))
-    metrics = external_metrics(loaded.labels, proba, groups, dataset.classes)
+    metrics = external_metrics(loaded.labels, proba, groups, dataset.classes, samples=BOOTSTRAP_SAMPLES,
+                               seed=BOOTSTRAP_SEED)  # as the stored result's key says, read now
     checked = [view for view in ("prepared", "acquisition") if view in own_outside]
     flagged = np.logical_or.reduce([outside[view] for view in checked])
     own_top = own_confidence(run_id, store)
@@ -134,9 +135,10 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
 
 
 def external_metrics(y_true, proba, groups, classes, *, samples: int = BOOTSTRAP_SAMPLES,
-                     seed: int = BOOTSTRAP_SEED) -> dict:
+                     seed: int = BOOTSTRAP_SEED, auc_interval: bool = True) -> dict:
     """Metrics of ensemble probabilities ``proba`` on labelled external images, with group
-    bootstrap intervals, the share of images given each class and per-group recall."""
+    bootstrap intervals, the share of images given each class and per-group recall
+    (``auc_interval=False``: no interval for the ROC AUC, the costly one)."""
     from sklearn.metrics import roc_auc_score
 
     from leukdash.metrics import fold_metrics
@@ -155,7 +157,8 @@ def external_metrics(y_true, proba, groups, classes, *, samples: int = BOOTSTRAP
         "collapsed": bool(share.max() >= COLLAPSE_SHARE),
         "per_group": per_group(y_true, predicted, groups, classes),
     }
-    metrics["intervals"] = group_bootstrap(y_true, proba, groups, len(classes), samples=samples, seed=seed)
+    metrics["intervals"] = group_bootstrap(y_true, proba, groups, len(classes), samples=samples, seed=seed,
+                                           auc=auc_interval)
     return metrics
 
 
@@ -185,9 +188,9 @@ def per_group(y_true, predicted, groups, classes) -> list[dict]:
 
 
 def group_bootstrap(y_true, proba, groups, n_classes: int, *, samples: int = BOOTSTRAP_SAMPLES,
-                    seed: int = BOOTSTRAP_SEED) -> dict:
-    """95% percentile intervals of accuracy, balanced accuracy (and ROC AUC for two classes)
-    over ``samples`` resamplings of whole groups, within each group's class."""
+                    seed: int = BOOTSTRAP_SEED, auc: bool = True) -> dict:
+    """95% percentile intervals of accuracy, balanced accuracy (and, with ``auc``, ROC AUC for
+    two classes) over ``samples`` resamplings of whole groups, within each group's class."""
     from sklearn.metrics import roc_auc_score
 
     y_true, proba, groups = np.asarray(y_true, dtype=int), np.asarray(proba), np.asarray(groups)
@@ -213,7 +216,7 @@ def group_bootstrap(y_true, proba, groups, n_classes: int, *, samples: int = BOO
     with np.errstate(invalid="ignore", divide="ignore"):
         balanced = np.nanmean(np.where(n > 0, right / n, np.nan), axis=1)
     intervals = {"accuracy": _interval(accuracy), "balanced_accuracy": _interval(balanced)}
-    if n_classes == 2 and len(np.unique(y_true)) == 2:
+    if auc and n_classes == 2 and len(np.unique(y_true)) == 2:
         aucs = []
         for row in weights:
             index = np.concatenate([np.repeat(members[g], int(w)) for g, w in enumerate(row) if w])

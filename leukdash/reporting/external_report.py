@@ -1,84 +1,88 @@
-"""The report's "External validity" section: every model tested on the other lab's images.
+"""The report's "External validity" section: the models on another lab's images.
 
-Both directions (ALL-IDB2 -> C-NMC and back), the paper CNN, the leukdash CNN and the four
-classic models on engineered features, raw and with the recommended cell-level preprocessing,
-each external figure beside the run's own strict cross-validated one. The runs are the report's
-own configs (the strict ALL vs HEALTHY runs of Exp 2 and Exp 4), trained on either dataset;
-:func:`external_section` never trains a run: a run not in the store is listed as missing.
+The runs are :mod:`leukdash.reporting.external_plan`'s (full ``reproduce`` trains them; here they
+are only read, a run not stored is listed as not computed): both directions (ALL-IDB2 -> C-NMC and
+back) for the paper CNN, the leukdash CNN and the four classic models on engineered features,
+raw and with the recommended cell-level preprocessing, each external figure beside the run's own
+strict cross-validated one; then issue 16's ensembles, final models and robustness training
+against today's best, in both directions and leaving one dataset out.
 
-:func:`write_section` puts the section into ``REPORT.md`` between two markers (replacing an
-older one), so ``python -m leukdash reproduce`` and ``python -m leukdash external-report``
-both keep it current.
+:func:`external_data` gathers the figures (``report.json`` keeps them under ``external``),
+:func:`external_section` writes them as Markdown, and :func:`write_section` puts the section into
+``REPORT.md`` between two markers (replacing an older one), so ``python -m leukdash reproduce``
+and ``python -m leukdash external-report`` both keep it current.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from pathlib import Path
 
-from leukdash.config import RunConfig
+from leukdash.reporting.external_plan import (CNMC, FOLDS, MODEL_NAMES, PREPROCESSINGS, RECOMMENDED, ROBUST_NAME,
+                                              Plan, candidates, external_matrix, lodo_rows, row_id)
+from leukdash.reporting.external_rows import lodo_row, tested_row
 
-ALLIDB2, CNMC = "allidb2_ufpr", "cnmc_dev"
-DIRECTIONS = ((ALLIDB2, CNMC), (CNMC, ALLIDB2))
-# C-NMC has two healthy subjects: subject-grouped, stratified folds allow two at most.
-FOLDS = {ALLIDB2: 5, CNMC: 2}
-# The preprocessing compared with today's raw input: the one recommended for transfer (the cell
-# segmented, its size relative to the field kept, grey levels; see docs/report/PREPROCESS_NOTES.md).
-RECOMMENDED = "cell-keep-gray"
-PREPROCESSINGS = ("raw", RECOMMENDED)
 START, END = "<!-- external-validity -->", "<!-- /external-validity -->"
-MODEL_NAMES = {"cnn-paper": "paper CNN", "cnn-leukdash": "leukdash CNN", "nb": "naive Bayes (features)",
-               "svm": "SVM (features)", "knn": "3-NN (features)", "dt": "decision tree (features)"}
 
 
-@dataclass(frozen=True)
-class ExternalCell:
-    """One cell of the section: a run config (trained on ``train``) tested on ``test``."""
-
-    train: str
-    test: str
-    preprocessing: str
-    model: str
-    config: RunConfig
-
-
-def external_matrix() -> list[ExternalCell]:
-    """The six models x two directions x preprocessings, as the report's strict runs."""
-    from leukdash.reporting.matrix import FULL, experiments
-
-    cells = []
-    for train, test in DIRECTIONS:
-        strict = [e for e in experiments(train, "synthetic", replace(FULL, folds=FOLDS[train]))
-                  if e.task == "binary" and e.exp in ("2", "4") and e.protocol == "strict"
-                  and (e.config.is_cnn or e.config.feature_set == "features")]
-        for name in PREPROCESSINGS:
-            for experiment in strict:
-                config = experiment.config.with_changes(preprocess=name)
-                model = f"cnn-{config.architecture}" if config.is_cnn else config.model
-                cells.append(ExternalCell(train, test, name, model, config))
-    return cells
-
-
-def external_section(cells: list[ExternalCell] | None = None, *, compute: bool = True, log=print) -> str:
-    """The Markdown section; with ``compute``, external tests not stored yet are run (the runs
-    themselves are only read from the store)."""
+def dataset_found(name: str) -> bool:
     from leukdash.data.discovery import discover_datasets
 
-    cells = external_matrix() if cells is None else cells
-    found = discover_datasets()
+    return name in discover_datasets() or Path(name).is_dir()
+
+
+def external_data(plan: Plan = Plan(), *, compute: bool = True, log=print) -> dict:
+    """Every row of the section as plain data; with ``compute``, external tests not stored yet are
+    run (the runs themselves are only read from the store)."""
+    from leukdash.engine.runner import resolve
+
+    missing = [name for name in (plan.first, plan.second) if not dataset_found(name)]
+    data = {"pair": [plan.first, plan.second], "missing": missing, "directions": [], "candidates": [], "lodo": []}
+    if missing:
+        return data
+    for cell in external_matrix(plan):
+        data["directions"].append({"train": cell.train, "test": cell.test, "preprocess": cell.preprocessing,
+                                   "label": MODEL_NAMES[cell.model],
+                                   **tested_row(resolve(cell.config).run_id, cell.test, compute=compute, log=log)})
+    for train, test in plan.directions:
+        data["candidates"] += [{"train": train, "test": test, "label": row.label, "model": row.model,
+                                **tested_row(row_id(row), test, model=row.model, compute=compute, log=log)}
+                               for row in candidates(plan, train, test)]
+    data["lodo"] = [{"label": row.label, **lodo_row(row_id(row))} for row in lodo_rows(plan, raw=False)]
+    return data
+
+
+def external_section(data: dict) -> str:
+    """The Markdown section of :func:`external_data`'s figures."""
     lines = [START, "## External validity: the models on another lab's images", "", _INTRO]
-    for train, test in DIRECTIONS:
-        if train not in found or test not in found:
-            lines += ["", f"### {train} -> {test}", "",
-                      f"Not computed: {', '.join(d for d in (train, test) if d not in found)} not found "
-                      "(set LEUKDASH_DATA)."]
-            continue
-        for preprocessing in PREPROCESSINGS:
-            chosen = [c for c in cells if (c.train, c.test, c.preprocessing) == (train, test, preprocessing)]
-            lines += ["", f"### Trained on {train}, tested on {test} ({preprocessing})", "",
-                      _label(train, test, preprocessing), "", *_table(chosen, compute, log)]
-    lines += ["", _DEVELOPMENT, END]
+    if data["missing"]:
+        lines += ["", f"Not computed: {', '.join(data['missing'])} not found (set LEUKDASH_DATA)."]
+    else:
+        first, second = data["pair"]
+        for train, test in ((first, second), (second, first)):
+            for preprocessing in PREPROCESSINGS:
+                rows = [r for r in data["directions"]
+                        if (r["train"], r["test"], r["preprocess"]) == (train, test, preprocessing)]
+                lines += ["", f"### Trained on {train}, tested on {test} ({preprocessing})", "",
+                          _label(test, preprocessing), "", *_direction_table(rows)]
+        lines += ["", "### Ensembles, final models and robustness training (issue 16)", "", _CANDIDATES]
+        for train, test in ((first, second), (second, first)):
+            rows = [r for r in data["candidates"] if (r["train"], r["test"]) == (train, test)]
+            lines += ["", f"Trained on {train}, tested on {test}:", "", *_candidate_table(rows)]
+        lines += ["", f"Leave one dataset out (`run {first},{second} --protocol lodo`: each set validated by "
+                  "models trained on the other alone; 95% group bootstrap of the held-out set):", "",
+                  *lodo_table(data["lodo"])]
+    lines += ["", _DEVELOPMENT] + ([_sweep_text(data["sweep"])] if data.get("sweep") else []) + [END]
     return "\n".join(lines)
+
+
+def _sweep_text(sweep: dict) -> str:
+    """What the section's runs cost: ``reproduce``'s second sweep, as ``reproduce`` records it."""
+    span = sweep["span"]
+    timed = f", computed from {span['first']} to {span['last']} ({span['wall_seconds'] / 60:.1f} min)" if span else ""
+    return (f"\nThe section's {sweep['runs_done']} of {sweep['runs']} runs are `reproduce`'s second sweep; "
+            f"{sweep['runs_in_matrix']} of them are the matrix's own. The other {sweep['fold_tasks']} fold tasks took "
+            f"{sweep['fold_seconds'] / 60:.1f} min of fold time{timed}; ensembles, final models and external tests "
+            "come after them.")
 
 
 _INTRO = (
@@ -89,7 +93,20 @@ _INTRO = (
     "bootstrap resamplings of its groups (C-NMC: subjects; ALL-IDB2: images, duplicates joined), resampled within "
     "class. **Collapsed**: one class for at least 95% of the images. **OOD**: share of the external images the "
     "run's out-of-distribution check flags (k-NN distance on engineered descriptors above the 99th percentile "
-    "of the run's own out-of-fold images), and the share of the run's own out-of-fold images it flags. Reproduce one cell with `python -m leukdash evaluate RUN_ID DATASET`.")
+    "of the run's own out-of-fold images; for preprocessed runs, of the prepared cell or of the raw "
+    "acquisition), and the share of the run's own out-of-fold images it flags; **OOD flagged: errors** gives how "
+    "many external images it flags and the error rate among them against that among the others. "
+    "Reproduce one cell with `python -m leukdash evaluate RUN_ID DATASET`.")
+
+_CANDIDATES = (
+    f"Today's best transferable models are 3-NN and SVM on engineered features with `{RECOMMENDED}` (the first two "
+    "rows); against them: their soft-voting ensemble (`python -m leukdash ensemble RUN_ID RUN_ID`), their final "
+    "models (`refit`: one model trained on every image of the run, tested with `evaluate --model final`; its "
+    f"within figure is the run's folds), and both trained with robustness augmentation (`--stain-jitter 0.2 "
+    f"--blur 1`, {ROBUST_NAME}). **Likely wrong**: the answer's top probability is below that of 95% of the run's "
+    "own out-of-fold answers; shown as for OOD. **All of these are development figures**: the preprocessing and "
+    "the members were chosen by looking at cnmc_dev results; the robustness setting was fixed on principle "
+    "before any result, but is tested on the same two sets.")
 
 _DEVELOPMENT = (
     "**Which figures are development figures.** The raw figures are tests: the models, the OOD method and its "
@@ -99,75 +116,115 @@ _DEVELOPMENT = (
     "**development figure, not a test**, and the preprocessed cnmc_dev -> allidb2_ufpr figures share that "
     "choice. Only images from other subjects and labs can test the recommended preprocessing. The C-NMC runs use "
     f"{FOLDS[CNMC]} subject-grouped folds (two healthy subjects), so their within figures are each on one "
-    "healthy subject. With cell-level preprocessing the OOD check describes the images as the models see them "
-    "(segmented, grey), so it only warns of the differences the preprocessing leaves in.")
+    "healthy subject. With cell-level preprocessing the prepared view of the OOD check describes the images as "
+    "the models see them (segmented, grey), so it only warns of the differences the preprocessing leaves in; "
+    "the acquisition view looks at the image as the camera gave it.")
 
 
-def _label(train: str, test: str, preprocessing: str) -> str:
+def _label(test: str, preprocessing: str) -> str:
     if preprocessing == "raw":
         return "Raw input (today's default, the paper's): **test figures**."
     return ("Preprocessing chosen on these results: **development figures**." if test == CNMC
             else "Preprocessing chosen on the other direction's cnmc_dev results: **development figures**.")
 
 
-def _table(cells: list[ExternalCell], compute: bool, log) -> list[str]:
-    from leukdash.evaluation.evaluate import evaluate
-    from leukdash.engine.runner import load_result, resolve
+def interval(value: float, ci) -> str:
+    return f"{value:.3f} [{ci[0]:.3f}-{ci[1]:.3f}]"
 
-    rows = ["| model | run | within (CV) | external balanced acc. [95% CI] | ROC AUC | predicted share | collapsed "
-            "| OOD external / own |", "|---|---|---|---|---|---|---|---|"]
-    tested = []
-    for cell in cells:
-        run_id = resolve(cell.config).run_id
-        result = load_result(run_id)
-        if result is None:
-            rows.append(f"| {MODEL_NAMES[cell.model]} | `{run_id}` | not computed | - | - | - | - | - |")
+
+def within_text(row: dict) -> str:
+    within = row["within"]
+    if len(within["folds"]) > 2:
+        return interval(within["mean"], within["ci95"])
+    # A t interval on two values says nothing: the folds themselves.
+    return f"{within['mean']:.3f} (folds " + ", ".join(f"{value:.3f}" for value in within["folds"]) + ")"
+
+
+def flag_text(flag: dict | None) -> str:
+    """How a warning fared: images flagged, error rate among them and among the others."""
+    if flag is None:
+        return "-"
+    rates = ["-" if flag[key] is None else f"{flag[key]:.0%}" for key in ("error_flagged", "error_unflagged")]
+    return f"{flag['n_flagged']} ({flag['share']:.0%}): {rates[0]} / {rates[1]}"
+
+
+def _status_row(row: dict, columns: int) -> str | None:
+    if row["status"] == "done":
+        return None
+    within = "not computed" if row["status"] == "not computed" else within_text(row)
+    rest = [row["status"] if row["status"] != "not computed" else "-"] + ["-"] * (columns - 4)
+    return f"| {row['label']} | `{row['run_id']}` | {within} | " + " | ".join(rest) + " |"
+
+
+def _direction_table(rows: list[dict]) -> list[str]:
+    lines = ["| model | run | within (CV) | external balanced acc. [95% CI] | ROC AUC | predicted share | collapsed "
+             "| OOD external / own | OOD flagged: errors flagged / not |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(_status_row(row, 9) or _direction_line(row))
+    return lines + (["", _summary(rows)] if any(r["status"] == "done" for r in rows) else [])
+
+
+def _direction_line(row: dict) -> str:
+    external = row["external"]
+    auc = "-" if external["roc_auc"] is None else f"{external['roc_auc']:.3f}"
+    shares = ", ".join(f"{c} {s:.0%}" for c, s in external["predicted_share"].items())
+    return (f"| {row['label']} | `{row['run_id']}` | {within_text(row)} | "
+            f"{interval(external['balanced_accuracy'], external['ci95'])} | {auc} | {shares} | "
+            f"{'**yes**' if external['collapsed'] else 'no'} | {external['ood_share']:.0%} / "
+            f"{external['ood_own_share']:.1%} | {flag_text(external.get('ood'))} |")
+
+
+def _candidate_table(rows: list[dict]) -> list[str]:
+    lines = ["| model | run | within (CV) | external balanced acc. [95% CI] | predicted share | collapsed "
+             "| OOD flagged: errors flagged / not | likely wrong: errors flagged / not |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if _status_row(row, 8):
+            lines.append(_status_row(row, 8))
             continue
-        within = result["summary"]["balanced_acc"]
-        try:
-            external = evaluate(run_id, cell.test) if compute else _stored(run_id, cell.test)
-        except Exception as error:  # one failed cell is reported in the table, not the end of the report
-            log(f"external test of {run_id} on {cell.test} failed: {type(error).__name__}: {error}")
-            external = None
-        if len(result["folds"]) > 2:
-            cv = f"{within['mean']:.3f} [{within['ci95'][0]:.3f}-{within['ci95'][1]:.3f}]"
-        else:  # a t interval on two values says nothing: the folds themselves
-            cv = f"{within['mean']:.3f} (folds " + ", ".join(f"{f['balanced_acc']:.3f}" for f in result["folds"]) + ")"
-        if external is None:
-            rows.append(f"| {MODEL_NAMES[cell.model]} | `{run_id}` | {cv} | not evaluated | - | - | - | - |")
-            continue
-        tested.append((cell, external))
-        low, high = external["intervals"]["balanced_accuracy"]
-        auc = external["roc_auc"]
+        external = row["external"]
         shares = ", ".join(f"{c} {s:.0%}" for c, s in external["predicted_share"].items())
-        rows.append(f"| {MODEL_NAMES[cell.model]} | `{run_id}` | {cv} | {external['balanced_accuracy']:.3f} "
-                    f"[{low:.3f}-{high:.3f}] | {'-' if auc is None else f'{auc:.3f}'} | {shares} | "
-                    f"{'**yes**' if external['collapsed'] else 'no'} | {external['ood_share']:.0%} / "
-                    f"{external['ood_own_share']:.1%} |")
-    return rows + (["", _summary(tested, len(cells))] if tested else [])
+        lines.append(f"| {row['label']} | `{row['run_id']}` | {within_text(row)} | "
+                     f"{interval(external['balanced_accuracy'], external['ci95'])} | {shares} | "
+                     f"{'**yes**' if external['collapsed'] else 'no'} | {flag_text(external.get('ood'))} | "
+                     f"{flag_text(external.get('likely_wrong'))} |")
+    return lines
 
 
-def _summary(tested: list[tuple[ExternalCell, dict]], n_cells: int) -> str:
+def lodo_table(rows: list[dict]) -> list[str]:
+    """One column per held-out set: balanced accuracy [group bootstrap], recall per class, collapse."""
+    held = sorted({name for row in rows if row["status"] == "done" for name in row["held_out"]})
+    lines = ["| model | run | " + " | ".join(f"held out: {name}" for name in held) + " |",
+             "|---|---|" + "---|" * len(held)]
+    for row in rows:
+        if row["status"] != "done":
+            lines.append(f"| {row['label']} | `{row['run_id']}` | " + " | ".join(["not computed"] * max(len(held), 1)) + " |")
+            continue
+        cells = []
+        for name in held:
+            figures = row["held_out"][name]
+            recall = ", ".join(f"{c} {r:.2f}" for c, r in figures["per_class_recall"].items())
+            cells.append(f"{interval(figures['balanced_accuracy'], figures['ci95'])} (recall {recall})"
+                         + (", **collapsed**" if figures["collapsed"] else ""))
+        lines.append(f"| {row['label']} | `{row['run_id']}` | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _summary(rows: list[dict]) -> str:
     """One sentence on a table: collapses, models predicting both classes, the best of those."""
-    collapsed = [MODEL_NAMES[c.model] for c, e in tested if e["collapsed"]]
+    tested = [r for r in rows if r["status"] == "done"]
+    collapsed = [r["label"] for r in tested if r["external"]["collapsed"]]
     # Both classes given to at least 30% of the images: the issue's bar for "predicts both".
-    both = [(e["balanced_accuracy"], c, e) for c, e in tested if min(e["predicted_share"].values()) >= 0.30]
-    text = f"{len(tested)} of {n_cells} models tested; {len(collapsed)} collapsed" + \
+    both = [r for r in tested if min(r["external"]["predicted_share"].values()) >= 0.30]
+    text = f"{len(tested)} of {len(rows)} models tested; {len(collapsed)} collapsed" + \
         (f" ({', '.join(collapsed)})" if collapsed else "") + "; "
     if not both:
         return text + "none gives each class to at least 30% of the images."
-    value, cell, external = max(both, key=lambda item: item[0])
-    low, high = external["intervals"]["balanced_accuracy"]
+    best = max(both, key=lambda r: r["external"]["balanced_accuracy"])
+    low, high = best["external"]["ci95"]
     return text + (f"{len(both)} {'gives' if len(both) == 1 else 'give'} each class to at least 30% of the "
                    "images, the best of them "
-                   f"{MODEL_NAMES[cell.model]} at balanced accuracy {value:.3f} (95% group bootstrap "
-                   f"{low:.3f}-{high:.3f}).")
-
-
-def _stored(run_id: str, dataset: str) -> dict | None:
-    from leukdash.evaluation.evaluate import stored_evaluations
-
-    return next((r for r in stored_evaluations(run_id) if r["dataset"]["name"] == dataset), None)
+                   f"{best['label']} at balanced accuracy {best['external']['balanced_accuracy']:.3f} (95% group "
+                   f"bootstrap {low:.3f}-{high:.3f}).")
 
 
 def write_section(report: Path, section: str) -> Path:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from leukdash.config import RunConfig
+from leukdash.reporting.external_plan import Plan, complete, plan_configs
 from leukdash.reporting.matrix import (  # noqa: F401  (FULL, QUICK, Settings, experiments: this module's API too)
     FIVE_CLASS_DEFAULT, FULL, QUICK, REAL_BINARY, REPORT_NAME, Experiment, Outcome, Settings, experiments,
 )
@@ -38,30 +39,37 @@ def run_experiments(matrix: list[Experiment], *, compute: bool = True, log=_prin
                     scheduler: str | None = None, n_jobs: int | None = None) -> list[Outcome]:
     """Run (or, with ``compute=False``, only look up) every experiment, the missing ones as one
     sweep named ``name``; one line per experiment, then one per fold computed."""
+    results = run_labelled([(f"Exp {e.exp} {e.id}", e.config) for e in matrix], compute=compute, log=log,
+                           name=name, scheduler=scheduler, n_jobs=n_jobs)
+    return [Outcome(experiment, result) for experiment, result in zip(matrix, results)]
+
+
+def run_labelled(labelled: list[tuple[str, RunConfig]], *, compute: bool = True, log=_print, name: str,
+                 scheduler: str | None = None, n_jobs: int | None = None) -> list[dict | None]:
+    """Run (or only look up) labelled configs, the missing ones as one sweep; their results."""
     from leukdash.engine.runner import load_result, resolve
     from leukdash.engine.store import RunStore
     from leukdash.engine.sweep import run_sweep
 
     store = RunStore()
     labels = {}
-    for number, experiment in enumerate(matrix, 1):
-        run_id = resolve(experiment.config).run_id
-        labels[run_id] = f"Exp {experiment.exp} {experiment.id}"
+    for number, (label, config) in enumerate(labelled, 1):
+        run_id = resolve(config).run_id
+        labels[run_id] = label
         known = store.read_summary(run_id) is not None
         state = "cached" if known else "computing" if compute else "not computed"
-        log(f"[{number}/{len(matrix)}] {labels[run_id]} ({run_id}): {state}")
-    if compute and matrix:
-        results = run_sweep([e.config for e in matrix], name=name, on_event=_fold_logger(log, labels),
+        log(f"[{number}/{len(labelled)}] {label} ({run_id}): {state}")
+    if compute and labelled:
+        results = run_sweep([config for _, config in labelled], name=name, on_event=_fold_logger(log, labels),
                             scheduler=scheduler, n_jobs=n_jobs, store=store)["results"]
     else:
-        results = [load_result(resolve(e.config).run_id, store) for e in matrix]
-    outcomes = [Outcome(experiment, result) for experiment, result in zip(matrix, results)]
-    for outcome in outcomes:
-        if outcome.result is not None:
-            acc = outcome.result["summary"]["val_acc"]
-            log(f"{labels[outcome.result['run_id']]}: val_acc {acc['mean']:.4f} (min {acc['min']:.4f}, "
-                f"max {acc['max']:.4f}), {sum(f['seconds'] for f in outcome.result['folds']):.0f} s of training")
-    return outcomes
+        results = [load_result(resolve(config).run_id, store) for _, config in labelled]
+    for result in results:
+        if result is not None:
+            acc = result["summary"]["val_acc"]
+            log(f"{labels[result['run_id']]}: val_acc {acc['mean']:.4f} (min {acc['min']:.4f}, "
+                f"max {acc['max']:.4f}), {sum(f['seconds'] for f in result['folds']):.0f} s of training")
+    return results
 
 
 def _fold_logger(log, labels: dict[str, str]):
@@ -74,14 +82,16 @@ def _fold_logger(log, labels: dict[str, str]):
 
 def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str = FIVE_CLASS_DEFAULT,
               out: Path | None = None, settings: Settings | None = None, compute: bool = True,
-              select=None, log=_print, scheduler: str | None = None, n_jobs: int | None = None) -> Path:
+              select=None, log=_print, scheduler: str | None = None, n_jobs: int | None = None,
+              external: Plan | None = None) -> Path:
     """Run the matrix and write the report; return the path of ``REPORT.md``.
 
     ``settings`` overrides the full or quick settings (tests use tiny ones); ``compute=False``
     writes the report from the runs already in the store, listing the others as not computed;
     ``select(experiment) -> bool`` keeps part of the matrix only; ``scheduler`` a Dask address
     for the sweep (default ``$LEUKDASH_SCHEDULER``, else this machine); ``n_jobs`` caps its local
-    cores (1: in this process; results do not depend on it).
+    cores (1: in this process; results do not depend on it). ``external``: the runs of the External
+    validity section and of ``ACROSS_DATASETS.md`` (full settings: :class:`Plan`'s defaults).
     """
     from leukdash.reporting.report import build_report
 
@@ -99,12 +109,58 @@ def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str
     command = "python -m leukdash reproduce" + (" --quick" if quick else "")
     path = build_report(outcomes, out, settings=settings, mode=mode, command=command,
                         wall_seconds=time.perf_counter() - started, shortcuts=shortcuts)
-    if mode == "full":
-        from leukdash.reporting.external_report import external_section, write_section
-
-        write_section(path, external_section(compute=compute, log=log))
+    if external is None and mode == "full":
+        external = Plan()
+    if external is not None:
+        reproduce_external(external, path.parent, compute=compute, log=log, scheduler=scheduler, n_jobs=n_jobs,
+                           matrix_ids={o.result["run_id"] for o in outcomes if o.result is not None})
     log(f"report: {path}")
     return path
+
+
+def reproduce_external(plan: Plan, out: Path, *, compute: bool = True, log=_print, scheduler: str | None = None,
+                       n_jobs: int | None = None, matrix_ids: set[str] = frozenset()) -> None:
+    """The second sweep (the runs the External validity section and ``ACROSS_DATASETS.md`` read),
+    their ensembles and final models; then both texts, and their figures in ``report.json`` under
+    ``external`` (with ``sweep``: the runs not in the matrix, ``matrix_ids``, their fold time and
+    wall time from the store) and ``across``."""
+    from leukdash.engine.store import read_json, write_json_atomic
+    from leukdash.reporting.across_report import across_data, write_across
+    from leukdash.reporting.external_report import dataset_found, external_data, external_section, write_section
+    from leukdash.reporting.report import DATA_NAME
+
+    sweep = None
+    if all(dataset_found(name) for name in (plan.first, plan.second)):
+        labelled = plan_configs(plan)
+        log(f"reproduce (external): {len(labelled)} runs on {plan.first} and {plan.second}")
+        results = run_labelled(labelled, compute=compute, log=log, name="reproduce (external)",
+                               scheduler=scheduler, n_jobs=n_jobs)
+        if compute:
+            complete(plan, log)
+        sweep = _sweep_record(results, matrix_ids)
+    external = {**external_data(plan, compute=compute, log=log), "sweep": sweep}
+    write_section(Path(out) / REPORT_NAME, external_section(external))
+    across = across_data(plan)
+    write_across(out, across)
+    data = read_json(Path(out) / DATA_NAME) or {}
+    write_json_atomic(Path(out) / DATA_NAME, {**data, "external": external, "across": across})
+
+
+def _sweep_record(results: list[dict | None], matrix_ids: set[str]) -> dict:
+    """The second sweep's runs, and the fold time and wall time (from the store) of those the
+    matrix did not compute already."""
+    from leukdash.engine.store import RunStore
+    from leukdash.engine.timing import progress_span
+    from leukdash.reporting.report.bookkeeping import utc_text
+
+    own = [r for r in results if r is not None and r["run_id"] not in matrix_ids]
+    span = progress_span([RunStore().progress_path(r["run_id"]) for r in own])
+    return {"runs": len(results), "runs_done": sum(r is not None for r in results),
+            "runs_in_matrix": sum(r is not None and r["run_id"] in matrix_ids for r in results),
+            "fold_tasks": sum(len(r["folds"]) for r in own),
+            "fold_seconds": round(sum(f["seconds"] for r in own for f in r["folds"]), 1),
+            "span": span and {**span, "first": utc_text(span["first"]), "last": utc_text(span["last"]),
+                              "wall_seconds": round(span["wall_seconds"], 1)}}
 
 
 def shortcut_scores(config: RunConfig) -> dict:
