@@ -13,10 +13,43 @@ from leukdash.paths import REPO_ROOT
 from leukdash.reporting.report.readme import (BLOCKS, load_sources, markers, readme_problems, render_blocks,
                                               write_blocks)
 
-MINE = ("results", "audit", "scaling", "speed")
+MINE = ("results", "audit", "scaling", "speed", "external")
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import bench_engine  # noqa: E402
+
+
+def fake_tested(train: str, label: str, balanced: float, *, preprocess: str = "cell-keep-gray", collapsed=False,
+                ood_share: float = 0.25, own_share: float = 0.012) -> dict:
+    """A row of report.json's ``external`` (external_rows.tested_row) with made-up figures."""
+    flag = {"share": ood_share, "n_flagged": round(300 * ood_share), "error_flagged": 0.4, "error_unflagged": 0.2,
+            "own_share": own_share}
+    return {"train": train, "test": "other", "label": label, "preprocess": preprocess, "model": "folds",
+            "run_id": "knn-0123456789ab", "status": "done",
+            "within": {"mean": 0.654, "ci95": [0.6, 0.7], "folds": [0.61, 0.62, 0.63, 0.64, 0.75]},
+            "external": {"n_images": 300, "balanced_accuracy": balanced, "ci95": [balanced - 0.1, balanced + 0.05],
+                         "roc_auc": 0.8, "collapsed": collapsed, "ood_share": ood_share, "ood_own_share": own_share,
+                         "predicted_share": {"ALL": 0.99, "HEALTHY": 0.01} if collapsed else {"ALL": 0.6, "HEALTHY": 0.4},
+                         "ood": flag, "likely_wrong": flag}}
+
+
+def fake_external() -> dict:
+    pair = ["allidb2_ufpr", "cnmc_dev"]
+    held = {name: {"balanced_accuracy": value, "ci95": [value - 0.05, value + 0.05]}
+            for name, value in zip(pair, (0.551, 0.703))}
+    source = {"accuracy": 0.989, "alone": {"run_id": "svm-0123456789ab", "accuracy": 0.996}}
+    return {
+        "external": {"pair": pair, "missing": [], "sweep": None,
+                     "directions": [fake_tested("allidb2_ufpr", "SVM (features)", 0.413, preprocess="raw", collapsed=True,
+                                                ood_share=1.0),
+                                    fake_tested("cnmc_dev", "SVM (features)", 0.5, preprocess="raw", ood_share=0.99,
+                                                own_share=0.023)],
+                     "candidates": [fake_tested("allidb2_ufpr", "ensemble 3-NN + SVM", 0.717),
+                                    fake_tested("allidb2_ufpr", "ensemble 3-NN + SVM, ensemble", 0.111)],
+                     "lodo": [{"label": "ensemble 3-NN + SVM", "run_id": "ensemble-0123456789ab", "status": "done",
+                               "held_out": held}]},
+        "across": {"pooled": [{"label": "SVM (features), raw", "run_id": "svm-0123456789ab", "status": "done",
+                               "sources": {"allidb2_ufpr": source, "cnmc_dev": {"accuracy": 0.627, "alone": None}}}]}}
 
 
 def fake_report() -> dict:
@@ -37,6 +70,7 @@ def fake_report() -> dict:
                   "engine": ENGINE_VERSION, "seconds": 660.0, "fold_seconds": [600.0, 60.0], "val_acc": [0.911, 0.822]},
                  {"exp": "4", "task": "five", "label": "SVM on pixels · strict", "run_id": "svm-0123456789ab",
                   "engine": ENGINE_VERSION, "seconds": 60.0, "fold_seconds": [30.0, 30.0], "val_acc": [0.5, 0.6]}],
+        **fake_external(),
     }
 
 
@@ -93,6 +127,21 @@ def test_the_scaling_block_predicts_from_the_per_fold_seconds():
     assert "| speed-up | 1.0x | 1.2x | 1.2x |" in text
     assert "(full settings, 4 fold tasks, 12.0 minutes of fold time on Test CPU 9000" in text
     assert "longest task 10.0 minutes: ALL vs HEALTHY, CNN paper (sgd, 25 ep) · strict" in text
+
+
+def test_the_external_block_states_the_external_figures():
+    text = " ".join(render_blocks(fake_sources())[0]["external"].split())
+    for figure in ("(allidb2_ufpr -> cnmc_dev and back): 1 of 2 models collapse", "and 1 give each class to at least",
+                   "flags 99%-100% of those images and 1.2%-2.3% of its own",
+                   "| allidb2_ufpr | ensemble 3-NN + SVM | 0.654 [0.600-0.700] | 0.717 [0.617-0.767] | no | 75 (25%): 40% / 20% |",
+                   "the same ensemble scores 0.551 [0.501-0.601] on allidb2_ufpr and 0.703 [0.653-0.753] on cnmc_dev",
+                   "SVM (features), raw: allidb2_ufpr 0.989 (0.996), cnmc_dev 0.627.",
+                   f"Engine version {ENGINE_VERSION}, `python -m leukdash reproduce`, report of 2031-01-02 03:04 UTC."):
+        assert figure in text, figure
+    assert "0.111" not in text  # a row the block does not show
+    older = {key: value for key, value in fake_report().items() if key != "external"}
+    (problem,) = render_blocks({"report": older, "benchmark": fake_benchmark()})[1]
+    assert problem.startswith("the README's external block: cannot be made from the report data (KeyError: 'external')")
 
 
 def test_the_speed_block_states_what_the_benchmark_measured():

@@ -260,6 +260,7 @@ def test_lodo_rows_score_each_held_out_set_from_its_out_of_fold_predictions(tiny
 
 def test_the_external_section_has_ensembles_final_models_robustness_and_the_ood_errors(tiny_report):
     from leukdash.evaluation.evaluate import stored_evaluations
+    from leukdash.reporting.report.readme import load_sources, render_blocks
 
     store, text = tiny_report["store"], tiny_report["path"].read_text()
     data = _report_data(tiny_report)["external"]
@@ -286,6 +287,10 @@ def test_the_external_section_has_ensembles_final_models_robustness_and_the_ood_
         assert errors == pytest.approx(1 - stored["accuracy"])
     assert "### Ensembles, final models and robustness training (issue 16)" in text
     assert "**All of these are development figures**" in text
+    # The README's block is made from the same figures.
+    block = render_blocks(load_sources({"report": tiny_report["path"].parent / "report.json"}))[0]["external"]
+    ensemble = next(row for row in rows if row["label"] == "ensemble 3-NN + SVM")["external"]
+    assert f"| {ensemble['balanced_accuracy']:.3f} [{ensemble['ci95'][0]:.3f}-{ensemble['ci95'][1]:.3f}] |" in block
 
 
 def test_settings_fields_all_change_some_config():

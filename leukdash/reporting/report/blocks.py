@@ -104,3 +104,54 @@ def speed_block(data: dict) -> str:
         f"{data['cached_cli_seconds']:.2f} s from the CLI, process start included; one image is predicted by the "
         f"{s['folds']} fold models in {data['predict_ms']:.1f} ms.")
     return textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False)
+
+
+def external_block(data: dict) -> str:
+    """The models on the other lab's images (``report.json``'s ``external`` and ``across``): how raw
+    input fares and how often the out-of-distribution check fires, today's best transferable models
+    against their ensemble, final models and robustness training, leave one dataset out, and
+    training on both sets."""
+    from leukdash.reporting.external_plan import ROBUST_NAME
+    from leukdash.reporting.external_report import flag_text, interval, within_text
+
+    external, across = data["external"], data["across"]
+    raw = [row for row in external["directions"] if row["preprocess"] == "raw" and row["status"] == "done"]
+    if not raw:
+        raise ValueError("no external test of a raw run in the report data "
+                         f"({', '.join(external['missing']) or 'none computed'})")
+    first, second = external["pair"]
+    ood, own = [r["external"]["ood_share"] for r in raw], [r["external"]["ood_own_share"] for r in raw]
+    spread = sum(min(r["external"]["predicted_share"].values()) >= 0.30 for r in raw)
+    lines = [textwrap.fill(
+        f"Raw input, both directions ({first} -> {second} and back): {sum(r['external']['collapsed'] for r in raw)} "
+        f"of {len(raw)} models collapse on the other lab's images (one class for at least 95% of them) and {spread} "
+        f"give each class to at least 30% of them; each run's out-of-distribution check flags {min(ood):.0%}-"
+        f"{max(ood):.0%} of those images and {min(own):.1%}-{max(own):.1%} of its own out-of-fold images. With "
+        "`--preprocess cell-keep-gray` (**development figures**), today's best against an ensemble, final models "
+        "and robustness training:", 100, break_long_words=False, break_on_hyphens=False), "",
+        "| trained on | model | within (CV) | other lab: balanced [95% CI] | collapsed "
+        "| OOD flagged: errors flagged / not |", "|---|---|---|---|---|---|"]
+    shown = ("3-NN", "SVM", "ensemble 3-NN + SVM", "ensemble 3-NN + SVM, final model",
+             f"ensemble 3-NN + SVM, {ROBUST_NAME}")
+    for row in external["candidates"]:
+        if row["label"] in shown and row["status"] == "done":
+            figures = row["external"]
+            lines.append(f"| {row['train']} | {row['label']} | {within_text(row)} | "
+                         f"{interval(figures['balanced_accuracy'], figures['ci95'])} | "
+                         f"{'**yes**' if figures['collapsed'] else 'no'} | {flag_text(figures.get('ood'))} |")
+    sentences = []
+    lodo = next((row for row in external["lodo"] if row["label"] == "ensemble 3-NN + SVM" and row["status"] == "done"),
+                None)
+    if lodo:
+        sentences.append("Leaving one dataset out, the same ensemble scores " + " and ".join(
+            f"{interval(f['balanced_accuracy'], f['ci95'])} on {name}" for name, f in lodo["held_out"].items()) + ".")
+    pooled = [row for row in across["pooled"] if row["status"] == "done"]
+    if pooled:
+        sentences.append("Trained on both sets at once (strict folds; accuracy on each set's out-of-fold images, "
+                         "trained on that set alone in brackets): " + "; ".join(
+                             f"{row['label']}: " + ", ".join(
+                                 f"{name} {f['accuracy']:.3f}" + (f" ({f['alone']['accuracy']:.3f})" if f["alone"] else "")
+                                 for name, f in row["sources"].items()) for row in pooled) + ".")
+    sentences.append(f"Engine version {data['engine']}, `{data['command']}`, report of {data['generated']}.")
+    return "\n".join(lines + ["", textwrap.fill(" ".join(sentences), 100, break_long_words=False,
+                                                break_on_hyphens=False)])

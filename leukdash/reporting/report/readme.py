@@ -17,7 +17,7 @@ from pathlib import Path
 from leukdash import ENGINE_VERSION
 from leukdash.paths import REPO_ROOT
 from leukdash.reporting.report import DATA_NAME
-from leukdash.reporting.report.blocks import audit_block, results_block, scaling_block, speed_block
+from leukdash.reporting.report.blocks import audit_block, external_block, results_block, scaling_block, speed_block
 from leukdash.reporting.reproduce import FULL_OUT
 
 # Source name -> (its committed file, the command that writes it).
@@ -32,6 +32,7 @@ BLOCKS = {
     "audit": ("report", audit_block),
     "scaling": ("report", scaling_block),
     "speed": ("benchmark", speed_block),
+    "external": ("report", external_block),
 }
 
 
