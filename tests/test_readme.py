@@ -28,13 +28,22 @@ def test_requirements_are_pinned():
             assert re.match(r"^[A-Za-z0-9_.-]+==[0-9][^ ;]*( ;.*)?$", line), line
 
 
-@pytest.mark.xfail(strict=True, reason="report not regenerated with engine 3 yet")
-def test_readme_blocks_are_the_committed_data_from_this_engine():
-    # Fails on a hand edit of any generated block of the README, and on data from an older engine
-    # or missing; passes once the commands that write the data and `report --readme` have run.
-    from leukdash.reporting.report.readme import load_sources, readme_problems
+# The speed block's data comes from benchmarks/bench_engine.py, which needs a quiet machine for
+# about 10 minutes per seed; it has not been rerun on engine 3 yet (a strict xfail: it fails once it has).
+BLOCK_CASES = [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="bench_engine not rerun on engine 3 yet"))
+               if name == "speed" else name for name in ("results", "audit", "scaling", "external", "speed")]
 
-    assert readme_problems((ROOT / "README.md").read_text(), load_sources()) == []
+
+@pytest.mark.parametrize("name", BLOCK_CASES)
+def test_readme_blocks_are_the_committed_data_from_this_engine(name):
+    # Fails on a hand edit of the block, and on its data being from an older engine or missing;
+    # passes once the command that writes its data and `report --readme` have run.
+    from leukdash.reporting.report.readme import BLOCKS, load_sources, readme_problems
+
+    assert name in BLOCKS
+    problems = readme_problems((ROOT / "README.md").read_text(), load_sources())
+    assert [p for p in problems if p.startswith(f"the README's {name} block")] == []
+    assert [p for p in problems if not p.startswith("the README's ")] == []
 
 
 def test_readme_has_every_generated_block_once():
