@@ -28,10 +28,7 @@ def test_requirements_are_pinned():
             assert re.match(r"^[A-Za-z0-9_.-]+==[0-9][^ ;]*( ;.*)?$", line), line
 
 
-# The speed block's data comes from benchmarks/bench_engine.py, which needs a quiet machine for
-# about 10 minutes per seed; it has not been rerun on engine 3 yet (a strict xfail: it fails once it has).
-BLOCK_CASES = [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="bench_engine not rerun on engine 3 yet"))
-               if name == "speed" else name for name in ("results", "audit", "scaling", "external", "speed")]
+BLOCK_CASES = ("results", "audit", "scaling", "external", "speed")
 
 
 @pytest.mark.parametrize("name", BLOCK_CASES)
