@@ -120,6 +120,9 @@ def test_tiny_reproduce_writes_a_report_with_the_computed_and_the_papers_figures
 
     path, data = tiny_report["path"], tiny_report["data"]
     text = path.read_text()
+    from leukdash import ENGINE_VERSION
+
+    assert f"with engine version {ENGINE_VERSION} by `" in text.split("## ", 1)[0]  # the header names its engine
     tables = _markdown_tables(text)
     matrix = _by_id(experiments(data, data, tiny_report["settings"]))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from leukdash import ENGINE_VERSION
 from leukdash.engine.machine import machine_text
 from leukdash.reporting.matrix import Outcome
 from leukdash.reporting.report.format import TASK_NAMES, label, markdown_table
@@ -18,7 +19,7 @@ def header(outcomes, settings, mode, command, wall_seconds) -> str:
         "Images Using Convolutional Neural Network*, Diagnostics 9(3):104, 2019. Every figure in a "
         "*Paper* column is the one the paper reports; every other figure was measured by leukdash.",
         "",
-        f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `{command}` "
+        f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with engine version {ENGINE_VERSION} by `{command}` "
         f"({mode} settings): {computed} of {len(outcomes)} runs available, "
         f"this call took {wall_seconds:.0f} s (runs already in the store are read back, not recomputed).",
     ]
