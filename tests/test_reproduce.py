@@ -314,6 +314,7 @@ def test_cli_reproduce_report_only_lists_missing_runs(tiny_dataset, tmp_path):
                  "--out", str(tmp_path), "--report-only"]) == 0
     text = (tmp_path / "REPORT.md").read_text()
     assert "0 of " in text and "## Runs not computed" in text
+    assert "by `python -m leukdash reproduce --quick --report-only`" in text  # the header names the call
     assert re.search(r"- Exp 2, ALL vs HEALTHY: CNN paper \(sgd, 3 ep\) · strict", text)
 
 

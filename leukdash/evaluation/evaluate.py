@@ -191,7 +191,7 @@ def group_bootstrap(y_true, proba, groups, n_classes: int, *, samples: int = BOO
                     seed: int = BOOTSTRAP_SEED, auc: bool = True) -> dict:
     """95% percentile intervals of accuracy, balanced accuracy (and, with ``auc``, ROC AUC for
     two classes) over ``samples`` resamplings of whole groups, within each group's class."""
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import auc as area_under, roc_curve
 
     y_true, proba, groups = np.asarray(y_true, dtype=int), np.asarray(proba), np.asarray(groups)
     names = sorted(set(groups.tolist()), key=str)
@@ -221,7 +221,10 @@ def group_bootstrap(y_true, proba, groups, n_classes: int, *, samples: int = BOO
         for row in weights:
             index = np.concatenate([np.repeat(members[g], int(w)) for g, w in enumerate(row) if w])
             if len(np.unique(y_true[index])) == 2:
-                aucs.append(roc_auc_score(y_true[index], proba[index, 1]))
+                # roc_auc_score's own two-class computation without its per-call input checks,
+                # which took most of an evaluation's time: the same value, bit for bit.
+                fpr, tpr, _ = roc_curve(y_true[index], proba[index, 1])
+                aucs.append(area_under(fpr, tpr))
         intervals["roc_auc"] = _interval(np.array(aucs))
     intervals.update({"method": "percentile bootstrap over groups, resampled within class", "samples": samples,
                       "seed": seed, "n_groups": len(names)})

@@ -73,6 +73,9 @@ def _describe(image: np.ndarray) -> np.ndarray:
     cytoplasm = cell & ~nucleus
     background = ~cell
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    # Converted once for the three regions: L, a, b (CIELAB) then S, V (HSV).
+    lab_sv = np.concatenate([cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB),
+                             cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1:]], axis=2)
 
     n_lobes = cv2.connectedComponents(nucleus.astype(np.uint8))[0] - 1
     # Chromatin: the darker part of the nucleus (a nucleus-internal Otsu split of green).
@@ -83,7 +86,7 @@ def _describe(image: np.ndarray) -> np.ndarray:
         _shape(cell),
         [nucleus.sum() / max(cell.sum(), 1), n_lobes, dark],
         _hu(nucleus),
-        *[_colour(rgb, region) for region in (nucleus, cytoplasm, background)],
+        *[_colour(lab_sv, region) for region in (nucleus, cytoplasm, background)],
         _glcm(gray, nucleus),
         _lbp(gray, nucleus),
         [_laplacian_var(gray, nucleus)],
@@ -189,13 +192,11 @@ def _hu(mask: np.ndarray) -> np.ndarray:
     return -np.sign(hu) * np.log10(np.abs(hu) + 1e-12) if mask.any() else np.zeros(7)
 
 
-def _colour(rgb: np.ndarray, region: np.ndarray) -> list[float]:
+def _colour(lab_sv: np.ndarray, region: np.ndarray) -> list[float]:
     """Mean and std of L, a, b (CIELAB) and S, V (HSV) inside a region, scaled to [0, 1]."""
     if region.sum() < 2:
         return [0.0] * 10
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)[region]
-    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[region][:, 1:]
-    values = np.concatenate([lab, hsv], axis=1).astype(np.float64) / 255.0
+    values = lab_sv[region].astype(np.float64) / 255.0
     return np.stack([values.mean(axis=0), values.std(axis=0)], axis=1).ravel().tolist()
 
 

@@ -106,7 +106,7 @@ def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str
                                n_jobs=n_jobs)
     shortcuts = {task: shortcut_scores(next(e for e in matrix if e.task == task).config)
                  for task in ("binary", "five") if any(e.task == task for e in matrix)}
-    command = "python -m leukdash reproduce" + (" --quick" if quick else "")
+    command = "python -m leukdash reproduce" + (" --quick" if quick else "") + ("" if compute else " --report-only")
     path = build_report(outcomes, out, settings=settings, mode=mode, command=command,
                         wall_seconds=time.perf_counter() - started, shortcuts=shortcuts)
     if external is None and mode == "full":
