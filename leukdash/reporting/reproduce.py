@@ -140,9 +140,11 @@ def reproduce_external(plan: Plan, out: Path, *, compute: bool = True, log=_prin
         sweep = _sweep_record(results, matrix_ids)
     external = {**external_data(plan, compute=compute, log=log), "sweep": sweep}
     write_section(Path(out) / REPORT_NAME, external_section(external))
-    across = across_data(plan)
-    write_across(out, across)
     data = read_json(Path(out) / DATA_NAME) or {}
+    across = across_data(plan)
+    if "command" in data:  # the call that wrote the report (reproduce, --quick, --report-only) wrote this page
+        across["command"] = data["command"]
+    write_across(out, across)
     write_json_atomic(Path(out) / DATA_NAME, {**data, "external": external, "across": across})
 
 
