@@ -154,6 +154,12 @@ def test_the_readme_recipe_from_outside_the_repository(one_worker, tmp_path, see
 
     # Both at once, each in its own store: the cluster's one worker leaves a core for the local sweep.
     on_cluster, here = sweep("--scheduler", address, store="cluster-store"), sweep(store="local-store")
-    remote, local = result(on_cluster), result(here)
+    try:
+        remote, local = result(on_cluster), result(here)
+    finally:  # a failed or timed-out sweep leaves no process behind
+        for process in (on_cluster, here):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     assert len(remote["runs"]) == 4
     _same_folds(remote["runs"], local["runs"])

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from leukdash.reporting.external_plan import Plan, alone, dataset_name, lodo_rows, pooled_rows, row_id
-from leukdash.reporting.external_report import dataset_found, lodo_table
+from leukdash.reporting.external_report import lodo_table, missing_datasets
 from leukdash.reporting.external_rows import lodo_row, pooled_row
 
 ACROSS_NAME = "ACROSS_DATASETS.md"
@@ -23,7 +23,7 @@ def across_data(plan: Plan = Plan()) -> dict:
     """The pooled and leave-one-dataset-out rows as plain data."""
     from leukdash import ENGINE_VERSION
 
-    missing = [name for name in (plan.first, plan.second) if not dataset_found(name)]
+    missing = missing_datasets(plan)
     data = {"engine": ENGINE_VERSION, "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "pair": [plan.first, plan.second], "settings": _settings(plan), "missing": missing,
             "pooled": [], "lodo": []}

@@ -24,10 +24,12 @@ from leukdash.reporting.external_rows import lodo_row, tested_row
 START, END = "<!-- external-validity -->", "<!-- /external-validity -->"
 
 
-def dataset_found(name: str) -> bool:
+def missing_datasets(plan: Plan) -> list[str]:
+    """The plan's datasets that are neither discovered (one scan of the data folders) nor a folder."""
     from leukdash.data.discovery import discover_datasets
 
-    return name in discover_datasets() or Path(name).is_dir()
+    found = discover_datasets()
+    return [name for name in (plan.first, plan.second) if name not in found and not Path(name).is_dir()]
 
 
 def external_data(plan: Plan = Plan(), *, compute: bool = True, log=print) -> dict:
@@ -35,7 +37,7 @@ def external_data(plan: Plan = Plan(), *, compute: bool = True, log=print) -> di
     run (the runs themselves are only read from the store)."""
     from leukdash.engine.runner import resolve
 
-    missing = [name for name in (plan.first, plan.second) if not dataset_found(name)]
+    missing = missing_datasets(plan)
     data = {"pair": [plan.first, plan.second], "missing": missing, "directions": [], "candidates": [], "lodo": []}
     if missing:
         return data
@@ -178,16 +180,17 @@ def _candidate_table(rows: list[dict]) -> list[str]:
     lines = ["| model | run | within (CV) | external balanced acc. [95% CI] | predicted share | collapsed "
              "| OOD flagged: errors flagged / not | likely wrong: errors flagged / not |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        if _status_row(row, 8):
-            lines.append(_status_row(row, 8))
-            continue
-        external = row["external"]
-        shares = ", ".join(f"{c} {s:.0%}" for c, s in external["predicted_share"].items())
-        lines.append(f"| {row['label']} | `{row['run_id']}` | {within_text(row)} | "
-                     f"{interval(external['balanced_accuracy'], external['ci95'])} | {shares} | "
-                     f"{'**yes**' if external['collapsed'] else 'no'} | {flag_text(external.get('ood'))} | "
-                     f"{flag_text(external.get('likely_wrong'))} |")
+        lines.append(_status_row(row, 8) or _candidate_line(row))
     return lines
+
+
+def _candidate_line(row: dict) -> str:
+    external = row["external"]
+    shares = ", ".join(f"{c} {s:.0%}" for c, s in external["predicted_share"].items())
+    return (f"| {row['label']} | `{row['run_id']}` | {within_text(row)} | "
+            f"{interval(external['balanced_accuracy'], external['ci95'])} | {shares} | "
+            f"{'**yes**' if external['collapsed'] else 'no'} | {flag_text(external.get('ood'))} | "
+            f"{flag_text(external.get('likely_wrong'))} |")
 
 
 def lodo_table(rows: list[dict]) -> list[str]:

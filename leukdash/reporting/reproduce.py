@@ -126,11 +126,11 @@ def reproduce_external(plan: Plan, out: Path, *, compute: bool = True, log=_prin
     wall time from the store) and ``across``."""
     from leukdash.engine.store import read_json, write_json_atomic
     from leukdash.reporting.across_report import across_data, write_across
-    from leukdash.reporting.external_report import dataset_found, external_data, external_section, write_section
+    from leukdash.reporting.external_report import external_data, external_section, missing_datasets, write_section
     from leukdash.reporting.report import DATA_NAME
 
     sweep = None
-    if all(dataset_found(name) for name in (plan.first, plan.second)):
+    if not missing_datasets(plan):
         labelled = plan_configs(plan)
         log(f"reproduce (external): {len(labelled)} runs on {plan.first} and {plan.second}")
         results = run_labelled(labelled, compute=compute, log=log, name="reproduce (external)",
