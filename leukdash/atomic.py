@@ -41,16 +41,23 @@ _REASONS = {
     errno.ENOTDIR: "a file stands where a folder is needed (LEUKDASH_ARTIFACTS must name a folder)",
     errno.EEXIST: "a file stands where a folder is needed (LEUKDASH_ARTIFACTS must name a folder)",
 }
+# Errors of a path as typed (an over-long run id or folder name, a symbolic link loop).
+_PATH_REASONS = {
+    errno.ENAMETOOLONG: "a name in this path is longer than the file system allows (usually 255 characters)",
+    errno.ELOOP: "too many levels of symbolic links (a link that points back to itself)",
+}
 
 
 def explain(error: OSError, path: str | Path | None = None) -> LeukdashError | None:
     """One line for an error that comes from where a file lives (full, read-only, not a folder):
     a :class:`StoreError` in the run store, a plain error naming the path elsewhere (a dataset
     folder this user cannot read); None for any other error."""
+    where = path if path is not None else error.filename
+    if error.errno in _PATH_REASONS and where is not None:  # the name itself: wherever it points
+        return LeukdashError(f"cannot use {printable(str(where))}: {_PATH_REASONS[error.errno]}")
     reason = _REASONS.get(error.errno)
     if reason is None:
         return None
-    where = path if path is not None else error.filename
     if where is None:
         return StoreError(f"cannot write: {reason}")
     if not Path(os.path.abspath(where)).is_relative_to(os.path.abspath(artifacts_root())):

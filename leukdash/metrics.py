@@ -7,6 +7,7 @@ go straight into the run store.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy import stats
@@ -46,10 +47,15 @@ def fold_metrics(y_true, proba, classes) -> dict:
     clipped = np.clip(proba, PROBA_EPS, 1 - PROBA_EPS)
     clipped /= clipped.sum(axis=1, keepdims=True)
     recall = skm.recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    with warnings.catch_warnings():
+        # A class absent from y_true (an external set of one class): scikit-learn averages the
+        # recall of the classes present, as documented, and warns about it on stderr.
+        warnings.simplefilter("ignore", UserWarning)
+        balanced = float(skm.balanced_accuracy_score(y_true, y_pred))
     return {
         "val_acc": float(skm.accuracy_score(y_true, y_pred)),
         "val_loss": float(skm.log_loss(y_true, clipped, labels=labels)),
-        "balanced_acc": float(skm.balanced_accuracy_score(y_true, y_pred)),
+        "balanced_acc": balanced,
         "macro_f1": float(skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "per_class_recall": {str(c): float(r) for c, r in zip(classes, recall)},
         "confusion": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),

@@ -151,6 +151,12 @@ def _one_error_line(err: str, *fragments: str) -> str:
     return lines[0]
 
 
+def _run_args(dataset, *extra: str) -> list[str]:
+    """``leukdash run`` of a quick naive Bayes on ``dataset`` (3 folds, 16 px, in this process)."""
+    return ["run", str(dataset), "--model", "nb", "--image-size", "16", "--no-augment", "--folds", "3",
+            "--n-jobs", "1", "--quiet", *extra]
+
+
 def _nb_config(dataset: Path, **changes) -> RunConfig:
     return RunConfig(**{"dataset": str(dataset), "model": "nb", "image_size": 16, "augment_factor": 1,
                         "folds": 3, **changes})
@@ -503,10 +509,6 @@ def _altered_model_hash(folder: Path) -> str:
 
 
 # --------------------------------------------------------------------------- CLI settings
-
-def _run_args(dataset: Path, *extra: str) -> list[str]:
-    return ["run", str(dataset), "--model", "nb", "--image-size", "16", "--no-augment", "--folds", "3", *extra]
-
 
 @case("--k larger than the training set", "exit 2, one line, before training; no run listed")
 def _k_too_large(folder: Path) -> str:

@@ -16,17 +16,13 @@ import numpy as np
 
 from leukdash.data.dataset import Dataset
 from leukdash.engine.store import RunStore
-from test_hostile import Case, case_registry, _cli, _dataset, _noise, _one_error_line, _png, run_case  # noqa: F401
+from test_hostile import (Case, case_registry, _cli, _dataset, _noise, _one_error_line, _png, _run_args,  # noqa: F401
+                          run_case)
 
 import pytest
 
 CASES: list[Case] = []
 case = case_registry(CASES)
-
-
-def _run_args(dataset, *extra: str) -> list[str]:
-    return ["run", str(dataset), "--model", "nb", "--image-size", "16", "--no-augment", "--folds", "3",
-            "--n-jobs", "1", "--quiet", *extra]
 
 
 def _fold_of(dataset: Path, folds: int = 3) -> tuple[Dataset, np.ndarray, list]:

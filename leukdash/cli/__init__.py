@@ -10,6 +10,7 @@ run options' table in :mod:`leukdash.cli.run_options`, and what the commands pri
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -55,6 +56,9 @@ def _stop_on_signals():
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a file's name gets it escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         # explained_errors: where the store lives (full, read-only, not a folder) in one line
         with _stop_on_signals(), explained_errors():
@@ -67,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     except LeukdashError as error:
         print(f"error: {printable(str(error))}", file=sys.stderr)  # one line, whatever names it quotes
         return 2
+    except BrokenPipeError:  # the reader went away (``| head``): what it read was whole, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 1
     except KeyboardInterrupt as error:
         signum = error.signum if isinstance(error, Stopped) else signal.SIGINT
         print(f"{'stopped by ' + error.args[0] if isinstance(error, Stopped) else 'interrupted'}: finished folds "

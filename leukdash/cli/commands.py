@@ -187,6 +187,8 @@ def evaluate(args) -> int:
 
     models = ("folds", "final") if args.model == "both" else (args.model,)
     results = [evaluate(args.run_id, args.dataset, recompute=args.recompute, model=model) for model in models]
+    for warning in results[0]["dataset"].get("warnings", []):
+        print(f"warning: {printable(warning)}", file=sys.stderr)
     if args.json and len(results) > 1:
         print_json({"evaluations": results})
     else:

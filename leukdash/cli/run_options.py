@@ -36,13 +36,15 @@ RUN_OPTIONS = (
 
 
 def add_run_options(parser: argparse.ArgumentParser, lists: bool = False) -> None:
-    """The run settings as options; with ``lists``, each takes a comma list of values (a sweep axis)."""
-    defaults = RunConfig()
+    """The run settings as options; with ``lists``, each takes a comma list of values (a sweep axis).
+
+    An option not given is None: the config's default applies, and ``--config-file`` can tell
+    which options were typed beside it."""
     for flag, name, kind, text in RUN_OPTIONS:
         if lists:
             parser.add_argument(flag, type=_comma_list(kind), help=f"{text + ': ' if text else ''}comma list")
         else:
-            parser.add_argument(flag, type=kind, default=getattr(defaults, name), help=text)
+            parser.add_argument(flag, type=kind, help=text)
     parser.add_argument("--no-augment", action="store_true", help="switch the paper's seven transforms off")
     for name in AugmentConfig.OPTIONAL:  # one value each, also in a sweep
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=0.0,
@@ -68,6 +70,8 @@ def add_pool_options(parser: argparse.ArgumentParser) -> None:
 
 def _base_config(args, **values) -> RunConfig:
     option = getattr(args, "dataset_option", None)
+    if any(value is not None and not value.strip() for value in (option, args.dataset)):
+        raise LeukdashError("the dataset name is empty (an unset shell variable?): give a dataset name or folder")
     if option and args.dataset and option != args.dataset:
         raise LeukdashError(f"two datasets given ({args.dataset!r} and --dataset {option!r}): give one")
     return RunConfig(
@@ -82,9 +86,18 @@ MAX_CONFIG_BYTES = 1 << 20
 
 
 def config_from_args(args) -> RunConfig:
+    given = {name: getattr(args, name) for _, name, _, _ in RUN_OPTIONS if getattr(args, name) is not None}
     if args.config_file:
+        typed = [flag for flag, name, _, _ in RUN_OPTIONS if name in given]
+        typed += [f"--{name.replace('_', '-')}" for name in AugmentConfig.OPTIONAL if getattr(args, name)]
+        typed += [label for label, value in (("DATASET", args.dataset), ("--dataset", args.dataset_option),
+                                             ("--classes", args.classes), ("--no-augment", args.no_augment))
+                  if value is not None and value is not False]
+        if typed:
+            raise LeukdashError(f"--config-file holds the whole run config; {', '.join(typed)} would be ignored: "
+                                "give either the file or the options (or edit the file)")
         return _config_file(args.config_file)
-    return _base_config(args, **{name: getattr(args, name) for _, name, _, _ in RUN_OPTIONS})
+    return _base_config(args, **given)
 
 
 def sweep_from_args(args) -> tuple[list[RunConfig], dict]:

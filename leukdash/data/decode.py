@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 import threading
 import warnings
@@ -101,8 +102,9 @@ def _header_size(data: bytes) -> tuple[int, int]:
     """Image size from the header alone (Pillow opens lazily), before any pixel is decoded."""
     try:
         with warnings.catch_warnings():
-            # Our own pixel limit decides, with a reason, instead of a warning on stderr.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Our own pixel limit decides, with a reason, instead of a warning on stderr; so do our
+            # checks of damaged data (Pillow warns of corrupt EXIF, say).
+            warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
                 return image.size
     except Image.DecompressionBombError:
@@ -115,8 +117,11 @@ def _header_size(data: bytes) -> tuple[int, int]:
             raise ImageDecodeError(f"{kind} refused: a text or colour-profile chunk decompresses to more than "
                                    f"{PngImagePlugin.MAX_TEXT_CHUNK // 2**20} MiB "
                                    f"(a possible decompression bomb)") from None
-        raise ImageDecodeError(f"damaged {kind} header: {' '.join(str(error).split()) or type(error).__name__}") \
-            from None
+        said = " ".join(re.sub(r"<[^<>]* object at 0x[0-9a-fA-F]+>", "", str(error)).split())  # no memory address
+        if kind == "TIFF" and "cannot identify" in said:
+            raise ImageDecodeError("TIFF not readable: damaged, or a pixel layout this tool does not read "
+                                   "(e.g. floating-point colour): save it as an 8- or 16-bit TIFF or PNG") from None
+        raise ImageDecodeError(f"damaged {kind} header: {said or type(error).__name__}") from None
 
 
 # The first bytes of each format decode_image reads.

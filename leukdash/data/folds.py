@@ -113,17 +113,19 @@ def holdout_split(labels, groups, test_fraction: float, seed: int) -> np.ndarray
     return np.where(assign_folds(labels, groups, n_splits, seed) == 0, 0, 1)
 
 
-def fold_plan(labels, groups, classes, n_folds: int, test_fraction: float | None, seed: int, sources=None):
+def fold_plan(labels, groups, classes, n_folds: int, test_fraction: float | None, seed: int, sources=None,
+              name: str = "dataset"):
     """The fold of each image and the list of folds to run (a holdout runs fold 0 only).
 
     With ``sources`` (the source dataset of each image), folds are stratified by class and
-    source together, so every fold holds each source in about its share.
+    source together, so every fold holds each source in about its share. ``name`` names the
+    dataset in errors.
     """
     strata = stratify(labels, sources)
     if test_fraction is not None:
-        check_class_counts(classes, labels, max(2, round(1 / test_fraction)))
+        check_class_counts(classes, labels, max(2, round(1 / test_fraction)), name)
         return holdout_split(strata, groups, test_fraction, seed), [0]
-    check_class_counts(classes, labels, n_folds)
+    check_class_counts(classes, labels, n_folds, name)
     n_folds = min(n_folds, max_folds(labels, groups))
     if n_folds < 2:
         raise DatasetError("a class has all its images in one group (one patient, or joined as duplicates): "

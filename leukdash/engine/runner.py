@@ -20,6 +20,7 @@ from leukdash.atomic import write_bytes_atomic
 from leukdash.config import RunConfig, stable_hash
 from leukdash.data.dataset import Dataset
 from leukdash.data.discovery import open_dataset
+from leukdash.data.sources import left_out_warnings
 from leukdash.errors import RunError
 from leukdash.engine.machine import describe_machine
 from leukdash.engine.progress import append_event
@@ -76,9 +77,12 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
     One result per config, in order (see :func:`run`); a run is cached and resumable on its own.
     Runs that another process is computing are waited for, then answered (or completed).
     """
+    from leukdash.engine.scheduler import scheduler_address
+
     started = time.perf_counter()
     store = store or RunStore()
     resolved = [resolve(config) for config in configs]  # every config checked before any work
+    scheduler_address(scheduler)  # and where they would be computed
     unique = list({r.run_id: r for r in resolved}.values())
     computed: dict[str, list[int]] = {r.run_id: [] for r in unique}
     todo = [r for r in unique if load_result(r.run_id, store) is None]
@@ -208,6 +212,7 @@ def _emit(path: Path, event: dict, on_event) -> None:
 
 def _meta(resolved: ResolvedRun, arrays, fold_ids: list[int]) -> dict:
     dataset = resolved.dataset
+    skipped = [s.to_dict(dataset.root) for s in arrays.skipped]
     return {
         "run_id": resolved.run_id,
         "config": resolved.config.to_dict(),
@@ -215,8 +220,8 @@ def _meta(resolved: ResolvedRun, arrays, fold_ids: list[int]) -> dict:
         "dataset": {**dataset.describe(), "fingerprint": dataset.fingerprint,
                     "classes": list(dataset.classes), "counts": dataset.counts(),
                     "n_used": int(len(arrays.labels)),
-                    "skipped": [s.to_dict(dataset.root) for s in arrays.skipped],
-                    "warnings": dataset.warnings()},
+                    "skipped": skipped,
+                    "warnings": dataset.warnings() + left_out_warnings(dataset.name, skipped, len(arrays.labels))},
         "fold_ids": fold_ids,
         "versions": versions(),
         "machine": describe_machine(),  # fold times mean little without the CPU that made them

@@ -120,8 +120,10 @@ def run_sweep(configs: list[RunConfig], *, name: str | None = None, scheduler: s
     :func:`leukdash.engine.runner.run`) and ``seconds``.
     """
     from leukdash.engine.runner import run_many
+    from leukdash.engine.scheduler import scheduler_address
 
     started = time.perf_counter()
+    scheduler_address(scheduler)  # a wrong address is said before the sweep is stored
     record = create_sweep(configs, name=name, axes=axes)
     progress = sweep_dir(record["sweep_id"]) / PROGRESS_FILE
     status = sweep_status(record["sweep_id"], store)

@@ -17,7 +17,7 @@ import numpy as np
 
 from leukdash.atomic import write_atomic
 from leukdash.config import RunConfig
-from leukdash.errors import ConfigError
+from leukdash.errors import ConfigError, DatasetError
 from leukdash.data.arrays import load_arrays, write_cache
 from leukdash.data.dataset import Dataset, LoadedImages
 from leukdash.paths import artifacts_root
@@ -26,14 +26,20 @@ from leukdash.paths import artifacts_root
 def plan_folds(config: RunConfig, dataset: Dataset, arrays: LoadedImages) -> tuple[np.ndarray, list[int]]:
     """The fold of every loaded image and the folds this config runs."""
     from leukdash.data.folds import fold_plan, leave_one_source_out, merge_groups
+    from leukdash.data.sources import left_out_warnings
 
     sources = dataset.sources_of(arrays.paths)
     if config.protocol == "lodo":
         fold_of, fold_ids = leave_one_source_out(sources, dataset.source_names)
     else:
         groups = merge_groups(arrays.groups, pairs_within_sources(dataset, sources))
-        fold_of, fold_ids = fold_plan(arrays.labels, groups, dataset.classes, config.folds, config.test_fraction,
-                                      config.seed, sources)
+        try:
+            fold_of, fold_ids = fold_plan(arrays.labels, groups, dataset.classes, config.folds, config.test_fraction,
+                                          config.seed, sources, dataset.name)
+        except DatasetError as error:  # too few images: say if unreadable files are why
+            left_out = left_out_warnings(dataset.name, [s.to_dict(dataset.root) for s in arrays.skipped],
+                                         len(arrays.labels))
+            raise DatasetError("; ".join([str(error), *left_out])) from None
     _check_neighbours(config, fold_of, fold_ids)
     return fold_of, fold_ids
 

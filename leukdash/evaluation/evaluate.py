@@ -78,6 +78,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     from leukdash.evaluation.predict import ensemble
     from leukdash.engine.runner import versions
     from leukdash.data.arrays import load_arrays
+    from leukdash.data.sources import left_out_warnings
     from leukdash.engine.training import duplicate_pairs
 
     proba, loaded = 0.0, None
@@ -108,6 +109,11 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
                                seed=BOOTSTRAP_SEED)  # as the stored result's key says, read now
     checked = [view for view in ("prepared", "acquisition") if view in own_outside]
     flagged = np.logical_or.reduce([outside[view] for view in checked])
+    skipped = [s.to_dict(dataset.root) for s in loaded.skipped]
+    absent = [name for index, name in enumerate(dataset.classes) if not np.any(loaded.labels == index)]
+    warnings = left_out_warnings(dataset.name, skipped, len(loaded.labels)) + (
+        [f"no readable image of class(es) {', '.join(absent)} in {dataset.name}: their recall is undefined "
+         "(n/a), and balanced accuracy averages the other classes only"] if absent else [])
     own_top = own_confidence(run_id, store)
     floor = confidence_floor(own_top)
     unsure = proba.max(axis=1) < floor
@@ -117,7 +123,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
         "run": {"config": meta["config"], "dataset": meta["dataset"]["name"],
                 "fingerprint": meta["dataset"]["fingerprint"], "classes": meta["dataset"]["classes"]},
         "dataset": {**dataset.describe(), "fingerprint": dataset.fingerprint, "n_used": int(len(loaded.labels)),
-                    "skipped": [s.to_dict(dataset.root) for s in loaded.skipped]},
+                    "skipped": skipped, "absent_classes": absent, "warnings": warnings},
         **metrics,
         "ood_share": float(np.mean(flagged)),
         # The same check on the run's own images, each scored against the folds it was not in.
@@ -254,7 +260,9 @@ def format_evaluation(result: dict) -> str:
         if result.get(name) is not None:
             low, high = intervals.get(name, [float("nan")] * 2)
             lines.append(f"  {label:<18} {result[name]:.4f}  (95% group bootstrap {low:.4f}-{high:.4f})")
-    lines.append("  recall per class   " + "  ".join(f"{c} {r:.3f}" for c, r in result["per_class_recall"].items()))
+    absent = result["dataset"].get("absent_classes", [])
+    lines.append("  recall per class   " + "  ".join(f"{c} {'n/a' if c in absent else f'{r:.3f}'}"
+                                                   for c, r in result["per_class_recall"].items()))
     shares = "  ".join(f"{c} {s:.1%}" for c, s in result["predicted_share"].items())
     lines.append(f"  predicted share    {shares}" + ("  COLLAPSED (one class for >= 95% of images)"
                                                      if result["collapsed"] else ""))

@@ -28,9 +28,32 @@ __all__ = ["CLASSIC_WORKER_MB", "CNN_THREADS", "SMALL_MACHINE_BUDGET_MB", "TF_WO
            "scheduler_address"]
 
 
+# The address forms of Dask's comms that a cluster of this project can listen on.
+DASK_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+
+
 def scheduler_address(address: str | None = None) -> str | None:
-    """The Dask scheduler to use: ``address``, else ``$LEUKDASH_SCHEDULER``, else None (local)."""
-    return address or os.environ.get("LEUKDASH_SCHEDULER") or None
+    """The Dask scheduler to use: ``address``, else ``$LEUKDASH_SCHEDULER``, else None (local).
+
+    Checked here, before any run is started: ``SCHEME://HOST:PORT`` (or ``HOST:PORT``, which
+    Dask reads as tcp), else a :class:`~leukdash.errors.ConfigError` that says which setting is wrong.
+    """
+    from urllib.parse import urlsplit
+
+    from leukdash.errors import ConfigError
+
+    given, source = (address, "--scheduler") if address else (os.environ.get("LEUKDASH_SCHEDULER"), "LEUKDASH_SCHEDULER")
+    if not given:
+        return None
+    parts = urlsplit(given if "://" in given else f"tcp://{given}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in DASK_SCHEMES or (parts.scheme != "inproc" and (not parts.hostname or port is None)):
+        raise ConfigError(f"{source} {given!r} is not a Dask scheduler address: give SCHEME://HOST:PORT with "
+                          f"SCHEME one of {', '.join(DASK_SCHEMES)}, e.g. tcp://127.0.0.1:8786")
+    return given
 
 
 def make_pool(address: str | None = None, n_jobs: int | None = None):

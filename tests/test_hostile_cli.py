@@ -1,0 +1,190 @@
+"""Hostile input at the command line: files left out of a run, a class with no readable file,
+extreme ensemble weights, malformed scheduler addresses, over-long names, a closed output pipe,
+an ASCII-only terminal, options beside ``--config-file``, an empty dataset name, TIFFs that
+cannot be read.
+
+Cases are registered as in :mod:`test_hostile` (its helpers are reused) and printed by
+``python -m benchmarks.hostile_table`` with the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from test_hostile import REPO, Case, case_registry, _cli, _dataset, _one_error_line, _run_args, run_case
+
+CASES: list[Case] = []
+case = case_registry(CASES)
+
+
+def _spoil(dataset: Path, names: list[str]) -> None:
+    """Replace some files of ``dataset`` with bytes that are no image."""
+    for name in names:
+        (dataset / name).write_bytes(f"not an image: {name}".encode())  # bytes of its own: no duplicates
+
+
+def _stored_runs() -> list[str]:
+    runs = Path(os.environ["LEUKDASH_ARTIFACTS"]) / "runs"
+    return sorted(p.name for p in runs.iterdir()) if runs.is_dir() else []
+
+
+def _subprocess_cli(*args: str, env: dict | None = None, **popen) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "leukdash", *args], cwd=REPO, env={**os.environ, **(env or {})},
+                          capture_output=True, timeout=120, **popen)
+
+
+@case("a third of a dataset's files unreadable", "run and evaluate warn (stderr, --json) with the count and the "
+      "first file; the run uses the rest")
+def _files_left_out(folder: Path) -> str:
+    dataset = _dataset(folder, per_class=6)
+    _spoil(dataset, ["ALL/all0.png", "HEALTHY/healthy0.png"])
+    (dataset / "ALL" / "notes.txt").write_text("not a picture")
+    code, out, err = _cli(*_run_args(dataset, "--json"))
+    [warning] = json.loads(out)["dataset"]["warnings"]
+    assert code == 0 and err.strip() == f"warning: {warning}"
+    assert warning.startswith("3 of 13 file(s) of ds were left out") and "'ALL/notes.txt'" in warning, warning
+    assert json.loads(out)["dataset"]["n_images"] == 10
+    run_id = json.loads(out)["run_id"]
+    other = _dataset(folder / "other", per_class=3)
+    _spoil(other, ["HEALTHY/healthy1.png"])
+    code, out, err = _cli("evaluate", run_id, str(other))
+    assert code == 0 and err.strip().startswith("warning: 1 of 6 file(s) of ds were left out"), err
+    return err.strip()
+
+
+@case("every file of one class unreadable", "run: exit 2, one line naming the dataset and the left-out files; "
+      "evaluate: that class's recall n/a, with a warning")
+def _class_unreadable(folder: Path) -> str:
+    good = _dataset(folder / "good")
+    code, out, _ = _cli(*_run_args(good, "--json"))
+    run_id = json.loads(out)["run_id"]
+    dataset = _dataset(folder / "bad")
+    _spoil(dataset, [f"ALL/all{i}.png" for i in range(6)])
+    code, _, err = _cli(*_run_args(dataset))
+    line = _one_error_line(err, "ds has 1 class(es) with images (HEALTHY)", "6 of 12 file(s) of ds were left out",
+                           "'ALL/all0.png'")
+    assert code == 2
+    code, out, err = _cli("evaluate", run_id, str(dataset))
+    assert code == 0 and "recall per class   ALL n/a  HEALTHY 1.000" in out, out
+    assert "no readable image of class(es) ALL in ds" in err and "UserWarning" not in err, err
+    return line
+
+
+@case("ensemble weights whose sum overflows (1e308 each)", "the same vote as equal weights; never all-zero weights")
+def _huge_weights(folder: Path) -> str:
+    dataset = _dataset(folder)
+    ids = [json.loads(_cli(*_run_args(dataset, "--model", model, "--json"))[1])["run_id"] for model in ("nb", "knn")]
+    code, out, err = _cli("ensemble", *ids, "--weights", "1e308,1e308", "--json")
+    huge = json.loads(out)
+    equal = json.loads(_cli("ensemble", *ids, "--json")[1])
+    assert code == 0 and err == ""
+    assert [f["val_acc"] for f in huge["folds"]] == [f["val_acc"] for f in equal["folds"]]
+    assert huge["config"]["weights"] == [0.5, 0.5]
+    return f"weights {huge['config']['weights']}, fold accuracies as with equal weights"
+
+
+@case("malformed Dask scheduler address (option or environment)", "exit 2, one line naming the setting; "
+      "nothing stored, no sweep")
+def _bad_scheduler(folder: Path) -> str:
+    dataset = _dataset(folder)
+    lines = []
+    for address in ("garbage", "tcp://host:notaport", "http://127.0.0.1:8786", "tcp://:8786"):
+        code, _, err = _cli(*_run_args(dataset, "--scheduler", address))
+        lines.append(_one_error_line(err, f"--scheduler {address!r} is not a Dask scheduler address"))
+        assert code == 2
+    os.environ["LEUKDASH_SCHEDULER"] = "bogus"
+    code, _, err = _cli("sweep", str(dataset), "--model", "nb,knn", "--image-size", "16", "--folds", "3", "--quiet")
+    _one_error_line(err, "LEUKDASH_SCHEDULER 'bogus' is not a Dask scheduler address")
+    assert code == 2 and _stored_runs() == []
+    assert not (Path(os.environ["LEUKDASH_ARTIFACTS"]) / "sweeps").exists() or \
+        not any((Path(os.environ["LEUKDASH_ARTIFACTS"]) / "sweeps").iterdir())
+    return lines[0]
+
+
+@case("run id or folder name longer than the file system allows", "exit 2, one line each, in every command")
+def _long_names(folder: Path) -> str:
+    long = "a" * 300
+    image = _dataset(folder) / "ALL" / "all0.png"
+    lines = []
+    for args in (("predict", long, str(image)), ("compare", long, long), ("evaluate", long, str(folder)),
+                 ("refit", long), ("audit", str(folder / long)), _run_args(folder / long)):
+        code, _, err = _cli(*args)
+        lines.append(_one_error_line(err))
+        assert code == 2 and ("longer than the file system allows" in err or "is not a finished run" in err), err
+    return lines[0][:60] + "..."
+
+
+@case("output pipe closed by the reader (| head)", "exit 1, no traceback")
+def _closed_pipe(folder: Path) -> str:
+    process = subprocess.Popen([sys.executable, "-m", "leukdash", "datasets", "--json"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before anything is written
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and b"Traceback" not in err and b"BrokenPipe" not in err, err
+    return f"exit {process.returncode}, stderr {err.decode()!r}"
+
+
+@case("a terminal that can only show ASCII", "audit prints non-ASCII file names escaped; exit 0")
+def _ascii_terminal(folder: Path) -> str:
+    dataset = _dataset(folder)
+    (dataset / "ALL" / "blaste ü é.png").write_bytes((dataset / "ALL" / "all0.png").read_bytes())
+    done = _subprocess_cli("audit", str(dataset), env={"PYTHONIOENCODING": "ascii", "PYTHONUTF8": "0"})
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
+    [line] = [text for text in done.stdout.decode("ascii").splitlines() if "blaste" in text]
+    assert "\\xfc" in line, line
+    return line.strip()
+
+
+@case("run options typed beside --config-file; an empty dataset name", "exit 2, one line naming what would be "
+      "ignored; an empty name is refused, not read as the default dataset")
+def _config_file_and_options(folder: Path) -> str:
+    dataset = _dataset(folder)
+    code, out, _ = _cli(*_run_args(dataset, "--json"))
+    meta = Path(os.environ["LEUKDASH_ARTIFACTS"]) / "runs" / json.loads(out)["run_id"] / "meta.json"
+    code, _, err = _cli("run", "--config-file", str(meta), "--model", "knn", "--folds", "5", "--quiet")
+    line = _one_error_line(err, "--model, --folds would be ignored")
+    assert code == 2
+    code, _, err = _cli("run", str(folder / "elsewhere"), "--config-file", str(meta), "--quiet")
+    _one_error_line(err, "DATASET would be ignored")
+    code, out, err = _cli("run", "--config-file", str(meta), "--quiet")
+    assert code == 0 and "(cached)" in out
+    for empty in ("", " "):
+        code, _, err = _cli("run", empty, "--model", "nb", "--quiet")
+        _one_error_line(err, "the dataset name is empty")
+        assert code == 2
+    return line
+
+
+@case("TIFFs that cannot be read: floating-point colour, cut in half", "predict lists each with a reason (no "
+      "memory address, no Pillow warning); the good image is predicted")
+def _unreadable_tiffs(folder: Path) -> str:
+    from PIL import Image
+
+    dataset = _dataset(folder)
+    run_id = json.loads(_cli(*_run_args(dataset, "--json"))[1])["run_id"]
+    cv2.imwrite(str(folder / "float.tif"), np.random.default_rng(0).random((24, 24, 3)).astype(np.float32))
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+        folder / "whole.tif", compression="tiff_lzw")
+    whole = (folder / "whole.tif").read_bytes()
+    (folder / "cut.tif").write_bytes(whole[:len(whole) // 2])
+    (folder / "markers.jpg").write_bytes(b"\xff\xd8\xff\xd9")
+    paths = [folder / name for name in ("float.tif", "cut.tif", "markers.jpg")] + [dataset / "ALL" / "all1.png"]
+    code, out, err = _cli("predict", run_id, *map(str, paths))
+    assert code == 0 and "Warning" not in err and " object at 0x" not in out + err, (out, err)
+    assert "float.tif: cannot read: TIFF not readable" in out and "cut.tif: cannot read:" in out, out
+    assert "markers.jpg: cannot read: damaged JPEG header" in out and "all1.png: ALL" in out, out
+    return [line for line in out.splitlines() if "float.tif" in line][0].replace(str(folder), "TMP")
+
+
+@pytest.mark.parametrize("hostile", CASES, ids=[c.name for c in CASES])
+def test_hostile_cli_case(hostile: Case, tmp_path):
+    observed = run_case(hostile, tmp_path)
+    assert observed
