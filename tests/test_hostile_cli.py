@@ -122,7 +122,7 @@ def _long_names(folder: Path) -> str:
     return lines[0][:60] + "..."
 
 
-@case("output pipe closed by the reader (| head)", "exit 1, no traceback")
+@case("output pipe closed early by its reader (e.g. head)", "exit 1, no traceback")
 def _closed_pipe(folder: Path) -> str:
     process = subprocess.Popen([sys.executable, "-m", "leukdash", "datasets", "--json"], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
