@@ -9,6 +9,7 @@ from leukdash.errors import ConfigError
 from leukdash.engine.runner import run_many
 from leukdash.engine.scheduler import (CLASSIC_WORKER_MB, CNN_THREADS, TF_WORKER_MB, DaskPool, FoldTask, InProcessPool,
                                 LocalPool, make_pool, memory_budget_mb)
+from leukdash.engine.scheduler.local import fold_memory_mb
 
 
 def _task(model: str, fold: int = 0) -> FoldTask:
@@ -51,6 +52,32 @@ def test_a_small_machine_trains_one_cnn_fold_at_a_time():
     running, live = [_task("cnn")], _live(cnn=1)
     assert not pool.fits(_task("cnn"), running, live)
     assert pool.fits(_task("svm"), running, live)
+
+
+def _sized(model: str, n_images: int, **changes) -> FoldTask:
+    """A fold of a run at the default settings (64 px, x8, 5 folds) on ``n_images`` images."""
+    return FoldTask(f"{model}-run", 0, 5, RunConfig(model=model, **changes).to_dict(), n_images)
+
+
+def test_a_folds_memory_grows_with_its_training_rows_and_the_svms_gram_matrix():
+    # 903 images (the built-in five-class set): 5,779 training rows of 64 px after x8.
+    svm, knn, tree = (fold_memory_mb(_sized(model, 903)) for model in ("svm", "knn", "dt"))
+    assert knn == tree and svm - knn == round(5779 ** 2 * 8 * 1.35 / 2**20)  # the Gram matrix, in blocks
+    assert fold_memory_mb(_sized("knn", 260)) < knn / 3  # ALL-IDB2's 260 images
+    assert fold_memory_mb(_sized("svm", 903, feature_set="features")) < svm  # 64 inputs, not 3,072
+    assert fold_memory_mb(_sized("knn", 903, augment=AugmentConfig.off())) * 8 == pytest.approx(knn, rel=0.01)
+    assert fold_memory_mb(_task("svm")) == 0  # size unknown: the worker's own memory only
+
+
+def test_large_folds_run_fewer_at_once_within_the_budget():
+    pool = LocalPool(cores=8, memory_mb=3500)
+    big, small = _sized("svm", 903), _sized("svm", 40)
+    running = [big] * 3
+    assert pool.fits(big, running[:2], _live(classic=2))  # a third: 3 x (300 + 683) MB <= 3500
+    assert not pool.fits(big, running, _live(classic=3))  # a fourth would pass the budget
+    assert pool.fits(small, running, _live(classic=3))  # a tiny fold beside them still fits
+    # Before, every classic worker counted 300 MB: eight such folds (about 7.8 GB measured) were let in.
+    assert CLASSIC_WORKER_MB * 8 <= 3500
 
 
 def test_memory_budget_from_the_environment(monkeypatch):

@@ -162,7 +162,8 @@ def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_eve
         emit(r.run_id, {"event": "start", "run_id": r.run_id, "folds": len(fold_ids), "missing": missing,
                         "done_folds": [f for f in fold_ids if f not in missing],
                         "epochs": r.config.epochs if r.config.is_cnn else None})
-        tasks += [FoldTask(r.run_id, fold, len(fold_ids), r.config.to_dict()) for fold in missing]
+        tasks += [FoldTask(r.run_id, fold, len(fold_ids), r.config.to_dict(), len(inputs[r.run_id].labels))
+                  for fold in missing]
         left[r.run_id] = set(missing)
 
     def finish(run_id: str) -> None:

@@ -18,6 +18,7 @@ class FoldTask:
     fold: int
     n_folds: int
     config: dict  # RunConfig.to_dict()
+    n_images: int = 0  # of its run (0: not known), for the estimate of its memory
 
     @property
     def is_cnn(self) -> bool:
