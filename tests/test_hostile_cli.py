@@ -1,7 +1,7 @@
 """Hostile input at the command line: files left out of a run, a class with no readable file,
 extreme ensemble weights, malformed scheduler addresses, over-long names, a closed output pipe,
 an ASCII-only terminal, options beside ``--config-file``, an empty dataset name, TIFFs that
-cannot be read.
+cannot be read, a fold file deleted from a finished run.
 
 Cases are registered as in :mod:`test_hostile` (its helpers are reused) and printed by
 ``python -m benchmarks.hostile_table`` with the others.
@@ -182,6 +182,24 @@ def _unreadable_tiffs(folder: Path) -> str:
     assert "float.tif: cannot read: TIFF not readable" in out and "cut.tif: cannot read:" in out, out
     assert "markers.jpg: cannot read: damaged JPEG header" in out and "all1.png: ALL" in out, out
     return [line for line in out.splitlines() if "float.tif" in line][0].replace(str(folder), "TMP")
+
+
+@case("a finished run's fold file deleted by hand", "runs lists it as partial; compare names the fold and the "
+      "command; that command computes that fold only")
+def _fold_file_deleted(folder: Path) -> str:
+    dataset = _dataset(folder)
+    ids = [json.loads(_cli(*_run_args(dataset, "--model", model, "--json"))[1])["run_id"] for model in ("nb", "knn")]
+    runs = Path(os.environ["LEUKDASH_ARTIFACTS"]) / "runs"
+    (runs / ids[0] / "folds" / "fold_1.json").unlink()
+    listed = {entry["run_id"]: entry["status"] for entry in json.loads(_cli("runs", "--json")[1])["runs"]}
+    assert listed == {ids[0]: "partial", ids[1]: "complete"}, listed
+    code, _, err = _cli("compare", *ids)
+    line = _one_error_line(err, "fold(s) 2 missing or damaged", f"run --config-file {runs / ids[0] / 'meta.json'}")
+    assert code == 2
+    code, out, _ = _cli("run", "--config-file", str(runs / ids[0] / "meta.json"), "--quiet", "--json")
+    assert code == 0 and json.loads(out)["computed_folds"] == [1]
+    assert _cli("compare", *ids)[0] == 0
+    return line.replace(str(folder), "TMP")
 
 
 @pytest.mark.parametrize("hostile", CASES, ids=[c.name for c in CASES])

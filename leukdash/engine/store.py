@@ -265,8 +265,9 @@ class RunStore:
                 )
                 if self.is_locked(folder.name):
                     status = "running"
-                else:
-                    status = "complete" if summary is not None else "partial"
+                else:  # a fold file lost or damaged after the run finished: the run is partial again
+                    whole = summary is not None and n_done >= len(meta.get("fold_ids") or ())
+                    status = "complete" if whole else "partial"
             except (OSError, RunError):
                 continue
             runs.append({

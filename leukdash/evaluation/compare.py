@@ -28,9 +28,20 @@ def load_results(run_ids, store: RunStore | None = None) -> list[dict]:
     for run_id in run_ids:
         result = load_result(run_id, store)
         if result is None:
-            raise RunError(f"run {run_id!r} is not a finished run in the store")
+            raise RunError(f"run {run_id!r} is not a finished run in the store{_why_unfinished(run_id, store)}")
         results.append(result)
     return results
+
+
+def _why_unfinished(run_id: str, store: RunStore) -> str:
+    """What is missing of a run that has a ``meta.json``, and the command that completes it."""
+    meta = store.read_meta(run_id)
+    if not isinstance(meta, dict) or meta.get("config", {}).get("model") == "ensemble":
+        return ""
+    missing = [fold + 1 for fold in meta.get("fold_ids", []) if store.read_fold(run_id, fold) is None]
+    what = f"fold(s) {', '.join(map(str, missing))} missing or damaged" if missing else "not finished"
+    return (f": {what}; `python -m leukdash run --config-file {store.run_dir(run_id) / 'meta.json'}` "
+            "computes what is missing")
 
 
 def compare_runs(run_ids, store: RunStore | None = None) -> dict:
