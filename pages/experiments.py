@@ -18,6 +18,7 @@ from leukdash.paths import hide_roots
 from leukdash.data.preprocess import describe_mode
 from leukdash.reporting.plots import ERROR_BARS, metric_bars, setting_text, summary_frame, sweep_axes
 from leukdash.engine.progress import count, format_duration
+from leukdash.engine.sweep import MAX_SWEEP_RUNS
 from pages._shared import (VIEWER_NOTE, dataset_picker, deployment, kept, load_dataset_info, percent_columns, resolve,
                            results, root, routed, runs, synthetic_note)
 
@@ -37,7 +38,6 @@ BATCH_SIZES = [8, 16, 32, 64, 128]
 # Augmentation choices: the transforms set on the Augmentation page, none, or one of the paper's alone.
 TRANSFORMS = {"page": "as set on the Augmentation page", "off": "none (original images only)"} | {
     f"only {name}": f"{name.replace('_', ' ')} only" for name in AugmentConfig().enabled()}
-MAX_RUNS = 200
 POLL_SECONDS = 2.0
 RECENT_SECONDS = 3600  # a job that ended this recently is announced to a new session
 
@@ -285,8 +285,8 @@ if not problems:
     configs = grid({"dataset": [dataset], "classes": [tasks[task]], "image_size": sizes, "preprocess": preprocessings,
                     "folds": [int(folds)],
                     "seed": seeds}, chosen, cnn_choices, classic_choices, augment_axes)
-if len(configs) > MAX_RUNS:
-    problems.append(f"{len(configs)} runs: at most {MAX_RUNS} per sweep; choose fewer values.")
+if len(configs) > MAX_SWEEP_RUNS:
+    problems.append(f"{len(configs)} runs: at most {MAX_SWEEP_RUNS} per sweep; choose fewer values.")
     configs = []
 
 planned: dict[str, RunConfig] = {}

@@ -1,7 +1,7 @@
 """Hostile input at the command line: files left out of a run, a class with no readable file,
 extreme ensemble weights, malformed scheduler addresses, over-long names, a closed output pipe,
 an ASCII-only terminal, options beside ``--config-file``, an empty dataset name, TIFFs that
-cannot be read, a fold file deleted from a finished run.
+cannot be read, a fold file deleted from a finished run, a sweep grid far too large.
 
 Cases are registered as in :mod:`test_hostile` (its helpers are reused) and printed by
 ``python -m benchmarks.hostile_table`` with the others.
@@ -200,6 +200,23 @@ def _fold_file_deleted(folder: Path) -> str:
     assert code == 0 and json.loads(out)["computed_folds"] == [1]
     assert _cli("compare", *ids)[0] == 0
     return line.replace(str(folder), "TMP")
+
+
+@case("a sweep grid far larger than meant (21 seeds x 10 sizes)", "exit 2, one line with the count and how to "
+      "go on; nothing stored; --max-runs lets a grid through")
+def _huge_grid(folder: Path) -> str:
+    dataset = _dataset(folder)
+    seeds, sizes = ",".join(map(str, range(21))), ",".join(map(str, range(8, 18)))
+    code, _, err = _cli("sweep", str(dataset), "--model", "nb", "--seed", seeds, "--image-size", sizes, "--quiet")
+    line = _one_error_line(err, "this grid is 210 runs, more than 200", "--max-runs 210")
+    assert code == 2 and not (Path(os.environ["LEUKDASH_ARTIFACTS"]) / "sweeps").exists() and _stored_runs() == []
+    small = ["sweep", str(dataset), "--model", "nb,knn", "--seed", "0,1", "--image-size", "16", "--folds", "3",
+             "--augment-factor", "1", "--n-jobs", "1", "--quiet", "--json"]
+    code, _, err = _cli(*small, "--max-runs", "3")
+    _one_error_line(err, "this grid is 4 runs, more than 3")
+    code, out, _ = _cli(*small, "--max-runs", "4")
+    assert code == 0 and len(json.loads(out)["runs"]) == 4
+    return line
 
 
 @pytest.mark.parametrize("hostile", CASES, ids=[c.name for c in CASES])

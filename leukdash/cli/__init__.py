@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(sweep, lists=True)
     sweep.add_argument("--name", help="a label for the sweep")
     sweep.add_argument("--resume", metavar="SWEEP_ID", help="launch a stored sweep again (its missing folds)")
+    sweep.add_argument("--max-runs", type=int, help="launch a grid of more runs than the default cap "
+                       "(200: a bigger grid is more often one axis too many than a plan)")
     add_pool_options(sweep)
     sweep.set_defaults(handler=cmd.sweep)
 

@@ -6,7 +6,7 @@ import sys
 
 from leukdash.cli.output import (ProgressLine, SweepLog, final_text, print_checks, print_json, print_report, run_json,
                                  run_text, sweep_settings)
-from leukdash.cli.run_options import config_from_args, n_jobs_option, sweep_from_args
+from leukdash.cli.run_options import check_grid_size, config_from_args, n_jobs_option, sweep_from_args
 from leukdash.paths import printable
 
 
@@ -70,6 +70,7 @@ def sweep(args) -> int:
         outcome = resume_sweep(args.resume, **options)
     else:
         configs, axes = sweep_from_args(args)
+        check_grid_size(len(configs), args.max_runs)
         outcome = run_sweep(configs, name=args.name, axes=axes, **options)
     if args.json:
         print_json({"sweep_id": outcome["sweep_id"], "name": outcome["name"], "axes": outcome["axes"],

@@ -110,6 +110,16 @@ def sweep_from_args(args) -> tuple[list[RunConfig], dict]:
     return expand_grid(base, axes), axes
 
 
+def check_grid_size(n_runs: int, max_runs: int | None) -> None:
+    """Refuse a sweep of more runs than ``--max-runs`` (default ``MAX_SWEEP_RUNS``), saying how to go on."""
+    from leukdash.engine.sweep import MAX_SWEEP_RUNS
+
+    cap = MAX_SWEEP_RUNS if max_runs is None else max_runs
+    if n_runs > cap:
+        raise LeukdashError(f"this grid is {n_runs} runs, more than {cap}: check its axes (give fewer values), "
+                            f"or pass --max-runs {n_runs} to launch it")
+
+
 def _config_file(path: Path) -> RunConfig:
     """The config in a JSON file: a config object, or a run's ``meta.json`` (its ``config``)."""
     from leukdash.data.files import read_regular_file

@@ -30,6 +30,9 @@ from leukdash.engine.store import RunStore, read_json, write_json_atomic
 SWEEP_FILE = "sweep.json"
 PROGRESS_FILE = "progress.jsonl"
 LOCK_FILE = ".lock"  # held while a process computes the sweep
+# Runs in one sweep, unless asked for more: a bigger grid is more often a slip (one axis too many)
+# than a plan; the dashboard's cap, and the command line's default one (``--max-runs``).
+MAX_SWEEP_RUNS = 200
 _SWEEP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _RUN_FIELDS = tuple(f.name for f in fields(RunConfig))
 _AUGMENT_FIELDS = tuple(f.name for f in fields(AugmentConfig))
