@@ -1,7 +1,8 @@
 """Hostile input at the command line: files left out of a run, a class with no readable file,
 extreme ensemble weights, malformed scheduler addresses, over-long names, a closed output pipe,
 an ASCII-only terminal, options beside ``--config-file``, an empty dataset name, TIFFs that
-cannot be read, a fold file deleted from a finished run, a sweep grid far too large.
+cannot be read, a fold file deleted from a finished run, a sweep grid far too large, a run's training folder
+moved away.
 
 Cases are registered as in :mod:`test_hostile` (its helpers are reused) and printed by
 ``python -m benchmarks.hostile_table`` with the others.
@@ -217,6 +218,18 @@ def _huge_grid(folder: Path) -> str:
     code, out, _ = _cli(*small, "--max-runs", "4")
     assert code == 0 and len(json.loads(out)["runs"]) == 4
     return line
+
+
+@case("the folder a run was trained on moved away", "evaluate: exit 2, one line saying the run needs its training "
+      "images and where they were")
+def _training_folder_gone(folder: Path) -> str:
+    dataset = _dataset(folder / "trained")
+    run_id = json.loads(_cli(*_run_args(dataset, "--json"))[1])["run_id"]
+    dataset.rename(folder / "moved")
+    code, _, err = _cli("evaluate", run_id, str(_dataset(folder / "other", per_class=4)))  # other images
+    line = _one_error_line(err, f"run {run_id} needs the images it was trained on", str(dataset), "put that folder back")
+    assert code == 2
+    return line.replace(str(folder), "TMP")
 
 
 @pytest.mark.parametrize("hostile", CASES, ids=[c.name for c in CASES])

@@ -10,6 +10,7 @@ import numpy as np
 
 from leukdash.errors import LeukdashError, RunError
 from leukdash.engine.store import RunStore
+from leukdash.paths import printable
 
 
 def open_run_dataset(meta: dict):
@@ -20,7 +21,12 @@ def open_run_dataset(meta: dict):
     try:
         dataset = open_dataset(meta["config"]["dataset"])
     except LeukdashError:  # found by name no more: the folder it was read from
-        dataset = open_dataset(info["path"])
+        try:
+            dataset = open_dataset(info["path"])
+        except LeukdashError as error:
+            raise RunError(f"run {meta['run_id']} needs the images it was trained on ({info['name']!r}, read from "
+                           f"{printable(str(info['path']))}), which are gone: {error}; put that folder back "
+                           "(a dataset known by name: set LEUKDASH_DATA to the folder that holds it)") from None
     dataset = dataset.subset(info["classes"])
     if dataset.fingerprint != info["fingerprint"]:
         raise RunError(f"dataset {info['name']!r} changed since run {meta['run_id']} was computed")
