@@ -4,7 +4,7 @@ For each model, ``python -m leukdash run DATASET --model MODEL --n-jobs 2`` runs
 temporary store (the built-in set is drawn there first when it is the dataset); the resident
 memory (RSS, psutil) of the run's worker processes is sampled every 0.1 s. Printed per model: the
 peak of each worker, and what the local pool counts for such a worker while it computes one fold
-(``TF_WORKER_MB`` or ``CLASSIC_WORKER_MB`` plus :func:`leukdash.engine.scheduler.local.fold_memory_mb`).
+(``TF_WORKER_MB`` or ``CLASSIC_WORKER_MB`` plus :attr:`leukdash.engine.scheduler.FoldTask.memory_mb`).
 
     python benchmarks/measure_fold_memory.py [--dataset synthetic] [--models svm,knn,dt,cnn]
         [--epochs 2]
@@ -54,12 +54,12 @@ def estimate_mb(model: str, dataset: str, epochs: int) -> int:
     """What the local pool counts for a worker computing one fold of this run."""
     from leukdash.config import RunConfig
     from leukdash.data.discovery import open_dataset
-    from leukdash.engine.scheduler.local import CLASSIC_WORKER_MB, TF_WORKER_MB, fold_memory_mb
+    from leukdash.engine.scheduler.local import CLASSIC_WORKER_MB, TF_WORKER_MB
     from leukdash.engine.scheduler.task import FoldTask
 
     config = RunConfig(dataset=dataset, model=model, epochs=epochs)
     task = FoldTask("estimate", 0, config.folds, config.to_dict(), len(open_dataset(dataset).items))
-    return (TF_WORKER_MB if task.is_cnn else CLASSIC_WORKER_MB) + fold_memory_mb(task)
+    return (TF_WORKER_MB if task.is_cnn else CLASSIC_WORKER_MB) + task.memory_mb
 
 
 def main() -> int:

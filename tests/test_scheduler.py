@@ -9,7 +9,6 @@ from leukdash.errors import ConfigError
 from leukdash.engine.runner import run_many
 from leukdash.engine.scheduler import (CLASSIC_WORKER_MB, CNN_THREADS, TF_WORKER_MB, DaskPool, FoldTask, InProcessPool,
                                 LocalPool, make_pool, memory_budget_mb)
-from leukdash.engine.scheduler.local import fold_memory_mb
 
 
 def _task(model: str, fold: int = 0) -> FoldTask:
@@ -61,12 +60,12 @@ def _sized(model: str, n_images: int, **changes) -> FoldTask:
 
 def test_a_folds_memory_grows_with_its_training_rows_and_the_svms_gram_matrix():
     # 903 images (the built-in five-class set): 5,779 training rows of 64 px after x8.
-    svm, knn, tree = (fold_memory_mb(_sized(model, 903)) for model in ("svm", "knn", "dt"))
+    svm, knn, tree = (_sized(model, 903).memory_mb for model in ("svm", "knn", "dt"))
     assert knn == tree and svm - knn == round(5779 ** 2 * 8 * 1.35 / 2**20)  # the Gram matrix, in blocks
-    assert fold_memory_mb(_sized("knn", 260)) < knn / 3  # ALL-IDB2's 260 images
-    assert fold_memory_mb(_sized("svm", 903, feature_set="features")) < svm  # 64 inputs, not 3,072
-    assert fold_memory_mb(_sized("knn", 903, augment=AugmentConfig.off())) * 8 == pytest.approx(knn, rel=0.01)
-    assert fold_memory_mb(_task("svm")) == 0  # size unknown: the worker's own memory only
+    assert _sized("knn", 260).memory_mb < knn / 3  # ALL-IDB2's 260 images
+    assert _sized("svm", 903, feature_set="features").memory_mb < svm  # 64 inputs, not 3,072
+    assert _sized("knn", 903, augment=AugmentConfig.off()).memory_mb * 8 == pytest.approx(knn, rel=0.01)
+    assert _task("svm").memory_mb == 0  # size unknown: the worker's own memory only
 
 
 def test_large_folds_run_fewer_at_once_within_the_budget():

@@ -6,7 +6,7 @@ The tasks of all runs share one budget of cores and memory:
   (its BLAS/OpenMP threads are limited to one), so CNN and classic folds share the machine
   without oversubscribing it;
 - memory: a worker process that has loaded TensorFlow counts ``TF_WORKER_MB``, a classic one
-  ``CLASSIC_WORKER_MB``, and a fold adds what it holds while it runs (:func:`fold_memory_mb`);
+  ``CLASSIC_WORKER_MB``, and a fold adds what it holds while it runs (:attr:`FoldTask.memory_mb`);
   the budget is ``LEUKDASH_MEMORY_MB`` (see :func:`memory_budget_mb`).
 """
 
@@ -28,13 +28,6 @@ from leukdash.engine.scheduler.task import CNN_THREADS, FoldTask, compute_fold, 
 # scikit-learn worker on a tiny set 230-255 MB).
 TF_WORKER_MB = 850
 CLASSIC_WORKER_MB = 300
-# What a fold holds per training row (after augmentation), in bytes per uint8 image byte and per
-# input value, and, for the SVM, per entry of its Gram matrix (measured peaks: see
-# :func:`fold_memory_mb`).
-CNN_BYTES_PER_IMAGE_BYTE = 6
-CLASSIC_BYTES_PER_IMAGE_BYTE = 1
-CLASSIC_BYTES_PER_INPUT = 16
-SVM_BYTES_PER_GRAM_ENTRY = 8 * 1.35
 # The budget on a small machine: Streamlit Community Cloud gives an app ~2.7 GB, of which the
 # server takes up to ~0.8 GB once TensorFlow is loaded for a prediction; 1.6 GB of workers
 # (one TensorFlow fold and two classic folds; two TensorFlow folds measured 2.96 GB in all)
@@ -126,37 +119,8 @@ class LocalPool:
             return False
         idle = live.get(task.is_cnn, 0) - sum(t.is_cnn == task.is_cnn for t in running)
         extra = 0 if idle > 0 else (TF_WORKER_MB if task.is_cnn else CLASSIC_WORKER_MB)
-        folds = sum(fold_memory_mb(t) for t in [*running, task])
+        folds = sum(t.memory_mb for t in [*running, task])
         return worker_memory_mb(live) + extra + folds <= self.memory_mb
-
-
-def fold_memory_mb(task: FoldTask) -> int:
-    """Memory a fold adds to its worker process while it runs, from its training rows.
-
-    Its images (uint8, augmented) and, for a classic model, its input matrix (float32, scaled,
-    and the float64 copy the SVM takes), plus the SVM's Gram matrix (float64, finished in blocks).
-    Measured peaks of one worker (``python benchmarks/measure_fold_memory.py``, built-in
-    five-class set, 903 images at 64 px, x8: 5,779 training rows; AMD EPYC, 2 cores): SVM on
-    pixels 952-966 MB (counted with its worker: 983), 3-NN 599-604 (639), decision tree 429-441
-    (639), CNN 1,123-1,200 (1,256); allidb2_ufpr (1,664 rows, ``--dataset allidb2_ufpr``):
-    SVM 389-403 (426), 3-NN 336-345 (398), CNN 892-929 (967). A task whose run size is unknown
-    (``n_images`` 0) adds nothing.
-    """
-    if not task.n_images:
-        return 0
-    from leukdash.engine.estimate import fold_work
-    from leukdash.engine.ordering import FEATURE_INPUTS, PIXEL_INPUTS
-
-    config = task.config
-    rows = fold_work({**config, "image_size": 1, "epochs": 1}, task.n_images)
-    image_bytes = rows * config["image_size"] ** 2 * 3
-    if task.is_cnn:
-        return round(image_bytes * CNN_BYTES_PER_IMAGE_BYTE / 2**20)
-    inputs = PIXEL_INPUTS if config.get("feature_set", "pixels") == "pixels" else FEATURE_INPUTS
-    held = image_bytes * CLASSIC_BYTES_PER_IMAGE_BYTE + rows * inputs * CLASSIC_BYTES_PER_INPUT
-    if config["model"] == "svm":
-        held += rows ** 2 * SVM_BYTES_PER_GRAM_ENTRY
-    return round(held / 2**20)
 
 
 def worker_memory_mb(live: dict[bool, int]) -> int:
