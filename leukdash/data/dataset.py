@@ -113,6 +113,16 @@ class Dataset:
                          f"{self.relative(seen.path)!r} and {self.relative(item.path)!r}): check their labels")
         return found
 
+    def left_out(self, loaded: LoadedImages) -> list[str]:
+        """One warning line when files of this dataset were left out of ``loaded`` (unreadable,
+        refused), else none."""
+        if not loaded.skipped:
+            return []
+        first = loaded.skipped[0]
+        return [f"{len(loaded.skipped)} of {len(loaded.labels) + len(loaded.skipped)} file(s) of {self.name} were "
+                f"left out, unreadable or refused (first: {self.relative(first.path)!r}: {first.reason}); "
+                "`python -m leukdash audit` lists them all"]
+
     def relative(self, path: Path) -> str:
         """A path as it is recorded and shown: relative to the dataset folder, printable."""
         return printable(path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path))

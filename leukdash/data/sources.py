@@ -63,16 +63,6 @@ class SkippedFile:
         return {"path": printable(str(path)), "reason": self.reason}
 
 
-def left_out_warnings(name: str, skipped: list[dict], n_used: int) -> list[str]:
-    """One warning line when files of dataset ``name`` were left out (``skipped``: the
-    :meth:`SkippedFile.to_dict` of each), beside the ``n_used`` images used; none when all were."""
-    if not skipped:
-        return []
-    first = skipped[0]
-    return [f"{len(skipped)} of {n_used + len(skipped)} file(s) of {name} were left out, unreadable or refused "
-            f"(first: {first['path']!r}: {first['reason']}); `python -m leukdash audit` lists them all"]
-
-
 @dataclass(frozen=True)
 class Scan:
     """What a folder holds: the class names, the images, the files left out, and notes on its

@@ -20,7 +20,6 @@ from leukdash.atomic import write_bytes_atomic
 from leukdash.config import RunConfig, stable_hash
 from leukdash.data.dataset import Dataset
 from leukdash.data.discovery import open_dataset
-from leukdash.data.sources import left_out_warnings
 from leukdash.errors import RunError
 from leukdash.engine.machine import describe_machine
 from leukdash.engine.progress import append_event
@@ -213,7 +212,6 @@ def _emit(path: Path, event: dict, on_event) -> None:
 
 def _meta(resolved: ResolvedRun, arrays, fold_ids: list[int]) -> dict:
     dataset = resolved.dataset
-    skipped = [s.to_dict(dataset.root) for s in arrays.skipped]
     return {
         "run_id": resolved.run_id,
         "config": resolved.config.to_dict(),
@@ -221,8 +219,8 @@ def _meta(resolved: ResolvedRun, arrays, fold_ids: list[int]) -> dict:
         "dataset": {**dataset.describe(), "fingerprint": dataset.fingerprint,
                     "classes": list(dataset.classes), "counts": dataset.counts(),
                     "n_used": int(len(arrays.labels)),
-                    "skipped": skipped,
-                    "warnings": dataset.warnings() + left_out_warnings(dataset.name, skipped, len(arrays.labels))},
+                    "skipped": [s.to_dict(dataset.root) for s in arrays.skipped],
+                    "warnings": dataset.warnings() + dataset.left_out(arrays)},
         "fold_ids": fold_ids,
         "versions": versions(),
         "machine": describe_machine(),  # fold times mean little without the CPU that made them

@@ -26,7 +26,6 @@ from leukdash.paths import artifacts_root
 def plan_folds(config: RunConfig, dataset: Dataset, arrays: LoadedImages) -> tuple[np.ndarray, list[int]]:
     """The fold of every loaded image and the folds this config runs."""
     from leukdash.data.folds import fold_plan, leave_one_source_out, merge_groups
-    from leukdash.data.sources import left_out_warnings
 
     sources = dataset.sources_of(arrays.paths)
     if config.protocol == "lodo":
@@ -37,9 +36,7 @@ def plan_folds(config: RunConfig, dataset: Dataset, arrays: LoadedImages) -> tup
             fold_of, fold_ids = fold_plan(arrays.labels, groups, dataset.classes, config.folds, config.test_fraction,
                                           config.seed, sources, dataset.name)
         except DatasetError as error:  # too few images: say if unreadable files are why
-            left_out = left_out_warnings(dataset.name, [s.to_dict(dataset.root) for s in arrays.skipped],
-                                         len(arrays.labels))
-            raise DatasetError("; ".join([str(error), *left_out])) from None
+            raise DatasetError("; ".join([str(error), *dataset.left_out(arrays)])) from None
     _check_neighbours(config, fold_of, fold_ids)
     return fold_of, fold_ids
 

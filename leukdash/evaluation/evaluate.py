@@ -78,7 +78,6 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     from leukdash.evaluation.predict import ensemble
     from leukdash.engine.runner import versions
     from leukdash.data.arrays import load_arrays
-    from leukdash.data.sources import left_out_warnings
     from leukdash.engine.training import duplicate_pairs
 
     proba, loaded = 0.0, None
@@ -109,9 +108,8 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
                                seed=BOOTSTRAP_SEED)  # as the stored result's key says, read now
     checked = [view for view in ("prepared", "acquisition") if view in own_outside]
     flagged = np.logical_or.reduce([outside[view] for view in checked])
-    skipped = [s.to_dict(dataset.root) for s in loaded.skipped]
     absent = [name for index, name in enumerate(dataset.classes) if not np.any(loaded.labels == index)]
-    warnings = left_out_warnings(dataset.name, skipped, len(loaded.labels)) + (
+    warnings = dataset.left_out(loaded) + (
         [f"no readable image of class(es) {', '.join(absent)} in {dataset.name}: their recall is undefined "
          "(n/a), and balanced accuracy averages the other classes only"] if absent else [])
     own_top = own_confidence(run_id, store)
@@ -123,7 +121,8 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
         "run": {"config": meta["config"], "dataset": meta["dataset"]["name"],
                 "fingerprint": meta["dataset"]["fingerprint"], "classes": meta["dataset"]["classes"]},
         "dataset": {**dataset.describe(), "fingerprint": dataset.fingerprint, "n_used": int(len(loaded.labels)),
-                    "skipped": skipped, "absent_classes": absent, "warnings": warnings},
+                    "skipped": [s.to_dict(dataset.root) for s in loaded.skipped],
+                    "absent_classes": absent, "warnings": warnings},
         **metrics,
         "ood_share": float(np.mean(flagged)),
         # The same check on the run's own images, each scored against the folds it was not in.
