@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from leukdash.config import stable_hash
-from leukdash.engine.runner import load_result, versions
+from leukdash.engine.runner import finished_result, load_result, versions
 from leukdash.engine.store import RunStore
 from leukdash.errors import RunError
 
@@ -78,9 +78,7 @@ def _members(run_ids: list[str], store: RunStore) -> list[dict]:
         raise RunError(f"an ensemble needs at least two different runs, got {' '.join(run_ids) or 'none'}")
     members = []
     for run_id in run_ids:
-        result = load_result(run_id, store)
-        if result is None:
-            raise RunError(f"run {run_id!r} is not a finished run in {store.root}")
+        result = finished_result(run_id, store)
         if is_ensemble(store.read_meta(run_id)):
             raise RunError(f"run {run_id} is itself an ensemble: name its members instead")
         members.append(result)

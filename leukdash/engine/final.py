@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from leukdash.config import RunConfig
 from leukdash.engine.ensemble import is_ensemble, member_ids
-from leukdash.engine.runner import load_result, versions
+from leukdash.engine.runner import finished_result, versions
 from leukdash.engine.store import RunStore, file_sha256, read_json, write_json_atomic
-from leukdash.errors import RunError
 
 # What final.json holds and how the model is trained; a model of another version is refitted.
 FINAL_VERSION = "final-1"
@@ -45,9 +44,8 @@ def refit(run_id: str, store: RunStore | None = None) -> dict:
     """Train (or read back) the final model of a finished run; returns its record (for an
     ensemble run: ``{"members": [member records]}``)."""
     store = store or RunStore()
+    finished_result(run_id, store)
     meta = store.read_meta(run_id)
-    if meta is None or load_result(run_id, store) is None:
-        raise RunError(f"run {run_id!r} is not a finished run in {store.root}")
     if is_ensemble(meta):
         return {"run_id": run_id, "members": [refit(member, store) for member, _ in member_ids(meta)]}
     found = final_record(run_id, store)

@@ -122,6 +122,27 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
     return results
 
 
+def finished_result(run_id: str, store: RunStore | None = None) -> dict:
+    """:func:`load_result` of a finished run; else one RunError that says what is missing and
+    the command that computes it."""
+    store = store or RunStore()
+    result = load_result(run_id, store)
+    if result is None:
+        raise RunError(f"run {run_id!r} is not a finished run in {store.root}{_why_unfinished(run_id, store)}")
+    return result
+
+
+def _why_unfinished(run_id: str, store: RunStore) -> str:
+    """What is missing of a run that has a ``meta.json``, and the command that completes it."""
+    meta = store.read_meta(run_id)
+    if not isinstance(meta, dict) or meta.get("config", {}).get("model") == "ensemble":
+        return ""
+    missing = [fold + 1 for fold in meta.get("fold_ids", []) if store.read_fold(run_id, fold) is None]
+    what = f"fold(s) {', '.join(map(str, missing))} missing or damaged" if missing else "not finished"
+    return (f": {what}; `python -m leukdash run --config-file {store.run_dir(run_id) / 'meta.json'}` "
+            "computes what is missing")
+
+
 def load_result(run_id: str, store: RunStore | None = None) -> dict | None:
     """A finished run from the store, or None when it is not complete."""
     store = store or RunStore()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from leukdash.errors import RunError
-from leukdash.engine.runner import load_result
+from leukdash.engine.runner import finished_result
 from leukdash.engine.store import RunStore
 from leukdash.evaluation.labels import MODEL_NAMES, run_labels
 
@@ -26,22 +25,8 @@ def load_results(run_ids, store: RunStore | None = None) -> list[dict]:
     store = store or RunStore()
     results = []
     for run_id in run_ids:
-        result = load_result(run_id, store)
-        if result is None:
-            raise RunError(f"run {run_id!r} is not a finished run in the store{_why_unfinished(run_id, store)}")
-        results.append(result)
+        results.append(finished_result(run_id, store))
     return results
-
-
-def _why_unfinished(run_id: str, store: RunStore) -> str:
-    """What is missing of a run that has a ``meta.json``, and the command that completes it."""
-    meta = store.read_meta(run_id)
-    if not isinstance(meta, dict) or meta.get("config", {}).get("model") == "ensemble":
-        return ""
-    missing = [fold + 1 for fold in meta.get("fold_ids", []) if store.read_fold(run_id, fold) is None]
-    what = f"fold(s) {', '.join(map(str, missing))} missing or damaged" if missing else "not finished"
-    return (f": {what}; `python -m leukdash run --config-file {store.run_dir(run_id) / 'meta.json'}` "
-            "computes what is missing")
 
 
 def compare_runs(run_ids, store: RunStore | None = None) -> dict:
