@@ -26,7 +26,6 @@ report --readme``), so run it with the default settings, on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from leukdash.data.decode import MAX_PIXELS, decode_image
+from leukdash.data.decode import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image
 from leukdash.evaluation.answer import headline
 from leukdash.evaluation.predict import warm_up, warmed_up
 from leukdash.errors import ImageDecodeError, LeukdashError
@@ -13,7 +13,7 @@ from pages._shared import (finished_runs, gradcam, kept, no_runs_yet, predict, r
 
 routed(__file__)
 
-IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"]
+IMAGE_TYPES = [extension.lstrip(".") for extension in IMAGE_EXTENSIONS]  # what a dataset reads
 MAX_FILE_MB = 50
 
 st.title("Predict")

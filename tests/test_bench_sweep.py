@@ -3,8 +3,6 @@ predicted ratios come from."""
 
 import sys
 
-import pytest
-
 from leukdash.paths import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))

@@ -2,7 +2,7 @@
 extreme ensemble weights, malformed scheduler addresses, over-long names, a closed output pipe,
 an ASCII-only terminal, options beside ``--config-file``, an empty dataset name, TIFFs that
 cannot be read, a fold file deleted from a finished run, a sweep grid far too large, a run's training folder
-moved away.
+moved away, JSON nested too deeply.
 
 Cases are registered as in :mod:`test_hostile` (its helpers are reused) and printed by
 ``python -m benchmarks.hostile_table`` with the others.
@@ -229,6 +229,28 @@ def _training_folder_gone(folder: Path) -> str:
     code, _, err = _cli("evaluate", run_id, str(_dataset(folder / "other", per_class=4)))  # other images
     line = _one_error_line(err, f"run {run_id} needs the images it was trained on", str(dataset), "put that folder back")
     assert code == 2
+    return line.replace(str(folder), "TMP")
+
+
+@case("JSON nested 100,000 deep: a config file, a run's meta.json, a line of its progress log",
+      "config: exit 2, one line; the damaged run is treated as damaged (no RecursionError), the others work")
+def _deep_json(folder: Path) -> str:
+    deep = "[" * 100_000 + "]" * 100_000
+    (folder / "deep.json").write_text(deep)
+    code, _, err = _cli("run", "--config-file", str(folder / "deep.json"), "--quiet")
+    line = _one_error_line(err, "is not a JSON text file")
+    assert code == 2
+    dataset = _dataset(folder)
+    ids = [json.loads(_cli(*_run_args(dataset, "--model", model, "--json"))[1])["run_id"] for model in ("nb", "knn")]
+    runs = Path(os.environ["LEUKDASH_ARTIFACTS"]) / "runs"
+    with open(runs / ids[1] / "progress.jsonl", "a") as log:
+        log.write(deep + "\n")
+    (runs / ids[0] / "meta.json").write_text(deep)
+    code, out, err = _cli("runs", "--json")
+    assert code == 0 and [entry["run_id"] for entry in json.loads(out)["runs"]] == [ids[1]], (out, err)
+    code, _, err = _cli("compare", *ids)
+    _one_error_line(err, f"run '{ids[0]}' is not a finished run")
+    assert code == 2 and _cli("compare", ids[1])[0] == 0
     return line.replace(str(folder), "TMP")
 
 

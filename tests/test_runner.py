@@ -68,10 +68,13 @@ def test_cached_run_from_the_cli_imports_no_tensorflow(tiny_dataset):
     assert tf_imported == "false"
 
 
-def test_cnn_folds_in_worker_processes_give_the_in_process_results(tiny_dataset, tmp_path, monkeypatch):
+def test_cnn_folds_in_worker_processes_give_the_in_process_results(tiny_dataset, tmp_path, monkeypatch, capfd):
     config = _config(tiny_dataset, model="cnn", folds=2)
     events = []
     parallel = run(config, n_jobs=2, on_event=events.append)
+    # The workers' stderr reaches ours without TensorFlow's start-up notes (a dozen lines per worker).
+    said = capfd.readouterr().err
+    assert "oneDNN" not in said and "absl::InitializeLog" not in said and "cpu_feature_guard" not in said, said
     # The workers' progress reaches the listener through the progress file.
     assert sorted(e["fold"] for e in events if e["event"] == "fold_done") == [0, 1]
     assert any(e["event"] == "epoch" for e in events)

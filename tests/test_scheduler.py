@@ -1,5 +1,7 @@
 """The local pool's core and memory budget, the choice of pool, and one pool for several runs."""
 
+import os
+
 import pytest
 
 from leukdash.engine import machine
@@ -149,3 +151,29 @@ def test_a_dead_worker_is_one_clear_error(tiny_dataset, monkeypatch):
         LocalPool(cores=1).run([FoldTask("nb-run", 2, 3, config.to_dict())], inputs,
                                on_done=lambda *a: None, on_event=kill_the_worker)
     assert len(started) == 1 and killed[0].process.wait() == -signal.SIGKILL
+
+
+def test_a_childs_stderr_reaches_ours_without_tensorflows_start_up_notes(capfd, monkeypatch):
+    from leukdash.engine.scheduler.child import _relay
+
+    # Lines as TensorFlow 2.21 prints them when a worker imports it, then what must pass.
+    notes = [b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+             b"I0000 00:00:1796407410.655767    5116 port.cc:153] oneDNN custom operations are on.\n",
+             b"I0000 00:00:1796407410.799612    5116 cpu_feature_guard.cc:227] This TensorFlow binary is optimized\n",
+             b"To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow\n",
+             b"I0000 00:00:1796407417.990691    5116 generator_dataset_op.cc:213] Memory patch applied\n"]
+    others = [b"W0000 00:00:1796407417.990691    5116 op_kernel.cc:1] a TensorFlow warning\n",
+              b"/x/keras/src/trainer.py:12: UserWarning: Your input ran out of data\n", b"Fatal Python error\n",
+              b"I0000 is not a log line\n"]
+
+    def relayed() -> str:
+        read, write = os.pipe()
+        os.write(write, b"".join(notes[:2] + others[:2] + notes[2:] + others[2:]))
+        os.close(write)
+        with os.fdopen(read, "rb") as stderr:
+            _relay(stderr)
+        return capfd.readouterr().err
+
+    assert relayed() == b"".join(others).decode()
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")  # TensorFlow's own switch for its notes
+    assert relayed() == b"".join(notes[:2] + others[:2] + notes[2:] + others[2:]).decode()

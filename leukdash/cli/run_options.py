@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -123,9 +122,10 @@ def check_grid_size(n_runs: int, max_runs: int | None) -> None:
 def _config_file(path: Path) -> RunConfig:
     """The config in a JSON file: a config object, or a run's ``meta.json`` (its ``config``)."""
     from leukdash.data.files import read_regular_file
+    from leukdash.engine.store import parse_json
 
     try:
-        values = json.loads(read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8"))
+        values = parse_json(read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8"))
     except FileRefused as error:
         raise LeukdashError(f"cannot read config file {path}: {error}") from None
     except ValueError:  # not UTF-8, or not JSON

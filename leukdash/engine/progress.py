@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from leukdash.atomic import explain
+from leukdash.engine.store import parse_json
 
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -59,7 +60,7 @@ def read_events(path: Path) -> list[dict]:
     events = []
     for line in text.splitlines():
         try:
-            event = json.loads(line)
+            event = parse_json(line)
         except ValueError:
             continue
         if isinstance(event, dict):
@@ -95,7 +96,7 @@ def forward_events(path: Path, on_event, interval: float = 0.2):
         offset += complete
         for line in data[:complete].splitlines():
             try:
-                event = json.loads(line)
+                event = parse_json(line)
             except ValueError:
                 continue
             if isinstance(event, dict):

@@ -61,7 +61,17 @@ def read_json(path: Path):
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    return json.loads(text)
+    return parse_json(text)
+
+
+def parse_json(text: str | bytes):
+    """``json.loads``, except that nesting too deep for Python's parser (a damaged or hostile
+    file, ``[[[[...``) raises ``ValueError`` like any other text that is not JSON we can use,
+    instead of ``RecursionError``: every reader that handles bad JSON then handles it too."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
 
 
 def checksum(value) -> str:

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from leukdash.errors import DatasetError, LeukdashError, RunError
-from leukdash.engine.run_data import open_run_dataset
+from leukdash.errors import DatasetError, RunError
 from leukdash.engine.store import RunStore, read_json, write_json_atomic
 
 # A model that gives one class to at least this share of the images has collapsed.

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from leukdash.config import AugmentConfig, RunConfig
+from leukdash.config import RunConfig
 from leukdash.reporting.matrix import FULL, Settings, experiments
 
 ALLIDB2, CNMC = "allidb2_ufpr", "cnmc_dev"

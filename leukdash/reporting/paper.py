@@ -1,7 +1,7 @@
 """The figures Ahmed et al. (Diagnostics, 2019) report, as PAPER.md gives them: one source for
 the dashboard's charts and the reproduction report, which show them beside leukdash's own."""
 
-from leukdash.evaluation.labels import FIVE_CLASS_TASK, PAPER_CLASSES
+from leukdash.evaluation.labels import FIVE_CLASS_TASK
 
 BINARY_TASK = "ALL vs HEALTHY"
 

@@ -20,7 +20,7 @@ from leukdash.engine import machine
 from leukdash.engine.machine import machine_cores
 from leukdash.engine.scheduler.child import ChildProcess
 from leukdash.engine.ordering import order
-from leukdash.engine.scheduler.task import CNN_THREADS, FoldTask, compute_fold, task_cores
+from leukdash.engine.scheduler.task import FoldTask, compute_fold, task_cores
 
 # Resident memory of a worker process, without the fold it computes (benchmarks/measure_memory.py
 # and benchmarks/measure_fold_memory.py: a worker that has imported TensorFlow and trained an

@@ -11,10 +11,10 @@ cannot render, a block that differs from what its data gives.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from leukdash import ENGINE_VERSION
+from leukdash.engine.store import parse_json
 from leukdash.paths import REPO_ROOT
 from leukdash.reporting.report import DATA_NAME
 from leukdash.reporting.report.blocks import audit_block, external_block, results_block, scaling_block, speed_block
@@ -46,7 +46,7 @@ def load_sources(paths: dict[str, Path] | None = None) -> dict[str, dict | str]:
     for name, (default, command) in SOURCES.items():
         path = Path((paths or {}).get(name) or default)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = parse_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             found[name] = f"no {name} data at {path}: run `{command}`"
             continue
