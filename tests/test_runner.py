@@ -232,3 +232,52 @@ def test_gradcam_of_a_cnn_run_covers_the_image(tiny_dataset):
     assert np.isfinite(heatmap).all() and 0.0 <= heatmap.min() and heatmap.max() <= 1.0
     with pytest.raises(RunError, match="not a CNN run"):
         gradcam(run(_config(tiny_dataset, model="nb"), n_jobs=1)["run_id"], image)
+
+
+@pytest.mark.parametrize("failure", [MemoryError(), ImportError("libfoo.so: failed to map segment from shared object"),
+                                     OSError(12, "Cannot allocate memory")], ids=["memory", "unmapped", "enomem"])
+def test_a_fold_out_of_memory_is_one_error_that_says_so(tiny_dataset, tmp_path, monkeypatch, failure):
+    from leukdash.engine import machine, training
+
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path))
+    calls = []
+
+    def second_fold_fails(config, inputs, fold, **kwargs):
+        calls.append(fold)
+        if len(calls) == 2:
+            raise failure
+        return real(config, inputs, fold, **kwargs)
+
+    real = training.run_fold
+    monkeypatch.setattr(training, "run_fold", second_fold_fails)
+    monkeypatch.setattr(machine, "address_space_limit_mb", lambda: 1000)
+    config = _config(tiny_dataset, model="nb")
+    with pytest.raises(RunError) as raised:
+        run(config, n_jobs=1)
+    message = str(raised.value)
+    assert message.startswith(f"out of memory ({type(failure).__name__}") and "finished folds are kept" in message
+    assert "at most 1,000 MB of address space here (ulimit -v)" in message, message
+    run_dir = RunStore().run_dir(resolve(config).run_id)
+    assert [e["message"] for e in read_events(run_dir / "progress.jsonl") if e["event"] == "failed"] == [message]
+    monkeypatch.setattr(training, "run_fold", real)
+    assert run(config, n_jobs=1)["computed_folds"] == [1, 2]  # the first fold was kept
+
+
+def test_any_other_error_of_a_fold_passes_unchanged():
+    from leukdash.engine.machine import out_of_memory
+
+    assert out_of_memory(ImportError("No module named 'foo'")) is None
+    assert out_of_memory(OSError(2, "No such file or directory")) is None
+    assert out_of_memory(ValueError("failed to map segment")) is None  # the words alone are not the error
+
+
+def test_the_cli_says_memory_ran_out_outside_the_folds_in_one_line(monkeypatch, capsys):
+    from leukdash.cli import commands, main
+
+    def loading_fails(args):
+        raise MemoryError()
+
+    monkeypatch.setattr(commands, "datasets", loading_fails)
+    assert main(["datasets"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: out of memory (MemoryError: no detail)"), err

@@ -71,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     except LeukdashError as error:
         print(f"error: {printable(str(error))}", file=sys.stderr)  # one line, whatever names it quotes
         return 2
+    except MemoryError as error:  # outside the folds (which say so themselves): loading, reading a store
+        from leukdash.engine.machine import out_of_memory
+
+        print(f"error: {out_of_memory(error)}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # the reader went away (``| head``): what it read was whole, nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
         return 1

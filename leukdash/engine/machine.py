@@ -26,6 +26,43 @@ def machine_memory_mb() -> int | None:
     return min(found) if found else None
 
 
+def address_space_limit_mb() -> int | None:
+    """This process's address-space limit (``ulimit -v``, often set on shared and HPC machines), or
+    None when there is none. TensorFlow alone maps several GB of address space it never touches."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, AttributeError, ValueError, OSError):
+        return None
+    return None if limit == resource.RLIM_INFINITY else limit // 2**20
+
+
+def memory_limit_hint() -> str:
+    """What to do when memory ran out: the address-space limit when one is set, else a smaller load."""
+    limit = address_space_limit_mb()
+    hint = "give fewer workers (--n-jobs), a smaller --image-size or --augment-factor"
+    if limit is None:
+        return hint
+    # The limit holds for each process, so fewer workers would not help: the limit itself must rise.
+    return (f"each process may map at most {limit:,} MB of address space here (ulimit -v): a CNN worker needs "
+            f"about 3,000 MB, a scikit-learn one about 1,500 MB; raise or remove that limit")
+
+
+def out_of_memory(error: BaseException):
+    """A :class:`RunError` that says memory ran out, when ``error`` is how that shows (MemoryError,
+    or a library that could not be loaded for want of address space); None for any other error."""
+    from leukdash.errors import RunError
+
+    said = str(error).lower()
+    unmapped = isinstance(error, (ImportError, OSError)) and ("failed to map segment" in said
+                                                               or "cannot allocate memory" in said)
+    if not (isinstance(error, MemoryError) or unmapped):
+        return None
+    return RunError(f"out of memory ({type(error).__name__}: {str(error) or 'no detail'}): finished folds are kept; "
+                    f"{memory_limit_hint()}")
+
+
 def machine_cores() -> int:
     """Cores this process may use (its CPU affinity where the platform tells it)."""
     try:

@@ -214,8 +214,14 @@ def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_eve
         if tasks:
             make_pool(scheduler, n_jobs).run(tasks, inputs, on_done, emit)
     except Exception as error:
+        from leukdash.engine.machine import out_of_memory
+
+        explained = out_of_memory(error)  # in this process, a worker or a Dask worker alike
+        message = str(explained) if explained else f"{type(error).__name__}: {error}"
         for run_id in [run_id for run_id, missing in left.items() if missing]:
-            emit(run_id, {"event": "failed", "message": f"{type(error).__name__}: {error}"})
+            emit(run_id, {"event": "failed", "message": message})
+        if explained:
+            raise explained from error
         raise
     return {r.run_id: sorted({t.fold for t in tasks if t.run_id == r.run_id}) for r in runs}
 

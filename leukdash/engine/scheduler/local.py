@@ -130,8 +130,11 @@ def worker_memory_mb(live: dict[bool, int]) -> int:
 def worker_died(task: FoldTask):
     from leukdash.errors import RunError
 
-    return RunError(f"the worker computing fold {task.fold + 1} of {task.run_id} died (out of memory, or "
-                    "killed): finished folds are kept; run the same command again to resume")
+    message = (f"the worker computing fold {task.fold + 1} of {task.run_id} died (out of memory, or killed): "
+               "finished folds are kept; run the same command again to resume")
+    if machine.address_space_limit_mb() is not None:  # then running again would die the same way
+        message += f"; if memory ran out, {machine.memory_limit_hint()}"
+    return RunError(message)
 
 
 def _live(running: dict, idle: list) -> dict[bool, int]:
