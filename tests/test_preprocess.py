@@ -77,6 +77,18 @@ def test_failures_are_named():
     assert segment_cell(speck).failure in {"implausible area", "none found"}
 
 
+def test_a_cell_smaller_than_a_pixel_of_a_small_image_still_has_a_mask():
+    # Random 24 px noise, found by drawing 1,000 such images: each has a tiny "cell" at the working
+    # size that nearest sampling lost at 24 px, and placing an empty mask raised a ValueError.
+    for seed in (195, 245, 500, 580, 601):
+        noise = np.random.default_rng(seed).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+        cell = segment_cell(noise)
+        assert cell.mask.any() and cell.failure == "implausible area"
+        for mode in ("cell-keep-asis", "cell-fit-gray"):
+            image, _ = preprocess_image(noise, mode)
+            assert image.shape[0] == image.shape[1] >= 1 and image.dtype == np.uint8
+
+
 def test_keep_preserves_relative_size_and_fit_fills_the_frame():
     small, _ = _segmented(radius=50)
     large, _ = _segmented(radius=100)

@@ -124,6 +124,10 @@ def segment_cell(image: np.ndarray) -> Cell:
         return Cell(np.ones((height, width), bool), "none found")
     cell = _fill_holes(cell)
     mask = cv2.resize(cell.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+    if not mask.any():
+        # A cell smaller than one pixel of a small original falls between nearest samples: keep every
+        # pixel it overlaps instead, so the mask is never empty (placing it crops to the mask).
+        mask = cv2.resize(cell.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) > 0
     failure = None
     if not MIN_AREA <= cell.mean() <= MAX_AREA:
         failure = "implausible area"
