@@ -8,7 +8,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from leukdash.errors import ConfigError
+from leukdash.errors import LeukdashError
+from leukdash.paths import check_artifacts_root
 from pages._shared import deployment
 
 # A local file: a material or emoji icon would be fetched from a font server, which fails offline.
@@ -20,7 +21,8 @@ st.html("<style>.stMultiSelect [data-baseweb='tag'] {max-width: 100%; height: au
 
 try:
     deployment()
-except ConfigError as error:  # a wrong LEUKDASH_MODE or limit: say which, serve nothing
+    check_artifacts_root()  # its message names the folder the deployer set, never a session's
+except LeukdashError as error:  # a wrong LEUKDASH_MODE, limit or store: say which, serve nothing
     st.error(f"Deployment setting: {error}")
     st.stop()
 

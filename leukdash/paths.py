@@ -12,6 +12,17 @@ def artifacts_root() -> Path:
     return Path(os.environ.get("LEUKDASH_ARTIFACTS") or REPO_ROOT / "artifacts")
 
 
+def check_artifacts_root() -> None:
+    """Refuse a ``LEUKDASH_ARTIFACTS`` that names a file, before the CLI or the dashboard reads
+    through it (each would fail later, on whichever subfolder it opens first)."""
+    root = artifacts_root()
+    if root.exists() and not root.is_dir():
+        from leukdash.errors import StoreError
+
+        raise StoreError(f"LEUKDASH_ARTIFACTS names {printable(str(root))}, which is not a folder: "
+                         "point it at a folder (it is created if missing)")
+
+
 def uploads_root() -> Path:
     """Where zips uploaded on the dashboard are unpacked: one folder per browser session."""
     return artifacts_root() / "uploads"

@@ -82,6 +82,16 @@ def test_a_wrong_mode_is_one_line_and_nothing_else(monkeypatch):
     assert not at.title
 
 
+def test_a_store_that_is_a_file_is_one_line_and_nothing_else(monkeypatch, tmp_path):
+    (tmp_path / "store").write_text("a file, not a folder")
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path / "store"))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [f"Deployment setting: LEUKDASH_ARTIFACTS names {tmp_path / 'store'}, which "
+                                           "is not a folder: point it at a folder (it is created if missing)"]
+    assert not at.button and not at.dataframe
+
+
 def test_read_deployment_order_and_errors():
     assert replace(read_deployment({}, {}), max_jobs=2, job_workers=None) == Deployment()  # see the next test
     assert read_deployment({"mode": "viewer", "max_jobs": 1}, {}).viewer

@@ -19,8 +19,8 @@ from pathlib import Path
 from leukdash.cli import commands as cmd
 from leukdash.cli.run_options import add_pool_options, add_run_options
 from leukdash.atomic import explained_errors
-from leukdash.errors import LeukdashError, StoreError
-from leukdash.paths import artifacts_root, printable
+from leukdash.errors import LeukdashError
+from leukdash.paths import check_artifacts_root, printable
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             if not getattr(args, "command", None):
                 parser.print_help()
                 return 2
-            _check_store_folder()
+            check_artifacts_root()
             return args.handler(args) or 0
     except LeukdashError as error:
         print(f"error: {printable(str(error))}", file=sys.stderr)  # one line, whatever names it quotes
@@ -84,14 +84,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'stopped by ' + error.args[0] if isinstance(error, Stopped) else 'interrupted'}: finished folds "
               "are kept; run the same command again to resume", file=sys.stderr)
         return 128 + int(signum)
-
-
-def _check_store_folder() -> None:
-    """Refuse a ``LEUKDASH_ARTIFACTS`` that names a file, before any command reads through it."""
-    root = artifacts_root()
-    if root.exists() and not root.is_dir():
-        raise StoreError(f"LEUKDASH_ARTIFACTS names {printable(str(root))}, which is not a folder: "
-                         "point it at a folder (it is created if missing)")
 
 
 def build_parser() -> argparse.ArgumentParser:
