@@ -58,11 +58,16 @@ def hide_roots(text: str) -> str:
     """``text`` (an error message, a path) as a dashboard visitor may see it: paths under the
     data roots, the artifacts folder or the repository relative to it, never the server's
     absolute folders; printable."""
-    # A session's upload folder is named by its secret token: hidden like a root.
-    sessions = [folder for folder in uploads_root().iterdir() if folder.is_dir()] if uploads_root().is_dir() else []
-    roots = {str(folder) for root in (*sessions, *data_roots(), artifacts_root(), REPO_ROOT)
-             for folder in (root, root.resolve())}
+    # A session's upload folder is named by its secret token: hidden like a root, whether the folder
+    # is still there or not (an upload evicted to make room is still named by the session's dataset).
+    for uploads in {uploads_root(), uploads_root().resolve(), Path("uploads")}:
+        text = re.sub(rf"(?<![\w.-]){re.escape(str(uploads))}/{_SESSION_FOLDER}/", "", text)
+    roots = {str(folder) for root in (*data_roots(), artifacts_root(), REPO_ROOT) for folder in (root, root.resolve())}
     for root in sorted(roots, key=len, reverse=True):
         if len(root) > 1:
             text = text.replace(root.rstrip(os.sep) + os.sep, "")
     return printable(text)
+
+
+# The name of a session's folder under uploads/ (uploads.TOKEN), as it appears in a path.
+_SESSION_FOLDER = r"[A-Za-z0-9_-]{1,64}"

@@ -4,6 +4,7 @@ in the uploads folder and changes nothing outside it.
 ``python tests/test_uploads.py`` prints the cases as a table (case | expected | observed).
 """
 
+import errno
 import io
 import os
 import re
@@ -202,6 +203,34 @@ def test_same_zip_is_reused_in_a_session_and_separate_between_sessions():
     assert shown.startswith("Cannot open mine-") and shown.endswith("/ALL") and token not in shown
     with pytest.raises(DatasetError, match="^invalid upload name or session token$"):
         extract_zip(data, name="mine", session="../s1", limits=SMALL)
+
+
+@pytest.mark.parametrize("store", ["read-only", "a file where the uploads folder goes"])
+def test_an_upload_to_a_store_that_cannot_take_it_is_one_line(isolated_artifacts, monkeypatch, store):
+    from leukdash.errors import LeukdashError
+
+    if store == "read-only":  # as a read-only mount answers (the tests run as root: chmod would not do)
+        def read_only(path, *args, **kwargs):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        monkeypatch.setattr(os, "mkdir", read_only)
+    else:
+        (isolated_artifacts / "uploads").write_text("not a folder")
+    with pytest.raises(LeukdashError) as refused:
+        extract_zip(dataset_zip(), name="mine", session="s1", limits=SMALL)
+    shown = hide_roots(str(refused.value))
+    assert "\n" not in shown and shown.startswith("cannot write uploads"), shown
+    assert ("read-only" if store == "read-only" else "a file stands where a folder is needed") in shown, shown
+
+
+def test_a_removed_uploads_session_token_is_hidden_too():
+    token = "0123456789abcdef01234567"
+    folder = extract_zip(dataset_zip(), name="mine", session=token, limits=SMALL)
+    uploads.remove_upload(folder)  # as when evicted to make room: the session's folder goes with it
+    assert not (uploads_root() / token).exists()
+    relative = folder.relative_to(uploads_root().parent)  # how a session's dataset names it
+    shown = hide_roots(f"Cannot open dataset '{relative}': unknown dataset '{folder}'")
+    inside = folder.relative_to(uploads_root() / token)  # the upload's own folders, e.g. mine-<hash>/mine
+    assert token not in shown and shown == f"Cannot open dataset '{inside}': unknown dataset '{inside}'", shown
 
 
 def test_quota_evicts_the_least_recently_used_upload_but_never_one_a_run_uses():

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from leukdash.atomic import explained_errors
 from leukdash.config import dataset_parts
 from leukdash.data.sources import is_dataset_folder
 from leukdash.errors import DatasetError
@@ -65,7 +66,7 @@ def extract_zip(data: bytes, name: str | None = None, session: str = "local",
         raise DatasetError(f"the zip is {_mb(len(data))}, more than the {_mb(limits.max_zip_bytes)} allowed")
     digest = hashlib.sha256(data).hexdigest()[:12]
     target = uploads_root() / session / f"{name or 'upload'}-{digest}"
-    with _uploads_lock():
+    with explained_errors(), _uploads_lock():  # a read-only or full store: one line
         if target.is_dir():
             os.utime(target)  # recently used: evicted last
         else:
@@ -89,7 +90,7 @@ def remove_upload(folder: Path) -> None:
     if not folder.is_relative_to(root) or len(folder.relative_to(root).parts) < 2:
         raise DatasetError("not an upload folder")
     session, upload = folder.relative_to(root).parts[:2]
-    with _uploads_lock():
+    with explained_errors(), _uploads_lock():
         shutil.rmtree(root / session / upload, ignore_errors=True)
         _remove_if_empty(root / session)
 
