@@ -88,6 +88,17 @@ def test_truncated_jpeg_is_refused(tmp_path):
         decode_image(data[: len(data) * 2 // 3])
 
 
+def test_a_pixel_layout_not_read_says_what_to_save_it_as():
+    import io
+
+    from PIL import Image
+
+    tiff = io.BytesIO()
+    Image.fromarray(np.arange(100, dtype=np.int32).reshape(10, 10)).save(tiff, "TIFF")  # 32-bit integer grey
+    with pytest.raises(ImageDecodeError, match=r"^unsupported pixel type int32: save it as an 8- or 16-bit TIFF or PNG$"):
+        decode_image(tiff.getvalue())
+
+
 def _allidb_folder(root: Path, n_per_class=6, variants=2) -> Path:
     for number in range(1, 2 * n_per_class + 1):
         label = 1 if number <= n_per_class else 0

@@ -38,6 +38,8 @@ MAX_FILE_BYTES = 320 * 2**20
 # near square (ALL-IDB 4:3, C-NMC 1:1); a 50000x1 strip is no picture of a cell, and resized to a
 # square it would be one smeared row.
 MAX_ASPECT = 20
+# What a refused pixel layout (32-bit integers, floating-point colour, 5 channels) should become.
+_SAVE_AS = "save it as an 8- or 16-bit TIFF or PNG"
 # What libjpeg, libpng and libtiff say on fd 2 about data they could only partly decode.
 _DAMAGE_WORDS = ("corrupt", "premature end", "truncat")
 
@@ -120,7 +122,7 @@ def _header_size(data: bytes) -> tuple[int, int]:
         said = " ".join(re.sub(r"<[^<>]* object at 0x[0-9a-fA-F]+>", "", str(error)).split())  # no memory address
         if kind == "TIFF" and "cannot identify" in said:
             raise ImageDecodeError("TIFF not readable: damaged, or a pixel layout this tool does not read "
-                                   "(e.g. floating-point colour): save it as an 8- or 16-bit TIFF or PNG") from None
+                                   f"(e.g. floating-point colour): {_SAVE_AS}") from None
         raise ImageDecodeError(f"damaged {kind} header: {said or type(error).__name__}") from None
 
 
@@ -193,9 +195,9 @@ def _to_rgb_uint8(array: np.ndarray) -> np.ndarray:
     if array.dtype in (np.float32, np.float64):
         array = _float_to_uint8(array)
     elif array.dtype not in (np.uint8, np.uint16):
-        raise ImageDecodeError(f"unsupported pixel type {array.dtype}")
+        raise ImageDecodeError(f"unsupported pixel type {array.dtype}: {_SAVE_AS}")
     if array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4):
-        raise ImageDecodeError(f"unsupported number of channels: {array.shape[2]}")
+        raise ImageDecodeError(f"unsupported number of channels: {array.shape[2]}: {_SAVE_AS}")
     out = np.empty((*array.shape[:2], 3), np.uint8)
     rows = _block_rows(array)
     for start in range(0, len(array), rows):
