@@ -177,3 +177,46 @@ def test_a_childs_stderr_reaches_ours_without_tensorflows_start_up_notes(capfd, 
     assert relayed() == b"".join(others).decode()
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")  # TensorFlow's own switch for its notes
     assert relayed() == b"".join(notes[:2] + others[:2] + notes[2:] + others[2:]).decode()
+
+
+def test_a_cluster_without_workers_is_said_once_on_each_runs_progress(monkeypatch):
+    from leukdash.engine.scheduler import cluster
+
+    class Scheduler:  # what Client.scheduler_info() holds: the workers connected, by address
+        workers: dict = {}
+
+        def scheduler_info(self):
+            return {"workers": self.workers}
+
+    said, client, clock = [], Scheduler(), [0.0]
+    monkeypatch.setattr(cluster.time, "monotonic", lambda: clock[0])
+    watch = cluster._WorkerWatch(client, "tcp://10.0.0.1:8786", ["a", "b"], lambda run_id, e: said.append((run_id, e)))
+    client.workers = {"tcp://10.0.0.2:3": {}}
+    clock[0] = cluster.NO_WORKER_NOTICE_SECONDS + 1
+    watch.check()
+    assert said == []  # a worker is there
+    client.workers = {}
+    clock[0] += cluster.NO_WORKER_NOTICE_SECONDS - 1
+    watch.check()
+    assert said == []  # not long enough without one
+    clock[0] += 2
+    watch.check()
+    watch.check()
+    assert [run_id for run_id, _ in said] == ["a", "b"]
+    assert said[0][1] == {"event": "message", "message": "waiting for a worker: the Dask scheduler at tcp://10.0.0.1:8786 "
+                          "has none connected (start one with `dask worker tcp://10.0.0.1:8786`)"}
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_run_progress_prints_what_the_run_waits_for(terminal):
+    import io
+
+    from leukdash.cli.output import ProgressLine
+
+    stream = io.StringIO()
+    stream.isatty = lambda: terminal
+    line = ProgressLine(stream)
+    line.update({"event": "start", "folds": 2, "epochs": None, "done_folds": []})
+    line.update({"event": "message", "message": "another process is computing this run: waiting for it"})
+    lines = stream.getvalue().replace("\r\033[K", "\n").splitlines()
+    assert "another process is computing this run: waiting for it" in lines, stream.getvalue()

@@ -105,6 +105,8 @@ class ProgressLine:
         from leukdash.engine.progress import format_progress_line, latest_state
 
         self.events.append(event)
+        if event.get("event") == "message":  # something the run waits for: a line of its own
+            self.stream.write(("\r\033[K" if self.live else "") + f"{event['message']}\n")
         if self.live:
             self.stream.write("\r\033[K" + format_progress_line(latest_state(self.events)))
         elif event.get("event") == "fold_done":

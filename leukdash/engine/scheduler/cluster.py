@@ -29,6 +29,9 @@ from leukdash.engine.ordering import order
 from leukdash.engine.scheduler.task import FoldTask
 
 POLL_SECONDS = 0.2
+# How long tasks may wait on a cluster without a worker before the run says so: a worker joining
+# takes a few seconds, and a run with none would otherwise wait in silence.
+NO_WORKER_NOTICE_SECONDS = 10.0
 
 
 class DaskPool:
@@ -70,7 +73,9 @@ class DaskPool:
                 futures[client.submit(fold, pickle.dumps(task), shipped[task.run_id], topic, pure=False, retries=1,
                                       key=f"fold-{task.run_id}-{task.fold}-{uuid.uuid4().hex[:8]}")] = task
             pending = dict(futures)
+            waiting = _WorkerWatch(client, self.address, sorted(needed), on_event)
             while pending:
+                waiting.check()
                 for future in [f for f in pending if f.done()]:
                     _drain(events, on_event)
                     kind, value = pickle.loads(future.result())
@@ -85,6 +90,27 @@ class DaskPool:
                 client.cancel([*futures, *shipped.values()])
             client.unsubscribe_topic(topic)
             client.close()
+
+
+class _WorkerWatch:
+    """Says once, on each run's progress, when the cluster has had no worker for
+    ``NO_WORKER_NOTICE_SECONDS`` (the client's view of the scheduler, refreshed by Dask itself)."""
+
+    def __init__(self, client, address: str, run_ids: list[str], on_event):
+        self.client, self.address, self.run_ids, self.on_event = client, address, run_ids, on_event
+        self.since, self.told = time.monotonic(), False
+
+    def check(self) -> None:
+        if self.told or time.monotonic() - self.since < NO_WORKER_NOTICE_SECONDS:
+            return
+        if self.client.scheduler_info().get("workers"):
+            self.since = time.monotonic()
+            return
+        self.told = True
+        for run_id in self.run_ids:
+            self.on_event(run_id, {"event": "message", "message": (
+                f"waiting for a worker: the Dask scheduler at {self.address} has none connected "
+                f"(start one with `dask worker {self.address}`)")})
 
 
 def _drain(events: queue.Queue, on_event) -> None:
