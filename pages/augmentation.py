@@ -9,6 +9,8 @@ import streamlit as st
 
 from leukdash.engine.augment import preview
 from leukdash.config import AugmentConfig, FILL_MODES
+from leukdash.errors import LeukdashError
+from leukdash.paths import hide_roots
 from pages._shared import dataset_picker, image, kept, load_dataset_info, routed, synthetic_note
 
 routed(__file__)
@@ -96,10 +98,16 @@ with gallery:
     if pick_cols[2].button("New random copies", icon=":material/casino:", width="stretch"):
         st.session_state["augment_seed"] = st.session_state.get("augment_seed", 0) + 1
     seed = st.session_state.get("augment_seed", 0)
-    original = image(info["path"], files[min(number, len(files)) - 1], PREVIEW_SIZE)
+    chosen = files[min(number, len(files)) - 1]
+    try:
+        original = image(info["path"], chosen, PREVIEW_SIZE)
+    except LeukdashError as error:  # an empty or damaged file: the settings above still work
+        st.error(hide_roots(f"Image {number} of {cls} ({chosen}) cannot be read: {error}. Pick another image."),
+                 icon=":material/broken_image:")
+        st.stop()
     with st.spinner("Transforming…"):
         copies = preview(original, config, n=COPIES, seed=seed)
     st.image([original, *copies], width=150,
              caption=["original"] + [f"copy {i + 1}" for i in range(COPIES)])
-    st.caption(f"{files[min(number, len(files)) - 1]} padded square at {PREVIEW_SIZE} px, then {COPIES} random "
+    st.caption(f"{chosen} padded square at {PREVIEW_SIZE} px, then {COPIES} random "
                f"copies (seed {seed}). Training applies the same transforms at the run's image size.")

@@ -7,6 +7,7 @@ from collections import Counter
 import streamlit as st
 
 from leukdash.errors import LeukdashError
+from leukdash.paths import hide_roots
 from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, available_metrics, confusion_heatmap, curve_runs,
                             external_bars, external_frame, fold_frame, learning_curves, metric_bars, run_labels,
                             runs_frame, seed_spread_frame, source_frame, summary_frame, sweep_axes, sweep_frame,
@@ -241,7 +242,7 @@ with tabs[5]:
                 with st.spinner(f"{label} on {target}…"):
                     evaluate(result["run_id"], dataset_options()[target])
             except LeukdashError as error:
-                st.error(f"{label}: {error}")
+                st.error(hide_roots(f"{label}: {error}"))
         external_results.clear()
     tested = [(result, evaluation) for result in chosen for evaluation in external_results(root(), result["run_id"])]
     if not tested:

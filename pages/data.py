@@ -11,6 +11,7 @@ from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.reporting.plots import class_counts_bar
 from leukdash.data.preprocess import overlay
+from leukdash.data.sources import KNOWN_CLASSES
 from pages._shared import (UPLOADS, VIEWER_NOTE, audit, dataset_picker, deployment, image, load_dataset_info, root,
                            routed, session_token, synthetic_note)
 
@@ -45,6 +46,40 @@ def unpack_upload() -> None:
     st.session_state.pop("zip_error", None)
 
 
+def literal(name: str) -> str:
+    """A file or folder name for a Markdown line, each character Markdown (or Streamlit's
+    ``:icon:``, ``$math$``) could act on backslash-escaped, so that a name such as
+    ``**b** [l](http://x)`` shows as typed: no formatting, link or remote image."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~$&:@])", r"\\\1", name)
+
+
+def class_like_folders(files: list[str]) -> list[str]:
+    """The folders inside a class folder that are named like classes (``c/d/ALL``), from its files'
+    paths (``b/c/d/ALL/1.png``, relative to the dataset): a sign of a wrapper folder too many."""
+    found = set()
+    for relative in files:
+        inside = relative.split("/")[1:-1]  # the folders between the class folder and the file
+        found.update("/".join(inside[:depth + 1]) for depth, part in enumerate(inside)
+                     if part.upper() in KNOWN_CLASSES)
+    return sorted(found)
+
+
+def too_few_classes(info: dict) -> str | None:
+    """A warning for a dataset with fewer than 2 classes of images: nothing can be trained on it."""
+    present = [cls for cls, files in info["files"].items() if files]
+    if len(present) >= 2:
+        return None
+    message = (f"Only {len(present)} class found ({', '.join(map(literal, present)) or 'none'}): the classes are "
+               "the folders at the dataset's top (in a zip, inside its one top folder), and training or an audit "
+               "needs at least 2.")
+    nested = class_like_folders(info["files"][present[0]]) if present else []
+    if nested:
+        message += (f" {literal(present[0])} holds folders named like classes "
+                    f"({', '.join(map(literal, nested[:5]))}): the zip probably has an extra wrapper folder; "
+                    "zip the folder that holds the class folders instead.")
+    return message
+
+
 st.title("Data")
 dataset = dataset_picker()
 
@@ -67,8 +102,9 @@ if info is None:
 synthetic_note(info)
 
 st.caption(f"`{hide_roots(info['path'])}` · layout: {info['kind']}")
-for warning in info["warnings"]:
-    st.warning(hide_roots(warning), icon=":material/warning:")
+for warning in [too_few_classes(info), *info["warnings"]]:
+    if warning:
+        st.warning(hide_roots(warning), icon=":material/warning:")
 counts = info["classes"]
 audited = st.session_state.setdefault("audited", [])
 # Only decoding tells an unreadable image file: until the audit has run, the header counts files.
@@ -84,7 +120,7 @@ else:
     cols[0].metric("Readable images", f"{info['n_images'] - unreadable:,}",
                    help=f"{info['n_images']:,} image files, {unreadable} of them unreadable (skipped by runs).")
 cols[1].metric("Classes", len(counts))
-cols[2].metric("Smallest class", f"{min(counts.values())} images", help=min(counts, key=counts.get))
+cols[2].metric("Smallest class", f"{min(counts.values())} images", help=literal(min(counts, key=counts.get)))
 cols[3].metric("Files left out", len(info["ignored"]) + (unreadable or 0),
                help="Files in the folders that are not images"
                     + ("" if unreadable is None else ", and unreadable images"))
@@ -112,7 +148,7 @@ with right:
                 thumbs.append(image(info["path"], files[i], 96))
             except LeukdashError:
                 continue  # an unreadable file is listed by the audit below
-        st.markdown(f"**{cls}** · {counts[cls]} images")
+        st.text(f"{cls} · {counts[cls]} images")  # literally: a folder name is no Markdown
         st.image(thumbs, width=80)
     st.caption("Random images of each class, padded square and shown at 96 px.")
 
@@ -134,7 +170,7 @@ for cls, files in info["files"].items():
             continue
         pictures += [outlined, prepared]
         captions += [files[i].rsplit("/", 1)[-1], failure or mode]
-    st.markdown(f"**{cls}**")
+    st.text(cls)
     st.image(pictures, width=120, caption=captions)
 st.caption("Each pair: the original with the segmented cell outlined, then the preprocessed image. A caption "
            "names a segmentation failure (none found, touches the border, implausible area); the audit "

@@ -46,9 +46,14 @@ def numbers(label: str, text: str, low: int, high: int) -> list[int]:
     """The whole numbers of a comma-separated field, in order, without repeats."""
     values = []
     for part in (p.strip() for p in text.split(",")):
-        if not part.isdigit() or not low <= int(part) <= high:
-            raise ValueError(f"{label}: {part!r} is not a whole number from {low} to {high}")
-        values.append(int(part))
+        try:  # isdigit() first: int() would also take a sign, '_' or spaces
+            value = int(part) if part.isdigit() else None
+        except ValueError:  # a digit int() does not read ('²'), or more digits than it converts
+            value = None
+        if value is None or not low <= value <= high:
+            shown = repr(part) if len(part) <= 24 else f"{part[:12]!r}… ({len(part)} characters)"
+            raise ValueError(f"{label}: {shown} is not a whole number from {low} to {high}")
+        values.append(value)
     if not values:
         raise ValueError(f"{label}: give at least one value")
     return list(dict.fromkeys(values))

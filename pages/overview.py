@@ -61,7 +61,7 @@ for name, folder in found.items():
     try:
         info = dataset_info(name, root())
     except LeukdashError as error:
-        rows.append({"Dataset": name, "Images": None, "Classes": None, "Note": f"cannot be read: {error}"})
+        rows.append({"Dataset": name, "Images": None, "Classes": None, "Note": hide_roots(f"cannot be read: {error}")})
         continue
     rows.append({"Dataset": name, "Images": info["n_images"], "Classes": len(info["class_names"]),
                  "Note": "synthetic demo data, not clinical" if info["synthetic"] else hide_roots(info["path"])})

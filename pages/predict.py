@@ -33,11 +33,20 @@ def option_label(entry: dict, label: str) -> str:
 
 names = run_option_labels(entries)
 labels = {entry["run_id"]: option_label(entry, names[entry["run_id"]]) for entry in entries}
+# The run this session chose and how it was labelled, read before kept() falls back to the default
+# for a run that has left the store.
+chosen = st.session_state.get("predict_run", st.session_state.get("_kept_predict_run"))
+chosen_label = st.session_state.get("_predict_run_labels", {}).get(chosen, chosen)
+st.session_state["_predict_run_labels"] = labels
 run_id = kept(st.selectbox, "predict_run", transfer["best"] or entries[0]["run_id"], "Run", options=list(labels),
               format_func=labels.get,
               help="A finished run; its fold models vote (their probabilities are averaged). The default is the "
                    "run on real images that transfers best to a lab it never saw, by its leave-one-dataset-out "
                    "result or its stored external tests (`evaluate`).")
+if chosen is not None and chosen not in labels:
+    st.warning(f"The run you chose, {printable(str(chosen_label))} (`{printable(str(chosen))}`), is no longer in "
+               f"the store (deleted or damaged): the answers below come from {labels[run_id]}.",
+               icon=":material/warning:")
 meta = next(entry["meta"] for entry in entries if entry["run_id"] == run_id)
 config, dataset = meta["config"], meta["dataset"]
 is_cnn = config["model"] == "cnn"
@@ -78,7 +87,7 @@ show_cam = is_cnn and kept(st.toggle, "predict_cam", True, "Grad-CAM heatmap",
 for upload in uploads:
     data = upload.getvalue()
     with st.container(border=True):
-        st.markdown(f"**{printable(upload.name)}**")
+        st.text(printable(upload.name))  # literally: a file name is no Markdown
         try:
             if len(data) > MAX_FILE_MB * 1024 * 1024:
                 raise ImageDecodeError(f"file too large: {len(data) / 1024 / 1024:.0f} MB (limit {MAX_FILE_MB} MB)")

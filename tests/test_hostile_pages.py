@@ -1,0 +1,221 @@
+"""Hostile input on the dashboard's pages: a damaged report, odd
+digits in the number fields, names written as Markdown, a zip with a wrapper folder too many, an
+unreadable image on Augmentation, server paths in dataset errors, and a chosen run that left the
+store. Driven headless with AppTest on a few tiny images."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from test_app import APP, TIMEOUT, open_page
+
+SHIPPED_RUNS = APP.parent / "artifacts" / "runs"
+
+
+def png(seed: int, size: int = 24) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def write_classes(folder: Path, classes=("ALL", "HEALTHY"), per_class: int = 3) -> Path:
+    for index, cls in enumerate(classes):
+        (folder / cls).mkdir(parents=True)
+        for i in range(per_class):
+            (folder / cls / f"{i}.png").write_bytes(png(10 * index + i))
+    return folder
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch) -> Path:
+    """An empty data root found through LEUKDASH_DATA (no real dataset is read)."""
+    root = tmp_path / "data"
+    root.mkdir()
+    monkeypatch.setenv("LEUKDASH_DATA", str(root))
+    return root
+
+
+def shipped_runs(store: Path, *models: str) -> list[str]:
+    """Copies of the shipped demo runs of these models in the store; their run ids."""
+    copied = []
+    for model in models:
+        run = next(SHIPPED_RUNS.glob(f"{model}-*"))
+        shutil.copytree(run, store / "runs" / run.name)
+        copied.append(run.name)
+    return copied
+
+
+def app(page: str) -> AppTest:
+    return open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(timeout=TIMEOUT), page)
+
+
+# ---------------------------------------------------------------- Report
+
+
+def quick_report(store: Path, text: str | bytes) -> Path:
+    """A --quick report in the store (newer than docs/report, so the page shows it)."""
+    folder = store / "report-quick"
+    folder.mkdir()
+    (folder / "REPORT.md").write_bytes(text.encode() if isinstance(text, str) else text)
+    return folder
+
+
+def test_a_report_that_is_not_utf8_is_shown_with_replacement_characters(data_root, isolated_artifacts):
+    quick_report(isolated_artifacts, b"# R\n\nM\xe9thode\n")
+    at = app("report")
+    assert "M\ufffdthode" in " ".join(m.value for m in at.markdown)
+    [warning] = at.warning
+    assert warning.value == "REPORT.md is not UTF-8 text: the characters that cannot be decoded are shown as \ufffd."
+
+
+def test_report_figures_outside_its_folder_or_damaged_get_a_caption_and_the_rest_is_shown(
+        data_root, isolated_artifacts, tmp_path):
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(png(1))
+    folder = quick_report(isolated_artifacts, f"# R\n\n![good](good.png)\n\n![bad](bad.png)\n\n![abs]({outside})\n\n"
+                                              "![up](../../outside.png)\n\n![gone](gone.png)\n\nThe end.\n")
+    (folder / "good.png").write_bytes(png(2))
+    (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    (isolated_artifacts.parent / "outside.png").write_bytes(png(3))  # what ../../ would reach
+    at = app("report")
+    assert len(at.get("image")) == 1  # the good figure alone: nothing from outside the folder
+    captions = [c.value for c in at.caption][1:]  # the first says where the report is
+    assert captions == ["Figure bad.png cannot be shown: the file is damaged or not an image.",
+                        *["Figure outside.png is not shown: it is outside the report's folder."] * 2,
+                        "Figure gone.png is missing from the report's folder."]
+    assert "The end." in at.markdown[-1].value
+
+
+# ---------------------------------------------------------------- Experiments
+
+
+def test_odd_digits_in_the_number_fields_give_the_pages_own_line(data_root):
+    write_classes(data_root / "tiny")
+    at = app("experiments")
+    at.multiselect(key="exp_models").set_value(["CNN (paper)", "k-NN"]).run(timeout=TIMEOUT)
+    for key, good, bad, line in [
+            ("exp_seeds", "0", "²", "Seeds: '²' is not a whole number from 0 to 2147483647"),
+            ("exp_factors", "8", "9" * 5000,
+             "Images per original: '999999999999'… (5000 characters) is not a whole number from 2 to 16"),
+            ("exp_epochs", "25", "1, ²", "Epochs: '²' is not a whole number from 1 to 200"),
+            ("exp_ks", "3", "7" * 4400, "k: '777777777777'… (4400 characters) is not a whole number from 1 to 25")]:
+        at.text_input(key=key).set_value(bad).run(timeout=TIMEOUT)
+        assert not at.exception, key
+        assert [e.value for e in at.error] == [line]
+        assert at.button(key="launch").disabled
+        at.text_input(key=key).set_value(good)
+
+
+# ---------------------------------------------------------------- names and zips on Data, Predict
+
+
+def data_page(data_root: Path) -> AppTest:
+    """The Data page on a small dataset (not the built-in one, which it would draw first: 10 s)."""
+    write_classes(data_root / "tiny")
+    return app("data")
+
+
+def upload_zip(at: AppTest, members: dict[str, bytes]) -> AppTest:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name, data in members.items():
+            zipped.writestr(name, data)
+    at.sidebar.file_uploader(key="zip_upload").set_value(("cells.zip", archive.getvalue(), "application/zip"))
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_class_names_are_shown_as_written_on_the_data_page(data_root):
+    classes = ("**ALL**", "![x](http:x) [l](#y)")
+    at = upload_zip(data_page(data_root), {f"cells/{cls}/{i}.png": png(i + 5 * n) for n, cls in enumerate(classes)
+                                  for i in range(2)})
+    in_order = sorted(classes)  # neither is a known class name: alphabetical
+    assert [t.value for t in at.text] == [f"{cls} · 2 images" for cls in in_order] + in_order
+    assert not [m.value for m in at.markdown if "**ALL**" in m.value or "](" in m.value]
+    assert not at.warning
+
+
+def test_a_zip_with_a_wrapper_folder_too_many_is_warned_on_the_data_page(data_root):
+    wrapped = {f"a/b/c/{cls}/{i}.png": png(i) for cls in ("ALL", "HEALTHY") for i in range(2)}
+    at = upload_zip(data_page(data_root), wrapped)
+    [warning] = at.warning
+    assert warning.value == (
+        "Only 1 class found (b): the classes are the folders at the dataset's top (in a zip, inside its one top "
+        "folder), and training or an audit needs at least 2. b holds folders named like classes (c/ALL, "
+        "c/HEALTHY): the zip probably has an extra wrapper folder; zip the folder that holds the class folders "
+        "instead.")
+    at = upload_zip(at, {f"one/ALL/{i}.png": png(i) for i in range(2)})
+    [warning] = at.warning
+    assert warning.value.startswith("Only 1 class found (ALL): ") and "wrapper" not in warning.value
+
+
+def test_an_upload_name_is_shown_as_written_on_the_predict_page(data_root, isolated_artifacts):
+    shipped_runs(isolated_artifacts, "nb")
+    at = app("predict")
+    name = "**b** [l](http://x) ![](http://x).png"
+    at.file_uploader(key="predict_upload").set_value([(name, png(0, 40), "image/png")]).run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    assert name in [t.value for t in at.text]
+    assert any(m.value.startswith("Predicted:") for m in at.markdown)
+    assert not [m.value for m in at.markdown if "http://x" in m.value]
+
+
+# ---------------------------------------------------------------- Predict, Augmentation, paths
+
+
+def test_predict_says_when_the_chosen_run_has_left_the_store(data_root, isolated_artifacts):
+    import streamlit as st
+
+    from leukdash.evaluation.predict import warmed_up
+
+    nb, knn = shipped_runs(isolated_artifacts, "nb", "knn")
+    at = app("predict")
+    at.selectbox(key="predict_run").set_value(knn).run(timeout=TIMEOUT)
+    label = at.selectbox(key="predict_run").format_func(knn)
+    assert not at.warning
+    deadline = time.monotonic() + 60
+    while not warmed_up(knn) and time.monotonic() < deadline:  # nothing of the run read after it is gone
+        time.sleep(0.2)
+    shutil.rmtree(isolated_artifacts / "runs" / knn)
+    st.cache_data.clear()  # the run list's 3 s cache, expired
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="predict_run").value == nb
+    [warning] = at.warning
+    assert warning.value.startswith(f"The run you chose, {label} (`{knn}`), is no longer in the store")
+    assert warning.value.endswith(f"the answers below come from {at.selectbox(key='predict_run').format_func(nb)}.")
+
+
+def test_an_unreadable_image_on_the_augmentation_page_is_one_line(data_root):
+    folder = write_classes(data_root / "onebad")
+    (folder / "ALL" / "0.png").write_bytes(b"")
+    at = app("augmentation")
+    assert [e.value for e in at.error] == ["Image 1 of ALL (ALL/0.png) cannot be read: empty file. Pick another image."]
+    assert at.button[0].label == "Paper settings" and not at.get("image")
+    at.number_input(key="aug_image").set_value(2).run(timeout=TIMEOUT)
+    assert not at.exception and not at.error
+    assert len(at.get("image")[0].proto.imgs) == 9  # the original and its 8 copies
+
+
+def test_dataset_errors_show_no_server_folder_on_overview_and_compare(data_root, isolated_artifacts):
+    folder = write_classes(data_root / "badgroups")
+    (folder / "groups.csv").write_text("file;group\nALL/x.png\n")
+    shipped_runs(isolated_artifacts, "nb")
+    at = app("overview")
+    note = next(row["Note"] for row in at.dataframe[1].value.to_dict("records") if row["Dataset"] == "badgroups")
+    assert note.startswith("cannot be read: badgroups/groups.csv line 2") and str(data_root) not in note
+    open_page(at, "compare")
+    at.selectbox(key="compare_external_dataset").set_value("badgroups").run(timeout=TIMEOUT)
+    at.button(key="compare_external_run").click().run(timeout=TIMEOUT)
+    [error] = at.error
+    assert ": badgroups/groups.csv line 2" in error.value and str(data_root) not in error.value
