@@ -146,8 +146,11 @@ def announce(sweeps: list[dict]) -> None:
 def fold_bars(run_id: str, progress: dict, label: str) -> None:
     """One bar per fold in flight (or the loading phase) of one run."""
     st.markdown(f"**{label}** · `{run_id}` · {progress['folds_done']} of {progress['folds'] or '?'} folds done")
-    if progress["phase"] == "loading" or progress["fold"] is None:
+    if progress["phase"] == "loading":
         st.progress(0.0, text=f"loading: {progress['message'] or 'loading and resizing the images'}…")
+        return
+    if progress["fold"] is None:  # folds not started: what the run waits for (a Dask worker, another process)
+        st.progress(0.0, text=progress["message"] or "waiting for a free worker…")
         return
     for fold, state in progress["in_flight"].items():
         text = f"fold {fold + 1}/{progress['folds']}"
