@@ -230,17 +230,23 @@ def finished_runs() -> list[dict]:
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def run_result(root: str, run_id: str) -> dict:
-    """A finished run's result (immutable once its summary is written, so cached for good)."""
-    from leukdash.engine.runner import load_result
+    """A finished run's result (immutable once its summary is written, so cached for good);
+    RunError, never cached, for a run that is not whole."""
+    from leukdash.engine.runner import finished_result
 
-    result = load_result(run_id)
-    if result is None:
-        raise RunError(f"run {run_id} is not finished")  # an exception is never cached
-    return result
+    return finished_result(run_id)
 
 
 def results(run_ids) -> list[dict]:
-    return [run_result(root(), run_id) for run_id in run_ids]
+    """The results of finished runs. One that is no longer whole (a fold or its model lost or
+    damaged since the run list was read, up to its few seconds ago) is left out, with a caption."""
+    found = []
+    for run_id in run_ids:
+        try:
+            found.append(run_result(root(), run_id))
+        except RunError as error:
+            st.caption(hide_roots(f"Left out: {error}"))
+    return found
 
 
 @st.cache_data(ttl=120, show_spinner=False)

@@ -374,7 +374,8 @@ if planned:
     rows = []
     for run_id, config in planned.items():
         state = states[run_id]
-        accuracy = results([run_id])[0]["summary"]["val_acc"]["mean"] if state == "finished" else None
+        found = results([run_id]) if state == "finished" else []  # none when a fold was lost (its caption says so)
+        accuracy = found[0]["summary"]["val_acc"]["mean"] if found else None
         settings = {axis: setting_text(config.to_dict(), axis) for axis in shown}
         rows.append({**{axis.replace("_", " ").capitalize(): text for axis, text in settings.items()},
                      "Status": "not run yet" if state == "none" else state,

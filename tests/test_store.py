@@ -104,13 +104,19 @@ def test_completed_folds_skips_missing_and_damaged():
     assert store.completed_folds("missing", 5) == []
 
 
+def _meta(run_id: str, fold_ids=(0, 1), **extra) -> dict:
+    """A run's meta with what its readers use (see store._is_meta)."""
+    return {"run_id": run_id, "config": {"model": "nb", "dataset": "x"}, "fold_ids": list(fold_ids), "versions": {},
+            "dataset": {"name": "x", "fingerprint": "f", "path": "/x", "classes": ["ALL", "HEALTHY"]}, **extra}
+
+
 def test_meta_summary_and_model_path():
     store = RunStore()
     assert store.read_meta("r1") is None and store.read_summary("r1") is None
     before = time.time()
-    store.write_meta("r1", {"config": {"model": "nb"}})
+    store.write_meta("r1", _meta("r1"))
     meta = store.read_meta("r1")
-    assert meta["config"] == {"model": "nb"} and before <= meta["created"] <= time.time()
+    assert meta["config"] == {"model": "nb", "dataset": "x"} and before <= meta["created"] <= time.time()
     store.write_summary("r1", {"val_acc": {"mean": 0.9}})
     assert store.read_summary("r1") == {"val_acc": {"mean": 0.9}}
     path = store.model_path("r1", 2, ".keras")
@@ -135,13 +141,13 @@ def test_lock_excludes_a_second_process():
 
 def test_list_runs_status_and_order():
     store = RunStore()
-    store.write_meta("old", {"created": 100.0})
+    store.write_meta("old", _meta("old", created=100.0))
     store.write_fold("old", 0, RESULT)
     store.write_fold("old", 1, RESULT)
     store.write_summary("old", {"val_acc": {"mean": 0.8}})
-    store.write_meta("mid", {"created": 200.0})
+    store.write_meta("mid", _meta("mid", created=200.0))  # fold 1 never computed
     store.write_fold("mid", 0, RESULT)
-    store.write_meta("new", {"created": 300.0})
+    store.write_meta("new", _meta("new", created=300.0))
     (store.root / "nometa").mkdir()
     (store.root / "broken").mkdir()
     (store.root / "broken" / "meta.json").write_text("{not json")

@@ -128,23 +128,30 @@ def finished_result(run_id: str, store: RunStore | None = None) -> dict:
     store = store or RunStore()
     result = load_result(run_id, store)
     if result is None:
-        raise RunError(f"run {run_id!r} is not a finished run in {store.root}{_why_unfinished(run_id, store)}")
+        raise unfinished_error(run_id, store)
     return result
+
+
+def unfinished_error(run_id: str, store: RunStore) -> RunError:
+    """The one line for a run that :func:`load_result` does not answer: what is missing, and the
+    command that computes it."""
+    return RunError(f"run {run_id!r} is not a finished run in {store.root}{_why_unfinished(run_id, store)}")
 
 
 def _why_unfinished(run_id: str, store: RunStore) -> str:
     """What is missing of a run that has a ``meta.json``, and the command that completes it."""
     meta = store.read_meta(run_id)
-    if not isinstance(meta, dict) or meta.get("config", {}).get("model") == "ensemble":
+    if meta is None or meta["config"]["model"] == "ensemble":
         return ""
-    missing = [fold + 1 for fold in meta.get("fold_ids", []) if store.read_fold(run_id, fold) is None]
+    missing = [fold + 1 for fold in meta["fold_ids"] if store.read_fold(run_id, fold) is None]
     what = f"fold(s) {', '.join(map(str, missing))} missing or damaged" if missing else "not finished"
     return (f": {what}; `python -m leukdash run --config-file {store.run_dir(run_id) / 'meta.json'}` "
             "computes what is missing")
 
 
 def load_result(run_id: str, store: RunStore | None = None) -> dict | None:
-    """A finished run from the store, or None when it is not complete."""
+    """A finished run from the store, or None when it is not complete (a record or a fold's model
+    missing or damaged: see :class:`RunStore`, whose listing calls a run complete exactly then)."""
     store = store or RunStore()
     meta, summary = store.read_meta(run_id), store.read_summary(run_id)
     if meta is None or summary is None:

@@ -18,7 +18,9 @@ that were killed are removed when a process first uses the store. A store that c
 (read-only) is still read: runs are listed (none counts as running) and caches are skipped. A fold file that fails its checksum, or whose model file is
 missing or no longer has the recorded sha256, is moved aside and counts as missing, so it is
 recomputed. (Folds stored before model hashes were recorded have no ``model`` entry: their
-model is checked when it is loaded.)
+model is checked when it is loaded.) A ``meta.json`` or ``summary.json`` that is valid JSON but
+lacks what its readers use (a hand edit, another version's schema, ``{}``) is damaged in the
+same way: moved aside, so the run is skipped or partial and every other run still reads.
 
 Only the standard library is imported here (``filelock`` when a lock is taken): answering a
 finished run from the store must not pay for numpy, pandas or TensorFlow.
@@ -26,6 +28,7 @@ finished run from the store must not pay for numpy, pandas or TensorFlow.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -35,6 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from leukdash import paths
+from leukdash.config import MODELS
 from leukdash.atomic import clean_orphans_once, write_bytes_atomic
 from leukdash.errors import RunError
 
@@ -125,7 +129,8 @@ class RunStore:
         write_json_atomic(self.run_dir(run_id) / "meta.json", {"created": time.time(), **meta})
 
     def read_meta(self, run_id: str) -> dict | None:
-        return self._read_or_quarantine(self.run_dir(run_id) / "meta.json")
+        """The run's meta; ``None`` if it is missing or damaged (see :func:`_is_meta`; moved aside)."""
+        return self._read_or_quarantine(self.run_dir(run_id) / "meta.json", _is_meta)
 
     def finished_meta(self, run_id: str) -> dict:
         """The meta of a finished run (its summary stored), never None: a run that is not there
@@ -139,7 +144,8 @@ class RunStore:
         write_json_atomic(self.run_dir(run_id) / "summary.json", summary)
 
     def read_summary(self, run_id: str) -> dict | None:
-        return self._read_or_quarantine(self.run_dir(run_id) / "summary.json")
+        """The run's summary; ``None`` if it is missing or damaged (see :func:`_is_summary`; moved aside)."""
+        return self._read_or_quarantine(self.run_dir(run_id) / "summary.json", _is_summary)
 
     # -- folds and models ------------------------------------------------------------------
 
@@ -159,24 +165,15 @@ class RunStore:
             record["model"] = {"file": Path(model).name, "sha256": file_sha256(model)}
         write_json_atomic(self.fold_path(run_id, fold), record)
 
-    def read_fold(self, run_id: str, fold: int, verify_model: bool = True) -> dict | None:
+    def read_fold(self, run_id: str, fold: int) -> dict | None:
         """A fold's result; ``None`` if it is missing or damaged (a damaged file is moved aside).
 
-        With ``verify_model``, a fold whose model file is missing or altered counts as damaged.
+        A fold whose model file is missing or altered counts as damaged.
         """
-        path = self.fold_path(run_id, fold)
-        stored = self._read_or_quarantine(path)
-        if stored is None:
-            return None
-        if (
-            isinstance(stored, dict)
-            and isinstance(stored.get("result"), dict)
-            and stored.get("checksum") == checksum(stored["result"])
-            and (not verify_model or self._model_intact(run_id, stored.get("model")))
-        ):
-            return stored["result"]
-        _quarantine(path)
-        return None
+        stored = self._read_or_quarantine(
+            self.fold_path(run_id, fold),
+            lambda record: _is_fold_record(record) and self._model_intact(run_id, record.get("model")))
+        return None if stored is None else stored["result"]
 
     def discard_fold(self, run_id: str, fold: int) -> None:
         """Move a fold's record aside (e.g. its model cannot be loaded), so it is recomputed."""
@@ -187,8 +184,10 @@ class RunStore:
             return True  # stored before model hashes were recorded
         if not (isinstance(model, dict) and isinstance(model.get("file"), str) and _MODEL_FILE.match(model["file"])):
             return False
+        path = self.run_dir(run_id) / "models" / model["file"]
         try:
-            return file_sha256(self.run_dir(run_id) / "models" / model["file"]) == model.get("sha256")
+            found = path.stat()
+            return _version_sha256(str(path), found.st_size, found.st_mtime_ns, found.st_ino) == model.get("sha256")
         except OSError:
             return False
 
@@ -256,7 +255,9 @@ class RunStore:
 
         Each entry: ``{"run_id", "meta", "summary" (or None), "n_folds_done",
         "status": "running" | "complete" | "partial"}``; folders without a readable
-        ``meta.json`` are skipped.
+        ``meta.json`` are skipped. A run is complete exactly when :func:`load_result
+        <leukdash.engine.runner.load_result>` answers it: summary and every fold readable, each
+        fold's model file intact (a model's hash is computed once per version of its file).
         """
         runs = []
         root = self.root
@@ -265,18 +266,14 @@ class RunStore:
         for folder in root.iterdir():
             try:
                 meta = self.read_meta(folder.name) if folder.is_dir() else None
-                if not isinstance(meta, dict):
+                if meta is None:
                     continue
                 summary = self.read_summary(folder.name)
-                n_done = sum(
-                    self.read_fold(folder.name, int(match.group(1)), verify_model=False) is not None
-                    for match in map(_FOLD_FILE.match, _names(folder / "folds"))
-                    if match
-                )
+                n_done = sum(self.read_fold(folder.name, fold) is not None for fold in meta["fold_ids"])
                 if self.is_locked(folder.name):
                     status = "running"
-                else:  # a fold file lost or damaged after the run finished: the run is partial again
-                    whole = summary is not None and n_done >= len(meta.get("fold_ids") or ())
+                else:  # a fold or model lost or damaged after the run finished: the run is partial again
+                    whole = summary is not None and n_done == len(meta["fold_ids"])
                     status = "complete" if whole else "partial"
             except (OSError, RunError):
                 continue
@@ -299,23 +296,97 @@ class RunStore:
 
     # -- damaged files ---------------------------------------------------------------------
 
-    def _read_or_quarantine(self, path: Path):
+    def _read_or_quarantine(self, path: Path, valid):
+        """The JSON content of ``path`` if ``valid(content)``; ``None`` if the file is missing,
+        and (the file moved aside) if it is not JSON or not of the shape ``valid`` asks for."""
         try:
-            return read_json(path)
+            content = read_json(path)
         except (ValueError, UnicodeDecodeError):
-            _quarantine(path)
-            return None
+            content = _DAMAGED
+        if content is None or (content is not _DAMAGED and valid(content)):
+            return content
+        _quarantine(path)
+        return None
 
 
-_FOLD_FILE = re.compile(r"\Afold_(\d+)\.json\Z")
 _MODEL_FILE = re.compile(r"\Afold_\d+\.(keras|joblib)\Z")
+_DAMAGED = object()  # what a file that is not JSON reads as
 
 
-def _names(folder: Path) -> list[str]:
-    try:
-        return os.listdir(folder)
-    except FileNotFoundError:
-        return []
+# -- the shapes of the records: what their readers use without checking ----------------------
+
+
+def _is_meta(meta) -> bool:
+    """Whether a ``meta.json`` holds what the runner, the checks, the labels and the pages read:
+    the run id, config (a model this version knows, dataset), dataset (name, fingerprint, path,
+    classes), the fold ids and versions; an ensemble run also its members, weights and configs."""
+    if not isinstance(meta, dict):
+        return False
+    config, dataset, fold_ids = meta.get("config"), meta.get("dataset"), meta.get("fold_ids")
+    return (isinstance(meta.get("run_id"), str) and isinstance(meta.get("versions"), dict)
+            and isinstance(config, dict) and config.get("model") in MODELS + ("ensemble",)
+            and _are_text(config, "dataset")
+            and isinstance(dataset, dict) and _are_text(dataset, "name", "fingerprint")
+            and isinstance(dataset.get("path", ""), str) and _is_text_list(dataset.get("classes"))
+            and _is_fold_ids(fold_ids) and (meta.get("kind") != "ensemble" or _is_members(config)))
+
+
+def _is_fold_ids(fold_ids) -> bool:
+    """At least one fold, each a distinct non-negative integer (a fold file's index)."""
+    return (isinstance(fold_ids, list) and len(fold_ids) > 0
+            and all(isinstance(fold, int) and not isinstance(fold, bool) and fold >= 0 for fold in fold_ids)
+            and len(set(fold_ids)) == len(fold_ids))
+
+
+def _is_members(config: dict) -> bool:
+    members, weights, configs = config.get("members"), config.get("weights"), config.get("member_configs")
+    return (_is_text_list(members) and isinstance(weights, list) and all(map(_is_number, weights))
+            and isinstance(configs, list) and all(isinstance(c, dict) and c.get("model") in MODELS for c in configs)
+            and len(members) == len(weights) == len(configs))
+
+
+def _is_summary(summary) -> bool:
+    """Whether a ``summary.json`` holds what the pages, the reports and the CLI read: metrics
+    (``val_acc`` among them) each with a numeric mean, numeric spread figures where present, and
+    per-source figures as a mapping."""
+    if not isinstance(summary, dict) or "val_acc" not in summary:
+        return False
+    per_source = summary.get("per_source", {})
+    return (all(_is_metric(value) for name, value in summary.items() if name != "per_source")
+            and isinstance(per_source, dict) and all(isinstance(value, dict) for value in per_source.values()))
+
+
+def _is_metric(value) -> bool:
+    if not isinstance(value, dict) or not _is_number(value.get("mean")):
+        return False
+    interval = value.get("ci95", [0, 0])
+    return (all(_is_number(value[name]) for name in ("std", "min", "max") if name in value)
+            and isinstance(interval, list) and len(interval) == 2 and all(map(_is_number, interval)))
+
+
+def _is_fold_record(record) -> bool:
+    """A fold file: its result (a mapping) and the checksum of exactly that result."""
+    return (isinstance(record, dict) and isinstance(record.get("result"), dict)
+            and record.get("checksum") == checksum(record["result"]))
+
+
+def _are_text(record: dict, *names: str) -> bool:
+    return all(isinstance(record.get(name), str) for name in names)
+
+
+def _is_text_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@functools.lru_cache(maxsize=4096)
+def _version_sha256(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    """sha256 of one version of a file (its size, time and inode): every listing checks each fold's
+    model, and hashing is done once per version, not once per listing."""
+    return file_sha256(Path(path))
 
 
 def _created(meta: dict) -> float:

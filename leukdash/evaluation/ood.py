@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from leukdash.engine.store import RunStore, read_json, write_json_atomic
+from leukdash.engine.store import RunStore
+from leukdash.evaluation.run_cache import read_run_cache, write_run_cache
 
 # Neighbours averaged in the distance: a few, so that one near-duplicate in the training set
 # does not make an image look typical on its own.
@@ -120,31 +121,38 @@ def view_config(config, view: str):
 
 def training_distribution(run_id: str, store: RunStore | None = None, view: str = "prepared") -> TrainingDistribution:
     """The run's description in one view, read from ``ood.npz`` (``ood-acquisition.npz``)
-    beside it or computed and stored there."""
+    beside it or computed and stored there (see :mod:`leukdash.evaluation.run_cache`)."""
     from leukdash.config import RunConfig
     from leukdash.engine.run_data import open_run_dataset, validation_folds
-    from leukdash.data.arrays import load_arrays, save_npz, write_cache
+    from leukdash.data.arrays import load_arrays
 
     store = store or RunStore()
     folder = store.run_dir(run_id)
     name = "ood" if view == "prepared" else f"ood-{view}"
-    cache, info_path = folder / f"{name}.npz", folder / f"{name}.json"
     meta = store.finished_meta(run_id)
     key = {"method": METHOD_VERSION, "k": K, "dataset": meta["dataset"]["fingerprint"], "fold_ids": meta["fold_ids"]}
-    if cache.is_file() and read_json(info_path) == key:
-        with np.load(cache, allow_pickle=False) as stored:
-            return TrainingDistribution(stored["features"], stored["fold_of"], key["fold_ids"], stored["oof_scores"])
+    stored = read_run_cache(folder, name, key, ("features", "fold_of", "oof_scores"),
+                            lambda arrays: _describes(arrays, meta["fold_ids"]))
+    if stored is not None:
+        return TrainingDistribution(stored["features"], stored["fold_of"], meta["fold_ids"], stored["oof_scores"])
     config = view_config(RunConfig.from_dict(meta["config"]), view)
     dataset = open_run_dataset(meta)
     arrays = load_arrays(dataset, config.image_size, config.preprocess)  # as the run's models saw them (or the camera)
     fold_of = validation_folds(run_id, len(arrays.labels), store)
     features = describe_images(arrays.images)
     described = TrainingDistribution.fit(features, fold_of, meta["fold_ids"])
-    if write_cache(cache, lambda tmp: save_npz(tmp, features=described.features, fold_of=described.fold_of,
-                                               oof_scores=described.oof_scores)):
-        write_json_atomic(info_path, key, optional=True)  # only beside the arrays it describes
+    write_run_cache(folder, name, key, {"features": described.features, "fold_of": described.fold_of,
+                                        "oof_scores": described.oof_scores})
     return described
 
+
+def _describes(arrays: dict, fold_ids: list[int]) -> bool:
+    """Whether stored arrays can be a description: numeric descriptors, one row and one fold per
+    image, one out-of-fold score per image its folds validated."""
+    features, fold_of, oof = arrays["features"], arrays["fold_of"], arrays["oof_scores"]
+    numeric = all(np.issubdtype(a.dtype, np.number) for a in (features, fold_of, oof))
+    return (numeric and features.ndim == 2 and fold_of.ndim == 1 and oof.ndim == 1 and len(features) == len(fold_of)
+            and 0 < len(oof) == int(np.isin(fold_of, fold_ids).sum()))
 
 
 def own_confidence(run_id: str, store: RunStore | None = None) -> np.ndarray:
@@ -153,8 +161,11 @@ def own_confidence(run_id: str, store: RunStore | None = None) -> np.ndarray:
     from leukdash.engine.runner import load_result
 
     store = store or RunStore()
-    store.finished_meta(run_id)  # a run that is gone: one RunError, not a None read below
     result = load_result(run_id, store)
+    if result is None:  # gone, or a fold or its model lost since this process loaded the run's models
+        from leukdash.evaluation.predict import lost_fold_error
+
+        raise lost_fold_error(run_id, store)
     return np.array([max(proba) for fold in result["folds"]
                      for proba, copy in zip(fold["oof"]["proba"], fold["oof"]["copy"]) if copy == 0])
 

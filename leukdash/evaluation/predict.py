@@ -33,6 +33,9 @@ _references: dict[tuple[str, str], dict] = {}
 # 75) or a half-size copy of an ALL-IDB2 or C-NMC image differs by at most 0.70; the closest two
 # distinct ALL-IDB2 files (Im227/Im260) by 4.25.
 NEAR_IDENTICAL_DIFFERENCE = 3.0
+# What makes a check unavailable (the prediction stands without it): a run's dataset gone, a
+# fold lost, or what the check computes that the store cannot hold (read-only or full: OSError).
+CHECK_UNAVAILABLE = (LeukdashError, OSError)
 
 
 class _Voting:
@@ -73,10 +76,9 @@ class FoldEnsemble(_Voting):
         if final:
             self.models = [_final_model(run_id, self.config, store)]
             return
-        suffix = "keras" if self.config.is_cnn else "joblib"
         self.models = []
         for fold in meta["fold_ids"]:
-            path = store.model_path(run_id, fold, suffix)
+            path = _model_path(run_id, fold, self.config, store)
             # read_fold checks the model file against the sha256 recorded with the fold.
             model = _load_model(path, self.config.is_cnn) if store.read_fold(run_id, fold) is not None else None
             if model is None:
@@ -150,6 +152,26 @@ def _load_model(path: Path, is_cnn: bool):
         return None
 
 
+def _model_path(run_id: str, fold: int, config: RunConfig, store: RunStore) -> Path:
+    return store.model_path(run_id, fold, "keras" if config.is_cnn else "joblib")
+
+
+def lost_fold_error(run_id: str, store: RunStore) -> RunError:
+    """The one line for a run that is no longer whole in the store (a fold's record or model file
+    lost or damaged since this process loaded its models): for a trained run, what loading its
+    models says now; else what the runner says is missing (a run gone, an ensemble's fold record)."""
+    from leukdash.engine.ensemble import is_ensemble
+    from leukdash.engine.runner import unfinished_error
+
+    meta = store.read_meta(run_id)
+    lost = [] if meta is None or is_ensemble(meta) else \
+        [fold for fold in meta["fold_ids"] if store.read_fold(run_id, fold) is None]
+    if not lost:
+        return unfinished_error(run_id, store)
+    path = _model_path(run_id, lost[0], RunConfig.from_dict(meta["config"]), store)
+    return RunError(damaged_model_message(run_id, path, store))
+
+
 def damaged_model_message(run_id: str, path: Path, store: RunStore) -> str:
     """One line: which model is damaged, and the command that recomputes its fold."""
     meta_file = store.run_dir(run_id) / "meta.json"
@@ -198,8 +220,18 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
 def _checked(run_id, images, store, what, check) -> list:
     try:
         return check(run_id, images, store)
-    except LeukdashError as error:
-        return [{"error": f"{what} check unavailable: {error}"}] * len(images)
+    except CHECK_UNAVAILABLE as error:
+        return [{"error": f"{what} check unavailable: {_unavailable_reason(error)}"}] * len(images)
+
+
+def _unavailable_reason(error: Exception) -> str:
+    """Why a check cannot be made, in one line: a LeukdashError says it; an OSError is what the
+    check needs that the store or the dataset cannot give (read-only or full store), said without
+    the server's paths."""
+    if not isinstance(error, OSError):
+        return str(error)
+    cause = f" ({error.strerror.lower()})" if error.strerror else ""
+    return f"what it needs could not be read or stored here{cause}"
 
 
 def out_of_distribution(run_id: str, images: list[np.ndarray], store: RunStore | None = None) -> list[dict]:
@@ -282,13 +314,13 @@ def prepare_checks(run_id: str, store: RunStore | None = None) -> None:
 
     try:
         voters = [(member.run_id, view) for member, _ in ensemble(run_id, store).parts() for view in views(member.config)]
-    except LeukdashError:
+    except CHECK_UNAVAILABLE:
         return
     for prepare in [lambda: _reference(run_id, store)] + [
             lambda voter=voter, view=view: training_distribution(voter, store, view) for voter, view in voters]:
         try:
             prepare()
-        except LeukdashError:
+        except CHECK_UNAVAILABLE:
             continue
 
 

@@ -18,11 +18,14 @@ import hashlib
 
 import numpy as np
 
-from leukdash.engine.store import RunStore, read_json, write_json_atomic
+from leukdash.engine.store import RunStore
+from leukdash.evaluation.run_cache import read_run_cache, write_run_cache
 
 KNOWN_SIZE = 32
 # Changes to what this module stores invalidate the stored references.
 METHOD_VERSION = "reference-1"
+# What a reference holds, in ``reference.npz``.
+MEMBERS = ("images", "labels", "fold_of", "relative", "digests")
 
 
 def pixel_digest(image: np.ndarray) -> str:
@@ -36,17 +39,13 @@ def known_reference(run_id: str, store: RunStore | None = None) -> dict:
     digests: read from ``reference.npz`` beside the run, or computed from its dataset and stored there."""
     store = store or RunStore()
     folder = store.run_dir(run_id)
-    cache, info_path = folder / "reference.npz", folder / "reference.json"
     meta = store.finished_meta(run_id)
     key = {"method": METHOD_VERSION, "size": KNOWN_SIZE, "dataset": meta["dataset"]["fingerprint"],
            "fold_ids": meta["fold_ids"]}
-    if cache.is_file() and read_json(info_path) == key:
-        try:
-            with np.load(cache, allow_pickle=False) as stored:
-                return {name: stored[name] for name in ("images", "labels", "fold_of", "relative", "digests")}
-        except (OSError, ValueError, KeyError, EOFError):  # damaged: computed again below
-            pass
-    from leukdash.data.arrays import load_arrays, save_npz, write_cache
+    stored = read_run_cache(folder, "reference", key, MEMBERS, _is_reference)
+    if stored is not None:
+        return stored
+    from leukdash.data.arrays import load_arrays
     from leukdash.data.decode import decode_image
     from leukdash.engine.run_data import open_run_dataset, validation_folds
 
@@ -56,9 +55,17 @@ def known_reference(run_id: str, store: RunStore | None = None) -> dict:
                  "fold_of": validation_folds(run_id, len(arrays.labels), store),
                  "relative": np.array([dataset.relative(p) for p in arrays.paths], dtype=str),
                  "digests": np.array([pixel_digest(decode_image(p)) for p in arrays.paths], dtype=str)}
-    if write_cache(cache, lambda tmp: save_npz(tmp, **reference)):
-        write_json_atomic(info_path, key, optional=True)  # only beside the arrays it describes
+    write_run_cache(folder, "reference", key, reference)
     return reference
+
+
+def _is_reference(arrays: dict) -> bool:
+    """Whether stored arrays can be a reference: images at ``KNOWN_SIZE``, and a label, a fold,
+    a path and a digest for each."""
+    images = arrays["images"]
+    return (images.dtype == np.uint8 and images.ndim == 4 and images.shape[1:] == (KNOWN_SIZE, KNOWN_SIZE, 3)
+            and len(images) > 0 and all(arrays[name].shape == images.shape[:1] for name in MEMBERS[1:])
+            and all(np.issubdtype(arrays[name].dtype, np.integer) for name in ("labels", "fold_of")))
 
 
 def references_stored(run_id: str, store: RunStore | None = None) -> bool:

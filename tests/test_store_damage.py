@@ -1,0 +1,298 @@
+"""Damaged run folders: records of the wrong shape, damaged check caches, lost fold models.
+
+Each case leaves the damaged run skipped or partial (or its check recomputed) and every other
+run readable; nothing reaches a page as a traceback.
+"""
+
+import errno
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from leukdash.config import AugmentConfig, RunConfig
+from leukdash.data.decode import decode_image
+from leukdash.engine.runner import finished_result, load_result, run
+from leukdash.engine.store import RunStore, checksum
+from leukdash.errors import RunError
+from leukdash.evaluation import predict
+from leukdash.evaluation.ood import own_confidence
+
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+SHIPPED_NB = next((APP.parent / "artifacts" / "runs").glob("nb-*"))
+
+
+@pytest.fixture(scope="module")
+def template(tiny_dataset, tmp_path_factory) -> Path:
+    """The folder of one finished tiny run (naive Bayes, 2 folds) with its checks' caches, computed once."""
+    root = tmp_path_factory.mktemp("template")
+    config = RunConfig(dataset=str(tiny_dataset), model="nb", feature_set="features", image_size=32,
+                       augment_factor=1, augment=AugmentConfig.off(), folds=2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEUKDASH_ARTIFACTS", str(root))
+        run_id = run(config, n_jobs=1)["run_id"]
+        predict.prepare_checks(run_id)
+    folder = root / "runs" / run_id
+    assert {"ood.npz", "ood.json", "reference.npz", "reference.json"} <= {p.name for p in folder.iterdir()}
+    return folder
+
+
+def stored(source: Path, name: str | None = None) -> str:
+    """Copy a run folder into this test's store, as run ``name``; its run id."""
+    name = name or source.name
+    folder = shutil.copytree(source, RunStore().run_dir(name))
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "run_id": name}))
+    return name
+
+
+def a_dataset_image(tiny_dataset) -> np.ndarray:
+    return decode_image(sorted(tiny_dataset.glob("ALL/*.png"))[0])
+
+
+def edited(path: Path, change) -> None:
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+
+# --------------------------------------------------------------------------- records of the wrong shape
+
+META_SHAPES = {
+    "a list": lambda meta: [1, 2],
+    "empty": lambda meta: {},
+    "config null": lambda meta: {**meta, "config": None},
+    "no dataset": lambda meta: {k: v for k, v in meta.items() if k != "dataset"},
+    "no versions": lambda meta: {k: v for k, v in meta.items() if k != "versions"},
+    "fold ids a string": lambda meta: {**meta, "fold_ids": "0,1"},
+    "no fold ids": lambda meta: {**meta, "fold_ids": []},
+    "fold ids repeated": lambda meta: {**meta, "fold_ids": [0, 0]},
+    "fold id negative": lambda meta: {**meta, "fold_ids": [0, -1]},
+    "fold id a bool": lambda meta: {**meta, "fold_ids": [True, 1]},
+    "fold id a list": lambda meta: {**meta, "fold_ids": [[0], 1]},
+    "unknown model": lambda meta: {**meta, "config": {**meta["config"], "model": "xgboost"}},
+    "classes not a list": lambda meta: {**meta, "dataset": {**meta["dataset"], "classes": "ALL"}},
+    "fingerprint a number": lambda meta: {**meta, "dataset": {**meta["dataset"], "fingerprint": 7}},
+    "ensemble without members": lambda meta: {**meta, "kind": "ensemble"},
+}
+
+
+@pytest.mark.parametrize("shape", list(META_SHAPES))
+def test_a_meta_of_the_wrong_shape_is_damaged_and_the_other_runs_still_read(template, shape):
+    good, damaged = stored(template), stored(template, "nb-damaged")
+    folder = RunStore().run_dir(damaged)
+    edited(folder / "meta.json", META_SHAPES[shape])
+    assert [entry["run_id"] for entry in RunStore().list_runs()] == [good]
+    assert load_result(damaged) is None and load_result(good)["run_id"] == good
+    with pytest.raises(RunError, match=f"^run '{damaged}' is not a finished run in "):
+        finished_result(damaged)
+    assert not (folder / "meta.json").exists() and len(list(folder.glob("meta.json.damaged-*"))) == 1  # kept aside
+
+
+SUMMARY_SHAPES = {
+    "a list": lambda summary: [1, 2],
+    "empty": lambda summary: {},
+    "accuracy a number": lambda summary: {**summary, "val_acc": 0.9},
+    "mean a text": lambda summary: {**summary, "val_acc": {**summary["val_acc"], "mean": "high"}},
+    "mean a bool": lambda summary: {**summary, "balanced_acc": {**summary["balanced_acc"], "mean": True}},
+    "interval of one": lambda summary: {**summary, "val_acc": {**summary["val_acc"], "ci95": [0.5]}},
+    "std null": lambda summary: {**summary, "seconds": {**summary["seconds"], "std": None}},
+    "per source a list": lambda summary: {**summary, "per_source": []},
+}
+
+
+@pytest.mark.parametrize("shape", list(SUMMARY_SHAPES))
+def test_a_summary_of_the_wrong_shape_makes_the_run_partial(template, shape):
+    good, damaged = stored(template), stored(template, "nb-damaged")
+    edited(RunStore().run_dir(damaged) / "summary.json", SUMMARY_SHAPES[shape])
+    status = {entry["run_id"]: (entry["status"], entry["summary"] is None) for entry in RunStore().list_runs()}
+    assert status == {good: ("complete", False), damaged: ("partial", True)}
+    assert load_result(damaged) is None
+
+
+FOLD_SHAPES = {
+    "a list": lambda record: [],
+    "empty": lambda record: {},
+    "result a list": lambda record: {**record, "result": [1], "checksum": checksum([1])},
+    "model entry a text": lambda record: {**record, "model": "fold_1.joblib"},
+}
+
+
+@pytest.mark.parametrize("shape", list(FOLD_SHAPES))
+def test_a_fold_record_of_the_wrong_shape_makes_the_run_partial(template, shape):
+    good, damaged = stored(template), stored(template, "nb-damaged")
+    edited(RunStore().run_dir(damaged) / "folds" / "fold_1.json", FOLD_SHAPES[shape])
+    status = {entry["run_id"]: (entry["status"], entry["n_folds_done"]) for entry in RunStore().list_runs()}
+    assert status == {good: ("complete", 2), damaged: ("partial", 1)}
+    assert load_result(damaged) is None
+
+
+# --------------------------------------------------------------------------- damaged check caches
+
+
+def _pickled(path: Path) -> None:
+    with np.load(path) as stored_arrays:
+        arrays = {name: stored_arrays[name].astype(object) for name in stored_arrays.files}
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def _shrunk(path: Path) -> None:
+    """A whole, readable npz whose arrays no longer agree (one row fewer in the first)."""
+    with np.load(path) as stored_arrays:
+        arrays = {name: stored_arrays[name] for name in stored_arrays.files}
+    first = next(iter(arrays))
+    with open(path, "wb") as handle:
+        np.savez(handle, **{**arrays, first: arrays[first][1:]})
+
+
+CACHE_DAMAGE = {
+    "ood.json truncated": ("ood.json", lambda p: p.write_text('{"x')),
+    "ood.json a list": ("ood.json", lambda p: p.write_text("[]")),
+    "reference.json truncated": ("reference.json", lambda p: p.write_text('{"x')),
+    "ood.npz truncated": ("ood.npz", lambda p: p.write_bytes(p.read_bytes()[:1000])),
+    "reference.npz garbage": ("reference.npz", lambda p: p.write_bytes(b"garbage")),
+    "ood.npz pickled": ("ood.npz", _pickled),
+    "reference.npz pickled": ("reference.npz", _pickled),
+    "ood.npz arrays disagree": ("ood.npz", _shrunk),
+    "reference.npz arrays disagree": ("reference.npz", _shrunk),
+}
+
+
+@pytest.mark.parametrize("damage", list(CACHE_DAMAGE))
+def test_a_damaged_check_cache_is_computed_again_and_replaced(template, tiny_dataset, damage):
+    good, damaged = stored(template), stored(template, "nb-damaged")
+    file_name, spoil = CACHE_DAMAGE[damage]
+    path = RunStore().run_dir(damaged) / file_name
+    spoil(path)
+    spoiled = path.read_bytes()
+    image = a_dataset_image(tiny_dataset)
+    [expected] = predict.predict_images(good, [image])
+    [answer] = predict.predict_images(damaged, [image])
+    assert answer["ood"] == expected["ood"] and "error" not in answer["ood"]
+    assert answer["known"] == expected["known"] and answer["known"]["match"] == "identical"
+    assert path.read_bytes() != spoiled  # replaced by what was computed
+    assert path.read_bytes() == (template / file_name).read_bytes()
+
+
+def test_a_check_that_cannot_be_computed_or_stored_is_unavailable_and_the_prediction_stands(template, monkeypatch):
+    """A damaged cache in a store that cannot hold what the check computes (read-only or full:
+    drawing the built-in set there raised OSError): the prediction, and one line per check."""
+    run_id = stored(template)
+    folder = RunStore().run_dir(run_id)
+    for name in ("ood.npz", "reference.npz"):
+        (folder / name).write_bytes(b"garbage")
+
+    def read_only_store(meta):
+        raise OSError(errno.EROFS, "Read-only file system", str(RunStore().root.parent / "datasets"))
+
+    monkeypatch.setattr("leukdash.engine.run_data.open_run_dataset", read_only_store)
+    predict.prepare_checks(run_id)  # the warm-up thread: ends quietly (it raised OSError there)
+    [answer] = predict.predict_images(run_id, [np.zeros((40, 40, 3), np.uint8)])
+    assert answer["predicted"] in ("ALL", "AML", "CLL", "CML", "HEALTHY")
+    reason = "check unavailable: what it needs could not be read or stored here (read-only file system)"
+    assert answer["ood"] == {"error": f"ood {reason}"} and answer["known"] == {"error": f"known {reason}"}
+
+
+def test_a_damaged_cache_in_a_store_that_cannot_be_written_is_computed_in_memory(template, tiny_dataset, monkeypatch):
+    run_id = stored(template)
+    paths = [RunStore().run_dir(run_id) / name for name in ("ood.npz", "reference.npz")]
+    for path in paths:
+        path.write_bytes(path.read_bytes()[:1000])
+    truncated = [path.read_bytes() for path in paths]
+    monkeypatch.setattr("leukdash.data.arrays.write_cache", lambda target, write: False)  # as a read-only store does
+    [answer] = predict.predict_images(run_id, [a_dataset_image(tiny_dataset)])
+    assert answer["known"]["match"] == "identical" and "error" not in answer["ood"]
+    assert [path.read_bytes() for path in paths] == truncated
+
+
+# --------------------------------------------------------------------------- lost or damaged fold models
+
+
+def _same_size_altered(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+MODEL_DAMAGE = {
+    "deleted": Path.unlink,
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[:100]),
+    "altered, same size": _same_size_altered,
+}
+
+
+@pytest.mark.parametrize("damage", list(MODEL_DAMAGE))
+def test_a_lost_fold_model_makes_the_run_partial_in_the_listing_as_in_the_loading(template, damage):
+    run_id = stored(template)
+    store = RunStore()
+    assert [entry["status"] for entry in store.list_runs()] == ["complete"]  # its models' hashes now known
+    MODEL_DAMAGE[damage](store.run_dir(run_id) / "models" / "fold_1.joblib")
+    [entry] = store.list_runs()
+    assert (entry["status"], entry["n_folds_done"]) == ("partial", 1)
+    assert load_result(run_id) is None
+
+
+def test_the_likely_wrong_check_of_loaded_models_names_the_lost_model_as_a_fresh_load_does(template):
+    run_id = stored(template)
+    image = np.zeros((40, 40, 3), np.uint8)
+    predict.predict_images(run_id, [image])  # this process now holds the run's models
+    (RunStore().run_dir(run_id) / "models" / "fold_1.joblib").unlink()
+    with pytest.raises(RunError) as lost:
+        own_confidence(run_id)
+    with pytest.raises(RunError) as fresh:
+        predict.FoldEnsemble(run_id)
+    assert str(lost.value) == str(fresh.value) and "\n" not in str(lost.value)
+    assert f"run {run_id}: the saved model models/fold_1.joblib is damaged or missing" in str(lost.value)
+    [answer] = predict.predict_images(run_id, [image])  # the loaded models still answer
+    assert answer["predicted"] in ("ALL", "AML", "CLL", "CML", "HEALTHY")
+    assert answer["likely_wrong"] == {"error": f"likely-wrong check unavailable: {lost.value}"}
+
+
+# --------------------------------------------------------------------------- the pages
+
+
+@pytest.fixture
+def fresh_caches():
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+def test_the_pages_show_the_whole_runs_beside_damaged_ones(isolated_artifacts, tiny_dataset, monkeypatch, fresh_caches):
+    """A run with a meta of the wrong shape, one with a summary of the wrong shape and one whose
+    fold model is gone, beside a whole run: every page draws, and Compare compares the whole one."""
+    monkeypatch.setenv("LEUKDASH_DATA", str(tiny_dataset.parent))
+    good = stored(SHIPPED_NB)
+    runs = RunStore().root
+    edited(runs / stored(SHIPPED_NB, "nb-empty-meta") / "meta.json", lambda meta: {})
+    edited(runs / stored(SHIPPED_NB, "nb-list-summary") / "summary.json", lambda summary: [1, 2])
+    (runs / stored(SHIPPED_NB, "nb-lost-model") / "models" / "fold_2.joblib").unlink()
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    for page in ("overview", "experiments", "compare", "predict"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        if page == "compare":
+            assert list(at.dataframe[0].value["Run id"]) == [good]
+
+
+def _compare_results(run_ids):
+    import streamlit as st
+
+    from pages._shared import results
+
+    st.write(f"loaded: {[result['run_id'] for result in results(run_ids)]}")
+
+
+def test_a_run_that_stopped_being_whole_after_the_listing_is_left_out_with_a_caption(isolated_artifacts, fresh_caches):
+    """The run list is cached for seconds: a run listed complete may have lost a model since."""
+    good, lost = stored(SHIPPED_NB), stored(SHIPPED_NB, "nb-lost-model")
+    (RunStore().run_dir(lost) / "models" / "fold_2.joblib").unlink()
+    at = AppTest.from_function(_compare_results, args=([good, lost],), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [m.value for m in at.markdown] == [f"loaded: {[good]}"]
+    [caption] = [c.value for c in at.caption]
+    assert caption.startswith(f"Left out: run '{lost}' is not a finished run in runs: fold(s) 3 missing or damaged")
+    assert str(isolated_artifacts) not in caption
