@@ -138,6 +138,28 @@ def unfinished_error(run_id: str, store: RunStore) -> RunError:
     return RunError(f"run {run_id!r} is not a finished run in {store.root}{_why_unfinished(run_id, store)}")
 
 
+def lost_fold_error(run_id: str, store: RunStore) -> RunError:
+    """The one line for a run that is no longer whole in the store (a fold's record or model file
+    lost or damaged since this process loaded its models): for a trained run, the model that is
+    gone, as loading its models says; else what :func:`unfinished_error` says is missing."""
+    from leukdash.engine.training import model_suffix
+
+    meta = store.read_meta(run_id)
+    lost = [] if meta is None or meta["config"]["model"] == "ensemble" else \
+        [fold for fold in meta["fold_ids"] if store.read_fold(run_id, fold) is None]
+    if not lost:
+        return unfinished_error(run_id, store)
+    path = store.model_path(run_id, lost[0], model_suffix(RunConfig.from_dict(meta["config"])))
+    return RunError(damaged_model_message(run_id, path, store))
+
+
+def damaged_model_message(run_id: str, path: Path, store: RunStore) -> str:
+    """One line: which model is damaged, and the command that recomputes its fold."""
+    meta_file = store.run_dir(run_id) / "meta.json"
+    return (f"run {run_id}: the saved model {path.parent.name}/{path.name} is damaged or missing; its fold is "
+            f"recomputed by `python -m leukdash run --config-file {meta_file}` (or by launching the run again)")
+
+
 def _why_unfinished(run_id: str, store: RunStore) -> str:
     """What is missing of a run that has a ``meta.json``, and the command that completes it."""
     meta = store.read_meta(run_id)

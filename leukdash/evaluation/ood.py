@@ -158,13 +158,11 @@ def _describes(arrays: dict, fold_ids: list[int]) -> bool:
 def own_confidence(run_id: str, store: RunStore | None = None) -> np.ndarray:
     """The top probability of each of the run's own out-of-fold predictions (originals only,
     not augmented copies)."""
-    from leukdash.engine.runner import load_result
+    from leukdash.engine.runner import load_result, lost_fold_error
 
     store = store or RunStore()
     result = load_result(run_id, store)
     if result is None:  # gone, or a fold or its model lost since this process loaded the run's models
-        from leukdash.evaluation.predict import lost_fold_error
-
         raise lost_fold_error(run_id, store)
     return np.array([max(proba) for fold in result["folds"]
                      for proba, copy in zip(fold["oof"]["proba"], fold["oof"]["copy"]) if copy == 0])

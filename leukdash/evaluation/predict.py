@@ -19,7 +19,9 @@ from leukdash.data.decode import decode_image
 from leukdash.errors import ImageDecodeError, LeukdashError, RunError
 from leukdash.paths import printable
 from leukdash.data.preprocess import prepare_images, square_resize
+from leukdash.engine.runner import damaged_model_message
 from leukdash.engine.store import RunStore
+from leukdash.engine.training import model_suffix
 
 # Loaded fold models of the last few runs used (a dashboard switches between a handful).
 _loaded: OrderedDict[tuple[str, str], "FoldEnsemble"] = OrderedDict()
@@ -78,7 +80,7 @@ class FoldEnsemble(_Voting):
             return
         self.models = []
         for fold in meta["fold_ids"]:
-            path = _model_path(run_id, fold, self.config, store)
+            path = store.model_path(run_id, fold, model_suffix(self.config))
             # read_fold checks the model file against the sha256 recorded with the fold.
             model = _load_model(path, self.config.is_cnn) if store.read_fold(run_id, fold) is not None else None
             if model is None:
@@ -150,33 +152,6 @@ def _load_model(path: Path, is_cnn: bool):
         return classic.load(path)
     except Exception:  # noqa: BLE001 - unpickling and Keras raise many kinds; all mean "damaged"
         return None
-
-
-def _model_path(run_id: str, fold: int, config: RunConfig, store: RunStore) -> Path:
-    return store.model_path(run_id, fold, "keras" if config.is_cnn else "joblib")
-
-
-def lost_fold_error(run_id: str, store: RunStore) -> RunError:
-    """The one line for a run that is no longer whole in the store (a fold's record or model file
-    lost or damaged since this process loaded its models): for a trained run, what loading its
-    models says now; else what the runner says is missing (a run gone, an ensemble's fold record)."""
-    from leukdash.engine.ensemble import is_ensemble
-    from leukdash.engine.runner import unfinished_error
-
-    meta = store.read_meta(run_id)
-    lost = [] if meta is None or is_ensemble(meta) else \
-        [fold for fold in meta["fold_ids"] if store.read_fold(run_id, fold) is None]
-    if not lost:
-        return unfinished_error(run_id, store)
-    path = _model_path(run_id, lost[0], RunConfig.from_dict(meta["config"]), store)
-    return RunError(damaged_model_message(run_id, path, store))
-
-
-def damaged_model_message(run_id: str, path: Path, store: RunStore) -> str:
-    """One line: which model is damaged, and the command that recomputes its fold."""
-    meta_file = store.run_dir(run_id) / "meta.json"
-    return (f"run {run_id}: the saved model {path.parent.name}/{path.name} is damaged or missing; its fold is "
-            f"recomputed by `python -m leukdash run --config-file {meta_file}` (or by launching the run again)")
 
 
 def ensemble(run_id: str, store: RunStore | None = None, final: bool = False) -> FoldEnsemble | RunEnsemble:
