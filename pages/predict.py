@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from leukdash.data.decode import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image
+from leukdash.data.decode import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, frames_note
 from leukdash.evaluation.answer import headline
 from leukdash.evaluation.predict import warm_up, warmed_up
 from leukdash.errors import ImageDecodeError, LeukdashError
@@ -92,6 +92,7 @@ for upload in uploads:
             if len(data) > MAX_FILE_MB * 1024 * 1024:
                 raise ImageDecodeError(f"file too large: {len(data) / 1024 / 1024:.0f} MB (limit {MAX_FILE_MB} MB)")
             picture = decode_image(data)
+            note = frames_note(data)
         except ImageDecodeError as error:
             st.error(f"Cannot read {printable(upload.name)}: {error}. Upload a PNG, JPEG, BMP or TIFF image.",
                      icon=":material/broken_image:")
@@ -104,6 +105,8 @@ for upload in uploads:
             st.error(hide_roots(f"Cannot predict with run {run_id}: {error}"))
             st.stop()
         ood, known = result.get("ood") or {}, result.get("known")
+        if note:
+            st.caption(f"Note: {note}.")
         if ood.get("outside"):
             seen = "as the camera gave it (its acquisition)" if ood.get("view") == "acquisition" else "as the models see it"
             st.warning(f"**This image does not look like the images this run was trained on** ({dataset['name']}), "

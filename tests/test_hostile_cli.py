@@ -2,7 +2,7 @@
 extreme ensemble weights, malformed scheduler addresses, over-long names, a closed output pipe,
 an ASCII-only terminal, options beside ``--config-file``, an empty dataset name, TIFFs that
 cannot be read, a fold file deleted from a finished run, a sweep grid far too large, a run's training folder
-moved away, JSON nested too deeply.
+moved away, JSON nested too deeply, several pictures in one file.
 
 Cases are registered as in :mod:`test_hostile` (its helpers are reused) and printed by
 ``python -m benchmarks.hostile_table`` with the others.
@@ -252,6 +252,27 @@ def _deep_json(folder: Path) -> str:
     _one_error_line(err, f"run '{ids[0]}' is not a finished run")
     assert code == 2 and _cli("compare", ids[1])[0] == 0
     return line.replace(str(folder), "TMP")
+
+
+@case("several pictures in one file: a 3-page TIFF, a 2-frame GIF named .png", "predict answers from the first "
+      "picture and says so (stdout, --json); a one-picture file gets no note")
+def _several_pictures(folder: Path) -> str:
+    from PIL import Image
+
+    dataset = _dataset(folder)
+    run_id = json.loads(_cli(*_run_args(dataset, "--json"))[1])["run_id"]
+    pictures = [Image.fromarray(np.full((24, 24, 3), 40 * i, np.uint8)) for i in range(3)]
+    pictures[0].save(folder / "pages.tif", save_all=True, append_images=pictures[1:])
+    pictures[0].save(folder / "gif.png", format="GIF", save_all=True, append_images=pictures[1:2])
+    paths = [str(folder / "pages.tif"), str(folder / "gif.png"), str(dataset / "ALL" / "all1.png")]
+    code, out, err = _cli("predict", run_id, *paths, "--json")
+    notes = [entry.get("note") for entry in json.loads(out)["predictions"]]
+    assert code == 0 and notes == ["the file holds 3 pictures (pages or frames): only the first was read",
+                                   "the file holds 2 pictures (pages or frames): only the first was read", None], notes
+    code, out, _ = _cli("predict", run_id, *paths)
+    lines = out.splitlines()
+    assert lines[1] == "  note: the file holds 3 pictures (pages or frames): only the first was read", out
+    return lines[1].strip()
 
 
 @pytest.mark.parametrize("hostile", CASES, ids=[c.name for c in CASES])

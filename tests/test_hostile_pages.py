@@ -170,6 +170,20 @@ def test_an_upload_name_is_shown_as_written_on_the_predict_page(data_root, isola
     assert not [m.value for m in at.markdown if "http://x" in m.value]
 
 
+def test_predict_says_when_an_upload_holds_several_pictures(data_root, isolated_artifacts):
+    shipped_runs(isolated_artifacts, "nb")
+    pages = [Image.fromarray(np.full((40, 40, 3), 60 * i, np.uint8)) for i in range(3)]
+    tiff = io.BytesIO()
+    pages[0].save(tiff, "TIFF", save_all=True, append_images=pages[1:])
+    at = app("predict")
+    at.file_uploader(key="predict_upload").set_value([("pages.tif", tiff.getvalue(), "image/tiff"),
+                                                     ("one.png", png(0, 40), "image/png")]).run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    assert len([m for m in at.markdown if m.value.startswith("Predicted:")]) == 2
+    notes = [c.value for c in at.caption if c.value.startswith("Note:")]
+    assert notes == ["Note: the file holds 3 pictures (pages or frames): only the first was read."], notes
+
+
 # ---------------------------------------------------------------- Predict, Augmentation, paths
 
 

@@ -80,8 +80,10 @@ def sweep_settings(config: dict, axes: dict | None) -> str:
 
 
 def print_checks(entry: dict) -> None:
-    """The out-of-distribution warning and the known-image answer of one prediction."""
+    """A note on the file, the out-of-distribution warning and the known-image answer of one prediction."""
     ood, known = entry.get("ood") or {}, entry.get("known")
+    if entry.get("note"):
+        print(f"  note: {entry['note']}")
     if ood.get("outside"):
         print(f"  WARNING: unlike the run's training images (distance score {ood['score']:.2f}, above "
               f"{ood['percentile']:.0f}% of its own validation images): the prediction is not reliable")

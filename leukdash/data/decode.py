@@ -80,6 +80,19 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np
     return _to_rgb_uint8(array)
 
 
+def frames_note(source: str | Path | bytes) -> str | None:
+    """A note for a file that holds several pictures (a multi-page TIFF, an animated GIF or PNG):
+    :func:`decode_image` reads the first only, and an answer about it should say so; else None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(_read_bytes(source))) as image:
+                frames = int(getattr(image, "n_frames", 1))
+    except Exception:  # noqa: BLE001 - decode_image has said what is wrong with the file, if anything
+        return None
+    return f"the file holds {frames} pictures (pages or frames): only the first was read" if frames > 1 else None
+
+
 def check_aspect(width: int, height: int) -> None:
     """Refuse an empty image or one whose longer side exceeds ``MAX_ASPECT`` times its shorter."""
     if min(width, height) < 1:

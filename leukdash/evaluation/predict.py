@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from leukdash.config import RunConfig
-from leukdash.data.decode import decode_image
+from leukdash.data.decode import decode_image, frames_note
 from leukdash.errors import ImageDecodeError, LeukdashError, RunError
 from leukdash.paths import printable
 from leukdash.data.preprocess import prepare_images, square_resize
@@ -340,6 +340,9 @@ def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None)
             decoded.append((entry, decode_image(path)))
         except ImageDecodeError as error:
             entry["error"] = str(error)
+        else:
+            if note := frames_note(path):
+                entry["note"] = note
         entries.append(entry)
     try:
         predictions = predict_images(run_id, [image for _, image in decoded], store) if decoded else []
