@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import streamlit as st
@@ -56,6 +57,13 @@ def deployment():
     except FileNotFoundError:  # no secrets.toml: environment and defaults only
         secrets = {}
     return read_deployment(secrets)
+
+
+def literal(name: str) -> str:
+    """A file or folder name for a line of Markdown, each character that Markdown (or Streamlit's
+    ``:icon:`` and ``$math$``) could act on inside a sentence backslash-escaped, so that a name such
+    as ``**b** [l](http://x)`` shows as typed: no formatting, no link, no remote image."""
+    return re.sub(r"([\\`*_{}\[\]()<>#|~$!:])", r"\\\1", name)
 
 
 def session_token() -> str:

@@ -11,7 +11,7 @@ from leukdash.engine.augment import preview
 from leukdash.config import AugmentConfig, FILL_MODES
 from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
-from pages._shared import dataset_picker, image, kept, load_dataset_info, routed, synthetic_note
+from pages._shared import dataset_picker, image, kept, literal, load_dataset_info, routed, synthetic_note
 
 routed(__file__)
 
@@ -102,7 +102,8 @@ with gallery:
     try:
         original = image(info["path"], chosen, PREVIEW_SIZE)
     except LeukdashError as error:  # an empty or damaged file: the settings above still work
-        st.error(hide_roots(f"Image {number} of {cls} ({chosen}) cannot be read: {error}. Pick another image."),
+        st.error(hide_roots(f"Image {number} of {literal(cls)} ({literal(chosen)}) cannot be read: {error}. "
+                            "Pick another image."),
                  icon=":material/broken_image:")
         st.stop()
     with st.spinner("Transforming…"):

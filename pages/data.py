@@ -12,8 +12,8 @@ from leukdash.paths import hide_roots
 from leukdash.reporting.plots import class_counts_bar
 from leukdash.data.preprocess import overlay
 from leukdash.data.sources import KNOWN_CLASSES
-from pages._shared import (UPLOADS, VIEWER_NOTE, audit, dataset_picker, deployment, image, load_dataset_info, root,
-                           routed, session_token, synthetic_note)
+from pages._shared import (UPLOADS, VIEWER_NOTE, audit, dataset_picker, deployment, image, literal, load_dataset_info,
+                           root, routed, session_token, synthetic_note)
 
 routed(__file__)
 
@@ -38,19 +38,12 @@ def unpack_upload() -> None:
     except LeukdashError as error:
         if folder is not None:
             remove_upload(folder)  # unpacked but unusable: nothing of it is kept
-        st.session_state["zip_error"] = hide_roots(f"{upload.name}: {error}")
+        st.session_state["zip_error"] = hide_roots(f"{literal(upload.name)}: {error}")
         return
     name = f"{stem} (upload)"
     st.session_state[UPLOADS] = {**st.session_state.get(UPLOADS, {}), name: str(folder)}
     st.session_state["dataset"] = st.session_state["_kept_dataset"] = name
     st.session_state.pop("zip_error", None)
-
-
-def literal(name: str) -> str:
-    """A file or folder name for a Markdown line, each character Markdown (or Streamlit's
-    ``:icon:``, ``$math$``) could act on backslash-escaped, so that a name such as
-    ``**b** [l](http://x)`` shows as typed: no formatting, link or remote image."""
-    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~$&:@])", r"\\\1", name)
 
 
 def class_like_folders(files: list[str]) -> list[str]:

@@ -8,7 +8,7 @@ from leukdash.evaluation.predict import warm_up, warmed_up
 from leukdash.errors import ImageDecodeError, LeukdashError
 from leukdash.paths import hide_roots, printable
 from leukdash.reporting.plots import heatmap_overlay, probability_bars
-from pages._shared import (finished_runs, gradcam, kept, no_runs_yet, predict, root, routed, run_option_labels,
+from pages._shared import (finished_runs, gradcam, kept, literal, no_runs_yet, predict, root, routed, run_option_labels,
                            transfer_figures)
 
 routed(__file__)
@@ -94,7 +94,7 @@ for upload in uploads:
             picture = decode_image(data)
             note = frames_note(data)
         except ImageDecodeError as error:
-            st.error(f"Cannot read {printable(upload.name)}: {error}. Upload a PNG, JPEG, BMP or TIFF image.",
+            st.error(f"Cannot read {literal(printable(upload.name))}: {error}. Upload a PNG, JPEG, BMP or TIFF image.",
                      icon=":material/broken_image:")
             continue
         try:

@@ -184,6 +184,21 @@ def test_predict_says_when_an_upload_holds_several_pictures(data_root, isolated_
     assert notes == ["Note: the file holds 3 pictures (pages or frames): only the first was read."], notes
 
 
+def test_names_inside_error_lines_are_escaped_markdown(data_root, isolated_artifacts):
+    name = "[l](http://x) ![](http://x) **b**"
+    shipped_runs(isolated_artifacts, "nb")
+    at = app("predict")
+    at.file_uploader(key="predict_upload").set_value([(f"{name}.png", b"not an image", "image/png")]).run(timeout=TIMEOUT)
+    [error] = at.error
+    assert error.value.startswith("Cannot read \\[l\\]\\(http\\://x\\) \\!\\[\\]\\(http\\://x\\) \\*\\*b\\*\\*.png: "), error.value
+    at = data_page(data_root)
+    at.sidebar.file_uploader(key="zip_upload").set_value((f"{name}.zip", b"not a zip", "application/zip"))
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e.value for e in at.error if "not a zip archive" in e.value] == [
+        "\\[l\\]\\(http\\://x\\) \\!\\[\\]\\(http\\://x\\) \\*\\*b\\*\\*.zip: the uploaded file is not a zip archive"]
+
+
 # ---------------------------------------------------------------- Predict, Augmentation, paths
 
 
