@@ -110,6 +110,17 @@ def test_evaluate_scores_another_dataset_and_stores_the_result_beside_the_run(ti
     assert evaluate(tiny_run["run_id"], str(other_lab)) == result
 
 
+@pytest.mark.parametrize("damage", ["truncated", "a list", "no result"])
+def test_a_damaged_stored_external_result_is_computed_again(tiny_run, other_lab, damage):
+    result = evaluate(tiny_run["run_id"], str(other_lab))
+    path = result_path(tiny_run["run_id"], result["dataset"]["fingerprint"])
+    text = path.read_text()
+    path.write_text({"truncated": text[:100], "a list": "[]", "no result": json.dumps({"key": result["key"]})}[damage])
+    assert stored_evaluations(tiny_run["run_id"]) == []  # what the transfer figures and rankings read
+    assert evaluate(tiny_run["run_id"], str(other_lab))["accuracy"] == result["accuracy"]
+    assert json.loads(path.read_text())["accuracy"] == result["accuracy"]  # replaced whole
+
+
 def test_evaluate_refuses_a_dataset_without_the_runs_classes(tiny_dataset, tmp_path, capsys):
     result = run(tiny_config(tiny_dataset, classes=("ALL", "CLL")), n_jobs=1)
     lacking = tmp_path / "lacking"

@@ -17,6 +17,8 @@ Results are stored beside the run, ``external/<dataset fingerprint>.json``, and 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from leukdash.errors import DatasetError, RunError
@@ -62,7 +64,7 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
                            "images, so only its cross-validated figures are honest there")
     path = result_path(run_id, dataset.fingerprint, store, model)
     key = {"method": METHOD_VERSION, "samples": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED, "model": model}
-    stored = None if recompute else read_json(path) if path.is_file() else None
+    stored = None if recompute else _stored(path)
     if stored is not None and stored.get("key") == key:
         return stored
     result = {"key": key, "model": model, **_compute(run_id, meta, dataset, store, model == "final")}
@@ -243,9 +245,21 @@ def stored_evaluations(run_id: str, store: RunStore | None = None, model: str = 
     """Every external result of the run's ``model`` (fold ensemble or final model) stored beside
     it (any method version), by dataset name."""
     folder = (store or RunStore()).run_dir(run_id) / "external"
-    found = [read_json(path) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    return sorted((r for r in found if isinstance(r, dict) and "accuracy" in r and r.get("model", "folds") == model),
+    found = [_stored(path) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return sorted((r for r in found if r is not None and r.get("model", "folds") == model),
                   key=lambda r: r["dataset"]["name"])
+
+
+def _stored(path: Path) -> dict | None:
+    """A stored external result; None when it is missing or damaged (not JSON, not a result):
+    a cache, computed again by the next ``evaluate`` and replaced whole."""
+    try:
+        stored = read_json(path)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    valid = (isinstance(stored, dict) and "accuracy" in stored and isinstance(stored.get("dataset"), dict)
+             and isinstance(stored["dataset"].get("name"), str))
+    return stored if valid else None
 
 
 def format_evaluation(result: dict) -> str:
