@@ -145,8 +145,7 @@ def lost_fold_error(run_id: str, store: RunStore) -> RunError:
     from leukdash.engine.training import model_suffix
 
     meta = store.read_meta(run_id)
-    lost = [] if meta is None or meta["config"]["model"] == "ensemble" else \
-        [fold for fold in meta["fold_ids"] if store.read_fold(run_id, fold) is None]
+    lost = _lost_folds(run_id, meta, store)
     if not lost:
         return unfinished_error(run_id, store)
     path = store.model_path(run_id, lost[0], model_suffix(RunConfig.from_dict(meta["config"])))
@@ -165,10 +164,18 @@ def _why_unfinished(run_id: str, store: RunStore) -> str:
     meta = store.read_meta(run_id)
     if meta is None or meta["config"]["model"] == "ensemble":
         return ""
-    missing = [fold + 1 for fold in meta["fold_ids"] if store.read_fold(run_id, fold) is None]
+    missing = [fold + 1 for fold in _lost_folds(run_id, meta, store)]
     what = f"fold(s) {', '.join(map(str, missing))} missing or damaged" if missing else "not finished"
     return (f": {what}; `python -m leukdash run --config-file {store.run_dir(run_id) / 'meta.json'}` "
             "computes what is missing")
+
+
+def _lost_folds(run_id: str, meta: dict | None, store: RunStore) -> list[int]:
+    """The folds of a trained run (``meta``, its meta) whose record or model file is missing or
+    damaged; none for a run without a readable meta, or an ensemble (its folds live in its members)."""
+    if meta is None or meta["config"]["model"] == "ensemble":
+        return []
+    return [fold for fold in meta["fold_ids"] if store.read_fold(run_id, fold) is None]
 
 
 def load_result(run_id: str, store: RunStore | None = None) -> dict | None:
