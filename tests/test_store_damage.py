@@ -259,6 +259,10 @@ def fresh_caches():
     st.cache_data.clear()
     yield
     st.cache_data.clear()
+    # A page's warm-up thread reads the store named by the environment when it runs: one still
+    # running after its test would write into the next test's store.
+    for thread in list(predict._warming.values()):
+        thread.join(timeout=120)
 
 
 def test_the_pages_show_the_whole_runs_beside_damaged_ones(isolated_artifacts, tiny_dataset, monkeypatch, fresh_caches):
