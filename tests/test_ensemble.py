@@ -134,6 +134,24 @@ def test_evaluate_scores_the_ensembles_vote_on_another_dataset(members, inverted
     assert result["ood_own_share"] >= max(s["ood_own_share"] for s in single)
 
 
+def test_an_ensemble_whose_member_is_gone_is_not_whole_and_gives_no_stored_answer(members, inverted_lab, capsys):
+    import shutil
+
+    made = create_ensemble([m["run_id"] for m in members[:2]])["run_id"]
+    assert evaluate(made, str(inverted_lab))["n_images"] == 40  # stored beside the ensemble
+    store = RunStore()
+    shutil.rmtree(store.run_dir(members[1]["run_id"]))
+    assert {r["run_id"]: r["status"] for r in store.list_runs()}[made] == "partial"
+    assert load_result(made) is None
+    with pytest.raises(RunError, match=f"member run\\(s\\) {members[1]['run_id']} gone or not whole"):
+        evaluate(made, str(inverted_lab))
+    assert main(["evaluate", made, str(inverted_lab)]) == 2
+    assert members[1]["run_id"] in capsys.readouterr().err
+    # Running the member's settings again makes the ensemble whole again, with the same id.
+    run(tiny_config(members[1]["config"]["dataset"], model="knn", k=3), n_jobs=1)
+    assert load_result(made) is not None
+
+
 def test_the_compare_and_predict_pages_show_an_ensemble_as_a_run(members, tiny_dataset):
     import streamlit as st
     from streamlit.testing.v1 import AppTest

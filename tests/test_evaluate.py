@@ -137,6 +137,39 @@ def test_evaluate_refuses_a_dataset_without_the_runs_classes(tiny_dataset, tmp_p
     assert err.startswith("error:") and "'CLL'" in err and "\n" not in err
 
 
+def test_evaluate_leaves_out_images_the_run_was_trained_on_and_says_so(tiny_dataset, tiny_run, other_lab, tmp_path):
+    mixed = tmp_path / "mixed"
+    for path in sorted(other_lab.glob("*/*.png")):
+        (mixed / path.parent.name).mkdir(parents=True, exist_ok=True)
+        (mixed / path.parent.name / path.name).write_bytes(path.read_bytes())
+    copied = sorted(tiny_dataset.glob("ALL/*.png"))[:3]  # three training images, renamed
+    for i, path in enumerate(copied):
+        (mixed / "ALL" / f"copy{i}.png").write_bytes(path.read_bytes())
+    result = evaluate(tiny_run["run_id"], str(mixed))
+    assert result["n_images"] == 40 and result["dataset"]["n_used"] == 40
+    assert any(line.startswith("3 of 43 image(s) of mixed left out: run ") for line in result["dataset"]["warnings"])
+    assert result["key"]["left_out"] == {"trained_on": 3}
+    # The run's image hashes are kept beside it: evaluate needs its images no more than before.
+    assert (RunStore().run_dir(tiny_run["run_id"]) / "trained-on.npz").is_file()
+
+
+def test_evaluate_refuses_a_dataset_made_only_of_training_images(tiny_dataset, other_lab, capsys):
+    both = run(tiny_config(Path(f"{tiny_dataset},{other_lab}")), n_jobs=1)
+    with pytest.raises(DatasetError, match="every image of 'other_lab' is one run .* was trained on"):
+        evaluate(both["run_id"], str(other_lab))
+    assert main(["evaluate", both["run_id"], str(other_lab)]) == 2
+    assert "trained on" in capsys.readouterr().err
+
+
+def test_evaluate_says_which_images_of_classes_the_run_does_not_know_it_left_out(tiny_dataset, other_lab):
+    result = run(tiny_config(tiny_dataset, classes=("ALL", "CLL")), n_jobs=1)
+    external = evaluate(result["run_id"], str(other_lab))
+    assert external["n_images"] == 16
+    line = [w for w in external["dataset"]["warnings"] if "of class(es) the run does not know" in w]
+    assert line == ["24 image(s) of other_lab left out, of class(es) the run does not know: "
+                    "AML (8), CML (8), HEALTHY (8)"]
+
+
 def test_evaluate_command_prints_the_figures(tiny_run, other_lab, capsys):
     assert main(["evaluate", tiny_run["run_id"], str(other_lab), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)

@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from leukdash.errors import LeukdashError
 from leukdash.evaluation.evaluate import evaluate
+from leukdash.paths import REPO_ROOT
 from leukdash.reporting.external_plan import RECOMMENDED, Plan, external_matrix
 from leukdash.reporting.external_report import END, START, external_data, external_section, write_section
 from leukdash.reporting.matrix import Settings
@@ -97,3 +99,35 @@ def test_external_figure_has_a_bar_with_its_interval_and_the_within_figure(teste
     hatched = json.loads(external_bars(external_frame([result], [collapsed])).to_json())
     assert next(t for t in hatched["data"] if t["type"] == "bar")["marker"]["pattern"]["shape"] == "/"
     assert np.isfinite(bar["y"][0])
+
+
+def test_external_report_never_replaces_figures_with_not_computed(tested, tmp_path, monkeypatch, capsys):
+    from leukdash.cli import main
+    from leukdash.engine.store import read_json
+    from leukdash.reporting.external_report import update_report
+
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tested["store"]))
+    report, data_path = tmp_path / "REPORT.md", tmp_path / "report.json"
+    sweep = json.loads((REPO_ROOT / "docs" / "report" / "report.json").read_text())["external"]["sweep"]
+    data = {"engine": "3", "external": {**external_data(tested["plan"], compute=False), "sweep": sweep}}
+    data_path.write_text(json.dumps(data))
+    report.write_text("# Report\n\n" + external_section(data["external"]) + "\n")
+    before = report.read_text(), data_path.read_text()
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path / "empty-store"))
+    with pytest.raises(LeukdashError, match="1 row\\(s\\) of the External validity section have figures in .* and "
+                       "none in this store .*REPORT.md left unchanged"):
+        update_report(tmp_path, plan=tested["plan"], compute=False)
+    assert (report.read_text(), data_path.read_text()) == before
+    # The command, on the project's own report: refused the same way in a store without its runs.
+    copy = tmp_path / "project"
+    copy.mkdir()
+    for name in ("REPORT.md", "report.json"):
+        (copy / name).write_bytes((REPO_ROOT / "docs" / "report" / name).read_bytes())
+    assert main(["external-report", "--no-compute", "--out", str(copy)]) == 2
+    assert "left unchanged" in capsys.readouterr().err
+    assert all((copy / name).read_bytes() == (REPO_ROOT / "docs" / "report" / name).read_bytes()
+               for name in ("REPORT.md", "report.json"))
+    # With the store that holds the runs: both files rewritten from it, the sweep's timing kept.
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tested["store"]))
+    update_report(tmp_path, plan=tested["plan"], compute=False)
+    assert read_json(data_path)["external"] == data["external"] and report.read_text() == before[0]

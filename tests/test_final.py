@@ -70,3 +70,17 @@ def test_run_final_model_and_an_ensembles_final_model(tiny_dataset, inverted_lab
     members = [evaluate(member, str(inverted_lab), model="final") for member in (nb, knn)]
     assert final["model"] == "final" and final["n_images"] == members[0]["n_images"]
     assert main(["refit", made]) == 0 and "cached" in capsys.readouterr().out
+
+
+def test_a_stored_answer_of_a_final_model_is_not_given_once_the_model_is_gone(tiny_dataset, inverted_lab, capsys):
+    run_id = run(_config(tiny_dataset, k=3), n_jobs=1)["run_id"]
+    refit(run_id)
+    evaluate(run_id, str(inverted_lab), model="final")  # stored
+    record = final_record(run_id)
+    (RunStore().run_dir(run_id) / "models" / record["file"]).unlink()
+    with pytest.raises(RunError, match=f"run {run_id} has no final model"):
+        evaluate(run_id, str(inverted_lab), model="final")
+    # `both` without a final model answers neither, and computes nothing first.
+    assert main(["evaluate", run_id, str(inverted_lab), "--model", "both"]) == 2
+    assert "no final model" in capsys.readouterr().err
+    assert stored_evaluations(run_id) == []

@@ -81,12 +81,13 @@ def _noise(seed: int, size: int = 16, base: int = 60) -> np.ndarray:
     return (base + rng.integers(0, 60, (size, size, 3))).astype(np.uint8)
 
 
-def _dataset(folder: Path, per_class: int = 6) -> Path:
-    """Two classes of small noisy PNGs that differ in brightness: enough for a 3-fold run."""
+def _dataset(folder: Path, per_class: int = 6, first: int = 0) -> Path:
+    """Two classes of small noisy PNGs that differ in brightness: enough for a 3-fold run.
+    Images ``first`` to ``first + per_class - 1`` of each class (another ``first``: other images)."""
     root = folder / "ds"
     for label, (name, base) in enumerate((("ALL", 40), ("HEALTHY", 150))):
         (root / name).mkdir(parents=True)
-        for i in range(per_class):
+        for i in range(first, first + per_class):
             (root / name / f"{name.lower()}{i}.png").write_bytes(_png(_noise(label * 100 + i, base=base)))
     return root
 

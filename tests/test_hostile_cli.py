@@ -54,8 +54,8 @@ def _files_left_out(folder: Path) -> str:
     assert warning.startswith("3 of 13 file(s) of ds were left out") and "'ALL/notes.txt'" in warning, warning
     assert json.loads(out)["dataset"]["n_images"] == 10
     run_id = json.loads(out)["run_id"]
-    other = _dataset(folder / "other", per_class=3)
-    _spoil(other, ["HEALTHY/healthy1.png"])
+    other = _dataset(folder / "other", per_class=3, first=50)  # images the run did not train on
+    _spoil(other, ["HEALTHY/healthy51.png"])
     code, out, err = _cli("evaluate", run_id, str(other))
     assert code == 0 and err.strip().startswith("warning: 1 of 6 file(s) of ds were left out"), err
     return err.strip()
@@ -67,11 +67,11 @@ def _class_unreadable(folder: Path) -> str:
     good = _dataset(folder / "good")
     code, out, _ = _cli(*_run_args(good, "--json"))
     run_id = json.loads(out)["run_id"]
-    dataset = _dataset(folder / "bad")
-    _spoil(dataset, [f"ALL/all{i}.png" for i in range(6)])
+    dataset = _dataset(folder / "bad", first=50)  # images the run did not train on
+    _spoil(dataset, [f"ALL/all{i}.png" for i in range(50, 56)])
     code, _, err = _cli(*_run_args(dataset))
     line = _one_error_line(err, "ds has 1 class(es) with images (HEALTHY)", "6 of 12 file(s) of ds were left out",
-                           "'ALL/all0.png'")
+                           "'ALL/all50.png'")
     assert code == 2
     code, out, err = _cli("evaluate", run_id, str(dataset))
     assert code == 0 and "recall per class   ALL n/a  HEALTHY 1.000" in out, out
@@ -226,7 +226,7 @@ def _training_folder_gone(folder: Path) -> str:
     dataset = _dataset(folder / "trained")
     run_id = json.loads(_cli(*_run_args(dataset, "--json"))[1])["run_id"]
     dataset.rename(folder / "moved")
-    code, _, err = _cli("evaluate", run_id, str(_dataset(folder / "other", per_class=4)))  # other images
+    code, _, err = _cli("evaluate", run_id, str(_dataset(folder / "other", per_class=4, first=50)))
     line = _one_error_line(err, f"run {run_id} needs the images it was trained on", str(dataset), "put that folder back")
     assert code == 2
     return line.replace(str(folder), "TMP")
@@ -273,6 +273,26 @@ def _several_pictures(folder: Path) -> str:
     lines = out.splitlines()
     assert lines[1] == "  note: the file holds 3 pictures (pages or frames): only the first was read", out
     return lines[1].strip()
+
+
+@case("an external test set holding the run's training images: a run on a,b tested on b, training images "
+      "copied under new names", "evaluate leaves them out with a warning that counts them; a set made only of "
+      "them: exit 2, one line")
+def _training_images_tested(folder: Path) -> str:
+    first = _dataset(folder / "a").rename(folder / "lab_a")
+    second = _dataset(folder / "b", first=50).rename(folder / "lab_b")
+    run_id = json.loads(_cli(*_run_args(f"{first},{second}", "--json"))[1])["run_id"]
+    code, _, err = _cli("evaluate", run_id, str(second))
+    line = _one_error_line(err, "every image of 'lab_b' is one run", "was trained on")
+    assert code == 2
+    mixed = _dataset(folder / "mixed", first=70)
+    for name in ("ALL/all50.png", "HEALTHY/healthy51.png"):
+        (mixed / name.replace("5", "copy5")).write_bytes((second / name).read_bytes())
+    code, out, err = _cli("evaluate", run_id, str(mixed), "--json")
+    assert code == 0 and json.loads(out)["n_images"] == 12, out
+    assert err.strip() == f"warning: 2 of 14 image(s) of ds left out: run {run_id} was trained on them (the same " \
+        "bytes), so they would score what it remembers", err
+    return line
 
 
 @pytest.mark.parametrize("hostile", CASES, ids=[c.name for c in CASES])

@@ -198,3 +198,22 @@ def test_missing_old_or_incomplete_data_is_one_line_per_block(tmp_path):
     assert "'reproduction'" in problems[0] and "'fold_seconds'" in problems[1]
     assert readme_problems("# no markers\n", fake_sources()) == [
         f"the README has no single {markers(name)[0]} ... {markers(name)[1]} block" for name in MINE]
+
+
+@pytest.mark.parametrize("damage", [{"shortcuts": None}, {"runs": "text"}, {"headline": [None]}, {"external": []}])
+def test_report_data_of_the_wrong_shape_is_one_line_and_the_readme_is_left_as_it_was(damage, tmp_path, monkeypatch,
+                                                                                       capsys):
+    from leukdash.cli import main
+
+    data = {**json.loads((REPO_ROOT / "docs" / "report" / "report.json").read_text()), **damage}
+    (tmp_path / "report.json").write_text(json.dumps(data))
+    readme = tmp_path / "README.md"
+    readme.write_text((REPO_ROOT / "README.md").read_text())
+    monkeypatch.setattr("leukdash.paths.REPO_ROOT", tmp_path)  # where `report --readme` writes
+    assert main(["report", "--check", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot be made from the report data" in err and "Traceback" not in err
+    # --readme writes every block or none: never a README made partly from other data.
+    assert main(["report", "--readme", "--out", str(tmp_path)]) == 1
+    assert readme.read_text() == (REPO_ROOT / "README.md").read_text()
+    assert "left unchanged" in capsys.readouterr().err

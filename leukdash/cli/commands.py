@@ -184,9 +184,11 @@ def predict(args) -> int:
 
 
 def evaluate(args) -> int:
-    from leukdash.evaluation.evaluate import evaluate, format_evaluation
+    from leukdash.evaluation.evaluate import evaluate, format_evaluation, require_models
 
     models = ("folds", "final") if args.model == "both" else (args.model,)
+    for model in models:  # before either is computed: `both` answers both or neither
+        require_models(args.run_id, model)
     results = [evaluate(args.run_id, args.dataset, recompute=args.recompute, model=model) for model in models]
     for warning in results[0]["dataset"].get("warnings", []):
         print(f"warning: {printable(warning)}", file=sys.stderr)
@@ -210,12 +212,10 @@ def refit(args) -> int:
 
 
 def external_report(args) -> int:
-    from leukdash.reporting.external_report import external_data, external_section, write_section
-    from leukdash.reporting.reproduce import FULL_OUT, REPORT_NAME
+    from leukdash.reporting.external_report import update_report
+    from leukdash.reporting.reproduce import FULL_OUT
 
-    path = write_section((args.out or FULL_OUT) / REPORT_NAME,
-                         external_section(external_data(compute=not args.no_compute)))
-    print(f"report: {path}")
+    print(f"report: {update_report(args.out or FULL_OUT, compute=not args.no_compute)}")
     return 0
 
 
@@ -230,10 +230,13 @@ def report(args) -> int:
     readme = readme_path.read_text(encoding="utf-8")
     if args.readme:
         written, problems = write_blocks(readme, sources)
-        if written != readme:
-            readme_path.write_text(written, encoding="utf-8")
-        print(f"{readme_path}: every block its data renders is written")
-        problems = readme_problems(written, sources)
+        if problems:  # a README drawn partly from this data and partly from other data: worse than the old one
+            print(f"{readme_path}: left unchanged, since not every block can be made from this data", file=sys.stderr)
+        else:
+            if written != readme:
+                readme_path.write_text(written, encoding="utf-8")
+            print(f"{readme_path}: every block is written from its data")
+            problems = readme_problems(written, sources)
     elif args.check:
         problems = readme_problems(readme, sources)
     else:

@@ -15,6 +15,7 @@ from leukdash.config import RunConfig
 from leukdash.engine.ensemble import is_ensemble, member_ids
 from leukdash.engine.runner import finished_result, versions
 from leukdash.engine.store import RunStore, file_sha256, read_json, write_json_atomic
+from leukdash.errors import RunError
 
 # What final.json holds and how the model is trained; a model of another version is refitted.
 FINAL_VERSION = "final-1"
@@ -32,6 +33,15 @@ def final_record(run_id: str, store: RunStore | None = None) -> dict | None:
         return None
     path = store.run_dir(run_id) / "models" / str(record.get("file"))
     return record if path.is_file() and file_sha256(path) == record.get("sha256") else None
+
+
+def require_final(run_id: str, store: RunStore) -> dict:
+    """:func:`final_record` of the run; one RunError with the command that trains it when it has none."""
+    record = final_record(run_id, store)
+    if record is None:
+        raise RunError(f"run {run_id} has no final model (or it is damaged): `python -m leukdash refit {run_id}` "
+                       "trains it on every image of the run")
+    return record
 
 
 def final_model_path(run_id: str, config: RunConfig, store: RunStore):

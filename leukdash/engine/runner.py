@@ -162,8 +162,13 @@ def damaged_model_message(run_id: str, path: Path, store: RunStore) -> str:
 def _why_unfinished(run_id: str, store: RunStore) -> str:
     """What is missing of a run that has a ``meta.json``, and the command that completes it."""
     meta = store.read_meta(run_id)
-    if meta is None or meta["config"]["model"] == "ensemble":
+    if meta is None:
         return ""
+    if meta["config"]["model"] == "ensemble":
+        members = store.missing_members(run_id, meta)
+        return (f": member run(s) {', '.join(members)} gone or not whole; running their settings again "
+                f"(`member_configs` in {store.run_dir(run_id) / 'meta.json'}) gives the same run ids"
+                if members else "")
     missing = [fold + 1 for fold in _lost_folds(run_id, meta, store)]
     what = f"fold(s) {', '.join(map(str, missing))} missing or damaged" if missing else "not finished"
     return (f": {what}; `python -m leukdash run --config-file {store.run_dir(run_id) / 'meta.json'}` "
@@ -186,7 +191,7 @@ def load_result(run_id: str, store: RunStore | None = None) -> dict | None:
     if meta is None or summary is None:
         return None
     folds = [store.read_fold(run_id, fold) for fold in meta["fold_ids"]]
-    if any(fold is None for fold in folds):
+    if any(fold is None for fold in folds) or store.missing_members(run_id, meta):
         return None
     return {"run_id": run_id, "config": meta["config"], "dataset": meta["dataset"],
             "versions": meta["versions"], "machine": meta.get("machine"), "folds": folds, "summary": summary}

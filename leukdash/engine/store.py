@@ -175,6 +175,22 @@ class RunStore:
             lambda record: _is_fold_record(record) and self._model_intact(run_id, record.get("model")))
         return None if stored is None else stored["result"]
 
+    def missing_members(self, run_id: str, meta: dict, _seen: frozenset = frozenset()) -> list[str]:
+        """The members of an ensemble run (``meta``, the meta of ``run_id``) that are not whole in the store
+        (deleted, unfinished, a fold or model lost): its models vote with theirs, so it is not
+        whole either. None for a plain run."""
+        if meta["config"]["model"] != "ensemble":
+            return []
+        seen = _seen | {run_id}  # a hand-edited ensemble could name itself
+        return [member for member in meta["config"]["members"]
+                if member in seen or not self._whole(member, seen)]
+
+    def _whole(self, run_id: str, seen: frozenset) -> bool:
+        meta = self.read_meta(run_id)
+        return (meta is not None and self.read_summary(run_id) is not None
+                and all(self.read_fold(run_id, fold) is not None for fold in meta["fold_ids"])
+                and not self.missing_members(run_id, meta, seen))
+
     def discard_fold(self, run_id: str, fold: int) -> None:
         """Move a fold's record aside (e.g. its model cannot be loaded), so it is recomputed."""
         _quarantine(self.fold_path(run_id, fold))
@@ -273,7 +289,8 @@ class RunStore:
                 if self.is_locked(folder.name):
                     status = "running"
                 else:  # a fold or model lost or damaged after the run finished: the run is partial again
-                    whole = summary is not None and n_done == len(meta["fold_ids"])
+                    whole = (summary is not None and n_done == len(meta["fold_ids"])
+                             and not self.missing_members(folder.name, meta))
                     status = "complete" if whole else "partial"
             except (OSError, RunError):
                 continue

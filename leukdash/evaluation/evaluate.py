@@ -57,22 +57,72 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     from leukdash.data.discovery import open_dataset
 
     store = store or RunStore()
-    meta = store.finished_meta(run_id)
-    dataset = match_classes(meta["dataset"]["classes"], open_dataset(dataset_name))
+    meta = require_models(run_id, model, store)
+    opened = open_dataset(dataset_name)
+    dataset = match_classes(meta["dataset"]["classes"], opened)
     if dataset.fingerprint == meta["dataset"]["fingerprint"]:
         raise DatasetError(f"{dataset.name!r} is the dataset run {run_id} was trained on: its models saw these "
                            "images, so only its cross-validated figures are honest there")
+    seen = trained_on(run_id, meta, dataset, store)
+    if len(seen) == len(dataset.items):
+        raise DatasetError(f"every image of {dataset.name!r} is one run {run_id} was trained on (the same bytes): "
+                           "its models saw them, so only its cross-validated figures are honest there")
+    other_classes = {c: n for c, n in opened.counts().items() if c not in dataset.classes and n}
     path = result_path(run_id, dataset.fingerprint, store, model)
     key = {"method": METHOD_VERSION, "samples": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED, "model": model}
+    # Only where images were left out, so results stored before these were counted stay valid.
+    left_out = {**({"trained_on": len(seen)} if seen else {}), **({"other_classes": other_classes}
+                                                                   if other_classes else {})}
+    if left_out:
+        key["left_out"] = left_out
     stored = None if recompute else _stored(path)
     if stored is not None and stored.get("key") == key:
         return stored
-    result = {"key": key, "model": model, **_compute(run_id, meta, dataset, store, model == "final")}
+    result = {"key": key, "model": model, **_compute(run_id, meta, dataset, store, model == "final", seen,
+                                                     other_classes)}
     write_json_atomic(path, result, optional=True)  # a read-only store: computed, not kept
     return result
 
 
-def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = False) -> dict:
+def require_models(run_id: str, model: str = "folds", store: RunStore | None = None) -> dict:
+    """The meta of run ``run_id`` when the models ``model`` names are all in the store (its fold
+    models, an ensemble's members', or their final models); else one RunError that says which
+    is missing. Checked before a stored result is answered, which must not outlive its models."""
+    from leukdash.engine.ensemble import member_ids
+    from leukdash.engine.final import require_final
+    from leukdash.engine.runner import finished_result
+
+    store = store or RunStore()
+    finished_result(run_id, store)
+    meta = store.finished_meta(run_id)
+    if model == "final":
+        for member, _ in member_ids(meta):
+            require_final(member, store)
+    return meta
+
+
+def trained_on(run_id: str, meta: dict, dataset, store: RunStore) -> set[Path]:
+    """The images of ``dataset`` with the same bytes as an image run ``run_id`` was trained on
+    (a run on ``a,b`` tested on ``b``, a folder that copies some of its images).
+
+    The run's image hashes are read from ``trained-on.npz`` beside it, or computed from its
+    dataset (which must still be there) and stored."""
+    from leukdash.engine.run_data import open_run_dataset
+    from leukdash.evaluation.run_cache import read_run_cache, write_run_cache
+
+    folder = store.run_dir(run_id)
+    key = {"dataset": meta["dataset"]["fingerprint"]}
+    stored = read_run_cache(folder, "trained-on", key, ("sha1",),
+                            lambda arrays: arrays["sha1"].ndim == 1 and arrays["sha1"].dtype.kind == "U")
+    if stored is None:
+        stored = {"sha1": np.array(open_run_dataset(meta).contents, dtype="U40")}
+        write_run_cache(folder, "trained-on", key, stored)
+    known = set(stored["sha1"].tolist())
+    return {item.path for item, content in zip(dataset.items, dataset.contents) if content in known}
+
+
+def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = False, seen: set = frozenset(),
+             other_classes: dict | None = None) -> dict:
     from leukdash.data.folds import merge_groups
     from leukdash.evaluation.ood import (confidence_floor, describe_images, own_confidence, training_distribution,
                                          view_config, views)
@@ -89,9 +139,10 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     for member, weight in ensemble(run_id, store, final).parts():
         for view in views(member.config):
             config = view_config(member.config, view)
-            prepared = load_arrays(dataset, config.image_size, config.preprocess)
+            whole = load_arrays(dataset, config.image_size, config.preprocess)
+            prepared = _unseen(whole, seen)
             if loaded is None:
-                loaded = prepared
+                loaded, left_out = prepared, dataset.left_out(whole)
             elif not np.array_equal(prepared.paths, loaded.paths):
                 raise RunError(f"the checks of run {run_id} read different images of {dataset.name!r}")
             if not len(loaded.labels):
@@ -110,9 +161,13 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     checked = [view for view in ("prepared", "acquisition") if view in own_outside]
     flagged = np.logical_or.reduce([outside[view] for view in checked])
     absent = [name for index, name in enumerate(dataset.classes) if not np.any(loaded.labels == index)]
-    warnings = dataset.left_out(loaded) + (
+    warnings = left_out + (
         [f"no readable image of class(es) {', '.join(absent)} in {dataset.name}: their recall is undefined "
-         "(n/a), and balanced accuracy averages the other classes only"] if absent else [])
+         "(n/a), and balanced accuracy averages the other classes only"] if absent else []) + (
+        [f"{len(seen)} of {len(dataset.items)} image(s) of {dataset.name} left out: run {run_id} was trained on "
+         "them (the same bytes), so they would score what it remembers"] if seen else []) + (
+        [f"{sum(other_classes.values())} image(s) of {dataset.name} left out, of class(es) the run does not know: "
+         + ", ".join(f"{c} ({n})" for c, n in other_classes.items())] if other_classes else [])
     own_top = own_confidence(run_id, store)
     floor = confidence_floor(own_top)
     unsure = proba.max(axis=1) < floor
@@ -138,6 +193,17 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
         },
         "versions": versions(),
     }
+
+
+def _unseen(loaded, seen: set):
+    """``loaded`` without the images at the paths in ``seen``."""
+    from leukdash.data.dataset import LoadedImages
+
+    if not seen:
+        return loaded
+    keep = np.array([path not in seen for path in loaded.paths], dtype=bool)
+    return LoadedImages(loaded.images[keep], loaded.labels[keep], loaded.groups[keep],
+                        [path for path, kept in zip(loaded.paths, keep) if kept], loaded.skipped)
 
 
 def external_metrics(y_true, proba, groups, classes, *, samples: int = BOOTSTRAP_SAMPLES,

@@ -111,11 +111,9 @@ class FoldEnsemble(_Voting):
 
 
 def _final_model(run_id: str, config: RunConfig, store: RunStore):
-    from leukdash.engine.final import final_model_path, final_record
+    from leukdash.engine.final import final_model_path, require_final
 
-    if final_record(run_id, store) is None:
-        raise RunError(f"run {run_id} has no final model (or it is damaged): `python -m leukdash refit {run_id}` "
-                       "trains it on every image of the run")
+    require_final(run_id, store)
     model = _load_model(final_model_path(run_id, config, store), config.is_cnn)
     if model is None:
         raise RunError(f"run {run_id}: its final model cannot be loaded; `python -m leukdash refit {run_id}` again")

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from leukdash.engine.store import RunStore, read_json, write_json_atomic
+from leukdash.errors import LeukdashError
 from leukdash.reporting.external_plan import (CNMC, FOLDS, MODEL_NAMES, PREPROCESSINGS, RECOMMENDED, ROBUST_NAME,
                                               Plan, candidates, external_matrix, lodo_rows, row_id)
 from leukdash.reporting.external_rows import lodo_row, tested_row
+from leukdash.reporting.matrix import REPORT_NAME
 
 START, END = "<!-- external-validity -->", "<!-- /external-validity -->"
 
@@ -228,6 +231,48 @@ def _summary(rows: list[dict]) -> str:
                    "images, the best of them "
                    f"{best['label']} at balanced accuracy {best['external']['balanced_accuracy']:.3f} (95% group "
                    f"bootstrap {low:.3f}-{high:.3f}).")
+
+
+def update_report(out: Path, plan: Plan = Plan(), *, compute: bool = True, log=print) -> Path:
+    """Rewrite the External validity section of the report in folder ``out`` from the store, and
+    its figures in ``report.json`` beside it (the second sweep's timing, which only ``reproduce``
+    measures, is kept). Refused, both files left as they are, when a row the report has figures
+    for would have none (a store without its runs, the datasets not found): figures are never
+    replaced by "not computed"."""
+    from leukdash.reporting.report import DATA_NAME
+
+    out = Path(out)
+    try:
+        report_data = read_json(out / DATA_NAME) or {}
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise LeukdashError(f"cannot read {out / DATA_NAME} ({error}): the report's figures would be lost; "
+                            "`python -m leukdash reproduce` writes it") from None
+    if not isinstance(report_data, dict):
+        raise LeukdashError(f"{out / DATA_NAME} is not report data written by leukdash: `python -m leukdash reproduce`")
+    before = report_data.get("external") if isinstance(report_data.get("external"), dict) else {}
+    data = external_data(plan, compute=compute, log=log)
+    lost = sorted(_done_rows(before) - _done_rows(data))
+    if lost:
+        raise LeukdashError(
+            f"{len(lost)} row(s) of the External validity section have figures in {out / DATA_NAME} and none in "
+            f"this store ({RunStore().root}; first: {' / '.join(map(str, lost[0][1:]))})"
+            + (f", and {', '.join(data['missing'])} not found (LEUKDASH_DATA)" if data["missing"] else "")
+            + f": {REPORT_NAME} left unchanged; point LEUKDASH_ARTIFACTS at the store that holds the runs "
+            "(or run `python -m leukdash reproduce`)")
+    data["sweep"] = before.get("sweep")
+    path = write_section(out / REPORT_NAME, external_section(data))
+    if report_data:
+        write_json_atomic(out / DATA_NAME, {**report_data, "external": data})
+    return path
+
+
+def _done_rows(data: dict) -> set[tuple]:
+    """The rows of external data that have figures, each by what it is (not by run id, which an
+    engine version changes)."""
+    fields = {"directions": ("train", "test", "preprocess", "label"), "candidates": ("train", "test", "label", "model"),
+              "lodo": ("label",)}
+    return {(part, *(str(row.get(name)) for name in names)) for part, names in fields.items()
+            for row in (data.get(part) or []) if isinstance(row, dict) and row.get("status") == "done"}
 
 
 def write_section(report: Path, section: str) -> Path:

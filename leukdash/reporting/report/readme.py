@@ -72,9 +72,10 @@ def render_blocks(sources: dict[str, dict | str]) -> tuple[dict[str, str], list[
         if isinstance(data, str):
             problems.append(f"the README's {name} block: {data}")
             continue
+        # Data of any shape (a null, a string for a list) is damage, said in one line.
         try:
             body = render(data)
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as error:
+        except Exception as error:  # noqa: BLE001
             problems.append(f"the README's {name} block: cannot be made from the {source} data "
                             f"({type(error).__name__}: {error}): run `{SOURCES[source][1]}`")
             continue
