@@ -77,6 +77,36 @@ def test_same_grid_is_the_same_sweep_and_unknown_ids_are_refused(tiny_dataset):
         sweep_status("../x")
 
 
+def test_a_sweep_that_lost_runs_changed_images_or_its_record_says_so(tiny_dataset, tmp_path, capsys):
+    import shutil
+
+    from leukdash.cli import main
+    from leukdash.engine.sweep import sweep_dir
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    configs = expand_grid(_base(data), {"model": ["nb", "dt"]})
+    first = run_sweep(configs, n_jobs=1)
+    shutil.rmtree(RunStore().run_dir(first["results"][1]["run_id"]))
+    status = sweep_status(first["sweep_id"])
+    assert status["state"] == "incomplete" and [r["status"] for r in status["runs"]] == ["complete", "pending"]
+    # The images change: resuming computes other runs, and says so.
+    next(data.glob("ALL/*.png")).unlink()
+    again = resume_sweep(first["sweep_id"], n_jobs=1)
+    [warning] = again["warnings"]
+    assert warning.startswith(f"2 of the sweep's 2 runs are new runs (first: {first['results'][0]['run_id']} is now ")
+    assert f"the images of {data} (or the engine version) changed" in warning
+    assert sweep_status(first["sweep_id"])["state"] == "done"
+    # A damaged record: listed and said, not dropped.
+    (sweep_dir(first["sweep_id"]) / "sweep.json").write_text("{not json")
+    [entry] = list_sweeps()
+    assert entry["state"] == "damaged" and "launch the same grid again" in entry["message"]
+    with pytest.raises(RunError, match="sweep.json\\) is damaged"):
+        resume_sweep(first["sweep_id"])
+    assert main(["sweeps"]) == 0
+    assert f"{first['sweep_id']:<18} damaged  sweep {first['sweep_id']}'s record" in capsys.readouterr().out
+
+
 def test_cli_sweep_and_sweeps(tiny_dataset, isolated_artifacts):
     env = {**os.environ, "LEUKDASH_ARTIFACTS": str(isolated_artifacts)}
 

@@ -28,6 +28,10 @@ class _Parser(argparse.ArgumentParser):
         raise LeukdashError(f"{self.prog}: {message}")
 
 
+# The commands that compute folds, which an interrupted launch keeps and the next one resumes.
+FOLD_COMMANDS = ("run", "sweep", "reproduce", "demo")
+
+
 class Stopped(KeyboardInterrupt):
     """SIGTERM or SIGHUP: unwinds like Ctrl-C, so the worker pools are stopped on the way out."""
 
@@ -59,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a file's name gets it escaped
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    args = None
     try:
         # explained_errors: where the store lives (full, read-only, not a folder) in one line
         with _stop_on_signals(), explained_errors():
@@ -81,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt as error:
         signum = error.signum if isinstance(error, Stopped) else signal.SIGINT
-        print(f"{'stopped by ' + error.args[0] if isinstance(error, Stopped) else 'interrupted'}: finished folds "
-              "are kept; run the same command again to resume", file=sys.stderr)
+        kept = ("finished folds are kept; run the same command again to resume"
+                if getattr(args, "command", None) in FOLD_COMMANDS
+                else "what it stores is written whole or not at all; run the same command again")
+        print(f"{'stopped by ' + error.args[0] if isinstance(error, Stopped) else 'interrupted'}: {kept}",
+              file=sys.stderr)
         return 128 + int(signum)
 
 

@@ -68,13 +68,15 @@ def sweep(args) -> int:
                    on_event=None if args.quiet else SweepLog(sys.stderr).update)
     if args.resume:
         outcome = resume_sweep(args.resume, **options)
+        for warning in outcome["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr)
     else:
         configs, axes = sweep_from_args(args)
         check_grid_size(len(configs), args.max_runs)
         outcome = run_sweep(configs, name=args.name, axes=axes, **options)
     if args.json:
         print_json({"sweep_id": outcome["sweep_id"], "name": outcome["name"], "axes": outcome["axes"],
-                     "seconds": round(outcome["seconds"], 3),
+                     "seconds": round(outcome["seconds"], 3), "warnings": outcome.get("warnings", []),
                      "runs": [run_json(result) for result in outcome["results"]]})
         return 0
     print(f"sweep {outcome['sweep_id']} ({outcome['name']}): {len(outcome['results'])} run(s) "
@@ -100,6 +102,9 @@ def sweeps(args) -> int:
         print_json({"sweeps": found})
         return 0
     for entry in found:
+        if entry["state"] == "damaged":
+            print(f"{entry['sweep_id']:<18} damaged  {entry['message']}")
+            continue
         complete = sum(run["status"] == "complete" for run in entry["runs"])
         print(f"{entry['sweep_id']:<18} {entry['state']:<8} {complete}/{len(entry['runs'])} runs  "
               f"{entry['done_folds']}/{entry['total_folds']} folds  {varied_settings(entry)} · {entry['name']}")
@@ -203,7 +208,7 @@ def evaluate(args) -> int:
 def refit(args) -> int:
     from leukdash.engine.final import refit
 
-    record = refit(args.run_id)
+    record = refit(args.run_id, on_wait=lambda message: print(message, file=sys.stderr, flush=True))
     if args.json:
         print_json(record)
     else:

@@ -50,14 +50,17 @@ def final_model_path(run_id: str, config: RunConfig, store: RunStore):
     return store.run_dir(run_id) / "models" / f"final.{model_suffix(config)}"
 
 
-def refit(run_id: str, store: RunStore | None = None) -> dict:
+def refit(run_id: str, store: RunStore | None = None, on_wait=None) -> dict:
     """Train (or read back) the final model of a finished run; returns its record (for an
-    ensemble run: ``{"members": [member records]}``)."""
+    ensemble run: ``{"members": [member records]}``).
+
+    While another process holds the run (refitting it, or computing its folds) this waits for
+    it, after ``on_wait(message)``, and then reads back the model it trained."""
     store = store or RunStore()
     finished_result(run_id, store)
     meta = store.read_meta(run_id)
     if is_ensemble(meta):
-        return {"run_id": run_id, "members": [refit(member, store) for member, _ in member_ids(meta)]}
+        return {"run_id": run_id, "members": [refit(member, store, on_wait) for member, _ in member_ids(meta)]}
     found = final_record(run_id, store)
     if found is not None:
         return {**found, "cached": True}
@@ -66,7 +69,12 @@ def refit(run_id: str, store: RunStore | None = None) -> dict:
     from leukdash.engine.training import fold_inputs, train_final
 
     config = RunConfig.from_dict(meta["config"])
-    with store.lock(run_id, timeout=0):
+    if on_wait and store.is_locked(run_id):
+        on_wait(f"another process holds run {run_id}: waiting for it")
+    with store.lock(run_id):
+        found = final_record(run_id, store)  # trained by the process waited for
+        if found is not None:
+            return {**found, "cached": True}
         dataset = open_run_dataset(meta)
         inputs = fold_inputs(config, dataset, load_arrays(dataset, config.image_size, config.preprocess))
         path = final_model_path(run_id, config, store)

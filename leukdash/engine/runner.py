@@ -161,6 +161,9 @@ def damaged_model_message(run_id: str, path: Path, store: RunStore) -> str:
 
 def _why_unfinished(run_id: str, store: RunStore) -> str:
     """What is missing of a run that has a ``meta.json``, and the command that completes it."""
+    if store.is_locked(run_id):
+        return ": another process is computing it now (it holds the run's lock); wait for it to finish " \
+               "(`python -m leukdash runs` lists it as running)"
     meta = store.read_meta(run_id)
     if meta is None:
         return ""

@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 import time
@@ -357,8 +358,8 @@ def _is_fold_ids(fold_ids) -> bool:
 
 def _is_members(config: dict) -> bool:
     members, weights, configs = config.get("members"), config.get("weights"), config.get("member_configs")
-    return (_is_text_list(members) and isinstance(weights, list) and all(map(_is_number, weights))
-            and isinstance(configs, list) and all(isinstance(c, dict) and c.get("model") in MODELS for c in configs)
+    return (_is_text_list(members) and isinstance(weights, list) and all(map(_is_weight, weights))
+            and sum(weights) > 0 and isinstance(configs, list) and all(isinstance(c, dict) and c.get("model") in MODELS for c in configs)
             and len(members) == len(weights) == len(configs))
 
 
@@ -397,6 +398,12 @@ def _is_text_list(value) -> bool:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_weight(value) -> bool:
+    """A member's voting weight as ``ensemble`` stores it: finite and not negative (a NaN made
+    every probability of the vote NaN)."""
+    return _is_number(value) and math.isfinite(value) and value >= 0
 
 
 @functools.lru_cache(maxsize=4096)

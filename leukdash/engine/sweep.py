@@ -151,12 +151,31 @@ def run_sweep(configs: list[RunConfig], *, name: str | None = None, scheduler: s
 
 
 def resume_sweep(sweep_id: str, **options) -> dict:
-    """Launch a stored sweep again (only its missing folds are computed); options as run_sweep."""
+    """Launch a stored sweep again (only its missing folds are computed); options as run_sweep.
+
+    The result's ``warnings`` say when runs of the sweep are new runs now (the images of a
+    dataset, or the engine version, changed since it was stored: the same settings on other
+    images are other runs)."""
+    from leukdash.engine.runner import resolve
+
     record = load_sweep(sweep_id)
     if record is None:
-        raise RunError(f"no sweep {sweep_id!r} in {sweeps_root()}")
+        raise RunError(_no_sweep(sweep_id))
     configs = [RunConfig.from_dict(config) for config in record["configs"]]
-    return run_sweep(configs, name=record.get("name"), axes=record.get("axes"), **options)
+    now = [resolve(config).run_id for config in configs]
+    changed = [(old, new) for old, new in zip(record["run_ids"], now) if old != new]
+    warnings = [f"{len(changed)} of the sweep's {len(now)} runs are new runs (first: {changed[0][0]} is now "
+                f"{changed[0][1]}): the images of {configs[now.index(changed[0][1])].dataset} (or the engine "
+                "version) changed since the sweep was stored; the old runs stay in the store"] if changed else []
+    outcome = run_sweep(configs, name=record.get("name"), axes=record.get("axes"), **options)
+    return {**outcome, "warnings": warnings}
+
+
+def _no_sweep(sweep_id: str) -> str:
+    if (sweep_dir(sweep_id) / SWEEP_FILE).exists():
+        return (f"sweep {sweep_id}'s record ({SWEEP_FILE}) is damaged: launch the same grid again to store it "
+                "anew (its runs are ordinary runs, kept in the store)")
+    return f"no sweep {sweep_id!r} in {sweeps_root()}"
 
 
 def load_sweep(sweep_id: str) -> dict | None:
@@ -174,20 +193,25 @@ def sweep_status(sweep_id: str, store: RunStore | None = None) -> dict:
     Returns ``{"sweep_id", "name", "runs": [{"run_id", "config", "done", "total", "status"}],
     "done_folds", "total_folds", "complete", "state"}`` where a run's status is ``complete``,
     ``running``, ``partial`` or ``pending``, and ``state`` that of the sweep's last launch:
-    ``running``, ``done``, ``failed``, ``stopped`` (its process ended early) or ``none``.
+    ``running``, ``done``, ``failed``, ``stopped`` (its process ended early) or ``none``;
+    ``incomplete`` when it was done but some of its runs are not whole any more (deleted by hand,
+    a fold lost): launching it again computes what is missing.
     """
     store = store or RunStore()
     record = load_sweep(sweep_id)
     if record is None:
-        raise RunError(f"no sweep {sweep_id!r} in {sweeps_root()}")
+        raise RunError(_no_sweep(sweep_id))
     runs = [_run_status(run_id, config, store) for run_id, config in zip(record["run_ids"], record["configs"])]
     done, total = sum(r["done"] for r in runs), sum(r["total"] for r in runs)
+    complete = all(r["status"] == "complete" for r in runs)
     state = latest_state(read_events(sweep_dir(sweep_id) / PROGRESS_FILE))["status"]
     if state == "running" and not _locked(sweep_dir(sweep_id) / LOCK_FILE):
         state = "stopped"
+    elif state == "done" and not complete:  # its runs lost folds, or were deleted, since it finished
+        state = "incomplete"
     return {"sweep_id": sweep_id, "name": record.get("name"), "created": record.get("created"),
             "axes": record.get("axes"), "runs": runs, "done_folds": done, "total_folds": total,
-            "complete": all(r["status"] == "complete" for r in runs), "state": state}
+            "complete": complete, "state": state}
 
 
 def _locked(path: Path) -> bool:
@@ -223,6 +247,19 @@ def list_sweeps(store: RunStore | None = None) -> list[dict]:
         return []
     found = []
     for folder in root.iterdir():
-        if folder.is_dir() and _SWEEP_ID.fullmatch(folder.name) and load_sweep(folder.name) is not None:
+        if not (folder.is_dir() and _SWEEP_ID.fullmatch(folder.name) and (folder / SWEEP_FILE).exists()):
+            continue
+        if load_sweep(folder.name) is not None:
             found.append(sweep_status(folder.name, store))
+        else:  # listed, so that a damaged record is seen and said, not silently dropped
+            found.append({"sweep_id": folder.name, "name": folder.name, "created": _mtime(folder / SWEEP_FILE),
+                          "axes": None, "runs": [], "done_folds": 0, "total_folds": 0, "complete": False,
+                          "state": "damaged", "message": _no_sweep(folder.name)})
     return sorted(found, key=lambda s: s.get("created") or 0, reverse=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

@@ -80,7 +80,8 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
         return stored
     result = {"key": key, "model": model, **_compute(run_id, meta, dataset, store, model == "final", seen,
                                                      other_classes)}
-    write_json_atomic(path, result, optional=True)  # a read-only store: computed, not kept
+    if store.run_dir(run_id).is_dir():  # not a folder of its own for a run deleted meanwhile
+        write_json_atomic(path, result, optional=True)  # a read-only store: computed, not kept
     return result
 
 

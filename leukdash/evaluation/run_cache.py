@@ -37,5 +37,7 @@ def write_run_cache(folder: Path, name: str, key: dict, arrays: dict) -> None:
     whole or not at all; skipped where the store cannot be written."""
     from leukdash.data.arrays import save_npz, write_cache
 
+    if not folder.is_dir():  # the run was deleted meanwhile: a cache must not bring back its folder
+        return
     if write_cache(folder / f"{name}.npz", lambda tmp: save_npz(tmp, **arrays)):
         write_json_atomic(folder / f"{name}.json", key, optional=True)  # only beside the arrays it describes
