@@ -21,6 +21,8 @@ ARCHITECTURES = ("paper", "leukdash")
 OPTIMIZERS = ("sgd", "adam")
 # lodo: leave one dataset out, for a run on several datasets (one fold per source held out).
 PROTOCOLS = ("strict", "paper", "lodo")
+# The paper CNN: (size - 2) // 2, then (that - 2) // 2, must leave at least one pixel.
+PAPER_CNN_MIN_SIZE = 10
 FEATURE_SETS = ("pixels", "features")
 FILL_MODES = ("nearest", "reflect", "constant")
 # Cell-level preprocessing (leukdash/data/preprocess.py): "raw" or "cell-<size>-<colour>".
@@ -68,6 +70,10 @@ class AugmentConfig:
         """A config with every transform switched off."""
         return cls(0.0, 0.0, 0.0, 0.0, False, False, 0.0)
 
+    def __post_init__(self):
+        _floats(self, ("rotation", "width_shift", "height_shift", "zoom", "shear", "colour_jitter", "stain_jitter",
+                       "blur"))
+
     def enabled(self) -> tuple[str, ...]:
         """Names of the transforms that are switched on, in the paper's order."""
         return tuple(name for name in self.TRANSFORMS if getattr(self, name))
@@ -77,7 +83,7 @@ class AugmentConfig:
                   "colour_jitter": 0.5, "stain_jitter": 0.5, "blur": 3.0}
         for name, upper in limits.items():
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= upper:
+            if not _is_number(value) or not 0 <= value <= upper:
                 raise ConfigError(f"augment.{name} must be a number between 0 and {upper:g}, got {value!r}")
         for name in ("horizontal_flip", "vertical_flip"):
             if not isinstance(getattr(self, name), bool):
@@ -118,6 +124,7 @@ class RunConfig:
     preprocess: str = "raw"
 
     def __post_init__(self):
+        _floats(self, ("learning_rate", "test_fraction"))
         # Lists from JSON or a UI become tuples, so configs stay hashable and compare equal.
         if isinstance(self.classes, list):
             object.__setattr__(self, "classes", tuple(self.classes))
@@ -146,6 +153,9 @@ class RunConfig:
             if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
                 raise ConfigError(f"classes must name at least 2 distinct classes, got {list(self.classes)}")
         _int_range("image_size", self.image_size, 8, 512)
+        if self.is_cnn and self.architecture == "paper" and self.image_size < PAPER_CNN_MIN_SIZE:
+            raise ConfigError(f"image_size must be at least {PAPER_CNN_MIN_SIZE} for the paper CNN (its two 3x3 "
+                              f"convolutions and 2x2 poolings leave nothing of a smaller image), got {self.image_size}")
         _int_range("augment_factor", self.augment_factor, 1, 64)
         _int_range("epochs", self.epochs, 1, 1000)
         _int_range("batch_size", self.batch_size, 1, 4096)
@@ -153,14 +163,19 @@ class RunConfig:
         _int_range("folds", self.folds, 2, 50)
         _int_range("seed", self.seed, 0, 2**31 - 1)
         if self.learning_rate is not None and not (
-            isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate <= 10
+            _is_number(self.learning_rate) and 0 < self.learning_rate <= 10
             and math.isfinite(self.learning_rate)
         ):
             raise ConfigError(f"learning_rate must be a positive number (at most 10), got {self.learning_rate!r}")
         if self.test_fraction is not None and not (
-            isinstance(self.test_fraction, (int, float)) and 0.05 <= self.test_fraction <= 0.5
+            _is_number(self.test_fraction) and 0.05 <= self.test_fraction <= 0.5
         ):
             raise ConfigError(f"test_fraction must be between 0.05 and 0.5, got {self.test_fraction!r}")
+        if self.test_fraction is not None and abs(1 / round(1 / self.test_fraction) - self.test_fraction) > 0.005:
+            k = 1 / self.test_fraction  # the holdout is one of k grouped folds: only 1/k can be drawn
+            raise ConfigError(f"test_fraction must be 1/k, the holdout being one of k grouped folds (0.5, 0.333, "
+                              f"0.25, 0.2, ... 0.05), got {self.test_fraction!r}: the nearest are "
+                              f"{1 / math.ceil(k):.3g} and {1 / math.floor(k):.3g}")
         if self.protocol == "lodo" and len(dataset_parts(self.dataset)) < 2:
             raise ConfigError("protocol lodo (leave one dataset out) needs several datasets, e.g. allidb2_ufpr,cnmc_dev")
         if self.protocol == "lodo" and self.test_fraction is not None:
@@ -239,6 +254,20 @@ def _from_dict(cls, values: dict, what: str):
     if unknown:
         raise ConfigError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}")
     return cls(**values)
+
+
+def _floats(config, names: tuple[str, ...]) -> None:
+    """Make the integer values of number fields floats (JSON's ``40`` is the ``40.0`` the command
+    line and the dashboard give): the same settings must be the same run. Other types are left
+    for :meth:`validate` to refuse."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2 ** 53:  # exactly a float
+            object.__setattr__(config, name, float(value))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _choice(name: str, value, allowed: tuple[str, ...]) -> None:

@@ -31,7 +31,10 @@ def uploads_root() -> Path:
 def data_roots() -> list[Path]:
     """Folders whose subfolders are datasets: each entry of ``$LEUKDASH_DATA``, then ``./data``."""
     roots = [Path(p) for p in os.environ.get("LEUKDASH_DATA", "").split(os.pathsep) if p]
-    roots.append(Path.cwd() / "data")
+    try:
+        roots.append(Path.cwd() / "data")
+    except FileNotFoundError:  # the current folder was deleted: it holds no data folder either
+        pass
     return roots
 
 

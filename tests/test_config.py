@@ -36,3 +36,41 @@ def test_round_trip_through_plain_dicts():
     with pytest.raises(ConfigError, match="unknown run setting"):
         RunConfig.from_dict({"epochz": 3})
     assert AugmentConfig.off().enabled() == ()
+
+
+def test_integers_from_json_and_the_floats_of_the_command_line_are_one_run():
+    from_json = RunConfig.from_dict({"model": "nb", "augment_factor": 2, "augment": {"rotation": 40, "shear": 20}})
+    typed = RunConfig(model="nb", augment_factor=2)  # what the command line and the dashboard give (40.0)
+    assert from_json.canonical() == typed.canonical()
+    assert stable_hash(from_json.canonical()) == stable_hash(typed.canonical())
+    assert RunConfig.from_dict({"learning_rate": 1}).canonical() == RunConfig(learning_rate=1.0).canonical()
+    assert stable_hash(RunConfig(model="nb", augment_factor=2, augment=AugmentConfig(rotation=30)).canonical()) != \
+        stable_hash(typed.canonical())  # another value is still another run
+    for wrong in (True, "0.1", [0.1]):
+        with pytest.raises(ConfigError, match="^learning_rate "):
+            RunConfig.from_dict({"learning_rate": wrong}).validate()
+    with pytest.raises(ConfigError, match="^learning_rate "):
+        RunConfig(learning_rate=10 ** 400).validate()  # too large for a float: refused, not an OverflowError
+
+
+def test_the_paper_cnn_needs_images_its_layers_leave_a_pixel_of():
+    with pytest.raises(ConfigError, match="^image_size must be at least 10 for the paper CNN"):
+        RunConfig(model="cnn", image_size=9).validate()
+    RunConfig(model="cnn", image_size=10).validate()
+    RunConfig(model="cnn", architecture="leukdash", image_size=8).validate()
+    RunConfig(model="nb", image_size=8).validate()
+
+
+@pytest.mark.parametrize("fraction, nearest", [(0.4, "0.333 and 0.5"), (0.15, "0.143 and 0.167")])
+def test_a_holdout_fraction_is_one_of_k_grouped_folds_or_refused(fraction, nearest):
+    import numpy as np
+
+    from leukdash.data.folds import holdout_split
+
+    with pytest.raises(ConfigError, match=rf"^test_fraction must be 1/k, .* got {fraction}: the nearest are {nearest}$"):
+        RunConfig(model="nb", test_fraction=fraction).validate()
+    for accepted, share in ((0.25, 0.25), (0.333, 1 / 3), (0.5, 0.5)):
+        RunConfig(model="nb", test_fraction=accepted).validate()
+        labels = np.repeat([0, 1], 60)
+        split = holdout_split(labels, np.arange(120), accepted, seed=0)
+        assert np.mean(split == 0) == pytest.approx(share, abs=0.01)  # the fraction asked is the fraction drawn

@@ -28,6 +28,12 @@ class _Parser(argparse.ArgumentParser):
         raise LeukdashError(f"{self.prog}: {message}")
 
 
+def _image_path(text: str) -> Path:
+    if not text.strip():  # Path("") is ".", the current folder: never what was meant
+        raise argparse.ArgumentTypeError("an image path is empty (an unset shell variable?)")
+    return Path(text)
+
+
 # The commands that compute folds, which an interrupted launch keeps and the next one resumes.
 FOLD_COMMANDS = ("run", "sweep", "reproduce", "demo")
 
@@ -157,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="predict images with the fold models of a finished run")
     predict.add_argument("run_id")
-    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("images", nargs="+", type=_image_path)
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=cmd.predict)
 

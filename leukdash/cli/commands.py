@@ -6,7 +6,9 @@ import sys
 
 from leukdash.cli.output import (ProgressLine, SweepLog, final_text, print_checks, print_json, print_report, run_json,
                                  run_text, sweep_settings)
-from leukdash.cli.run_options import check_grid_size, config_from_args, n_jobs_option, sweep_from_args
+from leukdash.cli.run_options import (check_grid_size, check_nothing_typed, config_from_args, n_jobs_option,
+                                      sweep_from_args)
+from leukdash.errors import LeukdashError
 from leukdash.paths import printable
 
 
@@ -66,7 +68,10 @@ def sweep(args) -> int:
 
     options = dict(n_jobs=n_jobs_option(args.n_jobs), scheduler=args.scheduler,
                    on_event=None if args.quiet else SweepLog(sys.stderr).update)
-    if args.resume:
+    if args.resume is not None:
+        if not args.resume.strip():
+            raise LeukdashError("--resume is empty (an unset shell variable?): give a sweep id (`sweeps` lists them)")
+        check_nothing_typed(args, "--resume launches the stored sweep's grid", "give either --resume or the options")
         outcome = resume_sweep(args.resume, **options)
         for warning in outcome["warnings"]:
             print(f"warning: {warning}", file=sys.stderr)
@@ -74,6 +79,10 @@ def sweep(args) -> int:
         configs, axes = sweep_from_args(args)
         check_grid_size(len(configs), args.max_runs)
         outcome = run_sweep(configs, name=args.name, axes=axes, **options)
+    distinct = len({result["run_id"] for result in outcome["results"]})
+    if distinct < len(outcome["results"]):
+        print(f"note: the grid's {len(outcome['results'])} settings are {distinct} distinct run(s): some repeat a run "
+              "of it (a value given twice, or a setting the model does not use, such as --k for nb)", file=sys.stderr)
     if args.json:
         print_json({"sweep_id": outcome["sweep_id"], "name": outcome["name"], "axes": outcome["axes"],
                      "seconds": round(outcome["seconds"], 3), "warnings": outcome.get("warnings", []),
@@ -142,8 +151,10 @@ def compare(args) -> int:
 
 def ensemble(args) -> int:
     from leukdash.engine.ensemble import create_ensemble
-    from leukdash.errors import LeukdashError
 
+    if args.weights is not None and not args.weights.strip():
+        raise LeukdashError("--weights is empty (an unset shell variable?): give one weight per run, or leave the "
+                            "option out for equal weights")
     try:
         weights = [float(w) for w in args.weights.split(",")] if args.weights else None
     except ValueError:

@@ -28,7 +28,8 @@ RUN_OPTIONS = (
     ("--protocol", "protocol", str, "strict, paper or lodo (several datasets: leave one dataset out)"),
     ("--augment-factor", "augment_factor", int, "K: 1 = none"),
     ("--folds", "folds", int, None),
-    ("--test-fraction", "test_fraction", float, "one holdout split instead of k folds"),
+    ("--test-fraction", "test_fraction", float,
+     "one holdout split instead of k folds: 1/k of the images (0.5, 0.333, 0.25, 0.2 ...)"),
     ("--seed", "seed", int, None),
     ("--preprocess", "preprocess", str, "raw (default, the paper's) or cell-{keep|fit}-{asis|reinhard|gray|hematoxylin}"),
 )
@@ -71,6 +72,9 @@ def _base_config(args, **values) -> RunConfig:
     option = getattr(args, "dataset_option", None)
     if any(value is not None and not value.strip() for value in (option, args.dataset)):
         raise LeukdashError("the dataset name is empty (an unset shell variable?): give a dataset name or folder")
+    if args.classes is not None and not args.classes.strip():
+        raise LeukdashError("--classes is empty (an unset shell variable?): give class names, e.g. ALL,HEALTHY, "
+                            "or leave the option out for every class")
     if option and args.dataset and option != args.dataset:
         raise LeukdashError(f"two datasets given ({args.dataset!r} and --dataset {option!r}): give one")
     return RunConfig(
@@ -85,18 +89,24 @@ MAX_CONFIG_BYTES = 1 << 20
 
 
 def config_from_args(args) -> RunConfig:
-    given = {name: getattr(args, name) for _, name, _, _ in RUN_OPTIONS if getattr(args, name) is not None}
     if args.config_file:
-        typed = [flag for flag, name, _, _ in RUN_OPTIONS if name in given]
-        typed += [f"--{name.replace('_', '-')}" for name in AugmentConfig.OPTIONAL if getattr(args, name)]
-        typed += [label for label, value in (("DATASET", args.dataset), ("--dataset", args.dataset_option),
-                                             ("--classes", args.classes), ("--no-augment", args.no_augment))
-                  if value is not None and value is not False]
-        if typed:
-            raise LeukdashError(f"--config-file holds the whole run config; {', '.join(typed)} would be ignored: "
-                                "give either the file or the options (or edit the file)")
+        check_nothing_typed(args, "--config-file holds the whole run config", "give either the file or the options "
+                            "(or edit the file)")
         return _config_file(args.config_file)
-    return _base_config(args, **given)
+    return _base_config(args, **{name: getattr(args, name) for _, name, _, _ in RUN_OPTIONS
+                                 if getattr(args, name) is not None})
+
+
+def check_nothing_typed(args, why: str, advice: str) -> None:
+    """Refuse run options typed beside one that replaces them all (``--config-file``, a sweep's
+    ``--resume``): ``why; OPTIONS would be ignored: advice``."""
+    typed = [flag for flag, name, _, _ in RUN_OPTIONS if getattr(args, name) is not None]
+    typed += [f"--{name.replace('_', '-')}" for name in AugmentConfig.OPTIONAL if getattr(args, name)]
+    typed += [label for label, value in (("DATASET", args.dataset), ("--dataset", getattr(args, "dataset_option", None)),
+                                         ("--classes", args.classes), ("--no-augment", args.no_augment))
+              if value is not None and value is not False]
+    if typed:
+        raise LeukdashError(f"{why}; {', '.join(typed)} would be ignored: {advice}")
 
 
 def sweep_from_args(args) -> tuple[list[RunConfig], dict]:

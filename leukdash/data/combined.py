@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -27,6 +27,7 @@ class CombinedDataset(Dataset):
     """The union of source datasets that have the same classes, in the order of their names."""
 
     parts: tuple[Dataset, ...] = ()
+    copies: tuple[str, ...] = ()  # what :func:`_without_copies` left out, one line per source
 
     @classmethod
     def of(cls, sources) -> CombinedDataset:
@@ -47,13 +48,15 @@ class CombinedDataset(Dataset):
                 )
         # Same class names in another order are relabelled to the first source's order.
         sources = tuple(source if source.classes == classes else source.subset(classes) for source in sources)
+        sources, copies = _without_copies(sources)
         items = tuple(ImageItem(item.path, item.label, f"{source.name}/{item.group}")
                       for source in sources for item in source.items)
         root = Path(os.path.commonpath([source.root for source in sources]))
         return cls(SEPARATOR.join(names), root, classes, items, "combined",
                    any(source.synthetic for source in sources),
                    tuple(skipped for source in sources for skipped in source.ignored),
-                   tuple(f"{source.name}: {note}" for source in sources for note in source.notes), sources)
+                   tuple(f"{source.name}: {note}" for source in sources for note in source.notes) + copies,
+                   sources, copies)
 
     @property
     def sources(self) -> tuple[Dataset, ...]:
@@ -67,7 +70,7 @@ class CombinedDataset(Dataset):
         return np.array([self._source_of_path[Path(path)] for path in paths], dtype=object)
 
     def warnings(self) -> list[str]:
-        return [f"{source.name}: {line}" for source in self.parts for line in source.warnings()]
+        return [f"{source.name}: {line}" for source in self.parts for line in source.warnings()] + list(self.copies)
 
     @cached_property
     def fingerprint(self) -> str:
@@ -82,3 +85,34 @@ class CombinedDataset(Dataset):
 
     def describe(self) -> dict:
         return {**super().describe(), "sources": [source.describe() for source in self.parts]}
+
+
+def _without_copies(sources) -> tuple[tuple[Dataset, ...], tuple[str, ...]]:
+    """The sources, each less the files with the same bytes as a file of a source before it; and
+    one line per source that lost files. A source that lost files has another fingerprint, so the
+    combined one changes only then.
+
+    Copies within one source share a fold (see :mod:`leukdash.data.duplicates`); a copy in two
+    sources cannot (each source is its own fold when one dataset is left out), so a run would
+    validate on images it trained on. Images re-encoded or re-cropped are not caught here."""
+    first_source: dict[str, Dataset] = {}
+    kept_sources, lines = [], []
+    for source in sources:
+        kept, copied = [], []
+        for item, content in zip(source.items, source.contents):
+            first = first_source.setdefault(content, source)
+            if first is source:
+                kept.append(item)
+            else:
+                copied.append((item, first))
+        if copied and not kept:
+            raise DatasetError(f"every image of {source.name!r} has the same bytes as an image of "
+                               f"{copied[0][1].name!r}: combined, it adds nothing (the same dataset twice?)")
+        if copied:
+            item, first = copied[0]
+            lines.append(f"{len(copied)} image(s) of {source.name} have the same bytes as images of {first.name} and are "
+                         f"left out, so that no run validates on an image it trained on (first: "
+                         f"{source.relative(item.path)!r})")
+            source = replace(source, items=tuple(kept))
+        kept_sources.append(source)
+    return tuple(kept_sources), tuple(lines)

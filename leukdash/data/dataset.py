@@ -199,8 +199,9 @@ class Dataset:
         }
 
 
-def check_class_counts(classes, labels, n_folds: int, name: str = "dataset") -> None:
-    """Raise a clear error for fewer than 2 classes or a class with fewer images than folds."""
+def check_class_counts(classes, labels, n_folds: int, name: str = "dataset", holdout: float | None = None) -> None:
+    """Raise a clear error for fewer than 2 classes or a class with fewer images than folds
+    (``holdout``: the test fraction of a holdout run, one of ``n_folds`` folds)."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
     present = [c for c, n in zip(classes, counts) if n > 0]
     if len(present) < 2:
@@ -208,5 +209,8 @@ def check_class_counts(classes, labels, n_folds: int, name: str = "dataset") -> 
             f"{name} has {len(present)} class(es) with images ({', '.join(present) or 'none'}); at least 2 are needed"
         )
     for cls, n in zip(classes, counts):
+        if n < n_folds and holdout is not None:
+            raise DatasetError(f"class {cls!r} of {name} has {n} image(s): a {holdout:.0%} holdout needs at least "
+                               f"{n_folds} per class, one for the test part")
         if n < n_folds:
             raise DatasetError(f"class {cls!r} of {name} has {n} image(s), fewer than the {n_folds} folds")

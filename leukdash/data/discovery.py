@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from leukdash.atomic import explain
@@ -70,5 +71,8 @@ def open_dataset(name_or_path: str | Path) -> Dataset:
     if path.is_dir():
         return Dataset.from_folder(path)
     known = ", ".join(discovered)
-    raise DatasetError(f"unknown dataset {name!r}: not one of ({known}) and not a folder")
+    not_folders = [str(root) for root in data_roots() if str(root) in os.environ.get("LEUKDASH_DATA", "").split(
+        os.pathsep) and not root.is_dir()]
+    raise DatasetError(f"unknown dataset {name!r}: not one of ({known}) and not a folder" + (
+        f"; LEUKDASH_DATA names {', '.join(map(repr, not_folders))}, which is not a folder" if not_folders else ""))
 

@@ -107,10 +107,15 @@ def max_folds(labels, groups) -> int:
     return min((len(set(groups[labels == label])) for label in np.unique(labels)), default=0)
 
 
+def holdout_folds(test_fraction: float) -> int:
+    """The holdout is one of this many grouped folds (``test_fraction`` is 1/k, see
+    :meth:`leukdash.config.RunConfig.validate`)."""
+    return max(2, round(1 / test_fraction))
+
+
 def holdout_split(labels, groups, test_fraction: float, seed: int) -> np.ndarray:
     """One stratified grouped train/test split, encoded like folds: 0 = test, 1 = train."""
-    n_splits = max(2, round(1 / test_fraction))
-    return np.where(assign_folds(labels, groups, n_splits, seed) == 0, 0, 1)
+    return np.where(assign_folds(labels, groups, holdout_folds(test_fraction), seed) == 0, 0, 1)
 
 
 def fold_plan(labels, groups, classes, n_folds: int, test_fraction: float | None, seed: int, sources=None,
@@ -123,7 +128,7 @@ def fold_plan(labels, groups, classes, n_folds: int, test_fraction: float | None
     """
     strata = stratify(labels, sources)
     if test_fraction is not None:
-        check_class_counts(classes, labels, max(2, round(1 / test_fraction)), name)
+        check_class_counts(classes, labels, holdout_folds(test_fraction), name, holdout=test_fraction)
         return holdout_split(strata, groups, test_fraction, seed), [0]
     check_class_counts(classes, labels, n_folds, name)
     n_folds = min(n_folds, max_folds(labels, groups))

@@ -28,6 +28,7 @@ import io
 import os
 import posixpath
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,10 +183,22 @@ def _name_problem(name: str) -> str | None:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
+        if _utf8_bytes(name) and sys.getfilesystemencoding().lower() not in ("utf-8", "utf8"):
+            return (f"name cannot be read in this locale (file names read as {sys.getfilesystemencoding()}): run "
+                    "with a UTF-8 locale, e.g. LC_ALL=C.UTF-8 or PYTHONUTF8=1")
         return "name is not valid UTF-8: rename it"
     if has_control(name):
         return "name holds a control character (a newline, an escape): rename it"
     return None
+
+
+def _utf8_bytes(name: str) -> bool:
+    """Whether a file name's bytes on disk are valid UTF-8 (a locale that is not may not read them)."""
+    try:
+        os.fsencode(name).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _default_group(root: Path, class_dir: Path, path: Path) -> str:

@@ -112,7 +112,7 @@ def _weights(weights, n: int) -> list[float]:
     weights = [float(w) for w in weights]
     if not math.isfinite(sum(weights)):  # each is finite but their sum overflows: scale them down first
         weights = [w / max(weights) for w in weights]
-    return [w / sum(weights) for w in weights]
+    return [w / sum(weights) + 0.0 for w in weights]  # + 0.0: a weight of -0.0 is 0 (and the same ensemble id)
 
 
 def _common(values: list[str]) -> str:

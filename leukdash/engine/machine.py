@@ -38,10 +38,15 @@ def address_space_limit_mb() -> int | None:
     return None if limit == resource.RLIM_INFINITY else limit // 2**20
 
 
-def memory_limit_hint() -> str:
-    """What to do when memory ran out: the address-space limit when one is set, else a smaller load."""
+def memory_limit_hint(needed_mb: float | None = None) -> str:
+    """What to do when memory ran out: the address-space limit when one is set, else a smaller
+    load; a smaller load in any case when one array needed ``needed_mb``, more than the machine has."""
     limit = address_space_limit_mb()
     hint = "give fewer workers (--n-jobs), a smaller --image-size or --augment-factor"
+    memory = machine_memory_mb()
+    if needed_mb is not None and memory is not None and needed_mb > memory / 2:  # no limit to raise would do
+        return (f"one array alone needed {needed_mb:,.0f} MB, more than half of this machine's {memory:,} MB: "
+                "give a smaller --image-size or --augment-factor")
     if limit is None:
         return hint
     # The limit holds for each process, so fewer workers would not help: the limit itself must rise.
@@ -59,8 +64,9 @@ def out_of_memory(error: BaseException):
                                                                or "cannot allocate memory" in said)
     if not (isinstance(error, MemoryError) or unmapped):
         return None
+    needed = getattr(error, "_total_size", None)  # numpy's MemoryError says how large the array was
     return RunError(f"out of memory ({type(error).__name__}: {str(error) or 'no detail'}): finished folds are kept; "
-                    f"{memory_limit_hint()}")
+                    f"{memory_limit_hint(needed / 2**20 if isinstance(needed, int) else None)}")
 
 
 def machine_cores() -> int:

@@ -34,6 +34,41 @@ POLL_SECONDS = 0.2
 NO_WORKER_NOTICE_SECONDS = 10.0
 
 
+def check_scheduler(address: str, timeout: float) -> None:
+    """One RunError unless a Dask scheduler answers at ``address`` within ``timeout`` seconds.
+
+    ``Client`` itself waits forever on a port that accepts and stays silent (an HTTP server, a
+    wrong service) and reads a banner's bytes as a frame length (then asks for exabytes of
+    memory): a scheduler's ``identity`` is asked first, under a deadline."""
+    import asyncio
+
+    from distributed.core import rpc
+
+    from leukdash.errors import RunError
+
+    async def identity():
+        remote = rpc(address, timeout=timeout)
+        try:
+            return await remote.identity()
+        finally:
+            await remote.close_rpc()
+
+    try:
+        info = asyncio.run(asyncio.wait_for(identity(), timeout))
+    except TimeoutError:
+        raise RunError(f"no Dask scheduler answered at {address} within {timeout:.0f} s: nothing listens there, or "
+                       "something else does (give the tcp://HOST:PORT that `dask scheduler` prints)") from None
+    except OSError as error:
+        raise RunError(f"cannot reach the Dask scheduler at {address}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - whatever the other end sent, it is not Dask's protocol
+        raise RunError(f"{address} does not answer as a Dask scheduler ({type(error).__name__}): give the "
+                       "tcp://HOST:PORT that `dask scheduler` prints") from None
+    if not isinstance(info, dict) or info.get("type") != "Scheduler":
+        kind = info.get("type") if isinstance(info, dict) else None
+        raise RunError(f"{address} is {'a Dask ' + str(kind) if kind else 'not a Dask scheduler'}: give the "
+                       "scheduler's tcp://HOST:PORT (the one `dask scheduler` prints, which workers connect to)")
+
+
 class DaskPool:
     """The tasks on an existing Dask cluster.
 
@@ -52,6 +87,7 @@ class DaskPool:
 
         from leukdash.errors import RunError
 
+        check_scheduler(self.address, self.connect_timeout)
         try:
             client = Client(self.address, timeout=self.connect_timeout)
         except (OSError, TimeoutError) as error:

@@ -1,0 +1,171 @@
+"""Options and environments at their edges: an empty --classes, a holdout the data cannot give, a
+deleted current folder, file names an ASCII locale cannot read, an array larger than the machine,
+a sweep grid that repeats runs, and the same image in two datasets of a combined run."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+from leukdash.cli import main
+from leukdash.data.discovery import open_dataset
+from leukdash.errors import DatasetError
+from test_hostile import REPO, _dataset, _run_args
+
+
+def _cli(*args, cwd=REPO, env=None):
+    done = subprocess.run([sys.executable, "-m", "leukdash", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=300)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_an_empty_classes_option_is_refused_not_read_as_every_class(tmp_path, capsys):
+    assert main(_run_args(_dataset(tmp_path), "--classes", "")) == 2
+    assert capsys.readouterr().err.strip() == ("error: --classes is empty (an unset shell variable?): give class names, "
+                                               "e.g. ALL,HEALTHY, or leave the option out for every class")
+
+
+def test_a_holdout_the_data_cannot_give_says_how_many_images_it_needs(tmp_path, capsys):
+    assert main(_run_args(_dataset(tmp_path), "--test-fraction", "0.05")) == 2
+    assert capsys.readouterr().err.strip() == ("error: class 'ALL' of ds has 6 image(s): a 5% holdout needs at least "
+                                               "20 per class, one for the test part")
+
+
+def test_commands_work_from_a_deleted_current_folder(tmp_path):
+    dataset = _dataset(tmp_path)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    # The shell enters the folder, which is then deleted under it, as another terminal might.
+    script = f"cd {gone} && rmdir {gone} && exec {sys.executable} -m leukdash datasets --json"
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "LEUKDASH_DATA": str(dataset.parent)})
+    assert done.returncode == 0, done.stderr
+    assert "ds" in [entry["name"] for entry in json.loads(done.stdout)["datasets"]]
+
+
+def test_a_name_an_ascii_locale_cannot_read_gets_advice_that_works(tmp_path):
+    dataset = _dataset(tmp_path)
+    shutil.move(dataset / "HEALTHY", dataset / "ЗДОРОВЫЙ")
+    ascii_locale = {"PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "LC_ALL": "C", "LANG": "C"}
+    code, out, _ = _cli("audit", str(dataset), "--json", env=ascii_locale)
+    skipped = json.loads(out)["skipped"]
+    assert code == 0 and [entry["reason"] for entry in skipped] == [
+        "class name cannot be read in this locale (file names read as ascii): run with a UTF-8 locale, e.g. "
+        "LC_ALL=C.UTF-8 or PYTHONUTF8=1"]
+    code, out, _ = _cli("audit", str(dataset), "--json", env={**ascii_locale, "PYTHONUTF8": "1"})
+    assert code == 0 and json.loads(out)["skipped"] == [] and "ЗДОРОВЫЙ" in json.loads(out)["classes"]
+
+
+def test_memory_for_one_array_beyond_the_machine_says_to_shrink_the_run_not_raise_a_limit():
+    from leukdash.engine.machine import machine_memory_mb, out_of_memory
+
+    try:
+        np.empty(4 * machine_memory_mb() * 2**20, dtype=np.uint8)  # four times the machine: numpy refuses at once
+    except MemoryError as error:
+        message = str(out_of_memory(error))
+    else:
+        pytest.skip("this machine overcommits memory without limit")
+    assert f"one array alone needed {4 * machine_memory_mb():,} MB, more than half of this machine's" in message
+    assert message.endswith("give a smaller --image-size or --augment-factor")
+
+
+def test_a_sweep_grid_that_repeats_runs_says_how_many_distinct_runs_it_is(tmp_path, capsys):
+    dataset = _dataset(tmp_path)
+    assert main(["sweep", str(dataset), "--model", "nb", "--k", "1,3", "--image-size", "16", "--no-augment",
+                 "--folds", "3", "--n-jobs", "1", "--quiet"]) == 0
+    assert capsys.readouterr().err.strip() == (
+        "note: the grid's 2 settings are 1 distinct run(s): some repeat a run of it (a value given twice, or a "
+        "setting the model does not use, such as --k for nb)")
+
+
+def test_the_same_image_in_two_datasets_of_a_combined_run_is_left_out_of_the_second(tmp_path):
+    first = _dataset(tmp_path / "a").rename(tmp_path / "lab_a")
+    second = _dataset(tmp_path / "b", first=50).rename(tmp_path / "lab_b")
+    for name in ("ALL/all0.png", "HEALTHY/healthy1.png"):  # two of lab_a's images, copied into lab_b
+        shutil.copy(first / name, second / name.replace(".png", "_copy.png"))
+    combined = open_dataset(f"{first},{second}")
+    assert len(combined.items) == 24 and len(combined.sources[1].items) == 12  # its 12 own images
+    assert combined.warnings() == [
+        "2 image(s) of lab_b have the same bytes as images of lab_a and are left out, so that no run validates on "
+        "an image it trained on (first: 'ALL/all0_copy.png')"]
+    plain = open_dataset(f"{first},{_dataset(tmp_path / 'c', first=50).rename(tmp_path / 'lab_c')}")
+    assert plain.warnings() == [] and len(plain.items) == 24
+    # Leaving one dataset out, lab_b's copies would be validated on by a model trained on lab_a.
+    code, out, err = _cli(*_run_args(f"{first},{second}", "--protocol", "lodo", "--json"))
+    assert code == 0 and json.loads(out)["dataset"]["n_images"] == 24
+    assert "2 image(s) of lab_b have the same bytes as images of lab_a" in err
+    shutil.rmtree(second)
+    shutil.copytree(first, second)
+    with pytest.raises(DatasetError, match="every image of 'lab_b' has the same bytes as an image of 'lab_a'"):
+        open_dataset(f"{first},{second}")
+
+
+@contextmanager
+def _tcp_server(reply: bytes):
+    """A local TCP server that is no Dask scheduler: it accepts, sends ``reply`` and keeps the line open."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def serve():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:  # closed
+                return
+            connection.sendall(reply)
+            held.append(connection)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+        for connection in held:
+            connection.close()
+
+
+def test_a_scheduler_address_where_something_else_listens_is_one_line_not_a_hang(tmp_path, capsys):
+    from leukdash.engine.scheduler.cluster import check_scheduler
+    from leukdash.errors import RunError
+
+    with _tcp_server(b"") as silent:  # accepts and says nothing: Client waited for ever
+        with pytest.raises(RunError, match=f"^no Dask scheduler answered at {silent} within 2 s"):
+            check_scheduler(silent, 2)
+    with _tcp_server(b"SSH-2.0-OpenSSH_9.2p1\r\n" * 4) as banner:  # read as a frame length: exabytes asked for
+        assert main(_run_args(_dataset(tmp_path), "--scheduler", banner)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {banner} does not answer as a Dask scheduler ("), err
+    assert "out of memory" not in err
+
+
+def test_empty_values_from_unset_shell_variables_are_refused_not_read_as_a_default(tmp_path, capsys):
+    from leukdash.engine.ensemble import create_ensemble
+    from leukdash.engine.runner import run
+    from test_hostile import _nb_config
+
+    for argv, line in (
+            (["sweep", "--resume", "", "--quiet"], "--resume is empty (an unset shell variable?)"),
+            (["sweep", "--resume", "sweep-0123", "--seed", "5"], "--resume launches the stored sweep's grid; --seed "
+                                                                  "would be ignored"),
+            (["predict", "some-run", ""], "argument images: an image path is empty (an unset shell variable?)"),
+            (["ensemble", "a", "b", "--weights", ""], "--weights is empty (an unset shell variable?)")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and line in err, err
+    dataset = _dataset(tmp_path)
+    members = [run(_nb_config(dataset, model=model), n_jobs=1)["run_id"] for model in ("nb", "dt")]
+    assert create_ensemble(members, [-0.0, 1.0])["run_id"] == create_ensemble(members, [0.0, 1.0])["run_id"]
+
+
+def test_a_data_root_that_is_not_a_folder_is_named_when_a_dataset_is_not_found(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LEUKDASH_DATA", str(tmp_path / "a-file"))
+    (tmp_path / "a-file").write_text("not a folder")
+    assert main(["run", "noise", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"LEUKDASH_DATA names '{tmp_path / 'a-file'}', which is not a folder")
