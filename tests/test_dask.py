@@ -163,3 +163,98 @@ def test_the_readme_recipe_from_outside_the_repository(one_worker, tmp_path, see
                 process.wait()
     assert len(remote["runs"]) == 4
     _same_folds(remote["runs"], local["runs"])
+
+
+def test_a_worker_that_cannot_import_leukdash_is_one_line_that_says_so(tiny_dataset, tmp_path, capsys):
+    from leukdash.cli import main
+
+    with dask_cli_cluster(tmp_path / "cluster", n_workers=1, env={"PYTHONPATH": ""}) as (address, _):
+        assert main(["run", str(tiny_dataset), "--model", "nb", "--image-size", "16", "--no-augment", "--folds", "2",
+                     "--scheduler", address, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: a Dask worker cannot import leukdash (ModuleNotFoundError: "
+                                                   "No module named 'leukdash'): start every worker with it"), err
+
+
+def test_a_scheduler_lost_mid_run_is_one_line_and_the_finished_folds_stay(tiny_dataset, tmp_path, capfd):
+    from leukdash.engine.runner import run
+    from leukdash.engine.store import RunStore
+    from leukdash.errors import RunError
+
+    config = RunConfig(dataset=str(tiny_dataset), model="cnn", image_size=16, augment_factor=1, folds=3, epochs=4,
+                       batch_size=16)
+    with dask_cli_cluster(tmp_path / "cluster", n_workers=1) as (address, _):
+        with Client(address, timeout=30) as client:
+            scheduler_pid = client.run_on_scheduler(os.getpid)
+
+        def kill_the_scheduler(event: dict) -> None:
+            if event["event"] == "fold_done":
+                os.kill(scheduler_pid, signal.SIGKILL)
+
+        started = time.monotonic()
+        with pytest.raises(RunError, match=f"^lost the Dask scheduler at {address} .*: finished folds are kept; run "
+                                           "the same command again when it is back"):
+            run(config, scheduler=address, on_event=kill_the_scheduler)
+        assert time.monotonic() - started < 120
+    assert "Traceback" not in capfd.readouterr().err  # Dask's own reconnection logs are not shown
+    run_id = next(p.name for p in RunStore().root.iterdir())
+    assert RunStore().completed_folds(run_id, 3) != []  # kept: the rerun computes only the others
+    assert run(config, n_jobs=1)["computed_folds"] != [0, 1, 2]
+
+
+@pytest.mark.parametrize("error, said", [
+    ("child died", "fold 2 of nb-x: the process computing it on a worker died (exit status -9), twice (Dask ran it "
+                   "once more): often the worker's memory (a child is not held to Dask's --memory-limit); finished "
+                   "folds are kept"),
+    ("memory", "out of memory on a Dask worker (MemoryError: Unable to allocate 8 GiB): finished folds are kept; give "
+               "the workers more memory (or no ulimit -v), or a smaller --image-size or --augment-factor"),
+    ("other", "fold 2 of nb-x failed on a Dask worker (ValueError: odd); finished folds are kept"),
+])
+def test_a_fold_task_that_dask_cannot_bring_back_says_why_in_one_line(error, said):
+    from leukdash.engine.scheduler.cluster import ChildDied, task_failure
+    from leukdash.engine.scheduler.task import FoldTask
+
+    raised = {"child died": ChildDied("the process computing it on a worker died (exit status -9)"),
+              "memory": MemoryError("Unable to allocate 8 GiB"), "other": ValueError("odd")}[error]
+    assert str(task_failure(raised, FoldTask("nb-x", 1, 3, {"model": "nb"}), "tcp://host:8786")) == said
+
+
+def test_a_closed_connection_to_a_scheduler_that_restarted_is_said_to_be_the_schedulers():
+    from distributed.comm.core import CommClosedError
+
+    from leukdash.engine.scheduler.cluster import task_failure
+    from leukdash.engine.scheduler.task import FoldTask
+
+    closed = CommClosedError("in <TCP (closed) ConnectionPool.gather local=tcp://127.0.0.1:1>: Stream is closed")
+    assert str(task_failure(closed, FoldTask("nb-x", 1, 3, {"model": "nb"}), "tcp://host:8786")).startswith(
+        "lost the Dask scheduler at tcp://host:8786 (its connection closed): finished folds are kept")
+
+
+def test_a_stored_fold_is_not_computed_again_when_its_worker_is_lost(tiny_dataset, tmp_path):
+    """Its result was held by the lost worker: Dask recomputes such a task while the client holds
+    its future, which the run releases once the fold is stored."""
+    from leukdash.engine.progress import read_events
+    from leukdash.engine.runner import run
+    from leukdash.engine.store import RunStore
+
+    config = RunConfig(dataset=str(tiny_dataset), model="svm", image_size=24, augment_factor=4, folds=3)
+    replacements: list[subprocess.Popen] = []
+    with dask_cli_cluster(tmp_path / "cluster", n_workers=1) as (address, workers):
+        def replace_the_worker(event: dict) -> None:
+            if event["event"] == "fold_done" and not replacements:
+                os.killpg(workers[0].pid, signal.SIGKILL)
+                replacements.append(subprocess.Popen(
+                    [str(Path(sys.executable).with_name("dask")), "worker", address, "--nthreads", "1",
+                     "--no-dashboard"], env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, start_new_session=True,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+        try:
+            result = run(config, scheduler=address, on_event=replace_the_worker)
+        finally:
+            for process in replacements:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    events = read_events(RunStore().progress_path(result["run_id"]))
+    first_done = next(e["fold"] for e in events if e["event"] == "fold_done")
+    assert [e["fold"] for e in events if e["event"] == "fold_start"].count(first_done) == 1
+    assert result["computed_folds"] == [0, 1, 2]

@@ -184,6 +184,7 @@ def test_a_cluster_without_workers_is_said_once_on_each_runs_progress(monkeypatc
 
     class Scheduler:  # what Client.scheduler_info() holds: the workers connected, by address
         workers: dict = {}
+        status = "running"  # "connecting" while the client tries to reach a scheduler it lost
 
         def scheduler_info(self):
             return {"workers": self.workers}
@@ -200,6 +201,10 @@ def test_a_cluster_without_workers_is_said_once_on_each_runs_progress(monkeypatc
     watch.check()
     assert said == []  # not long enough without one
     clock[0] += 2
+    client.status = "connecting"
+    watch.check()
+    assert said == []  # the scheduler itself is gone: its last list of workers says nothing
+    client.status = "running"
     watch.check()
     watch.check()
     assert [run_id for run_id, _ in said] == ["a", "b"]

@@ -15,12 +15,15 @@ itself, and a task whose child died once more (``retries=1``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import pickle
 import queue
 import sys
 import threading
 import time
+from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -81,13 +84,17 @@ class DaskPool:
         self.address, self.connect_timeout = address, connect_timeout
 
     def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event) -> None:
+        check_scheduler(self.address, self.connect_timeout)
+        with _quiet_dask_client():
+            self._run(tasks, inputs, on_done, on_event)
+
+    def _run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event) -> None:
         import uuid
 
         from distributed import Client
 
         from leukdash.errors import RunError
 
-        check_scheduler(self.address, self.connect_timeout)
         try:
             client = Client(self.address, timeout=self.connect_timeout)
         except (OSError, TimeoutError) as error:
@@ -114,18 +121,72 @@ class DaskPool:
                 waiting.check()
                 for future in [f for f in pending if f.done()]:
                     _drain(events, on_event)
-                    kind, value = pickle.loads(future.result())
+                    try:
+                        kind, value = pickle.loads(future.result())
+                    except (Exception, asyncio.CancelledError) as error:  # raised by Dask or on a worker
+                        raise task_failure(error, pending[future], self.address) from None
                     if kind == "error":
                         raise value
                     on_done(pending.pop(future), value)
+                    # Its result is stored: the cluster may forget it (a task whose result is held
+                    # is computed again when the worker holding it is lost; measured).
+                    del futures[future]
+                    future.release()
                 _drain(events, on_event)
                 time.sleep(POLL_SECONDS)
             _drain(events, on_event)
         finally:
-            if futures or shipped:
-                client.cancel([*futures, *shipped.values()])
-            client.unsubscribe_topic(topic)
+            with contextlib.suppress(Exception, asyncio.CancelledError):  # the scheduler may be gone
+                if futures or shipped:
+                    client.cancel([*futures, *shipped.values()])
+                client.unsubscribe_topic(topic)
             client.close()
+
+
+@contextmanager
+def _quiet_dask_client():
+    """Dask's client logs a scheduler it lost (tracebacks of its reconnection) before the run can
+    say so: the run's own line (:func:`task_failure`) replaces them."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("distributed.client", "distributed.comm")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def task_failure(error: BaseException, task: FoldTask, address: str):
+    """The one line (a RunError) for a fold task that Dask could not bring back: the scheduler
+    lost, a worker that cannot import leukdash, memory, a child that died twice, anything else."""
+    from leukdash.engine.machine import out_of_memory
+    from leukdash.errors import RunError
+
+    kept = "finished folds are kept"
+    # Dask's FutureCancelledError, or a closed connection (CommClosedError is an OSError; a fold's own
+    # errors come back as its result, not as these): the scheduler went away, or restarted.
+    if isinstance(error, (CancelledError, asyncio.CancelledError, OSError)):
+        return RunError(f"lost the Dask scheduler at {address} (its connection closed): {kept}; run the same command "
+                        "again when it is back (or without --scheduler, to compute on this machine)")
+    what = f"{type(error).__name__}: {error}"
+    if isinstance(error, ImportError) and "leukdash" in str(error):
+        return RunError(f"a Dask worker cannot import leukdash ({what}): start every worker with it importable "
+                        f"(PYTHONPATH=<the leukdash folder> dask worker {address}); {kept}")
+    if out_of_memory(error) is not None:
+        return RunError(f"out of memory on a Dask worker ({what}): {kept}; give the workers more memory (or no "
+                        "ulimit -v), or a smaller --image-size or --augment-factor")
+    if isinstance(error, ChildDied):
+        return RunError(f"fold {task.fold + 1} of {task.run_id}: {error}, twice (Dask ran it once more): often the "
+                        f"worker's memory (a child is not held to Dask's --memory-limit); {kept}")
+    return RunError(f"fold {task.fold + 1} of {task.run_id} failed on a Dask worker ({what}); {kept}")
+
+
+class ChildDied(RuntimeError):
+    """The child process computing a fold on a worker died (Dask retries the task once)."""
 
 
 class _WorkerWatch:
@@ -138,6 +199,8 @@ class _WorkerWatch:
 
     def check(self) -> None:
         if self.told or time.monotonic() - self.since < NO_WORKER_NOTICE_SECONDS:
+            return
+        if self.client.status != "running":  # reconnecting to a scheduler that went away: no view of workers
             return
         if self.client.scheduler_info().get("workers"):
             self.since = time.monotonic()
@@ -182,7 +245,7 @@ def compute_on_worker(task: bytes, inputs: bytes, topic: str) -> bytes:
     """Compute a pickled task in a child of this worker, relaying its progress to ``topic``;
     return the pickled ``("done", outcome)`` or ``("error", exception)``.
 
-    A child that dies is a ``RuntimeError`` here: Dask retries the task (in a new child).
+    A child that dies is a :class:`ChildDied` here: Dask retries the task (in a new child).
     """
     from distributed import get_worker
 
@@ -197,7 +260,7 @@ def compute_on_worker(task: bytes, inputs: bytes, topic: str) -> bytes:
             worker.log_event(topic, pickle.dumps((run_id, value)))
             continue
         if kind == "died":
-            raise RuntimeError(f"the process computing a fold on this worker died (exit status {value})")
+            raise ChildDied(f"the process computing it on a worker died (exit status {value})")
         with _children_lock:
             _idle_children.append(child)
         return pickle.dumps((kind, value), pickle.HIGHEST_PROTOCOL)
