@@ -13,7 +13,7 @@ from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, ava
                             runs_frame, seed_spread_frame, source_frame, summary_frame, sweep_axes, sweep_frame,
                             sweep_heatmap, sweep_parallel)
 from pages._shared import (VIEWER_NOTE, comparison, dataset_options, deployment, external_results, finished_runs,
-                           fitted, kept, no_runs_yet, percent_columns, results, root, routed)
+                           fitted, kept, literal, no_runs_yet, percent_columns, results, root, routed)
 
 routed(__file__)
 
@@ -264,3 +264,5 @@ with tabs[5]:
         st.dataframe(shown, hide_index=True, width="stretch", column_config=fitted(shown, formats, auto=12))
         for (result, evaluation), label in zip(tested, frame["Run"]):
             st.markdown(f"**{label}** (trained on {result['dataset']['name']}). {outcome_sentence(evaluation)}")
+            for warning in evaluation["dataset"].get("warnings", []):  # images left out, unreadable...
+                st.caption(literal(hide_roots(warning)), help="what the external test left out, and why")

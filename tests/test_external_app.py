@@ -57,6 +57,25 @@ def test_external_test_view_runs_and_shows_the_test(finished):
     assert list(table["Tested on"]) == ["tinyother"] and table["OOD share"].iloc[0] >= 90
 
 
+def test_the_external_test_view_says_which_images_it_left_out(finished):
+    data = finished["data"]
+    for path in sorted((data / "tinyother").glob("*/*.png")):  # another lab's images, and two training images
+        (data / "tinymixed" / path.parent.name).mkdir(parents=True, exist_ok=True)
+        (data / "tinymixed" / path.parent.name / path.name).write_bytes(path.read_bytes())
+    for i, path in enumerate(sorted((data / "tiny").glob("ALL/*.png"))[:2]):
+        (data / "tinymixed" / "ALL" / f"copy{i}.png").write_bytes(path.read_bytes())
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/compare.py").run()
+    at.selectbox(key="compare_external_dataset").set_value("tinymixed")
+    at.button(key="compare_external_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    from pages._shared import literal
+
+    said = [c.value for c in at.caption if "of tinymixed left out" in c.value]
+    assert said == [literal(f"2 of 32 image(s) of tinymixed left out: run {finished['run_id']} was trained on them "
+                            "(the same bytes), so they would score what it remembers")], said
+
+
 def test_predict_warns_on_an_unfamiliar_image_and_recognises_a_known_one(finished):
     data = finished["data"]
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
