@@ -148,6 +148,8 @@ class RunConfig:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError("dataset must be a dataset name or a folder path")
         if self.classes is not None:
+            if isinstance(self.classes, tuple) and any(isinstance(c, str) and not c.strip() for c in self.classes):
+                raise ConfigError(f"classes holds an empty name (a comma too many?): {list(self.classes)}")
             if not isinstance(self.classes, tuple) or not all(isinstance(c, str) and c for c in self.classes):
                 raise ConfigError(f"classes must be a list of class names, got {self.classes!r}")
             if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):

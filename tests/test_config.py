@@ -74,3 +74,9 @@ def test_a_holdout_fraction_is_one_of_k_grouped_folds_or_refused(fraction, neare
         labels = np.repeat([0, 1], 60)
         split = holdout_split(labels, np.arange(120), accepted, seed=0)
         assert np.mean(split == 0) == pytest.approx(share, abs=0.01)  # the fraction asked is the fraction drawn
+
+
+@pytest.mark.parametrize("classes", [("ALL", ""), ("", "ALL", "HEALTHY"), ("ALL", " ")])
+def test_an_empty_class_name_is_named_as_such(classes):
+    with pytest.raises(ConfigError, match=r"^classes holds an empty name \(a comma too many\?\)"):
+        RunConfig(classes=classes).validate()
