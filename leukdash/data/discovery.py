@@ -71,8 +71,8 @@ def open_dataset(name_or_path: str | Path) -> Dataset:
     if path.is_dir():
         return Dataset.from_folder(path)
     known = ", ".join(discovered)
-    not_folders = [str(root) for root in data_roots() if str(root) in os.environ.get("LEUKDASH_DATA", "").split(
-        os.pathsep) and not root.is_dir()]
+    not_folders = [root for root in os.environ.get("LEUKDASH_DATA", "").split(os.pathsep)
+                   if root and not Path(root).is_dir()]
     raise DatasetError(f"unknown dataset {name!r}: not one of ({known}) and not a folder" + (
         f"; LEUKDASH_DATA names {', '.join(map(repr, not_folders))}, which is not a folder" if not_folders else ""))
 

@@ -156,18 +156,17 @@ def resume_sweep(sweep_id: str, **options) -> dict:
     The result's ``warnings`` say when runs of the sweep are new runs now (the images of a
     dataset, or the engine version, changed since it was stored: the same settings on other
     images are other runs)."""
-    from leukdash.engine.runner import resolve
-
     record = load_sweep(sweep_id)
     if record is None:
         raise RunError(_no_sweep(sweep_id))
     configs = [RunConfig.from_dict(config) for config in record["configs"]]
-    now = [resolve(config).run_id for config in configs]
-    changed = [(old, new) for old, new in zip(record["run_ids"], now) if old != new]
-    warnings = [f"{len(changed)} of the sweep's {len(now)} runs are new runs (first: {changed[0][0]} is now "
-                f"{changed[0][1]}): the images of {configs[now.index(changed[0][1])].dataset} (or the engine "
-                "version) changed since the sweep was stored; the old runs stay in the store"] if changed else []
     outcome = run_sweep(configs, name=record.get("name"), axes=record.get("axes"), **options)
+    # The run ids as stored, against those the launch resolved (and stored in their place).
+    changed = [(old, new, config) for old, new, config in zip(record["run_ids"], outcome["run_ids"], configs)
+               if old != new]
+    warnings = [f"{len(changed)} of the sweep's {len(configs)} runs are new runs (first: {changed[0][0]} is now "
+                f"{changed[0][1]}): the images of {changed[0][2].dataset} (or the engine version) changed since "
+                "the sweep was stored; the old runs stay in the store"] if changed else []
     return {**outcome, "warnings": warnings}
 
 

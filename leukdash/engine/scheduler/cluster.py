@@ -43,8 +43,6 @@ def check_scheduler(address: str, timeout: float) -> None:
     ``Client`` itself waits forever on a port that accepts and stays silent (an HTTP server, a
     wrong service) and reads a banner's bytes as a frame length (then asks for exabytes of
     memory): a scheduler's ``identity`` is asked first, under a deadline."""
-    import asyncio
-
     from distributed.core import rpc
 
     from leukdash.errors import RunError
@@ -167,18 +165,18 @@ def task_failure(error: BaseException, task: FoldTask, address: str):
     from leukdash.errors import RunError
 
     kept = "finished folds are kept"
+    what = f"{type(error).__name__}: {error}"
+    if out_of_memory(error) is not None:  # before OSError below: memory can run out as one (ENOMEM)
+        return RunError(f"out of memory on a Dask worker ({what}): {kept}; give the workers more memory (or no "
+                        "ulimit -v), or a smaller --image-size or --augment-factor")
     # Dask's FutureCancelledError, or a closed connection (CommClosedError is an OSError; a fold's own
     # errors come back as its result, not as these): the scheduler went away, or restarted.
     if isinstance(error, (CancelledError, asyncio.CancelledError, OSError)):
         return RunError(f"lost the Dask scheduler at {address} (its connection closed): {kept}; run the same command "
                         "again when it is back (or without --scheduler, to compute on this machine)")
-    what = f"{type(error).__name__}: {error}"
     if isinstance(error, ImportError) and "leukdash" in str(error):
         return RunError(f"a Dask worker cannot import leukdash ({what}): start every worker with it importable "
                         f"(PYTHONPATH=<the leukdash folder> dask worker {address}); {kept}")
-    if out_of_memory(error) is not None:
-        return RunError(f"out of memory on a Dask worker ({what}): {kept}; give the workers more memory (or no "
-                        "ulimit -v), or a smaller --image-size or --augment-factor")
     if isinstance(error, ChildDied):
         return RunError(f"fold {task.fold + 1} of {task.run_id}: {error}, twice (Dask ran it once more): often the "
                         f"worker's memory (a child is not held to Dask's --memory-limit); {kept}")
