@@ -56,6 +56,9 @@ def explain(error: OSError, path: str | Path | None = None) -> LeukdashError | N
     if error.errno in _PATH_REASONS and where is not None:  # the name itself: wherever it points
         return LeukdashError(f"cannot use {printable(str(where))}: {_PATH_REASONS[error.errno]}")
     reason = _REASONS.get(error.errno)
+    if reason is None and error.errno == errno.ENOENT and where is not None and _refused_in_store(where):
+        return StoreError(f"cannot create {printable(str(where))}: its file system does not allow it "
+                          "(set LEUKDASH_ARTIFACTS to a writable folder)")
     if reason is None:
         return None
     if where is None:
@@ -63,6 +66,14 @@ def explain(error: OSError, path: str | Path | None = None) -> LeukdashError | N
     if not Path(os.path.abspath(where)).is_relative_to(os.path.abspath(artifacts_root())):
         return LeukdashError(f"cannot use {printable(str(where))}: {error.strerror or reason}")
     return StoreError(f"cannot write {printable(str(where))}: {reason}")
+
+
+def _refused_in_store(path: str | Path) -> bool:
+    """Whether a "no such file" for ``path`` in the run store came from its file system, not
+    from a missing folder: the folder meant to hold it exists (a store under /proc, say). A
+    folder deleted under a writer is not this case: its parent is gone."""
+    path = Path(os.path.abspath(path))
+    return path.is_relative_to(os.path.abspath(artifacts_root())) and path.parent.is_dir()
 
 
 @contextlib.contextmanager

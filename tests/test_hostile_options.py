@@ -169,3 +169,22 @@ def test_a_data_root_that_is_not_a_folder_is_named_when_a_dataset_is_not_found(t
     (tmp_path / "a-file").write_text("not a folder")
     assert main(["run", "noise", "--quiet"]) == 2
     assert capsys.readouterr().err.strip().endswith(f"LEUKDASH_DATA names '{tmp_path / 'a-file'}', which is not a folder")
+
+
+@pytest.mark.parametrize("store", ["/proc/self", "/proc/self/leukdash-store"])
+def test_a_store_its_file_system_will_not_hold_is_one_line(tmp_path, monkeypatch, capsys, store):
+    """/proc exists and answers "no such file" to every mkdir: said as the store's problem, once."""
+    import errno
+
+    from leukdash.atomic import explain
+
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", store)
+    assert main(_run_args(_dataset(tmp_path), "--quiet")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: cannot create /proc/self/") and err.endswith(
+        ": its file system does not allow it (set LEUKDASH_ARTIFACTS to a writable folder)\n"), err
+    # A run folder deleted under a writer is another error: it passes unexplained.
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path / "store"))
+    (tmp_path / "store" / "runs").mkdir(parents=True)
+    gone = OSError(errno.ENOENT, "No such file or directory", str(tmp_path / "store" / "runs" / "gone" / "meta.json"))
+    assert explain(gone) is None
