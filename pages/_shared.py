@@ -263,11 +263,7 @@ def resolve(config_json: str, root: str) -> str:
     from leukdash.config import RunConfig
     from leukdash.engine.runner import resolve as resolve_run
 
-    config = RunConfig.from_dict(json.loads(config_json))
-    resolved = resolve_run(config)
-    if config.test_fraction is None:
-        resolved.dataset.check_folds(config.folds)
-    return resolved.run_id
+    return resolve_run(RunConfig.from_dict(json.loads(config_json))).run_id
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

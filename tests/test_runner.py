@@ -200,13 +200,15 @@ def test_compare_pairs_runs_on_the_same_images(tiny_dataset, capsys):
     (["synthetic", "--model", "nb", "--folds", "40"], "fewer than the 40 folds"),
     (["synthetic", "--bogus"], "unrecognized arguments"),
 ])
-def test_bad_configs_exit_nonzero_with_one_clear_line(args, message, tiny_dataset):
+def test_bad_configs_exit_nonzero_with_one_clear_line(args, message, tiny_dataset, isolated_artifacts):
     args = [str(tiny_dataset) if a == "synthetic" else a for a in args]
     out = _cli("run", *args, "--json")
     assert out.returncode == 2
     assert out.stdout == ""
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
+    # Refused before any work: no run folder (a lock and a progress log the listing would hide).
+    assert list(isolated_artifacts.glob("runs/*")) == []
 
 
 def test_second_process_waits_for_the_first_and_reads_its_result(tiny_dataset, tmp_path):

@@ -142,9 +142,6 @@ class Dataset:
         )
         return Dataset(self.name, self.root, classes, items, self.kind, self.synthetic, self.ignored, self.notes)
 
-    def check_folds(self, n_folds: int) -> None:
-        check_class_counts(self.classes, self.labels, n_folds, self.name)
-
     def load(self, size: int | None = None, preprocess: str = "raw") -> LoadedImages:
         """Decode every image; files that cannot be decoded or prepared are skipped with their reason.
 
@@ -199,18 +196,25 @@ class Dataset:
         }
 
 
-def check_class_counts(classes, labels, n_folds: int, name: str = "dataset", holdout: float | None = None) -> None:
+def holdout_folds(test_fraction: float) -> int:
+    """The holdout is one of this many grouped folds (``test_fraction`` is 1/k, see
+    :meth:`leukdash.config.RunConfig.validate`)."""
+    return max(2, round(1 / test_fraction))
+
+
+def check_class_counts(classes, labels, n_folds: int, name: str = "dataset", test_fraction: float | None = None) -> None:
     """Raise a clear error for fewer than 2 classes or a class with fewer images than folds
-    (``holdout``: the test fraction of a holdout run, one of ``n_folds`` folds)."""
+    (``test_fraction``: a holdout run's test part, one of :func:`holdout_folds` folds)."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
     present = [c for c, n in zip(classes, counts) if n > 0]
     if len(present) < 2:
         raise DatasetError(
             f"{name} has {len(present)} class(es) with images ({', '.join(present) or 'none'}); at least 2 are needed"
         )
+    needed = n_folds if test_fraction is None else holdout_folds(test_fraction)
     for cls, n in zip(classes, counts):
-        if n < n_folds and holdout is not None:
-            raise DatasetError(f"class {cls!r} of {name} has {n} image(s): a {holdout:.0%} holdout needs at least "
-                               f"{n_folds} per class, one for the test part")
-        if n < n_folds:
+        if n < needed and test_fraction is not None:
+            raise DatasetError(f"class {cls!r} of {name} has {n} image(s): a {test_fraction:.0%} holdout needs at "
+                               f"least {needed} per class, one for the test part")
+        if n < needed:
             raise DatasetError(f"class {cls!r} of {name} has {n} image(s), fewer than the {n_folds} folds")

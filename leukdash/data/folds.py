@@ -15,7 +15,7 @@ from collections import Counter
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from leukdash.data.dataset import check_class_counts
+from leukdash.data.dataset import check_class_counts, holdout_folds
 from leukdash.errors import DatasetError
 
 
@@ -107,12 +107,6 @@ def max_folds(labels, groups) -> int:
     return min((len(set(groups[labels == label])) for label in np.unique(labels)), default=0)
 
 
-def holdout_folds(test_fraction: float) -> int:
-    """The holdout is one of this many grouped folds (``test_fraction`` is 1/k, see
-    :meth:`leukdash.config.RunConfig.validate`)."""
-    return max(2, round(1 / test_fraction))
-
-
 def holdout_split(labels, groups, test_fraction: float, seed: int) -> np.ndarray:
     """One stratified grouped train/test split, encoded like folds: 0 = test, 1 = train."""
     return np.where(assign_folds(labels, groups, holdout_folds(test_fraction), seed) == 0, 0, 1)
@@ -127,10 +121,9 @@ def fold_plan(labels, groups, classes, n_folds: int, test_fraction: float | None
     dataset in errors.
     """
     strata = stratify(labels, sources)
+    check_class_counts(classes, labels, n_folds, name, test_fraction)
     if test_fraction is not None:
-        check_class_counts(classes, labels, holdout_folds(test_fraction), name, holdout=test_fraction)
         return holdout_split(strata, groups, test_fraction, seed), [0]
-    check_class_counts(classes, labels, n_folds, name)
     n_folds = min(n_folds, max_folds(labels, groups))
     if n_folds < 2:
         raise DatasetError("a class has all its images in one group (one patient, or joined as duplicates): "

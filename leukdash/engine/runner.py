@@ -18,7 +18,7 @@ from pathlib import Path
 from leukdash import ENGINE_VERSION, __version__
 from leukdash.atomic import write_bytes_atomic
 from leukdash.config import RunConfig, stable_hash
-from leukdash.data.dataset import Dataset
+from leukdash.data.dataset import Dataset, check_class_counts
 from leukdash.data.discovery import open_dataset
 from leukdash.errors import RunError
 from leukdash.engine.machine import describe_machine
@@ -43,6 +43,8 @@ def resolve(config: RunConfig) -> ResolvedRun:
     dataset = open_dataset(config.dataset)
     if config.classes:
         dataset = dataset.subset(config.classes)
+    if config.protocol != "lodo":  # counted from the file names: refused before any lock or folder exists
+        check_class_counts(dataset.classes, dataset.labels, config.folds, dataset.name, config.test_fraction)
     key = {"config": config.canonical(), "dataset": dataset.fingerprint, "engine": ENGINE_VERSION}
     return ResolvedRun(config, dataset, f"{config.model}-{stable_hash(key)}")
 
