@@ -1,6 +1,7 @@
 """The local pool's core and memory budget, the choice of pool, and one pool for several runs."""
 
 import os
+import re
 
 import pytest
 
@@ -84,9 +85,11 @@ def test_large_folds_run_fewer_at_once_within_the_budget():
 def test_memory_budget_from_the_environment(monkeypatch):
     monkeypatch.setenv("LEUKDASH_MEMORY_MB", "2400")
     assert memory_budget_mb() == 2400
-    monkeypatch.setenv("LEUKDASH_MEMORY_MB", "lots")
-    with pytest.raises(ConfigError, match="LEUKDASH_MEMORY_MB must be a positive number"):
-        memory_budget_mb()
+    for value in ("lots", "1e30", "4096.5", "-1", "0"):
+        monkeypatch.setenv("LEUKDASH_MEMORY_MB", value)
+        with pytest.raises(ConfigError, match=r"LEUKDASH_MEMORY_MB must be a positive whole number of megabytes "
+                                              rf"\(e\.g\. 4096\), got '{re.escape(value)}'"):
+            memory_budget_mb()
     monkeypatch.delenv("LEUKDASH_MEMORY_MB")
     monkeypatch.setattr(machine, "machine_memory_mb", lambda: 2700)  # Streamlit Community Cloud
     assert memory_budget_mb() == scheduler.SMALL_MACHINE_BUDGET_MB == 1600

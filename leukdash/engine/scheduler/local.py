@@ -48,7 +48,8 @@ def memory_budget_mb() -> int:
         except ValueError:
             value = 0
         if value <= 0:
-            raise ConfigError(f"LEUKDASH_MEMORY_MB must be a positive number of megabytes, got {configured!r}")
+            raise ConfigError(f"LEUKDASH_MEMORY_MB must be a positive whole number of megabytes (e.g. 4096), "
+                              f"got {configured!r}")
         return value
     total = machine.machine_memory_mb()
     return max(SMALL_MACHINE_BUDGET_MB, total // 2) if total else SMALL_MACHINE_BUDGET_MB
