@@ -188,3 +188,25 @@ def test_a_store_its_file_system_will_not_hold_is_one_line(tmp_path, monkeypatch
     (tmp_path / "store" / "runs").mkdir(parents=True)
     gone = OSError(errno.ENOENT, "No such file or directory", str(tmp_path / "store" / "runs" / "gone" / "meta.json"))
     assert explain(gone) is None
+
+
+def test_a_dataset_folder_hidden_by_one_of_the_same_name_is_named(tmp_path, monkeypatch, capsys):
+    """Two data roots with a folder of one name, and a folder named like the built-in set: the
+    first is used, as documented, and the listing says which folders are not."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root, name in ((first, "ds"), (second, "ds"), (second, "synthetic")):
+        shutil.copytree(_dataset(tmp_path / "made" / root.name / name), root / name)
+    monkeypatch.setenv("LEUKDASH_DATA", f"{first}{os.pathsep}{second}")
+    builtin = _dataset(tmp_path / "builtin")  # stands in for the built-in set, which takes seconds to draw
+    monkeypatch.setattr("leukdash.data.synthetic.ensure_synthetic", lambda: builtin)
+    monkeypatch.setattr("leukdash.data.synthetic.cached_synthetic_path", lambda: builtin)
+    assert main(["datasets", "--json"]) == 0
+    captured = capsys.readouterr()
+    listed = {entry["name"]: entry for entry in json.loads(captured.out)["datasets"]}
+    assert listed["ds"]["path"] == str(first / "ds") and listed["ds"]["hidden"] == [str(second / "ds")]
+    assert listed["synthetic"]["path"] == str(builtin) and listed["synthetic"]["hidden"] == [str(second / "synthetic")]
+    assert captured.err.splitlines() == [
+        f"note: {second / 'synthetic'} is not used: 'synthetic' names {builtin} (the first of equal names wins; "
+        "give a path to use the other)",
+        f"note: {second / 'ds'} is not used: 'ds' names {first / 'ds'} (the first of equal names wins; give a path "
+        "to use the other)"]

@@ -27,6 +27,10 @@ def datasets(args) -> int:
             note = f"  [{entry['label']}]" if entry["synthetic"] else ""
             print(f"{printable(entry['name']):<20} {entry['n_images']:>6} images  {counts}{note}\n"
                   f"{'':<20} {printable(entry['path'])}")
+    for entry in listed:
+        for path in entry["hidden"]:  # a name means one dataset: the first folder of that name
+            print(f"note: {path} is not used: {printable(entry['name'])!r} names {printable(entry['path'])} "
+                  "(the first of equal names wins; give a path to use the other)", file=sys.stderr)
     return 0
 
 

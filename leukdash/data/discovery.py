@@ -25,29 +25,47 @@ def discover_datasets() -> dict[str, Path | None]:
     from leukdash.data.synthetic import cached_synthetic_path
 
     found: dict[str, Path | None] = {BUILTIN: cached_synthetic_path()}
-    for root in data_roots():
-        if not root.is_dir():
-            continue
-        for folder in sorted(root.iterdir()):
-            if folder.is_dir() and not folder.name.startswith(".") and folder.name not in found \
-                    and is_dataset_folder(folder):
-                found[folder.name] = folder
+    for folder in _dataset_folders():
+        found.setdefault(folder.name, folder)
     return found
+
+
+def hidden_datasets() -> dict[str, list[Path]]:
+    """Dataset folders that :func:`discover_datasets` does not use, by name: an earlier data root
+    (or the built-in set) has a dataset of the same name."""
+    hidden: dict[str, list[Path]] = {}
+    seen = {BUILTIN}
+    for folder in _dataset_folders():
+        if folder.name in seen:
+            hidden.setdefault(folder.name, []).append(folder)
+        seen.add(folder.name)
+    return hidden
+
+
+def _dataset_folders() -> list[Path]:
+    """Every dataset folder under the data roots, in the roots' order, then by name."""
+    folders = []
+    for root in data_roots():
+        if root.is_dir():
+            folders += [folder for folder in sorted(root.iterdir())
+                        if folder.is_dir() and not folder.name.startswith(".") and is_dataset_folder(folder)]
+    return folders
 
 
 def list_datasets() -> list[dict]:
     """Every discovered dataset as :meth:`Dataset.describe` gives it; one that cannot be opened
     (an unreadable ``groups.csv``, say) is listed as ``{"name", "path", "unusable": reason}``
-    and does not stop the others."""
-    listed = []
+    and does not stop the others. ``hidden``: folders of the same name it hides."""
+    listed, hidden = [], hidden_datasets()
     for name, folder in discover_datasets().items():
         try:
-            listed.append(open_dataset(name).describe())
+            entry = open_dataset(name).describe()
         except (LeukdashError, OSError) as error:  # OSError: the built-in set cannot be drawn (read-only store)
             reason = explain(error) if isinstance(error, OSError) else error
             if reason is None:
                 raise
-            listed.append({"name": printable(name), "path": printable(str(folder)), "unusable": str(reason)})
+            entry = {"name": printable(name), "path": printable(str(folder)), "unusable": str(reason)}
+        listed.append({**entry, "hidden": [printable(str(path)) for path in hidden.get(name, [])]})
     return listed
 
 
