@@ -153,16 +153,18 @@ def dataset_picker() -> str:
 
 @st.cache_data(ttl=60, show_spinner=False)
 def dataset_info(dataset: str, root: str) -> dict:
-    """describe() of a dataset, plus its files per class (relative paths), ignored files and
-    warnings (groups.csv rows that match nothing, the same bytes under two classes)."""
-    from leukdash.data.discovery import open_dataset
+    """describe() of a dataset, plus its files per class (relative paths), ignored files,
+    warnings (groups.csv rows that match nothing, the same bytes under two classes) and the
+    folders of the same name it hides."""
+    from leukdash.data.discovery import hidden_datasets, open_dataset
 
     ds = open_dataset(dataset)
     files: dict[str, list[str]] = {c: [] for c in ds.classes}
     for item in ds.items:
         files[ds.classes[item.label]].append(ds.relative(item.path))
     return {**ds.describe(), "class_names": list(ds.classes), "files": files,
-            "ignored": [s.to_dict(ds.root) for s in ds.ignored], "warnings": ds.warnings()}
+            "ignored": [s.to_dict(ds.root) for s in ds.ignored], "warnings": ds.warnings(),
+            "hidden": [str(path) for path in hidden_datasets().get(dataset, [])]}
 
 
 def load_dataset_info(dataset: str) -> dict | None:

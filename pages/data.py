@@ -95,6 +95,9 @@ if info is None:
 synthetic_note(info)
 
 st.caption(f"`{hide_roots(info['path'])}` · layout: {info['kind']}")
+if info["hidden"]:  # the folders themselves are the server's: not shown
+    st.caption(f"{len(info['hidden'])} more folder(s) named {literal(info['name'])} in later data folders are not "
+               "used: a name opens the first folder of that name.")
 for warning in [too_few_classes(info), *info["warnings"]]:
     if warning:
         st.warning(hide_roots(warning), icon=":material/warning:")

@@ -6,6 +6,7 @@ store. Driven headless with AppTest on a few tiny images."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import time
 import zipfile
@@ -248,3 +249,14 @@ def test_dataset_errors_show_no_server_folder_on_overview_and_compare(data_root,
     at.button(key="compare_external_run").click().run(timeout=TIMEOUT)
     [error] = at.error
     assert ": badgroups/groups.csv line 2" in error.value and str(data_root) not in error.value
+
+
+def test_the_data_page_says_when_a_dataset_hides_a_folder_of_its_name(data_root, tmp_path, monkeypatch):
+    later = tmp_path / "later"
+    write_classes(later / "tiny", classes=("AML", "CML"))
+    monkeypatch.setenv("LEUKDASH_DATA", f"{data_root}{os.pathsep}{later}")
+    at = data_page(data_root)
+    assert not at.exception, [e.value for e in at.exception]
+    assert "1 more folder(s) named tiny in later data folders are not used: a name opens the first folder of that " \
+           "name." in [c.value for c in at.caption]
+    assert not any(str(tmp_path) in c.value for c in at.caption)
