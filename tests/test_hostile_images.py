@@ -180,3 +180,31 @@ def test_predict_names_an_image_that_cannot_be_prepared_and_answers_the_others(t
     good, bad = predict.predict_files(result["run_id"], [dataset / "ALL" / "all0.png", odd])
     assert good["predicted"] in ("ALL", "HEALTHY") and "error" not in good
     assert bad["error"] == "cannot resize 24x24 image: test" and "predicted" not in bad
+
+
+def test_image_types_opencv_reads_are_read_and_a_folder_of_other_types_is_named(tmp_path, capsys):
+    """WebP and JPEG 2000 class folders are read; a class folder of HEIC files (no type read) was
+    dropped in silence: it is listed, file by file, and named in the refusal it causes."""
+    from leukdash.cli import main
+    from leukdash.data.discovery import open_dataset
+
+    dataset = _dataset(tmp_path)
+    for index, path in enumerate(sorted((dataset / "ALL").glob("*.png"))):
+        cv2.imwrite(str(path.with_suffix(".webp" if index % 2 else ".jp2")), cv2.imread(str(path)))
+        path.unlink()
+    opened = open_dataset(dataset)
+    assert opened.counts() == {"ALL": 6, "HEALTHY": 6} and not opened.ignored
+    for path in sorted((dataset / "ALL").iterdir()):
+        path.rename(path.with_suffix(".heic"))
+    assert main(["run", str(dataset), "--model", "nb", "--image-size", "16", "--folds", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        "error: ds has 1 class(es) with images (HEALTHY); at least 2 are needed; 6 of 12 file(s) of ds were left "
+        "out, unreadable or refused (first: 'ALL/all0.heic': unsupported file type '.heic': no file of its folder "
+        "is an image this tool reads, so the folder is not a class (the image types read are .jpg, .jpeg, .png, "
+        ".bmp, .tif, .tiff, .webp, .jp2))"), err
+    (dataset / "HEALTHY").rename(tmp_path / "away")
+    assert main(["audit", str(dataset)]) == 2
+    assert capsys.readouterr().err.endswith("expected one folder per class, or ALL-IDB files ImNNN_L.ext (ALL/ holds 6 "
+                                            "file(s) of type .heic; the image types read are .jpg, .jpeg, .png, .bmp, "
+                                            ".tif, .tiff, .webp, .jp2)\n")

@@ -113,13 +113,15 @@ class Dataset:
                          f"{self.relative(seen.path)!r} and {self.relative(item.path)!r}): check their labels")
         return found
 
-    def left_out(self, loaded: LoadedImages) -> list[str]:
+    def left_out(self, loaded: LoadedImages | None = None) -> list[str]:
         """One warning line when files of this dataset were left out of ``loaded`` (unreadable,
-        refused), else none."""
-        if not loaded.skipped:
+        refused; without ``loaded``: those its scan left out, before any is decoded), else none."""
+        skipped = self.ignored if loaded is None else loaded.skipped
+        n_images = len(self.items) if loaded is None else len(loaded.labels)
+        if not skipped:
             return []
-        first = loaded.skipped[0]
-        return [f"{len(loaded.skipped)} of {len(loaded.labels) + len(loaded.skipped)} file(s) of {self.name} were "
+        first = skipped[0]
+        return [f"{len(skipped)} of {n_images + len(skipped)} file(s) of {self.name} were "
                 f"left out, unreadable or refused (first: {self.relative(first.path)!r}: {first.reason}); "
                 "`python -m leukdash audit` lists them all"]
 

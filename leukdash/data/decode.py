@@ -26,7 +26,7 @@ from PIL import Image, PngImagePlugin
 from leukdash.errors import FileRefused, ImageDecodeError
 from leukdash.data.files import read_regular_file, too_large
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2")
 
 # 50 megapixels is ten times an ALL-IDB1 smear field (2592x1944); anything bigger is far more
 # likely a decompression bomb than a microscope image.

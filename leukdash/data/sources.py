@@ -81,24 +81,42 @@ def scan_folder(root: Path) -> Scan:
     root = Path(root).resolve()
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {printable(str(root))}")
-    folders, bad_folders = [], []
+    folders, bad_folders, unread = [], [], []
     for folder in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
         problem = _name_problem(folder.name)
         entries = sorted(_walk(root, folder), key=lambda entry: entry[0])
         if not any(_is_image_name(path) for path, _ in entries):
+            if entries:  # files of a type not read (HEIC, say): said, never dropped in silence
+                unread.append((folder, [path for path, _ in entries]))
             continue
         if problem:
             bad_folders.append(SkippedFile(folder, f"class {problem}"))
         else:
             folders.append((folder, entries))
     if folders:
-        scan = _scan_class_folders(root, folders, bad_folders)
+        not_classes = [SkippedFile(path, f"{_unsupported(path)}: no file of its folder is an image this tool reads, "
+                                         f"so the folder is not a class ({_READ_TYPES})")
+                       for _, paths in unread for path in paths]
+        scan = _scan_class_folders(root, folders, bad_folders + not_classes)
     elif any(ALLIDB_NAME.match(p.name) for p in root.iterdir()):
         scan = _scan_allidb(root)
     else:
+        found = "; ".join(f"{printable(folder.name)}/ holds {len(paths)} file(s) of type "
+                          f"{', '.join(sorted({_suffix(path) for path in paths})[:5])}" for folder, paths in unread[:3])
         raise DatasetError(f"no images found in {printable(str(root))}: expected one folder per class, "
-                           "or ALL-IDB files ImNNN_L.ext")
+                           "or ALL-IDB files ImNNN_L.ext" + (f" ({found}; {_READ_TYPES})" if found else ""))
     return _apply_groups_csv(root, scan)
+
+
+_READ_TYPES = f"the image types read are {', '.join(IMAGE_EXTENSIONS)}"
+
+
+def _suffix(path: Path) -> str:
+    return printable(path.suffix or path.name)
+
+
+def _unsupported(path: Path) -> str:
+    return f"unsupported file type '{_suffix(path)}'"
 
 
 def is_dataset_folder(root: Path) -> bool:
@@ -126,7 +144,7 @@ def _scan_class_folders(root: Path, folders: list[tuple[Path, list]], ignored: l
             if problem:
                 ignored.append(SkippedFile(path, problem))
             elif not _is_image_name(path):
-                ignored.append(SkippedFile(path, f"unsupported file type '{printable(path.suffix or path.name)}'"))
+                ignored.append(SkippedFile(path, _unsupported(path)))
             else:
                 items.append(ImageItem(path, label, _default_group(root, class_dir, path)))
     return Scan("folders", classes, tuple(items), tuple(ignored))

@@ -20,7 +20,7 @@ from leukdash.atomic import write_bytes_atomic
 from leukdash.config import RunConfig, stable_hash
 from leukdash.data.dataset import Dataset, check_class_counts
 from leukdash.data.discovery import open_dataset
-from leukdash.errors import RunError
+from leukdash.errors import DatasetError, RunError
 from leukdash.engine.machine import describe_machine
 from leukdash.engine.progress import append_event
 from leukdash.engine.store import RunStore
@@ -44,7 +44,10 @@ def resolve(config: RunConfig) -> ResolvedRun:
     if config.classes:
         dataset = dataset.subset(config.classes)
     if config.protocol != "lodo":  # counted from the file names: refused before any lock or folder exists
-        check_class_counts(dataset.classes, dataset.labels, config.folds, dataset.name, config.test_fraction)
+        try:
+            check_class_counts(dataset.classes, dataset.labels, config.folds, dataset.name, config.test_fraction)
+        except DatasetError as error:  # too few images: say if files left out are why
+            raise DatasetError("; ".join([str(error), *dataset.left_out()])) from None
     key = {"config": config.canonical(), "dataset": dataset.fingerprint, "engine": ENGINE_VERSION}
     return ResolvedRun(config, dataset, f"{config.model}-{stable_hash(key)}")
 
