@@ -210,3 +210,14 @@ def test_a_dataset_folder_hidden_by_one_of_the_same_name_is_named(tmp_path, monk
         "give a path to use the other)",
         f"note: {second / 'ds'} is not used: 'ds' names {first / 'ds'} (the first of equal names wins; give a path "
         "to use the other)"]
+
+
+def test_an_option_value_that_starts_with_a_dash_gets_the_form_that_works(capsys):
+    for argv, option in ((["ensemble", "a", "b", "--weights", "-1,2"], "--weights"),
+                         (["sweep", "noise", "--name", "-x"], "--name")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.endswith(
+            f"argument {option}: expected one argument (for a value that starts with '-', write {option}=VALUE)\n"), err
+    assert main(["ensemble", "a", "b", "--weights=-1,2"]) == 2  # the form it names gets to the weights' own check
+    assert "expected one argument" not in capsys.readouterr().err

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,9 @@ from leukdash.paths import check_artifacts_root, printable
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one clear line instead of usage + message
+        option = re.fullmatch(r"argument (--[\w-]+)(?:/-\w)?: expected one argument", message)
+        if option:  # argparse reads a value that starts with "-" (-1,2 or -x) as the next option
+            message += f" (for a value that starts with '-', write {option[1]}=VALUE)"
         raise LeukdashError(f"{self.prog}: {message}")
 
 
