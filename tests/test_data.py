@@ -7,7 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
+from leukdash.config import RunConfig
 from leukdash.data.dataset import Dataset
+from leukdash.engine.runner import resolve
 from leukdash.data.preprocess import square_resize
 from leukdash.data.decode import decode_image
 from leukdash.data.discovery import discover_datasets, open_dataset
@@ -146,11 +148,11 @@ def test_one_class_and_too_few_images_are_clear_errors(tmp_path):
     for i in range(3):
         _write_rgb(single / "ALL" / f"{i}.png", _disc_image())
     with pytest.raises(DatasetError, match="at least 2"):
-        Dataset.from_folder(single).check_folds(2)
+        resolve(RunConfig(dataset=str(single), model="nb", folds=2))
     for i in range(2):
         _write_rgb(single / "AML" / f"{i}.png", _disc_image())
     with pytest.raises(DatasetError, match="class 'AML' .* 2 image"):
-        Dataset.from_folder(single).check_folds(3)
+        resolve(RunConfig(dataset=str(single), model="nb", folds=3))
     empty = tmp_path / "empty"
     (empty / "ALL").mkdir(parents=True)
     (empty / "ALL" / "readme.txt").write_text("no images here")
