@@ -8,8 +8,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def artifacts_root() -> Path:
-    """The run store and caches: ``$LEUKDASH_ARTIFACTS`` or ``artifacts/`` in the repository."""
-    return Path(os.environ.get("LEUKDASH_ARTIFACTS") or REPO_ROOT / "artifacts")
+    """The run store and caches: ``$LEUKDASH_ARTIFACTS``, else ``artifacts/`` in the repository
+    (where the demo runs ship); for a package installed with ``pip install .`` (no repository
+    around it), ``$XDG_DATA_HOME/leukdash``, by default ``~/.local/share/leukdash``: a user's runs
+    do not belong in site-packages, which is often read-only and goes with the environment."""
+    configured = os.environ.get("LEUKDASH_ARTIFACTS")
+    if configured:
+        return Path(configured)
+    if (REPO_ROOT / "streamlit_app.py").is_file():
+        return REPO_ROOT / "artifacts"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "leukdash"
 
 
 def check_artifacts_root() -> None:

@@ -221,3 +221,25 @@ def test_an_option_value_that_starts_with_a_dash_gets_the_form_that_works(capsys
             f"argument {option}: expected one argument (for a value that starts with '-', write {option}=VALUE)\n"), err
     assert main(["ensemble", "a", "b", "--weights=-1,2"]) == 2  # the form it names gets to the weights' own check
     assert "expected one argument" not in capsys.readouterr().err
+
+
+def test_an_installed_package_keeps_runs_in_the_users_data_folder_not_in_site_packages(tmp_path, monkeypatch):
+    """`pip install .` puts the package in site-packages, with no repository around it: the store
+    went to site-packages/artifacts (read-only for most users, gone with the environment)."""
+    from leukdash import paths
+
+    site_packages, checkout = tmp_path / "site-packages", tmp_path / "checkout"
+    site_packages.mkdir()
+    checkout.mkdir()
+    (checkout / "streamlit_app.py").write_text("")
+    monkeypatch.delenv("LEUKDASH_ARTIFACTS")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
+    monkeypatch.setattr(paths, "REPO_ROOT", site_packages)
+    assert paths.artifacts_root() == tmp_path / "data-home" / "leukdash"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert paths.artifacts_root() == tmp_path / "home" / ".local" / "share" / "leukdash"
+    monkeypatch.setattr(paths, "REPO_ROOT", checkout)  # a source checkout: its artifacts/, where the demo runs ship
+    assert paths.artifacts_root() == checkout / "artifacts"
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path / "chosen"))
+    assert paths.artifacts_root() == tmp_path / "chosen"
