@@ -15,9 +15,14 @@ def artifacts_root() -> Path:
     configured = os.environ.get("LEUKDASH_ARTIFACTS")
     if configured:
         return Path(configured)
-    if (REPO_ROOT / "streamlit_app.py").is_file():
+    if source_checkout():
         return REPO_ROOT / "artifacts"
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "leukdash"
+
+
+def source_checkout() -> bool:
+    """Whether leukdash runs from its repository (not from a package installed in site-packages)."""
+    return (REPO_ROOT / "streamlit_app.py").is_file()
 
 
 def check_artifacts_root() -> None:

@@ -223,10 +223,11 @@ def test_an_option_value_that_starts_with_a_dash_gets_the_form_that_works(capsys
     assert "expected one argument" not in capsys.readouterr().err
 
 
-def test_an_installed_package_keeps_runs_in_the_users_data_folder_not_in_site_packages(tmp_path, monkeypatch):
+def test_an_installed_package_keeps_runs_in_the_users_data_folder_not_in_site_packages(tmp_path, monkeypatch, capsys):
     """`pip install .` puts the package in site-packages, with no repository around it: the store
     went to site-packages/artifacts (read-only for most users, gone with the environment)."""
     from leukdash import paths
+    from leukdash.reporting.reproduce import REPOSITORY_REPORT, full_out
 
     site_packages, checkout = tmp_path / "site-packages", tmp_path / "checkout"
     site_packages.mkdir()
@@ -236,10 +237,14 @@ def test_an_installed_package_keeps_runs_in_the_users_data_folder_not_in_site_pa
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
     monkeypatch.setattr(paths, "REPO_ROOT", site_packages)
     assert paths.artifacts_root() == tmp_path / "data-home" / "leukdash"
+    assert full_out() == tmp_path / "data-home" / "leukdash" / "report"  # reproduce's report too
+    assert main(["report", "--check"]) == 2  # the README's blocks: a clone's, not an installed package's
+    assert capsys.readouterr().err == ("error: report renders the README's generated blocks, which only a clone of the "
+                                       "repository has: run it there (reproduce writes the report itself anywhere)\n")
     monkeypatch.delenv("XDG_DATA_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert paths.artifacts_root() == tmp_path / "home" / ".local" / "share" / "leukdash"
     monkeypatch.setattr(paths, "REPO_ROOT", checkout)  # a source checkout: its artifacts/, where the demo runs ship
-    assert paths.artifacts_root() == checkout / "artifacts"
+    assert paths.artifacts_root() == checkout / "artifacts" and full_out() == REPOSITORY_REPORT
     monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path / "chosen"))
     assert paths.artifacts_root() == tmp_path / "chosen"

@@ -209,6 +209,7 @@ def test_report_data_of_the_wrong_shape_is_one_line_and_the_readme_is_left_as_it
     (tmp_path / "report.json").write_text(json.dumps(data))
     readme = tmp_path / "README.md"
     readme.write_text((REPO_ROOT / "README.md").read_text())
+    (tmp_path / "streamlit_app.py").write_text("")  # a checkout, as the command requires
     monkeypatch.setattr("leukdash.paths.REPO_ROOT", tmp_path)  # where `report --readme` writes
     assert main(["report", "--check", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err

@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     external = commands.add_parser("external-report",
                                    help="write the report's External validity section (runs are read, not trained)")
-    external.add_argument("--out", type=Path, help="report folder (default: docs/report)")
+    external.add_argument("--out", type=Path, help="report folder (default: docs/report; installed: the store's report/)")
     external.add_argument("--no-compute", action="store_true", help="use stored external tests only")
     external.set_defaults(handler=cmd.external_report)
 
@@ -195,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--quick", action="store_true", help="fewer epochs, folds and pixels: a smoke test")
     reproduce.add_argument("--binary", help="ALL vs HEALTHY dataset (default: allidb2_ufpr if found, else synthetic)")
     reproduce.add_argument("--five-class", default="synthetic", help="five-class dataset (default: synthetic)")
-    reproduce.add_argument("--out", type=Path, help="report folder (default: docs/report, or artifacts/report-quick)")
+    reproduce.add_argument("--out", type=Path, help="report folder (default: docs/report, or artifacts/report-quick; "
+                           "installed: the store's report/)")
     reproduce.add_argument("--report-only", action="store_true", help="write the report from the runs in the store")
     reproduce.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler for the runs (see sweep)")
     reproduce.set_defaults(handler=cmd.reproduce)

@@ -233,18 +233,21 @@ def refit(args) -> int:
 
 def external_report(args) -> int:
     from leukdash.reporting.external_report import update_report
-    from leukdash.reporting.reproduce import FULL_OUT
+    from leukdash.reporting.reproduce import full_out
 
-    print(f"report: {update_report(args.out or FULL_OUT, compute=not args.no_compute)}")
+    print(f"report: {update_report(args.out or full_out(), compute=not args.no_compute)}")
     return 0
 
 
 def report(args) -> int:
     from leukdash import ENGINE_VERSION
-    from leukdash.paths import REPO_ROOT
+    from leukdash.paths import REPO_ROOT, source_checkout
     from leukdash.reporting.report import DATA_NAME
     from leukdash.reporting.report.readme import load_sources, readme_problems, render_blocks, write_blocks
 
+    if not source_checkout():
+        raise LeukdashError("report renders the README's generated blocks, which only a clone of the repository has: "
+                            "run it there (reproduce writes the report itself anywhere)")
     sources = load_sources({"report": args.out and args.out / DATA_NAME})
     readme_path = REPO_ROOT / "README.md"
     readme = readme_path.read_text(encoding="utf-8")

@@ -19,9 +19,9 @@ from leukdash.reporting.external_plan import Plan, complete, plan_configs
 from leukdash.reporting.matrix import (  # noqa: F401  (FULL, QUICK, Settings, experiments: this module's API too)
     FIVE_CLASS_DEFAULT, FULL, QUICK, REAL_BINARY, REPORT_NAME, Experiment, Outcome, Settings, experiments,
 )
-from leukdash.paths import REPO_ROOT, artifacts_root
+from leukdash.paths import REPO_ROOT, artifacts_root, source_checkout
 
-FULL_OUT = REPO_ROOT / "docs" / "report"
+REPOSITORY_REPORT = REPO_ROOT / "docs" / "report"  # the committed report of a source checkout
 
 
 def default_binary() -> str:
@@ -98,7 +98,7 @@ def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str
     started = time.perf_counter()
     settings = settings or (QUICK if quick else FULL)
     binary = binary or default_binary()
-    out = Path(out) if out else (quick_out() if quick else FULL_OUT)
+    out = Path(out) if out else (quick_out() if quick else full_out())
     mode = "quick" if settings == QUICK else "full" if settings == FULL else "custom"
     matrix = [e for e in experiments(binary, five_class, settings) if select is None or select(e)]
     log(f"reproduce: {len(matrix)} runs, binary task on {binary!r}, five classes on {five_class!r}, {mode} settings")
@@ -176,6 +176,12 @@ def shortcut_scores(config: RunConfig) -> dict:
     return scores(arrays.images, arrays.labels, arrays.groups, folds=config.folds, seed=config.seed)
 
 
+def full_out() -> Path:
+    """Where a full reproduce writes its report by default: the repository's ``docs/report``, or,
+    for an installed package, ``report`` in the run store (site-packages is no place for it)."""
+    return REPOSITORY_REPORT if source_checkout() else artifacts_root() / "report"
+
+
 def quick_out() -> Path:
     """Where ``--quick`` writes its report by default: ``artifacts/report-quick``."""
     return artifacts_root() / "report-quick"
@@ -183,7 +189,7 @@ def quick_out() -> Path:
 
 def report_path(out: Path | None = None) -> Path | None:
     """The newest generated report: in ``out`` if given, else the full one or the quick one."""
-    candidates = [Path(out) / REPORT_NAME] if out else [FULL_OUT / REPORT_NAME, quick_out() / REPORT_NAME]
+    candidates = [Path(out) / REPORT_NAME] if out else [full_out() / REPORT_NAME, quick_out() / REPORT_NAME]
     found = [path for path in candidates if path.is_file()]
     return max(found, key=os.path.getmtime) if found else None
 

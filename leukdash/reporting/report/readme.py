@@ -18,11 +18,11 @@ from leukdash.engine.store import parse_json
 from leukdash.paths import REPO_ROOT
 from leukdash.reporting.report import DATA_NAME
 from leukdash.reporting.report.blocks import audit_block, external_block, results_block, scaling_block, speed_block
-from leukdash.reporting.reproduce import FULL_OUT
+from leukdash.reporting.reproduce import REPOSITORY_REPORT
 
 # Source name -> (its committed file, the command that writes it).
 SOURCES = {
-    "report": (FULL_OUT / DATA_NAME, "python -m leukdash reproduce"),
+    "report": (REPOSITORY_REPORT / DATA_NAME, "python -m leukdash reproduce"),
     "benchmark": (REPO_ROOT / "docs" / "benchmarks" / "engine.json",
                   "python -m benchmarks.bench_engine --seeds 0 1 2 --out docs/benchmarks/engine.json"),
 }
