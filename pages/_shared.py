@@ -22,6 +22,7 @@ from leukdash.errors import LeukdashError, RunError
 
 BUILTIN = "synthetic"
 UPLOADS = "uploaded_datasets"  # session: {display name: folder} of zips unpacked on the Data page
+GONE_UPLOADS = "_gone_uploads"  # session: uploads found removed (by the quota), not yet said
 
 
 # --------------------------------------------------------------------------- routing
@@ -135,13 +136,22 @@ def dataset_options() -> dict[str, str]:
     """Display name -> the ``dataset`` value of a run config (a name, or the folder of an upload)."""
     found = discovered(root(), os.environ.get("LEUKDASH_DATA", ""))
     options = {name: name for name in found}
-    options.update(st.session_state.get(UPLOADS, {}))
+    uploads = st.session_state.setdefault(UPLOADS, {})
+    for name in [name for name, folder in uploads.items() if not os.path.isdir(folder)]:
+        # Removed to make room for newer uploads (the server's quota): said once, then not offered.
+        del uploads[name]
+        st.session_state.setdefault(GONE_UPLOADS, []).append(name)
+    options.update(uploads)
     return options
 
 
 def dataset_picker() -> str:
     """The sidebar's dataset choice, shared by every page that uses one; returns the config value."""
     options = dataset_options()
+    for name in st.session_state.pop(GONE_UPLOADS, []):
+        st.sidebar.warning(f"Your upload {literal(name)} was removed to make room for newer uploads on this server "
+                           "(runs trained on it are kept): upload it again on the Data page to use it.",
+                           icon=":material/warning:")
     names = list(options)
     default = next((n for n in names if n != BUILTIN), names[0]) if len(names) > 1 else names[0]
     name = kept(st.sidebar.selectbox, "dataset", default, "Dataset", options=names, bind=True,
@@ -222,12 +232,17 @@ def runs(root: str) -> list[dict]:
 
 def visible_runs() -> list[dict]:
     """The runs this session may see: all but those trained on another session's upload."""
+    return [entry for entry in runs(root()) if visible_dataset(entry["meta"].get("dataset", {}).get("path"))]
+
+
+def visible_dataset(dataset: str | None) -> bool:
+    """Whether this session may see what was computed on ``dataset`` (a run's folder, or a config's
+    dataset value, perhaps a comma list): anything but another session's upload."""
+    from leukdash.config import dataset_parts
     from leukdash.service.uploads import uploads_root
 
     uploads, mine = uploads_root(), uploads_root() / session_token()
-    return [entry for entry in runs(root())
-            if not _is_within(entry["meta"].get("dataset", {}).get("path"), uploads)
-            or _is_within(entry["meta"]["dataset"]["path"], mine)]
+    return all(not _is_within(part, uploads) or _is_within(part, mine) for part in dataset_parts(dataset or ""))
 
 
 def _is_within(path: str | None, folder: Path) -> bool:

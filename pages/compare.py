@@ -13,7 +13,8 @@ from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, ava
                             runs_frame, seed_spread_frame, source_frame, summary_frame, sweep_axes, sweep_frame,
                             sweep_heatmap, sweep_parallel)
 from pages._shared import (VIEWER_NOTE, comparison, dataset_options, deployment, external_results, finished_runs,
-                           fitted, kept, literal, no_runs_yet, percent_columns, results, root, routed)
+                           fitted, kept, literal, no_runs_yet, percent_columns, results, root, routed,
+                           visible_dataset)
 
 routed(__file__)
 
@@ -34,7 +35,9 @@ def sweep_view() -> None:
     from leukdash.engine.sweep import list_sweeps
     from leukdash.reporting.plots.sweeps import finished_axes, sweep_title
 
-    sweeps = [s for s in list_sweeps() if any(r["status"] == "complete" for r in s["runs"])]
+    visible = {entry["run_id"] for entry in finished_runs()}  # not runs on another session's upload
+    sweeps = [s for s in list_sweeps() if any(r["status"] == "complete" and r["run_id"] in visible for r in s["runs"])
+              and all(visible_dataset(r["config"].get("dataset")) for r in s["runs"])]
     if not sweeps:
         st.info("No sweep with finished runs yet: on the Experiments page, give a setting several values.",
                 icon=":material/hourglass_empty:")
@@ -46,10 +49,12 @@ def sweep_view() -> None:
     left, right = st.columns([3, 1])
     sweep_id = kept(left.selectbox, "compare_sweep", opening, "Sweep", options=list(titles), format_func=titles.get)
     st.query_params["sweep"] = sweep_id  # the id, so a copied address opens this sweep
-    visible = {entry["run_id"] for entry in finished_runs()}  # not runs on another session's upload
     run_ids = [r["run_id"] for r in next(s for s in sweeps if s["sweep_id"] == sweep_id)["runs"]
                if r["status"] == "complete" and r["run_id"] in visible]
     chosen = results(run_ids)
+    if not chosen:  # its finished runs lost a fold or a model since they were listed (results says which)
+        st.info("No finished run of this sweep can be read now.", icon=":material/hourglass_empty:")
+        return
     metric = kept(right.selectbox, "sweep_metric", "val_acc", "Metric", options=available_metrics(chosen),
                   format_func=METRICS.get)
     axes = sweep_axes([r["config"] for r in chosen])

@@ -20,7 +20,7 @@ from leukdash.reporting.plots import ERROR_BARS, metric_bars, setting_text, summ
 from leukdash.engine.progress import count, format_duration
 from leukdash.engine.sweep import MAX_SWEEP_RUNS
 from pages._shared import (VIEWER_NOTE, dataset_picker, deployment, kept, load_dataset_info, percent_columns, resolve,
-                           results, root, routed, runs, synthetic_note)
+                           results, root, routed, runs, synthetic_note, visible_dataset)
 
 routed(__file__)
 
@@ -111,8 +111,10 @@ def launch(configs: list[RunConfig], name: str, axes: dict) -> None:
 
 
 def sweep_statuses(limit: int = 20) -> list[dict]:
-    """The newest sweep jobs' statuses."""
-    return [sweep_jobs.sweep_job_status(job_id) for job_id in sweep_jobs.list_sweep_jobs()[:limit]]
+    """The newest sweep jobs' statuses, but those on another session's upload (never shown, named or
+    cancelled here: an upload is its session's)."""
+    statuses = [sweep_jobs.sweep_job_status(job_id) for job_id in sweep_jobs.list_sweep_jobs()[:limit]]
+    return [status for status in statuses if all(visible_dataset(dataset) for dataset in status["datasets"])]
 
 
 def run_states(run_ids: list[str], sweeps: list[dict]) -> dict[str, str]:
@@ -185,9 +187,13 @@ def live_progress(labels: dict[str, str]) -> None:
                     sweep_jobs.cancel_sweep_job(sweep["job_id"])
                 runs.clear()
                 st.rerun()
-    if not running:
+    # Redraw the page with the results (or the errors) of any job this view showed that has ended,
+    # while other jobs (perhaps other sessions') still run.
+    shown, before = {s["job_id"] for s in running}, st.session_state.get("_live_jobs", set())
+    st.session_state["_live_jobs"] = shown
+    if before - shown or not running:
         runs.clear()
-        st.rerun()  # redraw the page with the results (or the errors) of the jobs that ended
+        st.rerun()
 
 
 st.title("Experiments")
@@ -384,7 +390,8 @@ if planned:
     failed = next((s for s in sweeps if s["state"] == "failed" and set(planned) & set(s["runs"])), None)
     if failed is not None:
         with st.expander(f"The last sweep job with these runs failed: {failed['name']}", icon=":material/error:"):
-            st.code("\n".join(failed["log_tail"]) or "(no log)")
+            # The log as the job wrote it, but the server's folders (and an upload's session token).
+            st.code("\n".join(hide_roots(line) for line in failed["log_tail"]) or "(no log)")
 
 labels = {run_id: " · ".join(setting_text(config.to_dict(), axis) for axis in shown)
           for run_id, config in planned.items()}

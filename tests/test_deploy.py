@@ -125,6 +125,68 @@ def test_runs_on_another_sessions_upload_are_not_listed(isolated_artifacts):
     assert listed == {SHIPPED_RUN.name, "nb-mine"}
 
 
+def test_another_sessions_sweeps_on_its_upload_are_neither_shown_nor_cancellable(monkeypatch, tmp_path):
+    """A sweep on one session's upload: another session saw its name (built from the upload's), its
+    progress, a Cancel that stopped it, its toast, and opened it in Compare's sweep view, which then
+    raised (none of its runs visible: no metric to show)."""
+    import sys
+
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.sweep import create_sweep, run_sweep
+    from leukdash.service import sweep_jobs
+    from leukdash.service.uploads import uploads_root
+
+    upload = uploads_root() / "them" / "secret-0123456789ab" / "secret"
+    shutil.copytree(tmp_path / "data" / "tiny", upload)
+    configs = [RunConfig(dataset=str(upload), model="nb", image_size=16, folds=2, seed=seed, augment_factor=1,
+                         augment=AugmentConfig.off()) for seed in (0, 1)]
+    run_sweep(configs, name="secret · seeds", n_jobs=1)  # finished: what Compare's sweep view lists
+    release = tmp_path / "release"
+    waiter = f"import os, time\nwhile not os.path.exists({str(release)!r}):\n    time.sleep(0.05)"
+    monkeypatch.setattr(sweep_jobs, "sweep_command", lambda sweep_id: [sys.executable, "-c", waiter])
+    job = sweep_jobs.start_sweep_job(create_sweep([c.with_changes(seed=2) for c in configs], name="secret · more"))
+    try:
+        sessions = {}
+        for token in ("me", "them"):
+            at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+            at.session_state["_session_token"] = token
+            sessions[token] = open_page(open_page(at.run(), "experiments"), "experiments")
+        cancel = f"cancel_{job['run_id']}"
+        assert cancel in [b.key for b in sessions["them"].button]
+        assert cancel not in [b.key for b in sessions["me"].button]
+        assert "secret" not in texts(sessions["me"]) and not sessions["me"].get("toast")
+        for token, listed in (("me", False), ("them", True)):
+            at = open_page(sessions[token], "compare")
+            at.radio(key="compare_view").set_value("Sweeps").run(timeout=TIMEOUT)
+            assert not at.exception, [e.value for e in at.exception]
+            options = at.selectbox(key="compare_sweep").options if listed else []  # as shown
+            assert any("secret" in option for option in options) == listed
+            if not listed:
+                assert "No sweep with finished runs yet" in texts(at)
+    finally:
+        release.touch()
+        wait_for_jobs(seconds=60)
+
+
+def test_the_same_upload_in_two_sessions_gives_each_its_own_runs(tmp_path):
+    """Run ids come from the settings and the images' content: two sessions uploading the same
+    bytes shared a run, which one of them could not open (its record named the other's folder),
+    and each learnt that the other had uploaded those images."""
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import resolve, upload_sessions
+    from leukdash.service.uploads import uploads_root
+
+    folders = {}
+    for token in ("me", "them"):
+        folders[token] = uploads_root() / token / "cells-0123456789ab" / "cells"
+        shutil.copytree(tmp_path / "data" / "tiny", folders[token])
+    ids = {token: resolve(RunConfig(dataset=str(folder), model="nb")).run_id for token, folder in folders.items()}
+    assert ids["me"] != ids["them"]
+    assert resolve(RunConfig(dataset=str(folders["me"]), model="nb")).run_id == ids["me"]  # stable in a session
+    assert upload_sessions(f"{folders['me']},{folders['them']}") == ["me", "them"]
+    assert upload_sessions("tiny") == upload_sessions(str(tmp_path / "data" / "tiny")) == []  # ids as before
+
+
 def test_runs_beyond_max_jobs_show_as_queued(monkeypatch, tmp_path):
     """With one job slot, a second sweep launched waits, and the page says where it stands."""
     import sys
@@ -182,3 +244,41 @@ def test_one_job_of_one_fold_at_a_time_on_a_small_machine(monkeypatch):
     assert (large.max_jobs, large.job_workers) == (2, None)  # None: the engine's choice
     assert read_deployment({}, {"LEUKDASH_JOB_WORKERS": "3"}).job_workers == 3
     assert 0 < machine.machine_memory_mb()
+
+
+def test_an_upload_removed_to_make_room_is_said_and_no_longer_offered(tmp_path):
+    """Another session's upload evicted this one (the quota): it stayed in the picker, and a launch
+    on it said only "unknown dataset"."""
+    from leukdash.service.uploads import uploads_root
+
+    kept_folder = uploads_root() / "me" / "kept-0123456789ab" / "kept"
+    shutil.copytree(tmp_path / "data" / "tiny", kept_folder)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["_session_token"] = "me"
+    at.session_state["uploaded_datasets"] = {"kept (upload)": str(kept_folder),
+                                             "gone (upload)": str(uploads_root() / "me" / "gone-0123456789ab" / "gone")}
+    open_page(at.run(), "data")
+    assert "gone (upload)" not in at.sidebar.selectbox(key="dataset").options
+    assert "kept (upload)" in at.sidebar.selectbox(key="dataset").options
+    assert [w.value for w in at.sidebar.warning] == [
+        "Your upload gone \\(upload\\) was removed to make room for newer uploads on this server (runs trained on it "
+        "are kept): upload it again on the Data page to use it."]
+    open_page(at, "experiments")
+    assert not at.sidebar.warning  # said once
+
+
+def test_a_failed_jobs_log_is_shown_without_the_servers_folders(monkeypatch, isolated_artifacts):
+    import sys
+
+    from leukdash.service import sweep_jobs
+
+    line = f"error: cannot write {isolated_artifacts}/runs/nb-0/folds/fold_0.json: a file stands where a folder is"
+    monkeypatch.setattr(sweep_jobs, "sweep_command",
+                        lambda sweep_id: [sys.executable, "-c", f"import sys; print({line!r}); sys.exit(2)"])
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    choose_tiny_runs(at, models=["Naive Bayes"])
+    at.button(key="launch").click().run(timeout=TIMEOUT)
+    assert [s["state"] for s in wait_for_jobs(seconds=60)] == ["failed"]
+    at.run(timeout=TIMEOUT)
+    [log] = at.code
+    assert log.value == "error: cannot write runs/nb-0/folds/fold_0.json: a file stands where a folder is"

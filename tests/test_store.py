@@ -120,7 +120,10 @@ def test_meta_summary_and_model_path():
     store.write_summary("r1", {"val_acc": {"mean": 0.9}})
     assert store.read_summary("r1") == {"val_acc": {"mean": 0.9}}
     path = store.model_path("r1", 2, ".keras")
-    assert path == store.run_dir("r1") / "models" / "fold_2.keras" and path.parent.is_dir()
+    # Only a name: a reader asking where a model lives makes no folder (a page's warm-up thread
+    # made runs/<id>/models/ appear in a store it never ran in).
+    assert path == store.run_dir("r1") / "models" / "fold_2.keras" and not path.parent.exists()
+    assert store.model_path("r9", 0, "joblib").name == "fold_0.joblib" and not store.run_dir("r9").exists()
     assert store.model_path("r1", 2, "joblib").name == "fold_2.joblib"
 
 

@@ -110,3 +110,17 @@ def test_an_interrupted_command_says_what_it_keeps(command, said, monkeypatch, c
     monkeypatch.setattr(commands, command[0], interrupted)
     assert main(command) == 130
     assert capsys.readouterr().err.strip() == said
+
+
+def test_a_finished_run_stays_finished_while_another_process_refits_it(tiny_dataset):
+    """`refit` holds a finished run's lock while it trains the final model: the run was listed as
+    running meanwhile, so the pages dropped it ("no longer in the store") and Predict lost the choice."""
+    run_id = run(_config(tiny_dataset), n_jobs=1)["run_id"]
+    store = RunStore()
+    with held_elsewhere(run_id, 60):
+        assert store.is_locked(run_id)
+        [entry] = store.list_runs()
+        assert entry["status"] == "complete"
+        (store.run_dir(run_id) / "summary.json").unlink()  # a run whose folds are being computed
+        assert [e["status"] for e in store.list_runs()] == ["running"]
+    assert not store.is_locked("nb-000000000000") and not store.run_dir("nb-000000000000").exists()

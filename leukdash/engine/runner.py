@@ -17,13 +17,14 @@ from pathlib import Path
 
 from leukdash import ENGINE_VERSION, __version__
 from leukdash.atomic import write_bytes_atomic
-from leukdash.config import RunConfig, stable_hash
+from leukdash.config import RunConfig, dataset_parts, stable_hash
 from leukdash.data.dataset import Dataset, check_class_counts
 from leukdash.data.discovery import open_dataset
 from leukdash.errors import DatasetError, RunError
 from leukdash.engine.machine import describe_machine
 from leukdash.engine.progress import append_event
 from leukdash.engine.store import RunStore
+from leukdash.paths import uploads_root
 
 SCALAR_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "balanced_acc", "macro_f1", "seconds")
 
@@ -49,7 +50,21 @@ def resolve(config: RunConfig) -> ResolvedRun:
         except DatasetError as error:  # too few images: say if files left out are why
             raise DatasetError("; ".join([str(error), *dataset.left_out()])) from None
     key = {"config": config.canonical(), "dataset": dataset.fingerprint, "engine": ENGINE_VERSION}
+    sessions = upload_sessions(config.dataset)
+    if sessions:  # the same bytes uploaded in two sessions are two runs: neither learns of the other's
+        key["upload_sessions"] = sessions
     return ResolvedRun(config, dataset, f"{config.model}-{stable_hash(key)}")
+
+
+def upload_sessions(dataset: str) -> list[str]:
+    """The dashboard sessions whose uploads a config's dataset names (their folders under
+    ``uploads/``); none for a dataset found by name or a folder of the user's own."""
+    parts = [Path(part).expanduser() for part in dataset_parts(dataset)]
+    if not any(path.is_absolute() for path in parts):  # names: the dashboard gives an upload's full path
+        return []
+    uploads = uploads_root().resolve()
+    return sorted({path.resolve().relative_to(uploads).parts[0] for path in parts
+                   if path.is_absolute() and path.resolve().is_relative_to(uploads) and path.resolve() != uploads})
 
 
 def run(config: RunConfig, *, n_jobs: int | None = None, store: RunStore | None = None,
@@ -277,6 +292,7 @@ def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_eve
 
 def _write_model(path: Path, data: bytes) -> None:
     """Write a fold's model file whole or not at all (the fold record, written next, refers to it)."""
+    path.parent.mkdir(exist_ok=True)  # models/, in the run's folder (which its lock made)
     write_bytes_atomic(path, data)
 
 

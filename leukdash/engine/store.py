@@ -213,11 +213,10 @@ class RunStore:
         return [fold for fold in range(n_folds) if self.read_fold(run_id, fold) is not None]
 
     def model_path(self, run_id: str, fold: int, suffix: str) -> Path:
-        """Where fold ``fold``'s model lives (``models/fold_<i>.<suffix>``); makes the folder."""
+        """Where fold ``fold``'s model lives (``models/fold_<i>.<suffix>``). Its folder is made by
+        the writer: a reader (a page's warm-up, say) must never make a run folder appear."""
         self.fold_path(run_id, fold)  # validates the id and the fold
-        folder = self.run_dir(run_id) / "models"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"fold_{fold}.{suffix.lstrip('.')}"
+        return self.run_dir(run_id) / "models" / f"fold_{fold}.{suffix.lstrip('.')}"
 
     def progress_path(self, run_id: str) -> Path:
         """The run's progress file (JSON lines, see :mod:`leukdash.engine.progress`)."""
@@ -255,12 +254,15 @@ class RunStore:
 
         In a store this process cannot write (read-only), no lock can be taken and none is held.
         """
-        if not self.run_dir(run_id).is_dir():
+        from filelock import FileLock, Timeout
+
+        path = self.run_dir(run_id) / ".lock"
+        if not path.is_file():  # a holder keeps the file; without it no one holds the lock (and no folder is made)
             return False
         try:
-            with self.lock(run_id, timeout=0):
+            with FileLock(path, timeout=0):
                 return False
-        except RunError:
+        except Timeout:
             return True
         except OSError:
             return False
@@ -287,12 +289,12 @@ class RunStore:
                     continue
                 summary = self.read_summary(folder.name)
                 n_done = sum(self.read_fold(folder.name, fold) is not None for fold in meta["fold_ids"])
-                if self.is_locked(folder.name):
-                    status = "running"
-                else:  # a fold or model lost or damaged after the run finished: the run is partial again
-                    whole = (summary is not None and n_done == len(meta["fold_ids"])
-                             and not self.missing_members(folder.name, meta))
-                    status = "complete" if whole else "partial"
+                whole = (summary is not None and n_done == len(meta["fold_ids"])
+                         and not self.missing_members(folder.name, meta))
+                # Whole is complete even under a lock: `refit` holds it while it trains a final model,
+                # and a finished run's folds never change. A fold or model lost or damaged after the run
+                # finished makes it partial again, or running while it is resumed.
+                status = "complete" if whole else "running" if self.is_locked(folder.name) else "partial"
             except (OSError, RunError):
                 continue
             runs.append({

@@ -202,8 +202,9 @@ def _enforce_quota(quota: int, keep: Path) -> None:
         _remove_if_empty(upload.parent)
         total -= sizes[upload]
     if total > quota:
-        raise DatasetError(f"the uploads folder is full ({_mb(quota)}, uploads in use by runs are kept): "
-                           "try a smaller zip or later")
+        raise DatasetError(f"the uploads folder is full ({_mb(quota)}, taken by uploads that stored runs or jobs "
+                           "use, which are kept): try a smaller zip; room comes back only when such runs are "
+                           "deleted or the server's LEUKDASH_UPLOADS_MB is raised")
 
 
 def _used_by_runs() -> set[Path]:
