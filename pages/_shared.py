@@ -238,15 +238,9 @@ def visible_runs() -> list[dict]:
 def visible_dataset(dataset: str | None) -> bool:
     """Whether this session may see what was computed on ``dataset`` (a run's folder, or a config's
     dataset value, perhaps a comma list): anything but another session's upload."""
-    from leukdash.config import dataset_parts
-    from leukdash.service.uploads import uploads_root
+    from leukdash.engine.runner import upload_sessions
 
-    uploads, mine = uploads_root(), uploads_root() / session_token()
-    return all(not _is_within(part, uploads) or _is_within(part, mine) for part in dataset_parts(dataset or ""))
-
-
-def _is_within(path: str | None, folder: Path) -> bool:
-    return bool(path) and Path(path).resolve().is_relative_to(folder.resolve())
+    return set(upload_sessions(dataset or "")) <= {session_token()}
 
 
 def finished_runs() -> list[dict]:

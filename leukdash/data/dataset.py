@@ -125,6 +125,10 @@ class Dataset:
                 f"left out, unreadable or refused (first: {self.relative(first.path)!r}: {first.reason}); "
                 "`python -m leukdash audit` lists them all"]
 
+    def with_left_out(self, error: DatasetError, loaded: LoadedImages | None = None) -> DatasetError:
+        """``error`` (too few images, say) followed by :meth:`left_out`'s line, when files were left out."""
+        return DatasetError("; ".join([str(error), *self.left_out(loaded)]))
+
     def relative(self, path: Path) -> str:
         """A path as it is recorded and shown: relative to the dataset folder, printable."""
         return printable(path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path))

@@ -22,42 +22,39 @@ def discover_datasets() -> dict[str, Path | None]:
 
     The built-in set maps to ``None`` until it has been generated.
     """
-    from leukdash.data.synthetic import cached_synthetic_path
-
-    found: dict[str, Path | None] = {BUILTIN: cached_synthetic_path()}
-    for folder in _dataset_folders():
-        found.setdefault(folder.name, folder)
-    return found
+    return _discover()[0]
 
 
 def hidden_datasets() -> dict[str, list[Path]]:
     """Dataset folders that :func:`discover_datasets` does not use, by name: an earlier data root
     (or the built-in set) has a dataset of the same name."""
+    return _discover()[1]
+
+
+def _discover() -> tuple[dict[str, Path | None], dict[str, list[Path]]]:
+    """One pass over the data roots: the folder each name opens, and the folders it hides."""
+    from leukdash.data.synthetic import cached_synthetic_path
+
+    found: dict[str, Path | None] = {BUILTIN: cached_synthetic_path()}
     hidden: dict[str, list[Path]] = {}
-    seen = {BUILTIN}
-    for folder in _dataset_folders():
-        if folder.name in seen:
-            hidden.setdefault(folder.name, []).append(folder)
-        seen.add(folder.name)
-    return hidden
-
-
-def _dataset_folders() -> list[Path]:
-    """Every dataset folder under the data roots, in the roots' order, then by name."""
-    folders = []
     for root in data_roots():
-        if root.is_dir():
-            folders += [folder for folder in sorted(root.iterdir())
-                        if folder.is_dir() and not folder.name.startswith(".") and is_dataset_folder(folder)]
-    return folders
+        if not root.is_dir():
+            continue
+        for folder in sorted(root.iterdir()):
+            if folder.is_dir() and not folder.name.startswith(".") and is_dataset_folder(folder):
+                if folder.name in found:
+                    hidden.setdefault(folder.name, []).append(folder)
+                else:
+                    found[folder.name] = folder
+    return found, hidden
 
 
 def list_datasets() -> list[dict]:
     """Every discovered dataset as :meth:`Dataset.describe` gives it; one that cannot be opened
     (an unreadable ``groups.csv``, say) is listed as ``{"name", "path", "unusable": reason}``
     and does not stop the others. ``hidden``: folders of the same name it hides."""
-    listed, hidden = [], hidden_datasets()
-    for name, folder in discover_datasets().items():
+    listed, (discovered, hidden) = [], _discover()
+    for name, folder in discovered.items():
         try:
             entry = open_dataset(name).describe()
         except (LeukdashError, OSError) as error:  # OSError: the built-in set cannot be drawn (read-only store)

@@ -48,7 +48,7 @@ def resolve(config: RunConfig) -> ResolvedRun:
         try:
             check_class_counts(dataset.classes, dataset.labels, config.folds, dataset.name, config.test_fraction)
         except DatasetError as error:  # too few images: say if files left out are why
-            raise DatasetError("; ".join([str(error), *dataset.left_out()])) from None
+            raise dataset.with_left_out(error) from None
     key = {"config": config.canonical(), "dataset": dataset.fingerprint, "engine": ENGINE_VERSION}
     sessions = upload_sessions(config.dataset)
     if sessions:  # the same bytes uploaded in two sessions are two runs: neither learns of the other's
@@ -59,12 +59,15 @@ def resolve(config: RunConfig) -> ResolvedRun:
 def upload_sessions(dataset: str) -> list[str]:
     """The dashboard sessions whose uploads a config's dataset names (their folders under
     ``uploads/``); none for a dataset found by name or a folder of the user's own."""
-    parts = [Path(part).expanduser() for part in dataset_parts(dataset)]
-    if not any(path.is_absolute() for path in parts):  # names: the dashboard gives an upload's full path
-        return []
-    uploads = uploads_root().resolve()
-    return sorted({path.resolve().relative_to(uploads).parts[0] for path in parts
-                   if path.is_absolute() and path.resolve().is_relative_to(uploads) and path.resolve() != uploads})
+    sessions = set()
+    for part in dataset_parts(dataset):
+        path = Path(part).expanduser()
+        if not path.is_absolute():  # a dataset's name: the dashboard names an upload by its full path
+            continue
+        path, uploads = path.resolve(), uploads_root().resolve()
+        if path != uploads and path.is_relative_to(uploads):
+            sessions.add(path.relative_to(uploads).parts[0])
+    return sorted(sessions)
 
 
 def run(config: RunConfig, *, n_jobs: int | None = None, store: RunStore | None = None,

@@ -36,7 +36,7 @@ def plan_folds(config: RunConfig, dataset: Dataset, arrays: LoadedImages) -> tup
             fold_of, fold_ids = fold_plan(arrays.labels, groups, dataset.classes, config.folds, config.test_fraction,
                                           config.seed, sources, dataset.name)
         except DatasetError as error:  # too few images: say if unreadable files are why
-            raise DatasetError("; ".join([str(error), *dataset.left_out(arrays)])) from None
+            raise dataset.with_left_out(error, arrays) from None
     _check_neighbours(config, fold_of, fold_ids)
     return fold_of, fold_ids
 
