@@ -130,6 +130,8 @@ class RunConfig:
             object.__setattr__(self, "classes", tuple(self.classes))
         if isinstance(self.augment, dict):
             object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
+        if isinstance(self.dataset, os.PathLike):  # a folder given as a Path (from Python): its path
+            object.__setattr__(self, "dataset", os.fspath(self.dataset))
         # Several datasets are one comma-separated string, in name order: the same run either way.
         if isinstance(self.dataset, str) and len(dataset_parts(self.dataset)) > 1:
             object.__setattr__(self, "dataset", ",".join(sorted(dataset_parts(self.dataset))))

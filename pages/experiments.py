@@ -391,7 +391,13 @@ if planned:
     if failed is not None:
         with st.expander(f"The last sweep job with these runs failed: {failed['name']}", icon=":material/error:"):
             # The log as the job wrote it, but the server's folders (and an upload's session token).
-            st.code("\n".join(hide_roots(line) for line in failed["log_tail"]) or "(no log)")
+            log = "\n".join(hide_roots(line) for line in failed["log_tail"])
+            if log.strip():
+                st.code(log)
+            else:  # what SIGKILL leaves: the out-of-memory killer, a server restart, a kill from a terminal
+                st.markdown("The job left no message: it was stopped from outside (a restart of the server, "
+                            "the out-of-memory killer, a kill from a terminal).")
+            st.caption("Its finished folds are kept: launching the same grid again computes only the rest.")
 
 labels = {run_id: " · ".join(setting_text(config.to_dict(), axis) for axis in shown)
           for run_id, config in planned.items()}

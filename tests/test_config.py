@@ -80,3 +80,12 @@ def test_a_holdout_fraction_is_one_of_k_grouped_folds_or_refused(fraction, neare
 def test_an_empty_class_name_is_named_as_such(classes):
     with pytest.raises(ConfigError, match=r"^classes holds an empty name \(a comma too many\?\)"):
         RunConfig(classes=classes).validate()
+
+
+def test_a_dataset_folder_given_as_a_path_is_the_run_of_its_string(tmp_path):
+    # From Python (a notebook), a folder is naturally a pathlib.Path: the same run as its string.
+    config = RunConfig(dataset=tmp_path, model="nb")
+    config.validate()
+    assert config == RunConfig(dataset=str(tmp_path), model="nb") and config.to_dict()["dataset"] == str(tmp_path)
+    with pytest.raises(ConfigError, match="^dataset "):
+        RunConfig(dataset=42).validate()

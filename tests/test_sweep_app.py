@@ -184,3 +184,27 @@ def test_a_model_without_finished_runs_is_estimated_from_this_machine_once_measu
     low, high = {m.label: m.value for m in at.metric}["Estimated time"].split("–")
     assert low.endswith("s") and high.endswith("s")
     assert not [b for b in at.button if b.key == "calibrate"]
+
+
+def test_a_sweep_job_killed_from_outside_says_so_and_how_to_go_on(two_datasets):
+    at = experiments({"dataset": "tiny", "exp_sizes": "16", "exp_folds": "2",
+                      "exp_transforms": "none (original images only)"})
+    at.multiselect(key="exp_models").set_value(["Naive Bayes"]).run(timeout=TIMEOUT)
+    at.button(key="launch").click().run(timeout=TIMEOUT)
+    (run_id,) = at.dataframe[0].value["Run id"]
+    (sweep,) = wait_for_jobs()
+    # What a job killed before its run's summary leaves (SIGKILL, a server restart): no summary, and
+    # a log that stops short; first the log it wrote, then an empty one (killed before a word).
+    store = RunStore()
+    (store.run_dir(run_id) / "summary.json").unlink()
+    log = store.run_dir(sweep["job_id"]) / "job.log"
+    expected = [line for line in log.read_text().splitlines()[-20:] if line.strip()]
+    at.run(timeout=TIMEOUT)
+    (expander,) = [e for e in at.expander if e.label.startswith("The last sweep job with these runs failed")]
+    assert expected and [expander.code[0].value] == ["\n".join(expected)]
+    assert "launching the same grid again computes only the rest" in expander.caption[0].value
+    log.write_text("")
+    at.run(timeout=TIMEOUT)
+    (expander,) = [e for e in at.expander if e.label.startswith("The last sweep job with these runs failed")]
+    assert not expander.code and "stopped from outside" in expander.markdown[0].value
+    assert list(at.dataframe[0].value["Status"]) == ["failed"] and not at.button(key="launch").disabled
