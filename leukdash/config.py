@@ -13,6 +13,8 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 
+import numpy as np
+
 from leukdash.errors import ConfigError
 
 MODELS = ("cnn", "nb", "svm", "knn", "dt")
@@ -71,6 +73,7 @@ class AugmentConfig:
         return cls(0.0, 0.0, 0.0, 0.0, False, False, 0.0)
 
     def __post_init__(self):
+        _plain_numbers(self)
         _floats(self, ("rotation", "width_shift", "height_shift", "zoom", "shear", "colour_jitter", "stain_jitter",
                        "blur"))
 
@@ -124,6 +127,7 @@ class RunConfig:
     preprocess: str = "raw"
 
     def __post_init__(self):
+        _plain_numbers(self)
         _floats(self, ("learning_rate", "test_fraction"))
         # Lists from JSON or a UI become tuples, so configs stay hashable and compare equal.
         if isinstance(self.classes, list):
@@ -258,6 +262,15 @@ def _from_dict(cls, values: dict, what: str):
     if unknown:
         raise ConfigError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}")
     return cls(**values)
+
+
+def _plain_numbers(config) -> None:
+    """Make numpy numbers (a notebook's ``np.arange``, a DataFrame cell) the Python numbers they
+    hold, so that ``np.int64(32)`` is the setting ``32`` and the run it names."""
+    for item in fields(config):
+        value = getattr(config, item.name)
+        if isinstance(value, np.generic) and isinstance(value.item(), (bool, int, float)):
+            object.__setattr__(config, item.name, value.item())
 
 
 def _floats(config, names: tuple[str, ...]) -> None:

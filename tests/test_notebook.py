@@ -44,3 +44,51 @@ def test_the_readme_python_example_runs_and_its_runs_are_the_clis(tmp_path, monk
     assert answer["run_id"] == svm["run_id"] and answer["cached"]
     # (--json leaves out each fold's out-of-fold probabilities; the notebook's result holds them.)
     assert answer["folds"] == [{k: v for k, v in fold.items() if k != "oof"} for fold in svm["folds"]]
+
+
+def test_numpy_numbers_are_the_settings_they_hold():
+    # A notebook's values come from np.arange, np.linspace or a DataFrame cell.
+    import numpy as np
+
+    from leukdash.config import AugmentConfig, RunConfig, stable_hash
+
+    numpy_made = RunConfig(model="cnn", image_size=np.int64(32), folds=np.int32(3), seed=np.uint8(2),
+                           learning_rate=np.float64(0.01), augment=AugmentConfig(rotation=np.int64(10),
+                                                                                  vertical_flip=np.bool_(False)))
+    numpy_made.validate()
+    plain = RunConfig(model="cnn", image_size=32, folds=3, seed=2, learning_rate=0.01,
+                      augment=AugmentConfig(rotation=10.0, vertical_flip=False))
+    assert numpy_made == plain and stable_hash(numpy_made.canonical()) == stable_hash(plain.canonical())
+    assert type(numpy_made.image_size) is int and type(numpy_made.augment.vertical_flip) is bool
+
+
+def test_python_callers_get_one_clear_error_for_what_the_command_line_refuses(tiny_dataset):
+    import numpy as np
+    import pytest
+
+    from leukdash.config import RunConfig
+    from leukdash.data.decode import decode_image
+    from leukdash.engine.runner import run
+    from leukdash.errors import ConfigError, ImageDecodeError
+    from leukdash.evaluation.predict import predict_files, predict_images
+
+    config = RunConfig(dataset=tiny_dataset, model="nb", image_size=16, augment_factor=1, folds=2)
+    for wrong in (-1, 0, 1.5, "2", True):  # -1 is "every core" to joblib: here it is refused, not one core
+        with pytest.raises(ConfigError, match=r"^n_jobs must be a whole number of cores, at least 1"):
+            run(config, n_jobs=wrong)
+    run_id = run(config, n_jobs=1)["run_id"]
+
+    path = sorted(tiny_dataset.glob("ALL/*.png"))[0]
+    image = decode_image(path)
+    (by_file,) = predict_files(run_id, [path])
+    assert predict_files(run_id, str(path)) == [by_file] == predict_files(run_id, path)  # one path, given bare
+    assert predict_images(run_id, [image])[0]["probabilities"] == by_file["probabilities"]
+    # Arrays that are not RGB uint8 were cast silently (a float image in [0, 1] became black) or raised
+    # from numpy: each is one error that says what an image must be.
+    for wrong in (image / 255.0, image.astype(np.uint16) * 257, image[..., 0], np.dstack([image, image[..., :1]]),
+                  image.transpose(2, 0, 1), image[:0]):
+        with pytest.raises(ImageDecodeError, match=r"^an image must be an RGB array of shape \(height, width, 3\) "
+                                                   r"and dtype uint8, got "):
+            predict_images(run_id, [wrong])
+    with pytest.raises(ImageDecodeError, match=r"for one image, give \[image\]"):
+        predict_images(run_id, image)

@@ -289,6 +289,11 @@ def prepare_one(image, size: int, mode: str = RAW) -> np.ndarray:
     that side squared. An image that cannot be prepared raises ImageDecodeError with the reason.
     """
     image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+        # A float image in [0, 1] would be cast to black, a 16-bit one wrap: wrong answers, not errors.
+        raise ImageDecodeError(f"an image must be an RGB array of shape (height, width, 3) and dtype uint8, got "
+                               f"{image.dtype} of shape {image.shape}: leukdash.data.decode.decode_image reads a file "
+                               "(gray, RGBA, 16-bit) into one")
     if mode == RAW:
         return square_resize(image, size)
     height, width = image.shape[:2]

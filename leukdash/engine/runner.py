@@ -9,6 +9,7 @@ answered from the store alone: nothing heavy (scikit-learn, TensorFlow) is impor
 
 from __future__ import annotations
 
+import numbers
 import platform
 import sys
 import time
@@ -20,7 +21,7 @@ from leukdash.atomic import write_bytes_atomic
 from leukdash.config import RunConfig, dataset_parts, stable_hash
 from leukdash.data.dataset import Dataset, check_class_counts
 from leukdash.data.discovery import open_dataset
-from leukdash.errors import DatasetError, RunError
+from leukdash.errors import ConfigError, DatasetError, RunError
 from leukdash.engine.machine import describe_machine
 from leukdash.engine.progress import append_event
 from leukdash.engine.store import RunStore
@@ -102,6 +103,8 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
     from leukdash.engine.scheduler import scheduler_address
 
     started = time.perf_counter()
+    if n_jobs is not None and (not isinstance(n_jobs, numbers.Integral) or isinstance(n_jobs, bool) or n_jobs < 1):
+        raise ConfigError(f"n_jobs must be a whole number of cores, at least 1 (None: every core), got {n_jobs!r}")
     store = store or RunStore()
     resolved = [resolve(config) for config in configs]  # every config checked before any work
     scheduler_address(scheduler)  # and where they would be computed

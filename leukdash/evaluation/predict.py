@@ -8,6 +8,7 @@ its members' fold-``f`` models, each fed the images prepared its own way.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -171,12 +172,16 @@ def ensemble(run_id: str, store: RunStore | None = None, final: bool = False) ->
 
 def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None = None,
                    checks: bool = True) -> list[dict]:
-    """Fold-ensemble predictions; with ``checks``, each also says whether the image looks like
+    """Fold-ensemble predictions of RGB uint8 images (H, W, 3), as
+    :func:`leukdash.data.decode.decode_image` reads them; with ``checks``, each also says whether the image looks like
     the run's training data (``ood``) and whether it is one of them (``known``).
 
     A check that cannot be made (say, the run's dataset is not on this machine) gives
     ``{"error": reason}`` in its place: the prediction stands without it.
     """
+    if isinstance(images, np.ndarray) and images.ndim != 4:
+        raise ImageDecodeError(f"images must be a list of images or an (N, height, width, 3) array, got an array "
+                               f"of shape {images.shape}: for one image, give [image]")
     _wait_for_warm_up(run_id, store)
     models = ensemble(run_id, store)
     results = models.predict(images)
@@ -331,6 +336,8 @@ def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None)
     """Predictions for image files, in their order; an unreadable file (not a regular file, too
     large, not an image) gets an ``error`` entry, not an exception."""
     (store or RunStore()).run_dir(run_id)  # an invalid run id is refused before any file is read
+    if isinstance(paths, (str, os.PathLike)):  # one file given bare, not its characters one by one
+        paths = [paths]
     entries, decoded = [], []
     for path in paths:
         entry = {"file": printable(str(path))}
