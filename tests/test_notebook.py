@@ -92,3 +92,23 @@ def test_python_callers_get_one_clear_error_for_what_the_command_line_refuses(ti
             predict_images(run_id, [wrong])
     with pytest.raises(ImageDecodeError, match=r"for one image, give \[image\]"):
         predict_images(run_id, image)
+
+
+def test_a_run_on_a_relative_folder_finds_its_images_after_a_change_of_folder(tmp_path, monkeypatch):
+    # A notebook that trains on "tiny" and later %cd's to a folder holding another "tiny".
+    from leukdash.config import RunConfig
+    from leukdash.data.synthetic import generate_synthetic
+    from leukdash.engine.final import refit
+    from leukdash.engine.runner import run
+    from leukdash.evaluation.predict import predict_files
+
+    for lab, seed in (("first", 1), ("second", 2)):
+        generate_synthetic(tmp_path / lab / "tiny", seed=seed, counts={"ALL": 6, "HEALTHY": 6}, size=24)
+    monkeypatch.chdir(tmp_path / "first")
+    run_id = run(RunConfig(dataset="tiny", model="knn", image_size=16, augment_factor=1, folds=2), n_jobs=1)["run_id"]
+    image = sorted((tmp_path / "first" / "tiny" / "ALL").glob("*.png"))[0]
+    monkeypatch.chdir(tmp_path / "second")
+    (answer,) = predict_files(run_id, [image])
+    # Both checks read the first folder (the second's images would read as the run's dataset changed).
+    assert "error" not in answer["ood"] and answer["known"]["fold"] in (0, 1), (answer["ood"], answer["known"])
+    assert refit(run_id)["run_id"] == run_id  # trained on the first folder's images, as the run was

@@ -18,19 +18,27 @@ def open_run_dataset(meta: dict):
     from leukdash.data.discovery import open_dataset
 
     info = meta["dataset"]
-    try:
-        dataset = open_dataset(meta["config"]["dataset"])
-    except LeukdashError:  # found by name no more: the folder it was read from
+    opened, failure = False, None
+    # As the run was given it (a name, a path), then the folder it was read from: a relative path
+    # read from another working folder (a notebook's %cd) may name another folder, or none.
+    for source in dict.fromkeys(s for s in (meta["config"]["dataset"], info.get("path")) if s):
         try:
-            dataset = open_dataset(info["path"])
-        except LeukdashError as error:
-            raise RunError(f"run {meta['run_id']} needs the images it was trained on ({info['name']!r}, read from "
-                           f"{printable(str(info['path']))}), which are gone: {error}; put that folder back "
-                           "(a dataset known by name: set LEUKDASH_DATA to the folder that holds it)") from None
-    dataset = dataset.subset(info["classes"])
-    if dataset.fingerprint != info["fingerprint"]:
+            dataset = open_dataset(source)
+        except LeukdashError as error:  # found by name no more, or that folder is gone
+            failure = error
+            continue
+        opened = True
+        try:
+            dataset = dataset.subset(info["classes"])
+        except LeukdashError:
+            continue
+        if dataset.fingerprint == info["fingerprint"]:
+            return dataset
+    if opened:
         raise RunError(f"dataset {info['name']!r} changed since run {meta['run_id']} was computed")
-    return dataset
+    raise RunError(f"run {meta['run_id']} needs the images it was trained on ({info['name']!r}, read from "
+                   f"{printable(str(info.get('path')))}), which are gone: {failure}; put that folder back "
+                   "(a dataset known by name: set LEUKDASH_DATA to the folder that holds it)")
 
 
 def validation_folds(run_id: str, n_images: int, store: RunStore | None = None):
