@@ -13,8 +13,6 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 
-import numpy as np
-
 from leukdash.errors import ConfigError
 
 MODELS = ("cnn", "nb", "svm", "knn", "dt")
@@ -269,8 +267,12 @@ def _plain_numbers(config) -> None:
     hold, so that ``np.int64(32)`` is the setting ``32`` and the run it names."""
     for item in fields(config):
         value = getattr(config, item.name)
-        if isinstance(value, np.generic) and isinstance(value.item(), (bool, int, float)):
-            object.__setattr__(config, item.name, value.item())
+        # A numpy scalar told by its module, not isinstance: the store imports this module, and only
+        # the standard library.
+        if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+            plain = value.item()
+            if isinstance(plain, (bool, int, float)):
+                object.__setattr__(config, item.name, plain)
 
 
 def _floats(config, names: tuple[str, ...]) -> None:

@@ -247,6 +247,9 @@ def test_a_job_that_cannot_start_fails_and_the_queue_moves_on(monkeypatch):
     # Nobody polls r2: the first job's supervisor starts it.
     _wait_for(lambda: "pid" in json.loads((store.run_dir("r2") / "job.json").read_text()))
     _wait_for(lambda: jobs.job_status("r2")["log_tail"] == ["second"])
+    # r1's supervisor starts r2 before it exits: r1 runs until that process has gone (on a loaded
+    # machine, after r2 has printed).
+    _wait_for(lambda: jobs.job_status("r1")["state"] != "running")
     status = jobs.job_status("r1")
     assert status["state"] == "failed" and status["returncode"] == 127
     assert status["log_tail"][-1].startswith("cannot start the job: [Errno 2]")
