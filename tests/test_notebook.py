@@ -112,3 +112,24 @@ def test_a_run_on_a_relative_folder_finds_its_images_after_a_change_of_folder(tm
     # Both checks read the first folder (the second's images would read as the run's dataset changed).
     assert "error" not in answer["ood"] and answer["known"]["fold"] in (0, 1), (answer["ood"], answer["known"])
     assert refit(run_id)["run_id"] == run_id  # trained on the first folder's images, as the run was
+
+
+def test_a_runs_result_given_where_its_id_is_expected_is_named_as_such(tiny_dataset):
+    # plots take results, compare and predict take ids: mixing them up gave a message of kilobytes.
+    import pytest
+
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.errors import RunError
+    from leukdash.evaluation.compare import compare_runs
+    from leukdash.evaluation.predict import predict_files
+
+    result = run(RunConfig(dataset=tiny_dataset, model="nb", image_size=16, augment_factor=1, folds=2), n_jobs=1)
+    for call in (lambda: compare_runs([result]), lambda: predict_files(result, [])):
+        with pytest.raises(RunError) as refused:
+            call()
+        assert str(refused.value) == ("invalid run id: a run's result was given where its id is expected; give its "
+                                      f"['run_id'] ({result['run_id']})")
+    with pytest.raises(RunError, match=r"^invalid run id 'x{100}") as invalid:  # an invalid id: named, in brief
+        compare_runs(["x" * 5000 + "/"])
+    assert len(str(invalid.value)) < 300

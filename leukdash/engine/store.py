@@ -116,8 +116,11 @@ class RunStore:
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of a run (not created); the id must be a plain folder name."""
+        if isinstance(run_id, dict) and "run_id" in run_id:  # from Python: a run's result, not its id
+            raise RunError(f"invalid run id: a run's result was given where its id is expected; give its "
+                           f"['run_id'] ({paths.printable(str(run_id['run_id']))[:80]})")
         if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
-            raise RunError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' or '-'")
+            raise RunError(f"invalid run id {paths.printable(repr(run_id))[:200]}: use letters, digits, '.', '_' or '-'")
         return self.root / run_id
 
     def exists(self, run_id: str) -> bool:
