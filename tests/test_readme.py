@@ -50,3 +50,17 @@ def test_readme_has_every_generated_block_once():
     for name in BLOCKS:
         begin, end = markers(name)
         assert text.count(begin) == 1 and text.count(end) == 1 and text.index(begin) < text.index(end), name
+
+
+def test_the_blocks_data_is_looked_up_in_the_repository_of_each_call(monkeypatch, tmp_path):
+    # A test that stands the package in a bare site-packages (tests/test_hostile_options.py) must
+    # not leave the README check of a later test in the same process looking there.
+    from leukdash import paths
+    from leukdash.reporting.report.readme import load_sources
+
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path)
+    elsewhere = load_sources()
+    assert elsewhere["report"].startswith(f"no report data at {tmp_path / 'docs' / 'report'}")
+    assert elsewhere["benchmark"].startswith(f"no benchmark data at {tmp_path / 'docs' / 'benchmarks'}")
+    monkeypatch.undo()
+    assert all(isinstance(data, dict) for data in load_sources().values())

@@ -15,15 +15,15 @@ from pathlib import Path
 
 from leukdash import ENGINE_VERSION
 from leukdash.engine.store import parse_json
-from leukdash.paths import REPO_ROOT
+from leukdash import paths as leukdash_paths
 from leukdash.reporting.report import DATA_NAME
 from leukdash.reporting.report.blocks import audit_block, external_block, results_block, scaling_block, speed_block
-from leukdash.reporting.reproduce import REPOSITORY_REPORT
 
-# Source name -> (its committed file, the command that writes it).
+# Source name -> (its committed file in the repository, the command that writes it). Resolved at
+# each use against ``paths.REPO_ROOT``, not when this module is imported.
 SOURCES = {
-    "report": (REPOSITORY_REPORT / DATA_NAME, "python -m leukdash reproduce"),
-    "benchmark": (REPO_ROOT / "docs" / "benchmarks" / "engine.json",
+    "report": (Path("docs", "report", DATA_NAME), "python -m leukdash reproduce"),
+    "benchmark": (Path("docs", "benchmarks", "engine.json"),
                   "python -m benchmarks.bench_engine --seeds 0 1 2 --out docs/benchmarks/engine.json"),
 }
 # Block name -> (the source it is made from, the function that renders it).
@@ -44,7 +44,7 @@ def load_sources(paths: dict[str, Path] | None = None) -> dict[str, dict | str]:
     """Each source's data, or the one line that says why it has none (``paths`` overrides files)."""
     found = {}
     for name, (default, command) in SOURCES.items():
-        path = Path((paths or {}).get(name) or default)
+        path = Path((paths or {}).get(name) or leukdash_paths.REPO_ROOT / default)
         try:
             data = parse_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
