@@ -260,3 +260,61 @@ def test_a_stored_fold_is_not_computed_again_when_its_worker_is_lost(tiny_datase
     first_done = next(e["fold"] for e in events if e["event"] == "fold_done")
     assert [e["fold"] for e in events if e["event"] == "fold_start"].count(first_done) == 1
     assert result["computed_folds"] == [0, 1, 2]
+
+
+def test_a_notebook_cell_that_runs_an_event_loop_computes_on_the_cluster(one_worker, tiny_dataset, monkeypatch,
+                                                                           tmp_path):
+    """A Jupyter cell runs inside the kernel's event loop, where ``asyncio.run`` cannot start one:
+    the scheduler's check must not (it refused every address there, a real scheduler too)."""
+    import asyncio
+
+    from leukdash.engine.runner import run
+
+    address, _ = one_worker
+    config = RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, augment_factor=1, folds=3)
+
+    async def cell() -> dict:
+        asyncio.get_running_loop()  # what the kernel gives a cell
+        return run(config, scheduler=address)
+
+    remote = asyncio.run(cell())
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path / "local"))
+    _same_folds([remote], [run(config, n_jobs=1)])
+
+
+def test_a_scheduler_that_stops_answering_is_said_and_the_run_goes_on_when_it_is_back(one_worker, tiny_dataset,
+                                                                                      monkeypatch):
+    """A stopped scheduler (SIGSTOP here; a suspended machine, a cut network) keeps its connections
+    open and Dask waits on them without a word: the run says what it waits for, then goes on."""
+    from leukdash.engine.runner import run
+    from leukdash.engine.scheduler import cluster
+
+    monkeypatch.setattr(cluster, "SCHEDULER_PROBE_SECONDS", 0.5)
+    monkeypatch.setattr(cluster, "SCHEDULER_ANSWER_SECONDS", 1.0)
+    address, _ = one_worker
+    with Client(address, timeout=30) as client:
+        scheduler_pid = client.run_on_scheduler(os.getpid)
+    config = RunConfig(dataset=str(tiny_dataset), model="cnn", image_size=16, augment_factor=1, folds=3, epochs=4,
+                       batch_size=16)
+    said, stopped = [], []
+
+    def stop_then_resume(event: dict) -> None:
+        if event["event"] == "epoch" and not stopped:  # a fold is training: its result needs the scheduler
+            os.kill(scheduler_pid, signal.SIGSTOP)
+            stopped.append(time.monotonic())
+        if event["event"] == "message":
+            said.append(event["message"])
+            if "does not answer" in event["message"]:
+                os.kill(scheduler_pid, signal.SIGCONT)
+
+    resume_anyway = threading.Timer(60, os.kill, (scheduler_pid, signal.SIGCONT))  # a run that never says so ends
+    resume_anyway.start()
+    try:
+        result = run(config, scheduler=address, on_event=stop_then_resume)
+    finally:
+        resume_anyway.cancel()
+        os.kill(scheduler_pid, signal.SIGCONT)
+    assert stopped and result["computed_folds"] == [0, 1, 2]
+    assert said == [f"waiting for the Dask scheduler at {address}: it does not answer (stopped, overloaded or cut off "
+                    "from this machine); finished folds are kept, Ctrl-C stops the run",
+                    f"the Dask scheduler at {address} answers again"]

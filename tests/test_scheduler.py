@@ -194,7 +194,8 @@ def test_a_cluster_without_workers_is_said_once_on_each_runs_progress(monkeypatc
 
     said, client, clock = [], Scheduler(), [0.0]
     monkeypatch.setattr(cluster.time, "monotonic", lambda: clock[0])
-    watch = cluster._WorkerWatch(client, "tcp://10.0.0.1:8786", ["a", "b"], lambda run_id, e: said.append((run_id, e)))
+    monkeypatch.setattr(cluster, "_identity", lambda address, timeout: {"type": "Scheduler"})  # it answers
+    watch = cluster._ClusterWatch(client, "tcp://10.0.0.1:8786", ["a", "b"], lambda run_id, e: said.append((run_id, e)))
     client.workers = {"tcp://10.0.0.2:3": {}}
     clock[0] = cluster.NO_WORKER_NOTICE_SECONDS + 1
     watch.check()
@@ -228,3 +229,46 @@ def test_the_run_progress_prints_what_the_run_waits_for(terminal):
     line.update({"event": "message", "message": "another process is computing this run: waiting for it"})
     lines = stream.getvalue().replace("\r\033[K", "\n").splitlines()
     assert "another process is computing this run: waiting for it" in lines, stream.getvalue()
+
+
+def test_a_scheduler_that_stops_answering_is_said_once_and_again_when_it_answers(monkeypatch):
+    from leukdash.engine.scheduler import cluster
+
+    class Client:  # Dask's client keeps its view (and its status) while the scheduler is silent
+        status = "running"
+
+        def scheduler_info(self):
+            return {"workers": {"tcp://10.0.0.2:3": {}}}
+
+    said, clock, asked = [], [0.0], []
+    answers = iter([{"type": "Scheduler"}, TimeoutError(), ConnectionRefusedError(), TimeoutError(),
+                    {"type": "Scheduler"}, {"type": "Scheduler"}, TimeoutError()])
+
+    def identity(address, timeout):
+        asked.append((address, timeout))
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(cluster.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(cluster, "_identity", identity)
+    watch = cluster._ClusterWatch(Client(), "tcp://10.0.0.1:8786", ["a"], lambda run_id, e: said.append(e["message"]))
+    clock[0] = cluster.SCHEDULER_PROBE_SECONDS - 1
+    watch.check()
+    assert asked == [] and said == []  # not yet time to ask
+    for _ in range(7):
+        clock[0] += cluster.SCHEDULER_PROBE_SECONDS
+        watch.check()
+        watch.check()  # asked once per interval, not at every poll
+    assert asked == [("tcp://10.0.0.1:8786", cluster.SCHEDULER_ANSWER_SECONDS)] * 7
+    silent = ("waiting for the Dask scheduler at tcp://10.0.0.1:8786: it does not answer (stopped, overloaded or cut "
+              "off from this machine); finished folds are kept, Ctrl-C stops the run")
+    again = "the Dask scheduler at tcp://10.0.0.1:8786 answers again"
+    assert said == [silent, again, silent]
+    watch.heard_from_scheduler()  # a fold's result came through it before the next probe
+    watch.heard_from_scheduler()
+    assert said == [silent, again, silent, again] and len(asked) == 7
+    clock[0] += cluster.SCHEDULER_PROBE_SECONDS - 1
+    watch.check()
+    assert len(asked) == 7  # hearing from it counts as an answer: the next probe is an interval later

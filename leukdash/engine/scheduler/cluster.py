@@ -23,7 +23,7 @@ import queue
 import sys
 import threading
 import time
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,6 +35,11 @@ POLL_SECONDS = 0.2
 # How long tasks may wait on a cluster without a worker before the run says so: a worker joining
 # takes a few seconds, and a run with none would otherwise wait in silence.
 NO_WORKER_NOTICE_SECONDS = 10.0
+# How often a run waiting on the cluster asks the scheduler who it is, and how long it waits for
+# the answer: a scheduler that is stopped (SIGSTOP, a suspended VM) or cut off keeps its
+# connections open, and Dask's client waits on them without a word.
+SCHEDULER_PROBE_SECONDS = 15.0
+SCHEDULER_ANSWER_SECONDS = 10.0
 
 
 def check_scheduler(address: str, timeout: float) -> None:
@@ -43,19 +48,10 @@ def check_scheduler(address: str, timeout: float) -> None:
     ``Client`` itself waits forever on a port that accepts and stays silent (an HTTP server, a
     wrong service) and reads a banner's bytes as a frame length (then asks for exabytes of
     memory): a scheduler's ``identity`` is asked first, under a deadline."""
-    from distributed.core import rpc
-
     from leukdash.errors import RunError
 
-    async def identity():
-        remote = rpc(address, timeout=timeout)
-        try:
-            return await remote.identity()
-        finally:
-            await remote.close_rpc()
-
     try:
-        info = asyncio.run(asyncio.wait_for(identity(), timeout))
+        info = _identity(address, timeout)
     except TimeoutError:
         raise RunError(f"no Dask scheduler answered at {address} within {timeout:.0f} s: nothing listens there, or "
                        "something else does (give the tcp://HOST:PORT that `dask scheduler` prints)") from None
@@ -68,6 +64,26 @@ def check_scheduler(address: str, timeout: float) -> None:
         kind = info.get("type") if isinstance(info, dict) else None
         raise RunError(f"{address} is {'a Dask ' + str(kind) if kind else 'not a Dask scheduler'}: give the "
                        "scheduler's tcp://HOST:PORT (the one `dask scheduler` prints, which workers connect to)")
+
+
+def _identity(address: str, timeout: float):
+    """What the process at ``address`` says it is (a dict, for a Dask server), asked under a
+    deadline on a connection of its own, in a thread of its own: the caller may be running an
+    event loop already (a Jupyter notebook's cell does), where ``asyncio.run`` cannot start one."""
+    from distributed.core import rpc
+
+    async def identity():
+        remote = rpc(address, timeout=timeout)
+        try:
+            return await remote.identity()
+        finally:
+            await remote.close_rpc()
+
+    def ask():
+        return asyncio.run(asyncio.wait_for(identity(), timeout))
+
+    with ThreadPoolExecutor(1, thread_name_prefix="leukdash-scheduler-check") as pool:
+        return pool.submit(ask).result()
 
 
 class DaskPool:
@@ -114,7 +130,7 @@ class DaskPool:
                 futures[client.submit(fold, pickle.dumps(task), shipped[task.run_id], topic, pure=False, retries=1,
                                       key=f"fold-{task.run_id}-{task.fold}-{uuid.uuid4().hex[:8]}")] = task
             pending = dict(futures)
-            waiting = _WorkerWatch(client, self.address, sorted(needed), on_event)
+            waiting = _ClusterWatch(client, self.address, sorted(needed), on_event)
             while pending:
                 waiting.check()
                 for future in [f for f in pending if f.done()]:
@@ -123,6 +139,7 @@ class DaskPool:
                         kind, value = pickle.loads(future.result())
                     except (Exception, asyncio.CancelledError) as error:  # raised by Dask or on a worker
                         raise task_failure(error, pending[future], self.address) from None
+                    waiting.heard_from_scheduler()  # the outcome came through it
                     if kind == "error":
                         raise value
                     on_done(pending.pop(future), value)
@@ -187,27 +204,54 @@ class ChildDied(RuntimeError):
     """The child process computing a fold on a worker died (Dask retries the task once)."""
 
 
-class _WorkerWatch:
-    """Says once, on each run's progress, when the cluster has had no worker for
-    ``NO_WORKER_NOTICE_SECONDS`` (the client's view of the scheduler, refreshed by Dask itself)."""
+class _ClusterWatch:
+    """Says on each run's progress what a run waiting on the cluster is waiting for: no worker
+    connected for ``NO_WORKER_NOTICE_SECONDS`` (the client's view, refreshed by Dask itself), or a
+    scheduler that has stopped answering (stopped, overloaded, cut off: Dask's own connection
+    waits on it in silence), asked every ``SCHEDULER_PROBE_SECONDS``; and when it answers again."""
 
     def __init__(self, client, address: str, run_ids: list[str], on_event):
         self.client, self.address, self.run_ids, self.on_event = client, address, run_ids, on_event
-        self.since, self.told = time.monotonic(), False
+        self.since = self.probed = time.monotonic()
+        self.told_no_worker = self.silent = False
 
     def check(self) -> None:
-        if self.told or time.monotonic() - self.since < NO_WORKER_NOTICE_SECONDS:
+        if time.monotonic() - self.probed >= SCHEDULER_PROBE_SECONDS:
+            self._probe_scheduler()
+        if self.silent or self.told_no_worker or time.monotonic() - self.since < NO_WORKER_NOTICE_SECONDS:
             return
         if self.client.status != "running":  # reconnecting to a scheduler that went away: no view of workers
             return
         if self.client.scheduler_info().get("workers"):
             self.since = time.monotonic()
             return
-        self.told = True
+        self.told_no_worker = True
+        self._tell(f"waiting for a worker: the Dask scheduler at {self.address} has none connected "
+                   f"(start one with `dask worker {self.address}`)")
+
+    def heard_from_scheduler(self) -> None:
+        """A task's outcome came through the scheduler: it answers (a stale "does not answer"
+        would otherwise stay on the progress line until the next probe)."""
+        self._scheduler_answers(True)
+
+    def _probe_scheduler(self) -> None:
+        try:
+            answers = isinstance(_identity(self.address, SCHEDULER_ANSWER_SECONDS), dict)
+        except Exception:  # noqa: BLE001 - no answer in time, a refused or reset connection: all silence
+            answers = False
+        self._scheduler_answers(answers)
+
+    def _scheduler_answers(self, answers: bool) -> None:
+        self.probed = time.monotonic()
+        if answers == self.silent:
+            self.silent = not answers
+            self._tell(f"the Dask scheduler at {self.address} answers again" if answers else
+                       f"waiting for the Dask scheduler at {self.address}: it does not answer (stopped, "
+                       "overloaded or cut off from this machine); finished folds are kept, Ctrl-C stops the run")
+
+    def _tell(self, message: str) -> None:
         for run_id in self.run_ids:
-            self.on_event(run_id, {"event": "message", "message": (
-                f"waiting for a worker: the Dask scheduler at {self.address} has none connected "
-                f"(start one with `dask worker {self.address}`)")})
+            self.on_event(run_id, {"event": "message", "message": message})
 
 
 def _drain(events: queue.Queue, on_event) -> None:
