@@ -6,8 +6,8 @@ Compare with a distinct name per run and a comparison restored from its address,
 Predict headlining a known image by its out-of-fold answer. At 390 px: every page again, the
 Compare chart's names apart (tick label boxes) and its tabs within the screen, the Predict bar's
 labels within the chart. On every page: no server folder and no session token in the text.
-Saves a screenshot of each page: to ``$LEUKDASH_SCREENSHOTS`` (e.g. ``docs/screenshots``) when
-set, else to the test's temporary folder. Uses Debian's ``/usr/bin/chromium`` (never a
+Saves a screenshot of each page to ``$LEUKDASH_SCREENSHOTS`` (e.g. ``docs/screenshots``) when it
+is set, and takes none otherwise. Uses Debian's ``/usr/bin/chromium`` (never a
 downloaded browser); without it the test is skipped, except under ``CI=true``, where it fails.
 """
 
@@ -152,8 +152,13 @@ def opened_app(url: str, width: int = 1440):
 
 
 @pytest.fixture
-def screenshots(tmp_path) -> Path:
-    folder = Path(os.environ.get("LEUKDASH_SCREENSHOTS") or tmp_path / "screenshots")
+def screenshots() -> Path | None:
+    """Where the pages are photographed: the folder ``LEUKDASH_SCREENSHOTS`` names (the README's
+    come from ``LEUKDASH_SCREENSHOTS=docs/screenshots``); none otherwise, since each photograph
+    redraws the page at its full height, and nothing is asserted on it."""
+    if not os.environ.get("LEUKDASH_SCREENSHOTS"):
+        return None
+    folder = Path(os.environ["LEUKDASH_SCREENSHOTS"])
     folder = folder if folder.is_absolute() else REPO / folder
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -168,8 +173,11 @@ def settle(page) -> None:
     page.wait_for_timeout(300)
 
 
-def shoot(page, folder: Path, name: str) -> None:
-    """A screenshot of the whole page (Streamlit scrolls inside its main block, not the window)."""
+def shoot(page, folder: Path | None, name: str) -> None:
+    """A screenshot of the whole page (Streamlit scrolls inside its main block, not the window),
+    when a folder is given (see ``screenshots``)."""
+    if folder is None:
+        return
     width, height = page.viewport_size["width"], page.viewport_size["height"]
     full = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     page.set_viewport_size({"width": width, "height": max(height, min(int(full), 4000))})
