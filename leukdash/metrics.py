@@ -195,3 +195,15 @@ def mcnemar(correct_a, correct_b) -> dict:
     c = int(np.sum(~a & b_arr))
     p = 1.0 if b + c == 0 else float(stats.binomtest(b, b + c, 0.5, alternative="two-sided").pvalue)
     return {"b": b, "c": c, "p_value": p}
+
+
+def holm(p_values) -> list[float]:
+    """Holm's step-down adjustment of several p-values (one family of tests): each adjusted
+    p-value can be read against 0.05 with the family's chance of any false "differs" kept at
+    0.05. The i-th smallest p is multiplied by ``m - i`` (i from 0), made non-decreasing, capped at 1."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, p[order] * (len(p) - np.arange(len(p))))
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.maximum.accumulate(scaled) if len(p) else scaled
+    return adjusted.tolist()

@@ -217,13 +217,17 @@ with tabs[4]:
             tests = comparison(root(), tuple(chosen_ids))["mcnemar"]
         label_of = dict(zip(chosen_ids, labels))
         paired = [{"Run A": label_of[t["run_a"]], "Run B": label_of[t["run_b"]], "Only A right": t["b"], "Only B right": t["c"],
-                   "Images": t["n"], "p-value": t["p_value"]} for t in tests if t["p_value"] is not None]
+                   "Images": t["n"], "p-value": t["p_value"], "p (Holm)": t["p_holm"]}
+                  for t in tests if t["p_value"] is not None]
         if paired:
             st.dataframe(paired, hide_index=True, width="stretch", column_config=fitted(
-                paired, {"p-value": st.column_config.NumberColumn(format="%.4g")}))
+                paired, {"p-value": st.column_config.NumberColumn(format="%.4g"),
+                         "p (Holm)": st.column_config.NumberColumn(format="%.4g")}))
         reasons = Counter(t["note"] for t in tests if t["p_value"] is None)
-        st.caption("Exact McNemar test on the images both runs validated (pooled over folds): a small p-value "
-                   "(below 0.05) means the two models' errors differ more than chance would explain."
+        st.caption("Exact McNemar test on the images both runs validated (pooled over folds; one pair per image, "
+                   "its original, also for runs validated on augmented copies): a small p-value (below 0.05) means "
+                   "the two models' error rates differ more than chance would explain. With several pairs, read "
+                   "p (Holm), adjusted for the number of pairs tested (Holm's method)."
                    + "".join(f" {n} pair(s) left out: {reason}, so no image was validated by both."
                              for reason, n in reasons.items()))
 

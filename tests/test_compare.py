@@ -1,5 +1,7 @@
 """Pairing runs for McNemar's test: why a pair cannot be paired is said right."""
 
+import pytest
+
 from leukdash.evaluation.compare import paired_mcnemar
 
 
@@ -14,3 +16,46 @@ def test_two_tasks_of_one_dataset_are_not_called_different_datasets():
     assert paired_mcnemar(result("a"), other)["note"] == "different datasets"
     same = paired_mcnemar(result("a"), result("a"))
     assert same["p_value"] == 1.0 and same["n"] == 3 and same["note"] == ""
+
+
+def test_copies_of_an_image_are_one_pair_its_original():
+    # Run A right on every copy of images 0 and 1, B wrong on all of them: 2 images, not 6.
+    def paper(right: list[bool]) -> dict:
+        proba = [[0.9, 0.1] if ok else [0.1, 0.9] for ok in right]
+        oof = {"index": [0, 1, 2] * 3, "copy": [0] * 3 + [1] * 3 + [2] * 3, "true": [0] * 9, "proba": proba}
+        return {"dataset": {"fingerprint": "a", "name": "x", "path": "/x"}, "folds": [{"oof": oof}]}
+
+    a, b = paper([True] * 9), paper([False, False, True] * 3)
+    test = paired_mcnemar(a, b)
+    assert (test["n"], test["b"], test["c"]) == (3, 2, 0) and test["p_value"] == 0.5  # 2 * (1/2)^2
+    strict = result("a")  # images 0, 1, 2 validated once each
+    assert paired_mcnemar(a, strict)["n"] == 3
+
+
+def test_several_pairs_are_one_family_adjusted_by_holm(tiny_dataset):
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run_many
+    from leukdash.evaluation.compare import compare_runs, format_comparison
+    from leukdash.metrics import holm, mcnemar
+
+    configs = [RunConfig(dataset=str(tiny_dataset), model=model, feature_set="features", image_size=16, folds=2,
+                         augment_factor=2, protocol="paper") for model in ("nb", "knn", "dt")]
+    results = {r["run_id"]: r for r in run_many(configs, n_jobs=1)}
+    comparison = compare_runs(list(results))
+    tests = comparison["mcnemar"]
+    assert len(tests) == 3 and [t["p_holm"] for t in tests] == holm([t["p_value"] for t in tests])
+    for test in tests:  # one pair per image (40 of them), as the originals alone give it
+        originals = [[f["oof"]["true"][i] == max(range(5), key=f["oof"]["proba"][i].__getitem__)
+                      for f in results[run_id]["folds"] for i, c in enumerate(f["oof"]["copy"]) if c == 0]
+                     for run_id in (test["run_a"], test["run_b"])]
+        assert test["n"] == 40 and {k: test[k] for k in ("b", "c", "p_value")} == mcnemar(*originals)
+    text = format_comparison(comparison)
+    assert f"Holm-adjusted p = {tests[0]['p_holm']:.4g} (n = 40 images)" in text
+
+
+def test_holm_adjustment_on_a_known_family():
+    from leukdash.metrics import holm
+
+    # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> made non-decreasing.
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == [1.0, 1.0] and holm([]) == []
