@@ -565,12 +565,29 @@ case("--config-file FIFO", "exit 2, never opened (no hang)")(
 def _ci_clipped(folder: Path) -> str:
     fold = {"fold": 0, "val_acc": 1.0, "val_loss": 0.1, "train_acc": 1.0, "balanced_acc": 1.0, "macro_f1": 1.0,
             "seconds": 1.0}
-    result = {"run_id": "x", "cached": True, "config": {"model": "nb", "protocol": "strict", "folds": 1},
-              "dataset": {"name": "d"}, "folds": [fold],
+    result = {"run_id": "x", "cached": True, "config": {"model": "nb", "protocol": "strict", "folds": 3},
+              "dataset": {"name": "d"}, "folds": [{**fold, "fold": i} for i in range(3)],
               "summary": {"val_acc": {"mean": 0.8333, "std": 0.29, "min": 0.5, "max": 1.0, "ci95": [0.4749, 1.1918]}}}
     last = run_text(result).splitlines()[-1]
     assert last.endswith("95% CI 0.4749-1.0000)"), last
     return last[last.index("95% CI"):].rstrip(")")
+
+
+@case("1 or 2 folds (a holdout split, a 2-fold run)", "no interval, no spread of one fold: n/a, said why")
+def _too_few_folds_for_an_interval(folder: Path) -> str:
+    from leukdash.metrics import summarize_folds
+
+    lines = []
+    for values in ([0.4033], [0.5, 0.9]):
+        folds = [{"fold": i, "val_acc": v, "val_loss": 0.1, "train_acc": 1.0, "balanced_acc": v, "macro_f1": v,
+                  "seconds": 1.0} for i, v in enumerate(values)]
+        result = {"run_id": "x", "cached": True, "config": {"model": "nb", "protocol": "strict", "folds": len(values)},
+                  "dataset": {"name": "d"}, "folds": folds, "summary": summarize_folds(folds)}
+        lines.append(run_text(result).splitlines()[-1])
+    assert lines[0] == "mean val_acc 0.4033 (std n/a, min 0.4033, max 0.4033, 95% CI n/a: 1 fold is too few for one)"
+    assert lines[1] == ("mean val_acc 0.7000 (std 0.2828, min 0.5000, max 0.9000, 95% CI n/a: 2 folds are too few "
+                        "for one)")
+    return lines[0][lines[0].index("95% CI"):].rstrip(")")
 
 
 @case("dashboard message naming a server path", "the path shown relative to the data root")
