@@ -13,7 +13,8 @@ from leukdash.cli import main
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.data.decode import decode_image
 from leukdash.errors import DatasetError
-from leukdash.evaluation.evaluate import evaluate, external_metrics, group_bootstrap, result_path, stored_evaluations
+from leukdash.evaluation.evaluate import (evaluate, external_metrics, format_evaluation, group_bootstrap, result_path,
+                                         stored_evaluations)
 from leukdash.evaluation.ood import TrainingDistribution
 from leukdash.evaluation.predict import known_image, predict_images
 from leukdash.engine.runner import run
@@ -255,6 +256,9 @@ def test_allidb2_models_collapse_on_cnmc_and_the_ood_check_flags_it(allidb2_path
                            augment_factor=1, augment=AugmentConfig.off()), n_jobs=1)
     external = evaluate(result["run_id"], str(cnmc_path))
     assert external["collapsed"] and external["n_images"] == 300 and external["intervals"]["n_groups"] == 9
+    # cnmc_dev's healthy cells come from 2 subjects: its intervals say so.
+    assert ("NOTE: the intervals rest on few groups (2 of HEALTHY): the bootstrap can only redraw these"
+            in format_evaluation(external))
     assert external["ood_share"] >= 0.95
     from leukdash.evaluation.ood import training_distribution
 
@@ -268,3 +272,14 @@ def test_predict_command_warns_and_names_a_known_image(tiny_run, tiny_dataset, o
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith(f"  known image: identical to ALL/{own.name}")
     assert lines[3].startswith("  WARNING: unlike the run's training images")
+
+
+def test_a_class_with_fewer_than_three_groups_is_named_and_others_are_not():
+    from leukdash.evaluation.evaluate import few_groups
+
+    def result(classes):
+        return {"per_group": [{"group": f"g{i}", "class": c} for i, c in enumerate(classes)]}
+
+    assert few_groups(result(["ALL"] * 3 + ["HEALTHY"] * 3)) is None
+    assert few_groups(result(["ALL"] * 7 + ["HEALTHY"] * 2 + ["AML"])).startswith(
+        "the intervals rest on few groups (2 of HEALTHY, 1 of AML):")

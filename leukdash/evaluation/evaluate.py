@@ -339,6 +339,9 @@ def format_evaluation(result: dict) -> str:
         if result.get(name) is not None:
             low, high = intervals.get(name, [float("nan")] * 2)
             lines.append(f"  {label:<18} {result[name]:.4f}  (95% group bootstrap {low:.4f}-{high:.4f})")
+    few = few_groups(result)
+    if few:
+        lines.append(f"  NOTE: {few}")
     absent = result["dataset"].get("absent_classes", [])
     lines.append("  recall per class   " + "  ".join(f"{c} {'n/a' if c in absent else f'{r:.3f}'}"
                                                    for c, r in result["per_class_recall"].items()))
@@ -357,6 +360,21 @@ def format_evaluation(result: dict) -> str:
     lines.append("  per group          " + "  ".join(f"{g['group']} ({g['class']}, {g['n']}) {g['recall']:.2f}"
                                                   for g in result["per_group"]))
     return "\n".join(lines)
+
+
+def few_groups(result: dict, fewest: int = 3) -> str | None:
+    """What the intervals cannot say when a class has fewer than ``fewest`` groups (subjects) in
+    the external set: the bootstrap redraws only those, so its interval is about their spread,
+    not about another subject's images. None otherwise."""
+    counts: dict[str, int] = {}
+    for group in result.get("per_group", []):
+        counts[group["class"]] = counts.get(group["class"], 0) + 1
+    few = {name: n for name, n in counts.items() if n < fewest}
+    if not few:
+        return None
+    listed = ", ".join(f"{n} of {name}" for name, n in few.items())
+    return (f"the intervals rest on few groups ({listed}): the bootstrap can only redraw these, so they show "
+            "the spread between them, not how the images of another subject would fare")
 
 
 def outcome_sentence(result: dict) -> str:
