@@ -184,6 +184,10 @@ def test_paper_figures_only_beside_raw_pixel_classic_runs():
     binary = ["ALL", "HEALTHY"]
     assert plots.paper_value(fake_result("svm", classes=binary, feature_set="pixels")) == 0.5009
     assert plots.paper_value(fake_result("svm", classes=binary, feature_set="features")) is None
+    # Measured otherwise than by 5-fold cross-validation: the paper's mean is not its figure.
+    assert plots.paper_value(fake_result("svm", classes=binary, folds=5, protocol="paper")) == 0.5009
+    for other in ({"folds": 2}, {"test_fraction": 0.2}, {"protocol": "lodo"}):
+        assert plots.paper_value(fake_result("svm", classes=binary, **other)) is None, other
     fig = plots.metric_bars([fake_result("svm", classes=binary, feature_set="features")])
     assert not [t for t in fig.data if t.name == "paper (reported)"]
 
