@@ -266,3 +266,14 @@ def test_sweeps_are_named_by_their_axes_and_open_on_one_with_an_axis():
     first = {**sweep, "runs": [runs[0], {**runs[1], "status": "pending"}]}
     assert finished_axes(first) == [] and finished_axes(sweep) == ["model", "seed"]
     assert sweep_title(first).endswith("seed · synthetic · 5 classes · 1 of 2 runs finished")
+
+
+def test_an_ensembles_augmentation_is_its_members():
+    from leukdash.evaluation.labels import augmentation_text
+
+    paper = {"augment": {"rotation": 15}, "augment_factor": 8, "protocol": "strict"}
+    ensemble = {"model": "ensemble", "augment": None, "protocol": "strict",
+                "member_configs": [{"model": "nb", **paper}, {"model": "knn", **paper}]}
+    assert augmentation_text(ensemble) == "x8, strict"  # was "none": an ensemble has no augmentation of its own
+    ensemble["member_configs"][1] = {"model": "knn", **paper, "augment_factor": 1}
+    assert augmentation_text(ensemble) == "members differ"

@@ -37,7 +37,11 @@ def task_name(classes) -> str:
 
 
 def augmentation_text(config: dict) -> str:
-    """'none' or 'x8, strict' from a run config."""
+    """'none' or 'x8, strict' from a run config; an ensemble's is its members' (it trains nothing
+    itself), or 'members differ'."""
+    if config.get("model") == "ensemble":
+        texts = {augmentation_text(member) for member in config.get("member_configs", [])}
+        return texts.pop() if len(texts) == 1 else "members differ"
     augment = config.get("augment") or {}
     if config.get("augment_factor", 1) <= 1 or not any(augment.get(name) for name in AugmentConfig.TRANSFORMS):
         return "none"
