@@ -259,7 +259,7 @@ with tabs[5]:
             "." if deployment().viewer else ": pick a dataset and run one (or `python -m leukdash evaluate RUN_ID "
             "DATASET`)."), icon=":material/science:")
     else:
-        from leukdash.evaluation.evaluate import outcome_sentence
+        from leukdash.evaluation.evaluate import few_groups, outcome_sentence
 
         external_metric = kept(st.radio, "compare_external_metric", "balanced_accuracy", "External figure",
                                options=list(EXTERNAL_METRICS), format_func=EXTERNAL_METRICS.get, horizontal=True)
@@ -275,3 +275,5 @@ with tabs[5]:
             st.markdown(f"**{label}** (trained on {result['dataset']['name']}). {outcome_sentence(evaluation)}")
             for warning in evaluation["dataset"].get("warnings", []):  # images left out, unreadable...
                 st.caption(literal(hide_roots(warning)), help="what the external test left out, and why")
+            if few := few_groups(evaluation):
+                st.caption(literal(few[0].upper() + few[1:]) + ".", help="a whisker's width with so few subjects")

@@ -53,6 +53,11 @@ def test_external_test_view_runs_and_shows_the_test(finished):
     assert low >= 0 and high >= 0
     sentence = next(m.value for m in at.markdown if "trained on tiny" in m.value)
     assert "On tinyother (30 images, 10 groups)" in sentence and "flagged as unlike its training data" in sentence
+    # Two subjects per class: the whiskers are the spread between those two, and the page says so
+    # (in literal text: markdown's characters escaped).
+    few = ("The intervals rest on few groups (2 of ALL, 2 of AML, 2 of CLL, 2 of CML, 2 of HEALTHY): the bootstrap "
+           "can only redraw these")
+    assert any(c.value.replace("\\", "").startswith(few) for c in at.caption)
     table = next(d.value for d in at.dataframe if "Tested on" in d.value.columns)
     assert list(table["Tested on"]) == ["tinyother"] and table["OOD share"].iloc[0] >= 90
 
