@@ -205,5 +205,5 @@ def holm(p_values) -> list[float]:
     order = np.argsort(p, kind="stable")
     scaled = np.minimum(1.0, p[order] * (len(p) - np.arange(len(p))))
     adjusted = np.empty_like(p)
-    adjusted[order] = np.maximum.accumulate(scaled) if len(p) else scaled
+    adjusted[order] = np.maximum.accumulate(scaled)
     return adjusted.tolist()

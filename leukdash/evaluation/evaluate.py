@@ -17,6 +17,7 @@ Results are stored beside the run, ``external/<dataset fingerprint>.json``, and 
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -366,9 +367,7 @@ def few_groups(result: dict, fewest: int = 3) -> str | None:
     """What the intervals cannot say when a class has fewer than ``fewest`` groups (subjects) in
     the external set: the bootstrap redraws only those, so its interval is about their spread,
     not about another subject's images. None otherwise."""
-    counts: dict[str, int] = {}
-    for group in result.get("per_group", []):
-        counts[group["class"]] = counts.get(group["class"], 0) + 1
+    counts = Counter(group["class"] for group in result.get("per_group", []))
     few = {name: n for name, n in counts.items() if n < fewest}
     if not few:
         return None
