@@ -77,6 +77,30 @@ def test_group_bootstrap_resamples_groups_not_images_and_is_seeded():
     assert first["n_groups"] == 8 and first["samples"] == 500
 
 
+def test_each_resamples_roc_auc_is_sklearns_on_the_resampled_images():
+    """The bootstrap's AUCs, from weighted counts per score, against roc_auc_score on each
+    resample built image by image: tied scores, groups of both classes, resamples without a class."""
+    from sklearn.metrics import roc_auc_score
+
+    from leukdash.evaluation.evaluate import _resampled_auc
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 120)
+    score = np.round(rng.uniform(size=120), 1)                  # 11 distinct scores: many ties
+    members = np.array_split(rng.permutation(120), 12)
+    y[members[0]] = 0
+    weights = rng.integers(0, 3, (40, 12)).astype(float)
+    weights[0] = 0
+    weights[0, 0] = 1                                            # one group, of one class: no AUC
+    expected = []
+    for row in weights:
+        index = np.concatenate([np.repeat(m, int(w)) for m, w in zip(members, row)])
+        if len(set(y[index].tolist())) == 2:
+            expected.append(roc_auc_score(y[index], score[index]))
+    assert len(expected) == 39
+    assert _resampled_auc(weights, members, y, score) == pytest.approx(expected, abs=1e-12)
+
+
 def test_a_confident_answer_on_an_image_unlike_the_training_data_is_flagged():
     rng = np.random.default_rng(1)
     features = rng.normal(size=(300, 6))

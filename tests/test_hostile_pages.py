@@ -121,7 +121,10 @@ def test_odd_digits_in_the_number_fields_give_the_pages_own_line(data_root):
 
 def data_page(data_root: Path) -> AppTest:
     """The Data page on a small dataset (not the built-in one, which it would draw first: 10 s)."""
+    import streamlit as st
+
     write_classes(data_root / "tiny")
+    st.cache_data.clear()  # the dataset list an earlier page cached (for 60 s) does not hold it yet
     return app("data")
 
 
