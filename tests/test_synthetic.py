@@ -100,6 +100,31 @@ def test_ensure_synthetic_generates_once_into_the_artifacts_cache(small_defaults
     assert synthetic.ensure_synthetic(seed=3, size=32) == path
 
 
+def test_datasets_lists_the_builtin_set_as_drawn_without_drawing_it(small_defaults, isolated_artifacts, tmp_path,
+                                                                    monkeypatch, capsys):
+    import json
+
+    from leukdash.cli import main
+    from leukdash.data.discovery import open_dataset
+
+    monkeypatch.setenv("LEUKDASH_DATA", str(tmp_path / "no_data"))
+    monkeypatch.chdir(tmp_path)  # no ./data either: the built-in set alone
+
+    def listed() -> dict:
+        assert main(["datasets", "--json"]) == 0
+        [entry] = json.loads(capsys.readouterr().out)["datasets"]
+        return entry
+
+    before = listed()
+    assert not (isolated_artifacts / "datasets").exists()  # nothing drawn, nothing written
+    assert before["notes"] == ["not drawn yet: drawn into this folder on first use (about 10 s)"]
+    assert main(["datasets"]) == 0
+    assert "not drawn yet" in capsys.readouterr().out
+    open_dataset("synthetic")  # a run or an audit draws it
+    # Drawn, it is listed as it was announced, less the note.
+    assert listed() == {**before, "notes": []}
+
+
 def test_ensure_synthetic_never_uses_a_half_written_folder(small_defaults, isolated_artifacts):
     target = isolated_artifacts / "datasets" / "synthetic_s0_32"
     (target / "ALL").mkdir(parents=True)  # a crash left images but no SOURCE.md

@@ -24,7 +24,7 @@ def datasets(args) -> int:
                 print(f"{printable(entry['name']):<20} unusable: {printable(entry['unusable'])}\n{'':<20} {printable(entry['path'])}")
                 continue
             counts = ", ".join(f"{c} {n}" for c, n in entry["classes"].items())
-            note = f"  [{entry['label']}]" if entry["synthetic"] else ""
+            note = f"  [{'; '.join([entry['label'], *entry['notes']])}]" if entry["synthetic"] else ""
             print(f"{printable(entry['name']):<20} {entry['n_images']:>6} images  {counts}{note}\n"
                   f"{'':<20} {printable(entry['path'])}")
     for entry in listed:

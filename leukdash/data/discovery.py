@@ -50,20 +50,32 @@ def _discover() -> tuple[dict[str, Path | None], dict[str, list[Path]]]:
 
 
 def list_datasets() -> list[dict]:
-    """Every discovered dataset as :meth:`Dataset.describe` gives it; one that cannot be opened
+    """Every discovered dataset as :meth:`Dataset.describe` gives it (the built-in set, when not
+    drawn yet, as it will be, with a note saying so); one that cannot be opened
     (an unreadable ``groups.csv``, say) is listed as ``{"name", "path", "unusable": reason}``
     and does not stop the others. ``hidden``: folders of the same name it hides."""
     listed, (discovered, hidden) = [], _discover()
     for name, folder in discovered.items():
         try:
-            entry = open_dataset(name).describe()
-        except (LeukdashError, OSError) as error:  # OSError: the built-in set cannot be drawn (read-only store)
+            entry = _undrawn_builtin() if name == BUILTIN and folder is None else open_dataset(name).describe()
+        except (LeukdashError, OSError) as error:  # OSError: a folder that cannot be read
             reason = explain(error) if isinstance(error, OSError) else error
             if reason is None:
                 raise
             entry = {"name": printable(name), "path": printable(str(folder)), "unusable": str(reason)}
         listed.append({**entry, "hidden": [printable(str(path)) for path in hidden.get(name, [])]})
     return listed
+
+
+def _undrawn_builtin() -> dict:
+    """The built-in set as :meth:`Dataset.describe` will give it once drawn: a listing does not
+    draw 903 images (about 10 s) and write them into the store; a run or audit of it does."""
+    from leukdash.data.dataset import SYNTHETIC_LABEL
+    from leukdash.data.synthetic import DEFAULT_COUNTS, synthetic_folder
+
+    return {"name": BUILTIN, "path": str(synthetic_folder()), "kind": "synthetic", "synthetic": True,
+            "label": SYNTHETIC_LABEL, "classes": dict(DEFAULT_COUNTS), "n_images": sum(DEFAULT_COUNTS.values()),
+            "notes": ["not drawn yet: drawn into this folder on first use (about 10 s)"]}
 
 
 def open_dataset(name_or_path: str | Path) -> Dataset:

@@ -43,7 +43,7 @@ from leukdash.errors import ConfigError
 from leukdash.paths import artifacts_root
 
 __all__ = ["CLASSES", "DEFAULT_COUNTS", "GENERATOR_VERSION", "cached_synthetic_path", "ensure_synthetic",
-           "generate_synthetic", "render_smear"]
+           "generate_synthetic", "render_smear", "synthetic_folder"]
 
 DEFAULT_COUNTS = {"ALL": 179, "AML": 179, "CLL": 185, "CML": 185, "HEALTHY": 175}
 
@@ -130,7 +130,8 @@ def generate_synthetic(out_dir: Path, *, seed: int = 0, counts: dict | None = No
     return out_dir
 
 
-def _cache_dir(seed: int, size: int) -> Path:
+def synthetic_folder(seed: int = 0, size: int = 128) -> Path:
+    """Where the generated set is drawn (whether or not it is there yet)."""
     return artifacts_root() / "datasets" / f"synthetic_s{seed}_{size}"
 
 
@@ -141,7 +142,7 @@ def _is_current(folder: Path) -> bool:
 
 def cached_synthetic_path(seed: int = 0, size: int = 128) -> Path | None:
     """The generated built-in set if it is on disk and current, else ``None`` (nothing is drawn)."""
-    folder = _cache_dir(seed, size)
+    folder = synthetic_folder(seed, size)
     return folder if _is_current(folder) else None
 
 
@@ -151,7 +152,7 @@ def ensure_synthetic(seed: int = 0, size: int = 128) -> Path:
     It is drawn into a temporary folder and renamed into place, so a half-written folder is
     never used; a lock makes concurrent callers wait for one generation instead of racing.
     """
-    target = _cache_dir(seed, size)
+    target = synthetic_folder(seed, size)
     if _is_current(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
