@@ -103,6 +103,17 @@ def _png_header_only(side: int) -> bytes:
             + _png_chunk(b"IEND", b""))
 
 
+def _png_scrambled_pixels() -> bytes:
+    """A PNG whose chunks are whole, with right CRCs, but whose compressed pixels are damaged: only
+    decompressing finds it."""
+    rows = b"".join(b"\0" + row.tobytes() for row in _noise(6, 32))
+    packed = bytearray(zlib.compress(rows))
+    packed[20:40] = bytes(b ^ 0x5A for b in packed[20:40])
+    header = struct.pack(">IIBBBBB", 32, 32, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", bytes(packed))
+            + _png_chunk(b"IEND", b""))
+
+
 def _snapshot(folder: Path, exclude: Path | None = None) -> dict:
     """Every entry under ``folder`` (not following links) with its size and modification time."""
     found = {}
@@ -277,6 +288,8 @@ IMAGE_CASES = [
     ("truncated JPEG", "skipped: truncated JPEG", _truncated_jpeg, "truncated JPEG", 12),
     ("truncated PNG", "skipped: truncated PNG, no libpng line on stderr",
      _write("cut.png", _png(_noise(5, 64))[:300]), "truncated or damaged PNG", 12),
+    ("PNG with whole chunks, damaged compressed pixels", "skipped: damaged PNG, no libpng line on stderr",
+     _write("scrambled.png", _png_scrambled_pixels()), "truncated or damaged PNG", 12),
     ("random bytes", "skipped: not an image",
      _write("noise.png", np.random.default_rng(3).bytes(2048)), "not an image", 12),
     ("16-bit PNG", "loaded as 8-bit RGB", _deep_png, None, 13),

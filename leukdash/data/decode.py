@@ -63,19 +63,21 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np
             f"image too large: {width}x{height} pixels exceeds the limit of {max_pixels:,}"
         )
     check_aspect(width, height)
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        _check_png(data)
+    png = data[:8] == b"\x89PNG\r\n\x1a\n"
+    if png:
+        _check_png_chunks(data)
     if data[:2] == b"\xff\xd8" and not _jpeg_complete(data):
         raise ImageDecodeError("truncated JPEG: no end-of-image marker after the image data")
     with _opencv_quiet(), _c_stderr_captured() as said:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     message = " ".join(said["text"].split())
+    damaged = "truncated or damaged PNG" if png else "corrupt image data"
     if array is None or array.size == 0:
-        raise ImageDecodeError(f"corrupt image data: {message or 'OpenCV could not decode it'}")
+        raise ImageDecodeError(f"{damaged}: {message or 'OpenCV could not decode it'}")
     if any(word in message.lower() for word in _DAMAGE_WORDS):
-        raise ImageDecodeError(f"corrupt image data: {message}")
+        raise ImageDecodeError(f"{damaged}: {message}")
     if array.shape[:2] != (height, width):
-        raise ImageDecodeError(f"corrupt image data: the header says {width}x{height}, "
+        raise ImageDecodeError(f"{damaged}: the header says {width}x{height}, "
                                f"the decoder gave {array.shape[1]}x{array.shape[0]}")
     return _to_rgb_uint8(array)
 
@@ -148,16 +150,15 @@ def _signature(data: bytes) -> str | None:
     return next((kind for magic, kind in _SIGNATURES if data.startswith(magic)), None)
 
 
-def _check_png(data: bytes) -> None:
-    """Raise for a truncated or damaged PNG, which libpng would report on stderr with no file name.
-
-    Pillow checks every chunk's length and CRC (``verify``), then decompresses the pixels.
+def _check_png_chunks(data: bytes) -> None:
+    """Raise for a PNG whose chunks are cut short or damaged: Pillow checks every chunk's length
+    and CRC up to the end marker (``verify``), without decompressing the pixels. Damage inside
+    the compressed pixels is libpng's to find, while OpenCV decodes (its message is the reason);
+    decompressing here as well took as long as the decoding itself.
     """
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.verify()
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
     except Exception as error:
         raise ImageDecodeError(f"truncated or damaged PNG: {error}") from None
 
