@@ -134,6 +134,12 @@ def _pooled(folds, recall_key: str, count_key: str) -> dict:
     return {key: correct[key] / seen[key] for key in correct}
 
 
+def std_text(acc: dict, n_folds: int) -> str:
+    """A fold summary's standard deviation as the command line shows it: ``n/a`` for one fold,
+    where :func:`summarize` stores 0 (there is no spread to estimate)."""
+    return "n/a" if n_folds < 2 else f"{acc['std']:.4f}"
+
+
 def summarize(values) -> dict:
     """Mean, sample standard deviation, range and 95% Student-t interval of fold values.
 

@@ -588,18 +588,24 @@ def _ci_clipped(folder: Path) -> str:
 
 @case("1 or 2 folds (a holdout split, a 2-fold run)", "no interval, no spread of one fold: n/a, said why")
 def _too_few_folds_for_an_interval(folder: Path) -> str:
+    from leukdash.evaluation.compare import format_comparison
     from leukdash.metrics import summarize_folds
 
-    lines = []
+    lines, rows = [], []
     for values in ([0.4033], [0.5, 0.9]):
         folds = [{"fold": i, "val_acc": v, "val_loss": 0.1, "train_acc": 1.0, "balanced_acc": v, "macro_f1": v,
                   "seconds": 1.0} for i, v in enumerate(values)]
         result = {"run_id": "x", "cached": True, "config": {"model": "nb", "protocol": "strict", "folds": len(values)},
                   "dataset": {"name": "d"}, "folds": folds, "summary": summarize_folds(folds)}
         lines.append(run_text(result).splitlines()[-1])
+        rows.append({"run_id": f"run-{len(values)}", "label": "nb", "summary": result["summary"],
+                     "val_acc_per_fold": values})
     assert lines[0] == "mean val_acc 0.4033 (std n/a, min 0.4033, max 0.4033, 95% CI n/a: 1 fold is too few for one)"
     assert lines[1] == ("mean val_acc 0.7000 (std 0.2828, min 0.5000, max 0.9000, 95% CI n/a: 2 folds are too few "
                         "for one)")
+    # compare's table says the same of each run's spread.
+    table = format_comparison({"runs": rows, "mcnemar": []}).splitlines()
+    assert [line.split()[3] for line in table] == ["std", "n/a", "0.2828"]
     return lines[0][lines[0].index("95% CI"):].rstrip(")")
 
 

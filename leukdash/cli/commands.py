@@ -69,6 +69,7 @@ def run(args) -> int:
 
 def sweep(args) -> int:
     from leukdash.engine.sweep import resume_sweep, run_sweep
+    from leukdash.metrics import std_text
 
     options = dict(n_jobs=n_jobs_option(args.n_jobs), scheduler=args.scheduler,
                    on_event=None if args.quiet else SweepLog(sys.stderr).update)
@@ -97,7 +98,7 @@ def sweep(args) -> int:
     for result in outcome["results"]:
         acc, config = result["summary"]["val_acc"], result["config"]
         print(f"{result['run_id']:<18} {'cached' if result['cached'] else 'computed':<8} {sweep_settings(config, outcome['axes'])}"
-              f"  val_acc {acc['mean']:.4f} (std {acc['std']:.4f})")
+              f"  val_acc {acc['mean']:.4f} (std {std_text(acc, len(result['folds']))})")
     return 0
 
 

@@ -24,6 +24,8 @@ def run_json(result: dict) -> dict:
 
 
 def run_text(result: dict) -> str:
+    from leukdash.metrics import std_text
+
     config, summary = result["config"], result["summary"]
     head = f"run {result['run_id']} ({'cached' if result['cached'] else 'computed'}) " \
            f"{config['model']} on {result['dataset']['name']}, {len(result['folds'])} fold(s), {config['protocol']}"
@@ -48,7 +50,7 @@ def run_text(result: dict) -> str:
     # Clipped to the possible range of an accuracy, as the report shows it. Below 3 folds there is
     # no interval worth the name: one fold has no spread, and a t interval on the one degree of
     # freedom of two spans about the whole range (t = 12.7).
-    spread = "std n/a" if n_folds < 2 else f"std {acc['std']:.4f}"
+    spread = f"std {std_text(acc, n_folds)}"
     interval = (f"95% CI n/a: {n_folds} fold{'s are' if n_folds > 1 else ' is'} too few for one" if n_folds < 3 else
                 f"95% CI {max(low, 0.0):.4f}-{min(high, 1.0):.4f}")
     lines.append(f"mean val_acc {acc['mean']:.4f} ({spread}, min {acc['min']:.4f}, max {acc['max']:.4f}, {interval})")

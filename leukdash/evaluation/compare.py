@@ -7,7 +7,7 @@ import numpy as np
 from leukdash.engine.runner import finished_result
 from leukdash.engine.store import RunStore
 from leukdash.evaluation.labels import MODEL_NAMES, run_labels
-from leukdash.metrics import holm
+from leukdash.metrics import holm, std_text
 
 
 def run_label(config: dict) -> str:
@@ -90,7 +90,8 @@ def format_comparison(comparison: dict) -> str:
     lines = [f"{'run':<18} {'label':<{width}} {'val_acc':>8} {'std':>7} {'min':>7} {'max':>7}"]
     for run in comparison["runs"]:
         acc = run["summary"]["val_acc"]
-        lines.append(f"{run['run_id']:<18} {run['label']:<{width}} {acc['mean']:>8.4f} {acc['std']:>7.4f} "
+        std = std_text(acc, len(run["val_acc_per_fold"]))
+        lines.append(f"{run['run_id']:<18} {run['label']:<{width}} {acc['mean']:>8.4f} {std:>7} "
                      f"{acc['min']:>7.4f} {acc['max']:>7.4f}")
     family = sum(test["p_value"] is not None for test in comparison["mcnemar"])
     for test in comparison["mcnemar"]:
