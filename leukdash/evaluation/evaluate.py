@@ -281,8 +281,10 @@ def group_bootstrap(y_true, proba, groups, n_classes: int, *, samples: int = BOO
     for c in np.unique(group_class):
         of_class = np.flatnonzero(group_class == c)
         drawn = rng.choice(of_class, size=(samples, len(of_class)), replace=True)
-        for column in range(len(of_class)):
-            np.add.at(weights, (np.arange(samples), drawn[:, column]), 1)
+        for begin in range(0, samples, 256):  # how often each sample drew each group, a block of samples at a time
+            block = weights[begin:begin + 256]
+            cells = (np.arange(len(block))[:, None] * len(names) + drawn[begin:begin + 256]).ravel()
+            block += np.bincount(cells, minlength=block.size).reshape(block.shape)
     n, right = weights @ totals, weights @ hits
     accuracy = right.sum(1) / n.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -303,16 +305,21 @@ def _resampled_auc(weights: np.ndarray, members: list[np.ndarray], y_true: np.nd
     counted half, on weighted counts per distinct score: the value ``roc_auc_score`` gives on
     the resampled images (to rounding: sums of whole counts are exact here, one division
     rounds), without building each resample (2000 ``roc_curve`` calls were most of an
-    evaluation's time). Resamples without both classes are left out.
+    evaluation's time). Resamples without both classes are left out. Memory: ``chunk`` rows of
+    one weight per image.
     """
-    values, position = np.unique(score, return_inverse=True)
-    counts = np.zeros((2, len(members), len(values)))  # per class, group and distinct score
+    group_of = np.empty(len(score), dtype=np.intp)
     for g, m in enumerate(members):
-        np.add.at(counts, (y_true[m], g, position[m]), 1)
+        group_of[m] = g
+    order = np.argsort(score, kind="stable")
+    ranked = score[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # first image of each distinct score
+    positive_image = y_true[order] == 1
     aucs = []
-    for start in range(0, len(weights), chunk):  # chunks bound the memory: resamples x distinct scores
-        rows = weights[start:start + chunk]
-        negative, positive = rows @ counts[0], rows @ counts[1]
+    for begin in range(0, len(weights), chunk):
+        drawn = weights[begin:begin + chunk][:, group_of[order]]  # each image's weight, by rising score
+        positive = np.add.reduceat(np.where(positive_image, drawn, 0.0), starts, axis=1)
+        negative = np.add.reduceat(np.where(positive_image, 0.0, drawn), starts, axis=1)
         below = np.cumsum(negative, axis=1) - negative  # negatives scored lower than each score
         pairs = positive.sum(axis=1) * negative.sum(axis=1)
         wins = (positive * (below + 0.5 * negative)).sum(axis=1)
