@@ -281,9 +281,10 @@ def group_bootstrap(y_true, proba, groups, n_classes: int, *, samples: int = BOO
     for c in np.unique(group_class):
         of_class = np.flatnonzero(group_class == c)
         drawn = rng.choice(of_class, size=(samples, len(of_class)), replace=True)
-        for begin in range(0, samples, 256):  # how often each sample drew each group, a block of samples at a time
-            block = weights[begin:begin + 256]
-            cells = (np.arange(len(block))[:, None] * len(names) + drawn[begin:begin + 256]).ravel()
+        for begin in range(0, samples, 256):  # how often each sample drew each group, 256 samples at a time
+            rows = slice(begin, begin + 256)
+            block = weights[rows]  # a view: counted in place
+            cells = (np.arange(len(block))[:, None] * len(names) + drawn[rows]).ravel()
             block += np.bincount(cells, minlength=block.size).reshape(block.shape)
     n, right = weights @ totals, weights @ hits
     accuracy = right.sum(1) / n.sum(1)
