@@ -78,7 +78,7 @@ def source_metrics(y_true, proba, classes, sources, groups) -> dict:
         mask = sources == name
         present = sorted(set(y_true[mask]))
         recall = {str(classes[c]): float(correct[mask & (y_true == c)].mean()) for c in present}
-        group_names = np.array([g.removeprefix(f"{name}/") for g in groups[mask]])
+        group_names, group_images = group_members([g.removeprefix(f"{name}/") for g in groups[mask]])
         group_correct = correct[mask]
         result[name] = {
             "n_val": int(mask.sum()),
@@ -86,10 +86,21 @@ def source_metrics(y_true, proba, classes, sources, groups) -> dict:
             "balanced_acc": float(np.mean(list(recall.values()))),
             "per_class_recall": recall,
             "per_class_n": {str(classes[c]): int(np.sum(mask & (y_true == c))) for c in present},
-            "per_group_recall": {g: float(group_correct[group_names == g].mean()) for g in sorted(set(group_names))},
-            "per_group_n": {g: int(np.sum(group_names == g)) for g in sorted(set(group_names))},
+            "per_group_recall": {g: float(group_correct[i].mean()) for g, i in zip(group_names, group_images)},
+            "per_group_n": {g: len(i) for g, i in zip(group_names, group_images)},
         }
     return result
+
+
+def group_members(groups) -> tuple[list, list[np.ndarray]]:
+    """The group names, sorted as text, and the indices of each group's images in rising order:
+    one pass over the images, not one per group (a folder without subjects has a group per image)."""
+    groups = np.asarray(groups).tolist()
+    names = sorted(set(groups), key=str)
+    position = {name: i for i, name in enumerate(names)}
+    codes = np.fromiter((position[group] for group in groups), dtype=np.intp, count=len(groups))
+    by_group = np.argsort(codes, kind="stable")
+    return names, np.split(by_group, np.cumsum(np.bincount(codes, minlength=len(names)))[:-1])
 
 
 def summarize_sources(fold_results) -> dict:

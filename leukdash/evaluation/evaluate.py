@@ -250,24 +250,27 @@ def flag_errors(flags, wrong, own_flags) -> dict:
 def per_group(y_true, predicted, groups, classes) -> list[dict]:
     """For each group: its class (majority), image count, share correct (the recall of its
     class within the group) and the share of its images given each class."""
+    from leukdash.metrics import group_members
+
     rows = []
-    for group in sorted(set(groups.tolist()), key=str):
-        inside = groups == group
+    for group, inside in zip(*group_members(groups)):
         label = int(np.bincount(y_true[inside]).argmax())
-        share = np.bincount(predicted[inside], minlength=len(classes)) / inside.sum()
-        rows.append({"group": str(group), "class": str(classes[label]), "n": int(inside.sum()),
+        share = np.bincount(predicted[inside], minlength=len(classes)) / len(inside)
+        rows.append({"group": str(group), "class": str(classes[label]), "n": len(inside),
                      "recall": float(np.mean(predicted[inside] == y_true[inside])),
                      "predicted_share": {str(c): float(s) for c, s in zip(classes, share)}})
     return rows
+
 
 
 def group_bootstrap(y_true, proba, groups, n_classes: int, *, samples: int = BOOTSTRAP_SAMPLES,
                     seed: int = BOOTSTRAP_SEED, auc: bool = True) -> dict:
     """95% percentile intervals of accuracy, balanced accuracy (and, with ``auc``, ROC AUC for
     two classes) over ``samples`` resamplings of whole groups, within each group's class."""
+    from leukdash.metrics import group_members
+
     y_true, proba, groups = np.asarray(y_true, dtype=int), np.asarray(proba), np.asarray(groups)
-    names = sorted(set(groups.tolist()), key=str)
-    members = [np.flatnonzero(groups == name) for name in names]
+    names, members = group_members(groups)
     group_class = np.array([np.bincount(y_true[m]).argmax() for m in members])
     correct = proba.argmax(axis=1) == y_true
     # Per group and true class: images, and correctly labelled images.
