@@ -78,3 +78,15 @@ def test_mcnemar_exact_p_value_on_a_known_table():
 def test_mcnemar_without_disagreement_gives_p_one():
     same = np.array([True, False, True])
     assert mcnemar(same, same) == {"b": 0, "c": 0, "p_value": 1.0}
+
+
+def test_group_members_are_each_groups_images_in_order_and_the_names_sorted_as_text():
+    from leukdash.metrics import group_members
+
+    groups = np.array(["p10", "p2", "p10", 7, "p2", "p10", 7], dtype=object)
+    names, members = group_members(groups)
+    assert names == [7, "p10", "p2"]  # sorted by their text: "7" < "p10" < "p2"
+    for name, images in zip(names, members):
+        assert images.tolist() == [i for i, g in enumerate(groups.tolist()) if g == name]
+    names, members = group_members([])
+    assert names == [] and sum(len(images) for images in members) == 0
