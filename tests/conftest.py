@@ -1,6 +1,7 @@
 """Shared fixtures: every test gets its own run store, and real data is found via LEUKDASH_DATA."""
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -29,10 +30,18 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(autouse=True)
 def isolated_artifacts(tmp_path_factory, monkeypatch):
-    """Keep each test's runs and caches out of the repository's artifacts/ folder."""
+    """Keep each test's runs and caches out of the repository's artifacts/ folder.
+
+    A Predict page warms its run up in a background thread (``leukdash.evaluation.predict.warm_up``)
+    that finds its caches through ``LEUKDASH_ARTIFACTS``: it is waited for before the variable is
+    restored, or it would write them into the repository's store.
+    """
     root = tmp_path_factory.mktemp("artifacts")
     monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(root))
-    return root
+    yield root
+    for thread in threading.enumerate():
+        if thread.name.startswith("warm-up "):
+            thread.join(timeout=120)
 
 
 def _shared_dataset(name: str) -> Path:
