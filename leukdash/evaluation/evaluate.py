@@ -262,7 +262,6 @@ def per_group(y_true, predicted, groups, classes) -> list[dict]:
     return rows
 
 
-
 def group_bootstrap(y_true, proba, groups, n_classes: int, *, samples: int = BOOTSTRAP_SAMPLES,
                     seed: int = BOOTSTRAP_SEED, auc: bool = True) -> dict:
     """95% percentile intervals of accuracy, balanced accuracy (and, with ``auc``, ROC AUC for
