@@ -151,6 +151,12 @@ def std_text(acc: dict, n_folds: int) -> str:
     return "n/a" if n_folds < 2 else f"{acc['std']:.4f}"
 
 
+def share_interval(ci) -> tuple[float, float]:
+    """A stored 95% interval of a share (an accuracy, a recall) as it is shown: clipped to the
+    possible range 0-1, which a t interval on values near 1 or 0 can leave."""
+    return max(float(ci[0]), 0.0), min(float(ci[1]), 1.0)
+
+
 def summarize(values) -> dict:
     """Mean, sample standard deviation, range and 95% Student-t interval of fold values.
 

@@ -9,7 +9,8 @@ from leukdash.errors import LeukdashError
 from leukdash.evaluation.evaluate import evaluate
 from leukdash.paths import REPO_ROOT
 from leukdash.reporting.external_plan import RECOMMENDED, Plan, external_matrix
-from leukdash.reporting.external_report import END, START, external_data, external_section, write_section
+from leukdash.reporting.external_report import (END, START, external_data, external_section, within_text,
+                                               write_section)
 from leukdash.reporting.matrix import Settings
 from leukdash.reporting.plots import external_bars, external_frame
 from leukdash.engine.runner import run
@@ -39,6 +40,24 @@ def test_write_section_replaces_an_older_section_and_keeps_the_rest(tmp_path):
     text = report.read_text()
     assert text.startswith("# Report\n\nbody\n") and "new" in text and "old" not in text
     assert text.count(START) == 1
+
+
+def test_a_within_interval_is_shown_clipped_to_0_1_and_two_folds_as_their_values():
+    row = {"within": {"mean": 0.992, "ci95": [0.979, 1.005], "folds": [1.0, 1.0, 0.96, 1.0, 1.0]}}
+    assert within_text(row) == "0.992 [0.979-1.000]"
+    row["within"].update(mean=0.02, ci95=[-0.03, 0.07])
+    assert within_text(row) == "0.020 [0.000-0.070]"
+    row["within"].update(mean=0.734, ci95=[0.2, 1.2], folds=[0.695, 0.773])
+    assert within_text(row) == "0.734 (folds 0.695, 0.773)"
+
+
+def test_the_committed_reports_external_section_is_rendered_from_the_committed_report_data():
+    """REPORT.md's External validity section is what the engine renders from report.json (a hand
+    edit, or a renderer changed without the report regenerated, fails here)."""
+    folder = REPO_ROOT / "docs" / "report"
+    text = (folder / "REPORT.md").read_text(encoding="utf-8")
+    data = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    assert text[text.index(START):text.index(END) + len(END)] == external_section(data["external"])
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ def run_json(result: dict) -> dict:
 
 
 def run_text(result: dict) -> str:
-    from leukdash.metrics import std_text
+    from leukdash.metrics import share_interval, std_text
 
     config, summary = result["config"], result["summary"]
     head = f"run {result['run_id']} ({'cached' if result['cached'] else 'computed'}) " \
@@ -46,13 +46,12 @@ def run_text(result: dict) -> str:
         lines.append(f"{fold['fold'] + 1:>4} {fold['val_acc']:>8.4f} {fold['val_loss']:>9.4f} {trained} "
                      f"{fold['balanced_acc']:>8.4f} {fold['macro_f1']:>8.4f} {seconds}")
     acc, n_folds = summary["val_acc"], len(result["folds"])
-    low, high = acc.get("ci95") or [acc["mean"], acc["mean"]]
-    # Clipped to the possible range of an accuracy, as the report shows it. Below 3 folds there is
-    # no interval worth the name: one fold has no spread, and a t interval on the one degree of
-    # freedom of two spans about the whole range (t = 12.7).
+    low, high = share_interval(acc.get("ci95") or [acc["mean"], acc["mean"]])
+    # Below 3 folds there is no interval worth the name: one fold has no spread, and a t interval
+    # on the one degree of freedom of two spans about the whole range (t = 12.7).
     spread = f"std {std_text(acc, n_folds)}"
     interval = (f"95% CI n/a: {n_folds} fold{'s are' if n_folds > 1 else ' is'} too few for one" if n_folds < 3 else
-                f"95% CI {max(low, 0.0):.4f}-{min(high, 1.0):.4f}")
+                f"95% CI {low:.4f}-{high:.4f}")
     lines.append(f"mean val_acc {acc['mean']:.4f} ({spread}, min {acc['min']:.4f}, max {acc['max']:.4f}, {interval})")
     return "\n".join(lines + sources_text(summary.get("per_source") or {}))
 

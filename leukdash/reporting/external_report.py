@@ -19,6 +19,7 @@ from pathlib import Path
 
 from leukdash.engine.store import RunStore, read_json, write_json_atomic
 from leukdash.errors import LeukdashError
+from leukdash.metrics import share_interval
 from leukdash.reporting.external_plan import (CNMC, FOLDS, MODEL_NAMES, PREPROCESSINGS, RECOMMENDED, ROBUST_NAME,
                                               Plan, candidates, external_matrix, lodo_rows, row_id)
 from leukdash.reporting.external_rows import lodo_row, tested_row
@@ -139,8 +140,8 @@ def interval(value: float, ci) -> str:
 
 def within_text(row: dict) -> str:
     within = row["within"]
-    if len(within["folds"]) > 2:
-        return interval(within["mean"], within["ci95"])
+    if len(within["folds"]) > 2:  # a t interval, which can leave 0-1: shown clipped, as everywhere
+        return interval(within["mean"], share_interval(within["ci95"]))
     # A t interval on two values says nothing: the folds themselves.
     return f"{within['mean']:.3f} (folds " + ", ".join(f"{value:.3f}" for value in within["folds"]) + ")"
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from leukdash import ENGINE_VERSION
 from leukdash.engine.timing import progress_span
+from leukdash.metrics import share_interval
 from leukdash.reporting.matrix import REPORT_NAME, Outcome, Settings
 from leukdash.reporting.report.bookkeeping import (fold_machine, fold_seconds, header, measured_on, missing, run_times,
                                                    utc_text, versions)
@@ -109,4 +110,4 @@ def report_data(outcomes: list[Outcome], *, mode: str, command: str, wall_second
 
 def _summary(outcome: Outcome) -> dict:
     stats = fold_stats(outcome.result)
-    return {"mean": stats["mean"], "ci95": [max(stats["ci95"][0], 0.0), min(stats["ci95"][1], 1.0)]}
+    return {"mean": stats["mean"], "ci95": list(share_interval(stats["ci95"]))}

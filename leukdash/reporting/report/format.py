@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from leukdash.evaluation.compare import run_label
-from leukdash.metrics import summarize
+from leukdash.metrics import share_interval, summarize
 from leukdash.reporting.matrix import Outcome
 
 LEUKDASH_TARGET, CLASSIC_TARGET = 0.95, 0.90
@@ -23,8 +23,8 @@ def loss_text(value: float | None) -> str:
 
 def interval(summary: dict) -> str:
     """The t-interval, clipped to the possible range of an accuracy (0-100%)."""
-    low, high = summary["ci95"]
-    return f"{pct(max(low, 0.0))} – {pct(min(high, 1.0))}"
+    low, high = share_interval(summary["ci95"])
+    return f"{pct(low)} – {pct(high)}"
 
 
 def fold_range(summary: dict) -> str:
