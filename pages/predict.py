@@ -68,10 +68,11 @@ if dataset.get("synthetic"):
 # background, so that the first upload is answered at once.
 warm_up(run_id)
 ready = warmed_up(run_id)
+loading = st.empty()  # cleared once an answer shows the models are loaded
 if not ready:
-    st.caption(":material/hourglass_top: Loading this run's fold models and reference images in the background "
-               f"(first use of this run{'; TensorFlow starts' if is_cnn else ''}): the first answer waits only "
-               "for what is left of it.")
+    loading.caption(":material/hourglass_top: Loading this run's fold models and reference images in the "
+                    f"background (first use of this run{'; TensorFlow starts' if is_cnn else ''}): the first answer "
+                    "waits only for what is left of it.")
 
 uploads = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="predict_upload",
                            max_upload_size=MAX_FILE_MB,
@@ -101,6 +102,8 @@ for upload in uploads:
             with st.spinner("Predicting…" if ready else "Finishing loading this run's fold models and reference "
                             "images (once per run), then predicting…"):
                 result = predict(root(), run_id, data)
+            ready = True
+            loading.empty()
         except LeukdashError as error:
             st.error(hide_roots(f"Cannot predict with run {run_id}: {error}"))
             st.stop()
@@ -143,8 +146,8 @@ for upload in uploads:
             if "error" in ood:
                 st.caption(ood["error"])
             elif not ood.get("outside"):
-                st.caption(f"Looks like the training data: its distance score ({ood['score']:.2f}) is higher than "
-                           f"{ood['percentile']:.0f}% of the run's own validation images'.")
+                st.caption(f"Looks like the training data: its distance score ({ood['score']:.2f}) is higher than that "
+                           f"of {ood['percentile']:.0f}% of the run's own validation images.")
         with image_col:
             heatmap = None
             if show_cam:

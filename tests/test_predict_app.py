@@ -75,6 +75,22 @@ def test_a_known_image_is_headlined_by_its_out_of_fold_answer_on_a_fresh_deploym
     assert not (fresh_deploy / "datasets").exists()
 
 
+def test_the_loading_note_goes_once_an_answer_shows_the_models_loaded(fresh_deploy, monkeypatch):
+    """A page run that starts before the warm-up ends says it is loading; once an image is answered
+    in that same run the models are loaded, and the note is no longer shown above the answer."""
+    monkeypatch.setattr("leukdash.evaluation.predict.warmed_up", lambda run_id: False)  # every run starts cold
+    loading = "Loading this run's fold models"
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/predict.py").run()
+    assert any(loading in caption.value for caption in at.caption)
+    image = np.random.default_rng(2).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    at.file_uploader(key="predict_upload").set_value([("cell.png", _png(image), "image/png")])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(m.value.startswith("Predicted:") for m in at.markdown)
+    assert not any(loading in caption.value for caption in at.caption)
+
+
 def test_a_run_deleted_under_its_warm_up_ends_it_quietly(fresh_deploy):
     """The background warm-up may outlive what it reads: a run removed meanwhile (evicted, deleted
     by hand) ends it without an exception, and the prediction's checks say why in one line."""
