@@ -58,6 +58,34 @@ def test_a_preprocessed_run_checks_the_acquisition_too_and_reports_each_warnings
     assert wrong["flag"] == (max(predicted["probabilities"].values()) < floor)
 
 
+def test_a_known_images_likely_wrong_check_judges_its_out_of_fold_answer(tiny_dataset):
+    """One of the run's own images is answered by the fold model that never trained on it; the
+    likely-wrong check judges that answer (the floor is drawn from such answers), not the mean of
+    models most of which trained on the image."""
+    result = run(_config(tiny_dataset, model="knn", k=1), n_jobs=1)
+    floor = np.percentile(_own_top(result["run_id"]), LIKELY_WRONG_PERCENTILE)
+    images = [decode_image(path) for path in sorted(tiny_dataset.glob("*/*.png"))]
+    differing = 0
+    for predicted in predict_images(result["run_id"], images):
+        known, wrong = predicted["known"], predicted["likely_wrong"]
+        top = max(known["probabilities"].values())
+        assert wrong["confidence"] == top and wrong["flag"] == (top < floor)
+        differing += top != max(predicted["probabilities"].values())
+    assert differing  # the ensemble mean is another answer for some image: the test tells them apart
+
+
+def test_the_command_line_says_which_answer_is_likely_wrong(capsys):
+    from leukdash.cli.output import print_checks
+
+    flagged = {"flag": True, "confidence": 0.4, "floor": 0.9}
+    known = {"match": "identical", "file": "ALL/a.png", "class": "ALL", "fold": 2, "prediction": "AML",
+             "probabilities": {"ALL": 0.4, "AML": 0.6}}
+    print_checks({"likely_wrong": flagged, "known": known})
+    assert "likely wrong: the out-of-fold answer's top probability 0.40 is below 0.90" in capsys.readouterr().out
+    print_checks({"likely_wrong": flagged, "known": None})
+    assert "likely wrong: its top probability 0.40 is below 0.90" in capsys.readouterr().out
+
+
 def test_on_the_real_pair_the_acquisition_flags_the_other_lab_and_few_of_its_own(allidb2_path, cnmc_path):
     """allidb2_ufpr -> cnmc_dev with cell preprocessing: the prepared cells alone pass for
     ALL-IDB2 cells, the acquisition gives the other lab away; the run's own images stay unflagged."""

@@ -94,7 +94,8 @@ def print_checks(entry: dict) -> None:
               f"{ood['percentile']:.0f}% of its own validation images): the prediction is not reliable")
     if (entry.get("likely_wrong") or {}).get("flag"):
         wrong = entry["likely_wrong"]
-        print(f"  likely wrong: its top probability {wrong['confidence']:.2f} is below {wrong['floor']:.2f}, "
+        answer = "the out-of-fold answer's" if (known or {}).get("prediction") else "its"  # see likely_wrong
+        print(f"  likely wrong: {answer} top probability {wrong['confidence']:.2f} is below {wrong['floor']:.2f}, "
               "lower than 95% of the run's own out-of-fold answers")
     if known and "error" not in known:
         print(f"  known image: {known['match']} to {known['file']} ({known['class']}); "

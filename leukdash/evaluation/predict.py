@@ -233,13 +233,17 @@ def out_of_distribution(run_id: str, images: list[np.ndarray], store: RunStore |
 
 
 def likely_wrong(run_id: str, results: list[dict], store: RunStore | None = None) -> list[dict]:
-    """Per prediction: its top probability against the run's confidence floor (see
-    :func:`leukdash.evaluation.ood.confidence_floor`), and whether it falls below."""
+    """Per prediction: the top probability of its answer against the run's confidence floor (see
+    :func:`leukdash.evaluation.ood.confidence_floor`), and whether it falls below.
+
+    The answer of one of the run's own images (``known``) is its out-of-fold model's, the kind of
+    answer the floor is drawn from, and the one the product headlines; else the ensemble mean's.
+    """
     from leukdash.evaluation.ood import confidence_floor, own_confidence
 
     floor = confidence_floor(own_confidence(run_id, store))
-    return [{"confidence": max(r["probabilities"].values()), "floor": round(floor, 6),
-             "flag": max(r["probabilities"].values()) < floor} for r in results]
+    tops = [max(((r.get("known") or {}).get("probabilities") or r["probabilities"]).values()) for r in results]
+    return [{"confidence": top, "floor": round(floor, 6), "flag": top < floor} for top in tops]
 
 
 def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None) -> dict | None:
