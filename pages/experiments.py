@@ -17,7 +17,7 @@ from leukdash.engine.estimate import estimate
 from leukdash.paths import hide_roots
 from leukdash.data.preprocess import describe_mode
 from leukdash.reporting.plots import ERROR_BARS, metric_bars, setting_text, summary_frame, sweep_axes
-from leukdash.engine.progress import count, format_duration
+from leukdash.engine.progress import count, format_duration, format_span
 from leukdash.engine.sweep import MAX_SWEEP_RUNS
 from pages._shared import (VIEWER_NOTE, dataset_picker, deployment, kept, load_dataset_info, percent_columns, resolve,
                            results, root, routed, runs, synthetic_note, visible_dataset)
@@ -356,7 +356,7 @@ if planned:
     if not remaining:
         span = "0s"
     elif timing["estimated"]:
-        span = f"{format_duration(timing['low'])}–{format_duration(timing['high'])}"
+        span = format_span(timing["low"], timing["high"])
         span += " + ?" if timing["unknown"] else ""
     else:
         span = "measuring…" if unmeasured and measuring() else "unknown"

@@ -2,7 +2,8 @@
 
 import pytest
 
-from leukdash.engine.progress import append_event, format_duration, format_progress_line, latest_state, read_events
+from leukdash.engine.progress import (append_event, format_duration, format_progress_line, format_span, latest_state,
+                                      read_events)
 
 
 def _cnn_events(t0=1000.0):
@@ -103,9 +104,16 @@ def test_format_progress_line():
     assert line == "fold 1/2 epoch 2/4 [##......] val_acc 0.75  ~1m00s left"
 
 
-@pytest.mark.parametrize("seconds, text", [(0, "0s"), (44.6, "45s"), (80, "1m20s"), (7500, "2h05m")])
+@pytest.mark.parametrize("seconds, text", [(0, "0s"), (0.2, "<1s"), (0.5, "<1s"), (44.6, "45s"), (80, "1m20s"),
+                                           (7500, "2h05m")])
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize("low, high, text", [(0.1, 0.3, "<1s"), (0.2, 2, "<1s–2s"), (80, 180, "1m20s–3m00s"),
+                                             (44.6, 45.2, "45s")])
+def test_format_span_says_one_figure_when_both_ends_read_alike(low, high, text):
+    assert format_span(low, high) == text
 
 
 def test_forward_events_relays_each_new_event_once_in_order(tmp_path):

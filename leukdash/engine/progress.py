@@ -239,13 +239,21 @@ def count(n: int, noun: str) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """``45s``, ``1m20s``, ``2h05m``."""
+    """``45s``, ``1m20s``, ``2h05m``; ``<1s`` for a positive time that rounds to none."""
+    if seconds > 0 and int(round(seconds)) == 0:
+        return "<1s"
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def format_span(low: float, high: float) -> str:
+    """A range of durations, ``1m20s–3m00s``; one figure when both ends read alike."""
+    low_text, high_text = format_duration(low), format_duration(high)
+    return low_text if low_text == high_text else f"{low_text}–{high_text}"
 
 
 def _time(event: dict, default: float) -> float:
