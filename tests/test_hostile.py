@@ -31,6 +31,7 @@ from leukdash.config import RunConfig
 from leukdash.data.dataset import Dataset
 from leukdash.engine.runner import run
 from leukdash.engine.store import RunStore
+from tests.damage import flip_compressed_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -466,6 +467,7 @@ def _cache_damage(pattern: str, damage: Callable[[Path], None], **changes):
 CACHE_CASES = [
     ("array cache truncated", "arrays/*_16.npz", _truncate, {}),
     ("array cache garbage bytes", "arrays/*_16.npz", _garbage, {}),
+    ("array cache altered inside a whole archive (CRC wrong)", "arrays/*_16.npz", flip_compressed_bytes, {}),
     ("duplicates cache garbage bytes", "arrays/*_duplicates*.json", _garbage, {}),
     ("duplicates cache wrong structure", "arrays/*_duplicates*.json", lambda p: p.write_text('[["a", 1]]'), {}),
     ("feature cache truncated", "features/*.npy", _truncate, {"feature_set": "features"}),

@@ -21,6 +21,7 @@ from leukdash.engine.store import RunStore, checksum
 from leukdash.errors import RunError
 from leukdash.evaluation import predict
 from leukdash.evaluation.ood import own_confidence
+from tests.damage import flip_compressed_bytes
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 SHIPPED_NB = next((APP.parent / "artifacts" / "runs").glob("nb-*"))
@@ -154,6 +155,7 @@ CACHE_DAMAGE = {
     "reference.json truncated": ("reference.json", lambda p: p.write_text('{"x')),
     "ood.npz truncated": ("ood.npz", lambda p: p.write_bytes(p.read_bytes()[:1000])),
     "reference.npz garbage": ("reference.npz", lambda p: p.write_bytes(b"garbage")),
+    "ood.npz with damaged compressed data": ("ood.npz", flip_compressed_bytes),
     "ood.npz pickled": ("ood.npz", _pickled),
     "reference.npz pickled": ("reference.npz", _pickled),
     "ood.npz arrays disagree": ("ood.npz", _shrunk),

@@ -1,7 +1,7 @@
 """Hostile and valid zip uploads: each case names its one-line outcome, leaves nothing behind
 in the uploads folder and changes nothing outside it.
 
-``python tests/test_uploads.py`` prints the cases as a table (case | expected | observed).
+``python -m tests.test_uploads`` (from the repository root) prints the cases as a table (case | expected | observed).
 """
 
 import errno
@@ -26,6 +26,7 @@ from leukdash.errors import DatasetError
 from leukdash.paths import hide_roots
 from leukdash.engine.store import RunStore
 from leukdash.service.uploads import MB, UploadLimits, extract_zip, uploads_root
+from tests.damage import flip_compressed
 
 SMALL = UploadLimits(max_zip_bytes=4 * MB, max_unpacked_bytes=2 * MB, max_members=1000, max_ratio=50.0,
                      quota_bytes=64 * MB)
@@ -51,6 +52,16 @@ def make_zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> byt
 def dataset_zip(seed: int = 0, prefix: str = "mine/") -> bytes:
     return make_zip({f"{prefix}{cls}/{i}.png": png(seed * 100 + i + 10 * k)
                      for k, cls in enumerate(("ALL", "HEALTHY")) for i in range(3)})
+
+
+def damaged_entry_zip(compression) -> bytes:
+    """A zip whose first entry, an uncompressed BMP of few grey levels (so its compressed data is a
+    coded stream, not stored bytes), has damaged compressed data; the directory and CRCs are whole."""
+    levels = (np.random.default_rng(0).integers(0, 4, (64, 64, 3)) * 60).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(levels).save(buffer, format="BMP")
+    return flip_compressed(make_zip({"mine/ALL/0.bmp": buffer.getvalue(), "mine/HEALTHY/0.png": png(2)}, compression),
+                           at=0.1)
 
 
 def with_member(extra_name: str, extra: bytes = b"x") -> bytes:
@@ -118,6 +129,12 @@ CASES = {
                                             r"unsafe path in zip: \.\./evil\\nALL/0\.png"),
     "two members with one name": (duplicate_zip, SMALL,
                                   r"duplicate entry in zip: mine/ALL/0\.png"),
+    "damaged deflate data in an entry": (lambda: damaged_entry_zip(zipfile.ZIP_DEFLATED), SMALL,
+                                         r"damaged or unsupported zip entry mine/ALL/0\.bmp: Error -3 while decompressing"),
+    "damaged bzip2 data in an entry": (lambda: damaged_entry_zip(zipfile.ZIP_BZIP2), SMALL,
+                                       r"damaged or unsupported zip entry mine/ALL/0\.bmp: Invalid data stream"),
+    "damaged LZMA data in an entry": (lambda: damaged_entry_zip(zipfile.ZIP_LZMA), SMALL,
+                                      r"damaged or unsupported zip entry mine/ALL/0\.bmp: Corrupt input data"),
     "not a zip": (lambda: b"plain text, not a zip", SMALL, r"the uploaded file is not a zip archive"),
     "empty file": (lambda: b"", SMALL, r"the uploaded file is not a zip archive"),
 }

@@ -7,6 +7,7 @@ atomically and verified on read, so a damaged file is decoded again rather than 
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,9 @@ from leukdash.data.dataset import Dataset, LoadedImages
 from leukdash.data.sources import SkippedFile
 from leukdash.paths import artifacts_root
 
+# What reading a damaged .npz raises: a cut or altered file (OSError, EOFError, BadZipFile with its
+# CRC), a member missing (KeyError) or malformed (ValueError), damaged deflate data (zlib.error).
+NPZ_DAMAGE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 
 def load_arrays(dataset: Dataset, size: int, preprocess: str = "raw") -> LoadedImages:
     """Decoded and resized images of a dataset (preprocessed as
@@ -48,7 +52,7 @@ def _read_array_cache(cache: Path, dataset: Dataset, size: int) -> LoadedImages 
     try:
         with np.load(cache, allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in _ARRAY_CACHE_MEMBERS}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    except NPZ_DAMAGE:
         return None
     n = len(arrays["images"])
     if arrays["images"].shape[1:] != (size, size, 3) or arrays["images"].dtype != np.uint8 or \

@@ -9,12 +9,12 @@ written (read-only, full) the arrays computed are used from memory.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from leukdash.data.arrays import NPZ_DAMAGE
 from leukdash.engine.store import read_json, write_json_atomic
 
 
@@ -27,7 +27,7 @@ def read_run_cache(folder: Path, name: str, key: dict, members: tuple[str, ...],
             return None
         with np.load(folder / f"{name}.npz", allow_pickle=False) as stored:
             arrays = {member: stored[member] for member in members}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    except NPZ_DAMAGE:
         return None
     return arrays if valid(arrays) else None
 

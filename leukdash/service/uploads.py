@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import os
 import re
 import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -146,11 +148,18 @@ def _write_members(archive: zipfile.ZipFile, members, staging: Path, limits: Upl
                 total = _write_member(archive, info, path, total, limits)
         except FileExistsError:
             raise DatasetError(f"duplicate entry in zip: {_shown(info.filename)}") from None
-        except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as error:
-            raise DatasetError(
-                f"damaged or unsupported zip entry {_shown(info.filename)}: {_shown(str(error))}") from None
-        except OSError as error:  # a name too long for the file system, a full disk
+        except OSError as error:
+            if error.errno is None:  # not the file system: bz2's damaged stream ("Invalid data stream")
+                raise DatasetError(_damaged(info, error)) from None
+            # A name too long for the file system, a full disk.
             raise DatasetError(f"cannot unpack zip entry {_shown(info.filename)}: {error.strerror}") from None
+        except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, zlib.error, lzma.LZMAError) as error:
+            # A bad CRC, cut data, an unknown method or encryption, damaged deflate or LZMA data.
+            raise DatasetError(_damaged(info, error)) from None
+
+
+def _damaged(info: zipfile.ZipInfo, error: Exception) -> str:
+    return f"damaged or unsupported zip entry {_shown(info.filename)}: {_shown(str(error))}"
 
 
 def _write_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, total: int,
