@@ -278,6 +278,25 @@ def _device(folder: Path) -> None:
         pytest.skip("creating a device node needs root (CAP_MKNOD)")
 
 
+def _damaged_tiff(compression: str):
+    """A TIFF of few grey levels, compressed, with 24 bytes inside its strip altered."""
+    def make(folder: Path) -> None:
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray((np.random.default_rng(15).integers(0, 4, (64, 64, 3)) * 60).astype(np.uint8)).save(
+            buffer, format="TIFF", compression=compression)
+        data = bytearray(buffer.getvalue())
+        start = int(len(data) * 0.3)
+        data[start:start + 24] = bytes(b ^ 0x5A for b in data[start:start + 24])
+        (folder / f"damaged_{compression}.tif").write_bytes(bytes(data))
+    return make
+
+
+def _deep_tiff(folder: Path) -> None:
+    assert cv2.imwrite(str(folder / "deep16.tif"), (_noise(16).astype(np.uint16) * 257))  # LZW, as OpenCV writes
+
+
 def _sparse_huge(folder: Path) -> None:
     with open(folder / "huge.png", "wb") as handle:
         handle.truncate(400 * 2**20)  # sparse: no disk space used
@@ -293,7 +312,12 @@ IMAGE_CASES = [
      _write("scrambled.png", _png_scrambled_pixels()), "truncated or damaged PNG", 12),
     ("random bytes", "skipped: not an image",
      _write("noise.png", np.random.default_rng(3).bytes(2048)), "not an image", 12),
+    ("TIFF with a damaged deflate strip", "skipped: damaged TIFF, no libtiff line on stderr",
+     _damaged_tiff("tiff_adobe_deflate"), "damaged TIFF data (tiff_adobe_deflate): ZIPDecode: Decoding error", 12),
+    ("TIFF with a damaged LZW strip", "skipped: damaged TIFF, no libtiff line on stderr", _damaged_tiff("tiff_lzw"),
+     "damaged TIFF data (tiff_lzw): ", 12),
     ("16-bit PNG", "loaded as 8-bit RGB", _deep_png, None, 13),
+    ("16-bit LZW TIFF", "loaded as 8-bit RGB", _deep_tiff, None, 13),
     ("RGBA PNG", "loaded as RGB over white", _rgba_png, None, 13),
     ("grayscale PNG", "loaded as RGB", _gray_png, None, 13),
     ("1x1 image", "loaded (padded and resized)", _write("dot.png", _png(np.full((1, 1, 3), 99, np.uint8))), None, 13),

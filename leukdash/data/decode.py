@@ -66,6 +66,8 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np
     png = data[:8] == b"\x89PNG\r\n\x1a\n"
     if png:
         _check_png_chunks(data)
+    if _signature(data) == "TIFF":
+        _check_tiff_strips(data)
     if data[:2] == b"\xff\xd8" and not _jpeg_complete(data):
         raise ImageDecodeError("truncated JPEG: no end-of-image marker after the image data")
     with _opencv_quiet(), _c_stderr_captured() as said:
@@ -161,6 +163,31 @@ def _check_png_chunks(data: bytes) -> None:
             image.verify()
     except Exception as error:
         raise ImageDecodeError(f"truncated or damaged PNG: {error}") from None
+
+
+def _check_tiff_strips(data: bytes) -> None:
+    """Raise for a compressed TIFF whose pixel data is damaged. OpenCV decodes a damaged deflate
+    or LZW strip without a word (the pixels are garbage); Pillow's libtiff refuses it and says
+    why on fd 2. A TIFF Pillow cannot open, or stores uncompressed, is left to OpenCV (a cut
+    file fails there), so this costs a second decoding of compressed TIFFs only.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Exception:  # noqa: BLE001 - a layout Pillow does not read: OpenCV's to decode or refuse
+            return
+        with image, _c_stderr_captured() as said:
+            if image.info.get("compression", "raw") == "raw":
+                return
+            try:
+                image.load()
+                return
+            except OSError as error:
+                failure = str(error)
+    # libtiff names the file it read; Pillow's name for the bytes ("tempfile.tif") means nothing here.
+    reason = re.sub(r"^\S+\.tiff?: ", "", " ".join(said["text"].split())) or failure
+    raise ImageDecodeError(f"damaged TIFF data ({image.info['compression']}): {reason}")
 
 
 @contextmanager
