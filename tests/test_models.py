@@ -1,5 +1,10 @@
 """Classic pipelines, cell features and the CNNs, on tiny synthetic images (no real data)."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -236,3 +241,21 @@ def test_unknown_architecture_is_a_config_error():
     with pytest.raises(ConfigError, match="architecture"):
         cnn.build_model("resnet", 16, 2)
 
+
+
+def test_importing_tensorflow_keeps_its_start_up_notes_off_stderr_and_passes_the_rest(tmp_path):
+    """A stand-in ``tensorflow`` module writes what the real one does at import (absl's notes),
+    plus a line of its own, straight to fd 2: only that line reaches stderr, unless
+    TF_CPP_MIN_LOG_LEVEL=0 asks for the notes."""
+    notes = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n"
+             "I0000 00:00:1796407410.655767    5116 port.cc:153] oneDNN custom operations are on.\\n")
+    (tmp_path / "tensorflow.py").write_text(f"import os\nos.write(2, b'{notes}a library warning\\n')\n")
+    code = ("from leukdash.models.tensorflow_import import import_tensorflow; "
+            "import sys; print(import_tensorflow() is sys.modules['tensorflow'])")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parent.parent)])}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    quiet = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert (quiet.stdout, quiet.stderr) == ("True\n", "a library warning\n"), quiet
+    asked = subprocess.run([sys.executable, "-c", code], env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"},
+                           capture_output=True, text=True, timeout=60)
+    assert asked.stderr == notes.replace("\\n", "\n") + "a library warning\n", asked

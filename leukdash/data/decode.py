@@ -11,10 +11,7 @@ the file with that message as its reason.
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
-import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +21,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from leukdash.errors import FileRefused, ImageDecodeError
+from leukdash.fd2 import stderr_captured
 from leukdash.data.files import read_regular_file, too_large
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2")
@@ -70,7 +68,7 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np
         _check_tiff_strips(data)
     if data[:2] == b"\xff\xd8" and not _jpeg_complete(data):
         raise ImageDecodeError("truncated JPEG: no end-of-image marker after the image data")
-    with _opencv_quiet(), _c_stderr_captured() as said:
+    with _opencv_quiet(), stderr_captured() as said:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     message = " ".join(said["text"].split())
     damaged = "truncated or damaged PNG" if png else "corrupt image data"
@@ -177,7 +175,7 @@ def _check_tiff_strips(data: bytes) -> None:
             image = Image.open(io.BytesIO(data))
         except Exception:  # noqa: BLE001 - a layout Pillow does not read: OpenCV's to decode or refuse
             return
-        with image, _c_stderr_captured() as said:
+        with image, stderr_captured() as said:
             if image.info.get("compression", "raw") == "raw":
                 return
             try:
@@ -199,27 +197,6 @@ def _opencv_quiet():
         yield
     finally:
         cv2.utils.logging.setLogLevel(previous)
-
-
-_fd2_lock = threading.Lock()
-
-
-@contextmanager
-def _c_stderr_captured():
-    """File descriptor 2 redirected to a temporary file while the body runs; ``["text"]`` holds
-    what was written there. Serialised by a lock (fd 2 is the process's), so concurrent decodes
-    in threads (the dashboard) never restore each other's redirection out of order."""
-    said = {"text": ""}
-    with _fd2_lock, tempfile.TemporaryFile() as sink:
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield said
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            said["text"] = sink.read(4096).decode(errors="replace")
 
 
 def _jpeg_complete(data: bytes) -> bool:

@@ -37,7 +37,9 @@ CNN_THREADS = 1
 
 def set_tf_threads(threads: int) -> None:
     """Fix TensorFlow's thread pools; a process whose pools already started keeps them."""
-    import tensorflow as tf
+    from leukdash.models.tensorflow_import import import_tensorflow
+
+    tf = import_tensorflow()
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

@@ -9,7 +9,7 @@ pickled ``(kind, value)`` messages on its stdout: any number of ``("event", even
 died (killed, or out of memory): its parent reads that as ``("died", exit status)``.
 
 What a child writes to stderr reaches this process's stderr through the parent, less
-TensorFlow's start-up notes (:func:`tensorflow_note`).
+TensorFlow's start-up notes (:func:`~leukdash.models.tensorflow_import.tensorflow_note`).
 """
 
 from __future__ import annotations
@@ -17,22 +17,17 @@ from __future__ import annotations
 import os
 import pickle
 import queue
-import re
 import signal
 import subprocess
 import sys
 import threading
 
 from leukdash.engine.scheduler.lifetime import die_with_parent, launch
+from leukdash.fd2 import write_stderr
+from leukdash.models.tensorflow_import import tensorflow_note
 
 BOOTSTRAP = ("import pickle, sys; sys.path[:] = pickle.load(sys.stdin.buffer); "
              "from leukdash.engine.scheduler.child import serve; serve(int(sys.argv[1]))")
-# TensorFlow's C++ start-up notes, logged at INFO level by absl before TF_CPP_MIN_LOG_LEVEL can
-# apply: oneDNN is on, which CPU instructions it was built for, a memory tweak. A CNN worker prints
-# a dozen of them, even under --quiet, and none says anything about the run.
-_TENSORFLOW_NOTE = re.compile(rb"I\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\] "  # absl's INFO line prefix
-                              rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
-                              rb"|To enable the following instructions: ")  # cpu_feature_guard's second line
 
 
 class ChildProcess:
@@ -85,23 +80,12 @@ class ChildProcess:
             self.inbox.put((self, "died", self.process.wait()))
 
 
-def tensorflow_note(line: bytes) -> bool:
-    """Whether a line a child wrote to stderr is one of TensorFlow's start-up notes, which are
-    not passed on unless ``TF_CPP_MIN_LOG_LEVEL`` is 0 (TensorFlow's own way to ask for them)."""
-    return os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "0" and _TENSORFLOW_NOTE.match(line) is not None
-
-
 def _relay(stderr) -> None:
     """Copy a child's stderr, line by line, to this process's file descriptor 2 (where the child's
     went before: a terminal, a log), without TensorFlow's start-up notes; until the child ends."""
     for line in stderr:
-        if tensorflow_note(line):
-            continue
-        try:
-            while line:
-                line = line[os.write(2, line):]
-        except OSError:
-            pass  # nowhere to write: keep reading, or the child would block on a full pipe
+        if not tensorflow_note(line):
+            write_stderr(line)  # nowhere to write: keep reading, or the child would block on a full pipe
 
 
 def serve(parent: int) -> None:

@@ -1,0 +1,38 @@
+"""TensorFlow imported without its C++ start-up notes on stderr.
+
+absl logs them at INFO level while TensorFlow is imported, before ``TF_CPP_MIN_LOG_LEVEL`` can
+apply: oneDNN is on, which CPU instructions the build uses, a memory tweak. None says anything
+about a run, and ``predict`` on a CNN run printed four of them above its answers. A worker's are
+dropped by its parent as it relays the worker's stderr (:mod:`leukdash.engine.scheduler.child`);
+in the process itself, fd 2 is captured while TensorFlow is imported and every other line is
+passed on. ``TF_CPP_MIN_LOG_LEVEL=0`` (TensorFlow's own way to ask for them) shows them all.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+
+from leukdash.fd2 import stderr_captured, write_stderr
+
+_TENSORFLOW_NOTE = re.compile(rb"I\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\] "  # absl's INFO line prefix
+                              rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+                              rb"|To enable the following instructions: ")  # cpu_feature_guard's second line
+
+
+def tensorflow_note(line: bytes) -> bool:
+    """Whether a line written to stderr is one of TensorFlow's start-up notes, which are not
+    passed on unless ``TF_CPP_MIN_LOG_LEVEL`` is 0."""
+    return os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "0" and _TENSORFLOW_NOTE.match(line) is not None
+
+
+def import_tensorflow():
+    """The ``tensorflow`` module; the first import in this process keeps its notes off stderr."""
+    if "tensorflow" not in sys.modules:
+        with stderr_captured() as said:
+            importlib.import_module("tensorflow")
+        write_stderr(b"".join(line for line in said["bytes"].splitlines(keepends=True)
+                              if not tensorflow_note(line)))
+    return sys.modules["tensorflow"]
