@@ -117,6 +117,10 @@ for upload in uploads:
                        f"run's own validation images (the flag is above the 99th percentile, {ood['threshold']:.2f}). "
                        "The prediction below says nothing reliable about it: the models never saw images like it.",
                        icon=":material/warning:")
+        cell = result.get("cell") or {}
+        if cell.get("failure"):
+            st.warning(f"**Cell segmentation: {cell['failure']}**: {cell['meaning']}. This run's models were trained "
+                       "on segmented cells.", icon=":material/center_focus_weak:")
         unsure = result.get("likely_wrong") or {}
         if unsure.get("flag"):
             st.warning(f"**Likely wrong**: its top probability ({unsure['confidence']:.0%}) is lower than that of 95% "

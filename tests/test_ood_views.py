@@ -1,8 +1,12 @@
 """The out-of-distribution check in two views (prepared cell and acquisition) and the
 likely-wrong flag, and how each warning fares on another lab's images."""
 
+import io
+from pathlib import Path
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from leukdash.cli import main
 from leukdash.config import AugmentConfig, RunConfig
@@ -97,3 +101,34 @@ def test_on_the_real_pair_the_acquisition_flags_the_other_lab_and_few_of_its_own
     for name in ("ood_prepared", "ood_acquisition", "likely_wrong"):
         assert flags[name]["own_share"] <= 0.05, name
     assert flags["ood"]["own_share"] <= 0.05
+
+
+def test_a_run_on_segmented_cells_says_when_an_images_segmentation_failed(tiny_dataset, capsys):
+    """Predicting with a cell-level run: an image without a cell is answered, and said to have
+    none (the models saw the whole image); a run on whole images has no such check."""
+    from streamlit.testing.v1 import AppTest
+
+    from leukdash.cli.output import print_checks
+    from leukdash.data.preprocess import cell_failure
+
+    cell = run(_config(tiny_dataset, preprocess="cell-keep-gray"), n_jobs=1)
+    blank = np.full((48, 48, 3), 250, np.uint8)
+    images = [blank] + [decode_image(path) for path in sorted(tiny_dataset.glob("*/*.png"))[:6]]
+    answers = predict_images(cell["run_id"], images)
+    assert answers[0]["cell"]["failure"] == "none found" and "whole image" in answers[0]["cell"]["meaning"]
+    assert [a["cell"]["failure"] for a in answers[1:]] == [cell_failure(image) for image in images[1:]]
+    assert any(a["cell"]["failure"] is None for a in answers[1:])  # most of the set's cells are found
+    print_checks(answers[0])
+    assert "cell segmentation: none found: no white cell was found" in capsys.readouterr().out
+    raw = run(_config(tiny_dataset), n_jobs=1)
+    assert "cell" not in predict_images(raw["run_id"], [blank])[0]
+
+    at = AppTest.from_file(str(Path(__file__).parent.parent / "streamlit_app.py"), default_timeout=120).run()
+    at.switch_page("pages/predict.py").run()
+    at.selectbox(key="predict_run").set_value(cell["run_id"])
+    buffer = io.BytesIO()
+    Image.fromarray(blank).save(buffer, format="PNG")
+    at.file_uploader(key="predict_upload").set_value([("blank.png", buffer.getvalue(), "image/png")])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [w.value for w in at.warning if w.value.startswith("**Cell segmentation: none found**")]

@@ -92,6 +92,8 @@ def print_checks(entry: dict) -> None:
     if ood.get("outside"):
         print(f"  WARNING: unlike the run's training images (distance score {ood['score']:.2f}, above "
               f"{ood['percentile']:.0f}% of its own validation images): the prediction is not reliable")
+    if (entry.get("cell") or {}).get("failure"):
+        print(f"  cell segmentation: {entry['cell']['failure']}: {entry['cell']['meaning']}")
     if (entry.get("likely_wrong") or {}).get("flag"):
         wrong = entry["likely_wrong"]
         answer = "the out-of-fold answer's" if (known or {}).get("prediction") else "its"  # see likely_wrong

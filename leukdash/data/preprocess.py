@@ -70,6 +70,14 @@ class Cell:
     failure: str | None = None
 
 
+# What each segmentation failure means for what a run's models saw.
+FAILURE_MEANING = {
+    "none found": "no white cell was found, so the models saw the whole image instead of a segmented cell",
+    "touches the border": "the cell touches the image's edge, so part of it may be cut off",
+    "implausible area": "the region found is implausibly small or large for a white cell",
+}
+
+
 def describe_mode(mode: str) -> str:
     """A preprocessing mode in words, e.g. for a menu (no commas: a menu's value may go in a URL)."""
     if mode == RAW:
@@ -297,16 +305,28 @@ def prepare_one(image, size: int, mode: str = RAW) -> np.ndarray:
     if mode == RAW:
         return square_resize(image, size)
     height, width = image.shape[:2]
-    scale = PAD_FIRST_MAX_SIDE / max(height, width)
     try:
-        if scale < 1:
-            image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
-                               interpolation=cv2.INTER_AREA)
-        prepared = preprocess_image(image, mode)[0]
+        prepared = preprocess_image(_working_image(image), mode)[0]
     except cv2.error as error:
         raise ImageDecodeError(f"cannot prepare {width}x{height} image as {mode}: "
                                f"{' '.join(str(error.err or error).split())}") from None
     return square_resize(prepared, size)
+
+
+def cell_failure(image: np.ndarray) -> str | None:
+    """How the segmentation of a cell-level mode fares on one decoded RGB image, as
+    :func:`prepare_one` segments it: None for a plausible cell, else the failure."""
+    return segment_cell(_working_image(np.asarray(image))).failure
+
+
+def _working_image(image: np.ndarray) -> np.ndarray:
+    """The image a cell-level mode works on: at most ``PAD_FIRST_MAX_SIDE`` on its longer side."""
+    height, width = image.shape[:2]
+    scale = PAD_FIRST_MAX_SIDE / max(height, width)
+    if scale >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                      interpolation=cv2.INTER_AREA)
 
 
 # Up to this side an image is padded to a square first, then resized (what every run has done:

@@ -192,6 +192,8 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
             result["known"] = _checked(run_id, [image], store, "known", lambda r, i, s: [known_image(r, i[0], s)])[0]
         for result, entry in zip(results, _checked(run_id, results, store, "likely-wrong", likely_wrong)):
             result["likely_wrong"] = entry
+        for result, entry in zip(results, cell_segmentation(run_id, images, store)):
+            result["cell"] = entry
     return results
 
 
@@ -230,6 +232,18 @@ def out_of_distribution(run_id: str, images: list[np.ndarray], store: RunStore |
             assessed.append([{**entry, "view": view} for entry in described.assess(describe_images(prepared))])
     return [{**max(entries, key=lambda entry: entry["percentile"]), "outside": any(e["outside"] for e in entries)}
             for entries in zip(*assessed)]
+
+
+def cell_segmentation(run_id: str, images: list[np.ndarray], store: RunStore | None = None) -> list[dict]:
+    """Per image, for a run whose models see segmented cells (any member's, for an ensemble):
+    ``{"failure": None}`` when the cell was found, else the failure and what it means for the
+    answer; nothing for a run on whole images."""
+    from leukdash.data.preprocess import FAILURE_MEANING, RAW, cell_failure
+
+    if all(member.config.preprocess == RAW for member, _ in ensemble(run_id, store).parts()):
+        return []
+    failures = [cell_failure(image) for image in images]
+    return [{"failure": failure, "meaning": FAILURE_MEANING.get(failure)} for failure in failures]
 
 
 def likely_wrong(run_id: str, results: list[dict], store: RunStore | None = None) -> list[dict]:
