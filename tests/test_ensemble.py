@@ -178,3 +178,22 @@ def test_the_compare_and_predict_pages_show_an_ensemble_as_a_run(members, tiny_d
     known = expected["known"]
     assert f"**{known['prediction']}**" in predicted and f"from fold {known['fold']}'s model" in predicted
     st.cache_data.clear()
+
+
+@pytest.mark.parametrize("weights, said", [
+    ([1.0], r"1 weight\(s\) for 2 runs: give one weight per run"),
+    ([0.0, 0.0], r"weights must be finite, non-negative numbers, not all zero, got \[0.0, 0.0\]"),
+    ([-1.0, 2.0], r"weights must be finite, non-negative numbers, not all zero, got \[-1.0, 2.0\]"),
+    ([float("nan"), 1.0], r"weights must be finite, .* got \[nan, 1.0\]"),
+    ([float("inf"), 1.0], r"weights must be finite, .* got \[inf, 1.0\]"),
+])
+def test_weights_that_make_no_vote_are_refused_before_anything_is_stored(members, weights, said):
+    before = sorted(p.name for p in RunStore().root.iterdir())
+    with pytest.raises(RunError, match=said):
+        create_ensemble([m["run_id"] for m in members[:2]], weights)
+    assert sorted(p.name for p in RunStore().root.iterdir()) == before
+
+
+def test_weights_whose_sum_overflows_are_the_same_vote_as_equal_weights(members):
+    ids = [m["run_id"] for m in members[:2]]
+    assert create_ensemble(ids, [1e308, 1e308])["run_id"] == create_ensemble(ids)["run_id"]

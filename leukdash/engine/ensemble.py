@@ -108,7 +108,7 @@ def _weights(weights, n: int) -> list[float]:
     if len(weights) != n:
         raise RunError(f"{len(weights)} weight(s) for {n} runs: give one weight per run")
     if any(not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
-        raise RunError(f"weights must be non-negative numbers, not all zero, got {weights}")
+        raise RunError(f"weights must be finite, non-negative numbers, not all zero, got {weights}")
     weights = [float(w) for w in weights]
     if not math.isfinite(sum(weights)):  # each is finite but their sum overflows: scale them down first
         weights = [w / max(weights) for w in weights]
