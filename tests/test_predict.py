@@ -24,3 +24,26 @@ def test_gradcam_highlights_the_region_the_class_depends_on():
     inside = heatmap[8:16, 18:28]
     assert inside.min() > 0 and np.count_nonzero(heatmap) == inside.size
     assert np.unravel_index(heatmap.argmax(), heatmap.shape)[0] in range(8, 16)
+
+
+def test_predict_says_once_which_checks_it_could_not_make_and_answers_all_the_same(tiny_dataset, tmp_path, capsys):
+    """The run's dataset is gone: the out-of-distribution and known-image checks cannot be made.
+    The command says so once, naming both, before answering every image."""
+    import shutil
+
+    from leukdash.cli import main
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+
+    copy = shutil.copytree(tiny_dataset, tmp_path / "moved")
+    config = RunConfig(dataset=str(copy), model="nb", feature_set="pixels", image_size=16, augment_factor=1,
+                       augment=AugmentConfig.off(), folds=2)
+    run_id = run(config, n_jobs=1)["run_id"]
+    images = sorted(str(path) for path in tiny_dataset.glob("ALL/*.png"))[:2]
+    shutil.rmtree(copy)
+    assert main(["predict", run_id, *images]) == 0
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: ood and known checks unavailable: run ")
+    assert "which are gone" in warnings[0] and warnings[0].endswith("(the answers below are given without them)")
+    assert sum(line.startswith(tuple(images)) for line in out.splitlines()) == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from leukdash.cli.output import (ProgressLine, SweepLog, final_text, print_checks, print_json, print_report, run_json,
-                                 run_text, sweep_settings)
+                                 run_text, sweep_settings, unavailable_checks)
 from leukdash.cli.run_options import (check_grid_size, check_nothing_typed, config_from_args, n_jobs_option,
                                       sweep_from_args)
 from leukdash.errors import LeukdashError
@@ -191,6 +191,8 @@ def predict(args) -> int:
     if args.json:
         print_json({"run_id": args.run_id, "predictions": predictions})
     else:
+        for reason in unavailable_checks(predictions):  # once, not under every answer
+            print(f"warning: {reason}", file=sys.stderr)
         for entry in predictions:
             if "error" in entry:
                 print(f"{entry['file']}: cannot read: {entry['error']}")

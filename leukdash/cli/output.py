@@ -84,6 +84,21 @@ def sweep_settings(config: dict, axes: dict | None) -> str:
     return " ".join(f"{name}={config[name]}" for name in axes or {}) or config["model"]
 
 
+def unavailable_checks(entries: list[dict]) -> list[str]:
+    """Why checks could not be made (the run's dataset gone, say): one line per reason, naming
+    the checks it stopped (each answer's entry says ``"<check> check unavailable: <reason>"``)."""
+    stopped: dict[str, list[str]] = {}
+    for entry in entries:
+        for check in ("ood", "known", "likely_wrong"):
+            if isinstance(entry.get(check), dict) and "error" in entry[check]:
+                name, _, reason = entry[check]["error"].partition(" check unavailable: ")
+                names = stopped.setdefault(reason, [])
+                if name not in names:
+                    names.append(name)
+    return [f"{' and '.join(names)} check{'s' * (len(names) > 1)} unavailable: {reason} (the answers below are "
+            f"given without {'them' if len(names) > 1 else 'it'})" for reason, names in stopped.items()]
+
+
 def print_checks(entry: dict) -> None:
     """A note on the file, the out-of-distribution warning and the known-image answer of one prediction."""
     ood, known = entry.get("ood") or {}, entry.get("known")
