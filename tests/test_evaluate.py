@@ -77,6 +77,25 @@ def test_group_bootstrap_resamples_groups_not_images_and_is_seeded():
     assert first["n_groups"] == 8 and first["samples"] == 500
 
 
+@pytest.mark.parametrize("samples, chunk", [(300, 64), (2000, 256), (7, 64)])
+def test_group_draws_come_a_chunk_at_a_time_and_are_those_of_one_draw_per_class(samples, chunk):
+    """The bootstrap holds a chunk of resamples at a time; its draws are still exactly those of
+    one rng.choice per class over every resample (so the intervals do not depend on the chunk)."""
+    from leukdash.evaluation.evaluate import group_draw_counts
+
+    group_class = np.random.default_rng(5).integers(0, 3, 40)
+    rng, expected = np.random.default_rng(11), np.zeros((samples, 40))
+    for c in range(3):
+        of_class = np.flatnonzero(group_class == c)
+        drawn = rng.choice(of_class, size=(samples, len(of_class)), replace=True)
+        for row, groups in enumerate(drawn):
+            np.add.at(expected[row], groups, 1)
+    blocks = list(group_draw_counts(group_class, samples, 11, chunk=chunk))
+    assert [rows.start for rows, _ in blocks] == list(range(0, samples, chunk))
+    assert max(len(counts) for _, counts in blocks) == min(chunk, samples)
+    assert np.array_equal(np.concatenate([counts for _, counts in blocks]), expected)
+
+
 def test_each_resamples_roc_auc_is_sklearns_on_the_resampled_images():
     """The bootstrap's AUCs, from weighted counts per score, against roc_auc_score on each
     resample built image by image: tied scores, groups of both classes, resamples without a class."""
