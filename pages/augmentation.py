@@ -24,9 +24,17 @@ RANGES = {
     "height_shift": ("Height shift", 100, 5, "± %d%% of height", 0.01),
     "zoom": ("Zoom", 90, 5, "± %d%%", 0.01),
     "shear": ("Shear", 60, 5, "± %d°", 1.0),
-    "colour_jitter": ("Colour jitter (not in the paper)", 50, 5, "± %d%%", 0.01),
-    "stain_jitter": ("Stain jitter, HED (not in the paper)", 50, 5, "± %d%%", 0.01),
-    "blur": ("Blur (not in the paper)", 30, 1, "σ up to %d/10 px", 0.1),
+    "colour_jitter": ("Colour jitter", 50, 5, "± %d%%", 0.01),
+    "stain_jitter": ("Stain jitter (HED)", 50, 5, "± %d%%", 0.01),
+    "blur": ("Blur", 30, 1, "σ up to %d/10 px", 0.1),
+}
+# The transforms the paper did not use, said on their toggles (a label that long was cut short).
+NOT_IN_PAPER = {
+    "colour_jitter": "Not in the paper: varies brightness, red and blue gain and gamma per copy, as lamps and "
+                     "cameras vary.",
+    "stain_jitter": "Not in the paper: scales each stain's density (haematoxylin, eosin, DAB) per copy, as "
+                    "staining varies.",
+    "blur": "Not in the paper: blurs each copy by a random sigma up to this one, as focus varies.",
 }
 # Off in the paper's settings: where their sliders start when switched on.
 OPTIONAL_START = {"colour_jitter": 0.1, "stain_jitter": 0.1, "blur": 1.0}
@@ -62,7 +70,7 @@ with controls:
     for name, (label, maximum, step, shown, scale) in RANGES.items():
         on_col, slider_col = st.columns([2, 3], vertical_alignment="center")
         default_on = getattr(saved, name) > 0
-        on = kept(on_col.toggle, f"aug_on_{name}", default_on, label)
+        on = kept(on_col.toggle, f"aug_on_{name}", default_on, label, help=NOT_IN_PAPER.get(name))
         start = getattr(saved, name) or getattr(paper, name) or OPTIONAL_START[name]
         amount = kept(slider_col.slider, f"aug_{name}", round(start / scale),
                       f"{label} range", min_value=step, max_value=maximum, step=step, format=shown,
