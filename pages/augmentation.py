@@ -25,15 +25,15 @@ RANGES = {
     "zoom": ("Zoom", 90, 5, "± %d%%", 0.01),
     "shear": ("Shear", 60, 5, "± %d°", 1.0),
     "colour_jitter": ("Colour jitter", 50, 5, "± %d%%", 0.01),
-    "stain_jitter": ("Stain jitter (HED)", 50, 5, "± %d%%", 0.01),
+    "stain_jitter": ("Stain jitter", 50, 5, "± %d%%", 0.01),
     "blur": ("Blur", 30, 1, "σ up to %d/10 px", 0.1),
 }
 # The transforms the paper did not use, said on their toggles (a label that long was cut short).
 NOT_IN_PAPER = {
     "colour_jitter": "Not in the paper: varies brightness, red and blue gain and gamma per copy, as lamps and "
                      "cameras vary.",
-    "stain_jitter": "Not in the paper: scales each stain's density (haematoxylin, eosin, DAB) per copy, as "
-                    "staining varies.",
+    "stain_jitter": "Not in the paper: scales each stain's density in HED space (haematoxylin, eosin, DAB) per "
+                    "copy, as staining varies.",
     "blur": "Not in the paper: blurs each copy by a random sigma up to this one, as focus varies.",
 }
 # Off in the paper's settings: where their sliders start when switched on.

@@ -269,7 +269,7 @@ def test_data_page_previews_cell_preprocessing_and_jitter_is_offered(tiny):
     # The paper's transforms have a bare label; the others say on their toggle that it did not use them.
     extras = [at.toggle(key=f"aug_on_{name}") for name in ("colour_jitter", "stain_jitter", "blur")]
     assert all(toggle.help.startswith("Not in the paper: ") for toggle in extras)
-    assert [toggle.label for toggle in extras] == ["Colour jitter", "Stain jitter (HED)", "Blur"]
+    assert [toggle.label for toggle in extras] == ["Colour jitter", "Stain jitter", "Blur"]
     assert not at.toggle(key="aug_on_rotation").help
     at.toggle(key="aug_on_colour_jitter").set_value(True).run(timeout=TIMEOUT)
     assert at.session_state["augment"]["colour_jitter"] == 0.1
