@@ -15,9 +15,8 @@ _lock = threading.Lock()
 def stderr_captured():
     """File descriptor 2 redirected to a temporary file while the body runs; ``["bytes"]`` holds
     what was written there (Python's own ``sys.stderr`` included: it is flushed on both sides),
-    ``["text"]`` the same decoded.
-    Serialised by a lock (fd 2 is the process's), so captures in concurrent threads (the
-    dashboard's) never restore each other's redirection out of order."""
+    ``["text"]`` the same decoded. Serialised by a lock (fd 2 is the process's), so captures in
+    concurrent threads (the dashboard's) never restore each other's redirection out of order."""
     said = {"bytes": b"", "text": ""}
     with _lock, tempfile.TemporaryFile() as sink:
         _flush_python_stderr()

@@ -21,6 +21,7 @@ from leukdash.paths import artifacts_root
 # CRC), a member missing (KeyError) or malformed (ValueError), damaged deflate data (zlib.error).
 NPZ_DAMAGE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 
+
 def load_arrays(dataset: Dataset, size: int, preprocess: str = "raw") -> LoadedImages:
     """Decoded and resized images of a dataset (preprocessed as
     :func:`leukdash.data.preprocess.prepare_images` does), cached on disk by fingerprint, size and mode.

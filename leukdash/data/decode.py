@@ -166,8 +166,9 @@ def _check_png_chunks(data: bytes) -> None:
 def _check_tiff_strips(data: bytes) -> None:
     """Raise for a compressed TIFF whose pixel data is damaged. OpenCV decodes a damaged deflate
     or LZW strip without a word (the pixels are garbage); Pillow's libtiff refuses it and says
-    why on fd 2. A TIFF Pillow cannot open, or stores uncompressed, is left to OpenCV (a cut
-    file fails there), so this costs a second decoding of compressed TIFFs only.
+    why on fd 2. A TIFF Pillow cannot open or stores uncompressed, or one it fails on without
+    libtiff saying why (a layout it does not read), is left to OpenCV (a cut file fails there),
+    so this costs a second decoding of compressed TIFFs only.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -181,11 +182,12 @@ def _check_tiff_strips(data: bytes) -> None:
             try:
                 image.load()
                 return
-            except OSError as error:
-                failure = str(error)
+            except OSError:
+                pass
     # libtiff names the file it read; Pillow's name for the bytes ("tempfile.tif") means nothing here.
-    reason = re.sub(r"^\S+\.tiff?: ", "", " ".join(said["text"].split())) or failure
-    raise ImageDecodeError(f"damaged TIFF data ({image.info['compression']}): {reason}")
+    reason = re.sub(r"^\S+\.tiff?: ", "", " ".join(said["text"].split()))
+    if reason:
+        raise ImageDecodeError(f"damaged TIFF data ({image.info['compression']}): {reason}")
 
 
 @contextmanager
