@@ -220,6 +220,11 @@ def _truncated_jpeg(folder: Path) -> None:
     (folder / "cut.jpg").write_bytes(data.tobytes()[: len(data) // 2])
 
 
+def _truncated_webp(folder: Path) -> None:
+    ok, data = cv2.imencode(".webp", _noise(17, 64))
+    (folder / "cut.webp").write_bytes(data.tobytes()[: len(data) * 9 // 10])
+
+
 def _deep_png(folder: Path) -> None:
     assert cv2.imwrite(str(folder / "deep16.png"), (_noise(8).astype(np.uint16) * 257))
 
@@ -310,6 +315,8 @@ IMAGE_CASES = [
      _write("cut.png", _png(_noise(5, 64))[:300]), "truncated or damaged PNG", 12),
     ("PNG with whole chunks, damaged compressed pixels", "skipped: damaged PNG, no libpng line on stderr",
      _write("scrambled.png", _png_scrambled_pixels()), "truncated or damaged PNG", 12),
+    ("truncated WebP", "skipped: truncated WebP (not 'not an image')", _truncated_webp, "truncated or damaged WebP",
+     12),
     ("random bytes", "skipped: not an image",
      _write("noise.png", np.random.default_rng(3).bytes(2048)), "not an image", 12),
     ("TIFF with a damaged deflate strip", "skipped: damaged TIFF, no libtiff line on stderr",

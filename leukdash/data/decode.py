@@ -138,6 +138,8 @@ def _header_size(data: bytes) -> tuple[int, int]:
         if kind == "TIFF" and "cannot identify" in said:
             raise ImageDecodeError("TIFF not readable: damaged, or a pixel layout this tool does not read "
                                    f"(e.g. floating-point colour): {_SAVE_AS}") from None
+        if kind == "WebP":  # Pillow reads its first frame when it opens one: cut data fails here
+            raise ImageDecodeError(f"truncated or damaged WebP: {said or type(error).__name__}") from None
         raise ImageDecodeError(f"damaged {kind} header: {said or type(error).__name__}") from None
 
 
@@ -147,6 +149,8 @@ _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8", "JPEG"), (b"II*\0", 
 
 
 def _signature(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":  # a RIFF container, its size in between
+        return "WebP"
     return next((kind for magic, kind in _SIGNATURES if data.startswith(magic)), None)
 
 
