@@ -296,6 +296,12 @@ def run_option_labels(entries: list[dict]) -> dict[str, str]:
     return labels
 
 
+def data_table(data, **kwargs):
+    """``st.dataframe`` as every page shows one: the page's width, no index, and a missing value
+    shown as a dash (Streamlit writes "None", which reads like a value)."""
+    return st.dataframe(data, hide_index=True, width="stretch", placeholder="–", **kwargs)
+
+
 def percent_columns(frame, columns, headers: dict | None = None, decimals: int = 1):
     """A copy of ``frame`` with fractions shown as percentages, and its column config."""
     frame = frame.copy()

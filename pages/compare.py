@@ -12,9 +12,9 @@ from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, ava
                             external_bars, external_frame, fold_frame, learning_curves, metric_bars, run_labels,
                             runs_frame, seed_spread_frame, source_frame, summary_frame, sweep_axes, sweep_frame,
                             sweep_heatmap, sweep_parallel)
-from pages._shared import (VIEWER_NOTE, comparison, dataset_options, deployment, external_results, finished_runs,
-                           fitted, kept, literal, no_runs_yet, percent_columns, results, root, routed,
-                           visible_dataset)
+from pages._shared import (VIEWER_NOTE, comparison, data_table, dataset_options, deployment, external_results,
+                           finished_runs, fitted, kept, literal, no_runs_yet, percent_columns, results, root,
+                           routed, visible_dataset)
 
 routed(__file__)
 
@@ -77,14 +77,14 @@ def sweep_view() -> None:
         numbers = ["Mean", "SD over seeds", "SD over folds (mean)"]
         spread, formats = percent_columns(spread, numbers) if metric in FRACTIONS else (spread, {})
         st.markdown("**Spread over seeds beside the spread over folds**")
-        st.dataframe(spread, hide_index=True, width="stretch", column_config=fitted(spread, formats))
+        data_table(spread, column_config=fitted(spread, formats))
         st.caption("Runs that differ only in their seed: the SD of their means (new folds, new initialisation) "
                    "beside the mean SD across the folds of one run.")
     st.markdown("**Runs** (select one for its detail)")
     table, formats = percent_columns(frame.drop(columns=["Folds"]), ["Mean", "SD"]) if metric in FRACTIONS \
         else (frame.drop(columns=["Folds"]), {})
-    picked = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-                          key="sweep_table", column_config=fitted(table, formats)).selection.rows
+    picked = data_table(table, on_select="rerun", selection_mode="single-row",
+                        key="sweep_table", column_config=fitted(table, formats)).selection.rows
     st.button("Compare these runs in detail", icon=":material/arrow_forward:", on_click=compare_runs_of,
               args=(list(frame["Run id"]),))
     if picked:
@@ -117,8 +117,8 @@ if linked and "_kept_compare_runs" not in st.session_state:  # opened from a sha
     st.session_state["_kept_compare_runs"] = linked
 if "compare_table" not in st.session_state:  # Streamlit forgot the table's selection on another page
     st.session_state["_compare_table_rows"] = []
-selection = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
-                         key="compare_table", column_config=fitted(table, percent))
+selection = data_table(table, on_select="rerun", selection_mode="multi-row",
+                       key="compare_table", column_config=fitted(table, percent))
 selected = [table["Run id"].iloc[i] for i in selection.selection.rows]
 if selected != st.session_state["_compare_table_rows"]:  # the user changed the selection in the table
     st.session_state["_kept_compare_runs"] = selected
@@ -159,7 +159,7 @@ with tabs[0]:
         summary, formats = percent_columns(summary, numbers)
     else:
         formats = {c: st.column_config.NumberColumn(format="%.4f") for c in numbers}
-    st.dataframe(summary, hide_index=True, width="stretch", column_config=fitted(summary, formats))
+    data_table(summary, column_config=fitted(summary, formats))
     st.caption("Mean, standard deviation and range over folds; the paper's column repeats its reported "
                "5-fold mean validation accuracy (only for the paper's CNN, NB, SVM, 3-NN and decision tree "
                "on ALL vs HEALTHY and 5 classes). Its protocol leaked augmented copies across folds, so "
@@ -169,7 +169,7 @@ with tabs[0]:
         shares = [c for c in by_source.columns if c not in ("Run", "Source", "Folds", "Images")]
         by_source, formats = percent_columns(by_source, shares)
         st.markdown("**Per source dataset** (runs trained on several datasets)")
-        st.dataframe(by_source, hide_index=True, width="stretch", column_config=formats)
+        data_table(by_source, column_config=formats)
         st.caption("Each source's validation images scored on their own, pooled over the folds that validated "
                    "that source (under leave-one-dataset-out, the one fold that held it out); the last columns give "
                    "the mean and range of its accuracy over those folds, which can differ much in size.")
@@ -187,7 +187,7 @@ with tabs[1]:
     folds, formats = percent_columns(fold_frame(chosen, labels), [m for m in metrics if m in FRACTIONS], HEADERS)
     formats |= {m: st.column_config.NumberColumn(HEADERS[m], format="%.1f" if m == "seconds" else "%.4f")
                 for m in metrics if m not in FRACTIONS}
-    st.dataframe(folds, hide_index=True, width="stretch", column_config=fitted(folds, formats))
+    data_table(folds, column_config=fitted(folds, formats))
 
 with tabs[2]:
     with_history = curve_runs(chosen)
@@ -220,7 +220,7 @@ with tabs[4]:
                    "Images": t["n"], "p-value": t["p_value"], "p (Holm)": t["p_holm"]}
                   for t in tests if t["p_value"] is not None]
         if paired:
-            st.dataframe(paired, hide_index=True, width="stretch", column_config=fitted(
+            data_table(paired, column_config=fitted(
                 paired, {"p-value": st.column_config.NumberColumn(format="%.4g"),
                          "p (Holm)": st.column_config.NumberColumn(format="%.4g")}))
         reasons = Counter(t["note"] for t in tests if t["p_value"] is None)
@@ -270,7 +270,7 @@ with tabs[5]:
                    "cross-validated mean; hatched bars: collapsed (one class for at least 95% of the images).")
         shown, formats = percent_columns(frame.drop(columns=["Model", "Classes"]),
                                          ["Value", "Low", "High", "Within dataset", "OOD share"])
-        st.dataframe(shown, hide_index=True, width="stretch", column_config=fitted(shown, formats, auto=12))
+        data_table(shown, column_config=fitted(shown, formats, auto=12))
         for (result, evaluation), label in zip(tested, frame["Run"]):
             st.markdown(f"**{label}** (trained on {result['dataset']['name']}). {outcome_sentence(evaluation)}")
             for warning in evaluation["dataset"].get("warnings", []):  # images left out, unreadable...

@@ -12,8 +12,8 @@ from leukdash.paths import hide_roots
 from leukdash.reporting.plots import class_counts_bar
 from leukdash.data.preprocess import overlay
 from leukdash.data.sources import KNOWN_CLASSES
-from pages._shared import (UPLOADS, VIEWER_NOTE, audit, dataset_picker, deployment, image, literal, load_dataset_info,
-                           root, routed, session_token, synthetic_note)
+from pages._shared import (UPLOADS, VIEWER_NOTE, audit, data_table, dataset_picker, deployment, image, literal,
+                           load_dataset_info, root, routed, session_token, synthetic_note)
 
 routed(__file__)
 
@@ -214,14 +214,14 @@ else:
 
     if report["skipped"]:
         st.markdown("**Skipped files**")
-        st.dataframe(report["skipped"], hide_index=True, width="stretch")
+        data_table(report["skipped"])
     if duplicates["exact"] or duplicates["near"]:
         st.markdown("**Duplicates** (pairs across classes are label conflicts)")
         rows = [{"Kind": "exact", "Files": ", ".join(d["files"]), "Classes": ", ".join(d["classes"]),
                  "Hash distance (bits)": 0, "Pixel score": 1.0} for d in duplicates["exact"]]
         rows += [{"Kind": "near", "Files": ", ".join(d["files"]), "Classes": ", ".join(d["classes"]),
                   "Hash distance (bits)": d["distance"], "Pixel score": d["pixel_score"]} for d in duplicates["near"]]
-        st.dataframe(rows, hide_index=True, width="stretch")
+        data_table(rows)
     if duplicates["refused"]:
         st.warning(f"{len(duplicates['refused'])} duplicate link(s) were not merged: each would have made one "
                    f"group of more than {duplicates['merge_limit']} images.", icon=":material/warning:")

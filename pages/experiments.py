@@ -19,8 +19,8 @@ from leukdash.data.preprocess import describe_mode
 from leukdash.reporting.plots import ERROR_BARS, metric_bars, setting_text, summary_frame, sweep_axes
 from leukdash.engine.progress import count, format_duration, format_span
 from leukdash.engine.sweep import MAX_SWEEP_RUNS
-from pages._shared import (VIEWER_NOTE, dataset_picker, deployment, kept, load_dataset_info, percent_columns, resolve,
-                           results, root, routed, runs, synthetic_note, visible_dataset)
+from pages._shared import (VIEWER_NOTE, data_table, dataset_picker, deployment, kept, load_dataset_info,
+                           percent_columns, resolve, results, root, routed, runs, synthetic_note, visible_dataset)
 
 routed(__file__)
 
@@ -386,7 +386,7 @@ if planned:
         rows.append({**{axis.replace("_", " ").capitalize(): text for axis, text in settings.items()},
                      "Status": "not run yet" if state == "none" else state,
                      "Val. accuracy": "" if accuracy is None else f"{accuracy:.1%}", "Run id": run_id})
-    st.dataframe(rows, hide_index=True, width="stretch")
+    data_table(rows)
     failed = next((s for s in sweeps if s["state"] == "failed" and set(planned) & set(s["runs"])), None)
     if failed is not None:
         with st.expander(f"The last sweep job with these runs failed: {failed['name']}", icon=":material/error:"):
@@ -408,10 +408,10 @@ if any(s["state"] in ("queued", "running") for s in sweeps):
 recent = [s for s in sweeps if s["state"] not in ("queued", "running")][:5]
 if recent:
     with st.expander("Recent sweep jobs"):
-        st.dataframe([{"Sweep": s["name"], "State": s["state"],
-                       "Runs finished": f"{sum(v == 'finished' for v in s['runs'].values())} of {len(s['runs'])}",
-                       "Ended": time.strftime("%Y-%m-%d %H:%M", time.localtime(s["ended"])) if s["ended"] else ""}
-                      for s in recent], hide_index=True, width="stretch")
+        data_table([{"Sweep": s["name"], "State": s["state"],
+                     "Runs finished": f"{sum(v == 'finished' for v in s['runs'].values())} of {len(s['runs'])}",
+                     "Ended": time.strftime("%Y-%m-%d %H:%M", time.localtime(s["ended"])) if s["ended"] else ""}
+                    for s in recent])
 
 finished = [run_id for run_id in planned if states[run_id] == "finished"]
 if finished:
@@ -423,6 +423,6 @@ if finished:
     st.caption(f"Bars: mean validation accuracy over {folds} folds; whiskers: {ERROR_BARS[error]}; dots: "
                "single folds; diamonds: the paper's reported figure where it reported one.")
     table, percent = percent_columns(summary_frame(finished_results), ["Mean", "SD", "Min", "Max", "Paper (reported)"])
-    st.dataframe(table, hide_index=True, width="stretch", column_config=percent)
+    data_table(table, column_config=percent)
     st.page_link("pages/compare.py", label="Compare in detail (the sweep view shows settings against accuracy)",
                  icon=":material/arrow_forward:")

@@ -11,7 +11,8 @@ from leukdash.data.synthetic import DEFAULT_COUNTS
 from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.reporting.plots import paper_figures, paper_table, runs_frame
-from pages._shared import dataset_info, deployment, discovered, fitted, percent_columns, root, routed, visible_runs
+from pages._shared import (data_table, dataset_info, deployment, discovered, fitted, percent_columns, root, routed,
+                           visible_runs)
 
 routed(__file__)
 
@@ -41,7 +42,7 @@ left, right = st.columns([6, 5], gap="large")
 left.plotly_chart(paper_figures(), width="stretch", config={"displayModeBar": False})
 with right:
     table, percent = percent_columns(paper_table(), ["ALL vs HEALTHY", "5 classes"], decimals=2)
-    st.dataframe(table, hide_index=True, width="stretch", column_config=fitted(table, percent))
+    data_table(table, column_config=fitted(table, percent))
     st.caption(
         "5-fold mean validation accuracy reported by Ahmed et al. (2019); whiskers span the CNN's "
         "reported folds (min–max). The paper augmented before splitting and split on images, not "
@@ -65,7 +66,7 @@ for name, folder in found.items():
         continue
     rows.append({"Dataset": name, "Images": info["n_images"], "Classes": len(info["class_names"]),
                  "Note": "synthetic demo data, not clinical" if info["synthetic"] else hide_roots(info["path"])})
-st.dataframe(rows, hide_index=True, width="stretch", column_config=fitted(rows))
+data_table(rows, column_config=fitted(rows))
 upload_note = "." if deployment().viewer else "; a zip can be uploaded on the Data page."
 st.caption("Datasets are folders with one subfolder per class (or ALL-IDB file names) under "
            f"`$LEUKDASH_DATA` or `./data`{upload_note}")
@@ -76,7 +77,7 @@ if entries:
     table, percent = percent_columns(
         runs_frame(entries[:8]).drop(columns=["Run id"]),
         ["Val. accuracy", "SD"])
-    st.dataframe(table, hide_index=True, width="stretch", column_config=fitted(table, percent))
+    data_table(table, column_config=fitted(table, percent))
     st.page_link("pages/compare.py", label="Compare runs", icon=":material/arrow_forward:")
 else:
     st.info("No runs yet. Start one on the Experiments page.", icon=":material/hourglass_empty:")

@@ -193,6 +193,10 @@ def test_launched_runs_complete_compare_and_predict(tiny):
     assert all(len(b["error_x"]["array"]) == 1 for b in bars)
     mcnemar = next(d.value for d in at.dataframe if "p-value" in d.value.columns)
     assert len(mcnemar) == 1 and 0 <= mcnemar["p-value"].iloc[0] <= 1
+    # The paper reported nothing on this dataset: its column is missing values, shown as a dash.
+    summary = next(d for d in at.dataframe if "Paper (reported)" in d.value.columns)
+    assert summary.value["Paper (reported)"].isna().all()
+    assert {d.proto.placeholder for d in at.dataframe} == {"–"}
 
     open_page(at, "predict")
     at.selectbox(key="predict_run").set_value(run_ids[0])
