@@ -270,3 +270,22 @@ def test_folds_are_as_many_as_the_fewest_groups_of_a_class_allow():
     one_subject = np.where(labels == 1, "h0", groups).astype(object)
     with pytest.raises(DatasetError, match="all its images in one group"):
         fold_plan(labels, one_subject, ("ALL", "HEALTHY"), 5, None, seed=0)
+
+
+@pytest.mark.parametrize("counts, said", [
+    ([5, 3, 4], "class 'B' of d has 3 image(s), fewer than the 5 folds: use 3 folds or fewer"),
+    ([5, 4, 1], "class 'C' of d has 1 image(s), fewer than the 5 folds: add images to it, or leave it out of the "
+                "run's classes"),
+    ([5, 0, 2], "class 'B' of d has 0 image(s), fewer than the 5 folds: add images to it, or leave it out of the "
+                "run's classes"),
+])
+def test_too_few_images_for_the_folds_names_the_smallest_class_and_what_would_work(counts, said):
+    from leukdash.data.dataset import check_class_counts
+    from leukdash.errors import DatasetError
+
+    labels = np.repeat(np.arange(3), counts)
+    with pytest.raises(DatasetError) as refused:
+        check_class_counts(["A", "B", "C"], labels, 5, "d")
+    assert str(refused.value) == said
+    if min(counts) >= 2:  # the advice works: that many folds pass the check
+        check_class_counts(["A", "B", "C"], labels, min(counts), "d")

@@ -136,7 +136,7 @@ def test_the_task_follows_the_dataset(two_datasets):
 def test_too_many_folds_is_one_error_and_nothing_else(two_datasets):
     at = experiments({"dataset": "tiny", "exp_sizes": ["16", "32"]})
     at.number_input(key="exp_folds").set_value(10).run(timeout=TIMEOUT)
-    assert [e.value for e in at.error] == ["class 'ALL' of tiny has 6 image(s), fewer than the 10 folds"]
+    assert [e.value for e in at.error] == ["class 'ALL' of tiny has 6 image(s), fewer than the 10 folds: use 6 folds or fewer"]
     assert not any("Choose at least one model" in i.value for i in at.info)
     assert at.button(key="launch").disabled
     at.text_input(key="exp_seeds").set_value("1, x").run(timeout=TIMEOUT)

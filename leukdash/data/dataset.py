@@ -218,9 +218,11 @@ def check_class_counts(classes, labels, n_folds: int, name: str = "dataset", tes
             f"{name} has {len(present)} class(es) with images ({', '.join(present) or 'none'}); at least 2 are needed"
         )
     needed = n_folds if test_fraction is None else holdout_folds(test_fraction)
-    for cls, n in zip(classes, counts):
-        if n < needed and test_fraction is not None:
-            raise DatasetError(f"class {cls!r} of {name} has {n} image(s): a {test_fraction:.0%} holdout needs at "
-                               f"least {needed} per class, one for the test part")
-        if n < needed:
-            raise DatasetError(f"class {cls!r} of {name} has {n} image(s), fewer than the {n_folds} folds")
+    smallest = int(np.argmin(counts))  # named first: what it allows is what the run can have
+    cls, n = classes[smallest], int(counts[smallest])
+    if n < needed and test_fraction is not None:
+        raise DatasetError(f"class {cls!r} of {name} has {n} image(s): a {test_fraction:.0%} holdout needs at "
+                           f"least {needed} per class, one for the test part")
+    if n < needed:
+        advice = f"use {n} folds or fewer" if n >= 2 else "add images to it, or leave it out of the run's classes"
+        raise DatasetError(f"class {cls!r} of {name} has {n} image(s), fewer than the {n_folds} folds: {advice}")
