@@ -47,3 +47,21 @@ def test_predict_says_once_which_checks_it_could_not_make_and_answers_all_the_sa
     assert len(warnings) == 1 and warnings[0].startswith("warning: ood and known checks unavailable: run ")
     assert "which are gone" in warnings[0] and warnings[0].endswith("(the answers below are given without them)")
     assert sum(line.startswith(tuple(images)) for line in out.splitlines()) == 2
+
+
+def test_arrays_given_to_predict_are_held_to_what_a_file_is(tiny_dataset):
+    """From a notebook: no images is no answers; a strip 200 times longer than wide is refused
+    as decode_image refuses such a file, not answered."""
+    import pytest
+
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.errors import ImageDecodeError
+    from leukdash.evaluation.predict import predict_images
+
+    config = RunConfig(dataset=str(tiny_dataset), model="nb", feature_set="features", image_size=16,
+                       augment_factor=1, augment=AugmentConfig.off(), folds=2)
+    run_id = run(config, n_jobs=1)["run_id"]
+    assert predict_images(run_id, []) == []
+    with pytest.raises(ImageDecodeError, match=r"extreme aspect ratio: 400x2 pixels, more than 20:1"):
+        predict_images(run_id, [np.zeros((2, 400, 3), np.uint8)])

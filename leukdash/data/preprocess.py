@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from leukdash.config import PREPROCESS_MODES as MODES
+from leukdash.data.decode import check_aspect
 from leukdash.errors import ConfigError, ImageDecodeError
 
 RAW = "raw"
@@ -302,6 +303,7 @@ def prepare_one(image, size: int, mode: str = RAW) -> np.ndarray:
         raise ImageDecodeError(f"an image must be an RGB array of shape (height, width, 3) and dtype uint8, got "
                                f"{image.dtype} of shape {image.shape}: leukdash.data.decode.decode_image reads a file "
                                "(gray, RGBA, 16-bit) into one")
+    check_aspect(image.shape[1], image.shape[0])  # as decode_image does for a file
     if mode == RAW:
         return square_resize(image, size)
     height, width = image.shape[:2]

@@ -182,6 +182,8 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
     if isinstance(images, np.ndarray) and images.ndim != 4:
         raise ImageDecodeError(f"images must be a list of images or an (N, height, width, 3) array, got an array "
                                f"of shape {images.shape}: for one image, give [image]")
+    if len(images) == 0:
+        return []
     _wait_for_warm_up(run_id, store)
     models = ensemble(run_id, store)
     results = models.predict(images)
