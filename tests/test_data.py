@@ -289,3 +289,24 @@ def test_too_few_images_for_the_folds_names_the_smallest_class_and_what_would_wo
     assert str(refused.value) == said
     if min(counts) >= 2:  # the advice works: that many folds pass the check
         check_class_counts(["A", "B", "C"], labels, min(counts), "d")
+
+
+def test_a_class_name_in_the_wrong_case_is_refused_with_the_name_that_would_work(tiny_dataset, tmp_path):
+    """Class names are folder names, case-sensitive: 'all' for 'ALL' is refused (never guessed),
+    and the refusal names 'ALL'; an external set whose folders are lower-case, likewise."""
+    import shutil
+
+    from leukdash.errors import DatasetError
+    from leukdash.evaluation.evaluate import match_classes
+
+    dataset = Dataset.from_folder(tiny_dataset)
+    with pytest.raises(DatasetError, match=r"class 'all' is not in dataset 'tiny' .*; did you mean 'ALL'\? "
+                                           r"\(class names are case-sensitive\)$"):
+        dataset.subset(["all", "HEALTHY"])
+    with pytest.raises(DatasetError, match=r"class 'NOPE' is not in dataset 'tiny' \(classes: [A-Z, ]+\)$"):
+        dataset.subset(["NOPE", "HEALTHY"])
+    for name in ("ALL", "HEALTHY"):
+        shutil.copytree(tiny_dataset / name, tmp_path / "other" / name.lower())
+    with pytest.raises(DatasetError, match=r"class names are case-sensitive: name its folders 'ALL' \(not 'all'\), "
+                                           r"'HEALTHY' \(not 'healthy'\)$"):
+        match_classes(["ALL", "HEALTHY"], Dataset.from_folder(tmp_path / "other"))

@@ -138,9 +138,10 @@ class Dataset:
         classes = tuple(classes)
         missing = [c for c in classes if c not in self.classes]
         if missing:
-            raise DatasetError(
-                f"class {missing[0]!r} is not in dataset {self.name!r} (classes: {', '.join(self.classes)})"
-            )
+            alike = case_matches(missing[:1], self.classes)
+            hint = f"; did you mean {alike[0][1]!r}? (class names are case-sensitive)" if alike else ""
+            raise DatasetError(f"class {missing[0]!r} is not in dataset {self.name!r} (classes: "
+                               f"{', '.join(self.classes)}){hint}")
         old_to_new = {self.classes.index(c): i for i, c in enumerate(classes)}
         items = tuple(
             ImageItem(item.path, old_to_new[item.label], item.group)
@@ -200,6 +201,15 @@ class Dataset:
             "n_images": len(self.items),
             "notes": list(self.notes),
         }
+
+
+def case_matches(names, classes) -> list[tuple[str, str]]:
+    """``(name, class)`` for each name that differs from one of ``classes`` in case (or outer
+    spaces) only: class names are folder names, case-sensitive, and 'all' for 'ALL' is the
+    likeliest slip."""
+    folded = {c.casefold(): c for c in classes}
+    return [(name, folded[name.strip().casefold()]) for name in names
+            if name not in classes and name.strip().casefold() in folded]
 
 
 def holdout_folds(test_fraction: float) -> int:

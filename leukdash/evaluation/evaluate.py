@@ -37,10 +37,16 @@ def match_classes(run_classes, dataset):
     """The external dataset restricted to the run's classes, in the run's order; refused when
     it lacks one of them (a class the models never saw cannot be scored either, so extra
     classes of the external set are left out)."""
+    from leukdash.data.dataset import case_matches
+
     missing = [c for c in run_classes if c not in dataset.classes]
     if missing:
+        alike = case_matches(dataset.classes, run_classes)
+        hint = ("; class names are case-sensitive: name its folders " +
+                ", ".join(f"{run_class!r} (not {name!r})" for name, run_class in alike)) if alike else ""
         raise DatasetError(f"dataset {dataset.name!r} has no class {', '.join(map(repr, missing))} of the run "
-                           f"(run classes: {', '.join(run_classes)}; dataset classes: {', '.join(dataset.classes)})")
+                           f"(run classes: {', '.join(run_classes)}; dataset classes: {', '.join(dataset.classes)})"
+                           f"{hint}")
     return dataset.subset(run_classes)
 
 
