@@ -49,13 +49,20 @@ def routed(page_file: str) -> None:
 def deployment():
     """The deployment mode and limits: environment variables first, then ``st.secrets``.
 
-    Raises ConfigError (one line) for a value not allowed; the entrypoint shows it and stops.
+    Raises ConfigError (one line) for a value not allowed, or a secrets file that cannot be
+    parsed (Streamlit reports that as a missing file: its settings, viewer mode say, would be
+    silently ignored); the entrypoint shows it and stops.
     """
+    from leukdash.errors import ConfigError
     from leukdash.service.deployment import read_deployment
 
     try:
         secrets = {key: st.secrets[key] for key in st.secrets}
-    except FileNotFoundError:  # no secrets.toml: environment and defaults only
+    except FileNotFoundError as error:  # no secrets.toml: environment and defaults only
+        if getattr(error, "error_id", None) == "failed-parsing-secrets-file":
+            reason = error.__cause__ or "not valid TOML"  # the parser's words; not the server's path
+            raise ConfigError(f"the app's secrets.toml cannot be read ({reason}): fix or remove it; until then "
+                              "the settings in it (mode, limits) would be ignored") from None
         secrets = {}
     return read_deployment(secrets)
 

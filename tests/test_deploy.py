@@ -282,3 +282,31 @@ def test_a_failed_jobs_log_is_shown_without_the_servers_folders(monkeypatch, iso
     at.run(timeout=TIMEOUT)
     [log] = at.code
     assert log.value == "error: cannot write runs/nb-0/folds/fold_0.json: a file stands where a folder is"
+
+
+def test_a_secrets_file_that_cannot_be_parsed_is_one_line_not_ignored(tmp_path):
+    """Streamlit reports an unparsable secrets.toml as a missing one: read as 'no secrets', its
+    settings (viewer mode, say) would be silently ignored. The deployment refuses it instead,
+    naming the parser's reason and not the server's path; a missing file is no secrets."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from pages._shared import deployment\nfrom leukdash.errors import ConfigError\n"
+            "try:\n    print('mode', deployment().mode)\nexcept ConfigError as error:\n    print('refused', error)\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    env.pop("LEUKDASH_MODE", None)
+
+    def deployed() -> str:
+        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=120)
+        return done.stdout.strip()
+
+    assert deployed() == "mode open"  # no secrets file: the defaults
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text('mode = "viewer\n')  # an unclosed string
+    said = deployed()
+    assert said.startswith("refused the app's secrets.toml cannot be read (") and str(tmp_path) not in said, said
+    assert said.endswith("): fix or remove it; until then the settings in it (mode, limits) would be ignored")
+    (tmp_path / ".streamlit" / "secrets.toml").write_text('mode = "viewer"\n')
+    assert deployed() == "mode viewer"
