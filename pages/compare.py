@@ -21,7 +21,15 @@ routed(__file__)
 FRACTIONS = ("val_acc", "balanced_acc", "macro_f1", "train_acc")
 HEADERS = {"val_acc": "Val. accuracy", "balanced_acc": "Balanced acc.", "macro_f1": "Macro F1", "val_loss": "Val. loss",
            "train_acc": "Train accuracy", "train_loss": "Train loss", "seconds": "Time (s)"}
+# With no row selected every finished run is shown, and a store of sweeps holds hundreds: past
+# these, a confusion matrix per run and a McNemar test per pair (500 runs: 124,750 pairs, minutes)
+# would stall the page and say nothing a reader could take in.
+MAX_CONFUSIONS = 12
+MAX_PAIRED = 20
 
+
+def pairs(runs: int) -> int:
+    return runs * (runs - 1) // 2
 
 
 def compare_runs_of(run_ids: list[str]) -> None:
@@ -203,15 +211,21 @@ with tabs[2]:
 
 with tabs[3]:
     columns = st.columns(min(3, len(chosen)))
-    for i, (result, label) in enumerate(zip(chosen, labels)):
+    for i, (result, label) in enumerate(zip(chosen[:MAX_CONFUSIONS], labels)):
         columns[i % len(columns)].plotly_chart(confusion_heatmap(result, label), width="stretch",
                                                config={"displayModeBar": False}, key=f"confusion_{i}")
     st.caption("Validation predictions summed over folds; rows are the true class, each cell shows the "
-               "count and the share of its row (the diagonal is per-class recall).")
+               "count and the share of its row (the diagonal is per-class recall)."
+               + (f" The first {MAX_CONFUSIONS} of {len(chosen)} runs: select runs in the table to see theirs."
+                  if len(chosen) > MAX_CONFUSIONS else ""))
 
 with tabs[4]:
     if len(chosen) < 2:
         st.info("Select at least two runs for a paired test.")
+    elif len(chosen) > MAX_PAIRED:
+        st.info(f"Paired tests are made for at most {MAX_PAIRED} runs at once ({pairs(MAX_PAIRED)} pairs, one "
+                f"family); {len(chosen)} runs would be {pairs(len(chosen)):,} pairs. Select the runs to test in "
+                "the table (the boxes at the left), or use `python -m leukdash compare RUN_ID ...`.")
     else:
         with st.spinner("Pairing out-of-fold predictions…"):
             tests = comparison(root(), tuple(chosen_ids))["mcnemar"]

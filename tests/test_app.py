@@ -278,3 +278,25 @@ def test_data_page_previews_cell_preprocessing_and_jitter_is_offered(tiny):
     at.toggle(key="aug_on_colour_jitter").set_value(True).run(timeout=TIMEOUT)
     assert at.session_state["augment"]["colour_jitter"] == 0.1
     assert "colour jitter" in " ".join(c.value for c in at.caption)
+
+
+def test_compare_with_many_runs_shows_a_few_confusions_and_asks_which_runs_to_pair(isolated_artifacts):
+    """A store of sweeps holds hundreds of runs, all shown when none is selected: the page stays
+    quick by drawing the first confusion matrices only and leaving the pairwise tests (a family of
+    n(n-1)/2) until at most MAX_PAIRED runs are selected, and says so."""
+    import shutil
+
+    shipped = next((APP.parent / "artifacts" / "runs").glob("nb-*"))
+    for i in range(25):
+        folder = shutil.copytree(shipped, isolated_artifacts / "runs" / f"nb-{i:012x}")
+        meta = json.loads((folder / "meta.json").read_text())
+        (folder / "meta.json").write_text(json.dumps({**meta, "run_id": folder.name}))
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
+    assert len(at.dataframe[0].value) == 25
+    titles = [json.loads(chart.proto.spec)["layout"].get("title", {}).get("text", "") for chart in at.get("plotly_chart")]
+    assert len(titles) == 1 + 12 and all(title.startswith("Naive Bayes") for title in titles[1:])  # bars, 12 matrices
+    said = " ".join(e.value for kind in ("info", "caption") for e in at.get(kind))
+    assert "The first 12 of 25 runs: select runs in the table to see theirs." in said
+    assert "Paired tests are made for at most 20 runs at once (190 pairs, one family); 25 runs would be 300 pairs." \
+        in said
+    assert not [d for d in at.dataframe if "p-value" in d.value.columns]

@@ -38,12 +38,13 @@ def compare_runs(run_ids, store: RunStore | None = None) -> dict:
              "dataset": r["dataset"]["name"], "summary": r["summary"],
              "val_acc_per_fold": [f["val_acc"] for f in r["folds"]]} for r, label in zip(results, labels)]
     label_of = dict(zip((r["run_id"] for r in results), labels))
+    correct = {r["run_id"]: _correct_by_image(r) for r in results}  # once per run, not once per pair
     tests = []
     for i, first in enumerate(results):
         for second in results[i + 1:]:
             tests.append({"run_a": first["run_id"], "run_b": second["run_id"],
                           "label_a": label_of[first["run_id"]], "label_b": label_of[second["run_id"]],
-                          **paired_mcnemar(first, second)})
+                          **paired_mcnemar(first, second, correct)})
     # Several pairs are one family of tests: each p-value is also given Holm-adjusted over it.
     tested = [test for test in tests if test["p_value"] is not None]
     for test, adjusted in zip(tested, holm([test["p_value"] for test in tested])):
@@ -51,13 +52,14 @@ def compare_runs(run_ids, store: RunStore | None = None) -> dict:
     return {"runs": runs, "mcnemar": tests}
 
 
-def paired_mcnemar(first: dict, second: dict) -> dict:
+def paired_mcnemar(first: dict, second: dict, correct: dict | None = None) -> dict:
     """Exact McNemar test on the pooled out-of-fold predictions both runs made on the same images.
 
     One pair per image: its untouched original. A run validated under the paper's protocol also
     predicted augmented copies of each image, but a model is right or wrong on an image's copies
     together far more often than not, so counting them as pairs of their own would shrink the
-    p-value as if there were ``factor`` times more images."""
+    p-value as if there were ``factor`` times more images. ``correct``: each run's right or wrong
+    per image by run id, when the caller made them already (see :func:`compare_runs`)."""
     from leukdash.metrics import mcnemar
 
     if first["dataset"]["fingerprint"] != second["dataset"]["fingerprint"]:
@@ -66,7 +68,10 @@ def paired_mcnemar(first: dict, second: dict) -> dict:
                                                                                             second["dataset"]["name"])
         note = "different tasks (class subsets) of one dataset" if same else "different datasets"
         return {"p_value": None, "n": 0, "note": note}
-    correct_a, correct_b = _correct_by_image(first), _correct_by_image(second)
+    if correct is None:
+        correct_a, correct_b = _correct_by_image(first), _correct_by_image(second)
+    else:
+        correct_a, correct_b = correct[first["run_id"]], correct[second["run_id"]]
     shared = sorted(set(correct_a) & set(correct_b))
     if not shared:
         return {"p_value": None, "n": 0, "note": "no images validated by both runs"}
