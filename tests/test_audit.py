@@ -221,3 +221,18 @@ def test_audit_of_cnmc_lists_only_pixel_duplicates(cnmc_path):
     assert duplicates["rejected"]["n"] > 1000 and duplicates["rejected"]["best_pixel_score"] < 0.8
     assert duplicates["exact"] == [] and duplicates["refused"] == []
     assert report["max_folds"] == 2  # two healthy subjects
+
+
+def test_colour_histograms_are_each_images_own_over_blocks_of_images():
+    """The histogram shortcut's features, computed a block of images at a time, are each image's
+    own normalised per-channel histogram, whichever block it falls in."""
+    from leukdash.data.audit import HISTOGRAM_BINS, HISTOGRAM_BLOCK, histogram_features
+
+    images = np.random.default_rng(3).integers(0, 256, (HISTOGRAM_BLOCK + 5, 12, 10, 3), dtype=np.uint8)
+    images[HISTOGRAM_BLOCK] = 255  # an image past the first block, all in the top bin
+    expected = np.array([np.concatenate([np.histogram(image[..., c], bins=HISTOGRAM_BINS, range=(0, 256))[0]
+                                         for c in range(3)]) / (12 * 10) for image in images])
+    features = histogram_features(images)
+    assert features.dtype == np.float32 and features.shape == (len(images), 3 * HISTOGRAM_BINS)
+    assert np.allclose(features, expected, atol=1e-7)
+    assert features[HISTOGRAM_BLOCK].tolist() == ([0.0] * (HISTOGRAM_BINS - 1) + [1.0]) * 3
