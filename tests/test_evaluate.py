@@ -117,7 +117,7 @@ def test_each_resamples_roc_auc_is_sklearns_on_the_resampled_images():
         if len(set(y[index].tolist())) == 2:
             expected.append(roc_auc_score(y[index], score[index]))
     assert len(expected) == 39
-    assert _resampled_auc(weights, members, y, score) == pytest.approx(expected, abs=1e-12)
+    assert _resampled_auc(members, y, score)(weights) == pytest.approx(expected, abs=1e-12)
 
 
 def test_a_confident_answer_on_an_image_unlike_the_training_data_is_flagged():

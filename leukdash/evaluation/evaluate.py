@@ -286,11 +286,12 @@ def group_bootstrap(y_true, proba, groups, n_classes: int, *, samples: int = BOO
         np.add.at(hits[g], y_true[m], correct[m])
     n, right = np.zeros((samples, n_classes)), np.zeros((samples, n_classes))
     with_auc = auc and n_classes == 2 and len(np.unique(y_true)) == 2
+    auc_of = _resampled_auc(members, y_true, proba[:, 1]) if with_auc else None
     aucs = []
     for rows, weights in group_draw_counts(group_class, samples, seed):
         n[rows], right[rows] = weights @ totals, weights @ hits
         if with_auc:
-            aucs.append(_resampled_auc(weights, members, y_true, proba[:, 1]))
+            aucs.append(auc_of(weights))
     accuracy = right.sum(1) / n.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         balanced = np.nanmean(np.where(n > 0, right / n, np.nan), axis=1)
@@ -332,9 +333,10 @@ def group_draw_counts(group_class: np.ndarray, samples: int, seed: int, chunk: i
         yield rows, counts.reshape(-1, len(group_class))
 
 
-def _resampled_auc(weights: np.ndarray, members: list[np.ndarray], y_true: np.ndarray, score: np.ndarray,
-                   chunk: int = 64) -> np.ndarray:
-    """The two-class ROC AUC of each resample (row of ``weights``: how often each group is drawn).
+def _resampled_auc(members: list[np.ndarray], y_true: np.ndarray, score: np.ndarray, chunk: int = 64):
+    """A function of ``weights`` (one row per resample: how often each group is drawn) giving
+    each resample's two-class ROC AUC; the images' order by score, made once here, serves every
+    block of resamples the bootstrap hands it.
 
     The Mann-Whitney form of the AUC, P(score of a positive > score of a negative) with ties
     counted half, on weighted counts per distinct score: the value ``roc_auc_score`` gives on
@@ -350,16 +352,21 @@ def _resampled_auc(weights: np.ndarray, members: list[np.ndarray], y_true: np.nd
     ranked = score[order]
     starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # first image of each distinct score
     positive_image = y_true[order] == 1
-    aucs = []
-    for begin in range(0, len(weights), chunk):
-        drawn = weights[begin:begin + chunk][:, group_of[order]]  # each image's weight, by rising score
-        positive = np.add.reduceat(np.where(positive_image, drawn, 0.0), starts, axis=1)
-        negative = np.add.reduceat(np.where(positive_image, 0.0, drawn), starts, axis=1)
-        below = np.cumsum(negative, axis=1) - negative  # negatives scored lower than each score
-        pairs = positive.sum(axis=1) * negative.sum(axis=1)
-        wins = (positive * (below + 0.5 * negative)).sum(axis=1)
-        aucs.append(wins[pairs > 0] / pairs[pairs > 0])
-    return np.concatenate(aucs)
+    group_by_rank = group_of[order]
+
+    def aucs(weights: np.ndarray) -> np.ndarray:
+        found = []
+        for begin in range(0, len(weights), chunk):
+            drawn = weights[begin:begin + chunk][:, group_by_rank]  # each image's weight, by rising score
+            positive = np.add.reduceat(np.where(positive_image, drawn, 0.0), starts, axis=1)
+            negative = np.add.reduceat(np.where(positive_image, 0.0, drawn), starts, axis=1)
+            below = np.cumsum(negative, axis=1) - negative  # negatives scored lower than each score
+            pairs = positive.sum(axis=1) * negative.sum(axis=1)
+            wins = (positive * (below + 0.5 * negative)).sum(axis=1)
+            found.append(wins[pairs > 0] / pairs[pairs > 0])
+        return np.concatenate(found)
+
+    return aucs
 
 
 def _interval(values: np.ndarray) -> list[float]:
