@@ -82,11 +82,13 @@ def test_the_command_line_says_which_answer_is_likely_wrong(capsys):
     from leukdash.cli.output import print_checks
 
     flagged = {"flag": True, "confidence": 0.4, "floor": 0.9}
+    answer = {"predicted": "ALL", "probabilities": {"ALL": 0.4, "AML": 0.35}, "fold_predictions": ["ALL", "AML"],
+              "n_folds": 2, "likely_wrong": flagged}  # a prediction as predict_images gives it
     known = {"match": "identical", "file": "ALL/a.png", "class": "ALL", "fold": 2, "prediction": "AML",
              "probabilities": {"ALL": 0.4, "AML": 0.6}}
-    print_checks({"likely_wrong": flagged, "known": known})
+    print_checks({**answer, "known": known})
     assert "likely wrong: the out-of-fold answer's top probability 0.40 is below 0.90" in capsys.readouterr().out
-    print_checks({"likely_wrong": flagged, "known": None})
+    print_checks({**answer, "known": None})
     assert "likely wrong: its top probability 0.40 is below 0.90" in capsys.readouterr().out
 
 

@@ -101,6 +101,8 @@ def unavailable_checks(entries: list[dict]) -> list[str]:
 
 def print_checks(entry: dict) -> None:
     """A note on the file, the out-of-distribution warning and the known-image answer of one prediction."""
+    from leukdash.evaluation.answer import headline
+
     ood, known = entry.get("ood") or {}, entry.get("known")
     if entry.get("note"):
         print(f"  note: {entry['note']}")
@@ -111,7 +113,7 @@ def print_checks(entry: dict) -> None:
         print(f"  cell segmentation: {entry['cell']['failure']}: {entry['cell']['meaning']}")
     if (entry.get("likely_wrong") or {}).get("flag"):
         wrong = entry["likely_wrong"]
-        answer = "the out-of-fold answer's" if (known or {}).get("prediction") else "its"  # see likely_wrong
+        answer = "the out-of-fold answer's" if headline(entry)["source"] == "out-of-fold" else "its"
         print(f"  likely wrong: {answer} top probability {wrong['confidence']:.2f} is below {wrong['floor']:.2f}, "
               "lower than 95% of the run's own out-of-fold answers")
     if known and "error" not in known:

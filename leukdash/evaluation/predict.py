@@ -252,13 +252,15 @@ def likely_wrong(run_id: str, results: list[dict], store: RunStore | None = None
     """Per prediction: the top probability of its answer against the run's confidence floor (see
     :func:`leukdash.evaluation.ood.confidence_floor`), and whether it falls below.
 
-    The answer of one of the run's own images (``known``) is its out-of-fold model's, the kind of
-    answer the floor is drawn from, and the one the product headlines; else the ensemble mean's.
+    The answer judged is the one the product headlines (:func:`leukdash.evaluation.answer.headline`):
+    for one of the run's own images (``known``) its out-of-fold model's, the kind of answer the
+    floor is drawn from; else the ensemble mean's.
     """
+    from leukdash.evaluation.answer import headline
     from leukdash.evaluation.ood import confidence_floor, own_confidence
 
     floor = confidence_floor(own_confidence(run_id, store))
-    tops = [max(((r.get("known") or {}).get("probabilities") or r["probabilities"]).values()) for r in results]
+    tops = [headline(result)["probability"] for result in results]
     return [{"confidence": top, "floor": round(floor, 6), "flag": top < floor} for top in tops]
 
 
