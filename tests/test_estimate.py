@@ -72,3 +72,17 @@ def test_calibration_measures_a_kind_on_this_machine_once(isolated_artifacts):
     result = estimate([planned(RunConfig(model="nb", image_size=64), 260, 5)], [], workers=1,
                       calibrated=calibrated())
     assert result["estimated"] == result["calibrated"] == 1 and 0 < result["low"] < result["seconds"] < result["high"]
+
+
+def test_a_measurement_marker_counts_for_ten_minutes_either_way_of_now(isolated_artifacts):
+    """A marker dated ahead of the clock (the clock set back since) must not hold measuring off until that date."""
+    import os
+    import time
+
+    from leukdash.engine.calibrate import measuring
+
+    marker = isolated_artifacts / "calibration.running"
+    marker.write_text("nb/pixels")
+    for age, at_work in ((0, True), (300, True), (-300, True), (900, False), (-3600, False)):
+        os.utime(marker, (time.time() - age, time.time() - age))
+        assert measuring() is at_work, age

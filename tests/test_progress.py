@@ -105,7 +105,7 @@ def test_format_progress_line():
 
 
 @pytest.mark.parametrize("seconds, text", [(0, "0s"), (0.2, "<1s"), (0.5, "<1s"), (44.6, "45s"), (80, "1m20s"),
-                                           (7500, "2h05m")])
+                                           (7500, "2h05m"), (-0.4, "0s"), (-100, "0s")])
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
 

@@ -121,9 +121,13 @@ def _marker() -> Path:
 
 
 def measuring() -> bool:
-    """Whether a measurement started in the last ten minutes is still at work."""
+    """Whether a measurement started in the last ten minutes is still at work.
+
+    A marker dated more than ten minutes ahead (the clock was set back since it was written) is as
+    stale as one ten minutes old: otherwise it would hold every measurement off until that date.
+    """
     marker = _marker()
-    return marker.is_file() and time.time() - marker.stat().st_mtime < 600
+    return marker.is_file() and abs(time.time() - marker.stat().st_mtime) < 600
 
 
 def start_measuring(kinds: list[str]) -> None:

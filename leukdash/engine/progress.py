@@ -239,7 +239,11 @@ def count(n: int, noun: str) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """``45s``, ``1m20s``, ``2h05m``; ``<1s`` for a positive time that rounds to none."""
+    """``45s``, ``1m20s``, ``2h05m``; ``<1s`` for a positive time that rounds to none.
+
+    A negative time (a difference of wall-clock times across a clock set back) reads ``0s``.
+    """
+    seconds = max(0.0, seconds)
     if seconds > 0 and int(round(seconds)) == 0:
         return "<1s"
     seconds = int(round(seconds))
