@@ -4,6 +4,7 @@ import streamlit as st
 
 from leukdash.data.decode import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, frames_note
 from leukdash.evaluation.answer import headline
+from leukdash.evaluation.answer_table import answers_csv
 from leukdash.evaluation.predict import warm_up, warmed_up
 from leukdash.errors import ImageDecodeError, LeukdashError
 from leukdash.paths import hide_roots, printable
@@ -85,6 +86,8 @@ show_cam = is_cnn and kept(st.toggle, "predict_cam", True, "Grad-CAM heatmap",
                            help="Where the CNN looked: gradient-weighted activations of its last convolution, "
                                 "averaged over the fold models.")
 
+export = st.empty()  # above the answers, filled once every upload is answered
+answered = []  # what the table download holds: each upload's answer, or why it could not be read
 for upload in uploads:
     data = upload.getvalue()
     with st.container(border=True):
@@ -97,6 +100,7 @@ for upload in uploads:
         except ImageDecodeError as error:
             st.error(f"Cannot read {literal(printable(upload.name))}: {error}. Upload a PNG, JPEG, BMP or TIFF image.",
                      icon=":material/broken_image:")
+            answered.append({"file": printable(upload.name), "error": str(error)})
             continue
         try:
             with st.spinner("Predicting…" if ready else "Finishing loading this run's fold models and reference "
@@ -107,6 +111,7 @@ for upload in uploads:
         except LeukdashError as error:
             st.error(hide_roots(f"Cannot predict with run {run_id}: {error}"))
             st.stop()
+        answered.append({"file": printable(upload.name), **({"note": note} if note else {}), **result})
         ood, known = result.get("ood") or {}, result.get("known")
         if note:
             st.caption(f"Note: {note}.")
@@ -166,3 +171,8 @@ for upload in uploads:
                          caption=[size, f"Grad-CAM for {result['predicted']}, the fold models' mean class (red: most influential)"])
             else:
                 st.image(picture, width="stretch", caption=size)
+export.download_button(
+    "Answers (CSV)", answers_csv(answered), file_name=f"{run_id}_answers.csv", mime="text/csv",
+    icon=":material/download:",
+    help="One row per image: the answer shown, each class's probability and every warning beside it "
+         "(outside the training data, likely wrong, segmentation, known image); an unreadable file with its reason.")

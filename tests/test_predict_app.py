@@ -106,3 +106,18 @@ def test_a_run_deleted_under_its_warm_up_ends_it_quietly(fresh_deploy):
     assert result["predicted"] in ("ALL", "AML", "CLL", "CML", "HEALTHY")
     for check in ("ood", "known", "likely_wrong"):
         assert result[check]["error"].endswith(f"check unavailable: run {run_id!r} is not a finished run in {store.root}")
+
+
+def test_the_answers_download_as_one_table_row_per_upload(fresh_deploy):
+    """Every upload, read or not, is a row of the "Answers (CSV)" download, above the answers."""
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/predict.py").run()
+    assert not at.get("download_button")  # nothing answered yet
+    image = np.random.default_rng(2).integers(0, 256, (60, 60, 3), dtype=np.uint8)
+    at.file_uploader(key="predict_upload").set_value([("cell.png", _png(image), "image/png"),
+                                                      ("broken.png", b"not an image", "image/png")])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    [button] = at.get("download_button")
+    assert button.proto.label == "Answers (CSV)" and "One row per image" in button.proto.help
+    assert button.proto.url.endswith(".csv")

@@ -168,7 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="predict images with the fold models of a finished run")
     predict.add_argument("run_id")
     predict.add_argument("images", nargs="+", type=_image_path)
-    predict.add_argument("--json", action="store_true")
+    answers_as = predict.add_mutually_exclusive_group()
+    answers_as.add_argument("--json", action="store_true")
+    answers_as.add_argument("--csv", action="store_true",
+                            help="one row per image: the answer, each class's probability and the checks' verdicts")
     predict.set_defaults(handler=cmd.predict)
 
     evaluate = commands.add_parser("evaluate", help="external test: a finished run's fold models on another dataset")

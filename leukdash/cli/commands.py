@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from leukdash.cli.output import (ProgressLine, SweepLog, final_text, print_checks, print_json, print_report, run_json,
+from leukdash.cli.output import (ProgressLine, SweepLog, final_text, print_answers, print_json, print_report, run_json,
                                  run_text, sweep_settings, unavailable_checks)
 from leukdash.cli.run_options import (check_grid_size, check_nothing_typed, config_from_args, n_jobs_option,
                                       sweep_from_args)
@@ -193,13 +193,12 @@ def predict(args) -> int:
     else:
         for reason in unavailable_checks(predictions):  # once, not under every answer
             print(f"warning: {reason}", file=sys.stderr)
-        for entry in predictions:
-            if "error" in entry:
-                print(f"{entry['file']}: cannot read: {entry['error']}")
-            else:
-                probs = "  ".join(f"{c} {p:.3f}" for c, p in entry["probabilities"].items())
-                print(f"{entry['file']}: {entry['predicted']} (folds agreeing {entry['agreement']}/{entry['n_folds']})  {probs}")
-                print_checks(entry)
+        if args.csv:  # the same answers and verdicts, one row each (warnings stay on stderr)
+            from leukdash.evaluation.answer_table import answers_csv
+
+            sys.stdout.write(answers_csv(predictions))
+        else:
+            print_answers(predictions)
     if all("error" in entry for entry in predictions):
         print(f"error: none of the {len(predictions)} image(s) could be read", file=sys.stderr)
         return 2

@@ -99,6 +99,17 @@ def unavailable_checks(entries: list[dict]) -> list[str]:
             f"given without {'them' if len(names) > 1 else 'it'})" for reason, names in stopped.items()]
 
 
+def print_answers(entries: list[dict]) -> None:
+    """Each prediction of ``predict_files`` on a line (or why its file could not be read), its checks below it."""
+    for entry in entries:
+        if "error" in entry:
+            print(f"{entry['file']}: cannot read: {entry['error']}")
+        else:
+            probs = "  ".join(f"{c} {p:.3f}" for c, p in entry["probabilities"].items())
+            print(f"{entry['file']}: {entry['predicted']} (folds agreeing {entry['agreement']}/{entry['n_folds']})  {probs}")
+            print_checks(entry)
+
+
 def print_checks(entry: dict) -> None:
     """A note on the file, the out-of-distribution warning and the known-image answer of one prediction."""
     from leukdash.evaluation.answer import headline

@@ -1,0 +1,88 @@
+"""Predictions as a table: one flat row per image, and that table as CSV text.
+
+Whoever classifies a folder of images wants the answers in a spreadsheet beside their own notes:
+the Predict page's "Answers (CSV)" and ``python -m leukdash predict --csv`` write the same rows.
+A row holds the answer the product headlines (:func:`leukdash.evaluation.answer.headline`) and
+every warning the page would show beside it, so that the table alone never reads as more
+certain than the page.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from leukdash.evaluation.answer import headline
+
+# A check that could not be made (the run's dataset gone, say) reads so; one that does not apply
+# to this run or image (no segmentation for a run on whole images) is left empty.
+UNAVAILABLE = "unavailable"
+
+# A spreadsheet runs a cell that starts with one of these as a formula ("CSV injection"): an image
+# named "=HYPERLINK(...).png" must stay text, so such a cell gets a leading apostrophe.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def answer_row(entry: dict) -> dict:
+    """One prediction as a flat row.
+
+    Parameters
+    ----------
+    entry : an entry of :func:`leukdash.evaluation.predict.predict_files`, or
+        ``{"file": name, **result}`` for a result of ``predict_images``; an entry with ``error``
+        (an unreadable file) gives a row with the file and the error only.
+
+    Returns
+    -------
+    dict with ``file``, ``predicted`` and ``probability`` (the headline), ``answer_from``
+    ("mean" of the fold models, or the "out-of-fold" model of a known image), ``votes``,
+    ``p_<class>`` for each class, ``outside_training`` and ``likely_wrong`` ("yes", "no" or
+    "unavailable"), ``distance_percentile``, ``cell_segmentation`` ("ok" or the failure),
+    ``known_image`` (the run's file it matches), ``note`` and ``error``.
+    """
+    if "error" in entry:
+        return {"file": entry["file"], "error": entry["error"]}
+    answer = headline(entry)
+    ood = entry.get("ood")
+    row = {
+        "file": entry["file"],
+        "predicted": answer["predicted"],
+        "probability": round(answer["probability"], 4),
+        "answer_from": answer["source"],
+        "votes": "; ".join(f"{label} {count}" for label, count in answer["votes"]),
+        **{f"p_{label}": round(p, 4) for label, p in answer["probabilities"].items()},
+        "outside_training": _check(ood, lambda c: "yes" if c["outside"] else "no"),
+        "distance_percentile": "" if not ood or "error" in ood else round(ood["percentile"], 1),
+        "likely_wrong": _check(entry.get("likely_wrong"), lambda c: "yes" if c["flag"] else "no"),
+        "cell_segmentation": _check(entry.get("cell"), lambda c: c["failure"] or "ok"),
+        "known_image": _check(entry.get("known"), lambda c: c["file"]),
+        "note": entry.get("note", ""),
+    }
+    return row
+
+
+def answers_csv(entries: list[dict]) -> str:
+    """:func:`answer_row` of each entry as CSV text (a header line, then a row per entry, in order).
+
+    The columns are the same for every row: a class column for each class any answer gives, in the
+    order first met; an unreadable file's row leaves the answer's columns empty.
+    """
+    rows = [answer_row(entry) for entry in entries]
+    columns = list(dict.fromkeys(name for row in rows for name in row if name != "error")) + ["error"]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({name: _as_text(value) for name, value in row.items()} for row in rows)
+    return text.getvalue()
+
+
+def _check(value: dict | None, say) -> str:
+    if not value:
+        return ""
+    return UNAVAILABLE if "error" in value else say(value)
+
+
+def _as_text(value):
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value

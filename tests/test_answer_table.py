@@ -1,0 +1,77 @@
+"""Predictions as a table: the rows say what the page says (headline and every check's verdict), an
+unreadable file keeps its row, a file name stays text in a spreadsheet, and the command line's
+``--csv`` is that table alone on stdout."""
+
+import csv
+import io
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from leukdash.config import AugmentConfig, RunConfig
+from leukdash.engine.runner import run
+from leukdash.evaluation.answer import headline
+from leukdash.evaluation.answer_table import answers_csv
+from leukdash.evaluation.predict import predict_files
+
+CLASSES = ("ALL", "AML", "CLL", "CML", "HEALTHY")
+
+
+def _run(dataset) -> str:
+    config = RunConfig(dataset=str(dataset), model="nb", feature_set="pixels", image_size=16, augment_factor=1,
+                       augment=AugmentConfig.off(), folds=2)
+    return run(config, n_jobs=1)["run_id"]
+
+
+def _rows(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_each_row_holds_the_headline_and_every_verdict_in_the_files_order(tiny_dataset, tmp_path, monkeypatch):
+    run_id = _run(tiny_dataset)
+    monkeypatch.chdir(tmp_path)
+    original = sorted(tiny_dataset.glob("CLL/*.png"))[0]
+    own = shutil.copy(original, tmp_path / "own.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save("=1+2.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    entries = predict_files(run_id, ["=1+2.png", "broken.png", own])
+    rows = _rows(answers_csv(entries))
+
+    assert list(rows[0]) == ["file", "predicted", "probability", "answer_from", "votes",
+                             *[f"p_{c}" for c in CLASSES], "outside_training", "distance_percentile",
+                             "likely_wrong", "cell_segmentation", "known_image", "note", "error"]
+    noise, broken, known = rows
+    # A spreadsheet would run "=1+2.png" as a formula: the cell stays the file's name, as text.
+    assert noise["file"] == "'=1+2.png" and broken["file"] == "broken.png"
+    assert broken["error"] == entries[1]["error"] and broken["predicted"] == "" and broken["p_ALL"] == ""
+    for row, entry in ((noise, entries[0]), (known, entries[2])):
+        answer = headline(entry)
+        assert row["predicted"] == answer["predicted"] and row["answer_from"] == answer["source"]
+        assert float(row["probability"]) == pytest.approx(answer["probability"], abs=1e-4)
+        assert sum(float(row[f"p_{c}"]) for c in CLASSES) == pytest.approx(1.0, abs=1e-3)
+        assert row["outside_training"] == ("yes" if entry["ood"]["outside"] else "no")
+        assert float(row["distance_percentile"]) == pytest.approx(entry["ood"]["percentile"], abs=0.05)
+        assert row["likely_wrong"] == ("yes" if entry["likely_wrong"]["flag"] else "no")
+        assert row["cell_segmentation"] == "" and row["error"] == ""  # a run on whole images segments nothing
+    # The run's own image: its out-of-fold model's answer, as the page headlines it, and the file it is.
+    assert known["answer_from"] == "out-of-fold" and known["known_image"] == f"CLL/{original.name}"
+    assert noise["known_image"] == "" and noise["outside_training"] == "yes"  # noise is like no cell
+
+
+def test_predict_csv_is_the_table_alone_and_says_which_checks_it_could_not_make(tiny_dataset, tmp_path, capsys):
+    from leukdash.cli import main
+
+    copy = shutil.copytree(tiny_dataset, tmp_path / "moved")
+    run_id = _run(copy)
+    images = sorted(str(path) for path in tiny_dataset.glob("AML/*.png"))[:2]
+    shutil.rmtree(copy)  # the checks need the training images: unavailable now
+    assert main(["predict", run_id, "--csv", *images]) == 0
+    out, err = capsys.readouterr()
+    rows = _rows(out)
+    assert [row["file"] for row in rows] == images and all(row["predicted"] in CLASSES for row in rows)
+    assert {(row["outside_training"], row["known_image"]) for row in rows} == {("unavailable", "unavailable")}
+    assert err.startswith("warning: ood and known checks unavailable: ") and err.count("\n") == 1
+    assert main(["predict", run_id, "--csv", "--json", images[0]]) == 2  # one format or the other
+    assert "not allowed with argument" in capsys.readouterr().err
