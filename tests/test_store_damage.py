@@ -194,8 +194,9 @@ def test_a_check_that_cannot_be_computed_or_stored_is_unavailable_and_the_predic
     predict.prepare_checks(run_id)  # the warm-up thread: ends quietly (it raised OSError there)
     [answer] = predict.predict_images(run_id, [np.zeros((40, 40, 3), np.uint8)])
     assert answer["predicted"] in ("ALL", "AML", "CLL", "CML", "HEALTHY")
-    reason = "check unavailable: what it needs could not be read or stored here (read-only file system)"
-    assert answer["ood"] == {"error": f"ood {reason}"} and answer["known"] == {"error": f"known {reason}"}
+    reason = "what it needs could not be read or stored here (read-only file system)"
+    for check in ("ood", "known"):
+        assert answer[check] == {"error": f"{check} check unavailable: {reason}", "check": check, "reason": reason}
 
 
 def test_a_damaged_cache_in_a_store_that_cannot_be_written_is_computed_in_memory(template, tiny_dataset, monkeypatch):
@@ -250,7 +251,8 @@ def test_the_likely_wrong_check_of_loaded_models_names_the_lost_model_as_a_fresh
     assert f"run {run_id}: the saved model models/fold_1.joblib is damaged or missing" in str(lost.value)
     [answer] = predict.predict_images(run_id, [image])  # the loaded models still answer
     assert answer["predicted"] in ("ALL", "AML", "CLL", "CML", "HEALTHY")
-    assert answer["likely_wrong"] == {"error": f"likely-wrong check unavailable: {lost.value}"}
+    assert answer["likely_wrong"] == {"error": f"likely-wrong check unavailable: {lost.value}",
+                                      "check": "likely-wrong", "reason": str(lost.value)}
 
 
 # --------------------------------------------------------------------------- the pages

@@ -86,12 +86,12 @@ def sweep_settings(config: dict, axes: dict | None) -> str:
 
 def unavailable_checks(entries: list[dict]) -> list[str]:
     """Why checks could not be made (the run's dataset gone, say): one line per reason, naming
-    the checks it stopped (each answer's entry says ``"<check> check unavailable: <reason>"``)."""
+    the checks it stopped (an unavailable check's entry names itself, ``check``, and its ``reason``)."""
     stopped: dict[str, list[str]] = {}
     for entry in entries:
         for check in ("ood", "known", "likely_wrong"):
             if isinstance(entry.get(check), dict) and "error" in entry[check]:
-                name, _, reason = entry[check]["error"].partition(" check unavailable: ")
+                name, reason = entry[check]["check"], entry[check]["reason"]
                 names = stopped.setdefault(reason, [])
                 if name not in names:
                     names.append(name)

@@ -177,7 +177,8 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
     the run's training data (``ood``) and whether it is one of them (``known``).
 
     A check that cannot be made (say, the run's dataset is not on this machine) gives
-    ``{"error": reason}`` in its place: the prediction stands without it.
+    ``{"error": "<check> check unavailable: <reason>", "check", "reason"}`` in its place: the
+    prediction stands without it.
     """
     if isinstance(images, np.ndarray) and images.ndim != 4:
         raise ImageDecodeError(f"images must be a list of images or an (N, height, width, 3) array, got an array "
@@ -203,7 +204,8 @@ def _checked(run_id, images, store, what, check) -> list:
     try:
         return check(run_id, images, store)
     except CHECK_UNAVAILABLE as error:
-        return [{"error": f"{what} check unavailable: {_unavailable_reason(error)}"}] * len(images)
+        reason = _unavailable_reason(error)
+        return [{"error": f"{what} check unavailable: {reason}", "check": what, "reason": reason}] * len(images)
 
 
 def _unavailable_reason(error: Exception) -> str:
