@@ -259,3 +259,21 @@ def test_importing_tensorflow_keeps_its_start_up_notes_off_stderr_and_passes_the
     asked = subprocess.run([sys.executable, "-c", code], env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"},
                            capture_output=True, text=True, timeout=60)
     assert asked.stderr == notes.replace("\\n", "\n") + "a library warning\n", asked
+
+
+def test_tensorflows_retracing_warning_is_dropped_and_its_other_warnings_pass(tmp_path):
+    """TensorFlow counts retraces over every function at once: a 5-fold CNN's models, each traced
+    once for a new batch size, made `predict` print "5 out of the last 5 calls ... triggered
+    tf.function retracing". Its logger drops that one warning (unless TF_CPP_MIN_LOG_LEVEL=0)."""
+    (tmp_path / "tensorflow.py").write_text("")
+    code = ("import logging; from leukdash.models.tensorflow_import import import_tensorflow; import_tensorflow(); "
+            "import_tensorflow(); log = logging.getLogger('tensorflow'); "
+            "log.warning('5 out of the last 5 calls to <function f at 0x1> triggered tf.function retracing. "
+            "Tracing is expensive'); log.warning('a real warning')")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parent.parent)])}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    quiet = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert quiet.stderr == "a real warning\n", quiet
+    asked = subprocess.run([sys.executable, "-c", code], env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"},
+                           capture_output=True, text=True, timeout=60)
+    assert asked.stderr.count("\n") == 2 and "triggered tf.function retracing" in asked.stderr, asked

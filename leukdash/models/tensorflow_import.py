@@ -6,11 +6,18 @@ about a run, and ``predict`` on a CNN run printed four of them above its answers
 dropped by its parent as it relays the worker's stderr (:mod:`leukdash.engine.scheduler.child`);
 in the process itself, fd 2 is captured while TensorFlow is imported and every other line is
 passed on. ``TF_CPP_MIN_LOG_LEVEL=0`` (TensorFlow's own way to ask for them) shows them all.
+
+One warning of its Python logger is dropped the same way: "N out of the last M calls to <function
+...make_predict_function...> triggered tf.function retracing". TensorFlow counts retraces over
+all functions together, and a fold ensemble holds one Keras model per fold, each traced once
+for a new batch size (Keras traces with ``reduce_retracing``, so the next size reuses it):
+``predict`` of 20 images with a 5-fold CNN run printed it, a false alarm about the user's data.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import re
 import sys
@@ -35,4 +42,16 @@ def import_tensorflow():
             importlib.import_module("tensorflow")
         write_stderr(b"".join(line for line in said["bytes"].splitlines(keepends=True)
                               if not tensorflow_note(line)))
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _RetracingWarnings) for f in logger.filters):
+        logger.addFilter(_RetracingWarnings())
     return sys.modules["tensorflow"]
+
+
+class _RetracingWarnings(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning (see the module docstring),
+    unless ``TF_CPP_MIN_LOG_LEVEL`` is 0."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return (os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
+                or "triggered tf.function retracing" not in record.getMessage())
