@@ -326,3 +326,24 @@ def test_a_class_with_fewer_than_three_groups_is_named_and_others_are_not():
     assert few_groups(result(["ALL"] * 3 + ["HEALTHY"] * 3)) is None
     assert few_groups(result(["ALL"] * 7 + ["HEALTHY"] * 2 + ["AML"])).startswith(
         "the intervals rest on few groups (2 of HEALTHY, 1 of AML):")
+
+
+def test_the_per_group_line_lists_few_groups_the_worst_of_many_and_no_single_images():
+    from leukdash.evaluation.evaluate import LOWEST_GROUPS_LISTED, MAX_GROUPS_LISTED, groups_text
+
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1], 40)
+    proba = rng.dirichlet([1, 1], size=len(y))
+
+    def per_group(groups):
+        return external_metrics(y, proba, np.asarray(groups), ("ALL", "HEALTHY"), samples=10)["per_group"]
+
+    many = per_group([f"s{i // 2:02d}" for i in range(len(y))])  # 40 subjects of 2 images
+    assert len(many) > MAX_GROUPS_LISTED
+    line = groups_text(many)
+    assert line.startswith(f"{len(many)} groups (--json lists each); the lowest recall: ")
+    listed = [float(part.rsplit(" ", 1)[1]) for part in line.split(": ", 1)[1].split("  ")]
+    assert listed == sorted(g["recall"] for g in many)[:LOWEST_GROUPS_LISTED]
+    few = per_group([f"s{i // 8}" for i in range(len(y))])  # 10 subjects of 8 images: each listed
+    assert groups_text(few).count(" (") == 10 and "s9 (HEALTHY, 8)" in groups_text(few)
+    assert groups_text(per_group([f"img{i}" for i in range(len(y))])).startswith("each image is its own group")

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 
-# Per-group recall is listed for sources with few groups (subjects); an ALL-IDB image is a group.
-MAX_GROUPS_LISTED = 30
-
 
 def run_json(result: dict) -> dict:
     keep = ("fold", "val_acc", "val_loss", "train_acc", "train_loss", "balanced_acc", "macro_f1", "seconds",
@@ -66,6 +63,9 @@ def final_text(record: dict) -> str:
 
 def sources_text(per_source: dict) -> list[str]:
     # Pooled figures lead: a source's folds can differ much in size and in the classes they hold.
+    # Per-group recall is listed for sources with few groups (subjects); an ALL-IDB image is a group.
+    from leukdash.evaluation.evaluate import MAX_GROUPS_LISTED
+
     lines = []
     for name, source in per_source.items():
         pooled, acc = source["pooled"], source["val_acc"]

@@ -29,6 +29,10 @@ from leukdash.engine.store import RunStore, read_json, write_json_atomic
 COLLAPSE_SHARE = 0.95
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
+# A terminal line lists every group up to this many (a run's per-source lines too); beyond it,
+# the few with the lowest recall, the ones a reader looks for.
+MAX_GROUPS_LISTED = 30
+LOWEST_GROUPS_LISTED = 5
 # Changes to what this module computes invalidate the stored results.
 METHOD_VERSION = "external-4"
 
@@ -422,9 +426,24 @@ def format_evaluation(result: dict) -> str:
                            for label, key in (("error flagged", "error_flagged"), ("unflagged", "error_unflagged")))
         own = f"  (own out-of-fold {flag['own_share']:.1%})" if flag["own_share"] is not None else ""
         lines.append(f"  {names[name]:<30} flags {flag['share']:6.1%}  {errors}{own}")
-    lines.append("  per group          " + "  ".join(f"{g['group']} ({g['class']}, {g['n']}) {g['recall']:.2f}"
-                                                  for g in result["per_group"]))
+    lines.append("  per group          " + groups_text(result["per_group"]))
     return "\n".join(lines)
+
+
+def groups_text(groups: list[dict]) -> str:
+    """The per-group recalls (``per_group`` of a result) on one terminal line: every group up to
+    ``MAX_GROUPS_LISTED``, else the count and the few with the lowest recall; when every group is
+    one image they repeat the per-image answers, and the line says so instead."""
+    def listed(chosen):
+        return "  ".join(f"{g['group']} ({g['class']}, {g['n']}) {g['recall']:.2f}" for g in chosen)
+
+    if all(g["n"] == 1 for g in groups):
+        return ("each image is its own group (no subject folders or groups.csv), so the recall per class says "
+                "it all")
+    if len(groups) <= MAX_GROUPS_LISTED:
+        return listed(groups)
+    lowest = sorted(groups, key=lambda g: g["recall"])[:LOWEST_GROUPS_LISTED]
+    return f"{len(groups)} groups (--json lists each); the lowest recall: {listed(lowest)}"
 
 
 def few_groups(result: dict, fewest: int = 3) -> str | None:
