@@ -225,6 +225,17 @@ def _truncated_webp(folder: Path) -> None:
     (folder / "cut.webp").write_bytes(data.tobytes()[: len(data) * 9 // 10])
 
 
+def _pillow_only(format_name: str, name: str):
+    """A whole image in a format Pillow opens and OpenCV does not decode, under an image's name."""
+    def make(folder: Path) -> None:
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(_noise(18, 32)).save(buffer, format=format_name)
+        (folder / name).write_bytes(buffer.getvalue())
+    return make
+
+
 def _deep_png(folder: Path) -> None:
     assert cv2.imwrite(str(folder / "deep16.png"), (_noise(8).astype(np.uint16) * 257))
 
@@ -317,6 +328,10 @@ IMAGE_CASES = [
      _write("scrambled.png", _png_scrambled_pixels()), "truncated or damaged PNG", 12),
     ("truncated WebP", "skipped: truncated WebP (not 'not an image')", _truncated_webp, "truncated or damaged WebP",
      12),
+    ("Windows icon named .png", "skipped: a format not read here, named (not 'corrupt image data')",
+     _pillow_only("ICO", "icon.png"), "not a format this tool reads: Windows Icon (ICO)", 12),
+    ("Targa image named .tif", "skipped: a format not read here, named (not 'corrupt image data')",
+     _pillow_only("TGA", "targa.tif"), "not a format this tool reads: Targa (TGA)", 12),
     ("random bytes", "skipped: not an image",
      _write("noise.png", np.random.default_rng(3).bytes(2048)), "not an image", 12),
     ("TIFF with a damaged deflate strip", "skipped: damaged TIFF, no libtiff line on stderr",

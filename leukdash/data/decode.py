@@ -55,7 +55,7 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np
     data = _read_bytes(source)
     if not data:
         raise ImageDecodeError("empty file")
-    width, height = _header_size(data)
+    width, height, kind, description = _header(data)
     if width * height > max_pixels:
         raise ImageDecodeError(
             f"image too large: {width}x{height} pixels exceeds the limit of {max_pixels:,}"
@@ -72,6 +72,10 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     message = " ".join(said["text"].split())
     damaged = "truncated or damaged PNG" if png else "corrupt image data"
+    if (array is None or array.size == 0) and kind not in _OPENCV_FORMATS:
+        # Pillow knows more formats than OpenCV decodes (icons, Targa, Photoshop...): such a
+        # file is whole, just not readable here, and "corrupt" would send its owner astray.
+        raise ImageDecodeError(f"not a format this tool reads: {description} ({kind}); {_SAVE_AS}")
     if array is None or array.size == 0:
         raise ImageDecodeError(f"{damaged}: {message or 'OpenCV could not decode it'}")
     if any(word in message.lower() for word in _DAMAGE_WORDS):
@@ -115,15 +119,16 @@ def _read_bytes(source: str | Path | bytes) -> bytes:
         raise ImageDecodeError(str(error)) from None
 
 
-def _header_size(data: bytes) -> tuple[int, int]:
-    """Image size from the header alone (Pillow opens lazily), before any pixel is decoded."""
+def _header(data: bytes) -> tuple[int, int, str, str]:
+    """Width, height, format and its description ("ICO", "Windows Icon") from the header alone
+    (Pillow opens lazily), before any pixel is decoded."""
     try:
         with warnings.catch_warnings():
             # Our own pixel limit decides, with a reason, instead of a warning on stderr; so do our
             # checks of damaged data (Pillow warns of corrupt EXIF, say).
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
-                return image.size
+                return *image.size, image.format, image.format_description
     except Image.DecompressionBombError:
         raise ImageDecodeError("image too large: refused as a possible decompression bomb") from None
     except Exception as error:
@@ -143,6 +148,8 @@ def _header_size(data: bytes) -> tuple[int, int]:
         raise ImageDecodeError(f"damaged {kind} header: {said or type(error).__name__}") from None
 
 
+# Pillow's names of the formats OpenCV decodes (MPO: a JPEG with extra pictures, as cameras write).
+_OPENCV_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "DIB", "TIFF", "WEBP", "JPEG2000", "GIF", "PPM")
 # The first bytes of each format decode_image reads.
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8", "JPEG"), (b"II*\0", "TIFF"),
                (b"MM\0*", "TIFF"), (b"BM", "BMP"))
