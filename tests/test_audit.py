@@ -236,3 +236,16 @@ def test_colour_histograms_are_each_images_own_over_blocks_of_images():
     assert features.dtype == np.float32 and features.shape == (len(images), 3 * HISTOGRAM_BINS)
     assert np.allclose(features, expected, atol=1e-7)
     assert features[HISTOGRAM_BLOCK].tolist() == ([0.0] * (HISTOGRAM_BINS - 1) + [1.0]) * 3
+
+
+def test_blank_pictures_are_never_the_same_cell():
+    """A black and a white image (or a 1x1 dot, scaled up) have flat detail, whose correlation with
+    any other flat detail is 1: they were confirmed as duplicates of each other and joined."""
+    blanks = [np.zeros((64, 64, 3), np.uint8), np.full((64, 64, 3), 255, np.uint8), np.full((1, 1, 3), 90, np.uint8),
+              np.full((40, 60, 3), (120, 60, 140), np.uint8)]
+    cell = _cell_on_black(4)
+    details = pixel_details([*blanks, cell])
+    assert all(pixel_similarity(details[i], details[j]) == 0.0 for i in range(5) for j in range(5) if i != j)
+    assert pixel_similarity(details[4], details[4]) == pytest.approx(1.0)  # a cell still matches itself
+    confirmed, rejected = confirmed_near_duplicates([*blanks, cell])
+    assert confirmed == [] and len(rejected) >= 6  # the blanks' hashes are near, their pixels are not the same cell

@@ -78,7 +78,7 @@ def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
 
     # The method's settings are part of the key: a cache of another definition is never reused.
     method = stable_hash([duplicates.HASH_SIZE, duplicates.NEAR_DUPLICATE_DISTANCE, duplicates.PIXEL_SIZE,
-                          duplicates.PIXEL_MATCH, MAX_MERGE_SHARE], 8)
+                          duplicates.PIXEL_MATCH, MAX_MERGE_SHARE, duplicates.MIN_DETAIL], 8)
     cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}_duplicates_{method}.json"
     cached = _read_pairs(cache, len(dataset.items))
     if cached is None:
