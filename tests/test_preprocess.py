@@ -195,6 +195,38 @@ def test_audit_counts_segmentation_failures_and_rechecks_shortcuts(tmp_path):
         audit_dataset(Dataset.from_folder(root), preprocess="cell-keep-purple")
 
 
+def test_a_run_says_where_segmentation_failed_as_the_audit_finds_it(tmp_path, capsys):
+    """A run on segmented cells trains on an image without a cell as found (the whole image): it
+    says how many, of which kind, as the audit counts them, also when its arrays come from the cache."""
+    from leukdash.cli import main
+    from leukdash.data.arrays import load_arrays
+
+    root = tmp_path / "mixed"
+    for cls in ("ALL", "HEALTHY"):
+        (root / cls).mkdir(parents=True)
+        for i in range(4):
+            image, _ = _segmented(radius=60 + 5 * i)
+            cv2.imwrite(str(root / cls / f"{i}.png"), image[..., ::-1])
+    cut, _ = _segmented(centre=(30, 225))
+    cv2.imwrite(str(root / "ALL" / "cut.png"), cut[..., ::-1])
+    cv2.imwrite(str(root / "HEALTHY" / "blank.png"), np.full((80, 80, 3), 255, np.uint8))
+    audit = audit_dataset(Dataset.from_folder(root), folds=2, preprocess="cell-keep-gray")["preprocessed"]
+    assert audit["failures"] == {"touches the border": 1, "none found": 1}
+    options = ["--model", "nb", "--image-size", "16", "--no-augment", "--augment-factor", "1", "--folds", "2",
+               "--n-jobs", "1", "--quiet"]
+    assert main(["run", str(root), *options, "--preprocess", "cell-keep-gray"]) == 0
+    [warning] = [line for line in capsys.readouterr().err.splitlines() if "segmented" in line]
+    assert warning.startswith("warning: the cell was not segmented plausibly in 2 of 10 image(s) of mixed as "
+                              "cell-keep-gray (")
+    assert "none found 1" in warning and "touches the border 1" in warning
+    assert "`python -m leukdash audit DATASET --preprocess cell-keep-gray` lists them" in warning
+    cached = load_arrays(Dataset.from_folder(root), 16, "cell-keep-gray")  # read back from the cache
+    assert sorted((f.path.name, f.reason) for f in cached.segmentation_failures) == [
+        ("blank.png", "none found"), ("cut.png", "touches the border")]
+    assert main(["run", str(root), *options]) == 0  # whole images: nothing segmented, nothing to say
+    assert "segmented" not in capsys.readouterr().err
+
+
 def test_overlay_outlines_the_cell():
     image, truth = _smear()
     outlined, prepared, failure = overlay(image, "cell-fit-gray")

@@ -38,7 +38,9 @@ def load_arrays(dataset: Dataset, size: int, preprocess: str = "raw") -> LoadedI
         tmp, images=loaded.images, labels=loaded.labels, groups=loaded.groups.astype(str),
         paths=np.array([dataset.relative(p) for p in loaded.paths], dtype=str),
         skipped_paths=np.array([dataset.relative(s.path) for s in loaded.skipped], dtype=str),
-        skipped_reasons=np.array([s.reason for s in loaded.skipped], dtype=str)))
+        skipped_reasons=np.array([s.reason for s in loaded.skipped], dtype=str),
+        failed_paths=np.array([dataset.relative(f.path) for f in loaded.segmentation_failures], dtype=str),
+        failed_reasons=np.array([f.reason for f in loaded.segmentation_failures], dtype=str)))
     return loaded
 
 
@@ -58,16 +60,21 @@ def _read_array_cache(cache: Path, dataset: Dataset, size: int) -> LoadedImages 
     n = len(arrays["images"])
     if arrays["images"].shape[1:] != (size, size, 3) or arrays["images"].dtype != np.uint8 or \
             not len(arrays["labels"]) == len(arrays["groups"]) == len(arrays["paths"]) == n or \
-            len(arrays["skipped_paths"]) != len(arrays["skipped_reasons"]):
+            len(arrays["skipped_paths"]) != len(arrays["skipped_reasons"]) or \
+            len(arrays["failed_paths"]) != len(arrays["failed_reasons"]):
         return None
     return LoadedImages(
         images=arrays["images"], labels=arrays["labels"], groups=arrays["groups"].astype(object),
         paths=[dataset.root / p for p in arrays["paths"]],
         skipped=[SkippedFile(dataset.root / p, r) for p, r in zip(arrays["skipped_paths"], arrays["skipped_reasons"])],
+        segmentation_failures=[SkippedFile(dataset.root / p, r)
+                               for p, r in zip(arrays["failed_paths"], arrays["failed_reasons"])],
     )
 
 
-_ARRAY_CACHE_MEMBERS = ("images", "labels", "groups", "paths", "skipped_paths", "skipped_reasons")
+# A cache written before segmentation failures were kept lacks their members: it is decoded again.
+_ARRAY_CACHE_MEMBERS = ("images", "labels", "groups", "paths", "skipped_paths", "skipped_reasons", "failed_paths",
+                        "failed_reasons")
 
 
 def save_npz(path: Path, **arrays) -> None:

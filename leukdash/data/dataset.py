@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from leukdash.data.decode import decode_image
-from leukdash.data.preprocess import prepare_one
+from leukdash.data.preprocess import prepare_with_failure
 from leukdash.data.sources import ImageItem, SkippedFile, scan_folder
 from leukdash.errors import DatasetError, ImageDecodeError
 from leukdash.paths import printable
@@ -27,6 +28,9 @@ class LoadedImages:
     groups: np.ndarray
     paths: list[Path]
     skipped: list[SkippedFile] = field(default_factory=list)
+    # Loaded in a cell-level mode: the images whose cell was not segmented plausibly (the reason:
+    # a failure of leukdash.data.preprocess.FAILURE_MEANING); they are in ``images`` as found.
+    segmentation_failures: list[SkippedFile] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,19 @@ class Dataset:
                 f"left out, unreadable or refused (first: {self.relative(first.path)!r}: {first.reason}); "
                 "`python -m leukdash audit` lists them all"]
 
+    def failed_segmentation(self, loaded: LoadedImages, mode: str) -> list[str]:
+        """One warning line when ``loaded`` (in cell-level ``mode``) holds images whose cell was not
+        segmented plausibly, else none: a run trains on them as found (the whole image where no
+        cell was), which the user should know before trusting it."""
+        failed = loaded.segmentation_failures
+        if not failed:
+            return []
+        kinds = ", ".join(f"{failure} {n}" for failure, n in Counter(f.reason for f in failed).most_common())
+        return [f"the cell was not segmented plausibly in {len(failed)} of {len(loaded.labels)} image(s) of "
+                f"{self.name} as {mode} ({kinds}; first: {self.relative(failed[0].path)!r}): the models see them "
+                f"as found, the whole image where no cell was; `python -m leukdash audit DATASET --preprocess {mode}` "
+                "lists them"]
+
     def with_left_out(self, error: DatasetError, loaded: LoadedImages | None = None) -> DatasetError:
         """``error`` (too few images, say) followed by :meth:`left_out`'s line, when files were left out."""
         return DatasetError("; ".join([str(error), *self.left_out(loaded)]))
@@ -159,8 +176,8 @@ class Dataset:
         besides the result.
         """
         images = np.empty((len(self.items), size, size, 3), np.uint8) if size else []
-        kept, skipped = [], list(self.ignored)
-        for item, image, reason in self.each_image(size, preprocess):
+        kept, skipped, failures = [], list(self.ignored), []
+        for item, image, reason, failure in self.each_image(size, preprocess):
             if reason is not None:
                 skipped.append(SkippedFile(item.path, reason))
                 continue
@@ -169,25 +186,30 @@ class Dataset:
             else:
                 images.append(image)
             kept.append(item)
+            if failure is not None:
+                failures.append(SkippedFile(item.path, failure))
         return LoadedImages(
             images=images[:len(kept)] if size else images,
             labels=np.array([item.label for item in kept], dtype=np.int64),
             groups=np.array([item.group for item in kept], dtype=object),
             paths=[item.path for item in kept],
             skipped=skipped,
+            segmentation_failures=failures,
         )
 
     def each_image(self, size: int | None = None, preprocess: str = "raw"):
-        """``(item, image, None)`` for each image that decodes (prepared as :meth:`load` does
-        with ``size``), ``(item, None, reason)`` for each that does not: one image at a time."""
+        """``(item, image, None, failure)`` for each image that decodes (prepared as :meth:`load`
+        does with ``size``; ``failure``: how a cell-level mode's segmentation failed on it, else
+        None), ``(item, None, reason, None)`` for each that does not: one image at a time."""
         for item in self.items:
             try:
-                image = decode_image(item.path)
-                image = prepare_one(image, size, preprocess) if size else image
+                image, failure = decode_image(item.path), None
+                if size:
+                    image, failure = prepare_with_failure(image, size, preprocess)
             except ImageDecodeError as error:
-                yield item, None, str(error)
+                yield item, None, str(error), None
                 continue
-            yield item, image, None
+            yield item, image, None, failure
 
     def describe(self) -> dict:
         """A JSON-ready summary, as the CLI and the pages show it."""

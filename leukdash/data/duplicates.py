@@ -164,7 +164,7 @@ def dataset_duplicates(dataset) -> Duplicates:
     from leukdash.data.dataset import LoadedImages
 
     kept, hashes = [], []
-    for item, image, reason in dataset.each_image(PIXEL_SIZE):
+    for item, image, reason, _ in dataset.each_image(PIXEL_SIZE):
         if reason is None:
             kept.append(item)
             hashes.append(perceptual_hash(image))

@@ -297,6 +297,12 @@ def prepare_one(image, size: int, mode: str = RAW) -> np.ndarray:
     side (a larger one is shrunk first), so that placing the cell on its square costs at most
     that side squared. An image that cannot be prepared raises ImageDecodeError with the reason.
     """
+    return prepare_with_failure(image, size, mode)[0]
+
+
+def prepare_with_failure(image, size: int, mode: str = RAW) -> tuple[np.ndarray, str | None]:
+    """:func:`prepare_one`, and how a cell-level mode's segmentation fared on the image: None for
+    a plausible cell (and for ``raw``), else the failure (see :data:`FAILURE_MEANING`)."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
         # A float image in [0, 1] would be cast to black, a 16-bit one wrap: wrong answers, not errors.
@@ -305,14 +311,14 @@ def prepare_one(image, size: int, mode: str = RAW) -> np.ndarray:
                                "(gray, RGBA, 16-bit) into one")
     check_aspect(image.shape[1], image.shape[0])  # as decode_image does for a file
     if mode == RAW:
-        return square_resize(image, size)
+        return square_resize(image, size), None
     height, width = image.shape[:2]
     try:
-        prepared = preprocess_image(_working_image(image), mode)[0]
+        prepared, cell = preprocess_image(_working_image(image), mode)
     except cv2.error as error:
         raise ImageDecodeError(f"cannot prepare {width}x{height} image as {mode}: "
                                f"{' '.join(str(error.err or error).split())}") from None
-    return square_resize(prepared, size)
+    return square_resize(prepared, size), cell.failure
 
 
 def cell_failure(image: np.ndarray) -> str | None:

@@ -318,7 +318,8 @@ def _meta(resolved: ResolvedRun, arrays, fold_ids: list[int]) -> dict:
                     "classes": list(dataset.classes), "counts": dataset.counts(),
                     "n_used": int(len(arrays.labels)),
                     "skipped": [s.to_dict(dataset.root) for s in arrays.skipped],
-                    "warnings": dataset.warnings() + dataset.left_out(arrays)},
+                    "warnings": dataset.warnings() + dataset.left_out(arrays)
+                    + dataset.failed_segmentation(arrays, resolved.config.preprocess)},
         "fold_ids": fold_ids,
         "versions": versions(),
         "machine": describe_machine(),  # fold times mean little without the CPU that made them

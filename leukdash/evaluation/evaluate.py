@@ -157,6 +157,8 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
                 loaded, left_out = prepared, dataset.left_out(whole)
             elif not np.array_equal(prepared.paths, loaded.paths):
                 raise RunError(f"the checks of run {run_id} read different images of {dataset.name!r}")
+            left_out += [line for line in dataset.failed_segmentation(prepared, config.preprocess)
+                         if line not in left_out]  # once per mode (an ensemble's members may share one)
             if not len(loaded.labels):
                 raise DatasetError(f"dataset {dataset.name!r} has no readable image of classes "
                                    f"{', '.join(dataset.classes)}")
@@ -215,7 +217,8 @@ def _unseen(loaded, seen: set):
         return loaded
     keep = np.array([path not in seen for path in loaded.paths], dtype=bool)
     return LoadedImages(loaded.images[keep], loaded.labels[keep], loaded.groups[keep],
-                        [path for path, kept in zip(loaded.paths, keep) if kept], loaded.skipped)
+                        [path for path, kept in zip(loaded.paths, keep) if kept], loaded.skipped,
+                        [failed for failed in loaded.segmentation_failures if failed.path not in seen])
 
 
 def external_metrics(y_true, proba, groups, classes, *, samples: int = BOOTSTRAP_SAMPLES,
