@@ -172,6 +172,10 @@ with tabs[0]:
                "5-fold mean validation accuracy (only for the paper's CNN, NB, SVM, 3-NN and decision tree "
                "on ALL vs HEALTHY and 5 classes). Its protocol leaked augmented copies across folds, so "
                "higher figures there are expected.")
+    for result, label in zip(chosen, labels):  # what `run` warned of: files left out, failed segmentation...
+        for warning in result["dataset"].get("warnings", []):
+            st.caption(f":material/warning: **{literal(label)}**: {literal(hide_roots(warning))}",
+                       help="what this run's data held that its figures depend on, as `run` warned of it")
     by_source = source_frame(chosen, labels)
     if not by_source.empty:
         shares = [c for c in by_source.columns if c not in ("Run", "Source", "Folds", "Images")]

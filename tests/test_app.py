@@ -300,3 +300,20 @@ def test_compare_with_many_runs_shows_a_few_confusions_and_asks_which_runs_to_pa
     assert "Paired tests are made for at most 20 runs at once (190 pairs, one family); 25 runs would be 300 pairs." \
         in said
     assert not [d for d in at.dataframe if "p-value" in d.value.columns]
+
+
+def test_compare_shows_what_each_run_warned_of_about_its_data(tiny):
+    """Files a run left out (and a segmentation that failed, or labels in conflict) were said by
+    `run` alone: Compare now shows each compared run's warnings beside its figures."""
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+    from pages._shared import literal
+
+    (tiny / "ALL" / "notes.png").write_text("not an image")
+    config = RunConfig(dataset="tiny", model="nb", image_size=16, augment_factor=1, augment=AugmentConfig.off(), folds=2)
+    result = run(config, n_jobs=1)
+    [warning] = result["dataset"]["warnings"]
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
+    said = [c.value for c in at.caption if "were left out, unreadable or refused" in c.value]
+    assert len(said) == 1 and "ALL/notes.png" in said[0] and "Naive Bayes" in said[0], said
+    assert said[0].endswith(literal(warning))
