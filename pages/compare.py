@@ -8,10 +8,11 @@ import streamlit as st
 
 from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
-from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, available_metrics, confusion_heatmap, curve_runs,
-                            external_bars, external_frame, fold_frame, learning_curves, metric_bars, run_labels,
-                            runs_frame, seed_spread_frame, source_frame, summary_frame, sweep_axes, sweep_frame,
-                            sweep_heatmap, sweep_parallel)
+from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, available_metrics, confusion_heatmap,
+                                      curve_runs, external_bars, external_frame, fold_frame, learning_curves,
+                                      metric_bars, roc_curves, run_labels, runs_frame, seed_spread_frame,
+                                      source_frame, summary_frame, sweep_axes, sweep_frame, sweep_heatmap,
+                                      sweep_parallel)
 from pages._shared import (VIEWER_NOTE, comparison, data_table, dataset_options, deployment, external_results,
                            finished_runs, fitted, kept, literal, no_runs_yet, percent_columns, results, root,
                            routed, visible_dataset)
@@ -25,6 +26,7 @@ HEADERS = {"val_acc": "Val. accuracy", "balanced_acc": "Balanced acc.", "macro_f
 # these, a confusion matrix per run and a McNemar test per pair (500 runs: 124,750 pairs, minutes)
 # would stall the page and say nothing a reader could take in.
 MAX_CONFUSIONS = 12
+MAX_ROC_CURVES = 12  # beyond a dozen, curves on one chart cannot be told apart
 MAX_PAIRED = 20
 
 
@@ -212,6 +214,14 @@ with tabs[2]:
         band = kept(left.radio, "compare_band", "std", "Band", options=list(ERROR_BARS), format_func=ERROR_BARS.get)
         right.plotly_chart(learning_curves(with_history, curve, band), width="stretch", key="compare_curves")
         right.caption(f"Mean over folds per epoch, training dashed and validation solid; band: {ERROR_BARS[band]}.")
+    st.markdown("**ROC curves** (out-of-fold)")
+    st.plotly_chart(roc_curves(chosen[:MAX_ROC_CURVES], labels[:MAX_ROC_CURVES]), width="stretch", key="compare_roc")
+    st.caption("Each run's validation probabilities pooled over its folds, every image once (the fold model that "
+               "did not train on it): for two classes, the first class against the other; for more, one-vs-rest "
+               "decisions pooled over the classes (micro-average). The area under each curve (AUC) is in its name; "
+               "dotted: chance."
+               + (f" The first {MAX_ROC_CURVES} of {len(chosen)} runs: select runs in the table to see theirs."
+                  if len(chosen) > MAX_ROC_CURVES else ""))
 
 with tabs[3]:
     columns = st.columns(min(3, len(chosen)))

@@ -293,7 +293,10 @@ def test_compare_with_many_runs_shows_a_few_confusions_and_asks_which_runs_to_pa
         (folder / "meta.json").write_text(json.dumps({**meta, "run_id": folder.name}))
     at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
     assert len(at.dataframe[0].value) == 25
-    titles = [json.loads(chart.proto.spec)["layout"].get("title", {}).get("text", "") for chart in at.get("plotly_chart")]
+    charts = figures(at)
+    roc = [c for c in charts if c["layout"].get("xaxis", {}).get("title", {}).get("text") == "False positive rate"]
+    assert len(roc) == 1 and len(roc[0]["data"]) == 1 + 12  # the chance line and 12 runs' curves
+    titles = [c["layout"].get("title", {}).get("text", "") for c in charts if c not in roc]
     assert len(titles) == 1 + 12 and all(title.startswith("Naive Bayes") for title in titles[1:])  # bars, 12 matrices
     said = " ".join(e.value for kind in ("info", "caption") for e in at.get(kind))
     assert "The first 12 of 25 runs: select runs in the table to see theirs." in said
@@ -317,3 +320,18 @@ def test_compare_shows_what_each_run_warned_of_about_its_data(tiny):
     said = [c.value for c in at.caption if "were left out, unreadable or refused" in c.value]
     assert len(said) == 1 and "ALL/notes.png" in said[0] and "Naive Bayes" in said[0], said
     assert said[0].endswith(literal(warning))
+
+
+def test_compare_draws_each_runs_roc_curve_with_its_auc(tiny):
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.reporting.plots.runs import roc_points
+
+    base = dict(dataset="tiny", image_size=16, augment_factor=1, augment=AugmentConfig.off(), folds=2)
+    results = [run(RunConfig(model=model, **base), n_jobs=1) for model in ("nb", "knn")]
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
+    [roc] = [f for f in figures(at) if f["layout"].get("xaxis", {}).get("title", {}).get("text") == "False positive rate"]
+    names = [trace["name"] for trace in roc["data"]]
+    assert names[0] == "chance" and len(names) == 3
+    aucs = sorted(round(roc_points(result)["auc"], 3) for result in results)
+    assert sorted(float(name.rsplit("AUC ", 1)[1]) for name in names[1:]) == aucs

@@ -277,3 +277,35 @@ def test_an_ensembles_augmentation_is_its_members():
     assert augmentation_text(ensemble) == "x8, strict"  # was "none": an ensemble has no augmentation of its own
     ensemble["member_configs"][1] = {"model": "knn", **paper, "augment_factor": 1}
     assert augmentation_text(ensemble) == "members differ"
+
+
+@pytest.mark.parametrize("classes, protocol", [(("ALL", "HEALTHY"), "paper"), (None, "strict")])
+def test_roc_curves_pool_each_runs_out_of_fold_originals(tiny_dataset, classes, protocol):
+    """A run's ROC is scikit-learn's on its pooled out-of-fold probabilities, every original image
+    once (the paper protocol also validates augmented copies, which are left out); two classes:
+    the first against the other, more: micro-averaged one vs rest."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import label_binarize
+
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.reporting.plots.runs import roc_points
+
+    config = RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, augment_factor=2,
+                       augment=AugmentConfig(), folds=2, protocol=protocol,
+                       classes=classes)
+    result = run(config, n_jobs=1)
+    true = np.concatenate([np.asarray(f["oof"]["true"])[np.asarray(f["oof"]["copy"]) == 0] for f in result["folds"]])
+    proba = np.concatenate([np.asarray(f["oof"]["proba"])[np.asarray(f["oof"]["copy"]) == 0] for f in result["folds"]])
+    assert len(true) == result["dataset"]["n_used"]  # every image once, no copy
+    points = roc_points(result)
+    if classes:
+        assert points["kind"] == "ALL vs HEALTHY"
+        assert points["auc"] == pytest.approx(roc_auc_score(true == 0, proba[:, 0]))
+    else:
+        assert points["kind"] == "micro-average of 5 classes, one vs rest"
+        assert points["auc"] == pytest.approx(roc_auc_score(label_binarize(true, classes=range(5)), proba,
+                                                            average="micro"))
+    assert points["fpr"][0] == 0 and points["tpr"][-1] == 1 and np.all(np.diff(points["fpr"]) >= 0)
+    figure = plots.roc_curves([result], ["nb"])
+    assert [trace.name for trace in figure.data] == ["chance", f"nb · AUC {points['auc']:.3f}"]

@@ -79,15 +79,26 @@ def paired_mcnemar(first: dict, second: dict, correct: dict | None = None) -> di
     return {**test, "n": len(shared), "note": ""}
 
 
-def _correct_by_image(result: dict) -> dict[int, bool]:
-    correct = {}
+def out_of_fold(result: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every validated original image of a run, pooled over its folds: its index in the run's
+    dataset, true class and out-of-fold class probabilities, ``(index (N,), true (N,), proba (N, C))``.
+    Augmented copies (validated beside their original under the paper's protocol) are left out."""
+    index, true, proba = [], [], []
     for fold in result["folds"]:
         oof = fold["oof"]
-        predicted = np.asarray(oof["proba"]).argmax(axis=1)
-        for index, copy, true, guess in zip(oof["index"], oof["copy"], oof["true"], predicted):
-            if copy == 0:  # the original (copies 1.. are its augmented versions)
-                correct[index] = bool(true == guess)
-    return correct
+        original = np.asarray(oof["copy"]) == 0  # copies 1.. are augmented versions of an original
+        index.append(np.asarray(oof["index"], dtype=np.int64)[original])
+        true.append(np.asarray(oof["true"], dtype=np.int64)[original])
+        proba.append(np.asarray(oof["proba"], dtype=np.float64)[original])
+    if not index:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0))
+    return np.concatenate(index), np.concatenate(true), np.concatenate(proba)
+
+
+def _correct_by_image(result: dict) -> dict[int, bool]:
+    index, true, proba = out_of_fold(result)
+    guesses = proba.argmax(axis=1) if len(index) else []
+    return {int(i): bool(t == guess) for i, t, guess in zip(index, true, guesses)}
 
 
 def format_comparison(comparison: dict) -> str:

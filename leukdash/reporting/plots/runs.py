@@ -93,6 +93,50 @@ def learning_curves(results: list[dict], metric: str = "acc", band: str = "std")
     return fig
 
 
+def roc_points(result: dict) -> dict:
+    """The ROC curve of a run from its pooled out-of-fold probabilities (every validated original
+    image once, :func:`leukdash.evaluation.compare.out_of_fold`): for two classes, the first (ALL
+    in ALL vs HEALTHY) against the other; for more, one-vs-rest micro-averaged (every image and
+    class one decision). Returns ``fpr``, ``tpr``, ``auc`` and ``kind`` (what the curve is of);
+    ``auc`` is None where the images hold one class only."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    from leukdash.evaluation.compare import out_of_fold
+
+    classes = list(result["dataset"]["classes"])
+    two = len(classes) == 2
+    kind = f"{classes[0]} vs {classes[1]}" if two else f"micro-average of {len(classes)} classes, one vs rest"
+    _, true, proba = out_of_fold(result)
+    if len(np.unique(true)) < 2:
+        return {"fpr": [], "tpr": [], "auc": None, "kind": kind}
+    if two:
+        positive, score = true == 0, proba[:, 0]
+    else:
+        positive, score = (true[:, None] == np.arange(len(classes))).ravel(), proba.ravel()
+    fpr, tpr, _ = roc_curve(positive, score)
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "auc": float(roc_auc_score(positive, score)), "kind": kind}
+
+
+def roc_curves(results: list[dict], labels: list[str] | None = None) -> go.Figure:
+    """One ROC curve per run (:func:`roc_points`), its AUC in the legend, the chance diagonal dotted."""
+    labels = labels or run_labels(results)
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#999", dash="dot", width=1), name="chance",
+                    hoverinfo="skip")
+    for result, label in zip(results, labels):
+        points = roc_points(result)
+        if points["auc"] is None:
+            continue
+        name = f"{label} · AUC {points['auc']:.3f}"
+        fig.add_scatter(x=points["fpr"], y=points["tpr"], mode="lines", name=name, line=dict(width=2, shape="hv"),
+                        hovertemplate=f"false positives %{{x:.1%}}, true positives %{{y:.1%}}<extra>{points['kind']}"
+                                      "</extra>")
+    fig.update_layout(**LAYOUT, height=460, legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
+    fig.update_xaxes(title="False positive rate", tickformat=".0%", range=[0, 1], constrain="domain")
+    fig.update_yaxes(title="True positive rate", tickformat=".0%", range=[0, 1.01])
+    return fig
+
+
 def curve_runs(results: list[dict]) -> list[dict]:
     """The runs whose folds all carry a per-epoch history (CNN runs)."""
     return [r for r in results if r["folds"] and all(isinstance(f.get("history"), dict) for f in r["folds"])]
