@@ -118,17 +118,23 @@ def roc_points(result: dict) -> dict:
 
 
 def roc_curves(results: list[dict], labels: list[str] | None = None) -> go.Figure:
-    """One ROC curve per run (:func:`roc_points`), its AUC in the legend, the chance diagonal dotted."""
+    """One ROC curve per run (:func:`roc_points`), its AUC in the legend, the chance diagonal dotted;
+    each model in its colour of the other charts, a second run of one model dashed, a third dash-dotted."""
     labels = labels or run_labels(results)
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#999", dash="dot", width=1), name="chance",
                     hoverinfo="skip")
+    drawn: dict[str, int] = {}
     for result, label in zip(results, labels):
         points = roc_points(result)
         if points["auc"] is None:
             continue
+        model = result["config"]["model"]
+        dash = ("solid", "dash", "dashdot", "longdash")[drawn.get(model, 0) % 4]
+        drawn[model] = drawn.get(model, 0) + 1
         name = f"{label} · AUC {points['auc']:.3f}"
-        fig.add_scatter(x=points["fpr"], y=points["tpr"], mode="lines", name=name, line=dict(width=2, shape="hv"),
+        fig.add_scatter(x=points["fpr"], y=points["tpr"], mode="lines", name=name,
+                        line=dict(width=2, color=MODEL_COLOURS.get(model, "#555"), dash=dash),
                         hovertemplate=f"false positives %{{x:.1%}}, true positives %{{y:.1%}}<extra>{points['kind']}"
                                       "</extra>")
     fig.update_layout(**LAYOUT, height=460, legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
