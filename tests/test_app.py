@@ -325,7 +325,7 @@ def test_compare_shows_what_each_run_warned_of_about_its_data(tiny):
 def test_compare_draws_each_runs_roc_curve_with_its_auc(tiny):
     from leukdash.config import AugmentConfig, RunConfig
     from leukdash.engine.runner import run
-    from leukdash.reporting.plots.runs import roc_points
+    from leukdash.evaluation.compare import out_of_fold_roc
 
     base = dict(dataset="tiny", image_size=16, augment_factor=1, augment=AugmentConfig.off(), folds=2)
     results = [run(RunConfig(model=model, **base), n_jobs=1) for model in ("nb", "knn")]
@@ -333,5 +333,5 @@ def test_compare_draws_each_runs_roc_curve_with_its_auc(tiny):
     [roc] = [f for f in figures(at) if f["layout"].get("xaxis", {}).get("title", {}).get("text") == "False positive rate"]
     names = [trace["name"] for trace in roc["data"]]
     assert names[0] == "chance" and len(names) == 3
-    aucs = sorted(round(roc_points(result)["auc"], 3) for result in results)
+    aucs = sorted(round(out_of_fold_roc(result)["auc"], 3) for result in results)
     assert sorted(float(name.rsplit("AUC ", 1)[1]) for name in names[1:]) == aucs

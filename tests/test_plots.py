@@ -289,7 +289,7 @@ def test_roc_curves_pool_each_runs_out_of_fold_originals(tiny_dataset, classes, 
 
     from leukdash.config import AugmentConfig, RunConfig
     from leukdash.engine.runner import run
-    from leukdash.reporting.plots.runs import roc_points
+    from leukdash.evaluation.compare import out_of_fold_roc
 
     config = RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, augment_factor=2,
                        augment=AugmentConfig(), folds=2, protocol=protocol,
@@ -298,7 +298,7 @@ def test_roc_curves_pool_each_runs_out_of_fold_originals(tiny_dataset, classes, 
     true = np.concatenate([np.asarray(f["oof"]["true"])[np.asarray(f["oof"]["copy"]) == 0] for f in result["folds"]])
     proba = np.concatenate([np.asarray(f["oof"]["proba"])[np.asarray(f["oof"]["copy"]) == 0] for f in result["folds"]])
     assert len(true) == result["dataset"]["n_used"]  # every image once, no copy
-    points = roc_points(result)
+    points = out_of_fold_roc(result)
     if classes:
         assert points["kind"] == "ALL vs HEALTHY"
         assert points["auc"] == pytest.approx(roc_auc_score(true == 0, proba[:, 0]))

@@ -36,7 +36,8 @@ def compare_runs(run_ids, store: RunStore | None = None) -> dict:
     labels = run_labels(results)
     runs = [{"run_id": r["run_id"], "label": label, "config": r["config"],
              "dataset": r["dataset"]["name"], "summary": r["summary"],
-             "val_acc_per_fold": [f["val_acc"] for f in r["folds"]]} for r, label in zip(results, labels)]
+             "val_acc_per_fold": [f["val_acc"] for f in r["folds"]],
+             "roc_auc": out_of_fold_roc(r)["auc"]} for r, label in zip(results, labels)]
     label_of = dict(zip((r["run_id"] for r in results), labels))
     correct = {r["run_id"]: _correct_by_image(r) for r in results}  # once per run, not once per pair
     tests = []
@@ -95,6 +96,27 @@ def out_of_fold(result: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.concatenate(index), np.concatenate(true), np.concatenate(proba)
 
 
+def out_of_fold_roc(result: dict) -> dict:
+    """The ROC curve of a run from its pooled out-of-fold probabilities (:func:`out_of_fold`): for
+    two classes, the first (ALL in ALL vs HEALTHY) against the other; for more, one-vs-rest
+    micro-averaged (every image and class one decision). Returns ``fpr``, ``tpr``, ``auc`` and
+    ``kind`` (what the curve is of); ``auc`` is None where the images hold one class only."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    classes = list(result["dataset"]["classes"])
+    two = len(classes) == 2
+    kind = f"{classes[0]} vs {classes[1]}" if two else f"micro-average of {len(classes)} classes, one vs rest"
+    _, true, proba = out_of_fold(result)
+    if len(np.unique(true)) < 2:
+        return {"fpr": [], "tpr": [], "auc": None, "kind": kind}
+    if two:
+        positive, score = true == 0, proba[:, 0]
+    else:
+        positive, score = (true[:, None] == np.arange(len(classes))).ravel(), proba.ravel()
+    fpr, tpr, _ = roc_curve(positive, score)
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "auc": float(roc_auc_score(positive, score)), "kind": kind}
+
+
 def _correct_by_image(result: dict) -> dict[int, bool]:
     index, true, proba = out_of_fold(result)
     guesses = proba.argmax(axis=1) if len(index) else []
@@ -103,12 +125,13 @@ def _correct_by_image(result: dict) -> dict[int, bool]:
 
 def format_comparison(comparison: dict) -> str:
     width = max([len("run")] + [len(run["label"]) for run in comparison["runs"]])
-    lines = [f"{'run':<18} {'label':<{width}} {'val_acc':>8} {'std':>7} {'min':>7} {'max':>7}"]
+    lines = [f"{'run':<18} {'label':<{width}} {'val_acc':>8} {'std':>7} {'min':>7} {'max':>7} {'roc_auc':>8}"]
     for run in comparison["runs"]:
         acc = run["summary"]["val_acc"]
         std = std_text(acc, len(run["val_acc_per_fold"]))
+        auc = "n/a" if run.get("roc_auc") is None else f"{run['roc_auc']:.4f}"
         lines.append(f"{run['run_id']:<18} {run['label']:<{width}} {acc['mean']:>8.4f} {std:>7} "
-                     f"{acc['min']:>7.4f} {acc['max']:>7.4f}")
+                     f"{acc['min']:>7.4f} {acc['max']:>7.4f} {auc:>8}")
     family = sum(test["p_value"] is not None for test in comparison["mcnemar"])
     for test in comparison["mcnemar"]:
         p = "n/a" if test["p_value"] is None else f"{test['p_value']:.4g}"

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from leukdash.evaluation.compare import out_of_fold_roc
 from leukdash.evaluation.labels import FACETS, facet_texts, model_name, run_labels, varying_facets
 from leukdash.reporting.plots.common import (LAYOUT, METRICS, MODEL_COLOURS, PAPER_COLOUR, available_metrics,
                                              created_text, error_bounds, fold_values, hover_format, metric_axis,
@@ -93,32 +94,8 @@ def learning_curves(results: list[dict], metric: str = "acc", band: str = "std")
     return fig
 
 
-def roc_points(result: dict) -> dict:
-    """The ROC curve of a run from its pooled out-of-fold probabilities (every validated original
-    image once, :func:`leukdash.evaluation.compare.out_of_fold`): for two classes, the first (ALL
-    in ALL vs HEALTHY) against the other; for more, one-vs-rest micro-averaged (every image and
-    class one decision). Returns ``fpr``, ``tpr``, ``auc`` and ``kind`` (what the curve is of);
-    ``auc`` is None where the images hold one class only."""
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    from leukdash.evaluation.compare import out_of_fold
-
-    classes = list(result["dataset"]["classes"])
-    two = len(classes) == 2
-    kind = f"{classes[0]} vs {classes[1]}" if two else f"micro-average of {len(classes)} classes, one vs rest"
-    _, true, proba = out_of_fold(result)
-    if len(np.unique(true)) < 2:
-        return {"fpr": [], "tpr": [], "auc": None, "kind": kind}
-    if two:
-        positive, score = true == 0, proba[:, 0]
-    else:
-        positive, score = (true[:, None] == np.arange(len(classes))).ravel(), proba.ravel()
-    fpr, tpr, _ = roc_curve(positive, score)
-    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "auc": float(roc_auc_score(positive, score)), "kind": kind}
-
-
 def roc_curves(results: list[dict], labels: list[str] | None = None) -> go.Figure:
-    """One ROC curve per run (:func:`roc_points`), its AUC in the legend, the chance diagonal dotted;
+    """One ROC curve per run (:func:`leukdash.evaluation.compare.out_of_fold_roc`), its AUC in the legend, the chance diagonal dotted;
     each model in its colour of the other charts, a second run of one model dashed, a third dash-dotted."""
     labels = labels or run_labels(results)
     fig = go.Figure()
@@ -126,7 +103,7 @@ def roc_curves(results: list[dict], labels: list[str] | None = None) -> go.Figur
                     hoverinfo="skip")
     drawn: dict[str, int] = {}
     for result, label in zip(results, labels):
-        points = roc_points(result)
+        points = out_of_fold_roc(result)
         if points["auc"] is None:
             continue
         model = result["config"]["model"]
