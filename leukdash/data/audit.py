@@ -25,7 +25,7 @@ from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 from leukdash.data.decode import decode_image
 from leukdash.data.duplicates import PIXEL_MATCH, dataset_duplicates
 from leukdash.data.folds import max_folds, merge_groups
-from leukdash.data.preprocess import RAW, parse_mode, preprocess_image, square_resize
+from leukdash.data.preprocess import RAW, parse_mode
 
 # The shortcut checks look at small copies: colour statistics hardly change with size.
 SHORTCUT_SIZE = 64
@@ -87,18 +87,13 @@ def audit_dataset(ds, *, folds: int = 5, seed: int = 0, preprocess: str | None =
 
 def _audit_preprocessed(ds, mode: str, *, folds: int, seed: int) -> dict:
     """Segmentation failures and the shortcut checks on the images as a run in ``mode`` sees them."""
-    full = ds.load()
-    images, failed = [], []
-    for path, image in zip(full.paths, full.images):
-        prepared, cell = preprocess_image(image, mode)
-        images.append(square_resize(prepared, SHORTCUT_SIZE))
-        if cell.failure:
-            failed.append({"path": ds.relative(path), "failure": cell.failure})
+    loaded = ds.load(SHORTCUT_SIZE, mode)  # prepared as a run prepares them, each failure kept
+    failed = [{"path": ds.relative(f.path), "failure": f.reason} for f in loaded.segmentation_failures]
     counts = defaultdict(int)
     for entry in failed:
         counts[entry["failure"]] += 1
-    return {"mode": mode, "n_images": len(images), "failures": dict(counts), "failed": failed,
-            "shortcut": shortcut_scores(np.stack(images), full.labels, full.groups, folds=folds, seed=seed)}
+    return {"mode": mode, "n_images": len(loaded.labels), "failures": dict(counts), "failed": failed,
+            "shortcut": shortcut_scores(loaded.images, loaded.labels, loaded.groups, folds=folds, seed=seed)}
 
 
 def format_audit(report: dict) -> str:

@@ -154,11 +154,11 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
             whole = load_arrays(dataset, config.image_size, config.preprocess)
             prepared = _unseen(whole, seen)
             if loaded is None:
-                loaded, left_out = prepared, dataset.left_out(whole)
+                loaded, notes = prepared, dataset.left_out(whole)
             elif not np.array_equal(prepared.paths, loaded.paths):
                 raise RunError(f"the checks of run {run_id} read different images of {dataset.name!r}")
-            left_out += [line for line in dataset.failed_segmentation(prepared, config.preprocess)
-                         if line not in left_out]  # once per mode (an ensemble's members may share one)
+            notes += [line for line in dataset.failed_segmentation(prepared, config.preprocess)
+                      if line not in notes]  # once per mode (an ensemble's members may share one)
             if not len(loaded.labels):
                 raise DatasetError(f"dataset {dataset.name!r} has no readable image of classes "
                                    f"{', '.join(dataset.classes)}")
@@ -175,7 +175,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     checked = [view for view in ("prepared", "acquisition") if view in own_outside]
     flagged = np.logical_or.reduce([outside[view] for view in checked])
     absent = [name for index, name in enumerate(dataset.classes) if not np.any(loaded.labels == index)]
-    warnings = left_out + (
+    warnings = notes + (
         [f"no readable image of class(es) {', '.join(absent)} in {dataset.name}: their recall is undefined "
          "(n/a), and balanced accuracy averages the other classes only"] if absent else []) + (
         [f"{len(seen)} of {len(dataset.items)} image(s) of {dataset.name} left out: run {run_id} was trained on "
