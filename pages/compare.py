@@ -174,10 +174,15 @@ with tabs[0]:
                "5-fold mean validation accuracy (only for the paper's CNN, NB, SVM, 3-NN and decision tree "
                "on ALL vs HEALTHY and 5 classes). Its protocol leaked augmented copies across folds, so "
                "higher figures there are expected.")
-    for result, label in zip(chosen, labels):  # what `run` warned of: files left out, failed segmentation...
+    warned: dict[str, list[str]] = {}  # what `run` warned of (files left out, failed segmentation...), once each
+    for result, label in zip(chosen, labels):
         for warning in result["dataset"].get("warnings", []):
-            st.caption(f":material/warning: **{literal(label)}**: {literal(hide_roots(warning))}",
-                       help="what this run's data held that its figures depend on, as `run` warned of it")
+            warned.setdefault(warning, []).append(label)
+    for warning, runs in warned.items():  # a sweep's runs on one dataset share its warnings
+        who = runs[0] if len(runs) == 1 else f"{len(runs)} runs"
+        st.caption(f":material/warning: **{literal(who)}**: {literal(hide_roots(warning))}",
+                   help="What these runs' data held that their figures depend on, as `run` warned of it: "
+                        + "; ".join(runs[:10]) + (f" and {len(runs) - 10} more" if len(runs) > 10 else ""))
     by_source = source_frame(chosen, labels)
     if not by_source.empty:
         shares = [c for c in by_source.columns if c not in ("Run", "Source", "Folds", "Images")]

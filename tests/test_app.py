@@ -320,6 +320,11 @@ def test_compare_shows_what_each_run_warned_of_about_its_data(tiny):
     said = [c.value for c in at.caption if "were left out, unreadable or refused" in c.value]
     assert len(said) == 1 and "ALL/notes.png" in said[0] and "Naive Bayes" in said[0], said
     assert said[0].endswith(literal(warning))
+    run(RunConfig(**{**config.to_dict(), "seed": 1}), n_jobs=1)  # a second run on the same data: said once
+    st.cache_data.clear()  # the run list, as a new session reads it
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
+    said = [c for c in at.caption if "were left out, unreadable or refused" in c.value]
+    assert len(said) == 1 and "**2 runs**" in said[0].value and said[0].help.count("Naive Bayes") == 2
 
 
 def test_compare_draws_each_runs_roc_curve_with_its_auc(tiny):

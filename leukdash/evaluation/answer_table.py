@@ -44,7 +44,7 @@ def answer_row(entry: dict) -> dict:
         return {"file": entry["file"], "error": entry["error"]}
     answer = headline(entry)
     ood = entry.get("ood")
-    row = {
+    return {
         "file": entry["file"],
         "predicted": answer["predicted"],
         "probability": round(answer["probability"], 4),
@@ -58,7 +58,6 @@ def answer_row(entry: dict) -> dict:
         "known_image": _check(entry.get("known"), lambda c: c["file"]),
         "note": entry.get("note", ""),
     }
-    return row
 
 
 def answers_csv(entries: list[dict]) -> str:

@@ -95,8 +95,9 @@ def learning_curves(results: list[dict], metric: str = "acc", band: str = "std")
 
 
 def roc_curves(results: list[dict], labels: list[str] | None = None) -> go.Figure:
-    """One ROC curve per run (:func:`leukdash.evaluation.compare.out_of_fold_roc`), its AUC in the legend, the chance diagonal dotted;
-    each model in its colour of the other charts, a second run of one model dashed, a third dash-dotted."""
+    """One ROC curve per run (:func:`leukdash.evaluation.compare.out_of_fold_roc`), its AUC in the
+    legend, the chance diagonal dotted; each model in its colour of the other charts, a second run
+    of one model dashed, a third dash-dotted."""
     labels = labels or run_labels(results)
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#999", dash="dot", width=1), name="chance",
