@@ -75,3 +75,31 @@ def test_predict_csv_is_the_table_alone_and_says_which_checks_it_could_not_make(
     assert err.startswith("warning: ood and known checks unavailable: ") and err.count("\n") == 1
     assert main(["predict", run_id, "--csv", "--json", images[0]]) == 2  # one format or the other
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_folder_stands_for_the_images_under_it(tiny_dataset, tmp_path, capsys):
+    """`predict RUN_ID FOLDER`: every image under it, sorted, nested folders too; notes and hidden
+    files passed over; an unreadable image keeps its row; a folder without images is one error."""
+    from leukdash.cli import main
+
+    run_id = _run(tiny_dataset)
+    folder = tmp_path / "to_classify"
+    (folder / "slide2").mkdir(parents=True)
+    cells = sorted(tiny_dataset.glob("AML/*.png"))
+    shutil.copy(cells[0], folder / "b.png")
+    shutil.copy(cells[1], folder / "slide2" / "a.png")
+    shutil.copy(cells[2], folder / ".hidden.png")
+    (folder / "notes.txt").write_text("slide 2 was stained late")
+    (folder / "c.png").write_bytes(b"not an image")
+    (tmp_path / "empty").mkdir()
+    entries = predict_files(run_id, [folder, tmp_path / "empty"])
+    assert [entry["file"] for entry in entries] == [str(folder / "b.png"), str(folder / "c.png"),
+                                                   str(folder / "slide2" / "a.png"), str(tmp_path / "empty")]
+    assert [("error" in entry) for entry in entries] == [False, True, False, True]
+    assert entries[3]["error"].startswith("a folder without image files (.jpg, ")
+    assert entries[2]["predicted"] == predict_files(run_id, [cells[1]])[0]["predicted"]
+    capsys.readouterr()
+    assert main(["predict", run_id, str(folder), "--csv"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert [row["file"] for row in rows] == [entry["file"] for entry in entries[:3]]
+    assert rows[1]["error"] == entries[1]["error"] and rows[2]["predicted"] == headline(entries[2])["predicted"]

@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="predict images with the fold models of a finished run")
     predict.add_argument("run_id")
-    predict.add_argument("images", nargs="+", type=_image_path)
+    predict.add_argument("images", nargs="+", type=_image_path,
+                         help="image files, or folders: every image under a folder, sorted")
     answers_as = predict.add_mutually_exclusive_group()
     answers_as.add_argument("--json", action="store_true")
     answers_as.add_argument("--csv", action="store_true",

@@ -163,6 +163,15 @@ def _scan_allidb(root: Path) -> Scan:
     return Scan("allidb", ALLIDB_CLASSES, tuple(items), tuple(ignored))
 
 
+def image_files(folder: Path) -> list[tuple[Path, str | None]]:
+    """The images under a folder as a dataset scan finds them, sorted: ``(path, None)`` for each
+    readable file named like an image, ``(path, reason)`` for each that is not read (a broken or
+    outside link, a folder named like an image...). Other files (notes, spreadsheets) and hidden
+    ones are not images and are not listed."""
+    folder = Path(folder)
+    return [(path, problem) for path, problem in _walk(folder, folder) if problem or _is_image_name(path)]
+
+
 def _walk(root: Path, folder: Path):
     """Every visible entry under ``folder``, sorted, as ``(path, problem or None)``.
 

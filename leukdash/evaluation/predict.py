@@ -357,14 +357,19 @@ def _wait_for_warm_up(run_id: str, store: RunStore | None) -> None:
 
 
 def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None) -> list[dict]:
-    """Predictions for image files, in their order; an unreadable file (not a regular file, too
-    large, not an image) gets an ``error`` entry, not an exception."""
+    """Predictions for image files, in their order; a folder stands for the images under it
+    (:func:`leukdash.data.sources.image_files`, sorted). An unreadable file (not a regular file,
+    too large, not an image) gets an ``error`` entry, not an exception; so does a folder without
+    an image."""
     (store or RunStore()).run_dir(run_id)  # an invalid run id is refused before any file is read
     if isinstance(paths, (str, os.PathLike)):  # one file given bare, not its characters one by one
         paths = [paths]
     entries, decoded = [], []
-    for path in paths:
+    for path, problem in _files_of(paths):
         entry = {"file": printable(str(path))}
+        if problem:
+            entries.append({**entry, "error": problem})
+            continue
         try:
             decoded.append((entry, decode_image(path)))
         except ImageDecodeError as error:
@@ -385,6 +390,22 @@ def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None)
     for (entry, _), prediction in zip(decoded, predictions):
         entry.update(prediction)
     return entries
+
+
+def _files_of(paths) -> list[tuple[Path, str | None]]:
+    """Each path given, a folder replaced by its images: ``(path, why it is not read, or None)``."""
+    from leukdash.data.decode import IMAGE_EXTENSIONS
+    from leukdash.data.sources import image_files
+
+    found = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            found.append((path, None))  # decode_image says what is wrong with it, if anything
+        elif images := image_files(path):
+            found += images
+        else:
+            found.append((path, f"a folder without image files ({', '.join(IMAGE_EXTENSIONS)})"))
+    return found
 
 
 def gradcam(run_id: str, image: np.ndarray, store: RunStore | None = None) -> np.ndarray:
