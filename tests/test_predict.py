@@ -1,6 +1,8 @@
-"""Grad-CAM points at the region that drives a prediction."""
+"""Prediction from the engine and the command line: Grad-CAM, checks it cannot make, arrays held
+to what a file is, files answered a chunk at a time."""
 
 import numpy as np
+import pytest
 
 from leukdash.evaluation.predict import gradcam_map
 
@@ -65,3 +67,29 @@ def test_arrays_given_to_predict_are_held_to_what_a_file_is(tiny_dataset):
     assert predict_images(run_id, []) == []
     with pytest.raises(ImageDecodeError, match=r"extreme aspect ratio: 400x2 pixels, more than 20:1"):
         predict_images(run_id, [np.zeros((2, 400, 3), np.uint8)])
+
+
+@pytest.mark.parametrize("chunk, chunk_bytes, calls", [(2, 2**30, 3), (64, 1, 5)])
+def test_files_are_answered_a_chunk_at_a_time_as_in_one_batch(tiny_dataset, monkeypatch, tmp_path, chunk,
+                                                               chunk_bytes, calls):
+    """A folder of thousands of fields is decoded and answered a few images (or bytes) at a time:
+    the same answers as in one batch, in the files' order, an unreadable file kept in its place."""
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.evaluation import predict
+
+    config = RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, augment_factor=1,
+                       augment=AugmentConfig.off(), folds=2)
+    run_id = run(config, n_jobs=1)["run_id"]
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    files = [*sorted(tiny_dataset.glob("CML/*.png"))[:2], tmp_path / "broken.png",
+             *sorted(tiny_dataset.glob("ALL/*.png"))[:3]]
+    whole = predict.predict_files(run_id, files)
+    seen = []
+    answer = predict.predict_images
+    monkeypatch.setattr(predict, "predict_images", lambda run_id, images, store=None: seen.append(len(images))
+                        or answer(run_id, images, store))
+    monkeypatch.setattr(predict, "PREDICT_CHUNK", chunk)
+    monkeypatch.setattr(predict, "PREDICT_CHUNK_BYTES", chunk_bytes)
+    assert predict.predict_files(run_id, files) == whole
+    assert len(seen) == calls and sum(seen) == 5 and "error" in whole[2]

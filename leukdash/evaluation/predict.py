@@ -27,6 +27,10 @@ from leukdash.engine.training import model_suffix
 # Loaded fold models of the last few runs used (a dashboard switches between a handful).
 _loaded: OrderedDict[tuple[str, str], "FoldEnsemble"] = OrderedDict()
 MAX_LOADED_RUNS = 4
+# predict_files decodes and answers this many images at a time, or fewer whose decoded pixels reach
+# PREDICT_CHUNK_BYTES: a folder of thousands of smear fields must not be held in memory at once.
+PREDICT_CHUNK = 64
+PREDICT_CHUNK_BYTES = 256 * 2**20
 # Background warm-ups (see warm_up), by store and run.
 _warming: dict[tuple[str, str], threading.Thread] = {}
 # Those runs' images at the comparison size, for recognising known images.
@@ -367,19 +371,30 @@ def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None)
     entries, decoded = [], []
     for path, problem in _files_of(paths):
         entry = {"file": printable(str(path))}
+        entries.append(entry)
         if problem:
-            entries.append({**entry, "error": problem})
+            entry["error"] = problem
             continue
         try:
             decoded.append((entry, decode_image(path)))
         except ImageDecodeError as error:
             entry["error"] = str(error)
-        else:
-            if note := frames_note(path):
-                entry["note"] = note
-        entries.append(entry)
+            continue
+        if note := frames_note(path):
+            entry["note"] = note
+        if len(decoded) == PREDICT_CHUNK or sum(image.nbytes for _, image in decoded) >= PREDICT_CHUNK_BYTES:
+            _answer(run_id, decoded, store)
+            decoded = []
+    _answer(run_id, decoded, store)
+    return entries
+
+
+def _answer(run_id: str, decoded: list[tuple[dict, np.ndarray]], store: RunStore | None) -> None:
+    """Predict the images of ``(entry, image)`` pairs, each answer written into its entry."""
+    if not decoded:
+        return
     try:
-        predictions = predict_images(run_id, [image for _, image in decoded], store) if decoded else []
+        predictions = predict_images(run_id, [image for _, image in decoded], store)
     except ImageDecodeError:  # one image could not be prepared (resized): each on its own, to name it
         predictions = []
         for entry, image in decoded:
@@ -389,7 +404,6 @@ def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None)
                 entry["error"], predictions = str(error), predictions + [{}]
     for (entry, _), prediction in zip(decoded, predictions):
         entry.update(prediction)
-    return entries
 
 
 def _files_of(paths) -> list[tuple[Path, str | None]]:
