@@ -292,7 +292,7 @@ with tabs[5]:
             "." if deployment().viewer else ": pick a dataset and run one (or `python -m leukdash evaluate RUN_ID "
             "DATASET`)."), icon=":material/science:")
     else:
-        from leukdash.evaluation.evaluate import few_groups, outcome_sentence
+        from leukdash.evaluation.evaluate import few_groups, images_csv, outcome_sentence
 
         external_metric = kept(st.radio, "compare_external_metric", "balanced_accuracy", "External figure",
                                options=list(EXTERNAL_METRICS), format_func=EXTERNAL_METRICS.get, horizontal=True)
@@ -304,8 +304,14 @@ with tabs[5]:
         shown, formats = percent_columns(frame.drop(columns=["Model", "Classes"]),
                                          ["Value", "Low", "High", "Within dataset", "OOD share"])
         data_table(shown, column_config=fitted(shown, formats, auto=12))
-        for (result, evaluation), label in zip(tested, frame["Run"]):
+        for i, ((result, evaluation), label) in enumerate(zip(tested, frame["Run"])):
             st.markdown(f"**{label}** (trained on {result['dataset']['name']}). {outcome_sentence(evaluation)}")
+            if evaluation.get("images"):  # stored by tests since results held each image's answer
+                st.download_button("Per-image answers (CSV)", images_csv([evaluation]), mime="text/csv",
+                                   file_name=f"{result['run_id']}_external_{evaluation['dataset']['fingerprint'][:8]}.csv",
+                                   icon=":material/download:", key=f"external_images_{i}",
+                                   help="Each image of the external dataset: true and predicted class, each class's "
+                                        "probability, and whether the two checks flag it.")
             for warning in evaluation["dataset"].get("warnings", []):  # images left out, unreadable...
                 st.caption(literal(hide_roots(warning)), help="what the external test left out, and why")
             if few := few_groups(evaluation):

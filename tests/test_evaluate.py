@@ -347,3 +347,33 @@ def test_the_per_group_line_lists_few_groups_the_worst_of_many_and_no_single_ima
     few = per_group([f"s{i // 8}" for i in range(len(y))])  # 10 subjects of 8 images: each listed
     assert groups_text(few).count(" (") == 10 and "s9 (HEALTHY, 8)" in groups_text(few)
     assert groups_text(per_group([f"img{i}" for i in range(len(y))])).startswith("each image is its own group")
+
+
+def test_each_external_image_is_a_row_whose_answers_make_the_figures(tiny_run, other_lab, capsys):
+    """`evaluate --csv`: one row per external image (true and predicted class, probabilities, both
+    flags); the rows give back the result's accuracy, recalls and flag shares."""
+    import csv
+    import io
+
+    result = evaluate(tiny_run["run_id"], str(other_lab))
+    assert main(["evaluate", tiny_run["run_id"], str(other_lab), "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == result["n_images"] and [r["file"] for r in rows] == [i["file"] for i in result["images"]]
+    assert np.mean([r["correct"] == "yes" for r in rows]) == pytest.approx(result["accuracy"])
+    for name, recall in result["per_class_recall"].items():
+        mine = [r["correct"] == "yes" for r in rows if r["true"] == name]
+        assert np.mean(mine) == pytest.approx(recall)
+    assert np.mean([r["outside_training"] == "yes" for r in rows]) == pytest.approx(result["ood_share"])
+    assert np.mean([r["likely_wrong"] == "yes" for r in rows]) == pytest.approx(result["flags"]["likely_wrong"]["share"])
+    for row, image in zip(rows, result["images"]):
+        assert row["predicted"] == max(image["probabilities"], key=image["probabilities"].get)
+        assert all(float(row[f"p_{c}"]) == pytest.approx(p, abs=5e-5) for c, p in image["probabilities"].items())
+
+
+def test_a_result_stored_without_its_images_is_computed_again_for_them(tiny_run, other_lab):
+    result = evaluate(tiny_run["run_id"], str(other_lab))
+    path = result_path(tiny_run["run_id"], result["dataset"]["fingerprint"])
+    stored = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in stored.items() if k != "images"}))  # as stored before
+    assert "images" not in evaluate(tiny_run["run_id"], str(other_lab))  # the figures alone: no work
+    assert evaluate(tiny_run["run_id"], str(other_lab), per_image=True)["images"] == stored["images"]

@@ -60,6 +60,8 @@ def test_external_test_view_runs_and_shows_the_test(finished):
     assert any(c.value.replace("\\", "").startswith(few) for c in at.caption)
     table = next(d.value for d in at.dataframe if "Tested on" in d.value.columns)
     assert list(table["Tested on"]) == ["tinyother"] and table["OOD share"].iloc[0] >= 90
+    [download] = at.get("download_button")[-1:]
+    assert download.proto.label == "Per-image answers (CSV)" and download.proto.url.endswith(".csv")
 
 
 def test_the_external_test_view_says_which_images_it_left_out(finished):

@@ -181,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--recompute", action="store_true", help="ignore the stored result")
     evaluate.add_argument("--model", choices=("folds", "final", "both"), default="folds",
                           help="the fold ensemble (default), the final model refitted on all images (see refit), or both")
-    evaluate.add_argument("--json", action="store_true")
+    evaluate_as = evaluate.add_mutually_exclusive_group()
+    evaluate_as.add_argument("--json", action="store_true")
+    evaluate_as.add_argument("--csv", action="store_true",
+                             help="one row per image: true and predicted class, each class's probability, the flags")
     evaluate.set_defaults(handler=cmd.evaluate)
 
     refit = commands.add_parser("refit", help="train a finished run's final model on all its images (kept in the run)")

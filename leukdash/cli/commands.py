@@ -206,15 +206,18 @@ def predict(args) -> int:
 
 
 def evaluate(args) -> int:
-    from leukdash.evaluation.evaluate import evaluate, format_evaluation, require_models
+    from leukdash.evaluation.evaluate import evaluate, format_evaluation, images_csv, require_models
 
     models = ("folds", "final") if args.model == "both" else (args.model,)
     for model in models:  # before either is computed: `both` answers both or neither
         require_models(args.run_id, model)
-    results = [evaluate(args.run_id, args.dataset, recompute=args.recompute, model=model) for model in models]
+    results = [evaluate(args.run_id, args.dataset, recompute=args.recompute, model=model, per_image=args.csv)
+               for model in models]
     for warning in results[0]["dataset"].get("warnings", []):
         print(f"warning: {printable(warning)}", file=sys.stderr)
-    if args.json and len(results) > 1:
+    if args.csv:
+        sys.stdout.write(images_csv(results))
+    elif args.json and len(results) > 1:
         print_json({"evaluations": results})
     else:
         for result in results:

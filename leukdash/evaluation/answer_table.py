@@ -66,8 +66,14 @@ def answers_csv(entries: list[dict]) -> str:
     The columns are the same for every row: a class column for each class any answer gives, in the
     order first met; an unreadable file's row leaves the answer's columns empty.
     """
-    rows = [answer_row(entry) for entry in entries]
-    columns = list(dict.fromkeys(name for row in rows for name in row if name != "error")) + ["error"]
+    return csv_text([answer_row(entry) for entry in entries], last=("error",))
+
+
+def csv_text(rows: list[dict], last: tuple[str, ...] = ()) -> str:
+    """Rows as CSV text: a header of every column any row has, in the order first met (``last``
+    at the end), an empty cell where a row lacks one; a cell a spreadsheet would run as a formula
+    is written as text."""
+    columns = list(dict.fromkeys(name for row in rows for name in row if name not in last)) + list(last)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()

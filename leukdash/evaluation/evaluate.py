@@ -60,11 +60,13 @@ def result_path(run_id: str, fingerprint: str, store: RunStore | None = None, mo
 
 
 def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, recompute: bool = False,
-             model: str = "folds") -> dict:
+             model: str = "folds", per_image: bool = False) -> dict:
     """Score run ``run_id`` on dataset ``dataset_name`` (name or folder); stored and cached.
 
     ``model``: ``folds`` (the fold ensemble, as Predict uses it) or ``final`` (the model refitted
-    on every image of the run, see :mod:`leukdash.engine.final`)."""
+    on every image of the run, see :mod:`leukdash.engine.final`). The result's ``images`` holds
+    each image's answer and flags (:func:`image_rows`); with ``per_image``, a result stored before
+    results held them is computed again."""
     from leukdash.data.discovery import open_dataset
 
     store = store or RunStore()
@@ -87,7 +89,7 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     if left_out:
         key["left_out"] = left_out
     stored = None if recompute else _stored(path)
-    if stored is not None and stored.get("key") == key:
+    if stored is not None and stored.get("key") == key and not (per_image and "images" not in stored):
         return stored
     result = {"key": key, "model": model, **_compute(run_id, meta, dataset, store, model == "final", seen,
                                                      other_classes)}
@@ -205,8 +207,34 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
             "likely_wrong": {**flag_errors(unsure, wrong, own_top < floor), "floor": floor},
             "either": flag_errors(flagged | unsure, wrong, None),
         },
+        "images": image_rows(dataset, loaded, proba, flagged, unsure),
         "versions": versions(),
     }
+
+
+def image_rows(dataset, loaded, proba: np.ndarray, outside: np.ndarray, unsure: np.ndarray) -> list[dict]:
+    """Each external image's answer: its file and group, true and predicted class, each class's
+    probability, and whether the out-of-distribution check and the likely-wrong check flag it."""
+    classes = list(dataset.classes)
+    return [{"file": dataset.relative(path), "group": str(group), "true": classes[int(true)],
+             "predicted": classes[int(p.argmax())], "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)},
+             "outside_training": bool(out), "likely_wrong": bool(low)}
+            for path, group, true, p, out, low in zip(loaded.paths, loaded.groups, loaded.labels, proba, outside, unsure)]
+
+
+def images_csv(results: list[dict]) -> str:
+    """The ``images`` of evaluations as CSV text, one row per image (the columns of
+    :func:`image_rows`, a probability column per class, and whether the answer is right); of
+    several evaluations (``--model both``), a first column names the model of each row."""
+    from leukdash.evaluation.answer_table import csv_text
+
+    return csv_text([{**({"model": result["model"]} if len(results) > 1 else {}),
+                      "file": row["file"], "group": row["group"], "true": row["true"], "predicted": row["predicted"],
+                      "correct": "yes" if row["true"] == row["predicted"] else "no",
+                      **{f"p_{c}": round(v, 4) for c, v in row["probabilities"].items()},
+                      "outside_training": "yes" if row["outside_training"] else "no",
+                      "likely_wrong": "yes" if row["likely_wrong"] else "no"}
+                     for result in results for row in result["images"]])
 
 
 def _unseen(loaded, seen: set):
