@@ -103,3 +103,35 @@ def test_a_folder_stands_for_the_images_under_it(tiny_dataset, tmp_path, capsys)
     rows = _rows(capsys.readouterr().out)
     assert [row["file"] for row in rows] == [entry["file"] for entry in entries[:3]]
     assert rows[1]["error"] == entries[1]["error"] and rows[2]["predicted"] == headline(entries[2])["predicted"]
+
+
+@pytest.mark.parametrize("protocol", ["strict", "paper"])
+def test_oof_lists_each_validated_image_once_with_the_answer_of_its_fold(tiny_dataset, protocol, capsys):
+    """`oof RUN_ID`: the run's own out-of-fold answers for error analysis, one row per image in the
+    dataset's order (the paper protocol's validated copies left out); its rows give back each
+    fold's accuracy, and every file is the image of its class."""
+    from leukdash.cli import main
+
+    config = RunConfig(dataset=str(tiny_dataset), model="knn", feature_set="pixels", image_size=16, augment_factor=2,
+                       augment=AugmentConfig(), folds=2, protocol=protocol)
+    result = run(config, n_jobs=1)
+    assert main(["oof", result["run_id"]]) == 0
+    rows = _rows(capsys.readouterr().out)
+    files = sorted(str(p.relative_to(tiny_dataset)) for p in tiny_dataset.glob("*/*.png"))
+    assert [row["file"] for row in rows] == files and all(row["file"].startswith(row["true"] + "/") for row in rows)
+    for fold in result["folds"]:
+        mine = [row["correct"] == "yes" for row in rows if int(row["fold"]) == fold["fold"] + 1]
+        if protocol == "strict":  # the paper protocol's fold accuracy also counts the validated copies
+            assert np.mean(mine) == pytest.approx(fold["val_acc"])
+        assert len(mine) == sum(copy == 0 for copy in fold["oof"]["copy"])
+    assert all(float(row[f"p_{row['predicted']}"]) == max(float(row[f"p_{c}"]) for c in CLASSES) for row in rows)
+
+
+def test_oof_names_images_by_index_when_the_runs_dataset_is_gone(tiny_dataset, tmp_path):
+    from leukdash.evaluation.answer_table import out_of_fold_rows
+
+    copy = shutil.copytree(tiny_dataset, tmp_path / "moved")
+    run_id = _run(copy)
+    shutil.rmtree(copy)
+    rows = out_of_fold_rows(run_id)
+    assert len(rows) == 40 and [row["file"] for row in rows] == [f"#{i}" for i in range(40)]

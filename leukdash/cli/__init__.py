@@ -175,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
                             help="one row per image: the answer, each class's probability and the checks' verdicts")
     predict.set_defaults(handler=cmd.predict)
 
+    oof = commands.add_parser("oof", help="a finished run's out-of-fold answers, one row per image (CSV)")
+    oof.add_argument("run_id")
+    oof.add_argument("--json", action="store_true", help="the rows as JSON instead of CSV")
+    oof.set_defaults(handler=cmd.oof)
+
     evaluate = commands.add_parser("evaluate", help="external test: a finished run's fold models on another dataset")
     evaluate.add_argument("run_id")
     evaluate.add_argument("dataset", help="dataset name or folder with the run's classes")

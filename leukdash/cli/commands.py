@@ -205,6 +205,17 @@ def predict(args) -> int:
     return 0
 
 
+def oof(args) -> int:
+    from leukdash.evaluation.answer_table import csv_text, out_of_fold_rows
+
+    rows = out_of_fold_rows(args.run_id)
+    if args.json:
+        print_json({"run_id": args.run_id, "images": rows})
+    else:
+        sys.stdout.write(csv_text(rows))
+    return 0
+
+
 def evaluate(args) -> int:
     from leukdash.evaluation.evaluate import evaluate, format_evaluation, images_csv, require_models
 

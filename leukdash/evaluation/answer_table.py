@@ -1,7 +1,8 @@
 """Predictions as a table: one flat row per image, and that table as CSV text.
 
 Whoever classifies a folder of images wants the answers in a spreadsheet beside their own notes:
-the Predict page's "Answers (CSV)" and ``python -m leukdash predict --csv`` write the same rows.
+the Predict page's "Answers (CSV)" and ``python -m leukdash predict --csv`` write the same rows;
+``python -m leukdash oof RUN_ID`` writes a run's own out-of-fold answers, for error analysis.
 A row holds the answer the product headlines (:func:`leukdash.evaluation.answer.headline`) and
 every warning the page would show beside it, so that the table alone never reads as more
 certain than the page.
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import csv
 import io
+
+import numpy as np
 
 from leukdash.evaluation.answer import headline
 
@@ -67,6 +70,43 @@ def answers_csv(entries: list[dict]) -> str:
     order first met; an unreadable file's row leaves the answer's columns empty.
     """
     return csv_text([answer_row(entry) for entry in entries], last=("error",))
+
+
+def out_of_fold_rows(run_id: str, store=None) -> list[dict]:
+    """Each image a finished run validated, once, in the dataset's order (augmented copies left
+    out): its file, true class, the fold that validated it (1-based, as tables number folds), that
+    fold model's answer, whether it is right, and each class's probability. Where the run's images cannot be named (its dataset
+    gone and no reference stored beside it), ``file`` is the image's index, ``#12``."""
+    from leukdash.engine.runner import finished_result
+    from leukdash.evaluation.compare import out_of_fold
+
+    result = finished_result(run_id, store)
+    classes = list(result["dataset"]["classes"])
+    index, true, proba = out_of_fold(result)
+    order = np.argsort(index, kind="stable")  # the dataset's order, not the folds'
+    index, true, proba = index[order], true[order], proba[order]
+    fold_of = {int(i): fold["fold"] + 1 for fold in result["folds"]
+               for i, copy in zip(fold["oof"]["index"], fold["oof"]["copy"]) if copy == 0}
+    names = _image_names(run_id, store, index, true)
+    return [{"file": names[n], "true": classes[t], "fold": fold_of[int(i)], "predicted": classes[int(p.argmax())],
+             "correct": "yes" if p.argmax() == t else "no", **{f"p_{c}": round(float(v), 4) for c, v in zip(classes, p)}}
+            for n, (i, t, p) in enumerate(zip(index, true, proba))]
+
+
+def _image_names(run_id: str, store, index, true) -> list[str]:
+    """The relative file of each image index, from the run's stored reference (the images in the
+    order the run loaded them); ``#index`` where it cannot be read or does not line up."""
+    from leukdash.errors import LeukdashError
+    from leukdash.evaluation.reference import known_reference
+
+    try:
+        reference = known_reference(run_id, store)
+    except (LeukdashError, OSError):
+        reference = None
+    if reference is not None and len(index) and index.max() < len(reference["labels"]) \
+            and (reference["labels"][index] == true).all():
+        return [str(reference["relative"][i]) for i in index]
+    return [f"#{i}" for i in index]
 
 
 def csv_text(rows: list[dict], last: tuple[str, ...] = ()) -> str:
