@@ -1,21 +1,26 @@
 """Predict: class probabilities for uploaded images from a finished run's fold models."""
 
+import pandas as pd
 import streamlit as st
 
 from leukdash.data.decode import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, frames_note
 from leukdash.evaluation.answer import headline
-from leukdash.evaluation.answer_table import answers_csv
+from leukdash.evaluation.answer_table import answer_row, answers_csv
 from leukdash.evaluation.predict import warm_up, warmed_up
 from leukdash.errors import ImageDecodeError, LeukdashError
 from leukdash.paths import hide_roots, printable
 from leukdash.reporting.plots import heatmap_overlay, probability_bars
-from pages._shared import (finished_runs, gradcam, kept, literal, no_runs_yet, predict, root, routed, run_option_labels,
-                           transfer_figures)
+from pages._shared import (data_table, finished_runs, gradcam, kept, literal, no_runs_yet, percent_columns, predict,
+                           root, routed, run_option_labels, transfer_figures)
 
 routed(__file__)
 
 IMAGE_TYPES = [extension.lstrip(".") for extension in IMAGE_EXTENSIONS]  # what a dataset reads
 MAX_FILE_MB = 50
+# The answers' summary table: the columns of answer_table.answer_row it shows, and their headers.
+SUMMARY_COLUMNS = {"file": "File", "predicted": "Predicted", "probability": "Probability",
+                   "outside_training": "Unlike training data", "likely_wrong": "Likely wrong",
+                   "cell_segmentation": "Cell segmentation", "known_image": "Known image", "error": "Cannot read"}
 
 st.title("Predict")
 entries = finished_runs()
@@ -171,8 +176,18 @@ for upload in uploads:
                          caption=[size, f"Grad-CAM for {result['predicted']}, the fold models' mean class (red: most influential)"])
             else:
                 st.image(picture, width="stretch", caption=size)
-export.download_button(
-    "Answers (CSV)", answers_csv(answered), file_name=f"{run_id}_answers.csv", mime="text/csv",
-    icon=":material/download:",
-    help="One row per image: the answer shown, each class's probability and every warning beside it "
-         "(outside the training data, likely wrong, segmentation, known image); an unreadable file with its reason.")
+with export.container():
+    st.download_button(
+        "Answers (CSV)", answers_csv(answered), file_name=f"{run_id}_answers.csv", mime="text/csv",
+        icon=":material/download:",
+        help="One row per image: the answer shown, each class's probability and every warning beside it "
+             "(outside the training data, likely wrong, segmentation, known image); an unreadable file with its reason.")
+    if len(answered) > 1:  # many uploads: every answer at a glance, the cards below say why
+        summary = pd.DataFrame([answer_row(entry) for entry in answered])
+        said = [c for c in SUMMARY_COLUMNS  # a check that says nothing here (no cell segmented): no column
+                if c in summary.columns and (summary[c].notna() & (summary[c] != "")).any()]
+        summary = summary[said].rename(columns=SUMMARY_COLUMNS)
+        formats = {}
+        if "Probability" in summary.columns:  # absent when no upload could be read
+            summary, formats = percent_columns(summary, ["Probability"])
+        data_table(summary, column_config=formats)

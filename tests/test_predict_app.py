@@ -121,3 +121,8 @@ def test_the_answers_download_as_one_table_row_per_upload(fresh_deploy):
     [button] = at.get("download_button")
     assert button.proto.label == "Answers (CSV)" and "One row per image" in button.proto.help
     assert button.proto.url.endswith(".csv")
+    # Several uploads: every answer at a glance above the cards, the unreadable one with its reason.
+    [summary] = [d.value for d in at.dataframe if "File" in d.value.columns]
+    assert list(summary["File"]) == ["cell.png", "broken.png"]
+    headline = next(m.value for m in at.markdown if m.value.startswith("Predicted:"))
+    assert summary["Predicted"][0] == headline.split("**")[1] and summary["Cannot read"][1].startswith("not an image")
