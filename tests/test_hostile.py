@@ -422,7 +422,15 @@ case("predict: FIFO named x.jpg", "exit 2, 'is a FIFO', no hang")(_predict_refus
 case("predict: /dev/zero", "exit 2, 'is a device', no MemoryError")(
     _predict_refuses(lambda folder: Path("/dev/zero"), "is a device"))
 case("predict: 1 GiB file", "exit 2, refused from its size")(_predict_refuses(_make_huge, "file too large"))
-case("predict: folder", "exit 2, 'is a folder'")(_predict_refuses(lambda folder: folder, "is a folder"))
+# A folder stands for the images under it (tests/test_answer_table.py); one without any is refused.
+case("predict: folder without images", "exit 2, 'a folder without image files'")(
+    _predict_refuses(lambda folder: _empty_folder(folder / "nothing_here"), "a folder without image files"))
+
+
+def _empty_folder(path: Path) -> Path:
+    path.mkdir()
+    (path / "notes.txt").write_text("not an image")
+    return path
 
 
 @case("predict: one good, one bad image", "exit 0, the bad one reported")

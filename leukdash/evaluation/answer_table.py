@@ -75,8 +75,9 @@ def answers_csv(entries: list[dict]) -> str:
 def out_of_fold_rows(run_id: str, store=None) -> list[dict]:
     """Each image a finished run validated, once, in the dataset's order (augmented copies left
     out): its file, true class, the fold that validated it (1-based, as tables number folds), that
-    fold model's answer, whether it is right, and each class's probability. Where the run's images cannot be named (its dataset
-    gone and no reference stored beside it), ``file`` is the image's index, ``#12``."""
+    fold model's answer, whether it is right, and each class's probability. Where the run's images
+    cannot be named (its dataset gone and no reference stored beside it), ``file`` is the image's
+    index, ``#12``."""
     from leukdash.engine.runner import finished_result
     from leukdash.evaluation.compare import out_of_fold
 
