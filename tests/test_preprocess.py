@@ -175,15 +175,20 @@ def test_preprocessed_arrays_are_cached_apart_and_used_by_runs(tmp_path, isolate
     assert result["summary"]["val_acc"]["mean"] == 1.0
 
 
-def test_audit_counts_segmentation_failures_and_rechecks_shortcuts(tmp_path):
-    root = tmp_path / "mixed"
+def _cells_and_a_cut_one(root, per_class: int):
+    """A dataset of segmented cells in two classes, plus one cell cut by its image's edge (ALL/cut.png)."""
     for cls in ("ALL", "HEALTHY"):
         (root / cls).mkdir(parents=True)
-        for i in range(5):
+        for i in range(per_class):
             image, _ = _segmented(radius=60 + 5 * i)
             cv2.imwrite(str(root / cls / f"{i}.png"), image[..., ::-1])
     cut, _ = _segmented(centre=(30, 225))
     cv2.imwrite(str(root / "ALL" / "cut.png"), cut[..., ::-1])
+    return root
+
+
+def test_audit_counts_segmentation_failures_and_rechecks_shortcuts(tmp_path):
+    root = _cells_and_a_cut_one(tmp_path / "mixed", per_class=5)
     report = audit_dataset(Dataset.from_folder(root), folds=2, preprocess="cell-keep-gray")
     pre = report["preprocessed"]
     assert pre["mode"] == "cell-keep-gray" and pre["n_images"] == 11
@@ -201,14 +206,7 @@ def test_a_run_says_where_segmentation_failed_as_the_audit_finds_it(tmp_path, ca
     from leukdash.cli import main
     from leukdash.data.arrays import load_arrays
 
-    root = tmp_path / "mixed"
-    for cls in ("ALL", "HEALTHY"):
-        (root / cls).mkdir(parents=True)
-        for i in range(4):
-            image, _ = _segmented(radius=60 + 5 * i)
-            cv2.imwrite(str(root / cls / f"{i}.png"), image[..., ::-1])
-    cut, _ = _segmented(centre=(30, 225))
-    cv2.imwrite(str(root / "ALL" / "cut.png"), cut[..., ::-1])
+    root = _cells_and_a_cut_one(tmp_path / "mixed", per_class=4)
     cv2.imwrite(str(root / "HEALTHY" / "blank.png"), np.full((80, 80, 3), 255, np.uint8))
     audit = audit_dataset(Dataset.from_folder(root), folds=2, preprocess="cell-keep-gray")["preprocessed"]
     assert audit["failures"] == {"touches the border": 1, "none found": 1}
