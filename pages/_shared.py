@@ -210,6 +210,35 @@ def image(folder: str, relative: str, size: int | None = None):
     return square_resize(decoded, size) if size else decoded
 
 
+def run_thumbnails(root: str, run_id: str, folder: str, files: list[str], size: int = 96) -> list:
+    """Images of a run's dataset as small squares: read from the dataset's folder, else the copy
+    kept beside the run for the known-image check (32 px: a built-in set not drawn yet, a dataset
+    moved since); None for one found in neither."""
+    kept_copies = None
+    pictures = []
+    for relative in files:
+        try:
+            pictures.append(image(folder, relative, size))
+            continue
+        except LeukdashError:
+            pass
+        if kept_copies is None:
+            kept_copies = _reference_images(root, run_id)
+        pictures.append(kept_copies.get(relative))
+    return pictures
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _reference_images(root: str, run_id: str) -> dict:
+    from leukdash.evaluation.reference import known_reference
+
+    try:
+        reference = known_reference(run_id)
+    except (LeukdashError, OSError):
+        return {}
+    return dict(zip((str(name) for name in reference["relative"]), reference["images"]))
+
+
 def synthetic_note(info: dict) -> None:
     """The label every view of synthetic data carries."""
     if info.get("synthetic"):
@@ -350,6 +379,15 @@ def external_results(root: str, run_id: str) -> list[dict]:
     from leukdash.evaluation.evaluate import stored_evaluations
 
     return stored_evaluations(run_id)
+
+
+@st.cache_data(max_entries=16, show_spinner="Reading the run's out-of-fold answers…")
+def confident_mistakes_of(root: str, run_id: str) -> list[dict]:
+    """A finished run's surest wrong out-of-fold answers (leukdash.evaluation.answer_table);
+    immutable once the run is finished, so cached by run."""
+    from leukdash.evaluation.answer_table import confident_mistakes
+
+    return confident_mistakes(run_id)
 
 
 @st.cache_data(ttl=60, show_spinner=False)

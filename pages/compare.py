@@ -13,9 +13,9 @@ from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, ava
                                       metric_bars, roc_curves, run_labels, runs_frame, seed_spread_frame,
                                       source_frame, summary_frame, sweep_axes, sweep_frame, sweep_heatmap,
                                       sweep_parallel)
-from pages._shared import (VIEWER_NOTE, comparison, data_table, dataset_options, deployment, external_results,
-                           finished_runs, fitted, kept, literal, no_runs_yet, percent_columns, results, root,
-                           routed, visible_dataset)
+from pages._shared import (VIEWER_NOTE, comparison, confident_mistakes_of, data_table, dataset_options, deployment,
+                           external_results, finished_runs, fitted, kept, literal, no_runs_yet, percent_columns,
+                           results, root, routed, run_thumbnails, visible_dataset)
 
 routed(__file__)
 
@@ -161,6 +161,29 @@ st.caption(f"Bars: mean {METRICS[metric].lower()} over the validation folds; whi
            + ("; open diamonds: the paper's reported 5-fold mean for the same model and task." if show_paper else "."))
 
 # Short names: the strip fits a phone's width.
+def confident_mistakes_view(chosen: list[dict], labels: list[str]) -> None:
+    """One run's surest wrong out-of-fold answers, with their images."""
+    picked = kept(st.selectbox, "compare_mistakes_run", labels[0], "Run", options=labels,
+                  help="Its out-of-fold answers that are wrong, the surest first: a label error, an artefact or a "
+                       "class boundary shows here first.")
+    result = dict(zip(labels, chosen))[picked]
+    mistakes = confident_mistakes_of(root(), result["run_id"])
+    if not mistakes:
+        st.caption("No out-of-fold answer of this run is wrong.")
+        return
+    pictures = run_thumbnails(root(), result["run_id"], result["dataset"].get("path", ""),
+                              [row["file"] for row in mistakes])
+    shown = [(picture, row) for picture, row in zip(pictures, mistakes) if picture is not None]
+    if shown:
+        st.image([picture for picture, _ in shown], width=110,
+                 caption=[f"{row['true']} → {row['predicted']} ({row['p_' + row['predicted']]:.0%})"
+                          for _, row in shown])
+    st.caption(f"The {len(mistakes)} surest wrong answers of the fold models, each image's from the model that "
+               "validated it: true class → answer (its probability). `python -m leukdash oof RUN_ID` lists every "
+               "image." + (f" {len(mistakes) - len(shown)} could not be shown: the run's images are gone from their "
+                           "folder and no copy is kept beside it." if len(shown) < len(mistakes) else ""))
+
+
 tabs = st.tabs(["Summary", "Folds", "Curves", "Confusion", "Tests", "External"])
 with tabs[0]:
     numbers = ["Mean", "SD", "Min", "Max", "Paper (reported)"]
@@ -237,6 +260,9 @@ with tabs[3]:
                "count and the share of its row (the diagonal is per-class recall)."
                + (f" The first {MAX_CONFUSIONS} of {len(chosen)} runs: select runs in the table to see theirs."
                   if len(chosen) > MAX_CONFUSIONS else ""))
+    # Asked for, not drawn with the page: naming a run's images may read its whole dataset once.
+    if st.toggle("Show a run's most confident mistakes", key="compare_mistakes"):
+        confident_mistakes_view(chosen, labels)
 
 with tabs[4]:
     if len(chosen) < 2:

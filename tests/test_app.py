@@ -340,3 +340,33 @@ def test_compare_draws_each_runs_roc_curve_with_its_auc(tiny):
     assert names[0] == "chance" and len(names) == 3
     aucs = sorted(round(out_of_fold_roc(result)["auc"], 3) for result in results)
     assert sorted(float(name.rsplit("AUC ", 1)[1]) for name in names[1:]) == aucs
+
+
+def test_compare_shows_a_runs_most_confident_mistakes_when_asked(tiny):
+    """Error analysis on the page: the run's wrong out-of-fold answers, the surest first, with their
+    images, only once asked (naming a run's images may read its dataset)."""
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.evaluation.answer_table import confident_mistakes, out_of_fold_rows
+
+    result = run(RunConfig(dataset="tiny", model="nb", image_size=16, augment_factor=1, augment=AugmentConfig.off(),
+                           folds=2), n_jobs=1)
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
+    assert not at.get("image")
+    at.toggle(key="compare_mistakes").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    mistakes = confident_mistakes(result["run_id"])
+    wrong = [row for row in out_of_fold_rows(result["run_id"]) if row["correct"] == "no"]
+    assert len(mistakes) == min(24, len(wrong)) > 0
+    [images] = at.get("image")
+    captions = [picture.caption for picture in images.proto.imgs]
+    assert captions == [f"{m['true']} → {m['predicted']} ({m['p_' + m['predicted']]:.0%})" for m in mistakes]
+    sureness = [m["p_" + m["predicted"]] for m in mistakes]
+    assert sureness == sorted(sureness, reverse=True)
+    # The dataset moved away: the pictures come from the copies kept beside the run (32 px).
+    tiny.rename(tiny.with_name("moved"))
+    st.cache_data.clear()
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
+    at.toggle(key="compare_mistakes").set_value(True).run()
+    [images] = at.get("image")
+    assert [picture.caption for picture in images.proto.imgs] == captions

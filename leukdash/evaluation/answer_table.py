@@ -94,6 +94,14 @@ def out_of_fold_rows(run_id: str, store=None) -> list[dict]:
             for n, (i, t, p) in enumerate(zip(index, true, proba))]
 
 
+def confident_mistakes(run_id: str, store=None, limit: int = 24) -> list[dict]:
+    """The run's out-of-fold mistakes (rows of :func:`out_of_fold_rows`), the most confident first:
+    the images a model is surest about and wrong on are the first worth looking at (a label
+    error, an artefact, a class boundary), up to ``limit``."""
+    wrong = [row for row in out_of_fold_rows(run_id, store) if row["correct"] == "no"]
+    return sorted(wrong, key=lambda row: -row[f"p_{row['predicted']}"])[:limit]
+
+
 def _image_names(run_id: str, store, index, true) -> list[str]:
     """The relative file of each image index, from the run's stored reference (the images in the
     order the run loaded them); ``#index`` where it cannot be read or does not line up."""
