@@ -255,6 +255,14 @@ def audit(dataset: str, root: str, folds: int) -> dict:
     return audit_dataset(open_dataset(dataset), folds=folds)
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def preprocessed_audit(dataset: str, root: str, mode: str) -> dict:
+    from leukdash.data.audit import audit_preprocessed
+    from leukdash.data.discovery import open_dataset
+
+    return audit_preprocessed(open_dataset(dataset), mode)
+
+
 # --------------------------------------------------------------------------- runs
 
 

@@ -13,7 +13,7 @@ from leukdash.reporting.plots import class_counts_bar
 from leukdash.data.preprocess import overlay
 from leukdash.data.sources import KNOWN_CLASSES
 from pages._shared import (UPLOADS, VIEWER_NOTE, audit, data_table, dataset_picker, deployment, image, literal,
-                           load_dataset_info, root, routed, session_token, synthetic_note)
+                           load_dataset_info, preprocessed_audit, root, routed, session_token, synthetic_note)
 
 routed(__file__)
 
@@ -169,8 +169,32 @@ for cls, files in info["files"].items():
     st.text(cls)
     st.image(pictures, width=120, caption=captions)
 st.caption("Each pair: the original with the segmented cell outlined, then the preprocessed image. A caption "
-           "names a segmentation failure (none found, touches the border, implausible area); the audit "
-           "counts them over the whole dataset (`python -m leukdash audit DATASET --preprocess MODE`).")
+           "names a segmentation failure (none found, touches the border, implausible area).")
+counted = st.session_state.setdefault("segmentation_counted", [])
+if (dataset, mode) not in counted:
+    st.button("Count the failures over the whole dataset", icon=":material/content_cut:", key="data_count_failures",
+              on_click=counted.append, args=((dataset, mode),),
+              help="Segments every image as a run in this mode would (`python -m leukdash audit DATASET "
+                   "--preprocess MODE` on the command line), and runs the shortcut checks again on the result.")
+else:
+    try:
+        with st.spinner(f"Segmenting every image as {mode}…"):
+            prepared = preprocessed_audit(dataset, root(), mode)
+    except LeukdashError as error:
+        st.error(hide_roots(f"Cannot segment this dataset: {error}"))
+    else:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in prepared["failures"].items())
+        cols = st.columns(3)
+        cols[0].metric("Segmentation failures", f"{len(prepared['failed'])} of {prepared['n_images']}",
+                       help=kinds or "every cell was found")
+        cols[1].metric("Colour histogram accuracy", f"{prepared['shortcut']['histogram_acc']:.1%}",
+                       help="The shortcut check on the preprocessed images: what the cells' colours alone tell")
+        cols[2].metric("Background-only accuracy", f"{prepared['shortcut']['background_acc']:.1%}",
+                       help=f"Chance: {prepared['shortcut']['chance']:.1%}")
+        if prepared["failed"]:
+            data_table([{"File": entry["path"], "Failure": entry["failure"]} for entry in prepared["failed"]])
+        st.caption("A run in this mode trains on a failed image as found (the whole image where no cell was) and "
+                   "warns of them; the shortcut checks here are those of the audit below, on the preprocessed images.")
 
 st.divider()
 st.subheader("Audit")

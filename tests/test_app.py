@@ -370,3 +370,27 @@ def test_compare_shows_a_runs_most_confident_mistakes_when_asked(tiny):
     at.toggle(key="compare_mistakes").set_value(True).run()
     [images] = at.get("image")
     assert [picture.caption for picture in images.proto.imgs] == captions
+
+
+def test_data_page_counts_segmentation_failures_over_the_dataset_when_asked(tiny):
+    """Before a run in a cell-level mode: how many images its segmentation fails on, as the audit
+    (and the run's warning) counts them, with the files."""
+    import cv2
+    import numpy as np
+
+    from leukdash.data.audit import audit_preprocessed
+    from leukdash.data.discovery import open_dataset
+
+    cv2.imwrite(str(tiny / "ALL" / "blank.png"), np.full((40, 40, 3), 255, np.uint8))  # no cell in it
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    open_page(at, "data")
+    at.sidebar.selectbox(key="dataset").set_value("tiny").run(timeout=TIMEOUT)
+    at.selectbox(key="data_preprocess").set_value("cell-keep-gray").run(timeout=TIMEOUT)
+    assert not [m for m in at.metric if m.label == "Segmentation failures"]  # asked for, not drawn with the page
+    at.button(key="data_count_failures").click().run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    expected = audit_preprocessed(open_dataset("tiny"), "cell-keep-gray")
+    [metric] = [m for m in at.metric if m.label == "Segmentation failures"]
+    assert metric.value == f"{len(expected['failed'])} of {expected['n_images']}" and expected["n_images"] == 31
+    [table] = [d.value for d in at.dataframe if "Failure" in d.value.columns]
+    assert ("ALL/blank.png", "none found") in set(zip(table["File"], table["Failure"]))

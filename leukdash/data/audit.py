@@ -81,12 +81,15 @@ def audit_dataset(ds, *, folds: int = 5, seed: int = 0, preprocess: str | None =
         "shortcut": shortcut_scores(loaded.images, loaded.labels, loaded.groups, folds=folds, seed=seed),
     }
     if preprocess is not None and preprocess != RAW:
-        report["preprocessed"] = _audit_preprocessed(ds, preprocess, folds=folds, seed=seed)
+        report["preprocessed"] = audit_preprocessed(ds, preprocess, folds=folds, seed=seed)
     return report
 
 
-def _audit_preprocessed(ds, mode: str, *, folds: int, seed: int) -> dict:
-    """Segmentation failures and the shortcut checks on the images as a run in ``mode`` sees them."""
+def audit_preprocessed(ds, mode: str, *, folds: int = 5, seed: int = 0) -> dict:
+    """Segmentation failures and the shortcut checks on the images as a run in ``mode`` sees them:
+    ``mode``, ``n_images``, ``failures`` (count per kind), ``failed`` (each file and its failure)
+    and ``shortcut`` (as :func:`audit_dataset` gives it)."""
+    parse_mode(mode)  # a bad mode fails before any work
     loaded = ds.load(SHORTCUT_SIZE, mode)  # prepared as a run prepares them, each failure kept
     failed = [{"path": ds.relative(f.path), "failure": f.reason} for f in loaded.segmentation_failures]
     counts = defaultdict(int)
