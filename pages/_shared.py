@@ -422,6 +422,6 @@ def predict(root: str, run_id: str, data: bytes) -> dict:
 @st.cache_data(max_entries=32, show_spinner=False)
 def gradcam(root: str, run_id: str, data: bytes):
     from leukdash.data.decode import decode_image
-    from leukdash.evaluation.predict import gradcam as engine_gradcam
+    from leukdash.evaluation.gradcam import gradcam as engine_gradcam
 
     return engine_gradcam(run_id, decode_image(data))

@@ -318,7 +318,8 @@ with tabs[5]:
             "." if deployment().viewer else ": pick a dataset and run one (or `python -m leukdash evaluate RUN_ID "
             "DATASET`)."), icon=":material/science:")
     else:
-        from leukdash.evaluation.evaluate import few_groups, images_csv, outcome_sentence
+        from leukdash.evaluation.answer_table import external_csv
+        from leukdash.evaluation.evaluate import few_groups, outcome_sentence
 
         external_metric = kept(st.radio, "compare_external_metric", "balanced_accuracy", "External figure",
                                options=list(EXTERNAL_METRICS), format_func=EXTERNAL_METRICS.get, horizontal=True)
@@ -333,7 +334,7 @@ with tabs[5]:
         for i, ((result, evaluation), label) in enumerate(zip(tested, frame["Run"])):
             st.markdown(f"**{label}** (trained on {result['dataset']['name']}). {outcome_sentence(evaluation)}")
             if evaluation.get("images"):  # stored by tests since results held each image's answer
-                st.download_button("Per-image answers (CSV)", images_csv([evaluation]), mime="text/csv",
+                st.download_button("Per-image answers (CSV)", external_csv([evaluation]), mime="text/csv",
                                    file_name=f"{result['run_id']}_external_{evaluation['dataset']['fingerprint'][:8]}.csv",
                                    icon=":material/download:", key=f"external_images_{i}",
                                    help="Each image of the external dataset: true and predicted class, each class's "

@@ -13,8 +13,8 @@ from leukdash.cli import main
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.data.decode import decode_image
 from leukdash.errors import DatasetError
-from leukdash.evaluation.evaluate import (evaluate, external_metrics, format_evaluation, group_bootstrap, result_path,
-                                         stored_evaluations)
+from leukdash.evaluation.evaluate import evaluate, format_evaluation, result_path, stored_evaluations
+from leukdash.evaluation.external_metrics import external_metrics, group_bootstrap
 from leukdash.evaluation.ood import TrainingDistribution
 from leukdash.evaluation.predict import known_image, predict_images
 from leukdash.engine.runner import run
@@ -81,7 +81,7 @@ def test_group_bootstrap_resamples_groups_not_images_and_is_seeded():
 def test_group_draws_come_a_chunk_at_a_time_and_are_those_of_one_draw_per_class(samples, chunk):
     """The bootstrap holds a chunk of resamples at a time; its draws are still exactly those of
     one rng.choice per class over every resample (so the intervals do not depend on the chunk)."""
-    from leukdash.evaluation.evaluate import group_draw_counts
+    from leukdash.evaluation.external_metrics import group_draw_counts
 
     group_class = np.random.default_rng(5).integers(0, 3, 40)
     rng, expected = np.random.default_rng(11), np.zeros((samples, 40))
@@ -101,7 +101,7 @@ def test_each_resamples_roc_auc_is_sklearns_on_the_resampled_images():
     resample built image by image: tied scores, groups of both classes, resamples without a class."""
     from sklearn.metrics import roc_auc_score
 
-    from leukdash.evaluation.evaluate import _resampled_auc
+    from leukdash.evaluation.external_metrics import _resampled_auc
 
     rng = np.random.default_rng(4)
     y = rng.integers(0, 2, 120)

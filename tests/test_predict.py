@@ -4,7 +4,7 @@ to what a file is, files answered a chunk at a time."""
 import numpy as np
 import pytest
 
-from leukdash.evaluation.predict import gradcam_map
+from leukdash.evaluation.gradcam import gradcam_map
 
 
 def test_gradcam_highlights_the_region_the_class_depends_on():

@@ -225,7 +225,7 @@ def test_second_process_waits_for_the_first_and_reads_its_result(tiny_dataset, t
 
 def test_gradcam_of_a_cnn_run_covers_the_image(tiny_dataset):
     from leukdash.data.decode import decode_image
-    from leukdash.evaluation.predict import gradcam
+    from leukdash.evaluation.gradcam import gradcam
 
     result = run(_config(tiny_dataset, model="cnn", epochs=2), n_jobs=1)
     image = decode_image(next((tiny_dataset / "ALL").glob("*.png")))

@@ -217,7 +217,8 @@ def oof(args) -> int:
 
 
 def evaluate(args) -> int:
-    from leukdash.evaluation.evaluate import evaluate, format_evaluation, images_csv, require_models
+    from leukdash.evaluation.answer_table import external_csv
+    from leukdash.evaluation.evaluate import evaluate, format_evaluation, require_models
 
     models = ("folds", "final") if args.model == "both" else (args.model,)
     for model in models:  # before either is computed: `both` answers both or neither
@@ -227,7 +228,7 @@ def evaluate(args) -> int:
     for warning in results[0]["dataset"].get("warnings", []):
         print(f"warning: {printable(warning)}", file=sys.stderr)
     if args.csv:
-        sys.stdout.write(images_csv(results))
+        sys.stdout.write(external_csv(results))
     elif args.json and len(results) > 1:
         print_json({"evaluations": results})
     else:

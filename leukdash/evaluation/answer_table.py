@@ -2,7 +2,8 @@
 
 Whoever classifies a folder of images wants the answers in a spreadsheet beside their own notes:
 the Predict page's "Answers (CSV)" and ``python -m leukdash predict --csv`` write the same rows;
-``python -m leukdash oof RUN_ID`` writes a run's own out-of-fold answers, for error analysis.
+``python -m leukdash oof RUN_ID`` writes a run's own out-of-fold answers, for error analysis, and
+``evaluate --csv`` an external test's.
 A row holds the answer the product headlines (:func:`leukdash.evaluation.answer.headline`) and
 every warning the page would show beside it, so that the table alone never reads as more
 certain than the page.
@@ -70,6 +71,19 @@ def answers_csv(entries: list[dict]) -> str:
     order first met; an unreadable file's row leaves the answer's columns empty.
     """
     return csv_text([answer_row(entry) for entry in entries], last=("error",))
+
+
+def external_csv(results: list[dict]) -> str:
+    """The ``images`` of external tests (:func:`leukdash.evaluation.evaluate.image_rows`) as CSV
+    text, one row per image, a probability column per class and whether the answer is right; of
+    several tests (``evaluate --model both``), a first column names the model of each row."""
+    return csv_text([{**({"model": result["model"]} if len(results) > 1 else {}),
+                      "file": row["file"], "group": row["group"], "true": row["true"], "predicted": row["predicted"],
+                      "correct": "yes" if row["true"] == row["predicted"] else "no",
+                      **{f"p_{c}": round(v, 4) for c, v in row["probabilities"].items()},
+                      "outside_training": "yes" if row["outside_training"] else "no",
+                      "likely_wrong": "yes" if row["likely_wrong"] else "no"}
+                     for result in results for row in result["images"]])
 
 
 def out_of_fold_rows(run_id: str, store=None) -> list[dict]:

@@ -4,6 +4,12 @@ Each fold model saw a different 80% of the data, so their average is a small ens
 how many of them agree with it says how settled the answer is. An ensemble run
 (:mod:`leukdash.engine.ensemble`) votes fold by fold: its fold ``f`` is the weighted mean of
 its members' fold-``f`` models, each fed the images prepared its own way.
+
+One module, though long: the loaded models (:func:`ensemble`), the checks beside each answer
+(out of distribution, known image, likely wrong, segmentation), the background warm-up and the
+answers for files all share this process's caches of loaded runs and their references
+(``_loaded``, ``_references``, ``_warming``); split apart, each would reach into another's
+cache. Grad-CAM, which only reads the loaded models, is :mod:`leukdash.evaluation.gradcam`.
 """
 
 from __future__ import annotations
@@ -420,51 +426,3 @@ def _files_of(paths) -> list[tuple[Path, str | None]]:
         else:
             found.append((path, f"a folder without image files ({', '.join(IMAGE_EXTENSIONS)})"))
     return found
-
-
-def gradcam(run_id: str, image: np.ndarray, store: RunStore | None = None) -> np.ndarray:
-    """Grad-CAM heatmap (H, W) in [0, 1] for the predicted class, averaged over the fold models."""
-    models = ensemble(run_id, store)
-    if not isinstance(models, FoldEnsemble) or not models.config.is_cnn:
-        raise RunError(f"run {run_id!r} is not a CNN run: Grad-CAM needs convolution layers")
-    batch = models.prepare([image])
-    predicted = int(models.fold_probabilities([image]).mean(axis=0)[0].argmax())
-    heatmap = np.mean([gradcam_map(model, batch, predicted) for model in models.models], axis=0)
-    heatmap = heatmap / heatmap.max() if heatmap.max() > 0 else heatmap
-    import cv2
-
-    return cv2.resize(heatmap.astype(np.float32), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-
-
-def gradcam_map(model, batch: np.ndarray, class_index: int) -> np.ndarray:
-    """Grad-CAM of one Keras model for one image: the last convolutional feature maps, each
-    weighted by the mean gradient of the class probability over it, summed and rectified.
-
-    Returns the map at the feature maps' resolution (h, w), not normalised.
-    """
-    import keras
-    import tensorflow as tf
-
-    pooling = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
-    if isinstance(model, keras.Sequential):
-        # A loaded Sequential model has no symbolic graph: trace one through its layers.
-        inputs = x = keras.Input(model.input_shape[1:])
-        traced = []
-        for layer in model.layers:
-            x = layer(x)
-            traced.append((layer, x))
-        outputs = x
-    else:
-        inputs, outputs = model.inputs, model.outputs[0]
-        traced = [(layer, layer.output) for layer in model.layers[1:]]
-    feature_maps = [t for layer, t in traced if len(t.shape) == 4 and not isinstance(layer, pooling)][-1]
-    probe = keras.Model(inputs, [feature_maps, outputs])
-    inputs = tf.convert_to_tensor(batch.astype(np.float32))
-    with tf.GradientTape() as tape:
-        features, proba = probe(inputs, training=False)
-        score = tf.cast(proba, tf.float32)[:, class_index]
-    # Mixed-precision models give bfloat16 maps: the weighting is done in float32.
-    gradients = tf.cast(tape.gradient(score, features), tf.float32)
-    features = tf.cast(features, tf.float32)
-    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    return tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))[0].numpy()

@@ -60,7 +60,7 @@ def tested_row(run_id: str, test: str, *, model: str = "folds", compute: bool = 
 def lodo_row(run_id: str) -> dict:
     """Each held-out set of a leave-one-dataset-out run (or ensemble), from its out-of-fold figures."""
     from leukdash.engine.runner import load_result
-    from leukdash.evaluation.evaluate import external_metrics
+    from leukdash.evaluation.external_metrics import external_metrics
 
     result = load_result(run_id)
     if result is None:
