@@ -72,11 +72,11 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     message = " ".join(said["text"].split())
     damaged = "truncated or damaged PNG" if png else "corrupt image data"
-    if (array is None or array.size == 0) and kind not in _OPENCV_FORMATS:
-        # Pillow knows more formats than OpenCV decodes (icons, Targa, Photoshop...): such a
-        # file is whole, just not readable here, and "corrupt" would send its owner astray.
-        raise ImageDecodeError(f"not a format this tool reads: {description} ({kind}); {_SAVE_AS}")
     if array is None or array.size == 0:
+        if kind not in _OPENCV_FORMATS:
+            # Pillow knows more formats than OpenCV decodes (icons, Targa, Photoshop...): such a
+            # file is whole, just not readable here, and "corrupt" would send its owner astray.
+            raise ImageDecodeError(f"not a format this tool reads: {description} ({kind}); {_SAVE_AS}")
         raise ImageDecodeError(f"{damaged}: {message or 'OpenCV could not decode it'}")
     if any(word in message.lower() for word in _DAMAGE_WORDS):
         raise ImageDecodeError(f"{damaged}: {message}")

@@ -83,7 +83,7 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     if left_out:
         key["left_out"] = left_out
     stored = None if recompute else _stored(path)
-    if stored is not None and stored.get("key") == key and not (per_image and "images" not in stored):
+    if stored is not None and stored.get("key") == key and ("images" in stored or not per_image):
         return stored
     result = {"key": key, "model": model, **_compute(run_id, meta, dataset, store, model == "final", seen,
                                                      other_classes)}
