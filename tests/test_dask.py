@@ -282,10 +282,12 @@ def test_a_notebook_cell_that_runs_an_event_loop_computes_on_the_cluster(one_wor
     _same_folds([remote], [run(config, n_jobs=1)])
 
 
+@pytest.mark.parametrize("stops", ["while a fold trains", "as a done fold's result is fetched"])
 def test_a_scheduler_that_stops_answering_is_said_and_the_run_goes_on_when_it_is_back(one_worker, tiny_dataset,
-                                                                                      monkeypatch):
+                                                                                      monkeypatch, stops):
     """A stopped scheduler (SIGSTOP here; a suspended machine, a cut network) keeps its connections
-    open and Dask waits on them without a word: the run says what it waits for, then goes on."""
+    open and Dask waits on them without a word: the run says what it waits for, then goes on. Also
+    when it stops between a fold's end and the fetch of its result (which goes through it)."""
     from leukdash.engine.runner import run
     from leukdash.engine.scheduler import cluster
 
@@ -298,10 +300,18 @@ def test_a_scheduler_that_stops_answering_is_said_and_the_run_goes_on_when_it_is
                        batch_size=16)
     said, stopped = [], []
 
-    def stop_then_resume(event: dict) -> None:
-        if event["event"] == "epoch" and not stopped:  # a fold is training: its result needs the scheduler
+    def stop_scheduler() -> None:
+        if not stopped:
             os.kill(scheduler_pid, signal.SIGSTOP)
             stopped.append(time.monotonic())
+
+    if stops == "as a done fold's result is fetched":
+        fetched = cluster._fetched
+        monkeypatch.setattr(cluster, "_fetched", lambda future, watch: (stop_scheduler(), fetched(future, watch))[1])
+
+    def stop_then_resume(event: dict) -> None:
+        if event["event"] == "epoch" and stops == "while a fold trains":  # its result needs the scheduler
+            stop_scheduler()
         if event["event"] == "message":
             said.append(event["message"])
             if "does not answer" in event["message"]:

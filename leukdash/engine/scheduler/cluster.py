@@ -136,7 +136,7 @@ class DaskPool:
                 for future in [f for f in pending if f.done()]:
                     _drain(events, on_event)
                     try:
-                        kind, value = pickle.loads(future.result())
+                        kind, value = pickle.loads(_fetched(future, waiting))
                     except (Exception, asyncio.CancelledError) as error:  # raised by Dask or on a worker
                         raise task_failure(error, pending[future], self.address) from None
                     waiting.heard_from_scheduler()  # the outcome came through it
@@ -252,6 +252,32 @@ class _ClusterWatch:
     def _tell(self, message: str) -> None:
         for run_id in self.run_ids:
             self.on_event(run_id, {"event": "message", "message": message})
+
+
+def _fetched(future, watch: _ClusterWatch) -> bytes:
+    """A done task's pickled outcome, or its error raised. The bytes come through the scheduler,
+    which may stop answering meanwhile, and Dask's fetch then waits on it in silence: it runs in a
+    thread of its own while ``watch`` goes on saying what the run waits for. (Not fetched in
+    slices with a timeout: a cut-short fetch starts over, and a model's bytes may take longer.)"""
+    outcome: queue.Queue = queue.Queue()
+
+    def fetch() -> None:
+        try:
+            outcome.put((True, future.result()))
+        except BaseException as error:  # noqa: BLE001 - Dask's CancelledError is not an Exception
+            outcome.put((False, error))
+
+    # A daemon: a run stopped (Ctrl-C) while the scheduler is silent must not wait on it to exit.
+    threading.Thread(target=fetch, name="leukdash-fetch-result", daemon=True).start()
+    while True:
+        try:
+            fetched, value = outcome.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            watch.check()
+            continue
+        if fetched:
+            return value
+        raise value
 
 
 def _drain(events: queue.Queue, on_event) -> None:
