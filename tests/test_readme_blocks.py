@@ -153,9 +153,20 @@ def test_the_speed_block_states_what_the_benchmark_measured():
                    "on 1 of 2 seed(s)", "answered in 0.32 s", "in 7.7 ms", "allidb2_ufpr (64 px, x8, 25 epochs)",
                    "`python -m benchmarks.bench_engine --seeds 0 1`", data["machine"]["cpu"]):
         assert figure in text, figure
+    assert "float32 `model.fit` with TensorFlow's default threads" in text
     slower = {**data, "speedup": 0.763}
     assert "1.31x slower than" in render_blocks({"benchmark": slower})[0]["speed"].replace("\n", " ")
     assert "is not met here" in " ".join(render_blocks({"benchmark": slower})[0]["speed"].split())
+
+
+def test_a_benchmark_whose_baseline_ran_on_one_thread_says_so_and_checks_no_target():
+    """Benchmarks before 2026-12-05 ran the baseline where leukdash had pinned TensorFlow to one
+    thread: their block must not claim TensorFlow's default threads, nor the target met."""
+    pinned = {key: value for key, value in fake_benchmark().items() if key != "baseline_tf_threads"}
+    text = " ".join(render_blocks({"benchmark": pinned})[0]["speed"].split())
+    assert "float32 `model.fit` with one TensorFlow thread, fold after fold" in text
+    assert "default threads, fold" not in text and "is met here" not in text
+    assert "is not checked by this measurement (it counts against TensorFlow's default threads)." in text
 
 
 def test_a_shortened_benchmark_is_refused():
