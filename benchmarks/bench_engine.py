@@ -6,8 +6,8 @@ Prints, for the paper CNN at 64 px with x8 augmentation:
 1. leukdash's whole strict run (runner.run: data, folds, per-epoch augmentation, validation,
    progress, models saved) against a *paper-literal* pipeline: Keras' ImageDataGenerator
    expands each training part x8 offline, then a float32 ``model.fit`` per fold with TensorFlow's
-   default threads, as the paper's Keras code would. Target: at least 1.3x faster on every CPU kind (the machine is printed
-   first) at equal or better mean accuracy.
+   default threads, as the paper's Keras code would. Target: at least 1.3x faster on every CPU
+   kind (the machine is printed first) at equal or better mean accuracy.
 2. the same run against plain ``model.fit`` on pre-augmented in-memory arrays of the same size,
    with the same model and compile settings: what the input pipeline and bookkeeping cost.
    Target: at most 1.25x.
