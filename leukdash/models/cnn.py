@@ -30,10 +30,13 @@ import numpy as np
 # TensorFlow threads of a CNN fold, fixed whatever the machine: results depend on the thread
 # count (measured: the same fold trained with 1 and 2 threads ends at different weights), so a
 # fold computes the same on a laptop, a server or a cluster worker. One thread, because a second
-# one buys little on these small networks (one allidb2_ufpr fold at 64 px, x8, 25 epochs, alone on
-# 2 cores: paper CNN 27.0 s with 2 threads, 33.8 s with 1; leukdash CNN 45.7 s and 44.9 s), while
-# two single-threaded folds side by side finish both in 52.3 s against 72.7 s for two-thread folds
-# one after another: the pool gets more work done by running more folds, one core each.
+# one buys little on these small networks where the CPU has AVX-512 (one allidb2_ufpr fold at 64 px,
+# x8, 25 epochs, alone on 2 cores: paper CNN 27.0 s with 2 threads, 33.8 s with 1; leukdash CNN
+# 45.7 s and 44.9 s), while two single-threaded folds side by side finish both in 52.3 s against
+# 72.7 s for two-thread folds one after another: the pool gets more work done by running more
+# folds, one core each. On a 2-core AVX2 EPYC a second thread buys more (a paper-CNN fit 1.8x
+# faster), so there one-thread folds side by side only match two-thread folds in turn. (The
+# inter-op threads, measured there, leave a fold's weights unchanged; the intra-op ones do not.)
 CNN_THREADS = 1
 
 
