@@ -222,6 +222,21 @@ def test_train_cnn_is_deterministic_for_a_seed(tiny_run):
     np.testing.assert_allclose(history["loss"], tiny_run["history"]["loss"], rtol=1e-5)
 
 
+def test_train_cnn_traces_its_train_step_once(monkeypatch):
+    # Variables first made inside the traced step (optimizer slots, metric totals) make TensorFlow
+    # trace the whole step a second time: seconds of a small fold on a slow CPU.
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    traced, train_step = [], TensorFlowTrainer.train_step
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", lambda self, data: traced.append(1) or train_step(self, data))
+    images, labels = bright_dark(n_per_class=8, size=16, seed=2)
+    for architecture in cnn.ARCHITECTURES:  # momentum SGD makes slots in the leukdash CNN
+        traced.clear()
+        cnn.train_cnn(images, labels, images, labels, n_classes=2, architecture=architecture, epochs=2,
+                      batch_size=4)
+        assert len(traced) == 1, f"{architecture}: train step traced {len(traced)} times"
+
+
 def test_saved_model_predicts_the_same(tiny_run, tmp_path):
     path = cnn.save_model(tiny_run["model"], tmp_path / "fold0")
     assert path.suffix == ".keras" and path.is_file()
