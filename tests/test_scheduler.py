@@ -82,6 +82,36 @@ def test_large_folds_run_fewer_at_once_within_the_budget():
     assert CLASSIC_WORKER_MB * 8 <= 3500
 
 
+def _mapped_files(pid: int, until: str, timeout: float = 60) -> str:
+    """The files a process has mapped, once one of them contains ``until`` (or at the timeout)."""
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        mapped = "\n".join(region.path for region in psutil.Process(pid).memory_maps())
+        if until in mapped or time.monotonic() > deadline:
+            return mapped
+        time.sleep(0.1)
+
+
+def test_workers_started_ahead_load_their_libraries_and_are_cut_to_what_the_first_folds_take():
+    pool = LocalPool(cores=8, memory_mb=3500)
+    pool.start_workers(cnn=False, tasks=4)  # before the folds (and their memory) are known
+    started = list(pool._idle)
+    try:
+        assert len(started) == 4
+        # Before any task: scikit-learn loaded (what a first fold waited for), TensorFlow never.
+        mapped = _mapped_files(started[0].pid, until="sklearn")
+        assert "sklearn" in mapped and "tensorflow" not in mapped
+        pool._end_unneeded([_sized("svm", 903)] * 4)  # 3 x (300 + 683) MB fit in 3,500 MB, a fourth not
+        assert len(pool._idle) == 3 and [child.alive() for child in started].count(True) == 3
+    finally:
+        pool.close()
+    assert not any(child.alive() for child in started)
+
+
 def test_memory_budget_from_the_environment(monkeypatch):
     monkeypatch.setenv("LEUKDASH_MEMORY_MB", "2400")
     assert memory_budget_mb() == 2400

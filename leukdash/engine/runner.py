@@ -232,7 +232,22 @@ def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_eve
 
     ``release(run_id)`` is called once a run is complete (its lock can go).
     """
-    from leukdash.engine.scheduler import FoldTask, make_pool
+    from leukdash.engine.scheduler import make_pool
+
+    pool = make_pool(scheduler, n_jobs)
+    # The workers of the first folds (the longest: CNN folds, if any) start now and import
+    # TensorFlow or scikit-learn while this process loads the images.
+    cnn = any(r.config.is_cnn for r in runs)
+    pool.start_workers(cnn, tasks=sum(r.config.folds for r in runs if r.config.is_cnn == cnn))
+    try:
+        return _compute_in(pool, runs, store, on_event, release)
+    finally:
+        pool.close()
+
+
+def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, release) -> dict[str, list[int]]:
+    """:func:`_compute` with its pool."""
+    from leukdash.engine.scheduler import FoldTask
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.training import fold_inputs
 
@@ -282,7 +297,7 @@ def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_eve
         finish(run_id)
     try:
         if tasks:
-            make_pool(scheduler, n_jobs).run(tasks, inputs, on_done, emit)
+            pool.run(tasks, inputs, on_done, emit)
     except Exception as error:
         from leukdash.engine.machine import out_of_memory
 

@@ -10,7 +10,8 @@ the task, which is computed again with an identical result.
   budget of cores and memory;
 - :mod:`.cluster`: with an address (``tcp://HOST:8786``, or ``LEUKDASH_SCHEDULER``) the same
   tasks on a Dask distributed cluster, whose scheduler needs nothing of leukdash;
-- :mod:`.child`: the worker process both use, and :mod:`.lifetime`: how it ends with its parent.
+- :mod:`.child`: the worker process both use, and :mod:`.lifetime`: how it ends with its parent;
+- :mod:`.pool`: what the runner asks of either pool besides its tasks (workers started ahead).
 """
 
 from __future__ import annotations

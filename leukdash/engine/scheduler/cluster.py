@@ -29,6 +29,7 @@ from pathlib import Path
 
 from leukdash.engine.scheduler.child import ChildProcess
 from leukdash.engine.ordering import order
+from leukdash.engine.scheduler.pool import Pool
 from leukdash.engine.scheduler.task import FoldTask
 
 POLL_SECONDS = 0.2
@@ -86,7 +87,7 @@ def _identity(address: str, timeout: float):
         return pool.submit(ask).result()
 
 
-class DaskPool:
+class DaskPool(Pool):
     """The tasks on an existing Dask cluster.
 
     Each run's inputs go to the scheduler once and to each worker that needs them once; a task

@@ -19,8 +19,9 @@ import queue
 from leukdash.engine import machine
 from leukdash.engine.machine import machine_cores
 from leukdash.engine.scheduler.child import ChildProcess
+from leukdash.engine.scheduler.pool import Pool
 from leukdash.engine.ordering import order
-from leukdash.engine.scheduler.task import FoldTask, compute_fold, task_cores
+from leukdash.engine.scheduler.task import CNN_THREADS, FoldTask, compute_fold, task_cores
 
 # Resident memory of a worker process, without the fold it computes (benchmarks/measure_memory.py
 # and benchmarks/measure_fold_memory.py: a worker that has imported TensorFlow and trained an
@@ -55,7 +56,7 @@ def memory_budget_mb() -> int:
     return max(SMALL_MACHINE_BUDGET_MB, total // 2) if total else SMALL_MACHINE_BUDGET_MB
 
 
-class InProcessPool:
+class InProcessPool(Pool):
     """Tasks one after another in this process (``n_jobs=1``): progress reaches ``on_event`` live."""
 
     def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event) -> None:
@@ -63,7 +64,7 @@ class InProcessPool:
             on_done(task, compute_fold(task, inputs[task.run_id], lambda e, t=task: on_event(t.run_id, e)))
 
 
-class LocalPool:
+class LocalPool(Pool):
     """Worker processes on this machine (:class:`ChildProcess`), within a budget of cores and memory.
 
     CNN tasks run in processes that hold TensorFlow (``CNN_THREADS`` threads each), classic
@@ -74,10 +75,27 @@ class LocalPool:
     def __init__(self, cores: int | None = None, memory_mb: int | None = None):
         self.cores = cores or machine_cores()
         self.memory_mb = memory_mb or memory_budget_mb()
+        self._inbox: queue.Queue = queue.Queue()
+        self._idle: list[ChildProcess] = []
+
+    def start_workers(self, cnn: bool, tasks: int) -> None:
+        """Start the workers that up to ``tasks`` tasks of a kind would run in side by side (within
+        the cores and the workers' memory), so that they import TensorFlow or scikit-learn (seconds)
+        while this process still loads the images. :meth:`run` gives them tasks of their kind and
+        ends those it has none for; :meth:`close` ends them if ``run`` is never reached."""
+        worker_mb = TF_WORKER_MB if cnn else CLASSIC_WORKER_MB
+        count = min(tasks, self.cores // (CNN_THREADS if cnn else 1), self.memory_mb // worker_mb)
+        self._idle += [ChildProcess(self._inbox, cnn=cnn) for _ in range(max(count, 1 if tasks else 0))]
+
+    def close(self) -> None:
+        for child in self._idle:
+            child.kill()
+        self._idle.clear()
 
     def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event) -> None:
-        inbox: queue.Queue = queue.Queue()
-        pending, running, idle = order(tasks, inputs), {}, []  # running: child -> its task
+        inbox, idle = self._inbox, self._idle
+        pending, running = order(tasks, inputs), {}  # running: child -> its task
+        self._end_unneeded(pending)
         try:
             while pending or running:
                 for task in list(pending):
@@ -107,7 +125,20 @@ class LocalPool:
                         idle.remove(child)
                         child.kill()
         finally:
-            for child in [*running, *idle]:
+            for child in running:
+                child.kill()
+            self.close()
+
+    def _end_unneeded(self, pending: list[FoldTask]) -> None:
+        """End the workers started ahead beyond those the first tasks to start take: started
+        before the tasks were known, they did not count the memory of the folds."""
+        first: list[FoldTask] = []
+        for task in pending:
+            if self.fits(task, first, {cnn: sum(t.is_cnn == cnn for t in first) for cnn in (True, False)}):
+                first.append(task)
+        for cnn in (True, False):
+            for child in [c for c in self._idle if c.cnn == cnn][sum(t.is_cnn == cnn for t in first):]:
+                self._idle.remove(child)
                 child.kill()
 
     def fits(self, task: FoldTask, running: list[FoldTask], live: dict[bool, int]) -> bool:
