@@ -112,6 +112,27 @@ def test_workers_started_ahead_load_their_libraries_and_are_cut_to_what_the_firs
     assert not any(child.alive() for child in started)
 
 
+def test_a_worker_that_cannot_be_started_ahead_fails_the_run_as_its_fold_would(tiny_dataset, monkeypatch):
+    """fork() without memory (or over a process limit) before the images are loaded: the same one
+    error, and the same "failed" event, as when a fold's worker cannot start."""
+    from leukdash.engine.progress import read_events
+    from leukdash.engine.runner import resolve
+    from leukdash.engine.scheduler import local
+    from leukdash.engine.store import RunStore
+    from leukdash.errors import RunError
+
+    def no_process(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(local, "ChildProcess", no_process)
+    config = RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, augment_factor=1, folds=2)
+    with pytest.raises(RunError, match=r"^out of memory \(OSError: \[Errno 12\] Cannot allocate memory\): "
+                                       r"finished folds are kept") as raised:
+        run_many([config], n_jobs=2)
+    progress = RunStore().run_dir(resolve(config).run_id) / "progress.jsonl"
+    assert [e["message"] for e in read_events(progress) if e["event"] == "failed"] == [str(raised.value)]
+
+
 def test_memory_budget_from_the_environment(monkeypatch):
     monkeypatch.setenv("LEUKDASH_MEMORY_MB", "2400")
     assert memory_budget_mb() == 2400

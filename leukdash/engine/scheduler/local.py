@@ -85,7 +85,11 @@ class LocalPool(Pool):
         ends those it has none for; :meth:`close` ends them if ``run`` is never reached."""
         worker_mb = TF_WORKER_MB if cnn else CLASSIC_WORKER_MB
         count = min(tasks, self.cores // (CNN_THREADS if cnn else 1), self.memory_mb // worker_mb)
-        self._idle += [ChildProcess(self._inbox, cnn=cnn) for _ in range(max(count, 1 if tasks else 0))]
+        for _ in range(max(count, 1 if tasks else 0)):
+            try:
+                self._idle.append(ChildProcess(self._inbox, cnn=cnn))
+            except OSError:  # no process to spare now (memory, a process limit): run() starts
+                break  # its workers as before, and says why when it cannot
 
     def close(self) -> None:
         for child in self._idle:
