@@ -390,12 +390,12 @@ def external_results(root: str, run_id: str) -> list[dict]:
 
 
 @st.cache_data(max_entries=16, show_spinner="Reading the run's out-of-fold answers…")
-def confident_mistakes_of(root: str, run_id: str) -> list[dict]:
-    """A finished run's surest wrong out-of-fold answers (leukdash.evaluation.answer_table);
+def out_of_fold_rows_of(root: str, run_id: str) -> list[dict]:
+    """A finished run's out-of-fold answer for each image (leukdash.evaluation.answer_table);
     immutable once the run is finished, so cached by run."""
-    from leukdash.evaluation.answer_table import confident_mistakes
+    from leukdash.evaluation.answer_table import out_of_fold_rows
 
-    return confident_mistakes(run_id)
+    return out_of_fold_rows(run_id)
 
 
 @st.cache_data(ttl=60, show_spinner=False)

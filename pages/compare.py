@@ -7,15 +7,16 @@ from collections import Counter
 import streamlit as st
 
 from leukdash.errors import LeukdashError
+from leukdash.evaluation.answer_table import csv_text, external_csv, surest_mistakes
 from leukdash.paths import hide_roots
 from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, available_metrics, confusion_heatmap,
                                       curve_runs, external_bars, external_frame, fold_frame, learning_curves,
                                       metric_bars, roc_curves, run_labels, runs_frame, seed_spread_frame,
                                       source_frame, summary_frame, sweep_axes, sweep_frame, sweep_heatmap,
                                       sweep_parallel)
-from pages._shared import (VIEWER_NOTE, comparison, confident_mistakes_of, data_table, dataset_options, deployment,
-                           external_results, finished_runs, fitted, kept, literal, no_runs_yet, percent_columns,
-                           results, root, routed, run_thumbnails, visible_dataset)
+from pages._shared import (VIEWER_NOTE, comparison, data_table, dataset_options, deployment,
+                           external_results, finished_runs, fitted, kept, literal, no_runs_yet, out_of_fold_rows_of,
+                           percent_columns, results, root, routed, run_thumbnails, visible_dataset)
 
 routed(__file__)
 
@@ -167,7 +168,13 @@ def confident_mistakes_view(chosen: list[dict], labels: list[str]) -> None:
                   help="Its out-of-fold answers that are wrong, the surest first: a label error, an artefact or a "
                        "class boundary shows here first.")
     result = dict(zip(labels, chosen))[picked]
-    mistakes = confident_mistakes_of(root(), result["run_id"])
+    rows = out_of_fold_rows_of(root(), result["run_id"])
+    st.download_button("Every image's out-of-fold answer (CSV)", csv_text(rows), mime="text/csv",
+                       file_name=f"{result['run_id']}_oof.csv", icon=":material/download:",
+                       help="One row per image: its file, true class, the fold that validated it, that fold "
+                            "model's answer and each class's probability (as `python -m leukdash oof RUN_ID` "
+                            "prints it).")
+    mistakes = surest_mistakes(rows)
     if not mistakes:
         st.caption("No out-of-fold answer of this run is wrong.")
         return
@@ -318,7 +325,6 @@ with tabs[5]:
             "." if deployment().viewer else ": pick a dataset and run one (or `python -m leukdash evaluate RUN_ID "
             "DATASET`)."), icon=":material/science:")
     else:
-        from leukdash.evaluation.answer_table import external_csv
         from leukdash.evaluation.evaluate import few_groups, outcome_sentence
 
         external_metric = kept(st.radio, "compare_external_metric", "balanced_accuracy", "External figure",

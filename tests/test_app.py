@@ -342,19 +342,30 @@ def test_compare_draws_each_runs_roc_curve_with_its_auc(tiny):
     assert sorted(float(name.rsplit("AUC ", 1)[1]) for name in names[1:]) == aucs
 
 
-def test_compare_shows_a_runs_most_confident_mistakes_when_asked(tiny):
+def test_compare_shows_a_runs_most_confident_mistakes_when_asked(tiny, monkeypatch):
     """Error analysis on the page: the run's wrong out-of-fold answers, the surest first, with their
-    images, only once asked (naming a run's images may read its dataset)."""
+    images, only once asked (naming a run's images may read its dataset); and every image's answer
+    as the download `python -m leukdash oof RUN_ID` prints."""
     from leukdash.config import AugmentConfig, RunConfig
     from leukdash.engine.runner import run
-    from leukdash.evaluation.answer_table import confident_mistakes, out_of_fold_rows
+    from leukdash.evaluation.answer_table import confident_mistakes, csv_text, out_of_fold_rows
 
     result = run(RunConfig(dataset="tiny", model="nb", image_size=16, augment_factor=1, augment=AugmentConfig.off(),
                            folds=2), n_jobs=1)
+    downloads, download_button = {}, st.download_button
+
+    def kept_download(label, data, *args, **kwargs):
+        downloads[label] = data
+        return download_button(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(st, "download_button", kept_download)
     at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
-    assert not at.get("image")
+    assert not at.get("image") and "Every image's out-of-fold answer (CSV)" not in downloads
     at.toggle(key="compare_mistakes").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
+    every = downloads["Every image's out-of-fold answer (CSV)"]
+    assert every == csv_text(out_of_fold_rows(result["run_id"]))  # what the oof command writes
+    assert len(every.splitlines()) == 1 + sum(fold["n_val"] for fold in result["folds"])
     mistakes = confident_mistakes(result["run_id"])
     wrong = [row for row in out_of_fold_rows(result["run_id"]) if row["correct"] == "no"]
     assert len(mistakes) == min(24, len(wrong)) > 0

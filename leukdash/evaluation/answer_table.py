@@ -112,7 +112,12 @@ def confident_mistakes(run_id: str, store=None, limit: int = 24) -> list[dict]:
     """The run's out-of-fold mistakes (rows of :func:`out_of_fold_rows`), the most confident first:
     the images a model is surest about and wrong on are the first worth looking at (a label
     error, an artefact, a class boundary), up to ``limit``."""
-    wrong = [row for row in out_of_fold_rows(run_id, store) if row["correct"] == "no"]
+    return surest_mistakes(out_of_fold_rows(run_id, store), limit)
+
+
+def surest_mistakes(rows: list[dict], limit: int = 24) -> list[dict]:
+    """:func:`confident_mistakes` of rows already read."""
+    wrong = [row for row in rows if row["correct"] == "no"]
     return sorted(wrong, key=lambda row: -row[f"p_{row['predicted']}"])[:limit]
 
 
