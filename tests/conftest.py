@@ -87,15 +87,19 @@ def inverted_lab(tiny_dataset, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def builtin_store(tmp_path_factory) -> Path:
-    """A run store that already holds the built-in dataset, drawn once per session (~12 s).
+def builtin_store(tmp_path_factory, worker_id) -> Path:
+    """A run store that already holds the built-in dataset, drawn once per test run (~12 s).
 
     Tests that need the built-in set in several fresh stores copy this store's ``datasets``
-    folder (``seed_builtin``) instead of drawing the same pixels again.
+    folder (``seed_builtin``) instead of drawing the same pixels again. The pytest-xdist workers
+    share the store (their temporary folders' parent): ``ensure_synthetic``'s lock makes a later
+    worker wait for the first one's drawing and then read it.
     """
     from leukdash.data.synthetic import ensure_synthetic
 
-    root = tmp_path_factory.mktemp("builtin-store")
+    base = tmp_path_factory.getbasetemp()
+    root = (base if worker_id == "master" else base.parent) / "builtin-store"
+    root.mkdir(exist_ok=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEUKDASH_ARTIFACTS", str(root))
         ensure_synthetic()
