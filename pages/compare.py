@@ -168,7 +168,11 @@ def confident_mistakes_view(chosen: list[dict], labels: list[str]) -> None:
                   help="Its out-of-fold answers that are wrong, the surest first: a label error, an artefact or a "
                        "class boundary shows here first.")
     result = dict(zip(labels, chosen))[picked]
-    rows = out_of_fold_rows_of(root(), result["run_id"])
+    try:
+        rows = out_of_fold_rows_of(root(), result["run_id"])
+    except LeukdashError as error:  # removed or damaged since the page listed it (another session, a shell)
+        st.warning(hide_roots(str(error)), icon=":material/warning:")
+        return
     st.download_button("Every image's out-of-fold answer (CSV)", csv_text(rows), mime="text/csv",
                        file_name=f"{result['run_id']}_oof.csv", icon=":material/download:",
                        help="One row per image: its file, true class, the fold that validated it, that fold "

@@ -383,6 +383,25 @@ def test_compare_shows_a_runs_most_confident_mistakes_when_asked(tiny, monkeypat
     assert [picture.caption for picture in images.proto.imgs] == captions
 
 
+
+def test_compare_says_when_a_listed_runs_answers_are_gone(tiny):
+    """A run removed or damaged after the page listed it (another session, a shell): its mistakes
+    view says what is missing instead of failing the page."""
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.engine.store import RunStore
+
+    result = run(RunConfig(dataset="tiny", model="nb", image_size=16, augment_factor=1, augment=AugmentConfig.off(),
+                           folds=2), n_jobs=1)
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
+    for record in (RunStore().run_dir(result["run_id"]) / "folds").glob("*.json"):
+        record.write_text("{")  # torn: the listing the page holds still names the run
+    at.toggle(key="compare_mistakes").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    [warning] = [w.value for w in at.warning if result["run_id"] in w.value]
+    assert "is not a finished run" in warning and "missing or damaged" in warning, warning
+
+
 def test_data_page_counts_segmentation_failures_over_the_dataset_when_asked(tiny):
     """Before a run in a cell-level mode: how many images its segmentation fails on, as the audit
     (and the run's warning) counts them, with the files."""
