@@ -195,6 +195,31 @@ def confident_mistakes_view(chosen: list[dict], labels: list[str]) -> None:
                            "folder and no copy is kept beside it." if len(shown) < len(mistakes) else ""))
 
 
+def paired_tests_view(chosen_ids: list[str], labels: list[str]) -> None:
+    """McNemar on every pair of the chosen runs' out-of-fold answers, read from the store."""
+    try:
+        with st.spinner("Pairing out-of-fold predictions…"):
+            tests = comparison(root(), tuple(chosen_ids))["mcnemar"]
+    except LeukdashError as error:  # a run removed or damaged since the page listed it
+        st.warning(hide_roots(str(error)), icon=":material/warning:")
+        return
+    label_of = dict(zip(chosen_ids, labels))
+    paired = [{"Run A": label_of[t["run_a"]], "Run B": label_of[t["run_b"]], "Only A right": t["b"], "Only B right": t["c"],
+               "Images": t["n"], "p-value": t["p_value"], "p (Holm)": t["p_holm"]}
+              for t in tests if t["p_value"] is not None]
+    if paired:
+        data_table(paired, column_config=fitted(
+            paired, {"p-value": st.column_config.NumberColumn(format="%.4g"),
+                     "p (Holm)": st.column_config.NumberColumn(format="%.4g")}))
+    reasons = Counter(t["note"] for t in tests if t["p_value"] is None)
+    st.caption("Exact McNemar test on the images both runs validated (pooled over folds; one pair per image, "
+               "its original, also for runs validated on augmented copies): a small p-value (below 0.05) means "
+               "the two models' error rates differ more than chance would explain. With several pairs, read "
+               "p (Holm), adjusted for the number of pairs tested (Holm's method)."
+               + "".join(f" {n} pair(s) left out: {reason}, so no image was validated by both."
+                         for reason, n in reasons.items()))
+
+
 tabs = st.tabs(["Summary", "Folds", "Curves", "Confusion", "Tests", "External"])
 with tabs[0]:
     numbers = ["Mean", "SD", "Min", "Max", "Paper (reported)"]
@@ -283,23 +308,7 @@ with tabs[4]:
                 f"family); {len(chosen)} runs would be {pairs(len(chosen)):,} pairs. Select the runs to test in "
                 "the table (the boxes at the left), or use `python -m leukdash compare RUN_ID ...`.")
     else:
-        with st.spinner("Pairing out-of-fold predictions…"):
-            tests = comparison(root(), tuple(chosen_ids))["mcnemar"]
-        label_of = dict(zip(chosen_ids, labels))
-        paired = [{"Run A": label_of[t["run_a"]], "Run B": label_of[t["run_b"]], "Only A right": t["b"], "Only B right": t["c"],
-                   "Images": t["n"], "p-value": t["p_value"], "p (Holm)": t["p_holm"]}
-                  for t in tests if t["p_value"] is not None]
-        if paired:
-            data_table(paired, column_config=fitted(
-                paired, {"p-value": st.column_config.NumberColumn(format="%.4g"),
-                         "p (Holm)": st.column_config.NumberColumn(format="%.4g")}))
-        reasons = Counter(t["note"] for t in tests if t["p_value"] is None)
-        st.caption("Exact McNemar test on the images both runs validated (pooled over folds; one pair per image, "
-                   "its original, also for runs validated on augmented copies): a small p-value (below 0.05) means "
-                   "the two models' error rates differ more than chance would explain. With several pairs, read "
-                   "p (Holm), adjusted for the number of pairs tested (Holm's method)."
-                   + "".join(f" {n} pair(s) left out: {reason}, so no image was validated by both."
-                             for reason, n in reasons.items()))
+        paired_tests_view(chosen_ids, labels)
 
 with tabs[5]:
     st.markdown("How the models fare **outside their own data**: each run's fold ensemble labels every image of "

@@ -385,21 +385,28 @@ def test_compare_shows_a_runs_most_confident_mistakes_when_asked(tiny, monkeypat
 
 
 def test_compare_says_when_a_listed_runs_answers_are_gone(tiny):
-    """A run removed or damaged after the page listed it (another session, a shell): its mistakes
-    view says what is missing instead of failing the page."""
+    """Runs removed or damaged after the page listed them (another session, a shell): the paired
+    tests and the mistakes view, which read the store again, say what is missing instead of
+    failing the page."""
     from leukdash.config import AugmentConfig, RunConfig
     from leukdash.engine.runner import run
     from leukdash.engine.store import RunStore
+    from pages._shared import comparison
 
-    result = run(RunConfig(dataset="tiny", model="nb", image_size=16, augment_factor=1, augment=AugmentConfig.off(),
-                           folds=2), n_jobs=1)
+    base = RunConfig(dataset="tiny", image_size=16, augment_factor=1, augment=AugmentConfig.off(), folds=2)
+    ids = [run(base.with_changes(model=model), n_jobs=1)["run_id"] for model in ("nb", "dt")]
     at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
-    for record in (RunStore().run_dir(result["run_id"]) / "folds").glob("*.json"):
-        record.write_text("{")  # torn: the listing the page holds still names the run
+    assert any(d.value.columns[0] == "Run A" for d in at.dataframe)  # the pair was tested
+    for run_id in ids:
+        for record in (RunStore().run_dir(run_id) / "folds").glob("*.json"):
+            record.write_text("{")  # torn: the listing the page holds still names the runs
+    comparison.clear()
     at.toggle(key="compare_mistakes").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
-    [warning] = [w.value for w in at.warning if result["run_id"] in w.value]
-    assert "is not a finished run" in warning and "missing or damaged" in warning, warning
+    warnings = [w.value for w in at.warning if "is not a finished run" in w.value]
+    assert len(warnings) == 2 and all("missing or damaged" in w and any(i in w for i in ids) for w in warnings), \
+        warnings
+
 
 
 def test_data_page_counts_segmentation_failures_over_the_dataset_when_asked(tiny):
