@@ -130,10 +130,9 @@ def _import_for_folds(cnn: bool) -> None:
     for module in ("leukdash.engine.augment", "leukdash.metrics"):  # the latter: scikit-learn, scipy
         importlib.import_module(module)
     if cnn:
-        from leukdash.models.cnn import CNN_THREADS, set_tf_threads
+        from leukdash.models.cnn import _keras
 
-        set_tf_threads(CNN_THREADS)  # before Keras, as a fold's training does
-        importlib.import_module("keras")
+        _keras()  # Keras as a fold's training loads it: TensorFlow's threads fixed first
     else:
         importlib.import_module("leukdash.models.classic")
 

@@ -21,7 +21,7 @@ from leukdash.engine.machine import machine_cores
 from leukdash.engine.scheduler.child import ChildProcess
 from leukdash.engine.scheduler.pool import Pool
 from leukdash.engine.ordering import order
-from leukdash.engine.scheduler.task import CNN_THREADS, FoldTask, compute_fold, task_cores
+from leukdash.engine.scheduler.task import FoldTask, compute_fold, fold_cores, task_cores
 
 # Resident memory of a worker process, without the fold it computes (benchmarks/measure_memory.py
 # and benchmarks/measure_fold_memory.py: a worker that has imported TensorFlow and trained an
@@ -83,8 +83,7 @@ class LocalPool(Pool):
         the cores and the workers' memory), so that they import TensorFlow or scikit-learn (seconds)
         while this process still loads the images. :meth:`run` gives them tasks of their kind and
         ends those it has none for; :meth:`close` ends them if ``run`` is never reached."""
-        worker_mb = TF_WORKER_MB if cnn else CLASSIC_WORKER_MB
-        count = min(tasks, self.cores // (CNN_THREADS if cnn else 1), self.memory_mb // worker_mb)
+        count = min(tasks, self.cores // fold_cores(cnn), self.memory_mb // worker_mb(cnn))
         for _ in range(max(count, 1 if tasks else 0)):
             try:
                 self._idle.append(ChildProcess(self._inbox, cnn=cnn))
@@ -154,13 +153,18 @@ class LocalPool(Pool):
         if busy + task_cores(task) > self.cores:
             return False
         idle = live.get(task.is_cnn, 0) - sum(t.is_cnn == task.is_cnn for t in running)
-        extra = 0 if idle > 0 else (TF_WORKER_MB if task.is_cnn else CLASSIC_WORKER_MB)
+        extra = 0 if idle > 0 else worker_mb(task.is_cnn)
         folds = sum(t.memory_mb for t in [*running, task])
         return worker_memory_mb(live) + extra + folds <= self.memory_mb
 
 
 def worker_memory_mb(live: dict[bool, int]) -> int:
-    return live.get(True, 0) * TF_WORKER_MB + live.get(False, 0) * CLASSIC_WORKER_MB
+    return sum(count * worker_mb(cnn) for cnn, count in live.items())
+
+
+def worker_mb(cnn: bool) -> int:
+    """Resident memory of a worker process of the kind, without its fold."""
+    return TF_WORKER_MB if cnn else CLASSIC_WORKER_MB
 
 
 def worker_died(task: FoldTask):

@@ -65,7 +65,12 @@ class FoldTask:
 
 
 def task_cores(task: FoldTask) -> int:
-    return CNN_THREADS if task.is_cnn else 1
+    return fold_cores(task.is_cnn)
+
+
+def fold_cores(cnn: bool) -> int:
+    """Cores a fold of the kind takes: a CNN's TensorFlow threads, else one."""
+    return CNN_THREADS if cnn else 1
 
 
 def compute_fold(task: FoldTask, inputs, report=None) -> dict:
