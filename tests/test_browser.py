@@ -97,6 +97,7 @@ class App:
     data: Path  # the folder of the tiny dataset
     artifacts: Path
     zip_path: Path  # the tiny dataset as a zip, to upload
+    log: Path  # the server's output
     secrets: tuple[str, ...]  # texts no page may show: the server's folders
     sweep_id: str  # the stored sweep of two models by two seeds
 
@@ -123,7 +124,8 @@ def app(tmp_path_factory):
                              augment_factor=1, augment=AugmentConfig.off()) for model in ("nb", "cnn") for seed in (0, 1)]
         sweep = run_sweep(configs, name="tiny · 5 classes", n_jobs=1)
     with streamlit_server(base / "server.log", artifacts, str(data)) as url:
-        yield App(url, tiny, artifacts, zip_path, (str(base), str(REPO), str(Path.home())), sweep["sweep_id"])
+        yield App(url, tiny, artifacts, zip_path, base / "server.log", (str(base), str(REPO), str(Path.home())),
+                  sweep["sweep_id"])
 
 
 @pytest.fixture
@@ -135,8 +137,9 @@ def store(app, monkeypatch):
 
 
 @contextmanager
-def opened_app(url: str, width: int = 1440):
-    """A headless Chromium page on the app, its title shown; the browser closed whatever happens."""
+def opened_app(url: str, log: Path, width: int = 1440):
+    """A headless Chromium page on the app, its title shown; the browser closed whatever happens.
+    A failure inside carries what the page showed and the end of the server's ``log``."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -146,7 +149,13 @@ def opened_app(url: str, width: int = 1440):
             page = browser.new_page(viewport={"width": width, "height": 900 if width > 800 else 844})
             page.goto(url)
             page.get_by_role("heading", name="leukdash", level=1).wait_for(timeout=WAIT_MS)
-            yield page
+            try:
+                yield page
+            except Exception as error:
+                shown = page.locator('[data-testid="stMain"]').inner_text(timeout=5_000)
+                error.add_note(f"The page showed (end):\n{shown[-3000:]}")
+                error.add_note(f"The server's log (end):\n{log.read_text(errors='replace')[-3000:]}")
+                raise
         finally:
             browser.close()
 
@@ -247,7 +256,7 @@ def test_every_page_at_desktop_width(store, screenshots):
 
     app = store
     url = app.url
-    with opened_app(url) as page:
+    with opened_app(url, app.log) as page:
         page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_MS)
         settle(page)
         # The page icon is served by the app itself: nothing is fetched from a font server.
@@ -261,9 +270,12 @@ def test_every_page_at_desktop_width(store, screenshots):
         page.get_by_text("Upload a dataset").click()
         page.locator('[data-testid="stSidebar"] [data-testid="stFileUploader"] input[type="file"]').set_input_files(
             str(app.zip_path))
-        page.get_by_text("ALL · 6 images").wait_for(timeout=WAIT_MS)
-        settle(page)
+        # The picker changes early in the upload's script run, while the rest of the page (the
+        # built-in set's "ALL · 6 images" and audit button among it) may still be the previous run's:
+        # a click on that button would audit the previous dataset. Wait for the run to end.
         expect(page.get_by_role("combobox", name="Dataset")).to_have_value("tiny_zip (upload)", timeout=WAIT_MS)
+        settle(page)
+        page.get_by_text("ALL · 6 images").wait_for(timeout=WAIT_MS)
         assert_nothing_internal(page, app)
         page.get_by_role("button", name="Run the audit").click()
         page.get_by_text("Background-only accuracy").wait_for(timeout=WAIT_MS)
@@ -374,7 +386,7 @@ def test_every_page_at_phone_width(store, screenshots):
     """At 390 px: nothing internal shown, the Compare chart's names apart, its tabs within the
     screen, the Predict bar's labels within the chart."""
     app = store
-    with opened_app(app.url, width=390) as page:
+    with opened_app(app.url, app.log, width=390) as page:
         settle(page)
         assert_nothing_internal(page, app)
         for path, title in (("data", "Data"), ("augmentation", "Augmentation"), ("experiments", "Experiments"),
@@ -418,7 +430,7 @@ def test_predict_warns_on_a_cnmc_image_in_a_browser(allidb2_path, tmp_path, isol
     run(RunConfig(dataset=str(allidb2_path), classes=("ALL", "HEALTHY"), model="nb", feature_set="features",
                   image_size=32, augment_factor=1, augment=AugmentConfig.off()), n_jobs=1)
     with streamlit_server(tmp_path / "server.log", isolated_artifacts, str(allidb2_path.parent)) as url, \
-            opened_app(url) as page:
+            opened_app(url, tmp_path / "server.log") as page:
         settle(page)
         go(page, "Predict")
         page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
