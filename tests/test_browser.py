@@ -381,6 +381,11 @@ def test_every_page_at_desktop_width(store, screenshots):
         open_path(page, url, "report", "Paper reproduction")
         assert_nothing_internal(page, app)
 
+    # Nothing the walk did (an upload, a launched sweep, a link, a reload) made the server log a
+    # warning with a stack trace or an error's traceback in the terminal of the person running it.
+    log = app.log.read_text(errors="replace")
+    assert "Traceback" not in log and "Stack (most recent call last)" not in log, log[-3000:]
+
 
 def test_every_page_at_phone_width(store, screenshots):
     """At 390 px: nothing internal shown, the Compare chart's names apart, its tabs within the
