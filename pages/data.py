@@ -12,8 +12,9 @@ from leukdash.paths import hide_roots
 from leukdash.reporting.plots import class_counts_bar
 from leukdash.data.preprocess import overlay
 from leukdash.data.sources import KNOWN_CLASSES
-from pages._shared import (UPLOADS, VIEWER_NOTE, audit, data_table, dataset_picker, deployment, image, literal,
-                           load_dataset_info, preprocessed_audit, root, routed, session_token, synthetic_note)
+from pages._shared import (UPLOADS, VIEWER_NOTE, audit, data_table, dataset_options, dataset_picker, deployment,
+                           image, literal, load_dataset_info, preprocessed_audit, root, routed, session_token,
+                           synthetic_note)
 
 routed(__file__)
 
@@ -44,6 +45,14 @@ def unpack_upload() -> None:
     st.session_state[UPLOADS] = {**st.session_state.get(UPLOADS, {}), name: str(folder)}
     st.session_state["dataset"] = st.session_state["_kept_dataset"] = name
     st.session_state.pop("zip_error", None)
+
+
+def chosen_dataset() -> str | None:
+    """The dataset the sidebar's picker names now. A button's callback runs before the page is
+    drawn again, so a click on a button still drawn for the previous choice (the page was being
+    redrawn after another dataset was picked or uploaded) acts on the dataset the picker shows,
+    not on the one the button was drawn for."""
+    return dataset_options().get(st.session_state.get("dataset"))
 
 
 def class_like_folders(files: list[str]) -> list[str]:
@@ -173,7 +182,7 @@ st.caption("Each pair: the original with the segmented cell outlined, then the p
 counted = st.session_state.setdefault("segmentation_counted", [])
 if (dataset, mode) not in counted:
     st.button("Count the failures over the whole dataset", icon=":material/content_cut:", key="data_count_failures",
-              on_click=counted.append, args=((dataset, mode),),
+              on_click=lambda: counted.append((chosen_dataset(), st.session_state["data_preprocess"])),
               help="Segments every image as a run in this mode would (`python -m leukdash audit DATASET "
                    "--preprocess MODE` on the command line), and runs the shortcut checks again on the result.")
 else:
@@ -205,7 +214,7 @@ st.markdown(
     "photographed differently, and any model can learn that instead of the cells."
 )
 if dataset not in audited:
-    st.button("Run the audit", icon=":material/fact_check:", type="primary", on_click=audited.append, args=(dataset,))
+    st.button("Run the audit", icon=":material/fact_check:", type="primary", on_click=lambda: audited.append(chosen_dataset()))
 else:
     try:
         with st.spinner("Auditing: decoding every image, hashing, two cross-validated shortcut checks…"):

@@ -126,6 +126,21 @@ def test_data_page_counts_audits_and_takes_a_zip(tiny):
     assert dict(zip(counts["x"], counts["y"])) == {"ALL": 3, "HEALTHY": 3}
 
 
+def test_a_click_on_a_button_drawn_for_the_previous_dataset_acts_on_the_one_now_chosen(tiny):
+    """A click that lands while the page is redrawn after another dataset was picked (the button
+    still the previous page's) audits, or counts the failures of, the dataset the picker shows."""
+    generate_synthetic(tiny.parent / "other", counts={"ALL": 4, "HEALTHY": 4}, size=32)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    open_page(at, "data")
+    at.sidebar.selectbox(key="dataset").set_value("tiny").run(timeout=TIMEOUT)
+    at.sidebar.selectbox(key="dataset").set_value("other")
+    next(b for b in at.button if b.label == "Run the audit").click()
+    at.button(key="data_count_failures").click().run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images used"] == "8" and metrics["Segmentation failures"].endswith(" of 8")
+
+
 def test_settings_carry_over_between_pages(tiny):
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     open_page(at, "augmentation")
