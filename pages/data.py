@@ -214,7 +214,8 @@ st.markdown(
     "photographed differently, and any model can learn that instead of the cells."
 )
 if dataset not in audited:
-    st.button("Run the audit", icon=":material/fact_check:", type="primary", on_click=lambda: audited.append(chosen_dataset()))
+    st.button("Run the audit", icon=":material/fact_check:", type="primary",
+              on_click=lambda: audited.append(chosen_dataset()))
 else:
     try:
         with st.spinner("Auditing: decoding every image, hashing, two cross-validated shortcut checks…"):
