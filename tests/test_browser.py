@@ -152,8 +152,11 @@ def opened_app(url: str, log: Path, width: int = 1440):
             try:
                 yield page
             except Exception as error:
-                shown = page.locator('[data-testid="stMain"]').inner_text(timeout=5_000)
-                error.add_note(f"The page showed (end):\n{shown[-3000:]}")
+                try:
+                    shown = page.locator('[data-testid="stMain"]').inner_text(timeout=5_000)[-3000:]
+                except Exception as unreadable:  # a closed or crashed page: the first error still shows
+                    shown = f"(unreadable: {unreadable!r})"
+                error.add_note(f"The page showed (end):\n{shown}")
                 error.add_note(f"The server's log (end):\n{log.read_text(errors='replace')[-3000:]}")
                 raise
         finally:
@@ -271,8 +274,8 @@ def test_every_page_at_desktop_width(store, screenshots):
         page.locator('[data-testid="stSidebar"] [data-testid="stFileUploader"] input[type="file"]').set_input_files(
             str(app.zip_path))
         # The picker changes early in the upload's script run, while the rest of the page (the
-        # built-in set's "ALL · 6 images" and audit button among it) may still be the previous run's:
-        # a click on that button would audit the previous dataset. Wait for the run to end.
+        # built-in set's "ALL · 6 images" and audit button among it) may still be the previous
+        # run's: wait for the run to end, so that what follows is checked on the upload's page.
         expect(page.get_by_role("combobox", name="Dataset")).to_have_value("tiny_zip (upload)", timeout=WAIT_MS)
         settle(page)
         page.get_by_text("ALL · 6 images").wait_for(timeout=WAIT_MS)
