@@ -168,6 +168,14 @@ def dataset_picker() -> str:
     return options[name]
 
 
+def chosen_dataset() -> str | None:
+    """The config value of the dataset the picker names now, for a button's callback. A callback
+    runs before the page is drawn again, so a click on a button still drawn for the previous choice
+    (the page was being redrawn after another dataset was picked or uploaded) acts on the dataset
+    the picker shows, not on the one the button was drawn for."""
+    return dataset_options().get(st.session_state.get("dataset"))
+
+
 @st.cache_data(ttl=60, show_spinner=False)
 def dataset_info(dataset: str, root: str) -> dict:
     """describe() of a dataset, plus its files per class (relative paths), ignored files,

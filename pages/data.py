@@ -12,7 +12,7 @@ from leukdash.paths import hide_roots
 from leukdash.reporting.plots import class_counts_bar
 from leukdash.data.preprocess import overlay
 from leukdash.data.sources import KNOWN_CLASSES
-from pages._shared import (UPLOADS, VIEWER_NOTE, audit, data_table, dataset_options, dataset_picker, deployment,
+from pages._shared import (UPLOADS, VIEWER_NOTE, audit, chosen_dataset, data_table, dataset_picker, deployment,
                            image, literal, load_dataset_info, preprocessed_audit, root, routed, session_token,
                            synthetic_note)
 
@@ -45,14 +45,6 @@ def unpack_upload() -> None:
     st.session_state[UPLOADS] = {**st.session_state.get(UPLOADS, {}), name: str(folder)}
     st.session_state["dataset"] = st.session_state["_kept_dataset"] = name
     st.session_state.pop("zip_error", None)
-
-
-def chosen_dataset() -> str | None:
-    """The dataset the sidebar's picker names now. A button's callback runs before the page is
-    drawn again, so a click on a button still drawn for the previous choice (the page was being
-    redrawn after another dataset was picked or uploaded) acts on the dataset the picker shows,
-    not on the one the button was drawn for."""
-    return dataset_options().get(st.session_state.get("dataset"))
 
 
 def class_like_folders(files: list[str]) -> list[str]:
