@@ -123,6 +123,9 @@ class RunConfig:
     seed: int = 0
     # How images enter the models (leukdash/data/preprocess.py): "raw", the paper's, or a cell-level mode.
     preprocess: str = "raw"
+    # A run on several datasets: resample each training part so every dataset weighs the same
+    # (leukdash/engine/sampling.py). Off: the datasets are pooled as they are.
+    balance_sources: bool = False
 
     def __post_init__(self):
         _plain_numbers(self)
@@ -190,6 +193,11 @@ class RunConfig:
             raise ConfigError("augment must be an augmentation config")
         self.augment.validate()
         _choice("preprocess", self.preprocess, PREPROCESS_MODES)
+        if not isinstance(self.balance_sources, bool):
+            raise ConfigError(f"balance_sources must be true or false, got {self.balance_sources!r}")
+        if self.balance_sources and len(dataset_parts(self.dataset)) < 2:
+            raise ConfigError("balance_sources evens out the datasets of a run on several datasets, e.g. "
+                              "allidb2_ufpr,cnmc_dev: this run has one")
 
     def canonical(self) -> dict:
         """The fields that change the result, normalised; the dataset enters by fingerprint.
@@ -224,6 +232,8 @@ class RunConfig:
             del values["folds"]
         if self.preprocess == "raw":
             del values["preprocess"]  # so that runs from before preprocessing keep their ids
+        if not self.balance_sources:
+            del values["balance_sources"]  # likewise for runs from before source balancing
         return values
 
     def to_dict(self) -> dict:

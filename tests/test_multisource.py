@@ -36,7 +36,8 @@ def _lab(root: Path, classes=("ALL", "HEALTHY"), subjects=4, per_subject=3, tint
 def labs(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("labs")
     found = {"lab_a": _lab(base / "lab_a", subjects=5), "lab_b": _lab(base / "lab_b", subjects=4, tint=40),
-             "lab_c": _lab(base / "lab_c", classes=("ALL", "AML"))}
+             "lab_c": _lab(base / "lab_c", classes=("ALL", "AML")),
+             "lab_small": _lab(base / "lab_small", subjects=2, tint=-30)}
     # The same file in two labs: combined, the later lab's copy is left out (it could not share a
     # fold with its original, so a run would validate on an image it trained on).
     shared = next((found["lab_a"] / "ALL" / "A0").iterdir())
@@ -197,3 +198,58 @@ def test_cli_names_the_held_out_dataset_of_each_lodo_fold(labs, capsys):
     text = capsys.readouterr().out
     assert "fold 1 validates on lab_a" in text and "fold 2 validates on lab_b" in text
     assert "folds asked" not in text  # lodo makes one fold per dataset, whatever --folds says
+
+
+def test_balanced_sources_train_each_dataset_as_often_as_the_largest_and_validate_as_pooled(labs):
+    from collections import Counter
+
+    from leukdash.engine.training import fold_inputs, training_rows
+
+    dataset = _both(labs, "lab_a", "lab_small")  # 30 and 12 images
+    balanced = _config(dataset, model="nb", augment_factor=1, balance_sources=True)
+    inputs = fold_inputs(balanced, open_dataset(dataset))
+    result, pooled = run(balanced, n_jobs=1), run(balanced.with_changes(balance_sources=False), n_jobs=1)
+    assert result["run_id"] != pooled["run_id"]
+    for fold, plain in zip(result["folds"], pooled["folds"]):
+        rows = np.flatnonzero(inputs.fold_of != fold["fold"])
+        chosen = training_rows(balanced, inputs, rows, fold["fold"])
+        per_source = Counter(inputs.sources[chosen])
+        largest = max(Counter(inputs.sources[rows]).values())
+        assert per_source == {"lab_a": largest, "lab_small": largest}
+        # Each image of the smaller source is repeated as often as the others, give or take one; none is left out.
+        times = Counter(chosen[inputs.sources[chosen] == "lab_small"]).values()
+        assert max(times) - min(times) <= 1 and len(times) == np.sum(inputs.sources[rows] == "lab_small")
+        assert set(chosen) == set(rows)
+        assert np.array_equal(chosen, training_rows(balanced, inputs, rows, fold["fold"]))  # seeded
+        assert fold["n_train_balanced"] == len(chosen) > fold["n_train"] == plain["n_train"] == len(rows)
+        # Validation is never resampled: the same images, once each.
+        assert fold["oof"]["index"] == plain["oof"]["index"] and fold["n_val"] == plain["n_val"]
+    assert "n_train_balanced" not in pooled["folds"][0]
+    # A final model trains on every image the same way: the smaller source repeated up to the larger.
+    from leukdash.engine.final import refit
+
+    counts = Counter(inputs.sources)
+    assert refit(result["run_id"])["n_train_balanced"] == 2 * max(counts.values())
+    assert "n_train_balanced" not in refit(pooled["run_id"])
+
+
+def test_balancing_sources_is_a_setting_of_runs_on_several_datasets(labs, capsys):
+    from leukdash.evaluation.labels import run_labels
+    from leukdash.reporting.plots.sweeps import sweep_axes
+
+    pooled = _config(_both(labs))
+    assert "balance_sources" not in pooled.canonical()  # runs from before the setting keep their ids
+    assert pooled.with_changes(balance_sources=True).canonical()["balance_sources"] is True
+    with pytest.raises(ConfigError, match="balance_sources evens out the datasets of a run on several datasets"):
+        _config(str(labs["lab_a"]), balance_sources=True).validate()
+    with pytest.raises(ConfigError, match="balance_sources must be true or false"):
+        pooled.with_changes(balance_sources="yes").validate()
+    assert sweep_axes([pooled.to_dict(), pooled.with_changes(balance_sources=True).to_dict()]) == ["balance_sources"]
+
+    args = ["--model", "nb", "--image-size", "16", "--augment-factor", "1", "--folds", "3", "--quiet"]
+    assert main(["run", _both(labs), *args, "--balance-sources"]) == 0
+    assert "sources balanced" in capsys.readouterr().out.splitlines()[0]
+    assert main(["run", str(labs["lab_a"]), *args, "--balance-sources"]) == 2
+    assert "this run has one" in capsys.readouterr().err
+    both = [run(pooled.with_changes(model="nb", augment_factor=1, balance_sources=on), n_jobs=1) for on in (False, True)]
+    assert [label.split(" · ")[1] for label in run_labels(both)] == ["sources pooled", "sources balanced"]

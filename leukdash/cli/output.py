@@ -7,7 +7,7 @@ import json
 
 def run_json(result: dict) -> dict:
     keep = ("fold", "val_acc", "val_loss", "train_acc", "train_loss", "balanced_acc", "macro_f1", "seconds",
-            "per_class_recall", "confusion", "n_train", "n_val", "held_out", "per_source")
+            "per_class_recall", "confusion", "n_train", "n_train_balanced", "n_val", "held_out", "per_source")
     dataset = result["dataset"]
     return {
         "run_id": result["run_id"], "cached": result["cached"], "computed_folds": result["computed_folds"],
@@ -25,7 +25,8 @@ def run_text(result: dict) -> str:
 
     config, summary = result["config"], result["summary"]
     head = f"run {result['run_id']} ({'cached' if result['cached'] else 'computed'}) " \
-           f"{config['model']} on {result['dataset']['name']}, {len(result['folds'])} fold(s), {config['protocol']}"
+           f"{config['model']} on {result['dataset']['name']}, {len(result['folds'])} fold(s), {config['protocol']}" \
+           + (", sources balanced" if config.get("balance_sources") else "")
     lines = [head]
     if config["model"] == "ensemble":
         lines.append("soft vote of " + ", ".join(f"{member} (weight {weight:.3g})"

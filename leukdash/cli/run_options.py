@@ -50,6 +50,8 @@ def add_run_options(parser: argparse.ArgumentParser, lists: bool = False) -> Non
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=0.0,
                             help="robustness augmentation, not in the paper (see the Augmentation page); 0 = off")
     parser.add_argument("--classes", help="comma-separated class subset, e.g. ALL,HEALTHY")
+    parser.add_argument("--balance-sources", action="store_true",
+                        help="several datasets: resample each training part so that every dataset weighs the same")
 
 
 def _comma_list(kind):
@@ -81,7 +83,8 @@ def _base_config(args, **values) -> RunConfig:
         dataset=option or args.dataset or "synthetic",
         classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
         augment=replace(AugmentConfig.off() if args.no_augment else AugmentConfig(),
-                        **{name: getattr(args, name) for name in AugmentConfig.OPTIONAL}), **values)
+                        **{name: getattr(args, name) for name in AugmentConfig.OPTIONAL}),
+        balance_sources=args.balance_sources, **values)
 
 
 # A run config is a few hundred bytes; anything far bigger is not one.
@@ -103,7 +106,8 @@ def check_nothing_typed(args, why: str, advice: str) -> None:
     typed = [flag for flag, name, _, _ in RUN_OPTIONS if getattr(args, name) is not None]
     typed += [f"--{name.replace('_', '-')}" for name in AugmentConfig.OPTIONAL if getattr(args, name)]
     typed += [label for label, value in (("DATASET", args.dataset), ("--dataset", getattr(args, "dataset_option", None)),
-                                         ("--classes", args.classes), ("--no-augment", args.no_augment))
+                                         ("--classes", args.classes), ("--no-augment", args.no_augment),
+                                         ("--balance-sources", args.balance_sources))
               if value is not None and value is not False]
     if typed:
         raise LeukdashError(f"{why}; {', '.join(typed)} would be ignored: {advice}")

@@ -149,11 +149,12 @@ def run_fold(config: RunConfig, inputs: FoldInputs, fold: int, *, model_path: Pa
     report = report or (lambda event: None)
     fold_of = inputs.fold_of
     train, val = fold_of != fold, fold_of == fold
-    train_labels, val_labels = inputs.labels[train], inputs.labels[val]
+    train_rows = training_rows(config, inputs, np.flatnonzero(train), fold)
+    train_labels, val_labels = inputs.labels[train_rows], inputs.labels[val]
     val_index, val_copy = np.flatnonzero(val), np.zeros(int(val.sum()), dtype=np.int64)
     # The images of each part: the run's images by row (a classic model featurizes them block by
     # block), copied only where a part is expanded or fed to the CNN.
-    train_images, val_images = Rows(inputs.images, np.flatnonzero(train)), Rows(inputs.images, val_index)
+    train_images, val_images = Rows(inputs.images, train_rows), Rows(inputs.images, val_index)
 
     augmented = config.augment_factor > 1 and bool(config.augment.enabled())
     factor, augment = config.augment_factor, config.augment
@@ -187,6 +188,8 @@ def run_fold(config: RunConfig, inputs: FoldInputs, fold: int, *, model_path: Pa
                       "proba": np.round(proba, 6).tolist()}}
     if history:
         result["history"] = history
+    if config.balance_sources:
+        result["n_train_balanced"] = int(len(train_rows))  # the training images after resampling, copies counted
     if inputs.sources is not None:
         result["per_source"] = source_metrics(val_labels, proba, classes, inputs.sources[val_index],
                                               inputs.groups[val_index])
@@ -208,7 +211,9 @@ def train_final(config: RunConfig, inputs: FoldInputs, *, model_path: Path, repo
     from leukdash.engine.augment import expand
 
     started = time.perf_counter()
-    images, labels = inputs.images, inputs.labels
+    rows = training_rows(config, inputs, np.arange(len(inputs.labels)), FINAL_SEED_INDEX)
+    images, labels = (inputs.images, inputs.labels) if len(rows) == len(inputs.labels) else \
+        (inputs.images[rows], inputs.labels[rows])
     augmented = config.augment_factor > 1 and bool(config.augment.enabled())
     if augmented and (config.protocol == "paper" or not config.is_cnn):  # expanded once, as run_fold does
         images, labels, _ = expand(images, labels, config.augment_factor, config.augment,
@@ -221,8 +226,19 @@ def train_final(config: RunConfig, inputs: FoldInputs, *, model_path: Path, repo
         fitted = _train_classic(config, FINAL_SEED_INDEX, inputs.classes, images, labels, inputs.images)
     model, _, train_acc, train_loss, _ = fitted
     _save_model(config, model, model_path)
-    return {"n_train": int(len(inputs.labels)), "train_acc": float(train_acc), "train_loss": float(train_loss),
-            "seconds": time.perf_counter() - started}
+    balanced = {"n_train_balanced": int(len(rows))} if config.balance_sources else {}
+    return {"n_train": int(len(inputs.labels)), **balanced, "train_acc": float(train_acc),
+            "train_loss": float(train_loss), "seconds": time.perf_counter() - started}
+
+
+def training_rows(config: RunConfig, inputs: FoldInputs, rows: np.ndarray, fold: int) -> np.ndarray:
+    """The rows a fold (or the final model, ``fold`` :data:`FINAL_SEED_INDEX`) trains on: ``rows``,
+    resampled so that every source weighs the same when the config balances sources."""
+    if not config.balance_sources or inputs.sources is None:
+        return rows
+    from leukdash.engine.sampling import balanced_rows
+
+    return balanced_rows(rows, inputs.sources[rows], derived_seed(config.seed, fold, 3))
 
 
 def _train_cnn(config, fold, n_classes, train_images, train_labels, val_images, val_labels, augmented, report):

@@ -8,7 +8,7 @@ Each function takes finished results (``load_result``) or store entries (``list_
 
 from __future__ import annotations
 
-from leukdash.config import AugmentConfig
+from leukdash.config import AugmentConfig, dataset_parts
 
 MODEL_NAMES = {"cnn": "CNN", "nb": "Naive Bayes", "svm": "SVM", "knn": "k-NN", "dt": "Decision tree"}
 PAPER_CLASSES = ("ALL", "AML", "CLL", "CML", "HEALTHY")
@@ -75,6 +75,13 @@ def _folds_text(config: dict, dataset: dict, folds: int | None) -> str:
     return f"{folds if folds is not None else config.get('folds')} folds"
 
 
+def _sources_text(config: dict) -> str | None:
+    """How a run on several datasets weighs them (None for a run on one: nothing to weigh)."""
+    if len(dataset_parts(str(config.get("dataset") or ""))) < 2:
+        return None
+    return "sources balanced" if config.get("balance_sources") else "sources pooled"
+
+
 def _cnn(text):
     """A facet only CNNs have (None for the classic models, so it never tells them apart)."""
     return lambda config, dataset, folds: text(config) if config["model"] == "cnn" else None
@@ -87,6 +94,7 @@ FACETS = {
     "epochs": ("Epochs", _cnn(lambda c: f"{c.get('epochs')} ep")),
     "batch_size": ("Batch", _cnn(lambda c: f"batch {c.get('batch_size')}")),
     "preprocess": ("Preprocessing", lambda c, d, f: c.get("preprocess") or "raw"),
+    "balance_sources": ("Sources", lambda c, d, f: _sources_text(c)),
     "protocol": ("Protocol", lambda c, d, f: c.get("protocol", "strict")),
     "augment": ("Augmentation", lambda c, d, f: f"aug {augmentation_text(c)}"),
     "dataset": ("Dataset", lambda c, d, f: d.get("name", "?")),

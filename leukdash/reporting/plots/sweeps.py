@@ -17,8 +17,9 @@ def sweep_axes(configs: list[dict]) -> list[str]:
     from leukdash.config import RunConfig
 
     runs = [RunConfig.from_dict(config) for config in configs]
-    # A canonical form leaves out raw preprocessing (so older run ids hold): put it back to compare.
-    forms = [{"preprocess": run.preprocess, **run.canonical()} for run in runs]
+    # A canonical form leaves out raw preprocessing and pooled sources (so older run ids hold): put
+    # them back to compare.
+    forms = [{"preprocess": run.preprocess, "balance_sources": run.balance_sources, **run.canonical()} for run in runs]
     keys = dict.fromkeys(key for form in forms for key in form)
     # A setting some models lack (k of all but k-NN) is an axis only if it takes two values where it exists.
     axes = [key for key in keys if len({json.dumps(form[key], sort_keys=True) for form in forms if key in form}) > 1]
