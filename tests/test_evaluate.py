@@ -377,3 +377,66 @@ def test_a_result_stored_without_its_images_is_computed_again_for_them(tiny_run,
     path.write_text(json.dumps({k: v for k, v in stored.items() if k != "images"}))  # as stored before
     assert "images" not in evaluate(tiny_run["run_id"], str(other_lab))  # the figures alone: no work
     assert evaluate(tiny_run["run_id"], str(other_lab), per_image=True)["images"] == stored["images"]
+
+
+def _adapted_vote(run_id: str, dataset: Path, size: int) -> np.ndarray:
+    """The fold models' mean vote on ``dataset`` with its features standardised on themselves."""
+    from sklearn.preprocessing import StandardScaler
+
+    from leukdash.data.arrays import load_arrays
+    from leukdash.data.discovery import open_dataset
+    from leukdash.evaluation.predict import FoldEnsemble
+    from leukdash.models import classic
+
+    models = FoldEnsemble(run_id)
+    features = classic.featurize(load_arrays(open_dataset(str(dataset)), size).images, models.config.feature_set)
+    scaled = StandardScaler().fit_transform(features)
+    return np.mean([classic.predict_all_classes(model.named_steps["classify"], scaled, len(models.classes))
+                    for model in models.models], axis=0)
+
+
+def test_adapting_standardises_the_inputs_on_the_other_lab_itself_and_is_stored_apart(tiny_run, other_lab, capsys):
+    run_id = tiny_run["run_id"]
+    plain, adapted = evaluate(run_id, str(other_lab)), evaluate(run_id, str(other_lab), adapt=True)
+    assert adapted["adapted"] is True and adapted["key"]["adapt"] is True
+    assert "adapted" not in plain and "adapt" not in plain["key"]  # results stored before keep their key
+    vote = _adapted_vote(run_id, other_lab, 32)
+    shown = np.array([list(row["probabilities"].values()) for row in adapted["images"]])
+    assert np.allclose(shown, vote, atol=1e-6)
+    labels = [row["true"] for row in adapted["images"]]
+    assert adapted["accuracy"] == pytest.approx(np.mean([tiny_run["dataset"]["classes"][p] == t
+                                                         for p, t in zip(vote.argmax(1), labels)]))
+    before = np.array([list(row["probabilities"].values()) for row in plain["images"]])
+    assert not np.allclose(before, shown, atol=1e-3)  # inverted colours: the training scaler sees them off-centre
+    assert adapted["dataset"]["warnings"][-1].startswith("adapted: the classic models standardised their inputs")
+    # Stored apart: neither answers for the other, and what pages list (a single upload is never
+    # adapted) is the plain result.
+    fingerprint = plain["dataset"]["fingerprint"]
+    assert result_path(run_id, fingerprint).is_file() and result_path(run_id, fingerprint, adapt=True).is_file()
+    assert [bool(r.get("adapted")) for r in stored_evaluations(run_id)] == [False]
+    assert [r["accuracy"] for r in stored_evaluations(run_id, adapted=True)] == [adapted["accuracy"]]
+    assert evaluate(run_id, str(other_lab)) == plain and evaluate(run_id, str(other_lab), adapt=True) == adapted
+    assert main(["evaluate", run_id, str(other_lab), "--adapt"]) == 0
+    out, err = capsys.readouterr()
+    assert "fold ensemble, adapted to these images" in out and "warning: adapted:" in err
+
+
+def test_a_cnn_is_not_adapted_alone_and_answers_as_it_is_in_an_ensemble(tiny_dataset, other_lab, capsys):
+    from leukdash.data.arrays import load_arrays
+    from leukdash.data.discovery import open_dataset
+    from leukdash.engine.ensemble import create_ensemble
+    from leukdash.evaluation.predict import ensemble
+
+    cnn = run(tiny_config(tiny_dataset).with_changes(model="cnn", image_size=16, epochs=1, batch_size=16), n_jobs=1)
+    nb = run(tiny_config(tiny_dataset), n_jobs=1)
+    assert main(["evaluate", cnn["run_id"], str(other_lab), "--adapt"]) == 2
+    assert "has no classic model to adapt" in capsys.readouterr().err
+    both = create_ensemble([cnn["run_id"], nb["run_id"]])
+    adapted = evaluate(both["run_id"], str(other_lab), adapt=True)
+    assert f"{cnn['run_id']} (CNN) answered as it is" in adapted["dataset"]["warnings"][-1]
+    images = load_arrays(open_dataset(str(other_lab)), 16).images
+    as_is = dict(ensemble(both["run_id"]).parts())
+    cnn_vote = next(m for m in as_is if m.config.is_cnn).batch_probabilities(images).mean(axis=0)
+    vote = (cnn_vote + _adapted_vote(nb["run_id"], other_lab, 32)) / 2  # each member at its own size
+    shown = np.array([list(row["probabilities"].values()) for row in adapted["images"]])
+    assert np.allclose(shown, vote, atol=1e-5)

@@ -223,8 +223,8 @@ def evaluate(args) -> int:
     models = ("folds", "final") if args.model == "both" else (args.model,)
     for model in models:  # before either is computed: `both` answers both or neither
         require_models(args.run_id, model)
-    results = [evaluate(args.run_id, args.dataset, recompute=args.recompute, model=model, per_image=args.csv)
-               for model in models]
+    results = [evaluate(args.run_id, args.dataset, recompute=args.recompute, model=model, per_image=args.csv,
+                        adapt=args.adapt) for model in models]
     for warning in results[0]["dataset"].get("warnings", []):
         print(f"warning: {printable(warning)}", file=sys.stderr)
     if args.csv:

@@ -48,19 +48,23 @@ def match_classes(run_classes, dataset):
     return dataset.subset(run_classes)
 
 
-def result_path(run_id: str, fingerprint: str, store: RunStore | None = None, model: str = "folds"):
-    name = fingerprint if model == "folds" else f"{fingerprint}-{model}"
+def result_path(run_id: str, fingerprint: str, store: RunStore | None = None, model: str = "folds",
+                adapt: bool = False):
+    name = fingerprint + ("" if model == "folds" else f"-{model}") + ("-adapted" if adapt else "")
     return (store or RunStore()).run_dir(run_id) / "external" / f"{name}.json"
 
 
 def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, recompute: bool = False,
-             model: str = "folds", per_image: bool = False) -> dict:
+             model: str = "folds", per_image: bool = False, adapt: bool = False) -> dict:
     """Score run ``run_id`` on dataset ``dataset_name`` (name or folder); stored and cached.
 
     ``model``: ``folds`` (the fold ensemble, as Predict uses it) or ``final`` (the model refitted
     on every image of the run, see :mod:`leukdash.engine.final`). The result's ``images`` holds
     each image's answer and flags (:func:`image_rows`); with ``per_image``, a result stored before
-    results held them is computed again."""
+    results held them is computed again. With ``adapt``, the classic models (of the run, or the
+    classic members of an ensemble) standardise their inputs with the dataset's own statistics
+    (:func:`leukdash.models.classic.adapted_scale`); CNNs answer as they are. It is stored apart
+    and said in the result (``adapted``): it suits a folder of one lab's images, not one upload."""
     from leukdash.data.discovery import open_dataset
 
     store = store or RunStore()
@@ -75,8 +79,11 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
         raise DatasetError(f"every image of {dataset.name!r} is one run {run_id} was trained on (the same bytes): "
                            "its models saw them, so only its cross-validated figures are honest there")
     other_classes = {c: n for c, n in opened.counts().items() if c not in dataset.classes and n}
-    path = result_path(run_id, dataset.fingerprint, store, model)
-    key = {"method": METHOD_VERSION, "samples": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED, "model": model}
+    if adapt:
+        adaptable(run_id, meta)
+    path = result_path(run_id, dataset.fingerprint, store, model, adapt)
+    key = {"method": METHOD_VERSION, "samples": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED, "model": model,
+           **({"adapt": True} if adapt else {})}  # results stored before adapting existed keep their key
     # Only where images were left out, so results stored before these were counted stay valid.
     left_out = {**({"trained_on": len(seen)} if seen else {}), **({"other_classes": other_classes}
                                                                    if other_classes else {})}
@@ -85,8 +92,8 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     stored = None if recompute else _stored(path)
     if stored is not None and stored.get("key") == key and ("images" in stored or not per_image):
         return stored
-    result = {"key": key, "model": model, **_compute(run_id, meta, dataset, store, model == "final", seen,
-                                                     other_classes)}
+    result = {"key": key, "model": model, **({"adapted": True} if adapt else {}),
+              **_compute(run_id, meta, dataset, store, model == "final", seen, other_classes, adapt)}
     if store.run_dir(run_id).is_dir():  # not a folder of its own for a run deleted meanwhile
         write_json_atomic(path, result, optional=True)  # a read-only store: computed, not kept
     return result
@@ -107,6 +114,20 @@ def require_models(run_id: str, model: str = "folds", store: RunStore | None = N
         for member, _ in member_ids(meta):
             require_final(member, store)
     return meta
+
+
+def adaptable(run_id: str, meta: dict) -> list[str]:
+    """The runs :func:`evaluate` adapts with ``adapt``: run ``run_id`` or its classic members. A run
+    with none (a CNN, an ensemble of CNNs) is refused in one line: nothing would change."""
+    from leukdash.engine.ensemble import is_ensemble
+
+    config = meta["config"]
+    configs = dict(zip(config["members"], config["member_configs"])) if is_ensemble(meta) else {run_id: config}
+    classic = [member for member, member_config in configs.items() if member_config["model"] != "cnn"]
+    if not classic:
+        raise RunError(f"run {run_id} has no classic model to adapt: adapting standardises the inputs of naive Bayes, "
+                       "SVM, k-NN and decision trees with the new images' own statistics; a CNN answers as it is")
+    return classic
 
 
 def trained_on(run_id: str, meta: dict, dataset, store: RunStore) -> set[Path]:
@@ -130,7 +151,7 @@ def trained_on(run_id: str, meta: dict, dataset, store: RunStore) -> set[Path]:
 
 
 def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = False, seen: set = frozenset(),
-             other_classes: dict | None = None) -> dict:
+             other_classes: dict | None = None, adapt: bool = False) -> dict:
     from leukdash.data.folds import merge_groups
     from leukdash.evaluation.ood import (confidence_floor, describe_images, own_confidence, training_distribution,
                                          view_config, views)
@@ -159,7 +180,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
                 raise DatasetError(f"dataset {dataset.name!r} has no readable image of classes "
                                    f"{', '.join(dataset.classes)}")
             if view == "prepared":
-                proba = proba + weight * member.batch_probabilities(prepared.images).mean(axis=0)
+                proba = proba + weight * member.batch_probabilities(prepared.images, adapt).mean(axis=0)
             described = training_distribution(member.run_id, store, view)
             assessed = described.assess(describe_images(prepared.images))
             outside[view] = outside.get(view, False) | np.array([entry["outside"] for entry in assessed])
@@ -177,7 +198,8 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
         [f"{len(seen)} of {len(dataset.items)} image(s) of {dataset.name} left out: run {run_id} was trained on "
          "them (the same bytes), so they would score what it remembers"] if seen else []) + (
         [f"{sum(other_classes.values())} image(s) of {dataset.name} left out, of class(es) the run does not know: "
-         + ", ".join(f"{c} ({n})" for c, n in other_classes.items())] if other_classes else [])
+         + ", ".join(f"{c} ({n})" for c, n in other_classes.items())] if other_classes else []) + (
+        _adapt_notes(run_id, meta, dataset.name) if adapt else [])
     own_top = own_confidence(run_id, store)
     floor = confidence_floor(own_top)
     unsure = proba.max(axis=1) < floor
@@ -206,6 +228,17 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     }
 
 
+def _adapt_notes(run_id: str, meta: dict, name: str) -> list[str]:
+    """What an adapted result assumes, and which members answered as they are."""
+    from leukdash.engine.ensemble import member_ids
+
+    classic = adaptable(run_id, meta)
+    kept = [member for member, _ in member_ids(meta) if member not in classic]
+    return [f"adapted: the classic models standardised their inputs with the {name} images' own statistics, "
+            "which assumes they are one lab's images with a class mix like the training set's"
+            + (f"; {', '.join(kept)} (CNN) answered as it is" if kept else "")]
+
+
 def image_rows(dataset, loaded, proba: np.ndarray, outside: np.ndarray, unsure: np.ndarray) -> list[dict]:
     """Each external image's answer: its file and group, true and predicted class, each class's
     probability, and whether the out-of-distribution check and the likely-wrong check flag it."""
@@ -228,13 +261,15 @@ def _unseen(loaded, seen: set):
                         [failed for failed in loaded.segmentation_failures if failed.path not in seen])
 
 
-def stored_evaluations(run_id: str, store: RunStore | None = None, model: str = "folds") -> list[dict]:
+def stored_evaluations(run_id: str, store: RunStore | None = None, model: str = "folds",
+                       adapted: bool = False) -> list[dict]:
     """Every external result of the run's ``model`` (fold ensemble or final model) stored beside
-    it (any method version), by dataset name."""
+    it (any method version), by dataset name; adapted results only with ``adapted`` (what a
+    single upload is answered with is the unadapted model)."""
     folder = (store or RunStore()).run_dir(run_id) / "external"
     found = [_stored(path) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    return sorted((r for r in found if r is not None and r.get("model", "folds") == model),
-                  key=lambda r: r["dataset"]["name"])
+    return sorted((r for r in found if r is not None and r.get("model", "folds") == model
+                   and bool(r.get("adapted")) == adapted), key=lambda r: r["dataset"]["name"])
 
 
 def _stored(path: Path) -> dict | None:
@@ -252,7 +287,8 @@ def _stored(path: Path) -> dict | None:
 def format_evaluation(result: dict) -> str:
     """A few lines for a terminal."""
     intervals = result["intervals"]
-    which = "final model refitted on all its images" if result.get("model") == "final" else "fold ensemble"
+    which = ("final model refitted on all its images" if result.get("model") == "final" else "fold ensemble") + (
+        ", adapted to these images" if result.get("adapted") else "")
     lines = [f"run {result['run_id']} ({result['run']['config']['model']}, {which}, trained on {result['run']['dataset']}) "
              f"on {result['dataset']['name']}: {result['n_images']} images, {intervals['n_groups']} groups"]
     for name, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("roc_auc", "ROC AUC")):

@@ -106,8 +106,12 @@ class FoldEnsemble(_Voting):
         """(folds, images, classes) probabilities."""
         return self.batch_probabilities(self.prepare(images))
 
-    def batch_probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """(folds, images, classes) probabilities of images already prepared by :meth:`prepare`."""
+    def batch_probabilities(self, batch: np.ndarray, adapt: bool = False) -> np.ndarray:
+        """(folds, images, classes) probabilities of images already prepared by :meth:`prepare`.
+
+        With ``adapt`` (a classic model's run), the batch's features are standardised with the
+        batch's own means and spreads instead of the training set's (:func:`classic.adapted_scale`):
+        each image's answer then depends on the others, which must be one lab's images."""
         if self.config.is_cnn:
             from leukdash.models import cnn
 
@@ -115,6 +119,10 @@ class FoldEnsemble(_Voting):
         from leukdash.models import classic
 
         features = classic.featurize(batch, self.config.feature_set)
+        if adapt:
+            scaled = classic.adapted_scale(features)
+            return np.stack([classic.predict_all_classes(model.named_steps["classify"], scaled, len(self.classes))
+                             for model in self.models])
         return np.stack([classic.predict_all_classes(model, features, len(self.classes)) for model in self.models])
 
     def parts(self) -> list[tuple["FoldEnsemble", float]]:

@@ -127,6 +127,20 @@ def _packed(model: Pipeline):
     return _PackedNeighbours(light, pixels)
 
 
+def adapted_scale(features: np.ndarray) -> np.ndarray:
+    """Features of one lab's images standardised with that lab's own means and spreads: the input
+    a fitted pipeline's classifier takes, in place of its training-set scaler's output.
+
+    Another lab's stain, lamp and camera shift every colour and texture descriptor; a classifier
+    fed them through the training set's scaler sees all of them off-centre and can give every
+    image one class. Standardising them on the new images themselves (no label is used) puts
+    them back where the classifier learnt its boundaries, as batch-normalisation statistics are
+    re-estimated on a new domain (AdaBN; Li et al., 2016). It assumes the images hold a class
+    mix like the training set's: on a set of one class it would remove part of the signal.
+    """
+    return StandardScaler().fit_transform(features)
+
+
 def predict_all_classes(model, features: np.ndarray, n_classes: int) -> np.ndarray:
     """``model.predict_proba`` with one column per class of the dataset, in class order; a
     class the model never saw in training gets probability 0. Scored ``BLOCK_ROWS`` rows at a
