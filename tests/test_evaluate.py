@@ -419,6 +419,14 @@ def test_adapting_standardises_the_inputs_on_the_other_lab_itself_and_is_stored_
     assert main(["evaluate", run_id, str(other_lab), "--adapt"]) == 0
     out, err = capsys.readouterr()
     assert "fold ensemble, adapted to these images" in out and "warning: adapted:" in err
+    # Statistics of a handful of images are theirs, not a lab's: refused in one line.
+    few = other_lab.parent / "few"
+    for path in sorted(other_lab.glob("*/*.png"))[::3]:  # 14 of the 40
+        (few / path.parent.name).mkdir(parents=True, exist_ok=True)
+        (few / path.parent.name / path.name).write_bytes(path.read_bytes())
+    assert main(["evaluate", run_id, str(few), "--adapt"]) == 2
+    assert "adapting needs at least 20 of one lab" in capsys.readouterr().err
+    assert main(["evaluate", run_id, str(few)]) == 0
 
 
 def test_a_cnn_is_not_adapted_alone_and_answers_as_it_is_in_an_ensemble(tiny_dataset, other_lab, capsys):

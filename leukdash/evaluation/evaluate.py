@@ -29,6 +29,9 @@ MAX_GROUPS_LISTED = 30
 LOWEST_GROUPS_LISTED = 5
 # Changes to what this module computes invalidate the stored results.
 METHOD_VERSION = "external-4"
+# Adapting standardises each input with the evaluated images' mean and spread: with fewer images
+# than this, those are more the images' own quirks than the lab's.
+MIN_ADAPT_IMAGES = 20
 
 
 def match_classes(run_classes, dataset):
@@ -179,6 +182,10 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
             if not len(loaded.labels):
                 raise DatasetError(f"dataset {dataset.name!r} has no readable image of classes "
                                    f"{', '.join(dataset.classes)}")
+            if adapt and len(loaded.labels) < MIN_ADAPT_IMAGES:
+                raise DatasetError(f"dataset {dataset.name!r} has {len(loaded.labels)} usable image(s): adapting needs "
+                                   f"at least {MIN_ADAPT_IMAGES} of one lab to estimate its statistics; evaluate "
+                                   "it without --adapt")
             if view == "prepared":
                 proba = proba + weight * member.batch_probabilities(prepared.images, adapt).mean(axis=0)
             described = training_distribution(member.run_id, store, view)
