@@ -77,7 +77,8 @@ def test_killed_runs_leave_no_worker_and_resume_to_the_same_folds(tiny_dataset, 
         if job.returncode == -signum:
             pass  # SIGKILL, or SIGTERM before the handler was installed (interpreter start-up)
         elif job.returncode != 0:
-            assert signum == signal.SIGTERM and job.returncode == 128 + signum
+            assert signum == signal.SIGTERM and job.returncode == 128 + signum, \
+                f"exit {job.returncode} after {signum.name} at point {point}; its stderr ends: {stderr[-2000:]}"
             assert stderr.strip().splitlines()[-1].startswith("stopped by SIGTERM: finished folds are kept")
         rerun = _start(tiny_dataset, store)
         out, err = rerun.communicate(timeout=300)
