@@ -118,12 +118,10 @@ class FoldEnsemble(_Voting):
             return np.stack([cnn.predict_proba(model, batch) for model in self.models])
         from leukdash.models import classic
 
-        features = classic.featurize(batch, self.config.feature_set)
-        if adapt:
-            scaled = classic.adapted_scale(features)
-            return np.stack([classic.predict_all_classes(model.named_steps["classify"], scaled, len(self.classes))
-                             for model in self.models])
-        return np.stack([classic.predict_all_classes(model, features, len(self.classes)) for model in self.models])
+        features, models = classic.featurize(batch, self.config.feature_set), self.models
+        if adapt:  # the batch's own scaling in place of each pipeline's scaler
+            features, models = classic.adapted_scale(features), [model.named_steps["classify"] for model in models]
+        return np.stack([classic.predict_all_classes(model, features, len(self.classes)) for model in models])
 
     def parts(self) -> list[tuple["FoldEnsemble", float]]:
         return [(self, 1.0)]
