@@ -398,7 +398,7 @@ def _adapted_vote(run_id: str, dataset: Path, size: int) -> np.ndarray:
 def test_adapting_standardises_the_inputs_on_the_other_lab_itself_and_is_stored_apart(tiny_run, other_lab, capsys):
     run_id = tiny_run["run_id"]
     plain, adapted = evaluate(run_id, str(other_lab)), evaluate(run_id, str(other_lab), adapt=True)
-    assert adapted["adapted"] is True and adapted["key"]["adapt"] is True
+    assert adapted["adapted"] is True and adapted["key"]["adapt"] == 2  # 1: CNNs answered as they were
     assert "adapted" not in plain and "adapt" not in plain["key"]  # results stored before keep their key
     vote = _adapted_vote(run_id, other_lab, 32)
     shown = np.array([list(row["probabilities"].values()) for row in adapted["images"]])
@@ -429,22 +429,46 @@ def test_adapting_standardises_the_inputs_on_the_other_lab_itself_and_is_stored_
     assert main(["evaluate", run_id, str(few)]) == 0
 
 
-def test_a_cnn_is_not_adapted_alone_and_answers_as_it_is_in_an_ensemble(tiny_dataset, other_lab, capsys):
+def test_a_cnn_adapts_its_batch_normalisation_to_the_other_lab_alone_and_in_an_ensemble(tiny_dataset, other_lab):
+    """AdaBN: each fold CNN, copied, normalises the other lab's activations with their own mean and
+    variance (every batch-norm layer then gives them mean beta and spread gamma), the stored model
+    untouched; an ensemble votes with its adapted CNN and its adapted classic member."""
     from leukdash.data.arrays import load_arrays
     from leukdash.data.discovery import open_dataset
     from leukdash.engine.ensemble import create_ensemble
-    from leukdash.evaluation.predict import ensemble
+    from leukdash.evaluation.predict import FoldEnsemble
+    from leukdash.models import cnn
 
-    cnn = run(tiny_config(tiny_dataset).with_changes(model="cnn", image_size=16, epochs=1, batch_size=16), n_jobs=1)
+    trained = run(tiny_config(tiny_dataset).with_changes(model="cnn", image_size=16, epochs=1, batch_size=16), n_jobs=1)
     nb = run(tiny_config(tiny_dataset), n_jobs=1)
-    assert main(["evaluate", cnn["run_id"], str(other_lab), "--adapt"]) == 2
-    assert "has no classic model to adapt" in capsys.readouterr().err
-    both = create_ensemble([cnn["run_id"], nb["run_id"]])
-    adapted = evaluate(both["run_id"], str(other_lab), adapt=True)
-    assert f"{cnn['run_id']} (CNN) answered as it is" in adapted["dataset"]["warnings"][-1]
+    import keras  # after leukdash set TensorFlow's threads
+
     images = load_arrays(open_dataset(str(other_lab)), 16).images
-    as_is = dict(ensemble(both["run_id"]).parts())
-    cnn_vote = next(m for m in as_is if m.config.is_cnn).batch_probabilities(images).mean(axis=0)
-    vote = (cnn_vote + _adapted_vote(nb["run_id"], other_lab, 32)) / 2  # each member at its own size
+    folds = FoldEnsemble(trained["run_id"])
+    stored = [w.copy() for w in folds.models[0].get_weights()]
+    models = [cnn.adapted(model, images) for model in folds.models]
+    assert all(np.array_equal(a, b) for a, b in zip(stored, folds.models[0].get_weights()))
+    for model in models:
+        norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        assert norms
+        for layer in norms:
+            out = np.asarray(keras.Model(model.inputs, layer.output).predict_on_batch(images), dtype=np.float64)
+            out = out.reshape(-1, out.shape[-1])
+            gamma, beta = (np.asarray(v, dtype=np.float64) for v in (layer.gamma, layer.beta))
+            var = np.asarray(layer.moving_variance, dtype=np.float64)
+            assert np.allclose(out.mean(axis=0), beta, atol=1e-4)
+            assert np.allclose(out.var(axis=0), gamma ** 2 * var / (var + layer.epsilon), rtol=1e-3, atol=1e-6)
+    vote = np.mean([cnn.predict_proba(model, images) for model in models], axis=0)
+    adapted = evaluate(trained["run_id"], str(other_lab), adapt=True)
+    shown = np.array([list(row["probabilities"].values()) for row in adapted["images"]])
+    assert np.allclose(shown, vote, atol=1e-5)
+    plain = np.array([list(row["probabilities"].values()) for row in evaluate(trained["run_id"], str(other_lab))["images"]])
+    assert not np.allclose(plain, shown, atol=1e-3)
+    assert adapted["dataset"]["warnings"][-1].startswith("adapted: the CNNs re-estimated their batch-normalisation")
+    both = create_ensemble([trained["run_id"], nb["run_id"]])
+    adapted = evaluate(both["run_id"], str(other_lab), adapt=True)
+    assert "classic models standardised their inputs" in adapted["dataset"]["warnings"][-1]
+    assert "and the CNNs re-estimated" in adapted["dataset"]["warnings"][-1]
+    vote = (vote + _adapted_vote(nb["run_id"], other_lab, 32)) / 2  # each member at its own size
     shown = np.array([list(row["probabilities"].values()) for row in adapted["images"]])
     assert np.allclose(shown, vote, atol=1e-5)

@@ -187,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", choices=("folds", "final", "both"), default="folds",
                           help="the fold ensemble (default), the final model refitted on all images (see refit), or both")
     evaluate.add_argument("--adapt", action="store_true",
-                          help="classic models: standardise their inputs with this dataset's own statistics (a folder "
-                               "of one lab's images, a class mix like the training set's); stored apart")
+                          help="standardise the classic models' inputs, and re-estimate the CNNs' batch-normalisation "
+                               "statistics, with this dataset's own (a folder of one lab's images, a class mix like "
+                               "the training set's); stored apart")
     evaluate_as = evaluate.add_mutually_exclusive_group()
     evaluate_as.add_argument("--json", action="store_true")
     evaluate_as.add_argument("--csv", action="store_true",

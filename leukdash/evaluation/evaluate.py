@@ -29,6 +29,9 @@ MAX_GROUPS_LISTED = 30
 LOWEST_GROUPS_LISTED = 5
 # Changes to what this module computes invalidate the stored results.
 METHOD_VERSION = "external-4"
+# Adapted results: 1 standardised the classic models' inputs only (CNNs answered as they were);
+# 2 also re-estimates the CNNs' batch-normalisation statistics.
+ADAPT_VERSION = 2
 # Adapting standardises each input with the evaluated images' mean and spread: with fewer images
 # than this, those are more the images' own quirks than the lab's.
 MIN_ADAPT_IMAGES = 20
@@ -65,8 +68,9 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     on every image of the run, see :mod:`leukdash.engine.final`). The result's ``images`` holds
     each image's answer and flags (:func:`image_rows`); with ``per_image``, a result stored before
     results held them is computed again. With ``adapt``, the classic models (of the run, or the
-    classic members of an ensemble) standardise their inputs with the dataset's own statistics
-    (:func:`leukdash.models.classic.adapted_scale`); CNNs answer as they are. It is stored apart
+    members of an ensemble) standardise their inputs with the dataset's own statistics
+    (:func:`leukdash.models.classic.adapted_scale`) and the CNNs re-estimate their batch-normalisation
+    statistics on it (:func:`leukdash.models.cnn.adapted`). It is stored apart
     and said in the result (``adapted``): it suits a folder of one lab's images, not one upload."""
     from leukdash.data.discovery import open_dataset
 
@@ -82,11 +86,9 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
         raise DatasetError(f"every image of {dataset.name!r} is one run {run_id} was trained on (the same bytes): "
                            "its models saw them, so only its cross-validated figures are honest there")
     other_classes = {c: n for c, n in opened.counts().items() if c not in dataset.classes and n}
-    if adapt:
-        adaptable(run_id, meta)
     path = result_path(run_id, dataset.fingerprint, store, model, adapt)
     key = {"method": METHOD_VERSION, "samples": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED, "model": model,
-           **({"adapt": True} if adapt else {})}  # results stored before adapting existed keep their key
+           **({"adapt": ADAPT_VERSION} if adapt else {})}  # results stored before adapting existed keep their key
     # Only where images were left out, so results stored before these were counted stay valid.
     left_out = {**({"trained_on": len(seen)} if seen else {}), **({"other_classes": other_classes}
                                                                    if other_classes else {})}
@@ -117,20 +119,6 @@ def require_models(run_id: str, model: str = "folds", store: RunStore | None = N
         for member, _ in member_ids(meta):
             require_final(member, store)
     return meta
-
-
-def adaptable(run_id: str, meta: dict) -> list[str]:
-    """The runs :func:`evaluate` adapts with ``adapt``: run ``run_id`` or its classic members. A run
-    with none (a CNN, an ensemble of CNNs) is refused in one line: nothing would change."""
-    from leukdash.engine.ensemble import is_ensemble
-
-    config = meta["config"]
-    configs = dict(zip(config["members"], config["member_configs"])) if is_ensemble(meta) else {run_id: config}
-    classic = [member for member, member_config in configs.items() if member_config["model"] != "cnn"]
-    if not classic:
-        raise RunError(f"run {run_id} has no classic model to adapt: adapting standardises the inputs of naive Bayes, "
-                       "SVM, k-NN and decision trees with the new images' own statistics; a CNN answers as it is")
-    return classic
 
 
 def trained_on(run_id: str, meta: dict, dataset, store: RunStore) -> set[Path]:
@@ -206,7 +194,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
          "them (the same bytes), so they would score what it remembers"] if seen else []) + (
         [f"{sum(other_classes.values())} image(s) of {dataset.name} left out, of class(es) the run does not know: "
          + ", ".join(f"{c} ({n})" for c, n in other_classes.items())] if other_classes else []) + (
-        _adapt_notes(run_id, meta, dataset.name) if adapt else [])
+        _adapt_notes(meta, dataset.name) if adapt else [])
     own_top = own_confidence(run_id, store)
     floor = confidence_floor(own_top)
     unsure = proba.max(axis=1) < floor
@@ -235,15 +223,15 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     }
 
 
-def _adapt_notes(run_id: str, meta: dict, name: str) -> list[str]:
-    """What an adapted result assumes, and which members answered as they are."""
-    from leukdash.engine.ensemble import member_ids
-
-    classic = adaptable(run_id, meta)
-    kept = [member for member, _ in member_ids(meta) if member not in classic]
-    return [f"adapted: the classic models standardised their inputs with the {name} images' own statistics, "
-            "which assumes they are one lab's images with a class mix like the training set's"
-            + (f"; {', '.join(kept)} (CNN) answered as it is" if kept else "")]
+def _adapt_notes(meta: dict, name: str) -> list[str]:
+    """What an adapted result did, model kind by model kind, and what it assumes."""
+    models = [config["model"] for config in meta["config"].get("member_configs", [meta["config"]])]
+    done = ([f"the classic models standardised their inputs with the {name} images' own statistics"]
+            if any(model != "cnn" for model in models) else []) + (
+        [f"the CNNs re-estimated their batch-normalisation statistics on the {name} images"]
+        if "cnn" in models else [])
+    return [f"adapted: {' and '.join(done)}, which assumes they are one lab's images with a class mix like "
+            "the training set's"]
 
 
 def image_rows(dataset, loaded, proba: np.ndarray, outside: np.ndarray, unsure: np.ndarray) -> list[dict]:

@@ -109,13 +109,15 @@ class FoldEnsemble(_Voting):
     def batch_probabilities(self, batch: np.ndarray, adapt: bool = False) -> np.ndarray:
         """(folds, images, classes) probabilities of images already prepared by :meth:`prepare`.
 
-        With ``adapt`` (a classic model's run), the batch's features are standardised with the
-        batch's own means and spreads instead of the training set's (:func:`classic.adapted_scale`):
-        each image's answer then depends on the others, which must be one lab's images."""
+        With ``adapt``, a classic model's features are standardised with the batch's own means and
+        spreads instead of the training set's (:func:`classic.adapted_scale`), and a CNN's
+        batch-normalisation statistics are re-estimated on the batch (:func:`cnn.adapted`): each
+        image's answer then depends on the others, which must be one lab's images."""
         if self.config.is_cnn:
             from leukdash.models import cnn
 
-            return np.stack([cnn.predict_proba(model, batch) for model in self.models])
+            models = [cnn.adapted(model, batch) for model in self.models] if adapt else self.models
+            return np.stack([cnn.predict_proba(model, batch) for model in models])
         from leukdash.models import classic
 
         features, models = classic.featurize(batch, self.config.feature_set), self.models

@@ -317,6 +317,26 @@ def _precise_batchnorm(model, images) -> None:
             layer.moving_variance.assign(x.var(axis=0).astype(np.float32))
 
 
+def adapted(model, images):
+    """A copy of ``model`` whose batch-normalisation statistics are those of ``images``, one lab's
+    images (AdaBN; Li et al., 2016): the weights stay, each normalised layer re-centres on the new
+    lab's activations instead of the training set's. No label is used; up to
+    ``PRECISE_BN_IMAGES`` images, spread evenly over the batch, are read.
+
+    Another lab's stain and camera shift what every layer sees; a CNN normalising it with the
+    training set's statistics can give every image one class. It assumes a class mix like the
+    training set's, as :func:`leukdash.models.classic.adapted_scale` does.
+    """
+    keras = _keras()
+
+    images = _as_uint8(images)
+    spread = np.unique(np.linspace(0, len(images) - 1, min(len(images), PRECISE_BN_IMAGES)).astype(int))
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    _precise_batchnorm(copy, images[spread])
+    return copy
+
+
 def _optimizer(keras, architecture: str, name: str, lr: float, total_steps: int):
     """The paper's plain optimizers, or leukdash's with warm-up + cosine decay and weight decay."""
     if architecture == "paper":
