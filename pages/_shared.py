@@ -427,6 +427,24 @@ def predict(root: str, run_id: str, data: bytes) -> dict:
     return predict_images(run_id, [decode_image(data)])[0]
 
 
+@st.cache_resource(max_entries=2, show_spinner=False)
+def adapted_models(root: str, run_id: str, batch: str, _uploads: tuple[bytes, ...]):
+    """The run's models adapted to a batch of uploads taken for one lab's images; ``batch`` names
+    the uploads (a digest of them: the uploads themselves are not hashed on every rerun)."""
+    from leukdash.evaluation.predict import adapted_models as engine_adapted_models
+
+    return engine_adapted_models(run_id, list(_uploads))
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def predict_adapted(root: str, run_id: str, batch: str, data: bytes, _models) -> dict:
+    """:func:`predict` of one upload with the models adapted to its batch (:func:`adapted_models`)."""
+    from leukdash.data.decode import decode_image
+    from leukdash.evaluation.predict import predict_images
+
+    return predict_images(run_id, [decode_image(data)], models=_models)[0]
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
 def gradcam(root: str, run_id: str, data: bytes):
     from leukdash.data.decode import decode_image

@@ -1,17 +1,19 @@
 """Predict: class probabilities for uploaded images from a finished run's fold models."""
 
+import hashlib
+
 import pandas as pd
 import streamlit as st
 
 from leukdash.data.decode import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, frames_note
-from leukdash.evaluation.answer import headline
+from leukdash.evaluation.answer import headline, one_class_warning
 from leukdash.evaluation.answer_table import answer_row, answers_csv
-from leukdash.evaluation.predict import warm_up, warmed_up
+from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, warm_up, warmed_up
 from leukdash.errors import ImageDecodeError, LeukdashError
 from leukdash.paths import hide_roots, printable
 from leukdash.reporting.plots import heatmap_overlay, probability_bars
-from pages._shared import (data_table, finished_runs, gradcam, kept, literal, no_runs_yet, percent_columns, predict,
-                           root, routed, run_option_labels, transfer_figures)
+from pages._shared import (adapted_models, data_table, finished_runs, gradcam, kept, literal, no_runs_yet,
+                           percent_columns, predict, predict_adapted, root, routed, run_option_labels, transfer_figures)
 
 routed(__file__)
 
@@ -90,6 +92,23 @@ if not uploads:
 show_cam = is_cnn and kept(st.toggle, "predict_cam", True, "Grad-CAM heatmap",
                            help="Where the CNN looked: gradient-weighted activations of its last convolution, "
                                 "averaged over the fold models.")
+models = None  # the run's models as trained, or adapted to these uploads
+if len(uploads) >= MIN_ADAPT_IMAGES and kept(
+        st.toggle, "predict_adapt", False, "Adapt to these uploads",
+        help=f"Take the uploads for one lab's images (at least {MIN_ADAPT_IMAGES}, a class mix like the training "
+             "set's) and answer them with the models adapted to them: classic models standardise their inputs, "
+             "CNNs re-estimate their batch-normalisation statistics, on these images (no label is used). Another "
+             "lab's stain and camera can make a model give every image one class; adapted, each answer depends "
+             "on the other uploads."):
+    batch = hashlib.sha1(b"".join(hashlib.sha1(upload.getvalue()).digest() for upload in uploads)).hexdigest()
+    try:
+        with st.spinner("Adapting the models to these uploads…"):
+            models = adapted_models(root(), run_id, batch, tuple(upload.getvalue() for upload in uploads))
+        st.caption(f":material/tune: Answers below come from the models adapted to these {len(uploads)} uploads"
+                   + (" (Grad-CAM shows the models as trained)." if show_cam else "."))
+    except LeukdashError as error:
+        st.warning(f"Not adapted: {error}. The answers below come from the models as trained.",
+                   icon=":material/warning:")
 
 export = st.empty()  # above the answers, filled once every upload is answered
 answered = []  # what the table download holds: each upload's answer, or why it could not be read
@@ -110,7 +129,8 @@ for upload in uploads:
         try:
             with st.spinner("Predicting…" if ready else "Finishing loading this run's fold models and reference "
                             "images (once per run), then predicting…"):
-                result = predict(root(), run_id, data)
+                result = (predict(root(), run_id, data) if models is None
+                          else predict_adapted(root(), run_id, batch, data, models))
             ready = True
             loading.empty()
         except LeukdashError as error:
@@ -182,6 +202,9 @@ with export.container():
         icon=":material/download:",
         help="One row per image: the answer shown, each class's probability and every warning beside it "
              "(outside the training data, likely wrong, segmentation, known image); an unreadable file with its reason.")
+    if warning := one_class_warning(answered, MIN_ADAPT_IMAGES):
+        st.warning(warning + ("." if models is not None else ", or switch on Adapt to these uploads."),
+                   icon=":material/warning:")
     if len(answered) > 1:  # many uploads: every answer at a glance, the cards below say why
         summary = pd.DataFrame([answer_row(entry) for entry in answered])
         said = [c for c in SUMMARY_COLUMNS  # a check that says nothing here (no cell segmented): no column

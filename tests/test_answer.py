@@ -1,7 +1,7 @@
 """The Predict headline: the mean probability with its vote split, in words when they disagree,
 and the out-of-fold answer for an image the run trained on."""
 
-from leukdash.evaluation.answer import headline, vote_split
+from leukdash.evaluation.answer import headline, one_class_warning, vote_split
 
 
 def _result(votes, probabilities, known=None):
@@ -42,3 +42,13 @@ def test_a_known_image_is_headlined_by_its_out_of_fold_answer():
     # A holdout run's training image has no out-of-fold model: the mean stays the headline.
     answer = headline(_result(["ALL"] * 5, {"ALL": 0.93, "HEALTHY": 0.07}, {**known, "fold": None, "prediction": None}))
     assert answer["source"] == "mean" and answer["predicted"] == "ALL"
+
+
+def test_a_batch_answered_nearly_all_one_class_is_said_to_may_have_collapsed():
+    answers = [{"predicted": "ALL"}] * 19 + [{"predicted": "HEALTHY"}]
+    said = one_class_warning(answers + [{"file": "x.png", "error": "not an image"}], least=20)
+    assert said.startswith("19 of 20 images are answered ALL: if they hold other classes too")  # the unread one not counted
+    assert one_class_warning(answers[1:] + [{"predicted": "HEALTHY"}], least=20) is None  # 18 of 20: under 95%
+    assert one_class_warning(answers[:19], least=20) is None  # too few to say anything of a lab
+    assert one_class_warning(answers[:19], least=19).startswith("19 of 19 images are answered ALL")
+

@@ -429,6 +429,38 @@ def test_adapting_standardises_the_inputs_on_the_other_lab_itself_and_is_stored_
     assert main(["evaluate", run_id, str(few)]) == 0
 
 
+def test_a_folder_predicted_adapted_is_answered_as_its_adapted_external_test(tiny_run, other_lab, tmp_path, capsys):
+    """`predict RUN FOLDER --adapt`: the models adapted to the folder's readable images answer each
+    of them as `evaluate --adapt` does; an unreadable file is answered with its reason; fewer than
+    20 usable images are refused in one line."""
+    import shutil
+
+    from leukdash.evaluation.predict import predict_files
+
+    run_id = tiny_run["run_id"]
+    expected = {row["file"]: row["probabilities"] for row in evaluate(run_id, str(other_lab), adapt=True)["images"]}
+    folder = tmp_path / "lab"
+    shutil.copytree(other_lab, folder)
+    (folder / "ALL" / "broken.png").write_bytes(b"not an image")
+    answers = {Path(a["file"]).relative_to(folder).as_posix(): a for a in predict_files(run_id, [folder], adapt=True)}
+    assert "error" in answers.pop("ALL/broken.png") and set(answers) == set(expected)
+    for file, probabilities in expected.items():
+        assert answers[file]["probabilities"] == pytest.approx(probabilities, abs=1e-5)
+    plain = {Path(a["file"]).relative_to(folder).as_posix(): a["probabilities"]
+             for a in predict_files(run_id, [folder]) if "error" not in a}
+    assert not all(plain[file] == pytest.approx(expected[file], abs=1e-3) for file in expected)
+    assert main(["predict", run_id, str(folder), "--adapt", "--json"]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["adapted"] is True and said["warnings"][0].startswith("adapted: the models standardised")
+    few = tmp_path / "few"
+    for path in sorted(other_lab.glob("*/*.png"))[::3]:  # 14 of the 40
+        (few / path.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, few / path.parent.name / path.name)
+    assert main(["predict", run_id, str(few), "--adapt"]) == 2
+    assert "14 usable image(s): adapting needs at least 20 of one lab" in capsys.readouterr().err
+    assert main(["predict", run_id, str(few)]) == 0
+
+
 def test_a_cnn_adapts_its_batch_normalisation_to_the_other_lab_alone_and_in_an_ensemble(tiny_dataset, other_lab):
     """AdaBN: each fold CNN, copied, normalises the other lab's activations with their own mean and
     variance (every batch-norm layer then gives them mean beta and spread gamma), the stored model

@@ -87,8 +87,8 @@ def test_files_are_answered_a_chunk_at_a_time_as_in_one_batch(tiny_dataset, monk
     whole = predict.predict_files(run_id, files)
     seen = []
     answer = predict.predict_images
-    monkeypatch.setattr(predict, "predict_images", lambda run_id, images, store=None: seen.append(len(images))
-                        or answer(run_id, images, store))
+    monkeypatch.setattr(predict, "predict_images", lambda run_id, images, store=None, **given: seen.append(len(images))
+                        or answer(run_id, images, store, **given))
     monkeypatch.setattr(predict, "PREDICT_CHUNK", chunk)
     monkeypatch.setattr(predict, "PREDICT_CHUNK_BYTES", chunk_bytes)
     assert predict.predict_files(run_id, files) == whole

@@ -126,3 +126,35 @@ def test_the_answers_download_as_one_table_row_per_upload(fresh_deploy):
     assert list(summary["File"]) == ["cell.png", "broken.png"]
     headline = next(m.value for m in at.markdown if m.value.startswith("Predicted:"))
     assert summary["Predicted"][0] == headline.split("**")[1] and summary["Cannot read"][1].startswith("not an image")
+
+
+def test_many_uploads_of_one_lab_can_be_answered_by_the_models_adapted_to_them(fresh_deploy, tmp_path):
+    """From 20 uploads on, a toggle adapts the run's models to them: the page's answers are then the
+    engine's `predict --adapt` answers for the same files, and it says so."""
+    from leukdash.data.synthetic import CLASSES, generate_synthetic
+    from leukdash.evaluation.predict import predict_files
+
+    folder = generate_synthetic(tmp_path / "lab", seed=5, counts={name: 5 for name in CLASSES}, size=48)
+    files = sorted(folder.glob("*/*.png"))
+    uploads = [(f"{path.parent.name}_{path.name}", path.read_bytes(), "image/png") for path in files]
+    run_id = next(p.name for p in (fresh_deploy / "runs").iterdir())
+    expected = predict_files(run_id, files, adapt=True)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/predict.py").run()
+    at.file_uploader(key="predict_upload").set_value(uploads[:19])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [t for t in at.toggle if t.key == "predict_adapt"]  # too few to stand for a lab
+    at.file_uploader(key="predict_upload").set_value(uploads)
+    at.run()
+    [summary] = [d.value for d in at.dataframe if "File" in d.value.columns]
+    plain = list(summary["Probability"])
+    at.toggle(key="predict_adapt").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(f"models adapted to these {len(files)} uploads" in c.value for c in at.caption)
+    [summary] = [d.value for d in at.dataframe if "File" in d.value.columns]
+    assert list(summary["Predicted"]) == [entry["predicted"] for entry in expected]
+    assert list(summary["Probability"]) == pytest.approx([100 * entry["probabilities"][entry["predicted"]]
+                                                          for entry in expected], abs=0.01)
+    assert list(summary["Probability"]) != pytest.approx(plain, abs=0.01)
+

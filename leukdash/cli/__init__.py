@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("run_id")
     predict.add_argument("images", nargs="+", type=_image_path,
                          help="image files, or folders: every image under a folder, sorted")
+    predict.add_argument("--adapt", action="store_true",
+                         help="take the images for one lab's (at least 20) and answer them with the models adapted "
+                              "to them, as evaluate --adapt does")
     answers_as = predict.add_mutually_exclusive_group()
     answers_as.add_argument("--json", action="store_true")
     answers_as.add_argument("--csv", action="store_true",

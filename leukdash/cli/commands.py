@@ -185,14 +185,21 @@ def demo(args) -> int:
 
 
 def predict(args) -> int:
-    from leukdash.evaluation.predict import predict_files
+    from leukdash.evaluation.answer import one_class_warning
+    from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, predict_files
 
-    predictions = predict_files(args.run_id, args.images)
+    predictions = predict_files(args.run_id, args.images, adapt=args.adapt)
+    one_class = one_class_warning(predictions, MIN_ADAPT_IMAGES)
+    warnings = (["adapted: the models standardised their inputs (classic models) and re-estimated their "
+                 "batch-normalisation statistics (CNNs) on these images, which assumes they are one lab's images "
+                 "with a class mix like the training set's; each answer depends on the others"] if args.adapt else []) + (
+        [one_class + ("" if args.adapt else ", or answer them with --adapt")] if one_class else [])
     if args.json:
-        print_json({"run_id": args.run_id, "predictions": predictions})
+        print_json({"run_id": args.run_id, **({"adapted": True} if args.adapt else {}),
+                    **({"warnings": warnings} if warnings else {}), "predictions": predictions})
     else:
-        for reason in unavailable_checks(predictions):  # once, not under every answer
-            print(f"warning: {reason}", file=sys.stderr)
+        for line in warnings + unavailable_checks(predictions):  # once, not under every answer
+            print(f"warning: {line}", file=sys.stderr)
         if args.csv:  # the same answers and verdicts, one row each (warnings stay on stderr)
             from leukdash.evaluation.answer_table import answers_csv
 

@@ -62,3 +62,25 @@ def headline(result: dict) -> dict:
                             "Treat this answer as uncertain.")
     return {"predicted": predicted, "probability": probabilities[predicted], "probabilities": probabilities,
             "source": source, "detail": detail, "votes": votes, "disagreement": disagreement}
+
+
+def one_class_warning(entries: list[dict], least: int) -> str | None:
+    """A warning when a batch of at least ``least`` answers (unlabelled images, as ``predict``
+    gives them) puts nearly all of them in one class (``COLLAPSE_SHARE``), else None.
+
+    On a new lab's images a model can give every image one class (it has "collapsed"); without
+    labels nothing else would show it. A folder truly of one class gives the same picture, so
+    the warning says what it may mean and what to do, not that the answers are wrong.
+    """
+    from leukdash.evaluation.external_metrics import COLLAPSE_SHARE
+
+    answered = [entry["predicted"] for entry in entries if "predicted" in entry]
+    if len(answered) < least:
+        return None
+    label, count = Counter(answered).most_common(1)[0]
+    if count < COLLAPSE_SHARE * len(answered):
+        return None
+    return (f"{count} of {len(answered)} images are answered {label}: if they hold other classes too, the models "
+            "may have collapsed on images unlike their training set (another lab's stain or camera): test them on "
+            "a labelled folder of that lab (evaluate)")
+

@@ -32,9 +32,6 @@ METHOD_VERSION = "external-4"
 # Adapted results: 1 standardised the classic models' inputs only (CNNs answered as they were);
 # 2 also re-estimates the CNNs' batch-normalisation statistics.
 ADAPT_VERSION = 2
-# Adapting standardises each input with the evaluated images' mean and spread: with fewer images
-# than this, those are more the images' own quirks than the lab's.
-MIN_ADAPT_IMAGES = 20
 
 
 def match_classes(run_classes, dataset):
@@ -69,7 +66,7 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     each image's answer and flags (:func:`image_rows`); with ``per_image``, a result stored before
     results held them is computed again. With ``adapt``, the classic models (of the run, or the
     members of an ensemble) standardise their inputs with the dataset's own statistics
-    (:func:`leukdash.models.classic.adapted_scale`) and the CNNs re-estimate their batch-normalisation
+    (:func:`leukdash.models.classic.adapted`) and the CNNs re-estimate their batch-normalisation
     statistics on it (:func:`leukdash.models.cnn.adapted`). It is stored apart
     and said in the result (``adapted``): it suits a folder of one lab's images, not one upload."""
     from leukdash.data.discovery import open_dataset
@@ -146,7 +143,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     from leukdash.data.folds import merge_groups
     from leukdash.evaluation.ood import (confidence_floor, describe_images, own_confidence, training_distribution,
                                          view_config, views)
-    from leukdash.evaluation.predict import ensemble
+    from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, ensemble
     from leukdash.engine.runner import versions
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.training import duplicate_pairs
@@ -175,7 +172,8 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
                                    f"at least {MIN_ADAPT_IMAGES} of one lab to estimate its statistics; evaluate "
                                    "it without --adapt")
             if view == "prepared":
-                proba = proba + weight * member.batch_probabilities(prepared.images, adapt).mean(axis=0)
+                voting = member.adapted([prepared.images]) if adapt else member
+                proba = proba + weight * voting.batch_probabilities(prepared.images).mean(axis=0)
             described = training_distribution(member.run_id, store, view)
             assessed = described.assess(describe_images(prepared.images))
             outside[view] = outside.get(view, False) | np.array([entry["outside"] for entry in assessed])

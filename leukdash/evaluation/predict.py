@@ -23,7 +23,7 @@ import numpy as np
 
 from leukdash.config import RunConfig
 from leukdash.data.decode import decode_image, frames_note
-from leukdash.errors import ImageDecodeError, LeukdashError, RunError
+from leukdash.errors import DatasetError, ImageDecodeError, LeukdashError, RunError
 from leukdash.paths import printable
 from leukdash.data.preprocess import prepare_images, square_resize
 from leukdash.engine.runner import damaged_model_message
@@ -37,6 +37,10 @@ MAX_LOADED_RUNS = 4
 # PREDICT_CHUNK_BYTES: a folder of thousands of smear fields must not be held in memory at once.
 PREDICT_CHUNK = 64
 PREDICT_CHUNK_BYTES = 256 * 2**20
+# Adapting models to a lab (evaluate/predict --adapt): the fewest images whose means and spreads
+# stand for the lab rather than for those images, and the most that predict reads to estimate them.
+MIN_ADAPT_IMAGES = 20
+ADAPT_SAMPLE = 1024
 # Background warm-ups (see warm_up), by store and run.
 _warming: dict[tuple[str, str], threading.Thread] = {}
 # Those runs' images at the comparison size, for recognising known images.
@@ -52,8 +56,9 @@ CHECK_UNAVAILABLE = (LeukdashError, OSError)
 
 
 class _Voting:
-    """What every loaded run answers with: ``fold_probabilities`` averaged over the folds, and
-    ``parts()``, the plain runs that vote with their weights (a plain run: itself, weight 1)."""
+    """What every loaded run answers with: ``fold_probabilities`` averaged over the folds,
+    ``parts()``, the plain runs that vote with their weights (a plain run: itself, weight 1), and
+    ``adapted(batches)``, a copy adapted to one lab's images (one prepared batch per part)."""
 
     run_id: str
     meta: dict
@@ -106,24 +111,37 @@ class FoldEnsemble(_Voting):
         """(folds, images, classes) probabilities."""
         return self.batch_probabilities(self.prepare(images))
 
-    def batch_probabilities(self, batch: np.ndarray, adapt: bool = False) -> np.ndarray:
-        """(folds, images, classes) probabilities of images already prepared by :meth:`prepare`.
-
-        With ``adapt``, a classic model's features are standardised with the batch's own means and
-        spreads instead of the training set's (:func:`classic.adapted_scale`), and a CNN's
-        batch-normalisation statistics are re-estimated on the batch (:func:`cnn.adapted`): each
-        image's answer then depends on the others, which must be one lab's images."""
+    def batch_probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """(folds, images, classes) probabilities of images already prepared by :meth:`prepare`."""
         if self.config.is_cnn:
             from leukdash.models import cnn
 
-            models = [cnn.adapted(model, batch) for model in self.models] if adapt else self.models
-            return np.stack([cnn.predict_proba(model, batch) for model in models])
+            return np.stack([cnn.predict_proba(model, batch) for model in self.models])
         from leukdash.models import classic
 
-        features, models = classic.featurize(batch, self.config.feature_set), self.models
-        if adapt:  # the batch's own scaling in place of each pipeline's scaler
-            features, models = classic.adapted_scale(features), [model.named_steps["classify"] for model in models]
-        return np.stack([classic.predict_all_classes(model, features, len(self.classes)) for model in models])
+        features = classic.featurize(batch, self.config.feature_set)
+        return np.stack([classic.predict_all_classes(model, features, len(self.classes)) for model in self.models])
+
+    def adapted(self, batches: list[np.ndarray]) -> "FoldEnsemble":
+        """A copy whose fold models are adapted to one lab's images, ``[batch]`` prepared by
+        :meth:`prepare`: a classic model's scaler refitted on the batch's features
+        (:func:`classic.adapted`), a CNN's batch-normalisation statistics re-estimated on the batch
+        (:func:`cnn.adapted`). The loaded models stay as they are."""
+        import copy
+
+        (batch,) = batches
+        if self.config.is_cnn:
+            from leukdash.models import cnn
+
+            models = [cnn.adapted(model, batch) for model in self.models]
+        else:
+            from leukdash.models import classic
+
+            features = classic.featurize(batch, self.config.feature_set)
+            models = [classic.adapted(model, features) for model in self.models]
+        adapted = copy.copy(self)
+        adapted.models = models
+        return adapted
 
     def parts(self) -> list[tuple["FoldEnsemble", float]]:
         return [(self, 1.0)]
@@ -155,6 +173,15 @@ class RunEnsemble(_Voting):
 
     def fold_probabilities(self, images: list[np.ndarray]) -> np.ndarray:
         return sum(weight * member.fold_probabilities(images) for member, weight in self.members)
+
+    def adapted(self, batches: list[np.ndarray]) -> "RunEnsemble":
+        """A copy whose members are adapted (:meth:`FoldEnsemble.adapted`), each to its batch of
+        ``batches``, the lab's images as that member prepares them (in the order of :meth:`parts`)."""
+        import copy
+
+        adapted = copy.copy(self)
+        adapted.members = [(member.adapted([batch]), weight) for (member, weight), batch in zip(self.members, batches)]
+        return adapted
 
 
 def _load_model(path: Path, is_cnn: bool):
@@ -189,14 +216,15 @@ def ensemble(run_id: str, store: RunStore | None = None, final: bool = False) ->
 
 
 def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None = None,
-                   checks: bool = True) -> list[dict]:
+                   checks: bool = True, models: _Voting | None = None) -> list[dict]:
     """Fold-ensemble predictions of RGB uint8 images (H, W, 3), as
     :func:`leukdash.data.decode.decode_image` reads them; with ``checks``, each also says whether the image looks like
     the run's training data (``ood``) and whether it is one of them (``known``).
 
     A check that cannot be made (say, the run's dataset is not on this machine) gives
     ``{"error": "<check> check unavailable: <reason>", "check", "reason"}`` in its place: the
-    prediction stands without it.
+    prediction stands without it. ``models``: the run's models adapted to a lab
+    (:func:`adapted_models`) in place of the loaded ones.
     """
     if isinstance(images, np.ndarray) and images.ndim != 4:
         raise ImageDecodeError(f"images must be a list of images or an (N, height, width, 3) array, got an array "
@@ -204,8 +232,7 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
     if len(images) == 0:
         return []
     _wait_for_warm_up(run_id, store)
-    models = ensemble(run_id, store)
-    results = models.predict(images)
+    results = (models or ensemble(run_id, store)).predict(images)
     if checks:
         for result, entry in zip(results, _checked(run_id, images, store, "ood", out_of_distribution)):
             result["ood"] = entry
@@ -374,16 +401,19 @@ def _wait_for_warm_up(run_id: str, store: RunStore | None) -> None:
         thread.join()
 
 
-def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None) -> list[dict]:
+def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None, adapt: bool = False) -> list[dict]:
     """Predictions for image files, in their order; a folder stands for the images under it
     (:func:`leukdash.data.sources.image_files`, sorted). An unreadable file (not a regular file,
     too large, not an image) gets an ``error`` entry, not an exception; so does a folder without
-    an image."""
+    an image. With ``adapt``, the files are taken for one lab's images and answered by the run's
+    models adapted to them (:func:`adapted_models`)."""
     (store or RunStore()).run_dir(run_id)  # an invalid run id is refused before any file is read
     if isinstance(paths, (str, os.PathLike)):  # one file given bare, not its characters one by one
         paths = [paths]
+    files = _files_of(paths)
+    models = adapted_models(run_id, [path for path, problem in files if not problem], store) if adapt else None
     entries, decoded = [], []
-    for path, problem in _files_of(paths):
+    for path, problem in files:
         entry = {"file": printable(str(path))}
         entries.append(entry)
         if problem:
@@ -397,23 +427,48 @@ def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None)
         if note := frames_note(path):
             entry["note"] = note
         if len(decoded) == PREDICT_CHUNK or sum(image.nbytes for _, image in decoded) >= PREDICT_CHUNK_BYTES:
-            _answer(run_id, decoded, store)
+            _answer(run_id, decoded, store, models)
             decoded = []
-    _answer(run_id, decoded, store)
+    _answer(run_id, decoded, store, models)
     return entries
 
 
-def _answer(run_id: str, decoded: list[tuple[dict, np.ndarray]], store: RunStore | None) -> None:
+def adapted_models(run_id: str, sources: list, store: RunStore | None = None) -> _Voting:
+    """Run ``run_id``'s models adapted to the images in ``sources`` (files or their bytes), taken
+    for one lab's images (:meth:`FoldEnsemble.adapted`): at most ``ADAPT_SAMPLE`` of them, spread
+    evenly over the list, are read to estimate the lab's statistics; unreadable ones are skipped
+    (their answers say why). Fewer than ``MIN_ADAPT_IMAGES`` usable images: a DatasetError."""
+    _wait_for_warm_up(run_id, store)
+    models = ensemble(run_id, store)
+    parts = [member for member, _ in models.parts()]
+    spread = np.unique(np.linspace(0, len(sources) - 1, min(len(sources), ADAPT_SAMPLE)).astype(int)) if sources else []
+    batches = [[] for _ in parts]
+    for index in spread:
+        try:
+            image = decode_image(sources[index])
+            prepared = [member.prepare([image]) for member in parts]
+        except ImageDecodeError:
+            continue
+        for batch, one in zip(batches, prepared):
+            batch.append(one)
+    if len(batches[0]) < MIN_ADAPT_IMAGES:
+        raise DatasetError(f"{len(batches[0])} usable image(s): adapting needs at least {MIN_ADAPT_IMAGES} of one "
+                           "lab to estimate its statistics; predict them without --adapt")
+    return models.adapted([np.concatenate(batch) for batch in batches])
+
+
+def _answer(run_id: str, decoded: list[tuple[dict, np.ndarray]], store: RunStore | None,
+            models: _Voting | None = None) -> None:
     """Predict the images of ``(entry, image)`` pairs, each answer written into its entry."""
     if not decoded:
         return
     try:
-        predictions = predict_images(run_id, [image for _, image in decoded], store)
+        predictions = predict_images(run_id, [image for _, image in decoded], store, models=models)
     except ImageDecodeError:  # one image could not be prepared (resized): each on its own, to name it
         predictions = []
         for entry, image in decoded:
             try:
-                predictions += predict_images(run_id, [image], store)
+                predictions += predict_images(run_id, [image], store, models=models)
             except ImageDecodeError as error:
                 entry["error"], predictions = str(error), predictions + [{}]
     for (entry, _), prediction in zip(decoded, predictions):

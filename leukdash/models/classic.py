@@ -127,9 +127,9 @@ def _packed(model: Pipeline):
     return _PackedNeighbours(light, pixels)
 
 
-def adapted_scale(features: np.ndarray) -> np.ndarray:
-    """Features of one lab's images standardised with that lab's own means and spreads: the input
-    a fitted pipeline's classifier takes, in place of its training-set scaler's output.
+def adapted(model: Pipeline, features: np.ndarray) -> Pipeline:
+    """Fitted pipeline ``model`` with its scaler refitted on ``features``, one lab's images: their
+    own means and spreads in place of the training set's; the classifier is the same object.
 
     Another lab's stain, lamp and camera shift every colour and texture descriptor; a classifier
     fed them through the training set's scaler sees all of them off-centre and can give every
@@ -138,7 +138,7 @@ def adapted_scale(features: np.ndarray) -> np.ndarray:
     re-estimated on a new domain (AdaBN; Li et al., 2016). It assumes the images hold a class
     mix like the training set's: on a set of one class it would remove part of the signal.
     """
-    return StandardScaler().fit_transform(features)
+    return Pipeline([("scale", StandardScaler().fit(features)), ("classify", model.named_steps["classify"])])
 
 
 def predict_all_classes(model, features: np.ndarray, n_classes: int) -> np.ndarray:

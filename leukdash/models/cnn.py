@@ -325,7 +325,7 @@ def adapted(model, images):
 
     Another lab's stain and camera shift what every layer sees; a CNN normalising it with the
     training set's statistics can give every image one class. It assumes a class mix like the
-    training set's, as :func:`leukdash.models.classic.adapted_scale` does.
+    training set's, as :func:`leukdash.models.classic.adapted` does.
     """
     keras = _keras()
 
