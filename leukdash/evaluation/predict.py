@@ -452,8 +452,9 @@ def adapted_models(run_id: str, sources: list, store: RunStore | None = None) ->
         for batch, one in zip(batches, prepared):
             batch.append(one)
     if len(batches[0]) < MIN_ADAPT_IMAGES:
-        raise DatasetError(f"{len(batches[0])} usable image(s): adapting needs at least {MIN_ADAPT_IMAGES} of one "
-                           "lab to estimate its statistics; predict them without --adapt")
+        raise DatasetError(f"{len(batches[0])} usable image(s) of {len(sources)}: adapting needs at least "
+                           f"{MIN_ADAPT_IMAGES} of one lab to estimate its statistics; unadapted, each is answered "
+                           "(an unreadable one with its reason)")
     return models.adapted([np.concatenate(batch) for batch in batches])
 
 
