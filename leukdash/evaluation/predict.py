@@ -232,7 +232,7 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
     if len(images) == 0:
         return []
     _wait_for_warm_up(run_id, store)
-    results = (models or ensemble(run_id, store)).predict(images)
+    results = (models if models is not None else ensemble(run_id, store)).predict(images)
     if checks:
         for result, entry in zip(results, _checked(run_id, images, store, "ood", out_of_distribution)):
             result["ood"] = entry
