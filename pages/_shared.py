@@ -390,11 +390,12 @@ def no_runs_yet(what: str) -> None:
 
 
 @st.cache_data(ttl=3, show_spinner=False)
-def external_results(root: str, run_id: str) -> list[dict]:
-    """The external tests stored beside a run (see leukdash.evaluation.evaluate)."""
+def external_results(root: str, run_id: str, adapted: bool = False) -> list[dict]:
+    """The external tests stored beside a run (see leukdash.evaluation.evaluate): of its models as
+    trained, or with ``adapted``, of its models adapted to each test set."""
     from leukdash.evaluation.evaluate import stored_evaluations
 
-    return stored_evaluations(run_id)
+    return stored_evaluations(run_id, adapted=adapted)
 
 
 @st.cache_data(max_entries=16, show_spinner="Reading the run's out-of-fold answers…")

@@ -321,6 +321,12 @@ with tabs[5]:
         st.caption(VIEWER_NOTE.format(what="new external tests"))
     target = left.selectbox("Test on", options=candidates, key="compare_external_dataset",
                             help="A dataset with the runs' classes (class names must match).") if candidates else None
+    adapt = kept(st.toggle, "compare_external_adapt", False, "Models adapted to the test set",
+                 help="Each run's models adapted to the external dataset before they answer (no label used): "
+                      "classic models standardise their inputs, CNNs re-estimate their batch-normalisation "
+                      "statistics, on its images. Ends a model's collapse on another lab, not its errors; assumes "
+                      "one lab's images (at least 20) with a class mix like the training set's. Stored apart from "
+                      "the tests of the models as trained.")
     if target and right.button("Run external test", icon=":material/science:", width="stretch",
                                key="compare_external_run"):
         from leukdash.evaluation.evaluate import evaluate
@@ -328,15 +334,16 @@ with tabs[5]:
         for result, label in zip(chosen, labels):
             try:
                 with st.spinner(f"{label} on {target}…"):
-                    evaluate(result["run_id"], dataset_options()[target])
+                    evaluate(result["run_id"], dataset_options()[target], adapt=adapt)
             except LeukdashError as error:
                 st.error(hide_roots(f"{label}: {error}"))
         external_results.clear()
-    tested = [(result, evaluation) for result in chosen for evaluation in external_results(root(), result["run_id"])]
+    tested = [(result, evaluation) for result in chosen
+              for evaluation in external_results(root(), result["run_id"], adapt)]
     if not tested:
-        st.info("No external test stored for these runs yet" + (
+        st.info(f"No external test {'of the adapted models ' if adapt else ''}stored for these runs yet" + (
             "." if deployment().viewer else ": pick a dataset and run one (or `python -m leukdash evaluate RUN_ID "
-            "DATASET`)."), icon=":material/science:")
+            f"DATASET{' --adapt' if adapt else ''}`)."), icon=":material/science:")
     else:
         from leukdash.evaluation.evaluate import few_groups, outcome_sentence
 
@@ -344,7 +351,8 @@ with tabs[5]:
                                options=list(EXTERNAL_METRICS), format_func=EXTERNAL_METRICS.get, horizontal=True)
         frame = external_frame([r for r, _ in tested], [e for _, e in tested], external_metric)
         st.plotly_chart(external_bars(frame, external_metric), width="stretch", key="external_bars")
-        st.caption("Bars: the fold ensemble on every image of the external dataset; whiskers: 95% interval from a "
+        st.caption(f"Bars: the fold ensemble{' adapted to it' if adapt else ''} on every image of the external "
+                   "dataset; whiskers: 95% interval from a "
                    "bootstrap over its groups (subjects), resampled within class; open circles: the run's own "
                    "cross-validated mean; hatched bars: collapsed (one class for at least 95% of the images).")
         shown, formats = percent_columns(frame.drop(columns=["Model", "Classes"]),

@@ -64,6 +64,26 @@ def test_external_test_view_runs_and_shows_the_test(finished):
     assert download.proto.label == "Per-image answers (CSV)" and download.proto.url.endswith(".csv")
 
 
+def test_the_external_view_tests_the_models_adapted_to_the_test_set_apart(finished):
+    """The switch runs and shows the adapted external test (`evaluate --adapt`'s figures), listed
+    apart from the tests of the models as trained."""
+    from leukdash.evaluation.evaluate import evaluate
+
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/compare.py").run()
+    at.toggle(key="compare_external_adapt").set_value(True).run()
+    assert any("No external test of the adapted models stored" in i.value for i in at.info)
+    at.selectbox(key="compare_external_dataset").set_value("tinyother")
+    at.button(key="compare_external_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    adapted = evaluate(finished["run_id"], str(finished["data"] / "tinyother"), adapt=True)  # stored: read back
+    table = next(d.value for d in at.dataframe if "Tested on" in d.value.columns)
+    assert list(table["Value"]) == pytest.approx([100 * adapted["balanced_accuracy"]])
+    assert any(c.value.replace("\\", "").startswith("adapted: the classic models standardised") for c in at.caption)
+    at.toggle(key="compare_external_adapt").set_value(False).run()
+    assert any("No external test stored for these runs yet" in i.value for i in at.info)
+
+
 def test_the_external_test_view_says_which_images_it_left_out(finished):
     data = finished["data"]
     for path in sorted((data / "tinyother").glob("*/*.png")):  # another lab's images, and two training images
