@@ -451,7 +451,8 @@ def test_a_folder_predicted_adapted_is_answered_as_its_adapted_external_test(tin
     assert not all(plain[file] == pytest.approx(expected[file], abs=1e-3) for file in expected)
     assert main(["predict", run_id, str(folder), "--adapt", "--json"]) == 0
     said = json.loads(capsys.readouterr().out)
-    assert said["adapted"] is True and said["warnings"][0].startswith("adapted: the models standardised")
+    assert said["adapted"] is True
+    assert said["warnings"][0].startswith("adapted: the classic models standardised their inputs with these images")
     few = tmp_path / "few"
     for path in sorted(other_lab.glob("*/*.png"))[::3]:  # 14 of the 40
         (few / path.parent.name).mkdir(parents=True, exist_ok=True)

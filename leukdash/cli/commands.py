@@ -185,14 +185,13 @@ def demo(args) -> int:
 
 
 def predict(args) -> int:
+    from leukdash.engine.store import RunStore
     from leukdash.evaluation.answer import one_class_warning
-    from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, predict_files
+    from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, adapt_note, predict_files
 
     predictions = predict_files(args.run_id, args.images, adapt=args.adapt)
     one_class = one_class_warning(predictions, MIN_ADAPT_IMAGES)
-    warnings = (["adapted: the models standardised their inputs (classic models) and re-estimated their "
-                 "batch-normalisation statistics (CNNs) on these images, which assumes they are one lab's images "
-                 "with a class mix like the training set's; each answer depends on the others"] if args.adapt else []) + (
+    warnings = ([adapt_note(RunStore().finished_meta(args.run_id), "these images")] if args.adapt else []) + (
         [one_class + ("" if args.adapt else ", or answer them with --adapt")] if one_class else [])
     if args.json:
         print_json({"run_id": args.run_id, **({"adapted": True} if args.adapt else {}),

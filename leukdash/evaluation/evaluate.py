@@ -143,7 +143,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     from leukdash.data.folds import merge_groups
     from leukdash.evaluation.ood import (confidence_floor, describe_images, own_confidence, training_distribution,
                                          view_config, views)
-    from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, ensemble
+    from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, adapt_note, ensemble
     from leukdash.engine.runner import versions
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.training import duplicate_pairs
@@ -192,7 +192,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
          "them (the same bytes), so they would score what it remembers"] if seen else []) + (
         [f"{sum(other_classes.values())} image(s) of {dataset.name} left out, of class(es) the run does not know: "
          + ", ".join(f"{c} ({n})" for c, n in other_classes.items())] if other_classes else []) + (
-        _adapt_notes(meta, dataset.name) if adapt else [])
+        [adapt_note(meta, f"the {dataset.name} images")] if adapt else [])
     own_top = own_confidence(run_id, store)
     floor = confidence_floor(own_top)
     unsure = proba.max(axis=1) < floor
@@ -219,17 +219,6 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
         "images": image_rows(dataset, loaded, proba, flagged, unsure),
         "versions": versions(),
     }
-
-
-def _adapt_notes(meta: dict, name: str) -> list[str]:
-    """What an adapted result did, model kind by model kind, and what it assumes."""
-    models = [config["model"] for config in meta["config"].get("member_configs", [meta["config"]])]
-    done = ([f"the classic models standardised their inputs with the {name} images' own statistics"]
-            if any(model != "cnn" for model in models) else []) + (
-        [f"the CNNs re-estimated their batch-normalisation statistics on the {name} images"]
-        if "cnn" in models else [])
-    return [f"adapted: {' and '.join(done)}, which assumes they are one lab's images with a class mix like "
-            "the training set's"]
 
 
 def image_rows(dataset, loaded, proba: np.ndarray, outside: np.ndarray, unsure: np.ndarray) -> list[dict]:

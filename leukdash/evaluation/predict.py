@@ -458,6 +458,17 @@ def adapted_models(run_id: str, sources: list, store: RunStore | None = None) ->
     return models.adapted([np.concatenate(batch) for batch in batches])
 
 
+def adapt_note(meta: dict, images: str) -> str:
+    """What answers of run ``meta``'s models adapted to ``images`` ("the cnmc_dev images") did,
+    model kind by model kind, and what they assume."""
+    models = [config["model"] for config in meta["config"].get("member_configs", [meta["config"]])]
+    done = ([f"the classic models standardised their inputs with {images}' own statistics"]
+            if any(model != "cnn" for model in models) else []) + (
+        [f"the CNNs re-estimated their batch-normalisation statistics on {images}"] if "cnn" in models else [])
+    return (f"adapted: {' and '.join(done)}, which assumes they are one lab's images with a class mix like the "
+            "training set's; each answer depends on the other images")
+
+
 def _answer(run_id: str, decoded: list[tuple[dict, np.ndarray]], store: RunStore | None,
             models: _Voting | None = None) -> None:
     """Predict the images of ``(entry, image)`` pairs, each answer written into its entry."""
