@@ -299,3 +299,26 @@ def _training_images_tested(folder: Path) -> str:
 def test_hostile_cli_case(hostile: Case, tmp_path):
     observed = run_case(hostile, tmp_path)
     assert observed
+
+
+def test_a_clean_up_that_fails_after_a_stop_still_says_the_command_was_stopped(monkeypatch, capsys):
+    """SIGTERM mid-command, then a clean-up that raises while unwinding (a pool that cannot be shut
+    down): the exit status and the last line are the stop's, not the clean-up's traceback (exit 1)."""
+    import signal
+
+    from leukdash.cli import Stopped, commands, main
+
+    def stopped_then_failing_clean_up(args):
+        try:
+            raise Stopped(signal.SIGTERM)
+        finally:
+            raise RuntimeError("the worker pool could not be shut down")
+
+    monkeypatch.setattr(commands, "datasets", stopped_then_failing_clean_up)
+    assert main(["datasets"]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "stopped by SIGTERM: what it stores is written whole or not at all; run the same command again")
+    monkeypatch.setattr(commands, "datasets", lambda args: 1 / 0)  # no stop behind it: a bug stays a traceback
+    with pytest.raises(ZeroDivisionError):
+        main(["datasets"])
+

@@ -95,13 +95,36 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
         return 1
     except KeyboardInterrupt as error:
-        signum = error.signum if isinstance(error, Stopped) else signal.SIGINT
-        kept = ("finished folds are kept; run the same command again to resume"
-                if getattr(args, "command", None) in FOLD_COMMANDS
-                else "what it stores is written whole or not at all; run the same command again")
-        print(f"{'stopped by ' + error.args[0] if isinstance(error, Stopped) else 'interrupted'}: {kept}",
-              file=sys.stderr)
-        return 128 + int(signum)
+        return _interrupted(error, args)
+    except Exception as error:
+        # Cleaning up after an interrupt (ending workers, closing files) can fail in turn; the user
+        # still stopped the command, and is told so rather than shown the clean-up's traceback.
+        interrupt = _interrupt_behind(error)
+        if interrupt is None:
+            raise
+        return _interrupted(interrupt, args)
+
+
+def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or :class:`Stopped` that ``error`` was raised while handling, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _interrupted(error: KeyboardInterrupt, args) -> int:
+    """Say what an interrupted command kept; the exit status of its signal (128 + its number)."""
+    signum = error.signum if isinstance(error, Stopped) else signal.SIGINT
+    kept = ("finished folds are kept; run the same command again to resume"
+            if getattr(args, "command", None) in FOLD_COMMANDS
+            else "what it stores is written whole or not at all; run the same command again")
+    print(f"{'stopped by ' + error.args[0] if isinstance(error, Stopped) else 'interrupted'}: {kept}",
+          file=sys.stderr)
+    return 128 + int(signum)
 
 
 def build_parser() -> argparse.ArgumentParser:
