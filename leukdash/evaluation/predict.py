@@ -5,11 +5,13 @@ how many of them agree with it says how settled the answer is. An ensemble run
 (:mod:`leukdash.engine.ensemble`) votes fold by fold: its fold ``f`` is the weighted mean of
 its members' fold-``f`` models, each fed the images prepared its own way.
 
-One module, though long: the loaded models (:func:`ensemble`), the checks beside each answer
-(out of distribution, known image, likely wrong, segmentation), the background warm-up and the
-answers for files all share this process's caches of loaded runs and their references
-(``_loaded``, ``_references``, ``_warming``); split apart, each would reach into another's
-cache. Grad-CAM, which only reads the loaded models, is :mod:`leukdash.evaluation.gradcam`.
+One module, though long: the loaded models (:func:`ensemble`), their copies adapted to one
+lab's images (:func:`adapted_models`, which waits for the warm-up and reads the loaded models),
+the checks beside each answer (out of distribution, known image, likely wrong, segmentation),
+the background warm-up and the answers for files all share this process's caches of loaded runs
+and their references (``_loaded``, ``_references``, ``_warming``); split apart, each would reach
+into another's cache. Grad-CAM, which only reads the loaded models, is
+:mod:`leukdash.evaluation.gradcam`.
 """
 
 from __future__ import annotations
