@@ -20,6 +20,13 @@ routed(__file__)
 
 SAMPLES_PER_CLASS = 8
 PREVIEW_PER_CLASS = 2
+NO_SHORTCUT_CHECK = ("No shortcut check here (n/a): it needs at least two classes, each with readable images from "
+                     "at least two groups, to score a classifier on images it did not fit.")
+
+
+def _accuracy(score: float | None) -> str:
+    """A shortcut check's accuracy, or n/a where the dataset could not be split for it."""
+    return "n/a" if score is None else f"{score:.1%}"
 
 
 def unpack_upload() -> None:
@@ -188,9 +195,9 @@ else:
         cols = st.columns(3)
         cols[0].metric("Segmentation failures", f"{len(prepared['failed'])} of {prepared['n_images']}",
                        help=kinds or "every cell was found")
-        cols[1].metric("Colour histogram accuracy", f"{prepared['shortcut']['histogram_acc']:.1%}",
+        cols[1].metric("Colour histogram accuracy", _accuracy(prepared['shortcut']['histogram_acc']),
                        help="The shortcut check on the preprocessed images: what the cells' colours alone tell")
-        cols[2].metric("Background-only accuracy", f"{prepared['shortcut']['background_acc']:.1%}",
+        cols[2].metric("Background-only accuracy", _accuracy(prepared['shortcut']['background_acc']),
                        help=f"Chance: {prepared['shortcut']['chance']:.1%}")
         if prepared["failed"]:
             data_table([{"File": entry["path"], "Failure": entry["failure"]} for entry in prepared["failed"]])
@@ -227,11 +234,13 @@ else:
 
     shortcut = report["shortcut"]
     cols = st.columns(3)
-    cols[0].metric("Colour histogram accuracy", f"{shortcut['histogram_acc']:.1%}")
-    cols[1].metric("Background-only accuracy", f"{shortcut['background_acc']:.1%}")
+    cols[0].metric("Colour histogram accuracy", _accuracy(shortcut['histogram_acc']))
+    cols[1].metric("Background-only accuracy", _accuracy(shortcut['background_acc']))
     cols[2].metric("Chance (majority class)", f"{shortcut['chance']:.1%}")
-    margin = shortcut["background_acc"] - shortcut["chance"]
-    if margin > 0.15:
+    margin = None if shortcut["background_acc"] is None else shortcut["background_acc"] - shortcut["chance"]
+    if margin is None:
+        st.info(NO_SHORTCUT_CHECK, icon=":material/info:")
+    elif margin > 0.15:
         st.warning(f"The background alone names the class {margin:.0%} above chance: the classes differ in "
                    "how they were stained or photographed, and a model can score on that.", icon=":material/warning:")
     else:

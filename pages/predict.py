@@ -1,6 +1,7 @@
 """Predict: class probabilities for uploaded images from a finished run's fold models."""
 
 import hashlib
+from collections import Counter
 
 import pandas as pd
 import streamlit as st
@@ -112,19 +113,22 @@ if len(uploads) >= MIN_ADAPT_IMAGES and kept(
 
 export = st.empty()  # above the answers, filled once every upload is answered
 answered = []  # what the table download holds: each upload's answer, or why it could not be read
-for upload in uploads:
+repeated = Counter(upload.name for upload in uploads)
+for number, upload in enumerate(uploads, start=1):
     data = upload.getvalue()
+    # Files of one name from different folders: the upload's place in the list tells their rows apart.
+    name = printable(upload.name) + (f" (upload {number})" if repeated[upload.name] > 1 else "")
     with st.container(border=True):
-        st.text(printable(upload.name))  # literally: a file name is no Markdown
+        st.text(name)  # literally: a file name is no Markdown
         try:
             if len(data) > MAX_FILE_MB * 1024 * 1024:
                 raise ImageDecodeError(f"file too large: {len(data) / 1024 / 1024:.0f} MB (limit {MAX_FILE_MB} MB)")
             picture = decode_image(data)
             note = frames_note(data)
         except ImageDecodeError as error:
-            st.error(f"Cannot read {literal(printable(upload.name))}: {error}. Upload a PNG, JPEG, BMP or TIFF image.",
+            st.error(f"Cannot read {literal(name)}: {error}. Upload a PNG, JPEG, BMP or TIFF image.",
                      icon=":material/broken_image:")
-            answered.append({"file": printable(upload.name), "error": str(error)})
+            answered.append({"file": name, "error": str(error)})
             continue
         try:
             with st.spinner("Predicting…" if ready else "Finishing loading this run's fold models and reference "
@@ -136,7 +140,7 @@ for upload in uploads:
         except LeukdashError as error:
             st.error(hide_roots(f"Cannot predict with run {run_id}: {error}"))
             st.stop()
-        answered.append({"file": printable(upload.name), **({"note": note} if note else {}), **result})
+        answered.append({"file": name, **({"note": note} if note else {}), **result})
         ood, known = result.get("ood") or {}, result.get("known")
         if note:
             st.caption(f"Note: {note}.")

@@ -217,6 +217,31 @@ def test_uploaded_zip_becomes_a_dataset(tmp_path, mixed_folder):
         extract_zip(b"plain text", "bad")
 
 
+def test_a_dataset_filed_by_patient_is_discovered_and_a_zip_of_it_unwrapped(tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    root = tmp_path / "data" / "patients"
+    for cls, patients in (("ALL", ("p1", "p2")), ("HEALTHY", ("p3", "p4"))):
+        for patient in patients:
+            for i in range(2):
+                _write_rgb(root / cls / patient / f"{i}.png", _disc_image())
+    (tmp_path / "data" / "notes").mkdir()
+    (tmp_path / "data" / "notes" / "deep").mkdir()
+    (tmp_path / "data" / "notes" / "deep" / "readme.txt").write_text("no image here")
+    monkeypatch.setenv("LEUKDASH_DATA", str(tmp_path / "data"))
+    found = discover_datasets()
+    assert found.get("patients") == root and "notes" not in found
+    assert open_dataset("patients").counts() == {"ALL": 4, "HEALTHY": 4}
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in root.rglob("*.png"):
+            archive.write(path, f"wrapper/{path.relative_to(root)}")
+    folder = extract_zip(buffer.getvalue(), "wrapped")
+    assert folder.name == "wrapper" and Dataset.from_folder(folder).counts() == {"ALL": 4, "HEALTHY": 4}
+
+
 def test_real_allidb2_copy(allidb2_path):
     dataset = Dataset.from_folder(allidb2_path)
     assert dataset.counts() == {"ALL": 130, "HEALTHY": 130}

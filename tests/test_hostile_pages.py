@@ -263,3 +263,33 @@ def test_the_data_page_says_when_a_dataset_hides_a_folder_of_its_name(data_root,
     assert "1 more folder(s) named tiny in later data folders are not used: a name opens the first folder of that " \
            "name." in [c.value for c in at.caption]
     assert not any(str(tmp_path) in c.value for c in at.caption)
+
+
+def test_an_audit_whose_shortcut_check_cannot_split_the_data_says_so_and_shows_the_rest(data_root):
+    (data_root / "lopsided" / "ALL").mkdir(parents=True)  # one ALL image: no grouped split holds it twice
+    (data_root / "lopsided" / "ALL" / "0.png").write_bytes(png(0))
+    write_classes(data_root / "lopsided", classes=("HEALTHY",), per_class=6)
+    at = data_page(data_root)
+    at.sidebar.selectbox(key="dataset").set_value("lopsided").run(timeout=TIMEOUT)
+    next(b for b in at.button if b.label == "Run the audit").click().run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images used"] == "7"
+    assert metrics["Colour histogram accuracy"] == metrics["Background-only accuracy"] == "n/a"
+    assert any(i.value.startswith("No shortcut check here (n/a)") for i in at.info)
+    at.button(key="data_count_failures").click().run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    assert [m.value for m in at.metric if m.label == "Colour histogram accuracy"] == ["n/a", "n/a"]
+
+
+def test_uploads_of_one_name_are_told_apart_by_their_place(data_root, isolated_artifacts):
+    shipped_runs(isolated_artifacts, "nb")
+    at = app("predict")
+    files = [("cell.png", png(1, 40), "image/png"), ("other.png", png(2, 40), "image/png"),
+             ("cell.png", png(3, 40), "image/png"), ("cell.png", b"not an image", "image/png")]
+    at.file_uploader(key="predict_upload").set_value(files).run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    shown = ["cell.png (upload 1)", "other.png", "cell.png (upload 3)", "cell.png (upload 4)"]
+    assert [t.value for t in at.text if t.value in shown] == shown
+    assert at.dataframe[0].value.iloc[:, 0].tolist() == shown
+    assert any(e.value.startswith(r"Cannot read cell.png \(upload 4\): not an image") for e in at.error)

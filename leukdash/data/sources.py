@@ -120,14 +120,21 @@ def _unsupported(path: Path) -> str:
 
 
 def is_dataset_folder(root: Path) -> bool:
-    """Cheap check used by discovery: does this folder look like a dataset?"""
+    """Cheap check used by discovery: does :func:`scan_folder` find a dataset here? ALL-IDB files,
+    or a visible folder with an image at any depth (``ALL/x.png`` as ``ALL/patient7/x.png``)."""
     try:
-        return any(
-            (p.is_dir() and any(_is_image_name(f) for f in p.iterdir())) or ALLIDB_NAME.match(p.name)
-            for p in root.iterdir() if not p.name.startswith(".")
-        )
+        return any(ALLIDB_NAME.match(p.name) or (p.is_dir() and holds_images(p, deep=True))
+                   for p in root.iterdir() if not p.name.startswith("."))
     except OSError:
         return False
+
+
+def holds_images(folder: Path, *, deep: bool) -> bool:
+    """Is a file named like an image in ``folder`` (``deep``: or in any visible folder under it)?
+    Stops at the first one found."""
+    if deep:
+        return any(_is_image_name(path) for path, _ in _walk(folder, folder))
+    return any(_is_image_name(path) for path in folder.iterdir() if not path.name.startswith("."))
 
 
 def order_classes(names) -> tuple[str, ...]:

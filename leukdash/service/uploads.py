@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from leukdash.atomic import explained_errors
 from leukdash.config import dataset_parts
-from leukdash.data.sources import is_dataset_folder
+from leukdash.data.sources import holds_images
 from leukdash.errors import DatasetError
 from leukdash.paths import artifacts_root, uploads_root
 from leukdash.engine.store import read_json
@@ -80,7 +80,8 @@ def extract_zip(data: bytes, name: str | None = None, session: str = "local",
                 _remove_if_empty(target.parent)
                 raise
     entries = [p for p in target.iterdir() if not p.name.startswith((".", "__MACOSX"))]
-    if len(entries) == 1 and entries[0].is_dir() and not is_dataset_folder(target):
+    # One top folder with no image of its own wraps the dataset (class folders, maybe patients below).
+    if len(entries) == 1 and entries[0].is_dir() and not holds_images(entries[0], deep=False):
         return entries[0]
     return target
 
