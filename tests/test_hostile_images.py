@@ -208,3 +208,33 @@ def test_image_types_opencv_reads_are_read_and_a_folder_of_other_types_is_named(
     assert capsys.readouterr().err.endswith("expected one folder per class, or ALL-IDB files ImNNN_L.ext (ALL/ holds 6 "
                                             "file(s) of type .heic; the image types read are .jpg, .jpeg, .png, .bmp, "
                                             ".tif, .tiff, .webp, .jp2)\n")
+
+
+@pytest.mark.parametrize("kind", ["JPEG", "PNG", "WEBP", "TIFF"])
+def test_a_picture_with_an_exif_orientation_is_read_upright_everywhere(kind, tmp_path):
+    """A phone stores the pixels as the sensor read them and an EXIF tag says how to turn them: the
+    tool reads what every viewer shows (Pillow's exif_transpose), in its size too. OpenCV turns a
+    TIFF's pixels itself and leaves the others as stored."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    from leukdash.data.audit import audit_dataset
+    from leukdash.data.dataset import Dataset
+    from leukdash.data.decode import decode_image
+
+    stored = np.random.default_rng(7).integers(0, 256, (30, 60, 3), dtype=np.uint8)
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        buffer = io.BytesIO()
+        Image.fromarray(stored).save(buffer, kind, exif=exif.tobytes(), **({"quality": 95} if kind != "TIFF" else {}))
+        shown = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buffer.getvalue()))).convert("RGB"))
+        decoded = decode_image(buffer.getvalue())
+        assert decoded.shape == shown.shape == ((60, 30, 3) if orientation >= 5 else (30, 60, 3)), orientation
+        assert np.abs(decoded.astype(int) - shown).max() <= 2, orientation  # two JPEG decoders may round apart
+        for cls in ("ALL", "HEALTHY"):
+            (tmp_path / "ds" / cls).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "ds" / cls / f"{orientation}.{kind.lower()}").write_bytes(buffer.getvalue())
+    sizes = audit_dataset(Dataset.from_folder(tmp_path / "ds"))["sizes"]
+    assert sizes == {"60x30": 8, "30x60": 8}

@@ -22,7 +22,7 @@ from PIL import Image
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
-from leukdash.data.decode import decode_image
+from leukdash.data.decode import decode_image, upright_size
 from leukdash.data.duplicates import PIXEL_MATCH, dataset_duplicates
 from leukdash.data.folds import max_folds, merge_groups
 from leukdash.data.preprocess import RAW, parse_mode
@@ -150,7 +150,7 @@ def format_audit(report: dict) -> str:
 def _image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:  # reads the header only
-            return image.size
+            return upright_size(image)
     except (OSError, Image.DecompressionBombError):  # a format only OpenCV reads
         height, width = decode_image(path).shape[:2]
         return width, height

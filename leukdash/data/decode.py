@@ -55,7 +55,7 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np
     data = _read_bytes(source)
     if not data:
         raise ImageDecodeError("empty file")
-    width, height, kind, description = _header(data)
+    width, height, kind, description, orientation = _header(data)
     if width * height > max_pixels:
         raise ImageDecodeError(
             f"image too large: {width}x{height} pixels exceeds the limit of {max_pixels:,}"
@@ -83,7 +83,7 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np
     if array.shape[:2] != (height, width):
         raise ImageDecodeError(f"{damaged}: the header says {width}x{height}, "
                                f"the decoder gave {array.shape[1]}x{array.shape[0]}")
-    return _to_rgb_uint8(array)
+    return _oriented(_to_rgb_uint8(array), orientation)
 
 
 def frames_note(source: str | Path | bytes) -> str | None:
@@ -119,16 +119,16 @@ def _read_bytes(source: str | Path | bytes) -> bytes:
         raise ImageDecodeError(str(error)) from None
 
 
-def _header(data: bytes) -> tuple[int, int, str, str]:
-    """Width, height, format and its description ("ICO", "Windows Icon") from the header alone
-    (Pillow opens lazily), before any pixel is decoded."""
+def _header(data: bytes) -> tuple[int, int, str, str, int]:
+    """Width, height, format, its description ("ICO", "Windows Icon") and the EXIF orientation
+    (1 when none) from the header alone (Pillow opens lazily), before any pixel is decoded."""
     try:
         with warnings.catch_warnings():
             # Our own pixel limit decides, with a reason, instead of a warning on stderr; so do our
             # checks of damaged data (Pillow warns of corrupt EXIF, say).
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
-                return *image.size, image.format, image.format_description
+                return *image.size, image.format, image.format_description, _exif_orientation(image)
     except Image.DecompressionBombError:
         raise ImageDecodeError("image too large: refused as a possible decompression bomb") from None
     except Exception as error:
@@ -148,6 +148,37 @@ def _header(data: bytes) -> tuple[int, int, str, str]:
         raise ImageDecodeError(f"damaged {kind} header: {said or type(error).__name__}") from None
 
 
+def _exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1 to 8; 1: stored upright): a phone or camera stores the pixels as
+    the sensor read them and says here how to turn them. Damaged EXIF counts as none. A TIFF's
+    orientation is 1 here: OpenCV's TIFF decoder turns its pixels itself (libtiff reads the tag)."""
+    if image.format == "TIFF":
+        return 1
+    try:
+        orientation = int(image.getexif().get(_ORIENTATION_TAG, 1))
+    except Exception:  # noqa: BLE001 - an unreadable EXIF block says nothing about the pixels
+        return 1
+    return orientation if orientation in _ORIENT else 1
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """Width and height of an opened image as :func:`decode_image` gives it (turned upright)."""
+    width, height = image.size
+    return (height, width) if _exif_orientation(image) >= 5 else (width, height)  # 5-8 turn by 90 degrees
+
+
+def _oriented(array: np.ndarray, orientation: int) -> np.ndarray:
+    """The pixels as a viewer shows them: turned as the EXIF orientation says (OpenCV's
+    ``IMREAD_UNCHANGED`` leaves them as stored), so a training image and an upload of the same
+    photo agree, and a 60x30 picture shown 30x60 everywhere else is 30x60 here too."""
+    return array if orientation == 1 else np.ascontiguousarray(_ORIENT[orientation](array))
+
+
+_ORIENTATION_TAG = 0x0112
+# EXIF orientation -> the turn that shows the stored pixels upright (as Pillow's exif_transpose).
+_ORIENT = {1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+           8: lambda a: np.rot90(a, 1)}
 # Pillow's names of the formats OpenCV decodes (MPO: a JPEG with extra pictures, as cameras write).
 _OPENCV_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "DIB", "TIFF", "WEBP", "JPEG2000", "GIF", "PPM")
 # The first bytes of each format decode_image reads.
