@@ -197,6 +197,30 @@ def test_evaluate_leaves_out_images_the_run_was_trained_on_and_says_so(tiny_data
     assert (RunStore().run_dir(tiny_run["run_id"]) / "trained-on.npz").is_file()
 
 
+def test_left_out_training_images_do_not_shift_the_duplicates_of_the_others(tiny_dataset, tiny_run, other_lab,
+                                                                            tmp_path):
+    """Duplicate pairs index the whole folder; with training images left out before them, the pairs
+    must follow the images kept (they crashed evaluate, or joined the wrong groups, before)."""
+    def folder(name: str, with_training_copies: bool) -> Path:
+        for path in sorted(other_lab.glob("*/*.png")):
+            (tmp_path / name / path.parent.name).mkdir(parents=True, exist_ok=True)
+            (tmp_path / name / path.parent.name / path.name).write_bytes(path.read_bytes())
+        for cls in ("ALL", "HEALTHY"):  # the same cell twice, under a name sorted last in its class
+            first = sorted(other_lab.glob(f"{cls}/*.png"))[0]
+            (tmp_path / name / cls / "zz_again.png").write_bytes(first.read_bytes())
+        if with_training_copies:  # sorted first: every index after them moves
+            for cls in ("ALL", "CML"):
+                for i, path in enumerate(sorted(tiny_dataset.glob(f"{cls}/*.png"))[:3]):
+                    (tmp_path / name / cls / f"0_seen{i}.png").write_bytes(path.read_bytes())
+        return tmp_path / name
+
+    mixed = evaluate(tiny_run["run_id"], str(folder("mixed", True)))
+    clean = evaluate(tiny_run["run_id"], str(folder("clean", False)))
+    assert mixed["key"]["left_out"] == {"trained_on": 6}
+    assert mixed["intervals"] == clean["intervals"] and mixed["intervals"]["n_groups"] == 40  # 42 images, two pairs
+    assert mixed["balanced_accuracy"] == clean["balanced_accuracy"]
+
+
 def test_evaluate_refuses_a_dataset_made_only_of_training_images(tiny_dataset, other_lab, capsys):
     both = run(tiny_config(Path(f"{tiny_dataset},{other_lab}")), n_jobs=1)
     with pytest.raises(DatasetError, match="every image of 'other_lab' is one run .* was trained on"):

@@ -159,7 +159,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
             whole = load_arrays(dataset, config.image_size, config.preprocess)
             prepared = _unseen(whole, seen)
             if loaded is None:
-                loaded, notes = prepared, dataset.left_out(whole)
+                loaded, notes, every_path = prepared, dataset.left_out(whole), whole.paths
             elif not np.array_equal(prepared.paths, loaded.paths):
                 raise RunError(f"the checks of run {run_id} read different images of {dataset.name!r}")
             notes += [line for line in dataset.failed_segmentation(prepared, config.preprocess)
@@ -179,7 +179,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
             outside[view] = outside.get(view, False) | np.array([entry["outside"] for entry in assessed])
             own_outside[view] = own_outside.get(view, False) | (described.oof_scores > described.threshold)
     # Duplicates join groups here as they do in folds: one picture twice is one draw of the bootstrap.
-    groups = merge_groups(loaded.groups, duplicate_pairs(dataset))
+    groups = merge_groups(loaded.groups, _pairs_among_unseen(duplicate_pairs(dataset), every_path, seen))
     metrics = external_metrics(loaded.labels, proba, groups, dataset.classes, samples=BOOTSTRAP_SAMPLES,
                                seed=BOOTSTRAP_SEED)  # as the stored result's key says, read now
     checked = [view for view in ("prepared", "acquisition") if view in own_outside]
@@ -229,6 +229,14 @@ def image_rows(dataset, loaded, proba: np.ndarray, outside: np.ndarray, unsure: 
              "predicted": classes[int(p.argmax())], "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)},
              "outside_training": bool(out), "likely_wrong": bool(low)}
             for path, group, true, p, out, low in zip(loaded.paths, loaded.groups, loaded.labels, proba, outside, unsure)]
+
+
+def _pairs_among_unseen(pairs: list[tuple[int, int]], paths: list, seen: set) -> list[tuple[int, int]]:
+    """Duplicate pairs, indices into all of a dataset's loaded ``paths``, as indices into the images
+    :func:`_unseen` keeps; a pair with a seen image goes with it."""
+    kept = {index: position for position, index in
+            enumerate(index for index, path in enumerate(paths) if path not in seen)}
+    return [(kept[a], kept[b]) for a, b in pairs if a in kept and b in kept]
 
 
 def _unseen(loaded, seen: set):
