@@ -392,6 +392,21 @@ def _non_utf8_class(folder: Path) -> str:
     return f"skipped {name}: {why}; ALL and HEALTHY load"
 
 
+@case("every image the same picture: run", "exit 2, one line: nothing tells the classes apart (no NaN)")
+def _identical_images(folder: Path) -> str:
+    root = folder / "same"
+    for label, name in enumerate(("ALL", "HEALTHY")):  # one flat colour, each file its own size (other bytes)
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            (root / name / f"{i}.png").write_bytes(_png(np.full((20 + 6 * label + i, 24, 3), 120, np.uint8)))
+    for model in ("nb", "knn"):
+        code, _, err = _cli("run", str(root), "--model", model, "--image-size", "16", "--folds", "2",
+                            "--n-jobs", "1", "--quiet")
+        line = _one_error_line(err, "are all the same for this model", "nothing tells the classes apart")
+        assert code == 2, err
+    return f"exit 2; {line}"
+
+
 # --------------------------------------------------------------------------- predict
 
 def _predict_refuses(make: Callable[[Path], Path], reason: str):

@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from leukdash.config import CLASSIC_MODELS, FEATURE_SETS
-from leukdash.errors import ConfigError
+from leukdash.errors import ConfigError, DatasetError
 from leukdash.models.features import extract_features, pixel_features
 from leukdash.models.kernel_svm import KernelSVC
 
@@ -165,6 +165,13 @@ def fit(model: Pipeline, features: np.ndarray, labels: np.ndarray) -> np.ndarray
     scaler.fit(features[:BLOCK_ROWS])
     for start in range(BLOCK_ROWS, len(features), BLOCK_ROWS):
         scaler.partial_fit(features[start:start + BLOCK_ROWS])
+    if not np.any(scaler.var_ > 0):
+        # Nothing tells the images apart; naive Bayes would divide by a zero variance (NaN answers)
+        # and the others would answer one class for all: a fit of nothing, refused in words.
+        raise DatasetError(f"the {len(features)} training inputs (images and their augmented copies) are all the "
+                           "same for this model (identical pictures, or pictures made alike by the image size or "
+                           "preprocessing): nothing tells the classes apart; check the images, or a larger "
+                           "--image-size")
     scaled = scaler.transform(features, copy=False)
     model.named_steps["classify"].fit(scaled, labels)
     return scaled
