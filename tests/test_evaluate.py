@@ -3,6 +3,7 @@ real ALL-IDB2 / C-NMC copies when LEUKDASH_DATA has them)."""
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -219,6 +220,24 @@ def test_left_out_training_images_do_not_shift_the_duplicates_of_the_others(tiny
     assert mixed["key"]["left_out"] == {"trained_on": 6}
     assert mixed["intervals"] == clean["intervals"] and mixed["intervals"]["n_groups"] == 40  # 42 images, two pairs
     assert mixed["balanced_accuracy"] == clean["balanced_accuracy"]
+
+
+def test_a_folder_tested_again_after_its_images_changed_counts_once_as_it_is_now(tiny_run, other_lab, tmp_path):
+    from leukdash.evaluation.transfer import rank_runs, transfer_score
+
+    folder = tmp_path / "lab"
+    shutil.copytree(other_lab, folder)
+    before = evaluate(tiny_run["run_id"], str(folder))
+    for path in sorted(folder.glob("ALL/*.png"))[:4]:  # four cells of the folder replaced by others' pictures
+        path.write_bytes(sorted(other_lab.glob("HEALTHY/*.png"))[0].read_bytes())
+    after = evaluate(tiny_run["run_id"], str(folder))
+    assert after["dataset"]["fingerprint"] != before["dataset"]["fingerprint"]
+    assert result_path(tiny_run["run_id"], before["dataset"]["fingerprint"]).is_file()  # kept on disk
+    [listed] = stored_evaluations(tiny_run["run_id"])
+    assert listed["dataset"]["fingerprint"] == after["dataset"]["fingerprint"]
+    assert transfer_score(tiny_run["run_id"])["balanced_accuracy"] == after["balanced_accuracy"]
+    [ranked] = rank_runs([tiny_run["run_id"], tiny_run["run_id"]], "lodo")
+    assert ranked["transfer"]["balanced_accuracy"] == after["balanced_accuracy"]
 
 
 def test_evaluate_refuses_a_dataset_made_only_of_training_images(tiny_dataset, other_lab, capsys):

@@ -253,13 +253,28 @@ def _unseen(loaded, seen: set):
 
 def stored_evaluations(run_id: str, store: RunStore | None = None, model: str = "folds",
                        adapted: bool = False) -> list[dict]:
-    """Every external result of the run's ``model`` (fold ensemble or final model) stored beside
+    """The external results of the run's ``model`` (fold ensemble or final model) stored beside
     it (any method version), by dataset name; adapted results only with ``adapted`` (what a
-    single upload is answered with is the unadapted model)."""
+    single upload is answered with is the unadapted model).
+
+    One per dataset folder: the one stored last. A folder whose images changed since it was
+    tested has a result per content (they are keyed by fingerprint); the older ones describe
+    images no longer there, and are kept on disk but not listed (or averaged into a ranking).
+    """
     folder = (store or RunStore()).run_dir(run_id) / "external"
-    found = [_stored(path) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    return sorted((r for r in found if r is not None and r.get("model", "folds") == model
-                   and bool(r.get("adapted")) == adapted), key=lambda r: r["dataset"]["name"])
+    paths = sorted(folder.glob("*.json"), key=_stored_time) if folder.is_dir() else []
+    latest = {}
+    for result in map(_stored, paths):  # oldest first: a later result of the same folder replaces it
+        if result is not None and result.get("model", "folds") == model and bool(result.get("adapted")) == adapted:
+            latest[result["dataset"].get("path") or result["dataset"]["name"]] = result
+    return sorted(latest.values(), key=lambda r: r["dataset"]["name"])
+
+
+def _stored_time(path: Path) -> tuple[float, str]:
+    try:
+        return path.stat().st_mtime, path.name
+    except OSError:  # removed meanwhile: _stored says so
+        return 0.0, path.name
 
 
 def _stored(path: Path) -> dict | None:

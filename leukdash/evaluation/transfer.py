@@ -69,7 +69,7 @@ def rank_runs(run_ids: list[str], by: str, store: RunStore | None = None) -> lis
         raise LeukdashError(f"rank by one of {', '.join(RANKINGS)}, got {by!r}")
     store = store or RunStore()
     rows = []
-    for run_id in run_ids:
+    for run_id in dict.fromkeys(run_ids):  # a run a grid names twice (a value given twice) is ranked once
         result = load_result(run_id, store)
         if result is None:
             continue
