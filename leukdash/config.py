@@ -159,7 +159,10 @@ class RunConfig:
                 raise ConfigError(f"classes holds an empty name (a comma too many?): {list(self.classes)}")
             if not isinstance(self.classes, tuple) or not all(isinstance(c, str) and c for c in self.classes):
                 raise ConfigError(f"classes must be a list of class names, got {self.classes!r}")
-            if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            twice = sorted({c for c in self.classes if self.classes.count(c) > 1})
+            if twice:
+                raise ConfigError(f"classes names {', '.join(twice)} more than once: {list(self.classes)}")
+            if len(self.classes) < 2:
                 raise ConfigError(f"classes must name at least 2 distinct classes, got {list(self.classes)}")
         _int_range("image_size", self.image_size, 8, 512)
         if self.is_cnn and self.architecture == "paper" and self.image_size < PAPER_CNN_MIN_SIZE:

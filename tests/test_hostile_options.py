@@ -85,6 +85,20 @@ def test_a_sweep_grid_that_repeats_runs_says_how_many_distinct_runs_it_is(tmp_pa
         "setting the model does not use, such as --k for nb)")
 
 
+def test_a_run_named_twice_in_a_comparison_or_a_ranking_counts_once(tmp_path):
+    from leukdash.engine.runner import run
+    from leukdash.evaluation.compare import compare_runs
+    from leukdash.evaluation.transfer import rank_runs
+    from test_hostile import _nb_config
+
+    dataset = _dataset(tmp_path)
+    nb, dt = (run(_nb_config(dataset, model=model), n_jobs=1)["run_id"] for model in ("nb", "dt"))
+    compared = compare_runs([nb, nb, dt])
+    assert [r["run_id"] for r in compared["runs"]] == [nb, dt]
+    assert [(t["run_a"], t["run_b"]) for t in compared["mcnemar"]] == [(nb, dt)]
+    assert sorted(row["run_id"] for row in rank_runs([dt, nb, dt], "cv")) == sorted([nb, dt])
+
+
 def test_the_same_image_in_two_datasets_of_a_combined_run_is_left_out_of_the_second(tmp_path):
     first = _dataset(tmp_path / "a").rename(tmp_path / "lab_a")
     second = _dataset(tmp_path / "b", first=50).rename(tmp_path / "lab_b")
@@ -155,7 +169,14 @@ def test_empty_values_from_unset_shell_variables_are_refused_not_read_as_a_defau
             (["sweep", "--resume", "sweep-0123", "--seed", "5"], "--resume launches the stored sweep's grid; --seed "
                                                                   "would be ignored"),
             (["predict", "some-run", ""], "argument images: an image path is empty (an unset shell variable?)"),
-            (["ensemble", "a", "b", "--weights", ""], "--weights is empty (an unset shell variable?)")):
+            (["ensemble", "a", "b", "--weights", ""], "--weights is empty (an unset shell variable?)"),
+            (["report", "--out", ""], "argument --out: the report folder is empty (an unset shell variable?)"),
+            (["external-report", "--no-compute", "--out", ""], "argument --out: the report folder is empty"),
+            (["report", "--out", str(tmp_path / "none")], f"no report data at {tmp_path / 'none' / 'report.json'}: "
+                                                           f"`python -m leukdash reproduce --out {tmp_path / 'none'}`"),
+            (["sweep", "--model", "nb", "--max-runs", "-1"], "--max-runs must be at least 1, got -1"),
+            (["run", "--classes", "ALL,ALL,HEALTHY"], "classes names ALL more than once: ['ALL', 'ALL', 'HEALTHY']"),
+            (["compare", "--", "-x"], "invalid run id '-x': a run id starts with a letter or digit")):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and line in err, err
@@ -169,6 +190,9 @@ def test_a_data_root_that_is_not_a_folder_is_named_when_a_dataset_is_not_found(t
     (tmp_path / "a-file").write_text("not a folder")
     assert main(["run", "noise", "--quiet"]) == 2
     assert capsys.readouterr().err.strip().endswith(f"LEUKDASH_DATA names '{tmp_path / 'a-file'}', which is not a folder")
+    assert main(["datasets"]) == 0
+    assert capsys.readouterr().err.strip() == (f"note: LEUKDASH_DATA names {tmp_path / 'a-file'}, which is not a "
+                                               "folder: nothing found there")
 
 
 @pytest.mark.parametrize("store", ["/proc/self", "/proc/self/leukdash-store"])

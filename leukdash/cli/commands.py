@@ -8,12 +8,12 @@ from leukdash.cli.output import (ProgressLine, SweepLog, final_text, print_answe
                                  run_text, sweep_settings, unavailable_checks)
 from leukdash.cli.run_options import (check_grid_size, check_nothing_typed, config_from_args, n_jobs_option,
                                       sweep_from_args)
-from leukdash.errors import LeukdashError
+from leukdash.errors import ConfigError, LeukdashError
 from leukdash.paths import printable
 
 
 def datasets(args) -> int:
-    from leukdash.data.discovery import list_datasets
+    from leukdash.data.discovery import list_datasets, missing_data_roots
 
     listed = list_datasets()
     if args.json:
@@ -27,6 +27,9 @@ def datasets(args) -> int:
             note = f"  [{'; '.join([entry['label'], *entry['notes']])}]" if entry["synthetic"] else ""
             print(f"{printable(entry['name']):<20} {entry['n_images']:>6} images  {counts}{note}\n"
                   f"{'':<20} {printable(entry['path'])}")
+    for root in missing_data_roots():
+        print(f"note: LEUKDASH_DATA names {printable(root)}, which is not a folder: nothing found there",
+              file=sys.stderr)
     for entry in listed:
         for path in entry["hidden"]:  # a name means one dataset: the first folder of that name
             print(f"note: {path} is not used: {printable(entry['name'])!r} names {printable(entry['path'])} "
@@ -271,6 +274,9 @@ def report(args) -> int:
     if not source_checkout():
         raise LeukdashError("report renders the README's generated blocks, which only a clone of the repository has: "
                             "run it there (reproduce writes the report itself anywhere)")
+    if args.out is not None and not (args.out / DATA_NAME).is_file():
+        raise ConfigError(f"no report data at {args.out / DATA_NAME}: `python -m leukdash reproduce --out {args.out}` "
+                          "writes it")
     sources = load_sources({"report": args.out and args.out / DATA_NAME})
     readme_path = REPO_ROOT / "README.md"
     readme = readme_path.read_text(encoding="utf-8")

@@ -127,6 +127,8 @@ def check_grid_size(n_runs: int, max_runs: int | None) -> None:
     """Refuse a sweep of more runs than ``--max-runs`` (default ``MAX_SWEEP_RUNS``), saying how to go on."""
     from leukdash.engine.sweep import MAX_SWEEP_RUNS
 
+    if max_runs is not None and max_runs < 1:
+        raise LeukdashError(f"--max-runs must be at least 1, got {max_runs}")
     cap = MAX_SWEEP_RUNS if max_runs is None else max_runs
     if n_runs > cap:
         raise LeukdashError(f"this grid is {n_runs} runs, more than {cap}: check its axes (give fewer values), "

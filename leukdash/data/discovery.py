@@ -49,6 +49,11 @@ def _discover() -> tuple[dict[str, Path | None], dict[str, list[Path]]]:
     return found, hidden
 
 
+def missing_data_roots() -> list[str]:
+    """The entries of ``$LEUKDASH_DATA`` that are not folders (a typo, an unmounted disk)."""
+    return [root for root in os.environ.get("LEUKDASH_DATA", "").split(os.pathsep) if root and not Path(root).is_dir()]
+
+
 def list_datasets() -> list[dict]:
     """Every discovered dataset as :meth:`Dataset.describe` gives it (the built-in set, when not
     drawn yet, as it will be, with a note saying so); one that cannot be opened
@@ -98,8 +103,7 @@ def open_dataset(name_or_path: str | Path) -> Dataset:
     if path.is_dir():
         return Dataset.from_folder(path)
     known = ", ".join(discovered)
-    not_folders = [root for root in os.environ.get("LEUKDASH_DATA", "").split(os.pathsep)
-                   if root and not Path(root).is_dir()]
+    not_folders = missing_data_roots()
     raise DatasetError(f"unknown dataset {name!r}: not one of ({known}) and not a folder" + (
         f"; LEUKDASH_DATA names {', '.join(map(repr, not_folders))}, which is not a folder" if not_folders else ""))
 

@@ -86,7 +86,8 @@ def sweeps_root() -> Path:
 def sweep_dir(sweep_id: str) -> Path:
     """The folder of a sweep (not created); the id must be a plain folder name."""
     if not isinstance(sweep_id, str) or not _SWEEP_ID.fullmatch(sweep_id):
-        raise RunError(f"invalid sweep id {sweep_id!r}: use letters, digits, '.', '_' or '-'")
+        raise RunError(f"invalid sweep id {sweep_id!r}: a sweep id starts with a letter or digit, then letters, "
+                       "digits, '.', '_' or '-'")
     return sweeps_root() / sweep_id
 
 

@@ -31,8 +31,10 @@ def load_results(run_ids, store: RunStore | None = None) -> list[dict]:
 
 
 def compare_runs(run_ids, store: RunStore | None = None) -> dict:
-    """Summaries of several runs and a McNemar test for every pair evaluated on the same images."""
-    results = load_results(run_ids, store)
+    """Summaries of several runs and a McNemar test for every pair evaluated on the same images
+    (a run named twice is one run: compared with itself it would only agree)."""
+    run_ids = list(run_ids)
+    results = load_results([r for i, r in enumerate(run_ids) if r not in run_ids[:i]], store)
     labels = run_labels(results)
     runs = [{"run_id": r["run_id"], "label": label, "config": r["config"],
              "dataset": r["dataset"]["name"], "summary": r["summary"],
