@@ -29,7 +29,9 @@ def load_arrays(dataset: Dataset, size: int, preprocess: str = "raw") -> LoadedI
     A cache file that cannot be read back whole and consistent is decoded again and replaced.
     """
     mode = "" if preprocess == "raw" else f"_{preprocess}"
-    cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}_{size}{mode}.npz"
+    # "-upright": decoded with the EXIF orientation applied; a cache of an earlier decoder (photos
+    # left as stored) is not read, so new runs and predictions see a photo the same way up.
+    cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}-upright_{size}{mode}.npz"
     stored = _read_array_cache(cache, dataset, size)
     if stored is not None:
         return stored
