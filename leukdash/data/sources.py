@@ -119,9 +119,15 @@ def _unsupported(path: Path) -> str:
     return f"unsupported file type '{_suffix(path)}'"
 
 
+# How far discovery looks for an image under a class folder: ALL/patient/slide/session/x.png.
+DISCOVERY_DEPTH = 3
+DISCOVERY_ENTRIES = 5_000
+
+
 def is_dataset_folder(root: Path) -> bool:
     """Cheap check used by discovery: does :func:`scan_folder` find a dataset here? ALL-IDB files,
-    or a visible folder with an image at any depth (``ALL/x.png`` as ``ALL/patient7/x.png``)."""
+    or a visible folder with an image in it or a few levels down (``ALL/x.png`` as
+    ``ALL/patient7/x.png``: see :func:`holds_images`)."""
     try:
         return any(ALLIDB_NAME.match(p.name) or (p.is_dir() and holds_images(p, deep=True))
                    for p in root.iterdir() if not p.name.startswith("."))
@@ -130,11 +136,22 @@ def is_dataset_folder(root: Path) -> bool:
 
 
 def holds_images(folder: Path, *, deep: bool) -> bool:
-    """Is a file named like an image in ``folder`` (``deep``: or in any visible folder under it)?
-    Stops at the first one found."""
-    if deep:
-        return any(_is_image_name(path) for path, _ in _walk(folder, folder))
-    return any(_is_image_name(path) for path in folder.iterdir() if not path.name.startswith("."))
+    """Is a file named like an image in ``folder`` (``deep``: or in a visible folder under it, at
+    most ``DISCOVERY_DEPTH`` levels down)? Stops at the first one found, and a deep look after
+    ``DISCOVERY_ENTRIES`` entries: a data folder also holding, say, a home folder's worth of files
+    must not make every listing of the datasets walk all of them."""
+    if not deep:
+        return any(_is_image_name(path) for path in folder.iterdir() if not path.name.startswith("."))
+    looked = 0
+    for current, dirs, files in os.walk(folder):
+        if any(_is_image_name(Path(name)) for name in files):
+            return True
+        looked += len(dirs) + len(files)
+        if looked > DISCOVERY_ENTRIES:
+            return False
+        depth = len(Path(current).relative_to(folder).parts)
+        dirs[:] = [] if depth >= DISCOVERY_DEPTH else sorted(d for d in dirs if not d.startswith("."))
+    return False
 
 
 def order_classes(names) -> tuple[str, ...]:
