@@ -514,6 +514,18 @@ for _name, _file_name, _damage, _recomputed in RUN_FILE_CASES:
     case(_name, f"{_what}; same results")(_damage_then_rerun(_file_name, _damage, _recomputed))
 
 
+@case("meta.json truncated: runs", "the run named on stderr as not listed, and why")
+def _unlisted_run_is_named(folder: Path) -> str:
+    _, _, result = _finished_run(folder)
+    _truncate(RunStore().run_dir(result["run_id"]) / "meta.json")
+    code, out, err = _cli("runs")
+    assert code == 0 and result["run_id"] not in out, out
+    assert err.startswith(f"note: {result['run_id']} is not listed: its meta.json is missing or damaged"), err
+    code, out, _ = _cli("runs", "--json")
+    assert json.loads(out)["unreadable"] == [result["run_id"]]
+    return err.strip()
+
+
 def _cache_damage(pattern: str, damage: Callable[[Path], None], **changes):
     """A check: damaged cache files make the next run that reads them (another classic model on
     the same folds) rebuild them instead of failing."""

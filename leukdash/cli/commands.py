@@ -138,14 +138,18 @@ def runs(args) -> int:
     from leukdash.engine.store import RunStore
     from leukdash.evaluation.labels import run_labels
 
-    runs = RunStore().list_runs()
+    store = RunStore()
+    runs, unreadable = store.list_runs(), store.unreadable_runs()
     if args.json:
-        print_json({"runs": runs})
+        print_json({"runs": runs, "unreadable": unreadable})
         return 0
     for entry, label in zip(runs, run_labels(runs)):
         acc = (entry.get("summary") or {}).get("val_acc", {}).get("mean")
         shown = f"{acc:.4f}" if acc is not None else "-"
         print(f"{entry['run_id']:<18} {entry['status']:<9} val_acc {shown:<6}  {label}")
+    for name in unreadable:
+        print(f"note: {name} is not listed: its meta.json is missing or damaged (a damaged one is kept beside it "
+              "as meta.json.damaged-*); launching its settings again computes the run anew", file=sys.stderr)
     return 0
 
 

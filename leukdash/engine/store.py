@@ -308,6 +308,14 @@ class RunStore:
         runs.sort(key=lambda run: _created(run["meta"]), reverse=True)
         return runs
 
+    def unreadable_runs(self) -> list[str]:
+        """Run folders without a readable ``meta.json`` (a damaged one is moved aside beside it),
+        which :meth:`list_runs` skips: named, so that a run does not vanish without a word."""
+        if not self.root.is_dir():
+            return []
+        return sorted(folder.name for folder in self.root.iterdir()
+                      if folder.is_dir() and _RUN_ID.match(folder.name) and self.read_meta(folder.name) is None)
+
     def delete_run(self, run_id: str) -> None:
         """Remove a run folder; refused while a process holds its lock."""
         import shutil
