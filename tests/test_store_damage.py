@@ -238,6 +238,21 @@ def test_a_lost_fold_model_makes_the_run_partial_in_the_listing_as_in_the_loadin
     assert load_result(run_id) is None
 
 
+def test_a_damaged_fold_record_is_named_as_the_record_not_as_its_model(template):
+    run_id = stored(template)
+    image = np.zeros((40, 40, 3), np.uint8)
+    predict.predict_images(run_id, [image])  # this process now holds the run's models
+    record = RunStore().run_dir(run_id) / "folds" / "fold_1.json"
+    record.write_text(record.read_text()[:40])
+    with pytest.raises(RunError) as lost:
+        own_confidence(run_id)
+    assert f"run {run_id}: the saved fold record folds/fold_1.json is damaged or missing" in str(lost.value)
+    record.unlink(missing_ok=True)
+    with pytest.raises(RunError) as fresh:
+        predict.FoldEnsemble(run_id)
+    assert str(fresh.value) == str(lost.value)
+
+
 def test_the_likely_wrong_check_of_loaded_models_names_the_lost_model_as_a_fresh_load_does(template):
     run_id = stored(template)
     image = np.zeros((40, 40, 3), np.uint8)

@@ -171,17 +171,21 @@ def lost_fold_error(run_id: str, store: RunStore) -> RunError:
     from leukdash.engine.training import model_suffix
 
     meta = store.read_meta(run_id)
-    lost = _lost_folds(run_id, meta, store)
-    if not lost:
-        return unfinished_error(run_id, store)
-    path = store.model_path(run_id, lost[0], model_suffix(RunConfig.from_dict(meta["config"])))
-    return RunError(damaged_model_message(run_id, path, store))
+    if meta is not None and meta["config"]["model"] != "ensemble":
+        suffix = model_suffix(RunConfig.from_dict(meta["config"]))
+        for fold in meta["fold_ids"]:
+            at_fault = store.fold_fault(run_id, fold, store.model_path(run_id, fold, suffix))
+            if store.read_fold(run_id, fold) is None:
+                return RunError(damaged_fold_message(run_id, at_fault, store))
+    return unfinished_error(run_id, store)
 
 
-def damaged_model_message(run_id: str, path: Path, store: RunStore) -> str:
-    """One line: which model is damaged, and the command that recomputes its fold."""
+def damaged_fold_message(run_id: str, path: Path, store: RunStore) -> str:
+    """One line: which file of a fold is damaged (its model, or its record ``folds/fold_<i>.json``),
+    and the command that recomputes the fold."""
     meta_file = store.run_dir(run_id) / "meta.json"
-    return (f"run {run_id}: the saved model {path.parent.name}/{path.name} is damaged or missing; its fold is "
+    kind = "fold record" if path.suffix == ".json" else "model"
+    return (f"run {run_id}: the saved {kind} {path.parent.name}/{path.name} is damaged or missing; its fold is "
             f"recomputed by `python -m leukdash run --config-file {meta_file}` (or by launching the run again)")
 
 

@@ -212,6 +212,20 @@ class RunStore:
         except OSError:
             return False
 
+    def fold_fault(self, run_id: str, fold: int, model_path: Path) -> Path:
+        """Which file to blame when :meth:`read_fold` refuses a fold: its record when it is not JSON
+        or not a fold record, or missing beside a model file; else its model. Asked before
+        ``read_fold``, which moves a refused record aside whichever file was at fault (so a record
+        missing beside a missing model was moved aside for the model)."""
+        record_path = self.fold_path(run_id, fold)
+        try:
+            record = read_json(record_path)
+        except (ValueError, UnicodeDecodeError):
+            return record_path
+        if record is None:
+            return record_path if model_path.is_file() else model_path
+        return model_path if _is_fold_record(record) else record_path
+
     def completed_folds(self, run_id: str, n_folds: int) -> list[int]:
         """The folds among ``0 .. n_folds-1`` whose result is stored and intact."""
         return [fold for fold in range(n_folds) if self.read_fold(run_id, fold) is not None]

@@ -28,7 +28,7 @@ from leukdash.data.decode import decode_image, frames_note
 from leukdash.errors import DatasetError, ImageDecodeError, LeukdashError, RunError
 from leukdash.paths import printable
 from leukdash.data.preprocess import prepare_images, square_resize
-from leukdash.engine.runner import damaged_model_message
+from leukdash.engine.runner import damaged_fold_message
 from leukdash.engine.store import RunStore
 from leukdash.engine.training import model_suffix
 
@@ -99,11 +99,12 @@ class FoldEnsemble(_Voting):
         self.models = []
         for fold in meta["fold_ids"]:
             path = store.model_path(run_id, fold, model_suffix(self.config))
+            at_fault = store.fold_fault(run_id, fold, path)
             # read_fold checks the model file against the sha256 recorded with the fold.
             model = _load_model(path, self.config.is_cnn) if store.read_fold(run_id, fold) is not None else None
             if model is None:
                 store.discard_fold(run_id, fold)
-                raise RunError(damaged_model_message(run_id, path, store))
+                raise RunError(damaged_fold_message(run_id, at_fault, store))
             self.models.append(model)
 
     def prepare(self, images: list[np.ndarray]) -> np.ndarray:
