@@ -238,6 +238,18 @@ def test_a_folder_tested_again_after_its_images_changed_counts_once_as_it_is_now
     assert transfer_score(tiny_run["run_id"])["balanced_accuracy"] == after["balanced_accuracy"]
     [ranked] = rank_runs([tiny_run["run_id"], tiny_run["run_id"]], "lodo")
     assert ranked["transfer"]["balanced_accuracy"] == after["balanced_accuracy"]
+    # Back to the first content: its stored result is answered, and is the folder's again.
+    shutil.rmtree(folder)
+    shutil.copytree(other_lab, folder)
+    assert evaluate(tiny_run["run_id"], str(folder)) == before
+    [listed] = stored_evaluations(tiny_run["run_id"])
+    assert listed["dataset"]["fingerprint"] == before["dataset"]["fingerprint"]
+    # Renamed, the same images find their result, listed under the name they have now.
+    renamed = folder.rename(tmp_path / "lab_renamed")
+    assert evaluate(tiny_run["run_id"], str(renamed))["dataset"]["name"] == "lab_renamed"
+    listed = {r["dataset"]["name"]: r["dataset"] for r in stored_evaluations(tiny_run["run_id"])}
+    assert (listed["lab_renamed"]["path"], listed["lab_renamed"]["fingerprint"]) == (
+        str(renamed), before["dataset"]["fingerprint"])
 
 
 def test_evaluate_refuses_a_dataset_made_only_of_training_images(tiny_dataset, other_lab, capsys):

@@ -238,3 +238,19 @@ def test_a_picture_with_an_exif_orientation_is_read_upright_everywhere(kind, tmp
             (tmp_path / "ds" / cls / f"{orientation}.{kind.lower()}").write_bytes(buffer.getvalue())
     sizes = audit_dataset(Dataset.from_folder(tmp_path / "ds"))["sizes"]
     assert sizes == {"60x30": 8, "30x60": 8}
+
+
+def test_reading_the_orientation_decodes_no_pixel_before_the_size_is_checked(monkeypatch):
+    """The EXIF orientation comes from the header: looking for it must not decode a PNG (Pillow's
+    getexif() would, to search the chunks after the pixels), or a picture over the pixel limit
+    would be decoded whole before being refused for its size."""
+    from PIL import PngImagePlugin
+
+    from leukdash.data.decode import decode_image
+    from leukdash.errors import ImageDecodeError
+
+    loads = []
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: loads.append(self.size))
+    with pytest.raises(ImageDecodeError, match="image too large: 8000x8000 pixels"):
+        decode_image(_strip_png(8000, 8000))
+    assert loads == []

@@ -14,6 +14,7 @@ import numpy as np
 
 from leukdash.atomic import write_atomic
 from leukdash.data.dataset import Dataset, LoadedImages
+from leukdash.data.decode import DECODER
 from leukdash.data.sources import SkippedFile
 from leukdash.paths import artifacts_root
 
@@ -29,9 +30,7 @@ def load_arrays(dataset: Dataset, size: int, preprocess: str = "raw") -> LoadedI
     A cache file that cannot be read back whole and consistent is decoded again and replaced.
     """
     mode = "" if preprocess == "raw" else f"_{preprocess}"
-    # "-upright": decoded with the EXIF orientation applied; a cache of an earlier decoder (photos
-    # left as stored) is not read, so new runs and predictions see a photo the same way up.
-    cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}-upright_{size}{mode}.npz"
+    cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}-{DECODER}_{size}{mode}.npz"
     stored = _read_array_cache(cache, dataset, size)
     if stored is not None:
         return stored

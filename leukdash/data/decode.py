@@ -25,6 +25,10 @@ from leukdash.fd2 import stderr_captured
 from leukdash.data.files import read_regular_file, too_large
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2")
+# In the names of the caches of what decoding gives (arrays, duplicate pairs): a cache written by
+# an earlier decoder, which left photos as stored instead of turning them by their EXIF
+# orientation, is not read.
+DECODER = "upright"
 
 # 50 megapixels is ten times an ALL-IDB1 smear field (2592x1944); anything bigger is far more
 # likely a decompression bomb than a microscope image.
@@ -152,10 +156,13 @@ def _exif_orientation(image: Image.Image) -> int:
     """The EXIF orientation tag (1 to 8; 1: stored upright): a phone or camera stores the pixels as
     the sensor read them and says here how to turn them. Damaged EXIF counts as none. A TIFF's
     orientation is 1 here: OpenCV's TIFF decoder turns its pixels itself (libtiff reads the tag)."""
-    if image.format == "TIFF":
+    raw = image.info.get("exif")  # what the header holds; getexif() would decode a PNG's pixels to look further
+    if image.format == "TIFF" or not raw:
         return 1
     try:
-        orientation = int(image.getexif().get(_ORIENTATION_TAG, 1))
+        exif = Image.Exif()
+        exif.load(raw)
+        orientation = int(exif.get(_ORIENTATION_TAG, 1))
     except Exception:  # noqa: BLE001 - an unreadable EXIF block says nothing about the pixels
         return 1
     return orientation if orientation in _ORIENT else 1

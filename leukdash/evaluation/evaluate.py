@@ -14,6 +14,7 @@ Results are stored beside the run, ``external/<dataset fingerprint>.json``, and 
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -93,12 +94,29 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
         key["left_out"] = left_out
     stored = None if recompute else _stored(path)
     if stored is not None and stored.get("key") == key and ("images" in stored or not per_image):
-        return stored
+        return _answered_again(path, stored, dataset)
     result = {"key": key, "model": model, **({"adapted": True} if adapt else {}),
               **_compute(run_id, meta, dataset, store, model == "final", seen, other_classes, adapt)}
     if store.run_dir(run_id).is_dir():  # not a folder of its own for a run deleted meanwhile
         write_json_atomic(path, result, optional=True)  # a read-only store: computed, not kept
     return result
+
+
+def _answered_again(path: Path, stored: dict, dataset) -> dict:
+    """A stored result answered again, made the latest of its folder (:func:`stored_evaluations`
+    lists by time: a folder whose images went back to an earlier content is that result again),
+    under the name and folder the images have now (the fingerprint is of the images alone, so a
+    renamed folder finds its result)."""
+    now = {"name": dataset.name, "path": str(dataset.root)}
+    if any(stored["dataset"].get(field) != value for field, value in now.items()):
+        stored["dataset"].update(now)
+        write_json_atomic(path, stored, optional=True)  # a read-only store: answered, not kept
+    else:
+        try:
+            os.utime(path)
+        except OSError:  # a read-only store
+            pass
+    return stored
 
 
 def require_models(run_id: str, model: str = "folds", store: RunStore | None = None) -> dict:
