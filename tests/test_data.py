@@ -230,6 +230,9 @@ def test_a_dataset_filed_by_patient_is_discovered_and_a_zip_of_it_unwrapped(tmp_
     (tmp_path / "data" / "notes" / "deep").mkdir()
     (tmp_path / "data" / "notes" / "deep" / "readme.txt").write_text("no image here")
     monkeypatch.setenv("LEUKDASH_DATA", str(tmp_path / "data"))
+    for cls in ("ALL", "HEALTHY"):  # thousands of patients' folders: the first hold images, the others none yet
+        for i in range(5, 5_006):
+            (root / cls / f"p{i}").mkdir()
     found = discover_datasets()
     assert found.get("patients") == root and "notes" not in found
     assert open_dataset("patients").counts() == {"ALL": 4, "HEALTHY": 4}

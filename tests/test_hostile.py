@@ -402,7 +402,8 @@ def _identical_images(folder: Path) -> str:
     for model in ("nb", "knn"):
         code, _, err = _cli("run", str(root), "--model", model, "--image-size", "16", "--folds", "2",
                             "--n-jobs", "1", "--quiet")
-        line = _one_error_line(err, "are all the same for this model", "nothing tells the classes apart")
+        line = _one_error_line(err, "training inputs of a fold", "are all the same for this model",
+                               "nothing tells the classes apart")
         assert code == 2, err
     return f"exit 2; {line}"
 

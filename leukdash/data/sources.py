@@ -146,7 +146,7 @@ def holds_images(folder: Path, *, deep: bool) -> bool:
     for current, dirs, files in os.walk(folder):
         if any(_is_image_name(Path(name)) for name in files):
             return True
-        looked += len(dirs) + len(files)
+        looked += 1 + len(files)  # folders entered and files read: thousands of patients' folders are no cost
         if looked > DISCOVERY_ENTRIES:
             return False
         depth = len(Path(current).relative_to(folder).parts)

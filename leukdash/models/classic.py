@@ -168,10 +168,9 @@ def fit(model: Pipeline, features: np.ndarray, labels: np.ndarray) -> np.ndarray
     if not np.any(scaler.var_ > 0):
         # Nothing tells the images apart; naive Bayes would divide by a zero variance (NaN answers)
         # and the others would answer one class for all: a fit of nothing, refused in words.
-        raise DatasetError(f"the {len(features)} training inputs (images and their augmented copies) are all the "
-                           "same for this model (identical pictures, or pictures made alike by the image size or "
-                           "preprocessing): nothing tells the classes apart; check the images, or a larger "
-                           "--image-size")
+        raise DatasetError(f"the {len(features)} training inputs of a fold (its images and their augmented copies) "
+                           "are all the same for this model (copies of one picture, or pictures made alike by the "
+                           "image size or preprocessing): nothing tells the classes apart; check the images")
     scaled = scaler.transform(features, copy=False)
     model.named_steps["classify"].fit(scaled, labels)
     return scaled
