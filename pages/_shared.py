@@ -181,7 +181,7 @@ def dataset_info(dataset: str, root: str) -> dict:
     """describe() of a dataset, plus its files per class (relative paths), ignored files,
     warnings (groups.csv rows that match nothing, the same bytes under two classes) and the
     folders of the same name it hides."""
-    from leukdash.data.discovery import hidden_datasets, open_dataset
+    from leukdash.data.discovery import hidden_datasets, open_dataset, roots_that_are_datasets
 
     ds = open_dataset(dataset)
     files: dict[str, list[str]] = {c: [] for c in ds.classes}
@@ -189,7 +189,8 @@ def dataset_info(dataset: str, root: str) -> dict:
         files[ds.classes[item.label]].append(ds.relative(item.path))
     return {**ds.describe(), "class_names": list(ds.classes), "files": files,
             "ignored": [s.to_dict(ds.root) for s in ds.ignored], "warnings": ds.warnings(),
-            "hidden": [str(path) for path in hidden_datasets().get(dataset, [])]}
+            "hidden": [str(path) for path in hidden_datasets().get(dataset, [])],
+            "class_of_a_root": ds.root.parent in roots_that_are_datasets()}
 
 
 def load_dataset_info(dataset: str) -> dict | None:

@@ -103,6 +103,10 @@ if info is None:
 synthetic_note(info)
 
 st.caption(f"`{hide_roots(info['path'])}` · layout: {info['kind']}")
+if info["class_of_a_root"]:  # the folder is the server's: not shown
+    st.warning(f"{literal(info['name'])} looks like a class of a dataset, not a dataset: the data folder that holds "
+               "it holds class folders itself (ALL, HEALTHY...). Set LEUKDASH_DATA to the folder above that data "
+               "folder, and the dataset is listed whole.", icon=":material/warning:")
 if info["hidden"]:  # the folders themselves are the server's: not shown
     st.caption(f"{len(info['hidden'])} more folder(s) named {literal(info['name'])} in later data folders are not "
                "used: a name opens the first folder of that name.")

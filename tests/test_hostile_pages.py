@@ -293,3 +293,22 @@ def test_uploads_of_one_name_are_told_apart_by_their_place(data_root, isolated_a
     assert [t.value for t in at.text if t.value in shown] == shown
     assert at.dataframe[0].value.iloc[:, 0].tolist() == shown
     assert any(e.value.startswith(r"Cannot read cell.png \(upload 4\): not an image") for e in at.error)
+
+
+def test_a_data_folder_that_is_a_dataset_itself_is_said_on_the_data_page_and_by_datasets(data_root, capsys):
+    import streamlit as st
+
+    from leukdash.cli import main
+
+    for cls in ("ALL", "HEALTHY"):  # LEUKDASH_DATA set to the dataset, not to the folder holding it
+        for patient in ("p0", "p1"):
+            (data_root / cls / patient).mkdir(parents=True)
+            (data_root / cls / patient / "0.png").write_bytes(png(len(cls) + len(patient)))
+    st.cache_data.clear()
+    at = app("data")
+    at.sidebar.selectbox(key="dataset").set_value("ALL").run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(w.value.startswith("ALL looks like a class of a dataset, not a dataset") for w in at.warning)
+    assert main(["datasets"]) == 0
+    assert (f"note: the data folder {data_root} holds class folders itself, so its classes are listed as datasets"
+            in capsys.readouterr().err)

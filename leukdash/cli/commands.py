@@ -13,7 +13,7 @@ from leukdash.paths import printable
 
 
 def datasets(args) -> int:
-    from leukdash.data.discovery import list_datasets, missing_data_roots
+    from leukdash.data.discovery import list_datasets, missing_data_roots, roots_that_are_datasets
 
     listed = list_datasets()
     if args.json:
@@ -30,6 +30,9 @@ def datasets(args) -> int:
     for root in missing_data_roots():
         print(f"note: LEUKDASH_DATA names {printable(root)}, which is not a folder: nothing found there",
               file=sys.stderr)
+    for root in roots_that_are_datasets():
+        print(f"note: the data folder {printable(str(root))} holds class folders itself, so its classes are listed "
+              "as datasets: set LEUKDASH_DATA to the folder that holds it", file=sys.stderr)
     for entry in listed:
         for path in entry["hidden"]:  # a name means one dataset: the first folder of that name
             print(f"note: {path} is not used: {printable(entry['name'])!r} names {printable(entry['path'])} "

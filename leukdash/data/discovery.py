@@ -9,7 +9,7 @@ from leukdash.atomic import explain
 from leukdash.config import dataset_parts
 from leukdash.data.combined import CombinedDataset
 from leukdash.data.dataset import Dataset
-from leukdash.data.sources import is_dataset_folder
+from leukdash.data.sources import KNOWN_CLASSES, is_dataset_folder
 from leukdash.errors import DatasetError, LeukdashError
 from leukdash.paths import data_roots, printable
 
@@ -52,6 +52,21 @@ def _discover() -> tuple[dict[str, Path | None], dict[str, list[Path]]]:
 def missing_data_roots() -> list[str]:
     """The entries of ``$LEUKDASH_DATA`` that are not folders (a typo, an unmounted disk)."""
     return [root for root in os.environ.get("LEUKDASH_DATA", "").split(os.pathsep) if root and not Path(root).is_dir()]
+
+
+def roots_that_are_datasets() -> list[Path]:
+    """The data roots that hold class folders themselves (at least two named ALL, AML, CLL, CML or
+    HEALTHY): discovery lists each of their classes as a dataset, when the folder holding the root
+    was meant."""
+    found = []
+    for root in data_roots():
+        try:
+            names = {child.name.upper() for child in root.iterdir() if child.is_dir()} if root.is_dir() else set()
+        except OSError:
+            continue
+        if len(names & set(KNOWN_CLASSES)) >= 2:
+            found.append(root)
+    return found
 
 
 def list_datasets() -> list[dict]:
