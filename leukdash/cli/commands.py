@@ -8,7 +8,7 @@ from leukdash.cli.output import (ProgressLine, SweepLog, final_text, print_answe
                                  run_text, sweep_settings, unavailable_checks)
 from leukdash.cli.run_options import (check_grid_size, check_nothing_typed, config_from_args, n_jobs_option,
                                       sweep_from_args)
-from leukdash.errors import ConfigError, LeukdashError
+from leukdash.errors import LeukdashError
 from leukdash.paths import printable
 
 
@@ -281,9 +281,10 @@ def report(args) -> int:
     if not source_checkout():
         raise LeukdashError("report renders the README's generated blocks, which only a clone of the repository has: "
                             "run it there (reproduce writes the report itself anywhere)")
-    if args.out is not None and not (args.out / DATA_NAME).is_file():
-        raise ConfigError(f"no report data at {args.out / DATA_NAME}: `python -m leukdash reproduce --out {args.out}` "
-                          "writes it")
+    if args.out is not None and not (args.out / DATA_NAME).is_file():  # said once, not once per block
+        print(f"error: no report data at {args.out / DATA_NAME}: `python -m leukdash reproduce --out {args.out}` "
+              "writes it", file=sys.stderr)
+        return 1 if args.check else 2  # --check: the check fails, as for any block without its data
     sources = load_sources({"report": args.out and args.out / DATA_NAME})
     readme_path = REPO_ROOT / "README.md"
     readme = readme_path.read_text(encoding="utf-8")
