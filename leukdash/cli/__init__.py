@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "several with the same classes: a comma list, e.g. allidb2_ufpr,cnmc_dev")
     run.add_argument("--dataset", dest="dataset_option", metavar="DATASET", help="the same as DATASET")
     add_run_options(run)
-    run.add_argument("--config-file", type=_path("the config file"), help="a JSON run config (as written by the dashboard)")
+    run.add_argument("--config-file", type=_path("the config file"),
+                     help="a JSON run config (as written by the dashboard)")
     run.add_argument("--final-model", action="store_true",
                      help="then also train the final model on all images of the run (see refit)")
     add_pool_options(run)
@@ -233,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     external = commands.add_parser("external-report",
                                    help="write the report's External validity section (runs are read, not trained)")
-    external.add_argument("--out", type=_path("the report folder"), help="report folder (default: docs/report; installed: the store's report/)")
+    external.add_argument("--out", type=_path("the report folder"),
+                          help="report folder (default: docs/report; installed: the store's report/)")
     external.add_argument("--no-compute", action="store_true", help="use stored external tests only")
     external.set_defaults(handler=cmd.external_report)
 
@@ -241,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--quick", action="store_true", help="fewer epochs, folds and pixels: a smoke test")
     reproduce.add_argument("--binary", help="ALL vs HEALTHY dataset (default: allidb2_ufpr if found, else synthetic)")
     reproduce.add_argument("--five-class", default="synthetic", help="five-class dataset (default: synthetic)")
-    reproduce.add_argument("--out", type=_path("the report folder"), help="report folder (default: docs/report, or artifacts/report-quick; "
-                           "installed: the store's report/)")
+    reproduce.add_argument("--out", type=_path("the report folder"),
+                           help="report folder (default: docs/report, or artifacts/report-quick; "
+                                "installed: the store's report/)")
     reproduce.add_argument("--report-only", action="store_true", help="write the report from the runs in the store")
     reproduce.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler for the runs (see sweep)")
     reproduce.set_defaults(handler=cmd.reproduce)
@@ -251,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--readme", action="store_true", help="write every block into README.md between its markers")
     report.add_argument("--check", action="store_true",
                         help="exit 1 if a README block differs from its data or the data is from another engine version")
-    report.add_argument("--out", type=_path("the report folder"), help="report folder holding report.json (default: docs/report)")
+    report.add_argument("--out", type=_path("the report folder"),
+                        help="report folder holding report.json (default: docs/report)")
     report.set_defaults(handler=cmd.report)
     return parser

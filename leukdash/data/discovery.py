@@ -65,7 +65,7 @@ def roots_that_are_datasets() -> list[Path]:
         except OSError:
             continue
         if len(names & set(KNOWN_CLASSES)) >= 2:
-            found.append(root)
+            found.append(root.resolve())
     return found
 
 

@@ -120,8 +120,8 @@ class RunStore:
             raise RunError(f"invalid run id: a run's result was given where its id is expected; give its "
                            f"['run_id'] ({paths.printable(str(run_id['run_id']))[:80]})")
         if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
-            raise RunError(f"invalid run id {paths.printable(repr(run_id))[:200]}: a run id starts with a letter or digit, "
-                           "then letters, digits, '.', '_' or '-'")
+            raise RunError(f"invalid run id {paths.printable(repr(run_id))[:200]}: a run id starts with a letter or "
+                           "digit, then letters, digits, '.', '_' or '-'")
         return self.root / run_id
 
     def exists(self, run_id: str) -> bool:
