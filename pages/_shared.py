@@ -283,6 +283,14 @@ def runs(root: str) -> list[dict]:
     return RunStore().list_runs()
 
 
+@st.cache_data(ttl=3, show_spinner=False)
+def unreadable_runs(root: str) -> list[str]:
+    """Run folders the listing skips: their meta.json missing or damaged (see RunStore.unreadable_runs)."""
+    from leukdash.engine.store import RunStore
+
+    return RunStore().unreadable_runs()
+
+
 def visible_runs() -> list[dict]:
     """The runs this session may see: all but those trained on another session's upload."""
     return [entry for entry in runs(root()) if visible_dataset(entry["meta"].get("dataset", {}).get("path"))]

@@ -16,7 +16,7 @@ from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, ava
                                       sweep_parallel)
 from pages._shared import (VIEWER_NOTE, comparison, data_table, dataset_options, deployment,
                            external_results, finished_runs, fitted, kept, literal, no_runs_yet, out_of_fold_rows_of,
-                           percent_columns, results, root, routed, run_thumbnails, visible_dataset)
+                           percent_columns, results, root, routed, run_thumbnails, unreadable_runs, visible_dataset)
 
 routed(__file__)
 
@@ -144,6 +144,10 @@ missing = len([r for r in kept_ids if r not in set(table["Run id"])])
 if missing:
     st.caption(f"{missing} run{'s' * (missing != 1)} of the link {'are' if missing != 1 else 'is'} not among "
                "the finished runs here.")
+if unreadable := unreadable_runs(root()):
+    st.caption(f"Not listed: {len(unreadable)} run folder(s) of the store whose meta.json is missing or damaged "
+               f"({', '.join(unreadable[:3])}{', ...' if len(unreadable) > 3 else ''}); a damaged one is kept beside "
+               "it, and launching the run's settings again computes it anew.")
 chosen = results(chosen_ids)
 labels = run_labels(chosen)
 if len(chosen) < len(table):

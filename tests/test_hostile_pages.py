@@ -312,3 +312,14 @@ def test_a_data_folder_that_is_a_dataset_itself_is_said_on_the_data_page_and_by_
     assert main(["datasets"]) == 0
     assert (f"note: the data folder {data_root} holds class folders itself, so its classes are listed as datasets"
             in capsys.readouterr().err)
+
+
+def test_compare_names_a_run_folder_it_cannot_read_instead_of_leaving_it_out_silently(data_root, isolated_artifacts):
+    kept_run, damaged = shipped_runs(isolated_artifacts, "nb", "dt")
+    meta = isolated_artifacts / "runs" / damaged / "meta.json"
+    meta.write_text(meta.read_text()[:50])
+    at = app("compare")
+    assert not at.exception, [e.value for e in at.exception]
+    assert list(at.dataframe[0].value["Run id"]) == [kept_run]
+    assert any(c.value.startswith(f"Not listed: 1 run folder(s) of the store whose meta.json is missing or damaged "
+                                  f"({damaged})") for c in at.caption)
