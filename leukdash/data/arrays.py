@@ -30,7 +30,7 @@ def load_arrays(dataset: Dataset, size: int, preprocess: str = "raw") -> LoadedI
     A cache file that cannot be read back whole and consistent is decoded again and replaced.
     """
     mode = "" if preprocess == "raw" else f"_{preprocess}"
-    cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}-{DECODER}_{size}{mode}.npz"
+    cache = decoded_cache(dataset, f"{size}{mode}.npz")
     stored = _read_array_cache(cache, dataset, size)
     if stored is not None:
         return stored
@@ -43,6 +43,13 @@ def load_arrays(dataset: Dataset, size: int, preprocess: str = "raw") -> LoadedI
         failed_paths=np.array([dataset.relative(f.path) for f in loaded.segmentation_failures], dtype=str),
         failed_reasons=np.array([f.reason for f in loaded.segmentation_failures], dtype=str)))
     return loaded
+
+
+def decoded_cache(dataset: Dataset, name: str) -> Path:
+    """Where a cache of what decoding ``dataset`` gives is kept (``name`` says what it holds): by
+    the dataset's fingerprint and the decoder (``DECODER``), so a cache an earlier decoder wrote is
+    not read."""
+    return artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}-{DECODER}_{name}"
 
 
 def _read_array_cache(cache: Path, dataset: Dataset, size: int) -> LoadedImages | None:

@@ -18,7 +18,7 @@ import numpy as np
 from leukdash.atomic import write_atomic
 from leukdash.config import RunConfig
 from leukdash.errors import ConfigError, DatasetError
-from leukdash.data.arrays import load_arrays, write_cache
+from leukdash.data.arrays import decoded_cache, load_arrays, write_cache
 from leukdash.data.dataset import Dataset, LoadedImages
 from leukdash.paths import artifacts_root
 
@@ -73,14 +73,13 @@ def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
     """
     from leukdash.config import stable_hash
     from leukdash.data import duplicates
-    from leukdash.data.decode import DECODER
     from leukdash.data.folds import MAX_MERGE_SHARE
     from leukdash.engine.store import write_json_atomic
 
     # The method's settings are part of the key: a cache of another definition is never reused.
     method = stable_hash([duplicates.HASH_SIZE, duplicates.NEAR_DUPLICATE_DISTANCE, duplicates.PIXEL_SIZE,
                           duplicates.PIXEL_MATCH, MAX_MERGE_SHARE, duplicates.MIN_DETAIL], 8)
-    cache = artifacts_root() / "cache" / "arrays" / f"{dataset.fingerprint[:24]}-{DECODER}_duplicates_{method}.json"
+    cache = decoded_cache(dataset, f"duplicates_{method}.json")
     cached = _read_pairs(cache, len(dataset.items))
     if cached is None:
         cached = duplicates.dataset_duplicates(dataset).pairs()
