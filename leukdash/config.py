@@ -84,7 +84,7 @@ class AugmentConfig:
                   "colour_jitter": 0.5, "stain_jitter": 0.5, "blur": 3.0}
         for name, upper in limits.items():
             value = getattr(self, name)
-            if not _is_number(value) or not 0 <= value <= upper:
+            if not is_number(value) or not 0 <= value <= upper:
                 raise ConfigError(f"augment.{name} must be a number between 0 and {upper:g}, got {value!r}")
         for name in ("horizontal_flip", "vertical_flip"):
             if not isinstance(getattr(self, name), bool):
@@ -175,12 +175,12 @@ class RunConfig:
         _int_range("folds", self.folds, 2, 50)
         _int_range("seed", self.seed, 0, 2**31 - 1)
         if self.learning_rate is not None and not (
-            _is_number(self.learning_rate) and 0 < self.learning_rate <= 10
+            is_number(self.learning_rate) and 0 < self.learning_rate <= 10
             and math.isfinite(self.learning_rate)
         ):
             raise ConfigError(f"learning_rate must be a positive number (at most 10), got {self.learning_rate!r}")
         if self.test_fraction is not None and not (
-            _is_number(self.test_fraction) and 0.05 <= self.test_fraction <= 0.5
+            is_number(self.test_fraction) and 0.05 <= self.test_fraction <= 0.5
         ):
             raise ConfigError(f"test_fraction must be between 0.05 and 0.5, got {self.test_fraction!r}")
         if self.test_fraction is not None and abs(1 / round(1 / self.test_fraction) - self.test_fraction) > 0.005:
@@ -298,7 +298,8 @@ def _floats(config, names: tuple[str, ...]) -> None:
             object.__setattr__(config, name, float(value))
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
+    """An int or a float, not a bool (which Python counts as an int)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -105,7 +105,7 @@ def test_completed_folds_skips_missing_and_damaged():
 
 
 def _meta(run_id: str, fold_ids=(0, 1), **extra) -> dict:
-    """A run's meta with what its readers use (see store._is_meta)."""
+    """A run's meta with what its readers use (see record_shapes.is_meta)."""
     return {"run_id": run_id, "config": {"model": "nb", "dataset": "x"}, "fold_ids": list(fold_ids), "versions": {},
             "dataset": {"name": "x", "fingerprint": "f", "path": "/x", "classes": ["ALL", "HEALTHY"]}, **extra}
 

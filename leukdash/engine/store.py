@@ -19,8 +19,8 @@ that were killed are removed when a process first uses the store. A store that c
 missing or no longer has the recorded sha256, is moved aside and counts as missing, so it is
 recomputed. (Folds stored before model hashes were recorded have no ``model`` entry: their
 model is checked when it is loaded.) A ``meta.json`` or ``summary.json`` that is valid JSON but
-lacks what its readers use (a hand edit, another version's schema, ``{}``) is damaged in the
-same way: moved aside, so the run is skipped or partial and every other run still reads.
+lacks what its readers use (a hand edit, another version's schema, ``{}``; the shapes are
+:mod:`leukdash.engine.record_shapes`) is damaged in the same way: moved aside, so the run is skipped or partial and every other run still reads.
 
 Only the standard library is imported here (``filelock`` when a lock is taken): answering a
 finished run from the store must not pay for numpy, pandas or TensorFlow.
@@ -31,7 +31,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import os
 import re
 import time
@@ -39,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from leukdash import paths
-from leukdash.config import MODELS
+from leukdash.engine.record_shapes import is_meta, is_summary
 from leukdash.atomic import clean_orphans_once, write_bytes_atomic
 from leukdash.errors import RunError
 
@@ -134,8 +133,9 @@ class RunStore:
         write_json_atomic(self.run_dir(run_id) / "meta.json", {"created": time.time(), **meta})
 
     def read_meta(self, run_id: str) -> dict | None:
-        """The run's meta; ``None`` if it is missing or damaged (see :func:`_is_meta`; moved aside)."""
-        return self._read_or_quarantine(self.run_dir(run_id) / "meta.json", _is_meta)
+        """The run's meta; ``None`` if it is missing or damaged (see
+        :func:`~leukdash.engine.record_shapes.is_meta`; moved aside)."""
+        return self._read_or_quarantine(self.run_dir(run_id) / "meta.json", is_meta)
 
     def finished_meta(self, run_id: str) -> dict:
         """The meta of a finished run (its summary stored), never None: a run that is not there
@@ -149,8 +149,9 @@ class RunStore:
         write_json_atomic(self.run_dir(run_id) / "summary.json", summary)
 
     def read_summary(self, run_id: str) -> dict | None:
-        """The run's summary; ``None`` if it is missing or damaged (see :func:`_is_summary`; moved aside)."""
-        return self._read_or_quarantine(self.run_dir(run_id) / "summary.json", _is_summary)
+        """The run's summary; ``None`` if it is missing or damaged (see
+        :func:`~leukdash.engine.record_shapes.is_summary`; moved aside)."""
+        return self._read_or_quarantine(self.run_dir(run_id) / "summary.json", is_summary)
 
     # -- folds and models ------------------------------------------------------------------
 
@@ -359,79 +360,13 @@ _MODEL_FILE = re.compile(r"\Afold_\d+\.(keras|joblib)\Z")
 _DAMAGED = object()  # what a file that is not JSON reads as
 
 
-# -- the shapes of the records: what their readers use without checking ----------------------
-
-
-def _is_meta(meta) -> bool:
-    """Whether a ``meta.json`` holds what the runner, the checks, the labels and the pages read:
-    the run id, config (a model this version knows, dataset), dataset (name, fingerprint, path,
-    classes), the fold ids and versions; an ensemble run also its members, weights and configs."""
-    if not isinstance(meta, dict):
-        return False
-    config, dataset, fold_ids = meta.get("config"), meta.get("dataset"), meta.get("fold_ids")
-    return (isinstance(meta.get("run_id"), str) and isinstance(meta.get("versions"), dict)
-            and isinstance(config, dict) and config.get("model") in MODELS + ("ensemble",)
-            and _are_text(config, "dataset")
-            and isinstance(dataset, dict) and _are_text(dataset, "name", "fingerprint")
-            and isinstance(dataset.get("path", ""), str) and _is_text_list(dataset.get("classes"))
-            and _is_fold_ids(fold_ids) and (meta.get("kind") != "ensemble" or _is_members(config)))
-
-
-def _is_fold_ids(fold_ids) -> bool:
-    """At least one fold, each a distinct non-negative integer (a fold file's index)."""
-    return (isinstance(fold_ids, list) and len(fold_ids) > 0
-            and all(isinstance(fold, int) and not isinstance(fold, bool) and fold >= 0 for fold in fold_ids)
-            and len(set(fold_ids)) == len(fold_ids))
-
-
-def _is_members(config: dict) -> bool:
-    members, weights, configs = config.get("members"), config.get("weights"), config.get("member_configs")
-    return (_is_text_list(members) and isinstance(weights, list) and all(map(_is_weight, weights))
-            and sum(weights) > 0 and isinstance(configs, list) and all(isinstance(c, dict) and c.get("model") in MODELS for c in configs)
-            and len(members) == len(weights) == len(configs))
-
-
-def _is_summary(summary) -> bool:
-    """Whether a ``summary.json`` holds what the pages, the reports and the CLI read: metrics
-    (``val_acc`` among them) each with a numeric mean, numeric spread figures where present, and
-    per-source figures as a mapping."""
-    if not isinstance(summary, dict) or "val_acc" not in summary:
-        return False
-    per_source = summary.get("per_source", {})
-    return (all(_is_metric(value) for name, value in summary.items() if name != "per_source")
-            and isinstance(per_source, dict) and all(isinstance(value, dict) for value in per_source.values()))
-
-
-def _is_metric(value) -> bool:
-    if not isinstance(value, dict) or not _is_number(value.get("mean")):
-        return False
-    interval = value.get("ci95", [0, 0])
-    return (all(_is_number(value[name]) for name in ("std", "min", "max") if name in value)
-            and isinstance(interval, list) and len(interval) == 2 and all(map(_is_number, interval)))
+# -- a fold record's shape (the meta's and the summary's: leukdash.engine.record_shapes) ------
 
 
 def _is_fold_record(record) -> bool:
     """A fold file: its result (a mapping) and the checksum of exactly that result."""
     return (isinstance(record, dict) and isinstance(record.get("result"), dict)
             and record.get("checksum") == checksum(record["result"]))
-
-
-def _are_text(record: dict, *names: str) -> bool:
-    return all(isinstance(record.get(name), str) for name in names)
-
-
-def _is_text_list(value) -> bool:
-    return isinstance(value, list) and all(isinstance(item, str) for item in value)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_weight(value) -> bool:
-    """A member's voting weight as ``ensemble`` stores it: finite and not negative (a NaN made
-    every probability of the vote NaN)."""
-    return _is_number(value) and math.isfinite(value) and value >= 0
 
 
 @functools.lru_cache(maxsize=4096)

@@ -1,0 +1,75 @@
+"""The shapes of the run store's records: what ``meta.json`` and ``summary.json`` must hold for
+their readers (the runner, the checks, the labels, the pages, the reports) to use them without
+checking. :class:`leukdash.engine.store.RunStore` moves a record that fails its shape aside, as
+damaged, so a hand edit or another version's schema makes one run skipped or partial, never a
+traceback in every reader. Standard library only, like the store.
+"""
+
+from __future__ import annotations
+
+import math
+
+from leukdash.config import MODELS, is_number
+
+
+def is_meta(meta) -> bool:
+    """Whether a ``meta.json`` holds what the runner, the checks, the labels and the pages read:
+    the run id, config (a model this version knows, dataset), dataset (name, fingerprint, path,
+    classes), the fold ids and versions; an ensemble run also its members, weights and configs."""
+    if not isinstance(meta, dict):
+        return False
+    config, dataset, fold_ids = meta.get("config"), meta.get("dataset"), meta.get("fold_ids")
+    return (isinstance(meta.get("run_id"), str) and isinstance(meta.get("versions"), dict)
+            and isinstance(config, dict) and config.get("model") in MODELS + ("ensemble",)
+            and _are_text(config, "dataset")
+            and isinstance(dataset, dict) and _are_text(dataset, "name", "fingerprint")
+            and isinstance(dataset.get("path", ""), str) and _is_text_list(dataset.get("classes"))
+            and _is_fold_ids(fold_ids) and (meta.get("kind") != "ensemble" or _is_members(config)))
+
+
+def _is_fold_ids(fold_ids) -> bool:
+    """At least one fold, each a distinct non-negative integer (a fold file's index)."""
+    return (isinstance(fold_ids, list) and len(fold_ids) > 0
+            and all(isinstance(fold, int) and not isinstance(fold, bool) and fold >= 0 for fold in fold_ids)
+            and len(set(fold_ids)) == len(fold_ids))
+
+
+def _is_members(config: dict) -> bool:
+    members, weights, configs = config.get("members"), config.get("weights"), config.get("member_configs")
+    return (_is_text_list(members) and isinstance(weights, list) and all(map(_is_weight, weights))
+            and sum(weights) > 0 and isinstance(configs, list)
+            and all(isinstance(c, dict) and c.get("model") in MODELS for c in configs)
+            and len(members) == len(weights) == len(configs))
+
+
+def is_summary(summary) -> bool:
+    """Whether a ``summary.json`` holds what the pages, the reports and the CLI read: metrics
+    (``val_acc`` among them) each with a numeric mean, numeric spread figures where present, and
+    per-source figures as a mapping."""
+    if not isinstance(summary, dict) or "val_acc" not in summary:
+        return False
+    per_source = summary.get("per_source", {})
+    return (all(_is_metric(value) for name, value in summary.items() if name != "per_source")
+            and isinstance(per_source, dict) and all(isinstance(value, dict) for value in per_source.values()))
+
+
+def _is_metric(value) -> bool:
+    if not isinstance(value, dict) or not is_number(value.get("mean")):
+        return False
+    interval = value.get("ci95", [0, 0])
+    return (all(is_number(value[name]) for name in ("std", "min", "max") if name in value)
+            and isinstance(interval, list) and len(interval) == 2 and all(map(is_number, interval)))
+
+
+def _are_text(record: dict, *names: str) -> bool:
+    return all(isinstance(record.get(name), str) for name in names)
+
+
+def _is_text_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_weight(value) -> bool:
+    """A member's voting weight as ``ensemble`` stores it: finite and not negative (a NaN made
+    every probability of the vote NaN)."""
+    return is_number(value) and math.isfinite(value) and value >= 0
