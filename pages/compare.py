@@ -369,7 +369,7 @@ with tabs[5]:
                                    file_name=f"{result['run_id']}_external_{evaluation['dataset']['fingerprint'][:8]}.csv",
                                    icon=":material/download:", key=f"external_images_{i}",
                                    help="Each image of the external dataset: true and predicted class, each class's "
-                                        "probability, and whether the two checks flag it.")
+                                        "probability, and whether each of its checks flags it.")
             for warning in evaluation["dataset"].get("warnings", []):  # images left out, unreadable...
                 st.caption(literal(hide_roots(warning)), help="what the external test left out, and why")
             if few := few_groups(evaluation):

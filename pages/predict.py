@@ -23,6 +23,7 @@ MAX_FILE_MB = 50
 # The answers' summary table: the columns of answer_table.answer_row it shows, and their headers.
 SUMMARY_COLUMNS = {"file": "File", "predicted": "Predicted", "probability": "Probability",
                    "outside_training": "Unlike training data", "likely_wrong": "Likely wrong",
+                   "unsupported": "Unsupported",
                    "cell_segmentation": "Cell segmentation", "known_image": "Known image", "error": "Cannot read"}
 
 st.title("Predict")
@@ -159,6 +160,11 @@ for number, upload in enumerate(uploads, start=1):
         if unsure.get("flag"):
             st.warning(f"**Likely wrong**: its top probability ({unsure['confidence']:.0%}) is lower than that of 95% "
                        f"of the run's own out-of-fold answers (below {unsure['floor']:.0%}).", icon=":material/help:")
+        alone = result.get("unsupported") or {}
+        if alone.get("flag"):
+            st.warning(f"**Unsupported**: a training image of another class lies near it, relative to the nearest of "
+                       f"{headline(result)['predicted']} (trust score {alone['score']:.2f}, lower than that of 95% of the "
+                       f"run's own out-of-fold answers, below {alone['floor']:.2f}).", icon=":material/help:")
         answer = headline(result)
         if known and "error" not in known:
             honest = (f"the headline is the answer of its validation fold {known['fold']}'s model, which never "

@@ -41,7 +41,7 @@ def test_each_row_holds_the_headline_and_every_verdict_in_the_files_order(tiny_d
 
     assert list(rows[0]) == ["file", "predicted", "probability", "answer_from", "votes",
                              *[f"p_{c}" for c in CLASSES], "outside_training", "distance_percentile",
-                             "likely_wrong", "cell_segmentation", "known_image", "note", "error"]
+                             "likely_wrong", "unsupported", "cell_segmentation", "known_image", "note", "error"]
     noise, broken, known = rows
     # A spreadsheet would run "=1+2.png" as a formula: the cell stays the file's name, as text.
     assert noise["file"] == "'=1+2.png" and broken["file"] == "broken.png"
@@ -57,6 +57,8 @@ def test_each_row_holds_the_headline_and_every_verdict_in_the_files_order(tiny_d
         assert row["cell_segmentation"] == "" and row["error"] == ""  # a run on whole images segments nothing
     # The run's own image: its out-of-fold model's answer, as the page headlines it, and the file it is.
     assert known["answer_from"] == "out-of-fold" and known["known_image"] == f"CLL/{original.name}"
+    # Support: judged for a new image; a known one is among the training images itself, so not judged.
+    assert noise["unsupported"] == ("yes" if entries[0]["unsupported"]["flag"] else "no") and known["unsupported"] == ""
     assert noise["known_image"] == "" and noise["outside_training"] == "yes"  # noise is like no cell
 
 
@@ -72,7 +74,7 @@ def test_predict_csv_is_the_table_alone_and_says_which_checks_it_could_not_make(
     rows = _rows(out)
     assert [row["file"] for row in rows] == images and all(row["predicted"] in CLASSES for row in rows)
     assert {(row["outside_training"], row["known_image"]) for row in rows} == {("unavailable", "unavailable")}
-    assert err.startswith("warning: ood and known checks unavailable: ") and err.count("\n") == 1
+    assert err.startswith("warning: ood, known and support checks unavailable: ") and err.count("\n") == 1
     assert main(["predict", run_id, "--csv", "--json", images[0]]) == 2  # one format or the other
     assert "not allowed with argument" in capsys.readouterr().err
 

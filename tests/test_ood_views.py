@@ -33,8 +33,9 @@ def test_a_preprocessed_run_checks_the_acquisition_too_and_reports_each_warnings
     raw = run(_config(tiny_dataset), n_jobs=1)
     result = evaluate(cell["run_id"], str(inverted_lab))
     flags = result["flags"]
-    assert set(flags) == {"ood_prepared", "ood_acquisition", "ood", "likely_wrong", "either"}
-    assert set(evaluate(raw["run_id"], str(inverted_lab))["flags"]) == {"ood_prepared", "ood", "likely_wrong", "either"}
+    assert set(flags) == {"ood_prepared", "ood_acquisition", "ood", "likely_wrong", "unsupported", "either"}
+    assert set(evaluate(raw["run_id"], str(inverted_lab))["flags"]) == {"ood_prepared", "ood", "likely_wrong",
+                                                                       "unsupported", "either"}
     # Inverted colours: grey cells on black look alike after segmentation, the raw fields do not.
     assert flags["ood_acquisition"]["share"] >= 0.9 and result["ood_share"] == flags["ood"]["share"]
     assert flags["ood"]["share"] >= max(flags["ood_prepared"]["share"], flags["ood_acquisition"]["share"])
@@ -94,15 +95,19 @@ def test_the_command_line_says_which_answer_is_likely_wrong(capsys):
 
 def test_on_the_real_pair_the_acquisition_flags_the_other_lab_and_few_of_its_own(allidb2_path, cnmc_path):
     """allidb2_ufpr -> cnmc_dev with cell preprocessing: the prepared cells alone pass for
-    ALL-IDB2 cells, the acquisition gives the other lab away; the run's own images stay unflagged."""
+    ALL-IDB2 cells, the acquisition gives the other lab away; the run's own images stay unflagged.
+    Among the other lab's images, the answers the support check doubts are wrong more often."""
     config = RunConfig(dataset=str(allidb2_path), model="knn", feature_set="features", image_size=32,
                        augment_factor=1, augment=AugmentConfig.off(), preprocess="cell-keep-gray")
     result = evaluate(run(config, n_jobs=1)["run_id"], str(cnmc_path))
     flags = result["flags"]
     assert flags["ood_acquisition"]["share"] >= 0.95 > flags["ood_prepared"]["share"]
-    for name in ("ood_prepared", "ood_acquisition", "likely_wrong"):
+    for name in ("ood_prepared", "ood_acquisition", "likely_wrong", "unsupported"):
         assert flags[name]["own_share"] <= 0.05, name
     assert flags["ood"]["own_share"] <= 0.05
+    doubted = flags["unsupported"]
+    assert doubted["one_lab"] and 0 < doubted["share"] < 0.5
+    assert doubted["error_flagged"] > doubted["error_unflagged"] + 0.1
 
 
 def test_a_run_on_segmented_cells_says_when_an_images_segmentation_failed(tiny_dataset, capsys):

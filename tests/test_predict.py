@@ -46,7 +46,7 @@ def test_predict_says_once_which_checks_it_could_not_make_and_answers_all_the_sa
     assert main(["predict", run_id, *images]) == 0
     out, err = capsys.readouterr()
     warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
-    assert len(warnings) == 1 and warnings[0].startswith("warning: ood and known checks unavailable: run ")
+    assert len(warnings) == 1 and warnings[0].startswith("warning: ood, known and support checks unavailable: run ")
     assert "which are gone" in warnings[0] and warnings[0].endswith("(the answers below are given without them)")
     assert sum(line.startswith(tuple(images)) for line in out.splitlines()) == 2
 

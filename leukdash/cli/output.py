@@ -90,14 +90,19 @@ def unavailable_checks(entries: list[dict]) -> list[str]:
     the checks it stopped (an unavailable check's entry names itself, ``check``, and its ``reason``)."""
     stopped: dict[str, list[str]] = {}
     for entry in entries:
-        for check in ("ood", "known", "likely_wrong"):
+        for check in ("ood", "known", "likely_wrong", "unsupported"):
             if isinstance(entry.get(check), dict) and "error" in entry[check]:
                 name, reason = entry[check]["check"], entry[check]["reason"]
                 names = stopped.setdefault(reason, [])
                 if name not in names:
                     names.append(name)
-    return [f"{' and '.join(names)} check{'s' * (len(names) > 1)} unavailable: {reason} (the answers below are "
+    return [f"{_listed(names)} check{'s' * (len(names) > 1)} unavailable: {reason} (the answers below are "
             f"given without {'them' if len(names) > 1 else 'it'})" for reason, names in stopped.items()]
+
+
+def _listed(names: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
 def print_answers(entries: list[dict]) -> None:
@@ -112,7 +117,7 @@ def print_answers(entries: list[dict]) -> None:
 
 
 def print_checks(entry: dict) -> None:
-    """A note on the file, the out-of-distribution warning and the known-image answer of one prediction."""
+    """A note on the file, the warnings and the known-image answer of one prediction."""
     from leukdash.evaluation.answer import headline
 
     ood, known = entry.get("ood") or {}, entry.get("known")
@@ -128,6 +133,10 @@ def print_checks(entry: dict) -> None:
         answer = "the out-of-fold answer's" if headline(entry)["source"] == "out-of-fold" else "its"
         print(f"  likely wrong: {answer} top probability {wrong['confidence']:.2f} is below {wrong['floor']:.2f}, "
               "lower than 95% of the run's own out-of-fold answers")
+    if (entry.get("unsupported") or {}).get("flag"):
+        print(f"  unsupported: a training image of another class lies near it (trust score "
+              f"{entry['unsupported']['score']:.2f}, below {entry['unsupported']['floor']:.2f}, lower than 95% of the run's "
+              "own out-of-fold answers)")
     if known and "error" not in known:
         print(f"  known image: {known['match']} to {known['file']} ({known['class']}); "
               + (f"fold {known['fold']}'s model, which did not train on it, predicts {known['prediction']}"

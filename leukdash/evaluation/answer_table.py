@@ -40,8 +40,8 @@ def answer_row(entry: dict) -> dict:
     -------
     dict with ``file``, ``predicted`` and ``probability`` (the headline), ``answer_from``
     ("mean" of the fold models, or the "out-of-fold" model of a known image), ``votes``,
-    ``p_<class>`` for each class, ``outside_training`` and ``likely_wrong`` ("yes", "no" or
-    "unavailable"), ``distance_percentile``, ``cell_segmentation`` ("ok" or the failure),
+    ``p_<class>`` for each class, ``outside_training``, ``likely_wrong`` and ``unsupported``
+    ("yes", "no", "unavailable", or empty for a known image's support), ``distance_percentile``, ``cell_segmentation`` ("ok" or the failure),
     ``known_image`` (the run's file it matches), ``note`` and ``error``.
     """
     if "error" in entry:
@@ -58,6 +58,7 @@ def answer_row(entry: dict) -> dict:
         "outside_training": _check(ood, lambda c: "yes" if c["outside"] else "no"),
         "distance_percentile": "" if not ood or "error" in ood else round(ood["percentile"], 1),
         "likely_wrong": _check(entry.get("likely_wrong"), lambda c: "yes" if c["flag"] else "no"),
+        "unsupported": _check(entry.get("unsupported"), lambda c: "yes" if c["flag"] else "no"),
         "cell_segmentation": _check(entry.get("cell"), lambda c: c["failure"] or "ok"),
         "known_image": _check(entry.get("known"), lambda c: c["file"]),
         "note": entry.get("note", ""),
@@ -82,7 +83,9 @@ def external_csv(results: list[dict]) -> str:
                       "correct": "yes" if row["true"] == row["predicted"] else "no",
                       **{f"p_{c}": round(v, 4) for c, v in row["probabilities"].items()},
                       "outside_training": "yes" if row["outside_training"] else "no",
-                      "likely_wrong": "yes" if row["likely_wrong"] else "no"}
+                      "likely_wrong": "yes" if row["likely_wrong"] else "no",
+                      # absent from results stored before the support check
+                      "unsupported": {True: "yes", False: "no"}.get(row.get("unsupported"), "")}
                      for result in results for row in result["images"]])
 
 

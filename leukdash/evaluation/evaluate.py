@@ -4,8 +4,10 @@ Cross-validation on one dataset says how a model fares on more images like its t
 images. An external test says what happens on images from another lab, stain and camera: the
 run's fold ensemble (the same one Predict uses) labels every image of the other dataset, and the
 result says how accurate it was, whether it gave everything one class ("collapsed"), how each
-group (subject) of the external set fared, and how many images the run's out-of-distribution
-check (:mod:`leukdash.evaluation.ood`) flags.
+group (subject) of the external set fared, how many images the run's out-of-distribution
+check (:mod:`leukdash.evaluation.ood`) flags, and how many answers its support check
+(:mod:`leukdash.evaluation.support`) and likely-wrong check doubt, each with the error rate among
+the images it flags and among the others.
 
 The figures and their intervals (a bootstrap over the external dataset's groups) are computed by
 :mod:`leukdash.evaluation.external_metrics`.
@@ -29,7 +31,7 @@ from leukdash.evaluation.external_metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SE
 MAX_GROUPS_LISTED = 30
 LOWEST_GROUPS_LISTED = 5
 # Changes to what this module computes invalidate the stored results.
-METHOD_VERSION = "external-4"
+METHOD_VERSION = "external-5"  # 5: the answer-support check (support.py)
 # Adapted results: 1 standardised the classic models' inputs only (CNNs answered as they were);
 # 2 also re-estimates the CNNs' batch-normalisation statistics.
 ADAPT_VERSION = 2
@@ -162,12 +164,13 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     from leukdash.evaluation.ood import (confidence_floor, describe_images, own_confidence, training_distribution,
                                          view_config, views)
     from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, adapt_note, ensemble
+    from leukdash.evaluation.support import answer_support
     from leukdash.engine.runner import versions
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.training import duplicate_pairs
 
     proba, loaded = 0.0, None
-    outside, own_outside = {}, {}
+    outside, own_outside, cells = {}, {}, []  # cells: each voting run's prepared-view descriptors
     # Each voting run (a plain run is its own one) sees the images prepared its own way
     # (preprocess.prepare_images, cached); an image is flagged when any of their checks flags it,
     # in the prepared view or (preprocessed runs) in the acquisition view.
@@ -193,7 +196,10 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
                 voting = member.adapted([prepared.images]) if adapt else member
                 proba = proba + weight * voting.batch_probabilities(prepared.images).mean(axis=0)
             described = training_distribution(member.run_id, store, view)
-            assessed = described.assess(describe_images(prepared.images))
+            descriptors = describe_images(prepared.images)
+            if view == "prepared":
+                cells.append(descriptors)
+            assessed = described.assess(descriptors)
             outside[view] = outside.get(view, False) | np.array([entry["outside"] for entry in assessed])
             own_outside[view] = own_outside.get(view, False) | (described.oof_scores > described.threshold)
     # Duplicates join groups here as they do in folds: one picture twice is one draw of the bootstrap.
@@ -215,6 +221,8 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     floor = confidence_floor(own_top)
     unsure = proba.max(axis=1) < floor
     wrong = proba.argmax(axis=1) != loaded.labels
+    support = answer_support(run_id, store)
+    supported = support.assess(cells, proba.argmax(axis=1), flagged)
     return {
         "run_id": run_id,
         "run": {"config": meta["config"], "dataset": meta["dataset"]["name"],
@@ -232,21 +240,25 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
             **{f"ood_{view}": flag_errors(outside[view], wrong, own_outside[view]) for view in checked},
             "ood": flag_errors(flagged, wrong, np.logical_or.reduce([own_outside[view] for view in checked])),
             "likely_wrong": {**flag_errors(unsure, wrong, own_top < floor), "floor": floor},
+            "unsupported": {**flag_errors(supported["unsupported"], wrong, support.own_scores < support.floor),
+                            "floor": support.floor, "one_lab": supported["one_lab"]},
             "either": flag_errors(flagged | unsure, wrong, None),
         },
-        "images": image_rows(dataset, loaded, proba, flagged, unsure),
+        "images": image_rows(dataset, loaded, proba, flagged, unsure, supported["unsupported"]),
         "versions": versions(),
     }
 
 
-def image_rows(dataset, loaded, proba: np.ndarray, outside: np.ndarray, unsure: np.ndarray) -> list[dict]:
+def image_rows(dataset, loaded, proba: np.ndarray, outside: np.ndarray, unsure: np.ndarray,
+               unsupported: np.ndarray) -> list[dict]:
     """Each external image's answer: its file and group, true and predicted class, each class's
-    probability, and whether the out-of-distribution check and the likely-wrong check flag it."""
+    probability, and whether the out-of-distribution, likely-wrong and support checks flag it."""
     classes = list(dataset.classes)
     return [{"file": dataset.relative(path), "group": str(group), "true": classes[int(true)],
              "predicted": classes[int(p.argmax())], "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)},
-             "outside_training": bool(out), "likely_wrong": bool(low)}
-            for path, group, true, p, out, low in zip(loaded.paths, loaded.groups, loaded.labels, proba, outside, unsure)]
+             "outside_training": bool(out), "likely_wrong": bool(low), "unsupported": bool(alone)}
+            for path, group, true, p, out, low, alone in zip(loaded.paths, loaded.groups, loaded.labels, proba, outside,
+                                                             unsure, unsupported)]
 
 
 def _pairs_among_unseen(pairs: list[tuple[int, int]], paths: list, seen: set) -> list[tuple[int, int]]:
@@ -330,12 +342,14 @@ def format_evaluation(result: dict) -> str:
     lines.append(f"  out-of-distribution: {result['ood_share']:.1%} of the images flagged "
                  f"({result['ood_own_share']:.1%} of the run's own out-of-fold images)")
     names = {"ood_prepared": "unlike the prepared cells", "ood_acquisition": "unlike the acquisition",
-             "ood": "out-of-distribution", "likely_wrong": "likely wrong (low confidence)", "either": "either warning"}
+             "ood": "out-of-distribution", "likely_wrong": "likely wrong (low confidence)",
+             "unsupported": "unsupported by nearest images", "either": "either warning"}
     for name, flag in result.get("flags", {}).items():
         errors = "  ".join(f"{label} {flag[key]:.1%}" if flag[key] is not None else f"{label} -"
                            for label, key in (("error flagged", "error_flagged"), ("unflagged", "error_unflagged")))
         own = f"  (own out-of-fold {flag['own_share']:.1%})" if flag["own_share"] is not None else ""
-        lines.append(f"  {names[name]:<30} flags {flag['share']:6.1%}  {errors}{own}")
+        lab = "  (compared as one lab's images)" if flag.get("one_lab") else ""
+        lines.append(f"  {names[name]:<30} flags {flag['share']:6.1%}  {errors}{own}{lab}")
     lines.append("  per group          " + groups_text(result["per_group"]))
     return "\n".join(lines)
 
@@ -377,4 +391,14 @@ def outcome_sentence(result: dict) -> str:
                else "answers spread over " + ", ".join(f"{c} {s:.0%}" for c, s in result["predicted_share"].items()))
     return (f"On {result['dataset']['name']} ({result['n_images']} images, {result['intervals']['n_groups']} groups): "
             f"balanced accuracy {result['balanced_accuracy']:.1%} (95% group bootstrap {low:.1%}-{high:.1%}); "
-            f"{verdict}; {result['ood_share']:.0%} of the images flagged as unlike its training data.")
+            f"{verdict}; {result['ood_share']:.0%} of the images flagged as unlike its training data"
+            + _doubted_text(result.get("flags", {}).get("unsupported")) + ".")
+
+
+def _doubted_text(flag: dict | None) -> str:
+    """The support check's share and how often the answers it doubts are wrong (results stored
+    before it existed have none)."""
+    if not flag or flag["error_flagged"] is None or flag["error_unflagged"] is None:
+        return "" if not flag else f"; {flag['share']:.0%} of its answers unsupported by its nearest training images"
+    return (f"; {flag['share']:.0%} of its answers unsupported by its nearest training images, wrong on "
+            f"{flag['error_flagged']:.0%} of them against {flag['error_unflagged']:.0%} of the others")

@@ -7,7 +7,8 @@ its members' fold-``f`` models, each fed the images prepared its own way.
 
 One module, though long: the loaded models (:func:`ensemble`), their copies adapted to one
 lab's images (:func:`adapted_models`, which waits for the warm-up and reads the loaded models),
-the checks beside each answer (out of distribution, known image, likely wrong, segmentation),
+the checks beside each answer (out of distribution, known image, likely wrong, unsupported,
+segmentation),
 the background warm-up and the answers for files all share this process's caches of loaded runs
 and their references (``_loaded``, ``_references``, ``_warming``); split apart, each would reach
 into another's cache. Grad-CAM, which only reads the loaded models, is
@@ -45,8 +46,9 @@ MIN_ADAPT_IMAGES = 20
 ADAPT_SAMPLE = 1024
 # Background warm-ups (see warm_up), by store and run.
 _warming: dict[tuple[str, str], threading.Thread] = {}
-# Those runs' images at the comparison size, for recognising known images.
+# Those runs' images at the comparison size, for recognising known images, and their support checks.
 _references: dict[tuple[str, str], dict] = {}
+_supports: dict[tuple[str, str], object] = {}  # support.AnswerSupport
 # Largest mean absolute difference (0-255, at reference.KNOWN_SIZE) between an upload and a
 # dataset image for the two to count as the same picture. Measured: a JPEG re-encoding (quality
 # 75) or a half-size copy of an ALL-IDB2 or C-NMC image differs by at most 0.70; the closest two
@@ -243,6 +245,9 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
             result["known"] = _checked(run_id, [image], store, "known", lambda r, i, s: [known_image(r, i[0], s)])[0]
         for result, entry in zip(results, _checked(run_id, results, store, "likely-wrong", likely_wrong)):
             result["likely_wrong"] = entry
+        for result, entry in zip(results, _checked(run_id, results, store, "support",
+                                                   lambda r, answered, s: unsupported_answers(r, images, answered, s))):
+            result["unsupported"] = entry
         for result, entry in zip(results, cell_segmentation(run_id, images, store)):
             result["cell"] = entry
     return results
@@ -314,6 +319,35 @@ def likely_wrong(run_id: str, results: list[dict], store: RunStore | None = None
     return [{"confidence": top, "floor": round(floor, 6), "flag": top < floor} for top in tops]
 
 
+def unsupported_answers(run_id: str, images: list[np.ndarray], results: list[dict],
+                        store: RunStore | None = None) -> list[dict | None]:
+    """Per prediction (``results``, of ``images``): the trust score of the answer the
+    product headlines against the run's support floor, and whether it falls below (see
+    :mod:`leukdash.evaluation.support`); ``None`` for one of the run's own images, whose
+    out-of-fold answer the known-image check shows (among the training images it is itself).
+
+    Each image is compared as it is, with the training images' statistics: uploads answered
+    together are not taken for one lab's (``evaluate`` takes a folder of another lab for one).
+    """
+    from leukdash.evaluation.answer import headline
+    from leukdash.evaluation.ood import describe_images
+
+    support = _per_run(_supports, run_id, store, _answer_support)
+    voting = ensemble(run_id, store)
+    answers = np.array([voting.classes.index(headline(result)["predicted"]) for result in results])
+    scores = support.scores([describe_images(prepare_images(member.config, images)) for member, _ in voting.parts()],
+                            answers)
+    return [None if (result.get("known") or {}).get("match") else
+            {"score": round(float(score), 4), "floor": round(support.floor, 4), "flag": bool(score < support.floor)}
+            for result, score in zip(results, scores)]
+
+
+def _answer_support(run_id: str, store: RunStore):
+    from leukdash.evaluation.support import answer_support
+
+    return answer_support(run_id, store)
+
+
 def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None) -> dict | None:
     """Whether ``image`` is (nearly) identical to an image of the run's dataset, and if so the
     prediction of the fold model that did not train on it (the one it validated); ``None``
@@ -348,13 +382,18 @@ def _reference(run_id: str, store: RunStore | None) -> dict:
     """The run's stored reference (see :mod:`leukdash.evaluation.reference`), kept per run."""
     from leukdash.evaluation.reference import known_reference
 
+    return _per_run(_references, run_id, store, known_reference)
+
+
+def _per_run(kept: dict, run_id: str, store: RunStore | None, compute):
+    """``compute(run_id, store)``, kept in ``kept`` for the last ``MAX_LOADED_RUNS`` runs used."""
     store = store or RunStore()
     key = (str(store.root), run_id)
-    if key not in _references:
-        _references[key] = known_reference(run_id, store)
-        while len(_references) > MAX_LOADED_RUNS:
-            _references.pop(next(iter(_references)))
-    return _references[key]
+    if key not in kept:
+        kept[key] = compute(run_id, store)
+        while len(kept) > MAX_LOADED_RUNS:
+            kept.pop(next(iter(kept)))
+    return kept[key]
 
 
 def prepare_checks(run_id: str, store: RunStore | None = None) -> None:
@@ -367,7 +406,8 @@ def prepare_checks(run_id: str, store: RunStore | None = None) -> None:
     except CHECK_UNAVAILABLE:
         return
     for prepare in [lambda: _reference(run_id, store)] + [
-            lambda voter=voter, view=view: training_distribution(voter, store, view) for voter, view in voters]:
+            lambda voter=voter, view=view: training_distribution(voter, store, view) for voter, view in voters] + [
+            lambda: _per_run(_supports, run_id, store, _answer_support)]:  # after what it reads
         try:
             prepare()
         except CHECK_UNAVAILABLE:

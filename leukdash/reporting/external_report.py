@@ -110,7 +110,10 @@ _CANDIDATES = (
     "models (`refit`: one model trained on every image of the run, tested with `evaluate --model final`; its "
     f"within figure is the run's folds), and both trained with robustness augmentation (`--stain-jitter 0.2 "
     f"--blur 1`, {ROBUST_NAME}). **Likely wrong**: the answer's top probability is below that of 95% of the run's "
-    "own out-of-fold answers; shown as for OOD. **All of these are development figures**: the preprocessing and "
+    "own out-of-fold answers; **unsupported**: a training image of another class lies nearer, relative to the "
+    "nearest of the answered class, than for 95% of the run's own out-of-fold answers (trust score on the OOD "
+    "descriptors; another lab's images standardised with their own statistics); both shown as for OOD. "
+    "**All of these are development figures**: the preprocessing and "
     "the members were chosen by looking at cnmc_dev results; the robustness setting was fixed on principle "
     "before any result, but is tested on the same two sets.")
 
@@ -182,9 +185,10 @@ def _direction_line(row: dict) -> str:
 
 def _candidate_table(rows: list[dict]) -> list[str]:
     lines = ["| model | run | within (CV) | external balanced acc. [95% CI] | predicted share | collapsed "
-             "| OOD flagged: errors flagged / not | likely wrong: errors flagged / not |", "|---|---|---|---|---|---|---|---|"]
+             "| OOD flagged: errors flagged / not | likely wrong: errors flagged / not "
+             "| unsupported: errors flagged / not |", "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        lines.append(_status_row(row, 8) or _candidate_line(row))
+        lines.append(_status_row(row, 9) or _candidate_line(row))
     return lines
 
 
@@ -194,7 +198,7 @@ def _candidate_line(row: dict) -> str:
     return (f"| {row['label']} | `{row['run_id']}` | {within_text(row)} | "
             f"{interval(external['balanced_accuracy'], external['ci95'])} | {shares} | "
             f"{'**yes**' if external['collapsed'] else 'no'} | {flag_text(external.get('ood'))} | "
-            f"{flag_text(external.get('likely_wrong'))} |")
+            f"{flag_text(external.get('likely_wrong'))} | {flag_text(external.get('unsupported'))} |")
 
 
 def lodo_table(rows: list[dict]) -> list[str]:

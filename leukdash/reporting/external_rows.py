@@ -54,7 +54,8 @@ def tested_row(run_id: str, test: str, *, model: str = "folds", compute: bool = 
         "ci95": list(external["intervals"]["balanced_accuracy"]), "roc_auc": external["roc_auc"],
         "predicted_share": external["predicted_share"], "collapsed": external["collapsed"],
         "ood_share": external["ood_share"], "ood_own_share": external["ood_own_share"],
-        **{name: {key: flags[name][key] for key in FLAG_FIELDS} for name in ("ood", "likely_wrong") if name in flags}}}
+        **{name: {key: flags[name][key] for key in FLAG_FIELDS} for name in ("ood", "likely_wrong", "unsupported")
+           if name in flags}}}
 
 
 def lodo_row(run_id: str) -> dict:

@@ -1,0 +1,93 @@
+"""The support check: an answer is doubted when a training image of another class lies nearer
+than the nearest of the class answered (trust score), calibrated on the run's own out-of-fold
+answers; another lab's images are compared with their own statistics."""
+
+import numpy as np
+import pytest
+
+from leukdash.config import AugmentConfig, RunConfig
+from leukdash.data.decode import decode_image
+from leukdash.engine.runner import load_result, run
+from leukdash.evaluation.evaluate import evaluate
+from leukdash.evaluation.predict import predict_images
+from leukdash.evaluation.support import (UNSUPPORTED_PERCENTILE, answer_support, takes_for_one_lab,
+                                         trust_scores)
+
+
+def _two_clusters(rng, n=40):
+    reference = np.concatenate([rng.normal(0, 1, (n, 3)), rng.normal(6, 1, (n, 3))])
+    return reference, np.repeat([0, 1], n)
+
+
+def test_the_trust_score_is_the_other_class_distance_over_the_answered_class_distance():
+    rng = np.random.default_rng(0)
+    reference, labels = _two_clusters(rng)
+    query = np.array([[0.0, 0.0, 0.0], [6.0, 6.0, 6.0]])
+    right = trust_scores(reference, labels, query, np.array([0, 1]), 2)
+    wrong = trust_scores(reference, labels, query, np.array([1, 0]), 2)
+    assert np.all(right > 1) and np.all(wrong < 1)
+    assert right == pytest.approx(1 / wrong)  # the same two distances, the other way round
+    # By hand, for the first query: nearest of class 1 over nearest of class 0, standardised.
+    mean, spread = reference.mean(0), reference.std(0)
+    distances = np.linalg.norm((reference - mean) / spread - (query[0] - mean) / spread, axis=1)
+    assert right[0] == pytest.approx(distances[labels == 1].min() / distances[labels == 0].min())
+    # A class without training images is infinitely far: an answer of the other class is fully supported.
+    assert np.isinf(trust_scores(reference[labels == 0], labels[labels == 0], query[:1], np.array([0]), 2)[0])
+
+
+def test_another_labs_shift_is_removed_when_its_images_are_compared_with_their_own_statistics():
+    rng = np.random.default_rng(1)
+    reference, labels = _two_clusters(rng)
+    query, true = _two_clusters(rng, n=15)
+    shifted = query * np.array([1.5, 1.0, 0.5]) + 6.0  # another stain, scale, camera: class 0 lands on class 1
+    as_lab = trust_scores(reference, labels, shifted, true, 2, own_statistics=True)
+    # Standardising with its own statistics undoes any shift and scale of each descriptor ...
+    assert as_lab == pytest.approx(trust_scores(reference, labels, query, true, 2, own_statistics=True))
+    assert np.mean(as_lab > 1) > 0.9  # ... so the right answers are supported again
+    # ... which the training images' statistics do not: the shift decides the nearest class.
+    assert np.mean(trust_scores(reference, labels, shifted, true, 2)[true == 0] > 1) < 0.1
+
+
+@pytest.mark.parametrize("n, outside, expected", [(19, 19, False), (20, 10, True), (20, 9, False), (200, 200, True)])
+def test_images_are_taken_for_one_labs_when_enough_and_mostly_outside(n, outside, expected):
+    flags = np.arange(n) < outside
+    assert takes_for_one_lab(flags) is expected
+
+
+def _config(dataset, **changes) -> RunConfig:
+    values = dict(dataset=str(dataset), model="knn", k=3, feature_set="features", image_size=32, augment_factor=1,
+                  augment=AugmentConfig.off(), folds=2)
+    return RunConfig(**{**values, **changes})
+
+
+def test_the_floor_is_drawn_from_the_runs_own_out_of_fold_answers_and_evaluate_and_predict_use_it(
+        tiny_dataset, inverted_lab):
+    result = run(_config(tiny_dataset), n_jobs=1)
+    run_id = result["run_id"]
+    support = answer_support(run_id)
+    n_validated = sum(copy == 0 for fold in load_result(run_id)["folds"] for copy in fold["oof"]["copy"])
+    assert len(support.own_scores) == n_validated
+    assert support.floor == pytest.approx(np.percentile(support.own_scores, UNSUPPORTED_PERCENTILE))
+
+    flags = evaluate(run_id, str(inverted_lab))["flags"]["unsupported"]
+    assert flags["floor"] == pytest.approx(support.floor)
+    assert flags["own_share"] == pytest.approx(np.mean(support.own_scores < support.floor))
+    assert flags["own_share"] <= UNSUPPORTED_PERCENTILE / 100 + 1 / n_validated
+
+    images = [decode_image(path) for path in sorted(inverted_lab.glob("*/*.png"))[:3]]
+    for answer in predict_images(run_id, images):
+        judged = answer["unsupported"]
+        assert judged["floor"] == pytest.approx(support.floor, abs=1e-4)
+        assert judged["flag"] == (judged["score"] < support.floor)
+
+
+def test_the_command_line_says_which_answer_is_unsupported(capsys):
+    from leukdash.cli.output import print_checks
+
+    answer = {"predicted": "ALL", "probabilities": {"ALL": 0.9, "AML": 0.1}, "fold_predictions": ["ALL", "ALL"],
+              "n_folds": 2, "known": None, "unsupported": {"score": 0.31, "floor": 0.62, "flag": True}}
+    print_checks(answer)
+    assert "unsupported: a training image of another class lies near it (trust score 0.31, below 0.62" \
+        in capsys.readouterr().out
+    print_checks({**answer, "unsupported": {"score": 0.9, "floor": 0.62, "flag": False}})
+    assert "unsupported" not in capsys.readouterr().out
