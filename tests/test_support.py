@@ -40,9 +40,9 @@ def test_another_labs_shift_is_removed_when_its_images_are_compared_with_their_o
     reference, labels = _two_clusters(rng)
     query, true = _two_clusters(rng, n=15)
     shifted = query * np.array([1.5, 1.0, 0.5]) + 6.0  # another stain, scale, camera: class 0 lands on class 1
-    as_lab = trust_scores(reference, labels, shifted, true, 2, own_statistics=True)
+    as_lab = trust_scores(reference, labels, shifted, true, 2, lab=shifted)
     # Standardising with its own statistics undoes any shift and scale of each descriptor ...
-    assert as_lab == pytest.approx(trust_scores(reference, labels, query, true, 2, own_statistics=True))
+    assert as_lab == pytest.approx(trust_scores(reference, labels, query, true, 2, lab=query))
     assert np.mean(as_lab > 1) > 0.9  # ... so the right answers are supported again
     # ... which the training images' statistics do not: the shift decides the nearest class.
     assert np.mean(trust_scores(reference, labels, shifted, true, 2)[true == 0] > 1) < 0.1
@@ -91,3 +91,20 @@ def test_the_command_line_says_which_answer_is_unsupported(capsys):
         in capsys.readouterr().out
     print_checks({**answer, "unsupported": {"score": 0.9, "floor": 0.62, "flag": False}})
     assert "unsupported" not in capsys.readouterr().out
+
+
+def test_predict_adapt_compares_the_folder_as_one_lab_as_evaluate_adapt_does(tiny_dataset, inverted_lab):
+    """Told that a folder is one lab's images, predict compares them with that lab's statistics (the
+    sample its models were adapted to: here every image), so its doubts are evaluate --adapt's."""
+    from pathlib import Path
+
+    from leukdash.evaluation.predict import predict_files
+
+    run_id = run(_config(tiny_dataset), n_jobs=1)["run_id"]
+    tested = {row["file"]: row["unsupported"] for row in evaluate(run_id, str(inverted_lab), adapt=True)["images"]}
+    adapted = predict_files(run_id, [inverted_lab], adapt=True)
+    assert len(adapted) == len(tested) == 40
+    assert [entry["unsupported"]["flag"] for entry in adapted] == \
+        [tested[Path(entry["file"]).relative_to(inverted_lab).as_posix()] for entry in adapted]
+    as_they_are = predict_files(run_id, [inverted_lab])
+    assert [e["unsupported"]["score"] for e in as_they_are] != pytest.approx([e["unsupported"]["score"] for e in adapted])

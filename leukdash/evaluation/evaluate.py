@@ -222,7 +222,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     unsure = proba.max(axis=1) < floor
     wrong = proba.argmax(axis=1) != loaded.labels
     support = answer_support(run_id, store)
-    supported = support.assess(cells, proba.argmax(axis=1), flagged)
+    supported = support.assess(cells, proba.argmax(axis=1), flagged, one_lab=adapt)
     return {
         "run_id": run_id,
         "run": {"config": meta["config"], "dataset": meta["dataset"]["name"],

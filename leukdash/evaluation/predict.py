@@ -67,6 +67,9 @@ class _Voting:
     run_id: str
     meta: dict
     classes: tuple[str, ...]
+    # An adapted copy's lab: the descriptors of the images it was adapted to, one array per part,
+    # with which the support check compares the images it answers as that lab's.
+    lab: list[np.ndarray] | None = None
 
     def predict(self, images: list[np.ndarray]) -> list[dict]:
         per_fold = self.fold_probabilities(images)
@@ -246,7 +249,8 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
         for result, entry in zip(results, _checked(run_id, results, store, "likely-wrong", likely_wrong)):
             result["likely_wrong"] = entry
         for result, entry in zip(results, _checked(run_id, results, store, "support",
-                                                   lambda r, answered, s: unsupported_answers(r, images, answered, s))):
+                                                   lambda r, answered, s: unsupported_answers(
+                                                       r, images, answered, s, models.lab if models else None))):
             result["unsupported"] = entry
         for result, entry in zip(results, cell_segmentation(run_id, images, store)):
             result["cell"] = entry
@@ -320,14 +324,15 @@ def likely_wrong(run_id: str, results: list[dict], store: RunStore | None = None
 
 
 def unsupported_answers(run_id: str, images: list[np.ndarray], results: list[dict],
-                        store: RunStore | None = None) -> list[dict | None]:
+                        store: RunStore | None = None, lab: list[np.ndarray] | None = None) -> list[dict | None]:
     """Per prediction (``results``, of ``images``): the trust score of the answer the
     product headlines against the run's support floor, and whether it falls below (see
     :mod:`leukdash.evaluation.support`); ``None`` for one of the run's own images, whose
     out-of-fold answer the known-image check shows (among the training images it is itself).
 
-    Each image is compared as it is, with the training images' statistics: uploads answered
-    together are not taken for one lab's (``evaluate`` takes a folder of another lab for one).
+    Each image is compared as it is, with the training images' statistics, unless ``lab`` gives
+    the descriptors of its lab's images (each voting run's view; models adapted to that lab,
+    :func:`adapted_models`, carry them): uploads are not taken for one lab's unless the user says so.
     """
     from leukdash.evaluation.answer import headline
     from leukdash.evaluation.ood import describe_images
@@ -336,7 +341,7 @@ def unsupported_answers(run_id: str, images: list[np.ndarray], results: list[dic
     voting = ensemble(run_id, store)
     answers = np.array([voting.classes.index(headline(result)["predicted"]) for result in results])
     scores = support.scores([describe_images(prepare_images(member.config, images)) for member, _ in voting.parts()],
-                            answers)
+                            answers, lab)
     return [None if (result.get("known") or {}).get("match") else
             {"score": round(float(score), 4), "floor": round(support.floor, 4), "flag": bool(score < support.floor)}
             for result, score in zip(results, scores)]
@@ -481,6 +486,8 @@ def adapted_models(run_id: str, sources: list, store: RunStore | None = None) ->
     for one lab's images (:meth:`FoldEnsemble.adapted`): at most ``ADAPT_SAMPLE`` of them, spread
     evenly over the list, are read to estimate the lab's statistics; unreadable ones are skipped
     (their answers say why). Fewer than ``MIN_ADAPT_IMAGES`` usable images: a DatasetError."""
+    from leukdash.evaluation.ood import describe_images
+
     _wait_for_warm_up(run_id, store)
     models = ensemble(run_id, store)
     parts = [member for member, _ in models.parts()]
@@ -498,7 +505,9 @@ def adapted_models(run_id: str, sources: list, store: RunStore | None = None) ->
         raise DatasetError(f"{len(batches[0])} usable image(s) of {len(sources)}: adapting needs at least "
                            f"{MIN_ADAPT_IMAGES} of one lab to estimate its statistics; unadapted, each is answered "
                            "(an unreadable one with its reason)")
-    return models.adapted([np.concatenate(batch) for batch in batches])
+    adapted = models.adapted([np.concatenate(batch) for batch in batches])
+    adapted.lab = [describe_images(np.concatenate(batch)) for batch in batches]
+    return adapted
 
 
 def adapt_note(meta: dict, images: str) -> str:
@@ -508,8 +517,9 @@ def adapt_note(meta: dict, images: str) -> str:
     done = ([f"the classic models standardised their inputs with {images}' own statistics"]
             if any(model != "cnn" for model in models) else []) + (
         [f"the CNNs re-estimated their batch-normalisation statistics on {images}"] if "cnn" in models else [])
-    return (f"adapted: {' and '.join(done)}, which assumes they are one lab's images with a class mix like the "
-            "training set's; each answer depends on the other images")
+    return (f"adapted: {' and '.join(done)}, and the support check compared them as one lab's images, which "
+            "assumes they are one lab's images with a class mix like the training set's; each answer depends on the "
+            "other images")
 
 
 def _answer(run_id: str, decoded: list[tuple[dict, np.ndarray]], store: RunStore | None,

@@ -20,7 +20,8 @@ neighbours saying more about the shift than about the cell. So where at least
 ``MIN_BATCH_IMAGES`` images are checked together and the out-of-distribution check puts at least
 half of them outside, they are taken for one lab's images and standardised with their own mean
 and spread instead of the training images' (the idea of ``--adapt`` for the classic models'
-inputs; no label is used). Both choices were fixed on principle before any figure was seen; what
+inputs; no label is used); so are the images ``predict --adapt`` is told are one lab's, with the
+sample its models were adapted to. Both choices were fixed on principle before any figure was seen; what
 they gave on ALL-IDB2 and C-NMC is in ``docs/report/PREPROCESS_NOTES.md``.
 """
 
@@ -44,17 +45,17 @@ MIN_SPREAD = 1e-3
 
 
 def trust_scores(reference: np.ndarray, labels: np.ndarray, query: np.ndarray, answers: np.ndarray,
-                 n_classes: int, own_statistics: bool = False) -> np.ndarray:
+                 n_classes: int, lab: np.ndarray | None = None) -> np.ndarray:
     """Each query row's distance to the nearest ``reference`` row of another class over its
     distance to the nearest one of the class it was answered (``answers``).
 
-    Every descriptor is standardised by the reference's mean and spread; with
-    ``own_statistics`` the query is standardised by its own instead (one lab's images).
+    Every descriptor is standardised by the reference's mean and spread; the query's by those of
+    ``lab`` when given, the rows of its lab's images (the query itself, or a sample of the lab).
     A class without reference rows is infinitely far.
     """
     reference, query = np.asarray(reference, dtype=np.float64), np.asarray(query, dtype=np.float64)
     labels, answers = np.asarray(labels), np.asarray(answers, dtype=np.int64)
-    query = _standardised(query, query if own_statistics else reference)
+    query = _standardised(query, reference if lab is None else np.asarray(lab, dtype=np.float64))
     reference = _standardised(reference, reference)
     nearest = np.full((len(query), n_classes), np.inf)
     for start in range(0, len(query), CHUNK_ROWS):
@@ -82,17 +83,22 @@ class AnswerSupport:
         self.own_scores = np.asarray(own_scores, dtype=np.float64)
         self.floor = float(np.percentile(self.own_scores, UNSUPPORTED_PERCENTILE))
 
-    def scores(self, descriptors: list[np.ndarray], answers: np.ndarray, one_lab: bool = False) -> np.ndarray:
+    def scores(self, descriptors: list[np.ndarray], answers: np.ndarray,
+               lab: list[np.ndarray] | None = None) -> np.ndarray:
         """The lowest trust score over the views of each answer; ``descriptors`` holds the images'
-        descriptors in each view, in the order of :attr:`views`."""
-        return np.min([trust_scores(view, self.labels, described, answers, self.n_classes, one_lab)
-                       for view, described in zip(self.views, descriptors)], axis=0)
+        descriptors in each view, in the order of :attr:`views`, and ``lab`` (when they are
+        compared as one lab's images) that lab's images' descriptors in each view."""
+        labs = lab if lab is not None else [None] * len(self.views)
+        return np.min([trust_scores(view, self.labels, described, answers, self.n_classes, one)
+                       for view, described, one in zip(self.views, descriptors, labs)], axis=0)
 
-    def assess(self, descriptors: list[np.ndarray], answers: np.ndarray, outside: np.ndarray) -> dict:
+    def assess(self, descriptors: list[np.ndarray], answers: np.ndarray, outside: np.ndarray,
+               one_lab: bool = False) -> dict:
         """Scores and flags of answers given together; ``outside``: the out-of-distribution flag of
-        each image, which decides whether they are standardised as one lab's images."""
-        one_lab = takes_for_one_lab(outside)
-        scores = self.scores(descriptors, answers, one_lab)
+        each image, which decides whether they are compared as one lab's images (:func:`takes_for_one_lab`),
+        as they are with ``one_lab`` (the user said so)."""
+        one_lab = one_lab or takes_for_one_lab(outside)
+        scores = self.scores(descriptors, answers, descriptors if one_lab else None)
         return {"scores": scores, "unsupported": scores < self.floor, "one_lab": one_lab}
 
 
