@@ -162,9 +162,9 @@ for number, upload in enumerate(uploads, start=1):
                        f"of the run's own out-of-fold answers (below {unsure['floor']:.0%}).", icon=":material/help:")
         alone = result.get("unsupported") or {}
         if alone.get("flag"):
-            st.warning(f"**Unsupported**: a training image of another class lies near it, relative to the nearest of "
-                       f"{headline(result)['predicted']} (trust score {alone['score']:.2f}, lower than that of 95% of the "
-                       f"run's own out-of-fold answers, below {alone['floor']:.2f}).", icon=":material/help:")
+            st.warning(f"**Unsupported**: a training image of another class lies near it, relative to the nearest "
+                       f"of {headline(result)['predicted']} (trust score {alone['score']:.2f}, lower than that of 95% "
+                       f"of the run's own out-of-fold answers, below {alone['floor']:.2f}).", icon=":material/help:")
         answer = headline(result)
         if known and "error" not in known:
             honest = (f"the headline is the answer of its validation fold {known['fold']}'s model, which never "

@@ -157,4 +157,6 @@ def test_many_uploads_of_one_lab_can_be_answered_by_the_models_adapted_to_them(f
     assert list(summary["Probability"]) == pytest.approx([100 * entry["probabilities"][entry["predicted"]]
                                                           for entry in expected], abs=0.01)
     assert list(summary["Probability"]) != pytest.approx(plain, abs=0.01)
+    # The support check compares the uploads as that lab's images too, from what ships beside the run.
+    assert list(summary["Unsupported"]) == ["yes" if entry["unsupported"]["flag"] else "no" for entry in expected]
 

@@ -134,9 +134,9 @@ def print_checks(entry: dict) -> None:
         print(f"  likely wrong: {answer} top probability {wrong['confidence']:.2f} is below {wrong['floor']:.2f}, "
               "lower than 95% of the run's own out-of-fold answers")
     if (entry.get("unsupported") or {}).get("flag"):
-        print(f"  unsupported: a training image of another class lies near it (trust score "
-              f"{entry['unsupported']['score']:.2f}, below {entry['unsupported']['floor']:.2f}, lower than 95% of the run's "
-              "own out-of-fold answers)")
+        alone = entry["unsupported"]
+        print(f"  unsupported: a training image of another class lies near it (trust score {alone['score']:.2f}, "
+              f"below {alone['floor']:.2f}, lower than 95% of the run's own out-of-fold answers)")
     if known and "error" not in known:
         print(f"  known image: {known['match']} to {known['file']} ({known['class']}); "
               + (f"fold {known['fold']}'s model, which did not train on it, predicts {known['prediction']}"

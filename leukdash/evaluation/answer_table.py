@@ -41,7 +41,8 @@ def answer_row(entry: dict) -> dict:
     dict with ``file``, ``predicted`` and ``probability`` (the headline), ``answer_from``
     ("mean" of the fold models, or the "out-of-fold" model of a known image), ``votes``,
     ``p_<class>`` for each class, ``outside_training``, ``likely_wrong`` and ``unsupported``
-    ("yes", "no", "unavailable", or empty for a known image's support), ``distance_percentile``, ``cell_segmentation`` ("ok" or the failure),
+    ("yes", "no", "unavailable", or empty for a known image's support), ``distance_percentile``,
+    ``cell_segmentation`` ("ok" or the failure),
     ``known_image`` (the run's file it matches), ``note`` and ``error``.
     """
     if "error" in entry:
