@@ -150,3 +150,21 @@ def test_external_report_never_replaces_figures_with_not_computed(tested, tmp_pa
     monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tested["store"]))
     update_report(tmp_path, plan=tested["plan"], compute=False)
     assert read_json(data_path)["external"] == data["external"] and report.read_text() == before[0]
+
+
+def test_the_candidates_get_the_support_checks_column_once_the_data_holds_its_figures():
+    """Rows computed before the support check have no figure for it: no empty column then; once
+    one row has it, every candidate row gets the column (a dash where the figure is missing)."""
+    data = json.loads((REPO_ROOT / "docs" / "report" / "report.json").read_text(encoding="utf-8"))["external"]
+    header = "likely wrong: errors flagged / not | unsupported: errors flagged / not |"
+    assert header not in external_section(data)
+    done = next(row for row in data["candidates"] if row.get("status") == "done")
+    done["external"]["unsupported"] = {"share": 0.1, "n_flagged": 30, "error_flagged": 0.6, "error_unflagged": 0.2,
+                                       "own_share": 0.05}
+    section = external_section(data)
+    assert section.count(header) == 2 and "**unsupported**: a training image of another class" in section
+    line = next(line for line in section.splitlines() if f"`{done['run_id']}`" in line and "30 (10%)" in line)
+    assert line.endswith("| 30 (10%): 60% / 20% |")
+    candidates = section[section.index("### Ensembles"):section.index("Leave one dataset out")].splitlines()
+    rows = [line for line in candidates if line.startswith("| ")]
+    assert len(rows) == 2 + len(data["candidates"]) and all(line.count("|") == 10 for line in rows)

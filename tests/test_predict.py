@@ -93,3 +93,23 @@ def test_files_are_answered_a_chunk_at_a_time_as_in_one_batch(tiny_dataset, monk
     monkeypatch.setattr(predict, "PREDICT_CHUNK_BYTES", chunk_bytes)
     assert predict.predict_files(run_id, files) == whole
     assert len(seen) == calls and sum(seen) == 5 and "error" in whole[2]
+
+
+def test_a_folder_given_by_a_relative_path_or_through_a_link_is_answered_image_by_image(tiny_dataset, tmp_path,
+                                                                                        monkeypatch):
+    """`predict RUN data/ALL` from the folder above: each image is answered, not refused as leading
+    outside its folder (the check compared the file's real path with the folder as typed)."""
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.evaluation.predict import predict_files
+
+    config = RunConfig(dataset=str(tiny_dataset), model="nb", feature_set="pixels", image_size=16,
+                       augment_factor=1, augment=AugmentConfig.off(), folds=2)
+    run_id = run(config, n_jobs=1)["run_id"]
+    (tmp_path / "linked").symlink_to(tiny_dataset / "ALL", target_is_directory=True)
+    monkeypatch.chdir(tiny_dataset)
+    n_images = len(list((tiny_dataset / "ALL").glob("*.png")))
+    for folder in ("ALL", tmp_path / "linked"):
+        entries = predict_files(run_id, [folder])
+        assert len(entries) == n_images and not [entry.get("error") for entry in entries if "error" in entry]
+        assert all(entry["predicted"] for entry in entries)

@@ -10,7 +10,7 @@ from leukdash.data.decode import decode_image
 from leukdash.engine.runner import load_result, run
 from leukdash.evaluation.evaluate import evaluate
 from leukdash.evaluation.predict import predict_images
-from leukdash.evaluation.support import (UNSUPPORTED_PERCENTILE, answer_support, takes_for_one_lab,
+from leukdash.evaluation.support import (MAX_SCORE, UNSUPPORTED_PERCENTILE, answer_support, takes_for_one_lab,
                                          trust_scores)
 
 
@@ -31,8 +31,11 @@ def test_the_trust_score_is_the_other_class_distance_over_the_answered_class_dis
     mean, spread = reference.mean(0), reference.std(0)
     distances = np.linalg.norm((reference - mean) / spread - (query[0] - mean) / spread, axis=1)
     assert right[0] == pytest.approx(distances[labels == 1].min() / distances[labels == 0].min())
-    # A class without training images is infinitely far: an answer of the other class is fully supported.
-    assert np.isinf(trust_scores(reference[labels == 0], labels[labels == 0], query[:1], np.array([0]), 2)[0])
+    # A class without training images is infinitely far: an answer of the other class is fully
+    # supported (the largest score), an answer of that class not at all.
+    alone = reference[labels == 0], labels[labels == 0]
+    assert trust_scores(*alone, query[:1], np.array([0]), 2)[0] == MAX_SCORE
+    assert trust_scores(*alone, query[:1], np.array([1]), 2)[0] == 0.0
 
 
 def test_another_labs_shift_is_removed_when_its_images_are_compared_with_their_own_statistics():
@@ -109,3 +112,41 @@ def test_predict_adapt_compares_the_folder_as_one_lab_as_evaluate_adapt_does(tin
     as_they_are = predict_files(run_id, [inverted_lab])
     scores = [[entry["unsupported"]["score"] for entry in answers] for answers in (as_they_are, adapted)]
     assert scores[0] != pytest.approx(scores[1])
+
+
+def test_evaluate_stands_without_the_support_check_when_what_it_needs_is_gone(tiny_dataset, inverted_lab, tmp_path,
+                                                                              capsys):
+    """The run's dataset moved away and its reference of labels not stored: the external test is
+    made all the same and says which check it could not make (as predict does)."""
+    import shutil
+
+    from leukdash.cli import main
+    from leukdash.engine.store import RunStore
+
+    copy = shutil.copytree(tiny_dataset, tmp_path / "moved")
+    run_id = run(_config(copy), n_jobs=1)["run_id"]
+    first = evaluate(run_id, str(inverted_lab))
+    (RunStore().run_dir(run_id) / "reference.npz").unlink()
+    shutil.rmtree(copy)
+    again = evaluate(run_id, str(inverted_lab), recompute=True)
+    assert again["balanced_accuracy"] == first["balanced_accuracy"] and "unsupported" in first["flags"]
+    assert "unsupported" not in again["flags"] and all(row["unsupported"] is None for row in again["images"])
+    [said] = [w for w in again["dataset"]["warnings"] if w.startswith("support check unavailable: ")]
+    assert "which are gone" in said
+    assert main(["evaluate", run_id, str(inverted_lab), "--csv"]) == 0
+    assert {line.rsplit(",", 1)[1] for line in capsys.readouterr().out.splitlines()[1:]} == {""}
+
+
+def test_scores_stay_numbers_and_a_floor_from_few_answers_never_doubts_a_supported_one():
+    """An image identical to a training image of its class only is as supported as can be (a
+    number, not infinity); one filed under both classes is a tie; the floor is at most 1."""
+    from leukdash.evaluation.support import AnswerSupport
+
+    reference, labels = np.array([[0.0, 0.0], [5.0, 5.0], [0.0, 0.0]]), np.array([0, 1, 0])
+    assert trust_scores(reference, labels, np.array([[0.0, 0.0]]), np.array([0]), 2)[0] == MAX_SCORE
+    filed_twice = trust_scores(np.array([[0.0, 0.0], [0.0, 0.0], [5.0, 5.0]]), np.array([0, 1, 1]),
+                               np.array([[0.0, 0.0]]), np.array([0]), 2)
+    assert filed_twice[0] == 1.0
+    few = AnswerSupport([reference], labels, 2, own_scores=np.array([1.2, 1.5, 3.0, 9.0]))
+    assert few.floor == 1.0
+    assert not few.assess([np.array([[0.0, 0.0]])], np.array([0]), np.array([False]))["unsupported"][0]

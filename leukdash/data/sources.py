@@ -225,7 +225,7 @@ def _entry_problem(root: Path, path: Path) -> str | None:
     problem = _name_problem(path.relative_to(root).as_posix()) or stat_problem(path)
     if problem:
         return "broken symbolic link" if problem == "file not found" and path.is_symlink() else problem
-    if not Path(os.path.realpath(path)).is_relative_to(root):
+    if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root)):  # root given relative, or a link
         return "leads outside the dataset folder (symbolic link): refused"
     return None
 

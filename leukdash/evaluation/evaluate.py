@@ -163,7 +163,8 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     from leukdash.data.folds import merge_groups
     from leukdash.evaluation.ood import (confidence_floor, describe_images, own_confidence, training_distribution,
                                          view_config, views)
-    from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, adapt_note, ensemble
+    from leukdash.evaluation.predict import (CHECK_UNAVAILABLE, MIN_ADAPT_IMAGES, adapt_note, ensemble,
+                                             unavailable_reason)
     from leukdash.evaluation.support import answer_support
     from leukdash.engine.runner import versions
     from leukdash.data.arrays import load_arrays
@@ -221,8 +222,15 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     floor = confidence_floor(own_top)
     unsure = proba.max(axis=1) < floor
     wrong = proba.argmax(axis=1) != loaded.labels
-    support = answer_support(run_id, store)
-    supported = support.assess(cells, proba.argmax(axis=1), flagged, one_lab=adapt)
+    try:  # an optional check: without what it needs (a reference of the run's images), the rest stands
+        support = answer_support(run_id, store)
+        supported = support.assess(cells, proba.argmax(axis=1), flagged, one_lab=adapt)
+        doubted = supported["unsupported"]
+        unsupported = {"unsupported": {**flag_errors(doubted, wrong, support.own_scores < support.floor),
+                                       "floor": support.floor, "one_lab": supported["one_lab"]}}
+    except CHECK_UNAVAILABLE as error:
+        doubted, unsupported = [None] * len(wrong), {}
+        warnings.append(f"support check unavailable: {unavailable_reason(error)}")
     return {
         "run_id": run_id,
         "run": {"config": meta["config"], "dataset": meta["dataset"]["name"],
@@ -240,11 +248,10 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
             **{f"ood_{view}": flag_errors(outside[view], wrong, own_outside[view]) for view in checked},
             "ood": flag_errors(flagged, wrong, np.logical_or.reduce([own_outside[view] for view in checked])),
             "likely_wrong": {**flag_errors(unsure, wrong, own_top < floor), "floor": floor},
-            "unsupported": {**flag_errors(supported["unsupported"], wrong, support.own_scores < support.floor),
-                            "floor": support.floor, "one_lab": supported["one_lab"]},
+            **unsupported,
             "either": flag_errors(flagged | unsure, wrong, None),
         },
-        "images": image_rows(dataset, loaded, proba, flagged, unsure, supported["unsupported"]),
+        "images": image_rows(dataset, loaded, proba, flagged, unsure, doubted),
         "versions": versions(),
     }
 
@@ -256,7 +263,8 @@ def image_rows(dataset, loaded, proba: np.ndarray, outside: np.ndarray, unsure: 
     classes = list(dataset.classes)
     return [{"file": dataset.relative(path), "group": str(group), "true": classes[int(true)],
              "predicted": classes[int(p.argmax())], "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)},
-             "outside_training": bool(out), "likely_wrong": bool(low), "unsupported": bool(alone)}
+             "outside_training": bool(out), "likely_wrong": bool(low),
+             "unsupported": None if alone is None else bool(alone)}  # None: the check could not be made
             for path, group, true, p, out, low, alone in zip(loaded.paths, loaded.groups, loaded.labels, proba, outside,
                                                              unsure, unsupported)]
 
@@ -343,7 +351,7 @@ def format_evaluation(result: dict) -> str:
                  f"({result['ood_own_share']:.1%} of the run's own out-of-fold images)")
     names = {"ood_prepared": "unlike the prepared cells", "ood_acquisition": "unlike the acquisition",
              "ood": "out-of-distribution", "likely_wrong": "likely wrong (low confidence)",
-             "unsupported": "unsupported by nearest images", "either": "either warning"}
+             "unsupported": "unsupported by nearest images", "either": "OOD or likely wrong"}
     for name, flag in result.get("flags", {}).items():
         errors = "  ".join(f"{label} {flag[key]:.1%}" if flag[key] is not None else f"{label} -"
                            for label, key in (("error flagged", "error_flagged"), ("unflagged", "error_unflagged")))

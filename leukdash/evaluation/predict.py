@@ -261,11 +261,11 @@ def _checked(run_id, images, store, what, check) -> list:
     try:
         return check(run_id, images, store)
     except CHECK_UNAVAILABLE as error:
-        reason = _unavailable_reason(error)
+        reason = unavailable_reason(error)
         return [{"error": f"{what} check unavailable: {reason}", "check": what, "reason": reason}] * len(images)
 
 
-def _unavailable_reason(error: Exception) -> str:
+def unavailable_reason(error: Exception) -> str:
     """Why a check cannot be made, in one line: a LeukdashError says it; an OSError is what the
     check needs that the store or the dataset cannot give (read-only or full store), said without
     the server's paths."""
@@ -517,9 +517,9 @@ def adapt_note(meta: dict, images: str) -> str:
     done = ([f"the classic models standardised their inputs with {images}' own statistics"]
             if any(model != "cnn" for model in models) else []) + (
         [f"the CNNs re-estimated their batch-normalisation statistics on {images}"] if "cnn" in models else [])
-    return (f"adapted: {' and '.join(done)}, and the support check compared them as one lab's images, which "
-            "assumes they are one lab's images with a class mix like the training set's; each answer depends on the "
-            "other images")
+    return (f"adapted: {' and '.join(done)}, and the support check (where it can be made) compared them as one "
+            "lab's images, which assumes they are one lab's images with a class mix like the training set's; each "
+            "answer depends on the other images")
 
 
 def _answer(run_id: str, decoded: list[tuple[dict, np.ndarray]], store: RunStore | None,

@@ -13,7 +13,7 @@ ensemble's answer gets the lowest score of its voting runs' views.
 Calibration is out-of-fold, as for the other checks: each image a fold validated is scored
 against that fold's training part with the run's out-of-fold answer, and an answer is
 **unsupported** below the ``UNSUPPORTED_PERCENTILE``-th percentile of those scores (so about that
-share of the run's own images get the flag).
+share of the run's own images get the flag; fewer where scores tie), and never at 1 or above.
 
 Another lab's descriptors shift as a whole (stain, scale, optics), which would leave the nearest
 neighbours saying more about the shift than about the cell. So where at least
@@ -44,6 +44,9 @@ BATCH_OUTSIDE_SHARE = 0.5
 CHUNK_ROWS = 512
 # Floor on a descriptor's spread (as in the out-of-distribution check).
 MIN_SPREAD = 1e-3
+# The score of an image identical to a training image of the class answered and to none of
+# another: as supported as an answer can be, kept a number (JSON has no infinity).
+MAX_SCORE = 1e6
 
 
 def trust_scores(reference: np.ndarray, labels: np.ndarray, query: np.ndarray, answers: np.ndarray,
@@ -53,7 +56,8 @@ def trust_scores(reference: np.ndarray, labels: np.ndarray, query: np.ndarray, a
 
     Every descriptor is standardised by the reference's mean and spread; the query's by those of
     ``lab`` when given, the rows of its lab's images (the query itself, or a sample of the lab).
-    A class without reference rows is infinitely far.
+    A class without reference rows is infinitely far. An image at distance 0 from both classes
+    (the same picture filed under two) scores 1, a tie; scores are at most ``MAX_SCORE``.
     """
     reference, query = np.asarray(reference, dtype=np.float64), np.asarray(query, dtype=np.float64)
     labels, answers = np.asarray(labels), np.asarray(answers, dtype=np.int64)
@@ -69,7 +73,9 @@ def trust_scores(reference: np.ndarray, labels: np.ndarray, query: np.ndarray, a
                 nearest[start:start + len(rows), label] = distances[:, labels == label].min(axis=1)
     answered = nearest[np.arange(len(query)), answers]
     others = np.where(np.arange(n_classes)[None, :] == answers[:, None], np.inf, nearest).min(axis=1)
-    return others / np.maximum(answered, 1e-12)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = others / answered
+    return np.minimum(np.where(others == answered, 1.0, ratio), MAX_SCORE)
 
 
 def _standardised(rows: np.ndarray, statistics: np.ndarray) -> np.ndarray:
@@ -83,7 +89,9 @@ class AnswerSupport:
     def __init__(self, views: list[np.ndarray], labels: np.ndarray, n_classes: int, own_scores: np.ndarray):
         self.views, self.labels, self.n_classes = views, np.asarray(labels), n_classes
         self.own_scores = np.asarray(own_scores, dtype=np.float64)
-        self.floor = float(np.percentile(self.own_scores, UNSUPPORTED_PERCENTILE))
+        # At most 1: a score of 1 or more means the nearest training image is of the class answered,
+        # which a floor drawn from few out-of-fold answers must not call unsupported.
+        self.floor = min(float(np.percentile(self.own_scores, UNSUPPORTED_PERCENTILE)), 1.0)
 
     def scores(self, descriptors: list[np.ndarray], answers: np.ndarray,
                lab: list[np.ndarray] | None = None) -> np.ndarray:
