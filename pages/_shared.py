@@ -456,8 +456,10 @@ def predict_adapted(root: str, run_id: str, batch: str, data: bytes, _models) ->
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def gradcam(root: str, run_id: str, data: bytes):
+def gradcam(root: str, run_id: str, data: bytes, batch: str | None = None, _models=None):
+    """Grad-CAM of one upload; with ``batch`` (:func:`adapted_models`' name of the uploads), of the
+    models adapted to them, ``_models``."""
     from leukdash.data.decode import decode_image
     from leukdash.evaluation.gradcam import gradcam as engine_gradcam
 
-    return engine_gradcam(run_id, decode_image(data))
+    return engine_gradcam(run_id, decode_image(data), models=_models if batch else None)

@@ -107,7 +107,7 @@ if len(uploads) >= MIN_ADAPT_IMAGES and kept(
         with st.spinner("Adapting the models to these uploads…"):
             models = adapted_models(root(), run_id, batch, tuple(upload.getvalue() for upload in uploads))
         st.caption(f":material/tune: Answers below come from the models adapted to these {len(uploads)} uploads"
-                   + (" (Grad-CAM shows the models as trained)." if show_cam else "."))
+                   + (" (Grad-CAM too)." if show_cam else "."))
     except LeukdashError as error:
         st.warning(f"Not adapted: {error}. The answers below come from the models as trained.",
                    icon=":material/warning:")
@@ -197,7 +197,7 @@ for number, upload in enumerate(uploads, start=1):
             if show_cam:
                 try:
                     with st.spinner("Computing Grad-CAM…"):
-                        heatmap = gradcam(root(), run_id, data)
+                        heatmap = gradcam(root(), run_id, data, batch if models is not None else None, models)
                 except Exception as error:  # an optional view: the prediction stands without it
                     st.warning(f"Grad-CAM failed: {type(error).__name__}: {error}", icon=":material/warning:")
             size = f"{picture.shape[1]}×{picture.shape[0]} px"

@@ -234,6 +234,18 @@ def test_gradcam_of_a_cnn_run_covers_the_image(tiny_dataset):
     assert np.isfinite(heatmap).all() and 0.0 <= heatmap.min() and heatmap.max() <= 1.0
     with pytest.raises(RunError, match="not a CNN run"):
         gradcam(run(_config(tiny_dataset, model="nb"), n_jobs=1)["run_id"], image)
+    # Models adapted to a lab's images explain their own answers, not the models' as trained.
+    import cv2
+
+    from leukdash.evaluation.gradcam import gradcam_map
+    from leukdash.evaluation.predict import adapted_models
+
+    adapted = adapted_models(result["run_id"], sorted(tiny_dataset.glob("*/*.png")))
+    explained = gradcam(result["run_id"], image, models=adapted)
+    predicted = int(adapted.fold_probabilities([image]).mean(axis=0)[0].argmax())
+    raw = np.mean([gradcam_map(model, adapted.prepare([image]), predicted) for model in adapted.models], axis=0)
+    assert explained.shape == image.shape[:2] and not np.allclose(explained, heatmap, atol=1e-3)
+    assert np.argmax(cv2.resize(raw, image.shape[1::-1])) == np.argmax(explained)
 
 
 @pytest.mark.parametrize("failure", [MemoryError(), ImportError("libfoo.so: failed to map segment from shared object"),

@@ -9,9 +9,12 @@ from leukdash.errors import RunError
 from leukdash.evaluation.predict import FoldEnsemble, ensemble
 
 
-def gradcam(run_id: str, image: np.ndarray, store: RunStore | None = None) -> np.ndarray:
-    """Grad-CAM heatmap (H, W) in [0, 1] for the predicted class, averaged over the fold models."""
-    models = ensemble(run_id, store)
+def gradcam(run_id: str, image: np.ndarray, store: RunStore | None = None,
+            models: FoldEnsemble | None = None) -> np.ndarray:
+    """Grad-CAM heatmap (H, W) in [0, 1] for the predicted class, averaged over the fold models:
+    the run's, or ``models``, its models adapted to a lab (:func:`~leukdash.evaluation.predict.adapted_models`),
+    so that the heatmap explains the answer shown."""
+    models = models if models is not None else ensemble(run_id, store)
     if not isinstance(models, FoldEnsemble) or not models.config.is_cnn:
         raise RunError(f"run {run_id!r} is not a CNN run: Grad-CAM needs convolution layers")
     batch = models.prepare([image])
