@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from leukdash.data.decode import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, frames_note
-from leukdash.evaluation.answer import headline, one_class_warning
+from leukdash.evaluation.answer import apart, headline, one_class_warning
 from leukdash.evaluation.answer_table import answer_row, answers_csv
 from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, warm_up, warmed_up
 from leukdash.errors import ImageDecodeError, LeukdashError
@@ -158,13 +158,15 @@ for number, upload in enumerate(uploads, start=1):
                        "on segmented cells.", icon=":material/center_focus_weak:")
         unsure = result.get("likely_wrong") or {}
         if unsure.get("flag"):
-            st.warning(f"**Likely wrong**: its top probability ({unsure['confidence']:.0%}) is lower than that of 95% "
-                       f"of the run's own out-of-fold answers (below {unsure['floor']:.0%}).", icon=":material/help:")
+            top, floor = apart(unsure["confidence"], unsure["floor"], percent=True)
+            st.warning(f"**Likely wrong**: its top probability ({top}) is lower than that of 95% "
+                       f"of the run's own out-of-fold answers (below {floor}).", icon=":material/help:")
         alone = result.get("unsupported") or {}
         if alone.get("flag"):
+            score, floor = apart(alone["score"], alone["floor"])
             st.warning(f"**Unsupported**: a training image of another class lies near it, relative to the nearest "
-                       f"of {headline(result)['predicted']} (trust score {alone['score']:.2f}, lower than that of 95% "
-                       f"of the run's own out-of-fold answers, below {alone['floor']:.2f}).", icon=":material/help:")
+                       f"of {headline(result)['predicted']} (trust score {score}, lower than that of 95% "
+                       f"of the run's own out-of-fold answers, below {floor}).", icon=":material/help:")
         answer = headline(result)
         if known and "error" not in known:
             honest = (f"the headline is the answer of its validation fold {known['fold']}'s model, which never "

@@ -408,6 +408,25 @@ def _identical_images(folder: Path) -> str:
     return f"exit 2; {line}"
 
 
+@case("an SVM with too few images per class for its calibration folds: run", "5 a class calibrates on fewer folds; "
+      "3 a class: exit 2, one line naming the class")
+def _svm_few_images(folder: Path) -> str:
+    said = []
+    for n in (5, 3):
+        root = folder / f"few{n}"
+        for label, name in enumerate(("ALL", "HEALTHY")):
+            (root / name).mkdir(parents=True)
+            for i in range(n):
+                (root / name / f"{i}.png").write_bytes(_png(_noise(100 * label + 10 * n + i, 24, 40 + 80 * label)))
+        code, _, err = _cli("run", str(root), "--model", "svm", "--feature-set", "pixels", "--image-size", "16",
+                            "--augment-factor", "1", "--no-augment", "--folds", "2", "--n-jobs", "1", "--quiet")
+        said.append((code, err))
+    assert said[0][0] == 0, said[0][1]  # 2 or 3 training images a class: as many calibration folds
+    line = _one_error_line(said[1][1], "holds 1 input of class", "needs at least 2 of each class")
+    assert said[1][0] == 2 and ("class ALL" in line or "class HEALTHY" in line), said[1][1]
+    return f"5 a class: exit 0; 3 a class: exit 2; {line}"
+
+
 # --------------------------------------------------------------------------- predict
 
 def _predict_refuses(make: Callable[[Path], Path], reason: str):

@@ -113,3 +113,24 @@ def test_a_folder_given_by_a_relative_path_or_through_a_link_is_answered_image_b
         entries = predict_files(run_id, [folder])
         assert len(entries) == n_images and not [entry.get("error") for entry in entries if "error" in entry]
         assert all(entry["predicted"] for entry in entries)
+
+
+def test_a_known_image_among_uploads_taken_for_one_lab_is_answered_by_its_adapted_out_of_fold_model(
+        tiny_dataset, inverted_lab):
+    """With the models adapted to a lab's uploads, one of the run's own images among them is
+    headlined by its validation fold's model adapted too, as every other answer is."""
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.data.decode import decode_image
+    from leukdash.engine.runner import run
+    from leukdash.evaluation.predict import adapted_models, predict_images
+
+    config = RunConfig(dataset=str(tiny_dataset), model="svm", feature_set="features", image_size=16,
+                       augment_factor=1, augment=AugmentConfig.off(), folds=2)
+    run_id = run(config, n_jobs=1)["run_id"]
+    adapted = adapted_models(run_id, sorted(inverted_lab.glob("*/*.png")))
+    image = decode_image(sorted(tiny_dataset.glob("CLL/*.png"))[0])
+    plain, answered = predict_images(run_id, [image])[0]["known"], predict_images(run_id, [image], models=adapted)[0]
+    known = answered["known"]
+    expected = adapted.fold_probabilities([image])[adapted.meta["fold_ids"].index(known["fold"] - 1), 0]
+    assert list(known["probabilities"].values()) == pytest.approx(expected, abs=1e-6)
+    assert list(known["probabilities"].values()) != pytest.approx(list(plain["probabilities"].values()), abs=1e-3)

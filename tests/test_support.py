@@ -150,3 +150,22 @@ def test_scores_stay_numbers_and_a_floor_from_few_answers_never_doubts_a_support
     few = AnswerSupport([reference], labels, 2, own_scores=np.array([1.2, 1.5, 3.0, 9.0]))
     assert few.floor == 1.0
     assert not few.assess([np.array([[0.0, 0.0]])], np.array([0]), np.array([False]))["unsupported"][0]
+
+
+def test_a_score_and_the_floor_it_fell_below_are_never_written_alike():
+    from leukdash.evaluation.answer import apart
+
+    assert apart(0.8568, 0.8595) == ("0.857", "0.860")
+    assert apart(0.31, 0.62) == ("0.31", "0.62")
+    assert apart(0.33349, 0.33351, percent=True) == ("33.3%", "33.4%")
+
+
+def test_compare_says_how_many_answers_the_support_check_doubts_and_how_they_were_compared(tiny_dataset,
+                                                                                           inverted_lab):
+    from leukdash.evaluation.evaluate import outcome_sentence
+
+    result = evaluate(run(_config(tiny_dataset), n_jobs=1)["run_id"], str(inverted_lab))
+    flag = result["flags"]["unsupported"]
+    sentence = outcome_sentence(result)
+    assert f"; {flag['n_flagged']} of its {result['n_images']} answers ({flag['share']:.0%}) unsupported" in sentence
+    assert ("(compared as one lab's images)" in sentence) == flag["one_lab"]

@@ -118,7 +118,7 @@ def print_answers(entries: list[dict]) -> None:
 
 def print_checks(entry: dict) -> None:
     """A note on the file, the warnings and the known-image answer of one prediction."""
-    from leukdash.evaluation.answer import headline
+    from leukdash.evaluation.answer import apart, headline
 
     ood, known = entry.get("ood") or {}, entry.get("known")
     if entry.get("note"):
@@ -131,12 +131,13 @@ def print_checks(entry: dict) -> None:
     if (entry.get("likely_wrong") or {}).get("flag"):
         wrong = entry["likely_wrong"]
         answer = "the out-of-fold answer's" if headline(entry)["source"] == "out-of-fold" else "its"
-        print(f"  likely wrong: {answer} top probability {wrong['confidence']:.2f} is below {wrong['floor']:.2f}, "
+        confidence, floor = apart(wrong["confidence"], wrong["floor"])
+        print(f"  likely wrong: {answer} top probability {confidence} is below {floor}, "
               "lower than 95% of the run's own out-of-fold answers")
     if (entry.get("unsupported") or {}).get("flag"):
-        alone = entry["unsupported"]
-        print(f"  unsupported: a training image of another class lies near it (trust score {alone['score']:.2f}, "
-              f"below {alone['floor']:.2f}, lower than 95% of the run's own out-of-fold answers)")
+        score, floor = apart(entry["unsupported"]["score"], entry["unsupported"]["floor"])
+        print(f"  unsupported: a training image of another class lies near it (trust score {score}, "
+              f"below {floor}, lower than 95% of the run's own out-of-fold answers)")
     if known and "error" not in known:
         print(f"  known image: {known['match']} to {known['file']} ({known['class']}); "
               + (f"fold {known['fold']}'s model, which did not train on it, predicts {known['prediction']}"

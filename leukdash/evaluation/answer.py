@@ -15,6 +15,16 @@ from __future__ import annotations
 from collections import Counter
 
 
+def apart(value: float, bound: float, percent: bool = False) -> tuple[str, str]:
+    """``value`` and the ``bound`` it fell below, written with the fewest decimals that tell them
+    apart (2 to 6; as percentages 0 to 4), so that a warning never reads "0.86 is below 0.86"."""
+    for decimals in range(5) if percent else range(2, 7):
+        written = tuple(f"{number:.{decimals}{'%' if percent else 'f'}}" for number in (value, bound))
+        if written[0] != written[1]:
+            break
+    return written
+
+
 def vote_split(fold_predictions: list[str]) -> list[tuple[str, int]]:
     """(class, votes) pairs, most votes first; ties keep the order the classes were first voted."""
     return Counter(fold_predictions).most_common()

@@ -400,13 +400,16 @@ def outcome_sentence(result: dict) -> str:
     return (f"On {result['dataset']['name']} ({result['n_images']} images, {result['intervals']['n_groups']} groups): "
             f"balanced accuracy {result['balanced_accuracy']:.1%} (95% group bootstrap {low:.1%}-{high:.1%}); "
             f"{verdict}; {result['ood_share']:.0%} of the images flagged as unlike its training data"
-            + _doubted_text(result.get("flags", {}).get("unsupported")) + ".")
+            + _doubted_text(result.get("flags", {}).get("unsupported"), result["n_images"]) + ".")
 
 
-def _doubted_text(flag: dict | None) -> str:
-    """The support check's share and how often the answers it doubts are wrong (results stored
+def _doubted_text(flag: dict | None, n_images: int) -> str:
+    """The support check's count and how often the answers it doubts are wrong (results stored
     before it existed have none)."""
-    if not flag or flag["error_flagged"] is None or flag["error_unflagged"] is None:
-        return "" if not flag else f"; {flag['share']:.0%} of its answers unsupported by its nearest training images"
-    return (f"; {flag['share']:.0%} of its answers unsupported by its nearest training images, wrong on "
-            f"{flag['error_flagged']:.0%} of them against {flag['error_unflagged']:.0%} of the others")
+    if not flag:
+        return ""
+    said = (f"; {flag['n_flagged']} of its {n_images} answers ({flag['share']:.0%}) unsupported by its nearest "
+            "training images" + (" (compared as one lab's images)" if flag.get("one_lab") else ""))
+    if flag["error_flagged"] is None or flag["error_unflagged"] is None:
+        return said
+    return f"{said}, wrong on {flag['error_flagged']:.0%} of them against {flag['error_unflagged']:.0%} of the others"

@@ -245,7 +245,8 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
         for result, entry in zip(results, _checked(run_id, images, store, "ood", out_of_distribution)):
             result["ood"] = entry
         for result, image in zip(results, images):
-            result["known"] = _checked(run_id, [image], store, "known", lambda r, i, s: [known_image(r, i[0], s)])[0]
+            result["known"] = _checked(run_id, [image], store, "known",
+                                       lambda r, i, s: [known_image(r, i[0], s, models)])[0]
         for result, entry in zip(results, _checked(run_id, results, store, "likely-wrong", likely_wrong)):
             result["likely_wrong"] = entry
         for result, entry in zip(results, _checked(run_id, results, store, "support",
@@ -343,7 +344,7 @@ def unsupported_answers(run_id: str, images: list[np.ndarray], results: list[dic
     scores = support.scores([describe_images(prepare_images(member.config, images)) for member, _ in voting.parts()],
                             answers, lab)
     return [None if (result.get("known") or {}).get("match") else
-            {"score": round(float(score), 4), "floor": round(support.floor, 4), "flag": bool(score < support.floor)}
+            {"score": round(float(score), 6), "floor": round(support.floor, 6), "flag": bool(score < support.floor)}
             for result, score in zip(results, scores)]
 
 
@@ -353,17 +354,18 @@ def _answer_support(run_id: str, store: RunStore):
     return answer_support(run_id, store)
 
 
-def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None) -> dict | None:
+def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None,
+                models: _Voting | None = None) -> dict | None:
     """Whether ``image`` is (nearly) identical to an image of the run's dataset, and if so the
-    prediction of the fold model that did not train on it (the one it validated); ``None``
-    when it is not.
+    prediction of the fold model that did not train on it (the one it validated; of ``models``,
+    the run's models adapted to a lab, when given); ``None`` when it is not.
 
     The test: both images padded square and resized to ``reference.KNOWN_SIZE``, then their mean
     absolute pixel difference; identical decoded pixels (equal digests) are reported as such.
     """
     from leukdash.evaluation.reference import KNOWN_SIZE, pixel_digest
 
-    models = ensemble(run_id, store)
+    models = models if models is not None else ensemble(run_id, store)
     reference = _reference(run_id, store)
     small = square_resize(image, KNOWN_SIZE).astype(np.int16)
     difference = np.abs(reference["images"].astype(np.int16) - small).mean(axis=(1, 2, 3))

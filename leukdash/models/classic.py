@@ -21,6 +21,9 @@ from leukdash.errors import ConfigError, DatasetError
 from leukdash.models.features import extract_features, pixel_features
 from leukdash.models.kernel_svm import KernelSVC
 
+# Folds of the SVM's probability calibration (Platt scaling on cross-validated decision values).
+CALIBRATION_FOLDS = 3
+
 # Raw-pixel input is resized to this side: 32x32x3 = 3,072 values keeps the SVM quick.
 PIXEL_SIZE = 32
 # Rows featurized or scored at once: temporaries of 2,048 rows (tens of MB), whatever the dataset's
@@ -52,8 +55,9 @@ def make_classifier(model: str, feature_set: str, k: int = 3, seed: int = 0) -> 
         # width to the number of inputs (pixels or features).
         # Platt-scaled probabilities from cross-validated decision values: what
         # SVC(probability=True) did before scikit-learn 1.9 deprecated it. Three folds
-        # keep it usable with few images per class.
-        "svm": lambda: CalibratedClassifierCV(KernelSVC(C=10.0), method="sigmoid", cv=3, ensemble=False),
+        # keep it usable with few images per class (two where a class has only two: see fit).
+        "svm": lambda: CalibratedClassifierCV(KernelSVC(C=10.0), method="sigmoid", cv=CALIBRATION_FOLDS,
+                                              ensemble=False),
         "knn": lambda: KNeighborsClassifier(n_neighbors=k),
         "dt": lambda: DecisionTreeClassifier(random_state=seed),
     }
@@ -152,14 +156,15 @@ def predict_all_classes(model, features: np.ndarray, n_classes: int) -> np.ndarr
     return full
 
 
-def fit(model: Pipeline, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def fit(model: Pipeline, features: np.ndarray, labels: np.ndarray, classes=None) -> np.ndarray:
     """``model.fit(features, labels)`` for a pipeline of :func:`make_classifier`, with
     ``features`` scaled in place rather than copied; returns them, scaled, to score the training
     set with the fitted classifier alone (``model.named_steps["classify"]``).
 
     The scaler learns its means and variances ``BLOCK_ROWS`` rows at a time (its float64
     temporaries are one block's, not a copy of the matrix at twice its size): exactly ``fit``
-    up to that many rows, the same up to float64 rounding beyond.
+    up to that many rows, the same up to float64 rounding beyond. ``classes`` names the labels in
+    what is refused.
     """
     scaler = model.named_steps["scale"]
     scaler.fit(features[:BLOCK_ROWS])
@@ -172,5 +177,21 @@ def fit(model: Pipeline, features: np.ndarray, labels: np.ndarray) -> np.ndarray
                            "are all the same for this model (copies of one picture, or pictures made alike by the "
                            "image size or preprocessing): nothing tells the classes apart; check the images")
     scaled = scaler.transform(features, copy=False)
-    model.named_steps["classify"].fit(scaled, labels)
+    classify = model.named_steps["classify"]
+    if isinstance(classify, CalibratedClassifierCV):
+        classify.set_params(cv=_calibration_folds(labels, classes))
+    classify.fit(scaled, labels)
     return scaled
+
+
+def _calibration_folds(labels: np.ndarray, classes=None) -> int:
+    """The SVM's calibration folds: ``CALIBRATION_FOLDS``, fewer where a class has fewer training
+    inputs (each fold needs one of each class); a class with one cannot be calibrated."""
+    present, counts = np.unique(labels, return_counts=True)
+    if counts.min() < 2:
+        fewest = present[counts.argmin()]
+        name = classes[fewest] if classes is not None else f"index {fewest}"
+        raise DatasetError(f"a fold's training part holds 1 input of class {name}: "
+                           "the SVM calibrates its probabilities on folds of the training part and needs at least 2 "
+                           "of each class; add images, augmentation copies (--augment-factor) or use fewer folds")
+    return int(min(CALIBRATION_FOLDS, counts.min()))
