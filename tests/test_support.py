@@ -169,3 +169,26 @@ def test_compare_says_how_many_answers_the_support_check_doubts_and_how_they_wer
     sentence = outcome_sentence(result)
     assert f"; {flag['n_flagged']} of its {result['n_images']} answers ({flag['share']:.0%}) unsupported" in sentence
     assert ("(compared as one lab's images)" in sentence) == flag["one_lab"]
+
+
+def test_predict_compares_a_folder_of_another_lab_as_evaluate_does_and_its_own_labs_images_as_they_are(
+        tiny_dataset, inverted_lab, tmp_path, capsys):
+    from pathlib import Path
+
+    from leukdash.cli import main
+    from leukdash.data.synthetic import CLASSES, generate_synthetic
+    from leukdash.evaluation.predict import predict_files
+
+    run_id = run(_config(tiny_dataset), n_jobs=1)["run_id"]
+    tested = {row["file"]: row["unsupported"] for row in evaluate(run_id, str(inverted_lab))["images"]}
+    answers = predict_files(run_id, [inverted_lab])
+    assert all(entry["unsupported"]["one_lab"] for entry in answers)
+    assert [entry["unsupported"]["flag"] for entry in answers] == \
+        [tested[Path(entry["file"]).relative_to(inverted_lab).as_posix()] for entry in answers]
+    assert main(["predict", run_id, str(inverted_lab), "--csv"]) == 0
+    assert "warning: the support check compared these images as one lab's" in capsys.readouterr().err
+    # More images drawn as the training set was: its own lab, each compared as it is.
+    same_lab = generate_synthetic(tmp_path / "same", seed=9, counts={name: 5 for name in CLASSES}, size=32)
+    assert not any(entry["unsupported"]["one_lab"] for entry in predict_files(run_id, [same_lab]))
+    assert main(["predict", run_id, str(same_lab), "--csv"]) == 0
+    assert "one lab's" not in capsys.readouterr().err

@@ -201,8 +201,11 @@ def predict(args) -> int:
 
     predictions = predict_files(args.run_id, args.images, adapt=args.adapt)
     one_class = one_class_warning(predictions, MIN_ADAPT_IMAGES)
+    one_lab = not args.adapt and any((entry.get("unsupported") or {}).get("one_lab") for entry in predictions)
     warnings = ([adapt_note(RunStore().finished_meta(args.run_id), "these images")] if args.adapt else []) + (
-        [one_class + ("" if args.adapt else ", or answer them with --adapt")] if one_class else [])
+        [one_class + ("" if args.adapt else ", or answer them with --adapt")] if one_class else []) + (
+        ["the support check compared these images as one lab's (at least 20, most of them unlike the run's training "
+         "data, as evaluate does): whether an answer is unsupported depends on the other images"] if one_lab else [])
     if args.json:
         print_json({"run_id": args.run_id, **({"adapted": True} if args.adapt else {}),
                     **({"warnings": warnings} if warnings else {}), "predictions": predictions})

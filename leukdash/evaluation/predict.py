@@ -224,7 +224,8 @@ def ensemble(run_id: str, store: RunStore | None = None, final: bool = False) ->
 
 
 def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None = None,
-                   checks: bool = True, models: _Voting | None = None) -> list[dict]:
+                   checks: bool = True, models: _Voting | None = None,
+                   lab: list[np.ndarray] | None = None) -> list[dict]:
     """Fold-ensemble predictions of RGB uint8 images (H, W, 3), as
     :func:`leukdash.data.decode.decode_image` reads them; with ``checks``, each also says whether the image looks like
     the run's training data (``ood``) and whether it is one of them (``known``).
@@ -232,7 +233,9 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
     A check that cannot be made (say, the run's dataset is not on this machine) gives
     ``{"error": "<check> check unavailable: <reason>", "check", "reason"}`` in its place: the
     prediction stands without it. ``models``: the run's models adapted to a lab
-    (:func:`adapted_models`) in place of the loaded ones.
+    (:func:`adapted_models`) in place of the loaded ones; ``lab``: the descriptors of the lab the
+    images come from, with which the support check compares them (:func:`folder_lab`; models
+    adapted to a lab carry theirs).
     """
     if isinstance(images, np.ndarray) and images.ndim != 4:
         raise ImageDecodeError(f"images must be a list of images or an (N, height, width, 3) array, got an array "
@@ -251,7 +254,7 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
             result["likely_wrong"] = entry
         for result, entry in zip(results, _checked(run_id, results, store, "support",
                                                    lambda r, answered, s: unsupported_answers(
-                                                       r, images, answered, s, models.lab if models else None))):
+                                                       r, images, answered, s, models.lab if models else lab))):
             result["unsupported"] = entry
         for result, entry in zip(results, cell_segmentation(run_id, images, store)):
             result["cell"] = entry
@@ -332,8 +335,8 @@ def unsupported_answers(run_id: str, images: list[np.ndarray], results: list[dic
     out-of-fold answer the known-image check shows (among the training images it is itself).
 
     Each image is compared as it is, with the training images' statistics, unless ``lab`` gives
-    the descriptors of its lab's images (each voting run's view; models adapted to that lab,
-    :func:`adapted_models`, carry them): uploads are not taken for one lab's unless the user says so.
+    the descriptors of its lab's images (each voting run's view): those of a folder of another lab
+    (:func:`folder_lab`), or of the images models were adapted to (:func:`adapted_models`).
     """
     from leukdash.evaluation.answer import headline
     from leukdash.evaluation.ood import describe_images
@@ -344,7 +347,8 @@ def unsupported_answers(run_id: str, images: list[np.ndarray], results: list[dic
     scores = support.scores([describe_images(prepare_images(member.config, images)) for member, _ in voting.parts()],
                             answers, lab)
     return [None if (result.get("known") or {}).get("match") else
-            {"score": round(float(score), 6), "floor": round(support.floor, 6), "flag": bool(score < support.floor)}
+            {"score": round(float(score), 6), "floor": round(support.floor, 6), "flag": bool(score < support.floor),
+             "one_lab": lab is not None}
             for result, score in zip(results, scores)]
 
 
@@ -456,12 +460,15 @@ def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None,
     (:func:`leukdash.data.sources.image_files`, sorted). An unreadable file (not a regular file,
     too large, not an image) gets an ``error`` entry, not an exception; so does a folder without
     an image. With ``adapt``, the files are taken for one lab's images and answered by the run's
-    models adapted to them (:func:`adapted_models`)."""
+    models adapted to them (:func:`adapted_models`); without, the support check still compares
+    them as one lab's where :func:`folder_lab` finds them to be another lab's, as ``evaluate`` does."""
     (store or RunStore()).run_dir(run_id)  # an invalid run id is refused before any file is read
     if isinstance(paths, (str, os.PathLike)):  # one file given bare, not its characters one by one
         paths = [paths]
     files = _files_of(paths)
-    models = adapted_models(run_id, [path for path, problem in files if not problem], store) if adapt else None
+    readable = [path for path, problem in files if not problem]
+    models = adapted_models(run_id, readable, store) if adapt else None
+    lab = None if adapt else folder_lab(run_id, readable, store)
     entries, decoded = [], []
     for path, problem in files:
         entry = {"file": printable(str(path))}
@@ -477,9 +484,9 @@ def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None,
         if note := frames_note(path):
             entry["note"] = note
         if len(decoded) == PREDICT_CHUNK or sum(image.nbytes for _, image in decoded) >= PREDICT_CHUNK_BYTES:
-            _answer(run_id, decoded, store, models)
+            _answer(run_id, decoded, store, models, lab)
             decoded = []
-    _answer(run_id, decoded, store, models)
+    _answer(run_id, decoded, store, models, lab)
     return entries
 
 
@@ -492,24 +499,64 @@ def adapted_models(run_id: str, sources: list, store: RunStore | None = None) ->
 
     _wait_for_warm_up(run_id, store)
     models = ensemble(run_id, store)
-    parts = [member for member, _ in models.parts()]
-    spread = np.unique(np.linspace(0, len(sources) - 1, min(len(sources), ADAPT_SAMPLE)).astype(int)) if sources else []
-    batches = [[] for _ in parts]
-    for index in spread:
-        try:
-            image = decode_image(sources[index])
-            prepared = [member.prepare([image]) for member in parts]
-        except ImageDecodeError:
-            continue
-        for batch, one in zip(batches, prepared):
-            batch.append(one)
-    if len(batches[0]) < MIN_ADAPT_IMAGES:
-        raise DatasetError(f"{len(batches[0])} usable image(s) of {len(sources)}: adapting needs at least "
+    batches = [[] for _ in models.parts()]
+    for _, prepared in _lab_sample(models, sources):
+        for batch, part in zip(batches, prepared):
+            batch.append(part)
+    usable = sum(len(part) for part in batches[0])
+    if usable < MIN_ADAPT_IMAGES:
+        raise DatasetError(f"{usable} usable image(s) of {len(sources)}: adapting needs at least "
                            f"{MIN_ADAPT_IMAGES} of one lab to estimate its statistics; unadapted, each is answered "
                            "(an unreadable one with its reason)")
     adapted = models.adapted([np.concatenate(batch) for batch in batches])
     adapted.lab = [describe_images(np.concatenate(batch)) for batch in batches]
     return adapted
+
+
+def folder_lab(run_id: str, sources: list, store: RunStore | None = None) -> list[np.ndarray] | None:
+    """The descriptors of the images in ``sources`` (files or their bytes; at most ``ADAPT_SAMPLE``,
+    spread evenly), one array per voting part, when they look like another lab's: enough of them,
+    mostly unlike the run's training data (:func:`leukdash.evaluation.support.takes_for_one_lab`,
+    the rule of ``evaluate``). ``None`` otherwise, or where the out-of-distribution check cannot be
+    made: the support check then compares each image as it is."""
+    from leukdash.evaluation.ood import describe_images
+    from leukdash.evaluation.support import MIN_BATCH_IMAGES, takes_for_one_lab
+
+    if len(sources) < MIN_BATCH_IMAGES:
+        return None
+    _wait_for_warm_up(run_id, store)
+    models = ensemble(run_id, store)
+    outside, descriptors = [], [[] for _ in models.parts()]
+    try:
+        for images, prepared in _lab_sample(models, sources):
+            outside += [entry["outside"] for entry in out_of_distribution(run_id, images, store)]
+            for described, part in zip(descriptors, prepared):
+                described.append(describe_images(part))
+    except CHECK_UNAVAILABLE:
+        return None
+    return [np.concatenate(described) for described in descriptors] if takes_for_one_lab(outside) else None
+
+
+def _lab_sample(models: _Voting, sources: list):
+    """At most ``ADAPT_SAMPLE`` images of ``sources``, spread evenly over the list, decoded and
+    prepared by each voting part, ``PREDICT_CHUNK`` at a time: ``(images, [prepared, per part])``.
+    An image that cannot be read or prepared is passed over."""
+    parts = [member for member, _ in models.parts()]
+    spread = np.unique(np.linspace(0, len(sources) - 1, min(len(sources), ADAPT_SAMPLE)).astype(int)) if sources else []
+    images, prepared = [], [[] for _ in parts]
+    for position, index in enumerate(spread):
+        try:
+            image = decode_image(sources[index])
+            ready = [member.prepare([image]) for member in parts]
+        except ImageDecodeError:
+            ready = None
+        if ready is not None:
+            images.append(image)
+            for batch, one in zip(prepared, ready):
+                batch.append(one)
+        if images and (len(images) == PREDICT_CHUNK or position == len(spread) - 1):
+            yield images, [np.concatenate(batch) for batch in prepared]
+            images, prepared = [], [[] for _ in parts]
 
 
 def adapt_note(meta: dict, images: str) -> str:
@@ -525,17 +572,17 @@ def adapt_note(meta: dict, images: str) -> str:
 
 
 def _answer(run_id: str, decoded: list[tuple[dict, np.ndarray]], store: RunStore | None,
-            models: _Voting | None = None) -> None:
+            models: _Voting | None = None, lab: list[np.ndarray] | None = None) -> None:
     """Predict the images of ``(entry, image)`` pairs, each answer written into its entry."""
     if not decoded:
         return
     try:
-        predictions = predict_images(run_id, [image for _, image in decoded], store, models=models)
+        predictions = predict_images(run_id, [image for _, image in decoded], store, models=models, lab=lab)
     except ImageDecodeError:  # one image could not be prepared (resized): each on its own, to name it
         predictions = []
         for entry, image in decoded:
             try:
-                predictions += predict_images(run_id, [image], store, models=models)
+                predictions += predict_images(run_id, [image], store, models=models, lab=lab)
             except ImageDecodeError as error:
                 entry["error"], predictions = str(error), predictions + [{}]
     for (entry, _), prediction in zip(decoded, predictions):

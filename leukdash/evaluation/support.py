@@ -20,11 +20,12 @@ neighbours saying more about the shift than about the cell. So where at least
 ``MIN_BATCH_IMAGES`` images are checked together and the out-of-distribution check puts at least
 half of them outside, they are taken for one lab's images and standardised with their own mean
 and spread instead of the training images' (the idea of ``--adapt`` for the classic models'
-inputs; no label is used); so are the images ``predict --adapt`` is told are one lab's, with the
-sample its models were adapted to. The trust score and its 5% floor were chosen on principle;
-comparing a foreign lab with its own statistics was chosen after seeing, on ALL-IDB2 and C-NMC,
-that with the training images' statistics the score did not tell errors apart in one direction
-(``docs/report/PREPROCESS_NOTES.md`` has both and says which data each choice looked at).
+inputs; no label is used), in ``evaluate`` and ``predict`` alike; so are the images ``--adapt``
+is told are one lab's, with the sample its models were adapted to. The trust score and its 5%
+floor were chosen on principle; comparing a foreign lab with its own statistics was chosen after
+seeing, on ALL-IDB2 and C-NMC, that with the training images' statistics the score did not tell
+errors apart in one direction (``docs/report/PREPROCESS_NOTES.md`` has both and says which data
+each choice looked at).
 """
 
 from __future__ import annotations
