@@ -429,12 +429,23 @@ def transfer_figures(root: str, run_ids: tuple[str, ...]) -> dict:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def predict(root: str, run_id: str, data: bytes) -> dict:
-    """Fold-ensemble prediction of one uploaded file (raises ImageDecodeError if unreadable)."""
+def predict(root: str, run_id: str, data: bytes, batch: str | None = None, _lab=None) -> dict:
+    """Fold-ensemble prediction of one uploaded file (raises ImageDecodeError if unreadable); with
+    ``batch`` (a name of the uploads it came with), its support check compares it as one of their
+    lab's images, ``_lab`` (:func:`uploads_lab`)."""
     from leukdash.data.decode import decode_image
     from leukdash.evaluation.predict import predict_images
 
-    return predict_images(run_id, [decode_image(data)])[0]
+    return predict_images(run_id, [decode_image(data)], lab=_lab if batch else None)[0]
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def uploads_lab(root: str, run_id: str, batch: str, _uploads: tuple[bytes, ...]):
+    """The uploads' descriptors where they look like another lab's (:func:`leukdash.evaluation.predict.folder_lab`),
+    else None; ``batch`` names the uploads (a digest of them)."""
+    from leukdash.evaluation.predict import folder_lab
+
+    return folder_lab(run_id, list(_uploads))
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)

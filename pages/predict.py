@@ -14,7 +14,8 @@ from leukdash.errors import ImageDecodeError, LeukdashError
 from leukdash.paths import hide_roots, printable
 from leukdash.reporting.plots import heatmap_overlay, probability_bars
 from pages._shared import (adapted_models, data_table, finished_runs, gradcam, kept, literal, no_runs_yet,
-                           percent_columns, predict, predict_adapted, root, routed, run_option_labels, transfer_figures)
+                           percent_columns, predict, predict_adapted, root, routed, run_option_labels, transfer_figures,
+                           uploads_lab)
 
 routed(__file__)
 
@@ -95,14 +96,17 @@ show_cam = is_cnn and kept(st.toggle, "predict_cam", True, "Grad-CAM heatmap",
                            help="Where the CNN looked: gradient-weighted activations of its last convolution, "
                                 "averaged over the fold models.")
 models = None  # the run's models as trained, or adapted to these uploads
-if len(uploads) >= MIN_ADAPT_IMAGES and kept(
+lab = None  # the uploads' descriptors, where the support check compares them as one lab's
+batch = None  # a name of the uploads taken together (a digest of them), where they are enough to stand for a lab
+if len(uploads) >= MIN_ADAPT_IMAGES:
+    batch = hashlib.sha1(b"".join(hashlib.sha1(upload.getvalue()).digest() for upload in uploads)).hexdigest()
+if batch and kept(
         st.toggle, "predict_adapt", False, "Adapt to these uploads",
         help=f"Take the uploads for one lab's images (at least {MIN_ADAPT_IMAGES}, a class mix like the training "
              "set's) and answer them with the models adapted to them: classic models standardise their inputs, "
              "CNNs re-estimate their batch-normalisation statistics, on these images (no label is used). Another "
              "lab's stain and camera can make a model give every image one class; adapted, each answer depends "
              "on the other uploads."):
-    batch = hashlib.sha1(b"".join(hashlib.sha1(upload.getvalue()).digest() for upload in uploads)).hexdigest()
     try:
         with st.spinner("Adapting the models to these uploads…"):
             models = adapted_models(root(), run_id, batch, tuple(upload.getvalue() for upload in uploads))
@@ -111,6 +115,13 @@ if len(uploads) >= MIN_ADAPT_IMAGES and kept(
     except LeukdashError as error:
         st.warning(f"Not adapted: {error}. The answers below come from the models as trained.",
                    icon=":material/warning:")
+if models is None and batch:
+    with st.spinner("Looking at the uploads together…"):
+        lab = uploads_lab(root(), run_id, batch, tuple(upload.getvalue() for upload in uploads))
+    if lab is not None:
+        st.caption(f":material/tune: Most of these {len(uploads)} uploads are unlike the run's training images: the "
+                   "support check compares them as one lab's images (as `predict` and `evaluate` do), so whether "
+                   "an answer is unsupported depends on the other uploads.")
 
 export = st.empty()  # above the answers, filled once every upload is answered
 answered = []  # what the table download holds: each upload's answer, or why it could not be read
@@ -134,7 +145,7 @@ for number, upload in enumerate(uploads, start=1):
         try:
             with st.spinner("Predicting…" if ready else "Finishing loading this run's fold models and reference "
                             "images (once per run), then predicting…"):
-                result = (predict(root(), run_id, data) if models is None
+                result = (predict(root(), run_id, data, batch if lab is not None else None, lab) if models is None
                           else predict_adapted(root(), run_id, batch, data, models))
             ready = True
             loading.empty()

@@ -160,3 +160,30 @@ def test_many_uploads_of_one_lab_can_be_answered_by_the_models_adapted_to_them(f
     # The support check compares the uploads as that lab's images too, from what ships beside the run.
     assert list(summary["Unsupported"]) == ["yes" if entry["unsupported"]["flag"] else "no" for entry in expected]
 
+
+
+def test_many_uploads_unlike_the_training_images_are_compared_as_one_labs_as_predict_does(fresh_deploy, tmp_path):
+    """20 uploads of another 'lab' (colours inverted): without adapting, the page's support check
+    compares them as one lab's images, as `predict` does for the same files, and says so."""
+    import cv2
+
+    from leukdash.data.synthetic import CLASSES, generate_synthetic
+    from leukdash.evaluation.predict import predict_files
+
+    folder = generate_synthetic(tmp_path / "lab", seed=6, counts={name: 4 for name in CLASSES}, size=48)
+    files = sorted(folder.glob("*/*.png"))
+    for path in files:
+        cv2.imwrite(str(path), 255 - cv2.imread(str(path)))
+    run_id = next(p.name for p in (fresh_deploy / "runs").iterdir())
+    expected = predict_files(run_id, files)
+    assert all(entry["unsupported"]["one_lab"] for entry in expected)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/predict.py").run()
+    at.file_uploader(key="predict_upload").set_value(
+        [(f"{path.parent.name}_{path.name}", path.read_bytes(), "image/png") for path in files])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("the support check compares them as one lab's images" in c.value for c in at.caption)
+    [summary] = [d.value for d in at.dataframe if "File" in d.value.columns]
+    assert list(summary["Unsupported"]) == ["yes" if entry["unsupported"]["flag"] else "no" for entry in expected]
+    assert not (fresh_deploy / "datasets").exists()  # what ships beside the run is enough
