@@ -93,13 +93,21 @@ class TrainingDistribution:
 def knn_scores(reference: np.ndarray, query: np.ndarray, k: int = K) -> np.ndarray:
     """Mean Euclidean distance of each query row to its ``k`` nearest reference rows, every
     descriptor standardised by the reference's mean and spread."""
-    mean, spread = reference.mean(axis=0), np.maximum(reference.std(axis=0), MIN_SPREAD)
-    ref, qry = (reference - mean) / spread, (query - mean) / spread
-    # |q - r|^2 = |q|^2 + |r|^2 - 2 q.r, clipped at 0 against rounding.
-    squared = (qry ** 2).sum(1)[:, None] + (ref ** 2).sum(1)[None, :] - 2.0 * qry @ ref.T
-    distances = np.sqrt(np.clip(squared, 0.0, None))
+    distances = euclidean(standardised(reference, reference), standardised(query, reference))
     k = min(k, len(reference))
     return np.sort(distances, axis=1)[:, :k].mean(axis=1)
+
+
+def standardised(rows: np.ndarray, statistics: np.ndarray) -> np.ndarray:
+    """``rows`` standardised by the mean and spread (at least ``MIN_SPREAD``) of the rows ``statistics``."""
+    return (rows - statistics.mean(axis=0)) / np.maximum(statistics.std(axis=0), MIN_SPREAD)
+
+
+def euclidean(reference: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """(query rows, reference rows) Euclidean distances."""
+    # |q - r|^2 = |q|^2 + |r|^2 - 2 q.r, clipped at 0 against rounding.
+    squared = (query ** 2).sum(1)[:, None] + (reference ** 2).sum(1)[None, :] - 2.0 * query @ reference.T
+    return np.sqrt(np.clip(squared, 0.0, None))
 
 
 def describe_images(images: np.ndarray) -> np.ndarray:

@@ -9,9 +9,10 @@ One module, though long: the loaded models (:func:`ensemble`), their copies adap
 lab's images (:func:`adapted_models`, which waits for the warm-up and reads the loaded models),
 the checks beside each answer (out of distribution, known image, likely wrong, unsupported,
 segmentation),
-the background warm-up and the answers for files all share this process's caches of loaded runs
-and their references (``_loaded``, ``_references``, ``_warming``); split apart, each would reach
-into another's cache. Grad-CAM, which only reads the loaded models, is
+the background warm-up, the samples of a lab's images (:func:`folder_lab`, :func:`adapted_models`)
+and the answers for files all share this process's caches of loaded runs, their references and
+support checks (``_loaded``, ``_references``, ``_supports``, ``_warming``); split apart, each
+would reach into another's cache. Grad-CAM, which only reads the loaded models, is
 :mod:`leukdash.evaluation.gradcam`.
 """
 
@@ -32,6 +33,7 @@ from leukdash.data.preprocess import prepare_images, square_resize
 from leukdash.engine.runner import damaged_fold_message
 from leukdash.engine.store import RunStore
 from leukdash.engine.training import model_suffix
+from leukdash.evaluation.support import AnswerSupport, answer_support
 
 # Loaded fold models of the last few runs used (a dashboard switches between a handful).
 _loaded: OrderedDict[tuple[str, str], "FoldEnsemble"] = OrderedDict()
@@ -48,7 +50,7 @@ ADAPT_SAMPLE = 1024
 _warming: dict[tuple[str, str], threading.Thread] = {}
 # Those runs' images at the comparison size, for recognising known images, and their support checks.
 _references: dict[tuple[str, str], dict] = {}
-_supports: dict[tuple[str, str], object] = {}  # support.AnswerSupport
+_supports: dict[tuple[str, str], AnswerSupport] = {}
 # Largest mean absolute difference (0-255, at reference.KNOWN_SIZE) between an upload and a
 # dataset image for the two to count as the same picture. Measured: a JPEG re-encoding (quality
 # 75) or a half-size copy of an ALL-IDB2 or C-NMC image differs by at most 0.70; the closest two
@@ -341,7 +343,7 @@ def unsupported_answers(run_id: str, images: list[np.ndarray], results: list[dic
     from leukdash.evaluation.answer import headline
     from leukdash.evaluation.ood import describe_images
 
-    support = _per_run(_supports, run_id, store, _answer_support)
+    support = _per_run(_supports, run_id, store, answer_support)
     voting = ensemble(run_id, store)
     answers = np.array([voting.classes.index(headline(result)["predicted"]) for result in results])
     scores = support.scores([describe_images(prepare_images(member.config, images)) for member, _ in voting.parts()],
@@ -350,12 +352,6 @@ def unsupported_answers(run_id: str, images: list[np.ndarray], results: list[dic
             {"score": round(float(score), 6), "floor": round(support.floor, 6), "flag": bool(score < support.floor),
              "one_lab": lab is not None}
             for result, score in zip(results, scores)]
-
-
-def _answer_support(run_id: str, store: RunStore):
-    from leukdash.evaluation.support import answer_support
-
-    return answer_support(run_id, store)
 
 
 def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None,
@@ -418,7 +414,7 @@ def prepare_checks(run_id: str, store: RunStore | None = None) -> None:
         return
     for prepare in [lambda: _reference(run_id, store)] + [
             lambda voter=voter, view=view: training_distribution(voter, store, view) for voter, view in voters] + [
-            lambda: _per_run(_supports, run_id, store, _answer_support)]:  # after what it reads
+            lambda: _per_run(_supports, run_id, store, answer_support)]:  # after what it reads
         try:
             prepare()
         except CHECK_UNAVAILABLE:

@@ -34,6 +34,7 @@ import numpy as np
 
 from leukdash.engine.store import RunStore
 from leukdash.errors import RunError
+from leukdash.evaluation.ood import euclidean, standardised
 
 # An answer whose trust score is below this percentile of the run's own out-of-fold scores is flagged.
 UNSUPPORTED_PERCENTILE = 5.0
@@ -43,8 +44,6 @@ MIN_BATCH_IMAGES = 20
 BATCH_OUTSIDE_SHARE = 0.5
 # Rows of a distance matrix computed at once, so that a large dataset stays within memory.
 CHUNK_ROWS = 512
-# Floor on a descriptor's spread (as in the out-of-distribution check).
-MIN_SPREAD = 1e-3
 # The score of an image identical to a training image of the class answered and to none of
 # another: as supported as an answer can be, kept a number (JSON has no infinity).
 MAX_SCORE = 1e6
@@ -62,13 +61,12 @@ def trust_scores(reference: np.ndarray, labels: np.ndarray, query: np.ndarray, a
     """
     reference, query = np.asarray(reference, dtype=np.float64), np.asarray(query, dtype=np.float64)
     labels, answers = np.asarray(labels), np.asarray(answers, dtype=np.int64)
-    query = _standardised(query, reference if lab is None else np.asarray(lab, dtype=np.float64))
-    reference = _standardised(reference, reference)
+    query = standardised(query, reference if lab is None else np.asarray(lab, dtype=np.float64))
+    reference = standardised(reference, reference)
     nearest = np.full((len(query), n_classes), np.inf)
     for start in range(0, len(query), CHUNK_ROWS):
         rows = query[start:start + CHUNK_ROWS]
-        squared = (rows ** 2).sum(1)[:, None] + (reference ** 2).sum(1)[None, :] - 2.0 * rows @ reference.T
-        distances = np.sqrt(np.clip(squared, 0.0, None))
+        distances = euclidean(reference, rows)
         for label in range(n_classes):
             if np.any(labels == label):
                 nearest[start:start + len(rows), label] = distances[:, labels == label].min(axis=1)
@@ -77,11 +75,6 @@ def trust_scores(reference: np.ndarray, labels: np.ndarray, query: np.ndarray, a
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = others / answered
     return np.minimum(np.where(others == answered, 1.0, ratio), MAX_SCORE)
-
-
-def _standardised(rows: np.ndarray, statistics: np.ndarray) -> np.ndarray:
-    """``rows`` standardised by the mean and spread of the rows ``statistics``."""
-    return (rows - statistics.mean(axis=0)) / np.maximum(statistics.std(axis=0), MIN_SPREAD)
 
 
 class AnswerSupport:
