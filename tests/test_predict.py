@@ -51,6 +51,31 @@ def test_predict_says_once_which_checks_it_could_not_make_and_answers_all_the_sa
     assert sum(line.startswith(tuple(images)) for line in out.splitlines()) == 2
 
 
+
+def test_a_runs_dataset_whose_images_changed_is_named_with_the_folder_that_holds_others(tiny_dataset, tmp_path,
+                                                                                      capsys):
+    """The run's folder is still there but holds other images: the warning names that folder and
+    what to do, rather than saying the images are gone."""
+    import shutil
+
+    from leukdash.cli import main
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+
+    copy = shutil.copytree(tiny_dataset, tmp_path / "changed")
+    config = RunConfig(dataset=str(copy), model="nb", feature_set="pixels", image_size=16, augment_factor=1,
+                       augment=AugmentConfig.off(), folds=2)
+    run_id = run(config, n_jobs=1)["run_id"]
+    sorted(copy.glob("HEALTHY/*.png"))[0].unlink()
+    image = str(sorted(tiny_dataset.glob("ALL/*.png"))[0])
+    assert main(["predict", run_id, image]) == 0
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and f"run {run_id} needs the images it was trained on" in warnings[0]
+    assert f"{copy.resolve()} holds other images now" in warnings[0] and "which are gone" not in warnings[0]
+    assert "put the run's images back, or run it again" in warnings[0]
+    assert sum(line.startswith(image) for line in out.splitlines()) == 1
+
 def test_arrays_given_to_predict_are_held_to_what_a_file_is(tiny_dataset):
     """From a notebook: no images is no answers; a strip 200 times longer than wide is refused
     as decode_image refuses such a file, not answered."""

@@ -18,7 +18,7 @@ def open_run_dataset(meta: dict):
     from leukdash.data.discovery import open_dataset
 
     info = meta["dataset"]
-    opened, failure = False, None
+    differing, failure = [], None  # folders found that hold other images now; why one was not found
     # As the run was given it (a name, a path), then the folder it was read from: a relative path
     # read from another working folder (a notebook's %cd) may name another folder, or none.
     for source in dict.fromkeys(s for s in (meta["config"]["dataset"], info.get("path")) if s):
@@ -27,15 +27,18 @@ def open_run_dataset(meta: dict):
         except LeukdashError as error:  # found by name no more, or that folder is gone
             failure = error
             continue
-        opened = True
         try:
-            dataset = dataset.subset(info["classes"])
+            subset = dataset.subset(info["classes"])
         except LeukdashError:
-            continue
-        if dataset.fingerprint == info["fingerprint"]:
-            return dataset
-    if opened:
-        raise RunError(f"dataset {info['name']!r} changed since run {meta['run_id']} was computed")
+            subset = None
+        if subset is not None and subset.fingerprint == info["fingerprint"]:
+            return subset
+        differing.append(printable(str(dataset.root)))
+    if differing:
+        raise RunError(f"run {meta['run_id']} needs the images it was trained on ({info['name']!r}), and "
+                       f"{' and '.join(dict.fromkeys(differing))} holds other images now (files added, removed, "
+                       "renamed or changed since the run was computed): put the run's images back, or run it "
+                       "again on the images as they are (a new run)")
     raise RunError(f"run {meta['run_id']} needs the images it was trained on ({info['name']!r}, read from "
                    f"{printable(str(info.get('path')))}), which are gone: {failure}; put that folder back "
                    "(a dataset known by name: set LEUKDASH_DATA to the folder that holds it)")
