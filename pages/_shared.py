@@ -97,7 +97,8 @@ def kept(widget, key: str, default, *args, bind: bool = False, **kwargs):
     another place (the sidebar of another page) starts from its default in the browser. So
     the value is copied to a plain session key (``_kept_<key>``) after each run, and the
     widget is always drawn with its current value as its default. A kept choice that is no
-    longer among ``options`` falls back to ``default``.
+    longer among ``options`` falls back to ``default``; a kept number outside ``min_value`` and
+    ``max_value`` is brought to the nearest bound.
 
     With ``bind``, the value also lives in the page's URL (query parameter ``key``), so a
     reload keeps it and a copied link opens the same settings. Such a widget keeps its fixed
@@ -111,6 +112,13 @@ def kept(widget, key: str, default, *args, bind: bool = False, **kwargs):
         options = list(options)
         if not all(v in options for v in (value if isinstance(value, list) else [value])):
             value = default
+            st.session_state.pop(key, None)
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # Bounds that moved since (another dataset, a smaller class): the kept number is clamped.
+        bounded = min(max(value, value if low is None else low), value if high is None else high)
+        if bounded != value:
+            value = bounded
             st.session_state.pop(key, None)
     if bind:
         if key not in st.session_state and shadow in st.session_state and key not in st.query_params:

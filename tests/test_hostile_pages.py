@@ -240,6 +240,20 @@ def test_an_unreadable_image_on_the_augmentation_page_is_one_line(data_root):
     assert len(at.get("image")[0].proto.imgs) == 9  # the original and its 8 copies
 
 
+
+def test_a_kept_image_number_beyond_the_next_datasets_images_is_brought_within_them(data_root):
+    """The image number kept from a dataset of 6 images a class is beyond one of 2: the page shows
+    the last image of the smaller class, not Streamlit's "value greater than max_value" error."""
+    write_classes(data_root / "large", per_class=6)
+    write_classes(data_root / "small", per_class=2)
+    at = app("augmentation")
+    at.sidebar.selectbox(key="dataset").set_value("large").run(timeout=TIMEOUT)
+    at.number_input(key="aug_image").set_value(6).run(timeout=TIMEOUT)
+    at.sidebar.selectbox(key="dataset").set_value("small").run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.number_input(key="aug_image").value == 2 and at.number_input(key="aug_image").max == 2
+    assert len(at.get("image")[0].proto.imgs) == 9
+
 def test_dataset_errors_show_no_server_folder_on_overview_and_compare(data_root, isolated_artifacts):
     folder = write_classes(data_root / "badgroups")
     (folder / "groups.csv").write_text("file;group\nALL/x.png\n")
