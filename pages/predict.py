@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from leukdash.data.decode import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, frames_note
-from leukdash.evaluation.answer import apart, headline, one_class_warning
+from leukdash.evaluation.answer import apart, headline, one_class_warning, unavailable_checks
 from leukdash.evaluation.answer_table import answer_row, answers_csv
 from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, warm_up, warmed_up
 from leukdash.errors import ImageDecodeError, LeukdashError
@@ -200,9 +200,7 @@ for number, upload in enumerate(uploads, start=1):
                            f"{result['predicted']}; votes per fold: {votes}.")
             else:
                 st.caption(f"Mean class probability over the fold models (the headline). Votes per fold: {votes}.")
-            if "error" in ood:
-                st.caption(ood["error"])
-            elif not ood.get("outside"):
+            if "error" not in ood and not ood.get("outside"):
                 st.caption(f"Looks like the training data: its distance score ({ood['score']:.2f}) is higher than that "
                            f"of {ood['percentile']:.0f}% of the run's own validation images.")
         with image_col:
@@ -220,6 +218,8 @@ for number, upload in enumerate(uploads, start=1):
             else:
                 st.image(picture, width="stretch", caption=size)
 with export.container():
+    for line in unavailable_checks(answered):  # once, above every answer: none of them was checked
+        st.warning(f"**Not checked**: {literal(hide_roots(line))}.", icon=":material/warning:")
     st.download_button(
         "Answers (CSV)", answers_csv(answered), file_name=f"{run_id}_answers.csv", mime="text/csv",
         icon=":material/download:",

@@ -187,3 +187,33 @@ def test_many_uploads_unlike_the_training_images_are_compared_as_one_labs_as_pre
     [summary] = [d.value for d in at.dataframe if "File" in d.value.columns]
     assert list(summary["Unsupported"]) == ["yes" if entry["unsupported"]["flag"] else "no" for entry in expected]
     assert not (fresh_deploy / "datasets").exists()  # what ships beside the run is enough
+
+
+def test_answers_whose_checks_cannot_be_made_say_so_above_them_without_the_servers_folders(isolated_artifacts,
+                                                                                           tiny_dataset, tmp_path,
+                                                                                           monkeypatch):
+    """The run's dataset folder is gone and its checks were never stored: the page answers, and one
+    warning above the answers says which checks were not made and why, naming no server folder."""
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+
+    data = tmp_path / "data"
+    copy = shutil.copytree(tiny_dataset, data / "moved")
+    monkeypatch.setenv("LEUKDASH_DATA", str(data))
+    config = RunConfig(dataset=str(copy), model="nb", feature_set="pixels", image_size=16, augment_factor=1,
+                       augment=AugmentConfig.off(), folds=2)
+    run(config, n_jobs=1)
+    shutil.rmtree(copy)
+    st.cache_data.clear()
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/predict.py").run()
+    image = np.random.default_rng(2).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    at.file_uploader(key="predict_upload").set_value([("a.png", _png(image), "image/png"),
+                                                       ("b.png", _png(image[::-1]), "image/png")])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert sum(m.value.startswith("Predicted:") for m in at.markdown) == 2
+    [warning] = [w.value for w in at.warning if w.value.startswith("**Not checked**")]
+    assert "ood, known and support checks unavailable" in warning and "which are gone" in warning
+    assert str(data) not in warning and "moved" in warning
+    assert not [c.value for c in at.caption if "unavailable" in c.value]

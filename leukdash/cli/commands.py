@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from leukdash.cli.output import (ProgressLine, SweepLog, final_text, print_answers, print_json, print_report, run_json,
-                                 run_text, sweep_settings, unavailable_checks)
+                                 run_text, sweep_settings)
 from leukdash.cli.run_options import (check_grid_size, check_nothing_typed, config_from_args, n_jobs_option,
                                       sweep_from_args)
 from leukdash.errors import LeukdashError
@@ -196,7 +196,7 @@ def demo(args) -> int:
 
 def predict(args) -> int:
     from leukdash.engine.store import RunStore
-    from leukdash.evaluation.answer import one_class_warning
+    from leukdash.evaluation.answer import one_class_warning, unavailable_checks
     from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, adapt_note, predict_files
 
     predictions = predict_files(args.run_id, args.images, adapt=args.adapt)

@@ -85,26 +85,6 @@ def sweep_settings(config: dict, axes: dict | None) -> str:
     return " ".join(f"{name}={config[name]}" for name in axes or {}) or config["model"]
 
 
-def unavailable_checks(entries: list[dict]) -> list[str]:
-    """Why checks could not be made (the run's dataset gone, say): one line per reason, naming
-    the checks it stopped (an unavailable check's entry names itself, ``check``, and its ``reason``)."""
-    stopped: dict[str, list[str]] = {}
-    for entry in entries:
-        for check in ("ood", "known", "likely_wrong", "unsupported"):
-            if isinstance(entry.get(check), dict) and "error" in entry[check]:
-                name, reason = entry[check]["check"], entry[check]["reason"]
-                names = stopped.setdefault(reason, [])
-                if name not in names:
-                    names.append(name)
-    return [f"{_listed(names)} check{'s' * (len(names) > 1)} unavailable: {reason} (the answers below are "
-            f"given without {'them' if len(names) > 1 else 'it'})" for reason, names in stopped.items()]
-
-
-def _listed(names: list[str]) -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
-    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
-
-
 def print_answers(entries: list[dict]) -> None:
     """Each prediction of ``predict_files`` on a line (or why its file could not be read), its checks below it."""
     for entry in entries:

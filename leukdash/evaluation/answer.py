@@ -94,3 +94,22 @@ def one_class_warning(entries: list[dict], least: int) -> str | None:
             "may have collapsed on images unlike their training set (another lab's stain or camera): test them on "
             "a labelled folder of that lab (evaluate)")
 
+
+def unavailable_checks(entries: list[dict]) -> list[str]:
+    """Why checks could not be made (the run's dataset gone, say): one line per reason, naming
+    the checks it stopped (an unavailable check's entry names itself, ``check``, and its ``reason``)."""
+    stopped: dict[str, list[str]] = {}
+    for entry in entries:
+        for check in ("ood", "known", "likely_wrong", "unsupported"):
+            if isinstance(entry.get(check), dict) and "error" in entry[check]:
+                name, reason = entry[check]["check"], entry[check]["reason"]
+                names = stopped.setdefault(reason, [])
+                if name not in names:
+                    names.append(name)
+    return [f"{_listed(names)} check{'s' * (len(names) > 1)} unavailable: {reason} (the answers below are "
+            f"given without {'them' if len(names) > 1 else 'it'})" for reason, names in stopped.items()]
+
+
+def _listed(names: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
