@@ -195,7 +195,7 @@ def dataset_info(dataset: str, root: str) -> dict:
     files: dict[str, list[str]] = {c: [] for c in ds.classes}
     for item in ds.items:
         files[ds.classes[item.label]].append(ds.relative(item.path))
-    return {**ds.describe(), "class_names": list(ds.classes), "files": files,
+    return {**ds.describe(), "fingerprint": ds.fingerprint, "class_names": list(ds.classes), "files": files,
             "ignored": [s.to_dict(ds.root) for s in ds.ignored], "warnings": ds.warnings(),
             "hidden": [str(path) for path in hidden_datasets().get(dataset, [])],
             "class_of_a_root": ds.root.parent in roots_that_are_datasets()}
@@ -264,8 +264,10 @@ def synthetic_note(info: dict) -> None:
                 icon=":material/science:")
 
 
+# The audits are keyed by the dataset's fingerprint (dataset_info's): images added, removed or
+# changed since make a new audit, not the old one shown beside the new counts.
 @st.cache_data(max_entries=16, show_spinner=False)
-def audit(dataset: str, root: str, folds: int) -> dict:
+def audit(dataset: str, root: str, folds: int, fingerprint: str) -> dict:
     from leukdash.data.audit import audit_dataset
     from leukdash.data.discovery import open_dataset
 
@@ -273,7 +275,7 @@ def audit(dataset: str, root: str, folds: int) -> dict:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def preprocessed_audit(dataset: str, root: str, mode: str) -> dict:
+def preprocessed_audit(dataset: str, root: str, mode: str, fingerprint: str) -> dict:
     from leukdash.data.audit import audit_preprocessed
     from leukdash.data.discovery import open_dataset
 

@@ -117,7 +117,7 @@ counts = info["classes"]
 audited = st.session_state.setdefault("audited", [])
 # Only decoding tells an unreadable image file: until the audit has run, the header counts files.
 try:
-    unreadable = len(audit(dataset, root(), 5)["skipped"]) if dataset in audited else None
+    unreadable = len(audit(dataset, root(), 5, info["fingerprint"])["skipped"]) if dataset in audited else None
 except LeukdashError:
     unreadable = None  # the audit section below says why
 cols = st.columns(4)
@@ -191,7 +191,7 @@ if (dataset, mode) not in counted:
 else:
     try:
         with st.spinner(f"Segmenting every image as {mode}…"):
-            prepared = preprocessed_audit(dataset, root(), mode)
+            prepared = preprocessed_audit(dataset, root(), mode, info["fingerprint"])
     except LeukdashError as error:
         st.error(hide_roots(f"Cannot segment this dataset: {error}"))
     else:
@@ -222,7 +222,7 @@ if dataset not in audited:
 else:
     try:
         with st.spinner("Auditing: decoding every image, hashing, two cross-validated shortcut checks…"):
-            report = audit(dataset, root(), 5)
+            report = audit(dataset, root(), 5, info["fingerprint"])
     except LeukdashError as error:
         st.error(hide_roots(f"The audit failed: {error}"))
         st.stop()

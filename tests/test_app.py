@@ -126,6 +126,28 @@ def test_data_page_counts_audits_and_takes_a_zip(tiny):
     assert dict(zip(counts["x"], counts["y"])) == {"ALL": 3, "HEALTHY": 3}
 
 
+
+def test_the_audit_of_a_dataset_whose_images_changed_is_made_again(tiny):
+    """Images added and removed since the audit: once the page reads the dataset again, the audit
+    shown is of the images there now, not the one cached under the dataset's name."""
+    import shutil
+
+    from pages._shared import dataset_info
+
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    open_page(at, "data")
+    at.sidebar.selectbox(key="dataset").set_value("tiny").run(timeout=TIMEOUT)
+    next(b for b in at.button if b.label == "Run the audit").click().run(timeout=TIMEOUT)
+    assert {m.label: m.value for m in at.metric}["Images used"] == "30"
+    for path in sorted((tiny / "CML").iterdir()):
+        shutil.copy(path, tiny / "ALL" / f"copy_{path.name}")
+        path.unlink()
+    dataset_info.clear()  # its 60 s cache, expired
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images used"] == "30" and metrics["Chance (majority class)"] == "40.0%"
+
 def test_a_click_on_a_button_drawn_for_the_previous_dataset_acts_on_the_one_now_chosen(tiny):
     """A click that lands while the page is redrawn after another dataset was picked (the button
     still the previous page's) audits, or counts the failures of, the dataset the picker shows."""
