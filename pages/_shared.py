@@ -217,43 +217,64 @@ def load_dataset_info(dataset: str) -> dict | None:
     return info
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
 def image(folder: str, relative: str, size: int | None = None):
     """One image of a dataset as RGB uint8, padded square and resized when ``size`` is given."""
+    return _decoded(folder, relative, size, _version(os.path.join(folder, relative)))
+
+
+def _version(path: str) -> tuple | None:
+    """What tells a file replaced under its name: its modification time and size (None: not there,
+    decoding says why)."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_size
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _decoded(folder: str, relative: str, size: int | None, version: tuple | None, digest: bool = False):
+    """``image``'s cache, keyed by the file's version too, so a file replaced is read again; with
+    ``digest``, the sha256 of its decoded pixels instead (see ``pixel_digest``)."""
     from leukdash.data.preprocess import square_resize
     from leukdash.data.decode import decode_image
+    from leukdash.evaluation.reference import pixel_digest
 
     decoded = decode_image(os.path.join(folder, relative))
+    if digest:
+        return pixel_digest(decoded)
     return square_resize(decoded, size) if size else decoded
 
 
 def run_thumbnails(root: str, run_id: str, folder: str, files: list[str], size: int = 96) -> list:
-    """Images of a run's dataset as small squares: read from the dataset's folder, else the copy
-    kept beside the run for the known-image check (32 px: a built-in set not drawn yet, a dataset
-    moved since); None for one found in neither."""
-    kept_copies = None
+    """Images of a run's dataset as small squares, as the run read them: from the dataset's folder
+    where a file's pixels are those the run read (the digest kept beside the run for the
+    known-image check), else the copy kept there (32 px: a built-in set not drawn yet, a dataset
+    moved or changed since); None for one that cannot be shown as it was."""
+    kept_copies = _reference_images(root, run_id)
     pictures = []
     for relative in files:
+        copy, digest = kept_copies.get(relative, (None, None))
+        version = _version(os.path.join(folder, relative))
         try:
-            pictures.append(image(folder, relative, size))
-            continue
+            same = digest is not None and _decoded(folder, relative, None, version, digest=True) == digest
         except LeukdashError:
-            pass
-        if kept_copies is None:
-            kept_copies = _reference_images(root, run_id)
-        pictures.append(kept_copies.get(relative))
+            same = False
+        pictures.append(_decoded(folder, relative, size, version) if same else copy)
     return pictures
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _reference_images(root: str, run_id: str) -> dict:
+    """Each image of the run as the run read it: its relative path -> (copy at 32 px, pixel digest)."""
     from leukdash.evaluation.reference import known_reference
 
     try:
         reference = known_reference(run_id)
     except (LeukdashError, OSError):
         return {}
-    return dict(zip((str(name) for name in reference["relative"]), reference["images"]))
+    return {str(name): (picture, str(digest)) for name, picture, digest
+            in zip(reference["relative"], reference["images"], reference["digests"])}
 
 
 def synthetic_note(info: dict) -> None:

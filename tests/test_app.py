@@ -396,6 +396,9 @@ def test_compare_shows_a_runs_most_confident_mistakes_when_asked(tiny, monkeypat
         return download_button(label, data, *args, **kwargs)
 
     monkeypatch.setattr(st, "download_button", kept_download)
+    shown, image_call = [], st.image
+    monkeypatch.setattr(st, "image", lambda pictures, *args, **kwargs: (shown.append(pictures),
+                                                                         image_call(pictures, *args, **kwargs))[1])
     at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
     assert not at.get("image") and "Every image's out-of-fold answer (CSV)" not in downloads
     at.toggle(key="compare_mistakes").set_value(True).run()
@@ -411,6 +414,21 @@ def test_compare_shows_a_runs_most_confident_mistakes_when_asked(tiny, monkeypat
     assert captions == [f"{m['true']} → {m['predicted']} ({m['p_' + m['predicted']]:.0%})" for m in mistakes]
     sureness = [m["p_" + m["predicted"]] for m in mistakes]
     assert sureness == sorted(sureness, reverse=True)
+    assert [picture.shape for picture in shown[-1]] == [(96, 96, 3)] * len(mistakes)  # read from the folder
+    # The files replaced under their names (white squares): the pictures are those the run read,
+    # the copies kept beside it (32 px), not what the folder holds now.
+    import numpy as np
+    from PIL import Image
+
+    from leukdash.evaluation.reference import known_reference
+
+    for mistake in mistakes:
+        Image.new("RGB", (32, 32), "white").save(tiny / mistake["file"])
+    at.run()
+    reference = known_reference(result["run_id"])
+    index = {str(name): i for i, name in enumerate(reference["relative"])}
+    assert all(np.array_equal(picture, reference["images"][index[m["file"]]]) for picture, m in zip(shown[-1], mistakes))
+    assert [picture.caption for picture in at.get("image")[0].proto.imgs] == captions
     # The dataset moved away: the pictures come from the copies kept beside the run (32 px).
     tiny.rename(tiny.with_name("moved"))
     st.cache_data.clear()
