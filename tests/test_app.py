@@ -101,6 +101,28 @@ def test_overview_paints_without_tensorflow(tiny):
     assert done.stdout.strip().splitlines()[-1] == "False"
 
 
+
+def test_no_page_is_parsed_into_python_ast_objects_as_it_runs(tiny, monkeypatch):
+    """Python 3.11 counts the depth of its AST conversion per interpreter, not per thread (CPython
+    gh-106905): a page parsed into AST objects (Streamlit's magic) while another thread read an
+    array header (np.load's ast.literal_eval: the Predict page's warm-up, another visitor) failed
+    with "SystemError: AST constructor recursion depth mismatch". With magic off
+    (.streamlit/config.toml) the pages are compiled from their source and build no AST objects."""
+    import ast
+
+    parsed, parse = [], ast.parse
+
+    def recorded(source, filename="<unknown>", *args, **kwargs):
+        parsed.append(str(filename))
+        return parse(source, filename, *args, **kwargs)
+
+    monkeypatch.setattr(ast, "parse", recorded)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    for page in PAGES:
+        open_page(at, page)
+    scripts = {str(APP), *(str(path) for path in APP.parent.glob("pages/*.py"))}
+    assert not at.exception and not scripts.intersection(parsed)
+
 def test_data_page_counts_audits_and_takes_a_zip(tiny):
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     open_page(at, "data")
