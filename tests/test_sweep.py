@@ -66,6 +66,26 @@ def test_sweep_is_stored_and_relaunching_computes_only_missing_folds(tiny_datase
     assert sweep_status(first["sweep_id"])["state"] == "done"
 
 
+
+def test_a_k_beyond_a_folds_training_set_refuses_the_sweep_before_any_run_is_stored(tiny_dataset):
+    """k is checked against the fold plan, which needs the images: one value too large refuses the
+    whole grid before a run is stored, so no run is left half done and no folder without its
+    meta.json is listed as damaged (and a single run refused so leaves nothing either)."""
+    from leukdash.engine.runner import run
+
+    configs = expand_grid(_base(tiny_dataset), {"model": ["knn"], "k": [1, 3, 50]})
+    with pytest.raises(ConfigError, match=r"k must be at most \d+, the smallest training set of this run's folds, "
+                                          r"got 50"):
+        run_sweep(configs, n_jobs=1)
+    store = RunStore()
+    assert store.list_runs() == [] and store.unreadable_runs() == []
+    assert not store.root.exists() or list(store.root.iterdir()) == []
+    with pytest.raises(ConfigError, match="got 50"):
+        run(configs[2], n_jobs=1)
+    assert not store.root.exists() or list(store.root.iterdir()) == []
+    assert [r["run_id"] for r in run_sweep(configs[:2], n_jobs=1)["results"]] == [
+        r["run_id"] for r in map(lambda c: run(c, n_jobs=1), configs[:2])]
+
 def test_same_grid_is_the_same_sweep_and_unknown_ids_are_refused(tiny_dataset):
     configs = expand_grid(_base(tiny_dataset), {"model": ["nb", "dt"]})
     first = run_sweep(configs, n_jobs=1)

@@ -258,14 +258,21 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
     def emit(run_id: str, event: dict) -> None:
         _emit(store.progress_path(run_id), event, on_event and (lambda e: on_event({**e, "run_id": run_id})))
 
-    inputs, tasks, left, by_id = {}, [], {}, {r.run_id: r for r in runs}
+    inputs, tasks, left, by_id, arrays = {}, [], {}, {r.run_id: r for r in runs}, {}
+    try:  # every run's folds planned before any run is stored: one refused (k above a fold's
+        # training set) stops them all, and leaves no folder behind, rather than half a sweep
+        for r in runs:
+            # Decoding can take a while before the first fold starts: the dashboard shows it as a phase.
+            emit(r.run_id, {"event": "loading", "run_id": r.run_id, "message": "loading and resizing the images"})
+            arrays[r.run_id] = load_arrays(r.dataset, r.config.image_size, r.config.preprocess)
+            inputs[r.run_id] = fold_inputs(r.config, r.dataset, arrays[r.run_id])
+    except BaseException:
+        for r in runs:
+            store.discard_unstarted(r.run_id)
+        raise
     for r in runs:
-        # Decoding can take a while before the first fold starts: the dashboard shows it as a phase.
-        emit(r.run_id, {"event": "loading", "run_id": r.run_id, "message": "loading and resizing the images"})
-        arrays = load_arrays(r.dataset, r.config.image_size, r.config.preprocess)
-        inputs[r.run_id] = fold_inputs(r.config, r.dataset, arrays)
         fold_ids = list(inputs[r.run_id].fold_ids)
-        store.write_meta(r.run_id, _meta(r, arrays, fold_ids))
+        store.write_meta(r.run_id, _meta(r, arrays.pop(r.run_id), fold_ids))
         done = store.completed_folds(r.run_id, len(fold_ids))
         missing = [f for f in fold_ids if f not in done]
         emit(r.run_id, {"event": "start", "run_id": r.run_id, "folds": len(fold_ids), "missing": missing,

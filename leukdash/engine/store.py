@@ -341,6 +341,15 @@ class RunStore:
         with self.lock(run_id, timeout=0):
             shutil.rmtree(folder)
 
+    def discard_unstarted(self, run_id: str) -> None:
+        """Remove the folder of a run refused before it was stored (its lock held by this process):
+        only a folder that holds nothing but the run's progress lines and lock file."""
+        import shutil
+
+        folder = self.run_dir(run_id)
+        if folder.is_dir() and {entry.name for entry in folder.iterdir()} <= {"progress.jsonl", ".lock"}:
+            shutil.rmtree(folder, ignore_errors=True)
+
     # -- damaged files ---------------------------------------------------------------------
 
     def _read_or_quarantine(self, path: Path, valid):
