@@ -513,7 +513,9 @@ def test_a_folder_predicted_adapted_is_answered_as_its_adapted_external_test(tin
         (few / path.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, few / path.parent.name / path.name)
     assert main(["predict", run_id, str(few), "--adapt"]) == 2
-    assert "14 usable image(s) of 14: adapting needs at least 20 of one lab" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "14 usable image(s) of 14: adapting needs at least 20 of one lab" in err and not out
+    assert "so none was answered; without adapting (no --adapt" in err
     assert main(["predict", run_id, str(few)]) == 0
 
 

@@ -502,8 +502,9 @@ def adapted_models(run_id: str, sources: list, store: RunStore | None = None) ->
     usable = sum(len(part) for part in batches[0])
     if usable < MIN_ADAPT_IMAGES:
         raise DatasetError(f"{usable} usable image(s) of {len(sources)}: adapting needs at least "
-                           f"{MIN_ADAPT_IMAGES} of one lab to estimate its statistics; unadapted, each is answered "
-                           "(an unreadable one with its reason)")
+                           f"{MIN_ADAPT_IMAGES} of one lab to estimate its statistics, so none was answered; "
+                           "without adapting (no --adapt, or the Predict page's switch off) each is answered on its "
+                           "own (an unreadable one with its reason)")
     adapted = models.adapted([np.concatenate(batch) for batch in batches])
     adapted.lab = [describe_images(np.concatenate(batch)) for batch in batches]
     return adapted
