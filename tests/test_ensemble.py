@@ -78,6 +78,9 @@ def test_members_with_other_folds_datasets_or_classes_are_refused(members, tiny_
             create_ensemble([first, other["run_id"]])
     with pytest.raises(RunError, match="different class sets"):
         create_ensemble([first, fewer_classes["run_id"]])
+    reordered = run(tiny_config(tiny_dataset, classes=("HEALTHY", "ALL")), n_jobs=1)
+    with pytest.raises(RunError, match=r"list their classes in different orders \(ALL, HEALTHY vs HEALTHY, ALL\)"):
+        create_ensemble([fewer_classes["run_id"], reordered["run_id"]])
     for bad in ([first], [first, first], [first, "knn-000000000000"]):
         with pytest.raises(RunError):
             create_ensemble(bad)

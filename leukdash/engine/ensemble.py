@@ -86,9 +86,14 @@ def _members(run_ids: list[str], store: RunStore) -> list[dict]:
     for other in members[1:]:
         pair = f"runs {first['run_id']} and {other['run_id']}"
         if other["dataset"]["fingerprint"] != first["dataset"]["fingerprint"]:
-            if other["dataset"]["classes"] != first["dataset"]["classes"]:
-                raise RunError(f"{pair} have different class sets ({', '.join(first['dataset']['classes'])} vs "
-                               f"{', '.join(other['dataset']['classes'])}): they cannot vote together")
+            classes = [list(run["dataset"]["classes"]) for run in (first, other)]
+            if sorted(classes[0]) == sorted(classes[1]) and classes[0] != classes[1]:
+                raise RunError(f"{pair} list their classes in different orders ({', '.join(classes[0])} vs "
+                               f"{', '.join(classes[1])}): their probabilities cannot be added column by column; "
+                               "use runs given the same --classes order")
+            if classes[0] != classes[1]:
+                raise RunError(f"{pair} have different class sets ({', '.join(classes[0])} vs "
+                               f"{', '.join(classes[1])}): they cannot vote together")
             raise RunError(f"{pair} were trained on different datasets ({first['dataset']['name']} vs "
                            f"{other['dataset']['name']}): an ensemble needs the same images")
         if _fold_plan(other) != _fold_plan(first):
