@@ -129,7 +129,10 @@ def test_oof_lists_each_validated_image_once_with_the_answer_of_its_fold(tiny_da
     assert all(float(row[f"p_{row['predicted']}"]) == max(float(row[f"p_{c}"]) for c in CLASSES) for row in rows)
 
 
-def test_oof_names_images_by_index_when_the_runs_dataset_is_gone(tiny_dataset, tmp_path):
+def test_oof_names_images_by_index_when_the_runs_dataset_is_gone_and_says_why(tiny_dataset, tmp_path, capsys):
+    import json
+
+    from leukdash.cli import main
     from leukdash.evaluation.answer_table import out_of_fold_rows
 
     copy = shutil.copytree(tiny_dataset, tmp_path / "moved")
@@ -137,3 +140,11 @@ def test_oof_names_images_by_index_when_the_runs_dataset_is_gone(tiny_dataset, t
     shutil.rmtree(copy)
     rows = out_of_fold_rows(run_id)
     assert len(rows) == 40 and [row["file"] for row in rows] == [f"#{i}" for i in range(40)]
+    assert main(["oof", run_id]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1].startswith("#")
+    assert err.startswith("warning: file names unavailable (run ") and "which are gone" in err
+    assert err.rstrip().endswith("each image is named by its place in the order the run loaded them (#0, #1, ...)")
+    assert main(["oof", run_id, "--json"]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["warnings"] == [err.strip().removeprefix("warning: ")] and len(said["images"]) == 40

@@ -225,12 +225,15 @@ def predict(args) -> int:
 
 
 def oof(args) -> int:
-    from leukdash.evaluation.answer_table import csv_text, out_of_fold_rows
+    from leukdash.evaluation.answer_table import csv_text, names_unavailable, out_of_fold_rows
 
     rows = out_of_fold_rows(args.run_id)
+    unnamed = names_unavailable(rows, args.run_id)
     if args.json:
-        print_json({"run_id": args.run_id, "images": rows})
+        print_json({"run_id": args.run_id, **({"warnings": [unnamed]} if unnamed else {}), "images": rows})
     else:
+        if unnamed:
+            print(f"warning: {unnamed}", file=sys.stderr)
         sys.stdout.write(csv_text(rows))
     return 0
 

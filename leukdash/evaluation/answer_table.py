@@ -16,6 +16,7 @@ import io
 
 import numpy as np
 
+from leukdash.errors import LeukdashError
 from leukdash.evaluation.answer import headline
 
 # A check that could not be made (the run's dataset gone, say) reads so; one that does not apply
@@ -127,8 +128,8 @@ def surest_mistakes(rows: list[dict], limit: int = 24) -> list[dict]:
 
 def _image_names(run_id: str, store, index, true) -> list[str]:
     """The relative file of each image index, from the run's stored reference (the images in the
-    order the run loaded them); ``#index`` where it cannot be read or does not line up."""
-    from leukdash.errors import LeukdashError
+    order the run loaded them); ``#index`` where it cannot be read or does not line up (see
+    :func:`names_unavailable`)."""
     from leukdash.evaluation.reference import known_reference
 
     try:
@@ -139,6 +140,22 @@ def _image_names(run_id: str, store, index, true) -> list[str]:
             and (reference["labels"][index] == true).all():
         return [str(reference["relative"][i]) for i in index]
     return [f"#{i}" for i in index]
+
+
+def names_unavailable(rows: list[dict], run_id: str, store=None) -> str | None:
+    """Why rows of :func:`out_of_fold_rows` name their images ``#index`` (in the order the run
+    loaded them) rather than by file, or None when they name files."""
+    if not any(str(row["file"]).startswith("#") for row in rows):
+        return None
+    from leukdash.evaluation.reference import known_reference
+
+    try:
+        known_reference(run_id, store)
+        reason = "the run's stored copies do not line up with its answers"
+    except (LeukdashError, OSError) as error:
+        reason = str(error)
+    return (f"file names unavailable ({reason}): each image is named by its place in the order the run loaded "
+            "them (#0, #1, ...)")
 
 
 def csv_text(rows: list[dict], last: tuple[str, ...] = ()) -> str:
