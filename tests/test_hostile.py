@@ -585,6 +585,9 @@ def _predict_damaged_joblib(folder: Path) -> str:
     code, out, err = _cli("predict", first["run_id"], str(dataset / "ALL" / "all0.png"))
     line = _one_error_line(err, "models/fold_1.joblib is damaged or missing", "python -m leukdash run --config-file")
     assert code == 2 and out == ""
+    # Asked again, with the fold's whole record now moved aside: still the model, not the record.
+    again = _cli("predict", first["run_id"], str(dataset / "ALL" / "all0.png"))
+    assert again[0] == 2 and _one_error_line(again[2], "models/fold_1.joblib is damaged", "--config-file") == line
     # The command the message gives recomputes exactly that fold, and prediction works again.
     command = line.split("`")[1].split()[3:]
     code, out, err = _cli(*command, "--n-jobs", "1", "--json", "--quiet")

@@ -215,16 +215,19 @@ class RunStore:
 
     def fold_fault(self, run_id: str, fold: int, model_path: Path) -> Path:
         """Which file to blame when :meth:`read_fold` refuses a fold: its record when it is not JSON
-        or not a fold record, or missing beside a model file; else its model. Asked before
-        ``read_fold``, which moves a refused record aside whichever file was at fault (so a record
-        missing beside a missing model was moved aside for the model)."""
+        or not a fold record, or missing beside a model file; else its model. ``read_fold`` moves a
+        refused record aside whichever file was at fault, so a record missing beside a missing model,
+        or moved aside whole beside a model that is not the one it names, was moved for its model."""
         record_path = self.fold_path(run_id, fold)
         try:
             record = read_json(record_path)
         except (ValueError, UnicodeDecodeError):
             return record_path
-        if record is None:
-            return record_path if model_path.is_file() else model_path
+        if record is None:  # moved aside by an earlier read: for its model, if that copy is whole
+            aside = _latest_moved_aside(record_path)
+            if not model_path.is_file() or (_is_fold_record(aside) and not self._model_intact(run_id, aside.get("model"))):
+                return model_path
+            return record_path
         return model_path if _is_fold_record(record) else record_path
 
     def completed_folds(self, run_id: str, n_folds: int) -> list[int]:
@@ -388,6 +391,16 @@ def _version_sha256(path: str, size: int, mtime_ns: int, inode: int) -> str:
 def _created(meta: dict) -> float:
     created = meta.get("created")
     return float(created) if isinstance(created, (int, float)) else 0.0
+
+
+def _latest_moved_aside(path: Path):
+    """The content of the last copy of ``path`` that :func:`_quarantine` moved aside, or None."""
+    for aside in sorted(path.parent.glob(f"{path.name}.damaged-*"), reverse=True):
+        try:
+            return read_json(aside)
+        except (ValueError, UnicodeDecodeError, OSError):
+            return None
+    return None
 
 
 def _quarantine(path: Path) -> None:
