@@ -159,3 +159,29 @@ def test_a_known_image_among_uploads_taken_for_one_lab_is_answered_by_its_adapte
     expected = adapted.fold_probabilities([image])[adapted.meta["fold_ids"].index(known["fold"] - 1), 0]
     assert list(known["probabilities"].values()) == pytest.approx(expected, abs=1e-6)
     assert list(known["probabilities"].values()) != pytest.approx(list(plain["probabilities"].values()), abs=1e-3)
+
+
+def test_files_of_a_predicted_folder_that_are_not_images_are_said_not_dropped(tiny_dataset, tmp_path, capsys):
+    """A folder given to predict: its images are answered, and the files it holds of a type not read
+    (an animated .gif, notes) are named by type in one warning, as the dataset scan says them."""
+    import shutil
+
+    from leukdash.cli import main
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+
+    config = RunConfig(dataset=str(tiny_dataset), model="nb", feature_set="pixels", image_size=16, augment_factor=1,
+                       augment=AugmentConfig.off(), folds=2)
+    run_id = run(config, n_jobs=1)["run_id"]
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for path in sorted(tiny_dataset.glob("ALL/*.png"))[:2]:
+        shutil.copy(path, folder / path.name)
+    (folder / "notes.txt").write_text("slide 4")
+    (folder / "cell.gif").write_bytes(b"GIF89a")
+    assert main(["predict", run_id, str(folder)]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.strip().splitlines()) >= 2 and ".gif" not in out
+    [line] = [line for line in err.splitlines() if "not read" in line]
+    assert line == f"warning: {folder}: 2 file(s) of type .gif, .txt not read (the image types read are " \
+                   ".jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp, .jp2)"

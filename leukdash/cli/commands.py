@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from leukdash.cli.output import (ProgressLine, SweepLog, final_text, print_answers, print_json, print_report, run_json,
                                  run_text, sweep_settings)
@@ -196,16 +197,20 @@ def demo(args) -> int:
 
 def predict(args) -> int:
     from leukdash.engine.store import RunStore
+    from leukdash.data.sources import READ_TYPES, unread_files
     from leukdash.evaluation.answer import one_class_warning, unavailable_checks
     from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, adapt_note, predict_files
 
     predictions = predict_files(args.run_id, args.images, adapt=args.adapt)
+    unread = [f"{printable(str(folder))}: {left} not read ({READ_TYPES})" for folder in map(Path, args.images)
+              if folder.is_dir() and (left := unread_files(folder))]
     one_class = one_class_warning(predictions, MIN_ADAPT_IMAGES)
     one_lab = not args.adapt and any((entry.get("unsupported") or {}).get("one_lab") for entry in predictions)
     warnings = ([adapt_note(RunStore().finished_meta(args.run_id), "these images")] if args.adapt else []) + (
         [one_class + ("" if args.adapt else ", or answer them with --adapt")] if one_class else []) + (
         ["the support check compared these images as one lab's (at least 20, most of them unlike the run's training "
-         "data, as evaluate does): whether an answer is unsupported depends on the other images"] if one_lab else [])
+         "data, as evaluate does): whether an answer is unsupported depends on the other images"] if one_lab else []
+    ) + unread
     if args.json:
         print_json({"run_id": args.run_id, **({"adapted": True} if args.adapt else {}),
                     **({"warnings": warnings} if warnings else {}), "predictions": predictions})

@@ -95,7 +95,7 @@ def scan_folder(root: Path) -> Scan:
             folders.append((folder, entries))
     if folders:
         not_classes = [SkippedFile(path, f"{_unsupported(path)}: no file of its folder is an image this tool reads, "
-                                         f"so the folder is not a class ({_READ_TYPES})")
+                                         f"so the folder is not a class ({READ_TYPES})")
                        for _, paths in unread for path in paths]
         scan = _scan_class_folders(root, folders, bad_folders + not_classes)
     elif any(ALLIDB_NAME.match(p.name) for p in root.iterdir()):
@@ -104,11 +104,11 @@ def scan_folder(root: Path) -> Scan:
         found = "; ".join(f"{printable(folder.name)}/ holds {len(paths)} file(s) of type "
                           f"{', '.join(sorted({_suffix(path) for path in paths})[:5])}" for folder, paths in unread[:3])
         raise DatasetError(f"no images found in {printable(str(root))}: expected one folder per class, "
-                           "or ALL-IDB files ImNNN_L.ext" + (f" ({found}; {_READ_TYPES})" if found else ""))
+                           "or ALL-IDB files ImNNN_L.ext" + (f" ({found}; {READ_TYPES})" if found else ""))
     return _apply_groups_csv(root, scan)
 
 
-_READ_TYPES = f"the image types read are {', '.join(IMAGE_EXTENSIONS)}"
+READ_TYPES = f"the image types read are {', '.join(IMAGE_EXTENSIONS)}"
 
 
 def _suffix(path: Path) -> str:
@@ -194,6 +194,15 @@ def image_files(folder: Path) -> list[tuple[Path, str | None]]:
     ones are not images and are not listed."""
     folder = Path(folder)
     return [(path, problem) for path, problem in _walk(folder, folder) if problem or _is_image_name(path)]
+
+
+def unread_files(folder: Path) -> str | None:
+    """What :func:`image_files` leaves out of a folder as not images, in one phrase ("3 file(s) of
+    type .gif, .txt"), or None: a file of a type not read is said, never dropped in silence."""
+    left = [path for path, problem in _walk(Path(folder), Path(folder)) if problem is None and not _is_image_name(path)]
+    if not left:
+        return None
+    return f"{len(left)} file(s) of type {', '.join(sorted({_suffix(path) for path in left})[:5])}"
 
 
 def _walk(root: Path, folder: Path):
