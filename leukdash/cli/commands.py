@@ -148,7 +148,8 @@ def runs(args) -> int:
         print_json({"runs": runs, "unreadable": unreadable})
         return 0
     for entry, label in zip(runs, run_labels(runs)):
-        acc = (entry.get("summary") or {}).get("val_acc", {}).get("mean")
+        # A partial run's stored summary is that of folds no longer all there: not shown as its figure.
+        acc = (entry.get("summary") or {}).get("val_acc", {}).get("mean") if entry["status"] == "complete" else None
         shown = f"{acc:.4f}" if acc is not None else "-"
         print(f"{entry['run_id']:<18} {entry['status']:<9} val_acc {shown:<6}  {label}")
     for name in unreadable:
