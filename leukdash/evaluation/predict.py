@@ -588,8 +588,7 @@ def _answer(run_id: str, decoded: list[tuple[dict, np.ndarray]], store: RunStore
 
 def _files_of(paths) -> list[tuple[Path, str | None]]:
     """Each path given, a folder replaced by its images: ``(path, why it is not read, or None)``."""
-    from leukdash.data.decode import IMAGE_EXTENSIONS
-    from leukdash.data.sources import image_files
+    from leukdash.data.sources import READ_TYPES, image_files, unread_files
 
     found = []
     for path in map(Path, paths):
@@ -598,5 +597,6 @@ def _files_of(paths) -> list[tuple[Path, str | None]]:
         elif images := image_files(path):
             found += images
         else:
-            found.append((path, f"a folder without image files ({', '.join(IMAGE_EXTENSIONS)})"))
+            left = unread_files(path)
+            found.append((path, f"a folder without image files ({f'{left}; ' if left else ''}{READ_TYPES})"))
     return found
