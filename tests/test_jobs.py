@@ -117,6 +117,23 @@ def test_cancel_kills_the_process_group(fake_job):
     assert json.loads((store.run_dir("r1") / "job.json").read_text())["state"] == "cancelled"
 
 
+
+def test_a_job_whose_supervisor_was_killed_still_runs_and_can_be_cancelled(fake_job):
+    """The job's supervisor killed from outside (kill -9): the command it ran still computes in the
+    process group it led, so the job reads as running (it holds its slot) and a cancel reaches it."""
+    import signal
+
+    job = jobs.start_job(CONFIG, "r1")
+    worker_file = Path(job["config_file"] + ".worker")
+    _wait_for(worker_file.exists)
+    worker = int(worker_file.read_text())
+    os.kill(job["pid"], signal.SIGKILL)
+    _wait_for(lambda: _gone(job["pid"]))
+    assert jobs.job_status("r1")["state"] == "running" and not _gone(worker)
+    status = jobs.cancel_job("r1", grace=5.0)
+    _wait_for(lambda: _gone(worker))
+    assert status["state"] == "cancelled" and not job_queue.job_alive(job)
+
 def test_cancel_escalates_when_sigterm_is_ignored(fake_job):
     fake_job("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\ntime.sleep(60)")
     job = jobs.start_job(CONFIG, "r1")
@@ -138,6 +155,18 @@ def test_failed_job_reports_its_exit_status_to_other_processes(fake_job):
     assert jobs.job_status("r1")["returncode"] == 3
     assert json.loads((store.run_dir("r1") / "job.json").read_text())["returncode"] == 3
 
+
+
+def test_a_job_killed_by_sigkill_says_so_in_one_line_and_ends_as_killed(fake_job):
+    """The job's command killed outright (kill -9, or the system when memory runs out): its log ends
+    with one line saying so, not a traceback, and the job's exit is that signal."""
+    fake_job("import os, signal\nprint('computing', flush=True)\nos.kill(os.getpid(), signal.SIGKILL)")
+    jobs.start_job(CONFIG, "r1")
+    _wait_for(lambda: jobs.job_status("r1")["state"] != "running")
+    status = jobs.job_status("r1")
+    assert status["state"] == "failed" and status["returncode"] == -9
+    assert status["log_tail"][0] == "computing" and len(status["log_tail"]) == 2
+    assert status["log_tail"][1].startswith("the job was killed (SIGKILL: from outside, or by the system when memory")
 
 def test_stale_job_with_dead_pid_is_not_running(fake_job):
     store = RunStore()

@@ -163,23 +163,39 @@ def read_job(folder: Path) -> dict | None:
 
 
 def job_alive(job: dict) -> bool:
-    """Whether the job's process still runs (not exited, not a zombie, pid not reused)."""
+    """Whether the job still runs: its process (not exited, not a zombie, pid not reused) or, that
+    process gone (killed from outside), a process of the group it led, such as the command it ran,
+    which then still computes and still answers a cancel."""
     pid = job["pid"]
     if pid in children:
-        return children[pid].poll() is None
+        return children[pid].poll() is None or _group_lives(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return _group_lives(pid)
     except PermissionError:
         pass  # exists, owned by someone else
     stat = _proc_stat(pid)
     if stat is None:
         return True  # no /proc (not Linux): os.kill is all we know
     if stat[0] == "Z":
-        return False
+        return _group_lives(pid)
     recorded = job.get("proc_start")
     return recorded is None or recorded == stat[19]
+
+
+def _group_lives(leader: int) -> bool:
+    """Whether a process other than a zombie is left in the process group ``leader`` led. (Linux
+    does not hand out a pid still in use as a group's id, so the group is the job's.)"""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return False
+    for entry in entries:
+        stat = _proc_stat(int(entry)) if entry.isdigit() and int(entry) != leader else None
+        if stat is not None and stat[2] == str(leader) and stat[0] != "Z":
+            return True
+    return False
 
 
 def _proc_stat(pid: int) -> list[str] | None:
