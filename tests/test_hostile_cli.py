@@ -97,7 +97,7 @@ def _huge_weights(folder: Path) -> str:
 def _bad_scheduler(folder: Path) -> str:
     dataset = _dataset(folder)
     lines = []
-    for address in ("garbage", "tcp://host:notaport", "http://127.0.0.1:8786", "tcp://:8786"):
+    for address in ("garbage", "tcp://host:notaport", "http://127.0.0.1:8786", "tcp://:8786", "tcp://[::1"):
         code, _, err = _cli(*_run_args(dataset, "--scheduler", address))
         lines.append(_one_error_line(err, f"--scheduler {address!r} is not a Dask scheduler address"))
         assert code == 2

@@ -46,11 +46,11 @@ def scheduler_address(address: str | None = None) -> str | None:
     given, source = (address, "--scheduler") if address else (os.environ.get("LEUKDASH_SCHEDULER"), "LEUKDASH_SCHEDULER")
     if not given:
         return None
-    parts = urlsplit(given if "://" in given else f"tcp://{given}")
-    try:
+    try:  # a bracket left open ('tcp://[::1') is refused by urlsplit itself
+        parts = urlsplit(given if "://" in given else f"tcp://{given}")
         port = parts.port
     except ValueError:
-        port = None
+        parts, port = urlsplit(""), None
     if parts.scheme not in DASK_SCHEMES or (parts.scheme != "inproc" and (not parts.hostname or port is None)):
         raise ConfigError(f"{source} {given!r} is not a Dask scheduler address: give SCHEME://HOST:PORT with "
                           f"SCHEME one of {', '.join(DASK_SCHEMES)}, e.g. tcp://127.0.0.1:8786")
