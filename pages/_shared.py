@@ -56,14 +56,19 @@ def deployment():
     from leukdash.errors import ConfigError
     from leukdash.service.deployment import read_deployment
 
+    unreadable = ("the app's secrets.toml cannot be read ({}): fix or remove it; until then the settings in it "
+                  "(mode, limits) would be ignored")
     try:
         secrets = {key: st.secrets[key] for key in st.secrets}
     except FileNotFoundError as error:  # no secrets.toml: environment and defaults only
         if getattr(error, "error_id", None) == "failed-parsing-secrets-file":
             reason = error.__cause__ or "not valid TOML"  # the parser's words; not the server's path
-            raise ConfigError(f"the app's secrets.toml cannot be read ({reason}): fix or remove it; until then "
-                              "the settings in it (mode, limits) would be ignored") from None
+            raise ConfigError(unreadable.format(reason)) from None
         secrets = {}
+    except UnicodeDecodeError:
+        raise ConfigError(unreadable.format("not UTF-8 text: save it as UTF-8")) from None
+    except OSError as error:  # a folder of that name, no permission: the reason, not the server's path
+        raise ConfigError(unreadable.format(error.strerror or type(error).__name__)) from None
     return read_deployment(secrets)
 
 

@@ -308,5 +308,14 @@ def test_a_secrets_file_that_cannot_be_parsed_is_one_line_not_ignored(tmp_path):
     said = deployed()
     assert said.startswith("refused the app's secrets.toml cannot be read (") and str(tmp_path) not in said, said
     assert said.endswith("): fix or remove it; until then the settings in it (mode, limits) would be ignored")
+    (tmp_path / ".streamlit" / "secrets.toml").write_bytes(b'mode = "vi\xffewer"\n')  # not UTF-8
+    assert deployed() == "refused the app's secrets.toml cannot be read (not UTF-8 text: save it as UTF-8): fix " \
+                         "or remove it; until then the settings in it (mode, limits) would be ignored"
+    (tmp_path / ".streamlit" / "secrets.toml").unlink()
+    (tmp_path / ".streamlit" / "secrets.toml").mkdir()  # a folder of that name
+    said = deployed()
+    assert said.startswith("refused the app's secrets.toml cannot be read (Is a directory): ") and \
+        str(tmp_path) not in said, said
+    (tmp_path / ".streamlit" / "secrets.toml").rmdir()
     (tmp_path / ".streamlit" / "secrets.toml").write_text('mode = "viewer"\n')
     assert deployed() == "mode viewer"
