@@ -121,7 +121,8 @@ def kept(widget, key: str, default, *args, bind: bool = False, **kwargs):
     low, high = kwargs.get("min_value"), kwargs.get("max_value")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         # Bounds that moved since (another dataset, a smaller class): the kept number is clamped.
-        bounded = min(max(value, value if low is None else low), value if high is None else high)
+        bounded = value if low is None else max(value, low)
+        bounded = bounded if high is None else min(bounded, high)
         if bounded != value:
             value = bounded
             st.session_state.pop(key, None)
@@ -238,17 +239,22 @@ def _version(path: str) -> tuple | None:
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _decoded(folder: str, relative: str, size: int | None, version: tuple | None, digest: bool = False):
-    """``image``'s cache, keyed by the file's version too, so a file replaced is read again; with
-    ``digest``, the sha256 of its decoded pixels instead (see ``pixel_digest``)."""
+def _decoded(folder: str, relative: str, size: int | None, version: tuple | None):
+    """``image``'s cache, keyed by the file's version too, so a file replaced is read again."""
     from leukdash.data.preprocess import square_resize
+    from leukdash.data.decode import decode_image
+
+    decoded = decode_image(os.path.join(folder, relative))
+    return square_resize(decoded, size) if size else decoded
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _pixel_digest(folder: str, relative: str, version: tuple | None) -> str:
+    """The digest of a dataset file's decoded pixels (``reference.pixel_digest``), keyed like ``_decoded``."""
     from leukdash.data.decode import decode_image
     from leukdash.evaluation.reference import pixel_digest
 
-    decoded = decode_image(os.path.join(folder, relative))
-    if digest:
-        return pixel_digest(decoded)
-    return square_resize(decoded, size) if size else decoded
+    return pixel_digest(decode_image(os.path.join(folder, relative)))
 
 
 def run_thumbnails(root: str, run_id: str, folder: str, files: list[str], size: int = 96) -> list:
@@ -260,12 +266,12 @@ def run_thumbnails(root: str, run_id: str, folder: str, files: list[str], size: 
     pictures = []
     for relative in files:
         copy, digest = kept_copies.get(relative, (None, None))
-        version = _version(os.path.join(folder, relative))
         try:
-            same = digest is not None and _decoded(folder, relative, None, version, digest=True) == digest
+            same = digest is not None and _pixel_digest(folder, relative, _version(os.path.join(folder, relative))) \
+                == digest
         except LeukdashError:
             same = False
-        pictures.append(_decoded(folder, relative, size, version) if same else copy)
+        pictures.append(image(folder, relative, size) if same else copy)
     return pictures
 
 

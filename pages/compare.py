@@ -195,8 +195,9 @@ def confident_mistakes_view(chosen: list[dict], labels: list[str]) -> None:
                           for _, row in shown])
     st.caption(f"The {len(mistakes)} surest wrong answers of the fold models, each image's from the model that "
                "validated it: true class → answer (its probability). `python -m leukdash oof RUN_ID` lists every "
-               "image." + (f" {len(mistakes) - len(shown)} could not be shown as the run read them: its images are gone "
-                           "from their folder or changed since, and no copy is kept beside the run." if len(shown) < len(mistakes) else ""))
+               "image." + (f" {len(mistakes) - len(shown)} could not be shown as the run read them: its images are "
+                           "gone from their folder or changed since, and no copy is kept beside the run."
+                           if len(shown) < len(mistakes) else ""))
 
 
 def paired_tests_view(chosen_ids: list[str], labels: list[str]) -> None:
