@@ -188,6 +188,12 @@ def _group_lives(leader: int) -> bool:
     """Whether a process other than a zombie is left in the process group ``leader`` led. (Linux
     does not hand out a pid still in use as a group's id, so the group is the job's.)"""
     try:
+        os.killpg(leader, 0)
+    except ProcessLookupError:
+        return False  # the usual answer for a job that ended, given without reading /proc
+    except PermissionError:
+        pass  # members exist, owned by someone else
+    try:  # members exist: are any of them more than zombies?
         entries = os.listdir("/proc")
     except OSError:
         return False

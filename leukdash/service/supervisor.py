@@ -30,12 +30,12 @@ def main(argv: list[str]) -> int:
 
         dispatch(RunStore(store_root), max_jobs, ended=run_id)
     finally:
-        if code == -signal.SIGKILL:  # no handler to undo, and no word from the job itself: said here
-            print("the job was killed (SIGKILL: from outside, or by the system when memory ran out); its finished "
-                  "folds are kept, and launching it again computes the others", flush=True)
-        elif code < 0:
-            signal.signal(-code, signal.SIG_DFL)
         if code < 0:
+            if code == -signal.SIGKILL:  # no handler to undo, and no word from the job itself: said here
+                print("the job was killed (SIGKILL: from outside, or by the system when memory ran out); its "
+                      "finished folds are kept, and launching it again computes the others", flush=True)
+            else:
+                signal.signal(-code, signal.SIG_DFL)
             os.kill(os.getpid(), -code)
     return code
 
