@@ -198,13 +198,14 @@ def demo(args) -> int:
 
 def predict(args) -> int:
     from leukdash.engine.store import RunStore
-    from leukdash.data.sources import READ_TYPES, image_files, unread_files
+    from leukdash.data.sources import READ_TYPES, unread_files
     from leukdash.evaluation.answer import one_class_warning, unavailable_checks
     from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, adapt_note, predict_files
 
     predictions = predict_files(args.run_id, args.images, adapt=args.adapt)
+    refused = {entry["file"] for entry in predictions if "error" in entry}  # a folder without images says it there
     unread = [f"{printable(str(folder))}: {left} not read ({READ_TYPES})" for folder in map(Path, args.images)
-              if folder.is_dir() and image_files(folder) and (left := unread_files(folder))]  # (else its answer says)
+              if folder.is_dir() and printable(str(folder)) not in refused and (left := unread_files(folder))]
     one_class = one_class_warning(predictions, MIN_ADAPT_IMAGES)
     one_lab = not args.adapt and any((entry.get("unsupported") or {}).get("one_lab") for entry in predictions)
     warnings = ([adapt_note(RunStore().finished_meta(args.run_id), "these images")] if args.adapt else []) + (
