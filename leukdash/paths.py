@@ -14,7 +14,10 @@ def artifacts_root() -> Path:
     do not belong in site-packages, which is often read-only and goes with the environment."""
     configured = os.environ.get("LEUKDASH_ARTIFACTS")
     if configured:
-        return Path(configured)
+        try:  # absolute: background jobs start in other folders and must find the same store
+            return Path(configured).absolute()
+        except FileNotFoundError:  # the current folder was deleted: the path as given
+            return Path(configured)
     if source_checkout():
         return REPO_ROOT / "artifacts"
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "leukdash"

@@ -282,3 +282,29 @@ def test_a_job_that_cannot_start_fails_and_the_queue_moves_on(monkeypatch):
     status = jobs.job_status("r1")
     assert status["state"] == "failed" and status["returncode"] == 127
     assert status["log_tail"][-1].startswith("cannot start the job: [Errno 2]")
+
+
+def test_a_job_finds_its_launchers_datasets_and_store_by_relative_names(tiny_dataset, tmp_path, monkeypatch):
+    """A dashboard or notebook started outside the repository, with ``./data``, a relative
+    ``LEUKDASH_DATA`` or ``LEUKDASH_ARTIFACTS`` or a relative dataset path: its jobs compute the
+    runs it launched, on the images it listed, in its store (they started in the repository)."""
+    import shutil
+
+    from leukdash.engine.runner import resolve
+
+    here = tmp_path / "notebooks"
+    shutil.copytree(tiny_dataset, here / "data" / "mine")
+    shutil.copytree(tiny_dataset, here / "shared" / "theirs")
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", "store")
+    monkeypatch.setenv("LEUKDASH_DATA", "shared")
+    run_ids = []
+    for name in ("mine", "theirs", "data/mine"):
+        config = RunConfig(dataset=name, model="nb", image_size=16, augment_factor=1, folds=2)
+        run_ids.append(resolve(config).run_id)
+        jobs.start_job(config, run_ids[-1], max_jobs=1)  # one at a time: the supervisors start the others
+    for run_id in run_ids:
+        _wait_for(lambda: jobs.job_status(run_id)["state"] not in ("queued", "running"), seconds=180)
+        status = jobs.job_status(run_id)
+        assert status["state"] == "finished", status["log_tail"]
+        assert (here / "store" / "runs" / run_id / "summary.json").is_file()

@@ -55,7 +55,8 @@ def submit(run_id: str, command: list[str], store: RunStore | None = None, max_j
             queued = time.time_ns()
             write_json_atomic(folder / JOB_FILE, {
                 "run_id": run_id, "state": "queued", "queued": queued / 1e9, "max_jobs": max_jobs,
-                "log": str(folder / LOG_FILE), "config_file": str(folder / CONFIG_FILE), "command": command})
+                "log": str(folder / LOG_FILE), "config_file": str(folder / CONFIG_FILE), "command": command,
+                **_whereabouts()})
             _queue_dir(store).mkdir(parents=True, exist_ok=True)
             (_queue_dir(store) / f"{queued:020d}-{run_id}").touch()
     dispatch(store, max_jobs)
@@ -95,14 +96,35 @@ def dispatch(store: RunStore, max_jobs: int, ended: str | None = None) -> None:
                 running += 1
 
 
+def _whereabouts() -> dict:
+    """The folder of the process queuing a job and its datasets' folders, made absolute: a job
+    may be started later by another process (a supervisor, whose folder is the first job's),
+    and must find the dataset a name or a relative path names, as its launcher did."""
+    try:
+        folder = Path.cwd()
+    except FileNotFoundError:  # the launcher's folder was deleted: no relative name can resolve
+        return {}
+    roots = [str(folder / root) for root in os.environ.get("LEUKDASH_DATA", "").split(os.pathsep) if root]
+    return {"cwd": str(folder), "data_roots": os.pathsep.join(roots)}
+
+
 def _spawn(store: RunStore, job: dict, max_jobs: int) -> None:
-    """Start a queued job under its supervisor (which moves the queue on when the job ends)."""
+    """Start a queued job under its supervisor (which moves the queue on when the job ends), in
+    its launcher's folder, with the store and the dataset folders its launcher had."""
+    folder = job.get("cwd")
+    if not (isinstance(folder, str) and Path(folder).is_dir()):
+        folder = paths.REPO_ROOT  # a job queued by an older leukdash, or its folder is gone
+    environment = {**os.environ, "LEUKDASH_ARTIFACTS": str(store.root.parent.absolute()),
+                   # ``-m leukdash`` in another folder than the repository: the same leukdash
+                   "PYTHONPATH": os.pathsep.join(filter(None, [str(paths.REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    if isinstance(job.get("data_roots"), str):
+        environment["LEUKDASH_DATA"] = job["data_roots"]
     with open(job["log"], "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "leukdash.service.supervisor", str(store.root), str(max_jobs), job["run_id"],
-             *job["command"]],
-            cwd=paths.REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, "LEUKDASH_ARTIFACTS": str(store.root.parent)},
+            [sys.executable, "-m", "leukdash.service.supervisor", str(store.root.absolute()), str(max_jobs),
+             job["run_id"], *job["command"]],
+            cwd=folder, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, env=environment,
         )
     children[process.pid] = process
     write_json_atomic(store.run_dir(job["run_id"]) / JOB_FILE, {
