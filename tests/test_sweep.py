@@ -47,7 +47,7 @@ def test_sweep_is_stored_and_relaunching_computes_only_missing_folds(tiny_datase
     assert len(set(run_ids)) == 3 and run_ids[0] == run_ids[1]
     status = sweep_status(first["sweep_id"])
     assert status["name"] == "grid" and status["complete"] and status["state"] == "done"
-    assert (status["done_folds"], status["total_folds"]) == (8, 8)  # per config: the nb run counts twice
+    assert (status["done_folds"], status["total_folds"]) == (6, 6)  # folds of distinct runs: the nb run once
     assert [s["sweep_id"] for s in list_sweeps()] == [first["sweep_id"]]
 
     store = RunStore()
@@ -149,3 +149,16 @@ def test_cli_sweep_and_sweeps(tiny_dataset, isolated_artifacts):
     bad = cli("sweep", str(tiny_dataset), "--epochs", "10,x")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "error: leukdash sweep: argument --epochs: invalid comma list of int value: '10,x'"]
+
+
+def test_a_setting_the_model_ignores_is_shown_unused_and_its_repeated_run_counted_once(tiny_dataset, capsys):
+    from leukdash.cli import main
+
+    assert main(["sweep", str(tiny_dataset), "--model", "nb,knn", "--k", "1,5", "--image-size", "16", "--folds", "2",
+                 "--augment-factor", "1", "--quiet"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [row.split()[2:4] for row in rows] == [["model=nb", "k=unused"], ["model=nb", "k=unused"],
+                                                  ["model=knn", "k=1"], ["model=knn", "k=5"]]
+    assert len({row.split()[0] for row in rows}) == 3
+    assert main(["sweeps"]) == 0
+    assert " 3/3 runs  6/6 folds  model × k · " in capsys.readouterr().out

@@ -126,8 +126,9 @@ def sweeps(args) -> int:
         if entry["state"] == "damaged":
             print(f"{entry['sweep_id']:<18} damaged  {entry['message']}")
             continue
-        complete = sum(run["status"] == "complete" for run in entry["runs"])
-        print(f"{entry['sweep_id']:<18} {entry['state']:<8} {complete}/{len(entry['runs'])} runs  "
+        distinct = {run["run_id"]: run["status"] for run in entry["runs"]}
+        complete = sum(status == "complete" for status in distinct.values())
+        print(f"{entry['sweep_id']:<18} {entry['state']:<8} {complete}/{len(distinct)} runs  "
               f"{entry['done_folds']}/{entry['total_folds']} folds  {varied_settings(entry)} · {entry['name']}")
         for rank, row in enumerate(entry.get("ranked", []), 1):
             transfer = row["transfer"]

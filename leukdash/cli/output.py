@@ -81,8 +81,12 @@ def sources_text(per_source: dict) -> list[str]:
 
 
 def sweep_settings(config: dict, axes: dict | None) -> str:
-    """The settings a sweep varies, e.g. ``model=cnn optimizer=adam``."""
-    return " ".join(f"{name}={config[name]}" for name in axes or {}) or config["model"]
+    """The settings a sweep varies, e.g. ``model=cnn optimizer=adam``; one that the run's model
+    does not use (``k`` of naive Bayes) reads ``k=unused``, not the value its run was stored with."""
+    from leukdash.config import RunConfig
+
+    used = set(RunConfig.from_dict(config).canonical()) | {"dataset"}
+    return " ".join(f"{name}={config[name] if name in used else 'unused'}" for name in axes or {}) or config["model"]
 
 
 def print_answers(entries: list[dict]) -> None:

@@ -191,7 +191,7 @@ def sweep_status(sweep_id: str, store: RunStore | None = None) -> dict:
     """Where a sweep stands: per run, folds done of total, and the sweep's own state.
 
     Returns ``{"sweep_id", "name", "runs": [{"run_id", "config", "done", "total", "status"}],
-    "done_folds", "total_folds", "complete", "state"}`` where a run's status is ``complete``,
+    "done_folds", "total_folds", "complete", "state"}`` (folds of distinct runs) where a run's status is ``complete``,
     ``running``, ``partial`` or ``pending``, and ``state`` that of the sweep's last launch:
     ``running``, ``done``, ``failed``, ``stopped`` (its process ended early) or ``none``;
     ``incomplete`` when it was done but some of its runs are not whole any more (deleted by hand,
@@ -202,7 +202,8 @@ def sweep_status(sweep_id: str, store: RunStore | None = None) -> dict:
     if record is None:
         raise RunError(_no_sweep(sweep_id))
     runs = [_run_status(run_id, config, store) for run_id, config in zip(record["run_ids"], record["configs"])]
-    done, total = sum(r["done"] for r in runs), sum(r["total"] for r in runs)
+    distinct = {r["run_id"]: r for r in runs}.values()  # a setting the model ignores repeats a run
+    done, total = sum(r["done"] for r in distinct), sum(r["total"] for r in distinct)
     complete = all(r["status"] == "complete" for r in runs)
     state = latest_state(read_events(sweep_dir(sweep_id) / PROGRESS_FILE))["status"]
     if state == "running" and not _locked(sweep_dir(sweep_id) / LOCK_FILE):

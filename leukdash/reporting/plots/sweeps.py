@@ -39,8 +39,8 @@ def varied_settings(sweep: dict) -> str:
 
 def sweep_title(sweep: dict) -> str:
     """A sweep named by the settings it varies: 'model × seed · tiny · 3 of 4 runs finished'."""
-    done = sum(run["status"] == "complete" for run in sweep["runs"])
-    total = len(sweep["runs"])
+    distinct = {run["run_id"]: run["status"] for run in sweep["runs"]}  # settings may repeat a run
+    done, total = sum(status == "complete" for status in distinct.values()), len(distinct)
     return f"{varied_settings(sweep)} · {sweep['name']} · {done} of {total} run{'s' * (total != 1)} finished"
 
 
