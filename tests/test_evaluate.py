@@ -567,3 +567,25 @@ def test_a_cnn_adapts_its_batch_normalisation_to_the_other_lab_alone_and_in_an_e
     vote = (vote + _adapted_vote(nb["run_id"], other_lab, 32)) / 2  # each member at its own size
     shown = np.array([list(row["probabilities"].values()) for row in adapted["images"]])
     assert np.allclose(shown, vote, atol=1e-5)
+
+
+def test_distinct_cells_on_black_are_not_known_images_and_copies_of_one_still_are(cnmc_path, tmp_path):
+    """C-NMC's cells lie on a black surround that makes most of each image: two distinct cells
+    differ little on average (274 of its 300 images lie within the known-image difference of
+    another cell), so their fine detail decides, and a copy of a training image is still known."""
+    from PIL import Image
+
+    train, other = tmp_path / "train", []
+    for name in ("ALL", "HEALTHY"):
+        files = sorted((cnmc_path / name).glob("*.png"))
+        (train / name).mkdir(parents=True)
+        for path in files[:12]:
+            shutil.copy(path, train / name / path.name)
+        other += files[-8:]
+    run_id = run(RunConfig(dataset=str(train), model="knn", image_size=24, augment_factor=1, folds=3), n_jobs=1)["run_id"]
+    assert [known_image(run_id, decode_image(path)) for path in other] == [None] * len(other)
+    original = sorted((train / "HEALTHY").glob("*.png"))[3]
+    half = tmp_path / "half.jpg"
+    Image.open(original).convert("RGB").reduce(2).save(half, quality=75)
+    found = known_image(run_id, decode_image(half))
+    assert found["file"] == f"HEALTHY/{original.name}" and found["match"] == "near-identical"

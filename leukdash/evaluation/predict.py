@@ -51,9 +51,10 @@ _warming: dict[tuple[str, str], threading.Thread] = {}
 _references: dict[tuple[str, str], dict] = {}
 _supports: dict[tuple[str, str], AnswerSupport] = {}
 # Largest mean absolute difference (0-255, at reference.KNOWN_SIZE) between an upload and a
-# dataset image for the two to count as the same picture. Measured: a JPEG re-encoding (quality
-# 75) or a half-size copy of an ALL-IDB2 or C-NMC image differs by at most 0.70; the closest two
-# distinct ALL-IDB2 files (Im227/Im260) by 4.25.
+# dataset image for the two to be compared as one picture (their detail decides, see
+# reference.detail_agreement). Measured: a JPEG re-encoding (quality 75) or a half-size copy of an
+# ALL-IDB2 or C-NMC image differs by at most 0.70; the closest two distinct ALL-IDB2 files
+# (Im227/Im260) by 4.25, distinct C-NMC cells on their black surround by 0.63.
 NEAR_IDENTICAL_DIFFERENCE = 3.0
 # What makes a check unavailable (the prediction stands without it): a run's dataset gone, a
 # fold lost, or what the check computes that the store cannot hold (read-only or full: OSError).
@@ -359,19 +360,24 @@ def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None,
     prediction of the fold model that did not train on it (the one it validated; of ``models``,
     the run's models adapted to a lab, when given); ``None`` when it is not.
 
-    The test: both images padded square and resized to ``reference.KNOWN_SIZE``, then their mean
-    absolute pixel difference; identical decoded pixels (equal digests) are reported as such.
+    The test: both images padded square and resized to ``reference.KNOWN_SIZE``; the closest by
+    mean absolute pixel difference among those whose fine detail agrees (identical decoded pixels,
+    equal digests, are reported as such).
     """
-    from leukdash.evaluation.reference import KNOWN_SIZE, pixel_digest
+    from leukdash.evaluation.reference import KNOWN_SIZE, SAME_DETAIL, detail_agreement, pixel_digest
 
     models = models if models is not None else ensemble(run_id, store)
     reference = _reference(run_id, store)
-    small = square_resize(image, KNOWN_SIZE).astype(np.int16)
-    difference = np.abs(reference["images"].astype(np.int16) - small).mean(axis=(1, 2, 3))
-    match = int(difference.argmin())
-    if difference[match] > NEAR_IDENTICAL_DIFFERENCE:
+    small = square_resize(image, KNOWN_SIZE)
+    difference = np.abs(reference["images"].astype(np.int16) - small.astype(np.int16)).mean(axis=(1, 2, 3))
+    close = np.flatnonzero(difference <= NEAR_IDENTICAL_DIFFERENCE)
+    digest = pixel_digest(image)
+    # A flat picture has no detail to compare (NaN): the difference alone decides, as it must.
+    same = (reference["digests"][close] == digest) | ~(detail_agreement(small, reference["images"][close]) < SAME_DETAIL)
+    if not same.any():
         return None
-    identical = pixel_digest(image) == reference["digests"][match]
+    match = int(close[same][difference[close][same].argmin()])
+    identical = digest == reference["digests"][match]
     fold = int(reference["fold_of"][match])
     found = {"file": str(reference["relative"][match]), "class": models.classes[int(reference["labels"][match])],
              "match": "identical" if identical else "near-identical",
