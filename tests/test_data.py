@@ -1,5 +1,6 @@
 """Decoding, dataset folders, ALL-IDB names, groups, fingerprints and discovery."""
 
+import json
 import os
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from leukdash.cli import main
 from leukdash.config import RunConfig
 from leukdash.data.dataset import Dataset
 from leukdash.engine.runner import resolve
@@ -132,6 +134,25 @@ def test_groups_csv_and_patient_subfolders(tmp_path):
     by_name = {dataset.relative(item.path): item.group for item in dataset.items}
     assert by_name["CLL/p1/0.png"] == by_name["CLL/p1/1.png"] == "CLL/p1"
     assert by_name["CLL/loose.png"] == "patient-x"
+
+
+def test_images_beside_the_class_folders_are_reported_left_out_not_used(tmp_path, capsys):
+    root = tmp_path / "stray"
+    for cls in ("ALL", "HEALTHY"):
+        for i in range(2):
+            _write_rgb(root / cls / f"{i}.png", _disc_image())
+    for name in ("UID_16_8_1_all.png", "Im001_0_1.jpg"):  # whose class only a name would hint at
+        _write_rgb(root / name, _disc_image())
+    (root / "groups.csv").write_text("file,group\nALL/0.png,p1\n")
+    for name in ("README.txt", "SOURCE.md", ".DS_Store"):  # not images: not reported
+        (root / name).write_text("notes")
+    assert main(["audit", str(root), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_images"] == 4 and report["classes"] == {"ALL": 2, "HEALTHY": 2}
+    reason = "not in a class folder (the dataset's classes are its subfolders)"
+    assert report["skipped"] == [{"path": "Im001_0_1.jpg", "reason": reason},
+                                 {"path": "UID_16_8_1_all.png", "reason": reason}]
+    assert reason in Dataset.from_folder(root).left_out()[0]  # the warning `run` prints
 
 
 def test_fingerprint_changes_with_any_file(tmp_path):

@@ -4,7 +4,8 @@ Two layouts are read:
 
 - class folders: ``DATASET/CLASS/**/*.jpg`` (any image extension); images under one folder of a
   class folder share that first folder as their group, however deep they lie below it
-  (``CLASS/patient/slide/x.jpg``: the patient);
+  (``CLASS/patient/slide/x.jpg``: the patient); images beside the class folders, in none of them, are
+  listed as left out;
 - ALL-IDB names: a flat folder of ``ImNNN_L.ext`` or ``ImNNN_Y_L.ext`` (L=1 blast, L=0 healthy).
 
 Wherever a file carries an ALL-IDB name, its group is the ALL-IDB image id ``ImNNN``, so the
@@ -97,7 +98,7 @@ def scan_folder(root: Path) -> Scan:
         not_classes = [SkippedFile(path, f"{_unsupported(path)}: no file of its folder is an image this tool reads, "
                                          f"so the folder is not a class ({READ_TYPES})")
                        for _, paths in unread for path in paths]
-        scan = _scan_class_folders(root, folders, bad_folders + not_classes)
+        scan = _scan_class_folders(root, folders, bad_folders + not_classes + _loose_images(root))
     elif any(ALLIDB_NAME.match(p.name) for p in root.iterdir()):
         scan = _scan_allidb(root)
     else:
@@ -109,6 +110,14 @@ def scan_folder(root: Path) -> Scan:
 
 
 READ_TYPES = f"the image types read are {', '.join(IMAGE_EXTENSIONS)}"
+
+
+def _loose_images(root: Path) -> list[SkippedFile]:
+    """The files named like images beside a dataset's class folders: which class they would be of
+    cannot be told, so they are listed as left out, never dropped in silence. Other files there
+    (notes, ``groups.csv``) are not images and are not listed."""
+    return [SkippedFile(path, "not in a class folder (the dataset's classes are its subfolders)")
+            for path in sorted(root.iterdir()) if not path.is_dir() and _is_image_name(path)]
 
 
 def _suffix(path: Path) -> str:
