@@ -14,7 +14,8 @@ from leukdash.cli import main
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.data.decode import decode_image
 from leukdash.errors import DatasetError
-from leukdash.evaluation.evaluate import evaluate, format_evaluation, result_path, stored_evaluations
+from leukdash.evaluation.evaluate import (evaluate, format_evaluation, groups_text, outcome_sentence, result_path,
+                                          stored_evaluations)
 from leukdash.evaluation.external_metrics import external_metrics, group_bootstrap
 from leukdash.evaluation.ood import TrainingDistribution
 from leukdash.evaluation.predict import known_image, predict_images
@@ -589,3 +590,47 @@ def test_distinct_cells_on_black_are_not_known_images_and_copies_of_one_still_ar
     Image.open(original).convert("RGB").reduce(2).save(half, quality=75)
     found = known_image(run_id, decode_image(half))
     assert found["file"] == f"HEALTHY/{original.name}" and found["match"] == "near-identical"
+
+
+def test_groups_that_cannot_vary_give_no_interval_and_say_why(tiny_dataset, other_lab, tmp_path, capsys):
+    """One group holding both classes, or one image per class: every resample of the group
+    bootstrap is the same, so the intervals are n/a with the reason (text and --json), not a
+    zero-width interval; a group of several classes is told by its images of each. Two subjects
+    per class still get real intervals."""
+    result = run(tiny_config(tiny_dataset, classes=("ALL", "HEALTHY")), n_jobs=1)
+    run_id = result["run_id"]
+
+    def folder(name, per_class, group=None):
+        out, rows = tmp_path / name, ["file,group"]
+        for cls in ("ALL", "HEALTHY"):
+            (out / cls).mkdir(parents=True)
+            for path in sorted((other_lab / cls).glob("*.png"))[:per_class]:
+                (out / cls / path.name).write_bytes(path.read_bytes())
+                rows.append(f"{cls}/{path.name},{group}")
+        if group:
+            (out / "groups.csv").write_text("\n".join(rows) + "\n")
+        return out
+
+    for out, reason in ((folder("one_group", 4, "P1"), "one group holds every image"),
+                        (folder("one_each", 1), "a class has fewer than 2 groups")):
+        external = evaluate(run_id, str(out))
+        intervals = external["intervals"]
+        assert intervals["accuracy"] is None and intervals["balanced_accuracy"] is None, intervals
+        assert intervals["reason"].startswith(reason)
+        assert main(["evaluate", run_id, str(out), "--json"]) == 0
+        printed = json.loads(capsys.readouterr().out)["intervals"]
+        assert printed["accuracy"] is None and printed["reason"].startswith(reason)
+        assert main(["evaluate", run_id, str(out)]) == 0
+        text = capsys.readouterr().out
+        assert f"(95% group bootstrap n/a: {reason}" in text and "group bootstrap 0." not in text
+        assert "NOTE: the intervals rest on few groups" not in text
+        assert "n/a: " + reason in outcome_sentence(external)
+    mixed = evaluate(run_id, str(tmp_path / "one_group"))["per_group"]
+    assert [(g["group"], g["classes"]) for g in mixed] == [("P1", {"ALL": 4, "HEALTHY": 4})]
+    assert groups_text(mixed) == f"P1 (ALL 4 + HEALTHY 4) {mixed[0]['recall']:.2f}"
+
+    adequate = evaluate(run_id, str(other_lab))  # two subjects of each class
+    assert adequate["intervals"]["reason"] is None
+    for name in ("accuracy", "balanced_accuracy"):
+        low, high = adequate["intervals"][name]
+        assert low <= adequate[name] <= high

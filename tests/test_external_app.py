@@ -120,3 +120,26 @@ def test_predict_warns_on_an_unfamiliar_image_and_recognises_a_known_one(finishe
     known = [i.value for i in at.info if "Known image" in i.value]
     assert len(known) == 1 and "`CLL/CLL_0003.png`" in known[0] and "never trained on it" in known[0]
     assert any("Looks like the training data" in c.value for c in at.caption)
+
+
+def test_the_external_view_shows_no_interval_where_one_group_holds_every_image(finished):
+    """A test set of one group (groups.csv): no whiskers, the sentence says n/a and why, and no
+    note on few groups (there is no interval for it to qualify)."""
+    data, rows = finished["data"], ["file,group"]
+    for path in sorted((data / "tinyother").glob("*/*.png")):
+        (data / "onegroup" / path.parent.name).mkdir(parents=True, exist_ok=True)
+        (data / "onegroup" / path.parent.name / path.name).write_bytes(path.read_bytes())
+        rows.append(f"{path.parent.name}/{path.name},P1")
+    (data / "onegroup" / "groups.csv").write_text("\n".join(rows) + "\n")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/compare.py").run()
+    at.selectbox(key="compare_external_dataset").set_value("onegroup")
+    at.button(key="compare_external_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    sentence = next(m.value for m in at.markdown if "trained on tiny" in m.value)
+    assert "(95% group bootstrap n/a: one group holds every image)" in sentence
+    assert not any("rest on few groups" in c.value for c in at.caption)
+    figure = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                  if "external dataset" in json.dumps(json.loads(c.proto.spec)["layout"].get("yaxis", {})))
+    [bar] = [t for t in figure["data"] if t["type"] == "bar"]
+    assert bar["error_y"]["array"] == [0] and "95% CI n/a" in bar["hovertemplate"]

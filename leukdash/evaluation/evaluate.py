@@ -31,7 +31,8 @@ from leukdash.evaluation.external_metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SE
 MAX_GROUPS_LISTED = 30
 LOWEST_GROUPS_LISTED = 5
 # Changes to what this module computes invalidate the stored results.
-METHOD_VERSION = "external-5"  # 5: the answer-support check (support.py)
+METHOD_VERSION = "external-6"  # 5: the answer-support check (support.py); 6: no interval where the groups
+# cannot support one (intervals' reason), each group's images per class
 # Adapted results: 1 standardised the classic models' inputs only (CNNs answered as they were);
 # 2 also re-estimates the CNNs' batch-normalisation statistics.
 ADAPT_VERSION = 2
@@ -336,8 +337,8 @@ def format_evaluation(result: dict) -> str:
              f"on {result['dataset']['name']}: {result['n_images']} images, {intervals['n_groups']} groups"]
     for name, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("roc_auc", "ROC AUC")):
         if result.get(name) is not None:
-            low, high = intervals.get(name, [float("nan")] * 2)
-            lines.append(f"  {label:<18} {result[name]:.4f}  (95% group bootstrap {low:.4f}-{high:.4f})")
+            lines.append(f"  {label:<18} {result[name]:.4f}  (95% group bootstrap "
+                         f"{interval_text(intervals, name, '.4f')})")
     few = few_groups(result)
     if few:
         lines.append(f"  NOTE: {few}")
@@ -367,7 +368,13 @@ def groups_text(groups: list[dict]) -> str:
     ``MAX_GROUPS_LISTED``, else the count and the few with the lowest recall; when every group is
     one image they repeat the per-image answers, and the line says so instead."""
     def listed(chosen):
-        return "  ".join(f"{g['group']} ({g['class']}, {g['n']}) {g['recall']:.2f}" for g in chosen)
+        return "  ".join(f"{g['group']} ({held(g)}) {g['recall']:.2f}" for g in chosen)
+
+    def held(group):  # a group of several classes by its images of each, not by its majority alone
+        classes = group.get("classes") or {group["class"]: group["n"]}  # stored before groups held classes
+        if len(classes) == 1:
+            return f"{group['class']}, {group['n']}"
+        return " + ".join(f"{name} {n}" for name, n in classes.items())
 
     if all(g["n"] == 1 for g in groups):
         return ("each image is its own group (no subject folders or groups.csv), so the recall per class says "
@@ -378,11 +385,25 @@ def groups_text(groups: list[dict]) -> str:
     return f"{len(groups)} groups (--json lists each); the lowest recall: {listed(lowest)}"
 
 
+def interval_text(intervals: dict, name: str, spec: str = ".4f") -> str:
+    """A group-bootstrap interval of ``intervals`` as ``low-high``, or ``n/a`` with the reason
+    where the groups could not support one."""
+    found = intervals.get(name)
+    if found is None:
+        return f"n/a: {intervals.get('reason') or 'not computed'}"
+    low, high = found
+    return f"{low:{spec}}-{high:{spec}}"
+
+
 def few_groups(result: dict, fewest: int = 3) -> str | None:
     """What the intervals cannot say when a class has fewer than ``fewest`` groups (subjects) in
     the external set: the bootstrap redraws only those, so its interval is about their spread,
-    not about another subject's images. None otherwise."""
-    counts = Counter(group["class"] for group in result.get("per_group", []))
+    not about another subject's images. None otherwise, and where there are no intervals (their
+    n/a says why). A group counts for each class it holds images of."""
+    if result.get("intervals", {}).get("reason"):
+        return None
+    counts = Counter(name for group in result.get("per_group", [])
+                     for name in (group.get("classes") or [group["class"]]))  # stored before groups held classes
     few = {name: n for name, n in counts.items() if n < fewest}
     if not few:
         return None
@@ -393,12 +414,12 @@ def few_groups(result: dict, fewest: int = 3) -> str | None:
 
 def outcome_sentence(result: dict) -> str:
     """How a run fared on one external dataset, in one sentence (pages and report)."""
-    low, high = result["intervals"]["balanced_accuracy"]
     top, share = max(result["predicted_share"].items(), key=lambda item: item[1])
     verdict = (f"collapsed: it gives {top} to {share:.0%} of the images" if result["collapsed"]
                else "answers spread over " + ", ".join(f"{c} {s:.0%}" for c, s in result["predicted_share"].items()))
     return (f"On {result['dataset']['name']} ({result['n_images']} images, {result['intervals']['n_groups']} groups): "
-            f"balanced accuracy {result['balanced_accuracy']:.1%} (95% group bootstrap {low:.1%}-{high:.1%}); "
+            f"balanced accuracy {result['balanced_accuracy']:.1%} (95% group bootstrap "
+            f"{interval_text(result['intervals'], 'balanced_accuracy', '.1%')}); "
             f"{verdict}; {result['ood_share']:.0%} of the images flagged as unlike its training data"
             + _doubted_text(result.get("flags", {}).get("unsupported"), result["n_images"]) + ".")
 

@@ -10,7 +10,10 @@ report compute them alike.
 Intervals come from a bootstrap over the external dataset's groups, not its images: images of
 one subject are strongly correlated, so resampling images would give intervals far too narrow.
 Groups are resampled within each class (a group's class is its majority class), so every
-bootstrap sample has every class and balanced accuracy stays defined.
+bootstrap sample has every class and balanced accuracy stays defined. Where the groups cannot
+support an interval (one group holds every image, a class is in fewer than two groups) there is
+none: each interval is None and ``reason`` says why (a resampling that cannot vary would give one
+of zero width, read as a certainty).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def external_metrics(y_true, proba, groups, classes, *, samples: int = BOOTSTRAP
         "per_group": per_group(y_true, predicted, groups, classes),
     }
     metrics["intervals"] = group_bootstrap(y_true, proba, groups, len(classes), samples=samples, seed=seed,
-                                           auc=auc_interval)
+                                           auc=auc_interval, classes=classes)
     return metrics
 
 
@@ -63,24 +66,30 @@ def flag_errors(flags, wrong, own_flags) -> dict:
 
 
 def per_group(y_true, predicted, groups, classes) -> list[dict]:
-    """For each group: its class (majority), image count, share correct (the recall of its
-    class within the group) and the share of its images given each class."""
+    """For each group: its class (majority), its images per class (``classes``: a group may hold
+    several), image count, share correct (the recall of its class within the group, when it
+    holds one) and the share of its images given each class."""
     from leukdash.metrics import group_members
 
     rows = []
     for group, inside in zip(*group_members(groups)):
-        label = int(np.bincount(y_true[inside]).argmax())
+        counts = np.bincount(y_true[inside], minlength=len(classes))
+        label = int(counts.argmax())
         share = np.bincount(predicted[inside], minlength=len(classes)) / len(inside)
         rows.append({"group": str(group), "class": str(classes[label]), "n": len(inside),
+                     "classes": {str(c): int(n) for c, n in zip(classes, counts) if n},
                      "recall": float(np.mean(predicted[inside] == y_true[inside])),
                      "predicted_share": {str(c): float(s) for c, s in zip(classes, share)}})
     return rows
 
 
 def group_bootstrap(y_true, proba, groups, n_classes: int, *, samples: int = BOOTSTRAP_SAMPLES,
-                    seed: int = BOOTSTRAP_SEED, auc: bool = True) -> dict:
+                    seed: int = BOOTSTRAP_SEED, auc: bool = True, classes=None) -> dict:
     """95% percentile intervals of accuracy, balanced accuracy (and, with ``auc``, ROC AUC for
-    two classes) over ``samples`` resamplings of whole groups, within each group's class."""
+    two classes) over ``samples`` resamplings of whole groups, within each group's class.
+
+    Where the groups cannot support one (:func:`no_interval_reason`), each interval is None and
+    ``reason`` says why; else ``reason`` is None. ``classes``: the class names, for that reason."""
     from leukdash.metrics import group_members
 
     y_true, proba, groups = np.asarray(y_true, dtype=int), np.asarray(proba), np.asarray(groups)
@@ -93,8 +102,14 @@ def group_bootstrap(y_true, proba, groups, n_classes: int, *, samples: int = BOO
     for g, m in enumerate(members):
         np.add.at(totals[g], y_true[m], 1)
         np.add.at(hits[g], y_true[m], correct[m])
-    n, right = np.zeros((samples, n_classes)), np.zeros((samples, n_classes))
     with_auc = auc and n_classes == 2 and len(np.unique(y_true)) == 2
+    about = {"method": "percentile bootstrap over groups, resampled within class", "samples": samples,
+             "seed": seed, "n_groups": len(names)}
+    reason = no_interval_reason(totals, group_class, classes)
+    if reason is not None:
+        return {"accuracy": None, "balanced_accuracy": None, **({"roc_auc": None} if with_auc else {}),
+                "reason": reason, **about}
+    n, right = np.zeros((samples, n_classes)), np.zeros((samples, n_classes))
     auc_of = _resampled_auc(members, y_true, proba[:, 1]) if with_auc else None
     aucs = []
     for rows, weights in group_draw_counts(group_class, samples, seed):
@@ -107,9 +122,28 @@ def group_bootstrap(y_true, proba, groups, n_classes: int, *, samples: int = BOO
     intervals = {"accuracy": _interval(accuracy), "balanced_accuracy": _interval(balanced)}
     if with_auc:
         intervals["roc_auc"] = _interval(np.concatenate(aucs))
-    intervals.update({"method": "percentile bootstrap over groups, resampled within class", "samples": samples,
-                      "seed": seed, "n_groups": len(names)})
+    intervals.update({"reason": None, **about})
     return intervals
+
+
+def no_interval_reason(totals: np.ndarray, group_class: np.ndarray, classes=None) -> str | None:
+    """Why the groups cannot support a bootstrap interval, or None when they can: ``totals``
+    holds each group's images per class (a row per group), ``group_class`` each group's majority
+    class (the stratum it is redrawn in).
+
+    One group in all, or a class whose images are all in one group, would be redrawn the same in
+    every resample: an interval of (or for that class, near) zero width that says nothing of
+    another subject. So would groups that each stand alone in their class's stratum."""
+    if len(totals) < 2:
+        return "one group holds every image"
+    in_groups = (totals > 0).sum(axis=0)
+    few = [index for index, count in enumerate(in_groups) if 0 < count < 2]
+    if few:
+        named = ", ".join(f"{classes[i] if classes is not None else i}: 1" for i in few)
+        return f"a class has fewer than 2 groups ({named})"
+    if np.bincount(group_class).max() < 2:
+        return "no class has 2 groups of its own to redraw: every resample would be the same"
+    return None
 
 
 def group_draw_counts(group_class: np.ndarray, samples: int, seed: int, chunk: int = 64):

@@ -145,7 +145,8 @@ def _label(test: str, preprocessing: str) -> str:
 
 
 def interval(value: float, ci) -> str:
-    return f"{value:.3f} [{ci[0]:.3f}-{ci[1]:.3f}]"
+    """A figure and its interval; ``ci`` None: the groups supported none (n/a)."""
+    return f"{value:.3f} [n/a]" if ci is None else f"{value:.3f} [{ci[0]:.3f}-{ci[1]:.3f}]"
 
 
 def within_text(row: dict) -> str:
@@ -241,11 +242,11 @@ def _summary(rows: list[dict]) -> str:
     if not both:
         return text + "none gives each class to at least 30% of the images."
     best = max(both, key=lambda r: r["external"]["balanced_accuracy"])
-    low, high = best["external"]["ci95"]
+    ci = best["external"]["ci95"]
     return text + (f"{len(both)} {'gives' if len(both) == 1 else 'give'} each class to at least 30% of the "
                    "images, the best of them "
                    f"{best['label']} at balanced accuracy {best['external']['balanced_accuracy']:.3f} (95% group "
-                   f"bootstrap {low:.3f}-{high:.3f}).")
+                   f"bootstrap {'n/a' if ci is None else f'{ci[0]:.3f}-{ci[1]:.3f}'}).")
 
 
 def update_report(out: Path, plan: Plan = Plan(), *, compute: bool = True, log=print) -> Path:

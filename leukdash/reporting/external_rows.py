@@ -51,11 +51,16 @@ def tested_row(run_id: str, test: str, *, model: str = "folds", compute: bool = 
     flags = external.get("flags", {})  # absent from results stored by older versions
     return {**row, "status": "done", "external": {
         "n_images": external["n_images"], "balanced_accuracy": external["balanced_accuracy"],
-        "ci95": list(external["intervals"]["balanced_accuracy"]), "roc_auc": external["roc_auc"],
+        "ci95": _listed(external["intervals"]["balanced_accuracy"]), "roc_auc": external["roc_auc"],
         "predicted_share": external["predicted_share"], "collapsed": external["collapsed"],
         "ood_share": external["ood_share"], "ood_own_share": external["ood_own_share"],
         **{name: {key: flags[name][key] for key in FLAG_FIELDS} for name in ("ood", "likely_wrong", "unsupported")
            if name in flags}}}
+
+
+def _listed(interval) -> list | None:
+    """An interval as a list; None where the groups supported none."""
+    return None if interval is None else list(interval)
 
 
 def lodo_row(run_id: str) -> dict:

@@ -25,7 +25,7 @@ def external_frame(results: list[dict], evaluations: list[dict], metric: str = "
     for result, evaluation in zip(results, evaluations):
         label = label_of[result["run_id"]]
         within = result["summary"].get(_WITHIN.get(metric, ""), {}).get("mean")
-        low, high = evaluation["intervals"].get(metric, [None, None])
+        low, high = evaluation["intervals"].get(metric) or [None, None]  # None: the groups support none
         rows.append({
             "Run": label, "Trained on": result["dataset"]["name"], "Tested on": evaluation["dataset"]["name"],
             "Value": evaluation.get(metric), "Low": low, "High": high, "Within dataset": within,
@@ -46,14 +46,16 @@ def external_bars(frame: pd.DataFrame, metric: str = "balanced_accuracy") -> go.
     for row in frame.to_dict("records"):
         x = [[row["Tested on"]], [wrap(row["Run"])]]
         value = row["Value"] if row["Value"] is not None else float("nan")
-        low, high = (value, value) if row["Low"] is None else (row["Low"], row["High"])
+        undefined = row["Low"] is None or pd.isna(row["Low"])  # no interval: no whisker
+        low, high = (value, value) if undefined else (row["Low"], row["High"])
+        ci = "95% CI n/a" if undefined else f"95% CI {low:.1%}-{high:.1%}"
         fig.add_bar(
             x=x, y=[value], showlegend=False, opacity=0.85, marker_color=MODEL_COLOURS.get(row["Model"], "#555"),
             marker_pattern_shape="/" if row["Collapsed"] else "",
             error_y=dict(type="data", symmetric=False, array=[high - value], arrayminus=[value - low],
                          color="#333", thickness=1.5),
             text=["collapsed" if row["Collapsed"] else ""], textposition="inside",
-            hovertemplate=f"{row['Run']} on {row['Tested on']}<br>%{{y:.1%}} (95% CI {low:.1%}-{high:.1%})"
+            hovertemplate=f"{row['Run']} on {row['Tested on']}<br>%{{y:.1%}} ({ci})"
                           f"<br>predicted: {row['Predicted']}<br>OOD flagged {row['OOD share']:.0%}<extra></extra>",
         )
         if row["Within dataset"] is not None and not pd.isna(row["Within dataset"]):
