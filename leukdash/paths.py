@@ -45,13 +45,20 @@ def uploads_root() -> Path:
 
 
 def data_roots() -> list[Path]:
-    """Folders whose subfolders are datasets: each entry of ``$LEUKDASH_DATA``, then ``./data``."""
+    """Folders whose subfolders are datasets: each entry of ``$LEUKDASH_DATA``, then ``./data``;
+    a folder named twice (``./data`` in ``$LEUKDASH_DATA`` too) once, where first named."""
     roots = [Path(p) for p in os.environ.get("LEUKDASH_DATA", "").split(os.pathsep) if p]
     try:
         roots.append(Path.cwd() / "data")
     except FileNotFoundError:  # the current folder was deleted: it holds no data folder either
         pass
-    return roots
+    unique: dict[Path, Path] = {}
+    for root in roots:
+        try:
+            unique.setdefault(root.resolve(), root)
+        except (OSError, RuntimeError):  # unreadable or a link loop: no dataset is found there anyway
+            unique.setdefault(root, root)
+    return list(unique.values())
 
 
 def printable(text: str) -> str:

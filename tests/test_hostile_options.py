@@ -236,6 +236,19 @@ def test_a_dataset_folder_hidden_by_one_of_the_same_name_is_named(tmp_path, monk
         "to use the other)"]
 
 
+def test_a_data_root_named_twice_hides_nothing(tmp_path, monkeypatch, capsys):
+    """``./data`` also named in ``LEUKDASH_DATA`` (by another spelling): its datasets are listed
+    once, with no note that each is hidden by itself."""
+    shutil.copytree(_dataset(tmp_path / "made" / "ds"), tmp_path / "data" / "ds")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEUKDASH_DATA", f"{tmp_path / 'data'}{os.pathsep}./data/")
+    assert main(["datasets", "--json"]) == 0
+    captured = capsys.readouterr()
+    listed = {entry["name"]: entry for entry in json.loads(captured.out)["datasets"]}
+    assert listed["ds"]["path"] == str(tmp_path / "data" / "ds") and listed["ds"]["hidden"] == []
+    assert "is not used" not in captured.err
+
+
 def test_an_option_value_that_starts_with_a_dash_gets_the_form_that_works(capsys):
     for argv, option in ((["ensemble", "a", "b", "--weights", "-1,2"], "--weights"),
                          (["sweep", "noise", "--name", "-x"], "--name")):
