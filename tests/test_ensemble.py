@@ -200,3 +200,16 @@ def test_weights_that_make_no_vote_are_refused_before_anything_is_stored(members
 def test_weights_whose_sum_overflows_are_the_same_vote_as_equal_weights(members):
     ids = [m["run_id"] for m in members[:2]]
     assert create_ensemble(ids, [1e308, 1e308])["run_id"] == create_ensemble(ids)["run_id"]
+
+
+def test_ensembles_of_one_set_of_runs_with_other_weights_are_named_apart(members, capsys):
+    from leukdash.evaluation.compare import run_label
+    from leukdash.evaluation.labels import model_name
+
+    ids = [m["run_id"] for m in members[:2]]
+    equal, weighted = create_ensemble(ids), create_ensemble(ids, weights=[1, 3])
+    assert model_name(equal["config"]) == "Ensemble (Naive Bayes on features + 3-NN on features)"
+    assert model_name(weighted["config"]) == "Ensemble (Naive Bayes on features 0.25 + 3-NN on features 0.75)"
+    assert run_label(weighted["config"]) == "Ensemble (Naive Bayes on features 0.25 + 3-NN on features 0.75)"
+    assert main(["runs"]) == 0
+    assert "Naive Bayes on features 0.25 + 3-NN on features 0.75" in capsys.readouterr().out

@@ -6,7 +6,7 @@ import numpy as np
 
 from leukdash.engine.runner import finished_result
 from leukdash.engine.store import RunStore
-from leukdash.evaluation.labels import MODEL_NAMES, run_labels
+from leukdash.evaluation.labels import MODEL_NAMES, ensemble_name, run_labels
 from leukdash.metrics import holm, std_text
 
 
@@ -15,7 +15,7 @@ def run_label(config: dict) -> str:
     or 'SVM on features' (the report's tables; pages name runs with :func:`run_labels`)."""
     model = config["model"]
     if model == "ensemble":
-        return "Ensemble (" + " + ".join(run_label(member) for member in config["member_configs"]) + ")"
+        return ensemble_name(config, run_label)
     if model == "cnn":
         return f"CNN {config['architecture']} ({config['optimizer']}, {config['epochs']} ep)"
     name = f"{config['k']}-NN" if model == "knn" else MODEL_NAMES[model]

@@ -19,11 +19,20 @@ CNN_ONLY = ("architecture", "optimizer", "learning_rate", "epochs", "batch_size"
 def model_name(config: dict) -> str:
     """The model alone: 'CNN paper', '3-NN on pixels', 'Ensemble (CNN paper + SVM on features)'."""
     if config["model"] == "ensemble":
-        return "Ensemble (" + " + ".join(model_name(member) for member in config["member_configs"]) + ")"
+        return ensemble_name(config, model_name)
     if config["model"] == "cnn":
         return f"CNN {config.get('architecture', 'paper')}"
     name = f"{config.get('k', 3)}-NN" if config["model"] == "knn" else MODEL_NAMES[config["model"]]
     return f"{name} on {config.get('feature_set', 'pixels')}"
+
+
+def ensemble_name(config: dict, member_name) -> str:
+    """'Ensemble (CNN paper + SVM on features)', each member named by ``member_name``; with
+    unequal weights each member's share of the vote: 'Ensemble (CNN paper 0.75 + SVM on features 0.25)'."""
+    weights = config.get("weights") or []
+    shares = weights if len(set(weights)) > 1 else [None] * len(config["member_configs"])
+    return "Ensemble (" + " + ".join(member_name(member) + ("" if share is None else f" {share:.2g}")
+                                     for member, share in zip(config["member_configs"], shares)) + ")"
 
 
 def task_name(classes) -> str:
