@@ -52,3 +52,20 @@ def test_a_batch_answered_nearly_all_one_class_is_said_to_may_have_collapsed():
     assert one_class_warning(answers[:19], least=20) is None  # too few to say anything of a lab
     assert one_class_warning(answers[:19], least=19).startswith("19 of 19 images are answered ALL")
 
+
+
+def test_a_tie_is_undecided_whatever_the_class_order(capsys):
+    """Two fold models sure of opposite classes average to 0.5 each: the argmax would answer the
+    first class of the run's order, so the answer says it is a tie (page, CLI text and CSV)."""
+    from leukdash.cli.output import print_answers
+    from leukdash.evaluation.answer_table import answer_row
+
+    for probabilities in ({"ALL": 0.5, "HEALTHY": 0.5}, {"HEALTHY": 0.5, "ALL": 0.5}):
+        entry = {**_result(["ALL", "HEALTHY"], probabilities), "file": "x.png"}
+        doubt = headline(entry)["disagreement"]
+        assert doubt.startswith(f"A tie: {' and '.join(probabilities)} have the same mean probability (50%); ")
+        assert doubt.endswith("Treat this image as undecided.")
+        print_answers([entry])
+        assert f"  uncertain: {doubt}" in capsys.readouterr().out.splitlines()
+        assert answer_row(entry)["note"] == doubt
+    assert headline(_result(["ALL", "HEALTHY"], {"ALL": 0.5000001, "HEALTHY": 0.4999999}))["disagreement"] is None

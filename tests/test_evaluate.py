@@ -370,7 +370,8 @@ def test_predict_command_warns_and_names_a_known_image(tiny_run, tiny_dataset, o
     assert main(["predict", tiny_run["run_id"], str(own), str(other)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith(f"  known image: identical to ALL/{own.name}")
-    assert lines[3].startswith("  WARNING: unlike the run's training images")
+    assert lines[2].startswith(f"{other}: ")
+    assert any(line.startswith("  WARNING: unlike the run's training images") for line in lines[3:])
 
 
 def test_a_class_with_fewer_than_three_groups_is_named_and_others_are_not():

@@ -104,9 +104,11 @@ def print_checks(entry: dict) -> None:
     """A note on the file, the warnings and the known-image answer of one prediction."""
     from leukdash.evaluation.answer import apart, headline
 
-    ood, known = entry.get("ood") or {}, entry.get("known")
+    ood, known, answer = entry.get("ood") or {}, entry.get("known"), headline(entry)
     if entry.get("note"):
         print(f"  note: {entry['note']}")
+    if answer["disagreement"]:  # a tie, a vote against the mean, a known image's honest answer
+        print(f"  uncertain: {answer['disagreement']}")
     if ood.get("outside"):
         print(f"  WARNING: unlike the run's training images (distance score {ood['score']:.2f}, above "
               f"{ood['percentile']:.0f}% of its own validation images): the prediction is not reliable")
@@ -114,9 +116,9 @@ def print_checks(entry: dict) -> None:
         print(f"  cell segmentation: {entry['cell']['failure']}: {entry['cell']['meaning']}")
     if (entry.get("likely_wrong") or {}).get("flag"):
         wrong = entry["likely_wrong"]
-        answer = "the out-of-fold answer's" if headline(entry)["source"] == "out-of-fold" else "its"
+        whose = "the out-of-fold answer's" if answer["source"] == "out-of-fold" else "its"
         confidence, floor = apart(wrong["confidence"], wrong["floor"])
-        print(f"  likely wrong: {answer} top probability {confidence} is below {floor}, "
+        print(f"  likely wrong: {whose} top probability {confidence} is below {floor}, "
               "lower than 95% of the run's own out-of-fold answers")
     if (entry.get("unsupported") or {}).get("flag"):
         score, floor = apart(entry["unsupported"]["score"], entry["unsupported"]["floor"])

@@ -15,6 +15,11 @@ from __future__ import annotations
 from collections import Counter
 
 
+# Probabilities this close are equal (an even split of fold models, an even k-NN vote): no
+# class is the answer; the argmax would only pick the first in the run's class order.
+TIE = 1e-9
+
+
 def apart(value: float, bound: float, percent: bool = False) -> tuple[str, str]:
     """``value`` and the ``bound`` it fell below, written with the fewest decimals that tell them
     apart (2 to 6; as percentages 0 to 4), so that a warning never reads "0.86 is below 0.86"."""
@@ -70,6 +75,11 @@ def headline(result: dict) -> dict:
                             f"{mine} {predicted}, yet the mean probability favours {predicted} "
                             f"({probabilities[predicted]:.0%} against {probabilities[rival]:.0%} for {rival}). "
                             "Treat this answer as uncertain.")
+    tied = [label for label, p in probabilities.items() if p >= probabilities[predicted] - TIE]
+    if len(tied) > 1:  # which of them comes first is the run's class order, not the models' answer
+        disagreement = (f"A tie: {' and '.join(tied)} have the same {'probability' if source == 'out-of-fold' else 'mean probability'} "
+                        f"({probabilities[predicted]:.0%}); {predicted} is shown only as the first of them in the "
+                        "run's class order. Treat this image as undecided.")
     return {"predicted": predicted, "probability": probabilities[predicted], "probabilities": probabilities,
             "source": source, "detail": detail, "votes": votes, "disagreement": disagreement}
 

@@ -44,7 +44,8 @@ def answer_row(entry: dict) -> dict:
     ``p_<class>`` for each class, ``outside_training``, ``likely_wrong`` and ``unsupported``
     ("yes", "no", "unavailable", or empty for a known image's support), ``distance_percentile``,
     ``cell_segmentation`` ("ok" or the failure),
-    ``known_image`` (the run's file it matches), ``note`` and ``error``.
+    ``known_image`` (the run's file it matches), ``note`` (the file's, then the headline's doubt:
+    a tie, a vote against the mean) and ``error``.
     """
     if "error" in entry:
         return {"file": entry["file"], "error": entry["error"]}
@@ -63,7 +64,7 @@ def answer_row(entry: dict) -> dict:
         "unsupported": _check(entry.get("unsupported"), lambda c: "yes" if c["flag"] else "no"),
         "cell_segmentation": _check(entry.get("cell"), lambda c: c["failure"] or "ok"),
         "known_image": _check(entry.get("known"), lambda c: c["file"]),
-        "note": entry.get("note", ""),
+        "note": " ".join(filter(None, [entry.get("note"), answer["disagreement"]])),
     }
 
 
