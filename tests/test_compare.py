@@ -18,6 +18,16 @@ def test_two_tasks_of_one_dataset_are_not_called_different_datasets():
     assert same["p_value"] == 1.0 and same["n"] == 3 and same["note"] == ""
 
 
+def test_runs_of_one_dataset_with_their_classes_in_other_orders_are_told_how_to_be_compared():
+    first, second = result("a"), result("b")
+    first["dataset"]["classes"], second["dataset"]["classes"] = ["ALL", "HEALTHY"], ["HEALTHY", "ALL"]
+    assert paired_mcnemar(first, second)["note"] == (
+        "the same classes in other orders (ALL, HEALTHY vs HEALTHY, ALL), so their images are numbered apart: "
+        "give one run's --classes in the other's order to compare them")
+    second["dataset"]["classes"] = ["ALL", "AML"]
+    assert paired_mcnemar(first, second)["note"] == "different tasks (class subsets) of one dataset"
+
+
 def test_copies_of_an_image_are_one_pair_its_original():
     # Run A right on every copy of images 0 and 1, B wrong on all of them: 2 images, not 6.
     def paper(right: list[bool]) -> dict:

@@ -70,6 +70,10 @@ def paired_mcnemar(first: dict, second: dict, correct: dict | None = None) -> di
         same = first["dataset"].get("path", first["dataset"]["name"]) == second["dataset"].get("path",
                                                                                             second["dataset"]["name"])
         note = "different tasks (class subsets) of one dataset" if same else "different datasets"
+        order = [list(run["dataset"].get("classes") or []) for run in (first, second)]
+        if same and order[0] != order[1] and sorted(order[0]) == sorted(order[1]):
+            note = (f"the same classes in other orders ({', '.join(order[0])} vs {', '.join(order[1])}), so their "
+                    "images are numbered apart: give one run's --classes in the other's order to compare them")
         return {"p_value": None, "n": 0, "note": note}
     if correct is None:
         correct_a, correct_b = _correct_by_image(first), _correct_by_image(second)
