@@ -635,3 +635,20 @@ def test_groups_that_cannot_vary_give_no_interval_and_say_why(tiny_dataset, othe
     for name in ("accuracy", "balanced_accuracy"):
         low, high = adequate["intervals"][name]
         assert low <= adequate[name] <= high
+
+
+def test_class_names_that_differ_only_in_unicode_form_are_one_class(tiny_dataset, other_lab, tmp_path, capsys):
+    """macOS writes a folder 'Célula' as 'Ce' + a combining accent (NFD), a keyboard types one
+    'é' (NFC): typed in --classes, or as another set's folder, the two are one class."""
+    import unicodedata
+
+    decomposed, composed = (unicodedata.normalize(form, "Célula") for form in ("NFD", "NFC"))
+    assert decomposed != composed
+    for source, root, blast in ((tiny_dataset, tmp_path / "mac", decomposed), (other_lab, tmp_path / "other", composed)):
+        shutil.copytree(source / "ALL", root / blast)
+        shutil.copytree(source / "HEALTHY", root / "HEALTHY")
+    assert main(["run", str(tmp_path / "mac"), "--classes", f"{composed},HEALTHY", "--model", "nb", "--image-size",
+                 "16", "--folds", "2", "--augment-factor", "1", "--json", "--quiet"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    result = evaluate(run_id, str(tmp_path / "other"))
+    assert len(result["images"]) == len(list((other_lab / "ALL").iterdir())) + len(list((other_lab / "HEALTHY").iterdir()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -152,7 +153,7 @@ class Dataset:
 
     def subset(self, classes) -> Dataset:
         """The images of some classes only, relabelled in the given order."""
-        classes = tuple(classes)
+        classes = tuple(as_spelt(classes, self.classes))
         missing = [c for c in classes if c not in self.classes]
         if missing:
             alike = case_matches(missing[:1], self.classes)
@@ -223,6 +224,14 @@ class Dataset:
             "n_images": len(self.items),
             "notes": list(self.notes),
         }
+
+
+def as_spelt(names, classes) -> list[str]:
+    """Each of ``names`` as ``classes`` spell it where the two differ only in Unicode form: one
+    'é' is one character typed on most keyboards, an 'e' and a combining accent in a folder name
+    written on macOS; the names read alike and are one class."""
+    spelt = {unicodedata.normalize("NFC", c): c for c in classes}
+    return [spelt.get(unicodedata.normalize("NFC", name), name) for name in names]
 
 
 def case_matches(names, classes) -> list[tuple[str, str]]:
