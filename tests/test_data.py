@@ -359,3 +359,18 @@ def test_a_class_name_in_the_wrong_case_is_refused_with_the_name_that_would_work
     with pytest.raises(DatasetError, match=r"class names are case-sensitive: name its folders 'ALL' \(not 'all'\), "
                                            r"'HEALTHY' \(not 'healthy'\)$"):
         match_classes(["ALL", "HEALTHY"], Dataset.from_folder(tmp_path / "other"))
+
+
+def test_class_folders_named_alike_but_for_case_or_unicode_form_are_warned_about(tiny_dataset, tmp_path, capsys):
+    import shutil
+    import unicodedata
+
+    root = tmp_path / "alike"
+    for source, name in (("ALL", "ALL"), ("AML", "all"), ("CLL", unicodedata.normalize("NFD", "Célula")),
+                         ("CML", unicodedata.normalize("NFC", "célula")), ("HEALTHY", "HEALTHY")):
+        shutil.copytree(tiny_dataset / source, root / name)
+    warnings = [w for w in Dataset.from_folder(root).warnings() if "differ only in case or Unicode form" in w]
+    assert len(warnings) == 2 and "'ALL', 'all'" in warnings[0]
+    assert main(["run", str(root), "--model", "nb", "--image-size", "16", "--folds", "2", "--augment-factor", "1",
+                 "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["dataset"]["warnings"] == Dataset.from_folder(root).warnings()

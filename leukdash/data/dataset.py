@@ -103,8 +103,9 @@ class Dataset:
 
     def warnings(self) -> list[str]:
         """What a user must know before trusting a run on this dataset, one line each: the notes
-        on its groups, and files with the same bytes filed under two classes (one of the two
-        labels is wrong, and the image is trained on with both)."""
+        on its groups, class folders whose names differ only in case or Unicode form (two
+        classes a reader takes for one), and files with the same bytes filed under two classes
+        (one of the two labels is wrong, and the image is trained on with both)."""
         first_of: dict[str, ImageItem] = {}
         conflicts = []
         for item, content in zip(self.items, self.contents):
@@ -112,6 +113,12 @@ class Dataset:
             if seen.label != item.label:
                 conflicts.append((seen, item))
         found = list(self.notes)
+        alike: dict[str, list[str]] = {}
+        for name in self.classes:
+            alike.setdefault(unicodedata.normalize("NFC", name).casefold(), []).append(name)
+        for names in (names for names in alike.values() if len(names) > 1):
+            found.append(f"the classes {', '.join(map(repr, names))} differ only in case or Unicode form: they are "
+                         "separate classes; put their images in one folder if they are one")
         if conflicts:
             seen, item = conflicts[0]
             found.append(f"{len(conflicts)} file(s) have the same bytes as a file of another class (first: "
