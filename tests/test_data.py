@@ -374,3 +374,5 @@ def test_class_folders_named_alike_but_for_case_or_unicode_form_are_warned_about
     assert main(["run", str(root), "--model", "nb", "--image-size", "16", "--folds", "2", "--augment-factor", "1",
                  "--json", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["dataset"]["warnings"] == Dataset.from_folder(root).warnings()
+    assert main(["audit", str(root)]) == 0
+    assert f"  note: {warnings[0]}" in capsys.readouterr().out.splitlines()

@@ -112,18 +112,20 @@ class Dataset:
             seen = first_of.setdefault(content, item)
             if seen.label != item.label:
                 conflicts.append((seen, item))
-        found = list(self.notes)
-        alike: dict[str, list[str]] = {}
-        for name in self.classes:
-            alike.setdefault(unicodedata.normalize("NFC", name).casefold(), []).append(name)
-        for names in (names for names in alike.values() if len(names) > 1):
-            found.append(f"the classes {', '.join(map(repr, names))} differ only in case or Unicode form: they are "
-                         "separate classes; put their images in one folder if they are one")
+        found = list(self.notes) + self.alike_classes()
         if conflicts:
             seen, item = conflicts[0]
             found.append(f"{len(conflicts)} file(s) have the same bytes as a file of another class (first: "
                          f"{self.relative(seen.path)!r} and {self.relative(item.path)!r}): check their labels")
         return found
+
+    def alike_classes(self) -> list[str]:
+        """One line per set of class names that differ only in case or Unicode form."""
+        alike: dict[str, list[str]] = {}
+        for name in self.classes:
+            alike.setdefault(unicodedata.normalize("NFC", name).casefold(), []).append(name)
+        return [f"the classes {', '.join(map(repr, names))} differ only in case or Unicode form: they are separate "
+                "classes; put their images in one folder if they are one" for names in alike.values() if len(names) > 1]
 
     def left_out(self, loaded: LoadedImages | None = None) -> list[str]:
         """One warning line when files of this dataset were left out of ``loaded`` (unreadable,
