@@ -270,6 +270,29 @@ def test_the_likely_wrong_check_of_loaded_models_names_the_lost_model_as_a_fresh
                                       "check": "likely-wrong", "reason": str(lost.value)}
 
 
+def test_an_intact_model_that_this_process_cannot_load_is_said_and_its_fold_is_kept(template, monkeypatch):
+    """A process short of memory (``ulimit -v``: MemoryError, or TensorFlow's libraries failing to
+    map) cannot load a sound model: the fold's record and model stay, and the line says why."""
+    from leukdash.models import classic
+
+    run_id = stored(template)
+    folds = sorted((RunStore().run_dir(run_id) / "folds").iterdir())
+
+    def short_of_memory(path):
+        raise MemoryError()
+
+    loads = classic.load
+    monkeypatch.setattr(classic, "load", short_of_memory)
+    with pytest.raises(RunError) as failed:
+        predict.FoldEnsemble(run_id)
+    assert str(failed.value) == (f"run {run_id}: the model fold_0.joblib is intact but cannot be loaded here "
+                                 "(MemoryError): often too little memory (ulimit -v, a container's limit); nothing "
+                                 "was changed, try again with more")
+    assert sorted((RunStore().run_dir(run_id) / "folds").iterdir()) == folds
+    monkeypatch.setattr(classic, "load", loads)  # memory again: the same run loads whole
+    assert len(predict.FoldEnsemble(run_id).models) == len(folds)
+
+
 # --------------------------------------------------------------------------- the pages
 
 

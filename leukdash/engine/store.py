@@ -197,6 +197,15 @@ class RunStore:
                 and all(self.read_fold(run_id, fold) is not None for fold in meta["fold_ids"])
                 and not self.missing_members(run_id, meta, seen))
 
+    def model_hashed(self, run_id: str, fold: int) -> bool:
+        """Whether a fold's record names its model file with a sha256: where it does and
+        :meth:`read_fold` accepts the fold, the file holds the bytes the fold saved."""
+        try:
+            model = read_json(self.fold_path(run_id, fold)).get("model")
+        except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+            return False
+        return isinstance(model, dict) and isinstance(model.get("sha256"), str)
+
     def discard_fold(self, run_id: str, fold: int) -> None:
         """Move a fold's record aside (e.g. its model cannot be loaded), so it is recomputed."""
         _quarantine(self.fold_path(run_id, fold))

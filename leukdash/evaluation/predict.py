@@ -108,7 +108,18 @@ class FoldEnsemble(_Voting):
             path = store.model_path(run_id, fold, model_suffix(self.config))
             at_fault = store.fold_fault(run_id, fold, path)
             # read_fold checks the model file against the sha256 recorded with the fold.
-            model = _load_model(path, self.config.is_cnn) if store.read_fold(run_id, fold) is not None else None
+            model, failure = None, None
+            if store.read_fold(run_id, fold) is not None:
+                try:
+                    model = _load_model(path, self.config.is_cnn)
+                except Exception as error:  # noqa: BLE001 - unpickling and Keras raise many kinds
+                    failure = error
+            if failure is not None and store.model_hashed(run_id, fold):
+                # The file holds the bytes its fold saved: it is sound, and this process could not
+                # load it (memory, a library). Moving the fold aside would lose it for nothing.
+                raise RunError(f"run {run_id}: the model {path.name} is intact but cannot be loaded here "
+                               f"({error_text(failure)}): often too little memory (ulimit -v, a container's "
+                               "limit); nothing was changed, try again with more")
             if model is None:
                 store.discard_fold(run_id, fold)
                 raise RunError(damaged_fold_message(run_id, at_fault, store))
@@ -161,10 +172,11 @@ def _final_model(run_id: str, config: RunConfig, store: RunStore):
     from leukdash.engine.final import final_model_path, require_final
 
     require_final(run_id, store)
-    model = _load_model(final_model_path(run_id, config, store), config.is_cnn)
-    if model is None:
-        raise RunError(f"run {run_id}: its final model cannot be loaded; `python -m leukdash refit {run_id}` again")
-    return model
+    try:
+        return _load_model(final_model_path(run_id, config, store), config.is_cnn)
+    except Exception as error:  # noqa: BLE001 - unpickling and Keras raise many kinds
+        raise RunError(f"run {run_id}: its final model cannot be loaded ({error_text(error)}); if memory is not "
+                       f"short, `python -m leukdash refit {run_id}` again") from None
 
 
 class RunEnsemble(_Voting):
@@ -195,17 +207,21 @@ class RunEnsemble(_Voting):
 
 
 def _load_model(path: Path, is_cnn: bool):
-    """The model saved at ``path``, or None when it cannot be loaded (missing, truncated...)."""
-    try:
-        if is_cnn:
-            from leukdash.models import cnn
+    """The model saved at ``path``; raises whatever loading it raised (a damaged file, or a
+    process short of memory: the caller tells which)."""
+    if is_cnn:
+        from leukdash.models import cnn
 
-            return cnn.load_model(path)
-        from leukdash.models import classic
+        return cnn.load_model(path)
+    from leukdash.models import classic
 
-        return classic.load(path)
-    except Exception:  # noqa: BLE001 - unpickling and Keras raise many kinds; all mean "damaged"
-        return None
+    return classic.load(path)
+
+
+def error_text(error: BaseException) -> str:
+    """'MemoryError' or 'ImportError: failed to map segment ...', on one line, not too long."""
+    text = " ".join(printable(str(error)).split())
+    return type(error).__name__ + (f": {text[:200]}" if text else "")
 
 
 def ensemble(run_id: str, store: RunStore | None = None, final: bool = False) -> FoldEnsemble | RunEnsemble:
