@@ -652,3 +652,26 @@ def test_class_names_that_differ_only_in_unicode_form_are_one_class(tiny_dataset
     run_id = json.loads(capsys.readouterr().out)["run_id"]
     result = evaluate(run_id, str(tmp_path / "other"))
     assert len(result["images"]) == len(list((other_lab / "ALL").iterdir())) + len(list((other_lab / "HEALTHY").iterdir()))
+
+
+def test_the_latest_test_of_a_folder_is_listed_whatever_its_files_times(tiny_run, other_lab, tmp_path):
+    """A folder tested, then changed and tested again: its later result is listed even when the
+    earlier one's file time lies in the future (a clock set wrong, a copy that reset the times);
+    changed back, its first result is answered again and listed."""
+    folder = tmp_path / "lab"
+    shutil.copytree(other_lab, folder)
+    first = evaluate(tiny_run["run_id"], str(folder))
+    removed = {path: path.read_bytes() for path in sorted(folder.glob("HEALTHY/*.png"))[:3]}
+    for path in removed:
+        path.unlink()
+    second = evaluate(tiny_run["run_id"], str(folder))
+    assert second["n_images"] == first["n_images"] - 3
+    stored = result_path(tiny_run["run_id"], first["dataset"]["fingerprint"])
+    os.utime(stored, (stored.stat().st_atime, stored.stat().st_mtime + 86400))
+    [listed] = stored_evaluations(tiny_run["run_id"])
+    assert listed["n_images"] == second["n_images"]
+    for path, content in removed.items():
+        path.write_bytes(content)
+    assert evaluate(tiny_run["run_id"], str(folder))["n_images"] == first["n_images"]
+    [listed] = stored_evaluations(tiny_run["run_id"])
+    assert listed["n_images"] == first["n_images"]

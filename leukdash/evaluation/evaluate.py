@@ -16,7 +16,8 @@ Results are stored beside the run, ``external/<dataset fingerprint>.json``, and 
 
 from __future__ import annotations
 
-import os
+import math
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -101,24 +102,24 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     result = {"key": key, "model": model, **({"adapted": True} if adapt else {}),
               **_compute(run_id, meta, dataset, store, model == "final", seen, other_classes, adapt)}
     if store.run_dir(run_id).is_dir():  # not a folder of its own for a run deleted meanwhile
-        write_json_atomic(path, result, optional=True)  # a read-only store: computed, not kept
+        _keep(path, result)
     return result
+
+
+def _keep(path: Path, result: dict) -> None:
+    """Store a result with the time it was tested (only the stored copy holds it: the same test
+    answered twice is the same result)."""
+    write_json_atomic(path, {**result, "tested_at": time.time()}, optional=True)  # read-only: not kept
 
 
 def _answered_again(path: Path, stored: dict, dataset) -> dict:
     """A stored result answered again, made the latest of its folder (:func:`stored_evaluations`
-    lists by time: a folder whose images went back to an earlier content is that result again),
-    under the name and folder the images have now (the fingerprint is of the images alone, so a
-    renamed folder finds its result)."""
-    now = {"name": dataset.name, "path": str(dataset.root)}
-    if any(stored["dataset"].get(field) != value for field, value in now.items()):
-        stored["dataset"].update(now)
-        write_json_atomic(path, stored, optional=True)  # a read-only store: answered, not kept
-    else:
-        try:
-            os.utime(path)
-        except OSError:  # a read-only store
-            pass
+    lists by the time each was tested: a folder whose images went back to an earlier content is
+    that result again), under the name and folder the images have now (the fingerprint is of the
+    images alone, so a renamed folder finds its result)."""
+    stored.pop("tested_at", None)
+    stored["dataset"].update({"name": dataset.name, "path": str(dataset.root)})
+    _keep(path, stored)
     return stored
 
 
@@ -301,18 +302,25 @@ def stored_evaluations(run_id: str, store: RunStore | None = None, model: str = 
     images no longer there, and are kept on disk but not listed (or averaged into a ranking).
     """
     folder = (store or RunStore()).run_dir(run_id) / "external"
-    paths = sorted(folder.glob("*.json"), key=_stored_time) if folder.is_dir() else []
+    found = [(path, _stored(path)) for path in (sorted(folder.glob("*.json")) if folder.is_dir() else [])]
     latest = {}
-    for result in map(_stored, paths):  # oldest first: a later result of the same folder replaces it
-        if result is not None and result.get("model", "folds") == model and bool(result.get("adapted")) == adapted:
-            latest[result["dataset"].get("path") or result["dataset"]["name"]] = result
-    return sorted(latest.values(), key=lambda r: r["dataset"]["name"])
+    for path, result in sorted(((p, r) for p, r in found if r is not None), key=_tested_time):
+        if result.get("model", "folds") == model and bool(result.get("adapted")) == adapted:
+            latest[result["dataset"].get("path") or result["dataset"]["name"]] = result  # a later one replaces it
+    return sorted(({k: v for k, v in r.items() if k != "tested_at"} for r in latest.values()),
+                  key=lambda r: r["dataset"]["name"])
 
 
-def _stored_time(path: Path) -> tuple[float, str]:
+def _tested_time(found: tuple[Path, dict]) -> tuple[float, str]:
+    """When a stored result was last tested: recorded in it (a file's time can be set in the
+    future, or reset by a copy), else, for a result stored before that, its file's time."""
+    path, result = found
+    tested = result.get("tested_at")
+    if isinstance(tested, (int, float)) and not isinstance(tested, bool) and math.isfinite(tested):
+        return float(tested), path.name
     try:
         return path.stat().st_mtime, path.name
-    except OSError:  # removed meanwhile: _stored says so
+    except OSError:  # removed meanwhile
         return 0.0, path.name
 
 
