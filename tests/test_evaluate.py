@@ -675,3 +675,23 @@ def test_the_latest_test_of_a_folder_is_listed_whatever_its_files_times(tiny_run
     assert evaluate(tiny_run["run_id"], str(folder))["n_images"] == first["n_images"]
     [listed] = stored_evaluations(tiny_run["run_id"])
     assert listed["n_images"] == first["n_images"]
+
+
+def test_a_cnn_is_not_loaded_under_an_address_space_limit_too_small_for_tensorflow(tiny_dataset, other_lab,
+                                                                                    monkeypatch, capsys):
+    """Under ``ulimit -v`` of 1.6-2.0 GB TensorFlow hung (deaf to SIGTERM) or aborted with a C++
+    stack while loading a CNN: predict and evaluate say it in one line first, and keep the run."""
+    from leukdash.engine import machine
+
+    trained = run(tiny_config(tiny_dataset).with_changes(model="cnn", image_size=16, epochs=1, batch_size=16), n_jobs=1)
+    folds = sorted((RunStore().run_dir(trained["run_id"]) / "folds").iterdir())
+    monkeypatch.setattr(machine, "address_space_limit_mb", lambda: 1600)
+    image = str(sorted((other_lab / "ALL").glob("*.png"))[0])
+    for command in (["predict", trained["run_id"], image], ["evaluate", trained["run_id"], str(other_lab)]):
+        assert main(command) == 2
+        out, err = capsys.readouterr()
+        assert err == (f"error: run {trained['run_id']}'s CNN needs about 3,000 MB of address space for TensorFlow, "
+                       "and each process may map at most 1,600 MB here (ulimit -v): raise or remove that limit\n")
+    assert sorted((RunStore().run_dir(trained["run_id"]) / "folds").iterdir()) == folds
+    monkeypatch.setattr(machine, "address_space_limit_mb", lambda: 3000)
+    assert main(["predict", trained["run_id"], image]) == 0

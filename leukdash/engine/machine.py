@@ -38,6 +38,22 @@ def address_space_limit_mb() -> int | None:
     return None if limit == resource.RLIM_INFINITY else limit // 2**20
 
 
+# Address space a process using TensorFlow needs (it maps several GB it never touches): loading
+# and running a CNN hung or aborted under ulimit -v of 1.6-2.0 GB here, and worked at 3 GB.
+CNN_ADDRESS_SPACE_MB = 3000
+
+
+def address_space_refusal(what: str) -> str | None:
+    """Why ``what``, which loads TensorFlow, cannot work under this process's address-space limit
+    (one line), or None. Said before TensorFlow is loaded: under such a limit it can hang, deaf to
+    SIGTERM, or abort with a C++ stack instead of raising."""
+    limit = address_space_limit_mb()
+    if limit is None or limit >= CNN_ADDRESS_SPACE_MB:
+        return None
+    return (f"{what} needs about {CNN_ADDRESS_SPACE_MB:,} MB of address space for TensorFlow, and each process "
+            f"may map at most {limit:,} MB here (ulimit -v): raise or remove that limit")
+
+
 def memory_limit_hint(needed_mb: float | None = None) -> str:
     """What to do when memory ran out: the address-space limit when one is set, else a smaller
     load; a smaller load in any case when one array needed ``needed_mb``, more than the machine has."""
@@ -51,7 +67,7 @@ def memory_limit_hint(needed_mb: float | None = None) -> str:
         return hint
     # The limit holds for each process, so fewer workers would not help: the limit itself must rise.
     return (f"each process may map at most {limit:,} MB of address space here (ulimit -v): a CNN worker needs "
-            f"about 3,000 MB, a scikit-learn one about 1,500 MB; raise or remove that limit")
+            f"about {CNN_ADDRESS_SPACE_MB:,} MB, a scikit-learn one about 1,500 MB; raise or remove that limit")
 
 
 def out_of_memory(error: BaseException):

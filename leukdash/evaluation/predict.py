@@ -29,6 +29,7 @@ from leukdash.data.decode import decode_image, frames_note
 from leukdash.errors import DatasetError, ImageDecodeError, LeukdashError, RunError
 from leukdash.paths import printable
 from leukdash.data.preprocess import prepare_images, square_resize
+from leukdash.engine.machine import address_space_refusal
 from leukdash.engine.runner import damaged_fold_message
 from leukdash.engine.store import RunStore
 from leukdash.engine.training import model_suffix
@@ -100,6 +101,9 @@ class FoldEnsemble(_Voting):
         self.run_id, self.meta = run_id, meta
         self.config = RunConfig.from_dict(meta["config"])
         self.classes = tuple(meta["dataset"]["classes"])
+        refusal = address_space_refusal(f"run {run_id}'s CNN") if self.config.is_cnn else None
+        if refusal:
+            raise RunError(refusal)
         if final:
             self.models = [_final_model(run_id, self.config, store)]
             return
