@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import re
 from pathlib import Path
 from typing import Callable
@@ -65,7 +66,24 @@ def explain(error: OSError, path: str | Path | None = None) -> LeukdashError | N
         return StoreError(f"cannot write: {reason}")
     if not Path(os.path.abspath(where)).is_relative_to(os.path.abspath(artifacts_root())):
         return LeukdashError(f"cannot use {printable(str(where))}: {error.strerror or reason}")
+    locked = _own_folder_without_write(where) if error.errno == errno.EACCES else None
+    if locked is not None:  # the store is writable: this user's own folder in it is not
+        reason = (f"permission denied: {printable(str(locked))} is this user's but not writable "
+                  f"({stat.filemode(locked.stat().st_mode)}; a umask such as 277 takes the owner's write "
+                  f"away): `chmod u+w` it, then run again")
     return StoreError(f"cannot write {printable(str(where))}: {reason}")
+
+
+def _own_folder_without_write(path: str | Path) -> Path | None:
+    """The nearest existing folder above ``path``, when this user owns it and may not write in it."""
+    folder = Path(os.path.abspath(path)).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        own = folder.stat().st_uid == os.geteuid()
+    except (OSError, AttributeError):  # gone meanwhile, or no user ids on this platform
+        return None
+    return folder if own and not os.access(folder, os.W_OK) else None
 
 
 def _refused_in_store(path: str | Path) -> bool:

@@ -180,3 +180,27 @@ def test_store_imports_only_the_standard_library():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=paths.REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_run_folder_of_the_users_own_left_unwritable_by_a_umask_is_named_with_the_remedy(monkeypatch):
+    """Under ``umask 277`` a run's folder is created without the owner's write, and every later
+    run of those settings fails: the line names that folder and the remedy, not a read-only store."""
+    import errno
+    from pathlib import Path
+
+    from leukdash import atomic
+
+    folder = RunStore().run_dir("knn-0123456789ab")
+    folder.mkdir(parents=True)
+    folder.chmod(0o500)
+    try:
+        monkeypatch.setattr(atomic.os, "access", lambda path, mode: Path(path) != folder)  # root may write anywhere
+        said = str(atomic.explain(PermissionError(errno.EACCES, "Permission denied", str(folder / ".lock"))))
+    finally:
+        folder.chmod(0o700)
+    assert said == (f"cannot write {folder / '.lock'}: permission denied: {folder} is this user's but not writable "
+                    "(dr-x------; a umask such as 277 takes the owner's write away): `chmod u+w` it, then run again")
+    # A folder that is not this user's keeps the store's line.
+    monkeypatch.setattr(atomic.os, "geteuid", lambda: folder.stat().st_uid + 1)
+    assert "the run store is read-only for this user" in str(
+        atomic.explain(PermissionError(errno.EACCES, "Permission denied", str(folder / ".lock"))))
