@@ -285,3 +285,19 @@ def test_an_installed_package_keeps_runs_in_the_users_data_folder_not_in_site_pa
     assert paths.artifacts_root() == checkout / "artifacts" and full_out() == REPOSITORY_REPORT
     monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path / "chosen"))
     assert paths.artifacts_root() == tmp_path / "chosen"
+
+
+def test_too_few_file_descriptors_for_the_workers_is_one_line_and_the_run_resumes(tiny_dataset, tmp_path):
+    """``ulimit -n`` of 14: the pool's worker processes cannot get their pipes; the line says which
+    limit and what to do, and the same run without it completes."""
+    import resource
+
+    command = [sys.executable, "-m", "leukdash", "run", str(tiny_dataset), "--model", "knn", "--image-size", "16",
+               "--folds", "3", "--augment-factor", "1", "--n-jobs", "2", "--quiet"]
+    env = {**os.environ, "LEUKDASH_ARTIFACTS": str(tmp_path / "store")}
+    limited = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
+                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (14, 14)))
+    assert limited.returncode == 2 and limited.stderr.splitlines() == [
+        "error: too many open files: each process may open 14 files here (ulimit -n); raise that limit, or give "
+        "--n-jobs 1 (fewer worker processes)"], limited.stderr
+    assert subprocess.run(command, env=env, capture_output=True, text=True, timeout=300).returncode == 0

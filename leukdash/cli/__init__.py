@@ -104,9 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         # Cleaning up after an interrupt (ending workers, closing files) can fail in turn; the user
         # still stopped the command, and is told so rather than shown the clean-up's traceback.
         interrupt = _interrupt_behind(error)
-        if interrupt is None:
+        if interrupt is not None:
+            return _interrupted(interrupt, args)
+        from leukdash.engine.machine import out_of_processes
+
+        limited = out_of_processes(error)  # ulimit -n or -u: said in one line, a bug shown whole
+        if limited is None:
             raise
-        return _interrupted(interrupt, args)
+        print(f"error: {limited}", file=sys.stderr)
+        return 2
 
 
 def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:

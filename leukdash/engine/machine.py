@@ -85,6 +85,26 @@ def out_of_memory(error: BaseException):
                     f"{memory_limit_hint(needed / 2**20 if isinstance(needed, int) else None)}")
 
 
+def out_of_processes(error: BaseException) -> str | None:
+    """One line when ``error`` is this process out of file descriptors (``ulimit -n``) or unable
+    to start a process or thread (``ulimit -u``, or memory), else None."""
+    import errno
+
+    if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
+        try:
+            import resource
+
+            allowed = f"each process may open {resource.getrlimit(resource.RLIMIT_NOFILE)[0]:,} files here (ulimit -n)"
+        except (ImportError, ValueError, OSError):
+            allowed = "the open-file limit is reached (ulimit -n)"
+        return f"too many open files: {allowed}; raise that limit, or give --n-jobs 1 (fewer worker processes)"
+    if (isinstance(error, OSError) and error.errno == errno.EAGAIN) or \
+            (isinstance(error, RuntimeError) and "can't start new thread" in str(error)):
+        return ("cannot start another process or thread: this user's process limit (ulimit -u) or the memory is "
+                "reached; raise that limit, or give --n-jobs 1 (fewer worker processes)")
+    return None
+
+
 def machine_cores() -> int:
     """Cores this process may use (its CPU affinity where the platform tells it)."""
     try:
