@@ -104,8 +104,7 @@ def _whereabouts() -> dict:
         folder = Path.cwd()
     except FileNotFoundError:  # the launcher's folder was deleted: no relative name can resolve
         return {}
-    roots = [str(folder / root) for root in os.environ.get("LEUKDASH_DATA", "").split(os.pathsep) if root]
-    return {"cwd": str(folder), "data_roots": os.pathsep.join(roots)}
+    return {"cwd": str(folder), "data_roots": os.pathsep.join(str(folder / root) for root in paths.data_roots())}
 
 
 def _spawn(store: RunStore, job: dict, max_jobs: int) -> None:
