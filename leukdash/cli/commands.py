@@ -111,7 +111,7 @@ def sweep(args) -> int:
 
 def sweeps(args) -> int:
     from leukdash.engine.sweep import list_sweeps
-    from leukdash.reporting.plots.sweeps import varied_settings
+    from leukdash.reporting.plots.sweeps import run_counts, varied_settings
 
     found = list_sweeps()
     if args.rank_by:
@@ -126,9 +126,8 @@ def sweeps(args) -> int:
         if entry["state"] == "damaged":
             print(f"{entry['sweep_id']:<18} damaged  {entry['message']}")
             continue
-        distinct = {run["run_id"]: run["status"] for run in entry["runs"]}
-        complete = sum(status == "complete" for status in distinct.values())
-        print(f"{entry['sweep_id']:<18} {entry['state']:<8} {complete}/{len(distinct)} runs  "
+        complete, total = run_counts(entry)
+        print(f"{entry['sweep_id']:<18} {entry['state']:<8} {complete}/{total} runs  "
               f"{entry['done_folds']}/{entry['total_folds']} folds  {varied_settings(entry)} · {entry['name']}")
         for rank, row in enumerate(entry.get("ranked", []), 1):
             transfer = row["transfer"]

@@ -37,10 +37,16 @@ def varied_settings(sweep: dict) -> str:
     return " × ".join(axis.replace("_", " ") for axis in axes) or "one setting each"
 
 
+def run_counts(sweep: dict) -> tuple[int, int]:
+    """How many of a sweep's distinct runs are finished, of how many (a :func:`sweep_status`
+    entry; a setting the run's model ignores repeats a run, counted once)."""
+    statuses = {run["run_id"]: run["status"] for run in sweep["runs"]}
+    return sum(status == "complete" for status in statuses.values()), len(statuses)
+
+
 def sweep_title(sweep: dict) -> str:
     """A sweep named by the settings it varies: 'model × seed · tiny · 3 of 4 runs finished'."""
-    distinct = {run["run_id"]: run["status"] for run in sweep["runs"]}  # settings may repeat a run
-    done, total = sum(status == "complete" for status in distinct.values()), len(distinct)
+    done, total = run_counts(sweep)
     return f"{varied_settings(sweep)} · {sweep['name']} · {done} of {total} run{'s' * (total != 1)} finished"
 
 
