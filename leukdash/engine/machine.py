@@ -6,6 +6,7 @@ below both.
 
 from __future__ import annotations
 
+import errno
 import os
 
 
@@ -88,8 +89,6 @@ def out_of_memory(error: BaseException):
 def out_of_processes(error: BaseException) -> str | None:
     """One line when ``error`` is this process out of file descriptors (``ulimit -n``) or unable
     to start a process or thread (``ulimit -u``, or memory), else None."""
-    import errno
-
     if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
         try:
             import resource

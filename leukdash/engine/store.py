@@ -234,9 +234,8 @@ class RunStore:
             return record_path
         if record is None:  # moved aside by an earlier read: for its model, if that copy is whole
             aside = _latest_moved_aside(record_path)
-            if not model_path.is_file() or (_is_fold_record(aside) and not self._model_intact(run_id, aside.get("model"))):
-                return model_path
-            return record_path
+            for_its_model = _is_fold_record(aside) and not self._model_intact(run_id, aside.get("model"))
+            return model_path if not model_path.is_file() or for_its_model else record_path
         return model_path if _is_fold_record(record) else record_path
 
     def completed_folds(self, run_id: str, n_folds: int) -> list[int]:

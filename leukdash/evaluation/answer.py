@@ -77,9 +77,10 @@ def headline(result: dict) -> dict:
                             "Treat this answer as uncertain.")
     tied = [label for label, p in probabilities.items() if p >= probabilities[predicted] - TIE]
     if len(tied) > 1:  # which of them comes first is the run's class order, not the models' answer
-        disagreement = (f"A tie: {' and '.join(tied)} have the same {'probability' if source == 'out-of-fold' else 'mean probability'} "
-                        f"({probabilities[predicted]:.0%}); {predicted} is shown only as the first of them in the "
-                        "run's class order. Treat this image as undecided.")
+        which = "probability" if source == "out-of-fold" else "mean probability"
+        disagreement = (f"A tie: {' and '.join(tied)} have the same {which} ({probabilities[predicted]:.0%}); "
+                        f"{predicted} is shown only as the first of them in the run's class order. Treat this "
+                        "image as undecided.")
     return {"predicted": predicted, "probability": probabilities[predicted], "probabilities": probabilities,
             "source": source, "detail": detail, "votes": votes, "disagreement": disagreement}
 

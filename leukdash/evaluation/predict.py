@@ -122,7 +122,7 @@ class FoldEnsemble(_Voting):
                 # The file holds the bytes its fold saved: it is sound, and this process could not
                 # load it (memory, a library). Moving the fold aside would lose it for nothing.
                 raise RunError(f"run {run_id}: the model {path.name} is intact but cannot be loaded here "
-                               f"({error_text(failure)}): often too little memory (ulimit -v, a container's "
+                               f"({_error_text(failure)}): often too little memory (ulimit -v, a container's "
                                "limit); nothing was changed, try again with more")
             if model is None:
                 store.discard_fold(run_id, fold)
@@ -179,7 +179,7 @@ def _final_model(run_id: str, config: RunConfig, store: RunStore):
     try:
         return _load_model(final_model_path(run_id, config, store), config.is_cnn)
     except Exception as error:  # noqa: BLE001 - unpickling and Keras raise many kinds
-        raise RunError(f"run {run_id}: its final model cannot be loaded ({error_text(error)}); if memory is not "
+        raise RunError(f"run {run_id}: its final model cannot be loaded ({_error_text(error)}); if memory is not "
                        f"short, `python -m leukdash refit {run_id}` again") from None
 
 
@@ -222,7 +222,7 @@ def _load_model(path: Path, is_cnn: bool):
     return classic.load(path)
 
 
-def error_text(error: BaseException) -> str:
+def _error_text(error: BaseException) -> str:
     """'MemoryError' or 'ImportError: failed to map segment ...', on one line, not too long."""
     text = " ".join(printable(str(error)).split())
     return type(error).__name__ + (f": {text[:200]}" if text else "")
@@ -393,7 +393,8 @@ def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None,
     close = np.flatnonzero(difference <= NEAR_IDENTICAL_DIFFERENCE)
     digest = pixel_digest(image)
     # A flat picture has no detail to compare (NaN): the difference alone decides, as it must.
-    same = (reference["digests"][close] == digest) | ~(detail_agreement(small, reference["images"][close]) < SAME_DETAIL)
+    agreement = detail_agreement(small, reference["images"][close])
+    same = (reference["digests"][close] == digest) | ~(agreement < SAME_DETAIL)
     if not same.any():
         return None
     match = int(close[same][difference[close][same].argmin()])
