@@ -82,16 +82,17 @@ def near_duplicates(hashes: np.ndarray, threshold: int = NEAR_DUPLICATE_DISTANCE
     return pairs
 
 
-def pixel_details(images) -> np.ndarray:
-    """What :func:`pixel_similarity` compares: fine grey-level detail at ``PIXEL_SIZE``, (N, S, S)."""
+def pixel_details(images, size: int = PIXEL_SIZE) -> np.ndarray:
+    """What :func:`pixel_similarity` compares: fine grey-level detail (grey minus a blur of 1/32
+    of the side) at ``size``, (N, S, S)."""
     details = []
     for image in images:
         image = np.asarray(image)
-        if image.shape[:2] != (PIXEL_SIZE, PIXEL_SIZE):
-            image = square_resize(image, PIXEL_SIZE)
+        if image.shape[:2] != (size, size):
+            image = square_resize(image, size)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        details.append(gray - cv2.GaussianBlur(gray, (0, 0), PIXEL_SIZE / 32))
-    return np.array(details, dtype=np.float32).reshape(-1, PIXEL_SIZE, PIXEL_SIZE)
+        details.append(gray - cv2.GaussianBlur(gray, (0, 0), size / 32))
+    return np.array(details, dtype=np.float32).reshape(-1, size, size)
 
 
 def pixel_similarity(a: np.ndarray, b: np.ndarray) -> float:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 
-import cv2
 import numpy as np
 
 from leukdash.engine.store import RunStore
@@ -45,21 +44,18 @@ def pixel_digest(image: np.ndarray) -> str:
 
 
 def detail_agreement(image: np.ndarray, references: np.ndarray) -> np.ndarray:
-    """The normalised correlation of the fine grey-level detail (grey minus a blur of 1 px) of
-    ``image`` with that of each of ``references``, all at ``KNOWN_SIZE`` (uint8, RGB): 1 for one
-    picture, whatever its brightness and contrast; NaN where either picture is flat."""
-    details = [_detail(picture) for picture in (image, *references)]
-    mine = details[0].ravel()
-    theirs = np.array([detail.ravel() for detail in details[1:]]).reshape(len(references), mine.size)
+    """The normalised correlation of the fine grey-level detail (the duplicate check's
+    :func:`~leukdash.data.duplicates.pixel_details`, here at ``KNOWN_SIZE``: grey minus a blur of
+    1 px) of ``image`` with that of each of ``references`` (uint8, RGB): 1 for one picture,
+    whatever its brightness and contrast; NaN where either picture is flat."""
+    from leukdash.data.duplicates import pixel_details
+
+    details = pixel_details([image, *references], KNOWN_SIZE).reshape(len(references) + 1, -1).astype(np.float64)
+    details -= details.mean(axis=1, keepdims=True)
+    mine, theirs = details[0], details[1:]
     spread = np.sqrt((mine ** 2).mean() * (theirs ** 2).mean(axis=1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(spread > MIN_DETAIL ** 2, (theirs @ mine) / mine.size / spread, np.nan)
-
-
-def _detail(picture: np.ndarray) -> np.ndarray:
-    gray = cv2.cvtColor(np.ascontiguousarray(picture, dtype=np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float64)
-    detail = gray - cv2.GaussianBlur(gray, (0, 0), 1)
-    return detail - detail.mean()
 
 
 def known_reference(run_id: str, store: RunStore | None = None) -> dict:
