@@ -5,14 +5,16 @@ how many of them agree with it says how settled the answer is. An ensemble run
 (:mod:`leukdash.engine.ensemble`) votes fold by fold: its fold ``f`` is the weighted mean of
 its members' fold-``f`` models, each fed the images prepared its own way.
 
-One module, though long: the loaded models (:func:`ensemble`), their copies adapted to one
-lab's images (:func:`adapted_models`, which waits for the warm-up and reads the loaded models),
-the checks beside each answer (out of distribution, known image, likely wrong, unsupported,
-segmentation), the background warm-up, the samples of a lab's images (:func:`folder_lab`,
-:func:`adapted_models`) and the answers for files all share this process's caches of loaded
-runs, their references and support checks (``_loaded``, ``_references``, ``_supports``,
-``_warming``); split apart, each would reach into another's cache. Grad-CAM, which only reads the loaded models, is
-:mod:`leukdash.evaluation.gradcam`.
+One module, though long (about 630 lines): the loaded models (:func:`ensemble`), their copies
+adapted to one lab's images (:func:`adapted_models`, which waits for the warm-up and reads the
+loaded models), the checks beside each answer (out of distribution, known image, likely wrong,
+unsupported, segmentation), the background warm-up, the samples of a lab's images
+(:func:`folder_lab`, :func:`adapted_models`) and the answers for files all share this process's
+caches of loaded runs, their references and support checks (``_loaded``, ``_references``,
+``_supports``, ``_warming``); split apart, each would reach into another's cache. What needs no
+cache lives beside it: Grad-CAM (:mod:`leukdash.evaluation.gradcam`), the known-image reference
+and its comparison (:mod:`leukdash.evaluation.reference`), the support check
+(:mod:`leukdash.evaluation.support`), the headline (:mod:`leukdash.evaluation.answer`).
 """
 
 from __future__ import annotations
