@@ -136,7 +136,7 @@ def test_groups_csv_and_patient_subfolders(tmp_path):
     assert by_name["CLL/loose.png"] == "patient-x"
 
 
-def test_images_beside_the_class_folders_are_reported_left_out_not_used(tmp_path, capsys):
+def test_images_beside_the_class_folders_are_reported_left_out_not_used(tmp_path, capsys, monkeypatch):
     root = tmp_path / "stray"
     for cls in ("ALL", "HEALTHY"):
         for i in range(2):
@@ -153,6 +153,10 @@ def test_images_beside_the_class_folders_are_reported_left_out_not_used(tmp_path
     assert report["skipped"] == [{"path": "Im001_0_1.jpg", "reason": reason},
                                  {"path": "UID_16_8_1_all.png", "reason": reason}]
     assert reason in Dataset.from_folder(root).left_out()[0]  # the warning `run` prints
+    monkeypatch.setenv("LEUKDASH_DATA", str(tmp_path))
+    assert main(["datasets"]) == 0  # the listing says so too, as a note beside its counts
+    listed = capsys.readouterr()
+    assert "stray" in listed.out and "2 of 6 file(s) of stray were left out" in listed.err and reason in listed.err
 
 
 def test_fingerprint_changes_with_any_file(tmp_path):

@@ -35,6 +35,8 @@ def datasets(args) -> int:
         print(f"note: the data folder {printable(str(root))} holds class folders itself, so its classes are listed "
               "as datasets: set LEUKDASH_DATA to the folder that holds it", file=sys.stderr)
     for entry in listed:
+        for warning in entry.get("warnings", []):
+            print(f"note: {printable(warning)}", file=sys.stderr)
         for path in entry["hidden"]:  # a name means one dataset: the first folder of that name
             print(f"note: {path} is not used: {printable(entry['name'])!r} names {printable(entry['path'])} "
                   "(the first of equal names wins; give a path to use the other)", file=sys.stderr)

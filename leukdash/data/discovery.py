@@ -73,11 +73,16 @@ def list_datasets() -> list[dict]:
     """Every discovered dataset as :meth:`Dataset.describe` gives it (the built-in set, when not
     drawn yet, as it will be, with a note saying so); one that cannot be opened
     (an unreadable ``groups.csv``, say) is listed as ``{"name", "path", "unusable": reason}``
-    and does not stop the others. ``hidden``: folders of the same name it hides."""
+    and does not stop the others. ``hidden``: folders of the same name it hides; ``warnings``: the
+    files its scan left out and class names that differ only in case, as ``run`` warns of them."""
     listed, (discovered, hidden) = [], _discover()
     for name, folder in discovered.items():
         try:
-            entry = _undrawn_builtin() if name == BUILTIN and folder is None else open_dataset(name).describe()
+            if name == BUILTIN and folder is None:
+                entry = {**_undrawn_builtin(), "warnings": []}
+            else:
+                dataset = open_dataset(name)
+                entry = {**dataset.describe(), "warnings": dataset.left_out() + dataset.alike_classes()}
         except (LeukdashError, OSError) as error:  # OSError: a folder that cannot be read
             reason = explain(error) if isinstance(error, OSError) else error
             if reason is None:
