@@ -199,6 +199,21 @@ def test_a_check_that_cannot_be_computed_or_stored_is_unavailable_and_the_predic
         assert answer[check] == {"error": f"{check} check unavailable: {reason}", "check": check, "reason": reason}
 
 
+def test_another_runs_check_cache_copied_beside_a_run_is_not_read_as_its_own(template, tiny_dataset):
+    """Two runs of one dataset and folds at other sizes: the first's ``ood`` files copied beside the
+    second describe other arrays, so the second's description is computed again, not read."""
+    from leukdash.evaluation.ood import training_distribution
+
+    config = RunConfig(dataset=str(tiny_dataset), model="nb", feature_set="features", image_size=24,
+                       augment_factor=1, augment=AugmentConfig.off(), folds=2)
+    run_id = run(config, n_jobs=1)["run_id"]
+    own = training_distribution(run_id).oof_scores
+    for name in ("ood.npz", "ood.json"):
+        shutil.copyfile(template / name, RunStore().run_dir(run_id) / name)
+    assert not np.array_equal(training_distribution(stored(template)).oof_scores, own)  # they differ
+    assert np.array_equal(training_distribution(run_id).oof_scores, own)
+
+
 def test_a_damaged_cache_in_a_store_that_cannot_be_written_is_computed_in_memory(template, tiny_dataset, monkeypatch):
     run_id = stored(template)
     paths = [RunStore().run_dir(run_id) / name for name in ("ood.npz", "reference.npz")]

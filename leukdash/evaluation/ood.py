@@ -138,12 +138,15 @@ def training_distribution(run_id: str, store: RunStore | None = None, view: str 
     folder = store.run_dir(run_id)
     name = "ood" if view == "prepared" else f"ood-{view}"
     meta = store.finished_meta(run_id)
-    key = {"method": METHOD_VERSION, "k": K, "dataset": meta["dataset"]["fingerprint"], "fold_ids": meta["fold_ids"]}
+    config = view_config(RunConfig.from_dict(meta["config"]), view)
+    # The images' size and preparation belong to the key: another run's files of the same data and
+    # folds (copied beside this one) describe other arrays.
+    key = {"method": METHOD_VERSION, "k": K, "dataset": meta["dataset"]["fingerprint"], "fold_ids": meta["fold_ids"],
+           "image_size": config.image_size, "preprocess": config.preprocess}
     stored = read_run_cache(folder, name, key, ("features", "fold_of", "oof_scores"),
                             lambda arrays: _describes(arrays, meta["fold_ids"]))
     if stored is not None:
         return TrainingDistribution(stored["features"], stored["fold_of"], meta["fold_ids"], stored["oof_scores"])
-    config = view_config(RunConfig.from_dict(meta["config"]), view)
     dataset = open_run_dataset(meta)
     arrays = load_arrays(dataset, config.image_size, config.preprocess)  # as the run's models saw them (or the camera)
     fold_of = validation_folds(run_id, len(arrays.labels), store)
