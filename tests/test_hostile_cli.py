@@ -133,6 +133,18 @@ def _closed_pipe(folder: Path) -> str:
     return f"exit {process.returncode}, stderr {err.decode()!r}"
 
 
+@case("output sent to a full device (/dev/full)", "exit 2, one line naming standard output, not the run store")
+def _full_output(folder: Path) -> str:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "leukdash", "audit", str(_dataset(folder)), "--json"], cwd=REPO,
+                              stdout=full, stderr=subprocess.PIPE, timeout=120)
+    err = done.stderr.decode()
+    assert done.returncode == 2 and "Traceback" not in err and "Exception ignored" not in err, err
+    assert _one_error_line(err) == ("error: cannot write this command's output (standard output): No space left on "
+                                    "device; what it stored is kept"), err
+    return _one_error_line(err)
+
+
 @case("a terminal that can only show ASCII", "audit prints non-ASCII file names escaped; exit 0")
 def _ascii_terminal(folder: Path) -> str:
     dataset = _dataset(folder)

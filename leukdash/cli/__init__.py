@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from leukdash.cli import commands as cmd
+from leukdash.cli.output import GuardedOutput
 from leukdash.cli.run_options import add_pool_options, add_run_options
 from leukdash.atomic import explained_errors
 from leukdash.errors import LeukdashError
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a file's name gets it escaped
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    args = None
+    args, stdout = None, sys.stdout
+    sys.stdout = GuardedOutput(stdout)
     try:
         # explained_errors: where the store lives (full, read-only, not a folder) in one line
         with _stop_on_signals(), explained_errors():
@@ -86,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                 parser.print_help()
                 return 2
             check_artifacts_root()
-            return args.handler(args) or 0
+            status = args.handler(args) or 0
+            sys.stdout.flush()  # here, where a failed write is said in one line, not at the interpreter's exit
+            return status
     except LeukdashError as error:
         print(f"error: {printable(str(error))}", file=sys.stderr)  # one line, whatever names it quotes
         return 2
@@ -113,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {limited}", file=sys.stderr)
         return 2
+    finally:
+        sys.stdout = stdout
 
 
 def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:

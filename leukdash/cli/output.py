@@ -4,6 +4,36 @@ from __future__ import annotations
 
 import json
 
+from leukdash.errors import LeukdashError
+
+
+class GuardedOutput:
+    """A command's standard output whose failed write (a full disk behind ``>``, ``/dev/full``) is
+    one line naming it: the OSError names no file, and would otherwise read as the run store's.
+    A reader that went away (``| head``) still raises BrokenPipeError, which ends a command quietly."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self._guarded(self.stream.write, text)
+
+    def flush(self) -> None:
+        self._guarded(self.stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+    @staticmethod
+    def _guarded(call, *args):
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            raise LeukdashError(f"cannot write this command's output (standard output): {error.strerror or error}; "
+                                "what it stored is kept") from error
+
 
 def run_json(result: dict) -> dict:
     keep = ("fold", "val_acc", "val_loss", "train_acc", "train_loss", "balanced_acc", "macro_f1", "seconds",
