@@ -301,3 +301,42 @@ def test_too_few_file_descriptors_for_the_workers_is_one_line_and_the_run_resume
         "error: too many open files: each process may open 14 files here (ulimit -n); raise that limit, or give "
         "--n-jobs 1 (fewer worker processes)"], limited.stderr
     assert subprocess.run(command, env=env, capture_output=True, text=True, timeout=300).returncode == 0
+
+
+def test_a_low_process_limit_gives_blas_one_thread_before_numpy_starts_its_threads():
+    """``ulimit -u`` below LOW_PROCESS_LIMIT: OpenBLAS would start a thread per core, and one it cannot
+    start ends the process with SIGINT and a crash; the command line's entry sets one thread first
+    (a user's own setting stands). Root is not held to the limit, but reads it as set."""
+    import resource
+
+    probe = ("import os, sys; from leukdash.engine.machine import fit_blas_threads_to_process_limit; "
+             "fit_blas_threads_to_process_limit(); print(os.environ.get('OPENBLAS_NUM_THREADS'), 'numpy' in sys.modules)")
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_NUM_THREADS"}
+
+    def threads(limit: int | None, **extra) -> str:
+        low = (lambda: resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))) if limit else None
+        return subprocess.run([sys.executable, "-c", probe], cwd=REPO, env={**env, **extra}, capture_output=True,
+                              text=True, timeout=60, preexec_fn=low).stdout.strip()
+
+    assert threads(100) == "1 False" and threads(100, OPENBLAS_NUM_THREADS="2") == "2 False"
+    assert threads(None) == f"{'1' if resource.getrlimit(resource.RLIMIT_NPROC)[0] < 1024 else 'None'} False"
+    assert "fit_blas_threads_to_process_limit()" in (REPO / "leukdash" / "__main__.py").read_text()
+
+
+def test_a_worker_that_cannot_start_its_parent_watch_answers_its_task_with_that_error():
+    """A worker process out of threads (``ulimit -u``) as it starts: its first task is answered
+    with the error, which the command line says in one line, not as the worker's death."""
+    import pickle
+
+    from leukdash.engine.machine import out_of_processes
+
+    child = ("import os, pickle, sys, threading\n"
+             "def refused(self): raise RuntimeError(\"can't start new thread\")\n"
+             "threading.Thread.start = refused\n"
+             "from leukdash.engine.scheduler.child import serve\n"
+             "serve(os.getppid(), False)\n")
+    done = subprocess.run([sys.executable, "-c", child], cwd=REPO, input=pickle.dumps("task") + pickle.dumps("inputs"),
+                          capture_output=True, timeout=120)
+    kind, error = pickle.loads(done.stdout)
+    assert done.returncode == 0 and kind == "error" and b"Traceback" not in done.stderr, done.stderr
+    assert out_of_processes(error).startswith("cannot start another process or thread: this user's process limit")

@@ -104,6 +104,25 @@ def out_of_processes(error: BaseException) -> str | None:
     return None
 
 
+# Below this many processes and threads for the user (ulimit -u), OpenBLAS computes with one thread:
+# it starts a thread per core, and one it cannot start ends the process with SIGINT and then a crash,
+# where the worker pool's own start says the limit in one line (out_of_processes).
+LOW_PROCESS_LIMIT = 1024
+
+
+def fit_blas_threads_to_process_limit() -> None:
+    """Set ``OPENBLAS_NUM_THREADS=1`` (unless set) when this user's process limit is low; to be
+    called before numpy is first imported, since OpenBLAS reads it once. Standard library only."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    except (ImportError, AttributeError, ValueError, OSError):
+        return
+    if limit != resource.RLIM_INFINITY and limit < LOW_PROCESS_LIMIT:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def machine_cores() -> int:
     """Cores this process may use (its CPU affinity where the platform tells it)."""
     try:

@@ -40,8 +40,11 @@ class ChildProcess:
 
     def __init__(self, inbox: queue.Queue, cnn: bool = False):
         self.inbox, self.cnn = inbox, cnn
+        # A fold computes with one BLAS thread (task.py's threadpool_limits(1)); OpenBLAS would still start
+        # a thread per core on import, which a low process limit (ulimit -u) turns into noise and crashes.
         self.process = launch([sys.executable, "-c", BOOTSTRAP, str(os.getpid()), "cnn" if cnn else "classic"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
         self._write([pickle.dumps(sys.path)])  # a few KB: fits the pipe, does not block
         threading.Thread(target=self._read, name="leukdash-child-reader", daemon=True).start()
         threading.Thread(target=_relay, args=(self.process.stderr,), name="leukdash-child-stderr",
@@ -96,7 +99,11 @@ def serve(parent: int, cnn: bool) -> None:
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # what libraries print goes to stderr, never into the replies
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends us
-    die_with_parent(parent)
+    try:
+        die_with_parent(parent)
+        start_failure = None
+    except RuntimeError as error:  # no thread to spare (ulimit -u): the task is answered with it, not a death
+        start_failure = error
     try:
         _import_for_folds(cnn)
     except Exception:
@@ -106,6 +113,11 @@ def serve(parent: int, cnn: bool) -> None:
         pickle.dump((kind, value), replies, protocol=pickle.HIGHEST_PROTOCOL)
         replies.flush()
 
+    def compute(task, inputs):
+        if start_failure is not None:
+            raise start_failure
+        return compute_fold(task, inputs, lambda event: reply("event", event))
+
     requests = sys.stdin.buffer
     while True:
         try:
@@ -113,7 +125,7 @@ def serve(parent: int, cnn: bool) -> None:
         except EOFError:
             return
         try:
-            outcome = compute_fold(task, inputs, lambda event: reply("event", event))
+            outcome = compute(task, inputs)
         except Exception as error:  # the parent raises it as its own
             reply("error", _picklable(error))
         else:
