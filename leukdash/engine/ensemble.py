@@ -159,7 +159,7 @@ def _sources_and_groups(result: dict, store: RunStore):
 
     meta = store.read_meta(result["run_id"])
     config = RunConfig.from_dict(meta["config"])
-    dataset = open_run_dataset(meta)
+    dataset = open_run_dataset(meta, store)
     arrays = load_arrays(dataset, config.image_size, config.preprocess)  # cached when the run was computed
     return dataset.sources_of(arrays.paths).astype(str), arrays.groups.astype(str)
 

@@ -75,7 +75,7 @@ def refit(run_id: str, store: RunStore | None = None, on_wait=None) -> dict:
         found = final_record(run_id, store)  # trained by the process waited for
         if found is not None:
             return {**found, "cached": True}
-        dataset = open_run_dataset(meta)
+        dataset = open_run_dataset(meta, store)
         inputs = fold_inputs(config, dataset, load_arrays(dataset, config.image_size, config.preprocess))
         path = final_model_path(run_id, config, store)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,19 +9,47 @@ from __future__ import annotations
 import numpy as np
 
 from leukdash.errors import LeukdashError, RunError
-from leukdash.engine.store import RunStore
+from leukdash.engine.store import RunStore, read_json, write_json_atomic
 from leukdash.paths import printable
 
 
-def open_run_dataset(meta: dict):
+# Beside a run: the other folders it was answered for from the store (the same images under
+# another path: a copy, a move), newest last; its own record keeps the folder it was computed on.
+FOUND_AT = "found-at.json"
+MAX_FOUND_AT = 20
+
+
+def note_dataset_found(run_id: str, dataset, store: RunStore) -> None:
+    """Remember ``dataset``'s folder beside a run answered for it from the store, when the run does
+    not know that folder yet, so its images are found there once the first folder is gone. A cache:
+    skipped where the store cannot be written."""
+    folder, meta = str(dataset.root), store.read_meta(run_id)
+    known = found_at(run_id, store)
+    if meta is None or not dataset.root.is_dir() or folder in (meta["dataset"].get("path"), *known):
+        return
+    write_json_atomic(store.run_dir(run_id) / FOUND_AT, (known + [folder])[-MAX_FOUND_AT:], optional=True)
+
+
+def found_at(run_id: str, store: RunStore) -> list[str]:
+    """The folders :func:`note_dataset_found` remembered for a run (none when the file is missing or damaged)."""
+    try:
+        known = read_json(store.run_dir(run_id) / FOUND_AT)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return []
+    return [path for path in known if isinstance(path, str)] if isinstance(known, list) else []
+
+
+def open_run_dataset(meta: dict, store: RunStore | None = None):
     """The dataset a run was trained on, as it was then (same classes, same fingerprint)."""
     from leukdash.data.discovery import open_dataset
 
     info = meta["dataset"]
     differing, failure = [], None  # folders found that hold other images now; why one was not found
     # As the run was given it (a name, a path), then the folder it was read from: a relative path
-    # read from another working folder (a notebook's %cd) may name another folder, or none.
-    for source in dict.fromkeys(s for s in (meta["config"]["dataset"], info.get("path")) if s):
+    # read from another working folder (a notebook's %cd) may name another folder, or none; then
+    # the folders it was answered for since, newest first.
+    also = found_at(meta["run_id"], store or RunStore())[::-1]
+    for source in dict.fromkeys(s for s in (meta["config"]["dataset"], info.get("path"), *also) if s):
         try:
             dataset = open_dataset(source)
         except LeukdashError as error:  # found by name no more, or that folder is gone
@@ -41,7 +69,8 @@ def open_run_dataset(meta: dict):
                        "again on the images as they are (a new run)")
     raise RunError(f"run {meta['run_id']} needs the images it was trained on ({info['name']!r}, read from "
                    f"{printable(str(info.get('path')))}), which are gone: {failure}; put that folder back "
-                   "(a dataset known by name: set LEUKDASH_DATA to the folder that holds it)")
+                   "(a dataset known by name: set LEUKDASH_DATA to the folder that holds it), or run the same "
+                   "command on the images' new folder (answered from the store, the run then finds them there)")
 
 
 def validation_folds(run_id: str, n_images: int, store: RunStore | None = None):

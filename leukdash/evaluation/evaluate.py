@@ -154,7 +154,7 @@ def trained_on(run_id: str, meta: dict, dataset, store: RunStore) -> set[Path]:
     stored = read_run_cache(folder, "trained-on", key, ("sha1",),
                             lambda arrays: arrays["sha1"].ndim == 1 and arrays["sha1"].dtype.kind == "U")
     if stored is None:
-        stored = {"sha1": np.array(open_run_dataset(meta).contents, dtype="U40")}
+        stored = {"sha1": np.array(open_run_dataset(meta, store).contents, dtype="U40")}
         write_run_cache(folder, "trained-on", key, stored)
     known = set(stored["sha1"].tolist())
     return {item.path for item, content in zip(dataset.items, dataset.contents) if content in known}

@@ -147,7 +147,7 @@ def training_distribution(run_id: str, store: RunStore | None = None, view: str 
                             lambda arrays: _describes(arrays, meta["fold_ids"]))
     if stored is not None:
         return TrainingDistribution(stored["features"], stored["fold_of"], meta["fold_ids"], stored["oof_scores"])
-    dataset = open_run_dataset(meta)
+    dataset = open_run_dataset(meta, store)
     arrays = load_arrays(dataset, config.image_size, config.preprocess)  # as the run's models saw them (or the camera)
     fold_of = validation_folds(run_id, len(arrays.labels), store)
     features = describe_images(arrays.images)

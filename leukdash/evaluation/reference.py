@@ -73,7 +73,7 @@ def known_reference(run_id: str, store: RunStore | None = None) -> dict:
     from leukdash.data.decode import decode_image
     from leukdash.engine.run_data import open_run_dataset, validation_folds
 
-    dataset = open_run_dataset(meta)
+    dataset = open_run_dataset(meta, store)
     arrays = load_arrays(dataset, KNOWN_SIZE)
     reference = {"images": arrays.images, "labels": arrays.labels,
                  "fold_of": validation_folds(run_id, len(arrays.labels), store),

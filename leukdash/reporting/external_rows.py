@@ -97,7 +97,7 @@ def _bootstrap_groups(run_id: str) -> np.ndarray:
     store = RunStore()
     meta = store.finished_meta(member_ids(store.finished_meta(run_id))[0][0])  # an ensemble: its first member
     config = RunConfig.from_dict(meta["config"])
-    dataset = open_run_dataset(meta)
+    dataset = open_run_dataset(meta, store)
     arrays = load_arrays(dataset, config.image_size, config.preprocess)  # cached when the run was computed
     return merge_groups(arrays.groups, pairs_within_sources(dataset, dataset.sources_of(arrays.paths)))
 
