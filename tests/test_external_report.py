@@ -152,6 +152,33 @@ def test_external_report_never_replaces_figures_with_not_computed(tested, tmp_pa
     assert read_json(data_path)["external"] == data["external"] and report.read_text() == before[0]
 
 
+@pytest.mark.parametrize("damage", ["deleted", "no external", "external not figures", "external says none"])
+def test_external_report_keeps_the_figures_of_reportmd_whatever_report_json_says(damage, tested, tmp_path,
+                                                                                 monkeypatch):
+    """REPORT.md's own section counts: report.json deleted, its "external" gone or damaged, or one
+    that lists no figures, never turns the section's figures into "not computed"."""
+    from leukdash.reporting.external_report import update_report
+
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tested["store"]))
+    external = {**external_data(tested["plan"], compute=False), "sweep": None}
+    report, data_path = tmp_path / "REPORT.md", tmp_path / "report.json"
+    report.write_text("# Report\n\n" + external_section(external) + "\n")
+    none_done = {**external, **{part: [{**row, "status": "not computed"} for row in external[part]]
+                                for part in ("directions", "candidates", "lodo")}}
+    damaged = {"no external": {"engine": "3"}, "external not figures": {"engine": "3", "external": "x"},
+               "external says none": {"engine": "3", "external": none_done}}
+    if damage in damaged:
+        data_path.write_text(json.dumps(damaged[damage]))
+    before = report.read_text(), data_path.read_text() if data_path.exists() else None
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path / "empty-store"))
+    expected = ("1 row\\(s\\) of the External validity section have figures in .*REPORT.md and none in this store"
+                if damage == "external says none" else "report.json has no External validity figures .* while "
+                ".*REPORT.md has the section: both left unchanged")
+    with pytest.raises(LeukdashError, match=expected):
+        update_report(tmp_path, plan=tested["plan"], compute=False)
+    assert (report.read_text(), data_path.read_text() if data_path.exists() else None) == before
+
+
 def test_the_candidates_get_the_support_checks_column_once_the_data_holds_its_figures():
     """Rows computed before the support check have no figure for it: no empty column then; once
     one row has it, every candidate row gets the column (a dash where the figure is missing)."""

@@ -253,8 +253,7 @@ def update_report(out: Path, plan: Plan = Plan(), *, compute: bool = True, log=p
     """Rewrite the External validity section of the report in folder ``out`` from the store, and
     its figures in ``report.json`` beside it (the second sweep's timing, which only ``reproduce``
     measures, is kept). Refused, both files left as they are, when a row the report has figures
-    for would have none (a store without its runs, the datasets not found): figures are never
-    replaced by "not computed"."""
+    for would have none (:func:`check_nothing_lost`): figures are never replaced by "not computed"."""
     from leukdash.reporting.report import DATA_NAME
 
     out = Path(out)
@@ -265,21 +264,43 @@ def update_report(out: Path, plan: Plan = Plan(), *, compute: bool = True, log=p
                             "`python -m leukdash reproduce` writes it") from None
     if not isinstance(report_data, dict):
         raise LeukdashError(f"{out / DATA_NAME} is not report data written by leukdash: `python -m leukdash reproduce`")
-    before = report_data.get("external") if isinstance(report_data.get("external"), dict) else {}
     data = external_data(plan, compute=compute, log=log)
-    lost = sorted(_done_rows(before) - _done_rows(data))
-    if lost:
-        raise LeukdashError(
-            f"{len(lost)} row(s) of the External validity section have figures in {out / DATA_NAME} and none in "
-            f"this store ({RunStore().root}; first: {' / '.join(map(str, lost[0][1:]))})"
-            + (f", and {', '.join(data['missing'])} not found (LEUKDASH_DATA)" if data["missing"] else "")
-            + f": {REPORT_NAME} left unchanged; point LEUKDASH_ARTIFACTS at the store that holds the runs "
-            "(or run `python -m leukdash reproduce`)")
-    data["sweep"] = before.get("sweep")
+    check_nothing_lost(out, report_data, data)
+    data["sweep"] = (report_data.get("external") or {}).get("sweep")
     path = write_section(out / REPORT_NAME, external_section(data))
     if report_data:
         write_json_atomic(out / DATA_NAME, {**report_data, "external": data})
     return path
+
+
+def check_nothing_lost(out: Path, report_data: dict, data: dict) -> None:
+    """Refuse, with one line, to replace the External validity section of the report in ``out``
+    by the one of ``data`` when a row with figures, in ``report_data`` (its ``report.json``) or in
+    ``REPORT.md``'s section itself, would have none (a store without its runs, the datasets not
+    found); or when ``REPORT.md`` has the section and ``report_data`` no figures of it (damaged)."""
+    from leukdash.reporting.report import DATA_NAME
+
+    section = _section(out / REPORT_NAME)
+    before = report_data.get("external")
+    if section and not _is_external_data(before):
+        raise LeukdashError(f"{out / DATA_NAME} has no External validity figures (missing, or its \"external\" "
+                            f"damaged) while {out / REPORT_NAME} has the section: both left unchanged; "
+                            "`python -m leukdash reproduce` writes them")
+    lost, where = sorted(_done_rows(before or {}) - _done_rows(data)), out / DATA_NAME
+    if not lost:
+        lost, where = sorted(_figure_rows(section) - _figure_rows(external_section(data))), out / REPORT_NAME
+    if lost:
+        raise LeukdashError(
+            f"{len(lost)} row(s) of the External validity section have figures in {where} and none in "
+            f"this store ({RunStore().root}; first: {' / '.join(map(str, lost[0][1:]))})"
+            + (f", and {', '.join(data['missing'])} not found (LEUKDASH_DATA)" if data["missing"] else "")
+            + f": {REPORT_NAME} left unchanged; point LEUKDASH_ARTIFACTS at the store that holds the runs "
+            "(or run `python -m leukdash reproduce`)")
+
+
+def _is_external_data(external) -> bool:
+    return isinstance(external, dict) and all(isinstance(external.get(part), list)
+                                              for part in ("directions", "candidates", "lodo"))
 
 
 def _done_rows(data: dict) -> set[tuple]:
@@ -289,6 +310,28 @@ def _done_rows(data: dict) -> set[tuple]:
               "lodo": ("label",)}
     return {(part, *(str(row.get(name)) for name in names)) for part, names in fields.items()
             for row in (data.get(part) or []) if isinstance(row, dict) and row.get("status") == "done"}
+
+
+def _section(report: Path) -> str:
+    """The External validity section of the Markdown file ``report``, markers included ("" if none)."""
+    text = report.read_text(encoding="utf-8", errors="replace") if report.is_file() else ""
+    start, end = text.find(START), text.find(END)
+    return text[start:end + len(END)] if 0 <= start < end else ""
+
+
+def _figure_rows(section: str) -> set[tuple[str, str, str]]:
+    """The table rows of a section's Markdown that show figures, each as ("section", its table's
+    title, its model): what REPORT.md itself holds, whatever report.json says. A table's title is
+    the heading or the line ending in ":" above it; a row without figures says "not computed" or
+    "not evaluated"."""
+    rows, title = set(), ""
+    for line in section.splitlines():
+        if line.startswith("### ") or line.endswith(":"):
+            title = line.removeprefix("### ").split(" (`")[0].rstrip(":")  # a command in brackets left out
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")] if line.startswith("| ") else []
+        if len(cells) > 1 and cells[1].startswith("`") and not {"not computed", "not evaluated"} & set(cells):
+            rows.add(("section", title, cells[0]))
+    return rows
 
 
 def write_section(report: Path, section: str) -> Path:
