@@ -179,6 +179,24 @@ def test_external_report_keeps_the_figures_of_reportmd_whatever_report_json_says
     assert (report.read_text(), data_path.read_text() if data_path.exists() else None) == before
 
 
+def test_reproduce_report_only_keeps_the_external_figures_the_store_lacks(tested, tmp_path, monkeypatch):
+    """`reproduce --report-only` in a store with the matrix's runs and without the external ones is
+    refused before anything is written, as external-report is."""
+    from leukdash.reporting.reproduce import reproduce
+
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tested["store"]))
+    external = {**external_data(tested["plan"], compute=False), "sweep": None}
+    (tmp_path / "REPORT.md").write_text("# Report\n\n" + external_section(external) + "\n")
+    (tmp_path / "report.json").write_text(json.dumps({"engine": "3", "external": external}))
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path / "empty-store"))
+    with pytest.raises(LeukdashError, match="1 row\\(s\\) of the External validity section have figures"):
+        reproduce(binary=tested["plan"].first, five_class=tested["plan"].first, out=tmp_path, compute=False,
+                  settings=tested["plan"].settings, select=lambda experiment: False, external=tested["plan"],
+                  log=lambda line: None)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
 def test_the_candidates_get_the_support_checks_column_once_the_data_holds_its_figures():
     """Rows computed before the support check have no figure for it: no empty column then; once
     one row has it, every candidate row gets the column (a dash where the figure is missing)."""

@@ -324,6 +324,24 @@ def test_cli_reproduce_report_only_lists_missing_runs(tiny_dataset, tmp_path):
     assert re.search(r"- Exp 2, ALL vs HEALTHY: CNN paper \(sgd, 3 ep\) · strict", text)
 
 
+def test_cli_reproduce_report_only_never_writes_a_report_from_fewer_runs_than_it_has(tiny_dataset, tmp_path,
+                                                                                    capsys):
+    """A store without the report's runs (an empty or wrong LEUKDASH_ARTIFACTS) is refused before
+    anything is written: the report is not turned into "0 of 48 runs available"."""
+    from leukdash.cli import main
+
+    (tmp_path / "REPORT.md").write_text("# Report\n\nGenerated ... (quick settings): 47 of 48 runs available, ...\n")
+    (tmp_path / "report.json").write_text(json.dumps({"engine": "3", "runs_done": 48, "runs_total": 48}))
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    args = ["reproduce", "--quick", "--binary", str(tiny_dataset), "--five-class", str(tiny_dataset),
+            "--out", str(tmp_path), "--report-only"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"error: the report in .* has figures of 48 runs and this store \(.*\) holds 0 of its \d+: "
+                     "REPORT.md left unchanged; point LEUKDASH_ARTIFACTS at the store", err) and err.count("\n") == 1
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
 def test_the_readme_block_is_made_from_the_report_data_and_catches_hand_edits(tiny_report, capsys):
     import json
 

@@ -257,13 +257,7 @@ def update_report(out: Path, plan: Plan = Plan(), *, compute: bool = True, log=p
     from leukdash.reporting.report import DATA_NAME
 
     out = Path(out)
-    try:
-        report_data = read_json(out / DATA_NAME) or {}
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise LeukdashError(f"cannot read {out / DATA_NAME} ({error}): the report's figures would be lost; "
-                            "`python -m leukdash reproduce` writes it") from None
-    if not isinstance(report_data, dict):
-        raise LeukdashError(f"{out / DATA_NAME} is not report data written by leukdash: `python -m leukdash reproduce`")
+    report_data = read_report_data(out)
     data = external_data(plan, compute=compute, log=log)
     check_nothing_lost(out, report_data, data)
     data["sweep"] = (report_data.get("external") or {}).get("sweep")
@@ -271,6 +265,21 @@ def update_report(out: Path, plan: Plan = Plan(), *, compute: bool = True, log=p
     if report_data:
         write_json_atomic(out / DATA_NAME, {**report_data, "external": data})
     return path
+
+
+def read_report_data(out: Path) -> dict:
+    """The report data (``report.json``) of the report in folder ``out``; {} when it has none."""
+    from leukdash.reporting.report import DATA_NAME
+
+    try:
+        report_data = read_json(Path(out) / DATA_NAME) or {}
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise LeukdashError(f"cannot read {Path(out) / DATA_NAME} ({error}): the report's figures would be lost; "
+                            "`python -m leukdash reproduce` writes it") from None
+    if not isinstance(report_data, dict):
+        raise LeukdashError(f"{Path(out) / DATA_NAME} is not report data written by leukdash: "
+                            "`python -m leukdash reproduce`")
+    return report_data
 
 
 def check_nothing_lost(out: Path, report_data: dict, data: dict) -> None:

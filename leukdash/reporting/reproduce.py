@@ -87,7 +87,8 @@ def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str
     """Run the matrix and write the report; return the path of ``REPORT.md``.
 
     ``settings`` overrides the full or quick settings (tests use tiny ones); ``compute=False``
-    writes the report from the runs already in the store, listing the others as not computed;
+    writes the report from the runs already in the store, listing the others as not computed (refused,
+    nothing written, when the report in ``out`` has figures of runs, or external rows, the store lacks);
     ``select(experiment) -> bool`` keeps part of the matrix only; ``scheduler`` a Dask address
     for the sweep (default ``$LEUKDASH_SCHEDULER``, else this machine); ``n_jobs`` caps its local
     cores (1: in this process; results do not depend on it). ``external``: the runs of the External
@@ -104,26 +105,70 @@ def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str
     log(f"reproduce: {len(matrix)} runs, binary task on {binary!r}, five classes on {five_class!r}, {mode} settings")
     outcomes = run_experiments(matrix, compute=compute, log=log, name=f"reproduce ({mode})", scheduler=scheduler,
                                n_jobs=n_jobs)
+    if external is None and mode == "full":
+        external = Plan()
+    figures = None  # the External validity section's, gathered before anything is written when only read
+    if not compute:  # from the store alone: refused when the report in ``out`` has figures it lacks
+        check_runs_kept(out, outcomes)
+        if external is not None:
+            figures = kept_external_figures(external, out, log)
     shortcuts = {task: shortcut_scores(next(e for e in matrix if e.task == task).config)
                  for task in ("binary", "five") if any(e.task == task for e in matrix)}
     command = "python -m leukdash reproduce" + (" --quick" if quick else "") + ("" if compute else " --report-only")
     path = build_report(outcomes, out, settings=settings, mode=mode, command=command,
                         wall_seconds=time.perf_counter() - started, shortcuts=shortcuts)
-    if external is None and mode == "full":
-        external = Plan()
     if external is not None:
         reproduce_external(external, path.parent, compute=compute, log=log, scheduler=scheduler, n_jobs=n_jobs,
-                           matrix_ids={o.result["run_id"] for o in outcomes if o.result is not None})
+                           matrix_ids={o.result["run_id"] for o in outcomes if o.result is not None}, figures=figures)
     log(f"report: {path}")
     return path
 
 
+# REPORT.md's header: "... (full settings): 48 of 48 runs available, ..."
+_RUNS_AVAILABLE = re.compile(r"\): (\d+) of \d+ runs available")
+
+
+def runs_in_report(out: Path) -> int:
+    """How many runs of its matrix the report in folder ``out`` has figures of, as its REPORT.md
+    header or its report.json says, whichever says more (0 where there is no report)."""
+    from leukdash.reporting.external_report import read_report_data
+
+    report = Path(out) / REPORT_NAME
+    said = _RUNS_AVAILABLE.search(report.read_text(encoding="utf-8", errors="replace")) if report.is_file() else None
+    done = read_report_data(out).get("runs_done")
+    return max(int(said.group(1)) if said else 0, done if isinstance(done, int) else 0)
+
+
+def check_runs_kept(out: Path, outcomes: list[Outcome]) -> None:
+    """Refuse, with one line, to write a report in ``out`` from fewer runs than the report there has
+    figures of (LEUKDASH_ARTIFACTS naming an empty or another store)."""
+    from leukdash.engine.store import RunStore
+    from leukdash.errors import LeukdashError
+
+    had, has = runs_in_report(out), sum(o.result is not None for o in outcomes)
+    if has < had:
+        raise LeukdashError(f"the report in {out} has figures of {had} runs and this store ({RunStore().root}) holds "
+                            f"{has} of its {len(outcomes)}: {REPORT_NAME} left unchanged; point LEUKDASH_ARTIFACTS at "
+                            "the store that holds the runs (or run without --report-only to compute them)")
+
+
+def kept_external_figures(plan: Plan, out: Path, log=_print) -> dict:
+    """The External validity figures the store holds, refused (one line) when the report in ``out``
+    has figures they lack (:func:`leukdash.reporting.external_report.check_nothing_lost`)."""
+    from leukdash.reporting.external_report import check_nothing_lost, external_data, read_report_data
+
+    figures = external_data(plan, compute=False, log=log)
+    check_nothing_lost(Path(out), read_report_data(out), figures)
+    return figures
+
+
 def reproduce_external(plan: Plan, out: Path, *, compute: bool = True, log=_print, scheduler: str | None = None,
-                       n_jobs: int | None = None, matrix_ids: set[str] = frozenset()) -> None:
+                       n_jobs: int | None = None, matrix_ids: set[str] = frozenset(),
+                       figures: dict | None = None) -> None:
     """The second sweep (the runs the External validity section and ``ACROSS_DATASETS.md`` read),
     their ensembles and final models; then both texts, and their figures in ``report.json`` under
     ``external`` (with ``sweep``: the runs not in the matrix, ``matrix_ids``, their fold time and
-    wall time from the store) and ``across``."""
+    wall time from the store) and ``across``. ``figures``: the external figures already gathered."""
     from leukdash.engine.store import read_json, write_json_atomic
     from leukdash.reporting.across_report import across_data, write_across
     from leukdash.reporting.external_report import external_data, external_section, missing_datasets, write_section
@@ -138,7 +183,7 @@ def reproduce_external(plan: Plan, out: Path, *, compute: bool = True, log=_prin
         if compute:
             complete(plan, log)
         sweep = _sweep_record(results, matrix_ids)
-    external = {**external_data(plan, compute=compute, log=log), "sweep": sweep}
+    external = {**(figures if figures is not None else external_data(plan, compute=compute, log=log)), "sweep": sweep}
     write_section(Path(out) / REPORT_NAME, external_section(external))
     data = read_json(Path(out) / DATA_NAME) or {}
     across = across_data(plan)
