@@ -9,8 +9,8 @@ writing: :func:`clean_orphans` removes those whose writer no longer runs, once p
 store (the store calls it when it is first used).
 
 A write that fails because of where it writes (a full disk, a read-only store, a file where a
-folder should be) leaves nothing behind and raises :class:`StoreError`, one line that says so.
-Only the standard library is imported here.
+folder should be, a file size limit) leaves nothing behind and raises :class:`StoreError`, one
+line that says so. Only the standard library is imported here.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ _TEMPORARY = re.compile(r"\A\..+\.(\d+)-[0-9a-f]{8}\.partial(\.[A-Za-z0-9]+)?\Z"
 # Folders of the store that hold no file written here: never walked.
 _NOT_WRITTEN_HERE = {"uploads", "datasets"}
 
+# A limit of this process, said the same wherever the file is written.
+_LIMITS = {errno.EFBIG: "file too large for this process's limit (ulimit -f): raise the limit, then run again"}
 _REASONS = {
+    **_LIMITS,
     errno.ENOSPC: "no space left on the device: free some space, then run again (finished folds are kept)",
     errno.EDQUOT: "disk quota exceeded: free some space, then run again (finished folds are kept)",
     errno.EROFS: "the run store is read-only: stored runs can be read, not computed "
@@ -65,7 +68,8 @@ def explain(error: OSError, path: str | Path | None = None) -> LeukdashError | N
     if where is None:
         return StoreError(f"cannot write: {reason}")
     if not Path(os.path.abspath(where)).is_relative_to(os.path.abspath(artifacts_root())):
-        return LeukdashError(f"cannot use {printable(str(where))}: {error.strerror or reason}")
+        return LeukdashError(f"cannot use {printable(str(where))}: "
+                             f"{_LIMITS.get(error.errno) or error.strerror or reason}")
     locked = _own_folder_without_write(where) if error.errno == errno.EACCES else None
     if locked is not None:  # the store is writable: this user's own folder in it is not
         reason = (f"permission denied: {printable(str(locked))} is this user's but not writable "

@@ -42,6 +42,22 @@ def test_write_section_replaces_an_older_section_and_keeps_the_rest(tmp_path):
     assert text.count(START) == 1
 
 
+def test_write_section_that_cannot_be_written_whole_leaves_the_report_as_it_was(tmp_path):
+    import resource
+
+    report = tmp_path / "REPORT.md"
+    report.write_text("# Report\n\n" + "body\n" * 10_000)
+    before = report.read_text()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) // 2, hard))
+    try:
+        with pytest.raises(LeukdashError, match=r"REPORT.md: file too large for this process's limit \(ulimit -f\)"):
+            write_section(report, f"{START}\nnew\n{END}")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert report.read_text() == before and [path.name for path in tmp_path.iterdir()] == ["REPORT.md"]
+
+
 def test_a_within_interval_is_shown_clipped_to_0_1_and_two_folds_as_their_values():
     row = {"within": {"mean": 0.992, "ci95": [0.979, 1.005], "folds": [1.0, 1.0, 0.96, 1.0, 1.0]}}
     assert within_text(row) == "0.992 [0.979-1.000]"

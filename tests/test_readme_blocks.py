@@ -229,3 +229,36 @@ def test_report_data_of_the_wrong_shape_is_one_line_and_the_readme_is_left_as_it
     assert main(["report", "--readme", "--out", str(tmp_path)]) == 1
     assert readme.read_text() == (REPO_ROOT / "README.md").read_text()
     assert "left unchanged" in capsys.readouterr().err
+
+
+@pytest.fixture
+def checkout(tmp_path, monkeypatch):
+    """A copy of the repository's README and the data of its blocks, where `report` reads and writes."""
+    for path in ("README.md", "docs/report/report.json", "docs/benchmarks/engine.json"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes((REPO_ROOT / path).read_bytes())
+    (tmp_path / "streamlit_app.py").write_text("")  # a checkout, as the command requires
+    monkeypatch.setattr("leukdash.paths.REPO_ROOT", tmp_path)
+    return tmp_path
+
+
+def test_report_readme_that_cannot_be_written_whole_leaves_the_readme_as_it_was(checkout, capsys):
+    """A write cut short (here by `ulimit -f`) is one line, and the README is the old one, whole."""
+    import resource
+
+    from leukdash.cli import main
+
+    readme = checkout / "README.md"
+    stale = readme.read_text().replace(body(readme.read_text(), "results"), "\nstale\n")
+    readme.write_text(stale)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(stale) // 2, hard))
+    try:
+        code = main(["report", "--readme"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    err = capsys.readouterr().err
+    assert code == 2 and readme.read_text() == stale
+    assert err == f"error: cannot use {readme}: file too large for this process's limit (ulimit -f): raise the " \
+                  "limit, then run again\n"
+    assert [path.name for path in checkout.iterdir() if "partial" in path.name] == []

@@ -204,3 +204,19 @@ def test_a_run_folder_of_the_users_own_left_unwritable_by_a_umask_is_named_with_
     monkeypatch.setattr(atomic.os, "geteuid", lambda: folder.stat().st_uid + 1)
     assert "the run store is read-only for this user" in str(
         atomic.explain(PermissionError(errno.EACCES, "Permission denied", str(folder / ".lock"))))
+
+
+def test_a_file_over_the_processs_size_limit_is_one_line_that_names_ulimit():
+    """EFBIG (``ulimit -f``) is said the same in the store and elsewhere: a StoreError there."""
+    import errno
+
+    from leukdash import atomic
+    from leukdash.errors import StoreError
+
+    too_large = OSError(errno.EFBIG, "File too large")
+    inside = atomic.explain(too_large, RunStore().run_dir("knn-0123456789ab") / "fold_0.json")
+    outside = atomic.explain(too_large, "/elsewhere/README.md")
+    assert isinstance(inside, StoreError) and str(inside).endswith(
+        "fold_0.json: file too large for this process's limit (ulimit -f): raise the limit, then run again")
+    assert str(outside) == ("cannot use /elsewhere/README.md: file too large for this process's limit (ulimit -f): "
+                            "raise the limit, then run again")

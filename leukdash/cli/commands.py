@@ -289,6 +289,7 @@ def external_report(args) -> int:
 
 def report(args) -> int:
     from leukdash import ENGINE_VERSION
+    from leukdash.atomic import write_bytes_atomic
     from leukdash.paths import REPO_ROOT, source_checkout
     from leukdash.reporting.report import DATA_NAME
     from leukdash.reporting.report.readme import load_sources, readme_problems, render_blocks, write_blocks
@@ -308,8 +309,8 @@ def report(args) -> int:
         if problems:  # a README drawn partly from this data and partly from other data: worse than the old one
             print(f"{readme_path}: left unchanged, since not every block can be made from this data", file=sys.stderr)
         else:
-            if written != readme:
-                readme_path.write_text(written, encoding="utf-8")
+            if written != readme:  # whole or not at all: a failed write leaves the README as it was
+                write_bytes_atomic(readme_path, written.encode("utf-8"))
             print(f"{readme_path}: every block is written from its data")
             problems = readme_problems(written, sources)
     elif args.check:

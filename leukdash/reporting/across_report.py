@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from leukdash.atomic import write_bytes_atomic
 from leukdash.reporting.external_plan import Plan, alone, dataset_name, lodo_rows, pooled_rows, row_id
 from leukdash.reporting.external_report import lodo_table, missing_datasets
 from leukdash.reporting.external_rows import lodo_row, pooled_row
@@ -108,6 +109,5 @@ def _source_cell(figures: dict) -> str:
 
 def write_across(folder: Path, data: dict) -> Path:
     path = Path(folder) / ACROSS_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(across_markdown(data), encoding="utf-8")
+    write_bytes_atomic(path, across_markdown(data).encode("utf-8"))
     return path

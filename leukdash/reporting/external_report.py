@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from leukdash.atomic import write_bytes_atomic
 from leukdash.engine.store import RunStore, read_json, write_json_atomic
 from leukdash.errors import LeukdashError
 from leukdash.metrics import share_interval
@@ -351,6 +352,5 @@ def write_section(report: Path, section: str) -> Path:
         text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
     else:
         text = text.rstrip() + ("\n\n" if text else "") + section + "\n"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(text, encoding="utf-8")
+    write_bytes_atomic(report, text.encode("utf-8"))  # a failed write leaves the report as it was
     return report

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from leukdash import ENGINE_VERSION
+from leukdash.atomic import write_bytes_atomic
 from leukdash.engine.timing import progress_span
 from leukdash.metrics import share_interval
 from leukdash.reporting.matrix import REPORT_NAME, Outcome, Settings
@@ -66,7 +67,7 @@ def build_report(outcomes: list[Outcome], out: Path, *, settings: Settings, mode
         versions(done),
     ]
     path = out / REPORT_NAME
-    path.write_text("\n\n".join(s for s in sections if s).rstrip() + "\n", encoding="utf-8")
+    write_bytes_atomic(path, ("\n\n".join(s for s in sections if s).rstrip() + "\n").encode("utf-8"))
     write_json_atomic(out / DATA_NAME, report_data(outcomes, mode=mode, command=command, wall_seconds=wall_seconds,
                                                    machine=machine, span=span, shortcuts=shortcuts))
     return path

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leukdash.atomic import write_bytes_atomic
 from leukdash.reporting.matrix import Outcome
 from leukdash.reporting.report.format import fold_values, label, paper_val, pct
 
@@ -72,5 +73,5 @@ def write_figure(path: Path, rows: list[Outcome], title: str) -> str:
                          f'{html.escape(text)}</text>')
     parts.append("</svg>")
     name = path.name
-    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    write_bytes_atomic(path, ("\n".join(parts) + "\n").encode("utf-8"))
     return name
