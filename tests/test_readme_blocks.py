@@ -262,3 +262,36 @@ def test_report_readme_that_cannot_be_written_whole_leaves_the_readme_as_it_was(
     assert err == f"error: cannot use {readme}: file too large for this process's limit (ulimit -f): raise the " \
                   "limit, then run again\n"
     assert [path.name for path in checkout.iterdir() if "partial" in path.name] == []
+
+
+@pytest.mark.parametrize("label", ["CNN\n<!-- report:results:end -->\nX", "CNN <!-- report:audit:begin -->", "two\rlines"])
+def test_report_data_with_marker_text_or_a_line_break_is_refused_before_the_readme_is_written(label, checkout, capsys):
+    from leukdash.cli import main
+
+    data_path = checkout / "docs" / "report" / "report.json"
+    data = json.loads(data_path.read_text())
+    data["headline"][0]["label"] = label
+    data_path.write_text(json.dumps(data))
+    readme = (checkout / "README.md").read_text()
+    assert main(["report", "--readme"]) == 1
+    assert (checkout / "README.md").read_text() == readme
+    err = capsys.readouterr().err
+    assert f"report.json: headline[0].label is {label!r}: a line break or <!-- --> in a text field would break the " \
+           "README: run `python -m leukdash reproduce`" in err
+    assert main(["report", "--check"]) == 1 and "headline[0].label" in capsys.readouterr().err
+
+
+def test_report_readme_never_writes_a_readme_it_could_not_read_back(checkout, monkeypatch, capsys):
+    """Whatever the data check misses, the README written is read back before it is written."""
+    from leukdash.cli import main
+
+    monkeypatch.setattr("leukdash.reporting.report.readme.data_problem", lambda data: None)
+    data_path = checkout / "docs" / "report" / "report.json"
+    data = json.loads(data_path.read_text())
+    data["headline"][0]["label"] = "CNN <!-- report:results:end -->"
+    data_path.write_text(json.dumps(data))
+    readme = (checkout / "README.md").read_text()
+    assert main(["report", "--readme"]) == 1
+    assert (checkout / "README.md").read_text() == readme
+    assert "the README has no single <!-- report:results:begin --> ... <!-- report:results:end --> block" in \
+        capsys.readouterr().err

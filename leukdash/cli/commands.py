@@ -306,13 +306,14 @@ def report(args) -> int:
     readme = readme_path.read_text(encoding="utf-8")
     if args.readme:
         written, problems = write_blocks(readme, sources)
+        # Checked before writing: a README this command could not read back again is never written.
+        problems = problems or readme_problems(written, sources)
         if problems:  # a README drawn partly from this data and partly from other data: worse than the old one
             print(f"{readme_path}: left unchanged, since not every block can be made from this data", file=sys.stderr)
         else:
             if written != readme:  # whole or not at all: a failed write leaves the README as it was
                 write_bytes_atomic(readme_path, written.encode("utf-8"))
             print(f"{readme_path}: every block is written from its data")
-            problems = readme_problems(written, sources)
     elif args.check:
         problems = readme_problems(readme, sources)
     else:

@@ -5,8 +5,9 @@ A block sits between ``<!-- report:NAME:begin -->`` and ``<!-- report:NAME:end -
 the data of its source, a committed JSON file (:data:`SOURCES`: the reproduction's ``report.json``,
 the engine benchmark's ``engine.json``). ``python -m leukdash report --readme`` writes every
 block; ``--check`` (and tests/test_readme.py) gives one line per problem:
-a source missing, unreadable or from another engine than ``ENGINE_VERSION``, a block its data
-cannot render, a block that differs from what its data gives.
+a source missing, unreadable, from another engine than ``ENGINE_VERSION`` or with a field no
+README may show (:mod:`.validate`), a block its data cannot render, a block that differs from
+what its data gives.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from leukdash.engine.store import parse_json
 from leukdash import paths as leukdash_paths
 from leukdash.reporting.report import DATA_NAME
 from leukdash.reporting.report.blocks import audit_block, external_block, results_block, scaling_block, speed_block
+from leukdash.reporting.report.validate import data_problem
 
 # Source name -> (its committed file in the repository, the command that writes it). Resolved at
 # each use against ``paths.REPO_ROOT``, not when this module is imported.
@@ -58,6 +60,8 @@ def load_sources(paths: dict[str, Path] | None = None) -> dict[str, dict | str]:
         elif data["engine"] != ENGINE_VERSION:
             found[name] = (f"{path} is from engine version {data['engine']}, this engine is {ENGINE_VERSION}: "
                            f"run `{command}`, then `python -m leukdash report --readme`")
+        elif problem := data_problem(data):
+            found[name] = f"{path}: {problem}: run `{command}`"
         else:
             found[name] = data
     return found
