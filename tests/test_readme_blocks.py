@@ -295,3 +295,45 @@ def test_report_readme_never_writes_a_readme_it_could_not_read_back(checkout, mo
     assert (checkout / "README.md").read_text() == readme
     assert "the README has no single <!-- report:results:begin --> ... <!-- report:results:end --> block" in \
         capsys.readouterr().err
+
+
+def _damaged(change) -> dict:
+    data = fake_report()
+    change(data)
+    return data
+
+
+@pytest.mark.parametrize("change, said", [
+    (lambda d: d["headline"][0].update(mean=float("nan")), "headline[0].mean is nan: not a finite number"),
+    (lambda d: d["headline"][0].update(mean=float("inf")), "headline[0].mean is inf: not a finite number"),
+    (lambda d: d["headline"][0].update(mean=1e308),
+     "headline[0].mean is 1e+308: not an accuracy or share from 0 to 1"),
+    (lambda d: d["headline"][0].update(val_acc=[]),
+     "headline[0].val_acc is []: an empty list where at least one entry is needed"),
+    (lambda d: d.update(headline=[]), "headline is []: an empty list where at least one entry is needed"),
+    (lambda d: d.update(runs_done=1000000), "runs_done is 1000000, more than runs_total (3)"),
+    (lambda d: d.update(runs_done=1.5), "runs_done is 1.5: not a count (a whole number, 0 or more)"),
+    (lambda d: d["machine"].update(cores=0), "machine.cores is 0: not a number of cores (a whole number, 1 or more)"),
+    (lambda d: d["reproduction"].update(wall_seconds=float("nan")), "reproduction.wall_seconds is nan: not a finite"),
+    (lambda d: d["runs"][1]["fold_seconds"].append(-1.0),
+     "runs[1].fold_seconds[2] is -1.0: not a time in seconds (0 or more)"),
+    (lambda d: d["shortcuts"]["binary"].update(background_acc=1e300),
+     "shortcuts.binary.background_acc is 1e+300: not an accuracy or share from 0 to 1"),
+    (lambda d: d["external"]["directions"][0]["external"].update(balanced_accuracy=-0.1),
+     "external.directions[0].external.balanced_accuracy is -0.1: not an accuracy or share from 0 to 1"),
+])
+def test_impossible_figures_in_the_report_data_are_refused_naming_the_field_and_value(change, said, tmp_path):
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(_damaged(change)))  # NaN and Infinity as Python's json writes them
+    (problem,) = {line.split(": ", 1)[1] for line in render_blocks(load_sources({"report": path}))[1]
+                  if "report.json" in line}
+    assert problem.startswith(f"{path}: {said}") and problem.endswith(": run `python -m leukdash reproduce`")
+    assert "\n" not in problem
+
+
+def test_the_data_check_passes_the_committed_data_and_every_real_figure():
+    from leukdash.reporting.report.validate import data_problem
+
+    assert data_problem(fake_report()) is None and data_problem(fake_benchmark()) is None
+    for name in ("docs/report/report.json", "docs/benchmarks/engine.json"):
+        assert data_problem(json.loads((REPO_ROOT / name).read_text())) is None, name
