@@ -200,6 +200,10 @@ def test_missing_old_or_incomplete_data_is_one_line_per_block(tmp_path):
     old.write_text(json.dumps({**fake_report(), "engine": "1"}))
     assert f"is from engine version 1, this engine is {ENGINE_VERSION}" in readme_problems(
         readme, load_sources({"report": old}))[0]
+    old.write_text(json.dumps({**fake_report(), "engine": int(ENGINE_VERSION)}))
+    assert load_sources({"report": old})["report"] == (
+        f"{old}: engine must be a string such as {ENGINE_VERSION!r}, not {int(ENGINE_VERSION)}: "
+        "run `python -m leukdash reproduce`")
     lacking = fake_report()
     for run in lacking["runs"]:
         del run["fold_seconds"]  # a report.json of an older leukdash

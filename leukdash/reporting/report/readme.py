@@ -57,6 +57,9 @@ def load_sources(paths: dict[str, Path] | None = None) -> dict[str, dict | str]:
             continue
         if not isinstance(data, dict) or "engine" not in data:
             found[name] = f"{path} is not {name} data written by leukdash (no engine version)"
+        elif not isinstance(data["engine"], str):  # 3 is not "3": said as a type, not as another version
+            found[name] = (f"{path}: engine must be a string such as {ENGINE_VERSION!r}, not {data['engine']!r}: "
+                           f"run `{command}`")
         elif data["engine"] != ENGINE_VERSION:
             found[name] = (f"{path} is from engine version {data['engine']}, this engine is {ENGINE_VERSION}: "
                            f"run `{command}`, then `python -m leukdash report --readme`")
