@@ -324,6 +324,20 @@ def test_cli_reproduce_report_only_lists_missing_runs(tiny_dataset, tmp_path):
     assert re.search(r"- Exp 2, ALL vs HEALTHY: CNN paper \(sgd, 3 ep\) · strict", text)
 
 
+def test_cli_reproduce_refuses_an_out_that_is_a_file_before_computing(tmp_path, monkeypatch, capsys):
+    from leukdash.cli import main
+
+    def computed(*args, **kwargs):
+        raise AssertionError("runs computed before --out was checked")
+
+    monkeypatch.setattr("leukdash.reporting.reproduce.run_experiments", computed)
+    (tmp_path / "file").write_text("mine")
+    for out in (tmp_path / "file", tmp_path / "file" / "report"):
+        assert main(["reproduce", "--quick", "--out", str(out)]) == 2
+        assert capsys.readouterr().err == f"error: --out must be a folder: {tmp_path / 'file'} is a file\n"
+    assert (tmp_path / "file").read_text() == "mine"
+
+
 def test_cli_reproduce_report_only_never_writes_a_report_from_fewer_runs_than_it_has(tiny_dataset, tmp_path,
                                                                                     capsys):
     """A store without the report's runs (an empty or wrong LEUKDASH_ARTIFACTS) is refused before

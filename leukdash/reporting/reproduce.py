@@ -100,6 +100,7 @@ def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str
     settings = settings or (QUICK if quick else FULL)
     binary = binary or default_binary()
     out = Path(out) if out else (quick_out() if quick else full_out())
+    check_folder(out)
     mode = "quick" if settings == QUICK else "full" if settings == FULL else "custom"
     matrix = [e for e in experiments(binary, five_class, settings) if select is None or select(e)]
     log(f"reproduce: {len(matrix)} runs, binary task on {binary!r}, five classes on {five_class!r}, {mode} settings")
@@ -122,6 +123,15 @@ def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str
                            matrix_ids={o.result["run_id"] for o in outcomes if o.result is not None}, figures=figures)
     log(f"report: {path}")
     return path
+
+
+def check_folder(out: Path) -> None:
+    """Refuse, before any run is computed, a report folder that is a file (or lies under one)."""
+    from leukdash.errors import LeukdashError
+
+    nearest = next(path for path in (out, *out.parents) if path.exists() or path == path.parent)
+    if not nearest.is_dir():
+        raise LeukdashError(f"--out must be a folder: {nearest} is a file")
 
 
 # REPORT.md's header: "... (full settings): 48 of 48 runs available, ..."
