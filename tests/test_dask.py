@@ -204,6 +204,46 @@ def test_a_scheduler_lost_mid_run_is_one_line_and_the_finished_folds_stay(tiny_d
     assert run(config, n_jobs=1)["computed_folds"] != [0, 1, 2]
 
 
+def test_a_fold_computed_by_other_leukdash_code_is_refused_not_stored(tiny_dataset, tmp_path):
+    """A worker that imports another copy of leukdash (another engine version): its fold would be
+    stored as this machine's, under this machine's versions. Refused, in one line naming both."""
+    import shutil
+
+    from leukdash import ENGINE_VERSION
+    from leukdash.engine.runner import resolve, run
+    from leukdash.engine.store import RunStore
+    from leukdash.errors import RunError
+
+    other = tmp_path / "other-leukdash"
+    shutil.copytree(REPO_ROOT / "leukdash", other / "leukdash", ignore=shutil.ignore_patterns("__pycache__"))
+    init = other / "leukdash" / "__init__.py"
+    init.write_text(init.read_text().replace(f'ENGINE_VERSION = "{ENGINE_VERSION}"', 'ENGINE_VERSION = "99"'))
+    config = RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, augment_factor=1, folds=2)
+    with dask_cli_cluster(tmp_path / "cluster", n_workers=1, env={"PYTHONPATH": str(other)}) as (address, _):
+        with pytest.raises(RunError, match=rf"^a Dask worker tcp://127\.0\.0\.1:\d+ runs leukdash engine 99 \(this "
+                                           rf"machine {ENGINE_VERSION}\): install the same versions there; finished "
+                                           "folds are kept$"):
+            run(config, scheduler=address)
+    assert RunStore().completed_folds(resolve(config).run_id, 2) == []
+
+
+def test_versions_that_differ_are_named_and_the_platform_is_not_a_version():
+    from leukdash.engine.scheduler.cluster import other_versions
+
+    ours = {"engine": "3", "platform": "Linux-a", "cnn_dtype_policy": "mixed_bfloat16", "scikit-learn": "1.9.1",
+            "tensorflow": "2.21.0"}
+    same_code = {**ours, "platform": "Linux-b", "cnn_dtype_policy": "float32"}
+    assert other_versions("tcp://w:1", same_code, ours, cnn=False) is None
+    assert str(other_versions("tcp://w:1", same_code, ours, cnn=True)) == (
+        "a Dask worker tcp://w:1 runs CNN dtype policy float32 (this machine mixed_bfloat16): install the same "
+        "versions there; finished folds are kept")
+    older = {**ours, "scikit-learn": "1.5.0"}
+    del older["tensorflow"]
+    assert str(other_versions("tcp://w:1", older, ours, cnn=False)) == (
+        "a Dask worker tcp://w:1 runs scikit-learn 1.5.0 (this machine 1.9.1), tensorflow none (this machine "
+        "2.21.0): install the same versions there; finished folds are kept")
+
+
 @pytest.mark.parametrize("error, said", [
     ("child died", "fold 2 of nb-x: the process computing it on a worker died (exit status -9), twice (Dask ran it "
                    "once more): often the worker's memory (a child is not held to Dask's --memory-limit); finished "

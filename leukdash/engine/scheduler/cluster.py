@@ -108,7 +108,10 @@ class DaskPool(Pool):
 
         from distributed import Client
 
+        from leukdash.engine.runner import versions
         from leukdash.errors import RunError
+
+        ours = versions()  # what the store records for the run
 
         try:
             client = Client(self.address, timeout=self.connect_timeout)
@@ -137,10 +140,14 @@ class DaskPool(Pool):
                 for future in [f for f in pending if f.done()]:
                     _drain(events, on_event)
                     try:
-                        kind, value = pickle.loads(_fetched(future, waiting))
+                        outcome, worker, theirs = _fetched(future, waiting)
                     except (Exception, asyncio.CancelledError) as error:  # raised by Dask or on a worker
                         raise task_failure(error, pending[future], self.address) from None
                     waiting.heard_from_scheduler()  # the outcome came through it
+                    refused = other_versions(worker, theirs, ours, pending[future].is_cnn)
+                    if refused:
+                        raise refused
+                    kind, value = pickle.loads(outcome)
                     if kind == "error":
                         raise value
                     on_done(pending.pop(future), value)
@@ -201,6 +208,23 @@ def task_failure(error: BaseException, task: FoldTask, address: str):
     return RunError(f"fold {task.fold + 1} of {task.run_id} failed on a Dask worker ({what}); {kept}")
 
 
+def other_versions(worker: str, theirs: dict, ours: dict, cnn: bool):
+    """The one line (a RunError) for a fold that ``worker`` computed under versions (``theirs``,
+    :func:`~leukdash.engine.runner.versions` there) other than this machine's (``ours``, which
+    the store records); None when they agree. The platform is the machine's, not a version; the
+    CNN dtype policy (from the CPU) matters to CNN folds only."""
+    from leukdash.errors import RunError
+
+    ignored = {"platform"} if cnn else {"platform", "cnn_dtype_policy"}
+    differing = [key for key in {**ours, **theirs} if key not in ignored and theirs.get(key) != ours.get(key)]
+    if not differing:
+        return None
+    names = {"engine": "leukdash engine", "cnn_dtype_policy": "CNN dtype policy"}
+    said = ", ".join(f"{names.get(key, key)} {theirs.get(key, 'none')} (this machine {ours.get(key, 'none')})"
+                     for key in differing)
+    return RunError(f"a Dask worker {worker} runs {said}: install the same versions there; finished folds are kept")
+
+
 class ChildDied(RuntimeError):
     """The child process computing a fold on a worker died (Dask retries the task once)."""
 
@@ -255,8 +279,8 @@ class _ClusterWatch:
             self.on_event(run_id, {"event": "message", "message": message})
 
 
-def _fetched(future, watch: _ClusterWatch) -> bytes:
-    """A done task's pickled outcome, or its error raised. The bytes come through the scheduler,
+def _fetched(future, watch: _ClusterWatch) -> tuple[bytes, str, dict]:
+    """A done task's ``(pickled outcome, worker, versions)``, or its error raised. The bytes come through the scheduler,
     which may stop answering meanwhile, and Dask's fetch then waits on it in silence: it runs in a
     thread of its own while ``watch`` goes on saying what the run waits for. (Not fetched in
     slices with a timeout: a cut-short fetch starts over, and a model's bytes may take longer.)"""
@@ -294,12 +318,19 @@ def _drain(events: queue.Queue, on_event) -> None:
 def _fold_function():
     """The function of a fold task. Made here, inside a function, because cloudpickle pickles a
     function that cannot be imported by name by value: the scheduler unpickles it without
-    leukdash, which the function imports only when a worker calls it."""
+    leukdash, which the function imports only when a worker calls it.
 
-    def fold(task: bytes, inputs: bytes, topic: str) -> bytes:
+    It returns the pickled outcome with the worker's address and the versions of the code that
+    computed it (:func:`~leukdash.engine.runner.versions`, as the store records them): being
+    this process's code, it asks them of a worker whose leukdash is older or newer too."""
+
+    def fold(task: bytes, inputs: bytes, topic: str) -> tuple[bytes, str, dict]:
+        from distributed import get_worker
+
+        from leukdash.engine.runner import versions
         from leukdash.engine.scheduler.cluster import compute_on_worker
 
-        return compute_on_worker(task, inputs, topic)
+        return compute_on_worker(task, inputs, topic), get_worker().address, versions()
 
     return fold
 
