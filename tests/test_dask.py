@@ -322,17 +322,17 @@ def test_a_notebook_cell_that_runs_an_event_loop_computes_on_the_cluster(one_wor
     _same_folds([remote], [run(config, n_jobs=1)])
 
 
-@pytest.mark.parametrize("stops", ["while a fold trains", "as a done fold's result is fetched"])
+@pytest.mark.parametrize("stops", ["as the run starts", "while a fold trains", "as a done fold's result is fetched"])
 def test_a_scheduler_that_stops_answering_is_said_and_the_run_goes_on_when_it_is_back(one_worker, tiny_dataset,
                                                                                       monkeypatch, stops):
     """A stopped scheduler (SIGSTOP here; a suspended machine, a cut network) keeps its connections
-    open and Dask waits on them without a word: the run says what it waits for, then goes on. Also
-    when it stops between a fold's end and the fetch of its result (which goes through it)."""
+    open and Dask waits on them without a word: the run says what it waits for, within the
+    README's 15 s (at the watch's own intervals), then goes on. Also when it stops as soon as the
+    tasks are submitted (a question without a deadline, due before the first probe, hung there),
+    and between a fold's end and the fetch of its result (which goes through it)."""
     from leukdash.engine.runner import run
     from leukdash.engine.scheduler import cluster
 
-    monkeypatch.setattr(cluster, "SCHEDULER_PROBE_SECONDS", 0.5)
-    monkeypatch.setattr(cluster, "SCHEDULER_ANSWER_SECONDS", 1.0)
     address, _ = one_worker
     with Client(address, timeout=30) as client:
         scheduler_pid = client.run_on_scheduler(os.getpid)
@@ -345,6 +345,10 @@ def test_a_scheduler_that_stops_answering_is_said_and_the_run_goes_on_when_it_is
             os.kill(scheduler_pid, signal.SIGSTOP)
             stopped.append(time.monotonic())
 
+    if stops == "as the run starts":
+        watch = cluster._ClusterWatch.__init__
+        monkeypatch.setattr(cluster._ClusterWatch, "__init__", lambda self, *args: (stop_scheduler(),
+                                                                                    watch(self, *args))[1])
     if stops == "as a done fold's result is fetched":
         fetched = cluster._fetched
         monkeypatch.setattr(cluster, "_fetched", lambda future, watch: (stop_scheduler(), fetched(future, watch))[1])
@@ -353,7 +357,7 @@ def test_a_scheduler_that_stops_answering_is_said_and_the_run_goes_on_when_it_is
         if event["event"] == "epoch" and stops == "while a fold trains":  # its result needs the scheduler
             stop_scheduler()
         if event["event"] == "message":
-            said.append(event["message"])
+            said.append((event["message"], time.monotonic()))
             if "does not answer" in event["message"]:
                 os.kill(scheduler_pid, signal.SIGCONT)
 
@@ -365,6 +369,7 @@ def test_a_scheduler_that_stops_answering_is_said_and_the_run_goes_on_when_it_is
         resume_anyway.cancel()
         os.kill(scheduler_pid, signal.SIGCONT)
     assert stopped and result["computed_folds"] == [0, 1, 2]
-    assert said == [f"waiting for the Dask scheduler at {address}: it does not answer (stopped, overloaded or cut off "
-                    "from this machine); finished folds are kept, Ctrl-C stops the run",
-                    f"the Dask scheduler at {address} answers again"]
+    assert [message for message, _ in said] == [
+        f"waiting for the Dask scheduler at {address}: it does not answer (stopped, overloaded or cut off from this "
+        "machine); finished folds are kept, Ctrl-C stops the run", f"the Dask scheduler at {address} answers again"]
+    assert said[0][1] - stopped[0] <= 15 + 2  # a probe's own start-up aside

@@ -236,35 +236,34 @@ def test_a_childs_stderr_reaches_ours_without_tensorflows_start_up_notes(capfd, 
 def test_a_cluster_without_workers_is_said_once_on_each_runs_progress(monkeypatch):
     from leukdash.engine.scheduler import cluster
 
-    class Scheduler:  # what Client.scheduler_info() holds: the workers connected, by address
-        workers: dict = {}
-        status = "running"  # "connecting" while the client tries to reach a scheduler it lost
-
-        def scheduler_info(self):
-            return {"workers": self.workers}
-
-    said, client, clock = [], Scheduler(), [0.0]
+    said, workers, clock = [], [{"tcp://10.0.0.2:3": {}}], [0.0]
     monkeypatch.setattr(cluster.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(cluster, "_identity", lambda address, timeout: {"type": "Scheduler"})  # it answers
-    watch = cluster._ClusterWatch(client, "tcp://10.0.0.1:8786", ["a", "b"], lambda run_id, e: said.append((run_id, e)))
-    client.workers = {"tcp://10.0.0.2:3": {}}
+    # What the scheduler's identity holds: the workers connected, by address.
+    monkeypatch.setattr(cluster, "_identity", lambda address, timeout: {"type": "Scheduler", "workers": workers[0]})
+    watch = cluster._ClusterWatch("tcp://10.0.0.1:8786", ["a", "b"], lambda run_id, e: said.append((run_id, e)))
     clock[0] = cluster.NO_WORKER_NOTICE_SECONDS + 1
     watch.check()
     assert said == []  # a worker is there
-    client.workers = {}
+    workers[0] = {}
     clock[0] += cluster.NO_WORKER_NOTICE_SECONDS - 1
     watch.check()
     assert said == []  # not long enough without one
-    clock[0] += 2
-    client.status = "connecting"
+    clock[0] += cluster.SCHEDULER_PROBE_SECONDS
+    monkeypatch.setattr(cluster, "_identity", lambda address, timeout: (_ for _ in ()).throw(TimeoutError()))
     watch.check()
-    assert said == []  # the scheduler itself is gone: its last list of workers says nothing
-    client.status = "running"
-    watch.check()
-    watch.check()
-    assert [run_id for run_id, _ in said] == ["a", "b"]
-    assert said[0][1] == {"event": "message", "message": "waiting for a worker: the Dask scheduler at tcp://10.0.0.1:8786 "
-                          "has none connected (start one with `dask worker tcp://10.0.0.1:8786`)"}
+    assert said == [(run_id, {"event": "message", "message": "waiting for the Dask scheduler at tcp://10.0.0.1:8786: "
+                              "it does not answer (stopped, overloaded or cut off from this machine); finished folds "
+                              "are kept, Ctrl-C stops the run"}) for run_id in ("a", "b")]  # not "no worker": unknown
+    said.clear()
+    monkeypatch.setattr(cluster, "_identity", lambda address, timeout: {"type": "Scheduler", "workers": {}})
+    for _ in range(2):
+        clock[0] += cluster.SCHEDULER_PROBE_SECONDS
+        watch.check()
+    assert [(run_id, e["message"].split(":")[0]) for run_id, e in said] == [
+        ("a", "the Dask scheduler at tcp"), ("b", "the Dask scheduler at tcp"),  # ... answers again
+        ("a", "waiting for a worker"), ("b", "waiting for a worker")]  # once
+    assert said[2][1] == {"event": "message", "message": "waiting for a worker: the Dask scheduler at "
+                          "tcp://10.0.0.1:8786 has none connected (start one with `dask worker tcp://10.0.0.1:8786`)"}
 
 
 @pytest.mark.parametrize("terminal", [True, False])
@@ -285,26 +284,20 @@ def test_the_run_progress_prints_what_the_run_waits_for(terminal):
 def test_a_scheduler_that_stops_answering_is_said_once_and_again_when_it_answers(monkeypatch):
     from leukdash.engine.scheduler import cluster
 
-    class Client:  # Dask's client keeps its view (and its status) while the scheduler is silent
-        status = "running"
-
-        def scheduler_info(self):
-            return {"workers": {"tcp://10.0.0.2:3": {}}}
-
     said, clock, asked = [], [0.0], []
     answers = iter([{"type": "Scheduler"}, TimeoutError(), ConnectionRefusedError(), TimeoutError(),
                     {"type": "Scheduler"}, {"type": "Scheduler"}, TimeoutError()])
 
-    def identity(address, timeout):
+    def identity(address, timeout):  # the only question the watch asks, always under a deadline
         asked.append((address, timeout))
         answer = next(answers)
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        return {**answer, "workers": {"tcp://10.0.0.2:3": {}}}
 
     monkeypatch.setattr(cluster.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(cluster, "_identity", identity)
-    watch = cluster._ClusterWatch(Client(), "tcp://10.0.0.1:8786", ["a"], lambda run_id, e: said.append(e["message"]))
+    watch = cluster._ClusterWatch("tcp://10.0.0.1:8786", ["a"], lambda run_id, e: said.append(e["message"]))
     clock[0] = cluster.SCHEDULER_PROBE_SECONDS - 1
     watch.check()
     assert asked == [] and said == []  # not yet time to ask
@@ -323,3 +316,12 @@ def test_a_scheduler_that_stops_answering_is_said_once_and_again_when_it_answers
     clock[0] += cluster.SCHEDULER_PROBE_SECONDS - 1
     watch.check()
     assert len(asked) == 7  # hearing from it counts as an answer: the next probe is an interval later
+
+
+def test_a_stopped_scheduler_is_said_within_the_time_the_readme_gives_before_any_other_notice():
+    """The README promises 15 s; the first question comes before the no-worker notice is due, so
+    no other question to the scheduler can come first (one without a deadline hung the run)."""
+    from leukdash.engine.scheduler import cluster
+
+    assert cluster.SCHEDULER_PROBE_SECONDS + cluster.SCHEDULER_ANSWER_SECONDS <= 15
+    assert cluster.SCHEDULER_PROBE_SECONDS < cluster.NO_WORKER_NOTICE_SECONDS

@@ -36,10 +36,11 @@ POLL_SECONDS = 0.2
 # How long tasks may wait on a cluster without a worker before the run says so: a worker joining
 # takes a few seconds, and a run with none would otherwise wait in silence.
 NO_WORKER_NOTICE_SECONDS = 10.0
-# How often a run waiting on the cluster asks the scheduler who it is, and how long it waits for
-# the answer: a scheduler that is stopped (SIGSTOP, a suspended VM) or cut off keeps its
-# connections open, and Dask's client waits on them without a word.
-SCHEDULER_PROBE_SECONDS = 15.0
+# How often a run waiting on the cluster asks the scheduler who it is and which workers it has,
+# and how long it waits for the answer: a scheduler that is stopped (SIGSTOP, a suspended VM) or
+# cut off keeps its connections open, and Dask's client waits on them without a word (its
+# ``scheduler_info()`` too, a round trip without a deadline: never called while a run waits).
+SCHEDULER_PROBE_SECONDS = 5.0
 SCHEDULER_ANSWER_SECONDS = 10.0
 
 
@@ -134,7 +135,7 @@ class DaskPool(Pool):
                 futures[client.submit(fold, pickle.dumps(task), shipped[task.run_id], topic, pure=False, retries=1,
                                       key=f"fold-{task.run_id}-{task.fold}-{uuid.uuid4().hex[:8]}")] = task
             pending = dict(futures)
-            waiting = _ClusterWatch(client, self.address, sorted(needed), on_event)
+            waiting = _ClusterWatch(self.address, sorted(needed), on_event)
             while pending:
                 waiting.check()
                 for future in [f for f in pending if f.done()]:
@@ -231,40 +232,34 @@ class ChildDied(RuntimeError):
 
 class _ClusterWatch:
     """Says on each run's progress what a run waiting on the cluster is waiting for: no worker
-    connected for ``NO_WORKER_NOTICE_SECONDS`` (the client's view, refreshed by Dask itself), or a
-    scheduler that has stopped answering (stopped, overloaded, cut off: Dask's own connection
-    waits on it in silence), asked every ``SCHEDULER_PROBE_SECONDS``; and when it answers again."""
+    connected for ``NO_WORKER_NOTICE_SECONDS``, or a scheduler that has stopped answering
+    (stopped, overloaded, cut off), and when it answers again. Both are learnt from one question
+    to the scheduler every ``SCHEDULER_PROBE_SECONDS``, answered within ``SCHEDULER_ANSWER_SECONDS``
+    or not at all: nothing here waits on the scheduler without a deadline."""
 
-    def __init__(self, client, address: str, run_ids: list[str], on_event):
-        self.client, self.address, self.run_ids, self.on_event = client, address, run_ids, on_event
-        self.since = self.probed = time.monotonic()
+    def __init__(self, address: str, run_ids: list[str], on_event):
+        self.address, self.run_ids, self.on_event = address, run_ids, on_event
+        self.since = self.probed = time.monotonic()  # since: when a worker was last known
         self.told_no_worker = self.silent = False
 
     def check(self) -> None:
         if time.monotonic() - self.probed >= SCHEDULER_PROBE_SECONDS:
             self._probe_scheduler()
-        if self.silent or self.told_no_worker or time.monotonic() - self.since < NO_WORKER_NOTICE_SECONDS:
-            return
-        if self.client.status != "running":  # reconnecting to a scheduler that went away: no view of workers
-            return
-        if self.client.scheduler_info().get("workers"):
-            self.since = time.monotonic()
-            return
-        self.told_no_worker = True
-        self._tell(f"waiting for a worker: the Dask scheduler at {self.address} has none connected "
-                   f"(start one with `dask worker {self.address}`)")
 
     def heard_from_scheduler(self) -> None:
         """A task's outcome came through the scheduler: it answers (a stale "does not answer"
-        would otherwise stay on the progress line until the next probe)."""
+        would otherwise stay on the progress line until the next probe), and a worker computed it."""
+        self.since = time.monotonic()
         self._scheduler_answers(True)
 
     def _probe_scheduler(self) -> None:
         try:
-            answers = isinstance(_identity(self.address, SCHEDULER_ANSWER_SECONDS), dict)
+            info = _identity(self.address, SCHEDULER_ANSWER_SECONDS)
         except Exception:  # noqa: BLE001 - no answer in time, a refused or reset connection: all silence
-            answers = False
-        self._scheduler_answers(answers)
+            info = None
+        self._scheduler_answers(isinstance(info, dict))
+        if isinstance(info, dict):
+            self._count_workers(len(info.get("workers") or {}))
 
     def _scheduler_answers(self, answers: bool) -> None:
         self.probed = time.monotonic()
@@ -273,6 +268,14 @@ class _ClusterWatch:
             self._tell(f"the Dask scheduler at {self.address} answers again" if answers else
                        f"waiting for the Dask scheduler at {self.address}: it does not answer (stopped, "
                        "overloaded or cut off from this machine); finished folds are kept, Ctrl-C stops the run")
+
+    def _count_workers(self, workers: int) -> None:
+        if workers:
+            self.since = time.monotonic()
+        elif not self.told_no_worker and time.monotonic() - self.since >= NO_WORKER_NOTICE_SECONDS:
+            self.told_no_worker = True
+            self._tell(f"waiting for a worker: the Dask scheduler at {self.address} has none connected "
+                       f"(start one with `dask worker {self.address}`)")
 
     def _tell(self, message: str) -> None:
         for run_id in self.run_ids:
