@@ -325,3 +325,24 @@ def test_a_stopped_scheduler_is_said_within_the_time_the_readme_gives_before_any
 
     assert cluster.SCHEDULER_PROBE_SECONDS + cluster.SCHEDULER_ANSWER_SECONDS <= 15
     assert cluster.SCHEDULER_PROBE_SECONDS < cluster.NO_WORKER_NOTICE_SECONDS
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:8790/", " tcp://127.0.0.1:8790", "tcp://127.0.0.1:8790 ",
+                                     "TCP://127.0.0.1:8790", "tcp://127.0.0.1:8790?x", "tcp://me@127.0.0.1:8790",
+                                     "inproc://x"])
+def test_an_address_dask_would_refuse_or_read_otherwise_is_refused_up_front(address):
+    with pytest.raises(ConfigError, match=rf"^--scheduler {re.escape(repr(address))} is not a Dask scheduler address: "
+                                          "give SCHEME://HOST:PORT and nothing more, with SCHEME one of tcp, tls, ws, "
+                                          r"wss, ucx, e\.g\. tcp://127\.0\.0\.1:8786$"):
+        scheduler.scheduler_address(address)
+
+
+def test_an_address_dask_itself_refuses_is_one_line_with_dasks_reason():
+    from leukdash.engine.scheduler.cluster import check_scheduler
+    from leukdash.errors import RunError
+
+    with pytest.raises(RunError) as raised:  # Dask's TLS settings are not given: it refuses before connecting
+        check_scheduler("tls://127.0.0.1:8790", 5)
+    assert str(raised.value) == ("tls://127.0.0.1:8790 does not answer as a Dask scheduler (TypeError: TLS expects a "
+                                 "`ssl_context` argument of type ssl.SSLContext (perhaps check your TLS configuration?) "
+                                 "Instead got None): give the tcp://HOST:PORT that `dask scheduler` prints")

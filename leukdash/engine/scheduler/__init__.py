@@ -29,15 +29,18 @@ __all__ = ["CLASSIC_WORKER_MB", "CNN_THREADS", "SMALL_MACHINE_BUDGET_MB", "TF_WO
            "scheduler_address"]
 
 
-# The address forms of Dask's comms that a cluster of this project can listen on.
-DASK_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+# The address forms of Dask's comms that a cluster of this project can listen on (not inproc://,
+# which lives inside one process).
+DASK_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
 
 
 def scheduler_address(address: str | None = None) -> str | None:
     """The Dask scheduler to use: ``address``, else ``$LEUKDASH_SCHEDULER``, else None (local).
 
     Checked here, before any run is started: ``SCHEME://HOST:PORT`` (or ``HOST:PORT``, which
-    Dask reads as tcp), else a :class:`~leukdash.errors.ConfigError` that says which setting is wrong.
+    Dask reads as tcp), exactly: no space around it, no path after it, the scheme in lower case
+    (Dask refuses them, or reads them otherwise); else a :class:`~leukdash.errors.ConfigError`
+    that says which setting is wrong.
     """
     from urllib.parse import urlsplit
 
@@ -46,14 +49,17 @@ def scheduler_address(address: str | None = None) -> str | None:
     given, source = (address, "--scheduler") if address else (os.environ.get("LEUKDASH_SCHEDULER"), "LEUKDASH_SCHEDULER")
     if not given:
         return None
+    full = given if "://" in given else f"tcp://{given}"
     try:  # a bracket left open ('tcp://[::1') is refused by urlsplit itself
-        parts = urlsplit(given if "://" in given else f"tcp://{given}")
+        parts = urlsplit(full)
         port = parts.port
     except ValueError:
         parts, port = urlsplit(""), None
-    if parts.scheme not in DASK_SCHEMES or (parts.scheme != "inproc" and (not parts.hostname or port is None)):
-        raise ConfigError(f"{source} {given!r} is not a Dask scheduler address: give SCHEME://HOST:PORT with "
-                          f"SCHEME one of {', '.join(DASK_SCHEMES)}, e.g. tcp://127.0.0.1:8786")
+    # urlsplit strips spaces, lower-cases the scheme and sets a path aside: what it read must be all
+    exact = full == f"{parts.scheme}://{parts.netloc}" and "@" not in parts.netloc
+    if not exact or parts.scheme not in DASK_SCHEMES or not parts.hostname or port is None:
+        raise ConfigError(f"{source} {given!r} is not a Dask scheduler address: give SCHEME://HOST:PORT and nothing "
+                          f"more, with SCHEME one of {', '.join(DASK_SCHEMES)}, e.g. tcp://127.0.0.1:8786")
     return given
 
 
