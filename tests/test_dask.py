@@ -258,7 +258,7 @@ def test_a_fold_task_that_dask_cannot_bring_back_says_why_in_one_line(error, sai
 
     raised = {"child died": ChildDied("the process computing it on a worker died (exit status -9)"),
               "memory": MemoryError("Unable to allocate 8 GiB"), "other": ValueError("odd")}[error]
-    assert str(task_failure(raised, FoldTask("nb-x", 1, 3, {"model": "nb"}), "tcp://host:8786")) == said
+    assert str(task_failure(raised, FoldTask("nb-x", 1, 3, {"model": "nb"}), "tcp://host:8786", "--scheduler")) == said
 
 
 def test_a_closed_connection_to_a_scheduler_that_restarted_is_said_to_be_the_schedulers():
@@ -268,8 +268,9 @@ def test_a_closed_connection_to_a_scheduler_that_restarted_is_said_to_be_the_sch
     from leukdash.engine.scheduler.task import FoldTask
 
     closed = CommClosedError("in <TCP (closed) ConnectionPool.gather local=tcp://127.0.0.1:1>: Stream is closed")
-    assert str(task_failure(closed, FoldTask("nb-x", 1, 3, {"model": "nb"}), "tcp://host:8786")).startswith(
-        "lost the Dask scheduler at tcp://host:8786 (its connection closed): finished folds are kept")
+    lost = task_failure(closed, FoldTask("nb-x", 1, 3, {"model": "nb"}), "tcp://host:8786", "--scheduler")
+    assert str(lost).startswith("lost the Dask scheduler at tcp://host:8786 (its connection closed): finished folds "
+                                "are kept")
 
 
 def test_a_stored_fold_is_not_computed_again_when_its_worker_is_lost(tiny_dataset, tmp_path):

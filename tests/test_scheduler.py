@@ -155,6 +155,35 @@ def test_the_pool_follows_the_address_and_n_jobs(monkeypatch):
     monkeypatch.setenv("LEUKDASH_SCHEDULER", "tcp://10.0.0.1:8786")
     assert isinstance(make_pool(), DaskPool) and make_pool().address == "tcp://10.0.0.1:8786"
     assert make_pool("tcp://h:1").address == "tcp://h:1"
+    assert isinstance(make_pool("local"), LocalPool)  # this machine, whatever the variable says
+    with pytest.raises(ConfigError, match=r"^--scheduler is empty \(an unset shell variable\?\): give "
+                                          "SCHEME://HOST:PORT, or local to compute on this machine$"):
+        make_pool("")  # not the variable's address, as if the option were left out
+    monkeypatch.setenv("LEUKDASH_SCHEDULER", "local")
+    assert isinstance(make_pool(), LocalPool)
+
+
+@pytest.mark.parametrize("option, advice", [
+    ("tcp://10.0.0.1:8786", "--scheduler local"), (None, "LEUKDASH_SCHEDULER unset, or --scheduler local")])
+def test_a_lost_scheduler_says_how_to_compute_here_for_where_its_address_came_from(monkeypatch, option, advice):
+    from distributed.comm.core import CommClosedError
+
+    from leukdash.engine.scheduler.cluster import task_failure
+
+    monkeypatch.setenv("LEUKDASH_SCHEDULER", "tcp://10.0.0.1:8786")
+    pool = make_pool(option)
+    lost = task_failure(CommClosedError("Stream is closed"), _task("nb"), pool.address, pool.source)
+    assert str(lost) == ("lost the Dask scheduler at tcp://10.0.0.1:8786 (its connection closed): finished folds are "
+                         f"kept; run the same command again when it is back (or with {advice}, to compute on this "
+                         "machine)")
+
+
+def test_the_scheduler_options_help_says_how_to_compute_here(capsys):
+    from leukdash.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "or local: this machine" in " ".join(capsys.readouterr().out.split())
 
 
 def test_runs_of_several_configs_share_one_pool_with_in_process_results(tiny_dataset, tmp_path, monkeypatch):
@@ -333,7 +362,8 @@ def test_a_stopped_scheduler_is_said_within_the_time_the_readme_gives_before_any
 def test_an_address_dask_would_refuse_or_read_otherwise_is_refused_up_front(address):
     with pytest.raises(ConfigError, match=rf"^--scheduler {re.escape(repr(address))} is not a Dask scheduler address: "
                                           "give SCHEME://HOST:PORT and nothing more, with SCHEME one of tcp, tls, ws, "
-                                          r"wss, ucx, e\.g\. tcp://127\.0\.0\.1:8786$"):
+                                          r"wss, ucx, e\.g\. tcp://127\.0\.0\.1:8786 \(or local to compute on "
+                                          r"this machine\)$"):
         scheduler.scheduler_address(address)
 
 
@@ -344,5 +374,6 @@ def test_an_address_dask_itself_refuses_is_one_line_with_dasks_reason():
     with pytest.raises(RunError) as raised:  # Dask's TLS settings are not given: it refuses before connecting
         check_scheduler("tls://127.0.0.1:8790", 5)
     assert str(raised.value) == ("tls://127.0.0.1:8790 does not answer as a Dask scheduler (TypeError: TLS expects a "
-                                 "`ssl_context` argument of type ssl.SSLContext (perhaps check your TLS configuration?) "
-                                 "Instead got None): give the tcp://HOST:PORT that `dask scheduler` prints")
+                                 "`ssl_context` argument of type ssl.SSLContext (perhaps check your TLS "
+                                 "configuration?) Instead got None): give the tcp://HOST:PORT that `dask scheduler` "
+                                 "prints")

@@ -65,7 +65,8 @@ def _comma_list(kind):
 def add_pool_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-jobs", type=int, help="cores used at once (1: in this process)")
     parser.add_argument("--scheduler", metavar="ADDRESS",
-                        help="a Dask scheduler, e.g. tcp://HOST:8786 (default: $LEUKDASH_SCHEDULER, else this machine)")
+                        help="a Dask scheduler, e.g. tcp://HOST:8786, or local: this machine (default: "
+                             "$LEUKDASH_SCHEDULER, else this machine)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -93,7 +93,7 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
     n_jobs : cores the local pool may use (default: all; 1 computes in this process, so
         progress reaches ``on_event`` as it happens). Results do not depend on it.
     on_event : called with each progress event (each carries its ``run_id``).
-    scheduler : a Dask scheduler address (``tcp://HOST:8786``); default ``$LEUKDASH_SCHEDULER``,
+    scheduler : a Dask scheduler address (``tcp://HOST:8786``), or ``"local"``; default ``$LEUKDASH_SCHEDULER``,
         else local worker processes.
 
     Returns

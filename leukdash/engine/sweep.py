@@ -117,7 +117,7 @@ def run_sweep(configs: list[RunConfig], *, name: str | None = None, scheduler: s
               store: RunStore | None = None) -> dict:
     """Store the sweep and compute its missing folds, every fold of every run in one pool.
 
-    ``scheduler`` is a Dask address (default ``$LEUKDASH_SCHEDULER``, else local processes);
+    ``scheduler`` is a Dask address or ``"local"`` (default ``$LEUKDASH_SCHEDULER``, else local processes);
     ``on_event`` gets every run's progress events (each with its ``run_id``).
 
     Returns the sweep's record with ``results`` (one per config, see

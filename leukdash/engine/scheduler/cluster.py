@@ -100,8 +100,10 @@ class DaskPool(Pool):
     scheduler's event log.
     """
 
-    def __init__(self, address: str, connect_timeout: float = 20):
-        self.address, self.connect_timeout = address, connect_timeout
+    def __init__(self, address: str, source: str, connect_timeout: float = 20):
+        """``source``: where the address was given (``--scheduler`` or ``LEUKDASH_SCHEDULER``),
+        named by the advice on a scheduler lost."""
+        self.address, self.source, self.connect_timeout = address, source, connect_timeout
 
     def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event) -> None:
         check_scheduler(self.address, self.connect_timeout)
@@ -147,7 +149,7 @@ class DaskPool(Pool):
                     try:
                         outcome, worker, theirs = _fetched(future, waiting)
                     except (Exception, asyncio.CancelledError) as error:  # raised by Dask or on a worker
-                        raise task_failure(error, pending[future], self.address) from None
+                        raise task_failure(error, pending[future], self.address, self.source) from None
                     waiting.heard_from_scheduler()  # the outcome came through it
                     refused = other_versions(worker, theirs, ours, pending[future].is_cnn)
                     if refused:
@@ -188,9 +190,10 @@ def _quiet_dask_client():
             logger.setLevel(level)
 
 
-def task_failure(error: BaseException, task: FoldTask, address: str):
+def task_failure(error: BaseException, task: FoldTask, address: str, source: str):
     """The one line (a RunError) for a fold task that Dask could not bring back: the scheduler
-    lost, a worker that cannot import leukdash, memory, a child that died twice, anything else."""
+    lost, a worker that cannot import leukdash, memory, a child that died twice, anything else.
+    ``source``: where ``address`` was given, which the way to compute here instead depends on."""
     from leukdash.engine.machine import out_of_memory
     from leukdash.errors import RunError
 
@@ -202,8 +205,9 @@ def task_failure(error: BaseException, task: FoldTask, address: str):
     # Dask's FutureCancelledError, or a closed connection (CommClosedError is an OSError; a fold's own
     # errors come back as its result, not as these): the scheduler went away, or restarted.
     if isinstance(error, (CancelledError, asyncio.CancelledError, OSError)):
+        here = "--scheduler local" if source == "--scheduler" else "LEUKDASH_SCHEDULER unset, or --scheduler local"
         return RunError(f"lost the Dask scheduler at {address} (its connection closed): {kept}; run the same command "
-                        "again when it is back (or without --scheduler, to compute on this machine)")
+                        f"again when it is back (or with {here}, to compute on this machine)")
     if isinstance(error, ImportError) and "leukdash" in str(error):
         return RunError(f"a Dask worker cannot import leukdash ({what}): start every worker with it importable "
                         f"(PYTHONPATH=<the leukdash folder> dask worker {address}); {kept}")
