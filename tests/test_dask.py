@@ -235,8 +235,9 @@ def test_versions_that_differ_are_named_and_the_platform_is_not_a_version():
     same_code = {**ours, "platform": "Linux-b", "cnn_dtype_policy": "float32"}
     assert other_versions("tcp://w:1", same_code, ours, cnn=False) is None
     assert str(other_versions("tcp://w:1", same_code, ours, cnn=True)) == (
-        "a Dask worker tcp://w:1 runs CNN dtype policy float32 (this machine mixed_bfloat16): install the same "
-        "versions there; finished folds are kept")
+        "a Dask worker tcp://w:1 trains CNNs in float32 (this machine in mixed_bfloat16: their CPUs differ in "
+        "native bfloat16), which gives other numbers: CNN runs need workers of this machine's CPU kind, or "
+        "--scheduler local; finished folds are kept")
     older = {**ours, "scikit-learn": "1.5.0"}
     del older["tensorflow"]
     assert str(other_versions("tcp://w:1", older, ours, cnn=False)) == (

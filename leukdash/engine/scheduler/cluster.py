@@ -228,6 +228,11 @@ def other_versions(worker: str, theirs: dict, ours: dict, cnn: bool):
     differing = [key for key in {**ours, **theirs} if key not in ignored and theirs.get(key) != ours.get(key)]
     if not differing:
         return None
+    if differing == ["cnn_dtype_policy"]:  # the same code on another CPU kind: nothing to install
+        return RunError(f"a Dask worker {worker} trains CNNs in {theirs.get('cnn_dtype_policy', 'none')} (this "
+                        f"machine in {ours.get('cnn_dtype_policy')}: their CPUs differ in native bfloat16), which "
+                        "gives other numbers: CNN runs need workers of this machine's CPU kind, or --scheduler local; "
+                        "finished folds are kept")
     names = {"engine": "leukdash engine", "cnn_dtype_policy": "CNN dtype policy"}
     said = ", ".join(f"{names.get(key, key)} {theirs.get(key, 'none')} (this machine {ours.get(key, 'none')})"
                      for key in differing)
