@@ -48,7 +48,7 @@ def calibration_path() -> Path:
 
 def calibrated() -> dict[str, dict]:
     """``{"cnn/paper": {"overhead": s, "rate": s per unit of work}, ...}`` measured on this machine."""
-    from leukdash.engine.runner import versions
+    from leukdash.engine.versions import versions
 
     stored = read_json(calibration_path())
     if not isinstance(stored, dict) or stored.get("machine") != machine() or stored.get("versions") != versions():
@@ -62,7 +62,7 @@ def kind_name(kind: tuple[str, str]) -> str:
 
 def measure(kinds: list[str]) -> dict[str, dict]:
     """Measure ``kinds`` (``"cnn/paper"``...) with small real runs and store the figures."""
-    from leukdash.engine.runner import versions
+    from leukdash.engine.versions import versions
 
     target = calibration_path()
     found = calibrated()

@@ -20,7 +20,8 @@ import math
 import numpy as np
 
 from leukdash.config import stable_hash
-from leukdash.engine.runner import finished_result, load_result, versions
+from leukdash.engine.runner import finished_result, load_result
+from leukdash.engine.versions import versions
 from leukdash.engine.store import RunStore
 from leukdash.errors import RunError
 

@@ -10,13 +10,11 @@ answered from the store alone: nothing heavy (scikit-learn, TensorFlow) is impor
 from __future__ import annotations
 
 import numbers
-import platform
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from leukdash import ENGINE_VERSION, __version__
+from leukdash import ENGINE_VERSION
 from leukdash.atomic import write_bytes_atomic
 from leukdash.config import RunConfig, dataset_parts, stable_hash
 from leukdash.data.dataset import Dataset, check_class_counts
@@ -26,6 +24,7 @@ from leukdash.engine.machine import describe_machine
 from leukdash.engine.progress import append_event
 from leukdash.engine.run_data import note_dataset_found
 from leukdash.engine.store import RunStore
+from leukdash.engine.versions import versions
 from leukdash.paths import uploads_root
 
 SCALAR_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "balanced_acc", "macro_f1", "seconds")
@@ -354,19 +353,3 @@ def _meta(resolved: ResolvedRun, arrays, fold_ids: list[int]) -> dict:
         "machine": describe_machine(),  # fold times mean little without the CPU that made them
     }
 
-
-def versions() -> dict:
-    """Versions of leukdash and of the packages that compute results."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from leukdash.models.cnn import TRAINING_POLICY
-
-    # bfloat16 and float32 training give slightly different numbers: the policy is recorded.
-    found = {"leukdash": __version__, "engine": ENGINE_VERSION, "python": sys.version.split()[0],
-             "platform": platform.platform(), "cnn_dtype_policy": TRAINING_POLICY}
-    for package in ("numpy", "opencv-python-headless", "scikit-learn", "tensorflow-cpu", "tensorflow", "keras"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return found

@@ -168,7 +168,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     from leukdash.evaluation.predict import (CHECK_UNAVAILABLE, MIN_ADAPT_IMAGES, adapt_note, ensemble,
                                              unavailable_reason)
     from leukdash.evaluation.support import answer_support
-    from leukdash.engine.runner import versions
+    from leukdash.engine.versions import versions
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.training import duplicate_pairs
 

@@ -115,7 +115,7 @@ class DaskPool(Pool):
 
         from distributed import Client
 
-        from leukdash.engine.runner import versions
+        from leukdash.engine.versions import versions
         from leukdash.errors import RunError
 
         ours = versions()  # what the store records for the run
@@ -219,7 +219,7 @@ def task_failure(error: BaseException, task: FoldTask, address: str, source: str
 
 def other_versions(worker: str, theirs: dict, ours: dict, cnn: bool):
     """The one line (a RunError) for a fold that ``worker`` computed under versions (``theirs``,
-    :func:`~leukdash.engine.runner.versions` there) other than this machine's (``ours``, which
+    :func:`~leukdash.engine.versions.versions` there) other than this machine's (``ours``, which
     the store records); None when they agree. The platform is the machine's, not a version; the
     CNN dtype policy (from the CPU) matters to CNN folds only."""
     from leukdash.errors import RunError
@@ -337,13 +337,13 @@ def _fold_function():
     leukdash, which the function imports only when a worker calls it.
 
     It returns the pickled outcome with the worker's address and the versions of the code that
-    computed it (:func:`~leukdash.engine.runner.versions`, as the store records them): being
+    computed it (:func:`~leukdash.engine.versions.versions`, as the store records them): being
     this process's code, it asks them of a worker whose leukdash is older or newer too."""
 
     def fold(task: bytes, inputs: bytes, topic: str) -> tuple[bytes, str, dict]:
         from distributed import get_worker
 
-        from leukdash.engine.runner import versions
+        from leukdash.engine.versions import versions
         from leukdash.engine.scheduler.cluster import compute_on_worker
 
         return compute_on_worker(task, inputs, topic), get_worker().address, versions()
