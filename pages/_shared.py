@@ -8,6 +8,7 @@ never share entries.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -403,6 +404,19 @@ def data_table(data, **kwargs):
     """``st.dataframe`` as every page shows one: the page's width, no index, and a missing value
     shown as a dash (Streamlit writes "None", which reads like a value)."""
     return st.dataframe(data, hide_index=True, width="stretch", placeholder="–", **kwargs)
+
+
+def table_key(name: str, run_ids: list[str]) -> str:
+    """The key of a selectable table listing these runs. Streamlit keeps a keyed table's selection
+    by row position when its rows change (a run finished, another sweep shown), which would select
+    other runs; a table keyed by the runs it lists starts afresh instead, from its
+    ``selection_default`` (:func:`rows_of`)."""
+    return f"{name}_{hashlib.sha1(','.join(run_ids).encode()).hexdigest()[:16]}"
+
+
+def rows_of(picked: list[str], run_ids: list[str]) -> dict:
+    """A table's ``selection_default``: the rows of the picked runs among ``run_ids``, its rows."""
+    return {"selection": {"rows": [run_ids.index(r) for r in picked if r in run_ids]}}
 
 
 def percent_columns(frame, columns, headers: dict | None = None, decimals: int = 1):

@@ -16,7 +16,8 @@ from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, ava
                                       sweep_parallel)
 from pages._shared import (VIEWER_NOTE, comparison, data_table, dataset_options, deployment,
                            external_results, finished_runs, fitted, kept, literal, no_runs_yet, out_of_fold_rows_of,
-                           percent_columns, results, root, routed, run_thumbnails, unreadable_runs, visible_dataset)
+                           percent_columns, results, root, routed, rows_of, run_thumbnails, table_key, unreadable_runs,
+                           visible_dataset)
 
 routed(__file__)
 
@@ -126,16 +127,14 @@ table, percent = percent_columns(runs_frame(entries).drop(columns=["Status", "Cr
 linked = [r for r in st.query_params.get("runs", "").split(",") if r]
 if linked and "_kept_compare_runs" not in st.session_state:  # opened from a shared address
     st.session_state["_kept_compare_runs"] = linked
-if "compare_table" not in st.session_state:  # Streamlit forgot the table's selection on another page
-    st.session_state["_compare_table_rows"] = []
-selection = data_table(table, on_select="rerun", selection_mode="multi-row",
-                       key="compare_table", column_config=fitted(table, percent))
-selected = [table["Run id"].iloc[i] for i in selection.selection.rows]
-if selected != st.session_state["_compare_table_rows"]:  # the user changed the selection in the table
-    st.session_state["_kept_compare_runs"] = selected
-st.session_state["_compare_table_rows"] = selected
+shown_ids = list(table["Run id"])
 kept_ids = st.session_state.get("_kept_compare_runs", [])
-chosen_ids = [r for r in kept_ids if r in set(table["Run id"])] or list(table["Run id"])
+selection = data_table(table, on_select="rerun", selection_mode="multi-row", key=table_key("compare_table", shown_ids),
+                       selection_default=rows_of(kept_ids, shown_ids), column_config=fitted(table, percent))
+selected = [shown_ids[i] for i in selection.selection.rows]
+if set(selected) != set(kept_ids) & set(shown_ids):  # the user changed the selection in the table
+    st.session_state["_kept_compare_runs"] = kept_ids = selected
+chosen_ids = [r for r in kept_ids if r in set(shown_ids)] or shown_ids
 if len(chosen_ids) < len(table):
     st.query_params["runs"] = ",".join(chosen_ids)  # ids, so a copied address compares the same runs
 else:

@@ -337,3 +337,45 @@ def test_compare_names_a_run_folder_it_cannot_read_instead_of_leaving_it_out_sil
     assert list(at.dataframe[0].value["Run id"]) == [kept_run]
     assert any(c.value.startswith(f"Not listed: 1 run folder(s) of the store whose meta.json is missing or damaged "
                                   f"({damaged})") for c in at.caption)
+
+
+# ---------------------------------------------------------------- Compare: selections
+
+
+def numbered_runs(store: Path, count: int, first: int = 0) -> list[str]:
+    """Copies of the shipped Naive Bayes run under run ids of their own, each newer than the one
+    before (the Runs table lists the newest first); their run ids."""
+    import json
+
+    shipped = next(SHIPPED_RUNS.glob("nb-*"))
+    run_ids = []
+    for i in range(first, first + count):
+        folder = shutil.copytree(shipped, store / "runs" / f"nb-{i:012x}")
+        meta = json.loads((folder / "meta.json").read_text())
+        (folder / "meta.json").write_text(json.dumps({**meta, "run_id": folder.name, "created": meta["created"] + i}))
+        run_ids.append(folder.name)
+    return run_ids
+
+
+def test_a_comparison_keeps_its_runs_when_a_new_run_finishes(data_root, isolated_artifacts):
+    """The table lists the newest run first, so a run finishing elsewhere moves every row down one:
+    the runs ticked stay the ones compared (and ticked), not the runs now at their row numbers."""
+    import streamlit as st
+
+    run_ids = numbered_runs(isolated_artifacts, 4)
+    at = app("compare")
+    table = at.dataframe[0]
+    assert list(table.value["Run id"]) == run_ids[::-1]
+    at.session_state[table.key] = {"selection": {"rows": [0, 1], "columns": []}}
+    at.run(timeout=TIMEOUT)
+    picked = {run_ids[3], run_ids[2]}
+    assert set(at.query_params["runs"].split(",")) == picked
+    numbered_runs(isolated_artifacts, 1, first=4)  # another session's run, finished since
+    st.cache_data.clear()
+    at.toggle(key="compare_paper").set_value(False).run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    assert set(at.query_params["runs"].split(",")) == picked
+    assert "Comparing 2 of 5 finished runs." in [c.value for c in at.caption]
+    table = at.dataframe[0]
+    rows = at.session_state[table.key]["selection"]["rows"]
+    assert {table.value["Run id"][i] for i in rows} == picked
