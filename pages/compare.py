@@ -96,7 +96,8 @@ def sweep_view() -> None:
     table, formats = percent_columns(frame.drop(columns=["Folds"]), ["Mean", "SD"]) if metric in FRACTIONS \
         else (frame.drop(columns=["Folds"]), {})
     picked = data_table(table, on_select="rerun", selection_mode="single-row",
-                        key="sweep_table", column_config=fitted(table, formats)).selection.rows
+                        key=table_key("sweep_table", list(frame["Run id"])),
+                        column_config=fitted(table, formats)).selection.rows
     st.button("Compare these runs in detail", icon=":material/arrow_forward:", on_click=compare_runs_of,
               args=(list(frame["Run id"]),))
     if picked:

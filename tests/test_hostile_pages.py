@@ -352,7 +352,9 @@ def numbered_runs(store: Path, count: int, first: int = 0) -> list[str]:
     for i in range(first, first + count):
         folder = shutil.copytree(shipped, store / "runs" / f"nb-{i:012x}")
         meta = json.loads((folder / "meta.json").read_text())
-        (folder / "meta.json").write_text(json.dumps({**meta, "run_id": folder.name, "created": meta["created"] + i}))
+        config = {**meta["config"], "seed": i}  # runs that differ in a setting, as a sweep's do
+        (folder / "meta.json").write_text(json.dumps({**meta, "run_id": folder.name, "created": meta["created"] + i,
+                                                      "config": config}))
         run_ids.append(folder.name)
     return run_ids
 
@@ -379,3 +381,36 @@ def test_a_comparison_keeps_its_runs_when_a_new_run_finishes(data_root, isolated
     table = at.dataframe[0]
     rows = at.session_state[table.key]["selection"]["rows"]
     assert {table.value["Run id"][i] for i in rows} == picked
+
+
+def stored_sweep(store: Path, name: str, run_ids: list[str]) -> str:
+    """A sweep record over these runs (their seeds differ: its one axis); its id."""
+    import json
+
+    configs = [json.loads((store / "runs" / run_id / "meta.json").read_text())["config"] for run_id in run_ids]
+    sweep_id = f"sweep-{name}"
+    (store / "sweeps" / sweep_id).mkdir(parents=True)
+    (store / "sweeps" / sweep_id / "sweep.json").write_text(json.dumps(
+        {"sweep_id": sweep_id, "name": name, "created": time.time(), "axes": None, "configs": configs,
+         "run_ids": run_ids}))
+    return sweep_id
+
+
+def test_a_run_selected_in_a_sweep_is_not_carried_to_another_sweep(data_root, isolated_artifacts):
+    """A row picked in one sweep's table was read in the next sweep's: past its end a traceback,
+    else a run never picked shown as selected."""
+    run_ids = numbered_runs(isolated_artifacts, 9)
+    large, small = stored_sweep(isolated_artifacts, "large", run_ids[:6]), stored_sweep(isolated_artifacts, "small",
+                                                                                      run_ids[6:])
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update({"compare_view": "Sweeps", "sweep": large})
+    open_page(at.run(timeout=TIMEOUT), "compare")
+    for row in (5, 1):  # past the small sweep's end, then within it
+        at.selectbox(key="compare_sweep").set_value(large).run(timeout=TIMEOUT)
+        table = next(d for d in at.dataframe if "Run id" in d.value.columns and len(d.value) == 6)
+        at.session_state[table.key] = {"selection": {"rows": [row], "columns": []}}
+        at.run(timeout=TIMEOUT)
+        assert any(m.value.startswith("**") and "`nb-" in m.value for m in at.markdown)  # the picked run's detail
+        at.selectbox(key="compare_sweep").set_value(small).run(timeout=TIMEOUT)
+        assert not at.exception, [e.value for e in at.exception]
+        assert not any(m.value.startswith("**") and "`nb-" in m.value for m in at.markdown)
