@@ -183,6 +183,16 @@ def dataset_picker() -> str:
     return options[name]
 
 
+def data_root_warnings() -> None:
+    """What `datasets` notes of $LEUKDASH_DATA (an entry that is not a folder, a data folder that is
+    a dataset itself), one warning each, so that a wrong setting is not read as no data. A folder
+    is named by its last part: the rest of its path is the server's."""
+    from leukdash.data.discovery import data_root_notes
+
+    for note in data_root_notes(lambda folder: f"…/{literal(Path(folder).name)}"):
+        st.warning(f"{note[0].upper()}{note[1:]}.", icon=":material/warning:")
+
+
 def chosen_dataset() -> str | None:
     """The config value of the dataset the picker names now, for a button's callback. A callback
     runs before the page is drawn again, so a click on a button still drawn for the previous choice

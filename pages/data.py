@@ -12,9 +12,9 @@ from leukdash.paths import hide_roots
 from leukdash.reporting.plots import class_counts_bar
 from leukdash.data.preprocess import overlay
 from leukdash.data.sources import KNOWN_CLASSES
-from pages._shared import (UPLOADS, VIEWER_NOTE, audit, chosen_dataset, data_table, dataset_picker, deployment,
-                           image, literal, load_dataset_info, preprocessed_audit, root, routed, session_token,
-                           synthetic_note)
+from pages._shared import (UPLOADS, VIEWER_NOTE, audit, chosen_dataset, data_root_warnings, data_table,
+                           dataset_picker, deployment, image, literal, load_dataset_info, preprocessed_audit, root,
+                           routed, session_token, synthetic_note)
 
 routed(__file__)
 
@@ -83,6 +83,7 @@ def too_few_classes(info: dict) -> str | None:
 
 st.title("Data")
 dataset = dataset_picker()
+data_root_warnings()
 
 limits = deployment()
 if limits.viewer:

@@ -11,8 +11,8 @@ from leukdash.data.synthetic import DEFAULT_COUNTS
 from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.reporting.plots import paper_figures, paper_table, runs_frame
-from pages._shared import (data_table, dataset_info, deployment, discovered, fitted, percent_columns, root, routed,
-                           visible_runs)
+from pages._shared import (data_root_warnings, data_table, dataset_info, deployment, discovered, fitted,
+                           percent_columns, root, routed, visible_runs)
 
 routed(__file__)
 
@@ -52,6 +52,7 @@ with right:
 
 # The tables below take the full width: paths and run labels are too long for half the page.
 st.subheader("Datasets")
+data_root_warnings()
 found = discovered(root(), os.environ.get("LEUKDASH_DATA", ""))
 rows = []
 for name, folder in found.items():

@@ -323,6 +323,8 @@ def test_a_data_folder_that_is_a_dataset_itself_is_said_on_the_data_page_and_by_
     at.sidebar.selectbox(key="dataset").set_value("ALL").run(timeout=TIMEOUT)
     assert not at.exception, [e.value for e in at.exception]
     assert any(w.value.startswith("ALL looks like a class of a dataset, not a dataset") for w in at.warning)
+    assert ("The data folder …/data holds class folders itself, so its classes are listed as datasets: set "
+            "LEUKDASH_DATA to the folder that holds it.") in [w.value for w in at.warning]
     assert main(["datasets"]) == 0
     assert (f"note: the data folder {data_root} holds class folders itself, so its classes are listed as datasets"
             in capsys.readouterr().err)
@@ -414,3 +416,19 @@ def test_a_run_selected_in_a_sweep_is_not_carried_to_another_sweep(data_root, is
         at.selectbox(key="compare_sweep").set_value(small).run(timeout=TIMEOUT)
         assert not at.exception, [e.value for e in at.exception]
         assert not any(m.value.startswith("**") and "`nb-" in m.value for m in at.markdown)
+
+
+# ---------------------------------------------------------------- Overview and Data: LEUKDASH_DATA
+
+
+def test_a_data_setting_that_names_no_folder_is_said_on_overview_and_data(data_root, tmp_path, monkeypatch):
+    """A file, or a folder not there, in LEUKDASH_DATA left the pages with the built-in set alone and
+    no word why; they now say what `datasets` notes, naming no server folder."""
+    (tmp_path / "notes.txt").write_text("not a folder")
+    monkeypatch.setenv("LEUKDASH_DATA", os.pathsep.join([str(tmp_path / "notes.txt"), str(tmp_path / "gone")]))
+    at = app("overview")
+    for page in ("overview", "data"):
+        open_page(at, page)
+        said = [w.value for w in at.warning]
+        assert said == [r"LEUKDASH_DATA names …/notes.txt, which is not a folder: nothing found there.",
+                        r"LEUKDASH_DATA names …/gone, which is not a folder: nothing found there."], page

@@ -14,7 +14,7 @@ from leukdash.paths import printable
 
 
 def datasets(args) -> int:
-    from leukdash.data.discovery import list_datasets, missing_data_roots, roots_that_are_datasets
+    from leukdash.data.discovery import data_root_notes, list_datasets
 
     listed = list_datasets()
     if args.json:
@@ -28,12 +28,8 @@ def datasets(args) -> int:
             note = f"  [{'; '.join([entry['label'], *entry['notes']])}]" if entry["synthetic"] else ""
             print(f"{printable(entry['name']):<20} {entry['n_images']:>6} images  {counts}{note}\n"
                   f"{'':<20} {printable(entry['path'])}")
-    for root in missing_data_roots():
-        print(f"note: LEUKDASH_DATA names {printable(root)}, which is not a folder: nothing found there",
-              file=sys.stderr)
-    for root in roots_that_are_datasets():
-        print(f"note: the data folder {printable(str(root))} holds class folders itself, so its classes are listed "
-              "as datasets: set LEUKDASH_DATA to the folder that holds it", file=sys.stderr)
+    for note in data_root_notes(printable):
+        print(f"note: {note}", file=sys.stderr)
     for entry in listed:
         for warning in entry.get("warnings", []):
             print(f"note: {printable(warning)}", file=sys.stderr)

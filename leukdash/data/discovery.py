@@ -69,6 +69,17 @@ def roots_that_are_datasets() -> list[Path]:
     return found
 
 
+def data_root_notes(folder_name=str) -> list[str]:
+    """What is wrong with the data roots, one sentence each: an entry of ``$LEUKDASH_DATA`` that is
+    not a folder (:func:`missing_data_roots`), a root that is a dataset itself
+    (:func:`roots_that_are_datasets`). ``folder_name`` writes a root's folder in them (a page
+    hides the server's path)."""
+    return ([f"LEUKDASH_DATA names {folder_name(root)}, which is not a folder: nothing found there"
+             for root in missing_data_roots()]
+            + [f"the data folder {folder_name(str(root))} holds class folders itself, so its classes are listed as "
+               "datasets: set LEUKDASH_DATA to the folder that holds it" for root in roots_that_are_datasets()])
+
+
 def list_datasets() -> list[dict]:
     """Every discovered dataset as :meth:`Dataset.describe` gives it (the built-in set, when not
     drawn yet, as it will be, with a note saying so); one that cannot be opened
