@@ -110,7 +110,9 @@ if batch and kept(
     try:
         with st.spinner("Adapting the models to these uploads…"):
             models = adapted_models(root(), run_id, batch, tuple(upload.getvalue() for upload in uploads))
-        st.caption(f":material/tune: Answers below come from the models adapted to these {len(uploads)} uploads"
+        used = models.images_adapted_to  # an unreadable upload is answered with its reason, not adapted to
+        st.caption(":material/tune: Answers below come from the models adapted to "
+                   + (f"these {used} uploads" if used == len(uploads) else f"{used} of these {len(uploads)} uploads")
                    + (" (Grad-CAM too)." if show_cam else "."))
     except LeukdashError as error:
         st.warning(f"Not adapted: {error}. The answers below come from the models as trained.",

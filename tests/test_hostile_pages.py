@@ -432,3 +432,17 @@ def test_a_data_setting_that_names_no_folder_is_said_on_overview_and_data(data_r
         said = [w.value for w in at.warning]
         assert said == [r"LEUKDASH_DATA names …/notes.txt, which is not a folder: nothing found there.",
                         r"LEUKDASH_DATA names …/gone, which is not a folder: nothing found there."], page
+
+
+# ---------------------------------------------------------------- Predict: adapting
+
+
+def test_models_adapted_to_uploads_count_only_the_readable_ones(data_root, isolated_artifacts):
+    shipped_runs(isolated_artifacts, "nb")
+    at = app("predict")
+    files = [(f"{i}.png", png(i, 40), "image/png") for i in range(20)] + [("bad.png", b"not an image", "image/png")] * 2
+    at.file_uploader(key="predict_upload").set_value(files).run(timeout=TIMEOUT)
+    at.toggle(key="predict_adapt").set_value(True).run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(c.value.startswith(":material/tune: Answers below come from the models adapted to 20 of these 22 "
+                                  "uploads") for c in at.caption), [c.value for c in at.caption]

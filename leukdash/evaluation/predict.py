@@ -75,6 +75,7 @@ class _Voting:
     # An adapted copy's lab: the descriptors of the images it was adapted to, one array per part,
     # with which the support check compares the images it answers as that lab's.
     lab: list[np.ndarray] | None = None
+    images_adapted_to: int = 0  # an adapted copy: how many images it was adapted to (the readable ones of a sample)
 
     def predict(self, images: list[np.ndarray]) -> list[dict]:
         per_fold = self.fold_probabilities(images)
@@ -535,6 +536,7 @@ def adapted_models(run_id: str, sources: list, store: RunStore | None = None) ->
                            "own (an unreadable one with its reason)")
     adapted = models.adapted([np.concatenate(batch) for batch in batches])
     adapted.lab = [describe_images(np.concatenate(batch)) for batch in batches]
+    adapted.images_adapted_to = usable
     return adapted
 
 
