@@ -35,6 +35,9 @@ MODELS = {
 IMAGE_SIZES = [16, 24, 32, 48, 64, 96, 128, 160, 224]
 LEARNING_RATES = ["default", 0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1]
 BATCH_SIZES = [8, 16, 32, 64, 128]
+# The label of the field of each model setting, which names it where a choice is missing.
+SETTING_LABELS = {"optimizer": "Optimizers", "learning_rate": "Learning rates", "epochs": "Epochs",
+                  "batch_size": "Batch sizes", "feature_set": "Classic models see", "k": "k (neighbours)"}
 # Augmentation choices: the transforms set on the Augmentation page, none, or one of the paper's alone.
 TRANSFORMS = {"page": "as set on the Augmentation page", "off": "none (original images only)"} | {
     f"only {name}": f"{name.replace('_', ' ')} only" for name in AugmentConfig().enabled()}
@@ -261,19 +264,21 @@ with model_col:
     has_classic = any(MODELS[m]["model"] != "cnn" for m in chosen)
     cnn_choices, classic_choices = {}, {}
     if has_cnn:
-        cnn_choices["optimizer"] = several(st.multiselect, "exp_optimizers", ["sgd"], "Optimizers",
+        cnn_choices["optimizer"] = several(st.multiselect, "exp_optimizers", ["sgd"], SETTING_LABELS["optimizer"],
                                            options=["sgd", "adam"], format_func={"sgd": "SGD", "adam": "Adam"}.get)
         cnn_choices["learning_rate"] = several(
-            st.multiselect, "exp_rates", ["default"], "Learning rates", options=LEARNING_RATES,
+            st.multiselect, "exp_rates", ["default"], SETTING_LABELS["learning_rate"], options=LEARNING_RATES,
             format_func=lambda v: "optimizer default" if v == "default" else f"{v:g}")
-        epochs_text = several(st.text_input, "exp_epochs", "25", "Epochs", help="Comma-separated, e.g. 10, 25")
-        cnn_choices["batch_size"] = several(st.multiselect, "exp_batches", [32], "Batch sizes", options=BATCH_SIZES)
+        epochs_text = several(st.text_input, "exp_epochs", "25", SETTING_LABELS["epochs"],
+                              help="Comma-separated, e.g. 10, 25")
+        cnn_choices["batch_size"] = several(st.multiselect, "exp_batches", [32], SETTING_LABELS["batch_size"],
+                                           options=BATCH_SIZES)
     if has_classic:
         classic_choices["feature_set"] = several(
-            st.multiselect, "exp_features", ["pixels"], "Classic models see", options=["pixels", "features"],
+            st.multiselect, "exp_features", ["pixels"], SETTING_LABELS["feature_set"], options=["pixels", "features"],
             format_func={"pixels": "raw pixels (paper)", "features": "colour, texture, shape features"}.get)
         if "k-NN" in chosen:
-            ks_text = several(st.text_input, "exp_ks", "3", "k (neighbours)", help="Comma-separated, e.g. 1, 3, 5")
+            ks_text = several(st.text_input, "exp_ks", "3", SETTING_LABELS["k"], help="Comma-separated, e.g. 1, 3, 5")
 
 # ---------------------------------------------------------------- the grid
 problems = []
@@ -288,7 +293,7 @@ try:
 except ValueError as error:
     problems.append(str(error))
 required = {"Image sizes": sizes, "Preprocessing": preprocessings, "Transforms": transforms, "Protocols": protocols or not augmenting,
-            **{k.replace("_", " ").capitalize(): v for k, v in (cnn_choices | classic_choices).items()}}
+            **{SETTING_LABELS[k]: v for k, v in (cnn_choices | classic_choices).items()}}
 empty = [label for label, values in required.items() if not values]
 problems += [f"{label}: choose at least one." for label in empty]
 

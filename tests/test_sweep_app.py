@@ -209,3 +209,14 @@ def test_a_sweep_job_killed_from_outside_says_so_and_how_to_go_on(two_datasets):
     (expander,) = [e for e in at.expander if e.label.startswith("The last sweep job with these runs failed")]
     assert not expander.code and "stopped from outside" in expander.markdown[0].value
     assert list(at.dataframe[0].value["Status"]) == ["failed"] and not at.button(key="launch").disabled
+
+
+def test_a_setting_left_empty_is_named_by_its_fields_label(two_datasets):
+    at = experiments({"dataset": "tiny", "exp_models": ["CNN (paper)", "Naive Bayes"]})
+    at.multiselect(key="exp_features").set_value([])
+    at.multiselect(key="exp_optimizers").set_value([])
+    at.multiselect(key="exp_batches").set_value([]).run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    said = [e.value for e in at.error]
+    for label in ("Classic models see", "Optimizers", "Batch sizes"):
+        assert f"{label}: choose at least one." in said, said
