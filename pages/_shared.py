@@ -109,7 +109,8 @@ def kept(widget, key: str, default, *args, bind: bool = False, **kwargs):
     With ``bind``, the value also lives in the page's URL (query parameter ``key``), so a
     reload keeps it and a copied link opens the same settings. Such a widget keeps its fixed
     ``default`` (a value equal to it leaves the URL clean) and a kept value is put back
-    through the session state instead.
+    through the session state instead, also after the browser's Back or Forward to an address
+    without the setting; an address with it wins (a shared link).
     """
     shadow = f"_kept_{key}"
     value = st.session_state[key] if key in st.session_state else st.session_state.get(shadow, default)
@@ -128,6 +129,11 @@ def kept(widget, key: str, default, *args, bind: bool = False, **kwargs):
             value = bounded
             st.session_state.pop(key, None)
     if bind:
+        if key not in st.query_params and value != default and history_navigation():
+            # The browser's Back or Forward to an address of this page without this setting (the one it
+            # recorded on leaving the page): Streamlit would draw the widget at its default, and that
+            # would replace the kept value. Run again as an ordinary run, which draws the kept value.
+            st.rerun()
         if key not in st.session_state and shadow in st.session_state and key not in st.query_params:
             st.session_state[key] = value
         value, kwargs["bind"] = default, "query-params"
@@ -136,6 +142,14 @@ def kept(widget, key: str, default, *args, bind: bool = False, **kwargs):
     value = widget(*args, key=key, **kwargs)
     st.session_state[shadow] = value
     return value
+
+
+def history_navigation() -> bool:
+    """Whether this script run is the browser's Back or Forward (Streamlit's run context says so)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    return bool(context and context.is_history_navigation)
 
 
 def root() -> str:

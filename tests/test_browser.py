@@ -425,6 +425,24 @@ def test_every_page_at_phone_width(store, screenshots):
         shoot(page, screenshots, "predict-phone")
 
 
+def test_back_to_experiments_shows_the_settings_it_was_left_with(store):
+    """Experiments opened from a link, then Compare, then the browser's Back: the address Back returns
+    to carries no settings, and the page showed every default (and kept them over the settings)."""
+    from playwright.sync_api import expect
+
+    app = store
+    with opened_app(app.url, app.log) as page:
+        open_path(page, app.url, "experiments?dataset=tiny&exp_folds=2&exp_seeds=3&exp_models=Naive+Bayes",
+                  "Experiments")
+        go(page, "Compare")
+        page.go_back()
+        page.get_by_role("heading", name="Experiments", level=1).wait_for(timeout=WAIT_MS)
+        settle(page)
+        expect(page.get_by_label("Folds", exact=True)).to_have_value("2", timeout=WAIT_MS)
+        expect(page.get_by_label("Seeds", exact=True)).to_have_value("3", timeout=WAIT_MS)
+        assert "exp_folds=2" in page.url and "exp_seeds=3" in page.url
+
+
 def test_predict_warns_on_a_cnmc_image_in_a_browser(allidb2_path, tmp_path, isolated_artifacts, screenshots):
     """A C-NMC cell uploaded to a model trained on ALL-IDB2: the page says it is unlike the
     training data (a tiny naive Bayes run, so the test stays quick)."""
