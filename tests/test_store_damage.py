@@ -187,7 +187,7 @@ def test_a_check_that_cannot_be_computed_or_stored_is_unavailable_and_the_predic
     for name in ("ood.npz", "reference.npz"):
         (folder / name).write_bytes(b"garbage")
 
-    def read_only_store(meta):
+    def read_only_store(meta, store=None):
         raise OSError(errno.EROFS, "Read-only file system", str(RunStore().root.parent / "datasets"))
 
     monkeypatch.setattr("leukdash.engine.run_data.open_run_dataset", read_only_store)
