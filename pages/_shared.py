@@ -190,6 +190,11 @@ def dataset_picker() -> str:
                            icon=":material/warning:")
     names = list(options)
     default = next((n for n in names if n != BUILTIN), names[0]) if len(names) > 1 else names[0]
+    linked = st.query_params.get("dataset")
+    if linked is not None and linked not in names:  # a shared link from another server, or an upload gone
+        st.query_params.pop("dataset")
+        st.sidebar.warning(f"The link names the dataset {literal(linked)}, which this server does not have: "
+                           "pick one below.", icon=":material/warning:")
     name = kept(st.sidebar.selectbox, "dataset", default, "Dataset", options=names, bind=True,
                 format_func=lambda n: f"{n} (built-in demo)" if n == BUILTIN else n,
                 help="Built-in synthetic demo data, folders found under $LEUKDASH_DATA or ./data, "

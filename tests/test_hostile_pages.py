@@ -446,3 +446,16 @@ def test_models_adapted_to_uploads_count_only_the_readable_ones(data_root, isola
     assert not at.exception, [e.value for e in at.exception]
     assert any(c.value.startswith(":material/tune: Answers below come from the models adapted to 20 of these 22 "
                                   "uploads") for c in at.caption), [c.value for c in at.caption]
+
+
+def test_a_link_naming_a_dataset_this_server_lacks_says_so(data_root):
+    """``?dataset=nosuch`` (a link from another server, an upload since removed) opened the default
+    dataset without a word, its Launch button one click away."""
+    write_classes(data_root / "lab")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["dataset"] = "nosuch"
+    at.switch_page("pages/experiments.py").run(timeout=TIMEOUT)
+    assert not at.exception
+    assert [w.value for w in at.sidebar.warning] == [
+        "The link names the dataset nosuch, which this server does not have: pick one below."]
+    assert at.sidebar.selectbox(key="dataset").value == "lab" and "dataset" not in at.query_params
