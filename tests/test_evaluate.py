@@ -482,8 +482,19 @@ def test_adapting_standardises_the_inputs_on_the_other_lab_itself_and_is_stored_
         (few / path.parent.name).mkdir(parents=True, exist_ok=True)
         (few / path.parent.name / path.name).write_bytes(path.read_bytes())
     assert main(["evaluate", run_id, str(few), "--adapt"]) == 2
-    assert "adapting needs at least 20 of one lab" in capsys.readouterr().err
+    assert "has 14 usable image(s): adapting needs at least 20 different images of one lab" in capsys.readouterr().err
     assert main(["evaluate", run_id, str(few)]) == 0
+    # Copies of one image per class have no spread to estimate: every input would be the training mean.
+    copies = other_lab.parent / "copies"
+    classes = sorted(folder.name for folder in other_lab.iterdir() if folder.is_dir())
+    for cls in classes:
+        (copies / cls).mkdir(parents=True)
+        source = sorted(other_lab.glob(f"{cls}/*.png"))[0].read_bytes()
+        for i in range(5):
+            (copies / cls / f"{i}.png").write_bytes(source)
+    assert main(["evaluate", run_id, str(copies), "--adapt"]) == 2
+    assert (f"has {5 * len(classes)} usable images, {len(classes)} of them different: adapting needs at least 20 "
+            "different") in capsys.readouterr().err
 
 
 def test_a_folder_predicted_adapted_is_answered_as_its_adapted_external_test(tiny_run, other_lab, tmp_path, capsys):
@@ -516,9 +527,15 @@ def test_a_folder_predicted_adapted_is_answered_as_its_adapted_external_test(tin
         shutil.copy(path, few / path.parent.name / path.name)
     assert main(["predict", run_id, str(few), "--adapt"]) == 2
     out, err = capsys.readouterr()
-    assert "14 usable image(s) of 14: adapting needs at least 20 of one lab" in err and not out
+    assert "14 usable image(s) (of 14 given): adapting needs at least 20 different images of one lab" in err and not out
     assert "so none was answered; without adapting (no --adapt" in err
     assert main(["predict", run_id, str(few)]) == 0
+    same = tmp_path / "same"
+    same.mkdir()
+    for i in range(20):  # one picture twenty times: no spread, so no lab's statistics
+        shutil.copy(sorted(other_lab.glob("HEALTHY/*.png"))[0], same / f"{i}.png")
+    assert main(["predict", run_id, str(same), "--adapt"]) == 2
+    assert "20 usable images, 1 of them different (of 20 given)" in capsys.readouterr().err
 
 
 def test_a_cnn_adapts_its_batch_normalisation_to_the_other_lab_alone_and_in_an_ensemble(tiny_dataset, other_lab):

@@ -165,8 +165,8 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     from leukdash.data.folds import merge_groups
     from leukdash.evaluation.ood import (confidence_floor, describe_images, own_confidence, training_distribution,
                                          view_config, views)
-    from leukdash.evaluation.predict import (CHECK_UNAVAILABLE, MIN_ADAPT_IMAGES, adapt_note, ensemble,
-                                             unavailable_reason)
+    from leukdash.evaluation.predict import (CHECK_UNAVAILABLE, MIN_ADAPT_IMAGES, adapt_note, adapt_shortfall,
+                                             ensemble, unavailable_reason)
     from leukdash.evaluation.support import answer_support
     from leukdash.engine.versions import versions
     from leukdash.data.arrays import load_arrays
@@ -191,10 +191,11 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
             if not len(loaded.labels):
                 raise DatasetError(f"dataset {dataset.name!r} has no readable image of classes "
                                    f"{', '.join(dataset.classes)}")
-            if adapt and len(loaded.labels) < MIN_ADAPT_IMAGES:
-                raise DatasetError(f"dataset {dataset.name!r} has {len(loaded.labels)} usable image(s): adapting needs "
-                                   f"at least {MIN_ADAPT_IMAGES} of one lab to estimate its statistics; evaluate "
-                                   "it without --adapt")
+            shortfall = adapt_shortfall(prepared.images) if adapt else None
+            if shortfall:
+                raise DatasetError(f"dataset {dataset.name!r} has {shortfall}: adapting needs at least "
+                                   f"{MIN_ADAPT_IMAGES} different images of one lab to estimate its statistics; "
+                                   "evaluate it without --adapt")
             if view == "prepared":
                 voting = member.adapted([prepared.images]) if adapt else member
                 proba = proba + weight * voting.batch_probabilities(prepared.images).mean(axis=0)

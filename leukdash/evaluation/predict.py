@@ -529,15 +529,28 @@ def adapted_models(run_id: str, sources: list, store: RunStore | None = None) ->
         for batch, part in zip(batches, prepared):
             batch.append(part)
     usable = sum(len(part) for part in batches[0])
-    if usable < MIN_ADAPT_IMAGES:
-        raise DatasetError(f"{usable} usable image(s) of {len(sources)}: adapting needs at least "
-                           f"{MIN_ADAPT_IMAGES} of one lab to estimate its statistics, so none was answered; "
-                           "without adapting (no --adapt, or the Predict page's switch off) each is answered on its "
-                           "own (an unreadable one with its reason)")
+    shortfall = adapt_shortfall(np.concatenate(batches[0]) if usable else np.empty((0,)))
+    if shortfall:
+        raise DatasetError(f"{shortfall} (of {len(sources)} given): adapting needs at least {MIN_ADAPT_IMAGES} different "
+                           "images of one lab to estimate its statistics, so none was answered; without adapting "
+                           "(no --adapt, or the Predict page's switch off) each is answered on its own (an unreadable "
+                           "one with its reason)")
     adapted = models.adapted([np.concatenate(batch) for batch in batches])
     adapted.lab = [describe_images(np.concatenate(batch)) for batch in batches]
     adapted.images_adapted_to = usable
     return adapted
+
+
+def adapt_shortfall(prepared: np.ndarray) -> str | None:
+    """Why images, ``prepared`` for a model (one row per image), are too few to adapt the model to
+    them: fewer than ``MIN_ADAPT_IMAGES``, or fewer different ones (copies of one image have no spread:
+    every input would become the training mean, answered with one class); None when they will do."""
+    distinct = len(np.unique(prepared.reshape(len(prepared), -1), axis=0)) if len(prepared) else 0
+    if len(prepared) < MIN_ADAPT_IMAGES:
+        return f"{len(prepared)} usable image(s)"
+    if distinct < MIN_ADAPT_IMAGES:
+        return f"{len(prepared)} usable images, {distinct} of them different"
+    return None
 
 
 def folder_lab(run_id: str, sources: list, store: RunStore | None = None) -> list[np.ndarray] | None:
