@@ -3,6 +3,7 @@ unreadable file keeps its row, a file name stays text in a spreadsheet, and the 
 ``--csv`` is that table alone on stdout."""
 
 import csv
+import json
 import io
 import shutil
 
@@ -29,7 +30,7 @@ def _rows(text: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def test_each_row_holds_the_headline_and_every_verdict_in_the_files_order(tiny_dataset, tmp_path, monkeypatch):
+def test_each_row_holds_the_headline_and_every_verdict_in_the_files_order(tiny_dataset, tmp_path, monkeypatch, capsys):
     run_id = _run(tiny_dataset)
     monkeypatch.chdir(tmp_path)
     original = sorted(tiny_dataset.glob("CLL/*.png"))[0]
@@ -40,7 +41,7 @@ def test_each_row_holds_the_headline_and_every_verdict_in_the_files_order(tiny_d
     rows = _rows(answers_csv(entries))
 
     assert list(rows[0]) == ["file", "predicted", "probability", "answer_from", "votes",
-                             *[f"p_{c}" for c in CLASSES], "outside_training", "distance_percentile",
+                             *[f"p_{c}" for c in CLASSES], "outside_training", "outside_view", "distance_percentile",
                              "likely_wrong", "unsupported", "cell_segmentation", "known_image", "note", "error"]
     noise, broken, known = rows
     # A spreadsheet would run "=1+2.png" as a formula: the cell stays the file's name, as text.
@@ -52,6 +53,7 @@ def test_each_row_holds_the_headline_and_every_verdict_in_the_files_order(tiny_d
         assert float(row["probability"]) == pytest.approx(answer["probability"], abs=1e-4)
         assert sum(float(row[f"p_{c}"]) for c in CLASSES) == pytest.approx(1.0, abs=1e-3)
         assert row["outside_training"] == ("yes" if entry["ood"]["outside"] else "no")
+        assert row["outside_view"] == (entry["ood"].get("view", "prepared") if entry["ood"]["outside"] else "")
         assert float(row["distance_percentile"]) == pytest.approx(entry["ood"]["percentile"], abs=0.05)
         assert row["likely_wrong"] == ("yes" if entry["likely_wrong"]["flag"] else "no")
         assert row["cell_segmentation"] == "" and row["error"] == ""  # a run on whole images segments nothing
@@ -60,6 +62,17 @@ def test_each_row_holds_the_headline_and_every_verdict_in_the_files_order(tiny_d
     # Support: judged for a new image; a known one is among the training images itself, so not judged.
     assert noise["unsupported"] == ("yes" if entries[0]["unsupported"]["flag"] else "no") and known["unsupported"] == ""
     assert noise["known_image"] == "" and noise["outside_training"] == "yes"  # noise is like no cell
+    # The command line headlines the same answer in its text and its JSON, not the whole ensemble's.
+    from leukdash.cli import main
+
+    answer = headline(entries[2])
+    assert main(["predict", run_id, str(own), "--json"]) == 0
+    said = json.loads(capsys.readouterr().out)["predictions"][0]["answer"]
+    assert said == {"predicted": answer["predicted"], "probability": round(answer["probability"], 4),
+                    "answer_from": "out-of-fold"}
+    assert main(["predict", run_id, str(own)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"{own}: {answer['predicted']} (out-of-fold: fold {entries[2]['known']['fold']}'s model")
 
 
 def test_predict_csv_is_the_table_alone_and_says_which_checks_it_could_not_make(tiny_dataset, tmp_path, capsys):

@@ -97,7 +97,7 @@ def _hostile_shapes_everywhere(folder: Path) -> str:
     assert set(audited) == set(ran) == {"ALL/line.png", "HEALTHY/liar.jpg"}, (audited, ran)
     assert "aspect ratio" in ran["ALL/line.png"] and "Corrupt JPEG data" in ran["HEALTHY/liar.jpg"]
     bad, good, corrupt = [line for line in out.strip().splitlines() if not line.startswith(" ")]
-    assert "aspect ratio" in bad and "folds agreeing" in good and "Corrupt JPEG data" in corrupt, out
+    assert "aspect ratio" in bad and "all0.png: ALL (out-of-fold: " in good and "Corrupt JPEG data" in corrupt, out
     return "audit, run and predict exit 0; both refused with their reasons; the good image predicted"
 
 

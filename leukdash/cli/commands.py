@@ -212,8 +212,13 @@ def predict(args) -> int:
          "data, as evaluate does): whether an answer is unsupported depends on the other images"] if one_lab else []
     ) + unread
     if args.json:
+        from leukdash.evaluation.answer_table import answer_row
+
+        answered = [entry if "error" in entry else  # beside the ensemble's: the answer headlined (--csv's, Predict's)
+                    {**entry, "answer": {key: answer_row(entry)[key] for key in ("predicted", "probability", "answer_from")}}
+                    for entry in predictions]
         print_json({"run_id": args.run_id, **({"adapted": True} if args.adapt else {}),
-                    **({"warnings": warnings} if warnings else {}), "predictions": predictions})
+                    **({"warnings": warnings} if warnings else {}), "predictions": answered})
     else:
         for line in warnings + unavailable_checks(predictions):  # once, not under every answer
             print(f"warning: {line}", file=sys.stderr)

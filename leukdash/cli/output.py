@@ -125,8 +125,14 @@ def print_answers(entries: list[dict]) -> None:
         if "error" in entry:
             print(f"{entry['file']}: cannot read: {entry['error']}")
         else:
-            probs = "  ".join(f"{c} {p:.3f}" for c, p in entry["probabilities"].items())
-            print(f"{entry['file']}: {entry['predicted']} (folds agreeing {entry['agreement']}/{entry['n_folds']})  {probs}")
+            from leukdash.evaluation.answer import headline
+
+            answer = headline(entry)  # a known image: the fold model that never trained on it, as Predict shows
+            probs = "  ".join(f"{c} {p:.3f}" for c, p in answer["probabilities"].items())
+            source = (f"out-of-fold: fold {entry['known']['fold']}'s model, which never trained on it"
+                      if answer["source"] == "out-of-fold" else
+                      f"folds agreeing {entry['agreement']}/{entry['n_folds']}")
+            print(f"{entry['file']}: {answer['predicted']} ({source})  {probs}")
             print_checks(entry)
 
 
@@ -140,7 +146,9 @@ def print_checks(entry: dict) -> None:
     if answer["disagreement"]:  # a tie, a vote against the mean, a known image's honest answer
         print(f"  uncertain: {answer['disagreement']}")
     if ood.get("outside"):
-        print(f"  WARNING: unlike the run's training images (distance score {ood['score']:.2f}, above "
+        seen = ("the acquisition (the whole image as the camera gave it): it comes from a lab the run never saw"
+                if ood.get("view") == "acquisition" else "the prepared cell (as the models see it)")
+        print(f"  WARNING: unlike the run's training images in {seen} (distance score {ood['score']:.2f}, above "
               f"{ood['percentile']:.0f}% of its own validation images): the prediction is not reliable")
     if (entry.get("cell") or {}).get("failure"):
         print(f"  cell segmentation: {entry['cell']['failure']}: {entry['cell']['meaning']}")

@@ -41,7 +41,8 @@ def answer_row(entry: dict) -> dict:
     -------
     dict with ``file``, ``predicted`` and ``probability`` (the headline), ``answer_from``
     ("mean" of the fold models, or the "out-of-fold" model of a known image), ``votes``,
-    ``p_<class>`` for each class, ``outside_training``, ``likely_wrong`` and ``unsupported``
+    ``p_<class>`` for each class, ``outside_training`` and ``outside_view`` (the view that flagged
+    it: "prepared" or "acquisition"), ``likely_wrong`` and ``unsupported``
     ("yes", "no", "unavailable", or empty for a known image's support), ``distance_percentile``,
     ``cell_segmentation`` ("ok" or the failure),
     ``known_image`` (the run's file it matches), ``note`` (the file's, then the headline's doubt:
@@ -59,6 +60,7 @@ def answer_row(entry: dict) -> dict:
         "votes": "; ".join(f"{label} {count}" for label, count in answer["votes"]),
         **{f"p_{label}": round(p, 4) for label, p in answer["probabilities"].items()},
         "outside_training": _check(ood, lambda c: "yes" if c["outside"] else "no"),
+        "outside_view": _check(ood, lambda c: c.get("view", "prepared") if c["outside"] else ""),
         "distance_percentile": "" if not ood or "error" in ood else round(ood["percentile"], 1),
         "likely_wrong": _check(entry.get("likely_wrong"), lambda c: "yes" if c["flag"] else "no"),
         "unsupported": _check(entry.get("unsupported"), lambda c: "yes" if c["flag"] else "no"),
