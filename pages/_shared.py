@@ -278,6 +278,21 @@ def _decoded(folder: str, relative: str, size: int | None, version: tuple | None
     return square_resize(decoded, size) if size else decoded
 
 
+def cell_preview(folder: str, relative: str, mode: str):
+    """One image of a dataset segmented in a cell-level mode (``overlay``): its outlined original,
+    the preprocessed image (both small) and the segmentation failure."""
+    return _cell_preview(folder, relative, mode, _version(os.path.join(folder, relative)))
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _cell_preview(folder: str, relative: str, mode: str, version: tuple | None):
+    """``cell_preview``'s cache: only the small pictures are kept, not the decoded image."""
+    from leukdash.data.decode import decode_image
+    from leukdash.data.preprocess import overlay
+
+    return overlay(decode_image(os.path.join(folder, relative)), mode)
+
+
 @st.cache_data(max_entries=256, show_spinner=False)
 def _pixel_digest(folder: str, relative: str, version: tuple | None) -> str:
     """The digest of a dataset file's decoded pixels (``reference.pixel_digest``), keyed like ``_decoded``."""

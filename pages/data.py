@@ -10,11 +10,10 @@ from leukdash.config import PREPROCESS_MODES
 from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.reporting.plots import class_counts_bar
-from leukdash.data.preprocess import overlay
 from leukdash.data.sources import KNOWN_CLASSES
-from pages._shared import (UPLOADS, VIEWER_NOTE, audit, chosen_dataset, data_root_warnings, data_table,
-                           dataset_picker, deployment, image, literal, load_dataset_info, preprocessed_audit, root,
-                           routed, session_token, synthetic_note)
+from pages._shared import (UPLOADS, VIEWER_NOTE, audit, cell_preview, chosen_dataset, data_root_warnings,
+                           data_table, dataset_picker, deployment, image, literal, load_dataset_info,
+                           preprocessed_audit, root, routed, session_token, synthetic_note)
 
 routed(__file__)
 
@@ -174,7 +173,7 @@ for cls, files in info["files"].items():
     pictures, captions = [], []
     for i in sorted(preview_rng.choice(len(files), size=min(PREVIEW_PER_CLASS, len(files)), replace=False)):
         try:
-            outlined, prepared, failure = overlay(image(info["path"], files[i]), mode)
+            outlined, prepared, failure = cell_preview(info["path"], files[i], mode)
         except LeukdashError:
             continue
         pictures += [outlined, prepared]

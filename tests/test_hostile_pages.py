@@ -279,6 +279,20 @@ def test_the_data_page_says_when_a_dataset_hides_a_folder_of_its_name(data_root,
     assert not any(str(tmp_path) in c.value for c in at.caption)
 
 
+def test_the_cell_preview_of_a_very_wide_image_is_drawn_small(data_root):
+    """A 20:1 field of 14000 px (which runs take): the preview works on the bounded copy a run works
+    on, instead of a 14000 px square that Pillow refuses to show as a decompression bomb."""
+    write_classes(data_root / "wider", classes=("HEALTHY",))
+    (data_root / "wider" / "ALL").mkdir()
+    Image.new("RGB", (14000, 700), (230, 225, 228)).save(data_root / "wider" / "ALL" / "wide.png")
+    at = data_page(data_root)
+    at.sidebar.selectbox(key="dataset").set_value("wider").run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    previews = [i.proto.imgs for i in at.get("image") if any(img.caption == "wide.png" for img in i.proto.imgs)]
+    assert [[img.caption for img in imgs] for imgs in previews] == [["wide.png", "none found"]]
+    assert at.button(key="data_count_failures")  # the page is drawn on past the preview
+
+
 def test_an_audit_whose_shortcut_check_cannot_split_the_data_says_so_and_shows_the_rest(data_root):
     (data_root / "lopsided" / "ALL").mkdir(parents=True)  # one ALL image: no grouped split holds it twice
     (data_root / "lopsided" / "ALL" / "0.png").write_bytes(png(0))

@@ -10,11 +10,13 @@ from leukdash.data.dataset import Dataset
 from leukdash.data.preprocess import square_resize
 from leukdash.errors import ConfigError
 from leukdash.data.preprocess import (
+    OVERLAY_SIDE,
     hematoxylin_density,
     overlay,
     parse_mode,
     prepare,
     prepare_images,
+    prepare_one,
     preprocess_image,
     segment_cell,
 )
@@ -233,6 +235,21 @@ def test_overlay_outlines_the_cell():
     ring = cv2.dilate(truth.astype(np.uint8), np.ones((9, 9))) > 0
     assert green.sum() > 100 and (green & ring).sum() / green.sum() > 0.9
     assert (prepared[..., 0] == prepared[..., 2]).all()
+
+
+def test_the_preview_of_a_large_elongated_image_is_small_and_shows_what_a_run_sees():
+    """A 20:1 field (which runs take): the preview segments the bounded copy a run works on, so keep
+    mode's square is never the longer side squared, and both pictures it returns are small."""
+    import tracemalloc
+
+    wide = cv2.resize(_smear()[0], (6000, 300), interpolation=cv2.INTER_AREA)
+    tracemalloc.start()
+    outlined, prepared, _ = overlay(wide, "cell-keep-asis")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert outlined.shape == (13, OVERLAY_SIDE, 3) and prepared.shape == (OVERLAY_SIDE, OVERLAY_SIDE, 3)
+    assert np.array_equal(prepared, prepare_one(wide, OVERLAY_SIDE, "cell-keep-asis"))
+    assert peak < 10 * wide.nbytes  # the longer side squared would be 20 times the image
 
 
 def test_cli_takes_a_preprocess_mode_and_refuses_a_bad_one(capsys):

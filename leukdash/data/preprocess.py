@@ -341,6 +341,8 @@ def _working_image(image: np.ndarray) -> np.ndarray:
 # at most 2048^2 x 3 bytes = 12 MB of padding); a larger one is resized first, then padded, so
 # that preparing it costs its decoded pixels plus the output, never its longer side squared.
 PAD_FIRST_MAX_SIDE = 2048
+# A preview's pictures are shown about 120 px wide: twice that keeps them sharp on a dense screen.
+OVERLAY_SIDE = 256
 
 
 def square_resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -378,10 +380,21 @@ def _resize_longer_side(image: np.ndarray, size: int) -> np.ndarray:
 
 def overlay(image: np.ndarray, mode: str = "cell-keep-asis") -> tuple[np.ndarray, np.ndarray, str | None]:
     """For a preview: the original with the cell's outline drawn in, the preprocessed image, and
-    the segmentation failure (None when the cell looks plausible)."""
+    the segmentation failure (None when the cell looks plausible).
+
+    It segments and places the cell as a run does, on the image at most ``PAD_FIRST_MAX_SIDE`` on
+    its longer side, and returns both pictures at most ``OVERLAY_SIDE`` on theirs: a large or
+    elongated image costs its decoded pixels, never its longer side squared.
+    """
     mode = mode if mode != RAW else "cell-keep-asis"
-    prepared, cell = preprocess_image(image, mode)
-    outlined = image.copy()
+    working = _working_image(np.asarray(image))
+    prepared, cell = preprocess_image(working, mode)
+    outlined = working.copy()
     contours, _ = cv2.findContours(cell.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(outlined, contours, -1, (0, 255, 0), max(1, round(max(image.shape[:2]) / 128)))
-    return outlined, prepared, cell.failure
+    cv2.drawContours(outlined, contours, -1, (0, 255, 0), max(1, round(max(working.shape[:2]) / 128)))
+    return _small(outlined), _small(prepared), cell.failure
+
+
+def _small(image: np.ndarray) -> np.ndarray:
+    """The image shrunk to at most ``OVERLAY_SIDE`` on its longer side (a smaller one as it is)."""
+    return image if max(image.shape[:2]) <= OVERLAY_SIDE else _resize_longer_side(image, OVERLAY_SIDE)
