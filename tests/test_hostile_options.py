@@ -85,6 +85,31 @@ def test_a_sweep_grid_that_repeats_runs_says_how_many_distinct_runs_it_is(tmp_pa
         "setting the model does not use, such as --k for nb)")
 
 
+def test_augmentation_settings_without_augmented_copies_are_named_in_one_note(tmp_path, capsys):
+    """Jitters with --augment-factor 1, or the paper protocol without transforms, change nothing: the
+    run (and its id) is the plain one, as before, and one note says which settings did nothing and why."""
+    dataset = _dataset(tmp_path)
+    quick = ["--model", "nb", "--image-size", "16", "--folds", "3", "--n-jobs", "1", "--quiet", "--json"]
+    assert main(["run", str(dataset), *quick, "--augment-factor", "1"]) == 0
+    plain = json.loads(capsys.readouterr().out)["run_id"]
+    assert main(["run", str(dataset), *quick, "--augment-factor", "1", "--stain-jitter", "0.3", "--blur", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["run_id"] == plain
+    assert err.strip() == ("note: --stain-jitter 0.3, --blur 2 have no effect with --augment-factor 1 (no augmented "
+                           "copies): same run and run id as without them")
+    assert main(["run", str(dataset), *quick, "--no-augment", "--protocol", "paper"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["run_id"] == plain
+    assert err.strip() == ("note: --protocol paper has no effect with --no-augment (no augmented copies): same run "
+                           "and run id as without it")
+    assert main(["sweep", str(dataset), *quick, "--augment-factor", "1,2", "--colour-jitter", "0.1"]) == 0
+    assert capsys.readouterr().err.strip() == (
+        "note: --colour-jitter 0.1 has no effect in the grid's runs with --augment-factor 1 (no augmented copies): "
+        "same run and run id as without it")
+    assert main(["run", str(dataset), *quick, "--augment-factor", "2", "--colour-jitter", "0.1"]) == 0
+    assert not capsys.readouterr().err  # with copies it acts: nothing to say
+
+
 def test_a_run_named_twice_in_a_comparison_or_a_ranking_counts_once(tmp_path):
     from leukdash.engine.runner import run
     from leukdash.evaluation.compare import compare_runs

@@ -124,6 +124,26 @@ def sweep_from_args(args) -> tuple[list[RunConfig], dict]:
     return expand_grid(base, axes), axes
 
 
+def note_settings_without_effect(configs: list[RunConfig]) -> None:
+    """Say in one ``note:`` line which augmentation settings change nothing, and why: without augmented
+    copies a run is the plain one (its run id too), so its jitters and the paper protocol do nothing."""
+    settings, reasons = {}, {}
+    for config in configs:
+        if config.augment_factor > 1 and config.augment.enabled():
+            continue
+        ignored = [f"--{name.replace('_', '-')} {getattr(config.augment, name):g}" for name in AugmentConfig.OPTIONAL
+                   if getattr(config.augment, name)]
+        ignored += ["--protocol paper"] if config.protocol == "paper" else []
+        if ignored:
+            settings.update(dict.fromkeys(ignored))
+            reasons["--augment-factor 1" if config.augment_factor == 1 else "--no-augment"] = None
+    if settings:
+        where = "with" if len(configs) == 1 else "in the grid's runs with"
+        print(f"note: {', '.join(settings)} {'has' if len(settings) == 1 else 'have'} no effect {where} "
+              f"{' or '.join(reasons)} (no augmented copies): same run and run id as without "
+              f"{'it' if len(settings) == 1 else 'them'}", file=sys.stderr)
+
+
 def check_grid_size(n_runs: int, max_runs: int | None) -> None:
     """Refuse a sweep of more runs than ``--max-runs`` (default ``MAX_SWEEP_RUNS``), saying how to go on."""
     from leukdash.engine.sweep import MAX_SWEEP_RUNS
