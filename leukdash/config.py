@@ -25,6 +25,9 @@ PROTOCOLS = ("strict", "paper", "lodo")
 PAPER_CNN_MIN_SIZE = 10
 FEATURE_SETS = ("pixels", "features")
 FILL_MODES = ("nearest", "reflect", "constant")
+# Below this sigma (pixels) a blur changes nothing visible: augmentation skips it, so a blur range
+# that reaches no further draws numbers and blurs nothing.
+MIN_BLUR_SIGMA = 0.1
 # Cell-level preprocessing (leukdash/data/preprocess.py): "raw" or "cell-<size>-<colour>".
 PREPROCESS_SIZES = ("keep", "fit")
 PREPROCESS_COLOURS = ("asis", "reinhard", "gray", "hematoxylin")
@@ -89,6 +92,9 @@ class AugmentConfig:
         for name in ("horizontal_flip", "vertical_flip"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"augment.{name} must be true or false, got {getattr(self, name)!r}")
+        if 0 < self.blur <= MIN_BLUR_SIGMA:
+            raise ConfigError(f"augment.blur {self.blur:g} blurs nothing (a sigma below {MIN_BLUR_SIGMA:g} px is "
+                              f"skipped): give 0 (off) or more than {MIN_BLUR_SIGMA:g}")
         if self.fill_mode not in FILL_MODES:
             raise ConfigError(f"augment.fill_mode must be one of {', '.join(FILL_MODES)}, got {self.fill_mode!r}")
 

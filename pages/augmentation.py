@@ -28,6 +28,9 @@ RANGES = {
     "stain_jitter": ("Stain jitter", 50, 5, "± %d%%", 0.01),
     "blur": ("Blur", 30, 1, "σ up to %d/10 px", 0.1),
 }
+# Where a slider starts when its smallest step does nothing: a blur up to 0.1 px draws only sigmas
+# that training skips (MIN_BLUR_SIGMA), and runs refuse it.
+LEAST = {"blur": 2}
 # The transforms the paper did not use, said on their toggles (a label that long was cut short).
 NOT_IN_PAPER = {
     "colour_jitter": "Not in the paper: varies brightness, red and blue gain and gamma per copy, as lamps and "
@@ -73,7 +76,7 @@ with controls:
         on = kept(on_col.toggle, f"aug_on_{name}", default_on, label, help=NOT_IN_PAPER.get(name))
         start = getattr(saved, name) or getattr(paper, name) or OPTIONAL_START[name]
         amount = kept(slider_col.slider, f"aug_{name}", round(start / scale),
-                      f"{label} range", min_value=step, max_value=maximum, step=step, format=shown,
+                      f"{label} range", min_value=LEAST.get(name, step), max_value=maximum, step=step, format=shown,
                       disabled=not on, label_visibility="collapsed")
         values[name] = amount * scale if on else 0.0
     flip_cols = st.columns(2)

@@ -300,9 +300,9 @@ def test_stain_jitter_and_blur_are_optional_and_leave_the_other_draws_alone():
     blurred = augment_image(image, only(blur=2.0), np.random.default_rng(11))
     sigma = 2.0 * np.random.default_rng(11).random((1, 9))[0, 8]
     assert np.array_equal(blurred, cv2.GaussianBlur(image, (0, 0), float(sigma)))
-    # Switched on, they leave the geometry the paper's transforms draw unchanged.
+    # Switched on, they leave the geometry the paper's transforms draw for one image unchanged.
     paper = AugmentConfig(fill_mode="constant")
-    with_both = augment_image(image, replace(paper, stain_jitter=0.3, blur=0.05), np.random.default_rng(2))
+    with_both = augment_image(image, replace(paper, stain_jitter=0.3, blur=0.2), np.random.default_rng(2))
     without = augment_image(image, paper, np.random.default_rng(2))
     assert (without == 0).all(-1).any() and np.array_equal((with_both == 0).all(-1), (without == 0).all(-1))
     assert not np.array_equal(with_both, without)
@@ -310,3 +310,30 @@ def test_stain_jitter_and_blur_are_optional_and_leave_the_other_draws_alone():
     args = build_parser().parse_args(["run", "x", "--stain-jitter", "0.2", "--blur", "1", "--no-augment"])
     config = config_from_args(args)
     assert config.augment.enabled() == ("stain_jitter", "blur")
+
+
+def test_a_blur_too_small_to_blur_anything_is_refused_in_one_line(tmp_path, capsys):
+    """A blur up to 0.1 px draws only sigmas that are skipped: it would blur nothing, yet move every
+    later image's draws and change the run id. Refused, naming the smallest blur that acts."""
+    from leukdash.cli import main
+    from leukdash.config import MIN_BLUR_SIGMA
+
+    for blur in (0.05, 1e-320, MIN_BLUR_SIGMA):
+        with pytest.raises(ConfigError) as refused:
+            AugmentConfig(blur=blur).validate()
+        assert str(refused.value) == (f"augment.blur {blur:g} blurs nothing (a sigma below 0.1 px is skipped): give 0 "
+                                      "(off) or more than 0.1")
+    AugmentConfig(blur=0.11).validate()
+    assert main(["run", "synthetic", "--model", "nb", "--blur", "0.05", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: augment.blur 0.05 blurs nothing (a sigma below 0.1 px is "
+                                               "skipped): give 0 (off) or more than 0.1")
+
+
+def test_turning_a_jitter_on_moves_the_geometric_draws_of_every_image_but_the_first():
+    """What the README says: the draw layout (kept for the stored runs) pairs only the first image."""
+    images = np.random.default_rng(0).integers(1, 255, (3, 16, 16, 3), dtype=np.uint8)
+    geometry = only(rotation=40.0)
+    plain = augment_batch(images, geometry, 4)
+    jittered = augment_batch(images, replace(geometry, stain_jitter=1e-9), 4)
+    assert np.abs(jittered[0].astype(int) - plain[0]).max() <= 2  # the same warp, a stain factor of ~1
+    assert all(np.abs(jittered[i].astype(int) - plain[i]).max() > 50 for i in (1, 2))

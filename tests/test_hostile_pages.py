@@ -241,6 +241,19 @@ def test_an_unreadable_image_on_the_augmentation_page_is_one_line(data_root):
 
 
 
+def test_the_smallest_blur_the_augmentation_page_offers_is_one_a_run_takes(data_root):
+    """The blur slider's first step is a blur that acts, not 0.1 px (every sigma skipped), which runs refuse."""
+    from leukdash.config import AugmentConfig
+
+    write_classes(data_root / "tiny")
+    at = app("augmentation")
+    at.toggle(key="aug_on_blur").set_value(True).run(timeout=TIMEOUT)
+    at.slider(key="aug_blur").set_value(at.slider(key="aug_blur").min).run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    AugmentConfig.from_dict(at.session_state["augment"]).validate()
+    assert at.session_state["augment"]["blur"] == pytest.approx(0.2)
+
+
 def test_a_kept_image_number_beyond_the_next_datasets_images_is_brought_within_them(data_root):
     """The image number kept from a dataset of 6 images a class is beyond one of 2: the page shows
     the last image of the smaller class, not Streamlit's "value greater than max_value" error."""

@@ -27,8 +27,8 @@ centres on (height, width) swapped; both are invisible on square images and are 
 so non-square images shift and rotate as the names say.
 
 Every image draws eight uniform numbers in a fixed order whether or not a transform is on,
-so for one seed, switching one transform off leaves the draws of the others unchanged. A
-seed may be an int or a tuple of ints such as ``(seed, fold, epoch)``.
+so for one seed, switching one of the paper's transforms off leaves the draws of the others
+unchanged. A seed may be an int or a tuple of ints such as ``(seed, fold, epoch)``.
 
 Not in the paper, off by default: colour jitter ``j`` multiplies each image's brightness and
 its red and blue channels (against green) by factors uniform in [1-j, 1+j] and raises it to a
@@ -39,6 +39,11 @@ Also not in the paper, off by default, for robustness to another lab: stain jitt
 scales each stain's optical density (haematoxylin, eosin, DAB, by colour deconvolution) by a
 factor uniform in [1-s, 1+s] (three more numbers), and blur ``b`` applies a Gaussian blur of
 sigma uniform in [0, b] pixels (one more number), in that order after the colour jitter.
+
+The images draw their numbers one after another, so switching one of these three on keeps the
+first image's geometry but moves the geometric draws of every later image: a run with one is not
+paired draw by draw with a run without (its folds are the same). The layout stays as it is, so
+that stored runs keep their results.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from leukdash.config import AugmentConfig
+from leukdash.config import MIN_BLUR_SIGMA, AugmentConfig
 from leukdash.data.preprocess import scale_stains
 from leukdash.errors import ConfigError
 
@@ -54,8 +59,6 @@ _BORDERS = {"nearest": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT, "con
 _DRAWS_PER_IMAGE = 8  # rotation, shift x, shift y, shear, zoom x, zoom y, flip x, flip y
 _JITTER_DRAWS = 4     # brightness, red gain, blue gain, gamma
 _STAIN_DRAWS = 3      # haematoxylin, eosin, DAB
-# Below this sigma (pixels) a blur changes nothing visible: skipped.
-MIN_BLUR_SIGMA = 0.1
 
 
 def random_transform(rng, cfg: AugmentConfig, height: int, width: int) -> np.ndarray:
@@ -170,7 +173,7 @@ def _random_parameters(rng, cfg: AugmentConfig, n: int, height: int, width: int)
     widths = [_DRAWS_PER_IMAGE, _JITTER_DRAWS if cfg.colour_jitter else 0, _STAIN_DRAWS if cfg.stain_jitter else 0,
               1 if cfg.blur else 0]
     u = rng.random((n, sum(widths)))
-    # Each optional transform draws its own columns, only when on: the others' draws stay put.
+    # Each optional transform draws its own columns, only when on: a row is one image's numbers.
     start = np.cumsum([0] + widths)
     jitter = 1.0 + cfg.colour_jitter * (2.0 * u[:, start[1]:start[2]] - 1.0) if cfg.colour_jitter else None
     stains = 1.0 + cfg.stain_jitter * (2.0 * u[:, start[2]:start[3]] - 1.0) if cfg.stain_jitter else None
