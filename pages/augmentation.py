@@ -7,6 +7,7 @@ Experiments page uses.
 
 import streamlit as st
 
+from leukdash.data.preprocess import is_grey
 from leukdash.engine.augment import preview
 from leukdash.config import AugmentConfig, FILL_MODES
 from leukdash.errors import LeukdashError
@@ -123,3 +124,7 @@ with gallery:
              caption=["original"] + [f"copy {i + 1}" for i in range(COPIES)])
     st.caption(f"{chosen} padded square at {PREVIEW_SIZE} px, then {COPIES} random "
                f"copies (seed {seed}). Training applies the same transforms at the run's image size.")
+    grey = [mode for mode in st.session_state.get("_kept_exp_preprocess", []) if is_grey(mode)]
+    if grey and (config.colour_jitter or config.stain_jitter):
+        st.caption(f"With {', '.join(grey)} (chosen on the Experiments page) the jitter adds some colour to the "
+                   "grey cells of training copies only: validation and prediction images stay grey.")

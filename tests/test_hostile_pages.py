@@ -254,6 +254,21 @@ def test_the_smallest_blur_the_augmentation_page_offers_is_one_a_run_takes(data_
     assert at.session_state["augment"]["blur"] == pytest.approx(0.2)
 
 
+def test_the_augmentation_page_says_the_jitter_colours_grey_cells_of_training_copies(data_root):
+    """With a grey preprocessing mode kept on the Experiments page, the jitter's colour on grey cells
+    (training copies only) is said under the preview; with colours as they are, nothing is said."""
+    write_classes(data_root / "tiny")
+    at = app("augmentation")
+    at.session_state["_kept_exp_preprocess"] = ["raw", "cell-keep-gray", "cell-fit-asis"]
+    at.toggle(key="aug_on_stain_jitter").set_value(True).run(timeout=TIMEOUT)
+    said = ("With cell-keep-gray (chosen on the Experiments page) the jitter adds some colour to the grey cells of "
+            "training copies only: validation and prediction images stay grey.")
+    assert said in [c.value for c in at.caption]
+    at.session_state["_kept_exp_preprocess"] = ["raw", "cell-fit-asis"]
+    at.run(timeout=TIMEOUT)
+    assert not [c.value for c in at.caption if "grey cells" in c.value]
+
+
 def test_a_kept_image_number_beyond_the_next_datasets_images_is_brought_within_them(data_root):
     """The image number kept from a dataset of 6 images a class is beyond one of 2: the page shows
     the last image of the smaller class, not Streamlit's "value greater than max_value" error."""

@@ -99,6 +99,12 @@ def parse_mode(mode: str) -> tuple[str, str] | None:
     return size, colour
 
 
+def is_grey(mode: str) -> bool:
+    """Whether a mode's images are grey (the one channel repeated): ``gray`` and ``hematoxylin``."""
+    parsed = parse_mode(mode)
+    return parsed is not None and parsed[1] in ("gray", "hematoxylin")
+
+
 def hematoxylin_density(image: np.ndarray) -> np.ndarray:
     """Haematoxylin optical density of each pixel (colour deconvolution), float32 >= 0."""
     density = -np.log(np.clip(image.astype(np.float32), 1, 255) / 255.0)
