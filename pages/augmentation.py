@@ -9,7 +9,7 @@ import streamlit as st
 
 from leukdash.data.preprocess import is_grey
 from leukdash.engine.augment import preview
-from leukdash.config import AugmentConfig, FILL_MODES
+from leukdash.config import AugmentConfig, FILL_MODES, RunConfig
 from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
 from pages._shared import dataset_picker, image, kept, literal, load_dataset_info, routed, synthetic_note
@@ -118,12 +118,18 @@ with gallery:
                             "Pick another image."),
                  icon=":material/broken_image:")
         st.stop()
+    # A blur is in pixels of the run's images: shown as at the first size kept on Experiments.
+    sizes = st.session_state.get("_kept_exp_sizes") or []
+    run_size = sizes[0] if sizes else RunConfig().image_size
     with st.spinner("Transforming…"):
-        copies = preview(original, config, n=COPIES, seed=seed)
+        copies = preview(original, config, n=COPIES, seed=seed, run_size=run_size)
     st.image([original, *copies], width=150,
              caption=["original"] + [f"copy {i + 1}" for i in range(COPIES)])
+    size_source = ("the first of the Experiments page's image sizes" if len(sizes) > 1 else
+                   "the Experiments page's image size" if sizes else "the default image size")
+    blur_note = f" Blur is shown as it acts on {run_size} px images ({size_source})." if config.blur else ""
     st.caption(f"{chosen} padded square at {PREVIEW_SIZE} px, then {COPIES} random "
-               f"copies (seed {seed}). Training applies the same transforms at the run's image size.")
+               f"copies (seed {seed}). Training applies the same transforms at the run's image size.{blur_note}")
     grey = [mode for mode in st.session_state.get("_kept_exp_preprocess", []) if is_grey(mode)]
     if grey and (config.colour_jitter or config.stain_jitter):
         st.caption(f"With {', '.join(grey)} (chosen on the Experiments page) the jitter adds some colour to the "

@@ -337,3 +337,18 @@ def test_turning_a_jitter_on_moves_the_geometric_draws_of_every_image_but_the_fi
     jittered = augment_batch(images, replace(geometry, stain_jitter=1e-9), 4)
     assert np.abs(jittered[0].astype(int) - plain[0]).max() <= 2  # the same warp, a stain factor of ~1
     assert all(np.abs(jittered[i].astype(int) - plain[i]).max() > 50 for i in (1, 2))
+
+
+def test_the_preview_blurs_as_a_run_would_at_its_image_size():
+    """A blur's sigma is in pixels of the run's images: a 128 px preview of a 64 px run blurs twice as
+    much, so that it looks as a run's copies do; without a run size, as training does."""
+    import cv2
+
+    image = textured(1, 128)[0]
+    sigma = 2.0 * np.random.default_rng(3).random((1, 9))[0, 8]  # the draw after the paper's eight
+    assert sigma >= 0.1
+    [scaled] = preview(image, only(blur=2.0), n=1, seed=3, run_size=64)
+    assert np.array_equal(scaled, cv2.GaussianBlur(image, (0, 0), float(sigma) * 2))
+    [as_trained] = preview(image, only(blur=2.0), n=1, seed=3)
+    assert np.array_equal(as_trained, augment_image(image, only(blur=2.0), np.random.default_rng(3)))
+    assert np.array_equal(as_trained, cv2.GaussianBlur(image, (0, 0), float(sigma)))

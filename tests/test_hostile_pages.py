@@ -269,6 +269,22 @@ def test_the_augmentation_page_says_the_jitter_colours_grey_cells_of_training_co
     assert not [c.value for c in at.caption if "grey cells" in c.value]
 
 
+def test_the_augmentation_preview_says_which_image_size_its_blur_stands_for(data_root):
+    """The preview's blur is scaled from a run's image size: the Experiments page's when kept there,
+    else the default, and the caption says which."""
+    write_classes(data_root / "tiny")
+    at = app("augmentation")
+    at.toggle(key="aug_on_blur").set_value(True).run(timeout=TIMEOUT)
+    assert [c.value for c in at.caption if "Blur is shown" in c.value][0].endswith(
+        "Blur is shown as it acts on 64 px images (the default image size).")
+    at.session_state["_kept_exp_sizes"] = [16, 64]
+    at.run(timeout=TIMEOUT)
+    assert [c.value for c in at.caption if "Blur is shown" in c.value][0].endswith(
+        "Blur is shown as it acts on 16 px images (the first of the Experiments page's image sizes).")
+    at.toggle(key="aug_on_blur").set_value(False).run(timeout=TIMEOUT)
+    assert not [c.value for c in at.caption if "Blur is shown" in c.value]
+
+
 def test_a_kept_image_number_beyond_the_next_datasets_images_is_brought_within_them(data_root):
     """The image number kept from a dataset of 6 images a class is beyond one of 2: the page shows
     the last image of the smaller class, not Streamlit's "value greater than max_value" error."""

@@ -119,16 +119,26 @@ def expand(images: np.ndarray, labels, factor: int, cfg: AugmentConfig, seed):
     return expanded, labels[source_index], source_index
 
 
-def preview(image: np.ndarray, cfg: AugmentConfig, n: int = 8, seed: int = 0) -> list[np.ndarray]:
-    """``n`` transformed copies of one image, for a grid in the UI."""
+def preview(image: np.ndarray, cfg: AugmentConfig, n: int = 8, seed: int = 0,
+            run_size: int | None = None) -> list[np.ndarray]:
+    """``n`` transformed copies of one image, for a grid in the UI.
+
+    A blur's sigma is in pixels of the run's images, the other transforms are relative to the image:
+    given the run's image size, the blur is scaled to this image's longer side, so that the copies
+    look as blurred as a run's would at this size.
+    """
     image = _check_images(image, batch=False)
     if not _is_count(n):
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    return list(_augment(image, np.zeros(n, dtype=np.intp), cfg, _as_rng(seed)))
+    if run_size is not None and not _is_count(run_size):
+        raise ValueError(f"run_size must be a positive integer, got {run_size!r}")
+    blur_scale = 1.0 if run_size is None else max(image.shape[1:3]) / run_size
+    return list(_augment(image, np.zeros(n, dtype=np.intp), cfg, _as_rng(seed), blur_scale=blur_scale))
 
 
-def _augment(images, index, cfg, rng, out=None) -> np.ndarray:
-    """Write a transformed copy of ``images[index[i]]`` into ``out[i]`` for every i."""
+def _augment(images, index, cfg, rng, out=None, blur_scale: float = 1.0) -> np.ndarray:
+    """Write a transformed copy of ``images[index[i]]`` into ``out[i]`` for every i; a preview
+    scales the blur's sigma by ``blur_scale`` (see :func:`preview`), skipping the sigmas a run skips."""
     _check_config(cfg)
     height, width = images.shape[1:3]
     if out is None:
@@ -146,7 +156,7 @@ def _augment(images, index, cfg, rng, out=None) -> np.ndarray:
         if stains is not None:
             out[i] = scale_stains(out[i], stains[i])
         if blur is not None and blur[i] >= MIN_BLUR_SIGMA:
-            out[i] = cv2.GaussianBlur(out[i], (0, 0), float(blur[i]))
+            out[i] = cv2.GaussianBlur(out[i], (0, 0), float(blur[i]) * blur_scale)
     return out
 
 
