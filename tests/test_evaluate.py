@@ -199,6 +199,46 @@ def test_evaluate_leaves_out_images_the_run_was_trained_on_and_says_so(tiny_data
     assert (RunStore().run_dir(tiny_run["run_id"]) / "trained-on.npz").is_file()
 
 
+def _copies(folder: Path, paths: list[Path]) -> Path:
+    """``paths`` copied into ``folder`` by class, under new names, as other picture files would
+    hold them: the same pixels re-encoded (another PNG, with a note), or resized to 64 px."""
+    from PIL import Image, PngImagePlugin
+
+    note = PngImagePlugin.PngInfo()
+    note.add_text("comment", "re-saved")
+    for i, path in enumerate(paths):
+        (folder / path.parent.name).mkdir(parents=True, exist_ok=True)
+        picture = Image.open(path).convert("RGB")
+        if i % 2:
+            picture.resize((64, 64)).save(folder / path.parent.name / f"copy{i}.png")
+        else:
+            picture.save(folder / path.parent.name / f"copy{i}.png", pnginfo=note)
+    return folder
+
+
+def test_evaluate_leaves_out_re_encoded_or_resized_copies_of_training_images(tiny_dataset, tiny_run, other_lab,
+                                                                             tmp_path):
+    """Not the same bytes, yet the run's own pictures: Predict's known-image check finds them, and
+    evaluate leaves them out too, counted (a folder of re-encoded copies of the training set was
+    scored as another lab's, at 1.000)."""
+    run_id = tiny_run["run_id"]
+    mixed = _copies(tmp_path / "mixed", sorted(tiny_dataset.glob("ALL/*.png"))[:2]
+                    + sorted(tiny_dataset.glob("CML/*.png"))[:2])
+    for path in sorted(other_lab.glob("*/*.png")):
+        (mixed / path.parent.name).mkdir(exist_ok=True)
+        shutil.copy(path, mixed / path.parent.name / path.name)
+    result = evaluate(run_id, str(mixed))
+    assert result["n_images"] == 40 and result["key"]["left_out"] == {"copies": 4}
+    assert f"4 of 44 image(s) of mixed left out: copies of images run {run_id} was trained on (re-encoded or " \
+        "resized, as Predict's known-image check finds them), so they would score what it remembers" in \
+        result["dataset"]["warnings"]
+    assert not any(row["file"].startswith(("ALL/copy", "CML/copy")) for row in result["images"])
+    only = _copies(tmp_path / "only", sorted(tiny_dataset.glob("*/*.png")))
+    with pytest.raises(DatasetError, match=r"every image of 'only' is one run .* was trained on \(the same bytes, "
+                                           r"or the same picture re-encoded or resized\)"):
+        evaluate(run_id, str(only))
+
+
 def test_left_out_training_images_do_not_shift_the_duplicates_of_the_others(tiny_dataset, tiny_run, other_lab,
                                                                             tmp_path):
     """Duplicate pairs index the whole folder; with training images left out before them, the pairs

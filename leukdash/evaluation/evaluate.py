@@ -84,23 +84,25 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
         raise DatasetError(f"{dataset.name!r} is the dataset run {run_id} was trained on: its models saw these "
                            "images, so only its cross-validated figures are honest there")
     seen = trained_on(run_id, meta, dataset, store)
-    if len(seen) == len(dataset.items):
-        raise DatasetError(f"every image of {dataset.name!r} is one run {run_id} was trained on (the same bytes): "
+    copied = known_copies(run_id, dataset, seen, store)
+    if len(seen) + len(copied) == len(dataset.items):
+        how = "the same bytes" + (", or the same picture re-encoded or resized" if copied else "")
+        raise DatasetError(f"every image of {dataset.name!r} is one run {run_id} was trained on ({how}): "
                            "its models saw them, so only its cross-validated figures are honest there")
     other_classes = {c: n for c, n in opened.counts().items() if c not in dataset.classes and n}
     path = result_path(run_id, dataset.fingerprint, store, model, adapt)
     key = {"method": METHOD_VERSION, "samples": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED, "model": model,
            **({"adapt": ADAPT_VERSION} if adapt else {})}  # results stored before adapting existed keep their key
     # Only where images were left out, so results stored before these were counted stay valid.
-    left_out = {**({"trained_on": len(seen)} if seen else {}), **({"other_classes": other_classes}
-                                                                   if other_classes else {})}
+    left_out = {**({"trained_on": len(seen)} if seen else {}), **({"copies": len(copied)} if copied else {}),
+                **({"other_classes": other_classes} if other_classes else {})}
     if left_out:
         key["left_out"] = left_out
     stored = None if recompute else _stored(path)
     if stored is not None and stored.get("key") == key and ("images" in stored or not per_image):
         return _answered_again(path, stored, dataset)
     result = {"key": key, "model": model, **({"adapted": True} if adapt else {}),
-              **_compute(run_id, meta, dataset, store, model == "final", seen, other_classes, adapt)}
+              **_compute(run_id, meta, dataset, store, model == "final", seen, copied, other_classes, adapt)}
     if store.run_dir(run_id).is_dir():  # not a folder of its own for a run deleted meanwhile
         _keep(path, result)
     return result
@@ -160,8 +162,20 @@ def trained_on(run_id: str, meta: dict, dataset, store: RunStore) -> set[Path]:
     return {item.path for item, content in zip(dataset.items, dataset.contents) if content in known}
 
 
+def known_copies(run_id: str, dataset, seen: set, store: RunStore) -> set[Path]:
+    """The images of ``dataset``, besides those in ``seen``, that Predict's known-image check
+    (:func:`leukdash.evaluation.reference.known_matches`) finds to be one of the images run
+    ``run_id`` was trained on, re-encoded or resized (a folder of JPEG copies of its images)."""
+    from leukdash.data.arrays import load_arrays
+    from leukdash.evaluation.reference import KNOWN_SIZE, known_matches, known_reference
+
+    small = load_arrays(dataset, KNOWN_SIZE)
+    match, _ = known_matches(small.images, known_reference(run_id, store))
+    return {path for path, found in zip(small.paths, match) if found >= 0 and path not in seen}
+
+
 def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = False, seen: set = frozenset(),
-             other_classes: dict | None = None, adapt: bool = False) -> dict:
+             copied: set = frozenset(), other_classes: dict | None = None, adapt: bool = False) -> dict:
     from leukdash.data.folds import merge_groups
     from leukdash.evaluation.ood import (confidence_floor, describe_images, own_confidence, training_distribution,
                                          view_config, views)
@@ -173,6 +187,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     from leukdash.engine.training import duplicate_pairs
 
     proba, loaded = 0.0, None
+    trained = seen | copied
     outside, own_outside, cells = {}, {}, []  # cells: each voting run's prepared-view descriptors
     # Each voting run (a plain run is its own one) sees the images prepared its own way
     # (preprocess.prepare_images, cached); an image is flagged when any of their checks flags it,
@@ -181,7 +196,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
         for view in views(member.config):
             config = view_config(member.config, view)
             whole = load_arrays(dataset, config.image_size, config.preprocess)
-            prepared = _unseen(whole, seen)
+            prepared = _unseen(whole, trained)
             if loaded is None:
                 loaded, notes, every_path = prepared, dataset.left_out(whole), whole.paths
             elif not np.array_equal(prepared.paths, loaded.paths):
@@ -207,7 +222,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
             outside[view] = outside.get(view, False) | np.array([entry["outside"] for entry in assessed])
             own_outside[view] = own_outside.get(view, False) | (described.oof_scores > described.threshold)
     # Duplicates join groups here as they do in folds: one picture twice is one draw of the bootstrap.
-    groups = merge_groups(loaded.groups, _pairs_among_unseen(duplicate_pairs(dataset), every_path, seen))
+    groups = merge_groups(loaded.groups, _pairs_among_unseen(duplicate_pairs(dataset), every_path, trained))
     metrics = external_metrics(loaded.labels, proba, groups, dataset.classes, samples=BOOTSTRAP_SAMPLES,
                                seed=BOOTSTRAP_SEED)  # as the stored result's key says, read now
     checked = [view for view in ("prepared", "acquisition") if view in own_outside]
@@ -218,6 +233,9 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
          "(n/a), and balanced accuracy averages the other classes only"] if absent else []) + (
         [f"{len(seen)} of {len(dataset.items)} image(s) of {dataset.name} left out: run {run_id} was trained on "
          "them (the same bytes), so they would score what it remembers"] if seen else []) + (
+        [f"{len(copied)} of {len(dataset.items)} image(s) of {dataset.name} left out: copies of images run {run_id} "
+         "was trained on (re-encoded or resized, as Predict's known-image check finds them), so they would score "
+         "what it remembers"] if copied else []) + (
         [f"{sum(other_classes.values())} image(s) of {dataset.name} left out, of class(es) the run does not know: "
          + ", ".join(f"{c} ({n})" for c, n in other_classes.items())] if other_classes else []) + (
         [adapt_note(meta, f"the {dataset.name} images")] if adapt else [])

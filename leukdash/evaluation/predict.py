@@ -53,12 +53,6 @@ _warming: dict[tuple[str, str], threading.Thread] = {}
 # Those runs' images at the comparison size, for recognising known images, and their support checks.
 _references: dict[tuple[str, str], dict] = {}
 _supports: dict[tuple[str, str], AnswerSupport] = {}
-# Largest mean absolute difference (0-255, at reference.KNOWN_SIZE) between an upload and a
-# dataset image for the two to be compared as one picture (their detail decides, see
-# reference.detail_agreement). Measured: a JPEG re-encoding (quality 75) or a half-size copy of an
-# ALL-IDB2 or C-NMC image differs by at most 0.70; the closest two distinct ALL-IDB2 files
-# (Im227/Im260) by 4.25, distinct C-NMC cells on their black surround by 0.63.
-NEAR_IDENTICAL_DIFFERENCE = 3.0
 # What makes a check unavailable (the prediction stands without it): a run's dataset gone, a
 # fold lost, or what the check computes that the store cannot hold (read-only or full: OSError).
 CHECK_UNAVAILABLE = (LeukdashError, OSError)
@@ -383,29 +377,21 @@ def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None,
     prediction of the fold model that did not train on it (the one it validated; of ``models``,
     the run's models adapted to a lab, when given); ``None`` when it is not.
 
-    The test: both images padded square and resized to ``reference.KNOWN_SIZE``; the closest by
-    mean absolute pixel difference among those whose fine detail agrees (identical decoded pixels,
-    equal digests, are reported as such).
+    The test: :func:`leukdash.evaluation.reference.known_matches` (identical decoded pixels, equal
+    digests, are reported as such).
     """
-    from leukdash.evaluation.reference import KNOWN_SIZE, SAME_DETAIL, detail_agreement, pixel_digest
+    from leukdash.evaluation.reference import KNOWN_SIZE, known_matches, pixel_digest
 
     models = models if models is not None else ensemble(run_id, store)
     reference = _reference(run_id, store)
-    small = square_resize(image, KNOWN_SIZE)
-    difference = np.abs(reference["images"].astype(np.int16) - small.astype(np.int16)).mean(axis=(1, 2, 3))
-    close = np.flatnonzero(difference <= NEAR_IDENTICAL_DIFFERENCE)
-    digest = pixel_digest(image)
-    # A flat picture has no detail to compare (NaN): the difference alone decides, as it must.
-    agreement = detail_agreement(small, reference["images"][close])
-    same = (reference["digests"][close] == digest) | ~(agreement < SAME_DETAIL)
-    if not same.any():
+    [match], [difference] = known_matches(square_resize(image, KNOWN_SIZE)[None], reference)
+    if match < 0:
         return None
-    match = int(close[same][difference[close][same].argmin()])
-    identical = digest == reference["digests"][match]
+    identical = pixel_digest(image) == reference["digests"][match]
     fold = int(reference["fold_of"][match])
     found = {"file": str(reference["relative"][match]), "class": models.classes[int(reference["labels"][match])],
              "match": "identical" if identical else "near-identical",
-             "difference": round(float(difference[match]), 3), "fold": fold + 1}
+             "difference": round(float(difference), 3), "fold": fold + 1}
     if fold not in models.meta["fold_ids"]:  # a holdout run's training image: every model saw it
         return {**found, "fold": None, "prediction": None}
     model = models.meta["fold_ids"].index(fold)

@@ -1,6 +1,7 @@
-"""What the known-image check needs from a run's own images, stored beside the run.
+"""The known-image check, of Predict and of an external test, and what it needs from a run's own
+images, stored beside the run.
 
-Whether an upload is (nearly) one of a run's images is decided on small copies: both padded
+Whether an image is (nearly) one of a run's images is decided on small copies (:func:`known_matches`): both padded
 square and resized to ``KNOWN_SIZE``, then their mean absolute pixel difference (0-255). The
 run's copies, labels, the fold that validated each image and a digest of each image's decoded
 pixels (to tell an identical file from a near-identical one) are kept in ``reference.npz``
@@ -31,6 +32,14 @@ KNOWN_SIZE = 32
 SAME_DETAIL = 0.95
 # Grey-level spread of the detail below which a picture has none to compare (a flat image).
 MIN_DETAIL = 0.5
+# Largest mean absolute difference (0-255, at KNOWN_SIZE) between an image and a reference image
+# for the two to be compared as one picture (their detail decides, see detail_agreement).
+# Measured: a JPEG re-encoding (quality 75) or a half-size copy of an ALL-IDB2 or C-NMC image
+# differs by at most 0.70; the closest two distinct ALL-IDB2 files (Im227/Im260) by 4.25, distinct
+# C-NMC cells on their black surround by 0.63.
+NEAR_IDENTICAL_DIFFERENCE = 3.0
+# known_matches compares this many images with every reference image at a time.
+MATCH_CHUNK = 256
 # Changes to what this module stores invalidate the stored references.
 METHOD_VERSION = "reference-1"
 # What a reference holds, in ``reference.npz``.
@@ -43,19 +52,59 @@ def pixel_digest(image: np.ndarray) -> str:
     return hashlib.sha256(f"{image.shape}{image.dtype}".encode() + image.tobytes()).hexdigest()
 
 
-def detail_agreement(image: np.ndarray, references: np.ndarray) -> np.ndarray:
-    """The normalised correlation of the fine grey-level detail (the duplicate check's
-    :func:`~leukdash.data.duplicates.pixel_details`, here at ``KNOWN_SIZE``: grey minus a blur of
-    1 px) of ``image`` with that of each of ``references`` (uint8, RGB): 1 for one picture,
-    whatever its brightness and contrast; NaN where either picture is flat."""
+def known_matches(images: np.ndarray, reference: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Which image of a run's ``reference`` (:func:`known_reference`) each of ``images`` (uint8,
+    RGB, at ``KNOWN_SIZE``) is a copy of: its index, or -1 for none, and their mean absolute pixel
+    difference (NaN for none). The known-image check of Predict and of an external test.
+
+    A copy: within ``NEAR_IDENTICAL_DIFFERENCE`` of the reference image, whose fine detail agrees
+    (:func:`detail_agreement`, at least ``SAME_DETAIL``; a flat picture has none to compare, so the
+    difference alone decides); the closest of them by that difference. The detail is compared
+    first, every image with every reference image in one product of matrices: distinct pictures
+    seldom agree, so the costlier difference is measured for the few pairs left.
+    """
+    mine, theirs = _centred_details(images), _reference_details(reference)
+    match, difference = np.full(len(images), -1), np.full(len(images), np.nan)
+    for start in range(0, len(images), MATCH_CHUNK):  # (chunk, references) at a time, not all at once
+        agreement = detail_agreement(tuple(part[start:start + MATCH_CHUNK] for part in mine), theirs)
+        for row, alike in enumerate(~(agreement < SAME_DETAIL)):
+            candidates = np.flatnonzero(alike)
+            index = start + row
+            apart = np.abs(reference["images"][candidates].astype(np.int16)
+                           - images[index].astype(np.int16)).mean(axis=(1, 2, 3))
+            close = apart <= NEAR_IDENTICAL_DIFFERENCE
+            if close.any():
+                best = apart[close].argmin()
+                match[index], difference[index] = candidates[close][best], apart[close][best]
+    return match, difference
+
+
+def _centred_details(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's fine detail (:func:`~leukdash.data.duplicates.pixel_details`) less its mean, a
+    row per image, and its root mean square (float32: a reference of 10,000 images holds 40 MB)."""
     from leukdash.data.duplicates import pixel_details
 
-    details = pixel_details([image, *references], KNOWN_SIZE).reshape(len(references) + 1, -1).astype(np.float64)
+    details = pixel_details(images, KNOWN_SIZE).reshape(len(images), KNOWN_SIZE * KNOWN_SIZE)
     details -= details.mean(axis=1, keepdims=True)
-    mine, theirs = details[0], details[1:]
-    spread = np.sqrt((mine ** 2).mean() * (theirs ** 2).mean(axis=1))
+    return details, np.sqrt((details ** 2).mean(axis=1))
+
+
+def detail_agreement(mine: tuple[np.ndarray, np.ndarray], theirs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The normalised correlation of the fine detail of each of some images with that of each of
+    others (:func:`_centred_details` of both), one row per image: 1 for one picture, whatever its
+    brightness and contrast; NaN where either picture is flat."""
+    (details, spread), (references, reference_spread) = mine, theirs
+    spreads = np.outer(spread, reference_spread)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(spread > MIN_DETAIL ** 2, (theirs @ mine) / mine.size / spread, np.nan)
+        return np.where(spreads > MIN_DETAIL ** 2, (details @ references.T) / details.shape[1] / spreads, np.nan)
+
+
+def _reference_details(reference: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The centred details of a reference's images, computed once for the reference held in
+    memory (Predict keeps it per run: each upload is then one product, not thousands of blurs)."""
+    if "details" not in reference:
+        reference["details"] = _centred_details(reference["images"])
+    return reference["details"]
 
 
 def known_reference(run_id: str, store: RunStore | None = None) -> dict:
