@@ -467,6 +467,51 @@ def test_each_external_image_is_a_row_whose_answers_make_the_figures(tiny_run, o
         assert all(float(row[f"p_{c}"]) == pytest.approx(p, abs=5e-5) for c, p in image["probabilities"].items())
 
 
+def test_tied_answers_are_counted_apart_and_a_model_that_gives_one_class_or_a_tie_has_collapsed():
+    """A tie (p 0.5 each) is counted as the first class, as before, in every figure; the result
+    counts the ties and what they were counted as, and the collapse check leaves them out."""
+    y = np.array([0] * 12 + [1] * 12)
+    proba = np.array([[0.5, 0.5]] * 11 + [[0.2, 0.8]] * 13)  # no image gets ALL above 0.5
+    metrics = external_metrics(y, proba, np.arange(24) // 3, ("ALL", "HEALTHY"), samples=50)
+    assert metrics["predicted_share"]["ALL"] == pytest.approx(11 / 24) and metrics["accuracy"] == pytest.approx(23 / 24)
+    assert metrics["undecided"] == {"n": 11, "counted_as": {"ALL": 11}}
+    assert metrics["collapsed"]  # HEALTHY for every answer that is not a tie
+    spread = external_metrics(y, np.eye(2)[y] * 0.8 + 0.1, np.arange(24) // 3, ("ALL", "HEALTHY"), samples=50)
+    assert spread["undecided"] == {"n": 0, "counted_as": {}} and not spread["collapsed"]
+
+
+def test_evaluate_says_how_many_answers_are_ties_and_marks_them(tiny_dataset, other_lab, monkeypatch, capsys):
+    """Two fold models sure of opposite classes: the ensemble's p 0.50/0.50 is counted as ALL, the
+    first class, in the figures; the text, --json and --csv say so instead of passing it for an ALL."""
+    import csv
+    import io
+
+    from leukdash.evaluation.predict import FoldEnsemble
+
+    trained = run(tiny_config(tiny_dataset, classes=("ALL", "HEALTHY")), n_jobs=1)["run_id"]
+
+    def split_votes(self, batch):  # the first 7 images: one fold sure of ALL, the other of HEALTHY
+        votes = np.tile([[0.1, 0.9]], (2, len(batch), 1))
+        votes[0, :7], votes[1, :7] = [1.0, 0.0], [0.0, 1.0]
+        return votes
+
+    monkeypatch.setattr(FoldEnsemble, "batch_probabilities", split_votes)
+    assert main(["evaluate", trained, str(other_lab), "--json"]) == 0
+    printed, err = json.loads((captured := capsys.readouterr()).out), captured.err
+    warning = ("7 of 16 answers are ties between the top classes (p 0.50 each), counted as ALL, the first class in "
+               "the run's order: undecided answers (marked in the per-image CSV)")
+    assert warning in printed["dataset"]["warnings"] and f"warning: {warning}" in err.splitlines()
+    assert printed["undecided"] == {"n": 7, "counted_as": {"ALL": 7}} and printed["collapsed"]
+    assert printed["per_class_recall"]["ALL"] == pytest.approx(7 / 8)  # the figures count them as before
+    assert main(["evaluate", trained, str(other_lab)]) == 0
+    assert "ALL 43.8%  HEALTHY 56.2%  (7 ties among them, undecided)  COLLAPSED" in capsys.readouterr().out
+    assert main(["evaluate", trained, str(other_lab), "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [row["undecided"] for row in rows] == ["yes"] * 7 + ["no"] * 9
+    assert "collapsed: it gives HEALTHY to 100% of the images whose answer is not a tie (7 are)" in \
+        outcome_sentence(printed)
+
+
 def test_a_result_stored_without_its_images_is_computed_again_for_them(tiny_run, other_lab):
     result = evaluate(tiny_run["run_id"], str(other_lab))
     path = result_path(tiny_run["run_id"], result["dataset"]["fingerprint"])

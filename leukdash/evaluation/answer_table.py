@@ -81,11 +81,14 @@ def answers_csv(entries: list[dict]) -> str:
 
 def external_csv(results: list[dict]) -> str:
     """The ``images`` of external tests (:func:`leukdash.evaluation.evaluate.image_rows`) as CSV
-    text, one row per image, a probability column per class and whether the answer is right; of
+    text, one row per image, a probability column per class, whether the answer is right and
+    whether it is a tie between the top classes (``undecided``); of
     several tests (``evaluate --model both``), a first column names the model of each row."""
     return csv_text([{**({"model": result["model"]} if len(results) > 1 else {}),
                       "file": row["file"], "group": row["group"], "true": row["true"], "predicted": row["predicted"],
                       "correct": "yes" if row["true"] == row["predicted"] else "no",
+                      # a tie, counted as the first tied class; absent from results stored before ties were marked
+                      "undecided": {True: "yes", False: "no"}.get(row.get("undecided"), ""),
                       **{f"p_{c}": round(v, 4) for c, v in row["probabilities"].items()},
                       "outside_training": "yes" if row["outside_training"] else "no",
                       "likely_wrong": "yes" if row["likely_wrong"] else "no",

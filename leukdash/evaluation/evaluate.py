@@ -25,15 +25,17 @@ import numpy as np
 
 from leukdash.errors import DatasetError, RunError
 from leukdash.engine.store import RunStore, read_json, write_json_atomic
-from leukdash.evaluation.external_metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, external_metrics, flag_errors
+from leukdash.evaluation.external_metrics import (BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, external_metrics, flag_errors,
+                                                  tied_answers)
 
 # A terminal line lists every group up to this many (a run's per-source lines too); beyond it,
 # the few with the lowest recall, the ones a reader looks for.
 MAX_GROUPS_LISTED = 30
 LOWEST_GROUPS_LISTED = 5
 # Changes to what this module computes invalidate the stored results.
-METHOD_VERSION = "external-6"  # 5: the answer-support check (support.py); 6: no interval where the groups
-# cannot support one (intervals' reason), each group's images per class
+METHOD_VERSION = "external-7"  # 5: the answer-support check (support.py); 6: no interval where the groups
+# cannot support one (intervals' reason), each group's images per class; 7: ties counted apart
+# (undecided: their count, a warning, each image's mark; the collapse check leaves them out)
 # Adapted results: 1 standardised the classic models' inputs only (CNNs answered as they were);
 # 2 also re-estimates the CNNs' batch-normalisation statistics.
 ADAPT_VERSION = 2
@@ -238,6 +240,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
          "what it remembers"] if copied else []) + (
         [f"{sum(other_classes.values())} image(s) of {dataset.name} left out, of class(es) the run does not know: "
          + ", ".join(f"{c} ({n})" for c, n in other_classes.items())] if other_classes else []) + (
+        [ties_warning(metrics["undecided"], proba, metrics["n_images"])] if metrics["undecided"]["n"] else []) + (
         [adapt_note(meta, f"the {dataset.name} images")] if adapt else [])
     own_top = own_confidence(run_id, store)
     floor = confidence_floor(own_top)
@@ -272,22 +275,36 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
             **unsupported,
             "either": flag_errors(flagged | unsure, wrong, None),
         },
-        "images": image_rows(dataset, loaded, proba, flagged, unsure, doubted),
+        "images": image_rows(dataset, loaded, proba, flagged, unsure, doubted, tied_answers(proba)),
         "versions": versions(),
     }
 
 
 def image_rows(dataset, loaded, proba: np.ndarray, outside: np.ndarray, unsure: np.ndarray,
-               unsupported: np.ndarray) -> list[dict]:
-    """Each external image's answer: its file and group, true and predicted class, each class's
+               unsupported: np.ndarray, tied: np.ndarray) -> list[dict]:
+    """Each external image's answer: its file and group, true and predicted class (for a tie, the
+    first tied class, as the figures count it), whether it is a tie (``undecided``), each class's
     probability, and whether the out-of-distribution, likely-wrong and support checks flag it."""
     classes = list(dataset.classes)
     return [{"file": dataset.relative(path), "group": str(group), "true": classes[int(true)],
-             "predicted": classes[int(p.argmax())], "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)},
+             "predicted": classes[int(p.argmax())], "undecided": bool(tie),
+             "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)},
              "outside_training": bool(out), "likely_wrong": bool(low),
              "unsupported": None if alone is None else bool(alone)}  # None: the check could not be made
-            for path, group, true, p, out, low, alone in zip(loaded.paths, loaded.groups, loaded.labels, proba, outside,
-                                                             unsure, unsupported)]
+            for path, group, true, p, tie, out, low, alone in zip(loaded.paths, loaded.groups, loaded.labels, proba,
+                                                                  tied, outside, unsure, unsupported)]
+
+
+def ties_warning(undecided: dict, proba: np.ndarray, n_images: int) -> str:
+    """How many answers are ties (``undecided`` of :func:`external_metrics`) and how the figures
+    counted them: as the first tied class in the run's order, which no model chose."""
+    tops = np.round(proba[tied_answers(proba)].max(axis=1), 2)
+    each = f" (p {tops[0]:.2f} each)" if np.all(tops == tops[0]) else ""
+    counted = undecided["counted_as"]
+    as_what = (f"{next(iter(counted))}, the first class in the run's order" if len(counted) == 1 else
+               "the first tied class in the run's order (" + ", ".join(f"{c} {n}" for c, n in counted.items()) + ")")
+    return (f"{undecided['n']} of {n_images} answers are ties between the top classes{each}, counted as {as_what}: "
+            "undecided answers (marked in the per-image CSV)")
 
 
 def _pairs_among_unseen(pairs: list[tuple[int, int]], paths: list, seen: set) -> list[tuple[int, int]]:
@@ -373,8 +390,10 @@ def format_evaluation(result: dict) -> str:
     lines.append("  recall per class   " + "  ".join(f"{c} {'n/a' if c in absent else f'{r:.3f}'}"
                                                    for c, r in result["per_class_recall"].items()))
     shares = "  ".join(f"{c} {s:.1%}" for c, s in result["predicted_share"].items())
-    lines.append(f"  predicted share    {shares}" + ("  COLLAPSED (one class for >= 95% of images)"
-                                                     if result["collapsed"] else ""))
+    ties = result.get("undecided", {}).get("n", 0)  # absent from results stored before ties were counted
+    lines.append(f"  predicted share    {shares}" + (f"  ({ties} ties among them, undecided)" if ties else "")
+                 + (f"  COLLAPSED (one class for >= 95% of {'the answers that are not ties' if ties else 'images'})"
+                    if result["collapsed"] else ""))
     lines.append(f"  out-of-distribution: {result['ood_share']:.1%} of the images flagged "
                  f"({result['ood_own_share']:.1%} of the run's own out-of-fold images)")
     names = {"ood_prepared": "unlike the prepared cells", "ood_acquisition": "unlike the acquisition",
@@ -441,14 +460,27 @@ def few_groups(result: dict, fewest: int = 3) -> str | None:
 
 def outcome_sentence(result: dict) -> str:
     """How a run fared on one external dataset, in one sentence (pages and report)."""
-    top, share = max(result["predicted_share"].items(), key=lambda item: item[1])
-    verdict = (f"collapsed: it gives {top} to {share:.0%} of the images" if result["collapsed"]
-               else "answers spread over " + ", ".join(f"{c} {s:.0%}" for c, s in result["predicted_share"].items()))
     return (f"On {result['dataset']['name']} ({result['n_images']} images, {result['intervals']['n_groups']} groups): "
             f"balanced accuracy {result['balanced_accuracy']:.1%} (95% group bootstrap "
             f"{interval_text(result['intervals'], 'balanced_accuracy', '.1%')}); "
-            f"{verdict}; {result['ood_share']:.0%} of the images flagged as unlike its training data"
+            f"{_answers_text(result)}; {result['ood_share']:.0%} of the images flagged as unlike its training data"
             + _doubted_text(result.get("flags", {}).get("unsupported"), result["n_images"]) + ".")
+
+
+def _answers_text(result: dict) -> str:
+    """How the answers spread over the classes, or the class a collapsed model gives; a tie is
+    no answer of the class the figures count it as, so a collapse is told by the other answers."""
+    ties = result.get("undecided") or {"n": 0, "counted_as": {}}  # absent from results stored before
+    answered = {c: round(s * result["n_images"]) - ties["counted_as"].get(c, 0)
+                for c, s in result["predicted_share"].items()}
+    if not result["collapsed"]:
+        return "answers spread over " + ", ".join(f"{c} {s:.0%}" for c, s in result["predicted_share"].items()) + (
+            f" ({ties['n']} ties among them, counted as the first tied class)" if ties["n"] else "")
+    if not sum(answered.values()):
+        return "collapsed: every answer is a tie between the top classes"
+    top = max(answered, key=answered.get)
+    return (f"collapsed: it gives {top} to {answered[top] / sum(answered.values()):.0%} of the images"
+            + (f" whose answer is not a tie ({ties['n']} are)" if ties["n"] else ""))
 
 
 def _doubted_text(flag: dict | None, n_images: int) -> str:

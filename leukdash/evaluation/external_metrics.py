@@ -2,7 +2,8 @@
 and how sure those figures are.
 
 Accuracy, balanced accuracy, ROC AUC, the share of images given each class (a model that gives
-one class to nearly all of them has "collapsed"), each group's recall, and how a warning fared
+one class to nearly all of them has "collapsed"; an answer whose top classes tie counts as the
+first of them in the run's order, and is counted apart as undecided), each group's recall, and how a warning fared
 (the error rate among the images it flags and among the rest). Pure functions of arrays: the
 external test (:mod:`leukdash.evaluation.evaluate`) and the leave-one-dataset-out rows of the
 report compute them alike.
@@ -37,8 +38,9 @@ def external_metrics(y_true, proba, groups, classes, *, samples: int = BOOTSTRAP
 
     y_true, proba, groups = np.asarray(y_true, dtype=int), np.asarray(proba, dtype=np.float64), np.asarray(groups)
     base = fold_metrics(y_true, proba, classes)
-    predicted = proba.argmax(axis=1)
+    predicted = proba.argmax(axis=1)  # a tie goes to the first tied class: the figures count it so
     share = np.bincount(predicted, minlength=len(classes)) / len(predicted)
+    tied = tied_answers(proba)
     two_class = len(classes) == 2 and len(set(y_true.tolist())) == 2
     metrics = {
         "n_images": int(len(y_true)),
@@ -46,12 +48,35 @@ def external_metrics(y_true, proba, groups, classes, *, samples: int = BOOTSTRAP
         "log_loss": base["val_loss"], "per_class_recall": base["per_class_recall"], "confusion": base["confusion"],
         "roc_auc": float(roc_auc_score(y_true, proba[:, 1])) if two_class else None,
         "predicted_share": {str(c): float(s) for c, s in zip(classes, share)},
-        "collapsed": bool(share.max() >= COLLAPSE_SHARE),
+        "collapsed": collapsed(predicted, tied, len(classes)),
+        # Ties (undecided answers) and the classes the figures counted them as.
+        "undecided": {"n": int(tied.sum()), "counted_as": {str(c): int(n) for c, n in zip(
+            classes, np.bincount(predicted[tied], minlength=len(classes))) if n}},
         "per_group": per_group(y_true, predicted, groups, classes),
     }
     metrics["intervals"] = group_bootstrap(y_true, proba, groups, len(classes), samples=samples, seed=seed,
                                            auc=auc_interval, classes=classes)
     return metrics
+
+
+def tied_answers(proba) -> np.ndarray:
+    """Whether the top classes of each answer (a row of ``proba``) tie, as Predict tells them
+    (:data:`leukdash.evaluation.answer.TIE`): an undecided answer, that argmax gives the first of
+    them in the run's class order."""
+    from leukdash.evaluation.answer import TIE
+
+    proba = np.asarray(proba, dtype=np.float64)
+    return (proba >= proba.max(axis=1, keepdims=True) - TIE).sum(axis=1) > 1
+
+
+def collapsed(predicted, tied, n_classes: int) -> bool:
+    """Whether one class has at least ``COLLAPSE_SHARE`` of the answers (``predicted``), the
+    ``tied`` ones left out: a tie is no answer of the class it is counted as, so it must not pass
+    for a spread of answers. Answers that are all ties tell no image apart: collapsed too."""
+    decided = np.asarray(predicted)[~np.asarray(tied, dtype=bool)]
+    if not len(decided):
+        return True
+    return bool((np.bincount(decided, minlength=n_classes) / len(decided)).max() >= COLLAPSE_SHARE)
 
 
 def flag_errors(flags, wrong, own_flags) -> dict:
