@@ -117,7 +117,8 @@ def test_predict_adapt_compares_the_folder_as_one_lab_as_evaluate_adapt_does(tin
 def test_evaluate_stands_without_the_support_check_when_what_it_needs_is_gone(tiny_dataset, inverted_lab, tmp_path,
                                                                               capsys):
     """The run's dataset moved away and its reference of labels not stored: the external test is
-    made all the same and says which check it could not make (as predict does)."""
+    made all the same and says which checks it could not make (as predict does): the support
+    check and the known-image check."""
     import shutil
 
     from leukdash.cli import main
@@ -133,6 +134,8 @@ def test_evaluate_stands_without_the_support_check_when_what_it_needs_is_gone(ti
     assert "unsupported" not in again["flags"] and all(row["unsupported"] is None for row in again["images"])
     [said] = [w for w in again["dataset"]["warnings"] if w.startswith("support check unavailable: ")]
     assert "which are gone" in said
+    [said] = [w for w in again["dataset"]["warnings"] if w.startswith("known-image check unavailable (")]
+    assert "which are gone" in said  # nor could copies of its images be found: the rest stands
     assert main(["evaluate", run_id, str(inverted_lab), "--csv"]) == 0
     assert {line.rsplit(",", 1)[1] for line in capsys.readouterr().out.splitlines()[1:]} == {""}
 

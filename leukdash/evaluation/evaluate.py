@@ -85,8 +85,13 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     if dataset.fingerprint == meta["dataset"]["fingerprint"]:
         raise DatasetError(f"{dataset.name!r} is the dataset run {run_id} was trained on: its models saw these "
                            "images, so only its cross-validated figures are honest there")
+    from leukdash.evaluation.predict import CHECK_UNAVAILABLE, unavailable_reason
+
     seen = trained_on(run_id, meta, dataset, store)
-    copied = known_copies(run_id, dataset, seen, store)
+    try:  # as in Predict, an optional check: without what it needs (a reference of the run's images), the rest stands
+        copied, unchecked = known_copies(run_id, dataset, seen, store), None
+    except CHECK_UNAVAILABLE as error:
+        copied, unchecked = set(), unavailable_reason(error)
     if len(seen) + len(copied) == len(dataset.items):
         how = "the same bytes" + (", or the same picture re-encoded or resized" if copied else "")
         raise DatasetError(f"every image of {dataset.name!r} is one run {run_id} was trained on ({how}): "
@@ -104,7 +109,8 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     if stored is not None and stored.get("key") == key and ("images" in stored or not per_image):
         return _answered_again(path, stored, dataset)
     result = {"key": key, "model": model, **({"adapted": True} if adapt else {}),
-              **_compute(run_id, meta, dataset, store, model == "final", seen, copied, other_classes, adapt)}
+              **_compute(run_id, meta, dataset, store, model == "final", seen, copied, unchecked, other_classes,
+                         adapt)}
     if store.run_dir(run_id).is_dir():  # not a folder of its own for a run deleted meanwhile
         _keep(path, result)
     return result
@@ -177,7 +183,8 @@ def known_copies(run_id: str, dataset, seen: set, store: RunStore) -> set[Path]:
 
 
 def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = False, seen: set = frozenset(),
-             copied: set = frozenset(), other_classes: dict | None = None, adapt: bool = False) -> dict:
+             copied: set = frozenset(), unchecked: str | None = None, other_classes: dict | None = None,
+             adapt: bool = False) -> dict:
     from leukdash.data.folds import merge_groups
     from leukdash.evaluation.ood import (confidence_floor, describe_images, own_confidence, training_distribution,
                                          view_config, views)
@@ -238,6 +245,8 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
         [f"{len(copied)} of {len(dataset.items)} image(s) of {dataset.name} left out: copies of images run {run_id} "
          "was trained on (re-encoded or resized, as Predict's known-image check finds them), so they would score "
          "what it remembers"] if copied else []) + (
+        [f"known-image check unavailable (copies of the run's training images re-encoded or resized are not left "
+         f"out): {unchecked}"] if unchecked else []) + (
         [f"{sum(other_classes.values())} image(s) of {dataset.name} left out, of class(es) the run does not know: "
          + ", ".join(f"{c} ({n})" for c, n in other_classes.items())] if other_classes else []) + (
         [ties_warning(metrics["undecided"], proba, metrics["n_images"])] if metrics["undecided"]["n"] else []) + (
