@@ -14,10 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-
-# Probabilities this close are equal (an even split of fold models, an even k-NN vote): no
-# class is the answer; the argmax would only pick the first in the run's class order.
-TIE = 1e-9
+from leukdash.evaluation.external_metrics import COLLAPSE_SHARE, TIE
 
 
 def apart(value: float, bound: float, percent: bool = False) -> tuple[str, str]:
@@ -93,8 +90,6 @@ def one_class_warning(entries: list[dict], least: int) -> str | None:
     labels nothing else would show it. A folder truly of one class gives the same picture, so
     the warning says what it may mean and what to do, not that the answers are wrong.
     """
-    from leukdash.evaluation.external_metrics import COLLAPSE_SHARE
-
     answered = [entry["predicted"] for entry in entries if "predicted" in entry]
     if len(answered) < least:
         return None

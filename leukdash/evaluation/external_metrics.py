@@ -23,6 +23,9 @@ import numpy as np
 
 # A model that gives one class to at least this share of the images has collapsed.
 COLLAPSE_SHARE = 0.95
+# Probabilities this close are equal (an even split of fold models, an even k-NN vote): no
+# class is the answer; the argmax would only pick the first in the run's class order.
+TIE = 1e-9
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
 
@@ -61,10 +64,8 @@ def external_metrics(y_true, proba, groups, classes, *, samples: int = BOOTSTRAP
 
 def tied_answers(proba) -> np.ndarray:
     """Whether the top classes of each answer (a row of ``proba``) tie, as Predict tells them
-    (:data:`leukdash.evaluation.answer.TIE`): an undecided answer, that argmax gives the first of
-    them in the run's class order."""
-    from leukdash.evaluation.answer import TIE
-
+    (:data:`TIE`): an undecided answer, that argmax gives the first of them in the run's class
+    order."""
     proba = np.asarray(proba, dtype=np.float64)
     return (proba >= proba.max(axis=1, keepdims=True) - TIE).sum(axis=1) > 1
 
