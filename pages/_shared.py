@@ -89,6 +89,15 @@ def session_token() -> str:
     return st.session_state["_session_token"]
 
 
+def mark_session_seen() -> None:
+    """This session is alive (see :func:`leukdash.service.uploads.mark_session_seen`): while it is,
+    the finished runs on its uploads keep them from eviction."""
+    from leukdash.service.uploads import mark_session_seen as mark
+
+    if "_session_token" in st.session_state:  # a session that never uploaded has no folder
+        mark(st.session_state["_session_token"])
+
+
 VIEWER_NOTE = ("This deployment is a viewer (LEUKDASH_MODE=viewer): {what} are off. Browse the stored runs "
                "on Compare, predict with them on Predict and read the Report.")
 
@@ -168,6 +177,9 @@ def discovered(root: str, data_env: str) -> dict[str, str | None]:
     return {name: (str(path) if path else None) for name, path in discover_datasets().items()}
 
 
+UPLOAD_SUFFIX = " (upload)"  # how the picker names an upload of this session
+
+
 def dataset_options() -> dict[str, str]:
     """Display name -> the ``dataset`` value of a run config (a name, or the folder of an upload)."""
     found = discovered(root(), os.environ.get("LEUKDASH_DATA", ""))
@@ -183,6 +195,7 @@ def dataset_options() -> dict[str, str]:
 
 def dataset_picker() -> str:
     """The sidebar's dataset choice, shared by every page that uses one; returns the config value."""
+    mark_session_seen()
     options = dataset_options()
     for name in st.session_state.pop(GONE_UPLOADS, []):
         st.sidebar.warning(f"Your upload {literal(name)} was removed to make room for newer uploads on this server "
@@ -193,8 +206,10 @@ def dataset_picker() -> str:
     linked = st.query_params.get("dataset")
     if linked is not None and linked not in names:  # a shared link from another server, or an upload gone
         st.query_params.pop("dataset")
-        st.sidebar.warning(f"The link names the dataset {literal(linked)}, which this server does not have: "
-                           "pick one below.", icon=":material/warning:")
+        where = ("uploads belong to the browser session that made them, and a reload starts a new one: upload it "
+                 "again on the Data page" if linked.endswith(UPLOAD_SUFFIX) else "this server does not have it")
+        st.sidebar.warning(f"The link names the dataset {literal(linked)}: {where}; pick one below.",
+                           icon=":material/warning:")
     name = kept(st.sidebar.selectbox, "dataset", default, "Dataset", options=names, bind=True,
                 format_func=lambda n: f"{n} (built-in demo)" if n == BUILTIN else n,
                 help="Built-in synthetic demo data, folders found under $LEUKDASH_DATA or ./data, "

@@ -11,7 +11,7 @@ from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.reporting.plots import class_counts_bar
 from leukdash.data.sources import KNOWN_CLASSES
-from pages._shared import (UPLOADS, VIEWER_NOTE, audit, cell_preview, chosen_dataset, data_root_warnings,
+from pages._shared import (UPLOAD_SUFFIX, UPLOADS, VIEWER_NOTE, audit, cell_preview, chosen_dataset, data_root_warnings,
                            data_table, dataset_picker, deployment, image, literal, load_dataset_info,
                            preprocessed_audit, root, routed, session_token, synthetic_note)
 
@@ -47,7 +47,7 @@ def unpack_upload() -> None:
             remove_upload(folder)  # unpacked but unusable: nothing of it is kept
         st.session_state["zip_error"] = hide_roots(f"{literal(upload.name)}: {error}")
         return
-    name = f"{stem} (upload)"
+    name = f"{stem}{UPLOAD_SUFFIX}"
     st.session_state[UPLOADS] = {**st.session_state.get(UPLOADS, {}), name: str(folder)}
     st.session_state["dataset"] = st.session_state["_kept_dataset"] = name
     st.session_state.pop("zip_error", None)

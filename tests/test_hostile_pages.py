@@ -515,5 +515,5 @@ def test_a_link_naming_a_dataset_this_server_lacks_says_so(data_root):
     at.switch_page("pages/experiments.py").run(timeout=TIMEOUT)
     assert not at.exception
     assert [w.value for w in at.sidebar.warning] == [
-        "The link names the dataset nosuch, which this server does not have: pick one below."]
+        "The link names the dataset nosuch: this server does not have it; pick one below."]
     assert at.sidebar.selectbox(key="dataset").value == "lab" and "dataset" not in at.query_params

@@ -11,6 +11,7 @@ import re
 import stat
 import struct
 import sys
+import time
 import uuid
 import warnings
 import zipfile
@@ -25,7 +26,8 @@ from leukdash.data.dataset import Dataset
 from leukdash.errors import DatasetError
 from leukdash.paths import hide_roots
 from leukdash.engine.store import RunStore
-from leukdash.service.uploads import MB, UploadLimits, extract_zip, uploads_root
+from leukdash.service.uploads import (MB, SESSION_IDLE_SECONDS, UploadLimits, extract_zip, mark_session_seen,
+                                      uploads_root)
 from tests.damage import flip_compressed
 
 SMALL = UploadLimits(max_zip_bytes=4 * MB, max_unpacked_bytes=2 * MB, max_members=1000, max_ratio=50.0,
@@ -308,3 +310,28 @@ if __name__ == "__main__":
     print(text)
     print(f"\n{len(CASES)} cases, {len(CASES) - failed} as expected, {failed} not", file=sys.stderr)
     sys.exit(1 if failed else 0)
+
+
+def test_an_ended_sessions_uploads_that_only_finished_runs_name_make_room():
+    """A reload starts a new session: the old one's uploads, and its finished runs, are seen by no one.
+    Once it has been idle a day, its uploads that only finished runs name are evicted to make room
+    (their runs stay); a live session's, and any a queued or running run names, are kept."""
+    a = extract_zip(dataset_zip(0), name="a", session="s1", limits=SMALL)
+    size = sum(p.stat().st_size for p in a.rglob("*") if p.is_file())
+    limits = UploadLimits(quota_bytes=int(2.5 * size))  # room for two uploads
+    b = extract_zip(dataset_zip(1), name="b", session="s2", limits=limits)
+    for run_id, upload in (("r1", a), ("r2", b)):  # finished runs: a summary beside their meta
+        RunStore().write_meta(run_id, {"config": {"dataset": str(upload)}, "dataset": {"path": str(upload)}})
+        (RunStore().run_dir(run_id) / "summary.json").write_text("{}")
+    os.utime(a.parent, (1, 1))  # a's upload (the zip's folder, above its wrapper) is the least recently used...
+    mark_session_seen("s1")  # ...of a session still alive: kept, and b too (its session seen just now)
+    with pytest.raises(DatasetError, match="the uploads folder is full"):
+        extract_zip(dataset_zip(2), name="c", session="s3", limits=limits)
+    ended = time.time() - SESSION_IDLE_SECONDS - 60
+    os.utime(uploads_root() / "s1", (ended, ended))  # s1 not seen for a day: its upload makes room, its run stays
+    c = extract_zip(dataset_zip(2), name="c", session="s3", limits=limits)
+    assert not a.exists() and b.is_dir() and c.is_dir() and (RunStore().run_dir("r1") / "meta.json").is_file()
+    (RunStore().run_dir("r2") / "summary.json").unlink()  # b's run is computing again: kept, however idle
+    os.utime(uploads_root() / "s2", (ended, ended))
+    d = extract_zip(dataset_zip(3), name="d", session="s4", limits=limits)
+    assert b.is_dir() and not c.exists() and d.is_dir()  # c, named by no run, made room

@@ -8,7 +8,11 @@ produced (a forged header cannot make it write more than the limits). Whatever a
 wrote is deleted. The uploads folder as a whole is capped: the least recently used uploads are
 evicted first, never one that a run or a sweep in the store names as a dataset (stored, running or
 queued: a run's ``meta.json`` or ``job_config.json``, a sweep job's ``job_config.json`` or a stored
-sweep's ``sweep.json`` points into the upload).
+sweep's ``sweep.json`` points into the upload) while its session lives. A session's folder is
+touched each time its pages run (:func:`mark_session_seen`); a reload starts a new session, and
+the old one's uploads and finished runs are then seen by no one, so once it has been idle for
+``SESSION_IDLE_SECONDS`` its uploads that only finished runs and sweeps name may be evicted too
+(those runs stay in the store), never one that a queued or running run names.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import re
 import shutil
 import stat
 import tempfile
+import time
 import zipfile
 import zlib
 from contextlib import contextmanager
@@ -40,6 +45,8 @@ CHUNK = MB
 # compress far beyond any image, and cannot fill a disk.
 RATIO_FLOOR = MB
 TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+# A session not seen for this long has ended (a reload, a closed tab): its finished runs no longer pin its uploads.
+SESSION_IDLE_SECONDS = 24 * 3600
 STAGING_PREFIX = ".partial-"
 
 
@@ -194,6 +201,16 @@ def _check_ratio(name: str, unpacked: int, compressed: int, max_ratio: float) ->
         raise DatasetError(f"zip entry {_shown(name)} is compressed more than {max_ratio:g}:1 (a zip bomb?)")
 
 
+def mark_session_seen(session: str) -> None:
+    """Note that ``session`` is alive (its pages run): its folder's time is when it was last seen."""
+    folder = uploads_root() / session
+    if TOKEN.match(session) and folder.is_dir():
+        try:
+            os.utime(folder)
+        except OSError:  # a read-only store: nothing is evicted there either
+            pass
+
+
 def _enforce_quota(quota: int, keep: Path) -> None:
     """Evict the least recently used uploads (not ``keep``, not any a run uses) until all fit."""
     root = uploads_root()
@@ -202,11 +219,12 @@ def _enforce_quota(quota: int, keep: Path) -> None:
     total = sum(sizes.values())
     if total <= quota:
         return
-    used = _used_by_runs()
+    computing, stored = _used_by_runs()
     for upload in sorted(uploads, key=lambda p: p.stat().st_mtime):
         if total <= quota:
             break
-        if upload == keep or any(u == upload.resolve() or u.is_relative_to(upload.resolve()) for u in used):
+        ended = time.time() - upload.parent.stat().st_mtime > SESSION_IDLE_SECONDS
+        if upload == keep or _names(computing, upload) or (not ended and _names(stored, upload)):
             continue
         shutil.rmtree(upload, ignore_errors=True)
         _remove_if_empty(upload.parent)
@@ -217,20 +235,26 @@ def _enforce_quota(quota: int, keep: Path) -> None:
                            "deleted or the server's LEUKDASH_UPLOADS_MB is raised")
 
 
-def _used_by_runs() -> set[Path]:
-    """Dataset folders named by any run or sweep of the store (stored, running or queued)."""
+def _names(used: set[Path], upload: Path) -> bool:
+    return any(u == upload.resolve() or u.is_relative_to(upload.resolve()) for u in used)
+
+
+def _used_by_runs() -> tuple[set[Path], set[Path]]:
+    """Dataset folders named by the store's runs and sweeps: ``(computing, stored)``, those of runs
+    not finished (running or queued: no ``summary.json`` yet), and those of finished runs and sweeps."""
     root = artifacts_root()
-    records = [folder / name for folder in _dirs(root / "runs") for name in ("meta.json", "job_config.json")]
-    records += [folder / "sweep.json" for folder in _dirs(root / "sweeps")]
-    used = set()
-    for path in records:
+    computing, stored = set(), set()
+    records = [(folder / name, not (folder / "summary.json").is_file())
+               for folder in _dirs(root / "runs") for name in ("meta.json", "job_config.json")]
+    records += [(folder / "sweep.json", False) for folder in _dirs(root / "sweeps")]
+    for path, unfinished in records:
         try:
             record = read_json(path)
         except (OSError, ValueError):
             continue
         for spec in _dataset_specs(record):
-            used.update(Path(part).resolve() for part in dataset_parts(spec))
-    return used
+            (computing if unfinished else stored).update(Path(part).resolve() for part in dataset_parts(spec))
+    return computing, stored
 
 
 def _dataset_specs(record) -> list[str]:
