@@ -30,6 +30,7 @@ HEADERS = {"val_acc": "Val. accuracy", "balanced_acc": "Balanced acc.", "macro_f
 MAX_CONFUSIONS = 12
 MAX_ROC_CURVES = 12  # beyond a dozen, curves on one chart cannot be told apart
 MAX_PAIRED = 20
+MAX_BARS = 40  # one bar per run: hundreds of runs made a chart many screens tall that a browser drew for seconds
 
 
 def pairs(runs: int) -> int:
@@ -160,10 +161,13 @@ error = kept(middle.radio, "compare_error", "std", "Error bars", options=list(ER
              horizontal=True)
 show_paper = kept(right.toggle, "compare_paper", True, "Paper's figures", help="Mark the paper's reported accuracy")
 
-st.plotly_chart(metric_bars(chosen, metric, error, show_paper, labels), width="stretch", key="compare_bars")
+st.plotly_chart(metric_bars(chosen[:MAX_BARS], metric, error, show_paper, labels[:MAX_BARS]), width="stretch",
+                key="compare_bars")
 st.caption(f"Bars: mean {METRICS[metric].lower()} over the validation folds; whiskers: {ERROR_BARS[error]}; "
            "dots: single folds (hover for the fold number)"
-           + ("; open diamonds: the paper's reported 5-fold mean for the same model and task." if show_paper else "."))
+           + ("; open diamonds: the paper's reported 5-fold mean for the same model and task." if show_paper else ".")
+           + (f" The first {MAX_BARS} of {len(chosen)} runs (newest first): select runs in the table to see others."
+              if len(chosen) > MAX_BARS else ""))
 
 # Short names: the strip fits a phone's width.
 def confident_mistakes_view(chosen: list[dict], labels: list[str]) -> None:

@@ -517,3 +517,16 @@ def test_a_link_naming_a_dataset_this_server_lacks_says_so(data_root):
     assert [w.value for w in at.sidebar.warning] == [
         "The link names the dataset nosuch: this server does not have it; pick one below."]
     assert at.sidebar.selectbox(key="dataset").value == "lab" and "dataset" not in at.query_params
+
+
+def test_compare_draws_at_most_forty_bars_when_every_run_is_compared(data_root, isolated_artifacts):
+    """Hundreds of runs, none ticked: one bar each made a chart many screens tall (seconds to draw);
+    the newest 40 are drawn and the caption says how to see the others."""
+    import json
+
+    numbered_runs(isolated_artifacts, 41)
+    at = app("compare")
+    bars = [trace for trace in json.loads(at.get("plotly_chart")[0].proto.spec)["data"] if trace["type"] == "bar"]
+    assert sum(len(trace["x"]) for trace in bars) == 40
+    assert any("The first 40 of 41 runs (newest first): select runs in the table to see others." in c.value
+               for c in at.caption)
