@@ -216,9 +216,9 @@ def predict(args) -> int:
     if args.json:
         from leukdash.evaluation.answer_table import answer_row
 
-        answered = [entry if "error" in entry else  # beside the ensemble's: the answer headlined (--csv's, Predict's)
-                    {**entry, "answer": {key: answer_row(entry)[key] for key in ("predicted", "probability", "answer_from")}}
-                    for entry in predictions]
+        headlined = ("predicted", "probability", "answer_from")  # beside the ensemble's: --csv's and Predict's
+        answered = [entry if "error" in entry else
+                    {**entry, "answer": {key: answer_row(entry)[key] for key in headlined}} for entry in predictions]
         print_json({"run_id": args.run_id, **({"adapted": True} if args.adapt else {}),
                     **({"warnings": warnings} if warnings else {}), "predictions": answered})
     else:

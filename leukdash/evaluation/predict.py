@@ -517,10 +517,10 @@ def adapted_models(run_id: str, sources: list, store: RunStore | None = None) ->
     usable = sum(len(part) for part in batches[0])
     shortfall = adapt_shortfall(np.concatenate(batches[0]) if usable else np.empty((0,)))
     if shortfall:
-        raise DatasetError(f"{shortfall} (of {len(sources)} given): adapting needs at least {MIN_ADAPT_IMAGES} different "
-                           "images of one lab to estimate its statistics, so none was answered; without adapting "
-                           "(no --adapt, or the Predict page's switch off) each is answered on its own (an unreadable "
-                           "one with its reason)")
+        raise DatasetError(f"{shortfall} (of {len(sources)} given): adapting needs at least {MIN_ADAPT_IMAGES} "
+                           "different images of one lab to estimate its statistics, so none was answered; without "
+                           "adapting (no --adapt, or the Predict page's switch off) each is answered on its own (an "
+                           "unreadable one with its reason)")
     adapted = models.adapted([np.concatenate(batch) for batch in batches])
     adapted.lab = [describe_images(np.concatenate(batch)) for batch in batches]
     adapted.images_adapted_to = usable
