@@ -354,7 +354,7 @@ with tabs[5]:
             "." if deployment().viewer else ": pick a dataset and run one (or `python -m leukdash evaluate RUN_ID "
             f"DATASET{' --adapt' if adapt else ''}`)."), icon=":material/science:")
     else:
-        from leukdash.evaluation.evaluate import few_groups, outcome_sentence
+        from leukdash.evaluation.evaluation_text import few_groups, outcome_sentence
 
         external_metric = kept(st.radio, "compare_external_metric", "balanced_accuracy", "External figure",
                                options=list(EXTERNAL_METRICS), format_func=EXTERNAL_METRICS.get, horizontal=True)

@@ -14,8 +14,8 @@ from leukdash.cli import main
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.data.decode import decode_image
 from leukdash.errors import DatasetError
-from leukdash.evaluation.evaluate import (evaluate, format_evaluation, groups_text, outcome_sentence, result_path,
-                                          stored_evaluations)
+from leukdash.evaluation.evaluate import evaluate, result_path, stored_evaluations
+from leukdash.evaluation.evaluation_text import format_evaluation, groups_text, outcome_sentence
 from leukdash.evaluation.external_metrics import external_metrics, group_bootstrap
 from leukdash.evaluation.ood import TrainingDistribution
 from leukdash.evaluation.predict import known_image, predict_images
@@ -415,7 +415,7 @@ def test_predict_command_warns_and_names_a_known_image(tiny_run, tiny_dataset, o
 
 
 def test_a_class_with_fewer_than_three_groups_is_named_and_others_are_not():
-    from leukdash.evaluation.evaluate import few_groups
+    from leukdash.evaluation.evaluation_text import few_groups
 
     def result(classes):
         return {"per_group": [{"group": f"g{i}", "class": c} for i, c in enumerate(classes)]}
@@ -426,7 +426,7 @@ def test_a_class_with_fewer_than_three_groups_is_named_and_others_are_not():
 
 
 def test_the_per_group_line_lists_few_groups_the_worst_of_many_and_no_single_images():
-    from leukdash.evaluation.evaluate import LOWEST_GROUPS_LISTED, MAX_GROUPS_LISTED, groups_text
+    from leukdash.evaluation.evaluation_text import LOWEST_GROUPS_LISTED, MAX_GROUPS_LISTED, groups_text
 
     rng = np.random.default_rng(3)
     y = np.repeat([0, 1], 40)

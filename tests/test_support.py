@@ -165,7 +165,7 @@ def test_a_score_and_the_floor_it_fell_below_are_never_written_alike():
 
 def test_compare_says_how_many_answers_the_support_check_doubts_and_how_they_were_compared(tiny_dataset,
                                                                                            inverted_lab):
-    from leukdash.evaluation.evaluate import outcome_sentence
+    from leukdash.evaluation.evaluation_text import outcome_sentence
 
     result = evaluate(run(_config(tiny_dataset), n_jobs=1)["run_id"], str(inverted_lab))
     flag = result["flags"]["unsupported"]

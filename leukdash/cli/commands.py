@@ -252,7 +252,8 @@ def oof(args) -> int:
 
 def evaluate(args) -> int:
     from leukdash.evaluation.answer_table import external_csv
-    from leukdash.evaluation.evaluate import evaluate, format_evaluation, require_models
+    from leukdash.evaluation.evaluate import evaluate, require_models
+    from leukdash.evaluation.evaluation_text import format_evaluation
 
     models = ("folds", "final") if args.model == "both" else (args.model,)
     for model in models:  # before either is computed: `both` answers both or neither

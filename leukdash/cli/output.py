@@ -95,7 +95,7 @@ def final_text(record: dict) -> str:
 def sources_text(per_source: dict) -> list[str]:
     # Pooled figures lead: a source's folds can differ much in size and in the classes they hold.
     # Per-group recall is listed for sources with few groups (subjects); an ALL-IDB image is a group.
-    from leukdash.evaluation.evaluate import MAX_GROUPS_LISTED
+    from leukdash.evaluation.evaluation_text import MAX_GROUPS_LISTED
 
     lines = []
     for name, source in per_source.items():

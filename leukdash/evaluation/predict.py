@@ -531,9 +531,9 @@ def adapt_shortfall(prepared: np.ndarray) -> str | None:
     """Why images, ``prepared`` for a model (one row per image), are too few to adapt the model to
     them: fewer than ``MIN_ADAPT_IMAGES``, or fewer different ones (copies of one image have no spread:
     every input would become the training mean, answered with one class); None when they will do."""
-    distinct = len(np.unique(prepared.reshape(len(prepared), -1), axis=0)) if len(prepared) else 0
     if len(prepared) < MIN_ADAPT_IMAGES:
         return f"{len(prepared)} usable image(s)"
+    distinct = len(np.unique(prepared.reshape(len(prepared), -1), axis=0))
     if distinct < MIN_ADAPT_IMAGES:
         return f"{len(prepared)} usable images, {distinct} of them different"
     return None
