@@ -70,6 +70,14 @@ def printable(text: str) -> str:
     return text if not _CONTROL.search(text) else _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
 
 
+def error_line(error: BaseException, limit: int = 200) -> str:
+    """An error as ``'MemoryError'`` or ``'TypeError: TLS expects ...'``: its kind and its text,
+    :func:`printable`, on one line and at most ``limit`` characters of it (a library's reason can
+    run to a page)."""
+    text = " ".join(printable(str(error)).split())
+    return type(error).__name__ + (f": {text[:limit]}" if text else "")
+
+
 def has_control(text: str) -> bool:
     """Whether ``text`` holds a character that :func:`printable` escapes (a control character)."""
     return bool(_CONTROL.search(text))

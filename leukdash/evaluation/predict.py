@@ -29,7 +29,7 @@ import numpy as np
 from leukdash.config import RunConfig
 from leukdash.data.decode import decode_image, frames_note
 from leukdash.errors import DatasetError, ImageDecodeError, LeukdashError, RunError
-from leukdash.paths import printable
+from leukdash.paths import error_line, printable
 from leukdash.data.preprocess import prepare_images, square_resize
 from leukdash.engine.machine import address_space_refusal
 from leukdash.engine.runner import damaged_fold_message
@@ -119,7 +119,7 @@ class FoldEnsemble(_Voting):
                 # The file holds the bytes its fold saved: it is sound, and this process could not
                 # load it (memory, a library). Moving the fold aside would lose it for nothing.
                 raise RunError(f"run {run_id}: the model {path.name} is intact but cannot be loaded here "
-                               f"({_error_text(failure)}): often too little memory (ulimit -v, a container's "
+                               f"({error_line(failure)}): often too little memory (ulimit -v, a container's "
                                "limit); nothing was changed, try again with more")
             if model is None:
                 store.discard_fold(run_id, fold)
@@ -176,7 +176,7 @@ def _final_model(run_id: str, config: RunConfig, store: RunStore):
     try:
         return _load_model(final_model_path(run_id, config, store), config.is_cnn)
     except Exception as error:  # noqa: BLE001 - unpickling and Keras raise many kinds
-        raise RunError(f"run {run_id}: its final model cannot be loaded ({_error_text(error)}); if memory is not "
+        raise RunError(f"run {run_id}: its final model cannot be loaded ({error_line(error)}); if memory is not "
                        f"short, `python -m leukdash refit {run_id}` again") from None
 
 
@@ -217,12 +217,6 @@ def _load_model(path: Path, is_cnn: bool):
     from leukdash.models import classic
 
     return classic.load(path)
-
-
-def _error_text(error: BaseException) -> str:
-    """'MemoryError' or 'ImportError: failed to map segment ...', on one line, not too long."""
-    text = " ".join(printable(str(error)).split())
-    return type(error).__name__ + (f": {text[:200]}" if text else "")
 
 
 def ensemble(run_id: str, store: RunStore | None = None, final: bool = False) -> FoldEnsemble | RunEnsemble:

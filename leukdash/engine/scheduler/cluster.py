@@ -42,8 +42,6 @@ NO_WORKER_NOTICE_SECONDS = 10.0
 # ``scheduler_info()`` too, a round trip without a deadline: never called while a run waits).
 SCHEDULER_PROBE_SECONDS = 5.0
 SCHEDULER_ANSWER_SECONDS = 10.0
-# Enough of Dask's reason for refusing an address to say why, not a page of it.
-REASON_CHARS = 200
 
 
 def check_scheduler(address: str, timeout: float) -> None:
@@ -63,8 +61,9 @@ def check_scheduler(address: str, timeout: float) -> None:
         raise RunError(f"cannot reach the Dask scheduler at {address}: {error}") from None
     except Exception as error:  # noqa: BLE001 - Dask refused the address (tls:// without TLS settings), or
         # whatever the other end sent is not Dask's protocol: Dask's own reason, on one line
-        reason = " ".join(str(error).split())[:REASON_CHARS]
-        raise RunError(f"{address} does not answer as a Dask scheduler ({type(error).__name__}: {reason}): give "
+        from leukdash.paths import error_line
+
+        raise RunError(f"{address} does not answer as a Dask scheduler ({error_line(error)}): give "
                        "the tcp://HOST:PORT that `dask scheduler` prints") from None
     if not isinstance(info, dict) or info.get("type") != "Scheduler":
         kind = info.get("type") if isinstance(info, dict) else None
