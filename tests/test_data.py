@@ -321,8 +321,10 @@ def test_folds_are_as_many_as_the_fewest_groups_of_a_class_allow():
     for group in set(groups):
         assert len(set(folds[groups == group])) == 1
     one_subject = np.where(labels == 1, "h0", groups).astype(object)
-    with pytest.raises(DatasetError, match="all its images in one group"):
-        fold_plan(labels, one_subject, ("ALL", "HEALTHY"), 5, None, seed=0)
+    with pytest.raises(DatasetError) as error:
+        fold_plan(labels, one_subject, ("ALL", "HEALTHY"), 5, None, seed=0, name="d")
+    assert str(error.value) == ("class 'HEALTHY' of d has all its images in one group ('h0'): grouped folds cannot "
+                                "validate on it")
 
 
 @pytest.mark.parametrize("counts, said", [

@@ -113,22 +113,45 @@ def holdout_split(labels, groups, test_fraction: float, seed: int) -> np.ndarray
 
 
 def fold_plan(labels, groups, classes, n_folds: int, test_fraction: float | None, seed: int, sources=None,
-              name: str = "dataset"):
+              name: str = "dataset", own_groups=None):
     """The fold of each image and the list of folds to run (a holdout runs fold 0 only).
 
     With ``sources`` (the source dataset of each image), folds are stratified by class and
     source together, so every fold holds each source in about its share. ``name`` names the
-    dataset in errors.
+    dataset in errors; ``own_groups``, the groups before duplicates joined them into ``groups``,
+    lets an error say when duplicates are why there are too few groups.
     """
     strata = stratify(labels, sources)
     check_class_counts(classes, labels, n_folds, name, test_fraction)
     if test_fraction is not None:
-        return holdout_split(strata, groups, test_fraction, seed), [0]
+        try:
+            return holdout_split(strata, groups, test_fraction, seed), [0]
+        except DatasetError as error:
+            raise DatasetError(f"{error}{_joined_by_duplicates(groups, own_groups)}") from None
     n_folds = min(n_folds, max_folds(labels, groups))
     if n_folds < 2:
-        raise DatasetError("a class has all its images in one group (one patient, or joined as duplicates): "
-                           "grouped folds cannot validate on it")
+        raise _one_group_error(labels, groups, classes, name, own_groups)
     return assign_folds(strata, groups, n_folds, seed), list(range(n_folds))
+
+
+def _one_group_error(labels, groups, classes, name: str, own_groups) -> DatasetError:
+    """The error for a class whose images all lie in one group, naming the class and the group."""
+    labels, groups = np.asarray(labels), np.asarray(groups, dtype=object)
+    label = next(label for label in np.unique(labels) if len(set(groups[labels == label])) == 1)
+    group = groups[labels == label][0]
+    joined = "" if own_groups is None else _joined_by_duplicates(groups[labels == label],
+                                                                 np.asarray(own_groups, dtype=object)[labels == label])
+    return DatasetError(f"class {classes[label]!r} of {name} has all its images in one group ({group!r}){joined}: "
+                        "grouped folds cannot validate on it")
+
+
+def _joined_by_duplicates(groups, own_groups) -> str:
+    """`` (duplicates joined N groups into M)`` when duplicate links merged ``own_groups`` into fewer
+    ``groups``, else nothing."""
+    if own_groups is None or len(set(own_groups)) == len(set(groups)):
+        return ""
+    return (f" (identical or near-duplicate images joined {len(set(own_groups))} groups into {len(set(groups))}: "
+            "`python -m leukdash audit` lists them)")
 
 
 def stratify(labels, sources=None) -> np.ndarray:

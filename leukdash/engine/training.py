@@ -34,7 +34,7 @@ def plan_folds(config: RunConfig, dataset: Dataset, arrays: LoadedImages) -> tup
         groups = merge_groups(arrays.groups, pairs_within_sources(dataset, sources))
         try:
             fold_of, fold_ids = fold_plan(arrays.labels, groups, dataset.classes, config.folds, config.test_fraction,
-                                          config.seed, sources, dataset.name)
+                                          config.seed, sources, dataset.name, arrays.groups)
         except DatasetError as error:  # too few images: say if unreadable files are why
             raise dataset.with_left_out(error, arrays) from None
     _check_neighbours(config, fold_of, fold_ids)
