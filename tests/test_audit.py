@@ -249,3 +249,36 @@ def test_blank_pictures_are_never_the_same_cell():
     assert pixel_similarity(details[4], details[4]) == pytest.approx(1.0)  # a cell still matches itself
     confirmed, rejected = confirmed_near_duplicates([*blanks, cell])
     assert confirmed == [] and len(rejected) >= 6  # the blanks' hashes are near, their pixels are not the same cell
+
+
+def test_identical_bytes_always_share_a_group_however_many_copies(tmp_path):
+    # Five byte copies of one file: past the merge limit (2 images here), yet one image.
+    paths = []
+    for i in range(8):
+        paths.append(tmp_path / f"{i}.png")
+        paths[-1].write_bytes(b"same" if i < 5 else bytes([i]))
+    images = np.stack([_cell_on_black(10 + i) for i in range(8)])
+    loaded = LoadedImages(images, np.array([0, 0, 0, 0, 0, 1, 1, 1]), np.arange(8).astype(str).astype(object), paths)
+    found = find_duplicates(loaded)
+    assert found.merge_limit == 2 and found.refused == []
+    assert found.pairs() == [(0, 1), (0, 2), (0, 3), (0, 4)]
+
+
+def _write_cells(folder, cells):
+    folder.mkdir(parents=True)
+    for i, cell in enumerate(cells):
+        cv2.imwrite(str(folder / f"{i}.png"), cell)
+
+
+def test_a_run_warns_of_near_duplicate_links_left_unmerged(tmp_path):
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run
+
+    # Four re-cropped copies of one cell chain six near links; the cap (2 images) merges two.
+    _write_cells(tmp_path / "chain" / "ALL", [_cell_on_black(1, shift=(i, 0)) for i in range(4)]
+                 + [_cell_on_black(20 + i) for i in range(4)])
+    _write_cells(tmp_path / "chain" / "HEALTHY", [_cell_on_black(30 + i) for i in range(8)])
+    result = run(RunConfig(dataset=str(tmp_path / "chain"), model="nb", folds=2, image_size=16), n_jobs=1)
+    assert ("4 near-duplicate link(s) of chain were not merged (the merged group would exceed 2 images): those "
+            "images may be validated in another fold than their twin; `python -m leukdash audit` lists them"
+            in result["dataset"]["warnings"])

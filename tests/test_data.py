@@ -327,6 +327,28 @@ def test_folds_are_as_many_as_the_fewest_groups_of_a_class_allow():
                                 "validate on it")
 
 
+def test_byte_copies_join_their_group_whatever_its_size_and_the_error_says_so(tmp_path):
+    from leukdash.data.arrays import load_arrays
+    from leukdash.engine.training import plan_folds
+
+    # A backup folder (one group) of every ALL image: identical bytes always share a fold, even
+    # when that joins all of ALL into one group (the cap on merged groups is for near duplicates).
+    root = tmp_path / "bk"
+    rng = np.random.default_rng(0)
+    for cls in ("ALL", "HEALTHY"):
+        for i in range(3):
+            _write_rgb(root / cls / f"{i}.png", cv2.GaussianBlur(rng.integers(0, 255, (48, 48, 3), np.uint8), (9, 9), 3))
+    (root / "ALL" / "backup").mkdir()
+    for i in range(3):
+        (root / "ALL" / "backup" / f"{i}.png").write_bytes((root / "ALL" / f"{i}.png").read_bytes())
+    dataset = Dataset.from_folder(root)
+    with pytest.raises(DatasetError) as error:
+        plan_folds(RunConfig(dataset=str(root), folds=2), dataset, load_arrays(dataset, 16))
+    assert str(error.value) == (
+        "class 'ALL' of bk has all its images in one group ('ALL/0.png') (identical or near-duplicate images joined "
+        "4 groups into 1: `python -m leukdash audit` lists them): grouped folds cannot validate on it")
+
+
 @pytest.mark.parametrize("counts, said", [
     ([5, 3, 4], "class 'B' of d has 3 image(s), fewer than the 5 folds: use 3 folds or fewer"),
     ([5, 4, 1], "class 'C' of d has 1 image(s), fewer than the 5 folds: add images to it, or leave it out of the "

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from leukdash.data.decode import decode_image
-from leukdash.data.folds import capped_merges, merge_limit
+from leukdash.data.folds import capped_merges, merge_groups, merge_limit
 from leukdash.data.preprocess import square_resize
 
 # Near duplicates are found in two steps. Candidates: perceptual hashes (pHash, 12x12 = 144
@@ -131,9 +131,10 @@ def confirmed_near_duplicates(images, exclude: list[list[int]] = (), hashes: np.
 class Duplicates:
     """Exact and confirmed near duplicates of a dataset, and which links were merged into groups.
 
-    ``refused`` holds the links (with the image counts of the two groups) that would have made a
-    group larger than ``merge_limit`` images: reported, not merged, so that a chain of doubtful
-    links can never collapse the folds.
+    ``refused`` holds the near-duplicate links (with the image counts of the two groups) that would
+    have made a group larger than ``merge_limit`` images: reported, not merged, so that a chain of
+    doubtful links can never collapse the folds. Exact duplicates are never refused: identical
+    bytes are one image, and one image on both sides of a split always leaks.
     """
 
     exact: list[list[int]]
@@ -154,7 +155,7 @@ def find_duplicates(loaded, hashes: np.ndarray | None = None) -> Duplicates:
     exact = exact_duplicates(loaded.paths)
     near, rejected = confirmed_near_duplicates(loaded.images, exclude=exact, hashes=hashes)
     limit = merge_limit(loaded.groups)
-    _, refused = capped_merges(loaded.groups, _links(exact, near), limit)
+    _, refused = capped_merges(merge_groups(loaded.groups, _links(exact, [])), _links([], near), limit)
     return Duplicates(exact, near, rejected, refused, limit)
 
 

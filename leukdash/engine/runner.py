@@ -337,6 +337,8 @@ def _emit(path: Path, event: dict, on_event) -> None:
 
 
 def _meta(resolved: ResolvedRun, arrays, fold_ids: list[int]) -> dict:
+    from leukdash.engine.training import refused_links_warnings
+
     dataset = resolved.dataset
     return {
         "run_id": resolved.run_id,
@@ -347,7 +349,8 @@ def _meta(resolved: ResolvedRun, arrays, fold_ids: list[int]) -> dict:
                     "n_used": int(len(arrays.labels)),
                     "skipped": [s.to_dict(dataset.root) for s in arrays.skipped],
                     "warnings": dataset.warnings() + dataset.left_out(arrays)
-                    + dataset.failed_segmentation(arrays, resolved.config.preprocess)},
+                    + dataset.failed_segmentation(arrays, resolved.config.preprocess)
+                    + refused_links_warnings(resolved.config, dataset)},
         "fold_ids": fold_ids,
         "versions": versions(),
         "machine": describe_machine(),  # fold times mean little without the CPU that made them

@@ -71,34 +71,65 @@ def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
     Folds keep each pair together: the same cell on both sides of a split would leak.
     Indices refer to the loaded (decodable) images, the same at every image size.
     """
+    return [tuple(pair) for pair in _duplicate_links(dataset)["pairs"]]
+
+
+def refused_links_warnings(config: RunConfig, dataset: Dataset) -> list[str]:
+    """One line per source of a run's dataset whose near-duplicate links were not all merged (the
+    merged group would have been too large): those images may be validated in another fold than
+    their twin, which a user must know, as the audit says. None for a leave-one-source-out run,
+    whose folds are the sources."""
+    if config.protocol == "lodo":
+        return []
+    lines = []
+    for source in dataset.sources:
+        links = _duplicate_links(source)
+        if links["refused"]:
+            lines.append(f"{links['refused']} near-duplicate link(s) of {source.name} were not merged (the merged "
+                         f"group would exceed {links['merge_limit']} images): those images may be validated in "
+                         "another fold than their twin; `python -m leukdash audit` lists them")
+    return lines
+
+
+def _duplicate_links(dataset: Dataset) -> dict:
+    """``pairs`` (:func:`duplicate_pairs`), ``refused`` (how many near-duplicate links were not
+    merged) and ``merge_limit`` of a dataset, cached by its fingerprint."""
     from leukdash.config import stable_hash
     from leukdash.data import duplicates
     from leukdash.data.folds import MAX_MERGE_SHARE
     from leukdash.engine.store import write_json_atomic
 
-    # The method's settings are part of the key: a cache of another definition is never reused.
+    # The method's settings are part of the key: a cache of another definition is never reused
+    # ("exact-uncapped": exact duplicates are merged whatever the size of their group).
     method = stable_hash([duplicates.HASH_SIZE, duplicates.NEAR_DUPLICATE_DISTANCE, duplicates.PIXEL_SIZE,
-                          duplicates.PIXEL_MATCH, MAX_MERGE_SHARE, duplicates.MIN_DETAIL], 8)
+                          duplicates.PIXEL_MATCH, MAX_MERGE_SHARE, duplicates.MIN_DETAIL, "exact-uncapped"], 8)
     cache = decoded_cache(dataset, f"duplicates_{method}.json")
-    cached = _read_pairs(cache, len(dataset.items))
+    cached = _read_links(cache, len(dataset.items))
     if cached is None:
-        cached = duplicates.dataset_duplicates(dataset).pairs()
+        found = duplicates.dataset_duplicates(dataset)
+        cached = {"pairs": found.pairs(), "refused": len(found.refused), "merge_limit": found.merge_limit}
         write_json_atomic(cache, cached, optional=True)
-    return [tuple(pair) for pair in cached]
+    return cached
 
 
-def _read_pairs(cache: Path, n_items: int) -> list | None:
-    """The cached duplicate pairs, or None when the file is missing or damaged (then rebuilt)."""
+def _read_links(cache: Path, n_items: int) -> dict | None:
+    """The cached duplicate links, or None when the file is missing or damaged (then rebuilt)."""
     from leukdash.engine.store import read_json
 
     try:
-        pairs = read_json(cache)
+        links = read_json(cache)
     except (OSError, ValueError):
         return None
+    if not isinstance(links, dict) or not all(_count(links.get(key)) for key in ("refused", "merge_limit")):
+        return None
+    pairs = links.get("pairs")
     valid = isinstance(pairs, list) and all(
-        isinstance(pair, list) and len(pair) == 2
-        and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n_items for i in pair) for pair in pairs)
-    return pairs if valid else None
+        isinstance(pair, list) and len(pair) == 2 and all(_count(i) and i < n_items for i in pair) for pair in pairs)
+    return links if valid else None
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 @dataclass(frozen=True)
