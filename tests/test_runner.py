@@ -300,3 +300,36 @@ def test_the_cli_says_memory_ran_out_outside_the_folds_in_one_line(monkeypatch, 
     assert main(["datasets"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: out of memory (MemoryError: no detail)"), err
+
+
+def test_files_left_out_are_said_of_the_folder_given_even_when_its_images_were_run_elsewhere(tiny_dataset, tmp_path):
+    """Folders holding the same images share a fingerprint, so an array cache and a run; what a run
+    says was left out, and the dataset's name, are the folder's given now."""
+    import shutil
+
+    base = tmp_path / "base"
+    for name in ("ALL", "HEALTHY"):
+        shutil.copytree(tiny_dataset / name, base / name)
+    (base / "ALL" / "broken.png").write_bytes(b"not an image")  # one file of the images that never decodes
+    mac, heic = tmp_path / "mac", tmp_path / "heic"
+    shutil.copytree(base, mac)
+    (mac / "ALL" / "Thumbs.db").write_bytes(b"x")
+    shutil.copytree(base, heic)
+    (heic / "ALL" / "IMG_1.HEIC").write_bytes(b"x")
+
+    def left_out(folder, model):
+        result = run(RunConfig(dataset=str(folder), model=model, folds=2, image_size=16), n_jobs=1)
+        assert result["dataset"]["name"] == folder.name
+        return [entry["path"] for entry in result["dataset"]["skipped"]], \
+            [line for line in result["dataset"]["warnings"] if "left out" in line]
+
+    assert left_out(mac, "nb") == (["ALL/Thumbs.db", "ALL/broken.png"], [
+        "2 of 18 file(s) of mac were left out, unreadable or refused (first: 'ALL/Thumbs.db': unsupported file type "
+        "'.db'); `python -m leukdash audit` lists them all"])
+    said_of_base = (["ALL/broken.png"], [
+        "1 of 17 file(s) of base were left out, unreadable or refused (first: 'ALL/broken.png': not an image: the "
+        "file's content is not a known image format); `python -m leukdash audit` lists them all"])
+    assert left_out(base, "knn") == said_of_base  # computed, from mac's array cache
+    assert left_out(base, "nb") == said_of_base  # mac's run, answered from the store
+    paths, lines = left_out(heic, "nb")
+    assert paths == ["ALL/IMG_1.HEIC", "ALL/broken.png"] and lines[0].startswith("2 of 18 file(s) of heic were left")

@@ -132,12 +132,7 @@ class Dataset:
         refused; without ``loaded``: those its scan left out, before any is decoded), else none."""
         skipped = self.ignored if loaded is None else loaded.skipped
         n_images = len(self.items) if loaded is None else len(loaded.labels)
-        if not skipped:
-            return []
-        first = skipped[0]
-        return [f"{len(skipped)} of {n_images + len(skipped)} file(s) of {self.name} were "
-                f"left out, unreadable or refused (first: {self.relative(first.path)!r}: {first.reason}); "
-                "`python -m leukdash audit` lists them all"]
+        return left_out_lines(self.name, [file.to_dict(self.root) for file in skipped], n_images)
 
     def failed_segmentation(self, loaded: LoadedImages, mode: str) -> list[str]:
         """One warning line when ``loaded`` (in cell-level ``mode``) holds images whose cell was not
@@ -233,6 +228,16 @@ class Dataset:
             "n_images": len(self.items),
             "notes": list(self.notes),
         }
+
+
+def left_out_lines(name: str, skipped: list[dict], n_images: int) -> list[str]:
+    """:meth:`Dataset.left_out`'s line for dataset ``name``, from the files left out as a run's
+    record keeps them (:meth:`SkippedFile.to_dict`) and the number of images used."""
+    if not skipped:
+        return []
+    first = skipped[0]
+    return [f"{len(skipped)} of {n_images + len(skipped)} file(s) of {name} were left out, unreadable or refused "
+            f"(first: {first['path']!r}: {first['reason']}); `python -m leukdash audit` lists them all"]
 
 
 def as_spelt(names, classes) -> list[str]:

@@ -30,6 +30,30 @@ def note_dataset_found(run_id: str, dataset, store: RunStore) -> None:
     write_json_atomic(store.run_dir(run_id) / FOUND_AT, (known + [folder])[-MAX_FOUND_AT:], optional=True)
 
 
+def record_for(record: dict, dataset) -> dict:
+    """A stored run's dataset record (its meta's ``dataset``) told for ``dataset``, the folder a
+    command gives now, whose fingerprint is the run's.
+
+    The fingerprint covers the images only, so the folder the run was computed on may have had
+    another name and other files left out beside the images (a Thumbs.db, HEIC photos), or other
+    notes on its groups: what is said is this folder's name, path and files left out, and its
+    lines of warning; the images that did not decode and the other lines (segmentation failures,
+    duplicate links left unmerged) are the run's own.
+    """
+    from leukdash.data.dataset import left_out_lines
+
+    images = {dataset.relative(item.path) for item in dataset.items}
+    undecoded = [entry for entry in record.get("skipped", []) if entry["path"] in images]
+    skipped = [file.to_dict(dataset.root) for file in dataset.ignored] + undecoded
+    n_used = record.get("n_used", len(dataset.items))
+    folder_lines = dataset.warnings() + left_out_lines(dataset.name, skipped, n_used)
+    then = {*record.get("notes", []), *dataset.warnings(),
+            *left_out_lines(record["name"], record.get("skipped", []), n_used)}
+    return {**record, "name": dataset.name, "path": str(dataset.root), "notes": list(dataset.notes),
+            "skipped": skipped,
+            "warnings": folder_lines + [line for line in record.get("warnings", []) if line not in then]}
+
+
 def found_at(run_id: str, store: RunStore) -> list[str]:
     """The folders :func:`note_dataset_found` remembered for a run (none when the file is missing or damaged)."""
     try:

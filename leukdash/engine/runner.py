@@ -22,7 +22,7 @@ from leukdash.data.discovery import open_dataset
 from leukdash.errors import ConfigError, DatasetError, RunError
 from leukdash.engine.machine import describe_machine
 from leukdash.engine.progress import append_event
-from leukdash.engine.run_data import note_dataset_found
+from leukdash.engine.run_data import note_dataset_found, record_for
 from leukdash.engine.store import RunStore
 from leukdash.engine.versions import versions
 from leukdash.paths import uploads_root
@@ -143,8 +143,9 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
         result = load_result(r.run_id, store)
         if result is None:
             raise RunError(f"run {r.run_id} did not complete")
-        if not computed[r.run_id]:
+        if not computed[r.run_id]:  # answered from the store: told for the folder given now
             note_dataset_found(r.run_id, r.dataset, store)
+            result = {**result, "dataset": record_for(result["dataset"], r.dataset)}
         results.append({**result, "cached": not computed[r.run_id], "computed_folds": computed[r.run_id],
                         "seconds": seconds})
     return results
