@@ -392,6 +392,21 @@ def _non_utf8_class(folder: Path) -> str:
     return f"skipped {name}: {why}; ALL and HEALTHY load"
 
 
+@case("class folders that are a broken and a looping symbolic link", "both listed as left out with the reason")
+def _dead_class_links(folder: Path) -> str:
+    dataset = _dataset(folder)
+    (dataset / "CLL").symlink_to(folder / "unmounted" / "CLL", target_is_directory=True)
+    (dataset / "LOOPY").symlink_to("LOOPY")
+    opened = Dataset.from_folder(dataset)
+    assert opened.classes == ("ALL", "HEALTHY") and len(opened.items) == 12
+    listed = [(opened.relative(s.path), s.reason) for s in opened.ignored]
+    assert listed == [("CLL", "broken symbolic link: not read as a class folder"),
+                      ("LOOPY", "symbolic link loop: not read as a class folder")]
+    code, out, err = _cli("audit", str(dataset))
+    assert code == 0 and "CLL: broken symbolic link" in out and "LOOPY: symbolic link loop" in out, err
+    return "; ".join(f"{name}: {why}" for name, why in listed)
+
+
 @case("every image the same picture: run", "exit 2, one line: nothing tells the classes apart (no NaN)")
 def _identical_images(folder: Path) -> str:
     root = folder / "same"

@@ -98,7 +98,7 @@ def scan_folder(root: Path) -> Scan:
         not_classes = [SkippedFile(path, f"{_unsupported(path)}: no file of its folder is an image this tool reads, "
                                          f"so the folder is not a class ({READ_TYPES})")
                        for _, paths in unread for path in paths]
-        scan = _scan_class_folders(root, folders, bad_folders + not_classes + _loose_images(root))
+        scan = _scan_class_folders(root, folders, bad_folders + _dead_links(root) + not_classes + _loose_images(root))
     elif any(ALLIDB_NAME.match(p.name) for p in root.iterdir()):
         scan = _scan_allidb(root)
     else:
@@ -118,6 +118,15 @@ def _loose_images(root: Path) -> list[SkippedFile]:
     (notes, ``groups.csv``) are not images and are not listed."""
     return [SkippedFile(path, "not in a class folder (the dataset's classes are its subfolders)")
             for path in sorted(root.iterdir()) if not path.is_dir() and _is_image_name(path)]
+
+
+def _dead_links(root: Path) -> list[SkippedFile]:
+    """The symbolic links beside the class folders that lead nowhere (broken, or a loop): a class
+    folder on a drive no longer mounted is listed with its reason, never dropped in silence. Those
+    named like an image are :func:`_loose_images`'."""
+    return [SkippedFile(path, f"{_entry_problem(root, path)}: not read as a class folder")
+            for path in sorted(root.iterdir())
+            if path.is_symlink() and not path.exists() and not path.name.startswith(".") and not _is_image_name(path)]
 
 
 def _suffix(path: Path) -> str:
