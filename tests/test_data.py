@@ -337,7 +337,8 @@ def test_byte_copies_join_their_group_whatever_its_size_and_the_error_says_so(tm
     rng = np.random.default_rng(0)
     for cls in ("ALL", "HEALTHY"):
         for i in range(3):
-            _write_rgb(root / cls / f"{i}.png", cv2.GaussianBlur(rng.integers(0, 255, (48, 48, 3), np.uint8), (9, 9), 3))
+            noise = rng.integers(0, 255, (48, 48, 3), np.uint8)
+            _write_rgb(root / cls / f"{i}.png", cv2.GaussianBlur(noise, (9, 9), 3))
     (root / "ALL" / "backup").mkdir()
     for i in range(3):
         (root / "ALL" / "backup" / f"{i}.png").write_bytes((root / "ALL" / f"{i}.png").read_bytes())
@@ -380,13 +381,31 @@ def test_a_class_name_in_the_wrong_case_is_refused_with_the_name_that_would_work
     with pytest.raises(DatasetError, match=r"class 'all' is not in dataset 'tiny' .*; did you mean 'ALL'\? "
                                            r"\(class names are case-sensitive\)$"):
         dataset.subset(["all", "HEALTHY"])
-    with pytest.raises(DatasetError, match=r"class 'NOPE' is not in dataset 'tiny' \(classes: [A-Z, ]+\)$"):
+    with pytest.raises(DatasetError, match=r"class 'NOPE' is not in dataset 'tiny' \(classes: 'ALL', [A-Z', ]+\)$"):
         dataset.subset(["NOPE", "HEALTHY"])
     for name in ("ALL", "HEALTHY"):
         shutil.copytree(tiny_dataset / name, tmp_path / "other" / name.lower())
     with pytest.raises(DatasetError, match=r"class names are case-sensitive: name its folders 'ALL' \(not 'all'\), "
                                            r"'HEALTHY' \(not 'healthy'\)$"):
         match_classes(["ALL", "HEALTHY"], Dataset.from_folder(tmp_path / "other"))
+
+
+def test_a_class_folder_named_with_a_comma_or_outer_spaces_is_explained_when_it_cannot_be_named(tiny_dataset, tmp_path,
+                                                                                                 capsys):
+    import shutil
+
+    root = tmp_path / "sp"
+    for source, name in (("ALL", "ALL"), ("AML", "AML,CML"), ("HEALTHY", "HEALTHY ")):
+        shutil.copytree(tiny_dataset / source, root / name)
+    classes = "(classes: 'ALL', 'AML,CML', 'HEALTHY ')"
+    assert main(["run", str(root), "--classes", "ALL,HEALTHY", "--model", "nb", "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"error: class 'HEALTHY' is not in dataset 'sp' {classes}; did you mean "
+                                       "'HEALTHY '? (its folder name has spaces around it, which --classes drops: "
+                                       "rename the folder)\n")
+    assert main(["run", str(root), "--classes", "ALL,AML,CML", "--model", "nb", "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"error: class 'AML' is not in dataset 'sp' {classes}; the class 'AML,CML' "
+                                       "has a comma in its folder name, which --classes reads as two classes: rename "
+                                       "the folder\n")
 
 
 def test_class_folders_named_alike_but_for_case_or_unicode_form_are_warned_about(tiny_dataset, tmp_path, capsys):
