@@ -160,10 +160,8 @@ class Dataset:
         classes = tuple(as_spelt(classes, self.classes))
         missing = [c for c in classes if c not in self.classes]
         if missing:
-            alike = case_matches(missing[:1], self.classes)
-            hint = f"; did you mean {alike[0][1]!r}? (class names are case-sensitive)" if alike else ""
             raise DatasetError(f"class {missing[0]!r} is not in dataset {self.name!r} (classes: "
-                               f"{', '.join(self.classes)}){hint}")
+                               f"{', '.join(map(repr, self.classes))}){missing_class_hint(missing[0], self.classes)}")
         old_to_new = {self.classes.index(c): i for i, c in enumerate(classes)}
         items = tuple(
             ImageItem(item.path, old_to_new[item.label], item.group)
@@ -248,11 +246,28 @@ def as_spelt(names, classes) -> list[str]:
     return [spelt.get(unicodedata.normalize("NFC", name), name) for name in names]
 
 
+def missing_class_hint(name: str, classes) -> str:
+    """What to give instead of a class ``name`` that is not one of ``classes``, or why the class
+    meant cannot be named on the command line (``--classes`` splits at commas and strips spaces)."""
+    alike = case_matches([name], classes)
+    if alike:
+        meant = alike[0][1]
+        if meant != meant.strip():
+            return (f"; did you mean {meant!r}? (its folder name has spaces around it, which --classes drops: "
+                    "rename the folder)")
+        return f"; did you mean {meant!r}? (class names are case-sensitive)"
+    with_comma = [c for c in classes if "," in c and name.strip() in (part.strip() for part in c.split(","))]
+    if with_comma:
+        return (f"; the class {with_comma[0]!r} has a comma in its folder name, which --classes reads as two "
+                "classes: rename the folder")
+    return ""
+
+
 def case_matches(names, classes) -> list[tuple[str, str]]:
-    """``(name, class)`` for each name that differs from one of ``classes`` in case (or outer
-    spaces) only: class names are folder names, case-sensitive, and 'all' for 'ALL' is the
+    """``(name, class)`` for each name that differs from one of ``classes`` in case or outer
+    spaces only: class names are folder names, case-sensitive, and 'all' for 'ALL' is the
     likeliest slip."""
-    folded = {c.casefold(): c for c in classes}
+    folded = {c.strip().casefold(): c for c in classes}
     return [(name, folded[name.strip().casefold()]) for name in names
             if name not in classes and name.strip().casefold() in folded]
 

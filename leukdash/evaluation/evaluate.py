@@ -49,7 +49,8 @@ def match_classes(run_classes, dataset):
         hint = ("; class names are case-sensitive: name its folders " +
                 ", ".join(f"{run_class!r} (not {name!r})" for name, run_class in alike)) if alike else ""
         raise DatasetError(f"dataset {dataset.name!r} has no class {', '.join(map(repr, missing))} of the run "
-                           f"(run classes: {', '.join(run_classes)}; dataset classes: {', '.join(dataset.classes)})"
+                           f"(run classes: {', '.join(map(repr, run_classes))}; dataset classes: "
+                           f"{', '.join(map(repr, dataset.classes))})"
                            f"{hint}")
     return dataset.subset(run_classes)
 
