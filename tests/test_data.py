@@ -408,6 +408,25 @@ def test_a_class_folder_named_with_a_comma_or_outer_spaces_is_explained_when_it_
                                        "the folder\n")
 
 
+def test_a_class_spelt_exactly_is_that_folder_and_one_two_folders_match_in_unicode_form_only_is_refused(tiny_dataset,
+                                                                                                        tmp_path):
+    import shutil
+    import unicodedata
+
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    root = tmp_path / "forms"
+    for source, name in (("ALL", nfc), ("AML", nfd), ("HEALTHY", "\u00c5"), ("CLL", "A\u030a")):
+        shutil.copytree(tiny_dataset / source, root / name)
+    dataset = Dataset.from_folder(root)
+    for name in (nfc, nfd):
+        assert {item.path.parent.name for item in dataset.subset([name]).items} == {name}
+    with pytest.raises(DatasetError) as error:  # the Angstrom sign: NFC 'Å', like both folders
+        dataset.subset(["\u212b"])
+    assert str(error.value) == ("class '\u212b' may be any of the class folders 'A\\u030a', '\\xc5', which differ "
+                                "only in Unicode form (shown escaped): type the one meant exactly, or rename the "
+                                "others")
+
+
 def test_class_folders_named_alike_but_for_case_or_unicode_form_are_warned_about(tiny_dataset, tmp_path, capsys):
     import shutil
     import unicodedata

@@ -241,9 +241,17 @@ def left_out_lines(name: str, skipped: list[dict], n_images: int) -> list[str]:
 def as_spelt(names, classes) -> list[str]:
     """Each of ``names`` as ``classes`` spell it where the two differ only in Unicode form: one
     'é' is one character typed on most keyboards, an 'e' and a combining accent in a folder name
-    written on macOS; the names read alike and are one class."""
-    spelt = {unicodedata.normalize("NFC", c): c for c in classes}
-    return [spelt.get(unicodedata.normalize("NFC", name), name) for name in names]
+    written on macOS; the names read alike and are one class. A name spelt exactly as a class is
+    that class; one that two classes match only in Unicode form is refused, naming both."""
+    spelt = []
+    for name in names:
+        alike = [c for c in classes if unicodedata.normalize("NFC", c) == unicodedata.normalize("NFC", name)]
+        if name not in classes and len(alike) > 1:
+            raise DatasetError(f"class {name!r} may be any of the class folders {', '.join(map(ascii, alike))}, "
+                               "which differ only in Unicode form (shown escaped): type the one meant exactly, "
+                               "or rename the others")
+        spelt.append(name if name in classes or not alike else alike[0])
+    return spelt
 
 
 def missing_class_hint(name: str, classes) -> str:
