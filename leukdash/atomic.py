@@ -155,6 +155,11 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, optional: bool = False)
     return write_atomic(path, write, optional=optional)
 
 
+def is_temporary(name: str) -> bool:
+    """Whether a file name is that of a temporary file of :func:`write_atomic` (a writer's, live or killed)."""
+    return _TEMPORARY.match(name) is not None
+
+
 def clean_orphans(root: str | Path) -> list[Path]:
     """Remove the temporary files under ``root`` whose writer no longer runs; the paths removed.
 

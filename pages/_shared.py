@@ -386,8 +386,8 @@ def runs(root: str) -> list[dict]:
 
 
 @st.cache_data(ttl=3, show_spinner=False)
-def unreadable_runs(root: str) -> list[str]:
-    """Run folders the listing skips: their meta.json missing or damaged (see RunStore.unreadable_runs)."""
+def unreadable_runs(root: str) -> dict[str, str]:
+    """Run folders the listing skips, each with why (see RunStore.unreadable_runs)."""
     from leukdash.engine.store import RunStore
 
     return RunStore().unreadable_runs()

@@ -145,10 +145,12 @@ missing = len([r for r in kept_ids if r not in set(table["Run id"])])
 if missing:
     st.caption(f"{missing} run{'s' * (missing != 1)} of the link {'are' if missing != 1 else 'is'} not among "
                "the finished runs here.")
-if unreadable := unreadable_runs(root()):
-    st.caption(f"Not listed: {len(unreadable)} run folder(s) of the store whose meta.json is missing or damaged "
-               f"({', '.join(unreadable[:3])}{', ...' if len(unreadable) > 3 else ''}); a damaged one is kept beside "
-               "it, and launching the run's settings again computes it anew.")
+unlisted: dict[str, list[str]] = {}  # why -> the run folders it keeps out of the table
+for name, why in unreadable_runs(root()).items():
+    unlisted.setdefault(why, []).append(name)
+for why, names in unlisted.items():
+    st.caption(f"Not listed: {len(names)} run folder(s) of the store ({', '.join(names[:3])}"
+               f"{', ...' if len(names) > 3 else ''}): {why}.")
 chosen = results(chosen_ids)
 labels = run_labels(chosen)
 if len(chosen) < len(table):

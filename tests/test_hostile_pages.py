@@ -395,8 +395,30 @@ def test_compare_names_a_run_folder_it_cannot_read_instead_of_leaving_it_out_sil
     at = app("compare")
     assert not at.exception, [e.value for e in at.exception]
     assert list(at.dataframe[0].value["Run id"]) == [kept_run]
-    assert any(c.value.startswith(f"Not listed: 1 run folder(s) of the store whose meta.json is missing or damaged "
-                                  f"({damaged})") for c in at.caption)
+    assert any(c.value.startswith(f"Not listed: 1 run folder(s) of the store ({damaged}): its meta.json is missing or "
+                                  "damaged") for c in at.caption)
+
+
+def test_compare_names_a_run_whose_meta_this_user_may_not_read_and_shows_the_others(data_root, isolated_artifacts,
+                                                                                    monkeypatch):
+    import errno
+
+    from leukdash.engine import store
+
+    kept_run, locked = shipped_runs(isolated_artifacts, "nb", "dt")
+    read_json = store.read_json
+
+    def as_another_user(path):  # root reads any file: chmod 000 stops every other user (and the app's)
+        if locked in str(path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return read_json(path)
+
+    monkeypatch.setattr(store, "read_json", as_another_user)
+    at = app("compare")
+    assert not at.exception, [e.value for e in at.exception]
+    assert list(at.dataframe[0].value["Run id"]) == [kept_run]
+    assert f"Not listed: 1 run folder(s) of the store ({locked}): its meta.json cannot be read (permission denied): " \
+           "give this user read access to it and to its folder." in [c.value for c in at.caption]
 
 
 # ---------------------------------------------------------------- Compare: selections

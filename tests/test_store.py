@@ -220,3 +220,46 @@ def test_a_file_over_the_processs_size_limit_is_one_line_that_names_ulimit():
         "fold_0.json: file too large for this process's limit (ulimit -f): raise the limit, then run again")
     assert str(outside) == ("cannot use /elsewhere/README.md: file too large for this process's limit (ulimit -f): "
                             "raise the limit, then run again")
+
+
+def test_a_job_folder_and_a_run_loading_its_images_are_not_reported_as_damaged_runs():
+    """A sweep job's folder (its job files only) and a run that holds its lock while it loads its images
+    are no runs with a damaged meta.json; a run folder with records but no meta.json is one."""
+    store = RunStore()
+    sweep = store.run_dir("sweep-7b0a5790d172")
+    sweep.mkdir(parents=True)
+    for name in ("job.json", "job.log", "job_config.json"):
+        (sweep / name).write_text("{}")
+    lost = store.run_dir("nb-0123456789ab")
+    (lost / "folds").mkdir(parents=True)
+    with store.lock("knn-0123456789ab"):
+        store.progress_path("knn-0123456789ab").write_text('{"event": "loading"}\n')
+        assert list(store.unreadable_runs()) == ["nb-0123456789ab"]
+    assert store.unreadable_runs()["nb-0123456789ab"].startswith("its meta.json is missing or damaged")
+
+
+def _as_plain_user(*args: str) -> subprocess.CompletedProcess:
+    """The CLI without root's override of file permissions (as any other user runs it)."""
+    caps = "-dac_override,-dac_read_search"
+    return subprocess.run(["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", sys.executable, "-m", "leukdash",
+                           *args], cwd=paths.REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops root's override of file permissions (setpriv)")
+@pytest.mark.parametrize("record", ["meta.json", "summary.json"])
+def test_a_record_this_user_may_not_read_is_said_as_such_and_every_other_run_is_listed(record):
+    import shutil
+
+    shipped = paths.REPO_ROOT / "artifacts" / "runs"
+    store = RunStore()
+    kept, locked = (next(shipped.glob(f"{model}-*")).name for model in ("nb", "knn"))
+    for run_id in (kept, locked):
+        shutil.copytree(shipped / run_id, store.run_dir(run_id))
+    (store.run_dir(locked) / record).chmod(0)
+    listed = _as_plain_user("runs")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == [kept]
+    why = f"its {record} cannot be read (permission denied): give this user read access to it and to its folder"
+    assert listed.stderr == f"note: {locked} is not listed: {why}\n"
+    compared = _as_plain_user("compare", kept, locked)
+    assert (compared.returncode, compared.stderr) == (2, f"error: run {locked}: {why}\n")

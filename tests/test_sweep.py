@@ -78,7 +78,7 @@ def test_a_k_beyond_a_folds_training_set_refuses_the_sweep_before_any_run_is_sto
                                           r"got 50"):
         run_sweep(configs, n_jobs=1)
     store = RunStore()
-    assert store.list_runs() == [] and store.unreadable_runs() == []
+    assert store.list_runs() == [] and store.unreadable_runs() == {}
     assert not store.root.exists() or list(store.root.iterdir()) == []
     with pytest.raises(ConfigError, match="got 50"):
         run(configs[2], n_jobs=1)

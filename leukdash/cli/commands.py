@@ -143,18 +143,17 @@ def runs(args) -> int:
     from leukdash.evaluation.labels import run_labels
 
     store = RunStore()
-    runs, unreadable = store.list_runs(), store.unreadable_runs()
+    runs, unreadable = store.survey()
     if args.json:
-        print_json({"runs": runs, "unreadable": unreadable})
+        print_json({"runs": runs, "unreadable": sorted(unreadable)})
         return 0
     for entry, label in zip(runs, run_labels(runs)):
         # A partial run's stored summary is that of folds no longer all there: not shown as its figure.
         acc = (entry.get("summary") or {}).get("val_acc", {}).get("mean") if entry["status"] == "complete" else None
         shown = f"{acc:.4f}" if acc is not None else "-"
         print(f"{entry['run_id']:<18} {entry['status']:<9} val_acc {shown:<6}  {label}")
-    for name in unreadable:
-        print(f"note: {name} is not listed: its meta.json is missing or damaged (a damaged one is kept beside it "
-              "as meta.json.damaged-*); launching its settings again computes the run anew", file=sys.stderr)
+    for name, why in unreadable.items():
+        print(f"note: {name} is not listed: {why}", file=sys.stderr)
     return 0
 
 

@@ -28,6 +28,7 @@ finished run from the store must not pay for numpy, pandas or TensorFlow.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -39,7 +40,7 @@ from pathlib import Path
 
 from leukdash import paths
 from leukdash.engine.record_shapes import is_meta, is_summary
-from leukdash.atomic import clean_orphans_once, write_bytes_atomic
+from leukdash.atomic import clean_orphans_once, is_temporary, write_bytes_atomic
 from leukdash.errors import RunError
 
 _RUN_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
@@ -304,43 +305,60 @@ class RunStore:
 
         Each entry: ``{"run_id", "meta", "summary" (or None), "n_folds_done",
         "status": "running" | "complete" | "partial"}``; folders without a readable
-        ``meta.json`` are skipped. A run is complete exactly when :func:`load_result
-        <leukdash.engine.runner.load_result>` answers it: summary and every fold readable, each
+        ``meta.json`` are skipped (:meth:`unreadable_runs` names them). A run is complete exactly when
+        :func:`load_result <leukdash.engine.runner.load_result>` answers it: summary and every fold readable, each
         fold's model file intact (a model's hash is computed once per version of its file).
         """
-        runs = []
+        return self.survey()[0]
+
+    def unreadable_runs(self) -> dict[str, str]:
+        """The run folders :meth:`list_runs` skips, each with why (its ``meta.json`` missing or damaged, a
+        damaged one moved aside beside it; or a record this user may not read): named, so that a run
+        does not vanish without a word."""
+        return self.survey()[1]
+
+    def survey(self) -> tuple[list[dict], dict[str, str]]:
+        """:meth:`list_runs` and :meth:`unreadable_runs` from one pass over the store."""
+        runs, unreadable = [], {}
         root = self.root
-        if not root.is_dir():
-            return runs
-        for folder in root.iterdir():
+        for folder in sorted(root.iterdir()) if root.is_dir() else []:
+            if not (folder.is_dir() and _RUN_ID.match(folder.name)):
+                continue
             try:
-                meta = self.read_meta(folder.name) if folder.is_dir() else None
-                if meta is None:
-                    continue
-                summary = self.read_summary(folder.name)
-                n_done = sum(self.read_fold(folder.name, fold) is not None for fold in meta["fold_ids"])
-                whole = (summary is not None and n_done == len(meta["fold_ids"])
-                         and not self.missing_members(folder.name, meta))
-                # Whole is complete even under a lock: `refit` holds it while it trains a final model,
-                # and a finished run's folds never change. A fold or model lost or damaged after the run
-                # finished makes it partial again, or running while it is resumed.
-                status = "complete" if whole else "running" if self.is_locked(folder.name) else "partial"
+                entry = self._entry(folder.name)
+            except UnreadableRecord as error:
+                unreadable[folder.name] = error.reason
+                continue
             except (OSError, RunError):
                 continue
-            runs.append({
-                "run_id": folder.name, "meta": meta, "summary": summary,
-                "n_folds_done": n_done, "status": status,
-            })
+            if entry is not None:
+                runs.append(entry)
+            elif self._holds_records(folder) and not self.is_locked(folder.name):
+                unreadable[folder.name] = _MISSING_META
         runs.sort(key=lambda run: _created(run["meta"]), reverse=True)
-        return runs
+        return runs, unreadable
 
-    def unreadable_runs(self) -> list[str]:
-        """Run folders without a readable ``meta.json`` (a damaged one is moved aside beside it),
-        which :meth:`list_runs` skips: named, so that a run does not vanish without a word."""
-        if not self.root.is_dir():
-            return []
-        return sorted(folder.name for folder in self.root.iterdir()
-                      if folder.is_dir() and _RUN_ID.match(folder.name) and self.read_meta(folder.name) is None)
+    def _entry(self, run_id: str) -> dict | None:
+        """A run's entry of :meth:`list_runs`; None when its ``meta.json`` is missing or damaged."""
+        meta = self.read_meta(run_id)
+        if meta is None:
+            return None
+        summary = self.read_summary(run_id)
+        n_done = sum(self.read_fold(run_id, fold) is not None for fold in meta["fold_ids"])
+        whole = summary is not None and n_done == len(meta["fold_ids"]) and not self.missing_members(run_id, meta)
+        # Whole is complete even under a lock: `refit` holds it while it trains a final model,
+        # and a finished run's folds never change. A fold or model lost or damaged after the run
+        # finished makes it partial again, or running while it is resumed.
+        status = "complete" if whole else "running" if self.is_locked(run_id) else "partial"
+        return {"run_id": run_id, "meta": meta, "summary": summary, "n_folds_done": n_done, "status": status}
+
+    @staticmethod
+    def _holds_records(folder: Path) -> bool:
+        """Whether a folder holds anything of a run beyond what precedes its records: a job's files (a
+        sweep job's folder holds nothing else, a run's job is queued or ended before its run began) and
+        a run's lock and progress lines while it loads its images."""
+        return any(entry.name not in _BEFORE_RECORDS and not is_temporary(entry.name)
+                   for entry in folder.iterdir())
 
     def delete_run(self, run_id: str) -> None:
         """Remove a run folder; refused while a process holds its lock."""
@@ -358,7 +376,7 @@ class RunStore:
         import shutil
 
         folder = self.run_dir(run_id)
-        if folder.is_dir() and {entry.name for entry in folder.iterdir()} <= {"progress.jsonl", ".lock"}:
+        if folder.is_dir() and {entry.name for entry in folder.iterdir()} <= _UNSTARTED:
             shutil.rmtree(folder, ignore_errors=True)
 
     # -- damaged files ---------------------------------------------------------------------
@@ -370,6 +388,8 @@ class RunStore:
             content = read_json(path)
         except (ValueError, UnicodeDecodeError):
             content = _DAMAGED
+        except OSError as error:  # there, and not readable: not damaged, so nothing is moved
+            raise UnreadableRecord(path, error) from None
         if content is None or (content is not _DAMAGED and valid(content)):
             return content
         _quarantine(path)
@@ -378,6 +398,30 @@ class RunStore:
 
 _MODEL_FILE = re.compile(r"\Afold_\d+\.(keras|joblib)\Z")
 _DAMAGED = object()  # what a file that is not JSON reads as
+_MISSING_META = ("its meta.json is missing or damaged (a damaged one is kept beside it as meta.json.damaged-*); "
+                 "launching its settings again computes the run anew")
+# What a run's folder holds before the run stores a record: its lock and progress lines (a run that
+# loads its images), and a background job's files (leukdash.service.job_queue: its job.json, job.log,
+# job_config.json and .job.lock; a sweep job's folder never holds more).
+_UNSTARTED = frozenset({"progress.jsonl", ".lock"})
+_BEFORE_RECORDS = _UNSTARTED | {"job.json", "job.log", "job_config.json", ".job.lock"}
+
+
+class UnreadableRecord(RunError):
+    """A record of a run that is there and cannot be read (this user may not read it or its folder):
+    not damaged, so it is left in place, and said as a read failure, not as a read-only store."""
+
+    def __init__(self, path: Path, error: OSError):
+        denied = error.errno in (errno.EACCES, errno.EPERM)
+        self.reason = (f"its {path.parent.name + '/' if path.parent.name == 'folds' else ''}{path.name} cannot be "
+                       f"read ({(error.strerror or str(error)).lower()})"
+                       + (": give this user read access to it and to its folder" if denied else ""))
+        super().__init__(f"run {_run_of(path)}: {self.reason}")
+
+
+def _run_of(path: Path) -> str:
+    """The run id of a record's path (``<run>/meta.json`` or ``<run>/folds/fold_<i>.json``)."""
+    return (path.parent.parent if path.parent.name == "folds" else path.parent).name
 
 
 # -- a fold record's shape (the meta's and the summary's: leukdash.engine.record_shapes) ------
