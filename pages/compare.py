@@ -8,6 +8,7 @@ import streamlit as st
 
 from leukdash.errors import LeukdashError
 from leukdash.evaluation.answer_table import csv_text, external_csv, surest_mistakes
+from leukdash.evaluation.compare import distinct_runs
 from leukdash.paths import hide_roots
 from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, available_metrics, confusion_heatmap,
                                       curve_runs, external_bars, external_frame, fold_frame, learning_curves,
@@ -130,7 +131,7 @@ linked = [r for r in st.query_params.get("runs", "").split(",") if r]
 if linked and "_kept_compare_runs" not in st.session_state:  # opened from a shared address
     st.session_state["_kept_compare_runs"] = linked
 shown_ids = list(table["Run id"])
-kept_ids = st.session_state.get("_kept_compare_runs", [])
+kept_ids = distinct_runs(st.session_state.get("_kept_compare_runs", []))  # a link or a sweep may repeat one
 selection = data_table(table, on_select="rerun", selection_mode="multi-row", key=table_key("compare_table", shown_ids),
                        selection_default=rows_of(kept_ids, shown_ids), column_config=fitted(table, percent))
 selected = [shown_ids[i] for i in selection.selection.rows]

@@ -552,3 +552,21 @@ def test_compare_draws_at_most_forty_bars_when_every_run_is_compared(data_root, 
     assert sum(len(trace["x"]) for trace in bars) == 40
     assert any("The first 40 of 41 runs (newest first): select runs in the table to see others." in c.value
                for c in at.caption)
+
+
+def linked_compare(run_ids: list[str]) -> AppTest:
+    """Compare opened from a shared address naming these runs."""
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update({"runs": ",".join(run_ids)})
+    return open_page(at.run(timeout=TIMEOUT), "compare")
+
+
+def test_a_link_that_names_a_run_twice_compares_it_once(data_root, isolated_artifacts):
+    nb, knn, dt = shipped_runs(isolated_artifacts, "nb", "knn", "dt")
+    at = linked_compare([nb, nb, knn])
+    assert not at.exception, [e.value for e in at.exception]
+    assert list(at.dataframe[1].value["Run"]) == list(dict.fromkeys(at.dataframe[1].value["Run"]))  # Summary: once each
+    assert len(at.dataframe[1].value) == 2
+    assert at.query_params["runs"] == f"{nb},{knn}"
+    assert "Comparing 2 of 3 finished runs." in [c.value for c in at.caption]
+

@@ -30,11 +30,16 @@ def load_results(run_ids, store: RunStore | None = None) -> list[dict]:
     return results
 
 
+def distinct_runs(run_ids) -> list[str]:
+    """The run ids in their order, each once: a run named twice is one run (compared with itself it
+    would only agree, and count twice in every table)."""
+    return list(dict.fromkeys(run_ids))
+
+
 def compare_runs(run_ids, store: RunStore | None = None) -> dict:
-    """Summaries of several runs and a McNemar test for every pair evaluated on the same images
-    (a run named twice is one run: compared with itself it would only agree)."""
-    run_ids = list(run_ids)
-    results = load_results([r for i, r in enumerate(run_ids) if r not in run_ids[:i]], store)
+    """Summaries of several runs (:func:`distinct_runs`) and a McNemar test for every pair evaluated
+    on the same images."""
+    results = load_results(distinct_runs(run_ids), store)
     labels = run_labels(results)
     runs = [{"run_id": r["run_id"], "label": label, "config": r["config"],
              "dataset": r["dataset"]["name"], "summary": r["summary"],
