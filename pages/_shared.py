@@ -393,6 +393,15 @@ def unreadable_runs(root: str) -> dict[str, str]:
     return RunStore().unreadable_runs()
 
 
+def why_unfinished(run_id: str) -> str:
+    """One line for a run of the store that is not finished: what is missing (a fold, an ensemble's
+    member) and what computes it, as the CLI says it (see runner.unfinished_error)."""
+    from leukdash.engine.runner import unfinished_error
+    from leukdash.engine.store import RunStore
+
+    return hide_roots(str(unfinished_error(run_id, RunStore())))
+
+
 def visible_runs() -> list[dict]:
     """The runs this session may see: all but those trained on another session's upload."""
     return [entry for entry in runs(root()) if visible_dataset(entry["meta"].get("dataset", {}).get("path"))]

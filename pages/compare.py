@@ -18,7 +18,7 @@ from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, ava
 from pages._shared import (VIEWER_NOTE, comparison, data_table, dataset_options, deployment,
                            external_results, finished_runs, fitted, kept, literal, no_runs_yet, out_of_fold_rows_of,
                            percent_columns, results, root, routed, rows_of, run_thumbnails, table_key, unreadable_runs,
-                           visible_dataset)
+                           visible_dataset, visible_runs, why_unfinished)
 
 routed(__file__)
 
@@ -142,10 +142,13 @@ if len(chosen_ids) < len(table):
     st.query_params["runs"] = ",".join(chosen_ids)  # ids, so a copied address compares the same runs
 else:
     st.query_params.pop("runs", None)
-missing = len([r for r in kept_ids if r not in set(table["Run id"])])
+unfinished = {entry["run_id"] for entry in visible_runs()} - set(shown_ids)  # stored: said why
+missing = len([r for r in kept_ids if r not in set(shown_ids) | unfinished])
 if missing:
     st.caption(f"{missing} run{'s' * (missing != 1)} of the link {'are' if missing != 1 else 'is'} not among "
                "the finished runs here.")
+for run_id in (r for r in kept_ids if r in unfinished):
+    st.caption(f"Not compared: {why_unfinished(run_id)}")
 unlisted: dict[str, list[str]] = {}  # why -> the run folders it keeps out of the table
 for name, why in unreadable_runs(root()).items():
     unlisted.setdefault(why, []).append(name)

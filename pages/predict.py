@@ -15,7 +15,7 @@ from leukdash.paths import hide_roots, printable
 from leukdash.reporting.plots import heatmap_overlay, probability_bars
 from pages._shared import (adapted_models, data_table, finished_runs, gradcam, kept, literal, no_runs_yet,
                            percent_columns, predict, predict_adapted, root, routed, run_option_labels, transfer_figures,
-                           uploads_lab)
+                           uploads_lab, visible_runs, why_unfinished)
 
 routed(__file__)
 
@@ -55,9 +55,11 @@ run_id = kept(st.selectbox, "predict_run", transfer["best"] or entries[0]["run_i
                    "run on real images that transfers best to a lab it never saw, by its leave-one-dataset-out "
                    "result or its stored external tests (`evaluate`).")
 if chosen is not None and chosen not in labels:
-    st.warning(f"The run you chose, {printable(str(chosen_label))} (`{printable(str(chosen))}`), is no longer in "
-               f"the store (deleted or damaged): the answers below come from {labels[run_id]}.",
-               icon=":material/warning:")
+    # Still in the store, it is not whole (an ensemble whose member was deleted, a fold lost): said why.
+    why = (f"cannot answer now ({why_unfinished(chosen)})" if chosen in {entry["run_id"] for entry in visible_runs()}
+           else "is no longer in the store (deleted or damaged)")
+    st.warning(f"The run you chose, {printable(str(chosen_label))} (`{printable(str(chosen))}`), {why}: the answers "
+               f"below come from {labels[run_id]}.", icon=":material/warning:")
 meta = next(entry["meta"] for entry in entries if entry["run_id"] == run_id)
 config, dataset = meta["config"], meta["dataset"]
 is_cnn = config["model"] == "cnn"

@@ -570,3 +570,31 @@ def test_a_link_that_names_a_run_twice_compares_it_once(data_root, isolated_arti
     assert at.query_params["runs"] == f"{nb},{knn}"
     assert "Comparing 2 of 3 finished runs." in [c.value for c in at.caption]
 
+
+def test_an_ensemble_whose_member_was_deleted_says_so_on_compare_and_predict(data_root, isolated_artifacts, capsys):
+    import streamlit as st
+
+    from leukdash.cli import main
+
+    from leukdash.engine.ensemble import create_ensemble
+
+    nb, knn = shipped_runs(isolated_artifacts, "nb", "knn")
+    joined = create_ensemble([nb, knn])["run_id"]
+    at = app("predict")
+    at.selectbox(key="predict_run").set_value(joined).run(timeout=TIMEOUT)
+    shutil.rmtree(isolated_artifacts / "runs" / knn)
+    st.cache_data.clear()
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    why = f"member run(s) {knn} gone or not whole; running their settings again"
+    [warning] = at.warning
+    assert why in warning.value and "no longer in the store" not in warning.value, warning.value
+    at = linked_compare([joined, nb])
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(c.value.startswith(f"Not compared: run '{joined}' is not a finished run") and why in c.value
+               for c in at.caption), [c.value for c in at.caption]
+    assert not any("not among the finished runs" in c.value for c in at.caption)
+    (data_root / "cell.png").write_bytes(png(1))
+    assert main(["predict", joined, str(data_root / "cell.png")]) == 2
+    said = capsys.readouterr().err.splitlines()[-1]  # after the log lines of Streamlit's caches
+    assert said.startswith(f"error: run '{joined}' is not a finished run") and why in said, said

@@ -32,7 +32,7 @@ from leukdash.errors import DatasetError, ImageDecodeError, LeukdashError, RunEr
 from leukdash.paths import error_line, printable
 from leukdash.data.preprocess import prepare_images, square_resize
 from leukdash.engine.machine import address_space_refusal
-from leukdash.engine.runner import damaged_fold_message
+from leukdash.engine.runner import damaged_fold_message, unfinished_error
 from leukdash.engine.store import RunStore
 from leukdash.engine.training import model_suffix
 from leukdash.evaluation.support import AnswerSupport, answer_support
@@ -228,6 +228,8 @@ def ensemble(run_id: str, store: RunStore | None = None, final: bool = False) ->
     key = (str(store.root), run_id) + (("final",) if final else ())
     if key not in _loaded:
         meta = store.finished_meta(run_id)
+        if store.missing_members(run_id, meta):  # said of the ensemble, not as a member that is not a run
+            raise unfinished_error(run_id, store)
         _loaded[key] = (RunEnsemble(run_id, meta, store, final) if is_ensemble(meta)
                         else FoldEnsemble(run_id, store, final))
         while len(_loaded) > MAX_LOADED_RUNS:
