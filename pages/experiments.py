@@ -132,7 +132,8 @@ def run_states(run_ids: list[str], sweeps: list[dict]) -> dict[str, str]:
 
 def announce(sweeps: list[dict]) -> None:
     """A toast for each sweep job that ended since this session last looked (or within the last
-    hour, for a new session: a job that finished after a reload is not lost)."""
+    hour, for a new session: a job that finished after a reload is not lost). A job is known by its
+    id and its start: a grid launched again after a cancel has the same id, and its end is news too."""
     announced = st.session_state.setdefault("_announced_jobs", set())
     watched = st.session_state.setdefault("_watched_jobs", set())
     for sweep in sweeps:
@@ -140,9 +141,10 @@ def announce(sweeps: list[dict]) -> None:
             watched.add(sweep["job_id"])
             continue
         recent = sweep["ended"] is not None and time.time() - sweep["ended"] < RECENT_SECONDS
-        if sweep["job_id"] in announced or not (recent or sweep["job_id"] in watched):
+        attempt = (sweep["job_id"], sweep["started"])
+        if attempt in announced or not (recent or sweep["job_id"] in watched):
             continue
-        announced.add(sweep["job_id"])
+        announced.add(attempt)
         done = sum(state == "finished" for state in sweep["runs"].values())
         st.toast(f"Sweep “{sweep['name']}” {sweep['state']}: {done} of {len(sweep['runs'])} runs finished.",
                  icon=":material/task_alt:" if sweep["state"] == "finished" else ":material/error:")

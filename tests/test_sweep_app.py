@@ -220,3 +220,22 @@ def test_a_setting_left_empty_is_named_by_its_fields_label(two_datasets):
     said = [e.value for e in at.error]
     for label in ("Classic models see", "Optimizers", "Batch sizes"):
         assert f"{label}: choose at least one." in said, said
+
+
+def test_a_sweep_launched_again_after_a_cancel_is_announced_when_it_ends(two_datasets, monkeypatch):
+    """The grid launched again reuses its sweep id: its end was taken for the cancelled job's, said already."""
+    import time
+
+    from leukdash.service import sweep_jobs
+
+    now = time.time()
+    status = {"job_id": "sweep-7b0a5790d172", "name": "grid", "state": "cancelled", "position": None,
+              "started": now - 60, "ended": now - 50, "runs": {"nb-0123456789ab": "cancelled"}, "progress": {},
+              "folds_done": 0, "folds": 2, "log_tail": "", "datasets": []}
+    monkeypatch.setattr(sweep_jobs, "list_sweep_jobs", lambda store=None: [status["job_id"]])
+    monkeypatch.setattr(sweep_jobs, "sweep_job_status", lambda job_id, store=None, log_lines=20: status)
+    at = experiments({"dataset": "tiny"})
+    assert [t.value for t in at.toast] == ["Sweep “grid” cancelled: 0 of 1 runs finished."]
+    status.update(state="finished", started=now - 10, ended=now, runs={"nb-0123456789ab": "finished"})
+    at.run(timeout=TIMEOUT)
+    assert [t.value for t in at.toast] == ["Sweep “grid” finished: 1 of 1 runs finished."]
