@@ -378,19 +378,22 @@ def preprocessed_audit(dataset: str, root: str, mode: str, fingerprint: str) -> 
 
 
 @st.cache_data(ttl=3, show_spinner=False)
+def store_survey(root: str) -> tuple[list[dict], dict[str, str]]:
+    """The store's runs and the run folders its listing skips, from one pass (see RunStore.survey):
+    a page that shows both reads every record once."""
+    from leukdash.engine.store import RunStore
+
+    return RunStore().survey()
+
+
 def runs(root: str) -> list[dict]:
     """Every run in the store, newest first (see RunStore.list_runs)."""
-    from leukdash.engine.store import RunStore
-
-    return RunStore().list_runs()
+    return store_survey(root)[0]
 
 
-@st.cache_data(ttl=3, show_spinner=False)
 def unreadable_runs(root: str) -> dict[str, str]:
     """Run folders the listing skips, each with why (see RunStore.unreadable_runs)."""
-    from leukdash.engine.store import RunStore
-
-    return RunStore().unreadable_runs()
+    return store_survey(root)[1]
 
 
 def why_unfinished(run_id: str) -> str:

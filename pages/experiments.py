@@ -20,7 +20,8 @@ from leukdash.reporting.plots import ERROR_BARS, metric_bars, setting_text, summ
 from leukdash.engine.progress import count, format_duration, format_span
 from leukdash.engine.sweep import MAX_SWEEP_RUNS
 from pages._shared import (VIEWER_NOTE, data_table, dataset_picker, deployment, kept, load_dataset_info,
-                           percent_columns, resolve, results, root, routed, runs, synthetic_note, visible_dataset)
+                           percent_columns, resolve, results, root, routed, runs, store_survey, synthetic_note,
+                           visible_dataset)
 
 routed(__file__)
 
@@ -110,7 +111,7 @@ def launch(configs: list[RunConfig], name: str, axes: dict) -> None:
         st.session_state["_launch_error"] = hide_roots(f"Could not launch: {error}")
         return
     st.session_state.setdefault("_watched_jobs", set()).add(job["run_id"])
-    runs.clear()
+    store_survey.clear()
 
 
 def sweep_statuses(limit: int = 20) -> list[dict]:
@@ -190,14 +191,14 @@ def live_progress(labels: dict[str, str]) -> None:
             if button.button("Cancel", key=f"cancel_{sweep['job_id']}", icon=":material/stop_circle:"):
                 with st.spinner("Stopping the job…"):
                     sweep_jobs.cancel_sweep_job(sweep["job_id"])
-                runs.clear()
+                store_survey.clear()
                 st.rerun()
     # Redraw the page with the results (or the errors) of any job this view showed that has ended,
     # while other jobs (perhaps other sessions') still run.
     shown, before = {s["job_id"] for s in running}, st.session_state.get("_live_jobs", set())
     st.session_state["_live_jobs"] = shown
     if before - shown or not running:
-        runs.clear()
+        store_survey.clear()
         st.rerun()
 
 
