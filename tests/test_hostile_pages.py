@@ -577,6 +577,7 @@ def test_an_ensemble_whose_member_was_deleted_says_so_on_compare_and_predict(dat
     from leukdash.cli import main
 
     from leukdash.engine.ensemble import create_ensemble
+    from leukdash.evaluation import predict
 
     nb, knn = shipped_runs(isolated_artifacts, "nb", "knn")
     joined = create_ensemble([nb, knn])["run_id"]
@@ -595,6 +596,7 @@ def test_an_ensemble_whose_member_was_deleted_says_so_on_compare_and_predict(dat
                for c in at.caption), [c.value for c in at.caption]
     assert not any("not among the finished runs" in c.value for c in at.caption)
     (data_root / "cell.png").write_bytes(png(1))
+    predict._loaded.clear()  # a command is a fresh process: the pages' warm-up may have loaded the models here
     assert main(["predict", joined, str(data_root / "cell.png")]) == 2
     said = capsys.readouterr().err.splitlines()[-1]  # after the log lines of Streamlit's caches
     assert said.startswith(f"error: run '{joined}' is not a finished run") and why in said, said
