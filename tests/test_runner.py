@@ -139,6 +139,31 @@ def test_killed_cnn_run_resumes_at_its_first_unfinished_fold(tiny_dataset, tmp_p
         assert a["val_acc"] == b["val_acc"] and a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-4)
 
 
+def test_a_resumed_run_keeps_the_record_of_its_first_attempt(tiny_dataset):
+    config = _config(tiny_dataset, model="nb")
+    first = run(config, n_jobs=1)
+    store, first_machine = RunStore(), {"cpu": "the first CPU", "cores": 1}
+    meta = {**store.read_meta(first["run_id"]), "created": 1000.0, "machine": first_machine}
+    store.write_meta(first["run_id"], meta)
+    store.fold_path(first["run_id"], 2).unlink()  # killed before its last fold
+    assert run(config, n_jobs=1)["computed_folds"] == [2]
+    resumed = store.read_meta(first["run_id"])
+    assert resumed["created"] == 1000.0 and resumed["machine"] == first_machine
+    [attempt] = resumed["resumed"]
+    assert attempt["folds"] == [2] and attempt["machine"]["cpu"] != "the first CPU" and attempt["time"] > 1000
+
+    # Another scikit-learn since: its folds would mix two setups under one record.
+    store.write_meta(first["run_id"], {**resumed, "versions": {**resumed["versions"], "scikit-learn": "0.1"}})
+    store.fold_path(first["run_id"], 1).unlink()
+    with pytest.raises(RunError, match=r"computed under other versions: scikit-learn 0\.1 \(here .*deleting "
+                                       r"its folder"):
+        run(config, n_jobs=1)
+    assert store.read_fold(first["run_id"], 0) is not None and store.read_fold(first["run_id"], 1) is None
+    # A CNN's dtype policy is the CPU's, and it does not change a classic run's numbers.
+    store.write_meta(first["run_id"], {**resumed, "versions": {**resumed["versions"], "cnn_dtype_policy": "other"}})
+    assert run(config, n_jobs=1)["computed_folds"] == [1]
+
+
 def test_paper_protocol_validates_on_augmented_copies(tiny_dataset):
     strict = run(_config(tiny_dataset, model="nb", protocol="strict", augment_factor=3), n_jobs=1)
     paper = run(_config(tiny_dataset, model="nb", protocol="paper", augment_factor=3), n_jobs=1)

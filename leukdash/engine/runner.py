@@ -24,7 +24,7 @@ from leukdash.engine.machine import describe_machine
 from leukdash.engine.progress import append_event
 from leukdash.engine.run_data import note_dataset_found, record_for
 from leukdash.engine.store import RunStore
-from leukdash.engine.versions import versions
+from leukdash.engine.versions import differing_versions, versions, versions_text
 from leukdash.paths import uploads_root
 
 SCALAR_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "balanced_acc", "macro_f1", "seconds")
@@ -263,7 +263,10 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
 
     inputs, tasks, left, by_id, arrays = {}, [], {}, {r.run_id: r for r in runs}, {}
     try:  # every run's folds planned before any run is stored: one refused (k above a fold's
-        # training set) stops them all, and leaves no folder behind, rather than half a sweep
+        # training set, folds of other versions) stops them all, and leaves no folder behind, rather than half a sweep
+        here = versions()
+        for r in runs:  # before any image is decoded
+            _check_resumable(r, store, here)
         for r in runs:
             # Decoding can take a while before the first fold starts: the dashboard shows it as a phase.
             emit(r.run_id, {"event": "loading", "run_id": r.run_id, "message": "loading and resizing the images"})
@@ -275,9 +278,10 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
         raise
     for r in runs:
         fold_ids = list(inputs[r.run_id].fold_ids)
-        store.write_meta(r.run_id, _meta(r, arrays.pop(r.run_id), fold_ids))
         done = store.completed_folds(r.run_id, len(fold_ids))
         missing = [f for f in fold_ids if f not in done]
+        store.write_meta(r.run_id, _attempt_meta(store.read_meta(r.run_id), _meta(r, arrays.pop(r.run_id), fold_ids),
+                                                 done, missing))
         emit(r.run_id, {"event": "start", "run_id": r.run_id, "folds": len(fold_ids), "missing": missing,
                         "done_folds": [f for f in fold_ids if f not in missing],
                         "epochs": r.config.epochs if r.config.is_cnn else None})
@@ -335,6 +339,36 @@ def _emit(path: Path, event: dict, on_event) -> None:
     append_event(path, event)
     if on_event:
         on_event(event)
+
+
+def _check_resumable(resolved: ResolvedRun, store: RunStore, here: dict) -> None:
+    """Refuse to resume a run whose stored folds were computed under other versions than ``here``
+    (:func:`versions` now: a package upgraded since, a CPU that trains CNNs in another precision):
+    its record would hold folds of two setups under one set of versions."""
+    stored = store.read_meta(resolved.run_id)
+    if stored is None or not store.completed_folds(resolved.run_id, len(stored["fold_ids"])):
+        return
+    differing = differing_versions(stored["versions"], here, resolved.config.is_cnn)
+    if differing:
+        raise RunError(f"run {resolved.run_id} has folds computed under other versions: "
+                       f"{versions_text(differing, stored['versions'], here, 'here')}; resuming it here would mix "
+                       f"two setups in one run: install the versions it records, or start it afresh by deleting "
+                       f"its folder {store.run_dir(resolved.run_id)}")
+
+
+def _attempt_meta(stored: dict | None, fresh: dict, done: list[int], missing: list[int]) -> dict:
+    """The meta to store for this attempt at a run: ``fresh`` (:func:`_meta`), except that the first
+    attempt's ``created`` is kept, and, while folds of earlier attempts are kept, the versions and
+    machine that computed them too (:func:`_check_resumable` refused other versions): this attempt,
+    its time, machine and the folds it sets out to compute, is added to the ``resumed`` list."""
+    if stored is None:
+        return fresh
+    first = {key: stored[key] for key in ("created", "versions", "machine", "resumed") if key in stored}
+    if not done:  # nothing of the earlier attempts is kept: this one computes every fold
+        return {**fresh, **({"created": first["created"]} if "created" in first else {})}
+    resumed = first.get("resumed") if isinstance(first.get("resumed"), list) else []
+    attempt = [{"time": time.time(), "machine": fresh["machine"], "folds": missing}] if missing else []
+    return {**fresh, **first, "resumed": resumed + attempt}
 
 
 def _meta(resolved: ResolvedRun, arrays, fold_ids: list[int]) -> dict:

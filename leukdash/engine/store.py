@@ -2,7 +2,8 @@
 
 Layout of a run folder::
 
-    meta.json           config, dataset info, versions, "created" time
+    meta.json           config, dataset info, versions, "created" time (the first attempt's: see
+                        the runner's ``_attempt_meta``), "resumed" attempts
     folds/fold_<i>.json {"checksum": sha256 of the result's canonical JSON, "result": {...},
                          "model": {"file": "fold_<i>.<suffix>", "sha256": of the model file}}
     models/fold_<i>.<suffix>

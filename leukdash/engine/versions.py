@@ -27,3 +27,20 @@ def versions() -> dict:
         except PackageNotFoundError:
             pass
     return found
+
+
+# How the one-line refusals name the keys of :func:`versions` that are not package names.
+_NAMES = {"engine": "leukdash engine", "cnn_dtype_policy": "CNN dtype policy"}
+
+
+def differing_versions(theirs: dict, ours: dict, cnn: bool) -> list[str]:
+    """The keys of two :func:`versions` that differ where results can: the platform is the
+    machine's, not a version; the CNN dtype policy (from the CPU) matters to CNN folds only."""
+    ignored = {"platform"} if cnn else {"platform", "cnn_dtype_policy"}
+    return [key for key in {**ours, **theirs} if key not in ignored and theirs.get(key) != ours.get(key)]
+
+
+def versions_text(keys: list[str], theirs: dict, ours: dict, ours_label: str) -> str:
+    """The ``keys`` that differ, one after another: ``scikit-learn 1.4.2 (this machine 1.5.0)``."""
+    return ", ".join(f"{_NAMES.get(key, key)} {theirs.get(key, 'none')} ({ours_label} {ours.get(key, 'none')})"
+                     for key in keys)

@@ -219,12 +219,11 @@ def task_failure(error: BaseException, task: FoldTask, address: str, source: str
 def other_versions(worker: str, theirs: dict, ours: dict, cnn: bool):
     """The one line (a RunError) for a fold that ``worker`` computed under versions (``theirs``,
     :func:`~leukdash.engine.versions.versions` there) other than this machine's (``ours``, which
-    the store records); None when they agree. The platform is the machine's, not a version; the
-    CNN dtype policy (from the CPU) matters to CNN folds only."""
+    the store records); None when they agree (see :func:`~leukdash.engine.versions.differing_versions`)."""
+    from leukdash.engine.versions import differing_versions, versions_text
     from leukdash.errors import RunError
 
-    ignored = {"platform"} if cnn else {"platform", "cnn_dtype_policy"}
-    differing = [key for key in {**ours, **theirs} if key not in ignored and theirs.get(key) != ours.get(key)]
+    differing = differing_versions(theirs, ours, cnn)
     if not differing:
         return None
     if differing == ["cnn_dtype_policy"]:  # the same code on another CPU kind: nothing to install
@@ -232,10 +231,8 @@ def other_versions(worker: str, theirs: dict, ours: dict, cnn: bool):
                         f"machine in {ours.get('cnn_dtype_policy')}: their CPUs differ in native bfloat16), which "
                         "gives other numbers: CNN runs need workers of this machine's CPU kind, or --scheduler local; "
                         "finished folds are kept")
-    names = {"engine": "leukdash engine", "cnn_dtype_policy": "CNN dtype policy"}
-    said = ", ".join(f"{names.get(key, key)} {theirs.get(key, 'none')} (this machine {ours.get(key, 'none')})"
-                     for key in differing)
-    return RunError(f"a Dask worker {worker} runs {said}: install the same versions there; finished folds are kept")
+    return RunError(f"a Dask worker {worker} runs {versions_text(differing, theirs, ours, 'this machine')}: install "
+                    "the same versions there; finished folds are kept")
 
 
 class ChildDied(RuntimeError):
