@@ -164,6 +164,38 @@ def test_a_resumed_run_keeps_the_record_of_its_first_attempt(tiny_dataset):
     assert run(config, n_jobs=1)["computed_folds"] == [1]
 
 
+def test_a_runs_meta_as_config_file_finishes_that_run_from_any_folder(tiny_dataset, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from leukdash.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_dataset, tmp_path / "first" / "ds")
+    monkeypatch.chdir(tmp_path / "first")
+    config = _config("ds", model="nb")  # a relative path, as typed
+    run_id = run(config, n_jobs=1)["run_id"]
+    meta = RunStore().run_dir(run_id) / "meta.json"
+    RunStore().fold_path(run_id, 0).unlink()
+    # Elsewhere "ds" names other images (two of them left out), or none: the run's own folder is used.
+    shutil.copytree(tiny_dataset, tmp_path / "second" / "ds")
+    for image in sorted((tmp_path / "second" / "ds").rglob("*.png"))[:2]:
+        image.unlink()
+    monkeypatch.chdir(tmp_path / "second")
+    assert main(["run", "--config-file", str(meta), "--quiet", "--json"]) == 0
+    finished = json.loads(capsys.readouterr().out)
+    assert finished["run_id"] == run_id and finished["computed_folds"] == [0]
+    assert RunStore().read_meta(run_id)["config"]["dataset"] == "ds"  # the record keeps what was typed
+
+    # The run's own images changed: its settings give another run now, which is refused, not computed.
+    RunStore().fold_path(run_id, 1).unlink()
+    shutil.rmtree(tmp_path / "first")
+    assert main(["run", "--config-file", str(meta), "--quiet"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: cannot finish run {run_id}: its settings give run nb-") and "on the images of ds" \
+        in line, line
+    assert [entry["run_id"] for entry in RunStore().list_runs()] == [run_id]
+
+
 def test_paper_protocol_validates_on_augmented_copies(tiny_dataset):
     strict = run(_config(tiny_dataset, model="nb", protocol="strict", augment_factor=3), n_jobs=1)
     paper = run(_config(tiny_dataset, model="nb", protocol="paper", augment_factor=3), n_jobs=1)

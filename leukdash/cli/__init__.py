@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", dest="dataset_option", metavar="DATASET", help="the same as DATASET")
     add_run_options(run)
     run.add_argument("--config-file", type=_path("the config file"),
-                     help="a JSON run config (as written by the dashboard)")
+                     help="a JSON run config (as written by the dashboard), or a run's meta.json: finishes that run")
     run.add_argument("--final-model", action="store_true",
                      help="then also train the final model on all images of the run (see refit)")
     add_pool_options(run)

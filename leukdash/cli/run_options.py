@@ -157,8 +157,11 @@ def check_grid_size(n_runs: int, max_runs: int | None) -> None:
 
 
 def _config_file(path: Path) -> RunConfig:
-    """The config in a JSON file: a config object, or a run's ``meta.json`` (its ``config``)."""
+    """The config in a JSON file: a config object, or a run's ``meta.json``: the config that
+    finishes that run (:func:`~leukdash.engine.runner.config_to_finish`)."""
     from leukdash.data.files import read_regular_file
+    from leukdash.engine.record_shapes import is_meta
+    from leukdash.engine.runner import config_to_finish
     from leukdash.engine.store import parse_json
 
     try:
@@ -167,6 +170,8 @@ def _config_file(path: Path) -> RunConfig:
         raise LeukdashError(f"cannot read config file {path}: {error}") from None
     except ValueError:  # not UTF-8, or not JSON
         raise LeukdashError(f"config file {path} is not a JSON text file") from None
+    if is_meta(values) and values.get("kind") != "ensemble":
+        return config_to_finish(values)
     if isinstance(values, dict) and isinstance(values.get("config"), dict) and "run_id" in values:
         values = values["config"]
     if not isinstance(values, dict):

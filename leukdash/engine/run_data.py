@@ -69,11 +69,7 @@ def open_run_dataset(meta: dict, store: RunStore | None = None):
 
     info = meta["dataset"]
     differing, failure = [], None  # folders found that hold other images now; why one was not found
-    # As the run was given it (a name, a path), then the folder it was read from: a relative path
-    # read from another working folder (a notebook's %cd) may name another folder, or none; then
-    # the folders it was answered for since, newest first.
-    also = found_at(meta["run_id"], store or RunStore())[::-1]
-    for source in dict.fromkeys(s for s in (meta["config"]["dataset"], info.get("path"), *also) if s):
+    for source in dataset_sources(meta, store or RunStore()):
         try:
             dataset = open_dataset(source)
         except LeukdashError as error:  # found by name no more, or that folder is gone
@@ -95,6 +91,15 @@ def open_run_dataset(meta: dict, store: RunStore | None = None):
                    f"{printable(str(info.get('path')))}), which are gone: {failure}; put that folder back "
                    "(a dataset known by name: set LEUKDASH_DATA to the folder that holds it), or run the same "
                    "command on the images' new folder (answered from the store, the run then finds them there)")
+
+
+def dataset_sources(meta: dict, store: RunStore) -> list[str]:
+    """Where a run's images may be, in the order to try them: as the run was given them (a name, a
+    path), then the folder they were read from (a relative path read from another working folder, a
+    notebook's %cd, may name another folder, or none), then the folders it was answered for since,
+    newest first."""
+    also = found_at(meta["run_id"], store)[::-1]
+    return list(dict.fromkeys(s for s in (meta["config"]["dataset"], meta["dataset"].get("path"), *also) if s))
 
 
 def validation_folds(run_id: str, n_images: int, store: RunStore | None = None):

@@ -19,13 +19,13 @@ from leukdash.atomic import write_bytes_atomic
 from leukdash.config import RunConfig, dataset_parts, stable_hash
 from leukdash.data.dataset import Dataset, check_class_counts
 from leukdash.data.discovery import open_dataset
-from leukdash.errors import ConfigError, DatasetError, RunError
+from leukdash.errors import ConfigError, DatasetError, LeukdashError, RunError
 from leukdash.engine.machine import describe_machine
 from leukdash.engine.progress import append_event
 from leukdash.engine.run_data import note_dataset_found, record_for
 from leukdash.engine.store import RunStore
 from leukdash.engine.versions import differing_versions, versions, versions_text
-from leukdash.paths import uploads_root
+from leukdash.paths import printable, uploads_root
 
 SCALAR_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "balanced_acc", "macro_f1", "seconds")
 
@@ -55,6 +55,34 @@ def resolve(config: RunConfig) -> ResolvedRun:
     if sessions:  # the same bytes uploaded in two sessions are two runs: neither learns of the other's
         key["upload_sessions"] = sessions
     return ResolvedRun(config, dataset, f"{config.model}-{stable_hash(key)}")
+
+
+def config_to_finish(meta: dict, store: RunStore | None = None) -> RunConfig:
+    """The config that computes the run ``meta`` (its ``meta.json``) records, to finish it: its
+    dataset as given while that still gives the run, else the folder its images were read from (or
+    one it was answered for since): a relative path given in another working folder names other
+    images, or none. Refused, naming both ids, when the settings give another run now (its images
+    changed, another engine version)."""
+    from dataclasses import replace
+
+    from leukdash.engine.run_data import dataset_sources, open_run_dataset
+
+    config, failure, other = RunConfig.from_dict(meta["config"]), None, None
+    for source in dataset_sources(meta, store or RunStore()):
+        try:
+            resolved = resolve(replace(config, dataset=source))
+        except LeukdashError as error:  # that name or folder is gone: the next one may hold the images
+            failure = failure or error
+            continue
+        if resolved.run_id == meta["run_id"]:
+            return resolved.config
+        other = other or (resolved.run_id, source)
+    if other is None:  # no source gives a run: the images are gone, which this says with where they were read
+        open_run_dataset(meta, store or RunStore())
+        raise failure
+    raise RunError(f"cannot finish run {meta['run_id']}: its settings give run {other[0]} now, on the images of "
+                   f"{printable(other[1])} (files added, removed or changed since, or another leukdash engine): "
+                   "put the run's images back, or run the settings on the images as they are (a new run)")
 
 
 def upload_sessions(dataset: str) -> list[str]:
@@ -143,8 +171,8 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
         result = load_result(r.run_id, store)
         if result is None:
             raise RunError(f"run {r.run_id} did not complete")
-        if not computed[r.run_id]:  # answered from the store: told for the folder given now
-            note_dataset_found(r.run_id, r.dataset, store)
+        note_dataset_found(r.run_id, r.dataset, store)  # answered, or resumed, for a folder it did not know
+        if len(computed[r.run_id]) < len(result["folds"]):  # folds of the store: told for the folder given now
             result = {**result, "dataset": record_for(result["dataset"], r.dataset)}
         results.append({**result, "cached": not computed[r.run_id], "computed_folds": computed[r.run_id],
                         "seconds": seconds})
@@ -358,16 +386,18 @@ def _check_resumable(resolved: ResolvedRun, store: RunStore, here: dict) -> None
 
 def _attempt_meta(stored: dict | None, fresh: dict, done: list[int], missing: list[int]) -> dict:
     """The meta to store for this attempt at a run: ``fresh`` (:func:`_meta`), except that the first
-    attempt's ``created`` is kept, and, while folds of earlier attempts are kept, the versions and
-    machine that computed them too (:func:`_check_resumable` refused other versions): this attempt,
-    its time, machine and the folds it sets out to compute, is added to the ``resumed`` list."""
+    attempt's ``created`` is kept, and, while folds of earlier attempts are kept, its config (the
+    dataset as given), dataset record, and the versions and machine that computed them
+    (:func:`_check_resumable` refused other versions): this attempt, its time, machine, the folder
+    its images were read from and the folds it sets out to compute, is added to ``resumed``."""
     if stored is None:
         return fresh
-    first = {key: stored[key] for key in ("created", "versions", "machine", "resumed") if key in stored}
     if not done:  # nothing of the earlier attempts is kept: this one computes every fold
-        return {**fresh, **({"created": first["created"]} if "created" in first else {})}
-    resumed = first.get("resumed") if isinstance(first.get("resumed"), list) else []
-    attempt = [{"time": time.time(), "machine": fresh["machine"], "folds": missing}] if missing else []
+        return {**fresh, **{key: stored[key] for key in ("created",) if key in stored}}
+    first = {key: stored[key] for key in ("created", "config", "dataset", "versions", "machine") if key in stored}
+    resumed = stored.get("resumed") if isinstance(stored.get("resumed"), list) else []
+    attempt = [{"time": time.time(), "machine": fresh["machine"], "dataset_path": fresh["dataset"]["path"],
+                "folds": missing}] if missing else []
     return {**fresh, **first, "resumed": resumed + attempt}
 
 
