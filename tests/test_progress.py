@@ -26,6 +26,16 @@ def test_append_and_read_keep_order_and_stamp_time(tmp_path):
     assert path.read_text().count("\n") == 2
 
 
+def test_numbers_that_are_not_finite_are_written_as_null(tmp_path):
+    import json
+
+    path = tmp_path / "progress.jsonl"
+    append_event(path, {"event": "epoch", "metrics": {"loss": float("nan"), "val_loss": float("inf"), "acc": 0.5},
+                        "history": [float("-inf"), 1.0]})
+    strict = json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert strict["metrics"] == {"loss": None, "val_loss": None, "acc": 0.5} and strict["history"] == [None, 1.0]
+
+
 def test_read_events_tolerates_torn_last_line_and_missing_file(tmp_path):
     path = tmp_path / "progress.jsonl"
     assert read_events(path) == []

@@ -196,6 +196,19 @@ def test_a_runs_meta_as_config_file_finishes_that_run_from_any_folder(tiny_datas
     assert [entry["run_id"] for entry in RunStore().list_runs()] == [run_id]
 
 
+def test_a_cnn_that_diverges_says_so_in_one_line_and_keeps_its_finished_folds(tiny_dataset):
+    config = _config(tiny_dataset, model="cnn", learning_rate=10, epochs=3, batch_size=8)
+    with pytest.raises(RunError, match=r"^fold \d: the CNN's training diverged \(loss not finite\) at learning rate "
+                                       r"10: give a lower --learning-rate; finished folds are kept$"):
+        run(config, n_jobs=1)
+    run_id = resolve(config).run_id
+    lines = RunStore().progress_path(run_id).read_text().splitlines()
+    events = [json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in {line}")) for line in lines]
+    assert any(event["event"] == "epoch" and None in event["metrics"].values() for event in events)
+    assert events[-1]["event"] == "failed" and "diverged" in events[-1]["message"]
+    assert RunStore().read_meta(run_id) is not None  # the run stays, partial, with any fold it finished
+
+
 def test_paper_protocol_validates_on_augmented_copies(tiny_dataset):
     strict = run(_config(tiny_dataset, model="nb", protocol="strict", augment_factor=3), n_jobs=1)
     paper = run(_config(tiny_dataset, model="nb", protocol="paper", augment_factor=3), n_jobs=1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import threading
 import time
@@ -33,7 +34,7 @@ TERMINAL = ("done", "failed", "cancelled")
 
 def append_event(path: Path, event: dict) -> None:
     """Append one event as a JSON line, stamped with ``time`` unless it carries one."""
-    line = json.dumps({"time": time.time(), **event}, default=str) + "\n"
+    line = json.dumps(_finite({"time": time.time(), **event}), default=str) + "\n"
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +46,18 @@ def append_event(path: Path, event: dict) -> None:
             os.close(fd)
     except OSError as error:  # a full disk or a read-only store: one line that names the file
         raise explain(error, path) or error from None
+
+
+def _finite(value):
+    """``value`` with each number that is not finite (a diverged CNN's loss) as None: JSON has no
+    NaN or Infinity, and a line that holds them is not JSON to other readers (a browser, jq)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def read_events(path: Path) -> list[dict]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from leukdash.atomic import write_atomic
 from leukdash.config import RunConfig
-from leukdash.errors import ConfigError, DatasetError
+from leukdash.errors import ConfigError, DatasetError, RunError
 from leukdash.data.arrays import decoded_cache, load_arrays, write_cache
 from leukdash.data.dataset import Dataset, LoadedImages
 from leukdash.paths import artifacts_root
@@ -293,6 +293,12 @@ def _train_cnn(config, fold, n_classes, train_images, train_labels, val_images, 
         epoch_data=epoch_data if augmented else None, on_epoch=on_epoch,
     )
     proba = cnn.predict_proba(model, val_images)
+    if not (np.isfinite(history["loss"][-1]) and np.isfinite(proba).all()):
+        # A diverged model answers NaN, which no metric can score: said here, before it is saved.
+        rate = config.learning_rate or cnn.default_learning_rate(config.architecture, config.optimizer)
+        which = "the final model" if fold == FINAL_SEED_INDEX else f"fold {fold + 1}"
+        raise RunError(f"{which}: the CNN's training diverged (loss not finite) at learning rate {rate:g}: give a "
+                       "lower --learning-rate; finished folds are kept")
     return model, proba, history["acc"][-1], history["loss"][-1], history
 
 

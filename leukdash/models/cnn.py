@@ -313,8 +313,10 @@ def _precise_batchnorm(model, images) -> None:
             x = np.concatenate([np.asarray(probe.predict_on_batch(images[i:i + PREDICT_BATCH]), dtype=np.float64)
                                 for i in range(0, len(images), PREDICT_BATCH)])
             x = x.reshape(-1, x.shape[-1])
-            layer.moving_mean.assign(x.mean(axis=0).astype(np.float32))
-            layer.moving_variance.assign(x.var(axis=0).astype(np.float32))
+            # A diverged model's activations overflow float32: the run says it diverged, in one line.
+            with np.errstate(over="ignore", invalid="ignore"):
+                layer.moving_mean.assign(x.mean(axis=0).astype(np.float32))
+                layer.moving_variance.assign(x.var(axis=0).astype(np.float32))
 
 
 def adapted(model, images):
