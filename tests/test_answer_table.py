@@ -68,7 +68,7 @@ def test_each_row_holds_the_headline_and_every_verdict_in_the_files_order(tiny_d
     answer = headline(entries[2])
     assert main(["predict", run_id, str(own), "--json"]) == 0
     said = json.loads(capsys.readouterr().out)["predictions"][0]["answer"]
-    assert said == {"predicted": answer["predicted"], "probability": round(answer["probability"], 4),
+    assert said == {"predicted": answer["predicted"], "probability": pytest.approx(answer["probability"], abs=5e-4),
                     "answer_from": "out-of-fold"}
     assert main(["predict", run_id, str(own)]) == 0
     first = capsys.readouterr().out.splitlines()[0]
@@ -143,6 +143,35 @@ def test_oof_lists_each_validated_image_once_with_the_answer_of_its_fold(tiny_da
             assert np.mean(mine) == pytest.approx(fold["val_acc"])
         assert len(mine) == sum(copy == 0 for copy in fold["oof"]["copy"])
     assert all(float(row[f"p_{row['predicted']}"]) == max(float(row[f"p_{c}"]) for c in CLASSES) for row in rows)
+
+
+def test_exported_probabilities_are_rows_that_sum_to_one(tiny_dataset, tmp_path, capsys):
+    """A 3-NN's thirds rounded class by class sum to 0.9999 (GaussianNB's stored rows sum to 1 +- 2e-4):
+    `oof`, `predict` and their tables give rows that sum to 1 within 1e-6, which scikit-learn takes
+    as probabilities."""
+    from sklearn.metrics import roc_auc_score
+
+    from leukdash.cli import main
+    from leukdash.evaluation.answer_table import exported_probabilities
+
+    assert exported_probabilities({"ALL": 0.8272, "HEALTHY": 0.17257}) == {"ALL": 0.82739, "HEALTHY": 0.17261}
+    run_id = run(RunConfig(dataset=str(tiny_dataset), model="knn", k=3, feature_set="pixels", image_size=16,
+                           augment_factor=1, folds=2), n_jobs=1)["run_id"]
+    assert main(["oof", run_id]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert main(["oof", run_id, "--json"]) == 0
+    images = json.loads(capsys.readouterr().out)["images"]
+    for table in (rows, images):
+        scores = np.array([[float(row[f"p_{c}"]) for c in CLASSES] for row in table])
+        assert np.abs(scores.sum(axis=1) - 1).max() <= 1e-6
+        assert 0 <= roc_auc_score([row["true"] for row in table], scores, multi_class="ovr", labels=CLASSES) <= 1
+    own = sorted((tiny_dataset / "ALL").glob("*.png"))[:2]
+    assert main(["predict", run_id, *map(str, own), "--csv"]) == 0
+    assert all(abs(sum(float(row[f"p_{c}"]) for c in CLASSES) - 1) <= 1e-6 for row in _rows(capsys.readouterr().out))
+    assert main(["predict", run_id, *map(str, own), "--json"]) == 0
+    for said in json.loads(capsys.readouterr().out)["predictions"]:
+        assert abs(sum(said["probabilities"].values()) - 1) <= 1e-6
+        assert abs(sum(said["known"]["probabilities"].values()) - 1) <= 1e-6
 
 
 def test_oof_names_images_by_index_when_the_runs_dataset_is_gone_and_says_why(tiny_dataset, tmp_path, capsys):

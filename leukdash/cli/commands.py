@@ -73,6 +73,17 @@ def run(args) -> int:
     return 0
 
 
+def _exported(prediction: dict) -> dict:
+    """A prediction as ``--json`` gives it: its probabilities, and those of a known image's
+    out-of-fold model, as the tables give them (rows that sum to 1)."""
+    from leukdash.evaluation.answer_table import exported_probabilities
+
+    known = prediction.get("known") or {}
+    return {**prediction, "probabilities": exported_probabilities(prediction["probabilities"]),
+            **({"known": {**known, "probabilities": exported_probabilities(known["probabilities"])}}
+               if known.get("probabilities") else {})}
+
+
 def sweep(args) -> int:
     from leukdash.engine.sweep import resume_sweep, run_sweep
     from leukdash.metrics import std_text
@@ -217,7 +228,8 @@ def predict(args) -> int:
 
         headlined = ("predicted", "probability", "answer_from")  # beside the ensemble's: --csv's and Predict's
         answered = [entry if "error" in entry else
-                    {**entry, "answer": {key: answer_row(entry)[key] for key in headlined}} for entry in predictions]
+                    {**_exported(entry), "answer": {key: answer_row(entry)[key] for key in headlined}}
+                    for entry in predictions]
         print_json({"run_id": args.run_id, **({"adapted": True} if args.adapt else {}),
                     **({"warnings": warnings} if warnings else {}), "predictions": answered})
     else:

@@ -52,13 +52,14 @@ def answer_row(entry: dict) -> dict:
         return {"file": entry["file"], "error": entry["error"]}
     answer = headline(entry)
     ood = entry.get("ood")
+    probabilities = exported_probabilities(answer["probabilities"])
     return {
         "file": entry["file"],
         "predicted": answer["predicted"],
-        "probability": round(answer["probability"], 4),
+        "probability": probabilities[answer["predicted"]],
         "answer_from": answer["source"],
         "votes": "; ".join(f"{label} {count}" for label, count in answer["votes"]),
-        **{f"p_{label}": round(p, 4) for label, p in answer["probabilities"].items()},
+        **{f"p_{label}": p for label, p in probabilities.items()},
         "outside_training": _check(ood, lambda c: "yes" if c["outside"] else "no"),
         "outside_view": _check(ood, lambda c: c.get("view", "prepared") if c["outside"] else ""),
         "distance_percentile": "" if not ood or "error" in ood else round(ood["percentile"], 1),
@@ -89,7 +90,7 @@ def external_csv(results: list[dict]) -> str:
                       "correct": "yes" if row["true"] == row["predicted"] else "no",
                       # a tie, counted as the first tied class; absent from results stored before ties were marked
                       "undecided": {True: "yes", False: "no"}.get(row.get("undecided"), ""),
-                      **{f"p_{c}": round(v, 4) for c, v in row["probabilities"].items()},
+                      **{f"p_{c}": v for c, v in exported_probabilities(row["probabilities"]).items()},
                       "outside_training": "yes" if row["outside_training"] else "no",
                       "likely_wrong": "yes" if row["likely_wrong"] else "no",
                       # absent from results stored before the support check
@@ -115,8 +116,22 @@ def out_of_fold_rows(run_id: str, store=None) -> list[dict]:
                for i, copy in zip(fold["oof"]["index"], fold["oof"]["copy"]) if copy == 0}
     names = _image_names(run_id, store, index, true)
     return [{"file": names[n], "true": classes[t], "fold": fold_of[int(i)], "predicted": classes[int(p.argmax())],
-             "correct": "yes" if p.argmax() == t else "no", **{f"p_{c}": round(float(v), 4) for c, v in zip(classes, p)}}
+             "correct": "yes" if p.argmax() == t else "no",
+             **{f"p_{c}": v for c, v in exported_probabilities(dict(zip(classes, p))).items()}}
             for n, (i, t, p) in enumerate(zip(index, true, proba))]
+
+
+def exported_probabilities(probabilities: dict) -> dict:
+    """An image's class probabilities as the tables and ``--json`` give them: divided by their sum,
+    with 6 decimals and the rounding's remainder on the largest, so that they sum to 1 within 1e-6,
+    as tools that take probabilities check (scikit-learn's ``roc_auc_score``): GaussianNB's rows
+    sum to 1 +- 2e-4 (float32 features), and rounding each class on its own drifts. The stored
+    records and the figures keep what the models gave."""
+    values = np.asarray(list(probabilities.values()), dtype=float)
+    rounded = np.round(values / values.sum(), 6)
+    top = int(rounded.argmax())
+    rounded[top] = round(1.0 - (rounded.sum() - rounded[top]), 6)
+    return dict(zip(probabilities, rounded.tolist()))
 
 
 def confident_mistakes(run_id: str, store=None, limit: int = 24) -> list[dict]:
