@@ -72,6 +72,8 @@ def test_several_pairs_are_one_family_adjusted_by_holm(tiny_dataset):
         assert run["roc_auc"] == pytest.approx(roc_auc_score(label_binarize(true, classes=range(5)), proba,
                                                              average="micro"))
         assert f"{run['roc_auc']:.4f}" in next(line for line in text.splitlines() if line.startswith(run["run_id"]))
+        assert run["roc_auc_kind"] == "micro-average of 5 classes, one vs rest"  # which AUC it is, said
+    assert "roc_auc: pooled out-of-fold, micro-average of 5 classes, one vs rest (of two classes the first" in text
 
 
 def test_holm_adjustment_on_a_known_family():

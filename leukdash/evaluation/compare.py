@@ -41,10 +41,11 @@ def compare_runs(run_ids, store: RunStore | None = None) -> dict:
     on the same images."""
     results = load_results(distinct_runs(run_ids), store)
     labels = run_labels(results)
+    rocs = [out_of_fold_roc(r) for r in results]
     runs = [{"run_id": r["run_id"], "label": label, "config": r["config"],
              "dataset": r["dataset"]["name"], "summary": r["summary"],
              "val_acc_per_fold": [f["val_acc"] for f in r["folds"]],
-             "roc_auc": out_of_fold_roc(r)["auc"]} for r, label in zip(results, labels)]
+             "roc_auc": roc["auc"], "roc_auc_kind": roc["kind"]} for r, label, roc in zip(results, labels, rocs)]
     label_of = dict(zip((r["run_id"] for r in results), labels))
     correct = {r["run_id"]: _correct_by_image(r) for r in results}  # once per run, not once per pair
     tests = []
@@ -143,6 +144,9 @@ def format_comparison(comparison: dict) -> str:
         auc = "n/a" if run.get("roc_auc") is None else f"{run['roc_auc']:.4f}"
         lines.append(f"{run['run_id']:<18} {run['label']:<{width}} {acc['mean']:>8.4f} {std:>7} "
                      f"{acc['min']:>7.4f} {acc['max']:>7.4f} {auc:>8}")
+    kinds = dict.fromkeys(run["roc_auc_kind"] for run in comparison["runs"])
+    lines.append(f"roc_auc: pooled out-of-fold, {'; '.join(kinds)} (of two classes the first is the positive one; "
+                 "of more, every image and class is one decision)")
     family = sum(test["p_value"] is not None for test in comparison["mcnemar"])
     for test in comparison["mcnemar"]:
         p = "n/a" if test["p_value"] is None else f"{test['p_value']:.4g}"
