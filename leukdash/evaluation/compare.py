@@ -23,11 +23,13 @@ def run_label(config: dict) -> str:
 
 
 def load_results(run_ids, store: RunStore | None = None) -> list[dict]:
+    """The finished runs named, in their order, each once (:func:`distinct_runs`)."""
     store = store or RunStore()
-    results = []
-    for run_id in run_ids:
-        results.append(finished_result(run_id, store))
-    return results
+    results = {}
+    for run_id in run_ids:  # each checked first: a run's result given for its id is named as such
+        result = finished_result(run_id, store)
+        results.setdefault(result["run_id"], result)
+    return list(results.values())
 
 
 def distinct_runs(run_ids) -> list[str]:
@@ -37,9 +39,9 @@ def distinct_runs(run_ids) -> list[str]:
 
 
 def compare_runs(run_ids, store: RunStore | None = None) -> dict:
-    """Summaries of several runs (:func:`distinct_runs`) and a McNemar test for every pair evaluated
+    """Summaries of several runs (each once) and a McNemar test for every pair evaluated
     on the same images."""
-    results = load_results(distinct_runs(run_ids), store)
+    results = load_results(run_ids, store)
     labels = run_labels(results)
     rocs = [out_of_fold_roc(r) for r in results]
     runs = [{"run_id": r["run_id"], "label": label, "config": r["config"],
@@ -144,9 +146,10 @@ def format_comparison(comparison: dict) -> str:
         auc = "n/a" if run.get("roc_auc") is None else f"{run['roc_auc']:.4f}"
         lines.append(f"{run['run_id']:<18} {run['label']:<{width}} {acc['mean']:>8.4f} {std:>7} "
                      f"{acc['min']:>7.4f} {acc['max']:>7.4f} {auc:>8}")
-    kinds = dict.fromkeys(run["roc_auc_kind"] for run in comparison["runs"])
-    lines.append(f"roc_auc: pooled out-of-fold, {'; '.join(kinds)} (of two classes the first is the positive one; "
-                 "of more, every image and class is one decision)")
+    kinds = dict.fromkeys(run["roc_auc_kind"] for run in comparison["runs"] if run.get("roc_auc") is not None)
+    if kinds:  # what the figures are, where there are figures
+        lines.append(f"roc_auc: pooled out-of-fold, {'; '.join(kinds)} (of two classes the first is the positive "
+                     "one; of more, every image and class is one decision)")
     family = sum(test["p_value"] is not None for test in comparison["mcnemar"])
     for test in comparison["mcnemar"]:
         p = "n/a" if test["p_value"] is None else f"{test['p_value']:.4g}"
