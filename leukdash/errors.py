@@ -27,3 +27,23 @@ class StoreError(LeukdashError):
 
 class FileRefused(LeukdashError):
     """A path names something that is not read: not a regular file, too large, or unreadable."""
+
+
+def interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or SIGTERM unwinding like it) that ``error`` was raised while handling, if any:
+    an interrupt that lands inside numpy or joblib code can come out as another error (a ValueError)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def raise_interrupt_behind(error: BaseException) -> None:
+    """Raise the interrupt behind ``error``, if any: a read or load that the user stopped must not be
+    taken for a damaged file (moved aside, its fold discarded) nor said as a load failure."""
+    interrupt = interrupt_behind(error)
+    if interrupt is not None:
+        raise interrupt

@@ -308,6 +308,49 @@ def test_an_intact_model_that_this_process_cannot_load_is_said_and_its_fold_is_k
     assert len(predict.FoldEnsemble(run_id).models) == len(folds)
 
 
+def interrupted_load(path):
+    """A Ctrl-C that lands inside numpy or joblib code and comes out as another error."""
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        raise ValueError("'\\x00' is not a valid PEP 3118 buffer format string") from None
+
+
+def test_an_interrupted_load_of_an_unhashed_fold_is_an_interrupt_and_keeps_the_fold(template, tiny_dataset,
+                                                                                    monkeypatch, capsys):
+    """Folds stored before model hashes are discarded when their model fails to load; a Ctrl-C
+    during the load is no such failure: it exits 130 with the interrupt's line, the folds all kept."""
+    from leukdash.cli import main
+    from leukdash.models import classic
+
+    run_id = stored(template)
+    for record in (RunStore().run_dir(run_id) / "folds").iterdir():
+        edited(record, lambda fold: {key: value for key, value in fold.items() if key != "model"})
+    folds = sorted((RunStore().run_dir(run_id) / "folds").iterdir())
+    monkeypatch.setattr(classic, "load", interrupted_load)
+    with pytest.raises(KeyboardInterrupt):
+        predict.FoldEnsemble(run_id)
+    capsys.readouterr()
+    assert main(["predict", run_id, str(sorted(tiny_dataset.glob("ALL/*.png"))[0])]) == 130
+    assert capsys.readouterr().err == ("interrupted: what it stores is written whole or not at all; "
+                                       "run the same command again\n")
+    assert sorted((RunStore().run_dir(run_id) / "folds").iterdir()) == folds
+
+
+def test_an_interrupted_read_of_a_record_keeps_it_in_place(template, monkeypatch):
+    from leukdash.engine import store
+
+    run_id = stored(template)
+    folds = sorted((RunStore().run_dir(run_id) / "folds").iterdir())
+    monkeypatch.setattr(store, "read_json", interrupted_load)
+    for read in (lambda: RunStore().read_fold(run_id, 0), lambda: RunStore().read_meta(run_id),
+                 lambda: RunStore().model_hashed(run_id, 0)):
+        with pytest.raises(KeyboardInterrupt):
+            read()
+    assert sorted((RunStore().run_dir(run_id) / "folds").iterdir()) == folds
+    assert (RunStore().run_dir(run_id) / "meta.json").is_file()
+
+
 # --------------------------------------------------------------------------- the pages
 
 

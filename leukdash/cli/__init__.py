@@ -21,7 +21,7 @@ from leukdash.cli import commands as cmd
 from leukdash.cli.output import GuardedOutput
 from leukdash.cli.run_options import add_pool_options, add_run_options
 from leukdash.atomic import explained_errors
-from leukdash.errors import LeukdashError
+from leukdash.errors import LeukdashError, interrupt_behind
 from leukdash.paths import check_artifacts_root, printable
 
 
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         # Cleaning up after an interrupt (ending workers, closing files) can fail in turn; the user
         # still stopped the command, and is told so rather than shown the clean-up's traceback.
-        interrupt = _interrupt_behind(error)
+        interrupt = interrupt_behind(error)
         if interrupt is not None:
             return _interrupted(interrupt, args)
         from leukdash.engine.machine import out_of_processes
@@ -119,17 +119,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         sys.stdout = stdout
-
-
-def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
-    """The Ctrl-C or :class:`Stopped` that ``error`` was raised while handling, if any."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, KeyboardInterrupt):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
 
 
 def _interrupted(error: KeyboardInterrupt, args) -> int:

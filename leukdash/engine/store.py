@@ -42,7 +42,7 @@ from pathlib import Path
 from leukdash import paths
 from leukdash.engine.record_shapes import is_meta, is_summary
 from leukdash.atomic import clean_orphans_once, is_temporary, write_bytes_atomic
-from leukdash.errors import RunError
+from leukdash.errors import RunError, raise_interrupt_behind
 
 _RUN_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
@@ -204,7 +204,8 @@ class RunStore:
         :meth:`read_fold` accepts the fold, the file holds the bytes the fold saved."""
         try:
             model = read_json(self.fold_path(run_id, fold)).get("model")
-        except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        except (OSError, ValueError, UnicodeDecodeError, AttributeError) as error:
+            raise_interrupt_behind(error)  # a fold said unhashed is discarded when its model fails to load
             return False
         return isinstance(model, dict) and isinstance(model.get("sha256"), str)
 
@@ -232,7 +233,8 @@ class RunStore:
         record_path = self.fold_path(run_id, fold)
         try:
             record = read_json(record_path)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError) as error:
+            raise_interrupt_behind(error)
             return record_path
         if record is None:  # moved aside by an earlier read: for its model, if that copy is whole
             aside = _latest_moved_aside(record_path)
@@ -387,7 +389,8 @@ class RunStore:
         and (the file moved aside) if it is not JSON or not of the shape ``valid`` asks for."""
         try:
             content = read_json(path)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError) as error:
+            raise_interrupt_behind(error)  # stopped while reading: the file is not damaged, keep it
             content = _DAMAGED
         except OSError as error:  # there, and not readable: not damaged, so nothing is moved
             raise UnreadableRecord(path, error) from None

@@ -28,7 +28,7 @@ import numpy as np
 
 from leukdash.config import RunConfig
 from leukdash.data.decode import decode_image, frames_note
-from leukdash.errors import DatasetError, ImageDecodeError, LeukdashError, RunError
+from leukdash.errors import DatasetError, ImageDecodeError, LeukdashError, RunError, raise_interrupt_behind
 from leukdash.paths import error_line, printable
 from leukdash.data.preprocess import prepare_images, square_resize
 from leukdash.engine.machine import address_space_refusal
@@ -114,6 +114,7 @@ class FoldEnsemble(_Voting):
                 try:
                     model = _load_model(path, self.config.is_cnn)
                 except Exception as error:  # noqa: BLE001 - unpickling and Keras raise many kinds
+                    raise_interrupt_behind(error)  # a Ctrl-C, not a damaged fold: nothing is discarded
                     failure = error
             if failure is not None and store.model_hashed(run_id, fold):
                 # The file holds the bytes its fold saved: it is sound, and this process could not
@@ -176,6 +177,7 @@ def _final_model(run_id: str, config: RunConfig, store: RunStore):
     try:
         return _load_model(final_model_path(run_id, config, store), config.is_cnn)
     except Exception as error:  # noqa: BLE001 - unpickling and Keras raise many kinds
+        raise_interrupt_behind(error)
         raise RunError(f"run {run_id}: its final model cannot be loaded ({error_line(error)}); if memory is not "
                        f"short, `python -m leukdash refit {run_id}` again") from None
 
