@@ -1,4 +1,5 @@
-"""What C libraries write straight to the process's stderr (file descriptor 2), captured."""
+"""What C libraries write straight to the process's stderr (file descriptor 2), captured; the
+standard streams of a process started with them closed, opened on nothing."""
 
 from __future__ import annotations
 
@@ -31,6 +32,22 @@ def stderr_captured():
             sink.seek(0)
             said["bytes"] = sink.read()
             said["text"] = said["bytes"].decode(errors="replace")
+
+
+def open_closed_standard_streams() -> None:
+    """Open on /dev/null the standard file descriptors (0-2) the process was started without (``>&-``,
+    ``2>&-``), before any other file is opened: else the next file opened (a run's ``.lock``) would
+    take the free number and receive what C libraries write to it (TensorFlow's log). Python's
+    ``sys.stdout``/``sys.stderr`` of a closed stream (None, where ``print`` writes to standard output
+    instead) become writers to /dev/null: what is written there is dropped, the command goes on."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one, as those below it are open
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
 
 
 def write_stderr(data: bytes) -> None:

@@ -339,3 +339,54 @@ def test_a_clean_up_that_fails_after_a_stop_still_says_the_command_was_stopped(m
     with pytest.raises(ZeroDivisionError):
         main(["datasets"])
 
+
+
+def _closing(fd: int):
+    """A ``preexec_fn`` that starts the command with file descriptor ``fd`` closed (``>&-``, ``2>&-``)."""
+    return lambda: os.close(fd)
+
+
+def test_a_closed_stdout_drops_the_output_and_keeps_the_exit_code_and_what_was_computed(tmp_path):
+    dataset = _dataset(tmp_path)
+    done = _subprocess_cli(*_run_args(dataset), preexec_fn=_closing(1))
+    assert (done.returncode, done.stderr) == (0, b"")
+    [run_id] = _stored_runs()
+    for args in (["runs"], ["oof", run_id], ["datasets"]):
+        done = _subprocess_cli(*args, preexec_fn=_closing(1))
+        assert (done.returncode, done.stderr) == (0, b""), (args, done.stderr)
+    assert _subprocess_cli("oof", "nope-1", preexec_fn=_closing(1)).returncode == 2
+
+
+def test_a_closed_stderr_drops_the_messages_never_sending_them_to_stdout(tmp_path):
+    dataset = _dataset(tmp_path)
+    _spoil(dataset, ["ALL/all0.png"])  # a warning, said on stderr
+    shown = [arg for arg in _run_args(dataset, "--json") if arg != "--quiet"]  # with its progress line
+    done = _subprocess_cli(*shown, preexec_fn=_closing(2))
+    assert done.returncode == 0 and json.loads(done.stdout)["run_id"] in _stored_runs()
+    done = _subprocess_cli("oof", "nope-1", "--json", preexec_fn=_closing(2))
+    assert (done.returncode, done.stdout) == (2, b"")
+
+
+def test_a_closed_standard_descriptor_is_opened_on_dev_null_before_any_file(tmp_path):
+    """Else the next file opened (a run's .lock) takes number 2 and receives what C libraries log."""
+    probe = ("from leukdash.fd2 import open_closed_standard_streams; open_closed_standard_streams(); "
+             "import os, sys; print(open(os.devnull).fileno(), os.readlink('/proc/self/fd/2'), sys.stderr.name)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, preexec_fn=_closing(2))
+    fileno, fd2, stderr = done.stdout.decode().split()
+    assert int(fileno) > 2 and fd2 == stderr == os.devnull
+
+
+def test_a_ctrl_c_before_the_command_starts_is_one_line(monkeypatch, capsys):
+    """Ctrl-C while ``__main__`` imports the CLI (the first tenth of a second): exit 130, one line."""
+    import runpy
+
+    from leukdash.engine import machine
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(machine, "fit_blas_threads_to_process_limit", interrupted)
+    with pytest.raises((SystemExit, KeyboardInterrupt)) as exited:  # caught: an interrupt would end pytest
+        runpy.run_module("leukdash", run_name="__main__")
+    assert exited.type is SystemExit and exited.value.code == 130
+    assert capsys.readouterr().err == "interrupted before the command started: nothing was changed\n"

@@ -22,6 +22,7 @@ from leukdash.cli.output import GuardedOutput
 from leukdash.cli.run_options import add_pool_options, add_run_options
 from leukdash.atomic import explained_errors
 from leukdash.errors import LeukdashError, interrupt_behind
+from leukdash.fd2 import open_closed_standard_streams
 from leukdash.paths import check_artifacts_root, printable
 
 
@@ -74,7 +75,7 @@ def _stop_on_signals():
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    open_closed_standard_streams()  # again for callers other than __main__ (which does it first)
     for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a file's name gets it escaped
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # explained_errors: where the store lives (full, read-only, not a folder) in one line
         with _stop_on_signals(), explained_errors():
+            parser = build_parser()  # in the try: a Ctrl-C this early is said in one line too
             args = parser.parse_args(argv)
             if not getattr(args, "command", None):
                 parser.print_help()
