@@ -63,6 +63,18 @@ def test_a_name_an_ascii_locale_cannot_read_gets_advice_that_works(tmp_path):
     assert code == 0 and json.loads(out)["skipped"] == [] and "ЗДОРОВЫЙ" in json.loads(out)["classes"]
 
 
+def test_class_folders_an_ascii_locale_cannot_read_all_of_them_say_why_no_images_were_found(tmp_path):
+    dataset = _dataset(tmp_path)
+    shutil.move(dataset / "ALL", dataset / "ALLé中文🧪")
+    shutil.move(dataset / "HEALTHY", dataset / "HEALTHY_שלום")
+    ascii_locale = {"PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "LC_ALL": "C", "LANG": "C"}
+    code, _, err = _cli("audit", str(dataset), env=ascii_locale)
+    assert code == 2 and err.strip().endswith(
+        "ImNNN_L.ext; ALL\\xe9\\u4e2d\\u6587\\U0001f9ea/, HEALTHY_\\u05e9\\u05dc\\u05d5\\u05dd/ refused: "
+        "class name cannot be read in this locale (file names read as ascii): run with a UTF-8 locale, "
+        "e.g. LC_ALL=C.UTF-8 or PYTHONUTF8=1"), err
+
+
 def test_memory_for_one_array_beyond_the_machine_says_to_shrink_the_run_not_raise_a_limit():
     from leukdash.engine.machine import machine_memory_mb, out_of_memory
 

@@ -105,11 +105,22 @@ def scan_folder(root: Path) -> Scan:
         found = "; ".join(f"{printable(folder.name)}/ holds {len(paths)} file(s) of type "
                           f"{', '.join(sorted({_suffix(path) for path in paths})[:5])}" for folder, paths in unread[:3])
         raise DatasetError(f"no images found in {printable(str(root))}: expected one folder per class, "
-                           "or ALL-IDB files ImNNN_L.ext" + (f" ({found}; {READ_TYPES})" if found else ""))
+                           "or ALL-IDB files ImNNN_L.ext" + (f" ({found}; {READ_TYPES})" if found else "")
+                           + _refused_text(bad_folders))
     return _apply_groups_csv(root, scan)
 
 
 READ_TYPES = f"the image types read are {', '.join(IMAGE_EXTENSIONS)}"
+
+
+def _refused_text(bad_folders: list[SkippedFile]) -> str:
+    """Why class folders holding images were refused for their names (a locale that cannot read
+    them), each reason once: where every class folder is, that is why no images were found."""
+    names: dict[str, list[str]] = {}
+    for bad in bad_folders:
+        names.setdefault(bad.reason, []).append(f"{printable(bad.path.name)}/")
+    return "".join(f"; {', '.join(folders[:3])}{' ...' if len(folders) > 3 else ''} refused: {reason}"
+                   for reason, folders in names.items())
 
 
 def _loose_images(root: Path) -> list[SkippedFile]:
