@@ -185,6 +185,16 @@ def test_chance_is_the_majority_class_fraction():
     assert chance_accuracy(np.array([0, 1])) == 0.5
 
 
+def test_the_audit_of_a_folder_named_in_bytes_that_are_not_utf8_escapes_its_name(messy_folder):
+    """Else ``root`` holds a lone surrogate: JSON that a UTF-8 reader refuses."""
+    import os
+
+    root = messy_folder.rename(messy_folder.with_name(os.fsdecode(b"bad\xffname")))
+    report = audit_dataset(Dataset.from_folder(root), folds=2, seed=0)
+    assert report["root"] == f"{root.parent}/bad\\xffname"
+    json.dumps(report, ensure_ascii=False).encode("utf-8")
+
+
 def test_audit_of_allidb2(allidb2_path):
     report = audit_dataset(Dataset.from_folder(allidb2_path))
     assert report["n_images"] == 260

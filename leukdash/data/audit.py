@@ -26,6 +26,7 @@ from leukdash.data.decode import decode_image, upright_size
 from leukdash.data.duplicates import PIXEL_MATCH, dataset_duplicates
 from leukdash.data.folds import max_folds, merge_groups
 from leukdash.data.preprocess import RAW, parse_mode
+from leukdash.paths import printable
 
 # The shortcut checks look at small copies: colour statistics hardly change with size.
 SHORTCUT_SIZE = 64
@@ -57,7 +58,7 @@ def audit_dataset(ds, *, folds: int = 5, seed: int = 0, preprocess: str | None =
     found = dataset_duplicates(ds)
     report = {
         "name": ds.name,
-        "root": str(ds.root),
+        "root": printable(str(ds.root)),  # a folder name that is not UTF-8: escaped, as the other names are
         "kind": ds.kind,
         "synthetic": ds.synthetic,
         "fingerprint": ds.fingerprint,
