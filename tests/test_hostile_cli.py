@@ -390,3 +390,10 @@ def test_a_ctrl_c_before_the_command_starts_is_one_line(monkeypatch, capsys):
         runpy.run_module("leukdash", run_name="__main__")
     assert exited.type is SystemExit and exited.value.code == 130
     assert capsys.readouterr().err == "interrupted before the command started: nothing was changed\n"
+
+
+def test_predict_with_a_run_that_is_not_there_says_so_before_reading_its_files(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    code, _, err = _cli("predict", "nope-1", str(bad))
+    assert code == 2 and _one_error_line(err, "run 'nope-1' is not a finished run in")

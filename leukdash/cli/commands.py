@@ -212,6 +212,7 @@ def predict(args) -> int:
     from leukdash.evaluation.answer import one_class_warning, unavailable_checks
     from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, adapt_note, predict_files
 
+    RunStore().finished_meta(args.run_id)  # a run that is not there is said first, not as files none could read
     predictions = predict_files(args.run_id, args.images, adapt=args.adapt)
     refused = {entry["file"] for entry in predictions if "error" in entry}  # a folder without images says it there
     unread = [f"{printable(str(folder))}: {left} not read ({READ_TYPES})" for folder in map(Path, args.images)
