@@ -310,6 +310,21 @@ def test_the_run_progress_prints_what_the_run_waits_for(terminal):
     assert "another process is computing this run: waiting for it" in lines, stream.getvalue()
 
 
+def test_the_run_progress_on_a_dumb_terminal_writes_no_escape_codes(monkeypatch):
+    import io
+
+    from leukdash.cli.output import ProgressLine
+
+    monkeypatch.setenv("TERM", "dumb")
+    stream = io.StringIO()
+    stream.isatty = lambda: True
+    line = ProgressLine(stream)
+    line.update({"event": "start", "folds": 2, "epochs": None, "done_folds": []})
+    line.update({"event": "fold_done", "fold": 0, "n_folds": 2, "metrics": {"val_acc": 0.5}})
+    line.close()
+    assert stream.getvalue() == "fold 1/2 done: val_acc 0.5000\n"
+
+
 def test_a_scheduler_that_stops_answering_is_said_once_and_again_when_it_answers(monkeypatch):
     from leukdash.engine.scheduler import cluster
 

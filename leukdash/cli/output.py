@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from leukdash.errors import LeukdashError
 
@@ -172,7 +173,9 @@ class ProgressLine:
     """A one-line progress bar on a terminal; one line per finished fold elsewhere (logs)."""
 
     def __init__(self, stream):
-        self.stream, self.events, self.live = stream, [], stream.isatty()
+        # A terminal that cannot move its cursor (TERM=dumb: an editor's shell) would show the codes as text.
+        self.stream, self.events = stream, []
+        self.live = stream.isatty() and os.environ.get("TERM") != "dumb"
 
     def update(self, event: dict) -> None:
         from leukdash.engine.progress import format_progress_line, latest_state
