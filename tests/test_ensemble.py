@@ -97,6 +97,24 @@ def test_members_with_other_folds_datasets_or_classes_are_refused(members, tiny_
     assert sorted(run["run_id"] for run in RunStore().list_runs()) == stored
 
 
+def test_paper_protocol_members_validating_other_copies_are_refused_naming_the_setting(tiny_dataset, capsys):
+    # The paper protocol validates augmented copies: same folds and copy numbers, other pictures.
+    paper = dict(protocol="paper", augment=AugmentConfig(), augment_factor=2)
+    first = run(tiny_config(tiny_dataset, **paper), n_jobs=1)["run_id"]
+    same_copies = run(tiny_config(tiny_dataset, model="knn", **paper), n_jobs=1)["run_id"]
+    blurred = run(tiny_config(tiny_dataset, **{**paper, "augment": AugmentConfig(blur=1.0)}), n_jobs=1)["run_id"]
+    more_copies = run(tiny_config(tiny_dataset, **{**paper, "augment_factor": 3}), n_jobs=1)["run_id"]
+    assert create_ensemble([first, same_copies])["run_id"].startswith("ensemble-")
+    with pytest.raises(RunError, match=r"validated different augmented copies under the paper protocol "
+                                       r"\(blur 0 vs 1\): .* of different pictures"):
+        create_ensemble([first, blurred])
+    stored = sorted(run["run_id"] for run in RunStore().list_runs())
+    assert main(["ensemble", first, more_copies]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "(augment factor 2 vs 3)" in err[0], err
+    assert sorted(run["run_id"] for run in RunStore().list_runs()) == stored
+
+
 def test_compare_predict_evaluate_and_runs_treat_an_ensemble_as_a_run(members, tiny_dataset, capsys):
     made = create_ensemble([m["run_id"] for m in members])
     comparison = compare_runs([members[0]["run_id"], made["run_id"]])

@@ -9,17 +9,19 @@ with ``kind: ensemble`` and the members and weights in its config, one fold file
 (no model file: predicting loads the members' fold models) and a summary, so the store,
 ``compare``, ``predict``, ``evaluate`` and the pages read it as any other run.
 
-Members with different folds, datasets or class sets are refused: their out-of-fold
+Members with different folds, datasets or class sets, or (under the paper protocol, which
+validates augmented copies) different augmentation, are refused: their out-of-fold
 probabilities are not of the same images under the same training splits.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import numpy as np
 
-from leukdash.config import stable_hash
+from leukdash.config import RunConfig, stable_hash
 from leukdash.engine.runner import finished_result, load_result
 from leukdash.engine.versions import versions
 from leukdash.engine.store import RunStore
@@ -97,10 +99,41 @@ def _members(run_ids: list[str], store: RunStore) -> list[dict]:
                                f"{', '.join(classes[1])}): they cannot vote together")
             raise RunError(f"{pair} were trained on different datasets ({first['dataset']['name']} vs "
                            f"{other['dataset']['name']}): an ensemble needs the same images")
+        copies = _validation_difference(first["config"], other["config"])
+        if copies:
+            raise RunError(f"{pair} validated different augmented copies under the paper protocol ({copies}): their "
+                           "out-of-fold probabilities are of different pictures; use runs with the same augmentation")
         if _fold_plan(other) != _fold_plan(first):
             raise RunError(f"{pair} validated different folds (fold count, seed or protocol differ): their "
                            "out-of-fold probabilities are not comparable; use runs with the same folds")
     return members
+
+
+def _validation_difference(first: dict, other: dict) -> str | None:
+    """The first setting by which two paper-protocol runs' validation copies differ ('blur 1 vs 0'),
+    else None. The paper protocol augments the validated images too, so the augment factor and
+    every augmentation setting decide which pictures the out-of-fold probabilities are of; the
+    fold plan holds only image indices and copy numbers, which such runs share."""
+    configs = [RunConfig.from_dict(config) for config in (first, other)]
+    if any(config.protocol != "paper" for config in configs):
+        return None  # the originals are validated; a protocol difference shows in the fold plan
+    settings = [_validation_settings(config) for config in configs]
+    for name in settings[0]:  # the factor first: equal factors mean the same settings named
+        values = [_setting_text(s[name]) for s in settings]
+        if values[0] != values[1]:
+            return f"{name.replace('_', ' ')} {values[0]} vs {values[1]}"
+    return None
+
+
+def _validation_settings(config: RunConfig) -> dict:
+    """What makes a paper-protocol run's validation copies: its factor and transforms (no copies: factor 1)."""
+    if config.augment_factor == 1 or not config.augment.enabled():
+        return {"augment_factor": 1}
+    return {"augment_factor": config.augment_factor, **asdict(config.augment)}
+
+
+def _setting_text(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _fold_plan(result: dict) -> list:
@@ -154,7 +187,6 @@ def ensemble_folds(members: list[dict], weights: list[float], store: RunStore) -
 
 def _sources_and_groups(result: dict, store: RunStore):
     """Source and group of every image of a run on several datasets, in the run's image order."""
-    from leukdash.config import RunConfig
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.run_data import open_run_dataset
 
