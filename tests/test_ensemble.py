@@ -2,6 +2,7 @@
 same folds required, and the ensemble read as a run by compare, predict, evaluate and runs."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -203,15 +204,21 @@ def test_the_compare_and_predict_pages_show_an_ensemble_as_a_run(members, tiny_d
 
 @pytest.mark.parametrize("weights, said", [
     ([1.0], r"1 weight\(s\) for 2 runs: give one weight per run"),
-    ([0.0, 0.0], r"weights must be finite, non-negative numbers, not all zero, got \[0.0, 0.0\]"),
-    ([-1.0, 2.0], r"weights must be finite, non-negative numbers, not all zero, got \[-1.0, 2.0\]"),
+    ([0.0, 0.0], r"a member of weight 0 would not vote: leave it out \(weights \[0.0, 0.0\]\)"),
+    ([1.0, 0.0], r"a member of weight 0 would not vote: leave it out \(weights \[1.0, 0.0\]\)"),
+    ([1.0, -0.0], r"a member of weight 0 would not vote"),
+    ([-1.0, 2.0], r"weights must be finite, non-negative numbers, got \[-1.0, 2.0\]"),
     ([float("nan"), 1.0], r"weights must be finite, .* got \[nan, 1.0\]"),
     ([float("inf"), 1.0], r"weights must be finite, .* got \[inf, 1.0\]"),
 ])
-def test_weights_that_make_no_vote_are_refused_before_anything_is_stored(members, weights, said):
+def test_weights_that_make_no_vote_are_refused_before_anything_is_stored(members, weights, said, capsys):
     before = sorted(p.name for p in RunStore().root.iterdir())
+    ids = [m["run_id"] for m in members[:2]]
     with pytest.raises(RunError, match=said):
-        create_ensemble([m["run_id"] for m in members[:2]], weights)
+        create_ensemble(ids, weights)
+    assert main(["ensemble", *ids, "--weights=" + ",".join(map(str, weights))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(said, err[0]), err
     assert sorted(p.name for p in RunStore().root.iterdir()) == before
 
 

@@ -146,12 +146,14 @@ def _weights(weights, n: int) -> list[float]:
         return [1.0 / n] * n
     if len(weights) != n:
         raise RunError(f"{len(weights)} weight(s) for {n} runs: give one weight per run")
-    if any(not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
-        raise RunError(f"weights must be finite, non-negative numbers, not all zero, got {weights}")
+    if any(not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0 for w in weights):
+        raise RunError(f"weights must be finite, non-negative numbers, got {weights}")
+    if 0 in weights:  # it would still sway the ensemble's out-of-distribution and support checks
+        raise RunError(f"a member of weight 0 would not vote: leave it out (weights {weights})")
     weights = [float(w) for w in weights]
     if not math.isfinite(sum(weights)):  # each is finite but their sum overflows: scale them down first
         weights = [w / max(weights) for w in weights]
-    return [w / sum(weights) + 0.0 for w in weights]  # + 0.0: a weight of -0.0 is 0 (and the same ensemble id)
+    return [w / sum(weights) for w in weights]
 
 
 def _common(values: list[str]) -> str:
