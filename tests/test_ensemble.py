@@ -15,6 +15,7 @@ from leukdash.engine.ensemble import create_ensemble
 from leukdash.data.arrays import load_arrays
 from leukdash.data.decode import decode_image
 from leukdash.data.discovery import open_dataset
+from leukdash.engine.run_data import open_run_dataset
 from leukdash.engine.runner import load_result, run
 from leukdash.engine.store import RunStore
 from leukdash.errors import RunError
@@ -172,6 +173,22 @@ def test_an_ensemble_whose_member_is_gone_is_not_whole_and_gives_no_stored_answe
     # Running the member's settings again makes the ensemble whole again, with the same id.
     run(tiny_config(members[1]["config"]["dataset"], model="knn", k=3), n_jobs=1)
     assert load_result(made) is not None
+
+
+def test_an_ensemble_finds_its_images_where_its_members_were_answered_for_them(tiny_dataset, inverted_lab, tmp_path):
+    import shutil
+
+    trained = shutil.copytree(tiny_dataset, tmp_path / "R")
+    configs = [tiny_config(trained), tiny_config(trained, model="knn", k=3)]
+    made = create_ensemble([run(config, n_jobs=1)["run_id"] for config in configs])["run_id"]
+    moved = trained.rename(tmp_path / "R2")
+    with pytest.raises(RunError, match=r"which are gone: .* or run one of its members' commands on the images' new "
+                                       r"folder \(answered from the store, the ensemble then finds them there\)$"):
+        evaluate(made, str(inverted_lab))
+    for config in configs:  # answered from the store: each member notes the new folder beside it
+        assert run(config.with_changes(dataset=str(moved)), n_jobs=1)["cached"]
+    assert evaluate(made, str(inverted_lab))["n_images"] == 40
+    assert open_run_dataset(RunStore().read_meta(made)).root == moved
 
 
 def test_the_compare_and_predict_pages_show_an_ensemble_as_a_run(members, tiny_dataset):

@@ -89,17 +89,37 @@ def open_run_dataset(meta: dict, store: RunStore | None = None):
                        "again on the images as they are (a new run)")
     raise RunError(f"run {meta['run_id']} needs the images it was trained on ({info['name']!r}, read from "
                    f"{printable(str(info.get('path')))}), which are gone: {failure}; put that folder back "
-                   "(a dataset known by name: set LEUKDASH_DATA to the folder that holds it), or run the same "
-                   "command on the images' new folder (answered from the store, the run then finds them there)")
+                   f"(a dataset known by name: set LEUKDASH_DATA to the folder that holds it), or {_found_again(meta)}")
+
+
+def _found_again(meta: dict) -> str:
+    """How a run learns its images' new folder: running it there is answered from the store, and noted."""
+    from leukdash.engine.ensemble import is_ensemble
+
+    if is_ensemble(meta):  # an ensemble is not run: its members are, and it looks where they were found
+        return "run one of its members' commands on the images' new folder (answered from the store, the " \
+               "ensemble then finds them there)"
+    return "run the same command on the images' new folder (answered from the store, the run then finds them there)"
 
 
 def dataset_sources(meta: dict, store: RunStore) -> list[str]:
     """Where a run's images may be, in the order to try them: as the run was given them (a name, a
     path), then the folder they were read from (a relative path read from another working folder, a
     notebook's %cd, may name another folder, or none), then the folders it was answered for since,
-    newest first."""
-    also = found_at(meta["run_id"], store)[::-1]
+    newest first (an ensemble's, then its members')."""
+    also = found_at(meta["run_id"], store)[::-1] + _members_found_at(meta, store)
     return list(dict.fromkeys(s for s in (meta["config"]["dataset"], meta["dataset"].get("path"), *also) if s))
+
+
+def _members_found_at(meta: dict, store: RunStore) -> list[str]:
+    """The folders an ensemble's members were answered for since, newest first: they hold the
+    ensemble's images (its members share its dataset fingerprint), and a member run again on the
+    images' new folder notes that folder beside the member, not beside the ensemble."""
+    from leukdash.engine.ensemble import is_ensemble, member_ids
+
+    if not is_ensemble(meta):
+        return []
+    return [folder for member, _ in member_ids(meta) for folder in found_at(member, store)[::-1]]
 
 
 def validation_folds(run_id: str, n_images: int, store: RunStore | None = None):
