@@ -64,6 +64,10 @@ def test_run_final_model_and_an_ensembles_final_model(tiny_dataset, inverted_lab
     nb = run(_config(tiny_dataset, model="nb", feature_set="features"), n_jobs=1)["run_id"]
     knn = run(_config(tiny_dataset), n_jobs=1)["run_id"]
     made = create_ensemble([nb, knn])["run_id"]
+    # Only the knn member lacks its final model: the line names it, and the command that trains every member's.
+    assert main(["evaluate", made, str(inverted_lab), "--model", "both"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"member(s) {knn} have no final model" in err and f"`python -m leukdash refit {made}`" in err, err
     record = refit(made)
     assert [m["run_id"] for m in record["members"]] == [nb, knn] and record["members"][0]["cached"]
     final = evaluate(made, str(inverted_lab), model="final")

@@ -45,6 +45,20 @@ def require_final(run_id: str, store: RunStore) -> dict:
     return record
 
 
+def require_final_models(run_id: str, store: RunStore) -> None:
+    """Each final model run ``run_id`` predicts with (an ensemble's: its members'), else one RunError
+    with the command that trains them: for an ensemble, its own refit, which trains every member's
+    (a member's refit would leave the next member missing)."""
+    meta = store.finished_meta(run_id)
+    if not is_ensemble(meta):
+        require_final(run_id, store)
+        return
+    missing = [member for member, _ in member_ids(meta) if final_record(member, store) is None]
+    if missing:
+        raise RunError(f"ensemble {run_id}: member(s) {', '.join(missing)} have no final model (or it is damaged): "
+                       f"`python -m leukdash refit {run_id}` trains every member's on every image of the run")
+
+
 def final_model_path(run_id: str, config: RunConfig, store: RunStore):
     from leukdash.engine.training import model_suffix
 

@@ -134,17 +134,14 @@ def require_models(run_id: str, model: str = "folds", store: RunStore | None = N
     """The meta of run ``run_id`` when the models ``model`` names are all in the store (its fold
     models, an ensemble's members', or their final models); else one RunError that says which
     is missing. Checked before a stored result is answered, which must not outlive its models."""
-    from leukdash.engine.ensemble import member_ids
-    from leukdash.engine.final import require_final
+    from leukdash.engine.final import require_final_models
     from leukdash.engine.runner import finished_result
 
     store = store or RunStore()
     finished_result(run_id, store)
-    meta = store.finished_meta(run_id)
     if model == "final":
-        for member, _ in member_ids(meta):
-            require_final(member, store)
-    return meta
+        require_final_models(run_id, store)
+    return store.finished_meta(run_id)
 
 
 def trained_on(run_id: str, meta: dict, dataset, store: RunStore) -> set[Path]:
