@@ -255,3 +255,11 @@ def test_ensembles_of_one_set_of_runs_with_other_weights_are_named_apart(members
     assert run_label(weighted["config"]) == "Ensemble (Naive Bayes on features 0.25 + 3-NN on features 0.75)"
     assert main(["runs"]) == 0
     assert "Naive Bayes on features 0.25 + 3-NN on features 0.75" in capsys.readouterr().out
+    # Its meta.json is no run config: the line gives the command that stores it again, under the same id.
+    meta = RunStore().run_dir(weighted["run_id"]) / "meta.json"
+    assert main(["run", "--config-file", str(meta), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    command = f"python -m leukdash ensemble {' '.join(ids)} --weights 0.25,0.75"
+    assert len(err) == 1 and f"is the record of ensemble {weighted['run_id']}, not of a run: `{command}`" in err[0], err
+    assert main(command.split()[3:] + ["--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run_id"] == weighted["run_id"]

@@ -160,6 +160,7 @@ def _config_file(path: Path) -> RunConfig:
     """The config in a JSON file: a config object, or a run's ``meta.json``: the config that
     finishes that run (:func:`~leukdash.engine.runner.config_to_finish`)."""
     from leukdash.data.files import read_regular_file
+    from leukdash.engine.ensemble import ensemble_command, is_ensemble
     from leukdash.engine.record_shapes import is_meta
     from leukdash.engine.runner import config_to_finish
     from leukdash.engine.store import parse_json
@@ -170,7 +171,10 @@ def _config_file(path: Path) -> RunConfig:
         raise LeukdashError(f"cannot read config file {path}: {error}") from None
     except ValueError:  # not UTF-8, or not JSON
         raise LeukdashError(f"config file {path} is not a JSON text file") from None
-    if is_meta(values) and values.get("kind") != "ensemble":
+    if is_meta(values) and is_ensemble(values):
+        raise LeukdashError(f"config file {path} is the record of ensemble {values['run_id']}, not of a run: "
+                            f"`{ensemble_command(values)}` recreates it (each member runs with its own meta.json)")
+    if is_meta(values):
         return config_to_finish(values)
     if isinstance(values, dict) and isinstance(values.get("config"), dict) and "run_id" in values:
         values = values["config"]

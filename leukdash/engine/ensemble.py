@@ -199,6 +199,14 @@ def _sources_and_groups(result: dict, store: RunStore):
     return dataset.sources_of(arrays.paths).astype(str), arrays.groups.astype(str)
 
 
+def ensemble_command(meta: dict) -> str:
+    """The command that stores an ensemble run again (the same members and weights: the same id)."""
+    config = meta["config"]
+    weights = config["weights"]
+    given = "" if len(set(weights)) == 1 else f" --weights {','.join(map(repr, weights))}"  # repr: the exact weights
+    return f"python -m leukdash ensemble {' '.join(config['members'])}{given}"
+
+
 def member_ids(meta: dict) -> list[tuple[str, float]]:
     """(run id, weight) of each member of an ensemble run; a plain run is its own one member."""
     if is_ensemble(meta):
