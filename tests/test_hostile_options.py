@@ -200,6 +200,7 @@ def test_empty_values_from_unset_shell_variables_are_refused_not_read_as_a_defau
     from leukdash.engine.ensemble import create_ensemble
     from leukdash.engine.runner import run
     from test_hostile import _nb_config
+    from leukdash.errors import RunError
 
     for argv, line in (
             (["sweep", "--resume", "", "--quiet"], "--resume is empty (an unset shell variable?)"),
@@ -219,7 +220,9 @@ def test_empty_values_from_unset_shell_variables_are_refused_not_read_as_a_defau
         assert err.count("\n") == 1 and line in err, err
     dataset = _dataset(tmp_path)
     members = [run(_nb_config(dataset, model=model), n_jobs=1)["run_id"] for model in ("nb", "dt")]
-    assert create_ensemble(members, [-0.0, 1.0])["run_id"] == create_ensemble(members, [0.0, 1.0])["run_id"]
+    for weights in ([-0.0, 1.0], [0.0, 1.0]):  # a zero weight of either sign is refused alike: it would not vote
+        with pytest.raises(RunError, match=r"a member of weight 0 would not vote: leave it out"):
+            create_ensemble(members, weights)
 
 
 def test_a_data_root_that_is_not_a_folder_is_named_when_a_dataset_is_not_found(tmp_path, monkeypatch, capsys):
