@@ -22,6 +22,7 @@ from dataclasses import asdict
 import numpy as np
 
 from leukdash.config import RunConfig, stable_hash
+from leukdash.engine.record_shapes import is_ensemble
 from leukdash.engine.runner import finished_result, load_result
 from leukdash.engine.versions import versions
 from leukdash.engine.store import RunStore
@@ -30,10 +31,6 @@ from leukdash.errors import RunError
 # What an ensemble run stores; part of its id (ENGINE_VERSION is its members' business).
 ENSEMBLE_VERSION = "ensemble-1"
 PREFIX = "ensemble-"
-
-
-def is_ensemble(meta: dict | None) -> bool:
-    return isinstance(meta, dict) and meta.get("kind") == "ensemble"
 
 
 def create_ensemble(run_ids: list[str], weights: list[float] | None = None, store: RunStore | None = None) -> dict:
@@ -207,8 +204,3 @@ def ensemble_command(meta: dict) -> str:
     return f"python -m leukdash ensemble {' '.join(config['members'])}{given}"
 
 
-def member_ids(meta: dict) -> list[tuple[str, float]]:
-    """(run id, weight) of each member of an ensemble run; a plain run is its own one member."""
-    if is_ensemble(meta):
-        return list(zip(meta["config"]["members"], meta["config"]["weights"]))
-    return [(meta["run_id"], 1.0)]

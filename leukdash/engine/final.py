@@ -12,7 +12,7 @@ An ensemble run's final model is its members' final models, voting with the same
 from __future__ import annotations
 
 from leukdash.config import RunConfig
-from leukdash.engine.ensemble import is_ensemble, member_ids
+from leukdash.engine.record_shapes import is_ensemble, member_ids
 from leukdash.engine.runner import finished_result
 from leukdash.engine.versions import versions
 from leukdash.engine.store import RunStore, file_sha256, read_json, write_json_atomic

@@ -73,3 +73,15 @@ def _is_weight(value) -> bool:
     """A member's voting weight as ``ensemble`` stores it: finite and not negative (a NaN made
     every probability of the vote NaN)."""
     return is_number(value) and math.isfinite(value) and value >= 0
+
+
+def is_ensemble(meta: dict | None) -> bool:
+    """Whether a meta is an ensemble's (``ensemble``), whose members are runs."""
+    return isinstance(meta, dict) and meta.get("kind") == "ensemble"
+
+
+def member_ids(meta: dict) -> list[tuple[str, float]]:
+    """(run id, weight) of each member of an ensemble run; a plain run is its own one member."""
+    if is_ensemble(meta):
+        return list(zip(meta["config"]["members"], meta["config"]["weights"]))
+    return [(meta["run_id"], 1.0)]

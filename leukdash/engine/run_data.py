@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from leukdash.errors import LeukdashError, RunError
+from leukdash.engine.record_shapes import is_ensemble, member_ids
 from leukdash.engine.store import RunStore, read_json, write_json_atomic
 from leukdash.paths import printable
 
@@ -94,8 +95,6 @@ def open_run_dataset(meta: dict, store: RunStore | None = None):
 
 def _found_again(meta: dict) -> str:
     """How a run learns its images' new folder: running it there is answered from the store, and noted."""
-    from leukdash.engine.ensemble import is_ensemble
-
     if is_ensemble(meta):  # an ensemble is not run: its members are, and it looks where they were found
         return "run one of its members' commands on the images' new folder (answered from the store, the " \
                "ensemble then finds them there)"
@@ -115,8 +114,6 @@ def _members_found_at(meta: dict, store: RunStore) -> list[str]:
     """The folders an ensemble's members were answered for since, newest first: they hold the
     ensemble's images (its members share its dataset fingerprint), and a member run again on the
     images' new folder notes that folder beside the member, not beside the ensemble."""
-    from leukdash.engine.ensemble import is_ensemble, member_ids
-
     if not is_ensemble(meta):
         return []
     return [folder for member, _ in member_ids(meta) for folder in found_at(member, store)[::-1]]

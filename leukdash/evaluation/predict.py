@@ -187,7 +187,7 @@ class RunEnsemble(_Voting):
     (with ``final``, their final models)."""
 
     def __init__(self, run_id: str, meta: dict, store: RunStore, final: bool = False):
-        from leukdash.engine.ensemble import member_ids
+        from leukdash.engine.record_shapes import member_ids
 
         self.run_id, self.meta = run_id, meta
         self.classes = tuple(meta["dataset"]["classes"])

@@ -145,7 +145,7 @@ def references_stored(run_id: str, store: RunStore | None = None) -> bool:
     """Whether a prediction with this run opens no dataset: its known-image reference and the
     out-of-distribution description of each run that votes in it (itself, or an ensemble's
     members) are stored (a preprocessed run's acquisition view is computed alongside)."""
-    from leukdash.engine.ensemble import member_ids
+    from leukdash.engine.record_shapes import member_ids
 
     store = store or RunStore()
     voters = [member for member, _ in member_ids(store.finished_meta(run_id))]

@@ -118,7 +118,7 @@ def answer_support(run_id: str, store: RunStore | None = None) -> AnswerSupport:
     out-of-distribution check's, :func:`leukdash.evaluation.ood.training_distribution`), the
     labels of its images (its known-image reference) and its own out-of-fold trust scores,
     computed from its stored out-of-fold answers. Needs no dataset where those are stored."""
-    from leukdash.engine.ensemble import member_ids
+    from leukdash.engine.record_shapes import member_ids
     from leukdash.engine.runner import load_result, lost_fold_error
     from leukdash.evaluation.ood import training_distribution
     from leukdash.evaluation.reference import known_reference

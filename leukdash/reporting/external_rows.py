@@ -89,7 +89,7 @@ def _bootstrap_groups(run_id: str) -> np.ndarray:
     from leukdash.config import RunConfig
     from leukdash.data.arrays import load_arrays
     from leukdash.data.folds import merge_groups
-    from leukdash.engine.ensemble import member_ids
+    from leukdash.engine.record_shapes import member_ids
     from leukdash.engine.run_data import open_run_dataset
     from leukdash.engine.store import RunStore
     from leukdash.engine.training import pairs_within_sources
