@@ -124,3 +124,46 @@ def test_a_finished_run_stays_finished_while_another_process_refits_it(tiny_data
         (store.run_dir(run_id) / "summary.json").unlink()  # a run whose folds are being computed
         assert [e["status"] for e in store.list_runs()] == ["running"]
     assert not store.is_locked("nb-000000000000") and not store.run_dir("nb-000000000000").exists()
+
+
+def _two_runs(dataset: Path) -> list[str]:
+    return [run(_config(dataset, model=model), n_jobs=1)["run_id"] for model in ("nb", "knn")]
+
+
+def test_an_ensemble_stored_by_another_process_at_the_same_moment_is_waited_for(tiny_dataset):
+    """Two `ensemble A B` at once: the second waits for the first's lock, as `run` and `refit` do, and
+    answers the ensemble (it said 'being computed by another process' and exited 2)."""
+    from leukdash.engine.ensemble import ensemble_id
+
+    members = _two_runs(tiny_dataset)
+    with held_elsewhere(ensemble_id(members), 2):
+        made = create_ensemble(members)
+    assert made["run_id"] == ensemble_id(members) and made["summary"]["val_acc"]["mean"] > 0
+
+
+def test_a_member_losing_a_file_while_its_ensemble_is_stored_is_named(tiny_dataset, monkeypatch):
+    """A member deleted or recomputed while the ensemble's votes are stored: one RunError naming the
+    member (it was a TypeError traceback, the ensemble left partial without a word)."""
+    from leukdash.engine import ensemble
+
+    members = _two_runs(tiny_dataset)
+    voted = ensemble.ensemble_folds
+
+    def vote_then_lose_a_model(*args):
+        folds = voted(*args)
+        (RunStore().run_dir(members[1]) / "models" / "fold_1.joblib").unlink()  # `rm` from another terminal
+        return folds
+
+    monkeypatch.setattr(ensemble, "ensemble_folds", vote_then_lose_a_model)
+    with pytest.raises(RunError, match=rf"member run\(s\) {members[1]} gone or not whole"):
+        ensemble.create_ensemble(members)
+
+
+def test_a_final_model_asked_for_while_a_refit_trains_it_says_to_wait_for_it(tiny_dataset):
+    """`evaluate RUN DIR --model final` while `refit RUN` runs said to run the refit that was running."""
+    from leukdash.engine.final import require_final_models
+
+    run_id = run(_config(tiny_dataset), n_jobs=1)["run_id"]
+    with held_elsewhere(run_id, 30), pytest.raises(RunError, match="another process holds the run now") as said:
+        require_final_models(run_id, RunStore())
+    assert "wait for it to end" in str(said.value)

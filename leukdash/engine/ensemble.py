@@ -23,7 +23,7 @@ import numpy as np
 
 from leukdash.config import RunConfig, stable_hash
 from leukdash.engine.record_shapes import is_ensemble
-from leukdash.engine.runner import finished_result, load_result
+from leukdash.engine.runner import finished_result, load_result, unfinished_error
 from leukdash.engine.versions import versions
 from leukdash.engine.store import RunStore
 from leukdash.errors import RunError
@@ -56,14 +56,20 @@ def create_ensemble(run_ids: list[str], weights: list[float] | None = None, stor
     }
     from leukdash.metrics import summarize_folds
 
-    with store.lock(run_id, timeout=0):
+    with store.lock(run_id):  # another process storing the same ensemble: wait, then read back what it stored
+        found = load_result(run_id, store)
+        if found is not None:
+            return {**found, "cached": True}
         for fold in folds:
             store.write_fold(run_id, fold["fold"], fold)
         store.write_meta(run_id, {"run_id": run_id, "kind": "ensemble", "result_version": ENSEMBLE_VERSION,
                                   "config": config, "dataset": first["dataset"],
                                   "fold_ids": [fold["fold"] for fold in folds], "versions": versions()})
         store.write_summary(run_id, summarize_folds(folds))
-    return {**load_result(run_id, store), "cached": False}
+    stored = load_result(run_id, store)
+    if stored is None:  # a member lost a file (deleted, recomputed) while the votes were stored: named
+        raise unfinished_error(run_id, store)
+    return {**stored, "cached": False}
 
 
 def ensemble_id(run_ids: list[str], weights: list[float] | None = None) -> str:

@@ -40,8 +40,8 @@ def require_final(run_id: str, store: RunStore) -> dict:
     """:func:`final_record` of the run; one RunError with the command that trains it when it has none."""
     record = final_record(run_id, store)
     if record is None:
-        raise RunError(f"run {run_id} has no final model (or it is damaged): `python -m leukdash refit {run_id}` "
-                       "trains it on every image of the run")
+        raise RunError(f"run {run_id} has no final model (or it is damaged): "
+                       f"{_how_to_train([run_id], run_id, store)} trains it on every image of the run")
     return record
 
 
@@ -56,7 +56,17 @@ def require_final_models(run_id: str, store: RunStore) -> None:
     missing = [member for member, _ in member_ids(meta) if final_record(member, store) is None]
     if missing:
         raise RunError(f"ensemble {run_id}: member(s) {', '.join(missing)} have no final model (or it is damaged): "
-                       f"`python -m leukdash refit {run_id}` trains every member's on every image of the run")
+                       f"{_how_to_train([run_id, *missing], run_id, store)} trains every member's on every image "
+                       "of the run")
+
+
+def _how_to_train(held: list[str], refit_id: str, store: RunStore) -> str:
+    """The command that trains missing final models; while another process holds one of the runs
+    ``held`` (a `refit` training them now), to wait for it instead of starting the same training."""
+    if any(store.is_locked(run_id) for run_id in held):
+        return "another process holds the run now (a `refit` training it, or its folds): wait for it to end; " \
+               f"if it does not leave a final model, `python -m leukdash refit {refit_id}`"
+    return f"`python -m leukdash refit {refit_id}`"
 
 
 def final_model_path(run_id: str, config: RunConfig, store: RunStore):
