@@ -13,14 +13,23 @@ def artifacts_root() -> Path:
     around it), ``$XDG_DATA_HOME/leukdash``, by default ``~/.local/share/leukdash``: a user's runs
     do not belong in site-packages, which is often read-only and goes with the environment."""
     configured = os.environ.get("LEUKDASH_ARTIFACTS")
-    if configured:
-        try:  # absolute: background jobs start in other folders and must find the same store
-            return Path(configured).absolute()
-        except FileNotFoundError:  # the current folder was deleted: the path as given
-            return Path(configured)
+    if configured:  # absolute: background jobs start in other folders and must find the same store
+        return absolute(configured)
     if source_checkout():
         return REPO_ROOT / "artifacts"
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "leukdash"
+
+
+def absolute(path: str | Path) -> Path:
+    """``path`` made absolute against the current folder; one line, not a traceback, when it is
+    relative and the current folder was deleted (by another terminal, say)."""
+    try:
+        return Path(path).absolute()
+    except FileNotFoundError:
+        from leukdash.errors import LeukdashError
+
+        raise LeukdashError(f"the current folder was deleted, so {printable(str(path))} (relative to it) "
+                            "cannot be found: cd to an existing folder, or give an absolute path") from None
 
 
 def source_checkout() -> bool:

@@ -50,6 +50,19 @@ def test_commands_work_from_a_deleted_current_folder(tmp_path):
     assert "ds" in [entry["name"] for entry in json.loads(done.stdout)["datasets"]]
 
 
+@pytest.mark.parametrize("command, store", [("runs", "store"), ("audit ../ds", None)])
+def test_a_relative_path_from_a_deleted_current_folder_is_said_in_one_line(tmp_path, command, store):
+    _dataset(tmp_path)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f"cd {gone} && rmdir {gone} && exec {sys.executable} -m leukdash {command}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LEUKDASH_ARTIFACTS": store or str(tmp_path / "store")}
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert (done.returncode, done.stderr) == (2, f"error: the current folder was deleted, so {store or '../ds'} "
+                                                 "(relative to it) cannot be found: cd to an existing folder, or give "
+                                                 "an absolute path\n")
+
+
 def test_a_name_an_ascii_locale_cannot_read_gets_advice_that_works(tmp_path):
     dataset = _dataset(tmp_path)
     shutil.move(dataset / "HEALTHY", dataset / "ЗДОРОВЫЙ")

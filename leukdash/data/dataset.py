@@ -15,7 +15,7 @@ from leukdash.data.decode import decode_image
 from leukdash.data.preprocess import prepare_with_failure
 from leukdash.data.sources import ImageItem, SkippedFile, scan_folder
 from leukdash.errors import DatasetError, ImageDecodeError
-from leukdash.paths import printable
+from leukdash.paths import absolute, printable
 
 SYNTHETIC_LABEL = "synthetic demo data, not clinical"
 
@@ -53,7 +53,7 @@ class Dataset:
 
     @classmethod
     def from_folder(cls, root: Path, name: str | None = None) -> Dataset:
-        root = Path(root).resolve()
+        root = absolute(root).resolve()
         scan = scan_folder(root)
         source = root / "SOURCE.md"
         synthetic = source.is_file() and SYNTHETIC_LABEL in source.read_text(errors="replace")
