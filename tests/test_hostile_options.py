@@ -18,6 +18,7 @@ from leukdash.cli import main
 from leukdash.data.discovery import open_dataset
 from leukdash.errors import DatasetError
 from test_hostile import REPO, _dataset, _run_args
+from test_store import _as_plain_user
 
 
 def _cli(*args, cwd=REPO, env=None):
@@ -61,6 +62,21 @@ def test_a_relative_path_from_a_deleted_current_folder_is_said_in_one_line(tmp_p
     assert (done.returncode, done.stderr) == (2, f"error: the current folder was deleted, so {store or '../ds'} "
                                                  "(relative to it) cannot be found: cd to an existing folder, or give "
                                                  "an absolute path\n")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops root's override of file permissions (setpriv)")
+def test_a_current_folder_this_user_cannot_enter_blocks_no_dataset_given_elsewhere(tmp_path, monkeypatch):
+    dataset = _dataset(tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0)
+    monkeypatch.setenv("LEUKDASH_DATA", str(dataset.parent))
+    listed = _as_plain_user("datasets", "--json", cwd=locked)
+    assert listed.returncode == 0, listed.stderr
+    assert "ds" in [entry["name"] for entry in json.loads(listed.stdout)["datasets"]]
+    assert listed.stderr == (f"note: the data folder {locked}/data cannot be read (permission denied): "
+                             "nothing found there\n")
+    audited = _as_plain_user("audit", str(dataset), cwd=locked)
+    assert audited.returncode == 0, audited.stderr
 
 
 def test_a_name_an_ascii_locale_cannot_read_gets_advice_that_works(tmp_path):

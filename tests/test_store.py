@@ -238,11 +238,13 @@ def test_a_job_folder_and_a_run_loading_its_images_are_not_reported_as_damaged_r
     assert store.unreadable_runs()["nb-0123456789ab"].startswith("its meta.json is missing or damaged")
 
 
-def _as_plain_user(*args: str) -> subprocess.CompletedProcess:
-    """The CLI without root's override of file permissions (as any other user runs it)."""
+def _as_plain_user(*args: str, cwd=paths.REPO_ROOT) -> subprocess.CompletedProcess:
+    """The CLI without root's override of file permissions (as any other user runs it), in ``cwd``
+    (entered as root, so it may be a folder this user cannot enter)."""
     caps = "-dac_override,-dac_read_search"
     return subprocess.run(["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", sys.executable, "-m", "leukdash",
-                           *args], cwd=paths.REPO_ROOT, capture_output=True, text=True, timeout=300)
+                           *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(paths.REPO_ROOT)})
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="drops root's override of file permissions (setpriv)")

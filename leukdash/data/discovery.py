@@ -38,15 +38,35 @@ def _discover() -> tuple[dict[str, Path | None], dict[str, list[Path]]]:
     found: dict[str, Path | None] = {BUILTIN: cached_synthetic_path()}
     hidden: dict[str, list[Path]] = {}
     for root in data_roots():
-        if not root.is_dir():
-            continue
-        for folder in sorted(root.iterdir()):
-            if folder.is_dir() and not folder.name.startswith(".") and is_dataset_folder(folder):
+        for folder in _subfolders(root):
+            if not folder.name.startswith(".") and is_dataset_folder(folder):
                 if folder.name in found:
                     hidden.setdefault(folder.name, []).append(folder)
                 else:
                     found[folder.name] = folder
     return found, hidden
+
+
+def _subfolders(root: Path) -> list[Path]:
+    """The folders in a data root; none in one that is missing or cannot be read (``./data`` in a
+    current folder this user may not enter: :func:`unreadable_data_roots` notes it), so that it
+    blocks no other root, and no dataset given by its path."""
+    try:
+        return [folder for folder in sorted(root.iterdir()) if folder.is_dir()] if root.is_dir() else []
+    except OSError:
+        return []
+
+
+def unreadable_data_roots() -> list[tuple[Path, str]]:
+    """The data roots that cannot be read, each with the reason (``permission denied``)."""
+    unreadable = []
+    for root in data_roots():
+        try:
+            if root.is_dir():
+                os.scandir(root).close()
+        except OSError as error:
+            unreadable.append((root, (error.strerror or type(error).__name__).lower()))
+    return unreadable
 
 
 def missing_data_roots() -> list[str]:
@@ -71,11 +91,13 @@ def roots_that_are_datasets() -> list[Path]:
 
 def data_root_notes(folder_name=str) -> list[str]:
     """What is wrong with the data roots, one sentence each: an entry of ``$LEUKDASH_DATA`` that is
-    not a folder (:func:`missing_data_roots`), a root that is a dataset itself
+    not a folder (:func:`missing_data_roots`), a root that cannot be read, a root that is a dataset itself
     (:func:`roots_that_are_datasets`). ``folder_name`` writes a root's folder in them (a page
     hides the server's path)."""
     return ([f"LEUKDASH_DATA names {folder_name(root)}, which is not a folder: nothing found there"
              for root in missing_data_roots()]
+            + [f"the data folder {folder_name(str(root))} cannot be read ({reason}): nothing found there"
+               for root, reason in unreadable_data_roots()]
             + [f"the data folder {folder_name(str(root))} holds class folders itself, so its classes are listed as "
                "datasets: set LEUKDASH_DATA to the folder that holds it" for root in roots_that_are_datasets()])
 
