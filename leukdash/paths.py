@@ -14,10 +14,26 @@ def artifacts_root() -> Path:
     do not belong in site-packages, which is often read-only and goes with the environment."""
     configured = os.environ.get("LEUKDASH_ARTIFACTS")
     if configured:  # absolute: background jobs start in other folders and must find the same store
-        return absolute(configured)
+        return _resolved_once(absolute(configured))
     if source_checkout():
         return REPO_ROOT / "artifacts"
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "leukdash"
+
+
+# Each store path this process was given, with its symbolic links resolved when first asked.
+_RESOLVED: dict[Path, Path] = {}
+
+
+def _resolved_once(path: Path) -> Path:
+    """``path`` with its symbolic links resolved the first time this process asks: a store reached
+    through a link repointed during a run (a blue/green deploy) stays the one the run started in,
+    never split between two; background jobs are given this resolved path."""
+    if path not in _RESOLVED:
+        try:
+            _RESOLVED[path] = path.resolve()
+        except (OSError, RuntimeError):  # a link loop: as given, said where the store is first used
+            _RESOLVED[path] = path
+    return _RESOLVED[path]
 
 
 def absolute(path: str | Path) -> Path:

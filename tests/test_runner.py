@@ -403,3 +403,31 @@ def test_files_left_out_are_said_of_the_folder_given_even_when_its_images_were_r
     assert left_out(base, "nb") == said_of_base  # mac's run, answered from the store
     paths, lines = left_out(heic, "nb")
     assert paths == ["ALL/IMG_1.HEIC", "ALL/broken.png"] and lines[0].startswith("2 of 18 file(s) of heic were left")
+
+
+def test_a_store_link_repointed_during_a_run_keeps_the_run_in_the_store_it_started_in(tmp_path, monkeypatch):
+    from leukdash import paths
+
+    (tmp_path / "blue").mkdir()
+    (tmp_path / "green").mkdir()
+    (tmp_path / "current").symlink_to("blue")
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", str(tmp_path / "current"))
+    assert paths.artifacts_root() == tmp_path / "blue"
+    (tmp_path / "current.new").symlink_to("green")
+    (tmp_path / "current.new").replace(tmp_path / "current")  # a blue/green deploy: `mv -T current.new current`
+    assert paths.artifacts_root() == tmp_path / "blue"
+
+
+def test_a_fold_record_lost_before_the_run_is_summarised_is_said_in_one_line(tiny_dataset, monkeypatch):
+    config = _config(tiny_dataset, model="nb", folds=2, augment_factor=1)
+    write_fold = RunStore.write_fold
+
+    def lose_fold_0(store, run_id, fold, result, model=None):
+        write_fold(store, run_id, fold, result, model)
+        if fold == 1:  # the other fold's record goes, as a store moved under the run would lose it
+            store.fold_path(run_id, 0).unlink()
+
+    monkeypatch.setattr(RunStore, "write_fold", lose_fold_0)
+    with pytest.raises(RunError, match=r"the saved fold record folds/fold_0\.json is damaged or missing; its fold is "
+                                       r"recomputed by `python -m leukdash run --config-file "):
+        run(config, n_jobs=1)

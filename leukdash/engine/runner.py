@@ -320,8 +320,10 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
     def finish(run_id: str) -> None:
         from leukdash.metrics import summarize_folds
 
-        fold_ids = inputs[run_id].fold_ids
-        store.write_summary(run_id, summarize_folds([store.read_fold(run_id, fold) for fold in fold_ids]))
+        folds = [store.read_fold(run_id, fold) for fold in inputs[run_id].fold_ids]
+        if None in folds:  # lost or damaged since it was written (deleted by hand, a store moved under the run)
+            raise lost_fold_error(run_id, store)
+        store.write_summary(run_id, summarize_folds(folds))
         release(run_id)
         emit(run_id, {"event": "done", "run_id": run_id})
 
