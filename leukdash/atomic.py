@@ -20,6 +20,7 @@ import errno
 import os
 import stat
 import re
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -68,6 +69,12 @@ def explain(error: OSError, path: str | Path | None = None) -> LeukdashError | N
     if where is None:
         return StoreError(f"cannot write: {reason}")
     if not Path(os.path.abspath(where)).is_relative_to(os.path.abspath(artifacts_root())):
+        if error.errno in (errno.ENOSPC, errno.EDQUOT) and _in_temporary_folder(where):
+            # A fold's model is saved in the temporary folder first (on whichever machine computes the
+            # fold), then handed to the store: this folder, not the store, is full. No path: on the
+            # dashboard it would be the server's.
+            return LeukdashError("the temporary folder (TMPDIR) is full: free some space there or set TMPDIR to a "
+                                 "folder with room, then run again (finished folds are kept)")
         return LeukdashError(f"cannot use {printable(str(where))}: "
                              f"{_LIMITS.get(error.errno) or error.strerror or reason}")
     locked = _own_folder_without_write(where) if error.errno == errno.EACCES else None
@@ -76,6 +83,11 @@ def explain(error: OSError, path: str | Path | None = None) -> LeukdashError | N
                   f"({stat.filemode(locked.stat().st_mode)}; a umask such as 277 takes the owner's write "
                   f"away): `chmod u+w` it, then run again")
     return StoreError(f"cannot write {printable(str(where))}: {reason}")
+
+
+def _in_temporary_folder(path: str | Path) -> bool:
+    """Whether ``path`` is in this process's temporary folder (``$TMPDIR``, by default /tmp)."""
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(tempfile.gettempdir()))
 
 
 def _own_folder_without_write(path: str | Path) -> Path | None:

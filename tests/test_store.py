@@ -265,3 +265,23 @@ def test_a_record_this_user_may_not_read_is_said_as_such_and_every_other_run_is_
     assert listed.stderr == f"note: {locked} is not listed: {why}\n"
     compared = _as_plain_user("compare", kept, locked)
     assert (compared.returncode, compared.stderr) == (2, f"error: run {locked}: {why}\n")
+
+
+def test_a_full_temporary_folder_is_named_as_such_with_the_folds_kept(tiny_dataset, tmp_path, monkeypatch):
+    """A fold's model goes through the temporary folder: when that is full (not the store), the
+    line says TMPDIR, not the path of a file the user never chose."""
+    import errno
+
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.errors import LeukdashError
+    from leukdash.models import classic
+
+    def no_space(model, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(classic, "save", no_space)
+    with pytest.raises(LeukdashError) as raised:
+        run(RunConfig(dataset=str(tiny_dataset), model="nb", folds=2, image_size=16, augment_factor=1), n_jobs=1)
+    assert str(raised.value) == ("the temporary folder (TMPDIR) is full: free some space there or set TMPDIR to a "
+                                 "folder with room, then run again (finished folds are kept)")
