@@ -59,7 +59,7 @@ def explain(error: OSError, path: str | Path | None = None) -> LeukdashError | N
     folder this user cannot read); None for any other error."""
     where = path if path is not None else error.filename
     if error.errno in _PATH_REASONS and where is not None:  # the name itself: wherever it points
-        return LeukdashError(f"cannot use {printable(str(where))}: {_PATH_REASONS[error.errno]}")
+        return LeukdashError(f"cannot use {printable(str(where))}: {_path_reason(error.errno, where)}")
     reason = _REASONS.get(error.errno)
     if reason is None and error.errno == errno.ENOENT and where is not None and _refused_in_store(where):
         return StoreError(f"cannot create {printable(str(where))}: its file system does not allow it "
@@ -83,6 +83,15 @@ def explain(error: OSError, path: str | Path | None = None) -> LeukdashError | N
                   f"({stat.filemode(locked.stat().st_mode)}; a umask such as 277 takes the owner's write "
                   f"away): `chmod u+w` it, then run again")
     return StoreError(f"cannot write {printable(str(where))}: {reason}")
+
+
+def _path_reason(number: int, path: str | Path) -> str:
+    """What is wrong with ``path`` as typed: for a name too long, the whole path when none of its
+    names is over the 255 bytes a file system allows one."""
+    if number == errno.ENAMETOOLONG and all(len(os.fsencode(name)) <= 255 for name in Path(path).parts):
+        return ("the whole path is longer than the system allows (4,096 bytes, PATH_MAX): "
+                "set a shorter LEUKDASH_ARTIFACTS, or use a folder with a shorter path")
+    return _PATH_REASONS[number]
 
 
 def _in_temporary_folder(path: str | Path) -> bool:

@@ -285,3 +285,18 @@ def test_a_full_temporary_folder_is_named_as_such_with_the_folds_kept(tiny_datas
         run(RunConfig(dataset=str(tiny_dataset), model="nb", folds=2, image_size=16, augment_factor=1), n_jobs=1)
     assert str(raised.value) == ("the temporary folder (TMPDIR) is full: free some space there or set TMPDIR to a "
                                  "folder with room, then run again (finished folds are kept)")
+
+
+def test_a_whole_path_too_long_is_told_from_a_name_too_long():
+    """ENAMETOOLONG comes of one name over 255 bytes or of a whole path over PATH_MAX: each is said as it is."""
+    import errno
+
+    from leukdash import atomic
+
+    too_long = OSError(errno.ENAMETOOLONG, "File name too long")
+    deep = "/" + "/".join(["a" * 240] * 17)
+    assert str(atomic.explain(too_long, deep)).endswith(
+        ": the whole path is longer than the system allows (4,096 bytes, PATH_MAX): set a shorter "
+        "LEUKDASH_ARTIFACTS, or use a folder with a shorter path")
+    assert str(atomic.explain(too_long, "/store/" + "a" * 256)).endswith(
+        ": a name in this path is longer than the file system allows (usually 255 characters)")
