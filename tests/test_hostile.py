@@ -29,6 +29,7 @@ from leukdash.cli import main
 from leukdash.cli.output import run_text
 from leukdash.config import RunConfig
 from leukdash.data.dataset import Dataset
+from leukdash.engine.machine import machine_cores
 from leukdash.engine.runner import run
 from leukdash.engine.store import RunStore
 from tests.damage import flip_compressed_bytes
@@ -662,7 +663,7 @@ def _n_jobs_capped(folder: Path) -> str:
     code, out, err = _cli(*_run_args(dataset, "--n-jobs", "1000", "--json", "--quiet"))
     assert code == 0 and json.loads(out)["cached"]
     [note] = err.strip().splitlines()
-    assert note == f"note: --n-jobs 1000 capped to {os.cpu_count()}, the number of cores of this machine"
+    assert note == f"note: --n-jobs 1000 capped to {machine_cores()}, the number of cores this process may use"
     return note
 
 

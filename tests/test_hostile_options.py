@@ -79,6 +79,14 @@ def test_a_current_folder_this_user_cannot_enter_blocks_no_dataset_given_elsewhe
     assert audited.returncode == 0, audited.stderr
 
 
+def test_n_jobs_is_capped_to_the_cores_this_process_may_use(monkeypatch, capsys):
+    from leukdash.cli.run_options import n_jobs_option
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # as under `taskset -c 0`
+    assert n_jobs_option(2) == 1
+    assert capsys.readouterr().err == "note: --n-jobs 2 capped to 1, the number of cores this process may use\n"
+
+
 def test_a_name_an_ascii_locale_cannot_read_gets_advice_that_works(tmp_path):
     dataset = _dataset(tmp_path)
     shutil.move(dataset / "HEALTHY", dataset / "ЗДОРОВЫЙ")

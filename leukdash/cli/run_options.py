@@ -185,14 +185,16 @@ def _config_file(path: Path) -> RunConfig:
 
 
 def n_jobs_option(requested: int | None) -> int | None:
-    """``--n-jobs``, at most one worker per core: more would only compete for the same cores."""
-    import os
+    """``--n-jobs``, at most one worker per core this process may use (``taskset``, a container's
+    CPU set): more would only compete for the same cores."""
+    from leukdash.engine.machine import machine_cores
 
     if requested is None:
         return None
     if requested < 1:
         raise LeukdashError(f"--n-jobs must be at least 1, got {requested}")
-    cores = os.cpu_count() or 1
+    cores = machine_cores()
     if requested > cores:
-        print(f"note: --n-jobs {requested} capped to {cores}, the number of cores of this machine", file=sys.stderr)
+        print(f"note: --n-jobs {requested} capped to {cores}, the number of cores this process may use",
+              file=sys.stderr)
     return min(requested, cores)
