@@ -14,7 +14,8 @@ def artifacts_root() -> Path:
     do not belong in site-packages, which is often read-only and goes with the environment."""
     configured = os.environ.get("LEUKDASH_ARTIFACTS")
     if configured:  # absolute: background jobs start in other folders and must find the same store
-        return _resolved_once(absolute(configured))
+        # A quoted '~/store' reaches us unexpanded: the home folder is meant, not a folder named '~' here.
+        return _resolved_once(absolute(os.path.expanduser(configured)))
     if source_checkout():
         return REPO_ROOT / "artifacts"
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "leukdash"

@@ -300,3 +300,10 @@ def test_a_whole_path_too_long_is_told_from_a_name_too_long():
         "LEUKDASH_ARTIFACTS, or use a folder with a shorter path")
     assert str(atomic.explain(too_long, "/store/" + "a" * 256)).endswith(
         ": a name in this path is longer than the file system allows (usually 255 characters)")
+
+
+def test_a_quoted_tilde_in_the_store_path_means_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LEUKDASH_ARTIFACTS", "~/leukstore")  # as `LEUKDASH_ARTIFACTS='~/leukstore'` gives it
+    monkeypatch.chdir(tmp_path)
+    assert paths.artifacts_root() == tmp_path / "home" / "leukstore"
