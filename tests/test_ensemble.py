@@ -224,7 +224,7 @@ def test_the_compare_and_predict_pages_show_an_ensemble_as_a_run(members, tiny_d
     ([0.0, 0.0], r"a member of weight 0 would not vote: leave it out \(weights \[0.0, 0.0\]\)"),
     ([1.0, 0.0], r"a member of weight 0 would not vote: leave it out \(weights \[1.0, 0.0\]\)"),
     ([1.0, -0.0], r"a member of weight 0 would not vote"),
-    ([-1.0, 2.0], r"weights must be finite, non-negative numbers, got \[-1.0, 2.0\]"),
+    ([-1.0, 2.0], r"weights must be finite, positive numbers, got \[-1.0, 2.0\]"),
     ([float("nan"), 1.0], r"weights must be finite, .* got \[nan, 1.0\]"),
     ([float("inf"), 1.0], r"weights must be finite, .* got \[inf, 1.0\]"),
 ])

@@ -405,6 +405,12 @@ def _dead_class_links(folder: Path) -> str:
                       ("LOOPY", "symbolic link loop: not read as a class folder")]
     code, out, err = _cli("audit", str(dataset))
     assert code == 0 and "CLL: broken symbolic link" in out and "LOOPY: symbolic link loop" in out, err
+    # Every class folder a dead link (the whole drive unmounted): the error that no images were found says why.
+    only_links = folder / "only_links"
+    only_links.mkdir()
+    (only_links / "ALL").symlink_to(folder / "unmounted" / "ALL", target_is_directory=True)
+    code, _, err = _cli("audit", str(only_links))
+    assert code == 2 and "no images found" in err and "ALL/ refused: broken symbolic link" in err, err
     return "; ".join(f"{name}: {why}" for name, why in listed)
 
 

@@ -159,9 +159,28 @@ def test_a_resumed_run_keeps_the_record_of_its_first_attempt(tiny_dataset):
                                        r"its folder"):
         run(config, n_jobs=1)
     assert store.read_fold(first["run_id"], 0) is not None and store.read_fold(first["run_id"], 1) is None
-    # A CNN's dtype policy is the CPU's, and it does not change a classic run's numbers.
-    store.write_meta(first["run_id"], {**resumed, "versions": {**resumed["versions"], "cnn_dtype_policy": "other"}})
+    # A CNN's dtype policy is the CPU's, and neither it nor TensorFlow or Keras changes a classic run's numbers.
+    cnn_only = {"cnn_dtype_policy": "other", "tensorflow": "0.1", "keras": "0.1"}
+    store.write_meta(first["run_id"], {**resumed, "versions": {**resumed["versions"], **cnn_only}})
     assert run(config, n_jobs=1)["computed_folds"] == [1]
+
+
+def test_a_run_whose_folds_are_drawn_otherwise_since_is_not_resumed(tiny_dataset, monkeypatch):
+    """Folds drawn otherwise than when a run's first folds were stored (another version's merging of
+    duplicates, say): resuming would validate some images twice and others never, under one id."""
+    from leukdash.engine import training
+
+    config = _config(tiny_dataset, model="nb")
+    run_id = run(config, n_jobs=1)["run_id"]
+    store = RunStore()
+    store.fold_path(run_id, 2).unlink()  # killed before its last fold
+    planned = training.plan_folds
+    monkeypatch.setattr(training, "plan_folds", lambda *args: (lambda fold_of, ids: ((fold_of + 1) % 3, ids))(
+        *planned(*args)))
+    with pytest.raises(RunError, match=rf"run {run_id}: its stored fold 1 validated other images than that fold is "
+                                       r"drawn with now .* start it afresh by deleting its folder"):
+        run(config, n_jobs=1)
+    assert store.read_fold(run_id, 0) is not None and store.read_fold(run_id, 2) is None
 
 
 def test_a_runs_meta_as_config_file_finishes_that_run_from_any_folder(tiny_dataset, tmp_path, monkeypatch, capsys):

@@ -263,6 +263,8 @@ def test_a_record_this_user_may_not_read_is_said_as_such_and_every_other_run_is_
     assert [line.split()[0] for line in listed.stdout.splitlines()] == [kept]
     why = f"its {record} cannot be read (permission denied): give this user read access to it and to its folder"
     assert listed.stderr == f"note: {locked} is not listed: {why}\n"
+    as_json = json.loads(_as_plain_user("runs", "--json").stdout)
+    assert (as_json["unreadable"], as_json["unreadable_why"]) == ([locked], {locked: why})
     compared = _as_plain_user("compare", kept, locked)
     assert (compared.returncode, compared.stderr) == (2, f"error: run {locked}: {why}\n")
 

@@ -73,17 +73,6 @@ def run(args) -> int:
     return 0
 
 
-def _exported(prediction: dict) -> dict:
-    """A prediction as ``--json`` gives it: its probabilities, and those of a known image's
-    out-of-fold model, as the tables give them (rows that sum to 1)."""
-    from leukdash.evaluation.answer_table import exported_probabilities
-
-    known = prediction.get("known") or {}
-    return {**prediction, "probabilities": exported_probabilities(prediction["probabilities"]),
-            **({"known": {**known, "probabilities": exported_probabilities(known["probabilities"])}}
-               if known.get("probabilities") else {})}
-
-
 def sweep(args) -> int:
     from leukdash.engine.sweep import resume_sweep, run_sweep
     from leukdash.metrics import std_text
@@ -156,7 +145,8 @@ def runs(args) -> int:
     store = RunStore()
     runs, unreadable = store.survey()
     if args.json:
-        print_json({"runs": runs, "unreadable": sorted(unreadable)})
+        # "unreadable": the ids, as before; "unreadable_why": each with why (damaged, or not readable here)
+        print_json({"runs": runs, "unreadable": sorted(unreadable), "unreadable_why": unreadable})
         return 0
     for entry, label in zip(runs, run_labels(runs)):
         # A partial run's stored summary is that of folds no longer all there: not shown as its figure.
@@ -225,11 +215,11 @@ def predict(args) -> int:
          "data, as evaluate does): whether an answer is unsupported depends on the other images"] if one_lab else []
     ) + unread
     if args.json:
-        from leukdash.evaluation.answer_table import answer_row
+        from leukdash.evaluation.answer_table import answer_row, exported_prediction
 
         headlined = ("predicted", "probability", "answer_from")  # beside the ensemble's: --csv's and Predict's
         answered = [entry if "error" in entry else
-                    {**_exported(entry), "answer": {key: answer_row(entry)[key] for key in headlined}}
+                    {**exported_prediction(entry), "answer": {key: answer_row(entry)[key] for key in headlined}}
                     for entry in predictions]
         print_json({"run_id": args.run_id, **({"adapted": True} if args.adapt else {}),
                     **({"warnings": warnings} if warnings else {}), "predictions": answered})

@@ -160,8 +160,8 @@ def _config_file(path: Path) -> RunConfig:
     """The config in a JSON file: a config object, or a run's ``meta.json``: the config that
     finishes that run (:func:`~leukdash.engine.runner.config_to_finish`)."""
     from leukdash.data.files import read_regular_file
-    from leukdash.engine.ensemble import ensemble_command, is_ensemble
-    from leukdash.engine.record_shapes import is_meta
+    from leukdash.engine.ensemble import ensemble_command
+    from leukdash.engine.record_shapes import is_ensemble, is_meta
     from leukdash.engine.runner import config_to_finish
     from leukdash.engine.store import parse_json
 

@@ -106,7 +106,7 @@ def scan_folder(root: Path) -> Scan:
                           f"{', '.join(sorted({_suffix(path) for path in paths})[:5])}" for folder, paths in unread[:3])
         raise DatasetError(f"no images found in {printable(str(root))}: expected one folder per class, "
                            "or ALL-IDB files ImNNN_L.ext" + (f" ({found}; {READ_TYPES})" if found else "")
-                           + _refused_text(bad_folders))
+                           + _refused_text(bad_folders + _dead_links(root)))
     return _apply_groups_csv(root, scan)
 
 

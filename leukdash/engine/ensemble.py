@@ -150,7 +150,7 @@ def _weights(weights, n: int) -> list[float]:
     if len(weights) != n:
         raise RunError(f"{len(weights)} weight(s) for {n} runs: give one weight per run")
     if any(not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0 for w in weights):
-        raise RunError(f"weights must be finite, non-negative numbers, got {weights}")
+        raise RunError(f"weights must be finite, positive numbers, got {weights}")
     if 0 in weights:  # it would still sway the ensemble's out-of-distribution and support checks
         raise RunError(f"a member of weight 0 would not vote: leave it out (weights {weights})")
     weights = [float(w) for w in weights]

@@ -300,6 +300,7 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
             emit(r.run_id, {"event": "loading", "run_id": r.run_id, "message": "loading and resizing the images"})
             arrays[r.run_id] = load_arrays(r.dataset, r.config.image_size, r.config.preprocess)
             inputs[r.run_id] = fold_inputs(r.config, r.dataset, arrays[r.run_id])
+            _check_same_folds(r, store, inputs[r.run_id])
     except BaseException:
         for r in runs:
             store.discard_unstarted(r.run_id)
@@ -384,6 +385,22 @@ def _check_resumable(resolved: ResolvedRun, store: RunStore, here: dict) -> None
                        f"{versions_text(differing, stored['versions'], here, 'here')}; resuming it here would mix "
                        f"two setups in one run: install the versions it records, or start it afresh by deleting "
                        f"its folder {store.run_dir(resolved.run_id)}")
+
+
+def _check_same_folds(resolved: ResolvedRun, store: RunStore, planned) -> None:
+    """Refuse to resume a run whose stored folds validated other images than its folds are drawn
+    with now (:class:`~leukdash.engine.training.FoldInputs` ``planned``; the way folds are drawn
+    changed since, duplicates merged otherwise, say): under one id it would validate some images
+    twice and others never."""
+    import numpy as np
+
+    for fold in store.completed_folds(resolved.run_id, len(planned.fold_ids)):
+        validated = store.read_fold(resolved.run_id, fold).get("oof", {}).get("index")
+        if validated is not None and set(validated) != set(np.flatnonzero(planned.fold_of == fold).tolist()):
+            raise RunError(f"run {resolved.run_id}: its stored fold {fold + 1} validated other images than that "
+                           "fold is drawn with now (folds are drawn otherwise since it was stored); resuming it "
+                           "would validate some images twice and others never: start it afresh by deleting its "
+                           f"folder {store.run_dir(resolved.run_id)}")
 
 
 def _attempt_meta(stored: dict | None, fresh: dict, done: list[int], missing: list[int]) -> dict:

@@ -359,9 +359,13 @@ class RunStore:
     def _holds_records(folder: Path) -> bool:
         """Whether a folder holds anything of a run beyond what precedes its records: a job's files (a
         sweep job's folder holds nothing else, a run's job is queued or ended before its run began) and
-        a run's lock and progress lines while it loads its images."""
-        return any(entry.name not in _BEFORE_RECORDS and not is_temporary(entry.name)
-                   for entry in folder.iterdir())
+        a run's lock and progress lines while it loads its images. A folder gone meanwhile (a refused
+        run's removed, a run deleted from another session) holds nothing."""
+        try:
+            return any(entry.name not in _BEFORE_RECORDS and not is_temporary(entry.name)
+                       for entry in folder.iterdir())
+        except OSError:
+            return False
 
     def delete_run(self, run_id: str) -> None:
         """Remove a run folder; refused while a process holds its lock."""
@@ -404,11 +408,13 @@ _MODEL_FILE = re.compile(r"\Afold_\d+\.(keras|joblib)\Z")
 _DAMAGED = object()  # what a file that is not JSON reads as
 _MISSING_META = ("its meta.json is missing or damaged (a damaged one is kept beside it as meta.json.damaged-*); "
                  "launching its settings again computes the run anew")
+# A background job's files in its run's (or sweep's) folder, written by leukdash.service.job_queue:
+# its record, its output, what it computes, and the lock its record is updated under.
+JOB_FILE, LOG_FILE, CONFIG_FILE, JOB_LOCK = "job.json", "job.log", "job_config.json", ".job.lock"
 # What a run's folder holds before the run stores a record: its lock and progress lines (a run that
-# loads its images), and a background job's files (leukdash.service.job_queue: its job.json, job.log,
-# job_config.json and .job.lock; a sweep job's folder never holds more).
+# loads its images), and a job's files (a sweep job's folder never holds more).
 _UNSTARTED = frozenset({"progress.jsonl", ".lock"})
-_BEFORE_RECORDS = _UNSTARTED | {"job.json", "job.log", "job_config.json", ".job.lock"}
+_BEFORE_RECORDS = _UNSTARTED | {JOB_FILE, LOG_FILE, CONFIG_FILE, JOB_LOCK}
 
 
 class UnreadableRecord(RunError):

@@ -77,7 +77,7 @@ def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
 def refused_links_warnings(config: RunConfig, dataset: Dataset) -> list[str]:
     """One line per source of a run's dataset whose near-duplicate links were not all merged (the
     merged group would have been too large): those images may be validated in another fold than
-    their twin, which a user must know, as the audit says. None for a leave-one-source-out run,
+    their twin, which a user must know, as the audit says. No line for a leave-one-source-out run,
     whose folds are the sources."""
     if config.protocol == "lodo":
         return []
@@ -297,8 +297,10 @@ def _train_cnn(config, fold, n_classes, train_images, train_labels, val_images, 
         # A diverged model answers NaN, which no metric can score: said here, before it is saved.
         rate = config.learning_rate or cnn.default_learning_rate(config.architecture, config.optimizer)
         which = "the final model" if fold == FINAL_SEED_INDEX else f"fold {fold + 1}"
-        raise RunError(f"{which}: the CNN's training diverged (loss not finite) at learning rate {rate:g}: give a "
-                       "lower --learning-rate; finished folds are kept")
+        what = "loss" if not np.isfinite(history["loss"][-1]) else "probabilities"
+        kept = "" if fold == FINAL_SEED_INDEX else "; finished folds are kept"
+        raise RunError(f"{which}: the CNN's training diverged ({what} not finite) at learning rate {rate:g}: give a "
+                       f"lower --learning-rate{kept}")
     return model, proba, history["acc"][-1], history["loss"][-1], history
 
 

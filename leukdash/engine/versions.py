@@ -33,10 +33,15 @@ def versions() -> dict:
 _NAMES = {"engine": "leukdash engine", "cnn_dtype_policy": "CNN dtype policy"}
 
 
+# What only a CNN's folds depend on: a classic model's folds are the same with or without them.
+_CNN_ONLY = ("cnn_dtype_policy", "tensorflow-cpu", "tensorflow", "keras")
+
+
 def differing_versions(theirs: dict, ours: dict, cnn: bool) -> list[str]:
     """The keys of two :func:`versions` that differ where results can: the platform is the
-    machine's, not a version; the CNN dtype policy (from the CPU) matters to CNN folds only."""
-    ignored = {"platform"} if cnn else {"platform", "cnn_dtype_policy"}
+    machine's, not a version; the CNN dtype policy (from the CPU), TensorFlow and Keras matter to
+    CNN folds only."""
+    ignored = {"platform"} if cnn else {"platform", *_CNN_ONLY}
     return [key for key in {**ours, **theirs} if key not in ignored and theirs.get(key) != ours.get(key)]
 
 

@@ -134,6 +134,16 @@ def exported_probabilities(probabilities: dict) -> dict:
     return dict(zip(probabilities, rounded.tolist()))
 
 
+def exported_prediction(prediction: dict) -> dict:
+    """A prediction (:func:`leukdash.evaluation.predict.predict_images`) as ``predict --json`` gives
+    it: its probabilities, and those of a known image's out-of-fold model, as
+    :func:`exported_probabilities`."""
+    known = prediction.get("known") or {}
+    return {**prediction, "probabilities": exported_probabilities(prediction["probabilities"]),
+            **({"known": {**known, "probabilities": exported_probabilities(known["probabilities"])}}
+               if known.get("probabilities") else {})}
+
+
 def confident_mistakes(run_id: str, store=None, limit: int = 24) -> list[dict]:
     """The run's out-of-fold mistakes (rows of :func:`out_of_fold_rows`), the most confident first:
     the images a model is surest about and wrong on are the first worth looking at (a label

@@ -23,12 +23,14 @@ def run_label(config: dict) -> str:
 
 
 def load_results(run_ids, store: RunStore | None = None) -> list[dict]:
-    """The finished runs named, in their order, each once (:func:`distinct_runs`)."""
+    """The finished runs named, in their order, each once (a run named twice is read once)."""
     store = store or RunStore()
     results = {}
-    for run_id in run_ids:  # each checked first: a run's result given for its id is named as such
+    for run_id in run_ids:  # not a set first: a run's result given for its id is named as such by finished_result
+        if isinstance(run_id, str) and run_id in results:
+            continue
         result = finished_result(run_id, store)
-        results.setdefault(result["run_id"], result)
+        results[result["run_id"]] = result
     return list(results.values())
 
 

@@ -224,7 +224,7 @@ def _load_model(path: Path, is_cnn: bool):
 def ensemble(run_id: str, store: RunStore | None = None, final: bool = False) -> FoldEnsemble | RunEnsemble:
     """The loaded fold models of a run (of every member of an ensemble run), or with ``final``
     its final model(s), kept for the life of the process."""
-    from leukdash.engine.ensemble import is_ensemble
+    from leukdash.engine.record_shapes import is_ensemble
 
     store = store or RunStore()
     key = (str(store.root), run_id) + (("final",) if final else ())

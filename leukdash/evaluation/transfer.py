@@ -25,7 +25,7 @@ RANKINGS = ("lodo", "cv")
 
 def transfer_score(run_id: str, store: RunStore | None = None) -> dict | None:
     """``{"balanced_accuracy", "source": "lodo" | "external", "run_id", "datasets"}`` or None."""
-    from leukdash.engine.ensemble import is_ensemble
+    from leukdash.engine.record_shapes import is_ensemble
     from leukdash.engine.runner import load_result
 
     store = store or RunStore()

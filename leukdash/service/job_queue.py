@@ -23,11 +23,8 @@ from pathlib import Path
 
 from leukdash import paths
 from leukdash.errors import RunError
-from leukdash.engine.store import RunStore, read_json, write_json_atomic
-
-JOB_FILE = "job.json"
-LOG_FILE = "job.log"
-CONFIG_FILE = "job_config.json"
+from leukdash.engine.store import (CONFIG_FILE, JOB_FILE, JOB_LOCK, LOG_FILE, RunStore, read_json,
+                                   write_json_atomic)
 
 # Children started by this process, so their exit status can be collected (and they are reaped).
 children: dict[int, subprocess.Popen] = {}
@@ -169,7 +166,7 @@ def job_lock(store: RunStore, run_id: str):
 
     folder = store.run_dir(run_id)
     folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(folder / ".job.lock"):
+    with FileLock(folder / JOB_LOCK):
         yield
 
 
