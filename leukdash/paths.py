@@ -1,5 +1,6 @@
 """Where leukdash keeps its artifacts and looks for datasets."""
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -32,8 +33,13 @@ def _resolved_once(path: Path) -> Path:
     if path not in _RESOLVED:
         try:
             _RESOLVED[path] = path.resolve()
-        except (OSError, RuntimeError):  # a link loop: as given, said where the store is first used
-            _RESOLVED[path] = path
+        except (OSError, RuntimeError) as error:  # RuntimeError: a link loop (Python 3.11 and 3.12)
+            if isinstance(error, RuntimeError) or error.errno == errno.ELOOP:
+                from leukdash.errors import LeukdashError
+
+                raise LeukdashError(f"LEUKDASH_ARTIFACTS {printable(str(path))} is a symbolic link loop: point it at "
+                                    "a folder") from None
+            _RESOLVED[path] = path  # other errors are said where the store is first used
     return _RESOLVED[path]
 
 

@@ -309,3 +309,16 @@ def test_a_quoted_tilde_in_the_store_path_means_the_home_folder(tmp_path, monkey
     monkeypatch.setenv("LEUKDASH_ARTIFACTS", "~/leukstore")  # as `LEUKDASH_ARTIFACTS='~/leukstore'` gives it
     monkeypatch.chdir(tmp_path)
     assert paths.artifacts_root() == tmp_path / "home" / "leukstore"
+
+
+def test_a_store_path_that_is_a_symbolic_link_loop_is_one_line(tmp_path):
+    """LEUKDASH_ARTIFACTS through a link loop: one line from the first command that uses the store (`run`
+    ended in a RuntimeError traceback from the uploads folder's resolve; `runs` listed nothing)."""
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    for command in (["runs"], ["run", "synthetic", "--model", "nb"]):
+        said = subprocess.run([sys.executable, "-m", "leukdash", *command], capture_output=True, text=True,
+                              cwd=paths.REPO_ROOT, env={**os.environ, "LEUKDASH_ARTIFACTS": str(tmp_path / "loop_a")})
+        assert (said.returncode, said.stdout) == (2, ""), said.stderr
+        assert said.stderr == f"error: LEUKDASH_ARTIFACTS {tmp_path / 'loop_a'} is a symbolic link loop: point it " \
+                              "at a folder\n"

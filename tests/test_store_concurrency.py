@@ -137,11 +137,13 @@ def test_an_ensemble_stored_by_another_process_at_the_same_moment_is_waited_for(
     from leukdash.engine.ensemble import ensemble_id
 
     members = _two_runs(tiny_dataset)
+    said = []
     with held_elsewhere(ensemble_id(members), 4):
         held_from = time.monotonic()
-        made = create_ensemble(members)
+        made = create_ensemble(members, on_wait=said.append)
         waited = time.monotonic() - held_from
     assert made["run_id"] == ensemble_id(members) and made["summary"]["val_acc"]["mean"] > 0
+    assert said == [f"another process holds run {ensemble_id(members)}: waiting for it"]  # not a silent wait
     assert waited > 3.5  # it stored only once the other process let go of the lock (4 s after it took it)
 
 

@@ -176,7 +176,8 @@ def ensemble(args) -> int:
         weights = [float(w) for w in args.weights.split(",")] if args.weights else None
     except ValueError:
         raise LeukdashError(f"--weights must be numbers separated by commas, got {args.weights!r}") from None
-    result = {**create_ensemble(args.run_ids, weights), "computed_folds": [], "seconds": 0.0}
+    said = create_ensemble(args.run_ids, weights, on_wait=lambda message: print(message, file=sys.stderr, flush=True))
+    result = {**said, "computed_folds": [], "seconds": 0.0}
     if args.json:
         print_json(run_json(result))
     else:

@@ -33,9 +33,11 @@ ENSEMBLE_VERSION = "ensemble-1"
 PREFIX = "ensemble-"
 
 
-def create_ensemble(run_ids: list[str], weights: list[float] | None = None, store: RunStore | None = None) -> dict:
+def create_ensemble(run_ids: list[str], weights: list[float] | None = None, store: RunStore | None = None,
+                    on_wait=None) -> dict:
     """Store (or read back) the soft-voting ensemble of finished runs; returns its result
-    (as :func:`leukdash.engine.runner.load_result`, with ``cached``)."""
+    (as :func:`leukdash.engine.runner.load_result`, with ``cached``). While another process stores
+    the same ensemble this waits for it, after ``on_wait(message)``, as ``refit`` does."""
     store = store or RunStore()
     members = _members(run_ids, store)
     run_id = ensemble_id([m["run_id"] for m in members], weights)
@@ -56,6 +58,8 @@ def create_ensemble(run_ids: list[str], weights: list[float] | None = None, stor
     }
     from leukdash.metrics import summarize_folds
 
+    if on_wait and store.is_locked(run_id):
+        on_wait(f"another process holds run {run_id}: waiting for it")
     with store.lock(run_id):  # another process storing the same ensemble: wait, then read back what it stored
         found = load_result(run_id, store)
         if found is not None:
