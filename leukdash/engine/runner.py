@@ -377,7 +377,7 @@ def _check_resumable(resolved: ResolvedRun, store: RunStore, here: dict) -> None
     (:func:`versions` now: a package upgraded since, a CPU that trains CNNs in another precision):
     its record would hold folds of two setups under one set of versions."""
     stored = store.read_meta(resolved.run_id)
-    if stored is None or not store.completed_folds(resolved.run_id, len(stored["fold_ids"])):
+    if stored is None or all(store.read_fold(resolved.run_id, fold) is None for fold in stored["fold_ids"]):
         return
     differing = differing_versions(stored["versions"], here, resolved.config.is_cnn)
     if differing:
@@ -394,8 +394,9 @@ def _check_same_folds(resolved: ResolvedRun, store: RunStore, planned) -> None:
     twice and others never."""
     import numpy as np
 
-    for fold in store.completed_folds(resolved.run_id, len(planned.fold_ids)):
-        validated = store.read_fold(resolved.run_id, fold).get("oof", {}).get("index")
+    for fold in planned.fold_ids:
+        record = store.read_fold(resolved.run_id, fold)  # each stored fold read once
+        validated = None if record is None else record.get("oof", {}).get("index")
         if validated is not None and set(validated) != set(np.flatnonzero(planned.fold_of == fold).tolist()):
             raise RunError(f"run {resolved.run_id}: its stored fold {fold + 1} validated other images than that "
                            "fold is drawn with now (folds are drawn otherwise since it was stored); resuming it "
