@@ -193,3 +193,10 @@ def test_oof_names_images_by_index_when_the_runs_dataset_is_gone_and_says_why(ti
     assert main(["oof", run_id, "--json"]) == 0
     said = json.loads(capsys.readouterr().out)
     assert said["warnings"] == [err.strip().removeprefix("warning: ")] and len(said["images"]) == 40
+
+
+def test_one_answer_given_bare_is_refused_by_name():
+    from leukdash.evaluation.answer_table import answers_csv
+
+    with pytest.raises(TypeError, match="entries takes a list of answers .*got a single dict: give it in a list"):
+        answers_csv({"file": "cell.png", "predicted": "ALL"})

@@ -82,3 +82,21 @@ def test_holm_adjustment_on_a_known_family():
     # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> made non-decreasing.
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([0.5, 0.9]) == [1.0, 1.0] and holm([]) == []
+
+
+def test_one_bare_run_id_is_that_run_and_a_run_id_is_no_result(tiny_dataset):
+    from leukdash.config import RunConfig
+    from leukdash.engine.ensemble import ensemble_id
+    from leukdash.engine.runner import run
+    from leukdash.evaluation.compare import compare_runs, distinct_runs, out_of_fold_roc
+    from leukdash.evaluation.transfer import rank_runs
+
+    result = run(RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, folds=2), n_jobs=1)
+    run_id = result["run_id"]
+    assert [r["run_id"] for r in compare_runs(run_id)["runs"]] == [run_id]  # not read letter by letter
+    assert distinct_runs(run_id) == [run_id] and [r["run_id"] for r in rank_runs(run_id, "cv")] == [run_id]
+    assert ensemble_id(run_id) == ensemble_id([run_id])
+    with pytest.raises(TypeError, match="run_ids: a run's result was given where run ids are expected"):
+        compare_runs(result)
+    with pytest.raises(TypeError, match=f"a run id was given .* finished_result\\('{run_id}'\\)"):
+        out_of_fold_roc(run_id)

@@ -309,3 +309,46 @@ def test_roc_curves_pool_each_runs_out_of_fold_originals(tiny_dataset, classes, 
     assert points["fpr"][0] == 0 and points["tpr"][-1] == 1 and np.all(np.diff(points["fpr"]) >= 0)
     figure = plots.roc_curves([result], ["nb"])
     assert [trace.name for trace in figure.data] == ["chance", f"nb · AUC {points['auc']:.3f}"]
+
+
+@pytest.mark.parametrize("table", [plots.fold_frame, plots.summary_frame, plots.source_frame, plots.metric_bars,
+                                   plots.roc_curves])
+def test_labels_not_one_per_run_are_refused_not_runs_left_out(table):
+    runs = [fake_result("nb", run_id="nb-1"), fake_result("knn", run_id="knn-1"), fake_result("svm", run_id="svm-1")]
+    with pytest.raises(ValueError, match="3 results, 1 label: give one label per result"):
+        table(runs, labels=["mine"])
+    with pytest.raises(ValueError, match="3 results, 4 labels"):
+        table(runs, labels=["a", "b", "c", "d"])
+
+
+def test_arguments_of_the_wrong_kind_are_named_where_they_are_given():
+    nb, knn = fake_result("nb"), fake_result("knn", k=3)
+    for chart in (plots.metric_bars, plots.fold_frame, plots.summary_frame, plots.roc_curves, plots.learning_curves,
+                  plots.source_frame, plots.curve_runs):
+        with pytest.raises(TypeError, match="results takes a list of run results .*got a single dict"):
+            chart(nb)
+        with pytest.raises(TypeError, match=r"a run id was given where a run's result is expected; load it with "
+                                            r"finished_result\('nb-synthetic'\)"):
+            chart(["nb-synthetic"])
+    with pytest.raises(TypeError, match="entries takes a list of run results"):
+        plots.runs_frame(nb)
+    with pytest.raises(TypeError, match="result: expected a run's result .*got a list"):
+        plots.confusion_heatmap([nb])
+    with pytest.raises(TypeError, match="result: a run id was given"):
+        plots.confusion_heatmap("nb-synthetic")
+    with pytest.raises(ValueError, match="metric must be one of val_acc, balanced_acc, .*got 'auc'"):
+        plots.metric_bars([nb, knn], metric="auc")
+    with pytest.raises(ValueError, match="metric must be one of val_acc, .*got 'auc'"):
+        plots.summary_frame([nb, knn], metric="auc")
+    with pytest.raises(ValueError, match="metric must be one of acc, loss, got 'xx'"):
+        plots.learning_curves([nb], metric="xx")
+    with pytest.raises(TypeError, match="a list_runs entry: load it with finished_result"):
+        plots.fold_frame([{"run_id": "nb-1", "meta": {}, "summary": None, "status": "partial"}])
+
+
+def test_runs_frame_takes_run_results_as_complete_runs():
+    runs = [fake_result("nb", run_id="nb-1"), fake_result("knn", run_id="knn-1", k=3)]
+    runs[0]["summary"] = {"val_acc": {"mean": 0.7, "std": 0.2}}
+    frame = plots.runs_frame(runs)
+    assert list(frame["Model"]) == ["Naive Bayes on pixels", "3-NN on pixels"]
+    assert list(frame["Status"]) == ["complete", "complete"] and frame["Val. accuracy"].iloc[0] == 0.7

@@ -450,3 +450,14 @@ def test_a_fold_record_lost_before_the_run_is_summarised_is_said_in_one_line(tin
     with pytest.raises(RunError, match=r"the saved fold record folds/fold_0\.json is damaged or missing; its fold is "
                                        r"recomputed by `python -m leukdash run --config-file "):
         run(config, n_jobs=1)
+
+
+def test_a_config_that_is_no_run_config_is_named_before_any_work(tiny_dataset):
+    from leukdash.engine.runner import run_many
+
+    with pytest.raises(TypeError, match=r"config: expected a RunConfig, got a dict: make one with RunConfig\(\*\*"):
+        run({"dataset": str(tiny_dataset), "model": "nb"})
+    with pytest.raises(TypeError, match="config: expected a RunConfig, got a NoneType$"):
+        run(None)
+    with pytest.raises(TypeError, match="configs takes a list of RunConfigs, got RunConfig"):
+        run_many(RunConfig(dataset=str(tiny_dataset), model="nb"))

@@ -21,6 +21,7 @@ from dataclasses import asdict
 
 import numpy as np
 
+from leukdash import arguments
 from leukdash.config import RunConfig, stable_hash
 from leukdash.engine.record_shapes import is_ensemble
 from leukdash.engine.runner import finished_result, load_result, unfinished_error
@@ -39,7 +40,7 @@ def create_ensemble(run_ids: list[str], weights: list[float] | None = None, stor
     (as :func:`leukdash.engine.runner.load_result`, with ``cached``). While another process stores
     the same ensemble this waits for it, after ``on_wait(message)``, as ``refit`` does."""
     store = store or RunStore()
-    members = _members(run_ids, store)
+    members = _members(arguments.run_ids(run_ids), store)
     run_id = ensemble_id([m["run_id"] for m in members], weights)
     weights = _weights(weights, len(members))
     found = load_result(run_id, store)
@@ -79,6 +80,7 @@ def create_ensemble(run_ids: list[str], weights: list[float] | None = None, stor
 def ensemble_id(run_ids: list[str], weights: list[float] | None = None) -> str:
     """The id of the ensemble of these runs with these weights, stored or not."""
     # The same members with the same weights are the same ensemble, in any order.
+    run_ids = arguments.run_ids(run_ids)
     pairs = sorted(zip(run_ids, _weights(weights, len(run_ids))))
     return PREFIX + stable_hash({"members": [[r, round(w, 9)] for r, w in pairs], "version": ENSEMBLE_VERSION})
 

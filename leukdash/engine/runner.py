@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from leukdash import ENGINE_VERSION
+from leukdash import ENGINE_VERSION, arguments
 from leukdash.atomic import write_bytes_atomic
 from leukdash.config import RunConfig, dataset_parts, stable_hash
 from leukdash.data.dataset import Dataset, check_class_counts
@@ -41,6 +41,9 @@ class ResolvedRun:
 
 def resolve(config: RunConfig) -> ResolvedRun:
     """Validate the config, open its dataset and compute the run id (no heavy imports)."""
+    if not isinstance(config, RunConfig):
+        hint = ": make one with RunConfig(**settings)" if isinstance(config, dict) else ""
+        raise TypeError(f"config: expected a RunConfig, got a {type(config).__name__}{hint}")
     config.validate()
     dataset = open_dataset(config.dataset)
     if config.classes:
@@ -134,7 +137,8 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
     if n_jobs is not None and (not isinstance(n_jobs, numbers.Integral) or isinstance(n_jobs, bool) or n_jobs < 1):
         raise ConfigError(f"n_jobs must be a whole number of cores, at least 1 (None: every core), got {n_jobs!r}")
     store = store or RunStore()
-    resolved = [resolve(config) for config in configs]  # every config checked before any work
+    # every config checked before any work
+    resolved = [resolve(config) for config in arguments.listed(configs, "configs", "RunConfigs")]
     scheduler_address(scheduler)  # and where they would be computed
     unique = list({r.run_id: r for r in resolved}.values())
     computed: dict[str, list[int]] = {r.run_id: [] for r in unique}

@@ -16,6 +16,7 @@ import io
 
 import numpy as np
 
+from leukdash import arguments
 from leukdash.errors import LeukdashError
 from leukdash.evaluation.answer import headline
 
@@ -77,6 +78,7 @@ def answers_csv(entries: list[dict]) -> str:
     The columns are the same for every row: a class column for each class any answer gives, in the
     order first met; an unreadable file's row leaves the answer's columns empty.
     """
+    entries = arguments.listed(entries, "entries", "answers (the entries of predict_files or predict_images)")
     return csv_text([answer_row(entry) for entry in entries], last=("error",))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from leukdash import arguments
 from leukdash.engine.runner import finished_result
 from leukdash.engine.store import RunStore
 from leukdash.evaluation.labels import MODEL_NAMES, ensemble_name, run_labels
@@ -26,7 +27,8 @@ def load_results(run_ids, store: RunStore | None = None) -> list[dict]:
     """The finished runs named, in their order, each once (a run named twice is read once)."""
     store = store or RunStore()
     results = {}
-    for run_id in run_ids:  # not a set first: a run's result given for its id is named as such by finished_result
+    # not a set first: a run's result given for its id is named as such by finished_result
+    for run_id in arguments.run_ids(run_ids):
         if isinstance(run_id, str) and run_id in results:
             continue
         result = finished_result(run_id, store)
@@ -37,12 +39,12 @@ def load_results(run_ids, store: RunStore | None = None) -> list[dict]:
 def distinct_runs(run_ids) -> list[str]:
     """The run ids in their order, each once: a run named twice is one run (compared with itself it
     would only agree, and count twice in every table)."""
-    return list(dict.fromkeys(run_ids))
+    return list(dict.fromkeys(arguments.run_ids(run_ids)))
 
 
 def compare_runs(run_ids, store: RunStore | None = None) -> dict:
-    """Summaries of several runs (each once) and a McNemar test for every pair evaluated
-    on the same images."""
+    """Summaries of several runs (each once; one run id given bare is that one run) and a McNemar
+    test for every pair evaluated on the same images."""
     results = load_results(run_ids, store)
     labels = run_labels(results)
     rocs = [out_of_fold_roc(r) for r in results]
@@ -119,6 +121,7 @@ def out_of_fold_roc(result: dict) -> dict:
     ``kind`` (what the curve is of); ``auc`` is None where the images hold one class only."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
+    arguments.result(result)
     classes = list(result["dataset"]["classes"])
     two = len(classes) == 2
     kind = f"{classes[0]} vs {classes[1]}" if two else f"micro-average of {len(classes)} classes, one vs rest"

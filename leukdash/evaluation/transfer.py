@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from leukdash import arguments
 from leukdash.engine.store import RunStore
 from leukdash.errors import LeukdashError
 
@@ -69,7 +70,8 @@ def rank_runs(run_ids: list[str], by: str, store: RunStore | None = None) -> lis
         raise LeukdashError(f"rank by one of {', '.join(RANKINGS)}, got {by!r}")
     store = store or RunStore()
     rows = []
-    for run_id in dict.fromkeys(run_ids):  # a run a grid names twice (a value given twice) is ranked once
+    # a run a grid names twice (a value given twice) is ranked once
+    for run_id in dict.fromkeys(arguments.run_ids(run_ids)):
         result = load_result(run_id, store)
         if result is None:
             continue
@@ -90,7 +92,7 @@ def best_transferable(run_ids: list[str], store: RunStore | None = None) -> str 
     """The run with the highest transfer figure among runs trained on real (not synthetic)
     images; None when no such run has one (Predict's default for a real upload)."""
     store = store or RunStore()
-    scored = [(score["balanced_accuracy"], run_id) for run_id in run_ids
+    scored = [(score["balanced_accuracy"], run_id) for run_id in arguments.run_ids(run_ids)
               if not (store.read_meta(run_id) or {}).get("dataset", {}).get("synthetic")
               and (score := transfer_score(run_id, store)) is not None]
     return max(scored)[1] if scored else None

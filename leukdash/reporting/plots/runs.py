@@ -7,11 +7,24 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from leukdash import arguments
 from leukdash.evaluation.compare import out_of_fold_roc
 from leukdash.evaluation.labels import FACETS, facet_texts, model_name, run_labels, varying_facets
-from leukdash.reporting.plots.common import (LAYOUT, METRICS, MODEL_COLOURS, PAPER_COLOUR, available_metrics,
-                                             created_text, error_bounds, fold_values, hover_format, metric_axis,
-                                             paper_value, rgba, wrap)
+from leukdash.reporting.plots.common import (ERROR_BARS, LAYOUT, METRICS, MODEL_COLOURS, PAPER_COLOUR,
+                                             available_metrics, created_text, error_bounds, fold_values, hover_format,
+                                             metric_axis, paper_value, rgba, wrap)
+
+def run_labels_of(results: list[dict], labels: list[str] | None) -> list[str]:
+    """``labels`` if there is one per run, :func:`run_labels` if none are given; a label short or
+    over would leave runs out of a chart or table without a word."""
+    if not labels:
+        return run_labels(results)
+    labels = arguments.listed(labels, "labels", "labels")
+    if len(labels) != len(results):
+        raise ValueError(f"labels: {len(results)} result{'s' * (len(results) != 1)}, {len(labels)} "
+                         f"label{'s' * (len(labels) != 1)}: give one label per result, or none")
+    return labels
+
 
 def metric_bars(results: list[dict], metric: str = "val_acc", error: str = "std", show_paper: bool = True,
                 labels: list[str] | None = None) -> go.Figure:
@@ -20,7 +33,9 @@ def metric_bars(results: list[dict], metric: str = "val_acc", error: str = "std"
     its names apart). With ``show_paper``, a diamond marks the paper's reported figure where it
     reported one.
     """
-    labels = labels or run_labels(results)
+    results = arguments.results(results)
+    arguments.known(metric, available_metrics(results) or list(METRICS), "metric")
+    labels = run_labels_of(results, labels)
     ticks = [wrap(label, width=24) for label in labels]
     hover = hover_format(metric)
     fig = go.Figure()
@@ -62,6 +77,9 @@ def metric_bars(results: list[dict], metric: str = "val_acc", error: str = "std"
 def learning_curves(results: list[dict], metric: str = "acc", band: str = "std") -> go.Figure:
     """Per-epoch training (dashed) and validation (solid) curves: mean over folds and a band
     (±1 SD or min–max across folds). Runs without per-epoch history (classic models) are left out."""
+    results = arguments.results(results)
+    arguments.known(metric, ("acc", "loss"), "metric")
+    arguments.known(band, tuple(ERROR_BARS), "band")
     fig = go.Figure()
     with_history = [(r, label) for r, label in zip(results, run_labels(results)) if curve_runs([r])]
     for result, label in with_history:
@@ -98,7 +116,8 @@ def roc_curves(results: list[dict], labels: list[str] | None = None) -> go.Figur
     """One ROC curve per run (:func:`leukdash.evaluation.compare.out_of_fold_roc`), its AUC in the
     legend, the chance diagonal dotted; each model in its colour of the other charts, a second run
     of one model dashed, a third dash-dotted."""
-    labels = labels or run_labels(results)
+    results = arguments.results(results)
+    labels = run_labels_of(results, labels)
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#999", dash="dot", width=1), name="chance",
                     hoverinfo="skip")
@@ -123,7 +142,8 @@ def roc_curves(results: list[dict], labels: list[str] | None = None) -> go.Figur
 
 def curve_runs(results: list[dict]) -> list[dict]:
     """The runs whose folds all carry a per-epoch history (CNN runs)."""
-    return [r for r in results if r["folds"] and all(isinstance(f.get("history"), dict) for f in r["folds"])]
+    return [r for r in arguments.results(results)
+            if r["folds"] and all(isinstance(f.get("history"), dict) for f in r["folds"])]
 
 
 def confusion_heatmap(result: dict, label: str | None = None, normalize: bool = True) -> go.Figure:
@@ -132,6 +152,7 @@ def confusion_heatmap(result: dict, label: str | None = None, normalize: bool = 
     With ``normalize`` the colour is the share of each true class (recall on the diagonal);
     the text shows the count and that share either way.
     """
+    arguments.result(result)
     classes = list(result["dataset"]["classes"])
     counts = np.sum([np.asarray(fold["confusion"], dtype=int) for fold in result["folds"]], axis=0)
     totals = counts.sum(axis=1, keepdims=True)
@@ -152,13 +173,17 @@ def confusion_heatmap(result: dict, label: str | None = None, normalize: bool = 
 
 
 def runs_frame(entries: list[dict]) -> pd.DataFrame:
-    """One row per run of :meth:`RunStore.list_runs`, newest first, for a run table: its model,
-    a column for each setting that differs among ``entries`` (see :func:`varying_facets`), its
-    accuracy, status, date and id."""
+    """One row per run, in the order given, for a run table: its model, a column for each setting
+    that differs among ``entries`` (see :func:`varying_facets`), its accuracy, status, date and id.
+
+    ``entries`` are :meth:`RunStore.list_runs` entries or run results (of ``run()`` or
+    ``finished_result()``: a result is a complete run, and carries no date)."""
+    entries = arguments.results(entries, "entries", entries=True)
     varying = varying_facets(entries)
     rows = []
     for entry, facets in zip(entries, facet_rows(entries, varying)):
-        meta, summary = entry.get("meta") or {}, entry.get("summary") or {}
+        # a result holds at its top what an entry holds in its meta
+        meta, summary = entry.get("meta") or entry, entry.get("summary") or {}
         config = meta.get("config") or {}
         acc = summary.get("val_acc") or {}
         try:
@@ -166,7 +191,7 @@ def runs_frame(entries: list[dict]) -> pd.DataFrame:
         except KeyError:
             model = config.get("model", "?")
         rows.append({"Model": model, **facets, "Val. accuracy": acc.get("mean"), "SD": acc.get("std"),
-                     "Status": entry.get("status", "?"), "Created": created_text(meta.get("created")),
+                     "Status": entry.get("status", "complete"), "Created": created_text(meta.get("created")),
                      "Run id": entry["run_id"]})
     return pd.DataFrame(rows, columns=["Model", *(FACETS[name][0] for name in varying), "Val. accuracy", "SD",
                                        "Status", "Created", "Run id"])
@@ -179,7 +204,8 @@ def facet_rows(runs: list[dict], names: list[str]) -> list[dict[str, str]]:
 
 def fold_frame(results: list[dict], labels: list[str] | None = None) -> pd.DataFrame:
     """One row per run and fold with every scalar metric."""
-    labels = labels or run_labels(results)
+    results = arguments.results(results)
+    labels = run_labels_of(results, labels)
     metrics = available_metrics(results)
     rows = []
     for result, label in zip(results, labels):
@@ -191,7 +217,9 @@ def fold_frame(results: list[dict], labels: list[str] | None = None) -> pd.DataF
 
 def summary_frame(results: list[dict], labels: list[str] | None = None, metric: str = "val_acc") -> pd.DataFrame:
     """Per run: mean, SD, min and max of ``metric`` over folds, and the paper's figure beside it."""
-    labels = labels or run_labels(results)
+    results = arguments.results(results)
+    arguments.known(metric, available_metrics(results) or list(METRICS), "metric")
+    labels = run_labels_of(results, labels)
     rows = []
     for result, label in zip(results, labels):
         values = fold_values(result, metric)
@@ -206,7 +234,8 @@ def source_frame(results: list[dict], labels: list[str] | None = None) -> pd.Dat
     """Per run on several datasets and per source: accuracy, balanced accuracy and each class's
     recall over the source's validation images, and the fold mean and range of its accuracy
     (empty when no run has several sources)."""
-    labels = labels or run_labels(results)
+    results = arguments.results(results)
+    labels = run_labels_of(results, labels)
     rows = []
     for result, label in zip(results, labels):
         for name, source in (result["summary"].get("per_source") or {}).items():
