@@ -13,7 +13,7 @@ from leukdash.errors import ConfigError, DatasetError
 from leukdash.data.folds import fold_plan, merge_groups
 from leukdash.engine.runner import resolve, run
 from leukdash.data.arrays import load_arrays
-from leukdash.engine.training import pairs_within_sources, plan_folds
+from leukdash.engine.training import joined_groups, plan_folds
 
 
 def _lab(root: Path, classes=("ALL", "HEALTHY"), subjects=4, per_subject=3, tint=0) -> Path:
@@ -71,20 +71,60 @@ def test_combined_fingerprint_is_stable_and_independent_of_order(labs):
     assert resolve(_config(_both(labs))).run_id == resolve(_config(_both(labs, "lab_b", "lab_a"))).run_id
 
 
-def test_groups_never_straddle_sources(labs):
+def test_groups_keep_their_source_and_join_duplicates(labs):
     dataset = open_dataset(_both(labs))
     arrays = load_arrays(dataset, 16)
     sources = dataset.sources_of(arrays.paths)
     assert all(group.startswith(f"{source}/") for group, source in zip(arrays.groups, sources))
-    pairs = pairs_within_sources(dataset, sources)
-    assert pairs and all(sources[i] == sources[j] == "lab_b" for i, j in pairs)
-    merged = merge_groups(arrays.groups, pairs)
-    for group in set(merged):
-        assert len(set(sources[merged == group])) == 1
+    merged = joined_groups(dataset, arrays)
     names = [dataset.relative(path) for path in arrays.paths]
-    i, j = pairs[0]
-    assert {names[i], names[j]} == {"lab_b/ALL/A1/0.png", "lab_b/ALL/A1/copy.png"}
+    i, j = (names.index(name) for name in ("lab_b/ALL/A1/0.png", "lab_b/ALL/A1/copy.png"))
     assert merged[i] == merged[j] == "lab_b/ALL/A1"
+    assert len(set(merged)) == len(set(arrays.groups))  # no other duplicates: no other group joined
+
+
+@pytest.fixture(scope="module")
+def twins(tiny_dataset, tmp_path_factory) -> str:
+    """Two datasets sharing 15 cells: the tiny set, and another holding its images inverted (no
+    duplicates of them) and JPEG copies (quality 70) of the first 3 images of each class."""
+    out = tmp_path_factory.mktemp("twins") / "twin"
+    for path in sorted(tiny_dataset.glob("*/*.png")):
+        (out / path.parent.name).mkdir(parents=True, exist_ok=True)
+        image = cv2.imread(str(path))
+        cv2.imwrite(str(out / path.parent.name / f"inverted_{path.name}"), 255 - image)
+        if len(list((out / path.parent.name).glob("*.jpg"))) < 3:
+            cv2.imwrite(str(out / path.parent.name / f"{path.stem}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    return f"{tiny_dataset},{out}"
+
+
+def test_a_copy_in_another_dataset_shares_the_fold_of_its_original(twins):
+    from leukdash.data.duplicates import dataset_duplicates
+
+    dataset = open_dataset(twins)
+    arrays = load_arrays(dataset, 16)
+    sources = dataset.sources_of(arrays.paths)
+    copies = [(i, j) for i, j, *_ in dataset_duplicates(dataset).near]  # as the audit lists them
+    assert len(copies) == 15 and all(sources[i] != sources[j] for i, j in copies)
+    for seed in (0, 1):
+        fold_of, _ = plan_folds(_config(twins, augment_factor=1, seed=seed), dataset, arrays)
+        assert all(fold_of[i] == fold_of[j] for i, j in copies)
+
+
+def test_leave_one_dataset_out_trains_on_no_copy_of_the_held_out_images(twins, tiny_dataset, tmp_path, capsys):
+    result = run(_config(twins, protocol="lodo", augment_factor=1, k=1), n_jobs=1)
+    assert {fold["held_out"]: (fold["n_train"], fold["n_val"]) for fold in result["folds"]} == {
+        "tiny": (55 - 15, 40), "twin": (40 - 15, 55)}
+    assert "15 duplicate pair(s) join images of tiny and twin: a fold does not train on the copies of the images " \
+           "it validates on; `python -m leukdash audit` lists them" in result["dataset"]["warnings"]
+    # A dataset made only of copies (a little brighter) leaves the other nothing to train on: one line.
+    for path in sorted(tiny_dataset.glob("*/*.png")):
+        (tmp_path / "recoded" / path.parent.name).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "recoded" / path.parent.name / path.name),
+                    cv2.convertScaleAbs(cv2.imread(str(path)), alpha=0.9, beta=20))
+    assert main(["run", f"{tiny_dataset},{tmp_path / 'recoded'}", "--protocol", "lodo", "--model", "nb",
+                 "--image-size", "16", "--augment-factor", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a duplicate of an image of recoded: leaving it out leaves nothing" in err
 
 
 def test_strict_folds_hold_both_sources_and_a_single_source_keeps_its_folds(labs):

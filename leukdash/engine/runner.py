@@ -426,7 +426,7 @@ def _attempt_meta(stored: dict | None, fresh: dict, done: list[int], missing: li
 
 
 def _meta(resolved: ResolvedRun, arrays, fold_ids: list[int]) -> dict:
-    from leukdash.engine.training import refused_links_warnings
+    from leukdash.engine.training import duplicate_warnings
 
     dataset = resolved.dataset
     return {
@@ -439,7 +439,7 @@ def _meta(resolved: ResolvedRun, arrays, fold_ids: list[int]) -> dict:
                     "skipped": [s.to_dict(dataset.root) for s in arrays.skipped],
                     "warnings": dataset.warnings() + dataset.left_out(arrays)
                     + dataset.failed_segmentation(arrays, resolved.config.preprocess)
-                    + refused_links_warnings(resolved.config, dataset)},
+                    + duplicate_warnings(resolved.config, dataset, arrays)},
         "fold_ids": fold_ids,
         "versions": versions(),
         "machine": describe_machine(),  # fold times mean little without the CPU that made them

@@ -25,40 +25,56 @@ from leukdash.paths import artifacts_root
 
 def plan_folds(config: RunConfig, dataset: Dataset, arrays: LoadedImages) -> tuple[np.ndarray, list[int]]:
     """The fold of every loaded image and the folds this config runs."""
-    from leukdash.data.folds import fold_plan, leave_one_source_out, merge_groups
+    from leukdash.data.folds import fold_plan, leave_one_source_out
 
     sources = dataset.sources_of(arrays.paths)
     if config.protocol == "lodo":
         fold_of, fold_ids = leave_one_source_out(sources, dataset.source_names)
+        joined = joined_groups(dataset, arrays)
+        for fold in fold_ids:
+            if not training_part(fold_of, fold, joined).any():
+                raise DatasetError(f"every image of the other datasets is a duplicate of an image of "
+                                   f"{dataset.source_names[fold]}: leaving it out leaves nothing to train on")
+        _check_neighbours(config, [int(training_part(fold_of, fold, joined).sum()) for fold in fold_ids])
     else:
-        groups = merge_groups(arrays.groups, pairs_within_sources(dataset, sources))
         try:
-            fold_of, fold_ids = fold_plan(arrays.labels, groups, dataset.classes, config.folds, config.test_fraction,
-                                          config.seed, sources, dataset.name, arrays.groups)
+            fold_of, fold_ids = fold_plan(arrays.labels, joined_groups(dataset, arrays), dataset.classes, config.folds,
+                                          config.test_fraction, config.seed, sources, dataset.name, arrays.groups)
         except DatasetError as error:  # too few images: say if unreadable files are why
             raise dataset.with_left_out(error, arrays) from None
-    _check_neighbours(config, fold_of, fold_ids)
+        _check_neighbours(config, [int(training_part(fold_of, fold).sum()) for fold in fold_ids])
     return fold_of, fold_ids
 
 
-def pairs_within_sources(dataset: Dataset, sources: np.ndarray) -> list[tuple[int, int]]:
-    """:func:`duplicate_pairs` of each source of a dataset, as indices into its loaded images
-    (``sources``: the source of each, in order), so that groups never join two sources."""
-    if len(dataset.sources) == 1:
-        return duplicate_pairs(dataset)
-    pairs, offset = [], 0
-    for source in dataset.sources:  # a combined dataset's images are its sources' images, in order
-        pairs += [(i + offset, j + offset) for i, j in duplicate_pairs(source)]
-        offset += int(np.sum(sources == source.name))
-    return pairs
+def joined_groups(dataset: Dataset, arrays: LoadedImages) -> np.ndarray:
+    """The group of every loaded image, joined with the groups of its duplicates (:func:`duplicate_pairs`).
+
+    The duplicates are those of the whole dataset, as the audit finds them: a re-encoded or resized
+    copy in one source of a combined dataset of an image of another is the same cell, so it joins
+    that image's group (under the same group-size cap as any link).
+    """
+    from leukdash.data.folds import merge_groups
+
+    return merge_groups(arrays.groups, duplicate_pairs(dataset))
 
 
-def _check_neighbours(config: RunConfig, fold_of: np.ndarray, fold_ids: list[int]) -> None:
-    """k-NN needs at least k training images in every fold: say so before any fold is trained."""
+def training_part(fold_of: np.ndarray, fold: int, joined: np.ndarray | None = None) -> np.ndarray:
+    """Which images fold ``fold`` trains on: those of the other folds, less, with ``joined`` (the
+    groups of a leave-one-source-out run, :func:`joined_groups`), those that share a group with an
+    image it validates on: there the folds are the sources, so a copy across sources would leak."""
+    train = fold_of != fold
+    if joined is not None:
+        train &= ~np.isin(joined, joined[fold_of == fold])
+    return train
+
+
+def _check_neighbours(config: RunConfig, n_train: list[int]) -> None:
+    """k-NN needs at least k training images in every fold (``n_train``: their count per fold): say
+    so before any fold is trained."""
     if config.model != "knn":
         return
     augmented = config.augment_factor > 1 and bool(config.augment.enabled())
-    smallest = min(int((fold_of != fold).sum()) for fold in fold_ids) * (config.augment_factor if augmented else 1)
+    smallest = min(n_train) * (config.augment_factor if augmented else 1)
     if config.k > smallest:
         raise ConfigError(f"k must be at most {smallest}, the smallest training set of this run's folds, "
                           f"got {config.k}")
@@ -74,21 +90,26 @@ def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
     return [tuple(pair) for pair in _duplicate_links(dataset)["pairs"]]
 
 
-def refused_links_warnings(config: RunConfig, dataset: Dataset) -> list[str]:
-    """One line per source of a run's dataset whose near-duplicate links were not all merged (the
-    merged group would have been too large): those images may be validated in another fold than
-    their twin, which a user must know, as the audit says. No line for a leave-one-source-out run,
-    whose folds are the sources."""
-    if config.protocol == "lodo":
+def duplicate_warnings(config: RunConfig, dataset: Dataset, arrays: LoadedImages) -> list[str]:
+    """What a run's user must know of its dataset's duplicates, as the audit lists them.
+
+    Folds drawn from groups: a line when near-duplicate links were not merged (the merged group
+    would have been too large), since those images may be validated in another fold than their
+    twin. Leave one source out: a line counting the duplicates that join two sources, since a fold
+    leaves out of its training the copies of the images it validates on (see :func:`run_fold`).
+    """
+    links = _duplicate_links(dataset)
+    if config.protocol != "lodo":
+        return [f"{links['refused']} near-duplicate link(s) of {dataset.name} were not merged (the merged group "
+                f"would exceed {links['merge_limit']} images): those images may be validated in another fold than "
+                "their twin; `python -m leukdash audit` lists them"] if links["refused"] else []
+    sources = dataset.sources_of(arrays.paths)
+    across = [(sources[i], sources[j]) for i, j in links["pairs"] if sources[i] != sources[j]]
+    if not across:
         return []
-    lines = []
-    for source in dataset.sources:
-        links = _duplicate_links(source)
-        if links["refused"]:
-            lines.append(f"{links['refused']} near-duplicate link(s) of {source.name} were not merged (the merged "
-                         f"group would exceed {links['merge_limit']} images): those images may be validated in "
-                         "another fold than their twin; `python -m leukdash audit` lists them")
-    return lines
+    names = sorted({name for pair in across for name in pair})
+    return [f"{len(across)} duplicate pair(s) join images of {' and '.join(names)}: a fold does not train on the "
+            "copies of the images it validates on; `python -m leukdash audit` lists them"]
 
 
 def _duplicate_links(dataset: Dataset) -> dict:
@@ -145,6 +166,8 @@ class FoldInputs:
     sources: np.ndarray | None = None
     groups: np.ndarray | None = None
     source_names: tuple[str, ...] = ()
+    # Leave one source out: the groups joined by duplicates, across sources (see :func:`training_part`).
+    joined: np.ndarray | None = None
 
 
 def fold_inputs(config: RunConfig, dataset: Dataset, arrays: LoadedImages | None = None) -> FoldInputs:
@@ -153,8 +176,10 @@ def fold_inputs(config: RunConfig, dataset: Dataset, arrays: LoadedImages | None
     fold_of, fold_ids = plan_folds(config, dataset, arrays)
     if len(dataset.sources) == 1:
         return FoldInputs(arrays.images, arrays.labels, fold_of, tuple(fold_ids), tuple(dataset.classes))
+    joined = joined_groups(dataset, arrays).astype(str) if config.protocol == "lodo" else None
     return FoldInputs(arrays.images, arrays.labels, fold_of, tuple(fold_ids), tuple(dataset.classes),
-                      dataset.sources_of(arrays.paths).astype(str), arrays.groups.astype(str), dataset.source_names)
+                      dataset.sources_of(arrays.paths).astype(str), arrays.groups.astype(str), dataset.source_names,
+                      joined)
 
 
 def model_suffix(config: RunConfig) -> str:
@@ -179,7 +204,7 @@ def run_fold(config: RunConfig, inputs: FoldInputs, fold: int, *, model_path: Pa
     started = time.perf_counter()
     report = report or (lambda event: None)
     fold_of = inputs.fold_of
-    train, val = fold_of != fold, fold_of == fold
+    train, val = training_part(fold_of, fold, inputs.joined), fold_of == fold
     train_rows = training_rows(config, inputs, np.flatnonzero(train), fold)
     train_labels, val_labels = inputs.labels[train_rows], inputs.labels[val]
     val_index, val_copy = np.flatnonzero(val), np.zeros(int(val.sum()), dtype=np.int64)

@@ -88,18 +88,17 @@ def _bootstrap_groups(run_id: str) -> np.ndarray:
     """The group of every image of a run on several sets, duplicates joined as its folds join them."""
     from leukdash.config import RunConfig
     from leukdash.data.arrays import load_arrays
-    from leukdash.data.folds import merge_groups
     from leukdash.engine.record_shapes import member_ids
     from leukdash.engine.run_data import open_run_dataset
     from leukdash.engine.store import RunStore
-    from leukdash.engine.training import pairs_within_sources
+    from leukdash.engine.training import joined_groups
 
     store = RunStore()
     meta = store.finished_meta(member_ids(store.finished_meta(run_id))[0][0])  # an ensemble: its first member
     config = RunConfig.from_dict(meta["config"])
     dataset = open_run_dataset(meta, store)
     arrays = load_arrays(dataset, config.image_size, config.preprocess)  # cached when the run was computed
-    return merge_groups(arrays.groups, pairs_within_sources(dataset, dataset.sources_of(arrays.paths)))
+    return joined_groups(dataset, arrays)
 
 
 def pooled_row(run_id: str, alone: dict[str, str]) -> dict:
