@@ -189,9 +189,10 @@ def confident_mistakes_view(chosen: list[dict], labels: list[str]) -> None:
         return
     st.download_button("Every image's out-of-fold answer (CSV)", csv_text(rows), mime="text/csv",
                        file_name=f"{result['run_id']}_oof.csv", icon=":material/download:",
-                       help="One row per image: its file, true class, the fold that validated it, that fold "
-                            "model's answer and each class's probability (as `python -m leukdash oof RUN_ID` "
-                            "prints it).")
+                       help="One row per validated image: its file, its copy number (0 the image itself, 1.. "
+                            "its augmented copies, which the paper protocol validates too), true class, the fold "
+                            "that validated it, that fold model's answer and each class's probability (as "
+                            "`python -m leukdash oof RUN_ID` prints it).")
     mistakes = surest_mistakes(rows)
     if not mistakes:
         st.caption("No out-of-fold answer of this run is wrong.")
@@ -202,12 +203,15 @@ def confident_mistakes_view(chosen: list[dict], labels: list[str]) -> None:
     if shown:
         st.image([picture for picture, _ in shown], width=110,
                  caption=[f"{row['true']} → {row['predicted']} ({row['p_' + row['predicted']]:.0%})"
-                          for _, row in shown])
+                          + (f", copy {row['copy']}" if row["copy"] else "") for _, row in shown])
     st.caption(f"The {len(mistakes)} surest wrong answers of the fold models, each image's from the model that "
                "validated it: true class → answer (its probability). `python -m leukdash oof RUN_ID` lists every "
-               "image." + (f" {len(mistakes) - len(shown)} could not be shown as the run read them: its images are "
-                           "gone from their folder or changed since, and no copy is kept beside the run."
-                           if len(shown) < len(mistakes) else ""))
+               "answer."
+               + (" \"copy N\": the answer was on an augmented copy of the image shown (the paper protocol "
+                  "validates those too; the copies are not kept)." if any(row["copy"] for row in mistakes) else "")
+               + (f" {len(mistakes) - len(shown)} could not be shown as the run read them: its images are "
+                  "gone from their folder or changed since, and no copy is kept beside the run."
+                  if len(shown) < len(mistakes) else ""))
 
 
 def paired_tests_view(chosen_ids: list[str], labels: list[str]) -> None:
@@ -295,8 +299,9 @@ with tabs[2]:
         right.caption(f"Mean over folds per epoch, training dashed and validation solid; band: {ERROR_BARS[band]}.")
     st.markdown("**ROC curves** (out-of-fold)")
     st.plotly_chart(roc_curves(chosen[:MAX_ROC_CURVES], labels[:MAX_ROC_CURVES]), width="stretch", key="compare_roc")
-    st.caption("Each run's validation probabilities pooled over its folds, every image once (the fold model that "
-               "did not train on it): for two classes, the first class against the other; for more, one-vs-rest "
+    st.caption("Each run's validation probabilities pooled over its folds, from the fold model that did not train "
+               "on the image, on the rows its accuracy counts (every image once; under the paper protocol its "
+               "augmented validation copies too): for two classes, the first class against the other; for more, one-vs-rest "
                "decisions pooled over the classes (micro-average). The area under each curve (AUC) is in its name; "
                "dotted: chance."
                + (f" The first {MAX_ROC_CURVES} of {len(chosen)} runs: select runs in the table to see theirs."

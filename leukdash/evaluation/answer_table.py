@@ -101,26 +101,26 @@ def external_csv(results: list[dict]) -> str:
 
 
 def out_of_fold_rows(run_id: str, store=None) -> list[dict]:
-    """Each image a finished run validated, once, in the dataset's order (augmented copies left
-    out): its file, true class, the fold that validated it (1-based, as tables number folds), that
-    fold model's answer, whether it is right, and each class's probability. Where the run's images
-    cannot be named (its dataset gone and no reference stored beside it), ``file`` is the image's
-    index, ``#12``."""
+    """Each row a finished run validated, in the dataset's order: its file, ``copy`` (0 the image
+    itself; 1.. its augmented copies, which the paper's protocol validates and counts in the run's
+    figures), true class, the fold that validated it (1-based, as tables number folds), that fold
+    model's answer, whether it is right, and each class's probability. Where the run's images cannot
+    be named (its dataset gone and no reference stored beside it), ``file`` is the image's index,
+    ``#12``."""
     from leukdash.engine.runner import finished_result
     from leukdash.evaluation.compare import out_of_fold
 
     result = finished_result(run_id, store)
     classes = list(result["dataset"]["classes"])
-    index, true, proba = out_of_fold(result)
-    order = np.argsort(index, kind="stable")  # the dataset's order, not the folds'
-    index, true, proba = index[order], true[order], proba[order]
-    fold_of = {int(i): fold["fold"] + 1 for fold in result["folds"]
-               for i, copy in zip(fold["oof"]["index"], fold["oof"]["copy"]) if copy == 0}
+    index, copy, true, proba = out_of_fold(result)
+    order = np.lexsort((copy, index))  # the dataset's order, each image's copies after it, not the folds' order
+    index, copy, true, proba = index[order], copy[order], true[order], proba[order]
+    fold_of = {int(i): fold["fold"] + 1 for fold in result["folds"] for i in fold["oof"]["index"]}
     names = _image_names(run_id, store, index, true)
-    return [{"file": names[n], "true": classes[t], "fold": fold_of[int(i)], "predicted": classes[int(p.argmax())],
-             "correct": "yes" if p.argmax() == t else "no",
+    return [{"file": names[n], "copy": int(k), "true": classes[t], "fold": fold_of[int(i)],
+             "predicted": classes[int(p.argmax())], "correct": "yes" if p.argmax() == t else "no",
              **{f"p_{c}": v for c, v in exported_probabilities(dict(zip(classes, p))).items()}}
-            for n, (i, t, p) in enumerate(zip(index, true, proba))]
+            for n, (i, k, t, p) in enumerate(zip(index, copy, true, proba))]
 
 
 def exported_probabilities(probabilities: dict) -> dict:

@@ -98,25 +98,28 @@ def paired_mcnemar(first: dict, second: dict, correct: dict | None = None) -> di
     return {**test, "n": len(shared), "note": ""}
 
 
-def out_of_fold(result: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every validated original image of a run, pooled over its folds: its index in the run's
-    dataset, true class and out-of-fold class probabilities, ``(index (N,), true (N,), proba (N, C))``.
-    Augmented copies (validated beside their original under the paper's protocol) are left out."""
-    index, true, proba = [], [], []
+def out_of_fold(result: dict, copies: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every row a run validated, pooled over its folds: its image's index in the run's dataset, its
+    copy number (0 the original; 1.. augmented copies, validated beside it under the paper's
+    protocol), true class and out-of-fold class probabilities, ``(index (N,), copy (N,), true (N,),
+    proba (N, C))``. ``copies``: keep the augmented copies, the rows a run's accuracy and confusion
+    matrix count (``False``: the originals only)."""
+    index, copy, true, proba = [], [], [], []
     for fold in result["folds"]:
         oof = fold["oof"]
-        original = np.asarray(oof["copy"]) == 0  # copies 1.. are augmented versions of an original
-        index.append(np.asarray(oof["index"], dtype=np.int64)[original])
-        true.append(np.asarray(oof["true"], dtype=np.int64)[original])
-        proba.append(np.asarray(oof["proba"], dtype=np.float64)[original])
+        kept = np.ones(len(oof["copy"]), bool) if copies else np.asarray(oof["copy"]) == 0
+        index.append(np.asarray(oof["index"], dtype=np.int64)[kept])
+        copy.append(np.asarray(oof["copy"], dtype=np.int64)[kept])
+        true.append(np.asarray(oof["true"], dtype=np.int64)[kept])
+        proba.append(np.asarray(oof["proba"], dtype=np.float64)[kept])
     if not index:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0))
-    return np.concatenate(index), np.concatenate(true), np.concatenate(proba)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0))
+    return np.concatenate(index), np.concatenate(copy), np.concatenate(true), np.concatenate(proba)
 
 
 def out_of_fold_roc(result: dict) -> dict:
-    """The ROC curve of a run from its pooled out-of-fold probabilities (:func:`out_of_fold`): for
-    two classes, the first (ALL in ALL vs HEALTHY) against the other; for more, one-vs-rest
+    """The ROC curve of a run from its pooled out-of-fold probabilities (:func:`out_of_fold`), on
+    the rows its accuracy counts (under the paper's protocol the augmented copies too): for two classes, the first (ALL in ALL vs HEALTHY) against the other; for more, one-vs-rest
     micro-averaged (every image and class one decision). Returns ``fpr``, ``tpr``, ``auc`` and
     ``kind`` (what the curve is of); ``auc`` is None where the images hold one class only."""
     from sklearn.metrics import roc_auc_score, roc_curve
@@ -125,7 +128,7 @@ def out_of_fold_roc(result: dict) -> dict:
     classes = list(result["dataset"]["classes"])
     two = len(classes) == 2
     kind = f"{classes[0]} vs {classes[1]}" if two else f"micro-average of {len(classes)} classes, one vs rest"
-    _, true, proba = out_of_fold(result)
+    _, _, true, proba = out_of_fold(result)
     if len(np.unique(true)) < 2:
         return {"fpr": [], "tpr": [], "auc": None, "kind": kind}
     if two:
@@ -137,7 +140,8 @@ def out_of_fold_roc(result: dict) -> dict:
 
 
 def _correct_by_image(result: dict) -> dict[int, bool]:
-    index, true, proba = out_of_fold(result)
+    """Right or wrong on each original image: McNemar pairs images, not copies (:func:`paired_mcnemar`)."""
+    index, _, true, proba = out_of_fold(result, copies=False)
     guesses = proba.argmax(axis=1) if len(index) else []
     return {int(i): bool(t == guess) for i, t, guess in zip(index, true, guesses)}
 
@@ -153,8 +157,9 @@ def format_comparison(comparison: dict) -> str:
                      f"{acc['min']:>7.4f} {acc['max']:>7.4f} {auc:>8}")
     kinds = dict.fromkeys(run["roc_auc_kind"] for run in comparison["runs"] if run.get("roc_auc") is not None)
     if kinds:  # what the figures are, where there are figures
-        lines.append(f"roc_auc: pooled out-of-fold, {'; '.join(kinds)} (of two classes the first is the positive "
-                     "one; of more, every image and class is one decision)")
+        lines.append(f"roc_auc: pooled out-of-fold on the rows val_acc counts (under the paper protocol its augmented "
+                     f"validation copies too), {'; '.join(kinds)} (of two classes the first is the positive one; of "
+                     "more, every image and class is one decision)")
     family = sum(test["p_value"] is not None for test in comparison["mcnemar"])
     for test in comparison["mcnemar"]:
         p = "n/a" if test["p_value"] is None else f"{test['p_value']:.4g}"

@@ -168,7 +168,7 @@ def _describes(arrays: dict, fold_ids: list[int]) -> bool:
 
 def own_confidence(run_id: str, store: RunStore | None = None) -> np.ndarray:
     """The top probability of each of the run's own out-of-fold predictions (originals only,
-    not augmented copies)."""
+    not augmented copies: the floor is for images as they come to Predict, untransformed)."""
     from leukdash.engine.runner import load_result, lost_fold_error
 
     store = store or RunStore()

@@ -136,6 +136,8 @@ def answer_support(run_id: str, store: RunStore | None = None) -> AnswerSupport:
     n_classes = len(meta["dataset"]["classes"])
     own = []
     for fold in result["folds"]:
+        # Originals only: the calibration is for images as they come to Predict, untransformed, and
+        # the descriptors described are the originals' (a copy would be scored by its original's).
         kept = [(index, proba) for index, proba, copy in
                 zip(fold["oof"]["index"], fold["oof"]["proba"], fold["oof"]["copy"]) if copy == 0]
         index = np.array([i for i, _ in kept], dtype=np.int64)
