@@ -209,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="one row per image: the answer, each class's probability and the checks' verdicts")
     predict.set_defaults(handler=cmd.predict)
 
-    oof = commands.add_parser("oof", help="a finished run's out-of-fold answers, one row per validated image or augmented copy (CSV)")
+    oof = commands.add_parser("oof", help="a finished run's out-of-fold answers, one row per validated image or "
+                                          "augmented copy (CSV)")
     oof.add_argument("run_id")
     oof.add_argument("--json", action="store_true", help="the rows as JSON instead of CSV")
     oof.set_defaults(handler=cmd.oof)

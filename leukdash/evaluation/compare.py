@@ -119,7 +119,8 @@ def out_of_fold(result: dict, copies: bool = True) -> tuple[np.ndarray, np.ndarr
 
 def out_of_fold_roc(result: dict) -> dict:
     """The ROC curve of a run from its pooled out-of-fold probabilities (:func:`out_of_fold`), on
-    the rows its accuracy counts (under the paper's protocol the augmented copies too): for two classes, the first (ALL in ALL vs HEALTHY) against the other; for more, one-vs-rest
+    the rows its accuracy counts (under the paper's protocol the augmented copies too): for two
+    classes, the first (ALL in ALL vs HEALTHY) against the other; for more, one-vs-rest
     micro-averaged (every image and class one decision). Returns ``fpr``, ``tpr``, ``auc`` and
     ``kind`` (what the curve is of); ``auc`` is None where the images hold one class only."""
     from sklearn.metrics import roc_auc_score, roc_curve
