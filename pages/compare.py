@@ -302,8 +302,8 @@ with tabs[2]:
     st.caption("Each run's validation probabilities pooled over its folds, from the fold model that did not train "
                "on the image, on the rows its accuracy counts (every image once; under the paper protocol its "
                "augmented validation copies too): for two classes, the first class against the other; for more, "
-               "one-vs-rest decisions pooled over the classes (micro-average). The area under each curve (AUC) is in its name; "
-               "dotted: chance."
+               "one-vs-rest decisions pooled over the classes (micro-average). The area under each curve (AUC) is "
+               "in its name; dotted: chance."
                + (f" The first {MAX_ROC_CURVES} of {len(chosen)} runs: select runs in the table to see theirs."
                   if len(chosen) > MAX_ROC_CURVES else ""))
 
