@@ -250,8 +250,8 @@ with tabs[0]:
     data_table(summary, column_config=fitted(summary, formats))
     st.caption("Mean, standard deviation and range over folds; the paper's column repeats its reported "
                "5-fold mean validation accuracy (only for the paper's CNN, NB, SVM, 3-NN and decision tree "
-               "on ALL vs HEALTHY and 5 classes). Its protocol leaked augmented copies across folds, so "
-               "higher figures there are expected.")
+               "on ALL vs HEALTHY and 5 classes). The paper split images, not patients, which makes "
+               "its figures optimistic; our folds keep a patient's images together under both protocols.")
     warned: dict[str, list[str]] = {}  # what `run` warned of (files left out, failed segmentation...), once each
     for result, label in zip(chosen, labels):
         for warning in result["dataset"].get("warnings", []):

@@ -253,7 +253,7 @@ with aug_col:
     protocols = several(st.multiselect, "exp_protocols", ["strict"], "Protocols", options=["strict", "paper"],
                         disabled=not augmenting, format_func={
                             "strict": "strict: validate on original images only",
-                            "paper": "paper: augment validation folds too (optimistic, as published)"}.get)
+                            "paper": "paper: split, then augment both parts (validation scores copies too)"}.get)
     if "page" in transforms:
         st.caption(f"Transforms on the Augmentation page: "
                    f"{', '.join(page_augment.enabled()).replace('_', ' ') or 'none'}.")

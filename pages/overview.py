@@ -45,7 +45,7 @@ with right:
     data_table(table, column_config=fitted(table, percent))
     st.caption(
         "5-fold mean validation accuracy reported by Ahmed et al. (2019); whiskers span the CNN's "
-        "reported folds (min–max). The paper augmented before splitting and split on images, not "
+        "reported folds (min–max). The paper split its originals before augmenting, but on images, not "
         "patients, so its figures are optimistic; its SVM at chance level points to unscaled "
         "raw-pixel input."
     )

@@ -64,3 +64,20 @@ def test_the_blocks_data_is_looked_up_in_the_repository_of_each_call(monkeypatch
     assert elsewhere["benchmark"].startswith(f"no benchmark data at {tmp_path / 'docs' / 'benchmarks'}")
     monkeypatch.undo()
     assert all(isinstance(data, dict) for data in load_sources().values())
+
+
+def test_the_paper_protocol_is_described_as_the_code_runs_it():
+    """`--protocol paper` splits the originals first and then augments both parts (training.run_fold), so
+    no copy crosses a fold, and its measured figures came out below strict: the README and the report's
+    settings (the committed REPORT.md as its generator writes it) say so, and no text says its copies
+    leaked across folds or that it shows how much figures are inflated (both did)."""
+    from leukdash.reporting.matrix import FULL
+    from leukdash.reporting.report.tables import settings_section
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    protocols = readme.split("**Protocols.**", 1)[1].split("\n\n", 1)[0]
+    settings = settings_section(FULL)
+    for text in (protocols, settings):
+        assert "originals are split first (no copy of a validation image reaches training)" in " ".join(text.split())
+        assert "measured" in text and "not patients" in text and "inflated" not in text
+    assert settings in (ROOT / "docs" / "report" / "REPORT.md").read_text(encoding="utf-8")

@@ -105,8 +105,7 @@ def _cause(o: Outcome, gap: float) -> str:
     if o.experiment.protocol == "strict":
         if gap < 0:
             return ("The strict protocol scores untouched originals only and keeps near-duplicates in one fold; "
-                    "the paper's protocol scores augmented copies of the test images on an image-level split, "
-                    "which flatters its figure.")
+                    "the paper split on images, not patients, which makes its figure optimistic.")
         return "Higher even under the strict protocol: the data differs (see above)."
     return ("Same protocol as the paper, so the gap lies in the data (see above) and in training details the "
             "paper does not state (input size, learning rate).")

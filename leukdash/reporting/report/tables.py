@@ -51,8 +51,11 @@ def settings_section(settings: Settings) -> str:
         f"{settings.five_size} px for the five classes (chosen to fit the compute budget: 903 images x "
         f"{settings.augment_factor} copies x {settings.long_epochs} epochs in Exp 3b).",
         f"- Augmentation: the paper's seven transforms, x{settings.augment_factor} (each original plus "
-        f"{settings.augment_factor - 1} copies). `paper` protocol: split first, then expand the training and "
-        "the validation part once, as the paper did (validation scores augmented copies). `strict` protocol: "
+        f"{settings.augment_factor - 1} copies). `paper` protocol, as the paper describes it: the "
+        "originals are split first (no copy of a validation image reaches training), then the training and the "
+        "validation part are each expanded once, and validation scores the augmented copies too; which way that "
+        "moves a figure against `strict` is measured (Discussion), not assumed; the paper split on images, not "
+        "patients, which makes its own figures optimistic. `strict` protocol: "
         "fresh copies of the training part every epoch, validation on the untouched originals only.",
         f"- Cross-validation: {settings.folds} stratified folds, grouped (images of one source id and "
         "near-duplicates share a fold), seed 0, the same folds for every model. Exp 1: one stratified 80/20 "
