@@ -292,3 +292,60 @@ def test_tensorflows_retracing_warning_is_dropped_and_its_other_warnings_pass(tm
     asked = subprocess.run([sys.executable, "-c", code], env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"},
                            capture_output=True, text=True, timeout=60)
     assert asked.stderr.count("\n") == 2 and "triggered tf.function retracing" in asked.stderr, asked
+
+
+def _with_stand_in_tensorflow(tmp_path, source: str, code: str) -> subprocess.CompletedProcess:
+    """``code`` run in a fresh interpreter whose ``tensorflow`` is a module of ``source``."""
+    (tmp_path / "tensorflow.py").write_text(source)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parent.parent)])}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_threads_importing_tensorflow_at_once_each_get_the_whole_module(tmp_path):
+    """The dashboard serves visitors in threads: one that found ``tensorflow`` in sys.modules while
+    another was still importing it got the half-built module (no attribute 'config'), and a CNN's
+    sound model read as one that cannot be loaded. Each waits for the import now."""
+    code = ("import threading, time; from leukdash.models.tensorflow_import import import_tensorflow\n"
+            "got = []\n"
+            "def ask(): got.append(hasattr(import_tensorflow(), 'config'))\n"
+            "first = threading.Thread(target=ask); first.start(); time.sleep(0.3)\n"
+            "others = [threading.Thread(target=ask) for _ in range(5)]\n"
+            "[t.start() for t in others]; [t.join() for t in [first] + others]; print(got)")
+    done = _with_stand_in_tensorflow(tmp_path, "import time\ntime.sleep(1.5)\nconfig = 'ready'\n", code)
+    assert done.stdout == f"{[True] * 6}\n", done
+
+
+def test_after_an_interrupted_tensorflow_import_each_later_use_says_to_restart_the_process(tmp_path):
+    """A Ctrl-C during TensorFlow's import leaves half-initialised modules that cannot be imported
+    again (later calls failed inside keras, or blamed memory): the interrupt stops the call, and
+    every later import is refused in one line that says to restart the process."""
+    code = ("from leukdash.models.tensorflow_import import import_tensorflow; from leukdash.errors import RunError\n"
+            "try:\n    import_tensorflow()\nexcept KeyboardInterrupt:\n    print('interrupted')\n"
+            "for _ in range(2):\n    try:\n        import_tensorflow()\n"
+            "    except RunError as error:\n        print(error)\n")
+    done = _with_stand_in_tensorflow(tmp_path, "raise KeyboardInterrupt\n", code)
+    refusal = ("TensorFlow's import was interrupted in this Python process, and it cannot be imported again there: "
+               "restart it (the notebook kernel, the command or the dashboard) to use CNNs\n")
+    assert done.stdout == "interrupted\n" + refusal * 2, done
+
+
+def test_a_cnn_run_whose_tensorflow_cannot_be_imported_keeps_its_folds(tiny_dataset, tmp_path):
+    """A fold recorded without its model's sha256 (an older record) was moved aside when its model
+    failed to load, though TensorFlow's import was what failed: now that is said, and no fold moves."""
+    import json
+
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.engine.store import RunStore
+
+    run_id = run(RunConfig(dataset=str(tiny_dataset), model="cnn", image_size=16, augment_factor=1, folds=2,
+                           epochs=1), n_jobs=1)["run_id"]
+    folds = RunStore().run_dir(run_id) / "folds"
+    for record in folds.glob("fold_*.json"):
+        record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "model"}))
+    code = ("from leukdash.evaluation.predict import predict_files; from leukdash.errors import RunError\n"
+            f"try:\n    predict_files({run_id!r}, [{str(next(tiny_dataset.glob('*/*.png')))!r}])\n"
+            "except RunError as error:\n    print(error)\n")
+    done = _with_stand_in_tensorflow(tmp_path, "raise MemoryError('std::bad_alloc')\n", code)
+    assert done.stdout.startswith(f"run {run_id}: TensorFlow cannot be imported here (MemoryError"), done
+    assert sorted(p.name for p in folds.iterdir()) == ["fold_0.json", "fold_1.json"]

@@ -101,6 +101,8 @@ class FoldEnsemble(_Voting):
         refusal = address_space_refusal(f"run {run_id}'s CNN") if self.config.is_cnn else None
         if refusal:
             raise RunError(refusal)
+        if self.config.is_cnn:
+            _import_keras(run_id)
         if final:
             self.models = [_final_model(run_id, self.config, store)]
             return
@@ -120,8 +122,7 @@ class FoldEnsemble(_Voting):
                 # The file holds the bytes its fold saved: it is sound, and this process could not
                 # load it (memory, a library). Moving the fold aside would lose it for nothing.
                 raise RunError(f"run {run_id}: the model {path.name} is intact but cannot be loaded here "
-                               f"({error_line(failure)}): often too little memory (ulimit -v, a container's "
-                               "limit); nothing was changed, try again with more")
+                               f"({error_line(failure)}): {_SHORT_OF_MEMORY}")
             if model is None:
                 store.discard_fold(run_id, fold)
                 raise RunError(damaged_fold_message(run_id, at_fault, store))
@@ -168,6 +169,24 @@ class FoldEnsemble(_Voting):
 
     def parts(self) -> list[tuple["FoldEnsemble", float]]:
         return [(self, 1.0)]
+
+
+_SHORT_OF_MEMORY = "often too little memory (ulimit -v, a container's limit); nothing was changed, try again with more"
+
+
+def _import_keras(run_id: str) -> None:
+    """TensorFlow and Keras imported before a CNN run's models are loaded, so that a failure to import
+    them is said as such and never taken for a damaged model (its fold moved aside)."""
+    from leukdash.models import cnn
+
+    try:
+        cnn._keras()
+    except LeukdashError:  # the import was interrupted earlier in this process: said in one line
+        raise
+    except Exception as error:  # noqa: BLE001 - an import short of memory raises many kinds
+        raise_interrupt_behind(error)
+        raise RunError(f"run {run_id}: TensorFlow cannot be imported here ({error_line(error)}): "
+                       f"{_SHORT_OF_MEMORY}") from None
 
 
 def _final_model(run_id: str, config: RunConfig, store: RunStore):

@@ -21,8 +21,21 @@ import logging
 import os
 import re
 import sys
+import threading
 
+from leukdash.errors import RunError, interrupt_behind
 from leukdash.fd2 import stderr_captured, write_stderr
+
+# The first import, once: a thread that found "tensorflow" in sys.modules while another was still
+# importing it got the half-built module (no attribute 'config'), which read as a model that could
+# not be loaded. ``_imported`` is set only when the import is complete.
+_import_lock = threading.Lock()
+_imported = False
+# A Ctrl-C during the import leaves half-initialised modules behind, and importing TensorFlow again
+# in the same process fails inside it (names registered twice, keras without its attributes).
+_interrupted = False
+INTERRUPTED_IMPORT = ("TensorFlow's import was interrupted in this Python process, and it cannot be imported "
+                      "again there: restart it (the notebook kernel, the command or the dashboard) to use CNNs")
 
 _TENSORFLOW_NOTE = re.compile(rb"I\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\] "  # absl's INFO line prefix
                               rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
@@ -36,15 +49,27 @@ def tensorflow_note(line: bytes) -> bool:
 
 
 def import_tensorflow():
-    """The ``tensorflow`` module; the first import in this process keeps its notes off stderr."""
-    if "tensorflow" not in sys.modules:
-        with stderr_captured() as said:
-            importlib.import_module("tensorflow")
-        write_stderr(b"".join(line for line in said["bytes"].splitlines(keepends=True)
-                              if not tensorflow_note(line)))
-    logger = logging.getLogger("tensorflow")
-    if not any(isinstance(f, _RetracingWarnings) for f in logger.filters):
-        logger.addFilter(_RetracingWarnings())
+    """The ``tensorflow`` module, whole; the first import in this process keeps its notes off stderr,
+    and threads asking meanwhile wait for it. After an interrupted import, a RunError that says so."""
+    global _imported, _interrupted
+    if not _imported:
+        with _import_lock:
+            if _interrupted:
+                raise RunError(INTERRUPTED_IMPORT)
+            if not _imported:
+                said = {"bytes": b""}
+                try:
+                    with stderr_captured() as said:
+                        importlib.import_module("tensorflow")
+                except BaseException as error:
+                    _interrupted = interrupt_behind(error) is not None
+                    raise
+                finally:
+                    write_stderr(b"".join(line for line in said["bytes"].splitlines(keepends=True)
+                                          if not tensorflow_note(line)))
+                logger = logging.getLogger("tensorflow")
+                logger.addFilter(_RetracingWarnings())
+                _imported = True
     return sys.modules["tensorflow"]
 
 
