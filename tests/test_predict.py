@@ -185,3 +185,28 @@ def test_files_of_a_predicted_folder_that_are_not_images_are_said_not_dropped(ti
     [line] = [line for line in err.splitlines() if "not read" in line]
     assert line == f"warning: {folder}: 2 file(s) of type .gif, .txt not read (the image types read are " \
                    ".jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp, .jp2)"
+
+
+def test_predict_names_the_argument_of_a_wrong_type_and_takes_a_generator_of_images(tiny_dataset):
+    """``predict_images(run, None)`` said "has no len()", ``predict_files(run, None)`` "'NoneType' object
+    is not iterable" and a path for ``store`` "'str' object has no attribute 'root'": each is now a
+    TypeError that names the parameter; a generator of images is read as the images it yields."""
+    from leukdash.config import RunConfig
+    from leukdash.data.decode import decode_image
+    from leukdash.engine.runner import run
+    from leukdash.engine.store import RunStore
+    from leukdash.evaluation.predict import predict_files, predict_images
+
+    run_id = run(RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, augment_factor=1, folds=2),
+                 n_jobs=1)["run_id"]
+    image = decode_image(next(tiny_dataset.glob("*/*.png")))
+    with pytest.raises(TypeError, match=r"^images must be a list of images .* got NoneType$"):
+        predict_images(run_id, None)
+    with pytest.raises(TypeError, match=r"^paths must be a list of image files or folders .* got NoneType$"):
+        predict_files(run_id, None)
+    for call in (lambda: predict_images(run_id, [image], store=str(RunStore().root)),
+                 lambda: predict_files(run_id, [], store=str(RunStore().root))):
+        with pytest.raises(TypeError, match=r"^store must be a RunStore .* got str$"):
+            call()
+    [answer] = predict_images(run_id, (one for one in [image]), checks=False)
+    assert answer == predict_images(run_id, [image], checks=False)[0]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -273,9 +274,16 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
     images come from, with which the support check compares them (:func:`folder_lab`; models
     adapted to a lab carry theirs).
     """
-    if isinstance(images, np.ndarray) and images.ndim != 4:
-        raise ImageDecodeError(f"images must be a list of images or an (N, height, width, 3) array, got an array "
-                               f"of shape {images.shape}: for one image, give [image]")
+    _check_store(store)
+    if isinstance(images, np.ndarray):
+        if images.ndim != 4:
+            raise ImageDecodeError(f"images must be a list of images or an (N, height, width, 3) array, got an array "
+                                   f"of shape {images.shape}: for one image, give [image]")
+    elif isinstance(images, Iterable) and not isinstance(images, (str, bytes)):
+        images = list(images)  # a generator or a pandas Series is read once, in order
+    else:
+        raise TypeError(f"images must be a list of images (RGB uint8 arrays, as decode_image reads them) or an "
+                        f"(N, height, width, 3) array, got {type(images).__name__}")
     if len(images) == 0:
         return []
     _wait_for_warm_up(run_id, store)
@@ -295,6 +303,13 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
         for result, entry in zip(results, cell_segmentation(run_id, images, store)):
             result["cell"] = entry
     return results
+
+
+def _check_store(store) -> None:
+    """A TypeError that names ``store`` when it is not a RunStore (a path given for it failed deep inside)."""
+    if store is not None and not isinstance(store, RunStore):
+        raise TypeError(f"store must be a RunStore (RunStore(root) for a store folder) or None for the default "
+                        f"store, got {type(store).__name__}")
 
 
 def _checked(run_id, images, store, what, check) -> list:
@@ -490,9 +505,12 @@ def predict_files(run_id: str, paths: list[Path], store: RunStore | None = None,
     an image. With ``adapt``, the files are taken for one lab's images and answered by the run's
     models adapted to them (:func:`adapted_models`); without, the support check still compares
     them as one lab's where :func:`folder_lab` finds them to be another lab's, as ``evaluate`` does."""
+    _check_store(store)
     (store or RunStore()).run_dir(run_id)  # an invalid run id is refused before any file is read
     if isinstance(paths, (str, os.PathLike)):  # one file given bare, not its characters one by one
         paths = [paths]
+    elif not isinstance(paths, Iterable) or isinstance(paths, bytes):
+        raise TypeError(f"paths must be a list of image files or folders (or one path), got {type(paths).__name__}")
     files = _files_of(paths)
     readable = [path for path, problem in files if not problem]
     models = adapted_models(run_id, readable, store) if adapt else None
