@@ -210,3 +210,29 @@ def test_predict_names_the_argument_of_a_wrong_type_and_takes_a_generator_of_ima
             call()
     [answer] = predict_images(run_id, (one for one in [image]), checks=False)
     assert answer == predict_images(run_id, [image], checks=False)[0]
+
+
+def test_a_long_lived_process_predicts_as_a_fresh_one_after_a_fold_is_deleted_elsewhere(tiny_dataset):
+    """The loaded models were kept by run id: after another process deleted a fold (or the run), this
+    one still answered from all of them, while a fresh process refused. The cache is now used only
+    while the files it was loaded from are unchanged."""
+    import shutil
+
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.engine.store import RunStore
+    from leukdash.errors import RunError
+    from leukdash.evaluation.predict import predict_files
+
+    run_id = run(RunConfig(dataset=str(tiny_dataset), model="knn", image_size=16, augment_factor=1, folds=2),
+                 n_jobs=1)["run_id"]
+    image = next(tiny_dataset.glob("*/*.png"))
+    assert predict_files(run_id, [image])[0]["n_folds"] == 2
+    folder = RunStore().run_dir(run_id)
+    (folder / "models" / "fold_1.joblib").unlink()
+    (folder / "folds" / "fold_1.json").unlink()
+    with pytest.raises(RunError, match="fold_1.joblib is damaged or missing"):
+        predict_files(run_id, [image])
+    shutil.rmtree(folder)
+    with pytest.raises(RunError, match="is not a finished run"):
+        predict_files(run_id, [image])

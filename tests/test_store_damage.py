@@ -279,10 +279,9 @@ def test_the_likely_wrong_check_of_loaded_models_names_the_lost_model_as_a_fresh
         predict.FoldEnsemble(run_id)
     assert str(lost.value) == str(fresh.value) and "\n" not in str(lost.value)
     assert f"run {run_id}: the saved model models/fold_1.joblib is damaged or missing" in str(lost.value)
-    [answer] = predict.predict_images(run_id, [image])  # the loaded models still answer
-    assert answer["predicted"] in ("ALL", "AML", "CLL", "CML", "HEALTHY")
-    assert answer["likely_wrong"] == {"error": f"likely-wrong check unavailable: {lost.value}",
-                                      "check": "likely-wrong", "reason": str(lost.value)}
+    with pytest.raises(RunError) as answer:  # the loaded models are not used once their files changed
+        predict.predict_images(run_id, [image])
+    assert str(answer.value) == str(fresh.value)
 
 
 def test_an_intact_model_that_this_process_cannot_load_is_said_and_its_fold_is_kept(template, monkeypatch):

@@ -38,8 +38,9 @@ from leukdash.engine.store import RunStore
 from leukdash.engine.training import model_suffix
 from leukdash.evaluation.support import AnswerSupport, answer_support
 
-# Loaded fold models of the last few runs used (a dashboard switches between a handful).
-_loaded: OrderedDict[tuple[str, str], "FoldEnsemble"] = OrderedDict()
+# Loaded fold models of the last few runs used (a dashboard switches between a handful), each with
+# the identity of the files it was loaded from (see _files_identity).
+_loaded: OrderedDict[tuple[str, ...], tuple["_Voting", tuple]] = OrderedDict()
 MAX_LOADED_RUNS = 4
 # predict_files decodes and answers this many images at a time, or fewer whose decoded pixels reach
 # PREDICT_CHUNK_BYTES: a folder of thousands of smear fields must not be held in memory at once.
@@ -248,16 +249,38 @@ def ensemble(run_id: str, store: RunStore | None = None, final: bool = False) ->
 
     store = store or RunStore()
     key = (str(store.root), run_id) + (("final",) if final else ())
-    if key not in _loaded:
+    kept = _loaded.get(key)
+    # Another process may have deleted or recomputed the run or a fold since: a fresh process would
+    # answer from the files as they are now, so this one does too.
+    if kept is None or kept[1] != _files_identity(store, kept[0]):
         meta = store.finished_meta(run_id)
         if store.missing_members(run_id, meta):  # said of the ensemble, not as a member that is not a run
             raise unfinished_error(run_id, store)
-        _loaded[key] = (RunEnsemble(run_id, meta, store, final) if is_ensemble(meta)
-                        else FoldEnsemble(run_id, store, final))
+        _loaded.pop(key, None)
+        loaded = RunEnsemble(run_id, meta, store, final) if is_ensemble(meta) else FoldEnsemble(run_id, store, final)
+        _loaded[key] = (loaded, _files_identity(store, loaded))
         while len(_loaded) > MAX_LOADED_RUNS:
             _loaded.popitem(last=False)
     _loaded.move_to_end(key)
-    return _loaded[key]
+    return _loaded[key][0]
+
+
+def _files_identity(store: RunStore, loaded: _Voting) -> tuple:
+    """``(path, size, mtime_ns)`` of the meta.json, fold records and models of the runs ``loaded``
+    was read from (a missing file: ``(path,)``): one stat per file, so that checking it before
+    each use costs next to nothing, where hashing the models would read them whole."""
+    identity = []
+    for run_id in [loaded.run_id] + [member.run_id for member, _ in loaded.parts() if member is not loaded]:
+        folder = store.run_dir(run_id)
+        for path in [folder / "meta.json", *sorted((folder / "folds").glob("*")),
+                     *sorted((folder / "models").glob("*"))]:
+            try:
+                status = path.stat()
+            except OSError:
+                identity.append((str(path),))
+                continue
+            identity.append((str(path), status.st_size, status.st_mtime_ns))
+    return tuple(identity)
 
 
 def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None = None,
