@@ -545,11 +545,14 @@ def out_of_fold_rows_of(root: str, run_id: str) -> list[dict]:
 
 @st.cache_data(ttl=60, show_spinner=False)
 def transfer_figures(root: str, run_ids: tuple[str, ...]) -> dict:
-    """Each run's transfer figure (leave-one-dataset-out or stored external tests), and the best
-    run on real images by it (see leukdash.evaluation.transfer)."""
-    from leukdash.evaluation.transfer import best_transferable, transfer_score
+    """Each run's transfer figure (leave-one-dataset-out or stored external tests), the best run on
+    real images by it, and Predict's default: that run, else the best validated one (see
+    leukdash.evaluation.transfer)."""
+    from leukdash.evaluation.transfer import best_transferable, best_validated, transfer_score
 
-    return {"scores": {run_id: transfer_score(run_id) for run_id in run_ids}, "best": best_transferable(list(run_ids))}
+    best = best_transferable(list(run_ids))
+    return {"scores": {run_id: transfer_score(run_id) for run_id in run_ids}, "best": best,
+            "default": best or best_validated(list(run_ids))}
 
 
 # --------------------------------------------------------------------------- prediction

@@ -10,6 +10,7 @@ from leukdash.data.decode import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, fra
 from leukdash.evaluation.answer import apart, headline, one_class_warning, unavailable_checks
 from leukdash.evaluation.answer_table import answer_row, answers_csv
 from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, warm_up, warmed_up
+from leukdash.evaluation.transfer import FULL_PROTOCOL_FOLDS
 from leukdash.errors import ImageDecodeError, LeukdashError
 from leukdash.paths import hide_roots, printable
 from leukdash.reporting.plots import heatmap_overlay, probability_bars
@@ -49,11 +50,16 @@ labels = {entry["run_id"]: option_label(entry, names[entry["run_id"]]) for entry
 chosen = st.session_state.get("predict_run", st.session_state.get("_kept_predict_run"))
 chosen_label = st.session_state.get("_predict_run_labels", {}).get(chosen, chosen)
 st.session_state["_predict_run_labels"] = labels
-run_id = kept(st.selectbox, "predict_run", transfer["best"] or entries[0]["run_id"], "Run", options=list(labels),
+run_id = kept(st.selectbox, "predict_run", transfer["default"] or entries[0]["run_id"], "Run", options=list(labels),
               format_func=labels.get,
-              help="A finished run; its fold models vote (their probabilities are averaged). The default is the "
-                   "run on real images that transfers best to a lab it never saw, by its leave-one-dataset-out "
-                   "result or its stored external tests (`evaluate`).")
+              help="A finished run; its fold models vote (their probabilities are averaged).")
+if transfer["best"]:
+    st.caption("The page opens on the run trained on real images that transfers best to a lab it never saw, by "
+               "its leave-one-dataset-out result or its stored external tests (`evaluate`).")
+else:
+    st.caption("No run on real images has a transfer figure: the page opens on the run with the best "
+               f"cross-validated balanced accuracy, runs of the full {FULL_PROTOCOL_FOLDS} folds before quicker "
+               "ones, not on the newest run.")
 if chosen is not None and chosen not in labels:
     # Still in the store, it is not whole (an ensemble whose member was deleted, a fold lost): said why.
     why = (f"cannot answer now ({why_unfinished(chosen)})" if chosen in {entry["run_id"] for entry in visible_runs()}

@@ -75,6 +75,29 @@ def test_a_known_image_is_headlined_by_its_out_of_fold_answer_on_a_fresh_deploym
     assert not (fresh_deploy / "datasets").exists()
 
 
+def test_a_newer_quick_run_does_not_become_every_visitors_default(fresh_deploy, tiny_dataset):
+    """Where no run transfers, Predict opened on the newest finished run: on a shared deployment any
+    visitor's throwaway run became everyone's default. It opens on the best cross-validated run, runs of
+    the full 5 folds first, and says so."""
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.engine.store import RunStore
+
+    knn = next(p for p in SHIPPED_RUNS.iterdir() if p.name.startswith("knn-"))
+    shutil.copytree(knn, fresh_deploy / "runs" / knn.name)
+    store = RunStore()
+    shipped = {p.name: store.read_summary(p.name)["balanced_acc"]["mean"] for p in (fresh_deploy / "runs").iterdir()}
+    quick = run(RunConfig(dataset=str(tiny_dataset), image_size=16, folds=2, augment_factor=1, model="nb"), n_jobs=1)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/predict.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    run_select = at.selectbox(key="predict_run")
+    assert any(quick["run_id"][3:9] in option for option in run_select.options)  # still one click away
+    assert run_select.value == max(shipped, key=shipped.get)
+    assert any("best cross-validated balanced accuracy, runs of the full 5 folds before quicker ones" in c.value
+               for c in at.caption)
+
+
 def test_the_loading_note_goes_once_an_answer_shows_the_models_loaded(fresh_deploy, monkeypatch):
     """A page run that starts before the warm-up ends says it is loading; once an image is answered
     in that same run the models are loaded, and the note is no longer shown above the answer."""

@@ -15,13 +15,18 @@ Neither is computed here: a run without either has no transfer figure (``None``)
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 
 from leukdash import arguments
+from leukdash.config import RunConfig
 from leukdash.engine.store import RunStore
 from leukdash.errors import LeukdashError
 
 RANKINGS = ("lodo", "cv")
+# The folds of the protocol's default (the paper's 5): a run with fewer is a quick try.
+FULL_PROTOCOL_FOLDS = next(f.default for f in fields(RunConfig) if f.name == "folds")
 
 
 def transfer_score(run_id: str, store: RunStore | None = None) -> dict | None:
@@ -96,3 +101,15 @@ def best_transferable(run_ids: list[str], store: RunStore | None = None) -> str 
               if not (store.read_meta(run_id) or {}).get("dataset", {}).get("synthetic")
               and (score := transfer_score(run_id, store)) is not None]
     return max(scored)[1] if scored else None
+
+
+def best_validated(run_ids: list[str], store: RunStore | None = None) -> str | None:
+    """Predict's default where no run transfers: the run with the highest cross-validated balanced
+    accuracy, runs of the full protocol (at least the default number of folds) before quicker ones,
+    so that a newer run does not take over by being newer (on a shared deployment, any visitor's
+    throwaway run was every visitor's default); None when no run has a summary."""
+    store = store or RunStore()
+    ranked = [(len(meta["fold_ids"]) >= FULL_PROTOCOL_FOLDS, summary["balanced_acc"]["mean"], run_id)
+              for run_id in arguments.run_ids(run_ids)
+              if (meta := store.read_meta(run_id)) and (summary := store.read_summary(run_id))]
+    return max(ranked)[2] if ranked else None
