@@ -175,16 +175,22 @@ def live_progress(labels: dict[str, str]) -> None:
         with st.container(border=True):
             head, button = st.columns([6, 1], vertical_alignment="center")
             done = sum(state == "finished" for state in sweep["runs"].values())
-            head.markdown(f"**{sweep['name']}** · {done} of {len(sweep['runs'])} runs done")
+            # Jobs on the same dataset and task (two visitors' grids) share a name: their models and launch
+            # tell them apart.
+            models = ", ".join(dict.fromkeys(setting_text(config, "model") for config in sweep["configs"]))
+            launched = time.strftime("%H:%M:%S", time.localtime(sweep["started"]))
+            head.markdown(f"**{sweep['name']}** · {models} · launched {launched} · "
+                          f"{done} of {len(sweep['runs'])} runs done")
             if sweep["state"] == "queued":
                 st.progress(0.0, text=f"queued, position {sweep['position']}: starts when one of the "
                                       f"{deployment().max_jobs} job slots of this server frees")
-            total = sweep["folds"] or 1
-            eta = [p["eta_seconds"] for p in sweep["progress"].values() if p["eta_seconds"] is not None]
-            st.progress(min(1.0, sweep["folds_done"] / total),
-                        text=f"{sweep['folds_done']} of {sweep['folds'] or '?'} folds · running for "
-                             f"{format_duration(time.time() - sweep['started'])}"
-                             + (f" · this run about {format_duration(max(eta))} left" if eta else ""))
+            else:
+                total = sweep["folds"] or 1
+                eta = [p["eta_seconds"] for p in sweep["progress"].values() if p["eta_seconds"] is not None]
+                st.progress(min(1.0, sweep["folds_done"] / total),
+                            text=f"{sweep['folds_done']} of {sweep['folds'] or '?'} folds · running for "
+                                 f"{format_duration(time.time() - sweep['started'])}"
+                                 + (f" · this run about {format_duration(max(eta))} left" if eta else ""))
             for run_id, state in sweep["runs"].items():
                 if state == "running":
                     fold_bars(run_id, sweep["progress"][run_id], labels.get(run_id, "run"))
@@ -368,8 +374,13 @@ if planned:
         span += " + ?" if timing["unknown"] else ""
     else:
         span = "measuring…" if unmeasured and measuring() else "unknown"
-    cols[2].metric("Time left" if in_flight else "Estimated time", span,
-                   help="A range: from the stored fold times of finished runs of the same model (their lowest "
+    # A queued job waits for the jobs ahead of it, whose time the estimate (of these runs alone) leaves out.
+    ahead = min((s["position"] for s in sweeps if s["state"] == "queued" and set(planned) & set(s["runs"])),
+                default=None)
+    waits = (f"These runs are queued (position {ahead}) and start when one of the {deployment().max_jobs} job "
+             "slots of this server frees: the time of the jobs ahead is not counted. ") if ahead else ""
+    cols[2].metric("Time left after the queue" if ahead else "Time left" if in_flight else "Estimated time", span,
+                   help=waits + "A range: from the stored fold times of finished runs of the same model (their lowest "
                         "to highest rate), scaled by images, pixels and epochs, or, for a model with no finished "
                         "run, from this machine's cost per fold measured on small runs (a third to three times it); "
                         "folds share the machine's cores."

@@ -205,7 +205,17 @@ def test_runs_beyond_max_jobs_show_as_queued(monkeypatch, tmp_path):
     try:
         assert not at.exception
         assert list(at.dataframe[0].value["Status"]) == ["queued"]
-        assert any(p.proto.text.startswith("queued, position 1:") for p in at.get("progress"))
+        bars = [p.proto.text for p in at.get("progress")]
+        # The queued job shows where it waits, not also a "running for" bar; only the first job runs.
+        assert sum(text.startswith("queued, position 1:") for text in bars) == 1
+        assert sum("running for" in text for text in bars) == 1
+        # Its time left leaves out the job ahead, and says so.
+        [left] = [m for m in at.metric if m.label.startswith("Time left")]
+        assert left.label == "Time left after the queue" and "queued (position 1)" in left.help
+        # The two jobs have the same dataset and task: their boxes' titles tell them apart.
+        titles = sorted(m.value for m in at.markdown if m.value.endswith("runs done"))
+        assert len(titles) == 2 and [" · Decision tree · launched " in title for title in titles] == [True, False]
+        assert " · Naive Bayes · launched " in titles[1]
         release.touch()
         states = wait_for_jobs(seconds=60)
         assert [s["state"] for s in states] == ["failed", "failed"]  # both ran (no summary)

@@ -38,8 +38,9 @@ def sweep_job_status(sweep_id: str, store: RunStore | None = None, log_lines: in
     """Where a sweep job stands: its own state and each of its runs'.
 
     Returns ``{"job_id", "name", "state", "position", "started", "ended", "runs": {run_id: state},
-    "progress": {run_id: latest_state()}, "folds_done", "folds", "log_tail", "datasets"}``
-    (``datasets``: its configs' dataset values, for a dashboard to tell whose upload it ran on). A run's state is
+    "progress": {run_id: latest_state()}, "folds_done", "folds", "log_tail", "datasets", "configs"}``
+    (``datasets``: its configs' dataset values, for a dashboard to tell whose upload it ran on; ``configs``: its
+    runs' configs as dicts, for a dashboard to say what it computes). A run's state is
     ``"finished"``, ``"running"`` (its folds are being computed), ``"queued"`` (waiting in a live
     or queued job), or, once the job ended without it, the job's own state. The job's state is
     ``"queued"`` or ``"running"`` while it waits or its process lives, then ``"finished"`` if
@@ -74,6 +75,7 @@ def sweep_job_status(sweep_id: str, store: RunStore | None = None, log_lines: in
         "folds": sum(p["folds"] or planned.get(run_id, 0) for run_id, p in progress.items()),
         "log_tail": job["log_tail"],
         "datasets": sorted({config.get("dataset") for config in sweep.get("configs") or []} - {None}),
+        "configs": sweep.get("configs") or [],
     }
 
 
