@@ -600,3 +600,15 @@ def test_an_ensemble_whose_member_was_deleted_says_so_on_compare_and_predict(dat
     assert main(["predict", joined, str(data_root / "cell.png")]) == 2
     said = capsys.readouterr().err.splitlines()[-1]  # after the log lines of Streamlit's caches
     assert said.startswith(f"error: run '{joined}' is not a finished run") and why in said, said
+
+
+def test_a_store_where_the_builtin_set_cannot_be_drawn_is_one_line_on_each_page(data_root, isolated_artifacts):
+    """A store that cannot take the built-in set (read-only, full, a file where its folder goes)
+    crashed Data, Experiments and Augmentation with the OSError's traceback."""
+    (isolated_artifacts / "datasets").write_text("not a folder")  # data_root is empty: the built-in set is picked
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(timeout=TIMEOUT)
+    for page in ("data", "experiments", "augmentation"):
+        open_page(at, page)
+        assert [e.value for e in at.error] == [
+            "Cannot open dataset 'synthetic': cannot write datasets: a file stands where a folder is needed "
+            "(LEUKDASH_ARTIFACTS must name a folder)"], page

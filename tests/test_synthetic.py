@@ -1,6 +1,9 @@
 """The built-in synthetic generator: deterministic, labelled as demo data, cached atomically, and
 its classes differ in morphology but not in acquisition (background colour)."""
 
+import errno
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -136,6 +139,29 @@ def test_ensure_synthetic_never_uses_a_half_written_folder(small_defaults, isola
     assert path == target and not stale.exists()
     assert cv2.imread(str(path / "ALL" / "ALL_0001.png")) is not None
     assert SYNTHETIC_LABEL in (path / "SOURCE.md").read_text()
+
+
+@pytest.mark.parametrize("fault", ["file in the way", errno.EACCES, errno.ENOSPC, errno.EIO],
+                         ids=["file", "read-only", "full", "io"])
+def test_a_builtin_set_that_cannot_be_written_is_one_store_error(small_defaults, isolated_artifacts, monkeypatch,
+                                                                  fault):
+    """A store where the set cannot be drawn (read-only, full, a file where its folder goes) let the
+    OSError through to every caller but the CLI: the pages showed a traceback."""
+    from leukdash.errors import StoreError
+
+    if fault == "file in the way":
+        (isolated_artifacts / "datasets").write_text("not a folder")
+        said = "a file stands where a folder is needed"
+    else:
+        def fail(*args, **kwargs):
+            raise OSError(fault, os.strerror(fault), str(isolated_artifacts / "datasets" / "x.png"))
+
+        monkeypatch.setattr(synthetic, "generate_synthetic", fail)
+        said = {errno.EACCES: "permission denied", errno.ENOSPC: "no space left on the device"}.get(
+            fault, "Input/output error")
+    with pytest.raises(StoreError) as raised:
+        synthetic.ensure_synthetic(seed=0, size=32)
+    assert "\n" not in str(raised.value) and said in str(raised.value)
 
 
 def _nuclei(image):

@@ -39,8 +39,9 @@ from filelock import FileLock
 
 from leukdash.data.dataset import SYNTHETIC_LABEL
 from leukdash.data.synthetic.smear import CLASSES, SUPERSAMPLE, render_smear
-from leukdash.errors import ConfigError
-from leukdash.paths import artifacts_root
+from leukdash.atomic import explain
+from leukdash.errors import ConfigError, StoreError
+from leukdash.paths import artifacts_root, printable
 
 __all__ = ["CLASSES", "DEFAULT_COUNTS", "GENERATOR_VERSION", "cached_synthetic_path", "ensure_synthetic",
            "generate_synthetic", "render_smear", "synthetic_folder"]
@@ -151,10 +152,24 @@ def ensure_synthetic(seed: int = 0, size: int = 128) -> Path:
 
     It is drawn into a temporary folder and renamed into place, so a half-written folder is
     never used; a lock makes concurrent callers wait for one generation instead of racing.
+
+    Raises StoreError (one line) when the set cannot be written: a read-only store, a full disk,
+    a file where its folder goes.
     """
     target = synthetic_folder(seed, size)
     if _is_current(target):
         return target
+    try:
+        return _draw(target, seed, size)
+    except OSError as error:
+        # Any failure here comes from where the store lives, never from the caller's input: said as
+        # the CLI says it (explain), so every caller (a page, a notebook) gets one line, not a traceback.
+        raise explain(error) or StoreError(
+            f"cannot draw the built-in dataset into {printable(str(target))}: {error.strerror or error}") from error
+
+
+def _draw(target: Path, seed: int, size: int) -> Path:
+    """:func:`ensure_synthetic`'s drawing of the set into ``target``, under the lock."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target.parent / f".{target.name}.lock")):
         if _is_current(target):
