@@ -24,6 +24,7 @@ from leukdash.errors import LeukdashError, RunError
 BUILTIN = "synthetic"
 UPLOADS = "uploaded_datasets"  # session: {display name: folder} of zips unpacked on the Data page
 GONE_UPLOADS = "_gone_uploads"  # session: uploads found removed (by the quota), not yet said
+LINK_NOTE = "_link_note"  # session: this run's place for the values of the page's link not used, and what it says
 
 
 # --------------------------------------------------------------------------- routing
@@ -37,11 +38,15 @@ def routed(page_file: str) -> None:
     deep link such as ``/compare`` then runs the page file alone, without the page setup and
     with every file of ``pages/`` in the menu. The entrypoint marks the session; an unmarked
     run goes through the entrypoint, which then switches to the page asked for.
+
+    Every run of a page starts here, so here it keeps the place at the top of the sidebar where
+    the run says which values of the page's link were replaced (:func:`link_note`).
     """
     if not st.session_state.get("_routed"):
         st.session_state["_deep_link"] = f"pages/{Path(page_file).name}"
         st.session_state["_deep_query"] = {key: st.query_params.get_all(key) for key in st.query_params}
         st.switch_page("streamlit_app.py")
+    st.session_state[LINK_NOTE] = (st.sidebar.empty(), [])
 
 
 # --------------------------------------------------------------------------- deployment
@@ -122,6 +127,7 @@ def kept(widget, key: str, default, *args, bind: bool = False, **kwargs):
     without the setting; an address with it wins (a shared link).
     """
     shadow = f"_kept_{key}"
+    linked = st.query_params.get_all(key) if bind else []
     value = st.session_state[key] if key in st.session_state else st.session_state.get(shadow, default)
     options = kwargs.get("options")
     if options is not None:
@@ -150,7 +156,34 @@ def kept(widget, key: str, default, *args, bind: bool = False, **kwargs):
     kwargs[parameter] = options.index(value) if parameter == "index" else value
     value = widget(*args, key=key, **kwargs)
     st.session_state[shadow] = value
+    if linked and not _link_taken(linked, value):
+        # Streamlit drops a link's value the widget does not take (not offered, out of range) without a word.
+        shown = kwargs.get("format_func", str)
+        used = ", ".join(literal(str(shown(v))) for v in (value if isinstance(value, list) else [value]))
+        link_note(f"{args[0]} {', '.join(literal(v) for v in linked)} → {used}")
     return value
+
+
+def _link_taken(linked: list[str], value) -> bool:
+    """Whether the widget's ``value`` is what the link's values ``linked`` ask (a number as written or
+    not, "3.0" for 3)."""
+    values = value if isinstance(value, list) else [value]
+
+    def taken(text: str) -> bool:
+        try:
+            return text in map(str, values) or (len(values) == 1 and float(text) == values[0])
+        except ValueError:  # not a number: not this value
+            return False
+
+    return all(taken(text) for text in linked)
+
+
+def link_note(replaced: str) -> None:
+    """Add a setting of the link replaced (its name, values and those used) to this run's one line."""
+    place, said = st.session_state[LINK_NOTE]
+    said.append(replaced)
+    place.warning("Some settings of the link cannot be used here (not offered or out of range), so they were "
+                  f"replaced: {'; '.join(said)}.", icon=":material/warning:")
 
 
 def history_navigation() -> bool:

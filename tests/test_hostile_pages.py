@@ -612,3 +612,21 @@ def test_a_store_where_the_builtin_set_cannot_be_drawn_is_one_line_on_each_page(
         assert [e.value for e in at.error] == [
             "Cannot open dataset 'synthetic': cannot write datasets: a file stands where a folder is needed "
             "(LEUKDASH_ARTIFACTS must name a folder)"], page
+
+
+def test_a_link_with_settings_the_page_cannot_take_says_which_and_what_it_used(data_root):
+    """``?exp_folds=11&exp_sizes=32&exp_sizes=999&exp_models=Nope`` opened with the defaults (and 32 px
+    alone) without a word: Streamlit drops a bound widget's value it does not take."""
+    write_classes(data_root / "lab")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update(exp_folds="11", exp_sizes=["32", "999"], exp_models="Nope", exp_preprocess="raw")
+    open_page(at, "experiments")
+    assert [w.value for w in at.sidebar.warning] == [
+        "Some settings of the link cannot be used here (not offered or out of range), so they were replaced: "
+        "Image sizes (px) 32, 999 → 32; Folds 11 → 5; Models Nope → CNN \\(paper\\), Naive Bayes."]
+    assert at.number_input(key="exp_folds").value == 5 and at.multiselect(key="exp_sizes").value == [32]
+    again = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    again.query_params.update(exp_folds="5.0", exp_sizes="32")  # values it takes, as typed or not: nothing said
+    open_page(again, "experiments")
+    assert not again.sidebar.warning, again.sidebar.warning[0].value
+    assert again.number_input(key="exp_folds").value == 5 and again.multiselect(key="exp_sizes").value == [32]
