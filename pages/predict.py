@@ -94,9 +94,11 @@ if not ready:
                     "waits only for what is left of it.")
 
 uploads = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="predict_upload",
-                           max_upload_size=MAX_FILE_MB,
-                           help=f"PNG, JPEG, BMP or TIFF, up to {MAX_FILE_MB} MB and "
-                                f"{MAX_PIXELS // 1_000_000} megapixels each.")
+                           max_upload_size=MAX_FILE_MB)
+# Said on the page, not in a help tooltip: a file over the limit is refused in the browser (only its name
+# turns red), so the page never learns of it.
+st.caption(f"PNG, JPEG, BMP or TIFF, up to {MAX_FILE_MB} MB and {MAX_PIXELS // 1_000_000} megapixels each; "
+           "a larger file is refused as it is dropped (its name turns red) and not classified.")
 if not uploads:
     st.info("Upload one or more blood-cell images to classify them.", icon=":material/upload:")
     st.stop()

@@ -630,3 +630,12 @@ def test_a_link_with_settings_the_page_cannot_take_says_which_and_what_it_used(d
     open_page(again, "experiments")
     assert not again.sidebar.warning, again.sidebar.warning[0].value
     assert again.number_input(key="exp_folds").value == 5 and again.multiselect(key="exp_sizes").value == [32]
+
+
+def test_the_predict_page_says_its_upload_size_limit_beside_the_uploader(data_root, isolated_artifacts):
+    """A file over the limit is refused in the browser (only its name turns red): the limit was said
+    only in a tooltip, and the page went on asking for images."""
+    shipped_runs(isolated_artifacts, "nb")
+    at = app("predict")
+    assert any(c.value.startswith("PNG, JPEG, BMP or TIFF, up to 50 MB and ") and "a larger file is refused" in c.value
+               for c in at.caption), [c.value for c in at.caption]
