@@ -38,7 +38,7 @@ def test_a_fresh_deployment_predicts_with_both_checks_and_draws_no_dataset(fresh
     at.switch_page("pages/predict.py").run()
     assert not at.exception, [e.value for e in at.exception]
     uploader = at.file_uploader(key="predict_upload")
-    assert uploader.proto.max_upload_size_mb == 50 and "up to 50 MB" in uploader.help
+    assert uploader.proto.max_upload_size_mb == 50 and any("up to 50 MB" in c.value for c in at.caption)
     image = np.random.default_rng(1).integers(0, 256, (80, 80, 3), dtype=np.uint8)
     uploader.set_value([("cell.png", _png(image), "image/png")])
     at.run()
