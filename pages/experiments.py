@@ -14,6 +14,7 @@ from leukdash.config import PREPROCESS_MODES, AugmentConfig, RunConfig
 from leukdash.errors import LeukdashError
 from leukdash.engine.calibrate import calibrated, measuring, start_measuring, uncalibrated
 from leukdash.engine.estimate import estimate
+from leukdash.engine.timing import stored_start_up
 from leukdash.paths import hide_roots
 from leukdash.data.preprocess import describe_mode
 from leukdash.reporting.plots import ERROR_BARS, metric_bars, setting_text, summary_frame, sweep_axes
@@ -342,7 +343,8 @@ n_images = sum(info["classes"][c] for c in (tasks[task] or classes))
 remaining = [{"config": planned[r].to_dict(), "n_images": n_images,
               "missing_folds": int(folds) - (entries[r]["n_folds_done"] if r in entries else 0)}
              for r in to_compute + in_flight]
-timing = estimate(remaining, list(entries.values()), calibrated=calibrated())
+stored = list(entries.values())
+timing = estimate(remaining, stored, calibrated=calibrated(), start_up=stored_start_up(stored))
 # Kinds of model with neither a finished run nor this machine's figures: measured on demand.
 unmeasured = uncalibrated([run["config"] for run in remaining]) if timing["unknown"] else []
 
@@ -383,7 +385,8 @@ if planned:
                    help=waits + "A range: from the stored fold times of finished runs of the same model (their lowest "
                         "to highest rate), scaled by images, pixels and epochs, or, for a model with no finished "
                         "run, from this machine's cost per fold measured on small runs (a third to three times it); "
-                        "folds share the machine's cores."
+                        "folds share the machine's cores. Added: what earlier runs took to load their images and "
+                        "start their worker processes."
                         + (f" Most likely about {format_duration(timing['seconds'])}." if timing["estimated"] else "")
                         + (f" {count(timing['unknown'], 'run')} with neither yet." if timing["unknown"] else ""))
     if unmeasured and not measuring():

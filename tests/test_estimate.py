@@ -45,8 +45,8 @@ def test_estimate_scales_the_stored_fold_times_of_similar_runs():
 
 def test_estimate_without_finished_runs_knows_nothing():
     result = estimate([planned(CNN, 100, 5)], [], workers=1)
-    assert result == {"fold_seconds": 0.0, "seconds": 0.0, "low": 0.0, "high": 0.0, "estimated": 0,
-                      "calibrated": 0, "unknown": 1}
+    assert result == {"fold_seconds": 0.0, "start_up_seconds": 0.0, "seconds": 0.0, "low": 0.0, "high": 0.0,
+                      "estimated": 0, "calibrated": 0, "unknown": 1}
 
 
 def test_the_range_spans_the_similar_runs_and_calibration_fills_in_a_kind_without_runs():
@@ -86,3 +86,55 @@ def test_a_measurement_marker_counts_for_ten_minutes_either_way_of_now(isolated_
     for age, at_work in ((0, True), (300, True), (-300, True), (900, False), (-3600, False)):
         os.utime(marker, (time.time() - age, time.time() - age))
         assert measuring() is at_work, age
+
+
+def test_an_estimate_adds_the_start_up_that_earlier_runs_recorded(tiny_dataset):
+    """A small run's time is mostly its fixed cost (loading images, starting worker processes): a real run
+    records both, and the estimate of the next adds them to the folds' time."""
+    from leukdash.engine.progress import read_events
+    from leukdash.engine.runner import run
+    from leukdash.engine.store import RunStore
+    from leukdash.engine.timing import stored_start_up
+
+    config = RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, folds=2, augment_factor=1)
+    result = run(config, n_jobs=2)  # folds in worker processes
+    events = read_events(RunStore().progress_path(result["run_id"]))
+    start = next(e for e in events if e["event"] == "start")
+    workers = [e["worker_seconds"] for e in events if "worker_seconds" in e]
+    assert start["images"] == 40 and start["load_seconds"] > 0
+    assert len(workers) == 2 and all(seconds > 0 for seconds in workers)  # each worker's first event tells it
+    assert not any(e.get("worker_cnn") for e in events)
+
+    entries = RunStore().list_runs()
+    figures = stored_start_up(entries)
+    assert figures["load_per_image"] == pytest.approx(start["load_seconds"] / 40)
+    assert figures["worker"] == {"classic": pytest.approx(sum(workers) / 2)}
+    plan = [planned(config.with_changes(seed=8), 40, 2), planned(config.with_changes(seed=9), 40, 2)]
+    without, with_start_up = estimate(plan, entries, workers=2), estimate(plan, entries, workers=2, start_up=figures)
+    # Both runs load their images, one after the other, while the workers start side by side.
+    fixed = max(2 * start["load_seconds"], sum(workers) / 2)
+    assert with_start_up["start_up_seconds"] == pytest.approx(fixed)
+    for key in ("seconds", "low", "high"):
+        assert with_start_up[key] == pytest.approx(without[key] + fixed)
+
+
+def test_start_up_is_the_median_of_the_logs_that_record_it_and_a_cnn_worker_starts_first(tmp_path):
+    from leukdash.engine.progress import append_event
+    from leukdash.engine.timing import start_up
+
+    logs = [tmp_path / f"{name}.jsonl" for name in "abc"]
+    append_event(logs[0], {"event": "start", "folds": 2, "load_seconds": 4.0, "images": 100})
+    append_event(logs[0], {"event": "fold_start", "fold": 0, "worker_seconds": 8.0, "worker_cnn": True})
+    append_event(logs[1], {"event": "start", "folds": 2, "load_seconds": 1.0, "images": 100})
+    append_event(logs[1], {"event": "fold_start", "fold": 0, "worker_seconds": 2.0, "worker_cnn": False})
+    append_event(logs[2], {"event": "start", "folds": 2})  # written before these were recorded: no figure
+    append_event(logs[2], {"event": "fold_start", "fold": 0})
+    figures = start_up(logs)
+    assert figures == {"load_per_image": pytest.approx(0.025), "worker": {"cnn": 8.0, "classic": 2.0}}
+    assert start_up(logs[2:]) == {"worker": {}}
+
+    cnn, nb = planned(CNN, 100, 5), planned(RunConfig(model="nb"), 100, 5)
+    assert estimate([nb], [], start_up=figures)["start_up_seconds"] == pytest.approx(2.5)  # loading outlasts
+    assert estimate([cnn, nb], [], start_up=figures)["start_up_seconds"] == pytest.approx(8.0)  # TensorFlow's
+    assert estimate([planned(CNN, 100, 0)], [], start_up=figures)["start_up_seconds"] == 0.0  # nothing to compute
+    assert estimate([cnn], [], start_up=start_up(logs[2:]))["start_up_seconds"] == 0.0

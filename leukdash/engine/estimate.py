@@ -10,6 +10,12 @@ runs), with a range of a third to three times that: on ALL-IDB2 (64 px, x8, 25 e
 cores) a 3-NN on pixels took 0.97x its calibrated time and the leukdash CNN 2.2x. It is a rough
 guide, not a promise: an SVM's cost grows faster than linearly in the images, and a busy
 machine is slower.
+
+To the folds' time it adds what runs pay before their first fold, as earlier runs measured it
+(:func:`leukdash.engine.timing.start_up`): loading the images of each run, one run after another,
+while the worker processes start (importing TensorFlow takes seconds) side by side with it. On a
+small run it is most of the time: a 2-fold, 1-epoch CNN at 16 px on the built-in set took 17 s
+(2 shared cores of an Intel Xeon), its workers 13 s to start and its two folds 4 s side by side.
 """
 
 from __future__ import annotations
@@ -62,8 +68,20 @@ def rate_samples(entries: list[dict]) -> dict[tuple[str, str], list[float]]:
     return found
 
 
+def start_up_seconds(planned: list[dict], start_up: dict | None) -> float:
+    """Seconds before the first fold of ``planned`` (as in :func:`estimate`) starts: every run with
+    folds to compute loads its images, one after another, while the first workers start (a CNN's,
+    if any CNN is planned: those start first); 0 without such figures (:func:`leukdash.engine.timing.start_up`)."""
+    todo = [run for run in planned if run["missing_folds"] > 0]
+    if not todo or not start_up:
+        return 0.0
+    loading = start_up.get("load_per_image", 0.0) * sum(run["n_images"] for run in todo)
+    first = "cnn" if any(run["config"]["model"] == "cnn" for run in todo) else "classic"
+    return max(loading, (start_up.get("worker") or {}).get(first, 0.0))
+
+
 def estimate(planned: list[dict], entries: list[dict], workers: int | None = None,
-             calibrated: dict[str, dict] | None = None) -> dict:
+             calibrated: dict[str, dict] | None = None, start_up: dict | None = None) -> dict:
     """Estimate the time of the folds still to compute, with a range.
 
     Parameters
@@ -75,12 +93,15 @@ def estimate(planned: list[dict], entries: list[dict], workers: int | None = Non
         measured with folds sharing the cores the same way.
     calibrated : this machine's figures by kind (``"cnn/paper"``: ``{"overhead", "rate"}``, see
         :func:`leukdash.engine.calibrate.calibrated`), for kinds without a finished run.
+    start_up : earlier runs' fixed costs (:func:`leukdash.engine.timing.start_up`), see
+        :func:`start_up_seconds`.
 
     Returns
     -------
     dict with ``fold_seconds`` (sum over the missing folds of the runs that have an estimate),
-    ``seconds`` (that sum spread over ``workers``), ``low`` and ``high`` (the range of
-    ``seconds``), ``estimated`` (runs with an estimate and folds to compute), ``calibrated`` (of
+    ``start_up_seconds``, ``seconds`` (the folds' sum spread over ``workers``, after the start-up),
+    ``low`` and ``high`` (the range of ``seconds``: the start-up is measured, the folds' time spread),
+    ``estimated`` (runs with an estimate and folds to compute), ``calibrated`` (of
     those, estimated from the calibration) and ``unknown`` (runs with folds to compute and
     neither a similar finished run nor a calibration).
     """
@@ -109,5 +130,7 @@ def estimate(planned: list[dict], entries: list[dict], workers: int | None = Non
         low += fold_low * run["missing_folds"]
         high += fold_high * run["missing_folds"]
         estimated += 1
-    return {"fold_seconds": total, "seconds": total / workers, "low": low / workers, "high": high / workers,
+    fixed = start_up_seconds(planned, start_up)
+    return {"fold_seconds": total, "start_up_seconds": fixed, "seconds": fixed + total / workers,
+            "low": fixed + low / workers, "high": fixed + high / workers,
             "estimated": estimated, "calibrated": from_calibration, "unknown": unknown}

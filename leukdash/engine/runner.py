@@ -293,7 +293,7 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
     def emit(run_id: str, event: dict) -> None:
         _emit(store.progress_path(run_id), event, on_event and (lambda e: on_event({**e, "run_id": run_id})))
 
-    inputs, tasks, left, by_id, arrays = {}, [], {}, {r.run_id: r for r in runs}, {}
+    inputs, tasks, left, by_id, arrays, loaded = {}, [], {}, {r.run_id: r for r in runs}, {}, {}
     try:  # every run's folds planned before any run is stored: one refused (k above a fold's
         # training set, folds of other versions) stops them all, and leaves no folder behind, rather than half a sweep
         here = versions()
@@ -302,8 +302,10 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
         for r in runs:
             # Decoding can take a while before the first fold starts: the dashboard shows it as a phase.
             emit(r.run_id, {"event": "loading", "run_id": r.run_id, "message": "loading and resizing the images"})
+            began = time.perf_counter()
             arrays[r.run_id] = load_arrays(r.dataset, r.config.image_size, r.config.preprocess)
             inputs[r.run_id] = fold_inputs(r.config, r.dataset, arrays[r.run_id])
+            loaded[r.run_id] = time.perf_counter() - began
             _check_same_folds(r, store, inputs[r.run_id])
     except BaseException:
         for r in runs:
@@ -317,7 +319,9 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
                                                  done, missing))
         emit(r.run_id, {"event": "start", "run_id": r.run_id, "folds": len(fold_ids), "missing": missing,
                         "done_folds": [f for f in fold_ids if f not in missing],
-                        "epochs": r.config.epochs if r.config.is_cnn else None})
+                        "epochs": r.config.epochs if r.config.is_cnn else None,
+                        # a fixed cost of the run, which estimates of later runs add (leukdash.engine.timing.start_up)
+                        "load_seconds": round(loaded[r.run_id], 3), "images": len(inputs[r.run_id].labels)})
         tasks += [FoldTask(r.run_id, fold, len(fold_ids), r.config.to_dict(), len(inputs[r.run_id].labels))
                   for fold in missing]
         left[r.run_id] = set(missing)

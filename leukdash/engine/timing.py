@@ -2,16 +2,20 @@
 
 :func:`progress_span` reads the wall time of a set of runs from the store (the first and last
 event of their progress logs), so it does not depend on which call later reads the runs back;
-:func:`predict_walls` packs measured fold times onto ``workers`` equal workers.
+:func:`predict_walls` packs measured fold times onto ``workers`` equal workers; :func:`start_up` reads
+what a run pays before its first fold (loading its images, starting worker processes).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import median
 
 from leukdash.engine.progress import read_events
 
 WORKER_COUNTS = (1, 2, 4, 8, 16, 32)  # the cluster sizes the README's scaling table predicts
+# The newest runs whose fixed costs an estimate reads: the machine as it is now, and a page's rerun reads few files.
+START_UP_RUNS = 20
 
 
 def progress_span(paths: list[Path]) -> dict | None:
@@ -53,3 +57,34 @@ def predict_walls(task_seconds: list[float], workers: int, *, per_worker_speed: 
     total = sum(task_seconds) / per_worker_speed
     return {"workers": workers, "wall": max(loads), "critical_path": max(task_seconds) / per_worker_speed,
             "lower_bound": max(max(task_seconds) / per_worker_speed, total / workers), "total": total}
+
+
+def start_up(paths: list[Path]) -> dict:
+    """A run's fixed costs measured in these progress logs: ``load_per_image`` (seconds to load and
+    resize an image, the ``start`` events' ``load_seconds`` over their ``images``) and ``worker``
+    (``{"cnn": s, "classic": s}``: from a worker process's launch to its being ready for a fold, the
+    ``worker_seconds`` of its first event), each the median of what the logs hold; a figure no log
+    holds (logs written before they were recorded, folds on a Dask cluster's running workers) is left out.
+    """
+    loads, workers = [], {"cnn": [], "classic": []}
+    for path in paths:
+        for event in read_events(path):
+            seconds, images = event.get("load_seconds"), event.get("images")
+            if event.get("event") == "start" and _number(seconds) and _number(images) and images > 0:
+                loads.append(seconds / images)
+            if _number(event.get("worker_seconds")):
+                workers["cnn" if event.get("worker_cnn") else "classic"].append(event["worker_seconds"])
+    found = {"worker": {kind: median(values) for kind, values in workers.items() if values}}
+    return {**found, "load_per_image": median(loads)} if loads else found
+
+
+def stored_start_up(entries: list[dict]) -> dict:
+    """:func:`start_up` of the newest ``START_UP_RUNS`` of ``entries`` (``RunStore.list_runs()``, newest first)."""
+    from leukdash.engine.store import RunStore
+
+    store = RunStore()
+    return start_up([store.progress_path(entry["run_id"]) for entry in entries[:START_UP_RUNS]])
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -22,13 +22,15 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 from leukdash.engine.scheduler.lifetime import die_with_parent, launch
 from leukdash.fd2 import write_stderr
 from leukdash.models.tensorflow_import import tensorflow_note
 
 BOOTSTRAP = ("import pickle, sys; sys.path[:] = pickle.load(sys.stdin.buffer); "
-             "from leukdash.engine.scheduler.child import serve; serve(int(sys.argv[1]), sys.argv[2] == 'cnn')")
+             "from leukdash.engine.scheduler.child import serve; "
+             "serve(int(sys.argv[1]), sys.argv[2] == 'cnn', float(sys.argv[3]))")
 
 
 class ChildProcess:
@@ -42,7 +44,8 @@ class ChildProcess:
         self.inbox, self.cnn = inbox, cnn
         # A fold computes with one BLAS thread (task.py's threadpool_limits(1)); OpenBLAS would still start
         # a thread per core on import, which a low process limit (ulimit -u) turns into noise and crashes.
-        self.process = launch([sys.executable, "-c", BOOTSTRAP, str(os.getpid()), "cnn" if cnn else "classic"],
+        self.process = launch([sys.executable, "-c", BOOTSTRAP, str(os.getpid()), "cnn" if cnn else "classic",
+                               repr(time.time())],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
         self._write([pickle.dumps(sys.path)])  # a few KB: fits the pipe, does not block
@@ -92,8 +95,9 @@ def _relay(stderr) -> None:
             write_stderr(line)  # nowhere to write: keep reading, or the child would block on a full pipe
 
 
-def serve(parent: int, cnn: bool) -> None:
-    """The child's loop (see the module's docstring); ``cnn``: the kind of fold it is started for."""
+def serve(parent: int, cnn: bool, launched: float) -> None:
+    """The child's loop (see the module's docstring); ``cnn``: the kind of fold it is started for,
+    ``launched``: when its parent launched it (epoch seconds)."""
     from leukdash.engine.scheduler.task import compute_fold
 
     replies = os.fdopen(os.dup(1), "wb")
@@ -109,14 +113,23 @@ def serve(parent: int, cnn: bool) -> None:
     except Exception:
         pass  # the first fold imports them again, and reports what fails as its error
 
+    # From launch to ready (interpreter, imports): a fixed cost of a run that its first event tells, for
+    # the estimates of later runs (leukdash.engine.timing.start_up).
+    start_up = {"worker_seconds": round(time.time() - launched, 3), "worker_cnn": cnn}
+
     def reply(kind: str, value) -> None:
         pickle.dump((kind, value), replies, protocol=pickle.HIGHEST_PROTOCOL)
         replies.flush()
 
+    def report(event: dict) -> None:
+        nonlocal start_up
+        reply("event", {**event, **start_up})
+        start_up = {}
+
     def compute(task, inputs):
         if start_failure is not None:
             raise start_failure
-        return compute_fold(task, inputs, lambda event: reply("event", event))
+        return compute_fold(task, inputs, report)
 
     requests = sys.stdin.buffer
     while True:
