@@ -225,8 +225,12 @@ for number, upload in enumerate(uploads, start=1):
                     st.warning(f"Grad-CAM failed: {type(error).__name__}: {error}", icon=":material/warning:")
             size = f"{picture.shape[1]}×{picture.shape[0]} px"
             if heatmap is not None:
+                # The engine's heatmap is in the picture's own pixels (gradcam maps it back).
+                seen = ("; blue too outside the cell's box, which the models did not see"
+                        if config.get("preprocess", "raw") != "raw" else "")
                 st.image([picture, heatmap_overlay(picture, heatmap)], width=180,
-                         caption=[size, f"Grad-CAM for {result['predicted']}, the fold models' mean class (red: most influential)"])
+                         caption=[size, f"Grad-CAM for {result['predicted']}, the fold models' mean class, on the "
+                                        f"pixels where the models saw them (red: most influential, blue: least{seen})"])
             else:
                 st.image(picture, width="stretch", caption=size)
 with export.container():

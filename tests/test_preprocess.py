@@ -17,6 +17,7 @@ from leukdash.data.preprocess import (
     prepare,
     prepare_images,
     prepare_one,
+    prepare_view,
     preprocess_image,
     segment_cell,
 )
@@ -261,3 +262,27 @@ def test_cli_takes_a_preprocess_mode_and_refuses_a_bad_one(capsys):
     assert main(["run", "synthetic", "--preprocess", "cell-keep-purple", "--quiet"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "preprocess must be one of" in error[0]
+
+
+@pytest.mark.parametrize("mode", ["raw", "cell-keep-asis", "cell-fit-asis"])
+def test_view_carries_a_map_of_the_prepared_square_back_onto_the_picture(mode):
+    # A cell off the centre of a field taller than wide: a map over the square the models see (here
+    # where the square shows a nucleus) must land on the nucleus in the picture, not stretched over it.
+    image, truth = _smear(centre=(70, 60))
+    image = np.concatenate([image, np.full((100, 200, 3), GLASS, np.uint8)])
+    square, _, view = prepare_view(image, 48, mode)
+    nucleus = np.clip(square[..., 2].astype(np.float32) - square[..., 1] - 60, 0, None)
+    mapped = view.to_picture(nucleus, image.shape)
+    assert mapped.shape == image.shape[:2]
+    ys, xs = np.mgrid[:300, :200]
+    centre = (mapped * xs).sum() / mapped.sum(), (mapped * ys).sum() / mapped.sum()
+    assert np.hypot(centre[0] - 70, centre[1] - 60) < 3, centre
+    # Nothing is shown where the models saw nothing of the picture: outside the cell's box.
+    seen = view.to_picture(np.ones((6, 6), np.float32), image.shape) > 0
+    if mode == "raw":
+        assert seen.all()
+    else:
+        rows, cols = np.nonzero(seen)
+        box = np.nonzero(truth)
+        assert abs(rows.min() - box[0].min()) <= 4 and abs(rows.max() - box[0].max()) <= 4
+        assert abs(cols.min() - box[1].min()) <= 4 and abs(cols.max() - box[1].max()) <= 4

@@ -342,6 +342,25 @@ def test_gradcam_of_a_cnn_run_covers_the_image(tiny_dataset):
     assert np.argmax(cv2.resize(raw, image.shape[1::-1])) == np.argmax(explained)
 
 
+def test_gradcam_of_a_picture_not_square_is_its_padded_squares_map_cropped(tiny_dataset):
+    # The models see a tall picture padded to a square with its edges repeated: its heatmap is the
+    # padded square's, with the padding cropped off, not that map stretched over the picture.
+    import cv2
+
+    from leukdash.data.decode import decode_image
+    from leukdash.data.preprocess import prepare
+    from leukdash.evaluation.gradcam import gradcam
+
+    run_id = run(_config(tiny_dataset, model="cnn", epochs=2), n_jobs=1)["run_id"]
+    image = decode_image(next((tiny_dataset / "ALL").glob("*.png")))
+    tall = np.concatenate([image, np.random.default_rng(5).integers(150, 230, (32, 32, 3), np.uint8)])
+    padded = cv2.copyMakeBorder(tall, 0, 0, 16, 16, cv2.BORDER_REPLICATE)
+    assert np.array_equal(prepare([tall], 16), prepare([padded], 16))
+    cropped = gradcam(run_id, padded)[:, 16:48]
+    assert cropped.max() > 0
+    assert np.allclose(gradcam(run_id, tall), cropped / cropped.max(), atol=1e-3)
+
+
 @pytest.mark.parametrize("failure", [MemoryError(), ImportError("libfoo.so: failed to map segment from shared object"),
                                      OSError(12, "Cannot allocate memory")], ids=["memory", "unmapped", "enomem"])
 def test_a_fold_out_of_memory_is_one_error_that_says_so(tiny_dataset, tmp_path, monkeypatch, failure):

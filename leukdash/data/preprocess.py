@@ -262,13 +262,60 @@ def recolour(image: np.ndarray, mask: np.ndarray, colour: str) -> np.ndarray:
 def place(image: np.ndarray, mask: np.ndarray, size_mode: str) -> np.ndarray:
     """The (recoloured, blacked-out) image as a square: the cell centred in a black field as
     large as the original's longer side (``keep``), or its bounding box scaled to fill (``fit``)."""
-    ys, xs = np.nonzero(mask)
-    crop = image[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
-    side = max(crop.shape[:2]) if size_mode == "fit" else max(image.shape[:2])
+    (x0, y0, x1, y1), side = _cell_box(mask, image.shape, size_mode)
+    top, left = _offsets(y1 - y0, x1 - x0, side)
     out = np.zeros((side, side, 3), np.uint8)
-    y0, x0 = (side - crop.shape[0]) // 2, (side - crop.shape[1]) // 2
-    out[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
+    out[top:top + y1 - y0, left:left + x1 - x0] = image[y0:y1, x0:x1]
     return out
+
+
+def _cell_box(mask: np.ndarray, shape: tuple, size_mode: str) -> tuple[tuple[int, int, int, int], int]:
+    """The cell's bounding box (x0, y0, x1, y1) in an image of ``shape``, and the side of the
+    square :func:`place` centres it in."""
+    ys, xs = np.nonzero(mask)
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    return (x0, y0, x1, y1), max(y1 - y0, x1 - x0) if size_mode == "fit" else max(shape[:2])
+
+
+def _offsets(height: int, width: int, side: int) -> tuple[int, int]:
+    """Top and left margins of a height x width image centred in a square of ``side``."""
+    return (side - height) // 2, (side - width) // 2
+
+
+def _centred(height: int, width: int, side: int) -> tuple[float, float, float, float]:
+    """The rectangle (x0, y0, x1, y1) of a height x width image centred in a square of ``side``,
+    as shares of the side."""
+    top, left = _offsets(height, width, side)
+    return left / side, top / side, (left + width) / side, (top + height) / side
+
+
+@dataclass(frozen=True)
+class View:
+    """Where a prepared square shows the picture it was prepared from: the picture's rectangle
+    ``source`` (x0, y0, x1, y1 in the picture's pixels) fills the square's rectangle ``target``
+    (x0, y0, x1, y1 as shares of its side). The rest of the square is not the picture: edge pixels
+    repeated (``raw``), or black around the cell (a cell mode)."""
+
+    source: tuple
+    target: tuple
+
+    def to_picture(self, square_map: np.ndarray, shape: tuple) -> np.ndarray:
+        """A map over the prepared square (h, w, any resolution) in the picture's pixels, (H, W) of
+        ``shape``: each pixel takes the value where the model saw it, 0 where the model did not see
+        it (outside ``source``: for a cell mode, outside the cell's bounding box)."""
+        (sx0, sy0, sx1, sy1), (tx0, ty0, tx1, ty1) = self.source, self.target
+        rows, cols = square_map.shape[:2]
+        # Pixel centres: the map's column u lies at share (u + 0.5) / cols of the square, which
+        # shows the picture's column x at share tx0 + (x + 0.5 - sx0) / (sx1 - sx0) * (tx1 - tx0).
+        ax, ay = (tx1 - tx0) * cols / (sx1 - sx0), (ty1 - ty0) * rows / (sy1 - sy0)
+        to_map = np.float32([[ax, 0, (tx0 * cols) + (0.5 - sx0) * ax - 0.5],
+                             [0, ay, (ty0 * rows) + (0.5 - sy0) * ay - 0.5]])
+        height, width = shape[:2]
+        mapped = cv2.warpAffine(square_map.astype(np.float32), to_map, (width, height),
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        seen = np.zeros((height, width), bool)
+        seen[int(np.floor(sy0)):int(np.ceil(sy1)), int(np.floor(sx0)):int(np.ceil(sx1))] = True
+        return np.where(seen, mapped, 0).astype(np.float32)
 
 
 def preprocess_image(image: np.ndarray, mode: str) -> tuple[np.ndarray, Cell | None]:
@@ -309,6 +356,13 @@ def prepare_one(image, size: int, mode: str = RAW) -> np.ndarray:
 def prepare_with_failure(image, size: int, mode: str = RAW) -> tuple[np.ndarray, str | None]:
     """:func:`prepare_one`, and how a cell-level mode's segmentation fared on the image: None for
     a plausible cell (and for ``raw``), else the failure (see :data:`FAILURE_MEANING`)."""
+    return prepare_view(image, size, mode)[:2]
+
+
+def prepare_view(image, size: int, mode: str = RAW) -> tuple[np.ndarray, str | None, View]:
+    """:func:`prepare_with_failure`, and where the prepared square shows the image (:class:`View`):
+    for ``raw`` the whole image within its padding, for a cell mode the cell's bounding box where
+    it was placed."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
         # A float image in [0, 1] would be cast to black, a 16-bit one wrap: wrong answers, not errors.
@@ -316,15 +370,22 @@ def prepare_with_failure(image, size: int, mode: str = RAW) -> tuple[np.ndarray,
                                f"{image.dtype} of shape {image.shape}: leukdash.data.decode.decode_image reads a file "
                                "(gray, RGBA, 16-bit) into one")
     check_aspect(image.shape[1], image.shape[0])  # as decode_image does for a file
-    if mode == RAW:
-        return square_resize(image, size), None
     height, width = image.shape[:2]
+    if mode == RAW:
+        square, target = _square(image, size)
+        return square, None, View((0, 0, width, height), target)
+    working = _working_image(image)
     try:
-        prepared, cell = preprocess_image(_working_image(image), mode)
+        prepared, cell = preprocess_image(working, mode)
     except cv2.error as error:
         raise ImageDecodeError(f"cannot prepare {width}x{height} image as {mode}: "
                                f"{' '.join(str(error.err or error).split())}") from None
-    return square_resize(prepared, size), cell.failure
+    (x0, y0, x1, y1), side = _cell_box(cell.mask, working.shape, parse_mode(mode)[0])
+    # The box is in the working image's pixels: scaled back to the image's.
+    across, down = width / working.shape[1], height / working.shape[0]
+    view = View((x0 * across, y0 * down, x1 * across, y1 * down), _centred(y1 - y0, x1 - x0, side))
+    # The placed image is square already: resizing it keeps the rectangle's shares.
+    return square_resize(prepared, size), cell.failure, view
 
 
 def cell_failure(image: np.ndarray) -> str | None:
@@ -355,20 +416,27 @@ def square_resize(image: np.ndarray, size: int) -> np.ndarray:
     """Pad to a square by repeating the edge pixels and resize to ``size`` x ``size`` (see
     ``PAD_FIRST_MAX_SIDE`` for the order). An image OpenCV cannot resize raises
     :class:`ImageDecodeError` with OpenCV's reason, so callers skip it like an unreadable file."""
+    return _square(image, size)[0]
+
+
+def _square(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """:func:`square_resize`, and the image's rectangle in the square (see :func:`_centred`)."""
+    height, width = image.shape[:2]
     try:
-        if max(image.shape[:2]) > PAD_FIRST_MAX_SIDE:
-            return _pad_square(_resize_longer_side(image, size), size)
-        return _resize(_pad_square(image, max(image.shape[:2])), size)
+        if max(height, width) > PAD_FIRST_MAX_SIDE:
+            small = _resize_longer_side(image, size)
+            return _pad_square(small, size), _centred(*small.shape[:2], size)
+        return _resize(_pad_square(image, max(height, width)), size), _centred(height, width, max(height, width))
     except cv2.error as error:
         reason = " ".join(str(error.err or error).split())
-        raise ImageDecodeError(f"cannot resize {image.shape[1]}x{image.shape[0]} image: {reason}") from None
+        raise ImageDecodeError(f"cannot resize {width}x{height} image: {reason}") from None
 
 
 def _pad_square(image: np.ndarray, side: int) -> np.ndarray:
     height, width = image.shape[:2]
     if side == height and side == width:
         return image
-    top, left = (side - height) // 2, (side - width) // 2
+    top, left = _offsets(height, width, side)
     return cv2.copyMakeBorder(image, top, side - height - top, left, side - width - left, cv2.BORDER_REPLICATE)
 
 

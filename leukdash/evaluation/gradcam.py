@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from leukdash.data.preprocess import prepare_view
 from leukdash.engine.store import RunStore
 from leukdash.errors import RunError
 from leukdash.evaluation.predict import FoldEnsemble, ensemble
@@ -13,17 +14,21 @@ def gradcam(run_id: str, image: np.ndarray, store: RunStore | None = None,
             models: FoldEnsemble | None = None) -> np.ndarray:
     """Grad-CAM heatmap (H, W) in [0, 1] for the predicted class, averaged over the fold models:
     the run's, or ``models``, its models adapted to a lab (:func:`~leukdash.evaluation.predict.adapted_models`),
-    so that the heatmap explains the answer shown."""
+    so that the heatmap explains the answer shown.
+
+    The map is in the image's own pixels: the map of the square the models saw, carried back
+    through its padding (``raw``) or the cell's crop and placement (a cell mode), 0 on the pixels
+    the models did not see (outside the cell's bounding box)."""
     models = models if models is not None else ensemble(run_id, store)
     if not isinstance(models, FoldEnsemble) or not models.config.is_cnn:
         raise RunError(f"run {run_id!r} is not a CNN run: Grad-CAM needs convolution layers")
-    batch = models.prepare([image])
-    predicted = int(models.fold_probabilities([image]).mean(axis=0)[0].argmax())
+    # The models' own preparation (prepare_images), with where its square shows the image.
+    square, _, view = prepare_view(image, models.config.image_size, models.config.preprocess)
+    batch = square[None]
+    predicted = int(models.batch_probabilities(batch).mean(axis=0)[0].argmax())
     heatmap = np.mean([gradcam_map(model, batch, predicted) for model in models.models], axis=0)
-    heatmap = heatmap / heatmap.max() if heatmap.max() > 0 else heatmap
-    import cv2
-
-    return cv2.resize(heatmap.astype(np.float32), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    heatmap = view.to_picture(heatmap, image.shape)
+    return heatmap / heatmap.max() if heatmap.max() > 0 else heatmap
 
 
 def gradcam_map(model, batch: np.ndarray, class_index: int) -> np.ndarray:
