@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from leukdash.data.decode import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, frames_note
+from leukdash.data.preprocess import describe_mode
 from leukdash.evaluation.answer import apart, headline, one_class_warning, unavailable_checks
 from leukdash.evaluation.answer_table import answer_row, answers_csv
 from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, warm_up, warmed_up
@@ -70,7 +71,8 @@ meta = next(entry["meta"] for entry in entries if entry["run_id"] == run_id)
 config, dataset = meta["config"], meta["dataset"]
 is_cnn = config["model"] == "cnn"
 st.caption(f"Trained on **{dataset['name']}** ({', '.join(dataset['classes'])}) at {config['image_size']} px; "
-           f"{len(meta['fold_ids'])} fold models. Images are padded square and resized the same way.")
+           f"{len(meta['fold_ids'])} fold models. Uploads are prepared as its images were "
+           f"({describe_mode(config.get('preprocess', 'raw'))}; padded square and resized).")
 score = transfer["scores"].get(run_id)
 if score:
     st.caption(f"On images of a lab it never saw ({', '.join(map(str, score['datasets']))}): balanced accuracy "

@@ -98,6 +98,25 @@ def test_a_newer_quick_run_does_not_become_every_visitors_default(fresh_deploy, 
                for c in at.caption)
 
 
+def test_the_run_caption_says_how_uploads_are_prepared_for_a_cell_mode_run(fresh_deploy, tiny_dataset):
+    """The caption said "padded square and resized the same way" for every run: a cell-mode run's
+    uploads are cut to their cell first, which the caption now names as the run's mode does."""
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run
+
+    cells = run(RunConfig(dataset=str(tiny_dataset), image_size=16, folds=2, augment_factor=1, model="nb",
+                          preprocess="cell-fit-gray"), n_jobs=1)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/predict.py").run()
+    at.selectbox(key="predict_run").set_value(cells["run_id"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("prepared as its images were (cell-fit-gray: the cell alone" in c.value for c in at.caption), \
+        [c.value for c in at.caption]
+    at.selectbox(key="predict_run").set_value(next(p.name for p in (fresh_deploy / "runs").iterdir()
+                                                   if p.name.startswith("nb-") and p.name != cells["run_id"])).run()
+    assert any("prepared as its images were (raw: the whole image" in c.value for c in at.caption)
+
+
 def test_the_loading_note_goes_once_an_answer_shows_the_models_loaded(fresh_deploy, monkeypatch):
     """A page run that starts before the warm-up ends says it is loading; once an image is answered
     in that same run the models are loaded, and the note is no longer shown above the answer."""
