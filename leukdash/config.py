@@ -295,13 +295,19 @@ def _plain_numbers(config) -> None:
 
 
 def _floats(config, names: tuple[str, ...]) -> None:
-    """Make the integer values of number fields floats (JSON's ``40`` is the ``40.0`` the command
-    line and the dashboard give): the same settings must be the same run. Other types are left
-    for :meth:`validate` to refuse."""
+    """Make the values of number fields clean floats: the same settings must be the same run.
+
+    JSON's ``40`` is the ``40.0`` the command line and the dashboard give, and a value computed
+    (``7 * 0.1`` is 0.7000000000000001) is the one typed: kept to 12 significant digits, which
+    every value typed with fewer keeps exactly, and far more than any setting means. The stored
+    config, the transform applied and the run id then all see the clean value. Other types are
+    left for :meth:`validate` to refuse."""
     for name in names:
         value = getattr(config, name)
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2 ** 53:  # exactly a float
-            object.__setattr__(config, name, float(value))
+            value = float(value)
+        if isinstance(value, float):
+            object.__setattr__(config, name, float(f"{value:.12g}"))
 
 
 def is_number(value) -> bool:

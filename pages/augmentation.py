@@ -18,16 +18,17 @@ routed(__file__)
 
 PREVIEW_SIZE = 128
 COPIES = 8
-# name: (label, widget maximum, step, shown as, widget value -> config value)
+# name: (label, widget maximum, step, shown as, widget value per config unit). The config value is
+# the widget's divided by it: 35 / 100 is the 0.35 typed, where 35 * 0.01 is 0.35000000000000003.
 RANGES = {
-    "rotation": ("Rotation", 180, 5, "± %d°", 1.0),
-    "width_shift": ("Width shift", 100, 5, "± %d%% of width", 0.01),
-    "height_shift": ("Height shift", 100, 5, "± %d%% of height", 0.01),
-    "zoom": ("Zoom", 90, 5, "± %d%%", 0.01),
-    "shear": ("Shear", 60, 5, "± %d°", 1.0),
-    "colour_jitter": ("Colour jitter", 50, 5, "± %d%%", 0.01),
-    "stain_jitter": ("Stain jitter", 50, 5, "± %d%%", 0.01),
-    "blur": ("Blur", 30, 1, "σ up to %d/10 px", 0.1),
+    "rotation": ("Rotation", 180, 5, "± %d°", 1),
+    "width_shift": ("Width shift", 100, 5, "± %d%% of width", 100),
+    "height_shift": ("Height shift", 100, 5, "± %d%% of height", 100),
+    "zoom": ("Zoom", 90, 5, "± %d%%", 100),
+    "shear": ("Shear", 60, 5, "± %d°", 1),
+    "colour_jitter": ("Colour jitter", 50, 5, "± %d%%", 100),
+    "stain_jitter": ("Stain jitter", 50, 5, "± %d%%", 100),
+    "blur": ("Blur", 30, 1, "σ up to %d/10 px", 10),
 }
 # Where a slider starts when its smallest step does nothing: a blur up to 0.1 px draws only sigmas
 # that training skips (MIN_BLUR_SIGMA), and runs refuse it.
@@ -47,11 +48,11 @@ FLIPS = {"horizontal_flip": "Horizontal flip", "vertical_flip": "Vertical flip"}
 
 def set_widgets(config: AugmentConfig) -> None:
     """Put a config's values into the widgets (a button callback, so before they are drawn)."""
-    for name, (_, _, _, _, scale) in RANGES.items():
+    for name, (_, _, _, _, per_unit) in RANGES.items():
         value = getattr(config, name)
         st.session_state[f"aug_on_{name}"] = st.session_state[f"_kept_aug_on_{name}"] = value > 0
         if value > 0:
-            st.session_state[f"aug_{name}"] = st.session_state[f"_kept_aug_{name}"] = round(value / scale)
+            st.session_state[f"aug_{name}"] = st.session_state[f"_kept_aug_{name}"] = round(value * per_unit)
     for name in FLIPS:
         st.session_state[f"aug_on_{name}"] = st.session_state[f"_kept_aug_on_{name}"] = getattr(config, name)
     st.session_state["aug_fill"] = st.session_state["_kept_aug_fill"] = config.fill_mode
@@ -71,15 +72,15 @@ controls, gallery = st.columns([2, 3], gap="large")
 
 with controls:
     values = {}
-    for name, (label, maximum, step, shown, scale) in RANGES.items():
+    for name, (label, maximum, step, shown, per_unit) in RANGES.items():
         on_col, slider_col = st.columns([2, 3], vertical_alignment="center")
         default_on = getattr(saved, name) > 0
         on = kept(on_col.toggle, f"aug_on_{name}", default_on, label, help=NOT_IN_PAPER.get(name))
         start = getattr(saved, name) or getattr(paper, name) or OPTIONAL_START[name]
-        amount = kept(slider_col.slider, f"aug_{name}", round(start / scale),
+        amount = kept(slider_col.slider, f"aug_{name}", round(start * per_unit),
                       f"{label} range", min_value=LEAST.get(name, step), max_value=maximum, step=step, format=shown,
                       disabled=not on, label_visibility="collapsed")
-        values[name] = amount * scale if on else 0.0
+        values[name] = amount / per_unit if on else 0.0
     flip_cols = st.columns(2)
     for column, (name, label) in zip(flip_cols, FLIPS.items()):
         values[name] = kept(column.toggle, f"aug_on_{name}", getattr(saved, name), label)

@@ -53,6 +53,25 @@ def test_integers_from_json_and_the_floats_of_the_command_line_are_one_run():
         RunConfig(learning_rate=10 ** 400).validate()  # too large for a float: refused, not an OverflowError
 
 
+def test_a_computed_setting_is_the_typed_one_and_the_same_run():
+    """7 * 0.1 is 0.7000000000000001 and 35 * 0.01 is 0.35000000000000003: a page or a notebook computing
+    a setting gets the value, the transform and the run id of the one typed on the command line."""
+    typed = RunConfig(model="nb", augment_factor=2, augment=AugmentConfig(stain_jitter=0.35, blur=0.7))
+    computed = RunConfig(model="nb", augment_factor=2, augment={"stain_jitter": 35 * 0.01, "blur": 7 * 0.1})
+    assert computed.augment.stain_jitter == 0.35 and computed.augment.blur == 0.7
+    assert stable_hash(computed.canonical()) == stable_hash(typed.canonical())
+    for tenths in range(2, 31):  # every blur the page offers
+        assert AugmentConfig(blur=tenths * 0.1).blur == tenths / 10
+    for percent in range(0, 101, 5):  # every share it offers
+        assert AugmentConfig(width_shift=percent * 0.01).width_shift == percent / 100
+    assert RunConfig(learning_rate=3 * 0.1, test_fraction=0.7 - 0.5).canonical() == \
+        RunConfig(learning_rate=0.3, test_fraction=0.2).canonical()
+    # Clean values are kept exactly, so the runs stored with them keep their ids.
+    for value in (0.35, 1e-3, 0.3, 0.2, 0.4, 40.0, 0.123456789012):
+        assert RunConfig(learning_rate=value).learning_rate == value
+        assert AugmentConfig(rotation=value).rotation == value
+
+
 def test_the_paper_cnn_needs_images_its_layers_leave_a_pixel_of():
     with pytest.raises(ConfigError, match="^image_size must be at least 10 for the paper CNN"):
         RunConfig(model="cnn", image_size=9).validate()

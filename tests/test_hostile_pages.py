@@ -254,6 +254,26 @@ def test_the_smallest_blur_the_augmentation_page_offers_is_one_a_run_takes(data_
     assert at.session_state["augment"]["blur"] == pytest.approx(0.2)
 
 
+def test_the_augmentation_pages_settings_are_the_command_lines_run(data_root):
+    """Stain jitter 35% and blur 7/10 px on the page are the 0.35 and 0.7 of the command line, not
+    0.35000000000000003 and 0.7000000000000001: the same run id, so the run is found, not run twice."""
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import resolve
+
+    folder = write_classes(data_root / "tiny")
+    at = app("augmentation")
+    at.toggle(key="aug_on_blur").set_value(True)
+    at.toggle(key="aug_on_stain_jitter").set_value(True).run(timeout=TIMEOUT)
+    at.slider(key="aug_blur").set_value(7)
+    at.slider(key="aug_stain_jitter").set_value(35).run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    page = at.session_state["augment"]
+    assert (page["stain_jitter"], page["blur"]) == (0.35, 0.7)
+    settings = dict(dataset=str(folder), model="nb", image_size=16, folds=2, augment_factor=2)
+    typed = AugmentConfig(stain_jitter=0.35, blur=0.7)  # --stain-jitter 0.35 --blur 0.7
+    run_id = resolve(RunConfig(**settings, augment=page)).run_id
+    assert run_id == resolve(RunConfig(**settings, augment=typed)).run_id
+
 def test_the_augmentation_page_says_the_jitter_colours_grey_cells_of_training_copies(data_root):
     """With a grey preprocessing mode kept on the Experiments page, the jitter's colour on grey cells
     (training copies only) is said under the preview; with colours as they are, nothing is said."""
