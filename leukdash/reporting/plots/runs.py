@@ -14,6 +14,7 @@ from leukdash.reporting.plots.common import (ERROR_BARS, LAYOUT, METRICS, MODEL_
                                              available_metrics, created_text, error_bounds, fold_values, hover_format,
                                              metric_axis, paper_value, rgba, wrap)
 
+
 def run_labels_of(results: list[dict], labels: list[str] | None) -> list[str]:
     """``labels`` if there is one per run, :func:`run_labels` if none are given; a label short or
     over would leave runs out of a chart or table without a word."""
