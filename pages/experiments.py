@@ -340,7 +340,8 @@ to_compute = [run_id for run_id, state in states.items() if state not in ("finis
 in_flight = [run_id for run_id, state in states.items() if state in ("running", "queued")]
 entries = {entry["run_id"]: entry for entry in runs(root())}
 n_images = sum(info["classes"][c] for c in (tasks[task] or classes))
-remaining = [{"config": planned[r].to_dict(), "n_images": n_images,
+# A running run has loaded its images and started its workers: the estimate adds no start-up for it.
+remaining = [{"config": planned[r].to_dict(), "n_images": n_images, "started": states[r] == "running",
               "missing_folds": int(folds) - (entries[r]["n_folds_done"] if r in entries else 0)}
              for r in to_compute + in_flight]
 stored = list(entries.values())

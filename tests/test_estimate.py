@@ -138,3 +138,16 @@ def test_start_up_is_the_median_of_the_logs_that_record_it_and_a_cnn_worker_star
     assert estimate([cnn, nb], [], start_up=figures)["start_up_seconds"] == pytest.approx(8.0)  # TensorFlow's
     assert estimate([planned(CNN, 100, 0)], [], start_up=figures)["start_up_seconds"] == 0.0  # nothing to compute
     assert estimate([cnn], [], start_up=start_up(logs[2:]))["start_up_seconds"] == 0.0
+
+
+def test_a_run_already_computing_adds_its_folds_but_not_its_start_up_again():
+    """A running run has loaded its images and started its workers: only runs not yet started add start-up."""
+    figures = {"load_per_image": 0.025, "worker": {"cnn": 13.0, "classic": 2.0}}
+    entries = [entry(CNN, 100, 10.0)]
+    running = {**planned(CNN, 100, 1), "started": True}
+    alone = estimate([running], entries, workers=1, start_up=figures)
+    assert alone["start_up_seconds"] == 0.0
+    assert alone["seconds"] == pytest.approx(10.0)  # its last fold still counts
+    # A run still to launch beside it pays its own loading and the workers' start (a classic one's).
+    nb = planned(RunConfig(model="nb"), 100, 5)
+    assert estimate([running, nb], entries, start_up=figures)["start_up_seconds"] == pytest.approx(2.5)

@@ -71,8 +71,9 @@ def rate_samples(entries: list[dict]) -> dict[tuple[str, str], list[float]]:
 def start_up_seconds(planned: list[dict], start_up: dict | None) -> float:
     """Seconds before the first fold of ``planned`` (as in :func:`estimate`) starts: every run with
     folds to compute loads its images, one after another, while the first workers start (a CNN's,
-    if any CNN is planned: those start first); 0 without such figures (:func:`leukdash.engine.timing.start_up`)."""
-    todo = [run for run in planned if run["missing_folds"] > 0]
+    if any CNN is planned: those start first); 0 without such figures (:func:`leukdash.engine.timing.start_up`).
+    A run marked ``"started"`` has paid its loading and its workers' start-up already: it adds none."""
+    todo = [run for run in planned if run["missing_folds"] > 0 and not run.get("started")]
     if not todo or not start_up:
         return 0.0
     loading = start_up.get("load_per_image", 0.0) * sum(run["n_images"] for run in todo)
@@ -87,7 +88,8 @@ def estimate(planned: list[dict], entries: list[dict], workers: int | None = Non
     Parameters
     ----------
     planned : one dict per run: ``{"config": RunConfig.to_dict(), "n_images": images in its task,
-        "missing_folds": folds not yet stored}``.
+        "missing_folds": folds not yet stored}``, and ``"started": True`` for a run already computing
+        (its folds are still to pay, its start-up is not).
     entries : the store's runs (``RunStore.list_runs()``), the source of the fold times.
     workers : folds computed at once (default: the machine's cores); stored fold times were
         measured with folds sharing the cores the same way.
