@@ -236,3 +236,67 @@ def test_a_long_lived_process_predicts_as_a_fresh_one_after_a_fold_is_deleted_el
     shutil.rmtree(folder)
     with pytest.raises(RunError, match="is not a finished run"):
         predict_files(run_id, [image])
+
+
+def test_a_long_lived_process_checks_answers_with_a_fold_record_another_process_rewrote(tiny_dataset):
+    """The support check (and the known-image reference) were kept by run id: after another process
+    rewrote a fold's record, this one still judged answers by the old out-of-fold answers. They are now
+    kept, like the models, only while the run's files are unchanged: the answer is a fresh process's."""
+    import numpy as np
+
+    import leukdash.evaluation.predict as predict
+    from leukdash.config import RunConfig
+    from leukdash.data.decode import decode_image
+    from leukdash.engine.runner import run
+    from leukdash.engine.store import RunStore
+    from leukdash.engine.training import model_suffix
+
+    config = RunConfig(dataset=str(tiny_dataset), model="knn", image_size=16, augment_factor=1, folds=2)
+    run_id = run(config, n_jobs=1)["run_id"]
+    image = 255 - decode_image(next(tiny_dataset.glob("*/*.png")))  # not one of the run's images
+    before = predict.predict_images(run_id, [image])[0]["unsupported"]
+    store = RunStore()
+    for fold in (0, 1):  # what another process's recompute could store: other out-of-fold answers
+        result = store.read_fold(run_id, fold)
+        result["oof"]["proba"] = np.roll(result["oof"]["proba"], 1, axis=1).tolist()
+        store.write_fold(run_id, fold, result, store.model_path(run_id, fold, model_suffix(config)))
+    after = predict.predict_images(run_id, [image])[0]["unsupported"]
+    for cache in (predict._loaded, predict._references, predict._supports):
+        cache.clear()  # as a fresh process
+    fresh = predict.predict_images(run_id, [image])[0]["unsupported"]
+    assert fresh["floor"] != before["floor"]
+    assert after == fresh
+
+
+def test_models_loaded_while_another_process_rewrites_a_fold_are_not_kept_as_the_new_ones(tiny_dataset,
+                                                                                          monkeypatch):
+    """The files' identity was taken after loading: a fold rewritten while the models loaded was
+    taken as loaded, and its old model answered for good. It is now taken before and compared after."""
+    import shutil
+
+    import leukdash.evaluation.predict as predict
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.engine.store import RunStore
+    from leukdash.engine.training import model_suffix
+
+    config = RunConfig(dataset=str(tiny_dataset), model="knn", image_size=16, augment_factor=1, folds=2)
+    run_id, other = (run(config.with_changes(seed=seed), n_jobs=1)["run_id"] for seed in (1, 2))
+    predict._loaded.clear()
+    store, suffix = RunStore(), model_suffix(config)
+    load = predict._load_model
+
+    def load_while_rewritten(path, is_cnn):
+        if path == store.model_path(run_id, 1, suffix):  # fold 0 loaded, fold 1 loading: fold 0 replaced
+            shutil.copyfile(store.model_path(other, 0, suffix), store.model_path(run_id, 0, suffix))
+            store.write_fold(run_id, 0, store.read_fold(other, 0), store.model_path(run_id, 0, suffix))
+        return load(path, is_cnn)
+
+    monkeypatch.setattr(predict, "_load_model", load_while_rewritten)
+    image = next(tiny_dataset.glob("*/*.png"))
+    predict.predict_files(run_id, [image])
+    monkeypatch.setattr(predict, "_load_model", load)
+    again = predict.predict_files(run_id, [image])[0]
+    predict._loaded.clear()  # as a fresh process
+    fresh = predict.predict_files(run_id, [image])[0]
+    assert again["probabilities"] == fresh["probabilities"]

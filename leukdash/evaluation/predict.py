@@ -39,7 +39,7 @@ from leukdash.engine.training import model_suffix
 from leukdash.evaluation.support import AnswerSupport, answer_support
 
 # Loaded fold models of the last few runs used (a dashboard switches between a handful), each with
-# the identity of the files it was loaded from (see _files_identity).
+# the identity of the files it was loaded from (see _kept).
 _loaded: OrderedDict[tuple[str, ...], tuple["_Voting", tuple]] = OrderedDict()
 MAX_LOADED_RUNS = 4
 # predict_files decodes and answers this many images at a time, or fewer whose decoded pixels reach
@@ -52,9 +52,10 @@ MIN_ADAPT_IMAGES = 20
 ADAPT_SAMPLE = 1024
 # Background warm-ups (see warm_up), by store and run.
 _warming: dict[tuple[str, str], threading.Thread] = {}
-# Those runs' images at the comparison size, for recognising known images, and their support checks.
-_references: dict[tuple[str, str], dict] = {}
-_supports: dict[tuple[str, str], AnswerSupport] = {}
+# Those runs' images at the comparison size, for recognising known images, and their support checks,
+# kept the same way.
+_references: dict[tuple[str, str], tuple[dict, tuple]] = {}
+_supports: dict[tuple[str, str], tuple[AnswerSupport, tuple]] = {}
 # What makes a check unavailable (the prediction stands without it): a run's dataset gone, a
 # fold lost, or what the check computes that the store cannot hold (read-only or full: OSError).
 CHECK_UNAVAILABLE = (LeukdashError, OSError)
@@ -247,31 +248,46 @@ def ensemble(run_id: str, store: RunStore | None = None, final: bool = False) ->
     its final model(s), kept for the life of the process."""
     from leukdash.engine.record_shapes import is_ensemble
 
-    store = store or RunStore()
-    key = (str(store.root), run_id) + (("final",) if final else ())
-    kept = _loaded.get(key)
-    # Another process may have deleted or recomputed the run or a fold since: a fresh process would
-    # answer from the files as they are now, so this one does too.
-    if kept is None or kept[1] != _files_identity(store, kept[0]):
+    def load() -> _Voting:
         meta = store.finished_meta(run_id)
         if store.missing_members(run_id, meta):  # said of the ensemble, not as a member that is not a run
             raise unfinished_error(run_id, store)
-        _loaded.pop(key, None)
-        loaded = RunEnsemble(run_id, meta, store, final) if is_ensemble(meta) else FoldEnsemble(run_id, store, final)
-        _loaded[key] = (loaded, _files_identity(store, loaded))
-        while len(_loaded) > MAX_LOADED_RUNS:
-            _loaded.popitem(last=False)
-    _loaded.move_to_end(key)
-    return _loaded[key][0]
+        return RunEnsemble(run_id, meta, store, final) if is_ensemble(meta) else FoldEnsemble(run_id, store, final)
+
+    store = store or RunStore()
+    return _kept(_loaded, (str(store.root), run_id) + (("final",) if final else ()), run_id, store, load)
 
 
-def _files_identity(store: RunStore, loaded: _Voting) -> tuple:
-    """``(path, size, mtime_ns)`` of the meta.json, fold records and models of the runs ``loaded``
-    was read from (a missing file: ``(path,)``): one stat per file, so that checking it before
-    each use costs next to nothing, where hashing the models would read them whole."""
+def _kept(kept: dict, key: tuple, run_id: str, store: RunStore, compute):
+    """``compute()``, kept in ``kept`` (one of this process's caches of the last ``MAX_LOADED_RUNS``
+    runs used) with the identity of the run's files (:func:`_files_identity`). Another process may
+    have deleted or recomputed the run or a fold since: a fresh process would answer from the files
+    as they are now, so this one computes again when their identity changed. The identity is taken
+    before computing and compared after: files rewritten meanwhile may have been read half old, half
+    new, so that value is used once and not kept."""
+    before = _files_identity(store, run_id)
+    found = kept.pop(key, None)
+    if found is not None and found[1] == before:
+        kept[key] = found  # put back last: the most recently used
+        return found[0]
+    value = compute()
+    if _files_identity(store, run_id) == before:
+        kept[key] = (value, before)
+        while len(kept) > MAX_LOADED_RUNS:
+            kept.pop(next(iter(kept)))  # the least recently used
+    return value
+
+
+def _files_identity(store: RunStore, run_id: str) -> tuple:
+    """``(path, size, mtime_ns)`` of the meta.json, fold records and models of the run and, for an
+    ensemble run, of its members (a missing file: ``(path,)``): one stat per file, so that checking
+    it before each use costs next to nothing, where hashing the models would read them whole."""
+    from leukdash.engine.record_shapes import member_ids
+
+    meta = store.read_meta(run_id)
     identity = []
-    for run_id in [loaded.run_id] + [member.run_id for member, _ in loaded.parts() if member is not loaded]:
-        folder = store.run_dir(run_id)
+    for run in dict.fromkeys([run_id] + ([member for member, _ in member_ids(meta)] if meta else [])):
+        folder = store.run_dir(run)
         for path in [folder / "meta.json", *sorted((folder / "folds").glob("*")),
                      *sorted((folder / "models").glob("*"))]:
             try:
@@ -463,14 +479,9 @@ def _reference(run_id: str, store: RunStore | None) -> dict:
 
 
 def _per_run(kept: dict, run_id: str, store: RunStore | None, compute):
-    """``compute(run_id, store)``, kept in ``kept`` for the last ``MAX_LOADED_RUNS`` runs used."""
+    """``compute(run_id, store)``, kept in ``kept`` as long as the run's files stay the same (:func:`_kept`)."""
     store = store or RunStore()
-    key = (str(store.root), run_id)
-    if key not in kept:
-        kept[key] = compute(run_id, store)
-        while len(kept) > MAX_LOADED_RUNS:
-            kept.pop(next(iter(kept)))
-    return kept[key]
+    return _kept(kept, (str(store.root), run_id), run_id, store, lambda: compute(run_id, store))
 
 
 def prepare_checks(run_id: str, store: RunStore | None = None) -> None:
