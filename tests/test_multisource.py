@@ -114,8 +114,9 @@ def test_leave_one_dataset_out_trains_on_no_copy_of_the_held_out_images(twins, t
     result = run(_config(twins, protocol="lodo", augment_factor=1, k=1), n_jobs=1)
     assert {fold["held_out"]: (fold["n_train"], fold["n_val"]) for fold in result["folds"]} == {
         "tiny": (55 - 15, 40), "twin": (40 - 15, 55)}
-    assert "15 duplicate pair(s) join images of tiny and twin: a fold does not train on the copies of the images " \
-           "it validates on; `python -m leukdash audit` lists them" in result["dataset"]["warnings"]
+    assert "a fold does not train on the copies of the images it validates on: 15 image(s) of the other datasets " \
+           "left out when tiny is held out, 15 image(s) of the other datasets left out when twin is held out; " \
+           "`python -m leukdash audit` lists them" in result["dataset"]["warnings"]
     # A dataset made only of copies (a little brighter) leaves the other nothing to train on: one line.
     for path in sorted(tiny_dataset.glob("*/*.png")):
         (tmp_path / "recoded" / path.parent.name).mkdir(parents=True, exist_ok=True)
@@ -125,6 +126,36 @@ def test_leave_one_dataset_out_trains_on_no_copy_of_the_held_out_images(twins, t
                  "--image-size", "16", "--augment-factor", "1", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is a duplicate of an image of recoded: leaving it out leaves nothing" in err
+
+
+@pytest.fixture(scope="module")
+def subjects(tiny_dataset, tmp_path_factory) -> str:
+    """The tiny set, and another of subjects of 4 images (the tiny set inverted, no duplicates of it)
+    whose ALL/S0 and CLL/S0 each also hold a JPEG copy of tiny's first ALL image: linking both
+    subjects to it would pass the audit's group-size cap, so one link is refused."""
+    out = tmp_path_factory.mktemp("subjects") / "subjects"
+    for name in sorted(folder.name for folder in tiny_dataset.iterdir() if folder.is_dir()):
+        for k, path in enumerate(sorted((tiny_dataset / name).glob("*.png"))):
+            (out / name / f"S{k // 4}").mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(out / name / f"S{k // 4}" / f"inverted_{path.name}"), 255 - cv2.imread(str(path)))
+    first = cv2.imread(str(sorted((tiny_dataset / "ALL").glob("*.png"))[0]))
+    for name, quality in (("ALL", 70), ("CLL", 90)):  # not the same bytes: both near duplicates
+        cv2.imwrite(str(out / name / "S0" / "copy.jpg"), first, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return f"{tiny_dataset},{out}"
+
+
+def test_leave_one_dataset_out_leaves_out_every_copy_and_only_the_copies(subjects):
+    """The copy whose link the cap refused is left out too (the folds are the datasets: nothing to
+    balance), and the other images of the copies' subjects are kept."""
+    from leukdash.engine.training import _duplicate_links
+
+    assert _duplicate_links(open_dataset(subjects))["refused"]  # the case this test is about
+    result = run(_config(subjects, protocol="lodo", model="nb", augment_factor=1), n_jobs=1)
+    assert {fold["held_out"]: (fold["n_train"], fold["n_val"]) for fold in result["folds"]} == {
+        "tiny": (42 - 2, 40), "subjects": (40 - 1, 42)}
+    assert "a fold does not train on the copies of the images it validates on: 1 image(s) of the other datasets " \
+           "left out when subjects is held out, 2 image(s) of the other datasets left out when tiny is held out; " \
+           "`python -m leukdash audit` lists them" in result["dataset"]["warnings"]
 
 
 def test_strict_folds_hold_both_sources_and_a_single_source_keeps_its_folds(labs):
@@ -293,3 +324,22 @@ def test_balancing_sources_is_a_setting_of_runs_on_several_datasets(labs, capsys
     assert "this run has one" in capsys.readouterr().err
     both = [run(pooled.with_changes(model="nb", augment_factor=1, balance_sources=on), n_jobs=1) for on in (False, True)]
     assert [label.split(" · ")[1] for label in run_labels(both)] == ["sources pooled", "sources balanced"]
+
+
+def test_a_lodo_run_whose_folds_trained_on_other_images_is_not_resumed(subjects):
+    """A lodo run started when a fold left out the copies' whole subjects (37 images trained on
+    when tiny is held out), resumed now that it leaves out the copies only (40): refused, one line."""
+    from leukdash.engine.store import RunStore
+    from leukdash.errors import RunError
+
+    config = _config(subjects, protocol="lodo", model="nb", augment_factor=1, seed=7)
+    run_id = run(config, n_jobs=1)["run_id"]
+    store = RunStore()
+    store.fold_path(run_id, 0).unlink()  # killed before its last fold
+    stored = store.read_fold(run_id, 1)
+    assert stored["held_out"] == "tiny" and stored["n_train"] == 40
+    store.write_fold(run_id, 1, {**stored, "n_train": 37}, store.model_path(run_id, 1, "joblib"))
+    with pytest.raises(RunError, match=rf"^run {run_id}: its stored fold 2 trained on 37 images, that fold trains on "
+                                       r"40 now \(.*\); resuming it would mix two training rules in one run: start it "
+                                       r"afresh by deleting its folder \S+$"):
+        run(config, n_jobs=1)

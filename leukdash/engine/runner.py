@@ -399,17 +399,28 @@ def _check_same_folds(resolved: ResolvedRun, store: RunStore, planned) -> None:
     """Refuse to resume a run whose stored folds validated other images than its folds are drawn
     with now (:class:`~leukdash.engine.training.FoldInputs` ``planned``; the way folds are drawn
     changed since, duplicates merged otherwise, say): under one id it would validate some images
-    twice and others never."""
+    twice and others never; or trained on another number of images than its fold would now (a
+    leave-one-source-out fold leaves out other copies since): one id would mix two training rules."""
     import numpy as np
+
+    from leukdash.engine.training import training_part
 
     for fold in planned.fold_ids:
         record = store.read_fold(resolved.run_id, fold)  # each stored fold read once
-        validated = None if record is None else record.get("oof", {}).get("index")
+        if record is None:
+            continue
+        validated, n_train = record.get("oof", {}).get("index"), record.get("n_train")
         if validated is not None and set(validated) != set(np.flatnonzero(planned.fold_of == fold).tolist()):
             raise RunError(f"run {resolved.run_id}: its stored fold {fold + 1} validated other images than that "
                            "fold is drawn with now (folds are drawn otherwise since it was stored); resuming it "
                            "would validate some images twice and others never: start it afresh by deleting its "
                            f"folder {store.run_dir(resolved.run_id)}")
+        now = int(training_part(planned.fold_of, fold, planned.copies).sum())
+        if n_train is not None and n_train != now:
+            raise RunError(f"run {resolved.run_id}: its stored fold {fold + 1} trained on {n_train} images, that "
+                           f"fold trains on {now} now (duplicates are left out of training otherwise since it was "
+                           "stored); resuming it would mix two training rules in one run: start it afresh by "
+                           f"deleting its folder {store.run_dir(resolved.run_id)}")
 
 
 def _attempt_meta(stored: dict | None, fresh: dict, done: list[int], missing: list[int]) -> dict:

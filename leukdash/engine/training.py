@@ -30,12 +30,12 @@ def plan_folds(config: RunConfig, dataset: Dataset, arrays: LoadedImages) -> tup
     sources = dataset.sources_of(arrays.paths)
     if config.protocol == "lodo":
         fold_of, fold_ids = leave_one_source_out(sources, dataset.source_names)
-        joined = joined_groups(dataset, arrays)
+        copies = duplicate_copies(dataset, arrays)
         for fold in fold_ids:
-            if not training_part(fold_of, fold, joined).any():
+            if not training_part(fold_of, fold, copies).any():
                 raise DatasetError(f"every image of the other datasets is a duplicate of an image of "
                                    f"{dataset.source_names[fold]}: leaving it out leaves nothing to train on")
-        _check_neighbours(config, [int(training_part(fold_of, fold, joined).sum()) for fold in fold_ids])
+        _check_neighbours(config, [int(training_part(fold_of, fold, copies).sum()) for fold in fold_ids])
     else:
         try:
             fold_of, fold_ids = fold_plan(arrays.labels, joined_groups(dataset, arrays), dataset.classes, config.folds,
@@ -58,13 +58,27 @@ def joined_groups(dataset: Dataset, arrays: LoadedImages) -> np.ndarray:
     return merge_groups(arrays.groups, duplicate_pairs(dataset))
 
 
-def training_part(fold_of: np.ndarray, fold: int, joined: np.ndarray | None = None) -> np.ndarray:
-    """Which images fold ``fold`` trains on: those of the other folds, less, with ``joined`` (the
-    groups of a leave-one-source-out run, :func:`joined_groups`), those that share a group with an
-    image it validates on: there the folds are the sources, so a copy across sources would leak."""
+def duplicate_copies(dataset: Dataset, arrays: LoadedImages) -> np.ndarray:
+    """The copy set of every loaded image: images joined by any confirmed duplicate pair of the
+    audit, those refused for the group-size cap included, share one (the smallest index among them).
+
+    The cap keeps folds drawn from groups balanced; when the folds are the sources (leave one
+    source out) there is nothing to balance, and a copy left in training would leak.
+    """
+    from leukdash.data.folds import merge_groups
+
+    links = _duplicate_links(dataset)
+    return merge_groups(np.arange(len(arrays.labels)), links["pairs"] + links["refused"]).astype(np.int64)
+
+
+def training_part(fold_of: np.ndarray, fold: int, copies: np.ndarray | None = None) -> np.ndarray:
+    """Which images fold ``fold`` trains on: those of the other folds, less, with ``copies`` (the
+    copy sets of a leave-one-source-out run, :func:`duplicate_copies`), the copies of the images it
+    validates on: there the folds are the sources, so a copy across sources would leak. Only the
+    copies are left out, not the rest of their patient's images."""
     train = fold_of != fold
-    if joined is not None:
-        train &= ~np.isin(joined, joined[fold_of == fold])
+    if copies is not None:
+        train &= ~np.isin(copies, copies[fold_of == fold])
     return train
 
 
@@ -95,26 +109,29 @@ def duplicate_warnings(config: RunConfig, dataset: Dataset, arrays: LoadedImages
 
     Folds drawn from groups: a line when near-duplicate links were not merged (the merged group
     would have been too large), since those images may be validated in another fold than their
-    twin. Leave one source out: a line counting the duplicates that join two sources, since a fold
-    leaves out of its training the copies of the images it validates on (see :func:`run_fold`).
+    twin. Leave one source out: a line counting, per held-out dataset, the copies its fold leaves
+    out of training (:func:`training_part`).
     """
+    from leukdash.data.folds import leave_one_source_out
+
     links = _duplicate_links(dataset)
     if config.protocol != "lodo":
-        return [f"{links['refused']} near-duplicate link(s) of {dataset.name} were not merged (the merged group "
-                f"would exceed {links['merge_limit']} images): those images may be validated in another fold than "
-                "their twin; `python -m leukdash audit` lists them"] if links["refused"] else []
-    sources = dataset.sources_of(arrays.paths)
-    across = [(sources[i], sources[j]) for i, j in links["pairs"] if sources[i] != sources[j]]
-    if not across:
-        return []
-    names = sorted({name for pair in across for name in pair})
-    return [f"{len(across)} duplicate pair(s) join images of {' and '.join(names)}: a fold does not train on the "
-            "copies of the images it validates on; `python -m leukdash audit` lists them"]
+        return [f"{len(links['refused'])} near-duplicate link(s) of {dataset.name} were not merged (the merged "
+                f"group would exceed {links['merge_limit']} images): those images may be validated in another fold "
+                "than their twin; `python -m leukdash audit` lists them"] if links["refused"] else []
+    fold_of, fold_ids = leave_one_source_out(dataset.sources_of(arrays.paths), dataset.source_names)
+    copies = duplicate_copies(dataset, arrays)
+    left_out = {dataset.source_names[fold]: int(((fold_of != fold) & ~training_part(fold_of, fold, copies)).sum())
+                for fold in fold_ids}
+    counts = [f"{count} image(s) of the other datasets left out when {name} is held out"
+              for name, count in left_out.items() if count]
+    return [f"a fold does not train on the copies of the images it validates on: {', '.join(counts)}; "
+            "`python -m leukdash audit` lists them"] if counts else []
 
 
 def _duplicate_links(dataset: Dataset) -> dict:
-    """``pairs`` (:func:`duplicate_pairs`), ``refused`` (how many near-duplicate links were not
-    merged) and ``merge_limit`` of a dataset, cached by its fingerprint."""
+    """``pairs`` (:func:`duplicate_pairs`), ``refused`` (the confirmed near-duplicate pairs not
+    merged, for the group-size cap) and ``merge_limit`` of a dataset, cached by its fingerprint."""
     from leukdash.config import stable_hash
     from leukdash.data import duplicates
     from leukdash.data.folds import MAX_MERGE_SHARE
@@ -128,7 +145,8 @@ def _duplicate_links(dataset: Dataset) -> dict:
     cached = _read_links(cache, len(dataset.items))
     if cached is None:
         found = duplicates.dataset_duplicates(dataset)
-        cached = {"pairs": found.pairs(), "refused": len(found.refused), "merge_limit": found.merge_limit}
+        cached = {"pairs": found.pairs(), "refused": [pair for pair, _ in found.refused],
+                  "merge_limit": found.merge_limit}
         write_json_atomic(cache, cached, optional=True)
     return cached
 
@@ -141,11 +159,11 @@ def _read_links(cache: Path, n_items: int) -> dict | None:
         links = read_json(cache)
     except (OSError, ValueError):
         return None
-    if not isinstance(links, dict) or not all(_count(links.get(key)) for key in ("refused", "merge_limit")):
+    if not isinstance(links, dict) or not _count(links.get("merge_limit")):
         return None
-    pairs = links.get("pairs")
-    valid = isinstance(pairs, list) and all(
+    valid = all(isinstance(pairs, list) and all(
         isinstance(pair, list) and len(pair) == 2 and all(_count(i) and i < n_items for i in pair) for pair in pairs)
+        for pairs in (links.get("pairs"), links.get("refused")))
     return links if valid else None
 
 
@@ -166,8 +184,8 @@ class FoldInputs:
     sources: np.ndarray | None = None
     groups: np.ndarray | None = None
     source_names: tuple[str, ...] = ()
-    # Leave one source out: the groups joined by duplicates, across sources (see :func:`training_part`).
-    joined: np.ndarray | None = None
+    # Leave one source out: the copy set of every image, across sources (see :func:`duplicate_copies`).
+    copies: np.ndarray | None = None
 
 
 def fold_inputs(config: RunConfig, dataset: Dataset, arrays: LoadedImages | None = None) -> FoldInputs:
@@ -176,10 +194,10 @@ def fold_inputs(config: RunConfig, dataset: Dataset, arrays: LoadedImages | None
     fold_of, fold_ids = plan_folds(config, dataset, arrays)
     if len(dataset.sources) == 1:
         return FoldInputs(arrays.images, arrays.labels, fold_of, tuple(fold_ids), tuple(dataset.classes))
-    joined = joined_groups(dataset, arrays).astype(str) if config.protocol == "lodo" else None
+    copies = duplicate_copies(dataset, arrays) if config.protocol == "lodo" else None
     return FoldInputs(arrays.images, arrays.labels, fold_of, tuple(fold_ids), tuple(dataset.classes),
                       dataset.sources_of(arrays.paths).astype(str), arrays.groups.astype(str), dataset.source_names,
-                      joined)
+                      copies)
 
 
 def model_suffix(config: RunConfig) -> str:
@@ -204,7 +222,7 @@ def run_fold(config: RunConfig, inputs: FoldInputs, fold: int, *, model_path: Pa
     started = time.perf_counter()
     report = report or (lambda event: None)
     fold_of = inputs.fold_of
-    train, val = training_part(fold_of, fold, inputs.joined), fold_of == fold
+    train, val = training_part(fold_of, fold, inputs.copies), fold_of == fold
     train_rows = training_rows(config, inputs, np.flatnonzero(train), fold)
     train_labels, val_labels = inputs.labels[train_rows], inputs.labels[val]
     val_index, val_copy = np.flatnonzero(val), np.zeros(int(val.sum()), dtype=np.int64)
