@@ -156,23 +156,26 @@ def kept(widget, key: str, default, *args, bind: bool = False, **kwargs):
     kwargs[parameter] = options.index(value) if parameter == "index" else value
     value = widget(*args, key=key, **kwargs)
     st.session_state[shadow] = value
-    if linked and not _link_taken(linked, value):
+    shown = kwargs.get("format_func", str)
+    if linked and not _link_taken(linked, value, shown):
         # Streamlit drops a link's value the widget does not take (not offered, out of range) without a word.
-        shown = kwargs.get("format_func", str)
         used = ", ".join(literal(str(shown(v))) for v in (value if isinstance(value, list) else [value]))
         link_note(f"{args[0]} {', '.join(literal(v) for v in linked)} → {used}")
     return value
 
 
-def _link_taken(linked: list[str], value) -> bool:
+def _link_taken(linked: list[str], value, shown=str) -> bool:
     """Whether the widget's ``value`` is what the link's values ``linked`` ask (a number as written or
-    not, "3.0" for 3)."""
+    not, "3.0" for 3). Streamlit writes an option to the URL as its label, ``shown(option)`` (the
+    widget's ``format_func``), so a link names options by their labels."""
     values = value if isinstance(value, list) else [value]
 
     def taken(text: str) -> bool:
+        if text in map(str, values) or text in (str(shown(v)) for v in values):
+            return True
         try:
-            return text in map(str, values) or (len(values) == 1 and float(text) == values[0])
-        except ValueError:  # not a number: not this value
+            return len(values) == 1 and float(text) == values[0]
+        except (TypeError, ValueError):  # not a number: not this value
             return False
 
     return all(taken(text) for text in linked)

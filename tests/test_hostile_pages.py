@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from leukdash.data.preprocess import describe_mode
 from test_app import APP, TIMEOUT, open_page
 
 SHIPPED_RUNS = APP.parent / "artifacts" / "runs"
@@ -650,6 +651,15 @@ def test_a_link_with_settings_the_page_cannot_take_says_which_and_what_it_used(d
     open_page(again, "experiments")
     assert not again.sidebar.warning, again.sidebar.warning[0].value
     assert again.number_input(key="exp_folds").value == 5 and again.multiselect(key="exp_sizes").value == [32]
+    # Streamlit writes an option of a widget with a format_func to the URL as its label: a link it wrote
+    # itself is taken, and said nothing of (the note said it replaced those labels by themselves).
+    labelled = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    labelled.query_params.update(exp_preprocess=describe_mode("cell-keep-gray"), exp_protocols=[
+        "strict: validate on original images only", "paper: split, then augment both parts (validation scores copies too)"])
+    open_page(labelled, "experiments")
+    assert not labelled.sidebar.warning, labelled.sidebar.warning[0].value
+    assert labelled.multiselect(key="exp_preprocess").value == ["cell-keep-gray"]
+    assert labelled.multiselect(key="exp_protocols").value == ["strict", "paper"]
 
 
 def test_the_predict_page_says_its_upload_size_limit_beside_the_uploader(data_root, isolated_artifacts):
