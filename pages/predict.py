@@ -8,6 +8,7 @@ import streamlit as st
 
 from leukdash.data.decode import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, frames_note
 from leukdash.data.preprocess import describe_mode
+from leukdash.engine.ensemble import MIXED
 from leukdash.evaluation.answer import apart, headline, one_class_warning, unavailable_checks
 from leukdash.evaluation.answer_table import answer_row, answers_csv
 from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, warm_up, warmed_up
@@ -71,8 +72,11 @@ meta = next(entry["meta"] for entry in entries if entry["run_id"] == run_id)
 config, dataset = meta["config"], meta["dataset"]
 is_cnn = config["model"] == "cnn"
 st.caption(f"Trained on **{dataset['name']}** ({', '.join(dataset['classes'])}) at {config['image_size']} px; "
-           f"{len(meta['fold_ids'])} fold models. Uploads are prepared as its images were "
-           f"({describe_mode(config.get('preprocess', 'raw'))}; padded square and resized).")
+           f"{len(meta['fold_ids'])} fold models. "
+           + ("Each member prepares uploads as its own images were (their preprocessing differs)."
+              if config.get("preprocess") == MIXED else
+              f"Uploads are prepared as its images were ({describe_mode(config.get('preprocess', 'raw'))}; "
+              "padded square and resized)."))
 score = transfer["scores"].get(run_id)
 if score:
     st.caption(f"On images of a lab it never saw ({', '.join(map(str, score['datasets']))}): balanced accuracy "

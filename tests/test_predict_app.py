@@ -115,6 +115,17 @@ def test_the_run_caption_says_how_uploads_are_prepared_for_a_cell_mode_run(fresh
     at.selectbox(key="predict_run").set_value(next(p.name for p in (fresh_deploy / "runs").iterdir()
                                                    if p.name.startswith("nb-") and p.name != cells["run_id"])).run()
     assert any("prepared as its images were (raw: the whole image" in c.value for c in at.caption)
+    # An ensemble of runs that prepare images differently has no one mode (its config says "mixed").
+    from leukdash.engine.ensemble import create_ensemble
+
+    raw = run(RunConfig(dataset=str(tiny_dataset), image_size=16, folds=2, augment_factor=1, model="nb"), n_jobs=1)
+    joined = create_ensemble([raw["run_id"], cells["run_id"]])["run_id"]
+    st.cache_data.clear()  # the page's list of finished runs, made before the ensemble was
+    at.run()
+    at.selectbox(key="predict_run").set_value(joined).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Each member prepares uploads as its own images were (their preprocessing differs)" in c.value
+               for c in at.caption), [c.value for c in at.caption]
 
 
 def test_the_loading_note_goes_once_an_answer_shows_the_models_loaded(fresh_deploy, monkeypatch):

@@ -32,6 +32,8 @@ from leukdash.errors import RunError
 # What an ensemble run stores; part of its id (ENGINE_VERSION is its members' business).
 ENSEMBLE_VERSION = "ensemble-1"
 PREFIX = "ensemble-"
+# The setting of an ensemble whose members differ in it (their preprocessing): no one value.
+MIXED = "mixed"
 
 
 def create_ensemble(run_ids: list[str], weights: list[float] | None = None, store: RunStore | None = None,
@@ -166,7 +168,7 @@ def _weights(weights, n: int) -> list[float]:
 
 
 def _common(values: list[str]) -> str:
-    return values[0] if len(set(values)) == 1 else "mixed"
+    return values[0] if len(set(values)) == 1 else MIXED
 
 
 def ensemble_folds(members: list[dict], weights: list[float], store: RunStore) -> list[dict]:
