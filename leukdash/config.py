@@ -290,6 +290,10 @@ def _plain_numbers(config) -> None:
         # the standard library.
         if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
             plain = value.item()
+            if isinstance(plain, float) and value.itemsize < 8:
+                # A float32 (a DataFrame's column) holds 0.1 as 0.10000000149...: the number given is
+                # its shortest text, which numpy writes.
+                plain = float(str(value))
             if isinstance(plain, (bool, int, float)):
                 object.__setattr__(config, item.name, plain)
 
@@ -307,7 +311,8 @@ def _floats(config, names: tuple[str, ...]) -> None:
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2 ** 53:  # exactly a float
             value = float(value)
         if isinstance(value, float):
-            object.__setattr__(config, name, float(f"{value:.12g}"))
+            value = float(f"{value:.12g}")
+            object.__setattr__(config, name, 0.0 if value == 0 else value)  # -0.0 is 0: off, as 0 is
 
 
 def is_number(value) -> bool:

@@ -72,6 +72,20 @@ def test_a_computed_setting_is_the_typed_one_and_the_same_run():
         assert AugmentConfig(rotation=value).rotation == value
 
 
+def test_a_float32_cell_and_a_negative_zero_are_the_settings_they_mean():
+    """A DataFrame's float32 column holds 0.1 as 0.10000000149..., which kept to 12 digits was another
+    run than 0.1; -0.0 (off) was another run than 0."""
+    import numpy as np
+
+    assert RunConfig(learning_rate=np.float32(0.1)).learning_rate == 0.1
+    assert stable_hash(RunConfig(model="cnn", learning_rate=np.float32(0.01)).canonical()) == \
+        stable_hash(RunConfig(model="cnn", learning_rate=0.01).canonical())
+    off = AugmentConfig(rotation=-0.0)
+    assert str(off.rotation) == "0.0" and off.enabled() == AugmentConfig(rotation=0).enabled()
+    assert stable_hash(RunConfig(model="cnn", augment=off).canonical()) == \
+        stable_hash(RunConfig(model="cnn", augment=AugmentConfig(rotation=0)).canonical())
+
+
 def test_the_paper_cnn_needs_images_its_layers_leave_a_pixel_of():
     with pytest.raises(ConfigError, match="^image_size must be at least 10 for the paper CNN"):
         RunConfig(model="cnn", image_size=9).validate()

@@ -320,6 +320,14 @@ def test_labels_not_one_per_run_are_refused_not_runs_left_out(table):
         table(runs, labels=["mine"])
     with pytest.raises(ValueError, match="3 results, 4 labels"):
         table(runs, labels=["a", "b", "c", "d"])
+    import pandas as pd  # a notebook's labels: an array or a Series (which have no truth value)
+
+    from leukdash.reporting.plots.runs import run_labels_of
+
+    for labels in (np.array(["a", "b", "c"]), pd.Series(["a", "b", "c"])):
+        assert run_labels_of(runs, labels) == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="3 results, 2 labels"):
+        table(runs, labels=np.array(["a", "b"]))
 
 
 def test_arguments_of_the_wrong_kind_are_named_where_they_are_given():

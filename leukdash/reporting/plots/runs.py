@@ -18,9 +18,9 @@ from leukdash.reporting.plots.common import (ERROR_BARS, LAYOUT, METRICS, MODEL_
 def run_labels_of(results: list[dict], labels: list[str] | None) -> list[str]:
     """``labels`` if there is one per run, :func:`run_labels` if none are given; a label short or
     over would leave runs out of a chart or table without a word."""
+    labels = [] if labels is None else arguments.listed(labels, "labels", "labels")  # an array has no truth value
     if not labels:
         return run_labels(results)
-    labels = arguments.listed(labels, "labels", "labels")
     if len(labels) != len(results):
         raise ValueError(f"labels: {len(results)} result{'s' * (len(results) != 1)}, {len(labels)} "
                          f"label{'s' * (len(labels) != 1)}: give one label per result, or none")
