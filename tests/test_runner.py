@@ -215,6 +215,28 @@ def test_a_runs_meta_as_config_file_finishes_that_run_from_any_folder(tiny_datas
     assert [entry["run_id"] for entry in RunStore().list_runs()] == [run_id]
 
 
+def test_a_run_stored_with_settings_of_more_digits_says_why_it_cannot_be_finished(tiny_dataset, capsys):
+    """Engines before settings were kept to 12 significant digits hashed a computed 0.7000000000000001 as
+    it was (the Augmentation page's blur 7 × 0.1): finishing such a run blamed changed images."""
+    from leukdash.cli import main
+    from leukdash.config import AugmentConfig
+
+    noisy = AugmentConfig(blur=0.7)
+    object.__setattr__(noisy, "blur", 0.7000000000000001)  # as an earlier engine kept it
+    config = _config(tiny_dataset, model="nb", augment_factor=2)
+    object.__setattr__(config, "augment", noisy)
+    run_id = run(config, n_jobs=1)["run_id"]
+    meta = RunStore().run_dir(run_id) / "meta.json"
+    assert json.loads(meta.read_text())["config"]["augment"]["blur"] == 0.7000000000000001
+    RunStore().fold_path(run_id, 0).unlink()
+    assert main(["run", "--config-file", str(meta), "--quiet"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: cannot finish run {run_id}: it was stored with settings of more than 12 "
+                           "significant digits (augment.blur 0.7000000000000001), which this leukdash keeps to 12, "
+                           "so they give run nb-"), line
+    assert "files added, removed or changed" not in line
+
+
 def test_a_cnn_that_diverges_says_so_in_one_line_and_keeps_its_finished_folds(tiny_dataset):
     config = _config(tiny_dataset, model="cnn", learning_rate=10, epochs=3, batch_size=8)
     with pytest.raises(RunError, match=r"^fold \d: the CNN's training diverged \(loss not finite\) at learning rate "

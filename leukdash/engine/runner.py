@@ -83,9 +83,26 @@ def config_to_finish(meta: dict, store: RunStore | None = None) -> RunConfig:
     if other is None:  # no source gives a run: the images are gone, which this says with where they were read
         open_run_dataset(meta, store or RunStore())
         raise failure
+    rounded = _rounded_settings(meta["config"], config)
+    if rounded:
+        raise RunError(f"cannot finish run {meta['run_id']}: it was stored with settings of more than 12 significant "
+                       f"digits ({'; '.join(rounded)}), which this leukdash keeps to 12, so they give run {other[0]} "
+                       "now: run the settings as a new run (the stored run stays readable)")
     raise RunError(f"cannot finish run {meta['run_id']}: its settings give run {other[0]} now, on the images of "
                    f"{printable(other[1])} (files added, removed or changed since, or another leukdash engine): "
                    "put the run's images back, or run the settings on the images as they are (a new run)")
+
+
+def _rounded_settings(stored: dict, config: RunConfig) -> list[str]:
+    """The number settings a ``meta.json`` holds with more digits than ``config`` (made from it)
+    keeps: a computed value such as 0.7000000000000001, which earlier engines hashed as it was."""
+    from dataclasses import asdict
+
+    kept = asdict(config)
+    pairs = [(name, value, kept.get(name)) for name, value in stored.items() if name != "augment"]
+    if isinstance(stored.get("augment"), dict) and isinstance(kept.get("augment"), dict):
+        pairs += [(f"augment.{name}", value, kept["augment"].get(name)) for name, value in stored["augment"].items()]
+    return [f"{name} {value!r}" for name, value, now in pairs if isinstance(value, float) and value != now]
 
 
 def upload_sessions(dataset: str) -> list[str]:
