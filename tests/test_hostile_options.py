@@ -408,11 +408,11 @@ def test_a_worker_that_cannot_start_its_parent_watch_answers_its_task_with_that_
 
     from leukdash.engine.machine import out_of_processes
 
-    child = ("import os, pickle, sys, threading\n"
+    child = ("import os, pickle, sys, threading, time\n"
              "def refused(self): raise RuntimeError(\"can't start new thread\")\n"
              "threading.Thread.start = refused\n"
              "from leukdash.engine.scheduler.child import serve\n"
-             "serve(os.getppid(), False)\n")
+             "serve(os.getppid(), False, time.time())\n")
     done = subprocess.run([sys.executable, "-c", child], cwd=REPO, input=pickle.dumps("task") + pickle.dumps("inputs"),
                           capture_output=True, timeout=120)
     kind, error = pickle.loads(done.stdout)
