@@ -239,15 +239,21 @@ def dataset_picker() -> str:
                            icon=":material/warning:")
     names = list(options)
     default = next((n for n in names if n != BUILTIN), names[0]) if len(names) > 1 else names[0]
+    label = lambda n: f"{n} (built-in demo)" if n == BUILTIN else n  # noqa: E731 (the widget's format_func)
     linked = st.query_params.get("dataset")
-    if linked is not None and linked not in names:  # a shared link from another server, or an upload gone
+    if linked in names and label(linked) != linked:
+        # Streamlit writes the option's label to the URL and takes only that (from the address the page
+        # was opened with): a link naming the dataset itself is chosen through the session state.
+        st.session_state["dataset"] = linked
+        st.query_params["dataset"] = linked = label(linked)
+    if linked is not None and linked not in map(label, names):  # a link from another server, or an upload gone
         st.query_params.pop("dataset")
         where = ("uploads belong to the browser session that made them, and a reload starts a new one: upload it "
                  "again on the Data page" if linked.endswith(UPLOAD_SUFFIX) else "this server does not have it")
         st.sidebar.warning(f"The link names the dataset {literal(linked)}: {where}; pick one below.",
                            icon=":material/warning:")
     name = kept(st.sidebar.selectbox, "dataset", default, "Dataset", options=names, bind=True,
-                format_func=lambda n: f"{n} (built-in demo)" if n == BUILTIN else n,
+                format_func=label,
                 help="Built-in synthetic demo data, folders found under $LEUKDASH_DATA or ./data, "
                      "or a zip of class folders uploaded on the Data page.")
     return options[name]

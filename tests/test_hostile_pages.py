@@ -560,6 +560,14 @@ def test_a_link_naming_a_dataset_this_server_lacks_says_so(data_root):
     assert [w.value for w in at.sidebar.warning] == [
         "The link names the dataset nosuch: this server does not have it; pick one below."]
     assert at.sidebar.selectbox(key="dataset").value == "lab" and "dataset" not in at.query_params
+    # The built-in set beside real data: Streamlit writes it to the URL by its label, "synthetic (built-in
+    # demo)", which the picker called a dataset this server lacks; a link by its name opened another one.
+    for linked in ("synthetic (built-in demo)", "synthetic"):
+        again = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+        again.query_params["dataset"] = linked
+        again.switch_page("pages/experiments.py").run(timeout=TIMEOUT)
+        assert not again.exception and not again.sidebar.warning, [w.value for w in again.sidebar.warning]
+        assert again.sidebar.selectbox(key="dataset").value == "synthetic"
 
 
 def test_compare_draws_at_most_forty_bars_when_every_run_is_compared(data_root, isolated_artifacts):
