@@ -663,7 +663,8 @@ def test_a_link_with_settings_the_page_cannot_take_says_which_and_what_it_used(d
     # itself is taken, and said nothing of (the note said it replaced those labels by themselves).
     labelled = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     labelled.query_params.update(exp_preprocess=describe_mode("cell-keep-gray"), exp_protocols=[
-        "strict: validate on original images only", "paper: split, then augment both parts (validation scores copies too)"])
+        "strict: validate on original images only",
+        "paper: split, then augment both parts (validation scores copies too)"])
     open_page(labelled, "experiments")
     assert not labelled.sidebar.warning, labelled.sidebar.warning[0].value
     assert labelled.multiselect(key="exp_preprocess").value == ["cell-keep-gray"]
