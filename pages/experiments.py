@@ -18,7 +18,7 @@ from leukdash.engine.timing import stored_start_up
 from leukdash.paths import hide_roots
 from leukdash.data.preprocess import describe_mode
 from leukdash.reporting.plots import ERROR_BARS, metric_bars, setting_text, summary_frame, sweep_axes
-from leukdash.engine.progress import count, format_duration, format_span
+from leukdash.engine.progress import count, format_duration, format_span, past_loading
 from leukdash.engine.sweep import MAX_SWEEP_RUNS
 from pages._shared import (VIEWER_NOTE, data_table, dataset_picker, deployment, kept, load_dataset_info,
                            percent_columns, resolve, results, root, routed, runs, store_survey, synthetic_note,
@@ -340,8 +340,9 @@ to_compute = [run_id for run_id, state in states.items() if state not in ("finis
 in_flight = [run_id for run_id, state in states.items() if state in ("running", "queued")]
 entries = {entry["run_id"]: entry for entry in runs(root())}
 n_images = sum(info["classes"][c] for c in (tasks[task] or classes))
-# A running run has loaded its images and started its workers: the estimate adds no start-up for it.
-remaining = [{"config": planned[r].to_dict(), "n_images": n_images, "started": states[r] == "running",
+# A run past its loading has paid its start-up (its images decoded, its workers up): the estimate adds none.
+remaining = [{"config": planned[r].to_dict(), "n_images": n_images,
+              "started": states[r] == "running" and past_loading(jobs.job_status(r)["progress"]),
               "missing_folds": int(folds) - (entries[r]["n_folds_done"] if r in entries else 0)}
              for r in to_compute + in_flight]
 stored = list(entries.values())

@@ -3,7 +3,7 @@
 import pytest
 
 from leukdash.engine.progress import (append_event, format_duration, format_progress_line, format_span, latest_state,
-                                      read_events)
+                                      past_loading, read_events)
 
 
 def _cnn_events(t0=1000.0):
@@ -181,3 +181,17 @@ def test_a_run_reports_its_loading_phase_before_it_starts(tiny_dataset):
                   augment_factor=1), n_jobs=1, on_event=events.append)
     kinds = [event["event"] for event in events]
     assert kinds[0] == "loading" and kinds.index("loading") < kinds.index("start")
+
+
+def test_a_run_is_past_its_loading_only_once_its_attempt_has_started():
+    """The Experiments page's time left adds the start-up (decoding, workers) of runs that have not
+    paid it: a running job still decoding, or just started after an attempt that ended, has not."""
+    loading = {"event": "loading", "t": 5.0}
+    started = {"event": "start", "folds": 2, "missing": [0, 1], "t": 9.0}
+    ended = {"event": "cancelled", "t": 12.0}
+    assert not past_loading(latest_state([]))
+    assert not past_loading(latest_state([loading]))
+    assert past_loading(latest_state([loading, started]))
+    assert past_loading(latest_state([loading, started, {"event": "fold_start", "fold": 0, "t": 9.5}]))
+    assert not past_loading(latest_state([loading, started, ended]))  # a new job, not yet decoding
+    assert not past_loading(latest_state([loading, started, ended, loading]))

@@ -129,6 +129,13 @@ def forward_events(path: Path, on_event, interval: float = 0.2):
         relay()
 
 
+def past_loading(state: dict) -> bool:
+    """Whether a run's current attempt (its :func:`latest_state`) has loaded its images and started
+    its workers: its ``start`` event, written once they are, begins it. A job just started, still
+    decoding, or after an attempt that ended has not, so it has a start-up still to pay."""
+    return state["status"] == "running" and state["phase"] == "folds"
+
+
 def latest_state(events: list[dict], now: float | None = None) -> dict:
     """Reduce events to the current state of the run.
 
