@@ -291,8 +291,8 @@ def _plain_numbers(config) -> None:
         if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
             plain = value.item()
             if isinstance(plain, float) and value.itemsize < 8:
-                # A float32 (a DataFrame's column) holds 0.1 as 0.10000000149...: the number given is
-                # its shortest text, which numpy writes.
+                # A numpy float32 (a cell of a float32 column) holds 0.1 as 0.10000000149...: the number
+                # given is its shortest text, which numpy writes.
                 plain = float(str(value))
             if isinstance(plain, (bool, int, float)):
                 object.__setattr__(config, item.name, plain)

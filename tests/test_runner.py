@@ -231,9 +231,9 @@ def test_a_run_stored_with_settings_of_more_digits_says_why_it_cannot_be_finishe
     RunStore().fold_path(run_id, 0).unlink()
     assert main(["run", "--config-file", str(meta), "--quiet"]) == 2
     [line] = capsys.readouterr().err.splitlines()
-    assert line.startswith(f"error: cannot finish run {run_id}: it was stored with settings of more than 12 "
-                           "significant digits (augment.blur 0.7000000000000001), which this leukdash keeps to 12, "
-                           "so they give run nb-"), line
+    assert line.startswith(f"error: cannot finish run {run_id}: it was stored with settings this leukdash keeps "
+                           "otherwise (augment.blur 0.7000000000000001: to 12 significant digits, -0.0 as 0), so "
+                           "they give run nb-"), line
     assert "files added, removed or changed" not in line
 
 

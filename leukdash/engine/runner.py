@@ -85,8 +85,8 @@ def config_to_finish(meta: dict, store: RunStore | None = None) -> RunConfig:
         raise failure
     rounded = _rounded_settings(meta["config"], config)
     if rounded:
-        raise RunError(f"cannot finish run {meta['run_id']}: it was stored with settings of more than 12 significant "
-                       f"digits ({'; '.join(rounded)}), which this leukdash keeps to 12, so they give run {other[0]} "
+        raise RunError(f"cannot finish run {meta['run_id']}: it was stored with settings this leukdash keeps otherwise "
+                       f"({'; '.join(rounded)}: to 12 significant digits, -0.0 as 0), so they give run {other[0]} "
                        "now: run the settings as a new run (the stored run stays readable)")
     raise RunError(f"cannot finish run {meta['run_id']}: its settings give run {other[0]} now, on the images of "
                    f"{printable(other[1])} (files added, removed or changed since, or another leukdash engine): "
@@ -94,15 +94,17 @@ def config_to_finish(meta: dict, store: RunStore | None = None) -> RunConfig:
 
 
 def _rounded_settings(stored: dict, config: RunConfig) -> list[str]:
-    """The number settings a ``meta.json`` holds with more digits than ``config`` (made from it)
-    keeps: a computed value such as 0.7000000000000001, which earlier engines hashed as it was."""
+    """The number settings a ``meta.json`` holds otherwise than ``config`` (made from it) keeps them:
+    a computed value such as 0.7000000000000001, or -0.0, which earlier engines hashed as they were."""
+    import json
     from dataclasses import asdict
 
     kept = asdict(config)
     pairs = [(name, value, kept.get(name)) for name, value in stored.items() if name != "augment"]
     if isinstance(stored.get("augment"), dict) and isinstance(kept.get("augment"), dict):
         pairs += [(f"augment.{name}", value, kept["augment"].get(name)) for name, value in stored["augment"].items()]
-    return [f"{name} {value!r}" for name, value, now in pairs if isinstance(value, float) and value != now]
+    return [f"{name} {value!r}" for name, value, now in pairs
+            if isinstance(value, float) and json.dumps(value) != json.dumps(now)]  # -0.0 == 0.0, but not as text
 
 
 def upload_sessions(dataset: str) -> list[str]:
