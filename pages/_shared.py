@@ -175,7 +175,7 @@ def _link_taken(linked: list[str], value, shown=str) -> bool:
             return True
         try:
             return len(values) == 1 and float(text) == values[0]
-        except (TypeError, ValueError):  # not a number: not this value
+        except ValueError:  # not a number: not this value
             return False
 
     return all(taken(text) for text in linked)

@@ -45,6 +45,14 @@ def option_label(entry: dict, label: str) -> str:
     return label + shown
 
 
+def preparation(mode: str) -> str:
+    """How a run's uploads are prepared, in words; an ensemble of runs that differ in it says "mixed"."""
+    if mode == MIXED:
+        return "Each member prepares uploads as its own images were (their preprocessing differs)."
+    placed = "padded square" if mode == "raw" else "the cell placed on a black square"
+    return f"Uploads are prepared as its images were ({describe_mode(mode)}; {placed} and resized)."
+
+
 names = run_option_labels(entries)
 labels = {entry["run_id"]: option_label(entry, names[entry["run_id"]]) for entry in entries}
 # The run this session chose and how it was labelled, read before kept() falls back to the default
@@ -72,11 +80,7 @@ meta = next(entry["meta"] for entry in entries if entry["run_id"] == run_id)
 config, dataset = meta["config"], meta["dataset"]
 is_cnn = config["model"] == "cnn"
 st.caption(f"Trained on **{dataset['name']}** ({', '.join(dataset['classes'])}) at {config['image_size']} px; "
-           f"{len(meta['fold_ids'])} fold models. "
-           + ("Each member prepares uploads as its own images were (their preprocessing differs)."
-              if config.get("preprocess") == MIXED else
-              f"Uploads are prepared as its images were ({describe_mode(config.get('preprocess', 'raw'))}; "
-              "padded square and resized)."))
+           f"{len(meta['fold_ids'])} fold models. {preparation(config.get('preprocess', 'raw'))}")
 score = transfer["scores"].get(run_id)
 if score:
     st.caption(f"On images of a lab it never saw ({', '.join(map(str, score['datasets']))}): balanced accuracy "

@@ -275,6 +275,7 @@ def test_the_augmentation_pages_settings_are_the_command_lines_run(data_root):
     run_id = resolve(RunConfig(**settings, augment=page)).run_id
     assert run_id == resolve(RunConfig(**settings, augment=typed)).run_id
 
+
 def test_the_augmentation_page_says_the_jitter_colours_grey_cells_of_training_copies(data_root):
     """With a grey preprocessing mode kept on the Experiments page, the jitter's colour on grey cells
     (training copies only) is said under the preview; with colours as they are, nothing is said."""

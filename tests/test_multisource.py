@@ -10,7 +10,7 @@ from leukdash.cli import main
 from leukdash.config import RunConfig
 from leukdash.data.discovery import open_dataset
 from leukdash.errors import ConfigError, DatasetError
-from leukdash.data.folds import fold_plan, merge_groups
+from leukdash.data.folds import fold_plan
 from leukdash.engine.runner import resolve, run
 from leukdash.data.arrays import load_arrays
 from leukdash.engine.training import joined_groups, plan_folds

@@ -85,7 +85,8 @@ def lodo_row(run_id: str) -> dict:
 
 
 def _bootstrap_groups(run_id: str) -> np.ndarray:
-    """The group of every image of a run on several sets, duplicates joined as its folds join them."""
+    """The group of every image of a run on several sets, joined by its duplicates under the merge cap
+    (:func:`~leukdash.engine.training.joined_groups`), as the folds of its pooled runs are drawn."""
     from leukdash.config import RunConfig
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.record_shapes import member_ids
