@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from leukdash import ENGINE_VERSION
 from leukdash.evaluation.compare import compare_runs
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.errors import RunError
@@ -215,11 +216,10 @@ def test_a_runs_meta_as_config_file_finishes_that_run_from_any_folder(tiny_datas
     assert [entry["run_id"] for entry in RunStore().list_runs()] == [run_id]
 
 
-def test_a_run_stored_with_settings_of_more_digits_says_why_it_cannot_be_finished(tiny_dataset, capsys):
+def test_a_run_of_another_engine_or_with_settings_kept_otherwise_says_why_it_cannot_be_finished(tiny_dataset, capsys):
     """Engines before settings were kept to 12 significant digits hashed a computed 0.7000000000000001 as
     it was (the Augmentation page's blur 7 × 0.1): finishing such a run blamed changed images."""
     from leukdash.cli import main
-    from leukdash.config import AugmentConfig
 
     noisy = AugmentConfig(blur=0.7)
     object.__setattr__(noisy, "blur", 0.7000000000000001)  # as an earlier engine kept it
@@ -233,8 +233,18 @@ def test_a_run_stored_with_settings_of_more_digits_says_why_it_cannot_be_finishe
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"error: cannot finish run {run_id}: it was stored with settings this leukdash keeps "
                            "otherwise (augment.blur 0.7000000000000001: to 12 significant digits, -0.0 as 0), so "
-                           "they give run nb-"), line
+                           "its settings give run nb-"), line
     assert "files added, removed or changed" not in line
+
+    # A run of another engine (its record says which) cannot be finished by this one: said as such.
+    record = json.loads(meta.read_text())
+    record["config"]["augment"]["blur"] = 0.7
+    record["versions"]["engine"] = "2"
+    meta.write_text(json.dumps(record))
+    assert main(["run", "--config-file", str(meta), "--quiet"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: cannot finish run {run_id}: it was computed by leukdash engine 2, and this is "
+                           f"engine {ENGINE_VERSION}, so its settings give run nb-"), line
 
 
 def test_a_cnn_that_diverges_says_so_in_one_line_and_keeps_its_finished_folds(tiny_dataset):

@@ -83,14 +83,19 @@ def config_to_finish(meta: dict, store: RunStore | None = None) -> RunConfig:
     if other is None:  # no source gives a run: the images are gone, which this says with where they were read
         open_run_dataset(meta, store or RunStore())
         raise failure
-    rounded = _rounded_settings(meta["config"], config)
-    if rounded:
-        raise RunError(f"cannot finish run {meta['run_id']}: it was stored with settings this leukdash keeps otherwise "
-                       f"({'; '.join(rounded)}: to 12 significant digits, -0.0 as 0), so they give run {other[0]} "
-                       "now: run the settings as a new run (the stored run stays readable)")
-    raise RunError(f"cannot finish run {meta['run_id']}: its settings give run {other[0]} now, on the images of "
-                   f"{printable(other[1])} (files added, removed or changed since, or another leukdash engine): "
-                   "put the run's images back, or run the settings on the images as they are (a new run)")
+    # What the record itself tells of why: another engine, or settings kept otherwise since; else the images.
+    engine, rounded = (meta.get("versions") or {}).get("engine"), _rounded_settings(meta["config"], config)
+    if engine is not None and str(engine) != ENGINE_VERSION:
+        why = f"it was computed by leukdash engine {engine}, and this is engine {ENGINE_VERSION}"
+    elif rounded:
+        why = (f"it was stored with settings this leukdash keeps otherwise ({'; '.join(rounded)}: to 12 "
+               "significant digits, -0.0 as 0)")
+    else:
+        raise RunError(f"cannot finish run {meta['run_id']}: its settings give run {other[0]} now, on the images of "
+                       f"{printable(other[1])} (files added, removed or changed since): put the run's images back, "
+                       "or run the settings on the images as they are (a new run)")
+    raise RunError(f"cannot finish run {meta['run_id']}: {why}, so its settings give run {other[0]} now: run them "
+                   "as a new run (the stored run stays readable)")
 
 
 def _rounded_settings(stored: dict, config: RunConfig) -> list[str]:
