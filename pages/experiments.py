@@ -106,11 +106,12 @@ def launch(configs: list[RunConfig], name: str, axes: dict) -> None:
     limits = deployment()
     try:
         with explained_errors():  # a read-only or full store: one line on the page
-            job = sweep_jobs.start_sweep_job(create_sweep(configs, name=name, axes=axes), max_jobs=limits.max_jobs,
-                                             workers=limits.job_workers)
+            sweep = create_sweep(configs, name=name, axes=axes)
+            job = sweep_jobs.start_sweep_job(sweep, max_jobs=limits.max_jobs, workers=limits.job_workers)
     except LeukdashError as error:
         st.session_state["_launch_error"] = hide_roots(f"Could not launch: {error}")
         return
+    st.session_state["_launch_warnings"] = [hide_roots(warning) for warning in sweep["warnings"]]
     st.session_state.setdefault("_watched_jobs", set()).add(job["run_id"])
     store_survey.clear()
 
@@ -360,6 +361,8 @@ launch_col.button(f"Launch {count(len(to_compute), 'run')}", key="launch", type=
                   args=(list(planned.values()), name, axis_values(list(planned.values()), axes)))
 if "_launch_error" in st.session_state:
     st.error(st.session_state.pop("_launch_error"), icon=":material/error:")
+for warning in st.session_state.pop("_launch_warnings", []):
+    st.warning(warning, icon=":material/warning:")
 if planned:
     cols = st.columns(3)
     cols[0].metric("Runs in the grid", len(planned), help="Settings that make no difference to a model "

@@ -162,3 +162,42 @@ def test_a_setting_the_model_ignores_is_shown_unused_and_its_repeated_run_counte
     assert len({row.split()[0] for row in rows}) == 3
     assert main(["sweeps"]) == 0
     assert " 3/3 runs  6/6 folds  model × k · " in capsys.readouterr().out
+
+
+def test_launching_a_stored_grid_again_on_other_images_warns_and_keeps_the_earlier_runs(tiny_dataset, tmp_path,
+                                                                                         capsys):
+    """The sweep id hashes the settings only, so the same grid on changed images (or by another engine) is the
+    same sweep with other runs: the launch says so as --resume does, and the record keeps the runs it held."""
+    import shutil
+
+    from leukdash.cli import main
+    from leukdash.engine.store import read_json, write_json_atomic
+    from leukdash.engine.sweep import sweep_dir
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    configs = expand_grid(_base(data), {"model": ["nb", "dt"]})
+    first = run_sweep(configs, n_jobs=1)
+    assert first["warnings"] == [] and run_sweep(configs, n_jobs=1)["warnings"] == []
+    old = first["run_ids"]
+    next(data.glob("ALL/*.png")).unlink()
+    again = run_sweep(configs, n_jobs=1)
+    assert again["sweep_id"] == first["sweep_id"] and set(again["run_ids"]).isdisjoint(old)
+    assert again["warnings"] == [
+        f"2 of the sweep's 2 runs are new runs (first: {old[0]} is now {again['run_ids'][0]}): the images of {data} "
+        "(or the engine version) changed since the sweep was stored; the old runs stay in the store, listed as "
+        "the sweep's earlier runs by `sweeps`"]
+    assert sweep_status(first["sweep_id"])["earlier_run_ids"] == old
+    assert main(["sweeps"]) == 0
+    assert f"  earlier runs (other images or engine): {old[0]} {old[1]}\n" in capsys.readouterr().out
+    assert main(["sweeps", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sweeps"][0]["earlier_run_ids"] == old
+    # A record of an older engine (its configs lack settings added since) is paired by its settings all the same.
+    path = sweep_dir(first["sweep_id"]) / "sweep.json"
+    record = read_json(path)
+    for config in record["configs"]:
+        del config["balance_sources"]
+    write_json_atomic(path, {**record, "run_ids": ["nb-0123456789ab", "dt-0123456789ab"]})
+    assert run_sweep(list(reversed(configs)), n_jobs=1)["warnings"][0].startswith(
+        f"2 of the sweep's 2 runs are new runs (first: dt-0123456789ab is now {again['run_ids'][1]}): ")
+    assert sweep_status(first["sweep_id"])["earlier_run_ids"] == [*old, "nb-0123456789ab", "dt-0123456789ab"]

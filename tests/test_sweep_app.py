@@ -239,3 +239,25 @@ def test_a_sweep_launched_again_after_a_cancel_is_announced_when_it_ends(two_dat
     status.update(state="finished", started=now - 10, ended=now, runs={"nb-0123456789ab": "finished"})
     at.run(timeout=TIMEOUT)
     assert [t.value for t in at.toast] == ["Sweep “grid” finished: 1 of 1 runs finished."]
+
+
+def test_a_grid_launched_again_on_changed_images_says_its_runs_are_new_ones(two_datasets):
+    import os
+    from pathlib import Path
+
+    at = experiments({"dataset": "tiny", "exp_sizes": "16", "exp_folds": "2",
+                      "exp_transforms": "none (original images only)"})
+    at.multiselect(key="exp_models").set_value(["Naive Bayes"]).run(timeout=TIMEOUT)
+    at.button(key="launch").click().run(timeout=TIMEOUT)
+    (old,) = at.dataframe[0].value["Run id"]
+    wait_for_jobs()
+    next((Path(os.environ["LEUKDASH_DATA"]) / "tiny").glob("ALL/*.png")).unlink()
+    st.cache_data.clear()
+    at.run(timeout=TIMEOUT)
+    at.button(key="launch").click().run(timeout=TIMEOUT)
+    (new,) = at.dataframe[0].value["Run id"]
+    assert [w.value for w in at.warning if "new runs" in w.value] == [
+        f"1 of the sweep's 1 runs are new runs (first: {old} is now {new}): the images of tiny (or the engine "
+        "version) changed since the sweep was stored; the old runs stay in the store, listed as the sweep's earlier "
+        "runs by `sweeps`"]
+    wait_for_jobs()

@@ -84,20 +84,20 @@ def sweep(args) -> int:
             raise LeukdashError("--resume is empty (an unset shell variable?): give a sweep id (`sweeps` lists them)")
         check_nothing_typed(args, "--resume launches the stored sweep's grid", "give either --resume or the options")
         outcome = resume_sweep(args.resume, **options)
-        for warning in outcome["warnings"]:
-            print(f"warning: {warning}", file=sys.stderr)
     else:
         configs, axes = sweep_from_args(args)
         check_grid_size(len(configs), args.max_runs)
         note_settings_without_effect(configs)
         outcome = run_sweep(configs, name=args.name, axes=axes, **options)
+    for warning in outcome["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     distinct = len({result["run_id"] for result in outcome["results"]})
     if distinct < len(outcome["results"]):
         print(f"note: the grid's {len(outcome['results'])} settings are {distinct} distinct run(s): some repeat a run "
               "of it (a value given twice, or a setting the model does not use, such as --k for nb)", file=sys.stderr)
     if args.json:
         print_json({"sweep_id": outcome["sweep_id"], "name": outcome["name"], "axes": outcome["axes"],
-                     "seconds": round(outcome["seconds"], 3), "warnings": outcome.get("warnings", []),
+                     "seconds": round(outcome["seconds"], 3), "warnings": outcome["warnings"],
                      "runs": [run_json(result) for result in outcome["results"]]})
         return 0
     print(f"sweep {outcome['sweep_id']} ({outcome['name']}): {len(outcome['results'])} run(s) "
@@ -129,6 +129,8 @@ def sweeps(args) -> int:
         complete, total = run_counts(entry)
         print(f"{entry['sweep_id']:<18} {entry['state']:<8} {complete}/{total} runs  "
               f"{entry['done_folds']}/{entry['total_folds']} folds  {varied_settings(entry)} · {entry['name']}")
+        if entry["earlier_run_ids"]:
+            print(f"  earlier runs (other images or engine): {' '.join(entry['earlier_run_ids'])}")
         for rank, row in enumerate(entry.get("ranked", []), 1):
             transfer = row["transfer"]
             shown = (f"{transfer['source']} {transfer['balanced_accuracy']:.4f} ({', '.join(map(str, transfer['datasets']))})"

@@ -4,7 +4,7 @@ A sweep is a named list of runs; the runs stay ordinary runs (cached by config, 
 engine version), so a sweep that is launched again computes only the folds still missing,
 and two sweeps that share a run share its folds. Layout::
 
-    artifacts/sweeps/<sweep_id>/sweep.json       sweep_id, name, created, axes, configs, run_ids
+    artifacts/sweeps/<sweep_id>/sweep.json       sweep_id, name, created, axes, configs, run_ids, earlier_run_ids
     artifacts/sweeps/<sweep_id>/progress.jsonl   start, fold_done (with run_id), run_done, done | failed
 
 The id is a hash of the configs (their canonical forms and datasets), so the same grid is the
@@ -75,8 +75,11 @@ def _apply(base: RunConfig, change: dict) -> RunConfig:
 
 def sweep_id_of(configs: list[RunConfig]) -> str:
     """The id of a sweep: a hash of its configs' canonical forms and datasets, order aside."""
-    keys = sorted({stable_hash({"dataset": c.dataset, "config": c.canonical()}, 32) for c in configs})
-    return f"sweep-{stable_hash(keys)}"
+    return f"sweep-{stable_hash(sorted({_config_key(config) for config in configs}))}"
+
+
+def _config_key(config: RunConfig) -> str:
+    return stable_hash({"dataset": config.dataset, "config": config.canonical()}, 32)
 
 
 def sweeps_root() -> Path:
@@ -95,7 +98,8 @@ def create_sweep(configs: list[RunConfig], *, name: str | None = None, axes: dic
     """Store a sweep (or refresh a stored one) without computing anything; return its record.
 
     A dashboard can create the sweep, then start ``python -m leukdash sweep --resume ID`` as a
-    background job.
+    background job. The record's ``earlier_run_ids`` keep the runs it held before its grid
+    resolved to other runs; the returned record's ``warnings`` (not stored) say when that happened.
     """
     from leukdash.engine.runner import resolve
 
@@ -104,12 +108,32 @@ def create_sweep(configs: list[RunConfig], *, name: str | None = None, axes: dic
     run_ids = [resolve(config).run_id for config in configs]  # validates every config first
     sweep_id = sweep_id_of(configs)
     previous = load_sweep(sweep_id) or {}
+    # The id hashes the settings only: other images or another engine give other runs under it.
+    earlier = [run_id for run_id in [*previous.get("earlier_run_ids", []), *previous.get("run_ids", [])]
+               if run_id not in run_ids]
     record = {"sweep_id": sweep_id, "name": printable(name or previous.get("name") or sweep_id),
               "created": previous.get("created", time.time()),
               "axes": axes if axes is not None else previous.get("axes"),
-              "configs": [config.to_dict() for config in configs], "run_ids": run_ids}
+              "configs": [config.to_dict() for config in configs], "run_ids": run_ids,
+              "earlier_run_ids": list(dict.fromkeys(earlier))}
     write_json_atomic(sweep_dir(sweep_id) / SWEEP_FILE, record)
-    return record
+    return {**record, "warnings": _new_runs_warnings(previous, configs, run_ids)}
+
+
+def _new_runs_warnings(previous: dict, configs: list[RunConfig], run_ids: list[str]) -> list[str]:
+    """The line saying which of a stored sweep's runs its grid now resolves to other runs, if any."""
+    try:  # paired by settings, as the id is: a record of another engine may list them otherwise
+        stored = {_config_key(RunConfig.from_dict(config)): run_id
+                  for config, run_id in zip(previous.get("configs", []), previous.get("run_ids", []))}
+    except ConfigError:  # settings this engine no longer reads: no pairs to name
+        stored = {}
+    pairs = [(stored.get(_config_key(config), new), new, config) for config, new in zip(configs, run_ids)]
+    changed = [(old, new, config) for old, new, config in pairs if old != new]
+    if not changed:
+        return []
+    return [f"{len(changed)} of the sweep's {len(configs)} runs are new runs (first: {changed[0][0]} is now "
+            f"{changed[0][1]}): the images of {changed[0][2].dataset} (or the engine version) changed since the sweep "
+            "was stored; the old runs stay in the store, listed as the sweep's earlier runs by `sweeps`"]
 
 
 def run_sweep(configs: list[RunConfig], *, name: str | None = None, scheduler: str | None = None,
@@ -120,8 +144,8 @@ def run_sweep(configs: list[RunConfig], *, name: str | None = None, scheduler: s
     ``scheduler`` is a Dask address or ``"local"`` (default ``$LEUKDASH_SCHEDULER``, else local processes);
     ``on_event`` gets every run's progress events (each with its ``run_id``).
 
-    Returns the sweep's record with ``results`` (one per config, see
-    :func:`leukdash.engine.runner.run`) and ``seconds``.
+    Returns the sweep's record with ``warnings`` (see :func:`create_sweep`), ``results`` (one per
+    config, see :func:`leukdash.engine.runner.run`) and ``seconds``.
     """
     from leukdash.engine.runner import run_many
     from leukdash.engine.scheduler import scheduler_address
@@ -152,23 +176,13 @@ def run_sweep(configs: list[RunConfig], *, name: str | None = None, scheduler: s
 
 
 def resume_sweep(sweep_id: str, **options) -> dict:
-    """Launch a stored sweep again (only its missing folds are computed); options as run_sweep.
-
-    The result's ``warnings`` say when runs of the sweep are new runs now (the images of a
-    dataset, or the engine version, changed since it was stored: the same settings on other
-    images are other runs)."""
+    """Launch a stored sweep again (only its missing folds are computed); options as run_sweep,
+    whose ``warnings`` say when runs of the sweep are new runs now."""
     record = load_sweep(sweep_id)
     if record is None:
         raise RunError(_no_sweep(sweep_id))
     configs = [RunConfig.from_dict(config) for config in record["configs"]]
-    outcome = run_sweep(configs, name=record.get("name"), axes=record.get("axes"), **options)
-    # The run ids as stored, against those the launch resolved (and stored in their place).
-    changed = [(old, new, config) for old, new, config in zip(record["run_ids"], outcome["run_ids"], configs)
-               if old != new]
-    warnings = [f"{len(changed)} of the sweep's {len(configs)} runs are new runs (first: {changed[0][0]} is now "
-                f"{changed[0][1]}): the images of {changed[0][2].dataset} (or the engine version) changed since "
-                "the sweep was stored; the old runs stay in the store"] if changed else []
-    return {**outcome, "warnings": warnings}
+    return run_sweep(configs, name=record.get("name"), axes=record.get("axes"), **options)
 
 
 def _no_sweep(sweep_id: str) -> str:
@@ -191,7 +205,8 @@ def sweep_status(sweep_id: str, store: RunStore | None = None) -> dict:
     """Where a sweep stands: per run, folds done of total, and the sweep's own state.
 
     Returns ``{"sweep_id", "name", "runs": [{"run_id", "config", "done", "total", "status"}],
-    "done_folds", "total_folds", "complete", "state"}`` (folds of distinct runs) where a run's status is ``complete``,
+    "earlier_run_ids", "done_folds", "total_folds", "complete", "state"}`` (folds of distinct runs; the
+    runs the sweep held before its grid resolved to other runs) where a run's status is ``complete``,
     ``running``, ``partial`` or ``pending``, and ``state`` that of the sweep's last launch:
     ``running``, ``done``, ``failed``, ``stopped`` (its process ended early) or ``none``;
     ``incomplete`` when it was done but some of its runs are not whole any more (deleted by hand,
@@ -211,8 +226,8 @@ def sweep_status(sweep_id: str, store: RunStore | None = None) -> dict:
     elif state == "done" and not complete:  # its runs lost folds, or were deleted, since it finished
         state = "incomplete"
     return {"sweep_id": sweep_id, "name": record.get("name"), "created": record.get("created"),
-            "axes": record.get("axes"), "runs": runs, "done_folds": done, "total_folds": total,
-            "complete": complete, "state": state}
+            "axes": record.get("axes"), "runs": runs, "earlier_run_ids": record.get("earlier_run_ids", []),
+            "done_folds": done, "total_folds": total, "complete": complete, "state": state}
 
 
 def _locked(path: Path) -> bool:
@@ -254,8 +269,8 @@ def list_sweeps(store: RunStore | None = None) -> list[dict]:
             found.append(sweep_status(folder.name, store))
         else:  # listed, so that a damaged record is seen and said, not silently dropped
             found.append({"sweep_id": folder.name, "name": folder.name, "created": _mtime(folder / SWEEP_FILE),
-                          "axes": None, "runs": [], "done_folds": 0, "total_folds": 0, "complete": False,
-                          "state": "damaged", "message": _no_sweep(folder.name)})
+                          "axes": None, "runs": [], "earlier_run_ids": [], "done_folds": 0, "total_folds": 0,
+                          "complete": False, "state": "damaged", "message": _no_sweep(folder.name)})
     return sorted(found, key=lambda s: s.get("created") or 0, reverse=True)
 
 
