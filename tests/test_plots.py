@@ -104,6 +104,20 @@ def test_run_labels_name_what_differs_and_stay_distinct():
     assert plots.run_labels([cnn, nb]) == ["CNN paper · 555555", "Naive Bayes on pixels · 666666"]
 
 
+def test_a_run_of_another_engine_is_marked_in_its_label():
+    """The same settings under another engine are another run (a CNN gets other weights): its label says so, as
+    a result or as a store entry; runs of this engine, or stored without versions, are not marked."""
+    from leukdash import ENGINE_VERSION
+
+    old = {**fake_result("nb", run_id="nb-c9374871cf1e"), "versions": {"engine": "2"}}
+    new = {**fake_result("nb", run_id="nb-848264b5c6a0"), "versions": {"engine": ENGINE_VERSION}}
+    entry = {"run_id": "nb-777777ee", "meta": {"config": old["config"], "dataset": old["dataset"],
+                                               "fold_ids": [0, 1, 2], "versions": {"engine": "2"}}}
+    assert plots.run_labels([old, new, entry, fake_result("nb", run_id="nb-888888ff")]) == [
+        "Naive Bayes on pixels · engine 2 · c93748", "Naive Bayes on pixels · 848264",
+        "Naive Bayes on pixels · engine 2 · 777777", "Naive Bayes on pixels · 888888"]
+
+
 def test_learning_curves_mean_and_band_over_folds_for_cnn_runs_only():
     history = [{"acc": [0.2, 0.6], "loss": [2.0, 1.0], "val_acc": [0.1, 0.5], "val_loss": [2.5, 1.5]},
                {"acc": [0.4, 0.8], "loss": [1.0, 0.5], "val_acc": [0.3, 0.7], "val_loss": [2.0, 1.0]}]

@@ -8,6 +8,7 @@ Each function takes finished results (``load_result``) or store entries (``list_
 
 from __future__ import annotations
 
+from leukdash import ENGINE_VERSION
 from leukdash.config import AugmentConfig, dataset_parts
 
 MODEL_NAMES = {"cnn": "CNN", "nb": "Naive Bayes", "svm": "SVM", "knn": "k-NN", "dt": "Decision tree"}
@@ -136,21 +137,31 @@ def varying_facets(runs: list[dict]) -> list[str]:
     return [name for name in FACETS if len({t[name] for t in texts if t[name] is not None}) > 1]
 
 
+def _engine_text(run: dict) -> str | None:
+    """'engine 2' for a run of another engine than this one (None for this one's): the same
+    settings can give other results under another engine, a CNN other weights."""
+    versions = run.get("versions") or (run.get("meta") or {}).get("versions") or {}
+    engine = versions.get("engine")
+    return None if engine is None or str(engine) == ENGINE_VERSION else f"engine {engine}"
+
+
 def short_id(run_id: str) -> str:
     """The first six characters of a run id's hash: 'knn-0be321a1504b' -> '0be321'."""
     return run_id.rsplit("-", 1)[-1][:6]
 
 
 def run_labels(runs: list[dict]) -> list[str]:
-    """A distinct label per run: its model, the facets that differ among ``runs``, its short id
-    ('3-NN on pixels · cell-keep-gray · seed 1 · 0be321'); the full run id if short ids collide."""
+    """A distinct label per run: its model, the facets that differ among ``runs``, its engine if not
+    this one's, its short id ('3-NN on pixels · cell-keep-gray · seed 1 · engine 2 · 0be321'); the
+    full run id if short ids collide."""
     varying = varying_facets(runs)
     heads = []
     for run in runs:
         config = _parts(run)[0]
         texts = facet_texts(run)
         head = [model_name(config) if config else "?"] + [texts[name] for name in varying if texts[name] is not None]
-        heads.append(" · ".join(head))
+        engine = _engine_text(run)
+        heads.append(" · ".join(head + ([engine] if engine else [])))
     ids = [short_id(run["run_id"]) for run in runs]
     if len(set(ids)) < len(ids):
         ids = [run["run_id"] for run in runs]
