@@ -301,6 +301,30 @@ def test_evaluate_refuses_a_dataset_made_only_of_training_images(tiny_dataset, o
     assert "trained on" in capsys.readouterr().err
 
 
+def test_a_stored_result_of_images_the_run_was_trained_on_is_no_transfer_figure(tiny_dataset, other_lab, tiny_run):
+    from leukdash.evaluation.transfer import rank_runs, transfer_score
+
+    # An earlier evaluate stored a run on tiny,other_lab tested on other_lab (images it trained on),
+    # with no image left out; evaluate refuses it now, and the figure must not rank the run either.
+    both = run(tiny_config(Path(f"{tiny_dataset},{other_lab}")), n_jobs=1)
+    tested = evaluate(tiny_run["run_id"], str(other_lab))
+    old = {**tested, "run_id": both["run_id"], "balanced_accuracy": 1.0,
+           "key": {"method": "external-3", "samples": 2000, "seed": 0}}
+    path = result_path(both["run_id"], tested["dataset"]["fingerprint"])
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(old))
+    assert stored_evaluations(both["run_id"]) == [] and transfer_score(both["run_id"]) is None
+    assert rank_runs([both["run_id"], tiny_run["run_id"]], "lodo")[0]["run_id"] == tiny_run["run_id"]
+    with pytest.raises(DatasetError, match="every image of 'other_lab' is one run .* was trained on"):
+        evaluate(both["run_id"], str(other_lab))
+    # The same for a result of the run's own dataset, wherever it was read from.
+    own = result_path(tiny_run["run_id"], tiny_run["dataset"]["fingerprint"])
+    own.write_text(json.dumps({**tested, "dataset": {**tested["dataset"], "path": "/moved",
+                                                       "fingerprint": tiny_run["dataset"]["fingerprint"]}}))
+    assert [r["dataset"]["fingerprint"] for r in stored_evaluations(tiny_run["run_id"])] == [
+        tested["dataset"]["fingerprint"]]
+
+
 def test_evaluate_says_which_images_of_classes_the_run_does_not_know_it_left_out(tiny_dataset, other_lab):
     result = run(tiny_config(tiny_dataset, classes=("ALL", "CLL")), n_jobs=1)
     external = evaluate(result["run_id"], str(other_lab))

@@ -336,20 +336,39 @@ def stored_evaluations(run_id: str, store: RunStore | None = None, model: str = 
                        adapted: bool = False) -> list[dict]:
     """The external results of the run's ``model`` (fold ensemble or final model) stored beside
     it (any method version), by dataset name; adapted results only with ``adapted`` (what a
-    single upload is answered with is the unadapted model).
+    single upload is answered with is the unadapted model). A result that scored images the run
+    was trained on (:func:`scored_training_images`) is not external, and is not listed.
 
     One per dataset folder: the one stored last. A folder whose images changed since it was
     tested has a result per content (they are keyed by fingerprint); the older ones describe
     images no longer there, and are kept on disk but not listed (or averaged into a ranking).
     """
-    folder = (store or RunStore()).run_dir(run_id) / "external"
+    store = store or RunStore()
+    folder = store.run_dir(run_id) / "external"
     found = [(path, _stored(path)) for path in (sorted(folder.glob("*.json")) if folder.is_dir() else [])]
+    meta = store.read_meta(run_id) or {}
     latest = {}
-    for path, result in sorted(((p, r) for p, r in found if r is not None), key=_tested_time):
+    for path, result in sorted(((p, r) for p, r in found if r is not None and not scored_training_images(r, meta)),
+                               key=_tested_time):
         if result.get("model", "folds") == model and bool(result.get("adapted")) == adapted:
             latest[result["dataset"].get("path") or result["dataset"]["name"]] = result  # a later one replaces it
     return sorted(({k: v for k, v in r.items() if k != "tested_at"} for r in latest.values()),
                   key=lambda r: r["dataset"]["name"])
+
+
+def scored_training_images(result: dict, meta: dict) -> bool:
+    """Whether a stored external result scored a folder :func:`evaluate` now refuses as the run's own
+    (``meta``, the run's): its dataset, or every image of it one the run was trained on. Told from
+    the records alone (the ranking reads every run's results): a result that left images out says
+    how many; one that left none out (or was stored before evaluate checked) scored them all, so a
+    folder the run was trained on (its path among the run's sources) was scored in-sample."""
+    tested, run_data = result["dataset"], meta.get("dataset") or {}
+    left_out = (result.get("key") or {}).get("left_out") or {}
+    known = left_out.get("trained_on", 0) + left_out.get("copies", 0)
+    own_folders = {source.get("path") for source in run_data.get("sources") or [run_data]} - {None}
+    own_dataset = tested.get("fingerprint") is not None and tested.get("fingerprint") == run_data.get("fingerprint")
+    own_folder = not known and str(tested.get("path")) in own_folders
+    return own_dataset or own_folder or known >= tested.get("n_images", math.inf)
 
 
 def _tested_time(found: tuple[Path, dict]) -> tuple[float, str]:
