@@ -37,13 +37,25 @@ def experiments(query: dict | None = None) -> AppTest:
     return open_page(at, "experiments")
 
 
+# A grid of few, quick runs on the tiny dataset (16 px, 2 folds, no augmentation).
+TINY_GRID = {"dataset": "tiny", "exp_sizes": "16", "exp_folds": "2", "exp_transforms": "none (original images only)"}
+
+
+def launched_naive_bayes() -> tuple[AppTest, str]:
+    """Experiments after launching the tiny grid's one Naive Bayes run, and that run's id."""
+    at = experiments(TINY_GRID)
+    at.multiselect(key="exp_models").set_value(["Naive Bayes"]).run(timeout=TIMEOUT)
+    at.button(key="launch").click().run(timeout=TIMEOUT)
+    (run_id,) = at.dataframe[0].value["Run id"]
+    return at, run_id
+
+
 def figures(at: AppTest) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
 def test_two_values_of_two_settings_launch_four_runs_as_one_job(two_datasets):
-    at = experiments({"dataset": "tiny", "exp_sizes": "16", "exp_folds": "2",
-                      "exp_transforms": "none (original images only)"})
+    at = experiments(TINY_GRID)
     at.multiselect(key="exp_models").set_value(["Naive Bayes", "Decision tree"])
     at.multiselect(key="exp_features").set_value(["pixels", "features"]).run(timeout=TIMEOUT)
     assert not at.error
@@ -158,8 +170,7 @@ def test_a_launch_that_fails_says_why_in_one_line(two_datasets, monkeypatch, ref
         raise OSError(errno.EROFS, "Read-only file system", str(artifacts_root() / "runs" / "queue"))
 
     monkeypatch.setattr(sweep_jobs, "start_sweep_job", refuse)
-    at = experiments({"dataset": "tiny", "exp_sizes": "16", "exp_folds": "2", "exp_models": "Naive Bayes",
-                      "exp_transforms": "none (original images only)"})
+    at = experiments({**TINY_GRID, "exp_models": "Naive Bayes"})
     at.button(key="launch").click().run(timeout=TIMEOUT)
     assert not at.exception
     [message] = [e.value for e in at.error]
@@ -188,11 +199,7 @@ def test_a_model_without_finished_runs_is_estimated_from_this_machine_once_measu
 
 
 def test_a_sweep_job_killed_from_outside_says_so_and_how_to_go_on(two_datasets):
-    at = experiments({"dataset": "tiny", "exp_sizes": "16", "exp_folds": "2",
-                      "exp_transforms": "none (original images only)"})
-    at.multiselect(key="exp_models").set_value(["Naive Bayes"]).run(timeout=TIMEOUT)
-    at.button(key="launch").click().run(timeout=TIMEOUT)
-    (run_id,) = at.dataframe[0].value["Run id"]
+    at, run_id = launched_naive_bayes()
     (sweep,) = wait_for_jobs()
     # What a job killed before its run's summary leaves (SIGKILL, a server restart): no summary, and
     # a log that stops short; first the log it wrote, then an empty one (killed before a word).
@@ -245,11 +252,7 @@ def test_a_grid_launched_again_on_changed_images_says_its_runs_are_new_ones(two_
     import os
     from pathlib import Path
 
-    at = experiments({"dataset": "tiny", "exp_sizes": "16", "exp_folds": "2",
-                      "exp_transforms": "none (original images only)"})
-    at.multiselect(key="exp_models").set_value(["Naive Bayes"]).run(timeout=TIMEOUT)
-    at.button(key="launch").click().run(timeout=TIMEOUT)
-    (old,) = at.dataframe[0].value["Run id"]
+    at, old = launched_naive_bayes()
     wait_for_jobs()
     next((Path(os.environ["LEUKDASH_DATA"]) / "tiny").glob("ALL/*.png")).unlink()
     st.cache_data.clear()
