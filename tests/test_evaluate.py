@@ -14,7 +14,7 @@ from leukdash.cli import main
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.data.decode import decode_image
 from leukdash.errors import DatasetError
-from leukdash.evaluation.evaluate import evaluate, result_path, stored_evaluations
+from leukdash.evaluation.evaluate import METHOD_VERSION, evaluate, result_path, stored_evaluations
 from leukdash.evaluation.evaluation_text import format_evaluation, groups_text, outcome_sentence
 from leukdash.evaluation.external_metrics import external_metrics, group_bootstrap
 from leukdash.evaluation.ood import TrainingDistribution
@@ -317,6 +317,11 @@ def test_a_stored_result_of_images_the_run_was_trained_on_is_no_transfer_figure(
     assert rank_runs([both["run_id"], tiny_run["run_id"]], "lodo")[0]["run_id"] == tiny_run["run_id"]
     with pytest.raises(DatasetError, match="every image of 'other_lab' is one run .* was trained on"):
         evaluate(both["run_id"], str(other_lab))
+    # Today's evaluate leaves trained-on images out and says so: a result of its method with none left out
+    # scored new images, even at a source's path (the folder reused for another lab's images), and stands.
+    path.write_text(json.dumps({**tested, "run_id": both["run_id"]}))
+    assert tested["key"]["method"] == METHOD_VERSION and "left_out" not in tested["key"]
+    assert [r["dataset"]["path"] for r in stored_evaluations(both["run_id"])] == [str(other_lab)]
     # The same for a result of the run's own dataset, wherever it was read from.
     own = result_path(tiny_run["run_id"], tiny_run["dataset"]["fingerprint"])
     own.write_text(json.dumps({**tested, "dataset": {**tested["dataset"], "path": "/moved",

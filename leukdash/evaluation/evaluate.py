@@ -357,18 +357,24 @@ def stored_evaluations(run_id: str, store: RunStore | None = None, model: str = 
 
 
 def scored_training_images(result: dict, meta: dict) -> bool:
-    """Whether a stored external result scored a folder :func:`evaluate` now refuses as the run's own
-    (``meta``, the run's): its dataset, or every image of it one the run was trained on. Told from
-    the records alone (the ranking reads every run's results): a result that left images out says
-    how many; one that left none out (or was stored before evaluate checked) scored them all, so a
-    folder the run was trained on (its path among the run's sources) was scored in-sample."""
+    """Whether a stored external result scored images :func:`evaluate` now refuses as the run's own
+    (``meta``, the run's), told from the records alone (the ranking reads every run's results): the
+    run's dataset itself; or, for a result stored before evaluate left out the images a run trained
+    on (method external-4 and earlier, which scored every image), a folder at one of the run's
+    sources' paths. A later result scored only images the run never trained on (a folder made only
+    of them is refused), so it stands wherever its folder lies."""
     tested, run_data = result["dataset"], meta.get("dataset") or {}
-    left_out = (result.get("key") or {}).get("left_out") or {}
-    known = left_out.get("trained_on", 0) + left_out.get("copies", 0)
-    own_folders = {source.get("path") for source in run_data.get("sources") or [run_data]} - {None}
     own_dataset = tested.get("fingerprint") is not None and tested.get("fingerprint") == run_data.get("fingerprint")
-    own_folder = not known and str(tested.get("path")) in own_folders
-    return own_dataset or own_folder or known >= tested.get("n_images", math.inf)
+    own_folders = {source.get("path") for source in run_data.get("sources") or [run_data]} - {None}
+    unchecked = _method_number(result) <= 4 and not (result.get("key") or {}).get("left_out")
+    return own_dataset or (unchecked and str(tested.get("path")) in own_folders)
+
+
+def _method_number(result: dict) -> int:
+    """The method version a stored result was computed by (``external-N``); 0 where unreadable."""
+    method = str((result.get("key") or {}).get("method", ""))
+    number = method.removeprefix("external-")
+    return int(number) if number.isdigit() else 0
 
 
 def _tested_time(found: tuple[Path, dict]) -> tuple[float, str]:
