@@ -116,6 +116,10 @@ def test_a_run_of_another_engine_is_marked_in_its_label():
     assert plots.run_labels([old, new, entry, fake_result("nb", run_id="nb-888888ff")]) == [
         "Naive Bayes on pixels · engine 2 · c93748", "Naive Bayes on pixels · 848264",
         "Naive Bayes on pixels · engine 2 · 777777", "Naive Bayes on pixels · 888888"]
+    # An ensemble's record holds the engine of the session that combined it, not its members': unmarked.
+    joined = {**old, "run_id": "ensemble-eab791aa", "config": {**old["config"], "model": "ensemble",
+                                                               "member_configs": [old["config"], new["config"]]}}
+    assert plots.run_labels([joined]) == ["Ensemble (Naive Bayes on pixels + Naive Bayes on pixels) · eab791"]
 
 
 def test_learning_curves_mean_and_band_over_folds_for_cnn_runs_only():

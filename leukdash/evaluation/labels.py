@@ -137,9 +137,12 @@ def varying_facets(runs: list[dict]) -> list[str]:
     return [name for name in FACETS if len({t[name] for t in texts if t[name] is not None}) > 1]
 
 
-def _engine_text(run: dict) -> str | None:
+def _engine_text(run: dict, config: dict | None) -> str | None:
     """'engine 2' for a run of another engine than this one (None for this one's): the same
-    settings can give other results under another engine, a CNN other weights."""
+    settings can give other results under another engine, a CNN other weights. Not for an
+    ensemble: its record holds the engine of the session that combined its members, not theirs."""
+    if config and config.get("model") == "ensemble":
+        return None
     versions = run.get("versions") or (run.get("meta") or {}).get("versions") or {}
     engine = versions.get("engine")
     return None if engine is None or str(engine) == ENGINE_VERSION else f"engine {engine}"
@@ -160,7 +163,7 @@ def run_labels(runs: list[dict]) -> list[str]:
         config = _parts(run)[0]
         texts = facet_texts(run)
         head = [model_name(config) if config else "?"] + [texts[name] for name in varying if texts[name] is not None]
-        engine = _engine_text(run)
+        engine = _engine_text(run, config)
         heads.append(" · ".join(head + ([engine] if engine else [])))
     ids = [short_id(run["run_id"]) for run in runs]
     if len(set(ids)) < len(ids):
