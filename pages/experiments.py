@@ -107,11 +107,12 @@ def launch(configs: list[RunConfig], name: str, axes: dict) -> None:
     try:
         with explained_errors():  # a read-only or full store: one line on the page
             sweep = create_sweep(configs, name=name, axes=axes)
+            # Said even if the job cannot start: the record already holds the new runs, so no later launch would.
+            st.session_state["_launch_warnings"] = [hide_roots(warning) for warning in sweep.pop("warnings")]
             job = sweep_jobs.start_sweep_job(sweep, max_jobs=limits.max_jobs, workers=limits.job_workers)
     except LeukdashError as error:
         st.session_state["_launch_error"] = hide_roots(f"Could not launch: {error}")
         return
-    st.session_state["_launch_warnings"] = [hide_roots(warning) for warning in sweep["warnings"]]
     st.session_state.setdefault("_watched_jobs", set()).add(job["run_id"])
     store_survey.clear()
 

@@ -11,7 +11,8 @@ import pytest
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.errors import ConfigError, RunError
 from leukdash.engine.store import RunStore
-from leukdash.engine.sweep import expand_grid, list_sweeps, load_sweep, resume_sweep, run_sweep, sweep_status
+from leukdash.engine.sweep import (MAX_SWEEP_RUNS, expand_grid, list_sweeps, load_sweep, resume_sweep, run_sweep,
+                                   sweep_status)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -201,3 +202,16 @@ def test_launching_a_stored_grid_again_on_other_images_warns_and_keeps_the_earli
     assert run_sweep(list(reversed(configs)), n_jobs=1)["warnings"][0].startswith(
         f"2 of the sweep's 2 runs are new runs (first: dt-0123456789ab is now {again['run_ids'][1]}): ")
     assert sweep_status(first["sweep_id"])["earlier_run_ids"] == [*old, "nb-0123456789ab", "dt-0123456789ab"]
+    # Earlier runs written by hand as anything but a list of ids are none, not a traceback or letters;
+    # many are kept to a whole grid's worth, the newest, and `sweeps` shows the first few and their count.
+    for damaged in (None, "nb-0123456789ab", {"a": 1}):
+        write_json_atomic(path, {**read_json(path), "earlier_run_ids": damaged})
+        assert sweep_status(first["sweep_id"])["earlier_run_ids"] == []
+        assert run_sweep(configs, n_jobs=1)["earlier_run_ids"] == []
+    many = [f"nb-{i:012d}" for i in range(MAX_SWEEP_RUNS + 5)]
+    write_json_atomic(path, {**read_json(path), "earlier_run_ids": many})
+    assert run_sweep(configs, n_jobs=1)["earlier_run_ids"] == many[-MAX_SWEEP_RUNS:]
+    capsys.readouterr()
+    assert main(["sweeps"]) == 0
+    shown = f"{' '.join(many[5:10])} … ({MAX_SWEEP_RUNS} in all; `sweeps --json` lists them)"
+    assert shown in capsys.readouterr().out

@@ -129,8 +129,10 @@ def sweeps(args) -> int:
         complete, total = run_counts(entry)
         print(f"{entry['sweep_id']:<18} {entry['state']:<8} {complete}/{total} runs  "
               f"{entry['done_folds']}/{entry['total_folds']} folds  {varied_settings(entry)} · {entry['name']}")
-        if entry["earlier_run_ids"]:
-            print(f"  earlier runs (other images or engine): {' '.join(entry['earlier_run_ids'])}")
+        earlier = entry["earlier_run_ids"]
+        if earlier:
+            more = f" … ({len(earlier)} in all; `sweeps --json` lists them)" if len(earlier) > 5 else ""
+            print(f"  earlier runs (other images or engine): {' '.join(earlier[:5])}{more}")
         for rank, row in enumerate(entry.get("ranked", []), 1):
             transfer = row["transfer"]
             shown = (f"{transfer['source']} {transfer['balanced_accuracy']:.4f} ({', '.join(map(str, transfer['datasets']))})"

@@ -109,15 +109,23 @@ def create_sweep(configs: list[RunConfig], *, name: str | None = None, axes: dic
     sweep_id = sweep_id_of(configs)
     previous = load_sweep(sweep_id) or {}
     # The id hashes the settings only: other images or another engine give other runs under it.
-    earlier = [run_id for run_id in [*previous.get("earlier_run_ids", []), *previous.get("run_ids", [])]
+    earlier = [run_id for run_id in [*earlier_run_ids(previous), *previous.get("run_ids", [])]
                if run_id not in run_ids]
     record = {"sweep_id": sweep_id, "name": printable(name or previous.get("name") or sweep_id),
               "created": previous.get("created", time.time()),
               "axes": axes if axes is not None else previous.get("axes"),
               "configs": [config.to_dict() for config in configs], "run_ids": run_ids,
-              "earlier_run_ids": list(dict.fromkeys(earlier))}
+              "earlier_run_ids": list(dict.fromkeys(earlier))[-MAX_SWEEP_RUNS:]}
     write_json_atomic(sweep_dir(sweep_id) / SWEEP_FILE, record)
     return {**record, "warnings": _new_runs_warnings(previous, configs, run_ids)}
+
+
+def earlier_run_ids(record: dict) -> list[str]:
+    """A sweep record's ``earlier_run_ids``, the newest last (at most :data:`MAX_SWEEP_RUNS`, a whole
+    grid: a folder that keeps changing would grow them without end); none where the record holds
+    anything but a list of ids (written by hand), which must not stop a launch."""
+    earlier = record.get("earlier_run_ids")
+    return list(earlier) if isinstance(earlier, list) and all(isinstance(i, str) for i in earlier) else []
 
 
 def _new_runs_warnings(previous: dict, configs: list[RunConfig], run_ids: list[str]) -> list[str]:
@@ -226,7 +234,7 @@ def sweep_status(sweep_id: str, store: RunStore | None = None) -> dict:
     elif state == "done" and not complete:  # its runs lost folds, or were deleted, since it finished
         state = "incomplete"
     return {"sweep_id": sweep_id, "name": record.get("name"), "created": record.get("created"),
-            "axes": record.get("axes"), "runs": runs, "earlier_run_ids": record.get("earlier_run_ids", []),
+            "axes": record.get("axes"), "runs": runs, "earlier_run_ids": earlier_run_ids(record),
             "done_folds": done, "total_folds": total, "complete": complete, "state": state}
 
 

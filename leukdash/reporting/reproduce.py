@@ -60,8 +60,11 @@ def run_labelled(labelled: list[tuple[str, RunConfig]], *, compute: bool = True,
         state = "cached" if known else "computing" if compute else "not computed"
         log(f"[{number}/{len(labelled)}] {label} ({run_id}): {state}")
     if compute and labelled:
-        results = run_sweep([config for _, config in labelled], name=name, on_event=_fold_logger(log, labels),
-                            scheduler=scheduler, n_jobs=n_jobs, store=store)["results"]
+        outcome = run_sweep([config for _, config in labelled], name=name, on_event=_fold_logger(log, labels),
+                            scheduler=scheduler, n_jobs=n_jobs, store=store)
+        for warning in outcome["warnings"]:  # the matrix's sweep now names other runs (other images, engine)
+            log(f"warning: {warning}")
+        results = outcome["results"]
     else:
         results = [load_result(resolve(config).run_id, store) for _, config in labelled]
     for result in results:
