@@ -322,6 +322,9 @@ def test_a_stored_result_of_images_the_run_was_trained_on_is_no_transfer_figure(
     path.write_text(json.dumps({**tested, "run_id": both["run_id"]}))
     assert tested["key"]["method"] == METHOD_VERSION and "left_out" not in tested["key"]
     assert [r["dataset"]["path"] for r in stored_evaluations(both["run_id"])] == [str(other_lab)]
+    for key in ("x", [1], 3):  # damaged by hand: a cache like any damaged result, not a crash of its readers
+        path.write_text(json.dumps({**tested, "run_id": both["run_id"], "key": key}))
+        assert stored_evaluations(both["run_id"]) == [] and transfer_score(both["run_id"]) is None
     # The same for a result of the run's own dataset, wherever it was read from.
     own = result_path(tiny_run["run_id"], tiny_run["dataset"]["fingerprint"])
     own.write_text(json.dumps({**tested, "dataset": {**tested["dataset"], "path": "/moved",

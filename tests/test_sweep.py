@@ -208,6 +208,13 @@ def test_launching_a_stored_grid_again_on_other_images_warns_and_keeps_the_earli
         write_json_atomic(path, {**read_json(path), "earlier_run_ids": damaged})
         assert sweep_status(first["sweep_id"])["earlier_run_ids"] == []
         assert run_sweep(configs, n_jobs=1)["earlier_run_ids"] == []
+    # An id beside a wrong entry is kept; ids are shown as text, never as a line break or a colour code.
+    write_json_atomic(path, {**read_json(path), "earlier_run_ids": ["nb-dead00000000", 5, "nb-x\nFAKE \x1b[31m"]})
+    assert run_sweep(configs, n_jobs=1)["earlier_run_ids"] == ["nb-dead00000000", "nb-x\nFAKE \x1b[31m"]
+    capsys.readouterr()
+    assert main(["sweeps"]) == 0
+    listed = capsys.readouterr().out
+    assert "nb-dead00000000" in listed and "FAKE" in listed and "\nFAKE" not in listed and "\x1b" not in listed
     many = [f"nb-{i:012d}" for i in range(MAX_SWEEP_RUNS + 5)]
     write_json_atomic(path, {**read_json(path), "earlier_run_ids": many})
     assert run_sweep(configs, n_jobs=1)["earlier_run_ids"] == many[-MAX_SWEEP_RUNS:]

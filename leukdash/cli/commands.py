@@ -132,7 +132,7 @@ def sweeps(args) -> int:
         earlier = entry["earlier_run_ids"]
         if earlier:
             more = f" … ({len(earlier)} in all; `sweeps --json` lists them)" if len(earlier) > 5 else ""
-            print(f"  earlier runs (other images or engine): {' '.join(earlier[:5])}{more}")
+            print(f"  earlier runs (other images or engine): {' '.join(map(printable, earlier[:5]))}{more}")
         for rank, row in enumerate(entry.get("ranked", []), 1):
             transfer = row["transfer"]
             shown = (f"{transfer['source']} {transfer['balanced_accuracy']:.4f} ({', '.join(map(str, transfer['datasets']))})"

@@ -122,10 +122,10 @@ def create_sweep(configs: list[RunConfig], *, name: str | None = None, axes: dic
 
 def earlier_run_ids(record: dict) -> list[str]:
     """A sweep record's ``earlier_run_ids``, the newest last (at most :data:`MAX_SWEEP_RUNS`, a whole
-    grid: a folder that keeps changing would grow them without end); none where the record holds
-    anything but a list of ids (written by hand), which must not stop a launch."""
+    grid: a folder that keeps changing would grow them without end); only the ids (text) of what the
+    record holds, which, written by hand, must not stop a launch or lose the ids beside a wrong entry."""
     earlier = record.get("earlier_run_ids")
-    return list(earlier) if isinstance(earlier, list) and all(isinstance(i, str) for i in earlier) else []
+    return [run_id for run_id in earlier if isinstance(run_id, str)] if isinstance(earlier, list) else []
 
 
 def _new_runs_warnings(previous: dict, configs: list[RunConfig], run_ids: list[str]) -> list[str]:

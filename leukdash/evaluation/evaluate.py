@@ -360,9 +360,10 @@ def scored_training_images(result: dict, meta: dict) -> bool:
     """Whether a stored external result scored images :func:`evaluate` now refuses as the run's own
     (``meta``, the run's), told from the records alone (the ranking reads every run's results): the
     run's dataset itself; or, for a result stored before evaluate left out the images a run trained
-    on (method external-4 and earlier, which scored every image), a folder at one of the run's
-    sources' paths. A later result scored only images the run never trained on (a folder made only
-    of them is refused), so it stands wherever its folder lies."""
+    on (method external-4 and earlier), a folder at one of the run's sources' paths. A later result
+    scored only images the run never trained on (a folder made only of them is refused), so it
+    stands wherever its folder lies. (The last external-4 results already left them out; with none
+    left out, the records cannot tell them from the earlier ones, so they are hidden too.)"""
     tested, run_data = result["dataset"], meta.get("dataset") or {}
     own_dataset = tested.get("fingerprint") is not None and tested.get("fingerprint") == run_data.get("fingerprint")
     own_folders = {source.get("path") for source in run_data.get("sources") or [run_data]} - {None}
@@ -398,5 +399,5 @@ def _stored(path: Path) -> dict | None:
     except (ValueError, UnicodeDecodeError):
         return None
     valid = (isinstance(stored, dict) and "accuracy" in stored and isinstance(stored.get("dataset"), dict)
-             and isinstance(stored["dataset"].get("name"), str))
+             and isinstance(stored["dataset"].get("name"), str) and isinstance(stored.get("key", {}), dict))
     return stored if valid else None
