@@ -339,8 +339,8 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
         fold_ids = list(inputs[r.run_id].fold_ids)
         done = store.completed_folds(r.run_id, len(fold_ids))
         missing = [f for f in fold_ids if f not in done]
-        store.write_meta(r.run_id, _attempt_meta(store.read_meta(r.run_id), _meta(r, arrays.pop(r.run_id), fold_ids),
-                                                 done, missing))
+        fresh = _meta(r, arrays.pop(r.run_id), inputs[r.run_id])
+        store.write_meta(r.run_id, _attempt_meta(store.read_meta(r.run_id), fresh, done, missing))
         emit(r.run_id, {"event": "start", "run_id": r.run_id, "folds": len(fold_ids), "missing": missing,
                         "done_folds": [f for f in fold_ids if f not in missing],
                         "epochs": r.config.epochs if r.config.is_cnn else None,
@@ -464,7 +464,7 @@ def _attempt_meta(stored: dict | None, fresh: dict, done: list[int], missing: li
     return {**fresh, **first, "resumed": resumed + attempt}
 
 
-def _meta(resolved: ResolvedRun, arrays, fold_ids: list[int]) -> dict:
+def _meta(resolved: ResolvedRun, arrays, inputs) -> dict:
     from leukdash.engine.training import duplicate_warnings
 
     dataset = resolved.dataset
@@ -478,8 +478,8 @@ def _meta(resolved: ResolvedRun, arrays, fold_ids: list[int]) -> dict:
                     "skipped": [s.to_dict(dataset.root) for s in arrays.skipped],
                     "warnings": dataset.warnings() + dataset.left_out(arrays)
                     + dataset.failed_segmentation(arrays, resolved.config.preprocess)
-                    + duplicate_warnings(resolved.config, dataset, arrays)},
-        "fold_ids": fold_ids,
+                    + duplicate_warnings(resolved.config, dataset, inputs)},
+        "fold_ids": list(inputs.fold_ids),
         "versions": versions(),
         "machine": describe_machine(),  # fold times mean little without the CPU that made them
     }

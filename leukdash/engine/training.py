@@ -104,25 +104,23 @@ def duplicate_pairs(dataset: Dataset) -> list[tuple[int, int]]:
     return [tuple(pair) for pair in _duplicate_links(dataset)["pairs"]]
 
 
-def duplicate_warnings(config: RunConfig, dataset: Dataset, arrays: LoadedImages) -> list[str]:
-    """What a run's user must know of its dataset's duplicates, as the audit lists them.
+def duplicate_warnings(config: RunConfig, dataset: Dataset, inputs: FoldInputs) -> list[str]:
+    """What a run's user must know of its dataset's duplicates, as the audit lists them (``inputs``:
+    the run's :func:`fold_inputs`, whose fold plan and copy sets are read, not made again).
 
     Folds drawn from groups: a line when near-duplicate links were not merged (the merged group
     would have been too large), since those images may be validated in another fold than their
     twin. Leave one source out: a line counting, per held-out dataset, the copies its fold leaves
     out of training (:func:`training_part`).
     """
-    from leukdash.data.folds import leave_one_source_out
-
-    links = _duplicate_links(dataset)
     if config.protocol != "lodo":
+        links = _duplicate_links(dataset)
         return [f"{len(links['refused'])} near-duplicate link(s) of {dataset.name} were not merged (the merged "
                 f"group would exceed {links['merge_limit']} images): those images may be validated in another fold "
                 "than their twin; `python -m leukdash audit` lists them"] if links["refused"] else []
-    fold_of, fold_ids = leave_one_source_out(dataset.sources_of(arrays.paths), dataset.source_names)
-    copies = duplicate_copies(dataset, arrays)
-    left_out = {dataset.source_names[fold]: int(((fold_of != fold) & ~training_part(fold_of, fold, copies)).sum())
-                for fold in fold_ids}
+    fold_of, copies = inputs.fold_of, inputs.copies
+    left_out = {inputs.source_names[fold]: int(((fold_of != fold) & ~training_part(fold_of, fold, copies)).sum())
+                for fold in inputs.fold_ids}
     counts = [f"{count} image(s) of the other datasets left out when {name} is held out"
               for name, count in left_out.items() if count]
     return [f"a fold does not train on the copies of the images it validates on: {', '.join(counts)}; "
