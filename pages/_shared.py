@@ -328,7 +328,7 @@ def _version(path: str) -> tuple | None:
 @st.cache_data(max_entries=256, show_spinner=False)
 def _decoded(folder: str, relative: str, size: int | None, version: tuple | None):
     """``image``'s cache, keyed by the file's version too, so a file replaced is read again."""
-    from leukdash.data.preprocess import square_resize
+    from leukdash.data.squares import square_resize
     from leukdash.data.decode import decode_image
 
     decoded = decode_image(os.path.join(folder, relative))

@@ -12,7 +12,7 @@ from leukdash.cli import main
 from leukdash.config import RunConfig
 from leukdash.data.dataset import Dataset
 from leukdash.engine.runner import resolve
-from leukdash.data.preprocess import square_resize
+from leukdash.data.squares import square_resize
 from leukdash.data.decode import decode_image
 from leukdash.data.discovery import discover_datasets, open_dataset
 from leukdash.service.uploads import extract_zip

@@ -7,7 +7,7 @@ import pytest
 from leukdash.config import RunConfig
 from leukdash.data.audit import audit_dataset, format_audit
 from leukdash.data.dataset import Dataset
-from leukdash.data.preprocess import square_resize
+from leukdash.data.squares import square_resize
 from leukdash.errors import ConfigError
 from leukdash.data.preprocess import (
     OVERLAY_SIDE,

@@ -21,7 +21,7 @@ from PIL import Image
 
 from leukdash.data.decode import decode_image
 from leukdash.data.folds import capped_merges, merge_groups, merge_limit
-from leukdash.data.preprocess import square_resize
+from leukdash.data.squares import square_resize
 
 # Near duplicates are found in two steps. Candidates: perceptual hashes (pHash, 12x12 = 144
 # bits) at most this many bits apart; cheap, but blind on segmented cells on black (C-NMC),

@@ -19,7 +19,9 @@ A mode is ``raw`` (the image as it is: today's behaviour and the paper's) or
   Romanowsky stains of blood smears, and fitting a reference per dataset would leak.
 
 :func:`prepare_images` is the one entry point: training, validation, ``evaluate`` and Predict
-all go through it, so a run's models always see images prepared the way they were trained.
+all go through it, so a run's models always see images prepared the way they were trained. The
+last step, padding the image (or the placed cell) square and resizing it, is
+:mod:`leukdash.data.squares`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ import numpy as np
 
 from leukdash.config import PREPROCESS_MODES as MODES
 from leukdash.data.decode import check_aspect
+from leukdash.data.squares import (PAD_FIRST_MAX_SIDE, View, centre_offsets, centred_rectangle, resize_longer_side,
+                                   square_resize, square_with_rectangle)
 from leukdash.errors import ConfigError, ImageDecodeError
 
 RAW = "raw"
@@ -263,7 +267,7 @@ def place(image: np.ndarray, mask: np.ndarray, size_mode: str) -> np.ndarray:
     """The (recoloured, blacked-out) image as a square: the cell centred in a black field as
     large as the original's longer side (``keep``), or its bounding box scaled to fill (``fit``)."""
     (x0, y0, x1, y1), side = _cell_box(mask, image.shape, size_mode)
-    top, left = _offsets(y1 - y0, x1 - x0, side)
+    top, left = centre_offsets(y1 - y0, x1 - x0, side)
     out = np.zeros((side, side, 3), np.uint8)
     out[top:top + y1 - y0, left:left + x1 - x0] = image[y0:y1, x0:x1]
     return out
@@ -275,47 +279,6 @@ def _cell_box(mask: np.ndarray, shape: tuple, size_mode: str) -> tuple[tuple[int
     ys, xs = np.nonzero(mask)
     x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
     return (x0, y0, x1, y1), max(y1 - y0, x1 - x0) if size_mode == "fit" else max(shape[:2])
-
-
-def _offsets(height: int, width: int, side: int) -> tuple[int, int]:
-    """Top and left margins of a height x width image centred in a square of ``side``."""
-    return (side - height) // 2, (side - width) // 2
-
-
-def _centred(height: int, width: int, side: int) -> tuple[float, float, float, float]:
-    """The rectangle (x0, y0, x1, y1) of a height x width image centred in a square of ``side``,
-    as shares of the side."""
-    top, left = _offsets(height, width, side)
-    return left / side, top / side, (left + width) / side, (top + height) / side
-
-
-@dataclass(frozen=True)
-class View:
-    """Where a prepared square shows the picture it was prepared from: the picture's rectangle
-    ``source`` (x0, y0, x1, y1 in the picture's pixels) fills the square's rectangle ``target``
-    (x0, y0, x1, y1 as shares of its side). The rest of the square is not the picture: edge pixels
-    repeated (``raw``), or black around the cell (a cell mode)."""
-
-    source: tuple
-    target: tuple
-
-    def to_picture(self, square_map: np.ndarray, shape: tuple) -> np.ndarray:
-        """A map over the prepared square (h, w, any resolution) in the picture's pixels, (H, W) of
-        ``shape``: each pixel takes the value where the model saw it, 0 where the model did not see
-        it (outside ``source``: for a cell mode, outside the cell's bounding box)."""
-        (sx0, sy0, sx1, sy1), (tx0, ty0, tx1, ty1) = self.source, self.target
-        rows, cols = square_map.shape[:2]
-        # Pixel centres: the map's column u lies at share (u + 0.5) / cols of the square, which
-        # shows the picture's column x at share tx0 + (x + 0.5 - sx0) / (sx1 - sx0) * (tx1 - tx0).
-        ax, ay = (tx1 - tx0) * cols / (sx1 - sx0), (ty1 - ty0) * rows / (sy1 - sy0)
-        to_map = np.float32([[ax, 0, (tx0 * cols) + (0.5 - sx0) * ax - 0.5],
-                             [0, ay, (ty0 * rows) + (0.5 - sy0) * ay - 0.5]])
-        height, width = shape[:2]
-        mapped = cv2.warpAffine(square_map.astype(np.float32), to_map, (width, height),
-                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-        seen = np.zeros((height, width), bool)
-        seen[int(np.floor(sy0)):int(np.ceil(sy1)), int(np.floor(sx0)):int(np.ceil(sx1))] = True
-        return np.where(seen, mapped, 0).astype(np.float32)
 
 
 def preprocess_image(image: np.ndarray, mode: str) -> tuple[np.ndarray, Cell | None]:
@@ -372,7 +335,7 @@ def prepare_view(image, size: int, mode: str = RAW) -> tuple[np.ndarray, str | N
     check_aspect(image.shape[1], image.shape[0])  # as decode_image does for a file
     height, width = image.shape[:2]
     if mode == RAW:
-        square, target = _square(image, size)
+        square, target = square_with_rectangle(image, size)
         return square, None, View((0, 0, width, height), target)
     working = _working_image(image)
     try:
@@ -383,7 +346,7 @@ def prepare_view(image, size: int, mode: str = RAW) -> tuple[np.ndarray, str | N
     (x0, y0, x1, y1), side = _cell_box(cell.mask, working.shape, parse_mode(mode)[0])
     # The box is in the working image's pixels: scaled back to the image's.
     across, down = width / working.shape[1], height / working.shape[0]
-    view = View((x0 * across, y0 * down, x1 * across, y1 * down), _centred(y1 - y0, x1 - x0, side))
+    view = View((x0 * across, y0 * down, x1 * across, y1 * down), centred_rectangle(y1 - y0, x1 - x0, side))
     # The placed image is square already: resizing it keeps the rectangle's shares.
     return square_resize(prepared, size), cell.failure, view
 
@@ -404,52 +367,8 @@ def _working_image(image: np.ndarray) -> np.ndarray:
                       interpolation=cv2.INTER_AREA)
 
 
-# Up to this side an image is padded to a square first, then resized (what every run has done:
-# at most 2048^2 x 3 bytes = 12 MB of padding); a larger one is resized first, then padded, so
-# that preparing it costs its decoded pixels plus the output, never its longer side squared.
-PAD_FIRST_MAX_SIDE = 2048
 # A preview's pictures are shown about 120 px wide: twice that keeps them sharp on a dense screen.
 OVERLAY_SIDE = 256
-
-
-def square_resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Pad to a square by repeating the edge pixels and resize to ``size`` x ``size`` (see
-    ``PAD_FIRST_MAX_SIDE`` for the order). An image OpenCV cannot resize raises
-    :class:`ImageDecodeError` with OpenCV's reason, so callers skip it like an unreadable file."""
-    return _square(image, size)[0]
-
-
-def _square(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """:func:`square_resize`, and the image's rectangle in the square (see :func:`_centred`)."""
-    height, width = image.shape[:2]
-    try:
-        if max(height, width) > PAD_FIRST_MAX_SIDE:
-            small = _resize_longer_side(image, size)
-            return _pad_square(small, size), _centred(*small.shape[:2], size)
-        return _resize(_pad_square(image, max(height, width)), size), _centred(height, width, max(height, width))
-    except cv2.error as error:
-        reason = " ".join(str(error.err or error).split())
-        raise ImageDecodeError(f"cannot resize {width}x{height} image: {reason}") from None
-
-
-def _pad_square(image: np.ndarray, side: int) -> np.ndarray:
-    height, width = image.shape[:2]
-    if side == height and side == width:
-        return image
-    top, left = _offsets(height, width, side)
-    return cv2.copyMakeBorder(image, top, side - height - top, left, side - width - left, cv2.BORDER_REPLICATE)
-
-
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    interpolation = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interpolation)
-
-
-def _resize_longer_side(image: np.ndarray, size: int) -> np.ndarray:
-    height, width = image.shape[:2]
-    scale = size / max(height, width)
-    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
-                      interpolation=cv2.INTER_AREA)
 
 
 def overlay(image: np.ndarray, mode: str = "cell-keep-asis") -> tuple[np.ndarray, np.ndarray, str | None]:
@@ -471,4 +390,4 @@ def overlay(image: np.ndarray, mode: str = "cell-keep-asis") -> tuple[np.ndarray
 
 def _small(image: np.ndarray) -> np.ndarray:
     """The image shrunk to at most ``OVERLAY_SIDE`` on its longer side (a smaller one as it is)."""
-    return image if max(image.shape[:2]) <= OVERLAY_SIDE else _resize_longer_side(image, OVERLAY_SIDE)
+    return image if max(image.shape[:2]) <= OVERLAY_SIDE else resize_longer_side(image, OVERLAY_SIDE)

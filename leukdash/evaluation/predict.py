@@ -31,7 +31,8 @@ from leukdash.config import RunConfig
 from leukdash.data.decode import decode_image, frames_note
 from leukdash.errors import DatasetError, ImageDecodeError, LeukdashError, RunError, raise_interrupt_behind
 from leukdash.paths import error_line, printable
-from leukdash.data.preprocess import prepare_images, square_resize
+from leukdash.data.preprocess import prepare_images
+from leukdash.data.squares import square_resize
 from leukdash.engine.machine import address_space_refusal
 from leukdash.engine.runner import damaged_fold_message, unfinished_error
 from leukdash.engine.store import RunStore
