@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from statistics import median
 
+from leukdash.config import is_number
 from leukdash.engine.progress import read_events
 
 WORKER_COUNTS = (1, 2, 4, 8, 16, 32)  # the cluster sizes the README's scaling table predicts
@@ -70,9 +71,9 @@ def start_up(paths: list[Path]) -> dict:
     for path in paths:
         for event in read_events(path):
             seconds, images = event.get("load_seconds"), event.get("images")
-            if event.get("event") == "start" and _number(seconds) and _number(images) and images > 0:
+            if event.get("event") == "start" and is_number(seconds) and is_number(images) and images > 0:
                 loads.append(seconds / images)
-            if _number(event.get("worker_seconds")):
+            if is_number(event.get("worker_seconds")):
                 workers["cnn" if event.get("worker_cnn") else "classic"].append(event["worker_seconds"])
     found = {"worker": {kind: median(values) for kind, values in workers.items() if values}}
     return {**found, "load_per_image": median(loads)} if loads else found
@@ -84,7 +85,3 @@ def stored_start_up(entries: list[dict]) -> dict:
 
     store = RunStore()
     return start_up([store.progress_path(entry["run_id"]) for entry in entries[:START_UP_RUNS]])
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
