@@ -10,7 +10,7 @@ import streamlit as st
 
 from leukdash.errors import LeukdashError
 from leukdash.paths import check_artifacts_root
-from pages._shared import deployment
+from pages._session import deployment
 
 # A local file: a material or emoji icon would be fetched from a font server, which fails offline.
 ICON = Path(__file__).parent / "assets" / "icon.png"
@@ -36,7 +36,7 @@ PAGES = [
     st.Page("pages/report.py", title="Report", icon=":material/description:"),
 ]
 
-st.session_state["_routed"] = True  # see pages/_shared.py: routed()
+st.session_state["_routed"] = True  # see pages/_session.py: routed()
 page = st.navigation(PAGES)
 if "_deep_link" in st.session_state:
     st.switch_page(st.session_state.pop("_deep_link"), query_params=st.session_state.pop("_deep_query", None))

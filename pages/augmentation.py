@@ -12,7 +12,8 @@ from leukdash.engine.augment import preview
 from leukdash.config import AugmentConfig, FILL_MODES, RunConfig
 from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
-from pages._shared import dataset_picker, image, kept, literal, load_dataset_info, routed, synthetic_note
+from pages._session import kept, literal, routed
+from pages._shared import dataset_picker, image, load_dataset_info, synthetic_note
 
 routed(__file__)
 

@@ -15,10 +15,11 @@ from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, ava
                                       metric_bars, roc_curves, run_labels, runs_frame, seed_spread_frame,
                                       source_frame, summary_frame, sweep_axes, sweep_frame, sweep_heatmap,
                                       sweep_parallel)
-from pages._shared import (VIEWER_NOTE, comparison, data_table, dataset_options, deployment,
-                           external_results, finished_runs, fitted, kept, literal, no_runs_yet, out_of_fold_rows_of,
-                           percent_columns, results, root, routed, rows_of, run_thumbnails, table_key, unreadable_runs,
-                           visible_dataset, visible_runs, why_unfinished)
+from pages._session import VIEWER_NOTE, deployment, kept, literal, root, routed
+from pages._shared import (comparison, dataset_options, external_results, finished_runs, no_runs_yet,
+                           out_of_fold_rows_of, results, run_thumbnails, unreadable_runs, visible_dataset, visible_runs,
+                           why_unfinished)
+from pages._tables import data_table, fitted, percent_columns, rows_of, table_key
 
 routed(__file__)
 

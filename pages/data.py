@@ -11,9 +11,10 @@ from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.reporting.plots import class_counts_bar
 from leukdash.data.sources import KNOWN_CLASSES
-from pages._shared import (UPLOAD_SUFFIX, UPLOADS, VIEWER_NOTE, audit, cell_preview, chosen_dataset, data_root_warnings,
-                           data_table, dataset_picker, deployment, image, literal, load_dataset_info,
-                           preprocessed_audit, root, routed, session_token, synthetic_note)
+from pages._session import VIEWER_NOTE, deployment, literal, root, routed, session_token
+from pages._shared import (UPLOAD_SUFFIX, UPLOADS, audit, cell_preview, chosen_dataset, data_root_warnings,
+                           dataset_picker, image, load_dataset_info, preprocessed_audit, synthetic_note)
+from pages._tables import data_table
 
 routed(__file__)
 

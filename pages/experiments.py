@@ -20,9 +20,10 @@ from leukdash.data.preprocess import describe_mode
 from leukdash.reporting.plots import ERROR_BARS, metric_bars, setting_text, summary_frame, sweep_axes
 from leukdash.engine.progress import count, format_duration, format_span, past_loading
 from leukdash.engine.sweep import MAX_SWEEP_RUNS
-from pages._shared import (VIEWER_NOTE, data_table, dataset_picker, deployment, kept, load_dataset_info,
-                           percent_columns, resolve, results, root, routed, runs, store_survey, synthetic_note,
+from pages._session import VIEWER_NOTE, deployment, kept, root, routed
+from pages._shared import (dataset_picker, load_dataset_info, resolve, results, runs, store_survey, synthetic_note,
                            visible_dataset)
+from pages._tables import data_table, percent_columns
 
 routed(__file__)
 

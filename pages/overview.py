@@ -11,8 +11,9 @@ from leukdash.data.synthetic import DEFAULT_COUNTS
 from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.reporting.plots import paper_figures, paper_table, runs_frame
-from pages._shared import (data_root_warnings, data_table, dataset_info, deployment, discovered, fitted,
-                           percent_columns, root, routed, visible_runs)
+from pages._session import deployment, root, routed
+from pages._shared import data_root_warnings, dataset_info, discovered, visible_runs
+from pages._tables import data_table, fitted, percent_columns
 
 routed(__file__)
 

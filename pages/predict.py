@@ -16,9 +16,10 @@ from leukdash.evaluation.transfer import FULL_PROTOCOL_FOLDS
 from leukdash.errors import ImageDecodeError, LeukdashError
 from leukdash.paths import hide_roots, printable
 from leukdash.reporting.plots import heatmap_overlay, probability_bars
-from pages._shared import (adapted_models, data_table, finished_runs, gradcam, kept, literal, no_runs_yet,
-                           percent_columns, predict, predict_adapted, root, routed, run_option_labels, transfer_figures,
-                           uploads_lab, visible_runs, why_unfinished)
+from pages._session import kept, literal, root, routed
+from pages._shared import (adapted_models, finished_runs, gradcam, no_runs_yet, predict, predict_adapted,
+                           run_option_labels, transfer_figures, uploads_lab, visible_runs, why_unfinished)
+from pages._tables import data_table, percent_columns
 
 routed(__file__)
 

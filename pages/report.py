@@ -11,7 +11,7 @@ import streamlit as st
 
 from leukdash.paths import hide_roots, printable
 from leukdash.reporting.reproduce import report_path, report_runs_in_store
-from pages._shared import routed
+from pages._session import routed
 
 routed(__file__)
 

@@ -369,7 +369,7 @@ def test_compare_shows_what_each_run_warned_of_about_its_data(tiny):
     `run` alone: Compare now shows each compared run's warnings beside its figures."""
     from leukdash.config import AugmentConfig, RunConfig
     from leukdash.engine.runner import run
-    from pages._shared import literal
+    from pages._session import literal
 
     (tiny / "ALL" / "notes.png").write_text("not an image")
     config = RunConfig(dataset="tiny", model="nb", image_size=16, augment_factor=1, augment=AugmentConfig.off(), folds=2)

@@ -96,7 +96,7 @@ def test_the_external_test_view_says_which_images_it_left_out(finished):
     at.selectbox(key="compare_external_dataset").set_value("tinymixed")
     at.button(key="compare_external_run").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    from pages._shared import literal
+    from pages._session import literal
 
     said = [c.value for c in at.caption if "of tinymixed left out" in c.value]
     assert said == [literal(f"2 of 32 image(s) of tinymixed left out: run {finished['run_id']} was trained on them "
