@@ -151,14 +151,40 @@ def std_text(acc: dict, n_folds: int) -> str:
     return "n/a" if n_folds < 2 else f"{acc['std']:.4f}"
 
 
+SHARE = (0.0, 1.0)
+
+
+def metric_range(name: str) -> tuple[float, float]:
+    """The values a summarised fold metric can take: losses and seconds are at least 0, every other
+    one (accuracies, recalls, F1, AUC) is a share, 0-1."""
+    return (0.0, math.inf) if name.endswith("loss") or name == "seconds" else SHARE
+
+
 def share_interval(ci) -> tuple[float, float]:
-    """A stored 95% interval of a share (an accuracy, a recall) as it is shown: clipped to the
-    possible range 0-1, which a t interval on values near 1 or 0 can leave."""
-    return max(float(ci[0]), 0.0), min(float(ci[1]), 1.0)
+    """A 95% interval of a share (an accuracy, a recall) clipped to 0-1 (see :func:`clipped_interval`)."""
+    low, high = clipped_interval(ci, SHARE)
+    return low, high
 
 
-def summarize(values) -> dict:
-    """Mean, sample standard deviation, range and 95% Student-t interval of fold values.
+def clipped_interval(ci, bounds: tuple[float, float]) -> list[float]:
+    """A t interval clipped to the range its metric can take (``bounds``), which a t interval on
+    values near a bound can leave: the interval is stored, shown and exported as clipped."""
+    return [min(max(float(ci[0]), bounds[0]), bounds[1]), min(max(float(ci[1]), bounds[0]), bounds[1])]
+
+
+def clipped_summary(summary: dict, metric: str = "") -> dict:
+    """A stored run summary (:func:`summarize_folds`) with every interval clipped to its metric's
+    range: summaries stored before :func:`summarize` clipped are read for output through this."""
+    if "ci95" in summary:
+        return {**summary, "ci95": clipped_interval(summary["ci95"], metric_range(metric))}
+    # The keys under a recall are class names, not metrics: they keep the recall's range.
+    return {key: clipped_summary(value, metric if metric.endswith("recall") else key) if isinstance(value, dict)
+            else value for key, value in summary.items()}
+
+
+def summarize(values, bounds: tuple[float, float] = SHARE) -> dict:
+    """Mean, sample standard deviation, range and 95% Student-t interval of fold values, the
+    interval clipped to ``bounds``, the values the metric can take (see :func:`metric_range`).
 
     With one value the standard deviation is 0 and the interval collapses to the value itself
     (there is no spread to estimate an interval from).
@@ -176,7 +202,7 @@ def summarize(values) -> dict:
         "std": std,
         "min": float(x.min()),
         "max": float(x.max()),
-        "ci95": [mean - half, mean + half],
+        "ci95": clipped_interval([mean - half, mean + half], bounds),
     }
 
 
@@ -193,7 +219,7 @@ def summarize_folds(fold_results) -> dict:
         raise ValueError("summarize_folds needs at least one fold result")
     keys = [k for k, v in fold_results[0].items() if _is_scalar(v)]
     shared = [k for k in keys if all(_is_scalar(r.get(k)) for r in fold_results)]
-    summary = {k: summarize([r[k] for r in fold_results]) for k in shared}
+    summary = {k: summarize([r[k] for r in fold_results], metric_range(k)) for k in shared}
     if all("per_source" in r for r in fold_results):
         summary["per_source"] = summarize_sources(fold_results)
     return summary

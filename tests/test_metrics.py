@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from leukdash.metrics import fold_metrics, mcnemar, summarize, summarize_folds
+from leukdash.metrics import clipped_summary, fold_metrics, mcnemar, summarize, summarize_folds
 
 CLASSES = ("A", "B", "C")
 
@@ -43,12 +43,12 @@ def test_fold_metrics_rejects_a_wrong_probability_shape():
 
 
 def test_summarize_gives_the_student_t_interval():
-    s = summarize([0.8, 0.9, 1.0])
-    assert s["mean"] == pytest.approx(0.9)
+    s = summarize([0.6, 0.7, 0.8])
+    assert s["mean"] == pytest.approx(0.7)
     assert s["std"] == pytest.approx(0.1)  # ddof=1
-    assert (s["min"], s["max"]) == pytest.approx((0.8, 1.0))
+    assert (s["min"], s["max"]) == pytest.approx((0.6, 0.8))
     half = 4.302652729749464 * 0.1 / math.sqrt(3)  # t(0.975, df=2)
-    assert s["ci95"] == pytest.approx([0.9 - half, 0.9 + half])
+    assert s["ci95"] == pytest.approx([0.7 - half, 0.7 + half])
 
 
 def test_summarize_of_one_value_has_no_spread():
@@ -64,6 +64,25 @@ def test_summarize_folds_covers_the_float_metrics_only():
     assert set(s) == {"val_acc", "val_loss", "seconds"}
     assert s["val_acc"]["mean"] == pytest.approx(0.75)
     assert s["seconds"]["std"] == pytest.approx(math.sqrt(2))
+
+
+def test_summaries_keep_intervals_within_the_range_of_their_metric():
+    # t intervals of values near 1 (accuracies) or 0 (losses, seconds) leave the possible range.
+    folds = [{"val_acc": a, "val_loss": loss, "seconds": t} for a, loss, t in [(0.6, 0.01, 0.1), (1.0, 0.9, 5.0)]]
+    s = summarize_folds(folds)
+    assert s["val_acc"]["ci95"][1] == 1.0 and s["val_acc"]["ci95"][0] < 0.6
+    assert s["val_loss"]["ci95"][0] == 0.0 and s["val_loss"]["ci95"][1] > 0.9
+    assert s["seconds"]["ci95"][0] == 0.0
+    # A summary stored before the clipping is read with the same figures.
+    old = {"val_acc": {"mean": 0.8, "ci95": [0.558, 1.275]}, "val_loss": {"mean": 0.3, "ci95": [-0.2, 0.8]},
+           "per_source": {"a": {"folds": 2, "val_acc": {"mean": 0.9, "ci95": [0.5, 1.3]},
+                                "per_class_recall": {"ALL": {"mean": 0.9, "ci95": [0.6, 1.2]}},
+                                "pooled": {"val_acc": 0.9, "per_class_recall": {"ALL": 0.9}}}}}
+    read = clipped_summary(old)
+    assert read["val_acc"]["ci95"] == [0.558, 1.0] and read["val_loss"]["ci95"] == [0.0, 0.8]
+    source = read["per_source"]["a"]
+    assert source["val_acc"]["ci95"] == [0.5, 1.0] and source["per_class_recall"]["ALL"]["ci95"] == [0.6, 1.0]
+    assert source["pooled"] == old["per_source"]["a"]["pooled"] and source["folds"] == 2
 
 
 def test_mcnemar_exact_p_value_on_a_known_table():

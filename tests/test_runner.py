@@ -295,6 +295,19 @@ def test_prediction_averages_the_fold_models(tiny_dataset, tmp_path):
         predict_files("cnn-000000000000", [image])
 
 
+def test_an_older_stored_interval_beyond_its_range_is_read_clipped(tiny_dataset):
+    first = run(_config(tiny_dataset, model="nb"), n_jobs=1)
+    store = RunStore()
+    summary = store.read_summary(first["run_id"])
+    # As summaries were stored before the clipping: the bare t interval of the fold accuracies.
+    store.write_summary(first["run_id"], {**summary, "val_acc": {**summary["val_acc"], "ci95": [0.558, 1.275]},
+                                          "val_loss": {**summary["val_loss"], "ci95": [-0.5, 2.0]}})
+    again = run(_config(tiny_dataset, model="nb"), n_jobs=1)
+    compared = compare_runs([first["run_id"]])["runs"][0]["summary"]
+    for read in (again["summary"], compared):
+        assert read["val_acc"]["ci95"] == [0.558, 1.0] and read["val_loss"]["ci95"] == [0.0, 2.0]
+
+
 def test_compare_pairs_runs_on_the_same_images(tiny_dataset, capsys):
     a = run(_config(tiny_dataset, model="nb"), n_jobs=1)
     b = run(_config(tiny_dataset, model="knn"), n_jobs=1)
