@@ -215,7 +215,7 @@ for number, upload in enumerate(uploads, start=1):
                 st.warning(answer["disagreement"], icon=":material/call_split:")
             st.plotly_chart(probability_bars(answer["probabilities"], answer["predicted"]), width="stretch",
                             config={"displayModeBar": False}, key=f"proba_{upload.file_id}")
-            votes = ", ".join(f"{i + 1}: {c}" for i, c in enumerate(result["fold_predictions"]))
+            votes = ", ".join(f"{i + 1}: {c or 'tie'}" for i, c in enumerate(result["fold_predictions"]))
             if answer["source"] == "out-of-fold":
                 ensemble_mean = result["probabilities"][result["predicted"]]
                 st.caption(f"Probabilities of the fold model that never saw this image. All {result['n_folds']} "

@@ -544,6 +544,32 @@ def test_evaluate_says_how_many_answers_are_ties_and_marks_them(tiny_dataset, ot
         outcome_sentence(printed)
 
 
+def test_a_fold_model_that_ties_votes_for_no_class(tiny_dataset, other_lab, monkeypatch, capsys):
+    """Every fold model gives 0.50/0.50 to the first image: argmax counted each as a vote for ALL, the first
+    class, so predict said "folds agreeing 2/2" and the page "votes: ALL 2"; tied folds are now counted apart."""
+    from leukdash.evaluation.answer import headline
+    from leukdash.evaluation.answer_table import answer_row
+    from leukdash.evaluation.predict import FoldEnsemble
+
+    trained = run(tiny_config(tiny_dataset, classes=("ALL", "HEALTHY")), n_jobs=1)["run_id"]
+
+    def tied_folds(self, batch):  # the first image: both folds tie; the second: one ties, one is sure of HEALTHY
+        votes = np.tile([[0.1, 0.9]], (2, len(batch), 1))
+        votes[:, 0], votes[0, 1] = [0.5, 0.5], [0.5, 0.5]
+        return votes
+
+    monkeypatch.setattr(FoldEnsemble, "batch_probabilities", tied_folds)
+    files = sorted(other_lab.glob("*/*.png"))[:2]
+    assert main(["predict", trained, *map(str, files)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"{files[0]}: ALL (folds agreeing 0/2, 2 tied)  ALL 0.500  HEALTHY 0.500" in lines
+    assert f"{files[1]}: HEALTHY (folds agreeing 1/2, 1 tied)  ALL 0.300  HEALTHY 0.700" in lines
+    both, one = predict_images(trained, [decode_image(f) for f in files])
+    assert both["fold_predictions"] == [None, None] and one["fold_predictions"] == [None, "HEALTHY"]
+    assert headline(both)["detail"].endswith("votes: 2 tied") and headline(one)["detail"].endswith("HEALTHY 1, 1 tied")
+    assert answer_row({**one, "file": "x.png"})["votes"] == "HEALTHY 1; 1 tied"
+
+
 def test_a_result_stored_without_its_images_is_computed_again_for_them(tiny_run, other_lab):
     result = evaluate(tiny_run["run_id"], str(other_lab))
     path = result_path(tiny_run["run_id"], result["dataset"]["fingerprint"])

@@ -132,9 +132,15 @@ def print_answers(entries: list[dict]) -> None:
             probs = "  ".join(f"{c} {p:.3f}" for c, p in answer["probabilities"].items())
             source = (f"out-of-fold: fold {entry['known']['fold']}'s model, which never trained on it"
                       if answer["source"] == "out-of-fold" else
-                      f"folds agreeing {entry['agreement']}/{entry['n_folds']}")
+                      f"folds agreeing {entry['agreement']}/{entry['n_folds']}{_tied_folds(entry)}")
             print(f"{entry['file']}: {answer['predicted']} ({source})  {probs}")
             print_checks(entry)
+
+
+def _tied_folds(entry: dict) -> str:
+    """", N tied" for the fold models whose top classes tied (they agree with no class), else nothing."""
+    tied = entry["fold_predictions"].count(None)
+    return f", {tied} tied" if tied else ""
 
 
 def print_checks(entry: dict) -> None:

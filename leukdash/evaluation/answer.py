@@ -27,9 +27,16 @@ def apart(value: float, bound: float, percent: bool = False) -> tuple[str, str]:
     return written
 
 
-def vote_split(fold_predictions: list[str]) -> list[tuple[str, int]]:
-    """(class, votes) pairs, most votes first; ties keep the order the classes were first voted."""
-    return Counter(fold_predictions).most_common()
+def vote_split(fold_predictions: list[str | None]) -> list[tuple[str, int]]:
+    """(class, votes) pairs, most votes first; ties keep the order the classes were first voted.
+    A fold model whose top classes tie (None) votes for no class."""
+    return Counter(vote for vote in fold_predictions if vote is not None).most_common()
+
+
+def vote_words(fold_predictions: list[str | None]) -> list[str]:
+    """The vote split in words: "ALL 4", "AML 1", then the fold models that tied, "2 tied"."""
+    tied = fold_predictions.count(None)
+    return [f"{label} {count}" for label, count in vote_split(fold_predictions)] + ([f"{tied} tied"] if tied else [])
 
 
 def headline(result: dict) -> dict:
@@ -40,12 +47,13 @@ def headline(result: dict) -> dict:
     dict with ``predicted`` (the class headlined), ``probability`` (its probability),
     ``probabilities`` (the distribution to chart: the out-of-fold model's for a known image,
     else the ensemble mean), ``source`` ("out-of-fold" or "mean"), ``detail`` (what follows
-    "Predicted: X" on the page, plain text), ``votes`` (the vote split) and ``disagreement``
-    (a sentence when the vote and the headline differ, else None).
+    "Predicted: X" on the page, plain text), ``votes`` (the vote split in words, :func:`vote_words`)
+    and ``disagreement`` (a sentence when the vote and the headline differ, else None).
     """
     votes = vote_split(result["fold_predictions"])
     n = result["n_folds"]
-    split = ", ".join(f"{label} {count}" for label, count in votes)
+    words = vote_words(result["fold_predictions"])
+    split = ", ".join(words)
     known = result.get("known") or {}
     if known.get("prediction"):
         predicted, probabilities = known["prediction"], known["probabilities"]
@@ -62,7 +70,7 @@ def headline(result: dict) -> dict:
         detail = f"mean probability {probabilities[predicted]:.0%} over {n} fold models · votes: {split}"
         source = "mean"
         disagreement = None
-        most = votes[0][1]
+        most = votes[0][1] if votes else 0  # every fold model tied: no class has a vote
         leaders = [label for label, count in votes if count == most]
         mine = dict(votes).get(predicted, 0)
         if mine < most:
@@ -79,7 +87,7 @@ def headline(result: dict) -> dict:
                         f"{predicted} is shown only as the first of them in the run's class order. Treat this "
                         "image as undecided.")
     return {"predicted": predicted, "probability": probabilities[predicted], "probabilities": probabilities,
-            "source": source, "detail": detail, "votes": votes, "disagreement": disagreement}
+            "source": source, "detail": detail, "votes": words, "disagreement": disagreement}
 
 
 def one_class_warning(entries: list[dict], least: int) -> str | None:

@@ -59,7 +59,7 @@ def answer_row(entry: dict) -> dict:
         "predicted": answer["predicted"],
         "probability": probabilities[answer["predicted"]],
         "answer_from": answer["source"],
-        "votes": "; ".join(f"{label} {count}" for label, count in answer["votes"]),
+        "votes": "; ".join(answer["votes"]),
         **{f"p_{label}": p for label, p in probabilities.items()},
         "outside_training": _check(ood, lambda c: "yes" if c["outside"] else "no"),
         "outside_view": _check(ood, lambda c: c.get("view", "prepared") if c["outside"] else ""),

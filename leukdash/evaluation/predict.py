@@ -37,6 +37,7 @@ from leukdash.engine.machine import address_space_refusal
 from leukdash.engine.runner import damaged_fold_message, unfinished_error
 from leukdash.engine.store import RunStore
 from leukdash.engine.training import model_suffix
+from leukdash.evaluation.external_metrics import tied_answers
 from leukdash.evaluation.support import AnswerSupport, answer_support
 
 # Loaded fold models of the last few runs used (a dashboard switches between a handful), each with
@@ -79,15 +80,18 @@ class _Voting:
         per_fold = self.fold_probabilities(images)
         mean = per_fold.mean(axis=0)
         votes = per_fold.argmax(axis=2)
+        # A fold model whose top classes tie votes for none of them (None): argmax would give it
+        # to the first class of the run's order, and count every tied fold as agreeing.
+        tied = np.stack([tied_answers(fold) for fold in per_fold])
         results = []
         for i, probabilities in enumerate(mean):
             predicted = int(probabilities.argmax())
             results.append({
                 "predicted": self.classes[predicted],
                 "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, probabilities)},
-                "agreement": int((votes[:, i] == predicted).sum()),
+                "agreement": int(((votes[:, i] == predicted) & ~tied[:, i]).sum()),
                 "n_folds": len(per_fold),
-                "fold_predictions": [self.classes[v] for v in votes[:, i]],
+                "fold_predictions": [None if tie else self.classes[v] for v, tie in zip(votes[:, i], tied[:, i])],
             })
         return results
 
