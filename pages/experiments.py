@@ -346,7 +346,9 @@ n_images = sum(info["classes"][c] for c in (tasks[task] or classes))
 # A run past its loading has paid its start-up (its images decoded, its workers up): the estimate adds none.
 remaining = [{"config": planned[r].to_dict(), "n_images": n_images,
               "started": states[r] == "running" and past_loading(jobs.job_status(r)["progress"]),
-              "missing_folds": int(folds) - (entries[r]["n_folds_done"] if r in entries else 0)}
+              # A stored run's own folds: a grouped dataset can allow fewer than the Folds asked.
+              "missing_folds": (len(entries[r]["meta"]["fold_ids"]) - entries[r]["n_folds_done"] if r in entries
+                                else int(folds))}
              for r in to_compute + in_flight]
 stored = list(entries.values())
 timing = estimate(remaining, stored, calibrated=calibrated(), start_up=stored_start_up(stored))
@@ -449,7 +451,8 @@ if finished:
     error = kept(st.radio, "exp_error", "std", "Error bars", options=list(ERROR_BARS), format_func=ERROR_BARS.get,
                  horizontal=True)
     st.plotly_chart(metric_bars(finished_results, "val_acc", error), width="stretch", key="exp_bars")
-    st.caption(f"Bars: mean validation accuracy over {folds} folds; whiskers: {ERROR_BARS[error]}; dots: "
+    validated = " or ".join(str(n) for n in sorted({len(result["folds"]) for result in finished_results}))
+    st.caption(f"Bars: mean validation accuracy over {validated} folds; whiskers: {ERROR_BARS[error]}; dots: "
                "single folds; diamonds: the paper's reported figure where it reported one.")
     table, percent = percent_columns(summary_frame(finished_results), ["Mean", "SD", "Min", "Max", "Paper (reported)"])
     data_table(table, column_config=percent)

@@ -6,6 +6,7 @@ import pytest
 from leukdash.reporting import plots
 
 FIVE = ["ALL", "AML", "CLL", "CML", "HEALTHY"]
+FIVE_FOLDS = (0.7, 0.8, 0.7, 0.8, 0.75)  # measured as the paper measured: the paper's figure goes beside it
 
 
 def fake_result(model="nb", accs=(0.5, 0.7, 0.9), classes=FIVE, dataset="synthetic", run_id=None, history=None,
@@ -67,14 +68,14 @@ def test_metric_bars_other_metric_and_one_fold():
 
 
 def test_paper_diamonds_only_where_the_paper_reported_a_figure():
-    cnn = fake_result("cnn", (0.7, 0.8))
-    leukdash_cnn = fake_result("cnn", (0.7, 0.8), architecture="leukdash", run_id="other")
-    pair = fake_result("nb", (0.7, 0.8), classes=["AML", "CML"], run_id="pair")
+    cnn = fake_result("cnn", FIVE_FOLDS)
+    leukdash_cnn = fake_result("cnn", FIVE_FOLDS, architecture="leukdash", run_id="other")
+    pair = fake_result("nb", FIVE_FOLDS, classes=["AML", "CML"], run_id="pair")
     fig = plots.metric_bars([cnn, leukdash_cnn, pair], "val_acc")
     diamonds = [t for t in fig.data if t.name == "paper (reported)"]
     assert [d.x[0] for d in diamonds] == [0.8174]
     assert not [t for t in plots.metric_bars([cnn], "val_acc", show_paper=False).data if t.name == "paper (reported)"]
-    assert plots.paper_value(fake_result("svm", classes=["ALL", "HEALTHY"])) == 0.5009
+    assert plots.paper_value(fake_result("svm", FIVE_FOLDS, classes=["ALL", "HEALTHY"])) == 0.5009
 
 
 def test_runs_of_different_tasks_are_named_by_their_task():
@@ -164,11 +165,11 @@ def test_paper_figures_match_the_papers_table():
 
 
 def test_tables_from_results_and_store_entries():
-    runs = [fake_result("nb", (0.5, 0.7)), fake_result("knn", (0.6, 0.8), k=3)]
+    runs = [fake_result("nb", (0.5, 0.7, 0.5, 0.7, 0.6)), fake_result("knn", FIVE_FOLDS, k=3)]
     folds = plots.fold_frame(runs)
-    assert len(folds) == 4 and list(folds["Fold"]) == [1, 2, 1, 2]
+    assert len(folds) == 10 and list(folds["Fold"]) == [1, 2, 3, 4, 5] * 2
     summary = plots.summary_frame(runs)
-    assert summary["Mean"].tolist() == pytest.approx([0.6, 0.7])
+    assert summary["Mean"].tolist() == pytest.approx([0.6, 0.75])
     assert summary["Paper (reported)"].tolist() == [0.5268, 0.4351]
     entry = {"run_id": "nb-1", "status": "complete", "summary": {"val_acc": {"mean": 0.6, "std": 0.1}},
              "meta": {"config": runs[0]["config"], "dataset": {"name": "tiny", "classes": ["ALL", "HEALTHY"]},
@@ -200,14 +201,24 @@ def test_error_bounds_reject_unknown_kinds():
 
 def test_paper_figures_only_beside_raw_pixel_classic_runs():
     binary = ["ALL", "HEALTHY"]
-    assert plots.paper_value(fake_result("svm", classes=binary, feature_set="pixels")) == 0.5009
-    assert plots.paper_value(fake_result("svm", classes=binary, feature_set="features")) is None
+    assert plots.paper_value(fake_result("svm", FIVE_FOLDS, classes=binary, feature_set="pixels")) == 0.5009
+    assert plots.paper_value(fake_result("svm", FIVE_FOLDS, classes=binary, feature_set="features")) is None
     # Measured otherwise than by 5-fold cross-validation: the paper's mean is not its figure.
-    assert plots.paper_value(fake_result("svm", classes=binary, folds=5, protocol="paper")) == 0.5009
-    for other in ({"folds": 2}, {"test_fraction": 0.2}, {"protocol": "lodo"}):
-        assert plots.paper_value(fake_result("svm", classes=binary, **other)) is None, other
+    assert plots.paper_value(fake_result("svm", FIVE_FOLDS, classes=binary, folds=5, protocol="paper")) == 0.5009
+    assert plots.paper_value(fake_result("svm", FIVE_FOLDS[:2], classes=binary, folds=2)) is None
+    for other in ({"test_fraction": 0.2}, {"protocol": "lodo"}):
+        assert plots.paper_value(fake_result("svm", FIVE_FOLDS, classes=binary, **other)) is None, other
     fig = plots.metric_bars([fake_result("svm", classes=binary, feature_set="features")])
     assert not [t for t in fig.data if t.name == "paper (reported)"]
+
+
+def test_no_paper_figure_beside_a_run_given_fewer_folds_than_asked():
+    """A grouped dataset whose groups allow 2 of the 5 folds asked: the run's mean is over 2 folds, not
+    the paper's 5, so neither the bars nor the summary table put the paper's figure beside it."""
+    two = fake_result("svm", (0.7, 0.8), classes=["ALL", "HEALTHY"], folds=5)
+    assert plots.paper_value(two) is None
+    assert not [t for t in plots.metric_bars([two]).data if t.name == "paper (reported)"]
+    assert plots.summary_frame([two])["Paper (reported)"].isna().all()
 
 
 def test_paper_figure_names_fit_on_two_lines():

@@ -264,3 +264,23 @@ def test_a_grid_launched_again_on_changed_images_says_its_runs_are_new_ones(two_
         "version) changed since the sweep was stored; the old runs stay in the store, listed as the sweep's earlier "
         "runs by `sweeps`"]
     wait_for_jobs()
+
+
+def test_a_run_given_fewer_folds_than_asked_is_shown_with_its_own_folds(tmp_path, monkeypatch):
+    """Groups that allow 2 of the 5 folds asked: the caption said "over 5 folds" and the paper's 5-fold
+    figure stood beside the 2-fold mean; both now go by the folds the run validated."""
+    data = tmp_path / "data"
+    generate_synthetic(data / "grouped", counts={"ALL": 6, "HEALTHY": 6}, size=32)
+    rows = [f"{path.parent.name}/{path.name},{path.parent.name}-{i % 2}"
+            for folder in ("ALL", "HEALTHY") for i, path in enumerate(sorted((data / "grouped" / folder).glob("*")))]
+    (data / "grouped" / "groups.csv").write_text("\n".join(["file,group", *rows]) + "\n")
+    monkeypatch.setenv("LEUKDASH_DATA", str(data))
+    at = experiments({**TINY_GRID, "dataset": "grouped", "exp_folds": "5"})
+    at.multiselect(key="exp_models").set_value(["Naive Bayes"]).run(timeout=TIMEOUT)
+    at.button(key="launch").click().run(timeout=TIMEOUT)
+    assert [s["state"] for s in wait_for_jobs()] == ["finished"]
+    at.run(timeout=TIMEOUT)
+    assert not at.exception
+    assert any(c.value.startswith("Bars: mean validation accuracy over 2 folds;") for c in at.caption)
+    summary = next(d for d in at.dataframe if "Paper (reported)" in d.value.columns).value
+    assert list(summary["Folds"]) == [2] and summary["Paper (reported)"].isna().all()

@@ -42,12 +42,13 @@ def result_task(result: dict) -> str:
 def paper_value(result: dict, metric: str = "val_acc") -> float | None:
     """The paper's reported figure for this run's model and task, if it reported one: only beside
     a run measured as the paper measured, the mean of 5-fold cross-validation (not beside a
-    holdout split, a leave-one-dataset-out run or another number of folds)."""
+    holdout split, a leave-one-dataset-out run or another number of folds). The folds counted are
+    those validated: a grouped dataset can allow fewer folds than the run asked for."""
     config = result["config"]
     task = task_name(result["dataset"]["classes"])
     if metric != "val_acc" or task not in PAPER_VAL_ACC:
         return None
-    if config.get("test_fraction") is not None or config.get("protocol") == "lodo" or config.get("folds", 5) != 5:
+    if config.get("test_fraction") is not None or config.get("protocol") == "lodo" or len(result["folds"]) != 5:
         return None
     if config["model"] == "cnn" and config.get("architecture") != "paper":
         return None
