@@ -8,7 +8,7 @@ import streamlit as st
 
 from leukdash.errors import LeukdashError
 from leukdash.evaluation.answer_table import csv_text, external_csv, surest_mistakes
-from leukdash.evaluation.compare import distinct_runs
+from leukdash.evaluation.compare import distinct_runs, ties_note
 from leukdash.paths import hide_roots
 from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, available_metrics, confusion_heatmap,
                                       curve_runs, external_bars, external_frame, fold_frame, learning_curves,
@@ -175,6 +175,9 @@ st.caption(f"Bars: mean {METRICS[metric].lower()} over the validation folds; whi
            + ("; open diamonds: the paper's reported 5-fold mean for the same model and task." if show_paper else ".")
            + (f" The first {MAX_BARS} of {len(chosen)} runs (newest first): select runs in the table to see others."
               if len(chosen) > MAX_BARS else ""))
+for result, label in zip(chosen, labels):
+    if ties := ties_note(result):
+        st.warning(f"{label}: {ties}.", icon=":material/warning:")
 
 # Short names: the strip fits a phone's width.
 def confident_mistakes_view(chosen: list[dict], labels: list[str]) -> None:

@@ -201,3 +201,31 @@ def test_one_answer_given_bare_is_refused_by_name():
 
     with pytest.raises(TypeError, match="entries takes a list of answers .*got a single dict: give it in a list"):
         answers_csv({"file": "cell.png", "predicted": "ALL"})
+
+
+def test_tied_out_of_fold_answers_are_counted_and_said_with_the_runs_figures(tiny_dataset, capsys):
+    """A 2-NN of two classes ties wherever its two neighbours disagree: argmax counts each tie as the
+    first class of --classes, so the run's figures depend on the class order. The ties are said with
+    the run's figures (run, compare) and `oof` marks them, in either order."""
+    from leukdash.cli import main
+
+    said = []
+    for classes in (("ALL", "HEALTHY"), ("HEALTHY", "ALL")):
+        config = RunConfig(dataset=str(tiny_dataset), model="knn", k=2, feature_set="pixels", image_size=16,
+                           augment_factor=1, folds=2, classes=classes)
+        run_id = run(config, n_jobs=1)["run_id"]
+        assert main(["oof", run_id]) == 0
+        rows = _rows(capsys.readouterr().out)
+        tied = [row for row in rows if row["undecided"] == "yes"]
+        assert tied and all(row[f"p_{classes[0]}"] == row[f"p_{classes[1]}"] == "0.5" for row in tied)
+        assert {row["predicted"] for row in tied} == {classes[0]}  # what the figures counted them as
+        note = (f"{len(tied)} of {len(rows)} out-of-fold answers are ties between the top classes, counted as the "
+                f"first class ({classes[0]}): the figures depend on the class order; an odd k avoids ties between "
+                "two classes")
+        assert main(["run", "--dataset", str(tiny_dataset), "--model", "knn", "--k", "2", "--image-size", "16",
+                     "--augment-factor", "1", "--folds", "2", "--classes", ",".join(classes), "--quiet"]) == 0
+        assert f"warning: {note}" in capsys.readouterr().out.splitlines()
+        assert main(["compare", run_id]) == 0
+        assert f"warning: {run_id}: {note}" in capsys.readouterr().out.splitlines()
+        said.append(len(tied))
+    assert said[0] == said[1]  # the same images tie in either order

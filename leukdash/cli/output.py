@@ -52,6 +52,7 @@ def run_json(result: dict) -> dict:
 
 
 def run_text(result: dict) -> str:
+    from leukdash.evaluation.compare import ties_note
     from leukdash.metrics import share_interval, std_text
 
     config, summary = result["config"], result["summary"]
@@ -82,7 +83,8 @@ def run_text(result: dict) -> str:
     interval = (f"95% CI n/a: {n_folds} fold{'s are' if n_folds > 1 else ' is'} too few for one" if n_folds < 3 else
                 f"95% CI {low:.4f}-{high:.4f}")
     lines.append(f"mean val_acc {acc['mean']:.4f} ({spread}, min {acc['min']:.4f}, max {acc['max']:.4f}, {interval})")
-    return "\n".join(lines + sources_text(summary.get("per_source") or {}))
+    ties = ties_note(result)
+    return "\n".join(lines + sources_text(summary.get("per_source") or {}) + ([f"warning: {ties}"] if ties else []))
 
 
 def final_text(record: dict) -> str:

@@ -104,11 +104,14 @@ def out_of_fold_rows(run_id: str, store=None) -> list[dict]:
     """Each row a finished run validated, in the dataset's order: its file, ``copy`` (0 the image
     itself; 1.. its augmented copies, which the paper's protocol validates and counts in the run's
     figures), true class, the fold that validated it (1-based, as tables number folds), that fold
-    model's answer, whether it is right, and each class's probability. Where the run's images cannot
+    model's answer, whether it is right, ``undecided`` ("yes" where its top classes tie, and the answer
+    is only the first of them in the run's order, as evaluate's CSV marks it) and each class's
+    probability. Where the run's images cannot
     be named (its dataset gone and no reference stored beside it), ``file`` is the image's index,
     ``#12``."""
     from leukdash.engine.runner import finished_result
     from leukdash.evaluation.compare import out_of_fold
+    from leukdash.evaluation.external_metrics import tied_answers
 
     result = finished_result(run_id, store)
     classes = list(result["dataset"]["classes"])
@@ -117,10 +120,12 @@ def out_of_fold_rows(run_id: str, store=None) -> list[dict]:
     index, copy, true, proba = index[order], copy[order], true[order], proba[order]
     fold_of = {int(i): fold["fold"] + 1 for fold in result["folds"] for i in fold["oof"]["index"]}
     names = _image_names(run_id, store, index, true)
+    tied = tied_answers(proba) if len(proba) else np.zeros(0, bool)
     return [{"file": names[n], "copy": int(k), "true": classes[t], "fold": fold_of[int(i)],
              "predicted": classes[int(p.argmax())], "correct": "yes" if p.argmax() == t else "no",
+             "undecided": "yes" if tie else "no",
              **{f"p_{c}": v for c, v in exported_probabilities(dict(zip(classes, p))).items()}}
-            for n, (i, k, t, p) in enumerate(zip(index, copy, true, proba))]
+            for n, (i, k, t, p, tie) in enumerate(zip(index, copy, true, proba, tied))]
 
 
 def exported_probabilities(probabilities: dict) -> dict:
