@@ -514,3 +514,17 @@ def test_data_page_counts_segmentation_failures_over_the_dataset_when_asked(tiny
     assert metric.value == f"{len(expected['failed'])} of {expected['n_images']}" and expected["n_images"] == 31
     [table] = [d.value for d in at.dataframe if "Failure" in d.value.columns]
     assert ("ALL/blank.png", "none found") in set(zip(table["File"], table["Failure"]))
+
+
+def test_compare_says_how_many_out_of_fold_answers_are_ties(tiny):
+    """A 2-NN of two classes ties where its neighbours disagree; the figures count those as the first
+    class: Compare says so beside them."""
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+
+    config = RunConfig(dataset="tiny", model="knn", k=2, image_size=16, augment_factor=1, augment=AugmentConfig.off(),
+                       folds=2, classes=("ALL", "HEALTHY"))
+    run(config, n_jobs=1)
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
+    said = [w.value for w in at.warning if "out-of-fold answers are ties between the top classes" in w.value]
+    assert len(said) == 1 and said[0].startswith("2-NN") and "counted as the first class (ALL)" in said[0], said
