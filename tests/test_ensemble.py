@@ -75,8 +75,9 @@ def test_members_with_other_folds_datasets_or_classes_are_refused(members, tiny_
     other_seed = run(tiny_config(tiny_dataset, seed=1), n_jobs=1)
     fewer_classes = run(tiny_config(tiny_dataset, classes=("ALL", "HEALTHY")), n_jobs=1)
     first = members[0]["run_id"]
-    for other in (other_folds, other_seed):
-        with pytest.raises(RunError, match="different folds"):
+    # The refusal names each setting that differs, with both values.
+    for other, differ in ((other_folds, "fold count 2 vs 3"), (other_seed, "seed 0 vs 1")):
+        with pytest.raises(RunError, match=rf"different folds \({differ}\)"):
             create_ensemble([first, other["run_id"]])
     with pytest.raises(RunError, match="different class sets"):
         create_ensemble([first, fewer_classes["run_id"]])
@@ -95,7 +96,7 @@ def test_members_with_other_folds_datasets_or_classes_are_refused(members, tiny_
     stored = sorted(run["run_id"] for run in RunStore().list_runs())
     assert main(["ensemble", first, other_folds["run_id"]]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "different folds" in err[0]
+    assert len(err) == 1 and "different folds (fold count 2 vs 3)" in err[0]
     assert sorted(run["run_id"] for run in RunStore().list_runs()) == stored
 
 

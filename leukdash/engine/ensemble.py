@@ -115,9 +115,21 @@ def _members(run_ids: list[str], store: RunStore) -> list[dict]:
             raise RunError(f"{pair} validated different augmented copies under the paper protocol ({copies}): their "
                            "out-of-fold probabilities are of different pictures; use runs with the same augmentation")
         if _fold_plan(other) != _fold_plan(first):
-            raise RunError(f"{pair} validated different folds (fold count, seed or protocol differ): their "
-                           "out-of-fold probabilities are not comparable; use runs with the same folds")
+            raise RunError(f"{pair} validated different folds ({_fold_difference(first['config'], other['config'])}): "
+                           "their out-of-fold probabilities are not comparable; use runs with the same folds")
     return members
+
+
+# The settings that draw a run's folds, as the user names them.
+FOLD_SETTINGS = {"folds": "fold count", "seed": "seed", "protocol": "protocol", "test_fraction": "test fraction"}
+
+
+def _fold_difference(first: dict, other: dict) -> str:
+    """The fold-drawing settings by which two runs' configs differ ('seed 0 vs 1, fold count 2 vs 3')."""
+    configs = [asdict(RunConfig.from_dict(config)) for config in (first, other)]
+    differ = [f"{label} {_setting_text(configs[0][name])} vs {_setting_text(configs[1][name])}"
+              for name, label in FOLD_SETTINGS.items() if configs[0][name] != configs[1][name]]
+    return ", ".join(differ) or "fold count, seed and protocol alike, yet other folds drawn"
 
 
 def _validation_difference(first: dict, other: dict) -> str | None:
