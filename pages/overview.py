@@ -12,7 +12,7 @@ from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.reporting.plots import paper_figures, paper_table, runs_frame
 from pages._session import deployment, root, routed
-from pages._shared import data_root_warnings, dataset_info, discovered, visible_runs
+from pages._shared import data_root_warnings, dataset_info, discovered, no_runs_yet, visible_runs
 from pages._tables import data_table, fitted, percent_columns
 
 routed(__file__)
@@ -82,5 +82,4 @@ if entries:
     data_table(table, column_config=fitted(table, percent))
     st.page_link("pages/compare.py", label="Compare runs", icon=":material/arrow_forward:")
 else:
-    st.info("No runs yet. Start one on the Experiments page.", icon=":material/hourglass_empty:")
-    st.page_link("pages/experiments.py", label="Go to Experiments", icon=":material/arrow_forward:")
+    no_runs_yet("the latest will be listed here")

@@ -56,6 +56,16 @@ def test_viewer_has_no_launch_or_upload_control_on_any_page(monkeypatch):
             assert "dataset uploads are off" in texts(at)
 
 
+def test_viewer_overview_without_runs_sends_to_no_page_that_is_off(monkeypatch, isolated_artifacts):
+    monkeypatch.setenv("LEUKDASH_MODE", "viewer")
+    shutil.rmtree(isolated_artifacts / "runs")
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "overview")
+    assert not at.exception
+    [info] = at.info
+    assert info.value.startswith("No finished runs yet") and "training and uploads are off" in info.value
+    assert "Go to Experiments" not in [link.proto.label for link in at.get("page_link")]
+
+
 def test_open_mode_offers_both(monkeypatch):
     """The same checks find the controls when they are there."""
     monkeypatch.delenv("LEUKDASH_MODE", raising=False)
