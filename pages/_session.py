@@ -66,6 +66,12 @@ def deployment():
     return read_deployment(secrets)
 
 
+def upload_mb(limit_mb: int) -> int:
+    """The size in MB an upload may have: ``limit_mb``, or Streamlit's own cap (``server.maxUploadSize``)
+    where that is smaller, since Streamlit's server refuses a larger file before any page sees it."""
+    return min(limit_mb, st.get_option("server.maxUploadSize"))
+
+
 def literal(name: str) -> str:
     """A file or folder name for a line of Markdown, each character that Markdown (or Streamlit's
     ``:icon:`` and ``$math$``) could act on inside a sentence backslash-escaped, so that a name such

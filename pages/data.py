@@ -11,7 +11,7 @@ from leukdash.errors import LeukdashError
 from leukdash.paths import hide_roots
 from leukdash.reporting.plots import class_counts_bar
 from leukdash.data.sources import KNOWN_CLASSES
-from pages._session import VIEWER_NOTE, deployment, literal, root, routed, session_token
+from pages._session import VIEWER_NOTE, deployment, literal, root, routed, session_token, upload_mb
 from pages._shared import (UPLOAD_SUFFIX, UPLOADS, audit, cell_preview, chosen_dataset, data_root_warnings,
                            dataset_picker, image, load_dataset_info, preprocessed_audit, synthetic_note)
 from pages._tables import data_table
@@ -89,11 +89,17 @@ limits = deployment()
 if limits.viewer:
     st.sidebar.caption(VIEWER_NOTE.format(what="dataset uploads"))
 else:
+    zip_mb = upload_mb(limits.max_upload_mb)
+    if zip_mb < limits.max_upload_mb:  # the setting promises more than Streamlit lets through: say what to raise
+        st.sidebar.warning(f"max_upload_mb (LEUKDASH_MAX_UPLOAD_MB) is {limits.max_upload_mb} MB, above Streamlit's "
+                           f"upload cap server.maxUploadSize ({zip_mb} MB): zips are limited to {zip_mb} MB; raise "
+                           "maxUploadSize in .streamlit/config.toml to allow larger ones.", icon=":material/warning:")
     with st.sidebar.expander("Upload a dataset"):
         st.file_uploader("Zip of class folders", type=["zip"], key="zip_upload", on_change=unpack_upload,
+                         max_upload_size=zip_mb,
                          help="One folder per class (ALL, AML, CLL, CML, HEALTHY or any names), images inside; "
                               "subfolders of a class folder are groups (e.g. patients) kept within one fold. "
-                              f"Up to {limits.max_upload_mb} MB, unpacking to at most {limits.max_unpacked_mb} MB; "
+                              f"Up to {zip_mb} MB, unpacking to at most {limits.max_unpacked_mb} MB; "
                               "only this browser session sees it.")
         if "zip_error" in st.session_state:
             st.error(st.session_state["zip_error"])

@@ -16,7 +16,7 @@ from leukdash.evaluation.transfer import FULL_PROTOCOL_FOLDS
 from leukdash.errors import ImageDecodeError, LeukdashError
 from leukdash.paths import hide_roots, printable
 from leukdash.reporting.plots import heatmap_overlay, probability_bars
-from pages._session import kept, literal, root, routed
+from pages._session import kept, literal, root, routed, upload_mb
 from pages._shared import (adapted_models, finished_runs, gradcam, no_runs_yet, predict, predict_adapted,
                            run_option_labels, transfer_figures, uploads_lab, visible_runs, why_unfinished)
 from pages._tables import data_table, percent_columns
@@ -24,7 +24,7 @@ from pages._tables import data_table, percent_columns
 routed(__file__)
 
 IMAGE_TYPES = [extension.lstrip(".") for extension in IMAGE_EXTENSIONS]  # what a dataset reads
-MAX_FILE_MB = 50
+MAX_FILE_MB = upload_mb(50)  # Streamlit's own cap, where smaller, is the limit that holds
 # The answers' summary table: the columns of answer_table.answer_row it shows, and their headers.
 SUMMARY_COLUMNS = {"file": "File", "predicted": "Predicted", "probability": "Probability",
                    "outside_training": "Unlike training data", "likely_wrong": "Likely wrong",

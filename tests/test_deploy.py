@@ -66,6 +66,23 @@ def test_viewer_overview_without_runs_sends_to_no_page_that_is_off(monkeypatch, 
     assert "Go to Experiments" not in [link.proto.label for link in at.get("page_link")]
 
 
+def test_upload_limits_shown_are_streamlits_cap_where_that_is_smaller(monkeypatch):
+    """Streamlit's server refuses a file above server.maxUploadSize, whatever leukdash allows."""
+    monkeypatch.setenv("LEUKDASH_MAX_UPLOAD_MB", "500")
+    cap = st.get_option("server.maxUploadSize")
+    st.config.set_option("server.maxUploadSize", 20)
+    try:
+        at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "data")
+        [warning] = at.warning
+        assert "LEUKDASH_MAX_UPLOAD_MB) is 500 MB" in warning.value and "raise maxUploadSize" in warning.value
+        [zip_upload] = at.get("file_uploader")
+        assert zip_upload.proto.max_upload_size_mb == 20 and "Up to 20 MB" in zip_upload.proto.help
+        at = open_page(at, "predict")
+        assert at.get("file_uploader")[0].proto.max_upload_size_mb == 20 and "up to 20 MB" in texts(at)
+    finally:
+        st.config.set_option("server.maxUploadSize", cap)
+
+
 def test_open_mode_offers_both(monkeypatch):
     """The same checks find the controls when they are there."""
     monkeypatch.delenv("LEUKDASH_MODE", raising=False)
