@@ -81,3 +81,16 @@ def test_the_paper_protocol_is_described_as_the_code_runs_it():
         assert "originals are split first (no copy of a validation image reaches training)" in " ".join(text.split())
         assert "measured" in text and "not patients" in text and "inflated" not in text
     assert settings in (ROOT / "docs" / "report" / "REPORT.md").read_text(encoding="utf-8")
+
+
+def test_the_readme_labels_a_shipped_run_as_the_pages_and_commands_do():
+    """A run label in the README that ends in a shipped run's short id is that run's label (`runs` prints it)."""
+    from leukdash.engine.store import RunStore
+    from leukdash.evaluation.labels import run_labels
+
+    runs, _ = RunStore(ROOT / "artifacts" / "runs").survey()
+    shipped = {label.rsplit(" · ", 1)[1]: label for label in run_labels(runs)}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    examples = [label for label in re.findall(r"`([^`\n]+ · [0-9a-f]{6})`", readme)
+                if label.rsplit(" · ", 1)[1] in shipped]
+    assert examples and all(label == shipped[label.rsplit(" · ", 1)[1]] for label in examples), examples
