@@ -94,3 +94,16 @@ def test_the_readme_labels_a_shipped_run_as_the_pages_and_commands_do():
     examples = [label for label in re.findall(r"`([^`\n]+ · [0-9a-f]{6})`", readme)
                 if label.rsplit(" · ", 1)[1] in shipped]
     assert examples and all(label == shipped[label.rsplit(" · ", 1)[1]] for label in examples), examples
+
+
+def test_the_readme_names_each_plots_function_that_returns_no_figure_or_table():
+    """README "From Python": leukdash.reporting.plots returns figures or tables, but for the helpers it names."""
+    import inspect
+
+    from leukdash.reporting import plots
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    said = readme.split("tables of `leukdash.reporting.plots`", 1)[1].split("The run functions", 1)[0]
+    helpers = [name for name in plots.__all__ if inspect.isfunction(getattr(plots, name))
+               and inspect.signature(getattr(plots, name)).return_annotation not in ("go.Figure", "pd.DataFrame")]
+    assert helpers and [name for name in helpers if f"`{name}`" not in said] == []
