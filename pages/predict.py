@@ -24,6 +24,8 @@ from pages._tables import data_table, percent_columns
 routed(__file__)
 
 IMAGE_TYPES = [extension.lstrip(".") for extension in IMAGE_EXTENSIONS]  # what a dataset reads
+# The page's texts name what the uploader takes, from the same list (".jpg, .png ... or .jp2").
+FORMATS = ", ".join(IMAGE_EXTENSIONS[:-1]) + f" or {IMAGE_EXTENSIONS[-1]}"
 MAX_FILE_MB = upload_mb(50)  # Streamlit's own cap, where smaller, is the limit that holds
 # The answers' summary table: the columns of answer_table.answer_row it shows, and their headers.
 SUMMARY_COLUMNS = {"file": "File", "predicted": "Predicted", "probability": "Probability",
@@ -108,7 +110,7 @@ uploads = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=Tru
                            max_upload_size=MAX_FILE_MB)
 # Said on the page, not in a help tooltip: a file over the limit is refused in the browser (only its name
 # turns red), so the page never learns of it.
-st.caption(f"PNG, JPEG, BMP or TIFF, up to {MAX_FILE_MB} MB and {MAX_PIXELS // 1_000_000} megapixels each; "
+st.caption(f"{FORMATS} images, up to {MAX_FILE_MB} MB and {MAX_PIXELS // 1_000_000} megapixels each; "
            "a larger file is refused as it is dropped (its name turns red) and not classified.")
 if not uploads:
     st.info("Upload one or more blood-cell images to classify them.", icon=":material/upload:")
@@ -161,7 +163,7 @@ for number, upload in enumerate(uploads, start=1):
             picture = decode_image(data)
             note = frames_note(data)
         except ImageDecodeError as error:
-            st.error(f"Cannot read {literal(name)}: {error}. Upload a PNG, JPEG, BMP or TIFF image.",
+            st.error(f"Cannot read {literal(name)}: {error}. Upload a {FORMATS} image.",
                      icon=":material/broken_image:")
             answered.append({"file": name, "error": str(error)})
             continue

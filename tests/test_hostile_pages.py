@@ -677,5 +677,5 @@ def test_the_predict_page_says_its_upload_size_limit_beside_the_uploader(data_ro
     only in a tooltip, and the page went on asking for images."""
     shipped_runs(isolated_artifacts, "nb")
     at = app("predict")
-    assert any(c.value.startswith("PNG, JPEG, BMP or TIFF, up to 50 MB and ") and "a larger file is refused" in c.value
+    assert any(" images, up to 50 MB and " in c.value and "a larger file is refused" in c.value
                for c in at.caption), [c.value for c in at.caption]

@@ -55,6 +55,14 @@ def test_a_fresh_deployment_predicts_with_both_checks_and_draws_no_dataset(fresh
     assert not (fresh_deploy / "datasets").exists() and not (fresh_deploy / "cache" / "arrays").exists()
 
 
+def test_the_upload_caption_names_every_type_the_uploader_takes(fresh_deploy):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/predict.py").run()
+    types = list(at.file_uploader(key="predict_upload").proto.type)
+    [caption] = [c.value for c in at.caption if "megapixels" in c.value]
+    assert ".webp" in types and [t for t in types if t not in caption] == [], caption
+
+
 def test_a_known_image_is_headlined_by_its_out_of_fold_answer_on_a_fresh_deployment(fresh_deploy):
     from leukdash.evaluation.predict import known_image
 
