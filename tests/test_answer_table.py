@@ -114,7 +114,7 @@ def test_a_folder_stands_for_the_images_under_it(tiny_dataset, tmp_path, capsys)
     assert entries[3]["error"].startswith("a folder without image files (the image types read are .jpg, ")
     (tmp_path / "empty" / "scan.heic").write_bytes(b"")
     [notes_only] = predict_files(run_id, [tmp_path / "empty"])
-    assert notes_only["error"].startswith("a folder without image files (1 file(s) of type .heic; the image types ")
+    assert notes_only["error"].startswith("a folder without image files (1 .heic file(s); the image types ")
     assert entries[2]["predicted"] == predict_files(run_id, [cells[1]])[0]["predicted"]
     capsys.readouterr()
     assert main(["predict", run_id, str(folder), "--csv"]) == 0

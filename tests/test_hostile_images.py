@@ -206,7 +206,7 @@ def test_image_types_opencv_reads_are_read_and_a_folder_of_other_types_is_named(
     (dataset / "HEALTHY").rename(tmp_path / "away")
     assert main(["audit", str(dataset)]) == 2
     assert capsys.readouterr().err.endswith("expected one folder per class, or ALL-IDB files ImNNN_L.ext (ALL/ holds 6 "
-                                            "file(s) of type .heic; the image types read are .jpg, .jpeg, .png, .bmp, "
+                                            ".heic file(s); the image types read are .jpg, .jpeg, .png, .bmp, "
                                             ".tif, .tiff, .webp, .jp2)\n")
 
 

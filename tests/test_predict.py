@@ -178,12 +178,14 @@ def test_files_of_a_predicted_folder_that_are_not_images_are_said_not_dropped(ti
     for path in sorted(tiny_dataset.glob("ALL/*.png"))[:2]:
         shutil.copy(path, folder / path.name)
     (folder / "notes.txt").write_text("slide 4")
+    (folder / "more notes.txt").write_text("slide 5")
     (folder / "cell.gif").write_bytes(b"GIF89a")
     assert main(["predict", run_id, str(folder)]) == 0
     out, err = capsys.readouterr()
     assert len(out.strip().splitlines()) >= 2 and ".gif" not in out
     [line] = [line for line in err.splitlines() if "not read" in line]
-    assert line == f"warning: {folder}: 2 file(s) of type .gif, .txt not read (the image types read are " \
+    # Counted by type, the most common first.
+    assert line == f"warning: {folder}: 2 .txt and 1 .gif file(s) not read (the image types read are " \
                    ".jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp, .jp2)"
 
 

@@ -30,6 +30,7 @@ import os
 import posixpath
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,8 +103,7 @@ def scan_folder(root: Path) -> Scan:
     elif any(ALLIDB_NAME.match(p.name) for p in root.iterdir()):
         scan = _scan_allidb(root)
     else:
-        found = "; ".join(f"{printable(folder.name)}/ holds {len(paths)} file(s) of type "
-                          f"{', '.join(sorted({_suffix(path) for path in paths})[:5])}" for folder, paths in unread[:3])
+        found = "; ".join(f"{printable(folder.name)}/ holds {_files_by_type(paths)}" for folder, paths in unread[:3])
         raise DatasetError(f"no images found in {printable(str(root))}: expected one folder per class, "
                            "or ALL-IDB files ImNNN_L.ext" + (f" ({found}; {READ_TYPES})" if found else "")
                            + _refused_text(bad_folders + _dead_links(root)))
@@ -142,6 +142,16 @@ def _dead_links(root: Path) -> list[SkippedFile]:
 
 def _suffix(path: Path) -> str:
     return printable(path.suffix or path.name)
+
+
+def _files_by_type(paths) -> str:
+    """How many of these files are of each type, most first: "2 .txt and 1 .heic file(s)"."""
+    ranked = sorted(Counter(_suffix(path) for path in paths).items(), key=lambda item: (-item[1], item[0]))
+    # Five types at most: a folder of many kinds of file stays one readable line.
+    parts = [f"{count} {suffix}" for suffix, count in ranked[:5]]
+    if len(ranked) > 5:
+        parts.append(f"{sum(count for _, count in ranked[5:])} other")
+    return (", ".join(parts[:-1]) + " and " if len(parts) > 1 else "") + f"{parts[-1]} file(s)"
 
 
 def _unsupported(path: Path) -> str:
@@ -226,12 +236,12 @@ def image_files(folder: Path) -> list[tuple[Path, str | None]]:
 
 
 def unread_files(folder: Path) -> str | None:
-    """What :func:`image_files` leaves out of a folder as not images, in one phrase ("3 file(s) of
-    type .gif, .txt"), or None: a file of a type not read is said, never dropped in silence."""
+    """What :func:`image_files` leaves out of a folder as not images, in one phrase ("2 .txt and 1
+    .gif file(s)"), or None: a file of a type not read is said, never dropped in silence."""
     left = [path for path, problem in _walk(Path(folder), Path(folder)) if problem is None and not _is_image_name(path)]
     if not left:
         return None
-    return f"{len(left)} file(s) of type {', '.join(sorted({_suffix(path) for path in left})[:5])}"
+    return _files_by_type(left)
 
 
 def _walk(root: Path, folder: Path):
