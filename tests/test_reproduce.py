@@ -351,9 +351,32 @@ def test_cli_reproduce_report_only_never_writes_a_report_from_fewer_runs_than_it
             "--out", str(tmp_path), "--report-only"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert re.search(r"error: the report in .* has figures of 48 runs and this store \(.*\) holds 0 of its \d+: "
+    assert re.search(r"error: the report in .* has figures of 48 runs and this store \(.*\) holds 0 runs in all: "
                      "REPORT.md left unchanged; point LEUKDASH_ARTIFACTS at the store", err) and err.count("\n") == 1
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+    # A store with as many runs, none of the report's: counted once the matrix's runs are looked up.
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+
+    run(RunConfig(dataset=str(tiny_dataset), model="nb", feature_set="pixels", image_size=16, augment_factor=1,
+                  augment=AugmentConfig.off(), folds=2), n_jobs=1)
+    (tmp_path / "REPORT.md").unlink()
+    (tmp_path / "report.json").write_text(json.dumps({"engine": "3", "runs_done": 1, "runs_total": 48}))
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert main(args) == 2
+    assert re.search(r"holds 0 of its \d+: REPORT.md left unchanged", capsys.readouterr().err)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_cli_reproduce_report_only_refuses_an_empty_store_before_drawing_the_builtin_dataset(tmp_path, capsys,
+                                                                                           isolated_artifacts):
+    from leukdash.cli import main
+
+    (tmp_path / "report.json").write_text(json.dumps({"engine": "3", "runs_done": 48, "runs_total": 48}))
+    assert main(["reproduce", "--quick", "--binary", "synthetic", "--five-class", "synthetic", "--out", str(tmp_path),
+                 "--report-only"]) == 2
+    assert "holds 0 runs in all" in capsys.readouterr().err
+    assert [path for path in isolated_artifacts.rglob("*") if path.is_file()] == []  # nothing drawn, nothing cached
 
 
 def test_the_readme_block_is_made_from_the_report_data_and_catches_hand_edits(tiny_report, capsys):

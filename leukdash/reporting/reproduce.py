@@ -106,6 +106,10 @@ def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str
     check_folder(out)
     mode = "quick" if settings == QUICK else "full" if settings == FULL else "custom"
     matrix = [e for e in experiments(binary, five_class, settings) if select is None or select(e)]
+    if not compute:  # a store with fewer runs in all than the report: refused before a dataset is drawn
+        from leukdash.engine.store import RunStore
+
+        check_runs_kept(out, len(RunStore().list_runs()), "runs in all")
     log(f"reproduce: {len(matrix)} runs, binary task on {binary!r}, five classes on {five_class!r}, {mode} settings")
     outcomes = run_experiments(matrix, compute=compute, log=log, name=f"reproduce ({mode})", scheduler=scheduler,
                                n_jobs=n_jobs)
@@ -113,7 +117,7 @@ def reproduce(*, quick: bool = False, binary: str | None = None, five_class: str
         external = Plan()
     figures = None  # the External validity section's, gathered before anything is written when only read
     if not compute:  # from the store alone: refused when the report in ``out`` has figures it lacks
-        check_runs_kept(out, outcomes)
+        check_runs_kept(out, sum(o.result is not None for o in outcomes), f"of its {len(outcomes)}")
         if external is not None:
             figures = kept_external_figures(external, out, log)
     shortcuts = {task: shortcut_scores(next(e for e in matrix if e.task == task).config)
@@ -152,16 +156,17 @@ def runs_in_report(out: Path) -> int:
     return max(int(said.group(1)) if said else 0, done if isinstance(done, int) else 0)
 
 
-def check_runs_kept(out: Path, outcomes: list[Outcome]) -> None:
+def check_runs_kept(out: Path, has: int, counted: str) -> None:
     """Refuse, with one line, to write a report in ``out`` from fewer runs than the report there has
-    figures of (LEUKDASH_ARTIFACTS naming an empty or another store)."""
+    figures of (LEUKDASH_ARTIFACTS naming an empty or another store). ``has``: the runs the store
+    holds, of the matrix or in all, as ``counted`` says ("of its 48", "runs in all")."""
     from leukdash.engine.store import RunStore
     from leukdash.errors import LeukdashError
 
-    had, has = runs_in_report(out), sum(o.result is not None for o in outcomes)
+    had = runs_in_report(out)
     if has < had:
         raise LeukdashError(f"the report in {out} has figures of {had} runs and this store ({RunStore().root}) holds "
-                            f"{has} of its {len(outcomes)}: {REPORT_NAME} left unchanged; point LEUKDASH_ARTIFACTS at "
+                            f"{has} {counted}: {REPORT_NAME} left unchanged; point LEUKDASH_ARTIFACTS at "
                             "the store that holds the runs (or run without --report-only to compute them)")
 
 
