@@ -337,7 +337,7 @@ def test_compare_pairs_runs_on_the_same_images(tiny_dataset, capsys):
     (["no_such_dataset", "--model", "nb"], "unknown dataset 'no_such_dataset'"),
     (["synthetic", "--epochs", "0"], "epochs must be an integer"),
     (["synthetic", "--model", "nb", "--folds", "40"], "fewer than the 40 folds"),
-    (["synthetic", "--bogus"], "unrecognized arguments"),
+    (["synthetic", "--bogus"], "leukdash run: unrecognized arguments: --bogus"),
 ])
 def test_bad_configs_exit_nonzero_with_one_clear_line(args, message, tiny_dataset, isolated_artifacts):
     args = [str(tiny_dataset) if a == "synthetic" else a for a in args]

@@ -165,6 +165,18 @@ def test_a_setting_the_model_ignores_is_shown_unused_and_its_repeated_run_counte
     assert " 3/3 runs  6/6 folds  model × k · " in capsys.readouterr().out
 
 
+def test_sweep_takes_dataset_as_run_does_and_names_itself_for_an_option_it_lacks(tiny_dataset, capsys):
+    from leukdash.cli import main
+
+    assert main(["sweep", str(tiny_dataset), "--final-model"]) == 2
+    assert capsys.readouterr().err == ("error: leukdash sweep: unrecognized arguments: --final-model "
+                                       "(see leukdash sweep --help)\n")
+    assert main(["sweep", "--dataset", str(tiny_dataset), "--model", "nb", "--seed", "0,1", "--image-size", "16",
+                 "--folds", "2", "--augment-factor", "1", "--quiet"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [row.split()[2] for row in rows] == ["seed=0", "seed=1"]
+
+
 def test_launching_a_stored_grid_again_on_other_images_warns_and_keeps_the_earlier_runs(tiny_dataset, tmp_path,
                                                                                          capsys):
     """The sweep id hashes the settings only, so the same grid on changed images (or by another engine) is the

@@ -33,6 +33,20 @@ class _Parser(argparse.ArgumentParser):
             message += f" (for a value that starts with '-', write {option[1]}=VALUE)"
         raise LeukdashError(f"{self.prog}: {message}")
 
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # argparse names the top parser ("leukdash: ..."); the subcommand owns the options to read
+            command = getattr(parsed, "command", None)
+            prog = f"{self.prog} {command}" if command else self.prog
+            raise LeukdashError(f"{prog}: unrecognized arguments: {' '.join(extras)} (see {prog} --help)")
+        return parsed
+
+
+def _add_dataset(parser: argparse.ArgumentParser, help: str) -> None:
+    """The dataset of a run or a sweep, as DATASET or as --dataset DATASET."""
+    parser.add_argument("dataset", nargs="?", help=help)
+    parser.add_argument("--dataset", dest="dataset_option", metavar="DATASET", help="the same as DATASET")
+
 
 def _path(what: str):
     """An argparse type: a path, refused when empty (``Path("")`` is ".", the current folder:
@@ -150,9 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.set_defaults(handler=cmd.audit)
 
     run = commands.add_parser("run", help="run (or read back) a cross-validated experiment")
-    run.add_argument("dataset", nargs="?", help="dataset name or folder (default: synthetic); "
-                     "several with the same classes: a comma list, e.g. allidb2_ufpr,cnmc_dev")
-    run.add_argument("--dataset", dest="dataset_option", metavar="DATASET", help="the same as DATASET")
+    _add_dataset(run, "dataset name or folder (default: synthetic); several with the same classes: a comma list, "
+                      "e.g. allidb2_ufpr,cnmc_dev")
     add_run_options(run)
     run.add_argument("--config-file", type=_path("the config file"),
                      help="a JSON run config (as written by the dashboard), or a run's meta.json: finishes that run")
@@ -162,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd.run)
 
     sweep = commands.add_parser("sweep", help="run a grid of configs as one job: every run option takes a comma list")
-    sweep.add_argument("dataset", nargs="?", help="dataset name or folder (default: synthetic)")
+    _add_dataset(sweep, "dataset name or folder (default: synthetic)")
     add_run_options(sweep, lists=True)
     sweep.add_argument("--name", help="a label for the sweep")
     sweep.add_argument("--resume", metavar="SWEEP_ID", help="launch a stored sweep again (its missing folds)")
