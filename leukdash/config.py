@@ -23,6 +23,9 @@ OPTIMIZERS = ("sgd", "adam")
 PROTOCOLS = ("strict", "paper", "lodo")
 # The paper CNN: (size - 2) // 2, then (that - 2) // 2, must leave at least one pixel.
 PAPER_CNN_MIN_SIZE = 10
+# The smallest normal float32: Keras holds the learning rate as float32, where a smaller one is 0
+# (it never trains) or a subnormal of few significant bits.
+FLOAT32_TINY = 2.0 ** -126
 FEATURE_SETS = ("pixels", "features")
 FILL_MODES = ("nearest", "reflect", "constant")
 # Below this sigma (pixels) a blur changes nothing visible: augmentation skips it, so a blur range
@@ -185,6 +188,10 @@ class RunConfig:
             and math.isfinite(self.learning_rate)
         ):
             raise ConfigError(f"learning_rate must be a positive number (at most 10), got {self.learning_rate!r}")
+        if self.learning_rate is not None and self.learning_rate < FLOAT32_TINY:
+            raise ConfigError(f"learning_rate {self.learning_rate:g} is below {FLOAT32_TINY:.3g}, the smallest normal "
+                              "float32 the CNN computes in (a smaller one is 0 there and trains nothing): "
+                              "give a larger one")
         if self.test_fraction is not None and not (
             is_number(self.test_fraction) and 0.05 <= self.test_fraction <= 0.5
         ):

@@ -53,6 +53,17 @@ def test_integers_from_json_and_the_floats_of_the_command_line_are_one_run():
         RunConfig(learning_rate=10 ** 400).validate()  # too large for a float: refused, not an OverflowError
 
 
+def test_a_learning_rate_that_is_zero_in_float32_is_refused():
+    """Keras holds the learning rate as float32: 1e-46 is 0.0 there and the CNN would never train."""
+    import numpy as np
+
+    assert np.float32(1e-46) == 0
+    for tiny in (1e-46, 1e-40):
+        with pytest.raises(ConfigError, match=r"^learning_rate .* smallest normal float32 .*: give a larger one$"):
+            RunConfig(learning_rate=tiny).validate()
+    RunConfig(learning_rate=1e-30).validate()  # small, but a float32 of full precision
+
+
 def test_a_computed_setting_is_the_typed_one_and_the_same_run():
     """7 * 0.1 is 0.7000000000000001 and 35 * 0.01 is 0.35000000000000003: a page or a notebook computing
     a setting gets the value, the transform and the run id of the one typed on the command line."""
