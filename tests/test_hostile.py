@@ -431,7 +431,7 @@ def _identical_images(folder: Path) -> str:
 
 
 @case("an SVM with too few images per class for its calibration folds: run", "5 a class calibrates on fewer folds; "
-      "3 a class: exit 2, one line naming the class")
+      "3 a class: exit 2, one line naming the class, not advising fewer folds than the fewest (2)")
 def _svm_few_images(folder: Path) -> str:
     said = []
     for n in (5, 3):
@@ -444,7 +444,9 @@ def _svm_few_images(folder: Path) -> str:
                             "--augment-factor", "1", "--no-augment", "--folds", "2", "--n-jobs", "1", "--quiet")
         said.append((code, err))
     assert said[0][0] == 0, said[0][1]  # 2 or 3 training images a class: as many calibration folds
-    line = _one_error_line(said[1][1], "holds 1 input of class", "needs at least 2 of each class")
+    line = _one_error_line(said[1][1], "holds 1 input of class", "needs at least 2 of each class",
+                           "add images or augmentation copies (--augment-factor)")
+    assert "fewer folds" not in line, line  # 2 folds is the fewest
     assert said[1][0] == 2 and ("class ALL" in line or "class HEALTHY" in line), said[1][1]
     return f"5 a class: exit 0; 3 a class: exit 2; {line}"
 

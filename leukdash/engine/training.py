@@ -351,7 +351,11 @@ def _train_classic(config, fold, classes, train_images, train_labels, val_images
 
     model = classic.make_classifier(config.model, config.feature_set, k=config.k,
                                     seed=derived_seed(config.seed, fold))
-    scaled = classic.fit(model, featurize_blocks(train_images, config.feature_set), train_labels, classes)
+    # Fewer folds give each fold a larger training part, except at the fewest (2) or with one holdout split.
+    fewer_folds_help = fold != FINAL_SEED_INDEX and config.test_fraction is None and config.protocol != "lodo" \
+        and config.folds > 2
+    scaled = classic.fit(model, featurize_blocks(train_images, config.feature_set), train_labels, classes,
+                         fewer_folds_help)
     # Training accuracy and loss are scored exactly as validation is, on the training set.
     on_train = fold_metrics(train_labels, classic.predict_all_classes(model.named_steps["classify"], scaled,
                                                                       len(classes)), classes)

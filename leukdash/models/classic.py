@@ -156,7 +156,8 @@ def predict_all_classes(model, features: np.ndarray, n_classes: int) -> np.ndarr
     return full
 
 
-def fit(model: Pipeline, features: np.ndarray, labels: np.ndarray, classes=None) -> np.ndarray:
+def fit(model: Pipeline, features: np.ndarray, labels: np.ndarray, classes=None,
+        fewer_folds_help: bool = False) -> np.ndarray:
     """``model.fit(features, labels)`` for a pipeline of :func:`make_classifier`, with
     ``features`` scaled in place rather than copied; returns them, scaled, to score the training
     set with the fitted classifier alone (``model.named_steps["classify"]``).
@@ -164,7 +165,8 @@ def fit(model: Pipeline, features: np.ndarray, labels: np.ndarray, classes=None)
     The scaler learns its means and variances ``BLOCK_ROWS`` rows at a time (its float64
     temporaries are one block's, not a copy of the matrix at twice its size): exactly ``fit``
     up to that many rows, the same up to float64 rounding beyond. ``classes`` names the labels in
-    what is refused.
+    what is refused; ``fewer_folds_help`` says whether fewer folds would give a fold more training
+    inputs (not at the fewest folds, nor for a final model), so that the refusal advises them.
     """
     scaler = model.named_steps["scale"]
     scaler.fit(features[:BLOCK_ROWS])
@@ -179,12 +181,12 @@ def fit(model: Pipeline, features: np.ndarray, labels: np.ndarray, classes=None)
     scaled = scaler.transform(features, copy=False)
     classify = model.named_steps["classify"]
     if isinstance(classify, CalibratedClassifierCV):
-        classify.set_params(cv=_calibration_folds(labels, classes))
+        classify.set_params(cv=_calibration_folds(labels, classes, fewer_folds_help))
     classify.fit(scaled, labels)
     return scaled
 
 
-def _calibration_folds(labels: np.ndarray, classes=None) -> int:
+def _calibration_folds(labels: np.ndarray, classes=None, fewer_folds_help: bool = False) -> int:
     """The SVM's calibration folds: ``CALIBRATION_FOLDS``, fewer where a class has fewer training
     inputs (each fold needs one of each class); a class with one cannot be calibrated."""
     present, counts = np.unique(labels, return_counts=True)
@@ -193,5 +195,6 @@ def _calibration_folds(labels: np.ndarray, classes=None) -> int:
         name = classes[fewest] if classes is not None else f"index {fewest}"
         raise DatasetError(f"a fold's training part holds 1 input of class {name}: "
                            "the SVM calibrates its probabilities on folds of the training part and needs at least 2 "
-                           "of each class; add images, augmentation copies (--augment-factor) or use fewer folds")
+                           f"of each class; add images{', ' if fewer_folds_help else ' or '}augmentation copies "
+                           f"(--augment-factor){' or use fewer folds' if fewer_folds_help else ''}")
     return int(min(CALIBRATION_FOLDS, counts.min()))
