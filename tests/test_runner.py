@@ -248,7 +248,7 @@ def test_a_run_of_another_engine_or_with_settings_kept_otherwise_says_why_it_can
 
 
 def test_a_cnn_that_diverges_says_so_in_one_line_and_keeps_its_finished_folds(tiny_dataset):
-    config = _config(tiny_dataset, model="cnn", learning_rate=10, epochs=3, batch_size=8)
+    config = _config(tiny_dataset, model="cnn", learning_rate=10, augment_factor=1, folds=2, epochs=4, batch_size=4)
     with pytest.raises(RunError, match=r"^fold \d: the CNN's training diverged \(loss not finite\) at learning rate "
                                        r"10: give a lower --learning-rate; finished folds are kept$"):
         run(config, n_jobs=1)
@@ -258,6 +258,17 @@ def test_a_cnn_that_diverges_says_so_in_one_line_and_keeps_its_finished_folds(ti
     assert any(event["event"] == "epoch" and None in event["metrics"].values() for event in events)
     assert events[-1]["event"] == "failed" and "diverged" in events[-1]["message"]
     assert RunStore().read_meta(run_id) is not None  # the run stays, partial, with any fold it finished
+
+
+def test_a_cnn_whose_loss_explodes_but_stays_finite_has_diverged_too(tiny_dataset):
+    """At learning rate 10 the loss of fold 2 climbs 196 -> 5e4 -> 5e6 -> 4e6, still finite: every answer one class
+    with certainty, which would be scored and shown as a result."""
+    config = _config(tiny_dataset, model="cnn", architecture="leukdash", learning_rate=10, optimizer="sgd",
+                     augment_factor=1, folds=2, epochs=4, batch_size=4)
+    with pytest.raises(RunError, match=r"^fold \d: the CNN's training diverged \(loss rose from \S+ to \S+\) at "
+                                       r"learning rate 10: give a lower --learning-rate; finished folds are kept$"):
+        run(config, n_jobs=1)
+    assert RunStore().read_meta(resolve(config).run_id) is not None  # kept, partial, as when the loss is NaN
 
 
 def test_paper_protocol_validates_on_augmented_copies(tiny_dataset):

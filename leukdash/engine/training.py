@@ -9,6 +9,7 @@ once per run by the process that owns the store, so a worker needs no access to 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -334,13 +335,18 @@ def _train_cnn(config, fold, n_classes, train_images, train_labels, val_images, 
         epoch_data=epoch_data if augmented else None, on_epoch=on_epoch,
     )
     proba = cnn.predict_proba(model, val_images)
-    if not (np.isfinite(history["loss"][-1]) and np.isfinite(proba).all()):
-        # A diverged model answers NaN, which no metric can score: said here, before it is saved.
+    first, last = history["loss"][0], history["loss"][-1]
+    # Training lowers the loss from the first epoch's, itself near ln(classes), a uniform answer's: a last epoch ten
+    # times above both is a loss that runs away, whose model answers one class with certainty (or NaN).
+    exploded = last > 10 * max(first, math.log(n_classes))
+    if exploded or not (np.isfinite(last) and np.isfinite(proba).all()):
+        # A diverged model's answers are NaN or saturated, no measurement: said here, before it is saved.
         rate = config.learning_rate or cnn.default_learning_rate(config.architecture, config.optimizer)
         which = "the final model" if fold == FINAL_SEED_INDEX else f"fold {fold + 1}"
-        what = "loss" if not np.isfinite(history["loss"][-1]) else "probabilities"
+        what = ("loss not finite" if not np.isfinite(last) else f"loss rose from {first:.3g} to {last:.3g}"
+                if exploded else "probabilities not finite")
         kept = "" if fold == FINAL_SEED_INDEX else "; finished folds are kept"
-        raise RunError(f"{which}: the CNN's training diverged ({what} not finite) at learning rate {rate:g}: give a "
+        raise RunError(f"{which}: the CNN's training diverged ({what}) at learning rate {rate:g}: give a "
                        f"lower --learning-rate{kept}")
     return model, proba, history["acc"][-1], history["loss"][-1], history
 
