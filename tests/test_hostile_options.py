@@ -35,8 +35,9 @@ def test_an_empty_classes_option_is_refused_not_read_as_every_class(tmp_path, ca
 
 def test_a_holdout_the_data_cannot_give_says_how_many_images_it_needs(tmp_path, capsys):
     assert main(_run_args(_dataset(tmp_path), "--test-fraction", "0.05")) == 2
-    assert capsys.readouterr().err.strip() == ("error: class 'ALL' of ds has 6 image(s): a 5% holdout needs at least "
-                                               "20 per class, one for the test part")
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "note: --folds 3 has no effect with --test-fraction 0.05: same run and run id as without it",
+        "error: class 'ALL' of ds has 6 image(s): a 5% holdout needs at least 20 per class, one for the test part"]
 
 
 def test_commands_work_from_a_deleted_current_folder(tmp_path):
@@ -129,9 +130,10 @@ def test_a_sweep_grid_that_repeats_runs_says_how_many_distinct_runs_it_is(tmp_pa
     dataset = _dataset(tmp_path)
     assert main(["sweep", str(dataset), "--model", "nb", "--k", "1,3", "--image-size", "16", "--no-augment",
                  "--folds", "3", "--n-jobs", "1", "--quiet"]) == 0
-    assert capsys.readouterr().err.strip() == (
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "note: --k 1, --k 3 have no effect in the grid's runs with --model nb: same run and run id as without them",
         "note: the grid's 2 settings are 1 distinct run(s): some repeat a run of it (a value given twice, or a "
-        "setting the model does not use, such as --k for nb)")
+        "setting the model does not use, such as --k for nb)"]
 
 
 def test_augmentation_settings_without_augmented_copies_are_named_in_one_note(tmp_path, capsys):
@@ -157,6 +159,23 @@ def test_augmentation_settings_without_augmented_copies_are_named_in_one_note(tm
         "same run and run id as without it")
     assert main(["run", str(dataset), *quick, "--augment-factor", "2", "--colour-jitter", "0.1"]) == 0
     assert not capsys.readouterr().err  # with copies it acts: nothing to say
+
+
+def test_typed_settings_the_model_or_the_split_does_not_read_are_named_in_one_note(tmp_path, capsys):
+    """The CNN's settings and --k given to naive Bayes, --folds beside --test-fraction: named, as the run is the
+    one without them; the defaults of the settings not typed are not."""
+    dataset = _dataset(tmp_path)
+    quick = ["--model", "nb", "--image-size", "16", "--augment-factor", "1", "--n-jobs", "1", "--quiet", "--json"]
+    assert main(["run", str(dataset), *quick, "--test-fraction", "0.5"]) == 0
+    plain = json.loads(capsys.readouterr().out)["run_id"]
+    assert main(["run", str(dataset), *quick, "--test-fraction", "0.5", "--folds", "7", "--learning-rate", "0.1",
+                 "--epochs", "3", "--optimizer", "adam", "--k", "5"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["run_id"] == plain
+    assert err.strip() == ("note: --optimizer adam, --learning-rate 0.1, --epochs 3, --k 5, --folds 7 have no effect "
+                           "with --model nb or --test-fraction 0.5: same run and run id as without them")
+    assert main(["run", str(dataset), *quick, "--model", "knn", "--k", "1", "--folds", "2"]) == 0
+    assert not capsys.readouterr().err  # k-NN reads --k, k folds read --folds: nothing to say
 
 
 def test_a_run_named_twice_in_a_comparison_or_a_ranking_counts_once(tmp_path):

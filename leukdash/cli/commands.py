@@ -8,7 +8,7 @@ from pathlib import Path
 from leukdash.cli.output import (ProgressLine, SweepLog, final_text, print_answers, print_json, print_report, run_json,
                                  run_text, sweep_settings)
 from leukdash.cli.run_options import (check_grid_size, check_nothing_typed, config_from_args, n_jobs_option,
-                                      note_settings_without_effect, sweep_from_args)
+                                      note_settings_without_effect, sweep_from_args, typed_settings)
 from leukdash.errors import LeukdashError
 from leukdash.paths import printable
 
@@ -52,7 +52,7 @@ def run(args) -> int:
     from leukdash.engine.runner import run
 
     config, n_jobs = config_from_args(args), n_jobs_option(args.n_jobs)
-    note_settings_without_effect([config])
+    note_settings_without_effect([config], typed_settings(args))
     line = None if args.quiet else ProgressLine(sys.stderr)
     try:
         result = run(config, n_jobs=n_jobs, on_event=line.update if line else None, scheduler=args.scheduler)
@@ -87,7 +87,7 @@ def sweep(args) -> int:
     else:
         configs, axes = sweep_from_args(args)
         check_grid_size(len(configs), args.max_runs)
-        note_settings_without_effect(configs)
+        note_settings_without_effect(configs, typed_settings(args))
         outcome = run_sweep(configs, name=args.name, axes=axes, **options)
     for warning in outcome["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)

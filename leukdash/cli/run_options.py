@@ -124,9 +124,15 @@ def sweep_from_args(args) -> tuple[list[RunConfig], dict]:
     return expand_grid(base, axes), axes
 
 
-def note_settings_without_effect(configs: list[RunConfig]) -> None:
-    """Say in one ``note:`` line which augmentation settings change nothing, and why: without augmented
-    copies a run is the plain one (its run id too), so its jitters and the paper protocol do nothing."""
+def typed_settings(args) -> list[str]:
+    """The config fields of the run options typed on the command line, in the options' order."""
+    return [name for _, name, _, _ in RUN_OPTIONS if getattr(args, name) is not None]
+
+
+def note_settings_without_effect(configs: list[RunConfig], typed: list[str] = ()) -> None:
+    """Say in ``note:`` lines which settings change nothing, and why: without augmented copies a run is
+    the plain one (its run id too), so its jitters and the paper protocol do nothing; of the ``typed``
+    fields (:func:`typed_settings`), those the model or the split does not read do nothing either."""
     settings, reasons = {}, {}
     for config in configs:
         if config.augment_factor > 1 and config.augment.enabled():
@@ -137,10 +143,30 @@ def note_settings_without_effect(configs: list[RunConfig]) -> None:
         if ignored:
             settings.update(dict.fromkeys(ignored))
             reasons["--augment-factor 1" if config.augment_factor == 1 else "--no-augment"] = None
+    _note(settings, reasons, len(configs), " (no augmented copies)")
+    flags = {name: flag for flag, name, _, _ in RUN_OPTIONS}
+    settings, reasons = {}, {}
+    for config in configs:
+        # The run id leaves out what the model and the split do not read; "raw" preprocessing it leaves out only
+        # so that older runs keep their ids.
+        kept = config.canonical()
+        for name in (name for name in typed if name not in kept and name != "preprocess"):
+            settings[f"{flags[name]} {_shown(getattr(config, name))}"] = None
+            holdout = config.test_fraction is not None
+            split = f"--test-fraction {config.test_fraction:g}" if holdout else "--protocol lodo"
+            reasons[split if name == "folds" else f"--model {config.model}"] = None
+    _note(settings, reasons, len(configs))
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _note(settings: dict, reasons: dict, n_configs: int, why: str = "") -> None:
     if settings:
-        where = "with" if len(configs) == 1 else "in the grid's runs with"
+        where = "with" if n_configs == 1 else "in the grid's runs with"
         print(f"note: {', '.join(settings)} {'has' if len(settings) == 1 else 'have'} no effect {where} "
-              f"{' or '.join(reasons)} (no augmented copies): same run and run id as without "
+              f"{' or '.join(reasons)}{why}: same run and run id as without "
               f"{'it' if len(settings) == 1 else 'them'}", file=sys.stderr)
 
 
