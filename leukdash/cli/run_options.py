@@ -146,6 +146,8 @@ def note_settings_without_effect(configs: list[RunConfig], typed: list[str] = ()
     _note(settings, reasons, len(configs), " (no augmented copies)")
     flags = {name: flag for flag, name, _, _ in RUN_OPTIONS}
     settings, reasons = {}, {}
+    if not typed:  # a config file's settings: none typed, and not validated yet (canonical() needs valid ones)
+        return
     for config in configs:
         # The run id leaves out what the model and the split do not read; "raw" preprocessing it leaves out only
         # so that older runs keep their ids.
