@@ -8,7 +8,7 @@ import streamlit as st
 
 from leukdash.errors import LeukdashError
 from leukdash.evaluation.answer_table import csv_text, external_csv, surest_mistakes
-from leukdash.evaluation.compare import distinct_runs, ties_note
+from leukdash.evaluation.compare import collapse_of, distinct_runs, ties_note
 from leukdash.paths import hide_roots
 from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, available_metrics, confusion_heatmap,
                                       curve_runs, external_bars, external_frame, fold_frame, learning_curves,
@@ -265,6 +265,10 @@ with tabs[0]:
         st.caption(f":material/warning: **{literal(who)}**: {literal(hide_roots(warning))}",
                    help="What these runs' data held that their figures depend on, as `run` warned of it: "
                         + "; ".join(runs[:10]) + (f" and {len(runs) - 10} more" if len(runs) > 10 else ""))
+    for result, label in zip(chosen, labels):  # one class for nearly every image: the figures are its share
+        collapse = collapse_of(result)
+        if collapse:
+            st.caption(f":material/warning: **{literal(label)}**: {literal(collapse)}")
     by_source = source_frame(chosen, labels)
     if not by_source.empty:
         shares = [c for c in by_source.columns if c not in ("Run", "Source", "Folds", "Images")]

@@ -386,6 +386,23 @@ def test_compare_shows_what_each_run_warned_of_about_its_data(tiny):
     assert len(said) == 1 and "**2 runs**" in said[0].value and said[0].help.count("Naive Bayes") == 2
 
 
+def test_compare_says_which_run_answers_one_class_for_every_image(allidb2_path, tmp_path):
+    """20 ALL and 3 HEALTHY: naive Bayes answers ALL throughout, its accuracy the share of ALL: said beside it."""
+    import shutil
+
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run
+
+    for name, n in (("ALL", 20), ("HEALTHY", 3)):
+        (tmp_path / "imb" / name).mkdir(parents=True)
+        for path in sorted((allidb2_path / name).iterdir())[:n]:
+            shutil.copy(path, tmp_path / "imb" / name / path.name)
+    run(RunConfig(dataset=str(tmp_path / "imb"), model="nb", image_size=16, augment_factor=1, folds=3), n_jobs=1)
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
+    said = [c.value for c in at.caption if "the model answers ALL for 100% of the images it validates on" in c.value]
+    assert len(said) == 1 and "Naive Bayes" in said[0] and "balanced accuracy 0.50" in said[0], said
+
+
 def test_compare_draws_each_runs_roc_curve_with_its_auc(tiny):
     from leukdash.config import AugmentConfig, RunConfig
     from leukdash.engine.runner import run

@@ -103,3 +103,31 @@ def test_one_bare_run_id_is_that_run_and_a_run_id_is_no_result(tiny_dataset):
         compare_runs(result)
     with pytest.raises(TypeError, match=f"a run id was given .* finished_result\\('{run_id}'\\)"):
         out_of_fold_roc(run_id)
+
+
+def test_a_run_that_answers_one_class_for_every_image_says_so_beside_its_figures(allidb2_path, tmp_path, capsys):
+    """20 ALL and 3 HEALTHY: naive Bayes answers ALL for every out-of-fold image, a mean accuracy of 0.87 that is
+    the share of ALL; ``run`` and ``compare`` say so from the stored answers, as evaluate calls it collapsed."""
+    import shutil
+
+    from leukdash.cli import main
+    from leukdash.engine.store import RunStore
+
+    for name, n in (("ALL", 20), ("HEALTHY", 3)):
+        (tmp_path / "imb" / name).mkdir(parents=True)
+        for path in sorted((allidb2_path / name).iterdir())[:n]:
+            shutil.copy(path, tmp_path / "imb" / name / path.name)
+    quick = ["run", str(tmp_path / "imb"), "--image-size", "16", "--folds", "3", "--augment-factor", "1",
+             "--n-jobs", "1", "--quiet"]
+    note = ("note: the model answers ALL for 100% of the images it validates on: its accuracy reflects the class "
+            "shares (balanced accuracy 0.50)")
+    assert main([*quick, "--model", "nb"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2].startswith("mean val_acc 0.8690 ") and lines[-1] == note
+    assert main([*quick, "--model", "knn"]) == 0
+    assert "note:" not in capsys.readouterr().out  # k-NN tells the classes apart here: nothing to say
+    run_ids = [entry["run_id"] for entry in RunStore().list_runs()]
+    assert main(["compare", *run_ids]) == 0
+    nb = next(run_id for run_id in run_ids if run_id.startswith("nb-"))
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")] == [
+        f"note: {nb}: {note.removeprefix('note: ')}"]

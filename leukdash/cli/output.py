@@ -52,7 +52,7 @@ def run_json(result: dict) -> dict:
 
 
 def run_text(result: dict) -> str:
-    from leukdash.evaluation.compare import ties_note
+    from leukdash.evaluation.compare import collapse_of, ties_note
     from leukdash.metrics import share_interval, std_text
 
     config, summary = result["config"], result["summary"]
@@ -83,8 +83,12 @@ def run_text(result: dict) -> str:
     interval = (f"95% CI n/a: {n_folds} fold{'s are' if n_folds > 1 else ' is'} too few for one" if n_folds < 3 else
                 f"95% CI {low:.4f}-{high:.4f}")
     lines.append(f"mean val_acc {acc['mean']:.4f} ({spread}, min {acc['min']:.4f}, max {acc['max']:.4f}, {interval})")
-    ties = ties_note(result)
-    return "\n".join(lines + sources_text(summary.get("per_source") or {}) + ([f"warning: {ties}"] if ties else []))
+    # Ties, and a model giving one class to nearly every image (its figures are that class's share), are said from
+    # the stored out-of-fold answers (a result without them, a summary made by hand, has nothing to tell).
+    answered = all("oof" in fold for fold in result["folds"])
+    ties, note = (ties_note(result), collapse_of(result)) if answered else (None, None)
+    return "\n".join(lines + ([f"note: {note}"] if note else []) + sources_text(summary.get("per_source") or {})
+                     + ([f"warning: {ties}"] if ties else []))
 
 
 def final_text(record: dict) -> str:

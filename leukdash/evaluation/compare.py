@@ -51,7 +51,8 @@ def compare_runs(run_ids, store: RunStore | None = None) -> dict:
     runs = [{"run_id": r["run_id"], "label": label, "config": r["config"],
              "dataset": r["dataset"]["name"], "summary": r["summary"],
              "val_acc_per_fold": [f["val_acc"] for f in r["folds"]],
-             "roc_auc": roc["auc"], "roc_auc_kind": roc["kind"], "ties": ties_note(r)}
+             "roc_auc": roc["auc"], "roc_auc_kind": roc["kind"], "ties": ties_note(r),
+             "collapse": collapse_of(r)}
             for r, label, roc in zip(results, labels, rocs)]
     label_of = dict(zip((r["run_id"] for r in results), labels))
     correct = {r["run_id"]: _correct_by_image(r) for r in results}  # once per run, not once per pair
@@ -141,6 +142,15 @@ def ties_note(result: dict) -> str | None:
             f"{as_what}: the figures depend on the class order{odd_k}")
 
 
+def collapse_of(result: dict) -> str | None:
+    """:func:`~leukdash.evaluation.external_metrics.collapse_note` of a run's out-of-fold answers, on the
+    rows its accuracy counts: what to know of a run that gives one class to nearly every image, else None."""
+    from leukdash.evaluation.external_metrics import collapse_note
+
+    _, _, true, proba = out_of_fold(result)
+    return collapse_note(true, proba, result["dataset"]["classes"])
+
+
 def out_of_fold_roc(result: dict) -> dict:
     """The ROC curve of a run from its pooled out-of-fold probabilities (:func:`out_of_fold`), on
     the rows its accuracy counts (under the paper's protocol the augmented copies too): for two
@@ -186,6 +196,7 @@ def format_comparison(comparison: dict) -> str:
                      f"validation copies too), {'; '.join(kinds)} (of two classes the first is the positive one; of "
                      "more, every image and class is one decision)")
     lines += [f"warning: {run['run_id']}: {run['ties']}" for run in comparison["runs"] if run.get("ties")]
+    lines += [f"note: {run['run_id']}: {run['collapse']}" for run in comparison["runs"] if run.get("collapse")]
     family = sum(test["p_value"] is not None for test in comparison["mcnemar"])
     for test in comparison["mcnemar"]:
         p = "n/a" if test["p_value"] is None else f"{test['p_value']:.4g}"

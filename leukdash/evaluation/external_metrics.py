@@ -80,6 +80,25 @@ def collapsed(predicted, tied, n_classes: int) -> bool:
     return bool((np.bincount(decided, minlength=n_classes) / len(decided)).max() >= COLLAPSE_SHARE)
 
 
+def collapse_note(y_true, proba, classes) -> str | None:
+    """What to know of answers (``proba`` for images labelled ``y_true``: a run's out-of-fold ones)
+    that have collapsed (:func:`collapsed`), else None: their accuracy reflects the class shares
+    (a model answering the larger class everywhere scores that class's share), not a skill."""
+    from leukdash.metrics import fold_metrics
+
+    proba = np.asarray(proba, dtype=np.float64)
+    predicted, tied = proba.argmax(axis=1), tied_answers(proba)
+    if not collapsed(predicted, tied, len(classes)):
+        return None
+    balanced = fold_metrics(np.asarray(y_true, dtype=int), proba, classes)["balanced_acc"]
+    decided = predicted[~tied]
+    if not len(decided):
+        return f"the model's answers all tie: they tell no image apart (balanced accuracy {balanced:.2f})"
+    counts = np.bincount(decided, minlength=len(classes))
+    return (f"the model answers {classes[counts.argmax()]} for {counts.max() / len(decided):.0%} of the images it "
+            f"validates on: its accuracy reflects the class shares (balanced accuracy {balanced:.2f})")
+
+
 def flag_errors(flags, wrong, own_flags) -> dict:
     """How a warning fared: the share of images it flags, the error rate among them and among
     the rest, and the share of the run's own out-of-fold images it flags (when known)."""
