@@ -378,14 +378,14 @@ def transfer_figures(root: str, run_ids: tuple[str, ...]) -> dict:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def predict(root: str, run_id: str, data: bytes, batch: str | None = None, _lab=None) -> dict:
-    """Fold-ensemble prediction of one uploaded file (raises ImageDecodeError if unreadable); with
-    ``batch`` (a name of the uploads it came with), its support check compares it as one of their
-    lab's images, ``_lab`` (:func:`uploads_lab`)."""
-    from leukdash.data.decode import decode_image
+def predict(root: str, run_id: str, data: bytes, _picture, batch: str | None = None, _lab=None) -> dict:
+    """Fold-ensemble prediction of one uploaded file, ``data``, decoded as ``_picture`` (the page
+    decodes it once: a second copy of a 48-megapixel upload is 144 MB); with ``batch`` (a name of the
+    uploads it came with), its support check compares it as one of their lab's images, ``_lab``
+    (:func:`uploads_lab`)."""
     from leukdash.evaluation.predict import predict_images
 
-    return predict_images(run_id, [decode_image(data)], lab=_lab if batch else None)[0]
+    return predict_images(run_id, [_picture], lab=_lab if batch else None)[0]
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
@@ -407,19 +407,19 @@ def adapted_models(root: str, run_id: str, batch: str, _uploads: tuple[bytes, ..
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def predict_adapted(root: str, run_id: str, batch: str, data: bytes, _models) -> dict:
+def predict_adapted(root: str, run_id: str, batch: str, data: bytes, _picture, _models) -> dict:
     """:func:`predict` of one upload with the models adapted to its batch (:func:`adapted_models`)."""
-    from leukdash.data.decode import decode_image
     from leukdash.evaluation.predict import predict_images
 
-    return predict_images(run_id, [decode_image(data)], models=_models)[0]
+    return predict_images(run_id, [_picture], models=_models)[0]
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def gradcam(root: str, run_id: str, data: bytes, batch: str | None = None, _models=None):
-    """Grad-CAM of one upload; with ``batch`` (:func:`adapted_models`' name of the uploads), of the
-    models adapted to them, ``_models``."""
-    from leukdash.data.decode import decode_image
+def gradcam(root: str, run_id: str, data: bytes, _picture, batch: str | None = None, _models=None):
+    """Grad-CAM of one upload, ``data`` decoded as ``_picture``, at the size the page shows it
+    (:func:`~leukdash.reporting.plots.for_display`: a full-size map of a large upload is kept for nothing);
+    with ``batch`` (:func:`adapted_models`' name of the uploads), of the models adapted to them, ``_models``."""
     from leukdash.evaluation.gradcam import gradcam as engine_gradcam
+    from leukdash.reporting.plots import for_display
 
-    return engine_gradcam(run_id, decode_image(data), models=_models if batch else None)
+    return for_display(engine_gradcam(run_id, _picture, models=_models if batch else None))

@@ -15,7 +15,7 @@ from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, warm_up, warmed_up
 from leukdash.evaluation.transfer import FULL_PROTOCOL_FOLDS
 from leukdash.errors import ImageDecodeError, LeukdashError
 from leukdash.paths import hide_roots, printable
-from leukdash.reporting.plots import heatmap_overlay, probability_bars
+from leukdash.reporting.plots import for_display, heatmap_overlay, probability_bars
 from pages._session import kept, literal, root, routed, upload_mb
 from pages._shared import (adapted_models, finished_runs, gradcam, no_runs_yet, predict, predict_adapted,
                            run_option_labels, transfer_figures, uploads_lab, visible_runs, why_unfinished)
@@ -170,8 +170,8 @@ for number, upload in enumerate(uploads, start=1):
         try:
             with st.spinner("Predicting…" if ready else "Finishing loading this run's fold models and reference "
                             "images (once per run), then predicting…"):
-                result = (predict(root(), run_id, data, batch if lab is not None else None, lab) if models is None
-                          else predict_adapted(root(), run_id, batch, data, models))
+                result = (predict(root(), run_id, data, picture, batch if lab is not None else None, lab)
+                          if models is None else predict_adapted(root(), run_id, batch, data, picture, models))
             ready = True
             loading.empty()
         except LeukdashError as error:
@@ -233,12 +233,16 @@ for number, upload in enumerate(uploads, start=1):
             if show_cam:
                 try:
                     with st.spinner("Computing Grad-CAM…"):
-                        heatmap = gradcam(root(), run_id, data, batch if models is not None else None, models)
+                        heatmap = gradcam(root(), run_id, data, picture, batch if models is not None else None,
+                                          models)
                 except Exception as error:  # an optional view: the prediction stands without it
                     st.warning(f"Grad-CAM failed: {type(error).__name__}: {error}", icon=":material/warning:")
             size = f"{picture.shape[1]}×{picture.shape[0]} px"
+            # Shown shrunk, and the full-size picture let go before the next upload is decoded: Streamlit
+            # would keep a 48-megapixel array whole (hundreds of MB) only for the browser to scale it down.
+            picture = for_display(picture)
             if heatmap is not None:
-                # The engine's heatmap is in the picture's own pixels (gradcam maps it back).
+                # The heatmap is in the picture's own pixels (gradcam maps it back), shrunk as the picture is.
                 seen = ("; blue too outside the cell's box, which the models did not see"
                         if config.get("preprocess", "raw") != "raw" else "")
                 st.image([picture, heatmap_overlay(picture, heatmap)], width=180,

@@ -279,3 +279,26 @@ def test_answers_whose_checks_cannot_be_made_say_so_above_them_without_the_serve
     assert "ood, known and support checks unavailable" in warning and "which are gone" in warning
     assert str(data) not in warning and "moved" in warning
     assert not [c.value for c in at.caption if "unavailable" in c.value]
+
+
+def test_a_large_upload_is_shown_shrunk_not_handed_whole_to_the_browser(fresh_deploy, monkeypatch):
+    """A 48-megapixel upload took the server from 268 MB to over 1 GB: the page handed the whole array to
+    st.image. The picture shown is bounded (its longer side), its aspect kept; the caption gives its true size."""
+    from leukdash.reporting.plots.predict import DISPLAY_SIDE
+
+    shown = []
+    draw = st.image
+
+    def recorded(image, **kwargs):
+        shown.append((image, kwargs["caption"]))
+        return draw(image, **kwargs)
+
+    monkeypatch.setattr(st, "image", recorded)
+    tile = np.random.default_rng(3).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/predict.py").run()
+    at.file_uploader(key="predict_upload").set_value([("big.png", _png(np.tile(tile, (100, 100, 1))), "image/png")])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    [(picture, caption)] = shown
+    assert picture.shape == (DISPLAY_SIDE * 3 // 4, DISPLAY_SIDE, 3) and caption == "4000×3000 px"

@@ -13,7 +13,7 @@ from leukdash.reporting.plots.common import (ERROR_BARS, FRACTION_METRICS, METRI
                                              error_bounds, fold_values, paper_value, result_task)
 from leukdash.reporting.plots.external import EXTERNAL_METRICS, external_bars, external_frame
 from leukdash.reporting.plots.overview import class_counts_bar, paper_figures, paper_table
-from leukdash.reporting.plots.predict import heatmap_overlay, probability_bars
+from leukdash.reporting.plots.predict import for_display, heatmap_overlay, probability_bars
 from leukdash.reporting.plots.runs import (confusion_heatmap, curve_runs, fold_frame, learning_curves, metric_bars,
                                            roc_curves, runs_frame, source_frame, summary_frame)
 from leukdash.reporting.plots.sweeps import (seed_spread_frame, sweep_axes, sweep_frame, sweep_heatmap,
@@ -21,7 +21,8 @@ from leukdash.reporting.plots.sweeps import (seed_spread_frame, sweep_axes, swee
 
 __all__ = ["ERROR_BARS", "EXTERNAL_METRICS", "FRACTION_METRICS", "METRICS", "MODEL_COLOURS", "available_metrics",
            "class_counts_bar", "confusion_heatmap", "curve_runs", "error_bounds", "external_bars", "external_frame",
-           "fold_frame", "fold_values", "heatmap_overlay", "learning_curves", "metric_bars", "paper_figures",
-           "paper_table", "paper_value", "probability_bars", "result_task", "roc_curves", "run_labels", "runs_frame",
+           "fold_frame", "fold_values", "for_display", "heatmap_overlay", "learning_curves", "metric_bars",
+           "paper_figures", "paper_table", "paper_value", "probability_bars", "result_task", "roc_curves", "run_labels",
+           "runs_frame",
            "seed_spread_frame", "setting_text", "source_frame", "summary_frame", "sweep_axes", "sweep_frame",
            "sweep_heatmap", "sweep_parallel", "task_name"]

@@ -7,6 +7,11 @@ import plotly.graph_objects as go
 
 from leukdash.reporting.plots.common import LAYOUT, MODEL_COLOURS
 
+# The longer side of a picture as a page shows it: wider than any column it is drawn in, and a
+# 48-megapixel upload is not handed to the browser (hundreds of MB in the server) to be scaled down there.
+DISPLAY_SIDE = 1280
+
+
 def probability_bars(probabilities: dict[str, float], predicted: str | None = None) -> go.Figure:
     """Class probabilities of one image (mean over the fold models), the predicted class highlighted."""
     classes = list(probabilities)
@@ -19,6 +24,19 @@ def probability_bars(probabilities: dict[str, float], predicted: str | None = No
     fig.update_xaxes(title="Probability", range=[0, 1.0], tickformat=".0%")
     fig.update_yaxes(autorange="reversed", type="category")
     return fig
+
+
+def for_display(image: np.ndarray, longest: int = DISPLAY_SIDE) -> np.ndarray:
+    """``image`` (a picture or a heatmap) shrunk to at most ``longest`` pixels on its longer side, its
+    aspect kept (area averaging, no aliasing); a smaller one as it is."""
+    import cv2
+
+    height, width = image.shape[:2]
+    scale = longest / max(height, width)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
