@@ -17,6 +17,11 @@ class ImageDecodeError(LeukdashError):
     """A file is not a readable image; the message says why."""
 
 
+class ImageFormatError(ImageDecodeError):
+    """A file is no image at all, or of a format this tool does not read: its type, not its content, is
+    what is wrong (another file type is the remedy)."""
+
+
 class RunError(LeukdashError):
     """A run cannot be found, resumed or used for prediction."""
 

@@ -13,7 +13,7 @@ from leukdash.evaluation.answer import apart, headline, one_class_warning, unava
 from leukdash.evaluation.answer_table import answer_row, answers_csv
 from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, warm_up, warmed_up
 from leukdash.evaluation.transfer import FULL_PROTOCOL_FOLDS
-from leukdash.errors import ImageDecodeError, LeukdashError
+from leukdash.errors import ImageDecodeError, ImageFormatError, LeukdashError
 from leukdash.paths import hide_roots, printable
 from leukdash.reporting.plots import for_display, heatmap_overlay, probability_bars
 from pages._session import kept, literal, root, routed, upload_mb
@@ -163,8 +163,9 @@ for number, upload in enumerate(uploads, start=1):
             picture = decode_image(data)
             note = frames_note(data)
         except ImageDecodeError as error:
-            st.error(f"Cannot read {literal(name)}: {error}. Upload a {FORMATS} image.",
-                     icon=":material/broken_image:")
+            # Another file helps only where the file's type is what is wrong, not a PNG too large or damaged.
+            advice = f" Upload a {FORMATS} image." if isinstance(error, ImageFormatError) else ""
+            st.error(f"Cannot read {literal(name)}: {error}.{advice}", icon=":material/broken_image:")
             answered.append({"file": name, "error": str(error)})
             continue
         try:

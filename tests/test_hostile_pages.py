@@ -189,6 +189,23 @@ def test_predict_says_when_an_upload_holds_several_pictures(data_root, isolated_
     assert notes == ["Note: the file holds 3 pictures (pages or frames): only the first was read."], notes
 
 
+def test_predict_gives_a_bombs_size_and_the_type_advice_only_for_a_wrong_type(data_root, isolated_artifacts):
+    """A decompression bomb, refused by Pillow before our pixel limit, is refused with its size and the limit like
+    any image too large; only a file whose type is wrong is told which types to upload instead."""
+    from tests.test_hostile import _png_header_only
+
+    shipped_runs(isolated_artifacts, "nb")
+    at = app("predict")
+    at.file_uploader(key="predict_upload").set_value([("bomb.png", _png_header_only(20000), "image/png"),
+                                                     ("notes.png", b"not an image", "image/png")])
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e.value for e in at.error] == [
+        "Cannot read bomb.png: image too large: 20000x20000 pixels exceeds the limit of 50,000,000.",
+        "Cannot read notes.png: not an image: the file's content is not a known image format. Upload a .jpg, .jpeg, "
+        ".png, .bmp, .tif, .tiff, .webp or .jp2 image."]
+
+
 def test_names_inside_error_lines_are_escaped_markdown(data_root, isolated_artifacts):
     name = "[l](http://x) ![](http://x) **b**"
     shipped_runs(isolated_artifacts, "nb")

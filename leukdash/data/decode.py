@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from leukdash.errors import FileRefused, ImageDecodeError
+from leukdash.errors import FileRefused, ImageDecodeError, ImageFormatError
 from leukdash.fd2 import stderr_captured
 from leukdash.data.files import read_regular_file, too_large
 
@@ -80,7 +80,7 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np
         if kind not in _OPENCV_FORMATS:
             # Pillow knows more formats than OpenCV decodes (icons, Targa, Photoshop...): such a
             # file is whole, just not readable here, and "corrupt" would send its owner astray.
-            raise ImageDecodeError(f"not a format this tool reads: {description} ({kind}); {_SAVE_AS}")
+            raise ImageFormatError(f"not a format this tool reads: {description} ({kind}); {_SAVE_AS}")
         raise ImageDecodeError(f"{damaged}: {message or 'OpenCV could not decode it'}")
     if any(word in message.lower() for word in _DAMAGE_WORDS):
         raise ImageDecodeError(f"{damaged}: {message}")
@@ -134,11 +134,12 @@ def _header(data: bytes) -> tuple[int, int, str, str, int]:
             with Image.open(io.BytesIO(data)) as image:
                 return *image.size, image.format, image.format_description, _exif_orientation(image)
     except Image.DecompressionBombError:
-        raise ImageDecodeError("image too large: refused as a possible decompression bomb") from None
+        # The caller's pixel limit refuses it, with its size, as it does any image over the limit.
+        return *_unchecked_size(data), "", "", 1
     except Exception as error:
         kind = _signature(data)
         if kind is None:
-            raise ImageDecodeError("not an image: the file's content is not a known image format") from None
+            raise ImageFormatError("not an image: the file's content is not a known image format") from None
         if "MAX_TEXT_CHUNK" in str(error):
             raise ImageDecodeError(f"{kind} refused: a text or colour-profile chunk decompresses to more than "
                                    f"{PngImagePlugin.MAX_TEXT_CHUNK // 2**20} MiB "
@@ -150,6 +151,20 @@ def _header(data: bytes) -> tuple[int, int, str, str, int]:
         if kind == "WebP":  # Pillow reads its first frame when it opens one: cut data fails here
             raise ImageDecodeError(f"truncated or damaged WebP: {said or type(error).__name__}") from None
         raise ImageDecodeError(f"damaged {kind} header: {said or type(error).__name__}") from None
+
+
+def _unchecked_size(data: bytes) -> tuple[int, int]:
+    """Width and height of an image that Pillow's ``Image.open`` refused as a possible decompression
+    bomb, read by its format's own reader (the header alone, the step before open's check)."""
+    for kind in Image.ID:
+        factory, accept = Image.OPEN[kind]
+        if not accept or accept(data[:16]) is True:
+            try:
+                with factory(io.BytesIO(data)) as image:
+                    return image.size
+            except Exception:  # noqa: BLE001 - not this format: open tries the next one the same way
+                continue
+    raise ImageDecodeError("image too large: refused as a possible decompression bomb")
 
 
 def _exif_orientation(image: Image.Image) -> int:
