@@ -336,11 +336,17 @@ def test_compare_pairs_runs_on_the_same_images(tiny_dataset, capsys):
     correct_b = np.concatenate([np.argmax(f["oof"]["proba"], 1) == f["oof"]["true"] for f in b["folds"]])
     # folds hold the same images in the same order in both runs, so the discordant counts are direct
     assert test["b"] + test["c"] == int(np.sum(correct_a != correct_b))
-    # A fold record lost: the run is partial, and its old mean is no longer given as its figure.
+    # A fold record lost: the run is partial, and its old mean is no longer given as its figure; how many of
+    # its folds are done is, as for a run still running (its lock held).
     (RunStore().run_dir(b["run_id"]) / "folds" / "fold_1.json").unlink()
     assert main(["runs"]) == 0
     [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith(b["run_id"])]
-    assert line.split()[1:4] == ["partial", "val_acc", "-"]
+    assert line.split()[1:6] == ["partial", "2/3", "folds", "val_acc", "-"]
+    with RunStore().lock(b["run_id"]):
+        assert main(["runs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1:4] for line in lines if line.startswith(b["run_id"])] == [["running", "2/3", "folds"]]
+    assert [line.split()[1:4] for line in lines if line.startswith(a["run_id"])] == [["complete", "3/3", "folds"]]
 
 
 @pytest.mark.parametrize("args, message", [

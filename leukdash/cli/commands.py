@@ -156,7 +156,8 @@ def runs(args) -> int:
         # A partial run's stored summary is that of folds no longer all there: not shown as its figure.
         acc = (entry.get("summary") or {}).get("val_acc", {}).get("mean") if entry["status"] == "complete" else None
         shown = f"{acc:.4f}" if acc is not None else "-"
-        print(f"{entry['run_id']:<18} {entry['status']:<9} val_acc {shown:<6}  {label}")
+        folds = f"{entry['n_folds_done']}/{len(entry['meta']['fold_ids'])} folds"  # how far a running run has got
+        print(f"{entry['run_id']:<18} {entry['status']:<9} {folds:<10} val_acc {shown:<6}  {label}")
     for name, why in unreadable.items():
         print(f"note: {name} is not listed: {why}", file=sys.stderr)
     return 0
