@@ -183,6 +183,27 @@ def test_a_run_reports_its_loading_phase_before_it_starts(tiny_dataset):
     assert kinds[0] == "loading" and kinds.index("loading") < kinds.index("start")
 
 
+def test_the_run_line_says_the_images_loading_and_counts_it_in_the_time_taken(tiny_dataset):
+    """The progress line was blank while thousands of images loaded, then said "in 0s": the loading was no
+    phase of it, and its events had no time. It says what loads, and the time taken starts with the loading."""
+    import io
+
+    from leukdash.cli.output import ProgressLine
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+
+    stream = io.StringIO()
+    stream.isatty = lambda: False
+    line = ProgressLine(stream)
+    run(RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, folds=2, augment=AugmentConfig.off(),
+                  augment_factor=1), n_jobs=1, on_event=line.update)
+    n_images = 40  # tiny_dataset: 8 of each of 5 classes
+    assert stream.getvalue().splitlines()[0] == f"loading and resizing {n_images} images"
+    loading, *_, done = line.events
+    assert format_progress_line(latest_state([loading])) == f"loading and resizing {n_images} images…"
+    assert loading["time"] < done["time"] and latest_state(line.events)["elapsed"] == done["time"] - loading["time"]
+
+
 def test_a_run_is_past_its_loading_only_once_its_attempt_has_started():
     """The Experiments page's time left adds the start-up (decoding, workers) of runs that have not
     paid it: a running job still decoding, or just started after an attempt that ended, has not."""

@@ -193,7 +193,9 @@ class ProgressLine:
         from leukdash.engine.progress import format_progress_line, latest_state
 
         self.events.append(event)
-        if event.get("event") == "message":  # something the run waits for: a line of its own
+        # Something the run waits for: a line of its own; without a terminal, the images' loading too (a terminal's
+        # progress line says it).
+        if event.get("event") == "message" or (event.get("event") == "loading" and not self.live):
             self.stream.write(("\r\033[K" if self.live else "") + f"{event['message']}\n")
         if self.live:
             self.stream.write("\r\033[K" + format_progress_line(latest_state(self.events)))

@@ -163,7 +163,11 @@ def latest_state(events: list[dict], now: float | None = None) -> dict:
     if not current:
         return state
 
-    started = _time(current[0], now)
+    # The time taken counts the decoding just before the attempt's start (a minute, for thousands of images).
+    begin = starts[-1] if starts else 0
+    if begin and events[begin - 1].get("event") == "loading":
+        begin -= 1
+    started = _time(events[begin], now)
     work_started = None  # first fold_start: data loading is not part of the pace
     done_before: set[int] = set()
     done_now: set[int] = set()
@@ -227,6 +231,8 @@ def latest_state(events: list[dict], now: float | None = None) -> dict:
 
 def format_progress_line(state: dict, width: int = 20) -> str:
     """One line for a terminal, e.g. ``fold 2/5 epoch 13/25 [#####.....] val_acc 0.83  ~1m20s left``."""
+    if state.get("phase") == "loading":  # before the folds: no bar yet, what the run does
+        return f"{state.get('message') or 'loading the images'}…"
     parts = []
     folds, fold = state.get("folds"), state.get("fold")
     if state.get("status") == "done":

@@ -28,7 +28,7 @@ from leukdash.data.dataset import Dataset, check_class_counts
 from leukdash.data.discovery import open_dataset
 from leukdash.errors import ConfigError, DatasetError, LeukdashError, RunError
 from leukdash.engine.machine import describe_machine
-from leukdash.engine.progress import append_event
+from leukdash.engine.progress import append_event, count
 from leukdash.engine.run_data import note_dataset_found, record_for
 from leukdash.engine.store import RunStore
 from leukdash.engine.versions import differing_versions, versions, versions_text
@@ -335,7 +335,8 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
             _check_resumable(r, store, here)
         for r in runs:
             # Decoding can take a while before the first fold starts: the dashboard shows it as a phase.
-            emit(r.run_id, {"event": "loading", "run_id": r.run_id, "message": "loading and resizing the images"})
+            emit(r.run_id, {"event": "loading", "run_id": r.run_id,
+                            "message": f"loading and resizing {count(len(r.dataset.items), 'image')}"})
             began = time.perf_counter()
             arrays[r.run_id] = load_arrays(r.dataset, r.config.image_size, r.config.preprocess)
             inputs[r.run_id] = fold_inputs(r.config, r.dataset, arrays[r.run_id])
@@ -409,6 +410,9 @@ def _write_model(path: Path, data: bytes) -> None:
 
 
 def _emit(path: Path, event: dict, on_event) -> None:
+    # Stamped here, so that the caller's events carry the file's times: the command line's time taken and time
+    # left are read from them.
+    event = {"time": time.time(), **event}
     append_event(path, event)
     if on_event:
         on_event(event)
