@@ -271,6 +271,15 @@ def test_a_cnn_whose_loss_explodes_but_stays_finite_has_diverged_too(tiny_datase
     assert RunStore().read_meta(resolve(config).run_id) is not None  # kept, partial, as when the loss is NaN
 
 
+def test_a_cnn_whose_loss_is_huge_from_its_first_epoch_has_diverged(tiny_dataset):
+    """With --epochs 1 the first epoch is the last: a loss of 1e5 at learning rate 10 (a uniform answer's is
+    ln 5 = 1.6) is refused, and said as the loss it is, since it did not rise from an earlier one."""
+    config = _config(tiny_dataset, model="cnn", learning_rate=10, augment_factor=1, folds=2, epochs=1, batch_size=4)
+    with pytest.raises(RunError, match=r"^fold 1: the CNN's training diverged \(loss \d\S*\) at learning rate 10: "
+                                       r"give a lower --learning-rate; finished folds are kept$"):
+        run(config, n_jobs=1)
+
+
 def test_paper_protocol_validates_on_augmented_copies(tiny_dataset):
     strict = run(_config(tiny_dataset, model="nb", protocol="strict", augment_factor=3), n_jobs=1)
     paper = run(_config(tiny_dataset, model="nb", protocol="paper", augment_factor=3), n_jobs=1)

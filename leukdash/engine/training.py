@@ -336,15 +336,16 @@ def _train_cnn(config, fold, n_classes, train_images, train_labels, val_images, 
     )
     proba = cnn.predict_proba(model, val_images)
     first, last = history["loss"][0], history["loss"][-1]
-    # Training lowers the loss from the first epoch's, itself near ln(classes), a uniform answer's: a last epoch ten
-    # times above both is a loss that runs away, whose model answers one class with certainty (or NaN).
-    exploded = last > 10 * max(first, math.log(n_classes))
+    # A uniform answer's loss is ln(classes); ten times it is a geometric-mean true-class probability of
+    # classes^-10, which ordinary training never ends at: a model that answers one class with certainty, whether
+    # its loss ran away over the epochs or was huge from the first (the only one with --epochs 1).
+    exploded = last > 10 * math.log(n_classes)
     if exploded or not (np.isfinite(last) and np.isfinite(proba).all()):
         # A diverged model's answers are NaN or saturated, no measurement: said here, before it is saved.
         rate = config.learning_rate or cnn.default_learning_rate(config.architecture, config.optimizer)
         which = "the final model" if fold == FINAL_SEED_INDEX else f"fold {fold + 1}"
-        what = ("loss not finite" if not np.isfinite(last) else f"loss rose from {first:.3g} to {last:.3g}"
-                if exploded else "probabilities not finite")
+        what = ("loss not finite" if not np.isfinite(last) else "probabilities not finite" if not exploded
+                else f"loss rose from {first:.3g} to {last:.3g}" if last > first else f"loss {last:.3g}")
         kept = "" if fold == FINAL_SEED_INDEX else "; finished folds are kept"
         raise RunError(f"{which}: the CNN's training diverged ({what}) at learning rate {rate:g}: give a "
                        f"lower --learning-rate{kept}")
