@@ -178,6 +178,22 @@ def test_typed_settings_the_model_or_the_split_does_not_read_are_named_in_one_no
     assert not capsys.readouterr().err  # k-NN reads --k, k folds read --folds: nothing to say
 
 
+@pytest.mark.parametrize("options, refusal", [
+    (["--protocol", "lodo", "--test-fraction", "0.2"],
+     "protocol lodo holds out each dataset in turn: test_fraction does not apply"),
+    (["--model", "foo", "--epochs", "3"], "model must be one of"),
+    (["--model", "nb", "--learning-rate", "1e-46"], "learning_rate 1e-46 is below"),
+])
+def test_settings_the_run_refuses_are_refused_in_one_line_not_noted_as_without_effect(tmp_path, capsys, options,
+                                                                                       refusal):
+    """The note on settings without effect reads the run id's fields: a config it reads before validation crashed
+    (lodo and a holdout: KeyError 'folds') or noted settings the next line refused."""
+    datasets = f"{_dataset(tmp_path)},{tmp_path / 'other'}"
+    assert main(["run", datasets, "--quiet", *options]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {refusal}"), line
+
+
 def test_a_run_named_twice_in_a_comparison_or_a_ranking_counts_once(tmp_path):
     from leukdash.engine.runner import run
     from leukdash.evaluation.compare import compare_runs

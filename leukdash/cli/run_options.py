@@ -132,7 +132,10 @@ def typed_settings(args) -> list[str]:
 def note_settings_without_effect(configs: list[RunConfig], typed: list[str] = ()) -> None:
     """Say in ``note:`` lines which settings change nothing, and why: without augmented copies a run is
     the plain one (its run id too), so its jitters and the paper protocol do nothing; of the ``typed``
-    fields (:func:`typed_settings`), those the model or the split does not read do nothing either."""
+    fields (:func:`typed_settings`), those the model or the split does not read do nothing either.
+    Each config is validated first: a setting the run refuses is refused here, in its one line, not noted."""
+    for config in configs:
+        config.validate()
     settings, reasons = {}, {}
     for config in configs:
         if config.augment_factor > 1 and config.augment.enabled():
@@ -146,7 +149,7 @@ def note_settings_without_effect(configs: list[RunConfig], typed: list[str] = ()
     _note(settings, reasons, len(configs), " (no augmented copies)")
     flags = {name: flag for flag, name, _, _ in RUN_OPTIONS}
     settings, reasons = {}, {}
-    if not typed:  # a config file's settings: none typed, and not validated yet (canonical() needs valid ones)
+    if not typed:  # a config file's settings: none typed
         return
     for config in configs:
         # The run id leaves out what the model and the split do not read; "raw" preprocessing it leaves out only
