@@ -175,7 +175,9 @@ st.caption(f"Bars: mean {METRICS[metric].lower()} over the validation folds; whi
            + ("; open diamonds: the paper's reported 5-fold mean for the same model and task." if show_paper else ".")
            + (f" The first {MAX_BARS} of {len(chosen)} runs (newest first): select runs in the table to see others."
               if len(chosen) > MAX_BARS else ""))
-for result, label in zip(chosen, labels):
+for result, label in zip(chosen, labels):  # collapse, then ties: the order of run and compare
+    if collapse := collapse_of(result):  # one class for nearly every image: the figures are its share
+        st.caption(f":material/warning: **{literal(label)}**: {literal(collapse)}")
     if ties := ties_note(result):
         st.warning(f"{label}: {ties}.", icon=":material/warning:")
 
@@ -265,10 +267,6 @@ with tabs[0]:
         st.caption(f":material/warning: **{literal(who)}**: {literal(hide_roots(warning))}",
                    help="What these runs' data held that their figures depend on, as `run` warned of it: "
                         + "; ".join(runs[:10]) + (f" and {len(runs) - 10} more" if len(runs) > 10 else ""))
-    for result, label in zip(chosen, labels):  # one class for nearly every image: the figures are its share
-        collapse = collapse_of(result)
-        if collapse:
-            st.caption(f":material/warning: **{literal(label)}**: {literal(collapse)}")
     by_source = source_frame(chosen, labels)
     if not by_source.empty:
         shares = [c for c in by_source.columns if c not in ("Run", "Source", "Folds", "Images")]

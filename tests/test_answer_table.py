@@ -220,8 +220,8 @@ def test_tied_out_of_fold_answers_are_counted_and_said_with_the_runs_figures(tin
         assert tied and all(row[f"p_{classes[0]}"] == row[f"p_{classes[1]}"] == "0.5" for row in tied)
         assert {row["predicted"] for row in tied} == {classes[0]}  # what the figures counted them as
         note = (f"{len(tied)} of {len(rows)} out-of-fold answers are ties between the top classes, counted as the "
-                f"first class ({classes[0]}): the figures depend on the class order; an odd k avoids ties between "
-                "two classes")
+                f"first tied class in the run's order ({classes[0]}): the figures depend on the class order; an odd k "
+                "avoids ties between two classes")
         assert main(["run", "--dataset", str(tiny_dataset), "--model", "knn", "--k", "2", "--image-size", "16",
                      "--augment-factor", "1", "--folds", "2", "--classes", ",".join(classes), "--quiet"]) == 0
         assert f"warning: {note}" in capsys.readouterr().out.splitlines()

@@ -1,5 +1,7 @@
 """Pairing runs for McNemar's test: why a pair cannot be paired is said right."""
 
+import json
+
 import pytest
 
 from leukdash.evaluation.compare import paired_mcnemar
@@ -124,6 +126,9 @@ def test_a_run_that_answers_one_class_for_every_image_says_so_beside_its_figures
     assert main([*quick, "--model", "nb"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[-2].startswith("mean val_acc 0.8690 ") and lines[-1] == note
+    assert main([*quick, "--model", "nb", "--json"]) == 0  # as compare --json gives them
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["collapse"] == note.removeprefix("note: ") and shown["ties"] is None
     assert main([*quick, "--model", "knn"]) == 0
     assert "note:" not in capsys.readouterr().out  # k-NN tells the classes apart here: nothing to say
     run_ids = [entry["run_id"] for entry in RunStore().list_runs()]
@@ -131,3 +136,63 @@ def test_a_run_that_answers_one_class_for_every_image_says_so_beside_its_figures
     nb = next(run_id for run_id in run_ids if run_id.startswith("nb-"))
     assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")] == [
         f"note: {nb}: {note.removeprefix('note: ')}"]
+
+
+def answered(classes: list[str], *folds: tuple[list[int], list[int | list[float]]], model: str = "nb") -> dict:
+    """A result of ``folds``, each ``(true classes, answers)``: an answer a class index (answered with certainty) or
+    the probabilities of each class."""
+    stored = []
+    for number, (true, answers) in enumerate(folds):
+        proba = [answer if isinstance(answer, list) else [float(c == answer) for c in range(len(classes))]
+                 for answer in answers]
+        stored.append({"fold": number, "oof": {"index": list(range(len(true))), "copy": [0] * len(true),
+                                               "true": true, "proba": proba}})
+    return {"dataset": {"classes": classes}, "config": {"model": model}, "folds": stored}
+
+
+def test_fold_models_that_collapse_to_different_classes_are_said_fold_by_fold():
+    """Fold 1 answers HEALTHY, fold 2 ALL, for every image: pooled, half and half, no collapse; each fold's model
+    collapsed though, and its accuracy is the class share."""
+    from leukdash.evaluation.compare import collapse_of
+
+    true = [0] * 10 + [1] * 10
+    run = answered(["ALL", "HEALTHY"], (true, [1] * 19 + [0]), (true, [0] * 20))
+    assert collapse_of(run) == ("fold 1 answers HEALTHY for 95% and fold 2 answers ALL for 100% of the images they "
+                                "validate on: their accuracy reflects the class shares (balanced accuracy 0.45 and "
+                                "0.50)")
+    run = answered(["ALL", "HEALTHY"], (true, true), (true, [0] * 20))
+    assert collapse_of(run) == ("fold 2 answers ALL for 100% of the images it validates on: its accuracy reflects "
+                                "the class shares (balanced accuracy 0.50)")
+
+
+def test_a_good_model_of_skewed_data_has_not_collapsed():
+    """97 ALL and 3 HEALTHY answered right: ALL for 97% of the images, but the classes told apart (balanced accuracy
+    1.00); only the model answering ALL everywhere scores the class share."""
+    from leukdash.evaluation.compare import collapse_of
+
+    true = [0] * 97 + [1] * 3
+    assert collapse_of(answered(["ALL", "HEALTHY"], (true, true))) is None
+    assert collapse_of(answered(["ALL", "HEALTHY"], (true, [0] * 100))) == (
+        "the model answers ALL for 100% of the images it validates on: its accuracy reflects the class shares "
+        "(balanced accuracy 0.50)")
+
+
+def test_ties_of_later_classes_are_said_counted_as_the_first_tied_class_not_the_first_class():
+    from leukdash.evaluation.compare import ties_note
+
+    tie = [0.2, 0.4, 0.4]  # AML and CLL tie: argmax counts it as AML; ALL, the first class, is no part of it
+    run = answered(["ALL", "AML", "CLL"], ([1, 2, 0], [tie, tie, 0]))
+    assert ties_note(run) == ("2 of 3 out-of-fold answers are ties between the top classes, counted as the first tied "
+                              "class in the run's order (AML): the figures depend on the class order")
+
+
+def test_runs_without_stored_answers_have_no_notes_and_notes_come_collapse_then_ties():
+    from leukdash.evaluation.compare import collapse_of, format_comparison, ties_note
+
+    for run in (answered(["ALL", "HEALTHY"], ([], [])), {**answered(["ALL", "HEALTHY"]), "folds": [{"fold": 0}]}):
+        assert collapse_of(run) is None and ties_note(run) is None  # no answers: nothing to tell, no AxisError
+    summary = {"val_acc": {"mean": 0.5, "min": 0.5, "max": 0.5, "std": 0.0}}
+    runs = [{"run_id": "nb-1", "label": "NB", "summary": summary, "val_acc_per_fold": [0.5], "roc_auc": None,
+             "roc_auc_kind": "", "collapse": "it collapsed", "ties": "it tied"}]
+    notes = format_comparison({"runs": runs, "mcnemar": []}).splitlines()[2:]  # below the header and the run
+    assert notes == ["note: nb-1: it collapsed", "warning: nb-1: it tied"]

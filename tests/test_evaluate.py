@@ -530,8 +530,8 @@ def test_evaluate_says_how_many_answers_are_ties_and_marks_them(tiny_dataset, ot
     monkeypatch.setattr(FoldEnsemble, "batch_probabilities", split_votes)
     assert main(["evaluate", trained, str(other_lab), "--json"]) == 0
     printed, err = json.loads((captured := capsys.readouterr()).out), captured.err
-    warning = ("7 of 16 answers are ties between the top classes (p 0.50 each), counted as ALL, the first class in "
-               "the run's order: undecided answers (marked in the per-image CSV)")
+    warning = ("7 of 16 answers are ties between the top classes (p 0.50 each), counted as the first tied class in "
+               "the run's order (ALL): undecided answers (marked in the per-image CSV)")
     assert warning in printed["dataset"]["warnings"] and f"warning: {warning}" in err.splitlines()
     assert printed["undecided"] == {"n": 7, "counted_as": {"ALL": 7}} and printed["collapsed"]
     assert printed["per_class_recall"]["ALL"] == pytest.approx(7 / 8)  # the figures count them as before

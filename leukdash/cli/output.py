@@ -37,6 +37,8 @@ class GuardedOutput:
 
 
 def run_json(result: dict) -> dict:
+    from leukdash.evaluation.compare import collapse_of, ties_note
+
     keep = ("fold", "val_acc", "val_loss", "train_acc", "train_loss", "balanced_acc", "macro_f1", "seconds",
             "per_class_recall", "confusion", "n_train", "n_train_balanced", "n_val", "held_out", "per_source")
     dataset = result["dataset"]
@@ -48,6 +50,7 @@ def run_json(result: dict) -> dict:
                     "warnings": dataset.get("warnings", [])},
         "folds": [{k: fold[k] for k in keep if k in fold} for fold in result["folds"]],
         "summary": result["summary"], "versions": result["versions"], "seconds": round(result["seconds"], 3),
+        "collapse": collapse_of(result), "ties": ties_note(result),  # as compare --json gives them
     }
 
 
@@ -83,12 +86,11 @@ def run_text(result: dict) -> str:
     interval = (f"95% CI n/a: {n_folds} fold{'s are' if n_folds > 1 else ' is'} too few for one" if n_folds < 3 else
                 f"95% CI {low:.4f}-{high:.4f}")
     lines.append(f"mean val_acc {acc['mean']:.4f} ({spread}, min {acc['min']:.4f}, max {acc['max']:.4f}, {interval})")
-    # Ties, and a model giving one class to nearly every image (its figures are that class's share), are said from
-    # the stored out-of-fold answers (a result without them, a summary made by hand, has nothing to tell).
-    answered = all("oof" in fold for fold in result["folds"])
-    ties, note = (ties_note(result), collapse_of(result)) if answered else (None, None)
-    return "\n".join(lines + ([f"note: {note}"] if note else []) + sources_text(summary.get("per_source") or {})
-                     + ([f"warning: {ties}"] if ties else []))
+    # A model giving one class to nearly every image (its figures are that class's share), and ties, are said from
+    # the stored out-of-fold answers.
+    note, ties = collapse_of(result), ties_note(result)
+    return "\n".join(lines + ([f"note: {note}"] if note else []) + ([f"warning: {ties}"] if ties else [])
+                      + sources_text(summary.get("per_source") or {}))
 
 
 def final_text(record: dict) -> str:

@@ -51,8 +51,8 @@ def compare_runs(run_ids, store: RunStore | None = None) -> dict:
     runs = [{"run_id": r["run_id"], "label": label, "config": r["config"],
              "dataset": r["dataset"]["name"], "summary": r["summary"],
              "val_acc_per_fold": [f["val_acc"] for f in r["folds"]],
-             "roc_auc": roc["auc"], "roc_auc_kind": roc["kind"], "ties": ties_note(r),
-             "collapse": collapse_of(r)}
+             "roc_auc": roc["auc"], "roc_auc_kind": roc["kind"], "collapse": collapse_of(r),
+             "ties": ties_note(r)}
             for r, label, roc in zip(results, labels, rocs)]
     label_of = dict(zip((r["run_id"] for r in results), labels))
     correct = {r["run_id"]: _correct_by_image(r) for r in results}  # once per run, not once per pair
@@ -122,33 +122,47 @@ def out_of_fold(result: dict, copies: bool = True) -> tuple[np.ndarray, np.ndarr
 def ties_note(result: dict) -> str | None:
     """How many of a run's out-of-fold answers are ties between the top classes (:func:`tied_answers`)
     and what its figures counted them as (argmax: the first tied class in the run's order, which no
-    model chose), else None. Counted from the stored out-of-fold probabilities, so runs stored
-    before this note was made have it too."""
+    model chose), else None (and for a run without stored answers, :func:`stored_answers`). Counted from
+    the stored out-of-fold probabilities, so runs stored before this note was made have it too."""
     from collections import Counter
 
-    from leukdash.evaluation.external_metrics import tied_answers
+    from leukdash.evaluation.external_metrics import ties_text, tied_answers
 
-    proba = out_of_fold(result)[3]
-    tied = tied_answers(proba) if len(proba) else np.zeros(0, bool)
+    answers = stored_answers(result)
+    if answers is None:
+        return None
+    proba = answers[3]
+    tied = tied_answers(proba)
     if not tied.any():
         return None
     classes = list(result["dataset"]["classes"])
-    counted = Counter(classes[i] for i in proba[tied].argmax(axis=1))
-    as_what = (f"the first class ({next(iter(counted))})" if len(counted) == 1 else "the first tied class in the "
-               "run's order (" + ", ".join(f"{c} {n}" for c, n in counted.items()) + ")")
+    counted = Counter(classes[i] for i in sorted(proba[tied].argmax(axis=1)))
     odd_k = "; an odd k avoids ties between two classes" if result["config"]["model"] == "knn" and len(classes) == 2 \
         else ""
-    return (f"{int(tied.sum())} of {len(proba)} out-of-fold answers are ties between the top classes, counted as "
-            f"{as_what}: the figures depend on the class order{odd_k}")
+    return (f"{ties_text(int(tied.sum()), f'{len(proba)} out-of-fold answers', counted)}: the figures depend on the "
+            f"class order{odd_k}")
 
 
 def collapse_of(result: dict) -> str | None:
-    """:func:`~leukdash.evaluation.external_metrics.collapse_note` of a run's out-of-fold answers, on the
-    rows its accuracy counts: what to know of a run that gives one class to nearly every image, else None."""
+    """:func:`~leukdash.evaluation.external_metrics.collapse_note` of a run's out-of-fold answers, pooled and fold
+    by fold, on the rows its accuracy counts: what to know of a run whose answers give one class to nearly every
+    image, else None (and for a run without stored answers, :func:`stored_answers`)."""
     from leukdash.evaluation.external_metrics import collapse_note
 
-    _, _, true, proba = out_of_fold(result)
-    return collapse_note(true, proba, result["dataset"]["classes"])
+    answers = stored_answers(result)
+    if answers is None:
+        return None
+    folds = np.concatenate([np.full(len(fold["oof"]["true"]), fold["fold"]) for fold in result["folds"]])
+    return collapse_note(answers[2], answers[3], result["dataset"]["classes"], folds)
+
+
+def stored_answers(result: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`out_of_fold` of a run, or None where it has none to tell of: a fold without stored answers
+    (a result summarised by hand), or no answer at all."""
+    if not all("oof" in fold for fold in result["folds"]):
+        return None
+    answers = out_of_fold(result)
+    return answers if len(answers[0]) else None
 
 
 def out_of_fold_roc(result: dict) -> dict:
@@ -195,8 +209,8 @@ def format_comparison(comparison: dict) -> str:
         lines.append(f"roc_auc: pooled out-of-fold on the rows val_acc counts (under the paper protocol its augmented "
                      f"validation copies too), {'; '.join(kinds)} (of two classes the first is the positive one; of "
                      "more, every image and class is one decision)")
-    lines += [f"warning: {run['run_id']}: {run['ties']}" for run in comparison["runs"] if run.get("ties")]
     lines += [f"note: {run['run_id']}: {run['collapse']}" for run in comparison["runs"] if run.get("collapse")]
+    lines += [f"warning: {run['run_id']}: {run['ties']}" for run in comparison["runs"] if run.get("ties")]
     family = sum(test["p_value"] is not None for test in comparison["mcnemar"])
     for test in comparison["mcnemar"]:
         p = "n/a" if test["p_value"] is None else f"{test['p_value']:.4g}"

@@ -26,7 +26,7 @@ import numpy as np
 from leukdash.errors import DatasetError, RunError
 from leukdash.engine.store import RunStore, read_json, write_json_atomic
 from leukdash.evaluation.external_metrics import (BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, external_metrics, flag_errors,
-                                                  tied_answers)
+                                                  ties_text, tied_answers)
 
 # Changes to what this module computes invalidate the stored results.
 METHOD_VERSION = "external-7"  # 5: the answer-support check (support.py); 6: no interval where the groups
@@ -305,11 +305,8 @@ def ties_warning(undecided: dict, tied_proba: np.ndarray, n_images: int) -> str:
     which no model chose."""
     tops = np.round(tied_proba.max(axis=1), 2)
     each = f" (p {tops[0]:.2f} each)" if np.all(tops == tops[0]) else ""
-    counted = undecided["counted_as"]
-    as_what = (f"{next(iter(counted))}, the first class in the run's order" if len(counted) == 1 else
-               "the first tied class in the run's order (" + ", ".join(f"{c} {n}" for c, n in counted.items()) + ")")
-    return (f"{undecided['n']} of {n_images} answers are ties between the top classes{each}, counted as {as_what}: "
-            "undecided answers (marked in the per-image CSV)")
+    return (f"{ties_text(undecided['n'], f'{n_images} answers', undecided['counted_as'], each)}: undecided answers "
+            "(marked in the per-image CSV)")
 
 
 def _pairs_among_unseen(pairs: list[tuple[int, int]], paths: list, seen: set) -> list[tuple[int, int]]:

@@ -70,6 +70,16 @@ def tied_answers(proba) -> np.ndarray:
     return (proba >= proba.max(axis=1, keepdims=True) - TIE).sum(axis=1) > 1
 
 
+def ties_text(n_tied: int, answers: str, counted: dict, each: str = "") -> str:
+    """The words for answers whose top classes tie: ``'3 of 40 answers are ties between the top classes, counted as
+    the first tied class in the run's order (AML 2, CLL 1)'`` (``answers``: ``'40 answers'``; ``counted``: how many
+    ties were counted as each class; ``each``: a word on their probabilities, after ``classes``). Argmax counts a
+    tie as the first tied class, not the first class: with 3 classes, AML and CLL tie as AML."""
+    named = ", ".join(counted) if len(counted) == 1 else ", ".join(f"{c} {n}" for c, n in counted.items())
+    return (f"{n_tied} of {answers} are ties between the top classes{each}, counted as the first tied class in the "
+            f"run's order ({named})")
+
+
 def collapsed(predicted, tied, n_classes: int) -> bool:
     """Whether one class has at least ``COLLAPSE_SHARE`` of the answers (``predicted``), the
     ``tied`` ones left out: a tie is no answer of the class it is counted as, so it must not pass
@@ -80,23 +90,62 @@ def collapsed(predicted, tied, n_classes: int) -> bool:
     return bool((np.bincount(decided, minlength=n_classes) / len(decided)).max() >= COLLAPSE_SHARE)
 
 
-def collapse_note(y_true, proba, classes) -> str | None:
-    """What to know of answers (``proba`` for images labelled ``y_true``: a run's out-of-fold ones)
-    that have collapsed (:func:`collapsed`), else None: their accuracy reflects the class shares
-    (a model answering the larger class everywhere scores that class's share), not a skill."""
+def collapse_note(y_true, proba, classes, folds=None) -> str | None:
+    """What to know of labelled answers (``proba`` for images labelled ``y_true``: a run's out-of-fold ones) that
+    have collapsed (:func:`collapsed`) and tell the classes apart no better than nearly by chance, else None: their
+    accuracy reflects the class shares (a model answering the larger class everywhere scores that class's share),
+    not a skill. ``folds``: each answer's fold, to judge each fold's model too: fold models that each collapsed to
+    another class pool to a spread of answers."""
+    y_true, proba = np.asarray(y_true, dtype=int), np.asarray(proba, dtype=np.float64)
+    pooled = _collapsed_to(y_true, proba, classes)
+    if pooled:
+        answers, balanced = pooled
+        if answers is None:
+            return f"the model's answers all tie: they tell no image apart (balanced accuracy {balanced:.2f})"
+        return (f"the model answers {answers} of the images it validates on: its accuracy reflects the class shares "
+                f"(balanced accuracy {balanced:.2f})")
+    if folds is None:
+        return None
+    folds, found = np.asarray(folds), []
+    for fold in np.unique(folds):
+        judged = _collapsed_to(y_true[folds == fold], proba[folds == fold], classes)
+        if judged:
+            found.append((f"fold {fold + 1} answers {judged[0] or 'ties for 100%'}", f"{judged[1]:.2f}"))
+    if not found:
+        return None
+    one = len(found) == 1
+    return (f"{_listed([answers for answers, _ in found])} of the images {'it validates' if one else 'they validate'}"
+            f" on: {'its' if one else 'their'} accuracy reflects the class shares (balanced accuracy "
+            f"{_listed([balanced for _, balanced in found])})")
+
+
+def _collapsed_to(y_true: np.ndarray, proba: np.ndarray, classes) -> tuple[str | None, float] | None:
+    """``(answers, balanced accuracy)`` of answers that collapsed and score near chance, ``answers`` such as ``'ALL for 98%'``
+    (None where every answer is a tie), else None."""
     from leukdash.metrics import fold_metrics
 
-    proba = np.asarray(proba, dtype=np.float64)
+    if not len(proba):
+        return None
     predicted, tied = proba.argmax(axis=1), tied_answers(proba)
     if not collapsed(predicted, tied, len(classes)):
         return None
-    balanced = fold_metrics(np.asarray(y_true, dtype=int), proba, classes)["balanced_acc"]
+    # One class answered nearly everywhere may still be right: a good model of skewed data (97 ALL, 3 HEALTHY,
+    # each answered right). A constant answer's balanced accuracy (mean recall) is 1/C of the C classes the images
+    # hold; only answers within 0.1 of that tell the classes apart no better than it, and their accuracy is the
+    # class shares.
+    balanced = fold_metrics(y_true, proba, classes)["balanced_acc"]
+    if balanced > 1 / len(np.unique(y_true)) + 0.1:
+        return None
     decided = predicted[~tied]
     if not len(decided):
-        return f"the model's answers all tie: they tell no image apart (balanced accuracy {balanced:.2f})"
+        return None, balanced
     counts = np.bincount(decided, minlength=len(classes))
-    return (f"the model answers {classes[counts.argmax()]} for {counts.max() / len(decided):.0%} of the images it "
-            f"validates on: its accuracy reflects the class shares (balanced accuracy {balanced:.2f})")
+    return f"{classes[counts.argmax()]} for {counts.max() / len(decided):.0%}", balanced
+
+
+def _listed(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def flag_errors(flags, wrong, own_flags) -> dict:
