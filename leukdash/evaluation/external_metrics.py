@@ -120,8 +120,8 @@ def collapse_note(y_true, proba, classes, folds=None) -> str | None:
 
 
 def _collapsed_to(y_true: np.ndarray, proba: np.ndarray, classes) -> tuple[str | None, float] | None:
-    """``(answers, balanced accuracy)`` of answers that collapsed and score near chance, ``answers`` such as ``'ALL for 98%'``
-    (None where every answer is a tie), else None."""
+    """``(answers, balanced accuracy)`` of answers that collapsed and score near chance, ``answers`` such as
+    ``'ALL for 98%'`` (None where every answer is a tie), else None."""
     from leukdash.metrics import fold_metrics
 
     if not len(proba):
