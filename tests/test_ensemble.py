@@ -11,7 +11,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from leukdash.cli import main
 from leukdash.config import AugmentConfig, RunConfig
-from leukdash.engine.ensemble import create_ensemble
+from leukdash.engine.ensemble import _fold_difference, create_ensemble
 from leukdash.data.arrays import load_arrays
 from leukdash.data.decode import decode_image
 from leukdash.data.discovery import open_dataset
@@ -73,12 +73,18 @@ def test_the_ensembles_out_of_fold_figures_are_the_weighted_vote_of_its_members(
 def test_members_with_other_folds_datasets_or_classes_are_refused(members, tiny_dataset, capsys):
     other_folds = run(tiny_config(tiny_dataset, folds=3), n_jobs=1)
     other_seed = run(tiny_config(tiny_dataset, seed=1), n_jobs=1)
+    holdout = run(tiny_config(tiny_dataset, test_fraction=0.5, folds=5), n_jobs=1)
     fewer_classes = run(tiny_config(tiny_dataset, classes=("ALL", "HEALTHY")), n_jobs=1)
     first = members[0]["run_id"]
     # The refusal names each setting that differs, with both values.
     for other, differ in ((other_folds, "fold count 2 vs 3"), (other_seed, "seed 0 vs 1")):
         with pytest.raises(RunError, match=rf"different folds \({differ}\)"):
             create_ensemble([first, other["run_id"]])
+    # A holdout split does not read the fold count: the refusal names only the test fraction.
+    with pytest.raises(RunError, match=r"different folds \(test fraction 0.5 vs none \(3 folds\)\): "):
+        create_ensemble([holdout["run_id"], other_folds["run_id"]])
+    alike = tiny_config(tiny_dataset).to_dict()
+    assert _fold_difference(alike, alike) == "fold count, seed, protocol and test fraction alike, yet other folds drawn"
     with pytest.raises(RunError, match="different class sets"):
         create_ensemble([first, fewer_classes["run_id"]])
     reordered = run(tiny_config(tiny_dataset, classes=("HEALTHY", "ALL")), n_jobs=1)

@@ -127,9 +127,19 @@ FOLD_SETTINGS = {"folds": "fold count", "seed": "seed", "protocol": "protocol", 
 def _fold_difference(first: dict, other: dict) -> str:
     """The fold-drawing settings by which two runs' configs differ ('seed 0 vs 1, fold count 2 vs 3')."""
     configs = [asdict(RunConfig.from_dict(config)) for config in (first, other)]
-    differ = [f"{label} {_setting_text(configs[0][name])} vs {_setting_text(configs[1][name])}"
-              for name, label in FOLD_SETTINGS.items() if configs[0][name] != configs[1][name]]
-    return ", ".join(differ) or "fold count, seed and protocol alike, yet other folds drawn"
+    # A holdout split or lodo does not read the fold count: naming it would blame a setting without effect.
+    folds_unused = any(c["test_fraction"] is not None or c["protocol"] == "lodo" for c in configs)
+    names = [name for name in FOLD_SETTINGS if not (name == "folds" and folds_unused)]
+    differ = [f"{FOLD_SETTINGS[name]} {_fold_setting_text(configs[0], name)} vs {_fold_setting_text(configs[1], name)}"
+              for name in names if configs[0][name] != configs[1][name]]
+    return ", ".join(differ) or "fold count, seed, protocol and test fraction alike, yet other folds drawn"
+
+
+def _fold_setting_text(config: dict, name: str) -> str:
+    """A fold-drawing setting as the user reads it: no test fraction means the run's k folds."""
+    if name == "test_fraction" and config[name] is None:
+        return f"none ({config['folds']} folds)"
+    return _setting_text(config[name])
 
 
 def _validation_difference(first: dict, other: dict) -> str | None:
