@@ -79,6 +79,13 @@ def literal(name: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()<>#|~$!:])", r"\\\1", name)
 
 
+def few_named(names: list[str], most: int = 10) -> str:
+    """The first ``most`` names for a line of Markdown (each through :func:`literal`), then how many more:
+    a sweep's hundreds of runs would otherwise fill the page."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return "; ".join(literal(name) for name in names[:most]) + more
+
+
 def session_token() -> str:
     """A random token of this browser session: its uploads live under it, hidden from others."""
     if "_session_token" not in st.session_state:

@@ -15,7 +15,7 @@ from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, ava
                                       metric_bars, roc_curves, run_labels, runs_frame, seed_spread_frame,
                                       source_frame, summary_frame, sweep_axes, sweep_frame, sweep_heatmap,
                                       sweep_parallel)
-from pages._session import VIEWER_NOTE, deployment, kept, literal, root, routed
+from pages._session import VIEWER_NOTE, deployment, few_named, kept, literal, root, routed
 from pages._shared import (comparison, dataset_options, external_results, finished_runs, no_runs_yet,
                            out_of_fold_rows_of, results, run_thumbnails, unreadable_runs, visible_dataset, visible_runs,
                            why_unfinished)
@@ -178,8 +178,15 @@ st.caption(f"Bars: mean {METRICS[metric].lower()} over the validation folds; whi
 for result, label in zip(chosen, labels):  # collapse, then ties: the order of run and compare
     if collapse := collapse_of(result):  # one class for nearly every image: the figures are its share
         st.caption(f":material/warning: **{literal(label)}**: {literal(collapse)}")
-    if ties := ties_note(result):
-        st.warning(f"{label}: {ties}.", icon=":material/warning:")
+tied = [(label, note) for result, label in zip(chosen, labels) if (note := ties_note(result))]
+if len(tied) == 1:
+    st.warning(f"{literal(tied[0][0])}: {tied[0][1]}.", icon=":material/warning:")
+elif tied:  # one box for a sweep's many runs; each run's count in the expander below it
+    st.warning(f"{len(tied)} runs count out-of-fold answers that tie between the top classes as one of them, so "
+               f"their figures depend on the class order: {few_named([label for label, _ in tied])}.",
+               icon=":material/warning:")
+    with st.expander("Ties of each run"):
+        st.markdown("\n".join(f"- **{literal(label)}**: {note}." for label, note in tied))
 
 # Short names: the strip fits a phone's width.
 def confident_mistakes_view(chosen: list[dict], labels: list[str]) -> None:
@@ -266,7 +273,7 @@ with tabs[0]:
         who = runs[0] if len(runs) == 1 else f"{len(runs)} runs"
         st.caption(f":material/warning: **{literal(who)}**: {literal(hide_roots(warning))}",
                    help="What these runs' data held that their figures depend on, as `run` warned of it: "
-                        + "; ".join(runs[:10]) + (f" and {len(runs) - 10} more" if len(runs) > 10 else ""))
+                        + few_named(runs))
     by_source = source_frame(chosen, labels)
     if not by_source.empty:
         shares = [c for c in by_source.columns if c not in ("Run", "Source", "Folds", "Images")]

@@ -536,8 +536,11 @@ def test_data_page_counts_segmentation_failures_over_the_dataset_when_asked(tiny
 def test_compare_says_how_many_out_of_fold_answers_are_ties(tiny):
     """A 2-NN of two classes ties where its neighbours disagree; the figures count those as the first
     class: Compare says so beside them."""
+    from dataclasses import replace
+
     from leukdash.config import AugmentConfig, RunConfig
     from leukdash.engine.runner import run
+    from pages._session import few_named, literal
 
     config = RunConfig(dataset="tiny", model="knn", k=2, image_size=16, augment_factor=1, augment=AugmentConfig.off(),
                        folds=2, classes=("ALL", "HEALTHY"))
@@ -546,3 +549,13 @@ def test_compare_says_how_many_out_of_fold_answers_are_ties(tiny):
     said = [w.value for w in at.warning if "out-of-fold answers are ties between the top classes" in w.value]
     assert len(said) == 1 and said[0].startswith("2-NN"), said
     assert "counted as the first tied class in the run's order (ALL)" in said[0], said
+    # Several tied runs (a sweep's): one box naming them, each run's count in an expander.
+    run(replace(config, seed=1), n_jobs=1)
+    st.cache_data.clear()  # the page keeps the list of runs a while
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
+    said = [w.value for w in at.warning if "tie between the top classes" in w.value]
+    assert len(said) == 1 and said[0].startswith("2 runs count") and said[0].count("2-NN") == 2, said
+    [ties] = [e for e in at.expander if e.label == "Ties of each run"]
+    assert ties.markdown[0].value.count("counted as the first tied class in the run's order (ALL)") == 2
+    assert few_named([f"run {i}" for i in range(12)]).endswith("run 9 and 2 more")
+    assert few_named(["**b** [l](http://x)"]) == literal("**b** [l](http://x)")
