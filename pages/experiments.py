@@ -17,7 +17,7 @@ from leukdash.engine.estimate import estimate
 from leukdash.engine.timing import stored_start_up
 from leukdash.paths import hide_roots
 from leukdash.data.preprocess import describe_mode
-from leukdash.reporting.plots import ERROR_BARS, metric_bars, setting_text, summary_frame, sweep_axes
+from leukdash.reporting.plots import ERROR_BARS, metric_bars, setting_text, summary_frame, sweep_axes, validated_over
 from leukdash.engine.progress import count, format_duration, format_span, past_loading
 from leukdash.engine.sweep import MAX_SWEEP_RUNS
 from pages._session import VIEWER_NOTE, deployment, kept, root, routed
@@ -451,8 +451,7 @@ if finished:
     error = kept(st.radio, "exp_error", "std", "Error bars", options=list(ERROR_BARS), format_func=ERROR_BARS.get,
                  horizontal=True)
     st.plotly_chart(metric_bars(finished_results, "val_acc", error), width="stretch", key="exp_bars")
-    validated = " or ".join(str(n) for n in sorted({len(result["folds"]) for result in finished_results}))
-    st.caption(f"Bars: mean validation accuracy over {validated} folds; whiskers: {ERROR_BARS[error]}; dots: "
+    st.caption(f"Bars: validation accuracy, {validated_over(finished_results)}; whiskers: {ERROR_BARS[error]}; dots: "
                "single folds; diamonds: the paper's reported figure where it reported one.")
     table, percent = percent_columns(summary_frame(finished_results), ["Mean", "SD", "Min", "Max", "Paper (reported)"])
     data_table(table, column_config=percent)

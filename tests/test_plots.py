@@ -390,3 +390,12 @@ def test_runs_frame_takes_run_results_as_complete_runs():
     frame = plots.runs_frame(runs)
     assert list(frame["Model"]) == ["Naive Bayes on pixels", "3-NN on pixels"]
     assert list(frame["Status"]) == ["complete", "complete"] and frame["Val. accuracy"].iloc[0] == 0.7
+
+
+def test_the_bars_caption_counts_each_runs_own_folds_and_names_a_holdout():
+    # The Experiments caption: a holdout run's one fold is no '1 folds'.
+    assert plots.validated_over([fake_result("nb", (0.6,), test_fraction=0.2)]) == "the one fold of a holdout split"
+    assert plots.validated_over([fake_result("nb", (0.6, 0.7)), fake_result("knn", FIVE_FOLDS)]) == \
+        "the mean over 2 or 5 folds"
+    assert plots.validated_over([fake_result("nb", (0.6,)), fake_result("knn", FIVE_FOLDS)]) == \
+        "the mean over 1 or 5 folds"

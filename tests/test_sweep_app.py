@@ -281,6 +281,6 @@ def test_a_run_given_fewer_folds_than_asked_is_shown_with_its_own_folds(tmp_path
     assert [s["state"] for s in wait_for_jobs()] == ["finished"]
     at.run(timeout=TIMEOUT)
     assert not at.exception
-    assert any(c.value.startswith("Bars: mean validation accuracy over 2 folds;") for c in at.caption)
+    assert any(c.value.startswith("Bars: validation accuracy, the mean over 2 folds;") for c in at.caption)
     summary = next(d for d in at.dataframe if "Paper (reported)" in d.value.columns).value
     assert list(summary["Folds"]) == [2] and summary["Paper (reported)"].isna().all()

@@ -10,7 +10,8 @@ Accuracy-like metrics stay fractions in [0, 1]; the axes show them as percentage
 
 from leukdash.evaluation.labels import run_labels, setting_text, task_name
 from leukdash.reporting.plots.common import (ERROR_BARS, FRACTION_METRICS, METRICS, MODEL_COLOURS, available_metrics,
-                                             error_bounds, fold_values, paper_value, result_task)
+                                             error_bounds, fold_values, paper_value, result_task,
+                                             validated_over)
 from leukdash.reporting.plots.external import EXTERNAL_METRICS, external_bars, external_frame
 from leukdash.reporting.plots.overview import class_counts_bar, paper_figures, paper_table
 from leukdash.reporting.plots.predict import for_display, heatmap_overlay, probability_bars
@@ -25,4 +26,4 @@ __all__ = ["ERROR_BARS", "EXTERNAL_METRICS", "FRACTION_METRICS", "METRICS", "MOD
            "paper_figures", "paper_table", "paper_value", "probability_bars", "result_task", "roc_curves", "run_labels",
            "runs_frame",
            "seed_spread_frame", "setting_text", "source_frame", "summary_frame", "sweep_axes", "sweep_frame",
-           "sweep_heatmap", "sweep_parallel", "task_name"]
+           "sweep_heatmap", "sweep_parallel", "task_name", "validated_over"]

@@ -59,6 +59,15 @@ def paper_value(result: dict, metric: str = "val_acc") -> float | None:
     return PAPER_VAL_ACC[task].get(config["model"])
 
 
+def validated_over(results: list[dict]) -> str:
+    """What each run's bar is the mean of, counted from the runs' own folds: 'the mean over 5 folds',
+    'the mean over 2 or 5 folds', or 'the one fold of a holdout split' where every run is a holdout."""
+    counts = sorted({len(result["folds"]) for result in results})
+    if counts == [1]:
+        return "the one fold of a holdout split"
+    return f"the mean over {' or '.join(map(str, counts))} folds"
+
+
 def fold_values(result: dict, metric: str) -> list[float]:
     """The metric of every fold, in fold order."""
     return [float(fold[metric]) for fold in result["folds"]]
