@@ -123,10 +123,10 @@ def summarize_sources(fold_results) -> dict:
         summary[name] = {
             "folds": len(folds),
             "n_val": int(n_val),
-            "val_acc": summarize([f["val_acc"] for f in folds]),
-            "balanced_acc": summarize([f["balanced_acc"] for f in folds]),
-            "per_class_recall": {c: summarize([f["per_class_recall"][c] for f in folds if c in f["per_class_recall"]])
-                                 for c in classes},
+            "val_acc": summarize([f["val_acc"] for f in folds], SHARE),
+            "balanced_acc": summarize([f["balanced_acc"] for f in folds], SHARE),
+            "per_class_recall": {c: summarize([f["per_class_recall"][c] for f in folds if c in f["per_class_recall"]],
+                                              SHARE) for c in classes},
             "per_group_recall": by_group,
             "pooled": {"val_acc": sum(f["val_acc"] * f["n_val"] for f in folds) / n_val,
                        "balanced_acc": float(np.mean(list(by_class.values()))), "per_class_recall": by_class},
@@ -152,12 +152,18 @@ def std_text(acc: dict, n_folds: int) -> str:
 
 
 SHARE = (0.0, 1.0)
+UNBOUNDED = (-math.inf, math.inf)
+# The summarised metrics that are shares, 0-1; a recall's classes (or groups) keep its range.
+SHARE_METRICS = frozenset({"val_acc", "balanced_acc", "macro_f1", "train_acc", "auc", "per_class_recall",
+                           "per_group_recall"})
 
 
 def metric_range(name: str) -> tuple[float, float]:
-    """The values a summarised fold metric can take: losses and seconds are at least 0, every other
-    one (accuracies, recalls, F1, AUC) is a share, 0-1."""
-    return (0.0, math.inf) if name.endswith("loss") or name == "seconds" else SHARE
+    """The values a summarised fold metric can take: a share (:data:`SHARE_METRICS`) 0-1, losses and
+    seconds at least 0; any other metric is not clipped, its range being unknown."""
+    if name in SHARE_METRICS:
+        return SHARE
+    return (0.0, math.inf) if name.endswith("loss") or name == "seconds" else UNBOUNDED
 
 
 def share_interval(ci) -> tuple[float, float]:
@@ -182,9 +188,10 @@ def clipped_summary(summary: dict, metric: str = "") -> dict:
             else value for key, value in summary.items()}
 
 
-def summarize(values, bounds: tuple[float, float] = SHARE) -> dict:
+def summarize(values, bounds: tuple[float, float] = UNBOUNDED) -> dict:
     """Mean, sample standard deviation, range and 95% Student-t interval of fold values, the
-    interval clipped to ``bounds``, the values the metric can take (see :func:`metric_range`).
+    interval clipped to ``bounds``, the values the metric can take (see :func:`metric_range`;
+    unclipped unless given).
 
     With one value the standard deviation is 0 and the interval collapses to the value itself
     (there is no spread to estimate an interval from).

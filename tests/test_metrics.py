@@ -109,3 +109,13 @@ def test_group_members_are_each_groups_images_in_order_and_the_names_sorted_as_t
         assert images.tolist() == [i for i, g in enumerate(groups.tolist()) if g == name]
     names, members = group_members([])
     assert names == [] and sum(len(images) for images in members) == 0
+
+
+def test_a_metric_not_known_as_a_share_keeps_its_interval():
+    # Only the listed shares are clipped to 0-1: a new float metric of another range (a margin, a count
+    # per image) is summarised and read back as it is.
+    folds = [{"val_acc": 0.6, "margin": 2.0}, {"val_acc": 1.0, "margin": 3.0}]
+    s = summarize_folds(folds)
+    assert s["margin"]["ci95"][0] < 2.0 and s["margin"]["ci95"][1] > 3.0
+    assert s["val_acc"]["ci95"][1] == 1.0
+    assert clipped_summary(s) == s

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from leukdash.evaluation.compare import run_label
-from leukdash.metrics import share_interval, summarize
+from leukdash.metrics import metric_range, share_interval, summarize
 from leukdash.reporting.matrix import Outcome
 
 LEUKDASH_TARGET, CLASSIC_TARGET = 0.95, 0.90
@@ -42,7 +42,7 @@ def fold_values(result: dict, metric: str = "val_acc") -> list[float]:
 
 
 def fold_stats(result: dict, metric: str = "val_acc") -> dict:
-    return summarize(fold_values(result, metric))
+    return summarize(fold_values(result, metric), metric_range(metric))
 
 
 def label(outcome: Outcome) -> str:

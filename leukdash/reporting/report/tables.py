@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from leukdash.metrics import summarize
+from leukdash.metrics import SHARE, summarize
 from leukdash.reporting.matrix import Outcome, Settings
 from leukdash.reporting.report.format import (DASH, TASK_NAMES, dataset_note, fold_range, fold_stats, fold_values,
                                               interval, label, loss_text, markdown_table, paper_val, pct)
@@ -116,7 +116,7 @@ def fold_table(done: list[Outcome], exp: str, title: str) -> str:
         row = cells(lambda r: pct(r["folds"][fold]["val_acc"]) if fold < len(r["folds"]) else DASH)
         row[1] = pct(paper_folds[fold]) if fold < len(paper_folds) else DASH
         rows.append([f"{fold + 1}", *row])
-    paper_stats = summarize(paper_folds) if paper_folds else None
+    paper_stats = summarize(paper_folds, SHARE) if paper_folds else None
     for name, fmt in (("Mean", lambda s: pct(s["mean"])), ("SD", lambda s: pct(s["std"])),
                       ("Min – max", fold_range), ("95% CI", interval)):
         row = cells(lambda r: fmt(fold_stats(r)))
