@@ -13,6 +13,8 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
 
+from leukdash.intervals import SHARE, UNBOUNDED, clipped_interval, metric_range
+
 # Probabilities are clipped away from 0 and 1 before the log loss, so one confident mistake
 # gives a large but finite loss (the same epsilon Keras uses).
 PROBA_EPS = 1e-7
@@ -151,46 +153,9 @@ def std_text(acc: dict, n_folds: int) -> str:
     return "n/a" if n_folds < 2 else f"{acc['std']:.4f}"
 
 
-SHARE = (0.0, 1.0)
-UNBOUNDED = (-math.inf, math.inf)
-# The summarised metrics that are shares, 0-1; a recall's classes (or groups) keep its range.
-SHARE_METRICS = frozenset({"val_acc", "balanced_acc", "macro_f1", "train_acc", "auc", "per_class_recall",
-                           "per_group_recall"})
-
-
-def metric_range(name: str) -> tuple[float, float]:
-    """The values a summarised fold metric can take: a share (:data:`SHARE_METRICS`) 0-1, losses and
-    seconds at least 0; any other metric is not clipped, its range being unknown."""
-    if name in SHARE_METRICS:
-        return SHARE
-    return (0.0, math.inf) if name.endswith("loss") or name == "seconds" else UNBOUNDED
-
-
-def share_interval(ci) -> tuple[float, float]:
-    """A 95% interval of a share (an accuracy, a recall) clipped to 0-1 (see :func:`clipped_interval`)."""
-    low, high = clipped_interval(ci, SHARE)
-    return low, high
-
-
-def clipped_interval(ci, bounds: tuple[float, float]) -> list[float]:
-    """A t interval clipped to the range its metric can take (``bounds``), which a t interval on
-    values near a bound can leave: the interval is stored, shown and exported as clipped."""
-    return [min(max(float(ci[0]), bounds[0]), bounds[1]), min(max(float(ci[1]), bounds[0]), bounds[1])]
-
-
-def clipped_summary(summary: dict, metric: str = "") -> dict:
-    """A stored run summary (:func:`summarize_folds`) with every interval clipped to its metric's
-    range: summaries stored before :func:`summarize` clipped are read for output through this."""
-    if "ci95" in summary:
-        return {**summary, "ci95": clipped_interval(summary["ci95"], metric_range(metric))}
-    # The keys under a recall are class names, not metrics: they keep the recall's range.
-    return {key: clipped_summary(value, metric if metric.endswith("recall") else key) if isinstance(value, dict)
-            else value for key, value in summary.items()}
-
-
 def summarize(values, bounds: tuple[float, float] = UNBOUNDED) -> dict:
     """Mean, sample standard deviation, range and 95% Student-t interval of fold values, the
-    interval clipped to ``bounds``, the values the metric can take (see :func:`metric_range`;
+    interval clipped to ``bounds``, the values the metric can take (see :func:`~leukdash.intervals.metric_range`;
     unclipped unless given).
 
     With one value the standard deviation is 0 and the interval collapses to the value itself

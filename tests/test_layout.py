@@ -10,7 +10,7 @@ PACKAGE = Path(leukdash.__file__).parent
 FLOORS = {"foundation": 0, "data": 1, "models": 1, "engine": 2, "evaluation": 3, "reporting": 4,
           "service": 4, "cli": 5}
 FOUNDATION = {"leukdash", "leukdash.arguments", "leukdash.errors", "leukdash.paths", "leukdash.config",
-              "leukdash.metrics", "leukdash.atomic", "leukdash.fd2"}
+              "leukdash.metrics", "leukdash.intervals", "leukdash.atomic", "leukdash.fd2"}
 
 
 def _module_name(path: Path) -> str:

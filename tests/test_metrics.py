@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from leukdash.metrics import clipped_summary, fold_metrics, mcnemar, summarize, summarize_folds
+from leukdash.intervals import clipped_summary
+from leukdash.metrics import fold_metrics, mcnemar, summarize, summarize_folds
 
 CLASSES = ("A", "B", "C")
 

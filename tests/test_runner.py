@@ -315,7 +315,9 @@ def test_prediction_averages_the_fold_models(tiny_dataset, tmp_path):
         predict_files("cnn-000000000000", [image])
 
 
-def test_an_older_stored_interval_beyond_its_range_is_read_clipped(tiny_dataset):
+def test_an_older_stored_interval_beyond_its_range_is_read_clipped(tiny_dataset, capsys):
+    from leukdash.cli import main
+
     first = run(_config(tiny_dataset, model="nb"), n_jobs=1)
     store = RunStore()
     summary = store.read_summary(first["run_id"])
@@ -324,7 +326,10 @@ def test_an_older_stored_interval_beyond_its_range_is_read_clipped(tiny_dataset)
                                           "val_loss": {**summary["val_loss"], "ci95": [-0.5, 2.0]}})
     again = run(_config(tiny_dataset, model="nb"), n_jobs=1)
     compared = compare_runs([first["run_id"]])["runs"][0]["summary"]
-    for read in (again["summary"], compared):
+    capsys.readouterr()
+    assert main(["runs", "--json"]) == 0
+    [listed] = [entry["summary"] for entry in json.loads(capsys.readouterr().out)["runs"]]
+    for read in (again["summary"], compared, listed):
         assert read["val_acc"]["ci95"] == [0.558, 1.0] and read["val_loss"]["ci95"] == [0.0, 2.0]
 
 

@@ -56,7 +56,8 @@ def run_json(result: dict) -> dict:
 
 def run_text(result: dict) -> str:
     from leukdash.evaluation.compare import collapse_of, ties_note
-    from leukdash.metrics import share_interval, std_text
+    from leukdash.intervals import share_interval
+    from leukdash.metrics import std_text
 
     config, summary = result["config"], result["summary"]
     head = f"run {result['run_id']} ({'cached' if result['cached'] else 'computed'}) " \

@@ -285,8 +285,6 @@ def _lost_folds(run_id: str, meta: dict | None, store: RunStore) -> list[int]:
 def load_result(run_id: str, store: RunStore | None = None) -> dict | None:
     """A finished run from the store, or None when it is not complete (a record or a fold's model
     missing or damaged: see :class:`RunStore`, whose listing calls a run complete exactly then)."""
-    from leukdash.metrics import clipped_summary
-
     store = store or RunStore()
     meta, summary = store.read_meta(run_id), store.read_summary(run_id)
     if meta is None or summary is None:
@@ -296,7 +294,7 @@ def load_result(run_id: str, store: RunStore | None = None) -> dict | None:
         return None
     return {"run_id": run_id, "config": meta["config"], "dataset": meta["dataset"],
             "versions": meta["versions"], "machine": meta.get("machine"), "folds": folds,
-            "summary": clipped_summary(summary)}
+            "summary": summary}
 
 
 def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_event,

@@ -47,6 +47,7 @@ from pathlib import Path
 
 from leukdash import paths
 from leukdash.engine.record_shapes import is_meta, is_summary
+from leukdash.intervals import clipped_summary
 from leukdash.atomic import clean_orphans_once, is_temporary, write_bytes_atomic
 from leukdash.errors import RunError, raise_interrupt_behind
 
@@ -157,9 +158,12 @@ class RunStore:
         write_json_atomic(self.run_dir(run_id) / "summary.json", summary)
 
     def read_summary(self, run_id: str) -> dict | None:
-        """The run's summary; ``None`` if it is missing or damaged (see
+        """The run's summary, its 95% intervals clipped to their metrics' ranges as summaries stored
+        before the clipping were not (:func:`~leukdash.intervals.clipped_summary`: every reader, `run --json`,
+        `runs --json` and `compare` alike, gives one figure); ``None`` if it is missing or damaged (see
         :func:`~leukdash.engine.record_shapes.is_summary`; moved aside)."""
-        return self._read_or_quarantine(self.run_dir(run_id) / "summary.json", is_summary)
+        summary = self._read_or_quarantine(self.run_dir(run_id) / "summary.json", is_summary)
+        return None if summary is None else clipped_summary(summary)
 
     # -- folds and models ------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from leukdash.atomic import write_bytes_atomic
 from leukdash.engine.store import RunStore, read_json, write_json_atomic
 from leukdash.errors import LeukdashError
-from leukdash.metrics import share_interval
+from leukdash.intervals import share_interval
 from leukdash.reporting.external_plan import (CNMC, FOLDS, MODEL_NAMES, PREPROCESSINGS, RECOMMENDED, ROBUST_NAME,
                                               Plan, candidates, external_matrix, lodo_rows, row_id)
 from leukdash.reporting.external_rows import lodo_row, tested_row

@@ -17,7 +17,7 @@ from pathlib import Path
 from leukdash import ENGINE_VERSION
 from leukdash.atomic import write_bytes_atomic
 from leukdash.engine.timing import progress_span
-from leukdash.metrics import share_interval
+from leukdash.intervals import share_interval
 from leukdash.reporting.matrix import REPORT_NAME, Outcome, Settings
 from leukdash.reporting.report.bookkeeping import (fold_machine, fold_seconds, header, measured_on, missing, run_times,
                                                    utc_text, versions)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from leukdash.evaluation.compare import run_label
-from leukdash.metrics import metric_range, share_interval, summarize
+from leukdash.intervals import metric_range, share_interval
+from leukdash.metrics import summarize
 from leukdash.reporting.matrix import Outcome
 
 LEUKDASH_TARGET, CLASSIC_TARGET = 0.95, 0.90

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from leukdash.metrics import SHARE, summarize
+from leukdash.intervals import SHARE
+from leukdash.metrics import summarize
 from leukdash.reporting.matrix import Outcome, Settings
 from leukdash.reporting.report.format import (DASH, TASK_NAMES, dataset_note, fold_range, fold_stats, fold_values,
                                               interval, label, loss_text, markdown_table, paper_val, pct)
