@@ -107,3 +107,13 @@ def test_the_readme_names_each_plots_function_that_returns_no_figure_or_table():
     helpers = [name for name in plots.__all__ if inspect.isfunction(getattr(plots, name))
                and inspect.signature(getattr(plots, name)).return_annotation not in ("go.Figure", "pd.DataFrame")]
     assert helpers and [name for name in helpers if f"`{name}`" not in said] == []
+
+
+def test_the_streamlit_configs_comments_name_functions_that_exist():
+    """.streamlit/config.toml explains a setting by the code it is for ('pages/_session.py, kept'):
+    the file must hold that function, or the comment sends a reader nowhere."""
+    import re
+
+    config = (ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8")
+    named = re.findall(r"(pages/\w+\.py), (\w+)\)", config)
+    assert named and all(f"def {name}(" in (ROOT / path).read_text(encoding="utf-8") for path, name in named), named
