@@ -325,6 +325,8 @@ def _damaged(change) -> dict:
      "shortcuts.binary.background_acc is 1e+300: not an accuracy or share from 0 to 1"),
     (lambda d: d["external"]["directions"][0]["external"].update(balanced_accuracy=-0.1),
      "external.directions[0].external.balanced_accuracy is -0.1: not an accuracy or share from 0 to 1"),
+    (lambda d: d["external"]["directions"][0]["within"].update(ci95=[float("nan"), 0.7]),
+     "external.directions[0].within.ci95[0] is nan: not a finite number"),
 ])
 def test_impossible_figures_in_the_report_data_are_refused_naming_the_field_and_value(change, said, tmp_path):
     path = tmp_path / "report.json"
@@ -336,8 +338,23 @@ def test_impossible_figures_in_the_report_data_are_refused_naming_the_field_and_
 
 
 def test_the_data_check_passes_the_committed_data_and_every_real_figure():
+    from leukdash.reporting.report.readme import clipped_within
     from leukdash.reporting.report.validate import data_problem
 
     assert data_problem(fake_report()) is None and data_problem(fake_benchmark()) is None
-    for name in ("docs/report/report.json", "docs/benchmarks/engine.json"):
-        assert data_problem(json.loads((REPO_ROOT / name).read_text())) is None, name
+    for name in ("docs/report/report.json", "docs/benchmarks/engine.json"):  # as load_sources reads them
+        assert data_problem(clipped_within(json.loads((REPO_ROOT / name).read_text()))) is None, name
+
+
+def test_a_runs_own_interval_is_read_clipped_to_0_1_and_checked_as_a_share(tmp_path):
+    """A report written before the engine clipped t intervals holds a run's own one (within.ci95) bare,
+    up to 1.2: it is read clipped, as the engine stores it now, and then checked like every share."""
+    from leukdash.reporting.report.validate import fields
+
+    data = fake_report()
+    data["external"]["directions"][0]["within"]["ci95"] = [0.3, 1.2]
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(data))
+    assert load_sources({"report": path})["report"]["external"]["directions"][0]["within"]["ci95"] == [0.3, 1.0]
+    committed = [value for field, value in fields(load_sources()["report"]) if ".within.ci95[" in field]
+    assert committed and all(0 <= value <= 1 for value in committed)

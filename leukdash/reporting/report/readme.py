@@ -12,10 +12,12 @@ what its data gives.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from leukdash import ENGINE_VERSION
 from leukdash.engine.store import parse_json
+from leukdash.intervals import share_interval
 from leukdash import paths as leukdash_paths
 from leukdash.reporting.report import DATA_NAME
 from leukdash.reporting.report.blocks import audit_block, external_block, results_block, scaling_block, speed_block
@@ -63,11 +65,28 @@ def load_sources(paths: dict[str, Path] | None = None) -> dict[str, dict | str]:
         elif data["engine"] != ENGINE_VERSION:
             found[name] = (f"{path} is from engine version {data['engine']}, this engine is {ENGINE_VERSION}: "
                            f"run `{command}`, then `python -m leukdash report --readme`")
-        elif problem := data_problem(data):
+        elif problem := data_problem(data := clipped_within(data)):
             found[name] = f"{path}: {problem}: run `{command}`"
         else:
             found[name] = data
     return found
+
+
+def clipped_within(data):
+    """``data`` with each run's own t interval (``within.ci95``, of its fold balanced accuracies)
+    clipped to 0-1 (:func:`~leukdash.intervals.share_interval`), as the engine now stores it: a report
+    written before it clipped holds the bare interval. A value that is no finite number is left for
+    :func:`~.validate.data_problem` to name."""
+    if isinstance(data, list):
+        return [clipped_within(value) for value in data]
+    if not isinstance(data, dict):
+        return data
+    clipped = {key: clipped_within(value) for key, value in data.items()}
+    ci = (data.get("within") or {}).get("ci95") if isinstance(data.get("within"), dict) else None
+    if isinstance(ci, list) and len(ci) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in ci):
+        clipped["within"] = {**clipped["within"], "ci95": list(share_interval(ci))}
+    return clipped
 
 
 def render_blocks(sources: dict[str, dict | str]) -> tuple[dict[str, str], list[str]]:

@@ -15,16 +15,17 @@ from typing import Iterator
 # Text that would end a block early or hide the rest of the README (see readme.markers).
 _UNSAFE_TEXT = ("\n", "\r", "<!--", "-->")
 
-# Field paths ("[]": every item of a list, "*": any one key) and what each must be. The t interval
-# of a run's own folds (``within.ci95``) is left out: it can leave 0-1, and is shown clipped.
+# Field paths ("[]": every item of a list, "*": any one key) and what each must be. The t interval of a
+# run's own folds (``within.ci95``) is read clipped to 0-1 (readme.clipped_within), as the engine stores it.
 _ROW = "external.*[].external"
 _SHARES = ("headline[].mean", "headline[].val_acc[]", "headline[].ci95[]", "headline[].paper", "runs[].val_acc[]",
            "shortcuts.*.histogram_acc", "shortcuts.*.background_acc", "shortcuts.*.chance",
            f"{_ROW}.balanced_accuracy", f"{_ROW}.ci95[]", f"{_ROW}.roc_auc", f"{_ROW}.ood_share",
            f"{_ROW}.ood_own_share", f"{_ROW}.predicted_share.*", f"{_ROW}.*.share", f"{_ROW}.*.own_share",
            f"{_ROW}.*.error_flagged", f"{_ROW}.*.error_unflagged", "external.*[].within.mean",
-           "external.*[].within.folds[]", "external.lodo[].held_out.*.balanced_accuracy",
-           "external.lodo[].held_out.*.ci95[]", "across.pooled[].sources.*.accuracy",
+           "external.*[].within.folds[]", "external.*[].within.ci95[]", "across.pooled[].within.ci95[]",
+           "external.lodo[].held_out.*.balanced_accuracy", "external.lodo[].held_out.*.ci95[]",
+           "across.pooled[].sources.*.accuracy",
            "across.pooled[].sources.*.alone.accuracy")
 _COUNTS = ("runs_done", "runs_total", "machines", "reproduction.runs_timed", "reproduction.runs_resumed",
            f"{_ROW}.n_images", f"{_ROW}.*.n_flagged")
