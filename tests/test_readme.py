@@ -117,3 +117,24 @@ def test_the_streamlit_configs_comments_name_functions_that_exist():
     config = (ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8")
     named = re.findall(r"(pages/\w+\.py), (\w+)\)", config)
     assert named and all(f"def {name}(" in (ROOT / path).read_text(encoding="utf-8") for path, name in named), named
+
+
+def test_the_readme_names_the_tie_and_collapse_fields_the_commands_give(tiny_dataset):
+    """A 2-NN of two classes ties: compare --json's `ties` and `collapse` and oof's `undecided` are
+    what README's Command line says they are."""
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.evaluation.answer_table import out_of_fold_rows
+    from leukdash.evaluation.compare import compare_runs
+
+    made = run(RunConfig(dataset=str(tiny_dataset), model="knn", k=2, image_size=16, augment_factor=1,
+                         augment=AugmentConfig.off(), folds=2, classes=("ALL", "HEALTHY")), n_jobs=1)
+    compared = compare_runs([made["run_id"]])["runs"][0]
+    rows = out_of_fold_rows(made["run_id"])
+    assert "out-of-fold answers are ties" in compared["ties"] and "yes" in {row["undecided"] for row in rows}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command_line = readme.split("## Command line", 1)[1]
+    oof = command_line.split("`oof` lists the same rows", 1)[1].split("\n\n", 1)[0]
+    assert "`undecided` (`yes` where the fold model's top classes tie" in oof
+    assert "--json` gives them per run as `ties` and `collapse`" in command_line
+    assert "`fold_predictions`\nas `null`" in readme
