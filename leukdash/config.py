@@ -265,6 +265,22 @@ class RunConfig:
         return replace(self, **changes)
 
 
+def setting_form(config: RunConfig) -> dict:
+    """A config's settings as runs are compared by them: its canonical form, with the raw preprocessing and
+    pooled sources it leaves out (so that older run ids hold) put back."""
+    return {"preprocess": config.preprocess, "balance_sources": config.balance_sources, **config.canonical()}
+
+
+def differing_settings(configs: list[RunConfig]) -> list[str]:
+    """The settings that differ between configs (see :func:`setting_form`), in config order; the
+    architecture counts as part of the model."""
+    forms = [setting_form(config) for config in configs]
+    keys = dict.fromkeys(key for form in forms for key in form)
+    # A setting some models lack (k of all but k-NN) differs only if it takes two values where it exists.
+    axes = [key for key in keys if len({json.dumps(form[key], sort_keys=True) for form in forms if key in form}) > 1]
+    return list(dict.fromkeys("model" if axis == "architecture" else axis for axis in axes))
+
+
 def dataset_parts(spec: str) -> list[str]:
     """The datasets a dataset string names: a path that exists as a folder is one dataset, commas
     in it or not; anything else is a comma-separated list of names or folders."""

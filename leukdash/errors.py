@@ -26,6 +26,21 @@ class RunError(LeukdashError):
     """A run cannot be found, resumed or used for prediction."""
 
 
+class RunsFailed(RunError):
+    """Runs of several that failed on their own (a fold refused by its settings), the others computed.
+
+    ``lines``: one saying how many failed of how many (``of`` names what they belong to, say a
+    sweep; ``again``, what computes the rest), then one per failed run (its id, what differs in its
+    settings and why it failed).
+    """
+
+    def __init__(self, failed: list[str], total: int, of: str = "", again: str = "launching them again"):
+        self.failed, self.total = failed, total
+        self.lines = [f"{of}{len(failed)} of {total} runs failed (the others are complete and stored); {again} "
+                      "computes only what is left:", *failed]
+        super().__init__(" ".join(self.lines))
+
+
 class StoreError(LeukdashError):
     """The run store or its caches cannot be written: read-only, full, or not a folder."""
 

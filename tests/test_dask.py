@@ -167,6 +167,22 @@ def test_the_readme_recipe_from_outside_the_repository(one_worker, tmp_path, see
     _same_folds(remote["runs"], local["runs"])
 
 
+def test_a_run_that_fails_on_its_own_on_the_cluster_leaves_the_sweeps_other_runs_computed(one_worker, three_a_class):
+    from leukdash.config import AugmentConfig
+    from leukdash.engine.sweep import list_sweeps
+    from leukdash.errors import RunsFailed
+
+    base = RunConfig(dataset=str(three_a_class), image_size=16, augment=AugmentConfig.off(), augment_factor=1, folds=2,
+                     k=1)
+    configs = expand_grid(base, {"model": ["nb", "svm", "knn"]})  # the SVM's folds are too small to calibrate
+    with pytest.raises(RunsFailed) as failed:
+        run_sweep(configs, scheduler=one_worker[0])
+    [line] = failed.value.failed
+    assert line.startswith("run svm-") and "(model svm): a fold's training part holds 1 input of class" in line
+    [sweep] = list_sweeps()
+    assert [run["status"] for run in sweep["runs"]] == ["complete", "failed", "complete"]
+
+
 def test_a_worker_that_cannot_import_leukdash_is_one_line_that_says_so(tiny_dataset, tmp_path, capsys):
     from leukdash.cli import main
 

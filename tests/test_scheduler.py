@@ -232,7 +232,7 @@ def test_a_dead_worker_is_one_clear_error(tiny_dataset, monkeypatch):
 
     with pytest.raises(RunError, match="the worker computing fold 3 of nb-run died"):
         LocalPool(cores=1).run([FoldTask("nb-run", 2, 3, config.to_dict())], inputs,
-                               on_done=lambda *a: None, on_event=kill_the_worker)
+                               on_done=lambda *a: None, on_event=kill_the_worker, on_failed=lambda *a: None)
     assert len(started) == 1 and killed[0].process.wait() == -signal.SIGKILL
 
 

@@ -234,3 +234,26 @@ def test_launching_a_stored_grid_again_on_other_images_warns_and_keeps_the_earli
     assert main(["sweeps"]) == 0
     shown = f"{' '.join(many[5:10])} … ({MAX_SWEEP_RUNS} in all; `sweeps --json` lists them)"
     assert shown in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("n_jobs", ["1", "2"])  # in this process, and worker processes
+def test_a_run_that_fails_on_its_own_is_named_and_the_sweeps_other_runs_are_computed(three_a_class, capsys, n_jobs):
+    from leukdash.cli import main
+
+    args = ["sweep", str(three_a_class), "--model", "nb,svm,knn", "--k", "1", "--feature-set", "pixels", "--image-size", "16",
+            "--folds", "2", "--augment-factor", "1", "--no-augment", "--n-jobs", n_jobs, "--quiet"]
+    for launch in (args, ["sweep", "--resume", None, "--n-jobs", n_jobs, "--quiet"]):  # the first; resumed
+        if launch[2] is None:
+            launch[2] = list_sweeps()[0]["sweep_id"]
+        assert main(launch) == 2
+        lines = capsys.readouterr().err.splitlines()[-2:]
+        status = list_sweeps()[0]
+        failed = [run for run in status["runs"] if run["config"]["model"] == "svm"][0]
+        assert lines[0] == (f"error: sweep {status['sweep_id']}: 1 of 3 runs failed (the others are complete and "
+                            f"stored); `python -m leukdash sweep --resume {status['sweep_id']}` computes only what is "
+                            "left:")
+        assert lines[1].startswith(f"error: run {failed['run_id']} (model svm): a fold's training part holds 1 input")
+        assert [run["status"] for run in status["runs"]] == ["complete", "failed", "complete"]
+        assert "holds 1 input of class" in failed["message"] and status["state"] == "failed"
+    assert main(["sweeps"]) == 0
+    assert f"  failed: {failed['run_id']} model=svm: a fold's training part" in capsys.readouterr().out

@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()  # here, where a failed write is said in one line, not at the interpreter's exit
             return status
     except LeukdashError as error:
-        print(f"error: {printable(str(error))}", file=sys.stderr)  # one line, whatever names it quotes
+        for line in getattr(error, "lines", [str(error)]):  # RunsFailed: a line for each run that failed
+            print(f"error: {printable(line)}", file=sys.stderr)  # one line, whatever names it quotes
         return 2
     except MemoryError as error:  # outside the folds (which say so themselves): loading, reading a store
         from leukdash.engine.machine import out_of_memory

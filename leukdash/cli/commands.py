@@ -133,6 +133,10 @@ def sweeps(args) -> int:
         if earlier:
             more = f" … ({len(earlier)} in all; `sweeps --json` lists them)" if len(earlier) > 5 else ""
             print(f"  earlier runs (other images or engine): {' '.join(map(printable, earlier[:5]))}{more}")
+        for run in entry["runs"]:
+            if run["status"] == "failed":  # the others go on without it: the reason its launch gave
+                print(f"  failed: {run['run_id']} {sweep_settings(run['config'], entry['axes'])}: "
+                      f"{printable(run['message'])}")
         for rank, row in enumerate(entry.get("ranked", []), 1):
             transfer = row["transfer"]
             shown = (f"{transfer['source']} {transfer['balanced_accuracy']:.4f} ({', '.join(map(str, transfer['datasets']))})"

@@ -26,7 +26,7 @@ from leukdash.atomic import write_bytes_atomic
 from leukdash.config import RunConfig, dataset_parts, stable_hash
 from leukdash.data.dataset import Dataset, check_class_counts
 from leukdash.data.discovery import open_dataset
-from leukdash.errors import ConfigError, DatasetError, LeukdashError, RunError
+from leukdash.errors import ConfigError, DatasetError, LeukdashError, RunError, RunsFailed
 from leukdash.engine.machine import describe_machine
 from leukdash.engine.progress import append_event, count
 from leukdash.engine.run_data import note_dataset_found, record_for
@@ -161,6 +161,12 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
     -------
     One result per config, in order (see :func:`run`); a run is cached and resumable on its own.
     Runs that another process is computing are waited for, then answered (or completed).
+
+    Raises
+    ------
+    RunsFailed
+        when runs of several failed on their own (a fold refused by the run's settings: see
+        :func:`_own_failure`), after the others are computed; one run's own error when one config is given.
     """
     from leukdash.engine.scheduler import scheduler_address
 
@@ -174,7 +180,7 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
     unique = list({r.run_id: r for r in resolved}.values())
     computed: dict[str, list[int]] = {r.run_id: [] for r in unique}
     todo = [r for r in unique if load_result(r.run_id, store) is None]
-    held, mine, busy = {}, [], []
+    held, mine, busy, failures = {}, [], [], {}
     try:
         for r in todo:
             lock = store.lock(r.run_id, timeout=0)
@@ -188,7 +194,7 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
         if mine:
             # A run's lock goes as soon as its summary is written, before its "done" event: a
             # reader that sees the event finds the run complete, while the sweep goes on.
-            computed.update(_compute(mine, store, n_jobs, scheduler, on_event,
+            computed.update(_compute(mine, store, n_jobs, scheduler, on_event, failures,
                                      release=lambda run_id: held.pop(run_id).__exit__(None, None, None)))
     finally:
         for lock in held.values():
@@ -199,7 +205,9 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
                       "message": "another process is computing this run: waiting for it"})
         with store.lock(r.run_id):
             if load_result(r.run_id, store) is None:  # the other process may have stopped early
-                computed.update(_compute([r], store, n_jobs, scheduler, on_event))
+                computed.update(_compute([r], store, n_jobs, scheduler, on_event, failures))
+    if failures:
+        raise _runs_failed(failures, unique)
     seconds = time.perf_counter() - started
     results = []
     for r in resolved:
@@ -297,11 +305,39 @@ def load_result(run_id: str, store: RunStore | None = None) -> dict | None:
             "summary": summary}
 
 
-def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_event,
+def _runs_failed(failures: dict[str, LeukdashError], runs: list[ResolvedRun]) -> LeukdashError:
+    """The error of runs that failed on their own: a run's own error where it is the only one
+    asked for, else one line for each, naming its id, what sets it apart from the others, and why."""
+    from leukdash.config import differing_settings, setting_form
+
+    if len(runs) == 1:
+        return next(iter(failures.values()))
+    varied, by_id = differing_settings([r.config for r in runs]), {r.run_id: r.config for r in runs}
+    lines = []
+    for run_id, error in failures.items():
+        form = setting_form(by_id[run_id])
+        settings = ", ".join(f"{name} {form[name]}" for name in varied if name in form)
+        lines.append(f"run {run_id}{f' ({settings})' if settings else ''}: {error}")
+    return RunsFailed(lines, len(runs))
+
+
+def _own_failure(error: BaseException) -> bool:
+    """Whether a fold's error is its run's own, which stops that run alone (the CNN's training
+    diverged at its learning rate, an SVM with too few images of a class to calibrate): a refusal
+    of leukdash's, not memory that ran out or a stop (which stop every run)."""
+    from leukdash.engine.machine import out_of_memory
+    from leukdash.errors import interrupt_behind
+
+    return isinstance(error, LeukdashError) and out_of_memory(error) is None and interrupt_behind(error) is None
+
+
+def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_event, failures: dict[str, LeukdashError],
              release=lambda run_id: None) -> dict[str, list[int]]:
     """Compute the missing folds of runs this process holds the locks of; the folds computed.
 
-    ``release(run_id)`` is called once a run is complete (its lock can go).
+    ``release(run_id)`` is called once a run is complete (its lock can go); a run whose fold
+    failed on its own (:func:`_own_failure`) is added to ``failures`` with its error, and its
+    other folds are dropped, while the other runs go on.
     """
     from leukdash.engine.scheduler import make_pool
 
@@ -311,12 +347,13 @@ def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_eve
     cnn = any(r.config.is_cnn for r in runs)
     pool.start_workers(cnn, tasks=sum(r.config.folds for r in runs if r.config.is_cnn == cnn))
     try:
-        return _compute_in(pool, runs, store, on_event, release)
+        return _compute_in(pool, runs, store, on_event, release, failures)
     finally:
         pool.close()
 
 
-def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, release) -> dict[str, list[int]]:
+def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, release,
+                failures: dict[str, LeukdashError]) -> dict[str, list[int]]:
     """:func:`_compute` with its pool."""
     from leukdash.engine.scheduler import FoldTask
     from leukdash.data.arrays import load_arrays
@@ -383,17 +420,25 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
         if not left[task.run_id]:
             finish(task.run_id)
 
+    def on_failed(task: FoldTask, error: BaseException) -> None:
+        """A fold's error: its run's own ends that run, the pool dropping its other folds; any other stops all."""
+        if not _own_failure(error):
+            raise error
+        if task.run_id not in failures:  # a fold of it computed meanwhile may fail too: the first says why
+            failures[task.run_id] = error  # its fold stays in ``left``: one of it finishing meanwhile is kept, no more
+            emit(task.run_id, {"event": "failed", "message": str(error)})
+
     for run_id in [run_id for run_id, missing in left.items() if not missing]:
         finish(run_id)
     try:
         if tasks:
-            pool.run(tasks, inputs, on_done, emit)
+            pool.run(tasks, inputs, on_done, emit, on_failed)
     except Exception as error:
         from leukdash.engine.machine import out_of_memory
 
         explained = out_of_memory(error)  # in this process, a worker or a Dask worker alike
         message = str(explained) if explained else f"{type(error).__name__}: {error}"
-        for run_id in [run_id for run_id, missing in left.items() if missing]:
+        for run_id in [run_id for run_id, missing in left.items() if missing and run_id not in failures]:
             emit(run_id, {"event": "failed", "message": message})
         if explained:
             raise explained from error

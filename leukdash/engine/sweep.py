@@ -5,7 +5,7 @@ engine version), so a sweep that is launched again computes only the folds still
 and two sweeps that share a run share its folds. Layout::
 
     artifacts/sweeps/<sweep_id>/sweep.json       sweep_id, name, created, axes, configs, run_ids, earlier_run_ids
-    artifacts/sweeps/<sweep_id>/progress.jsonl   start, fold_done (with run_id), run_done, done | failed
+    artifacts/sweeps/<sweep_id>/progress.jsonl   start, fold_done (with run_id), run_done, run_failed, done | failed
 
 The id is a hash of the configs (their canonical forms and datasets), so the same grid is the
 same sweep whoever launches it; its name is a label.
@@ -22,7 +22,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from leukdash.config import AugmentConfig, RunConfig, stable_hash
-from leukdash.errors import ConfigError, RunError
+from leukdash.errors import ConfigError, RunError, RunsFailed
 from leukdash.paths import artifacts_root, printable
 from leukdash.engine.progress import append_event, latest_state, read_events
 from leukdash.engine.store import RunStore, read_json, write_json_atomic
@@ -170,12 +170,20 @@ def run_sweep(configs: list[RunConfig], *, name: str | None = None, scheduler: s
         if event.get("event") in ("fold_done", "done"):
             kind = "fold_done" if event["event"] == "fold_done" else "run_done"
             append_event(progress, {"event": kind, "run_id": event.get("run_id"), "fold": event.get("fold")})
+        elif event.get("event") == "failed":  # a run's own failure: the other runs go on
+            append_event(progress, {"event": "run_failed", "run_id": event.get("run_id"),
+                                    "message": event.get("message")})
         if on_event:
             on_event(event)
 
     with FileLock(sweep_dir(record["sweep_id"]) / LOCK_FILE):
         try:
             results = run_many(configs, n_jobs=n_jobs, store=store, on_event=relay, scheduler=scheduler)
+        except RunsFailed as error:  # the others computed: said as the sweep's
+            failed = RunsFailed(error.failed, error.total, of=f"sweep {record['sweep_id']}: ",
+                                again=f"`python -m leukdash sweep --resume {record['sweep_id']}`")
+            append_event(progress, {"event": "failed", "message": str(failed)})
+            raise failed from None
         except Exception as error:
             append_event(progress, {"event": "failed", "message": f"{type(error).__name__}: {error}"})
             raise
@@ -212,10 +220,11 @@ def load_sweep(sweep_id: str) -> dict | None:
 def sweep_status(sweep_id: str, store: RunStore | None = None) -> dict:
     """Where a sweep stands: per run, folds done of total, and the sweep's own state.
 
-    Returns ``{"sweep_id", "name", "runs": [{"run_id", "config", "done", "total", "status"}],
+    Returns ``{"sweep_id", "name", "runs": [{"run_id", "config", "done", "total", "status", "message"}],
     "earlier_run_ids", "done_folds", "total_folds", "complete", "state"}`` (folds of distinct runs; the
     runs the sweep held before its grid resolved to other runs) where a run's status is ``complete``,
-    ``running``, ``partial`` or ``pending``, and ``state`` that of the sweep's last launch:
+    ``running``, ``failed`` (its last attempt failed: ``message`` says why), ``partial`` or ``pending``, and
+    ``state`` that of the sweep's last launch:
     ``running``, ``done``, ``failed``, ``stopped`` (its process ended early) or ``none``;
     ``incomplete`` when it was done but some of its runs are not whole any more (deleted by hand,
     a fold lost): launching it again computes what is missing.
@@ -255,13 +264,16 @@ def _run_status(run_id: str, config: dict, store: RunStore) -> dict:
     else:
         total = 1 if config.get("test_fraction") is not None else int(config.get("folds") or 0)
     done = len(store.completed_folds(run_id, total)) if meta else 0
+    message = ""
     if store.read_summary(run_id) is not None and done == total:
         status = "complete"
     elif store.is_locked(run_id):
         status = "running"
-    else:
-        status = "partial" if done else "pending"
-    return {"run_id": run_id, "config": config, "done": done, "total": total, "status": status}
+    else:  # its last attempt's word: failed, and why
+        last = latest_state(read_events(store.progress_path(run_id)))
+        status = "failed" if last["status"] == "failed" else "partial" if done else "pending"
+        message = last["message"] if status == "failed" else ""
+    return {"run_id": run_id, "config": config, "done": done, "total": total, "status": status, "message": message}
 
 
 def list_sweeps(store: RunStore | None = None) -> list[dict]:

@@ -104,12 +104,12 @@ class DaskPool(Pool):
         named by the advice on a scheduler lost."""
         self.address, self.source, self.connect_timeout = address, source, connect_timeout
 
-    def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event) -> None:
+    def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event, on_failed) -> None:
         check_scheduler(self.address, self.connect_timeout)
         with _quiet_dask_client():
-            self._run(tasks, inputs, on_done, on_event)
+            self._run(tasks, inputs, on_done, on_event, on_failed)
 
-    def _run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event) -> None:
+    def _run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event, on_failed) -> None:
         import uuid
 
         from distributed import Client
@@ -144,6 +144,8 @@ class DaskPool(Pool):
             while pending:
                 waiting.check()
                 for future in [f for f in pending if f.done()]:
+                    if future not in pending:  # dropped meanwhile: a fold of its run failed
+                        continue
                     _drain(events, on_event)
                     try:
                         outcome, worker, theirs = _fetched(future, waiting)
@@ -154,9 +156,15 @@ class DaskPool(Pool):
                     if refused:
                         raise refused
                     kind, value = pickle.loads(outcome)
-                    if kind == "error":
-                        raise value
-                    on_done(pending.pop(future), value)
+                    task = pending.pop(future)
+                    if kind == "error":  # the fold's own error
+                        on_failed(task, value)
+                        dropped = [f for f, t in pending.items() if t.run_id == task.run_id]  # its run's other folds
+                        client.cancel(dropped)
+                        for other in dropped:
+                            del pending[other], futures[other]
+                    else:
+                        on_done(task, value)
                     # Its result is stored: the cluster may forget it (a task whose result is held
                     # is computed again when the worker holding it is lost; measured).
                     del futures[future]

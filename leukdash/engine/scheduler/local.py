@@ -59,9 +59,18 @@ def memory_budget_mb() -> int:
 class InProcessPool(Pool):
     """Tasks one after another in this process (``n_jobs=1``): progress reaches ``on_event`` live."""
 
-    def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event) -> None:
+    def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event, on_failed) -> None:
+        failed = set()
         for task in order(tasks, inputs):
-            on_done(task, compute_fold(task, inputs[task.run_id], lambda e, t=task: on_event(t.run_id, e)))
+            if task.run_id in failed:  # its run failed: its other folds are dropped
+                continue
+            try:
+                outcome = compute_fold(task, inputs[task.run_id], lambda e, t=task: on_event(t.run_id, e))
+            except Exception as error:  # a KeyboardInterrupt is no task's: it stops all, as ever
+                on_failed(task, error)
+                failed.add(task.run_id)
+            else:
+                on_done(task, outcome)
 
 
 class LocalPool(Pool):
@@ -95,7 +104,7 @@ class LocalPool(Pool):
             child.kill()
         self._idle.clear()
 
-    def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event) -> None:
+    def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event, on_failed) -> None:
         inbox, idle = self._inbox, self._idle
         pending, running = order(tasks, inputs), {}  # running: child -> its task
         self._end_unneeded(pending)
@@ -119,10 +128,14 @@ class LocalPool(Pool):
                     on_event(running[child].run_id, value)
                     continue
                 task = running.pop(child)
-                if kind != "done":
-                    raise value if kind == "error" else worker_died(task)
+                if kind not in ("done", "error"):
+                    raise worker_died(task)
                 idle.append(child)
-                on_done(task, value)
+                if kind == "error":  # the fold's own error, its worker whole
+                    on_failed(task, value)
+                    pending = [t for t in pending if t.run_id != task.run_id]  # its run failed: its other folds go
+                else:
+                    on_done(task, value)
                 if not any(t.is_cnn for t in [*pending, *running.values()]):
                     for child in [c for c in idle if c.cnn]:  # TensorFlow's memory goes back
                         idle.remove(child)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -11,19 +9,12 @@ import plotly.graph_objects as go
 from leukdash.evaluation.labels import run_labels, setting_text
 from leukdash.reporting.plots.common import FRACTION_METRICS, LAYOUT, METRICS, error_bounds, fold_values
 
-def sweep_axes(configs: list[dict]) -> list[str]:
-    """The settings that differ between run configs (their canonical forms), in config order;
-    the architecture counts as part of the model."""
-    from leukdash.config import RunConfig
 
-    runs = [RunConfig.from_dict(config) for config in configs]
-    # A canonical form leaves out raw preprocessing and pooled sources (so older run ids hold): put
-    # them back to compare.
-    forms = [{"preprocess": run.preprocess, "balance_sources": run.balance_sources, **run.canonical()} for run in runs]
-    keys = dict.fromkeys(key for form in forms for key in form)
-    # A setting some models lack (k of all but k-NN) is an axis only if it takes two values where it exists.
-    axes = [key for key in keys if len({json.dumps(form[key], sort_keys=True) for form in forms if key in form}) > 1]
-    return list(dict.fromkeys("model" if axis == "architecture" else axis for axis in axes))
+def sweep_axes(configs: list[dict]) -> list[str]:
+    """The settings that differ between run configs (see :func:`leukdash.config.differing_settings`)."""
+    from leukdash.config import RunConfig, differing_settings
+
+    return differing_settings([RunConfig.from_dict(config) for config in configs])
 
 
 def finished_axes(sweep: dict) -> list[str]:
