@@ -381,6 +381,16 @@ def test_bad_configs_exit_nonzero_with_one_clear_line(args, message, tiny_datase
     assert list(isolated_artifacts.glob("runs/*")) == []
 
 
+def test_an_unknown_option_is_named_before_the_arguments_missing(capsys):
+    from leukdash.cli import main
+
+    assert main(["evaluate", "--bogus"]) == 2  # argparse would say run_id and dataset are missing, not --bogus
+    assert capsys.readouterr().err == ("error: leukdash evaluate: unrecognized arguments: --bogus "
+                                       "(see leukdash evaluate --help)\n")
+    assert main(["evaluate", "--", "--bogus"]) == 2  # after --, a value: what is missing is said
+    assert capsys.readouterr().err == "error: leukdash evaluate: the following arguments are required: dataset\n"
+
+
 def test_second_process_waits_for_the_first_and_reads_its_result(tiny_dataset, tmp_path):
     args = ["run", str(tiny_dataset), "--model", "svm", "--feature-set", "features", "--image-size", "16",
             "--augment-factor", "2", "--folds", "3", "--json", "--quiet"]

@@ -31,15 +31,32 @@ class _Parser(argparse.ArgumentParser):
         option = re.fullmatch(r"argument (--[\w-]+)(?:/-\w)?: expected one argument", message)
         if option:  # argparse reads a value that starts with "-" (-1,2 or -x) as the next option
             message += f" (for a value that starts with '-', write {option[1]}=VALUE)"
+        # argparse says what is missing before what it does not know: a mistyped option is the likelier slip
+        if message.startswith("the following arguments are required") and (unknown := self._unknown_options()):
+            raise _unrecognized(self.prog, unknown)
         raise LeukdashError(f"{self.prog}: {message}")
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._given = list(sys.argv[1:] if args is None else args)  # for error(), which argparse gives no arguments
+        return super().parse_known_args(args, namespace)
 
     def parse_args(self, args=None, namespace=None):
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:  # argparse names the top parser ("leukdash: ..."); the subcommand owns the options to read
             command = getattr(parsed, "command", None)
-            prog = f"{self.prog} {command}" if command else self.prog
-            raise LeukdashError(f"{prog}: unrecognized arguments: {' '.join(extras)} (see {prog} --help)")
+            raise _unrecognized(f"{self.prog} {command}" if command else self.prog, extras)
         return parsed
+
+    def _unknown_options(self) -> list[str]:
+        """The options given to this parser that it does not know (``--bogus``, ``--bogus=1``)."""
+        given = getattr(self, "_given", [])
+        given = given[:given.index("--")] if "--" in given else given  # after it, all are values
+        known = self._option_string_actions
+        return [arg for arg in given if arg.startswith("--") and arg.split("=", 1)[0] not in known]
+
+
+def _unrecognized(prog: str, extras: list[str]) -> LeukdashError:
+    return LeukdashError(f"{prog}: unrecognized arguments: {' '.join(extras)} (see {prog} --help)")
 
 
 def _add_dataset(parser: argparse.ArgumentParser, help: str) -> None:
