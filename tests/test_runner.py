@@ -381,6 +381,23 @@ def test_bad_configs_exit_nonzero_with_one_clear_line(args, message, tiny_datase
     assert list(isolated_artifacts.glob("runs/*")) == []
 
 
+def test_runs_sizes_its_id_column_to_the_longest_id_and_run_ends_its_line_with_the_mean(tiny_dataset, capsys):
+    from leukdash.cli import main
+    from leukdash.engine.ensemble import create_ensemble
+    from leukdash.engine.progress import format_progress_line, latest_state
+
+    events = []
+    a = run(_config(tiny_dataset, model="nb", folds=2, augment_factor=1), n_jobs=1, on_event=events.append)
+    b = run(_config(tiny_dataset, model="knn", k=1, folds=2, augment_factor=1), n_jobs=1)
+    ensemble = create_ensemble([a["run_id"], b["run_id"]])
+    assert main(["runs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(ensemble["run_id"]) > 18 and len(lines) == 3
+    assert {line.index(" complete ") for line in lines} == {len(ensemble["run_id"])}  # one column, the ids' width
+    # the progress line of a run done: its mean, not the last fold's val_acc
+    assert f"mean val_acc {a['summary']['val_acc']['mean']:.2f}  in " in format_progress_line(latest_state(events))
+
+
 def test_an_unknown_option_is_named_before_the_arguments_missing(capsys):
     from leukdash.cli import main
 

@@ -156,12 +156,13 @@ def runs(args) -> int:
         # "unreadable": the ids, as before; "unreadable_why": each with why (damaged, or not readable here)
         print_json({"runs": runs, "unreadable": sorted(unreadable), "unreadable_why": unreadable})
         return 0
+    width = max((len(entry["run_id"]) for entry in runs), default=0)  # an ensemble's id is longer than a model's
     for entry, label in zip(runs, run_labels(runs)):
         # A partial run's stored summary is that of folds no longer all there: not shown as its figure.
         acc = (entry.get("summary") or {}).get("val_acc", {}).get("mean") if entry["status"] == "complete" else None
         shown = f"{acc:.4f}" if acc is not None else "-"
         folds = f"{entry['n_folds_done']}/{len(entry['meta']['fold_ids'])} folds"  # how far a running run has got
-        print(f"{entry['run_id']:<18} {entry['status']:<9} {folds:<10} val_acc {shown:<6}  {label}")
+        print(f"{entry['run_id']:<{width}} {entry['status']:<9} {folds:<10} val_acc {shown:<6}  {label}")
     for name, why in unreadable.items():
         print(f"note: {name} is not listed: {why}", file=sys.stderr)
     return 0

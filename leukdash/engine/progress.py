@@ -230,7 +230,8 @@ def latest_state(events: list[dict], now: float | None = None) -> dict:
 
 
 def format_progress_line(state: dict, width: int = 20) -> str:
-    """One line for a terminal, e.g. ``fold 2/5 epoch 13/25 [#####.....] val_acc 0.83  ~1m20s left``."""
+    """One line for a terminal, e.g. ``fold 2/5 epoch 13/25 [#####.....] val_acc 0.83  ~1m20s left``; a run
+    done gives its mean: ``done 5/5 folds [##########] mean val_acc 0.79  in 2m10s``."""
     if state.get("phase") == "loading":  # before the folds: no bar yet, what the run does
         return f"{state.get('message') or 'loading the images'}…"
     parts = []
@@ -244,9 +245,9 @@ def format_progress_line(state: dict, width: int = 20) -> str:
     filled = round(max(0.0, min(1.0, state.get("fraction") or 0.0)) * width)
     parts.append("[" + "#" * filled + "." * (width - filled) + "]")
     metrics = state.get("metrics") or {}
-    for name in ("val_acc", "acc"):
+    for name, label in (("mean_val_acc", "mean val_acc"), ("val_acc", "val_acc"), ("acc", "acc")):
         if isinstance(metrics.get(name), (int, float)):
-            parts.append(f"{name} {metrics[name]:.2f}")
+            parts.append(f"{label} {metrics[name]:.2f}")
             break
     line = " ".join(parts)
     status = state.get("status")

@@ -402,9 +402,11 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
         folds = [store.read_fold(run_id, fold) for fold in inputs[run_id].fold_ids]
         if None in folds:  # lost or damaged since it was written (deleted by hand, a store moved under the run)
             raise lost_fold_error(run_id, store)
-        store.write_summary(run_id, summarize_folds(folds))
+        summary = summarize_folds(folds)
+        store.write_summary(run_id, summary)
         release(run_id)
-        emit(run_id, {"event": "done", "run_id": run_id})
+        # the run's mean, which its progress line ends with (not the last fold's val_acc)
+        emit(run_id, {"event": "done", "run_id": run_id, "metrics": {"mean_val_acc": summary["val_acc"]["mean"]}})
 
     def on_done(task: FoldTask, outcome: dict) -> None:
         from leukdash.engine.training import model_suffix
