@@ -165,6 +165,20 @@ def test_fold_models_that_collapse_to_different_classes_are_said_fold_by_fold():
                                 "the class shares (balanced accuracy 0.50)")
 
 
+def test_a_fold_is_judged_only_on_two_classes_and_enough_decided_answers():
+    """A fold of one class has a chance of 1, which every answer is within 0.1 of; a fold of a few decided answers
+    gives one class to all of them without a collapse; a share that leaves ties out says so."""
+    from leukdash.evaluation.compare import collapse_of
+
+    true = [0] * 10 + [1] * 10
+    assert collapse_of(answered(["ALL", "HEALTHY"], (true, true), ([0] * 10, [0] * 10))) is None  # fold 2: ALL only
+    tie = [0.5, 0.5]
+    assert collapse_of(answered(["ALL", "HEALTHY"], (true, true), (true, [0, 0] + [tie] * 18))) is None
+    assert collapse_of(answered(["ALL", "HEALTHY"], (true, true), (true + [0, 1], [tie, tie] + [0] * 20))) == (
+        "fold 2 answers ALL for 100% (2 tied answers left out) of the images it validates on: its accuracy reflects "
+        "the class shares (balanced accuracy 0.50)")
+
+
 def test_a_good_model_of_skewed_data_has_not_collapsed():
     """97 ALL and 3 HEALTHY answered right: ALL for 97% of the images, but the classes told apart (balanced accuracy
     1.00); only the model answering ALL everywhere scores the class share."""

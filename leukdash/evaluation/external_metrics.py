@@ -23,6 +23,9 @@ import numpy as np
 
 # A model that gives one class to at least this share of the images has collapsed.
 COLLAPSE_SHARE = 0.95
+# The fewest answers whose share can be COLLAPSE_SHARE without being all of them (19 of 20): the collapse note judges
+# no fewer.
+JUDGED_ANSWERS = round(1 / (1 - COLLAPSE_SHARE))
 # Probabilities this close are equal (an even split of fold models, an even k-NN vote): no
 # class is the answer; the argmax would only pick the first in the run's class order.
 TIE = 1e-9
@@ -95,7 +98,8 @@ def collapse_note(y_true, proba, classes, folds=None) -> str | None:
     have collapsed (:func:`collapsed`) and tell the classes apart no better than nearly by chance, else None: their
     accuracy reflects the class shares (a model answering the larger class everywhere scores that class's share),
     not a skill. ``folds``: each answer's fold, to judge each fold's model too: fold models that each collapsed to
-    another class pool to a spread of answers."""
+    another class pool to a spread of answers. Judged only where the images hold at least two classes and at least
+    ``JUDGED_ANSWERS`` answers decide (or all tie)."""
     y_true, proba = np.asarray(y_true, dtype=int), np.asarray(proba, dtype=np.float64)
     pooled = _collapsed_to(y_true, proba, classes)
     if pooled:
@@ -121,12 +125,19 @@ def collapse_note(y_true, proba, classes, folds=None) -> str | None:
 
 def _collapsed_to(y_true: np.ndarray, proba: np.ndarray, classes) -> tuple[str | None, float] | None:
     """``(answers, balanced accuracy)`` of answers that collapsed and score near chance, ``answers`` such as
-    ``'ALL for 98%'`` (None where every answer is a tie), else None."""
+    ``'ALL for 98%'`` or ``'ALL for 98% (3 tied answers left out)'`` (None where every answer is a tie), else None
+    (also where the images are of one class or fewer than ``JUDGED_ANSWERS`` answers decide)."""
     from leukdash.metrics import fold_metrics
 
     if not len(proba):
         return None
     predicted, tied = proba.argmax(axis=1), tied_answers(proba)
+    decided = predicted[~tied]
+    # Against chance only where there is one to beat: images of one class have a chance of 1, which any answer is
+    # within 0.1 of. And only on enough answers (all ties counting as answers) for the share to be one: below
+    # JUDGED_ANSWERS a share of COLLAPSE_SHARE is a share of 100%, which a few answers give without any collapse.
+    if len(np.unique(y_true)) < 2 or (len(decided) or len(proba)) < JUDGED_ANSWERS:
+        return None
     if not collapsed(predicted, tied, len(classes)):
         return None
     # One class answered nearly everywhere may still be right: a good model of skewed data (97 ALL, 3 HEALTHY,
@@ -136,11 +147,11 @@ def _collapsed_to(y_true: np.ndarray, proba: np.ndarray, classes) -> tuple[str |
     balanced = fold_metrics(y_true, proba, classes)["balanced_acc"]
     if balanced > 1 / len(np.unique(y_true)) + 0.1:
         return None
-    decided = predicted[~tied]
     if not len(decided):
         return None, balanced
     counts = np.bincount(decided, minlength=len(classes))
-    return f"{classes[counts.argmax()]} for {counts.max() / len(decided):.0%}", balanced
+    left_out = f" ({tied.sum()} tied answers left out)" if tied.any() else ""  # the share is of the others
+    return f"{classes[counts.argmax()]} for {counts.max() / len(decided):.0%}{left_out}", balanced
 
 
 def _listed(items: list[str]) -> str:
