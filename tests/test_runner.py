@@ -406,6 +406,12 @@ def test_an_unknown_option_is_named_before_the_arguments_missing(capsys):
                                        "(see leukdash evaluate --help)\n")
     assert main(["evaluate", "--", "--bogus"]) == 2  # after --, a value: what is missing is said
     assert capsys.readouterr().err == "error: leukdash evaluate: the following arguments are required: dataset\n"
+    for given in (["--jso"], ["run-1", "--jso"], ["--jso", "-1"]):  # prefixes, as argparse takes them
+        assert main(["evaluate", *given]) == 2
+        assert "unrecognized" not in capsys.readouterr().err, given
+    assert main(["evaluate", "-z"]) == 2
+    assert capsys.readouterr().err == ("error: leukdash evaluate: unrecognized arguments: -z "
+                                       "(see leukdash evaluate --help)\n")
 
 
 def test_second_process_waits_for_the_first_and_reads_its_result(tiny_dataset, tmp_path):

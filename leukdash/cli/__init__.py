@@ -48,11 +48,20 @@ class _Parser(argparse.ArgumentParser):
         return parsed
 
     def _unknown_options(self) -> list[str]:
-        """The options given to this parser that it does not know (``--bogus``, ``--bogus=1``)."""
+        """The options given to this parser that it does not know (``--bogus``, ``--bogus=1``, ``-z``)."""
         given = getattr(self, "_given", [])
         given = given[:given.index("--")] if "--" in given else given  # after it, all are values
+        return [arg for arg in given if arg.startswith("-") and not self._known_option(arg)]
+
+    def _known_option(self, arg: str) -> bool:
+        """Whether argparse takes ``arg`` as one of this parser's options, as it reads them: ``--json``, ``--jso``
+        (a prefix: one that fits several argparse refuses itself, before this), ``-q``, ``-qVALUE``; ``-1`` and
+        ``-`` are values."""
         known = self._option_string_actions
-        return [arg for arg in given if arg.startswith("--") and arg.split("=", 1)[0] not in known]
+        if not arg.startswith("--"):
+            return len(arg) < 2 or not arg[1].isalpha() or arg[:2] in known
+        name = arg.split("=", 1)[0]
+        return any(option.startswith(name) for option in known if option.startswith("--"))
 
 
 def _unrecognized(prog: str, extras: list[str]) -> LeukdashError:
