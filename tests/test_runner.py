@@ -398,6 +398,18 @@ def test_runs_sizes_its_id_column_to_the_longest_id_and_run_ends_its_line_with_t
     assert f"mean val_acc {a['summary']['val_acc']['mean']:.2f}  in " in format_progress_line(latest_state(events))
 
 
+def test_runs_sizes_its_folds_column_to_the_longest_entry(tmp_path, capsys):
+    from leukdash.cli import main
+    from leukdash.data.synthetic import generate_synthetic
+
+    data = generate_synthetic(tmp_path / "ten", seed=1, counts={"ALL": 10, "HEALTHY": 10}, size=16)
+    for folds in (2, 10):  # "2/2 folds", "10/10 folds"
+        run(_config(data, model="nb", folds=folds, augment_factor=1), n_jobs=1)
+    assert main(["runs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and len({line.index(" val_acc ") for line in lines}) == 1, lines  # the columns after it
+
+
 def test_an_unknown_option_is_named_before_the_arguments_missing(capsys):
     from leukdash.cli import main
 

@@ -157,12 +157,14 @@ def runs(args) -> int:
         print_json({"runs": runs, "unreadable": sorted(unreadable), "unreadable_why": unreadable})
         return 0
     width = max((len(entry["run_id"]) for entry in runs), default=0)  # an ensemble's id is longer than a model's
-    for entry, label in zip(runs, run_labels(runs)):
+    # how far a running run has got; "10/10 folds" is longer than "5/5 folds": the column is its longest entry
+    folds = [f"{entry['n_folds_done']}/{len(entry['meta']['fold_ids'])} folds" for entry in runs]
+    folds_width = max(map(len, folds), default=0)
+    for entry, done, label in zip(runs, folds, run_labels(runs)):
         # A partial run's stored summary is that of folds no longer all there: not shown as its figure.
         acc = (entry.get("summary") or {}).get("val_acc", {}).get("mean") if entry["status"] == "complete" else None
         shown = f"{acc:.4f}" if acc is not None else "-"
-        folds = f"{entry['n_folds_done']}/{len(entry['meta']['fold_ids'])} folds"  # how far a running run has got
-        print(f"{entry['run_id']:<{width}} {entry['status']:<9} {folds:<10} val_acc {shown:<6}  {label}")
+        print(f"{entry['run_id']:<{width}} {entry['status']:<9} {done:<{folds_width}} val_acc {shown:<6}  {label}")
     for name, why in unreadable.items():
         print(f"note: {name} is not listed: {why}", file=sys.stderr)
     return 0
