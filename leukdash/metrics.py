@@ -13,7 +13,7 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
 
-from leukdash.intervals import SHARE, UNBOUNDED, clipped_interval, metric_range
+from leukdash.intervals import SHARE, clipped_interval, metric_range
 
 # Probabilities are clipped away from 0 and 1 before the log loss, so one confident mistake
 # gives a large but finite loss (the same epsilon Keras uses).
@@ -125,10 +125,10 @@ def summarize_sources(fold_results) -> dict:
         summary[name] = {
             "folds": len(folds),
             "n_val": int(n_val),
-            "val_acc": summarize([f["val_acc"] for f in folds], SHARE),
-            "balanced_acc": summarize([f["balanced_acc"] for f in folds], SHARE),
+            "val_acc": summarize([f["val_acc"] for f in folds], bounds=SHARE),
+            "balanced_acc": summarize([f["balanced_acc"] for f in folds], bounds=SHARE),
             "per_class_recall": {c: summarize([f["per_class_recall"][c] for f in folds if c in f["per_class_recall"]],
-                                              SHARE) for c in classes},
+                                              bounds=SHARE) for c in classes},
             "per_group_recall": by_group,
             "pooled": {"val_acc": sum(f["val_acc"] * f["n_val"] for f in folds) / n_val,
                        "balanced_acc": float(np.mean(list(by_class.values()))), "per_class_recall": by_class},
@@ -153,10 +153,10 @@ def std_text(acc: dict, n_folds: int) -> str:
     return "n/a" if n_folds < 2 else f"{acc['std']:.4f}"
 
 
-def summarize(values, bounds: tuple[float, float] = UNBOUNDED) -> dict:
+def summarize(values, *, bounds: tuple[float, float]) -> dict:
     """Mean, sample standard deviation, range and 95% Student-t interval of fold values, the
-    interval clipped to ``bounds``, the values the metric can take (see :func:`~leukdash.intervals.metric_range`;
-    unclipped unless given).
+    interval clipped to ``bounds``, the values the metric can take (see :func:`~leukdash.intervals.metric_range`).
+    ``bounds`` has no default: one forgotten would leave the interval unclipped (beyond 1 for a share) unseen.
 
     With one value the standard deviation is 0 and the interval collapses to the value itself
     (there is no spread to estimate an interval from).
@@ -191,7 +191,7 @@ def summarize_folds(fold_results) -> dict:
         raise ValueError("summarize_folds needs at least one fold result")
     keys = [k for k, v in fold_results[0].items() if _is_scalar(v)]
     shared = [k for k in keys if all(_is_scalar(r.get(k)) for r in fold_results)]
-    summary = {k: summarize([r[k] for r in fold_results], metric_range(k)) for k in shared}
+    summary = {k: summarize([r[k] for r in fold_results], bounds=metric_range(k)) for k in shared}
     if all("per_source" in r for r in fold_results):
         summary["per_source"] = summarize_sources(fold_results)
     return summary

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from leukdash.intervals import clipped_summary
+from leukdash.intervals import SHARE, clipped_summary
 from leukdash.metrics import fold_metrics, mcnemar, summarize, summarize_folds
 
 CLASSES = ("A", "B", "C")
@@ -44,7 +44,7 @@ def test_fold_metrics_rejects_a_wrong_probability_shape():
 
 
 def test_summarize_gives_the_student_t_interval():
-    s = summarize([0.6, 0.7, 0.8])
+    s = summarize([0.6, 0.7, 0.8], bounds=SHARE)
     assert s["mean"] == pytest.approx(0.7)
     assert s["std"] == pytest.approx(0.1)  # ddof=1
     assert (s["min"], s["max"]) == pytest.approx((0.6, 0.8))
@@ -52,8 +52,17 @@ def test_summarize_gives_the_student_t_interval():
     assert s["ci95"] == pytest.approx([0.7 - half, 0.7 + half])
 
 
+def test_summarize_clips_to_the_bounds_it_must_be_given():
+    """A share's interval ends at 1; a caller that forgot the bounds would leave it unclipped, so none may."""
+    assert summarize([0.9, 1.0, 1.0], bounds=SHARE)["ci95"][1] == 1.0
+    with pytest.raises(TypeError):
+        summarize([0.9, 1.0, 1.0])
+    with pytest.raises(TypeError):  # by name only: each call says which bounds it clips to
+        summarize([0.9, 1.0, 1.0], SHARE)
+
+
 def test_summarize_of_one_value_has_no_spread():
-    assert summarize([0.75]) == {"mean": 0.75, "std": 0.0, "min": 0.75, "max": 0.75, "ci95": [0.75, 0.75]}
+    assert summarize([0.75], bounds=SHARE) == {"mean": 0.75, "std": 0.0, "min": 0.75, "max": 0.75, "ci95": [0.75, 0.75]}
 
 
 def test_summarize_folds_covers_the_float_metrics_only():

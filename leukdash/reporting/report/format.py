@@ -43,7 +43,7 @@ def fold_values(result: dict, metric: str = "val_acc") -> list[float]:
 
 
 def fold_stats(result: dict, metric: str = "val_acc") -> dict:
-    return summarize(fold_values(result, metric), metric_range(metric))
+    return summarize(fold_values(result, metric), bounds=metric_range(metric))
 
 
 def label(outcome: Outcome) -> str:

@@ -117,7 +117,7 @@ def fold_table(done: list[Outcome], exp: str, title: str) -> str:
         row = cells(lambda r: pct(r["folds"][fold]["val_acc"]) if fold < len(r["folds"]) else DASH)
         row[1] = pct(paper_folds[fold]) if fold < len(paper_folds) else DASH
         rows.append([f"{fold + 1}", *row])
-    paper_stats = summarize(paper_folds, SHARE) if paper_folds else None
+    paper_stats = summarize(paper_folds, bounds=SHARE) if paper_folds else None
     for name, fmt in (("Mean", lambda s: pct(s["mean"])), ("SD", lambda s: pct(s["std"])),
                       ("Min – max", fold_range), ("95% CI", interval)):
         row = cells(lambda r: fmt(fold_stats(r)))
