@@ -175,18 +175,27 @@ st.caption(f"Bars: mean {METRICS[metric].lower()} over the validation folds; whi
            + ("; open diamonds: the paper's reported 5-fold mean for the same model and task." if show_paper else ".")
            + (f" The first {MAX_BARS} of {len(chosen)} runs (newest first): select runs in the table to see others."
               if len(chosen) > MAX_BARS else ""))
-for result, label in zip(chosen, labels):  # collapse, then ties: the order of run and compare
-    if collapse := collapse_of(result):  # one class for nearly every image: the figures are its share
-        st.caption(f":material/warning: **{literal(label)}**: {literal(collapse)}")
-tied = [(label, note) for result, label in zip(chosen, labels) if (note := ties_note(result))]
-if len(tied) == 1:
-    st.warning(f"{literal(tied[0][0])}: {tied[0][1]}.", icon=":material/warning:")
-elif tied:  # one box for a sweep's many runs; each run's count in the expander below it
-    st.warning(f"{len(tied)} runs count out-of-fold answers that tie between the top classes as one of them, so "
-               f"their figures depend on the class order: {few_named([label for label, _ in tied])}.",
-               icon=":material/warning:")
-    with st.expander("Ties of each run"):
-        st.markdown("\n".join(f"- **{literal(label)}**: {note}." for label, note in tied))
+def runs_noted(notes: list[tuple[str, str]], say, title: str, many: str) -> None:
+    """Notes of runs (``(label, note)``; notes name class folders, such as ``B_ALL``, kept literal): one run's said
+    by ``say``; several (a sweep's hundreds), one ``say`` naming at most 10 of them (``many``: what they share), each
+    run's note in the expander ``title`` below it."""
+    if len(notes) == 1:
+        say(f"**{literal(notes[0][0])}**: {literal(notes[0][1])}.")
+    elif notes:
+        say(f"{len(notes)} runs {many}: {few_named([label for label, _ in notes])}.")
+        with st.expander(title):
+            st.markdown("\n".join(f"- **{literal(label)}**: {literal(note)}." for label, note in notes))
+
+
+# collapse (one class for nearly every image: the figures are its share), then ties: the order of run and compare
+runs_noted([(label, note) for result, label in zip(chosen, labels) if (note := collapse_of(result))],
+           lambda text: st.caption(f":material/warning: {text}"), "Collapse of each run",
+           "give one class (or ties) to nearly every image they validate on, no better than chance: their accuracy "
+           "reflects the class shares")
+runs_noted([(label, note) for result, label in zip(chosen, labels) if (note := ties_note(result))],
+           lambda text: st.warning(text, icon=":material/warning:"), "Ties of each run",
+           "count out-of-fold answers that tie between the top classes as one of them, so their figures depend on "
+           "the class order")
 
 # Short names: the strip fits a phone's width.
 def confident_mistakes_view(chosen: list[dict], labels: list[str]) -> None:

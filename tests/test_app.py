@@ -397,10 +397,19 @@ def test_compare_says_which_run_answers_one_class_for_every_image(allidb2_path, 
         (tmp_path / "imb" / name).mkdir(parents=True)
         for path in sorted((allidb2_path / name).iterdir())[:n]:
             shutil.copy(path, tmp_path / "imb" / name / path.name)
-    run(RunConfig(dataset=str(tmp_path / "imb"), model="nb", image_size=16, augment_factor=1, folds=3), n_jobs=1)
+    config = RunConfig(dataset=str(tmp_path / "imb"), model="nb", image_size=16, augment_factor=1, folds=3)
+    run(config, n_jobs=1)
     at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
     said = [c.value for c in at.caption if "the model answers ALL for 100% of the images it validates on" in c.value]
     assert len(said) == 1 and "Naive Bayes" in said[0] and "balanced accuracy 0.50" in said[0], said
+    # Several (a sweep's): one caption naming them, each run's note in an expander, not one caption a run.
+    run(RunConfig(**{**config.to_dict(), "seed": 1}), n_jobs=1)
+    st.cache_data.clear()  # the page keeps the list of runs a while
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
+    said = [c.value for c in at.caption if "class shares" in c.value]
+    assert len(said) == 1 and said[0].count("Naive Bayes") == 2, said
+    [collapse] = [e for e in at.expander if e.label == "Collapse of each run"]
+    assert collapse.markdown[0].value.count("the model answers ALL for 100% of the images it validates on") == 2
 
 
 def test_compare_draws_each_runs_roc_curve_with_its_auc(tiny):
@@ -540,15 +549,16 @@ def test_compare_says_how_many_out_of_fold_answers_are_ties(tiny):
 
     from leukdash.config import AugmentConfig, RunConfig
     from leukdash.engine.runner import run
+    from leukdash.evaluation.compare import ties_note
     from pages._session import few_named, literal
 
     config = RunConfig(dataset="tiny", model="knn", k=2, image_size=16, augment_factor=1, augment=AugmentConfig.off(),
                        folds=2, classes=("ALL", "HEALTHY"))
-    run(config, n_jobs=1)
+    result = run(config, n_jobs=1)
     at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
     said = [w.value for w in at.warning if "out-of-fold answers are ties between the top classes" in w.value]
-    assert len(said) == 1 and said[0].startswith("2-NN"), said
-    assert "counted as the first tied class in the run's order (ALL)" in said[0], said
+    assert len(said) == 1 and said[0].startswith("**2-NN"), said
+    assert f"{literal(ties_note(result))}." in said[0], said  # Markdown: a class folder B_ALL is no italics
     # Several tied runs (a sweep's): one box naming them, each run's count in an expander.
     run(replace(config, seed=1), n_jobs=1)
     st.cache_data.clear()  # the page keeps the list of runs a while
@@ -556,6 +566,6 @@ def test_compare_says_how_many_out_of_fold_answers_are_ties(tiny):
     said = [w.value for w in at.warning if "tie between the top classes" in w.value]
     assert len(said) == 1 and said[0].startswith("2 runs count") and said[0].count("2-NN") == 2, said
     [ties] = [e for e in at.expander if e.label == "Ties of each run"]
-    assert ties.markdown[0].value.count("counted as the first tied class in the run's order (ALL)") == 2
+    assert ties.markdown[0].value.count(literal("counted as the first tied class in the run's order (ALL)")) == 2
     assert few_named([f"run {i}" for i in range(12)]).endswith("run 9 and 2 more")
     assert few_named(["**b** [l](http://x)"]) == literal("**b** [l](http://x)")
