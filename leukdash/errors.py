@@ -26,19 +26,39 @@ class RunError(LeukdashError):
     """A run cannot be found, resumed or used for prediction."""
 
 
-class RunsFailed(RunError):
-    """Runs of several that failed on their own (a fold refused by its settings), the others computed.
+class RunRefused(RunError):
+    """A fold refused for its run's own settings (a CNN's training that diverges at its learning rate, a
+    classic model's training part too small or all alike for it): computing it again, on any machine, fails
+    alike, so a sweep goes on with its other runs; other settings are the remedy. Any other error of a fold
+    (a full disk, an interrupted import, memory run out) stops every run."""
 
-    ``lines``: one saying how many failed of how many (``of`` names what they belong to, say a
-    sweep; ``again``, what computes the rest), then one per failed run (its id, what differs in its
-    settings and why it failed).
+
+class RunsFailed(RunError):
+    """Runs of several that were refused (:class:`RunRefused`), the others computed and stored.
+
+    Attributes
+    ----------
+    errors : dict[str, LeukdashError]
+        Each failed run's id and its error.
+    reasons : list[str]
+        One line per failed run: its id, what sets its settings apart and why it failed.
+    total : int
+        How many runs were asked for.
+    lines : list[str]
+        What to say: how many failed of how many (``of`` names what they belong to, say a sweep) and what to
+        do, then ``reasons``.
     """
 
-    def __init__(self, failed: list[str], total: int, of: str = "", again: str = "launching them again"):
-        self.failed, self.total = failed, total
-        self.lines = [f"{of}{len(failed)} of {total} runs failed (the others are complete and stored); {again} "
-                      "computes only what is left:", *failed]
+    def __init__(self, errors: dict, reasons: list[str], total: int, of: str = ""):
+        self.errors, self.reasons, self.total, self.of = dict(errors), list(reasons), total, of
+        others = " (the others are complete and stored)" if len(errors) < total else ""
+        # Their refusals are deterministic: launching them again fails alike, so no --resume advice.
+        self.lines = [f"{of}{len(errors)} of {total} runs failed{others}; the same settings fail again: "
+                      "change those of each run below as its reason says:", *reasons]
         super().__init__(" ".join(self.lines))
+
+    def __reduce__(self):  # its one argument is not its message: pickled (to cross processes) by its parts
+        return type(self), (self.errors, self.reasons, self.total, self.of)
 
 
 class StoreError(LeukdashError):

@@ -177,7 +177,7 @@ def test_a_run_that_fails_on_its_own_on_the_cluster_leaves_the_sweeps_other_runs
     configs = expand_grid(base, {"model": ["nb", "svm", "knn"]})  # the SVM's folds are too small to calibrate
     with pytest.raises(RunsFailed) as failed:
         run_sweep(configs, scheduler=one_worker[0])
-    [line] = failed.value.failed
+    [line] = failed.value.reasons
     assert line.startswith("run svm-") and "(model svm): a fold's training part holds 1 input of class" in line
     [sweep] = list_sweeps()
     assert [run["status"] for run in sweep["runs"]] == ["complete", "failed", "complete"]

@@ -250,10 +250,57 @@ def test_a_run_that_fails_on_its_own_is_named_and_the_sweeps_other_runs_are_comp
         status = list_sweeps()[0]
         failed = [run for run in status["runs"] if run["config"]["model"] == "svm"][0]
         assert lines[0] == (f"error: sweep {status['sweep_id']}: 1 of 3 runs failed (the others are complete and "
-                            f"stored); `python -m leukdash sweep --resume {status['sweep_id']}` computes only what is "
-                            "left:")
+                            "stored); the same settings fail again: change those of each run below as its reason says:")
         assert lines[1].startswith(f"error: run {failed['run_id']} (model svm): a fold's training part holds 1 input")
         assert [run["status"] for run in status["runs"]] == ["complete", "failed", "complete"]
         assert "holds 1 input of class" in failed["message"] and status["state"] == "failed"
     assert main(["sweeps"]) == 0
     assert f"  failed: {failed['run_id']} model=svm: a fold's training part" in capsys.readouterr().out
+
+
+def test_a_failed_run_is_failed_at_once_and_its_reason_kept_where_the_sweep_and_runs_list_it(three_a_class):
+    """Its lock goes with its failure (it read as running until the sweep ended, then as partial 0/2 folds); the
+    error maps each failed run to its own, crosses processes whole, and says "the others" only where there are."""
+    import pickle
+
+    from leukdash.errors import RunsFailed
+
+    failed_ids, seen = [], []
+
+    def look(event):  # any event after a run's failure: the sweep and the store already tell it failed
+        for run_id in failed_ids:
+            sweep = {r["run_id"]: r["status"] for r in sweep_status(list_sweeps()[0]["sweep_id"])["runs"]}
+            seen.append((sweep[run_id], {r["run_id"]: r["status"] for r in RunStore().list_runs()}[run_id]))
+        if event.get("event") == "failed":
+            failed_ids.append(event["run_id"])
+
+    base = RunConfig(dataset=str(three_a_class), image_size=16, augment=AugmentConfig.off(), augment_factor=1, folds=2)
+    configs = expand_grid(base, [{"model": "nb"}, {"model": "svm", "seed": 1}, {"model": "svm", "seed": 2}])
+    with pytest.raises(RunsFailed) as failed:
+        run_sweep(configs, n_jobs=1, on_event=look)
+    assert seen and set(seen) == {("failed", "failed")}
+    entries = [r for r in RunStore().list_runs() if r["status"] == "failed"]
+    assert len(entries) == 2 and all("holds 1 input of class" in entry["message"] for entry in entries)
+    again = pickle.loads(pickle.dumps(failed.value))
+    assert again.lines == failed.value.lines and set(again.errors) == {entry["run_id"] for entry in entries}
+    assert all("holds 1 input of class" in str(error) for error in again.errors.values())
+    with pytest.raises(RunsFailed) as both:
+        run_sweep(configs[1:], n_jobs=1)
+    assert "2 of 2 runs failed; the same settings fail again" in both.value.lines[0]
+
+
+def test_a_fold_error_of_the_machine_still_stops_every_run_of_a_sweep(tiny_dataset, monkeypatch):
+    """Only a refusal of a run's settings is its own: TensorFlow's import interrupted earlier in this process
+    fails every CNN alike, so it is said as itself at once, not as one run that failed on its own."""
+    import re
+
+    from leukdash.errors import RunsFailed
+    from leukdash.models import tensorflow_import
+
+    monkeypatch.setattr(tensorflow_import, "_imported", False)
+    monkeypatch.setattr(tensorflow_import, "_interrupted", True)  # as a Ctrl-C during the import leaves it
+    configs = expand_grid(_base(tiny_dataset).with_changes(epochs=1), {"model": ["cnn", "nb"]})
+    with pytest.raises(RunError, match=f"^{re.escape(tensorflow_import.INTERRUPTED_IMPORT)}$") as stopped:
+        run_sweep(configs, n_jobs=1)
+    assert not isinstance(stopped.value, RunsFailed)
+    assert sweep_status(list_sweeps()[0]["sweep_id"])["state"] == "failed"

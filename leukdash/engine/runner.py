@@ -26,7 +26,7 @@ from leukdash.atomic import write_bytes_atomic
 from leukdash.config import RunConfig, dataset_parts, stable_hash
 from leukdash.data.dataset import Dataset, check_class_counts
 from leukdash.data.discovery import open_dataset
-from leukdash.errors import ConfigError, DatasetError, LeukdashError, RunError, RunsFailed
+from leukdash.errors import ConfigError, DatasetError, LeukdashError, RunError, RunRefused, RunsFailed
 from leukdash.engine.machine import describe_machine
 from leukdash.engine.progress import append_event, count
 from leukdash.engine.run_data import note_dataset_found, record_for
@@ -165,8 +165,9 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
     Raises
     ------
     RunsFailed
-        when runs of several failed on their own (a fold refused by the run's settings: see
-        :func:`_own_failure`), after the others are computed; one run's own error when one config is given.
+        when runs of several were refused for their own settings (a fold's :class:`~leukdash.errors.RunRefused`),
+        after the others are computed and stored; its ``errors`` maps each failed run's id to its error. One
+        config's run raises its own error. Any other error of a fold (memory, a full disk) stops every run.
     """
     from leukdash.engine.scheduler import scheduler_address
 
@@ -313,31 +314,21 @@ def _runs_failed(failures: dict[str, LeukdashError], runs: list[ResolvedRun]) ->
     if len(runs) == 1:
         return next(iter(failures.values()))
     varied, by_id = differing_settings([r.config for r in runs]), {r.run_id: r.config for r in runs}
-    lines = []
+    reasons = []
     for run_id, error in failures.items():
         form = setting_form(by_id[run_id])
         settings = ", ".join(f"{name} {form[name]}" for name in varied if name in form)
-        lines.append(f"run {run_id}{f' ({settings})' if settings else ''}: {error}")
-    return RunsFailed(lines, len(runs))
-
-
-def _own_failure(error: BaseException) -> bool:
-    """Whether a fold's error is its run's own, which stops that run alone (the CNN's training
-    diverged at its learning rate, an SVM with too few images of a class to calibrate): a refusal
-    of leukdash's, not memory that ran out or a stop (which stop every run)."""
-    from leukdash.engine.machine import out_of_memory
-    from leukdash.errors import interrupt_behind
-
-    return isinstance(error, LeukdashError) and out_of_memory(error) is None and interrupt_behind(error) is None
+        reasons.append(f"run {run_id}{f' ({settings})' if settings else ''}: {error}")
+    return RunsFailed(failures, reasons, len(runs))
 
 
 def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_event, failures: dict[str, LeukdashError],
              release=lambda run_id: None) -> dict[str, list[int]]:
     """Compute the missing folds of runs this process holds the locks of; the folds computed.
 
-    ``release(run_id)`` is called once a run is complete (its lock can go); a run whose fold
-    failed on its own (:func:`_own_failure`) is added to ``failures`` with its error, and its
-    other folds are dropped, while the other runs go on.
+    ``release(run_id)`` is called once a run is complete or has failed (its lock can go); a run whose
+    fold was refused for its settings (:class:`~leukdash.errors.RunRefused`) is added to ``failures``
+    with its error, and its other folds are dropped, while the other runs go on.
     """
     from leukdash.engine.scheduler import make_pool
 
@@ -411,6 +402,8 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
     def on_done(task: FoldTask, outcome: dict) -> None:
         from leukdash.engine.training import model_suffix
 
+        if task.run_id in failures:  # computed meanwhile; its run's lock went with its failure: not this process's
+            return
         result = outcome["result"]
         model_path = store.model_path(task.run_id, task.fold, model_suffix(by_id[task.run_id].config))
         _write_model(model_path, outcome["model"])
@@ -423,12 +416,14 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
             finish(task.run_id)
 
     def on_failed(task: FoldTask, error: BaseException) -> None:
-        """A fold's error: its run's own ends that run, the pool dropping its other folds; any other stops all."""
-        if not _own_failure(error):
+        """A fold's error: a refusal of its run's settings ends that run, the pool dropping its other folds;
+        any other error (a full disk, an interrupted import, memory) is the machine's and stops all."""
+        if not isinstance(error, RunRefused):
             raise error
         if task.run_id not in failures:  # a fold of it computed meanwhile may fail too: the first says why
-            failures[task.run_id] = error  # its fold stays in ``left``: one of it finishing meanwhile is kept, no more
+            failures[task.run_id] = error
             emit(task.run_id, {"event": "failed", "message": str(error)})
+            release(task.run_id)  # after its event: a reader that finds it unlocked reads it failed
 
     for run_id in [run_id for run_id, missing in left.items() if not missing]:
         finish(run_id)

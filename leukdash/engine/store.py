@@ -266,6 +266,23 @@ class RunStore:
         """The run's progress file (JSON lines, see :mod:`leukdash.engine.progress`)."""
         return self.run_dir(run_id) / "progress.jsonl"
 
+    def failure(self, run_id: str) -> str | None:
+        """Why the run's last attempt failed (its progress file's last event is ``failed``: its settings
+        refused, or its machine stopped it), else None. Whether it is computed again meanwhile is the lock's
+        to say."""
+        try:
+            lines = self.progress_path(run_id).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return None
+        for line in reversed(lines):  # the last whole event: a line torn while it is appended is skipped
+            try:
+                event = parse_json(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                return str(event.get("message") or "") if event.get("event") == "failed" else None
+        return None
+
     # -- locking ---------------------------------------------------------------------------
 
     def _lock_file(self, run_id: str) -> Path:
@@ -317,7 +334,8 @@ class RunStore:
         """Every readable run, newest first.
 
         Each entry: ``{"run_id", "meta", "summary" (or None), "n_folds_done",
-        "status": "running" | "complete" | "partial"}``; folders without a readable
+        "status": "running" | "complete" | "failed" | "partial", "message"}`` (``message``: why a failed run
+        failed, else empty); folders without a readable
         ``meta.json`` are skipped (:meth:`unreadable_runs` names them). A run is complete exactly when
         :func:`load_result <leukdash.engine.runner.load_result>` answers it: summary and every fold readable, each
         fold's model file intact (a model's hash is computed once per version of its file).
@@ -362,8 +380,11 @@ class RunStore:
         # Whole is complete even under a lock: `refit` holds it while it trains a final model,
         # and a finished run's folds never change. A fold or model lost or damaged after the run
         # finished makes it partial again, or running while it is resumed.
-        status = "complete" if whole else "running" if self.is_locked(run_id) else "partial"
-        return {"run_id": run_id, "meta": meta, "summary": summary, "n_folds_done": n_done, "status": status}
+        locked = not whole and self.is_locked(run_id)
+        failure = None if whole or locked else self.failure(run_id)
+        status = "complete" if whole else "running" if locked else "partial" if failure is None else "failed"
+        return {"run_id": run_id, "meta": meta, "summary": summary, "n_folds_done": n_done, "status": status,
+                "message": failure or ""}
 
     @staticmethod
     def _holds_records(folder: Path) -> bool:

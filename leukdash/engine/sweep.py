@@ -5,7 +5,7 @@ engine version), so a sweep that is launched again computes only the folds still
 and two sweeps that share a run share its folds. Layout::
 
     artifacts/sweeps/<sweep_id>/sweep.json       sweep_id, name, created, axes, configs, run_ids, earlier_run_ids
-    artifacts/sweeps/<sweep_id>/progress.jsonl   start, fold_done (with run_id), run_done, run_failed, done | failed
+    artifacts/sweeps/<sweep_id>/progress.jsonl   start, fold_done (with run_id), run_done, done | failed
 
 The id is a hash of the configs (their canonical forms and datasets), so the same grid is the
 same sweep whoever launches it; its name is a label.
@@ -154,6 +154,13 @@ def run_sweep(configs: list[RunConfig], *, name: str | None = None, scheduler: s
 
     Returns the sweep's record with ``warnings`` (see :func:`create_sweep`), ``results`` (one per
     config, see :func:`leukdash.engine.runner.run`) and ``seconds``.
+
+    Raises
+    ------
+    RunsFailed
+        when runs of its several were refused for their own settings (see
+        :func:`leukdash.engine.runner.run_many`), once its other runs are computed and stored; a sweep of
+        one run raises that run's error.
     """
     from leukdash.engine.runner import run_many
     from leukdash.engine.scheduler import scheduler_address
@@ -170,9 +177,6 @@ def run_sweep(configs: list[RunConfig], *, name: str | None = None, scheduler: s
         if event.get("event") in ("fold_done", "done"):
             kind = "fold_done" if event["event"] == "fold_done" else "run_done"
             append_event(progress, {"event": kind, "run_id": event.get("run_id"), "fold": event.get("fold")})
-        elif event.get("event") == "failed":  # a run's own failure: the other runs go on
-            append_event(progress, {"event": "run_failed", "run_id": event.get("run_id"),
-                                    "message": event.get("message")})
         if on_event:
             on_event(event)
 
@@ -180,8 +184,7 @@ def run_sweep(configs: list[RunConfig], *, name: str | None = None, scheduler: s
         try:
             results = run_many(configs, n_jobs=n_jobs, store=store, on_event=relay, scheduler=scheduler)
         except RunsFailed as error:  # the others computed: said as the sweep's
-            failed = RunsFailed(error.failed, error.total, of=f"sweep {record['sweep_id']}: ",
-                                again=f"`python -m leukdash sweep --resume {record['sweep_id']}`")
+            failed = RunsFailed(error.errors, error.reasons, error.total, of=f"sweep {record['sweep_id']}: ")
             append_event(progress, {"event": "failed", "message": str(failed)})
             raise failed from None
         except Exception as error:
@@ -264,16 +267,16 @@ def _run_status(run_id: str, config: dict, store: RunStore) -> dict:
     else:
         total = 1 if config.get("test_fraction") is not None else int(config.get("folds") or 0)
     done = len(store.completed_folds(run_id, total)) if meta else 0
-    message = ""
+    failure = None
     if store.read_summary(run_id) is not None and done == total:
         status = "complete"
     elif store.is_locked(run_id):
         status = "running"
     else:  # its last attempt's word: failed, and why
-        last = latest_state(read_events(store.progress_path(run_id)))
-        status = "failed" if last["status"] == "failed" else "partial" if done else "pending"
-        message = last["message"] if status == "failed" else ""
-    return {"run_id": run_id, "config": config, "done": done, "total": total, "status": status, "message": message}
+        failure = store.failure(run_id)
+        status = "failed" if failure is not None else "partial" if done else "pending"
+    return {"run_id": run_id, "config": config, "done": done, "total": total, "status": status,
+            "message": failure or ""}
 
 
 def list_sweeps(store: RunStore | None = None) -> list[dict]:

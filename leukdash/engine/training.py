@@ -18,7 +18,7 @@ import numpy as np
 
 from leukdash.atomic import write_atomic
 from leukdash.config import RunConfig
-from leukdash.errors import ConfigError, DatasetError, RunError
+from leukdash.errors import ConfigError, DatasetError, RunRefused
 from leukdash.data.arrays import decoded_cache, load_arrays, write_cache
 from leukdash.data.dataset import Dataset, LoadedImages
 from leukdash.paths import artifacts_root
@@ -347,8 +347,8 @@ def _train_cnn(config, fold, n_classes, train_images, train_labels, val_images, 
         what = ("loss not finite" if not np.isfinite(last) else "probabilities not finite" if not exploded
                 else f"loss rose from {first:.3g} to {last:.3g}" if last > first else f"loss {last:.3g}")
         kept = "" if fold == FINAL_SEED_INDEX else "; finished folds are kept"
-        raise RunError(f"{which}: the CNN's training diverged ({what}) at learning rate {rate:g}: give a "
-                       f"lower --learning-rate{kept}")
+        raise RunRefused(f"{which}: the CNN's training diverged ({what}) at learning rate {rate:g}: give a "
+                         f"lower --learning-rate{kept}")
     return model, proba, history["acc"][-1], history["loss"][-1], history
 
 

@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from leukdash.config import CLASSIC_MODELS, FEATURE_SETS
-from leukdash.errors import ConfigError, DatasetError
+from leukdash.errors import ConfigError, RunRefused
 from leukdash.models.features import extract_features, pixel_features
 from leukdash.models.kernel_svm import KernelSVC
 
@@ -175,7 +175,7 @@ def fit(model: Pipeline, features: np.ndarray, labels: np.ndarray, classes=None,
     if not np.any(scaler.var_ > 0):
         # Nothing tells the images apart; naive Bayes would divide by a zero variance (NaN answers)
         # and the others would answer one class for all: a fit of nothing, refused in words.
-        raise DatasetError(f"the {len(features)} training inputs of a fold (its images and their augmented copies) "
+        raise RunRefused(f"the {len(features)} training inputs of a fold (its images and their augmented copies) "
                            "are all the same for this model (copies of one picture, or pictures made alike by the "
                            "image size or preprocessing): nothing tells the classes apart; check the images")
     scaled = scaler.transform(features, copy=False)
@@ -193,7 +193,7 @@ def _calibration_folds(labels: np.ndarray, classes=None, fewer_folds_help: bool 
     if counts.min() < 2:
         fewest = present[counts.argmin()]
         name = classes[fewest] if classes is not None else f"index {fewest}"
-        raise DatasetError(f"a fold's training part holds 1 input of class {name}: "
+        raise RunRefused(f"a fold's training part holds 1 input of class {name}: "
                            "the SVM calibrates its probabilities on folds of the training part and needs at least 2 "
                            f"of each class; add images{', ' if fewer_folds_help else ' or '}augmentation copies "
                            f"(--augment-factor){' or use fewer folds' if fewer_folds_help else ''}")

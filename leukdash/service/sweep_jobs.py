@@ -41,8 +41,9 @@ def sweep_job_status(sweep_id: str, store: RunStore | None = None, log_lines: in
     "progress": {run_id: latest_state()}, "folds_done", "folds", "log_tail", "datasets", "configs"}``
     (``datasets``: its configs' dataset values, for a dashboard to tell whose upload it ran on; ``configs``: its
     runs' configs as dicts, for a dashboard to say what it computes). A run's state is
-    ``"finished"``, ``"running"`` (its folds are being computed), ``"queued"`` (waiting in a live
-    or queued job), or, once the job ended without it, the job's own state. The job's state is
+    ``"finished"``, ``"running"`` (its folds are being computed), ``"failed"`` (its last attempt failed, the
+    message of its ``progress`` says why), ``"queued"`` (waiting in a live or queued job), or, once the job
+    ended without it, the job's own state. The job's state is
     ``"queued"`` or ``"running"`` while it waits or its process lives, then ``"finished"`` if
     every run is, else ``"cancelled"`` or ``"failed"``.
     """
@@ -61,7 +62,9 @@ def sweep_job_status(sweep_id: str, store: RunStore | None = None, log_lines: in
         state = "finished"
     else:
         state = "cancelled" if job["state"] == "cancelled" else "failed"
+    # A run refused for its settings fails while its job goes on with the others: its lock went with it.
     runs = {run_id: "finished" if run_id in finished else "running" if store.is_locked(run_id)
+            else "failed" if progress[run_id]["status"] == "failed"
             else "queued" if state in ("queued", "running") else state for run_id in run_ids}
     updated = [p["updated"] for p in progress.values() if p["updated"] is not None]
     # Before a run reports its folds, its config tells how many it will have.
