@@ -408,6 +408,9 @@ elif not chosen:
     st.info("Choose at least one model.", icon=":material/info:")
 
 if planned:
+    # Why each failed run failed, as the newest sweep job holding it says (a refusal of its settings, its machine's)
+    reasons = {run_id: hide_roots(next((s["progress"][run_id]["message"] for s in sweeps if run_id in s["progress"]),
+                                       "")) for run_id in planned if states[run_id] == "failed"}
     rows = []
     for run_id, config in planned.items():
         state = states[run_id]
@@ -416,7 +419,8 @@ if planned:
         settings = {axis: setting_text(config.to_dict(), axis) for axis in shown}
         rows.append({**{axis.replace("_", " ").capitalize(): text for axis, text in settings.items()},
                      "Status": "not run yet" if state == "none" else state,
-                     "Val. accuracy": "" if accuracy is None else f"{accuracy:.1%}", "Run id": run_id})
+                     "Val. accuracy": "" if accuracy is None else f"{accuracy:.1%}", "Run id": run_id,
+                     **({"Why it failed": reasons.get(run_id, "")} if any(reasons.values()) else {})})
     data_table(rows)
     failed = next((s for s in sweeps if s["state"] == "failed" and set(planned) & set(s["runs"])), None)
     if failed is not None:
@@ -428,7 +432,9 @@ if planned:
             else:  # what SIGKILL leaves: the out-of-memory killer, a server restart, a kill from a terminal
                 st.markdown("The job left no message: it was stopped from outside (a restart of the server, "
                             "the out-of-memory killer, a kill from a terminal).")
-            st.caption("Its finished folds are kept: launching the same grid again computes only the rest.")
+            st.caption("Its finished folds are kept: launching the same grid again computes only the rest. A run "
+                       "refused for its own settings (a CNN that diverges, too few images for the SVM's calibration; "
+                       "the table says why each failed) fails again alike: change its settings.")
 
 labels = {run_id: " · ".join(setting_text(config.to_dict(), axis) for axis in shown)
           for run_id, config in planned.items()}

@@ -284,3 +284,21 @@ def test_a_run_given_fewer_folds_than_asked_is_shown_with_its_own_folds(tmp_path
     assert any(c.value.startswith("Bars: validation accuracy, the mean over 2 folds;") for c in at.caption)
     summary = next(d for d in at.dataframe if "Paper (reported)" in d.value.columns).value
     assert list(summary["Folds"]) == [2] and summary["Paper (reported)"].isna().all()
+
+
+def test_a_run_that_fails_on_its_own_shows_why_beside_it_and_that_other_settings_are_the_remedy(two_datasets,
+                                                                                                three_a_class):
+    import os
+    import shutil
+
+    shutil.copytree(three_a_class, os.path.join(os.environ["LEUKDASH_DATA"], "few"))
+    at = experiments({**TINY_GRID, "dataset": "few"})
+    at.multiselect(key="exp_models").set_value(["Naive Bayes", "SVM"]).run(timeout=TIMEOUT)
+    at.button(key="launch").click().run(timeout=TIMEOUT)
+    wait_for_jobs()
+    at.run(timeout=TIMEOUT)
+    table = at.dataframe[0].value
+    assert list(table["Status"]) == ["finished", "failed"]
+    assert table["Why it failed"][1].startswith("a fold's training part holds 1 input of class")
+    (expander,) = [e for e in at.expander if e.label.startswith("The last sweep job with these runs failed")]
+    assert "fails again alike: change its settings" in expander.caption[0].value
