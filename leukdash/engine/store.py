@@ -267,9 +267,8 @@ class RunStore:
         return self.run_dir(run_id) / "progress.jsonl"
 
     def failure(self, run_id: str) -> str | None:
-        """Why the run's last attempt failed (its progress file's last event is ``failed``: its settings
-        refused, or its machine stopped it), else None. Whether it is computed again meanwhile is the lock's
-        to say."""
+        """Why the run's last attempt failed (its progress file's last word, ``failed``: its settings refused, or
+        its machine stopped it), else None. Whether it is computed again meanwhile is the lock's to say."""
         try:
             lines = self.progress_path(run_id).read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
@@ -279,8 +278,9 @@ class RunStore:
                 event = parse_json(line)
             except ValueError:
                 continue
-            if isinstance(event, dict):
-                return str(event.get("message") or "") if event.get("event") == "failed" else None
+            # A worker's fold of it, dropped after its failure, may still have reported its start or epochs
+            if isinstance(event, dict) and event.get("event") in ("start", "loading", "done", "failed", "cancelled"):
+                return str(event.get("message") or "") if event["event"] == "failed" else None
         return None
 
     # -- locking ---------------------------------------------------------------------------
