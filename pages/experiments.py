@@ -408,9 +408,10 @@ elif not chosen:
     st.info("Choose at least one model.", icon=":material/info:")
 
 if planned:
-    # Why each failed run failed, as the newest sweep job holding it says (a refusal of its settings, its machine's)
-    reasons = {run_id: hide_roots(next((s["progress"][run_id]["message"] for s in sweeps if run_id in s["progress"]),
-                                       "")) for run_id in planned if states[run_id] == "failed"}
+    # Why each run refused for its settings was, as the newest sweep job holding it says (a machine's error, which
+    # stopped the others too, is the failed job's log's to say)
+    reasons = {run_id: hide_roots(next((s["refused"].get(run_id, "") for s in sweeps if run_id in s["runs"]), ""))
+               for run_id in planned if states[run_id] == "failed"}
     rows = []
     for run_id, config in planned.items():
         state = states[run_id]

@@ -304,3 +304,20 @@ def test_a_fold_error_of_the_machine_still_stops_every_run_of_a_sweep(tiny_datas
         run_sweep(configs, n_jobs=1)
     assert not isinstance(stopped.value, RunsFailed)
     assert sweep_status(list_sweeps()[0]["sweep_id"])["state"] == "failed"
+
+
+def test_runs_a_machine_error_stopped_read_unfinished_not_failed_for_their_settings(tiny_dataset, monkeypatch):
+    """The error's failed event goes to every run it left unfinished; only a refusal of a run's own settings makes
+    it failed (a run read as failed says: change its settings), so these read partial or pending as they are."""
+    from leukdash.models import tensorflow_import
+
+    monkeypatch.setattr(tensorflow_import, "_imported", False)
+    monkeypatch.setattr(tensorflow_import, "_interrupted", True)  # as a Ctrl-C during the import leaves it
+    configs = expand_grid(_base(tiny_dataset).with_changes(epochs=1), {"model": ["cnn", "nb"]})
+    with pytest.raises(RunError):
+        run_sweep(configs, n_jobs=1)
+    runs = sweep_status(list_sweeps()[0]["sweep_id"])["runs"]
+    stopped = [run["run_id"] for run in runs if run["status"] != "complete"]
+    assert stopped and {run["status"] for run in runs if run["run_id"] in stopped} <= {"partial", "pending"}
+    assert {run["run_id"]: (run["status"], run["message"]) for run in RunStore().list_runs()
+            if run["run_id"] in stopped} == {run_id: ("partial", "") for run_id in stopped}

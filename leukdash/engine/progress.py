@@ -11,6 +11,7 @@ in the store, ``epoch`` the number of epochs the fold has completed)::
     {"event": "fold_done", "fold": i, "metrics": {...}}
     {"event": "message", "message": "..."}
     {"event": "done"} | {"event": "failed", "message": "..."} | {"event": "cancelled"}
+    (a run refused for its own settings: {"event": "failed", "refused": true, "message": "..."})
 
 Each event gets a ``time`` (epoch seconds). A resumed run appends a new ``start``; only the
 events after the last ``start`` describe the current attempt.

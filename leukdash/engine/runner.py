@@ -422,7 +422,8 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
             raise error
         if task.run_id not in failures:  # a fold of it computed meanwhile may fail too: the first says why
             failures[task.run_id] = error
-            emit(task.run_id, {"event": "failed", "message": str(error)})
+            # marked refused: the failed events of runs a machine error stopped (below) are no verdict on their settings
+            emit(task.run_id, {"event": "failed", "refused": True, "message": str(error)})
             release(task.run_id)  # after its event: a reader that finds it unlocked reads it failed
 
     for run_id in [run_id for run_id, missing in left.items() if not missing]:

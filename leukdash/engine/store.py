@@ -267,8 +267,9 @@ class RunStore:
         return self.run_dir(run_id) / "progress.jsonl"
 
     def failure(self, run_id: str) -> str | None:
-        """Why the run's last attempt failed (its progress file's last word, ``failed``: its settings refused, or
-        its machine stopped it), else None. Whether it is computed again meanwhile is the lock's to say."""
+        """Why the run's last attempt was refused for its own settings (its progress file's last word, a ``failed``
+        event marked ``refused``), else None: a run its machine stopped (a full disk, memory) is partial, not
+        failed, as launching it again may complete it. Whether it is computed again meanwhile is the lock's to say."""
         try:
             lines = self.progress_path(run_id).read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
@@ -280,7 +281,7 @@ class RunStore:
                 continue
             # A worker's fold of it, dropped after its failure, may still have reported its start or epochs
             if isinstance(event, dict) and event.get("event") in ("start", "loading", "done", "failed", "cancelled"):
-                return str(event.get("message") or "") if event["event"] == "failed" else None
+                return str(event.get("message") or "") if event["event"] == "failed" and event.get("refused") else None
         return None
 
     # -- locking ---------------------------------------------------------------------------

@@ -38,11 +38,12 @@ def sweep_job_status(sweep_id: str, store: RunStore | None = None, log_lines: in
     """Where a sweep job stands: its own state and each of its runs'.
 
     Returns ``{"job_id", "name", "state", "position", "started", "ended", "runs": {run_id: state},
-    "progress": {run_id: latest_state()}, "folds_done", "folds", "log_tail", "datasets", "configs"}``
+    "refused": {run_id: reason}, "progress": {run_id: latest_state()}, "folds_done", "folds", "log_tail",
+    "datasets", "configs"}``
     (``datasets``: its configs' dataset values, for a dashboard to tell whose upload it ran on; ``configs``: its
     runs' configs as dicts, for a dashboard to say what it computes). A run's state is
-    ``"finished"``, ``"running"`` (its folds are being computed), ``"failed"`` (its last attempt failed, the
-    message of its ``progress`` says why), ``"queued"`` (waiting in a live or queued job), or, once the job
+    ``"finished"``, ``"running"`` (its folds are being computed), ``"failed"`` (its last attempt was refused
+    for its own settings, ``refused`` says why), ``"queued"`` (waiting in a live or queued job), or, once the job
     ended without it, the job's own state. The job's state is
     ``"queued"`` or ``"running"`` while it waits or its process lives, then ``"finished"`` if
     every run is, else ``"cancelled"`` or ``"failed"``.
@@ -63,8 +64,10 @@ def sweep_job_status(sweep_id: str, store: RunStore | None = None, log_lines: in
     else:
         state = "cancelled" if job["state"] == "cancelled" else "failed"
     # A run refused for its settings fails while its job goes on with the others: its lock went with it.
+    refused = {run_id: reason for run_id in run_ids if run_id not in finished and not store.is_locked(run_id)
+               and (reason := store.failure(run_id)) is not None}
     runs = {run_id: "finished" if run_id in finished else "running" if store.is_locked(run_id)
-            else "failed" if progress[run_id]["status"] == "failed"
+            else "failed" if run_id in refused
             else "queued" if state in ("queued", "running") else state for run_id in run_ids}
     updated = [p["updated"] for p in progress.values() if p["updated"] is not None]
     # Before a run reports its folds, its config tells how many it will have.
@@ -74,7 +77,8 @@ def sweep_job_status(sweep_id: str, store: RunStore | None = None, log_lines: in
         "job_id": sweep_id, "name": sweep.get("name", sweep_id), "state": state, "position": job["position"],
         "started": record.get("started", record.get("queued")),
         "ended": None if state in ("queued", "running") else record.get("ended", max(updated, default=None)),
-        "runs": runs, "progress": progress, "folds_done": sum(p["folds_done"] for p in progress.values()),
+        "runs": runs, "refused": refused, "progress": progress,
+        "folds_done": sum(p["folds_done"] for p in progress.values()),
         "folds": sum(p["folds"] or planned.get(run_id, 0) for run_id, p in progress.items()),
         "log_tail": job["log_tail"],
         "datasets": sorted({config.get("dataset") for config in sweep.get("configs") or []} - {None}),
