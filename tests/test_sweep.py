@@ -321,3 +321,21 @@ def test_runs_a_machine_error_stopped_read_unfinished_not_failed_for_their_setti
     assert stopped and {run["status"] for run in runs if run["run_id"] in stopped} <= {"partial", "pending"}
     assert {run["run_id"]: (run["status"], run["message"]) for run in RunStore().list_runs()
             if run["run_id"] in stopped} == {run_id: ("partial", "") for run_id in stopped}
+
+
+def test_a_command_given_a_refused_run_says_it_was_refused_and_that_other_settings_are_the_remedy(three_a_class,
+                                                                                                  capsys):
+    """Computing its missing folds again (`run --config-file`, as said of a stopped run) fails alike."""
+    from leukdash.cli import main
+
+    base = RunConfig(dataset=str(three_a_class), image_size=16, augment=AugmentConfig.off(), augment_factor=1, folds=2)
+    with pytest.raises(RunError):
+        run_sweep(expand_grid(base, {"model": ["nb", "svm"]}), n_jobs=1)
+    (refused,) = [run["run_id"] for run in RunStore().list_runs() if run["status"] == "failed"]
+    capsys.readouterr()
+    for command in (["oof", refused], ["compare", refused]):
+        assert main(command) == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert f"{refused}' is not a finished run in " in line and "run --config-file" not in line
+        assert line.endswith("launch it with other settings") and ": it was refused for its settings: a fold's " \
+            "training part holds 1 input of class" in line

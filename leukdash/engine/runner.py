@@ -265,10 +265,14 @@ def damaged_fold_message(run_id: str, path: Path, store: RunStore) -> str:
 
 
 def _why_unfinished(run_id: str, store: RunStore) -> str:
-    """What is missing of a run that has a ``meta.json``, and the command that completes it."""
+    """What is missing of a run that has a ``meta.json``, and the command that completes it; for a run refused
+    for its own settings, why: computing its missing folds would fail alike."""
     if store.is_locked(run_id):
         return ": another process is computing it now (it holds the run's lock); wait for it to finish " \
                "(`python -m leukdash runs` lists it as running)"
+    refused = store.failure(run_id)
+    if refused is not None:
+        return f": it was refused for its settings: {refused}; launch it with other settings"
     meta = store.read_meta(run_id)
     if meta is None:
         return ""
