@@ -47,10 +47,14 @@ class RunsFailed(RunError):
     lines : list[str]
         What to say: how many failed of how many (``of`` names what they belong to, say a sweep) and what to
         do, then ``reasons``.
+    outcome : object
+        What the call that raised it returns, for the runs computed (``run_many``'s list of results, ``run_sweep``'s
+        record), so that they are said too; None where not given.
     """
 
-    def __init__(self, errors: dict, reasons: list[str], total: int, of: str = ""):
+    def __init__(self, errors: dict, reasons: list[str], total: int, of: str = "", outcome=None):
         self.errors, self.reasons, self.total, self.of = dict(errors), list(reasons), total, of
+        self.outcome = outcome
         others = " (the others are complete and stored)" if len(errors) < total else ""
         # Their refusals are deterministic: launching them again fails alike, so no --resume advice.
         self.lines = [f"{of}{len(errors)} of {total} runs failed{others}; the same settings fail again: "
@@ -58,7 +62,7 @@ class RunsFailed(RunError):
         super().__init__(" ".join(self.lines))
 
     def __reduce__(self):  # its one argument is not its message: pickled (to cross processes) by its parts
-        return type(self), (self.errors, self.reasons, self.total, self.of)
+        return type(self), (self.errors, self.reasons, self.total, self.of, self.outcome)
 
 
 class StoreError(LeukdashError):

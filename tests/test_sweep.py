@@ -339,3 +339,22 @@ def test_a_command_given_a_refused_run_says_it_was_refused_and_that_other_settin
         assert f"{refused}' is not a finished run in " in line and "run --config-file" not in line
         assert line.endswith("launch it with other settings") and ": it was refused for its settings: a fold's " \
             "training part holds 1 input of class" in line
+
+
+def test_a_sweep_with_a_refused_run_still_prints_its_computed_runs_and_names_the_refused_one(three_a_class, capsys):
+    """It printed nothing on stdout, not even with --json, though its other runs were computed."""
+    from leukdash.cli import main
+
+    args = ["sweep", str(three_a_class), "--model", "nb,svm", "--image-size", "16", "--folds", "2",
+            "--augment-factor", "1", "--no-augment", "--n-jobs", "1", "--quiet"]
+    assert main([*args, "--json"]) == 2
+    out, err = capsys.readouterr()
+    printed, (refused,) = json.loads(out), [run["run_id"] for run in RunStore().list_runs() if run["status"] == "failed"]
+    assert [run["config"]["model"] for run in printed["runs"]] == ["nb"] and list(printed["failed"]) == [refused]
+    assert "a fold's training part holds 1 input of class" in printed["failed"][refused]
+    assert err.splitlines()[0].startswith(f"error: sweep {printed['sweep_id']}: 1 of 2 runs failed")
+    assert main(args) == 2  # the table, its nb run cached now
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0].startswith(f"sweep {printed['sweep_id']} (") and "1 run(s)" in out.splitlines()[0]
+    assert out.splitlines()[1].split()[:2] == [printed["runs"][0]["run_id"], "cached"]
+    assert err.splitlines()[1].startswith(f"error: run {refused} (model svm): a fold's training part")

@@ -9,7 +9,7 @@ from leukdash.cli.output import (ProgressLine, SweepLog, final_text, print_answe
                                  run_text, sweep_settings)
 from leukdash.cli.run_options import (check_grid_size, check_nothing_typed, config_from_args, n_jobs_option,
                                       note_settings_without_effect, sweep_from_args, typed_settings)
-from leukdash.errors import LeukdashError
+from leukdash.errors import LeukdashError, RunsFailed
 from leukdash.paths import printable
 
 
@@ -75,20 +75,36 @@ def run(args) -> int:
 
 def sweep(args) -> int:
     from leukdash.engine.sweep import resume_sweep, run_sweep
-    from leukdash.metrics import std_text
 
     options = dict(n_jobs=n_jobs_option(args.n_jobs), scheduler=args.scheduler,
                    on_event=None if args.quiet else SweepLog(sys.stderr).update)
-    if args.resume is not None:
-        if not args.resume.strip():
-            raise LeukdashError("--resume is empty (an unset shell variable?): give a sweep id (`sweeps` lists them)")
-        check_nothing_typed(args, "--resume launches the stored sweep's grid", "give either --resume or the options")
-        outcome = resume_sweep(args.resume, **options)
-    else:
-        configs, axes = sweep_from_args(args)
-        check_grid_size(len(configs), args.max_runs)
-        note_settings_without_effect(configs, typed_settings(args))
-        outcome = run_sweep(configs, name=args.name, axes=axes, **options)
+    failed = None
+    try:
+        if args.resume is not None:
+            if not args.resume.strip():
+                raise LeukdashError("--resume is empty (an unset shell variable?): give a sweep id (`sweeps` lists "
+                                    "them)")
+            check_nothing_typed(args, "--resume launches the stored sweep's grid",
+                                "give either --resume or the options")
+            outcome = resume_sweep(args.resume, **options)
+        else:
+            configs, axes = sweep_from_args(args)
+            check_grid_size(len(configs), args.max_runs)
+            note_settings_without_effect(configs, typed_settings(args))
+            outcome = run_sweep(configs, name=args.name, axes=axes, **options)
+    except RunsFailed as error:  # the other runs are computed: said as ever, before the failed runs' lines
+        failed, outcome = error, error.outcome
+    _print_sweep(args, outcome, failed.errors if failed else {})
+    if failed:
+        raise failed
+    return 0
+
+
+def _print_sweep(args, outcome: dict, failed: dict) -> None:
+    """What ``sweep`` prints of its ``outcome`` (:func:`leukdash.engine.sweep.run_sweep`'s) on stdout, its notes on
+    stderr; ``failed`` maps each run refused for its settings to its error (the JSON names them, with why)."""
+    from leukdash.metrics import std_text
+
     for warning in outcome["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     distinct = len({result["run_id"] for result in outcome["results"]})
@@ -98,15 +114,15 @@ def sweep(args) -> int:
     if args.json:
         print_json({"sweep_id": outcome["sweep_id"], "name": outcome["name"], "axes": outcome["axes"],
                      "seconds": round(outcome["seconds"], 3), "warnings": outcome["warnings"],
-                     "runs": [run_json(result) for result in outcome["results"]]})
-        return 0
+                     "runs": [run_json(result) for result in outcome["results"]],
+                     "failed": {run_id: str(error) for run_id, error in failed.items()}})
+        return
     print(f"sweep {outcome['sweep_id']} ({outcome['name']}): {len(outcome['results'])} run(s) "
           f"in {outcome['seconds']:.1f} s")
     for result in outcome["results"]:
         acc, config = result["summary"]["val_acc"], result["config"]
         print(f"{result['run_id']:<18} {'cached' if result['cached'] else 'computed':<8} {sweep_settings(config, outcome['axes'])}"
               f"  val_acc {acc['mean']:.4f} (std {std_text(acc, len(result['folds']))})")
-    return 0
 
 
 def sweeps(args) -> int:

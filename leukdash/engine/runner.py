@@ -166,7 +166,8 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
     ------
     RunsFailed
         when runs of several were refused for their own settings (a fold's :class:`~leukdash.errors.RunRefused`),
-        after the others are computed and stored; its ``errors`` maps each failed run's id to its error. One
+        after the others are computed and stored; its ``errors`` maps each failed run's id to its error, its
+        ``outcome`` holds the others' results (as returned, in order). One
         config's run raises its own error. Any other error of a fold (memory, a full disk) stops every run.
     """
     from leukdash.engine.scheduler import scheduler_address
@@ -207,11 +208,9 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
         with store.lock(r.run_id):
             if load_result(r.run_id, store) is None:  # the other process may have stopped early
                 computed.update(_compute([r], store, n_jobs, scheduler, on_event, failures))
-    if failures:
-        raise _runs_failed(failures, unique)
     seconds = time.perf_counter() - started
     results = []
-    for r in resolved:
+    for r in [r for r in resolved if r.run_id not in failures]:
         result = load_result(r.run_id, store)
         if result is None:
             raise RunError(f"run {r.run_id} did not complete")
@@ -220,6 +219,8 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
             result = {**result, "dataset": record_for(result["dataset"], r.dataset)}
         results.append({**result, "cached": not computed[r.run_id], "computed_folds": computed[r.run_id],
                         "seconds": seconds})
+    if failures:
+        raise _runs_failed(failures, unique, results)
     return results
 
 
@@ -310,9 +311,10 @@ def load_result(run_id: str, store: RunStore | None = None) -> dict | None:
             "summary": summary}
 
 
-def _runs_failed(failures: dict[str, LeukdashError], runs: list[ResolvedRun]) -> LeukdashError:
+def _runs_failed(failures: dict[str, LeukdashError], runs: list[ResolvedRun], results: list[dict]) -> LeukdashError:
     """The error of runs that failed on their own: a run's own error where it is the only one
-    asked for, else one line for each, naming its id, what sets it apart from the others, and why."""
+    asked for, else one line for each, naming its id, what sets it apart from the others, and why
+    (with ``results``, the others', as its outcome)."""
     from leukdash.config import differing_settings, setting_form
 
     if len(runs) == 1:
@@ -323,7 +325,7 @@ def _runs_failed(failures: dict[str, LeukdashError], runs: list[ResolvedRun]) ->
         form = setting_form(by_id[run_id])
         settings = ", ".join(f"{name} {form[name]}" for name in varied if name in form)
         reasons.append(f"run {run_id}{f' ({settings})' if settings else ''}: {error}")
-    return RunsFailed(failures, reasons, len(runs))
+    return RunsFailed(failures, reasons, len(runs), outcome=results)
 
 
 def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_event, failures: dict[str, LeukdashError],

@@ -159,8 +159,8 @@ def run_sweep(configs: list[RunConfig], *, name: str | None = None, scheduler: s
     ------
     RunsFailed
         when runs of its several were refused for their own settings (see
-        :func:`leukdash.engine.runner.run_many`), once its other runs are computed and stored; a sweep of
-        one run raises that run's error.
+        :func:`leukdash.engine.runner.run_many`), once its other runs are computed and stored; its ``outcome``
+        is what this returns, for those; a sweep of one run raises that run's error.
     """
     from leukdash.engine.runner import run_many
     from leukdash.engine.scheduler import scheduler_address
@@ -183,8 +183,10 @@ def run_sweep(configs: list[RunConfig], *, name: str | None = None, scheduler: s
     with FileLock(sweep_dir(record["sweep_id"]) / LOCK_FILE):
         try:
             results = run_many(configs, n_jobs=n_jobs, store=store, on_event=relay, scheduler=scheduler)
-        except RunsFailed as error:  # the others computed: said as the sweep's
-            failed = RunsFailed(error.errors, error.reasons, error.total, of=f"sweep {record['sweep_id']}: ")
+        except RunsFailed as error:  # the others computed: said as the sweep's, with the sweep's outcome
+            outcome = {**record, "results": error.outcome, "seconds": time.perf_counter() - started}
+            failed = RunsFailed(error.errors, error.reasons, error.total, of=f"sweep {record['sweep_id']}: ",
+                                outcome=outcome)
             append_event(progress, {"event": "failed", "message": str(failed)})
             raise failed from None
         except Exception as error:
