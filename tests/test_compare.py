@@ -165,18 +165,30 @@ def test_fold_models_that_collapse_to_different_classes_are_said_fold_by_fold():
                                 "the class shares (balanced accuracy 0.50)")
 
 
-def test_a_fold_is_judged_only_on_two_classes_and_enough_decided_answers():
-    """A fold of one class has a chance of 1, which every answer is within 0.1 of; a fold of a few decided answers
-    gives one class to all of them without a collapse; a share that leaves ties out says so."""
+def test_a_fold_is_judged_only_on_two_classes_and_enough_answers():
+    """A fold of one class has a chance of 1, which every answer is within 0.1 of; a fold of a few answers gives one
+    class to all of them without a collapse; a share that leaves ties out says it is of the answers that do not."""
     from leukdash.evaluation.compare import collapse_of
 
     true = [0] * 10 + [1] * 10
     assert collapse_of(answered(["ALL", "HEALTHY"], (true, true), ([0] * 10, [0] * 10))) is None  # fold 2: ALL only
-    tie = [0.5, 0.5]
-    assert collapse_of(answered(["ALL", "HEALTHY"], (true, true), (true, [0, 0] + [tie] * 18))) is None
-    assert collapse_of(answered(["ALL", "HEALTHY"], (true, true), (true + [0, 1], [tie, tie] + [0] * 20))) == (
-        "fold 2 answers ALL for 100% (2 tied answers left out) of the images it validates on: its accuracy reflects "
-        "the class shares (balanced accuracy 0.50)")
+    assert collapse_of(answered(["ALL", "HEALTHY"], (true, true), (true[1:], [0] * 19))) is None
+    assert collapse_of(answered(["ALL", "HEALTHY"], (true, true), (true + [0, 1], [[0.5, 0.5]] * 2 + [0] * 20))) == (
+        "fold 2 answers ALL for 100% of the 20 answers that do not tie: its accuracy reflects the class shares "
+        "(balanced accuracy 0.50)")
+
+
+def test_answers_that_tie_count_among_those_a_collapse_is_judged_on():
+    """29 ties and one ALL collapsed as much as 30 ties, which were noted: the answers were judged only where 20
+    of them decide, so the more ties, the less a collapse was said."""
+    from leukdash.evaluation.compare import collapse_of
+
+    true, tie = [0] * 15 + [1] * 15, [0.5, 0.5]
+    assert collapse_of(answered(["ALL", "HEALTHY"], (true, [tie] * 29 + [0]))) == (
+        "the model answers ALL for 100% of the 1 answer that does not tie: its accuracy reflects the class shares "
+        "(balanced accuracy 0.50)")
+    assert collapse_of(answered(["ALL", "HEALTHY"], (true, [tie] * 25 + [0] * 5))).startswith(
+        "the model answers ALL for 100% of the 5 answers that do not tie: ")
 
 
 def test_a_good_model_of_skewed_data_has_not_collapsed():

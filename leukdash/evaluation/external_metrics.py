@@ -99,34 +99,47 @@ def collapse_note(y_true, proba, classes, folds=None) -> str | None:
     accuracy reflects the class shares (a model answering the larger class everywhere scores that class's share),
     not a skill. ``folds``: each answer's fold, to judge each fold's model too: fold models that each collapsed to
     another class pool to a spread of answers. Judged only where the images hold at least two classes and at least
-    ``JUDGED_ANSWERS`` answers decide (or all tie)."""
+    ``JUDGED_ANSWERS`` answers (ties included) are given."""
     y_true, proba = np.asarray(y_true, dtype=int), np.asarray(proba, dtype=np.float64)
     pooled = _collapsed_to(y_true, proba, classes)
     if pooled:
-        answers, balanced = pooled
+        answers, untied, balanced = pooled
         if answers is None:
             return f"the model's answers all tie: they tell no image apart (balanced accuracy {balanced:.2f})"
-        return (f"the model answers {answers} of the images it validates on: its accuracy reflects the class shares "
-                f"(balanced accuracy {balanced:.2f})")
+        return (f"the model answers {_share_of(answers, untied, 'it validates')}: its accuracy reflects the class "
+                f"shares (balanced accuracy {balanced:.2f})")
     if folds is None:
         return None
     folds, found = np.asarray(folds), []
     for fold in np.unique(folds):
         judged = _collapsed_to(y_true[folds == fold], proba[folds == fold], classes)
         if judged:
-            found.append((f"fold {fold + 1} answers {judged[0] or 'ties for 100%'}", f"{judged[1]:.2f}"))
+            found.append((f"fold {fold + 1} answers {judged[0] or 'ties for 100%'}", judged[1], f"{judged[2]:.2f}"))
     if not found:
         return None
     one = len(found) == 1
-    return (f"{_listed([answers for answers, _ in found])} of the images {'it validates' if one else 'they validate'}"
-            f" on: {'its' if one else 'their'} accuracy reflects the class shares (balanced accuracy "
-            f"{_listed([balanced for _, balanced in found])})")
+    if all(untied is None for _, untied, _ in found):
+        listed = _listed([answers for answers, _, _ in found])
+        said = _share_of(listed, None, "it validates" if one else "they validate")
+    else:  # each its own: a share of the answers that do not tie is no share of the images
+        said = _listed([_share_of(answers, untied, "it validates") for answers, untied, _ in found])
+    return (f"{said}: {'its' if one else 'their'} accuracy reflects the class shares (balanced accuracy "
+            f"{_listed([balanced for _, _, balanced in found])})")
 
 
-def _collapsed_to(y_true: np.ndarray, proba: np.ndarray, classes) -> tuple[str | None, float] | None:
-    """``(answers, balanced accuracy)`` of answers that collapsed and score near chance, ``answers`` such as
-    ``'ALL for 98%'`` or ``'ALL for 98% (3 tied answers left out)'`` (None where every answer is a tie), else None
-    (also where the images are of one class or fewer than ``JUDGED_ANSWERS`` answers decide)."""
+def _share_of(answers: str, untied: int | None, validates: str) -> str:
+    """``answers`` (``'ALL for 98%'``) and what its share is of: the images (``validates``: ``'it validates'``) where
+    no answer ties, else the ``untied`` answers that do not."""
+    if untied is None:
+        return f"{answers} of the images {validates} on"
+    return f"{answers} of the {untied} answer{'s that do' if untied != 1 else ' that does'} not tie"
+
+
+def _collapsed_to(y_true: np.ndarray, proba: np.ndarray, classes) -> tuple[str | None, int | None, float] | None:
+    """``(answers, untied, balanced accuracy)`` of answers that collapsed and score near chance, ``answers`` such as
+    ``'ALL for 98%'`` (None where every answer is a tie), its share of the ``untied`` answers that do not tie where
+    some do (else None), else None (also where the images are of one class or fewer than ``JUDGED_ANSWERS`` answers,
+    ties included, are given)."""
     from leukdash.metrics import fold_metrics
 
     if not len(proba):
@@ -134,9 +147,10 @@ def _collapsed_to(y_true: np.ndarray, proba: np.ndarray, classes) -> tuple[str |
     predicted, tied = proba.argmax(axis=1), tied_answers(proba)
     decided = predicted[~tied]
     # Against chance only where there is one to beat: images of one class have a chance of 1, which any answer is
-    # within 0.1 of. And only on enough answers (all ties counting as answers) for the share to be one: below
-    # JUDGED_ANSWERS a share of COLLAPSE_SHARE is a share of 100%, which a few answers give without any collapse.
-    if len(np.unique(y_true)) < 2 or (len(decided) or len(proba)) < JUDGED_ANSWERS:
+    # within 0.1 of. And only on enough answers for the share to be one: below JUDGED_ANSWERS a share of
+    # COLLAPSE_SHARE is a share of 100%, which a few answers give without any collapse. Ties count among them: a
+    # model that ties on most images and answers one class on the rest has collapsed all the more.
+    if len(np.unique(y_true)) < 2 or len(proba) < JUDGED_ANSWERS:
         return None
     if not collapsed(predicted, tied, len(classes)):
         return None
@@ -148,10 +162,10 @@ def _collapsed_to(y_true: np.ndarray, proba: np.ndarray, classes) -> tuple[str |
     if balanced > 1 / len(np.unique(y_true)) + 0.1:
         return None
     if not len(decided):
-        return None, balanced
+        return None, None, balanced
     counts = np.bincount(decided, minlength=len(classes))
-    left_out = f" ({tied.sum()} tied answers left out)" if tied.any() else ""  # the share is of the others
-    return f"{classes[counts.argmax()]} for {counts.max() / len(decided):.0%}{left_out}", balanced
+    untied = len(decided) if tied.any() else None  # the share is of those
+    return f"{classes[counts.argmax()]} for {counts.max() / len(decided):.0%}", untied, balanced
 
 
 def _listed(items: list[str]) -> str:
