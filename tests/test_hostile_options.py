@@ -373,6 +373,13 @@ def test_an_option_value_that_starts_with_a_dash_gets_the_form_that_works(capsys
     assert "expected one argument" not in capsys.readouterr().err
 
 
+def test_an_option_given_no_value_at_all_gets_no_hint_of_dashes(capsys):
+    for argv in (["run", "--mod"], ["run", "--model"], ["sweep", "noise", "--name"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.endswith("expected one argument\n"), err
+
+
 def test_an_installed_package_keeps_runs_in_the_users_data_folder_not_in_site_packages(tmp_path, monkeypatch, capsys):
     """`pip install .` puts the package in site-packages, with no repository around it: the store
     went to site-packages/artifacts (read-only for most users, gone with the environment)."""

@@ -29,7 +29,7 @@ from leukdash.paths import check_artifacts_root, printable
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one clear line instead of usage + message
         option = re.fullmatch(r"argument (--[\w-]+)(?:/-\w)?: expected one argument", message)
-        if option:  # argparse reads a value that starts with "-" (-1,2 or -x) as the next option
+        if option and self._dash_value_after(option[1]):  # argparse reads -1,2 or -x as the next option
             message += f" (for a value that starts with '-', write {option[1]}=VALUE)"
         # argparse says what is missing before what it does not know: a mistyped option is the likelier slip
         if message.startswith("the following arguments are required") and (unknown := self._unknown_options()):
@@ -46,6 +46,14 @@ class _Parser(argparse.ArgumentParser):
             command = getattr(parsed, "command", None)
             raise _unrecognized(f"{self.prog} {command}" if command else self.prog, extras)
         return parsed
+
+    def _dash_value_after(self, option: str) -> bool:
+        """Whether ``option`` (as given: itself, a prefix of it or its short form) is followed by a word that
+        starts with '-'; not when it is the last word (no value given at all)."""
+        names = self._option_string_actions[option].option_strings
+        given = getattr(self, "_given", [])
+        return any((arg in names or (len(arg) > 2 and option.startswith(arg))) and after.startswith("-")
+                   for arg, after in zip(given, given[1:]))
 
     def _unknown_options(self) -> list[str]:
         """The options given to this parser that it does not know (``--bogus``, ``--bogus=1``, ``-z``)."""
