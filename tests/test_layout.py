@@ -9,8 +9,8 @@ PACKAGE = Path(leukdash.__file__).parent
 # Floors from the bottom; a module imports its own subpackage and floors strictly beneath it.
 FLOORS = {"foundation": 0, "data": 1, "models": 1, "engine": 2, "evaluation": 3, "reporting": 4,
           "service": 4, "cli": 5}
-FOUNDATION = {"leukdash", "leukdash.arguments", "leukdash.errors", "leukdash.paths", "leukdash.config",
-              "leukdash.metrics", "leukdash.intervals", "leukdash.atomic", "leukdash.fd2"}
+FOUNDATION = {"leukdash", "leukdash.arguments", "leukdash.errors", "leukdash.interrupts", "leukdash.paths",
+              "leukdash.config", "leukdash.metrics", "leukdash.intervals", "leukdash.atomic", "leukdash.fd2"}
 
 
 def _module_name(path: Path) -> str:

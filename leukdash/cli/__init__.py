@@ -23,6 +23,8 @@ from leukdash.cli.run_options import add_pool_options, add_run_options
 from leukdash.atomic import explained_errors
 from leukdash.errors import LeukdashError, interrupt_behind
 from leukdash.fd2 import open_closed_standard_streams
+from leukdash import interrupts
+from leukdash.interrupts import Stopped  # noqa: F401 (where callers and tests have always found it)
 from leukdash.paths import check_artifacts_root, printable
 
 
@@ -96,30 +98,37 @@ def _path(what: str):
 FOLD_COMMANDS = ("run", "sweep", "reproduce", "demo")
 
 
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so the worker pools are stopped on the way out."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
 @contextmanager
 def _stop_on_signals():
-    """Turn SIGTERM and SIGHUP into :class:`Stopped` while a command runs (main thread only)."""
+    """While a command runs (main thread only), SIGINT raises KeyboardInterrupt and SIGTERM and SIGHUP
+    :class:`Stopped`; each is also remembered (:mod:`leukdash.interrupts`), so that computing in this
+    process raises it again at its next safe point where Python swallowed it (in a weakref callback)."""
     def stop(signum, frame):
-        raise Stopped(signum)
+        interrupts.remember(signum)
+        raise interrupts.interrupt(signum)
 
-    names = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
-    try:
-        previous = {name: signal.signal(getattr(signal, name), stop) for name in names}
+    names = [name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    interrupts.forget()
+    try:  # one ignored from the start (nohup, a shell's background job) stays ignored
+        previous = {name: signal.signal(getattr(signal, name), stop) for name in names
+                    if signal.getsignal(getattr(signal, name)) != signal.SIG_IGN}
     except ValueError:  # not the main thread: leave signals alone
         previous = {}
+    hook = sys.unraisablehook
+
+    def unraisable(info):
+        if not isinstance(info.exc_value, KeyboardInterrupt):  # a stop is raised again: its traceback is noise
+            hook(info)
+
+    if previous:
+        sys.unraisablehook = unraisable
     try:
         yield
     finally:
         for name, handler in previous.items():
             signal.signal(getattr(signal, name), handler)
+        sys.unraisablehook = hook
+        interrupts.forget()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from leukdash import interrupts
+
 
 # TensorFlow threads of a CNN fold, fixed whatever the machine: results depend on the thread
 # count (measured: the same fold trained with 1 and 2 threads ends at different weights), so a
@@ -221,6 +223,11 @@ def train_cnn(train_images, train_labels, val_images, val_labels, *, n_classes: 
     val_labels = np.asarray(val_labels, dtype=np.int64)
 
     class Record(keras.callbacks.Callback):
+        # A stop swallowed where it landed (a weakref callback, while TensorFlow trains) ends the training at the
+        # next batch; at its begin, as Keras calls it in this thread and without waiting for the batch before.
+        def on_train_batch_begin(self, batch, logs=None):
+            interrupts.check()
+
         def on_epoch_end(self, epoch, logs=None):
             if epoch == epochs - 1:
                 _precise_batchnorm(self.model, train.x[:PRECISE_BN_IMAGES])
@@ -235,6 +242,7 @@ def train_cnn(train_images, train_labels, val_images, val_labels, *, n_classes: 
                 history[name].append(value)
             if on_epoch is not None:
                 on_epoch(epoch, row)
+            interrupts.check()
 
     for epoch in range(epochs):
         model.fit(train.dataset(epoch), epochs=epoch + 1, initial_epoch=epoch, shuffle=False,  # the batches come shuffled

@@ -16,6 +16,7 @@ import os
 import pickle
 import queue
 
+from leukdash import interrupts
 from leukdash.engine import machine
 from leukdash.engine.machine import machine_cores
 from leukdash.engine.scheduler.child import ChildProcess
@@ -62,6 +63,7 @@ class InProcessPool(Pool):
     def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event, on_failed) -> None:
         failed = set()
         for task in order(tasks, inputs):
+            interrupts.check()  # a stop swallowed where it landed (a weakref callback) ends the tasks here
             if task.run_id in failed:  # its run failed: its other folds are dropped
                 continue
             try:
