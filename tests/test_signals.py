@@ -2,6 +2,7 @@
 computing in this process, at its next safe point: between folds, at a CNN's next batch or epoch end."""
 
 import signal
+import sys
 
 import pytest
 
@@ -93,3 +94,46 @@ def test_no_stop_is_remembered_after_a_command(tiny_dataset):
         interrupts.check()
     except KeyboardInterrupt:  # caught: pytest would take it for its own Ctrl-C and end the session
         pytest.fail("a stop asked for in a command that ended stopped the next computing in this process")
+
+
+def test_a_ctrl_c_landing_as_sigints_handler_is_put_back_does_not_cut_the_clean_up_short(tiny_dataset, monkeypatch):
+    from leukdash import interrupts
+
+    real_signal, met, ctrl_c = signal.signal, [], []
+
+    def putting_back(signum, handler):
+        if signum == signal.SIGINT and handler is caller and not met:  # SIGINT's handler put back: Ctrl-C lands
+            met.append(1)
+            signal.raise_signal(signal.SIGINT)
+        return real_signal(signum, handler)
+
+    def caller(signum, frame):
+        ctrl_c.append(signum)
+
+    hook, sigterm, sigint = sys.unraisablehook, signal.getsignal(signal.SIGTERM), real_signal(signal.SIGINT, caller)
+    monkeypatch.setattr(signal, "signal", putting_back)
+    try:
+        main(["datasets"])
+    finally:
+        real_signal(signal.SIGINT, sigint)
+    assert met and ctrl_c == [signal.SIGINT]  # the Ctrl-C reached the handler put back
+    assert signal.getsignal(signal.SIGTERM) is sigterm and sys.unraisablehook is hook
+    try:
+        interrupts.check()
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C that landed in the clean-up was remembered after the command")
+
+
+def test_a_handler_set_from_outside_python_is_left_alone(tiny_dataset, monkeypatch):
+    real_signal, real_getsignal = signal.signal, signal.getsignal
+    # SIGHUP's handler was set from C: Python reads it as None, and could not put None back
+    monkeypatch.setattr(signal, "getsignal", lambda signum: None if signum == signal.SIGHUP else real_getsignal(signum))
+
+    def setting(signum, handler):
+        previous = real_signal(signum, handler)  # putting None back raises TypeError
+        return None if signum == signal.SIGHUP else previous
+
+    monkeypatch.setattr(signal, "signal", setting)
+    sighup = real_getsignal(signal.SIGHUP)
+    assert main(["datasets"]) == 0
+    assert real_getsignal(signal.SIGHUP) is sighup

@@ -109,9 +109,11 @@ def _stop_on_signals():
 
     names = [name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
     interrupts.forget()
-    try:  # one ignored from the start (nohup, a shell's background job) stays ignored
+    # One ignored from the start (nohup, a shell's background job) stays ignored; one set from outside Python
+    # (getsignal says None) is left alone too: it could not be put back.
+    try:
         previous = {name: signal.signal(getattr(signal, name), stop) for name in names
-                    if signal.getsignal(getattr(signal, name)) != signal.SIG_IGN}
+                    if signal.getsignal(getattr(signal, name)) not in (signal.SIG_IGN, None)}
     except ValueError:  # not the main thread: leave signals alone
         previous = {}
     hook = sys.unraisablehook
@@ -125,10 +127,27 @@ def _stop_on_signals():
     try:
         yield
     finally:
+        _put_back(previous, hook)
+
+
+def _put_back(previous: dict, hook) -> None:
+    """Put back the handlers and the unraisable hook that :func:`_stop_on_signals` replaced, and forget its stop,
+    whole: a second Ctrl-C landing meanwhile would cut it short and leave them to the caller's next computing
+    (a notebook's run_many would stop before its first fold). The signals wait, blocked, until it is done,
+    then meet the handlers put back."""
+    signums = [getattr(signal, name) for name in previous]
+    held = None
+    try:  # either call raises a stop that landed just before it: the first before blocking, the second after
+        if signums and hasattr(signal, "pthread_sigmask"):
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+    finally:
         for name, handler in previous.items():
             signal.signal(getattr(signal, name), handler)
         sys.unraisablehook = hook
         interrupts.forget()
+        if held is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def main(argv: list[str] | None = None) -> int:
