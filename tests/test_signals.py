@@ -137,3 +137,13 @@ def test_a_handler_set_from_outside_python_is_left_alone(tiny_dataset, monkeypat
     sighup = real_getsignal(signal.SIGHUP)
     assert main(["datasets"]) == 0
     assert real_getsignal(signal.SIGHUP) is sighup
+
+
+def test_a_stop_swallowed_where_no_fold_checks_it_is_said_and_ends_the_command_with_its_status(
+        tiny_dataset, monkeypatch, capsys):
+    from leukdash.data import discovery
+
+    _swallow_first_call(monkeypatch, discovery, "list_datasets", signal.SIGINT)  # as when loading Keras or images
+    assert main(["datasets"]) == 128 + signal.SIGINT
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "interrupted: what it stores is written whole or not at all; run the same command again"]

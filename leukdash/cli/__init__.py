@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             check_artifacts_root()
             status = args.handler(args) or 0
+            interrupts.check()  # a stop swallowed where no fold checked it (loading, after the last fold) is said too
             sys.stdout.flush()  # here, where a failed write is said in one line, not at the interpreter's exit
             return status
     except LeukdashError as error:

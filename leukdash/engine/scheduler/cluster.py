@@ -27,6 +27,7 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+from leukdash import interrupts
 from leukdash.engine.scheduler.child import ChildProcess
 from leukdash.engine.ordering import order
 from leukdash.engine.scheduler.pool import Pool
@@ -318,6 +319,7 @@ def _fetched(future, watch: _ClusterWatch) -> tuple[bytes, str, dict]:
         try:
             fetched, value = outcome.get(timeout=POLL_SECONDS)
         except queue.Empty:
+            interrupts.check()  # a stop swallowed where it landed ends the wait here
             watch.check()
             continue
         if fetched:

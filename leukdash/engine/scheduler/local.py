@@ -112,6 +112,7 @@ class LocalPool(Pool):
         self._end_unneeded(pending)
         try:
             while pending or running:
+                interrupts.check()  # a stop swallowed where it landed (queue.get's lock, a __del__) ends the wait here
                 for task in list(pending):
                     if self.fits(task, list(running.values()), _live(running, idle)):
                         child = _take(idle, task.is_cnn) or ChildProcess(inbox, cnn=task.is_cnn)
