@@ -337,8 +337,8 @@ def test_a_command_given_a_refused_run_says_it_was_refused_and_that_other_settin
         assert main(command) == 2
         (line,) = capsys.readouterr().err.splitlines()
         assert f"{refused}' is not a finished run in " in line and "run --config-file" not in line
-        assert line.endswith("launch it with other settings") and ": it was refused for its settings: a fold's " \
-            "training part holds 1 input of class" in line
+        assert line.endswith("launching it again fails alike: change its settings or images as the reason says")
+        assert ": it was refused for its settings: a fold's training part holds 1 input of class" in line
 
 
 def test_a_sweep_with_a_refused_run_still_prints_its_computed_runs_and_names_the_refused_one(three_a_class, capsys):

@@ -273,7 +273,8 @@ def _why_unfinished(run_id: str, store: RunStore) -> str:
                "(`python -m leukdash runs` lists it as running)"
     refused = store.failure(run_id)
     if refused is not None:
-        return f": it was refused for its settings: {refused}; launch it with other settings"
+        return (f": it was refused for its settings: {refused}; launching it again fails alike: "
+                "change its settings or images as the reason says")
     meta = store.read_meta(run_id)
     if meta is None:
         return ""
