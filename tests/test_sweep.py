@@ -341,6 +341,26 @@ def test_a_command_given_a_refused_run_says_it_was_refused_and_that_other_settin
         assert ": it was refused for its settings: a fold's training part holds 1 input of class" in line
 
 
+def test_a_refused_run_relaunched_and_stopped_while_loading_its_images_still_reads_refused(three_a_class, capsys):
+    """Its last progress event is the relaunch's loading line: it read partial, and run --config-file was advised."""
+    import json
+
+    from leukdash.cli import main
+
+    base = RunConfig(dataset=str(three_a_class), image_size=16, augment=AugmentConfig.off(), augment_factor=1, folds=2)
+    with pytest.raises(RunError):
+        run_sweep(expand_grid(base, {"model": ["nb", "svm"]}), n_jobs=1)
+    store = RunStore()
+    (refused,) = [run["run_id"] for run in store.list_runs() if run["status"] == "failed"]
+    with store.progress_path(refused).open("a", encoding="utf-8") as progress:  # the relaunch, stopped
+        progress.write(json.dumps({"event": "loading", "message": "loading images"}) + "\n")
+    assert "a fold's training part holds 1 input of class" in store.failure(refused)
+    capsys.readouterr()
+    assert main(["oof", refused]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert ": it was refused for its settings: " in line and "run --config-file" not in line
+
+
 def test_a_sweep_with_a_refused_run_still_prints_its_computed_runs_and_names_the_refused_one(three_a_class, capsys):
     """It printed nothing on stdout, not even with --json, though its other runs were computed."""
     from leukdash.cli import main

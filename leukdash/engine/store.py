@@ -279,8 +279,9 @@ class RunStore:
                 event = parse_json(line)
             except ValueError:
                 continue
-            # A worker's fold of it, dropped after its failure, may still have reported its start or epochs
-            if isinstance(event, dict) and event.get("event") in ("start", "loading", "done", "failed", "cancelled"):
+            # A worker's fold of it, dropped after its failure, may still have reported its start or epochs; a
+            # relaunch stopped while loading its images (a loading event with no start after) computed nothing
+            if isinstance(event, dict) and event.get("event") in ("start", "done", "failed", "cancelled"):
                 return str(event.get("message") or "") if event["event"] == "failed" and event.get("refused") else None
         return None
 
