@@ -174,21 +174,22 @@ def test_a_fold_is_judged_only_on_two_classes_and_enough_answers():
     assert collapse_of(answered(["ALL", "HEALTHY"], (true, true), ([0] * 10, [0] * 10))) is None  # fold 2: ALL only
     assert collapse_of(answered(["ALL", "HEALTHY"], (true, true), (true[1:], [0] * 19))) is None
     assert collapse_of(answered(["ALL", "HEALTHY"], (true, true), (true + [0, 1], [[0.5, 0.5]] * 2 + [0] * 20))) == (
-        "fold 2 answers ALL for 100% of the 20 answers that do not tie: its accuracy reflects the class shares "
-        "(balanced accuracy 0.50)")
+        "fold 2 answers ALL for 100% of the 20 answers that do not tie (2 of its 22 tie): its accuracy reflects the "
+        "class shares (balanced accuracy 0.50)")
 
 
 def test_answers_that_tie_count_among_those_a_collapse_is_judged_on():
     """29 ties and one ALL collapsed as much as 30 ties, which were noted: the answers were judged only where 20
-    of them decide, so the more ties, the less a collapse was said."""
+    of them decide, so the more ties, the less a collapse was said. Where too few do not tie to judge, the note
+    leads with the ties: it said the model answers ALL for 100% of the 1 answer that does not tie, never that 29 tie."""
     from leukdash.evaluation.compare import collapse_of
 
     true, tie = [0] * 15 + [1] * 15, [0.5, 0.5]
     assert collapse_of(answered(["ALL", "HEALTHY"], (true, [tie] * 29 + [0]))) == (
-        "the model answers ALL for 100% of the 1 answer that does not tie: its accuracy reflects the class shares "
+        "29 of the model's 30 answers tie; the 1 other answers ALL for 100%: its accuracy reflects the class shares "
         "(balanced accuracy 0.50)")
     assert collapse_of(answered(["ALL", "HEALTHY"], (true, [tie] * 25 + [0] * 5))).startswith(
-        "the model answers ALL for 100% of the 5 answers that do not tie: ")
+        "25 of the model's 30 answers tie; the 5 others answer ALL for 100%: ")
 
 
 def test_a_good_model_of_skewed_data_has_not_collapsed():

@@ -103,10 +103,10 @@ def collapse_note(y_true, proba, classes, folds=None) -> str | None:
     y_true, proba = np.asarray(y_true, dtype=int), np.asarray(proba, dtype=np.float64)
     pooled = _collapsed_to(y_true, proba, classes)
     if pooled:
-        answers, untied, balanced = pooled
+        answers, ties, balanced = pooled
         if answers is None:
             return f"the model's answers all tie: they tell no image apart (balanced accuracy {balanced:.2f})"
-        return (f"the model answers {_share_of(answers, untied, 'it validates')}: its accuracy reflects the class "
+        return (f"{_share_of('the model', answers, ties, 'it validates')}: its accuracy reflects the class "
                 f"shares (balanced accuracy {balanced:.2f})")
     if folds is None:
         return None
@@ -114,32 +114,39 @@ def collapse_note(y_true, proba, classes, folds=None) -> str | None:
     for fold in np.unique(folds):
         judged = _collapsed_to(y_true[folds == fold], proba[folds == fold], classes)
         if judged:
-            found.append((f"fold {fold + 1} answers {judged[0] or 'ties for 100%'}", judged[1], f"{judged[2]:.2f}"))
+            found.append((f"fold {fold + 1}", judged[0] or "ties for 100%", judged[1], f"{judged[2]:.2f}"))
     if not found:
         return None
     one = len(found) == 1
-    if all(untied is None for _, untied, _ in found):
-        listed = _listed([answers for answers, _, _ in found])
-        said = _share_of(listed, None, "it validates" if one else "they validate")
+    if all(ties is None for _, _, ties, _ in found):
+        listed = _listed([f"{who} answers {answers}" for who, answers, _, _ in found])
+        said = f"{listed} of the images {'it validates' if one else 'they validate'} on"
     else:  # each its own: a share of the answers that do not tie is no share of the images
-        said = _listed([_share_of(answers, untied, "it validates") for answers, untied, _ in found])
+        said = _listed([_share_of(who, answers, ties, "it validates") for who, answers, ties, _ in found])
     return (f"{said}: {'its' if one else 'their'} accuracy reflects the class shares (balanced accuracy "
-            f"{_listed([balanced for _, _, balanced in found])})")
+            f"{_listed([balanced for _, _, _, balanced in found])})")
 
 
-def _share_of(answers: str, untied: int | None, validates: str) -> str:
-    """``answers`` (``'ALL for 98%'``) and what its share is of: the images (``validates``: ``'it validates'``) where
-    no answer ties, else the ``untied`` answers that do not."""
-    if untied is None:
-        return f"{answers} of the images {validates} on"
-    return f"{answers} of the {untied} answer{'s that do' if untied != 1 else ' that does'} not tie"
+def _share_of(who: str, answers: str, ties: tuple[int, int] | None, validates: str) -> str:
+    """What ``who`` (``'the model'``, ``'fold 2'``) answers (``'ALL for 98%'``) and what its share is of: the images
+    (``validates``: ``'it validates'``) where no answer ties, else the answers that do not, with ``ties`` (how many
+    of how many answers tie) said: first where they are most of them, the others too few to judge alone."""
+    if ties is None:
+        return f"{who} answers {answers} of the images {validates} on"
+    tied, total = ties
+    untied = total - tied
+    if untied >= JUDGED_ANSWERS:
+        return f"{who} answers {answers} of the {untied} answers that do not tie ({tied} of its {total} tie)"
+    others = f"the {untied} other{'s answer' if untied != 1 else ' answers'}"
+    return f"{tied} of {who}'s {total} answers tie; {others} {answers}"
 
 
-def _collapsed_to(y_true: np.ndarray, proba: np.ndarray, classes) -> tuple[str | None, int | None, float] | None:
-    """``(answers, untied, balanced accuracy)`` of answers that collapsed and score near chance, ``answers`` such as
-    ``'ALL for 98%'`` (None where every answer is a tie), its share of the ``untied`` answers that do not tie where
-    some do (else None), else None (also where the images are of one class or fewer than ``JUDGED_ANSWERS`` answers,
-    ties included, are given)."""
+def _collapsed_to(y_true: np.ndarray, proba: np.ndarray,
+                  classes) -> tuple[str | None, tuple[int, int] | None, float] | None:
+    """``(answers, ties, balanced accuracy)`` of answers that collapsed and score near chance, ``answers`` such as
+    ``'ALL for 98%'`` (None where every answer is a tie), its share of the answers that do not tie where some do,
+    ``ties`` then ``(tied, all answers)`` (else None), else None (also where the images are of one class or fewer
+    than ``JUDGED_ANSWERS`` answers, ties included, are given)."""
     from leukdash.metrics import fold_metrics
 
     if not len(proba):
@@ -164,8 +171,8 @@ def _collapsed_to(y_true: np.ndarray, proba: np.ndarray, classes) -> tuple[str |
     if not len(decided):
         return None, None, balanced
     counts = np.bincount(decided, minlength=len(classes))
-    untied = len(decided) if tied.any() else None  # the share is of those
-    return f"{classes[counts.argmax()]} for {counts.max() / len(decided):.0%}", untied, balanced
+    ties = (int(tied.sum()), len(proba)) if tied.any() else None  # the share is of the answers that do not tie
+    return f"{classes[counts.argmax()]} for {counts.max() / len(decided):.0%}", ties, balanced
 
 
 def _listed(items: list[str]) -> str:
