@@ -341,6 +341,17 @@ def test_a_command_given_a_refused_run_says_it_was_refused_and_that_other_settin
         assert ": it was refused for its settings: a fold's training part holds 1 input of class" in line
 
 
+def test_a_grid_that_repeats_a_refused_run_counts_its_settings_and_distinct_runs_with_it(three_a_class, capsys):
+    """The note counted the computed runs' settings only: 'the grid's 2 settings are 1 distinct run(s)'."""
+    from leukdash.cli import main
+
+    assert main(["sweep", str(three_a_class), "--model", "nb,svm", "--k", "1,3", "--image-size", "16", "--folds",
+                 "2", "--augment-factor", "1", "--no-augment", "--n-jobs", "1", "--quiet"]) == 2
+    out, err = capsys.readouterr()
+    assert "): 2 of 4 run(s) (2 refused, below) in " in out.splitlines()[0]
+    assert "note: the grid's 4 settings are 2 distinct run(s): some repeat a run" in err
+
+
 def test_a_refused_run_relaunched_and_stopped_while_loading_its_images_still_reads_refused(three_a_class, capsys):
     """Its last progress event is the relaunch's loading line: it read partial, and run --config-file was advised."""
     import json
@@ -375,6 +386,7 @@ def test_a_sweep_with_a_refused_run_still_prints_its_computed_runs_and_names_the
     assert err.splitlines()[0].startswith(f"error: sweep {printed['sweep_id']}: 1 of 2 runs failed")
     assert main(args) == 2  # the table, its nb run cached now
     out, err = capsys.readouterr()
-    assert out.splitlines()[0].startswith(f"sweep {printed['sweep_id']} (") and "1 run(s)" in out.splitlines()[0]
+    assert out.splitlines()[0].startswith(f"sweep {printed['sweep_id']} (") and \
+        "): 1 of 2 run(s) (1 refused, below) in " in out.splitlines()[0]  # it said "1 run(s)" of a 2-run grid
     assert out.splitlines()[1].split()[:2] == [printed["runs"][0]["run_id"], "cached"]
     assert err.splitlines()[1].startswith(f"error: run {refused} (model svm): a fold's training part")

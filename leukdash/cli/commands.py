@@ -107,9 +107,10 @@ def _print_sweep(args, outcome: dict, failed: dict) -> None:
 
     for warning in outcome["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
-    distinct = len({result["run_id"] for result in outcome["results"]})
-    if distinct < len(outcome["results"]):
-        print(f"note: the grid's {len(outcome['results'])} settings are {distinct} distinct run(s): some repeat a run "
+    settings = outcome["run_ids"]  # one per setting of the grid, those refused too
+    distinct = len(set(settings))
+    if distinct < len(settings):
+        print(f"note: the grid's {len(settings)} settings are {distinct} distinct run(s): some repeat a run "
               "of it (a value given twice, or a setting the model does not use, such as --k for nb)", file=sys.stderr)
     if args.json:
         print_json({"sweep_id": outcome["sweep_id"], "name": outcome["name"], "axes": outcome["axes"],
@@ -117,8 +118,10 @@ def _print_sweep(args, outcome: dict, failed: dict) -> None:
                      "runs": [run_json(result) for result in outcome["results"]],
                      "failed": {run_id: str(error) for run_id, error in failed.items()}})
         return
-    print(f"sweep {outcome['sweep_id']} ({outcome['name']}): {len(outcome['results'])} run(s) "
-          f"in {outcome['seconds']:.1f} s")
+    refused = sum(run_id in failed for run_id in settings)  # said below, on stderr
+    counted = f"{len(outcome['results'])} of {len(settings)} run(s) ({refused} refused, below)" if refused \
+        else f"{len(settings)} run(s)"
+    print(f"sweep {outcome['sweep_id']} ({outcome['name']}): {counted} in {outcome['seconds']:.1f} s")
     for result in outcome["results"]:
         acc, config = result["summary"]["val_acc"], result["config"]
         print(f"{result['run_id']:<18} {'cached' if result['cached'] else 'computed':<8} {sweep_settings(config, outcome['axes'])}"
