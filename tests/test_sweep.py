@@ -240,8 +240,9 @@ def test_launching_a_stored_grid_again_on_other_images_warns_and_keeps_the_earli
 def test_a_run_that_fails_on_its_own_is_named_and_the_sweeps_other_runs_are_computed(three_a_class, capsys, n_jobs):
     from leukdash.cli import main
 
-    args = ["sweep", str(three_a_class), "--model", "nb,svm,knn", "--k", "1", "--feature-set", "pixels", "--image-size", "16",
-            "--folds", "2", "--augment-factor", "1", "--no-augment", "--n-jobs", n_jobs, "--quiet"]
+    args = ["sweep", str(three_a_class), "--model", "nb,svm,knn", "--k", "1", "--feature-set", "pixels",
+            "--image-size", "16", "--folds", "2", "--augment-factor", "1", "--no-augment", "--n-jobs", n_jobs,
+            "--quiet"]
     for launch in (args, ["sweep", "--resume", None, "--n-jobs", n_jobs, "--quiet"]):  # the first; resumed
         if launch[2] is None:
             launch[2] = list_sweeps()[0]["sweep_id"]
@@ -380,7 +381,8 @@ def test_a_sweep_with_a_refused_run_still_prints_its_computed_runs_and_names_the
             "--augment-factor", "1", "--no-augment", "--n-jobs", "1", "--quiet"]
     assert main([*args, "--json"]) == 2
     out, err = capsys.readouterr()
-    printed, (refused,) = json.loads(out), [run["run_id"] for run in RunStore().list_runs() if run["status"] == "failed"]
+    printed = json.loads(out)
+    (refused,) = [run["run_id"] for run in RunStore().list_runs() if run["status"] == "failed"]
     assert [run["config"]["model"] for run in printed["runs"]] == ["nb"] and list(printed["failed"]) == [refused]
     assert "a fold's training part holds 1 input of class" in printed["failed"][refused]
     assert err.splitlines()[0].startswith(f"error: sweep {printed['sweep_id']}: 1 of 2 runs failed")
