@@ -47,7 +47,8 @@ from leukdash.evaluation.predict import FoldEnsemble
 from leukdash.engine.machine import describe_machine, machine_text
 from leukdash.engine.runner import run
 from leukdash.engine.store import RunStore
-from leukdash.engine.training import derived_seed, plan_folds
+from leukdash.engine.fold_planning import plan_folds
+from leukdash.engine.training import derived_seed
 
 ROOT = Path(__file__).resolve().parent.parent
 # The settings the README's speed block states: its data is refused when measured otherwise.

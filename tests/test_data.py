@@ -290,7 +290,7 @@ def test_merge_groups_is_transitive_and_order_free():
 def test_duplicate_images_never_straddle_folds(tmp_path):
     from leukdash.config import RunConfig
     from leukdash.data.arrays import load_arrays
-    from leukdash.engine.training import duplicate_pairs, plan_folds
+    from leukdash.engine.fold_planning import duplicate_pairs, plan_folds
 
     root = tmp_path / "dups"
     rng = np.random.default_rng(0)
@@ -329,7 +329,7 @@ def test_folds_are_as_many_as_the_fewest_groups_of_a_class_allow():
 
 def test_byte_copies_join_their_group_whatever_its_size_and_the_error_says_so(tmp_path):
     from leukdash.data.arrays import load_arrays
-    from leukdash.engine.training import plan_folds
+    from leukdash.engine.fold_planning import plan_folds
 
     # A backup folder (one group) of every ALL image: identical bytes always share a fold, even
     # when that joins all of ALL into one group (the cap on merged groups is for near duplicates).

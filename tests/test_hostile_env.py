@@ -29,7 +29,7 @@ def _fold_of(dataset: Path, folds: int = 3) -> tuple[Dataset, np.ndarray, list]:
     """The fold of each loaded image of ``dataset`` as a 3-fold run plans it, and their groups."""
     from leukdash.config import RunConfig
     from leukdash.data.arrays import load_arrays
-    from leukdash.engine.training import plan_folds
+    from leukdash.engine.fold_planning import plan_folds
 
     opened = Dataset.from_folder(dataset)
     config = RunConfig(dataset=str(dataset), model="nb", image_size=16, augment_factor=1, folds=folds)

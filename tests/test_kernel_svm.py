@@ -6,7 +6,8 @@ from sklearn.svm import SVC
 
 from leukdash.config import RunConfig
 from leukdash.engine.runner import resolve
-from leukdash.engine.training import fold_inputs, run_fold
+from leukdash.engine.fold_planning import fold_inputs
+from leukdash.engine.training import run_fold
 from leukdash.models import classic
 from leukdash.models.kernel_svm import KernelSVC
 

@@ -13,7 +13,7 @@ from leukdash.errors import ConfigError, DatasetError
 from leukdash.data.folds import fold_plan
 from leukdash.engine.runner import resolve, run
 from leukdash.data.arrays import load_arrays
-from leukdash.engine.training import joined_groups, plan_folds
+from leukdash.engine.fold_planning import joined_groups, plan_folds
 
 
 def _lab(root: Path, classes=("ALL", "HEALTHY"), subjects=4, per_subject=3, tint=0) -> Path:
@@ -147,7 +147,7 @@ def subjects(tiny_dataset, tmp_path_factory) -> str:
 def test_leave_one_dataset_out_leaves_out_every_copy_and_only_the_copies(subjects):
     """The copy whose link the cap refused is left out too (the folds are the datasets: nothing to
     balance), and the other images of the copies' subjects are kept."""
-    from leukdash.engine.training import _duplicate_links
+    from leukdash.engine.fold_planning import _duplicate_links
 
     assert _duplicate_links(open_dataset(subjects))["refused"]  # the case this test is about
     result = run(_config(subjects, protocol="lodo", model="nb", augment_factor=1), n_jobs=1)
@@ -274,7 +274,8 @@ def test_cli_names_the_held_out_dataset_of_each_lodo_fold(labs, capsys):
 def test_balanced_sources_train_each_dataset_as_often_as_the_largest_and_validate_as_pooled(labs):
     from collections import Counter
 
-    from leukdash.engine.training import fold_inputs, training_rows
+    from leukdash.engine.fold_planning import fold_inputs
+    from leukdash.engine.training import training_rows
 
     dataset = _both(labs, "lab_a", "lab_small")  # 30 and 12 images
     balanced = _config(dataset, model="nb", augment_factor=1, balance_sources=True)

@@ -169,14 +169,14 @@ def test_a_resumed_run_keeps_the_record_of_its_first_attempt(tiny_dataset):
 def test_a_run_whose_folds_are_drawn_otherwise_since_is_not_resumed(tiny_dataset, monkeypatch):
     """Folds drawn otherwise than when a run's first folds were stored (another version's merging of
     duplicates, say): resuming would validate some images twice and others never, under one id."""
-    from leukdash.engine import training
+    from leukdash.engine import fold_planning
 
     config = _config(tiny_dataset, model="nb")
     run_id = run(config, n_jobs=1)["run_id"]
     store = RunStore()
     store.fold_path(run_id, 2).unlink()  # killed before its last fold
-    planned = training.plan_folds
-    monkeypatch.setattr(training, "plan_folds", lambda *args: (lambda fold_of, ids: ((fold_of + 1) % 3, ids))(
+    planned = fold_planning.plan_folds
+    monkeypatch.setattr(fold_planning, "plan_folds", lambda *args: (lambda fold_of, ids: ((fold_of + 1) % 3, ids))(
         *planned(*args)))
     with pytest.raises(RunError, match=rf"run {run_id}: its stored fold 1 validated other images than that fold is "
                                        r"drawn with now .* start it afresh by deleting its folder"):

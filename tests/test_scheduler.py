@@ -209,7 +209,7 @@ def test_a_dead_worker_is_one_clear_error(tiny_dataset, monkeypatch):
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.runner import resolve
     from leukdash.engine.scheduler.child import ChildProcess
-    from leukdash.engine.training import fold_inputs
+    from leukdash.engine.fold_planning import fold_inputs
     from leukdash.errors import RunError
 
     config = RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, augment=AugmentConfig.off(),

@@ -1,7 +1,7 @@
 """Several datasets with the same classes used as one: one run trained across labs.
 
 The images of every source keep their own groups, prefixed by the source's name (a run's folds
-join the groups of duplicates, across sources too: see :func:`leukdash.engine.training.joined_groups`);
+join the groups of duplicates, across sources too: see :func:`leukdash.engine.fold_planning.joined_groups`);
 the fingerprint is made from the sources' fingerprints, independent of the order in which they
 were named.
 """
@@ -96,7 +96,7 @@ def _without_copies(sources) -> tuple[tuple[Dataset, ...], tuple[str, ...]]:
     Copies within one source share a fold (see :mod:`leukdash.data.duplicates`); a copy in two
     sources cannot (each source is its own fold when one dataset is left out), so a run would
     validate on images it trained on. Images re-encoded or resized are not caught here: folds join
-    them with their originals (see :func:`leukdash.engine.training.joined_groups`)."""
+    them with their originals (see :func:`leukdash.engine.fold_planning.joined_groups`)."""
     first_source: dict[str, Dataset] = {}
     kept_sources, lines = [], []
     for source in sources:

@@ -1,7 +1,7 @@
 """Duplicates in a dataset: byte-identical files, and near duplicates (the same cell re-cropped,
 re-encoded or re-photographed) found by a perceptual-hash candidate confirmed on the pixels.
 
-The folds keep every duplicate group on one side (:mod:`leukdash.engine.training`), and the
+The folds keep every duplicate group on one side (:mod:`leukdash.engine.fold_planning`), and the
 audit (:mod:`leukdash.data.audit`) lists them.
 """
 

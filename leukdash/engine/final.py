@@ -91,7 +91,8 @@ def refit(run_id: str, store: RunStore | None = None, on_wait=None) -> dict:
         return {**found, "cached": True}
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.run_data import open_run_dataset
-    from leukdash.engine.training import fold_inputs, train_final
+    from leukdash.engine.fold_planning import fold_inputs
+    from leukdash.engine.training import train_final
 
     config = RunConfig.from_dict(meta["config"])
     if on_wait and store.is_locked(run_id):

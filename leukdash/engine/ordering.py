@@ -38,5 +38,5 @@ def expected_seconds(config: dict, n_images: int) -> float:
 
 def order(tasks: list, inputs: dict) -> list:
     """``tasks`` (:class:`leukdash.engine.scheduler.FoldTask`) longest first; ``inputs`` maps a
-    run id to its :class:`leukdash.engine.training.FoldInputs`. Ties keep their given order."""
+    run id to its :class:`leukdash.engine.fold_planning.FoldInputs`. Ties keep their given order."""
     return sorted(tasks, key=lambda task: -expected_seconds(task.config, len(inputs[task.run_id].labels)))

@@ -355,7 +355,7 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
     """:func:`_compute` with its pool."""
     from leukdash.engine.scheduler import FoldTask
     from leukdash.data.arrays import load_arrays
-    from leukdash.engine.training import fold_inputs
+    from leukdash.engine.fold_planning import fold_inputs
 
     def emit(run_id: str, event: dict) -> None:
         _emit(store.progress_path(run_id), event, on_event and (lambda e: on_event({**e, "run_id": run_id})))
@@ -483,13 +483,13 @@ def _check_resumable(resolved: ResolvedRun, store: RunStore, here: dict) -> None
 
 def _check_same_folds(resolved: ResolvedRun, store: RunStore, planned) -> None:
     """Refuse to resume a run whose stored folds validated other images than its folds are drawn
-    with now (:class:`~leukdash.engine.training.FoldInputs` ``planned``; the way folds are drawn
+    with now (:class:`~leukdash.engine.fold_planning.FoldInputs` ``planned``; the way folds are drawn
     changed since, duplicates merged otherwise, say): under one id it would validate some images
     twice and others never; or trained on another number of images than its fold would now (a
     leave-one-source-out fold leaves out other copies since): one id would mix two training rules."""
     import numpy as np
 
-    from leukdash.engine.training import training_part
+    from leukdash.engine.fold_planning import training_part
 
     for fold in planned.fold_ids:
         record = store.read_fold(resolved.run_id, fold)  # each stored fold read once
@@ -527,7 +527,7 @@ def _attempt_meta(stored: dict | None, fresh: dict, done: list[int], missing: li
 
 
 def _meta(resolved: ResolvedRun, arrays, inputs) -> dict:
-    from leukdash.engine.training import duplicate_warnings
+    from leukdash.engine.fold_planning import duplicate_warnings
 
     dataset = resolved.dataset
     return {

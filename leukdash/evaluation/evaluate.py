@@ -187,7 +187,7 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
     from leukdash.evaluation.support import answer_support
     from leukdash.engine.versions import versions
     from leukdash.data.arrays import load_arrays
-    from leukdash.engine.training import duplicate_pairs
+    from leukdash.engine.fold_planning import duplicate_pairs
 
     proba, loaded = 0.0, None
     trained = seen | copied

@@ -86,13 +86,13 @@ def lodo_row(run_id: str) -> dict:
 
 def _bootstrap_groups(run_id: str) -> np.ndarray:
     """The group of every image of a run on several sets, joined by its duplicates under the merge cap
-    (:func:`~leukdash.engine.training.joined_groups`), as the folds of its pooled runs are drawn."""
+    (:func:`~leukdash.engine.fold_planning.joined_groups`), as the folds of its pooled runs are drawn."""
     from leukdash.config import RunConfig
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.record_shapes import member_ids
     from leukdash.engine.run_data import open_run_dataset
     from leukdash.engine.store import RunStore
-    from leukdash.engine.training import joined_groups
+    from leukdash.engine.fold_planning import joined_groups
 
     store = RunStore()
     meta = store.finished_meta(member_ids(store.finished_meta(run_id))[0][0])  # an ensemble: its first member

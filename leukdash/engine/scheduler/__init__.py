@@ -1,7 +1,7 @@
 """One pool for every fold task of every run: local worker processes or a Dask cluster.
 
 A task is one fold of one run (:mod:`.task`). It receives its config and its run's decoded
-inputs (:class:`leukdash.engine.training.FoldInputs`) and returns the fold result and the model
+inputs (:class:`leukdash.engine.fold_planning.FoldInputs`) and returns the fold result and the model
 file's bytes; the process that owns the run store writes both (see :mod:`leukdash.engine.runner`).
 Workers therefore need no shared file system, and a worker that dies mid-task loses nothing but
 the task, which is computed again with an identical result.
