@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from leukdash.atomic import explain
-from leukdash.engine.store import parse_json
+from leukdash.engine.store import parse_json, read_json_lines
 
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -62,24 +62,9 @@ def _finite(value):
 
 
 def read_events(path: Path) -> list[dict]:
-    """All events in the file, in order; a missing file gives ``[]``.
-
-    A line that is not a complete JSON object (the last one torn while a writer is appending)
-    is skipped.
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return []
-    events = []
-    for line in text.splitlines():
-        try:
-            event = parse_json(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
+    """All events in the file, in order (:func:`~leukdash.engine.store.read_json_lines`: a missing
+    file gives ``[]``, a line torn while a writer is appending is skipped)."""
+    return read_json_lines(path)
 
 
 @contextlib.contextmanager

@@ -26,11 +26,12 @@ lacks what its readers use (a hand edit, another version's schema, ``{}``; the s
 Only the standard library is imported here (``filelock`` when a lock is taken): answering a
 finished run from the store must not pay for numpy, pandas or TensorFlow.
 
-One module, though long (about 480 lines): reading, writing, locking, listing and moving aside
+One module, though long (about 520 lines): reading, writing, locking, listing and moving aside
 damaged records are one contract over one folder layout (a listing is complete exactly when the
 reads accept every record; a damaged read moves aside what a write made atomically). What stands
 apart already lives beside it: the records' shapes (:mod:`leukdash.engine.record_shapes`) and the
-atomic writes (:mod:`leukdash.atomic`).
+atomic writes (:mod:`leukdash.atomic`). A run's progress file is read here too (a run's last word
+says whether it was refused), through the one reader of its lines that :mod:`leukdash.engine.progress` uses.
 """
 
 from __future__ import annotations
@@ -85,6 +86,25 @@ def parse_json(text: str | bytes):
         return json.loads(text)
     except RecursionError:
         raise ValueError("JSON nested too deeply to read") from None
+
+
+def read_json_lines(path: Path) -> list[dict]:
+    """The JSON objects of a file of one per line (a progress file), in order; a missing file gives
+    ``[]``. A line that is not a complete JSON object (the last one torn while a writer is
+    appending) is skipped."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    found = []
+    for line in text.splitlines():
+        try:
+            value = parse_json(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+    return found
 
 
 def checksum(value) -> str:
@@ -271,17 +291,13 @@ class RunStore:
         event marked ``refused``), else None: a run its machine stopped (a full disk, memory) is partial, not
         failed, as launching it again may complete it. Whether it is computed again meanwhile is the lock's to say."""
         try:
-            lines = self.progress_path(run_id).read_text(encoding="utf-8", errors="replace").splitlines()
+            events = read_json_lines(self.progress_path(run_id))
         except OSError:
             return None
-        for line in reversed(lines):  # the last whole event: a line torn while it is appended is skipped
-            try:
-                event = parse_json(line)
-            except ValueError:
-                continue
+        for event in reversed(events):
             # A worker's fold of it, dropped after its failure, may still have reported its start or epochs; a
             # relaunch stopped while loading its images (a loading event with no start after) computed nothing
-            if isinstance(event, dict) and event.get("event") in ("start", "done", "failed", "cancelled"):
+            if event.get("event") in ("start", "done", "failed", "cancelled"):
                 return str(event.get("message") or "") if event["event"] == "failed" and event.get("refused") else None
         return None
 
