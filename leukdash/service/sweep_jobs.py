@@ -64,9 +64,10 @@ def sweep_job_status(sweep_id: str, store: RunStore | None = None, log_lines: in
     else:
         state = "cancelled" if job["state"] == "cancelled" else "failed"
     # A run refused for its settings fails while its job goes on with the others: its lock went with it.
-    refused = {run_id: reason for run_id in run_ids if run_id not in finished and not store.is_locked(run_id)
+    locked = {run_id for run_id in run_ids if run_id not in finished and store.is_locked(run_id)}
+    refused = {run_id: reason for run_id in run_ids if run_id not in finished and run_id not in locked
                and (reason := store.failure(run_id)) is not None}
-    runs = {run_id: "finished" if run_id in finished else "running" if store.is_locked(run_id)
+    runs = {run_id: "finished" if run_id in finished else "running" if run_id in locked
             else "failed" if run_id in refused
             else "queued" if state in ("queued", "running") else state for run_id in run_ids}
     updated = [p["updated"] for p in progress.values() if p["updated"] is not None]
