@@ -6,12 +6,13 @@ prepares each run's inputs, hands every missing fold of every run to one schedul
 store, persists each fold result and model the moment it comes back. A finished run is
 answered from the store alone: nothing heavy (scikit-learn, TensorFlow) is imported.
 
-One module, though long (about 490 lines): resolving a run's id, computing its missing folds, the
-checks an attempt at a stored run must pass before it adds folds to it (the same versions, the same
-fold plan and training parts, :func:`config_to_finish`'s settings) and the record each attempt
-writes are one run's life as the store's one writer sees it; the checks read the fold inputs the
-compute loop has just built and are called from it alone, and :func:`config_to_finish` needs
-:func:`resolve`, so apart they would import each other.
+One module, though long (about 550 lines): resolving a run's id, computing its missing folds (a run
+refused for its own settings ending alone, the others going on), the checks an attempt at a stored
+run must pass before it adds folds to it (the same versions, the same fold plan and training parts,
+:func:`config_to_finish`'s settings) and the record each attempt writes are one run's life as the
+store's one writer sees it; the checks read the fold inputs the compute loop has just built and are
+called from it alone, and :func:`config_to_finish` needs :func:`resolve`, so apart they would import
+each other.
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ generator, from which Keras draws its default seeds too, and the same CNN fold t
 differently at every attempt there (measured); a child computes exactly what a local worker
 does. A worker keeps its children between tasks. The scheduler reruns the task of a lost worker
 itself, and a task whose child died once more (``retries=1``).
+
+One module, though long (about 450 lines): the parent's side (the pool, its watch over the cluster,
+the failures it explains) and the worker's side (:func:`compute_on_worker` and its child) are one
+protocol of pickled bytes, each side reading what the other writes; :func:`dask_cli_cluster` starts
+a cluster as the README tells a user to, for the tests and benchmarks that use this protocol.
 """
 
 from __future__ import annotations
