@@ -175,6 +175,8 @@ st.caption(f"Bars: mean {METRICS[metric].lower()} over the validation folds; whi
            + ("; open diamonds: the paper's reported 5-fold mean for the same model and task." if show_paper else ".")
            + (f" The first {MAX_BARS} of {len(chosen)} runs (newest first): select runs in the table to see others."
               if len(chosen) > MAX_BARS else ""))
+
+
 def runs_noted(notes: list[tuple[str, str]], say, title: str, many: str) -> None:
     """Notes of runs (``(label, note)``; notes name class folders, such as ``B_ALL``, kept literal): one run's said
     by ``say``; several (a sweep's hundreds), one ``say`` naming at most 10 of them (``many``: what they share), each

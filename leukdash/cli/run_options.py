@@ -147,10 +147,10 @@ def note_settings_without_effect(configs: list[RunConfig], typed: list[str] = ()
             settings.update(dict.fromkeys(ignored))
             reasons["--augment-factor 1" if config.augment_factor == 1 else "--no-augment"] = None
     _note(settings, reasons, len(configs), " (no augmented copies)")
-    flags = {name: flag for flag, name, _, _ in RUN_OPTIONS}
-    settings, reasons = {}, {}
     if not typed:  # a config file's settings: none typed
         return
+    flags = {name: flag for flag, name, _, _ in RUN_OPTIONS}
+    settings, reasons = {}, {}
     for config in configs:
         # The run id leaves out what the model and the split do not read; "raw" preprocessing it leaves out only
         # so that older runs keep their ids.

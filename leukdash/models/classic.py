@@ -176,8 +176,8 @@ def fit(model: Pipeline, features: np.ndarray, labels: np.ndarray, classes=None,
         # Nothing tells the images apart; naive Bayes would divide by a zero variance (NaN answers)
         # and the others would answer one class for all: a fit of nothing, refused in words.
         raise RunRefused(f"the {len(features)} training inputs of a fold (its images and their augmented copies) "
-                           "are all the same for this model (copies of one picture, or pictures made alike by the "
-                           "image size or preprocessing): nothing tells the classes apart; check the images")
+                         "are all the same for this model (copies of one picture, or pictures made alike by the "
+                         "image size or preprocessing): nothing tells the classes apart; check the images")
     scaled = scaler.transform(features, copy=False)
     classify = model.named_steps["classify"]
     if isinstance(classify, CalibratedClassifierCV):
@@ -194,7 +194,7 @@ def _calibration_folds(labels: np.ndarray, classes=None, fewer_folds_help: bool 
         fewest = present[counts.argmin()]
         name = classes[fewest] if classes is not None else f"index {fewest}"
         raise RunRefused(f"a fold's training part holds 1 input of class {name}: "
-                           "the SVM calibrates its probabilities on folds of the training part and needs at least 2 "
-                           f"of each class; add images{', ' if fewer_folds_help else ' or '}augmentation copies "
-                           f"(--augment-factor){' or use fewer folds' if fewer_folds_help else ''}")
+                         "the SVM calibrates its probabilities on folds of the training part and needs at least 2 "
+                         f"of each class; add images{', ' if fewer_folds_help else ' or '}augmentation copies "
+                         f"(--augment-factor){' or use fewer folds' if fewer_folds_help else ''}")
     return int(min(CALIBRATION_FOLDS, counts.min()))
