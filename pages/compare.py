@@ -127,7 +127,7 @@ if kept(st.radio, "compare_view", "Runs", "View", options=["Runs", "Sweeps"], ho
 
 st.query_params.pop("sweep", None)
 st.caption("Select rows to compare (the boxes at the left); with none selected, every finished run is shown.")
-table, percent = percent_columns(runs_frame(entries).drop(columns=["Status", "Created"]), ["Val. accuracy", "SD"])
+table, percent = percent_columns(runs_frame(entries).drop(columns=["Status", "Created (UTC)"]), ["Val. accuracy", "SD"])
 linked = [r for r in st.query_params.get("runs", "").split(",") if r]
 if linked and "_kept_compare_runs" not in st.session_state:  # opened from a shared address
     st.session_state["_kept_compare_runs"] = linked

@@ -175,14 +175,25 @@ def test_tables_from_results_and_store_entries():
              "meta": {"config": runs[0]["config"], "dataset": {"name": "tiny", "classes": ["ALL", "HEALTHY"]},
                       "fold_ids": [0, 1], "created": "2026-01-02T03:04:05+0000"}}
     row = plots.runs_frame([entry]).iloc[0]
-    assert (row["Model"], row["Val. accuracy"], row["Created"]) == ("Naive Bayes on pixels", 0.6, "2026-01-02 03:04")
+    assert (row["Model"], row["Val. accuracy"]) == ("Naive Bayes on pixels", 0.6)
+    assert row["Created (UTC)"] == "2026-01-02 03:04"
     # The columns are the settings that differ among the runs listed: here the seed and preprocessing.
     other = {**entry, "run_id": "nb-2", "meta": {**entry["meta"], "config": {**runs[0]["config"], "seed": 3,
                                                                             "preprocess": "cell-keep-gray"}}}
     frame = plots.runs_frame([entry, other])
-    assert list(frame.columns) == ["Model", "Preprocessing", "Seed", "Val. accuracy", "SD", "Status", "Created",
-                                   "Run id"]
+    assert list(frame.columns) == ["Model", "Preprocessing", "Seed", "Val. accuracy", "SD", "Status",
+                                   "Created (UTC)", "Run id"]
     assert list(frame["Seed"]) == ["seed 0", "seed 3"] and list(frame["Preprocessing"]) == ["raw", "cell-keep-gray"]
+
+
+def test_the_created_column_says_utc_and_shows_utc():
+    """A run's date is UTC whatever the server's time zone, and the column says so: a stored offset is turned
+    into UTC, not cut off."""
+    entry = {"run_id": "nb-1", "status": "complete", "summary": {},
+             "meta": {"config": {"model": "nb"}, "created": 1767323045.0}}  # 2026-01-02 03:04:05 UTC
+    shifted = {**entry, "run_id": "nb-2", "meta": {**entry["meta"], "created": "2026-01-02T17:04:05+1400"}}
+    frame = plots.runs_frame([entry, shifted])
+    assert list(frame["Created (UTC)"]) == ["2026-01-02 03:04", "2026-01-02 03:04"]
 
 
 def test_heatmap_overlay_blends_colour_over_the_image():

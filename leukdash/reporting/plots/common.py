@@ -122,8 +122,14 @@ def rgba(hex_colour: str, alpha: float) -> str:
 
 
 def created_text(created) -> str:
+    """When a run was created, in UTC (the table's column says so): seconds since the epoch, or an ISO
+    text whose offset, if any, is turned into UTC; '' where the store has no date."""
     if isinstance(created, (int, float)):
         return pd.Timestamp(created, unit="s").strftime("%Y-%m-%d %H:%M")
     if isinstance(created, str):
-        return created[:16].replace("T", " ")
+        try:
+            stamp = pd.Timestamp(created)
+        except ValueError:  # not a date: shown as stored
+            return created[:16].replace("T", " ")
+        return (stamp if stamp.tz is None else stamp.tz_convert("UTC")).strftime("%Y-%m-%d %H:%M")
     return ""

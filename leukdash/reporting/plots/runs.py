@@ -192,10 +192,10 @@ def runs_frame(entries: list[dict]) -> pd.DataFrame:
         except KeyError:
             model = config.get("model", "?")
         rows.append({"Model": model, **facets, "Val. accuracy": acc.get("mean"), "SD": acc.get("std"),
-                     "Status": entry.get("status", "complete"), "Created": created_text(meta.get("created")),
+                     "Status": entry.get("status", "complete"), "Created (UTC)": created_text(meta.get("created")),
                      "Run id": entry["run_id"]})
     return pd.DataFrame(rows, columns=["Model", *(FACETS[name][0] for name in varying), "Val. accuracy", "SD",
-                                       "Status", "Created", "Run id"])
+                                       "Status", "Created (UTC)", "Run id"])
 
 
 def facet_rows(runs: list[dict], names: list[str]) -> list[dict[str, str]]:
