@@ -79,6 +79,19 @@ def literal(name: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()<>#|~$!:])", r"\\\1", name)
 
 
+def hidden(value):
+    """``value`` (a result, rows: dicts, lists, strings, numbers) with every string value as
+    :func:`leukdash.paths.hide_roots` shows it: what a visitor downloads names no server folder, as
+    no page text does (a run's ``config.dataset`` and ``dataset.path`` are the server's paths)."""
+    if isinstance(value, str):
+        return paths.hide_roots(value)
+    if isinstance(value, dict):
+        return {key: hidden(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [hidden(item) for item in value]
+    return value
+
+
 def few_named(names: list[str], most: int = 10) -> str:
     """The first ``most`` names for a line of Markdown (each through :func:`literal`), then how many more:
     a sweep's hundreds of runs would otherwise fill the page."""

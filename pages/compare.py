@@ -15,7 +15,7 @@ from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, ava
                                       metric_bars, roc_curves, run_labels, runs_frame, seed_spread_frame,
                                       source_frame, summary_frame, sweep_axes, sweep_frame, sweep_heatmap,
                                       sweep_parallel)
-from pages._session import VIEWER_NOTE, deployment, few_named, kept, literal, root, routed
+from pages._session import VIEWER_NOTE, deployment, few_named, hidden, kept, literal, root, routed
 from pages._shared import (comparison, dataset_options, external_results, finished_runs, no_runs_yet,
                            out_of_fold_rows_of, results, run_thumbnails, unreadable_runs, visible_dataset, visible_runs,
                            why_unfinished)
@@ -211,7 +211,7 @@ def confident_mistakes_view(chosen: list[dict], labels: list[str]) -> None:
     except LeukdashError as error:  # removed or damaged since the page listed it (another session, a shell)
         st.warning(hide_roots(str(error)), icon=":material/warning:")
         return
-    st.download_button("Every image's out-of-fold answer (CSV)", csv_text(rows), mime="text/csv",
+    st.download_button("Every image's out-of-fold answer (CSV)", csv_text(hidden(rows)), mime="text/csv",
                        file_name=f"{result['run_id']}_oof.csv", icon=":material/download:",
                        help="One row per validated image: its file, its copy number (0 the image itself, 1.. "
                             "its augmented copies, which the paper protocol validates too), true class, the fold "
@@ -299,8 +299,9 @@ with tabs[0]:
     left, right = st.columns(2)
     left.download_button("Per-fold table (CSV)", fold_frame(chosen, labels).to_csv(index=False).encode(),
                          file_name="leukdash_folds.csv", mime="text/csv", icon=":material/download:", width="stretch")
-    right.download_button("Results (JSON)", json.dumps(export, indent=1).encode(), file_name="leukdash_runs.json",
-                          mime="application/json", icon=":material/download:", width="stretch")
+    right.download_button("Results (JSON)", json.dumps(hidden(export), indent=1).encode(),
+                          file_name="leukdash_runs.json", mime="application/json", icon=":material/download:",
+                          width="stretch")
     st.caption("The JSON holds each run's config, dataset fingerprint, versions, summary and per-fold metrics "
                "(out-of-fold predictions are left out; they stay in the run store).")
 
@@ -405,7 +406,7 @@ with tabs[5]:
         for i, ((result, evaluation), label) in enumerate(zip(tested, frame["Run"])):
             st.markdown(f"**{label}** (trained on {result['dataset']['name']}). {outcome_sentence(evaluation)}")
             if evaluation.get("images"):  # stored by tests since results held each image's answer
-                st.download_button("Per-image answers (CSV)", external_csv([evaluation]), mime="text/csv",
+                st.download_button("Per-image answers (CSV)", external_csv(hidden([evaluation])), mime="text/csv",
                                    file_name=f"{result['run_id']}_external_{evaluation['dataset']['fingerprint'][:8]}.csv",
                                    icon=":material/download:", key=f"external_images_{i}",
                                    help="Each image of the external dataset: true and predicted class, each class's "

@@ -16,7 +16,7 @@ from leukdash.evaluation.transfer import FULL_PROTOCOL_FOLDS
 from leukdash.errors import ImageDecodeError, ImageFormatError, LeukdashError
 from leukdash.paths import hide_roots, printable
 from leukdash.reporting.plots import for_display, heatmap_overlay, probability_bars
-from pages._session import kept, literal, root, routed, upload_mb
+from pages._session import hidden, kept, literal, root, routed, upload_mb
 from pages._shared import (adapted_models, finished_runs, gradcam, no_runs_yet, predict, predict_adapted,
                            run_option_labels, transfer_figures, uploads_lab, visible_runs, why_unfinished)
 from pages._tables import data_table, percent_columns
@@ -255,7 +255,7 @@ with export.container():
     for line in unavailable_checks(answered):  # once, above every answer: none of them was checked
         st.warning(f"**Not checked**: {literal(hide_roots(line))}.", icon=":material/warning:")
     st.download_button(
-        "Answers (CSV)", answers_csv(answered), file_name=f"{run_id}_answers.csv", mime="text/csv",
+        "Answers (CSV)", answers_csv(hidden(answered)), file_name=f"{run_id}_answers.csv", mime="text/csv",
         icon=":material/download:",
         help="One row per image: the answer shown, each class's probability and every warning beside it "
              "(outside the training data, likely wrong, segmentation, known image); an unreadable file with its reason.")

@@ -696,3 +696,31 @@ def test_the_predict_page_says_its_upload_size_limit_beside_the_uploader(data_ro
     at = app("predict")
     assert any(" images, up to 50 MB and " in c.value and "a larger file is refused" in c.value
                for c in at.caption), [c.value for c in at.caption]
+
+
+def test_compares_downloads_name_no_server_folder_in_viewer_mode(data_root, isolated_artifacts, monkeypatch):
+    """The Results (JSON) of Compare held the run's config.dataset and dataset.path as the server's absolute
+    paths, which every page text hides from a visitor."""
+    import json
+
+    from streamlit.delta_generator import DeltaGenerator
+
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+
+    write_classes(data_root / "tiny")
+    run(RunConfig(dataset=str(data_root / "tiny"), model="nb", image_size=16, augment_factor=1,
+                  augment=AugmentConfig.off(), folds=2), n_jobs=1)
+    monkeypatch.setenv("LEUKDASH_MODE", "viewer")
+    downloads, download_button = {}, DeltaGenerator.download_button
+
+    def kept_download(self, label, data, *args, **kwargs):  # the page's columns' buttons too
+        downloads[label] = data
+        return download_button(self, label, data, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", kept_download)
+    at = app("compare")
+    assert not at.exception, [e.value for e in at.exception]
+    [result] = json.loads(downloads["Results (JSON)"])
+    assert (result["config"]["dataset"], result["dataset"]["path"]) == ("tiny", "tiny")
+    assert str(data_root) not in downloads["Results (JSON)"].decode()
