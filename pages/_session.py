@@ -92,6 +92,13 @@ def hidden(value):
     return value
 
 
+def said(text: str) -> str:
+    """A message made of names a user or a dataset controls (an engine's warning naming files, classes,
+    paths) for a line of Markdown: no server folder (:func:`leukdash.paths.hide_roots`), every
+    character as written (:func:`literal`)."""
+    return literal(paths.hide_roots(text))
+
+
 def few_named(names: list[str], most: int = 10) -> str:
     """The first ``most`` names for a line of Markdown (each through :func:`literal`), then how many more:
     a sweep's hundreds of runs would otherwise fill the page."""

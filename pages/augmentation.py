@@ -130,7 +130,7 @@ with gallery:
     size_source = ("the first of the Experiments page's image sizes" if len(sizes) > 1 else
                    "the Experiments page's image size" if sizes else "the default image size")
     blur_note = f" Blur is shown as it acts on {run_size} px images ({size_source})." if config.blur else ""
-    st.caption(f"{chosen} padded square at {PREVIEW_SIZE} px, then {COPIES} random "
+    st.caption(f"{literal(chosen)} padded square at {PREVIEW_SIZE} px, then {COPIES} random "
                f"copies (seed {seed}). Training applies the same transforms at the run's image size.{blur_note}")
     grey = [mode for mode in st.session_state.get("_kept_exp_preprocess", []) if is_grey(mode)]
     if grey and (config.colour_jitter or config.stain_jitter):

@@ -9,13 +9,12 @@ import streamlit as st
 from leukdash.errors import LeukdashError
 from leukdash.evaluation.answer_table import csv_text, external_csv, surest_mistakes
 from leukdash.evaluation.compare import collapse_of, distinct_runs, ties_note
-from leukdash.paths import hide_roots
 from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, available_metrics, confusion_heatmap,
                                       curve_runs, external_bars, external_frame, fold_frame, learning_curves,
                                       metric_bars, roc_curves, run_labels, runs_frame, seed_spread_frame,
                                       source_frame, summary_frame, sweep_axes, sweep_frame, sweep_heatmap,
                                       sweep_parallel)
-from pages._session import VIEWER_NOTE, deployment, few_named, hidden, kept, literal, root, routed
+from pages._session import VIEWER_NOTE, deployment, few_named, hidden, kept, literal, root, routed, said
 from pages._shared import (comparison, dataset_options, external_results, finished_runs, no_runs_yet,
                            out_of_fold_rows_of, results, run_thumbnails, unreadable_runs, visible_dataset, visible_runs,
                            why_unfinished)
@@ -106,7 +105,7 @@ def sweep_view() -> None:
     if picked:
         result, label = chosen[picked[0]], frame["Run"].iloc[picked[0]]
         with st.container(border=True):
-            st.markdown(f"**{label}** · `{result['run_id']}`")
+            st.markdown(f"**{literal(label)}** · {literal(result['run_id'])}")
             left, right = st.columns(2)
             left.plotly_chart(metric_bars([result], metric, "std"), width="stretch", key="sweep_run_bars")
             right.plotly_chart(confusion_heatmap(result, label), width="stretch", key="sweep_run_confusion",
@@ -154,7 +153,7 @@ unlisted: dict[str, list[str]] = {}  # why -> the run folders it keeps out of th
 for name, why in unreadable_runs(root()).items():
     unlisted.setdefault(why, []).append(name)
 for why, names in unlisted.items():
-    st.caption(f"Not listed: {len(names)} run folder(s) of the store ({', '.join(names[:3])}"
+    st.caption(f"Not listed: {len(names)} run folder(s) of the store ({literal(', '.join(names[:3]))}"
                f"{', ...' if len(names) > 3 else ''}): {why}.")
 chosen = results(chosen_ids)
 labels = run_labels(chosen)
@@ -209,7 +208,7 @@ def confident_mistakes_view(chosen: list[dict], labels: list[str]) -> None:
     try:
         rows = out_of_fold_rows_of(root(), result["run_id"])
     except LeukdashError as error:  # removed or damaged since the page listed it (another session, a shell)
-        st.warning(hide_roots(str(error)), icon=":material/warning:")
+        st.warning(said(str(error)), icon=":material/warning:")
         return
     st.download_button("Every image's out-of-fold answer (CSV)", csv_text(hidden(rows)), mime="text/csv",
                        file_name=f"{result['run_id']}_oof.csv", icon=":material/download:",
@@ -244,7 +243,7 @@ def paired_tests_view(chosen_ids: list[str], labels: list[str]) -> None:
         with st.spinner("Pairing out-of-fold predictions…"):
             tests = comparison(root(), tuple(chosen_ids))["mcnemar"]
     except LeukdashError as error:  # a run removed or damaged since the page listed it
-        st.warning(hide_roots(str(error)), icon=":material/warning:")
+        st.warning(said(str(error)), icon=":material/warning:")
         return
     label_of = dict(zip(chosen_ids, labels))
     paired = [{"Run A": label_of[t["run_a"]], "Run B": label_of[t["run_b"]], "Only A right": t["b"], "Only B right": t["c"],
@@ -282,7 +281,7 @@ with tabs[0]:
             warned.setdefault(warning, []).append(label)
     for warning, runs in warned.items():  # a sweep's runs on one dataset share its warnings
         who = runs[0] if len(runs) == 1 else f"{len(runs)} runs"
-        st.caption(f":material/warning: **{literal(who)}**: {literal(hide_roots(warning))}",
+        st.caption(f":material/warning: **{literal(who)}**: {said(warning)}",
                    help="What these runs' data held that their figures depend on, as `run` warned of it: "
                         + few_named(runs))
     by_source = source_frame(chosen, labels)
@@ -381,7 +380,7 @@ with tabs[5]:
                 with st.spinner(f"{label} on {target}…"):
                     evaluate(result["run_id"], dataset_options()[target], adapt=adapt)
             except LeukdashError as error:
-                st.error(hide_roots(f"{label}: {error}"))
+                st.error(f"{literal(label)}: {said(str(error))}")
         external_results.clear()
     tested = [(result, evaluation) for result in chosen
               for evaluation in external_results(root(), result["run_id"], adapt)]
@@ -404,7 +403,8 @@ with tabs[5]:
                                          ["Value", "Low", "High", "Within dataset", "OOD share"])
         data_table(shown, column_config=fitted(shown, formats, auto=12))
         for i, ((result, evaluation), label) in enumerate(zip(tested, frame["Run"])):
-            st.markdown(f"**{label}** (trained on {result['dataset']['name']}). {outcome_sentence(evaluation)}")
+            st.markdown(f"**{literal(label)}** (trained on {literal(result['dataset']['name'])}). "
+                        f"{literal(outcome_sentence(evaluation))}")
             if evaluation.get("images"):  # stored by tests since results held each image's answer
                 st.download_button("Per-image answers (CSV)", external_csv(hidden([evaluation])), mime="text/csv",
                                    file_name=f"{result['run_id']}_external_{evaluation['dataset']['fingerprint'][:8]}.csv",
@@ -412,6 +412,6 @@ with tabs[5]:
                                    help="Each image of the external dataset: true and predicted class, each class's "
                                         "probability, and whether each of its checks flags it.")
             for warning in evaluation["dataset"].get("warnings", []):  # images left out, unreadable...
-                st.caption(literal(hide_roots(warning)), help="what the external test left out, and why")
+                st.caption(said(warning), help="what the external test left out, and why")
             if few := few_groups(evaluation):
                 st.caption(literal(few[0].upper() + few[1:]) + ".", help="a whisker's width with so few subjects")

@@ -8,10 +8,9 @@ import streamlit as st
 
 from leukdash.config import PREPROCESS_MODES
 from leukdash.errors import LeukdashError
-from leukdash.paths import hide_roots
 from leukdash.reporting.plots import class_counts_bar
 from leukdash.data.sources import KNOWN_CLASSES
-from pages._session import VIEWER_NOTE, deployment, literal, root, routed, session_token, upload_mb
+from pages._session import VIEWER_NOTE, deployment, literal, root, routed, said, session_token, upload_mb
 from pages._shared import (UPLOAD_SUFFIX, UPLOADS, audit, cell_preview, chosen_dataset, data_root_warnings,
                            dataset_picker, image, load_dataset_info, preprocessed_audit, synthetic_note)
 from pages._tables import data_table
@@ -46,7 +45,7 @@ def unpack_upload() -> None:
     except LeukdashError as error:
         if folder is not None:
             remove_upload(folder)  # unpacked but unusable: nothing of it is kept
-        st.session_state["zip_error"] = hide_roots(f"{literal(upload.name)}: {error}")
+        st.session_state["zip_error"] = f"{literal(upload.name)}: {said(str(error))}"
         return
     name = f"{stem}{UPLOAD_SUFFIX}"
     st.session_state[UPLOADS] = {**st.session_state.get(UPLOADS, {}), name: str(folder)}
@@ -109,7 +108,7 @@ if info is None:
     st.stop()
 synthetic_note(info)
 
-st.caption(f"`{hide_roots(info['path'])}` · layout: {info['kind']}")
+st.caption(f"{said(info['path'])} · layout: {info['kind']}")
 if info["class_of_a_root"]:  # the folder is the server's: not shown
     st.warning(f"{literal(info['name'])} looks like a class of a dataset, not a dataset: the data folder that holds "
                "it holds class folders itself (ALL, HEALTHY...). Set LEUKDASH_DATA to the folder above that data "
@@ -119,7 +118,7 @@ if info["hidden"]:  # the folders themselves are the server's: not shown
                "used: a name opens the first folder of that name.")
 for warning in [too_few_classes(info), *info["warnings"]]:
     if warning:
-        st.warning(hide_roots(warning), icon=":material/warning:")
+        st.warning(said(warning), icon=":material/warning:")
 counts = info["classes"]
 audited = st.session_state.setdefault("audited", [])
 # Only decoding tells an unreadable image file: until the audit has run, the header counts files.
@@ -200,7 +199,7 @@ else:
         with st.spinner(f"Segmenting every image as {mode}…"):
             prepared = preprocessed_audit(dataset, root(), mode, info["fingerprint"])
     except LeukdashError as error:
-        st.error(hide_roots(f"Cannot segment this dataset: {error}"))
+        st.error(f"Cannot segment this dataset: {said(str(error))}")
     else:
         kinds = ", ".join(f"{kind} {n}" for kind, n in prepared["failures"].items())
         cols = st.columns(3)
@@ -231,7 +230,7 @@ else:
         with st.spinner("Auditing: decoding every image, hashing, two cross-validated shortcut checks…"):
             report = audit(dataset, root(), 5, info["fingerprint"])
     except LeukdashError as error:
-        st.error(hide_roots(f"The audit failed: {error}"))
+        st.error(f"The audit failed: {said(str(error))}")
         st.stop()
     duplicates = report["duplicates"]
     cols = st.columns(5)

@@ -20,7 +20,7 @@ from leukdash.data.preprocess import describe_mode
 from leukdash.reporting.plots import ERROR_BARS, metric_bars, setting_text, summary_frame, sweep_axes, validated_over
 from leukdash.engine.progress import count, format_duration, format_span, past_loading
 from leukdash.engine.sweep import MAX_SWEEP_RUNS
-from pages._session import VIEWER_NOTE, deployment, kept, root, routed
+from pages._session import VIEWER_NOTE, deployment, kept, literal, root, routed, said
 from pages._shared import (dataset_picker, load_dataset_info, resolve, results, runs, store_survey, synthetic_note,
                            visible_dataset)
 from pages._tables import data_table, percent_columns
@@ -109,10 +109,10 @@ def launch(configs: list[RunConfig], name: str, axes: dict) -> None:
         with explained_errors():  # a read-only or full store: one line on the page
             sweep = create_sweep(configs, name=name, axes=axes)
             # Said even if the job cannot start: the record already holds the new runs, so no later launch would.
-            st.session_state["_launch_warnings"] = [hide_roots(warning) for warning in sweep.pop("warnings")]
+            st.session_state["_launch_warnings"] = [said(warning) for warning in sweep.pop("warnings")]
             job = sweep_jobs.start_sweep_job(sweep, max_jobs=limits.max_jobs, workers=limits.job_workers)
     except LeukdashError as error:
-        st.session_state["_launch_error"] = hide_roots(f"Could not launch: {error}")
+        st.session_state["_launch_error"] = f"Could not launch: {said(str(error))}"
         return
     st.session_state.setdefault("_watched_jobs", set()).add(job["run_id"])
     store_survey.clear()
@@ -151,13 +151,13 @@ def announce(sweeps: list[dict]) -> None:
             continue
         announced.add(attempt)
         done = sum(state == "finished" for state in sweep["runs"].values())
-        st.toast(f"Sweep “{sweep['name']}” {sweep['state']}: {done} of {len(sweep['runs'])} runs finished.",
+        st.toast(f"Sweep “{literal(sweep['name'])}” {sweep['state']}: {done} of {len(sweep['runs'])} runs finished.",
                  icon=":material/task_alt:" if sweep["state"] == "finished" else ":material/error:")
 
 
 def fold_bars(run_id: str, progress: dict, label: str) -> None:
     """One bar per fold in flight (or the loading phase) of one run."""
-    st.markdown(f"**{label}** · `{run_id}` · {progress['folds_done']} of {progress['folds'] or '?'} folds done")
+    st.markdown(f"**{literal(label)}** · {literal(run_id)} · {progress['folds_done']} of {progress['folds'] or '?'} folds done")
     if progress["phase"] == "loading":
         st.progress(0.0, text=f"loading: {progress['message'] or 'loading and resizing the images'}…")
         return
@@ -183,7 +183,7 @@ def live_progress(labels: dict[str, str]) -> None:
             # tell them apart.
             models = ", ".join(dict.fromkeys(setting_text(config, "model") for config in sweep["configs"]))
             launched = time.strftime("%H:%M:%S", time.localtime(sweep["started"]))
-            head.markdown(f"**{sweep['name']}** · {models} · launched {launched} · "
+            head.markdown(f"**{literal(sweep['name'])}** · {literal(models)} · launched {launched} · "
                           f"{done} of {len(sweep['runs'])} runs done")
             if sweep["state"] == "queued":
                 st.progress(0.0, text=f"queued, position {sweep['position']}: starts when one of the "
@@ -328,8 +328,8 @@ if configs:
             try:
                 planned.setdefault(resolve(json.dumps(config.to_dict(), sort_keys=True), root()), config)
             except LeukdashError as error:
-                if hide_roots(str(error)) not in problems:  # one line per distinct problem, not one per run
-                    problems.append(hide_roots(str(error)))
+                if said(str(error)) not in problems:  # one line per distinct problem, not one per run
+                    problems.append(said(str(error)))
 for problem in problems:
     st.error(problem, icon=":material/error:")
 if problems:
@@ -425,7 +425,7 @@ if planned:
     data_table(rows)
     failed = next((s for s in sweeps if s["state"] == "failed" and set(planned) & set(s["runs"])), None)
     if failed is not None:
-        with st.expander(f"The last sweep job with these runs failed: {failed['name']}", icon=":material/error:"):
+        with st.expander(f"The last sweep job with these runs failed: {literal(failed['name'])}", icon=":material/error:"):
             # The log as the job wrote it, but the server's folders (and an upload's session token).
             log = "\n".join(hide_roots(line) for line in failed["log_tail"])
             if log.strip():

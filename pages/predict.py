@@ -14,9 +14,9 @@ from leukdash.evaluation.answer_table import answer_row, answers_csv
 from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, warm_up, warmed_up
 from leukdash.evaluation.transfer import FULL_PROTOCOL_FOLDS
 from leukdash.errors import ImageDecodeError, ImageFormatError, LeukdashError
-from leukdash.paths import hide_roots, printable
+from leukdash.paths import printable
 from leukdash.reporting.plots import for_display, heatmap_overlay, probability_bars
-from pages._session import hidden, kept, literal, root, routed, upload_mb
+from pages._session import hidden, kept, literal, root, routed, said, upload_mb
 from pages._shared import (adapted_models, finished_runs, gradcam, no_runs_yet, predict, predict_adapted,
                            run_option_labels, transfer_figures, uploads_lab, visible_runs, why_unfinished)
 from pages._tables import data_table, percent_columns
@@ -77,16 +77,16 @@ if chosen is not None and chosen not in labels:
     # Still in the store, it is not whole (an ensemble whose member was deleted, a fold lost): said why.
     why = (f"cannot answer now ({why_unfinished(chosen)})" if chosen in {entry["run_id"] for entry in visible_runs()}
            else "is no longer in the store (deleted or damaged)")
-    st.warning(f"The run you chose, {printable(str(chosen_label))} (`{printable(str(chosen))}`), {why}: the answers "
-               f"below come from {labels[run_id]}.", icon=":material/warning:")
+    st.warning(f"The run you chose, {literal(printable(str(chosen_label)))} ({literal(printable(str(chosen)))}), {why}: "
+               f"the answers below come from {literal(labels[run_id])}.", icon=":material/warning:")
 meta = next(entry["meta"] for entry in entries if entry["run_id"] == run_id)
 config, dataset = meta["config"], meta["dataset"]
 is_cnn = config["model"] == "cnn"
-st.caption(f"Trained on **{dataset['name']}** ({', '.join(dataset['classes'])}) at {config['image_size']} px; "
+st.caption(f"Trained on **{literal(dataset['name'])}** ({literal(', '.join(dataset['classes']))}) at {config['image_size']} px; "
            f"{len(meta['fold_ids'])} fold models. {preparation(config.get('preprocess', 'raw'))}")
 score = transfer["scores"].get(run_id)
 if score:
-    st.caption(f"On images of a lab it never saw ({', '.join(map(str, score['datasets']))}): balanced accuracy "
+    st.caption(f"On images of a lab it never saw ({literal(', '.join(map(str, score['datasets'])))}): balanced accuracy "
                f"{score['balanced_accuracy']:.1%} ({'leave-one-dataset-out' if score['source'] == 'lodo' else 'external test'}).")
 else:
     st.caption("No transfer figure for this run: neither a leave-one-dataset-out run of its settings nor an "
@@ -138,7 +138,7 @@ if batch and kept(
                    + (f"these {used} uploads" if used == len(uploads) else f"{used} of these {len(uploads)} uploads")
                    + (" (Grad-CAM too)." if show_cam else "."))
     except LeukdashError as error:
-        st.warning(f"Not adapted: {error}. The answers below come from the models as trained.",
+        st.warning(f"Not adapted: {said(str(error))}. The answers below come from the models as trained.",
                    icon=":material/warning:")
 if models is None and batch:
     with st.spinner("Looking at the uploads together…"):
@@ -176,15 +176,15 @@ for number, upload in enumerate(uploads, start=1):
             ready = True
             loading.empty()
         except LeukdashError as error:
-            st.error(hide_roots(f"Cannot predict with run {run_id}: {error}"))
+            st.error(f"Cannot predict with run {literal(run_id)}: {said(str(error))}")
             st.stop()
         answered.append({"file": name, **({"note": note} if note else {}), **result})
         ood, known = result.get("ood") or {}, result.get("known")
         if note:
-            st.caption(f"Note: {note}.")
+            st.caption(f"Note: {literal(note)}.")
         if ood.get("outside"):
             seen = "as the camera gave it (its acquisition)" if ood.get("view") == "acquisition" else "as the models see it"
-            st.warning(f"**This image does not look like the images this run was trained on** ({dataset['name']}), "
+            st.warning(f"**This image does not look like the images this run was trained on** ({literal(dataset['name'])}), "
                        f"{seen}. Its distance to them scores {ood['score']:.2f}, higher than {ood['percentile']:.0f}% of the "
                        f"run's own validation images (the flag is above the 99th percentile, {ood['threshold']:.2f}). "
                        "The prediction below says nothing reliable about it: the models never saw images like it.",
@@ -202,28 +202,28 @@ for number, upload in enumerate(uploads, start=1):
         if alone.get("flag"):
             score, floor = apart(alone["score"], alone["floor"])
             st.warning(f"**Unsupported**: a training image of another class lies near it, relative to the nearest "
-                       f"of {headline(result)['predicted']} (trust score {score}, lower than that of 95% "
+                       f"of {literal(headline(result)['predicted'])} (trust score {score}, lower than that of 95% "
                        f"of the run's own out-of-fold answers, below {floor}).", icon=":material/help:")
         answer = headline(result)
         if known and "error" not in known:
             honest = (f"the headline is the answer of its validation fold {known['fold']}'s model, which never "
                       "trained on it; the other models' votes are below" if known["fold"]
                       else "every model of this holdout run trained on it, so no honest answer exists")
-            st.info(f"**Known image**: {known['match']} to `{known['file']}` (labelled {known['class']}) in the "
-                    f"run's dataset: {honest}.", icon=":material/fingerprint:")
+            st.info(f"**Known image**: {known['match']} to {literal(known['file'])} (labelled {literal(known['class'])}) "
+                    f"in the run's dataset: {honest}.", icon=":material/fingerprint:")
         image_col, chart_col = st.columns([5, 6], gap="large")
         with chart_col:
-            st.markdown(f"Predicted: **{answer['predicted']}** · {answer['detail']}")
+            st.markdown(f"Predicted: **{literal(answer['predicted'])}** · {literal(answer['detail'])}")
             if answer["disagreement"]:
-                st.warning(answer["disagreement"], icon=":material/call_split:")
+                st.warning(literal(answer["disagreement"]), icon=":material/call_split:")
             st.plotly_chart(probability_bars(answer["probabilities"], answer["predicted"]), width="stretch",
                             config={"displayModeBar": False}, key=f"proba_{upload.file_id}")
-            votes = ", ".join(f"{i + 1}: {c or 'tie'}" for i, c in enumerate(result["fold_predictions"]))
+            votes = literal(", ".join(f"{i + 1}: {c or 'tie'}" for i, c in enumerate(result["fold_predictions"])))
             if answer["source"] == "out-of-fold":
                 ensemble_mean = result["probabilities"][result["predicted"]]
                 st.caption(f"Probabilities of the fold model that never saw this image. All {result['n_folds']} "
                            f"fold models, most of which trained on it: mean {ensemble_mean:.0%} for "
-                           f"{result['predicted']}; votes per fold: {votes}.")
+                           f"{literal(result['predicted'])}; votes per fold: {votes}.")
             else:
                 st.caption(f"Mean class probability over the fold models (the headline). Votes per fold: {votes}.")
             if "error" not in ood and not ood.get("outside"):
@@ -253,7 +253,7 @@ for number, upload in enumerate(uploads, start=1):
                 st.image(picture, width="stretch", caption=size)
 with export.container():
     for line in unavailable_checks(answered):  # once, above every answer: none of them was checked
-        st.warning(f"**Not checked**: {literal(hide_roots(line))}.", icon=":material/warning:")
+        st.warning(f"**Not checked**: {said(line)}.", icon=":material/warning:")
     st.download_button(
         "Answers (CSV)", answers_csv(hidden(answered)), file_name=f"{run_id}_answers.csv", mime="text/csv",
         icon=":material/download:",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import time
 import zipfile
@@ -724,3 +725,38 @@ def test_compares_downloads_name_no_server_folder_in_viewer_mode(data_root, isol
     [result] = json.loads(downloads["Results (JSON)"])
     assert (result["config"]["dataset"], result["dataset"]["path"]) == ("tiny", "tiny")
     assert str(data_root) not in downloads["Results (JSON)"].decode()
+
+
+HOSTILE_CLASSES = (":red[ALL] **bold** $x^2$", "[click](javascript:alert(1))")
+HOSTILE_FILE = "![i](http:\\\\127.0.0.1:8999\\x.png).jpg"
+# Markdown (and Streamlit's colours and math) each name would act on, were it not escaped.
+UNESCAPED = re.compile(r"(?<!\\)(\*\*bold|:red\[|\$x|!\[i|\[click)")
+
+
+def markdown_bodies(at: AppTest) -> list[str]:
+    """Every text of the page that Streamlit reads as Markdown: its body, and its expanders' and tabs' labels."""
+    kinds = ("markdown", "caption", "info", "warning", "error", "success", "toast", "subheader", "header", "title")
+    return ([element.value for kind in kinds for element in at.get(kind)]
+            + [element.label for kind in ("expander", "tab") for element in at.get(kind)])
+
+
+def test_names_a_dataset_controls_are_shown_as_written_on_every_page(data_root, isolated_artifacts):
+    """Class folders and files named like Markdown (colours, bold, math, a link, a remote image) show as written."""
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+
+    folder = write_classes(data_root / "odd", HOSTILE_CLASSES)
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((24, 24, 3), 90, np.uint8)).save(buffer, "JPEG")
+    (folder / HOSTILE_CLASSES[0] / HOSTILE_FILE).write_bytes(buffer.getvalue())
+    run(RunConfig(dataset=str(folder), model="nb", image_size=16, augment_factor=1, augment=AugmentConfig.off(),
+                  folds=2), n_jobs=1)
+    for page in ("overview", "data", "augmentation", "experiments", "compare", "report", "predict"):
+        at = app(page)
+        if page == "predict":
+            at.file_uploader(key="predict_upload").set_value([(HOSTILE_FILE, buffer.getvalue(), "image/jpeg")])
+            at.run(timeout=TIMEOUT)
+        assert not at.exception, (page, [e.value for e in at.exception])
+        bodies = markdown_bodies(at)
+        assert not [body for body in bodies if UNESCAPED.search(body)], page
+    assert any(body.startswith("Predicted: ") for body in bodies)  # the upload was answered
