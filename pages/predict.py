@@ -181,7 +181,7 @@ for number, upload in enumerate(uploads, start=1):
         answered.append({"file": name, **({"note": note} if note else {}), **result})
         ood, known = result.get("ood") or {}, result.get("known")
         if note:
-            st.caption(f"Note: {literal(note)}.")
+            st.caption(f"Note: {note}.")  # frames_note: our own words, no name
         if ood.get("outside"):
             seen = "as the camera gave it (its acquisition)" if ood.get("view") == "acquisition" else "as the models see it"
             st.warning(f"**This image does not look like the images this run was trained on** ({literal(dataset['name'])}), "
