@@ -105,7 +105,7 @@ def sweep_view() -> None:
     if picked:
         result, label = chosen[picked[0]], frame["Run"].iloc[picked[0]]
         with st.container(border=True):
-            st.markdown(f"**{literal(label)}** · {literal(result['run_id'])}")
+            st.markdown(f"**{literal(label)}** · `{result['run_id']}`")  # a stored id: letters, digits, '-'
             left, right = st.columns(2)
             left.plotly_chart(metric_bars([result], metric, "std"), width="stretch", key="sweep_run_bars")
             right.plotly_chart(confusion_heatmap(result, label), width="stretch", key="sweep_run_confusion",

@@ -229,6 +229,7 @@ def test_predict_says_when_the_chosen_run_has_left_the_store(data_root, isolated
     import streamlit as st
 
     from leukdash.evaluation.predict import warmed_up
+    from pages._session import literal
 
     nb, knn = shipped_runs(isolated_artifacts, "nb", "knn")
     at = app("predict")
@@ -244,8 +245,9 @@ def test_predict_says_when_the_chosen_run_has_left_the_store(data_root, isolated
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="predict_run").value == nb
     [warning] = at.warning
-    assert warning.value.startswith(f"The run you chose, {label} (`{knn}`), is no longer in the store")
-    assert warning.value.endswith(f"the answers below come from {at.selectbox(key='predict_run').format_func(nb)}.")
+    assert warning.value.startswith(f"The run you chose, {literal(label)} ({knn}), is no longer in the store")
+    shown_instead = literal(at.selectbox(key="predict_run").format_func(nb))
+    assert warning.value.endswith(f"the answers below come from {shown_instead}.")
 
 
 def test_an_unreadable_image_on_the_augmentation_page_is_one_line(data_root):
