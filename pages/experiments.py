@@ -151,13 +151,15 @@ def announce(sweeps: list[dict]) -> None:
             continue
         announced.add(attempt)
         done = sum(state == "finished" for state in sweep["runs"].values())
-        st.toast(f"Sweep “{literal(sweep['name'])}” {sweep['state']}: {done} of {len(sweep['runs'])} runs finished.",
+        st.toast(f"Sweep “{literal(sweep['name'])}” {sweep['state']}: {done} of {len(sweep['runs'])} runs "
+                 "finished.",
                  icon=":material/task_alt:" if sweep["state"] == "finished" else ":material/error:")
 
 
 def fold_bars(run_id: str, progress: dict, label: str) -> None:
     """One bar per fold in flight (or the loading phase) of one run."""
-    st.markdown(f"**{literal(label)}** · {literal(run_id)} · {progress['folds_done']} of {progress['folds'] or '?'} folds done")
+    st.markdown(f"**{literal(label)}** · {literal(run_id)} · "
+                f"{progress['folds_done']} of {progress['folds'] or '?'} folds done")
     if progress["phase"] == "loading":
         st.progress(0.0, text=f"loading: {progress['message'] or 'loading and resizing the images'}…")
         return
@@ -425,7 +427,8 @@ if planned:
     data_table(rows)
     failed = next((s for s in sweeps if s["state"] == "failed" and set(planned) & set(s["runs"])), None)
     if failed is not None:
-        with st.expander(f"The last sweep job with these runs failed: {literal(failed['name'])}", icon=":material/error:"):
+        with st.expander(f"The last sweep job with these runs failed: {literal(failed['name'])}",
+                         icon=":material/error:"):
             # The log as the job wrote it, but the server's folders (and an upload's session token).
             log = "\n".join(hide_roots(line) for line in failed["log_tail"])
             if log.strip():

@@ -77,16 +77,18 @@ if chosen is not None and chosen not in labels:
     # Still in the store, it is not whole (an ensemble whose member was deleted, a fold lost): said why.
     why = (f"cannot answer now ({why_unfinished(chosen)})" if chosen in {entry["run_id"] for entry in visible_runs()}
            else "is no longer in the store (deleted or damaged)")
-    st.warning(f"The run you chose, {literal(printable(str(chosen_label)))} ({literal(printable(str(chosen)))}), {why}: "
-               f"the answers below come from {literal(labels[run_id])}.", icon=":material/warning:")
+    st.warning(f"The run you chose, {literal(printable(str(chosen_label)))} ({literal(printable(str(chosen)))}), "
+               f"{why}: the answers below come from {literal(labels[run_id])}.", icon=":material/warning:")
 meta = next(entry["meta"] for entry in entries if entry["run_id"] == run_id)
 config, dataset = meta["config"], meta["dataset"]
 is_cnn = config["model"] == "cnn"
-st.caption(f"Trained on **{literal(dataset['name'])}** ({literal(', '.join(dataset['classes']))}) at {config['image_size']} px; "
+st.caption(f"Trained on **{literal(dataset['name'])}** ({literal(', '.join(dataset['classes']))}) at "
+           f"{config['image_size']} px; "
            f"{len(meta['fold_ids'])} fold models. {preparation(config.get('preprocess', 'raw'))}")
 score = transfer["scores"].get(run_id)
 if score:
-    st.caption(f"On images of a lab it never saw ({literal(', '.join(map(str, score['datasets'])))}): balanced accuracy "
+    st.caption(f"On images of a lab it never saw ({literal(', '.join(map(str, score['datasets'])))}): "
+               "balanced accuracy "
                f"{score['balanced_accuracy']:.1%} ({'leave-one-dataset-out' if score['source'] == 'lodo' else 'external test'}).")
 else:
     st.caption("No transfer figure for this run: neither a leave-one-dataset-out run of its settings nor an "
@@ -184,7 +186,8 @@ for number, upload in enumerate(uploads, start=1):
             st.caption(f"Note: {note}.")  # frames_note: our own words, no name
         if ood.get("outside"):
             seen = "as the camera gave it (its acquisition)" if ood.get("view") == "acquisition" else "as the models see it"
-            st.warning(f"**This image does not look like the images this run was trained on** ({literal(dataset['name'])}), "
+            st.warning("**This image does not look like the images this run was trained on** "
+                       f"({literal(dataset['name'])}), "
                        f"{seen}. Its distance to them scores {ood['score']:.2f}, higher than {ood['percentile']:.0f}% of the "
                        f"run's own validation images (the flag is above the 99th percentile, {ood['threshold']:.2f}). "
                        "The prediction below says nothing reliable about it: the models never saw images like it.",
@@ -209,7 +212,8 @@ for number, upload in enumerate(uploads, start=1):
             honest = (f"the headline is the answer of its validation fold {known['fold']}'s model, which never "
                       "trained on it; the other models' votes are below" if known["fold"]
                       else "every model of this holdout run trained on it, so no honest answer exists")
-            st.info(f"**Known image**: {known['match']} to {literal(known['file'])} (labelled {literal(known['class'])}) "
+            st.info(f"**Known image**: {known['match']} to {literal(known['file'])} "
+                    f"(labelled {literal(known['class'])}) "
                     f"in the run's dataset: {honest}.", icon=":material/fingerprint:")
         image_col, chart_col = st.columns([5, 6], gap="large")
         with chart_col:
