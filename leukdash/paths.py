@@ -3,6 +3,7 @@
 import errno
 import os
 import re
+import unicodedata
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +101,14 @@ def printable(text: str) -> str:
     output or rewrite the terminal."""
     text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return text if not _CONTROL.search(text) else _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
+
+
+def one_form(name: str) -> str:
+    """A name in one Unicode form (NFC): macOS writes 'é' in a folder name as 'e' and a combining
+    accent (NFD), a keyboard and most systems as one character; the two read alike and are one name,
+    so a copy through a Mac orders, fingerprints and groups its images as the original, and a class
+    typed either way is one class."""
+    return unicodedata.normalize("NFC", name)
 
 
 def error_line(error: BaseException, limit: int = 200) -> str:

@@ -73,15 +73,16 @@ def _read_array_cache(cache: Path, dataset: Dataset, size: int) -> LoadedImages 
         return None
     # The fingerprint covers the images only: another folder with the same images (a copy with a
     # stray Thumbs.db) shares this file. Of its left-out files, the images that did not decode
-    # are the same here; the rest are what this folder's own scan left out.
-    images = {dataset.relative(item.path) for item in dataset.items}
-    undecoded = [SkippedFile(dataset.root / p, r) for p, r in zip(arrays["skipped_paths"], arrays["skipped_reasons"])
-                 if p in images]
+    # are the same here; the rest are what this folder's own scan left out. Names are stored in one
+    # Unicode form: each is found again as this folder's files are named on disk.
+    real = {dataset.relative(item.path): item.path for item in dataset.items}
+    undecoded = [SkippedFile(real[p], r) for p, r in zip(arrays["skipped_paths"], arrays["skipped_reasons"])
+                 if p in real]
     return LoadedImages(
         images=arrays["images"], labels=arrays["labels"], groups=arrays["groups"].astype(object),
-        paths=[dataset.root / p for p in arrays["paths"]],
+        paths=[real.get(p, dataset.root / p) for p in arrays["paths"]],
         skipped=[*dataset.ignored, *undecoded],
-        segmentation_failures=[SkippedFile(dataset.root / p, r)
+        segmentation_failures=[SkippedFile(real.get(p, dataset.root / p), r)
                                for p, r in zip(arrays["failed_paths"], arrays["failed_reasons"])],
     )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -13,9 +12,9 @@ import numpy as np
 
 from leukdash.data.decode import decode_image
 from leukdash.data.preprocess import prepare_with_failure
-from leukdash.data.sources import ImageItem, SkippedFile, scan_folder
+from leukdash.data.sources import ImageItem, SkippedFile, relative_name, scan_folder
 from leukdash.errors import DatasetError, ImageDecodeError
-from leukdash.paths import absolute, printable
+from leukdash.paths import absolute, one_form, printable
 
 SYNTHETIC_LABEL = "synthetic demo data, not clinical"
 
@@ -103,7 +102,7 @@ class Dataset:
 
     def warnings(self) -> list[str]:
         """What a user must know before trusting a run on this dataset, one line each: the notes
-        on its groups, class folders whose names differ only in case or Unicode form (two
+        on its groups, class folders whose names differ only in case (two
         classes a reader takes for one), and files with the same bytes filed under two classes
         (one of the two labels is wrong, and the image is trained on with both)."""
         first_of: dict[str, ImageItem] = {}
@@ -120,12 +119,13 @@ class Dataset:
         return found
 
     def alike_classes(self) -> list[str]:
-        """One line per set of class names that differ only in case or Unicode form."""
+        """One line per set of class names that differ only in case (names in two Unicode forms are
+        one name, see :func:`leukdash.paths.one_form`)."""
         alike: dict[str, list[str]] = {}
         for name in self.classes:
-            alike.setdefault(unicodedata.normalize("NFC", name).casefold(), []).append(name)
-        return [f"the classes {', '.join(map(repr, names))} differ only in case or Unicode form: they are separate "
-                "classes; put their images in one folder if they are one" for names in alike.values() if len(names) > 1]
+            alike.setdefault(name.casefold(), []).append(name)
+        return [f"the classes {', '.join(map(repr, names))} differ only in case: they are separate classes; put "
+                "their images in one folder if they are one" for names in alike.values() if len(names) > 1]
 
     def left_out(self, loaded: LoadedImages | None = None) -> list[str]:
         """One warning line when files of this dataset were left out of ``loaded`` (unreadable,
@@ -152,12 +152,13 @@ class Dataset:
         return DatasetError("; ".join([str(error), *self.left_out(loaded)]))
 
     def relative(self, path: Path) -> str:
-        """A path as it is recorded and shown: relative to the dataset folder, printable."""
-        return printable(path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path))
+        """A path as it is recorded and shown: relative to the dataset folder (in one Unicode form,
+        :func:`leukdash.paths.one_form`), printable."""
+        return printable(relative_name(path, self.root) if path.is_relative_to(self.root) else str(path))
 
     def subset(self, classes) -> Dataset:
         """The images of some classes only, relabelled in the given order."""
-        classes = tuple(as_spelt(classes, self.classes))
+        classes = tuple(map(one_form, classes))  # 'é' typed is the folder 'é' macOS wrote, in another form
         missing = [c for c in classes if c not in self.classes]
         if missing:
             raise DatasetError(f"class {missing[0]!r} is not in dataset {self.name!r} (classes: "
@@ -236,22 +237,6 @@ def left_out_lines(name: str, skipped: list[dict], n_images: int) -> list[str]:
     first = skipped[0]
     return [f"{len(skipped)} of {n_images + len(skipped)} file(s) of {name} were left out, unreadable or refused "
             f"(first: {first['path']!r}: {first['reason']}); `python -m leukdash audit` lists them all"]
-
-
-def as_spelt(names, classes) -> list[str]:
-    """Each of ``names`` as ``classes`` spell it where the two differ only in Unicode form: one
-    'é' is one character typed on most keyboards, an 'e' and a combining accent in a folder name
-    written on macOS; the names read alike and are one class. A name spelt exactly as a class is
-    that class; one that two classes match only in Unicode form is refused, naming both."""
-    spelt = []
-    for name in names:
-        alike = [c for c in classes if unicodedata.normalize("NFC", c) == unicodedata.normalize("NFC", name)]
-        if name not in classes and len(alike) > 1:
-            raise DatasetError(f"class {name!r} may be any of the class folders {', '.join(map(ascii, alike))}, "
-                               "which differ only in Unicode form (shown escaped): type the one meant exactly, "
-                               "or rename the others")
-        spelt.append(name if name in classes or not alike else alike[0])
-    return spelt
 
 
 def missing_class_hint(name: str, classes) -> str:

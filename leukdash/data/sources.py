@@ -37,7 +37,7 @@ from pathlib import Path
 from leukdash.data.decode import IMAGE_EXTENSIONS
 from leukdash.errors import DatasetError, FileRefused
 from leukdash.data.files import read_regular_file, stat_problem
-from leukdash.paths import has_control, printable
+from leukdash.paths import has_control, one_form, printable
 
 # The paper's class order; other class names follow alphabetically.
 KNOWN_CLASSES = ("ALL", "AML", "CLL", "CML", "HEALTHY")
@@ -62,8 +62,8 @@ class SkippedFile:
     reason: str
 
     def to_dict(self, root: Path | None = None) -> dict:
-        path = self.path.relative_to(root) if root and self.path.is_relative_to(root) else self.path
-        return {"path": printable(str(path)), "reason": self.reason}
+        path = relative_name(self.path, root) if root and self.path.is_relative_to(root) else str(self.path)
+        return {"path": printable(path), "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,9 @@ def scan_folder(root: Path) -> Scan:
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {printable(str(root))}")
     folders, bad_folders, unread = [], [], []
-    for folder in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+    for folder in sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=_path_key):
         problem = _name_problem(folder.name)
-        entries = sorted(_walk(root, folder), key=lambda entry: entry[0])
+        entries = sorted(_walk(root, folder), key=lambda entry: _path_key(entry[0]))
         if not any(_is_image_name(path) for path, _ in entries):
             if entries:  # files of a type not read (HEIC, say): said, never dropped in silence
                 unread.append((folder, [path for path, _ in entries]))
@@ -193,16 +193,32 @@ def holds_images(folder: Path, *, deep: bool) -> bool:
     return False
 
 
+def _path_key(path: Path) -> list[str]:
+    """A sort key for paths: their parts (as paths sort) in one Unicode form."""
+    return [one_form(part) for part in path.parts]
+
+
+def relative_name(path: Path, root: Path) -> str:
+    """A file's path relative to its dataset folder ``root`` as it is recorded: ``/``, one Unicode form."""
+    return one_form(path.relative_to(root).as_posix())
+
+
 def order_classes(names) -> tuple[str, ...]:
     known = [c for c in KNOWN_CLASSES if c in names]
     return tuple(known + sorted(set(names) - set(known)))
 
 
 def _scan_class_folders(root: Path, folders: list[tuple[Path, list]], ignored: list[SkippedFile]) -> Scan:
-    classes = order_classes([folder.name for folder, _ in folders])
+    names = Counter(one_form(folder.name) for folder, _ in folders)
+    twice = [name for name, count in names.items() if count > 1]
+    if twice:
+        raise DatasetError(f"{printable(str(root))} holds class folders named {twice[0]!r} in two Unicode forms "
+                           "(one written by macOS, one elsewhere), which read as one name: move the images of one "
+                           "into the other")
+    classes = order_classes(list(names))
     items = []
     for class_dir, entries in folders:
-        label = classes.index(class_dir.name)
+        label = classes.index(one_form(class_dir.name))
         for path, problem in entries:
             if problem:
                 ignored.append(SkippedFile(path, problem))
@@ -307,8 +323,8 @@ def _default_group(root: Path, class_dir: Path, path: Path) -> str:
     if match:
         return f"Im{int(match.group(1)):03d}"
     if path.parent != class_dir:
-        return (class_dir / path.relative_to(class_dir).parts[0]).relative_to(root).as_posix()
-    return path.relative_to(root).as_posix()
+        return relative_name(class_dir / path.relative_to(class_dir).parts[0], root)
+    return relative_name(path, root)
 
 
 def _apply_groups_csv(root: Path, scan: Scan) -> Scan:
@@ -322,9 +338,9 @@ def _apply_groups_csv(root: Path, scan: Scan) -> Scan:
         if groups.get(file, group) != group:
             conflicts.append((file, lines[file], line))
         groups[file], lines[file] = group, line
-    named = {item.path.relative_to(root).as_posix() for item in scan.items}
-    known = named | {s.path.relative_to(root).as_posix() for s in scan.ignored if s.path.is_relative_to(root)}
-    items = tuple(ImageItem(item.path, item.label, groups.get(item.path.relative_to(root).as_posix(), item.group))
+    named = {relative_name(item.path, root) for item in scan.items}
+    known = named | {relative_name(s.path, root) for s in scan.ignored if s.path.is_relative_to(root)}
+    items = tuple(ImageItem(item.path, item.label, groups.get(relative_name(item.path, root), item.group))
                   for item in scan.items)
     notes = []
     unmatched = [(file, line) for file, _, line in rows if file not in known]
@@ -387,11 +403,12 @@ def read_groups_csv(table: Path, root: Path) -> list[tuple[str, str, int]]:
 
 
 def _row_file(name: str, root: Path) -> str:
-    """A ``groups.csv`` file name as the dataset's files are named: relative, ``/``, normalised."""
+    """A ``groups.csv`` file name as the dataset's files are named: relative, ``/``, normalised, in
+    one Unicode form (:func:`one_form`)."""
     name = name.strip().replace("\\", "/")
     if posixpath.isabs(name) and Path(name).is_relative_to(root):
         name = Path(name).relative_to(root).as_posix()
-    return posixpath.normpath(name)
+    return one_form(posixpath.normpath(name))
 
 
 def _is_image_name(path: Path) -> bool:

@@ -41,9 +41,10 @@ def match_classes(run_classes, dataset):
     """The external dataset restricted to the run's classes, in the run's order; refused when
     it lacks one of them (a class the models never saw cannot be scored either, so extra
     classes of the external set are left out)."""
-    from leukdash.data.dataset import as_spelt, case_matches
+    from leukdash.data.dataset import case_matches
+    from leukdash.paths import one_form
 
-    missing = [c for c in as_spelt(run_classes, dataset.classes) if c not in dataset.classes]
+    missing = [c for c in map(one_form, run_classes) if c not in dataset.classes]
     if missing:
         alike = case_matches(dataset.classes, run_classes)
         hint = ("; class names are case-sensitive: name its folders " +
