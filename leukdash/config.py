@@ -14,6 +14,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from leukdash.errors import ConfigError
+from leukdash.paths import one_form
 
 MODELS = ("cnn", "nb", "svm", "knn", "dt")
 CLASSIC_MODELS = ("nb", "svm", "knn", "dt")
@@ -142,6 +143,8 @@ class RunConfig:
         # Lists from JSON or a UI become tuples, so configs stay hashable and compare equal.
         if isinstance(self.classes, list):
             object.__setattr__(self, "classes", tuple(self.classes))
+        if isinstance(self.classes, tuple):  # a class typed in either Unicode form is one class, and one run
+            object.__setattr__(self, "classes", tuple(one_form(c) if isinstance(c, str) else c for c in self.classes))
         if isinstance(self.augment, dict):
             object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
         if isinstance(self.dataset, os.PathLike):  # a folder given as a Path (from Python): its path

@@ -468,6 +468,20 @@ def test_two_class_folders_named_alike_but_for_unicode_form_are_refused(tiny_dat
     assert capsys.readouterr().err == f"error: {message}\n"
 
 
+def test_classes_typed_in_either_unicode_form_are_one_run(tiny_dataset, tmp_path):
+    import shutil
+    import unicodedata
+
+    root = tmp_path / "mac"
+    shutil.copytree(tiny_dataset / "ALL", root / unicodedata.normalize("NFD", "blasté"))
+    shutil.copytree(tiny_dataset / "HEALTHY", root / "HEALTHY")
+    typed = [resolve(RunConfig(dataset=str(root), model="nb", classes=(unicodedata.normalize(form, "blasté"),
+                                                                        "HEALTHY")))
+             for form in ("NFC", "NFD")]
+    assert typed[0].run_id == typed[1].run_id
+    assert typed[0].config.classes == typed[1].config.classes == (unicodedata.normalize("NFC", "blasté"), "HEALTHY")
+
+
 def test_class_folders_named_alike_but_for_case_are_warned_about(tiny_dataset, tmp_path, capsys):
     import shutil
     import unicodedata
