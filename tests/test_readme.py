@@ -138,3 +138,26 @@ def test_the_readme_names_the_tie_and_collapse_fields_the_commands_give(tiny_dat
     assert "`undecided` (`yes` where the fold model's top classes tie" in oof
     assert "--json` gives them per run as `ties` and `collapse`" in command_line
     assert "`fold_predictions`\nas `null`" in readme
+
+
+def test_the_readme_says_file_names_and_not_unicode_forms_are_part_of_a_run_id(tiny_dataset, tmp_path):
+    """A file renamed (``.png`` to ``.PNG``) is another fingerprint, so another run; a name in the
+    other Unicode form is not: "Your own data" says both, as the engine does them."""
+    import shutil
+    import unicodedata
+
+    from leukdash.data.dataset import Dataset
+
+    prints = []
+    for name, extension in (("blasté", ".png"), (unicodedata.normalize("NFD", "blasté"), ".png"), ("blasté", ".PNG")):
+        root = tmp_path / f"{len(prints)}"
+        shutil.copytree(tiny_dataset / "HEALTHY", root / "HEALTHY")
+        shutil.copytree(tiny_dataset / "ALL", root / name)
+        first = sorted((root / name).iterdir())[0]
+        first.rename(first.with_suffix(extension))
+        prints.append(Dataset.from_folder(root).fingerprint)
+    assert prints[0] == prints[1] != prints[2]
+    section = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split("## Your own data", 1)[1]
+                       .split("\n## ", 1)[0].split())
+    assert "`x.PNG` renamed `x.png` is another run" in section
+    assert "A name in either Unicode form ('é' typed, 'e' and an accent written by macOS) is one name" in section
