@@ -855,3 +855,21 @@ def test_a_cnn_is_not_loaded_under_an_address_space_limit_too_small_for_tensorfl
     assert sorted((RunStore().run_dir(trained["run_id"]) / "folds").iterdir()) == folds
     monkeypatch.setattr(machine, "address_space_limit_mb", lambda: 3000)
     assert main(["predict", trained["run_id"], image]) == 0
+
+
+def test_a_run_keeps_its_checks_and_external_tests_once_its_folder_changes(tiny_dataset, other_lab, tmp_path,
+                                                                          capsys):
+    """What predict, evaluate and oof need of a run's images is stored as the run finishes: an image
+    added to its folder afterwards takes none of it away, used before the change or not."""
+    from leukdash.evaluation.answer_table import out_of_fold_rows
+
+    folder = shutil.copytree(tiny_dataset, tmp_path / "mine")
+    assert main(["run", str(folder), "--model", "nb", "--image-size", "16", "--no-augment", "--folds", "2",
+                 "--quiet", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    shutil.copy(sorted(other_lab.glob("ALL/*.png"))[0], folder / "ALL" / "added.png")
+    assert main(["predict", run_id, str(sorted(folder.glob("ALL/*.png"))[0])]) == 0
+    assert "unavailable" not in capsys.readouterr().err
+    assert evaluate(run_id, str(other_lab))["n_images"] == 40
+    assert not any(row["file"].startswith("#") for row in out_of_fold_rows(run_id))
+

@@ -135,7 +135,7 @@ def upload_sessions(dataset: str) -> list[str]:
 
 
 def run(config: RunConfig, *, n_jobs: int | None = None, store: RunStore | None = None,
-        on_event=None, scheduler: str | None = None) -> dict:
+        on_event=None, scheduler: str | None = None, finishing=None) -> dict:
     """Compute (or read back) every fold of a run and return its result: ``run_many`` of one.
 
     Returns
@@ -143,11 +143,12 @@ def run(config: RunConfig, *, n_jobs: int | None = None, store: RunStore | None 
     dict with ``run_id``, ``cached``, ``computed_folds``, ``config``, ``dataset``, ``folds``,
     ``summary``, ``seconds``.
     """
-    return run_many([config], n_jobs=n_jobs, store=store, on_event=on_event, scheduler=scheduler)[0]
+    return run_many([config], n_jobs=n_jobs, store=store, on_event=on_event, scheduler=scheduler,
+                    finishing=finishing)[0]
 
 
 def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunStore | None = None,
-             on_event=None, scheduler: str | None = None) -> list[dict]:
+             on_event=None, scheduler: str | None = None, finishing=None) -> list[dict]:
     """Compute (or read back) several runs, every missing fold of every run one task in one pool.
 
     Parameters
@@ -157,6 +158,10 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
     on_event : called with each progress event (each carries its ``run_id``).
     scheduler : a Dask scheduler address (``tcp://HOST:8786``), or ``"local"``; default ``$LEUKDASH_SCHEDULER``,
         else local worker processes.
+    finishing : called as ``finishing(run_id, dataset, store)`` once a run's summary is stored, with
+        the images it was trained on, to store what later commands need of them (the checks' files of
+        :func:`leukdash.evaluation.reference.store_references`: this layer cannot name them). Its
+        failure is told as a message event and leaves the run finished.
 
     Returns
     -------
@@ -198,7 +203,8 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
             # A run's lock goes as soon as its summary is written, before its "done" event: a
             # reader that sees the event finds the run complete, while the sweep goes on.
             computed.update(_compute(mine, store, n_jobs, scheduler, on_event, failures,
-                                     release=lambda run_id: held.pop(run_id).__exit__(None, None, None)))
+                                     release=lambda run_id: held.pop(run_id).__exit__(None, None, None),
+                                     finishing=finishing))
     finally:
         for lock in held.values():
             lock.__exit__(None, None, None)
@@ -208,7 +214,7 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
                       "message": "another process is computing this run: waiting for it"})
         with store.lock(r.run_id):
             if load_result(r.run_id, store) is None:  # the other process may have stopped early
-                computed.update(_compute([r], store, n_jobs, scheduler, on_event, failures))
+                computed.update(_compute([r], store, n_jobs, scheduler, on_event, failures, finishing=finishing))
     seconds = time.perf_counter() - started
     results = []
     for r in [r for r in resolved if r.run_id not in failures]:
@@ -331,7 +337,7 @@ def _runs_failed(failures: dict[str, LeukdashError], runs: list[ResolvedRun], re
 
 
 def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_event, failures: dict[str, LeukdashError],
-             release=lambda run_id: None) -> dict[str, list[int]]:
+             release=lambda run_id: None, finishing=None) -> dict[str, list[int]]:
     """Compute the missing folds of runs this process holds the locks of; the folds computed.
 
     ``release(run_id)`` is called once a run is complete or has failed (its lock can go); a run whose
@@ -346,13 +352,13 @@ def _compute(runs: list[ResolvedRun], store: RunStore, n_jobs, scheduler, on_eve
     cnn = any(r.config.is_cnn for r in runs)
     pool.start_workers(cnn, tasks=sum(r.config.folds for r in runs if r.config.is_cnn == cnn))
     try:
-        return _compute_in(pool, runs, store, on_event, release, failures)
+        return _compute_in(pool, runs, store, on_event, release, failures, finishing)
     finally:
         pool.close()
 
 
 def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, release,
-                failures: dict[str, LeukdashError]) -> dict[str, list[int]]:
+                failures: dict[str, LeukdashError], finishing=None) -> dict[str, list[int]]:
     """:func:`_compute` with its pool."""
     from leukdash.engine.scheduler import FoldTask
     from leukdash.data.arrays import load_arrays
@@ -403,6 +409,13 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
             raise lost_fold_error(run_id, store)
         summary = summarize_folds(folds)
         store.write_summary(run_id, summary)
+        if finishing:
+            try:
+                finishing(run_id, by_id[run_id].dataset, store)
+            except Exception as error:  # the folds and summary are stored: the run stands, its checks wait
+                emit(run_id, {"event": "message", "message": f"run {run_id} is finished, but what its checks "
+                              f"need of its images was not stored ({type(error).__name__}: {error}); they will "
+                              "read the images when first used, if these are unchanged then"})
         release(run_id)
         # the run's mean, which its progress line ends with (not the last fold's val_acc)
         emit(run_id, {"event": "done", "run_id": run_id, "metrics": {"mean_val_acc": summary["val_acc"]["mean"]}})

@@ -146,11 +146,12 @@ def _new_runs_warnings(previous: dict, configs: list[RunConfig], run_ids: list[s
 
 def run_sweep(configs: list[RunConfig], *, name: str | None = None, scheduler: str | None = None,
               n_jobs: int | None = None, on_event=None, axes: dict | None = None,
-              store: RunStore | None = None) -> dict:
+              store: RunStore | None = None, finishing=None) -> dict:
     """Store the sweep and compute its missing folds, every fold of every run in one pool.
 
     ``scheduler`` is a Dask address or ``"local"`` (default ``$LEUKDASH_SCHEDULER``, else local processes);
-    ``on_event`` gets every run's progress events (each with its ``run_id``).
+    ``on_event`` gets every run's progress events (each with its ``run_id``); ``finishing`` is
+    :func:`leukdash.engine.runner.run_many`'s.
 
     Returns the sweep's record with ``warnings`` (see :func:`create_sweep`), ``results`` (one per
     config, see :func:`leukdash.engine.runner.run`) and ``seconds``.
@@ -182,7 +183,8 @@ def run_sweep(configs: list[RunConfig], *, name: str | None = None, scheduler: s
 
     with FileLock(sweep_dir(record["sweep_id"]) / LOCK_FILE):
         try:
-            results = run_many(configs, n_jobs=n_jobs, store=store, on_event=relay, scheduler=scheduler)
+            results = run_many(configs, n_jobs=n_jobs, store=store, on_event=relay, scheduler=scheduler,
+                               finishing=finishing)
         except RunsFailed as error:  # the others computed: said as the sweep's, with the sweep's outcome
             outcome = {**record, "results": error.outcome, "seconds": time.perf_counter() - started}
             failed = RunsFailed(error.errors, error.reasons, error.total, of=f"sweep {record['sweep_id']}: ",

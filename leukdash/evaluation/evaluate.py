@@ -85,7 +85,7 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
                            "images, so only its cross-validated figures are honest there")
     from leukdash.evaluation.predict import CHECK_UNAVAILABLE, unavailable_reason
 
-    seen = trained_on(run_id, meta, dataset, store)
+    seen = trained_on(run_id, dataset, store)
     try:  # as in Predict, an optional check: without what it needs (a reference of the run's images), the rest stands
         copied, unchecked = known_copies(run_id, dataset, seen, store), None
     except CHECK_UNAVAILABLE as error:
@@ -145,23 +145,13 @@ def require_models(run_id: str, model: str = "folds", store: RunStore | None = N
     return store.finished_meta(run_id)
 
 
-def trained_on(run_id: str, meta: dict, dataset, store: RunStore) -> set[Path]:
+def trained_on(run_id: str, dataset, store: RunStore) -> set[Path]:
     """The images of ``dataset`` with the same bytes as an image run ``run_id`` was trained on
-    (a run on ``a,b`` tested on ``b``, a folder that copies some of its images).
+    (a run on ``a,b`` tested on ``b``, a folder that copies some of its images), by the run's
+    stored image hashes (:func:`~leukdash.evaluation.reference.training_hashes`)."""
+    from leukdash.evaluation.reference import training_hashes
 
-    The run's image hashes are read from ``trained-on.npz`` beside it, or computed from its
-    dataset (which must still be there) and stored."""
-    from leukdash.engine.run_data import open_run_dataset
-    from leukdash.evaluation.run_cache import read_run_cache, write_run_cache
-
-    folder = store.run_dir(run_id)
-    key = {"dataset": meta["dataset"]["fingerprint"]}
-    stored = read_run_cache(folder, "trained-on", key, ("sha1",),
-                            lambda arrays: arrays["sha1"].ndim == 1 and arrays["sha1"].dtype.kind == "U")
-    if stored is None:
-        stored = {"sha1": np.array(open_run_dataset(meta, store).contents, dtype="U40")}
-        write_run_cache(folder, "trained-on", key, stored)
-    known = set(stored["sha1"].tolist())
+    known = training_hashes(run_id, store)
     return {item.path for item, content in zip(dataset.items, dataset.contents) if content in known}
 
 

@@ -127,9 +127,11 @@ def view_config(config, view: str):
     return config if view == "prepared" else config.with_changes(preprocess="raw")
 
 
-def training_distribution(run_id: str, store: RunStore | None = None, view: str = "prepared") -> TrainingDistribution:
+def training_distribution(run_id: str, store: RunStore | None = None, view: str = "prepared",
+                          dataset=None) -> TrainingDistribution:
     """The run's description in one view, read from ``ood.npz`` (``ood-acquisition.npz``)
-    beside it or computed and stored there (see :mod:`leukdash.evaluation.run_cache`)."""
+    beside it or computed from its dataset (``dataset``, else opened as the run had it) and stored
+    there (see :mod:`leukdash.evaluation.run_cache`)."""
     from leukdash.config import RunConfig
     from leukdash.engine.run_data import open_run_dataset, validation_folds
     from leukdash.data.arrays import load_arrays
@@ -147,7 +149,7 @@ def training_distribution(run_id: str, store: RunStore | None = None, view: str 
                             lambda arrays: _describes(arrays, meta["fold_ids"]))
     if stored is not None:
         return TrainingDistribution(stored["features"], stored["fold_of"], meta["fold_ids"], stored["oof_scores"])
-    dataset = open_run_dataset(meta, store)
+    dataset = dataset or open_run_dataset(meta, store)
     arrays = load_arrays(dataset, config.image_size, config.preprocess)  # as the run's models saw them (or the camera)
     fold_of = validation_folds(run_id, len(arrays.labels), store)
     features = describe_images(arrays.images)

@@ -107,9 +107,10 @@ def _reference_details(reference: dict) -> tuple[np.ndarray, np.ndarray]:
     return reference["details"]
 
 
-def known_reference(run_id: str, store: RunStore | None = None) -> dict:
+def known_reference(run_id: str, store: RunStore | None = None, dataset=None) -> dict:
     """The run's images at ``KNOWN_SIZE`` with their labels, folds, relative paths and pixel
-    digests: read from ``reference.npz`` beside the run, or computed from its dataset and stored there."""
+    digests: read from ``reference.npz`` beside the run, or computed from its dataset (``dataset``,
+    else opened as the run had it) and stored there."""
     store = store or RunStore()
     folder = store.run_dir(run_id)
     meta = store.finished_meta(run_id)
@@ -122,7 +123,7 @@ def known_reference(run_id: str, store: RunStore | None = None) -> dict:
     from leukdash.data.decode import decode_image
     from leukdash.engine.run_data import open_run_dataset, validation_folds
 
-    dataset = open_run_dataset(meta, store)
+    dataset = dataset or open_run_dataset(meta, store)
     arrays = load_arrays(dataset, KNOWN_SIZE)
     reference = {"images": arrays.images, "labels": arrays.labels,
                  "fold_of": validation_folds(run_id, len(arrays.labels), store),
@@ -130,6 +131,37 @@ def known_reference(run_id: str, store: RunStore | None = None) -> dict:
                  "digests": np.array([pixel_digest(decode_image(p)) for p in arrays.paths], dtype=str)}
     write_run_cache(folder, "reference", key, reference)
     return reference
+
+
+def training_hashes(run_id: str, store: RunStore | None = None, dataset=None) -> set[str]:
+    """The content hash of each image run ``run_id`` was trained on: read from ``trained-on.npz``
+    beside it, or computed from its dataset (``dataset``, else opened as the run had it) and stored."""
+    from leukdash.engine.run_data import open_run_dataset
+
+    store = store or RunStore()
+    meta = store.finished_meta(run_id)
+    folder, key = store.run_dir(run_id), {"dataset": meta["dataset"]["fingerprint"]}
+    stored = read_run_cache(folder, "trained-on", key, ("sha1",),
+                            lambda arrays: arrays["sha1"].ndim == 1 and arrays["sha1"].dtype.kind == "U")
+    if stored is None:
+        stored = {"sha1": np.array((dataset or open_run_dataset(meta, store)).contents, dtype="U40")}
+        write_run_cache(folder, "trained-on", key, stored)
+    return set(stored["sha1"].tolist())
+
+
+def store_references(run_id: str, dataset, store: RunStore) -> None:
+    """Store beside a run just finished what its checks need of its images (``dataset``, as it was
+    trained on them): the known-image reference, the out-of-distribution description of each view
+    and the training images' hashes. Done while the images are at hand: once its folder changes
+    (images added, removed, relabelled), a run could not read them back, and would lose its
+    checks and its external tests."""
+    from leukdash.config import RunConfig
+    from leukdash.evaluation.ood import training_distribution, views
+
+    known_reference(run_id, store, dataset)
+    for view in views(RunConfig.from_dict(store.finished_meta(run_id)["config"])):
+        training_distribution(run_id, store, view, dataset)
+    training_hashes(run_id, store, dataset)
 
 
 def _is_reference(arrays: dict) -> bool:
