@@ -367,10 +367,10 @@ def transfer_figures(root: str, run_ids: tuple[str, ...]) -> dict:
     """Each run's transfer figure (leave-one-dataset-out or stored external tests), the best run on
     real images by it, and Predict's default: that run, else the best validated one (see
     leukdash.evaluation.transfer)."""
-    from leukdash.evaluation.transfer import best_transferable, best_validated, transfer_score
+    from leukdash.evaluation.transfer import best_transferable, best_validated, transfer_scores
 
     best = best_transferable(list(run_ids))
-    return {"scores": {run_id: transfer_score(run_id) for run_id in run_ids}, "best": best,
+    return {"scores": transfer_scores(list(run_ids)), "best": best,
             "default": best or best_validated(list(run_ids))}
 
 

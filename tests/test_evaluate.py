@@ -873,3 +873,22 @@ def test_a_run_keeps_its_checks_and_external_tests_once_its_folder_changes(tiny_
     assert evaluate(run_id, str(other_lab))["n_images"] == 40
     assert not any(row["file"].startswith("#") for row in out_of_fold_rows(run_id))
 
+
+def test_runs_tested_on_two_states_of_a_folder_are_not_ranked_against_each_other(tiny_run, tiny_dataset, other_lab,
+                                                                                  tmp_path):
+    """Run X tested on a folder, four of its images removed, run Y tested on it: X's figure is on
+    images no longer there, so it is left out of the ranking and named to be evaluated again."""
+    from leukdash.evaluation import transfer
+
+    folder = shutil.copytree(other_lab, tmp_path / "ext")
+    other = run(tiny_config(tiny_dataset, seed=1), n_jobs=1)["run_id"]
+    evaluate(tiny_run["run_id"], str(folder))
+    for path in sorted(folder.glob("ALL/*.png"))[:4]:
+        path.unlink()
+    later = evaluate(other, str(folder))
+    ranked = {row["run_id"]: row for row in transfer.rank_runs([tiny_run["run_id"], other], "lodo")}
+    assert ranked[tiny_run["run_id"]]["transfer"] is None and ranked[tiny_run["run_id"]]["earlier"] == ["ext"]
+    assert ranked[other]["transfer"]["balanced_accuracy"] == later["balanced_accuracy"]
+    assert ranked[other]["earlier"] == []
+    assert transfer.transfer_scores([tiny_run["run_id"], other])[tiny_run["run_id"]] is None
+    assert list(ranked) == [other, tiny_run["run_id"]]

@@ -161,8 +161,11 @@ def sweeps(args) -> int:
                       f"{printable(run['message'])}")
         for rank, row in enumerate(entry.get("ranked", []), 1):
             transfer = row["transfer"]
+            # a test on an earlier state of a folder is not ranked against the others' on its later images
+            earlier = f"on an earlier state of {', '.join(map(printable, row['earlier']))}: evaluate again" \
+                if row.get("earlier") else ""
             shown = (f"{transfer['source']} {transfer['balanced_accuracy']:.4f} ({', '.join(map(str, transfer['datasets']))})"
-                     if transfer else "no lodo run or external test")
+                     + (f"; {earlier}" if earlier else "") if transfer else earlier or "no lodo run or external test")
             print(f"  {rank:>2}. {row['run_id']:<18} {sweep_settings(row['config'], entry['axes'])}  "
                   f"cv bal_acc {row['cv']:.4f}  transfer: {shown}")
     return 0

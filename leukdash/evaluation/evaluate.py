@@ -331,17 +331,38 @@ def stored_evaluations(run_id: str, store: RunStore | None = None, model: str = 
     tested has a result per content (they are keyed by fingerprint); the older ones describe
     images no longer there, and are kept on disk but not listed (or averaged into a ranking).
     """
-    store = store or RunStore()
+    latest = {tested_folder(result): result for _, result in _by_time(run_id, store or RunStore(), model, adapted)}
+    return sorted(({k: v for k, v in r.items() if k != "tested_at"} for r in latest.values()),
+                  key=lambda r: r["dataset"]["name"])
+
+
+def tested_folder(result: dict) -> str:
+    """The folder a stored external result tested (its name, for a result stored without one)."""
+    return result["dataset"].get("path") or result["dataset"]["name"]
+
+
+def current_states(run_ids: list[str], store: RunStore | None = None) -> dict[str, str]:
+    """The fingerprint of the images of each folder the runs' fold ensembles were tested on, as
+    the last of their tests found them: a folder whose images changed between two runs' tests holds
+    the later images (as far as the store can tell), and the earlier result describes images no
+    longer there, scored on another test set."""
+    store, latest = store or RunStore(), {}
+    for run_id in run_ids:
+        for found in _by_time(run_id, store, "folds", False):
+            folder = tested_folder(found[1])
+            if folder not in latest or _tested_time(found) > latest[folder][0]:
+                latest[folder] = (_tested_time(found), found[1]["dataset"].get("fingerprint"))
+    return {folder: fingerprint for folder, (_, fingerprint) in latest.items()}
+
+
+def _by_time(run_id: str, store: RunStore, model: str, adapted: bool) -> list[tuple[Path, dict]]:
+    """The external results of the run's ``model`` stored beside it, unadapted or ``adapted``,
+    with their files, the last tested last; not those that scored the run's training images."""
     folder = store.run_dir(run_id) / "external"
     found = [(path, _stored(path)) for path in (sorted(folder.glob("*.json")) if folder.is_dir() else [])]
     meta = store.read_meta(run_id) or {}
-    latest = {}
-    for path, result in sorted(((p, r) for p, r in found if r is not None and not scored_training_images(r, meta)),
-                               key=_tested_time):
-        if result.get("model", "folds") == model and bool(result.get("adapted")) == adapted:
-            latest[result["dataset"].get("path") or result["dataset"]["name"]] = result  # a later one replaces it
-    return sorted(({k: v for k, v in r.items() if k != "tested_at"} for r in latest.values()),
-                  key=lambda r: r["dataset"]["name"])
+    return sorted(((p, r) for p, r in found if r is not None and not scored_training_images(r, meta)
+                   and r.get("model", "folds") == model and bool(r.get("adapted")) == adapted), key=_tested_time)
 
 
 def scored_training_images(result: dict, meta: dict) -> bool:

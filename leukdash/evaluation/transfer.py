@@ -8,7 +8,9 @@ ALL-IDB2 and collapse on C-NMC), so settings are better chosen by a transfer fig
   with ``--protocol lodo`` is its own; a run on several datasets has one when its lodo sibling
   (the same config, protocol ``lodo``) is finished in the store.
 - ``external``: otherwise, the mean balanced accuracy of the run's stored external tests
-  (``evaluate RUN_ID DATASET``).
+  (``evaluate RUN_ID DATASET``). Runs compared are compared on one test set: a test on an earlier
+  state of a folder than another run's later test (images added or removed between them) is left
+  out of the figure, and named in the ranking (``earlier``), to be evaluated again.
 
 Neither is computed here: a run without either has no transfer figure (``None``).
 """
@@ -29,8 +31,12 @@ RANKINGS = ("lodo", "cv")
 FULL_PROTOCOL_FOLDS = next(f.default for f in fields(RunConfig) if f.name == "folds")
 
 
-def transfer_score(run_id: str, store: RunStore | None = None) -> dict | None:
-    """``{"balanced_accuracy", "source": "lodo" | "external", "run_id", "datasets"}`` or None."""
+def transfer_score(run_id: str, store: RunStore | None = None, current: dict[str, str] | None = None) -> dict | None:
+    """``{"balanced_accuracy", "source": "lodo" | "external", "run_id", "datasets"}`` or None.
+
+    ``current``: the fingerprint of each tested folder's images now, as the runs compared last
+    tested them (:func:`~leukdash.evaluation.evaluate.current_states`); the external tests of
+    another state are left out. Default: the run's own latest tests."""
     from leukdash.engine.record_shapes import is_ensemble
     from leukdash.engine.runner import load_result
 
@@ -48,11 +54,29 @@ def transfer_score(run_id: str, store: RunStore | None = None) -> dict | None:
                 "source": "lodo", "run_id": lodo["run_id"], "datasets": [f.get("held_out") for f in lodo["folds"]]}
     from leukdash.evaluation.evaluate import stored_evaluations
 
-    tests = stored_evaluations(run_id, store)
+    tests = [test for test in stored_evaluations(run_id, store) if not _earlier(test, current)]
     if not tests:
         return None
     return {"balanced_accuracy": float(np.mean([t["balanced_accuracy"] for t in tests])), "source": "external",
             "run_id": run_id, "datasets": [t["dataset"]["name"] for t in tests]}
+
+
+def _earlier(test: dict, current: dict[str, str] | None) -> bool:
+    """Whether a stored external test is on an earlier state of its folder than ``current`` holds."""
+    from leukdash.evaluation.evaluate import tested_folder
+
+    return current is not None and current.get(tested_folder(test), test["dataset"].get("fingerprint")) != \
+        test["dataset"].get("fingerprint")
+
+
+def transfer_scores(run_ids: list[str], store: RunStore | None = None) -> dict[str, dict | None]:
+    """Each run's :func:`transfer_score`, their external tests all on the state of each folder the
+    last of them tested (so that every figure compared is on the same images)."""
+    from leukdash.evaluation.evaluate import current_states
+
+    store, run_ids = store or RunStore(), list(dict.fromkeys(arguments.run_ids(run_ids)))
+    current = current_states(run_ids, store)
+    return {run_id: transfer_score(run_id, store, current) for run_id in run_ids}
 
 
 def _lodo_sibling(config: dict) -> str | None:
@@ -68,21 +92,28 @@ def _lodo_sibling(config: dict) -> str | None:
 
 def rank_runs(run_ids: list[str], by: str, store: RunStore | None = None) -> list[dict]:
     """Finished runs, best first by ``lodo`` (transfer; runs without a figure last, by cv) or
-    ``cv`` (mean cross-validated balanced accuracy). Each row: ``run_id``, ``cv``, ``transfer``."""
+    ``cv`` (mean cross-validated balanced accuracy). Each row: ``run_id``, ``cv``, ``transfer``,
+    ``earlier`` (the folders its external tests found in an earlier state than another run's
+    later test: left out of its figure, to be evaluated again)."""
     from leukdash.engine.runner import load_result
+    from leukdash.evaluation.evaluate import current_states, stored_evaluations
 
     if by not in RANKINGS:
         raise LeukdashError(f"rank by one of {', '.join(RANKINGS)}, got {by!r}")
     store = store or RunStore()
     rows = []
     # a run a grid names twice (a value given twice) is ranked once
-    for run_id in dict.fromkeys(arguments.run_ids(run_ids)):
+    run_ids = list(dict.fromkeys(arguments.run_ids(run_ids)))
+    current = current_states(run_ids, store)
+    for run_id in run_ids:
         result = load_result(run_id, store)
         if result is None:
             continue
         rows.append({"run_id": run_id, "config": result["config"],
                      "cv": float(result["summary"]["balanced_acc"]["mean"]),
-                     "transfer": transfer_score(run_id, store)})
+                     "transfer": transfer_score(run_id, store, current),
+                     "earlier": [test["dataset"]["name"] for test in stored_evaluations(run_id, store)
+                                 if _earlier(test, current)]})
 
     def key(row):
         transfer = row["transfer"]["balanced_accuracy"] if row["transfer"] else None
@@ -97,9 +128,8 @@ def best_transferable(run_ids: list[str], store: RunStore | None = None) -> str 
     """The run with the highest transfer figure among runs trained on real (not synthetic)
     images; None when no such run has one (Predict's default for a real upload)."""
     store = store or RunStore()
-    scored = [(score["balanced_accuracy"], run_id) for run_id in arguments.run_ids(run_ids)
-              if not (store.read_meta(run_id) or {}).get("dataset", {}).get("synthetic")
-              and (score := transfer_score(run_id, store)) is not None]
+    scored = [(score["balanced_accuracy"], run_id) for run_id, score in transfer_scores(run_ids, store).items()
+              if not (store.read_meta(run_id) or {}).get("dataset", {}).get("synthetic") and score is not None]
     return max(scored)[1] if scored else None
 
 
