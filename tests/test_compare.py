@@ -13,7 +13,9 @@ def result(fingerprint: str, name: str = "allidb2_ufpr", path: str = "/data/alli
 
 
 def test_two_tasks_of_one_dataset_are_not_called_different_datasets():
-    assert paired_mcnemar(result("a"), result("b"))["note"] == "different tasks (class subsets) of one dataset"
+    subset = result("b")
+    subset["dataset"]["classes"] = ["ALL"]
+    assert paired_mcnemar(result("a"), subset)["note"] == "different tasks (class subsets) of one dataset"
     other = result("c", name="synthetic", path="/art/datasets/synthetic")
     assert paired_mcnemar(result("a"), other)["note"] == "different datasets"
     same = paired_mcnemar(result("a"), result("a"))
@@ -223,3 +225,11 @@ def test_runs_without_stored_answers_have_no_notes_and_notes_come_collapse_then_
              "roc_auc_kind": "", "collapse": "it collapsed", "ties": "it tied"}]
     notes = format_comparison({"runs": runs, "mcnemar": []}).splitlines()[2:]  # below the header and the run
     assert notes == ["note: nb-1: it collapsed", "warning: nb-1: it tied"]
+
+
+def test_runs_on_two_states_of_one_folder_are_said_to_differ_by_their_images():
+    first, second = result("a"), result("b")
+    for record, n_images in ((first, 32), (second, 36)):
+        record["dataset"].update(classes=["ALL", "HEALTHY"], n_images=n_images)
+    assert paired_mcnemar(first, second)["note"] == "the images of allidb2_ufpr changed between these runs (32 vs 36 " \
+                                                    "images)"

@@ -31,6 +31,18 @@ def note_dataset_found(run_id: str, dataset, store: RunStore) -> None:
     write_json_atomic(store.run_dir(run_id) / FOUND_AT, (known + [folder])[-MAX_FOUND_AT:], optional=True)
 
 
+def same_folder(first: dict, second: dict) -> bool:
+    """Whether two runs' dataset records (their meta's ``dataset``) were read from one folder."""
+    return first.get("path", first["name"]) == second.get("path", second["name"])
+
+
+def images_changed(first: dict, second: dict) -> str:
+    """Why two runs of one folder and classes have different fingerprints, from their dataset records
+    (their meta's ``dataset``): the images changed between the runs (added, removed, relabelled)."""
+    counts = " vs ".join(str(record.get("n_images", "?")) for record in (first, second))
+    return f"the images of {first['name']} changed between these runs ({counts} images)"
+
+
 def record_for(record: dict, dataset) -> dict:
     """A stored run's dataset record (its meta's ``dataset``) told for ``dataset``, the folder a
     command gives now, whose fingerprint is the run's.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from leukdash import arguments
+from leukdash.engine.run_data import images_changed, same_folder
 from leukdash.engine.runner import finished_result
 from leukdash.engine.store import RunStore
 from leukdash.evaluation.labels import MODEL_NAMES, ensemble_name, run_labels
@@ -81,13 +82,14 @@ def paired_mcnemar(first: dict, second: dict, correct: dict | None = None) -> di
 
     if first["dataset"]["fingerprint"] != second["dataset"]["fingerprint"]:
         # A class subset has its own fingerprint: two tasks of one dataset are not two datasets.
-        same = first["dataset"].get("path", first["dataset"]["name"]) == second["dataset"].get("path",
-                                                                                            second["dataset"]["name"])
+        same = same_folder(first["dataset"], second["dataset"])
         note = "different tasks (class subsets) of one dataset" if same else "different datasets"
         order = [list(run["dataset"].get("classes") or []) for run in (first, second)]
         if same and order[0] != order[1] and sorted(order[0]) == sorted(order[1]):
             note = (f"the same classes in other orders ({', '.join(order[0])} vs {', '.join(order[1])}), so their "
                     "images are numbered apart: give one run's --classes in the other's order to compare them")
+        elif same and order[0] == order[1]:  # one folder, one task: its images changed between the runs
+            note = images_changed(first["dataset"], second["dataset"])
         return {"p_value": None, "n": 0, "note": note}
     if correct is None:
         correct_a, correct_b = _correct_by_image(first), _correct_by_image(second)
