@@ -270,3 +270,16 @@ def test_ensembles_of_one_set_of_runs_with_other_weights_are_named_apart(members
     assert len(err) == 1 and f"is the record of ensemble {weighted['run_id']}, not of a run: `{command}`" in err[0], err
     assert main(command.split()[3:] + ["--json"]) == 0
     assert json.loads(capsys.readouterr().out)["run_id"] == weighted["run_id"]
+
+
+def test_runs_on_two_states_of_one_folder_are_refused_as_images_changed(tiny_dataset, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(tiny_dataset, tmp_path / "myset")
+    old = run(tiny_config(folder), n_jobs=1)["run_id"]
+    for i, path in enumerate(sorted(folder.glob("ALL/*.png"))[:4]):
+        shutil.copy(path, folder / "ALL" / f"added{i}.png")
+    new = run(tiny_config(folder), n_jobs=1)["run_id"]
+    with pytest.raises(RunError, match=rf"runs {old} and {new}: the images of myset changed between these runs "
+                                       r"\(40 vs 44 images\): an ensemble needs runs on the same images"):
+        create_ensemble([old, new])

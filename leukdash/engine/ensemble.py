@@ -24,6 +24,7 @@ import numpy as np
 from leukdash import arguments
 from leukdash.config import RunConfig, stable_hash
 from leukdash.engine.record_shapes import is_ensemble
+from leukdash.engine.run_data import images_changed, same_folder
 from leukdash.engine.runner import finished_result, load_result, unfinished_error
 from leukdash.engine.versions import versions
 from leukdash.engine.store import RunStore
@@ -108,6 +109,10 @@ def _members(run_ids: list[str], store: RunStore) -> list[dict]:
             if classes[0] != classes[1]:
                 raise RunError(f"{pair} have different class sets ({', '.join(classes[0])} vs "
                                f"{', '.join(classes[1])}): they cannot vote together")
+            if same_folder(first["dataset"], other["dataset"]):
+                raise RunError(f"{pair}: {images_changed(first['dataset'], other['dataset'])}: an ensemble needs "
+                               "runs on the same images; run the settings of the earlier one again on the images "
+                               "as they are")
             raise RunError(f"{pair} were trained on different datasets ({first['dataset']['name']} vs "
                            f"{other['dataset']['name']}): an ensemble needs the same images")
         copies = _validation_difference(first["config"], other["config"])
