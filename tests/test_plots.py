@@ -410,3 +410,15 @@ def test_the_bars_caption_counts_each_runs_own_folds_and_names_a_holdout():
         "the mean over 2 or 5 folds"
     assert plots.validated_over([fake_result("nb", (0.6,)), fake_result("knn", FIVE_FOLDS)]) == \
         "the mean over 1 or 5 folds"
+
+
+def test_runs_alike_but_for_their_images_are_told_apart_by_them():
+    """One folder's images changed between two runs of the same settings: the labels say how many
+    images each had, where they would otherwise differ by their short ids alone."""
+    runs = [fake_result("nb", run_id=run_id, dataset="myset") for run_id in ("nb-111111", "nb-222222", "nb-333333")]
+    for run, fingerprint, n_images in zip(runs, ("aaaaaa1", "bbbbbb2", "cccccc3"), (32, 36, 36)):
+        run["dataset"].update(fingerprint=fingerprint, n_images=n_images)
+    assert plots.run_labels(runs[:2]) == ["Naive Bayes on pixels · 32 images · 111111",
+                                          "Naive Bayes on pixels · 36 images · 222222"]
+    assert plots.run_labels(runs[1:]) == ["Naive Bayes on pixels · 36 images bbbbbb · 222222",
+                                          "Naive Bayes on pixels · 36 images cccccc · 333333"]

@@ -153,6 +153,24 @@ def short_id(run_id: str) -> str:
     return run_id.rsplit("-", 1)[-1][:6]
 
 
+def _told_by_images(runs: list[dict], heads: list[str]) -> list[str]:
+    """``heads`` (labels before the id) with the number of images added where runs alike in every
+    facet were trained on other images (one folder before and after images were added or removed):
+    otherwise only their short ids would tell them apart. Where counts are alike (images relabelled or
+    replaced), each count is followed by the start of its images' fingerprint."""
+    told = list(heads)
+    for head in {head for head in heads if heads.count(head) > 1}:
+        alike = [i for i, other in enumerate(heads) if other == head]
+        datasets = [_parts(runs[i])[1] for i in alike]
+        if len({dataset.get("fingerprint") for dataset in datasets}) < 2:
+            continue  # the same images: their settings differ in what no facet shows (the id tells them apart)
+        counts = [dataset.get("n_images") for dataset in datasets]
+        for i, dataset, n_images in zip(alike, datasets, counts):
+            told[i] = f"{head} · {n_images} images" + (
+                "" if len(set(counts)) == len(counts) else f" {str(dataset.get('fingerprint'))[:6]}")
+    return told
+
+
 def run_labels(runs: list[dict]) -> list[str]:
     """A distinct label per run: its model, the facets that differ among ``runs``, its engine if not
     this one's, its short id ('3-NN on pixels · cell-keep-gray · seed 1 · engine 2 · 0be321'); the
@@ -165,6 +183,7 @@ def run_labels(runs: list[dict]) -> list[str]:
         head = [model_name(config) if config else "?"] + [texts[name] for name in varying if texts[name] is not None]
         engine = _engine_text(run, config)
         heads.append(" · ".join(head + ([engine] if engine else [])))
+    heads = _told_by_images(runs, heads)
     ids = [short_id(run["run_id"]) for run in runs]
     if len(set(ids)) < len(ids):
         ids = [run["run_id"] for run in runs]
