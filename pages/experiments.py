@@ -393,9 +393,10 @@ if planned:
     waits = (f"These runs are queued (position {ahead}) and start when one of the {deployment().max_jobs} job "
              "slots of this server frees: the time of the jobs ahead is not counted. ") if ahead else ""
     cols[2].metric("Time left after the queue" if ahead else "Time left" if in_flight else "Estimated time", span,
-                   help=waits + "A range: from the stored fold times of finished runs of the same model (their lowest "
-                        "to highest rate), scaled by images, pixels and epochs, or, for a model with no finished "
-                        "run, from this machine's cost per fold measured on small runs (a third to three times it); "
+                   help=waits + "A range: from the stored fold times of finished runs of the same model and of up to 4 "
+                        "times more or less work (their lowest to highest rate), scaled by images, pixels and epochs, "
+                        "or, without such a run, from this machine's cost per fold measured on small runs (a third to "
+                        "three times it); "
                         "folds share the machine's cores. Added: what earlier runs took to load their images and "
                         "start their worker processes."
                         + (f" Most likely about {format_duration(timing['seconds'])}." if timing["estimated"] else "")

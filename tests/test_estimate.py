@@ -151,3 +151,24 @@ def test_a_run_already_computing_adds_its_folds_but_not_its_start_up_again():
     # A run still to launch beside it pays its own loading and the workers' start (a classic one's).
     nb = planned(RunConfig(model="nb"), 100, 5)
     assert estimate([running, nb], entries, start_up=figures)["start_up_seconds"] == pytest.approx(2.5)
+
+
+def test_a_tiny_stored_run_does_not_scale_its_fixed_cost_up_to_a_much_larger_run(tiny_dataset):
+    """A tiny run's fold is mostly a fixed cost: its rate, scaled to thousands of times its work, multiplied that
+    cost (an hour for a run of 20 s). A run that far from the stored ones goes by this machine's calibration."""
+    from leukdash.engine.calibrate import measure
+    from leukdash.engine.runner import run
+    from leukdash.engine.store import RunStore
+
+    tiny = RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, folds=2, augment_factor=1)
+    run(tiny, n_jobs=1)
+    entries, figures = RunStore().list_runs(), measure(["nb/pixels"])
+    large = [planned(tiny.with_changes(image_size=64, augment_factor=8), 260, 2)]
+    assert fold_work(large[0]["config"], 260) > 500 * fold_work(tiny.to_dict(), 40)
+    by_calibration = estimate(large, [], workers=1, calibrated=figures)
+    with_tiny = estimate(large, entries, workers=1, calibrated=figures)
+    assert by_calibration["seconds"] / 3 <= with_tiny["seconds"] <= 3 * by_calibration["seconds"]
+    assert with_tiny["calibrated"] == 1
+    # A run of about its size still goes by the stored run's rate.
+    alike = estimate([planned(tiny.with_changes(seed=8, image_size=24), 40, 2)], entries, workers=1, calibrated=figures)
+    assert alike["estimated"] == 1 and alike["calibrated"] == 0

@@ -3,8 +3,11 @@
 A fold's cost is taken to grow with the pixels it trains on: training images (after
 augmentation) x image side squared, times the epochs for a CNN. Each finished run in the store
 gives a rate (seconds per unit of that work) for its kind of model; a planned run is estimated
-with the median rate of the finished runs of its kind, and its range spans their lowest and
-highest rates. A kind with no finished run goes by this machine's calibration
+with the median rate of the finished runs of its kind whose work is within :data:`NEAR` times its
+own, and its range spans their lowest and highest rates. A rate has no fixed cost per fold in it:
+a tiny run's fold is mostly that cost, and a run thousands of times its work, estimated with its
+rate, came out 35 to 150 times too long. A run with no finished run of its kind that near goes
+by this machine's calibration
 (:mod:`leukdash.engine.calibrate`: a fixed cost per fold and per epoch plus a rate, from small
 runs), with a range of a third to three times that: on ALL-IDB2 (64 px, x8, 25 epochs, 2 shared
 cores) a 3-NN on pixels took 0.97x its calibrated time and the leukdash CNN 2.2x. It is a rough
@@ -48,23 +51,26 @@ def fold_work(config: dict, n_images: int) -> float:
 CALIBRATED_SPREAD = 3.0
 # Widening of the range spanned by similar runs' rates (a single run spans nothing).
 RUNS_SPREAD = 1.25
+# How many times more (or less) work than a finished run's a planned run may have and still go by its rate.
+NEAR = 4.0
 
 
 def rates(entries: list[dict]) -> dict[tuple[str, str], float]:
     """Median seconds per unit of work for each model kind, from ``RunStore.list_runs()`` entries."""
-    return {kind: median(values) for kind, values in rate_samples(entries).items()}
+    return {kind: median(rate for _, rate in values) for kind, values in rate_samples(entries).items()}
 
 
-def rate_samples(entries: list[dict]) -> dict[tuple[str, str], list[float]]:
-    """Every finished run's seconds per unit of work, by model kind."""
-    found: dict[tuple[str, str], list[float]] = {}
+def rate_samples(entries: list[dict]) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """Every finished run's work of a fold and seconds per unit of that work, by model kind."""
+    found: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for entry in entries:
         meta, summary = entry.get("meta") or {}, entry.get("summary") or {}
         seconds = (summary.get("seconds") or {}).get("mean")
         config, n_images = meta.get("config"), (meta.get("dataset") or {}).get("n_used")
         if not (isinstance(seconds, (int, float)) and config and n_images):
             continue
-        found.setdefault(model_kind(config), []).append(seconds / fold_work(config, n_images))
+        work = fold_work(config, n_images)
+        found.setdefault(model_kind(config), []).append((work, seconds / work))
     return found
 
 
@@ -90,11 +96,12 @@ def estimate(planned: list[dict], entries: list[dict], workers: int | None = Non
     planned : one dict per run: ``{"config": RunConfig.to_dict(), "n_images": images in its task,
         "missing_folds": folds not yet stored}``, and ``"started": True`` for a run already computing
         (its folds are still to pay, its start-up is not).
-    entries : the store's runs (``RunStore.list_runs()``), the source of the fold times.
+    entries : the store's runs (``RunStore.list_runs()``), the source of the fold times (of the runs
+        of a kind within :data:`NEAR` times a planned run's work).
     workers : folds computed at once (default: the machine's cores); stored fold times were
         measured with folds sharing the cores the same way.
     calibrated : this machine's figures by kind (``"cnn/paper"``: ``{"overhead", "rate"}``, see
-        :func:`leukdash.engine.calibrate.calibrated`), for kinds without a finished run.
+        :func:`leukdash.engine.calibrate.calibrated`), for runs without a finished run that near.
     start_up : earlier runs' fixed costs (:func:`leukdash.engine.timing.start_up`), see
         :func:`start_up_seconds`.
 
@@ -105,7 +112,7 @@ def estimate(planned: list[dict], entries: list[dict], workers: int | None = Non
     ``low`` and ``high`` (the range of ``seconds``: the start-up is measured, the folds' time spread),
     ``estimated`` (runs with an estimate and folds to compute), ``calibrated`` (of
     those, estimated from the calibration) and ``unknown`` (runs with folds to compute and
-    neither a similar finished run nor a calibration).
+    neither a similar finished run near their work nor a calibration).
     """
     workers = max(1, workers or os.cpu_count() or 1)
     samples, calibrated = rate_samples(entries), calibrated or {}
@@ -115,8 +122,8 @@ def estimate(planned: list[dict], entries: list[dict], workers: int | None = Non
         if run["missing_folds"] <= 0:
             continue
         kind, work = model_kind(run["config"]), fold_work(run["config"], run["n_images"])
-        if kind in samples:
-            values = samples[kind]
+        values = [rate for done, rate in samples.get(kind, ()) if done / NEAR <= work <= done * NEAR]
+        if values:
             fold = median(values) * work
             fold_low, fold_high = min(values) * work / RUNS_SPREAD, max(values) * work * RUNS_SPREAD
         elif "/".join(kind) in calibrated:
