@@ -422,3 +422,24 @@ def test_runs_alike_but_for_their_images_are_told_apart_by_them():
                                           "Naive Bayes on pixels · 36 images · 222222"]
     assert plots.run_labels(runs[1:]) == ["Naive Bayes on pixels · 36 images bbbbbb · 222222",
                                           "Naive Bayes on pixels · 36 images cccccc · 333333"]
+
+
+def test_the_curves_keep_their_plot_area_and_runs_apart_whatever_the_number_of_runs(tiny_dataset):
+    """The legends of the learning and ROC curves grew with the runs into a chart of fixed height: the plot area
+    shrank under them (132 px) or they covered the x axis, and every CNN run had the CNN's one colour."""
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run
+
+    result = run(RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, folds=2), n_jobs=1)
+    history = [{"acc": [0.2, 0.6], "loss": [2.0, 1.0], "val_acc": [0.1, 0.5], "val_loss": [2.5, 1.5]}] * 2
+    for n in (1, 4, 12):
+        cnns = [fake_result("cnn", (0.5, 0.7), history=history, run_id=f"cnn-{i}") for i in range(n)]
+        for fig in (plots.learning_curves(cnns), plots.roc_curves([result] * n, [f"nb {i}" for i in range(n)])):
+            layout, entries = fig.layout, [t for t in fig.data if t.name and t.showlegend is not False]
+            plot = layout.height - layout.margin.t - layout.margin.b
+            assert plot >= 300
+            # The legend, one entry a line, starts under the plot area and the axis, in room kept for it.
+            assert layout.legend.orientation == "v" and layout.legend.yanchor == "top" and layout.legend.y < 0
+            assert layout.margin.b >= -layout.legend.y * plot + 20 * len(entries)
+            runs = [t for t in entries if t.name != "chance" and not t.name.endswith(": training")]
+            assert len(runs) == n and len({t.line.color for t in runs}) == n

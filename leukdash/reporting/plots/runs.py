@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 
 from leukdash import arguments
 from leukdash.evaluation.compare import out_of_fold_roc
@@ -25,6 +26,33 @@ def run_labels_of(results: list[dict], labels: list[str] | None) -> list[str]:
         raise ValueError(f"labels: {len(results)} result{'s' * (len(results) != 1)}, {len(labels)} "
                          f"label{'s' * (len(labels) != 1)}: give one label per result, or none")
     return labels
+
+
+# Line charts of several runs: the height of their plot area in pixels, the room under it for the x axis' ticks and
+# title, and the height of a line of the legend (one entry a line, under the axis).
+CURVES_PLOT, AXIS_ROOM, LEGEND_ROW = 340, 60, 22
+# One colour per run where runs share a model (dark enough for lines on white).
+RUN_COLOURS = qualitative.Dark24
+
+
+def _run_colours(results: list[dict]) -> list[str]:
+    """Each run's line colour: its model's colour of the other charts while no two runs share a model, else one
+    colour per run (a dozen CNN runs in the CNN's colour could not be told apart)."""
+    models = [result["config"]["model"] for result in results]
+    if len(set(models)) == len(models):
+        return [MODEL_COLOURS.get(model, "#555") for model in models]
+    return [RUN_COLOURS[i % len(RUN_COLOURS)] for i in range(len(results))]
+
+
+def _legend_below(fig: go.Figure) -> go.Figure:
+    """Put the legend of ``fig`` under its x axis, one entry a line, and grow the figure by the room it takes: a
+    legend over or under a chart of fixed height took its room from the plot area (132 px left of 420 for a few
+    runs), and covered the axis."""
+    rows = sum(trace.showlegend is not False and bool(trace.name) for trace in fig.data)
+    bottom = AXIS_ROOM + LEGEND_ROW * (rows + 1)  # a line more for the legend's padding
+    return fig.update_layout(height=LAYOUT["margin"]["t"] + CURVES_PLOT + bottom, margin=dict(b=bottom),
+                             legend=dict(orientation="v", yanchor="top", y=-AXIS_ROOM / CURVES_PLOT, x=0,
+                                         tracegroupgap=0))  # each line of the learning curves is a group
 
 
 def metric_bars(results: list[dict], metric: str = "val_acc", error: str = "std", show_paper: bool = True,
@@ -77,14 +105,14 @@ def metric_bars(results: list[dict], metric: str = "val_acc", error: str = "std"
 
 def learning_curves(results: list[dict], metric: str = "acc", band: str = "std") -> go.Figure:
     """Per-epoch training (dashed) and validation (solid) curves: mean over folds and a band
-    (±1 SD or min–max across folds). Runs without per-epoch history (classic models) are left out."""
+    (±1 SD or min–max across folds), each run in its colour (:func:`_run_colours`). Runs without per-epoch history
+    (classic models) are left out."""
     results = arguments.results(results)
     arguments.known(metric, ("acc", "loss"), "metric")
     arguments.known(band, tuple(ERROR_BARS), "band")
     fig = go.Figure()
     with_history = [(r, label) for r, label in zip(results, run_labels(results)) if curve_runs([r])]
-    for result, label in with_history:
-        colour = MODEL_COLOURS.get(result["config"]["model"], "#555")
+    for (result, label), colour in zip(with_history, _run_colours([result for result, _ in with_history])):
         for key, dash, part in ((metric, "dash", "training"), (f"val_{metric}", "solid", "validation")):
             curves = [fold["history"][key] for fold in result["folds"]]
             n = min(len(c) for c in curves)
@@ -106,7 +134,7 @@ def learning_curves(results: list[dict], metric: str = "acc", band: str = "std")
                             legendgroup=name, line=dict(color=colour, dash=dash, width=2), marker=dict(size=5),
                             hovertemplate=f"epoch %{{x}}: %{{y:.3f}}<extra>{name}</extra>")
     title = "Accuracy" if metric == "acc" else "Loss (log loss)"
-    fig.update_layout(**LAYOUT, height=420, legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    _legend_below(fig.update_layout(**LAYOUT))
     fig.update_xaxes(title="Epoch", dtick=1 if len(fig.data) and max(len(t.x) for t in fig.data) <= 15 else None)
     axis = {"tickformat": ".0%", "range": [0, 1.02]} if metric == "acc" else {"rangemode": "tozero"}
     fig.update_yaxes(title=title, **axis)
@@ -115,27 +143,22 @@ def learning_curves(results: list[dict], metric: str = "acc", band: str = "std")
 
 def roc_curves(results: list[dict], labels: list[str] | None = None) -> go.Figure:
     """One ROC curve per run (:func:`leukdash.evaluation.compare.out_of_fold_roc`), its AUC in the
-    legend, the chance diagonal dotted; each model in its colour of the other charts, a second run
-    of one model dashed, a third dash-dotted."""
+    legend, the chance diagonal dotted; each run in its colour (:func:`_run_colours`), dashed past the colours."""
     results = arguments.results(results)
     labels = run_labels_of(results, labels)
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#999", dash="dot", width=1), name="chance",
                     hoverinfo="skip")
-    drawn: dict[str, int] = {}
-    for result, label in zip(results, labels):
+    for i, (result, label, colour) in enumerate(zip(results, labels, _run_colours(results))):
         points = out_of_fold_roc(result)
         if points["auc"] is None:
             continue
-        model = result["config"]["model"]
-        dash = ("solid", "dash", "dashdot", "longdash")[drawn.get(model, 0) % 4]
-        drawn[model] = drawn.get(model, 0) + 1
         name = f"{label} · AUC {points['auc']:.3f}"
         fig.add_scatter(x=points["fpr"], y=points["tpr"], mode="lines", name=name,
-                        line=dict(width=2, color=MODEL_COLOURS.get(model, "#555"), dash=dash),
+                        line=dict(width=2, color=colour, dash=("solid", "dash")[i // len(RUN_COLOURS) % 2]),
                         hovertemplate=f"false positives %{{x:.1%}}, true positives %{{y:.1%}}<extra>{points['kind']}"
                                       "</extra>")
-    fig.update_layout(**LAYOUT, height=460, legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
+    _legend_below(fig.update_layout(**LAYOUT))
     fig.update_xaxes(title="False positive rate", tickformat=".0%", range=[0, 1], constrain="domain")
     fig.update_yaxes(title="True positive rate", tickformat=".0%", range=[0, 1.01])
     return fig
