@@ -15,9 +15,14 @@ from pages._session import deployment
 # A local file: a material or emoji icon would be fetched from a font server, which fails offline.
 ICON = Path(__file__).parent / "assets" / "icon.png"
 st.set_page_config(page_title="leukdash", layout="wide", page_icon=str(ICON))
-# A chosen option of a multiselect shows its whole name, on several lines if need be (Streamlit cuts it).
-st.html("<style>.stMultiSelect [data-baseweb='tag'] {max-width: 100%; height: auto}"
-        " .stMultiSelect [data-baseweb='tag'] span {max-width: none; white-space: normal}</style>")
+# A chosen option of a multiselect shows its whole name, on several lines if need be: Streamlit (1.67: a chosen
+# option is span[data-tag] > span[title], in a row of fixed height that scrolls sideways) cuts it short and lets
+# the options it cannot fit slide under the clear button.
+st.html("<style>.stMultiSelect div[role='group'] {height: auto; max-height: none}"
+        " .stMultiSelect [data-testid='stMultiSelectTagsContainer'] {flex: 1 1 0; min-width: 0; flex-wrap: wrap;"
+        " height: auto; overflow: visible}"
+        " .stMultiSelect span[data-tag] {max-width: 100%; height: auto}"
+        " .stMultiSelect span[data-tag] > span[title] {max-width: none; white-space: normal}</style>")
 
 try:
     deployment()
