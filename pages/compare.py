@@ -128,11 +128,16 @@ st.query_params.pop("sweep", None)
 st.caption("Select rows to compare (the boxes at the left); with none selected, every finished run is shown.")
 table, percent = percent_columns(runs_frame(entries).drop(columns=["Status", "Created (UTC)"]), ["Val. accuracy", "SD"])
 linked = [r for r in st.query_params.get("runs", "").split(",") if r]
-if linked and "_kept_compare_runs" not in st.session_state:  # opened from a shared address
+# An address naming other runs than this page last wrote in it wins: a shared link, or the browser's Back or Forward
+# to an earlier pick (each pick is an entry of its history). The table then starts afresh from it (a new key): its
+# own selection would undo the link. An address without runs (another page's link here) keeps the kept runs.
+if linked and linked != st.session_state.get("_compare_runs_written"):
     st.session_state["_kept_compare_runs"] = linked
+    st.session_state["_compare_links"] = st.session_state.get("_compare_links", 0) + 1
 shown_ids = list(table["Run id"])
 kept_ids = distinct_runs(st.session_state.get("_kept_compare_runs", []))  # a link or a sweep may repeat one
-selection = data_table(table, on_select="rerun", selection_mode="multi-row", key=table_key("compare_table", shown_ids),
+selection = data_table(table, on_select="rerun", selection_mode="multi-row",
+                       key=table_key("compare_table", shown_ids) + f"_{st.session_state.get('_compare_links', 0)}",
                        selection_default=rows_of(kept_ids, shown_ids), column_config=fitted(table, percent))
 selected = [shown_ids[i] for i in selection.selection.rows]
 if set(selected) != set(kept_ids) & set(shown_ids):  # the user changed the selection in the table
@@ -142,6 +147,7 @@ if len(chosen_ids) < len(table):
     st.query_params["runs"] = ",".join(chosen_ids)  # ids, so a copied address compares the same runs
 else:
     st.query_params.pop("runs", None)
+st.session_state["_compare_runs_written"] = chosen_ids if len(chosen_ids) < len(table) else []
 unfinished = {entry["run_id"] for entry in visible_runs()} - set(shown_ids)  # stored: said why
 missing = len([r for r in kept_ids if r not in set(shown_ids) | unfinished])
 if missing:

@@ -569,3 +569,25 @@ def test_compare_says_how_many_out_of_fold_answers_are_ties(tiny):
     assert ties.markdown[0].value.count(literal("counted as the first tied class in the run's order (ALL)")) == 2
     assert few_named([f"run {i}" for i in range(12)]).endswith("run 9 and 2 more")
     assert few_named(["**b** [l](http://x)"]) == literal("**b** [l](http://x)")
+
+
+def test_compare_follows_the_browsers_back_to_an_earlier_pick_of_runs(isolated_artifacts):
+    """Each pick in the runs table is an address in the browser's history (?runs=a,b,c); Back to ?runs=a,b left the
+    page on a,b,c, since the kept pick rewrote the address. An address that differs from the page's last one wins."""
+    import shutil
+
+    shipped = next((APP.parent / "artifacts" / "runs").glob("nb-*"))
+    ids = [f"nb-{i:012x}" for i in range(4)]
+    for run_id in ids:
+        folder = shutil.copytree(shipped, isolated_artifacts / "runs" / run_id)
+        meta = json.loads((folder / "meta.json").read_text())
+        (folder / "meta.json").write_text(json.dumps({**meta, "run_id": run_id}))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.query_params["runs"] = ",".join(ids[:3])  # three runs picked
+    open_page(at, "compare")
+    for picked in (ids[:3], ids[:2], ids[:1], ids[:2]):  # then Back twice and Forward once
+        at.query_params["runs"] = ",".join(picked)
+        at.run(timeout=TIMEOUT)
+        assert not at.exception
+        assert at.query_params.get("runs") == ",".join(picked)
+        assert f"Comparing {len(picked)} of 4 finished runs." in [c.value for c in at.caption]
