@@ -149,7 +149,8 @@ def test_the_readme_says_file_names_and_not_unicode_forms_are_part_of_a_run_id(t
     from leukdash.data.dataset import Dataset
 
     prints = []
-    for name, extension in (("blasté", ".png"), (unicodedata.normalize("NFD", "blasté"), ".png"), ("blasté", ".PNG")):
+    forms = (("blasté", ".png"), (unicodedata.normalize("NFD", "blasté"), ".png"), ("blasté", ".PNG"))
+    for name, extension in forms:
         root = tmp_path / f"{len(prints)}"
         shutil.copytree(tiny_dataset / "HEALTHY", root / "HEALTHY")
         shutil.copytree(tiny_dataset / "ALL", root / name)
