@@ -33,6 +33,12 @@ class RunRefused(RunError):
     (a full disk, an interrupted import, memory run out) stops every run."""
 
 
+class UntrustedModel(RunError):
+    """A model file leukdash will not load, as loading it could run code: a pickle of an earlier version
+    (until `trust-models` converts it) or a file holding a type leukdash never writes. Not damage: it
+    is left in place, for the user to decide."""
+
+
 class RunsFailed(RunError):
     """Runs of several that were refused (:class:`RunRefused`), the others computed and stored.
 

@@ -549,9 +549,9 @@ RUN_FILE_CASES = [
     ("fold JSON garbage bytes", "folds/fold_2.json", _garbage, [2]),
     ("meta.json truncated", "meta.json", _truncate, []),
     ("summary.json garbage bytes", "summary.json", _garbage, []),
-    ("model .joblib truncated", "models/fold_0.joblib", _truncate, [0]),
-    ("model .joblib garbage bytes", "models/fold_2.joblib", _garbage, [2]),
-    ("model .joblib deleted", "models/fold_1.joblib", _delete, [1]),
+    ("model .skops truncated", "models/fold_0.skops", _truncate, [0]),
+    ("model .skops garbage bytes", "models/fold_2.skops", _garbage, [2]),
+    ("model .skops deleted", "models/fold_1.skops", _delete, [1]),
 ]
 for _name, _file_name, _damage, _recomputed in RUN_FILE_CASES:
     _what = f"fold {_recomputed[0]} recomputed" if _recomputed else "rewritten, no fold recomputed"
@@ -601,17 +601,17 @@ for _name, _pattern, _damage, _changes in CACHE_CASES:
     case(_name, "rebuilt on the next run, which succeeds")(_cache_damage(_pattern, _damage, **_changes))
 
 
-@case("predict with a truncated .joblib", "exit 2, one line naming the model and the command; fold moved aside")
-def _predict_damaged_joblib(folder: Path) -> str:
+@case("predict with a truncated .skops", "exit 2, one line naming the model and the command; fold moved aside")
+def _predict_damaged_skops(folder: Path) -> str:
     dataset, config, first = _finished_run(folder)
-    model = folder / "artifacts" / "runs" / first["run_id"] / "models" / "fold_1.joblib"
+    model = folder / "artifacts" / "runs" / first["run_id"] / "models" / "fold_1.skops"
     _truncate(model)
     code, out, err = _cli("predict", first["run_id"], str(dataset / "ALL" / "all0.png"))
-    line = _one_error_line(err, "models/fold_1.joblib is damaged or missing", "python -m leukdash run --config-file")
+    line = _one_error_line(err, "models/fold_1.skops is damaged or missing", "python -m leukdash run --config-file")
     assert code == 2 and out == ""
     # Asked again, with the fold's whole record now moved aside: still the model, not the record.
     again = _cli("predict", first["run_id"], str(dataset / "ALL" / "all0.png"))
-    assert again[0] == 2 and _one_error_line(again[2], "models/fold_1.joblib is damaged", "--config-file") == line
+    assert again[0] == 2 and _one_error_line(again[2], "models/fold_1.skops is damaged", "--config-file") == line
     # The command the message gives recomputes exactly that fold, and prediction works again.
     command = line.split("`")[1].split()[3:]
     code, out, err = _cli(*command, "--n-jobs", "1", "--json", "--quiet")

@@ -238,11 +238,11 @@ def _disk_full_mid_run(folder: Path) -> str:
         code, out, err = _cli(*_run_args(dataset, "--json"))
     finally:
         atomic.os.fsync = real_fsync
-    line = _one_error_line(err, "fold_2.joblib", "no space left on the device")
+    line = _one_error_line(err, "fold_2.skops", "no space left on the device")
     assert code == 2 and out == ""
     assert [p.name for p in artifacts.rglob("*") if ".partial" in p.name or p.name.endswith(".tmp")] == []
     [run_dir] = (artifacts / "runs").iterdir()
-    assert RunStore().completed_folds(run_dir.name, 3) == [0, 1] and not (run_dir / "models" / "fold_2.joblib").exists()
+    assert RunStore().completed_folds(run_dir.name, 3) == [0, 1] and not (run_dir / "models" / "fold_2.skops").exists()
     code, out, err = _cli(*_run_args(dataset, "--json"))
     assert code == 0 and json.loads(out)["computed_folds"] == [2], err
     return line.replace(str(folder), "TMP") + "; the next run computes fold 3 only"
@@ -333,7 +333,7 @@ kind, dataset = sys.argv[1], Path(sys.argv[2])
 if kind == "fold record":
     RunStore().write_fold("nb-1", 0, {"val_acc": 1.0, "oof": list(range(5000))})
 elif kind == "model file":
-    _write_model(RunStore().model_path("nb-1", 0, "joblib"), os.urandom(300_000))
+    _write_model(RunStore().model_path("nb-1", 0, "skops"), os.urandom(300_000))
 elif kind == "array cache":
     load_arrays(Dataset.from_folder(dataset), 64)
 elif kind == "feature cache":
@@ -344,7 +344,7 @@ elif kind == "final model":  # saved by the trainer itself, straight into the st
     from leukdash.config import RunConfig
     from leukdash.engine.training import _save_model
     model = make_pipeline(GaussianNB()).fit(np.random.default_rng(0).random((500, 40)), np.arange(500) % 2)
-    _save_model(RunConfig(model="nb"), model, RunStore().run_dir("nb-1") / "models" / "final.joblib")
+    _save_model(RunConfig(model="nb"), model, RunStore().run_dir("nb-1") / "models" / "final.skops")
 """
 
 

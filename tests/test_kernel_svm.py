@@ -21,7 +21,7 @@ def _folds(config: RunConfig, tmp_path, monkeypatch, svm_class) -> list[dict]:
     inputs = fold_inputs(config, resolve(config).dataset)
     results = []
     for fold in inputs.fold_ids:
-        result = run_fold(config, inputs, fold, model_path=tmp_path / f"{svm_class.__name__}{fold}.joblib")
+        result = run_fold(config, inputs, fold, model_path=tmp_path / f"{svm_class.__name__}{fold}.skops")
         results.append({key: value for key, value in result.items() if key != "seconds"})
     return results
 

@@ -111,7 +111,7 @@ def test_classic_pipeline_scales_its_input():
 
 
 def test_a_pixel_knn_is_stored_as_uint8_pixels_and_predicts_the_same(tmp_path):
-    import joblib
+    import skops.io
 
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, (120, 48, 48, 3), dtype=np.uint8)
@@ -120,21 +120,17 @@ def test_a_pixel_knn_is_stored_as_uint8_pixels_and_predicts_the_same(tmp_path):
     for feature_set in ("pixels", "features"):
         model = classic.make_classifier("knn", feature_set).fit(classic.featurize(images, feature_set), labels)
         features = classic.featurize(queries, feature_set)
-        classic.save(model, tmp_path / f"{feature_set}.joblib")
-        joblib.dump(model, tmp_path / f"{feature_set}.plain.joblib")
-        loaded = classic.load(tmp_path / f"{feature_set}.joblib")
+        classic.save(model, tmp_path / f"{feature_set}.skops")
+        skops.io.dump(model, tmp_path / f"{feature_set}.plain.skops")
+        loaded = classic.load(tmp_path / f"{feature_set}.skops", "r1")
         fitted = model.named_steps["classify"]._fit_X
         assert loaded.named_steps["classify"]._fit_X.dtype == fitted.dtype
         assert np.array_equal(loaded.named_steps["classify"]._fit_X, fitted)  # bit for bit
         assert np.array_equal(loaded.predict_proba(features), model.predict_proba(features))
         assert model.named_steps["classify"]._fit_X is fitted  # saving left the fitted model whole
     # The float32 training set (4 bytes a value) is stored as uint8 pixels, compressed.
-    packed, plain = (tmp_path / "pixels.joblib").stat().st_size, (tmp_path / "pixels.plain.joblib").stat().st_size
+    packed, plain = (tmp_path / "pixels.skops").stat().st_size, (tmp_path / "pixels.plain.skops").stat().st_size
     assert packed < plain / 3.5
-    # A model saved by a plain joblib.dump, as older runs were, still loads.
-    pixel_model, pixel_queries = joblib.load(tmp_path / "pixels.plain.joblib"), classic.featurize(queries, "pixels")
-    assert np.array_equal(classic.load(tmp_path / "pixels.plain.joblib").predict_proba(pixel_queries),
-                          pixel_model.predict_proba(pixel_queries))
 
 
 def test_classic_rejects_unknown_names():

@@ -339,7 +339,7 @@ def test_a_lodo_run_whose_folds_trained_on_other_images_is_not_resumed(subjects)
     store.fold_path(run_id, 0).unlink()  # killed before its last fold
     stored = store.read_fold(run_id, 1)
     assert stored["held_out"] == "tiny" and stored["n_train"] == 40
-    store.write_fold(run_id, 1, {**stored, "n_train": 37}, store.model_path(run_id, 1, "joblib"))
+    store.write_fold(run_id, 1, {**stored, "n_train": 37}, store.model_path(run_id, 1, "skops"))
     with pytest.raises(RunError, match=rf"^run {run_id}: its stored fold 2 trained on 37 images, that fold trains on "
                                        r"40 now \(.*\); resuming it would mix two training rules in one run: start it "
                                        r"afresh by deleting its folder \S+$"):

@@ -231,9 +231,9 @@ def test_a_long_lived_process_predicts_as_a_fresh_one_after_a_fold_is_deleted_el
     image = next(tiny_dataset.glob("*/*.png"))
     assert predict_files(run_id, [image])[0]["n_folds"] == 2
     folder = RunStore().run_dir(run_id)
-    (folder / "models" / "fold_1.joblib").unlink()
+    (folder / "models" / "fold_1.skops").unlink()
     (folder / "folds" / "fold_1.json").unlink()
-    with pytest.raises(RunError, match="fold_1.joblib is damaged or missing"):
+    with pytest.raises(RunError, match="fold_1.skops is damaged or missing"):
         predict_files(run_id, [image])
     shutil.rmtree(folder)
     with pytest.raises(RunError, match="is not a finished run"):

@@ -123,8 +123,8 @@ def test_meta_summary_and_model_path():
     # Only a name: a reader asking where a model lives makes no folder (a page's warm-up thread
     # made runs/<id>/models/ appear in a store it never ran in).
     assert path == store.run_dir("r1") / "models" / "fold_2.keras" and not path.parent.exists()
-    assert store.model_path("r9", 0, "joblib").name == "fold_0.joblib" and not store.run_dir("r9").exists()
-    assert store.model_path("r1", 2, "joblib").name == "fold_2.joblib"
+    assert store.model_path("r9", 0, "skops").name == "fold_0.skops" and not store.run_dir("r9").exists()
+    assert store.model_path("r1", 2, "skops").name == "fold_2.skops"
 
 
 @pytest.mark.parametrize("bad", ["../escape", "a/b", "", ".hidden"])

@@ -157,7 +157,7 @@ def test_a_member_losing_a_file_while_its_ensemble_is_stored_is_named(tiny_datas
 
     def vote_then_lose_a_model(*args):
         folds = voted(*args)
-        (RunStore().run_dir(members[1]) / "models" / "fold_1.joblib").unlink()  # `rm` from another terminal
+        (RunStore().run_dir(members[1]) / "models" / "fold_1.skops").unlink()  # `rm` from another terminal
         return folds
 
     monkeypatch.setattr(ensemble, "ensemble_folds", vote_then_lose_a_model)

@@ -117,7 +117,7 @@ FOLD_SHAPES = {
     "a list": lambda record: [],
     "empty": lambda record: {},
     "result a list": lambda record: {**record, "result": [1], "checksum": checksum([1])},
-    "model entry a text": lambda record: {**record, "model": "fold_1.joblib"},
+    "model entry a text": lambda record: {**record, "model": "fold_1.skops"},
 }
 
 
@@ -247,7 +247,7 @@ def test_a_lost_fold_model_makes_the_run_partial_in_the_listing_as_in_the_loadin
     run_id = stored(template)
     store = RunStore()
     assert [entry["status"] for entry in store.list_runs()] == ["complete"]  # its models' hashes now known
-    MODEL_DAMAGE[damage](store.run_dir(run_id) / "models" / "fold_1.joblib")
+    MODEL_DAMAGE[damage](store.run_dir(run_id) / "models" / "fold_1.skops")
     [entry] = store.list_runs()
     assert (entry["status"], entry["n_folds_done"]) == ("partial", 1)
     assert load_result(run_id) is None
@@ -272,13 +272,13 @@ def test_the_likely_wrong_check_of_loaded_models_names_the_lost_model_as_a_fresh
     run_id = stored(template)
     image = np.zeros((40, 40, 3), np.uint8)
     predict.predict_images(run_id, [image])  # this process now holds the run's models
-    (RunStore().run_dir(run_id) / "models" / "fold_1.joblib").unlink()
+    (RunStore().run_dir(run_id) / "models" / "fold_1.skops").unlink()
     with pytest.raises(RunError) as lost:
         own_confidence(run_id)
     with pytest.raises(RunError) as fresh:
         predict.FoldEnsemble(run_id)
     assert str(lost.value) == str(fresh.value) and "\n" not in str(lost.value)
-    assert f"run {run_id}: the saved model models/fold_1.joblib is damaged or missing" in str(lost.value)
+    assert f"run {run_id}: the saved model models/fold_1.skops is damaged or missing" in str(lost.value)
     with pytest.raises(RunError) as answer:  # the loaded models are not used once their files changed
         predict.predict_images(run_id, [image])
     assert str(answer.value) == str(fresh.value)
@@ -292,14 +292,14 @@ def test_an_intact_model_that_this_process_cannot_load_is_said_and_its_fold_is_k
     run_id = stored(template)
     folds = sorted((RunStore().run_dir(run_id) / "folds").iterdir())
 
-    def short_of_memory(path):
+    def short_of_memory(path, run_id):
         raise MemoryError()
 
     loads = classic.load
     monkeypatch.setattr(classic, "load", short_of_memory)
     with pytest.raises(RunError) as failed:
         predict.FoldEnsemble(run_id)
-    assert str(failed.value) == (f"run {run_id}: the model fold_0.joblib is intact but cannot be loaded here "
+    assert str(failed.value) == (f"run {run_id}: the model fold_0.skops is intact but cannot be loaded here "
                                  "(MemoryError): often too little memory (ulimit -v, a container's limit); nothing "
                                  "was changed, try again with more")
     assert sorted((RunStore().run_dir(run_id) / "folds").iterdir()) == folds
@@ -307,7 +307,7 @@ def test_an_intact_model_that_this_process_cannot_load_is_said_and_its_fold_is_k
     assert len(predict.FoldEnsemble(run_id).models) == len(folds)
 
 
-def interrupted_load(path):
+def interrupted_load(path, run_id=None):
     """A Ctrl-C that lands inside numpy or joblib code and comes out as another error."""
     try:
         raise KeyboardInterrupt
@@ -372,7 +372,7 @@ def test_the_pages_show_the_whole_runs_beside_damaged_ones(isolated_artifacts, t
     runs = RunStore().root
     edited(runs / stored(SHIPPED_NB, "nb-empty-meta") / "meta.json", lambda meta: {})
     edited(runs / stored(SHIPPED_NB, "nb-list-summary") / "summary.json", lambda summary: [1, 2])
-    (runs / stored(SHIPPED_NB, "nb-lost-model") / "models" / "fold_2.joblib").unlink()
+    (runs / stored(SHIPPED_NB, "nb-lost-model") / "models" / "fold_2.skops").unlink()
     at = AppTest.from_file(str(APP), default_timeout=120).run()
     for page in ("overview", "experiments", "compare", "predict"):
         at.switch_page(f"pages/{page}.py").run()
@@ -392,7 +392,7 @@ def _compare_results(run_ids):
 def test_a_run_that_stopped_being_whole_after_the_listing_is_left_out_with_a_caption(isolated_artifacts, fresh_caches):
     """The run list is cached for seconds: a run listed complete may have lost a model since."""
     good, lost = stored(SHIPPED_NB), stored(SHIPPED_NB, "nb-lost-model")
-    (RunStore().run_dir(lost) / "models" / "fold_2.joblib").unlink()
+    (RunStore().run_dir(lost) / "models" / "fold_2.skops").unlink()
     at = AppTest.from_function(_compare_results, args=([good, lost],), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
     assert [m.value for m in at.markdown] == [f"loaded: {[good]}"]

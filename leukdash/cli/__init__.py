@@ -313,6 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     refit.add_argument("--json", action="store_true")
     refit.set_defaults(handler=cmd.refit)
 
+    trust = commands.add_parser("trust-models", help="convert the pickled models of earlier versions to skops files "
+                                "(loading a pickle runs code: only for a store you trust)")
+    trust.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="the runs to convert (default: every run)")
+    trust.set_defaults(handler=cmd.trust_models)
+
     external = commands.add_parser("external-report",
                                    help="write the report's External validity section (runs are read, not trained)")
     external.add_argument("--out", type=_path("the report folder"),

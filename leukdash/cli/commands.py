@@ -323,6 +323,14 @@ def refit(args) -> int:
     return 0
 
 
+def trust_models(args) -> int:
+    from leukdash.engine.trust_models import trust_models
+
+    converted = trust_models(args.run_ids)
+    print("\n".join(converted) if converted else "no pickled model to convert")
+    return 0
+
+
 def external_report(args) -> int:
     from leukdash.reporting.external_report import update_report
     from leukdash.reporting.reproduce import full_out

@@ -453,7 +453,8 @@ class RunStore:
         return None
 
 
-_MODEL_FILE = re.compile(r"\Afold_\d+\.(keras|joblib)\Z")
+# .joblib: a pickle of an earlier version, kept (not damaged) until `trust-models` converts it.
+_MODEL_FILE = re.compile(r"\Afold_\d+\.(keras|skops|joblib)\Z")
 _DAMAGED = object()  # what a file that is not JSON reads as
 _MISSING_META = ("its meta.json is missing or damaged (a damaged one is kept beside it as meta.json.damaged-*); "
                  "launching its settings again computes the run anew")

@@ -25,7 +25,8 @@ from leukdash.paths import artifacts_root
 
 
 def model_suffix(config: RunConfig) -> str:
-    return "keras" if config.is_cnn else "joblib"
+    """A model file's suffix: a Keras archive, or a classic pipeline in skops (see :func:`classic.save`)."""
+    return "keras" if config.is_cnn else "skops"
 
 
 def derived_seed(*parts: int) -> int:

@@ -29,7 +29,8 @@ import numpy as np
 
 from leukdash.config import RunConfig
 from leukdash.data.decode import decode_image, frames_note
-from leukdash.errors import DatasetError, ImageDecodeError, LeukdashError, RunError, raise_interrupt_behind
+from leukdash.errors import (DatasetError, ImageDecodeError, LeukdashError, RunError, UntrustedModel,
+                             raise_interrupt_behind)
 from leukdash.paths import error_line, printable
 from leukdash.data.preprocess import prepare_images
 from leukdash.data.squares import square_resize
@@ -122,7 +123,9 @@ class FoldEnsemble(_Voting):
             model, failure = None, None
             if store.read_fold(run_id, fold) is not None:
                 try:
-                    model = _load_model(path, self.config.is_cnn)
+                    model = _load_model(path, run_id, self.config.is_cnn)
+                except UntrustedModel:
+                    raise  # not damage: the user decides, nothing is moved aside
                 except Exception as error:  # noqa: BLE001 - unpickling and Keras raise many kinds
                     raise_interrupt_behind(error)  # a Ctrl-C, not a damaged fold: nothing is discarded
                     failure = error
@@ -202,7 +205,9 @@ def _final_model(run_id: str, config: RunConfig, store: RunStore):
 
     require_final(run_id, store)
     try:
-        return _load_model(final_model_path(run_id, config, store), config.is_cnn)
+        return _load_model(final_model_path(run_id, config, store), run_id, config.is_cnn)
+    except UntrustedModel:
+        raise
     except Exception as error:  # noqa: BLE001 - unpickling and Keras raise many kinds
         raise_interrupt_behind(error)
         raise RunError(f"run {run_id}: its final model cannot be loaded ({error_line(error)}); if memory is not "
@@ -236,16 +241,17 @@ class RunEnsemble(_Voting):
         return adapted
 
 
-def _load_model(path: Path, is_cnn: bool):
-    """The model saved at ``path``; raises whatever loading it raised (a damaged file, or a
-    process short of memory: the caller tells which)."""
+def _load_model(path: Path, run_id: str, is_cnn: bool):
+    """The model saved at ``path`` in run ``run_id``; raises :class:`UntrustedModel` for a file
+    leukdash does not load, else whatever loading it raised (a damaged file, or a process short
+    of memory: the caller tells which)."""
     if is_cnn:
         from leukdash.models import cnn
 
         return cnn.load_model(path)
     from leukdash.models import classic
 
-    return classic.load(path)
+    return classic.load(path, run_id)
 
 
 def ensemble(run_id: str, store: RunStore | None = None, final: bool = False) -> FoldEnsemble | RunEnsemble:

@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from leukdash.config import CLASSIC_MODELS, FEATURE_SETS
-from leukdash.errors import ConfigError, RunRefused
+from leukdash.errors import ConfigError, RunRefused, UntrustedModel
 from leukdash.models.features import extract_features, pixel_features
 from leukdash.models.kernel_svm import KernelSVC
 
@@ -73,8 +73,18 @@ def featurize(images: np.ndarray, feature_set: str) -> np.ndarray:
     raise ConfigError(f"feature_set must be one of {', '.join(FEATURE_SETS)}, got {feature_set!r}")
 
 
+# The types skops does not trust by default that the pipelines above are made of (checked with
+# skops.io.get_untrusted_types on every model on pixels and on features). A model file is loaded
+# only as these: any other type in it (a forged or foreign file) is refused before it is built.
+TRUSTED_TYPES = ("leukdash.models.classic._PackedNeighbours", "leukdash.models.kernel_svm.KernelSVC",
+                 "sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration",
+                 "sklearn.tree._tree.Tree")
+# The suffix of the pickles earlier versions wrote (loaded only by `trust-models`, which converts them).
+LEGACY_SUFFIX = ".joblib"
+
+
 def save(model: Pipeline, path) -> None:
-    """Write a fitted pipeline with joblib (compressed).
+    """Write a fitted pipeline with skops (compressed), which loads back only the types it is told to trust.
 
     A k-NN on raw pixels keeps its whole scaled training set as float32 (about 20 MB per fold at
     x8 augmentation). Those values are the training pixels, uint8 at ``PIXEL_SIZE``, divided
@@ -82,19 +92,49 @@ def save(model: Pipeline, path) -> None:
     same arithmetic, bit for bit (checked before anything is dropped), so predictions are
     unchanged.
     """
+    import zipfile
+
+    import skops.io
+
+    skops.io.dump(_packed(model), path, compression=zipfile.ZIP_DEFLATED)
+
+
+def load(path, run_id: str) -> Pipeline:
+    """A pipeline written by :func:`save`, in run ``run_id``'s store.
+
+    Raises
+    ------
+    UntrustedModel
+        When the file holds a type :func:`save` never writes, or only a pickle of an earlier
+        version lies there (loading either could run code). Nothing is moved: it is not damage.
+    """
+    import skops.io
+    from pathlib import Path
+
+    path = Path(path)
+    legacy = path.with_suffix(LEGACY_SUFFIX)
+    if not path.exists() and legacy.is_file():
+        raise UntrustedModel(f"run {run_id}: models/{legacy.name} is a pickle written by an earlier leukdash "
+                             "version, and loading a pickle runs any code it holds; if you trust this store, "
+                             f"`python -m leukdash trust-models {run_id}` converts it")
+    untrusted = sorted(set(skops.io.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
+    if untrusted:
+        raise UntrustedModel(f"run {run_id}: models/{path.name} holds {', '.join(untrusted)}, a type leukdash "
+                             "never writes, so it is not loaded (it may run code): remove the run unless you "
+                             "know where the file came from")
+    return _unpacked(skops.io.load(path, trusted=list(TRUSTED_TYPES)))
+
+
+def load_pickle(path) -> Pipeline:
+    """A pipeline an earlier version pickled with joblib. Runs any code the file holds: only for
+    `trust-models`, on the user's word that the store is trusted."""
     import joblib
 
-    joblib.dump(_packed(model), path, compress=3)
+    return _unpacked(joblib.load(path))
 
 
-def load(path) -> Pipeline:
-    """A pipeline written by :func:`save` (or by a plain ``joblib.dump``, as older runs were)."""
-    import joblib
-
-    model = joblib.load(path)
-    if isinstance(model, _PackedNeighbours):
-        model = model.unpack()
-    return model
+def _unpacked(model) -> Pipeline:
+    return model.unpack() if isinstance(model, _PackedNeighbours) else model
 
 
 class _PackedNeighbours:

@@ -1,0 +1,66 @@
+"""``trust-models``: convert the classic models earlier versions pickled (``models/*.joblib``) to skops files.
+
+Loading a pickle runs whatever code it holds, so leukdash loads none (:func:`leukdash.models.classic.load`
+refuses them); a user who trusts a store converts its pickles once, with this. Each converted model's
+record (its fold's ``folds/fold_<i>.json``, or ``final.json``) is rewritten with the new file's name and
+sha256, so every check of the store passes as before. The pickle is then removed: nothing reads it any
+more, and anything that did would run its code.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from leukdash.atomic import write_atomic
+from leukdash.engine.final import final_record
+from leukdash.engine.store import RunStore, file_sha256, read_json, write_json_atomic
+from leukdash.errors import RunError
+from leukdash.models import classic
+
+_FOLD_PICKLE = re.compile(r"\Afold_(\d+)\.joblib\Z")
+
+
+def trust_models(run_ids: list[str], store: RunStore | None = None) -> list[str]:
+    """Convert the pickled models of the runs ``run_ids`` (of every run in the store when empty) whose
+    records name them, intact; one line per converted file."""
+    store = store or RunStore()
+    if not run_ids:
+        run_ids = sorted({path.parent.parent.name for path in store.root.glob("*/models/*.joblib")})
+    for run_id in run_ids:
+        if not store.exists(run_id):
+            raise RunError(f"run {run_id} is not in the store {store.root}: `python -m leukdash runs` lists its runs")
+    converted = []
+    for run_id in run_ids:
+        with store.lock(run_id):
+            for pickle in sorted((store.run_dir(run_id) / "models").glob("*.joblib")):
+                if _convert(run_id, pickle, store):
+                    converted.append(f"run {run_id}: models/{pickle.name} -> models/{pickle.stem}.skops")
+    return converted
+
+
+def _convert(run_id: str, pickle: Path, store: RunStore) -> bool:
+    """Convert one pickle when its fold's record (or ``final.json``) names it and it is intact; whether it was.
+    Another pickle is no model of the run: it is left alone, and nothing loads it."""
+    matched = _FOLD_PICKLE.match(pickle.name)
+    fold = int(matched.group(1)) if matched else None
+    if fold is not None:
+        result = store.read_fold(run_id, fold)  # checks the pickle's sha256 against the record
+        named = None if result is None else read_json(store.fold_path(run_id, fold)).get("model")
+        # A fold stored before model hashes were recorded names no file: its pickle is its model.
+        if result is None or (named is not None and named["file"] != pickle.name):
+            return False
+    else:
+        record = final_record(run_id, store)
+        if record is None or record["file"] != pickle.name:
+            return False
+    skops_path = pickle.with_suffix(".skops")
+    model = classic.load_pickle(pickle)
+    write_atomic(skops_path, lambda tmp: classic.save(model, tmp))
+    if fold is not None:
+        store.write_fold(run_id, fold, result, model=skops_path)
+    else:
+        write_json_atomic(store.run_dir(run_id) / "final.json",
+                          {**record, "file": skops_path.name, "sha256": file_sha256(skops_path)})
+    pickle.unlink()
+    return True

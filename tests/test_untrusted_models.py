@@ -1,0 +1,124 @@
+"""Model files are loaded only as the types leukdash writes: a forged file, or a pickle of an earlier version
+(until `trust-models` converts it), is refused with one line and runs nothing; nothing is moved aside."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leukdash.cli import main
+from leukdash.config import RunConfig
+from leukdash.engine.runner import run
+from leukdash.engine.store import RunStore
+from leukdash.errors import UntrustedModel
+from leukdash.evaluation.predict import predict_files
+from leukdash.models import classic
+
+MARKER = Path("/tmp/leukdash-untrusted-model-ran")
+
+
+class Forged:
+    """An object whose loading runs code: skops builds it with ``__setstate__``, a pickle with ``__reduce__``."""
+
+    def __setstate__(self, state):
+        MARKER.write_text("ran")
+
+    def __reduce__(self):
+        return (MARKER.write_text, ("ran",))
+
+
+@pytest.fixture
+def marker():
+    MARKER.unlink(missing_ok=True)
+    yield MARKER
+    MARKER.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("model", ["nb", "svm", "knn", "dt"])
+@pytest.mark.parametrize("feature_set", ["pixels", "features"])
+def test_every_classic_model_predicts_the_same_through_save_and_load(model, feature_set, tmp_path):
+    rng = np.random.default_rng(1)
+    images, labels = rng.integers(0, 256, (24, 16, 16, 3), dtype=np.uint8), np.arange(24) % 2
+    features = classic.featurize(images, feature_set)
+    fitted = classic.make_classifier(model, feature_set).fit(features, labels)
+    classic.save(fitted, tmp_path / "fold_0.skops")
+    loaded = classic.load(tmp_path / "fold_0.skops", "r1")
+    assert np.array_equal(loaded.predict_proba(features), fitted.predict_proba(features))
+
+
+def test_a_model_file_holding_another_type_is_refused_and_runs_nothing(tmp_path, marker):
+    import skops.io
+
+    skops.io.dump({"model": Forged()}, tmp_path / "fold_0.skops")
+    with pytest.raises(UntrustedModel) as refused:
+        classic.load(tmp_path / "fold_0.skops", "r1")
+    assert str(refused.value).startswith("run r1: models/fold_0.skops holds ") and "Forged" in str(refused.value)
+    assert not marker.exists()
+
+
+def _rehashed(run_id: str, fold: int, file: Path) -> None:
+    """Point the fold's record at ``file`` with its sha256, as a forger (or an earlier version) would."""
+    record_path = RunStore().fold_path(run_id, fold)
+    record = json.loads(record_path.read_text())
+    record["model"] = {"file": file.name, "sha256": hashlib.sha256(file.read_bytes()).hexdigest()}
+    record_path.write_text(json.dumps(record))
+
+
+@pytest.fixture
+def knn_run(tiny_dataset):
+    return run(RunConfig(dataset=str(tiny_dataset), model="knn", image_size=16, augment_factor=1, folds=2),
+               n_jobs=1)["run_id"]
+
+
+def test_predict_refuses_a_forged_model_with_one_line_and_keeps_the_fold(knn_run, tiny_dataset, marker, capsys):
+    import skops.io
+
+    model = RunStore().model_path(knn_run, 0, "skops")
+    skops.io.dump(Forged(), model)
+    _rehashed(knn_run, 0, model)
+    image = next(tiny_dataset.glob("*/*.png"))
+    assert main(["predict", knn_run, str(image)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and f"run {knn_run}: models/fold_0.skops holds " in error and "Forged" in error
+    assert not marker.exists()
+    assert RunStore().read_fold(knn_run, 0) is not None and model.is_file()  # not damage: nothing moved aside
+
+
+def test_a_pickle_of_an_earlier_version_is_refused_until_trust_models_converts_it(knn_run, tiny_dataset, marker,
+                                                                                   capsys):
+    import joblib
+
+    store, image = RunStore(), next(tiny_dataset.glob("*/*.png"))
+    before = predict_files(knn_run, [image])[0]["probabilities"]
+    for fold in (0, 1):  # the store an earlier version wrote: its models pickled, as fold_<i>.joblib
+        skops_path = store.model_path(knn_run, fold, "skops")
+        pickle = skops_path.with_suffix(".joblib")
+        joblib.dump(classic.load(skops_path, knn_run), pickle)
+        skops_path.unlink()
+        _rehashed(knn_run, fold, pickle)
+    assert main(["predict", knn_run, str(image)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: run {knn_run}: models/fold_0.joblib is a pickle written by an earlier leukdash version, and "
+        "loading a pickle runs any code it holds; if you trust this store, "
+        f"`python -m leukdash trust-models {knn_run}` converts it")
+    assert store.read_fold(knn_run, 0) is not None  # kept: the user decides
+    assert main(["trust-models", knn_run]) == 0
+    assert f"run {knn_run}: models/fold_1.joblib -> models/fold_1.skops" in capsys.readouterr().out
+    assert not list((store.run_dir(knn_run) / "models").glob("*.joblib"))
+    assert predict_files(knn_run, [image])[0]["probabilities"] == before
+
+
+def test_a_forged_pickle_in_place_of_a_model_runs_nothing(knn_run, tiny_dataset, marker, capsys):
+    """The finding: a received store's fold_0.joblib whose ``__reduce__`` runs code, its sha256 rewritten."""
+    import pickle
+
+    store = RunStore()
+    forged = store.run_dir(knn_run) / "models" / "fold_0.joblib"
+    forged.write_bytes(pickle.dumps(Forged()))
+    store.model_path(knn_run, 0, "skops").unlink(missing_ok=True)
+    _rehashed(knn_run, 0, forged)
+    assert main(["predict", knn_run, str(next(tiny_dataset.glob("*/*.png")))]) == 2
+    assert "models/fold_0.joblib is a pickle written by an earlier leukdash version" in capsys.readouterr().err
+    assert not marker.exists() and forged.is_file()
