@@ -288,11 +288,11 @@ def test_models_loaded_while_another_process_rewrites_a_fold_are_not_kept_as_the
     store, suffix = RunStore(), model_suffix(config)
     load = predict._load_model
 
-    def load_while_rewritten(path, is_cnn):
+    def load_while_rewritten(path, owner, is_cnn):
         if path == store.model_path(run_id, 1, suffix):  # fold 0 loaded, fold 1 loading: fold 0 replaced
             shutil.copyfile(store.model_path(other, 0, suffix), store.model_path(run_id, 0, suffix))
             store.write_fold(run_id, 0, store.read_fold(other, 0), store.model_path(run_id, 0, suffix))
-        return load(path, is_cnn)
+        return load(path, owner, is_cnn)
 
     monkeypatch.setattr(predict, "_load_model", load_while_rewritten)
     image = next(tiny_dataset.glob("*/*.png"))
