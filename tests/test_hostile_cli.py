@@ -2,7 +2,7 @@
 extreme ensemble weights, malformed scheduler addresses, over-long names, a closed output pipe,
 an ASCII-only terminal, options beside ``--config-file``, an empty dataset name, TIFFs that
 cannot be read, a fold file deleted from a finished run, a sweep grid far too large, a run's training folder
-moved away, JSON nested too deeply, several pictures in one file.
+moved away, JSON nested too deeply, several pictures in one file, model files that run code when loaded.
 
 Cases are registered as in :mod:`test_hostile` (its helpers are reused) and printed by
 ``python -m benchmarks.hostile_table`` with the others.
@@ -309,6 +309,40 @@ def _training_images_tested(folder: Path) -> str:
     assert code == 0 and json.loads(out)["n_images"] == 12, out
     assert err.strip() == f"warning: 2 of 14 image(s) of ds left out: run {run_id} was trained on them (the same " \
         "bytes), so they would score what it remembers", err
+    return line
+
+
+@case("a received run store whose model files run code when loaded: a forged .skops, a pickled .joblib, "
+      "sha256s rewritten", "predict: exit 2, one line naming the run, the file and the type (the pickle: the command "
+      "that converts it); nothing runs, nothing is moved aside")
+def _forged_models(folder: Path) -> str:
+    import pickle
+
+    import skops.io
+
+    from leukdash.engine.store import RunStore
+    from test_untrusted_models import MARKER, Forged, _rehashed
+
+    dataset = _dataset(folder)
+    run_id = json.loads(_cli(*_run_args(dataset, "--json"))[1])["run_id"]
+    models, image = Path(os.environ["LEUKDASH_ARTIFACTS"]) / "runs" / run_id / "models", str(dataset / "ALL/all0.png")
+    MARKER.unlink(missing_ok=True)
+    genuine = (models / "fold_0.skops").read_bytes()
+    skops.io.dump(Forged(), models / "fold_0.skops")
+    _rehashed(run_id, 0, models / "fold_0.skops")
+    code, _, err = _cli("predict", run_id, image)
+    assert code == 2 and not MARKER.exists()
+    line = _one_error_line(err, f"run {run_id}: models/fold_0.skops holds ", "Forged")
+    (models / "fold_0.skops").write_bytes(genuine)
+    _rehashed(run_id, 0, models / "fold_0.skops")
+    (models / "fold_1.skops").unlink()
+    (models / "fold_1.joblib").write_bytes(pickle.dumps(Forged()))  # named as an earlier version named models
+    _rehashed(run_id, 1, models / "fold_1.joblib")
+    code, _, err = _cli("predict", run_id, image)
+    assert code == 2 and not MARKER.exists()
+    _one_error_line(err, "models/fold_1.joblib is a pickle written by an earlier", f"trust-models {run_id}`")
+    assert sorted(p.name for p in models.iterdir()) == ["fold_0.skops", "fold_1.joblib", "fold_2.skops"]
+    assert all(RunStore().read_fold(run_id, fold) for fold in range(3))  # no fold moved aside
     return line
 
 
