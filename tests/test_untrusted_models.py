@@ -91,3 +91,26 @@ def test_a_pickle_of_an_earlier_version_is_refused_until_trust_models_converts_i
     assert not list((store.run_dir(knn_run) / "models").glob("*.joblib"))
     assert predict_files(knn_run, [image])[0]["probabilities"] == before
 
+
+
+def test_trust_models_converts_an_earlier_versions_pickled_final_model(tiny_dataset):
+    import joblib
+
+    from leukdash.engine.final import refit
+    from leukdash.engine.trust_models import trust_models
+    from leukdash.evaluation.predict import ensemble
+
+    run_id = run(RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, augment_factor=1, folds=2),
+                 n_jobs=1)["run_id"]
+    refit(run_id)
+    folder = RunStore().run_dir(run_id)
+    record = json.loads((folder / "final.json").read_text())
+    pickle = folder / "models" / "final.joblib"
+    joblib.dump(classic.load(folder / "models" / record["file"], run_id), pickle)
+    (folder / "models" / record["file"]).unlink()
+    (folder / "final.json").write_text(json.dumps(
+        {**record, "file": pickle.name, "sha256": hashlib.sha256(pickle.read_bytes()).hexdigest()}))
+    with pytest.raises(UntrustedModel, match=f"run {run_id}: models/final.joblib is a pickle written by an earlier"):
+        ensemble(run_id, final=True)
+    assert trust_models([]) == [f"run {run_id}: models/final.joblib -> models/final.skops"]
+    assert len(ensemble(run_id, final=True).models) == 1 and not pickle.exists()
