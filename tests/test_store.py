@@ -322,3 +322,30 @@ def test_a_store_path_that_is_a_symbolic_link_loop_is_one_line(tmp_path):
         assert (said.returncode, said.stdout) == (2, ""), said.stderr
         assert said.stderr == f"error: LEUKDASH_ARTIFACTS {tmp_path / 'loop_a'} is a symbolic link loop: point it " \
                               "at a folder\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops root's override of file permissions (setpriv)")
+@pytest.mark.parametrize("record", ["folds/fold_0.json", "models/fold_0.*"])
+def test_a_fold_record_or_model_this_user_may_not_read_moves_nothing_and_is_said_as_such(record, tiny_dataset):
+    """Another user who may not read a run's fold record or model file is told so by `runs`, `compare` and
+    `predict` alike, and nothing is moved aside: the owner's run stays whole."""
+    import shutil
+
+    shipped = paths.REPO_ROOT / "artifacts" / "runs"
+    store = RunStore()
+    kept, locked = (next(shipped.glob(f"{model}-*")).name for model in ("nb", "knn"))
+    for run_id in (kept, locked):
+        shutil.copytree(shipped / run_id, store.run_dir(run_id))
+    unreadable = next(store.run_dir(locked).glob(record))
+    unreadable.chmod(0)
+    why = (f"its {unreadable.parent.name}/{unreadable.name} cannot be read (permission denied): give this user "
+           "read access to it and to its folder")
+    listed = _as_plain_user("runs")
+    assert (listed.returncode, listed.stderr) == (0, f"note: {locked} is not listed: {why}\n")
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == [kept]
+    for command in (["compare", locked], ["predict", locked, str(next(tiny_dataset.glob("ALL/*.png")))]):
+        said = _as_plain_user(*command)
+        assert (said.returncode, said.stderr) == (2, f"error: run {locked}: {why}\n"), command
+    assert not list(store.root.rglob("*.damaged-*"))
+    unreadable.chmod(0o600)
+    assert [entry["status"] for entry in store.list_runs()] == ["complete", "complete"]

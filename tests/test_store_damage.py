@@ -336,6 +336,28 @@ def test_an_interrupted_load_of_an_unhashed_fold_is_an_interrupt_and_keeps_the_f
     assert sorted((RunStore().run_dir(run_id) / "folds").iterdir()) == folds
 
 
+def test_an_unhashed_fold_whose_model_this_user_may_not_read_is_said_as_such_and_kept(template, monkeypatch):
+    """Folds stored before model hashes are discarded when their model fails to load; a model there that
+    this user may not read is not damaged: the line says so, and every fold stays."""
+    from leukdash.engine.store import UnreadableRecord
+    from leukdash.models import classic
+
+    run_id = stored(template)
+    for record in (RunStore().run_dir(run_id) / "folds").iterdir():
+        edited(record, lambda fold: {key: value for key, value in fold.items() if key != "model"})
+    folds = sorted((RunStore().run_dir(run_id) / "folds").iterdir())
+
+    def as_another_user(path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(classic, "load", as_another_user)
+    with pytest.raises(UnreadableRecord) as said:
+        predict.FoldEnsemble(run_id)
+    assert str(said.value) == (f"run {run_id}: its models/fold_0.joblib cannot be read (permission denied): give "
+                               "this user read access to it and to its folder")
+    assert sorted((RunStore().run_dir(run_id) / "folds").iterdir()) == folds
+
+
 def test_an_interrupted_read_of_a_record_keeps_it_in_place(template, monkeypatch):
     from leukdash.engine import store
 

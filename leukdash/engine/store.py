@@ -18,7 +18,7 @@ a run killed at any moment resumes from the folds it finished; the temporary fil
 that were killed are removed when a process first uses the store. A store that cannot be written
 (read-only) is still read: runs are listed (none counts as running) and caches are skipped. A fold file that fails its checksum, or whose model file is
 missing or no longer has the recorded sha256, is moved aside and counts as missing, so it is
-recomputed. (Folds stored before model hashes were recorded have no ``model`` entry: their
+recomputed; a record or model file there that this user may not read is said as such and moves nothing. (Folds stored before model hashes were recorded have no ``model`` entry: their
 model is checked when it is loaded.) A ``meta.json`` or ``summary.json`` that is valid JSON but
 lacks what its readers use (a hand edit, another version's schema, ``{}``; the shapes are
 :mod:`leukdash.engine.record_shapes`) is damaged in the same way: moved aside, so the run is skipped or partial and every other run still reads.
@@ -252,7 +252,9 @@ class RunStore:
         try:
             found = path.stat()
             return _version_sha256(str(path), found.st_size, found.st_mtime_ns, found.st_ino) == model.get("sha256")
-        except OSError:
+        except OSError as error:
+            if is_unreadable(error):  # there, and this user may not read it: its fold is not damaged
+                raise UnreadableRecord(path, error) from None
             return False
 
     def fold_fault(self, run_id: str, fold: int, model_path: Path) -> Path:
@@ -262,7 +264,7 @@ class RunStore:
         or moved aside whole beside a model that is not the one it names, was moved for its model."""
         record_path = self.fold_path(run_id, fold)
         try:
-            record = read_json(record_path)
+            record = _read_record(record_path)
         except (ValueError, UnicodeDecodeError) as error:
             raise_interrupt_behind(error)
             return record_path
@@ -441,12 +443,10 @@ class RunStore:
         """The JSON content of ``path`` if ``valid(content)``; ``None`` if the file is missing,
         and (the file moved aside) if it is not JSON or not of the shape ``valid`` asks for."""
         try:
-            content = read_json(path)
+            content = _read_record(path)
         except (ValueError, UnicodeDecodeError) as error:
             raise_interrupt_behind(error)  # stopped while reading: the file is not damaged, keep it
             content = _DAMAGED
-        except OSError as error:  # there, and not readable: not damaged, so nothing is moved
-            raise UnreadableRecord(path, error) from None
         if content is None or (content is not _DAMAGED and valid(content)):
             return content
         _quarantine(path)
@@ -467,21 +467,39 @@ _UNSTARTED = frozenset({"progress.jsonl", ".lock"})
 _BEFORE_RECORDS = _UNSTARTED | {JOB_FILE, LOG_FILE, CONFIG_FILE, JOB_LOCK}
 
 
+def _read_record(path: Path):
+    """:func:`read_json` of a run's record; one that is there and cannot be read raises :class:`UnreadableRecord`
+    (not damaged: nothing is moved)."""
+    try:
+        return read_json(path)
+    except OSError as error:
+        raise UnreadableRecord(path, error) from None
+
+
+def is_unreadable(error: BaseException) -> bool:
+    """Whether an error reading a file says that it is there and cannot be read (permission, I/O), not
+    that it is gone: a file gone is damage a run recomputes, one this user may not read must stay."""
+    return isinstance(error, OSError) and error.errno is not None and error.errno not in (errno.ENOENT, errno.ENOTDIR)
+
+
 class UnreadableRecord(RunError):
-    """A record of a run that is there and cannot be read (this user may not read it or its folder):
-    not damaged, so it is left in place, and said as a read failure, not as a read-only store."""
+    """A record or model file of a run that is there and cannot be read (this user may not read it or its
+    folder): not damaged, so it is left in place, and said as a read failure, not as a read-only store."""
 
     def __init__(self, path: Path, error: OSError):
         denied = error.errno in (errno.EACCES, errno.EPERM)
-        self.reason = (f"its {path.parent.name + '/' if path.parent.name == 'folds' else ''}{path.name} cannot be "
+        self.reason = (f"its {path.parent.name + '/' if path.parent.name in _SUBFOLDERS else ''}{path.name} cannot be "
                        f"read ({(error.strerror or str(error)).lower()})"
                        + (": give this user read access to it and to its folder" if denied else ""))
         super().__init__(f"run {_run_of(path)}: {self.reason}")
 
 
+_SUBFOLDERS = ("folds", "models")
+
+
 def _run_of(path: Path) -> str:
-    """The run id of a record's path (``<run>/meta.json`` or ``<run>/folds/fold_<i>.json``)."""
-    return (path.parent.parent if path.parent.name == "folds" else path.parent).name
+    """The run id of a record's path (``<run>/meta.json``, ``<run>/folds/fold_<i>.json`` or a model's)."""
+    return (path.parent.parent if path.parent.name in _SUBFOLDERS else path.parent).name
 
 
 # -- a fold record's shape (the meta's and the summary's: leukdash.engine.record_shapes) ------

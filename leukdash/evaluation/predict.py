@@ -36,7 +36,7 @@ from leukdash.data.preprocess import prepare_images
 from leukdash.data.squares import square_resize
 from leukdash.engine.machine import address_space_refusal
 from leukdash.engine.runner import damaged_fold_message, unfinished_error
-from leukdash.engine.store import RunStore
+from leukdash.engine.store import RunStore, UnreadableRecord, is_unreadable
 from leukdash.engine.training import model_suffix
 from leukdash.evaluation.external_metrics import tied_answers
 from leukdash.evaluation.support import AnswerSupport, answer_support
@@ -129,6 +129,8 @@ class FoldEnsemble(_Voting):
                 except Exception as error:  # noqa: BLE001 - unpickling and Keras raise many kinds
                     raise_interrupt_behind(error)  # a Ctrl-C, not a damaged fold: nothing is discarded
                     failure = error
+            if is_unreadable(failure):  # there, and this user may not read it: not damaged, nothing is moved
+                raise UnreadableRecord(path, failure)
             if failure is not None and store.model_hashed(run_id, fold):
                 # The file holds the bytes its fold saved: it is sound, and this process could not
                 # load it (memory, a library). Moving the fold aside would lose it for nothing.
