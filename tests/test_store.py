@@ -147,7 +147,7 @@ def test_list_runs_status_and_order():
     store.write_meta("old", _meta("old", created=100.0))
     store.write_fold("old", 0, RESULT)
     store.write_fold("old", 1, RESULT)
-    store.write_summary("old", {"val_acc": {"mean": 0.8}})
+    store.write_summary("old", {"val_acc": {"mean": 0.8125}})  # what its two folds say
     store.write_meta("mid", _meta("mid", created=200.0))  # fold 1 never computed
     store.write_fold("mid", 0, RESULT)
     store.write_meta("new", _meta("new", created=300.0))
@@ -159,7 +159,7 @@ def test_list_runs_status_and_order():
     assert [(r["run_id"], r["status"], r["n_folds_done"]) for r in runs] == [
         ("new", "running", 0), ("mid", "partial", 1), ("old", "complete", 2),
     ]
-    assert runs[2]["summary"] == {"val_acc": {"mean": 0.8}} and runs[1]["summary"] is None
+    assert runs[2]["summary"] == {"val_acc": {"mean": 0.8125}} and runs[1]["summary"] is None
     assert runs[0]["meta"]["created"] == 300.0
 
 

@@ -113,6 +113,30 @@ def test_a_summary_of_the_wrong_shape_makes_the_run_partial(template, shape):
     assert load_result(damaged) is None
 
 
+FORGED_SUMMARIES = {
+    "a higher mean": lambda summary: {**summary, "val_acc": {**summary["val_acc"], "mean": 0.97}},
+    "no spread": lambda summary: {**summary, "balanced_acc": {**summary["balanced_acc"], "std": 0.0}},
+    "a better worst fold": lambda summary: {**summary, "macro_f1": {**summary["macro_f1"], "min": 0.99}},
+    "a metric no fold has": lambda summary: {**summary, "auc": {"mean": 0.99}},
+}
+
+
+@pytest.mark.parametrize("forgery", list(FORGED_SUMMARIES))
+def test_a_summary_its_folds_do_not_say_is_damaged_and_computed_again(template, tiny_dataset, forgery):
+    """A summary is derived from the fold records (which carry checksums): a forged or stale one is never
+    shown as the run's result; it is moved aside, and launching the run again computes it from the folds."""
+    run_id = stored(template)
+    folder = RunStore().run_dir(run_id)
+    true = json.loads((folder / "summary.json").read_text())
+    edited(folder / "summary.json", FORGED_SUMMARIES[forgery])
+    [entry] = RunStore().list_runs()
+    assert (entry["status"], entry["summary"], entry["n_folds_done"]) == ("partial", None, 2)
+    assert load_result(run_id) is None and len(list(folder.glob("summary.json.damaged-*"))) == 1
+    config = RunConfig.from_dict(json.loads((folder / "meta.json").read_text())["config"])
+    assert run(config, n_jobs=1)["summary"] == true
+    assert [entry["status"] for entry in RunStore().list_runs()] == ["complete"]
+
+
 FOLD_SHAPES = {
     "a list": lambda record: [],
     "empty": lambda record: {},

@@ -53,6 +53,49 @@ def is_summary(summary) -> bool:
             and isinstance(per_source, dict) and all(isinstance(value, dict) for value in per_source.values()))
 
 
+def summary_agrees(summary: dict, folds: list[dict]) -> bool:
+    """Whether a summary (of :func:`is_summary`'s shape) says what its run's fold results say: each metric's
+    mean, spread and range those of its fold values, and each source's the same over the folds that validated it
+    (a forged or stale ``summary.json`` would else be shown as the run's result). The 95% intervals are not
+    recomputed (that needs scipy, which listing runs does not import); they come with the figures checked."""
+    if not all(_metric_agrees(value, [fold.get(name) for fold in folds])
+               for name, value in summary.items() if name != "per_source"):
+        return False
+    return "per_source" not in summary or _sources_agree(summary["per_source"], _by_source(folds))
+
+
+def _by_source(folds: list[dict]) -> dict[str, list[dict]]:
+    """The figures of each source: the metrics of each fold that validated it."""
+    found: dict[str, list[dict]] = {}
+    for fold in folds:
+        sources = fold.get("per_source")
+        for name, metrics in (sources if isinstance(sources, dict) else {}).items():
+            found.setdefault(name, []).append(metrics if isinstance(metrics, dict) else {})
+    return found
+
+
+def _sources_agree(summarised: dict, folds_of: dict) -> bool:
+    return set(summarised) == set(folds_of) and all(
+        summarised[name].get("folds") == len(folds) and all(
+            _metric_agrees(summarised[name].get(metric), [fold.get(metric) for fold in folds])
+            for metric in ("val_acc", "balanced_acc"))
+        for name, folds in folds_of.items())
+
+
+def _metric_agrees(value, fold_values: list) -> bool:
+    """Whether a summarised metric's mean, std, min and max are those of its fold values (std the sample one,
+    0 for one fold, as :func:`leukdash.metrics.summarize` gives)."""
+    if not (isinstance(value, dict) and fold_values and all(map(is_number, fold_values))):
+        return False
+    if not all(map(math.isfinite, fold_values)):
+        return True  # a NaN loss, say: numpy's figures of it are not this module's to redo
+    n, mean = len(fold_values), math.fsum(fold_values) / len(fold_values)
+    spread = math.sqrt(math.fsum((x - mean) ** 2 for x in fold_values) / (n - 1)) if n > 1 else 0.0
+    figures = {"mean": mean, "std": spread, "min": min(fold_values), "max": max(fold_values)}
+    return all(math.isclose(value[name], figure, rel_tol=1e-9, abs_tol=1e-12)
+               for name, figure in figures.items() if name in value)
+
+
 def _is_metric(value) -> bool:
     if not isinstance(value, dict) or not is_number(value.get("mean")):
         return False

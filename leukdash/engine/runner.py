@@ -308,11 +308,12 @@ def load_result(run_id: str, store: RunStore | None = None) -> dict | None:
     """A finished run from the store, or None when it is not complete (a record or a fold's model
     missing or damaged: see :class:`RunStore`, whose listing calls a run complete exactly then)."""
     store = store or RunStore()
-    meta, summary = store.read_meta(run_id), store.read_summary(run_id)
-    if meta is None or summary is None:
+    meta = store.read_meta(run_id)
+    if meta is None:
         return None
     folds = [store.read_fold(run_id, fold) for fold in meta["fold_ids"]]
-    if any(fold is None for fold in folds) or store.missing_members(run_id, meta):
+    summary = store.read_summary(run_id, folds)  # checked against the folds
+    if summary is None or any(fold is None for fold in folds) or store.missing_members(run_id, meta):
         return None
     return {"run_id": run_id, "config": meta["config"], "dataset": meta["dataset"],
             "versions": meta["versions"], "machine": meta.get("machine"), "folds": folds,

@@ -16,17 +16,20 @@ Every JSON file is written atomically (see :mod:`leukdash.atomic`: temporary fil
 folder, fsync, ``os.replace``), so a reader sees the old or the new content, never half of it, and
 a run killed at any moment resumes from the folds it finished; the temporary files of writers
 that were killed are removed when a process first uses the store. A store that cannot be written
-(read-only) is still read: runs are listed (none counts as running) and caches are skipped. A fold file that fails its checksum, or whose model file is
-missing or no longer has the recorded sha256, is moved aside and counts as missing, so it is
-recomputed; a record or model file there that this user may not read is said as such and moves nothing. (Folds stored before model hashes were recorded have no ``model`` entry: their
-model is checked when it is loaded.) A ``meta.json`` or ``summary.json`` that is valid JSON but
-lacks what its readers use (a hand edit, another version's schema, ``{}``; the shapes are
-:mod:`leukdash.engine.record_shapes`) is damaged in the same way: moved aside, so the run is skipped or partial and every other run still reads.
+(read-only) is still read: runs are listed (none counts as running) and caches are skipped. A fold
+file that fails its checksum, or whose model file is missing or no longer has the recorded sha256, is
+moved aside and counts as missing, so it is recomputed; a record or model file there that this user
+may not read is said as such and moves nothing. (Folds stored before model hashes were recorded have
+no ``model`` entry: their model is checked when it is loaded.) A ``meta.json`` or ``summary.json``
+that is valid JSON but lacks what its readers use (a hand edit, another version's schema, ``{}``;
+the shapes are :mod:`leukdash.engine.record_shapes`), or a summary that does not say what the fold
+records say, is damaged in the same way: moved aside, so the run is skipped or partial and every
+other run still reads.
 
 Only the standard library is imported here (``filelock`` when a lock is taken): answering a
 finished run from the store must not pay for numpy, pandas or TensorFlow.
 
-One module, though long (about 520 lines): reading, writing, locking, listing and moving aside
+One module, though long (about 560 lines): reading, writing, locking, listing and moving aside
 damaged records are one contract over one folder layout (a listing is complete exactly when the
 reads accept every record; a damaged read moves aside what a write made atomically). What stands
 apart already lives beside it: the records' shapes (:mod:`leukdash.engine.record_shapes`) and the
@@ -47,7 +50,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from leukdash import paths
-from leukdash.engine.record_shapes import is_meta, is_summary
+from leukdash.engine.record_shapes import is_meta, is_summary, summary_agrees
 from leukdash.intervals import clipped_summary
 from leukdash.atomic import clean_orphans_once, is_temporary, write_bytes_atomic
 from leukdash.errors import RunError, raise_interrupt_behind
@@ -177,13 +180,29 @@ class RunStore:
     def write_summary(self, run_id: str, summary: dict) -> None:
         write_json_atomic(self.run_dir(run_id) / "summary.json", summary)
 
-    def read_summary(self, run_id: str) -> dict | None:
+    def read_summary(self, run_id: str, folds: list | None = None) -> dict | None:
         """The run's summary, its 95% intervals clipped to their metrics' ranges as summaries stored
         before the clipping were not (:func:`~leukdash.intervals.clipped_summary`: every reader, `run --json`,
         `runs --json` and `compare` alike, gives one figure); ``None`` if it is missing or damaged (see
-        :func:`~leukdash.engine.record_shapes.is_summary`; moved aside)."""
-        summary = self._read_or_quarantine(self.run_dir(run_id) / "summary.json", is_summary)
-        return None if summary is None else clipped_summary(summary)
+        :func:`~leukdash.engine.record_shapes.is_summary`; moved aside).
+
+        A summary is derived from the fold records, which carry checksums: one that does not say what they
+        say (forged, or stale beside folds computed again) is damaged too, moved aside so that launching the
+        run again computes it anew. ``folds``: the run's fold results where the caller has read them already
+        (in the order of its ``fold_ids``), else they are read here. While a fold is missing nothing is checked.
+        """
+        path = self.run_dir(run_id) / "summary.json"
+        summary = self._read_or_quarantine(path, is_summary)
+        if summary is None:
+            return None
+        if folds is None:
+            meta = self.read_meta(run_id)
+            folds = [] if meta is None else [self.read_fold(run_id, fold) for fold in meta["fold_ids"]]
+        if folds and None not in folds and not summary_agrees(summary, folds):
+            if not self.is_locked(run_id):  # a run computing a fold again replaces its stale summary itself
+                _quarantine(path)
+            return None
+        return clipped_summary(summary)
 
     # -- folds and models ------------------------------------------------------------------
 
@@ -394,8 +413,9 @@ class RunStore:
         meta = self.read_meta(run_id)
         if meta is None:
             return None
-        summary = self.read_summary(run_id)
-        n_done = sum(self.read_fold(run_id, fold) is not None for fold in meta["fold_ids"])
+        folds = [self.read_fold(run_id, fold) for fold in meta["fold_ids"]]
+        summary = self.read_summary(run_id, folds)
+        n_done = sum(fold is not None for fold in folds)
         whole = summary is not None and n_done == len(meta["fold_ids"]) and not self.missing_members(run_id, meta)
         # Whole is complete even under a lock: `refit` holds it while it trains a final model,
         # and a finished run's folds never change. A fold or model lost or damaged after the run
