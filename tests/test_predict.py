@@ -281,6 +281,7 @@ def test_models_loaded_while_another_process_rewrites_a_fold_are_not_kept_as_the
     from leukdash.engine.runner import run
     from leukdash.engine.store import RunStore
     from leukdash.engine.training import model_suffix
+    from leukdash.metrics import summarize_folds
 
     config = RunConfig(dataset=str(tiny_dataset), model="knn", image_size=16, augment_factor=1, folds=2)
     run_id, other = (run(config.with_changes(seed=seed), n_jobs=1)["run_id"] for seed in (1, 2))
@@ -292,6 +293,8 @@ def test_models_loaded_while_another_process_rewrites_a_fold_are_not_kept_as_the
         if path == store.model_path(run_id, 1, suffix):  # fold 0 loaded, fold 1 loading: fold 0 replaced
             shutil.copyfile(store.model_path(other, 0, suffix), store.model_path(run_id, 0, suffix))
             store.write_fold(run_id, 0, store.read_fold(other, 0), store.model_path(run_id, 0, suffix))
+            # as the process that recomputes a fold does: else the summary, stale, makes the run unfinished
+            store.write_summary(run_id, summarize_folds([store.read_fold(run_id, fold) for fold in (0, 1)]))
         return load(path, owner, is_cnn)
 
     monkeypatch.setattr(predict, "_load_model", load_while_rewritten)
