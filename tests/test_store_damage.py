@@ -132,6 +132,11 @@ def test_a_summary_its_folds_do_not_say_is_damaged_and_computed_again(template, 
     [entry] = RunStore().list_runs()
     assert (entry["status"], entry["summary"], entry["n_folds_done"]) == ("partial", None, 2)
     assert load_result(run_id) is None and len(list(folder.glob("summary.json.damaged-*"))) == 1
+    with pytest.raises(RunError) as unfinished:
+        finished_result(run_id)
+    assert str(unfinished.value).startswith(f"run '{run_id}' is not a finished run in {RunStore().root}: its "
+                                            "summary.json missing or damaged (a damaged one is kept beside it as "
+                                            "summary.json.damaged-*); `python -m leukdash run --config-file ")
     config = RunConfig.from_dict(json.loads((folder / "meta.json").read_text())["config"])
     assert run(config, n_jobs=1)["summary"] == true
     assert [entry["status"] for entry in RunStore().list_runs()] == ["complete"]

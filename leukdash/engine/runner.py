@@ -291,7 +291,9 @@ def _why_unfinished(run_id: str, store: RunStore) -> str:
                 f"(`member_configs` in {store.run_dir(run_id) / 'meta.json'}) gives the same run ids"
                 if members else "")
     missing = [fold + 1 for fold in _lost_folds(run_id, meta, store)]
-    what = f"fold(s) {', '.join(map(str, missing))} missing or damaged" if missing else "not finished"
+    # every fold there: its summary is not (killed before writing it, or moved aside as damaged)
+    what = (f"fold(s) {', '.join(map(str, missing))} missing or damaged" if missing else
+            "its summary.json missing or damaged (a damaged one is kept beside it as summary.json.damaged-*)")
     return (f": {what}; `python -m leukdash run --config-file {store.run_dir(run_id) / 'meta.json'}` "
             "computes what is missing")
 
