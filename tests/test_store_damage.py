@@ -376,13 +376,13 @@ def test_an_unhashed_fold_whose_model_this_user_may_not_read_is_said_as_such_and
         edited(record, lambda fold: {key: value for key, value in fold.items() if key != "model"})
     folds = sorted((RunStore().run_dir(run_id) / "folds").iterdir())
 
-    def as_another_user(path):
+    def as_another_user(path, *_):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
     monkeypatch.setattr(classic, "load", as_another_user)
     with pytest.raises(UnreadableRecord) as said:
         predict.FoldEnsemble(run_id)
-    assert str(said.value) == (f"run {run_id}: its models/fold_0.joblib cannot be read (permission denied): give "
+    assert str(said.value) == (f"run {run_id}: its models/fold_0.skops cannot be read (permission denied): give "
                                "this user read access to it and to its folder")
     assert sorted((RunStore().run_dir(run_id) / "folds").iterdir()) == folds
 
