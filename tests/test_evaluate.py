@@ -892,3 +892,31 @@ def test_runs_tested_on_two_states_of_a_folder_are_not_ranked_against_each_other
     assert ranked[other]["earlier"] == []
     assert transfer.transfer_scores([tiny_run["run_id"], other])[tiny_run["run_id"]] is None
     assert list(ranked) == [other, tiny_run["run_id"]]
+
+
+def test_storing_a_runs_checks_decodes_each_image_once_and_imports_no_scikit_learn(tiny_dataset):
+    """What a run's checks need of its images is stored as it finishes, in the process that computed no
+    fold: each image is decoded once (its small copy and its pixel digest from one decoding), and the
+    descriptors do not wait on importing scikit-learn."""
+    import subprocess
+    import sys
+
+    config = RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, folds=2)
+    run_id = run(config, n_jobs=1)["run_id"]
+    folder = RunStore().run_dir(run_id)
+    for name in ("reference.npz", "ood.npz", "trained-on.npz"):
+        (folder / name).unlink(missing_ok=True)
+    shutil.rmtree(Path(os.environ["LEUKDASH_ARTIFACTS"]) / "cache" / "features", ignore_errors=True)
+    code = ("import sys\nfrom leukdash.data import dataset, decode\nfrom leukdash.config import RunConfig\n"
+            "from leukdash.engine.runner import resolve\nfrom leukdash.engine.store import RunStore\n"
+            "from leukdash.evaluation.reference import store_references\n"
+            "decoded, real = [], decode.decode_image\n"
+            "def counted(path):\n    decoded.append(path)\n    return real(path)\n"
+            "dataset.decode_image = decode.decode_image = counted\n"
+            f"r = resolve(RunConfig.from_dict({config.to_dict()!r}))\n"
+            "store_references(r.run_id, r.dataset, RunStore())\n"
+            "print(len(decoded), len(r.dataset.items), 'sklearn' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert done.stdout.split() == ["40", "40", "False"]
+    assert (folder / "reference.npz").is_file() and (folder / "ood.npz").is_file()

@@ -170,18 +170,19 @@ class Dataset:
         )
         return Dataset(self.name, self.root, classes, items, self.kind, self.synthetic, self.ignored, self.notes)
 
-    def load(self, size: int | None = None, preprocess: str = "raw") -> LoadedImages:
+    def load(self, size: int | None = None, preprocess: str = "raw", decoded=None) -> LoadedImages:
         """Decode every image; files that cannot be decoded or prepared are skipped with their reason.
 
         With ``size``, each image is prepared as a run's models take it
         (:func:`leukdash.data.preprocess.prepare_one`: for ``raw``, padded to a square with its edge
         pixels repeated, so a cell is not squashed, and resized to ``size`` x ``size``) as soon as
         it is decoded, into one preallocated uint8 array: memory holds one decoded image at a time
-        besides the result.
+        besides the result. ``decoded``, if given, is called with each image kept, as decoded (before
+        it is prepared): what else is wanted of the full images is taken in the same pass.
         """
         images = np.empty((len(self.items), size, size, 3), np.uint8) if size else []
         kept, skipped, failures = [], list(self.ignored), []
-        for item, image, reason, failure in self.each_image(size, preprocess):
+        for item, image, reason, failure in self.each_image(size, preprocess, decoded):
             if reason is not None:
                 skipped.append(SkippedFile(item.path, reason))
                 continue
@@ -201,18 +202,22 @@ class Dataset:
             segmentation_failures=failures,
         )
 
-    def each_image(self, size: int | None = None, preprocess: str = "raw"):
+    def each_image(self, size: int | None = None, preprocess: str = "raw", decoded=None):
         """``(item, image, None, failure)`` for each image that decodes (prepared as :meth:`load`
         does with ``size``; ``failure``: how a cell-level mode's segmentation failed on it, else
-        None), ``(item, None, reason, None)`` for each that does not: one image at a time."""
+        None), ``(item, None, reason, None)`` for each that does not: one image at a time.
+        ``decoded``: as :meth:`load` has it."""
         for item in self.items:
             try:
-                image, failure = decode_image(item.path), None
+                image = whole = decode_image(item.path)
+                failure = None
                 if size:
                     image, failure = prepare_with_failure(image, size, preprocess)
             except ImageDecodeError as error:
                 yield item, None, str(error), None
                 continue
+            if decoded:
+                decoded(whole)
             yield item, image, None, failure
 
     def describe(self) -> dict:

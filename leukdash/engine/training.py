@@ -242,10 +242,15 @@ def featurize_cached(images: np.ndarray, feature_set: str) -> np.ndarray:
     than to read back and are not cached.
     """
     from leukdash import ENGINE_VERSION
-    from leukdash.models import classic
 
     if feature_set != "features":
+        from leukdash.models import classic
+
         return classic.featurize(images, feature_set)
+    # the descriptors alone (OpenCV): the checks' description of a run's images, computed as a run
+    # finishes in the process that runs no fold, does not wait on importing scikit-learn (about a second)
+    from leukdash.models.features import extract_features
+
     images = np.ascontiguousarray(images)
     digest = hashlib.sha1(f"{images.shape}{images.dtype}{ENGINE_VERSION}".encode())
     digest.update(images.data)
@@ -257,7 +262,7 @@ def featurize_cached(images: np.ndarray, feature_set: str) -> np.ndarray:
                 return features
         except (OSError, ValueError, EOFError):
             pass  # damaged or unreadable: computed again and rewritten below
-    features = classic.featurize(images, feature_set)
+    features = extract_features(images)
     write_cache(cache, lambda tmp: np.save(tmp, features))
     return features
 

@@ -119,16 +119,15 @@ def known_reference(run_id: str, store: RunStore | None = None, dataset=None) ->
     stored = read_run_cache(folder, "reference", key, MEMBERS, _is_reference)
     if stored is not None:
         return stored
-    from leukdash.data.arrays import load_arrays
-    from leukdash.data.decode import decode_image
     from leukdash.engine.run_data import open_run_dataset, validation_folds
 
     dataset = dataset or open_run_dataset(meta, store)
-    arrays = load_arrays(dataset, KNOWN_SIZE)
+    digests = []  # taken as each image is decoded for its small copy: each is decoded once
+    arrays = dataset.load(KNOWN_SIZE, decoded=lambda image: digests.append(pixel_digest(image)))
     reference = {"images": arrays.images, "labels": arrays.labels,
                  "fold_of": validation_folds(run_id, len(arrays.labels), store),
                  "relative": np.array([dataset.relative(p) for p in arrays.paths], dtype=str),
-                 "digests": np.array([pixel_digest(decode_image(p)) for p in arrays.paths], dtype=str)}
+                 "digests": np.array(digests, dtype=str)}
     write_run_cache(folder, "reference", key, reference)
     return reference
 
