@@ -133,3 +133,26 @@ def test_a_runs_result_given_where_its_id_is_expected_is_named_as_such(tiny_data
     with pytest.raises(RunError, match=r"^invalid run id 'x{100}") as invalid:  # an invalid id: named, in brief
         compare_runs(["x" * 5000 + "/"])
     assert len(str(invalid.value)) < 300
+
+
+def test_a_run_of_the_readme_python_example_keeps_its_checks_once_its_folder_changes(tiny_dataset, inverted_lab,
+                                                                                    tmp_path):
+    """The README's `run` stores what the checks need of a run's images as it finishes, as the CLI's does:
+    an image added to its folder afterwards takes none of it away."""
+    import shutil
+
+    from leukdash.config import RunConfig
+    from leukdash.evaluation.evaluate import evaluate
+    from leukdash.evaluation.predict import predict_files
+
+    (imported,) = [line for line in _python_example().splitlines() if line.endswith(" import run")]
+    names = {}
+    exec(imported, names)
+    folder = shutil.copytree(tiny_dataset, tmp_path / "mine")
+    run_id = names["run"](RunConfig(dataset=str(folder), model="nb", image_size=16, augment_factor=1, folds=2),
+                          n_jobs=1)["run_id"]
+    image = sorted(folder.glob("ALL/*.png"))[0]
+    shutil.copy(image, folder / "ALL" / "added.png")
+    (answer,) = predict_files(run_id, [image])
+    assert "error" not in answer["ood"] and answer["known"]["match"] == "identical", (answer["ood"], answer["known"])
+    assert evaluate(run_id, str(inverted_lab))["n_images"] == 40

@@ -49,15 +49,13 @@ def audit(args) -> int:
 
 
 def run(args) -> int:
-    from leukdash.engine.runner import run
-    from leukdash.evaluation.reference import store_references
+    from leukdash.evaluation.runs import run
 
     config, n_jobs = config_from_args(args), n_jobs_option(args.n_jobs)
     note_settings_without_effect([config], typed_settings(args))
     line = None if args.quiet else ProgressLine(sys.stderr)
     try:
-        result = run(config, n_jobs=n_jobs, on_event=line.update if line else None, scheduler=args.scheduler,
-                     finishing=store_references)
+        result = run(config, n_jobs=n_jobs, on_event=line.update if line else None, scheduler=args.scheduler)
     finally:
         if line:
             line.close()
@@ -76,10 +74,9 @@ def run(args) -> int:
 
 
 def sweep(args) -> int:
-    from leukdash.engine.sweep import resume_sweep, run_sweep
-    from leukdash.evaluation.reference import store_references
+    from leukdash.evaluation.runs import resume_sweep, run_sweep
 
-    options = dict(n_jobs=n_jobs_option(args.n_jobs), scheduler=args.scheduler, finishing=store_references,
+    options = dict(n_jobs=n_jobs_option(args.n_jobs), scheduler=args.scheduler,
                    on_event=None if args.quiet else SweepLog(sys.stderr).update)
     failed = None
     try:
