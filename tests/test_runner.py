@@ -87,11 +87,11 @@ def test_cnn_folds_in_worker_processes_give_the_in_process_results(tiny_dataset,
 
 
 def test_classic_models_share_cached_engineered_features(tiny_dataset, monkeypatch):
-    from leukdash.models import classic
+    from leukdash.models import features
 
     calls = []
-    featurize = classic.featurize
-    monkeypatch.setattr(classic, "featurize", lambda images, kind: calls.append(len(images)) or featurize(images, kind))
+    extract = features.extract_features
+    monkeypatch.setattr(features, "extract_features", lambda images: calls.append(len(images)) or extract(images))
     first = run(_config(tiny_dataset, model="nb", feature_set="features"), n_jobs=1)
     n_first = len(calls)
     assert n_first == 6  # 3 folds x (augmented training part, validation part)
