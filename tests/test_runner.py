@@ -601,3 +601,25 @@ def test_a_config_that_is_no_run_config_is_named_before_any_work(tiny_dataset):
         run(None)
     with pytest.raises(TypeError, match="configs takes a list of RunConfigs, got RunConfig"):
         run_many(RunConfig(dataset=str(tiny_dataset), model="nb"))
+
+
+def test_running_a_stopped_command_again_after_its_images_changed_names_the_partial_run(tiny_dataset, tmp_path,
+                                                                                        capsys):
+    """"Run the same command again to resume" starts a new run once an image was added meanwhile: the
+    command says so, naming the stopped run whose folds it cannot reuse."""
+    import shutil
+
+    from leukdash.cli import main
+
+    folder = shutil.copytree(tiny_dataset, tmp_path / "mine")
+    command = ["run", str(folder), "--model", "nb", "--image-size", "16", "--folds", "2", "--no-augment", "--n-jobs",
+               "1"]
+    assert main([*command, "--json", "--quiet"]) == 0
+    stopped = json.loads(capsys.readouterr().out)["run_id"]
+    RunStore().discard_fold(stopped, 1)  # as a run stopped after its first fold leaves it
+    shutil.copy(sorted(folder.glob("ALL/*.png"))[0], folder / "ALL" / "added.png")
+    assert main(command) == 0
+    told = [line for line in capsys.readouterr().err.splitlines() if stopped in line]
+    assert len(told) == 1 and "stopped after 1 of its 2 folds" in told[0] and "cannot be reused" in told[0], told
+    assert main(command) == 0  # the new run, answered: nothing more to say
+    assert stopped not in capsys.readouterr().err

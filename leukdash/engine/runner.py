@@ -68,6 +68,34 @@ def resolve(config: RunConfig) -> ResolvedRun:
     return ResolvedRun(config, dataset, f"{config.model}-{stable_hash(key)}")
 
 
+def settings_key(config: RunConfig) -> str:
+    """What runs of one command share: the dataset as given and the settings, not the images it holds
+    now nor the engine (so the run of a command before its folder changed and the run after it share it)."""
+    return stable_hash({"dataset": config.dataset, "config": config.canonical()}, 32)
+
+
+def superseded_partial_runs(resolved: ResolvedRun, store: RunStore) -> list[str]:
+    """One line for each stopped, partial run of ``resolved``'s command (:func:`settings_key`) that is
+    another run: its images (or the engine) changed since, so its finished folds cannot be reused."""
+    lines, key = [], settings_key(resolved.config)
+    for folder in sorted(store.root.glob(f"{resolved.config.model}-*")):
+        if folder.name == resolved.run_id or store.is_locked(folder.name):  # a locked one is being computed
+            continue
+        try:
+            meta = store.read_meta(folder.name)
+            if meta is None or settings_key(RunConfig.from_dict(meta["config"])) != key:
+                continue
+            done = sum(store.read_fold(folder.name, fold) is not None for fold in meta["fold_ids"])
+        except (LeukdashError, OSError, KeyError, TypeError):  # a record this version cannot read: not this command's
+            continue
+        if done < len(meta["fold_ids"]):
+            lines.append(f"run {folder.name} of these settings stopped after {done} of its {len(meta['fold_ids'])} "
+                         f"folds, and the images of {resolved.config.dataset} (or the engine version) changed since: "
+                         f"its folds cannot be reused, so this is a new run, {resolved.run_id}; the earlier one "
+                         "stays in the store, partial")
+    return lines
+
+
 def config_to_finish(meta: dict, store: RunStore | None = None) -> RunConfig:
     """The config that computes the run ``meta`` (its ``meta.json``) records, to finish it: its
     dataset as given while that still gives the run, else the folder its images were read from (or
@@ -393,6 +421,9 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
         fold_ids = list(inputs[r.run_id].fold_ids)
         done = store.completed_folds(r.run_id, len(fold_ids))
         missing = [f for f in fold_ids if f not in done]
+        if not done:  # a new run: "run the same command again to resume" would silently have started afresh
+            for line in superseded_partial_runs(r, store):
+                emit(r.run_id, {"event": "message", "message": line})
         fresh = _meta(r, arrays.pop(r.run_id), inputs[r.run_id])
         store.write_meta(r.run_id, _attempt_meta(store.read_meta(r.run_id), fresh, done, missing))
         emit(r.run_id, {"event": "start", "run_id": r.run_id, "folds": len(fold_ids), "missing": missing,

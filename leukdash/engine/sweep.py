@@ -25,6 +25,7 @@ from leukdash.config import AugmentConfig, RunConfig, stable_hash
 from leukdash.errors import ConfigError, RunError, RunsFailed
 from leukdash.paths import artifacts_root, printable
 from leukdash.engine.progress import append_event, latest_state, read_events
+from leukdash.engine.runner import settings_key
 from leukdash.engine.store import RunStore, read_json, write_json_atomic
 
 SWEEP_FILE = "sweep.json"
@@ -75,11 +76,7 @@ def _apply(base: RunConfig, change: dict) -> RunConfig:
 
 def sweep_id_of(configs: list[RunConfig]) -> str:
     """The id of a sweep: a hash of its configs' canonical forms and datasets, order aside."""
-    return f"sweep-{stable_hash(sorted({_config_key(config) for config in configs}))}"
-
-
-def _config_key(config: RunConfig) -> str:
-    return stable_hash({"dataset": config.dataset, "config": config.canonical()}, 32)
+    return f"sweep-{stable_hash(sorted({settings_key(config) for config in configs}))}"
 
 
 def sweeps_root() -> Path:
@@ -131,11 +128,11 @@ def earlier_run_ids(record: dict) -> list[str]:
 def _new_runs_warnings(previous: dict, configs: list[RunConfig], run_ids: list[str]) -> list[str]:
     """The line saying which of a stored sweep's runs its grid now resolves to other runs, if any."""
     try:  # paired by settings, as the id is: a record of another engine may list them otherwise
-        stored = {_config_key(RunConfig.from_dict(config)): run_id
+        stored = {settings_key(RunConfig.from_dict(config)): run_id
                   for config, run_id in zip(previous.get("configs", []), previous.get("run_ids", []))}
     except ConfigError:  # settings this engine no longer reads: no pairs to name
         stored = {}
-    pairs = [(stored.get(_config_key(config), new), new, config) for config, new in zip(configs, run_ids)]
+    pairs = [(stored.get(settings_key(config), new), new, config) for config, new in zip(configs, run_ids)]
     changed = [(old, new, config) for old, new, config in pairs if old != new]
     if not changed:
         return []
