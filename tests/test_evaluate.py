@@ -920,3 +920,23 @@ def test_storing_a_runs_checks_decodes_each_image_once_and_imports_no_scikit_lea
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert done.stdout.split() == ["40", "40", "False"]
     assert (folder / "reference.npz").is_file() and (folder / "ood.npz").is_file()
+
+
+def test_a_run_on_engineered_features_describes_its_images_with_the_features_its_folds_computed(tiny_dataset,
+                                                                                               monkeypatch):
+    """The out-of-distribution description of a run on engineered features reads its images'
+    descriptors back from what its folds computed, and is the description of all its images at once."""
+    from leukdash.data.arrays import load_arrays
+    from leukdash.data.discovery import open_dataset
+    from leukdash.evaluation.ood import describe_images, training_distribution
+    from leukdash.models import features
+
+    run_id = run(tiny_config(tiny_dataset).with_changes(image_size=16), n_jobs=1)["run_id"]
+    (RunStore().run_dir(run_id) / "ood.npz").unlink(missing_ok=True)
+    calls = []
+    extract = features.extract_features
+    monkeypatch.setattr(features, "extract_features", lambda images: calls.append(len(images)) or extract(images))
+    described = training_distribution(run_id)
+    assert calls == []
+    whole = describe_images(load_arrays(open_dataset(str(tiny_dataset)), 16).images)
+    assert calls == [40] and np.array_equal(described.features, whole)

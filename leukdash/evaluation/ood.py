@@ -152,11 +152,27 @@ def training_distribution(run_id: str, store: RunStore | None = None, view: str 
     dataset = dataset or open_run_dataset(meta, store)
     arrays = load_arrays(dataset, config.image_size, config.preprocess)  # as the run's models saw them (or the camera)
     fold_of = validation_folds(run_id, len(arrays.labels), store)
-    features = describe_images(arrays.images)
+    features = _describe_by_fold(arrays.images, fold_of, meta["fold_ids"])
     described = TrainingDistribution.fit(features, fold_of, meta["fold_ids"])
     write_run_cache(folder, name, key, {"features": described.features, "fold_of": described.fold_of,
                                         "oof_scores": described.oof_scores})
     return described
+
+
+def _describe_by_fold(images: np.ndarray, fold_of: np.ndarray, fold_ids: list[int]) -> np.ndarray:
+    """:func:`describe_images` of a run's images, one fold's validation part at a time (then the
+    images no fold validated): the very arrays a run on engineered features featurized (in one block,
+    up to ``leukdash.models.classic.BLOCK_ROWS`` rows), so their descriptors are read back from its
+    features cache rather than computed again. Each image's descriptors are its own: the parts give
+    the matrix the whole would."""
+    parts = [np.flatnonzero(fold_of == fold) for fold in fold_ids] + [np.flatnonzero(~np.isin(fold_of, fold_ids))]
+    features = None
+    for rows in (rows for rows in parts if len(rows)):
+        described = describe_images(images[rows])
+        if features is None:
+            features = np.empty((len(images), described.shape[1]), described.dtype)
+        features[rows] = described
+    return features
 
 
 def _describes(arrays: dict, fold_ids: list[int]) -> bool:
