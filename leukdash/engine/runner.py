@@ -188,7 +188,8 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
         else local worker processes.
     finishing : called as ``finishing(run_id, dataset, store)`` once a run's summary is stored, with
         the images it was trained on, to store what later commands need of them (the checks' files of
-        :func:`leukdash.evaluation.reference.store_references`: this layer cannot name them). Its
+        :func:`leukdash.evaluation.reference.store_references`: this layer cannot name them; the run
+        functions of :mod:`leukdash.evaluation.runs`, which the CLI and the README's notebook use, pass it). Its
         failure is told as a message event and leaves the run finished.
 
     Returns
