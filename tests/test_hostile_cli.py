@@ -232,20 +232,23 @@ def _huge_grid(folder: Path) -> str:
     return line
 
 
-@case("the folder a run was trained on moved away", "evaluate: exit 2, one line saying the run needs its training "
-      "images and where they were; once the run is answered for the images' new folder, they are found there")
+@case("the folder a run was trained on moved away", "evaluate answers from what the run stored as it finished; "
+      "refit: exit 2, one line saying the run needs its training images and where they were; once the run is "
+      "answered for the images' new folder, they are found there")
 def _training_folder_gone(folder: Path) -> str:
     dataset = _dataset(folder / "trained")
     run_id = json.loads(_cli(*_run_args(dataset, "--json"))[1])["run_id"]
     dataset.rename(folder / "moved")
     other = str(_dataset(folder / "other", per_class=4, first=50))
-    code, _, err = _cli("evaluate", run_id, other)
+    code, out, err = _cli("evaluate", run_id, other)
+    assert code == 0 and "balanced" in out, err
+    code, _, err = _cli("refit", run_id)
     line = _one_error_line(err, f"run {run_id} needs the images it was trained on", str(dataset), "put that folder back")
     assert code == 2
     again = json.loads(_cli(*_run_args(folder / "moved", "--json"))[1])  # the same images: the same run, cached
     assert again["run_id"] == run_id and again["cached"]
-    code, out, err = _cli("evaluate", run_id, other)
-    assert code == 0 and "balanced" in out, err
+    code, _, err = _cli("refit", run_id)
+    assert code == 0, err
     return line.replace(str(folder), "TMP")
 
 
