@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -36,6 +37,12 @@ def fresh_caches():
     yield
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+def shown(markdown: str) -> str:
+    """A Markdown text as the browser shows it: the backslash escapes of the names in it (pages pass
+    names through ``literal``) undone."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def open_page(at: AppTest, page: str) -> AppTest:

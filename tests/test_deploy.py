@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from leukdash.data.synthetic import CLASSES, generate_synthetic
 from leukdash.service.deployment import Deployment, read_deployment
 from leukdash.errors import ConfigError
-from test_app import APP, TIMEOUT, choose_tiny_runs, open_page, wait_for_jobs
+from test_app import APP, TIMEOUT, choose_tiny_runs, open_page, shown, wait_for_jobs
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = sorted(p.stem for p in (REPO / "pages").glob("*.py") if not p.name.startswith("_"))
@@ -265,7 +265,7 @@ def test_data_page_refuses_a_bad_zip_in_one_line_and_keeps_nothing():
         at.run(timeout=TIMEOUT)
         assert not at.exception
         [error] = at.sidebar.error
-        assert error.value.startswith(message) and "\n" not in error.value
+        assert shown(error.value).startswith(message) and "\n" not in error.value
         assert not [p for p in uploads_root().rglob("*") if p.name != ".lock"]
 
 

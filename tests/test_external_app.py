@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.data.synthetic import CLASSES, generate_synthetic
 from leukdash.engine.runner import run
+from test_app import shown
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 TIMEOUT = 120
@@ -51,7 +52,7 @@ def test_external_test_view_runs_and_shows_the_test(finished):
     assert len(bars) == 1 and bars[0]["x"][0] == ["tinyother"]
     low, high = bars[0]["error_y"]["arrayminus"][0], bars[0]["error_y"]["array"][0]
     assert low >= 0 and high >= 0
-    sentence = next(m.value for m in at.markdown if "trained on tiny" in m.value)
+    sentence = next(shown(m.value) for m in at.markdown if "trained on tiny" in m.value)
     assert "On tinyother (30 images, 10 groups)" in sentence and "flagged as unlike its training data" in sentence
     # Two subjects per class: the whiskers are the spread between those two, and the page says so
     # (in literal text: markdown's characters escaped).
@@ -117,8 +118,8 @@ def test_predict_warns_on_an_unfamiliar_image_and_recognises_a_known_one(finishe
     warnings = [w.value for w in at.warning if "does not look like" in w.value]
     assert len(warnings) == 1 and "does not look like the images this run was trained on" in warnings[0]
     assert "99th percentile" in warnings[0]
-    known = [i.value for i in at.info if "Known image" in i.value]
-    assert len(known) == 1 and "`CLL/CLL_0003.png`" in known[0] and "never trained on it" in known[0]
+    known = [shown(i.value) for i in at.info if "Known image" in i.value]
+    assert len(known) == 1 and " CLL/CLL_0003.png " in known[0] and "never trained on it" in known[0]
     assert any("Looks like the training data" in c.value for c in at.caption)
 
 
@@ -136,7 +137,7 @@ def test_the_external_view_shows_no_interval_where_one_group_holds_every_image(f
     at.selectbox(key="compare_external_dataset").set_value("onegroup")
     at.button(key="compare_external_run").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    sentence = next(m.value for m in at.markdown if "trained on tiny" in m.value)
+    sentence = next(shown(m.value) for m in at.markdown if "trained on tiny" in m.value)
     assert "(95% group bootstrap n/a: one group holds every image)" in sentence
     assert not any("rest on few groups" in c.value for c in at.caption)
     figure = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")

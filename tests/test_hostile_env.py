@@ -495,6 +495,7 @@ def test_data_page_shows_group_notes_and_copies_across_classes(tmp_path, monkeyp
     from streamlit.testing.v1 import AppTest
 
     from test_app import APP, TIMEOUT, open_page
+    from test_app import shown as as_shown
 
     dataset = _dataset(tmp_path)
     (dataset / "groups.csv").write_text("file,group\nALL/all0.png,a\nALL/missing.png,b\n")
@@ -506,7 +507,7 @@ def test_data_page_shows_group_notes_and_copies_across_classes(tmp_path, monkeyp
     st.cache_data.clear()
     at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "data")
     at.sidebar.selectbox(key="dataset").set_value("mine").run(timeout=TIMEOUT)
-    shown = [warning.value for warning in at.warning]
+    shown = [as_shown(warning.value) for warning in at.warning]
     assert any("1 row(s) name no image" in text and "ALL/missing.png" in text for text in shown), shown
     assert any("no group for 12 image(s)" in text for text in shown), shown
     assert any("same bytes as a file of another class" in text for text in shown), shown

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from leukdash.data.synthetic import CLASSES, generate_synthetic
 from leukdash.engine.store import RunStore
-from tests.test_app import APP, TIMEOUT, open_page, wait_for_jobs
+from tests.test_app import APP, TIMEOUT, open_page, shown, wait_for_jobs
 
 
 @pytest.fixture
@@ -148,7 +148,8 @@ def test_the_task_follows_the_dataset(two_datasets):
 def test_too_many_folds_is_one_error_and_nothing_else(two_datasets):
     at = experiments({"dataset": "tiny", "exp_sizes": ["16", "32"]})
     at.number_input(key="exp_folds").set_value(10).run(timeout=TIMEOUT)
-    assert [e.value for e in at.error] == ["class 'ALL' of tiny has 6 image(s), fewer than the 10 folds: use 6 folds or fewer"]
+    assert [shown(e.value) for e in at.error] == [
+        "class 'ALL' of tiny has 6 image(s), fewer than the 10 folds: use 6 folds or fewer"]
     assert not any("Choose at least one model" in i.value for i in at.info)
     assert at.button(key="launch").disabled
     at.text_input(key="exp_seeds").set_value("1, x").run(timeout=TIMEOUT)
@@ -259,7 +260,7 @@ def test_a_grid_launched_again_on_changed_images_says_its_runs_are_new_ones(two_
     at.run(timeout=TIMEOUT)
     at.button(key="launch").click().run(timeout=TIMEOUT)
     (new,) = at.dataframe[0].value["Run id"]
-    assert [w.value for w in at.warning if "new runs" in w.value] == [
+    assert [shown(w.value) for w in at.warning if "new runs" in w.value] == [
         f"1 of the sweep's 1 runs are new runs (first: {old} is now {new}): the images of tiny (or the engine "
         "version) changed since the sweep was stored; the old runs stay in the store, listed as the sweep's earlier "
         "runs by `sweeps`"]
