@@ -13,10 +13,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from leukdash.paths import hide_roots
 from leukdash.data.dataset import SYNTHETIC_LABEL
 from leukdash.errors import LeukdashError, RunError
-from pages._session import VIEWER_NOTE, deployment, kept, literal, mark_session_seen, root, session_token
+from pages._session import VIEWER_NOTE, deployment, kept, literal, mark_session_seen, root, said, session_token
 
 BUILTIN = "synthetic"
 UPLOADS = "uploaded_datasets"  # session: {display name: folder} of zips unpacked on the Data page
@@ -124,7 +123,7 @@ def load_dataset_info(dataset: str) -> dict | None:
         with st.spinner(message):
             info = dataset_info(dataset, root())
     except LeukdashError as error:
-        st.error(hide_roots(f"Cannot open dataset {dataset!r}: {error}"))
+        st.error(f"Cannot open dataset {literal(repr(dataset))}: {said(str(error))}")
         return None
     if first_builtin:
         discovered.clear()
@@ -133,7 +132,14 @@ def load_dataset_info(dataset: str) -> dict | None:
 
 def image(folder: str, relative: str, size: int | None = None):
     """One image of a dataset as RGB uint8, padded square and resized when ``size`` is given."""
-    return _decoded(folder, relative, size, _version(os.path.join(folder, relative)))
+    return _decoded(folder, relative, size, _version(_file(folder, relative)))
+
+
+def _file(folder: str, relative: str) -> str:
+    """A dataset file by its recorded name (one Unicode form), as it is named on disk."""
+    from leukdash.data.sources import on_disk
+
+    return str(on_disk(Path(folder), relative))
 
 
 def _version(path: str) -> tuple | None:
@@ -152,14 +158,14 @@ def _decoded(folder: str, relative: str, size: int | None, version: tuple | None
     from leukdash.data.squares import square_resize
     from leukdash.data.decode import decode_image
 
-    decoded = decode_image(os.path.join(folder, relative))
+    decoded = decode_image(_file(folder, relative))
     return square_resize(decoded, size) if size else decoded
 
 
 def cell_preview(folder: str, relative: str, mode: str):
     """One image of a dataset segmented in a cell-level mode (``overlay``): its outlined original,
     the preprocessed image (both small) and the segmentation failure."""
-    return _cell_preview(folder, relative, mode, _version(os.path.join(folder, relative)))
+    return _cell_preview(folder, relative, mode, _version(_file(folder, relative)))
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -168,7 +174,7 @@ def _cell_preview(folder: str, relative: str, mode: str, version: tuple | None):
     from leukdash.data.decode import decode_image
     from leukdash.data.preprocess import overlay
 
-    return overlay(decode_image(os.path.join(folder, relative)), mode)
+    return overlay(decode_image(_file(folder, relative)), mode)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -177,7 +183,7 @@ def _pixel_digest(folder: str, relative: str, version: tuple | None) -> str:
     from leukdash.data.decode import decode_image
     from leukdash.evaluation.reference import pixel_digest
 
-    return pixel_digest(decode_image(os.path.join(folder, relative)))
+    return pixel_digest(decode_image(_file(folder, relative)))
 
 
 def run_thumbnails(root: str, run_id: str, folder: str, files: list[str], size: int = 96) -> list:
@@ -190,7 +196,7 @@ def run_thumbnails(root: str, run_id: str, folder: str, files: list[str], size: 
     for relative in files:
         copy, digest = kept_copies.get(relative, (None, None))
         try:
-            same = digest is not None and _pixel_digest(folder, relative, _version(os.path.join(folder, relative))) \
+            same = digest is not None and _pixel_digest(folder, relative, _version(_file(folder, relative))) \
                 == digest
         except LeukdashError:
             same = False
@@ -260,12 +266,12 @@ def unreadable_runs(root: str) -> dict[str, str]:
 
 
 def why_unfinished(run_id: str) -> str:
-    """One line for a run of the store that is not finished: what is missing (a fold, an ensemble's
-    member) and what computes it, as the CLI says it (see runner.unfinished_error)."""
+    """One line for a run of the store that is not finished, for Markdown: what is missing (a fold, an
+    ensemble's member) and what computes it, as the CLI says it (see runner.unfinished_error)."""
     from leukdash.engine.runner import unfinished_error
     from leukdash.engine.store import RunStore
 
-    return hide_roots(str(unfinished_error(run_id, RunStore())))
+    return said(str(unfinished_error(run_id, RunStore())))
 
 
 def visible_runs() -> list[dict]:
@@ -302,7 +308,7 @@ def results(run_ids) -> list[dict]:
         try:
             found.append(run_result(root(), run_id))
         except RunError as error:
-            st.caption(hide_roots(f"Left out: {error}"))
+            st.caption(f"Left out: {said(str(error))}")
     return found
 
 

@@ -11,8 +11,7 @@ from leukdash.data.preprocess import is_grey
 from leukdash.engine.augment import preview
 from leukdash.config import AugmentConfig, FILL_MODES, RunConfig
 from leukdash.errors import LeukdashError
-from leukdash.paths import hide_roots
-from pages._session import kept, literal, routed
+from pages._session import kept, literal, routed, said
 from pages._shared import dataset_picker, image, load_dataset_info, synthetic_note
 
 routed(__file__)
@@ -116,8 +115,8 @@ with gallery:
     try:
         original = image(info["path"], chosen, PREVIEW_SIZE)
     except LeukdashError as error:  # an empty or damaged file: the settings above still work
-        st.error(hide_roots(f"Image {number} of {literal(cls)} ({literal(chosen)}) cannot be read: {error}. "
-                            "Pick another image."),
+        st.error(f"Image {number} of {literal(cls)} ({literal(chosen)}) cannot be read: {said(str(error))}. "
+                 "Pick another image.",
                  icon=":material/broken_image:")
         st.stop()
     # A blur is in pixels of the run's images: shown as at the first size kept on Experiments.

@@ -19,7 +19,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from leukdash.data.preprocess import describe_mode
-from test_app import APP, TIMEOUT, open_page
+from test_app import APP, TIMEOUT, open_page, shown
 
 SHIPPED_RUNS = APP.parent / "artifacts" / "runs"
 
@@ -254,7 +254,8 @@ def test_an_unreadable_image_on_the_augmentation_page_is_one_line(data_root):
     folder = write_classes(data_root / "onebad")
     (folder / "ALL" / "0.png").write_bytes(b"")
     at = app("augmentation")
-    assert [e.value for e in at.error] == ["Image 1 of ALL (ALL/0.png) cannot be read: empty file. Pick another image."]
+    assert [shown(e.value) for e in at.error] == [
+        "Image 1 of ALL (ALL/0.png) cannot be read: empty file. Pick another image."]
     assert at.button[0].label == "Paper settings" and not at.get("image")
     at.number_input(key="aug_image").set_value(2).run(timeout=TIMEOUT)
     assert not at.exception and not at.error
@@ -639,11 +640,12 @@ def test_an_ensemble_whose_member_was_deleted_says_so_on_compare_and_predict(dat
     assert not at.exception, [e.value for e in at.exception]
     why = f"member run(s) {knn} gone or not whole; running their settings again"
     [warning] = at.warning
-    assert why in warning.value and "no longer in the store" not in warning.value, warning.value
+    assert why in shown(warning.value) and "no longer in the store" not in warning.value, warning.value
     at = linked_compare([joined, nb])
     assert not at.exception, [e.value for e in at.exception]
-    assert any(c.value.startswith(f"Not compared: run '{joined}' is not a finished run") and why in c.value
-               for c in at.caption), [c.value for c in at.caption]
+    captions = [shown(c.value) for c in at.caption]
+    assert any(c.startswith(f"Not compared: run '{joined}' is not a finished run") and why in c for c in captions), \
+        captions
     assert not any("not among the finished runs" in c.value for c in at.caption)
     (data_root / "cell.png").write_bytes(png(1))
     predict._loaded.clear()  # a command is a fresh process: the pages' warm-up may have loaded the models here
@@ -659,7 +661,7 @@ def test_a_store_where_the_builtin_set_cannot_be_drawn_is_one_line_on_each_page(
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(timeout=TIMEOUT)
     for page in ("data", "experiments", "augmentation"):
         open_page(at, page)
-        assert [e.value for e in at.error] == [
+        assert [shown(e.value) for e in at.error] == [
             "Cannot open dataset 'synthetic': cannot write datasets: a file stands where a folder is needed "
             "(LEUKDASH_ARTIFACTS must name a folder)"], page
 
@@ -762,3 +764,23 @@ def test_names_a_dataset_controls_are_shown_as_written_on_every_page(data_root, 
         bodies = markdown_bodies(at)
         assert not [body for body in bodies if UNESCAPED.search(body)], page
     assert any(body.startswith("Predicted: ") for body in bodies)  # the upload was answered
+
+
+def test_a_folder_copied_through_a_mac_shows_its_images_on_the_pages(data_root, tiny_dataset):
+    """Datasets record names in one Unicode form (NFC); a folder copied through a Mac names its files in
+    another (NFD): the pages opened the recorded name, found no file, and showed no sample."""
+    import unicodedata
+
+    from pages._shared import cell_preview, dataset_info, image
+
+    accented = data_root / "mac"
+    for source in sorted(tiny_dataset.glob("*/*.png"))[:12]:
+        folder = accented / unicodedata.normalize("NFD", f"{source.parent.name}é")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, folder / unicodedata.normalize("NFD", f"cé-{source.name}"))
+    info = dataset_info("mac", str(data_root))
+    [name, *_] = next(files for files in info["files"].values() if files)
+    assert name == unicodedata.normalize("NFC", name) and "é" in name  # recorded in one form
+    assert image(info["path"], name, 16).shape == (16, 16, 3)
+    outlined, prepared, _ = cell_preview(info["path"], name, "cell-keep-asis")
+    assert outlined.ndim == 3 and prepared.ndim == 3

@@ -161,6 +161,14 @@ def test_a_repeated_reproduce_is_answered_from_the_store(tiny_report):
     assert report_path(path.parent) == path
 
 
+def test_reproduces_runs_store_what_their_checks_need_as_they_finish(tiny_report):
+    """reproduce's runs, like those of run and sweep, keep their checks once their folder changes."""
+    store = tiny_report["store"]
+    trained = [entry["run_id"] for entry in store.list_runs() if entry["meta"]["config"]["model"] != "ensemble"]
+    assert trained and all((store.run_dir(run_id) / "trained-on.npz").is_file()
+                           and (store.run_dir(run_id) / "reference.npz").is_file() for run_id in trained)
+
+
 def test_the_matrix_configs_are_pinned():
     # Every published run id hashes these configs: a change here must come with a new ENGINE_VERSION
     # and a regenerated report, never silently.

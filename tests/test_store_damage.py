@@ -22,6 +22,7 @@ from leukdash.errors import RunError
 from leukdash.evaluation import predict
 from leukdash.evaluation.ood import own_confidence
 from tests.damage import flip_compressed_bytes
+from tests.test_app import shown
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 SHIPPED_NB = next((APP.parent / "artifacts" / "runs").glob("nb-*"))
@@ -447,6 +448,6 @@ def test_a_run_that_stopped_being_whole_after_the_listing_is_left_out_with_a_cap
     at = AppTest.from_function(_compare_results, args=([good, lost],), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
     assert [m.value for m in at.markdown] == [f"loaded: {[good]}"]
-    [caption] = [c.value for c in at.caption]
+    [caption] = [shown(c.value) for c in at.caption]
     assert caption.startswith(f"Left out: run '{lost}' is not a finished run in runs: fold(s) 3 missing or damaged")
     assert str(isolated_artifacts) not in caption

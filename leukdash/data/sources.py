@@ -203,6 +203,22 @@ def relative_name(path: Path, root: Path) -> str:
     return one_form(path.relative_to(root).as_posix())
 
 
+def on_disk(root: Path, name: str) -> Path:
+    """The file a recorded name (:func:`relative_name`'s form) stands for under ``root``: the name
+    itself where it exists, else each part matched to the entry of its folder that reads the same in
+    one Unicode form (a folder copied through a Mac holds its names in NFD, records hold them in NFC)."""
+    path = root / name
+    if path.exists():
+        return path
+    found = root
+    for part in name.split("/"):
+        try:
+            found = found / next(entry for entry in os.listdir(found) if one_form(entry) == part)
+        except (OSError, StopIteration):
+            return path  # not there in any form: opening it says so
+    return found
+
+
 def order_classes(names) -> tuple[str, ...]:
     known = [c for c in KNOWN_CLASSES if c in names]
     return tuple(known + sorted(set(names) - set(known)))

@@ -55,11 +55,6 @@ RUNS_SPREAD = 1.25
 NEAR = 4.0
 
 
-def rates(entries: list[dict]) -> dict[tuple[str, str], float]:
-    """Median seconds per unit of work for each model kind, from ``RunStore.list_runs()`` entries."""
-    return {kind: median(rate for _, rate in values) for kind, values in rate_samples(entries).items()}
-
-
 def rate_samples(entries: list[dict]) -> dict[tuple[str, str], list[tuple[float, float]]]:
     """Every finished run's work of a fold and seconds per unit of that work, by model kind."""
     found: dict[tuple[str, str], list[tuple[float, float]]] = {}

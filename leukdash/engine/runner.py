@@ -74,26 +74,33 @@ def settings_key(config: RunConfig) -> str:
     return stable_hash({"dataset": config.dataset, "config": config.canonical()}, 32)
 
 
-def superseded_partial_runs(resolved: ResolvedRun, store: RunStore) -> list[str]:
-    """One line for each stopped, partial run of ``resolved``'s command (:func:`settings_key`) that is
-    another run: its images (or the engine) changed since, so its finished folds cannot be reused."""
-    lines, key = [], settings_key(resolved.config)
-    for folder in sorted(store.root.glob(f"{resolved.config.model}-*")):
-        if folder.name == resolved.run_id or store.is_locked(folder.name):  # a locked one is being computed
-            continue
-        try:
-            meta = store.read_meta(folder.name)
-            if meta is None or settings_key(RunConfig.from_dict(meta["config"])) != key:
+def superseded_partial_runs(new_runs: list[ResolvedRun], store: RunStore) -> dict[str, list[str]]:
+    """For each of ``new_runs`` (runs with no fold stored yet), one line for each stopped, partial run of
+    its command (:func:`settings_key`) that is another run: its images (or the engine) changed since, so
+    its finished folds cannot be reused. One pass over the store's runs of their models, however many
+    runs a sweep starts."""
+    wanted = {settings_key(r.config) for r in new_runs}
+    ids = {r.run_id for r in new_runs}
+    partial: dict[tuple, list[tuple[str, int, int]]] = {}
+    for model in sorted({r.config.model for r in new_runs}):
+        for folder in sorted(store.root.glob(f"{model}-*")):
+            if folder.name in ids or store.is_locked(folder.name):  # a locked one is being computed
                 continue
-            done = sum(store.read_fold(folder.name, fold) is not None for fold in meta["fold_ids"])
-        except (LeukdashError, OSError, KeyError, TypeError):  # a record this version cannot read: not this command's
-            continue
-        if done < len(meta["fold_ids"]):
-            lines.append(f"run {folder.name} of these settings stopped after {done} of its {len(meta['fold_ids'])} "
-                         f"folds, and the images of {resolved.config.dataset} (or the engine version) changed since: "
-                         f"its folds cannot be reused, so this is a new run, {resolved.run_id}; the earlier one "
-                         "stays in the store, partial")
-    return lines
+            try:
+                meta = store.read_meta(folder.name)
+                key = None if meta is None else settings_key(RunConfig.from_dict(meta["config"]))
+                if key not in wanted:
+                    continue
+                done = sum(store.read_fold(folder.name, fold) is not None for fold in meta["fold_ids"])
+            except (LeukdashError, OSError, KeyError, TypeError):  # a record this version cannot read: not a command's
+                continue
+            if done < len(meta["fold_ids"]):
+                partial.setdefault(key, []).append((folder.name, done, len(meta["fold_ids"])))
+    return {r.run_id: [f"run {name} of these settings stopped after {done} of its {folds} folds, and the images of "
+                       f"{r.config.dataset} (or the engine version) changed since: its folds cannot be reused, so "
+                       f"this is a new run, {r.run_id}; the earlier one stays in the store, partial"
+                       for name, done, folds in partial.get(settings_key(r.config), [])]
+            for r in new_runs}
 
 
 def config_to_finish(meta: dict, store: RunStore | None = None) -> RunConfig:
@@ -418,13 +425,15 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
         for r in runs:
             store.discard_unstarted(r.run_id)
         raise
+    done_of = {r.run_id: store.completed_folds(r.run_id, len(inputs[r.run_id].fold_ids)) for r in runs}
+    # a new run: "run the same command again to resume" would silently have started afresh
+    superseded = superseded_partial_runs([r for r in runs if not done_of[r.run_id]], store)
     for r in runs:
         fold_ids = list(inputs[r.run_id].fold_ids)
-        done = store.completed_folds(r.run_id, len(fold_ids))
+        done = done_of[r.run_id]
         missing = [f for f in fold_ids if f not in done]
-        if not done:  # a new run: "run the same command again to resume" would silently have started afresh
-            for line in superseded_partial_runs(r, store):
-                emit(r.run_id, {"event": "message", "message": line})
+        for line in superseded.get(r.run_id, []):
+            emit(r.run_id, {"event": "message", "message": line})
         fresh = _meta(r, arrays.pop(r.run_id), inputs[r.run_id])
         store.write_meta(r.run_id, _attempt_meta(store.read_meta(r.run_id), fresh, done, missing))
         emit(r.run_id, {"event": "start", "run_id": r.run_id, "folds": len(fold_ids), "missing": missing,

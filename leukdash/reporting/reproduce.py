@@ -1,6 +1,6 @@
 """Run the paper's experiments through the engine's run store, and write the report on them.
 
-The matrix (:mod:`leukdash.reporting.matrix`) is run as one sweep (:func:`leukdash.engine.sweep.run_sweep`):
+The matrix (:mod:`leukdash.reporting.matrix`) is run as one sweep (:func:`leukdash.evaluation.runs.run_sweep`):
 every fold of every run is one task in one pool, results are cached, so a repeated
 ``reproduce`` is answered from the store and an interrupted one resumes with the folds it had
 not finished. :mod:`leukdash.reporting.report` turns the outcomes into ``REPORT.md`` and its figures.
@@ -49,7 +49,7 @@ def run_labelled(labelled: list[tuple[str, RunConfig]], *, compute: bool = True,
     """Run (or only look up) labelled configs, the missing ones as one sweep; their results."""
     from leukdash.engine.runner import load_result, resolve
     from leukdash.engine.store import RunStore
-    from leukdash.engine.sweep import run_sweep
+    from leukdash.evaluation.runs import run_sweep  # each run stores what its checks need as it finishes
 
     store = RunStore()
     labels = {}
