@@ -143,6 +143,24 @@ def test_a_summary_its_folds_do_not_say_is_damaged_and_computed_again(template, 
     assert [entry["status"] for entry in RunStore().list_runs()] == ["complete"]
 
 
+def test_a_summary_replaced_while_it_was_checked_is_read_again_not_moved_aside(template, monkeypatch):
+    """A run computing a fold again writes the fold, then its summary, then lets its lock go: a reader that
+    read the old summary before the new fold saw them disagree and moved the new, true summary aside."""
+    run_id = stored(template)
+    folder, store = RunStore().run_dir(run_id), RunStore()
+    true = json.loads((folder / "summary.json").read_text())
+    edited(folder / "summary.json", FORGED_SUMMARIES["a higher mean"])  # the summary before the fold's recompute
+    read_fold = RunStore.read_fold
+
+    def fold_then_summary_written(self, run, fold):  # the other process finishes between the two reads
+        (folder / "summary.json").write_text(json.dumps(true))
+        return read_fold(self, run, fold)
+
+    monkeypatch.setattr(RunStore, "read_fold", fold_then_summary_written)
+    assert store.read_summary(run_id)["val_acc"] == true["val_acc"]
+    assert not list(folder.glob("summary.json.damaged-*"))
+
+
 FOLD_SHAPES = {
     "a list": lambda record: [],
     "empty": lambda record: {},
