@@ -114,3 +114,27 @@ def test_trust_models_converts_an_earlier_versions_pickled_final_model(tiny_data
         ensemble(run_id, final=True)
     assert trust_models([]) == [f"run {run_id}: models/final.joblib -> models/final.skops"]
     assert len(ensemble(run_id, final=True).models) == 1 and not pickle.exists()
+
+
+@pytest.mark.parametrize("forged", ["list", "logistic"])
+def test_a_model_file_of_types_skops_trusts_that_is_no_leukdash_model_is_refused_in_one_line(
+        forged, tiny_dataset, tmp_path, capsys):
+    """skops trusts lists and scikit-learn estimators by default: such a file, its record rehashed, is refused
+    as an untrusted type is, not used until it fails with a traceback."""
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+
+    run_id = run(RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, augment_factor=1, folds=2),
+                 n_jobs=1)["run_id"]
+    store, image = RunStore(), next(tiny_dataset.glob("*/*.png"))
+    path = store.model_path(run_id, 0, "skops")
+    content = [1, 2] if forged == "list" else LogisticRegression().fit(np.eye(4), [0, 1, 0, 1])
+    result = store.read_fold(run_id, 0)
+    skops.io.dump(content, path)
+    store.write_fold(run_id, 0, result, model=path)
+    assert main(["predict", run_id, str(image)]) == 2
+    kind = "list" if forged == "list" else "LogisticRegression"
+    assert capsys.readouterr().err.strip() == (
+        f"error: run {run_id}: models/fold_0.skops holds a {kind} that is not a model leukdash writes, so it is "
+        "not used: remove the run unless you know where the file came from")
+    assert path.exists()

@@ -122,7 +122,30 @@ def load(path, run_id: str) -> Pipeline:
         raise UntrustedModel(f"run {run_id}: models/{path.name} holds {', '.join(untrusted)}, a type leukdash "
                              "never writes, so it is not loaded (it may run code): remove the run unless you "
                              "know where the file came from")
-    return _unpacked(skops.io.load(path, trusted=list(TRUSTED_TYPES)))
+    return _unpacked(_checked(skops.io.load(path, trusted=list(TRUSTED_TYPES)), run_id, path.name))
+
+
+# The classifiers make_classifier builds: a pipeline is loaded only as ("scale", StandardScaler) then one of these.
+_CLASSIFIERS = (GaussianNB, CalibratedClassifierCV, KNeighborsClassifier, DecisionTreeClassifier)
+
+
+def _checked(model, run_id: str, name: str):
+    """``model`` when it is what :func:`save` writes. skops trusts many types by default (lists, any
+    scikit-learn estimator): a file of them runs no code, but is no leukdash model either and would
+    fail on its first use with a traceback."""
+    packed = type(model) is _PackedNeighbours
+    pipeline = getattr(model, "pipeline", None) if packed else model
+    steps = getattr(pipeline, "steps", None) if type(pipeline) is Pipeline else None
+    steps = steps if isinstance(steps, list) else []
+    kinds = [(step[0], type(step[1])) for step in steps if isinstance(step, tuple) and len(step) == 2]
+    classifiers = (KNeighborsClassifier,) if packed else _CLASSIFIERS
+    pixels = not packed or isinstance(getattr(model, "pixels", None), np.ndarray)
+    if not (len(kinds) == len(steps) == 2 and kinds[0] == ("scale", StandardScaler) and kinds[1][0] == "classify"
+            and kinds[1][1] in classifiers and pixels):
+        raise UntrustedModel(f"run {run_id}: models/{name} holds a {type(model).__name__} that is not a model "
+                             "leukdash writes, so it is not used: remove the run unless you know where the file "
+                             "came from")
+    return model
 
 
 def load_pickle(path) -> Pipeline:
