@@ -138,3 +138,28 @@ def test_a_model_file_of_types_skops_trusts_that_is_no_leukdash_model_is_refused
         f"error: run {run_id}: models/fold_0.skops holds a {kind} that is not a model leukdash writes, so it is "
         "not used: remove the run unless you know where the file came from")
     assert path.exists()
+
+
+@pytest.mark.parametrize("content", ["not a zip", "schema without keys"])
+def test_a_model_file_skops_cannot_read_is_not_blamed_on_memory(content, tiny_dataset, capsys):
+    """A malformed file whose record was rehashed to match is no model leukdash wrote; memory is said for a
+    MemoryError alone (test_store_damage)."""
+    import zipfile
+
+    run_id = run(RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, augment_factor=1, folds=2),
+                 n_jobs=1)["run_id"]
+    store, image = RunStore(), next(tiny_dataset.glob("*/*.png"))
+    path = store.model_path(run_id, 0, "skops")
+    result = store.read_fold(run_id, 0)
+    if content == "not a zip":
+        path.write_bytes(b"not a zip")
+    else:
+        with zipfile.ZipFile(path, "w") as forged:
+            forged.writestr("schema.json", "{}")
+    store.write_fold(run_id, 0, result, model=path)
+    assert main(["predict", run_id, str(image)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: run {run_id}: models/fold_0.skops is not a model file leukdash wrote (forged or "
+                          "damaged by hand: ") and "\n" not in err and "memory" not in err
+    assert err.endswith("), so it is not used: remove the run unless you know where the file came from")
+    assert path.exists() and store.read_fold(run_id, 0) is not None

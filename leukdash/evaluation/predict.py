@@ -133,9 +133,11 @@ class FoldEnsemble(_Voting):
                 raise UnreadableRecord(path, failure)
             if failure is not None and store.model_hashed(run_id, fold):
                 # The file holds the bytes its fold saved: it is sound, and this process could not
-                # load it (memory, a library). Moving the fold aside would lose it for nothing.
+                # load it (memory, a library). Moving the fold aside would lose it for nothing. Memory is
+                # named for a MemoryError, and for a CNN: TensorFlow's libraries failing to map fail in many ways.
+                short = isinstance(failure, MemoryError) or self.config.is_cnn
                 raise RunError(f"run {run_id}: the model {path.name} is intact but cannot be loaded here "
-                               f"({error_line(failure)}): {_SHORT_OF_MEMORY}")
+                               f"({error_line(failure)}): {_SHORT_OF_MEMORY if short else _NOTHING_CHANGED}")
             if model is None:
                 store.discard_fold(run_id, fold)
                 raise RunError(damaged_fold_message(run_id, at_fault, store))
@@ -184,6 +186,7 @@ class FoldEnsemble(_Voting):
         return [(self, 1.0)]
 
 
+_NOTHING_CHANGED = "nothing was changed"
 _SHORT_OF_MEMORY = "often too little memory (ulimit -v, a container's limit); nothing was changed, try again with more"
 
 

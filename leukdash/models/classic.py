@@ -17,9 +17,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from leukdash.config import CLASSIC_MODELS, FEATURE_SETS
-from leukdash.errors import ConfigError, RunRefused, UntrustedModel
+from leukdash.errors import ConfigError, RunRefused, UntrustedModel, raise_interrupt_behind
 from leukdash.models.features import extract_features, pixel_features
 from leukdash.models.kernel_svm import KernelSVC
+from leukdash.paths import error_line
 
 # Folds of the SVM's probability calibration (Platt scaling on cross-validated decision values).
 CALIBRATION_FOLDS = 3
@@ -117,12 +118,22 @@ def load(path, run_id: str) -> Pipeline:
         raise UntrustedModel(f"run {run_id}: models/{legacy.name} is a pickle written by an earlier leukdash "
                              "version, and loading a pickle runs any code it holds; if you trust this store, "
                              f"`python -m leukdash trust-models {run_id}` converts it")
-    untrusted = sorted(set(skops.io.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
+    try:
+        untrusted = sorted(set(skops.io.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
+        if not untrusted:
+            model = skops.io.load(path, trusted=list(TRUSTED_TYPES))
+    except (MemoryError, OSError):
+        raise  # the file may be sound: said by the caller (short of memory, unreadable)
+    except Exception as error:  # noqa: BLE001 - skops reading a malformed file raises many kinds
+        raise_interrupt_behind(error)
+        raise UntrustedModel(f"run {run_id}: models/{path.name} is not a model file leukdash wrote (forged or "
+                             f"damaged by hand: {error_line(error)}), so it is not used: remove the run unless "
+                             "you know where the file came from") from None
     if untrusted:
         raise UntrustedModel(f"run {run_id}: models/{path.name} holds {', '.join(untrusted)}, a type leukdash "
                              "never writes, so it is not loaded (it may run code): remove the run unless you "
                              "know where the file came from")
-    return _unpacked(_checked(skops.io.load(path, trusted=list(TRUSTED_TYPES)), run_id, path.name))
+    return _unpacked(_checked(model, run_id, path.name))
 
 
 # The classifiers make_classifier builds: a pipeline is loaded only as ("scale", StandardScaler) then one of these.
