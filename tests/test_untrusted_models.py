@@ -112,7 +112,7 @@ def test_trust_models_converts_an_earlier_versions_pickled_final_model(tiny_data
         {**record, "file": pickle.name, "sha256": hashlib.sha256(pickle.read_bytes()).hexdigest()}))
     with pytest.raises(UntrustedModel, match=f"run {run_id}: models/final.joblib is a pickle written by an earlier"):
         ensemble(run_id, final=True)
-    assert trust_models([]) == [f"run {run_id}: models/final.joblib -> models/final.skops"]
+    assert trust_models([]) == ([f"run {run_id}: models/final.joblib -> models/final.skops"], [])
     assert len(ensemble(run_id, final=True).models) == 1 and not pickle.exists()
 
 
@@ -163,3 +163,30 @@ def test_a_model_file_skops_cannot_read_is_not_blamed_on_memory(content, tiny_da
                           "damaged by hand: ") and "\n" not in err and "memory" not in err
     assert err.endswith("), so it is not used: remove the run unless you know where the file came from")
     assert path.exists() and store.read_fold(run_id, 0) is not None
+
+
+def test_trust_models_does_not_wait_for_a_run_being_computed_and_converts_the_others(tiny_dataset, capsys):
+    """A run being computed can hold its lock for hours: trust-models says so in one line and goes on."""
+    import joblib
+
+    store, runs = RunStore(), []
+    for model in ("nb", "knn"):
+        run_id = run(RunConfig(dataset=str(tiny_dataset), model=model, image_size=16, augment_factor=1, folds=2),
+                     n_jobs=1)["run_id"]
+        skops_path = store.model_path(run_id, 0, "skops")
+        pickle = skops_path.with_suffix(".joblib")
+        joblib.dump(classic.load(skops_path, run_id), pickle)
+        skops_path.unlink()
+        _rehashed(run_id, 0, pickle)
+        runs.append(run_id)
+    busy, free = runs
+    busy_line = (f"run {busy} is being computed by another process: its models were not converted; "
+                 f"run `python -m leukdash trust-models {busy}` again when it has finished")
+    with store.lock(busy):
+        assert main(["trust-models", busy]) == 1
+        assert capsys.readouterr().out.strip() == busy_line
+        assert main(["trust-models"]) == 1
+        assert capsys.readouterr().out.strip().splitlines() == [
+            f"run {free}: models/fold_0.joblib -> models/fold_0.skops", busy_line]
+    assert main(["trust-models"]) == 0
+    assert capsys.readouterr().out.strip() == f"run {busy}: models/fold_0.joblib -> models/fold_0.skops"

@@ -323,9 +323,9 @@ def refit(args) -> int:
 def trust_models(args) -> int:
     from leukdash.engine.trust_models import trust_models
 
-    converted = trust_models(args.run_ids)
-    print("\n".join(converted) if converted else "no pickled model to convert")
-    return 0
+    converted, left = trust_models(args.run_ids)
+    print("\n".join(converted + left) if converted or left else "no pickled model to convert")
+    return 1 if left else 0  # what was left waits on the user (a run's end, a fold computed again)
 
 
 def external_report(args) -> int:

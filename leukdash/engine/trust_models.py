@@ -10,6 +10,7 @@ more, and anything that did would run its code.
 from __future__ import annotations
 
 import re
+from contextlib import ExitStack
 from pathlib import Path
 
 from leukdash.atomic import write_atomic
@@ -21,22 +22,28 @@ from leukdash.models import classic
 _FOLD_PICKLE = re.compile(r"\Afold_(\d+)\.joblib\Z")
 
 
-def trust_models(run_ids: list[str], store: RunStore | None = None) -> list[str]:
+def trust_models(run_ids: list[str], store: RunStore | None = None) -> tuple[list[str], list[str]]:
     """Convert the pickled models of the runs ``run_ids`` (of every run in the store when empty) whose
-    records name them, intact; one line per converted file."""
+    records name them, intact; one line per converted file, and one per run or file left as it was, and why."""
     store = store or RunStore()
     if not run_ids:
         run_ids = sorted({path.parent.parent.name for path in store.root.glob("*/models/*.joblib")})
     for run_id in run_ids:
         if not store.exists(run_id):
             raise RunError(f"run {run_id} is not in the store {store.root}: `python -m leukdash runs` lists its runs")
-    converted = []
+    converted, left = [], []
     for run_id in run_ids:
-        with store.lock(run_id):
+        with ExitStack() as held:
+            try:  # a run being computed holds its lock for as long as that takes: not waited for
+                held.enter_context(store.lock(run_id, timeout=0))
+            except RunError:
+                left.append(f"run {run_id} is being computed by another process: its models were not converted; "
+                            f"run `python -m leukdash trust-models {run_id}` again when it has finished")
+                continue
             for pickle in sorted((store.run_dir(run_id) / "models").glob("*.joblib")):
                 if _convert(run_id, pickle, store):
                     converted.append(f"run {run_id}: models/{pickle.name} -> models/{pickle.stem}.skops")
-    return converted
+    return converted, left
 
 
 def _convert(run_id: str, pickle: Path, store: RunStore) -> bool:
