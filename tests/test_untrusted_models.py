@@ -190,3 +190,29 @@ def test_trust_models_does_not_wait_for_a_run_being_computed_and_converts_the_ot
             f"run {free}: models/fold_0.joblib -> models/fold_0.skops", busy_line]
     assert main(["trust-models"]) == 0
     assert capsys.readouterr().out.strip() == f"run {busy}: models/fold_0.joblib -> models/fold_0.skops"
+
+
+def test_trust_models_of_an_ensemble_converts_its_members_pickles(tiny_dataset, capsys):
+    """An ensemble loads its members' models: naming it converts theirs, each member once."""
+    import joblib
+
+    from leukdash.engine.ensemble import create_ensemble
+    from leukdash.evaluation.predict import ensemble
+
+    store, members = RunStore(), []
+    for model in ("nb", "knn"):
+        run_id = run(RunConfig(dataset=str(tiny_dataset), model=model, image_size=16, augment_factor=1, folds=2),
+                     n_jobs=1)["run_id"]
+        skops_path = store.model_path(run_id, 0, "skops")
+        pickle = skops_path.with_suffix(".joblib")
+        joblib.dump(classic.load(skops_path, run_id), pickle)
+        skops_path.unlink()
+        _rehashed(run_id, 0, pickle)
+        members.append(run_id)
+    outer = create_ensemble(members)["run_id"]
+    with pytest.raises(UntrustedModel):
+        ensemble(outer)
+    assert main(["trust-models", outer]) == 0
+    assert sorted(capsys.readouterr().out.strip().splitlines()) == sorted(
+        f"run {member}: models/fold_0.joblib -> models/fold_0.skops" for member in members)
+    assert len(ensemble(outer).parts()) == 2

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from leukdash.atomic import write_atomic
 from leukdash.engine.final import final_record
+from leukdash.engine.record_shapes import is_ensemble, member_ids
 from leukdash.engine.store import RunStore, file_sha256, read_json, write_json_atomic
 from leukdash.errors import RunError
 from leukdash.models import classic
@@ -32,7 +33,7 @@ def trust_models(run_ids: list[str], store: RunStore | None = None) -> tuple[lis
         if not store.exists(run_id):
             raise RunError(f"run {run_id} is not in the store {store.root}: `python -m leukdash runs` lists its runs")
     converted, left = [], []
-    for run_id in run_ids:
+    for run_id in _with_members(run_ids, store):
         with ExitStack() as held:
             try:  # a run being computed holds its lock for as long as that takes: not waited for
                 held.enter_context(store.lock(run_id, timeout=0))
@@ -44,6 +45,21 @@ def trust_models(run_ids: list[str], store: RunStore | None = None) -> tuple[lis
                 if _convert(run_id, pickle, store):
                     converted.append(f"run {run_id}: models/{pickle.name} -> models/{pickle.stem}.skops")
     return converted, left
+
+
+def _with_members(run_ids: list[str], store: RunStore) -> list[str]:
+    """``run_ids`` and the members of those that are ensembles (theirs too), each once: an ensemble loads
+    its members' models, so converting it alone would leave it refusing them."""
+    ordered, pending = [], list(run_ids)
+    while pending:
+        run_id = pending.pop(0)
+        if run_id in ordered or not store.exists(run_id):  # a member gone: the ensemble says so when used
+            continue
+        ordered.append(run_id)
+        meta = store.read_meta(run_id)
+        if is_ensemble(meta):
+            pending.extend(member for member, _ in member_ids(meta))
+    return ordered
 
 
 def _convert(run_id: str, pickle: Path, store: RunStore) -> bool:
