@@ -216,3 +216,30 @@ def test_trust_models_of_an_ensemble_converts_its_members_pickles(tiny_dataset, 
     assert sorted(capsys.readouterr().out.strip().splitlines()) == sorted(
         f"run {member}: models/fold_0.joblib -> models/fold_0.skops" for member in members)
     assert len(ensemble(outer).parts()) == 2
+
+
+def test_trust_models_says_which_pickle_it_did_not_convert_and_removes_a_leftover_one(tiny_dataset, capsys):
+    """A pickle that no longer matches its fold's record is kept and said, on every call; a pickle left by a
+    conversion stopped after its record was rewritten is no model of the run: removed, and said."""
+    import joblib
+
+    run_id = run(RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, augment_factor=1, folds=2),
+                 n_jobs=1)["run_id"]
+    store = RunStore()
+    models = store.run_dir(run_id) / "models"
+    for fold in (0, 1):
+        skops_path = store.model_path(run_id, fold, "skops")
+        joblib.dump(classic.load(skops_path, run_id), skops_path.with_suffix(".joblib"))
+    skops_path.unlink()
+    _rehashed(run_id, 1, models / "fold_1.joblib")
+    (models / "fold_1.joblib").write_bytes((models / "fold_1.joblib").read_bytes()[:-10])  # truncated
+    damaged = (f"run {run_id}: models/fold_1.joblib does not match its fold's record, or that record is damaged or "
+               "missing: not converted; its fold is recomputed by `python -m leukdash run --config-file "
+               f"{store.run_dir(run_id) / 'meta.json'}` (or by launching the run again)")
+    assert main(["trust-models", run_id]) == 1
+    assert capsys.readouterr().out.strip().splitlines() == [
+        f"run {run_id}: models/fold_0.joblib removed: left over from an earlier conversion, its record names "
+        "models/fold_0.skops", damaged]
+    assert main(["trust-models"]) == 1
+    assert capsys.readouterr().out.strip() == damaged
+    assert (models / "fold_1.joblib").exists() and not (models / "fold_0.joblib").exists()

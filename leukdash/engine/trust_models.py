@@ -42,8 +42,8 @@ def trust_models(run_ids: list[str], store: RunStore | None = None) -> tuple[lis
                             f"run `python -m leukdash trust-models {run_id}` again when it has finished")
                 continue
             for pickle in sorted((store.run_dir(run_id) / "models").glob("*.joblib")):
-                if _convert(run_id, pickle, store):
-                    converted.append(f"run {run_id}: models/{pickle.name} -> models/{pickle.stem}.skops")
+                line, settled = _convert(run_id, pickle, store)
+                (converted if settled else left).append(line)
     return converted, left
 
 
@@ -62,21 +62,29 @@ def _with_members(run_ids: list[str], store: RunStore) -> list[str]:
     return ordered
 
 
-def _convert(run_id: str, pickle: Path, store: RunStore) -> bool:
-    """Convert one pickle when its fold's record (or ``final.json``) names it and it is intact; whether it was.
-    Another pickle is no model of the run: it is left alone, and nothing loads it."""
+def _convert(run_id: str, pickle: Path, store: RunStore) -> tuple[str, bool]:
+    """Convert one pickle when its fold's record (or ``final.json``) names it and it is intact; the line that
+    says what became of it, and whether it was settled (converted, or removed as no model of the run)."""
     matched = _FOLD_PICKLE.match(pickle.name)
     fold = int(matched.group(1)) if matched else None
     if fold is not None:
-        result = store.read_fold(run_id, fold)  # checks the pickle's sha256 against the record
-        named = None if result is None else read_json(store.fold_path(run_id, fold)).get("model")
+        result = store.read_fold(run_id, fold)  # checks the model's sha256 against the record
+        if result is None:  # the record, now moved aside as damaged, or gone: the pickle is kept for the user
+            meta_file = store.run_dir(run_id) / "meta.json"
+            return (f"run {run_id}: models/{pickle.name} does not match its fold's record, or that record is damaged "
+                    f"or missing: not converted; its fold is recomputed by `python -m leukdash run --config-file "
+                    f"{meta_file}` (or by launching the run again)"), False
         # A fold stored before model hashes were recorded names no file: its pickle is its model.
-        if result is None or (named is not None and named["file"] != pickle.name):
-            return False
+        named = (read_json(store.fold_path(run_id, fold)).get("model") or {"file": pickle.name})["file"]
     else:
         record = final_record(run_id, store)
-        if record is None or record["file"] != pickle.name:
-            return False
+        named = None if record is None else record["file"]
+    if named != pickle.name:
+        if named == pickle.with_suffix(".skops").name:  # a conversion stopped after its record was rewritten
+            pickle.unlink()
+            return (f"run {run_id}: models/{pickle.name} removed: left over from an earlier conversion, its record "
+                    f"names models/{named}"), True
+        return f"run {run_id}: models/{pickle.name} is no model of the run (no record names it): left as it is", False
     skops_path = pickle.with_suffix(".skops")
     model = classic.load_pickle(pickle)
     write_atomic(skops_path, lambda tmp: classic.save(model, tmp))
@@ -86,4 +94,4 @@ def _convert(run_id: str, pickle: Path, store: RunStore) -> bool:
         write_json_atomic(store.run_dir(run_id) / "final.json",
                           {**record, "file": skops_path.name, "sha256": file_sha256(skops_path)})
     pickle.unlink()
-    return True
+    return f"run {run_id}: models/{pickle.name} -> models/{skops_path.name}", True
