@@ -75,8 +75,9 @@ def upload_mb(limit_mb: int) -> int:
 def literal(name: str) -> str:
     """A file or folder name for a line of Markdown, each character that Markdown (or Streamlit's
     ``:icon:`` and ``$math$``) could act on inside a sentence backslash-escaped, so that a name such
-    as ``**b** [l](http://x)`` shows as typed: no formatting, no link, no remote image."""
-    return re.sub(r"([\\`*_{}\[\]()<>#|~$!:])", r"\\\1", name)
+    as ``**b** [l](http://x)`` shows as typed: no formatting, no link, no remote image. ``.`` and ``&``
+    too: ``www.x.com`` or ``a@b.c`` would be made links by themselves, ``&amp;`` shown as ``&``."""
+    return re.sub(r"([\\`*_{}\[\]()<>#|~$!:.&])", r"\\\1", name)
 
 
 def hidden(value):

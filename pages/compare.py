@@ -231,8 +231,9 @@ def confident_mistakes_view(chosen: list[dict], labels: list[str]) -> None:
     shown = [(picture, row) for picture, row in zip(pictures, mistakes) if picture is not None]
     if shown:
         st.image([picture for picture, _ in shown], width=110,
-                 caption=[f"{row['true']} → {row['predicted']} ({row['p_' + row['predicted']]:.0%})"
-                          + (f", copy {row['copy']}" if row["copy"] else "") for _, row in shown])
+                 caption=[f"{literal(row['true'])} → {literal(row['predicted'])} "  # a caption is Markdown
+                          f"({row['p_' + row['predicted']]:.0%})" + (f", copy {row['copy']}" if row["copy"] else "")
+                          for _, row in shown])
     st.caption(f"The {len(mistakes)} surest wrong answers of the fold models, each image's from the model that "
                "validated it: true class → answer (its probability). `python -m leukdash oof RUN_ID` lists every "
                "answer."

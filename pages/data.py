@@ -183,7 +183,7 @@ for cls, files in info["files"].items():
         except LeukdashError:
             continue
         pictures += [outlined, prepared]
-        captions += [files[i].rsplit("/", 1)[-1], failure or mode]
+        captions += [literal(files[i].rsplit("/", 1)[-1]), failure or mode]  # a caption is Markdown
     st.text(cls)
     st.image(pictures, width=120, caption=captions)
 st.caption("Each pair: the original with the segmented cell outlined, then the preprocessed image. A caption "

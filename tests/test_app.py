@@ -283,7 +283,7 @@ def test_launched_runs_complete_compare_and_predict(tiny):
     probabilities = next(f for f in figures(at) if f["data"][0].get("orientation") == "h")["data"][0]
     assert list(probabilities["y"]) == list(CLASSES) and sum(probabilities["x"]) == pytest.approx(1, abs=1e-3)
     assert any("Grad-CAM" in caption for caption in image_captions(at)), [w.value for w in at.warning]
-    assert any("Cannot read notes.png" in e.value for e in at.error)
+    assert any("Cannot read notes.png" in shown(e.value) for e in at.error)
 
 
 def image_captions(at: AppTest) -> list[str]:
@@ -384,7 +384,7 @@ def test_compare_shows_what_each_run_warned_of_about_its_data(tiny):
     [warning] = result["dataset"]["warnings"]
     at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
     said = [c.value for c in at.caption if "were left out, unreadable or refused" in c.value]
-    assert len(said) == 1 and "ALL/notes.png" in said[0] and "Naive Bayes" in said[0], said
+    assert len(said) == 1 and "ALL/notes.png" in shown(said[0]) and "Naive Bayes" in said[0], said
     assert said[0].endswith(literal(warning))
     run(RunConfig(**{**config.to_dict(), "seed": 1}), n_jobs=1)  # a second run on the same data: said once
     st.cache_data.clear()  # the run list, as a new session reads it
@@ -408,7 +408,7 @@ def test_compare_says_which_run_answers_one_class_for_every_image(allidb2_path, 
     run(config, n_jobs=1)
     at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
     said = [c.value for c in at.caption if "the model answers ALL for 100% of the images it validates on" in c.value]
-    assert len(said) == 1 and "Naive Bayes" in said[0] and "balanced accuracy 0.50" in said[0], said
+    assert len(said) == 1 and "Naive Bayes" in said[0] and "balanced accuracy 0.50" in shown(said[0]), said
     # Several (a sweep's): one caption naming them, each run's note in an expander, not one caption a run.
     run(RunConfig(**{**config.to_dict(), "seed": 1}), n_jobs=1)
     st.cache_data.clear()  # the page keeps the list of runs a while

@@ -201,7 +201,7 @@ def test_predict_gives_a_bombs_size_and_the_type_advice_only_for_a_wrong_type(da
                                                      ("notes.png", b"not an image", "image/png")])
     at.run(timeout=TIMEOUT)
     assert not at.exception, [e.value for e in at.exception]
-    assert [e.value for e in at.error] == [
+    assert [shown(e.value) for e in at.error] == [
         "Cannot read bomb.png: image too large: 20000x20000 pixels exceeds the limit of 50,000,000.",
         "Cannot read notes.png: not an image: the file's content is not a known image format. Upload a .jpg, .jpeg, "
         ".png, .bmp, .tif, .tiff, .webp or .jp2 image."]
@@ -213,13 +213,14 @@ def test_names_inside_error_lines_are_escaped_markdown(data_root, isolated_artif
     at = app("predict")
     at.file_uploader(key="predict_upload").set_value([(f"{name}.png", b"not an image", "image/png")]).run(timeout=TIMEOUT)
     [error] = at.error
-    assert error.value.startswith("Cannot read \\[l\\]\\(http\\://x\\) \\!\\[\\]\\(http\\://x\\) \\*\\*b\\*\\*.png: "), error.value
+    assert error.value.startswith(
+        "Cannot read \\[l\\]\\(http\\://x\\) \\!\\[\\]\\(http\\://x\\) \\*\\*b\\*\\*\\.png: "), error.value
     at = data_page(data_root)
     at.sidebar.file_uploader(key="zip_upload").set_value((f"{name}.zip", b"not a zip", "application/zip"))
     at.run(timeout=TIMEOUT)
     assert not at.exception, [e.value for e in at.exception]
     assert [e.value for e in at.error if "not a zip archive" in e.value] == [
-        "\\[l\\]\\(http\\://x\\) \\!\\[\\]\\(http\\://x\\) \\*\\*b\\*\\*.zip: the uploaded file is not a zip archive"]
+        "\\[l\\]\\(http\\://x\\) \\!\\[\\]\\(http\\://x\\) \\*\\*b\\*\\*\\.zip: the uploaded file is not a zip archive"]
 
 
 # ---------------------------------------------------------------- Predict, Augmentation, paths
@@ -352,7 +353,7 @@ def test_dataset_errors_show_no_server_folder_on_overview_and_compare(data_root,
     at.selectbox(key="compare_external_dataset").set_value("badgroups").run(timeout=TIMEOUT)
     at.button(key="compare_external_run").click().run(timeout=TIMEOUT)
     [error] = at.error
-    assert ": badgroups/groups.csv line 2" in error.value and str(data_root) not in error.value
+    assert ": badgroups/groups.csv line 2" in shown(error.value) and str(data_root) not in error.value
 
 
 def test_the_data_page_says_when_a_dataset_hides_a_folder_of_its_name(data_root, tmp_path, monkeypatch):
@@ -375,8 +376,8 @@ def test_the_cell_preview_of_a_very_wide_image_is_drawn_small(data_root):
     at = data_page(data_root)
     at.sidebar.selectbox(key="dataset").set_value("wider").run(timeout=TIMEOUT)
     assert not at.exception, [e.value for e in at.exception]
-    previews = [i.proto.imgs for i in at.get("image") if any(img.caption == "wide.png" for img in i.proto.imgs)]
-    assert [[img.caption for img in imgs] for imgs in previews] == [["wide.png", "none found"]]
+    previews = [i.proto.imgs for i in at.get("image") if any(shown(img.caption) == "wide.png" for img in i.proto.imgs)]
+    assert [[shown(img.caption) for img in imgs] for imgs in previews] == [["wide.png", "none found"]]
     assert at.button(key="data_count_failures")  # the page is drawn on past the preview
 
 
@@ -407,7 +408,7 @@ def test_uploads_of_one_name_are_told_apart_by_their_place(data_root, isolated_a
     shown = ["cell.png (upload 1)", "other.png", "cell.png (upload 3)", "cell.png (upload 4)"]
     assert [t.value for t in at.text if t.value in shown] == shown
     assert at.dataframe[0].value.iloc[:, 0].tolist() == shown
-    assert any(e.value.startswith(r"Cannot read cell.png \(upload 4\): not an image") for e in at.error)
+    assert any(e.value.startswith(r"Cannot read cell\.png \(upload 4\): not an image") for e in at.error)
 
 
 def test_a_data_folder_that_is_a_dataset_itself_is_said_on_the_data_page_and_by_datasets(data_root, capsys):
@@ -552,7 +553,7 @@ def test_a_data_setting_that_names_no_folder_is_said_on_overview_and_data(data_r
     at = app("overview")
     for page in ("overview", "data"):
         open_page(at, page)
-        said = [w.value for w in at.warning]
+        said = [shown(w.value) for w in at.warning]
         assert said == [r"LEUKDASH_DATA names …/notes.txt, which is not a folder: nothing found there.",
                         r"LEUKDASH_DATA names …/gone, which is not a folder: nothing found there."], page
 
@@ -784,3 +785,12 @@ def test_a_folder_copied_through_a_mac_shows_its_images_on_the_pages(data_root, 
     assert image(info["path"], name, 16).shape == (16, 16, 3)
     outlined, prepared, _ = cell_preview(info["path"], name, "cell-keep-asis")
     assert outlined.ndim == 3 and prepared.ndim == 3
+
+
+def test_names_markdown_would_link_or_decode_by_themselves_are_escaped():
+    """Markdown (GFM) makes ``www.x.com`` and ``a@b.c`` links by themselves and shows ``&amp;`` as ``&``: a
+    class or dataset name holding them was shown as a link to another site, or otherwise than written."""
+    from pages._session import literal
+
+    assert literal("see www.evil.com & a@b.c &amp;") == r"see www\.evil\.com \& a@b\.c \&amp;"
+    assert shown(literal("see www.evil.com & a@b.c &amp;")) == "see www.evil.com & a@b.c &amp;"
