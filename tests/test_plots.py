@@ -443,3 +443,54 @@ def test_the_curves_keep_their_plot_area_and_runs_apart_whatever_the_number_of_r
             assert layout.margin.b >= -layout.legend.y * plot + 20 * len(entries)
             runs = [t for t in entries if t.name != "chance" and not t.name.endswith(": training")]
             assert len(runs) == n and len({t.line.color for t in runs}) == n
+
+
+EVIL, AMP = '<a href="https:evil.example">click', "x &amp; y"  # a link and an entity, as names a dataset may hold
+
+
+def chart_texts(fig):
+    """Every string of a figure's data and layout, as plotly.js is handed them."""
+    def walk(value):
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            yield from (text for item in value.values() for text in walk(item))
+        elif isinstance(value, (list, tuple, np.ndarray)):
+            yield from (text for item in list(value) for text in walk(item))
+    return list(walk(fig.to_plotly_json()))
+
+
+def test_names_a_dataset_controls_show_in_every_chart_as_written_not_as_markup():
+    """Plotly renders links and bold in chart texts and decodes entities: class, dataset and run names reach a
+    figure escaped, so a class folder named like a link shows as that text, never as a link."""
+    import pandas as pd
+
+    history = [{"acc": [0.2, 0.6], "loss": [2.0, 1.0], "val_acc": [0.1, 0.5], "val_loss": [2.5, 1.5]}] * 2
+    runs = [fake_result("cnn", (0.5, 0.7), classes=[EVIL, AMP], dataset=name, run_id=f"cnn-{i}", history=history)
+            for i, name in enumerate((EVIL, AMP))]
+    for run in runs:
+        for fold in run["folds"]:
+            fold["oof"] = {"index": [0, 1, 2, 3], "copy": [0] * 4, "true": [0, 1, 0, 1],
+                           "proba": [[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3]]}
+    frame = pd.DataFrame([{"Run": EVIL, "Tested on": AMP, "Value": 0.5, "Low": 0.4, "High": 0.6, "Model": "cnn",
+                           "Within dataset": 0.7, "Collapsed": False, "OOD share": 0.1, "Classes": 2,
+                           "Predicted": f"{EVIL} 50%, {AMP} 50%"}])
+    sweep = pd.DataFrame({"dataset": [EVIL, AMP], "seed": ["0", "1"], "Folds": [[0.5, 0.6], [0.7, 0.8]]})
+    figures = {"class counts": plots.class_counts_bar({EVIL: 3, AMP: 4}),
+               "probabilities": plots.probability_bars({EVIL: 0.7, AMP: 0.3}, EVIL),
+               "bars": plots.metric_bars(runs, labels=[EVIL, AMP]), "curves": plots.learning_curves(runs),
+               "roc": plots.roc_curves(runs, labels=[EVIL, AMP]),
+               "confusion": plots.confusion_heatmap(runs[0], EVIL),
+               "external": plots.external_bars(frame), "sweep": plots.sweep_heatmap(sweep, "dataset", "seed")}
+    for chart, fig in figures.items():
+        texts = chart_texts(fig)
+        assert not any("<a " in text.lower() for text in texts), chart
+        texts = [text.replace("<br>", " ") for text in texts]  # a tick label may be wrapped inside a name
+        links = [text for text in texts if "evil.example" in text]
+        entities = [text for text in texts if "x &amp" in text]
+        assert links and entities, chart  # the names are in the chart ...
+        assert all('&lt;a href="https:evil.example"&gt;click' in text for text in links), (chart, links)
+        assert all("x &amp;amp; y" in text for text in entities), (chart, entities)  # ... as written
+    # A long label still breaks onto lines, its text escaped.
+    assert plots.common.wrap(f"{EVIL} · {AMP}", width=12) == \
+        '&lt;a<br>href="https:evil.example"&gt;click<br>x &amp;amp; y'

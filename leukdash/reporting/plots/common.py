@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 
@@ -91,8 +93,17 @@ def error_bounds(values, kind: str = "std") -> tuple[float, float]:
     raise ValueError(f"error bars must be one of {', '.join(ERROR_BARS)}, got {kind!r}")
 
 
+def shown_in_chart(name) -> str:
+    """``name`` (of a class, dataset, run, file or test set: text a user or dataset controls) as a chart shows it
+    exactly as written. Plotly renders a subset of HTML in chart texts (links, bold, line breaks) and decodes
+    entities, so an unescaped name could put a link or markup in a chart; an escaped one shows as it is."""
+    return html.escape(str(name), quote=False)
+
+
 def wrap(label: str, width: int = 22) -> str:
-    """A tick label on several lines: one per ' · ' part, long parts broken at spaces."""
+    """A tick label on several lines: one per ' · ' part, long parts broken at spaces. Each line is escaped
+    (:func:`shown_in_chart`) after the breaks are counted and before they are joined, so the ``<br>``
+    still breaks the line and the label shows as written."""
     lines = []
     for part in label.split(" · "):
         line = ""
@@ -103,7 +114,7 @@ def wrap(label: str, width: int = 22) -> str:
             else:
                 line = f"{line} {word}".strip()
         lines.append(line)
-    return "<br>".join(lines)
+    return "<br>".join(map(shown_in_chart, lines))
 
 
 def metric_axis(metric: str) -> dict:

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from leukdash.evaluation.labels import run_labels
-from leukdash.reporting.plots.common import LAYOUT, MODEL_COLOURS, wrap
+from leukdash.reporting.plots.common import LAYOUT, MODEL_COLOURS, shown_in_chart, wrap
 
 EXTERNAL_METRICS = {"balanced_accuracy": "Balanced accuracy", "accuracy": "Accuracy", "roc_auc": "ROC AUC"}
 
@@ -44,7 +44,8 @@ def external_bars(frame: pd.DataFrame, metric: str = "balanced_accuracy") -> go.
     a collapsed model (one class for >= 95% of the images) gets a hatched bar."""
     fig = go.Figure()
     for row in frame.to_dict("records"):
-        x = [[row["Tested on"]], [wrap(row["Run"])]]
+        run, tested, predicted = (shown_in_chart(row[key]) for key in ("Run", "Tested on", "Predicted"))
+        x = [[tested], [wrap(row["Run"])]]
         value = row["Value"] if row["Value"] is not None else float("nan")
         undefined = row["Low"] is None or pd.isna(row["Low"])  # no interval: no whisker
         low, high = (value, value) if undefined else (row["Low"], row["High"])
@@ -55,8 +56,8 @@ def external_bars(frame: pd.DataFrame, metric: str = "balanced_accuracy") -> go.
             error_y=dict(type="data", symmetric=False, array=[high - value], arrayminus=[value - low],
                          color="#333", thickness=1.5),
             text=["collapsed" if row["Collapsed"] else ""], textposition="inside",
-            hovertemplate=f"{row['Run']} on {row['Tested on']}<br>%{{y:.1%}} ({ci})"
-                          f"<br>predicted: {row['Predicted']}<br>OOD flagged {row['OOD share']:.0%}<extra></extra>",
+            hovertemplate=f"{run} on {tested}<br>%{{y:.1%}} ({ci})"
+                          f"<br>predicted: {predicted}<br>OOD flagged {row['OOD share']:.0%}<extra></extra>",
         )
         if row["Within dataset"] is not None and not pd.isna(row["Within dataset"]):
             name = "own cross-validation (mean)"

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from leukdash.reporting.paper import BINARY_TASK, FIVE_CLASS_TASK, PAPER_CNN_FOLDS, PAPER_MODEL_NAMES, PAPER_VAL_ACC
-from leukdash.reporting.plots.common import LAYOUT, MODEL_COLOURS, wrap
+from leukdash.reporting.plots.common import LAYOUT, MODEL_COLOURS, shown_in_chart, wrap
 
 TASK_COLOURS = {BINARY_TASK: "#7b2d8b", FIVE_CLASS_TASK: "#c9a3d4"}
 
@@ -43,8 +43,8 @@ def paper_table() -> pd.DataFrame:
 
 def class_counts_bar(counts: dict[str, int]) -> go.Figure:
     """Images per class."""
-    fig = go.Figure(go.Bar(x=list(counts), y=list(counts.values()), text=list(counts.values()),
-                           textposition="outside", marker_color=MODEL_COLOURS["cnn"], cliponaxis=False,
+    fig = go.Figure(go.Bar(x=[shown_in_chart(name) for name in counts], y=list(counts.values()),
+                           text=list(counts.values()), textposition="outside", marker_color=MODEL_COLOURS["cnn"], cliponaxis=False,
                            hovertemplate="%{x}: %{y} images<extra></extra>"))
     fig.update_layout(**LAYOUT, height=320)
     fig.update_yaxes(title="Images", rangemode="tozero")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from leukdash.reporting.plots.common import LAYOUT, MODEL_COLOURS
+from leukdash.reporting.plots.common import LAYOUT, MODEL_COLOURS, shown_in_chart
 
 # The longer side of a picture as a page shows it: wider than any column it is drawn in, and a
 # 48-megapixel upload is not handed to the browser (hundreds of MB in the server) to be scaled down there.
@@ -16,7 +16,8 @@ def probability_bars(probabilities: dict[str, float], predicted: str | None = No
     """Class probabilities of one image (mean over the fold models), the predicted class highlighted."""
     classes = list(probabilities)
     colours = [MODEL_COLOURS["cnn"] if c == predicted else "#c9c3cf" for c in classes]
-    fig = go.Figure(go.Bar(x=list(probabilities.values()), y=classes, orientation="h", marker_color=colours,
+    fig = go.Figure(go.Bar(x=list(probabilities.values()), y=[shown_in_chart(c) for c in classes], orientation="h",
+                           marker_color=colours,
                            text=[f"{p:.1%}" for p in probabilities.values()], textposition="outside",
                            cliponaxis=False, hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
     # Room right of the axis for an outside label as wide as "100.0%".

@@ -13,7 +13,7 @@ from leukdash.evaluation.compare import out_of_fold_roc
 from leukdash.evaluation.labels import FACETS, facet_texts, model_name, run_labels, varying_facets
 from leukdash.reporting.plots.common import (ERROR_BARS, LAYOUT, METRICS, MODEL_COLOURS, PAPER_COLOUR,
                                              available_metrics, created_text, error_bounds, fold_values, hover_format,
-                                             metric_axis, paper_value, rgba, wrap)
+                                             metric_axis, paper_value, rgba, shown_in_chart, wrap)
 
 
 def run_labels_of(results: list[dict], labels: list[str] | None) -> list[str]:
@@ -70,6 +70,7 @@ def metric_bars(results: list[dict], metric: str = "val_acc", error: str = "std"
     fig = go.Figure()
     paper = []
     for result, label, tick in zip(results, labels, ticks):
+        label = shown_in_chart(label)
         values = fold_values(result, metric)
         below, above = error_bounds(values, error)
         fig.add_bar(
@@ -124,7 +125,7 @@ def learning_curves(results: list[dict], metric: str = "acc", band: str = "std")
                 lower, upper = mean - spread, mean + spread
             else:
                 lower, upper = stacked.min(axis=0), stacked.max(axis=0)
-            name = f"{label}: {part}"
+            name = f"{shown_in_chart(label)}: {part}"
             fig.add_scatter(x=epochs, y=upper, mode="lines", line=dict(width=0), showlegend=False,
                             legendgroup=name, hoverinfo="skip")
             fig.add_scatter(x=epochs, y=lower, mode="lines", line=dict(width=0), fill="tonexty",
@@ -153,11 +154,11 @@ def roc_curves(results: list[dict], labels: list[str] | None = None) -> go.Figur
         points = out_of_fold_roc(result)
         if points["auc"] is None:
             continue
-        name = f"{label} · AUC {points['auc']:.3f}"
+        name = f"{shown_in_chart(label)} · AUC {points['auc']:.3f}"
         fig.add_scatter(x=points["fpr"], y=points["tpr"], mode="lines", name=name,
                         line=dict(width=2, color=colour, dash=("solid", "dash")[i // len(RUN_COLOURS) % 2]),
-                        hovertemplate=f"false positives %{{x:.1%}}, true positives %{{y:.1%}}<extra>{points['kind']}"
-                                      "</extra>")
+                        hovertemplate=f"false positives %{{x:.1%}}, true positives %{{y:.1%}}"
+                                      f"<extra>{shown_in_chart(points['kind'])}</extra>")
     _legend_below(fig.update_layout(**LAYOUT))
     fig.update_xaxes(title="False positive rate", tickformat=".0%", range=[0, 1], constrain="domain")
     fig.update_yaxes(title="True positive rate", tickformat=".0%", range=[0, 1.01])
@@ -178,12 +179,13 @@ def confusion_heatmap(result: dict, label: str | None = None, normalize: bool = 
     """
     arguments.result(result)
     classes = list(result["dataset"]["classes"])
+    shown = [shown_in_chart(c) for c in classes]
     counts = np.sum([np.asarray(fold["confusion"], dtype=int) for fold in result["folds"]], axis=0)
     totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=float), where=totals > 0)
     text = [[f"{counts[i, j]}<br>{shares[i, j]:.0%}" for j in range(len(classes))] for i in range(len(classes))]
     fig = go.Figure(go.Heatmap(
-        z=shares if normalize else counts, x=classes, y=classes, text=text, texttemplate="%{text}",
+        z=shares if normalize else counts, x=shown, y=shown, text=text, texttemplate="%{text}",
         colorscale="Purples", zmin=0, zmax=1 if normalize else None, showscale=False,
         hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
     ))

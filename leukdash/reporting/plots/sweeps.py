@@ -7,7 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from leukdash.evaluation.labels import run_labels, setting_text
-from leukdash.reporting.plots.common import FRACTION_METRICS, LAYOUT, METRICS, error_bounds, fold_values
+from leukdash.reporting.plots.common import (FRACTION_METRICS, LAYOUT, METRICS, error_bounds, fold_values,
+                                             shown_in_chart)
 
 
 def sweep_axes(configs: list[dict]) -> list[str]:
@@ -70,6 +71,7 @@ def sweep_parallel(frame: pd.DataFrame, axes: list[str], metric: str = "val_acc"
     for axis in axes:
         ticks = _ordered(frame[axis])
         codes = frame[axis].map({text: i for i, text in enumerate(ticks)})
+        # Not escaped (shown_in_chart): a parallel-coordinates axis draws its tick texts as plain text.
         dimensions.append(dict(label=axis.replace("_", " "), values=codes, tickvals=list(range(len(ticks))),
                                ticktext=ticks, range=[-0.3, len(ticks) - 0.7] if len(ticks) > 1 else [-1, 1]))
     fraction = metric in FRACTION_METRICS
@@ -103,7 +105,8 @@ def sweep_heatmap(frame: pd.DataFrame, x: str, y: str, metric: str = "val_acc") 
         text[i][j] = f"{fmt(mean[i, j])}<br>± {fmt(spread)}<br>{len(cell)} run{'s' * (len(cell) != 1)}"
     fraction = metric in FRACTION_METRICS
     fig = go.Figure(go.Heatmap(
-        z=mean, x=xs, y=ys, text=text, texttemplate="%{text}", colorscale="Purples",
+        z=mean, x=[shown_in_chart(v) for v in xs], y=[shown_in_chart(v) for v in ys], text=text,
+        texttemplate="%{text}", colorscale="Purples",
         zmin=0 if fraction else None, zmax=1 if fraction else None, hoverongaps=False,
         colorbar=dict(tickformat=".0%" if fraction else None, title=dict(text="mean")),
         hovertemplate=f"{x} %{{x}}, {y} %{{y}}<br>%{{text}}<extra></extra>",
