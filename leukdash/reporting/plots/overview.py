@@ -44,7 +44,8 @@ def paper_table() -> pd.DataFrame:
 def class_counts_bar(counts: dict[str, int]) -> go.Figure:
     """Images per class."""
     fig = go.Figure(go.Bar(x=[shown_in_chart(name) for name in counts], y=list(counts.values()),
-                           text=list(counts.values()), textposition="outside", marker_color=MODEL_COLOURS["cnn"], cliponaxis=False,
+                           text=list(counts.values()), textposition="outside", marker_color=MODEL_COLOURS["cnn"],
+                           cliponaxis=False,
                            hovertemplate="%{x}: %{y} images<extra></extra>"))
     fig.update_layout(**LAYOUT, height=320)
     fig.update_yaxes(title="Images", rangemode="tozero")
