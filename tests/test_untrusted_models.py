@@ -165,11 +165,11 @@ def test_a_model_file_skops_cannot_read_is_not_blamed_on_memory(content, tiny_da
     assert path.exists() and store.read_fold(run_id, 0) is not None
 
 
-def test_trust_models_does_not_wait_for_a_run_being_computed_and_converts_the_others(tiny_dataset, capsys):
-    """A run being computed can hold its lock for hours: trust-models says so in one line and goes on."""
+def _legacy_runs(tiny_dataset) -> list[str]:
+    """An nb and a k-NN run whose fold 0 model is a pickle, as earlier versions stored it."""
     import joblib
 
-    store, runs = RunStore(), []
+    store, run_ids = RunStore(), []
     for model in ("nb", "knn"):
         run_id = run(RunConfig(dataset=str(tiny_dataset), model=model, image_size=16, augment_factor=1, folds=2),
                      n_jobs=1)["run_id"]
@@ -178,8 +178,13 @@ def test_trust_models_does_not_wait_for_a_run_being_computed_and_converts_the_ot
         joblib.dump(classic.load(skops_path, run_id), pickle)
         skops_path.unlink()
         _rehashed(run_id, 0, pickle)
-        runs.append(run_id)
-    busy, free = runs
+        run_ids.append(run_id)
+    return run_ids
+
+
+def test_trust_models_does_not_wait_for_a_run_being_computed_and_converts_the_others(tiny_dataset, capsys):
+    """A run being computed can hold its lock for hours: trust-models says so in one line and goes on."""
+    store, (busy, free) = RunStore(), _legacy_runs(tiny_dataset)
     busy_line = (f"run {busy} is being computed by another process: its models were not converted; "
                  f"run `python -m leukdash trust-models {busy}` again when it has finished")
     with store.lock(busy):
@@ -194,21 +199,10 @@ def test_trust_models_does_not_wait_for_a_run_being_computed_and_converts_the_ot
 
 def test_trust_models_of_an_ensemble_converts_its_members_pickles(tiny_dataset, capsys):
     """An ensemble loads its members' models: naming it converts theirs, each member once."""
-    import joblib
-
     from leukdash.engine.ensemble import create_ensemble
     from leukdash.evaluation.predict import ensemble
 
-    store, members = RunStore(), []
-    for model in ("nb", "knn"):
-        run_id = run(RunConfig(dataset=str(tiny_dataset), model=model, image_size=16, augment_factor=1, folds=2),
-                     n_jobs=1)["run_id"]
-        skops_path = store.model_path(run_id, 0, "skops")
-        pickle = skops_path.with_suffix(".joblib")
-        joblib.dump(classic.load(skops_path, run_id), pickle)
-        skops_path.unlink()
-        _rehashed(run_id, 0, pickle)
-        members.append(run_id)
+    members = _legacy_runs(tiny_dataset)
     outer = create_ensemble(members)["run_id"]
     with pytest.raises(UntrustedModel):
         ensemble(outer)
