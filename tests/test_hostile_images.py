@@ -134,7 +134,7 @@ def test_predict_page_in_viewer_mode_refuses_hostile_uploads_and_answers_the_goo
 
     import streamlit as st
     from streamlit.testing.v1 import AppTest
-    from test_app import APP, TIMEOUT, open_page
+    from test_app import APP, TIMEOUT, open_page, shown
 
     shipped = next((Path(__file__).resolve().parent.parent / "artifacts" / "runs").glob("nb-*"))
     shutil.copytree(shipped, isolated_artifacts / "runs" / shipped.name)
@@ -152,7 +152,7 @@ def test_predict_page_in_viewer_mode_refuses_hostile_uploads_and_answers_the_goo
     at.run(timeout=120)
     st.cache_data.clear()
     assert not at.exception, [e.value for e in at.exception]
-    errors = [e.value for e in at.error]
+    errors = [shown(e.value) for e in at.error]
     assert any("line.png" in e and "extreme aspect ratio" in e for e in errors), errors
     assert any("liar.jpg" in e and "Corrupt JPEG data" in e for e in errors), errors
     assert len(errors) == 2, errors
