@@ -6,8 +6,9 @@ prepares each run's inputs, hands every missing fold of every run to one schedul
 store, persists each fold result and model the moment it comes back. A finished run is
 answered from the store alone: nothing heavy (scikit-learn, TensorFlow) is imported.
 
-One module, though long (about 550 lines): resolving a run's id, computing its missing folds (a run
-refused for its own settings ending alone, the others going on), the checks an attempt at a stored
+One module, though long (about 600 lines): resolving a run's id, computing its missing folds (a run
+refused for its own settings ending alone, the others going on; a stopped run of the same command
+that the new one cannot resume named), the checks an attempt at a stored
 run must pass before it adds folds to it (the same versions, the same fold plan and training parts,
 :func:`config_to_finish`'s settings) and the record each attempt writes are one run's life as the
 store's one writer sees it; the checks read the fold inputs the compute loop has just built and are
@@ -81,7 +82,7 @@ def superseded_partial_runs(new_runs: list[ResolvedRun], store: RunStore) -> dic
     runs a sweep starts."""
     wanted = {settings_key(r.config) for r in new_runs}
     ids = {r.run_id for r in new_runs}
-    partial: dict[tuple, list[tuple[str, int, int]]] = {}
+    partial: dict[str, list[tuple[str, int, int]]] = {}
     for model in sorted({r.config.model for r in new_runs}):
         for folder in sorted(store.root.glob(f"{model}-*")):
             if folder.name in ids or store.is_locked(folder.name):  # a locked one is being computed
