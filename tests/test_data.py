@@ -327,6 +327,40 @@ def test_folds_are_as_many_as_the_fewest_groups_of_a_class_allow():
                                 "validate on it")
 
 
+def test_every_validation_fold_holds_every_class_when_subjects_span_classes():
+    from leukdash.data.folds import fold_plan
+
+    # Like a groups file whose middle subject has images of both classes: the stratified draw puts
+    # the two one-class subjects apart, and a fold of one class reported a made-up recall of 0.
+    labels = np.repeat([0, 1], [8, 8])
+    groups = np.array(["s1"] * 6 + ["s2"] * 4 + ["s3"] * 6, dtype=object)
+    for seed in range(5):
+        folds, fold_ids = fold_plan(labels, groups, ("ALL", "HEALTHY"), 5, None, seed=seed)
+        assert fold_ids == [0, 1]
+        assert all(set(labels[folds == fold]) == {0, 1} for fold in fold_ids)
+        assert all(len(set(folds[groups == group])) == 1 for group in set(groups))
+        test = fold_plan(labels, groups, ("ALL", "HEALTHY"), 5, 0.5, seed=seed)[0] == 0
+        assert set(labels[test]) == set(labels[~test]) == {0, 1}
+
+
+def test_folds_are_fewer_when_no_grouping_gives_more_folds_every_class():
+    from leukdash.data.folds import fold_plan
+
+    # Three classes, each in three groups, yet three folds cannot each hold all three: a fold with
+    # one two-class group lacks a class, and three of them cannot make two whole folds.
+    groups = np.array(["ab"] * 4 + ["ac"] * 4 + ["bc"] * 4 + ["abc"] * 6, dtype=object)
+    labels = np.array([0, 1] * 2 + [0, 2] * 2 + [1, 2] * 2 + [0, 1, 2] * 2)
+    folds, fold_ids = fold_plan(labels, groups, ("A", "B", "C"), 3, None, seed=0)
+    assert fold_ids == [0, 1]
+    assert all(set(labels[folds == fold]) == {0, 1, 2} for fold in fold_ids)
+    two_class_groups = groups[:12]
+    with pytest.raises(DatasetError) as error:
+        fold_plan(labels[:12], two_class_groups, ("A", "B", "C"), 2, None, seed=0, name="d")
+    assert str(error.value) == ("no split of the image groups of d into 2 folds gives each fold every class (its "
+                                "groups hold images of several classes): grouped folds cannot validate on every "
+                                "class; check its groups file (a group is one subject)")
+
+
 def test_byte_copies_join_their_group_whatever_its_size_and_the_error_says_so(tmp_path):
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.fold_planning import plan_folds

@@ -68,8 +68,8 @@ def run_text(result: dict) -> str:
         lines.append("soft vote of " + ", ".join(f"{member} (weight {weight:.3g})"
                                                  for member, weight in zip(config["members"], config["weights"])))
     if config.get("test_fraction") is None and config["protocol"] != "lodo" and len(result["folds"]) < config["folds"]:
-        lines.append(f"({len(result['folds'])} of the {config['folds']} folds asked: a class has only "
-                     f"{len(result['folds'])} image groups, and a group never straddles folds)")
+        lines.append(f"({len(result['folds'])} of the {config['folds']} folds asked: a group never straddles folds, "
+                     "and with more a fold would hold no image of a class)")
     lines += [f"{'fold':>4} {'val_acc':>8} {'val_loss':>9} {'train_acc':>9} {'bal_acc':>8} {'macro_f1':>8} {'sec':>6}"]
     for fold in result["folds"]:
         if "held_out" in fold:

@@ -2,6 +2,8 @@
 
 A run gets the folds it asks for, or as many as the data allows when a class has fewer groups
 than that (cnmc_dev: two healthy subjects, so two folds); the run's ``fold_ids`` say which.
+Every validation fold holds every class: when subjects span classes and the stratified draw
+leaves a fold without one, another grouping is searched for, and fewer folds used if none exists.
 
 Every model of a comparison gets the same assignment, so comparisons between models are
 paired fold by fold and image by image.
@@ -107,9 +109,27 @@ def max_folds(labels, groups) -> int:
     return min((len(set(groups[labels == label])) for label in np.unique(labels)), default=0)
 
 
-def holdout_split(labels, groups, test_fraction: float, seed: int) -> np.ndarray:
-    """One stratified grouped train/test split, encoded like folds: 0 = test, 1 = train."""
-    return np.where(assign_folds(labels, groups, holdout_folds(test_fraction), seed) == 0, 0, 1)
+def holdout_split(labels, groups, test_fraction: float, seed: int, strata=None) -> np.ndarray:
+    """One stratified grouped train/test split, encoded like folds: 0 = test, 1 = train.
+
+    The test part is one of :func:`holdout_folds` grouped folds drawn on ``strata`` (the labels by
+    default, see :func:`stratify`): the first whose images, and the images of the others, hold every
+    class; when groups (subjects) holding several classes leave none such, the first of folds that
+    each hold every class (:func:`covering_folds`); an error when there are none either.
+    """
+    labels = np.asarray(labels)
+    n_folds = holdout_folds(test_fraction)
+    fold_of = assign_folds(labels if strata is None else strata, groups, n_folds, seed)
+    splits = [fold_of == fold for fold in range(n_folds)]
+    test = next((part for part in splits if _holds_every_class(labels, part) and _holds_every_class(labels, ~part)),
+                None)
+    if test is None:
+        fold_of = covering_folds(labels, groups, labels if strata is None else strata, n_folds, seed)
+        if fold_of is None:
+            raise DatasetError(f"no grouped {test_fraction:.0%} test part holds every class, its groups (subjects) "
+                               "holding images of several classes: use a larger --test-fraction")
+        test = fold_of == 0
+    return np.where(test, 0, 1)
 
 
 def fold_plan(labels, groups, classes, n_folds: int, test_fraction: float | None, seed: int, sources=None,
@@ -125,13 +145,96 @@ def fold_plan(labels, groups, classes, n_folds: int, test_fraction: float | None
     check_class_counts(classes, labels, n_folds, name, test_fraction)
     if test_fraction is not None:
         try:
-            return holdout_split(strata, groups, test_fraction, seed), [0]
+            return holdout_split(labels, groups, test_fraction, seed, strata), [0]
         except DatasetError as error:
             raise DatasetError(f"{error}{_joined_by_duplicates(groups, own_groups)}") from None
     n_folds = min(n_folds, max_folds(labels, groups))
     if n_folds < 2:
         raise _one_group_error(labels, groups, classes, name, own_groups)
-    return assign_folds(strata, groups, n_folds, seed), list(range(n_folds))
+    for n in range(n_folds, 1, -1):  # fewer folds only when no grouping gives each of n every class
+        fold_of = covering_folds(labels, groups, strata, n, seed)
+        if fold_of is not None:
+            return fold_of, list(range(n))
+    raise DatasetError(f"no split of the image groups of {name} into 2 folds gives each fold every class (its "
+                       "groups hold images of several classes): grouped folds cannot validate on every class; "
+                       "check its groups file (a group is one subject)")
+
+
+# The most groups placed (with undoing) in the search for folds that each hold every class: enough
+# for any dataset whose groups the search can order well, and a bound on a hopeless one.
+MAX_SEARCH_STEPS = 200_000
+
+
+def covering_folds(labels, groups, strata, n_folds: int, seed: int) -> np.ndarray | None:
+    """The fold of every image, in ``n_folds`` grouped folds that each hold every class, or None
+    when there is no such grouping (or the search gave up, see :data:`MAX_SEARCH_STEPS`).
+
+    The stratified draw (:func:`assign_folds` on ``strata``) is kept when its folds hold every class;
+    it can leave a fold without one when groups (subjects) hold images of several classes, and then
+    the groups are placed by :func:`_search_covering`.
+    """
+    labels, groups = np.asarray(labels), np.asarray(groups, dtype=object)
+    fold_of = assign_folds(strata, groups, n_folds, seed)
+    if all(_holds_every_class(labels, fold_of == fold) for fold in range(n_folds)):
+        return fold_of
+    names, group_index = np.unique(groups.astype(str), return_inverse=True)
+    present = np.unique(labels)
+    classes_of = [frozenset(labels[group_index == g]) for g in range(len(names))]
+    sizes = np.bincount(group_index, minlength=len(names))
+    group_fold = _search_covering(classes_of, sizes, frozenset(present), n_folds, seed)
+    return None if group_fold is None else np.asarray(group_fold, dtype=np.int64)[group_index]
+
+
+def _holds_every_class(labels, mask) -> bool:
+    return set(labels[mask]) == set(labels)
+
+
+def _search_covering(classes_of, sizes, present: frozenset, n_folds: int, seed: int) -> list[int] | None:
+    """The fold of each group (``classes_of``: the classes of its images, ``sizes``: its image count)
+    such that every fold holds every class in ``present``, or None.
+
+    A depth-first search over the groups, largest first (ties in an order drawn from ``seed``): each
+    group tries first the folds that lack most of its classes, then the smallest folds, so the first
+    answer found is about balanced. A branch is dropped as soon as the groups left cannot give every
+    fold the classes it lacks.
+    """
+    order = sorted(np.random.default_rng(seed).permutation(len(sizes)).tolist(), key=lambda g: -sizes[g])
+    # How many groups from position i on hold each class: what is left to fill the folds' gaps.
+    left = [Counter() for _ in range(len(order) + 1)]
+    for i in range(len(order) - 1, -1, -1):
+        left[i] = left[i + 1] + Counter(classes_of[order[i]])
+    fold_classes = [Counter() for _ in range(n_folds)]
+    fold_sizes = [0] * n_folds
+    group_fold = [-1] * len(sizes)
+    tried = []  # per placed position: its folds in the order tried, and how many were tried
+    position = steps = 0
+    while position < len(order):
+        group = order[position]
+        if len(tried) == position:
+            tried.append((sorted(range(n_folds), key=lambda f: (
+                -sum(not fold_classes[f][c] for c in classes_of[group]), fold_sizes[f], f)), 0))
+        choices, n_tried = tried[position]
+        if n_tried:  # undo the fold tried last
+            fold_classes[choices[n_tried - 1]].subtract(classes_of[group])
+            fold_sizes[choices[n_tried - 1]] -= sizes[group]
+        if steps == MAX_SEARCH_STEPS:
+            return None
+        if n_tried == len(choices):  # no fold left for this group: back to the previous one
+            tried.pop()
+            position -= 1
+            if position < 0:
+                return None
+            continue
+        steps += 1
+        fold = choices[n_tried]
+        tried[position] = (choices, n_tried + 1)
+        fold_classes[fold].update(classes_of[group])
+        fold_sizes[fold] += sizes[group]
+        group_fold[group] = fold
+        lacking = Counter(c for held in fold_classes for c in present if not held[c])
+        if all(left[position + 1][c] >= n for c, n in lacking.items()):
+            position += 1
+    return group_fold
 
 
 def _one_group_error(labels, groups, classes, name: str, own_groups) -> DatasetError:
