@@ -39,6 +39,8 @@ def fold_metrics(y_true, proba, classes) -> dict:
     dict
         ``val_acc``, ``val_loss`` (log loss), ``balanced_acc``, ``macro_f1``,
         ``per_class_recall`` ({class: recall}) and ``confusion`` (rows = true, columns = predicted).
+        A class without an image in ``y_true`` has no recall (None: a 0 would be made up), and
+        balanced accuracy and macro F1 average the classes present.
     """
     y_true = np.asarray(y_true, dtype=int)
     proba = np.asarray(proba, dtype=np.float64)
@@ -48,7 +50,8 @@ def fold_metrics(y_true, proba, classes) -> dict:
     y_pred = proba.argmax(axis=1)
     clipped = np.clip(proba, PROBA_EPS, 1 - PROBA_EPS)
     clipped /= clipped.sum(axis=1, keepdims=True)
-    recall = skm.recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    present = sorted(set(y_true.tolist()))
+    recall = dict(zip(present, skm.recall_score(y_true, y_pred, labels=present, average=None)))
     with warnings.catch_warnings():
         # A class absent from y_true (an external set of one class): scikit-learn averages the
         # recall of the classes present, as documented, and warns about it on stderr.
@@ -58,8 +61,8 @@ def fold_metrics(y_true, proba, classes) -> dict:
         "val_acc": float(skm.accuracy_score(y_true, y_pred)),
         "val_loss": float(skm.log_loss(y_true, clipped, labels=labels)),
         "balanced_acc": balanced,
-        "macro_f1": float(skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        "per_class_recall": {str(c): float(r) for c, r in zip(classes, recall)},
+        "macro_f1": float(skm.f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "per_class_recall": {str(c): float(recall[i]) if i in recall else None for i, c in enumerate(classes)},
         "confusion": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
 

@@ -35,7 +35,15 @@ def test_fold_metrics_stays_finite_for_a_certain_mistake_and_an_unpredicted_clas
     m = fold_metrics([0, 1], np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]), CLASSES)
     assert math.isfinite(m["val_loss"]) and m["val_loss"] > 5  # -log(1e-7) / 2 ~ 8
     assert m["confusion"] == [[0, 1, 0], [0, 1, 0], [0, 0, 0]]
-    assert m["per_class_recall"]["C"] == 0.0
+    assert m["per_class_recall"] == {"A": 0.0, "B": 1.0, "C": None}  # no image of C: no recall of C
+
+
+def test_fold_metrics_of_a_fold_without_a_class_average_the_classes_it_holds():
+    """A validation fold of one class (HEALTHY absent) gave HEALTHY a recall of 0 and halved macro F1."""
+    m = fold_metrics([0, 0, 0], np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]]), ("ALL", "HEALTHY"))
+    assert m["per_class_recall"] == {"ALL": pytest.approx(2 / 3), "HEALTHY": None}
+    assert m["balanced_acc"] == pytest.approx(2 / 3)
+    assert m["macro_f1"] == pytest.approx(0.8)  # ALL alone: precision 1, recall 2/3
 
 
 def test_fold_metrics_rejects_a_wrong_probability_shape():

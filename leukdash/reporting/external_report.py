@@ -225,7 +225,9 @@ def lodo_table(rows: list[dict]) -> list[str]:
         cells = []
         for name in held:
             figures = row["held_out"][name]
-            recall = ", ".join(f"{c} {r:.2f}" for c, r in figures["per_class_recall"].items())
+            # None: a class the held-out set has no image of (no recall to give).
+            recall = ", ".join(f"{c} {'n/a' if r is None else f'{r:.2f}'}"
+                               for c, r in figures["per_class_recall"].items())
             cells.append(f"{interval(figures['balanced_accuracy'], figures['ci95'])} (recall {recall})"
                          + (", **collapsed**" if figures["collapsed"] else ""))
         lines.append(f"| {row['label']} | `{row['run_id']}` | " + " | ".join(cells) + " |")
