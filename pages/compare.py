@@ -371,7 +371,8 @@ with tabs[5]:
         candidates = []
         st.caption(VIEWER_NOTE.format(what="new external tests"))
     target = left.selectbox("Test on", options=candidates, key="compare_external_dataset",
-                            help="A dataset with the runs' classes (class names must match).") if candidates else None
+                            help="A dataset with the runs' classes, or some of them (class names must match; "
+                                 "a class it has no image of gets no recall).") if candidates else None
     adapt = kept(st.toggle, "compare_external_adapt", False, "Models adapted to the test set",
                  help="Each run's models adapted to the external dataset before they answer (no label used): "
                       "classic models standardise their inputs, CNNs re-estimate their batch-normalisation "

@@ -167,20 +167,31 @@ def test_a_damaged_stored_external_result_is_computed_again(tiny_run, other_lab,
     assert json.loads(path.read_text())["accuracy"] == result["accuracy"]  # replaced whole
 
 
-def test_evaluate_refuses_a_dataset_without_the_runs_classes(tiny_dataset, tmp_path, capsys):
+def test_an_external_set_lacking_a_run_class_is_scored_and_one_with_none_is_refused(tiny_dataset, tmp_path, capsys):
+    """A set without a folder for one of the run's classes (one lab's leukaemia images) was refused,
+    while the same set with an unreadable file in that folder was scored: both are scored now, the
+    class's recall n/a; a set holding none of the run's classes is refused in one line."""
     result = run(tiny_config(tiny_dataset, classes=("ALL", "CLL")), n_jobs=1)
-    lacking = tmp_path / "lacking"
-    for name in ("ALL", "AML"):
-        (lacking / name).mkdir(parents=True)
-        for path in sorted((tiny_dataset / name).glob("*.png"))[:3]:
-            (lacking / name / path.name).write_bytes(path.read_bytes())
-    with pytest.raises(DatasetError, match="no class 'CLL'"):
-        evaluate(result["run_id"], str(lacking))
+    lacking, unreadable, foreign = tmp_path / "lacking", tmp_path / "unreadable", tmp_path / "foreign"
+    for folder, names in ((lacking, ("ALL", "AML")), (unreadable, ("ALL", "AML")), (foreign, ("AML",))):
+        for name in names:
+            (folder / name).mkdir(parents=True)
+            for path in sorted((tiny_dataset / name).glob("*.png"))[:3]:  # inverted: images the run never saw
+                cv2.imwrite(str(folder / name / path.name), 255 - cv2.imread(str(path)))
+    (unreadable / "CLL").mkdir()
+    (unreadable / "CLL" / "x.png").write_bytes(b"junk")
+    scored, planted = evaluate(result["run_id"], str(lacking)), evaluate(result["run_id"], str(unreadable))
+    assert scored["per_class_recall"]["CLL"] is None and scored["dataset"]["absent_classes"] == ["CLL"]
+    assert scored["n_images"] == planted["n_images"] == 3  # AML is no class of the run: left out
+    assert (scored["accuracy"], scored["per_class_recall"]) == (planted["accuracy"], planted["per_class_recall"])
+    assert any("no readable image of class(es) CLL in lacking" in line for line in scored["dataset"]["warnings"])
+    assert main(["evaluate", result["run_id"], str(lacking)]) == 0
+    assert "CLL n/a" in capsys.readouterr().out
     with pytest.raises(DatasetError, match="is the dataset run .* was trained on"):
         evaluate(result["run_id"], str(tiny_dataset))
-    assert main(["evaluate", result["run_id"], str(lacking)]) == 2
+    assert main(["evaluate", result["run_id"], str(foreign)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "'CLL'" in err and "\n" not in err
+    assert err.startswith("error: dataset 'foreign' has no class 'ALL', 'CLL' of the run") and "\n" not in err
 
 
 def test_evaluate_leaves_out_images_the_run_was_trained_on_and_says_so(tiny_dataset, tiny_run, other_lab, tmp_path):

@@ -38,22 +38,39 @@ ADAPT_VERSION = 2
 
 
 def match_classes(run_classes, dataset):
-    """The external dataset restricted to the run's classes, in the run's order; refused when
-    it lacks one of them (a class the models never saw cannot be scored either, so extra
-    classes of the external set are left out)."""
+    """The external dataset restricted to the run's classes, in the run's order (a class the models
+    never saw cannot be scored, so extra classes of the external set are left out).
+
+    A run class without a folder (a set of one lab's leukaemia images) is a class without images:
+    the set is scored, that class's recall n/a (see :func:`evaluate`'s warnings). Refused when it holds
+    none of the run's classes, or names one in another case (a slip, not an absent class).
+    """
     from leukdash.data.dataset import case_matches
     from leukdash.paths import one_form
 
     missing = [c for c in map(one_form, run_classes) if c not in dataset.classes]
-    if missing:
-        alike = case_matches(dataset.classes, run_classes)
+    alike = case_matches(dataset.classes, missing)
+    if alike or len(missing) == len(run_classes):
         hint = ("; class names are case-sensitive: name its folders " +
                 ", ".join(f"{run_class!r} (not {name!r})" for name, run_class in alike)) if alike else ""
         raise DatasetError(f"dataset {dataset.name!r} has no class {', '.join(map(repr, missing))} of the run "
                            f"(run classes: {', '.join(map(repr, run_classes))}; dataset classes: "
                            f"{', '.join(map(repr, dataset.classes))})"
                            f"{hint}")
-    return dataset.subset(run_classes)
+    return _with_empty_classes(dataset, missing).subset(run_classes)
+
+
+def _with_empty_classes(dataset, names):
+    """``dataset`` with classes ``names`` added, holding no image (as if their folders were empty)."""
+    from dataclasses import replace
+
+    from leukdash.data.combined import CombinedDataset
+
+    if not names:
+        return dataset
+    if isinstance(dataset, CombinedDataset):  # its sources have its classes, which it takes from them
+        return CombinedDataset.of([_with_empty_classes(source, names) for source in dataset.parts])
+    return replace(dataset, classes=(*dataset.classes, *names))
 
 
 def result_path(run_id: str, fingerprint: str, store: RunStore | None = None, model: str = "folds",
