@@ -142,7 +142,12 @@ def training_rows(config: RunConfig, inputs: FoldInputs, rows: np.ndarray, fold:
 
 def _train_cnn(config, fold, n_classes, train_images, train_labels, val_images, val_labels, augmented, report):
     from leukdash.engine.augment import expand
-    from leukdash.models import cnn
+    from leukdash.models import classic, cnn
+
+    # Identical images tell no class apart: the CNN would answer alike for all, refused as a classic model's
+    # fit is. Compared by their pixelwise extremes, image-sized, not by a copy of the set.
+    if np.array_equal(train_images.min(axis=0), train_images.max(axis=0)):
+        raise classic.identical_inputs(len(train_images))
 
     def epoch_data(epoch: int):
         images, labels, _ = expand(train_images, train_labels, config.augment_factor, config.augment,

@@ -249,15 +249,21 @@ def fit(model: Pipeline, features: np.ndarray, labels: np.ndarray, classes=None,
     if not np.any(scaler.var_ > 0):
         # Nothing tells the images apart; naive Bayes would divide by a zero variance (NaN answers)
         # and the others would answer one class for all: a fit of nothing, refused in words.
-        raise RunRefused(f"the {len(features)} training inputs of a fold (its images and their augmented copies) "
-                         "are all the same for this model (copies of one picture, or pictures made alike by the "
-                         "image size or preprocessing): nothing tells the classes apart; check the images")
+        raise identical_inputs(len(features))
     scaled = scaler.transform(features, copy=False)
     classify = model.named_steps["classify"]
     if isinstance(classify, CalibratedClassifierCV):
         classify.set_params(cv=_calibration_folds(labels, classes, fewer_folds_help))
     classify.fit(scaled, labels)
     return scaled
+
+
+def identical_inputs(n_inputs: int) -> RunRefused:
+    """The refusal of a fold whose ``n_inputs`` training inputs are all the same (for any model: a classic
+    pipeline's scaled features, a CNN's images), so that whatever it learnt would be a fit of nothing."""
+    return RunRefused(f"the {n_inputs} training inputs of a fold (its images and their augmented copies) "
+                      "are all the same for this model (copies of one picture, or pictures made alike by the "
+                      "image size or preprocessing): nothing tells the classes apart; check the images")
 
 
 def _calibration_folds(labels: np.ndarray, classes=None, fewer_folds_help: bool = False) -> int:
