@@ -189,7 +189,8 @@ for number, upload in enumerate(uploads, start=1):
             st.warning("**This image does not look like the images this run was trained on** "
                        f"({literal(dataset['name'])}), "
                        f"{seen}. Its distance to them scores {ood['score']:.2f}, higher than {ood['percentile']:.0f}% of the "
-                       f"run's own validation images (the flag is above the 99th percentile, {ood['threshold']:.2f}). "
+                       "run's own validation images (the flag is above the 99th percentile of those not far beyond "
+                       f"the rest, {ood['threshold']:.2f}). "
                        "The prediction below says nothing reliable about it: the models never saw images like it.",
                        icon=":material/warning:")
         cell = result.get("cell") or {}

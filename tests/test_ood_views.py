@@ -13,7 +13,7 @@ from leukdash.config import AugmentConfig, RunConfig
 from leukdash.data.decode import decode_image
 from leukdash.engine.runner import load_result, run
 from leukdash.evaluation.evaluate import evaluate
-from leukdash.evaluation.ood import LIKELY_WRONG_PERCENTILE
+from leukdash.evaluation.ood import LIKELY_WRONG_PERCENTILE, training_distribution
 from leukdash.evaluation.predict import predict_images
 
 
@@ -139,3 +139,22 @@ def test_a_run_on_segmented_cells_says_when_an_images_segmentation_failed(tiny_d
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert [w.value for w in at.warning if w.value.startswith("**Cell segmentation: none found**")]
+
+
+def test_one_blank_training_image_does_not_switch_the_ood_check_off(tiny_dataset, inverted_lab, tmp_path):
+    """A black image among a run's own is far from every other: its out-of-fold score, orders of magnitude above
+    theirs, would be the 99th percentile of a few dozen and silence the check. It is left out of the threshold,
+    so another lab's images (here inverted colours) are still flagged, and the blank image itself is."""
+    import shutil
+
+    data = tmp_path / "with_blank"
+    for folder in sorted(folder for folder in tiny_dataset.iterdir() if folder.is_dir())[:2]:
+        shutil.copytree(folder, data / folder.name)
+    Image.new("RGB", (32, 32)).save(data / folder.name / "blank.png")
+    result = run(_config(data), n_jobs=1)
+    described = training_distribution(result["run_id"])
+    ordinary = np.sort(described.oof_scores)[:-1]
+    assert described.oof_scores.max() > 10 * ordinary.max()  # the blank image's, far out
+    assert ordinary.max() / 2 < described.threshold <= ordinary.max()  # set by the ordinary images
+    others = [decode_image(path) for path in sorted(inverted_lab.glob(f"{folder.name}/*.png"))]
+    assert all(predicted["ood"]["outside"] for predicted in predict_images(result["run_id"], others))
