@@ -8,7 +8,7 @@ import streamlit as st
 
 from leukdash.errors import LeukdashError
 from leukdash.evaluation.answer_table import csv_text, external_csv, surest_mistakes
-from leukdash.evaluation.compare import collapse_of, distinct_runs, ties_note
+from leukdash.evaluation.compare import calibration_note, collapse_of, distinct_runs, ties_note
 from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, available_metrics, confusion_heatmap,
                                       curve_runs, external_bars, external_frame, fold_frame, learning_curves,
                                       metric_bars, roc_curves, run_labels, runs_frame, seed_spread_frame,
@@ -203,6 +203,10 @@ runs_noted([(label, note) for result, label in zip(chosen, labels) if (note := t
            lambda text: st.warning(text, icon=":material/warning:"), "Ties of each run",
            "count out-of-fold answers that tie between the top classes as one of them, so their figures depend on "
            "the class order")
+runs_noted([(label, note) for result, label in zip(chosen, labels) if (note := calibration_note(result))],
+           lambda text: st.warning(text, icon=":material/warning:"), "Reversed calibration of each run",
+           "have an SVM whose probability calibration reverses its decisions in some fold: it learnt nothing that "
+           "holds on images it did not train on")
 
 # Short names: the strip fits a phone's width.
 def confident_mistakes_view(chosen: list[dict], labels: list[str]) -> None:

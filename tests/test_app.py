@@ -419,6 +419,27 @@ def test_compare_says_which_run_answers_one_class_for_every_image(allidb2_path, 
     assert collapse.markdown[0].value.count("the model answers ALL for 100% of the images it validates on") == 2
 
 
+def test_compare_warns_of_a_run_whose_svm_calibration_reverses_its_decisions(tmp_path):
+    """The same noise in both classes: the SVM's calibration fits a sigmoid of positive slope in each fold, every
+    answer the opposite of the SVM's own; Compare says so beside the run, naming the folds."""
+    import cv2
+    import numpy as np
+
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+
+    rng = np.random.default_rng(0)
+    for name in ("ALL", "HEALTHY"):
+        (tmp_path / "noise" / name).mkdir(parents=True)
+        for i in range(10):
+            cv2.imwrite(str(tmp_path / "noise" / name / f"{i}.png"), rng.integers(60, 120, (32, 32, 3), np.uint8))
+    run(RunConfig(dataset=str(tmp_path / "noise"), model="svm", feature_set="pixels", image_size=32,
+                  augment_factor=1, augment=AugmentConfig.off(), folds=2), n_jobs=1)
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
+    said = [shown(w.value) for w in at.warning if "calibration reverses" in w.value]
+    assert len(said) == 1 and "fold 1 and fold 2" in said[0] and "SVM" in said[0], said
+
+
 def test_compare_draws_each_runs_roc_curve_with_its_auc(tiny):
     from leukdash.config import AugmentConfig, RunConfig
     from leukdash.engine.runner import run

@@ -451,6 +451,28 @@ def _svm_few_images(folder: Path) -> str:
     return f"5 a class: exit 0; 3 a class: exit 2; {line}"
 
 
+
+@case("pure-noise images in both classes: SVM run", "exit 0; a warning naming the folds whose probability calibration "
+      "reverses the SVM's decisions (training accuracy 0)")
+def _svm_reversed_calibration(folder: Path) -> str:
+    root = folder / "noise"
+    for label, name in enumerate(("ALL", "HEALTHY")):  # the same noise in both: nothing to learn
+        (root / name).mkdir(parents=True)
+        for i in range(10):
+            (root / name / f"{i}.png").write_bytes(_png(_noise(100 * label + i, 32)))
+    code, out, err = _cli("run", str(root), "--model", "svm", "--feature-set", "pixels", "--image-size", "32",
+                          "--no-augment", "--folds", "2", "--n-jobs", "1")
+    assert code == 0, err
+    trained = [float(line.split()[3]) for line in out.splitlines() if line.split()[:1] in (["1"], ["2"])]
+    assert trained == [0.0, 0.0], out  # every training image answered the other class
+    warned = [line for line in out.splitlines() if "calibration reverses" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: fold 1 and fold 2: "), out
+    run_id = out.split()[1]
+    code, compared, err = _cli("compare", run_id)  # said from the stored folds, as Compare says it
+    assert code == 0 and f"warning: {run_id}: {warned[0].removeprefix('warning: ')}" in compared.splitlines(), err
+    return f"exit 0; {warned[0]}"
+
+
 # --------------------------------------------------------------------------- predict
 
 def _predict_refuses(make: Callable[[Path], Path], reason: str):

@@ -37,7 +37,7 @@ class GuardedOutput:
 
 
 def run_json(result: dict) -> dict:
-    from leukdash.evaluation.compare import collapse_of, ties_note
+    from leukdash.evaluation.compare import calibration_note, collapse_of, ties_note
 
     keep = ("fold", "val_acc", "val_loss", "train_acc", "train_loss", "balanced_acc", "macro_f1", "seconds",
             "per_class_recall", "confusion", "n_train", "n_train_balanced", "n_val", "held_out", "per_source")
@@ -51,11 +51,12 @@ def run_json(result: dict) -> dict:
         "folds": [{k: fold[k] for k in keep if k in fold} for fold in result["folds"]],
         "summary": result["summary"], "versions": result["versions"], "seconds": round(result["seconds"], 3),
         "collapse": collapse_of(result), "ties": ties_note(result),  # as compare --json gives them
+        "calibration": calibration_note(result),
     }
 
 
 def run_text(result: dict) -> str:
-    from leukdash.evaluation.compare import collapse_of, ties_note
+    from leukdash.evaluation.compare import calibration_note, collapse_of, ties_note
     from leukdash.intervals import share_interval
     from leukdash.metrics import std_text
 
@@ -89,8 +90,9 @@ def run_text(result: dict) -> str:
     lines.append(f"mean val_acc {acc['mean']:.4f} ({spread}, min {acc['min']:.4f}, max {acc['max']:.4f}, {interval})")
     # A model giving one class to nearly every image (its figures are that class's share), and ties, are said from
     # the stored out-of-fold answers.
-    note, ties = collapse_of(result), ties_note(result)
+    note, ties, reversed_folds = collapse_of(result), ties_note(result), calibration_note(result)
     return "\n".join(lines + ([f"note: {note}"] if note else []) + ([f"warning: {ties}"] if ties else [])
+                      + ([f"warning: {reversed_folds}"] if reversed_folds else [])
                       + sources_text(summary.get("per_source") or {}))
 
 

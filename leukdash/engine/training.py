@@ -43,6 +43,7 @@ def run_fold(config: RunConfig, inputs: FoldInputs, fold: int, *, model_path: Pa
     """
     from leukdash.engine.augment import expand
     from leukdash.metrics import fold_metrics, source_metrics
+    from leukdash.models.classic import reversed_calibration
 
     started = time.perf_counter()
     report = report or (lambda event: None)
@@ -87,6 +88,8 @@ def run_fold(config: RunConfig, inputs: FoldInputs, fold: int, *, model_path: Pa
                       "proba": np.round(proba, 6).tolist()}}
     if history:
         result["history"] = history
+    if not config.is_cnn and reversed_calibration(model):
+        result["calibration_reversed"] = True  # said with the run's figures (compare.calibration_note)
     if config.balance_sources:
         result["n_train_balanced"] = int(len(train_rows))  # the training images after resampling, copies counted
     if inputs.sources is not None:

@@ -53,7 +53,7 @@ def compare_runs(run_ids, store: RunStore | None = None) -> dict:
              "dataset": r["dataset"]["name"], "summary": r["summary"],
              "val_acc_per_fold": [f["val_acc"] for f in r["folds"]],
              "roc_auc": roc["auc"], "roc_auc_kind": roc["kind"], "collapse": collapse_of(r),
-             "ties": ties_note(r)}
+             "ties": ties_note(r), "calibration": calibration_note(r)}
             for r, label, roc in zip(results, labels, rocs)]
     label_of = dict(zip((r["run_id"] for r in results), labels))
     correct = {r["run_id"]: _correct_by_image(r) for r in results}  # once per run, not once per pair
@@ -145,6 +145,21 @@ def ties_note(result: dict) -> str | None:
             f"class order{odd_k}")
 
 
+def calibration_note(result: dict) -> str | None:
+    """Which folds' SVM has a probability calibration that reverses its decisions (stored with the fold:
+    :func:`leukdash.models.classic.reversed_calibration`) and what that means, else None."""
+    from leukdash.evaluation.external_metrics import _listed
+
+    folds = [f"fold {fold['fold'] + 1}" for fold in result["folds"] if fold.get("calibration_reversed") is True]
+    if not folds:
+        return None
+    one = len(folds) == 1
+    return (f"{_listed(folds)}: the SVM's probability calibration reverses {'its' if one else 'their'} decisions "
+            "(the decision values ran against the labels on held-out parts of the training images), so its answers "
+            f"turn the SVM's own decisions around: {'it' if one else 'they'} learnt nothing that holds on images "
+            f"{'it' if one else 'they'} did not train on (noise or conflicting labels?)")
+
+
 def collapse_of(result: dict) -> str | None:
     """:func:`~leukdash.evaluation.external_metrics.collapse_note` of a run's out-of-fold answers, pooled and fold
     by fold, on the rows its accuracy counts: what to know of a run whose answers give one class to nearly every
@@ -213,6 +228,7 @@ def format_comparison(comparison: dict) -> str:
                      "more, every image and class is one decision)")
     lines += [f"note: {run['run_id']}: {run['collapse']}" for run in comparison["runs"] if run.get("collapse")]
     lines += [f"warning: {run['run_id']}: {run['ties']}" for run in comparison["runs"] if run.get("ties")]
+    lines += [f"warning: {run['run_id']}: {run['calibration']}" for run in comparison["runs"] if run.get("calibration")]
     family = sum(test["p_value"] is not None for test in comparison["mcnemar"])
     for test in comparison["mcnemar"]:
         p = "n/a" if test["p_value"] is None else f"{test['p_value']:.4g}"

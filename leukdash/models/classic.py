@@ -258,6 +258,17 @@ def fit(model: Pipeline, features: np.ndarray, labels: np.ndarray, classes=None,
     return scaled
 
 
+def reversed_calibration(model: Pipeline) -> bool:
+    """Whether a fitted pipeline's SVM has a probability calibration that reverses its decisions: a sigmoid of
+    positive slope, fitted where the SVM's cross-validated decision values ran against the labels, gives the
+    higher probability where the SVM's own decision is lower. It learnt nothing that holds on images it did not
+    train on (noise, conflicting labels, a tiny training part). False for the other models."""
+    classify = model.named_steps["classify"]
+    if not isinstance(classify, CalibratedClassifierCV):
+        return False
+    return any(calibrator.a_ > 0 for fitted in classify.calibrated_classifiers_ for calibrator in fitted.calibrators)
+
+
 def identical_inputs(n_inputs: int) -> RunRefused:
     """The refusal of a fold whose ``n_inputs`` training inputs are all the same (for any model: a classic
     pipeline's scaled features, a CNN's images), so that whatever it learnt would be a fit of nothing."""
