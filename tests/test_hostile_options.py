@@ -80,6 +80,38 @@ def test_a_current_folder_this_user_cannot_enter_blocks_no_dataset_given_elsewhe
     assert audited.returncode == 0, audited.stderr
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops root's override of file permissions (setpriv)")
+def test_folders_and_files_this_user_cannot_read_are_named_not_dropped_in_silence(tmp_path):
+    """A colleague's umask 077: a class folder, a subject's folder, a file, the top folder. Each is
+    named with its reason by audit, evaluate and predict; a class folder is said unreadable, not missing."""
+    from leukdash.engine.store import RunStore
+
+    assert main(_run_args(_dataset(tmp_path / "train"))) == 0
+    run_id = RunStore().list_runs()[0]["run_id"]
+    external = _dataset(tmp_path, first=6)
+    (external / "HEALTHY" / "patient1").mkdir()
+    for image in sorted((external / "HEALTHY").glob("*.png"))[:2]:
+        image.rename(external / "HEALTHY" / "patient1" / image.name)
+    shutil.copytree(external / "ALL", external / "AML")
+    for locked in (external / "AML", external / "HEALTHY" / "patient1", external / "ALL" / "all6.png"):
+        locked.chmod(0)
+    unlisted = "folder cannot be read (permission denied): give this user read access to it"
+    audited = _as_plain_user("audit", str(external), "--json")
+    assert audited.returncode == 0, audited.stderr
+    assert json.loads(audited.stdout)["skipped"] == [
+        {"path": "AML", "reason": unlisted}, {"path": "ALL/all6.png", "reason": "cannot read file: Permission denied"},
+        {"path": "HEALTHY/patient1", "reason": unlisted}]
+    evaluated = _as_plain_user("evaluate", run_id, str(external), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["dataset"]["skipped"][-1] == {"path": "HEALTHY/patient1", "reason": unlisted}
+    (external / "HEALTHY").chmod(0)
+    evaluated = _as_plain_user("evaluate", run_id, str(external))
+    assert (evaluated.returncode, evaluated.stderr) == (2, f"error: dataset 'ds': class folder {external}/HEALTHY: "
+                                                           f"{unlisted}\n")
+    predicted = _as_plain_user("predict", run_id, str(external / "HEALTHY"))
+    assert predicted.stdout == f"{external}/HEALTHY: cannot read: {unlisted}\n"
+
+
 def test_n_jobs_is_capped_to_the_cores_this_process_may_use(monkeypatch, capsys):
     from leukdash.cli.run_options import n_jobs_option
 

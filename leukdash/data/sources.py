@@ -83,10 +83,18 @@ def scan_folder(root: Path) -> Scan:
     root = Path(root).resolve()
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {printable(str(root))}")
+    try:
+        top = list(root.iterdir())
+    except PermissionError:
+        raise DatasetError(f"{printable(str(root))}: {UNLISTED}") from None
     folders, bad_folders, unread = [], [], []
-    for folder in sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=_path_key):
+    for folder in sorted((d for d in top if d.is_dir() and not d.name.startswith(".")), key=_path_key):
         problem = _name_problem(folder.name)
         entries = sorted(_walk(root, folder), key=lambda entry: _path_key(entry[0]))
+        unlisted = [SkippedFile(path, why) for path, why in entries if why and why.startswith(UNLISTED_FOLDER)]
+        if unlisted and not any(_is_image_name(path) for path, _ in entries):
+            bad_folders += unlisted  # a class this user cannot read is named, never taken for a missing one
+            continue
         if not any(_is_image_name(path) for path, _ in entries):
             if entries:  # files of a type not read (HEIC, say): said, never dropped in silence
                 unread.append((folder, [path for path, _ in entries]))
@@ -100,7 +108,7 @@ def scan_folder(root: Path) -> Scan:
                                          f"so the folder is not a class ({READ_TYPES})")
                        for _, paths in unread for path in paths]
         scan = _scan_class_folders(root, folders, bad_folders + _dead_links(root) + not_classes + _loose_images(root))
-    elif any(ALLIDB_NAME.match(p.name) for p in root.iterdir()):
+    elif any(ALLIDB_NAME.match(p.name) for p in top):
         scan = _scan_allidb(root)
     else:
         found = "; ".join(f"{printable(folder.name)}/ holds {_files_by_type(paths)}" for folder, paths in unread[:3])
@@ -111,6 +119,8 @@ def scan_folder(root: Path) -> Scan:
 
 
 READ_TYPES = f"the image types read are {', '.join(IMAGE_EXTENSIONS)}"
+UNLISTED_FOLDER = "folder cannot be read"
+UNLISTED = f"{UNLISTED_FOLDER} (permission denied): give this user read access to it"
 
 
 def _refused_text(bad_folders: list[SkippedFile]) -> str:
@@ -280,9 +290,13 @@ def _walk(root: Path, folder: Path):
     """Every visible entry under ``folder``, sorted, as ``(path, problem or None)``.
 
     Files with an image name come with the reason they cannot be read, if any; folders named
-    like an image and symbolic links to folders are listed (with their reason) and not entered.
+    like an image and symbolic links to folders are listed (with their reason) and not entered;
+    so are folders this user cannot list (``folder`` itself included): their images are not
+    dropped in silence.
     """
-    for current, dirs, files in os.walk(folder, followlinks=False):
+    unlisted = []
+    for current, dirs, files in os.walk(folder, followlinks=False, onerror=unlisted.append):
+        yield from _unlisted_folders(unlisted)
         current = Path(current)
         dirs.sort()
         for name in list(dirs):
@@ -298,6 +312,17 @@ def _walk(root: Path, folder: Path):
             if not name.startswith("."):
                 path = current / name
                 yield path, _entry_problem(root, path) if _is_image_name(path) else None
+    yield from _unlisted_folders(unlisted)
+
+
+def _unlisted_folders(errors: list[OSError]):
+    """The folders :func:`os.walk` could not list (its ``onerror`` fills ``errors``), as ``_walk``
+    entries, emptying ``errors``. A folder gone while it was walked is no longer there to read."""
+    while errors:
+        error = errors.pop(0)
+        if not isinstance(error, FileNotFoundError):
+            yield Path(error.filename), UNLISTED if isinstance(error, PermissionError) else \
+                f"{UNLISTED_FOLDER} ({error.strerror or error})"
 
 
 def _entry_problem(root: Path, path: Path) -> str | None:
@@ -305,6 +330,8 @@ def _entry_problem(root: Path, path: Path) -> str | None:
     problem = _name_problem(path.relative_to(root).as_posix()) or stat_problem(path)
     if problem:
         return "broken symbolic link" if problem == "file not found" and path.is_symlink() else problem
+    if not os.access(path, os.R_OK):  # listed among the skipped files, not a stop of the whole scan when hashed
+        return "cannot read file: Permission denied"
     if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root)):  # root given relative, or a link
         return "leads outside the dataset folder (symbolic link): refused"
     return None

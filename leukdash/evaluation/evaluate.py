@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from leukdash.errors import DatasetError, RunError
+from leukdash.paths import printable
 from leukdash.engine.store import RunStore, read_json, write_json_atomic
 from leukdash.evaluation.external_metrics import (BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, external_metrics, flag_errors,
                                                   ties_text, tied_answers)
@@ -74,6 +75,19 @@ def _with_empty_classes(dataset, names):
     return replace(dataset, classes=(*dataset.classes, *names))
 
 
+def refuse_unreadable_classes(run_classes, dataset) -> None:
+    """Refuse an external dataset whose folder of a run's class this user cannot read, saying so:
+    the class is there, it is not one the dataset lacks (what :func:`match_classes` would say)."""
+    from leukdash.data.sources import UNLISTED_FOLDER
+    from leukdash.paths import one_form
+
+    for skipped in dataset.ignored:
+        if (skipped.reason.startswith(UNLISTED_FOLDER) and skipped.path.parent in {s.root for s in dataset.sources}
+                and one_form(skipped.path.name) in map(one_form, run_classes)):
+            raise DatasetError(f"dataset {dataset.name!r}: class folder {printable(str(skipped.path))}: "
+                               f"{skipped.reason}")
+
+
 def result_path(run_id: str, fingerprint: str, store: RunStore | None = None, model: str = "folds",
                 adapt: bool = False):
     name = fingerprint + ("" if model == "folds" else f"-{model}") + ("-adapted" if adapt else "")
@@ -97,6 +111,7 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     store = store or RunStore()
     meta = require_models(run_id, model, store)
     opened = open_dataset(dataset_name)
+    refuse_unreadable_classes(meta["dataset"]["classes"], opened)
     dataset = match_classes(meta["dataset"]["classes"], opened)
     if dataset.fingerprint == meta["dataset"]["fingerprint"]:
         raise DatasetError(f"{dataset.name!r} is the dataset run {run_id} was trained on: its models saw these "
