@@ -349,3 +349,20 @@ def test_a_fold_record_or_model_this_user_may_not_read_moves_nothing_and_is_said
     assert not list(store.root.rglob("*.damaged-*"))
     unreadable.chmod(0o600)
     assert [entry["status"] for entry in store.list_runs()] == ["complete", "complete"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops root's override of file permissions (setpriv)")
+def test_a_run_folder_another_user_keeps_private_blocks_no_new_run_of_its_model(tiny_dataset):
+    """A shared store holding another user's run folder (umask 077): a new run of the same model is
+    computed (it was refused, naming that run's .lock as a store this user may not write)."""
+    import shutil
+
+    store = RunStore()
+    private = next((paths.REPO_ROOT / "artifacts" / "runs").glob("nb-*")).name
+    shutil.copytree(paths.REPO_ROOT / "artifacts" / "runs" / private, store.run_dir(private))
+    store.run_dir(private).chmod(0)  # as another user's folder is to this one: setpriv drops root's override
+    done = _as_plain_user("run", str(tiny_dataset), "--model", "nb", "--image-size", "16", "--no-augment",
+                          "--folds", "2", "--n-jobs", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    new_run = json.loads(done.stdout)["run_id"]
+    assert new_run != private and store.read_meta(new_run) is not None

@@ -356,12 +356,15 @@ class RunStore:
     def is_locked(self, run_id: str) -> bool:
         """Whether some process (this one included) holds the run's lock right now.
 
-        In a store this process cannot write (read-only), no lock can be taken and none is held.
+        In a store this process cannot write (read-only), no lock can be taken and none is held; in a run
+        folder this user may not read (another user's, umask 077) no lock can be seen, and none is this user's.
         """
         from filelock import FileLock, Timeout
 
         path = self.run_dir(run_id) / ".lock"
-        if not path.is_file():  # a holder keeps the file; without it no one holds the lock (and no folder is made)
+        # A holder keeps the file; without it no one holds the lock (and no folder is made). os.path, not
+        # Path.is_file: that raises where this user may not enter the run's folder.
+        if not os.path.isfile(path):
             return False
         try:
             with FileLock(path, timeout=0):
