@@ -366,3 +366,24 @@ def test_a_run_folder_another_user_keeps_private_blocks_no_new_run_of_its_model(
     assert done.returncode == 0, done.stderr
     new_run = json.loads(done.stdout)["run_id"]
     assert new_run != private and store.read_meta(new_run) is not None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops root's override of file permissions (setpriv)")
+@pytest.mark.parametrize("runs_folder", ["a file", "unreadable"])
+def test_a_runs_folder_that_cannot_be_read_is_said_by_runs_and_run_not_blamed_on_a_run(runs_folder, tiny_dataset):
+    """`runs` listed nothing (a file) or called the store read-only; a new run blamed the meta.json of
+    itself, a run not yet computed."""
+    root = RunStore().root
+    if runs_folder == "a file":
+        root.parent.mkdir(parents=True, exist_ok=True)
+        root.write_text("")
+        why = (f"a file stands where the run store's runs folder should be ({root}): move it away, or set "
+               "LEUKDASH_ARTIFACTS to another folder")
+    else:
+        root.mkdir(parents=True, mode=0)
+        why = (f"the run store's runs folder {root} cannot be read (permission denied): give this user read access "
+               "to it, or set LEUKDASH_ARTIFACTS to another folder")
+    for command in (["runs"], ["run", str(tiny_dataset), "--model", "nb", "--image-size", "16", "--no-augment",
+                               "--folds", "2", "--quiet"]):
+        said = _as_plain_user(*command)
+        assert (said.returncode, said.stdout, said.stderr.splitlines()[-1:]) == (2, "", [f"error: {why}"]), command

@@ -398,6 +398,9 @@ class RunStore:
         """:meth:`list_runs` and :meth:`unreadable_runs` from one pass over the store."""
         runs, unreadable = [], {}
         root = self.root
+        problem = runs_folder_problem(root)
+        if problem:  # said, not listed as an empty store (a file) or as one this user may not write
+            raise RunError(problem)
         for folder in sorted(root.iterdir()) if root.is_dir() else []:
             if not (folder.is_dir() and _RUN_ID.match(folder.name)):
                 continue
@@ -500,7 +503,24 @@ def _read_record(path: Path):
     try:
         return read_json(path)
     except OSError as error:
-        raise UnreadableRecord(path, error) from None
+        # The store's runs folder itself, not this run's record, where that is what cannot be read (a run
+        # that was never computed has no record to blame).
+        problem = runs_folder_problem(path.parent.parent.parent if path.parent.name in _SUBFOLDERS
+                                      else path.parent.parent)
+        raise (RunError(problem) if problem else UnreadableRecord(path, error)) from None
+
+
+def runs_folder_problem(root: Path) -> str | None:
+    """Why a store's runs folder ``root`` cannot be read (a file stands there, this user may not list it),
+    or None (it is a folder this user may read, or not there yet: a first run makes it)."""
+    shown = paths.printable(str(root))
+    if os.path.lexists(root) and not os.path.isdir(root):
+        return (f"a file stands where the run store's runs folder should be ({shown}): move it away, or set "
+                "LEUKDASH_ARTIFACTS to another folder")
+    if os.path.isdir(root) and not os.access(root, os.R_OK | os.X_OK):
+        return (f"the run store's runs folder {shown} cannot be read (permission denied): give this user read "
+                "access to it, or set LEUKDASH_ARTIFACTS to another folder")
+    return None
 
 
 def is_unreadable(error: BaseException) -> bool:
