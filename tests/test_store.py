@@ -387,3 +387,21 @@ def test_a_runs_folder_that_cannot_be_read_is_said_by_runs_and_run_not_blamed_on
                                "--folds", "2", "--quiet"]):
         said = _as_plain_user(*command)
         assert (said.returncode, said.stdout, said.stderr.splitlines()[-1:]) == (2, "", [f"error: {why}"]), command
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops root's override of file permissions (setpriv)")
+def test_a_damaged_meta_that_cannot_be_moved_aside_is_not_said_to_be_kept_beside_it():
+    """A damaged meta.json this user cannot move (its folder not writable to it, as under `chattr +i`):
+    `runs` said it was kept beside it as meta.json.damaged-*, which was not so."""
+    import shutil
+
+    store = RunStore()
+    damaged = next((paths.REPO_ROOT / "artifacts" / "runs").glob("nb-*")).name
+    shutil.copytree(paths.REPO_ROOT / "artifacts" / "runs" / damaged, store.run_dir(damaged))
+    (store.run_dir(damaged) / "meta.json").write_text("{not json")
+    store.run_dir(damaged).chmod(0o555)
+    listed = _as_plain_user("runs")
+    assert listed.stderr == (f"note: {damaged} is not listed: its meta.json is damaged and could not be moved aside "
+                             "(the file or its folder cannot be changed by this user: immutable, or not writable): "
+                             "move it away, then launching its settings again computes the run anew\n")
+    assert (store.run_dir(damaged) / "meta.json").read_text() == "{not json"

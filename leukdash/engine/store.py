@@ -414,7 +414,9 @@ class RunStore:
             if entry is not None:
                 runs.append(entry)
             elif self._holds_records(folder) and not self.is_locked(folder.name):
-                unreadable[folder.name] = _MISSING_META
+                # Still there: damaged, and this user could not move it aside (an immutable file, a folder
+                # this user may not write), so it is not said to be kept beside it.
+                unreadable[folder.name] = _STUCK_META if os.path.lexists(folder / "meta.json") else _MISSING_META
         runs.sort(key=lambda run: _created(run["meta"]), reverse=True)
         return runs, unreadable
 
@@ -488,6 +490,9 @@ _MODEL_FILE = re.compile(r"\Afold_\d+\.(keras|skops|joblib)\Z")
 _DAMAGED = object()  # what a file that is not JSON reads as
 _MISSING_META = ("its meta.json is missing or damaged (a damaged one is kept beside it as meta.json.damaged-*); "
                  "launching its settings again computes the run anew")
+_STUCK_META = ("its meta.json is damaged and could not be moved aside (the file or its folder cannot be changed by "
+               "this user: immutable, or not writable): move it away, then launching its settings again computes the "
+               "run anew")
 # A background job's files in its run's (or sweep's) folder, written by leukdash.service.job_queue:
 # its record, its output, what it computes, and the lock its record is updated under.
 JOB_FILE, LOG_FILE, CONFIG_FILE, JOB_LOCK = "job.json", "job.log", "job_config.json", ".job.lock"
