@@ -8,9 +8,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from leukdash.engine.store import RunStore, runs_folder_problem
 from leukdash.errors import LeukdashError
 from leukdash.paths import check_artifacts_root
-from pages._session import deployment
+from pages._session import deployment, said
 
 # A local file: a material or emoji icon would be fetched from a font server, which fails offline.
 ICON = Path(__file__).parent / "assets" / "icon.png"
@@ -29,6 +30,11 @@ try:
     check_artifacts_root()  # its message names the folder the deployer set, never a session's
 except LeukdashError as error:  # a wrong LEUKDASH_MODE, limit or store: say which, serve nothing
     st.error(f"Deployment setting: {error}")
+    st.stop()
+# The store's runs folder a file, or one this user may not list: every page that reads a run would fail on it
+# in its own way, so it is said once, on every page, until it is mended (this script runs at each rerun).
+if problem := runs_folder_problem(RunStore().root):
+    st.error(f"Run store: {said(problem)}")
     st.stop()
 
 PAGES = [

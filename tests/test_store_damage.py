@@ -6,6 +6,7 @@ run readable; nothing reaches a page as a traceback.
 
 import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -469,3 +470,28 @@ def test_a_run_that_stopped_being_whole_after_the_listing_is_left_out_with_a_cap
     [caption] = [shown(c.value) for c in at.caption]
     assert caption.startswith(f"Left out: run '{lost}' is not a finished run in runs: fold(s) 3 missing or damaged")
     assert str(isolated_artifacts) not in caption
+
+
+@pytest.mark.parametrize("blocked", ["a file", "unreadable"])
+def test_a_runs_folder_that_cannot_be_listed_is_one_line_on_the_pages(isolated_artifacts, fresh_caches, blocked,
+                                                                       monkeypatch):
+    """The store's runs folder a file, or a folder this user may not list: every page says so in one line (as
+    `runs` does), not as a traceback where it first reads a run."""
+    runs = RunStore().root
+    if blocked == "a file":
+        runs.parent.mkdir(parents=True, exist_ok=True)
+        runs.write_text("not a folder")
+    else:
+        runs.mkdir(parents=True, exist_ok=True)
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == runs
+                            else real_access(path, mode, **kw))
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    for page in ("overview", "experiments", "compare", "predict"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        [error] = [shown(e.value) for e in at.error]
+        said = ("a file stands where the run store's runs folder should be" if blocked == "a file"
+                else "the run store's runs folder ")
+        assert error.startswith(f"Run store: {said}"), (page, error)
+        assert str(isolated_artifacts) not in error
