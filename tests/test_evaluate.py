@@ -62,6 +62,16 @@ def test_metrics_flag_a_collapsed_model_and_report_each_group():
     assert metrics["intervals"]["balanced_accuracy"] == [0.5, 0.5]
 
 
+def test_a_set_of_one_class_answered_that_class_has_not_collapsed_and_answered_another_has():
+    """An external set of one class's images (a lab's leukaemia cells only): every image given its own class is
+    the right answer, not a model that gives everything one class; every image given the other class is."""
+    y, groups = np.zeros(12, dtype=int), np.arange(12) // 3
+    right = external_metrics(y, np.tile([0.9, 0.1], (12, 1)), groups, ("ALL", "HEALTHY"), samples=50)
+    assert right["accuracy"] == 1.0 and not right["collapsed"]
+    wrong = external_metrics(y, np.tile([0.1, 0.9], (12, 1)), groups, ("ALL", "HEALTHY"), samples=50)
+    assert wrong["accuracy"] == 0.0 and wrong["collapsed"]
+
+
 def test_group_bootstrap_resamples_groups_not_images_and_is_seeded():
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 40)

@@ -54,7 +54,7 @@ def external_metrics(y_true, proba, groups, classes, *, samples: int = BOOTSTRAP
         "log_loss": base["val_loss"], "per_class_recall": base["per_class_recall"], "confusion": base["confusion"],
         "roc_auc": float(roc_auc_score(y_true, proba[:, 1])) if two_class else None,
         "predicted_share": {str(c): float(s) for c, s in zip(classes, share)},
-        "collapsed": collapsed(predicted, tied, len(classes)),
+        "collapsed": collapsed(predicted, tied, len(classes), y_true),
         # Ties (undecided answers) and the classes the figures counted them as.
         "undecided": {"n": int(tied.sum()), "counted_as": {str(c): int(n) for c, n in zip(
             classes, np.bincount(predicted[tied], minlength=len(classes))) if n}},
@@ -83,14 +83,21 @@ def ties_text(n_tied: int, answers: str, counted: dict, each: str = "") -> str:
             f"run's order ({named})")
 
 
-def collapsed(predicted, tied, n_classes: int) -> bool:
+def collapsed(predicted, tied, n_classes: int, y_true=None) -> bool:
     """Whether one class has at least ``COLLAPSE_SHARE`` of the answers (``predicted``), the
     ``tied`` ones left out: a tie is no answer of the class it is counted as, so it must not pass
-    for a spread of answers. Answers that are all ties tell no image apart: collapsed too."""
+    for a spread of answers. Answers that are all ties tell no image apart: collapsed too.
+
+    With labels ``y_true`` of one class (an external set of one class's images), that class for
+    nearly every image is the right answer, not a collapse; another class for them still is."""
     decided = np.asarray(predicted)[~np.asarray(tied, dtype=bool)]
     if not len(decided):
         return True
-    return bool((np.bincount(decided, minlength=n_classes) / len(decided)).max() >= COLLAPSE_SHARE)
+    counts = np.bincount(decided, minlength=n_classes)
+    if counts.max() / len(decided) < COLLAPSE_SHARE:
+        return False
+    present = np.unique(y_true) if y_true is not None else ()
+    return not (len(present) == 1 and counts.argmax() == present[0])
 
 
 def collapse_note(y_true, proba, classes, folds=None) -> str | None:
