@@ -222,7 +222,8 @@ def test_evaluate_leaves_out_images_the_run_was_trained_on_and_says_so(tiny_data
 
 def _copies(folder: Path, paths: list[Path]) -> Path:
     """``paths`` copied into ``folder`` by class, under new names, as other picture files would
-    hold them: the same pixels re-encoded (another PNG, with a note), or resized to 64 px."""
+    hold them: the same pixels re-encoded (another PNG, with a note), or resized to 64 px; every
+    other pair of them mirrored or turned a quarter, as pre-augmented datasets hold them."""
     from PIL import Image, PngImagePlugin
 
     note = PngImagePlugin.PngInfo()
@@ -230,6 +231,8 @@ def _copies(folder: Path, paths: list[Path]) -> Path:
     for i, path in enumerate(paths):
         (folder / path.parent.name).mkdir(parents=True, exist_ok=True)
         picture = Image.open(path).convert("RGB")
+        if i % 4 > 1:
+            picture = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT if i % 2 else Image.Transpose.ROTATE_90)
         if i % 2:
             picture.resize((64, 64)).save(folder / path.parent.name / f"copy{i}.png")
         else:
@@ -237,8 +240,7 @@ def _copies(folder: Path, paths: list[Path]) -> Path:
     return folder
 
 
-def test_evaluate_leaves_out_re_encoded_or_resized_copies_of_training_images(tiny_dataset, tiny_run, other_lab,
-                                                                             tmp_path):
+def test_evaluate_leaves_out_transformed_copies_of_training_images(tiny_dataset, tiny_run, other_lab, tmp_path):
     """Not the same bytes, yet the run's own pictures: Predict's known-image check finds them, and
     evaluate leaves them out too, counted (a folder of re-encoded copies of the training set was
     scored as another lab's, at 1.000)."""
@@ -250,13 +252,14 @@ def test_evaluate_leaves_out_re_encoded_or_resized_copies_of_training_images(tin
         shutil.copy(path, mixed / path.parent.name / path.name)
     result = evaluate(run_id, str(mixed))
     assert result["n_images"] == 40 and result["key"]["left_out"] == {"copies": 4}
-    assert f"4 of 44 image(s) of mixed left out: copies of images run {run_id} was trained on (re-encoded or " \
-        "resized, as Predict's known-image check finds them), so they would score what it remembers" in \
+    assert f"4 of 44 image(s) of mixed left out: copies of images run {run_id} was trained on (re-encoded, " \
+        "resized, mirrored or rotated, as Predict's known-image check finds them), so they would score what it " \
+        "remembers" in \
         result["dataset"]["warnings"]
     assert not any(row["file"].startswith(("ALL/copy", "CML/copy")) for row in result["images"])
     only = _copies(tmp_path / "only", sorted(tiny_dataset.glob("*/*.png")))
     with pytest.raises(DatasetError, match=r"every image of 'only' is one run .* was trained on \(the same bytes, "
-                                           r"or the same picture re-encoded or resized\)"):
+                                           r"or the same picture re-encoded, resized, mirrored or rotated\)"):
         evaluate(run_id, str(only))
 
 
@@ -391,6 +394,10 @@ def test_a_known_image_is_answered_by_the_fold_model_that_did_not_train_on_it(ti
     near = known_image(tiny_run["run_id"], np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8))
     assert near["match"] == "near-identical" and near["file"] == found["file"]
     assert known_image(tiny_run["run_id"], 255 - image) is None
+    # Mirrored or turned (an augmented copy), it is the same picture.
+    for turned in (np.fliplr(image), np.rot90(image), image.transpose(1, 0, 2)):
+        copy = known_image(tiny_run["run_id"], np.ascontiguousarray(turned))
+        assert copy["match"] == "near-identical" and copy["file"] == found["file"]
 
 
 def test_prediction_carries_both_checks_and_survives_a_missing_dataset(tiny_run, tiny_dataset, other_lab,

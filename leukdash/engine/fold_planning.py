@@ -135,7 +135,8 @@ def _duplicate_links(dataset: Dataset) -> dict:
     # The method's settings are part of the key: a cache of another definition is never reused
     # ("exact-uncapped": exact duplicates are merged whatever the size of their group).
     method = stable_hash([duplicates.HASH_SIZE, duplicates.NEAR_DUPLICATE_DISTANCE, duplicates.PIXEL_SIZE,
-                          duplicates.PIXEL_MATCH, MAX_MERGE_SHARE, duplicates.MIN_DETAIL, "exact-uncapped"], 8)
+                          duplicates.PIXEL_MATCH, MAX_MERGE_SHARE, duplicates.MIN_DETAIL, "exact-uncapped",
+                          duplicates.SYMMETRY_DISTANCE], 8)
     cache = decoded_cache(dataset, f"duplicates_{method}.json")
     cached = _read_links(cache, len(dataset.items))
     if cached is None:

@@ -125,7 +125,7 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     except CHECK_UNAVAILABLE as error:
         copied, unchecked = set(), unavailable_reason(error)
     if len(seen) + len(copied) == len(dataset.items):
-        how = "the same bytes" + (", or the same picture re-encoded or resized" if copied else "")
+        how = "the same bytes" + (", or the same picture re-encoded, resized, mirrored or rotated" if copied else "")
         raise DatasetError(f"every image of {dataset.name!r} is one run {run_id} was trained on ({how}): "
                            "its models saw them, so only its cross-validated figures are honest there")
     other_classes = {c: n for c, n in opened.counts().items() if c not in dataset.classes and n}
@@ -192,7 +192,8 @@ def trained_on(run_id: str, dataset, store: RunStore) -> set[Path]:
 def known_copies(run_id: str, dataset, seen: set, store: RunStore) -> set[Path]:
     """The images of ``dataset``, besides those in ``seen``, that Predict's known-image check
     (:func:`leukdash.evaluation.reference.known_matches`) finds to be one of the images run
-    ``run_id`` was trained on, re-encoded or resized (a folder of JPEG copies of its images)."""
+    ``run_id`` was trained on, re-encoded, resized, mirrored or rotated (a folder of JPEG copies of its
+    images, or of its augmented ones)."""
     from leukdash.data.arrays import load_arrays
     from leukdash.evaluation.reference import KNOWN_SIZE, known_matches, known_reference
 
@@ -263,10 +264,10 @@ def _compute(run_id: str, meta: dict, dataset, store: RunStore, final: bool = Fa
         [f"{len(seen)} of {len(dataset.items)} image(s) of {dataset.name} left out: run {run_id} was trained on "
          "them (the same bytes), so they would score what it remembers"] if seen else []) + (
         [f"{len(copied)} of {len(dataset.items)} image(s) of {dataset.name} left out: copies of images run {run_id} "
-         "was trained on (re-encoded or resized, as Predict's known-image check finds them), so they would score "
-         "what it remembers"] if copied else []) + (
-        [f"known-image check unavailable (copies of the run's training images re-encoded or resized are not left "
-         f"out): {unchecked}"] if unchecked else []) + (
+         "was trained on (re-encoded, resized, mirrored or rotated, as Predict's known-image check finds them), so "
+         "they would score what it remembers"] if copied else []) + (
+        [f"known-image check unavailable (copies of the run's training images re-encoded, resized, mirrored or "
+         f"rotated are not left out): {unchecked}"] if unchecked else []) + (
         [f"{sum(other_classes.values())} image(s) of {dataset.name} left out, of class(es) the run does not know: "
          + ", ".join(f"{c} ({n})" for c, n in other_classes.items())] if other_classes else []) + (
         [ties_warning(metrics["undecided"], proba[tied], metrics["n_images"])] if tied.any() else []) + (
