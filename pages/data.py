@@ -260,6 +260,10 @@ else:
     if report["skipped"]:
         st.markdown("**Skipped files**")
         data_table(report["skipped"])
+    if report.get("no_detail"):  # an audit cached before the list existed has none
+        st.warning(f"{len(report['no_detail'])} image(s) carry no detail (blank or one colour): no cell to learn "
+                   "from, and they skew the out-of-distribution check.", icon=":material/warning:")
+        data_table([{"File": path} for path in report["no_detail"]])
     if duplicates["exact"] or duplicates["near"]:
         st.markdown("**Duplicates** (pairs across classes are label conflicts)")
         rows = [{"Kind": "exact", "Files": ", ".join(d["files"]), "Classes": ", ".join(d["classes"]),

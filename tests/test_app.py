@@ -156,6 +156,21 @@ def test_data_page_counts_audits_and_takes_a_zip(tiny):
 
 
 
+def test_the_audit_names_images_that_carry_no_detail(tiny):
+    """A blank capture among the images: no cell to learn from, and it skews the out-of-distribution
+    check, so the audit shown on the Data page names it."""
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (240, 240, 240)).save(tiny / "ALL" / "blank.png")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    open_page(at, "data")
+    at.sidebar.selectbox(key="dataset").set_value("tiny").run(timeout=TIMEOUT)
+    next(b for b in at.button if b.label == "Run the audit").click().run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(shown(w.value).startswith("1 image(s) carry no detail (blank or one colour)") for w in at.warning)
+    assert any(list(table.value.get("File", [])) == ["ALL/blank.png"] for table in at.dataframe)
+
+
 def test_the_audit_of_a_dataset_whose_images_changed_is_made_again(tiny):
     """Images added and removed since the audit: once the page reads the dataset again, the audit
     shown is of the images there now, not the one cached under the dataset's name."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leukdash.data.audit import audit_dataset, background_mask, chance_accuracy, shortcut_scores
+from leukdash.data.audit import audit_dataset, background_mask, chance_accuracy, format_audit, shortcut_scores
 from leukdash.data.duplicates import (
     HASH_SIZE,
     NEAR_DUPLICATE_DISTANCE,
@@ -300,6 +300,27 @@ def _write_cells(folder, cells):
     folder.mkdir(parents=True)
     for i, cell in enumerate(cells):
         cv2.imwrite(str(folder / f"{i}.png"), cell)
+
+
+def test_a_run_and_the_audit_name_label_conflicts_and_blank_images(tmp_path):
+    """One cell filed under two classes in other bytes (turned), and a blank capture: a run said
+    nothing of either (only byte-identical conflicts were warned of), the audit nothing of the blank."""
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run
+
+    cells = [_cell_on_black(40 + i) for i in range(6)]
+    _write_cells(tmp_path / "mixed" / "ALL", cells)
+    _write_cells(tmp_path / "mixed" / "HEALTHY", [_cell_on_black(50 + i) for i in range(5)] + [np.rot90(cells[0])])
+    cv2.imwrite(str(tmp_path / "mixed" / "HEALTHY" / "blank.png"), np.full((64, 64, 3), 200, np.uint8))
+    result = run(RunConfig(dataset=str(tmp_path / "mixed"), model="nb", folds=2, image_size=16), n_jobs=1)
+    assert ("1 pair(s) of files show one picture under two classes (re-encoded, resized or turned; first: "
+            "'ALL/0.png' and 'HEALTHY/5.png'): check their labels; `python -m leukdash audit` lists them"
+            in result["dataset"]["warnings"])
+    assert ("1 image(s) carry no detail (all one colour): 'HEALTHY/blank.png': a blank picture shows no cell and "
+            "skews the out-of-distribution check; remove or replace them" in result["dataset"]["warnings"])
+    report = audit_dataset(Dataset.from_folder(tmp_path / "mixed"), folds=2)
+    assert report["no_detail"] == ["HEALTHY/blank.png"]
+    assert "    HEALTHY/blank.png" in format_audit(report).splitlines()
 
 
 def test_a_run_warns_of_near_duplicate_links_left_unmerged(tmp_path):

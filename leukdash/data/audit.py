@@ -1,13 +1,13 @@
 """What a dataset holds and whether it can be solved without looking at the cells.
 
-The audit lists class counts, image sizes, files that could not be used, exact duplicates
-(identical bytes) and near duplicates (a perceptual-hash candidate confirmed on the pixels),
-how many grouped folds the data allows, and runs two shortcut checks: how well
-a simple classifier names the class from (a) the colour histogram of the whole image and
-(b) the colour of the background alone. A background score well above chance means the
-classes were photographed differently (stain batch, lamp, camera), and any model can learn
-that instead of the morphology. The histogram score is expected to be above chance wherever
-classes differ in how much of each cell type a field holds (more nuclei, blue cytoplasm,
+The audit lists class counts, image sizes, files that could not be used, images that carry no
+detail (blank or one colour), exact duplicates (identical bytes) and near duplicates (a
+perceptual-hash candidate confirmed on the pixels), how many grouped folds the data allows, and
+runs two shortcut checks: how well a simple classifier names the class from (a) the colour
+histogram of the whole image and (b) the colour of the background alone. A background score well
+above chance means the classes were photographed differently (stain batch, lamp, camera), and any
+model can learn that instead of the morphology. The histogram score is expected to be above chance
+wherever classes differ in how much of each cell type a field holds (more nuclei, blue cytoplasm,
 eosinophil granules); it is reported as the ceiling of what colour alone can do.
 """
 
@@ -23,7 +23,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
 from leukdash.data.decode import decode_image, upright_size
-from leukdash.data.duplicates import PIXEL_MATCH, dataset_duplicates
+from leukdash.data.duplicates import PIXEL_MATCH, dataset_duplicates, flat_images
 from leukdash.data.folds import max_folds, merge_groups
 from leukdash.data.preprocess import RAW, parse_mode
 from leukdash.paths import printable
@@ -66,6 +66,7 @@ def audit_dataset(ds, *, folds: int = 5, seed: int = 0, preprocess: str | None =
         "classes": {name: int(np.sum(loaded.labels == i)) for i, name in enumerate(ds.classes)},
         "sizes": dict(sorted(sizes.items(), key=lambda kv: -kv[1])),
         "skipped": [{"path": ds.relative(s.path), "reason": s.reason} for s in loaded.skipped],
+        "no_detail": [names[i] for i in flat_images(loaded.images, SHORTCUT_SIZE)],
         "notes": list(ds.notes) + ds.alike_classes(),
         "duplicates": {
             "exact": [_entry(group, names, classes) for group in found.exact],
@@ -111,6 +112,8 @@ def format_audit(report: dict) -> str:
              "  sizes: " + ", ".join(f"{s} ({n})" for s, n in report["sizes"].items())]
     lines.append(f"  skipped: {len(report['skipped'])}")
     lines += [f"    {entry['path']}: {entry['reason']}" for entry in report["skipped"]]
+    lines.append(f"  no detail (blank or one colour, no cell to learn from): {len(report['no_detail'])}")
+    lines += [f"    {path}" for path in report["no_detail"]]
     lines += [f"  note: {note}" for note in report.get("notes", [])]
     duplicates = report["duplicates"]
     for kind, title in (("exact", "exact duplicates (identical bytes)"),

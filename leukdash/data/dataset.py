@@ -17,6 +17,8 @@ from leukdash.errors import DatasetError, ImageDecodeError
 from leukdash.paths import absolute, one_form, printable
 
 SYNTHETIC_LABEL = "synthetic demo data, not clinical"
+# Images named in a warning line before "and N more".
+FLAT_NAMED = 5
 
 
 @dataclass
@@ -116,6 +118,32 @@ class Dataset:
             seen, item = conflicts[0]
             found.append(f"{len(conflicts)} file(s) have the same bytes as a file of another class (first: "
                          f"{self.relative(seen.path)!r} and {self.relative(item.path)!r}): check their labels")
+        return found
+
+    def image_warnings(self, loaded: LoadedImages, pairs) -> list[str]:
+        """What a user must know of the decoded images of this dataset (``loaded``) before trusting a
+        run on them, one line each: the pictures filed under two classes though their bytes differ
+        (``pairs``: the duplicate links, indices into ``loaded``, that folds are planned with;
+        re-encoded, resized or turned copies whose two labels cannot both be right), and the images
+        that carry no detail (a blank capture teaches nothing, and skews the out-of-distribution
+        check's calibration)."""
+        from leukdash.data.duplicates import flat_images
+
+        content = dict(zip((item.path for item in self.items), self.contents))
+        conflicts = [(i, j) for i, j in pairs if loaded.labels[i] != loaded.labels[j]
+                     and content.get(Path(loaded.paths[i])) != content.get(Path(loaded.paths[j]))]
+        found = []
+        if conflicts:
+            first, second = (self.relative(loaded.paths[k]) for k in conflicts[0])
+            found.append(f"{len(conflicts)} pair(s) of files show one picture under two classes (re-encoded, resized "
+                         f"or turned; first: {first!r} and {second!r}): check their labels; "
+                         "`python -m leukdash audit` lists them")
+        flat = flat_images(loaded.images, len(loaded.images[0])) if len(loaded.labels) else []
+        if flat:
+            names = ", ".join(repr(self.relative(loaded.paths[i])) for i in flat[:FLAT_NAMED])
+            more = f" and {len(flat) - FLAT_NAMED} more" if len(flat) > FLAT_NAMED else ""
+            found.append(f"{len(flat)} image(s) carry no detail (all one colour): {names}{more}: a blank picture "
+                         "shows no cell and skews the out-of-distribution check; remove or replace them")
         return found
 
     def alike_classes(self) -> list[str]:

@@ -150,11 +150,24 @@ def pixel_similarity(a: np.ndarray, b: np.ndarray) -> float:
     A flat picture (detail below ``MIN_DETAIL``) has nothing to match: 0."""
     margin = PIXEL_SIZE // 8
     core = slice(margin, PIXEL_SIZE - margin)
-    if min(a[core, core].std(), b[core, core].std()) < MIN_DETAIL:
+    if _flat(a) or _flat(b):
         return 0.0
     one = cv2.matchTemplate(b, a[core, core], cv2.TM_CCOEFF_NORMED).max()
     other = cv2.matchTemplate(a, b[core, core], cv2.TM_CCOEFF_NORMED).max()
     return float(min(one, other))
+
+
+def flat_images(images, size: int) -> list[int]:
+    """Indices of the images (RGB, ``size`` x ``size``) that carry no detail: blank or one colour,
+    no cell to learn from (their detail spreads below ``MIN_DETAIL``, as :func:`pixel_similarity`
+    finds them; real images spread at least 1.5 even at 16 px)."""
+    return [i for i, image in enumerate(images) if _flat(pixel_details([image], size)[0])]
+
+
+def _flat(detail: np.ndarray) -> bool:
+    """Whether a detail (:func:`pixel_details`) is flat in its central 3/4, the part compared."""
+    margin = len(detail) // 8
+    return bool(detail[margin:len(detail) - margin, margin:len(detail) - margin].std() < MIN_DETAIL)
 
 
 def confirmed_near_duplicates(images, exclude: list[list[int]] = (), hashes: np.ndarray | None = None):

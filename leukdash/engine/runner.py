@@ -586,7 +586,7 @@ def _attempt_meta(stored: dict | None, fresh: dict, done: list[int], missing: li
 
 
 def _meta(resolved: ResolvedRun, arrays, inputs) -> dict:
-    from leukdash.engine.fold_planning import duplicate_warnings
+    from leukdash.engine.fold_planning import duplicate_pairs, duplicate_warnings
 
     dataset = resolved.dataset
     return {
@@ -597,7 +597,8 @@ def _meta(resolved: ResolvedRun, arrays, inputs) -> dict:
                     "classes": list(dataset.classes), "counts": dataset.counts(),
                     "n_used": int(len(arrays.labels)),
                     "skipped": [s.to_dict(dataset.root) for s in arrays.skipped],
-                    "warnings": dataset.warnings() + dataset.left_out(arrays)
+                    "warnings": dataset.warnings() + dataset.image_warnings(arrays, duplicate_pairs(dataset))
+                    + dataset.left_out(arrays)
                     + dataset.failed_segmentation(arrays, resolved.config.preprocess)
                     + duplicate_warnings(resolved.config, dataset, inputs)},
         "fold_ids": list(inputs.fold_ids),
