@@ -9,7 +9,7 @@ import streamlit as st
 from leukdash.data.decode import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, frames_note
 from leukdash.data.preprocess import describe_mode
 from leukdash.engine.ensemble import MIXED
-from leukdash.evaluation.answer import apart, headline, one_class_warning, unavailable_checks
+from leukdash.evaluation.answer import apart, conflicting_labels, headline, one_class_warning, unavailable_checks
 from leukdash.evaluation.answer_table import answer_row, answers_csv
 from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, warm_up, warmed_up
 from leukdash.evaluation.transfer import FULL_PROTOCOL_FOLDS
@@ -213,9 +213,16 @@ for number, upload in enumerate(uploads, start=1):
             honest = (f"the headline is the answer of its validation fold {known['fold']}'s model, which never "
                       "trained on it; the other models' votes are below" if known["fold"]
                       else "every model of this holdout run trained on it, so no honest answer exists")
+            also = "".join(f", also to {literal(copy['file'])} (labelled {literal(copy['class'])})"
+                           for copy in known.get("also", []))
+            conflict = conflicting_labels(known)
             st.info(f"**Known image**: {known['match']} to {literal(known['file'])} "
-                    f"(labelled {literal(known['class'])}) "
+                    f"(labelled {literal(known['class'])}){also} "
                     f"in the run's dataset: {honest}.", icon=":material/fingerprint:")
+            if conflict:
+                st.warning(f"**Labels conflict**: the run's dataset holds this picture under "
+                           f"{' and '.join(map(literal, conflict))}; one of the labels is wrong.",
+                           icon=":material/warning:")
         image_col, chart_col = st.columns([5, 6], gap="large")
         with chart_col:
             st.markdown(f"Predicted: **{literal(answer['predicted'])}** · {literal(answer['detail'])}")

@@ -14,6 +14,7 @@ from leukdash.cli import main
 from leukdash.config import AugmentConfig, RunConfig
 from leukdash.data.decode import decode_image
 from leukdash.errors import DatasetError
+from leukdash.evaluation.answer import conflicting_labels
 from leukdash.evaluation.evaluate import METHOD_VERSION, evaluate, result_path, stored_evaluations
 from leukdash.evaluation.evaluation_text import format_evaluation, groups_text, outcome_sentence
 from leukdash.evaluation.external_metrics import external_metrics, group_bootstrap
@@ -398,6 +399,23 @@ def test_a_known_image_is_answered_by_the_fold_model_that_did_not_train_on_it(ti
     for turned in (np.fliplr(image), np.rot90(image), image.transpose(1, 0, 2)):
         copy = known_image(tiny_run["run_id"], np.ascontiguousarray(turned))
         assert copy["match"] == "near-identical" and copy["file"] == found["file"]
+
+
+def test_a_known_image_filed_under_two_classes_names_every_copy_and_the_conflict(tiny_dataset, tmp_path, capsys):
+    """One picture held under two labels: the known-image note named one copy only, so the file
+    filed under the other class was said to be the first class's image."""
+    from PIL import Image
+
+    folder = shutil.copytree(tiny_dataset, tmp_path / "conflict")
+    original = sorted((folder / "ALL").glob("*.png"))[0]
+    Image.open(original).convert("RGB").rotate(90).save(folder / "CML" / "turned.png")
+    run_id = run(tiny_config(folder), n_jobs=1)["run_id"]
+    found = known_image(run_id, decode_image(original))
+    assert found["file"] == f"ALL/{original.name}" and found["also"] == [{"file": "CML/turned.png", "class": "CML"}]
+    assert conflicting_labels(found) == ["ALL", "CML"]
+    assert main(["predict", run_id, str(original)]) == 0
+    assert (f"  known image: identical to ALL/{original.name} (ALL), also CML/turned.png (CML): filed under ALL and "
+            "CML in this run, the labels conflict; fold ") in capsys.readouterr().out
 
 
 def test_prediction_carries_both_checks_and_survives_a_missing_dataset(tiny_run, tiny_dataset, other_lab,

@@ -1,6 +1,7 @@
 """The External test view (Compare) and the Predict checks, driven headless with AppTest."""
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -121,6 +122,30 @@ def test_predict_warns_on_an_unfamiliar_image_and_recognises_a_known_one(finishe
     known = [shown(i.value) for i in at.info if "Known image" in i.value]
     assert len(known) == 1 and " CLL/CLL_0003.png " in known[0] and "never trained on it" in known[0]
     assert any("Looks like the training data" in c.value for c in at.caption)
+
+
+def test_predict_says_when_a_known_image_is_filed_under_two_classes(finished):
+    """One picture held under two labels (here turned a quarter): the Known image note named one copy
+    only; it names both, and a warning says the labels conflict."""
+    from PIL import Image
+
+    data = finished["data"]
+    shutil.copytree(data / "tiny", data / "clash")
+    Image.open(data / "clash" / "CLL" / "CLL_0003.png").rotate(90).save(data / "clash" / "AML" / "turned.png")
+    run_id = run(RunConfig(dataset="clash", model="nb", feature_set="features", image_size=32, augment_factor=1,
+                           augment=AugmentConfig.off(), folds=2), n_jobs=1)["run_id"]
+    st.cache_data.clear()
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/predict.py").run()
+    at.selectbox(key="predict_run").set_value(run_id)
+    own = (data / "clash" / "CLL" / "CLL_0003.png").read_bytes()
+    at.file_uploader(key="predict_upload").set_value([("own.png", own, "image/png")])
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    [known] = [shown(i.value) for i in at.info if "Known image" in i.value]
+    assert "to CLL/CLL_0003.png (labelled CLL), also to AML/turned.png (labelled AML) in the run's" in known
+    assert any(shown(w.value).startswith("**Labels conflict**: the run's dataset holds this picture under AML and "
+                                         "CLL; one of the labels is wrong.") for w in at.warning)
 
 
 def test_the_external_view_shows_no_interval_where_one_group_holds_every_image(finished):

@@ -156,7 +156,7 @@ def _tied_folds(entry: dict) -> str:
 
 def print_checks(entry: dict) -> None:
     """A note on the file, the warnings and the known-image answer of one prediction."""
-    from leukdash.evaluation.answer import apart, headline
+    from leukdash.evaluation.answer import apart, conflicting_labels, headline
 
     ood, known, answer = entry.get("ood") or {}, entry.get("known"), headline(entry)
     if entry.get("note"):
@@ -181,7 +181,10 @@ def print_checks(entry: dict) -> None:
         print(f"  unsupported: a training image of another class lies near it (trust score {score}, "
               f"below {floor}, lower than 95% of the run's own out-of-fold answers)")
     if known and "error" not in known:
-        print(f"  known image: {known['match']} to {known['file']} ({known['class']}); "
+        also = "".join(f", also {copy['file']} ({copy['class']})" for copy in known.get("also", []))
+        conflict = conflicting_labels(known)
+        print(f"  known image: {known['match']} to {known['file']} ({known['class']}){also}"
+              + (f": filed under {' and '.join(conflict)} in this run, the labels conflict" if conflict else "") + "; "
               + (f"fold {known['fold']}'s model, which did not train on it, predicts {known['prediction']}"
                  if known["fold"] else "every model trained on it"))
 

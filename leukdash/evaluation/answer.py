@@ -90,6 +90,14 @@ def headline(result: dict) -> dict:
             "source": source, "detail": detail, "votes": words, "disagreement": disagreement}
 
 
+def conflicting_labels(known: dict) -> list[str]:
+    """The classes a known image (``result["known"]``, see
+    :func:`leukdash.evaluation.predict.known_image`) is filed under in the run's dataset when they
+    are more than one (one picture, two labels: one of them is wrong), else none."""
+    labels = sorted({known["class"], *(copy["class"] for copy in known.get("also", []))})
+    return labels if len(labels) > 1 else []
+
+
 def one_class_warning(entries: list[dict], least: int) -> str | None:
     """A warning when a batch of at least ``least`` answers (unlabelled images, as ``predict``
     gives them) puts nearly all of them in one class (``COLLAPSE_SHARE``), else None.

@@ -464,21 +464,26 @@ def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None,
     prediction of the fold model that did not train on it (the one it validated; of ``models``,
     the run's models adapted to a lab, when given); ``None`` when it is not.
 
-    The test: :func:`leukdash.evaluation.reference.known_matches` (identical decoded pixels, equal
-    digests, are reported as such).
+    The test: :func:`leukdash.evaluation.reference.reference_copies` (identical decoded pixels, equal
+    digests, are reported as such); the closest copy is the match, and ``also`` lists the run's
+    other copies of the picture (``file``, ``class``): a dataset may hold one picture under two
+    labels (:func:`leukdash.evaluation.answer.conflicting_labels`).
     """
-    from leukdash.evaluation.reference import KNOWN_SIZE, known_matches, pixel_digest
+    from leukdash.evaluation.reference import KNOWN_SIZE, pixel_digest, reference_copies
 
     models = models if models is not None else ensemble(run_id, store)
     reference = _reference(run_id, store)
-    [match], [difference] = known_matches(square_resize(image, KNOWN_SIZE)[None], reference)
-    if match < 0:
+    [copies] = reference_copies(square_resize(image, KNOWN_SIZE)[None], reference)
+    if not copies:
         return None
+    match = min(copies, key=copies.get)  # the closest, the image as it is first on a tie
     identical = pixel_digest(image) == reference["digests"][match]
     fold = int(reference["fold_of"][match])
     found = {"file": str(reference["relative"][match]), "class": models.classes[int(reference["labels"][match])],
              "match": "identical" if identical else "near-identical",
-             "difference": round(float(difference), 3), "fold": fold + 1}
+             "difference": round(float(copies[match]), 3), "fold": fold + 1,
+             "also": [{"file": str(reference["relative"][other]),
+                       "class": models.classes[int(reference["labels"][other])]} for other in copies if other != match]}
     if fold not in models.meta["fold_ids"]:  # a holdout run's training image: every model saw it
         return {**found, "fold": None, "prediction": None}
     model = models.meta["fold_ids"].index(fold)

@@ -57,18 +57,31 @@ def known_matches(images: np.ndarray, reference: dict) -> tuple[np.ndarray, np.n
     RGB, at ``KNOWN_SIZE``) is a copy of: its index, or -1 for none, and their mean absolute pixel
     difference (NaN for none). The known-image check of Predict and of an external test.
 
+    The closest of :func:`reference_copies` (the image as it is first on a tie)."""
+    match, difference = np.full(len(images), -1), np.full(len(images), np.nan)
+    for index, copies in enumerate(reference_copies(images, reference)):
+        if copies:
+            match[index] = min(copies, key=copies.get)
+            difference[index] = copies[match[index]]
+    return match, difference
+
+
+def reference_copies(images: np.ndarray, reference: dict) -> list[dict[int, float]]:
+    """Every image of a run's ``reference`` that each of ``images`` (uint8, RGB, at ``KNOWN_SIZE``)
+    is a copy of, with their mean absolute pixel difference, the image's own symmetries first.
+
     A copy: the image, or its mirror, quarter turn or transpose (the symmetries of
     :func:`~leukdash.data.duplicates.dihedral`: pre-augmented copies show the training cell as
     surely), within ``NEAR_IDENTICAL_DIFFERENCE`` of the reference image, whose fine detail agrees
     (:func:`detail_agreement`, at least ``SAME_DETAIL``; a flat picture has none to compare, so the
-    difference alone decides); the closest of them by that difference. The detail is compared
+    difference alone decides); under the symmetry that brings it closest. The detail is compared
     first, every image with every reference image in one product of matrices: distinct pictures
     seldom agree, so the costlier difference is measured for the few pairs left.
     """
     from leukdash.data.duplicates import SYMMETRIES, dihedral
 
     theirs = _reference_details(reference)
-    match, difference = np.full(len(images), -1), np.full(len(images), np.nan)
+    copies: list[dict[int, float]] = [{} for _ in images]
     for symmetry in range(SYMMETRIES):
         turned = np.ascontiguousarray(dihedral(images.transpose(1, 2, 0, 3), symmetry).transpose(2, 0, 1, 3))
         mine = _centred_details(turned)
@@ -76,15 +89,13 @@ def known_matches(images: np.ndarray, reference: dict) -> tuple[np.ndarray, np.n
             agreement = detail_agreement(tuple(part[start:start + MATCH_CHUNK] for part in mine), theirs)
             for row, alike in enumerate(~(agreement < SAME_DETAIL)):
                 candidates = np.flatnonzero(alike)
-                index = start + row
+                found = copies[start + row]
                 apart = np.abs(reference["images"][candidates].astype(np.int16)
-                               - turned[index].astype(np.int16)).mean(axis=(1, 2, 3))
-                close = apart <= NEAR_IDENTICAL_DIFFERENCE
-                # The closest copy under any symmetry, the image as it is first on a tie (NaN: none yet).
-                if close.any() and not apart[close].min() >= difference[index]:
-                    best = apart[close].argmin()
-                    match[index], difference[index] = candidates[close][best], apart[close][best]
-    return match, difference
+                               - turned[start + row].astype(np.int16)).mean(axis=(1, 2, 3))
+                for candidate, difference in zip(candidates.tolist(), apart.tolist()):
+                    if difference <= NEAR_IDENTICAL_DIFFERENCE and difference < found.get(candidate, np.inf):
+                        found[candidate] = difference
+    return copies
 
 
 def _centred_details(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
