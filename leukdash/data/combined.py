@@ -95,8 +95,8 @@ def _without_copies(sources) -> tuple[tuple[Dataset, ...], tuple[str, ...]]:
 
     Copies within one source share a fold (see :mod:`leukdash.data.duplicates`); a copy in two
     sources cannot (each source is its own fold when one dataset is left out), so a run would
-    validate on images it trained on. Images re-encoded or resized are not caught here: folds join
-    them with their originals (see :func:`leukdash.engine.fold_planning.joined_groups`)."""
+    validate on images it trained on. Images re-encoded, resized, mirrored or rotated are not caught
+    here: folds join them with their originals (see :func:`leukdash.engine.fold_planning.joined_groups`)."""
     first_source: dict[str, Dataset] = {}
     kept_sources, lines = [], []
     for source in sources:

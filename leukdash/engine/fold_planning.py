@@ -46,9 +46,9 @@ def plan_folds(config: RunConfig, dataset: Dataset, arrays: LoadedImages) -> tup
 def joined_groups(dataset: Dataset, arrays: LoadedImages) -> np.ndarray:
     """The group of every loaded image, joined with the groups of its duplicates (:func:`duplicate_pairs`).
 
-    The duplicates are those of the whole dataset, as the audit finds them: a re-encoded or resized
-    copy in one source of a combined dataset of an image of another is the same cell, so it joins
-    that image's group (under the same group-size cap as any link).
+    The duplicates are those of the whole dataset, as the audit finds them: a re-encoded, resized,
+    mirrored or rotated copy in one source of a combined dataset of an image of another is the same
+    cell, so it joins that image's group (under the same group-size cap as any link).
     """
     from leukdash.data.folds import merge_groups
 

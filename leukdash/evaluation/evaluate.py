@@ -33,8 +33,8 @@ from leukdash.evaluation.external_metrics import (BOOTSTRAP_SAMPLES, BOOTSTRAP_S
 METHOD_VERSION = "external-8"  # 5: the answer-support check (support.py); 6: no interval where the groups
 # cannot support one (intervals' reason), each group's images per class; 7: ties counted apart
 # (undecided: their count, a warning, each image's mark; the collapse check leaves them out); 8: the OOD
-# threshold leaves the run's far-out own scores out (ood.flag_threshold), and a set of one class answered that
-# class is not collapsed
+# threshold leaves the run's far-out own scores out (ood.flag_threshold), a set of one class answered that
+# class is not collapsed, mirrored or rotated copies of training images are known images
 # Adapted results: 1 standardised the classic models' inputs only (CNNs answered as they were);
 # 2 also re-estimates the CNNs' batch-normalisation statistics.
 ADAPT_VERSION = 2
