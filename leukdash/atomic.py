@@ -21,10 +21,11 @@ import os
 import stat
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable
 
-from leukdash.errors import LeukdashError, StoreError
+from leukdash.errors import LeukdashError, StoreError, StoreWarning
 from leukdash.paths import artifacts_root, printable
 
 _TEMPORARY = re.compile(r"\A\..+\.(\d+)-[0-9a-f]{8}\.partial(\.[A-Za-z0-9]+)?\Z")
@@ -46,6 +47,9 @@ _REASONS = {
     errno.ENOTDIR: "a file stands where a folder is needed (LEUKDASH_ARTIFACTS must name a folder)",
     errno.EEXIST: "a file stands where a folder is needed (LEUKDASH_ARTIFACTS must name a folder)",
 }
+# Where an optional write is skipped without a word: a store this user may only read (documented). Any
+# other reason (full, a quota, a size limit) is said, as the file is then missing where it was promised.
+_READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
 # Errors of a path as typed (an over-long run id or folder name, a symbolic link loop).
 _PATH_REASONS = {
     errno.ENAMETOOLONG: "a name in this path is longer than the file system allows (usually 255 characters)",
@@ -143,7 +147,9 @@ def write_atomic(path: str | Path, write: Callable[[Path], None], *, optional: b
 
     Returns True when written. A failure leaves nothing behind; one that comes from where the
     file is written raises :class:`StoreError` (one line), or, with ``optional`` (a cache that
-    can be computed again), returns False: a read-only store is still read.
+    can be computed again), returns False: a read-only store is still read. An optional write
+    that fails for another reason (a full disk, a quota, a file size limit) also warns
+    (:class:`StoreWarning`, its one line), so that the file's absence is said.
     """
     path = Path(path)
     tmp = temporary_path(path)
@@ -153,17 +159,37 @@ def write_atomic(path: str | Path, write: Callable[[Path], None], *, optional: b
         os.replace(tmp, path)
         return True
     except OSError as error:
+        error = _with_short_write_cause(error, tmp)
         explained = explain(error, path)
         if explained is None:
             raise
-        if optional:
-            return False
-        raise explained from None
+        if not optional:
+            raise explained from None
+        if error.errno not in _READ_ONLY:
+            warnings.warn(StoreWarning(f"not stored: {explained}"), stacklevel=2)
+        return False
     finally:
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass  # a read-only folder: nothing could have been created there either
+
+
+def _with_short_write_cause(error: OSError, tmp: Path) -> OSError:
+    """``error`` with the cause a short write lost: numpy's ``tofile`` says only "N requested and M
+    written", without an errno. EFBIG when the file reached this process's size limit (ulimit -f),
+    ENOSPC when its file system has no room left; ``error`` itself otherwise."""
+    if error.errno is not None:
+        return error
+    import resource
+
+    try:
+        limit, size = resource.getrlimit(resource.RLIMIT_FSIZE)[0], tmp.stat().st_size
+        full = os.statvfs(tmp.parent).f_bavail == 0
+    except OSError:  # nothing was written: no short write
+        return error
+    number = errno.EFBIG if limit != resource.RLIM_INFINITY and size >= limit else errno.ENOSPC if full else None
+    return error if number is None else OSError(number, os.strerror(number), str(tmp))
 
 
 def write_bytes_atomic(path: str | Path, data: bytes, *, optional: bool = False) -> bool:

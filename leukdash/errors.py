@@ -75,6 +75,12 @@ class StoreError(LeukdashError):
     """The run store or its caches cannot be written: read-only, full, or not a folder."""
 
 
+class StoreWarning(UserWarning):
+    """A file the store keeps for later (a cache, a stored result) was not written, for a reason other than
+    a read-only store (a full disk, a quota, a file size limit): what was computed is used, the user is told
+    why it was not kept."""
+
+
 class FileRefused(LeukdashError):
     """A path names something that is not read: not a regular file, too large, or unreadable."""
 

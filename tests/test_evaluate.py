@@ -986,3 +986,37 @@ def test_a_run_on_engineered_features_describes_its_images_with_the_features_its
     assert calls == []
     whole = describe_images(load_arrays(open_dataset(str(tiny_dataset)), 16).images)
     assert calls == [40] and np.array_equal(described.features, whole)
+
+
+def test_a_runs_checks_not_stored_for_a_full_disk_are_said_and_the_run_stands(tiny_dataset, monkeypatch, capsys):
+    """A full disk as a run finishes dropped reference.npz without a word (the cache write was skipped
+    as on a read-only store): the run's checks were lost once its folder changed. It is said now."""
+    import errno
+
+    from leukdash.data import arrays
+
+    def no_space(path, **members):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(arrays, "save_npz", no_space)
+    status = main(["run", str(tiny_dataset), "--model", "nb", "--feature-set", "features", "--image-size", "32",
+                   "--no-augment", "--folds", "2", "--seed", "41"])
+    said = capsys.readouterr().err
+    assert status == 0 and "what its checks need of its images was not stored" in said
+    assert "reference.npz: no space left on the device" in said and "the first predict or evaluate" in said
+
+
+def test_an_external_result_not_stored_for_a_file_size_limit_is_said(tiny_run, other_lab, capsys):
+    """Under `ulimit -f`, evaluate printed its figures and stored nothing under external/ without a word."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, hard))
+    try:
+        status = main(["evaluate", tiny_run["run_id"], str(other_lab), "--recompute"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    out, said = capsys.readouterr()
+    assert status == 0 and "accuracy" in out
+    assert [line for line in said.splitlines() if "external" in line and line.startswith("warning: not stored: ")
+            and "file too large for this process's limit (ulimit -f)" in line]

@@ -1,5 +1,6 @@
 """The run store: atomic writes, checksummed folds, locks and the run list."""
 
+import errno
 import json
 import os
 import subprocess
@@ -405,3 +406,29 @@ def test_a_damaged_meta_that_cannot_be_moved_aside_is_not_said_to_be_kept_beside
                              "(the file or its folder cannot be changed by this user: immutable, or not writable): "
                              "move it away, then launching its settings again computes the run anew\n")
     assert (store.run_dir(damaged) / "meta.json").read_text() == "{not json"
+
+
+@pytest.mark.parametrize("number", [errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES])
+def test_an_optional_write_is_skipped_silently_only_on_a_read_only_store(isolated_artifacts, number):
+    """A cache or stored result the store could not keep for a full disk, a quota or a file size limit
+    was skipped as on a read-only store, without a word: the file was then missing where the README
+    promises it. Only a read-only store skips it silently now; any other reason warns, in one line."""
+    import warnings
+
+    from leukdash.atomic import write_atomic, write_bytes_atomic
+    from leukdash.errors import StoreWarning
+
+    target = isolated_artifacts / "runs" / "r" / "found-at.json"
+
+    def refused(tmp):
+        raise OSError(number, os.strerror(number), str(tmp))
+
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert write_atomic(target, refused, optional=True) is False
+    assert not target.exists() and write_bytes_atomic(target, b"[]", optional=True)
+    lines = [str(warning.message) for warning in said if warning.category is StoreWarning]
+    if number in (errno.EROFS, errno.EACCES):
+        assert lines == []
+    else:
+        assert len(lines) == 1 and lines[0].startswith(f"not stored: cannot write {target}: ") and "\n" not in lines[0]

@@ -14,6 +14,7 @@ import os
 import signal
 import re
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from leukdash.cli import commands as cmd
 from leukdash.cli.output import GuardedOutput
 from leukdash.cli.run_options import add_pool_options, add_run_options
 from leukdash.atomic import explained_errors
-from leukdash.errors import LeukdashError, interrupt_behind
+from leukdash.errors import LeukdashError, StoreWarning, interrupt_behind
 from leukdash.fd2 import open_closed_standard_streams
 from leukdash import interrupts
 from leukdash.interrupts import Stopped  # noqa: F401 (where callers and tests have always found it)
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = GuardedOutput(stdout)
     try:
         # explained_errors: where the store lives (full, read-only, not a folder) in one line
-        with _stop_on_signals(), explained_errors():
+        with _stop_on_signals(), explained_errors(), _store_warnings_said():
             parser = build_parser()  # in the try: a Ctrl-C this early is said in one line too
             args = parser.parse_args(argv)
             if not getattr(args, "command", None):
@@ -199,6 +200,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         sys.stdout = stdout
+
+
+@contextmanager
+def _store_warnings_said():
+    """Inside, a :class:`StoreWarning` (a file kept for later not written: a full disk, a size limit)
+    is one line on stderr, each once (a cache tried twice is one line); other warnings are shown as
+    Python shows them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", StoreWarning)
+        show, lines = warnings.showwarning, set()
+
+        def said(message, category, filename, lineno, file=None, line=None):
+            if not issubclass(category, StoreWarning):
+                return show(message, category, filename, lineno, file, line)
+            if str(message) not in lines:
+                lines.add(str(message))
+                print(f"warning: {printable(str(message))}", file=sys.stderr)
+
+        warnings.showwarning = said
+        yield
 
 
 def _interrupted(error: KeyboardInterrupt, args) -> int:

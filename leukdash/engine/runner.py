@@ -459,8 +459,8 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
                 finishing(run_id, by_id[run_id].dataset, store)
             except Exception as error:  # the folds and summary are stored: the run stands, its checks wait
                 emit(run_id, {"event": "message", "message": f"run {run_id} is finished, but what its checks "
-                              f"need of its images was not stored ({type(error).__name__}: {error}); they will "
-                              "read the images when first used, if these are unchanged then"})
+                              f"need of its images was not stored ({type(error).__name__}: {error}); the first "
+                              "predict or evaluate with it reads and stores them, if its images are unchanged then"})
         release(run_id)
         # the run's mean, which its progress line ends with (not the last fold's val_acc)
         emit(run_id, {"event": "done", "run_id": run_id, "metrics": {"mean_val_acc": summary["val_acc"]["mean"]}})

@@ -172,14 +172,22 @@ def store_references(run_id: str, dataset, store: RunStore) -> None:
     trained on them): the known-image reference, the out-of-distribution description of each view
     and the training images' hashes. Done while the images are at hand: once its folder changes
     (images added, removed, relabelled), a run could not read them back, and would lose its
-    checks and its external tests."""
+    checks and its external tests.
+
+    Raises :class:`~leukdash.errors.StoreWarning` when one is not stored (a full disk, a file size
+    limit): these files are why this step runs, so their absence is its failure, not a cache skipped."""
+    import warnings
+
     from leukdash.config import RunConfig
+    from leukdash.errors import StoreWarning
     from leukdash.evaluation.ood import training_distribution, views
 
-    known_reference(run_id, store, dataset)
-    for view in views(RunConfig.from_dict(store.finished_meta(run_id)["config"])):
-        training_distribution(run_id, store, view, dataset)
-    training_hashes(run_id, store, dataset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StoreWarning)
+        known_reference(run_id, store, dataset)
+        for view in views(RunConfig.from_dict(store.finished_meta(run_id)["config"])):
+            training_distribution(run_id, store, view, dataset)
+        training_hashes(run_id, store, dataset)
 
 
 def _is_reference(arrays: dict) -> bool:
