@@ -59,6 +59,12 @@ def test_latest_state_extrapolates_epoch_pace():
     assert latest_state(_cnn_events(), now=1035.0)["eta_seconds"] == pytest.approx(55.0)
 
 
+def test_a_clock_set_back_since_the_last_event_does_not_add_to_the_time_left():
+    """With the wall clock stepped back an hour after the last event, the time since it was negative
+    and the estimate grew by the step (3660 s left instead of 60)."""
+    assert latest_state(_cnn_events(), now=1030.0 - 3600)["eta_seconds"] == pytest.approx(60.0)
+
+
 def test_latest_state_counts_only_the_folds_left_after_a_resume():
     events = [
         {"event": "start", "folds": 2, "epochs": 4, "time": 0.0},

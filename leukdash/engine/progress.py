@@ -210,8 +210,9 @@ def latest_state(events: list[dict], now: float | None = None) -> dict:
             state["fraction"], state["eta_seconds"] = 1.0, 0.0
         elif running and done_units:
             pace = (state["updated"] - (work_started if work_started is not None else started)) / done_units
-            # Count down between events instead of freezing until the next one.
-            state["eta_seconds"] = max(0.0, pace * remaining - (now - state["updated"]))
+            # Count down between events instead of freezing until the next one; a clock set back since the
+            # last event (an NTP step, a restored VM) counts as no time, not as time to add.
+            state["eta_seconds"] = max(0.0, pace * remaining - max(0.0, now - state["updated"]))
     return state
 
 
