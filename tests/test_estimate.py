@@ -172,3 +172,26 @@ def test_a_tiny_stored_run_does_not_scale_its_fixed_cost_up_to_a_much_larger_run
     # A run of about its size still goes by the stored run's rate.
     alike = estimate([planned(tiny.with_changes(seed=8, image_size=24), 40, 2)], entries, workers=1, calibrated=figures)
     assert alike["estimated"] == 1 and alike["calibrated"] == 0
+
+
+def test_the_folds_are_spread_over_the_workers_the_pool_runs(monkeypatch):
+    """The Experiments page gave no worker count, and the folds were spread over os.cpu_count(): with the
+    process confined to one CPU (taskset) or a memory budget for one worker, the pool computes one fold at
+    a time, and the time shown was half the real one or less. The default is the pool's own count."""
+    import os
+
+    from leukdash.engine.scheduler.local import CLASSIC_WORKER_MB, folds_at_once
+
+    plan = [planned(RunConfig(model="nb", image_size=64), 260, 4), planned(CNN, 100, 2)]
+    entries = [entry(RunConfig(model="nb", image_size=64), 260, 3.0), entry(CNN, 100, 20.0)]
+    one_at_a_time = estimate(plan, entries, workers=1)["seconds"]
+    monkeypatch.setenv("LEUKDASH_MEMORY_MB", str(CLASSIC_WORKER_MB))
+    assert folds_at_once(cnn=False) == 1 and estimate(plan, entries)["seconds"] == pytest.approx(one_at_a_time)
+    monkeypatch.delenv("LEUKDASH_MEMORY_MB")
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        confined = estimate(plan, entries)["seconds"]
+    finally:
+        os.sched_setaffinity(0, cpus)
+    assert confined == pytest.approx(one_at_a_time)

@@ -23,7 +23,6 @@ small run it is most of the time: a 2-fold, 1-epoch CNN at 16 px on the built-in
 
 from __future__ import annotations
 
-import os
 from statistics import median
 
 
@@ -93,7 +92,8 @@ def estimate(planned: list[dict], entries: list[dict], workers: int | None = Non
         (its folds are still to pay, its start-up is not).
     entries : the store's runs (``RunStore.list_runs()``), the source of the fold times (of the runs
         of a kind within :data:`NEAR` times a planned run's work).
-    workers : folds computed at once (default: the machine's cores); stored fold times were
+    workers : folds computed at once (default: as many of each run's kind as the local pool computes
+        side by side, :func:`~leukdash.engine.scheduler.local.folds_at_once`); stored fold times were
         measured with folds sharing the cores the same way.
     calibrated : this machine's figures by kind (``"cnn/paper"``: ``{"overhead", "rate"}``, see
         :func:`leukdash.engine.calibrate.calibrated`), for runs without a finished run that near.
@@ -109,9 +109,10 @@ def estimate(planned: list[dict], entries: list[dict], workers: int | None = Non
     those, estimated from the calibration) and ``unknown`` (runs with folds to compute and
     neither a similar finished run near their work nor a calibration).
     """
-    workers = max(1, workers or os.cpu_count() or 1)
+    from leukdash.engine.scheduler.local import folds_at_once
+
     samples, calibrated = rate_samples(entries), calibrated or {}
-    total = low = high = 0.0
+    total = spread = low = high = 0.0  # spread, low, high: each run's folds over the workers of its kind
     estimated = from_calibration = unknown = 0
     for run in planned:
         if run["missing_folds"] <= 0:
@@ -130,11 +131,13 @@ def estimate(planned: list[dict], entries: list[dict], workers: int | None = Non
         else:
             unknown += 1
             continue
+        at_once = max(1, workers or folds_at_once(run["config"]["model"] == "cnn"))
         total += fold * run["missing_folds"]
-        low += fold_low * run["missing_folds"]
-        high += fold_high * run["missing_folds"]
+        spread += fold * run["missing_folds"] / at_once
+        low += fold_low * run["missing_folds"] / at_once
+        high += fold_high * run["missing_folds"] / at_once
         estimated += 1
     fixed = start_up_seconds(planned, start_up)
-    return {"fold_seconds": total, "start_up_seconds": fixed, "seconds": fixed + total / workers,
-            "low": fixed + low / workers, "high": fixed + high / workers,
+    return {"fold_seconds": total, "start_up_seconds": fixed, "seconds": fixed + spread,
+            "low": fixed + low, "high": fixed + high,
             "estimated": estimated, "calibrated": from_calibration, "unknown": unknown}

@@ -94,8 +94,7 @@ class LocalPool(Pool):
         the cores and the workers' memory), so that they import TensorFlow or scikit-learn (seconds)
         while this process still loads the images. :meth:`run` gives them tasks of their kind and
         ends those it has none for; :meth:`close` ends them if ``run`` is never reached."""
-        count = min(tasks, self.cores // fold_cores(cnn), self.memory_mb // worker_mb(cnn))
-        for _ in range(max(count, 1 if tasks else 0)):
+        for _ in range(min(tasks, folds_at_once(cnn, self.cores, self.memory_mb))):
             try:
                 self._idle.append(ChildProcess(self._inbox, cnn=cnn))
             except OSError:  # no process to spare now (memory, a process limit): run() starts
@@ -172,6 +171,14 @@ class LocalPool(Pool):
         extra = 0 if idle > 0 else worker_mb(task.is_cnn)
         folds = sum(t.memory_mb for t in [*running, task])
         return worker_memory_mb(live) + extra + folds <= self.memory_mb
+
+
+def folds_at_once(cnn: bool, cores: int | None = None, memory_mb: int | None = None) -> int:
+    """Folds of a kind the local pool computes side by side: as many as its ``cores`` (default: those
+    this process may use, its CPU affinity) and its workers' ``memory_mb`` (default:
+    :func:`memory_budget_mb`) allow, at least one."""
+    cores, memory_mb = cores or machine_cores(), memory_mb or memory_budget_mb()
+    return max(1, min(cores // fold_cores(cnn), memory_mb // worker_mb(cnn)))
 
 
 def worker_memory_mb(live: dict[bool, int]) -> int:
