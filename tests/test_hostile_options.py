@@ -475,6 +475,68 @@ def test_a_low_process_limit_gives_blas_one_thread_before_numpy_starts_its_threa
     assert "fit_blas_threads_to_process_limit()" in (REPO / "leukdash" / "__main__.py").read_text()
 
 
+def test_an_address_space_limit_too_low_to_start_is_one_line_and_a_listing_still_works(tiny_dataset, tmp_path):
+    """``ulimit -v`` below what numpy, OpenCV, SciPy and scikit-learn need to be mapped: a command that
+    imports them hung at 100% CPU deaf to SIGTERM (OpenBLAS retrying its buffer), crashed (SIGSEGV) or
+    ended in an ImportError's traceback. It says the limit in one line; `runs` needs none of them."""
+    import resource
+
+    from leukdash.engine.machine import START_ADDRESS_SPACE_MB
+
+    limit = (START_ADDRESS_SPACE_MB - 400) * 2**20  # where the imports failed, with a traceback or a crash
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LEUKDASH_ARTIFACTS": str(tmp_path / "store")}
+
+    def limited(*args):
+        return subprocess.run([sys.executable, "-m", "leukdash", *args], env=env, capture_output=True, text=True,
+                              timeout=120, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+
+    refused = limited("run", str(tiny_dataset), "--model", "nb", "--image-size", "16", "--folds", "2", "--no-augment")
+    assert refused.returncode == 2 and refused.stderr.splitlines() == [
+        f"error: each process may map at most {limit // 2**20:,} MB of address space here (ulimit -v), below the "
+        f"about {START_ADDRESS_SPACE_MB:,} MB this command needs to start (its numerical libraries): raise or "
+        "remove that limit"], refused.stderr
+    listed = limited("runs")
+    assert listed.returncode == 0 and listed.stderr == ""
+
+
+def test_a_low_address_space_gives_blas_one_thread_before_numpy_starts_its_threads():
+    """OpenBLAS maps a buffer per thread as it starts and retries one it cannot map forever: under an
+    address-space limit below a CNN's, the command line's entry sets one thread first."""
+    import resource
+
+    probe = ("import os; from leukdash.engine.machine import fit_blas_threads_to_process_limit; "
+             "fit_blas_threads_to_process_limit(); print(os.environ.get('OPENBLAS_NUM_THREADS'))")
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_NUM_THREADS"}
+    low = 2000 * 2**20
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (low, low)))
+    assert done.stdout.strip() == "1", done.stderr
+
+
+def test_memory_that_runs_out_while_its_error_is_explained_is_still_one_line(monkeypatch, capsys):
+    """Under ulimit -v the handler of a MemoryError read the machine's memory and ran out in turn:
+    the command ended in a traceback of its own handler. A library that cannot be mapped (an
+    ImportError) raised inside a command is the same one line."""
+    from leukdash.cli import commands
+    from leukdash.engine import machine
+
+    def unmapped(args):
+        raise ImportError("libgfortran-83c28eba.so.5.0.0: failed to map segment from shared object")
+
+    def short(args):
+        raise MemoryError()
+
+    def no_memory_to_read_it():
+        raise MemoryError()
+
+    monkeypatch.setattr(machine, "machine_memory_mb", no_memory_to_read_it)
+    for failure in (short, unmapped):
+        monkeypatch.setattr(commands, "runs", failure)
+        assert main(["runs"]) == 2
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith("error: out of memory (") and "ulimit -v" in line
+
+
 def test_a_worker_that_cannot_start_its_parent_watch_answers_its_task_with_that_error():
     """A worker process out of threads (``ulimit -u``) as it starts: its first task is answered
     with the error, which the command line says in one line, not as the worker's death."""

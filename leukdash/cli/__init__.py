@@ -191,9 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         interrupt = interrupt_behind(error)
         if interrupt is not None:
             return _interrupted(interrupt, args)
-        from leukdash.engine.machine import out_of_processes
+        from leukdash.engine.machine import out_of_memory, out_of_processes
 
-        limited = out_of_processes(error)  # ulimit -n or -u: said in one line, a bug shown whole
+        # ulimit -n, -u or -v (a library that cannot be mapped): said in one line, a bug shown whole
+        limited = out_of_processes(error) or out_of_memory(error)
         if limited is None:
             raise
         print(f"error: {limited}", file=sys.stderr)

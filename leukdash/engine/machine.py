@@ -82,8 +82,12 @@ def out_of_memory(error: BaseException):
     if not (isinstance(error, MemoryError) or unmapped):
         return None
     needed = getattr(error, "_total_size", None)  # numpy's MemoryError says how large the array was
+    try:
+        hint = memory_limit_hint(needed / 2**20 if isinstance(needed, int) else None)
+    except MemoryError:  # telling what to do reads files (a cgroup's limit), which can run out in turn
+        hint = "raise or remove the memory limit (ulimit -v, a container's), or give a smaller load"
     return RunError(f"out of memory ({type(error).__name__}: {str(error) or 'no detail'}): finished folds are kept; "
-                    f"{memory_limit_hint(needed / 2**20 if isinstance(needed, int) else None)}")
+                    f"{hint}")
 
 
 def out_of_processes(error: BaseException) -> str | None:
@@ -111,16 +115,56 @@ LOW_PROCESS_LIMIT = 1024
 
 
 def fit_blas_threads_to_process_limit() -> None:
-    """Set ``OPENBLAS_NUM_THREADS=1`` (unless set) when this user's process limit is low; to be
-    called before numpy is first imported, since OpenBLAS reads it once. Standard library only."""
+    """Set ``OPENBLAS_NUM_THREADS=1`` (unless set) when this user's process limit is low, or the
+    address space below what a CNN needs: OpenBLAS maps a 32 MB buffer per thread as it starts, and
+    one it cannot map it retries forever, deaf to SIGTERM. To be called before numpy is first
+    imported, since OpenBLAS reads it once. Standard library only."""
     try:
         import resource
 
         limit = resource.getrlimit(resource.RLIMIT_NPROC)[0]
     except (ImportError, AttributeError, ValueError, OSError):
         return
-    if limit != resource.RLIM_INFINITY and limit < LOW_PROCESS_LIMIT:
+    space = address_space_limit_mb()
+    if (limit != resource.RLIM_INFINITY and limit < LOW_PROCESS_LIMIT) or \
+            (space is not None and space < CNN_ADDRESS_SPACE_MB):
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+# Address space the numerical libraries need to be imported at all (numpy, OpenCV, SciPy, scikit-learn;
+# OpenBLAS with one thread), measured by importing them under ulimit -v: 700 MB worked, 600 MB gave a
+# traceback, 350-550 MB a segmentation fault or a hang. A margin for what a command then loads.
+START_ADDRESS_SPACE_MB = 1000
+NUMERICAL_LIBRARIES = ("numpy", "cv2", "scipy", "sklearn")
+
+
+class _RefusedUnderAddressSpaceLimit:
+    """A finder first on ``sys.meta_path`` that raises, in one line, on the import of a numerical
+    library under an address-space limit too low to map it (which would crash, hang or fail in a
+    traceback); other imports go on (a store's listing needs none of them)."""
+
+    def __init__(self, line: str):
+        self.line = line
+
+    def find_spec(self, name, path=None, target=None):
+        if name in NUMERICAL_LIBRARIES:
+            from leukdash.errors import RunError
+
+            raise RunError(self.line)
+        return None
+
+
+def refuse_numerical_libraries_under_low_address_space() -> None:
+    """When this process may map less than :data:`START_ADDRESS_SPACE_MB` (ulimit -v), make the first
+    import of a numerical library raise one line instead; to be called before any is imported."""
+    import sys
+
+    limit = address_space_limit_mb()
+    if limit is not None and limit < START_ADDRESS_SPACE_MB:
+        sys.meta_path.insert(0, _RefusedUnderAddressSpaceLimit(
+            f"each process may map at most {limit:,} MB of address space here (ulimit -v), below the about "
+            f"{START_ADDRESS_SPACE_MB:,} MB this command needs to start (its numerical libraries): raise or "
+            "remove that limit"))
 
 
 def machine_cores() -> int:
