@@ -132,6 +132,8 @@ def test_start_up_is_the_median_of_the_logs_that_record_it_and_a_cnn_worker_star
     figures = start_up(logs)
     assert figures == {"load_per_image": pytest.approx(0.025), "worker": {"cnn": 8.0, "classic": 2.0}}
     assert start_up(logs[2:]) == {"worker": {}}
+    append_event(logs[2], {"event": "fold_start", "fold": 1, "worker_seconds": -3590.0, "worker_cnn": False})
+    assert start_up(logs)["worker"]["classic"] == 2.0  # the clock set back an hour as a worker started: no time
 
     cnn, nb = planned(CNN, 100, 5), planned(RunConfig(model="nb"), 100, 5)
     assert estimate([nb], [], start_up=figures)["start_up_seconds"] == pytest.approx(2.5)  # loading outlasts

@@ -65,7 +65,8 @@ def start_up(paths: list[Path]) -> dict:
     resize an image, the ``start`` events' ``load_seconds`` over their ``images``) and ``worker``
     (``{"cnn": s, "classic": s}``: from a worker process's launch to its being ready for a fold, the
     ``worker_seconds`` of its first event), each the median of what the logs hold; a figure no log
-    holds (logs written before they were recorded, folds on a Dask cluster's running workers) is left out.
+    holds (logs written before they were recorded, folds on a Dask cluster's running workers) is left out,
+    as is a worker's negative time (the clock set back while it started).
     """
     loads, workers = [], {"cnn": [], "classic": []}
     for path in paths:
@@ -73,7 +74,8 @@ def start_up(paths: list[Path]) -> dict:
             seconds, images = event.get("load_seconds"), event.get("images")
             if event.get("event") == "start" and is_number(seconds) and is_number(images) and images > 0:
                 loads.append(seconds / images)
-            if is_number(event.get("worker_seconds")):
+            # from a launch to a fold in another process: wall-clock times, which a clock set back makes negative
+            if is_number(event.get("worker_seconds")) and event["worker_seconds"] >= 0:
                 workers["cnn" if event.get("worker_cnn") else "classic"].append(event["worker_seconds"])
     found = {"worker": {kind: median(values) for kind, values in workers.items() if values}}
     return {**found, "load_per_image": median(loads)} if loads else found
