@@ -66,7 +66,7 @@ def audit_dataset(ds, *, folds: int = 5, seed: int = 0, preprocess: str | None =
         "classes": {name: int(np.sum(loaded.labels == i)) for i, name in enumerate(ds.classes)},
         "sizes": dict(sorted(sizes.items(), key=lambda kv: -kv[1])),
         "skipped": [{"path": ds.relative(s.path), "reason": s.reason} for s in loaded.skipped],
-        "no_detail": [names[i] for i in flat_images(loaded.images, SHORTCUT_SIZE)],
+        "no_detail": [names[i] for i in flat_images(loaded.images)],
         "notes": list(ds.notes) + ds.alike_classes(),
         "duplicates": {
             "exact": [_entry(group, names, classes) for group in found.exact],

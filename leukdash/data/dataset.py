@@ -138,7 +138,7 @@ class Dataset:
             found.append(f"{len(conflicts)} pair(s) of files show one picture under two classes (re-encoded, resized "
                          f"or turned; first: {first!r} and {second!r}): check their labels; "
                          "`python -m leukdash audit` lists them")
-        flat = flat_images(loaded.images, len(loaded.images[0])) if len(loaded.labels) else []
+        flat = flat_images(loaded.images) if len(loaded.labels) else []
         if flat:
             names = ", ".join(repr(self.relative(loaded.paths[i])) for i in flat[:FLAT_NAMED])
             more = f" and {len(flat) - FLAT_NAMED} more" if len(flat) > FLAT_NAMED else ""
