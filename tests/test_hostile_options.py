@@ -104,6 +104,13 @@ def test_folders_and_files_this_user_cannot_read_are_named_not_dropped_in_silenc
     evaluated = _as_plain_user("evaluate", run_id, str(external), "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["dataset"]["skipped"][-1] == {"path": "HEALTHY/patient1", "reason": unlisted}
+    # Every image of a class in subject folders this user cannot list: the class is there, not absent.
+    for image in sorted((external / "HEALTHY").glob("*.png")):
+        image.chmod(0o644)
+        image.rename(external / "HEALTHY" / "patient1" / image.name)
+    evaluated = _as_plain_user("evaluate", run_id, str(external))
+    assert (evaluated.returncode, evaluated.stderr) == (
+        2, f"error: dataset 'ds': folder of class 'HEALTHY' {external}/HEALTHY/patient1: {unlisted}\n")
     (external / "HEALTHY").chmod(0)
     evaluated = _as_plain_user("evaluate", run_id, str(external))
     assert (evaluated.returncode, evaluated.stderr) == (2, f"error: dataset 'ds': class folder {external}/HEALTHY: "

@@ -77,16 +77,20 @@ def _with_empty_classes(dataset, names):
 
 
 def refuse_unreadable_classes(run_classes, dataset) -> None:
-    """Refuse an external dataset whose folder of a run's class this user cannot read, saying so:
-    the class is there, it is not one the dataset lacks (what :func:`match_classes` would say)."""
+    """Refuse an external dataset where a run's class has no image this user can read and a folder of
+    that class this user cannot list (the class folder itself, or the subject folders holding all its
+    images), saying so: the class is there, it is not one the dataset lacks (what :func:`match_classes`
+    would say, and score the rest as a set without it)."""
     from leukdash.data.sources import UNLISTED_FOLDER
     from leukdash.paths import one_form
 
+    wanted, read = set(map(one_form, run_classes)), {one_form(c) for c, n in dataset.counts().items() if n}
     for skipped in dataset.ignored:
-        if (skipped.reason.startswith(UNLISTED_FOLDER) and skipped.path.parent in {s.root for s in dataset.sources}
-                and one_form(skipped.path.name) in map(one_form, run_classes)):
-            raise DatasetError(f"dataset {dataset.name!r}: class folder {printable(str(skipped.path))}: "
-                               f"{skipped.reason}")
+        root = next((s.root for s in dataset.sources if skipped.path.is_relative_to(s.root)), None)
+        parts = skipped.path.relative_to(root).parts if root is not None else ()
+        if (skipped.reason.startswith(UNLISTED_FOLDER) and parts and one_form(parts[0]) in wanted - read):
+            what = "class folder" if len(parts) == 1 else f"folder of class {parts[0]!r}"
+            raise DatasetError(f"dataset {dataset.name!r}: {what} {printable(str(skipped.path))}: {skipped.reason}")
 
 
 def result_path(run_id: str, fingerprint: str, store: RunStore | None = None, model: str = "folds",
