@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from leukdash.engine.machine import configured_memory_mb
 from leukdash.engine.store import RunStore, runs_folder_problem
 from leukdash.errors import LeukdashError
 from leukdash.paths import check_artifacts_root
@@ -28,6 +29,7 @@ st.html("<style>.stMultiSelect div[role='group'] {height: auto; max-height: none
 try:
     deployment()
     check_artifacts_root()  # its message names the folder the deployer set, never a session's
+    configured_memory_mb()  # the Experiments page's estimate and the runs it launches read it
 except LeukdashError as error:  # a wrong LEUKDASH_MODE, limit or store: say which, serve nothing
     st.error(f"Deployment setting: {error}")
     st.stop()

@@ -119,6 +119,18 @@ def test_a_store_that_is_a_file_is_one_line_and_nothing_else(monkeypatch, tmp_pa
     assert not at.button and not at.dataframe
 
 
+@pytest.mark.parametrize("memory", ["abc", "0", "-5"])
+def test_a_wrong_memory_budget_is_one_line_and_nothing_else(monkeypatch, memory):
+    """The Experiments page's estimate reads it: a wrong value failed there as a traceback, not as the deployment
+    setting it is."""
+    monkeypatch.setenv("LEUKDASH_MEMORY_MB", memory)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Deployment setting: LEUKDASH_MEMORY_MB must be a positive whole number of "
+                                           f"megabytes (e.g. 4096), got {memory!r}"]
+    assert not at.button and not at.dataframe
+
+
 def test_read_deployment_order_and_errors():
     assert replace(read_deployment({}, {}), max_jobs=2, job_workers=None) == Deployment()  # see the next test
     assert read_deployment({"mode": "viewer", "max_jobs": 1}, {}).viewer

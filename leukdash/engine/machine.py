@@ -167,6 +167,25 @@ def refuse_numerical_libraries_under_low_address_space() -> None:
             "remove that limit"))
 
 
+def configured_memory_mb() -> int | None:
+    """``$LEUKDASH_MEMORY_MB``, the memory the local pool's workers may take, or None where it is not set;
+    a value that is no positive whole number raises :class:`~leukdash.errors.ConfigError`. Standard library
+    only: the dashboard checks it as it starts, as a deployment setting, before any page estimates with it."""
+    configured = os.environ.get("LEUKDASH_MEMORY_MB")
+    if not configured:
+        return None
+    try:
+        value = int(configured)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        from leukdash.errors import ConfigError
+
+        raise ConfigError(f"LEUKDASH_MEMORY_MB must be a positive whole number of megabytes (e.g. 4096), "
+                          f"got {configured!r}")
+    return value
+
+
 def machine_cores() -> int:
     """Cores this process may use (its CPU affinity where the platform tells it)."""
     try:

@@ -12,7 +12,6 @@ The tasks of all runs share one budget of cores and memory:
 
 from __future__ import annotations
 
-import os
 import pickle
 import queue
 
@@ -41,18 +40,9 @@ POLL_SECONDS = 0.2
 def memory_budget_mb() -> int:
     """Memory the local pool's workers may take: ``$LEUKDASH_MEMORY_MB``, else half of the
     machine's (or container's) memory, at least ``SMALL_MACHINE_BUDGET_MB``."""
-    from leukdash.errors import ConfigError
-
-    configured = os.environ.get("LEUKDASH_MEMORY_MB")
+    configured = machine.configured_memory_mb()
     if configured:
-        try:
-            value = int(configured)
-        except ValueError:
-            value = 0
-        if value <= 0:
-            raise ConfigError(f"LEUKDASH_MEMORY_MB must be a positive whole number of megabytes (e.g. 4096), "
-                              f"got {configured!r}")
-        return value
+        return configured
     total = machine.machine_memory_mb()
     return max(SMALL_MACHINE_BUDGET_MB, total // 2) if total else SMALL_MACHINE_BUDGET_MB
 
