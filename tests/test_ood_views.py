@@ -141,6 +141,16 @@ def test_a_run_on_segmented_cells_says_when_an_images_segmentation_failed(tiny_d
     assert [w.value for w in at.warning if w.value.startswith("**Cell segmentation: none found**")]
 
 
+def test_own_scores_half_of_them_equal_keep_the_99th_percentile():
+    """Quartiles that tie (half a run's own out-of-fold scores equal) give no spread to fence with: the fence was the
+    quartile itself, and every own score above it was flagged (3 of 33 here, against about 1%)."""
+    from leukdash.evaluation.ood import flag_threshold
+
+    scores = np.array([2.0] * 30 + [2.01, 2.02, 2.5])
+    assert flag_threshold(scores) == pytest.approx(np.percentile(scores, 99))
+    assert (scores > flag_threshold(scores)).sum() == 1
+
+
 def test_one_blank_training_image_does_not_switch_the_ood_check_off(tiny_dataset, inverted_lab, tmp_path):
     """A black image among a run's own is far from every other: its out-of-fold score, orders of magnitude above
     theirs, would be the 99th percentile of a few dozen and silence the check. It is left out of the threshold,

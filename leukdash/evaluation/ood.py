@@ -108,13 +108,14 @@ def flag_threshold(oof_scores: np.ndarray) -> float:
 
 def far_out_fence(scores: np.ndarray) -> float:
     """Tukey's far-out fence of positive ``scores`` on the log scale: ``FAR_OUT`` interquartile ranges above the
-    upper quartile (infinite where no score is positive). Distances are positive with a long upper tail, roughly
-    symmetric in logs, so an ordinary image's score lies within it."""
+    upper quartile (infinite where no score is positive, or where the quartiles tie: half the scores equal would
+    make any score above them far out). Distances are positive with a long upper tail, roughly symmetric in
+    logs, so an ordinary image's score lies within it."""
     logs = np.log(scores[scores > 0])  # a zero score (an image with copies in training) has no log
     if not len(logs):
         return np.inf
     lower, upper = np.percentile(logs, [25, 75])
-    return float(np.exp(upper + FAR_OUT * (upper - lower)))
+    return float(np.exp(upper + FAR_OUT * (upper - lower))) if upper > lower else np.inf
 
 
 def knn_scores(reference: np.ndarray, query: np.ndarray, k: int = K) -> np.ndarray:
