@@ -16,6 +16,7 @@ line that says so. Only the standard library is imported here.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import os
 import stat
@@ -142,6 +143,23 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.partial{path.suffix}")
 
 
+# Folders whose optional files must be kept (see must_keep): a context variable, so that the dashboard's
+# sessions, each in its own thread, do not share them.
+_MUST_KEEP: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("must_keep", default=())
+
+
+@contextlib.contextmanager
+def must_keep(folder: str | Path):
+    """Within it, an optional write (:func:`write_atomic`) into ``folder`` that fails for a reason other than a
+    read-only store raises its :class:`StoreWarning` instead of warning: files a step exists to store (a run's
+    checks), whose absence is that step's failure, not a cache skipped."""
+    token = _MUST_KEEP.set((*_MUST_KEEP.get(), Path(folder)))
+    try:
+        yield
+    finally:
+        _MUST_KEEP.reset(token)
+
+
 def write_atomic(path: str | Path, write: Callable[[Path], None], *, optional: bool = False) -> bool:
     """Create or replace ``path`` through ``write(temporary_path)``, whole or not at all.
 
@@ -166,7 +184,10 @@ def write_atomic(path: str | Path, write: Callable[[Path], None], *, optional: b
         if not optional:
             raise explained from None
         if error.errno not in _READ_ONLY:
-            warnings.warn(StoreWarning(f"not stored: {explained}"), stacklevel=2)
+            unkept = StoreWarning(f"not stored: {explained}")
+            if any(path.is_relative_to(folder) for folder in _MUST_KEEP.get()):
+                raise unkept from None
+            warnings.warn(unkept, stacklevel=2)
         return False
     finally:
         try:

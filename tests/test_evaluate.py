@@ -1006,6 +1006,28 @@ def test_a_runs_checks_not_stored_for_a_full_disk_are_said_and_the_run_stands(ti
     assert "reference.npz: no space left on the device" in said and "the first predict or evaluate" in said
 
 
+def test_a_runs_checks_not_stored_in_a_store_the_python_api_names_fail_the_step_too(tiny_dataset, tmp_path,
+                                                                                    monkeypatch):
+    """A store outside LEUKDASH_ARTIFACTS (``RunStore(root=...)``) words a failed write "cannot use": the step still
+    fails, as in the store the CLI uses, and is said as the runner's message, not as a warning that passes."""
+    import errno
+
+    from leukdash.data import arrays
+    from leukdash.engine.store import RunStore
+    from leukdash.evaluation.runs import run as run_with_checks
+
+    def no_space(path, **members):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(arrays, "save_npz", no_space)
+    store = RunStore(root=tmp_path / "elsewhere" / "runs")
+    events = []
+    result = run_with_checks(tiny_config(tiny_dataset, seed=43), n_jobs=1, store=store, on_event=events.append)
+    assert result["run_id"] and not (store.run_dir(result["run_id"]) / "reference.npz").exists()
+    said = [event["message"] for event in events if event.get("event") == "message"]
+    assert any("what its checks need of its images was not stored" in line for line in said), said
+
+
 def test_an_external_result_not_stored_for_a_file_size_limit_is_said(tiny_run, other_lab, capsys):
     """Under `ulimit -f`, evaluate printed its figures and stored nothing under external/ without a word."""
     import resource

@@ -177,17 +177,11 @@ def store_references(run_id: str, dataset, store: RunStore) -> None:
     Raises :class:`~leukdash.errors.StoreWarning` when one is not stored in the run's folder (a full
     disk, a file size limit): these files are why this step runs, so their absence is its failure, not a
     cache skipped; a cache of the images elsewhere in the store that is not kept stays a warning."""
-    import re
-    import warnings
-
+    from leukdash.atomic import must_keep
     from leukdash.config import RunConfig
-    from leukdash.errors import StoreWarning
     from leukdash.evaluation.ood import training_distribution, views
-    from leukdash.paths import printable
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("error", re.escape(f"not stored: cannot write {printable(str(store.run_dir(run_id)))}"),
-                                StoreWarning)
+    with must_keep(store.run_dir(run_id)):
         known_reference(run_id, store, dataset)
         for view in views(RunConfig.from_dict(store.finished_meta(run_id)["config"])):
             training_distribution(run_id, store, view, dataset)
