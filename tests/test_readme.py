@@ -120,8 +120,8 @@ def test_the_streamlit_configs_comments_name_functions_that_exist():
 
 
 def test_the_readme_names_the_tie_and_collapse_fields_the_commands_give(tiny_dataset):
-    """A 2-NN of two classes ties: compare --json's `ties` and `collapse` and oof's `undecided` are
-    what README's Command line says they are."""
+    """A 2-NN of two classes ties: compare --json's `ties`, `collapse` and `calibration` and oof's `undecided`
+    are what README's Command line says they are."""
     from leukdash.config import AugmentConfig, RunConfig
     from leukdash.engine.runner import run
     from leukdash.evaluation.answer_table import out_of_fold_rows
@@ -136,7 +136,8 @@ def test_the_readme_names_the_tie_and_collapse_fields_the_commands_give(tiny_dat
     command_line = readme.split("## Command line", 1)[1]
     oof = command_line.split("`oof` lists the same rows", 1)[1].split("\n\n", 1)[0]
     assert "`undecided` (`yes` where the fold model's top classes tie" in oof
-    assert "--json` gives them per run as `ties` and `collapse`" in command_line
+    assert set(compared) >= {"ties", "collapse", "calibration"}
+    assert "(and `run --json`) gives them per run as `ties`, `collapse` and `calibration`" in command_line
     assert "`fold_predictions`\nas `null`" in readme
 
 

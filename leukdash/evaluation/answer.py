@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from leukdash.evaluation.external_metrics import COLLAPSE_SHARE, TIE
+from leukdash.evaluation.external_metrics import COLLAPSE_SHARE, TIE, listed
 
 
 def apart(value: float, bound: float, percent: bool = False) -> tuple[str, str]:
@@ -128,10 +128,7 @@ def unavailable_checks(entries: list[dict]) -> list[str]:
                 names = stopped.setdefault(reason, [])
                 if name not in names:
                     names.append(name)
-    return [f"{_listed(names)} check{'s' * (len(names) > 1)} unavailable: {reason} (the answers below are "
+    return [f"{listed(names)} check{'s' * (len(names) > 1)} unavailable: {reason} (the answers below are "
             f"given without {'them' if len(names) > 1 else 'it'})" for reason, names in stopped.items()]
 
 
-def _listed(names: list[str]) -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
-    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)

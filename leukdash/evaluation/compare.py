@@ -148,13 +148,13 @@ def ties_note(result: dict) -> str | None:
 def calibration_note(result: dict) -> str | None:
     """Which folds' SVM has a probability calibration that reverses its decisions (stored with the fold:
     :func:`leukdash.models.classic.reversed_calibration`) and what that means, else None."""
-    from leukdash.evaluation.external_metrics import _listed
+    from leukdash.evaluation.external_metrics import listed
 
     folds = [f"fold {fold['fold'] + 1}" for fold in result["folds"] if fold.get("calibration_reversed") is True]
     if not folds:
         return None
     one = len(folds) == 1
-    return (f"{_listed(folds)}: the SVM's probability calibration reverses {'its' if one else 'their'} decisions "
+    return (f"{listed(folds)}: the SVM's probability calibration reverses {'its' if one else 'their'} decisions "
             "(the decision values ran against the labels on held-out parts of the training images), so its answers "
             f"turn the SVM's own decisions around: {'it' if one else 'they'} learnt nothing that holds on images "
             f"{'it' if one else 'they'} did not train on (noise or conflicting labels?)")

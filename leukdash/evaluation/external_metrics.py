@@ -126,12 +126,12 @@ def collapse_note(y_true, proba, classes, folds=None) -> str | None:
         return None
     one = len(found) == 1
     if all(ties is None for _, _, ties, _ in found):
-        listed = _listed([f"{who} answers {answers}" for who, answers, _, _ in found])
-        said = f"{listed} of the images {'it validates' if one else 'they validate'} on"
+        answered = listed([f"{who} answers {answers}" for who, answers, _, _ in found])
+        said = f"{answered} of the images {'it validates' if one else 'they validate'} on"
     else:  # each its own: a share of the answers that do not tie is no share of the images
-        said = _listed([_share_of(who, answers, ties, "it validates") for who, answers, ties, _ in found])
+        said = listed([_share_of(who, answers, ties, "it validates") for who, answers, ties, _ in found])
     return (f"{said}: {'its' if one else 'their'} accuracy reflects the class shares (balanced accuracy "
-            f"{_listed([balanced for _, _, _, balanced in found])})")
+            f"{listed([balanced for _, _, _, balanced in found])})")
 
 
 def _share_of(who: str, answers: str, ties: tuple[int, int] | None, validates: str) -> str:
@@ -182,8 +182,8 @@ def _collapsed_to(y_true: np.ndarray, proba: np.ndarray,
     return f"{classes[counts.argmax()]} for {counts.max() / len(decided):.0%}", ties, balanced
 
 
-def _listed(items: list[str]) -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
+def listed(items: list[str]) -> str:
+    """Items for a sentence: ``a``, ``a and b``, ``a, b and c``."""
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
