@@ -54,7 +54,7 @@ def estimate_mb(model: str, dataset: str, epochs: int) -> int:
     """What the local pool counts for a worker computing one fold of this run."""
     from leukdash.config import RunConfig
     from leukdash.data.discovery import open_dataset
-    from leukdash.engine.scheduler.local import CLASSIC_WORKER_MB, TF_WORKER_MB
+    from leukdash.engine.scheduler.capacity import CLASSIC_WORKER_MB, TF_WORKER_MB
     from leukdash.engine.scheduler.task import FoldTask
 
     config = RunConfig(dataset=dataset, model=model, epochs=epochs)

@@ -326,7 +326,7 @@ def test_a_run_and_the_audit_name_label_conflicts_and_blank_images(tmp_path):
 def test_images_read_small_are_not_called_blank(cnmc_path):
     """The blank check does not depend on the size a run reads images at: at 8 px the fine detail of
     real cells fades, and every one of them was said to carry no detail."""
-    from leukdash.data.duplicates import flat_images
+    from leukdash.data.blank import flat_images
 
     loaded = Dataset.from_folder(cnmc_path).load(size=8)
     assert flat_images(loaded.images) == []

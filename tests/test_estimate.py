@@ -182,7 +182,7 @@ def test_the_folds_are_spread_over_the_workers_the_pool_runs(monkeypatch):
     a time, and the time shown was half the real one or less. The default is the pool's own count."""
     import os
 
-    from leukdash.engine.scheduler.local import CLASSIC_WORKER_MB, folds_at_once
+    from leukdash.engine.scheduler.capacity import CLASSIC_WORKER_MB, folds_at_once
 
     plan = [planned(RunConfig(model="nb", image_size=64), 260, 4), planned(CNN, 100, 2)]
     entries = [entry(RunConfig(model="nb", image_size=64), 260, 3.0), entry(CNN, 100, 20.0)]

@@ -23,7 +23,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
 from leukdash.data.decode import decode_image, upright_size
-from leukdash.data.duplicates import PIXEL_MATCH, dataset_duplicates, flat_images
+from leukdash.data.blank import flat_images
+from leukdash.data.duplicates import PIXEL_MATCH, dataset_duplicates
 from leukdash.data.folds import max_folds, merge_groups
 from leukdash.data.preprocess import RAW, parse_mode
 from leukdash.paths import printable

@@ -127,7 +127,7 @@ class Dataset:
         re-encoded, resized or turned copies whose two labels cannot both be right), and the images
         that carry no detail (a blank capture teaches nothing, and skews the out-of-distribution
         check's calibration)."""
-        from leukdash.data.duplicates import flat_images
+        from leukdash.data.blank import flat_images
 
         content = dict(zip((item.path for item in self.items), self.contents))
         conflicts = [(i, j) for i, j in pairs if loaded.labels[i] != loaded.labels[j]

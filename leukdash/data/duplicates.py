@@ -44,8 +44,6 @@ PIXEL_MATCH = 0.85
 # matches every other flat one perfectly (the correlation of two constants) and shows no cell.
 # The flattest detail of the real datasets spreads 4.4 (ALL-IDB2), 5.4 (C-NMC).
 MIN_DETAIL = 0.5
-# Grey-level spread below which an image is one colour (flat_images): compression noise on a blank image.
-ONE_COLOUR = 1.0
 # Details (64 KB each at PIXEL_SIZE) kept while candidate pairs are scored: 16 MB.
 DETAIL_CACHE = 256
 # The symmetries of a square (see dihedral): a mirrored or rotated copy shows the same cell, and
@@ -157,16 +155,6 @@ def pixel_similarity(a: np.ndarray, b: np.ndarray) -> float:
     one = cv2.matchTemplate(b, a[core, core], cv2.TM_CCOEFF_NORMED).max()
     other = cv2.matchTemplate(a, b[core, core], cv2.TM_CCOEFF_NORMED).max()
     return float(min(one, other))
-
-
-def flat_images(images) -> list[int]:
-    """Indices of the images (RGB, any size) that carry no detail: blank or one colour, no cell to
-    learn from. Judged on the spread of their grey levels (below ``ONE_COLOUR``), which does not
-    depend on the size a run reads them at: the fine detail :func:`pixel_similarity` compares
-    fades at 8-12 px, where every real image would look flat (their grey levels spread at least 7
-    there: ALL-IDB2 and C-NMC at 8 px)."""
-    return [i for i, image in enumerate(images)
-            if cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2GRAY).std() < ONE_COLOUR]
 
 
 def _flat(detail: np.ndarray) -> bool:

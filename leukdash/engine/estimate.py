@@ -93,7 +93,7 @@ def estimate(planned: list[dict], entries: list[dict], workers: int | None = Non
     entries : the store's runs (``RunStore.list_runs()``), the source of the fold times (of the runs
         of a kind within :data:`NEAR` times a planned run's work).
     workers : folds computed at once (default: as many of each run's kind as the local pool computes
-        side by side, :func:`~leukdash.engine.scheduler.local.folds_at_once`); stored fold times were
+        side by side, :func:`~leukdash.engine.scheduler.capacity.folds_at_once`); stored fold times were
         measured with folds sharing the cores the same way.
     calibrated : this machine's figures by kind (``"cnn/paper"``: ``{"overhead", "rate"}``, see
         :func:`leukdash.engine.calibrate.calibrated`), for runs without a finished run that near.
@@ -109,7 +109,7 @@ def estimate(planned: list[dict], entries: list[dict], workers: int | None = Non
     those, estimated from the calibration) and ``unknown`` (runs with folds to compute and
     neither a similar finished run near their work nor a calibration).
     """
-    from leukdash.engine.scheduler.local import folds_at_once
+    from leukdash.engine.scheduler.capacity import folds_at_once
 
     samples, calibrated = rate_samples(entries), calibrated or {}
     total = spread = low = high = 0.0  # spread, low, high: each run's folds over the workers of its kind

@@ -20,8 +20,9 @@ import os
 
 from leukdash.engine.scheduler.cluster import DaskPool, dask_cli_cluster
 from leukdash.engine.machine import machine_cores
-from leukdash.engine.scheduler.local import (CLASSIC_WORKER_MB, SMALL_MACHINE_BUDGET_MB, TF_WORKER_MB, InProcessPool,
-                                             LocalPool, memory_budget_mb)
+from leukdash.engine.scheduler.capacity import (CLASSIC_WORKER_MB, SMALL_MACHINE_BUDGET_MB, TF_WORKER_MB,
+                                                memory_budget_mb)
+from leukdash.engine.scheduler.local import InProcessPool, LocalPool
 from leukdash.engine.scheduler.task import CNN_THREADS, FoldTask
 
 __all__ = ["CLASSIC_WORKER_MB", "CNN_THREADS", "SMALL_MACHINE_BUDGET_MB", "TF_WORKER_MB", "DaskPool", "FoldTask",

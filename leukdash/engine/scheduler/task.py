@@ -9,6 +9,7 @@ from pathlib import Path
 
 # A CNN fold always uses CNN_THREADS TensorFlow threads: the pools count them as its cores.
 from leukdash.models.cnn import CNN_THREADS, set_tf_threads
+from leukdash.engine.scheduler.capacity import fold_cores
 
 # What a fold holds per training row (after augmentation), in bytes per uint8 image byte and per
 # input value, and, for the SVM, per entry of its Gram matrix (measured peaks: see
@@ -66,11 +67,6 @@ class FoldTask:
 
 def task_cores(task: FoldTask) -> int:
     return fold_cores(task.is_cnn)
-
-
-def fold_cores(cnn: bool) -> int:
-    """Cores a fold of the kind takes: a CNN's TensorFlow threads, else one."""
-    return CNN_THREADS if cnn else 1
 
 
 def compute_fold(task: FoldTask, inputs, report=None) -> dict:
