@@ -361,6 +361,39 @@ def test_folds_are_fewer_when_no_grouping_gives_more_folds_every_class():
                                 "class; check its groups file (a group is one subject)")
 
 
+def _triangle_groups(k: int):
+    """``3 * k`` groups (subjects) of one image of each of two of three classes: (A, B), (A, C), (B, C),
+    k times. A fold needs two of them, so ``3 * k // 2`` folds is the most that each hold every class,
+    though each class lies in ``2 * k`` groups."""
+    pairs = [(0, 1), (0, 2), (1, 2)] * k
+    labels = np.array([c for pair in pairs for c in pair])
+    groups = np.repeat([f"g{g:03d}" for g in range(len(pairs))], 2).astype(object)
+    return labels, groups
+
+
+def test_fewer_folds_are_found_in_a_few_complete_searches(monkeypatch):
+    from leukdash.data import folds as folds_module
+
+    # Counting down from the 40 folds asked, every count from 40 to 31 spent the whole search
+    # budget: 43 s with nothing on screen. Bisection needs a few searches, each complete.
+    searches = []
+    search = folds_module._search_covering
+
+    def counted(*args):
+        found = search(*args)
+        searches.append(found[1])
+        return found
+
+    monkeypatch.setattr(folds_module, "_search_covering", counted)
+    labels, groups = _triangle_groups(20)
+    folds, fold_ids = folds_module.fold_plan(labels, groups, ("A", "B", "C"), 40, None, seed=0)
+    assert fold_ids == list(range(30))
+    assert all(set(labels[folds == fold]) == {0, 1, 2} for fold in fold_ids)
+    assert all(len(set(folds[groups == group])) == 1 for group in set(groups))
+    assert len(searches) <= 7 and all(searches)  # complete: none gave up at MAX_SEARCH_STEPS
+    assert np.array_equal(folds, folds_module.fold_plan(labels, groups, ("A", "B", "C"), 40, None, seed=0)[0])
+
+
 def test_byte_copies_join_their_group_whatever_its_size_and_the_error_says_so(tmp_path):
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.fold_planning import plan_folds

@@ -151,18 +151,41 @@ def fold_plan(labels, groups, classes, n_folds: int, test_fraction: float | None
     n_folds = min(n_folds, max_folds(labels, groups))
     if n_folds < 2:
         raise _one_group_error(labels, groups, classes, name, own_groups)
-    for n in range(n_folds, 1, -1):  # fewer folds only when no grouping gives each of n every class
-        fold_of = covering_folds(labels, groups, strata, n, seed)
-        if fold_of is not None:
-            return fold_of, list(range(n))
-    raise DatasetError(f"no split of the image groups of {name} into 2 folds gives each fold every class (its "
-                       "groups hold images of several classes): grouped folds cannot validate on every class; "
-                       "check its groups file (a group is one subject)")
+    plan = most_covering_folds(labels, groups, strata, n_folds, seed)
+    if plan is None:
+        raise DatasetError(f"no split of the image groups of {name} into 2 folds gives each fold every class (its "
+                           "groups hold images of several classes): grouped folds cannot validate on every class; "
+                           "check its groups file (a group is one subject)")
+    fold_of, n_folds = plan
+    return fold_of, list(range(n_folds))
 
 
-# The most groups placed (with undoing) in the search for folds that each hold every class: enough
-# for any dataset whose groups the search can order well, and a bound on a hopeless one.
-MAX_SEARCH_STEPS = 200_000
+def most_covering_folds(labels, groups, strata, n_folds: int, seed: int) -> tuple[np.ndarray, int] | None:
+    """The fold of every image in the most grouped folds, at most ``n_folds``, that each hold every
+    class (:func:`covering_folds`), and how many folds that is; None when not even 2 do.
+
+    ``n_folds`` itself is tried first: the stratified draw of an ordinary dataset keeps it. Whether
+    n folds can each hold every class only falls as n grows (merging two such folds gives one), so
+    fewer folds are found by bisection, a handful of searches rather than one for every count; the
+    stratified draw, slow for many folds, is drawn again only for the count found.
+    """
+    found = covering_folds(labels, groups, strata, n_folds, seed) if n_folds >= 2 else None
+    if found is not None:
+        return found, n_folds
+    best, low, high = None, 2, n_folds - 1
+    while low <= high:
+        middle = (low + high) // 2
+        if _grouped_search(labels, groups, middle, seed)[0] is None:
+            high = middle - 1
+        else:
+            best, low = middle, middle + 1
+    return None if best is None else (covering_folds(labels, groups, strata, best, seed), best)
+
+
+# The most groups placed (with undoing) in one search for folds that each hold every class: enough
+# for any dataset whose groups the search can order well (a few times its groups), and a bound, a
+# fraction of a second, on a hopeless one, which then gets fewer folds.
+MAX_SEARCH_STEPS = 20_000
 
 
 def covering_folds(labels, groups, strata, n_folds: int, seed: int) -> np.ndarray | None:
@@ -173,36 +196,47 @@ def covering_folds(labels, groups, strata, n_folds: int, seed: int) -> np.ndarra
     it can leave a fold without one when groups (subjects) hold images of several classes, and then
     the groups are placed by :func:`_search_covering`.
     """
-    labels, groups = np.asarray(labels), np.asarray(groups, dtype=object)
+    labels = np.asarray(labels)
     fold_of = assign_folds(strata, groups, n_folds, seed)
     if all(_holds_every_class(labels, fold_of == fold) for fold in range(n_folds)):
         return fold_of
+    return _grouped_search(labels, groups, n_folds, seed)[0]
+
+
+def _grouped_search(labels, groups, n_folds: int, seed: int) -> tuple[np.ndarray | None, bool]:
+    """:func:`_search_covering` over the groups of the images: the fold of every image (or None),
+    and whether the search was complete (False: it gave up)."""
+    labels, groups = np.asarray(labels), np.asarray(groups, dtype=object)
     names, group_index = np.unique(groups.astype(str), return_inverse=True)
-    present = np.unique(labels)
     classes_of = [frozenset(labels[group_index == g]) for g in range(len(names))]
     sizes = np.bincount(group_index, minlength=len(names))
-    group_fold = _search_covering(classes_of, sizes, frozenset(present), n_folds, seed)
-    return None if group_fold is None else np.asarray(group_fold, dtype=np.int64)[group_index]
+    group_fold, complete = _search_covering(classes_of, sizes, frozenset(np.unique(labels)), n_folds, seed)
+    return (None if group_fold is None else np.asarray(group_fold, dtype=np.int64)[group_index]), complete
 
 
 def _holds_every_class(labels, mask) -> bool:
     return set(labels[mask]) == set(labels)
 
 
-def _search_covering(classes_of, sizes, present: frozenset, n_folds: int, seed: int) -> list[int] | None:
+def _search_covering(classes_of, sizes, present: frozenset, n_folds: int,
+                     seed: int) -> tuple[list[int] | None, bool]:
     """The fold of each group (``classes_of``: the classes of its images, ``sizes``: its image count)
-    such that every fold holds every class in ``present``, or None.
+    such that every fold holds every class in ``present``, or None; and whether the search was
+    complete (False: it gave up after :data:`MAX_SEARCH_STEPS`).
 
     A depth-first search over the groups, largest first (ties in an order drawn from ``seed``): each
     group tries first the folds that lack most of its classes, then the smallest folds, so the first
     answer found is about balanced. A branch is dropped as soon as the groups left cannot give every
-    fold the classes it lacks.
+    fold the classes it lacks: too few hold a class, or too few to go round the folds, one group
+    giving a fold at most as many classes as the most any group left holds.
     """
     order = sorted(np.random.default_rng(seed).permutation(len(sizes)).tolist(), key=lambda g: -sizes[g])
-    # How many groups from position i on hold each class: what is left to fill the folds' gaps.
+    # From position i on: how many groups hold each class, and the most classes one group holds.
     left = [Counter() for _ in range(len(order) + 1)]
+    most_left = [0] * (len(order) + 1)
     for i in range(len(order) - 1, -1, -1):
         left[i] = left[i + 1] + Counter(classes_of[order[i]])
+        most_left[i] = max(most_left[i + 1], len(classes_of[order[i]]))
     fold_classes = [Counter() for _ in range(n_folds)]
     fold_sizes = [0] * n_folds
     group_fold = [-1] * len(sizes)
@@ -218,12 +252,12 @@ def _search_covering(classes_of, sizes, present: frozenset, n_folds: int, seed: 
             fold_classes[choices[n_tried - 1]].subtract(classes_of[group])
             fold_sizes[choices[n_tried - 1]] -= sizes[group]
         if steps == MAX_SEARCH_STEPS:
-            return None
+            return None, False
         if n_tried == len(choices):  # no fold left for this group: back to the previous one
             tried.pop()
             position -= 1
             if position < 0:
-                return None
+                return None, True
             continue
         steps += 1
         fold = choices[n_tried]
@@ -231,10 +265,19 @@ def _search_covering(classes_of, sizes, present: frozenset, n_folds: int, seed: 
         fold_classes[fold].update(classes_of[group])
         fold_sizes[fold] += sizes[group]
         group_fold[group] = fold
-        lacking = Counter(c for held in fold_classes for c in present if not held[c])
-        if all(left[position + 1][c] >= n for c, n in lacking.items()):
+        if _can_complete(fold_classes, present, left[position + 1], len(order) - position - 1,
+                         most_left[position + 1]):
             position += 1
-    return group_fold
+    return group_fold, True
+
+
+def _can_complete(fold_classes, present, left: Counter, n_left: int, most_left: int) -> bool:
+    """Whether ``n_left`` groups, ``left`` of which hold each class and each at most ``most_left``
+    classes, may still give every fold the classes of ``present`` it lacks (a necessary condition)."""
+    lacking = [[c for c in present if not held[c]] for held in fold_classes]
+    if any(left[c] < n for c, n in Counter(c for fold in lacking for c in fold).items()):
+        return False
+    return sum(math.ceil(len(fold) / most_left) for fold in lacking if fold) <= n_left
 
 
 def _one_group_error(labels, groups, classes, name: str, own_groups) -> DatasetError:
