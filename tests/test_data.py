@@ -394,6 +394,28 @@ def test_fewer_folds_are_found_in_a_few_complete_searches(monkeypatch):
     assert np.array_equal(folds, folds_module.fold_plan(labels, groups, ("A", "B", "C"), 40, None, seed=0)[0])
 
 
+def test_holdout_searches_a_test_part_and_says_why_when_there_is_none():
+    from leukdash.data.folds import fold_plan
+
+    # Three one-class subjects per class: a 20% test part is one of five folds, which cannot each hold
+    # every class; one test part that does (and leaves every class to train on) is enough.
+    labels = np.repeat([0, 1, 2], 12)
+    groups = np.repeat([f"s{i}" for i in range(9)], 4).astype(object)
+    for seed in range(5):
+        test = fold_plan(labels, groups, ("A", "B", "C"), 5, 0.2, seed=seed)[0] == 0
+        assert set(labels[test]) == set(labels[~test]) == {0, 1, 2}
+        assert all(len(set(test[groups == group])) == 1 for group in set(groups))
+    one_subject = np.where(labels == 2, "s8", groups).astype(object)
+    with pytest.raises(DatasetError, match="class 'C' of d has all its images in one group"):
+        fold_plan(labels, one_subject, ("A", "B", "C"), 5, 0.2, seed=0, name="d")
+    labels, groups = _triangle_groups(1)  # no split into two parts gives both every class
+    with pytest.raises(DatasetError) as error:
+        fold_plan(labels, groups, ("A", "B", "C"), 5, 0.5, seed=0, name="d")
+    assert str(error.value) == ("no split of the image groups of d into a test part and the rest gives both every "
+                                "class (its groups hold images of several classes): a holdout cannot test on every "
+                                "class; check its groups file (a group is one subject)")
+
+
 def test_byte_copies_join_their_group_whatever_its_size_and_the_error_says_so(tmp_path):
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.fold_planning import plan_folds

@@ -109,13 +109,16 @@ def max_folds(labels, groups) -> int:
     return min((len(set(groups[labels == label])) for label in np.unique(labels)), default=0)
 
 
-def holdout_split(labels, groups, test_fraction: float, seed: int, strata=None) -> np.ndarray:
+def holdout_split(labels, groups, test_fraction: float, seed: int, strata=None,
+                  name: str = "dataset") -> np.ndarray:
     """One stratified grouped train/test split, encoded like folds: 0 = test, 1 = train.
 
     The test part is one of :func:`holdout_folds` grouped folds drawn on ``strata`` (the labels by
     default, see :func:`stratify`): the first whose images, and the images of the others, hold every
-    class; when groups (subjects) holding several classes leave none such, the first of folds that
-    each hold every class (:func:`covering_folds`); an error when there are none either.
+    class. When none does (few groups of a class, or groups holding several classes), the groups are
+    placed by :func:`_search_covering` into a test part of about ``test_fraction`` and the rest, both
+    holding every class; only the two parts must, not each of the folds. An error naming the dataset
+    ``name`` when there is no such split, or when the search gave up.
     """
     labels = np.asarray(labels)
     n_folds = holdout_folds(test_fraction)
@@ -124,10 +127,15 @@ def holdout_split(labels, groups, test_fraction: float, seed: int, strata=None) 
     test = next((part for part in splits if _holds_every_class(labels, part) and _holds_every_class(labels, ~part)),
                 None)
     if test is None:
-        fold_of = covering_folds(labels, groups, labels if strata is None else strata, n_folds, seed)
+        fold_of, complete = _grouped_search(labels, groups, (test_fraction, 1 - test_fraction), seed)
+        if fold_of is None and complete:
+            raise DatasetError(f"no split of the image groups of {name} into a test part and the rest gives both "
+                               "every class (its groups hold images of several classes): a holdout cannot test on "
+                               "every class; check its groups file (a group is one subject)")
         if fold_of is None:
-            raise DatasetError(f"no grouped {test_fraction:.0%} test part holds every class, its groups (subjects) "
-                               "holding images of several classes: use a larger --test-fraction")
+            raise DatasetError(f"the search for a grouped {test_fraction:.0%} test part of {name} that, like the "
+                               f"rest, holds every class gave up after {MAX_SEARCH_STEPS} placements (its groups "
+                               "hold images of several classes): use cross-validation (--folds) instead")
         test = fold_of == 0
     return np.where(test, 0, 1)
 
@@ -143,15 +151,14 @@ def fold_plan(labels, groups, classes, n_folds: int, test_fraction: float | None
     """
     strata = stratify(labels, sources)
     check_class_counts(classes, labels, n_folds, name, test_fraction)
+    if max_folds(labels, groups) < 2:
+        raise _one_group_error(labels, groups, classes, name, own_groups)
     if test_fraction is not None:
         try:
-            return holdout_split(labels, groups, test_fraction, seed, strata), [0]
+            return holdout_split(labels, groups, test_fraction, seed, strata, name), [0]
         except DatasetError as error:
             raise DatasetError(f"{error}{_joined_by_duplicates(groups, own_groups)}") from None
-    n_folds = min(n_folds, max_folds(labels, groups))
-    if n_folds < 2:
-        raise _one_group_error(labels, groups, classes, name, own_groups)
-    plan = most_covering_folds(labels, groups, strata, n_folds, seed)
+    plan = most_covering_folds(labels, groups, strata, min(n_folds, max_folds(labels, groups)), seed)
     if plan is None:
         raise DatasetError(f"no split of the image groups of {name} into 2 folds gives each fold every class (its "
                            "groups hold images of several classes): grouped folds cannot validate on every class; "
@@ -175,7 +182,7 @@ def most_covering_folds(labels, groups, strata, n_folds: int, seed: int) -> tupl
     best, low, high = None, 2, n_folds - 1
     while low <= high:
         middle = (low + high) // 2
-        if _grouped_search(labels, groups, middle, seed)[0] is None:
+        if _grouped_search(labels, groups, (1 / middle,) * middle, seed)[0] is None:
             high = middle - 1
         else:
             best, low = middle, middle + 1
@@ -200,17 +207,17 @@ def covering_folds(labels, groups, strata, n_folds: int, seed: int) -> np.ndarra
     fold_of = assign_folds(strata, groups, n_folds, seed)
     if all(_holds_every_class(labels, fold_of == fold) for fold in range(n_folds)):
         return fold_of
-    return _grouped_search(labels, groups, n_folds, seed)[0]
+    return _grouped_search(labels, groups, (1 / n_folds,) * n_folds, seed)[0]
 
 
-def _grouped_search(labels, groups, n_folds: int, seed: int) -> tuple[np.ndarray | None, bool]:
+def _grouped_search(labels, groups, shares, seed: int) -> tuple[np.ndarray | None, bool]:
     """:func:`_search_covering` over the groups of the images: the fold of every image (or None),
     and whether the search was complete (False: it gave up)."""
     labels, groups = np.asarray(labels), np.asarray(groups, dtype=object)
     names, group_index = np.unique(groups.astype(str), return_inverse=True)
     classes_of = [frozenset(labels[group_index == g]) for g in range(len(names))]
     sizes = np.bincount(group_index, minlength=len(names))
-    group_fold, complete = _search_covering(classes_of, sizes, frozenset(np.unique(labels)), n_folds, seed)
+    group_fold, complete = _search_covering(classes_of, sizes, frozenset(np.unique(labels)), shares, seed)
     return (None if group_fold is None else np.asarray(group_fold, dtype=np.int64)[group_index]), complete
 
 
@@ -218,18 +225,20 @@ def _holds_every_class(labels, mask) -> bool:
     return set(labels[mask]) == set(labels)
 
 
-def _search_covering(classes_of, sizes, present: frozenset, n_folds: int,
+def _search_covering(classes_of, sizes, present: frozenset, shares,
                      seed: int) -> tuple[list[int] | None, bool]:
     """The fold of each group (``classes_of``: the classes of its images, ``sizes``: its image count)
     such that every fold holds every class in ``present``, or None; and whether the search was
-    complete (False: it gave up after :data:`MAX_SEARCH_STEPS`).
+    complete (False: it gave up after :data:`MAX_SEARCH_STEPS`). ``shares``: each fold's share of
+    the images, one per fold.
 
     A depth-first search over the groups, largest first (ties in an order drawn from ``seed``): each
-    group tries first the folds that lack most of its classes, then the smallest folds, so the first
-    answer found is about balanced. A branch is dropped as soon as the groups left cannot give every
-    fold the classes it lacks: too few hold a class, or too few to go round the folds, one group
-    giving a fold at most as many classes as the most any group left holds.
+    group tries first the folds that lack most of its classes, then the folds least filled for their
+    share, so the first answer found is about balanced. A branch is dropped as soon as the groups left
+    cannot give every fold the classes it lacks: too few hold a class, or too few to go round the
+    folds, one group giving a fold at most as many classes as the most any group left holds.
     """
+    n_folds = len(shares)
     order = sorted(np.random.default_rng(seed).permutation(len(sizes)).tolist(), key=lambda g: -sizes[g])
     # From position i on: how many groups hold each class, and the most classes one group holds.
     left = [Counter() for _ in range(len(order) + 1)]
@@ -246,7 +255,7 @@ def _search_covering(classes_of, sizes, present: frozenset, n_folds: int,
         group = order[position]
         if len(tried) == position:
             tried.append((sorted(range(n_folds), key=lambda f: (
-                -sum(not fold_classes[f][c] for c in classes_of[group]), fold_sizes[f], f)), 0))
+                -sum(not fold_classes[f][c] for c in classes_of[group]), fold_sizes[f] / shares[f], f)), 0))
         choices, n_tried = tried[position]
         if n_tried:  # undo the fold tried last
             fold_classes[choices[n_tried - 1]].subtract(classes_of[group])
