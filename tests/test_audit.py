@@ -164,6 +164,27 @@ def test_a_giant_merged_group_is_refused_and_reported(tmp_path):
     assert max_folds(loaded.labels, loaded.groups) == 4
 
 
+def test_audit_reports_the_folds_a_run_gets_when_subjects_span_classes(tmp_path):
+    from leukdash.data.folds import fold_plan
+
+    # Nine subjects with one image of each of two of three classes: each class lies in six of them,
+    # but a fold needs two subjects to hold every class, so a run gets four folds, not six.
+    rng = np.random.default_rng(0)
+    rows = ["file,group"]
+    for subject, pair in enumerate([("A", "B"), ("A", "C"), ("B", "C")] * 3):
+        for cls in pair:
+            (tmp_path / cls).mkdir(exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), np.uint8)).save(tmp_path / cls / f"s{subject}.png")
+            rows.append(f"{cls}/s{subject}.png,s{subject}")
+    (tmp_path / "groups.csv").write_text("\n".join(rows) + "\n")
+    dataset = Dataset.from_folder(tmp_path)
+    report = audit_dataset(dataset)
+    loaded = dataset.load(size=16)
+    assert report["duplicates"]["near"] == [] and max_folds(loaded.labels, loaded.groups) == 6
+    assert report["max_folds"] == len(fold_plan(loaded.labels, loaded.groups, dataset.classes, 6, None, 0)[1]) == 4
+    assert "grouped folds the data allows: 4" in format_audit(report)
+
+
 def test_background_mask_finds_the_glass_between_cells():
     image = np.full((64, 64, 3), (225, 222, 226), np.uint8)
     cv2.circle(image, (16, 16), 7, (215, 150, 165), -1)   # a red cell

@@ -2,7 +2,7 @@
 
 The audit lists class counts, image sizes, files that could not be used, images that carry no
 detail (blank or one colour), exact duplicates (identical bytes) and near duplicates (a
-perceptual-hash candidate confirmed on the pixels), how many grouped folds the data allows, and
+perceptual-hash candidate confirmed on the pixels), how many grouped folds a run can get, and
 runs two shortcut checks: how well a simple classifier names the class from (a) the colour
 histogram of the whole image and (b) the colour of the background alone. A background score well
 above chance means the classes were photographed differently (stain batch, lamp, camera), and any
@@ -25,7 +25,7 @@ from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 from leukdash.data.decode import decode_image, upright_size
 from leukdash.data.blank import flat_images
 from leukdash.data.duplicates import PIXEL_MATCH, dataset_duplicates
-from leukdash.data.folds import max_folds, merge_groups
+from leukdash.data.folds import allowed_folds, merge_groups
 from leukdash.data.preprocess import RAW, parse_mode
 from leukdash.paths import printable
 
@@ -80,7 +80,7 @@ def audit_dataset(ds, *, folds: int = 5, seed: int = 0, preprocess: str | None =
             "merge_limit": found.merge_limit,
             "pixel_match": PIXEL_MATCH,
         },
-        "max_folds": max_folds(loaded.labels, merge_groups(loaded.groups, found.pairs())),
+        "max_folds": allowed_folds(loaded.labels, merge_groups(loaded.groups, found.pairs()), seed),
         "shortcut": shortcut_scores(loaded.images, loaded.labels, loaded.groups, folds=folds, seed=seed),
     }
     if preprocess is not None and preprocess != RAW:

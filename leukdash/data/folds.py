@@ -189,6 +189,15 @@ def most_covering_folds(labels, groups, strata, n_folds: int, seed: int) -> tupl
     return None if best is None else (covering_folds(labels, groups, strata, best, seed), best)
 
 
+def allowed_folds(labels, groups, seed: int = 0) -> int:
+    """The folds a run asking for as many as it can have gets (:func:`fold_plan`): at most the fewest
+    groups of a class, fewer where no grouping gives that many folds every class; 1 where not even 2
+    folds can (a run is refused)."""
+    upper = max_folds(labels, groups)
+    plan = most_covering_folds(labels, groups, labels, upper, seed)
+    return min(upper, 1) if plan is None else plan[1]
+
+
 # The most groups placed (with undoing) in one search for folds that each hold every class: enough
 # for any dataset whose groups the search can order well (a few times its groups), and a bound, a
 # fraction of a second, on a hopeless one, which then gets fewer folds.
