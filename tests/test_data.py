@@ -416,6 +416,23 @@ def test_holdout_searches_a_test_part_and_says_why_when_there_is_none():
                                 "class; check its groups file (a group is one subject)")
 
 
+def test_a_search_that_gives_up_claims_no_impossibility(monkeypatch):
+    from leukdash.data import folds as folds_module
+
+    monkeypatch.setattr(folds_module, "MAX_SEARCH_STEPS", 1)  # any search needing two placements gives up
+    labels, groups = _triangle_groups(1)
+    with pytest.raises(DatasetError) as error:
+        folds_module.fold_plan(labels, groups, ("A", "B", "C"), 2, None, seed=0, name="d")
+    assert str(error.value) == ("the search for 2 grouped folds of d that each hold every class gave up after 1 "
+                                "placements (its groups hold images of several classes): check its groups file (a "
+                                "group is one subject)")
+    with pytest.raises(DatasetError) as error:
+        folds_module.fold_plan(labels, groups, ("A", "B", "C"), 2, 0.5, seed=0, name="d")
+    assert str(error.value) == ("the search for a grouped 50% test part of d that, like the rest, holds every class "
+                                "gave up after 1 placements (its groups hold images of several classes): use "
+                                "cross-validation (--folds) instead")
+
+
 def test_byte_copies_join_their_group_whatever_its_size_and_the_error_says_so(tmp_path):
     from leukdash.data.arrays import load_arrays
     from leukdash.engine.fold_planning import plan_folds

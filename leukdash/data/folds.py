@@ -159,6 +159,10 @@ def fold_plan(labels, groups, classes, n_folds: int, test_fraction: float | None
         except DatasetError as error:
             raise DatasetError(f"{error}{_joined_by_duplicates(groups, own_groups)}") from None
     plan = most_covering_folds(labels, groups, strata, min(n_folds, max_folds(labels, groups)), seed)
+    if plan is None and not _grouped_search(labels, groups, (0.5, 0.5), seed)[1]:  # gave up: no proof of none
+        raise DatasetError(f"the search for 2 grouped folds of {name} that each hold every class gave up after "
+                           f"{MAX_SEARCH_STEPS} placements (its groups hold images of several classes): check its "
+                           "groups file (a group is one subject)")
     if plan is None:
         raise DatasetError(f"no split of the image groups of {name} into 2 folds gives each fold every class (its "
                            "groups hold images of several classes): grouped folds cannot validate on every class; "
