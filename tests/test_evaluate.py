@@ -988,9 +988,12 @@ def test_a_run_on_engineered_features_describes_its_images_with_the_features_its
     assert calls == [40] and np.array_equal(described.features, whole)
 
 
-def test_a_runs_checks_not_stored_for_a_full_disk_are_said_and_the_run_stands(tiny_dataset, monkeypatch, capsys):
+@pytest.mark.parametrize("quiet", [[], ["--quiet"]], ids=["progress", "quiet"])
+def test_a_runs_checks_not_stored_for_a_full_disk_are_said_and_the_run_stands(tiny_dataset, monkeypatch, capsys,
+                                                                              quiet):
     """A full disk as a run finishes dropped reference.npz without a word (the cache write was skipped
-    as on a read-only store): the run's checks were lost once its folder changed. It is said now."""
+    as on a read-only store): the run's checks were lost once its folder changed. It is said now, once, and under
+    --quiet too (it was a progress message, which --quiet silenced)."""
     import errno
 
     from leukdash.data import arrays
@@ -1000,20 +1003,22 @@ def test_a_runs_checks_not_stored_for_a_full_disk_are_said_and_the_run_stands(ti
 
     monkeypatch.setattr(arrays, "save_npz", no_space)
     status = main(["run", str(tiny_dataset), "--model", "nb", "--feature-set", "features", "--image-size", "32",
-                   "--no-augment", "--folds", "2", "--seed", "41"])
+                   "--no-augment", "--folds", "2", "--seed", "41", *quiet])
     said = capsys.readouterr().err
-    assert status == 0 and "what its checks need of its images was not stored" in said
+    assert status == 0 and said.count("what its checks need of its images was not stored") == 1, said
     assert "reference.npz: no space left on the device" in said and "the first predict or evaluate" in said
 
 
 def test_a_runs_checks_not_stored_in_a_store_the_python_api_names_fail_the_step_too(tiny_dataset, tmp_path,
                                                                                     monkeypatch):
     """A store outside LEUKDASH_ARTIFACTS (``RunStore(root=...)``) words a failed write "cannot use": the step still
-    fails, as in the store the CLI uses, and is said as the runner's message, not as a warning that passes."""
+    fails, as in the store the CLI uses, and is said to the caller, who passes no ``on_event`` (the README's
+    notebook): as a StoreWarning, where it was a progress event nobody received."""
     import errno
 
     from leukdash.data import arrays
     from leukdash.engine.store import RunStore
+    from leukdash.errors import StoreWarning
     from leukdash.evaluation.runs import run as run_with_checks
 
     def no_space(path, **members):
@@ -1021,11 +1026,12 @@ def test_a_runs_checks_not_stored_in_a_store_the_python_api_names_fail_the_step_
 
     monkeypatch.setattr(arrays, "save_npz", no_space)
     store = RunStore(root=tmp_path / "elsewhere" / "runs")
-    events = []
-    result = run_with_checks(tiny_config(tiny_dataset, seed=43), n_jobs=1, store=store, on_event=events.append)
+    with pytest.warns(StoreWarning) as said:
+        result = run_with_checks(tiny_config(tiny_dataset, seed=43), n_jobs=1, store=store)
     assert result["run_id"] and not (store.run_dir(result["run_id"]) / "reference.npz").exists()
-    said = [event["message"] for event in events if event.get("event") == "message"]
-    assert any("what its checks need of its images was not stored" in line for line in said), said
+    lines = [str(warning.message) for warning in said]
+    assert any(line.startswith(f"run {result['run_id']} is finished, but what its checks need of its images was "
+                               "not stored") for line in lines), lines
 
 
 def test_an_external_result_not_stored_for_a_file_size_limit_is_said(tiny_run, other_lab, capsys):

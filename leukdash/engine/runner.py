@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numbers
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from leukdash.atomic import write_bytes_atomic
 from leukdash.config import RunConfig, dataset_parts, stable_hash
 from leukdash.data.dataset import Dataset, check_class_counts
 from leukdash.data.discovery import open_dataset
-from leukdash.errors import ConfigError, DatasetError, LeukdashError, RunError, RunRefused, RunsFailed
+from leukdash.errors import (ConfigError, DatasetError, LeukdashError, RunError, RunRefused, RunsFailed,
+                             StoreWarning)
 from leukdash.engine.machine import describe_machine
 from leukdash.engine.progress import append_event, count
 from leukdash.engine.run_data import note_dataset_found, record_for
@@ -198,7 +200,8 @@ def run_many(configs: list[RunConfig], *, n_jobs: int | None = None, store: RunS
         the images it was trained on, to store what later commands need of them (the checks' files of
         :func:`leukdash.evaluation.reference.store_references`: this layer cannot name them; the run
         functions of :mod:`leukdash.evaluation.runs`, which the CLI and the README's notebook use, pass it). Its
-        failure is told as a message event and leaves the run finished.
+        failure leaves the run finished, and is said as a :class:`~leukdash.errors.StoreWarning` (and in the run's
+        progress file).
 
     Returns
     -------
@@ -458,9 +461,7 @@ def _compute_in(pool, runs: list[ResolvedRun], store: RunStore, on_event, releas
             try:
                 finishing(run_id, by_id[run_id].dataset, store)
             except Exception as error:  # the folds and summary are stored: the run stands, its checks wait
-                emit(run_id, {"event": "message", "message": f"run {run_id} is finished, but what its checks "
-                              f"need of its images was not stored ({type(error).__name__}: {error}); the first "
-                              "predict or evaluate with it reads and stores them, if its images are unchanged then"})
+                _say_checks_not_stored(run_id, error, store)
         release(run_id)
         # the run's mean, which its progress line ends with (not the last fold's val_acc)
         emit(run_id, {"event": "done", "run_id": run_id, "metrics": {"mean_val_acc": summary["val_acc"]["mean"]}})
@@ -514,6 +515,20 @@ def _write_model(path: Path, data: bytes) -> None:
     """Write a fold's model file whole or not at all (the fold record, written next, refers to it)."""
     path.parent.mkdir(exist_ok=True)  # models/, in the run's folder (which its lock made)
     write_bytes_atomic(path, data)
+
+
+def _say_checks_not_stored(run_id: str, error: Exception, store: RunStore) -> None:
+    """Say that ``run_id`` finished without what its checks need of its images (``error``: why).
+
+    A warning, not progress: a :class:`~leukdash.errors.StoreWarning`, which reaches every caller once (the CLI's
+    ``warning:`` line whatever ``--quiet`` says, the Python API's warnings), and a message in the run's progress
+    file, which the dashboard's job view reads; not an ``on_event`` event, which the CLI would print a second time.
+    """
+    line = (f"run {run_id} is finished, but what its checks need of its images was not stored "
+            f"({type(error).__name__}: {error}); the first predict or evaluate with it reads and stores them, "
+            "if its images are unchanged then")
+    _emit(store.progress_path(run_id), {"event": "message", "message": line}, None)
+    warnings.warn(StoreWarning(line), stacklevel=2)
 
 
 def _emit(path: Path, event: dict, on_event) -> None:
