@@ -160,6 +160,32 @@ def must_keep(folder: str | Path):
         _MUST_KEEP.reset(token)
 
 
+# The lines of optional writes not stored (see unkept_lines): a context variable, as _MUST_KEEP.
+_UNKEPT: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("unkept", default=None)
+
+
+@contextlib.contextmanager
+def unkept_lines():
+    """Within it, the line of each file kept for later that could not be stored (:func:`warn_not_stored`'s) is
+    also in the list it yields, each once: for a caller that shows them itself, where ``warnings.catch_warnings``
+    cannot serve (it is not thread-safe, and the dashboard's sessions are threads)."""
+    lines: list[str] = []
+    token = _UNKEPT.set(lines)
+    try:
+        yield lines
+    finally:
+        _UNKEPT.reset(token)
+
+
+def warn_not_stored(line: str, stacklevel: int = 2) -> None:
+    """Say ``line`` (what was not stored, and why) as a :class:`StoreWarning` from the caller's caller
+    (``stacklevel`` as :func:`warnings.warn`'s, counted from the caller), and to :func:`unkept_lines`' list."""
+    lines = _UNKEPT.get()
+    if lines is not None and line not in lines:
+        lines.append(line)
+    warnings.warn(StoreWarning(line), stacklevel=stacklevel + 1)
+
+
 def write_atomic(path: str | Path, write: Callable[[Path], None], *, optional: bool = False) -> bool:
     """Create or replace ``path`` through ``write(temporary_path)``, whole or not at all.
 
@@ -187,7 +213,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], None], *, optional: b
             unkept = StoreWarning(f"not stored: {explained}")
             if any(path.is_relative_to(folder) for folder in _MUST_KEEP.get()):
                 raise unkept from None
-            warnings.warn(unkept, stacklevel=2)
+            warn_not_stored(str(unkept))
         return False
     finally:
         try:

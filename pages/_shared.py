@@ -383,15 +383,40 @@ def transfer_figures(root: str, run_ids: tuple[str, ...]) -> dict:
 # --------------------------------------------------------------------------- prediction
 
 
+def keeping(call, *args, **kwargs) -> tuple:
+    """``call(*args, **kwargs)``'s result and the lines of what it computed but could not store (a full disk, a
+    quota, ``ulimit -f``: :func:`leukdash.atomic.unkept_lines`), for :func:`not_stored_warnings`."""
+    from leukdash.atomic import unkept_lines
+
+    with unkept_lines() as lines:
+        return call(*args, **kwargs), lines
+
+
+def not_stored_warnings(lines: list[str], shown: set[str] | None = None) -> None:
+    """One warning for each line of :func:`keeping` not yet in ``shown`` (several answers, one cache not stored)."""
+    shown = set() if shown is None else shown
+    for line in dict.fromkeys(lines):
+        if line not in shown:
+            shown.add(line)
+            st.warning(said(line), icon=":material/save:")
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def predict(root: str, run_id: str, data: bytes, _picture, batch: str | None = None, _lab=None) -> dict:
     """Fold-ensemble prediction of one uploaded file, ``data``, decoded as ``_picture`` (the page
     decodes it once: a second copy of a 48-megapixel upload is 144 MB); with ``batch`` (a name of the
     uploads it came with), its support check compares it as one of their lab's images, ``_lab``
-    (:func:`uploads_lab`)."""
+    (:func:`uploads_lab`). ``not_stored``: :func:`keeping`'s lines, where there are."""
+    return _one_answer(run_id, [_picture], lab=_lab if batch else None)
+
+
+def _one_answer(run_id: str, pictures: list, **options) -> dict:
+    """:func:`leukdash.evaluation.predict.predict_images`' answer for one picture, with ``not_stored``
+    (:func:`keeping`'s lines) where there are."""
     from leukdash.evaluation.predict import predict_images
 
-    return predict_images(run_id, [_picture], lab=_lab if batch else None)[0]
+    answers, lines = keeping(predict_images, run_id, pictures, **options)
+    return {**answers[0], **({"not_stored": lines} if lines else {})}
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
@@ -415,9 +440,7 @@ def adapted_models(root: str, run_id: str, batch: str, _uploads: tuple[bytes, ..
 @st.cache_data(max_entries=256, show_spinner=False)
 def predict_adapted(root: str, run_id: str, batch: str, data: bytes, _picture, _models) -> dict:
     """:func:`predict` of one upload with the models adapted to its batch (:func:`adapted_models`)."""
-    from leukdash.evaluation.predict import predict_images
-
-    return predict_images(run_id, [_picture], models=_models)[0]
+    return _one_answer(run_id, [_picture], models=_models)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

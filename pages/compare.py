@@ -15,9 +15,9 @@ from leukdash.reporting.plots import (ERROR_BARS, EXTERNAL_METRICS, METRICS, ava
                                       source_frame, summary_frame, sweep_axes, sweep_frame, sweep_heatmap,
                                       sweep_parallel)
 from pages._session import VIEWER_NOTE, deployment, few_named, hidden, kept, literal, root, routed, said
-from pages._shared import (comparison, dataset_options, external_results, finished_runs, no_runs_yet,
-                           out_of_fold_rows_of, results, run_thumbnails, unreadable_runs, visible_dataset, visible_runs,
-                           why_unfinished)
+from pages._shared import (comparison, dataset_options, external_results, finished_runs, keeping, no_runs_yet,
+                           not_stored_warnings, out_of_fold_rows_of, results, run_thumbnails, unreadable_runs,
+                           visible_dataset, visible_runs, why_unfinished)
 from pages._tables import data_table, fitted, percent_columns, rows_of, table_key
 
 routed(__file__)
@@ -387,10 +387,12 @@ with tabs[5]:
                                key="compare_external_run"):
         from leukdash.evaluation.evaluate import evaluate
 
+        unkept = set()  # a cache not stored is every run's: said once
         for result, label in zip(chosen, labels):
             try:
                 with st.spinner(f"{label} on {target}…"):
-                    evaluate(result["run_id"], dataset_options()[target], adapt=adapt)
+                    _, lines = keeping(evaluate, result["run_id"], dataset_options()[target], adapt=adapt)
+                not_stored_warnings(lines, unkept)
             except LeukdashError as error:
                 st.error(f"{literal(label)}: {said(str(error))}")
         external_results.clear()

@@ -17,8 +17,9 @@ from leukdash.errors import ImageDecodeError, ImageFormatError, LeukdashError
 from leukdash.paths import printable
 from leukdash.reporting.plots import for_display, heatmap_overlay, probability_bars
 from pages._session import hidden, kept, literal, root, routed, said, upload_mb
-from pages._shared import (adapted_models, finished_runs, gradcam, no_runs_yet, predict, predict_adapted,
-                           run_option_labels, transfer_figures, uploads_lab, visible_runs, why_unfinished)
+from pages._shared import (adapted_models, finished_runs, gradcam, no_runs_yet, not_stored_warnings, predict,
+                           predict_adapted, run_option_labels, transfer_figures, uploads_lab, visible_runs,
+                           why_unfinished)
 from pages._tables import data_table, percent_columns
 
 routed(__file__)
@@ -152,6 +153,7 @@ if models is None and batch:
 
 export = st.empty()  # above the answers, filled once every upload is answered
 answered = []  # what the table download holds: each upload's answer, or why it could not be read
+unkept = set()  # the lines of what was not stored, said once for all the uploads (one cache is every upload's)
 repeated = Counter(upload.name for upload in uploads)
 for number, upload in enumerate(uploads, start=1):
     data = upload.getvalue()
@@ -180,6 +182,7 @@ for number, upload in enumerate(uploads, start=1):
         except LeukdashError as error:
             st.error(f"Cannot predict with run {literal(run_id)}: {said(str(error))}")
             st.stop()
+        not_stored_warnings(result.pop("not_stored", []), unkept)  # cache_data's copy: the cached answer keeps it
         answered.append({"file": name, **({"note": note} if note else {}), **result})
         ood, known = result.get("ood") or {}, result.get("known")
         if note:

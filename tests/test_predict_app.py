@@ -107,6 +107,34 @@ def test_a_newer_quick_run_does_not_become_every_visitors_default(fresh_deploy, 
                for c in at.caption)
 
 
+def test_what_a_prediction_could_not_store_is_said_on_the_page_once(fresh_deploy, tiny_dataset):
+    """Under `ulimit -f` the checks' files a prediction builds were not stored, and only the server's log said so
+    (a StoreWarning): the page says each once, above the answers of every upload."""
+    import resource
+
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run
+
+    # the engine's run stores none of the checks' files: the first prediction builds and stores them
+    quick = run(RunConfig(dataset=str(tiny_dataset), image_size=16, folds=2, augment_factor=1, model="nb"), n_jobs=1)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/predict.py").run()
+    at.selectbox(key="predict_run").set_value(quick["run_id"]).run()
+    rng = np.random.default_rng(2)
+    at.file_uploader(key="predict_upload").set_value(
+        [(f"cell{i}.png", _png(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)), "image/png") for i in range(2)])
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, hard))
+    try:
+        at.run()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert not at.exception, [e.value for e in at.exception]
+    unkept = [shown(w.value) for w in at.warning if shown(w.value).startswith("not stored: ")]
+    assert len(unkept) == len(set(unkept)) and any(
+        f"runs/{quick['run_id']}/" in line and "ulimit -f" in line for line in unkept), unkept
+
+
 def test_the_run_caption_says_how_uploads_are_prepared_for_a_cell_mode_run(fresh_deploy, tiny_dataset):
     """The caption said "padded square and resized the same way" for every run: a cell-mode run's
     uploads are cut to their cell first, which the caption now names as the run's mode does."""

@@ -20,17 +20,15 @@ from __future__ import annotations
 
 import numbers
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from leukdash import ENGINE_VERSION, arguments
-from leukdash.atomic import write_bytes_atomic
+from leukdash.atomic import warn_not_stored, write_bytes_atomic
 from leukdash.config import RunConfig, dataset_parts, stable_hash
 from leukdash.data.dataset import Dataset, check_class_counts
 from leukdash.data.discovery import open_dataset
-from leukdash.errors import (ConfigError, DatasetError, LeukdashError, RunError, RunRefused, RunsFailed,
-                             StoreWarning)
+from leukdash.errors import ConfigError, DatasetError, LeukdashError, RunError, RunRefused, RunsFailed
 from leukdash.engine.machine import describe_machine
 from leukdash.engine.progress import append_event, count
 from leukdash.engine.run_data import note_dataset_found, record_for
@@ -528,7 +526,7 @@ def _say_checks_not_stored(run_id: str, error: Exception, store: RunStore) -> No
             f"({type(error).__name__}: {error}); the first predict or evaluate with it reads and stores them, "
             "if its images are unchanged then")
     _emit(store.progress_path(run_id), {"event": "message", "message": line}, None)
-    warnings.warn(StoreWarning(line), stacklevel=2)
+    warn_not_stored(line)
 
 
 def _emit(path: Path, event: dict, on_event) -> None:
