@@ -353,7 +353,9 @@ remaining = [{"config": planned[r].to_dict(), "n_images": n_images,
                                 else int(folds))}
              for r in to_compute + in_flight]
 stored = list(entries.values())
-timing = estimate(remaining, stored, calibrated=calibrated(), start_up=stored_start_up(stored))
+# The folds at once a launch gives its job (`--n-jobs`), not this process's pool: one source, the deployment.
+timing = estimate(remaining, stored, workers=deployment().job_workers, calibrated=calibrated(),
+                  start_up=stored_start_up(stored))
 # Kinds of model with neither a finished run nor this machine's figures: measured on demand.
 unmeasured = uncalibrated([run["config"] for run in remaining]) if timing["unknown"] else []
 

@@ -180,6 +180,28 @@ def test_a_launch_that_fails_says_why_in_one_line(two_datasets, monkeypatch, ref
     assert list(at.dataframe[0].value["Status"]) == ["not run yet"]
 
 
+def test_the_estimate_spreads_the_folds_over_the_workers_a_launch_gives_its_job(two_datasets, isolated_artifacts,
+                                                                               monkeypatch):
+    """The estimate spread the folds over this process's pool (as many as the cores and memory allow) while a
+    launch caps its job at the deployment's LEUKDASH_JOB_WORKERS (`--n-jobs`): with 1, a small machine's default,
+    the time shown was half the real one. It goes by the launch's count now."""
+    from leukdash.engine.calibrate import calibration_path, machine
+    from leukdash.engine.progress import format_duration
+    from leukdash.engine.versions import versions
+
+    # this machine's figures for naive Bayes, a fold long enough that the spread shows in whole minutes
+    calibration_path().write_text(json.dumps({"machine": machine(), "versions": versions(),
+                                              "kinds": {"nb/pixels": {"overhead": 600.0, "rate": 0.0}}}))
+    likely = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("LEUKDASH_JOB_WORKERS", workers)
+        at = experiments({"dataset": "tiny", "exp_sizes": "16", "exp_folds": "2", "exp_models": "Naive Bayes"})
+        [metric] = [m for m in at.metric if m.label == "Estimated time"]
+        likely[workers] = re.search(r"Most likely about ([^.]+)\.", metric.proto.help).group(1)
+    # 2 folds of 10 minutes: one after the other, or side by side (nothing stored: no start-up to add)
+    assert likely == {"1": format_duration(2 * 600), "2": format_duration(600)}, likely
+
+
 def test_a_model_without_finished_runs_is_estimated_from_this_machine_once_measured(two_datasets, isolated_artifacts):
     import time
 
