@@ -1,5 +1,6 @@
 """Ways to damage a stored file that the tests of damaged stores, caches and uploads share."""
 
+import contextlib
 import io
 import zipfile
 from pathlib import Path
@@ -27,3 +28,17 @@ def flip_compressed(data: bytes, at: float = 0.0) -> bytes:
 def flip_compressed_bytes(path: Path) -> None:
     """:func:`flip_compressed` on a file, in place."""
     path.write_bytes(flip_compressed(path.read_bytes()))
+
+
+@contextlib.contextmanager
+def file_size_limit(size: int):
+    """This process may write no file beyond ``size`` bytes (``ulimit -f``) within it: a write past it fails
+    as on a full disk, with its own error (EFBIG)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))

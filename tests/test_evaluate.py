@@ -1036,14 +1036,10 @@ def test_a_runs_checks_not_stored_in_a_store_the_python_api_names_fail_the_step_
 
 def test_an_external_result_not_stored_for_a_file_size_limit_is_said(tiny_run, other_lab, capsys):
     """Under `ulimit -f`, evaluate printed its figures and stored nothing under external/ without a word."""
-    import resource
+    from tests.damage import file_size_limit
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, hard))
-    try:
+    with file_size_limit(2000):
         status = main(["evaluate", tiny_run["run_id"], str(other_lab), "--recompute"])
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     out, said = capsys.readouterr()
     assert status == 0 and "accuracy" in out
     assert [line for line in said.splitlines() if "external" in line and line.startswith("warning: not stored: ")

@@ -69,17 +69,13 @@ def test_external_test_view_runs_and_shows_the_test(finished):
 def test_an_external_test_not_stored_is_said_on_the_page(finished):
     """Under `ulimit -f` the test's result was shown as stored while it was not (its StoreWarning went to the
     server's log only): the page says each file it could not keep, once."""
-    import resource
+    from tests.damage import file_size_limit
 
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     at.switch_page("pages/compare.py").run()
     at.selectbox(key="compare_external_dataset").set_value("tinyother")
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, hard))
-    try:
+    with file_size_limit(2000):
         at.button(key="compare_external_run").click().run()
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert not at.exception, [e.value for e in at.exception]
     unkept = [shown(w.value) for w in at.warning if shown(w.value).startswith("not stored: ")]
     assert len(unkept) == len(set(unkept)) and any(

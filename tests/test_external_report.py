@@ -43,18 +43,14 @@ def test_write_section_replaces_an_older_section_and_keeps_the_rest(tmp_path):
 
 
 def test_write_section_that_cannot_be_written_whole_leaves_the_report_as_it_was(tmp_path):
-    import resource
+    from tests.damage import file_size_limit
 
     report = tmp_path / "REPORT.md"
     report.write_text("# Report\n\n" + "body\n" * 10_000)
     before = report.read_text()
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) // 2, hard))
-    try:
+    with file_size_limit(len(before) // 2):
         with pytest.raises(LeukdashError, match=r"REPORT.md: file too large for this process's limit \(ulimit -f\)"):
             write_section(report, f"{START}\nnew\n{END}")
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert report.read_text() == before and [path.name for path in tmp_path.iterdir()] == ["REPORT.md"]
 
 

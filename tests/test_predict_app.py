@@ -110,10 +110,9 @@ def test_a_newer_quick_run_does_not_become_every_visitors_default(fresh_deploy, 
 def test_what_a_prediction_could_not_store_is_said_on_the_page_once(fresh_deploy, tiny_dataset):
     """Under `ulimit -f` the checks' files a prediction builds were not stored, and only the server's log said so
     (a StoreWarning): the page says each once, above the answers of every upload."""
-    import resource
-
     from leukdash.config import RunConfig
     from leukdash.engine.runner import run
+    from tests.damage import file_size_limit
 
     # the engine's run stores none of the checks' files: the first prediction builds and stores them
     quick = run(RunConfig(dataset=str(tiny_dataset), image_size=16, folds=2, augment_factor=1, model="nb"), n_jobs=1)
@@ -123,12 +122,8 @@ def test_what_a_prediction_could_not_store_is_said_on_the_page_once(fresh_deploy
     rng = np.random.default_rng(2)
     at.file_uploader(key="predict_upload").set_value(
         [(f"cell{i}.png", _png(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)), "image/png") for i in range(2)])
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, hard))
-    try:
+    with file_size_limit(2000):
         at.run()
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert not at.exception, [e.value for e in at.exception]
     unkept = [shown(w.value) for w in at.warning if shown(w.value).startswith("not stored: ")]
     assert len(unkept) == len(set(unkept)) and any(
