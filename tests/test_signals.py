@@ -24,6 +24,24 @@ class _Swallowed:
         signal.raise_signal(self.signum)
 
 
+@pytest.fixture(autouse=True)
+def python_dispositions():
+    """Each test starts from the dispositions Python gives a fresh process (Ctrl-C raises, the stops
+    unblocked): a CI rehearsal once found Ctrl-C ineffective in the worker these tests shared with
+    others (every SIGINT case returned 0, the SIGTERM ones passed): a disposition left by an earlier
+    test (not found) that a command leaves alone by design (nohup's, a shell's), and not this file's
+    subject."""
+    stops = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+    before = {signum: signal.getsignal(signum) for signum in stops}
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    for signum, handler in before.items():
+        if handler is not None:
+            signal.signal(signum, handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def _swallow_first_call(monkeypatch, module, name: str, signum: int) -> None:
     """Make the first call of ``module.name`` meet the signal, swallowed, before it computes as ever."""
     real, calls = getattr(module, name), []
