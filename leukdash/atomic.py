@@ -210,10 +210,10 @@ def write_atomic(path: str | Path, write: Callable[[Path], None], *, optional: b
         if not optional:
             raise explained from None
         if error.errno not in _READ_ONLY:
-            unkept = StoreWarning(f"not stored: {explained}")
+            line = f"not stored: {explained}"
             if any(path.is_relative_to(folder) for folder in _MUST_KEEP.get()):
-                raise unkept from None
-            warn_not_stored(str(unkept))
+                raise StoreWarning(line) from None
+            warn_not_stored(line)
         return False
     finally:
         try:

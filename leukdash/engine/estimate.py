@@ -112,6 +112,8 @@ def estimate(planned: list[dict], entries: list[dict], workers: int | None = Non
     from leukdash.engine.scheduler.capacity import folds_at_once
 
     samples, calibrated = rate_samples(entries), calibrated or {}
+    # Folds of each kind side by side: once per kind, not per run (the budget reads the machine's memory).
+    at_once = {cnn: max(1, workers or folds_at_once(cnn)) for cnn in (False, True)}
     total = spread = low = high = 0.0  # spread, low, high: each run's folds over the workers of its kind
     estimated = from_calibration = unknown = 0
     for run in planned:
@@ -131,11 +133,11 @@ def estimate(planned: list[dict], entries: list[dict], workers: int | None = Non
         else:
             unknown += 1
             continue
-        at_once = max(1, workers or folds_at_once(run["config"]["model"] == "cnn"))
+        side_by_side = at_once[run["config"]["model"] == "cnn"]
         total += fold * run["missing_folds"]
-        spread += fold * run["missing_folds"] / at_once
-        low += fold_low * run["missing_folds"] / at_once
-        high += fold_high * run["missing_folds"] / at_once
+        spread += fold * run["missing_folds"] / side_by_side
+        low += fold_low * run["missing_folds"] / side_by_side
+        high += fold_high * run["missing_folds"] / side_by_side
         estimated += 1
     fixed = start_up_seconds(planned, start_up)
     return {"fold_seconds": total, "start_up_seconds": fixed, "seconds": fixed + spread,
