@@ -469,14 +469,14 @@ def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None,
     other copies of the picture (``file``, ``class``): a dataset may hold one picture under two
     labels (:func:`leukdash.evaluation.answer.conflicting_labels`).
     """
-    from leukdash.evaluation.reference import KNOWN_SIZE, pixel_digest, reference_copies
+    from leukdash.evaluation.reference import KNOWN_SIZE, closest_copy, pixel_digest, reference_copies
 
     models = models if models is not None else ensemble(run_id, store)
     reference = _reference(run_id, store)
     [copies] = reference_copies(square_resize(image, KNOWN_SIZE)[None], reference)
     if not copies:
         return None
-    match = min(copies, key=copies.get)  # the closest, the image as it is first on a tie
+    match = closest_copy(copies)
     identical = pixel_digest(image) == reference["digests"][match]
     fold = int(reference["fold_of"][match])
     found = {"file": str(reference["relative"][match]), "class": models.classes[int(reference["labels"][match])],

@@ -57,13 +57,19 @@ def known_matches(images: np.ndarray, reference: dict) -> tuple[np.ndarray, np.n
     RGB, at ``KNOWN_SIZE``) is a copy of: its index, or -1 for none, and their mean absolute pixel
     difference (NaN for none). The known-image check of Predict and of an external test.
 
-    The closest of :func:`reference_copies` (the image as it is first on a tie)."""
+    The closest of :func:`reference_copies` (:func:`closest_copy`)."""
     match, difference = np.full(len(images), -1), np.full(len(images), np.nan)
     for index, copies in enumerate(reference_copies(images, reference)):
         if copies:
-            match[index] = min(copies, key=copies.get)
+            match[index] = closest_copy(copies)
             difference[index] = copies[match[index]]
     return match, difference
+
+
+def closest_copy(copies: dict[int, float]) -> int:
+    """The reference image an image is closest to among its :func:`reference_copies` (not empty): on a
+    tie the first found, the image as it is before its mirrors and turns."""
+    return min(copies, key=copies.get)
 
 
 def reference_copies(images: np.ndarray, reference: dict) -> list[dict[int, float]]:
