@@ -481,7 +481,7 @@ def test_a_class_name_in_the_wrong_case_is_refused_with_the_name_that_would_work
     import shutil
 
     from leukdash.errors import DatasetError
-    from leukdash.evaluation.evaluate import match_classes
+    from leukdash.evaluation.external_classes import match_classes
 
     dataset = Dataset.from_folder(tiny_dataset)
     with pytest.raises(DatasetError, match=r"class 'all' is not in dataset 'tiny' .*; did you mean 'ALL'\? "

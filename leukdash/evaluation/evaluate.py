@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from leukdash.errors import DatasetError, RunError
-from leukdash.paths import printable
 from leukdash.engine.store import RunStore, read_json, write_json_atomic
+from leukdash.evaluation.external_classes import run_classes_of
 from leukdash.evaluation.external_metrics import (BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, external_metrics, flag_errors,
                                                   ties_text, tied_answers)
 
@@ -38,59 +38,6 @@ METHOD_VERSION = "external-8"  # 5: the answer-support check (support.py); 6: no
 # Adapted results: 1 standardised the classic models' inputs only (CNNs answered as they were);
 # 2 also re-estimates the CNNs' batch-normalisation statistics.
 ADAPT_VERSION = 2
-
-
-def match_classes(run_classes, dataset):
-    """The external dataset restricted to the run's classes, in the run's order (a class the models
-    never saw cannot be scored, so extra classes of the external set are left out).
-
-    A run class without a folder (a set of one lab's leukaemia images) is a class without images:
-    the set is scored, that class's recall n/a (see :func:`evaluate`'s warnings). Refused when it holds
-    none of the run's classes, or names one in another case (a slip, not an absent class).
-    """
-    from leukdash.data.dataset import case_matches
-    from leukdash.paths import one_form
-
-    missing = [c for c in map(one_form, run_classes) if c not in dataset.classes]
-    alike = case_matches(dataset.classes, missing)
-    if alike or len(missing) == len(run_classes):
-        hint = ("; class names are case-sensitive: name its folders " +
-                ", ".join(f"{run_class!r} (not {name!r})" for name, run_class in alike)) if alike else ""
-        raise DatasetError(f"dataset {dataset.name!r} has no class {', '.join(map(repr, missing))} of the run "
-                           f"(run classes: {', '.join(map(repr, run_classes))}; dataset classes: "
-                           f"{', '.join(map(repr, dataset.classes))})"
-                           f"{hint}")
-    return _with_empty_classes(dataset, missing).subset(run_classes)
-
-
-def _with_empty_classes(dataset, names):
-    """``dataset`` with classes ``names`` added, holding no image (as if their folders were empty)."""
-    from dataclasses import replace
-
-    from leukdash.data.combined import CombinedDataset
-
-    if not names:
-        return dataset
-    if isinstance(dataset, CombinedDataset):  # its sources have its classes, which it takes from them
-        return CombinedDataset.of([_with_empty_classes(source, names) for source in dataset.parts])
-    return replace(dataset, classes=(*dataset.classes, *names))
-
-
-def refuse_unreadable_classes(run_classes, dataset) -> None:
-    """Refuse an external dataset where a run's class has no image this user can read and a folder of
-    that class this user cannot list (the class folder itself, or the subject folders holding all its
-    images), saying so: the class is there, it is not one the dataset lacks (what :func:`match_classes`
-    would say, and score the rest as a set without it)."""
-    from leukdash.data.sources import UNLISTED_FOLDER
-    from leukdash.paths import one_form
-
-    wanted, read = set(map(one_form, run_classes)), {one_form(c) for c, n in dataset.counts().items() if n}
-    for skipped in dataset.ignored:
-        root = next((s.root for s in dataset.sources if skipped.path.is_relative_to(s.root)), None)
-        parts = skipped.path.relative_to(root).parts if root is not None else ()
-        if (skipped.reason.startswith(UNLISTED_FOLDER) and parts and one_form(parts[0]) in wanted - read):
-            what = "class folder" if len(parts) == 1 else f"folder of class {parts[0]!r}"
-            raise DatasetError(f"dataset {dataset.name!r}: {what} {printable(str(skipped.path))}: {skipped.reason}")
 
 
 def result_path(run_id: str, fingerprint: str, store: RunStore | None = None, model: str = "folds",
@@ -116,8 +63,7 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
     store = store or RunStore()
     meta = require_models(run_id, model, store)
     opened = open_dataset(dataset_name)
-    refuse_unreadable_classes(meta["dataset"]["classes"], opened)
-    dataset = match_classes(meta["dataset"]["classes"], opened)
+    dataset = run_classes_of(meta["dataset"]["classes"], opened)
     if dataset.fingerprint == meta["dataset"]["fingerprint"]:
         raise DatasetError(f"{dataset.name!r} is the dataset run {run_id} was trained on: its models saw these "
                            "images, so only its cross-validated figures are honest there")
