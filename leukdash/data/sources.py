@@ -20,6 +20,12 @@ read: folders, FIFOs, devices, broken or looping symbolic links, symbolic links 
 the dataset folder, names that are not valid UTF-8 (they could not be recorded or shown) and
 names holding control characters (a newline in a name could forge a line of output).
 Symbolic links to folders are not followed.
+
+One module, though long (about 460 lines): the walk, what it skips and why, the two layouts and the
+groups file are one answer to "which images, with which labels and groups, and what was left out"
+(the left-out list is complete only if the walk, the layouts and the groups file all add to it);
+decoding the images lives apart (:mod:`leukdash.data.decode`), and so does the dataset built on
+the answer (:mod:`leukdash.data.dataset`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ prepares each run's inputs, hands every missing fold of every run to one schedul
 store, persists each fold result and model the moment it comes back. A finished run is
 answered from the store alone: nothing heavy (scikit-learn, TensorFlow) is imported.
 
-One module, though long (about 600 lines): resolving a run's id, computing its missing folds (a run
+One module, though long (about 620 lines): resolving a run's id, computing its missing folds (a run
 refused for its own settings ending alone, the others going on; a stopped run of the same command
 that the new one cannot resume named), the checks an attempt at a stored
 run must pass before it adds folds to it (the same versions, the same fold plan and training parts,

@@ -29,7 +29,7 @@ other run still reads.
 Only the standard library is imported here (``filelock`` when a lock is taken): answering a
 finished run from the store must not pay for numpy, pandas or TensorFlow.
 
-One module, though long (about 560 lines): reading, writing, locking, listing and moving aside
+One module, though long (about 600 lines): reading, writing, locking, listing and moving aside
 damaged records are one contract over one folder layout (a listing is complete exactly when the
 reads accept every record; a damaged read moves aside what a write made atomically). What stands
 apart already lives beside it: the records' shapes (:mod:`leukdash.engine.record_shapes`) and the
