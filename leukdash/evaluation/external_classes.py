@@ -21,8 +21,9 @@ def match_classes(run_classes, dataset):
     never saw cannot be scored, so extra classes of the external set are left out).
 
     A run class without a folder (a set of one lab's leukaemia images) is a class without images:
-    the set is scored, that class's recall n/a (see :func:`leukdash.evaluation.evaluate.evaluate`'s warnings). Refused when it holds
-    none of the run's classes, or names one in another case (a slip, not an absent class).
+    the set is scored, that class's recall n/a (see :func:`leukdash.evaluation.evaluate.evaluate`'s
+    warnings). Refused when it holds none of the run's classes, or names one in another case (a
+    slip, not an absent class).
     """
     from leukdash.data.dataset import case_matches
     from leukdash.paths import one_form
