@@ -371,13 +371,13 @@ def out_of_fold_rows_of(root: str, run_id: str) -> list[dict]:
 @st.cache_data(ttl=60, show_spinner=False)
 def transfer_figures(root: str, run_ids: tuple[str, ...]) -> dict:
     """Each run's transfer figure (leave-one-dataset-out or stored external tests), the best run on
-    real images by it, and Predict's default: that run, else the best validated one (see
-    leukdash.evaluation.transfer)."""
-    from leukdash.evaluation.transfer import best_transferable, best_validated, transfer_scores
+    real images by it, Predict's default: that run, else the best validated one, and the test sets the
+    external figures are compared on (see leukdash.evaluation.transfer)."""
+    from leukdash.evaluation.transfer import best_transferable, best_validated, compared_on, transfer_scores
 
     best = best_transferable(list(run_ids))
     return {"scores": transfer_scores(list(run_ids)), "best": best,
-            "default": best or best_validated(list(run_ids))}
+            "default": best or best_validated(list(run_ids)), "compared_on": compared_on(list(run_ids))}
 
 
 # --------------------------------------------------------------------------- prediction

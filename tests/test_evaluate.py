@@ -940,6 +940,24 @@ def test_runs_tested_on_two_states_of_a_folder_are_not_ranked_against_each_other
     assert list(ranked) == [other, tiny_run["run_id"]]
 
 
+def test_runs_of_another_class_order_or_fewer_classes_tested_on_one_folder_tested_one_state_of_it(
+        tiny_run, tiny_dataset, other_lab):
+    """A run of the same classes in another order, or of two of them, tested on a folder after another
+    run was: the folder did not change, so the first run's test stays in its figure (the folder's state is
+    its images, not the fingerprint of the set a run scores, which has the run's class order)."""
+    from leukdash.evaluation import transfer
+
+    classes = RunStore().read_meta(tiny_run["run_id"])["dataset"]["classes"]
+    reordered = run(tiny_config(tiny_dataset, classes=tuple(reversed(classes))), n_jobs=1)["run_id"]
+    fewer = run(tiny_config(tiny_dataset, classes=tuple(classes[:2])), n_jobs=1)["run_id"]
+    ids = [tiny_run["run_id"], reordered, fewer]
+    tests = [evaluate(run_id, str(other_lab)) for run_id in ids]
+    assert tests[0]["dataset"]["fingerprint"] != tests[1]["dataset"]["fingerprint"]
+    scores = transfer.transfer_scores(ids)
+    assert [scores[run_id]["balanced_accuracy"] for run_id in ids] == [test["balanced_accuracy"] for test in tests]
+    assert all(row["earlier"] == [] for row in transfer.rank_runs(ids, "lodo"))
+
+
 def test_storing_a_runs_checks_decodes_each_image_once_and_imports_no_scikit_learn(tiny_dataset):
     """What a run's checks need of its images is stored as it finishes, in the process that computed no
     fold: each image is decoded once (its small copy and its pixel digest from one decoding), and the

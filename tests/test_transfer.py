@@ -88,3 +88,55 @@ def test_a_single_dataset_run_transfers_by_its_stored_external_tests(labs):
     assert at.selectbox(key="predict_run").value == best
     assert any("a lab it never saw" in caption.value for caption in at.caption)
     st.cache_data.clear()
+
+
+def test_runs_are_ranked_on_the_test_sets_they_share_each_test_weighed_by_its_images(labs, tmp_path, capsys):
+    """Run A tested on lab_b and on a folder of two images, run B on lab_b only: they are compared on
+    lab_b alone (A's small test would weigh as much as lab_b's 24 images in a mean of each run's tests),
+    A's other test named; a run tested only elsewhere has no figure beside theirs. One run's own figure
+    weighs each of its tests by the images it scored."""
+    from leukdash.evaluation.transfer import best_transferable, transfer_scores
+
+    few = _lab(tmp_path / "few", subjects=1, per_subject=1, tint=-40)
+    models = ("knn", "nb", "dt")
+    sweep = run_sweep([_config(str(labs[0]), model=model) for model in models], name="shared",
+                      axes={"model": list(models)}, n_jobs=1)
+    first, second, third = (result["run_id"] for result in sweep["results"])
+    on_b, on_few = evaluate(first, str(labs[1])), evaluate(first, str(few))
+    others_on_b = evaluate(second, str(labs[1]))
+    evaluate(third, str(few))
+
+    assert transfer_score(first)["balanced_accuracy"] == pytest.approx(np.average(
+        [on_b["balanced_accuracy"], on_few["balanced_accuracy"]], weights=[on_b["n_images"], on_few["n_images"]]))
+    scores = transfer_scores([first, second, third])
+    assert scores[first] == {"balanced_accuracy": on_b["balanced_accuracy"], "source": "external", "run_id": first,
+                             "datasets": ["lab_b"]}
+    assert scores[second]["balanced_accuracy"] == others_on_b["balanced_accuracy"] and scores[third] is None
+    rows = {row["run_id"]: row for row in rank_runs([first, second, third], "lodo")}
+    assert rows[first]["elsewhere"] == ["few"] and rows[second]["elsewhere"] == rows[second]["untested"] == []
+    assert rows[third]["transfer"] is None and rows[third]["elsewhere"] == ["few"]
+    assert rows[third]["untested"] == ["lab_b"]
+    assert list(rows)[-1] == third
+    assert main(["sweeps", "--rank-by", "lodo"]) == 0
+    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line.startswith("   ")}
+    assert lines[first].endswith("transfer: external " f"{on_b['balanced_accuracy']:.4f} (lab_b); "
+                                 "not compared (the others were not tested there): few")
+    assert lines[third].endswith("transfer: not compared (the others were not tested there): few; not tested on "
+                                 "lab_b, which the others are compared on")
+    best = best_transferable([first, second, third])
+    assert scores[best]["balanced_accuracy"] == max(on_b["balanced_accuracy"], others_on_b["balanced_accuracy"])
+
+    # Predict opens on the best of them on lab_b, and says why the run tested elsewhere has no figure.
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import open_page, shown
+
+    st.cache_data.clear()
+    at = open_page(AppTest.from_file("../streamlit_app.py", default_timeout=60).run(), "predict")
+    assert at.selectbox(key="predict_run").value == best
+    at.selectbox(key="predict_run").set_value(third).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("its external tests (few) are not on every test set the runs are compared on (lab_b" in shown(c.value)
+               for c in at.caption)
+    st.cache_data.clear()

@@ -159,8 +159,12 @@ def sweeps(args) -> int:
         for rank, row in enumerate(entry.get("ranked", []), 1):
             transfer = row["transfer"]
             # a test on an earlier state of a folder is not ranked against the others' on its later images
-            earlier = f"on an earlier state of {', '.join(map(printable, row['earlier']))}: evaluate again" \
-                if row.get("earlier") else ""
+            earlier = "; ".join(
+                f"{what} {', '.join(map(printable, row[field]))}{then}" for field, what, then in (
+                    ("earlier", "on an earlier state of", ": evaluate again"),
+                    ("elsewhere", "not compared (the others were not tested there):", ""),
+                    ("untested", "not tested on", ", which the others are compared on"))
+                if row.get(field))
             shown = (f"{transfer['source']} {transfer['balanced_accuracy']:.4f} ({', '.join(map(str, transfer['datasets']))})"
                      + (f"; {earlier}" if earlier else "") if transfer else earlier or "no lodo run or external test")
             print(f"  {rank:>2}. {row['run_id']:<18} {sweep_settings(row['config'], entry['axes'])}  "

@@ -102,6 +102,15 @@ class Dataset:
             digest.update(f"\n{self.relative(item.path)}\t{item.label}\t{item.group}\t{content}".encode())
         return digest.hexdigest()
 
+    @cached_property
+    def images_fingerprint(self) -> str:
+        """The identity of the folder's images alone: each file's name, class name, group and bytes, in no
+        order. Unlike :attr:`fingerprint` (which names runs, so it stays as it is), it does not change with
+        the class order a run gives: runs of other class orders tested on one folder tested one state of it."""
+        lines = sorted(f"{self.relative(item.path)}\t{self.classes[item.label]}\t{item.group}\t{content}"
+                       for item, content in zip(self.items, self.contents))
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
     def warnings(self) -> list[str]:
         """What a user must know before trusting a run on this dataset, one line each: the notes
         on its groups, class folders whose names differ only in case (two

@@ -89,10 +89,12 @@ def evaluate(run_id: str, dataset_name: str, *, store: RunStore | None = None, r
         key["left_out"] = left_out
     stored = None if recompute else _stored(path)
     if stored is not None and stored.get("key") == key and ("images" in stored or not per_image):
-        return _answered_again(path, stored, dataset)
+        return _answered_again(path, stored, dataset, opened.images_fingerprint)
     result = {"key": key, "model": model, **({"adapted": True} if adapt else {}),
               **_compute(run_id, meta, dataset, store, model == "final", seen, copied, unchecked, other_classes,
                          adapt)}
+    # the folder's state, whatever the run's classes and their order (the fingerprint has both)
+    result["dataset"]["state"] = opened.images_fingerprint
     if store.run_dir(run_id).is_dir():  # not a folder of its own for a run deleted meanwhile
         _keep(path, result)
     return result
@@ -104,13 +106,14 @@ def _keep(path: Path, result: dict) -> None:
     write_json_atomic(path, {**result, "tested_at": time.time()}, optional=True)  # read-only: not kept
 
 
-def _answered_again(path: Path, stored: dict, dataset) -> dict:
+def _answered_again(path: Path, stored: dict, dataset, state: str) -> dict:
     """A stored result answered again, made the latest of its folder (:func:`stored_evaluations`
     lists by the time each was tested: a folder whose images went back to an earlier content is
-    that result again), under the name and folder the images have now (the fingerprint is of the
-    images alone, so a renamed folder finds its result)."""
+    that result again), under the name, folder and state (images of classes the run does not know
+    included) the images have now (the fingerprint is of the images alone, so a renamed folder
+    finds its result)."""
     stored.pop("tested_at", None)
-    stored["dataset"].update({"name": dataset.name, "path": str(dataset.root)})
+    stored["dataset"].update({"name": dataset.name, "path": str(dataset.root), "state": state})
     _keep(path, stored)
     return stored
 
@@ -326,18 +329,27 @@ def tested_folder(result: dict) -> str:
     return result["dataset"].get("path") or result["dataset"]["name"]
 
 
-def current_states(run_ids: list[str], store: RunStore | None = None) -> dict[str, str]:
-    """The fingerprint of the images of each folder the runs' fold ensembles were tested on, as
-    the last of their tests found them: a folder whose images changed between two runs' tests holds
-    the later images (as far as the store can tell), and the earlier result describes images no
-    longer there, scored on another test set."""
+def current_states(run_ids: list[str], store: RunStore | None = None) -> dict[str, dict]:
+    """The tested set (a result's ``dataset``) of each folder the runs' fold ensembles were tested
+    on, as the last of their tests found it: a folder whose images changed between two runs' tests
+    holds the later images (as far as the store can tell), and the earlier result describes images
+    no longer there, scored on another test set (:func:`same_state`)."""
     store, latest = store or RunStore(), {}
     for run_id in run_ids:
         for found in _by_time(run_id, store, "folds", False):
             folder = tested_folder(found[1])
             if folder not in latest or _tested_time(found) > latest[folder][0]:
-                latest[folder] = (_tested_time(found), found[1]["dataset"].get("fingerprint"))
-    return {folder: fingerprint for folder, (_, fingerprint) in latest.items()}
+                latest[folder] = (_tested_time(found), found[1]["dataset"])
+    return {folder: tested for folder, (_, tested) in latest.items()}
+
+
+def same_state(tested: dict, other: dict) -> bool:
+    """Whether two results' tested sets (their ``dataset``) are one state of a folder: the same images
+    (``state``, whatever the runs' classes and their order); for a result stored before results held
+    it, the same fingerprint (images and class order: another order cannot be told from another state)."""
+    if tested.get("state") and other.get("state"):
+        return tested["state"] == other["state"]
+    return tested.get("fingerprint") == other.get("fingerprint")
 
 
 def _by_time(run_id: str, store: RunStore, model: str, adapted: bool) -> list[tuple[Path, dict]]:

@@ -7,10 +7,13 @@ ALL-IDB2 and collapse on C-NMC), so settings are better chosen by a transfer fig
   dataset validated by models trained on the others), mean over the held-out datasets. A run
   with ``--protocol lodo`` is its own; a run on several datasets has one when its lodo sibling
   (the same config, protocol ``lodo``) is finished in the store.
-- ``external``: otherwise, the mean balanced accuracy of the run's stored external tests
-  (``evaluate RUN_ID DATASET``). Runs compared are compared on one test set: a test on an earlier
-  state of a folder than another run's later test (images added or removed between them) is left
-  out of the figure, and named in the ranking (``earlier``), to be evaluated again.
+- ``external``: otherwise, the balanced accuracy of the run's stored external tests
+  (``evaluate RUN_ID DATASET``), their mean weighted by the images each scored. Runs compared are
+  compared on the same test sets: a test on an earlier state of a folder than another run's later
+  test (images added or removed between them; not another class order, which tests the same images)
+  is left out of the figure, and named in the ranking (``earlier``), to be evaluated again; and only
+  the folders the runs tested share count (:func:`shared_folders`), the others named (``elsewhere``),
+  so that no run ranks higher for a small test the others never had.
 
 Neither is computed here: a run without either has no transfer figure (``None``).
 """
@@ -31,52 +34,109 @@ RANKINGS = ("lodo", "cv")
 FULL_PROTOCOL_FOLDS = next(f.default for f in fields(RunConfig) if f.name == "folds")
 
 
-def transfer_score(run_id: str, store: RunStore | None = None, current: dict[str, str] | None = None) -> dict | None:
+def transfer_score(run_id: str, store: RunStore | None = None, current: dict[str, dict] | None = None,
+                   shared: set[str] | None = None) -> dict | None:
     """``{"balanced_accuracy", "source": "lodo" | "external", "run_id", "datasets"}`` or None.
 
-    ``current``: the fingerprint of each tested folder's images now, as the runs compared last
-    tested them (:func:`~leukdash.evaluation.evaluate.current_states`); the external tests of
-    another state are left out. Default: the run's own latest tests."""
-    from leukdash.engine.record_shapes import is_ensemble
-    from leukdash.engine.runner import load_result
-
+    ``current``: each tested folder's state, as the runs compared last tested it
+    (:func:`~leukdash.evaluation.evaluate.current_states`); the external tests of another state are
+    left out. ``shared``: the folders the runs compared are compared on (:func:`shared_folders`); a
+    run not tested on all of them has no external figure. Default: the run's own latest tests, all
+    of them. The external figure is the mean of the tests' balanced accuracies weighted by the images
+    each scored (a test of 3 images weighs less than one of 300)."""
     store = store or RunStore()
-    result = load_result(run_id, store)
-    if result is None:
-        return None
-    config = result["config"]
-    lodo = result if config.get("protocol") == "lodo" else None
-    if lodo is None and "," in str(config.get("dataset")) and not is_ensemble(store.read_meta(run_id)):
-        sibling = _lodo_sibling(config)
-        lodo = load_result(sibling, store) if sibling else None
+    return _figure(run_id, _lodo_result(run_id, store), _current_tests(run_id, store, current), shared)
+
+
+def _figure(run_id: str, lodo: dict | None, tests: dict[str, dict], shared: set[str] | None) -> dict | None:
+    """:func:`transfer_score` of a run from its leave-one-dataset-out result and its current tests by folder."""
     if lodo is not None:
         return {"balanced_accuracy": float(np.mean([fold["balanced_acc"] for fold in lodo["folds"]])),
                 "source": "lodo", "run_id": lodo["run_id"], "datasets": [f.get("held_out") for f in lodo["folds"]]}
-    from leukdash.evaluation.evaluate import stored_evaluations
-
-    tests = [test for test in stored_evaluations(run_id, store) if not _earlier(test, current)]
-    if not tests:
+    if shared is not None:
+        if not shared <= set(tests):
+            return None
+        tests = {folder: test for folder, test in tests.items() if folder in shared}
+    if not tests or not sum(test["n_images"] for test in tests.values()):
         return None
-    return {"balanced_accuracy": float(np.mean([t["balanced_accuracy"] for t in tests])), "source": "external",
-            "run_id": run_id, "datasets": [t["dataset"]["name"] for t in tests]}
+    ordered = sorted(tests.values(), key=lambda test: test["dataset"]["name"])
+    return {"balanced_accuracy": float(np.average([t["balanced_accuracy"] for t in ordered],
+                                                  weights=[t["n_images"] for t in ordered])),
+            "source": "external", "run_id": run_id, "datasets": [t["dataset"]["name"] for t in ordered]}
 
 
-def _earlier(test: dict, current: dict[str, str] | None) -> bool:
+def _lodo_result(run_id: str, store: RunStore) -> dict | None:
+    """The leave-one-dataset-out result that is the run's transfer figure: its own (``--protocol lodo``),
+    or, for a run on several datasets, its finished lodo sibling's; None otherwise."""
+    from leukdash.engine.record_shapes import is_ensemble
+    from leukdash.engine.runner import load_result
+
+    result = load_result(run_id, store)
+    if result is None or result["config"].get("protocol") == "lodo":
+        return result
+    if "," in str(result["config"].get("dataset")) and not is_ensemble(store.read_meta(run_id)):
+        sibling = _lodo_sibling(result["config"])
+        return load_result(sibling, store) if sibling else None
+    return None
+
+
+def _current_tests(run_id: str, store: RunStore, current: dict[str, dict] | None) -> dict[str, dict]:
+    """The run's stored external tests by folder, those on an earlier state than ``current`` holds left out."""
+    from leukdash.evaluation.evaluate import stored_evaluations, tested_folder
+
+    return {tested_folder(test): test for test in stored_evaluations(run_id, store) if not _earlier(test, current)}
+
+
+def _earlier(test: dict, current: dict[str, dict] | None) -> bool:
     """Whether a stored external test is on an earlier state of its folder than ``current`` holds."""
-    from leukdash.evaluation.evaluate import tested_folder
+    from leukdash.evaluation.evaluate import same_state, tested_folder
 
-    return current is not None and current.get(tested_folder(test), test["dataset"].get("fingerprint")) != \
-        test["dataset"].get("fingerprint")
+    return current is not None and not same_state(test["dataset"], current.get(tested_folder(test), test["dataset"]))
+
+
+def shared_folders(tests: dict[str, dict[str, dict]]) -> set[str]:
+    """The folders runs' external figures are compared on, from each run's current tests by folder
+    (runs with a leave-one-dataset-out figure not among them): the folders tested by every run that
+    was tested on the folder most of them were tested on (on a tie, the one of more images, then by
+    name). A figure over other folders, or over a run's every test, would rank runs on unequal sets:
+    a run tested only elsewhere has no figure among these runs, and its tests are named instead."""
+    runs_of, images_of = {}, {}
+    for by_folder in tests.values():
+        for folder, test in by_folder.items():
+            runs_of[folder] = runs_of.get(folder, 0) + 1
+            images_of[folder] = max(images_of.get(folder, 0), test["n_images"])
+    if not runs_of:
+        return set()
+    anchor = min(runs_of, key=lambda folder: (-runs_of[folder], -images_of[folder], folder))
+    return set.intersection(*(set(by_folder) for by_folder in tests.values() if anchor in by_folder))
+
+
+def _comparison(run_ids: list[str], store: RunStore) -> tuple[dict[str, dict], dict[str, dict | None],
+                                                               dict[str, dict[str, dict]], set[str]]:
+    """What the runs' transfer figures are made of and compared on: each folder's current state, each run's
+    leave-one-dataset-out result, the current tests of each run without one, and the folders they share."""
+    from leukdash.evaluation.evaluate import current_states
+
+    current = current_states(run_ids, store)
+    lodo = {run_id: _lodo_result(run_id, store) for run_id in run_ids}
+    tests = {run_id: _current_tests(run_id, store, current) for run_id in run_ids if lodo[run_id] is None}
+    return current, lodo, tests, shared_folders(tests)
 
 
 def transfer_scores(run_ids: list[str], store: RunStore | None = None) -> dict[str, dict | None]:
     """Each run's :func:`transfer_score`, their external tests all on the state of each folder the
-    last of them tested (so that every figure compared is on the same images)."""
-    from leukdash.evaluation.evaluate import current_states
-
+    last of them tested and on the folders they share (so that every figure compared is on the same images)."""
     store, run_ids = store or RunStore(), list(dict.fromkeys(arguments.run_ids(run_ids)))
-    current = current_states(run_ids, store)
-    return {run_id: transfer_score(run_id, store, current) for run_id in run_ids}
+    _, lodo, tests, shared = _comparison(run_ids, store)
+    return {run_id: _figure(run_id, lodo[run_id], tests.get(run_id, {}), shared) for run_id in run_ids}
+
+
+def compared_on(run_ids: list[str], store: RunStore | None = None) -> list[str]:
+    """The names of the test sets the runs' external figures are compared on (:func:`shared_folders`),
+    for a page to say why a run tested elsewhere has no figure beside the others'."""
+    store = store or RunStore()
+    current, _, _, shared = _comparison(list(dict.fromkeys(arguments.run_ids(run_ids))), store)
+    return sorted(current[folder]["name"] for folder in shared)
 
 
 def _lodo_sibling(config: dict) -> str | None:
@@ -94,9 +154,11 @@ def rank_runs(run_ids: list[str], by: str, store: RunStore | None = None) -> lis
     """Finished runs, best first by ``lodo`` (transfer; runs without a figure last, by cv) or
     ``cv`` (mean cross-validated balanced accuracy). Each row: ``run_id``, ``cv``, ``transfer``,
     ``earlier`` (the folders its external tests found in an earlier state than another run's
-    later test: left out of its figure, to be evaluated again)."""
+    later test: left out of its figure, to be evaluated again), ``elsewhere`` (the folders of its
+    current tests outside those the runs are compared on: left out of its figure) and ``untested``
+    (those it was not tested on: no figure until it is)."""
     from leukdash.engine.runner import load_result
-    from leukdash.evaluation.evaluate import current_states, stored_evaluations
+    from leukdash.evaluation.evaluate import stored_evaluations
 
     if by not in RANKINGS:
         raise LeukdashError(f"rank by one of {', '.join(RANKINGS)}, got {by!r}")
@@ -104,16 +166,20 @@ def rank_runs(run_ids: list[str], by: str, store: RunStore | None = None) -> lis
     rows = []
     # a run a grid names twice (a value given twice) is ranked once
     run_ids = list(dict.fromkeys(arguments.run_ids(run_ids)))
-    current = current_states(run_ids, store)
+    current, lodo, tests, shared = _comparison(run_ids, store)
     for run_id in run_ids:
         result = load_result(run_id, store)
         if result is None:
             continue
+        mine = tests.get(run_id, {})
         rows.append({"run_id": run_id, "config": result["config"],
                      "cv": float(result["summary"]["balanced_acc"]["mean"]),
-                     "transfer": transfer_score(run_id, store, current),
+                     "transfer": _figure(run_id, lodo[run_id], mine, shared),
                      "earlier": [test["dataset"]["name"] for test in stored_evaluations(run_id, store)
-                                 if _earlier(test, current)]})
+                                 if _earlier(test, current)],
+                     "elsewhere": sorted(test["dataset"]["name"] for folder, test in mine.items()
+                                         if folder not in shared),
+                     "untested": sorted(current[folder]["name"] for folder in shared - set(mine)) if mine else []})
 
     def key(row):
         transfer = row["transfer"]["balanced_accuracy"] if row["transfer"] else None
