@@ -177,7 +177,8 @@ st.plotly_chart(metric_bars(chosen[:MAX_BARS], metric, error, show_paper, labels
                 key="compare_bars")
 st.caption(f"Bars: mean {METRICS[metric].lower()} over the validation folds; whiskers: {ERROR_BARS[error]}; "
            "dots: single folds (hover for the fold number)"
-           + ("; open diamonds: the paper's reported 5-fold mean for the same model and task." if show_paper else ".")
+           + ("; open diamonds: the paper's reported 5-fold mean for the same model, task and training (a CNN's "
+              "optimizer and epochs)." if show_paper else ".")
            + (f" The first {MAX_BARS} of {len(chosen)} runs (newest first): select runs in the table to see others."
               if len(chosen) > MAX_BARS else ""))
 
@@ -283,9 +284,10 @@ with tabs[0]:
         formats = {c: st.column_config.NumberColumn(format="%.4f") for c in numbers}
     data_table(summary, column_config=fitted(summary, formats))
     st.caption("Mean, standard deviation and range over folds; the paper's column repeats its reported "
-               "5-fold mean validation accuracy (only for the paper's CNN, NB, SVM, 3-NN and decision tree "
-               "on ALL vs HEALTHY and 5 classes). The paper split images, not patients, which makes "
-               "its figures optimistic; our folds keep a patient's images together under both protocols.")
+               "5-fold mean validation accuracy (only for the paper's CNN trained as one of its experiments was, "
+               "NB, SVM, 3-NN and decision tree on ALL vs HEALTHY and 5 classes). The paper split images, not "
+               "patients, which makes its figures optimistic; our folds keep a patient's images together under "
+               "both protocols.")
     warned: dict[str, list[str]] = {}  # what `run` warned of (files left out, failed segmentation...), once each
     for result, label in zip(chosen, labels):
         for warning in result["dataset"].get("warnings", []):

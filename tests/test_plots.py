@@ -1,6 +1,7 @@
 """The dashboard's figures and tables, built headless from hand-made run results."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from leukdash.reporting import plots
@@ -68,8 +69,8 @@ def test_metric_bars_other_metric_and_one_fold():
 
 
 def test_paper_diamonds_only_where_the_paper_reported_a_figure():
-    cnn = fake_result("cnn", FIVE_FOLDS)
-    leukdash_cnn = fake_result("cnn", FIVE_FOLDS, architecture="leukdash", run_id="other")
+    cnn = fake_result("cnn", FIVE_FOLDS, epochs=25)
+    leukdash_cnn = fake_result("cnn", FIVE_FOLDS, architecture="leukdash", epochs=25, run_id="other")
     pair = fake_result("nb", FIVE_FOLDS, classes=["AML", "CML"], run_id="pair")
     fig = plots.metric_bars([cnn, leukdash_cnn, pair], "val_acc")
     diamonds = [t for t in fig.data if t.name == "paper (reported)"]
@@ -208,6 +209,26 @@ def test_heatmap_overlay_blends_colour_over_the_image():
 def test_error_bounds_reject_unknown_kinds():
     with pytest.raises(ValueError, match="error bars"):
         plots.error_bounds([0.1, 0.2], "sem")
+
+
+def test_paper_cnn_figure_is_the_experiment_trained_as_the_run_was():
+    """Table 2's CNN figures belong to their training settings: Adam (Exp 3c) or 100 epochs (Exp 3b) cost
+    the paper 15-18 points on five classes; where it trained no such CNN (15 epochs, Adam or 100 epochs on
+    ALL vs HEALTHY, other batches) it reported nothing, and the bars and the summary table show nothing."""
+    five, binary = tuple(FIVE), ("ALL", "HEALTHY")
+    expected = {(five, "sgd", 25): 0.8174, (five, "sgd", 100): 0.6641, (five, "adam", 25): 0.6340,
+                (binary, "sgd", 25): 0.8825, (five, "sgd", 15): None, (five, "adam", 100): None,
+                (binary, "adam", 25): None, (binary, "sgd", 100): None}
+    for (classes, optimizer, epochs), figure in expected.items():
+        run = fake_result("cnn", FIVE_FOLDS, classes=classes, optimizer=optimizer, epochs=epochs)
+        assert plots.paper_value(run) == figure, (classes, optimizer, epochs)
+        shown = plots.summary_frame([run])["Paper (reported)"].iloc[0]
+        assert pd.isna(shown) if figure is None else shown == figure
+    other_batches = fake_result("cnn", FIVE_FOLDS, epochs=25, batch_size=8)
+    assert plots.paper_value(other_batches) is None
+    adam = fake_result("cnn", FIVE_FOLDS, optimizer="adam", epochs=25)
+    diamonds = [t for t in plots.metric_bars([adam, other_batches]).data if t.name == "paper (reported)"]
+    assert [d.x[0] for d in diamonds] == [0.6340]
 
 
 def test_paper_figures_only_beside_raw_pixel_classic_runs():
