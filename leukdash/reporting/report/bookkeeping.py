@@ -17,7 +17,8 @@ def header(outcomes, settings, mode, command, wall_seconds) -> str:
         "",
         "N. Ahmed, A. Yigit, Z. Isik, A. Alpkocak, *Identification of Leukemia Subtypes from Microscopic "
         "Images Using Convolutional Neural Network*, Diagnostics 9(3):104, 2019. Every figure in a "
-        "*Paper* column is the one the paper reports; every other figure was measured by leukdash.",
+        "*Paper* column is the one the paper reports, but for an SD or CI marked \"from its folds\" (leukdash "
+        "computed it from the paper's fold values); every other figure was measured by leukdash.",
         "",
         f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with engine version {ENGINE_VERSION} by `{command}` "
         f"({mode} settings): {computed} of {len(outcomes)} runs available, "
