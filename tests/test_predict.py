@@ -4,7 +4,7 @@ to what a file is, files answered a chunk at a time."""
 import numpy as np
 import pytest
 
-from leukdash.evaluation.gradcam import gradcam_map
+from leukdash.evaluation.gradcam import gradcam_map, gradcam_probe
 
 
 def test_gradcam_highlights_the_region_the_class_depends_on():
@@ -21,7 +21,7 @@ def test_gradcam_highlights_the_region_the_class_depends_on():
     model = keras.Model(inputs, outputs)
     image = np.zeros((1, 32, 32, 3), np.float32)
     image[0, 8:16, 18:28, 0] = 1.0
-    heatmap = gradcam_map(model, image, class_index=1)
+    heatmap = gradcam_map(gradcam_probe(model), image, class_index=1)
     assert heatmap.shape == (32, 32)
     inside = heatmap[8:16, 18:28]
     assert inside.min() > 0 and np.count_nonzero(heatmap) == inside.size

@@ -454,15 +454,44 @@ def test_gradcam_of_a_cnn_run_covers_the_image(tiny_dataset):
     # Models adapted to a lab's images explain their own answers, not the models' as trained.
     import cv2
 
-    from leukdash.evaluation.gradcam import gradcam_map
+    from leukdash.evaluation.gradcam import gradcam_map, gradcam_probe
     from leukdash.evaluation.predict import adapted_models
 
     adapted = adapted_models(result["run_id"], sorted(tiny_dataset.glob("*/*.png")))
     explained = gradcam(result["run_id"], image, models=adapted)
     predicted = int(adapted.fold_probabilities([image]).mean(axis=0)[0].argmax())
-    raw = np.mean([gradcam_map(model, adapted.prepare([image]), predicted) for model in adapted.models], axis=0)
+    raw = np.mean([gradcam_map(gradcam_probe(model), adapted.prepare([image]), predicted) for model in adapted.models],
+                  axis=0)
     assert explained.shape == image.shape[:2] and not np.allclose(explained, heatmap, atol=1e-3)
     assert np.argmax(cv2.resize(raw, image.shape[1::-1])) == np.argmax(explained)
+
+
+def test_repeated_gradcams_of_a_loaded_run_build_its_probes_once(tiny_dataset):
+    # Keras never frees a model it built: a probe built on every Grad-CAM grew the dashboard's server
+    # by about 25 KB a fold model, each click. The probes are built once, kept with the loaded models.
+    from leukdash.data.decode import decode_image
+    from leukdash.evaluation.gradcam import gradcam, gradcam_map, gradcam_probe
+    from leukdash.evaluation.predict import adapted_models, ensemble
+
+    run_id = run(_config(tiny_dataset, model="cnn", epochs=2), n_jobs=1)["run_id"]
+    files = sorted(tiny_dataset.glob("*/*.png"))
+    image = decode_image(files[0])
+    first = gradcam(run_id, image)
+    models = ensemble(run_id)
+    kept = models.gradcam_probes
+    assert kept[0] is models.models and len(kept[1]) == len(models.models)
+    for other in files[1:6]:
+        gradcam(run_id, decode_image(other))
+    assert models.gradcam_probes is kept
+    assert np.array_equal(gradcam(run_id, image), first)
+    # A kept probe gives the map a probe built afresh gives (the computation of every call before).
+    batch = models.prepare([image])
+    for probe, model in zip(kept[1], models.models):
+        assert np.array_equal(gradcam_map(probe, batch, 1), gradcam_map(gradcam_probe(model), batch, 1))
+    # Models adapted to a lab are other models: their copy builds its own probes, the loaded run's stay.
+    adapted = adapted_models(run_id, files)
+    gradcam(run_id, image, models=adapted)
+    assert adapted.gradcam_probes[0] is adapted.models and models.gradcam_probes is kept
 
 
 def test_gradcam_of_a_picture_not_square_is_its_padded_squares_map_cropped(tiny_dataset):

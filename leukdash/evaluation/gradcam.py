@@ -26,19 +26,26 @@ def gradcam(run_id: str, image: np.ndarray, store: RunStore | None = None,
     square, _, view = prepare_view(image, models.config.image_size, models.config.preprocess)
     batch = square[None]
     predicted = int(models.batch_probabilities(batch).mean(axis=0)[0].argmax())
-    heatmap = np.mean([gradcam_map(model, batch, predicted) for model in models.models], axis=0)
+    heatmap = np.mean([gradcam_map(probe, batch, predicted) for probe in probes(models)], axis=0)
     heatmap = view.to_picture(heatmap, image.shape)
     return heatmap / heatmap.max() if heatmap.max() > 0 else heatmap
 
 
-def gradcam_map(model, batch: np.ndarray, class_index: int) -> np.ndarray:
-    """Grad-CAM of one Keras model for one image: the last convolutional feature maps, each
-    weighted by the mean gradient of the class probability over it, summed and rectified.
+def probes(models: FoldEnsemble) -> list:
+    """The :func:`gradcam_probe` of each of ``models``' fold models, built on the first Grad-CAM and
+    kept with them (``gradcam_probes``), so bounded as the loaded runs are: Keras never frees a model
+    it built, and a probe built per call grew a dashboard server by about 25 KB a fold model, for
+    good. An adapted copy holds other fold models (another list): it builds its own."""
+    kept = models.gradcam_probes
+    if kept is None or kept[0] is not models.models:
+        kept = models.gradcam_probes = (models.models, [gradcam_probe(model) for model in models.models])
+    return kept[1]
 
-    Returns the map at the feature maps' resolution (h, w), not normalised.
-    """
+
+def gradcam_probe(model):
+    """A Keras model of ``model``'s own layers that gives its last convolutional feature maps
+    (not a pooling's) beside its class probabilities: what :func:`gradcam_map` differentiates."""
     import keras
-    import tensorflow as tf
 
     pooling = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
     if isinstance(model, keras.Sequential):
@@ -53,7 +60,17 @@ def gradcam_map(model, batch: np.ndarray, class_index: int) -> np.ndarray:
         inputs, outputs = model.inputs, model.outputs[0]
         traced = [(layer, layer.output) for layer in model.layers[1:]]
     feature_maps = [t for layer, t in traced if len(t.shape) == 4 and not isinstance(layer, pooling)][-1]
-    probe = keras.Model(inputs, [feature_maps, outputs])
+    return keras.Model(inputs, [feature_maps, outputs])
+
+
+def gradcam_map(probe, batch: np.ndarray, class_index: int) -> np.ndarray:
+    """Grad-CAM of one model, through its :func:`gradcam_probe`, for one image: the last convolutional
+    feature maps, each weighted by the mean gradient of the class probability over it, summed and rectified.
+
+    Returns the map at the feature maps' resolution (h, w), not normalised.
+    """
+    import tensorflow as tf
+
     inputs = tf.convert_to_tensor(batch.astype(np.float32))
     with tf.GradientTape() as tape:
         features, proba = probe(inputs, training=False)

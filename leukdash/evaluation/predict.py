@@ -101,6 +101,9 @@ class FoldEnsemble(_Voting):
     """The fold models of one finished run, loaded once; with ``final``, its final model alone
     (see :mod:`leukdash.engine.final`)."""
 
+    # A CNN's Grad-CAM probes, with the fold models they were built of (leukdash.evaluation.gradcam.probes).
+    gradcam_probes: tuple[list, list] | None = None
+
     def __init__(self, run_id: str, store: RunStore | None = None, final: bool = False):
         store = store or RunStore()
         meta = store.finished_meta(run_id)
