@@ -443,11 +443,14 @@ def predict_adapted(root: str, run_id: str, batch: str, data: bytes, _picture, _
     return _one_answer(run_id, [_picture], models=_models)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=64, show_spinner=False)
 def gradcam(root: str, run_id: str, data: bytes, _picture, batch: str | None = None, _models=None):
     """Grad-CAM of one upload, ``data`` decoded as ``_picture``, at the size the page shows it
     (:func:`~leukdash.reporting.plots.for_display`: a full-size map of a large upload is kept for nothing);
-    with ``batch`` (:func:`adapted_models`' name of the uploads), of the models adapted to them, ``_models``."""
+    with ``batch`` (:func:`adapted_models`' name of the uploads), of the models adapted to them, ``_models``.
+
+    As many kept as :func:`predict` keeps answers: the page draws every upload's map in order, so
+    with fewer kept than uploads each rerun evicted every map just before it was drawn again."""
     from leukdash.evaluation.gradcam import gradcam as engine_gradcam
     from leukdash.reporting.plots import for_display
 

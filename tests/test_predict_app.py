@@ -326,3 +326,29 @@ def test_a_large_upload_is_shown_shrunk_not_handed_whole_to_the_browser(fresh_de
     assert not at.exception, [e.value for e in at.exception]
     [(picture, caption)] = shown
     assert picture.shape == (DISPLAY_SIDE * 3 // 4, DISPLAY_SIDE, 3) and caption == "4000×3000 px"
+
+
+
+def test_the_heatmaps_of_as_many_uploads_as_answers_kept_are_not_computed_again_on_a_rerun(tiny_dataset,
+                                                                                          isolated_artifacts,
+                                                                                          monkeypatch):
+    # The page draws every upload's Grad-CAM in order: with fewer maps kept than uploads (32 of 40),
+    # each rerun evicted each map just before it was drawn, and computed all of them again.
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.evaluation import gradcam as engine
+    from pages import _shared
+
+    config = RunConfig(dataset=str(tiny_dataset), model="cnn", image_size=16, augment_factor=2, folds=3, epochs=1)
+    run_id = run(config, n_jobs=1)["run_id"]
+    computed, real = [], engine.gradcam
+    monkeypatch.setattr(engine, "gradcam", lambda *args, **options: computed.append(1) or real(*args, **options))
+    pictures = [np.random.default_rng(seed).integers(0, 256, (24, 24, 3), np.uint8) for seed in range(40)]
+    st.cache_data.clear()
+    try:
+        for _ in range(2):  # the page drawn, then drawn again on a rerun
+            maps = [_shared.gradcam(str(isolated_artifacts), run_id, _png(picture), picture) for picture in pictures]
+    finally:
+        st.cache_data.clear()
+    assert len(computed) == len(pictures)
+    assert all(m.shape == (24, 24) for m in maps)
