@@ -305,3 +305,30 @@ def test_models_loaded_while_another_process_rewrites_a_fold_are_not_kept_as_the
     predict._loaded.clear()  # as a fresh process
     fresh = predict.predict_files(run_id, [image])[0]
     assert again["probabilities"] == fresh["probabilities"]
+
+
+def test_predicting_stores_nothing_derived_from_the_images_predicted(tiny_dataset, isolated_artifacts, tmp_path):
+    """Images being predicted (files, uploads, a lab's batch) are described in memory: each used to
+    leave its descriptors in the store's features cache, for good, named by a digest of its pixels."""
+    from PIL import Image
+
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.evaluation.ood import describe_images
+    from leukdash.evaluation.predict import predict_files
+
+    run_id = run(RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, augment_factor=2, folds=3),
+                 n_jobs=1)["run_id"]
+    rng = np.random.default_rng(3)
+    files = []
+    for number in range(24):  # enough for the support check to take them as one lab's, and to adapt to them
+        files.append(tmp_path / f"new{number}.png")
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), np.uint8)).save(files[-1])
+    predict_files(run_id, files[:1])  # the run's own description and references, stored once for every answer
+    stored = sorted(path for path in isolated_artifacts.rglob("*") if path.is_file())
+    answers = predict_files(run_id, files) + predict_files(run_id, files, adapt=True)
+    assert all("score" in answer["ood"] and answer["unsupported"]["one_lab"] for answer in answers)
+    assert sorted(path for path in isolated_artifacts.rglob("*") if path.is_file()) == stored
+    # The descriptors computed in memory are those the cache held: the checks answer as they did.
+    images = rng.integers(0, 256, (4, 16, 16, 3), np.uint8)
+    assert np.array_equal(describe_images(images, stored=False), describe_images(images))

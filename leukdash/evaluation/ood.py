@@ -138,11 +138,18 @@ def euclidean(reference: np.ndarray, query: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(squared, 0.0, None))
 
 
-def describe_images(images: np.ndarray) -> np.ndarray:
-    """The descriptors the distance is measured on (engineered features, cached by content)."""
-    from leukdash.engine.training import featurize_cached
+def describe_images(images: np.ndarray, stored: bool = True) -> np.ndarray:
+    """The descriptors the distance is measured on (engineered features): with ``stored``, cached
+    on disk by content (:func:`~leukdash.engine.training.featurize_cached`), for a run's own images
+    and an evaluation set, described again by every check; without, computed in memory, for images
+    being predicted: an upload is classified, never stored, and a file per image would only pile up."""
+    if stored:
+        from leukdash.engine.training import featurize_cached
 
-    return featurize_cached(np.asarray(images), "features")
+        return featurize_cached(np.asarray(images), "features")
+    from leukdash.models.features import extract_features
+
+    return extract_features(np.ascontiguousarray(images))
 
 
 def views(config) -> tuple[str, ...]:

@@ -402,8 +402,9 @@ def out_of_distribution(run_id: str, images: list[np.ndarray], store: RunStore |
     for member, _ in ensemble(run_id, store).parts():
         for view in views(member.config):
             described = training_distribution(member.run_id, store, view)
-            prepared = prepare_images(view_config(member.config, view), images)
-            assessed.append([{**entry, "view": view} for entry in described.assess(describe_images(prepared))])
+            # An image being predicted is described in memory (stored=False): it is classified, never stored.
+            descriptors = describe_images(prepare_images(view_config(member.config, view), images), stored=False)
+            assessed.append([{**entry, "view": view} for entry in described.assess(descriptors)])
     return [{**max(entries, key=lambda entry: entry["percentile"]), "outside": any(e["outside"] for e in entries)}
             for entries in zip(*assessed)]
 
@@ -453,7 +454,8 @@ def unsupported_answers(run_id: str, images: list[np.ndarray], results: list[dic
     support = _per_run(_supports, run_id, store, answer_support)
     voting = ensemble(run_id, store)
     answers = np.array([voting.classes.index(headline(result)["predicted"]) for result in results])
-    scores = support.scores([describe_images(prepare_images(member.config, images)) for member, _ in voting.parts()],
+    scores = support.scores([describe_images(prepare_images(member.config, images), stored=False)
+                             for member, _ in voting.parts()],
                             answers, lab)
     return [None if (result.get("known") or {}).get("match") else
             {"score": round(float(score), 6), "floor": round(support.floor, 6), "flag": bool(score < support.floor),
@@ -615,7 +617,7 @@ def adapted_models(run_id: str, sources: list, store: RunStore | None = None) ->
                            "adapting (no --adapt, or the Predict page's switch off) each is answered on its own (an "
                            "unreadable one with its reason)")
     adapted = models.adapted([np.concatenate(batch) for batch in batches])
-    adapted.lab = [describe_images(np.concatenate(batch)) for batch in batches]
+    adapted.lab = [describe_images(np.concatenate(batch), stored=False) for batch in batches]
     adapted.images_adapted_to = usable
     return adapted
 
@@ -650,7 +652,7 @@ def folder_lab(run_id: str, sources: list, store: RunStore | None = None) -> lis
         for images, prepared in _lab_sample(models, sources):
             outside += [entry["outside"] for entry in out_of_distribution(run_id, images, store)]
             for described, part in zip(descriptors, prepared):
-                described.append(describe_images(part))
+                described.append(describe_images(part, stored=False))
     except CHECK_UNAVAILABLE:
         return None
     return [np.concatenate(described) for described in descriptors] if takes_for_one_lab(outside) else None
