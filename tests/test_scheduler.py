@@ -201,8 +201,28 @@ def test_runs_of_several_configs_share_one_pool_with_in_process_results(tiny_dat
         assert [f["oof"] for f in a["folds"]] == [f["oof"] for f in b["folds"]]
 
 
-def test_a_dead_worker_is_one_clear_error(tiny_dataset, monkeypatch):
-    """A worker process killed mid-task (e.g. by the OOM killer) ends the pool with one clear line."""
+def _own_tmpdir(tmp_path, monkeypatch):
+    """An empty temporary folder for this process and the workers it starts (``TMPDIR``)."""
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))  # gettempdir() read TMPDIR once, before
+    return folder
+
+
+def test_cnn_workers_leave_nothing_in_the_temporary_folder(tiny_dataset, tmp_path, monkeypatch):
+    """TensorFlow's autograph files are removed at its exit, which a worker ended by SIGKILL never reaches."""
+    temporary = _own_tmpdir(tmp_path, monkeypatch)
+    config = RunConfig(dataset=str(tiny_dataset), model="cnn", image_size=16, augment_factor=1, folds=2, epochs=1)
+    assert run_many([config], n_jobs=2)[0]["computed_folds"] == [0, 1]
+    assert sorted(os.listdir(temporary)) == []
+
+
+def test_a_dead_worker_is_one_clear_error(tiny_dataset, tmp_path, monkeypatch):
+    """A worker process killed mid-task (e.g. by the OOM killer) ends the pool with one clear line,
+    and its fold's scratch folder does not outlive it."""
     import os
     import signal
 
@@ -212,6 +232,7 @@ def test_a_dead_worker_is_one_clear_error(tiny_dataset, monkeypatch):
     from leukdash.engine.fold_planning import fold_inputs
     from leukdash.errors import RunError
 
+    temporary = _own_tmpdir(tmp_path, monkeypatch)
     config = RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, augment=AugmentConfig.off(),
                        augment_factor=1, folds=3, feature_set="features")
     dataset = resolve(config).dataset
@@ -234,6 +255,7 @@ def test_a_dead_worker_is_one_clear_error(tiny_dataset, monkeypatch):
         LocalPool(cores=1).run([FoldTask("nb-run", 2, 3, config.to_dict())], inputs,
                                on_done=lambda *a: None, on_event=kill_the_worker, on_failed=lambda *a: None)
     assert len(started) == 1 and killed[0].process.wait() == -signal.SIGKILL
+    assert sorted(os.listdir(temporary)) == []
 
 
 def test_a_childs_stderr_reaches_ours_without_tensorflows_start_up_notes(capfd, monkeypatch):

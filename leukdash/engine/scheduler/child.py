@@ -11,6 +11,10 @@ died (killed, or out of memory): its parent reads that as ``("died", exit status
 
 What a child writes to stderr reaches this process's stderr through the parent, less
 TensorFlow's start-up notes (:func:`~leukdash.models.tensorflow_import.tensorflow_note`).
+
+A child's temporary files (``TMPDIR``) go to a folder of its own, which its parent removes when the
+child ends: a child is ended by SIGKILL, idle or mid-fold, so neither TensorFlow's ``atexit`` removal
+of its autograph files nor a fold's own scratch folder would ever clean up after it.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -42,12 +48,17 @@ class ChildProcess:
 
     def __init__(self, inbox: queue.Queue, cnn: bool = False):
         self.inbox, self.cnn = inbox, cnn
+        self.temporary = tempfile.mkdtemp(prefix="leukdash-worker-")
         # A fold computes with one BLAS thread (task.py's threadpool_limits(1)); OpenBLAS would still start
         # a thread per core on import, which a low process limit (ulimit -u) turns into noise and crashes.
-        self.process = launch([sys.executable, "-c", BOOTSTRAP, str(os.getpid()), "cnn" if cnn else "classic",
-                               repr(time.time())],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+        try:
+            self.process = launch([sys.executable, "-c", BOOTSTRAP, str(os.getpid()), "cnn" if cnn else "classic",
+                                   repr(time.time())],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "TMPDIR": self.temporary})
+        except BaseException:  # no process (or thread) to spare: the caller says so; nothing of it may stay
+            shutil.rmtree(self.temporary, ignore_errors=True)
+            raise
         self._write([pickle.dumps(sys.path)])  # a few KB: fits the pipe, does not block
         threading.Thread(target=self._read, name="leukdash-child-reader", daemon=True).start()
         threading.Thread(target=_relay, args=(self.process.stderr,), name="leukdash-child-stderr",
@@ -68,7 +79,12 @@ class ChildProcess:
     def kill(self) -> None:
         if self.alive():
             self.process.kill()
+        self._ended()
+
+    def _ended(self) -> None:
+        """Wait for the child's end and remove its temporary folder (from either thread: twice is harmless)."""
         self.process.wait()
+        shutil.rmtree(self.temporary, ignore_errors=True)
 
     def _write(self, frames: list[bytes]) -> None:
         try:
@@ -84,7 +100,8 @@ class ChildProcess:
                 kind, value = pickle.load(self.process.stdout)
                 self.inbox.put((self, kind, value))
         except (EOFError, OSError, ValueError, pickle.UnpicklingError):
-            self.inbox.put((self, "died", self.process.wait()))
+            self._ended()
+            self.inbox.put((self, "died", self.process.returncode))
 
 
 def _relay(stderr) -> None:
