@@ -33,6 +33,12 @@ def remember(signum: int) -> None:
     _asked = signum
 
 
+def stop(signum: int, frame) -> None:
+    """A signal handler: remember the stop (see the module's docstring) and raise it."""
+    remember(signum)
+    raise interrupt(signum)
+
+
 def forget() -> None:
     global _asked
     _asked = None

@@ -74,6 +74,33 @@ def test_calibration_measures_a_kind_on_this_machine_once(isolated_artifacts):
     assert result["estimated"] == result["calibrated"] == 1 and 0 < result["low"] < result["seconds"] < result["high"]
 
 
+def test_a_measurement_stopped_by_sigterm_removes_its_scratch_store_and_its_marker(isolated_artifacts, tmp_path):
+    """The dashboard's measurement runs in the background: a stop (SIGTERM) must not leave its throwaway store
+    (a generated set, its cache: about 12 MB) in the temporary folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from leukdash.paths import REPO_ROOT
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    (isolated_artifacts / "calibration.running").write_text("cnn/paper")
+    env = {**os.environ, "TMPDIR": str(temporary), "LEUKDASH_ARTIFACTS": str(isolated_artifacts),
+           "PYTHONPATH": str(REPO_ROOT)}
+    measuring = subprocess.Popen([sys.executable, "-m", "leukdash.engine.calibrate", "cnn/paper"], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(temporary.glob("leukdash-calibrate-*/data")) and time.time() < deadline:
+        time.sleep(0.05)
+    measuring.send_signal(signal.SIGTERM)
+    said = measuring.communicate(timeout=60)[1]
+    assert measuring.returncode != 0 and said.strip() == "calibration stopped by SIGTERM: nothing measured is kept"
+    assert sorted(os.listdir(temporary)) == [] and not (isolated_artifacts / "calibration.running").exists()
+
+
 def test_a_measurement_marker_counts_for_ten_minutes_either_way_of_now(isolated_artifacts):
     """A marker dated ahead of the clock (the clock set back since) must not hold measuring off until that date."""
     import os

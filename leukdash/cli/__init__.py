@@ -104,16 +104,12 @@ def _stop_on_signals():
     """While a command runs (main thread only), SIGINT raises KeyboardInterrupt and SIGTERM and SIGHUP
     :class:`Stopped`; each is also remembered (:mod:`leukdash.interrupts`), so that computing in this
     process raises it again at its next safe point where Python swallowed it (in a weakref callback)."""
-    def stop(signum, frame):
-        interrupts.remember(signum)
-        raise interrupts.interrupt(signum)
-
     names = [name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
     interrupts.forget()
     # One ignored from the start (nohup, a shell's background job) stays ignored; one set from outside Python
     # (getsignal says None) is left alone too: it could not be put back.
     try:
-        previous = {name: signal.signal(getattr(signal, name), stop) for name in names
+        previous = {name: signal.signal(getattr(signal, name), interrupts.stop) for name in names
                     if signal.getsignal(getattr(signal, name)) not in (signal.SIG_IGN, None)}
     except ValueError:  # not the main thread: leave signals alone
         previous = {}

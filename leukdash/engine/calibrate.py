@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -140,8 +141,26 @@ def start_measuring(kinds: list[str]) -> None:
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-if __name__ == "__main__":
+def main(kinds: list[str]) -> int:
+    """Measure ``kinds`` as a command (the dashboard's background measurement); return its exit status.
+
+    SIGTERM and SIGHUP (the measurement ended from outside) unwind like Ctrl-C, so that its scratch
+    store (a generated set and its cache) is removed on the way out, as is the marker.
+    """
+    from leukdash import interrupts
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupts.stop)
     try:
-        measure(sys.argv[1:])
+        measure(kinds)
+    except KeyboardInterrupt as stopped:
+        by = stopped.args[0] if isinstance(stopped, interrupts.Stopped) else "Ctrl-C"
+        print(f"calibration stopped by {by}: nothing measured is kept", file=sys.stderr)
+        return 1
     finally:
         _marker().unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
