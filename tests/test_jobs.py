@@ -43,10 +43,11 @@ def fake_job(monkeypatch):
 def reap_leftovers():
     """Kill whatever job a test left running, worker included."""
     yield
-    for pid in list(job_queue.children):
-        if job_queue.children[pid].poll() is None:
+    for pid, process in list(job_queue.children.items()):  # its reaper thread may drop it meanwhile
+        if process.poll() is None:
             _kill_group(pid)
-        job_queue.children.pop(pid).wait()
+        process.wait()
+        job_queue.children.pop(pid, None)
     # Jobs a supervisor started from the queue are not our children.
     root = RunStore().root
     for job_file in root.glob("*/job.json") if root.is_dir() else []:
@@ -155,6 +156,18 @@ def test_failed_job_reports_its_exit_status_to_other_processes(fake_job):
     assert jobs.job_status("r1")["returncode"] == 3
     assert json.loads((store.run_dir("r1") / "job.json").read_text())["returncode"] == 3
 
+
+
+def test_a_finished_jobs_supervisor_is_reaped_though_nobody_asks_after_its_job(fake_job):
+    """A long-lived process (the dashboard's server) whose sessions never look at a job again must not keep its
+    supervisor as a zombie; its exit status still reaches every reader."""
+    store = RunStore()
+    fake_job("import sys; sys.exit(3)")
+    pid = jobs.start_job(CONFIG, "r1")["pid"]
+    _wait_for(lambda: not Path(f"/proc/{pid}").exists())  # not even a zombie, and no job_status called
+    _wait_for(lambda: pid not in job_queue.children)
+    assert json.loads((store.run_dir("r1") / "job.json").read_text())["returncode"] == 3
+    assert jobs.job_status("r1")["returncode"] == 3
 
 
 def test_a_job_killed_by_sigkill_says_so_in_one_line_and_ends_as_killed(fake_job):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from leukdash.errors import RunError
 from leukdash.engine.store import (CONFIG_FILE, JOB_FILE, JOB_LOCK, LOG_FILE, RunStore, read_json,
                                    write_json_atomic)
 
-# Children started by this process, so their exit status can be collected (and they are reaped).
+# Supervisors started by this process and not yet ended (each reaped by a thread of its own: :func:`_reap`).
 children: dict[int, subprocess.Popen] = {}
 
 
@@ -126,6 +127,26 @@ def _spawn(store: RunStore, job: dict, max_jobs: int) -> None:
     write_json_atomic(store.run_dir(job["run_id"]) / JOB_FILE, {
         "pid": process.pid, "run_id": job["run_id"], "started": time.time(), "log": job["log"],
         "config_file": job["config_file"], "proc_start": _proc_start(process.pid), "max_jobs": max_jobs})
+    threading.Thread(target=_reap, args=(store, job["run_id"], process), name="leukdash-job-reaper",
+                     daemon=True).start()
+
+
+def _reap(store: RunStore, run_id: str, process: subprocess.Popen) -> None:
+    """Wait for a supervisor to end and keep its exit status in its job file, then forget it: a long-lived
+    process (the dashboard's server) would otherwise keep it as a zombie until a session asks after that
+    very job, which none may ever do (its tab closed, the job out of the pages' lists)."""
+    keep_returncode(store, run_id, process.pid, process.wait())
+    children.pop(process.pid, None)
+
+
+def keep_returncode(store: RunStore, run_id: str, pid: int, returncode: int) -> None:
+    """Write the exit status of the job process ``pid`` into its job file (only its parent learns it), for
+    every other reader; unless the file has it already, or a new job of the run replaced that one meanwhile."""
+    folder = store.run_dir(run_id)
+    with job_lock(store, run_id):
+        job = read_job(folder)
+        if job is not None and job.get("pid") == pid and "returncode" not in job:
+            write_json_atomic(folder / JOB_FILE, {**job, "returncode": returncode})
 
 
 def default_max_jobs() -> int:

@@ -18,7 +18,8 @@ from leukdash.errors import RunError
 from leukdash.engine.progress import append_event, latest_state, read_events
 from leukdash.engine.store import RunStore, write_json_atomic
 from leukdash.service.job_queue import (CONFIG_FILE, JOB_FILE, LOG_FILE, children, default_max_jobs, dispatch,
-                                        job_alive, job_lock, queue_entries, queue_position, read_job, submit)
+                                        job_alive, job_lock, keep_returncode, queue_entries, queue_position,
+                                        read_job, submit)
 
 if TYPE_CHECKING:
     from leukdash.config import RunConfig
@@ -66,8 +67,8 @@ def job_status(run_id: str, store: RunStore | None = None, log_lines: int = 20) 
     pid = job.get("pid") if job else None
     returncode = job.get("returncode") if job else None
     alive = pid is not None and job_alive(job)
-    if pid in children and children[pid].returncode is not None:
-        returncode = children[pid].returncode
+    if pid is not None and returncode is None and not alive:
+        returncode = _exit_status(folder, pid)
     if store.read_summary(run_id) is not None:
         state = "finished"
     elif position is not None:
@@ -81,12 +82,7 @@ def job_status(run_id: str, store: RunStore | None = None, log_lines: int = 20) 
     else:
         state = "failed"
     if pid is not None and not alive and returncode is not None and "returncode" not in job:
-        # Only the parent learns the exit status; keep it for every other reader, unless a
-        # new job replaced this one meanwhile.
-        with job_lock(store, run_id):
-            latest = read_job(folder)
-            if latest is not None and latest.get("pid") == pid and "returncode" not in latest:
-                write_json_atomic(folder / JOB_FILE, {**latest, "returncode": returncode})
+        keep_returncode(store, run_id, pid, returncode)
     return {
         "state": state, "position": position, "pid": pid, "returncode": returncode, "progress": progress,
         "log_tail": _tail(folder / LOG_FILE, log_lines),
@@ -122,6 +118,16 @@ def cancel_job(run_id: str, store: RunStore | None = None, grace: float = 5.0) -
     if job is not None:
         dispatch(store, job.get("max_jobs") or default_max_jobs())  # a killed supervisor cannot
     return job_status(run_id, store)
+
+
+def _exit_status(folder: Path, pid: int) -> int | None:
+    """The exit status of the ended job process ``pid``, if known: as its parent (this process) learned it,
+    or from its job file, where this process's reaper thread may have put it since the file was read."""
+    process = children.get(pid)
+    if process is not None and process.returncode is not None:
+        return process.returncode
+    job = read_job(folder)
+    return job.get("returncode") if job is not None and job.get("pid") == pid else None
 
 
 def _wait_for_exit(job: dict, seconds: float) -> bool:
