@@ -433,3 +433,29 @@ def test_an_optional_write_is_skipped_silently_only_on_a_read_only_store(isolate
         assert lines == []
     else:
         assert len(lines) == 1 and lines[0].startswith(f"not stored: cannot write {target}: ") and "\n" not in lines[0]
+
+
+def test_a_store_whose_cache_is_deleted_answers_the_same_and_rebuilds_it(tiny_dataset, isolated_artifacts):
+    """What the README says of reclaiming space: cache/ may be deleted, runs/<run_id>/ holds all of a run."""
+    import shutil
+
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.evaluation.compare import compare_runs
+    from leukdash.evaluation.predict import predict_files
+
+    config = RunConfig(dataset=str(tiny_dataset), model="svm", feature_set="features", image_size=16, folds=2,
+                       augment_factor=1)
+    runs = [run(config, n_jobs=1), run(config.with_changes(model="nb"), n_jobs=1)]
+    ids = [result["run_id"] for result in runs]
+    image = next((tiny_dataset / "CLL").glob("*.png"))
+    predicted, compared = predict_files(ids[0], [image]), compare_runs(ids)
+    cache = isolated_artifacts / "cache"
+    assert {folder.name for folder in cache.iterdir()} == {"arrays", "features"}
+    shutil.rmtree(cache)
+    again = [run(config, n_jobs=1), run(config.with_changes(model="nb"), n_jobs=1)]
+    assert [result["cached"] for result in again] == [True, True]
+    assert [result["folds"] for result in again] == [result["folds"] for result in runs]
+    assert predict_files(ids[0], [image]) == predicted and compare_runs(ids) == compared
+    run(config.with_changes(seed=7), n_jobs=1)  # a new run rebuilds what it needs
+    assert {folder.name for folder in cache.iterdir()} == {"arrays", "features"}
