@@ -13,7 +13,7 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
 
-from leukdash.intervals import SHARE, clipped_interval, metric_range
+from leukdash.intervals import SHARE, clipped_interval, metric_range, share_interval
 
 # Probabilities are clipped away from 0 and 1 before the log loss, so one confident mistake
 # gives a large but finite loss (the same epsilon Keras uses).
@@ -156,13 +156,29 @@ def std_text(acc: dict, n_folds: int) -> str:
     return "n/a" if n_folds < 2 else f"{acc['std']:.4f}"
 
 
+def ci_text(acc: dict, n_folds: int) -> str:
+    """A fold summary's 95% t interval as the command line shows it, clipped to 0-1 (it is of an accuracy).
+
+    Below 3 folds there is no interval worth the name: one fold has no spread, and a t interval on the one degree
+    of freedom of two spans about the whole range (t = 12.7). Where every fold scored the same, :func:`summarize`
+    stores an interval of zero width, which would read as a certainty that a few folds cannot give: n/a, said why.
+    """
+    if n_folds < 3:
+        return f"95% CI n/a: {n_folds} fold{'s are' if n_folds > 1 else ' is'} too few for one"
+    if acc["max"] == acc["min"]:
+        return f"95% CI n/a: every fold scored {acc['min']:.4f}, and a zero-width interval would read as a certainty"
+    low, high = share_interval(acc["ci95"])
+    return f"95% CI {low:.4f}-{high:.4f}"
+
+
 def summarize(values, *, bounds: tuple[float, float]) -> dict:
     """Mean, sample standard deviation, range and 95% Student-t interval of fold values, the
     interval clipped to ``bounds``, the values the metric can take (see :func:`~leukdash.intervals.metric_range`).
     ``bounds`` has no default: one forgotten would leave the interval unclipped (beyond 1 for a share) unseen.
 
     With one value the standard deviation is 0 and the interval collapses to the value itself
-    (there is no spread to estimate an interval from).
+    (there is no spread to estimate an interval from); so does the interval of values all equal. What is shown of
+    them says n/a (:func:`std_text`, :func:`ci_text`).
     """
     x = np.asarray(list(values), dtype=np.float64)
     if x.size == 0:

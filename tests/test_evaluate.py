@@ -16,7 +16,7 @@ from leukdash.data.decode import decode_image
 from leukdash.errors import DatasetError
 from leukdash.evaluation.answer import conflicting_labels
 from leukdash.evaluation.evaluate import METHOD_VERSION, evaluate, result_path, stored_evaluations
-from leukdash.evaluation.evaluation_text import format_evaluation, groups_text, outcome_sentence
+from leukdash.evaluation.evaluation_text import format_evaluation, groups_text, interval_text, outcome_sentence
 from leukdash.evaluation.external_metrics import external_metrics, group_bootstrap
 from leukdash.evaluation.ood import TrainingDistribution
 from leukdash.evaluation.predict import known_image, predict_images
@@ -59,8 +59,34 @@ def test_metrics_flag_a_collapsed_model_and_report_each_group():
     assert metrics["per_class_recall"] == {"ALL": 0.0, "HEALTHY": 1.0}
     assert [(g["group"], g["class"], g["recall"]) for g in metrics["per_group"]] == [
         ("a", "ALL", 0.0), ("b", "ALL", 0.0), ("c", "HEALTHY", 1.0), ("d", "HEALTHY", 1.0)]
-    # Every bootstrap sample keeps both classes: balanced accuracy is always exactly 0.5.
-    assert metrics["intervals"]["balanced_accuracy"] == [0.5, 0.5]
+    # Every bootstrap sample keeps both classes and each group's answers: every resample gives 0.5, so no interval.
+    assert metrics["intervals"]["balanced_accuracy"] is None and metrics["intervals"]["accuracy"] is None
+    assert metrics["intervals"]["reason"] == "every resample is the same: each class's groups have the same share right"
+
+
+def test_answers_that_cannot_vary_over_resamples_give_no_interval_and_say_why():
+    """Six groups, every image answered right: all 2000 resamples give 1.0, and a 1.0-1.0 interval would read as a
+    certainty six groups cannot give. n/a with the reason instead, in the text too; where only the ROC AUC cannot
+    vary (perfect ranking, some answers wrong), only it is n/a and the reason names it."""
+    y, groups = np.array([0] * 8 + [1] * 4), np.array(["A0", "A0", "A1", "A1", "A2", "A2", "A3", "A3",
+                                                         "H0", "H0", "H1", "H1"])
+    right = external_metrics(y, np.where(y[:, None] == [0, 1], 0.9, 0.1), groups, ("ALL", "HEALTHY"))
+    intervals = right["intervals"]
+    assert right["accuracy"] == right["balanced_accuracy"] == right["roc_auc"] == 1.0
+    assert intervals["accuracy"] is intervals["balanced_accuracy"] is intervals["roc_auc"] is None
+    assert intervals["reason"] == "every resample is the same: all answers right"
+    wrong = external_metrics(y, np.where(y[:, None] == [0, 1], 0.1, 0.9), groups, ("ALL", "HEALTHY"))
+    assert wrong["intervals"]["reason"].endswith("all answers wrong") and wrong["intervals"]["accuracy"] is None
+    ranked = np.array([0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.45, 0.45, 0.4, 0.4, 0.1, 0.1])  # ALL's score, ALL first
+    some = external_metrics(y, np.c_[ranked, 1 - ranked], groups, ("ALL", "HEALTHY"))["intervals"]
+    assert some["roc_auc"] is None and some["reason"] == ("every resample is the same for roc auc: the scores "
+                                                          "separate the classes alike in each")
+    low, high = some["accuracy"]
+    assert low < high
+    # An evaluation stored before holds the zero-width interval: shown n/a all the same.
+    from leukdash.reporting.external_report import interval
+    assert interval_text({"accuracy": [1.0, 1.0]}, "accuracy") == "n/a: every resample is the same (1.0000)"
+    assert interval(0.5, [0.5, 0.5]) == "0.500 [n/a]" and interval(0.5, [0.4, 0.6]) == "0.500 [0.400-0.600]"
 
 
 def test_a_set_of_one_class_answered_that_class_has_not_collapsed_and_answered_another_has():
@@ -803,7 +829,8 @@ def test_groups_that_cannot_vary_give_no_interval_and_say_why(tiny_dataset, othe
     """One group holding both classes, or one image per class: every resample of the group
     bootstrap is the same, so the intervals are n/a with the reason (text and --json), not a
     zero-width interval; a group of several classes is told by its images of each. Two subjects
-    per class still get real intervals."""
+    per class are no reason of the groups' (an interval that varies is in
+    test_answers_that_cannot_vary_over_resamples_give_no_interval_and_say_why)."""
     result = run(tiny_config(tiny_dataset, classes=("ALL", "HEALTHY")), n_jobs=1)
     run_id = result["run_id"]
 
@@ -836,11 +863,13 @@ def test_groups_that_cannot_vary_give_no_interval_and_say_why(tiny_dataset, othe
     assert [(g["group"], g["classes"]) for g in mixed] == [("P1", {"ALL": 4, "HEALTHY": 4})]
     assert groups_text(mixed) == f"P1 (ALL 4 + HEALTHY 4) {mixed[0]['recall']:.2f}"
 
-    adequate = evaluate(run_id, str(other_lab))  # two subjects of each class
-    assert adequate["intervals"]["reason"] is None
+    adequate = evaluate(run_id, str(other_lab))  # two subjects of each class: the groups can vary
+    reason = adequate["intervals"]["reason"]  # the answers may not (this tiny model's are alike in each group)
+    assert reason is None or reason.startswith("every resample is the same"), reason
     for name in ("accuracy", "balanced_accuracy"):
-        low, high = adequate["intervals"][name]
-        assert low <= adequate[name] <= high
+        if adequate["intervals"][name] is not None:
+            low, high = adequate["intervals"][name]
+            assert low <= adequate[name] <= high
 
 
 def test_class_names_that_differ_only_in_unicode_form_are_one_class(tiny_dataset, other_lab, tmp_path, capsys):

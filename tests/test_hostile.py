@@ -761,6 +761,24 @@ def _too_few_folds_for_an_interval(folder: Path) -> str:
     return lines[0][lines[0].index("95% CI"):].rstrip(")")
 
 
+def test_folds_that_all_scored_the_same_give_no_interval_and_say_why():
+    """Three folds all right (an SVM on a small easy set): summarize stores 1.0-1.0, but the line says n/a and why,
+    not a "95% CI 1.0000-1.0000" read as a certainty; folds that differ keep their interval."""
+    from leukdash.metrics import summarize_folds
+
+    def last_line(values):
+        folds = [{"fold": i, "val_acc": v, "val_loss": 0.1, "train_acc": 1.0, "balanced_acc": v, "macro_f1": v,
+                  "seconds": 1.0} for i, v in enumerate(values)]
+        result = {"run_id": "x", "cached": True, "config": {"model": "svm", "protocol": "strict", "folds": 3},
+                  "dataset": {"name": "d"}, "folds": folds, "summary": summarize_folds(folds)}
+        return run_text(result).splitlines()[-1]
+
+    assert last_line([1.0, 1.0, 1.0]) == ("mean val_acc 1.0000 (std 0.0000, min 1.0000, max 1.0000, 95% CI n/a: "
+                                          "every fold scored 1.0000, and a zero-width interval would read as a "
+                                          "certainty)")
+    assert last_line([0.8, 0.9, 1.0]).endswith("95% CI 0.6516-1.0000)")
+
+
 @case("dashboard message naming a server path", "the path shown relative to the data root")
 def _server_paths_hidden(folder: Path) -> str:
     from leukdash.data.discovery import open_dataset

@@ -57,8 +57,7 @@ def run_json(result: dict) -> dict:
 
 def run_text(result: dict) -> str:
     from leukdash.evaluation.compare import calibration_note, collapse_of, ties_note
-    from leukdash.intervals import share_interval
-    from leukdash.metrics import std_text
+    from leukdash.metrics import ci_text, std_text
 
     config, summary = result["config"], result["summary"]
     head = f"run {result['run_id']} ({'cached' if result['cached'] else 'computed'}) " \
@@ -81,13 +80,8 @@ def run_text(result: dict) -> str:
         lines.append(f"{fold['fold'] + 1:>4} {fold['val_acc']:>8.4f} {fold['val_loss']:>9.4f} {trained} "
                      f"{fold['balanced_acc']:>8.4f} {fold['macro_f1']:>8.4f} {seconds}")
     acc, n_folds = summary["val_acc"], len(result["folds"])
-    low, high = share_interval(acc.get("ci95") or [acc["mean"], acc["mean"]])
-    # Below 3 folds there is no interval worth the name: one fold has no spread, and a t interval
-    # on the one degree of freedom of two spans about the whole range (t = 12.7).
-    spread = f"std {std_text(acc, n_folds)}"
-    interval = (f"95% CI n/a: {n_folds} fold{'s are' if n_folds > 1 else ' is'} too few for one" if n_folds < 3 else
-                f"95% CI {low:.4f}-{high:.4f}")
-    lines.append(f"mean val_acc {acc['mean']:.4f} ({spread}, min {acc['min']:.4f}, max {acc['max']:.4f}, {interval})")
+    lines.append(f"mean val_acc {acc['mean']:.4f} (std {std_text(acc, n_folds)}, min {acc['min']:.4f}, "
+                 f"max {acc['max']:.4f}, {ci_text(acc, n_folds)})")
     # A model giving one class to nearly every image (its figures are that class's share), and ties, are said from
     # the stored out-of-fold answers.
     note, ties, reversed_folds = collapse_of(result), ties_note(result), calibration_note(result)

@@ -73,11 +73,14 @@ def groups_text(groups: list[dict]) -> str:
 
 def interval_text(intervals: dict, name: str, spec: str = ".4f") -> str:
     """A group-bootstrap interval of ``intervals`` as ``low-high``, or ``n/a`` with the reason
-    where the groups could not support one."""
+    where the groups could not support one, or every resample gave the same value (a zero-width interval, as
+    evaluations stored before that was n/a hold it)."""
     found = intervals.get(name)
     if found is None:
         return f"n/a: {intervals.get('reason') or 'not computed'}"
     low, high = found
+    if low == high:
+        return f"n/a: every resample is the same ({low:{spec}})"
     return f"{low:{spec}}-{high:{spec}}"
 
 
@@ -86,7 +89,9 @@ def few_groups(result: dict, fewest: int = 3) -> str | None:
     the external set: the bootstrap redraws only those, so its interval is about their spread,
     not about another subject's images. None otherwise, and where there are no intervals (their
     n/a says why). A group counts for each class it holds images of."""
-    if result.get("intervals", {}).get("reason"):
+    intervals = result.get("intervals", {})
+    if intervals.get("reason") and all(intervals.get(name) is None for name in ("accuracy", "balanced_accuracy",
+                                                                                "roc_auc")):
         return None
     counts = Counter(name for group in result.get("per_group", [])
                      for name in (group.get("classes") or [group["class"]]))  # stored before groups held classes

@@ -14,7 +14,8 @@ Groups are resampled within each class (a group's class is its majority class), 
 bootstrap sample has every class and balanced accuracy stays defined. Where the groups cannot
 support an interval (one group holds every image, a class is in fewer than two groups) there is
 none: each interval is None and ``reason`` says why (a resampling that cannot vary would give one
-of zero width, read as a certainty).
+of zero width, read as a certainty). So is a metric whose resamples can vary but do not (every answer right,
+every group of a class with the same share right): its interval is None, and ``reason`` names it.
 """
 
 from __future__ import annotations
@@ -222,7 +223,8 @@ def group_bootstrap(y_true, proba, groups, n_classes: int, *, samples: int = BOO
     two classes) over ``samples`` resamplings of whole groups, within each group's class.
 
     Where the groups cannot support one (:func:`no_interval_reason`), each interval is None and
-    ``reason`` says why; else ``reason`` is None. ``classes``: the class names, for that reason."""
+    ``reason`` says why; a metric every resample gives the same value has None too, and ``reason`` says so
+    (:func:`same_resamples_reason`); else ``reason`` is None. ``classes``: the class names, for that reason."""
     from leukdash.metrics import group_members
 
     y_true, proba, groups = np.asarray(y_true, dtype=int), np.asarray(proba), np.asarray(groups)
@@ -249,14 +251,30 @@ def group_bootstrap(y_true, proba, groups, n_classes: int, *, samples: int = BOO
         n[rows], right[rows] = weights @ totals, weights @ hits
         if with_auc:
             aucs.append(auc_of(weights))
-    accuracy = right.sum(1) / n.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         balanced = np.nanmean(np.where(n > 0, right / n, np.nan), axis=1)
-    intervals = {"accuracy": _interval(accuracy), "balanced_accuracy": _interval(balanced)}
-    if with_auc:
-        intervals["roc_auc"] = _interval(np.concatenate(aucs))
-    intervals.update({"reason": None, **about})
+    resampled = {"accuracy": right.sum(1) / n.sum(1), "balanced_accuracy": balanced,
+                 **({"roc_auc": np.concatenate(aucs)} if with_auc else {})}
+    intervals = {name: _interval(values) for name, values in resampled.items()}
+    same = [name for name, values in resampled.items() if np.ptp(values) <= TIE]
+    for name in same:
+        intervals[name] = None
+    intervals.update({"reason": same_resamples_reason(same, resampled, correct), **about})
     return intervals
+
+
+def same_resamples_reason(same: list[str], resampled: dict, correct: np.ndarray) -> str | None:
+    """Why the metrics named in ``same`` have no interval: every resample gave them the same value (every answer
+    right, say), so a percentile interval would have zero width and read as a certainty that a few groups cannot
+    give. None when ``same`` is empty. ``resampled``: every metric's resampled values; ``correct``: each image's
+    answer right or wrong."""
+    if not same:
+        return None
+    why = ("all answers right" if correct.all() else "all answers wrong" if not correct.any() else
+           "each class's groups have the same share right" if "accuracy" in same or "balanced_accuracy" in same else
+           "the scores separate the classes alike in each")
+    which = "" if len(same) == len(resampled) else " for " + ", ".join(name.replace("_", " ") for name in same)
+    return f"every resample is the same{which}: {why}"
 
 
 def no_interval_reason(totals: np.ndarray, group_class: np.ndarray, classes=None) -> str | None:

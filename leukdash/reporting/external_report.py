@@ -146,8 +146,9 @@ def _label(test: str, preprocessing: str) -> str:
 
 
 def interval(value: float, ci) -> str:
-    """A figure and its interval; ``ci`` None: the groups supported none (n/a)."""
-    return f"{value:.3f} [n/a]" if ci is None else f"{value:.3f} [{ci[0]:.3f}-{ci[1]:.3f}]"
+    """A figure and its interval; ``ci`` None: the groups supported none (n/a), and so n/a for an interval of zero
+    width (every resample the same, stored before that was None): it would read as a certainty."""
+    return f"{value:.3f} [n/a]" if ci is None or ci[0] == ci[1] else f"{value:.3f} [{ci[0]:.3f}-{ci[1]:.3f}]"
 
 
 def within_text(row: dict) -> str:

@@ -47,7 +47,8 @@ def external_bars(frame: pd.DataFrame, metric: str = "balanced_accuracy") -> go.
         run, tested, predicted = (shown_in_chart(row[key]) for key in ("Run", "Tested on", "Predicted"))
         x = [[tested], [wrap(row["Run"])]]
         value = row["Value"] if row["Value"] is not None else float("nan")
-        undefined = row["Low"] is None or pd.isna(row["Low"])  # no interval: no whisker
+        # No interval, or one of zero width (every resample the same, stored before that was None): no whisker.
+        undefined = row["Low"] is None or pd.isna(row["Low"]) or row["Low"] == row["High"]
         low, high = (value, value) if undefined else (row["Low"], row["High"])
         ci = "95% CI n/a" if undefined else f"95% CI {low:.1%}-{high:.1%}"
         fig.add_bar(
