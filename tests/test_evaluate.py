@@ -86,6 +86,9 @@ def test_answers_that_cannot_vary_over_resamples_give_no_interval_and_say_why():
     # An evaluation stored before holds the zero-width interval: shown n/a all the same.
     from leukdash.reporting.external_report import interval
     assert interval_text({"accuracy": [1.0, 1.0]}, "accuracy") == "n/a: every resample is the same (1.0000)"
+    from leukdash.evaluation.evaluation_text import few_groups
+    stored = {"accuracy": [1.0, 1.0], "balanced_accuracy": [1.0, 1.0], "reason": None}
+    assert few_groups({"intervals": stored, "per_group": right["per_group"]}) is None  # no interval to rest on groups
     assert interval(0.5, [0.5, 0.5]) == "0.500 [n/a]" and interval(0.5, [0.4, 0.6]) == "0.500 [0.400-0.600]"
 
 

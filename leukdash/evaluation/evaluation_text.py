@@ -79,9 +79,16 @@ def interval_text(intervals: dict, name: str, spec: str = ".4f") -> str:
     if found is None:
         return f"n/a: {intervals.get('reason') or 'not computed'}"
     low, high = found
-    if low == high:
+    if not has_interval(intervals, name):
         return f"n/a: every resample is the same ({low:{spec}})"
     return f"{low:{spec}}-{high:{spec}}"
+
+
+def has_interval(intervals: dict, name: str) -> bool:
+    """Whether ``intervals`` holds an interval of ``name`` worth showing: one, and not of zero width (every
+    resample the same, as evaluations stored before that was None hold it)."""
+    found = intervals.get(name)
+    return found is not None and found[0] != found[1]
 
 
 def few_groups(result: dict, fewest: int = 3) -> str | None:
@@ -89,9 +96,8 @@ def few_groups(result: dict, fewest: int = 3) -> str | None:
     the external set: the bootstrap redraws only those, so its interval is about their spread,
     not about another subject's images. None otherwise, and where there are no intervals (their
     n/a says why). A group counts for each class it holds images of."""
-    intervals = result.get("intervals", {})
-    if intervals.get("reason") and all(intervals.get(name) is None for name in ("accuracy", "balanced_accuracy",
-                                                                                "roc_auc")):
+    intervals = result.get("intervals")
+    if intervals and not any(has_interval(intervals, name) for name in ("accuracy", "balanced_accuracy", "roc_auc")):
         return None
     counts = Counter(name for group in result.get("per_group", [])
                      for name in (group.get("classes") or [group["class"]]))  # stored before groups held classes
