@@ -259,7 +259,7 @@ def paired_tests_view(chosen_ids: list[str], labels: list[str]) -> None:
         return
     label_of = dict(zip(chosen_ids, labels))
     paired = [{"Run A": label_of[t["run_a"]], "Run B": label_of[t["run_b"]], "Only A right": t["b"], "Only B right": t["c"],
-               "Images": t["n"], "p-value": t["p_value"], "p (Holm)": t["p_holm"]}
+               "Images": t["n"], "p-value": t["p_value"], "p (Holm)": t["p_holm"], "Note": t["note"]}
               for t in tests if t["p_value"] is not None]
     if paired:
         data_table(paired, column_config=fitted(
@@ -267,7 +267,9 @@ def paired_tests_view(chosen_ids: list[str], labels: list[str]) -> None:
                      "p (Holm)": st.column_config.NumberColumn(format="%.4g")}))
     reasons = Counter(t["note"] for t in tests if t["p_value"] is None)
     st.caption("Exact McNemar test on the images both runs validated (pooled over folds; one pair per image, "
-               "its original, also for runs validated on augmented copies): a small p-value (below 0.05) means "
+               "its original, also for runs validated on augmented copies, whose accuracy counts the copies too: "
+               "the note gives each run's right answers on the originals, and says when the runs' folds differ): "
+               "a small p-value (below 0.05) means "
                "the two models' error rates differ more than chance would explain. With several pairs, read "
                "p (Holm), adjusted for the number of pairs tested (Holm's method)."
                + "".join(f" {n} pair(s) left out: {reason}, so no image was validated by both."

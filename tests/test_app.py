@@ -408,6 +408,23 @@ def test_compare_shows_what_each_run_warned_of_about_its_data(tiny):
     assert len(said) == 1 and "**2 runs**" in said[0].value and said[0].help.count("Naive Bayes") == 2
 
 
+def test_compare_tests_tab_notes_other_folds_beside_the_pair(tiny):
+    """Two seeds of one model validated the images in other folds: the Tests tab's pair says so in its Note, as
+    `compare` does."""
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.evaluation.compare import compare_runs
+
+    config = RunConfig(dataset="tiny", model="nb", image_size=16, augment_factor=1, augment=AugmentConfig.off(), folds=2)
+    ids = [run(RunConfig(**{**config.to_dict(), "seed": seed}), n_jobs=1)["run_id"] for seed in (0, 1)]
+    [test] = compare_runs(ids)["mcnemar"]
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")
+    paired = next(d.value for d in at.dataframe if "p-value" in d.value.columns)
+    swapped = test["note"].replace("seed 0 vs 1", "seed 1 vs 0")  # the page may pair them the other way round
+    assert test["note"].startswith("different folds (seed 0 vs 1)") and list(paired["Note"]) in ([test["note"]],
+                                                                                                 [swapped])
+
+
 def test_compare_says_which_run_answers_one_class_for_every_image(allidb2_path, tmp_path):
     """20 ALL and 3 HEALTHY: naive Bayes answers ALL throughout, its accuracy the share of ALL: said beside it."""
     import shutil

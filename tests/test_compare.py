@@ -9,7 +9,8 @@ from leukdash.evaluation.compare import paired_mcnemar
 
 def result(fingerprint: str, name: str = "allidb2_ufpr", path: str = "/data/allidb2_ufpr") -> dict:
     oof = {"index": [0, 1, 2], "copy": [0, 0, 0], "true": [0, 1, 1], "proba": [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]}
-    return {"dataset": {"fingerprint": fingerprint, "name": name, "path": path}, "folds": [{"oof": oof}]}
+    return {"run_id": f"nb-{fingerprint}", "config": {"seed": 0}, "dataset": {"fingerprint": fingerprint, "name": name,
+                                                                           "path": path}, "folds": [{"oof": oof}]}
 
 
 def test_two_tasks_of_one_dataset_are_not_called_different_datasets():
@@ -37,13 +38,54 @@ def test_copies_of_an_image_are_one_pair_its_original():
     def paper(right: list[bool]) -> dict:
         proba = [[0.9, 0.1] if ok else [0.1, 0.9] for ok in right]
         oof = {"index": [0, 1, 2] * 3, "copy": [0] * 3 + [1] * 3 + [2] * 3, "true": [0] * 9, "proba": proba}
-        return {"dataset": {"fingerprint": "a", "name": "x", "path": "/x"}, "folds": [{"oof": oof}]}
+        return {"config": {"seed": 0}, "dataset": {"fingerprint": "a", "name": "x", "path": "/x"}, "folds": [{"oof": oof}]}
 
     a, b = paper([True] * 9), paper([False, False, True] * 3)
+    a["run_id"], b["run_id"] = "nb-a", "nb-b"
     test = paired_mcnemar(a, b)
     assert (test["n"], test["b"], test["c"]) == (3, 2, 0) and test["p_value"] == 0.5  # 2 * (1/2)^2
     strict = result("a")  # images 0, 1, 2 validated once each
     assert paired_mcnemar(a, strict)["n"] == 3
+
+
+def test_a_run_whose_copies_are_answered_otherwise_than_their_originals_is_said_tested_on_originals(tiny_dataset):
+    """Under --protocol paper a copy can be answered otherwise than its original: the accuracy shown counts every
+    row, McNemar the originals; the note says so, with each run's right answers on the originals it judges."""
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run_many
+    from leukdash.evaluation.compare import compare_runs, format_comparison
+
+    configs = [RunConfig(dataset=str(tiny_dataset), model="nb", feature_set="features", image_size=16, folds=2,
+                         augment_factor=factor, protocol=protocol) for factor, protocol in ((2, "paper"), (1, "strict"))]
+    paper, strict = run_many(configs, n_jobs=1)
+    comparison = compare_runs([paper["run_id"], strict["run_id"]])
+    test = comparison["mcnemar"][0]
+
+    def right_on_originals(result):
+        return sum(f["oof"]["true"][i] == max(range(5), key=f["oof"]["proba"][i].__getitem__)
+                   for f in result["folds"] for i, c in enumerate(f["oof"]["copy"]) if c == 0)
+
+    assert test["note"] == (f"on the originals only (their accuracy shown counts the augmented validation copies "
+                            f"too): {paper['run_id']} right on {right_on_originals(paper)}/40, {strict['run_id']} on "
+                            f"{right_on_originals(strict)}/40")
+    assert format_comparison(comparison).splitlines()[-1].endswith(test["note"])
+    assert compare_runs([strict["run_id"], strict["run_id"]])["mcnemar"] == []  # one run: no pair, no note
+
+
+def test_runs_on_other_fold_splits_are_said_to_differ_in_their_folds(tiny_dataset):
+    """Two seeds draw other folds: pairing by image still holds, but the note says the folds differ and how; the
+    same seed has the same folds, and no note."""
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run_many
+    from leukdash.evaluation.compare import compare_runs
+
+    configs = [RunConfig(dataset=str(tiny_dataset), model=model, feature_set="features", image_size=16, folds=2,
+                         augment_factor=1, seed=seed) for model, seed in (("nb", 0), ("nb", 1), ("dt", 0))]
+    seed0, seed1, tree = (r["run_id"] for r in run_many(configs, n_jobs=1))
+    tests = {(t["run_a"], t["run_b"]): t for t in compare_runs([seed0, seed1, tree])["mcnemar"]}
+    assert tests[seed0, seed1]["note"] == ("different folds (seed 0 vs 1): the difference mixes the fold split's "
+                                           "variance with the models'")
+    assert tests[seed0, tree]["note"] == "" and tests[seed0, seed1]["n"] == 40
 
 
 def test_several_pairs_are_one_family_adjusted_by_holm(tiny_dataset):

@@ -74,10 +74,12 @@ def paired_mcnemar(first: dict, second: dict, correct: dict | None = None) -> di
     """Exact McNemar test on the pooled out-of-fold predictions both runs made on the same images.
 
     One pair per image: its untouched original. A run validated under the paper's protocol also
-    predicted augmented copies of each image, but a model is right or wrong on an image's copies
-    together far more often than not, so counting them as pairs of their own would shrink the
-    p-value as if there were ``factor`` times more images. ``correct``: each run's right or wrong
-    per image by run id, when the caller made them already (see :func:`compare_runs`)."""
+    predicted augmented copies of each image; they are not independent of their original, so counting
+    them as pairs of their own would shrink the p-value as if there were ``factor`` times more images.
+    A copy can be answered otherwise than its original, though, so the test may judge other rows than
+    the accuracy shown beside it: ``note`` says so (:func:`originals_note`), and says when the runs'
+    folds differ (:func:`folds_note`). ``correct``: each run's right or wrong per image by run id, when
+    the caller made them already (see :func:`compare_runs`)."""
     from leukdash.metrics import mcnemar
 
     if first["dataset"]["fingerprint"] != second["dataset"]["fingerprint"]:
@@ -99,7 +101,45 @@ def paired_mcnemar(first: dict, second: dict, correct: dict | None = None) -> di
     if not shared:
         return {"p_value": None, "n": 0, "note": "no images validated by both runs"}
     test = mcnemar(np.array([correct_a[k] for k in shared]), np.array([correct_b[k] for k in shared]))
-    return {**test, "n": len(shared), "note": ""}
+    notes = [originals_note(first, second, [correct_a[k] for k in shared], [correct_b[k] for k in shared]),
+             folds_note(first, second, shared)]
+    return {**test, "n": len(shared), "note": "; ".join(note for note in notes if note)}
+
+
+def validated_copies(result: dict) -> bool:
+    """Whether a run validated augmented copies beside its images (``--protocol paper``): rows its accuracy counts
+    and McNemar does not."""
+    return any(np.any(np.asarray(fold["oof"]["copy"]) > 0) for fold in result["folds"])
+
+
+def originals_note(first: dict, second: dict, right_a, right_b) -> str:
+    """What a McNemar test beside a run validated on augmented copies judges: the originals only, each run's right
+    answers on them given, since a copy's answer can differ from its original's and the accuracy shown beside the
+    test counts the copies too. Empty when neither run validated copies."""
+    if not (validated_copies(first) or validated_copies(second)):
+        return ""
+    n = len(right_a)
+    return (f"on the originals only (their accuracy shown counts the augmented validation copies too): "
+            f"{first['run_id']} right on {sum(right_a)}/{n}, {second['run_id']} on {sum(right_b)}/{n}")
+
+
+def folds_note(first: dict, second: dict, shared) -> str:
+    """Says when two runs validated the shared images in other fold splits (another seed, number of folds or
+    holdout): pairing by image still holds, but the difference mixes the split's variance with the models'.
+    Empty when every shared image was in the same fold of both (or both splits group the images alike)."""
+    def fold_of(result):
+        return {int(i): number for number, fold in enumerate(result["folds"]) for i in fold["oof"]["index"]}
+
+    folds_a, folds_b = fold_of(first), fold_of(second)
+    pairs = {(folds_a[k], folds_b[k]) for k in shared}
+    if len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs}):  # one split, numbered alike or not
+        return ""
+    settings = ("seed", "folds", "test_fraction")
+    configs = first["config"], second["config"]
+    differ = [f"{name} {configs[0].get(name)} vs {configs[1].get(name)}" for name in settings
+              if configs[0].get(name) != configs[1].get(name)]
+    return "different folds" + (f" ({', '.join(differ)})" if differ else "") + (
+        ": the difference mixes the fold split's variance with the models'")
 
 
 def out_of_fold(result: dict, copies: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
