@@ -93,7 +93,8 @@ def sweep_view() -> None:
         st.markdown("**Spread over seeds beside the spread over folds**")
         data_table(spread, column_config=fitted(spread, formats))
         st.caption("Runs that differ only in their seed: the SD of their means (new folds, new initialisation) "
-                   "beside the mean SD across the folds of one run.")
+                   "beside the mean SD across the folds of one run; a dash where there is no spread to measure "
+                   "(one seed, or runs of one fold).")
     st.markdown("**Runs** (select one for its detail)")
     table, formats = percent_columns(frame.drop(columns=["Folds"]), ["Mean", "SD"]) if metric in FRACTIONS \
         else (frame.drop(columns=["Folds"]), {})
@@ -285,11 +286,11 @@ with tabs[0]:
     else:
         formats = {c: st.column_config.NumberColumn(format="%.4f") for c in numbers}
     data_table(summary, column_config=fitted(summary, formats))
-    st.caption("Mean, standard deviation and range over folds; the paper's column repeats its reported "
-               "5-fold mean validation accuracy (only for the paper's CNN trained as one of its experiments was, "
-               "NB, SVM, 3-NN and decision tree on ALL vs HEALTHY and 5 classes). The paper split images, not "
-               "patients, which makes its figures optimistic; our folds keep a patient's images together under "
-               "both protocols.")
+    st.caption("Mean, standard deviation (a dash for one fold: no spread to measure) and range over folds; the "
+               "paper's column repeats its reported 5-fold mean validation accuracy (only for the paper's CNN "
+               "trained as one of its experiments was, NB, SVM, 3-NN and decision tree on ALL vs HEALTHY and 5 "
+               "classes). The paper split images, not patients, which makes its figures optimistic; our folds keep "
+               "a patient's images together under both protocols.")
     warned: dict[str, list[str]] = {}  # what `run` warned of (files left out, failed segmentation...), once each
     for result, label in zip(chosen, labels):
         for warning in result["dataset"].get("warnings", []):

@@ -486,7 +486,7 @@ def test_compare_draws_each_runs_roc_curve_with_its_auc(tiny):
     aucs = sorted(round(out_of_fold_roc(result)["auc"], 3) for result in results)
     assert sorted(float(name.rsplit("AUC ", 1)[1]) for name in names[1:]) == aucs
     # The Summary says what is known of the paper's figures, not that its protocol leaked copies (it splits first).
-    [summary] = [c.value for c in at.caption if c.value.startswith("Mean, standard deviation and range over folds")]
+    [summary] = [c.value for c in at.caption if c.value.startswith("Mean, standard deviation (a dash for one fold")]
     assert "split images, not patients" in summary and "leaked" not in summary
 
 

@@ -303,6 +303,21 @@ def test_seed_spread_beside_fold_spread():
     assert spread.loc["k-NN", "SD over folds (mean)"] == pytest.approx(0.05)
 
 
+def test_one_value_has_no_spread_in_the_tables():
+    """A holdout run (one fold) and a setting run with one seed: no SD (n/a), not a 0 that reads as a measured
+    spread, as the run's line says "std n/a"; the others keep theirs."""
+    holdout = fake_result("nb", (0.9,), run_id="nb-holdout", seed=0, augment_factor=1, classes=FIVE, folds=1)
+    assert pd.isna(plots.summary_frame([holdout])["SD"].iloc[0])
+    assert plots.summary_frame(sweep_results())["SD"].iloc[0] == pytest.approx(0.1)
+    results = sweep_results()[:3] + [{**holdout, "config": {**holdout["config"], "model": "dt"}}]
+    spread = plots.seed_spread_frame(plots.sweep_frame(results, ["model", "seed"]), ["model", "seed"])
+    spread = spread.set_index("model")
+    assert pd.isna(spread.loc["Decision tree", "SD over seeds"]) and pd.isna(spread.loc["Decision tree",
+                                                                                       "SD over folds (mean)"])
+    assert pd.isna(spread.loc["k-NN", "SD over seeds"]) and spread.loc["k-NN", "SD over folds (mean)"] == pytest.approx(
+        0.1)
+
+
 def test_setting_texts_of_a_sweep_table():
     cnn = {"model": "cnn", "architecture": "leukdash", "learning_rate": None, "k": 3, "augment_factor": 8,
            "augment": {"rotation": 40.0, "width_shift": 0.4, "height_shift": 0.4, "zoom": 0.3,

@@ -242,7 +242,7 @@ def fold_frame(results: list[dict], labels: list[str] | None = None) -> pd.DataF
 
 
 def summary_frame(results: list[dict], labels: list[str] | None = None, metric: str = "val_acc") -> pd.DataFrame:
-    """Per run: mean, SD, min and max of ``metric`` over folds, and the paper's figure beside it."""
+    """Per run: mean, SD (None for one fold), min and max of ``metric`` over folds, and the paper's figure beside it."""
     results = arguments.results(results)
     arguments.known(metric, available_metrics(results) or list(METRICS), "metric")
     labels = run_labels_of(results, labels)
@@ -250,7 +250,8 @@ def summary_frame(results: list[dict], labels: list[str] | None = None, metric: 
     for result, label in zip(results, labels):
         values = fold_values(result, metric)
         rows.append({"Run": label, "Folds": len(values),
-                     "Mean": float(np.mean(values)), "SD": error_bounds(values, "std")[0],
+                     # One fold has no spread: no SD (a 0 would read as a measured one), as the run's line says.
+                     "Mean": float(np.mean(values)), "SD": error_bounds(values, "std")[0] if len(values) > 1 else None,
                      "Min": float(np.min(values)), "Max": float(np.max(values)),
                      "Paper (reported)": paper_value(result, metric)})
     return pd.DataFrame(rows)

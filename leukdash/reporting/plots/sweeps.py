@@ -119,12 +119,14 @@ def sweep_heatmap(frame: pd.DataFrame, x: str, y: str, metric: str = "val_acc") 
 
 def seed_spread_frame(frame: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     """Runs that differ only in their seed, grouped: the spread of their means over seeds beside
-    the mean spread over folds within a run."""
+    the mean spread over folds within a run. One seed has no spread over seeds, a run of one fold
+    none over folds: None (n/a), not a 0 that would read as a measured one."""
     others = [axis for axis in axes if axis != "seed"]
     rows = []
     for key, group in frame.groupby(others, sort=False) if others else [((), frame)]:
         key = key if isinstance(key, tuple) else (key,)
+        within = group.loc[group["Folds"].map(len) > 1, "SD"]
         rows.append({**dict(zip(others, key)), "Seeds": len(group), "Mean": float(group["Mean"].mean()),
-                     "SD over seeds": float(group["Mean"].std(ddof=1)) if len(group) > 1 else 0.0,
-                     "SD over folds (mean)": float(group["SD"].mean())})
+                     "SD over seeds": float(group["Mean"].std(ddof=1)) if len(group) > 1 else None,
+                     "SD over folds (mean)": float(within.mean()) if len(within) else None})
     return pd.DataFrame(rows)
