@@ -171,6 +171,19 @@ def ci_text(acc: dict, n_folds: int) -> str:
     return f"95% CI {low:.4f}-{high:.4f}"
 
 
+def shown_summary(summary: dict, n_folds: int) -> dict:
+    """A run's stored fold summary as ``--json`` gives it: each metric's ``std`` None where :func:`std_text` says
+    n/a (one fold), its ``ci95`` None where :func:`ci_text` does (below 3 folds, or every fold the same), so the
+    JSON and the text say one thing. The stored summary is left as it is; ``per_source`` too (its own folds)."""
+    def shown(figures: dict) -> dict:
+        if not isinstance(figures, dict) or "ci95" not in figures:
+            return figures
+        return {**figures, "std": None if n_folds < 2 else figures["std"],
+                "ci95": None if n_folds < 3 or figures["max"] == figures["min"] else figures["ci95"]}
+
+    return {name: figures if name == "per_source" else shown(figures) for name, figures in summary.items()}
+
+
 def summarize(values, *, bounds: tuple[float, float]) -> dict:
     """Mean, sample standard deviation, range and 95% Student-t interval of fold values, the
     interval clipped to ``bounds``, the values the metric can take (see :func:`~leukdash.intervals.metric_range`).

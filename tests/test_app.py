@@ -415,7 +415,8 @@ def test_compare_tests_tab_notes_other_folds_beside_the_pair(tiny):
     from leukdash.engine.runner import run
     from leukdash.evaluation.compare import compare_runs
 
-    config = RunConfig(dataset="tiny", model="nb", image_size=16, augment_factor=1, augment=AugmentConfig.off(), folds=2)
+    config = RunConfig(dataset="tiny", model="nb", image_size=16, augment_factor=1, augment=AugmentConfig.off(),
+                       folds=2)
     ids = [run(RunConfig(**{**config.to_dict(), "seed": seed}), n_jobs=1)["run_id"] for seed in (0, 1)]
     [test] = compare_runs(ids)["mcnemar"]
     at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "compare")

@@ -38,7 +38,8 @@ def test_copies_of_an_image_are_one_pair_its_original():
     def paper(right: list[bool]) -> dict:
         proba = [[0.9, 0.1] if ok else [0.1, 0.9] for ok in right]
         oof = {"index": [0, 1, 2] * 3, "copy": [0] * 3 + [1] * 3 + [2] * 3, "true": [0] * 9, "proba": proba}
-        return {"config": {"seed": 0}, "dataset": {"fingerprint": "a", "name": "x", "path": "/x"}, "folds": [{"oof": oof}]}
+        return {"config": {"seed": 0}, "dataset": {"fingerprint": "a", "name": "x", "path": "/x"},
+                "folds": [{"oof": oof}]}
 
     a, b = paper([True] * 9), paper([False, False, True] * 3)
     a["run_id"], b["run_id"] = "nb-a", "nb-b"
@@ -56,7 +57,8 @@ def test_a_run_whose_copies_are_answered_otherwise_than_their_originals_is_said_
     from leukdash.evaluation.compare import compare_runs, format_comparison
 
     configs = [RunConfig(dataset=str(tiny_dataset), model="nb", feature_set="features", image_size=16, folds=2,
-                         augment_factor=factor, protocol=protocol) for factor, protocol in ((2, "paper"), (1, "strict"))]
+                         augment_factor=factor, protocol=protocol)
+               for factor, protocol in ((2, "paper"), (1, "strict"))]
     paper, strict = run_many(configs, n_jobs=1)
     comparison = compare_runs([paper["run_id"], strict["run_id"]])
     test = comparison["mcnemar"][0]
@@ -275,3 +277,23 @@ def test_runs_on_two_states_of_one_folder_are_said_to_differ_by_their_images():
         record["dataset"].update(classes=["ALL", "HEALTHY"], n_images=n_images)
     assert paired_mcnemar(first, second)["note"] == "the images of allidb2_ufpr changed between these runs (32 vs 36 " \
                                                     "images)"
+
+
+def test_json_gives_no_spread_or_interval_where_the_text_says_n_a(tiny_dataset, capsys):
+    """A holdout run (one fold) and a 2-fold run: compare --json and run --json give std null for one fold and ci95
+    null below 3 folds, as the text's "std n/a" and "95% CI n/a" say; the stored summary keeps its figures."""
+    from leukdash.cli import main
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run_many
+
+    base = dict(dataset=str(tiny_dataset), model="nb", image_size=16, augment_factor=1)
+    holdout, two = run_many([RunConfig(**base, test_fraction=0.25), RunConfig(**base, folds=2)], n_jobs=1)
+    assert main(["compare", holdout["run_id"], two["run_id"], "--json"]) == 0
+    shown = [run["summary"]["val_acc"] for run in json.loads(capsys.readouterr().out)["runs"]]
+    assert shown[0]["std"] is None and shown[0]["ci95"] is None
+    assert shown[0]["mean"] == holdout["summary"]["val_acc"]["mean"]
+    assert shown[1]["std"] == two["summary"]["val_acc"]["std"] and shown[1]["ci95"] is None
+    assert holdout["summary"]["val_acc"]["std"] == 0.0  # stored as before
+    assert main(["run", str(tiny_dataset), "--model", "nb", "--image-size", "16", "--augment-factor", "1",
+                 "--test-fraction", "0.25", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["balanced_acc"]["std"] is None

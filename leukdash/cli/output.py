@@ -38,6 +38,7 @@ class GuardedOutput:
 
 def run_json(result: dict) -> dict:
     from leukdash.evaluation.compare import calibration_note, collapse_of, ties_note
+    from leukdash.metrics import shown_summary
 
     keep = ("fold", "val_acc", "val_loss", "train_acc", "train_loss", "balanced_acc", "macro_f1", "seconds",
             "per_class_recall", "confusion", "n_train", "n_train_balanced", "n_val", "held_out", "per_source")
@@ -49,7 +50,8 @@ def run_json(result: dict) -> dict:
                     "n_images": dataset["n_used"], "classes": dataset["classes"], "synthetic": dataset["synthetic"],
                     "warnings": dataset.get("warnings", [])},
         "folds": [{k: fold[k] for k in keep if k in fold} for fold in result["folds"]],
-        "summary": result["summary"], "versions": result["versions"], "seconds": round(result["seconds"], 3),
+        "summary": shown_summary(result["summary"], len(result["folds"])), "versions": result["versions"],
+        "seconds": round(result["seconds"], 3),
         "collapse": collapse_of(result), "ties": ties_note(result),  # as compare --json gives them
         "calibration": calibration_note(result),
     }

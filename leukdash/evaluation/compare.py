@@ -9,7 +9,7 @@ from leukdash.engine.run_data import images_changed, same_folder
 from leukdash.engine.runner import finished_result
 from leukdash.engine.store import RunStore
 from leukdash.evaluation.labels import MODEL_NAMES, ensemble_name, run_labels
-from leukdash.metrics import holm, std_text
+from leukdash.metrics import holm, shown_summary, std_text
 
 
 def run_label(config: dict) -> str:
@@ -50,7 +50,7 @@ def compare_runs(run_ids, store: RunStore | None = None) -> dict:
     labels = run_labels(results)
     rocs = [out_of_fold_roc(r) for r in results]
     runs = [{"run_id": r["run_id"], "label": label, "config": r["config"],
-             "dataset": r["dataset"]["name"], "summary": r["summary"],
+             "dataset": r["dataset"]["name"], "summary": shown_summary(r["summary"], len(r["folds"])),
              "val_acc_per_fold": [f["val_acc"] for f in r["folds"]],
              "roc_auc": roc["auc"], "roc_auc_kind": roc["kind"], "collapse": collapse_of(r),
              "ties": ties_note(r), "calibration": calibration_note(r)}
