@@ -303,6 +303,17 @@ def test_seed_spread_beside_fold_spread():
     assert spread.loc["k-NN", "SD over folds (mean)"] == pytest.approx(0.05)
 
 
+def test_folds_table_counts_images_and_gives_the_rows_of_validation_copies_apart():
+    """A paper-protocol fold validated 5 images twice (10 rows): 5 validation images beside its 20 trained on,
+    and its 10 rows apart; runs without copies have no rows column."""
+    paper = fake_result("nb", (0.6, 0.8), run_id="nb-paper")
+    for fold in paper["folds"]:
+        fold["oof"] = {"copy": [0] * 5 + [1] * 5}
+    frame = plots.fold_frame([paper, fake_result("knn", (0.5, 0.7), run_id="knn-strict")])
+    assert list(frame["Validation images"]) == [5, 5, 10, 10] and list(frame["Validation rows"]) == [10] * 4
+    assert "Validation rows" not in plots.fold_frame([fake_result("knn", (0.5, 0.7))]).columns
+
+
 def test_one_value_has_no_spread_in_the_tables():
     """A holdout run (one fold) and a setting run with one seed: no SD (n/a), not a 0 that reads as a measured
     spread, as the run's line says "std n/a"; the others keep theirs."""

@@ -229,7 +229,9 @@ def facet_rows(runs: list[dict], names: list[str]) -> list[dict[str, str]]:
 
 
 def fold_frame(results: list[dict], labels: list[str] | None = None) -> pd.DataFrame:
-    """One row per run and fold with every scalar metric."""
+    """One row per run and fold with every scalar metric, and the images it trained and validated on; where a run
+    validated augmented copies beside its images (``--protocol paper``), ``Validation rows`` too: the rows its
+    metrics count, not images (14 images of 2 rows each would read as 28 validation images beside 26 trained on)."""
     results = arguments.results(results)
     labels = run_labels_of(results, labels)
     metrics = available_metrics(results)
@@ -237,8 +239,19 @@ def fold_frame(results: list[dict], labels: list[str] | None = None) -> pd.DataF
     for result, label in zip(results, labels):
         for fold in result["folds"]:
             rows.append({"Run": label, "Fold": fold["fold"] + 1, "Train images": fold.get("n_train"),
-                         "Validation images": fold.get("n_val"), **{m: fold[m] for m in metrics}})
-    return pd.DataFrame(rows)
+                         "Validation images": validation_images(fold), "Validation rows": fold.get("n_val"),
+                         **{m: fold[m] for m in metrics}})
+    frame = pd.DataFrame(rows)
+    if frame.empty or frame["Validation rows"].equals(frame["Validation images"]):
+        return frame.drop(columns=["Validation rows"], errors="ignore")
+    return frame
+
+
+def validation_images(fold: dict) -> int | None:
+    """The images a fold validated: its stored answers' originals (copy 0), else its ``n_val`` (stored before
+    answers were, when copies were counted alike)."""
+    oof = fold.get("oof")
+    return int(np.sum(np.asarray(oof["copy"]) == 0)) if oof else fold.get("n_val")
 
 
 def summary_frame(results: list[dict], labels: list[str] | None = None, metric: str = "val_acc") -> pd.DataFrame:
