@@ -170,6 +170,30 @@ def test_a_finished_jobs_supervisor_is_reaped_though_nobody_asks_after_its_job(f
     assert jobs.job_status("r1")["returncode"] == 3
 
 
+class _ReapedWhileRead(dict):
+    """The children of this process as the reaper thread can leave them to a reader: each job popped
+    right after its first read, as the thread's pop can land between two reads of the same job."""
+
+    def __contains__(self, pid):
+        found = dict.__contains__(self, pid)
+        self.pop(pid, None)
+        return found
+
+    def get(self, pid, default=None):
+        process = dict.get(self, pid, default)
+        self.pop(pid, None)
+        return process
+
+
+def test_a_job_reaped_while_its_state_is_read_is_ended_not_a_keyerror(monkeypatch):
+    """The reaper thread forgets an ended job at any moment: job_alive reading it meanwhile answers from
+    the process it read (ended), not with a KeyError out of job_status or dispatch."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    monkeypatch.setattr(job_queue, "children", _ReapedWhileRead({process.pid: process}))
+    assert job_queue.job_alive({"pid": process.pid}) is False
+
+
 def test_a_job_killed_by_sigkill_says_so_in_one_line_and_ends_as_killed(fake_job):
     """The job's command killed outright (kill -9, or the system when memory runs out): its log ends
     with one line saying so, not a traceback, and the job's exit is that signal."""

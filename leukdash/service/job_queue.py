@@ -206,8 +206,9 @@ def job_alive(job: dict) -> bool:
     process gone (killed from outside), a process of the group it led, such as the command it ran,
     which then still computes and still answers a cancel."""
     pid = job["pid"]
-    if pid in children:
-        return children[pid].poll() is None or _group_lives(pid)
+    process = children.get(pid)  # one read: the reaper thread may forget the job between two
+    if process is not None:
+        return process.poll() is None or _group_lives(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
