@@ -179,7 +179,8 @@ st.plotly_chart(metric_bars(chosen[:MAX_BARS], metric, error, show_paper, labels
 st.caption(f"Bars: mean {METRICS[metric].lower()} over the validation folds; whiskers: {ERROR_BARS[error]}; "
            "dots: single folds (hover for the fold number)"
            + ("; open diamonds: the paper's reported 5-fold mean for the same model, task and training (a CNN's "
-              "optimizer and epochs)." if show_paper else ".")
+              "optimizer, epochs, batches, x8 augmentation, default learning rate and raw images)."
+              if show_paper else ".")
            + (f" The first {MAX_BARS} of {len(chosen)} runs (newest first): select runs in the table to see others."
               if len(chosen) > MAX_BARS else ""))
 
