@@ -443,14 +443,18 @@ def predict_adapted(root: str, run_id: str, batch: str, data: bytes, _picture, _
     return _one_answer(run_id, [_picture], models=_models)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+# The uploads the Predict page draws a Grad-CAM for, in order: as many as :func:`gradcam` keeps. The page draws
+# the maps in order, so with more drawn than kept each rerun evicted every map just before it was drawn again;
+# and a map of a large upload is up to 1280 px (about 5 MB), so keeping one per upload would not bound memory.
+GRADCAM_UPLOADS = 32
+
+
+@st.cache_data(max_entries=GRADCAM_UPLOADS, show_spinner=False)
 def gradcam(root: str, run_id: str, data: bytes, _picture, batch: str | None = None, _models=None):
     """Grad-CAM of one upload, ``data`` decoded as ``_picture``, at the size the page shows it
     (:func:`~leukdash.reporting.plots.for_display`: a full-size map of a large upload is kept for nothing);
     with ``batch`` (:func:`adapted_models`' name of the uploads), of the models adapted to them, ``_models``.
-
-    As many kept as :func:`predict` keeps answers: the page draws every upload's map in order, so
-    with fewer kept than uploads each rerun evicted every map just before it was drawn again."""
+    The maps of the :data:`GRADCAM_UPLOADS` uploads the page draws them for are kept."""
     from leukdash.evaluation.gradcam import gradcam as engine_gradcam
     from leukdash.reporting.plots import for_display
 

@@ -18,8 +18,8 @@ from leukdash.errors import ImageDecodeError, ImageFormatError, LeukdashError
 from leukdash.paths import printable
 from leukdash.reporting.plots import for_display, heatmap_overlay, probability_bars
 from pages._session import hidden, kept, literal, root, routed, said, upload_mb
-from pages._shared import (adapted_models, finished_runs, gradcam, no_runs_yet, not_stored_warnings, predict,
-                           predict_adapted, run_option_labels, transfer_figures, uploads_lab, visible_runs,
+from pages._shared import (GRADCAM_UPLOADS, adapted_models, finished_runs, gradcam, no_runs_yet, not_stored_warnings,
+                           predict, predict_adapted, run_option_labels, transfer_figures, uploads_lab, visible_runs,
                            why_unfinished)
 from pages._tables import data_table, percent_columns
 
@@ -158,6 +158,9 @@ if models is None and batch:
                    "support check compares them as one lab's images (as `predict` and `evaluate` do), so whether "
                    "an answer is unsupported depends on the other uploads.")
 
+if show_cam and len(uploads) > GRADCAM_UPLOADS:
+    st.caption(f"Grad-CAM heatmaps for the first {GRADCAM_UPLOADS} of these {len(uploads)} uploads only (the maps "
+               "are kept in memory): upload the others apart to see theirs. Every upload is answered below.")
 export = st.empty()  # above the answers, filled once every upload is answered
 answered = []  # what the table download holds: each upload's answer, or why it could not be read
 unkept = set()  # the lines of what was not stored, said once for all the uploads (one cache is every upload's)
@@ -253,7 +256,7 @@ for number, upload in enumerate(uploads, start=1):
                            f"of {ood['percentile']:.0f}% of the run's own validation images.")
         with image_col:
             heatmap = None
-            if show_cam:
+            if show_cam and number <= GRADCAM_UPLOADS:
                 try:
                     with st.spinner("Computing Grad-CAM…"):
                         heatmap = gradcam(root(), run_id, data, picture, batch if models is not None else None,

@@ -329,21 +329,26 @@ def test_a_large_upload_is_shown_shrunk_not_handed_whole_to_the_browser(fresh_de
 
 
 
-def test_the_heatmaps_of_as_many_uploads_as_answers_kept_are_not_computed_again_on_a_rerun(tiny_dataset,
-                                                                                          isolated_artifacts,
-                                                                                          monkeypatch):
-    # The page draws every upload's Grad-CAM in order: with fewer maps kept than uploads (32 of 40),
-    # each rerun evicted each map just before it was drawn, and computed all of them again.
+def _tiny_cnn_run(tiny_dataset) -> str:
     from leukdash.config import RunConfig
     from leukdash.engine.runner import run
+
+    config = RunConfig(dataset=str(tiny_dataset), model="cnn", image_size=16, augment_factor=2, folds=3, epochs=1)
+    return run(config, n_jobs=1)["run_id"]
+
+
+def test_the_heatmaps_the_page_draws_are_not_computed_again_on_a_rerun(tiny_dataset, isolated_artifacts,
+                                                                       monkeypatch):
+    # The page draws the Grad-CAMs of its first GRADCAM_UPLOADS uploads in order: with fewer maps kept than
+    # drawn, each rerun evicted each map just before it was drawn, and computed all of them again.
     from leukdash.evaluation import gradcam as engine
     from pages import _shared
 
-    config = RunConfig(dataset=str(tiny_dataset), model="cnn", image_size=16, augment_factor=2, folds=3, epochs=1)
-    run_id = run(config, n_jobs=1)["run_id"]
+    run_id = _tiny_cnn_run(tiny_dataset)
     computed, real = [], engine.gradcam
     monkeypatch.setattr(engine, "gradcam", lambda *args, **options: computed.append(1) or real(*args, **options))
-    pictures = [np.random.default_rng(seed).integers(0, 256, (24, 24, 3), np.uint8) for seed in range(40)]
+    pictures = [np.random.default_rng(seed).integers(0, 256, (24, 24, 3), np.uint8)
+                for seed in range(_shared.GRADCAM_UPLOADS)]
     st.cache_data.clear()
     try:
         for _ in range(2):  # the page drawn, then drawn again on a rerun
@@ -352,3 +357,29 @@ def test_the_heatmaps_of_as_many_uploads_as_answers_kept_are_not_computed_again_
         st.cache_data.clear()
     assert len(computed) == len(pictures)
     assert all(m.shape == (24, 24) for m in maps)
+
+
+def test_grad_cams_are_drawn_for_as_many_uploads_as_kept_and_the_page_says_so(tiny_dataset, isolated_artifacts,
+                                                                               monkeypatch):
+    """Beyond the maps kept (GRADCAM_UPLOADS, 2 here), a Grad-CAM for every upload would evict each map
+    before its next drawing, and keep none: the rest are answered without one, and the page says so."""
+    from pages import _shared
+
+    run_id = _tiny_cnn_run(tiny_dataset)
+    monkeypatch.setattr(_shared, "GRADCAM_UPLOADS", 2)
+    pictures = [np.random.default_rng(seed).integers(0, 256, (24, 24, 3), np.uint8) for seed in range(3)]
+    st.cache_data.clear()
+    try:
+        at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+        at.switch_page("pages/predict.py").run()
+        at.selectbox(key="predict_run").set_value(run_id)
+        at.file_uploader(key="predict_upload").set_value(
+            [(f"cell{number}.png", _png(picture), "image/png") for number, picture in enumerate(pictures)])
+        at.run()
+    finally:
+        st.cache_data.clear()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [caption for element in at.image for caption in element.captions]
+    assert sum(caption.startswith("Grad-CAM for ") for caption in captions) == 2
+    assert sum(m.value.startswith("Predicted:") for m in at.markdown) == 3
+    assert any("Grad-CAM heatmaps for the first 2 of these 3 uploads only" in shown(c.value) for c in at.caption)
