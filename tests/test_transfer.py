@@ -140,3 +140,23 @@ def test_runs_are_ranked_on_the_test_sets_they_share_each_test_weighed_by_its_im
     assert any("its external tests (few) are not on every test set the runs are compared on (lab_b" in shown(c.value)
                for c in at.caption)
     st.cache_data.clear()
+
+
+def test_tests_of_other_combinations_of_folders_under_one_parent_are_other_test_sets(labs, tmp_path):
+    """A test of combined folders is stored with their common parent as its path: two runs tested on other
+    combinations under one parent were taken for tests of one folder, each calling the other's "earlier", and
+    a run's two combinations one result. Each combination is a test set of its own."""
+    from leukdash.evaluation.evaluate import stored_evaluations
+
+    parts = [_lab(tmp_path / name, subjects=2, tint=tint) for name, tint in (("p", -30), ("q", 30), ("r", 50))]
+    first, second = (run(_config(str(labs[0]), model=model), n_jobs=1)["run_id"] for model in ("nb", "dt"))
+    evaluate(first, f"{parts[0]},{parts[1]}")
+    evaluate(second, f"{parts[0]},{parts[2]}")
+    evaluate(first, f"{parts[0]},{parts[1]}")  # evaluated again, as a stale test is told to be
+    rows = {row["run_id"]: row for row in rank_runs([first, second], "lodo")}
+    assert rows[first]["earlier"] == rows[second]["earlier"] == []
+    assert rows[first]["transfer"]["datasets"] == ["p,q"] and rows[first]["elsewhere"] == []
+    assert rows[second]["transfer"] is None and rows[second]["elsewhere"] == ["p,r"]
+    assert rows[second]["untested"] == ["p,q"]
+    evaluate(first, f"{parts[1]},{parts[2]}")
+    assert [test["dataset"]["name"] for test in stored_evaluations(first)] == ["p,q", "q,r"]

@@ -114,6 +114,8 @@ def _answered_again(path: Path, stored: dict, dataset, state: str) -> dict:
     finds its result)."""
     stored.pop("tested_at", None)
     stored["dataset"].update({"name": dataset.name, "path": str(dataset.root), "state": state})
+    for source, now in zip(stored["dataset"].get("sources") or [], dataset.sources if len(dataset.sources) > 1 else []):
+        source["path"] = str(now.root)  # a combined test's folders (tested_folder), both lists sorted by name
     _keep(path, stored)
     return stored
 
@@ -325,8 +327,14 @@ def stored_evaluations(run_id: str, store: RunStore | None = None, model: str = 
 
 
 def tested_folder(result: dict) -> str:
-    """The folder a stored external result tested (its name, for a result stored without one)."""
-    return result["dataset"].get("path") or result["dataset"]["name"]
+    """The folder a stored external result tested (its name, for a result stored without one); for a test of
+    combined folders, their paths, sorted, one a line: its ``path`` is their common parent, which other
+    combinations under that parent share, and another combination is another test set."""
+    tested = result["dataset"]
+    sources = [source.get("path") for source in tested.get("sources") or [] if isinstance(source, dict)]
+    if len(sources) > 1 and all(sources):
+        return "\n".join(sorted(map(str, sources)))
+    return tested.get("path") or tested["name"]
 
 
 def current_states(run_ids: list[str], store: RunStore | None = None) -> dict[str, dict]:
