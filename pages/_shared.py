@@ -370,14 +370,14 @@ def out_of_fold_rows_of(root: str, run_id: str) -> list[dict]:
 
 @st.cache_data(ttl=60, show_spinner=False)
 def transfer_figures(root: str, run_ids: tuple[str, ...]) -> dict:
-    """Each run's transfer figure (leave-one-dataset-out or stored external tests), the best run on
-    real images by it, Predict's default: that run, else the best validated one, and the test sets the
-    external figures are compared on (see leukdash.evaluation.transfer)."""
-    from leukdash.evaluation.transfer import best_transferable, best_validated, compared_on, transfer_scores
+    """The runs' transfer (leukdash.evaluation.transfer.transfer_overview: each run's figure, from a
+    leave-one-dataset-out run or stored external tests, what it leaves out, the best run on real images by it,
+    the test sets the external figures are compared on) and Predict's default: that best run, else the best
+    validated one."""
+    from leukdash.evaluation.transfer import best_validated, transfer_overview
 
-    best = best_transferable(list(run_ids))
-    return {"scores": transfer_scores(list(run_ids)), "best": best,
-            "default": best or best_validated(list(run_ids)), "compared_on": compared_on(list(run_ids))}
+    overview = transfer_overview(list(run_ids))
+    return {**overview, "default": overview["best"] or best_validated(list(run_ids))}
 
 
 # --------------------------------------------------------------------------- prediction

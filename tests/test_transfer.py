@@ -160,3 +160,30 @@ def test_tests_of_other_combinations_of_folders_under_one_parent_are_other_test_
     assert rows[second]["untested"] == ["p,q"]
     evaluate(first, f"{parts[1]},{parts[2]}")
     assert [test["dataset"]["name"] for test in stored_evaluations(first)] == ["p,q", "q,r"]
+
+
+def test_a_ranking_reads_each_run_s_result_and_external_results_once(labs, tmp_path, monkeypatch):
+    """The ranking and Predict's transfer figures read every run's result and external results once (they were
+    read two and three times: once for each folder's state, for each run's tests, for its earlier ones)."""
+    from collections import Counter
+
+    import leukdash.engine.runner as runner
+    import leukdash.evaluation.evaluate as evaluation
+    from leukdash.engine.store import RunStore
+    from leukdash.evaluation import transfer
+
+    few = _lab(tmp_path / "few", subjects=1, tint=-40)
+    ids = [run(_config(str(labs[0]), model=model), n_jobs=1)["run_id"] for model in ("nb", "dt")]
+    for run_id in ids:
+        evaluate(run_id, str(labs[1]))
+    evaluate(ids[0], str(few))
+    files = sorted(str(path) for run_id in ids for path in (RunStore().run_dir(run_id) / "external").glob("*"))
+    results, externals = Counter(), Counter()
+    load_result, stored = runner.load_result, evaluation._stored
+    monkeypatch.setattr(runner, "load_result", lambda run_id, *a, **k: (results.update([run_id]),
+                                                                          load_result(run_id, *a, **k))[1])
+    monkeypatch.setattr(evaluation, "_stored", lambda path: (externals.update([str(path)]), stored(path))[1])
+    for ranked in (lambda: rank_runs(ids, "lodo"), lambda: transfer.transfer_overview(ids)):
+        results.clear(), externals.clear()
+        ranked()
+        assert results == Counter(ids) and sorted(externals) == files and set(externals.values()) == {1}

@@ -321,9 +321,20 @@ def stored_evaluations(run_id: str, store: RunStore | None = None, model: str = 
     tested has a result per content (they are keyed by fingerprint); the older ones describe
     images no longer there, and are kept on disk but not listed (or averaged into a ranking).
     """
-    latest = {tested_folder(result): result for _, result in _by_time(run_id, store or RunStore(), model, adapted)}
+    return latest_by_folder(_by_time(run_id, store or RunStore(), model, adapted))
+
+
+def latest_by_folder(found: list[tuple[Path, dict]]) -> list[dict]:
+    """:func:`stored_evaluations` of a run's results as :func:`tested_runs` lists them."""
+    latest = {tested_folder(result): result for _, result in found}
     return sorted(({k: v for k, v in r.items() if k != "tested_at"} for r in latest.values()),
                   key=lambda r: r["dataset"]["name"])
+
+
+def tested_runs(run_ids: list[str], store: RunStore) -> dict[str, list[tuple[Path, dict]]]:
+    """Each run's stored external results of its fold ensemble (unadapted), with their files, the last
+    tested last: what :func:`current_states` and :func:`latest_by_folder` are made of, read once."""
+    return {run_id: _by_time(run_id, store, "folds", False) for run_id in run_ids}
 
 
 def tested_folder(result: dict) -> str:
@@ -337,18 +348,18 @@ def tested_folder(result: dict) -> str:
     return tested.get("path") or tested["name"]
 
 
-def current_states(run_ids: list[str], store: RunStore | None = None) -> dict[str, dict]:
+def current_states(tested: dict[str, list[tuple[Path, dict]]]) -> dict[str, dict]:
     """The tested set (a result's ``dataset``) of each folder the runs' fold ensembles were tested
-    on, as the last of their tests found it: a folder whose images changed between two runs' tests
-    holds the later images (as far as the store can tell), and the earlier result describes images
-    no longer there, scored on another test set (:func:`same_state`)."""
-    store, latest = store or RunStore(), {}
-    for run_id in run_ids:
-        for found in _by_time(run_id, store, "folds", False):
+    on (``tested``: their results, :func:`tested_runs`), as the last of their tests found it: a folder
+    whose images changed between two runs' tests holds the later images (as far as the store can tell),
+    and the earlier result describes images no longer there, scored on another test set (:func:`same_state`)."""
+    latest = {}
+    for found_of_run in tested.values():
+        for found in found_of_run:
             folder = tested_folder(found[1])
             if folder not in latest or _tested_time(found) > latest[folder][0]:
                 latest[folder] = (_tested_time(found), found[1]["dataset"])
-    return {folder: tested for folder, (_, tested) in latest.items()}
+    return {folder: dataset for folder, (_, dataset) in latest.items()}
 
 
 def same_state(tested: dict, other: dict) -> bool:

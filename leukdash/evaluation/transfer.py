@@ -20,7 +20,7 @@ Neither is computed here: a run without either has no transfer figure (``None``)
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -34,29 +34,22 @@ RANKINGS = ("lodo", "cv")
 FULL_PROTOCOL_FOLDS = next(f.default for f in fields(RunConfig) if f.name == "folds")
 
 
-def transfer_score(run_id: str, store: RunStore | None = None, current: dict[str, dict] | None = None,
-                   shared: set[str] | None = None) -> dict | None:
-    """``{"balanced_accuracy", "source": "lodo" | "external", "run_id", "datasets"}`` or None.
-
-    ``current``: each tested folder's state, as the runs compared last tested it
-    (:func:`~leukdash.evaluation.evaluate.current_states`); the external tests of another state are
-    left out. ``shared``: the folders the runs compared are compared on (:func:`shared_folders`); a
-    run not tested on all of them has no external figure. Default: the run's own latest tests, all
-    of them. The external figure is the mean of the tests' balanced accuracies weighted by the images
-    each scored (a test of 3 images weighs less than one of 300)."""
-    store = store or RunStore()
-    return _figure(run_id, _lodo_result(run_id, store), _current_tests(run_id, store, current), shared)
+def transfer_score(run_id: str, store: RunStore | None = None) -> dict | None:
+    """``{"balanced_accuracy", "source": "lodo" | "external", "run_id", "datasets"}`` or None: the run's
+    figure alone (:func:`transfer_scores` of it), every current test of it counted."""
+    return transfer_scores([run_id], store)[run_id]
 
 
-def _figure(run_id: str, lodo: dict | None, tests: dict[str, dict], shared: set[str] | None) -> dict | None:
-    """:func:`transfer_score` of a run from its leave-one-dataset-out result and its current tests by folder."""
+def _figure(run_id: str, lodo: dict | None, tests: dict[str, dict], shared: set[str]) -> dict | None:
+    """A run's transfer figure from its leave-one-dataset-out result, else from its current tests by folder
+    on the folders ``shared`` (none where it lacks one of them): the mean of their balanced accuracies
+    weighted by the images each scored (a test of 3 images weighs less than one of 300)."""
     if lodo is not None:
         return {"balanced_accuracy": float(np.mean([fold["balanced_acc"] for fold in lodo["folds"]])),
                 "source": "lodo", "run_id": lodo["run_id"], "datasets": [f.get("held_out") for f in lodo["folds"]]}
-    if shared is not None:
-        if not shared <= set(tests):
-            return None
-        tests = {folder: test for folder, test in tests.items() if folder in shared}
+    if not shared <= set(tests):
+        return None
+    tests = {folder: test for folder, test in tests.items() if folder in shared}
     if not tests or not sum(test["n_images"] for test in tests.values()):
         return None
     ordered = sorted(tests.values(), key=lambda test: test["dataset"]["name"])
@@ -65,26 +58,18 @@ def _figure(run_id: str, lodo: dict | None, tests: dict[str, dict], shared: set[
             "source": "external", "run_id": run_id, "datasets": [t["dataset"]["name"] for t in ordered]}
 
 
-def _lodo_result(run_id: str, store: RunStore) -> dict | None:
-    """The leave-one-dataset-out result that is the run's transfer figure: its own (``--protocol lodo``),
-    or, for a run on several datasets, its finished lodo sibling's; None otherwise."""
+def _lodo_result(run_id: str, result: dict | None, store: RunStore) -> dict | None:
+    """The leave-one-dataset-out result that is the run's transfer figure (``result``: the run's): its own
+    (``--protocol lodo``), or, for a run on several datasets, its finished lodo sibling's; None otherwise."""
     from leukdash.engine.record_shapes import is_ensemble
     from leukdash.engine.runner import load_result
 
-    result = load_result(run_id, store)
     if result is None or result["config"].get("protocol") == "lodo":
         return result
     if "," in str(result["config"].get("dataset")) and not is_ensemble(store.read_meta(run_id)):
         sibling = _lodo_sibling(result["config"])
         return load_result(sibling, store) if sibling else None
     return None
-
-
-def _current_tests(run_id: str, store: RunStore, current: dict[str, dict] | None) -> dict[str, dict]:
-    """The run's stored external tests by folder, those on an earlier state than ``current`` holds left out."""
-    from leukdash.evaluation.evaluate import stored_evaluations, tested_folder
-
-    return {tested_folder(test): test for test in stored_evaluations(run_id, store) if not _earlier(test, current)}
 
 
 def _earlier(test: dict, current: dict[str, dict] | None) -> bool:
@@ -111,32 +96,58 @@ def shared_folders(tests: dict[str, dict[str, dict]]) -> set[str]:
     return set.intersection(*(set(by_folder) for by_folder in tests.values() if anchor in by_folder))
 
 
-def _comparison(run_ids: list[str], store: RunStore) -> tuple[dict[str, dict], dict[str, dict | None],
-                                                               dict[str, dict[str, dict]], set[str]]:
-    """What the runs' transfer figures are made of and compared on: each folder's current state, each run's
-    leave-one-dataset-out result, the current tests of each run without one, and the folders they share."""
-    from leukdash.evaluation.evaluate import current_states
+@dataclass(frozen=True)
+class Comparison:
+    """What runs' transfer figures are and are compared on, each run's records read once."""
 
-    current = current_states(run_ids, store)
-    lodo = {run_id: _lodo_result(run_id, store) for run_id in run_ids}
-    tests = {run_id: _current_tests(run_id, store, current) for run_id in run_ids if lodo[run_id] is None}
-    return current, lodo, tests, shared_folders(tests)
+    results: dict[str, dict | None]  # each run's result (None: not finished)
+    standings: dict[str, dict]  # each run's figure and what is left out of it: see rank_runs
+    compared_on: list[str]  # the names of the test sets the external figures are compared on (shared_folders)
+
+
+def comparison(run_ids: list[str], store: RunStore | None = None) -> Comparison:
+    """The runs' transfer figures, their external tests all on the state of each folder the last of them
+    tested and on the folders they share (so that every figure compared is on the same images), and what
+    each run's figure leaves out (:func:`rank_runs`)."""
+    from leukdash.engine.runner import load_result
+    from leukdash.evaluation.evaluate import current_states, latest_by_folder, tested_folder, tested_runs
+
+    # a run a grid names twice (a value given twice) is compared once
+    store, run_ids = store or RunStore(), list(dict.fromkeys(arguments.run_ids(run_ids)))
+    found = tested_runs(run_ids, store)
+    current = current_states(found)
+    results = {run_id: load_result(run_id, store) for run_id in run_ids}
+    lodo = {run_id: _lodo_result(run_id, results[run_id], store) for run_id in run_ids}
+    listed = {run_id: latest_by_folder(found[run_id]) for run_id in run_ids}
+    tests = {run_id: {tested_folder(test): test for test in listed[run_id] if not _earlier(test, current)}
+             for run_id in run_ids if lodo[run_id] is None}
+    shared = shared_folders(tests)
+    standings = {}
+    for run_id in run_ids:
+        mine = tests.get(run_id, {})
+        standings[run_id] = {
+            "transfer": _figure(run_id, lodo[run_id], mine, shared),
+            "earlier": [test["dataset"]["name"] for test in listed[run_id] if _earlier(test, current)],
+            "elsewhere": sorted(test["dataset"]["name"] for folder, test in mine.items() if folder not in shared),
+            "untested": sorted(current[folder]["name"] for folder in shared - set(mine)) if mine else []}
+    return Comparison(results, standings, sorted(current[folder]["name"] for folder in shared))
 
 
 def transfer_scores(run_ids: list[str], store: RunStore | None = None) -> dict[str, dict | None]:
-    """Each run's :func:`transfer_score`, their external tests all on the state of each folder the
-    last of them tested and on the folders they share (so that every figure compared is on the same images)."""
-    store, run_ids = store or RunStore(), list(dict.fromkeys(arguments.run_ids(run_ids)))
-    _, lodo, tests, shared = _comparison(run_ids, store)
-    return {run_id: _figure(run_id, lodo[run_id], tests.get(run_id, {}), shared) for run_id in run_ids}
+    """Each run's transfer figure among the runs' (:func:`comparison`):
+    ``{"balanced_accuracy", "source": "lodo" | "external", "run_id", "datasets"}`` or None."""
+    return {run_id: standing["transfer"] for run_id, standing in comparison(run_ids, store).standings.items()}
 
 
-def compared_on(run_ids: list[str], store: RunStore | None = None) -> list[str]:
-    """The names of the test sets the runs' external figures are compared on (:func:`shared_folders`),
-    for a page to say why a run tested elsewhere has no figure beside the others'."""
+def transfer_overview(run_ids: list[str], store: RunStore | None = None) -> dict:
+    """What a page shows of the runs' transfer, from one :func:`comparison`: each run's figure (``scores``),
+    what is left out of it (``standings``), the best run on real images by it (``best``,
+    :func:`best_transferable`) and the test sets the external figures are compared on (``compared_on``)."""
     store = store or RunStore()
-    current, _, _, shared = _comparison(list(dict.fromkeys(arguments.run_ids(run_ids))), store)
-    return sorted(current[folder]["name"] for folder in shared)
+    compared = comparison(run_ids, store)
+    return {"scores": {run_id: standing["transfer"] for run_id, standing in compared.standings.items()},
+            "standings": compared.standings, "best": _best_of(compared.standings, store),
+            "compared_on": compared.compared_on}
 
 
 def _lodo_sibling(config: dict) -> str | None:
@@ -157,29 +168,11 @@ def rank_runs(run_ids: list[str], by: str, store: RunStore | None = None) -> lis
     later test: left out of its figure, to be evaluated again), ``elsewhere`` (the folders of its
     current tests outside those the runs are compared on: left out of its figure) and ``untested``
     (those it was not tested on: no figure until it is)."""
-    from leukdash.engine.runner import load_result
-    from leukdash.evaluation.evaluate import stored_evaluations
-
     if by not in RANKINGS:
         raise LeukdashError(f"rank by one of {', '.join(RANKINGS)}, got {by!r}")
-    store = store or RunStore()
-    rows = []
-    # a run a grid names twice (a value given twice) is ranked once
-    run_ids = list(dict.fromkeys(arguments.run_ids(run_ids)))
-    current, lodo, tests, shared = _comparison(run_ids, store)
-    for run_id in run_ids:
-        result = load_result(run_id, store)
-        if result is None:
-            continue
-        mine = tests.get(run_id, {})
-        rows.append({"run_id": run_id, "config": result["config"],
-                     "cv": float(result["summary"]["balanced_acc"]["mean"]),
-                     "transfer": _figure(run_id, lodo[run_id], mine, shared),
-                     "earlier": [test["dataset"]["name"] for test in stored_evaluations(run_id, store)
-                                 if _earlier(test, current)],
-                     "elsewhere": sorted(test["dataset"]["name"] for folder, test in mine.items()
-                                         if folder not in shared),
-                     "untested": sorted(current[folder]["name"] for folder in shared - set(mine)) if mine else []})
+    compared = comparison(run_ids, store)
+    rows = [{"run_id": run_id, "config": result["config"], "cv": float(result["summary"]["balanced_acc"]["mean"]),
+             **compared.standings[run_id]} for run_id, result in compared.results.items() if result is not None]
 
     def key(row):
         transfer = row["transfer"]["balanced_accuracy"] if row["transfer"] else None
@@ -194,8 +187,14 @@ def best_transferable(run_ids: list[str], store: RunStore | None = None) -> str 
     """The run with the highest transfer figure among runs trained on real (not synthetic)
     images; None when no such run has one (Predict's default for a real upload)."""
     store = store or RunStore()
-    scored = [(score["balanced_accuracy"], run_id) for run_id, score in transfer_scores(run_ids, store).items()
-              if not (store.read_meta(run_id) or {}).get("dataset", {}).get("synthetic") and score is not None]
+    return _best_of(comparison(run_ids, store).standings, store)
+
+
+def _best_of(standings: dict[str, dict], store: RunStore) -> str | None:
+    """:func:`best_transferable` among runs' ``standings`` (:func:`comparison`)."""
+    scored = [(standing["transfer"]["balanced_accuracy"], run_id) for run_id, standing in standings.items()
+              if standing["transfer"] is not None
+              and not (store.read_meta(run_id) or {}).get("dataset", {}).get("synthetic")]
     return max(scored)[1] if scored else None
 
 
