@@ -187,3 +187,21 @@ def test_a_ranking_reads_each_run_s_result_and_external_results_once(labs, tmp_p
         results.clear(), externals.clear()
         ranked()
         assert results == Counter(ids) and sorted(externals) == files and set(externals.values()) == {1}
+
+
+def test_a_run_whose_every_test_is_on_an_earlier_state_is_named_untested_where_the_others_are_compared(labs,
+                                                                                                      tmp_path):
+    """A run tested only on a folder that changed since had no ``untested``: the ranking said only "evaluate
+    again", and after it the run still had no figure, not tested on the other folder the runs are compared on."""
+    import cv2
+
+    changing = _lab(tmp_path / "changing", subjects=1, tint=-40)
+    stale, current = (run(_config(str(labs[0]), model=model), n_jobs=1)["run_id"] for model in ("nb", "dt"))
+    evaluate(stale, str(changing))
+    cv2.imwrite(str(changing / "ALL" / "A0" / "added.png"), np.full((16, 16, 3), 90, np.uint8))
+    evaluate(current, str(changing))
+    evaluate(current, str(labs[1]))
+    rows = {row["run_id"]: row for row in rank_runs([stale, current], "lodo")}
+    assert rows[current]["transfer"]["datasets"] == ["changing", "lab_b"]
+    assert rows[stale]["transfer"] is None and rows[stale]["earlier"] == ["changing"]
+    assert rows[stale]["untested"] == ["lab_b"]  # its test on "changing" is named earlier, to be evaluated again

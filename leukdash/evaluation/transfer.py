@@ -125,11 +125,14 @@ def comparison(run_ids: list[str], store: RunStore | None = None) -> Comparison:
     standings = {}
     for run_id in run_ids:
         mine = tests.get(run_id, {})
+        earlier = [test for test in listed[run_id] if _earlier(test, current)]
+        # a run tested only on earlier states lacks the other shared folders too (one named earlier is told apart)
+        untested = shared - set(mine) - {tested_folder(test) for test in earlier} if run_id in tests else set()
         standings[run_id] = {
             "transfer": _figure(run_id, lodo[run_id], mine, shared),
-            "earlier": [test["dataset"]["name"] for test in listed[run_id] if _earlier(test, current)],
+            "earlier": [test["dataset"]["name"] for test in earlier],
             "elsewhere": sorted(test["dataset"]["name"] for folder, test in mine.items() if folder not in shared),
-            "untested": sorted(current[folder]["name"] for folder in shared - set(mine)) if mine else []}
+            "untested": sorted(current[folder]["name"] for folder in untested) if listed[run_id] else []}
     return Comparison(results, standings, sorted(current[folder]["name"] for folder in shared))
 
 
@@ -167,7 +170,8 @@ def rank_runs(run_ids: list[str], by: str, store: RunStore | None = None) -> lis
     ``earlier`` (the folders its external tests found in an earlier state than another run's
     later test: left out of its figure, to be evaluated again), ``elsewhere`` (the folders of its
     current tests outside those the runs are compared on: left out of its figure) and ``untested``
-    (those it was not tested on: no figure until it is)."""
+    (of a run with any external test and no leave-one-dataset-out figure, those it was never tested on,
+    not even in an earlier state: no figure until it is)."""
     if by not in RANKINGS:
         raise LeukdashError(f"rank by one of {', '.join(RANKINGS)}, got {by!r}")
     compared = comparison(run_ids, store)
