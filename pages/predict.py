@@ -11,9 +11,8 @@ from leukdash.data.preprocess import describe_mode
 from leukdash.engine.ensemble import MIXED
 from leukdash.evaluation.answer import apart, conflicting_labels, headline, one_class_warning, unavailable_checks
 from leukdash.evaluation.answer_table import answer_row, answers_csv
-from leukdash.evaluation.evaluate import stored_evaluations
 from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, warm_up, warmed_up
-from leukdash.evaluation.transfer import FULL_PROTOCOL_FOLDS
+from leukdash.evaluation.transfer import FULL_PROTOCOL_FOLDS, left_out_text
 from leukdash.errors import ImageDecodeError, ImageFormatError, LeukdashError
 from leukdash.paths import printable
 from leukdash.reporting.plots import for_display, heatmap_overlay, probability_bars
@@ -92,12 +91,12 @@ if score:
     st.caption(f"On images of a lab it never saw ({literal(', '.join(map(str, score['datasets'])))}): "
                "balanced accuracy "
                f"{score['balanced_accuracy']:.1%} ({'leave-one-dataset-out' if score['source'] == 'lodo' else 'external test'}).")
-elif tested := [test["dataset"]["name"] for test in stored_evaluations(run_id)]:
+elif left_out := left_out_text(transfer["standings"].get(run_id) or {}, lambda name: literal(printable(name))):
     # its tests are elsewhere (or on a folder changed since): a figure beside the others' would be on other images
-    st.caption(f"No transfer figure beside the other runs': its external tests ({literal(', '.join(tested))}) are not "
-               "on every test set the runs are compared on "
-               f"({literal(', '.join(transfer['compared_on']))}, as last tested). Evaluate it there "
-               "(`python -m leukdash evaluate RUN_ID DATASET`) to rank it.")
+    st.caption(f"No transfer figure beside the other runs': {left_out}. To rank it, "
+               "evaluate it on the test sets the runs are compared on "
+               f"({literal(printable(', '.join(transfer['compared_on'])))}, as last tested): "
+               "`python -m leukdash evaluate RUN_ID DATASET`.")
 else:
     st.caption("No transfer figure for this run: neither a leave-one-dataset-out run of its settings nor an "
                "external test (`python -m leukdash evaluate RUN_ID DATASET`) is stored. Its accuracy on another "

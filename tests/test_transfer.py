@@ -12,7 +12,7 @@ from leukdash.engine.ensemble import create_ensemble
 from leukdash.engine.runner import run
 from leukdash.engine.sweep import run_sweep
 from leukdash.evaluation.evaluate import evaluate
-from leukdash.evaluation.transfer import rank_runs, transfer_score
+from leukdash.evaluation.transfer import left_out_text, rank_runs, transfer_score
 from tests.test_multisource import _lab
 
 
@@ -119,10 +119,11 @@ def test_runs_are_ranked_on_the_test_sets_they_share_each_test_weighed_by_its_im
     assert list(rows)[-1] == third
     assert main(["sweeps", "--rank-by", "lodo"]) == 0
     lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line.startswith("   ")}
+    # each line's "few" is not compared, though the other line's run was tested there: not every run was
     assert lines[first].endswith("transfer: external " f"{on_b['balanced_accuracy']:.4f} (lab_b); "
-                                 "not compared (the others were not tested there): few")
-    assert lines[third].endswith("transfer: not compared (the others were not tested there): few; not tested on "
-                                 "lab_b, which the others are compared on")
+                                 "not compared (not every run compared was tested there): few")
+    assert lines[third].endswith("transfer: not compared (not every run compared was tested there): few; not "
+                                 "tested on lab_b, which the others are compared on")
     best = best_transferable([first, second, third])
     assert scores[best]["balanced_accuracy"] == max(on_b["balanced_accuracy"], others_on_b["balanced_accuracy"])
 
@@ -137,8 +138,10 @@ def test_runs_are_ranked_on_the_test_sets_they_share_each_test_weighed_by_its_im
     assert at.selectbox(key="predict_run").value == best
     at.selectbox(key="predict_run").set_value(third).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("its external tests (few) are not on every test set the runs are compared on (lab_b" in shown(c.value)
-               for c in at.caption)
+    assert any(shown(c.value).startswith(
+        "No transfer figure beside the other runs': not compared (not every run compared was tested there): few; "
+        "not tested on lab_b, which the others are compared on. To rank it, evaluate it on the test sets the runs are "
+        "compared on (lab_b, as last tested)") for c in at.caption)
     st.cache_data.clear()
 
 
@@ -205,3 +208,5 @@ def test_a_run_whose_every_test_is_on_an_earlier_state_is_named_untested_where_t
     assert rows[current]["transfer"]["datasets"] == ["changing", "lab_b"]
     assert rows[stale]["transfer"] is None and rows[stale]["earlier"] == ["changing"]
     assert rows[stale]["untested"] == ["lab_b"]  # its test on "changing" is named earlier, to be evaluated again
+    assert left_out_text(rows[stale]) == ("on an earlier state of changing: evaluate again; not tested on lab_b, "
+                                          "which the others are compared on")

@@ -130,12 +130,11 @@ def _print_sweep(args, outcome: dict, failed: dict) -> None:
 
 def sweeps(args) -> int:
     from leukdash.engine.sweep import list_sweeps
+    from leukdash.evaluation.transfer import left_out_text, rank_runs
     from leukdash.reporting.plots.sweeps import run_counts, varied_settings
 
     found = list_sweeps()
     if args.rank_by:
-        from leukdash.evaluation.transfer import rank_runs
-
         for entry in found:
             entry["ranked"] = rank_runs([run["run_id"] for run in entry["runs"]], args.rank_by)
     if args.json:
@@ -159,12 +158,7 @@ def sweeps(args) -> int:
         for rank, row in enumerate(entry.get("ranked", []), 1):
             transfer = row["transfer"]
             # a test on an earlier state of a folder is not ranked against the others' on its later images
-            earlier = "; ".join(
-                f"{what} {', '.join(map(printable, row[field]))}{then}" for field, what, then in (
-                    ("earlier", "on an earlier state of", ": evaluate again"),
-                    ("elsewhere", "not compared (the others were not tested there):", ""),
-                    ("untested", "not tested on", ", which the others are compared on"))
-                if row.get(field))
+            earlier = left_out_text(row, printable)
             shown = (f"{transfer['source']} {transfer['balanced_accuracy']:.4f} ({', '.join(map(str, transfer['datasets']))})"
                      + (f"; {earlier}" if earlier else "") if transfer else earlier or "no lodo run or external test")
             print(f"  {rank:>2}. {row['run_id']:<18} {sweep_settings(row['config'], entry['axes'])}  "

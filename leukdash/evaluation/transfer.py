@@ -164,6 +164,21 @@ def _lodo_sibling(config: dict) -> str | None:
         return None
 
 
+# Why external tests are left out of a run's figure, said alike by the ranking (sweeps) and Predict: each
+# standing's field (rank_runs), the words before its folders, those after. Other runs may have been tested on
+# a folder named "elsewhere": only, not every run compared was.
+LEFT_OUT = (("earlier", "on an earlier state of", ": evaluate again"),
+            ("elsewhere", "not compared (not every run compared was tested there):", ""),
+            ("untested", "not tested on", ", which the others are compared on"))
+
+
+def left_out_text(standing: dict, quote=str) -> str:
+    """What :data:`LEFT_OUT` says of a run's ``standing`` (a :func:`rank_runs` row), each folder's name
+    through ``quote`` (a page's escaping); empty when none of its tests is left out."""
+    return "; ".join(f"{what} {', '.join(map(quote, standing[field]))}{then}"
+                     for field, what, then in LEFT_OUT if standing.get(field))
+
+
 def rank_runs(run_ids: list[str], by: str, store: RunStore | None = None) -> list[dict]:
     """Finished runs, best first by ``lodo`` (transfer; runs without a figure last, by cv) or
     ``cv`` (mean cross-validated balanced accuracy). Each row: ``run_id``, ``cv``, ``transfer``,
