@@ -1094,3 +1094,25 @@ def test_an_external_result_not_stored_for_a_file_size_limit_is_said(tiny_run, o
     assert status == 0 and "accuracy" in out
     assert [line for line in said.splitlines() if "external" in line and line.startswith("warning: not stored: ")
             and "file too large for this process's limit (ulimit -f)" in line]
+
+
+def test_evaluate_reads_each_image_file_of_the_external_folder_once(tiny_run, other_lab, tmp_path, monkeypatch):
+    """The folder's state (every class) and the run's classes of it were fingerprinted apart, each hashing every
+    file: an evaluate, even one answered from the store, read the folder twice. Combined folders too."""
+    import hashlib
+    from collections import Counter
+
+    mirrored = tmp_path / "mirrored"
+    shutil.copytree(other_lab, mirrored)
+    for path in mirrored.rglob("*.png"):
+        cv2.imwrite(str(path), cv2.flip(cv2.imread(str(path)), 1))
+    read, digest = Counter(), hashlib.file_digest
+    monkeypatch.setattr(hashlib, "file_digest", lambda handle, name: (read.update([handle.name]),
+                                                                      digest(handle, name))[1])
+    for folders in (str(other_lab), f"{other_lab},{mirrored}"):
+        for _ in range(2):  # computed, then answered from the store
+            read.clear()
+            evaluate(tiny_run["run_id"], folders)
+            images = {str(path) for folder in folders.split(",") for path in Path(folder).rglob("*.png")}
+            external = {path: times for path, times in read.items() if path in images}  # not the run's own
+            assert set(external) == images and set(external.values()) == {1}

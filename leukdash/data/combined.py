@@ -57,7 +57,7 @@ class CombinedDataset(Dataset):
                    any(source.synthetic for source in sources),
                    tuple(skipped for source in sources for skipped in source.ignored),
                    tuple(f"{source.name}: {note}" for source in sources for note in source.notes) + copies,
-                   sources, copies)
+                   parts=sources, copies=copies)
 
     @property
     def sources(self) -> tuple[Dataset, ...]:
@@ -69,6 +69,11 @@ class CombinedDataset(Dataset):
 
     def sources_of(self, paths) -> np.ndarray:
         return np.array([self._source_of_path[Path(path)] for path in paths], dtype=object)
+
+    @cached_property
+    def contents(self) -> tuple[str, ...]:
+        """The sha1 of each item's bytes, in the order of the items: the sources', whose files they are."""
+        return tuple(content for source in self.parts for content in source.contents)
 
     def warnings(self) -> list[str]:
         return [f"{source.name}: {line}" for source in self.parts for line in source.warnings()] + list(self.copies)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -51,6 +51,9 @@ class Dataset:
     synthetic: bool = False
     ignored: tuple[SkippedFile, ...] = ()
     notes: tuple[str, ...] = ()  # about its groups: see :func:`leukdash.data.sources.scan_folder`
+    # Each file's sha1 by path, shared with the datasets made from this one (subset, replace): an external
+    # test fingerprints a folder and the run's classes of it, and should read its files once.
+    hashes: dict[Path, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_folder(cls, root: Path, name: str | None = None) -> Dataset:
@@ -89,11 +92,11 @@ class Dataset:
     @cached_property
     def contents(self) -> tuple[str, ...]:
         """The sha1 of each item's bytes, in the order of the items."""
-        found = []
         for item in self.items:
-            with open(item.path, "rb") as handle:  # in blocks: a huge file is not held in memory
-                found.append(hashlib.file_digest(handle, "sha1").hexdigest())
-        return tuple(found)
+            if item.path not in self.hashes:
+                with open(item.path, "rb") as handle:  # in blocks: a huge file is not held in memory
+                    self.hashes[item.path] = hashlib.file_digest(handle, "sha1").hexdigest()
+        return tuple(self.hashes[item.path] for item in self.items)
 
     @cached_property
     def fingerprint(self) -> str:
@@ -205,7 +208,7 @@ class Dataset:
             ImageItem(item.path, old_to_new[item.label], item.group)
             for item in self.items if item.label in old_to_new
         )
-        return Dataset(self.name, self.root, classes, items, self.kind, self.synthetic, self.ignored, self.notes)
+        return replace(self, classes=classes, items=items)
 
     def load(self, size: int | None = None, preprocess: str = "raw", decoded=None) -> LoadedImages:
         """Decode every image; files that cannot be decoded or prepared are skipped with their reason.
