@@ -156,6 +156,13 @@ def std_text(acc: dict, n_folds: int) -> str:
     return "n/a" if n_folds < 2 else f"{acc['std']:.4f}"
 
 
+def fold_std(values) -> float | None:
+    """The sample standard deviation (ddof=1) of fold values, None for one value: there is no spread to estimate,
+    and a 0 would read as a measured one (what :func:`std_text` shows as n/a)."""
+    values = np.asarray(list(values), dtype=np.float64)
+    return float(values.std(ddof=1)) if values.size > 1 else None
+
+
 def ci_text(acc: dict, n_folds: int) -> str:
     """A fold summary's 95% t interval as the command line shows it, clipped to 0-1 (it is of an accuracy).
 

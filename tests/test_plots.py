@@ -353,6 +353,28 @@ def test_one_value_has_no_spread_in_the_tables():
         0.1)
 
 
+def test_a_run_of_one_fold_has_no_spread_in_the_run_tables_or_the_heatmap(tiny_dataset):
+    """The Sweeps view's Runs table and its heatmap cells, and the Overview's and Compare's run table, gave a holdout
+    run (one fold) "SD 0.0" or "± 0.0%": its stored std is 0, and one value gave 0 too. No SD there (n/a), as the
+    run's line says "std n/a"; a run of two folds keeps its SD."""
+    from leukdash.config import RunConfig
+    from leukdash.engine.runner import run
+    from leukdash.engine.store import RunStore
+
+    holdout = run(RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, test_fraction=0.5), n_jobs=1)
+    folds = run(RunConfig(dataset=str(tiny_dataset), model="nb", image_size=16, folds=2, seed=1), n_jobs=1)
+    assert len(holdout["folds"]) == 1 and holdout["summary"]["val_acc"]["std"] == 0.0  # stored as 0
+    frame = plots.sweep_frame([holdout, folds], ["seed"])
+    assert pd.isna(frame["SD"].iloc[0]) and frame["SD"].iloc[1] == pytest.approx(
+        np.std(plots.fold_values(folds, "val_acc"), ddof=1))
+    heat = plots.sweep_heatmap(frame.assign(model="nb"), "seed", "model").data[0]
+    assert "<br>± n/a<br>" in heat.text[0][0] and "<br>± n/a" not in heat.text[0][1]
+    for table in (plots.runs_frame([holdout, folds]), plots.runs_frame(RunStore().list_runs())):
+        by_id = table.set_index("Run id")["SD"]
+        assert pd.isna(by_id[holdout["run_id"]]) and by_id[folds["run_id"]] == pytest.approx(
+            folds["summary"]["val_acc"]["std"])
+
+
 def test_setting_texts_of_a_sweep_table():
     cnn = {"model": "cnn", "architecture": "leukdash", "learning_rate": None, "k": 3, "augment_factor": 8,
            "augment": {"rotation": 40.0, "width_shift": 0.4, "height_shift": 0.4, "zoom": 0.3,

@@ -11,6 +11,7 @@ from plotly.colors import qualitative
 from leukdash import arguments
 from leukdash.evaluation.compare import out_of_fold_roc
 from leukdash.evaluation.labels import FACETS, facet_texts, model_name, run_labels, varying_facets
+from leukdash.metrics import fold_std, shown_summary
 from leukdash.reporting.plots.common import (ERROR_BARS, LAYOUT, METRICS, MODEL_COLOURS, PAPER_COLOUR,
                                              available_metrics, created_text, error_bounds, fold_values, hover_format,
                                              metric_axis, paper_value, rgba, shown_in_chart, wrap)
@@ -211,7 +212,9 @@ def runs_frame(entries: list[dict]) -> pd.DataFrame:
         # a result holds at its top what an entry holds in its meta
         meta, summary = entry.get("meta") or entry, entry.get("summary") or {}
         config = meta.get("config") or {}
-        acc = summary.get("val_acc") or {}
+        # A result counts its folds, an entry those done; its std of one fold is None, as the run's line says n/a.
+        n_folds = len(entry["folds"]) if "folds" in entry else entry.get("n_folds_done", 0)
+        acc = shown_summary(summary, n_folds).get("val_acc") or {}
         try:
             model = model_name(config)
         except KeyError:
@@ -262,9 +265,7 @@ def summary_frame(results: list[dict], labels: list[str] | None = None, metric: 
     rows = []
     for result, label in zip(results, labels):
         values = fold_values(result, metric)
-        rows.append({"Run": label, "Folds": len(values),
-                     # One fold has no spread: no SD (a 0 would read as a measured one), as the run's line says.
-                     "Mean": float(np.mean(values)), "SD": error_bounds(values, "std")[0] if len(values) > 1 else None,
+        rows.append({"Run": label, "Folds": len(values), "Mean": float(np.mean(values)), "SD": fold_std(values),
                      "Min": float(np.min(values)), "Max": float(np.max(values)),
                      "Paper (reported)": paper_value(result, metric)})
     return pd.DataFrame(rows)

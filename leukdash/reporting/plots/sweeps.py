@@ -7,8 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from leukdash.evaluation.labels import run_labels, setting_text
-from leukdash.reporting.plots.common import (FRACTION_METRICS, LAYOUT, METRICS, error_bounds, fold_values,
-                                             shown_in_chart)
+from leukdash.metrics import fold_std
+from leukdash.reporting.plots.common import FRACTION_METRICS, LAYOUT, METRICS, fold_values, shown_in_chart
 
 
 def sweep_axes(configs: list[dict]) -> list[str]:
@@ -44,12 +44,12 @@ def sweep_title(sweep: dict) -> str:
 
 def sweep_frame(results: list[dict], axes: list[str], metric: str = "val_acc") -> pd.DataFrame:
     """One row per run of a sweep: its value of each axis (as text), the mean and SD of
-    ``metric`` over its folds, its fold values, label and run id."""
+    ``metric`` over its folds (None for one fold), its fold values, label and run id."""
     rows = []
     for result, label in zip(results, run_labels(results)):
         values = fold_values(result, metric)
         rows.append({**{axis: setting_text(result["config"], axis) for axis in axes},
-                     "Mean": float(np.mean(values)), "SD": error_bounds(values, "std")[0], "Folds": values,
+                     "Mean": float(np.mean(values)), "SD": fold_std(values), "Folds": values,
                      "Run": label, "Run id": result["run_id"]})
     return pd.DataFrame(rows, columns=[*axes, "Mean", "SD", "Folds", "Run", "Run id"])
 
@@ -92,7 +92,7 @@ def sweep_parallel(frame: pd.DataFrame, axes: list[str], metric: str = "val_acc"
 
 def sweep_heatmap(frame: pd.DataFrame, x: str, y: str, metric: str = "val_acc") -> go.Figure:
     """Mean ``metric`` for each pair of values of two settings, over every fold of the runs that
-    share them (other settings pooled), with the spread across those folds (SD) in each cell."""
+    share them (other settings pooled), with the spread across those folds (SD, n/a for one fold) in each cell."""
     xs, ys = _ordered(frame[x]), _ordered(frame[y])
     mean = np.full((len(ys), len(xs)), np.nan)
     text = [["" for _ in xs] for _ in ys]
@@ -100,9 +100,10 @@ def sweep_heatmap(frame: pd.DataFrame, x: str, y: str, metric: str = "val_acc") 
         folds = [v for values in cell["Folds"] for v in values]
         i, j = ys.index(yv), xs.index(xv)
         mean[i, j] = float(np.mean(folds))
-        spread = float(np.std(folds, ddof=1)) if len(folds) > 1 else 0.0
+        spread = fold_std(folds)
         fmt = (lambda v: f"{v:.1%}") if metric in FRACTION_METRICS else (lambda v: f"{v:.3f}")
-        text[i][j] = f"{fmt(mean[i, j])}<br>± {fmt(spread)}<br>{len(cell)} run{'s' * (len(cell) != 1)}"
+        text[i][j] = (f"{fmt(mean[i, j])}<br>± {'n/a' if spread is None else fmt(spread)}<br>"
+                      f"{len(cell)} run{'s' * (len(cell) != 1)}")
     fraction = metric in FRACTION_METRICS
     fig = go.Figure(go.Heatmap(
         z=mean, x=[shown_in_chart(v) for v in xs], y=[shown_in_chart(v) for v in ys], text=text,
@@ -125,7 +126,7 @@ def seed_spread_frame(frame: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     rows = []
     for key, group in frame.groupby(others, sort=False) if others else [((), frame)]:
         key = key if isinstance(key, tuple) else (key,)
-        within = group.loc[group["Folds"].map(len) > 1, "SD"]
+        within = group["SD"].dropna()  # runs of one fold have none
         rows.append({**dict(zip(others, key)), "Seeds": len(group), "Mean": float(group["Mean"].mean()),
                      "SD over seeds": float(group["Mean"].std(ddof=1)) if len(group) > 1 else None,
                      "SD over folds (mean)": float(within.mean()) if len(within) else None})
