@@ -405,6 +405,26 @@ def test_evaluate_command_prints_the_figures(tiny_run, other_lab, capsys):
     assert "balanced accuracy" in text and "out-of-distribution" in text
 
 
+def test_an_evaluation_stored_with_a_zero_width_interval_is_read_as_n_a_with_its_reason(tiny_run, other_lab, capsys):
+    """An evaluation stored before zero-width intervals were n/a (under the same method version) is served again:
+    its accuracy "[0.5, 0.5]" with reason null reached evaluate --json, while the text said n/a. Read, that interval
+    is None and the reason says why, as the bootstrap gives it now, on disk too; an interval that varies is kept."""
+    run_id = tiny_run["run_id"]
+    tested = evaluate(run_id, str(other_lab))
+    path = result_path(run_id, tested["dataset"]["fingerprint"])
+    stored = json.loads(path.read_text())
+    accuracy = stored["accuracy"]
+    stored["intervals"].update(accuracy=[accuracy, accuracy], balanced_accuracy=[0.25, 0.75], reason=None)
+    path.write_text(json.dumps(stored))
+    assert main(["evaluate", run_id, str(other_lab), "--json"]) == 0
+    for intervals in (json.loads(capsys.readouterr().out)["intervals"], stored_evaluations(run_id)[0]["intervals"],
+                      json.loads(path.read_text())["intervals"]):
+        assert intervals["accuracy"] is None and intervals["balanced_accuracy"] == [0.25, 0.75]
+        assert intervals["reason"].startswith("every resample is the same for accuracy: "), intervals["reason"]
+    assert main(["evaluate", run_id, str(other_lab)]) == 0
+    assert "n/a: every resample is the same for accuracy: " in capsys.readouterr().out
+
+
 def test_a_known_image_is_answered_by_the_fold_model_that_did_not_train_on_it(tiny_run, tiny_dataset):
     store = RunStore()
     path = sorted((tiny_dataset / "AML").glob("*.png"))[2]

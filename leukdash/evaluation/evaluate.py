@@ -26,8 +26,8 @@ import numpy as np
 from leukdash.errors import DatasetError, RunError
 from leukdash.engine.store import RunStore, read_json, write_json_atomic
 from leukdash.evaluation.external_classes import run_classes_of
-from leukdash.evaluation.external_metrics import (BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, external_metrics, flag_errors,
-                                                  ties_text, tied_answers)
+from leukdash.evaluation.external_metrics import (BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, TIE, external_metrics,
+                                                  flag_errors, same_resamples_reason, ties_text, tied_answers)
 
 # Changes to what this module computes invalidate the stored results.
 METHOD_VERSION = "external-8"  # 5: the answer-support check (support.py); 6: no interval where the groups
@@ -425,4 +425,24 @@ def _stored(path: Path) -> dict | None:
         return None
     valid = (isinstance(stored, dict) and "accuracy" in stored and isinstance(stored.get("dataset"), dict)
              and isinstance(stored["dataset"].get("name"), str) and isinstance(stored.get("key", {}), dict))
-    return stored if valid else None
+    return _without_zero_width(stored) if valid else None
+
+
+def _without_zero_width(stored: dict) -> dict:
+    """``stored`` with each interval of zero width None and ``reason`` saying why, as
+    :func:`~leukdash.evaluation.external_metrics.group_bootstrap` gives them now. Results stored before it did hold
+    the interval every resample gave ("[0.5, 0.5]", reason None): read so, every interface says n/a, with its
+    reason, without computing again every result of the same method (the other figures are the same)."""
+    intervals = stored.get("intervals")
+    if not isinstance(intervals, dict):
+        return stored
+    metrics = [name for name in ("accuracy", "balanced_accuracy", "roc_auc") if name in intervals]
+    same = [name for name in metrics if isinstance(intervals[name], list) and len(intervals[name]) == 2
+            and intervals[name][1] - intervals[name][0] <= TIE]
+    if not same:
+        return stored
+    # Each image right or wrong, from the confusion matrix: right on its diagonal.
+    confusion = np.asarray(stored.get("confusion") or [[0]])
+    correct = np.repeat([True, False], [np.trace(confusion), confusion.sum() - np.trace(confusion)])
+    reason = intervals.get("reason") or same_resamples_reason(same, dict.fromkeys(metrics), correct)
+    return {**stored, "intervals": {**intervals, **dict.fromkeys(same), "reason": reason}}
