@@ -163,17 +163,27 @@ def fold_std(values) -> float | None:
     return float(values.std(ddof=1)) if values.size > 1 else None
 
 
-def ci_text(acc: dict, n_folds: int) -> str:
-    """A fold summary's 95% t interval as the command line shows it, clipped to 0-1 (it is of an accuracy).
+def no_ci_reason(acc: dict, n_folds: int) -> str | None:
+    """Why a fold summary has no 95% t interval worth showing; None where it has one. The one rule of every
+    interface (:func:`ci_text`, :func:`shown_summary`, the report's CI cells).
 
     Below 3 folds there is no interval worth the name: one fold has no spread, and a t interval on the one degree
     of freedom of two spans about the whole range (t = 12.7). Where every fold scored the same, :func:`summarize`
-    stores an interval of zero width, which would read as a certainty that a few folds cannot give: n/a, said why.
+    stores an interval of zero width, which would read as a certainty that a few folds cannot give.
     """
     if n_folds < 3:
-        return f"95% CI n/a: {n_folds} fold{'s are' if n_folds > 1 else ' is'} too few for one"
+        return f"{n_folds} fold{'s are' if n_folds > 1 else ' is'} too few for one"
     if acc["max"] == acc["min"]:
-        return f"95% CI n/a: every fold scored {acc['min']:.4f}, and a zero-width interval would read as a certainty"
+        return f"every fold scored {acc['min']:.4f}, and a zero-width interval would read as a certainty"
+    return None
+
+
+def ci_text(acc: dict, n_folds: int) -> str:
+    """A fold summary's 95% t interval as the command line shows it, clipped to 0-1 (it is of an accuracy); n/a and
+    why where :func:`no_ci_reason` gives a reason."""
+    reason = no_ci_reason(acc, n_folds)
+    if reason is not None:
+        return f"95% CI n/a: {reason}"
     low, high = share_interval(acc["ci95"])
     return f"95% CI {low:.4f}-{high:.4f}"
 
@@ -186,7 +196,7 @@ def shown_summary(summary: dict, n_folds: int) -> dict:
         if not isinstance(figures, dict) or "ci95" not in figures:
             return figures
         return {**figures, "std": None if n_folds < 2 else figures["std"],
-                "ci95": None if n_folds < 3 or figures["max"] == figures["min"] else figures["ci95"]}
+                "ci95": None if no_ci_reason(figures, n_folds) else figures["ci95"]}
 
     return {name: figures if name == "per_source" else shown(figures) for name, figures in summary.items()}
 

@@ -779,6 +779,33 @@ def test_folds_that_all_scored_the_same_give_no_interval_and_say_why():
     assert last_line([0.8, 0.9, 1.0]).endswith("95% CI 0.6516-1.0000)")
 
 
+def test_the_reports_interval_cells_say_n_a_where_the_run_line_does():
+    """The report's tables gave "100.00% – 100.00%" for folds all alike and a t(1) interval for two folds, where the
+    run's line says "95% CI n/a"; now the one rule (metrics.no_ci_reason) gives n/a in both; folds that differ keep
+    their interval, the same in both."""
+    from leukdash.metrics import summarize_folds
+    from leukdash.reporting.matrix import Outcome, experiments
+    from leukdash.reporting.report.format import interval
+    from leukdash.reporting.report.tables import comparison_table, fold_table
+
+    def outcome(experiment, values):
+        folds = [{"fold": i, "val_acc": v, "val_loss": 0.1, "train_acc": 1.0, "balanced_acc": v, "macro_f1": v,
+                  "seconds": 1.0} for i, v in enumerate(values)]
+        return Outcome(experiment, {"run_id": experiment.id, "cached": True, "config": experiment.config.to_dict(),
+                                    "dataset": {"name": "d"}, "folds": folds, "summary": summarize_folds(folds)})
+
+    cnns = [e for e in experiments() if e.exp == "2" and e.config.is_cnn]
+    for values in ([1.0, 1.0, 1.0], [0.8, 1.0], [0.8, 0.9, 1.0]):
+        done = [outcome(experiment, values) for experiment in cnns]
+        summary, line = done[0].result["summary"]["val_acc"], run_text(done[0].result).splitlines()[-1]
+        cell = interval(summary, len(values))
+        assert (cell == "n/a") == ("95% CI n/a: " in line), (cell, line)
+        ci_rows = [row for row in fold_table(done, "2", "t").splitlines() if row.startswith("| **95% CI**")]
+        assert ci_rows[0].split(" | ")[1] == cell
+        assert f"| {cell} |" in comparison_table(done, "binary", "t")
+    assert cell == "65.16% – 100.00%"  # the line's 0.6516-1.0000
+
+
 @case("dashboard message naming a server path", "the path shown relative to the data root")
 def _server_paths_hidden(folder: Path) -> str:
     from leukdash.data.discovery import open_dataset

@@ -99,10 +99,25 @@ def body(readme: str, name: str) -> str:
 
 def test_the_result_block_states_the_datas_figures():
     text = render_blocks(fake_sources())[0]["results"]
-    for figure in ("0.911 0.822", "**0.866**", "0.310-1.000", "0.8825 (its own protocol)", "Test CPU 9000, 4 cores",
+    for figure in ("0.911 0.822", "**0.866**", "| n/a |", "0.8825 (its own protocol)", "Test CPU 9000, 4 cores",
                    "native bfloat16", "2031-01-02 01:00 UTC to 2031-01-02 01:57 UTC", "57.6 min of wall time",
                    "12.0 min of fold time", "3.0 min", "19.20x the bound", "2 of 3 runs", "Engine version " + ENGINE_VERSION):
         assert figure in text, figure
+    assert "0.310-1.000" not in text  # a t(1) interval of two folds, n/a as the run's line says
+
+
+def test_the_result_blocks_interval_is_n_a_where_the_run_line_says_so():
+    """Two folds (above) or folds all alike have no interval in the README either; three that differ keep theirs."""
+    from leukdash.intervals import SHARE
+    from leukdash.metrics import summarize
+
+    for folds, shown in (([1.0, 1.0, 1.0], "| n/a |"), ([0.8, 0.9, 1.0], "| 0.652-1.000 |")):
+        report = fake_report()
+        report["headline"][0].update(val_acc=folds, **summarize(folds, bounds=SHARE))
+        assert shown in render_blocks({"report": report})[0]["results"], folds
+
+
+def test_the_result_block_says_which_runs_resumed():
     resumed = fake_report()
     resumed["reproduction"]["runs_resumed"] = 1
     resumed["reproduction"]["runs_timed"] = 1

@@ -8,6 +8,7 @@ from statistics import mean
 
 from leukdash.engine.machine import machine_text
 from leukdash.engine.timing import WORKER_COUNTS, predict_walls
+from leukdash.metrics import no_ci_reason
 from leukdash.reporting.report.format import TASK_NAMES
 
 
@@ -18,9 +19,11 @@ def results_block(data: dict) -> str:
     for row in data["headline"]:
         paper = "-" if row.get("paper") is None else \
             f"{row['paper']:.4f} ({'its own protocol' if row['is_cnn'] else 'its protocol, raw pixels'})"
-        low, high = row["ci95"]
-        lines.append(f"| {row['label']} | {' '.join(f'{v:.3f}' for v in row['val_acc'])} | **{row['mean']:.3f}** "
-                     f"| {low:.3f}-{high:.3f} | {paper} |")
+        folds, (low, high) = row["val_acc"], row["ci95"]
+        # n/a where the run's line says so (below 3 folds, or every fold the same)
+        ci = "n/a" if no_ci_reason({"min": min(folds), "max": max(folds)}, len(folds)) else f"{low:.3f}-{high:.3f}"
+        lines.append(f"| {row['label']} | {' '.join(f'{v:.3f}' for v in folds)} | **{row['mean']:.3f}** "
+                     f"| {ci} | {paper} |")
     span = data["reproduction"]
     if not span:
         raise ValueError("no reproduction wall time: the store held no progress log of the matrix's runs")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from leukdash.evaluation.compare import run_label
 from leukdash.intervals import metric_range, share_interval
-from leukdash.metrics import summarize
+from leukdash.metrics import no_ci_reason, summarize
 from leukdash.reporting.matrix import Outcome
 
 LEUKDASH_TARGET, CLASSIC_TARGET = 0.95, 0.90
@@ -22,8 +22,11 @@ def loss_text(value: float | None) -> str:
     return DASH if value is None else f"{value:.4f}"
 
 
-def interval(summary: dict) -> str:
-    """The t-interval, clipped to the possible range of an accuracy (0-100%)."""
+def interval(summary: dict, n_folds: int) -> str:
+    """The t-interval of ``n_folds`` fold values, clipped to the possible range of an accuracy (0-100%); "n/a" where
+    the command line says n/a too (:func:`~leukdash.metrics.no_ci_reason`: below 3 folds, or every fold the same)."""
+    if no_ci_reason(summary, n_folds):
+        return "n/a"
     low, high = share_interval(summary["ci95"])
     return f"{pct(low)} – {pct(high)}"
 

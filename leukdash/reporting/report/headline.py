@@ -44,7 +44,7 @@ def headline(done: list[Outcome]) -> str:
         chosen = best(candidates)
         s = fold_stats(chosen.result)
         reached = DASH if target is None else (f"≥ {pct(target)}: " + ("reached" if s["mean"] >= target else "**not reached**"))
-        rows.append([f"{title}: {label(chosen)}", f"**{pct(s['mean'])}**", interval(s),
+        rows.append([f"{title}: {label(chosen)}", f"**{pct(s['mean'])}**", interval(s, len(chosen.result["folds"])),
                      ", ".join(pct(v) for v in fold_values(chosen.result)), f"{len(chosen.result['folds'])}", reached])
         if len(candidates) > 1:
             tried = "; ".join(f"{label(o)} {pct(fold_stats(o.result)['mean'])}" for o in candidates)
@@ -65,8 +65,10 @@ def headline(done: list[Outcome]) -> str:
     ]
     like_for_like = [o for o in done if o.experiment.id == "2-cnn-paper-paper"]
     if like_for_like:
-        s = fold_stats(like_for_like[0].result)
-        lines += ["", f"Under the paper's own protocol the paper CNN reaches {pct(s['mean'])} (95% CI {interval(s)}, "
+        paper_protocol = like_for_like[0].result
+        s = fold_stats(paper_protocol)
+        ci = interval(s, len(paper_protocol["folds"]))
+        lines += ["", f"Under the paper's own protocol the paper CNN reaches {pct(s['mean'])} (95% CI {ci}, "
                   "Table 3), against the paper's 88.25%."]
     if paper_cnn and leukdash:
         strongest = best(leukdash)

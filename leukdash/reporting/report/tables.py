@@ -119,9 +119,9 @@ def fold_table(done: list[Outcome], exp: str, title: str) -> str:
         row[1] = pct(paper_folds[fold]) if fold < len(paper_folds) else DASH
         rows.append([f"{fold + 1}", *row])
     paper_cells = paper_summary_cells(paper) if paper_folds else {}
-    for name, fmt in (("Mean", lambda s: pct(s["mean"])), ("SD", lambda s: pct(s["std"])),
-                      ("Min – max", fold_range), ("95% CI", interval)):
-        row = cells(lambda r: fmt(fold_stats(r)))
+    for name, fmt in (("Mean", lambda s, n: pct(s["mean"])), ("SD", lambda s, n: pct(s["std"])),
+                      ("Min – max", lambda s, n: fold_range(s)), ("95% CI", interval)):
+        row = cells(lambda r: fmt(fold_stats(r), len(r["folds"])))
         row[1] = paper_cells.get(name, DASH)
         rows.append([f"**{name}**", *row])
     return "\n".join([
@@ -140,7 +140,7 @@ def paper_summary_cells(paper) -> dict[str, str]:
     and the range is its folds'; it reports no SD or CI: those leukdash computes from its folds, and says so."""
     stats = summarize(paper.folds, bounds=SHARE)
     return {"Mean": pct(paper.val_acc), "SD": f"{pct(stats['std'])} (from its folds)",
-            "Min – max": fold_range(stats), "95% CI": f"{interval(stats)} (from its folds)"}
+            "Min – max": fold_range(stats), "95% CI": f"{interval(stats, len(paper.folds))} (from its folds)"}
 
 
 def comparison_rows(done: list[Outcome], task: str) -> list[Outcome]:
@@ -155,7 +155,8 @@ def comparison_table(done: list[Outcome], task: str, title: str) -> str:
     rows = []
     for o in comparison_rows(done, task):
         s = fold_stats(o.result)
-        rows.append([label(o), pct(s["mean"]), pct(paper_val(o)), pct(s["std"]), fold_range(s), interval(s),
+        rows.append([label(o), pct(s["mean"]), pct(paper_val(o)), pct(s["std"]), fold_range(s),
+                     interval(s, len(o.result["folds"])),
                      ", ".join(pct(v) for v in fold_values(o.result))])
     if not rows:
         return ""
