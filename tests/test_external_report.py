@@ -72,6 +72,25 @@ def test_the_committed_reports_external_section_is_rendered_from_the_committed_r
     assert text[text.index(START):text.index(END) + len(END)] == external_section(data["external"])
 
 
+def test_a_zero_width_interval_is_n_a_in_the_summary_sentence_as_in_the_table():
+    """The sentence under a table formatted the best model's interval itself: "(95% group bootstrap
+    1.000-1.000)" of an evaluation stored before zero-width intervals were None, where the table's cell says
+    "1.000 [n/a]". Both now say n/a; the committed report's other intervals are unchanged."""
+    data = json.loads((REPO_ROOT / "docs" / "report" / "report.json").read_text(encoding="utf-8"))["external"]
+    before = external_section(data)
+    for row in data["directions"]:
+        if row["status"] == "done":
+            share = row["external"]["balanced_accuracy"]
+            row["external"]["ci95"] = [share, share]  # as every resample the same was stored before
+    section = external_section(data)
+    sentences = [line for line in section.splitlines() if "(95% group bootstrap" in line]
+    assert sentences and all("(95% group bootstrap n/a)" in line for line in sentences), sentences
+    assert "(95% group bootstrap n/a)" not in before and "(95% group bootstrap 0." in before
+    for row in data["directions"]:
+        if row["status"] == "done":
+            assert f"| {row['external']['balanced_accuracy']:.3f} [n/a] |" in section
+
+
 @pytest.fixture(scope="module")
 def tested(tiny_dataset, tmp_path_factory):
     """A tiny run of the plan's naive Bayes cell on the 5-class set (its ALL and HEALTHY images)

@@ -145,10 +145,15 @@ def _label(test: str, preprocessing: str) -> str:
             else "Preprocessing chosen on the other direction's cnmc_dev results: **development figures**.")
 
 
+def bounds_text(ci) -> str:
+    """An interval as the report shows it; ``ci`` None: the groups supported none (n/a), and so n/a for an interval
+    of zero width (every resample the same, stored before that was None): it would read as a certainty."""
+    return "n/a" if ci is None or ci[0] == ci[1] else f"{ci[0]:.3f}-{ci[1]:.3f}"
+
+
 def interval(value: float, ci) -> str:
-    """A figure and its interval; ``ci`` None: the groups supported none (n/a), and so n/a for an interval of zero
-    width (every resample the same, stored before that was None): it would read as a certainty."""
-    return f"{value:.3f} [n/a]" if ci is None or ci[0] == ci[1] else f"{value:.3f} [{ci[0]:.3f}-{ci[1]:.3f}]"
+    """A figure and its interval (:func:`bounds_text`): '0.550 [0.492-0.607]', '1.000 [n/a]'."""
+    return f"{value:.3f} [{bounds_text(ci)}]"
 
 
 def within_text(row: dict) -> str:
@@ -246,11 +251,10 @@ def _summary(rows: list[dict]) -> str:
     if not both:
         return text + "none gives each class to at least 30% of the images."
     best = max(both, key=lambda r: r["external"]["balanced_accuracy"])
-    ci = best["external"]["ci95"]
     return text + (f"{len(both)} {'gives' if len(both) == 1 else 'give'} each class to at least 30% of the "
                    "images, the best of them "
                    f"{best['label']} at balanced accuracy {best['external']['balanced_accuracy']:.3f} (95% group "
-                   f"bootstrap {'n/a' if ci is None else f'{ci[0]:.3f}-{ci[1]:.3f}'}).")
+                   f"bootstrap {bounds_text(best['external']['ci95'])}).")
 
 
 def update_report(out: Path, plan: Plan = Plan(), *, compute: bool = True, log=print) -> Path:
