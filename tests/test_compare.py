@@ -76,18 +76,25 @@ def test_a_run_whose_copies_are_answered_otherwise_than_their_originals_is_said_
 
 def test_runs_on_other_fold_splits_are_said_to_differ_in_their_folds(tiny_dataset):
     """Two seeds draw other folds: pairing by image still holds, but the note says the folds differ and how; the
-    same seed has the same folds, and no note."""
+    same seed has the same folds, and no note. A holdout run's split is its test fraction, not the fold count it
+    ignores; an ensemble's is its members'."""
     from leukdash.config import RunConfig
+    from leukdash.engine.ensemble import create_ensemble
     from leukdash.engine.runner import run_many
     from leukdash.evaluation.compare import compare_runs
 
-    configs = [RunConfig(dataset=str(tiny_dataset), model=model, feature_set="features", image_size=16, folds=2,
-                         augment_factor=1, seed=seed) for model, seed in (("nb", 0), ("nb", 1), ("dt", 0))]
-    seed0, seed1, tree = (r["run_id"] for r in run_many(configs, n_jobs=1))
-    tests = {(t["run_a"], t["run_b"]): t for t in compare_runs([seed0, seed1, tree])["mcnemar"]}
-    assert tests[seed0, seed1]["note"] == ("different folds (seed 0 vs 1): the difference mixes the fold split's "
-                                           "variance with the models'")
+    settings = (("nb", 0, 2, None), ("nb", 1, 2, None), ("dt", 0, 2, None), ("nb", 0, 5, 0.5), ("nb", 0, 3, None))
+    configs = [RunConfig(dataset=str(tiny_dataset), model=model, feature_set="features", image_size=16, folds=folds,
+                         augment_factor=1, seed=seed, test_fraction=fraction)
+               for model, seed, folds, fraction in settings]
+    seed0, seed1, tree, holdout, three = (r["run_id"] for r in run_many(configs, n_jobs=1))
+    both = create_ensemble([seed0, tree])["run_id"]
+    tests = {(t["run_a"], t["run_b"]): t for t in compare_runs([seed0, seed1, tree, holdout, three, both])["mcnemar"]}
+    mixes = ": the difference mixes the fold split's variance with the models'"
+    assert tests[seed0, seed1]["note"] == "different folds (seed 0 vs 1)" + mixes
     assert tests[seed0, tree]["note"] == "" and tests[seed0, seed1]["n"] == 40
+    assert tests[holdout, three]["note"] == "different folds (test fraction 0.5 vs none (3 folds))" + mixes
+    assert tests[seed1, both]["note"] == "different folds (seed 1 vs 0)" + mixes
 
 
 def test_several_pairs_are_one_family_adjusted_by_holm(tiny_dataset):

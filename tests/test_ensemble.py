@@ -11,7 +11,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from leukdash.cli import main
 from leukdash.config import AugmentConfig, RunConfig
-from leukdash.engine.ensemble import _fold_difference, create_ensemble
+from leukdash.engine.ensemble import create_ensemble, fold_difference
 from leukdash.data.arrays import load_arrays
 from leukdash.data.decode import decode_image
 from leukdash.data.discovery import open_dataset
@@ -84,7 +84,7 @@ def test_members_with_other_folds_datasets_or_classes_are_refused(members, tiny_
     with pytest.raises(RunError, match=r"different folds \(test fraction 0.5 vs none \(3 folds\)\): "):
         create_ensemble([holdout["run_id"], other_folds["run_id"]])
     alike = tiny_config(tiny_dataset).to_dict()
-    assert _fold_difference(alike, alike) == "fold count, seed, protocol and test fraction alike, yet other folds drawn"
+    assert fold_difference(alike, alike) == "fold count, seed, protocol and test fraction alike, yet other folds drawn"
     with pytest.raises(RunError, match="different class sets"):
         create_ensemble([first, fewer_classes["run_id"]])
     reordered = run(tiny_config(tiny_dataset, classes=("HEALTHY", "ALL")), n_jobs=1)

@@ -120,7 +120,7 @@ def _members(run_ids: list[str], store: RunStore) -> list[dict]:
             raise RunError(f"{pair} validated different augmented copies under the paper protocol ({copies}): their "
                            "out-of-fold probabilities are of different pictures; use runs with the same augmentation")
         if _fold_plan(other) != _fold_plan(first):
-            raise RunError(f"{pair} validated different folds ({_fold_difference(first['config'], other['config'])}): "
+            raise RunError(f"{pair} validated different folds ({fold_difference(first['config'], other['config'])}): "
                            "their out-of-fold probabilities are not comparable; use runs with the same folds")
     return members
 
@@ -129,9 +129,11 @@ def _members(run_ids: list[str], store: RunStore) -> list[dict]:
 FOLD_SETTINGS = {"folds": "fold count", "seed": "seed", "protocol": "protocol", "test_fraction": "test fraction"}
 
 
-def _fold_difference(first: dict, other: dict) -> str:
-    """The fold-drawing settings by which two runs' configs differ ('seed 0 vs 1, fold count 2 vs 3')."""
-    configs = [asdict(RunConfig.from_dict(config)) for config in (first, other)]
+def fold_difference(first: dict, other: dict) -> str:
+    """The fold-drawing settings by which two runs' configs differ ('seed 0 vs 1, fold count 2 vs 3').
+    Either may be an ensemble's config, which holds its members' fold settings beside its own."""
+    defaults = asdict(RunConfig())
+    configs = [{name: config.get(name, defaults[name]) for name in FOLD_SETTINGS} for config in (first, other)]
     # A holdout split or lodo does not read the fold count: naming it would blame a setting without effect.
     folds_unused = any(c["test_fraction"] is not None or c["protocol"] == "lodo" for c in configs)
     names = [name for name in FOLD_SETTINGS if not (name == "folds" and folds_unused)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from leukdash import arguments
+from leukdash.engine.ensemble import fold_difference
 from leukdash.engine.run_data import images_changed, same_folder
 from leukdash.engine.runner import finished_result
 from leukdash.engine.store import RunStore
@@ -134,12 +135,8 @@ def folds_note(first: dict, second: dict, shared) -> str:
     pairs = {(folds_a[k], folds_b[k]) for k in shared}
     if len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs}):  # one split, numbered alike or not
         return ""
-    settings = ("seed", "folds", "test_fraction")
-    configs = first["config"], second["config"]
-    differ = [f"{name} {configs[0].get(name)} vs {configs[1].get(name)}" for name in settings
-              if configs[0].get(name) != configs[1].get(name)]
-    return "different folds" + (f" ({', '.join(differ)})" if differ else "") + (
-        ": the difference mixes the fold split's variance with the models'")
+    return (f"different folds ({fold_difference(first['config'], second['config'])}): the difference mixes the "
+            f"fold split's variance with the models'")
 
 
 def out_of_fold(result: dict, copies: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
