@@ -77,10 +77,15 @@ def uploads_root() -> Path:
     return artifacts_root() / "uploads"
 
 
+def named_data_roots() -> list[str]:
+    """The entries of ``$LEUKDASH_DATA``, as the user wrote them (the implicit ``./data`` is none)."""
+    return [root for root in os.environ.get("LEUKDASH_DATA", "").split(os.pathsep) if root]
+
+
 def data_roots() -> list[Path]:
     """Folders whose subfolders are datasets: each entry of ``$LEUKDASH_DATA``, then ``./data``;
     a folder named twice (``./data`` in ``$LEUKDASH_DATA`` too) once, where first named."""
-    roots = [Path(p) for p in os.environ.get("LEUKDASH_DATA", "").split(os.pathsep) if p]
+    roots = [Path(root) for root in named_data_roots()]
     try:
         roots.append(Path.cwd() / "data")
     except FileNotFoundError:  # the current folder was deleted: it holds no data folder either

@@ -345,3 +345,18 @@ def test_a_job_finds_its_launchers_datasets_and_store_by_relative_names(tiny_dat
         status = jobs.job_status(run_id)
         assert status["state"] == "finished", status["log_tail"]
         assert (here / "store" / "runs" / run_id / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("data", [None, "gone"])
+def test_a_job_blames_only_the_data_folders_its_launcher_named(fake_job, tmp_path, monkeypatch, data):
+    """The job is told its launcher's ``LEUKDASH_DATA`` entries, made absolute, not the implicit ``./data``
+    (which it finds itself, in its launcher's folder): a missing ``./data`` is no entry of the user's to blame."""
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    if data is None:
+        monkeypatch.delenv("LEUKDASH_DATA", raising=False)
+    else:
+        monkeypatch.setenv("LEUKDASH_DATA", data)
+    fake_job("from leukdash.data.discovery import missing_data_roots; print(missing_data_roots())")
+    jobs.start_job(CONFIG, "r1")
+    _wait_for(lambda: jobs.job_status("r1")["state"] != "running")
+    assert jobs.job_status("r1")["log_tail"] == [str([] if data is None else [str(tmp_path / data)])]

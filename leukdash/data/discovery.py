@@ -11,7 +11,7 @@ from leukdash.data.combined import CombinedDataset
 from leukdash.data.dataset import Dataset
 from leukdash.data.sources import KNOWN_CLASSES, is_dataset_folder
 from leukdash.errors import DatasetError, LeukdashError
-from leukdash.paths import data_roots, printable
+from leukdash.paths import data_roots, named_data_roots, printable
 
 BUILTIN = "synthetic"
 
@@ -71,7 +71,7 @@ def unreadable_data_roots() -> list[tuple[Path, str]]:
 
 def missing_data_roots() -> list[str]:
     """The entries of ``$LEUKDASH_DATA`` that are not folders (a typo, an unmounted disk)."""
-    return [root for root in os.environ.get("LEUKDASH_DATA", "").split(os.pathsep) if root and not Path(root).is_dir()]
+    return [root for root in named_data_roots() if not Path(root).is_dir()]
 
 
 def roots_that_are_datasets() -> list[Path]:

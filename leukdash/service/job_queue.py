@@ -95,14 +95,16 @@ def dispatch(store: RunStore, max_jobs: int, ended: str | None = None) -> None:
 
 
 def _whereabouts() -> dict:
-    """The folder of the process queuing a job and its datasets' folders, made absolute: a job
-    may be started later by another process (a supervisor, whose folder is the first job's),
-    and must find the dataset a name or a relative path names, as its launcher did."""
+    """The folder of the process queuing a job and its ``LEUKDASH_DATA`` entries, made absolute: a
+    job may be started later by another process (a supervisor, whose folder is the first job's),
+    and must find the dataset a name or a relative path names, as its launcher did. The implicit
+    ``./data`` is no entry: the job, run in its launcher's folder, finds it itself, and an entry
+    for it would have a missing ``./data`` blamed on the user's ``LEUKDASH_DATA``."""
     try:
         folder = Path.cwd()
     except FileNotFoundError:  # the launcher's folder was deleted: no relative name can resolve
         return {}
-    return {"cwd": str(folder), "data_roots": os.pathsep.join(str(folder / root) for root in paths.data_roots())}
+    return {"cwd": str(folder), "data_roots": os.pathsep.join(str(folder / root) for root in paths.named_data_roots())}
 
 
 def _spawn(store: RunStore, job: dict, max_jobs: int) -> None:
