@@ -4,7 +4,8 @@ Python raises a signal handler's exception wherever the main thread happens to b
 callback or a ``__del__`` (frequent while TensorFlow trains in this process) it is printed as
 "Exception ignored" and lost, and the command would compute to its end. The command line's handlers
 therefore also :func:`remember` the stop, and computing in this process calls :func:`check` at safe
-points (between folds, at each CNN batch and epoch), which raises it again.
+points (between folds, at each CNN batch and epoch), which raises it again; :func:`quiet_unraisable`
+keeps the swallowed one's traceback off stderr.
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ def stop(signum: int, frame) -> None:
     """A signal handler: remember the stop (see the module's docstring) and raise it."""
     remember(signum)
     raise interrupt(signum)
+
+
+def quiet_unraisable(hook):
+    """``hook`` (``sys.unraisablehook``) silent on a stop Python swallowed where it landed: :func:`check`
+    raises it again, so its "Exception ignored" traceback is noise before the stop's own message."""
+    def unraisable(info):
+        if not isinstance(info.exc_value, KeyboardInterrupt):
+            hook(info)
+
+    return unraisable
 
 
 def forget() -> None:

@@ -101,6 +101,40 @@ def test_a_measurement_stopped_by_sigterm_removes_its_scratch_store_and_its_mark
     assert sorted(os.listdir(temporary)) == [] and not (isolated_artifacts / "calibration.running").exists()
 
 
+# A measurement whose SIGTERM lands in a finaliser (as in TensorFlow's weakref callbacks), where Python swallows it:
+# the stop is raised again at the next safe point (interrupts.check), as the engine's computing does.
+SWALLOWED_STOP = """
+import signal, sys
+from leukdash import interrupts
+from leukdash.engine import calibrate
+
+class Finaliser:
+    def __del__(self):
+        signal.raise_signal(signal.SIGTERM)
+
+def measure(kinds):
+    Finaliser()
+    interrupts.check()
+
+calibrate.measure = measure
+sys.exit(calibrate.main(["nb/pixels"]))
+"""
+
+
+def test_a_measurement_stop_swallowed_in_a_finaliser_says_only_its_one_line(isolated_artifacts):
+    """The stop that lands in a finaliser is raised again, not printed as an "Exception ignored" traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from leukdash.paths import REPO_ROOT
+
+    env = {**os.environ, "LEUKDASH_ARTIFACTS": str(isolated_artifacts), "PYTHONPATH": str(REPO_ROOT)}
+    stopped = subprocess.run([sys.executable, "-c", SWALLOWED_STOP], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert stopped.returncode == 1 and stopped.stderr == "calibration stopped by SIGTERM: nothing measured is kept\n"
+
+
 def test_a_measurement_marker_counts_for_ten_minutes_either_way_of_now(isolated_artifacts):
     """A marker dated ahead of the clock (the clock set back since) must not hold measuring off until that date."""
     import os

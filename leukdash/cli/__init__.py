@@ -114,13 +114,8 @@ def _stop_on_signals():
     except ValueError:  # not the main thread: leave signals alone
         previous = {}
     hook = sys.unraisablehook
-
-    def unraisable(info):
-        if not isinstance(info.exc_value, KeyboardInterrupt):  # a stop is raised again: its traceback is noise
-            hook(info)
-
     if previous:
-        sys.unraisablehook = unraisable
+        sys.unraisablehook = interrupts.quiet_unraisable(hook)
     try:
         yield
     finally:

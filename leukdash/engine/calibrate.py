@@ -151,6 +151,9 @@ def main(kinds: list[str]) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, interrupts.stop)
+    # A stop landing in a weakref callback (TensorFlow's, while a CNN is measured) is raised again at the
+    # next batch: only its one line below is said.
+    sys.unraisablehook = interrupts.quiet_unraisable(sys.unraisablehook)
     try:
         measure(kinds)
     except KeyboardInterrupt as stopped:
