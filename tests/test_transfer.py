@@ -210,3 +210,36 @@ def test_a_run_whose_every_test_is_on_an_earlier_state_is_named_untested_where_t
     assert rows[stale]["untested"] == ["lab_b"]  # its test on "changing" is named earlier, to be evaluated again
     assert left_out_text(rows[stale]) == ("on an earlier state of changing: evaluate again; not tested on lab_b, "
                                           "which the others are compared on")
+
+
+def _alike(root, per_class=3):
+    """A test folder whose every image looks like ALL (dark), HEALTHY's too: each model answers ALL to all of
+    them, a balanced accuracy of exactly 0.5, so that runs tie in transfer."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for name in ("ALL", "HEALTHY"):
+        (root / name).mkdir(parents=True)
+        for image in range(per_class):
+            pixels = np.clip(70 + rng.normal(0, 12, (16, 16, 3)), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / name / f"{image}.png"), pixels)
+    return root
+
+
+def test_predict_s_default_breaks_a_tie_in_transfer_by_cv_as_the_ranking_does(labs, tmp_path):
+    """Two runs transfer alike: the ranking put the better cross-validated first, Predict's default
+    (best_transferable) the one whose run id sorts last."""
+    import shutil
+
+    from leukdash.evaluation.transfer import best_transferable
+
+    noisy = _lab(tmp_path / "noisy", subjects=4)
+    for subject in ("0", "1"):  # two ALL images filed as HEALTHY: a cv below the clean lab's
+        shutil.move(noisy / "ALL" / f"A{subject}" / "0.png", noisy / "HEALTHY" / f"H{subject}" / "moved.png")
+    better = run(_config(str(labs[0]), model="dt"), n_jobs=1)["run_id"]  # "dt-" sorts before "knn-"
+    worse = run(_config(str(noisy), model="knn"), n_jobs=1)["run_id"]
+    alike = _alike(tmp_path / "alike")
+    assert evaluate(better, str(alike))["balanced_accuracy"] == evaluate(worse, str(alike))["balanced_accuracy"]
+    ranked = rank_runs([worse, better], "lodo")
+    assert [row["run_id"] for row in ranked] == [better, worse] and ranked[0]["cv"] > ranked[1]["cv"]
+    assert best_transferable([worse, better]) == best_transferable([better, worse]) == better

@@ -149,7 +149,7 @@ def transfer_overview(run_ids: list[str], store: RunStore | None = None) -> dict
     store = store or RunStore()
     compared = comparison(run_ids, store)
     return {"scores": {run_id: standing["transfer"] for run_id, standing in compared.standings.items()},
-            "standings": compared.standings, "best": _best_of(compared.standings, store),
+            "standings": compared.standings, "best": _best_of(compared, store),
             "compared_on": compared.compared_on}
 
 
@@ -189,32 +189,41 @@ def rank_runs(run_ids: list[str], by: str, store: RunStore | None = None) -> lis
     not even in an earlier state: no figure until it is)."""
     if by not in RANKINGS:
         raise LeukdashError(f"rank by one of {', '.join(RANKINGS)}, got {by!r}")
-    compared = comparison(run_ids, store)
-    rows = [{"run_id": run_id, "config": result["config"], "cv": float(result["summary"]["balanced_acc"]["mean"]),
+    return sorted(_rows(comparison(run_ids, store)), key=_order(by))
+
+
+def _rows(compared: Comparison) -> list[dict]:
+    """:func:`rank_runs`'s rows of the finished runs ``compared``, in the order given."""
+    return [{"run_id": run_id, "config": result["config"], "cv": float(result["summary"]["balanced_acc"]["mean"]),
              **compared.standings[run_id]} for run_id, result in compared.results.items() if result is not None]
 
-    def key(row):
-        transfer = row["transfer"]["balanced_accuracy"] if row["transfer"] else None
-        if by == "cv":
-            return (-row["cv"],)
-        return (transfer is None, -(transfer or 0.0), -row["cv"])
 
-    return sorted(rows, key=key)
+def _order(by: str):
+    """The sort key of :func:`rank_runs`'s rows by ``by``, best first: one order for the ranking and
+    Predict's default (:func:`best_transferable`), so that a tie in transfer goes to the better cv in both;
+    a tie in both to the first run id, whatever order the runs were given in (a page lists them otherwise)."""
+    def key(row):
+        if by == "cv":
+            return (-row["cv"], row["run_id"])
+        transfer = row["transfer"]["balanced_accuracy"] if row["transfer"] else None
+        return (transfer is None, -(transfer or 0.0), -row["cv"], row["run_id"])
+
+    return key
 
 
 def best_transferable(run_ids: list[str], store: RunStore | None = None) -> str | None:
     """The run with the highest transfer figure among runs trained on real (not synthetic)
     images; None when no such run has one (Predict's default for a real upload)."""
     store = store or RunStore()
-    return _best_of(comparison(run_ids, store).standings, store)
+    return _best_of(comparison(run_ids, store), store)
 
 
-def _best_of(standings: dict[str, dict], store: RunStore) -> str | None:
-    """:func:`best_transferable` among runs' ``standings`` (:func:`comparison`)."""
-    scored = [(standing["transfer"]["balanced_accuracy"], run_id) for run_id, standing in standings.items()
-              if standing["transfer"] is not None
-              and not (store.read_meta(run_id) or {}).get("dataset", {}).get("synthetic")]
-    return max(scored)[1] if scored else None
+def _best_of(compared: Comparison, store: RunStore) -> str | None:
+    """:func:`best_transferable` among the runs ``compared``: the first of them on real images that
+    :func:`rank_runs` ranks by ``lodo`` (a tie in transfer to the better cv, as the ranking has it)."""
+    scored = [row for row in _rows(compared) if row["transfer"] is not None
+              and not (store.read_meta(row["run_id"]) or {}).get("dataset", {}).get("synthetic")]
+    return min(scored, key=_order("lodo"))["run_id"] if scored else None
 
 
 def best_validated(run_ids: list[str], store: RunStore | None = None) -> str | None:
