@@ -243,3 +243,41 @@ def test_predict_s_default_breaks_a_tie_in_transfer_by_cv_as_the_ranking_does(la
     ranked = rank_runs([worse, better], "lodo")
     assert [row["run_id"] for row in ranked] == [better, worse] and ranked[0]["cv"] > ranked[1]["cv"]
     assert best_transferable([worse, better]) == best_transferable([better, worse]) == better
+
+
+def test_synthetic_demo_runs_tests_do_not_choose_the_folders_the_real_runs_are_compared_on(labs, tmp_path):
+    """Demo runs (trained on synthetic data) tested on a demo folder, more of them than the real runs tested on
+    their lab: the demo folder was the one every run was compared on, so no real run had a figure, and Predict
+    said none had, telling each real run to be evaluated on the demo folder."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from leukdash.data.dataset import SYNTHETIC_LABEL
+    from leukdash.evaluation.transfer import best_transferable, comparison
+    from tests.test_app import open_page, shown
+
+    demo = _lab(tmp_path / "demo", subjects=2, tint=20)
+    (demo / "SOURCE.md").write_text(SYNTHETIC_LABEL)
+    demo_folder = _lab(tmp_path / "demo_test", subjects=1, tint=20)
+    real = [run(_config(str(labs[0]), model=model), n_jobs=1)["run_id"] for model in ("nb", "dt")]
+    synthetic = [run(_config(str(demo), model=model), n_jobs=1)["run_id"] for model in ("nb", "dt", "knn")]
+    on_b = {run_id: evaluate(run_id, str(labs[1]))["balanced_accuracy"] for run_id in real}
+    for run_id in synthetic:
+        evaluate(run_id, str(demo_folder))
+    compared = comparison(real + synthetic)
+    assert compared.compared_on == ["lab_b"]
+    assert {run_id: compared.standings[run_id]["transfer"]["balanced_accuracy"] for run_id in real} == on_b
+    assert all(compared.standings[run_id]["transfer"] is None and compared.standings[run_id]["untested"] == ["lab_b"]
+               and compared.standings[run_id]["elsewhere"] == ["demo_test"] for run_id in synthetic)
+    best = best_transferable(real + synthetic)
+    assert best in real and on_b[best] == max(on_b.values())
+
+    st.cache_data.clear()
+    at = open_page(AppTest.from_file("../streamlit_app.py", default_timeout=60).run(), "predict")
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="predict_run").value == best
+    captions = [shown(caption.value) for caption in at.caption]
+    assert any(caption.startswith("The page opens on the run trained on real images that transfers best")
+               for caption in captions)
+    assert not any("No run on real images has a transfer figure" in caption for caption in captions)
+    st.cache_data.clear()

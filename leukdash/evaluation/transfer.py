@@ -12,8 +12,9 @@ ALL-IDB2 and collapse on C-NMC), so settings are better chosen by a transfer fig
   compared on the same test sets: a test on an earlier state of a folder than another run's later
   test (images added or removed between them; not another class order, which tests the same images)
   is left out of the figure, and named in the ranking (``earlier``), to be evaluated again; and only
-  the folders the runs tested share count (:func:`shared_folders`), the others named (``elsewhere``),
-  so that no run ranks higher for a small test the others never had.
+  the folders the runs tested share count (:func:`shared_folders`; those the runs on real images share,
+  where any was tested), the others named (``elsewhere``), so that no run ranks higher for a small test
+  the others never had.
 
 Neither is computed here: a run without either has no transfer figure (``None``).
 """
@@ -96,6 +97,20 @@ def shared_folders(tests: dict[str, dict[str, dict]]) -> set[str]:
     return set.intersection(*(set(by_folder) for by_folder in tests.values() if anchor in by_folder))
 
 
+def _on_real_images(run_id: str, store: RunStore) -> bool:
+    """Whether the run was trained on real images, not the synthetic demo data."""
+    return not (store.read_meta(run_id) or {}).get("dataset", {}).get("synthetic")
+
+
+def _choosing(tests: dict[str, dict[str, dict]], store: RunStore) -> dict[str, dict[str, dict]]:
+    """The runs' current tests by folder that choose the folders they are compared on (:func:`shared_folders`):
+    those of the runs on real images, where any of them was tested; else every run's. Synthetic demo runs
+    tested on a demo folder would otherwise make it the folder every run is compared on, leaving the real
+    runs, the only ones Predict opens on, without a figure."""
+    real = {run_id: by_folder for run_id, by_folder in tests.items() if by_folder and _on_real_images(run_id, store)}
+    return real or tests
+
+
 @dataclass(frozen=True)
 class Comparison:
     """What runs' transfer figures are and are compared on, each run's records read once."""
@@ -107,8 +122,8 @@ class Comparison:
 
 def comparison(run_ids: list[str], store: RunStore | None = None) -> Comparison:
     """The runs' transfer figures, their external tests all on the state of each folder the last of them
-    tested and on the folders they share (so that every figure compared is on the same images), and what
-    each run's figure leaves out (:func:`rank_runs`)."""
+    tested and on the folders they share, chosen by the runs on real images (:func:`_choosing`), so that every
+    figure compared is on the same images, and what each run's figure leaves out (:func:`rank_runs`)."""
     from leukdash.engine.runner import load_result
     from leukdash.evaluation.evaluate import current_states, latest_by_folder, tested_folder, tested_runs
 
@@ -121,7 +136,7 @@ def comparison(run_ids: list[str], store: RunStore | None = None) -> Comparison:
     listed = {run_id: latest_by_folder(found[run_id]) for run_id in run_ids}
     tests = {run_id: {tested_folder(test): test for test in listed[run_id] if not _earlier(test, current)}
              for run_id in run_ids if lodo[run_id] is None}
-    shared = shared_folders(tests)
+    shared = shared_folders(_choosing(tests, store))
     standings = {}
     for run_id in run_ids:
         mine = tests.get(run_id, {})
@@ -221,8 +236,7 @@ def best_transferable(run_ids: list[str], store: RunStore | None = None) -> str 
 def _best_of(compared: Comparison, store: RunStore) -> str | None:
     """:func:`best_transferable` among the runs ``compared``: the first of them on real images that
     :func:`rank_runs` ranks by ``lodo`` (a tie in transfer to the better cv, as the ranking has it)."""
-    scored = [row for row in _rows(compared) if row["transfer"] is not None
-              and not (store.read_meta(row["run_id"]) or {}).get("dataset", {}).get("synthetic")]
+    scored = [row for row in _rows(compared) if row["transfer"] is not None and _on_real_images(row["run_id"], store)]
     return min(scored, key=_order("lodo"))["run_id"] if scored else None
 
 
