@@ -281,3 +281,30 @@ def test_synthetic_demo_runs_tests_do_not_choose_the_folders_the_real_runs_are_c
                for caption in captions)
     assert not any("No run on real images has a transfer figure" in caption for caption in captions)
     st.cache_data.clear()
+
+
+def test_a_folder_moved_after_a_run_was_tested_on_it_is_one_test_set_with_its_images(labs, tmp_path):
+    """A folder moved (renamed, copied) between two runs' tests of the same images (the same ``state``) was two
+    test sets: the run tested at the new path was named untested on the set and tested elsewhere, and had no
+    figure. A folder changed since a run's test still leaves that test on an earlier state."""
+    import cv2
+
+    before, after = _lab(tmp_path / "before" / "big", subjects=1, tint=-40), tmp_path / "after" / "big"
+    moved, stayed, changed = (run(_config(str(labs[0]), model=model), n_jobs=1)["run_id"]
+                              for model in ("nb", "dt", "knn"))
+    on_before = evaluate(moved, str(before))
+    evaluate(stayed, str(labs[1]))
+    after.parent.mkdir()
+    before.rename(after)
+    on_after = evaluate(stayed, str(after))
+    assert on_after["dataset"]["state"] == on_before["dataset"]["state"]
+    rows = {row["run_id"]: row for row in rank_runs([moved, stayed], "lodo")}
+    assert rows[moved]["transfer"]["datasets"] == rows[stayed]["transfer"]["datasets"] == ["big"]
+    assert rows[moved]["transfer"]["balanced_accuracy"] == on_before["balanced_accuracy"]
+    assert rows[stayed]["transfer"]["balanced_accuracy"] == on_after["balanced_accuracy"]
+    assert rows[stayed]["untested"] == rows[stayed]["earlier"] == [] and rows[stayed]["elsewhere"] == ["lab_b"]
+
+    cv2.imwrite(str(after / "ALL" / "A0" / "added.png"), np.full((16, 16, 3), 90, np.uint8))
+    evaluate(changed, str(after))
+    rows = {row["run_id"]: row for row in rank_runs([moved, stayed, changed], "lodo")}
+    assert rows[stayed]["earlier"] == ["big"] and rows[changed]["earlier"] == []

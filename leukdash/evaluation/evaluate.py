@@ -324,9 +324,15 @@ def stored_evaluations(run_id: str, store: RunStore | None = None, model: str = 
     return latest_by_folder(_by_time(run_id, store or RunStore(), model, adapted))
 
 
-def latest_by_folder(found: list[tuple[Path, dict]]) -> list[dict]:
-    """:func:`stored_evaluations` of a run's results as :func:`tested_runs` lists them."""
-    latest = {tested_folder(result): result for _, result in found}
+def latest_by_folder(found: list[tuple[Path, dict]], current: dict[str, dict] | None = None) -> list[dict]:
+    """:func:`stored_evaluations` of a run's results as :func:`tested_runs` lists them; with ``current``
+    (:func:`current_states`), one per test set (:func:`tested_folder`), a folder moved or copied one with it."""
+    by_path = {}
+    for _, result in found:  # the last of a folder's results, the folders in the order of their last
+        by_path.pop(tested_folder(result), None)
+        by_path[tested_folder(result)] = result
+    # a folder's earlier result is not the run's result of the set another path holds now, its last is
+    latest = {tested_folder(result, current): result for result in by_path.values()}
     return sorted(({k: v for k, v in r.items() if k != "tested_at"} for r in latest.values()),
                   key=lambda r: r["dataset"]["name"])
 
@@ -337,29 +343,39 @@ def tested_runs(run_ids: list[str], store: RunStore) -> dict[str, list[tuple[Pat
     return {run_id: _by_time(run_id, store, "folds", False) for run_id in run_ids}
 
 
-def tested_folder(result: dict) -> str:
+def tested_folder(result: dict, current: dict[str, dict] | None = None) -> str:
     """The folder a stored external result tested (its name, for a result stored without one); for a test of
     combined folders, their paths, sorted, one a line: its ``path`` is their common parent, which other
-    combinations under that parent share, and another combination is another test set."""
+    combinations under that parent share, and another combination is another test set.
+
+    With ``current`` (:func:`current_states`), the test set: a result on its folder's current state is one of
+    the folder last tested among those whose current state holds the same images (``state``), so that a
+    folder moved, renamed or copied after some runs were tested on it is one test set, whatever the path. A
+    result on an earlier state of its folder stays that folder's (an earlier state, to be evaluated again)."""
     tested = result["dataset"]
     sources = [source.get("path") for source in tested.get("sources") or [] if isinstance(source, dict)]
-    if len(sources) > 1 and all(sources):
-        return "\n".join(sorted(map(str, sources)))
-    return tested.get("path") or tested["name"]
+    folder = "\n".join(sorted(map(str, sources))) if len(sources) > 1 and all(sources) else (
+        tested.get("path") or tested["name"])
+    if not current or folder not in current or not same_state(tested, current[folder]):
+        return folder
+    # current_states lists the folders in the order last tested: the last holding a state names its set
+    last_holding = {dataset.get("state"): other for other, dataset in current.items()}
+    return last_holding[tested["state"]] if tested.get("state") else folder
 
 
 def current_states(tested: dict[str, list[tuple[Path, dict]]]) -> dict[str, dict]:
     """The tested set (a result's ``dataset``) of each folder the runs' fold ensembles were tested
     on (``tested``: their results, :func:`tested_runs`), as the last of their tests found it: a folder
     whose images changed between two runs' tests holds the later images (as far as the store can tell),
-    and the earlier result describes images no longer there, scored on another test set (:func:`same_state`)."""
+    and the earlier result describes images no longer there, scored on another test set (:func:`same_state`).
+    The folders come in the order last tested (:func:`tested_folder` names a set by the last of them)."""
     latest = {}
     for found_of_run in tested.values():
         for found in found_of_run:
             folder = tested_folder(found[1])
             if folder not in latest or _tested_time(found) > latest[folder][0]:
                 latest[folder] = (_tested_time(found), found[1]["dataset"])
-    return {folder: dataset for folder, (_, dataset) in latest.items()}
+    return {folder: dataset for folder, (_, dataset) in sorted(latest.items(), key=lambda item: item[1][0])}
 
 
 def same_state(tested: dict, other: dict) -> bool:

@@ -77,7 +77,8 @@ def _earlier(test: dict, current: dict[str, dict] | None) -> bool:
     """Whether a stored external test is on an earlier state of its folder than ``current`` holds."""
     from leukdash.evaluation.evaluate import same_state, tested_folder
 
-    return current is not None and not same_state(test["dataset"], current.get(tested_folder(test), test["dataset"]))
+    return current is not None and not same_state(test["dataset"],
+                                                  current.get(tested_folder(test, current), test["dataset"]))
 
 
 def shared_folders(tests: dict[str, dict[str, dict]]) -> set[str]:
@@ -133,8 +134,8 @@ def comparison(run_ids: list[str], store: RunStore | None = None) -> Comparison:
     current = current_states(found)
     results = {run_id: load_result(run_id, store) for run_id in run_ids}
     lodo = {run_id: _lodo_result(run_id, results[run_id], store) for run_id in run_ids}
-    listed = {run_id: latest_by_folder(found[run_id]) for run_id in run_ids}
-    tests = {run_id: {tested_folder(test): test for test in listed[run_id] if not _earlier(test, current)}
+    listed = {run_id: latest_by_folder(found[run_id], current) for run_id in run_ids}
+    tests = {run_id: {tested_folder(test, current): test for test in listed[run_id] if not _earlier(test, current)}
              for run_id in run_ids if lodo[run_id] is None}
     shared = shared_folders(_choosing(tests, store))
     standings = {}
@@ -142,7 +143,7 @@ def comparison(run_ids: list[str], store: RunStore | None = None) -> Comparison:
         mine = tests.get(run_id, {})
         earlier = [test for test in listed[run_id] if _earlier(test, current)]
         # a run tested only on earlier states lacks the other shared folders too (one named earlier is told apart)
-        untested = shared - set(mine) - {tested_folder(test) for test in earlier} if run_id in tests else set()
+        untested = shared - set(mine) - {tested_folder(test, current) for test in earlier} if run_id in tests else set()
         standings[run_id] = {
             "transfer": _figure(run_id, lodo[run_id], mine, shared),
             "earlier": [test["dataset"]["name"] for test in earlier],
