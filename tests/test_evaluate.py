@@ -318,7 +318,7 @@ def test_left_out_training_images_do_not_shift_the_duplicates_of_the_others(tiny
 
 
 def test_a_folder_tested_again_after_its_images_changed_counts_once_as_it_is_now(tiny_run, other_lab, tmp_path):
-    from leukdash.evaluation.transfer import rank_runs, transfer_score
+    from leukdash.evaluation.transfer import rank_runs, transfer_overview
 
     folder = tmp_path / "lab"
     shutil.copytree(other_lab, folder)
@@ -330,7 +330,8 @@ def test_a_folder_tested_again_after_its_images_changed_counts_once_as_it_is_now
     assert result_path(tiny_run["run_id"], before["dataset"]["fingerprint"]).is_file()  # kept on disk
     [listed] = stored_evaluations(tiny_run["run_id"])
     assert listed["dataset"]["fingerprint"] == after["dataset"]["fingerprint"]
-    assert transfer_score(tiny_run["run_id"])["balanced_accuracy"] == after["balanced_accuracy"]
+    scores = transfer_overview([tiny_run["run_id"]])["scores"]
+    assert scores[tiny_run["run_id"]]["balanced_accuracy"] == after["balanced_accuracy"]
     [ranked] = rank_runs([tiny_run["run_id"], tiny_run["run_id"]], "lodo")
     assert ranked["transfer"]["balanced_accuracy"] == after["balanced_accuracy"]
     # Back to the first content: its stored result is answered, and is the folder's again.
@@ -356,7 +357,7 @@ def test_evaluate_refuses_a_dataset_made_only_of_training_images(tiny_dataset, o
 
 
 def test_a_stored_result_of_images_the_run_was_trained_on_is_no_transfer_figure(tiny_dataset, other_lab, tiny_run):
-    from leukdash.evaluation.transfer import rank_runs, transfer_score
+    from leukdash.evaluation.transfer import rank_runs, transfer_overview
 
     # An earlier evaluate stored a run on tiny,other_lab tested on other_lab (images it trained on),
     # with no image left out; evaluate refuses it now, and the figure must not rank the run either.
@@ -367,7 +368,8 @@ def test_a_stored_result_of_images_the_run_was_trained_on_is_no_transfer_figure(
     path = result_path(both["run_id"], tested["dataset"]["fingerprint"])
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(old))
-    assert stored_evaluations(both["run_id"]) == [] and transfer_score(both["run_id"]) is None
+    assert stored_evaluations(both["run_id"]) == []
+    assert transfer_overview([both["run_id"]])["scores"][both["run_id"]] is None
     assert rank_runs([both["run_id"], tiny_run["run_id"]], "lodo")[0]["run_id"] == tiny_run["run_id"]
     with pytest.raises(DatasetError, match="every image of 'other_lab' is one run .* was trained on"):
         evaluate(both["run_id"], str(other_lab))
@@ -378,7 +380,8 @@ def test_a_stored_result_of_images_the_run_was_trained_on_is_no_transfer_figure(
     assert [r["dataset"]["path"] for r in stored_evaluations(both["run_id"])] == [str(other_lab)]
     for key in ("x", [1], 3):  # damaged by hand: a cache like any damaged result, not a crash of its readers
         path.write_text(json.dumps({**tested, "run_id": both["run_id"], "key": key}))
-        assert stored_evaluations(both["run_id"]) == [] and transfer_score(both["run_id"]) is None
+        assert stored_evaluations(both["run_id"]) == []
+        assert transfer_overview([both["run_id"]])["scores"][both["run_id"]] is None
     # The same for a result of the run's own dataset, wherever it was read from.
     own = result_path(tiny_run["run_id"], tiny_run["dataset"]["fingerprint"])
     own.write_text(json.dumps({**tested, "dataset": {**tested["dataset"], "path": "/moved",
@@ -988,7 +991,7 @@ def test_runs_tested_on_two_states_of_a_folder_are_not_ranked_against_each_other
     assert ranked[tiny_run["run_id"]]["transfer"] is None and ranked[tiny_run["run_id"]]["earlier"] == ["ext"]
     assert ranked[other]["transfer"]["balanced_accuracy"] == later["balanced_accuracy"]
     assert ranked[other]["earlier"] == []
-    assert transfer.transfer_scores([tiny_run["run_id"], other])[tiny_run["run_id"]] is None
+    assert transfer.transfer_overview([tiny_run["run_id"], other])["scores"][tiny_run["run_id"]] is None
     assert list(ranked) == [other, tiny_run["run_id"]]
 
 
@@ -1005,7 +1008,7 @@ def test_runs_of_another_class_order_or_fewer_classes_tested_on_one_folder_teste
     ids = [tiny_run["run_id"], reordered, fewer]
     tests = [evaluate(run_id, str(other_lab)) for run_id in ids]
     assert tests[0]["dataset"]["fingerprint"] != tests[1]["dataset"]["fingerprint"]
-    scores = transfer.transfer_scores(ids)
+    scores = transfer.transfer_overview(ids)["scores"]
     assert [scores[run_id]["balanced_accuracy"] for run_id in ids] == [test["balanced_accuracy"] for test in tests]
     assert all(row["earlier"] == [] for row in transfer.rank_runs(ids, "lodo"))
 

@@ -12,7 +12,7 @@ from leukdash.engine.ensemble import create_ensemble
 from leukdash.engine.runner import run
 from leukdash.engine.sweep import run_sweep
 from leukdash.evaluation.evaluate import evaluate
-from leukdash.evaluation.transfer import left_out_text, rank_runs, transfer_score
+from leukdash.evaluation.transfer import left_out_text, rank_runs, transfer_overview
 from tests.test_multisource import _lab
 
 
@@ -35,7 +35,7 @@ def test_a_sweep_is_ranked_by_its_leave_one_dataset_out_result_where_the_store_h
     # LODO siblings of the first two only: the third has no transfer figure.
     lodo = [run(config.with_changes(protocol="lodo"), n_jobs=1) for config in configs[:2]]
     expected = [float(np.mean([fold["balanced_acc"] for fold in result["folds"]])) for result in lodo]
-    scores = [transfer_score(run_id) for run_id in ids]
+    scores = [transfer_overview([run_id])["scores"][run_id] for run_id in ids]
     assert [s["source"] for s in scores[:2]] == ["lodo", "lodo"] and scores[2] is None
     assert [s["balanced_accuracy"] for s in scores[:2]] == pytest.approx(expected)
     assert sorted(scores[0]["datasets"]) == ["lab_a", "lab_b"]
@@ -58,16 +58,16 @@ def test_a_sweep_is_ranked_by_its_leave_one_dataset_out_result_where_the_store_h
 
 def test_a_single_dataset_run_transfers_by_its_stored_external_tests(labs):
     first = run(_config(str(labs[0])), n_jobs=1)
-    assert transfer_score(first["run_id"]) is None
+    assert transfer_overview([first["run_id"]])["scores"][first["run_id"]] is None
     tested = evaluate(first["run_id"], str(labs[1]))
-    score = transfer_score(first["run_id"])
+    score = transfer_overview([first["run_id"]])["scores"][first["run_id"]]
     assert score["source"] == "external" and score["datasets"] == ["lab_b"]
     assert score["balanced_accuracy"] == pytest.approx(tested["balanced_accuracy"])
     # An ensemble of lodo runs carries its own leave-one-dataset-out figure.
     both = f"{labs[0]},{labs[1]}"
     members = [run(_config(both, model=m, protocol="lodo"), n_jobs=1)["run_id"] for m in ("knn", "nb")]
     made = create_ensemble(members)
-    assert transfer_score(made["run_id"]) == {
+    assert transfer_overview([made["run_id"]])["scores"][made["run_id"]] == {
         "balanced_accuracy": pytest.approx(float(np.mean([f["balanced_acc"] for f in made["folds"]]))),
         "source": "lodo", "run_id": made["run_id"], "datasets": ["lab_a", "lab_b"]}
 
@@ -75,11 +75,10 @@ def test_a_single_dataset_run_transfers_by_its_stored_external_tests(labs):
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from leukdash.evaluation.transfer import best_transferable
-
     untested = run(_config(str(labs[0]), model="nb"), n_jobs=1)["run_id"]  # newest, no transfer figure
-    best = best_transferable([untested, first["run_id"], made["run_id"], *members])
-    figures = {run_id: transfer_score(run_id)["balanced_accuracy"] for run_id in (first["run_id"], made["run_id"], *members)}
+    best = transfer_overview([untested, first["run_id"], made["run_id"], *members])["best"]
+    figures = {run_id: transfer_overview([run_id])["scores"][run_id]["balanced_accuracy"]
+               for run_id in (first["run_id"], made["run_id"], *members)}
     assert best in figures and figures[best] == max(figures.values())
     st.cache_data.clear()
     at = AppTest.from_file("../streamlit_app.py", default_timeout=60).run()
@@ -95,8 +94,6 @@ def test_runs_are_ranked_on_the_test_sets_they_share_each_test_weighed_by_its_im
     lab_b alone (A's small test would weigh as much as lab_b's 24 images in a mean of each run's tests),
     A's other test named; a run tested only elsewhere has no figure beside theirs. One run's own figure
     weighs each of its tests by the images it scored."""
-    from leukdash.evaluation.transfer import best_transferable, transfer_scores
-
     few = _lab(tmp_path / "few", subjects=1, per_subject=1, tint=-40)
     models = ("knn", "nb", "dt")
     sweep = run_sweep([_config(str(labs[0]), model=model) for model in models], name="shared",
@@ -106,9 +103,10 @@ def test_runs_are_ranked_on_the_test_sets_they_share_each_test_weighed_by_its_im
     others_on_b = evaluate(second, str(labs[1]))
     evaluate(third, str(few))
 
-    assert transfer_score(first)["balanced_accuracy"] == pytest.approx(np.average(
+    assert transfer_overview([first])["scores"][first]["balanced_accuracy"] == pytest.approx(np.average(
         [on_b["balanced_accuracy"], on_few["balanced_accuracy"]], weights=[on_b["n_images"], on_few["n_images"]]))
-    scores = transfer_scores([first, second, third])
+    overview = transfer_overview([first, second, third])
+    scores = overview["scores"]
     assert scores[first] == {"balanced_accuracy": on_b["balanced_accuracy"], "source": "external", "run_id": first,
                              "datasets": ["lab_b"]}
     assert scores[second]["balanced_accuracy"] == others_on_b["balanced_accuracy"] and scores[third] is None
@@ -124,7 +122,7 @@ def test_runs_are_ranked_on_the_test_sets_they_share_each_test_weighed_by_its_im
                                  "not compared (not every run compared was tested there): few")
     assert lines[third].endswith("transfer: not compared (not every run compared was tested there): few; not "
                                  "tested on lab_b, which the others are compared on")
-    best = best_transferable([first, second, third])
+    best = overview["best"]
     assert scores[best]["balanced_accuracy"] == max(on_b["balanced_accuracy"], others_on_b["balanced_accuracy"])
 
     # Predict opens on the best of them on lab_b, and says why the run tested elsewhere has no figure.
@@ -228,10 +226,8 @@ def _alike(root, per_class=3):
 
 def test_predict_s_default_breaks_a_tie_in_transfer_by_cv_as_the_ranking_does(labs, tmp_path):
     """Two runs transfer alike: the ranking put the better cross-validated first, Predict's default
-    (best_transferable) the one whose run id sorts last."""
+    (transfer_overview's best) the one whose run id sorts last."""
     import shutil
-
-    from leukdash.evaluation.transfer import best_transferable
 
     noisy = _lab(tmp_path / "noisy", subjects=4)
     for subject in ("0", "1"):  # two ALL images filed as HEALTHY: a cv below the clean lab's
@@ -242,7 +238,7 @@ def test_predict_s_default_breaks_a_tie_in_transfer_by_cv_as_the_ranking_does(la
     assert evaluate(better, str(alike))["balanced_accuracy"] == evaluate(worse, str(alike))["balanced_accuracy"]
     ranked = rank_runs([worse, better], "lodo")
     assert [row["run_id"] for row in ranked] == [better, worse] and ranked[0]["cv"] > ranked[1]["cv"]
-    assert best_transferable([worse, better]) == best_transferable([better, worse]) == better
+    assert transfer_overview([worse, better])["best"] == transfer_overview([better, worse])["best"] == better
 
 
 def test_synthetic_demo_runs_tests_do_not_choose_the_folders_the_real_runs_are_compared_on(labs, tmp_path):
@@ -253,7 +249,7 @@ def test_synthetic_demo_runs_tests_do_not_choose_the_folders_the_real_runs_are_c
     from streamlit.testing.v1 import AppTest
 
     from leukdash.data.dataset import SYNTHETIC_LABEL
-    from leukdash.evaluation.transfer import best_transferable, comparison
+    from leukdash.evaluation.transfer import comparison
     from tests.test_app import open_page, shown
 
     demo = _lab(tmp_path / "demo", subjects=2, tint=20)
@@ -269,7 +265,7 @@ def test_synthetic_demo_runs_tests_do_not_choose_the_folders_the_real_runs_are_c
     assert {run_id: compared.standings[run_id]["transfer"]["balanced_accuracy"] for run_id in real} == on_b
     assert all(compared.standings[run_id]["transfer"] is None and compared.standings[run_id]["untested"] == ["lab_b"]
                and compared.standings[run_id]["elsewhere"] == ["demo_test"] for run_id in synthetic)
-    best = best_transferable(real + synthetic)
+    best = transfer_overview(real + synthetic)["best"]
     assert best in real and on_b[best] == max(on_b.values())
 
     st.cache_data.clear()

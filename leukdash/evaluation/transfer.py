@@ -35,12 +35,6 @@ RANKINGS = ("lodo", "cv")
 FULL_PROTOCOL_FOLDS = next(f.default for f in fields(RunConfig) if f.name == "folds")
 
 
-def transfer_score(run_id: str, store: RunStore | None = None) -> dict | None:
-    """``{"balanced_accuracy", "source": "lodo" | "external", "run_id", "datasets"}`` or None: the run's
-    figure alone (:func:`transfer_scores` of it), every current test of it counted."""
-    return transfer_scores([run_id], store)[run_id]
-
-
 def _figure(run_id: str, lodo: dict | None, tests: dict[str, dict], shared: set[str]) -> dict | None:
     """A run's transfer figure from its leave-one-dataset-out result, else from its current tests by folder
     on the folders ``shared`` (none where it lacks one of them): the mean of their balanced accuracies
@@ -152,16 +146,11 @@ def comparison(run_ids: list[str], store: RunStore | None = None) -> Comparison:
     return Comparison(results, standings, sorted(current[folder]["name"] for folder in shared))
 
 
-def transfer_scores(run_ids: list[str], store: RunStore | None = None) -> dict[str, dict | None]:
-    """Each run's transfer figure among the runs' (:func:`comparison`):
-    ``{"balanced_accuracy", "source": "lodo" | "external", "run_id", "datasets"}`` or None."""
-    return {run_id: standing["transfer"] for run_id, standing in comparison(run_ids, store).standings.items()}
-
-
 def transfer_overview(run_ids: list[str], store: RunStore | None = None) -> dict:
-    """What a page shows of the runs' transfer, from one :func:`comparison`: each run's figure (``scores``),
-    what is left out of it (``standings``), the best run on real images by it (``best``,
-    :func:`best_transferable`) and the test sets the external figures are compared on (``compared_on``)."""
+    """What a page shows of the runs' transfer, from one :func:`comparison`: each run's figure (``scores``:
+    ``{"balanced_accuracy", "source": "lodo" | "external", "run_id", "datasets"}`` or None), what is left out
+    of it (``standings``), the best run on real images by it (``best``, :func:`_best_of`: Predict's default)
+    and the test sets the external figures are compared on (``compared_on``)."""
     store = store or RunStore()
     compared = comparison(run_ids, store)
     return {"scores": {run_id: standing["transfer"] for run_id, standing in compared.standings.items()},
@@ -216,7 +205,7 @@ def _rows(compared: Comparison) -> list[dict]:
 
 def _order(by: str):
     """The sort key of :func:`rank_runs`'s rows by ``by``, best first: one order for the ranking and
-    Predict's default (:func:`best_transferable`), so that a tie in transfer goes to the better cv in both;
+    Predict's default (:func:`_best_of`), so that a tie in transfer goes to the better cv in both;
     a tie in both to the first run id, whatever order the runs were given in (a page lists them otherwise)."""
     def key(row):
         if by == "cv":
@@ -227,16 +216,10 @@ def _order(by: str):
     return key
 
 
-def best_transferable(run_ids: list[str], store: RunStore | None = None) -> str | None:
-    """The run with the highest transfer figure among runs trained on real (not synthetic)
-    images; None when no such run has one (Predict's default for a real upload)."""
-    store = store or RunStore()
-    return _best_of(comparison(run_ids, store), store)
-
-
 def _best_of(compared: Comparison, store: RunStore) -> str | None:
-    """:func:`best_transferable` among the runs ``compared``: the first of them on real images that
-    :func:`rank_runs` ranks by ``lodo`` (a tie in transfer to the better cv, as the ranking has it)."""
+    """The run with the highest transfer figure among the runs ``compared`` trained on real (not synthetic)
+    images, None when no such run has one: the first of them that :func:`rank_runs` ranks by ``lodo``
+    (a tie in transfer to the better cv, as the ranking has it)."""
     scored = [row for row in _rows(compared) if row["transfer"] is not None and _on_real_images(row["run_id"], store)]
     return min(scored, key=_order("lodo"))["run_id"] if scored else None
 
