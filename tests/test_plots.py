@@ -255,6 +255,18 @@ def test_no_paper_cnn_figure_beside_a_cnn_the_paper_did_not_train_so():
         assert plots.summary_frame([run])["Paper (reported)"].isna().all(), setting
 
 
+def test_a_stored_cnn_run_of_settings_this_version_cannot_read_has_no_paper_figure_and_no_error():
+    """A stored run's config from another version (a setting, or a transform, this one does not know) matching
+    a paper experiment's architecture, optimizer and epochs: the strict config reader raised out of the Compare
+    page; the run is not known to be trained as the paper was, so it gets no figure."""
+    binary = ["ALL", "HEALTHY"]
+    for changes in ({"old_setting": 1}, {"augment": {**PAPER_TRAINING["augment"], "old_transform": 0.5}}):
+        run = fake_result("cnn", FIVE_FOLDS, classes=binary, epochs=25, **{**PAPER_TRAINING, **changes})
+        assert plots.paper_value(run) is None, changes
+        assert plots.summary_frame([run])["Paper (reported)"].isna().all(), changes
+        assert not [t for t in plots.metric_bars([run]).data if t.name == "paper (reported)"], changes
+
+
 def test_paper_figures_only_beside_raw_pixel_classic_runs():
     binary = ["ALL", "HEALTHY"]
     assert plots.paper_value(fake_result("svm", FIVE_FOLDS, classes=binary, feature_set="pixels")) == 0.5009

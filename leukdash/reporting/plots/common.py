@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from leukdash.config import RunConfig, setting_form
+from leukdash.errors import ConfigError
 from leukdash.evaluation.labels import task_name
 from leukdash.reporting.matrix import experiments
 from leukdash.reporting.paper import PAPER_CNN_EXPERIMENTS, PAPER_TABLE2, PAPER_VAL_ACC
@@ -84,7 +85,10 @@ def paper_cnn_experiment(task: str, config: dict) -> str | None:
     experiment = PAPER_CNN_EXPERIMENTS.get((task, config.get("optimizer"), config.get("epochs")))
     if experiment is None:
         return None
-    trained = setting_form(RunConfig.from_dict(config))
+    try:
+        trained = setting_form(RunConfig.from_dict(config))
+    except ConfigError:  # a stored run's settings this version cannot read (another version's): trained otherwise
+        return None
     paper = _paper_cnn_training(experiment)
     return experiment if all(trained.get(key) == paper[key] for key in PAPER_CNN_TRAINING) else None
 
