@@ -150,17 +150,22 @@ def _pooled(folds, recall_key: str, count_key: str) -> dict:
     return {key: correct[key] / seen[key] for key in correct}
 
 
+def has_std(n_folds: int) -> bool:
+    """Whether a summary of ``n_folds`` fold values has a standard deviation worth showing: not one fold's, where
+    :func:`summarize` stores 0 (there is no spread to estimate). The one rule of every interface's SD."""
+    return n_folds >= 2
+
+
 def std_text(acc: dict, n_folds: int) -> str:
-    """A fold summary's standard deviation as the command line shows it: ``n/a`` for one fold,
-    where :func:`summarize` stores 0 (there is no spread to estimate)."""
-    return "n/a" if n_folds < 2 else f"{acc['std']:.4f}"
+    """A fold summary's standard deviation as the command line shows it: ``n/a`` where it has none (:func:`has_std`)."""
+    return f"{acc['std']:.4f}" if has_std(n_folds) else "n/a"
 
 
 def fold_std(values) -> float | None:
     """The sample standard deviation (ddof=1) of fold values, None for one value: there is no spread to estimate,
-    and a 0 would read as a measured one (what :func:`std_text` shows as n/a)."""
+    and a 0 would read as a measured one (:func:`has_std`; what :func:`std_text` shows as n/a)."""
     values = np.asarray(list(values), dtype=np.float64)
-    return float(values.std(ddof=1)) if values.size > 1 else None
+    return float(values.std(ddof=1)) if has_std(values.size) else None
 
 
 def no_ci_reason(acc: dict, n_folds: int) -> str | None:

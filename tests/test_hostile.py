@@ -806,6 +806,31 @@ def test_the_reports_interval_cells_say_n_a_where_the_run_line_does():
     assert cell == "65.16% – 100.00%"  # the line's 0.6516-1.0000
 
 
+def test_the_reports_sd_cells_say_n_a_for_one_fold_as_the_run_line_does():
+    """The report's tables gave an SD of 0.00% for a one-fold run, whose CI cell and run line say n/a (one fold has
+    no spread to estimate: summarize stores 0); now the one rule (metrics.has_std) gives n/a in both, and runs of
+    several folds keep their SD."""
+    from leukdash.metrics import summarize_folds
+    from leukdash.reporting.matrix import Outcome, experiments
+    from leukdash.reporting.report.tables import comparison_table, fold_table
+
+    def outcome(experiment, values):
+        folds = [{"fold": i, "val_acc": v, "val_loss": 0.1, "train_acc": 1.0, "balanced_acc": v, "macro_f1": v,
+                  "seconds": 1.0} for i, v in enumerate(values)]
+        return Outcome(experiment, {"run_id": experiment.id, "cached": True, "config": experiment.config.to_dict(),
+                                    "dataset": {"name": "d"}, "folds": folds, "summary": summarize_folds(folds)})
+
+    cnns = [e for e in experiments() if e.exp == "2" and e.config.is_cnn]
+    for values, sd in (([0.8], "n/a"), ([0.8, 1.0], "14.14%")):
+        done = [outcome(experiment, values) for experiment in cnns]
+        line = run_text(done[0].result).splitlines()[-1]
+        assert ("(std n/a," in line) == (sd == "n/a"), line
+        sd_rows = [row for row in fold_table(done, "2", "t").splitlines() if row.startswith("| **SD**")]
+        assert sd_rows[0].split(" | ")[1] == sd
+        table = comparison_table(done, "binary", "t").splitlines()[-1].split(" | ")
+        assert table[3] == sd, table
+
+
 @case("dashboard message naming a server path", "the path shown relative to the data root")
 def _server_paths_hidden(folder: Path) -> str:
     from leukdash.data.discovery import open_dataset

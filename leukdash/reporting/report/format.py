@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from leukdash.evaluation.compare import run_label
 from leukdash.intervals import metric_range, share_interval
-from leukdash.metrics import no_ci_reason, summarize
+from leukdash.metrics import has_std, no_ci_reason, summarize
 from leukdash.reporting.matrix import Outcome
 
 LEUKDASH_TARGET, CLASSIC_TARGET = 0.95, 0.90
@@ -29,6 +29,12 @@ def interval(summary: dict, n_folds: int) -> str:
         return "n/a"
     low, high = share_interval(summary["ci95"])
     return f"{pct(low)} – {pct(high)}"
+
+
+def deviation(summary: dict, n_folds: int) -> str:
+    """The sample SD of ``n_folds`` fold values as a percentage; "n/a" where the command line says n/a too
+    (:func:`~leukdash.metrics.has_std`: one fold, whose stored 0 is no spread measured)."""
+    return pct(summary["std"]) if has_std(n_folds) else "n/a"
 
 
 def fold_range(summary: dict) -> str:

@@ -7,8 +7,8 @@ import numpy as np
 from leukdash.intervals import SHARE
 from leukdash.metrics import summarize
 from leukdash.reporting.matrix import Outcome, Settings
-from leukdash.reporting.report.format import (DASH, TASK_NAMES, dataset_note, fold_range, fold_stats, fold_values,
-                                              interval, label, loss_text, markdown_table, paper_val, pct)
+from leukdash.reporting.report.format import (DASH, TASK_NAMES, dataset_note, deviation, fold_range, fold_stats,
+                                              fold_values, interval, label, loss_text, markdown_table, paper_val, pct)
 
 
 def datasets(done: list[Outcome], shortcuts: dict) -> str:
@@ -119,7 +119,7 @@ def fold_table(done: list[Outcome], exp: str, title: str) -> str:
         row[1] = pct(paper_folds[fold]) if fold < len(paper_folds) else DASH
         rows.append([f"{fold + 1}", *row])
     paper_cells = paper_summary_cells(paper) if paper_folds else {}
-    for name, fmt in (("Mean", lambda s, n: pct(s["mean"])), ("SD", lambda s, n: pct(s["std"])),
+    for name, fmt in (("Mean", lambda s, n: pct(s["mean"])), ("SD", deviation),
                       ("Min – max", lambda s, n: fold_range(s)), ("95% CI", interval)):
         row = cells(lambda r: fmt(fold_stats(r), len(r["folds"])))
         row[1] = paper_cells.get(name, DASH)
@@ -155,7 +155,7 @@ def comparison_table(done: list[Outcome], task: str, title: str) -> str:
     rows = []
     for o in comparison_rows(done, task):
         s = fold_stats(o.result)
-        rows.append([label(o), pct(s["mean"]), pct(paper_val(o)), pct(s["std"]), fold_range(s),
+        rows.append([label(o), pct(s["mean"]), pct(paper_val(o)), deviation(s, len(o.result["folds"])), fold_range(s),
                      interval(s, len(o.result["folds"])),
                      ", ".join(pct(v) for v in fold_values(o.result))])
     if not rows:
