@@ -93,10 +93,14 @@ if score:
                f"{score['balanced_accuracy']:.1%} ({'leave-one-dataset-out' if score['source'] == 'lodo' else 'external test'}).")
 elif left_out := left_out_text(transfer["standings"].get(run_id) or {}, lambda name: literal(printable(name))):
     # its tests are elsewhere (or on a folder changed since): a figure beside the others' would be on other images
-    st.caption(f"No transfer figure beside the other runs': {left_out}. To rank it, "
-               "evaluate it on the test sets the runs are compared on "
-               f"({literal(printable(', '.join(transfer['compared_on'])))}, as last tested): "
-               "`python -m leukdash evaluate RUN_ID DATASET`.")
+    if transfer["compared_on"]:
+        st.caption(f"No transfer figure beside the other runs': {left_out}. To rank it, "
+                   "evaluate it on the test sets the runs are compared on "
+                   f"({literal(printable(', '.join(transfer['compared_on'])))}, as last tested): "
+                   "`python -m leukdash evaluate RUN_ID DATASET`.")
+    else:  # no run has a current external test (the others transfer by leave-one-dataset-out): none to name
+        st.caption(f"No transfer figure beside the other runs': {left_out} "
+                   "(`python -m leukdash evaluate RUN_ID DATASET`).")
 else:
     st.caption("No transfer figure for this run: neither a leave-one-dataset-out run of its settings nor an "
                "external test (`python -m leukdash evaluate RUN_ID DATASET`) is stored. Its accuracy on another "

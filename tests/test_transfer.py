@@ -304,3 +304,33 @@ def test_a_folder_moved_after_a_run_was_tested_on_it_is_one_test_set_with_its_im
     evaluate(changed, str(after))
     rows = {row["run_id"]: row for row in rank_runs([moved, stayed, changed], "lodo")}
     assert rows[stayed]["earlier"] == ["big"] and rows[changed]["earlier"] == []
+
+
+def test_predict_names_no_empty_list_of_test_sets_for_a_run_to_evaluate_again(labs, tmp_path):
+    """A run tested on a folder changed since, where the only other test of it is a leave-one-dataset-out run's
+    (which never chooses the test sets runs are compared on): none is compared on, and Predict told the run to be
+    evaluated on "the test sets the runs are compared on (, as last tested)"; it now says only what to do."""
+    import cv2
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import open_page, shown
+
+    folder = _lab(tmp_path / "x", subjects=1, tint=-40)
+    plain = run(_config(str(labs[0]), model="nb"), n_jobs=1)["run_id"]
+    lodo = run(_config(f"{labs[0]},{labs[1]}", model="nb", protocol="lodo"), n_jobs=1)["run_id"]
+    evaluate(plain, str(folder))
+    cv2.imwrite(str(folder / "ALL" / "A0" / "added.png"), np.full((16, 16, 3), 90, np.uint8))
+    evaluate(lodo, str(folder))
+    overview = transfer_overview([plain, lodo])
+    assert overview["compared_on"] == [] and overview["standings"][plain]["earlier"] == ["x"]
+
+    st.cache_data.clear()
+    at = open_page(AppTest.from_file("../streamlit_app.py", default_timeout=60).run(), "predict")
+    at.selectbox(key="predict_run").set_value(plain).run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [shown(caption.value) for caption in at.caption]
+    assert "No transfer figure beside the other runs': on an earlier state of x: evaluate again " \
+           "(`python -m leukdash evaluate RUN_ID DATASET`)." in captions, captions
+    assert not any("compared on (" in caption for caption in captions)
+    st.cache_data.clear()
