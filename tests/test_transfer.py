@@ -306,6 +306,27 @@ def test_a_folder_moved_after_a_run_was_tested_on_it_is_one_test_set_with_its_im
     assert rows[stayed]["earlier"] == ["big"] and rows[changed]["earlier"] == []
 
 
+def test_combined_folders_one_of_them_moved_are_one_test_set_with_their_images(labs, tmp_path):
+    """A combined test's state was made of its images' paths relative to the folders' common parent: one folder
+    moved to another parent between two runs' tests of the same images made them two test sets, the first run's
+    test on an "earlier state" of a folder that had not changed. Folders with other images still hold another."""
+    import cv2
+
+    first, second = (run(_config(str(labs[0]), model=model), n_jobs=1)["run_id"] for model in ("nb", "dt"))
+    p, q = (_lab(tmp_path / "side" / name, subjects=1, tint=tint) for name, tint in (("p", -30), ("q", 30)))
+    on_before = evaluate(first, f"{p},{q}")
+    moved = q.rename(tmp_path / "q")
+    on_after = evaluate(second, f"{p},{moved}")
+    assert on_after["dataset"]["path"] != on_before["dataset"]["path"]
+    assert on_after["dataset"]["state"] == on_before["dataset"]["state"]
+    rows = {row["run_id"]: row for row in rank_runs([first, second], "lodo")}
+    assert rows[first]["transfer"]["datasets"] == rows[second]["transfer"]["datasets"] == ["p,q"]
+    assert rows[first]["earlier"] == rows[second]["earlier"] == rows[first]["elsewhere"] == []
+    # the same folders with one image more hold other images: another state
+    cv2.imwrite(str(moved / "ALL" / "A0" / "added.png"), np.full((16, 16, 3), 90, np.uint8))
+    assert evaluate(second, f"{p},{moved}")["dataset"]["state"] != on_after["dataset"]["state"]
+
+
 def test_predict_names_no_empty_list_of_test_sets_for_a_run_to_evaluate_again(labs, tmp_path):
     """A run tested on a folder changed since, where the only other test of it is a leave-one-dataset-out run's
     (which never chooses the test sets runs are compared on): none is compared on, and Predict told the run to be

@@ -85,6 +85,16 @@ class CombinedDataset(Dataset):
             digest.update(f"\n{source.name}\t{source.fingerprint}".encode())
         return digest.hexdigest()
 
+    @cached_property
+    def images_fingerprint(self) -> str:
+        """The identity of the sources' images alone: each source's own (:attr:`Dataset.images_fingerprint`,
+        its paths relative to its folder), in no order. Not made from paths relative to the sources' common
+        parent, which moving one of the folders changes: the same images would be another test set."""
+        digest = hashlib.sha256(b"combined images")
+        for part in sorted(source.images_fingerprint for source in self.parts):
+            digest.update(f"\n{part}".encode())
+        return digest.hexdigest()
+
     def subset(self, classes) -> CombinedDataset:
         """The images of some classes only; refused when a class is missing from any source."""
         return CombinedDataset.of([source.subset(classes) for source in self.parts])
