@@ -779,20 +779,24 @@ def test_folds_that_all_scored_the_same_give_no_interval_and_say_why():
     assert last_line([0.8, 0.9, 1.0]).endswith("95% CI 0.6516-1.0000)")
 
 
+def outcome(experiment, values):
+    """A report matrix outcome of ``experiment`` whose folds scored ``values`` (the report's tables read these)."""
+    from leukdash.metrics import summarize_folds
+    from leukdash.reporting.matrix import Outcome
+
+    folds = [{"fold": i, "val_acc": v, "val_loss": 0.1, "train_acc": 1.0, "balanced_acc": v, "macro_f1": v,
+              "seconds": 1.0} for i, v in enumerate(values)]
+    return Outcome(experiment, {"run_id": experiment.id, "cached": True, "config": experiment.config.to_dict(),
+                                "dataset": {"name": "d"}, "folds": folds, "summary": summarize_folds(folds)})
+
+
 def test_the_reports_interval_cells_say_n_a_where_the_run_line_does():
     """The report's tables gave "100.00% – 100.00%" for folds all alike and a t(1) interval for two folds, where the
     run's line says "95% CI n/a"; now the one rule (metrics.no_ci_reason) gives n/a in both; folds that differ keep
     their interval, the same in both."""
-    from leukdash.metrics import summarize_folds
-    from leukdash.reporting.matrix import Outcome, experiments
+    from leukdash.reporting.matrix import experiments
     from leukdash.reporting.report.format import interval
     from leukdash.reporting.report.tables import comparison_table, fold_table
-
-    def outcome(experiment, values):
-        folds = [{"fold": i, "val_acc": v, "val_loss": 0.1, "train_acc": 1.0, "balanced_acc": v, "macro_f1": v,
-                  "seconds": 1.0} for i, v in enumerate(values)]
-        return Outcome(experiment, {"run_id": experiment.id, "cached": True, "config": experiment.config.to_dict(),
-                                    "dataset": {"name": "d"}, "folds": folds, "summary": summarize_folds(folds)})
 
     cnns = [e for e in experiments() if e.exp == "2" and e.config.is_cnn]
     for values in ([1.0, 1.0, 1.0], [0.8, 1.0], [0.8, 0.9, 1.0]):
@@ -810,15 +814,8 @@ def test_the_reports_sd_cells_say_n_a_for_one_fold_as_the_run_line_does():
     """The report's tables gave an SD of 0.00% for a one-fold run, whose CI cell and run line say n/a (one fold has
     no spread to estimate: summarize stores 0); now the one rule (metrics.has_std) gives n/a in both, and runs of
     several folds keep their SD."""
-    from leukdash.metrics import summarize_folds
-    from leukdash.reporting.matrix import Outcome, experiments
+    from leukdash.reporting.matrix import experiments
     from leukdash.reporting.report.tables import comparison_table, fold_table
-
-    def outcome(experiment, values):
-        folds = [{"fold": i, "val_acc": v, "val_loss": 0.1, "train_acc": 1.0, "balanced_acc": v, "macro_f1": v,
-                  "seconds": 1.0} for i, v in enumerate(values)]
-        return Outcome(experiment, {"run_id": experiment.id, "cached": True, "config": experiment.config.to_dict(),
-                                    "dataset": {"name": "d"}, "folds": folds, "summary": summarize_folds(folds)})
 
     cnns = [e for e in experiments() if e.exp == "2" and e.config.is_cnn]
     for values, sd in (([0.8], "n/a"), ([0.8, 1.0], "14.14%")):
