@@ -137,8 +137,10 @@ def _reap(store: RunStore, run_id: str, process: subprocess.Popen) -> None:
     """Wait for a supervisor to end and keep its exit status in its job file, then forget it: a long-lived
     process (the dashboard's server) would otherwise keep it as a zombie until a session asks after that
     very job, which none may ever do (its tab closed, the job out of the pages' lists)."""
-    keep_returncode(store, run_id, process.pid, process.wait())
-    children.pop(process.pid, None)
+    try:
+        keep_returncode(store, run_id, process.pid, process.wait())
+    finally:  # reaped whatever the job file allows: a store gone read-only keeps no status, nor the Popen
+        children.pop(process.pid, None)
 
 
 def keep_returncode(store: RunStore, run_id: str, pid: int, returncode: int) -> None:
