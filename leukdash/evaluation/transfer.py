@@ -92,18 +92,19 @@ def shared_folders(tests: dict[str, dict[str, dict]]) -> set[str]:
     return set.intersection(*(set(by_folder) for by_folder in tests.values() if anchor in by_folder))
 
 
-def _on_real_images(run_id: str, store: RunStore) -> bool:
-    """Whether the run was trained on real images, not the synthetic demo data."""
-    return not (store.read_meta(run_id) or {}).get("dataset", {}).get("synthetic")
+def _on_real_images(result: dict | None, run_id: str, store: RunStore) -> bool:
+    """Whether the run was trained on real images, not the synthetic demo data: from its ``result``, or its
+    record where it has none (not finished)."""
+    return not (result or store.read_meta(run_id) or {}).get("dataset", {}).get("synthetic")
 
 
-def _choosing(tests: dict[str, dict[str, dict]], store: RunStore) -> dict[str, dict[str, dict]]:
+def _choosing(tests: dict[str, dict[str, dict]], real: set[str]) -> dict[str, dict[str, dict]]:
     """The runs' current tests by folder that choose the folders they are compared on (:func:`shared_folders`):
-    those of the runs on real images, where any of them was tested; else every run's. Synthetic demo runs
-    tested on a demo folder would otherwise make it the folder every run is compared on, leaving the real
-    runs, the only ones Predict opens on, without a figure."""
-    real = {run_id: by_folder for run_id, by_folder in tests.items() if by_folder and _on_real_images(run_id, store)}
-    return real or tests
+    those of the runs on real images (``real``), where any of them was tested; else every run's. Synthetic
+    demo runs tested on a demo folder would otherwise make it the folder every run is compared on, leaving the
+    real runs, the only ones Predict opens on, without a figure."""
+    chosen = {run_id: by_folder for run_id, by_folder in tests.items() if by_folder and run_id in real}
+    return chosen or tests
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ class Comparison:
     """What runs' transfer figures are and are compared on, each run's records read once."""
 
     results: dict[str, dict | None]  # each run's result (None: not finished)
+    real: set[str]  # the runs trained on real images, not the synthetic demo data
     standings: dict[str, dict]  # each run's figure and what is left out of it: see rank_runs
     compared_on: list[str]  # the names of the test sets the external figures are compared on (shared_folders)
 
@@ -127,11 +129,12 @@ def comparison(run_ids: list[str], store: RunStore | None = None) -> Comparison:
     found = tested_runs(run_ids, store)
     current = current_states(found)
     results = {run_id: load_result(run_id, store) for run_id in run_ids}
+    real = {run_id for run_id in run_ids if _on_real_images(results[run_id], run_id, store)}
     lodo = {run_id: _lodo_result(run_id, results[run_id], store) for run_id in run_ids}
     listed = {run_id: latest_by_folder(found[run_id], current) for run_id in run_ids}
     tests = {run_id: {tested_folder(test, current): test for test in listed[run_id] if not _earlier(test, current)}
              for run_id in run_ids if lodo[run_id] is None}
-    shared = shared_folders(_choosing(tests, store))
+    shared = shared_folders(_choosing(tests, real))
     standings = {}
     for run_id in run_ids:
         mine = tests.get(run_id, {})
@@ -143,7 +146,7 @@ def comparison(run_ids: list[str], store: RunStore | None = None) -> Comparison:
             "earlier": [test["dataset"]["name"] for test in earlier],
             "elsewhere": sorted(test["dataset"]["name"] for folder, test in mine.items() if folder not in shared),
             "untested": sorted(current[folder]["name"] for folder in untested) if listed[run_id] else []}
-    return Comparison(results, standings, sorted(current[folder]["name"] for folder in shared))
+    return Comparison(results, real, standings, sorted(current[folder]["name"] for folder in shared))
 
 
 def transfer_overview(run_ids: list[str], store: RunStore | None = None) -> dict:
@@ -151,10 +154,9 @@ def transfer_overview(run_ids: list[str], store: RunStore | None = None) -> dict
     ``{"balanced_accuracy", "source": "lodo" | "external", "run_id", "datasets"}`` or None), what is left out
     of it (``standings``), the best run on real images by it (``best``, :func:`_best_of`: Predict's default)
     and the test sets the external figures are compared on (``compared_on``)."""
-    store = store or RunStore()
     compared = comparison(run_ids, store)
     return {"scores": {run_id: standing["transfer"] for run_id, standing in compared.standings.items()},
-            "standings": compared.standings, "best": _best_of(compared, store),
+            "standings": compared.standings, "best": _best_of(compared),
             "compared_on": compared.compared_on}
 
 
@@ -216,11 +218,11 @@ def _order(by: str):
     return key
 
 
-def _best_of(compared: Comparison, store: RunStore) -> str | None:
+def _best_of(compared: Comparison) -> str | None:
     """The run with the highest transfer figure among the runs ``compared`` trained on real (not synthetic)
     images, None when no such run has one: the first of them that :func:`rank_runs` ranks by ``lodo``
     (a tie in transfer to the better cv, as the ranking has it)."""
-    scored = [row for row in _rows(compared) if row["transfer"] is not None and _on_real_images(row["run_id"], store)]
+    scored = [row for row in _rows(compared) if row["transfer"] is not None and row["run_id"] in compared.real]
     return min(scored, key=_order("lodo"))["run_id"] if scored else None
 
 
