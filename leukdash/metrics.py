@@ -200,7 +200,7 @@ def shown_summary(summary: dict, n_folds: int) -> dict:
     def shown(figures: dict) -> dict:
         if not isinstance(figures, dict) or "ci95" not in figures:
             return figures
-        return {**figures, "std": None if n_folds < 2 else figures["std"],
+        return {**figures, "std": figures["std"] if has_std(n_folds) else None,
                 "ci95": None if no_ci_reason(figures, n_folds) else figures["ci95"]}
 
     return {name: figures if name == "per_source" else shown(figures) for name, figures in summary.items()}
