@@ -13,6 +13,11 @@ The figures and their intervals (a bootstrap over the external dataset's groups)
 :mod:`leukdash.evaluation.external_metrics`, and said in words (the command line's lines, the
 pages' sentence) by :mod:`leukdash.evaluation.evaluation_text`.
 Results are stored beside the run, ``external/<dataset fingerprint>.json``, and read back.
+
+One module, though long (about 460 lines): computing an external test, and reading the stored ones
+back (the cache :func:`evaluate` answers from, and the test sets the transfer ranking compares runs
+on: :func:`stored_evaluations` onwards), share the stored result's shape and its method version. The
+reading half is the part to move to a module of its own should it grow further.
 """
 
 from __future__ import annotations
