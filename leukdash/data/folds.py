@@ -183,23 +183,39 @@ def most_covering_folds(labels, groups, strata, n_folds: int, seed: int) -> tupl
     found = covering_folds(labels, groups, strata, n_folds, seed) if n_folds >= 2 else None
     if found is not None:
         return found, n_folds
-    best, low, high = None, 2, n_folds - 1
+    best = _most_searched_folds(labels, groups, n_folds - 1, seed)
+    return None if best is None else (covering_folds(labels, groups, strata, best, seed), best)
+
+
+def _most_searched_folds(labels, groups, n_folds: int, seed: int) -> int | None:
+    """The most folds, from 2 to ``n_folds``, that :func:`_grouped_search` gives every class, found by
+    bisection (see :func:`most_covering_folds`); None when not even 2."""
+    best, low, high = None, 2, n_folds
     while low <= high:
         middle = (low + high) // 2
         if _grouped_search(labels, groups, (1 / middle,) * middle, seed)[0] is None:
             high = middle - 1
         else:
             best, low = middle, middle + 1
-    return None if best is None else (covering_folds(labels, groups, strata, best, seed), best)
+    return best
 
 
 def allowed_folds(labels, groups, seed: int = 0) -> int:
     """The folds a run asking for as many as it can have gets (:func:`fold_plan`): at most the fewest
     groups of a class, fewer where no grouping gives that many folds every class; 1 where not even 2
-    folds can (a run is refused)."""
+    folds can (a run is refused).
+
+    Only the count is computed, no split drawn: the stratified draw of that many folds (one per image
+    when each image is its own group) costs about groups x folds x classes.
+    """
+    labels, groups = np.asarray(labels), np.asarray(groups, dtype=object)
     upper = max_folds(labels, groups)
-    plan = most_covering_folds(labels, groups, labels, upper, seed)
-    return min(upper, 1) if plan is None else plan[1]
+    # Groups of one class each: dealing each class's groups round the folds gives every fold every class.
+    if upper < 2 or len(set(zip(groups, labels))) == len(set(groups)):
+        return upper
+    if _grouped_search(labels, groups, (1 / upper,) * upper, seed)[0] is not None:
+        return upper
+    return _most_searched_folds(labels, groups, upper - 1, seed) or 1
 
 
 # The most groups placed (with undoing) in one search for folds that each hold every class: enough

@@ -1,0 +1,35 @@
+"""allowed_folds: the audit's "grouped folds the data allows", cheap at any size."""
+
+import numpy as np
+import pytest
+
+from leukdash.data.folds import allowed_folds, max_folds, most_covering_folds
+
+
+def _drawn_answer(labels, groups, seed):
+    """The computation allowed_folds made before: a stratified draw of as many folds as the fewest groups of a
+    class, fewer by the grouped search where that draw leaves a fold without a class."""
+    upper = max_folds(labels, groups)
+    plan = most_covering_folds(labels, groups, labels, upper, seed)
+    return min(upper, 1) if plan is None else plan[1]
+
+
+@pytest.mark.parametrize("case", range(60))
+def test_allowed_folds_gives_what_the_stratified_draw_gave(case):
+    rng = np.random.default_rng(case)
+    n_classes = int(rng.integers(2, 6))
+    labels = np.concatenate([np.full(int(rng.integers(1, 25)), c) for c in range(n_classes)])  # imbalanced
+    if case % 2:  # mixed: a few subjects, each may hold images of several classes (some cases then get fewer folds)
+        n_groups = int(rng.integers(2, 12))
+        groups = np.array([f"s{g}" for g in rng.integers(0, n_groups, len(labels))], dtype=object)
+    else:  # pure: each group holds images of one class
+        n_groups = int(rng.integers(1, len(labels) + 1))
+        groups = np.array([f"c{label}-{g}" for label, g in zip(labels, rng.integers(0, n_groups, len(labels)))],
+                          dtype=object)
+    assert allowed_folds(labels, groups, case) == _drawn_answer(labels, groups, case)
+
+
+def test_allowed_folds_answers_many_single_image_groups():
+    labels = np.repeat(np.arange(4), 5_000)
+    groups = np.array([f"g{i}" for i in range(len(labels))], dtype=object)
+    assert allowed_folds(labels, groups) == 5_000
