@@ -349,9 +349,9 @@ def predict_images(run_id: str, images: list[np.ndarray], store: RunStore | None
     if checks:
         for result, entry in zip(results, _checked(run_id, images, store, "ood", out_of_distribution)):
             result["ood"] = entry
-        for result, image in zip(results, images):
-            result["known"] = _checked(run_id, [image], store, "known",
-                                       lambda r, i, s: [known_image(r, i[0], s, models)])[0]
+        for result, entry in zip(results, _checked(run_id, images, store, "known",
+                                                   lambda r, i, s: known_images(r, i, s, models))):
+            result["known"] = entry
         for result, entry in zip(results, _checked(run_id, results, store, "likely-wrong", likely_wrong)):
             result["likely_wrong"] = entry
         for result, entry in zip(results, _checked(run_id, results, store, "support",
@@ -474,27 +474,43 @@ def known_image(run_id: str, image: np.ndarray, store: RunStore | None = None,
     other copies of the picture (``file``, ``class``): a dataset may hold one picture under two
     labels (:func:`leukdash.evaluation.answer.conflicting_labels`).
     """
+    return known_images(run_id, [image], store, models)[0]
+
+
+def known_images(run_id: str, images: list[np.ndarray], store: RunStore | None = None,
+                 models: _Voting | None = None) -> list[dict | None]:
+    """:func:`known_image` of each of ``images`` (not empty), in one pass: their copies are looked for
+    together, and the known ones are answered in one batch by the fold models, so that an image the
+    run trained on costs about what a new one does."""
     from leukdash.evaluation.reference import KNOWN_SIZE, closest_copy, pixel_digest, reference_copies
 
     models = models if models is not None else ensemble(run_id, store)
     reference = _reference(run_id, store)
-    [copies] = reference_copies(square_resize(image, KNOWN_SIZE)[None], reference)
-    if not copies:
-        return None
-    match = closest_copy(copies)
-    identical = pixel_digest(image) == reference["digests"][match]
-    fold = int(reference["fold_of"][match])
-    found = {"file": str(reference["relative"][match]), "class": models.classes[int(reference["labels"][match])],
-             "match": "identical" if identical else "near-identical",
-             "difference": round(float(copies[match]), 3), "fold": fold + 1,
-             "also": [{"file": str(reference["relative"][other]),
-                       "class": models.classes[int(reference["labels"][other])]} for other in copies if other != match]}
-    if fold not in models.meta["fold_ids"]:  # a holdout run's training image: every model saw it
-        return {**found, "fold": None, "prediction": None}
-    model = models.meta["fold_ids"].index(fold)
-    proba = models.fold_probabilities([image])[model, 0]
-    return {**found, "prediction": models.classes[int(proba.argmax())],
-            "probabilities": {c: round(float(p), 6) for c, p in zip(models.classes, proba)}}
+    found: list[dict | None] = [None] * len(images)
+    validated = []  # (index, model) of each known image a fold model validated on
+    for index, copies in enumerate(reference_copies(np.stack([square_resize(image, KNOWN_SIZE) for image in images]),
+                                                    reference)):
+        if not copies:
+            continue
+        match = closest_copy(copies)
+        fold = int(reference["fold_of"][match])
+        found[index] = {
+            "file": str(reference["relative"][match]), "class": models.classes[int(reference["labels"][match])],
+            "match": "identical" if pixel_digest(images[index]) == reference["digests"][match] else "near-identical",
+            "difference": round(float(copies[match]), 3), "fold": fold + 1,
+            "also": [{"file": str(reference["relative"][other]),
+                      "class": models.classes[int(reference["labels"][other])]} for other in copies if other != match]}
+        if fold in models.meta["fold_ids"]:
+            validated.append((index, models.meta["fold_ids"].index(fold)))
+        else:  # a holdout run's training image: every model saw it
+            found[index].update(fold=None, prediction=None)
+    if validated:
+        per_fold = models.fold_probabilities([images[index] for index, _ in validated])
+        for row, (index, model) in enumerate(validated):
+            proba = per_fold[model, row]
+            found[index].update(prediction=models.classes[int(proba.argmax())],
+                                probabilities={c: round(float(p), 6) for c, p in zip(models.classes, proba)})
+    return found
 
 
 def _reference(run_id: str, store: RunStore | None) -> dict:
