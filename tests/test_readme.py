@@ -163,3 +163,25 @@ def test_the_readme_says_file_names_and_not_unicode_forms_are_part_of_a_run_id(t
                        .split("\n## ", 1)[0].split())
     assert "`x.PNG` renamed `x.png` is another run" in section
     assert "A name in either Unicode form ('é' typed, 'e' and an accent written by macOS) is one name" in section
+
+
+def test_the_readme_says_where_each_run_option_lives_in_a_run_config():
+    # A notebook user builds a RunConfig from this passage: every run option is a field under its name, or the
+    # passage names the option with its place, and its example builds (a new option cannot go unnamed).
+    import argparse
+    from dataclasses import fields
+
+    from leukdash.cli.run_options import add_run_options
+    from leukdash.config import AugmentConfig, RunConfig
+
+    readme = (ROOT / "README.md").read_text()
+    passage = readme.split("A `RunConfig` holds the `run` command's options", 1)[1].split("\n`run` returns", 1)[0]
+    parser = argparse.ArgumentParser()
+    add_run_options(parser)
+    places = {"no_augment": "`AugmentConfig.off()`"}
+    places.update({f.name: "`augment` field, an `AugmentConfig`" for f in fields(AugmentConfig)})
+    for action in parser._actions[1:]:
+        if action.dest not in {f.name for f in fields(RunConfig)}:
+            assert f"`{action.option_strings[0]}`" in passage and places[action.dest] in passage, action.dest
+    example = re.search(r"`(RunConfig\(augment=.*?\))`", passage.replace("\n", " ")).group(1)
+    assert eval(example).augment == AugmentConfig(stain_jitter=0.2, blur=1.0)
