@@ -9,7 +9,8 @@ import streamlit as st
 from leukdash.data.decode import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, frames_note
 from leukdash.data.preprocess import describe_mode
 from leukdash.engine.ensemble import MIXED
-from leukdash.evaluation.answer import apart, conflicting_labels, headline, one_class_warning, unavailable_checks
+from leukdash.evaluation.answer import (apart, conflicting_labels, headline, one_class_warning, shown_percentile,
+                                       unavailable_checks)
 from leukdash.evaluation.answer_table import answer_row, answers_csv
 from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, warm_up, warmed_up
 from leukdash.evaluation.transfer import FULL_PROTOCOL_FOLDS, left_out_text
@@ -203,8 +204,8 @@ for number, upload in enumerate(uploads, start=1):
         if ood.get("outside"):
             seen = "as the camera gave it (its acquisition)" if ood.get("view") == "acquisition" else "as the models see it"
             st.warning("**This image does not look like the images this run was trained on** "
-                       f"({literal(dataset['name'])}), "
-                       f"{seen}. Its distance to them scores {ood['score']:.2f}, higher than {ood['percentile']:.0f}% of the "
+                       f"({literal(dataset['name'])}), {seen}. Its distance to them scores {ood['score']:.2f}, "
+                       f"higher than {shown_percentile(ood['percentile'])} of the "
                        "run's own validation images (the flag is above the 99th percentile of those not far beyond "
                        f"the rest, {ood['threshold']:.2f}). "
                        "The prediction below says nothing reliable about it: the models never saw images like it.",
@@ -256,7 +257,7 @@ for number, upload in enumerate(uploads, start=1):
                 st.caption(f"Mean class probability over the fold models (the headline). Votes per fold: {votes}.")
             if "error" not in ood and not ood.get("outside"):
                 st.caption(f"Looks like the training data: its distance score ({ood['score']:.2f}) is higher than that "
-                           f"of {ood['percentile']:.0f}% of the run's own validation images.")
+                           f"of {shown_percentile(ood['percentile'])} of the run's own validation images.")
         with image_col:
             heatmap = None
             if show_cam and number <= GRADCAM_UPLOADS:

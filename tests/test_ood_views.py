@@ -168,3 +168,16 @@ def test_one_blank_training_image_does_not_switch_the_ood_check_off(tiny_dataset
     assert ordinary.max() / 2 < described.threshold <= ordinary.max()  # set by the ordinary images
     others = [decode_image(path) for path in sorted(inverted_lab.glob(f"{folder.name}/*.png"))]
     assert all(predicted["ood"]["outside"] for predicted in predict_images(result["run_id"], others))
+
+
+def test_a_distance_percentile_never_reads_100_unless_the_image_is_above_every_own_image(capsys):
+    # 99.6 rounded to a whole percent read "above 100%" though a few of the run's images score higher: it is
+    # rounded down, to one decimal above 99, in the CLI and on the Predict page alike (one function).
+    from leukdash.cli.output import print_checks
+    from leukdash.evaluation.answer import shown_percentile
+
+    assert [shown_percentile(p) for p in (50.7, 99.0, 99.6, 99.99, 100.0)] == ["50%", "99%", "99.6%", "99.9%", "100%"]
+    outside = {"outside": True, "view": "prepared", "score": 9.52, "percentile": 99.6, "threshold": 3.1}
+    print_checks({"predicted": "ALL", "probabilities": {"ALL": 1.0}, "fold_predictions": ["ALL"], "n_folds": 1,
+                  "ood": outside})
+    assert "(distance score 9.52, above 99.6% of its own validation images)" in capsys.readouterr().out

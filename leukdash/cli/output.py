@@ -152,7 +152,7 @@ def _tied_folds(entry: dict) -> str:
 
 def print_checks(entry: dict) -> None:
     """A note on the file, the warnings and the known-image answer of one prediction."""
-    from leukdash.evaluation.answer import apart, conflicting_labels, headline
+    from leukdash.evaluation.answer import apart, conflicting_labels, headline, shown_percentile
 
     ood, known, answer = entry.get("ood") or {}, entry.get("known"), headline(entry)
     if entry.get("note"):
@@ -163,7 +163,7 @@ def print_checks(entry: dict) -> None:
         seen = ("the acquisition (the whole image as the camera gave it): it comes from a lab the run never saw"
                 if ood.get("view") == "acquisition" else "the prepared cell (as the models see it)")
         print(f"  WARNING: unlike the run's training images in {seen} (distance score {ood['score']:.2f}, above "
-              f"{ood['percentile']:.0f}% of its own validation images): the prediction is not reliable")
+              f"{shown_percentile(ood['percentile'])} of its own validation images): the prediction is not reliable")
     if (entry.get("cell") or {}).get("failure"):
         print(f"  cell segmentation: {entry['cell']['failure']}: {entry['cell']['meaning']}")
     if (entry.get("likely_wrong") or {}).get("flag"):

@@ -12,6 +12,7 @@ of the fold model that validated it, and that becomes the headline.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 from leukdash.evaluation.external_metrics import COLLAPSE_SHARE, TIE, listed
@@ -25,6 +26,14 @@ def apart(value: float, bound: float, percent: bool = False) -> tuple[str, str]:
         if written[0] != written[1]:
             break
     return written
+
+
+def shown_percentile(percentile: float) -> str:
+    """A percentile (0-100) of the run's own images as text, rounded down (one decimal above 99) so that
+    it reads "100%" only for an image above every one of them: 99.6 is "99.6%", not "100%"."""
+    decimals = 1 if 99 < percentile < 100 else 0
+    floored = math.floor(percentile * 10 ** decimals + 1e-9) / 10 ** decimals  # 1e-9: 99.6 * 10 is 995.99...
+    return f"{floored:.{decimals}f}%"
 
 
 def vote_split(fold_predictions: list[str | None]) -> list[tuple[str, int]]:
