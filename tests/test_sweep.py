@@ -165,6 +165,44 @@ def test_a_setting_the_model_ignores_is_shown_unused_and_its_repeated_run_counte
     assert " 3/3 runs  6/6 folds  model × k · " in capsys.readouterr().out
 
 
+def test_a_robustness_augmentation_takes_a_comma_list_in_a_sweep_and_reads_as_its_name(tiny_dataset, capsys):
+    # Picking robustness settings by how they transfer is what a sweep is for: --blur 0,1 is the axis augment.blur
+    # (a single value applies to every run), and the sweep's rows, listing and ranking name it.
+    from leukdash.cli import main
+
+    assert main(["sweep", str(tiny_dataset), "--model", "nb", "--blur", "0,1", "--stain-jitter", "0.1", "--image-size",
+                 "16", "--folds", "2", "--augment-factor", "2", "--quiet"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [row.split()[2] for row in rows] == ["blur=0", "blur=1"]
+    sweep, = list_sweeps()
+    assert sweep["axes"] == {"augment.blur": [0.0, 1.0]}
+    assert [(run["config"]["augment"]["blur"], run["config"]["augment"]["stain_jitter"]) for run in sweep["runs"]] == [
+        (0.0, 0.1), (1.0, 0.1)]
+    assert main(["sweeps", "--rank-by", "cv"]) == 0
+    listing = capsys.readouterr().out
+    assert " 2/2 runs  4/4 folds  augment · " in listing
+    assert sorted(line.split()[2] for line in listing.splitlines()[1:]) == ["blur=0", "blur=1"]
+
+
+def test_the_sweep_summary_and_the_readme_name_exactly_the_run_options_that_take_one_value():
+    import argparse
+    import re
+
+    from leukdash.cli import build_parser
+    from leukdash.cli.run_options import add_run_options
+
+    options = argparse.ArgumentParser()
+    add_run_options(options, lists=True)
+    single = {action.option_strings[0] for action in options._actions[1:] if not (action.help or "").endswith("list")}
+    assert single == {"--no-augment", "--classes", "--balance-sources"}
+    commands = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    summary = next(choice.help for choice in commands._choices_actions if choice.dest == "sweep")
+    assert set(re.findall(r"--[a-z-]+", summary.split(" but ", 1)[1])) == single
+    readme = (ROOT / "README.md").read_text().replace("\n", " ")
+    said = readme.split("`sweep` takes the same options but", 1)[1].split(": the grid", 1)[0]
+    assert set(re.findall(r"`(--[a-z-]+)`", said.split(" each as a comma list but ", 1)[1].split(" (", 1)[0])) == single
+
+
 def test_sweep_takes_dataset_as_run_does_and_names_itself_for_an_option_it_lacks(tiny_dataset, capsys):
     from leukdash.cli import main
 

@@ -251,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_pool_options(run)
     run.set_defaults(handler=cmd.run)
 
-    sweep = commands.add_parser("sweep", help="run a grid of configs as one job: every run option takes a comma list")
+    sweep = commands.add_parser("sweep", help="run a grid of configs as one job: each run option takes a comma list "
+                                "but --no-augment, --classes and --balance-sources")
     _add_dataset(sweep, "dataset name or folder (default: synthetic)")
     add_run_options(sweep, lists=True)
     sweep.add_argument("--name", help="a label for the sweep")

@@ -119,12 +119,20 @@ def sources_text(per_source: dict) -> list[str]:
 
 
 def sweep_settings(config: dict, axes: dict | None) -> str:
-    """The settings a sweep varies, e.g. ``model=cnn optimizer=adam``; one that the run's model
-    does not use (``k`` of naive Bayes) reads ``k=unused``, not the value its run was stored with."""
+    """The settings a sweep varies, e.g. ``model=cnn optimizer=adam``, an augmentation by its name (``blur=1`` for
+    the axis ``augment.blur``); one that the run does not use (``k`` of naive Bayes, an augmentation without
+    augmented copies) reads ``k=unused``, not the value its run was stored with."""
     from leukdash.config import RunConfig
 
-    used = set(RunConfig.from_dict(config).canonical()) | {"dataset"}
-    return " ".join(f"{name}={config[name] if name in used else 'unused'}" for name in axes or {}) or config["model"]
+    kept = {**RunConfig.from_dict(config).canonical(), "dataset": config["dataset"]}
+
+    def shown(name: str) -> str:
+        if name.startswith("augment."):
+            name = name.removeprefix("augment.")
+            return f"{name}={config['augment'][name]:g}" if kept["augment"] else f"{name}=unused"
+        return f"{name}={config[name] if name in kept else 'unused'}"
+
+    return " ".join(shown(name) for name in axes or {}) or config["model"]
 
 
 def print_answers(entries: list[dict]) -> None:

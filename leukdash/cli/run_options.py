@@ -1,6 +1,7 @@
 """The run settings as command-line options: the table of flags beside the config they fill.
 
-``run`` takes one value per option; ``sweep`` takes a comma list (a sweep axis) of each.
+``run`` takes one value per option; ``sweep`` takes a comma list (a sweep axis) of each but ``--no-augment``,
+``--classes`` and ``--balance-sources``.
 """
 
 from __future__ import annotations
@@ -40,18 +41,22 @@ def add_run_options(parser: argparse.ArgumentParser, lists: bool = False) -> Non
 
     An option not given is None: the config's default applies, and ``--config-file`` can tell
     which options were typed beside it."""
-    for flag, name, kind, text in RUN_OPTIONS:
+    robustness = "robustness augmentation, not in the paper (see the Augmentation page); 0 = off"
+    for flag, name, kind, text in RUN_OPTIONS + tuple((_flag(name), name, float, robustness)
+                                                      for name in AugmentConfig.OPTIONAL):
         if lists:
             parser.add_argument(flag, type=_comma_list(kind), help=f"{text + ': ' if text else ''}comma list")
         else:
             parser.add_argument(flag, type=kind, help=text)
+    # One value each, also in a sweep.
     parser.add_argument("--no-augment", action="store_true", help="switch the paper's seven transforms off")
-    for name in AugmentConfig.OPTIONAL:  # one value each, also in a sweep
-        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=0.0,
-                            help="robustness augmentation, not in the paper (see the Augmentation page); 0 = off")
     parser.add_argument("--classes", help="comma-separated class subset, e.g. ALL,HEALTHY")
     parser.add_argument("--balance-sources", action="store_true",
                         help="several datasets: resample each training part so that every dataset weighs the same")
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
 
 
 def _comma_list(kind):
@@ -71,7 +76,8 @@ def add_pool_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _base_config(args, **values) -> RunConfig:
+def _base_config(args, augment: dict, **values) -> RunConfig:
+    """The config of the options: ``values`` of the run options, ``augment`` of the robustness augmentations."""
     option = getattr(args, "dataset_option", None)
     if any(value is not None and not value.strip() for value in (option, args.dataset)):
         raise LeukdashError("the dataset name is empty (an unset shell variable?): give a dataset name or folder")
@@ -84,7 +90,7 @@ def _base_config(args, **values) -> RunConfig:
         dataset=option or args.dataset or "synthetic",
         classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
         augment=replace(AugmentConfig.off() if args.no_augment else AugmentConfig(),
-                        **{name: getattr(args, name) for name in AugmentConfig.OPTIONAL}),
+                        **augment),
         balance_sources=args.balance_sources, **values)
 
 
@@ -97,15 +103,16 @@ def config_from_args(args) -> RunConfig:
         check_nothing_typed(args, "--config-file holds the whole run config", "give either the file or the options "
                             "(or edit the file)")
         return _config_file(args.config_file)
-    return _base_config(args, **{name: getattr(args, name) for _, name, _, _ in RUN_OPTIONS
-                                 if getattr(args, name) is not None})
+    robustness = {name: getattr(args, name) for name in AugmentConfig.OPTIONAL if getattr(args, name) is not None}
+    return _base_config(args, robustness, **{name: getattr(args, name) for _, name, _, _ in RUN_OPTIONS
+                                             if getattr(args, name) is not None})
 
 
 def check_nothing_typed(args, why: str, advice: str) -> None:
     """Refuse run options typed beside one that replaces them all (``--config-file``, a sweep's
     ``--resume``): ``why; OPTIONS would be ignored: advice``."""
     typed = [flag for flag, name, _, _ in RUN_OPTIONS if getattr(args, name) is not None]
-    typed += [f"--{name.replace('_', '-')}" for name in AugmentConfig.OPTIONAL if getattr(args, name)]
+    typed += [_flag(name) for name in AugmentConfig.OPTIONAL if getattr(args, name)]
     typed += [label for label, value in (("DATASET", args.dataset), ("--dataset", getattr(args, "dataset_option", None)),
                                          ("--classes", args.classes), ("--no-augment", args.no_augment),
                                          ("--balance-sources", args.balance_sources))
@@ -115,12 +122,16 @@ def check_nothing_typed(args, why: str, advice: str) -> None:
 
 
 def sweep_from_args(args) -> tuple[list[RunConfig], dict]:
-    """The configs of ``sweep`` and its axes (the options given several values)."""
+    """The configs of ``sweep`` and its axes (the options given several values); a robustness augmentation's
+    axis is ``augment.<name>``, as :func:`~leukdash.engine.sweep.expand_grid` takes it."""
     from leukdash.engine.sweep import expand_grid
 
-    given = {name: getattr(args, name) for _, name, _, _ in RUN_OPTIONS if getattr(args, name) is not None}
+    settings = [name for _, name, _, _ in RUN_OPTIONS] + [f"augment.{name}" for name in AugmentConfig.OPTIONAL]
+    given = {name: getattr(args, name.removeprefix("augment.")) for name in settings}
+    given = {name: values for name, values in given.items() if values is not None}
     axes = {name: values for name, values in given.items() if len(values) > 1}
-    base = _base_config(args, **{name: values[0] for name, values in given.items() if len(values) == 1})
+    single = {name: values[0] for name, values in given.items() if len(values) == 1}
+    base, = expand_grid(_base_config(args, {}), [single])
     return expand_grid(base, axes), axes
 
 
@@ -140,7 +151,7 @@ def note_settings_without_effect(configs: list[RunConfig], typed: list[str] = ()
     for config in configs:
         if config.augment_factor > 1 and config.augment.enabled():
             continue
-        ignored = [f"--{name.replace('_', '-')} {getattr(config.augment, name):g}" for name in AugmentConfig.OPTIONAL
+        ignored = [f"{_flag(name)} {getattr(config.augment, name):g}" for name in AugmentConfig.OPTIONAL
                    if getattr(config.augment, name)]
         ignored += ["--protocol paper"] if config.protocol == "paper" else []
         if ignored:
