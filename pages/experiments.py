@@ -1,4 +1,4 @@
-"""Experiments: a sweep of cross-validated runs (any setting can take several values), launched
+"""Experiments: a sweep of cross-validated runs (every setting but Task and Folds can take several values), launched
 as one background job and followed live. The settings live in the URL: a reload keeps them and a
 copied link opens the same experiment."""
 
@@ -219,7 +219,8 @@ if deployment().viewer:
     st.info(VIEWER_NOTE.format(what="training and dataset uploads"), icon=":material/visibility:")
     st.page_link("pages/compare.py", label="Compare the stored runs", icon=":material/arrow_forward:")
     st.stop()
-st.caption("Any setting can take several values: every combination is one k-fold cross-validated run, and "
+st.caption("Every setting but Task and Folds (one value each) can take several values: every combination is one "
+           "k-fold cross-validated run, and "
            "the whole grid is computed as one background job that keeps running across page switches and "
            "reloads. A run is identified by its settings and the dataset's content, so runs that already "
            "exist show their results at once. The settings are in the page's address: bookmark or share it.")

@@ -225,6 +225,16 @@ def test_settings_carry_over_between_pages(tiny):
     assert at.multiselect(key="exp_sizes").value == [16, 32]
 
 
+def test_experiments_and_the_readme_name_the_settings_that_take_one_value(tiny):
+    # "Any setting can take several values" was not true of Task and Folds, one widget value each.
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "experiments")
+    assert {widget.label for widget in [*at.main.selectbox, *at.main.number_input]} == {"Task", "Folds"}
+    one_value = "Every setting but Task and Folds (one value each) can take several values: "
+    assert any(shown(caption.value).startswith(one_value) for caption in at.caption)
+    readme = (APP.parent / "README.md").read_text().replace("\n", " ")
+    assert "Experiments (sweeps: every setting but Task and Folds takes several values, " in readme
+
+
 def wait_for_jobs(seconds=300) -> list[dict]:
     """The sweep jobs' statuses once none is running (or the time is up)."""
     deadline = time.monotonic() + seconds
