@@ -178,6 +178,23 @@ def test_a_lost_scheduler_says_how_to_compute_here_for_where_its_address_came_fr
                          "machine)")
 
 
+@pytest.mark.parametrize("option", ["tcp://127.0.0.1:1", None])
+def test_an_unreachable_scheduler_says_how_to_compute_here_when_its_address_came_from_the_environment(monkeypatch,
+                                                                                                     option):
+    # Most often met at start-up: an address from a shell profile, which the user did not type.
+    from leukdash.errors import RunError
+
+    monkeypatch.setenv("LEUKDASH_SCHEDULER", "tcp://127.0.0.1:1")  # nothing listens on port 1
+    pool = make_pool(option)
+    pool.connect_timeout = 1
+    with pytest.raises(RunError) as raised:
+        pool.run([], {}, None, None, None)
+    hint = ("(the address is LEUKDASH_SCHEDULER's: run with LEUKDASH_SCHEDULER unset, or --scheduler local, to "
+            "compute on this machine)")
+    assert " at tcp://127.0.0.1:1" in str(raised.value)  # Dask's own timeout or ours, whichever comes first
+    assert str(raised.value).endswith(hint) == (option is None)
+
+
 def test_the_scheduler_options_help_says_how_to_compute_here(capsys):
     from leukdash.cli import main
 

@@ -111,7 +111,16 @@ class DaskPool(Pool):
         self.address, self.source, self.connect_timeout = address, source, connect_timeout
 
     def run(self, tasks: list[FoldTask], inputs: dict, on_done, on_event, on_failed) -> None:
-        check_scheduler(self.address, self.connect_timeout)
+        from leukdash.errors import RunError
+
+        try:
+            check_scheduler(self.address, self.connect_timeout)
+        except RunError as error:
+            if self.source == "--scheduler":  # typed: the user knows where it came from
+                raise
+            # From the environment (a shell profile, say), not typed: said with the way back, as for a scheduler lost
+            raise RunError(f"{error} (the address is LEUKDASH_SCHEDULER's: run with {_compute_here(self.source)}, "
+                           "to compute on this machine)") from None
         with _quiet_dask_client():
             self._run(tasks, inputs, on_done, on_event, on_failed)
 
@@ -218,9 +227,8 @@ def task_failure(error: BaseException, task: FoldTask, address: str, source: str
     # Dask's FutureCancelledError, or a closed connection (CommClosedError is an OSError; a fold's own
     # errors come back as its result, not as these): the scheduler went away, or restarted.
     if isinstance(error, (CancelledError, asyncio.CancelledError, OSError)):
-        here = "--scheduler local" if source == "--scheduler" else "LEUKDASH_SCHEDULER unset, or --scheduler local"
         return RunError(f"lost the Dask scheduler at {address} (its connection closed): {kept}; run the same command "
-                        f"again when it is back (or with {here}, to compute on this machine)")
+                        f"again when it is back (or with {_compute_here(source)}, to compute on this machine)")
     if isinstance(error, ImportError) and "leukdash" in str(error):
         return RunError(f"a Dask worker cannot import leukdash ({what}): start every worker with it importable "
                         f"(PYTHONPATH=<the leukdash folder> dask worker {address}); {kept}")
@@ -228,6 +236,12 @@ def task_failure(error: BaseException, task: FoldTask, address: str, source: str
         return RunError(f"fold {task.fold + 1} of {task.run_id}: {error}, twice (Dask ran it once more): often the "
                         f"worker's memory (a child is not held to Dask's --memory-limit); {kept}")
     return RunError(f"fold {task.fold + 1} of {task.run_id} failed on a Dask worker ({what}); {kept}")
+
+
+def _compute_here(source: str) -> str:
+    """How to compute on this machine instead of at an address given by ``source`` (``--scheduler`` or
+    ``LEUKDASH_SCHEDULER``)."""
+    return "--scheduler local" if source == "--scheduler" else "LEUKDASH_SCHEDULER unset, or --scheduler local"
 
 
 def other_versions(worker: str, theirs: dict, ours: dict, cnn: bool):
