@@ -185,3 +185,22 @@ def test_the_readme_says_where_each_run_option_lives_in_a_run_config():
             assert f"`{action.option_strings[0]}`" in passage and places[action.dest] in passage, action.dest
     example = re.search(r"`(RunConfig\(augment=.*?\))`", passage.replace("\n", " ")).group(1)
     assert eval(example).augment == AugmentConfig(stain_jitter=0.2, blur=1.0)
+
+
+def test_every_option_of_every_command_is_in_the_readme():
+    # evaluate --recompute, external-report --no-compute and reproduce --binary/--five-class were in --help only.
+    import argparse
+
+    from leukdash.cli import build_parser
+
+    readme = (ROOT / "README.md").read_text()
+    commands = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    unsaid = [f"{name} {option}" for name, parser in commands.choices.items() for action in parser._actions
+              for option in action.option_strings
+              if option.startswith("--") and option != "--help" and not re.search(rf"{option}(?![a-z-])", readme)]
+    assert unsaid == []
+
+
+def test_the_readme_points_at_no_folder_beside_its_clone():
+    # "the only two labs in `../shared/data`" named a folder of the development machine: a clone has none.
+    assert not re.search(r"(?<![.])\.\./", (ROOT / "README.md").read_text())
