@@ -143,8 +143,9 @@ left, right = st.columns([2, 3], gap="large")
 with left:
     st.subheader("Images per class")
     st.plotly_chart(class_counts_bar(counts), width="stretch", config={"displayModeBar": False})
-    st.caption("Number of image files in each class folder. Cross-validation needs at least as many "
-               "images (groups) per class as folds.")
+    st.caption("Number of image files in each class folder. Each fold validates on every class and a group (a "
+               "patient, a source image) stays in one fold, so a run gets at most as many folds as the class with "
+               "the fewest groups has: asked for more, it runs fewer and says so (fewer than two: it is refused).")
 
 with right:
     header, button = st.columns([3, 1], vertical_alignment="bottom")

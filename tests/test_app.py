@@ -171,6 +171,14 @@ def test_the_audit_names_images_that_carry_no_detail(tiny):
     assert any(list(table.value.get("File", [])) == ["ALL/blank.png"] for table in at.dataframe)
 
 
+def test_the_data_page_says_a_run_gets_fewer_folds_when_a_class_has_fewer_groups(tiny):
+    # It said cross-validation needs as many groups per class as folds; the run takes fewer folds instead.
+    at = open_page(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run(), "data")
+    counts = next(shown(c.value) for c in at.caption if c.value.startswith("Number of image files in each class"))
+    assert "a run gets at most as many folds as the class with the fewest groups has: asked for more, it runs " \
+           "fewer and says so" in counts
+
+
 def test_the_audit_of_a_dataset_whose_images_changed_is_made_again(tiny):
     """Images added and removed since the audit: once the page reads the dataset again, the audit
     shown is of the images there now, not the one cached under the dataset's name."""
