@@ -33,3 +33,12 @@ def test_allowed_folds_answers_many_single_image_groups():
     labels = np.repeat(np.arange(4), 5_000)
     groups = np.array([f"g{i}" for i in range(len(labels))], dtype=object)
     assert allowed_folds(labels, groups) == 5_000
+
+
+def test_allowed_folds_draws_the_folds_where_the_grouped_search_gives_up():
+    # Past MAX_SEARCH_STEPS groups the search gives up; one subject holding a cell of the other class makes the
+    # groups mixed, and the count is then the stratified draw's, the one a run asking for it gets (3), not 1.
+    many = 20_100
+    labels = np.concatenate([np.zeros(30, int), np.ones(many + 1, int)])
+    groups = np.array([f"p{i // 10}" for i in range(30)] + ["p0"] + [f"g{i}" for i in range(many)], dtype=object)
+    assert allowed_folds(labels, groups) == 3 == _drawn_answer(labels, groups, 0)

@@ -213,8 +213,12 @@ def allowed_folds(labels, groups, seed: int = 0) -> int:
     # Groups of one class each: dealing each class's groups round the folds gives every fold every class.
     if upper < 2 or len(set(zip(groups, labels))) == len(set(groups)):
         return upper
-    if _grouped_search(labels, groups, (1 / upper,) * upper, seed)[0] is not None:
+    found, complete = _grouped_search(labels, groups, (1 / upper,) * upper, seed)
+    if found is not None:
         return upper
+    if not complete:  # the search gave up (many groups): the stratified draw, as a run asking for them makes
+        plan = most_covering_folds(labels, groups, labels, upper, seed)
+        return 1 if plan is None else plan[1]
     return _most_searched_folds(labels, groups, upper - 1, seed) or 1
 
 
