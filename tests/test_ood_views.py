@@ -177,6 +177,10 @@ def test_a_distance_percentile_never_reads_100_unless_the_image_is_above_every_o
     from leukdash.evaluation.answer import shown_percentile
 
     assert [shown_percentile(p) for p in (50.7, 99.0, 99.6, 99.99, 100.0)] == ["50%", "99%", "99.6%", "99.9%", "100%"]
+    # Nor the stored percentile: of 25,000 own images, above all but one is 99.996, not 100 once rounded.
+    from leukdash.evaluation.ood import _floored
+
+    assert _floored(100 * 24_999 / 25_000) == 99.99 and _floored(57.3) == 57.3 and _floored(100.0) == 100.0
     outside = {"outside": True, "view": "prepared", "score": 9.52, "percentile": 99.6, "threshold": 3.1}
     print_checks({"predicted": "ALL", "probabilities": {"ALL": 1.0}, "fold_predictions": ["ALL"], "n_folds": 1,
                   "ood": outside})
