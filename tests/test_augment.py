@@ -310,6 +310,11 @@ def test_stain_jitter_and_blur_are_optional_and_leave_the_other_draws_alone():
     args = build_parser().parse_args(["run", "x", "--stain-jitter", "0.2", "--blur", "1", "--no-augment"])
     config = config_from_args(args)
     assert config.augment.enabled() == ("stain_jitter", "blur")
+    # Typed beside --config-file, even at 0 (off), they would be ignored: refused as any other run option.
+    from leukdash.errors import LeukdashError
+
+    with pytest.raises(LeukdashError, match="--blur would be ignored"):
+        config_from_args(build_parser().parse_args(["run", "--config-file", "meta.json", "--blur", "0"]))
 
 
 def test_a_blur_too_small_to_blur_anything_is_refused_in_one_line(tmp_path, capsys):

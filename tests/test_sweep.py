@@ -180,8 +180,19 @@ def test_a_robustness_augmentation_takes_a_comma_list_in_a_sweep_and_reads_as_it
         (0.0, 0.1), (1.0, 0.1)]
     assert main(["sweeps", "--rank-by", "cv"]) == 0
     listing = capsys.readouterr().out
-    assert " 2/2 runs  4/4 folds  augment · " in listing
+    assert " 2/2 runs  4/4 folds  blur · " in listing
     assert sorted(line.split()[2] for line in listing.splitlines()[1:]) == ["blur=0", "blur=1"]
+
+
+def test_a_sweep_checks_its_runs_not_the_default_model_with_its_single_values():
+    # --image-size 8 is refused by the paper CNN (the default model) but taken by nb and k-NN, the only models swept.
+    from leukdash.cli import build_parser
+    from leukdash.cli.run_options import sweep_from_args
+
+    args = build_parser().parse_args(["sweep", "--model", "nb,knn", "--image-size", "8", "--blur", "1", "--folds", "2"])
+    configs, axes = sweep_from_args(args)
+    assert [(c.model, c.image_size, c.augment.blur, c.folds) for c in configs] == [("nb", 8, 1.0, 2), ("knn", 8, 1.0, 2)]
+    assert axes == {"model": ["nb", "knn"]}
 
 
 def test_the_sweep_summary_and_the_readme_name_exactly_the_run_options_that_take_one_value():

@@ -112,7 +112,7 @@ def check_nothing_typed(args, why: str, advice: str) -> None:
     """Refuse run options typed beside one that replaces them all (``--config-file``, a sweep's
     ``--resume``): ``why; OPTIONS would be ignored: advice``."""
     typed = [flag for flag, name, _, _ in RUN_OPTIONS if getattr(args, name) is not None]
-    typed += [_flag(name) for name in AugmentConfig.OPTIONAL if getattr(args, name)]
+    typed += [_flag(name) for name in AugmentConfig.OPTIONAL if getattr(args, name) is not None]
     typed += [label for label, value in (("DATASET", args.dataset), ("--dataset", getattr(args, "dataset_option", None)),
                                          ("--classes", args.classes), ("--no-augment", args.no_augment),
                                          ("--balance-sources", args.balance_sources))
@@ -130,9 +130,9 @@ def sweep_from_args(args) -> tuple[list[RunConfig], dict]:
     given = {name: getattr(args, name.removeprefix("augment.")) for name in settings}
     given = {name: values for name, values in given.items() if values is not None}
     axes = {name: values for name, values in given.items() if len(values) > 1}
-    single = {name: values[0] for name, values in given.items() if len(values) == 1}
-    base, = expand_grid(_base_config(args, {}), [single])
-    return expand_grid(base, axes), axes
+    # One grid of every option given, a single value an axis of one: no config is checked but the grid's
+    # (the default model, the paper CNN, may refuse a setting that only the models swept take).
+    return expand_grid(_base_config(args, {}), given), axes
 
 
 def typed_settings(args) -> list[str]:

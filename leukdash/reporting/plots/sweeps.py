@@ -24,9 +24,21 @@ def finished_axes(sweep: dict) -> list[str]:
 
 
 def varied_settings(sweep: dict) -> str:
-    """What a sweep (a :func:`sweep_status` entry) varies: 'model × seed'."""
-    axes = sweep_axes([run["config"] for run in sweep["runs"]])
+    """What a sweep (a :func:`sweep_status` entry) varies: 'model × seed'; an augmentation that differs
+    only in robustness transforms by their names ('blur', as the sweep's rows name it), not 'augment'."""
+    configs = [run["config"] for run in sweep["runs"]]
+    axes = [name for axis in sweep_axes(configs) for name in _named_augment(axis, configs)]
     return " × ".join(axis.replace("_", " ") for axis in axes) or "one setting each"
+
+
+def _named_augment(axis: str, configs: list[dict]) -> list[str]:
+    from leukdash.config import AugmentConfig
+
+    if axis != "augment":
+        return [axis]
+    differing = [name for name in AugmentConfig.TRANSFORMS
+                 if len({repr(config["augment"].get(name)) for config in configs}) > 1]
+    return differing if differing and set(differing) <= set(AugmentConfig.OPTIONAL) else [axis]
 
 
 def run_counts(sweep: dict) -> tuple[int, int]:
