@@ -191,7 +191,8 @@ def test_a_sweep_checks_its_runs_not_the_default_model_with_its_single_values():
 
     args = build_parser().parse_args(["sweep", "--model", "nb,knn", "--image-size", "8", "--blur", "1", "--folds", "2"])
     configs, axes = sweep_from_args(args)
-    assert [(c.model, c.image_size, c.augment.blur, c.folds) for c in configs] == [("nb", 8, 1.0, 2), ("knn", 8, 1.0, 2)]
+    settings = [(c.model, c.image_size, c.augment.blur, c.folds) for c in configs]
+    assert settings == [("nb", 8, 1.0, 2), ("knn", 8, 1.0, 2)]
     assert axes == {"model": ["nb", "knn"]}
 
 
