@@ -442,3 +442,13 @@ def test_a_sweep_with_a_refused_run_still_prints_its_computed_runs_and_names_the
         "): 1 of 2 run(s) (1 refused, below) in " in out.splitlines()[0]  # it said "1 run(s)" of a 2-run grid
     assert out.splitlines()[1].split()[:2] == [printed["runs"][0]["run_id"], "cached"]
     assert err.splitlines()[1].startswith(f"error: run {refused} (model svm): a fold's training part")
+
+
+def test_a_default_setting_a_run_id_leaves_out_is_shown_by_its_value_not_unused(tiny_dataset):
+    # The raw preprocessing and pooled sources are left out of the canonical config only so that older run ids hold:
+    # a raw run used its preprocessing, while naive Bayes never reads k.
+    from leukdash.cli.output import sweep_settings
+
+    config = _base(tiny_dataset).with_changes(model="nb").to_dict()
+    assert (sweep_settings(config, {"preprocess": [], "balance_sources": [], "k": []})
+            == "preprocess=raw balance_sources=False k=unused")

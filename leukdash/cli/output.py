@@ -122,9 +122,10 @@ def sweep_settings(config: dict, axes: dict | None) -> str:
     """The settings a sweep varies, e.g. ``model=cnn optimizer=adam``, an augmentation by its name (``blur=1`` for
     the axis ``augment.blur``); one that the run does not use (``k`` of naive Bayes, an augmentation without
     augmented copies) reads ``k=unused``, not the value its run was stored with."""
-    from leukdash.config import RunConfig
+    from leukdash.config import RunConfig, setting_form
 
-    kept = {**RunConfig.from_dict(config).canonical(), "dataset": config["dataset"]}
+    # setting_form, not canonical(): the raw preprocessing, left out of run ids, is a setting the run used
+    kept = {**setting_form(RunConfig.from_dict(config)), "dataset": config["dataset"]}
 
     def shown(name: str) -> str:
         if name.startswith("augment."):
