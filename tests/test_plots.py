@@ -424,6 +424,30 @@ def test_an_ensembles_augmentation_is_its_members():
     assert augmentation_text(ensemble) == "members differ"
 
 
+def test_robustness_augmentation_is_named_in_a_runs_label_and_the_paper_transforms_only_where_used():
+    # Stain or colour jitter and blur are what a robustness study varies: two runs told apart only by them read
+    # alike, and jitter alone (--no-augment) read as the paper's seven transforms.
+    from dataclasses import replace
+
+    from leukdash.config import RunConfig
+    from leukdash.evaluation.labels import augmentation_text, run_labels
+
+    def run(run_id, augment):
+        config = RunConfig(dataset="d", model="knn", image_size=16, augment_factor=2, augment=augment).to_dict()
+        return {"run_id": run_id, "config": config, "dataset": {"name": "d"}}
+
+    paper, robust = AugmentConfig(), AugmentConfig(stain_jitter=0.1, colour_jitter=0.1, blur=1)
+    only = replace(AugmentConfig.off(), stain_jitter=0.2, blur=1)
+    runs = [run("knn-aaaaaa1", paper), run("knn-bbbbbb2", robust), run("knn-cccccc3", only)]
+    assert augmentation_text(runs[0]["config"]) == "x2, strict"  # as before: no robustness transform
+    assert augmentation_text(runs[1]["config"]) == "x2 + colour jitter 0.1, stain jitter 0.1, blur 1, strict"
+    assert augmentation_text(runs[2]["config"]) == "x2 (stain jitter 0.2, blur 1 only), strict"
+    assert run_labels(runs) == [
+        "3-NN on pixels · aug x2, strict · aaaaaa",
+        "3-NN on pixels · aug x2 + colour jitter 0.1, stain jitter 0.1, blur 1, strict · bbbbbb",
+        "3-NN on pixels · aug x2 (stain jitter 0.2, blur 1 only), strict · cccccc"]
+
+
 @pytest.mark.parametrize("classes, protocol", [(("ALL", "HEALTHY"), "paper"), (None, "strict")])
 def test_roc_curves_pool_the_rows_each_runs_accuracy_counts(tiny_dataset, classes, protocol):
     """A run's ROC is scikit-learn's on its pooled out-of-fold probabilities, on the rows its

@@ -47,15 +47,22 @@ def task_name(classes) -> str:
 
 
 def augmentation_text(config: dict) -> str:
-    """'none' or 'x8, strict' from a run config; an ensemble's is its members' (it trains nothing
-    itself), or 'members differ'."""
+    """'none' or 'x8, strict' from a run config, with the robustness transforms (not in the paper) named:
+    'x8 + stain jitter 0.1, blur 1, strict', or without the paper's: 'x8 (blur 1 only), strict'. An
+    ensemble's is its members' (it trains nothing itself), or 'members differ'."""
     if config.get("model") == "ensemble":
         texts = {augmentation_text(member) for member in config.get("member_configs", [])}
         return texts.pop() if len(texts) == 1 else "members differ"
     augment = config.get("augment") or {}
     if config.get("augment_factor", 1) <= 1 or not any(augment.get(name) for name in AugmentConfig.TRANSFORMS):
         return "none"
-    return f"x{config['augment_factor']}, {config['protocol']}"
+    robust = ", ".join(f"{name.replace('_', ' ')} {augment[name]:g}"
+                       for name in AugmentConfig.OPTIONAL if augment.get(name))
+    if robust and not any(augment.get(name) for name in AugmentConfig.TRANSFORMS if name not in AugmentConfig.OPTIONAL):
+        robust = f" ({robust} only)"  # copies made by these alone, none of the paper's transforms
+    elif robust:
+        robust = f" + {robust}"
+    return f"x{config['augment_factor']}{robust}, {config['protocol']}"
 
 
 def setting_text(config: dict, axis: str) -> str:
