@@ -6,6 +6,7 @@ from collections import Counter
 import pandas as pd
 import streamlit as st
 
+from leukdash.data.dataset import SYNTHETIC_RUN_NOTE
 from leukdash.data.decode import IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, frames_note
 from leukdash.data.preprocess import describe_mode
 from leukdash.engine.ensemble import MIXED
@@ -107,8 +108,7 @@ else:
                "external test (`python -m leukdash evaluate RUN_ID DATASET`) is stored. Its accuracy on another "
                "lab's images is unknown.")
 if dataset.get("synthetic"):
-    st.caption(":material/science: This run was trained on synthetic demo data, not clinical: its answers "
-               "say nothing about real blood cells.")
+    st.caption(f":material/science: {SYNTHETIC_RUN_NOTE[0].upper()}{SYNTHETIC_RUN_NOTE[1:]}.")
 
 # Loading the fold models (TensorFlow, for a CNN) and the checks' references starts now, in the
 # background, so that the first upload is answered at once.

@@ -76,6 +76,36 @@ def test_a_runs_dataset_whose_images_changed_is_named_with_the_folder_that_holds
     assert "put the run's images back, or run it again" in warnings[0]
     assert sum(line.startswith(image) for line in out.splitlines()) == 1
 
+def test_predict_says_a_run_was_trained_on_synthetic_data_as_the_predict_page_does(tiny_dataset, tmp_path, capsys):
+    """Its answers look clinical; a run of real images (no synthetic SOURCE.md) gets no such note."""
+    import json
+    import shutil
+
+    from leukdash.cli import main
+    from leukdash.config import AugmentConfig, RunConfig
+    from leukdash.data.dataset import SYNTHETIC_RUN_NOTE
+    from leukdash.engine.runner import run
+
+    real = shutil.copytree(tiny_dataset, tmp_path / "real")
+    (real / "SOURCE.md").unlink()
+    sorted(real.glob("HEALTHY/*.png"))[0].unlink()  # other images, so another run (a run is named by its images)
+    synthetic_id, real_id = (run(RunConfig(dataset=str(folder), model="nb", image_size=16, augment_factor=1,
+                                           augment=AugmentConfig.off(), folds=2), n_jobs=1)["run_id"]
+                             for folder in (tiny_dataset, real))
+    image = str(sorted(tiny_dataset.glob("ALL/*.png"))[0])
+    note = ("note: this run was trained on synthetic demo data, not clinical: its answers say nothing about real "
+            "blood cells")
+    for args in ([], ["--csv"]):
+        assert main(["predict", synthetic_id, image, *args]) == 0
+        assert note in capsys.readouterr().err.splitlines()
+    assert main(["predict", synthetic_id, image, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["note"] == SYNTHETIC_RUN_NOTE
+    assert main(["predict", real_id, image]) == 0
+    assert "synthetic" not in capsys.readouterr().err
+    assert main(["predict", real_id, image, "--json"]) == 0
+    assert "note" not in json.loads(capsys.readouterr().out)
+
+
 def test_arrays_given_to_predict_are_held_to_what_a_file_is(tiny_dataset):
     """From a notebook: no images is no answers; a strip 200 times longer than wide is refused
     as decode_image refuses such a file, not answered."""

@@ -231,18 +231,20 @@ def demo(args) -> int:
 
 def predict(args) -> int:
     from leukdash.engine.store import RunStore
+    from leukdash.data.dataset import SYNTHETIC_RUN_NOTE
     from leukdash.data.sources import READ_TYPES, unread_files
     from leukdash.evaluation.answer import one_class_warning, unavailable_checks
     from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, adapt_note, predict_files
 
-    RunStore().finished_meta(args.run_id)  # a run that is not there is said first, not as files none could read
+    meta = RunStore().finished_meta(args.run_id)  # a run that is not there is said first, not as files none could read
+    note = SYNTHETIC_RUN_NOTE if meta["dataset"].get("synthetic") else None  # as Predict says it
     predictions = predict_files(args.run_id, args.images, adapt=args.adapt)
     refused = {entry["file"] for entry in predictions if "error" in entry}  # a folder without images says it there
     unread = [f"{printable(str(folder))}: {left} not read ({READ_TYPES})" for folder in map(Path, args.images)
               if folder.is_dir() and printable(str(folder)) not in refused and (left := unread_files(folder))]
     one_class = one_class_warning(predictions, MIN_ADAPT_IMAGES)
     one_lab = not args.adapt and any((entry.get("unsupported") or {}).get("one_lab") for entry in predictions)
-    warnings = ([adapt_note(RunStore().finished_meta(args.run_id), "these images")] if args.adapt else []) + (
+    warnings = ([adapt_note(meta, "these images")] if args.adapt else []) + (
         [one_class + ("" if args.adapt else ", or answer them with --adapt")] if one_class else []) + (
         ["the support check compared these images as one lab's (at least 20, most of them unlike the run's training "
          "data, as evaluate does): whether an answer is unsupported depends on the other images"] if one_lab else []
@@ -255,8 +257,11 @@ def predict(args) -> int:
                     {**exported_prediction(entry), "answer": {key: answer_row(entry)[key] for key in headlined}}
                     for entry in predictions]
         print_json({"run_id": args.run_id, **({"adapted": True} if args.adapt else {}),
-                    **({"warnings": warnings} if warnings else {}), "predictions": answered})
+                    **({"note": note} if note else {}), **({"warnings": warnings} if warnings else {}),
+                    "predictions": answered})
     else:
+        if note:
+            print(f"note: {note}", file=sys.stderr)
         for line in warnings + unavailable_checks(predictions):  # once, not under every answer
             print(f"warning: {line}", file=sys.stderr)
         if args.csv:  # the same answers and verdicts, one row each (warnings stay on stderr)

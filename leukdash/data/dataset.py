@@ -17,6 +17,8 @@ from leukdash.errors import DatasetError, ImageDecodeError
 from leukdash.paths import absolute, one_form, printable
 
 SYNTHETIC_LABEL = "synthetic demo data, not clinical"
+# Said wherever a run of such data answers an image (Predict, `leukdash predict`): it can read as a diagnosis.
+SYNTHETIC_RUN_NOTE = f"this run was trained on {SYNTHETIC_LABEL}: its answers say nothing about real blood cells"
 # Images named in a warning line before "and N more".
 FLAT_NAMED = 5
 
