@@ -124,6 +124,23 @@ def test_paper_protocol_members_validating_other_copies_are_refused_naming_the_s
     assert sorted(run["run_id"] for run in RunStore().list_runs()) == stored
 
 
+def test_a_strict_and_a_paper_run_are_refused_as_validating_copies_not_as_other_folds(tiny_dataset):
+    # Their folds are the same images: the paper run also validated augmented copies, which the strict one did not.
+    strict = run(tiny_config(tiny_dataset), n_jobs=1)["run_id"]
+    paper = run(tiny_config(tiny_dataset, protocol="paper", augment=AugmentConfig(), augment_factor=2),
+                n_jobs=1)["run_id"]
+    with pytest.raises(RunError) as refused:
+        create_ensemble([strict, paper])
+    assert str(refused.value) == (
+        f"runs {strict} and {paper} validated the same folds, but {paper} also validated augmented copies under the "
+        f"paper protocol and {strict} only the originals: their out-of-fold probabilities are not all of the same "
+        "pictures; use runs of the same protocol")
+    paper_folds = run(tiny_config(tiny_dataset, protocol="paper", augment=AugmentConfig(), augment_factor=2,
+                                  folds=3), n_jobs=1)["run_id"]
+    with pytest.raises(RunError, match=r"validated different folds \(fold count 2 vs 3"):
+        create_ensemble([strict, paper_folds])  # other folds as well: said as before
+
+
 def test_compare_predict_evaluate_and_runs_treat_an_ensemble_as_a_run(members, tiny_dataset, capsys):
     made = create_ensemble([m["run_id"] for m in members])
     comparison = compare_runs([members[0]["run_id"], made["run_id"]])

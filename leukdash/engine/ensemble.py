@@ -119,9 +119,14 @@ def _members(run_ids: list[str], store: RunStore) -> list[dict]:
         if copies:
             raise RunError(f"{pair} validated different augmented copies under the paper protocol ({copies}): their "
                            "out-of-fold probabilities are of different pictures; use runs with the same augmentation")
-        if _fold_plan(other) != _fold_plan(first):
+        if _fold_plan(other, copies=False) != _fold_plan(first, copies=False):
             raise RunError(f"{pair} validated different folds ({fold_difference(first['config'], other['config'])}): "
                            "their out-of-fold probabilities are not comparable; use runs with the same folds")
+        if _fold_plan(other) != _fold_plan(first):  # the same originals: one run validated copies too (paper)
+            copied, plain = (first, other) if validated_copies(first) else (other, first)
+            raise RunError(f"{pair} validated the same folds, but {copied['run_id']} also validated augmented copies "
+                           f"under the paper protocol and {plain['run_id']} only the originals: their out-of-fold "
+                           "probabilities are not all of the same pictures; use runs of the same protocol")
     return members
 
 
@@ -176,9 +181,20 @@ def _setting_text(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _fold_plan(result: dict) -> list:
-    """Which images (and augmented copies) each fold validated, with their labels."""
-    return [(fold["fold"], fold["oof"]["index"], fold["oof"]["copy"], fold["oof"]["true"]) for fold in result["folds"]]
+def validated_copies(result: dict) -> bool:
+    """Whether a run validated augmented copies beside its images (``--protocol paper``): rows its accuracy counts
+    and McNemar does not."""
+    return any(np.any(np.asarray(fold["oof"]["copy"]) > 0) for fold in result["folds"])
+
+
+def _fold_plan(result: dict, copies: bool = True) -> list:
+    """Which images (and, with ``copies``, augmented copies) each fold validated, with their labels."""
+    plan = []
+    for fold in result["folds"]:
+        oof = fold["oof"]
+        kept = [n for n, copy in enumerate(oof["copy"]) if copies or copy == 0]
+        plan.append((fold["fold"], *([oof[key][n] for n in kept] for key in ("index", "copy", "true"))))
+    return plan
 
 
 def _weights(weights, n: int) -> list[float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from leukdash import arguments
-from leukdash.engine.ensemble import fold_difference
+from leukdash.engine.ensemble import fold_difference, validated_copies
 from leukdash.engine.run_data import images_changed, same_folder
 from leukdash.engine.runner import finished_result
 from leukdash.engine.store import RunStore
@@ -105,12 +105,6 @@ def paired_mcnemar(first: dict, second: dict, correct: dict | None = None) -> di
     notes = [originals_note(first, second, [correct_a[k] for k in shared], [correct_b[k] for k in shared]),
              folds_note(first, second, shared)]
     return {**test, "n": len(shared), "note": "; ".join(note for note in notes if note)}
-
-
-def validated_copies(result: dict) -> bool:
-    """Whether a run validated augmented copies beside its images (``--protocol paper``): rows its accuracy counts
-    and McNemar does not."""
-    return any(np.any(np.asarray(fold["oof"]["copy"]) > 0) for fold in result["folds"])
 
 
 def originals_note(first: dict, second: dict, right_a, right_b) -> str:
