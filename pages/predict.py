@@ -13,6 +13,7 @@ from leukdash.engine.ensemble import MIXED
 from leukdash.evaluation.answer import (apart, conflicting_labels, headline, one_class_warning, shown_percentile,
                                        unavailable_checks)
 from leukdash.evaluation.answer_table import answer_row, answers_csv
+from leukdash.evaluation.labels import size_text
 from leukdash.evaluation.predict import MIN_ADAPT_IMAGES, warm_up, warmed_up
 from leukdash.evaluation.transfer import FULL_PROTOCOL_FOLDS, left_out_text
 from leukdash.errors import ImageDecodeError, ImageFormatError, LeukdashError
@@ -86,7 +87,7 @@ meta = next(entry["meta"] for entry in entries if entry["run_id"] == run_id)
 config, dataset = meta["config"], meta["dataset"]
 is_cnn = config["model"] == "cnn"
 st.caption(f"Trained on **{literal(dataset['name'])}** ({literal(', '.join(dataset['classes']))}) at "
-           f"{config['image_size']} px; "
+           f"{size_text(config)}; "
            f"{len(meta['fold_ids'])} fold models. {preparation(config.get('preprocess', 'raw'))}")
 score = transfer["scores"].get(run_id)
 if score:

@@ -424,6 +424,18 @@ def test_an_ensembles_augmentation_is_its_members():
     assert augmentation_text(ensemble) == "members differ"
 
 
+def test_an_ensemble_of_members_at_other_sizes_is_labelled_with_each_size_not_the_largest():
+    from leukdash.evaluation.labels import run_labels, size_text
+
+    member = {"model": "nb", "augment_factor": 1, "protocol": "strict"}
+    ensemble = {"model": "ensemble", "image_size": 32, "member_configs": [{**member, "image_size": 16},
+                                                                           {**member, "image_size": 32}]}
+    runs = [{"run_id": "ensemble-aaaaaa1", "config": ensemble}, {"run_id": "nb-bbbbbb2", "config": member | {
+        "image_size": 32}}]
+    assert run_labels(runs) == ["Ensemble (Naive Bayes on pixels + Naive Bayes on pixels) · 16/32 px · aaaaaa",
+                                "Naive Bayes on pixels · 32 px · bbbbbb"]
+    assert size_text({**ensemble, "member_configs": [{**member, "image_size": 32}] * 2}) == "32 px"
+
 def test_robustness_augmentation_is_named_in_a_runs_label_and_the_paper_transforms_only_where_used():
     # Stain or colour jitter and blur are what a robustness study varies: two runs told apart only by them read
     # alike, and jitter alone (--no-augment) read as the paper's seven transforms.

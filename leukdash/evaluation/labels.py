@@ -86,6 +86,13 @@ def setting_text(config: dict, axis: str) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def size_text(config: dict) -> str:
+    """'32 px'; an ensemble's members' sizes where they differ ('16/32 px'): its stored size is the largest."""
+    members = config.get("member_configs") or [config]
+    sizes = sorted({member.get("image_size") for member in members})  # one, unless members differ
+    return "/".join(map(str, sizes)) + " px"
+
+
 def _folds_text(config: dict, dataset: dict, folds: int | None) -> str:
     if config.get("test_fraction") is not None:
         return f"holdout {config['test_fraction']:.0%}"
@@ -116,7 +123,7 @@ FACETS = {
     "augment": ("Augmentation", lambda c, d, f: f"aug {augmentation_text(c)}"),
     "dataset": ("Dataset", lambda c, d, f: d.get("name", "?")),
     "task": ("Task", lambda c, d, f: task_name(d.get("classes") or [])),
-    "image_size": ("Size", lambda c, d, f: f"{c.get('image_size')} px"),
+    "image_size": ("Size", lambda c, d, f: size_text(c)),
     "folds": ("Folds", _folds_text),
     "seed": ("Seed", lambda c, d, f: f"seed {c.get('seed', 0)}"),
 }
