@@ -174,14 +174,18 @@ def test_a_distance_percentile_never_reads_100_unless_the_image_is_above_every_o
     # 99.6 rounded to a whole percent read "above 100%" though a few of the run's images score higher: it is
     # rounded down, to one decimal above 99, in the CLI and on the Predict page alike (one function).
     from leukdash.cli.output import print_checks
-    from leukdash.evaluation.answer import shown_percentile
+    from leukdash.evaluation.answer import floored_percentile, shown_percentile
+    from leukdash.evaluation.answer_table import answer_row
 
     assert [shown_percentile(p) for p in (50.7, 99.0, 99.6, 99.99, 100.0)] == ["50%", "99%", "99.6%", "99.9%", "100%"]
-    # Nor the stored percentile: of 25,000 own images, above all but one is 99.996, not 100 once rounded.
-    from leukdash.evaluation.ood import _floored
-
-    assert _floored(100 * 24_999 / 25_000) == 99.99 and _floored(57.3) == 57.3 and _floored(100.0) == 100.0
     outside = {"outside": True, "view": "prepared", "score": 9.52, "percentile": 99.6, "threshold": 3.1}
     print_checks({"predicted": "ALL", "probabilities": {"ALL": 1.0}, "fold_predictions": ["ALL"], "n_folds": 1,
                   "ood": outside})
     assert "(distance score 9.52, above 99.6% of its own validation images)" in capsys.readouterr().out
+    # Nor the stored percentile: of 25,000 own images, above all but one is 99.996, not 100 once rounded.
+    assert [floored_percentile(p, 2) for p in (100 * 24_999 / 25_000, 57.3, 100.0)] == [99.99, 57.3, 100.0]
+    # Nor the CSV's column (one decimal), where 99.99 rounded read 100.0.
+    outside["percentile"] = 99.99
+    entry = {"predicted": "ALL", "probabilities": {"ALL": 1.0}, "fold_predictions": ["ALL"], "n_folds": 1,
+             "ood": outside, "file": "x.png"}
+    assert answer_row(entry)["distance_percentile"] == 99.9

@@ -28,12 +28,17 @@ def apart(value: float, bound: float, percent: bool = False) -> tuple[str, str]:
     return written
 
 
+def floored_percentile(percentile: float, decimals: int) -> float:
+    """A percentile (0-100) of the run's own images rounded down to ``decimals``: 100 only for an image above
+    every one of them (99.996 rounded would read 100). 1e-9: a share such as 57.3 is 57.29999... as a float."""
+    return math.floor(percentile * 10 ** decimals + 1e-9) / 10 ** decimals
+
+
 def shown_percentile(percentile: float) -> str:
     """A percentile (0-100) of the run's own images as text, rounded down (one decimal above 99) so that
     it reads "100%" only for an image above every one of them: 99.6 is "99.6%", not "100%"."""
     decimals = 1 if 99 < percentile < 100 else 0
-    floored = math.floor(percentile * 10 ** decimals + 1e-9) / 10 ** decimals  # 1e-9: 99.6 * 10 is 995.99...
-    return f"{floored:.{decimals}f}%"
+    return f"{floored_percentile(percentile, decimals):.{decimals}f}%"
 
 
 def vote_split(fold_predictions: list[str | None]) -> list[tuple[str, int]]:

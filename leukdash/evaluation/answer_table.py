@@ -18,7 +18,7 @@ import numpy as np
 
 from leukdash import arguments
 from leukdash.errors import LeukdashError
-from leukdash.evaluation.answer import headline
+from leukdash.evaluation.answer import floored_percentile, headline
 
 # A check that could not be made (the run's dataset gone, say) reads so; one that does not apply
 # to this run or image (no segmentation for a run on whole images) is left empty.
@@ -63,7 +63,7 @@ def answer_row(entry: dict) -> dict:
         **{f"p_{label}": p for label, p in probabilities.items()},
         "outside_training": _check(ood, lambda c: "yes" if c["outside"] else "no"),
         "outside_view": _check(ood, lambda c: c.get("view", "prepared") if c["outside"] else ""),
-        "distance_percentile": "" if not ood or "error" in ood else round(ood["percentile"], 1),
+        "distance_percentile": "" if not ood or "error" in ood else floored_percentile(ood["percentile"], 1),
         "likely_wrong": _check(entry.get("likely_wrong"), lambda c: "yes" if c["flag"] else "no"),
         "unsupported": _check(entry.get("unsupported"), lambda c: "yes" if c["flag"] else "no"),
         "cell_segmentation": _check(entry.get("cell"), lambda c: c["failure"] or "ok"),

@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from leukdash.engine.store import RunStore
+from leukdash.evaluation.answer import floored_percentile
 from leukdash.evaluation.run_cache import read_run_cache, write_run_cache
 
 # Neighbours averaged in the distance: a few, so that one near-duplicate in the training set
@@ -91,15 +92,9 @@ class TrainingDistribution:
     def assess(self, features: np.ndarray) -> list[dict]:
         """Score, percentile and flag of each image."""
         scores = self.scores(features)
-        return [{"score": round(float(s), 4), "percentile": _floored(p), "threshold": round(self.threshold, 4),
-                 "outside": bool(s > self.threshold)}
+        return [{"score": round(float(s), 4), "percentile": floored_percentile(float(p), 2),
+                 "threshold": round(self.threshold, 4), "outside": bool(s > self.threshold)}
                 for s, p in zip(scores, self.percentiles(scores))]
-
-
-def _floored(percentile: float) -> float:
-    """A percentile to two decimals, rounded down: 100 only for a score above every one of the run's own
-    (99.996 rounded would read 100). 1e-9: a share such as 57.3 is 57.29999... as a float."""
-    return float(np.floor(percentile * 100 + 1e-9) / 100)
 
 
 def flag_threshold(oof_scores: np.ndarray) -> float:
