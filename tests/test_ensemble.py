@@ -85,6 +85,11 @@ def test_members_with_other_folds_datasets_or_classes_are_refused(members, tiny_
         create_ensemble([holdout["run_id"], other_folds["run_id"]])
     alike = tiny_config(tiny_dataset).to_dict()
     assert fold_difference(alike, alike) == "fold count, seed, protocol and test fraction alike, yet other folds drawn"
+    # Strict and paper draw the same folds: the protocol is named only where it is lodo's.
+    paper_three = tiny_config(tiny_dataset, protocol="paper", folds=3).to_dict()
+    assert fold_difference(alike, paper_three) == "fold count 2 vs 3"
+    lodo = {**alike, "protocol": "lodo"}
+    assert fold_difference(alike, lodo) == "protocol strict vs lodo"
     with pytest.raises(RunError, match="different class sets"):
         create_ensemble([first, fewer_classes["run_id"]])
     reordered = run(tiny_config(tiny_dataset, classes=("HEALTHY", "ALL")), n_jobs=1)

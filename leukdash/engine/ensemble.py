@@ -141,7 +141,10 @@ def fold_difference(first: dict, other: dict) -> str:
     configs = [{name: config.get(name, defaults[name]) for name in FOLD_SETTINGS} for config in (first, other)]
     # A holdout split or lodo does not read the fold count: naming it would blame a setting without effect.
     folds_unused = any(c["test_fraction"] is not None or c["protocol"] == "lodo" for c in configs)
-    names = [name for name in FOLD_SETTINGS if not (name == "folds" and folds_unused)]
+    # Strict and paper draw the same folds (paper validates copies too): only lodo's folds are the protocol's.
+    protocol_unused = all(c["protocol"] != "lodo" for c in configs)
+    names = [name for name in FOLD_SETTINGS
+             if not (name == "folds" and folds_unused) and not (name == "protocol" and protocol_unused)]
     differ = [f"{FOLD_SETTINGS[name]} {_fold_setting_text(configs[0], name)} vs {_fold_setting_text(configs[1], name)}"
               for name in names if configs[0][name] != configs[1][name]]
     return ", ".join(differ) or "fold count, seed, protocol and test fraction alike, yet other folds drawn"
