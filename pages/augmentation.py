@@ -1,5 +1,5 @@
-"""Augmentation: switch the paper's seven transforms (and a colour jitter that is not in the paper)
-on or off, set their ranges, preview them.
+"""Augmentation: switch the paper's seven transforms (and three that are not in the paper: colour and stain
+jitter, blur) on or off, set their ranges, preview them.
 
 The settings are kept in ``st.session_state["augment"]`` (an AugmentConfig as a dict), which the
 Experiments page uses.

@@ -27,7 +27,7 @@ st.markdown(
 
 STEPS = [
     ("data", "Class counts, samples, duplicates and shortcut checks."),
-    ("augmentation", "The paper's seven transforms, previewed."),
+    ("augmentation", "The paper's seven transforms and three for robustness, previewed."),
     ("experiments", "Sweeps of cross-validated runs in the background, live progress."),
     ("compare", "Accuracy per fold, learning curves, McNemar tests, sweeps."),
     ("predict", "Class probabilities and Grad-CAM for your images."),
