@@ -42,3 +42,17 @@ def test_allowed_folds_draws_the_folds_where_the_grouped_search_gives_up():
     labels = np.concatenate([np.zeros(30, int), np.ones(many + 1, int)])
     groups = np.array([f"p{i // 10}" for i in range(30)] + ["p0"] + [f"g{i}" for i in range(many)], dtype=object)
     assert allowed_folds(labels, groups) == 3 == _drawn_answer(labels, groups, 0)
+
+
+def test_allowed_folds_answers_many_groups_with_a_few_of_several_classes():
+    # A duplicate pair across classes merges two groups into one of two classes: 20,000 groups with one such group
+    # drew a stratified split of 5,000 folds (over 500 s); with no more such groups than folds, each in a fold of its
+    # own, the fewest groups holding a class is the count.
+    labels = np.repeat(np.arange(4), 5_000)
+    groups = np.array([f"g{i}" for i in range(len(labels))], dtype=object)
+    groups[5_000] = "g0"  # a class-1 image in class 0's first group
+    assert allowed_folds(labels, groups) == 5_000 == max_folds(labels, groups)
+    # Three groups of two classes and four folds: a, b, c a fold each, d and e the fourth's.
+    labels = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    groups = np.array(["a", "a", "b", "b", "c", "c", "d", "e"], dtype=object)
+    assert allowed_folds(labels, groups) == 4 == _drawn_answer(labels, groups, 0)

@@ -210,8 +210,10 @@ def allowed_folds(labels, groups, seed: int = 0) -> int:
     """
     labels, groups = np.asarray(labels), np.asarray(groups, dtype=object)
     upper = max_folds(labels, groups)
-    # Groups of one class each: dealing each class's groups round the folds gives every fold every class.
-    if upper < 2 or len(set(zip(groups, labels))) == len(set(groups)):
+    # No more groups of several classes than folds (none: groups of one class each): each such group goes to a fold
+    # of its own, and each class then has a group of its own for every fold still lacking it, since ``upper`` is
+    # the fewest groups holding a class.
+    if upper < 2 or _mixed_groups(labels, groups) <= upper:
         return upper
     found, complete = _grouped_search(labels, groups, (1 / upper,) * upper, seed)
     if found is not None:
@@ -220,6 +222,14 @@ def allowed_folds(labels, groups, seed: int = 0) -> int:
         plan = most_covering_folds(labels, groups, labels, upper, seed)
         return 1 if plan is None else plan[1]
     return _most_searched_folds(labels, groups, upper - 1, seed) or 1
+
+
+def _mixed_groups(labels, groups) -> int:
+    """How many groups hold images of several classes."""
+    classes_of = {}
+    for group, label in zip(groups, labels):
+        classes_of.setdefault(group, set()).add(label)
+    return sum(len(classes) > 1 for classes in classes_of.values())
 
 
 # The most groups placed (with undoing) in one search for folds that each hold every class: enough
