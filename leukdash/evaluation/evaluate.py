@@ -14,7 +14,7 @@ The figures and their intervals (a bootstrap over the external dataset's groups)
 pages' sentence) by :mod:`leukdash.evaluation.evaluation_text`.
 Results are stored beside the run, ``external/<dataset fingerprint>.json``, and read back.
 
-One module, though long (about 460 lines): computing an external test, and reading the stored ones
+One module, though long (about 470 lines): computing an external test, and reading the stored ones
 back (the cache :func:`evaluate` answers from, and the test sets the transfer ranking compares runs
 on: :func:`stored_evaluations` onwards), share the stored result's shape and its method version. The
 reading half is the part to move to a module of its own should it grow further.

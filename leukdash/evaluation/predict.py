@@ -5,7 +5,7 @@ how many of them agree with it says how settled the answer is. An ensemble run
 (:mod:`leukdash.engine.ensemble`) votes fold by fold: its fold ``f`` is the weighted mean of
 its members' fold-``f`` models, each fed the images prepared its own way.
 
-One module, though long (about 720 lines): the loaded models (:func:`ensemble`), their copies
+One module, though long (about 740 lines): the loaded models (:func:`ensemble`), their copies
 adapted to one lab's images (:func:`adapted_models`, which waits for the warm-up and reads the
 loaded models), the checks beside each answer (out of distribution, known image, likely wrong,
 unsupported, segmentation), the background warm-up, the samples of a lab's images

@@ -12,7 +12,7 @@ differently at every attempt there (measured); a child computes exactly what a l
 does. A worker keeps its children between tasks. The scheduler reruns the task of a lost worker
 itself, and a task whose child died once more (``retries=1``).
 
-One module, though long (about 450 lines): the parent's side (the pool, its watch over the cluster,
+One module, though long (about 470 lines): the parent's side (the pool, its watch over the cluster,
 the failures it explains) and the worker's side (:func:`compute_on_worker` and its child) are one
 protocol of pickled bytes, each side reading what the other writes; :func:`dask_cli_cluster` starts
 a cluster as the README tells a user to, for the tests and benchmarks that use this protocol.
